@@ -1,0 +1,2 @@
+//! Runs the test suite's fake Kubernetes API server on its own (used by `make demo`). (placeholder)
+fn main() {}

@@ -1,0 +1,1 @@
+//! Counters, gauges and histograms with Prometheus text exposition. (placeholder)

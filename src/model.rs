@@ -1,0 +1,1 @@
+//! serde types for the Kubernetes fields paperlb uses. (placeholder)
