@@ -3,6 +3,7 @@
 //! `main.rs` only parses flags and maps errors to exit codes; everything else lives here.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod controller;
 pub mod http;
 pub mod kube;

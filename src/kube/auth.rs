@@ -18,7 +18,10 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(config: &ClusterConfig) -> Credentials {
-        Credentials { source: config.auth.clone(), cached: Mutex::new(None) }
+        Credentials {
+            source: config.auth.clone(),
+            cached: Mutex::new(None),
+        }
     }
 
     /// The value for the `Authorization` header (`Bearer …`), if any. Placeholder: static tokens only.
@@ -26,7 +29,9 @@ impl Credentials {
         match &self.source {
             AuthSource::None => Ok(None),
             AuthSource::Token(t) => Ok(Some(format!("Bearer {t}"))),
-            _ => Err(Error::Config { what: "token files and exec plugins are not implemented yet".into() }),
+            _ => Err(Error::Config {
+                what: "token files and exec plugins are not implemented yet".into(),
+            }),
         }
     }
 

@@ -76,5 +76,7 @@ pub struct LoadOptions {
 
 /// Resolve the configuration in client-go's order. Placeholder until the kubeconfig work lands.
 pub fn load(_opts: &LoadOptions) -> Result<ClusterConfig, Error> {
-    Err(Error::Config { what: "kubeconfig loading is not implemented yet".into() })
+    Err(Error::Config {
+        what: "kubeconfig loading is not implemented yet".into(),
+    })
 }

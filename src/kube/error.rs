@@ -64,13 +64,20 @@ pub enum Error {
     Api(ApiStatus),
     /// A non-`Status` error answer: e.g. `404 page not found` (unknown group or resource), a plain-text
     /// 429 from API Priority and Fairness, or an HTML page from something that is not an apiserver.
-    Http { code: u16, body: String, retry_after: Option<Duration> },
+    Http {
+        code: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
     /// A 2xx body (or watch line) that did not decode as the expected type.
     Decode { what: String, detail: String },
     /// A credential plugin (`exec`) failed: not found, exit status, junk on stdout.
     Exec { command: String, detail: String },
     /// Local I/O (reading a file named by the configuration).
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -154,7 +161,16 @@ impl fmt::Display for Error {
                 "{server} refused the credentials (401 Unauthorized): check the token, client certificate or exec plugin"
             ),
             Error::Api(s) => {
-                write!(f, "{} {}", s.code, if s.reason.is_empty() { "Failure" } else { &s.reason })?;
+                write!(
+                    f,
+                    "{} {}",
+                    s.code,
+                    if s.reason.is_empty() {
+                        "Failure"
+                    } else {
+                        &s.reason
+                    }
+                )?;
                 if !s.message.is_empty() {
                     write!(f, ": {}", s.message)?;
                 }
@@ -202,7 +218,11 @@ mod tests {
     use super::*;
 
     fn status(code: u16, reason: &str) -> Error {
-        Error::Api(ApiStatus { code, reason: reason.into(), ..Default::default() })
+        Error::Api(ApiStatus {
+            code,
+            reason: reason.into(),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -219,9 +239,18 @@ mod tests {
 
     #[test]
     fn retry_after_prefers_header_then_details() {
-        let mut s = ApiStatus { code: 429, ..Default::default() };
-        s.details = Some(StatusDetails { retry_after_seconds: Some(3), ..Default::default() });
-        assert_eq!(Error::Api(s.clone()).retry_after(), Some(Duration::from_secs(3)));
+        let mut s = ApiStatus {
+            code: 429,
+            ..Default::default()
+        };
+        s.details = Some(StatusDetails {
+            retry_after_seconds: Some(3),
+            ..Default::default()
+        });
+        assert_eq!(
+            Error::Api(s.clone()).retry_after(),
+            Some(Duration::from_secs(3))
+        );
         s.retry_after = Some(Duration::from_secs(1));
         assert_eq!(Error::Api(s).retry_after(), Some(Duration::from_secs(1)));
     }
