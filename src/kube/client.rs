@@ -1,3 +1,1007 @@
-//! The REST client: GET, paginated LIST, POST, merge-PATCH (also `/status`), DELETE and WATCH requests
-//! against the API server, with explicit timeouts and `Status` error bodies decoded into `kube::Error`.
-//! (placeholder: to be written)
+//! The REST client: GET, paginated LIST, POST, PUT, merge-PATCH (also `/status`), DELETE and WATCH
+//! requests against one API server, with explicit timeouts, credentials attached per request, and
+//! error answers decoded into [`kube::Error`](super::Error).
+//!
+//! Owns: the ureq `Agent` and its connector chain (TCP → cancellable reads → our own rustls layer, so
+//! `tls-server-name` and exec-provided client certificates work), the 401 refresh-and-retry-once rule,
+//! body size caps, and per-verb/status request counts.
+//! Must not: decide anything about objects, retry anything but a 401 once, or log credentials.
+
+// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
+#![allow(clippy::result_large_err)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ureq::http::{self, Method, Response};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::time::Duration as UDuration;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
+};
+use ureq::{Agent, Body};
+
+use super::auth::Credentials;
+use super::config::{ClusterConfig, TlsSettings};
+use super::error::snippet;
+use super::watch::WatchStream;
+use super::{ApiStatus, Error, tls};
+
+/// Largest body we read for a successful answer (a LIST page of 500 big objects fits easily).
+pub const MAX_BODY: u64 = 64 << 20;
+/// Largest error body we read; the rest is dropped (a Status is a few hundred bytes).
+pub const MAX_ERROR_BODY: u64 = 1 << 20;
+/// How often a cancellable read wakes up to look at its cancel flag.
+const CANCEL_TICK: Duration = Duration::from_millis(250);
+
+/// Timeouts and identity of the client. `Default` is right for production.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// Whole request, body included (not for watches).
+    pub request_timeout: Duration,
+    /// A watch that delivers no byte for this long is stalled: dropped and resumed.
+    pub watch_idle_timeout: Duration,
+    /// `User-Agent`; the text before `/` becomes the default fieldManager.
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            watch_idle_timeout: Duration::from_secs(300),
+            user_agent: format!("paperlb/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// A kind of object on the API server and where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    /// API group, "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+}
+
+pub const SERVICES: Resource = Resource::core("services", true);
+pub const NODES: Resource = Resource::core("nodes", false);
+pub const EVENTS: Resource = Resource::core("events", true);
+pub const ENDPOINTSLICES: Resource = Resource {
+    group: "discovery.k8s.io",
+    version: "v1",
+    plural: "endpointslices",
+    namespaced: true,
+};
+pub const LEASES: Resource = Resource {
+    group: "coordination.k8s.io",
+    version: "v1",
+    plural: "leases",
+    namespaced: true,
+};
+pub const LOADBALANCERS: Resource = Resource {
+    group: "lb.paperlb.com",
+    version: "v1alpha1",
+    plural: "loadbalancers",
+    namespaced: true,
+};
+pub const LOADBALANCERCONFIGS: Resource = Resource {
+    group: "lb.paperlb.com",
+    version: "v1alpha1",
+    plural: "loadbalancerconfigs",
+    namespaced: true,
+};
+pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource {
+    group: "authorization.k8s.io",
+    version: "v1",
+    plural: "selfsubjectaccessreviews",
+    namespaced: false,
+};
+
+impl Resource {
+    const fn core(plural: &'static str, namespaced: bool) -> Resource {
+        Resource {
+            group: "",
+            version: "v1",
+            plural,
+            namespaced,
+        }
+    }
+
+    /// `/api/v1/...` or `/apis/<group>/<version>/...`. `namespace: None` on a namespaced resource means
+    /// all namespaces (lists and watches); it is ignored for cluster-scoped resources.
+    pub fn path(
+        &self,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        subresource: Option<&str>,
+    ) -> String {
+        let mut p = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        if let (true, Some(ns)) = (self.namespaced, namespace) {
+            p.push_str("/namespaces/");
+            p.push_str(ns);
+        }
+        p.push('/');
+        p.push_str(self.plural);
+        if let Some(name) = name {
+            p.push('/');
+            p.push_str(name);
+            if let Some(sub) = subresource {
+                p.push('/');
+                p.push_str(sub);
+            }
+        }
+        p
+    }
+}
+
+/// All items of a (paginated) LIST and the list's resourceVersion, to watch from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectList<T> {
+    pub resource_version: String,
+    pub items: Vec<T>,
+}
+
+/// Selectors and page size of a LIST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListParams {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    /// Page size; the client follows `continue` until the end. 0 = no limit parameter.
+    pub limit: u32,
+}
+
+impl Default for ListParams {
+    fn default() -> Self {
+        ListParams {
+            label_selector: None,
+            field_selector: None,
+            limit: 500,
+        }
+    }
+}
+
+/// One row of [`ClientStats::snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCount {
+    /// Kubernetes verb: get, list, create, update, patch, delete, watch.
+    pub verb: &'static str,
+    /// HTTP status, or 0 when no answer came (connect error, timeout).
+    pub code: u16,
+    pub count: u64,
+}
+
+/// Requests sent, by verb and answer. Shared by every clone of a client; read by the metrics page.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    counts: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl ClientStats {
+    fn record(&self, verb: &'static str, code: u16) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *counts.entry((verb, code)).or_insert(0) += 1;
+    }
+
+    pub fn snapshot(&self) -> Vec<RequestCount> {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .iter()
+            .map(|(&(verb, code), &count)| RequestCount { verb, code, count })
+            .collect()
+    }
+
+    pub fn count(&self, verb: &str, code: u16) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|r| r.verb == verb && r.code == code)
+            .map(|r| r.count)
+            .sum()
+    }
+}
+
+/// A client for one API server as one user. Cheap to clone; all clones share connections and stats.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    server: String,
+    namespace: Option<String>,
+    opts: ClientOptions,
+    credentials: Credentials,
+    tls: TlsSettings,
+    /// None for `http://` servers.
+    name: Option<ServerName<'static>>,
+    agent: RwLock<AgentState>,
+    stats: Arc<ClientStats>,
+}
+
+/// The agent and the exec client identity it was built with: a new identity needs a new agent, so
+/// that pooled connections made with the old certificate are not reused.
+struct AgentState {
+    agent: Agent,
+    exec_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("server", &self.inner.server)
+            .field("auth", &self.inner.credentials.method())
+            .finish()
+    }
+}
+
+/// What kind of call, for limits and timeouts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Plain,
+    Watch,
+}
+
+impl Client {
+    pub fn new(config: &ClusterConfig, opts: ClientOptions) -> Result<Client, Error> {
+        let server = config.server.trim_end_matches('/').to_string();
+        let name = if server.starts_with("https://") {
+            Some(tls::server_name(&server, &config.tls)?)
+        } else if server.starts_with("http://") {
+            log::warn!(
+                "API server {server} is plain http: requests and credentials are not encrypted"
+            );
+            None
+        } else {
+            return Err(Error::Config {
+                what: format!("server {server:?}: must start with https:// (or http://)"),
+            });
+        };
+        let credentials = Credentials::new(config);
+        let exec_identity = credentials.exec_client_cert()?;
+        let agent = build_agent(
+            &server,
+            &config.tls,
+            name.as_ref(),
+            exec_identity.as_ref(),
+            &opts,
+        )?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                server,
+                namespace: config.namespace.clone(),
+                opts,
+                credentials,
+                tls: config.tls.clone(),
+                name,
+                agent: RwLock::new(AgentState {
+                    agent,
+                    exec_identity,
+                }),
+                stats: Arc::new(ClientStats::default()),
+            }),
+        })
+    }
+
+    /// Base URL, e.g. `https://127.0.0.1:6443`.
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    pub fn default_namespace(&self) -> Option<&str> {
+        self.inner.namespace.as_deref()
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.opts
+    }
+
+    pub fn stats(&self) -> Arc<ClientStats> {
+        self.inner.stats.clone()
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let resp = self.send("get", Method::GET, path, None, Call::Plain)?;
+        self.decode(resp, "GET", path)
+    }
+
+    /// LIST every page, following `continue`. A 410 on a continue token is returned as is: the caller
+    /// relists from scratch (the token's inconsistent resume is never used).
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &ListParams,
+    ) -> Result<ObjectList<T>, Error> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        // A server that keeps handing out tokens must not keep us here forever.
+        for _page in 0..100_000 {
+            let mut query = Vec::new();
+            if params.limit > 0 {
+                query.push(("limit", params.limit.to_string()));
+            }
+            if let Some(s) = &params.label_selector {
+                query.push(("labelSelector", s.clone()));
+            }
+            if let Some(s) = &params.field_selector {
+                query.push(("fieldSelector", s.clone()));
+            }
+            if let Some(t) = &token {
+                query.push(("continue", t.clone()));
+            }
+            let url_path = with_query(path, &query);
+            let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
+            let page: ListPage<T> = self.decode(resp, "LIST", path)?;
+            let rv = page.metadata.resource_version;
+            items.extend(page.items.unwrap_or_default());
+            match page.metadata.continue_token.filter(|c| !c.is_empty()) {
+                Some(next) => token = Some(next),
+                None => {
+                    return Ok(ObjectList {
+                        resource_version: rv,
+                        items,
+                    });
+                }
+            }
+        }
+        Err(Error::Decode {
+            what: format!("LIST {path}"),
+            detail: "the server kept returning continue tokens".into(),
+        })
+    }
+
+    /// POST.
+    pub fn create<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, Error> {
+        let bytes = self.encode(body, "POST", path)?;
+        let resp = self.send(
+            "create",
+            Method::POST,
+            path,
+            Some(("application/json", bytes)),
+            Call::Plain,
+        )?;
+        self.decode(resp, "POST", path)
+    }
+
+    /// PUT. Only with an object read whole: fields we do not model would be erased.
+    pub fn replace<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, Error> {
+        let bytes = self.encode(body, "PUT", path)?;
+        let resp = self.send(
+            "update",
+            Method::PUT,
+            path,
+            Some(("application/json", bytes)),
+            Call::Plain,
+        )?;
+        self.decode(resp, "PUT", path)
+    }
+
+    /// PATCH with `application/merge-patch+json` (`null` deletes, arrays replaced whole).
+    pub fn merge_patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        patch: &serde_json::Value,
+    ) -> Result<T, Error> {
+        let bytes = self.encode(patch, "PATCH", path)?;
+        let resp = self.send(
+            "patch",
+            Method::PATCH,
+            path,
+            Some(("application/merge-patch+json", bytes)),
+            Call::Plain,
+        )?;
+        self.decode(resp, "PATCH", path)
+    }
+
+    /// DELETE. Answers the object (built-ins, or a CR with finalizers) or a Success `Status`.
+    pub fn delete(&self, path: &str) -> Result<serde_json::Value, Error> {
+        let resp = self.send("delete", Method::DELETE, path, None, Call::Plain)?;
+        self.decode(resp, "DELETE", path)
+    }
+
+    /// Start a WATCH from `resource_version` with bookmarks. An HTTP error answer (410 included) is an
+    /// `Err`; an in-stream ERROR event comes out of the stream.
+    pub fn watch(
+        &self,
+        path: &str,
+        resource_version: &str,
+        timeout_seconds: u32,
+    ) -> Result<WatchStream, Error> {
+        let url_path = with_query(
+            path,
+            &[
+                ("watch", "1".to_string()),
+                ("allowWatchBookmarks", "true".to_string()),
+                ("resourceVersion", resource_version.to_string()),
+                ("timeoutSeconds", timeout_seconds.to_string()),
+            ],
+        );
+        let resp = self.send("watch", Method::GET, &url_path, None, Call::Watch)?;
+        let reader = resp.into_body().into_reader();
+        Ok(WatchStream::new(
+            Box::new(reader),
+            format!("WATCH {path}"),
+            self.inner.server.clone(),
+            self.inner.opts.watch_idle_timeout,
+        ))
+    }
+
+    fn encode(&self, body: &impl Serialize, method: &str, path: &str) -> Result<Vec<u8>, Error> {
+        serde_json::to_vec(body).map_err(|e| Error::Decode {
+            what: format!("{method} {path} (request body)"),
+            detail: e.to_string(),
+        })
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        resp: Response<Body>,
+        method: &str,
+        path: &str,
+    ) -> Result<T, Error> {
+        let what = format!("{method} {path}");
+        let bytes = match resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_BODY)
+            .read_to_vec()
+        {
+            Ok(b) => b,
+            Err(ureq::Error::BodyExceedsLimit(n)) => {
+                return Err(Error::Decode {
+                    what,
+                    detail: format!("answer larger than {n} bytes"),
+                });
+            }
+            Err(e) => return Err(transport_error(&self.inner.server, &what, e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+            what,
+            detail: format!(
+                "{e} (body starts {:?})",
+                snippet(&String::from_utf8_lossy(&bytes), 120)
+            ),
+        })
+    }
+
+    /// The agent to use now: rebuilt when the exec plugin hands out another client certificate.
+    fn agent(&self) -> Result<Agent, Error> {
+        let identity = self.inner.credentials.exec_client_cert()?;
+        {
+            let state = self.inner.agent.read().unwrap_or_else(|p| p.into_inner());
+            if state.exec_identity == identity {
+                return Ok(state.agent.clone());
+            }
+        }
+        let inner = &self.inner;
+        let agent = build_agent(
+            &inner.server,
+            &inner.tls,
+            inner.name.as_ref(),
+            identity.as_ref(),
+            &inner.opts,
+        )?;
+        log::info!(
+            "client certificate from the exec plugin changed: reconnecting to {}",
+            inner.server
+        );
+        let mut state = self.inner.agent.write().unwrap_or_else(|p| p.into_inner());
+        state.agent = agent.clone();
+        state.exec_identity = identity;
+        Ok(agent)
+    }
+
+    /// Send one request (twice after a 401), returning a 2xx/1xx answer or the error it carries.
+    fn send(
+        &self,
+        verb: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+        call: Call,
+    ) -> Result<Response<Body>, Error> {
+        let inner = &self.inner;
+        let url = format!("{}{}", inner.server, path_and_query);
+        let what = format!("{method} {path_and_query}");
+        for attempt in 0..2 {
+            let agent = self.agent()?;
+            let mut builder = http::Request::builder()
+                .method(method.clone())
+                .uri(&url)
+                .header("Accept", "application/json")
+                .header("User-Agent", &inner.opts.user_agent);
+            if let Some(value) = inner.credentials.authorization()? {
+                builder = builder.header("Authorization", value);
+            }
+            let result = match &body {
+                Some((content_type, bytes)) => {
+                    let req = builder
+                        .header("Content-Type", *content_type)
+                        .body(bytes.clone())
+                        .map_err(|e| bad_request(&url, e))?;
+                    run(&agent, req, call, &inner.opts)
+                }
+                None => {
+                    let req = builder.body(()).map_err(|e| bad_request(&url, e))?;
+                    run(&agent, req, call, &inner.opts)
+                }
+            };
+            let resp = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    inner.stats.record(verb, 0);
+                    return Err(transport_error(&inner.server, &what, e));
+                }
+            };
+            let code = resp.status().as_u16();
+            inner.stats.record(verb, code);
+            if code == 401 {
+                // The token may have rotated (service-account file, exec plugin): re-read and retry once.
+                inner.credentials.invalidate();
+                if attempt == 0 {
+                    log::debug!("{what}: 401 from {}, refreshing credentials", inner.server);
+                    continue;
+                }
+                return Err(Error::Unauthorized {
+                    server: inner.server.clone(),
+                });
+            }
+            if code >= 300 {
+                return Err(error_answer(resp));
+            }
+            return Ok(resp);
+        }
+        Err(Error::Unauthorized {
+            server: inner.server.clone(),
+        })
+    }
+}
+
+fn run<B: ureq::AsSendBody>(
+    agent: &Agent,
+    req: http::Request<B>,
+    call: Call,
+    opts: &ClientOptions,
+) -> Result<Response<Body>, ureq::Error> {
+    match call {
+        Call::Plain => agent.run(req),
+        Call::Watch => {
+            // A watch lasts minutes: no total budget. The headers must still come within the
+            // request timeout, and a body silent for watch_idle_timeout is a stalled stream.
+            let req = agent
+                .configure_request(req)
+                .timeout_global(None)
+                .timeout_recv_response(Some(opts.request_timeout))
+                .timeout_per_read(Some(opts.watch_idle_timeout))
+                .build();
+            agent.run(req)
+        }
+    }
+}
+
+fn bad_request(url: &str, e: http::Error) -> Error {
+    Error::Config {
+        what: format!("invalid request URL {url:?}: {e}"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListPage<T> {
+    #[serde(default)]
+    metadata: ListMeta,
+    // `null` as well as absent must mean "no items".
+    #[serde(default = "Option::default")]
+    items: Option<Vec<T>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ListMeta {
+    resource_version: String,
+    #[serde(rename = "continue")]
+    continue_token: Option<String>,
+}
+
+/// `path?k=v&…`, values percent-encoded (selectors carry `=`, `!`, `,`, spaces and parentheses).
+fn with_query(path: &str, query: &[(&str, String)]) -> String {
+    let mut out = path.to_string();
+    let mut sep = if path.contains('?') { '&' } else { '?' };
+    for (k, v) in query {
+        out.push(sep);
+        sep = '&';
+        out.push_str(k);
+        out.push('=');
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+/// Turn a >= 300 answer into an error: a JSON `Status` becomes `Error::Api`, anything else (the
+/// text/plain `404 page not found`, APF's plain-text 429, an HTML page from a proxy) `Error::Http`.
+fn error_answer(resp: Response<Body>) -> Error {
+    let code = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("Retry-After")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut bytes = Vec::new();
+    // A broken or slow error body must not hide the status we already have.
+    let _ = resp
+        .into_body()
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut bytes);
+    status_or_http(code, &bytes, retry_after)
+}
+
+fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Error {
+    let value: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
+    if let Some(v) = value.filter(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status")) {
+        if let Ok(mut status) = serde_json::from_value::<ApiStatus>(v) {
+            if status.code == 0 {
+                status.code = code;
+            }
+            status.retry_after = retry_after;
+            return Error::Api(status);
+        }
+    }
+    Error::Http {
+        code,
+        body: snippet(String::from_utf8_lossy(bytes).trim(), 512),
+        retry_after,
+    }
+}
+
+/// Map a ureq failure to what the user can act on. `what` is `METHOD path`.
+pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error {
+    match e {
+        ureq::Error::Timeout(t) => Error::Timeout {
+            server: server.to_string(),
+            what: format!("{what} ({t})"),
+        },
+        ureq::Error::Other(inner) => {
+            if let Some(f) = inner.downcast_ref::<TlsFailure>() {
+                Error::Tls {
+                    server: server.to_string(),
+                    detail: f.0.clone(),
+                }
+            } else if inner.is::<Cancelled>() {
+                Error::Connect {
+                    server: server.to_string(),
+                    detail: format!("{what}: cancelled (shutting down)"),
+                }
+            } else {
+                Error::Connect {
+                    server: server.to_string(),
+                    detail: format!("{what}: {inner}"),
+                }
+            }
+        }
+        ureq::Error::Rustls(r) => Error::Tls {
+            server: server.to_string(),
+            detail: r.to_string(),
+        },
+        ureq::Error::Io(io) => {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Error::Tls {
+                    server: server.to_string(),
+                    detail: r.to_string(),
+                }
+            } else if matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) {
+                Error::Timeout {
+                    server: server.to_string(),
+                    what: what.to_string(),
+                }
+            } else {
+                Error::Connect {
+                    server: server.to_string(),
+                    detail: format!("{what}: {io}"),
+                }
+            }
+        }
+        other => Error::Connect {
+            server: server.to_string(),
+            detail: format!("{what}: {other}"),
+        },
+    }
+}
+
+fn build_agent(
+    server: &str,
+    settings: &TlsSettings,
+    name: Option<&ServerName<'static>>,
+    exec_identity: Option<&(Vec<u8>, Vec<u8>)>,
+    opts: &ClientOptions,
+) -> Result<Agent, Error> {
+    let tls = match name {
+        Some(name) => Some(TlsConnector {
+            config: tls::client_config(
+                server,
+                settings,
+                exec_identity.map(|(c, k)| (c.as_slice(), k.as_slice())),
+            )?,
+            name: name.clone(),
+        }),
+        None => None,
+    };
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        // The apiserver does not redirect; a redirect would come from something else on the path.
+        .max_redirects(0)
+        // kubeconfig's proxy-url is not supported; ignore *_PROXY rather than half-support it.
+        .proxy(None)
+        .user_agent(ureq::config::AutoHeaderValue::None)
+        .accept(ureq::config::AutoHeaderValue::None)
+        .accept_encoding(ureq::config::AutoHeaderValue::None)
+        .timeout_connect(Some(opts.connect_timeout))
+        .timeout_global(Some(opts.request_timeout))
+        .build();
+    let connector = ().chain(TcpConnector::default()).chain(CancelConnector).chain(TlsLayer(tls));
+    Ok(Agent::with_parts(
+        config,
+        connector,
+        DefaultResolver::default(),
+    ))
+}
+
+// ---- cancellable reads -------------------------------------------------------------------------
+
+thread_local! {
+    /// The cancel flag of the watch runner on this thread. ureq does all I/O on the calling thread, so
+    /// a transport can find the flag of the request it serves here.
+    static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// While the guard lives, blocking reads of this client on this thread wake up every fraction of a
+/// second and fail once `flag` is set: a watch thread stops promptly at shutdown without giving up
+/// the idle timeout as its stall detector.
+pub(crate) struct CancelGuard(Option<Arc<AtomicBool>>);
+
+pub(crate) fn cancel_reads_on(flag: Arc<AtomicBool>) -> CancelGuard {
+    CancelGuard(CANCEL.with(|c| c.borrow_mut().replace(flag)))
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CANCEL.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+#[derive(Debug)]
+struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+#[derive(Debug)]
+struct CancelConnector;
+
+impl<In: Transport> Connector<In> for CancelConnector {
+    type Out = Cancellable<In>;
+
+    fn connect(
+        &self,
+        _details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(chained.map(|inner| Cancellable { inner }))
+    }
+}
+
+/// Splits each read wait into short slices and checks the thread's cancel flag between them. Sits
+/// under TLS so a cancelled read never leaves a TLS record half-read (the connection is dropped).
+#[derive(Debug)]
+struct Cancellable<T> {
+    inner: T,
+}
+
+impl<T: Transport> Transport for Cancellable<T> {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let Some(flag) = CANCEL.with(|c| c.borrow().clone()) else {
+            return self.inner.await_input(timeout);
+        };
+        let full = timeout.for_read();
+        let deadline = if full.after.is_not_happening() {
+            None
+        } else {
+            Some(Instant::now() + *full.after)
+        };
+        // Bounded: each pass waits at least until the deadline approaches or the flag is set.
+        loop {
+            if flag.load(Ordering::Relaxed) {
+                return Err(ureq::Error::Other(Box::new(Cancelled)));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(ureq::Error::Timeout(full.reason));
+            }
+            let slice = left.map_or(CANCEL_TICK, |l| l.min(CANCEL_TICK));
+            let t = NextTimeout {
+                after: UDuration::Exact(slice),
+                reason: full.reason,
+                per_read: None,
+                per_write: timeout.per_write,
+            };
+            match self.inner.await_input(t) {
+                Err(ureq::Error::Timeout(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
+}
+
+// ---- TLS ---------------------------------------------------------------------------------------
+
+/// A handshake failure already phrased for the user (names the server name verified against).
+#[derive(Debug)]
+struct TlsFailure(String);
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+#[derive(Debug)]
+struct TlsConnector {
+    config: Arc<rustls::ClientConfig>,
+    /// `tls-server-name` or the URL's host; ureq itself can only verify against the URL's host.
+    name: ServerName<'static>,
+}
+
+/// Wraps the connection in rustls for `https://`; passes plain `http://` through.
+#[derive(Debug)]
+struct TlsLayer(Option<TlsConnector>);
+
+impl<In: Transport> Connector<In> for TlsLayer {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let Some(tls) = &self.0 else {
+            return Err(ureq::Error::Other(Box::new(TlsFailure(
+                "https URL but the client was configured for plain http".into(),
+            ))));
+        };
+        let mut conn = ClientConnection::new(tls.config.clone(), tls.name.clone())?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        let name = tls.name.to_str();
+        while conn.is_handshaking() {
+            match conn.complete_io(&mut sock) {
+                Ok((0, 0)) if conn.is_handshaking() => {
+                    return Err(ureq::Error::Other(Box::new(TlsFailure(format!(
+                        "connection closed during the TLS handshake with {name}"
+                    )))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                        return Err(ureq::Error::Other(Box::new(TlsFailure(
+                            tls::describe_handshake_error(r, &name),
+                        ))));
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned::new(conn, sock),
+        })))
+    }
+}
+
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport").finish()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        // The timeout goes to the transport below unchanged: a TLS write may need to read too.
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let n = self.stream.read(input)?;
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
