@@ -140,3 +140,201 @@ fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
         std::thread::sleep(left.min(SLEEP_SLICE));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, channel};
+
+    use super::*;
+    use crate::kube::client::ClientOptions;
+    use crate::kube::client::test_support::*;
+
+    /// Generous bound on anything the tests wait for: a loaded box is slow, never this slow.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    const HELD_WATCH: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    fn join_within(handle: JoinHandle<()>, limit: Duration) -> bool {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let _ = handle.join();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(limit).is_ok()
+    }
+
+    fn names(msg: &WatchMsg<serde_json::Value>) -> String {
+        let name = |v: &serde_json::Value| v["metadata"]["name"].as_str().unwrap_or("").to_string();
+        match msg {
+            WatchMsg::Restarted(items) => {
+                format!(
+                    "restarted[{}]",
+                    items.iter().map(name).collect::<Vec<_>>().join(",")
+                )
+            }
+            WatchMsg::Applied(o) => format!("applied {}", name(o)),
+            WatchMsg::Deleted(o) => format!("deleted {}", name(o)),
+        }
+    }
+
+    fn take(rx: &Receiver<WatchMsg<serde_json::Value>>, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| names(&rx.recv_timeout(PATIENCE).expect("watch message")))
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let until = Instant::now() + PATIENCE;
+        while !cond() {
+            assert!(Instant::now() < until, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(url: &str) -> Client {
+        Client::new(&config(url), ClientOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn lists_watches_rewatches_from_the_bookmark_and_stops_promptly_on_shutdown() {
+        let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let watches = watches.clone();
+            TestServer::http(move |req| {
+                if !req.target.contains("watch=1") {
+                    return Reply::Raw(fixture("services-list-fixtures.http"));
+                }
+                if watches.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::Raw(fixture("services-watch.raw"))
+                } else {
+                    // The re-watch stays open and silent: shutdown must interrupt the read.
+                    Reply::Hold(HELD_WATCH.to_vec(), PATIENCE)
+                }
+            })
+        };
+        let (tx, rx) = channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+        );
+        let got = take(&rx, 5);
+        assert_eq!(
+            got,
+            [
+                "restarted[dns]",
+                "applied web",
+                "applied web",
+                "applied web",
+                "deleted web"
+            ]
+        );
+        wait_for("the re-watch", || server.requests().len() >= 3);
+        let reqs = server.requests();
+        assert_eq!(
+            reqs[0].target,
+            "/api/v1/namespaces/fixtures/services?limit=500"
+        );
+        assert!(
+            reqs[1].target.contains("resourceVersion=1093&"),
+            "{}",
+            reqs[1].target
+        );
+        assert!(
+            reqs[2].target.contains("resourceVersion=1118&"),
+            "{}",
+            reqs[2].target
+        );
+        shutdown.store(true, Ordering::SeqCst);
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+        assert!(rx.try_recv().is_err(), "no relist, nothing more");
+    }
+
+    #[test]
+    fn expired_watch_relists_with_a_fresh_snapshot() {
+        let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let lists = lists.clone();
+            TestServer::http(move |req| {
+                if req.target.contains("watch=1") {
+                    if lists.load(Ordering::SeqCst) == 1 {
+                        Reply::Raw(fixture("services-watch-expired.raw"))
+                    } else {
+                        Reply::Hold(HELD_WATCH.to_vec(), PATIENCE)
+                    }
+                } else if lists.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::Raw(fixture("services-list-fixtures.http"))
+                } else {
+                    // "dns" was deleted while we were not watching: the snapshot no longer has it.
+                    Reply::Raw(response(
+                        "200 OK",
+                        &[("Content-Type", "application/json")],
+                        r#"{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"1300"},"items":[{"metadata":{"name":"web","resourceVersion":"1201"}}]}"#,
+                    ))
+                }
+            })
+        };
+        let (tx, rx) = channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+        );
+        assert_eq!(take(&rx, 2), ["restarted[dns]", "restarted[web]"]);
+        wait_for("the watch from the new list", || {
+            server
+                .requests()
+                .iter()
+                .any(|r| r.target.contains("resourceVersion=1300&"))
+        });
+        shutdown.store(true, Ordering::SeqCst);
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+    }
+
+    #[test]
+    fn stops_when_the_receiver_is_gone() {
+        let server = TestServer::http(|_| Reply::Raw(fixture("services-list-fixtures.http")));
+        let (tx, rx) = channel::<WatchMsg<serde_json::Value>>();
+        drop(rx);
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+    }
+
+    #[test]
+    fn stops_promptly_while_backing_off() {
+        let server = TestServer::http(|_| Reply::Raw(fixture("error-forbidden.http")));
+        let (tx, _rx) = channel::<WatchMsg<serde_json::Value>>();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+        );
+        wait_for("the first list", || !server.requests().is_empty());
+        shutdown.store(true, Ordering::SeqCst);
+        // The forbidden back-off is 30 s; stopping must not wait for it.
+        assert!(
+            join_within(handle, Duration::from_secs(20)),
+            "watcher did not stop"
+        );
+    }
+}
