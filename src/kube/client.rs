@@ -348,7 +348,7 @@ impl Client {
             }
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
-            let page: ListPage<T> = self.decode(resp, "LIST", path)?;
+            let page: ListPage<T> = self.decode(resp, "GET", path)?;
             let rv = page.metadata.resource_version;
             items.extend(page.items.unwrap_or_default());
             match page.metadata.continue_token.filter(|c| !c.is_empty()) {
@@ -362,7 +362,7 @@ impl Client {
             }
         }
         Err(Error::Decode {
-            what: format!("LIST {path}"),
+            what: format!("GET {path}"),
             detail: "the server kept returning continue tokens".into(),
         })
     }
@@ -1427,6 +1427,12 @@ mod tests {
         let mut c = config(url);
         c.tls.ca_pem = Some(ca_pem.as_bytes().to_vec());
         c
+    }
+
+    #[test]
+    fn client_is_cheap_to_share_across_threads() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Client>();
     }
 
     #[test]
