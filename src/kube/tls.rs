@@ -1,1 +1,329 @@
-//! (placeholder: to be written)
+//! TLS towards the API server: turns [`TlsSettings`] (plus an optional exec-provided client identity)
+//! into a rustls `ClientConfig`, and picks the name the server certificate must be valid for.
+//!
+//! Owns: CA bundles, client certificates and keys (PKCS#1, PKCS#8, SEC1), `insecure-skip-tls-verify`,
+//! `tls-server-name`, and turning handshake failures into an [`Error::Tls`] a person can act on.
+//! Always uses the ring provider explicitly: never the process-wide default, which another crate could set.
+//! Must not: open connections (the client's connector does), read files, or log key material.
+
+// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::sync::Once;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, InconsistentKeys, RootCertStore, SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use super::Error;
+use super::config::TlsSettings;
+
+/// The provider every config of ours uses.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The host part of a server URL (`https://[::1]:6443/x` → `::1`), without brackets or port.
+pub fn host_of(server: &str) -> &str {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // userinfo never appears in kubeconfig servers, but a stray one must not become the host.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(inner) = authority.strip_prefix('[') {
+        return inner.split(']').next().unwrap_or("");
+    }
+    authority.split(':').next().unwrap_or("")
+}
+
+/// The name the server certificate is verified against (and sent as SNI when it is a DNS name):
+/// `tls-server-name` when set, else the URL's host. An IP address becomes `ServerName::IpAddress`,
+/// so certificates with IP SANs (kubeadm, k3s, kind: `127.0.0.1`) verify.
+pub fn server_name(server: &str, settings: &TlsSettings) -> Result<ServerName<'static>, Error> {
+    let name = settings
+        .server_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| host_of(server));
+    ServerName::try_from(name.to_string()).map_err(|e| Error::Tls {
+        server: server.to_string(),
+        detail: format!("{name:?} is not a valid DNS name or IP address to verify against: {e}"),
+    })
+}
+
+/// Build the rustls configuration for `server` from its settings. `exec_identity` (certificate chain
+/// and key PEM from an exec plugin) wins over a static client certificate.
+pub fn client_config(
+    server: &str,
+    settings: &TlsSettings,
+    exec_identity: Option<(&[u8], &[u8])>,
+) -> Result<Arc<ClientConfig>, Error> {
+    let tls_err = |detail: String| Error::Tls {
+        server: server.to_string(),
+        detail,
+    };
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err(format!("TLS versions: {e}")))?;
+
+    let builder = if settings.insecure {
+        if settings.ca_pem.is_some() {
+            // client-go refuses this combination; accepting it would hide which one the user meant.
+            return Err(tls_err(
+                "both a certificate authority and insecure-skip-tls-verify are set; choose one"
+                    .into(),
+            ));
+        }
+        warn_insecure_once(server);
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert {
+                algorithms: provider.signature_verification_algorithms,
+            }))
+    } else {
+        let Some(ca_pem) = settings.ca_pem.as_deref() else {
+            return Err(tls_err(
+                "no certificate authority configured (certificate-authority(-data)) and \
+                 insecure-skip-tls-verify is not set: cannot verify the server"
+                    .into(),
+            ));
+        };
+        builder.with_root_certificates(root_store(ca_pem).map_err(tls_err)?)
+    };
+
+    let identity = match exec_identity {
+        Some((c, k)) => Some((c, k, "exec plugin client certificate")),
+        None => match (&settings.client_cert_pem, &settings.client_key_pem) {
+            (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice(), "client-certificate")),
+            (None, None) => None,
+            _ => {
+                return Err(tls_err(
+                    "a client certificate needs both client-certificate(-data) and client-key(-data)"
+                        .into(),
+                ));
+            }
+        },
+    };
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert_pem, key_pem, what)) => {
+            let chain = certificates(cert_pem).map_err(|e| tls_err(format!("{what}: {e}")))?;
+            // from_pem_slice takes the first key of any kind: RSA PRIVATE KEY (PKCS#1),
+            // PRIVATE KEY (PKCS#8) or EC PRIVATE KEY (SEC1). The error names no key bytes.
+            let key = PrivateKeyDer::from_pem_slice(key_pem)
+                .map_err(|e| tls_err(format!("{what} key: no usable private key in PEM ({e})")))?;
+            let signing_key = provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| tls_err(format!("{what} key: {e}")))?;
+            let certified = CertifiedKey::new(chain, signing_key);
+            match certified.keys_match() {
+                Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+                Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+                    return Err(tls_err(format!(
+                        "{what} and key do not belong together (public keys differ)"
+                    )));
+                }
+                // webpki cannot parse every certificate the apiserver accepts: X.509 v1 client
+                // certificates (`openssl x509 -req` without extensions) are refused with
+                // UnsupportedCertVersion. Go's TLS stack takes them, so we send them unchecked.
+                Err(e) => log::debug!("{what}: key consistency not checked: {e}"),
+            }
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// Every certificate of a PEM bundle; an empty bundle or a broken block is an error.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("bad PEM certificate: {e}"))?;
+    if certs.is_empty() {
+        return Err("no PEM CERTIFICATE block found".into());
+    }
+    Ok(certs)
+}
+
+fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, String> {
+    let certs = certificates(ca_pem).map_err(|e| format!("certificate authority: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    let total = certs.len();
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "certificate authority: none of the {total} certificate(s) could be used as a trust anchor"
+        ));
+    }
+    if ignored > 0 {
+        log::warn!(
+            "certificate authority bundle: ignored {ignored} of {total} unusable certificate(s)"
+        );
+    }
+    Ok(roots)
+}
+
+fn warn_insecure_once(server: &str) {
+    static WARNED: Once = Once::new();
+    WARNED.call_once(|| {
+        log::warn!(
+            "insecure-skip-tls-verify is set: the certificate of {server} is not verified; anyone on \
+             the path can impersonate the API server"
+        );
+    });
+}
+
+/// Describe a handshake failure in the user's terms; `name` is what we verified against.
+pub fn describe_handshake_error(e: &rustls::Error, name: &str) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer) => format!(
+            "certificate presented by the server is not trusted for {name}: it is not signed by the \
+             configured certificate authority"
+        ),
+        rustls::Error::InvalidCertificate(C::NotValidForName)
+        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => format!(
+            "certificate presented by the server is not valid for {name} ({e}); set tls-server-name \
+             if the server is reached under another name"
+        ),
+        rustls::Error::InvalidCertificate(_) => {
+            format!("certificate presented by the server is not valid for {name}: {e}")
+        }
+        _ => format!("handshake with {name} failed: {e}"),
+    }
+}
+
+/// `insecure-skip-tls-verify`: any certificate is accepted, but the handshake signatures are still
+/// checked, so the peer must at least hold the key of the certificate it shows.
+#[derive(Debug)]
+struct AnyServerCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_handles_ipv6_ports_and_paths() {
+        assert_eq!(host_of("https://127.0.0.1:6443"), "127.0.0.1");
+        assert_eq!(host_of("https://[::1]:6443/base"), "::1");
+        assert_eq!(host_of("https://api.example.com"), "api.example.com");
+        assert_eq!(host_of("https://api.example.com/"), "api.example.com");
+    }
+
+    #[test]
+    fn server_name_is_ip_for_ip_hosts_and_override_wins() {
+        let s = TlsSettings::default();
+        assert!(matches!(
+            server_name("https://127.0.0.1:6443", &s).unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        let s = TlsSettings {
+            server_name: Some("kubernetes.default.svc".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            server_name("https://127.0.0.1:6443", &s).unwrap(),
+            ServerName::DnsName(_)
+        ));
+    }
+
+    #[test]
+    fn missing_ca_without_insecure_is_an_error_naming_the_server() {
+        let e = client_config("https://10.0.0.1:6443", &TlsSettings::default(), None).unwrap_err();
+        assert!(matches!(&e, Error::Tls { server, .. } if server == "https://10.0.0.1:6443"));
+    }
+
+    #[test]
+    fn ca_with_insecure_is_refused() {
+        let s = TlsSettings {
+            ca_pem: Some(b"x".to_vec()),
+            insecure: true,
+            ..Default::default()
+        };
+        assert!(client_config("https://127.0.0.1:1", &s, None).is_err());
+    }
+
+    #[test]
+    fn garbage_ca_is_an_error() {
+        let s = TlsSettings {
+            ca_pem: Some(b"not pem".to_vec()),
+            ..Default::default()
+        };
+        let e = client_config("https://127.0.0.1:1", &s, None).unwrap_err();
+        assert!(e.to_string().contains("certificate authority"), "{e}");
+    }
+
+    #[test]
+    fn kubeconfig_fixture_client_key_loads() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeconfig/");
+        let read = |f: &str| std::fs::read(format!("{base}{f}")).unwrap();
+        let s = TlsSettings {
+            ca_pem: Some(read("ca.crt")),
+            client_cert_pem: Some(read("client.crt")),
+            client_key_pem: Some(read("client.key")),
+            ..Default::default()
+        };
+        client_config("https://127.0.0.1:6443", &s, None).unwrap();
+    }
+
+    #[test]
+    fn key_errors_do_not_echo_key_material() {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeconfig/");
+        let s = TlsSettings {
+            ca_pem: Some(std::fs::read(format!("{base}ca.crt")).unwrap()),
+            client_cert_pem: Some(std::fs::read(format!("{base}client.crt")).unwrap()),
+            client_key_pem: Some(
+                b"-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n".to_vec(),
+            ),
+            ..Default::default()
+        };
+        let e = client_config("https://127.0.0.1:6443", &s, None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("U0VDUkVU"), "{e}");
+    }
+}

@@ -1,0 +1,340 @@
+//! The watcher thread of one resource: executes the [`Machine`]'s actions with the client and sends
+//! the resulting messages down a channel.
+//!
+//! Owns: the I/O of list/watch/sleep and stopping promptly (shutdown flag, receiver gone).
+//! Must not: decide when to relist or back off (the machine does) or interpret objects.
+
+// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::machine::{Action, Backoff, Input, Machine, XorShift};
+use super::{WatchMsg, WatchStream};
+use crate::kube::client::{Client, ListParams, cancel_reads_on};
+
+/// Longest uninterrupted sleep, so a backing-off watcher notices shutdown quickly.
+const SLEEP_SLICE: Duration = Duration::from_millis(200);
+
+/// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`).
+/// Every [`WatchMsg`] goes through `map` into `tx`. The thread ends when `shutdown` is set (within
+/// about a second, even in the middle of a read) or when the receiver is gone (noticed at the next
+/// message).
+pub fn spawn<T, E>(
+    name: impl Into<String>,
+    client: Client,
+    path_for_list_and_watch: String,
+    tx: Sender<E>,
+    map: impl Fn(WatchMsg<T>) -> E + Send + 'static,
+    shutdown: Arc<AtomicBool>,
+) -> JoinHandle<()>
+where
+    T: DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
+    let name = name.into();
+    let thread_name = format!("watch-{name}");
+    let run = move || run(name, client, path_for_list_and_watch, tx, map, shutdown);
+    match std::thread::Builder::new().name(thread_name).spawn(run) {
+        Ok(handle) => handle,
+        // Only when the OS refuses a thread; the process cannot work without its watchers.
+        Err(e) => panic!("cannot start a watcher thread: {e}"),
+    }
+}
+
+fn run<T, E>(
+    name: String,
+    client: Client,
+    path: String,
+    tx: Sender<E>,
+    map: impl Fn(WatchMsg<T>) -> E,
+    shutdown: Arc<AtomicBool>,
+) where
+    T: DeserializeOwned,
+{
+    // Reads made by this thread wake up regularly and give up once shutdown is set.
+    let _cancel = cancel_reads_on(shutdown.clone());
+    let mut machine = Machine::new(name.clone(), XorShift::from_time(), Backoff::default());
+    let params = ListParams::default();
+    let mut stream: Option<WatchStream> = None;
+    let mut step = machine.start::<T>();
+    log::debug!("watch {name}: started on {path}");
+    loop {
+        if shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        for (level, line) in std::mem::take(&mut step.logs) {
+            log::log!(level, "watch {line}");
+        }
+        for msg in std::mem::take(&mut step.msgs) {
+            if tx.send(map(msg)).is_err() {
+                log::debug!("watch {name}: receiver gone, stopping");
+                return;
+            }
+        }
+        let input = match step.action {
+            Action::List => {
+                stream = None;
+                match client.list::<T>(&path, &params) {
+                    Ok(list) => Input::Listed(list),
+                    Err(e) => Input::Failed(e),
+                }
+            }
+            Action::Watch {
+                ref resource_version,
+                timeout_seconds,
+            } => {
+                stream = None;
+                match client.watch(&path, resource_version, timeout_seconds) {
+                    Ok(s) => {
+                        stream = Some(s);
+                        Input::WatchOpened
+                    }
+                    Err(e) => Input::Failed(e),
+                }
+            }
+            Action::Read => match stream.as_mut() {
+                Some(s) => match s.next_event::<T>() {
+                    Ok(Some(event)) => Input::Event(event),
+                    Ok(None) => {
+                        stream = None;
+                        Input::StreamEnded
+                    }
+                    Err(e) => {
+                        stream = None;
+                        Input::Failed(e)
+                    }
+                },
+                // Cannot happen with a correct machine; it treats this as a stream end.
+                None => Input::StreamEnded,
+            },
+            Action::Sleep(d) => {
+                stream = None;
+                sleep_unless(&shutdown, d);
+                Input::Slept
+            }
+        };
+        if shutdown.load(Ordering::Relaxed) {
+            // The failure that ends a cancelled read is ours, not the server's: do not report it.
+            break;
+        }
+        step = machine.step(input, Instant::now());
+    }
+    log::debug!("watch {name}: stopped");
+}
+
+fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    // Bounded by `d / SLEEP_SLICE` passes.
+    while !shutdown.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(SLEEP_SLICE));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{Receiver, channel};
+
+    use super::*;
+    use crate::kube::client::ClientOptions;
+    use crate::kube::client::test_support::*;
+
+    /// Generous bound on anything the tests wait for: a loaded box is slow, never this slow.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    const HELD_WATCH: &[u8] =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    fn join_within(handle: JoinHandle<()>, limit: Duration) -> bool {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let _ = handle.join();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(limit).is_ok()
+    }
+
+    fn names(msg: &WatchMsg<serde_json::Value>) -> String {
+        let name = |v: &serde_json::Value| v["metadata"]["name"].as_str().unwrap_or("").to_string();
+        match msg {
+            WatchMsg::Restarted(items) => {
+                format!(
+                    "restarted[{}]",
+                    items.iter().map(name).collect::<Vec<_>>().join(",")
+                )
+            }
+            WatchMsg::Applied(o) => format!("applied {}", name(o)),
+            WatchMsg::Deleted(o) => format!("deleted {}", name(o)),
+        }
+    }
+
+    fn take(rx: &Receiver<WatchMsg<serde_json::Value>>, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| names(&rx.recv_timeout(PATIENCE).expect("watch message")))
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let until = Instant::now() + PATIENCE;
+        while !cond() {
+            assert!(Instant::now() < until, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn client(url: &str) -> Client {
+        Client::new(&config(url), ClientOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn lists_watches_rewatches_from_the_bookmark_and_stops_promptly_on_shutdown() {
+        let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let watches = watches.clone();
+            TestServer::http(move |req| {
+                if !req.target.contains("watch=1") {
+                    return Reply::Raw(fixture("services-list-fixtures.http"));
+                }
+                if watches.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::Raw(fixture("services-watch.raw"))
+                } else {
+                    // The re-watch stays open and silent: shutdown must interrupt the read.
+                    Reply::Hold(HELD_WATCH.to_vec(), PATIENCE)
+                }
+            })
+        };
+        let (tx, rx) = channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+        );
+        let got = take(&rx, 5);
+        assert_eq!(
+            got,
+            [
+                "restarted[dns]",
+                "applied web",
+                "applied web",
+                "applied web",
+                "deleted web"
+            ]
+        );
+        wait_for("the re-watch", || server.requests().len() >= 3);
+        let reqs = server.requests();
+        assert_eq!(
+            reqs[0].target,
+            "/api/v1/namespaces/fixtures/services?limit=500"
+        );
+        assert!(
+            reqs[1].target.contains("resourceVersion=1093&"),
+            "{}",
+            reqs[1].target
+        );
+        assert!(
+            reqs[2].target.contains("resourceVersion=1118&"),
+            "{}",
+            reqs[2].target
+        );
+        shutdown.store(true, Ordering::SeqCst);
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+        assert!(rx.try_recv().is_err(), "no relist, nothing more");
+    }
+
+    #[test]
+    fn expired_watch_relists_with_a_fresh_snapshot() {
+        let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let lists = lists.clone();
+            TestServer::http(move |req| {
+                if req.target.contains("watch=1") {
+                    if lists.load(Ordering::SeqCst) == 1 {
+                        Reply::Raw(fixture("services-watch-expired.raw"))
+                    } else {
+                        Reply::Hold(HELD_WATCH.to_vec(), PATIENCE)
+                    }
+                } else if lists.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Reply::Raw(fixture("services-list-fixtures.http"))
+                } else {
+                    // "dns" was deleted while we were not watching: the snapshot no longer has it.
+                    Reply::Raw(response(
+                        "200 OK",
+                        &[("Content-Type", "application/json")],
+                        r#"{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"1300"},"items":[{"metadata":{"name":"web","resourceVersion":"1201"}}]}"#,
+                    ))
+                }
+            })
+        };
+        let (tx, rx) = channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+        );
+        assert_eq!(take(&rx, 2), ["restarted[dns]", "restarted[web]"]);
+        wait_for("the watch from the new list", || {
+            server
+                .requests()
+                .iter()
+                .any(|r| r.target.contains("resourceVersion=1300&"))
+        });
+        shutdown.store(true, Ordering::SeqCst);
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+    }
+
+    #[test]
+    fn stops_when_the_receiver_is_gone() {
+        let server = TestServer::http(|_| Reply::Raw(fixture("services-list-fixtures.http")));
+        let (tx, rx) = channel::<WatchMsg<serde_json::Value>>();
+        drop(rx);
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            Arc::new(AtomicBool::new(false)),
+        );
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+    }
+
+    #[test]
+    fn stops_promptly_while_backing_off() {
+        let server = TestServer::http(|_| Reply::Raw(fixture("error-forbidden.http")));
+        let (tx, _rx) = channel::<WatchMsg<serde_json::Value>>();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let handle = spawn(
+            "services",
+            client(&server.url),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+        );
+        wait_for("the first list", || !server.requests().is_empty());
+        shutdown.store(true, Ordering::SeqCst);
+        // The forbidden back-off is 30 s; stopping must not wait for it.
+        assert!(
+            join_within(handle, Duration::from_secs(20)),
+            "watcher did not stop"
+        );
+    }
+}
