@@ -3,10 +3,12 @@
 //! `main.rs` only parses flags and maps errors to exit codes; everything else lives here.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod controller;
 pub mod http;
 pub mod kube;
 pub mod metrics;
 pub mod model;
+pub mod time;
 pub mod updater;

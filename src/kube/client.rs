@@ -8,7 +8,6 @@
 //! Must not: decide anything about objects, retry anything but a 401 once, or log credentials.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-#![allow(clippy::result_large_err)]
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -675,7 +674,7 @@ fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Err
                 status.code = code;
             }
             status.retry_after = retry_after;
-            return Error::Api(status);
+            return Error::Api(Box::new(status));
         }
     }
     Error::Http {

@@ -61,7 +61,7 @@ pub enum Error {
     /// 401: the credentials were refused (after one refresh and retry).
     Unauthorized { server: String },
     /// The apiserver answered with a `Status` failure body.
-    Api(ApiStatus),
+    Api(Box<ApiStatus>),
     /// A non-`Status` error answer: e.g. `404 page not found` (unknown group or resource), a plain-text
     /// 429 from API Priority and Fairness, or an HTML page from something that is not an apiserver.
     Http {
@@ -218,11 +218,11 @@ mod tests {
     use super::*;
 
     fn status(code: u16, reason: &str) -> Error {
-        Error::Api(ApiStatus {
+        Error::Api(Box::new(ApiStatus {
             code,
             reason: reason.into(),
             ..Default::default()
-        })
+        }))
     }
 
     #[test]
@@ -248,11 +248,14 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            Error::Api(s.clone()).retry_after(),
+            Error::Api(Box::new(s.clone())).retry_after(),
             Some(Duration::from_secs(3))
         );
         s.retry_after = Some(Duration::from_secs(1));
-        assert_eq!(Error::Api(s).retry_after(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            Error::Api(Box::new(s)).retry_after(),
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[test]

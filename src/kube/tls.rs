@@ -7,7 +7,6 @@
 //! Must not: open connections (the client's connector does), read files, or log key material.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::sync::Once;

@@ -4,7 +4,6 @@
 //! several events) and the line length bound. Must not: interpret the lines.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-#![allow(clippy::result_large_err)]
 
 /// Longest line accepted: far above any real object (etcd caps objects at 1.5 MiB by default), low
 /// enough that a broken stream cannot make us buffer without end.

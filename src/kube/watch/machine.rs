@@ -5,7 +5,6 @@
 //! Must not: do I/O or sleep; the runner executes the [`Action`]s and feeds back [`Input`]s.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-#![allow(clippy::result_large_err)]
 
 use std::time::{Duration, Instant};
 
@@ -365,7 +364,7 @@ impl Machine {
     }
 
     fn on_error_event<T>(&mut self, rv: String, status: ApiStatus, now: Instant) -> Step<T> {
-        let e = Error::Api(status);
+        let e = Error::Api(Box::new(status));
         if e.is_gone() {
             return self.relist(&e.to_string());
         }
@@ -617,7 +616,7 @@ mod tests {
             t0,
             vec![
                 (0, list("100", vec![("web", "90")])),
-                (1, Input::Failed(Error::Api(status(410, "Gone")))),
+                (1, Input::Failed(Error::Api(Box::new(status(410, "Gone"))))),
                 (2, list("200", vec![])),
             ],
         );
@@ -737,7 +736,7 @@ mod tests {
         let mut m = machine(0.0);
         let t0 = Instant::now();
         let _: Step<Obj> = m.start();
-        let forbidden = || Input::Failed(Error::Api(status(403, "Forbidden")));
+        let forbidden = || Input::Failed(Error::Api(Box::new(status(403, "Forbidden"))));
         let steps = run(
             &mut m,
             t0,

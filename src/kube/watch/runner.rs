@@ -5,7 +5,6 @@
 //! Must not: decide when to relist or back off (the machine does) or interpret objects.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-#![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,277 @@
+//! `paperlb check`: resolves the cluster configuration, then reports the server's version, whether our
+//! CRDs are served, and (via SelfSubjectAccessReview) whether every permission the controller needs is
+//! granted. One line per problem, saying what to do.
+//!
+//! Owns: the list of permissions the controller needs ([`PERMISSIONS`]), kept equal to
+//! `manifests/base/rbac.yaml` by a test. Must not: print a secret, or write anything but SSARs.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::cli::{self, Arg, Usage};
+use crate::kube::Error;
+use crate::kube::auth::Credentials;
+use crate::kube::client::{Client, ClientOptions, LOADBALANCERS, SELF_SUBJECT_ACCESS_REVIEWS};
+use crate::kube::config::{self, LoadOptions};
+
+pub const HELP: &str = "\
+paperlb check: check that the controller can work with this cluster
+
+Usage: paperlb check [flags]
+
+Prints the cluster, user and auth method it resolved (never the secret), the server's version, whether
+the LoadBalancer and LoadBalancerConfig CRDs are installed, and whether every permission the controller
+needs is granted. Exits 0 only if all is well.
+
+Flags:
+  --kubeconfig PATH   kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)
+  --context NAME      kubeconfig context (default: current-context)
+  --namespace NS      the controller's namespace (default: paperlb-system)
+  -h, --help          this help
+";
+
+/// Validated flags of `paperlb check`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub load: LoadOptions,
+    pub namespace: String,
+}
+
+/// Parses the flags after `check`; `Ok(None)` means help was asked for. `load` carries the environment
+/// values main read.
+pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
+    let mut namespace = "paperlb-system".to_string();
+    for arg in cli::parse(args, &["kubeconfig", "context", "namespace"], &[])? {
+        match arg {
+            Arg::Help => return Ok(None),
+            Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
+            Arg::Value(k, v) if k == "context" => load.context = Some(v),
+            Arg::Value(k, v) if k == "namespace" => namespace = v,
+            other => return Err(Usage(format!("unexpected flag {other:?}"))),
+        }
+    }
+    if namespace.is_empty() {
+        return Err(Usage("flag --namespace: must not be empty".into()));
+    }
+    Ok(Some(Config { load, namespace }))
+}
+
+/// One permission the controller needs: verb on group/resource[/subresource], cluster-wide or in the
+/// controller's namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    pub group: &'static str,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub verb: &'static str,
+    /// True: only needed in the controller's namespace (Role); false: in every namespace (ClusterRole).
+    pub namespaced: bool,
+}
+
+const fn p(group: &'static str, resource: &'static str, verb: &'static str) -> Permission {
+    Permission {
+        group,
+        resource,
+        subresource: "",
+        verb,
+        namespaced: false,
+    }
+}
+
+const fn sub(resource: &'static str, subresource: &'static str, group: &'static str) -> Permission {
+    Permission {
+        group,
+        resource,
+        subresource,
+        verb: "patch",
+        namespaced: false,
+    }
+}
+
+const fn ns(group: &'static str, resource: &'static str, verb: &'static str) -> Permission {
+    Permission {
+        group,
+        resource,
+        subresource: "",
+        verb,
+        namespaced: true,
+    }
+}
+
+/// Everything `manifests/base/rbac.yaml` grants, one verb at a time.
+pub const PERMISSIONS: &[Permission] = &[
+    p("", "services", "get"),
+    p("", "services", "list"),
+    p("", "services", "watch"),
+    sub("services", "status", ""),
+    p("", "nodes", "get"),
+    p("", "nodes", "list"),
+    p("", "nodes", "watch"),
+    p("discovery.k8s.io", "endpointslices", "get"),
+    p("discovery.k8s.io", "endpointslices", "list"),
+    p("discovery.k8s.io", "endpointslices", "watch"),
+    p("", "events", "create"),
+    p("", "events", "patch"),
+    p("lb.paperlb.com", "loadbalancers", "get"),
+    p("lb.paperlb.com", "loadbalancers", "list"),
+    p("lb.paperlb.com", "loadbalancers", "watch"),
+    p("lb.paperlb.com", "loadbalancers", "create"),
+    p("lb.paperlb.com", "loadbalancers", "patch"),
+    p("lb.paperlb.com", "loadbalancers", "delete"),
+    sub("loadbalancers", "status", "lb.paperlb.com"),
+    ns("lb.paperlb.com", "loadbalancerconfigs", "get"),
+    ns("lb.paperlb.com", "loadbalancerconfigs", "list"),
+    ns("lb.paperlb.com", "loadbalancerconfigs", "watch"),
+    ns("coordination.k8s.io", "leases", "get"),
+    ns("coordination.k8s.io", "leases", "create"),
+    ns("coordination.k8s.io", "leases", "update"),
+];
+
+impl Permission {
+    /// `patch services/status` or `list loadbalancerconfigs.lb.paperlb.com in paperlb-system`.
+    pub fn describe(&self, namespace: &str) -> String {
+        let mut s = format!("{} {}", self.verb, self.resource);
+        if !self.group.is_empty() {
+            let _ = write!(s, ".{}", self.group);
+        }
+        if !self.subresource.is_empty() {
+            let _ = write!(s, "/{}", self.subresource);
+        }
+        if self.namespaced {
+            let _ = write!(s, " in namespace {namespace}");
+        } else {
+            s.push_str(" in all namespaces");
+        }
+        s
+    }
+}
+
+/// Runs the check, printing the report to stdout. `Err` when anything is wrong (the caller exits 1).
+pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = std::io::stdout().lock();
+    let problems = check(&config, &mut out)?;
+    if problems.is_empty() {
+        use std::io::Write;
+        writeln!(out, "all checks passed")?;
+        Ok(())
+    } else {
+        Err(format!("{} problem(s) found", problems.len()).into())
+    }
+}
+
+/// The body of `run`, writing to any sink so tests can read the report. Returns the problems found.
+pub fn check(
+    config: &Config,
+    out: &mut impl std::io::Write,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let cluster = config::load(&config.load)?;
+    let creds = Credentials::new(&cluster);
+    writeln!(out, "configuration: {}", cluster.origin)?;
+    if !cluster.context_name.is_empty() {
+        writeln!(
+            out,
+            "context: {} (cluster {}, user {})",
+            cluster.context_name, cluster.cluster_name, cluster.user_name
+        )?;
+    }
+    writeln!(out, "server: {}", cluster.server)?;
+    writeln!(out, "auth: {}", creds.method())?;
+
+    let client = Client::new(&cluster, ClientOptions::default())?;
+    let mut problems = Vec::new();
+    let mut problem = |out: &mut dyn std::io::Write, msg: String| -> std::io::Result<()> {
+        writeln!(out, "PROBLEM: {msg}")?;
+        problems.push(msg);
+        Ok(())
+    };
+
+    // The version call proves reachability, TLS and credentials; nothing else can work without it.
+    match client.get::<Value>("/version") {
+        Ok(v) => writeln!(
+            out,
+            "server version: {}",
+            v["gitVersion"].as_str().unwrap_or("unknown")
+        )?,
+        Err(e) => {
+            problem(out, format!("cannot reach the API server: {e}"))?;
+            return Ok(problems);
+        }
+    }
+
+    let group_path = LOADBALANCERS.path(None, None, None);
+    let group_path = group_path.trim_end_matches("/loadbalancers");
+    match client.get::<Value>(group_path) {
+        Ok(list) => {
+            let served: Vec<&str> = list["resources"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|r| r["name"].as_str()).collect())
+                .unwrap_or_default();
+            for crd in ["loadbalancers", "loadbalancerconfigs"] {
+                if served.contains(&crd) {
+                    writeln!(out, "CRD {crd}.lb.paperlb.com: installed")?;
+                } else {
+                    problem(
+                        out,
+                        format!(
+                            "CRD {crd}.lb.paperlb.com is not installed: kubectl apply -f manifests/crds/"
+                        ),
+                    )?;
+                }
+            }
+        }
+        Err(e) if e.is_not_found() => problem(
+            out,
+            "CRDs of lb.paperlb.com/v1alpha1 are not installed: kubectl apply -f manifests/crds/"
+                .into(),
+        )?,
+        Err(e) => problem(
+            out,
+            format!("cannot read API group lb.paperlb.com/v1alpha1: {e}"),
+        )?,
+    }
+
+    let mut denied = 0;
+    for perm in PERMISSIONS {
+        match access_allowed(&client, perm, &config.namespace) {
+            Ok(true) => {}
+            Ok(false) => {
+                denied += 1;
+                problem(
+                    out,
+                    format!(
+                        "permission denied: {} (apply manifests/base/rbac.yaml)",
+                        perm.describe(&config.namespace)
+                    ),
+                )?;
+            }
+            Err(e) => problem(
+                out,
+                format!("cannot check {}: {e}", perm.describe(&config.namespace)),
+            )?,
+        }
+    }
+    if denied == 0 {
+        writeln!(out, "permissions: all {} granted", PERMISSIONS.len())?;
+    }
+    Ok(problems)
+}
+
+/// One SelfSubjectAccessReview.
+fn access_allowed(client: &Client, perm: &Permission, namespace: &str) -> Result<bool, Error> {
+    let mut attrs = json!({"verb": perm.verb, "group": perm.group, "resource": perm.resource});
+    if !perm.subresource.is_empty() {
+        attrs["subresource"] = json!(perm.subresource);
+    }
+    if perm.namespaced {
+        attrs["namespace"] = json!(namespace);
+    }
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attrs},
+    });
+    let answer: Value =
+        client.create(&SELF_SUBJECT_ACCESS_REVIEWS.path(None, None, None), &review)?;
+    Ok(answer["status"]["allowed"].as_bool() == Some(true))
+}
