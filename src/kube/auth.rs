@@ -4,10 +4,16 @@
 //! Owns: when to re-read or re-run, and keeping the last good token when a re-read fails.
 //! Must not: log or display a token.
 
+// kube::Error is large (its Api variant holds a whole Status); boxing it is error.rs's call, not ours.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Mutex;
 
 use super::Error;
 use super::config::{AuthSource, ClusterConfig};
+
+/// A client certificate chain and its private key, both PEM.
+pub type CertAndKey = (Vec<u8>, Vec<u8>);
 
 /// Thread-safe source of the `Authorization` header. Shared by every request of a client.
 #[derive(Debug)]
@@ -37,7 +43,7 @@ impl Credentials {
 
     /// A client certificate and key (PEM) returned by an exec plugin, if the plugin gives one instead of a
     /// token. The client rebuilds its TLS configuration when this changes. Placeholder: never.
-    pub fn exec_client_cert(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
+    pub fn exec_client_cert(&self) -> Result<Option<CertAndKey>, Error> {
         Ok(None)
     }
 

@@ -5,6 +5,9 @@
 //! of several kubeconfig files, relative path resolution, and reading the files they name.
 //! Must not: open network connections or print secrets.
 
+// kube::Error is large (its Api variant holds a whole Status); boxing it is error.rs's call, not ours.
+#![allow(clippy::result_large_err)]
+
 use std::path::PathBuf;
 
 use super::Error;
