@@ -1,60 +1,866 @@
 //! Credentials for requests: static tokens, token files re-read as they rotate, exec plugins with a
 //! cached credential.
 //!
-//! Owns: when to re-read or re-run, and keeping the last good token when a re-read fails.
-//! Must not: log or display a token.
+//! Owns: when to re-read or re-run, keeping the last good token when a re-read fails, and running
+//! exec credential plugins with bounded time and output.
+//! Must not: log or display a token or key (errors name files and commands, never their secrets),
+//! or read the process environment (plugins inherit it, as kubectl's do).
 
-use std::sync::Mutex;
+// kube::Error is large (its Api variant holds a whole Status); boxing it is error.rs's call, not ours.
+#![allow(clippy::result_large_err)]
+
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Map, Value, json};
 
 use super::Error;
-use super::config::{AuthSource, ClusterConfig};
+use super::config::{AuthSource, ClusterConfig, ExecConfig};
+
+/// client-go re-reads token files every minute; kubelet rotates at 80 % of a ~1 h lifetime.
+const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
+/// A plugin that has not answered within this is killed.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// An ExecCredential is a few KiB; more is a broken plugin.
+const EXEC_STDOUT_CAP: u64 = 1 << 20;
+/// How much of a plugin's stderr we keep for the log and error messages.
+const EXEC_STDERR_KEEP: u64 = 64 << 10;
+/// Re-run a plugin this long before its credential expires, so a request never carries a token that
+/// expires in flight.
+const EXPIRY_SKEW: Duration = Duration::from_secs(10);
+
+/// A client certificate chain and its private key, both PEM.
+pub type CertAndKey = (Vec<u8>, Vec<u8>);
 
 /// Thread-safe source of the `Authorization` header. Shared by every request of a client.
-#[derive(Debug)]
 pub struct Credentials {
     source: AuthSource,
-    cached: Mutex<Option<String>>,
+    cluster: ClusterInfo,
+    has_client_cert: bool,
+    reread_interval: Duration,
+    exec_timeout: Duration,
+    // Held while a token file is read or a plugin runs: concurrent callers wait for one refresh
+    // instead of starting their own.
+    state: Mutex<State>,
+}
+
+/// What `provideClusterInfo` hands to a plugin.
+struct ClusterInfo {
+    server: String,
+    ca_pem: Option<Vec<u8>>,
+    insecure: bool,
+    server_name: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Token file: the last good token.
+    token: Option<String>,
+    read_at: Option<Instant>,
+    /// Set by `invalidate()`: the next call re-reads or re-runs.
+    stale: bool,
+    /// A failed re-read was already logged; reset by the next good read.
+    warned: bool,
+    exec: Option<ExecCredential>,
+}
+
+#[derive(Clone)]
+struct ExecCredential {
+    token: Option<String>,
+    cert: Option<CertAndKey>,
+    expires: Option<SystemTime>,
+}
+
+impl ExecCredential {
+    fn fresh(&self, now: SystemTime) -> bool {
+        self.expires.is_none_or(|e| now + EXPIRY_SKEW < e)
+    }
 }
 
 impl Credentials {
     pub fn new(config: &ClusterConfig) -> Credentials {
         Credentials {
             source: config.auth.clone(),
-            cached: Mutex::new(None),
+            cluster: ClusterInfo {
+                server: config.server.clone(),
+                ca_pem: config.tls.ca_pem.clone(),
+                insecure: config.tls.insecure,
+                server_name: config.tls.server_name.clone(),
+            },
+            has_client_cert: config.tls.client_cert_pem.is_some(),
+            reread_interval: TOKEN_FILE_REREAD,
+            exec_timeout: EXEC_TIMEOUT,
+            state: Mutex::new(State::default()),
         }
     }
 
-    /// The value for the `Authorization` header (`Bearer …`), if any. Placeholder: static tokens only.
+    /// How often a token file is re-read (default 60 s). For tests and tuning.
+    pub fn set_token_reread_interval(&mut self, interval: Duration) {
+        self.reread_interval = interval;
+    }
+
+    /// How long an exec plugin may run before it is killed (default 60 s).
+    pub fn set_exec_timeout(&mut self, timeout: Duration) {
+        self.exec_timeout = timeout;
+    }
+
+    /// The value for the `Authorization` header (`Bearer …`), if any.
     pub fn authorization(&self) -> Result<Option<String>, Error> {
+        let bearer = |t: &str| format!("Bearer {t}");
         match &self.source {
             AuthSource::None => Ok(None),
-            AuthSource::Token(t) => Ok(Some(format!("Bearer {t}"))),
-            _ => Err(Error::Config {
-                what: "token files and exec plugins are not implemented yet".into(),
-            }),
+            AuthSource::Token(t) => Ok(Some(bearer(t))),
+            AuthSource::TokenFile(path) => {
+                let mut st = self.lock();
+                self.refresh_token_file(&mut st, path)?;
+                Ok(st.token.as_deref().map(bearer))
+            }
+            AuthSource::Exec(cfg) => {
+                let mut st = self.lock();
+                Ok(self
+                    .exec_credential(&mut st, cfg)?
+                    .token
+                    .as_deref()
+                    .map(bearer))
+            }
         }
     }
 
     /// A client certificate and key (PEM) returned by an exec plugin, if the plugin gives one instead of a
-    /// token. The client rebuilds its TLS configuration when this changes. Placeholder: never.
-    pub fn exec_client_cert(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, Error> {
-        Ok(None)
+    /// token. The client rebuilds its TLS configuration when this changes.
+    pub fn exec_client_cert(&self) -> Result<Option<CertAndKey>, Error> {
+        match &self.source {
+            AuthSource::Exec(cfg) => {
+                let mut st = self.lock();
+                Ok(self.exec_credential(&mut st, cfg)?.cert)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Called after a 401: forget the cached credential so the next call re-reads or re-runs.
     pub fn invalidate(&self) {
-        if let Ok(mut c) = self.cached.lock() {
-            *c = None;
-        }
+        self.lock().stale = true;
     }
 
     /// Short description for `paperlb check` and logs, never the secret: `token`, `token file /p`, ...
     pub fn method(&self) -> String {
         match &self.source {
+            AuthSource::None if self.has_client_cert => "client certificate".into(),
             AuthSource::None => "none".into(),
             AuthSource::Token(_) => "token".into(),
             AuthSource::TokenFile(p) => format!("token file {}", p.display()),
-            AuthSource::Exec(e) => format!("exec plugin {}", e.command),
+            AuthSource::Exec(e) => {
+                let version = e.api_version.rsplit('/').next().unwrap_or("");
+                format!("exec plugin {} ({version})", e.command)
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the state consistent (every field is
+        // written whole), so keep going with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refresh_token_file(&self, st: &mut State, path: &Path) -> Result<(), Error> {
+        let due = st.token.is_none()
+            || st.stale
+            || st
+                .read_at
+                .is_none_or(|t| t.elapsed() >= self.reread_interval);
+        if !due {
+            return Ok(());
+        }
+        st.read_at = Some(Instant::now());
+        st.stale = false;
+        match read_token_file(path) {
+            Ok(token) => {
+                st.token = Some(token);
+                st.warned = false;
+                Ok(())
+            }
+            Err(e) if st.token.is_none() => Err(e),
+            Err(e) => {
+                if !st.warned {
+                    log::warn!("{e}; keeping the previous token");
+                    st.warned = true;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn exec_credential(&self, st: &mut State, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
+        if !st.stale {
+            if let Some(c) = st.exec.as_ref().filter(|c| c.fresh(SystemTime::now())) {
+                return Ok(c.clone());
+            }
+        }
+        let cred = self.run_plugin(cfg)?;
+        st.stale = false;
+        st.exec = Some(cred.clone());
+        Ok(cred)
+    }
+
+    fn run_plugin(&self, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
+        let fail = |detail: String| Error::Exec {
+            command: cfg.command.clone(),
+            detail,
+        };
+        let mut child = Command::new(&cfg.command)
+            .args(&cfg.args)
+            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
+            .env("KUBERNETES_EXEC_INFO", exec_info(cfg, &self.cluster))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(spawn_failure(cfg, &e)))?;
+        let stdout = read_in_thread(child.stdout.take(), EXEC_STDOUT_CAP);
+        let stderr = read_in_thread(child.stderr.take(), EXEC_STDERR_KEEP);
+        let deadline = Instant::now() + self.exec_timeout;
+
+        // stdout closes when the plugin exits (or closes it): wait for that first, bounded.
+        let out = match stdout.recv_timeout(self.exec_timeout) {
+            Ok(Ok(out)) if out.len() as u64 <= EXEC_STDOUT_CAP => out,
+            Ok(Ok(_)) => {
+                stop(&mut child);
+                return Err(fail(format!(
+                    "wrote more than {EXEC_STDOUT_CAP} bytes to stdout"
+                )));
+            }
+            Ok(Err(e)) => {
+                stop(&mut child);
+                return Err(fail(format!("reading its stdout: {e}")));
+            }
+            Err(_) => {
+                stop(&mut child);
+                return Err(fail(format!(
+                    "did not finish within {} s; killed",
+                    self.exec_timeout.as_secs()
+                )));
+            }
+        };
+        let status = wait_until(&mut child, deadline).map_err(fail)?;
+        let err_text = stderr
+            .recv_timeout(Duration::from_secs(1))
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        log_stderr(&cfg.command, &err_text, status.success());
+        if !status.success() {
+            let first = err_text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            let detail = match first {
+                "" => format!("failed ({status})"),
+                line => format!("failed ({status}): {}", super::error::snippet(line, 300)),
+            };
+            return Err(fail(detail));
+        }
+        parse_exec_output(cfg, &out).map_err(fail)
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("method", &self.method())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The trimmed token, or an error naming the file (never its content).
+fn read_token_file(path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: format!("token file {}", path.display()),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::Config {
+            what: format!("token file {} is empty", path.display()),
+        });
+    }
+    Ok(token.to_string())
+}
+
+/// `KUBERNETES_EXEC_INFO`: the ExecCredential request a plugin reads.
+fn exec_info(cfg: &ExecConfig, cluster: &ClusterInfo) -> String {
+    let mut spec = Map::new();
+    spec.insert("interactive".into(), Value::Bool(false));
+    if cfg.provide_cluster_info {
+        let mut c = Map::new();
+        c.insert("server".into(), Value::String(cluster.server.clone()));
+        if let Some(ca) = &cluster.ca_pem {
+            let data = BASE64_STANDARD.encode(ca);
+            c.insert("certificate-authority-data".into(), Value::String(data));
+        }
+        if cluster.insecure {
+            c.insert("insecure-skip-tls-verify".into(), Value::Bool(true));
+        }
+        if let Some(name) = &cluster.server_name {
+            c.insert("tls-server-name".into(), Value::String(name.clone()));
+        }
+        spec.insert("cluster".into(), Value::Object(c));
+    }
+    json!({"apiVersion": cfg.api_version, "kind": "ExecCredential", "spec": spec}).to_string()
+}
+
+fn spawn_failure(cfg: &ExecConfig, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => match cfg.install_hint.as_deref().map(str::trim) {
+            Some(hint) if !hint.is_empty() => format!("not found. {hint}"),
+            _ => "not found (is it installed and on PATH?)".into(),
+        },
+        std::io::ErrorKind::PermissionDenied => "cannot be executed (permission denied)".into(),
+        _ => format!("could not be started: {e}"),
+    }
+}
+
+/// Read up to `cap + 1` bytes of a pipe on a thread, so a slow or silent plugin cannot block us past
+/// our deadline. The thread drops the pipe when done; a plugin still writing then gets SIGPIPE.
+fn read_in_thread<R: Read + Send + 'static>(
+    pipe: Option<R>,
+    cap: u64,
+) -> mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let result = match pipe {
+            Some(p) => p.take(cap + 1).read_to_end(&mut buf).map(|_| buf),
+            None => Ok(buf),
+        };
+        let _ = tx.send(result);
+    });
+    rx
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Wait for the exit status until `deadline`, then kill. Short sleeps: a plugin that closed stdout
+/// is about to exit.
+fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitStatus, String> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for it: {e}")),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            stop(child);
+            return Err("did not exit in time after closing stdout; killed".into());
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn log_stderr(command: &str, text: &str, success: bool) {
+    for line in text.lines().filter(|l| !l.trim().is_empty()).take(20) {
+        let line = super::error::snippet(line, 500);
+        if success {
+            log::info!("exec plugin {command}: {line}");
+        } else {
+            log::warn!("exec plugin {command}: {line}");
+        }
+    }
+}
+
+/// Check an ExecCredential from a plugin's stdout. Messages never quote the output: it holds secrets.
+fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, String> {
+    let v: Value = serde_json::from_slice(out)
+        .map_err(|e| format!("stdout is not an ExecCredential JSON object ({e})"))?;
+    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    if api_version != cfg.api_version {
+        return Err(format!(
+            "returned apiVersion {api_version:?}, expected {:?}",
+            cfg.api_version
+        ));
+    }
+    if v.get("kind").and_then(Value::as_str) != Some("ExecCredential") {
+        return Err("returned an object whose kind is not ExecCredential".into());
+    }
+    let status = v.get("status").filter(|s| s.is_object());
+    let Some(status) = status else {
+        return Err("returned an ExecCredential without status".into());
+    };
+    let text = |key: &str| {
+        status
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let token = text("token").map(str::to_string);
+    let cert = match (text("clientCertificateData"), text("clientKeyData")) {
+        (Some(c), Some(k)) => {
+            if CertificateDer::pem_slice_iter(c.as_bytes())
+                .next()
+                .is_none()
+            {
+                return Err("status.clientCertificateData holds no PEM certificate".into());
+            }
+            if PrivateKeyDer::from_pem_slice(k.as_bytes()).is_err() {
+                return Err("status.clientKeyData holds no PEM private key".into());
+            }
+            Some((c.as_bytes().to_vec(), k.as_bytes().to_vec()))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(
+                "returned only one of status.clientCertificateData and clientKeyData".into(),
+            );
+        }
+    };
+    if token.is_none() && cert.is_none() {
+        return Err(
+            "returned neither status.token nor status.clientCertificateData and clientKeyData"
+                .into(),
+        );
+    }
+    let expires = match status.get("expirationTimestamp") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(
+            parse_rfc3339(s).ok_or_else(|| format!("invalid status.expirationTimestamp {s:?}"))?,
+        ),
+        Some(_) => return Err("status.expirationTimestamp is not a string".into()),
+    };
+    Ok(ExecCredential {
+        token,
+        cert,
+        expires,
+    })
+}
+
+/// RFC 3339 (`2026-11-25T10:00:00Z`, `…T10:00:00.123456+02:00`) to a `SystemTime`.
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let digits = b.get(from..to)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: u32 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 9 {
+                nanos += u32::from(b[i] - b'0') * 10u32.pow(8 - (i - start) as u32);
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+    }
+    let offset = match b.get(i..)? {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let h = num(i + 1, i + 3)?;
+            let m = num(i + 4, i + 6)?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = h * 3600 + m * 60;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    // A leap second (:60) counts as the last second of its minute.
+    let second = second.min(59);
+    let secs =
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(secs.unsigned_abs()))?
+            .checked_add(Duration::from_nanos(u64::from(nanos)))
+    }
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::config::TlsSettings;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const V1: &str = "client.authentication.k8s.io/v1";
+
+    /// A unique directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = std::env::temp_dir().join(format!(
+                "paperlb-auth-test-{}-{}-{nanos}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+
+        fn calls(&self) -> usize {
+            std::fs::read_to_string(self.0.join("calls"))
+                .map(|s| s.lines().count())
+                .unwrap_or(0)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn creds(auth: AuthSource) -> Credentials {
+        Credentials::new(&ClusterConfig {
+            server: "https://127.0.0.1:6443".into(),
+            tls: TlsSettings {
+                ca_pem: Some(b"-----BEGIN CERTIFICATE-----\n".to_vec()),
+                server_name: Some("kubernetes.default.svc".into()),
+                ..TlsSettings::default()
+            },
+            auth,
+            ..ClusterConfig::default()
+        })
+    }
+
+    #[test]
+    fn credentials_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Credentials>();
+    }
+
+    #[test]
+    fn token_file_rotates_on_invalidate_and_keeps_the_old_token_on_failure() {
+        let dir = TempDir::new();
+        let path = dir.write("token", "one\n");
+        let mut c = creds(AuthSource::TokenFile(path.clone()));
+        // An hour: nothing below depends on the clock.
+        c.set_token_reread_interval(Duration::from_secs(3600));
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer one");
+        std::fs::write(&path, "two").unwrap();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer one");
+        c.invalidate();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer two");
+
+        std::fs::remove_file(&path).unwrap();
+        c.invalidate();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer two");
+        std::fs::write(&path, "  \n").unwrap();
+        c.invalidate();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer two");
+        std::fs::write(&path, "three").unwrap();
+        c.invalidate();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer three");
+
+        c.set_token_reread_interval(Duration::ZERO);
+        std::fs::write(&path, "four").unwrap();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer four");
+        assert_eq!(c.method(), format!("token file {}", path.display()));
+        assert!(!format!("{c:?}").contains("four"));
+    }
+
+    #[test]
+    fn token_file_missing_at_first_read_is_an_error() {
+        let dir = TempDir::new();
+        let c = creds(AuthSource::TokenFile(dir.0.join("absent")));
+        let e = c.authorization().unwrap_err().to_string();
+        assert!(e.contains("absent"), "{e}");
+    }
+
+    #[test]
+    fn static_token_and_none() {
+        let c = creds(AuthSource::Token("s3cr3t".into()));
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer s3cr3t");
+        assert_eq!(c.method(), "token");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(c.exec_client_cert().unwrap(), None);
+        let n = creds(AuthSource::None);
+        assert_eq!(n.authorization().unwrap(), None);
+        assert_eq!(n.method(), "none");
+    }
+
+    /// A plugin run through /bin/sh (running the script itself could race with a fork elsewhere in
+    /// the test process and fail with ETXTBSY). It logs each call, and prints `response`.
+    fn plugin(dir: &TempDir, provide_cluster_info: bool) -> ExecConfig {
+        let script = dir.write(
+            "plugin.sh",
+            "#!/bin/sh\nd=$(dirname \"$0\")\necho call >> \"$d/calls\"\nprintf '%s' \"$KUBERNETES_EXEC_INFO\" > \"$d/info\"\nprintf '%s' \"$PLUGIN_ENV\" > \"$d/env\"\nif [ -f \"$d/fail\" ]; then echo 'boom: no credentials' >&2; echo 'second line' >&2; exit 3; fi\necho 'plugin: a note on stderr' >&2\ncat \"$d/response\"\n",
+        );
+        ExecConfig {
+            api_version: V1.into(),
+            command: "/bin/sh".into(),
+            args: vec![script.display().to_string()],
+            env: vec![("PLUGIN_ENV".into(), "from-kubeconfig".into())],
+            provide_cluster_info,
+            install_hint: None,
+        }
+    }
+
+    fn token_response(token: &str, expires: Option<&str>) -> String {
+        let mut status = json!({"token": token});
+        if let Some(e) = expires {
+            status["expirationTimestamp"] = json!(e);
+        }
+        json!({"apiVersion": V1, "kind": "ExecCredential", "status": status}).to_string()
+    }
+
+    #[test]
+    fn exec_token_is_cached_until_invalidated() {
+        let dir = TempDir::new();
+        dir.write(
+            "response",
+            &token_response("t1", Some("2999-01-01T00:00:00Z")),
+        );
+        let c = creds(AuthSource::Exec(plugin(&dir, true)));
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer t1");
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer t1");
+        assert_eq!(dir.calls(), 1);
+        dir.write("response", &token_response("t2", None));
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer t1");
+        c.invalidate();
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer t2");
+        assert_eq!(dir.calls(), 2);
+        // No expiry: cached for good.
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer t2");
+        assert_eq!(c.exec_client_cert().unwrap(), None);
+        assert_eq!(dir.calls(), 2);
+
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("info")).unwrap()).unwrap();
+        assert_eq!(info["apiVersion"], V1);
+        assert_eq!(info["kind"], "ExecCredential");
+        assert_eq!(info["spec"]["interactive"], false);
+        assert_eq!(info["spec"]["cluster"]["server"], "https://127.0.0.1:6443");
+        assert_eq!(
+            info["spec"]["cluster"]["tls-server-name"],
+            "kubernetes.default.svc"
+        );
+        assert!(info["spec"]["cluster"]["certificate-authority-data"].is_string());
+        let env = std::fs::read_to_string(dir.0.join("env")).unwrap();
+        assert_eq!(env, "from-kubeconfig");
+        assert_eq!(c.method(), "exec plugin /bin/sh (v1)");
+        assert!(!format!("{c:?}").contains("t2"));
+    }
+
+    #[test]
+    fn exec_info_omits_cluster_without_provide_cluster_info() {
+        let dir = TempDir::new();
+        dir.write("response", &token_response("t", None));
+        let c = creds(AuthSource::Exec(plugin(&dir, false)));
+        c.authorization().unwrap();
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("info")).unwrap()).unwrap();
+        assert_eq!(
+            info,
+            json!({"apiVersion": V1, "kind": "ExecCredential", "spec": {"interactive": false}})
+        );
+    }
+
+    #[test]
+    fn expired_exec_credential_is_rerun() {
+        let dir = TempDir::new();
+        dir.write(
+            "response",
+            &token_response("old", Some("2001-02-03T04:05:06.789+02:00")),
+        );
+        let c = creds(AuthSource::Exec(plugin(&dir, false)));
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer old");
+        assert_eq!(c.authorization().unwrap().unwrap(), "Bearer old");
+        assert_eq!(dir.calls(), 2);
+    }
+
+    #[test]
+    fn exec_failures_are_clear_errors() {
+        let dir = TempDir::new();
+        let c = creds(AuthSource::Exec(plugin(&dir, false)));
+        let cases: Vec<(Option<String>, &str)> = vec![
+            (None, "exit status: 3): boom: no credentials"),
+            (Some("not json at all".into()), "not an ExecCredential JSON"),
+            (Some(token_response("t", Some("yesterday"))), "invalid status.expirationTimestamp"),
+            (Some(json!({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", "status": {"token": "t"}}).to_string()), "returned apiVersion"),
+            (Some(json!({"apiVersion": V1, "kind": "Other", "status": {"token": "t"}}).to_string()), "kind"),
+            (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {}}).to_string()), "neither status.token"),
+            (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientKeyData": "k"}}).to_string()), "only one"),
+        ];
+        for (response, needle) in cases {
+            let _ = std::fs::remove_file(dir.0.join("fail"));
+            match &response {
+                Some(r) => {
+                    dir.write("response", r);
+                }
+                None => {
+                    dir.write("fail", "");
+                }
+            }
+            c.invalidate();
+            let e = c.authorization().unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::Exec { .. }), "{msg}");
+            assert!(
+                msg.contains("/bin/sh") && msg.contains(needle),
+                "{msg:?} wanted {needle:?}"
+            );
+            assert!(!msg.contains("\"t\""), "{msg}");
+        }
+    }
+
+    #[test]
+    fn exec_client_certificate_is_returned() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubeconfig");
+        let cert = std::fs::read_to_string(fixtures.join("client.crt")).unwrap();
+        let key = std::fs::read_to_string(fixtures.join("client.key")).unwrap();
+        let dir = TempDir::new();
+        let response = json!({"apiVersion": V1, "kind": "ExecCredential", "status": {
+            "clientCertificateData": cert, "clientKeyData": key,
+            "expirationTimestamp": "2999-12-31T23:59:59Z"}});
+        dir.write("response", &response.to_string());
+        let c = creds(AuthSource::Exec(plugin(&dir, false)));
+        let (got_cert, got_key) = c.exec_client_cert().unwrap().unwrap();
+        assert_eq!(got_cert, cert.as_bytes());
+        assert_eq!(got_key, key.as_bytes());
+        assert_eq!(c.authorization().unwrap(), None);
+        assert_eq!(dir.calls(), 1);
+    }
+
+    #[test]
+    fn missing_plugin_error_carries_the_install_hint() {
+        let cfg = ExecConfig {
+            api_version: V1.into(),
+            command: "paperlb-test-no-such-plugin".into(),
+            install_hint: Some("Install it with: brew install no-such-plugin\n".into()),
+            ..ExecConfig::default()
+        };
+        let e = creds(AuthSource::Exec(cfg))
+            .authorization()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("paperlb-test-no-such-plugin") && e.contains("not found"),
+            "{e}"
+        );
+        assert!(e.contains("brew install no-such-plugin"), "{e}");
+    }
+
+    #[test]
+    fn slow_plugin_is_killed_at_the_timeout() {
+        let dir = TempDir::new();
+        let script = dir.write("slow.sh", "#!/bin/sh\nexec sleep 30\n");
+        let mut c = creds(AuthSource::Exec(ExecConfig {
+            api_version: V1.into(),
+            command: "/bin/sh".into(),
+            args: vec![script.display().to_string()],
+            ..ExecConfig::default()
+        }));
+        c.set_exec_timeout(Duration::from_millis(200));
+        let e = c.authorization().unwrap_err().to_string();
+        assert!(e.contains("did not finish"), "{e}");
+    }
+
+    #[test]
+    fn rfc3339_parses_offsets_and_fractions() {
+        let at = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap());
+        assert_eq!(at("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
+        assert_eq!(
+            at("2026-11-25T10:00:00Z"),
+            Some(Duration::from_secs(1_795_600_800))
+        );
+        assert_eq!(
+            at("2026-11-25T12:00:00+02:00"),
+            Some(Duration::from_secs(1_795_600_800))
+        );
+        assert_eq!(
+            at("2026-11-25t09:30:00.5-00:30"),
+            Some(Duration::new(1_795_600_800, 500_000_000))
+        );
+        assert_eq!(
+            at("2024-02-29T00:00:00.123456789123Z"),
+            Some(Duration::new(1_709_164_800, 123_456_789))
+        );
+        assert!(parse_rfc3339("1969-12-31T23:59:59Z").is_some());
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-11-25T10:00:00",
+            "2026-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T10:00:00.Z",
+            "2026-11-25T10:00:00+0200",
+            "2026-11-25T10:00:00Zjunk",
+            "２０２６-11-25T10:00:00Z",
+            "+026-11-25T10:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 }

@@ -3,11 +3,32 @@
 //!
 //! Owns: the resolution order (`--kubeconfig`, `KUBECONFIG`, in-cluster, `~/.kube/config`), merging
 //! of several kubeconfig files, relative path resolution, and reading the files they name.
-//! Must not: open network connections or print secrets.
+//! Must not: open network connections, print secrets (the `Debug` impls here redact them), or read
+//! the process environment anywhere but [`LoadOptions::from_env`].
 
-use std::path::PathBuf;
+// kube::Error is large (its Api variant holds a whole Status); boxing it is error.rs's call, not ours.
+#![allow(clippy::result_large_err)]
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::prelude::{BASE64_STANDARD, Engine as _};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
 
 use super::Error;
+use super::yaml;
+
+/// Where kubelet mounts the service account's token, CA bundle and namespace.
+pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The exec credential API versions we speak (v1alpha1 was removed from Kubernetes in 1.24).
+pub const EXEC_API_VERSIONS: [&str; 2] = [
+    "client.authentication.k8s.io/v1",
+    "client.authentication.k8s.io/v1beta1",
+];
 
 /// Everything needed to reach one cluster as one user. Built once at start-up.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +48,7 @@ pub struct ClusterConfig {
 }
 
 /// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TlsSettings {
     /// CA bundle (one or more PEM certificates); None = the platform has none we use: an error for https.
     pub ca_pem: Option<Vec<u8>>,
@@ -41,7 +62,7 @@ pub struct TlsSettings {
 }
 
 /// Where the bearer token (or the exec-provided client certificate) comes from.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum AuthSource {
     /// No token: anonymous or client certificate only.
     #[default]
@@ -55,7 +76,7 @@ pub enum AuthSource {
 }
 
 /// `users[].user.exec` of a kubeconfig.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ExecConfig {
     /// `client.authentication.k8s.io/v1` or `v1beta1`.
     pub api_version: String,
@@ -67,16 +88,1069 @@ pub struct ExecConfig {
     pub install_hint: Option<String>,
 }
 
-/// Options that pick the configuration (from the CLI).
-#[derive(Debug, Clone, Default)]
+/// Options that pick the configuration: the CLI flags plus the environment values client-go consults,
+/// captured once by [`LoadOptions::from_env`] so nothing deeper reads the environment.
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
+    /// `--kubeconfig PATH`: this file only; it must exist.
     pub kubeconfig: Option<PathBuf>,
+    /// `--context NAME`; else the kubeconfig's `current-context`.
     pub context: Option<String>,
+    /// `KUBECONFIG`, unsplit (`:`-separated on Unix).
+    pub kubeconfig_env: Option<OsString>,
+    /// `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`: both set means in-cluster.
+    pub service_host: Option<String>,
+    pub service_port: Option<String>,
+    /// `HOME`, for `~/.kube/config`.
+    pub home: Option<PathBuf>,
+    /// The service-account directory used in-cluster.
+    pub service_account_dir: PathBuf,
 }
 
-/// Resolve the configuration in client-go's order. Placeholder until the kubeconfig work lands.
-pub fn load(_opts: &LoadOptions) -> Result<ClusterConfig, Error> {
-    Err(Error::Config {
-        what: "kubeconfig loading is not implemented yet".into(),
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions {
+            kubeconfig: None,
+            context: None,
+            kubeconfig_env: None,
+            service_host: None,
+            service_port: None,
+            home: None,
+            service_account_dir: PathBuf::from(DEFAULT_SERVICE_ACCOUNT_DIR),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// The flags plus `KUBECONFIG`, `KUBERNETES_SERVICE_HOST`/`_PORT` and `HOME` from the process
+    /// environment. Called once, by `main`.
+    pub fn from_env(kubeconfig: Option<PathBuf>, context: Option<String>) -> LoadOptions {
+        LoadOptions {
+            kubeconfig,
+            context,
+            kubeconfig_env: std::env::var_os("KUBECONFIG"),
+            service_host: std::env::var("KUBERNETES_SERVICE_HOST").ok(),
+            service_port: std::env::var("KUBERNETES_SERVICE_PORT").ok(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            ..LoadOptions::default()
+        }
+    }
+}
+
+/// Resolve the configuration in client-go's order: `--kubeconfig`; else `KUBECONFIG`; else in-cluster;
+/// else `~/.kube/config`.
+pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
+    if let Some(path) = &opts.kubeconfig {
+        return from_kubeconfigs(std::slice::from_ref(path), true, opts);
+    }
+    let listed = kubeconfig_list(opts.kubeconfig_env.as_deref());
+    if !listed.is_empty() {
+        return from_kubeconfigs(&listed, false, opts);
+    }
+    let host = opts.service_host.as_deref().unwrap_or("");
+    let port = opts.service_port.as_deref().unwrap_or("");
+    if !host.is_empty() && !port.is_empty() {
+        return in_cluster(host, port, &opts.service_account_dir);
+    }
+    let Some(home) = &opts.home else {
+        return Err(no_configuration("HOME is not set"));
+    };
+    let path = home.join(".kube").join("config");
+    if !path.exists() {
+        return Err(no_configuration(&format!(
+            "{} does not exist",
+            path.display()
+        )));
+    }
+    from_kubeconfigs(&[path], true, opts)
+}
+
+fn no_configuration(why: &str) -> Error {
+    Error::Config {
+        what: format!(
+            "no Kubernetes configuration: no --kubeconfig, KUBECONFIG is unset, not in a cluster \
+             (KUBERNETES_SERVICE_HOST/PORT unset), and {why}"
+        ),
+    }
+}
+
+/// `KUBECONFIG` split on the platform's separator, empty entries dropped, duplicates removed (first kept).
+fn kubeconfig_list(env: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in env.map(std::env::split_paths).into_iter().flatten() {
+        if !p.as_os_str().is_empty() && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------
+// In-cluster
+
+fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error> {
+    if port.parse::<u16>().is_err() {
+        return Err(Error::Config {
+            what: format!("in-cluster: KUBERNETES_SERVICE_PORT {port:?} is not a port number"),
+        });
+    }
+    let server = if host.contains(':') && !host.starts_with('[') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    };
+    let what = format!("in-cluster service account {}", dir.display());
+    let token_path = dir.join("token");
+    check_token_file(&what, "token", &token_path)?;
+    let ca_path = dir.join("ca.crt");
+    let ca = read_file(&what, "ca.crt", &ca_path)?;
+    check_certificates(&what, "ca.crt", &ca)?;
+    let ns_path = dir.join("namespace");
+    let namespace = match std::fs::read_to_string(&ns_path) {
+        Ok(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(Error::Io {
+                path: format!("{what}: namespace {}", ns_path.display()),
+                source,
+            });
+        }
+    };
+    Ok(ClusterConfig {
+        server,
+        tls: TlsSettings {
+            ca_pem: Some(ca),
+            ..TlsSettings::default()
+        },
+        auth: AuthSource::TokenFile(token_path),
+        namespace,
+        origin: format!("in-cluster (service account {})", dir.display()),
+        ..ClusterConfig::default()
     })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// kubeconfig files
+
+/// One named entry of `clusters`, `users` or `contexts`, with its index for error messages.
+struct Entry {
+    name: String,
+    index: usize,
+    body: Value,
+}
+
+struct Kubeconfig {
+    path: PathBuf,
+    clusters: Vec<Entry>,
+    users: Vec<Entry>,
+    contexts: Vec<Entry>,
+    current_context: Option<String>,
+}
+
+impl Kubeconfig {
+    /// Relative paths in this file resolve against its directory.
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        match self.path.parent() {
+            Some(dir) => dir.join(p),
+            None => p.to_path_buf(),
+        }
+    }
+
+    fn entry_what(&self, list: &str, e: &Entry) -> String {
+        format!(
+            "kubeconfig {}: {list}[{}] {:?}",
+            self.path.display(),
+            e.index,
+            e.name
+        )
+    }
+}
+
+fn from_kubeconfigs(
+    paths: &[PathBuf],
+    must_exist: bool,
+    opts: &LoadOptions,
+) -> Result<ClusterConfig, Error> {
+    let mut files = Vec::new();
+    for path in paths {
+        match std::fs::read(path) {
+            Ok(bytes) => files.push(parse_kubeconfig(path, &bytes)?),
+            // client-go skips KUBECONFIG entries that do not exist.
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    path: format!("kubeconfig {}", path.display()),
+                    source,
+                });
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Config {
+            what: format!(
+                "KUBECONFIG names no existing file ({})",
+                join_paths(paths.iter().map(PathBuf::as_path))
+            ),
+        });
+    }
+    select(&files, opts.context.as_deref())
+}
+
+fn join_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
+    paths
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn parse_kubeconfig(path: &Path, bytes: &[u8]) -> Result<Kubeconfig, Error> {
+    let what = format!("kubeconfig {}", path.display());
+    let config_err = |detail: String| Error::Config {
+        what: format!("{what}: {detail}"),
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| config_err("not UTF-8 text".into()))?;
+    let doc = yaml::parse(text).map_err(|e| config_err(e.to_string()))?;
+    let map = match &doc {
+        Value::Object(m) => m,
+        Value::Null => return Err(config_err("the file is empty".into())),
+        _ => {
+            return Err(config_err(
+                "not a kubeconfig (expected a mapping with clusters, users and contexts)".into(),
+            ));
+        }
+    };
+    if let Some(kind) = map.get("kind").and_then(Value::as_str) {
+        if !kind.is_empty() && kind != "Config" {
+            return Err(config_err(format!("kind is {kind:?}, not \"Config\"")));
+        }
+    }
+    Ok(Kubeconfig {
+        path: path.to_path_buf(),
+        clusters: entries(&doc, "clusters", "cluster", &what)?,
+        users: entries(&doc, "users", "user", &what)?,
+        contexts: entries(&doc, "contexts", "context", &what)?,
+        current_context: opt_string(&doc, "current-context", &what)?,
+    })
+}
+
+/// `list: [{name, <body>: {...}}]`; absent or null lists are empty.
+fn entries(doc: &Value, list: &str, body: &str, what: &str) -> Result<Vec<Entry>, Error> {
+    let items = match doc.get(list) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(Error::Config {
+                what: format!("{what}: {list}: expected a list"),
+            });
+        }
+    };
+    let mut out = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let here = format!("{what}: {list}[{index}]");
+        if !item.is_object() {
+            return Err(Error::Config {
+                what: format!("{here}: expected a mapping with name and {body}"),
+            });
+        }
+        let Some(name) = opt_string(item, "name", &here)? else {
+            return Err(Error::Config {
+                what: format!("{here}: missing name"),
+            });
+        };
+        let inner = item.get(body).cloned().unwrap_or(Value::Null);
+        if !(inner.is_object() || inner.is_null()) {
+            return Err(Error::Config {
+                what: format!("{here} {name:?}: {body}: expected a mapping"),
+            });
+        }
+        out.push(Entry {
+            name,
+            index,
+            body: inner,
+        });
+    }
+    Ok(out)
+}
+
+/// A string field; absent, null or empty is None. Integers and booleans keep their text (the YAML
+/// parser resolved them; a kubeconfig string field like `name: 42` means the text).
+fn opt_string(map: &Value, key: &str, what: &str) -> Result<Option<String>, Error> {
+    let s = match map.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+        Some(_) => {
+            return Err(Error::Config {
+                what: format!("{what}: {key}: expected a string"),
+            });
+        }
+    };
+    Ok(Some(s).filter(|s| !s.is_empty()))
+}
+
+fn opt_bool(map: &Value, key: &str, what: &str) -> Result<bool, Error> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(Error::Config {
+            what: format!("{what}: {key}: expected true or false"),
+        }),
+    }
+}
+
+fn names(entries: &[&Entry]) -> String {
+    if entries.is_empty() {
+        return "none defined".into();
+    }
+    entries
+        .iter()
+        .map(|e| format!("{:?}", e.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first file to define `name` in the given list wins it whole (client-go's merge rule).
+fn find<'a>(
+    files: &'a [Kubeconfig],
+    list: fn(&Kubeconfig) -> &[Entry],
+    name: &str,
+) -> Option<(&'a Kubeconfig, &'a Entry)> {
+    files
+        .iter()
+        .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)))
+}
+
+fn all_names(files: &[Kubeconfig], list: fn(&Kubeconfig) -> &[Entry]) -> String {
+    let all: Vec<&Entry> = files.iter().flat_map(|f| list(f).iter()).collect();
+    names(&all)
+}
+
+fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, Error> {
+    let all_files = join_paths(files.iter().map(|f| f.path.as_path()));
+    let current = files.iter().find_map(|f| f.current_context.clone());
+    let Some(ctx_name) = context.map(str::to_string).or(current) else {
+        return Err(Error::Config {
+            what: format!(
+                "kubeconfig {all_files}: no current-context; pass --context (contexts: {})",
+                all_names(files, |f| &f.contexts)
+            ),
+        });
+    };
+    let Some((ctx_file, ctx)) = find(files, |f| &f.contexts, &ctx_name) else {
+        return Err(Error::Config {
+            what: format!(
+                "kubeconfig {all_files}: context {ctx_name:?} not found (contexts: {})",
+                all_names(files, |f| &f.contexts)
+            ),
+        });
+    };
+    let ctx_what = ctx_file.entry_what("contexts", ctx);
+    let Some(cluster_name) = opt_string(&ctx.body, "cluster", &ctx_what)? else {
+        return Err(Error::Config {
+            what: format!("{ctx_what}: context names no cluster"),
+        });
+    };
+    let user_name = opt_string(&ctx.body, "user", &ctx_what)?.unwrap_or_default();
+    let namespace = opt_string(&ctx.body, "namespace", &ctx_what)?;
+
+    let Some((cluster_file, cluster)) = find(files, |f| &f.clusters, &cluster_name) else {
+        return Err(Error::Config {
+            what: format!(
+                "{ctx_what}: cluster {cluster_name:?} is not defined in {all_files} (clusters: {})",
+                all_names(files, |f| &f.clusters)
+            ),
+        });
+    };
+    let (server, mut tls) = cluster_settings(cluster_file, cluster)?;
+
+    let mut auth = AuthSource::None;
+    if !user_name.is_empty() {
+        let Some((user_file, user)) = find(files, |f| &f.users, &user_name) else {
+            return Err(Error::Config {
+                what: format!(
+                    "{ctx_what}: user {user_name:?} is not defined in {all_files} (users: {})",
+                    all_names(files, |f| &f.users)
+                ),
+            });
+        };
+        auth = user_settings(user_file, user, &mut tls)?;
+    }
+    Ok(ClusterConfig {
+        server,
+        tls,
+        auth,
+        namespace,
+        origin: format!("kubeconfig {}", ctx_file.path.display()),
+        context_name: ctx_name,
+        cluster_name,
+        user_name,
+    })
+}
+
+fn cluster_settings(file: &Kubeconfig, e: &Entry) -> Result<(String, TlsSettings), Error> {
+    let what = file.entry_what("clusters", e);
+    let body = &e.body;
+    let Some(server) = opt_string(body, "server", &what)? else {
+        return Err(Error::Config {
+            what: format!("{what}: server is missing"),
+        });
+    };
+    let server = check_server(&what, &server)?;
+    if opt_string(body, "proxy-url", &what)?.is_some() {
+        return Err(Error::Config {
+            what: format!("{what}: proxy-url is not supported"),
+        });
+    }
+    let insecure = opt_bool(body, "insecure-skip-tls-verify", &what)?;
+    let ca_data = opt_string(body, "certificate-authority-data", &what)?;
+    let ca_file = opt_string(body, "certificate-authority", &what)?;
+    if insecure && (ca_data.is_some() || ca_file.is_some()) {
+        return Err(Error::Config {
+            what: format!(
+                "{what}: certificate-authority and insecure-skip-tls-verify together: \
+                 remove one of them"
+            ),
+        });
+    }
+    // certificate-authority-data wins over certificate-authority, as in client-go.
+    let ca_pem = match (ca_data, ca_file) {
+        (Some(data), _) => Some(decode_base64(&what, "certificate-authority-data", &data)?),
+        (None, Some(path)) => Some(read_file(
+            &what,
+            "certificate-authority",
+            &file.resolve(&path),
+        )?),
+        (None, None) => None,
+    };
+    if let Some(ca) = &ca_pem {
+        check_certificates(&what, "certificate-authority", ca)?;
+    }
+    let tls = TlsSettings {
+        ca_pem,
+        insecure,
+        server_name: opt_string(body, "tls-server-name", &what)?,
+        client_cert_pem: None,
+        client_key_pem: None,
+    };
+    Ok((server, tls))
+}
+
+/// `https://host[:port][/path]` or `http://…`, returned without a trailing slash.
+fn check_server(what: &str, server: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::Config {
+        what: format!("{what}: server {server:?} {why}"),
+    };
+    let rest = server
+        .strip_prefix("https://")
+        .or_else(|| server.strip_prefix("http://"))
+        .ok_or_else(|| bad("is not an https:// or http:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if server.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains spaces or control characters"));
+    }
+    Ok(server.trim_end_matches('/').to_string())
+}
+
+fn user_settings(file: &Kubeconfig, e: &Entry, tls: &mut TlsSettings) -> Result<AuthSource, Error> {
+    let what = file.entry_what("users", e);
+    let body = &e.body;
+    if let Some(provider) = body.get("auth-provider").filter(|v| !v.is_null()) {
+        let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
+        return Err(Error::Config {
+            what: format!(
+                "{what}: auth-provider {name:?} is not supported; use an exec credential plugin \
+                 (e.g. kubelogin for OIDC) or a token"
+            ),
+        });
+    }
+    if opt_string(body, "username", &what)?.is_some()
+        || opt_string(body, "password", &what)?.is_some()
+    {
+        return Err(Error::Config {
+            what: format!(
+                "{what}: username/password (basic auth) is not supported; use a token, tokenFile, \
+                 client certificate or an exec credential plugin"
+            ),
+        });
+    }
+    let cert = pem_field(file, &what, body, "client-certificate")?;
+    let key = pem_field(file, &what, body, "client-key")?;
+    match (&cert, &key) {
+        (Some(c), Some(k)) => {
+            check_certificates(&what, "client-certificate", c)?;
+            if PrivateKeyDer::from_pem_slice(k).is_err() {
+                return Err(Error::Config {
+                    what: format!(
+                        "{what}: client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"
+                    ),
+                });
+            }
+        }
+        (Some(_), None) => {
+            return Err(Error::Config {
+                what: format!("{what}: client-certificate without client-key"),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(Error::Config {
+                what: format!("{what}: client-key without client-certificate"),
+            });
+        }
+        (None, None) => {}
+    }
+    tls.client_cert_pem = cert;
+    tls.client_key_pem = key;
+
+    let token = opt_string(body, "token", &what)?;
+    let token_file = opt_string(body, "tokenFile", &what)?;
+    let exec = body.get("exec").filter(|v| !v.is_null());
+    if exec.is_some() && (token.is_some() || token_file.is_some()) {
+        return Err(Error::Config {
+            what: format!("{what}: exec together with token or tokenFile: keep only one"),
+        });
+    }
+    if let Some(exec) = exec {
+        return Ok(AuthSource::Exec(exec_settings(file, &what, exec)?));
+    }
+    // tokenFile wins over token: client-go prefers the file's last good value.
+    if let Some(p) = token_file {
+        let path = file.resolve(&p);
+        check_token_file(&what, "tokenFile", &path)?;
+        return Ok(AuthSource::TokenFile(path));
+    }
+    Ok(token.map_or(AuthSource::None, AuthSource::Token))
+}
+
+/// `<field>-data` (base64, wins) or `<field>` (a path), read into PEM bytes.
+fn pem_field(
+    file: &Kubeconfig,
+    what: &str,
+    body: &Value,
+    field: &str,
+) -> Result<Option<Vec<u8>>, Error> {
+    let data_field = format!("{field}-data");
+    if let Some(data) = opt_string(body, &data_field, what)? {
+        return decode_base64(what, &data_field, &data).map(Some);
+    }
+    match opt_string(body, field, what)? {
+        Some(path) => read_file(what, field, &file.resolve(&path)).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Value) -> Result<ExecConfig, Error> {
+    let what = format!("{user_what}: exec");
+    let bad = |detail: String| Error::Config {
+        what: format!("{what}: {detail}"),
+    };
+    if !exec.is_object() {
+        return Err(bad("expected a mapping".into()));
+    }
+    let api_version = opt_string(exec, "apiVersion", &what)?.unwrap_or_default();
+    if !EXEC_API_VERSIONS.contains(&api_version.as_str()) {
+        return Err(bad(format!(
+            "apiVersion {api_version:?} is not supported (use {} or {})",
+            EXEC_API_VERSIONS[0], EXEC_API_VERSIONS[1]
+        )));
+    }
+    let Some(command) = opt_string(exec, "command", &what)? else {
+        return Err(bad("command is missing".into()));
+    };
+    // A bare name is looked up on PATH; a relative path is relative to the kubeconfig (client-go).
+    let command = if command.contains('/') {
+        file.resolve(&command).display().to_string()
+    } else {
+        command
+    };
+    let args = match exec.get("args") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|a| match a {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(_) | Value::Bool(_) => Ok(a.to_string()),
+                _ => Err(bad("args: expected a list of strings".into())),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("args: expected a list of strings".into())),
+    };
+    let env = match exec.get("env") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut env = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let here = format!("{what}: env[{i}]");
+                let Some(name) = opt_string(item, "name", &here)? else {
+                    return Err(bad(format!("env[{i}]: name is missing")));
+                };
+                env.push((name, opt_string(item, "value", &here)?.unwrap_or_default()));
+            }
+            env
+        }
+        Some(_) => return Err(bad("env: expected a list of {name, value}".into())),
+    };
+    if opt_string(exec, "interactiveMode", &what)?.as_deref() == Some("Always") {
+        return Err(bad(
+            "interactiveMode Always needs a terminal, and paperlb runs without one".into(),
+        ));
+    }
+    Ok(ExecConfig {
+        api_version,
+        command,
+        args,
+        env,
+        provide_cluster_info: opt_bool(exec, "provideClusterInfo", &what)?,
+        install_hint: opt_string(exec, "installHint", &what)?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Files, base64, PEM
+
+fn read_file(what: &str, field: &str, path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: format!("{what}: {field} {}", path.display()),
+        source,
+    })
+}
+
+/// The token file must be readable and non-empty now; later failures keep the last good token.
+fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
+    let bytes = read_file(what, field, path)?;
+    if String::from_utf8_lossy(&bytes).trim().is_empty() {
+        return Err(Error::Config {
+            what: format!("{what}: {field} {} is empty", path.display()),
+        });
+    }
+    Ok(())
+}
+
+fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
+    // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
+    let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+    BASE64_STANDARD.decode(compact).map_err(|_| Error::Config {
+        what: format!("{what}: {field}: invalid base64"),
+    })
+}
+
+/// At least one PEM certificate, and no malformed PEM section.
+fn check_certificates(what: &str, field: &str, pem: &[u8]) -> Result<(), Error> {
+    let mut count = 0;
+    for item in CertificateDer::pem_slice_iter(pem) {
+        if item.is_err() {
+            return Err(Error::Config {
+                what: format!("{what}: {field}: malformed PEM"),
+            });
+        }
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Error::Config {
+            what: format!("{what}: {field}: no PEM certificate found"),
+        });
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Debug without secrets
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map(|b| format!("<{} bytes>", b.len()));
+        f.debug_struct("TlsSettings")
+            .field("ca_pem", &len(&self.ca_pem))
+            .field("insecure", &self.insecure)
+            .field("server_name", &self.server_name)
+            .field("client_cert_pem", &len(&self.client_cert_pem))
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for AuthSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthSource::None => f.write_str("None"),
+            AuthSource::Token(_) => f.write_str("Token(<redacted>)"),
+            AuthSource::TokenFile(p) => f.debug_tuple("TokenFile").field(p).finish(),
+            AuthSource::Exec(e) => f.debug_tuple("Exec").field(e).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for ExecConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Args and env values may carry secrets (e.g. --client-secret, AWS keys): show shapes only.
+        let env_names: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ExecConfig")
+            .field("api_version", &self.api_version)
+            .field("command", &self.command)
+            .field("args", &format_args!("<{} args>", self.args.len()))
+            .field("env_names", &env_names)
+            .field("provide_cluster_info", &self.provide_cluster_info)
+            .field("install_hint", &self.install_hint)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn fixture_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubeconfig")
+    }
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(fixture_dir().join(name)).unwrap()
+    }
+
+    /// A unique directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new() -> TempDir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = std::env::temp_dir().join(format!(
+                "paperlb-config-test-{}-{}-{nanos}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn load_file(path: &Path, context: Option<&str>) -> Result<ClusterConfig, Error> {
+        load(&LoadOptions {
+            kubeconfig: Some(path.to_path_buf()),
+            context: context.map(str::to_string),
+            ..LoadOptions::default()
+        })
+    }
+
+    fn load_fixture(name: &str, context: Option<&str>) -> ClusterConfig {
+        load_file(&fixture_dir().join(name), context).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn load_text(text: &str) -> Result<ClusterConfig, Error> {
+        let dir = TempDir::new();
+        let path = dir.write("config", text);
+        load_file(&path, None)
+    }
+
+    fn err_text(r: Result<ClusterConfig, Error>) -> String {
+        match r {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn k3s_and_kind_give_server_ca_and_client_cert_from_data() {
+        for (name, server, ctx) in [
+            ("k3s.yaml", "https://127.0.0.1:6443", "default"),
+            ("kind.yaml", "https://127.0.0.1:39031", "kind-kind"),
+        ] {
+            let c = load_fixture(name, None);
+            assert_eq!(c.server, server, "{name}");
+            assert_eq!(c.context_name, ctx);
+            assert!(
+                c.tls
+                    .ca_pem
+                    .as_ref()
+                    .unwrap()
+                    .starts_with(b"-----BEGIN CERTIFICATE")
+            );
+            assert!(c.tls.client_cert_pem.is_some() && c.tls.client_key_pem.is_some());
+            assert!(matches!(c.auth, AuthSource::None));
+            assert_eq!(c.namespace, None);
+            assert!(!c.tls.insecure);
+        }
+    }
+
+    #[test]
+    fn minikube_resolves_relative_files_against_the_kubeconfig_dir() {
+        let c = load_fixture("minikube.yaml", None);
+        assert_eq!(c.server, "https://127.0.0.1:8443");
+        assert_eq!(c.namespace.as_deref(), Some("default"));
+        assert_eq!(c.tls.ca_pem.unwrap(), fixture("ca.crt").into_bytes());
+        assert_eq!(
+            c.tls.client_cert_pem.unwrap(),
+            fixture("client.crt").into_bytes()
+        );
+        assert_eq!(
+            c.tls.client_key_pem.unwrap(),
+            fixture("client.key").into_bytes()
+        );
+    }
+
+    #[test]
+    fn eks_exec_is_parsed_not_run() {
+        let c = load_fixture("eks-exec.yaml", None);
+        assert_eq!(c.server, "https://127.0.0.1:7443");
+        assert_eq!(
+            c.context_name,
+            "arn:aws:eks:eu-west-1:111122223333:cluster/edge"
+        );
+        let AuthSource::Exec(e) = &c.auth else {
+            panic!("expected exec, got {:?}", c.auth)
+        };
+        assert_eq!(e.api_version, "client.authentication.k8s.io/v1beta1");
+        assert_eq!(e.command, "aws");
+        assert_eq!(
+            e.args,
+            [
+                "--region",
+                "eu-west-1",
+                "eks",
+                "get-token",
+                "--cluster-name",
+                "edge",
+                "--output",
+                "json"
+            ]
+        );
+        assert_eq!(
+            e.env,
+            [("AWS_PROFILE".to_string(), "edge-admin".to_string())]
+        );
+        assert!(!e.provide_cluster_info);
+    }
+
+    #[test]
+    fn multi_context_gives_token_and_token_file_contexts() {
+        let a = load_fixture("multi-context.yaml", None);
+        assert_eq!(a.server, "https://127.0.0.1:6443");
+        assert_eq!(a.tls.server_name.as_deref(), Some("kubernetes.default.svc"));
+        assert_eq!(a.namespace.as_deref(), Some("paperlb-system"));
+        assert!(matches!(&a.auth, AuthSource::Token(t) if t == "fixture-token-abcdef0123456789"));
+        assert_eq!(a.user_name, "ops-token");
+
+        let b = load_fixture("multi-context.yaml", Some("edge-b"));
+        assert_eq!(b.server, "https://127.0.0.2:6443");
+        assert!(b.tls.insecure && b.tls.ca_pem.is_none());
+        assert_eq!(b.namespace, None);
+        assert!(
+            matches!(&b.auth, AuthSource::TokenFile(p) if *p == fixture_dir().join("token.txt"))
+        );
+    }
+
+    #[test]
+    fn kubeconfig_list_merges_first_definition_wins_whole() {
+        let dir = TempDir::new();
+        let first = dir.write(
+            "first",
+            "current-context: one\nclusters:\n- name: shared\n  cluster:\n    server: https://first:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: one\n  context: {cluster: shared, user: u}\n",
+        );
+        let second = dir.write(
+            "second",
+            "current-context: two\nclusters:\n- name: shared\n  cluster:\n    server: https://second:6443\n    tls-server-name: second\nusers:\n- name: u\n  user: {token: t2}\ncontexts:\n- name: two\n  context: {cluster: shared, user: u}\n",
+        );
+        let list = std::env::join_paths([
+            first.clone(),
+            dir.0.join("missing"),
+            second.clone(),
+            first.clone(),
+        ])
+        .unwrap();
+        let opts = LoadOptions {
+            kubeconfig_env: Some(list),
+            ..LoadOptions::default()
+        };
+        let c = load(&opts).unwrap();
+        assert_eq!(c.context_name, "one");
+        assert_eq!(c.server, "https://first:6443");
+        // No field merge: the first file's cluster has no tls-server-name.
+        assert_eq!(c.tls.server_name, None);
+        assert!(c.tls.insecure);
+        assert!(matches!(&c.auth, AuthSource::Token(t) if t == "t2"));
+
+        let c = load(&LoadOptions {
+            context: Some("two".into()),
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(c.server, "https://first:6443");
+
+        let none = LoadOptions {
+            kubeconfig_env: Some(dir.0.join("nope").into_os_string()),
+            ..LoadOptions::default()
+        };
+        assert!(err_text(load(&none)).contains("no existing file"));
+    }
+
+    #[test]
+    fn in_cluster_reads_the_service_account_dir_and_brackets_ipv6() {
+        let dir = TempDir::new();
+        dir.write("token", "sa-token\n");
+        dir.write("ca.crt", &(fixture("ca.crt") + &fixture("client.crt")));
+        dir.write("namespace", "paperlb-system\n");
+        let opts = LoadOptions {
+            service_host: Some("fd00::1".into()),
+            service_port: Some("443".into()),
+            service_account_dir: dir.0.clone(),
+            home: Some(dir.0.clone()),
+            ..LoadOptions::default()
+        };
+        let c = load(&opts).unwrap();
+        assert_eq!(c.server, "https://[fd00::1]:443");
+        assert_eq!(c.namespace.as_deref(), Some("paperlb-system"));
+        assert!(matches!(&c.auth, AuthSource::TokenFile(p) if *p == dir.0.join("token")));
+        assert_eq!(
+            CertificateDer::pem_slice_iter(c.tls.ca_pem.as_deref().unwrap()).count(),
+            2
+        );
+
+        let v4 = load(&LoadOptions {
+            service_host: Some("10.43.0.1".into()),
+            ..opts.clone()
+        })
+        .unwrap();
+        assert_eq!(v4.server, "https://10.43.0.1:443");
+
+        let bad_port = load(&LoadOptions {
+            service_port: Some("https".into()),
+            ..opts.clone()
+        });
+        assert!(err_text(bad_port).contains("not a port"));
+
+        std::fs::remove_file(dir.0.join("token")).unwrap();
+        assert!(err_text(load(&opts)).contains("token"));
+    }
+
+    #[test]
+    fn home_kube_config_is_the_last_resort() {
+        let dir = TempDir::new();
+        let opts = LoadOptions {
+            home: Some(dir.0.clone()),
+            ..LoadOptions::default()
+        };
+        assert!(err_text(load(&opts)).contains("no Kubernetes configuration"));
+        std::fs::create_dir_all(dir.0.join(".kube")).unwrap();
+        std::fs::copy(
+            fixture_dir().join("k3s.yaml"),
+            dir.0.join(".kube").join("config"),
+        )
+        .unwrap();
+        assert_eq!(load(&opts).unwrap().server, "https://127.0.0.1:6443");
+        assert!(err_text(load(&LoadOptions::default())).contains("HOME"));
+    }
+
+    const GOOD: &str = "clusters:\n- name: c\n  cluster:\n    server: https://h:6443\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user:\n";
+
+    #[test]
+    fn bad_inputs_give_clear_errors() {
+        let key_b64 = BASE64_STANDARD.encode(fixture("client.key"));
+        let cert_b64 = BASE64_STANDARD.encode(fixture("client.crt"));
+        let not_pem = BASE64_STANDARD.encode("hello");
+        let cases: Vec<(String, &str)> = vec![
+            ("".into(), "empty"),
+            ("hello world\n".into(), "not a kubeconfig"),
+            ("a: b\n  c: d\n".into(), "line 2"),
+            ("apiVersion: v1\nkind: Pod\n".into(), "Pod"),
+            ("clusters: {}\n".into(), "clusters: expected a list"),
+            (GOOD.replace("current-context: x\n", ""), "no current-context"),
+            (GOOD.replace("current-context: x", "current-context: y"), "context \"y\" not found"),
+            (GOOD.replace("cluster: c\n    user", "cluster: gone\n    user"), "cluster \"gone\" is not defined"),
+            (GOOD.replace("user: u\n", "user: nobody\n"), "user \"nobody\" is not defined"),
+            (GOOD.replace("https://h:6443", "h:6443"), "not an https:// or http:// URL"),
+            (GOOD.replace("https://h:6443", "https:///x"), "has no host"),
+            (GOOD.replace("    server: https://h:6443\n", ""), "server is missing"),
+            (GOOD.replace("https://h:6443\n", "https://h:6443\n    insecure-skip-tls-verify: yes\n"), "expected true or false"),
+            (
+                GOOD.replace("https://h:6443\n", "https://h:6443\n    insecure-skip-tls-verify: true\n    certificate-authority: ca.crt\n"),
+                "certificate-authority and insecure-skip-tls-verify",
+            ),
+            (GOOD.replace("https://h:6443\n", "https://h:6443\n    certificate-authority-data: '%%%'\n"), "certificate-authority-data: invalid base64"),
+            (GOOD.replace("https://h:6443\n", &format!("https://h:6443\n    certificate-authority-data: {not_pem}\n")), "no PEM certificate"),
+            (GOOD.replace("https://h:6443\n", &format!("https://h:6443\n    certificate-authority-data: {key_b64}\n")), "no PEM certificate"),
+            (GOOD.replace("https://h:6443\n", "https://h:6443\n    certificate-authority: /nonexistent/ca.crt\n"), "/nonexistent/ca.crt"),
+            (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: '!!'\n"), "users[0] \"u\": client-key-data: invalid base64"),
+            (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-key: no PEM private key"),
+            (format!("{GOOD}    client-certificate-data: {cert_b64}\n"), "without client-key"),
+            (format!("{GOOD}    auth-provider:\n      name: oidc\n      config: {{id-token: secret-id-token}}\n"), "auth-provider \"oidc\" is not supported; use an exec"),
+            (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
+            (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
+            (format!("{GOOD}    token: abc\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: x}}\n"), "keep only one"),
+            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1alpha1, command: x}}\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
+            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1}}\n"), "command is missing"),
+            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1, command: x, env: [{{value: v}}]}}\n"), "env[0]: name is missing"),
+        ];
+        for (text, needle) in cases {
+            let msg = err_text(load_text(&text));
+            assert!(
+                msg.contains(needle),
+                "{text:?}\n  gave {msg:?}\n  wanted {needle:?}"
+            );
+            assert!(
+                !msg.contains("secret-id-token") && !msg.contains("hunter2"),
+                "{msg}"
+            );
+            assert!(msg.contains("kubeconfig "), "{msg}");
+        }
+        let missing = load_file(Path::new("/nonexistent/kubeconfig"), None);
+        assert!(err_text(missing).contains("/nonexistent/kubeconfig"));
+    }
+
+    #[test]
+    fn exec_paths_and_env_resolve() {
+        let dir = TempDir::new();
+        let text = format!(
+            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: bin/plugin\n      args: [a, 2]\n      env: null\n      provideClusterInfo: true\n      installHint: |\n        get it\n"
+        );
+        let path = dir.write("config", &text);
+        let c = load_file(&path, None).unwrap();
+        let AuthSource::Exec(e) = c.auth else {
+            panic!()
+        };
+        assert_eq!(e.command, dir.0.join("bin/plugin").display().to_string());
+        assert_eq!(e.args, ["a", "2"]);
+        assert!(e.env.is_empty() && e.provide_cluster_info);
+        assert_eq!(e.install_hint.as_deref(), Some("get it\n"));
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let c = load_fixture("multi-context.yaml", None);
+        let k = load_fixture("k3s.yaml", None);
+        let mut e = load_fixture("eks-exec.yaml", None);
+        if let AuthSource::Exec(x) = &mut e.auth {
+            x.args.push("--client-secret=s3cr3t".into());
+        }
+        let all = format!("{c:?} {k:?} {e:?}");
+        assert!(!all.contains("fixture-token-abcdef"), "{all}");
+        assert!(
+            !all.contains("PRIVATE KEY") && !all.contains("s3cr3t") && !all.contains("edge-admin")
+        );
+        assert!(all.contains("<redacted>") && all.contains("AWS_PROFILE"));
+    }
 }
