@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use paperlb::cli::Usage;
+use paperlb::kube::config::LoadOptions;
 
 const HELP: &str = "\
 paperlb: external nginx load balancers for Kubernetes LoadBalancer Services
@@ -35,6 +36,14 @@ fn main() -> ExitCode {
         "version" | "--version" => {
             println!("paperlb {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        "check" => {
+            let load = LoadOptions::from_env(None, None);
+            run(
+                paperlb::check::parse(rest, load),
+                paperlb::check::HELP,
+                paperlb::check::run,
+            )
         }
         "nginx-updater" => {
             let parsed = paperlb::updater::cli::parse(rest);

@@ -6,9 +6,6 @@
 //! Must not: log or display a token or key (errors name files and commands, never their secrets),
 //! or read the process environment (plugins inherit it, as kubectl's do).
 
-// kube::Error is large (its Api variant holds a whole Status); boxing it is error.rs's call, not ours.
-#![allow(clippy::result_large_err)]
-
 use std::fmt;
 use std::io::Read;
 use std::path::Path;

@@ -6,9 +6,6 @@
 //! Must not: open network connections, print secrets (the `Debug` impls here redact them), or read
 //! the process environment anywhere but [`LoadOptions::from_env`].
 
-// kube::Error is large (its Api variant holds a whole Status); boxing it is error.rs's call, not ours.
-#![allow(clippy::result_large_err)]
-
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
