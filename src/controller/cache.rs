@@ -245,13 +245,19 @@ impl Cache {
         ) {
             return Affected::new();
         }
-        let old_service = self.remove_slice(&key);
+        let old_service = self
+            .endpoint_slices
+            .get(&key)
+            .and_then(|s| s.service_name())
+            .map(|n| Key::new(&key.namespace, n));
         let new_service = slice.service_name().map(|n| Key::new(&key.namespace, n));
+        // Node sets before the change, to tell whether the Service's targets can differ.
         let before: Vec<(Key, BTreeSet<String>)> = old_service
             .iter()
             .chain(new_service.iter())
             .map(|s| (s.clone(), self.local_nodes(s)))
             .collect();
+        self.remove_slice(&key);
         if let Some(svc) = &new_service {
             self.slices_by_service
                 .entry(svc.clone())
@@ -327,5 +333,214 @@ impl Cache {
             .flatten()
             .filter_map(|k| self.endpoint_slices.get(k));
         ready_endpoint_nodes(slices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::testutil::{Rng, node, shuffled};
+    use serde_json::json;
+
+    fn svc(name: &str, rv: &str, annotation: Option<&str>, policy: &str) -> Service {
+        let mut s: Service = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": policy},
+        }))
+        .unwrap();
+        if let Some(a) = annotation {
+            s.metadata
+                .annotations
+                .insert(CONFIG_ANNOTATION.into(), a.into());
+        }
+        s
+    }
+
+    fn lb(name: &str, rv: &str, config: &str) -> LoadBalancer {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+            "spec": {"configName": config},
+        }))
+        .unwrap()
+    }
+
+    fn cfg(name: &str, rv: &str) -> LoadBalancerConfig {
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "sys", "resourceVersion": rv}}),
+        )
+        .unwrap()
+    }
+
+    fn slice(name: &str, rv: &str, svc: &str, nodes: &[&str]) -> EndpointSlice {
+        let eps: Vec<_> = nodes
+            .iter()
+            .map(|n| json!({"addresses": ["10.42.0.1"], "nodeName": n}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "labels": {"kubernetes.io/service-name": svc}},
+            "endpoints": eps,
+        }))
+        .unwrap()
+    }
+
+    fn keys(names: &[&str]) -> Affected {
+        names.iter().map(|n| Key::new("ns", n)).collect()
+    }
+
+    fn filled(rng: &mut Rng) -> Cache {
+        let mut c = Cache::new();
+        let mut lbs = vec![
+            lb("a", "1", "edge"),
+            lb("b", "1", "other"),
+            lb("c", "1", "edge"),
+        ];
+        rng.shuffle(&mut lbs);
+        c.replace_load_balancers(lbs);
+        let mut svcs = vec![
+            svc("a", "1", None, "Cluster"),
+            svc("d", "1", Some("edge"), "Local"),
+            svc("e", "1", Some("other"), "Cluster"),
+        ];
+        rng.shuffle(&mut svcs);
+        c.replace_services(svcs);
+        c.replace_nodes(vec![node("n1", "True", &[("InternalIP", "10.0.0.1")])]);
+        c.replace_configs(vec![cfg("edge", "1")]);
+        c
+    }
+
+    #[test]
+    fn affected_keys_table() {
+        type Step = fn(&mut Cache) -> Affected;
+        let cases: Vec<(&str, Step, Affected)> = vec![
+            (
+                "service change: its key",
+                |c| c.apply_service(svc("x", "1", None, "Cluster")),
+                keys(&["x"]),
+            ),
+            (
+                "same rv again: nothing",
+                |c| c.apply_service(svc("a", "1", None, "Cluster")),
+                keys(&[]),
+            ),
+            (
+                "service delete",
+                |c| c.delete_service(&Key::new("ns", "a")),
+                keys(&["a"]),
+            ),
+            (
+                "unknown delete: nothing",
+                |c| c.delete_service(&Key::new("ns", "zz")),
+                keys(&[]),
+            ),
+            (
+                "lb change: its key",
+                |c| c.apply_load_balancer(lb("b", "2", "other")),
+                keys(&["b"]),
+            ),
+            (
+                "node flip: every lb",
+                |c| c.apply_node(node("n1", "False", &[("InternalIP", "10.0.0.1")])),
+                keys(&["a", "b", "c"]),
+            ),
+            (
+                "new node: every lb",
+                |c| c.apply_node(node("n2", "True", &[])),
+                keys(&["a", "b", "c"]),
+            ),
+            (
+                "node heartbeat: nothing",
+                |c| {
+                    let mut n = node("n1", "True", &[("InternalIP", "10.0.0.1")]);
+                    n.metadata.resource_version = "2".into();
+                    c.apply_node(n)
+                },
+                keys(&[]),
+            ),
+            (
+                "node relist unchanged: nothing",
+                |c| c.replace_nodes(vec![node("n1", "True", &[("InternalIP", "10.0.0.1")])]),
+                keys(&[]),
+            ),
+            (
+                "config change: its LBs and Services naming it or the default",
+                |c| c.apply_config(cfg("edge", "2")),
+                keys(&["a", "c", "d"]),
+            ),
+            (
+                "config delete",
+                |c| c.delete_config(&Key::new("sys", "edge")),
+                keys(&["a", "c", "d"]),
+            ),
+            (
+                "slice for Local service",
+                |c| c.apply_endpoint_slice(slice("d-1", "1", "d", &["n1"])),
+                keys(&["d"]),
+            ),
+            (
+                "slice for Cluster service: nothing",
+                |c| c.apply_endpoint_slice(slice("a-1", "1", "a", &["n1"])),
+                keys(&[]),
+            ),
+            (
+                "relist drops deleted lb",
+                |c| c.replace_load_balancers(vec![lb("a", "1", "edge"), lb("b", "1", "other")]),
+                keys(&["c"]),
+            ),
+            (
+                "relist drops deleted service and sees changed one",
+                |c| {
+                    c.replace_services(vec![
+                        svc("a", "2", None, "Cluster"),
+                        svc("d", "1", Some("edge"), "Local"),
+                    ])
+                },
+                keys(&["a", "e"]),
+            ),
+            (
+                "deleting lb without finalizers is gone",
+                |c| {
+                    let mut l = lb("a", "9", "edge");
+                    l.metadata.deletion_timestamp = Some("t".into());
+                    let out = c.apply_load_balancer(l);
+                    assert!(!c.load_balancers.contains_key(&Key::new("ns", "a")));
+                    out
+                },
+                keys(&["a"]),
+            ),
+        ];
+        let mut rng = Rng::new(17);
+        for _ in 0..20 {
+            for (name, step, want) in shuffled(&cases, &mut rng) {
+                let mut c = filled(&mut rng);
+                assert_eq!(&step(&mut c), want, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn slice_index_follows_updates_and_deletes() {
+        let mut c = filled(&mut Rng::new(1));
+        let d = Key::new("ns", "d");
+        c.apply_endpoint_slice(slice("d-1", "1", "d", &["n1"]));
+        c.apply_endpoint_slice(slice("d-2", "1", "d", &["n2"]));
+        assert_eq!(
+            c.local_nodes(&d),
+            ["n1", "n2"].iter().map(|s| s.to_string()).collect()
+        );
+        assert_eq!(
+            c.apply_endpoint_slice(slice("d-2", "2", "d", &["n1"])),
+            keys(&["d"])
+        );
+        assert_eq!(
+            c.apply_endpoint_slice(slice("d-2", "3", "d", &["n1"])),
+            keys(&[]),
+            "same node set"
+        );
+        assert_eq!(
+            c.delete_endpoint_slice(&Key::new("ns", "d-1")),
+            keys(&["d"])
+        );
+        c.replace_endpoint_slices(vec![]);
+        assert!(c.local_nodes(&d).is_empty());
     }
 }
