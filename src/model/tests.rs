@@ -180,3 +180,164 @@ fn mangled_loadbalancer_spec_is_reported_not_fatal() {
         assert_eq!(LbSpec::from_resource(&lb.spec), Err(want.to_string()));
     }
 }
+
+fn crd(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/manifests/crds/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Printer columns as (name, jsonPath), by a line scan (the YAML parser lives elsewhere).
+fn printer_columns(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("- name: ") {
+            name = Some(n.to_string());
+        } else if let Some(p) = line.strip_prefix("jsonPath: ") {
+            if let Some(n) = name.take() {
+                out.push((n, p.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Every schema node (a `type:` line under openAPIV3Schema) has a `description:` sibling, so
+/// `kubectl explain` has something to say for every field. `metadata` is the exception: the apiserver
+/// rejects anything but its type there.
+fn undocumented_nodes(text: &str) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "openAPIV3Schema:")
+        .unwrap();
+    let mut missing = Vec::new();
+    for i in start..lines.len() {
+        if !lines[i].trim_start().starts_with("type: ") || lines[i - 1].trim() == "metadata:" {
+            continue;
+        }
+        let n = indent(lines[i]);
+        let sibling = |j: &usize| indent(lines[*j]) == n;
+        let up = (start..i).rev().take_while(|j| indent(lines[*j]) >= n);
+        let down = (i + 1..lines.len()).take_while(|j| indent(lines[*j]) >= n);
+        let documented = up
+            .chain(down)
+            .filter(sibling)
+            .any(|j| lines[j].trim_start().starts_with("description:"));
+        if !documented {
+            missing.push(i + 1);
+        }
+    }
+    missing
+}
+
+#[test]
+fn loadbalancer_crd_has_columns_fields_and_descriptions() {
+    let text = crd("loadbalancers.yaml");
+    let cols = printer_columns(&text);
+    let want = [
+        ("HOST", ".spec.host"),
+        ("PORT", ".spec.port"),
+        ("PROTOCOL", ".spec.protocol"),
+        ("TARGETCOUNT", ".status.targetCount"),
+        ("STATUS", ".status.phase"),
+        ("AGE", ".metadata.creationTimestamp"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(cols, want);
+    assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
+    for needle in [
+        "name: loadbalancers.lb.paperlb.com",
+        "subresources:\n      status: {}",
+        "required: [host, httpUpdater]",
+        "enum: [TCP, UDP]",
+        "enum: [PENDING, READY, ERROR]",
+        "x-kubernetes-validations:",
+        "x-kubernetes-list-map-keys: [type]",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}");
+    }
+    // The Go project's fields are all still there.
+    for field in [
+        "configName:",
+        "httpUpdater:",
+        "url:",
+        "host:",
+        "port:",
+        "protocol:",
+        "targets:",
+        "phase:",
+        "targetCount:",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == field),
+            "missing Go field {field}"
+        );
+    }
+}
+
+#[test]
+fn config_crd_has_columns_fields_and_descriptions() {
+    let text = crd("loadbalancerconfigs.yaml");
+    let names: Vec<String> = printer_columns(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["HOST", "URL", "DEFAULT", "LOW", "HIGH", "AGE"]);
+    assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
+    for needle in [
+        "name: loadbalancerconfigs.lb.paperlb.com",
+        "required: [httpUpdaterURL, host, portRange]",
+        "required: [low, high]",
+        "rule: self.low <= self.high",
+        "maximum: 65535",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}");
+    }
+    for field in [
+        "default:",
+        "httpUpdaterURL:",
+        "host:",
+        "portRange:",
+        "low:",
+        "high:",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == field),
+            "missing Go field {field}"
+        );
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    // The example is plain YAML; its values are checked through the same validation as live objects.
+    let text = std::fs::read_to_string(format!(
+        "{}/manifests/examples/loadbalancerconfig.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    for needle in [
+        "kind: LoadBalancerConfig",
+        "httpUpdaterURL: http://203.0.113.7:3000",
+        "low: 8000",
+        "high: 8999",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    let cfg: LoadBalancerConfig = serde_json::from_value(json!({
+        "metadata": {"name": "edge", "namespace": "paperlb-system"},
+        "spec": {"default": true, "httpUpdaterURL": "http://203.0.113.7:3000", "host": "203.0.113.7",
+                 "portRange": {"low": 8000, "high": 8999}, "targetAddressTypes": ["ExternalIP", "InternalIP"],
+                 "proxyTimeoutSeconds": 0, "proxyConnectTimeoutSeconds": 0}
+    }))
+    .unwrap();
+    assert!(cfg.validate().is_ok());
+}
