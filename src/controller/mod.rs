@@ -1,4 +1,27 @@
-//! The controller: turns observed Services, Nodes, LoadBalancerConfigs and LoadBalancers into
-//! LoadBalancer CRs, updater calls and Service status. Pure decisions in `reconcile`, `ports` and
-//! `targets`; the `worker` thread owns the cache and queue and does the I/O.
+//! The controller: turns observed Services, Nodes, LoadBalancerConfigs, EndpointSlices and
+//! LoadBalancers into LoadBalancer CRs, updater calls and Service status. Pure decisions live in
+//! `reconcile` (with `plan`, `ports`, `targets`, `status`); `cache`, `queue` and `events` are the pure
+//! state the `worker` thread owns; only the worker does I/O. `run` starts the threads; `cli` parses
+//! the flags; `stats` holds the metrics.
+
+pub mod cache;
 pub mod cli;
+pub mod events;
+pub mod plan;
+pub mod ports;
+pub mod queue;
+pub mod reconcile;
+pub mod run;
+pub mod stats;
+pub mod status;
+pub mod targets;
+pub mod worker;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use cache::{Affected, Cache, Key};
+pub use events::EventLimiter;
+pub use plan::{Action, EventSpec, EventType, Plan, UpdaterRequest};
+pub use queue::Queue;
+pub use reconcile::{Context, on_updater_error, reconcile};

@@ -1,0 +1,546 @@
+//! The worker's view of the cluster: one `BTreeMap` per kind, keyed by namespace/name (nodes by
+//! name), so every iteration is in a stable order. Each change returns the reconcile keys it
+//! affects; the worker queues them.
+//! Pure: no I/O, no clock.
+
+use super::targets::{node_view, ready_endpoint_nodes};
+use crate::model::{
+    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, ObjectMeta, Service,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A namespaced object's identity; also the reconcile key (a Service and its LoadBalancer share it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Key {
+        Key {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn of(meta: &ObjectMeta) -> Key {
+        Key::new(&meta.namespace, &meta.name)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Reconcile keys a change affects.
+pub type Affected = BTreeSet<Key>;
+
+#[derive(Clone, Debug, Default)]
+pub struct Cache {
+    pub services: BTreeMap<Key, Service>,
+    /// By node name.
+    pub nodes: BTreeMap<String, Node>,
+    pub load_balancers: BTreeMap<Key, LoadBalancer>,
+    pub configs: BTreeMap<Key, LoadBalancerConfig>,
+    /// By slice namespace/name.
+    pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
+    /// Service key → its slices.
+    slices_by_service: BTreeMap<Key, BTreeSet<Key>>,
+}
+
+/// Same object at the same resourceVersion: nothing to do (relists repeat most objects).
+fn unchanged(old: Option<&ObjectMeta>, new: &ObjectMeta) -> bool {
+    old.is_some_and(|o| {
+        !o.resource_version.is_empty() && o.resource_version == new.resource_version
+    })
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    // ---- Services: a change affects its own key.
+
+    pub fn apply_service(&mut self, svc: Service) -> Affected {
+        let key = Key::of(&svc.metadata);
+        if unchanged(self.services.get(&key).map(|s| &s.metadata), &svc.metadata) {
+            return Affected::new();
+        }
+        self.services.insert(key.clone(), svc);
+        [key].into()
+    }
+
+    pub fn delete_service(&mut self, key: &Key) -> Affected {
+        match self.services.remove(key) {
+            Some(_) => [key.clone()].into(),
+            None => Affected::new(),
+        }
+    }
+
+    pub fn replace_services(&mut self, items: Vec<Service>) -> Affected {
+        let fresh: BTreeSet<Key> = items.iter().map(|s| Key::of(&s.metadata)).collect();
+        let mut affected: Affected = self
+            .services
+            .keys()
+            .filter(|k| !fresh.contains(*k))
+            .cloned()
+            .collect();
+        self.services.retain(|k, _| fresh.contains(k));
+        for svc in items {
+            affected.extend(self.apply_service(svc));
+        }
+        affected
+    }
+
+    // ---- Nodes: a change to what targets see affects every LoadBalancer.
+
+    pub fn apply_node(&mut self, node: Node) -> Affected {
+        let name = node.metadata.name.clone();
+        let old = self.nodes.insert(name, node.clone());
+        if old.as_ref().map(node_view) == Some(node_view(&node)) {
+            return Affected::new();
+        }
+        self.all_load_balancers()
+    }
+
+    pub fn delete_node(&mut self, name: &str) -> Affected {
+        match self.nodes.remove(name) {
+            Some(_) => self.all_load_balancers(),
+            None => Affected::new(),
+        }
+    }
+
+    pub fn replace_nodes(&mut self, items: Vec<Node>) -> Affected {
+        let fresh: BTreeMap<String, Node> = items
+            .into_iter()
+            .map(|n| (n.metadata.name.clone(), n))
+            .collect();
+        let view = |m: &BTreeMap<String, Node>| -> Vec<(String, (bool, Vec<(String, String)>))> {
+            m.iter().map(|(k, n)| (k.clone(), node_view(n))).collect()
+        };
+        let changed = view(&self.nodes) != view(&fresh);
+        self.nodes = fresh;
+        if changed {
+            self.all_load_balancers()
+        } else {
+            Affected::new()
+        }
+    }
+
+    fn all_load_balancers(&self) -> Affected {
+        self.load_balancers.keys().cloned().collect()
+    }
+
+    // ---- LoadBalancers: a change affects its own key.
+
+    /// Also takes the worker's own write responses. An object that is being deleted and has no
+    /// finalizer left is gone (the apiserver echoes it once when the last finalizer is removed).
+    pub fn apply_load_balancer(&mut self, lb: LoadBalancer) -> Affected {
+        let key = Key::of(&lb.metadata);
+        if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() {
+            return self.delete_load_balancer(&key);
+        }
+        if unchanged(
+            self.load_balancers.get(&key).map(|l| &l.metadata),
+            &lb.metadata,
+        ) {
+            return Affected::new();
+        }
+        self.load_balancers.insert(key.clone(), lb);
+        [key].into()
+    }
+
+    pub fn delete_load_balancer(&mut self, key: &Key) -> Affected {
+        match self.load_balancers.remove(key) {
+            Some(_) => [key.clone()].into(),
+            None => Affected::new(),
+        }
+    }
+
+    pub fn replace_load_balancers(&mut self, items: Vec<LoadBalancer>) -> Affected {
+        let fresh: BTreeSet<Key> = items.iter().map(|l| Key::of(&l.metadata)).collect();
+        let mut affected: Affected = self
+            .load_balancers
+            .keys()
+            .filter(|k| !fresh.contains(*k))
+            .cloned()
+            .collect();
+        self.load_balancers.retain(|k, _| fresh.contains(k));
+        for lb in items {
+            affected.extend(self.apply_load_balancer(lb));
+        }
+        affected
+    }
+
+    // ---- Configs: a change affects the LoadBalancers that use it and the LoadBalancer Services that
+    // name it or take the default.
+
+    pub fn apply_config(&mut self, cfg: LoadBalancerConfig) -> Affected {
+        let key = Key::of(&cfg.metadata);
+        if unchanged(self.configs.get(&key).map(|c| &c.metadata), &cfg.metadata) {
+            return Affected::new();
+        }
+        self.configs.insert(key.clone(), cfg);
+        self.users_of_config(&key.name)
+    }
+
+    pub fn delete_config(&mut self, key: &Key) -> Affected {
+        match self.configs.remove(key) {
+            Some(_) => self.users_of_config(&key.name),
+            None => Affected::new(),
+        }
+    }
+
+    pub fn replace_configs(&mut self, items: Vec<LoadBalancerConfig>) -> Affected {
+        let fresh: BTreeSet<Key> = items.iter().map(|c| Key::of(&c.metadata)).collect();
+        let gone: Vec<Key> = self
+            .configs
+            .keys()
+            .filter(|k| !fresh.contains(*k))
+            .cloned()
+            .collect();
+        let mut affected = Affected::new();
+        for key in gone {
+            affected.extend(self.delete_config(&key));
+        }
+        for cfg in items {
+            affected.extend(self.apply_config(cfg));
+        }
+        affected
+    }
+
+    fn users_of_config(&self, name: &str) -> Affected {
+        let lbs = self
+            .load_balancers
+            .iter()
+            .filter(|(_, lb)| lb.spec.config_name.get().is_some_and(|n| n == name))
+            .map(|(k, _)| k.clone());
+        let services = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.spec.type_.as_deref() == Some("LoadBalancer"))
+            .filter(|(_, s)| {
+                s.metadata
+                    .annotations
+                    .get(CONFIG_ANNOTATION)
+                    .is_none_or(|n| n == name)
+            })
+            .map(|(k, _)| k.clone());
+        lbs.chain(services).collect()
+    }
+
+    // ---- EndpointSlices: a change affects its Service when that Service is
+    // `externalTrafficPolicy: Local` and the set of nodes with a ready endpoint changed.
+
+    pub fn apply_endpoint_slice(&mut self, slice: EndpointSlice) -> Affected {
+        let key = Key::of(&slice.metadata);
+        if unchanged(
+            self.endpoint_slices.get(&key).map(|s| &s.metadata),
+            &slice.metadata,
+        ) {
+            return Affected::new();
+        }
+        let old_service = self
+            .endpoint_slices
+            .get(&key)
+            .and_then(|s| s.service_name())
+            .map(|n| Key::new(&key.namespace, n));
+        let new_service = slice.service_name().map(|n| Key::new(&key.namespace, n));
+        // Node sets before the change, to tell whether the Service's targets can differ.
+        let before: Vec<(Key, BTreeSet<String>)> = old_service
+            .iter()
+            .chain(new_service.iter())
+            .map(|s| (s.clone(), self.local_nodes(s)))
+            .collect();
+        self.remove_slice(&key);
+        if let Some(svc) = &new_service {
+            self.slices_by_service
+                .entry(svc.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.endpoint_slices.insert(key, slice);
+        let mut affected = Affected::new();
+        for (svc, nodes) in before {
+            if self.local_nodes(&svc) != nodes {
+                affected.extend(self.if_local(&svc));
+            }
+        }
+        affected
+    }
+
+    pub fn delete_endpoint_slice(&mut self, key: &Key) -> Affected {
+        let Some(svc) = self.remove_slice(key) else {
+            return Affected::new();
+        };
+        self.if_local(&svc)
+    }
+
+    pub fn replace_endpoint_slices(&mut self, items: Vec<EndpointSlice>) -> Affected {
+        let fresh: BTreeSet<Key> = items.iter().map(|s| Key::of(&s.metadata)).collect();
+        let gone: Vec<Key> = self
+            .endpoint_slices
+            .keys()
+            .filter(|k| !fresh.contains(*k))
+            .cloned()
+            .collect();
+        let mut affected = Affected::new();
+        for key in gone {
+            affected.extend(self.delete_endpoint_slice(&key));
+        }
+        for slice in items {
+            affected.extend(self.apply_endpoint_slice(slice));
+        }
+        affected
+    }
+
+    /// Removes a slice and its index entry; returns the Service it belonged to.
+    fn remove_slice(&mut self, key: &Key) -> Option<Key> {
+        let old = self.endpoint_slices.remove(key)?;
+        let svc = Key::new(&key.namespace, old.service_name()?);
+        if let Some(set) = self.slices_by_service.get_mut(&svc) {
+            set.remove(key);
+            if set.is_empty() {
+                self.slices_by_service.remove(&svc);
+            }
+        }
+        Some(svc)
+    }
+
+    fn if_local(&self, svc: &Key) -> Affected {
+        let local = self
+            .services
+            .get(svc)
+            .is_some_and(|s| s.spec.external_traffic_policy.as_deref() == Some("Local"));
+        if local {
+            [svc.clone()].into()
+        } else {
+            Affected::new()
+        }
+    }
+
+    /// Nodes with a ready endpoint of this Service.
+    pub fn local_nodes(&self, svc: &Key) -> BTreeSet<String> {
+        let slices = self
+            .slices_by_service
+            .get(svc)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.endpoint_slices.get(k));
+        ready_endpoint_nodes(slices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::testutil::{Rng, node, shuffled};
+    use serde_json::json;
+
+    fn svc(name: &str, rv: &str, annotation: Option<&str>, policy: &str) -> Service {
+        let mut s: Service = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": policy},
+        }))
+        .unwrap();
+        if let Some(a) = annotation {
+            s.metadata
+                .annotations
+                .insert(CONFIG_ANNOTATION.into(), a.into());
+        }
+        s
+    }
+
+    fn lb(name: &str, rv: &str, config: &str) -> LoadBalancer {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+            "spec": {"configName": config},
+        }))
+        .unwrap()
+    }
+
+    fn cfg(name: &str, rv: &str) -> LoadBalancerConfig {
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "sys", "resourceVersion": rv}}),
+        )
+        .unwrap()
+    }
+
+    fn slice(name: &str, rv: &str, svc: &str, nodes: &[&str]) -> EndpointSlice {
+        let eps: Vec<_> = nodes
+            .iter()
+            .map(|n| json!({"addresses": ["10.42.0.1"], "nodeName": n}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv, "labels": {"kubernetes.io/service-name": svc}},
+            "endpoints": eps,
+        }))
+        .unwrap()
+    }
+
+    fn keys(names: &[&str]) -> Affected {
+        names.iter().map(|n| Key::new("ns", n)).collect()
+    }
+
+    fn filled(rng: &mut Rng) -> Cache {
+        let mut c = Cache::new();
+        let mut lbs = vec![
+            lb("a", "1", "edge"),
+            lb("b", "1", "other"),
+            lb("c", "1", "edge"),
+        ];
+        rng.shuffle(&mut lbs);
+        c.replace_load_balancers(lbs);
+        let mut svcs = vec![
+            svc("a", "1", None, "Cluster"),
+            svc("d", "1", Some("edge"), "Local"),
+            svc("e", "1", Some("other"), "Cluster"),
+        ];
+        rng.shuffle(&mut svcs);
+        c.replace_services(svcs);
+        c.replace_nodes(vec![node("n1", "True", &[("InternalIP", "10.0.0.1")])]);
+        c.replace_configs(vec![cfg("edge", "1")]);
+        c
+    }
+
+    #[test]
+    fn affected_keys_table() {
+        type Step = fn(&mut Cache) -> Affected;
+        let cases: Vec<(&str, Step, Affected)> = vec![
+            (
+                "service change: its key",
+                |c| c.apply_service(svc("x", "1", None, "Cluster")),
+                keys(&["x"]),
+            ),
+            (
+                "same rv again: nothing",
+                |c| c.apply_service(svc("a", "1", None, "Cluster")),
+                keys(&[]),
+            ),
+            (
+                "service delete",
+                |c| c.delete_service(&Key::new("ns", "a")),
+                keys(&["a"]),
+            ),
+            (
+                "unknown delete: nothing",
+                |c| c.delete_service(&Key::new("ns", "zz")),
+                keys(&[]),
+            ),
+            (
+                "lb change: its key",
+                |c| c.apply_load_balancer(lb("b", "2", "other")),
+                keys(&["b"]),
+            ),
+            (
+                "node flip: every lb",
+                |c| c.apply_node(node("n1", "False", &[("InternalIP", "10.0.0.1")])),
+                keys(&["a", "b", "c"]),
+            ),
+            (
+                "new node: every lb",
+                |c| c.apply_node(node("n2", "True", &[])),
+                keys(&["a", "b", "c"]),
+            ),
+            (
+                "node heartbeat: nothing",
+                |c| {
+                    let mut n = node("n1", "True", &[("InternalIP", "10.0.0.1")]);
+                    n.metadata.resource_version = "2".into();
+                    c.apply_node(n)
+                },
+                keys(&[]),
+            ),
+            (
+                "node relist unchanged: nothing",
+                |c| c.replace_nodes(vec![node("n1", "True", &[("InternalIP", "10.0.0.1")])]),
+                keys(&[]),
+            ),
+            (
+                "config change: its LBs and Services naming it or the default",
+                |c| c.apply_config(cfg("edge", "2")),
+                keys(&["a", "c", "d"]),
+            ),
+            (
+                "config delete",
+                |c| c.delete_config(&Key::new("sys", "edge")),
+                keys(&["a", "c", "d"]),
+            ),
+            (
+                "slice for Local service",
+                |c| c.apply_endpoint_slice(slice("d-1", "1", "d", &["n1"])),
+                keys(&["d"]),
+            ),
+            (
+                "slice for Cluster service: nothing",
+                |c| c.apply_endpoint_slice(slice("a-1", "1", "a", &["n1"])),
+                keys(&[]),
+            ),
+            (
+                "relist drops deleted lb",
+                |c| c.replace_load_balancers(vec![lb("a", "1", "edge"), lb("b", "1", "other")]),
+                keys(&["c"]),
+            ),
+            (
+                "relist drops deleted service and sees changed one",
+                |c| {
+                    c.replace_services(vec![
+                        svc("a", "2", None, "Cluster"),
+                        svc("d", "1", Some("edge"), "Local"),
+                    ])
+                },
+                keys(&["a", "e"]),
+            ),
+            (
+                "deleting lb without finalizers is gone",
+                |c| {
+                    let mut l = lb("a", "9", "edge");
+                    l.metadata.deletion_timestamp = Some("t".into());
+                    let out = c.apply_load_balancer(l);
+                    assert!(!c.load_balancers.contains_key(&Key::new("ns", "a")));
+                    out
+                },
+                keys(&["a"]),
+            ),
+        ];
+        let mut rng = Rng::new(17);
+        for _ in 0..20 {
+            for (name, step, want) in shuffled(&cases, &mut rng) {
+                let mut c = filled(&mut rng);
+                assert_eq!(&step(&mut c), want, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn slice_index_follows_updates_and_deletes() {
+        let mut c = filled(&mut Rng::new(1));
+        let d = Key::new("ns", "d");
+        c.apply_endpoint_slice(slice("d-1", "1", "d", &["n1"]));
+        c.apply_endpoint_slice(slice("d-2", "1", "d", &["n2"]));
+        assert_eq!(
+            c.local_nodes(&d),
+            ["n1", "n2"].iter().map(|s| s.to_string()).collect()
+        );
+        assert_eq!(
+            c.apply_endpoint_slice(slice("d-2", "2", "d", &["n1"])),
+            keys(&["d"])
+        );
+        assert_eq!(
+            c.apply_endpoint_slice(slice("d-2", "3", "d", &["n1"])),
+            keys(&[]),
+            "same node set"
+        );
+        assert_eq!(
+            c.delete_endpoint_slice(&Key::new("ns", "d-1")),
+            keys(&["d"])
+        );
+        c.replace_endpoint_slices(vec![]);
+        assert!(c.local_nodes(&d).is_empty());
+    }
+}

@@ -1,0 +1,130 @@
+//! Event rate limiting, as client-go's recorder does it: a token bucket per (object, reason), burst
+//! 25, one new token every 300 s, so a failing object cannot flood the API. The worker asks
+//! `allow` before creating each Event.
+//! Pure: no I/O, no clock (time is passed in).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub const BURST: u32 = 25;
+pub const REFILL_EVERY: Duration = Duration::from_secs(300);
+/// Above this many buckets, full ones are dropped (they behave exactly like a fresh bucket).
+const MAX_BUCKETS: usize = 4096;
+
+#[derive(Clone, Debug)]
+struct Bucket {
+    tokens: u32,
+    /// When the last token was counted in (refills are whole tokens since then).
+    last: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventLimiter {
+    buckets: BTreeMap<(String, String), Bucket>,
+    burst: u32,
+    refill_every: Duration,
+}
+
+impl Default for EventLimiter {
+    fn default() -> Self {
+        EventLimiter::new(BURST, REFILL_EVERY)
+    }
+}
+
+impl EventLimiter {
+    pub fn new(burst: u32, refill_every: Duration) -> EventLimiter {
+        EventLimiter {
+            buckets: BTreeMap::new(),
+            burst,
+            refill_every,
+        }
+    }
+
+    /// Whether an Event for `object` (e.g. `Service ns/name`) with `reason` may be sent now; takes a
+    /// token if so.
+    pub fn allow(&mut self, object: &str, reason: &str, now: Instant) -> bool {
+        if self.buckets.len() >= MAX_BUCKETS {
+            let (burst, every) = (self.burst, self.refill_every);
+            self.buckets
+                .retain(|_, b| refilled(b, burst, every, now).tokens < burst);
+        }
+        let (burst, every) = (self.burst, self.refill_every);
+        let bucket = self
+            .buckets
+            .entry((object.to_string(), reason.to_string()))
+            .or_insert(Bucket {
+                tokens: burst,
+                last: now,
+            });
+        *bucket = refilled(bucket, burst, every, now);
+        if bucket.tokens == 0 {
+            return false;
+        }
+        bucket.tokens -= 1;
+        true
+    }
+}
+
+fn refilled(b: &Bucket, burst: u32, every: Duration, now: Instant) -> Bucket {
+    if every.is_zero() {
+        return Bucket {
+            tokens: burst,
+            last: now,
+        };
+    }
+    let elapsed = now.saturating_duration_since(b.last);
+    let new = (elapsed.as_nanos() / every.as_nanos()) as u64;
+    if new == 0 {
+        return b.clone();
+    }
+    let tokens = (u64::from(b.tokens) + new).min(u64::from(burst)) as u32;
+    let last = if tokens == burst {
+        now
+    } else {
+        b.last + every * (new as u32)
+    };
+    Bucket { tokens, last }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_one_per_period_per_object_and_reason() {
+        let t0 = Instant::now();
+        let mut l = EventLimiter::default();
+        let sent = (0..30)
+            .filter(|_| l.allow("Service ns/web", "UpdaterFailed", t0))
+            .count();
+        assert_eq!(sent, 25);
+        assert!(
+            l.allow("Service ns/web", "PortAllocated", t0),
+            "other reason has its own bucket"
+        );
+        assert!(
+            l.allow("Service ns/db", "UpdaterFailed", t0),
+            "other object has its own bucket"
+        );
+        assert!(!l.allow(
+            "Service ns/web",
+            "UpdaterFailed",
+            t0 + Duration::from_secs(299)
+        ));
+        assert!(l.allow(
+            "Service ns/web",
+            "UpdaterFailed",
+            t0 + Duration::from_secs(300)
+        ));
+        assert!(!l.allow(
+            "Service ns/web",
+            "UpdaterFailed",
+            t0 + Duration::from_secs(301)
+        ));
+        let later = t0 + Duration::from_secs(300 * 100);
+        let sent = (0..30)
+            .filter(|_| l.allow("Service ns/web", "UpdaterFailed", later))
+            .count();
+        assert_eq!(sent, 25, "refills up to the burst, not beyond");
+    }
+}

@@ -1,0 +1,202 @@
+//! What a reconcile decided: an ordered list of actions for the worker to execute.
+//!
+//! The worker runs the actions in order and stops at the first failure. Every API write returns the
+//! object; the worker applies it to its cache at once, which queues the key again, so each next step
+//! (e.g. the updater call after a spec patch bumped `generation`) is decided by the next reconcile
+//! from fresh state rather than guessed here.
+//! Pure: no I/O, no clock.
+
+use super::cache::Key;
+use crate::model::{Event, EventSource, ObjectMeta, ObjectReference};
+use serde_json::{Value, json};
+
+/// One backend for the updater (`POST /api/v1/lb`); the worker converts it to the wire type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdaterRequest {
+    pub backend_name: String,
+    pub lb_port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    /// (host, port), sorted.
+    pub upstreams: Vec<(String, u16)>,
+    /// 0 = the updater's default.
+    pub proxy_timeout_seconds: u32,
+    pub proxy_connect_timeout_seconds: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
+}
+
+/// An Event to create (subject to the worker's `EventLimiter`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSpec {
+    pub object: ObjectReference,
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+impl EventSpec {
+    /// The core/v1 Event to POST to `/api/v1/namespaces/{namespace}/events`. `unique` makes the name
+    /// unique (client-go uses the time in hex nanoseconds); `now` is an RFC 3339 time.
+    pub fn to_event(&self, now: &str, unique: &str) -> Event {
+        let namespace = if self.object.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            self.object.namespace.clone()
+        };
+        Event {
+            metadata: ObjectMeta {
+                name: format!("{}.{unique}", self.object.name),
+                namespace,
+                ..Default::default()
+            },
+            involved_object: self.object.clone(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            type_: self.type_.as_str().to_string(),
+            source: EventSource {
+                component: "paperlb".to_string(),
+            },
+            first_timestamp: now.to_string(),
+            last_timestamp: now.to_string(),
+            count: 1,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// POST the LoadBalancer (`object` is the full body, finalizer and ownerReference included).
+    CreateLoadBalancer {
+        key: Key,
+        object: Value,
+    },
+    /// Merge patch of the main resource: `spec`, with `metadata.resourceVersion` (409 → requeue) and
+    /// any metadata that had to change with it (finalizers, ownerReferences).
+    PatchLoadBalancerSpec {
+        key: Key,
+        patch: Value,
+    },
+    /// Merge patch `{"metadata":{"finalizers":[..],"resourceVersion":rv}}` (full list: arrays are
+    /// replaced whole).
+    AddFinalizer {
+        key: Key,
+        finalizers: Vec<String>,
+        resource_version: String,
+    },
+    RemoveFinalizer {
+        key: Key,
+        finalizers: Vec<String>,
+        resource_version: String,
+    },
+    /// `POST {url}/api/v1/lb`.
+    UpdaterApply {
+        key: Key,
+        url: String,
+        request: UpdaterRequest,
+    },
+    /// `DELETE {url}/api/v1/lb`; a 404 from the updater counts as done.
+    UpdaterDelete {
+        key: Key,
+        url: String,
+        backend_name: String,
+    },
+    /// Merge patch of the `/status` subresource.
+    PatchLoadBalancerStatus {
+        key: Key,
+        patch: Value,
+    },
+    /// Merge patch of the Service's `/status` subresource.
+    PatchServiceStatus {
+        key: Key,
+        patch: Value,
+    },
+    /// DELETE the LoadBalancer (precondition on `uid`, so a newer object of the same name survives);
+    /// 404 counts as done.
+    DeleteLoadBalancer {
+        key: Key,
+        uid: String,
+    },
+    Event(EventSpec),
+}
+
+impl Action {
+    /// The JSON merge patch body (`application/merge-patch+json`) of a patch action.
+    pub fn merge_patch(&self) -> Option<Value> {
+        match self {
+            Action::PatchLoadBalancerSpec { patch, .. }
+            | Action::PatchLoadBalancerStatus { patch, .. }
+            | Action::PatchServiceStatus { patch, .. } => Some(patch.clone()),
+            Action::AddFinalizer {
+                finalizers,
+                resource_version,
+                ..
+            }
+            | Action::RemoveFinalizer {
+                finalizers,
+                resource_version,
+                ..
+            } => Some(json!({"metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": resource_version,
+            }})),
+            _ => None,
+        }
+    }
+
+    pub fn is_updater_call(&self) -> bool {
+        matches!(
+            self,
+            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. }
+        )
+    }
+
+    /// A write to the Kubernetes API other than an Event.
+    pub fn is_api_write(&self) -> bool {
+        !self.is_updater_call() && !matches!(self, Action::Event(_))
+    }
+}
+
+/// The actions of one reconcile, in execution order. Empty when the world already matches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn push(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    pub fn event(
+        &mut self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
+        self.push(Action::Event(EventSpec {
+            object: object.clone(),
+            type_,
+            reason: reason.to_string(),
+            message,
+        }));
+    }
+}

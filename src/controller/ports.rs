@@ -1,0 +1,428 @@
+//! Port allocation on an LB host: keep what the LoadBalancer CR already records when still valid,
+//! else the lowest free port of the config's range; unique per (host, port, protocol).
+//! Pure: no I/O, no clock.
+
+use super::cache::Key;
+use crate::model::{Lenient, LoadBalancer, LoadBalancerSpec, Protocol};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One Service port asking for an LB port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortRequest {
+    pub name: String,
+    pub protocol: Protocol,
+    /// The LB port (and its protocol) the existing CR records for this Service port.
+    pub previous: Option<(u16, Protocol)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortError {
+    /// No free port of this protocol left in the range.
+    Exhausted {
+        config: String,
+        host: String,
+        low: u16,
+        high: u16,
+        protocol: Protocol,
+    },
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortError::Exhausted {
+                config,
+                host,
+                low,
+                high,
+                protocol,
+            } => write!(
+                f,
+                "no free {} port left on {host} in range {low}-{high} of LoadBalancerConfig {config}",
+                protocol.as_str()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PortError {}
+
+/// LB ports per Service port, in request order. `taken` holds the (port, protocol) pairs other
+/// LoadBalancers hold on the same host.
+pub fn allocate_ports(
+    requests: &[PortRequest],
+    low: u16,
+    high: u16,
+    taken: &BTreeSet<(u16, Protocol)>,
+    config: &str,
+    host: &str,
+) -> Result<Vec<u16>, PortError> {
+    let mut used = taken.clone();
+    let mut out: Vec<Option<u16>> = vec![None; requests.len()];
+    // Keep first, in a separate pass, so a port added in front cannot take a port kept behind it.
+    for (slot, r) in out.iter_mut().zip(requests) {
+        if let Some((port, protocol)) = r.previous {
+            if protocol == r.protocol
+                && (low..=high).contains(&port)
+                && used.insert((port, protocol))
+            {
+                *slot = Some(port);
+            }
+        }
+    }
+    for (slot, r) in out.iter_mut().zip(requests) {
+        if slot.is_some() {
+            continue;
+        }
+        let free = (low..=high).find(|p| !used.contains(&(*p, r.protocol)));
+        let Some(port) = free else {
+            return Err(PortError::Exhausted {
+                config: config.to_string(),
+                host: host.to_string(),
+                low,
+                high,
+                protocol: r.protocol,
+            });
+        };
+        used.insert((port, r.protocol));
+        *slot = Some(port);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// Ports every LoadBalancer other than `except` holds on `host`, read straight from the stored specs
+/// (no full validation: this runs over every LoadBalancer on every reconcile). A port an odd CR
+/// still claims counts as taken; LoadBalancers being deleted keep theirs until they are gone.
+pub fn taken_ports(
+    lbs: &BTreeMap<Key, LoadBalancer>,
+    host: &str,
+    except: &Key,
+) -> BTreeSet<(u16, Protocol)> {
+    let mut taken = BTreeSet::new();
+    for (key, lb) in lbs {
+        if key == except {
+            continue;
+        }
+        let same_host = lb
+            .spec
+            .host
+            .get()
+            .is_some_and(|h| h.eq_ignore_ascii_case(host));
+        if same_host {
+            taken.extend(
+                stored_ports(&lb.spec)
+                    .into_iter()
+                    .map(|(_, p, proto)| (p, proto)),
+            );
+        }
+    }
+    taken
+}
+
+/// (name, port, protocol) of each readable port in a stored spec: the `ports` list, else the Go
+/// fields as one unnamed port.
+pub fn stored_ports(spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol)> {
+    let one = |name: &Lenient<String>, port: &Lenient<i64>, protocol: &Lenient<String>| {
+        let port = u16::try_from(*port.get()?).ok().filter(|p| *p > 0)?;
+        let protocol = match protocol {
+            Lenient::Missing => Protocol::Tcp,
+            p => Protocol::parse(p.get()?)?,
+        };
+        Some((name.get().cloned().unwrap_or_default(), port, protocol))
+    };
+    if spec.ports.is_empty() {
+        one(&Lenient::Missing, &spec.port, &spec.protocol)
+            .into_iter()
+            .collect()
+    } else {
+        spec.ports
+            .iter()
+            .filter_map(|p| one(&p.name, &p.port, &p.protocol))
+            .collect()
+    }
+}
+
+/// What the existing CR records for each Service port `(name, protocol)`: matched by port name; a
+/// Go-form CR (no `ports` list) gives its single port to the first Service port.
+pub fn previous_ports(
+    existing: Option<&LoadBalancerSpec>,
+    wanted: &[(String, Protocol)],
+) -> Vec<PortRequest> {
+    let stored = existing.map(stored_ports).unwrap_or_default();
+    let go_form = existing.is_some_and(|s| s.ports.is_empty());
+    wanted
+        .iter()
+        .enumerate()
+        .map(|(i, (name, protocol))| {
+            let previous = if go_form {
+                stored
+                    .first()
+                    .filter(|_| i == 0)
+                    .map(|(_, p, proto)| (*p, *proto))
+            } else {
+                stored
+                    .iter()
+                    .find(|(n, _, _)| n == name)
+                    .map(|(_, p, proto)| (*p, *proto))
+            };
+            PortRequest {
+                name: name.clone(),
+                protocol: *protocol,
+                previous,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::testutil::{Rng, shuffled};
+    use Protocol::{Tcp, Udp};
+    use serde_json::json;
+
+    fn req(name: &str, protocol: Protocol, previous: Option<(u16, Protocol)>) -> PortRequest {
+        PortRequest {
+            name: name.into(),
+            protocol,
+            previous,
+        }
+    }
+
+    type Case = (
+        &'static str,
+        Vec<PortRequest>,
+        (u16, u16),
+        Vec<(u16, Protocol)>,
+        Result<Vec<u16>, ()>,
+    );
+
+    #[test]
+    fn allocation_table() {
+        let cases: Vec<Case> = vec![
+            (
+                "lowest free",
+                vec![req("a", Tcp, None)],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8000]),
+            ),
+            (
+                "skips taken",
+                vec![req("a", Tcp, None)],
+                (8000, 8010),
+                vec![(8000, Tcp), (8001, Tcp)],
+                Ok(vec![8002]),
+            ),
+            (
+                "keeps existing",
+                vec![req("a", Tcp, Some((8005, Tcp)))],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8005]),
+            ),
+            (
+                "other protocol does not collide",
+                vec![req("a", Udp, None)],
+                (8000, 8010),
+                vec![(8000, Tcp)],
+                Ok(vec![8000]),
+            ),
+            (
+                "tcp and udp of one service share a number",
+                vec![req("dns-tcp", Tcp, None), req("dns-udp", Udp, None)],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8000, 8000]),
+            ),
+            (
+                "two tcp ports differ",
+                vec![req("a", Tcp, None), req("b", Tcp, None)],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8000, 8001]),
+            ),
+            (
+                "existing taken by another LB moves",
+                vec![req("a", Tcp, Some((8005, Tcp)))],
+                (8000, 8010),
+                vec![(8005, Tcp)],
+                Ok(vec![8000]),
+            ),
+            (
+                "protocol changed: reallocate",
+                vec![req("a", Udp, Some((8005, Tcp)))],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8000]),
+            ),
+            (
+                "range shrink keeps ports inside",
+                vec![
+                    req("a", Tcp, Some((8003, Tcp))),
+                    req("b", Tcp, Some((8009, Tcp))),
+                ],
+                (8002, 8005),
+                vec![],
+                Ok(vec![8003, 8002]),
+            ),
+            (
+                "new port in front does not steal kept port",
+                vec![req("new", Tcp, None), req("old", Tcp, Some((8000, Tcp)))],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8001, 8000]),
+            ),
+            (
+                "duplicate previous: second reallocated",
+                vec![
+                    req("a", Tcp, Some((8000, Tcp))),
+                    req("b", Tcp, Some((8000, Tcp))),
+                ],
+                (8000, 8010),
+                vec![],
+                Ok(vec![8000, 8001]),
+            ),
+            (
+                "exhausted",
+                vec![req("a", Tcp, None), req("b", Tcp, None)],
+                (8000, 8001),
+                vec![(8000, Tcp)],
+                Err(()),
+            ),
+            (
+                "single-port range",
+                vec![req("a", Tcp, None)],
+                (9000, 9000),
+                vec![],
+                Ok(vec![9000]),
+            ),
+        ];
+        let mut rng = Rng::new(42);
+        for _ in 0..20 {
+            for (name, reqs, (low, high), taken, want) in shuffled(&cases, &mut rng) {
+                let taken: BTreeSet<_> = taken.iter().copied().collect();
+                let got = allocate_ports(
+                    reqs,
+                    *low,
+                    *high,
+                    &taken,
+                    "paperlb-system/edge",
+                    "203.0.113.7",
+                );
+                match want {
+                    Ok(ports) => assert_eq!(got.as_ref(), Ok(ports), "{name}"),
+                    Err(()) => assert!(got.is_err(), "{name}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exhaustion_names_config_and_range() {
+        let taken = [(8000, Tcp)].into_iter().collect();
+        let err = allocate_ports(
+            &[req("a", Tcp, None)],
+            8000,
+            8000,
+            &taken,
+            "paperlb-system/edge",
+            "lb1",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no free TCP port left on lb1 in range 8000-8000 of LoadBalancerConfig paperlb-system/edge"
+        );
+    }
+
+    fn lb(host: &str, ports: &[(&str, u16, &str)]) -> LoadBalancer {
+        let ports: Vec<_> = ports
+            .iter()
+            .map(|(n, p, proto)| json!({"name": n, "port": p, "protocol": proto}))
+            .collect();
+        serde_json::from_value(json!({"spec": {"host": host, "ports": ports}})).unwrap()
+    }
+
+    fn key(name: &str) -> Key {
+        Key::new("ns", name)
+    }
+
+    #[test]
+    fn taken_ports_per_host_excluding_self() {
+        let mut lbs = BTreeMap::new();
+        lbs.insert(
+            key("a"),
+            lb("h1", &[("x", 8000, "TCP"), ("y", 8000, "UDP")]),
+        );
+        lbs.insert(key("b"), lb("H1", &[("x", 8001, "TCP")]));
+        lbs.insert(key("c"), lb("h2", &[("x", 8002, "TCP")]));
+        let go: LoadBalancer =
+            serde_json::from_value(json!({"spec": {"host": "h1", "port": "8003"}})).unwrap();
+        lbs.insert(key("d"), go);
+        let got = taken_ports(&lbs, "h1", &key("b"));
+        assert_eq!(
+            got,
+            [(8000, Tcp), (8000, Udp), (8003, Tcp)]
+                .into_iter()
+                .collect()
+        );
+    }
+
+    #[test]
+    fn previous_ports_match_by_name_or_go_form() {
+        let stored = lb("h", &[("http", 8000, "TCP"), ("https", 8001, "TCP")]).spec;
+        let wanted = vec![("https".to_string(), Tcp), ("metrics".to_string(), Tcp)];
+        let got = previous_ports(Some(&stored), &wanted);
+        assert_eq!(got[0].previous, Some((8001, Tcp)));
+        assert_eq!(got[1].previous, None);
+        let go: LoadBalancer =
+            serde_json::from_value(json!({"spec": {"host": "h", "port": 8100, "protocol": "TCP"}}))
+                .unwrap();
+        let got = previous_ports(Some(&go.spec), &[("http".into(), Tcp), ("b".into(), Tcp)]);
+        assert_eq!(got[0].previous, Some((8100, Tcp)));
+        assert_eq!(got[1].previous, None);
+    }
+
+    #[test]
+    fn fifty_services_never_share_a_port() {
+        let mut rng = Rng::new(3);
+        for round in 0..10 {
+            let mut lbs: BTreeMap<Key, LoadBalancer> = BTreeMap::new();
+            let mut order: Vec<usize> = (0..50).collect();
+            rng.shuffle(&mut order);
+            for i in order {
+                let k = key(&format!("svc{i}"));
+                let taken = taken_ports(&lbs, "h", &k);
+                let reqs = [
+                    req("a", Tcp, None),
+                    req("b", Udp, None),
+                    req("c", Tcp, None),
+                ];
+                let got = allocate_ports(&reqs, 8000, 8200, &taken, "edge", "h").unwrap();
+                lbs.insert(
+                    k,
+                    lb(
+                        "h",
+                        &[
+                            ("a", got[0], "TCP"),
+                            ("b", got[1], "UDP"),
+                            ("c", got[2], "TCP"),
+                        ],
+                    ),
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for l in lbs.values() {
+                for (_, p, proto) in stored_ports(&l.spec) {
+                    assert!(
+                        seen.insert((p, proto)),
+                        "round {round}: {p}/{proto:?} twice"
+                    );
+                }
+            }
+            assert_eq!(seen.len(), 150);
+        }
+    }
+}

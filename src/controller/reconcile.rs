@@ -1,0 +1,777 @@
+//! `reconcile(cache, key) -> Plan`: what must happen for one Service/LoadBalancer key, decided from
+//! the cache alone. A converged key gives an empty plan: nothing is written that would not change.
+//! Pure: no I/O, no clock (the time comes in through `Context`).
+
+use super::cache::{Cache, Key};
+use super::plan::{Action, EventType, Plan, UpdaterRequest};
+use super::ports::{allocate_ports, previous_ports, taken_ports};
+use super::status::{
+    READY, RECONCILED, backends_of, condition, ingress_for, is_applied, known_backends,
+    set_condition,
+};
+use super::targets::targets_for;
+use crate::model::{
+    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, FINALIZER, LOAD_BALANCER_KIND,
+    LbPort, LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
+    PHASE_READY, Protocol, Service, ValidConfig,
+};
+use serde_json::json;
+
+/// More ports than this on one Service is refused: each is an nginx server block and a listen port.
+pub const MAX_PORTS: usize = 100;
+
+/// What a reconcile needs besides the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// Where LoadBalancerConfigs live (`paperlb-system` by default).
+    pub namespace: String,
+    /// RFC 3339 time for condition transitions.
+    pub now: String,
+    /// The `spec.loadBalancerClass` we answer to; an unset class is ours too.
+    pub class_name: String,
+}
+
+impl Context {
+    pub fn new(namespace: &str, now: &str) -> Context {
+        Context {
+            namespace: namespace.to_string(),
+            now: now.to_string(),
+            class_name: DEFAULT_CLASS.to_string(),
+        }
+    }
+}
+
+/// A problem a user must act on: an Event reason and a message.
+struct Problem {
+    reason: &'static str,
+    message: String,
+}
+
+fn problem(reason: &'static str, message: String) -> Problem {
+    Problem { reason, message }
+}
+
+/// A Service port we can forward: its name, protocol and nodePort.
+struct ServicePortSpec {
+    name: String,
+    protocol: Protocol,
+    node_port: u16,
+}
+
+pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
+    let mut plan = Plan::default();
+    let svc = cache.services.get(key);
+    let lb = cache.load_balancers.get(key);
+    if let Some(lb) = lb.filter(|l| l.metadata.is_deleting()) {
+        finalize(key, lb, &mut plan);
+        return plan;
+    }
+    match (svc.filter(|s| is_ours(s, ctx)), lb) {
+        (Some(svc), lb) => reconcile_service(cache, key, svc, lb, ctx, &mut plan),
+        (None, Some(lb)) if lb.metadata.service_owner().is_some() => {
+            release(key, svc, lb, &mut plan)
+        }
+        (None, Some(lb)) => reconcile_hand_made(cache, key, lb, ctx, &mut plan),
+        (None, None) => {}
+    }
+    plan
+}
+
+/// `type: LoadBalancer` with our class or none.
+pub fn is_ours(svc: &Service, ctx: &Context) -> bool {
+    svc.spec.type_.as_deref() == Some("LoadBalancer")
+        && svc
+            .spec
+            .load_balancer_class
+            .as_deref()
+            .is_none_or(|c| c == ctx.class_name)
+}
+
+fn service_ref(svc: &Service) -> ObjectReference {
+    ObjectReference {
+        api_version: "v1".into(),
+        kind: "Service".into(),
+        namespace: svc.metadata.namespace.clone(),
+        name: svc.metadata.name.clone(),
+        uid: svc.metadata.uid.clone(),
+    }
+}
+
+fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
+    ObjectReference {
+        api_version: API_VERSION.into(),
+        kind: LOAD_BALANCER_KIND.into(),
+        namespace: lb.metadata.namespace.clone(),
+        name: lb.metadata.name.clone(),
+        uid: lb.metadata.uid.clone(),
+    }
+}
+
+/// Where a LoadBalancer's Events go: its Service when it has one in the cache, else itself.
+fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference {
+    match (lb.metadata.service_owner(), cache.services.get(key)) {
+        (Some(_), Some(svc)) => service_ref(svc),
+        _ => lb_ref(lb),
+    }
+}
+
+/// The LoadBalancer is being deleted: remove its backends, then let it go.
+fn finalize(key: &Key, lb: &LoadBalancer, plan: &mut Plan) {
+    if !lb.metadata.has_finalizer(FINALIZER) {
+        return; // someone else's finalizer holds it; nothing of ours is left
+    }
+    delete_backends(key, known_backends(key, lb), plan);
+    plan.push(remove_finalizer(key, lb));
+}
+
+/// The Service is gone or no longer ours: clean up ourselves, without relying on garbage collection.
+fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, plan: &mut Plan) {
+    if let Some(svc) = svc {
+        let host = lb.spec.host.get();
+        let shows_ours = svc.status.load_balancer.ingress.iter().any(|i| {
+            host.is_some_and(|h| i.ip.as_ref() == Some(h) || i.hostname.as_ref() == Some(h))
+        });
+        if shows_ours {
+            plan.push(Action::PatchServiceStatus {
+                key: key.clone(),
+                patch: json!({"status": {"loadBalancer": {"ingress": null}}}),
+            });
+        }
+    }
+    delete_backends(key, known_backends(key, lb), plan);
+    if lb.metadata.has_finalizer(FINALIZER) {
+        plan.push(remove_finalizer(key, lb));
+    }
+    plan.push(Action::DeleteLoadBalancer {
+        key: key.clone(),
+        uid: lb.metadata.uid.clone(),
+    });
+    if let Some(svc) = svc {
+        plan.event(
+            &service_ref(svc),
+            EventType::Normal,
+            "LoadBalancerDeleted",
+            format!("Service {key} is no longer served by paperlb; LoadBalancer deleted"),
+        );
+    }
+}
+
+fn delete_backends(key: &Key, backends: Vec<AppliedBackend>, plan: &mut Plan) {
+    for b in backends {
+        plan.push(Action::UpdaterDelete {
+            key: key.clone(),
+            url: b.url,
+            backend_name: b.backend_name,
+        });
+    }
+}
+
+fn remove_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
+    Action::RemoveFinalizer {
+        key: key.clone(),
+        finalizers: lb
+            .metadata
+            .finalizers
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect(),
+        resource_version: lb.metadata.resource_version.clone(),
+    }
+}
+
+fn reconcile_service(
+    cache: &Cache,
+    key: &Key,
+    svc: &Service,
+    lb: Option<&LoadBalancer>,
+    ctx: &Context,
+    plan: &mut Plan,
+) {
+    let svc_ref = service_ref(svc);
+    let desired = match desired_spec(cache, key, svc, lb, ctx) {
+        Ok(Some(spec)) => spec,
+        Ok(None) => return, // a port has no nodePort yet: the apiserver fills it in a moment
+        Err(p) => {
+            report_problem(key, lb, &svc_ref, p, ctx, plan);
+            return;
+        }
+    };
+    let owner = OwnerReference {
+        api_version: "v1".into(),
+        kind: "Service".into(),
+        name: svc.metadata.name.clone(),
+        uid: svc.metadata.uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    let Some(lb) = lb else {
+        plan.push(Action::CreateLoadBalancer {
+            key: key.clone(),
+            object: json!({
+                "apiVersion": API_VERSION,
+                "kind": LOAD_BALANCER_KIND,
+                "metadata": {
+                    "name": key.name,
+                    "namespace": key.namespace,
+                    "ownerReferences": [owner],
+                    "finalizers": [FINALIZER],
+                },
+                "spec": desired.to_json(),
+            }),
+        });
+        plan.event(
+            &svc_ref,
+            EventType::Normal,
+            "PortAllocated",
+            allocated(&desired),
+        );
+        return;
+    };
+    let owned = lb.metadata.owner_references.iter().any(|o| {
+        o.api_version == owner.api_version
+            && o.kind == owner.kind
+            && o.name == owner.name
+            && o.uid == owner.uid
+            && o.controller == Some(true)
+    });
+    let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
+    if !desired.matches(&lb.spec) || !owned {
+        let mut metadata = json!({"resourceVersion": lb.metadata.resource_version});
+        if !owned {
+            // Adopt: a LoadBalancer left by an earlier Service of the same name, or a hand-made one
+            // now claimed by a Service (the name is the Service's).
+            let mut refs: Vec<OwnerReference> = lb
+                .metadata
+                .owner_references
+                .iter()
+                .filter(|o| !(o.kind == "Service" && o.api_version == "v1"))
+                .cloned()
+                .collect();
+            refs.push(owner);
+            metadata["ownerReferences"] = json!(refs);
+        }
+        if !has_finalizer {
+            metadata["finalizers"] = json!(with_finalizer(lb));
+        }
+        plan.push(Action::PatchLoadBalancerSpec {
+            key: key.clone(),
+            patch: json!({"metadata": metadata, "spec": desired.to_json()}),
+        });
+        let recorded = LbSpec::from_resource(&lb.spec).ok();
+        let ports_of = |s: &LbSpec| -> Vec<(u16, Protocol)> {
+            s.ports.iter().map(|p| (p.port, p.protocol)).collect()
+        };
+        if recorded.as_ref().map(|r| (ports_of(r), &r.host))
+            != Some((ports_of(&desired), &desired.host))
+        {
+            plan.event(
+                &svc_ref,
+                EventType::Normal,
+                "PortAllocated",
+                allocated(&desired),
+            );
+        }
+        return; // the next reconcile applies the new generation
+    }
+    if !has_finalizer {
+        plan.push(Action::AddFinalizer {
+            key: key.clone(),
+            finalizers: with_finalizer(lb),
+            resource_version: lb.metadata.resource_version.clone(),
+        });
+    }
+    let mut status = lb.status.clone();
+    if !is_applied(lb) {
+        let cfg_timeouts = (cfg_timeout(cache, ctx, &desired.config_name)).unwrap_or((0, 0));
+        apply(key, lb, &desired, cfg_timeouts, &mut status, ctx, plan);
+        plan.event(
+            &svc_ref,
+            EventType::Normal,
+            "UpdaterApplied",
+            applied_message(&desired),
+        );
+    }
+    set_condition(
+        &mut status.conditions,
+        RECONCILED,
+        true,
+        "Reconciled",
+        "",
+        &ctx.now,
+        lb.metadata.generation,
+    );
+    if status != lb.status {
+        plan.push(status_patch(key, &status));
+    }
+    if status.phase.as_deref() == Some(PHASE_READY)
+        && status.observed_generation == lb.metadata.generation
+    {
+        let ingress = ingress_for(&desired);
+        if svc.status.load_balancer.ingress != ingress {
+            plan.push(Action::PatchServiceStatus {
+                key: key.clone(),
+                patch: json!({"status": {"loadBalancer": {"ingress": ingress}}}),
+            });
+        }
+    }
+}
+
+/// The spec this Service should have: config, ports and targets. `Ok(None)` = wait.
+fn desired_spec(
+    cache: &Cache,
+    key: &Key,
+    svc: &Service,
+    lb: Option<&LoadBalancer>,
+    ctx: &Context,
+) -> Result<Option<LbSpec>, Problem> {
+    let cfg = pick_config(cache, key, svc, ctx)?;
+    let Some(ports) = service_ports(key, svc)? else {
+        return Ok(None);
+    };
+    let wanted: Vec<(String, Protocol)> =
+        ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
+    let requests = previous_ports(lb.map(|l| &l.spec), &wanted);
+    let taken = taken_ports(&cache.load_balancers, &cfg.host, key);
+    let config_name = format!("{}/{}", cfg.namespace, cfg.name);
+    let lb_ports = allocate_ports(
+        &requests,
+        cfg.low,
+        cfg.high,
+        &taken,
+        &config_name,
+        &cfg.host,
+    )
+    .map_err(|e| problem("PortRangeExhausted", format!("Service {key}: {e}")))?;
+    let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
+        .then(|| cache.local_nodes(key));
+    let ports = ports
+        .iter()
+        .zip(lb_ports)
+        .map(|(p, port)| LbPort {
+            name: p.name.clone(),
+            port,
+            protocol: p.protocol,
+            node_port: Some(p.node_port),
+            targets: targets_for(
+                p.node_port,
+                &cache.nodes,
+                &cfg.address_types,
+                local.as_ref(),
+            ),
+        })
+        .collect();
+    Ok(Some(LbSpec {
+        config_name: cfg.name,
+        url: cfg.url,
+        host: cfg.host,
+        ports,
+    }))
+}
+
+/// The annotated config, else the single `default: true` one, in the controller's namespace.
+fn pick_config(
+    cache: &Cache,
+    key: &Key,
+    svc: &Service,
+    ctx: &Context,
+) -> Result<ValidConfig, Problem> {
+    let config = match svc.metadata.annotations.get(CONFIG_ANNOTATION) {
+        Some(name) => cache
+            .configs
+            .get(&Key::new(&ctx.namespace, name))
+            .ok_or_else(|| {
+                problem(
+                    "ConfigNotFound",
+                    format!(
+                        "Service {key}: LoadBalancerConfig {}/{name} (annotation {CONFIG_ANNOTATION}) not found",
+                        ctx.namespace
+                    ),
+                )
+            })?,
+        None => {
+            let defaults: Vec<_> = cache
+                .configs
+                .iter()
+                .filter(|(k, c)| k.namespace == ctx.namespace && c.is_default())
+                .collect();
+            match defaults.as_slice() {
+                [(_, c)] => *c,
+                [] => {
+                    return Err(problem(
+                        "ConfigNotFound",
+                        format!(
+                            "Service {key}: no LoadBalancerConfig in namespace {} has default: true; create one or annotate the Service with {CONFIG_ANNOTATION}",
+                            ctx.namespace
+                        ),
+                    ));
+                }
+                many => {
+                    let names: Vec<&str> = many.iter().map(|(k, _)| k.name.as_str()).collect();
+                    return Err(problem(
+                        "InvalidConfig",
+                        format!(
+                            "Service {key}: {} LoadBalancerConfigs in namespace {} have default: true ({}); keep one, or annotate the Service with {CONFIG_ANNOTATION}",
+                            names.len(),
+                            ctx.namespace,
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    config.validate().map_err(|e| {
+        problem(
+            "InvalidConfig",
+            format!(
+                "Service {key}: LoadBalancerConfig {}/{}: {e}",
+                config.metadata.namespace, config.metadata.name
+            ),
+        )
+    })
+}
+
+/// The Service's ports, checked. `Ok(None)` when a port waits for its nodePort.
+fn service_ports(key: &Key, svc: &Service) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
+    let ports = &svc.spec.ports;
+    if ports.is_empty() {
+        return Err(problem(
+            "InvalidService",
+            format!("Service {key} has no ports"),
+        ));
+    }
+    if ports.len() > MAX_PORTS {
+        return Err(problem(
+            "InvalidService",
+            format!(
+                "Service {key} has {} ports; paperlb serves at most {MAX_PORTS}",
+                ports.len()
+            ),
+        ));
+    }
+    let mut out: Vec<ServicePortSpec> = Vec::with_capacity(ports.len());
+    let mut waiting = false;
+    for (i, p) in ports.iter().enumerate() {
+        let name = p.name.clone().unwrap_or_default();
+        if out.iter().any(|q| q.name == name) {
+            return Err(problem(
+                "InvalidService",
+                format!("Service {key}: port name {name:?} is used twice"),
+            ));
+        }
+        let proto = p.protocol.as_deref().unwrap_or("TCP");
+        let protocol = Protocol::parse(proto).ok_or_else(|| {
+            problem(
+                "InvalidService",
+                format!("Service {key}: port {i} {name:?}: protocol {proto} is not supported (TCP and UDP only)"),
+            )
+        })?;
+        let node_port = p
+            .node_port
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n > 0);
+        match node_port {
+            Some(node_port) => out.push(ServicePortSpec {
+                name,
+                protocol,
+                node_port,
+            }),
+            None if svc.spec.allocate_load_balancer_node_ports == Some(false) => {
+                return Err(problem(
+                    "NoNodePorts",
+                    format!(
+                        "Service {key}: port {i} {name:?} has no nodePort and allocateLoadBalancerNodePorts is false; paperlb forwards to nodePorts: set allocateLoadBalancerNodePorts: true or give the port a nodePort"
+                    ),
+                ));
+            }
+            None => {
+                waiting = true;
+                out.push(ServicePortSpec {
+                    name,
+                    protocol,
+                    node_port: 0,
+                });
+            }
+        }
+    }
+    Ok((!waiting).then_some(out))
+}
+
+/// Warning Event on the Service, and the Reconciled=False condition on the LoadBalancer if there is
+/// one. Nothing else is touched: what the updater serves stays as it was. With a LoadBalancer, the
+/// Event is sent only when the condition changes, so repeated reconciles do not repeat it.
+fn report_problem(
+    key: &Key,
+    lb: Option<&LoadBalancer>,
+    object: &ObjectReference,
+    p: Problem,
+    ctx: &Context,
+    plan: &mut Plan,
+) {
+    match lb {
+        None => plan.event(object, EventType::Warning, p.reason, p.message),
+        Some(lb) => {
+            let mut status = lb.status.clone();
+            set_condition(
+                &mut status.conditions,
+                RECONCILED,
+                false,
+                p.reason,
+                &p.message,
+                &ctx.now,
+                lb.metadata.generation,
+            );
+            if status != lb.status {
+                plan.push(status_patch(key, &status));
+                plan.event(object, EventType::Warning, p.reason, p.message);
+            }
+        }
+    }
+}
+
+/// Updater calls for every port, then deletes of backends the spec no longer has; fills `status`
+/// with what will be true once they all succeed.
+fn apply(
+    key: &Key,
+    lb: &LoadBalancer,
+    spec: &LbSpec,
+    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    status: &mut LoadBalancerStatus,
+    ctx: &Context,
+    plan: &mut Plan,
+) {
+    let backends = backends_of(key, spec);
+    for (i, p) in spec.ports.iter().enumerate() {
+        plan.push(Action::UpdaterApply {
+            key: key.clone(),
+            url: spec.url.clone(),
+            request: UpdaterRequest {
+                backend_name: super::status::backend_name(key, i, &p.name),
+                lb_port: p.port,
+                protocol: p.protocol.as_str().to_string(),
+                upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
+                proxy_timeout_seconds,
+                proxy_connect_timeout_seconds,
+            },
+        });
+    }
+    let same_place =
+        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
+    let stale: Vec<AppliedBackend> = known_backends(key, lb)
+        .into_iter()
+        .filter(|old| !backends.iter().any(|new| same_place(old, new)))
+        .collect();
+    delete_backends(key, stale, plan);
+    status.phase = Some(PHASE_READY.to_string());
+    status.target_count = Some(spec.target_count() as i64);
+    status.observed_generation = lb.metadata.generation;
+    status.applied = backends;
+    set_condition(
+        &mut status.conditions,
+        READY,
+        true,
+        "Applied",
+        &applied_message(spec),
+        &ctx.now,
+        lb.metadata.generation,
+    );
+}
+
+fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
+    Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": status}),
+    }
+}
+
+fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
+    let mut f = lb.metadata.finalizers.clone();
+    f.push(FINALIZER.to_string());
+    f
+}
+
+fn port_list(spec: &LbSpec) -> String {
+    let ports: Vec<String> = spec
+        .ports
+        .iter()
+        .map(|p| format!("{}/{}", p.port, p.protocol.as_str()))
+        .collect();
+    ports.join(", ")
+}
+
+fn allocated(spec: &LbSpec) -> String {
+    format!(
+        "allocated {} on {} (config {})",
+        port_list(spec),
+        spec.host,
+        spec.config_name
+    )
+}
+
+fn applied_message(spec: &LbSpec) -> String {
+    format!(
+        "updater {} serves {} on {} with {} target(s)",
+        spec.url,
+        port_list(spec),
+        spec.host,
+        spec.target_count()
+    )
+}
+
+/// Proxy timeouts of a named config in the controller's namespace, if it is valid.
+fn cfg_timeout(cache: &Cache, ctx: &Context, name: &str) -> Option<(u32, u32)> {
+    let cfg = cache
+        .configs
+        .get(&Key::new(&ctx.namespace, name))?
+        .validate()
+        .ok()?;
+    Some((cfg.proxy_timeout_seconds, cfg.proxy_connect_timeout_seconds))
+}
+
+/// A LoadBalancer without an owner Service: applied as written, cleaned up on deletion.
+fn reconcile_hand_made(
+    cache: &Cache,
+    key: &Key,
+    lb: &LoadBalancer,
+    ctx: &Context,
+    plan: &mut Plan,
+) {
+    let object = lb_ref(lb);
+    let mut status = lb.status.clone();
+    let spec = match LbSpec::from_resource(&lb.spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let message = format!("LoadBalancer {key}: {e}");
+            status.phase = Some(PHASE_ERROR.to_string());
+            set_condition(
+                &mut status.conditions,
+                RECONCILED,
+                false,
+                "InvalidSpec",
+                &message,
+                &ctx.now,
+                lb.metadata.generation,
+            );
+            if status != lb.status {
+                plan.push(status_patch(key, &status));
+                plan.event(&object, EventType::Warning, "InvalidSpec", message);
+            }
+            return;
+        }
+    };
+    if !lb.metadata.has_finalizer(FINALIZER) {
+        plan.push(Action::AddFinalizer {
+            key: key.clone(),
+            finalizers: with_finalizer(lb),
+            resource_version: lb.metadata.resource_version.clone(),
+        });
+    }
+    if !is_applied(lb) {
+        let timeouts = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+        apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
+        plan.event(
+            &object,
+            EventType::Normal,
+            "UpdaterApplied",
+            applied_message(&spec),
+        );
+    }
+    set_condition(
+        &mut status.conditions,
+        RECONCILED,
+        true,
+        "Reconciled",
+        "",
+        &ctx.now,
+        lb.metadata.generation,
+    );
+    if status != lb.status {
+        plan.push(status_patch(key, &status));
+    }
+}
+
+/// The worker calls this when action `failed` of `plan` (an updater call) failed with `message`.
+/// Returns the plan to run instead: phase ERROR and a Ready=False condition naming the updater and
+/// its message (written only if different), the backends that did succeed recorded in
+/// `status.applied` (so a later delete finds them), and a Warning Event. The worker then requeues the
+/// key with backoff; the next reconcile sees phase ERROR and calls the updater again.
+pub fn on_updater_error(
+    cache: &Cache,
+    key: &Key,
+    ctx: &Context,
+    plan: &Plan,
+    failed: usize,
+    message: &str,
+) -> Plan {
+    let mut out = Plan::default();
+    let Some(lb) = cache.load_balancers.get(key) else {
+        return out;
+    };
+    let what = match plan.actions.get(failed) {
+        Some(Action::UpdaterApply { url, request, .. }) => {
+            format!(
+                "updater {url} refused backend {}: {message}",
+                request.backend_name
+            )
+        }
+        Some(Action::UpdaterDelete {
+            url, backend_name, ..
+        }) => {
+            format!("updater {url} could not delete backend {backend_name}: {message}")
+        }
+        _ => format!("updater call failed: {message}"),
+    };
+    let mut status = lb.status.clone();
+    for action in plan.actions.iter().take(failed) {
+        match action {
+            Action::UpdaterApply { url, request, .. } => {
+                let done = AppliedBackend {
+                    backend_name: request.backend_name.clone(),
+                    url: url.clone(),
+                    host: lb.spec.host.get().cloned().unwrap_or_default(),
+                    port: i64::from(request.lb_port),
+                    protocol: request.protocol.clone(),
+                };
+                status
+                    .applied
+                    .retain(|b| !(b.url == done.url && b.backend_name == done.backend_name));
+                status.applied.push(done);
+            }
+            Action::UpdaterDelete {
+                url, backend_name, ..
+            } => {
+                status
+                    .applied
+                    .retain(|b| !(&b.url == url && &b.backend_name == backend_name));
+            }
+            _ => {}
+        }
+    }
+    status.applied.sort();
+    status.phase = Some(PHASE_ERROR.to_string());
+    set_condition(
+        &mut status.conditions,
+        READY,
+        false,
+        "UpdaterFailed",
+        &what,
+        &ctx.now,
+        lb.metadata.generation,
+    );
+    if status != lb.status {
+        out.push(status_patch(key, &status));
+    }
+    let target = event_target(cache, key, lb);
+    out.event(&target, EventType::Warning, "UpdaterFailed", what);
+    out
+}
+
+/// For tests and the worker's logs: the Ready condition's message, if any.
+pub fn ready_message(lb: &LoadBalancer) -> Option<&str> {
+    condition(&lb.status.conditions, READY).map(|c| c.message.as_str())
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;

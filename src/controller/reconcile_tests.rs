@@ -1,0 +1,1001 @@
+//! Reconcile tables against a tiny in-memory apiserver (merge patches, generation, finalizers), run
+//! in shuffled orders: the plan must not depend on the order objects arrived in.
+
+use super::*;
+use crate::controller::plan::EventSpec;
+use crate::controller::testutil::{Rng, node, shuffled};
+use crate::model::{LoadBalancerConfig, Node};
+use serde_json::Value;
+
+const NS: &str = "paperlb-system";
+const NOW: &str = "2024-05-01T10:00:00Z";
+
+fn ctx() -> Context {
+    Context::new(NS, NOW)
+}
+
+fn key(name: &str) -> Key {
+    Key::new("default", name)
+}
+
+fn service(name: &str, ports: &[(&str, &str, i32, Option<i32>)]) -> Service {
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|(n, proto, port, np)| json!({"name": n, "protocol": proto, "port": port, "nodePort": np}))
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "resourceVersion": "1"},
+        "spec": {"type": "LoadBalancer", "ports": ports, "externalTrafficPolicy": "Cluster"},
+    }))
+    .unwrap()
+}
+
+fn web() -> Service {
+    service(
+        "web",
+        &[
+            ("http", "TCP", 80, Some(31080)),
+            ("https", "TCP", 443, Some(31443)),
+        ],
+    )
+}
+
+fn config(
+    name: &str,
+    default: bool,
+    host: &str,
+    url: &str,
+    low: i64,
+    high: i64,
+) -> LoadBalancerConfig {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": "1"},
+        "spec": {"default": default, "host": host, "httpUpdaterURL": url, "portRange": {"low": low, "high": high}},
+    }))
+    .unwrap()
+}
+
+fn edge() -> LoadBalancerConfig {
+    config(
+        "edge",
+        true,
+        "203.0.113.7",
+        "http://203.0.113.7:3000",
+        8000,
+        8010,
+    )
+}
+
+fn nodes() -> Vec<Node> {
+    vec![
+        node("n2", "True", &[("InternalIP", "10.0.0.2")]),
+        node(
+            "n1",
+            "True",
+            &[("InternalIP", "10.0.0.1"), ("ExternalIP", "198.51.100.1")],
+        ),
+        node("n3", "False", &[("InternalIP", "10.0.0.3")]),
+    ]
+}
+
+/// A cache holding the given objects, inserted in a shuffled order.
+fn world(rng: &mut Rng, services: Vec<Service>, configs: Vec<LoadBalancerConfig>) -> Cache {
+    let mut cache = Cache::new();
+    let mut nodes = nodes();
+    rng.shuffle(&mut nodes);
+    cache.replace_nodes(nodes);
+    let mut configs = configs;
+    rng.shuffle(&mut configs);
+    for c in configs {
+        cache.apply_config(c);
+    }
+    let mut services = services;
+    rng.shuffle(&mut services);
+    for s in services {
+        cache.apply_service(s);
+    }
+    cache
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn bump_rv(obj: &mut Value) {
+    let rv: u64 = obj["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("1")
+        .parse()
+        .unwrap_or(1);
+    obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+}
+
+/// What the updater was asked, in order: ("POST"|"DELETE", url, backend).
+type Calls = Vec<(String, String, String)>;
+
+/// Executes a plan as the apiserver and a healthy updater would, and returns the updater calls.
+fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
+    let mut calls = Calls::new();
+    for action in &plan.actions {
+        match action {
+            Action::CreateLoadBalancer { object, .. } => {
+                let mut o = object.clone();
+                o["metadata"]["uid"] = json!("uid-lb");
+                o["metadata"]["resourceVersion"] = json!("10");
+                o["metadata"]["generation"] = json!(1);
+                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+            }
+            Action::PatchLoadBalancerSpec { key, .. }
+            | Action::AddFinalizer { key, .. }
+            | Action::RemoveFinalizer { key, .. } => {
+                let patch = action.merge_patch().unwrap();
+                let lb = &cache.load_balancers[key];
+                assert_eq!(
+                    patch["metadata"]["resourceVersion"],
+                    json!(lb.metadata.resource_version),
+                    "patch carries the rv"
+                );
+                let mut o = serde_json::to_value(lb).unwrap();
+                let spec_before = o["spec"].clone();
+                merge(&mut o, &patch);
+                if o["spec"] != spec_before {
+                    o["metadata"]["generation"] =
+                        json!(o["metadata"]["generation"].as_i64().unwrap() + 1);
+                }
+                bump_rv(&mut o);
+                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+            }
+            Action::PatchLoadBalancerStatus { key, patch } => {
+                let mut o = serde_json::to_value(&cache.load_balancers[key]).unwrap();
+                merge(&mut o, &json!({"status": patch["status"]}));
+                bump_rv(&mut o);
+                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+            }
+            Action::PatchServiceStatus { key, patch } => {
+                let mut o = serde_json::to_value(&cache.services[key]).unwrap();
+                merge(&mut o, patch);
+                bump_rv(&mut o);
+                cache.apply_service(serde_json::from_value(o).unwrap());
+            }
+            Action::DeleteLoadBalancer { key, .. } => {
+                let lb = cache.load_balancers[key].clone();
+                if lb.metadata.finalizers.is_empty() {
+                    cache.delete_load_balancer(key);
+                } else {
+                    let mut o = serde_json::to_value(&lb).unwrap();
+                    o["metadata"]["deletionTimestamp"] = json!(NOW);
+                    bump_rv(&mut o);
+                    cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                }
+            }
+            Action::UpdaterApply { url, request, .. } => {
+                calls.push(("POST".into(), url.clone(), request.backend_name.clone()))
+            }
+            Action::UpdaterDelete {
+                url, backend_name, ..
+            } => calls.push(("DELETE".into(), url.clone(), backend_name.clone())),
+            Action::Event(_) => {}
+        }
+    }
+    calls
+}
+
+/// Reconciles and executes until the plan is empty; returns every updater call.
+fn converge(cache: &mut Cache, k: &Key) -> Calls {
+    let mut calls = Calls::new();
+    for _ in 0..10 {
+        let plan = reconcile(cache, k, &ctx());
+        if plan.is_empty() {
+            return calls;
+        }
+        calls.extend(execute(cache, &plan));
+    }
+    panic!("{k} did not converge: {:?}", reconcile(cache, k, &ctx()));
+}
+
+/// Short names of a plan's actions, for table comparisons.
+fn kinds(plan: &Plan) -> Vec<String> {
+    plan.actions
+        .iter()
+        .map(|a| match a {
+            Action::CreateLoadBalancer { .. } => "create".to_string(),
+            Action::PatchLoadBalancerSpec { .. } => "spec".to_string(),
+            Action::AddFinalizer { .. } => "add-finalizer".to_string(),
+            Action::RemoveFinalizer { .. } => "remove-finalizer".to_string(),
+            Action::UpdaterApply { url, request, .. } => {
+                format!("POST {url} {}", request.backend_name)
+            }
+            Action::UpdaterDelete {
+                url, backend_name, ..
+            } => format!("DELETE {url} {backend_name}"),
+            Action::PatchLoadBalancerStatus { .. } => "lb-status".to_string(),
+            Action::PatchServiceStatus { .. } => "svc-status".to_string(),
+            Action::DeleteLoadBalancer { .. } => "delete".to_string(),
+            Action::Event(EventSpec { type_, reason, .. }) => {
+                format!("event {} {reason}", type_.as_str())
+            }
+        })
+        .collect()
+}
+
+const U: &str = "http://203.0.113.7:3000";
+
+fn new_service_two_ports_creates_lb_and_event(rng: &mut Rng) {
+    let cache = world(rng, vec![web()], vec![edge()]);
+    let plan = reconcile(&cache, &key("web"), &ctx());
+    assert_eq!(kinds(&plan), ["create", "event Normal PortAllocated"]);
+    let Action::CreateLoadBalancer { object, .. } = &plan.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(object["metadata"]["finalizers"], json!([FINALIZER]));
+    assert_eq!(
+        object["metadata"]["ownerReferences"][0]["uid"],
+        json!("uid-web")
+    );
+    assert_eq!(
+        object["metadata"]["ownerReferences"][0]["controller"],
+        json!(true)
+    );
+    let spec = &object["spec"];
+    assert_eq!(spec["port"], json!(8000));
+    assert_eq!(spec["protocol"], json!("TCP"));
+    assert_eq!(spec["configName"], json!("edge"));
+    assert_eq!(spec["httpUpdater"]["url"], json!(U));
+    assert_eq!(spec["ports"][1]["port"], json!(8001));
+    assert_eq!(spec["ports"][1]["nodePort"], json!(31443));
+    // ExternalIP first, InternalIP fallback; not-ready n3 left out; sorted.
+    assert_eq!(
+        spec["targets"],
+        json!([{"host": "10.0.0.2", "port": 31080}, {"host": "198.51.100.1", "port": 31080}])
+    );
+    let Action::Event(e) = &plan.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.message,
+        "allocated 8000/TCP, 8001/TCP on 203.0.113.7 (config edge)"
+    );
+    assert_eq!(e.object.kind, "Service");
+}
+
+fn unapplied_lb_gets_updater_calls_status_and_ingress(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    let first = reconcile(&cache, &k, &ctx());
+    execute(&mut cache, &first);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            format!("POST {U} default_web"),
+            format!("POST {U} default_web_https"),
+            "event Normal UpdaterApplied".into(),
+            "lb-status".into(),
+            "svc-status".into(),
+        ]
+    );
+    let Action::UpdaterApply { request, .. } = &plan.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!(request.lb_port, 8001);
+    assert_eq!(request.protocol, "TCP");
+    assert_eq!(
+        request.upstreams,
+        [
+            ("10.0.0.2".to_string(), 31443),
+            ("198.51.100.1".to_string(), 31443)
+        ]
+    );
+    let Action::PatchLoadBalancerStatus { patch, .. } = &plan.actions[3] else {
+        unreachable!()
+    };
+    assert_eq!(patch["status"]["phase"], json!("READY"));
+    assert_eq!(patch["status"]["targetCount"], json!(2));
+    assert_eq!(patch["status"]["observedGeneration"], json!(1));
+    assert_eq!(patch["status"]["conditions"][0]["type"], json!("Ready"));
+    assert_eq!(patch["status"]["conditions"][0]["status"], json!("True"));
+    let Action::PatchServiceStatus { patch, .. } = &plan.actions[4] else {
+        unreachable!()
+    };
+    assert_eq!(
+        patch,
+        &json!({"status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "Proxy",
+            "ports": [{"port": 8000, "protocol": "TCP"}, {"port": 8001, "protocol": "TCP"}]}]}}})
+    );
+    execute(&mut cache, &plan);
+    assert!(reconcile(&cache, &k, &ctx()).is_empty(), "converged");
+}
+
+fn converged_cluster_and_restart_write_nothing(rng: &mut Rng) {
+    let services: Vec<Service> = (0..8)
+        .map(|i| {
+            service(
+                &format!("s{i}"),
+                &[
+                    ("a", "TCP", 80, Some(30000 + i)),
+                    ("b", "UDP", 53, Some(30100 + i)),
+                ],
+            )
+        })
+        .collect();
+    let mut cache = world(rng, services.clone(), vec![edge()]);
+    let mut keys: Vec<Key> = services.iter().map(|s| Key::of(&s.metadata)).collect();
+    rng.shuffle(&mut keys);
+    for k in &keys {
+        converge(&mut cache, k);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for lb in cache.load_balancers.values() {
+        for p in &lb.spec.ports {
+            assert!(
+                seen.insert((p.port.get().copied(), p.protocol.get().cloned())),
+                "port shared"
+            );
+        }
+    }
+    // A restart: a fresh cache from the same objects, in another order.
+    let mut fresh = Cache::new();
+    let mut lbs: Vec<_> = cache.load_balancers.values().cloned().collect();
+    rng.shuffle(&mut lbs);
+    fresh.replace_load_balancers(lbs);
+    fresh.replace_nodes(nodes());
+    fresh.replace_configs(vec![edge()]);
+    fresh.replace_services(cache.services.values().cloned().collect());
+    rng.shuffle(&mut keys);
+    for k in &keys {
+        assert_eq!(
+            reconcile(&fresh, k, &ctx()),
+            Plan::default(),
+            "{k} after restart"
+        );
+    }
+}
+
+fn node_flip_patches_spec_then_applies_without_service_write(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    let affected = cache.apply_node(node("n3", "True", &[("InternalIP", "10.0.0.3")]));
+    assert_eq!(affected, [k.clone()].into());
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(kinds(&plan), ["spec"]);
+    execute(&mut cache, &plan);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            format!("POST {U} default_web"),
+            format!("POST {U} default_web_https"),
+            "event Normal UpdaterApplied".into(),
+            "lb-status".into()
+        ]
+    );
+    execute(&mut cache, &plan);
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+    // A heartbeat-only node update affects nothing.
+    let mut n = cache.nodes["n1"].clone();
+    n.metadata.resource_version = "77".into();
+    assert!(cache.apply_node(n).is_empty());
+}
+
+fn deleted_service_cleans_up_without_gc(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    cache.delete_service(&k);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            format!("DELETE {U} default_web"),
+            format!("DELETE {U} default_web_https"),
+            "remove-finalizer".into(),
+            "delete".into()
+        ]
+    );
+    execute(&mut cache, &plan);
+    assert!(!cache.load_balancers.contains_key(&k));
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+}
+
+fn type_switch_cleans_up_and_clears_status(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    let mut svc = cache.services[&k].clone();
+    svc.spec.type_ = Some("ClusterIP".into());
+    svc.metadata.resource_version = "99".into();
+    cache.apply_service(svc);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            "svc-status".to_string(),
+            format!("DELETE {U} default_web"),
+            format!("DELETE {U} default_web_https"),
+            "remove-finalizer".into(),
+            "delete".into(),
+            "event Normal LoadBalancerDeleted".into()
+        ]
+    );
+    execute(&mut cache, &plan);
+    assert!(cache.services[&k].status.load_balancer.ingress.is_empty());
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+}
+
+fn other_class_is_not_ours(rng: &mut Rng) {
+    let mut svc = web();
+    svc.spec.load_balancer_class = Some("example.com/other".into());
+    let cache = world(rng, vec![svc], vec![edge()]);
+    assert!(reconcile(&cache, &key("web"), &ctx()).is_empty());
+    let mut svc = web();
+    svc.spec.load_balancer_class = Some(DEFAULT_CLASS.into());
+    let cache = world(rng, vec![svc], vec![edge()]);
+    assert_eq!(kinds(&reconcile(&cache, &key("web"), &ctx()))[0], "create");
+}
+
+fn config_problems_give_event_and_condition_only(rng: &mut Rng) {
+    let bad_range = config("edge", true, "203.0.113.7", U, 9000, 8000);
+    let cases: Vec<(&str, Vec<LoadBalancerConfig>, Option<&str>, &str, &str)> = vec![
+        (
+            "no config at all",
+            vec![],
+            None,
+            "ConfigNotFound",
+            "Service default/web: no LoadBalancerConfig in namespace paperlb-system has default: true; create one or annotate the Service with lb.paperlb.com/config-name",
+        ),
+        (
+            "no default",
+            vec![config("edge", false, "h", U, 1, 2)],
+            None,
+            "ConfigNotFound",
+            "Service default/web: no LoadBalancerConfig in namespace paperlb-system has default: true; create one or annotate the Service with lb.paperlb.com/config-name",
+        ),
+        (
+            "two defaults",
+            vec![edge(), config("b", true, "h", U, 1, 2)],
+            None,
+            "InvalidConfig",
+            "Service default/web: 2 LoadBalancerConfigs in namespace paperlb-system have default: true (b, edge); keep one, or annotate the Service with lb.paperlb.com/config-name",
+        ),
+        (
+            "named config missing",
+            vec![edge()],
+            Some("nope"),
+            "ConfigNotFound",
+            "Service default/web: LoadBalancerConfig paperlb-system/nope (annotation lb.paperlb.com/config-name) not found",
+        ),
+        (
+            "low > high",
+            vec![bad_range],
+            None,
+            "InvalidConfig",
+            "Service default/web: LoadBalancerConfig paperlb-system/edge: spec.portRange: low 9000 is greater than high 8000",
+        ),
+        (
+            "bad url",
+            vec![config("edge", true, "h", "ftp://x", 1, 2)],
+            None,
+            "InvalidConfig",
+            "Service default/web: LoadBalancerConfig paperlb-system/edge: spec.httpUpdaterURL \"ftp://x\": must start with http:// or https://",
+        ),
+        (
+            "empty host",
+            vec![config("edge", true, "", U, 1, 2)],
+            None,
+            "InvalidConfig",
+            "Service default/web: LoadBalancerConfig paperlb-system/edge: spec.host \"\": is empty",
+        ),
+        (
+            "config in another namespace is ignored",
+            vec![{
+                let mut c = edge();
+                c.metadata.namespace = "default".into();
+                c
+            }],
+            None,
+            "ConfigNotFound",
+            "Service default/web: no LoadBalancerConfig in namespace paperlb-system has default: true; create one or annotate the Service with lb.paperlb.com/config-name",
+        ),
+    ];
+    for (name, configs, annotation, reason, message) in shuffled(&cases, rng) {
+        let mut svc = web();
+        if let Some(a) = annotation {
+            svc.metadata
+                .annotations
+                .insert(CONFIG_ANNOTATION.into(), a.to_string());
+        }
+        let cache = world(rng, vec![svc], configs.clone());
+        let plan = reconcile(&cache, &key("web"), &ctx());
+        assert_eq!(kinds(&plan), [format!("event Warning {reason}")], "{name}");
+        let Action::Event(e) = &plan.actions[0] else {
+            unreachable!()
+        };
+        assert_eq!(e.message, *message, "{name}");
+    }
+    // With a LoadBalancer: a condition (once) and an Event; no updater call, no spec change.
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    cache.apply_config({
+        let mut c = config("edge", true, "203.0.113.7", U, 9000, 8000);
+        c.metadata.resource_version = "2".into();
+        c
+    });
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(kinds(&plan), ["lb-status", "event Warning InvalidConfig"]);
+    let Action::PatchLoadBalancerStatus { patch, .. } = &plan.actions[0] else {
+        unreachable!()
+    };
+    let conds = patch["status"]["conditions"].as_array().unwrap();
+    assert!(conds.iter().any(|c| c["type"] == "Reconciled"
+        && c["status"] == "False"
+        && c["reason"] == "InvalidConfig"));
+    assert_eq!(
+        patch["status"]["phase"],
+        json!("READY"),
+        "what the updater serves is untouched"
+    );
+    execute(&mut cache, &plan);
+    assert!(
+        reconcile(&cache, &k, &ctx()).is_empty(),
+        "the Event is not repeated"
+    );
+    // Fixed: the condition flips back, nothing else.
+    cache.apply_config({
+        let mut c = edge();
+        c.metadata.resource_version = "3".into();
+        c
+    });
+    assert_eq!(kinds(&reconcile(&cache, &k, &ctx())), ["lb-status"]);
+}
+
+fn invalid_services(rng: &mut Rng) {
+    let mut no_alloc = service("web", &[("http", "TCP", 80, None)]);
+    no_alloc.spec.allocate_load_balancer_node_ports = Some(false);
+    let many: Vec<(String, i32)> = (0..101).map(|i| (format!("p{i}"), 30000 + i)).collect();
+    let many_refs: Vec<(&str, &str, i32, Option<i32>)> = many
+        .iter()
+        .map(|(n, np)| (n.as_str(), "TCP", 80, Some(*np)))
+        .collect();
+    let cases: Vec<(&str, Service, Option<&str>)> = vec![
+        (
+            "no ports",
+            service("web", &[]),
+            Some("event Warning InvalidService"),
+        ),
+        (
+            "duplicate names",
+            service(
+                "web",
+                &[("a", "TCP", 80, Some(30001)), ("a", "TCP", 81, Some(30002))],
+            ),
+            Some("event Warning InvalidService"),
+        ),
+        (
+            "sctp",
+            service("web", &[("a", "SCTP", 80, Some(30001))]),
+            Some("event Warning InvalidService"),
+        ),
+        (
+            "too many ports",
+            service("web", &many_refs),
+            Some("event Warning InvalidService"),
+        ),
+        (
+            "no nodePorts allocated",
+            no_alloc,
+            Some("event Warning NoNodePorts"),
+        ),
+        (
+            "nodePort not yet assigned: wait",
+            service("web", &[("http", "TCP", 80, None)]),
+            None,
+        ),
+    ];
+    for (name, svc, want) in shuffled(&cases, rng) {
+        let cache = world(rng, vec![svc.clone()], vec![edge()]);
+        let got = kinds(&reconcile(&cache, &key("web"), &ctx()));
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+fn port_exhaustion_reports_config_and_range(rng: &mut Rng) {
+    let small = config("edge", true, "203.0.113.7", U, 8000, 8000);
+    let mut cache = world(
+        rng,
+        vec![
+            service("a", &[("x", "TCP", 80, Some(30001))]),
+            service("b", &[("x", "TCP", 80, Some(30002))]),
+        ],
+        vec![small],
+    );
+    converge(&mut cache, &key("a"));
+    let plan = reconcile(&cache, &key("b"), &ctx());
+    assert_eq!(kinds(&plan), ["event Warning PortRangeExhausted"]);
+    let Action::Event(e) = &plan.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.message,
+        "Service default/b: no free TCP port left on 203.0.113.7 in range 8000-8000 of LoadBalancerConfig paperlb-system/edge"
+    );
+}
+
+fn port_added_and_removed(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    // Add a port in front: existing ports keep theirs.
+    let mut svc = service(
+        "web",
+        &[
+            ("metrics", "TCP", 9090, Some(31090)),
+            ("http", "TCP", 80, Some(31080)),
+            ("https", "TCP", 443, Some(31443)),
+        ],
+    );
+    svc.metadata.resource_version = "5".into();
+    cache.apply_service(svc);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(kinds(&plan), ["spec", "event Normal PortAllocated"]);
+    let Action::PatchLoadBalancerSpec { patch, .. } = &plan.actions[0] else {
+        unreachable!()
+    };
+    let ports: Vec<_> = patch["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].clone(), p["port"].clone()))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            (json!("metrics"), json!(8002)),
+            (json!("http"), json!(8000)),
+            (json!("https"), json!(8001))
+        ]
+    );
+    execute(&mut cache, &plan);
+    // Backend names follow positions: the first port is `default_web`; `default_web_http` is new.
+    let calls = converge(&mut cache, &k);
+    assert_eq!(
+        calls,
+        [
+            ("POST".to_string(), U.to_string(), "default_web".to_string()),
+            ("POST".into(), U.into(), "default_web_http".into()),
+            ("POST".into(), U.into(), "default_web_https".into()),
+        ]
+    );
+    // Remove two ports: their backends are deleted after the apply.
+    let mut svc = service("web", &[("https", "TCP", 443, Some(31443))]);
+    svc.metadata.resource_version = "60".into();
+    cache.apply_service(svc);
+    let calls = converge(&mut cache, &k);
+    assert_eq!(
+        calls,
+        [
+            ("POST".to_string(), U.to_string(), "default_web".to_string()),
+            ("DELETE".into(), U.into(), "default_web_http".into()),
+            ("DELETE".into(), U.into(), "default_web_https".into()),
+        ]
+    );
+    assert_eq!(
+        cache.load_balancers[&k].spec.port.get(),
+        Some(&8001),
+        "https kept its port"
+    );
+}
+
+fn moved_to_another_updater_deletes_old_backend_after_apply(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    let mut moved = config(
+        "edge",
+        true,
+        "lb2.example.com",
+        "http://lb2.example.com:3000",
+        8000,
+        8010,
+    );
+    moved.metadata.resource_version = "2".into();
+    assert!(cache.apply_config(moved).contains(&k));
+    let calls = converge(&mut cache, &k);
+    let u2 = "http://lb2.example.com:3000";
+    assert_eq!(
+        calls,
+        [
+            (
+                "POST".to_string(),
+                u2.to_string(),
+                "default_web".to_string()
+            ),
+            ("POST".into(), u2.into(), "default_web_https".into()),
+            ("DELETE".into(), U.into(), "default_web".into()),
+            ("DELETE".into(), U.into(), "default_web_https".into()),
+        ]
+    );
+    // A DNS host becomes `hostname`, without ipMode.
+    let ingress = &cache.services[&k].status.load_balancer.ingress;
+    assert_eq!(ingress[0].hostname.as_deref(), Some("lb2.example.com"));
+    assert_eq!(ingress[0].ip_mode, None);
+    // Same updater, new port (range moved): same backend name, the POST replaces it; no DELETE.
+    let mut shifted = config("edge", true, "lb2.example.com", u2, 9000, 9010);
+    shifted.metadata.resource_version = "3".into();
+    cache.apply_config(shifted);
+    let calls = converge(&mut cache, &k);
+    assert!(calls.iter().all(|(m, _, _)| m == "POST"), "{calls:?}");
+}
+
+fn hand_made_lb_applied_as_is_and_cleaned_up(rng: &mut Rng) {
+    let mut cache = world(rng, vec![], vec![edge()]);
+    let k = key("manual");
+    let lb: LoadBalancer = serde_json::from_value(json!({
+        "metadata": {"name": "manual", "namespace": "default", "uid": "u1", "resourceVersion": "3", "generation": 1},
+        "spec": {"httpUpdater": {"url": U}, "host": "203.0.113.7", "port": 9999, "protocol": "UDP",
+                 "targets": [{"host": "10.9.9.9", "port": 30053}]},
+    }))
+    .unwrap();
+    cache.apply_load_balancer(lb);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            "add-finalizer".to_string(),
+            format!("POST {U} default_manual"),
+            "event Normal UpdaterApplied".into(),
+            "lb-status".into()
+        ]
+    );
+    let Action::UpdaterApply { request, .. } = &plan.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!((request.lb_port, request.protocol.as_str()), (9999, "UDP"));
+    assert_eq!(
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Event(e) => Some(e.object.kind.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        ["LoadBalancer"]
+    );
+    execute(&mut cache, &plan);
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+    // Its port counts as taken for Services.
+    assert!(
+        super::super::ports::taken_ports(&cache.load_balancers, "203.0.113.7", &key("x"))
+            .contains(&(9999, Protocol::Udp))
+    );
+    // User deletes it: backends removed, then the finalizer.
+    execute(
+        &mut cache,
+        &Plan {
+            actions: vec![Action::DeleteLoadBalancer {
+                key: k.clone(),
+                uid: "u1".into(),
+            }],
+        },
+    );
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            format!("DELETE {U} default_manual"),
+            "remove-finalizer".into()
+        ]
+    );
+    execute(&mut cache, &plan);
+    assert!(!cache.load_balancers.contains_key(&k));
+}
+
+fn invalid_hand_made_lb_reports_once(rng: &mut Rng) {
+    let mut cache = world(rng, vec![], vec![]);
+    let k = key("manual");
+    let lb: LoadBalancer = serde_json::from_value(json!({
+        "metadata": {"name": "manual", "namespace": "default", "resourceVersion": "3", "generation": 1},
+        "spec": {"httpUpdater": {"url": U}, "host": "h", "port": "eighty"},
+    }))
+    .unwrap();
+    cache.apply_load_balancer(lb);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(kinds(&plan), ["lb-status", "event Warning InvalidSpec"]);
+    let Action::Event(e) = &plan.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.message,
+        "LoadBalancer default/manual: spec.port: \"eighty\" is not an integer"
+    );
+    execute(&mut cache, &plan);
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+}
+
+fn updater_failure_sets_error_then_retries(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    let first = reconcile(&cache, &k, &ctx());
+    execute(&mut cache, &first);
+    let plan = reconcile(&cache, &k, &ctx());
+    // The first POST succeeded, the second failed.
+    let failure = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed");
+    assert_eq!(
+        kinds(&failure),
+        ["lb-status", "event Warning UpdaterFailed"]
+    );
+    let Action::PatchLoadBalancerStatus { patch, .. } = &failure.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(patch["status"]["phase"], json!("ERROR"));
+    assert_eq!(
+        patch["status"]["applied"][0]["backendName"],
+        json!("default_web")
+    );
+    let Action::Event(e) = &failure.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.message,
+        format!("updater {U} refused backend default_web_https: nginx -t failed")
+    );
+    assert_eq!(e.object.kind, "Service");
+    execute(&mut cache, &failure);
+    // The same failure again writes nothing new (only the rate-limited Event).
+    let again = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed");
+    assert_eq!(kinds(&again), ["event Warning UpdaterFailed"]);
+    // The retry (after backoff) calls the updater again.
+    let retry = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&retry)[..2],
+        [
+            format!("POST {U} default_web"),
+            format!("POST {U} default_web_https")
+        ]
+    );
+    execute(&mut cache, &retry);
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+    assert_eq!(
+        ready_message(&cache.load_balancers[&k]),
+        Some(
+            "updater http://203.0.113.7:3000 serves 8000/TCP, 8001/TCP on 203.0.113.7 with 2 target(s)"
+        )
+    );
+}
+
+fn user_deletes_lb_of_live_service(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    execute(
+        &mut cache,
+        &Plan {
+            actions: vec![Action::DeleteLoadBalancer {
+                key: k.clone(),
+                uid: "uid-lb".into(),
+            }],
+        },
+    );
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        [
+            format!("DELETE {U} default_web"),
+            format!("DELETE {U} default_web_https"),
+            "remove-finalizer".into()
+        ]
+    );
+    execute(&mut cache, &plan);
+    // Recreated with the same ports (lowest free again) on the next pass.
+    assert_eq!(
+        kinds(&reconcile(&cache, &k, &ctx())),
+        ["create", "event Normal PortAllocated"]
+    );
+}
+
+fn local_policy_targets_only_endpoint_nodes(rng: &mut Rng) {
+    let mut svc = web();
+    svc.spec.external_traffic_policy = Some("Local".into());
+    let mut cache = world(rng, vec![svc], vec![edge()]);
+    let k = key("web");
+    let slice: crate::model::EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-1", "namespace": "default", "resourceVersion": "1", "labels": {"kubernetes.io/service-name": "web"}},
+        "endpoints": [{"addresses": ["10.42.0.5"], "nodeName": "n2", "conditions": {"ready": true}}],
+    }))
+    .unwrap();
+    assert_eq!(cache.apply_endpoint_slice(slice), [k.clone()].into());
+    let plan = reconcile(&cache, &k, &ctx());
+    let Action::CreateLoadBalancer { object, .. } = &plan.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        object["spec"]["targets"],
+        json!([{"host": "10.0.0.2", "port": 31080}])
+    );
+}
+
+fn go_era_lb_is_upgraded_once(rng: &mut Rng) {
+    let mut cache = world(
+        rng,
+        vec![service("web", &[("http", "TCP", 80, Some(31080))])],
+        vec![edge()],
+    );
+    let k = key("web");
+    let lb: LoadBalancer = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "u", "resourceVersion": "5", "generation": 3,
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "uid-web", "controller": true}],
+                     "finalizers": [FINALIZER]},
+        "spec": {"configName": "edge", "httpUpdater": {"url": U}, "host": "203.0.113.7", "port": 8005, "protocol": "TCP",
+                 "targets": [{"host": "198.51.100.1", "port": 31080}]},
+        "status": {"phase": "READY", "targetCount": 1},
+    }))
+    .unwrap();
+    cache.apply_load_balancer(lb);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(kinds(&plan), ["spec"], "no PortAllocated: the port is kept");
+    let Action::PatchLoadBalancerSpec { patch, .. } = &plan.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(patch["spec"]["port"], json!(8005));
+    converge(&mut cache, &k);
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+}
+
+#[test]
+fn reconcile_tables_in_shuffled_order() {
+    let cases: Vec<(&str, fn(&mut Rng))> = vec![
+        ("new service", new_service_two_ports_creates_lb_and_event),
+        (
+            "unapplied",
+            unapplied_lb_gets_updater_calls_status_and_ingress,
+        ),
+        (
+            "converged/restart",
+            converged_cluster_and_restart_write_nothing,
+        ),
+        (
+            "node flip",
+            node_flip_patches_spec_then_applies_without_service_write,
+        ),
+        ("service deleted", deleted_service_cleans_up_without_gc),
+        ("type switched", type_switch_cleans_up_and_clears_status),
+        ("class", other_class_is_not_ours),
+        (
+            "config problems",
+            config_problems_give_event_and_condition_only,
+        ),
+        ("invalid services", invalid_services),
+        ("exhaustion", port_exhaustion_reports_config_and_range),
+        ("port added/removed", port_added_and_removed),
+        (
+            "moved",
+            moved_to_another_updater_deletes_old_backend_after_apply,
+        ),
+        ("hand-made", hand_made_lb_applied_as_is_and_cleaned_up),
+        ("hand-made invalid", invalid_hand_made_lb_reports_once),
+        ("updater failure", updater_failure_sets_error_then_retries),
+        ("user deletes lb", user_deletes_lb_of_live_service),
+        ("local policy", local_policy_targets_only_endpoint_nodes),
+        ("go-era lb", go_era_lb_is_upgraded_once),
+    ];
+    let mut rng = Rng::new(2024);
+    for _ in 0..10 {
+        for (_, case) in shuffled(&cases, &mut rng) {
+            case(&mut rng);
+        }
+    }
+}

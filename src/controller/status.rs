@@ -1,0 +1,126 @@
+//! Building LoadBalancer status, conditions, Service ingress and backend names, so that writing
+//! "the same thing again" compares equal and is skipped.
+//! Pure: no I/O, no clock (the time comes in as a string).
+
+use super::cache::Key;
+use crate::model::{
+    AppliedBackend, Condition, Ingress, LbSpec, LoadBalancer, PHASE_READY, PortStatus, is_ip,
+};
+
+/// Condition: the updater serves the current spec.
+pub const READY: &str = "Ready";
+/// Condition: the controller could compute the spec (config found and valid, ports free, Service
+/// valid). False carries the reason a user must act on.
+pub const RECONCILED: &str = "Reconciled";
+
+/// Sets a condition, keeping `lastTransitionTime` when the status does not change (Kubernetes
+/// convention; it also keeps a repeated decision byte-identical so nothing is written).
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: &str,
+    generation: Option<i64>,
+) {
+    let status = if ok { "True" } else { "False" };
+    let existing = conditions.iter().position(|c| c.type_ == type_);
+    let last_transition_time = match existing.map(|i| &conditions[i]) {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now.to_string(),
+    };
+    let condition = Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time,
+        observed_generation: generation,
+    };
+    match existing {
+        Some(i) => conditions[i] = condition,
+        None => conditions.push(condition),
+    }
+}
+
+pub fn condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The updater serves this LoadBalancer's current spec.
+pub fn is_applied(lb: &LoadBalancer) -> bool {
+    lb.status.phase.as_deref() == Some(PHASE_READY)
+        && lb.status.observed_generation == lb.metadata.generation
+}
+
+/// `<namespace>_<name>` for the first port (as the Go controller names it), then
+/// `<namespace>_<name>_<port name, or index if unnamed>`.
+pub fn backend_name(key: &Key, index: usize, port_name: &str) -> String {
+    match (index, port_name) {
+        (0, _) => format!("{}_{}", key.namespace, key.name),
+        (i, "") => format!("{}_{}_{i}", key.namespace, key.name),
+        (_, n) => format!("{}_{}_{n}", key.namespace, key.name),
+    }
+}
+
+/// The backends a spec puts on its updater, sorted.
+pub fn backends_of(key: &Key, spec: &LbSpec) -> Vec<AppliedBackend> {
+    let mut out: Vec<AppliedBackend> = spec
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| AppliedBackend {
+            backend_name: backend_name(key, i, &p.name),
+            url: spec.url.clone(),
+            host: spec.host.clone(),
+            port: i64::from(p.port),
+            protocol: p.protocol.as_str().to_string(),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Backends that may exist on an updater for this LoadBalancer: those recorded in status plus those
+/// its current spec names (a Go-era CR has no record). Deleting an absent backend is harmless.
+pub fn known_backends(key: &Key, lb: &LoadBalancer) -> Vec<AppliedBackend> {
+    let mut all = lb.status.applied.clone();
+    if let Ok(spec) = LbSpec::from_resource(&lb.spec) {
+        all.extend(backends_of(key, &spec));
+    }
+    all.sort_by(|a, b| (&a.url, &a.backend_name).cmp(&(&b.url, &b.backend_name)));
+    all.dedup_by(|a, b| a.url == b.url && a.backend_name == b.backend_name);
+    all
+}
+
+/// The Service's `status.loadBalancer.ingress` for a LoadBalancer: `ip` with `ipMode: Proxy` (so
+/// kube-proxy never binds the LB host's address on nodes), or `hostname`; the LB ports clients
+/// connect to.
+pub fn ingress_for(spec: &LbSpec) -> Vec<Ingress> {
+    let ports = spec
+        .ports
+        .iter()
+        .map(|p| PortStatus {
+            port: i32::from(p.port),
+            protocol: p.protocol.as_str().to_string(),
+            error: None,
+        })
+        .collect();
+    let ingress = if is_ip(&spec.host) {
+        Ingress {
+            ip: Some(spec.host.clone()),
+            hostname: None,
+            ip_mode: Some("Proxy".to_string()),
+            ports,
+        }
+    } else {
+        Ingress {
+            ip: None,
+            hostname: Some(spec.host.clone()),
+            ip_mode: None,
+            ports,
+        }
+    };
+    vec![ingress]
+}

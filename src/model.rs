@@ -1,1 +1,0 @@
-//! serde types for the Kubernetes fields paperlb uses. (placeholder)

@@ -1,0 +1,223 @@
+//! Built-in kinds: Service, Node, EndpointSlice (read), Event (created), Lease.
+//! The apiserver validates these, so fields have plain types; `null` lists decode as empty.
+//! Pure: no I/O, no clock.
+
+use super::lenient::null_default;
+use super::meta::{ObjectMeta, ObjectReference};
+use serde::{Deserialize, Serialize};
+
+/// Label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Service {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: ObjectMeta,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: ServiceSpec,
+    #[serde(deserialize_with = "null_default")]
+    pub status: ServiceStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(rename = "type")]
+    pub type_: Option<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub ports: Vec<ServicePort>,
+    pub load_balancer_class: Option<String>,
+    pub external_traffic_policy: Option<String>,
+    pub allocate_load_balancer_node_ports: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ServicePort {
+    pub name: Option<String>,
+    /// Absent means TCP (the apiserver defaults it, but a bookmark or old object may lack it).
+    pub protocol: Option<String>,
+    pub port: i32,
+    pub node_port: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ServiceStatus {
+    #[serde(deserialize_with = "null_default")]
+    pub load_balancer: LoadBalancerIngressStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LoadBalancerIngressStatus {
+    #[serde(deserialize_with = "null_default")]
+    pub ingress: Vec<Ingress>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Ingress {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_mode: Option<String>,
+    #[serde(
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ports: Vec<PortStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PortStatus {
+    pub port: i32,
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Node {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: ObjectMeta,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: NodeSpec,
+    #[serde(deserialize_with = "null_default")]
+    pub status: NodeStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeSpec {
+    #[serde(deserialize_with = "null_default")]
+    pub taints: Vec<Taint>,
+    #[serde(deserialize_with = "null_default")]
+    pub unschedulable: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Taint {
+    pub key: String,
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeStatus {
+    #[serde(deserialize_with = "null_default")]
+    pub conditions: Vec<NodeCondition>,
+    #[serde(deserialize_with = "null_default")]
+    pub addresses: Vec<NodeAddress>,
+}
+
+/// Only type and status: heartbeat times change every few minutes and must not look like a change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeAddress {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointSlice {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: ObjectMeta,
+    #[serde(deserialize_with = "null_default")]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl EndpointSlice {
+    /// The Service this slice belongs to (label `kubernetes.io/service-name`).
+    pub fn service_name(&self) -> Option<&str> {
+        self.metadata
+            .labels
+            .get(SERVICE_NAME_LABEL)
+            .map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Endpoint {
+    #[serde(deserialize_with = "null_default")]
+    pub addresses: Vec<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub conditions: EndpointConditions,
+    pub node_name: Option<String>,
+}
+
+/// Absent `ready`/`serving` mean true, absent `terminating` means false (discovery/v1).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointConditions {
+    pub ready: Option<bool>,
+    pub serving: Option<bool>,
+    pub terminating: Option<bool>,
+}
+
+impl Endpoint {
+    pub fn is_ready(&self) -> bool {
+        self.conditions.ready.unwrap_or(true)
+    }
+}
+
+/// core/v1 Event, as created by the controller (never read back).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Event {
+    pub metadata: ObjectMeta,
+    pub involved_object: ObjectReference,
+    pub reason: String,
+    pub message: String,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub source: EventSource,
+    pub first_timestamp: String,
+    pub last_timestamp: String,
+    pub count: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventSource {
+    pub component: String,
+}
+
+/// coordination.k8s.io/v1 Lease. Times are MicroTime strings with exactly six fractional digits.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Lease {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: ObjectMeta,
+    #[serde(deserialize_with = "null_default")]
+    pub spec: LeaseSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LeaseSpec {
+    pub holder_identity: Option<String>,
+    pub lease_duration_seconds: Option<i32>,
+    pub acquire_time: Option<String>,
+    pub renew_time: Option<String>,
+    pub lease_transitions: Option<i32>,
+}

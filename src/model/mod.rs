@@ -1,0 +1,33 @@
+//! serde types for exactly the Kubernetes fields paperlb uses.
+//!
+//! Reading: unknown fields are ignored, and every field has a default, so one odd object never makes a
+//! whole list or watch stream undecodable. Writing: we never PUT these structs back (fields we do not
+//! model would be erased); the controller sends JSON merge patches of the fields it owns, built as
+//! `serde_json::Value`.
+//!
+//! Leniency, decided per origin of the data:
+//! - Built-in kinds (Service, Node, EndpointSlice, Lease) are validated by the apiserver, so their fields
+//!   have plain types; lists and objects that may arrive as `null` decode as empty (`null_default`).
+//! - Our custom resources may be hand-edited and their CRD may be an old one with a loose schema (or no
+//!   CEL), so every scalar a user writes is a [`Lenient`] value: it keeps a wrong-typed value as raw JSON
+//!   instead of failing, and accepts numbers and booleans written as strings (`"8080"`). Nested objects
+//!   and lists decode as empty when their shape is wrong (`or_default`). Validation functions
+//!   (`LoadBalancerConfig::validate`, `LbSpec::from_resource`) then turn these into checked values or a
+//!   message that names the field and the bad value, which ends up in an Event and a condition.
+//!
+//! Pure: no I/O, no clock.
+
+mod core;
+mod lenient;
+mod meta;
+mod paperlb;
+mod spec;
+
+pub use self::core::*;
+pub use lenient::{Lenient, null_default, or_default};
+pub use meta::*;
+pub use paperlb::*;
+pub use spec::*;
+
+#[cfg(test)]
+mod tests;

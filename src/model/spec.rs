@@ -1,0 +1,375 @@
+//! Checked forms of our custom resources: what the controller decides with once the lenient stored
+//! fields have been validated. Every error message names the field and the bad value.
+//! Pure: no I/O, no clock.
+
+use super::lenient::Lenient;
+use super::paperlb::{LoadBalancerConfig, LoadBalancerSpec, TargetSpec};
+use serde_json::{Value, json};
+
+/// L4 protocols nginx's stream module forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// Kubernetes spelling (`TCP`, `UDP`); lower case is accepted from hand-written resources.
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// One upstream of a backend: a node address and a nodePort.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+pub const EXTERNAL_IP: &str = "ExternalIP";
+pub const INTERNAL_IP: &str = "InternalIP";
+
+/// A LoadBalancerConfig that passed validation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidConfig {
+    pub name: String,
+    pub namespace: String,
+    pub url: String,
+    pub host: String,
+    pub low: u16,
+    pub high: u16,
+    /// Node address types to try, in order.
+    pub address_types: Vec<String>,
+    pub proxy_timeout_seconds: u32,
+    pub proxy_connect_timeout_seconds: u32,
+}
+
+/// Longest accepted proxy timeout: one week.
+const MAX_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
+
+impl LoadBalancerConfig {
+    /// `spec.default` is true (a mangled value counts as false, and `validate` reports it).
+    pub fn is_default(&self) -> bool {
+        self.spec.default.get().copied().unwrap_or(false)
+    }
+
+    /// Checks what the controller validates again even with CEL in the CRD (not every cluster has
+    /// CEL): URL, host, range inside 1–65535 with low <= high, address types, timeouts.
+    pub fn validate(&self) -> Result<ValidConfig, String> {
+        let spec = &self.spec;
+        spec.default.optional("spec.default", "a boolean")?;
+        let url = spec
+            .http_updater_url
+            .require("spec.httpUpdaterURL", "a string")?;
+        check_url(url).map_err(|e| format!("spec.httpUpdaterURL {url:?}: {e}"))?;
+        let host = spec.host.require("spec.host", "a string")?;
+        check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+        let low = *spec
+            .port_range
+            .low
+            .require("spec.portRange.low", "an integer")?;
+        let high = *spec
+            .port_range
+            .high
+            .require("spec.portRange.high", "an integer")?;
+        let low = port_number(low).map_err(|e| format!("spec.portRange.low: {e}"))?;
+        let high = port_number(high).map_err(|e| format!("spec.portRange.high: {e}"))?;
+        if low > high {
+            return Err(format!(
+                "spec.portRange: low {low} is greater than high {high}"
+            ));
+        }
+        let mut address_types = Vec::new();
+        for (i, t) in spec.target_address_types.iter().enumerate() {
+            let field = format!("spec.targetAddressTypes[{i}]");
+            let t = t.require(&field, "a string")?;
+            if t != EXTERNAL_IP && t != INTERNAL_IP {
+                return Err(format!(
+                    "{field}: {t:?} is not {EXTERNAL_IP} or {INTERNAL_IP}"
+                ));
+            }
+            if !address_types.contains(t) {
+                address_types.push(t.clone());
+            }
+        }
+        if address_types.is_empty() {
+            address_types = vec![EXTERNAL_IP.to_string(), INTERNAL_IP.to_string()];
+        }
+        let timeout = |l: &Lenient<i64>, field: &str| -> Result<u32, String> {
+            let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
+            if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {
+                return Err(format!("{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS}"));
+            }
+            Ok(v as u32)
+        };
+        Ok(ValidConfig {
+            name: self.metadata.name.clone(),
+            namespace: self.metadata.namespace.clone(),
+            url: url.clone(),
+            host: host.clone(),
+            low,
+            high,
+            address_types,
+            proxy_timeout_seconds: timeout(
+                &spec.proxy_timeout_seconds,
+                "spec.proxyTimeoutSeconds",
+            )?,
+            proxy_connect_timeout_seconds: timeout(
+                &spec.proxy_connect_timeout_seconds,
+                "spec.proxyConnectTimeoutSeconds",
+            )?,
+        })
+    }
+}
+
+/// 1–65535, or a message saying why not.
+pub fn port_number(v: i64) -> Result<u16, String> {
+    if (1..=65535).contains(&v) {
+        Ok(v as u16)
+    } else {
+        Err(format!("{v} is outside 1-65535"))
+    }
+}
+
+/// An updater base URL: http(s), a host, no spaces.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(':') {
+        return Err("has no host".into());
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace".into());
+    }
+    Ok(())
+}
+
+/// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("is empty".into());
+    }
+    if is_ip(host) {
+        return Ok(());
+    }
+    let dns_ok = host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if dns_ok {
+        Ok(())
+    } else {
+        Err("is neither an IP address nor a DNS name".into())
+    }
+}
+
+pub fn is_ip(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// A LoadBalancer spec, checked and normalised (targets sorted and deduplicated), so two specs that
+/// mean the same compare equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbSpec {
+    /// Empty for a hand-made LoadBalancer that names no config.
+    pub config_name: String,
+    pub url: String,
+    pub host: String,
+    /// In Service port order; never empty.
+    pub ports: Vec<LbPort>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbPort {
+    /// The Service port's name (may be empty for a single unnamed port).
+    pub name: String,
+    /// The port on the LB host.
+    pub port: u16,
+    pub protocol: Protocol,
+    pub node_port: Option<u16>,
+    pub targets: Vec<Target>,
+}
+
+impl LbSpec {
+    /// Reads a stored spec: the `ports` list when present, else the Go form (`port`, `protocol`,
+    /// `targets`) as a single port.
+    pub fn from_resource(spec: &LoadBalancerSpec) -> Result<LbSpec, String> {
+        let config_name = spec
+            .config_name
+            .optional("spec.configName", "a string")?
+            .cloned()
+            .unwrap_or_default();
+        let url = spec
+            .http_updater
+            .url
+            .require("spec.httpUpdater.url", "a string")?;
+        check_url(url).map_err(|e| format!("spec.httpUpdater.url {url:?}: {e}"))?;
+        let host = spec.host.require("spec.host", "a string")?;
+        check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+        let mut ports = Vec::new();
+        if spec.ports.is_empty() {
+            let (port, protocol, targets) =
+                parse_port(&spec.port, &spec.protocol, &spec.targets, "spec")?;
+            ports.push(LbPort {
+                name: String::new(),
+                port,
+                protocol,
+                node_port: None,
+                targets,
+            });
+        } else {
+            for (i, p) in spec.ports.iter().enumerate() {
+                let at = format!("spec.ports[{i}]");
+                let (port, protocol, targets) = parse_port(&p.port, &p.protocol, &p.targets, &at)?;
+                let name = p
+                    .name
+                    .optional(&format!("{at}.name"), "a string")?
+                    .cloned()
+                    .unwrap_or_default();
+                let node_port = match p
+                    .node_port
+                    .optional(&format!("{at}.nodePort"), "an integer")?
+                {
+                    Some(v) => Some(port_number(*v).map_err(|e| format!("{at}.nodePort: {e}"))?),
+                    None => None,
+                };
+                if ports
+                    .iter()
+                    .any(|q: &LbPort| q.port == port && q.protocol == protocol)
+                {
+                    return Err(format!(
+                        "{at}: port {port}/{} is listed twice",
+                        protocol.as_str()
+                    ));
+                }
+                ports.push(LbPort {
+                    name,
+                    port,
+                    protocol,
+                    node_port,
+                    targets,
+                });
+            }
+        }
+        Ok(LbSpec {
+            config_name,
+            url: url.clone(),
+            host: host.clone(),
+            ports,
+        })
+    }
+
+    /// True when `stored` holds exactly this spec, including the Go fields mirroring the first port.
+    pub fn matches(&self, stored: &LoadBalancerSpec) -> bool {
+        let Ok(parsed) = LbSpec::from_resource(stored) else {
+            return false;
+        };
+        if parsed != *self || stored.ports.len() != self.ports.len() {
+            return false;
+        }
+        let Some(first) = self.ports.first() else {
+            return false;
+        };
+        matches!(parse_port(&stored.port, &stored.protocol, &stored.targets, "spec"),
+            Ok((port, protocol, targets)) if port == first.port && protocol == first.protocol && targets == first.targets)
+    }
+
+    /// The stored form: Go fields for the first port plus the `ports` list.
+    pub fn to_json(&self) -> Value {
+        let targets = |ts: &[Target]| -> Value {
+            ts.iter()
+                .map(|t| json!({"host": t.host, "port": t.port}))
+                .collect::<Vec<_>>()
+                .into()
+        };
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|p| {
+                let mut v = json!({
+                    "name": p.name,
+                    "port": p.port,
+                    "protocol": p.protocol.as_str(),
+                    "targets": targets(&p.targets),
+                });
+                if let Some(np) = p.node_port {
+                    v["nodePort"] = json!(np);
+                }
+                v
+            })
+            .collect();
+        let mut spec = json!({
+            "configName": self.config_name,
+            "httpUpdater": {"url": self.url},
+            "host": self.host,
+            "ports": ports,
+        });
+        if let Some(first) = self.ports.first() {
+            spec["port"] = json!(first.port);
+            spec["protocol"] = json!(first.protocol.as_str());
+            spec["targets"] = targets(&first.targets);
+        }
+        spec
+    }
+
+    /// Distinct target hosts over all ports (the `TARGETCOUNT` column).
+    pub fn target_count(&self) -> usize {
+        let mut hosts: Vec<&str> = self
+            .ports
+            .iter()
+            .flat_map(|p| p.targets.iter().map(|t| t.host.as_str()))
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts.len()
+    }
+}
+
+fn parse_port(
+    port: &Lenient<i64>,
+    protocol: &Lenient<String>,
+    targets: &[TargetSpec],
+    at: &str,
+) -> Result<(u16, Protocol, Vec<Target>), String> {
+    let port = port_number(*port.require(&format!("{at}.port"), "an integer")?)
+        .map_err(|e| format!("{at}.port: {e}"))?;
+    let protocol = match protocol.optional(&format!("{at}.protocol"), "a string")? {
+        None => Protocol::Tcp,
+        Some(p) => {
+            Protocol::parse(p).ok_or_else(|| format!("{at}.protocol: {p:?} is not TCP or UDP"))?
+        }
+    };
+    let mut out = Vec::with_capacity(targets.len());
+    for (i, t) in targets.iter().enumerate() {
+        let field = format!("{at}.targets[{i}]");
+        let host = t.host.require(&format!("{field}.host"), "a string")?;
+        check_host(host).map_err(|e| format!("{field}.host {host:?}: {e}"))?;
+        let p = port_number(*t.port.require(&format!("{field}.port"), "an integer")?)
+            .map_err(|e| format!("{field}.port: {e}"))?;
+        out.push(Target {
+            host: host.clone(),
+            port: p,
+        });
+    }
+    out.sort();
+    out.dedup();
+    Ok((port, protocol, out))
+}

@@ -1,0 +1,343 @@
+use super::*;
+use serde_json::json;
+
+/// The body of a recorded apiserver response (after the blank line ending the head).
+fn fixture_body(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/apiserver/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn decodes_recorded_service_with_shared_node_port() {
+    let svc: Service =
+        serde_json::from_str(&fixture_body("service-create-dns-shared-nodeport.http")).unwrap();
+    assert_eq!(svc.metadata.name, "dns");
+    assert_eq!(svc.spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(svc.spec.ports.len(), 2);
+    assert_eq!(svc.spec.ports[0].node_port, svc.spec.ports[1].node_port);
+    assert_eq!(svc.spec.allocate_load_balancer_node_ports, Some(true));
+}
+
+#[test]
+fn decodes_recorded_loadbalancer_and_node() {
+    let lb: LoadBalancer =
+        serde_json::from_str(&fixture_body("loadbalancer-get-deleting.http")).unwrap();
+    assert!(lb.metadata.is_deleting());
+    assert!(lb.metadata.generation.is_some());
+    let node: Node = serde_json::from_str(&fixture_body("node-get.http")).unwrap();
+    assert_eq!(node.metadata.name, "node-a");
+}
+
+#[test]
+fn null_lists_decode_as_empty() {
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-abc", "namespace": "ns", "labels": {"kubernetes.io/service-name": "web"}},
+        "endpoints": null, "ports": null
+    }))
+    .unwrap();
+    assert!(slice.endpoints.is_empty());
+    assert_eq!(slice.service_name(), Some("web"));
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "endpoints": [{"addresses": null, "conditions": {}, "nodeName": "n1"}]
+    }))
+    .unwrap();
+    assert!(slice.endpoints[0].is_ready());
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "a", "finalizers": null}, "spec": {"ports": null}, "status": null}),
+    )
+    .unwrap();
+    assert!(svc.spec.ports.is_empty());
+}
+
+#[test]
+fn mangled_config_decodes_and_validation_names_the_field() {
+    let cases = [
+        (json!({"low": "8000", "high": 8100}), Ok((8000, 8100))),
+        (json!({"low": 8000.0, "high": "8100"}), Ok((8000, 8100))),
+        (
+            json!({"low": "eight", "high": 8100}),
+            Err("spec.portRange.low: \"eight\" is not an integer"),
+        ),
+        (json!({"high": 8100}), Err("spec.portRange.low is missing")),
+        (
+            json!({"low": 9000, "high": 8100}),
+            Err("spec.portRange: low 9000 is greater than high 8100"),
+        ),
+        (
+            json!({"low": 0, "high": 8100}),
+            Err("spec.portRange.low: 0 is outside 1-65535"),
+        ),
+        (
+            json!({"low": 8000, "high": 70000}),
+            Err("spec.portRange.high: 70000 is outside 1-65535"),
+        ),
+        (json!("8000-8100"), Err("spec.portRange.low is missing")),
+    ];
+    for (range, want) in cases {
+        let cfg: LoadBalancerConfig = serde_json::from_value(json!({
+            "metadata": {"name": "edge", "namespace": "paperlb-system"},
+            "spec": {"default": "true", "httpUpdaterURL": "http://10.0.0.1:3000", "host": "203.0.113.7", "portRange": range}
+        }))
+        .unwrap();
+        assert!(cfg.is_default());
+        let got = cfg.validate().map(|c| (c.low, c.high));
+        assert_eq!(got, want.map_err(String::from), "range {range}");
+    }
+}
+
+#[test]
+fn config_validation_rejects_bad_url_and_host() {
+    let base = json!({"httpUpdaterURL": "http://10.0.0.1:3000", "host": "lb.example.com",
+        "portRange": {"low": 1, "high": 2}});
+    let cases = [
+        (
+            "httpUpdaterURL",
+            json!("10.0.0.1:3000"),
+            "spec.httpUpdaterURL \"10.0.0.1:3000\": must start with http:// or https://",
+        ),
+        (
+            "httpUpdaterURL",
+            json!(42),
+            "spec.httpUpdaterURL: 42 is not a string",
+        ),
+        ("host", json!(""), "spec.host \"\": is empty"),
+        (
+            "host",
+            json!("a b"),
+            "spec.host \"a b\": is neither an IP address nor a DNS name",
+        ),
+        (
+            "proxyTimeoutSeconds",
+            json!(-1),
+            "spec.proxyTimeoutSeconds: -1 is outside 0-604800",
+        ),
+        (
+            "targetAddressTypes",
+            json!(["Hostname"]),
+            "spec.targetAddressTypes[0]: \"Hostname\" is not ExternalIP or InternalIP",
+        ),
+    ];
+    for (field, value, want) in cases {
+        let mut spec = base.clone();
+        spec[field] = value;
+        let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": spec})).unwrap();
+        assert_eq!(cfg.validate(), Err(want.to_string()), "{field}");
+    }
+    let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": base})).unwrap();
+    let valid = cfg.validate().unwrap();
+    assert_eq!(valid.address_types, ["ExternalIP", "InternalIP"]);
+    assert_eq!(valid.proxy_timeout_seconds, 0);
+}
+
+#[test]
+fn go_style_loadbalancer_reads_as_one_port() {
+    let lb: LoadBalancer = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "fixtures"},
+        "spec": {"configName": "edge", "httpUpdater": {"url": "http://10.0.0.1:3000"}, "host": "203.0.113.7",
+                 "port": "8100", "protocol": "TCP",
+                 "targets": [{"host": "10.0.0.12", "port": 31000}, {"host": "10.0.0.11", "port": 31000}]},
+        "status": {"phase": "READY", "targetCount": "two"}
+    }))
+    .unwrap();
+    assert_eq!(lb.status, LoadBalancerStatus::default());
+    let spec = LbSpec::from_resource(&lb.spec).unwrap();
+    assert_eq!(spec.ports.len(), 1);
+    assert_eq!(spec.ports[0].port, 8100);
+    assert_eq!(spec.ports[0].targets[0].host, "10.0.0.11");
+    // The Go form lacks `ports`, so it does not match our stored form and gets rewritten once.
+    assert!(!spec.matches(&lb.spec));
+    let stored: LoadBalancerSpec = serde_json::from_value(spec.to_json()).unwrap();
+    assert!(spec.matches(&stored));
+    assert_eq!(LbSpec::from_resource(&stored).unwrap(), spec);
+}
+
+#[test]
+fn mangled_loadbalancer_spec_is_reported_not_fatal() {
+    let cases = [
+        (
+            json!({"host": "h", "port": 80}),
+            "spec.httpUpdater.url is missing",
+        ),
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "port": 80, "protocol": "SCTP"}),
+            "spec.protocol: \"SCTP\" is not TCP or UDP",
+        ),
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1, "targets": [{"host": "n", "port": "x"}]}]}),
+            "spec.ports[0].targets[0].port: \"x\" is not an integer",
+        ),
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}, {"port": 1}]}),
+            "spec.ports[1]: port 1/TCP is listed twice",
+        ),
+    ];
+    for (spec, want) in cases {
+        let lb: LoadBalancer = serde_json::from_value(json!({"spec": spec})).unwrap();
+        assert_eq!(LbSpec::from_resource(&lb.spec), Err(want.to_string()));
+    }
+}
+
+fn crd(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/manifests/crds/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// Printer columns as (name, jsonPath), by a line scan (the YAML parser lives elsewhere).
+fn printer_columns(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut name = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(n) = line.strip_prefix("- name: ") {
+            name = Some(n.to_string());
+        } else if let Some(p) = line.strip_prefix("jsonPath: ") {
+            if let Some(n) = name.take() {
+                out.push((n, p.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Every schema node (a `type:` line under openAPIV3Schema) has a `description:` sibling, so
+/// `kubectl explain` has something to say for every field. `metadata` is the exception: the apiserver
+/// rejects anything but its type there.
+fn undocumented_nodes(text: &str) -> Vec<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "openAPIV3Schema:")
+        .unwrap();
+    let mut missing = Vec::new();
+    for i in start..lines.len() {
+        if !lines[i].trim_start().starts_with("type: ") || lines[i - 1].trim() == "metadata:" {
+            continue;
+        }
+        let n = indent(lines[i]);
+        let sibling = |j: &usize| indent(lines[*j]) == n;
+        let up = (start..i).rev().take_while(|j| indent(lines[*j]) >= n);
+        let down = (i + 1..lines.len()).take_while(|j| indent(lines[*j]) >= n);
+        let documented = up
+            .chain(down)
+            .filter(sibling)
+            .any(|j| lines[j].trim_start().starts_with("description:"));
+        if !documented {
+            missing.push(i + 1);
+        }
+    }
+    missing
+}
+
+#[test]
+fn loadbalancer_crd_has_columns_fields_and_descriptions() {
+    let text = crd("loadbalancers.yaml");
+    let cols = printer_columns(&text);
+    let want = [
+        ("HOST", ".spec.host"),
+        ("PORT", ".spec.port"),
+        ("PROTOCOL", ".spec.protocol"),
+        ("TARGETCOUNT", ".status.targetCount"),
+        ("STATUS", ".status.phase"),
+        ("AGE", ".metadata.creationTimestamp"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(cols, want);
+    assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
+    for needle in [
+        "name: loadbalancers.lb.paperlb.com",
+        "subresources:\n      status: {}",
+        "required: [host, httpUpdater]",
+        "enum: [TCP, UDP]",
+        "enum: [PENDING, READY, ERROR]",
+        "x-kubernetes-validations:",
+        "x-kubernetes-list-map-keys: [type]",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}");
+    }
+    // The Go project's fields are all still there.
+    for field in [
+        "configName:",
+        "httpUpdater:",
+        "url:",
+        "host:",
+        "port:",
+        "protocol:",
+        "targets:",
+        "phase:",
+        "targetCount:",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == field),
+            "missing Go field {field}"
+        );
+    }
+}
+
+#[test]
+fn config_crd_has_columns_fields_and_descriptions() {
+    let text = crd("loadbalancerconfigs.yaml");
+    let names: Vec<String> = printer_columns(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["HOST", "URL", "DEFAULT", "LOW", "HIGH", "AGE"]);
+    assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
+    for needle in [
+        "name: loadbalancerconfigs.lb.paperlb.com",
+        "required: [httpUpdaterURL, host, portRange]",
+        "required: [low, high]",
+        "rule: self.low <= self.high",
+        "maximum: 65535",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}");
+    }
+    for field in [
+        "default:",
+        "httpUpdaterURL:",
+        "host:",
+        "portRange:",
+        "low:",
+        "high:",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == field),
+            "missing Go field {field}"
+        );
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    // The example is plain YAML; its values are checked through the same validation as live objects.
+    let text = std::fs::read_to_string(format!(
+        "{}/manifests/examples/loadbalancerconfig.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    for needle in [
+        "kind: LoadBalancerConfig",
+        "httpUpdaterURL: http://203.0.113.7:3000",
+        "low: 8000",
+        "high: 8999",
+    ] {
+        assert!(text.contains(needle), "{needle}");
+    }
+    let cfg: LoadBalancerConfig = serde_json::from_value(json!({
+        "metadata": {"name": "edge", "namespace": "paperlb-system"},
+        "spec": {"default": true, "httpUpdaterURL": "http://203.0.113.7:3000", "host": "203.0.113.7",
+                 "portRange": {"low": 8000, "high": 8999}, "targetAddressTypes": ["ExternalIP", "InternalIP"],
+                 "proxyTimeoutSeconds": 0, "proxyConnectTimeoutSeconds": 0}
+    }))
+    .unwrap();
+    assert!(cfg.validate().is_ok());
+}
