@@ -295,11 +295,26 @@ impl Nginx {
         f.take(OUTPUT_CAP).read_to_end(&mut buf).ok()?;
         let text = String::from_utf8_lossy(&buf);
         let lines: Vec<&str> = text.lines().filter(|l| l.contains("[emerg]")).collect();
-        if lines.is_empty() {
-            None
-        } else {
-            Some(trim_message(&lines.join("\n")))
+        // A bind failure is retried by the master (5 times, 500 ms apart) before it gives up with
+        // "still could not bind()"; a reload sent before that would be judged by these lines.
+        if lines.is_empty()
+            || (lines.iter().any(|l| l.contains("bind()"))
+                && !lines.iter().any(|l| l.contains("still could not bind")))
+        {
+            return None;
         }
+        let mut unique: Vec<&str> = Vec::new();
+        for l in lines {
+            // Drop the "2024/01/01 00:00:00 " timestamp and "123#123: " pid prefix.
+            let l = match (l.find("[emerg]"), l.find(": ")) {
+                (Some(e), Some(c)) if c > e => &l[c + 2..],
+                _ => l,
+            };
+            if !unique.contains(&l) {
+                unique.push(l);
+            }
+        }
+        Some(trim_message(&format!("[emerg] {}", unique.join("; "))))
     }
 
     /// Runs nginx with a bounded run time; returns (success, stderr+stdout).
