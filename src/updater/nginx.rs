@@ -197,7 +197,10 @@ impl Nginx {
                 _ => {}
             }
         }
-        if pid.is_none() || error_log.is_none() {
+        let relative = |p: &Option<String>| p.as_ref().is_none_or(|p| !p.starts_with('/'));
+        let mut prefix = PathBuf::from("/");
+        if relative(&pid) || relative(&error_log) {
+            // Relative paths are relative to nginx's compiled-in prefix, which `-V` reports.
             let v = n.run(&["-V"]).map(|(_, out)| out).unwrap_or_default();
             let flag = |name: &str| {
                 v.split_whitespace()
@@ -205,8 +208,10 @@ impl Nginx {
             };
             pid = pid.or_else(|| flag("--pid-path="));
             error_log = error_log.or_else(|| flag("--error-log-path="));
+            if let Some(p) = flag("--prefix=") {
+                prefix = PathBuf::from(p);
+            }
         }
-        let prefix = Path::new("/");
         if let Some(p) = pid {
             n.pid_file = prefix.join(p);
         }

@@ -6,6 +6,7 @@
 mod nginx;
 
 mod api;
+mod binary;
 mod client;
 mod traffic;
 
