@@ -1,1 +1,595 @@
-//! Bounded HTTP/1.1 server used by probes, metrics and the updater API. (placeholder)
+//! A bounded HTTP/1.1 server: one thread per connection up to a limit, one request per connection,
+//! used by the updater API and the controller's probes and metrics.
+//!
+//! Owns: parsing and limits. The request line, the headers and the body are capped (414, 431, 413,
+//! answered before reading more), every read has a timeout and the whole request a deadline (408),
+//! malformed requests get 400, unsupported versions 505, chunked bodies 501, too many connections
+//! 503. Errors the server produces itself have a JSON body `{"err": "..."}`.
+//! Must not: know any route (the handler does) or keep a connection open after answering.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Size and time limits. `Default` is right for an API on a private network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line (method, target, version): 414 beyond.
+    pub max_request_line: usize,
+    /// Most bytes of header lines after the request line: 431 beyond.
+    pub max_header_bytes: usize,
+    /// Most header lines: 431 beyond.
+    pub max_headers: usize,
+    /// Largest body (Content-Length): 413 beyond.
+    pub max_body: usize,
+    /// Longest wait for any single read.
+    pub read_timeout: Duration,
+    /// Longest time to receive a whole request, so a client trickling bytes cannot hold a thread.
+    pub request_timeout: Duration,
+    /// Longest wait for any single write of the response.
+    pub write_timeout: Duration,
+    /// Most connections handled at once: 503 beyond.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_line: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            max_body: 1024 * 1024,
+            read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
+/// A complete request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    /// The target's path, without the query.
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names lower-cased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub peer: Option<SocketAddr>,
+}
+
+impl Request {
+    /// First header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A response; `Content-Length` and `Connection: close` are added when it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
+    /// `application/json` body from any serializable value.
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        let mut r = Response::new(status, "application/json", body);
+        r.body.push(b'\n');
+        r
+    }
+
+    /// `{"err": message}` with that status: the error shape of the updater API.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response::json(status, &serde_json::json!({ "err": message }))
+    }
+
+    /// `text/plain; charset=utf-8`.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response::new(
+            status,
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A running server; stops accepting when shut down or dropped. Requests in flight finish.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+type Handler = dyn Fn(&Request) -> Response + Send + Sync;
+
+impl Server {
+    /// Binds and starts the accept thread.
+    pub fn bind(
+        addr: impl ToSocketAddrs,
+        limits: Limits,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let limits = Arc::new(limits);
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("http-{addr}"))
+            .spawn(move || accept_loop(listener, limits, handler, stop2))?;
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks until the server is shut down from elsewhere (or its accept loop fails).
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops accepting and waits for the accept thread.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept() with a connection to ourselves.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stop_now();
+        }
+    }
+}
+
+/// Decrements the connection count however the connection thread ends.
+struct Slot(Arc<AtomicUsize>);
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    limits: Arc<Limits>,
+    handler: Arc<Handler>,
+    stop: Arc<AtomicBool>,
+) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut failures = 0u32;
+    while !stop.load(Ordering::SeqCst) {
+        let (stream, peer) = match listener.accept() {
+            Ok(c) => {
+                failures = 0;
+                c
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning; keep serving when it clears.
+                failures = failures.saturating_add(1);
+                log::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(10 * u64::from(failures.min(100))));
+                continue;
+            }
+        };
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
+            let _slot = Slot(active.clone());
+            let _ = stream.set_write_timeout(Some(limits.write_timeout));
+            let mut s = stream;
+            let _ = write_response(&mut s, &Response::error(503, "too many connections"), false);
+            continue;
+        }
+        let slot = Slot(active.clone());
+        let (limits, handler) = (limits.clone(), handler.clone());
+        let spawned = std::thread::Builder::new()
+            .name("http-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve(stream, peer, &limits, &*handler);
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// An answer the server gives without calling the handler.
+struct Refusal(u16, &'static str);
+
+fn serve(mut stream: TcpStream, peer: SocketAddr, limits: &Limits, handler: &Handler) {
+    let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + limits.request_timeout;
+    let (response, head_only, drain) = match read_request(&mut stream, peer, limits, deadline) {
+        Ok(None) => return,
+        Ok(Some(req)) => {
+            let head_only = req.method == "HEAD";
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)))
+                .unwrap_or_else(|_| Response::error(500, "internal error"));
+            (r, head_only, false)
+        }
+        Err(Refusal(code, msg)) => (Response::error(code, msg), false, true),
+    };
+    let _ = write_response(&mut stream, &response, head_only);
+    let _ = stream.shutdown(Shutdown::Write);
+    if drain {
+        // Read a little of what the client still sends, so closing does not reset the connection
+        // before it has read our answer.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = io::copy(&mut (&mut stream).take(4 * 1024 * 1024), &mut io::sink());
+    }
+}
+
+fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<usize, Refusal> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Refusal(408, "request not received in time"));
+    }
+    let _ = stream.set_read_timeout(Some(left.min(limits.read_timeout)));
+    loop {
+        match stream.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(Refusal(408, "request not received in time"));
+            }
+            Err(_) => return Err(Refusal(400, "connection error")),
+        }
+    }
+}
+
+/// Reads one request; `Ok(None)` when the client closed without sending anything.
+fn read_request(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    limits: &Limits,
+    deadline: Instant,
+) -> Result<Option<Request>, Refusal> {
+    let max_head = limits.max_request_line + limits.max_header_bytes + 4;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i;
+        }
+        let line_end = find(&buf, b"\n");
+        if line_end.is_none_or(|i| i > limits.max_request_line + 1)
+            && buf.len() > limits.max_request_line + 1
+        {
+            return Err(Refusal(414, "request line too long"));
+        }
+        if buf.len() > max_head {
+            return Err(Refusal(431, "request headers too large"));
+        }
+        let n = read_some(stream, &mut chunk, limits, deadline)?;
+        if n == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(Refusal(400, "connection closed mid-request"))
+            };
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let mut body = buf.split_off(head_end + 4);
+    let head =
+        std::str::from_utf8(&buf[..head_end]).map_err(|_| Refusal(400, "headers are not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    if request_line.len() > limits.max_request_line {
+        return Err(Refusal(414, "request line too long"));
+    }
+    if head.len() - request_line.len() > limits.max_header_bytes + 2 {
+        return Err(Refusal(431, "request headers too large"));
+    }
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal(400, "malformed request line"));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Refusal(400, "malformed method"));
+    }
+    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(Refusal(400, "malformed request target"));
+    }
+    match version {
+        "HTTP/1.1" | "HTTP/1.0" => {}
+        v if v.starts_with("HTTP/") => return Err(Refusal(505, "HTTP version not supported")),
+        _ => return Err(Refusal(400, "malformed request line")),
+    }
+    let mut headers = Vec::new();
+    for line in lines {
+        if headers.len() >= limits.max_headers {
+            return Err(Refusal(431, "too many headers"));
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(Refusal(400, "malformed header line"));
+        };
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !name_ok || value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(Refusal(400, "malformed header line"));
+        }
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+    }
+    fn header<'a>(headers: &'a [(String, String)], n: &'a str) -> impl Iterator<Item = &'a str> {
+        headers
+            .iter()
+            .filter(move |(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    }
+    if header(&headers, "transfer-encoding").next().is_some() {
+        return Err(Refusal(
+            501,
+            "chunked request bodies are not supported; send Content-Length",
+        ));
+    }
+    let lengths: Vec<&str> = header(&headers, "content-length").collect();
+    let length = match (lengths.first(), lengths.get(1)) {
+        (None, _) => 0,
+        (Some(v), None) => v
+            .parse::<u64>()
+            .map_err(|_| Refusal(400, "malformed Content-Length"))?,
+        (Some(_), Some(_)) => return Err(Refusal(400, "more than one Content-Length")),
+    };
+    if length > limits.max_body as u64 {
+        return Err(Refusal(413, "request body too large"));
+    }
+    let length = length as usize;
+    if length > 0
+        && header(&headers, "expect").any(|v| v.eq_ignore_ascii_case("100-continue"))
+        && body.is_empty()
+    {
+        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    if body.len() > length {
+        // Pipelined bytes after the body: we answer one request per connection, so drop them.
+        body.truncate(length);
+    }
+    while body.len() < length {
+        let want = (length - body.len()).min(chunk.len());
+        let n = read_some(stream, &mut chunk[..want], limits, deadline)?;
+        if n == 0 {
+            return Err(Refusal(400, "connection closed mid-body"));
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    };
+    Ok(Some(Request {
+        method: method.to_string(),
+        path,
+        query,
+        headers,
+        body,
+        peer: Some(peer),
+    }))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> io::Result<()> {
+    let mut out = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+    for (n, v) in &r.headers {
+        // Handlers build headers from code, but a CR/LF must never split the response.
+        if n.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
+            continue;
+        }
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        r.body.len()
+    ));
+    let mut bytes = out.into_bytes();
+    if !head_only {
+        bytes.extend_from_slice(&r.body);
+    }
+    stream.write_all(&bytes)?;
+    stream.flush()
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(limits: Limits) -> Server {
+        Server::bind("127.0.0.1:0", limits, |r: &Request| {
+            Response::json(
+                200,
+                &serde_json::json!({"m": r.method, "p": r.path, "q": r.query, "b": r.body.len(),
+                                    "ct": r.header("Content-Type")}),
+            )
+        })
+        .unwrap()
+    }
+
+    /// Sends raw bytes, returns the status code and body.
+    fn raw(s: &Server, bytes: &[u8]) -> (u16, String) {
+        let mut c = TcpStream::connect(s.local_addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let _ = c.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).to_string();
+        let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (code, body)
+    }
+
+    #[test]
+    fn answers_a_plain_request_and_splits_the_query() {
+        let s = server(Limits::default());
+        let (code, body) = raw(
+            &s,
+            b"POST /a/b?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+        );
+        assert_eq!(code, 200);
+        assert!(
+            body.contains(r#""p":"/a/b""#)
+                && body.contains(r#""q":"x=1""#)
+                && body.contains(r#""b":3"#),
+            "{body}"
+        );
+        assert!(body.contains(r#""ct":null"#));
+        s.shutdown();
+    }
+
+    #[test]
+    fn refuses_oversize_malformed_and_slow_requests_with_json_errors() {
+        let limits = Limits {
+            max_request_line: 64,
+            max_header_bytes: 256,
+            max_headers: 4,
+            max_body: 10,
+            read_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let s = server(limits);
+        let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100));
+        let big_headers = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(300));
+        let many = "GET / HTTP/1.1\r\na: 1\r\nb: 1\r\nc: 1\r\nd: 1\r\ne: 1\r\n\r\n".to_string();
+        let cases: Vec<(Vec<u8>, u16)> = vec![
+            (long_target.into_bytes(), 414),
+            (format!("GET /{}", "a".repeat(100)).into_bytes(), 414),
+            (big_headers.into_bytes(), 431),
+            (many.into_bytes(), 431),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n".to_vec(),
+                413,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                501,
+            ),
+            (b"GET / HTTP/2.0\r\n\r\n".to_vec(), 505),
+            (b"GET /\r\n\r\n".to_vec(), 400),
+            (b"get / HTTP/1.1\r\n\r\n".to_vec(), 400),
+            (b"GET / HTTP/1.1\r\nbad header\r\n\r\n".to_vec(), 400),
+            (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n".to_vec(), 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec(), 408),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab".to_vec(),
+                408,
+            ),
+        ];
+        for (bytes, want) in cases {
+            let (code, body) = raw(&s, &bytes);
+            assert_eq!(code, want, "{:?}", String::from_utf8_lossy(&bytes));
+            assert!(body.starts_with("{\"err\":"), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
+        let s = Server::bind("127.0.0.1:0", Limits::default(), |r: &Request| {
+            if r.path == "/panic" {
+                panic!("boom");
+            }
+            Response::text(200, "ok")
+        })
+        .unwrap();
+        assert_eq!(raw(&s, b"GET /panic HTTP/1.1\r\n\r\n").0, 500);
+        assert_eq!(
+            raw(&s, b"GET /fine HTTP/1.1\r\n\r\n"),
+            (200, "ok".to_string())
+        );
+    }
+}

@@ -1,1 +1,299 @@
-//! Counters, gauges and histograms with Prometheus text exposition. (placeholder)
+//! Counters, gauges and histograms with labels, and their Prometheus text exposition (format 0.0.4).
+//! Shared by the controller and the nginx-updater.
+//!
+//! Owns: metric families, their series and rendering. Handles are cheap clones (an `Arc`), so a
+//! component is handed the few it updates. Must not: do I/O or know about HTTP (the caller serves
+//! `render()`), or grow without bound: label values come from code, never from raw request data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Default histogram buckets, in seconds: 1 ms to 60 s.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Series {
+    /// Counter or gauge value; histogram sum.
+    value: f64,
+    /// Histogram only: cumulative counts per bucket, then the total count.
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    kind: Kind,
+    labels: Vec<String>,
+    bounds: Vec<f64>,
+    series: Mutex<BTreeMap<Vec<String>, Series>>,
+}
+
+impl Family {
+    fn series(&self) -> MutexGuard<'_, BTreeMap<Vec<String>, Series>> {
+        // A panic elsewhere must not take the metrics down with it.
+        self.series.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with(&self, values: &[&str], f: impl FnOnce(&mut Series)) {
+        // A wrong label count is a programming error; keep the series apart rather than panic.
+        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let mut map = self.series();
+        let s = map.entry(key).or_insert_with(|| Series {
+            buckets: vec![0; self.bounds.len()],
+            ..Series::default()
+        });
+        f(s);
+    }
+}
+
+/// A set of metric families rendered together.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    families: Arc<Mutex<Vec<Arc<Family>>>>,
+}
+
+/// A monotonically increasing counter family.
+#[derive(Debug, Clone)]
+pub struct Counter(Arc<Family>);
+/// A gauge family: set to any value.
+#[derive(Debug, Clone)]
+pub struct Gauge(Arc<Family>);
+/// A histogram family with fixed bucket bounds.
+#[derive(Debug, Clone)]
+pub struct Histogram(Arc<Family>);
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    fn add(
+        &self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        labels: &[&str],
+        bounds: &[f64],
+    ) -> Arc<Family> {
+        let f = Arc::new(Family {
+            name: name.to_string(),
+            help: help.to_string(),
+            kind,
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+            bounds: bounds.to_vec(),
+            series: Mutex::new(BTreeMap::new()),
+        });
+        self.families
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(f.clone());
+        f
+    }
+
+    /// Registers a counter family with these label names (`&[]` for none).
+    pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Counter {
+        Counter(self.add(name, help, Kind::Counter, labels, &[]))
+    }
+
+    /// Registers a gauge family.
+    pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Gauge {
+        Gauge(self.add(name, help, Kind::Gauge, labels, &[]))
+    }
+
+    /// Registers a histogram family with ascending bucket upper bounds (`+Inf` is implied).
+    pub fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histogram {
+        Histogram(self.add(name, help, Kind::Histogram, labels, buckets))
+    }
+
+    /// Prometheus text exposition of every family, in registration order.
+    pub fn render(&self) -> String {
+        let families = self
+            .families
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut out = String::new();
+        for f in families {
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
+            let _ = writeln!(out, "# TYPE {} {kind}", f.name);
+            let series = f.series().clone();
+            for (values, s) in &series {
+                let labels = label_text(&f.labels, values, None);
+                match f.kind {
+                    Kind::Counter | Kind::Gauge => {
+                        let _ = writeln!(out, "{}{labels} {}", f.name, num(s.value));
+                    }
+                    Kind::Histogram => {
+                        for (bound, n) in f.bounds.iter().zip(&s.buckets) {
+                            let l = label_text(&f.labels, values, Some(&num(*bound)));
+                            let _ = writeln!(out, "{}_bucket{l} {n}", f.name);
+                        }
+                        let l = label_text(&f.labels, values, Some("+Inf"));
+                        let _ = writeln!(out, "{}_bucket{l} {}", f.name, s.count);
+                        let _ = writeln!(out, "{}_sum{labels} {}", f.name, num(s.value));
+                        let _ = writeln!(out, "{}_count{labels} {}", f.name, s.count);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Counter {
+    pub fn inc(&self, labels: &[&str]) {
+        self.add(labels, 1.0);
+    }
+    /// Adds `v` (negative values are ignored: counters only go up).
+    pub fn add(&self, labels: &[&str], v: f64) {
+        if v >= 0.0 {
+            self.0.with(labels, |s| s.value += v);
+        }
+    }
+    /// Current value (0 for a series never touched).
+    pub fn get(&self, labels: &[&str]) -> f64 {
+        get(&self.0, labels)
+    }
+}
+
+impl Gauge {
+    pub fn set(&self, labels: &[&str], v: f64) {
+        self.0.with(labels, |s| s.value = v);
+    }
+    pub fn add(&self, labels: &[&str], v: f64) {
+        self.0.with(labels, |s| s.value += v);
+    }
+    pub fn get(&self, labels: &[&str]) -> f64 {
+        get(&self.0, labels)
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, labels: &[&str], v: f64) {
+        let bounds = &self.0.bounds;
+        self.0.with(labels, |s| {
+            for (b, n) in bounds.iter().zip(s.buckets.iter_mut()) {
+                if v <= *b {
+                    *n += 1;
+                }
+            }
+            s.count += 1;
+            s.value += v;
+        });
+    }
+    /// Number of observations.
+    pub fn count(&self, labels: &[&str]) -> u64 {
+        let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
+        self.0.series().get(&key).map_or(0, |s| s.count)
+    }
+}
+
+fn get(f: &Family, labels: &[&str]) -> f64 {
+    let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
+    f.series().get(&key).map_or(0.0, |s| s.value)
+}
+
+fn label_text(names: &[String], values: &[String], le: Option<&str>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape_value(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+fn num(v: f64) -> String {
+    if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histograms_in_text_format() {
+        let r = Registry::new();
+        let c = r.counter("x_requests_total", "Requests.", &["route", "code"]);
+        c.inc(&["POST /a", "200"]);
+        c.add(&["POST /a", "200"], 2.0);
+        c.inc(&["weird\"\\\n", "500"]);
+        let g = r.gauge("x_last_reload_timestamp_seconds", "Last reload.", &[]);
+        g.set(&[], 1700000000.0);
+        let h = r.histogram("x_apply_seconds", "Apply time.", &[], &[0.1, 1.0]);
+        h.observe(&[], 0.05);
+        h.observe(&[], 0.5);
+        h.observe(&[], 5.0);
+        assert_eq!(c.get(&["POST /a", "200"]), 3.0);
+        assert_eq!(h.count(&[]), 3);
+        let text = r.render();
+        let want = "\
+# HELP x_requests_total Requests.
+# TYPE x_requests_total counter
+x_requests_total{route=\"POST /a\",code=\"200\"} 3
+x_requests_total{route=\"weird\\\"\\\\\\n\",code=\"500\"} 1
+# HELP x_last_reload_timestamp_seconds Last reload.
+# TYPE x_last_reload_timestamp_seconds gauge
+x_last_reload_timestamp_seconds 1700000000
+# HELP x_apply_seconds Apply time.
+# TYPE x_apply_seconds histogram
+x_apply_seconds_bucket{le=\"0.1\"} 1
+x_apply_seconds_bucket{le=\"1\"} 2
+x_apply_seconds_bucket{le=\"+Inf\"} 3
+x_apply_seconds_sum 5.55
+x_apply_seconds_count 3
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn counters_never_go_down() {
+        let r = Registry::new();
+        let c = r.counter("c", "c", &[]);
+        c.add(&[], -5.0);
+        assert_eq!(c.get(&[]), 0.0);
+    }
+}

@@ -1,19 +1,232 @@
-//! `paperlb nginx-updater` flags and entry point. (placeholder: the updater work fills this in)
+//! `paperlb nginx-updater` flags and entry point: flags become a validated `Config` once, `run`
+//! starts the server and blocks. Must not: read the environment or exit the process (main does).
 
-use crate::cli::Usage;
+use std::path::PathBuf;
 
-pub const HELP: &str = "paperlb nginx-updater: not implemented yet\n";
+use super::server::{self, Settings};
+use super::validate::{MAX_TIMEOUT_SECONDS, Policy};
+use crate::cli::{Arg, Usage, parse as parse_args, value};
+use crate::http::Limits;
+
+pub const HELP: &str = "\
+paperlb nginx-updater: serve the updater API on a load balancer host and turn its requests into
+nginx stream configuration (one file per backend), tested with `nginx -t` and reloaded.
+
+Usage: paperlb nginx-updater --listen ADDR --streams-dir DIR --nginx-conf FILE [flags]
+
+Required:
+  --listen ADDR                  address to serve the API on, e.g. 0.0.0.0:8000 or 10.0.0.5:8000
+  --streams-dir DIR              directory of the generated <backendName>.conf files
+  --nginx-conf FILE              the main nginx.conf; it must `include DIR/*.conf;` inside its
+                                 `stream {}` block (checked at start)
+
+Optional:
+  --nginx-bin PATH               nginx binary (default /usr/sbin/nginx)
+  --token-file FILE              require `Authorization: Bearer <token>` on /api/*, token read from
+                                 FILE (re-read when it changes); without it the API is open
+  --allowed-ports LOW-HIGH       LB ports requests may use (default 1024-65535)
+  --proxy-timeout-default S      proxy_timeout when a request says 0 (default 600, nginx's own)
+  --proxy-connect-timeout-default S
+                                 proxy_connect_timeout when a request says 0 (default 60)
+  -h, --help                     show this help
+
+API: POST/DELETE/GET /api/v1/lb (nginx-lb-updater compatible JSON), GET /healthz, GET /metrics.
+Logging: RUST_LOG (default info).
+";
 
 /// Validated configuration of the updater, built once from the flags.
-#[derive(Debug, Clone, Default)]
-pub struct Config {}
-
-/// Parses the subcommand's flags (after `nginx-updater`). `Ok(None)` means `--help` was asked for.
-pub fn parse(_args: &[String]) -> Result<Option<Config>, Usage> {
-    Err(Usage("paperlb nginx-updater is not implemented yet".into()))
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
 }
 
-/// Runs the updater until shutdown.
-pub fn run(_config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    Err("not implemented".into())
+/// Parses the subcommand's flags (after `nginx-updater`). `Ok(None)` means `--help` was asked for.
+pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
+    let flags = parse_args(
+        args,
+        &[
+            "listen",
+            "streams-dir",
+            "nginx-conf",
+            "nginx-bin",
+            "token-file",
+            "allowed-ports",
+            "proxy-timeout-default",
+            "proxy-connect-timeout-default",
+        ],
+        &[],
+    )?;
+    let mut listen = None;
+    let mut streams_dir = None;
+    let mut nginx_conf = None;
+    let mut nginx_bin = PathBuf::from("/usr/sbin/nginx");
+    let mut token_file = None;
+    let mut policy = Policy::default();
+    for f in flags {
+        let (name, v) = match f {
+            Arg::Help => return Ok(None),
+            Arg::Value(n, v) => (n, v),
+            Arg::Switch(n) => return Err(Usage(format!("flag --{n} needs a value"))),
+        };
+        match name.as_str() {
+            "listen" => listen = Some(v),
+            "streams-dir" => streams_dir = Some(PathBuf::from(v)),
+            "nginx-conf" => nginx_conf = Some(PathBuf::from(v)),
+            "nginx-bin" => nginx_bin = PathBuf::from(v),
+            "token-file" => token_file = Some(PathBuf::from(v)),
+            "allowed-ports" => policy.allowed_ports = port_range(&v)?,
+            "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v)?,
+            "proxy-connect-timeout-default" => {
+                policy.proxy_connect_timeout_default = seconds(&name, &v)?
+            }
+            _ => return Err(Usage(format!("unknown flag --{name}"))),
+        }
+    }
+    Ok(Some(Config {
+        settings: Settings {
+            listen: need(listen, "listen")?,
+            streams_dir: need(streams_dir, "streams-dir")?,
+            nginx_conf: need(nginx_conf, "nginx-conf")?,
+            nginx_bin,
+            token_file,
+            policy,
+            limits: Limits::default(),
+        },
+    }))
+}
+
+fn need<T>(v: Option<T>, name: &str) -> Result<T, Usage> {
+    v.ok_or_else(|| Usage(format!("flag --{name} is required")))
+}
+
+fn port_range(v: &str) -> Result<(u16, u16), Usage> {
+    let bad = || {
+        Usage(format!(
+            "flag --allowed-ports: expected LOW-HIGH with 1 <= LOW <= HIGH <= 65535, got {v:?}"
+        ))
+    };
+    let (l, h) = v.split_once('-').ok_or_else(bad)?;
+    let (l, h): (u16, u16) = (l.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if l == 0 || l > h {
+        return Err(bad());
+    }
+    Ok((l, h))
+}
+
+fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
+    let s: u64 = value(name, v)?;
+    if s == 0 || s > MAX_TIMEOUT_SECONDS {
+        return Err(Usage(format!(
+            "flag --{name}: must be 1 to {MAX_TIMEOUT_SECONDS} seconds, got {v}"
+        )));
+    }
+    Ok(s)
+}
+
+/// Runs the updater until the process is stopped. Every write is atomic, so SIGTERM at any moment
+/// leaves each file either old or new.
+pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let s = &config.settings;
+    let (server, _updater) = server::start(s)?;
+    log::info!(
+        "nginx-updater listening on {} (streams {}, nginx.conf {}, ports {}-{}, auth {})",
+        server.local_addr(),
+        s.streams_dir.display(),
+        s.nginx_conf.display(),
+        s.policy.allowed_ports.0,
+        s.policy.allowed_ports.1,
+        if s.token_file.is_some() {
+            "bearer token"
+        } else {
+            "off"
+        }
+    );
+    server.wait();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    const REQUIRED: &[&str] = &[
+        "--listen",
+        "127.0.0.1:8000",
+        "--streams-dir",
+        "/d",
+        "--nginx-conf",
+        "/n.conf",
+    ];
+
+    #[test]
+    fn help_names_every_flag() {
+        assert!(parse(&s(&["--help"])).unwrap().is_none());
+        for flag in [
+            "--listen",
+            "--streams-dir",
+            "--nginx-conf",
+            "--nginx-bin",
+            "--token-file",
+            "--allowed-ports",
+            "--proxy-timeout-default",
+            "--proxy-connect-timeout-default",
+        ] {
+            assert!(HELP.contains(flag), "{flag}");
+        }
+    }
+
+    #[test]
+    fn parses_required_and_optional_flags() {
+        let c = parse(&s(REQUIRED)).unwrap().unwrap().settings;
+        assert_eq!(c.listen, "127.0.0.1:8000");
+        assert_eq!(c.nginx_bin, PathBuf::from("/usr/sbin/nginx"));
+        assert_eq!(c.policy, Policy::default());
+        let mut args = s(REQUIRED);
+        args.extend(s(&[
+            "--allowed-ports=30000-30100",
+            "--proxy-timeout-default",
+            "30",
+            "--proxy-connect-timeout-default=5",
+            "--token-file",
+            "/t",
+            "--nginx-bin",
+            "/x",
+        ]));
+        let c = parse(&args).unwrap().unwrap().settings;
+        assert_eq!(c.policy.allowed_ports, (30000, 30100));
+        assert_eq!(
+            (
+                c.policy.proxy_timeout_default,
+                c.policy.proxy_connect_timeout_default
+            ),
+            (30, 5)
+        );
+        assert_eq!(c.token_file, Some(PathBuf::from("/t")));
+    }
+
+    #[test]
+    fn refuses_missing_and_bad_values() {
+        assert!(
+            parse(&s(&["--listen", "x"]))
+                .unwrap_err()
+                .0
+                .contains("--streams-dir")
+        );
+        for bad in [
+            &["--allowed-ports", "5-1"][..],
+            &["--allowed-ports", "0-10"],
+            &["--allowed-ports", "10"],
+            &["--proxy-timeout-default", "0"],
+            &["--proxy-connect-timeout-default", "86401"],
+            &["--bogus", "1"],
+        ] {
+            let mut args = s(REQUIRED);
+            args.extend(s(bad));
+            assert!(parse(&args).is_err(), "{bad:?}");
+        }
+    }
 }

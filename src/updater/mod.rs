@@ -1,3 +1,91 @@
 //! The updater API (compatible with nginx-lb-updater): the client the controller uses, and our own
 //! `paperlb nginx-updater` server that turns requests into nginx stream configuration.
+//!
+//! Owns: `updater::Error`, the one error type of this module for both halves. The wire types are in
+//! `api`, validation in `validate` (pure), rendering and the nginx process in `nginx`, the file set
+//! and group commit in `apply`, routes in `server`, the controller's side in `client`.
+//! Must not: hold or print secrets (the bearer token never appears in an error or a log line).
+
+pub mod api;
+pub mod apply;
 pub mod cli;
+pub mod client;
+pub mod nginx;
+pub mod server;
+pub mod validate;
+
+use std::fmt;
+
+/// Everything that can go wrong on either side of the updater API.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was refused by validation: the message names the field (`upstreamServers[1].host`).
+    Invalid(String),
+    /// The request conflicts with another backend (port already served, same protocol): HTTP 409.
+    Conflict(String),
+    /// DELETE or lookup of a backend that is not configured: HTTP 404.
+    NotFound(String),
+    /// nginx refused the configuration (`nginx -t`) or the reload did not take; the previous file set
+    /// was restored. `message` is nginx's own, trimmed.
+    Nginx { message: String },
+    /// Local I/O on the streams directory or nginx.conf, naming the path.
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Client side: the updater answered with an error status (`{"err"}` body surfaced as `message`,
+    /// anything else summarised in one line).
+    Refused { code: u16, message: String },
+    /// Client side: could not reach the updater, or the exchange broke or timed out.
+    Transport { url: String, detail: String },
+    /// Client side: a 2xx answer that did not decode.
+    Decode { url: String, detail: String },
+}
+
+impl Error {
+    /// The HTTP status the server answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Invalid(_) => 400,
+            Error::Conflict(_) => 409,
+            Error::NotFound(_) => 404,
+            Error::Nginx { .. } | Error::Io { .. } => 500,
+            Error::Refused { code, .. } => *code,
+            Error::Transport { .. } | Error::Decode { .. } => 502,
+        }
+    }
+
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid(m) => write!(f, "invalid request: {m}"),
+            Error::Conflict(m) => write!(f, "conflict: {m}"),
+            Error::NotFound(m) => write!(f, "not found: {m}"),
+            Error::Nginx { message } => write!(f, "nginx refused the change: {message}"),
+            Error::Io { path, source } => write!(f, "{path}: {source}"),
+            Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
+            Error::Transport { url, detail } => write!(f, "updater {url}: {detail}"),
+            Error::Decode { url, detail } => {
+                write!(f, "updater {url}: undecodable answer: {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

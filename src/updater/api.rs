@@ -1,0 +1,59 @@
+//! Wire types of the updater API, shared by the server and the client. Field names and shapes are
+//! nginx-lb-updater's, so the Go controller and the Go updater interoperate with ours.
+//! Must not: validate (that is `validate`) or do I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/lb`: serve `lb_port`/`lb_protocol` on the LB host, forwarding to `upstream_servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LbRequest {
+    /// `<namespace>_<name>` (further Service ports add a suffix); also the config file's name.
+    pub backend_name: String,
+    pub lb_port: u16,
+    /// `"TCP"` or `"UDP"` as the Go controller sends it; any case is accepted.
+    pub lb_protocol: String,
+    pub upstream_servers: Vec<Upstream>,
+    /// 0 (or absent) means the updater's default (nginx's own: 10 minutes).
+    #[serde(default)]
+    pub proxy_timeout_seconds: u64,
+    /// 0 (or absent) means the updater's default (nginx's own: 60 seconds).
+    #[serde(default)]
+    pub proxy_connect_timeout_seconds: u64,
+}
+
+/// One upstream server: an IP literal or DNS name, and a port (a node's NodePort).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+}
+
+/// `DELETE /api/v1/lb`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteRequest {
+    pub backend_name: String,
+}
+
+/// `GET /api/v1/lb`: what is configured, read back from the streams directory.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub backends: Vec<LbRequest>,
+    /// Files in the directory that could not be read back (hand-written, truncated, foreign).
+    #[serde(default)]
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A `.conf` file in the streams directory that has no readable request header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unreadable {
+    pub file: String,
+    pub err: String,
+}
+
+/// Error body of every 4xx/5xx answer, as nginx-lb-updater sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrBody {
+    pub err: String,
+}

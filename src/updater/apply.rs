@@ -1,0 +1,494 @@
+//! The streams directory and group commit: the only code that writes `<dir>/*.conf` or reloads nginx.
+//!
+//! Owns: one applier thread. Requests are validated by the caller, queued, and taken in batches:
+//! everything that queued up while the previous `nginx -t` + reload ran is written together and
+//! covered by one test + reload; each caller is answered when the reload that includes its change
+//! has finished. If the batch fails, the previous file set is restored byte for byte and the batch's
+//! requests are retried one at a time, so only a bad request is refused.
+//! Must not: decide anything about HTTP, or write a file outside the directory (names are validated
+//! and files are `<name>.conf`, temp files `.<name>.conf.tmp`, which the `*.conf` glob skips).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::Error;
+use super::api::{LbRequest, ListResponse, Unreadable};
+use super::nginx::{self, Nginx};
+use super::validate::{self, Backend};
+use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
+
+/// Most requests covered by one test + reload.
+pub const MAX_BATCH: usize = 1000;
+
+/// What a request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written, tested and reloaded.
+    Applied,
+    /// Same content as on disk: nothing written, no reload.
+    Unchanged,
+    /// File removed and nginx reloaded.
+    Deleted,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
+        }
+    }
+}
+
+enum Op {
+    Apply(Box<Backend>),
+    Delete(String),
+}
+
+impl Op {
+    fn name(&self) -> &str {
+        match self {
+            Op::Apply(b) => &b.name,
+            Op::Delete(n) => n,
+        }
+    }
+}
+
+struct Job {
+    op: Op,
+    reply: mpsc::SyncSender<Result<Outcome, Error>>,
+}
+
+/// The applier's counters, registered on the updater's registry.
+#[derive(Debug, Clone)]
+pub struct ApplyMetrics {
+    pub applies: Counter,
+    pub tests: Counter,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+    pub last_reload: Gauge,
+    pub batch_size: Histogram,
+    pub commit_seconds: Histogram,
+}
+
+impl ApplyMetrics {
+    pub fn register(r: &Registry) -> ApplyMetrics {
+        ApplyMetrics {
+            applies: r.counter(
+                "paperlb_updater_applies_total",
+                "Requests handled by the applier, by outcome (applied, unchanged, deleted, refused).",
+                &["outcome"],
+            ),
+            tests: r.counter(
+                "paperlb_updater_nginx_tests_total",
+                "nginx -t runs, by result.",
+                &["result"],
+            ),
+            reloads: r.counter(
+                "paperlb_updater_nginx_reloads_total",
+                "nginx reloads attempted.",
+                &[],
+            ),
+            reload_failures: r.counter(
+                "paperlb_updater_nginx_reload_failures_total",
+                "nginx reloads that did not take (bind failure, timeout, master gone).",
+                &[],
+            ),
+            last_reload: r.gauge(
+                "paperlb_updater_last_successful_reload_timestamp_seconds",
+                "Unix time of the last reload that took.",
+                &[],
+            ),
+            batch_size: r.histogram(
+                "paperlb_updater_batch_changes",
+                "Changes covered by one test + reload (group commit).",
+                &[],
+                &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0],
+            ),
+            commit_seconds: r.histogram(
+                "paperlb_updater_commit_seconds",
+                "Write + nginx -t + reload time of one batch.",
+                &[],
+                DEFAULT_BUCKETS,
+            ),
+        }
+    }
+}
+
+/// Handle to the applier thread; cheap to share between request threads.
+pub struct Applier {
+    tx: Mutex<mpsc::Sender<Job>>,
+    dir: PathBuf,
+    config_valid: Arc<AtomicBool>,
+}
+
+impl Applier {
+    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`) and starts
+    /// the applier thread.
+    pub fn start(dir: PathBuf, nginx: Nginx, metrics: ApplyMetrics) -> Result<Applier, Error> {
+        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with('.') && n.ends_with(".conf.tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let config_valid = Arc::new(AtomicBool::new(nginx.test().is_ok()));
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker {
+            dir: dir.clone(),
+            nginx,
+            metrics,
+            config_valid: config_valid.clone(),
+        };
+        std::thread::Builder::new()
+            .name("applier".into())
+            .spawn(move || worker.run(rx))
+            .map_err(|e| Error::io(&dir, e))?;
+        Ok(Applier {
+            tx: Mutex::new(tx),
+            dir,
+            config_valid,
+        })
+    }
+
+    /// Writes, tests and reloads `b`; returns when the reload that covers it has finished.
+    pub fn apply(&self, b: Backend) -> Result<Outcome, Error> {
+        self.submit(Op::Apply(Box::new(b)))
+    }
+
+    /// Removes a backend; `NotFound` if it is not configured.
+    pub fn delete(&self, name: &str) -> Result<Outcome, Error> {
+        self.submit(Op::Delete(name.to_string()))
+    }
+
+    /// Whether the last `nginx -t` passed (the restored set after a failure counts as passing).
+    pub fn config_valid(&self) -> bool {
+        self.config_valid.load(Ordering::Relaxed)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn submit(&self, op: Op) -> Result<Outcome, Error> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let stopped = || {
+            Error::io(
+                &self.dir,
+                std::io::Error::other("the applier thread stopped"),
+            )
+        };
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Job { op, reply })
+            .map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+}
+
+/// A file in the streams directory.
+#[derive(Debug, Clone)]
+struct Entry {
+    content: String,
+    request: Option<LbRequest>,
+}
+
+struct Worker {
+    dir: PathBuf,
+    nginx: Nginx,
+    metrics: ApplyMetrics,
+    config_valid: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.process(batch, true);
+        }
+    }
+
+    fn answer(&self, job: Job, r: Result<Outcome, Error>) {
+        let label = match &r {
+            Ok(o) => o.as_str(),
+            Err(_) => "refused",
+        };
+        self.metrics.applies.inc(&[label]);
+        if let Err(e) = &r {
+            log::warn!("refused {}: {e}", job.op.name());
+        }
+        let _ = job.reply.send(r);
+    }
+
+    /// Plans the batch against the directory as it is now, commits the changes together, and on
+    /// failure (when `may_split`) retries each change alone.
+    fn process(&self, jobs: Vec<Job>, may_split: bool) {
+        let before = match read_dir(&self.dir) {
+            Ok((entries, _)) => entries,
+            Err(e) => {
+                for j in jobs {
+                    let err = Error::io(&self.dir, std::io::Error::new(e.kind(), e.to_string()));
+                    self.answer(j, Err(err));
+                }
+                return;
+            }
+        };
+        let mut working = before.clone();
+        let mut changes: Vec<(Job, Outcome)> = Vec::new();
+        for job in jobs {
+            match plan(&working, &job.op) {
+                Err(e) => self.answer(job, Err(e)),
+                Ok(None) => self.answer(job, Ok(Outcome::Unchanged)),
+                Ok(Some(next)) => {
+                    let outcome = match next {
+                        Some(e) => {
+                            working.insert(job.op.name().to_string(), e);
+                            Outcome::Applied
+                        }
+                        None => {
+                            working.remove(job.op.name());
+                            Outcome::Deleted
+                        }
+                    };
+                    changes.push((job, outcome));
+                }
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        // Only the names this batch touched: files we did not plan to change are never rewritten.
+        let mut touched: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
+        for (job, _) in &changes {
+            let name = job.op.name();
+            let old = before.get(name).map(|e| e.content.clone());
+            let new = working.get(name).map(|e| e.content.clone());
+            touched.insert(name.to_string(), (old, new));
+        }
+        touched.retain(|_, (old, new)| old != new);
+        self.metrics.batch_size.observe(&[], changes.len() as f64);
+        let started = Instant::now();
+        let result = self.commit(&touched);
+        self.metrics
+            .commit_seconds
+            .observe(&[], started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                log::info!(
+                    "applied {} change(s) with one reload: {}",
+                    changes.len(),
+                    touched.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+                for (job, outcome) in changes {
+                    self.answer(job, Ok(outcome));
+                }
+            }
+            Err(e) if !may_split || changes.len() == 1 => {
+                for (job, _) in changes {
+                    let copy = match &e {
+                        Error::Nginx { message } => Error::Nginx {
+                            message: message.clone(),
+                        },
+                        other => Error::io(&self.dir, std::io::Error::other(other.to_string())),
+                    };
+                    self.answer(job, Err(copy));
+                }
+            }
+            Err(e) => {
+                log::warn!(
+                    "batch of {} change(s) failed ({e}); applying them one at a time",
+                    changes.len()
+                );
+                for (job, _) in changes {
+                    self.process(vec![job], false);
+                }
+            }
+        }
+    }
+
+    /// Writes the touched files, tests, reloads; restores the previous set on any failure.
+    fn commit(
+        &self,
+        touched: &BTreeMap<String, (Option<String>, Option<String>)>,
+    ) -> Result<(), Error> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let written = self.write_set(touched.iter().map(|(n, (_, new))| (n, new)));
+        let result = written.and_then(|()| {
+            let t = self.nginx.test();
+            self.metrics
+                .tests
+                .inc(&[if t.is_ok() { "ok" } else { "failed" }]);
+            t.map_err(|message| Error::Nginx { message })?;
+            self.metrics.reloads.inc(&[]);
+            match self.nginx.reload() {
+                Ok(()) => {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64());
+                    self.metrics.last_reload.set(&[], now.floor());
+                    Ok(())
+                }
+                Err(message) => {
+                    self.metrics.reload_failures.inc(&[]);
+                    Err(Error::Nginx { message })
+                }
+            }
+        });
+        if result.is_err() {
+            if let Err(e) = self.write_set(touched.iter().map(|(n, (old, _))| (n, old))) {
+                // The directory now differs from what nginx runs; /healthz says so until fixed.
+                log::error!("could not restore the previous stream config: {e}");
+                self.config_valid.store(false, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        self.config_valid.store(true, Ordering::Relaxed);
+        result
+    }
+
+    fn write_set<'a>(
+        &self,
+        files: impl Iterator<Item = (&'a String, &'a Option<String>)>,
+    ) -> Result<(), Error> {
+        for (name, content) in files {
+            let path = self.dir.join(format!("{name}.conf"));
+            match content {
+                Some(c) => write_atomic(&self.dir, name, c).map_err(|e| Error::io(&path, e))?,
+                None => match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(&path, e)),
+                },
+            }
+        }
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&self.dir, e))
+    }
+}
+
+/// What a request would change: `None` = nothing, `Some(None)` = delete, `Some(Some(e))` = write.
+#[allow(clippy::option_option)]
+fn plan(working: &BTreeMap<String, Entry>, op: &Op) -> Result<Option<Option<Entry>>, Error> {
+    match op {
+        Op::Delete(name) => {
+            if working.contains_key(name) {
+                Ok(Some(None))
+            } else {
+                Err(Error::NotFound(format!(
+                    "backend {name:?} is not configured"
+                )))
+            }
+        }
+        Op::Apply(b) => {
+            for (other, e) in working {
+                let Some(r) = &e.request else { continue };
+                let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
+                if other != &b.name && r.lb_port == b.port && same_proto {
+                    return Err(Error::Conflict(format!(
+                        "lbPort {}/{} is already served by backend {other:?}",
+                        b.port, b.protocol
+                    )));
+                }
+            }
+            let content = nginx::render(b);
+            if working.get(&b.name).is_some_and(|e| e.content == content) {
+                return Ok(None);
+            }
+            Ok(Some(Some(Entry {
+                content,
+                request: Some(b.request.clone()),
+            })))
+        }
+    }
+}
+
+/// Reads every `*.conf` in the directory: entries by backend name, and files that are not ours.
+fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreadable>)> {
+    let mut entries = BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let file = e.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(".conf") else {
+            continue;
+        };
+        if let Err(err) = validate::backend_name(name) {
+            // Hidden files (our temp files among them) are skipped by nginx's glob as well.
+            if !name.starts_with('.') {
+                unreadable.push(Unreadable { file, err });
+            }
+            continue;
+        }
+        let content = match std::fs::read_to_string(e.path()) {
+            Ok(c) => c,
+            Err(err) => {
+                unreadable.push(Unreadable {
+                    file,
+                    err: err.to_string(),
+                });
+                continue;
+            }
+        };
+        let request = match nginx::parse_header(&content) {
+            Ok(r) if r.backend_name == name => Some(r),
+            Ok(r) => {
+                unreadable.push(Unreadable {
+                    file: file.clone(),
+                    err: format!("header names backend {:?}", r.backend_name),
+                });
+                None
+            }
+            Err(err) => {
+                unreadable.push(Unreadable {
+                    file: file.clone(),
+                    err,
+                });
+                None
+            }
+        };
+        entries.insert(name.to_string(), Entry { content, request });
+    }
+    Ok((entries, unreadable))
+}
+
+/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name.
+pub fn list(dir: &Path) -> Result<ListResponse, Error> {
+    let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(ListResponse {
+        backends: entries.into_values().filter_map(|e| e.request).collect(),
+        unreadable,
+    })
+}
+
+/// Temp file in the same directory, fsync, rename over the target: readers (and nginx) see the old
+/// or the new file, never half of one.
+fn write_atomic(dir: &Path, name: &str, content: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.conf.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(format!("{name}.conf")))
+}

@@ -1,0 +1,516 @@
+//! nginx: rendering a validated backend into a stream config file, reading that file's request
+//! header back, reading the few directives we need from nginx.conf, and running the nginx binary
+//! (`-t`, `-s reload`) with a bounded run time and captured output.
+//!
+//! Owns: the config file format and the meaning of "the reload took". `render` trusts its input:
+//! only `validate::Backend` reaches it. Must not: touch the streams directory (that is `apply`).
+//!
+//! Why reloads are confirmed: `nginx -t` does not bind listen sockets, so a port held by another
+//! process passes the test and fails only in the master during reload (`[emerg] bind() ... failed`),
+//! which then keeps serving the old configuration while `nginx -s reload` itself exits 0. We take a
+//! reload as done when the master has started new worker processes, and as failed when the error
+//! log gains an `[emerg]` line or the master dies; anything else within the deadline is a failure.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::api::LbRequest;
+use super::validate::{Backend, Protocol};
+
+/// First line of every file we write; the rest of the line is the request as JSON.
+pub const HEADER: &str = "# paperlb-request: ";
+
+/// The complete content of `<name>.conf` for a validated backend.
+pub fn render(b: &Backend) -> String {
+    // serde_json escapes control characters, so the header stays one comment line whatever it holds.
+    let json = serde_json::to_string(&b.request).unwrap_or_default();
+    let mut s = String::with_capacity(256 + 40 * b.upstreams.len());
+    s.push_str(HEADER);
+    s.push_str(&json);
+    s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
+    s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
+    for (h, p) in &b.upstreams {
+        s.push_str(&format!("    server {h}:{p};\n"));
+    }
+    s.push_str("}\n\nserver {\n");
+    match b.protocol {
+        Protocol::Tcp => s.push_str(&format!("    listen {};\n", b.port)),
+        Protocol::Udp => s.push_str(&format!("    listen {} udp;\n", b.port)),
+    }
+    s.push_str(&format!("    proxy_pass paperlb_{};\n", b.name));
+    s.push_str(&format!("    proxy_timeout {}s;\n", b.proxy_timeout));
+    s.push_str(&format!(
+        "    proxy_connect_timeout {}s;\n",
+        b.proxy_connect_timeout
+    ));
+    s.push_str("}\n");
+    s
+}
+
+/// Reads the request header back from a file's content.
+pub fn parse_header(content: &str) -> Result<LbRequest, String> {
+    let first = content.lines().next().unwrap_or("");
+    let json = first
+        .strip_prefix(HEADER)
+        .ok_or_else(|| "no paperlb-request header line (not written by paperlb)".to_string())?;
+    serde_json::from_str(json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
+}
+
+/// One directive of nginx.conf with the names of the blocks around it (`["stream"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directive {
+    pub blocks: Vec<String>,
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+/// A small reader of nginx.conf syntax: enough for `pid`, `error_log` and `include` inside
+/// `stream {}`. Quotes are stripped, not interpreted; that is all our checks need.
+pub fn directives(conf: &str) -> Vec<Directive> {
+    let mut tokens: Vec<String> = Vec::new();
+    for line in conf.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut cur = String::new();
+        for c in line.chars() {
+            match c {
+                '{' | '}' | ';' => {
+                    if !cur.is_empty() {
+                        tokens.push(std::mem::take(&mut cur));
+                    }
+                    tokens.push(c.to_string());
+                }
+                c if c.is_whitespace() => {
+                    if !cur.is_empty() {
+                        tokens.push(std::mem::take(&mut cur));
+                    }
+                }
+                '"' | '\'' => {}
+                c => cur.push(c),
+            }
+        }
+        if !cur.is_empty() {
+            tokens.push(cur);
+        }
+    }
+    let mut out = Vec::new();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut stmt: Vec<String> = Vec::new();
+    for t in tokens {
+        match t.as_str() {
+            ";" => {
+                if !stmt.is_empty() {
+                    let name = stmt.remove(0);
+                    out.push(Directive {
+                        blocks: blocks.clone(),
+                        name,
+                        args: std::mem::take(&mut stmt),
+                    });
+                }
+            }
+            "{" => {
+                blocks.push(stmt.first().cloned().unwrap_or_default());
+                stmt.clear();
+            }
+            "}" => {
+                blocks.pop();
+                stmt.clear();
+            }
+            _ => stmt.push(t),
+        }
+    }
+    out
+}
+
+/// Checks that nginx.conf includes `<dir>/*.conf` inside its `stream {}` block; the error says how
+/// to fix it.
+pub fn check_include(conf_path: &Path, conf: &str, dir: &Path) -> Result<(), String> {
+    let base = conf_path.parent().unwrap_or(Path::new("/"));
+    let want = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let found = directives(conf).into_iter().any(|d| {
+        d.name == "include"
+            && d.blocks.iter().any(|b| b == "stream")
+            && d.args.first().is_some_and(|a| {
+                let p = base.join(a);
+                p.file_name().is_some_and(|f| f == "*.conf")
+                    && p.parent().is_some_and(|parent| {
+                        std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
+                            == want
+                    })
+            })
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} does not include {}/*.conf inside its stream {{}} block, so nginx would never see \
+             the backends the updater writes. Add this at the top level of that file:\n\n\
+             stream {{\n    include {}/*.conf;\n}}\n\n(and `load_module modules/ngx_stream_module.so;` \
+             at the top if your nginx builds stream as a dynamic module)",
+            conf_path.display(),
+            dir.display(),
+            dir.display()
+        ))
+    }
+}
+
+/// How to run nginx against one nginx.conf.
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    pub bin: PathBuf,
+    pub conf: PathBuf,
+    /// The master's pid file (from nginx.conf's `pid`, else nginx's compiled-in default).
+    pub pid_file: PathBuf,
+    /// The error log file, when it is a file (we read it to see a reload fail).
+    pub error_log: Option<PathBuf>,
+    /// Longest run of `nginx -t` or `nginx -s reload` before it is killed.
+    pub run_timeout: Duration,
+    /// Longest wait for the master to show that a reload took.
+    pub reload_timeout: Duration,
+}
+
+/// Bytes of nginx output kept for messages.
+const OUTPUT_CAP: u64 = 64 * 1024;
+
+impl Nginx {
+    /// Reads `pid` and `error_log` from nginx.conf, falling back to the paths `nginx -V` reports.
+    pub fn new(bin: PathBuf, conf: PathBuf, conf_text: &str) -> Nginx {
+        let mut n = Nginx {
+            bin,
+            conf,
+            pid_file: PathBuf::from("/run/nginx.pid"),
+            error_log: None,
+            run_timeout: Duration::from_secs(30),
+            reload_timeout: Duration::from_secs(20),
+        };
+        let mut pid = None;
+        let mut error_log = None;
+        for d in directives(conf_text) {
+            if !d.blocks.is_empty() {
+                continue;
+            }
+            match (d.name.as_str(), d.args.first()) {
+                ("pid", Some(p)) => pid = Some(p.clone()),
+                ("error_log", Some(p)) if error_log.is_none() => error_log = Some(p.clone()),
+                _ => {}
+            }
+        }
+        let relative = |p: &Option<String>| p.as_ref().is_none_or(|p| !p.starts_with('/'));
+        let mut prefix = PathBuf::from("/");
+        if relative(&pid) || relative(&error_log) {
+            // Relative paths are relative to nginx's compiled-in prefix, which `-V` reports.
+            let v = n.run(&["-V"]).map(|(_, out)| out).unwrap_or_default();
+            let flag = |name: &str| {
+                v.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name).map(str::to_string))
+            };
+            pid = pid.or_else(|| flag("--pid-path="));
+            error_log = error_log.or_else(|| flag("--error-log-path="));
+            if let Some(p) = flag("--prefix=") {
+                prefix = PathBuf::from(p);
+            }
+        }
+        if let Some(p) = pid {
+            n.pid_file = prefix.join(p);
+        }
+        n.error_log = error_log
+            .filter(|e| e != "stderr" && !e.starts_with("syslog:") && !e.starts_with("memory:"))
+            .map(|e| prefix.join(e));
+        n
+    }
+
+    /// `nginx -t -c CONF`: Ok, or nginx's message.
+    pub fn test(&self) -> Result<(), String> {
+        let conf = self.conf.display().to_string();
+        match self.run(&["-t", "-q", "-c", &conf])? {
+            (true, _) => Ok(()),
+            (false, out) => Err(trim_message(&out)),
+        }
+    }
+
+    /// `nginx -s reload -c CONF`, then waits until the master shows the reload took (see the module
+    /// doc) or failed.
+    pub fn reload(&self) -> Result<(), String> {
+        let master = self.master_pid()?;
+        let before = children(master);
+        let log_len = self
+            .error_log
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len());
+        let conf = self.conf.display().to_string();
+        if let (false, out) = self.run(&["-s", "reload", "-c", &conf])? {
+            return Err(trim_message(&out));
+        }
+        let deadline = Instant::now() + self.reload_timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Some(msg) = self.new_emerg(log_len) {
+                return Err(msg);
+            }
+            if !alive(master) {
+                return Err(format!("nginx master {master} exited during reload"));
+            }
+            if children(master).difference(&before).next().is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "reload not confirmed within {:?}: the master started no new workers",
+                    self.reload_timeout
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// The master's pid, if it is running.
+    pub fn master_pid(&self) -> Result<u32, String> {
+        let text = std::fs::read_to_string(&self.pid_file).map_err(|e| {
+            format!(
+                "nginx is not running: pid file {}: {e}",
+                self.pid_file.display()
+            )
+        })?;
+        let pid: u32 = text.trim().parse().map_err(|_| {
+            format!(
+                "pid file {} holds {:?}",
+                self.pid_file.display(),
+                text.trim()
+            )
+        })?;
+        if alive(pid) {
+            Ok(pid)
+        } else {
+            Err(format!(
+                "nginx is not running: master {pid} (from {}) is gone",
+                self.pid_file.display()
+            ))
+        }
+    }
+
+    fn new_emerg(&self, from: u64) -> Option<String> {
+        let path = self.error_log.as_ref()?;
+        let mut f = std::fs::File::open(path).ok()?;
+        f.seek(SeekFrom::Start(from)).ok()?;
+        let mut buf = Vec::new();
+        f.take(OUTPUT_CAP).read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("[emerg]")).collect();
+        // A bind failure is retried by the master (5 times, 500 ms apart) before it gives up with
+        // "still could not bind()"; a reload sent before that would be judged by these lines.
+        if lines.is_empty()
+            || (lines.iter().any(|l| l.contains("bind()"))
+                && !lines.iter().any(|l| l.contains("still could not bind")))
+        {
+            return None;
+        }
+        let mut unique: Vec<&str> = Vec::new();
+        for l in lines {
+            // Drop the "2024/01/01 00:00:00 " timestamp and "123#123: " pid prefix.
+            let l = match (l.find("[emerg]"), l.find(": ")) {
+                (Some(e), Some(c)) if c > e => &l[c + 2..],
+                _ => l,
+            };
+            if !unique.contains(&l) {
+                unique.push(l);
+            }
+        }
+        Some(trim_message(&format!("[emerg] {}", unique.join("; "))))
+    }
+
+    /// Runs nginx with a bounded run time; returns (success, stderr+stdout).
+    fn run(&self, args: &[&str]) -> Result<(bool, String), String> {
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        let readers: Vec<_> = [
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut r = r;
+                let _ = (&mut r).take(OUTPUT_CAP).read_to_end(&mut buf);
+                // Drain the rest so the child never blocks on a full pipe.
+                let _ = std::io::copy(&mut r, &mut std::io::sink());
+                buf
+            })
+        })
+        .collect();
+        let deadline = Instant::now() + self.run_timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) | Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+            }
+        };
+        let mut out = String::new();
+        for r in readers {
+            if let Ok(b) = r.join() {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+        match status {
+            Some(s) => Ok((s.success(), out)),
+            None => Err(format!(
+                "{} {} did not finish within {:?} and was killed",
+                self.bin.display(),
+                args.join(" "),
+                self.run_timeout
+            )),
+        }
+    }
+}
+
+/// nginx's messages without the `nginx: ` prefixes, the success chatter and blank lines, at most
+/// 2000 characters.
+pub fn trim_message(out: &str) -> String {
+    let lines: Vec<&str> = out
+        .lines()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .filter(|l| !l.contains("test is successful") && !l.contains("syntax is ok"))
+        .filter(|l| !l.contains("signal process started"))
+        .map(|l| l.strip_prefix("nginx: ").unwrap_or(l))
+        .collect();
+    let mut s = lines.join("; ");
+    if s.is_empty() {
+        s = "nginx failed without a message".into();
+    }
+    if s.len() > 2000 {
+        let mut cut = 2000;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// A live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// (state, ppid) from /proc/<pid>/stat; the command name may hold spaces and parentheses.
+fn stat_fields(pid: u32) -> Option<(char, u32)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Live children of `parent`: nginx's worker processes when `parent` is the master.
+pub fn children(parent: u32) -> BTreeSet<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return BTreeSet::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_fields(pid).is_some_and(|(st, pp)| pp == parent && st != 'Z'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::updater::api::Upstream;
+    use crate::updater::validate::{Policy, backend};
+
+    fn req(proto: &str, hosts: &[&str]) -> LbRequest {
+        LbRequest {
+            backend_name: "default_nginx".into(),
+            lb_port: 8100,
+            lb_protocol: proto.into(),
+            upstream_servers: hosts
+                .iter()
+                .map(|h| Upstream {
+                    host: h.to_string(),
+                    port: 30080,
+                })
+                .collect(),
+            proxy_timeout_seconds: 0,
+            proxy_connect_timeout_seconds: 5,
+        }
+    }
+
+    #[test]
+    fn renders_tcp_udp_and_ipv6_and_reads_the_header_back() {
+        let cases = [
+            (
+                req("tcp", &["127.0.0.2", "::1", "node-1.example"]),
+                "upstream paperlb_default_nginx {\n    server 127.0.0.2:30080;\n    server [::1]:30080;\n    server node-1.example:30080;\n}\n\nserver {\n    listen 8100;\n    proxy_pass paperlb_default_nginx;\n    proxy_timeout 600s;\n    proxy_connect_timeout 5s;\n}\n",
+            ),
+            (
+                req("UDP", &["127.0.0.3"]),
+                "upstream paperlb_default_nginx {\n    server 127.0.0.3:30080;\n}\n\nserver {\n    listen 8100 udp;\n    proxy_pass paperlb_default_nginx;\n    proxy_timeout 600s;\n    proxy_connect_timeout 5s;\n}\n",
+            ),
+        ];
+        for (r, body) in cases {
+            let b = backend(&r, &Policy::default()).unwrap();
+            let text = render(&b);
+            assert!(text.starts_with(HEADER));
+            assert!(text.ends_with(body), "{text}");
+            let back = parse_header(&text).unwrap();
+            assert_eq!(back, b.request);
+            assert_eq!(back.lb_protocol, r.lb_protocol.to_uppercase());
+        }
+        assert!(parse_header("server { listen 1; }").is_err());
+        assert!(parse_header("# paperlb-request: {nope").is_err());
+    }
+
+    #[test]
+    fn reads_directives_and_checks_the_stream_include() {
+        let conf = "pid /run/x.pid; # comment { }\nerror_log /var/log/e.log warn;\nevents {}\n\
+                    http { include /etc/nginx/streams.d/*.conf; }\n\
+                    stream {\n  include \"/etc/nginx/streams.d/*.conf\";\n}\n";
+        let d = directives(conf);
+        assert_eq!(d[0].name, "pid");
+        assert_eq!(d[0].args, ["/run/x.pid"]);
+        assert_eq!(d.last().unwrap().blocks, ["stream"]);
+        let p = Path::new("/etc/nginx/nginx.conf");
+        assert!(check_include(p, conf, Path::new("/etc/nginx/streams.d")).is_ok());
+        assert!(check_include(p, conf, Path::new("/etc/nginx/other")).is_err());
+        let only_http = "http { include /etc/nginx/streams.d/*.conf; }";
+        let e = check_include(p, only_http, Path::new("/etc/nginx/streams.d")).unwrap_err();
+        assert!(e.contains("stream {"), "{e}");
+        let relative = "stream { include streams.d/*.conf; }";
+        assert!(check_include(p, relative, Path::new("/etc/nginx/streams.d")).is_ok());
+    }
+
+    #[test]
+    fn trims_nginx_output() {
+        let out = "nginx: [emerg] unknown directive \"x\" in /a.conf:1\nnginx: configuration file /n.conf test failed\n";
+        assert_eq!(
+            trim_message(out),
+            "[emerg] unknown directive \"x\" in /a.conf:1; configuration file /n.conf test failed"
+        );
+        assert!(trim_message(&"x".repeat(5000)).len() < 2010);
+    }
+}

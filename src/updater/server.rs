@@ -1,0 +1,278 @@
+//! The updater's routes: `POST|DELETE|GET /api/v1/lb`, `GET /healthz`, `GET /metrics`, bearer-token
+//! auth on `/api/*`, and `start`, which wires the applier and the HTTP server together.
+//!
+//! Owns: mapping HTTP to applier calls and errors to `{"err"}` answers. Must not: write files or run
+//! nginx itself (the applier does), or log the token.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use super::Error;
+use super::api::{DeleteRequest, LbRequest};
+use super::apply::{self, Applier, ApplyMetrics};
+use super::nginx::{self, Nginx};
+use super::validate::{self, Policy};
+use crate::http::{self, Limits, Request, Response};
+use crate::metrics::{Counter, DEFAULT_BUCKETS, Histogram, Registry};
+
+/// Everything `start` needs, resolved from flags by `cli` (or built by tests).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub streams_dir: PathBuf,
+    pub nginx_conf: PathBuf,
+    pub nginx_bin: PathBuf,
+    pub token_file: Option<PathBuf>,
+    pub policy: Policy,
+    pub limits: Limits,
+}
+
+/// The running updater: shared by every request thread.
+pub struct Updater {
+    applier: Applier,
+    nginx: Nginx,
+    policy: Policy,
+    token: Option<TokenFile>,
+    registry: Registry,
+    requests: Counter,
+    seconds: Histogram,
+}
+
+/// The bearer token, re-read when the file's modification time changes; a failed re-read keeps the
+/// old token (kube-rs habit), so a half-written rotation does not lock everyone out.
+struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<(Option<SystemTime>, String)>,
+}
+
+impl TokenFile {
+    fn load(path: PathBuf) -> Result<TokenFile, Error> {
+        let token = read_token(&path)?;
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        Ok(TokenFile {
+            path,
+            cached: Mutex::new((mtime, token)),
+        })
+    }
+
+    fn current(&self) -> String {
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if mtime.is_some() && mtime != c.0 {
+            match read_token(&self.path) {
+                Ok(t) => *c = (mtime, t),
+                Err(e) => log::warn!("keeping the previous token: {e}"),
+            }
+        }
+        c.1.clone()
+    }
+}
+
+fn read_token(path: &std::path::Path) -> Result<String, Error> {
+    let t = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        return Err(Error::io(
+            path,
+            std::io::Error::other("token file is empty"),
+        ));
+    }
+    Ok(t)
+}
+
+/// Compares in time that depends only on the lengths, not on where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Checks nginx.conf, starts the applier and binds the server. The caller keeps the `Server` (drop
+/// or `shutdown` stops it) and may read the `Updater`'s metrics.
+pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
+    let conf_text =
+        std::fs::read_to_string(&s.nginx_conf).map_err(|e| Error::io(&s.nginx_conf, e))?;
+    if !s.streams_dir.is_dir() {
+        return Err(Error::io(
+            &s.streams_dir,
+            std::io::Error::other("not a directory (create it, owned by the updater's user)"),
+        ));
+    }
+    nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir).map_err(Error::Invalid)?;
+    let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
+    let registry = Registry::new();
+    let applier = Applier::start(
+        s.streams_dir.clone(),
+        nginx.clone(),
+        ApplyMetrics::register(&registry),
+    )?;
+    let token = s.token_file.clone().map(TokenFile::load).transpose()?;
+    let updater = Arc::new(Updater {
+        applier,
+        nginx,
+        policy: s.policy.clone(),
+        token,
+        requests: registry.counter(
+            "paperlb_updater_http_requests_total",
+            "HTTP requests by route, method and status code.",
+            &["route", "method", "code"],
+        ),
+        seconds: registry.histogram(
+            "paperlb_updater_http_request_seconds",
+            "Time to answer, by route (POST includes waiting for the reload).",
+            &["route"],
+            DEFAULT_BUCKETS,
+        ),
+        registry,
+    });
+    let u = updater.clone();
+    let server = http::Server::bind(s.listen.as_str(), s.limits.clone(), move |r: &Request| {
+        u.handle(r)
+    })
+    .map_err(|e| Error::io(std::path::Path::new(&s.listen), e))?;
+    Ok((server, updater))
+}
+
+impl Updater {
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Routes one request and records it.
+    pub fn handle(&self, r: &Request) -> Response {
+        let started = Instant::now();
+        let route = match r.path.as_str() {
+            "/api/v1/lb" | "/healthz" | "/metrics" => r.path.as_str(),
+            p if p.starts_with("/api/") => "/api/other",
+            _ => "other",
+        };
+        let resp = self.route(r, route);
+        let method = match r.method.as_str() {
+            m @ ("GET" | "HEAD" | "POST" | "DELETE" | "PUT" | "PATCH") => m,
+            _ => "other",
+        };
+        self.requests
+            .inc(&[route, method, &resp.status.to_string()]);
+        self.seconds
+            .observe(&[route], started.elapsed().as_secs_f64());
+        resp
+    }
+
+    fn route(&self, r: &Request, route: &str) -> Response {
+        if route.starts_with("/api/") {
+            if let Some(t) = &self.token {
+                let want = t.current();
+                let got = r
+                    .header("authorization")
+                    .and_then(|h| h.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if !constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
+                    return Response::error(401, "missing or wrong bearer token")
+                        .with_header("WWW-Authenticate", "Bearer");
+                }
+            }
+        }
+        match (route, r.method.as_str()) {
+            ("/api/v1/lb", "POST") => self.post(r),
+            ("/api/v1/lb", "DELETE") => self.delete(r),
+            ("/api/v1/lb", "GET") => match apply::list(self.applier.dir()) {
+                Ok(l) => Response::json(200, &l),
+                Err(e) => err(&e),
+            },
+            ("/healthz", "GET" | "HEAD") => self.healthz(),
+            ("/metrics", "GET" | "HEAD") => Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.registry.render(),
+            ),
+            ("/api/v1/lb", _) => method_not_allowed("GET, POST, DELETE"),
+            ("/healthz" | "/metrics", _) => method_not_allowed("GET, HEAD"),
+            _ => Response::error(404, &format!("no route for {}", clip(&r.path))),
+        }
+    }
+
+    fn post(&self, r: &Request) -> Response {
+        // No Content-Type check: the Go controller sends none. A trailing newline is whitespace.
+        let req: LbRequest = match serde_json::from_slice(&r.body) {
+            Ok(v) => v,
+            Err(e) => return Response::error(400, &format!("malformed JSON body: {e}")),
+        };
+        let backend = match validate::backend(&req, &self.policy) {
+            Ok(b) => b,
+            Err(e) => return err(&Error::Invalid(e)),
+        };
+        let name = backend.name.clone();
+        match self.applier.apply(backend) {
+            Ok(o) => ok(o, &name),
+            Err(e) => err(&e),
+        }
+    }
+
+    fn delete(&self, r: &Request) -> Response {
+        let req: DeleteRequest = match serde_json::from_slice(&r.body) {
+            Ok(v) => v,
+            Err(e) => return Response::error(400, &format!("malformed JSON body: {e}")),
+        };
+        if let Err(e) = validate::backend_name(&req.backend_name) {
+            return err(&Error::Invalid(e));
+        }
+        match self.applier.delete(&req.backend_name) {
+            Ok(o) => ok(o, &req.backend_name),
+            Err(e) => err(&e),
+        }
+    }
+
+    fn healthz(&self) -> Response {
+        match self.nginx.master_pid() {
+            Err(e) => Response::error(503, &e),
+            Ok(_) if !self.applier.config_valid() => Response::error(
+                503,
+                "the stream configuration on disk did not pass nginx -t (see the updater's log)",
+            ),
+            Ok(pid) => Response::json(
+                200,
+                &serde_json::json!({"status": "ok", "nginxMasterPid": pid}),
+            ),
+        }
+    }
+}
+
+fn ok(o: apply::Outcome, name: &str) -> Response {
+    Response::json(
+        200,
+        &serde_json::json!({"status": o.as_str(), "backendName": name}),
+    )
+}
+
+fn err(e: &Error) -> Response {
+    Response::error(e.status(), &e.to_string())
+}
+
+fn method_not_allowed(allow: &str) -> Response {
+    Response::error(405, "method not allowed").with_header("Allow", allow)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(100).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_compare_needs_equal_bytes_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

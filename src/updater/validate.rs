@@ -1,0 +1,374 @@
+//! Strict validation of every value that reaches nginx's configuration. Pure: no I/O, no clock.
+//!
+//! Owns: the rules (backend names, hosts, ports, protocol, timeouts, upstream count, allowed port
+//! range) and the validated [`Backend`] that `nginx::render` trusts. Nothing unvalidated may be
+//! rendered: a name or host that passes here contains no whitespace, `;`, `{`, `}`, `#`, quotes, `$`
+//! or path separators, so it cannot add an nginx directive or escape the streams directory.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::api::LbRequest;
+
+/// Largest accepted timeout, in seconds (one day).
+pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+/// Most upstream servers per backend.
+pub const MAX_UPSTREAMS: usize = 1000;
+
+/// Limits and defaults the updater was started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Inclusive range of LB ports a request may ask for.
+    pub allowed_ports: (u16, u16),
+    /// `proxy_timeout` when the request says 0, in seconds.
+    pub proxy_timeout_default: u64,
+    /// `proxy_connect_timeout` when the request says 0, in seconds.
+    pub proxy_connect_timeout_default: u64,
+}
+
+impl Default for Policy {
+    /// nginx's own defaults (10 minutes idle, 60 s connect), not the Go updater's 5 s.
+    fn default() -> Self {
+        Policy {
+            allowed_ports: (1024, 65535),
+            proxy_timeout_default: 600,
+            proxy_connect_timeout_default: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// Kubernetes spelling, as the Go controller sends it.
+    pub fn as_k8s(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_k8s())
+    }
+}
+
+/// A validated upstream host, in the form nginx wants it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Host {
+    V4(Ipv4Addr),
+    V6(Ipv6Addr),
+    Dns(String),
+}
+
+impl fmt::Display for Host {
+    /// IPv6 in brackets, so `host:port` is unambiguous in `server [::1]:80;`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::V4(a) => write!(f, "{a}"),
+            Host::V6(a) => write!(f, "[{a}]"),
+            Host::Dns(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A request that passed validation, with defaults filled in: the only input of `nginx::render`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub upstreams: Vec<(Host, u16)>,
+    pub proxy_timeout: u64,
+    pub proxy_connect_timeout: u64,
+    /// The request as it will be stored and listed: protocol in Kubernetes case, the rest as sent.
+    pub request: LbRequest,
+}
+
+/// Validates a whole POST body. The error names the field and the offending value.
+pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
+    backend_name(&req.backend_name)?;
+    let protocol = protocol(&req.lb_protocol)?;
+    let (low, high) = policy.allowed_ports;
+    if req.lb_port < low || req.lb_port > high || req.lb_port == 0 {
+        return Err(format!(
+            "lbPort {} is outside the allowed range {low}-{high}",
+            req.lb_port
+        ));
+    }
+    let n = req.upstream_servers.len();
+    if n == 0 || n > MAX_UPSTREAMS {
+        return Err(format!(
+            "upstreamServers: need 1 to {MAX_UPSTREAMS} servers, got {n}"
+        ));
+    }
+    let mut upstreams = Vec::with_capacity(n);
+    for (i, u) in req.upstream_servers.iter().enumerate() {
+        let h = host(&u.host).map_err(|e| format!("upstreamServers[{i}].host: {e}"))?;
+        if u.port == 0 {
+            return Err(format!("upstreamServers[{i}].port: must be 1-65535, got 0"));
+        }
+        upstreams.push((h, u.port));
+    }
+    let proxy_timeout = timeout(
+        "proxyTimeoutSeconds",
+        req.proxy_timeout_seconds,
+        policy.proxy_timeout_default,
+    )?;
+    let proxy_connect_timeout = timeout(
+        "proxyConnectTimeoutSeconds",
+        req.proxy_connect_timeout_seconds,
+        policy.proxy_connect_timeout_default,
+    )?;
+    let mut request = req.clone();
+    request.lb_protocol = protocol.as_k8s().to_string();
+    Ok(Backend {
+        name: req.backend_name.clone(),
+        port: req.lb_port,
+        protocol,
+        upstreams,
+        proxy_timeout,
+        proxy_connect_timeout,
+        request,
+    })
+}
+
+/// `[A-Za-z0-9_.-]{1,253}` not starting with `.`: safe as a file name and as an nginx token. The
+/// leading dot is refused (not only `.` and `..`) because nginx's `include dir/*.conf` glob skips
+/// hidden files: `.a` would be accepted, written and never served.
+pub fn backend_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if name.is_empty() || name.len() > 253 || !ok_chars || name.starts_with('.') {
+        return Err(format!(
+            "backendName {:?}: must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .",
+            clip(name)
+        ));
+    }
+    Ok(())
+}
+
+/// `tcp` or `udp` in any case.
+pub fn protocol(p: &str) -> Result<Protocol, String> {
+    if p.eq_ignore_ascii_case("tcp") {
+        Ok(Protocol::Tcp)
+    } else if p.eq_ignore_ascii_case("udp") {
+        Ok(Protocol::Udp)
+    } else {
+        Err(format!("lbProtocol {:?}: must be TCP or UDP", clip(p)))
+    }
+}
+
+/// An IPv4 or IPv6 literal (IPv6 with or without brackets, no zone) or an RFC 1123 DNS name.
+pub fn host(h: &str) -> Result<Host, String> {
+    if let Ok(a) = h.parse::<Ipv4Addr>() {
+        return Ok(Host::V4(a));
+    }
+    let inner = h
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(h);
+    if let Ok(a) = inner.parse::<Ipv6Addr>() {
+        return Ok(Host::V6(a));
+    }
+    if dns_name(h) {
+        return Ok(Host::Dns(h.to_ascii_lowercase()));
+    }
+    Err(format!(
+        "{:?} is not an IPv4/IPv6 address or a DNS name",
+        clip(h)
+    ))
+}
+
+/// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and inner hyphens, 253 at most,
+/// and a last label that is not all digits (so `1.2.3` is not taken for a name).
+fn dns_name(h: &str) -> bool {
+    if h.is_empty() || h.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = h.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    labels.iter().all(label_ok)
+        && labels
+            .last()
+            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn timeout(field: &str, v: u64, default: u64) -> Result<u64, String> {
+    if v > MAX_TIMEOUT_SECONDS {
+        return Err(format!(
+            "{field}: must be 0 (default) to {MAX_TIMEOUT_SECONDS}, got {v}"
+        ));
+    }
+    Ok(if v == 0 { default } else { v })
+}
+
+/// Error messages quote what was sent; a megabyte-long name must not make a megabyte-long answer.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::updater::api::Upstream;
+
+    fn req(name: &str, host: &str) -> LbRequest {
+        LbRequest {
+            backend_name: name.into(),
+            lb_port: 8100,
+            lb_protocol: "TCP".into(),
+            upstream_servers: vec![Upstream {
+                host: host.into(),
+                port: 30080,
+            }],
+            proxy_timeout_seconds: 0,
+            proxy_connect_timeout_seconds: 0,
+        }
+    }
+
+    #[test]
+    fn backend_names_accept_only_the_safe_alphabet() {
+        let cases: &[(&str, bool)] = &[
+            ("default_nginx", true),
+            ("a.b-c_d.0", true),
+            ("a..", true),
+            ("...", false),
+            (".a", false),
+            (&"a".repeat(253), true),
+            (&"a".repeat(254), false),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("../x", false),
+            ("a/b", false),
+            ("a;}", false),
+            ("a b", false),
+            ("a\nb", false),
+            ("a{", false),
+            ("a#", false),
+            ("a$x", false),
+            ("é", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(backend_name(name).is_ok(), *ok, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_ip_literals_or_rfc1123_names() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("127.0.0.2", Some("127.0.0.2")),
+            ("::1", Some("[::1]")),
+            ("[2001:db8::1]", Some("[2001:db8::1]")),
+            ("node-1.example.com", Some("node-1.example.com")),
+            ("Node1", Some("node1")),
+            ("1.2.3.4; include /etc/passwd", None),
+            ("1.2.3.4\n", None),
+            ("a}b", None),
+            ("-a.com", None),
+            ("a-.com", None),
+            ("a..com", None),
+            ("a.com.", None),
+            ("1.2.3", None),
+            ("256.1.1.1", None),
+            ("fe80::1%eth0", None),
+            ("[::1", None),
+            ("", None),
+            ("a b", None),
+            ("a:80", None),
+            ("$host", None),
+            ("unix:/tmp/x", None),
+        ];
+        for (h, want) in cases {
+            let got = host(h).ok().map(|h| h.to_string());
+            assert_eq!(got.as_deref(), *want, "{h:?}");
+        }
+        assert!(host(&format!("{}.com", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn protocol_accepts_any_case_and_stores_kubernetes_case() {
+        let p = Policy::default();
+        for (sent, want) in [
+            ("TCP", Protocol::Tcp),
+            ("tcp", Protocol::Tcp),
+            ("Udp", Protocol::Udp),
+        ] {
+            let mut r = req("a", "127.0.0.2");
+            r.lb_protocol = sent.into();
+            let b = backend(&r, &p).unwrap();
+            assert_eq!(b.protocol, want);
+            assert_eq!(b.request.lb_protocol, want.as_k8s());
+        }
+        let mut r = req("a", "127.0.0.2");
+        r.lb_protocol = "SCTP".into();
+        assert!(backend(&r, &p).unwrap_err().contains("lbProtocol"));
+    }
+
+    #[test]
+    fn ports_timeouts_and_counts_are_bounded() {
+        let p = Policy {
+            allowed_ports: (8000, 8999),
+            ..Policy::default()
+        };
+        let ok = backend(&req("a", "127.0.0.2"), &p).unwrap();
+        assert_eq!((ok.proxy_timeout, ok.proxy_connect_timeout), (600, 60));
+        type Mutation = Box<dyn Fn(&mut LbRequest)>;
+        let bad: Vec<(Mutation, &str)> = vec![
+            (Box::new(|r| r.lb_port = 7999), "lbPort"),
+            (Box::new(|r| r.lb_port = 9000), "lbPort"),
+            (Box::new(|r| r.upstream_servers.clear()), "upstreamServers"),
+            (
+                Box::new(|r| r.upstream_servers = vec![r.upstream_servers[0].clone(); 1001]),
+                "upstreamServers",
+            ),
+            (
+                Box::new(|r| r.upstream_servers[0].port = 0),
+                "upstreamServers[0].port",
+            ),
+            (
+                Box::new(|r| r.proxy_timeout_seconds = 86_401),
+                "proxyTimeoutSeconds",
+            ),
+            (
+                Box::new(|r| r.proxy_connect_timeout_seconds = 86_401),
+                "proxyConnectTimeoutSeconds",
+            ),
+        ];
+        for (mutate, field) in bad {
+            let mut r = req("a", "127.0.0.2");
+            mutate(&mut r);
+            let e = backend(&r, &p).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let mut r = req("a", "127.0.0.2");
+        r.proxy_timeout_seconds = 5;
+        r.proxy_connect_timeout_seconds = 86_400;
+        let b = backend(&r, &p).unwrap();
+        assert_eq!((b.proxy_timeout, b.proxy_connect_timeout), (5, 86_400));
+    }
+
+    #[test]
+    fn error_messages_clip_long_values() {
+        let e = backend_name(&"x;".repeat(10_000)).unwrap_err();
+        assert!(e.len() < 300, "{}", e.len());
+    }
+}

@@ -1,0 +1,283 @@
+//! End-to-end tests of `paperlb nginx-updater` against a real nginx: the updater runs in-process
+//! (its applier and HTTP server threads), nginx is a private instance, backends are small TCP/UDP
+//! servers on 127.0.0.2 and 127.0.0.3 that answer with their own identity.
+
+#[path = "../support/nginx.rs"]
+mod nginx;
+
+mod api;
+mod binary;
+mod client;
+mod traffic;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use paperlb::http::{Limits, Server};
+use paperlb::updater::server::{Settings, Updater, start};
+use paperlb::updater::validate::Policy;
+
+pub use nginx::{Nginx, Wrapper, wait_until};
+
+/// Long enough for a loaded 2-core machine; only ever an upper bound.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A private nginx plus an in-process updater on 127.0.0.1.
+pub struct Env {
+    pub server: Option<Server>,
+    pub updater: Option<Arc<Updater>>,
+    pub wrapper: Wrapper,
+    pub token_file: Option<PathBuf>,
+    pub nginx: Nginx,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub token: Option<&'static str>,
+}
+
+impl Env {
+    pub fn start(opts: Options) -> Env {
+        let nginx = Nginx::start();
+        let wrapper = nginx.wrapper();
+        let token_file = opts.token.map(|t| {
+            let p = nginx.dir.join("token");
+            std::fs::write(&p, format!("{t}\n")).unwrap();
+            p
+        });
+        let mut env = Env {
+            server: None,
+            updater: None,
+            wrapper,
+            token_file,
+            nginx,
+        };
+        env.restart_updater();
+        env
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            streams_dir: self.nginx.streams.clone(),
+            nginx_conf: self.nginx.conf.clone(),
+            nginx_bin: self.wrapper.script.clone(),
+            token_file: self.token_file.clone(),
+            policy: Policy::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Stops the updater (if running) and starts a fresh one on the same directories.
+    pub fn restart_updater(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        self.updater = None;
+        let (server, updater) = start(&self.settings()).expect("start updater");
+        self.server = Some(server);
+        self.updater = Some(updater);
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().local_addr()
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    pub fn post(&self, body: &str) -> (u16, String) {
+        self.call("POST", "/api/v1/lb", body, &[])
+    }
+
+    pub fn delete(&self, name: &str) -> (u16, String) {
+        self.call(
+            "DELETE",
+            "/api/v1/lb",
+            &format!(r#"{{"backendName":"{name}"}}"#),
+            &[],
+        )
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
+        let mut h: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
+        if let Some(t) = &self.token_file {
+            let t = std::fs::read_to_string(t).unwrap();
+            if !headers.iter().any(|x| x.starts_with("Authorization")) {
+                h.push(format!("Authorization: Bearer {}", t.trim()));
+            }
+        }
+        raw(self.addr(), method, path, body.as_bytes(), &h)
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.updater.as_ref().unwrap().registry().render();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn conf_file(&self, name: &str) -> PathBuf {
+        self.nginx.streams.join(format!("{name}.conf"))
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection, as the Go client does it (no Content-Type
+/// unless given). Returns the status code and the body.
+pub fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[String],
+) -> (u16, String) {
+    let mut c = TcpStream::connect_timeout(&addr, PATIENCE).unwrap();
+    c.set_read_timeout(Some(PATIENCE * 4)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("Accept-Encoding: gzip\r\n\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = c.write_all(&bytes);
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    parse_response(&out)
+}
+
+pub fn parse_response(out: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(out).to_string();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (code, body)
+}
+
+/// A port no one listens on right now (nginx will bind it on all addresses).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The Go controller's body for a backend with these upstreams.
+pub fn go_body(name: &str, port: u16, proto: &str, upstreams: &[(&str, u16)]) -> String {
+    let ups: Vec<String> = upstreams
+        .iter()
+        .map(|(h, p)| format!(r#"{{"host":"{h}","port":{p}}}"#))
+        .collect();
+    format!(
+        "{{\"backendName\":\"{name}\",\"lbPort\":{port},\"lbProtocol\":\"{proto}\",\"upstreamServers\":[{}],\"proxyTimeoutSeconds\":0,\"proxyConnectTimeoutSeconds\":0}}\n",
+        ups.join(",")
+    )
+}
+
+/// A backend that answers every TCP connection (or UDP datagram) with its identity, until dropped.
+pub struct Backend {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    /// TCP: writes `ident\n` and closes.
+    pub fn tcp(ip: &str, ident: &str) -> Backend {
+        let l = TcpListener::bind((ip, 0)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, ident) = (stop.clone(), ident.to_string());
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(600);
+            while !s.load(Ordering::SeqCst) && Instant::now() < end {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
+                        let _ = c.write_all(format!("{ident}\n").as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Backend {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// UDP: answers each datagram with `ident:<datagram>`.
+    pub fn udp(ip: &str, ident: &str) -> Backend {
+        let sock = UdpSocket::bind((ip, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, ident) = (stop.clone(), ident.to_string());
+        let thread = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(600);
+            let mut buf = [0u8; 1500];
+            while !s.load(Ordering::SeqCst) && Instant::now() < end {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let mut reply = format!("{ident}:").into_bytes();
+                    reply.extend_from_slice(&buf[..n]);
+                    let _ = sock.send_to(&reply, from);
+                }
+            }
+        });
+        Backend {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects to the LB port on 127.0.0.1 and returns what the upstream said (None if refused).
+pub fn tcp_ident(port: u16) -> Option<String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut s = String::new();
+    c.read_to_string(&mut s).ok()?;
+    let s = s.trim().to_string();
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// Waits until connections to `port` get an answer satisfying `ok`.
+pub fn wait_tcp(port: u16, ok: impl Fn(Option<&str>) -> bool) -> bool {
+    wait_until(PATIENCE, || ok(tcp_ident(port).as_deref()))
+}
+
+/// Sends one datagram through the LB port and returns the answer.
+pub fn udp_roundtrip(port: u16, msg: &str) -> Option<String> {
+    let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.send_to(msg.as_bytes(), ("127.0.0.1", port)).ok()?;
+    let mut buf = [0u8; 1500];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).to_string())
+}
