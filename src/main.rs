@@ -45,6 +45,21 @@ fn main() -> ExitCode {
                 paperlb::check::run,
             )
         }
+        "controller" => {
+            let load = LoadOptions::from_env(None, None);
+            let parsed = paperlb::controller::cli::parse(rest, load, &default_identity());
+            if let Ok(Some(c)) = &parsed
+                && c.verbose
+                && std::env::var_os("RUST_LOG").is_none()
+            {
+                VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            run(
+                parsed,
+                paperlb::controller::cli::HELP,
+                paperlb::controller::run::run,
+            )
+        }
         "nginx-updater" => {
             let parsed = paperlb::updater::cli::parse(rest);
             run(
@@ -90,9 +105,27 @@ fn usage(u: &Usage, hint: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Set by `-v`: debug logging unless RUST_LOG says otherwise.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn init_logging() {
-    let env = env_logger::Env::default().default_filter_or("info");
+    let level = if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+        "debug"
+    } else {
+        "info"
+    };
+    let env = env_logger::Env::default().default_filter_or(level);
     env_logger::Builder::from_env(env)
         .format_timestamp_millis()
         .init();
+}
+
+/// The leader-election identity's base: the pod name in a cluster, else the host name.
+fn default_identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }

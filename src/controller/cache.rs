@@ -120,10 +120,13 @@ impl Cache {
             .into_iter()
             .map(|n| (n.metadata.name.clone(), n))
             .collect();
-        let view = |m: &BTreeMap<String, Node>| -> Vec<(String, (bool, Vec<(String, String)>))> {
-            m.iter().map(|(k, n)| (k.clone(), node_view(n))).collect()
-        };
-        let changed = view(&self.nodes) != view(&fresh);
+        // Only what targets depend on counts: a heartbeat-only relist must not requeue every LB.
+        let changed = self.nodes.len() != fresh.len()
+            || self
+                .nodes
+                .iter()
+                .zip(fresh.iter())
+                .any(|((ka, a), (kb, b))| ka != kb || node_view(a) != node_view(b));
         self.nodes = fresh;
         if changed {
             self.all_load_balancers()

@@ -11,9 +11,9 @@ use super::status::{
 };
 use super::targets::targets_for;
 use crate::model::{
-    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, FINALIZER, LOAD_BALANCER_KIND,
-    LbPort, LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
-    PHASE_READY, Protocol, Service, ValidConfig,
+    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
+    INTERNAL_IP, LOAD_BALANCER_KIND, LbPort, LbSpec, LoadBalancer, LoadBalancerStatus,
+    ObjectReference, OwnerReference, PHASE_ERROR, PHASE_READY, Protocol, Service, ValidConfig,
 };
 use serde_json::json;
 
@@ -29,6 +29,8 @@ pub struct Context {
     pub now: String,
     /// The `spec.loadBalancerClass` we answer to; an unset class is ours too.
     pub class_name: String,
+    /// Node address types, in order of preference, for configs that name none (`--address-type`).
+    pub address_types: Vec<String>,
 }
 
 impl Context {
@@ -37,6 +39,7 @@ impl Context {
             namespace: namespace.to_string(),
             now: now.to_string(),
             class_name: DEFAULT_CLASS.to_string(),
+            address_types: vec![EXTERNAL_IP.to_string(), INTERNAL_IP.to_string()],
         }
     }
 }
@@ -356,7 +359,11 @@ fn desired_spec(
             targets: targets_for(
                 p.node_port,
                 &cache.nodes,
-                &cfg.address_types,
+                if cfg.address_types.is_empty() {
+                    &ctx.address_types
+                } else {
+                    &cfg.address_types
+                },
                 local.as_ref(),
             ),
         })

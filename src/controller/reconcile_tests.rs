@@ -446,9 +446,18 @@ fn other_class_is_not_ours(rng: &mut Rng) {
     assert_eq!(kinds(&reconcile(&cache, &key("web"), &ctx()))[0], "create");
 }
 
+/// (case, configs, annotation, event reason, message fragment)
+type ConfigCase = (
+    &'static str,
+    Vec<LoadBalancerConfig>,
+    Option<&'static str>,
+    &'static str,
+    &'static str,
+);
+
 fn config_problems_give_event_and_condition_only(rng: &mut Rng) {
     let bad_range = config("edge", true, "203.0.113.7", U, 9000, 8000);
-    let cases: Vec<(&str, Vec<LoadBalancerConfig>, Option<&str>, &str, &str)> = vec![
+    let cases: Vec<ConfigCase> = vec![
         (
             "no config at all",
             vec![],
@@ -955,9 +964,11 @@ fn go_era_lb_is_upgraded_once(rng: &mut Rng) {
     assert!(reconcile(&cache, &k, &ctx()).is_empty());
 }
 
+type Case = (&'static str, fn(&mut Rng));
+
 #[test]
 fn reconcile_tables_in_shuffled_order() {
-    let cases: Vec<(&str, fn(&mut Rng))> = vec![
+    let cases: Vec<Case> = vec![
         ("new service", new_service_two_ports_creates_lb_and_event),
         (
             "unapplied",

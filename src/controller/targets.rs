@@ -263,7 +263,8 @@ mod tests {
         let local_a: BTreeSet<String> =
             ready_endpoint_nodes(&[slice(&[("a", None), ("b", Some(true)), ("c", Some(false))])]);
         assert_eq!(local_a, ["a", "b"].iter().map(|s| s.to_string()).collect());
-        let cases: Vec<(&str, Option<BTreeSet<String>>, Vec<Target>)> = vec![
+        type Case = (&'static str, Option<BTreeSet<String>>, Vec<Target>);
+        let cases: Vec<Case> = vec![
             ("cluster policy", None, t(&["10.0.0.1", "10.0.0.3"])),
             (
                 "local: a ready, b not eligible, c endpoint not ready",

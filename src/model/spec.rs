@@ -50,7 +50,7 @@ pub struct ValidConfig {
     pub host: String,
     pub low: u16,
     pub high: u16,
-    /// Node address types to try, in order.
+    /// Node address types to try, in order; empty = the controller's default (`--address-type`).
     pub address_types: Vec<String>,
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
@@ -103,9 +103,6 @@ impl LoadBalancerConfig {
             if !address_types.contains(t) {
                 address_types.push(t.clone());
             }
-        }
-        if address_types.is_empty() {
-            address_types = vec![EXTERNAL_IP.to_string(), INTERNAL_IP.to_string()];
         }
         let timeout = |l: &Lenient<i64>, field: &str| -> Result<u32, String> {
             let v = l.optional(field, "an integer")?.copied().unwrap_or(0);

@@ -1,0 +1,547 @@
+//! The reconcile worker: the one thread that owns the cache and the work queue, and the only writer.
+//!
+//! Watch threads, the lease elector and the signal thread send [`Event`]s into its channel. It applies
+//! them to the cache, queues the keys they affect, and (once every watch has synced, and while it is
+//! the leader) runs `reconcile` for each ready key and executes the plan: API writes, updater calls and
+//! Events. Each write's answer is applied to the cache at once, so the next decision (a second
+//! Service's port allocation, the next step of the same key) sees it before the watch catches up.
+//! It blocks in `recv`/`recv_timeout` until the next event or the next retry is due: no polling.
+//!
+//! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::cache::{Affected, Cache, Key};
+use super::events::EventLimiter;
+use super::plan::{Action, Plan, UpdaterRequest};
+use super::queue::Queue;
+use super::reconcile::{Context, on_updater_error, reconcile};
+use super::stats::Stats;
+use crate::kube::Error;
+use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
+use crate::kube::lease::Leadership;
+use crate::kube::watch::WatchMsg;
+use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::time::rfc3339;
+use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::client::{Timeouts, UpdaterClient};
+
+/// Everything that reaches the worker.
+#[derive(Debug)]
+pub enum Event {
+    Services(WatchMsg<Service>),
+    Nodes(WatchMsg<Node>),
+    LoadBalancers(WatchMsg<LoadBalancer>),
+    Configs(WatchMsg<LoadBalancerConfig>),
+    Slices(WatchMsg<EndpointSlice>),
+    /// The elector gained (true) or lost (false) the lease.
+    Leadership(bool),
+    /// SIGTERM/SIGINT: finish the current reconcile and return.
+    Shutdown,
+}
+
+/// The watched kinds; the worker reconciles nothing before all have delivered their first snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Services,
+    Nodes,
+    LoadBalancers,
+    Configs,
+    Slices,
+}
+
+const KINDS: usize = 5;
+
+/// What probes read: shared with the HTTP thread.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Every watch has synced once.
+    pub synced: AtomicBool,
+    /// Milliseconds since the epoch when the current reconcile started; 0 when idle. `/healthz` fails
+    /// when one reconcile has been running far longer than any call's timeout.
+    pub busy_since_ms: AtomicU64,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Where LoadBalancerConfigs live.
+    pub namespace: String,
+    /// Node address types in order of preference when a config does not say.
+    pub address_types: Vec<String>,
+    pub updater_timeouts: Timeouts,
+}
+
+/// Why executing a plan stopped.
+enum Stop {
+    /// An updater call (action `index`) failed.
+    Updater { index: usize, message: String },
+    /// An API write failed.
+    Api(Error),
+    /// Leadership was lost mid-plan: leave the key queued for the next leader.
+    NotLeader,
+}
+
+pub struct Worker {
+    client: Client,
+    config: WorkerConfig,
+    cache: Cache,
+    queue: Queue<Key>,
+    synced: [bool; KINDS],
+    leadership: Arc<Leadership>,
+    events: EventLimiter,
+    updaters: BTreeMap<String, UpdaterClient>,
+    health: Arc<Health>,
+    stats: Arc<Stats>,
+    shutdown: bool,
+    /// Makes Event names unique within one nanosecond.
+    event_seq: u64,
+}
+
+impl Worker {
+    pub fn new(
+        client: Client,
+        config: WorkerConfig,
+        leadership: Arc<Leadership>,
+        health: Arc<Health>,
+        stats: Arc<Stats>,
+    ) -> Worker {
+        Worker {
+            client,
+            config,
+            cache: Cache::new(),
+            queue: Queue::new(),
+            synced: [false; KINDS],
+            leadership,
+            // client-go's recorder: burst 25 per object and reason, one more every 5 minutes.
+            events: EventLimiter::new(25, Duration::from_secs(300)),
+            updaters: BTreeMap::new(),
+            health,
+            stats,
+            shutdown: false,
+            event_seq: 0,
+        }
+    }
+
+    /// Runs until `Event::Shutdown` or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            let next = self.queue.next_deadline();
+            let got = match next {
+                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match got {
+                Ok(ev) => self.handle(ev),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // Take everything already waiting before deciding: a relist or a burst becomes one pass.
+            if !self.drain(&rx) {
+                return;
+            }
+            if self.shutdown {
+                return;
+            }
+            if !self.all_synced() || !self.leadership.is_leader() {
+                continue;
+            }
+            while let Some(key) = self.queue.get(Instant::now()) {
+                self.process(&key);
+                self.queue.done(&key);
+                if !self.drain(&rx) || self.shutdown {
+                    return;
+                }
+                if !self.leadership.is_leader() {
+                    break;
+                }
+            }
+            self.stats.set_queue_depth(self.queue.len());
+            self.stats.observe_cache(&self.cache);
+        }
+    }
+
+    /// Applies every waiting event; false when the channel is closed.
+    fn drain(&mut self, rx: &Receiver<Event>) -> bool {
+        loop {
+            match rx.try_recv() {
+                Ok(ev) => self.handle(ev),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let affected = match ev {
+            Event::Services(m) => self.watch_msg(
+                Kind::Services,
+                m,
+                Cache::replace_services,
+                Cache::apply_service,
+                |c, s| c.delete_service(&Key::of(&s.metadata)),
+            ),
+            Event::Nodes(m) => self.watch_msg(
+                Kind::Nodes,
+                m,
+                Cache::replace_nodes,
+                Cache::apply_node,
+                |c, n| c.delete_node(&n.metadata.name),
+            ),
+            Event::LoadBalancers(m) => self.watch_msg(
+                Kind::LoadBalancers,
+                m,
+                Cache::replace_load_balancers,
+                Cache::apply_load_balancer,
+                |c, l| c.delete_load_balancer(&Key::of(&l.metadata)),
+            ),
+            Event::Configs(m) => self.watch_msg(
+                Kind::Configs,
+                m,
+                Cache::replace_configs,
+                Cache::apply_config,
+                |c, x| c.delete_config(&Key::of(&x.metadata)),
+            ),
+            Event::Slices(m) => self.watch_msg(
+                Kind::Slices,
+                m,
+                Cache::replace_endpoint_slices,
+                Cache::apply_endpoint_slice,
+                |c, s| c.delete_endpoint_slice(&Key::of(&s.metadata)),
+            ),
+            Event::Leadership(true) => {
+                // A new leader trusts nothing it skipped as a follower: look at every key once.
+                log::info!("leader: reconciling all {} keys", self.all_keys().len());
+                self.all_keys()
+            }
+            Event::Leadership(false) => Affected::new(),
+            Event::Shutdown => {
+                log::info!("worker: shutting down after the current reconcile");
+                self.shutdown = true;
+                Affected::new()
+            }
+        };
+        for key in affected {
+            self.queue.add(key);
+        }
+    }
+
+    fn watch_msg<T>(
+        &mut self,
+        kind: Kind,
+        msg: WatchMsg<T>,
+        replace: fn(&mut Cache, Vec<T>) -> Affected,
+        apply: fn(&mut Cache, T) -> Affected,
+        delete: fn(&mut Cache, &T) -> Affected,
+    ) -> Affected {
+        match msg {
+            WatchMsg::Restarted(items) => {
+                let first = !self.synced[kind as usize];
+                self.synced[kind as usize] = true;
+                let affected = replace(&mut self.cache, items);
+                if first && self.all_synced() {
+                    log::info!(
+                        "all watches synced: services={} nodes={} loadbalancers={} configs={}",
+                        self.cache.services.len(),
+                        self.cache.nodes.len(),
+                        self.cache.load_balancers.len(),
+                        self.cache.configs.len()
+                    );
+                    self.health.synced.store(true, Ordering::Relaxed);
+                    return self.all_keys();
+                }
+                affected
+            }
+            WatchMsg::Applied(obj) => apply(&mut self.cache, obj),
+            WatchMsg::Deleted(obj) => delete(&mut self.cache, &obj),
+        }
+    }
+
+    fn all_synced(&self) -> bool {
+        self.synced.iter().all(|s| *s)
+    }
+
+    fn all_keys(&self) -> Affected {
+        self.cache
+            .services
+            .keys()
+            .chain(self.cache.load_balancers.keys())
+            .cloned()
+            .collect()
+    }
+
+    fn context(&self) -> Context {
+        let mut ctx = Context::new(&self.config.namespace, &rfc3339(SystemTime::now()));
+        ctx.address_types = self.config.address_types.clone();
+        ctx
+    }
+
+    /// One reconcile of one key: decide, execute, and requeue with backoff on failure.
+    fn process(&mut self, key: &Key) {
+        let started = Instant::now();
+        self.health
+            .busy_since_ms
+            .store(epoch_ms(), Ordering::Relaxed);
+        let ctx = self.context();
+        let plan = reconcile(&self.cache, key, &ctx);
+        let result = if plan.is_empty() {
+            Ok(())
+        } else {
+            self.execute(key, &plan)
+        };
+        let outcome = match result {
+            Ok(()) => {
+                self.queue.forget(key);
+                if plan.is_empty() { "noop" } else { "applied" }
+            }
+            Err(Stop::NotLeader) => {
+                self.queue.add(key.clone());
+                "not_leader"
+            }
+            Err(Stop::Updater { index, message }) => {
+                log::warn!("updater failed key={key} error={message:?}");
+                let fallback = on_updater_error(&self.cache, key, &ctx, &plan, index, &message);
+                if let Err(Stop::Api(e)) = self.execute(key, &fallback) {
+                    log::warn!("recording updater failure key={key} error={e}");
+                }
+                self.queue.add_rate_limited(key.clone(), Instant::now());
+                "updater_error"
+            }
+            Err(Stop::Api(e)) => {
+                let delay = self.queue.add_rate_limited(key.clone(), Instant::now());
+                if let Some(after) = e.retry_after().filter(|a| *a > delay) {
+                    self.queue.add_after(key.clone(), after, Instant::now());
+                }
+                if e.is_conflict() || e.is_already_exists() {
+                    log::debug!("stale write key={key} error={e}; retrying from fresh state");
+                    "conflict"
+                } else {
+                    log::warn!("reconcile failed key={key} error={e} retry_in={delay:?}");
+                    "api_error"
+                }
+            }
+        };
+        self.stats.reconciled(outcome, started.elapsed());
+        self.health.busy_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Runs the actions in order and stops at the first failure.
+    fn execute(&mut self, key: &Key, plan: &Plan) -> Result<(), Stop> {
+        for (index, action) in plan.actions.iter().enumerate() {
+            if !self.leadership.is_leader() {
+                return Err(Stop::NotLeader);
+            }
+            match action {
+                Action::UpdaterApply { url, request, .. } => {
+                    self.updater_apply(url, request)
+                        .map_err(|message| Stop::Updater { index, message })?;
+                    log::info!(
+                        "applied backend={} port={}/{} targets={} updater={url} key={key}",
+                        request.backend_name,
+                        request.lb_port,
+                        request.protocol,
+                        request.upstreams.len()
+                    );
+                }
+                Action::UpdaterDelete {
+                    url, backend_name, ..
+                } => {
+                    self.updater_delete(url, backend_name)
+                        .map_err(|message| Stop::Updater { index, message })?;
+                    log::info!("deleted backend={backend_name} updater={url} key={key}");
+                }
+                Action::Event(spec) => self.event(spec),
+                _ => self.api_write(action).map_err(Stop::Api)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn updater(&mut self, url: &str) -> &UpdaterClient {
+        let timeouts = self.config.updater_timeouts;
+        self.updaters
+            .entry(url.to_string())
+            .or_insert_with(|| UpdaterClient::new(url, None, timeouts))
+    }
+
+    fn updater_apply(&mut self, url: &str, r: &UpdaterRequest) -> Result<(), String> {
+        let request = LbRequest {
+            backend_name: r.backend_name.clone(),
+            lb_port: r.lb_port,
+            lb_protocol: r.protocol.clone(),
+            upstream_servers: r
+                .upstreams
+                .iter()
+                .map(|(host, port)| Upstream {
+                    host: host.clone(),
+                    port: *port,
+                })
+                .collect(),
+            proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
+            proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
+        };
+        let started = Instant::now();
+        let result = self.updater(url).apply(&request).map_err(|e| e.to_string());
+        self.stats
+            .updater_call("apply", result.is_ok(), started.elapsed());
+        result
+    }
+
+    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
+        let started = Instant::now();
+        let result = self.updater(url).delete(backend).map_err(|e| e.to_string());
+        self.stats
+            .updater_call("delete", result.is_ok(), started.elapsed());
+        result
+    }
+
+    /// One API write; its answer goes into the cache at once.
+    fn api_write(&mut self, action: &Action) -> Result<(), Error> {
+        match action {
+            Action::CreateLoadBalancer { key, object } => {
+                let lb: LoadBalancer = self.client.create(
+                    &LOADBALANCERS.path(Some(&key.namespace), None, None),
+                    object,
+                )?;
+                log::info!("created LoadBalancer key={key}");
+                self.applied_lb(lb);
+            }
+            Action::PatchLoadBalancerSpec { key, .. }
+            | Action::AddFinalizer { key, .. }
+            | Action::RemoveFinalizer { key, .. } => {
+                let patch = action.merge_patch().unwrap_or(Value::Null);
+                let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
+                let lb: LoadBalancer = self.patch(&path, &patch)?;
+                if matches!(action, Action::RemoveFinalizer { .. })
+                    && lb.metadata.is_deleting()
+                    && lb.metadata.finalizers.is_empty()
+                {
+                    // The last finalizer is gone: the object no longer exists (the answer echoes it).
+                    log::info!("released LoadBalancer key={key}");
+                    let affected = self.cache.delete_load_balancer(key);
+                    self.requeue(affected);
+                } else {
+                    self.applied_lb(lb);
+                }
+            }
+            Action::PatchLoadBalancerStatus { key, patch } => {
+                let path =
+                    LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), Some("status"));
+                let lb: LoadBalancer = self.patch(&path, patch)?;
+                if let Some(phase) = lb.status.phase.as_deref() {
+                    log::info!("LoadBalancer key={key} phase={phase}");
+                }
+                self.applied_lb(lb);
+            }
+            Action::PatchServiceStatus { key, patch } => {
+                let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
+                match self.patch::<Service>(&path, patch) {
+                    Ok(svc) => {
+                        log::info!("updated Service status key={key}");
+                        let affected = self.cache.apply_service(svc);
+                        self.requeue(affected);
+                    }
+                    // The Service went away meanwhile: its watch event will drive the cleanup.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Action::DeleteLoadBalancer { key, .. } => {
+                let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
+                self.stats.api_write("delete");
+                match self.client.delete(&path) {
+                    Ok(answer) => {
+                        log::info!("deleted LoadBalancer key={key}");
+                        // With finalizers the answer is the object, now marked for deletion.
+                        if let Ok(lb) = serde_json::from_value::<LoadBalancer>(answer)
+                            && lb.metadata.is_deleting()
+                        {
+                            self.applied_lb(lb);
+                        }
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. } | Action::Event(_) => {}
+        }
+        Ok(())
+    }
+
+    fn patch<T: DeserializeOwned>(&self, path: &str, patch: &Value) -> Result<T, Error> {
+        self.stats.api_write("patch");
+        self.client.merge_patch(path, patch)
+    }
+
+    fn applied_lb(&mut self, lb: LoadBalancer) {
+        let affected = self.cache.apply_load_balancer(lb);
+        self.requeue(affected);
+    }
+
+    fn requeue(&mut self, affected: Affected) {
+        for key in affected {
+            self.queue.add(key);
+        }
+    }
+
+    /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
+    fn event(&mut self, spec: &super::plan::EventSpec) {
+        let object = format!("{}/{}", spec.object.namespace, spec.object.name);
+        if !self.events.allow(&object, &spec.reason, Instant::now()) {
+            log::debug!(
+                "event dropped by rate limit object={object} reason={}",
+                spec.reason
+            );
+            return;
+        }
+        self.event_seq = self.event_seq.wrapping_add(1);
+        let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
+        let event = spec.to_event(&rfc3339(SystemTime::now()), &unique);
+        let path = EVENTS.path(Some(&event.metadata.namespace), None, None);
+        self.stats.api_write("event");
+        if let Err(e) = self.client.create::<Value>(&path, &event) {
+            log::warn!(
+                "posting event object={object} reason={} error={e}",
+                spec.reason
+            );
+        }
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn epoch_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Lets the HTTP thread read the worker's health without locks on the hot path.
+pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), String> {
+    let since = health.busy_since_ms.load(Ordering::Relaxed);
+    if since == 0 {
+        return Ok(());
+    }
+    let busy = Duration::from_millis(epoch_ms().saturating_sub(since));
+    if busy > max_busy {
+        Err(format!(
+            "one reconcile has been running for {}s",
+            busy.as_secs()
+        ))
+    } else {
+        Ok(())
+    }
+}
