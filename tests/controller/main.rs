@@ -1,0 +1,8 @@
+//! The controller's end-to-end tests: the real binary against the fake API server and a recording
+//! updater. One test binary for the area.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod flows;
+mod harness;
