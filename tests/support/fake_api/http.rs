@@ -78,10 +78,12 @@ impl<S: Read + Write> Conn<S> {
 
     /// Reads one request head; the body is read by `read_body` (after any `100 Continue`).
     pub fn read_head(&mut self) -> Result<Request, ReadError> {
+        let mut searched = 0;
         let end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i;
+            if let Some(i) = find(&self.buf[searched..], b"\r\n\r\n") {
+                break searched + i;
             }
+            searched = self.buf.len().saturating_sub(3);
             if self.buf.len() > MAX_HEAD {
                 return Err(ReadError::HeadTooLarge);
             }

@@ -115,12 +115,19 @@ fn seed() -> u64 {
 impl FakeApi {
     /// Binds, installs the default objects and starts serving. Panics if it cannot bind (tests).
     pub fn start(opts: FakeOptions) -> FakeApi {
-        assert!(
-            opts.listen.ip().is_loopback(),
-            "the fake API server binds loopback only"
-        );
-        let listener = TcpListener::bind(opts.listen).expect("bind fake API server");
-        let addr = listener.local_addr().expect("local addr");
+        Self::try_start(opts).expect("start the fake API server")
+    }
+
+    /// Like `start`, but a bind failure (or a non-loopback address) is an error.
+    pub fn try_start(opts: FakeOptions) -> io::Result<FakeApi> {
+        if !opts.listen.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: the fake API server binds loopback only", opts.listen),
+            ));
+        }
+        let listener = TcpListener::bind(opts.listen)?;
+        let addr = listener.local_addr()?;
         let ca = certs::Ca::new();
         let mut state = State::new(opts.history_limit, opts.node_port_range, seed());
         let admin_token = opts
@@ -165,16 +172,15 @@ impl FakeApi {
         let s = shared.clone();
         let accept = std::thread::Builder::new()
             .name("fake-apiserver-accept".into())
-            .spawn(move || server::accept_loop(s, listener, tls))
-            .expect("spawn accept thread");
-        FakeApi {
+            .spawn(move || server::accept_loop(s, listener, tls))?;
+        Ok(FakeApi {
             shared,
             addr,
             tls: opts.tls,
             ca,
             admin_token,
             accept: Some(accept),
-        }
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -138,6 +138,19 @@ impl Write for Stream {
 }
 
 impl Stream {
+    /// Closes the socket for real: the accept loop holds a clone of it, so dropping is not enough.
+    fn close(&mut self) {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => {
+                s.conn.send_close_notify();
+                let _ = s.flush();
+                &s.sock
+            }
+        };
+        let _ = tcp.shutdown(Shutdown::Both);
+    }
+
     fn cert_user(&self) -> Option<String> {
         match self {
             Stream::Plain(_) => None,
@@ -204,6 +217,11 @@ pub fn wake(addr: SocketAddr) {
 /// Serves requests on one connection until it closes.
 fn serve(shared: &Shared, stream: Stream) {
     let mut conn = Conn::new(stream);
+    serve_requests(shared, &mut conn);
+    conn.stream.close();
+}
+
+fn serve_requests(shared: &Shared, conn: &mut Conn<Stream>) {
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             return;
@@ -265,7 +283,13 @@ fn serve(shared: &Shared, stream: Stream) {
         };
         shared.notify();
         let keep = match reply {
-            Reply::Drop => false,
+            Reply::Drop => {
+                // No close_notify: the peer sees the connection cut.
+                if let Stream::Tls(s) = &conn.stream {
+                    let _ = s.sock.shutdown(Shutdown::Both);
+                }
+                false
+            }
             Reply::Full {
                 code,
                 content_type,
@@ -280,10 +304,6 @@ fn serve(shared: &Shared, stream: Stream) {
             ),
         };
         if !keep || req.wants_close() {
-            if let Stream::Tls(s) = &mut conn.stream {
-                s.conn.send_close_notify();
-                let _ = s.flush();
-            }
             return;
         }
     }
