@@ -1,0 +1,89 @@
+//! Injected faults: the next N requests matching a method and path prefix get a failure instead
+//! of (or before) their normal answer. Pure: matching only; the server acts on the result.
+
+use std::time::Duration;
+
+/// What an injected fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// Answer with this HTTP status and the matching Status body (401, 403, 409, 410, 429 with
+    /// `Retry-After: 1`, 500, 503, ...).
+    Status(u16),
+    /// API Priority and Fairness rejection: 429 text/plain with `Retry-After`.
+    Throttled { retry_after: u32 },
+    /// Wait this long, then answer normally.
+    Stall(Duration),
+    /// Close the connection without answering.
+    Drop,
+    /// Watch only: send the first half of the first event line, then close.
+    DropMidObject,
+    /// Watch only: send headers, then nothing for this long (or until the watch's timeout), then
+    /// end the stream cleanly.
+    StallStream(Duration),
+    /// Watch only: send one line that is not JSON, then close.
+    Garbage,
+    /// Watch only: end the stream cleanly (`0\r\n\r\n`) after this many events.
+    EndEarly(usize),
+}
+
+impl FaultKind {
+    /// Faults that only make sense on a watch stream.
+    pub fn watch_only(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::DropMidObject
+                | FaultKind::StallStream(_)
+                | FaultKind::Garbage
+                | FaultKind::EndEarly(_)
+        )
+    }
+}
+
+/// A fault for the next `count` requests whose method (if given) and path+query prefix match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub method: Option<String>,
+    /// Compared against the request's path and query, e.g. `/api/v1/services?watch=1` or `/api/v1`.
+    pub path_prefix: String,
+    pub count: usize,
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    pub fn new(method: Option<&str>, path_prefix: &str, count: usize, kind: FaultKind) -> Self {
+        Fault {
+            method: method.map(str::to_string),
+            path_prefix: path_prefix.to_string(),
+            count,
+            kind,
+        }
+    }
+
+    fn matches(&self, method: &str, target: &str, is_watch: bool) -> bool {
+        self.count > 0
+            && self
+                .method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && target.starts_with(&self.path_prefix)
+            && (is_watch || !self.kind.watch_only())
+    }
+}
+
+/// Takes one use of the first fault that matches; spent faults are removed.
+pub fn take(
+    faults: &mut std::collections::VecDeque<Fault>,
+    method: &str,
+    target: &str,
+    is_watch: bool,
+) -> Option<FaultKind> {
+    let i = faults
+        .iter()
+        .position(|f| f.matches(method, target, is_watch))?;
+    faults[i].count -= 1;
+    let kind = faults[i].kind.clone();
+    if faults[i].count == 0 {
+        faults.remove(i);
+    }
+    Some(kind)
+}

@@ -1,0 +1,7 @@
+//! Test support shared by the integration test binaries: the fake Kubernetes API server.
+//!
+//! Each test binary includes this module with `#[path = "../support/mod.rs"] mod support;` and uses
+//! what it needs; the rest is allowed to be dead code in that binary.
+#![allow(dead_code, unused_imports)]
+
+pub mod fake_api;
