@@ -1207,6 +1207,32 @@ fn malformed_requests_get_400_and_a_closed_connection() {
         parse_response(&exchange(&api, None, bad_len.as_bytes())).status,
         400
     );
+    call(&api, "POST", SVCS, Some(WEB));
+    for body in [
+        r#"{"metadata":5}"#,
+        r#"{"spec":{"ports":[7]}}"#,
+        "[1]",
+        "nope",
+        r#"{"metadata":{"labels":"x"}}"#,
+    ] {
+        let r = call(&api, "PATCH", &format!("{SVCS}/web"), Some(body));
+        assert!((400..500).contains(&r.status), "{body}: {}", r.status);
+    }
+    let root = call_as(
+        &api,
+        Some(&api.admin_token()),
+        "PATCH",
+        &format!("{SVCS}/web"),
+        Some("application/json-patch+json"),
+        Some(r#"[{"op":"add","path":"","value":3}]"#),
+    );
+    assert_eq!(root.status, 400);
+    for body in [r#"{"metadata":7,"spec":3}"#, "[]", r#"{"kind":"Node"}"#] {
+        assert!(
+            (400..500).contains(&call(&api, "POST", SVCS, Some(body)).status),
+            "{body}"
+        );
+    }
     assert_eq!(get(&api, "/version").status, 200, "the server is still up");
 }
 

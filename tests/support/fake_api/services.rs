@@ -233,7 +233,7 @@ fn allocate_cluster_ip(alloc: &mut Alloc<'_>) -> String {
 
 fn allocate_one(alloc: &mut Alloc<'_>, taken: &BTreeSet<u16>) -> Option<u16> {
     let (lo, hi) = alloc.range;
-    let size = u64::from(hi - lo) + 1;
+    let size = u64::from(hi.saturating_sub(lo)) + 1;
     let start = (alloc.rng)() % size;
     (0..size)
         .map(|i| lo + ((start + i) % size) as u16)

@@ -166,6 +166,7 @@ impl State {
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
+        check_meta_types(res, &obj)?;
         if !meta_str(&obj, "resourceVersion").is_empty() {
             return Err(status::bad_request(
                 "resourceVersion should not be set on objects to be created",
@@ -303,6 +304,7 @@ impl State {
             }
             obj["metadata"] = json!({});
         }
+        check_meta_types(res, &obj)?;
         let body_name = meta_str(&obj, "name");
         if body_name.is_empty() {
             obj["metadata"]["name"] = json!(name);
@@ -475,6 +477,12 @@ impl State {
             }
             // Strategic merge for built-ins is served as a JSON merge patch (lists replaced).
             patch::merge(&mut doc, &patch_doc);
+        }
+        if !doc.is_object() || !doc["metadata"].is_object() {
+            return Err(status::bad_request(&format!(
+                "{} in version \"{}\" cannot be handled as a {}: the patched object has no metadata object",
+                res.kind, res.version, res.kind
+            )));
         }
         let wanted_rv = meta_str(&doc, "resourceVersion").to_string();
         if !wanted_rv.is_empty() && wanted_rv != current_rv {
@@ -680,6 +688,35 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The decode errors Go's typed ObjectMeta gives for wrongly typed metadata fields.
+fn check_meta_types(res: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
+    let meta = &obj["metadata"];
+    let fail = |field: &str, want: &str| {
+        Err(status::bad_request(&format!(
+            "{} in version \"{}\" cannot be handled as a {}: json: cannot unmarshal into Go struct field ObjectMeta.metadata.{field} of type {want}",
+            res.kind, res.version, res.kind
+        )))
+    };
+    for field in ["labels", "annotations"] {
+        match &meta[field] {
+            Value::Null => {}
+            Value::Object(m) if m.values().all(Value::is_string) => {}
+            _ => return fail(field, "map[string]string"),
+        }
+    }
+    match &meta["finalizers"] {
+        Value::Null => {}
+        Value::Array(a) if a.iter().all(Value::is_string) => {}
+        _ => return fail("finalizers", "[]string"),
+    }
+    for field in ["name", "namespace", "generateName", "resourceVersion"] {
+        if !matches!(meta[field], Value::Null | Value::String(_)) {
+            return fail(field, "string");
+        }
+    }
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {
