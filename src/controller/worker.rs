@@ -103,6 +103,19 @@ pub struct Worker {
     shutdown: bool,
     /// Makes Event names unique within one nanosecond.
     event_seq: u64,
+    /// Our writes run ahead of the watch: until it delivers what a write returned, older events for
+    /// that object would roll the cache back (and cause a second updater call or a second release).
+    awaiting_lbs: BTreeMap<Key, Awaiting>,
+    awaiting_services: BTreeMap<Key, Awaiting>,
+}
+
+/// What the watch must deliver before its updates of one object are believed again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Awaiting {
+    /// The resourceVersion our write returned.
+    Version(String),
+    /// We deleted the object with this uid: its remaining updates are stale until DELETED arrives.
+    Deleted(String),
 }
 
 impl Worker {
@@ -127,6 +140,8 @@ impl Worker {
             stats,
             shutdown: false,
             event_seq: 0,
+            awaiting_lbs: BTreeMap::new(),
+            awaiting_services: BTreeMap::new(),
         }
     }
 
@@ -181,13 +196,16 @@ impl Worker {
 
     fn handle(&mut self, ev: Event) {
         let affected = match ev {
-            Event::Services(m) => self.watch_msg(
-                Kind::Services,
-                m,
-                Cache::replace_services,
-                Cache::apply_service,
-                |c, s| c.delete_service(&Key::of(&s.metadata)),
-            ),
+            Event::Services(m) => match fresh(&mut self.awaiting_services, m, |s| &s.metadata) {
+                Some(m) => self.watch_msg(
+                    Kind::Services,
+                    m,
+                    Cache::replace_services,
+                    Cache::apply_service,
+                    |c, s| c.delete_service(&Key::of(&s.metadata)),
+                ),
+                None => Affected::new(),
+            },
             Event::Nodes(m) => self.watch_msg(
                 Kind::Nodes,
                 m,
@@ -195,13 +213,16 @@ impl Worker {
                 Cache::apply_node,
                 |c, n| c.delete_node(&n.metadata.name),
             ),
-            Event::LoadBalancers(m) => self.watch_msg(
-                Kind::LoadBalancers,
-                m,
-                Cache::replace_load_balancers,
-                Cache::apply_load_balancer,
-                |c, l| c.delete_load_balancer(&Key::of(&l.metadata)),
-            ),
+            Event::LoadBalancers(m) => match fresh(&mut self.awaiting_lbs, m, |l| &l.metadata) {
+                Some(m) => self.watch_msg(
+                    Kind::LoadBalancers,
+                    m,
+                    Cache::replace_load_balancers,
+                    Cache::apply_load_balancer,
+                    |c, l| c.delete_load_balancer(&Key::of(&l.metadata)),
+                ),
+                None => Affected::new(),
+            },
             Event::Configs(m) => self.watch_msg(
                 Kind::Configs,
                 m,
@@ -425,6 +446,8 @@ impl Worker {
                 {
                     // The last finalizer is gone: the object no longer exists (the answer echoes it).
                     log::info!("released LoadBalancer key={key}");
+                    self.awaiting_lbs
+                        .insert(key.clone(), Awaiting::Deleted(lb.metadata.uid.clone()));
                     let affected = self.cache.delete_load_balancer(key);
                     self.requeue(affected);
                 } else {
@@ -445,6 +468,11 @@ impl Worker {
                 match self.patch::<Service>(&path, patch) {
                     Ok(svc) => {
                         log::info!("updated Service status key={key}");
+                        expect_version(
+                            &mut self.awaiting_services,
+                            self.cache.services.get(key).map(|s| &s.metadata),
+                            &svc.metadata,
+                        );
                         let affected = self.cache.apply_service(svc);
                         self.requeue(affected);
                     }
@@ -456,18 +484,29 @@ impl Worker {
             Action::DeleteLoadBalancer { key, .. } => {
                 let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
                 self.stats.api_write("delete");
-                match self.client.delete(&path) {
-                    Ok(answer) => {
-                        log::info!("deleted LoadBalancer key={key}");
-                        // With finalizers the answer is the object, now marked for deletion.
-                        if let Ok(lb) = serde_json::from_value::<LoadBalancer>(answer)
-                            && lb.metadata.is_deleting()
-                        {
-                            self.applied_lb(lb);
-                        }
-                    }
-                    Err(e) if e.is_not_found() => {}
+                let answer = match self.client.delete(&path) {
+                    Ok(answer) => answer,
+                    Err(e) if e.is_not_found() => Value::Null,
                     Err(e) => return Err(e),
+                };
+                log::info!("deleted LoadBalancer key={key}");
+                // With a finalizer still on it (someone else's), the answer is the object, now marked
+                // for deletion; otherwise (a Success Status, or 404) it is gone: forget it now, or
+                // the next reconcile would release it a second time before the watch says so.
+                let marked = (answer["kind"] == "LoadBalancer")
+                    .then(|| serde_json::from_value::<LoadBalancer>(answer).ok())
+                    .flatten()
+                    .filter(|lb| lb.metadata.is_deleting());
+                match marked {
+                    Some(lb) => self.applied_lb(lb),
+                    None => {
+                        if let Some(old) = self.cache.load_balancers.get(key) {
+                            self.awaiting_lbs
+                                .insert(key.clone(), Awaiting::Deleted(old.metadata.uid.clone()));
+                        }
+                        let affected = self.cache.delete_load_balancer(key);
+                        self.requeue(affected);
+                    }
                 }
             }
             Action::UpdaterApply { .. } | Action::UpdaterDelete { .. } | Action::Event(_) => {}
@@ -481,6 +520,14 @@ impl Worker {
     }
 
     fn applied_lb(&mut self, lb: LoadBalancer) {
+        expect_version(
+            &mut self.awaiting_lbs,
+            self.cache
+                .load_balancers
+                .get(&Key::of(&lb.metadata))
+                .map(|l| &l.metadata),
+            &lb.metadata,
+        );
         let affected = self.cache.apply_load_balancer(lb);
         self.requeue(affected);
     }
@@ -511,6 +558,56 @@ impl Worker {
                 "posting event object={object} reason={} error={e}",
                 spec.reason
             );
+        }
+    }
+}
+
+/// After a write answered `new`: wait for the watch to deliver that version, unless the write changed
+/// nothing (a no-op write keeps the resourceVersion and sends no event).
+fn expect_version(
+    awaiting: &mut BTreeMap<Key, Awaiting>,
+    old: Option<&crate::model::ObjectMeta>,
+    new: &crate::model::ObjectMeta,
+) {
+    if old.is_some_and(|o| o.resource_version == new.resource_version) {
+        return;
+    }
+    awaiting.insert(
+        Key::of(new),
+        Awaiting::Version(new.resource_version.clone()),
+    );
+}
+
+/// The watch message, or None when it is an update older than our own write. A relist (the server's
+/// current state) or a DELETED event ends every wait it covers.
+fn fresh<T>(
+    awaiting: &mut BTreeMap<Key, Awaiting>,
+    msg: WatchMsg<T>,
+    meta: fn(&T) -> &crate::model::ObjectMeta,
+) -> Option<WatchMsg<T>> {
+    match msg {
+        WatchMsg::Applied(obj) => {
+            let m = meta(&obj);
+            let key = Key::of(m);
+            let stale = match awaiting.get(&key) {
+                None => false,
+                Some(Awaiting::Version(rv)) => *rv != m.resource_version,
+                Some(Awaiting::Deleted(uid)) => *uid == m.uid,
+            };
+            if stale {
+                log::debug!("ignoring a watch update older than our own write key={key}");
+                return None;
+            }
+            awaiting.remove(&key);
+            Some(WatchMsg::Applied(obj))
+        }
+        WatchMsg::Deleted(obj) => {
+            awaiting.remove(&Key::of(meta(&obj)));
+            Some(WatchMsg::Deleted(obj))
+        }
+        WatchMsg::Restarted(items) => {
+            awaiting.clear();
+            Some(WatchMsg::Restarted(items))
         }
     }
 }

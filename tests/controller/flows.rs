@@ -16,15 +16,24 @@ fn service_with_two_ports_gets_lb_ready_two_posts_and_ingress() {
 
     let posts = w.updater.posts();
     assert_eq!(posts.len(), 2, "one POST per port: {posts:?}");
-    let names: BTreeSet<String> = posts.iter().map(|p| p["backendName"].as_str().unwrap().to_string()).collect();
+    let names: BTreeSet<String> = posts
+        .iter()
+        .map(|p| p["backendName"].as_str().unwrap().to_string())
+        .collect();
     assert!(names.contains("default_web"), "{names:?}");
     for (i, post) in posts.iter().enumerate() {
         assert_eq!(upstream_hosts(post), ["127.0.0.2", "127.0.0.3"], "post {i}");
     }
-    let protocols: BTreeSet<&str> = posts.iter().map(|p| p["lbProtocol"].as_str().unwrap()).collect();
+    let protocols: BTreeSet<&str> = posts
+        .iter()
+        .map(|p| p["lbProtocol"].as_str().unwrap())
+        .collect();
     assert_eq!(protocols, BTreeSet::from(["TCP", "UDP"]));
     let tcp = posts.iter().find(|p| p["lbProtocol"] == "TCP").unwrap();
-    assert_eq!(tcp["upstreamServers"][0]["port"].as_u64(), Some(w.node_port("web", 0)));
+    assert_eq!(
+        tcp["upstreamServers"][0]["port"].as_u64(),
+        Some(w.node_port("web", 0))
+    );
 
     let svc = w.svc("web").unwrap();
     let ingress = &svc["status"]["loadBalancer"]["ingress"][0];
@@ -32,10 +41,30 @@ fn service_with_two_ports_gets_lb_ready_two_posts_and_ingress() {
     assert_eq!(ingress["ipMode"], "Proxy");
     let lb = w.lb("web").unwrap();
     assert_eq!(lb["status"]["targetCount"], 2);
-    assert_eq!(lb["metadata"]["finalizers"], json!(["lb.paperlb.com/lb-finalizer"]));
+    assert_eq!(
+        lb["metadata"]["finalizers"],
+        json!(["lb.paperlb.com/lb-finalizer"])
+    );
     assert_eq!(lb["metadata"]["ownerReferences"][0]["name"], "web");
     let ports = w.lb_ports("web");
-    assert!(ports.iter().all(|(p, _)| (8100..=8199).contains(p)), "{ports:?}");
+    assert!(
+        ports.iter().all(|(p, _)| (8100..=8199).contains(p)),
+        "{ports:?}"
+    );
+
+    // The cost of a create: the CR, its status, the Service's status; nothing else (Events apart).
+    let writes = w.api_writes();
+    let writes: Vec<&str> = writes.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(writes, ["POST", "PATCH", "PATCH"], "{:#?}", w.api_writes());
+}
+
+#[test]
+fn sigterm_stops_the_controller_cleanly() {
+    let w = World::new("sigterm");
+    let mut c = Controller::start(&w.kubeconfig);
+    w.service("web", &[("http", 80, "TCP")]);
+    wait_for("web READY", || w.ready("web"));
+    assert_eq!(c.terminate(), Some(0), "exit status 0 after SIGTERM");
 }
 
 #[test]
@@ -55,7 +84,8 @@ fn node_changes_cost_exactly_one_post_per_port() {
 
     // Excluded by label: node-a leaves too, so no targets remain; back: one more POST each.
     let mut a = w.api.get("nodes", "", "node-a").unwrap();
-    a["metadata"]["labels"] = json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"});
+    a["metadata"]["labels"] =
+        json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"});
     w.api.update("nodes", a).unwrap();
     wait_for("a third POST", || w.updater.posts().len() >= 3);
 
@@ -65,14 +95,20 @@ fn node_changes_cost_exactly_one_post_per_port() {
     w.api.update("nodes", a).unwrap();
     w.node("node-b", "127.0.0.4", true);
     wait_for("node-b's new address upstream", || {
-        w.updater.posts().last().is_some_and(|p| upstream_hosts(p) == ["127.0.0.2", "127.0.0.4"])
+        w.updater
+            .posts()
+            .last()
+            .is_some_and(|p| upstream_hosts(p) == ["127.0.0.2", "127.0.0.4"])
     });
     wait_for("READY", || w.ready("web"));
     // Let anything redundant arrive, then check nothing was sent twice for the same state.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let posts = w.updater.posts();
     for pair in posts.windows(2) {
-        assert_ne!(pair[0], pair[1], "a POST repeated an unchanged request: {posts:#?}");
+        assert_ne!(
+            pair[0], pair[1],
+            "a POST repeated an unchanged request: {posts:#?}"
+        );
     }
     // A heartbeat-like node update (no change to readiness, addresses or labels) sends nothing.
     let before = posts.len();
@@ -92,13 +128,23 @@ fn ports_added_and_removed_follow_the_service() {
     let first = w.lb_ports("web")[0].clone();
 
     w.service("web", &[("http", 80, "TCP"), ("metrics", 9090, "TCP")]);
-    wait_for("two ports READY", || w.lb_ports("web").len() == 2 && w.ready("web"));
-    assert_eq!(w.lb_ports("web")[0], first, "the existing port keeps its allocation");
+    wait_for("two ports READY", || {
+        w.lb_ports("web").len() == 2 && w.ready("web")
+    });
+    assert_eq!(
+        w.lb_ports("web")[0],
+        first,
+        "the existing port keeps its allocation"
+    );
     assert_eq!(w.updater.backend_names().len(), 2);
 
     w.service("web", &[("http", 80, "TCP")]);
-    wait_for("one port READY", || w.lb_ports("web").len() == 1 && w.ready("web"));
-    wait_for("the removed port's backend deleted", || w.updater.backend_names().len() == 1);
+    wait_for("one port READY", || {
+        w.lb_ports("web").len() == 1 && w.ready("web")
+    });
+    wait_for("the removed port's backend deleted", || {
+        w.updater.backend_names().len() == 1
+    });
     assert_eq!(w.lb_ports("web")[0], first);
 }
 
@@ -119,8 +165,12 @@ fn config_range_change_moves_only_ports_outside_it() {
 
     // No longer contains 8100: a moves into the new range, the old backend goes after the new applies.
     w.config("edge", true, 9000, 9010);
-    wait_for("a moved", || w.lb_ports("a").first().is_some_and(|p| p.0 >= 9000) && w.ready("a"));
-    wait_for("b moved", || w.lb_ports("b").first().is_some_and(|p| p.0 >= 9000) && w.ready("b"));
+    wait_for("a moved", || {
+        w.lb_ports("a").first().is_some_and(|p| p.0 >= 9000) && w.ready("a")
+    });
+    wait_for("b moved", || {
+        w.lb_ports("b").first().is_some_and(|p| p.0 >= 9000) && w.ready("b")
+    });
     assert_ne!(w.lb_ports("a")[0], w.lb_ports("b")[0]);
     let a = w.updater.backend("default_a").expect("a's backend");
     assert!(a["lbPort"].as_u64().unwrap() >= 9000);
@@ -184,46 +234,84 @@ fn restart_over_a_converged_cluster_writes_nothing() {
     let _c = Controller::start(&w.kubeconfig);
     // The restarted controller has synced once it has opened its watches; then give it time to act.
     wait_for("watches opened", || {
-        w.api.requests().iter().filter(|r| r.path.contains("watch=")).count() >= 5
+        w.api
+            .requests()
+            .iter()
+            .filter(|r| r.path.contains("watch="))
+            .count()
+            >= 5
     });
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!((w.lb_ports("a"), w.lb_ports("b")), ports, "no port changes");
     assert_eq!(w.updater.calls().len(), calls, "no updater calls");
-    let writes: Vec<_> = w.api.requests().into_iter().filter(|r| r.method != "GET").collect();
-    assert!(writes.is_empty(), "no API writes after restart: {writes:#?}");
+    let writes: Vec<_> = w
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "no API writes after restart: {writes:#?}"
+    );
 }
 
 #[test]
 fn updater_outage_sets_error_then_ready_when_back() {
     let w = World::new("outage");
     let _c = Controller::start(&w.kubeconfig);
-    w.updater.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    w.updater
+        .failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     w.service("web", &[("http", 80, "TCP")]);
     wait_for("phase ERROR with the updater's message", || {
         w.lb("web").is_some_and(|lb| {
             lb["status"]["phase"] == "ERROR"
-                && lb["status"]["conditions"]
-                    .as_array()
-                    .is_some_and(|cs| cs.iter().any(|c| c["message"].as_str().is_some_and(|m| m.contains("simulated failure"))))
+                && lb["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("simulated failure"))
+                    })
+                })
         })
     });
-    let events = w.api.list("events", "default");
-    assert!(
-        events.iter().any(|e| e["reason"] == "UpdaterFailed" && e["type"] == "Warning"),
-        "a Warning Event on the Service: {events:#?}"
-    );
-    w.updater.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_for("a Warning Event UpdaterFailed on the Service", || {
+        w.api.list("events", "default").iter().any(|e| {
+            e["reason"] == "UpdaterFailed"
+                && e["type"] == "Warning"
+                && e["involvedObject"]["kind"] == "Service"
+        })
+    });
+    w.updater
+        .failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     wait_for("READY after the updater is back", || w.ready("web"));
 }
 
 #[test]
 fn conflicts_and_dropped_watches_reach_the_same_end_state() {
     let w = World::new("faults");
-    for kind in [FaultKind::Status(409), FaultKind::Status(500), FaultKind::Status(429)] {
-        w.api.inject(Fault::new(Some("PATCH"), "/apis/lb.paperlb.com", 2, kind));
+    for kind in [
+        FaultKind::Status(409),
+        FaultKind::Status(500),
+        FaultKind::Status(429),
+    ] {
+        w.api
+            .inject(Fault::new(Some("PATCH"), "/apis/lb.paperlb.com", 2, kind));
     }
-    w.api.inject(Fault::new(Some("GET"), "/api/v1/services?", 2, FaultKind::DropMidObject));
-    w.api.inject(Fault::new(Some("GET"), "/api/v1/nodes?", 1, FaultKind::EndEarly(0)));
+    w.api.inject(Fault::new(
+        Some("GET"),
+        "/api/v1/services?",
+        2,
+        FaultKind::DropMidObject,
+    ));
+    w.api.inject(Fault::new(
+        Some("GET"),
+        "/api/v1/nodes?",
+        1,
+        FaultKind::EndEarly(0),
+    ));
     let _c = Controller::start(&w.kubeconfig);
     w.service("web", &[("http", 80, "TCP")]);
     w.service("api", &[("grpc", 9000, "TCP")]);
@@ -231,9 +319,11 @@ fn conflicts_and_dropped_watches_reach_the_same_end_state() {
     w.api.compact();
     w.node("node-b", "127.0.0.3", false);
     wait_for("node-b gone from both backends", || {
-        ["default_web", "default_api"]
-            .iter()
-            .all(|b| w.updater.backend(b).is_some_and(|p| upstream_hosts(&p) == ["127.0.0.2"]))
+        ["default_web", "default_api"].iter().all(|b| {
+            w.updater
+                .backend(b)
+                .is_some_and(|p| upstream_hosts(&p) == ["127.0.0.2"])
+        })
     });
     wait_for("both READY again", || w.ready("web") && w.ready("api"));
 }
@@ -245,7 +335,9 @@ fn fifty_services_created_at_once_never_share_a_port() {
     for i in 0..50 {
         w.service(&format!("s{i:02}"), &[("http", 80, "TCP")]);
     }
-    wait_for("all 50 READY", || (0..50).all(|i| w.ready(&format!("s{i:02}"))));
+    wait_for("all 50 READY", || {
+        (0..50).all(|i| w.ready(&format!("s{i:02}")))
+    });
     let mut seen = BTreeSet::new();
     for i in 0..50 {
         for p in w.lb_ports(&format!("s{i:02}")) {
@@ -253,5 +345,9 @@ fn fifty_services_created_at_once_never_share_a_port() {
         }
     }
     assert_eq!(seen.len(), 50);
-    assert_eq!(w.updater.posts().len(), 50, "exactly one updater call per port");
+    assert_eq!(
+        w.updater.posts().len(),
+        50,
+        "exactly one updater call per port"
+    );
 }

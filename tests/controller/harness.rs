@@ -56,7 +56,13 @@ impl RecordingUpdater {
         })
         .expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
-        RecordingUpdater { calls, backends, failing, server: Some(server), url }
+        RecordingUpdater {
+            calls,
+            backends,
+            failing,
+            server: Some(server),
+            url,
+        }
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -64,14 +70,23 @@ impl RecordingUpdater {
     }
 
     pub fn posts(&self) -> Vec<Value> {
-        self.calls().into_iter().filter(|c| c.method == "POST").map(|c| c.body).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == "POST")
+            .map(|c| c.body)
+            .collect()
     }
 
     pub fn deletes(&self) -> Vec<String> {
         self.calls()
             .into_iter()
             .filter(|c| c.method == "DELETE")
-            .map(|c| c.body["backendName"].as_str().unwrap_or_default().to_string())
+            .map(|c| {
+                c.body["backendName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -102,7 +117,10 @@ fn record(
         return Response::error(404, "not found");
     }
     let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-    calls.lock().unwrap().push(Call { method: req.method.clone(), body: body.clone() });
+    calls.lock().unwrap().push(Call {
+        method: req.method.clone(),
+        body: body.clone(),
+    });
     if failing.load(Ordering::SeqCst) {
         return Response::error(500, "nginx: [emerg] simulated failure");
     }
@@ -137,7 +155,10 @@ impl Controller {
             .arg(kubeconfig)
             .args(["--namespace", "paperlb-system", "--metrics-addr", "off"])
             .args(extra)
-            .env("RUST_LOG", std::env::var("PAPERLB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("PAPERLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         let child = cmd.spawn().expect("start paperlb controller");
         Controller { child: Some(child) }
@@ -154,7 +175,10 @@ impl Controller {
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let end = Instant::now() + WAIT;
         while Instant::now() < end {
             if let Ok(Some(st)) = c.try_wait() {
@@ -216,7 +240,12 @@ impl World {
         let kubeconfig = dir.0.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
         let updater = RecordingUpdater::start();
-        let w = World { api, updater, kubeconfig, _dir: dir };
+        let w = World {
+            api,
+            updater,
+            kubeconfig,
+            _dir: dir,
+        };
         w.node("node-a", "127.0.0.2", true);
         w.node("node-b", "127.0.0.3", true);
         w.config("edge", true, 8100, 8199);
@@ -249,7 +278,9 @@ impl World {
                 "portRange": {"low": low, "high": high},
             }
         });
-        self.api.apply("loadbalancerconfigs", obj).expect("apply config");
+        self.api
+            .apply("loadbalancerconfigs", obj)
+            .expect("apply config");
     }
 
     /// A LoadBalancer Service in `default` with these (name, port, protocol) ports.
@@ -278,7 +309,9 @@ impl World {
     /// True when the LoadBalancer is READY for its current generation and the Service shows the
     /// external address.
     pub fn ready(&self, name: &str) -> bool {
-        let (Some(lb), Some(svc)) = (self.lb(name), self.svc(name)) else { return false };
+        let (Some(lb), Some(svc)) = (self.lb(name), self.svc(name)) else {
+            return false;
+        };
         lb["status"]["phase"] == "READY"
             && lb["status"]["observedGeneration"] == lb["metadata"]["generation"]
             && svc["status"]["loadBalancer"]["ingress"][0]["ip"] == LB_HOST
@@ -286,12 +319,19 @@ impl World {
 
     /// The LB ports allocated to a LoadBalancer, as (port, protocol).
     pub fn lb_ports(&self, name: &str) -> Vec<(u64, String)> {
-        let Some(lb) = self.lb(name) else { return Vec::new() };
+        let Some(lb) = self.lb(name) else {
+            return Vec::new();
+        };
         lb["spec"]["ports"]
             .as_array()
             .map(|ps| {
                 ps.iter()
-                    .map(|p| (p["port"].as_u64().unwrap_or(0), p["protocol"].as_str().unwrap_or("").to_string()))
+                    .map(|p| {
+                        (
+                            p["port"].as_u64().unwrap_or(0),
+                            p["protocol"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -299,16 +339,19 @@ impl World {
 
     /// The nodePort the apiserver gave a Service port.
     pub fn node_port(&self, name: &str, index: usize) -> u64 {
-        self.svc(name).and_then(|s| s["spec"]["ports"][index]["nodePort"].as_u64()).unwrap_or(0)
+        self.svc(name)
+            .and_then(|s| s["spec"]["ports"][index]["nodePort"].as_u64())
+            .unwrap_or(0)
     }
 
-    /// Writes the controller made (everything but GET/LIST/WATCH and SelfSubjectAccessReviews).
-    pub fn api_writes(&self) -> usize {
+    /// Successful writes the controller made, Events apart: (method, path) in order.
+    pub fn api_writes(&self) -> Vec<(String, String)> {
         self.api
             .requests()
-            .iter()
-            .filter(|r| r.method != "GET" && r.status < 500)
-            .count()
+            .into_iter()
+            .filter(|r| r.method != "GET" && r.status < 300 && !r.path.contains("/events"))
+            .map(|r| (r.method, r.path))
+            .collect()
     }
 }
 
@@ -316,6 +359,10 @@ impl World {
 pub fn upstream_hosts(post: &Value) -> Vec<String> {
     post["upstreamServers"]
         .as_array()
-        .map(|a| a.iter().map(|u| u["host"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|u| u["host"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
