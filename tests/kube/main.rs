@@ -1,7 +1,8 @@
 //! Tests of Kubernetes API access: the fake API server's conformance to the real one's wire
-//! behaviour, and (later) the client against it.
+//! behaviour, and the client, watcher and `paperlb check` against it.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod against_fake;
 mod fake_api;
