@@ -357,25 +357,31 @@ fn watcher_view_equals_server_after_churn_with_dropped_streams() {
     let mut broken = 0;
     let mut live: Vec<String> = Vec::new();
     for i in 0..200u32 {
-        match rng.next(10) {
-            0 => api.inject(Fault::new(
-                Some("GET"),
-                watch_prefix,
-                1,
-                FaultKind::DropMidObject,
-            )),
-            1 => api.inject(Fault::new(
-                Some("GET"),
-                watch_prefix,
-                1,
-                FaultKind::EndEarly(rng.next(3) as usize),
-            )),
-            _ => {}
+        let fault = match rng.next(10) {
+            0 if broken < 2 => {
+                broken += 1;
+                Some(FaultKind::DropMidObject)
+            }
+            0..=2 => Some(FaultKind::EndEarly(1 + rng.next(3) as usize)),
+            _ => None,
+        };
+        if let Some(kind) = fault {
+            api.inject(Fault::new(Some("GET"), watch_prefix, 1, kind));
         }
         if i == 50 || i == 150 {
             api.compact();
         }
-        if i == 100 {
+        if i == 20 {
+            // Faults are taken in order, one per reconnection, and events end each faulted stream:
+            // queue these early, while the churn still drives reconnections.
+            // The next reconnection is answered 410 Gone (the HTTP form): it must relist.
+            let only_watches = format!("{watch_prefix}watch=1");
+            api.inject(Fault::new(
+                Some("GET"),
+                &only_watches,
+                1,
+                FaultKind::Status(410),
+            ));
             // Longer than the client's idle timeout: detected as stalled and resumed.
             api.inject(Fault::new(
                 Some("GET"),
@@ -426,8 +432,14 @@ fn watcher_view_equals_server_after_churn_with_dropped_streams() {
             .filter(|r| r.path.starts_with(watch_prefix) && r.path.contains("watch="))
             .count()
     };
+    let list_count = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.path.starts_with(watch_prefix) && !r.path.contains("watch="))
+            .count()
+    };
     let end = Instant::now() + Duration::from_secs(90);
-    while (view != server || watch_count() < 10) && Instant::now() < end {
+    while (view != server || watch_count() < 10 || list_count() < 2) && Instant::now() < end {
         if let Ok(m) = rx.recv_timeout(Duration::from_millis(200)) {
             apply(&mut view, m);
         }
