@@ -37,3 +37,47 @@ fn example_config_lives_where_the_controller_looks() {
         str_at(&deployment, &["metadata", "namespace"])
     );
 }
+
+/// The value of `--flag VALUE` in the updater's systemd unit (comments skipped).
+fn unit_flag(unit: &str, flag: &str) -> String {
+    let words: Vec<&str> = unit
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let at = words
+        .iter()
+        .position(|w| *w == flag)
+        .unwrap_or_else(|| panic!("the unit has no {flag}"));
+    words[at + 1].to_string()
+}
+
+#[test]
+fn example_config_reaches_the_updater_the_lb_host_unit_runs() {
+    // Following the example config and the unit as shipped must work: same port, allowed range.
+    let value = object(EXAMPLE, CONFIG_KIND);
+    let config: LoadBalancerConfig = serde_json::from_value(value).unwrap();
+    let valid = config.validate().unwrap();
+    let unit = crate::read("manifests/lb-host/paperlb-nginx-updater.service");
+    let listen = unit_flag(&unit, "--listen");
+    let url_port = valid.url.rsplit(':').next().unwrap();
+    assert_eq!(
+        listen.rsplit(':').next().unwrap(),
+        url_port,
+        "--listen {listen} vs {}",
+        valid.url
+    );
+    let allowed = unit_flag(&unit, "--allowed-ports");
+    let (low, high) = allowed.split_once('-').unwrap();
+    let (low, high): (u16, u16) = (low.parse().unwrap(), high.parse().unwrap());
+    assert!(
+        low <= valid.low && valid.high <= high,
+        "portRange {}-{} is outside --allowed-ports {allowed}",
+        valid.low,
+        valid.high
+    );
+    assert!(
+        !(valid.low..=valid.high).contains(&url_port.parse::<u16>().unwrap()),
+        "the updater's own port must not be handed out to Services"
+    );
+}
