@@ -5,9 +5,10 @@
 #   docker build -t ghcr.io/paperlb/paperlb:0.1.0 .     # or: make image
 #
 # The image has no shell, no libc, no CA bundle and no /etc: the controller reads the in-cluster
-# service-account CA and token, and nothing else. Name resolution in the binary is static glibc's, which
-# needs /etc/hosts and /etc/nsswitch.conf to resolve names; give the API server and the updater URL as
-# IP addresses (the in-cluster config already uses KUBERNETES_SERVICE_HOST, an IP).
+# service-account CA and token, and nothing else. Name resolution is static glibc's own (files + dns
+# built in, no NSS modules loaded): in a pod it uses the /etc/resolv.conf and /etc/hosts that kubelet
+# mounts into every container, so host names in httpUpdaterURL resolve. Run outside Kubernetes with an
+# empty /etc, only IP addresses work (mount an /etc/resolv.conf or /etc/hosts, or use IPs).
 #
 # Distroless variant: replace `FROM scratch` with `FROM gcr.io/distroless/static:nonroot` to get
 # /etc/passwd, /etc/nsswitch.conf, CA certificates and tzdata (same user 65532, still no shell).
