@@ -10,6 +10,9 @@
 //! Every wait is bounded. Children are stopped and the temp dir removed on success, on failure and
 //! on Ctrl-C / SIGTERM. Exits 0 only if traffic through the load balancer reached both nodes.
 //!
+//! `demo --hold` keeps everything up after the check (at most 10 minutes) so you can curl the load
+//! balancer yourself; Ctrl-C stops it.
+//!
 //! The paperlb binary is found next to this example (`target/<profile>/paperlb`), or in
 //! `PAPERLB_BIN`. `PAPERLB_DEMO_LOG=info` (or debug) sets RUST_LOG for the children; their output
 //! goes to log files in the temp dir, printed when something fails.
@@ -37,6 +40,7 @@ const NAMESPACE: &str = "paperlb-system";
 const LB_HOST: &str = "127.0.0.1";
 const NODES: [(&str, &str); 2] = [("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")];
 const REQUESTS: usize = 6;
+const HOLD_LIMIT: Duration = Duration::from_secs(600);
 
 const CONFIG_YAML: &str = include_str!("../demo/loadbalancerconfig.yaml");
 const SERVICE_YAML: &str = include_str!("../demo/service.yaml");
@@ -115,9 +119,51 @@ fn cleanup() {
             signal("-KILL", w);
         }
     }
+    // A child that died mid-way (Ctrl-C reaches the whole process group) can leave its own child
+    // behind, e.g. the updater's `nginx -t`, reparented to init: kill what still runs and wait,
+    // bounded, until init has reaped it, so `pgrep nginx` is empty when we return.
+    wait_for(Duration::from_secs(3), || {
+        let left = orphans();
+        for &(pid, zombie) in &left {
+            if !zombie {
+                signal("-KILL", pid);
+            }
+        }
+        left.is_empty().then_some(())
+    });
     if let Some(dir) = st.dir.take() {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// (pid, state, ppid, pgrp, command name) from /proc/<pid>/stat.
+fn proc_stat(pid: &str) -> Option<(char, u32, u32, String)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (open, close) = (s.find('(')?, s.rfind(')')?);
+    let comm = s.get(open + 1..close)?.to_string();
+    let mut it = s[close + 1..].split_whitespace();
+    let state = it.next()?.chars().next()?;
+    let ppid = it.next()?.parse().ok()?;
+    let pgrp = it.next()?.parse().ok()?;
+    Some((state, ppid, pgrp, comm))
+}
+
+/// nginx or paperlb processes of our process group that were reparented to init: (pid, zombie).
+fn orphans() -> Vec<(u32, bool)> {
+    let Some((_, _, our_pgrp, _)) = proc_stat("self") else {
+        return Vec::new();
+    };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| {
+        let name = e.ok()?.file_name();
+        let pid: u32 = name.to_str()?.parse().ok()?;
+        let (state, ppid, pgrp, comm) = proc_stat(name.to_str()?)?;
+        (ppid == 1 && pgrp == our_pgrp && (comm == "nginx" || comm == "paperlb"))
+            .then_some((pid, state == 'Z'))
+    })
+    .collect()
 }
 
 /// Live children of a process (nginx's workers when it is the master), from /proc.
@@ -541,7 +587,7 @@ fn step(msg: &str) {
     println!("==> {msg}");
 }
 
-fn run() -> Result<(), String> {
+fn run(hold: bool) -> Result<(), String> {
     let started = Instant::now();
     let bin = paperlb_bin()?;
     let dir = std::env::temp_dir().join(format!("paperlb-demo-{}", std::process::id()));
@@ -551,7 +597,7 @@ fn run() -> Result<(), String> {
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
     cleanup_state().dir = Some(dir.clone());
 
-    let result = demo(&bin, &dir);
+    let result = demo(&bin, &dir, hold);
     if let Err(e) = &result {
         eprintln!("\ndemo failed: {e}");
         for name in ["controller", "nginx-updater", "nginx", "nginx-error"] {
@@ -571,7 +617,7 @@ fn run() -> Result<(), String> {
     result
 }
 
-fn demo(bin: &Path, dir: &Path) -> Result<(), String> {
+fn demo(bin: &Path, dir: &Path, hold: bool) -> Result<(), String> {
     let (api, kubeconfig) = start_cluster(dir)?;
     step(&format!(
         "fake Kubernetes API server at {} with nodes node-a (127.0.0.2) and node-b (127.0.0.3), Ready",
@@ -664,6 +710,18 @@ fn demo(bin: &Path, dir: &Path) -> Result<(), String> {
         "traffic reached both nodes ({}) - it works",
         summary.join(", ")
     ));
+    if hold {
+        println!();
+        step(&format!(
+            "holding for up to {} min: try `curl http://{LB_HOST}:{lb_port}/`; Ctrl-C to stop",
+            HOLD_LIMIT.as_secs() / 60
+        ));
+        wait_for(HOLD_LIMIT, || {
+            ["controller", "nginx-updater", "nginx"]
+                .into_iter()
+                .find_map(exited)
+        });
+    }
     drop(api);
     Ok(())
 }
@@ -674,8 +732,22 @@ fn main() -> ExitCode {
         eprintln!("demo: {e}");
         return ExitCode::FAILURE;
     }
+    let mut hold = false;
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--hold" => hold = true,
+            "-h" | "--help" => {
+                println!("usage: demo [--hold]   (see `make demo`)");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("demo: unknown argument {other:?} (usage: demo [--hold])");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let _guard = Guard;
-    match run() {
+    match run(hold) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::FAILURE,
     }
