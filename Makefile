@@ -13,7 +13,7 @@ RELEASE_TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(RELEASE_TARGET)/release/paperlb
 MAX_RELEASE_BYTES := 3145728
 
-.PHONY: test lint build release bundle image deps clean
+.PHONY: test lint build release bundle image deps clean demo bench
 
 deps:
 	./scripts/install-deps
@@ -43,3 +43,8 @@ image: release
 
 clean:
 	$(CARGO) clean
+
+# paperlb end to end on this machine (loopback only): fake API server, real nginx, updater, controller.
+demo: deps
+	$(CARGO) build --locked --bin paperlb --example demo
+	./target/debug/examples/demo
