@@ -6,3 +6,4 @@ mod support;
 
 mod flows;
 mod harness;
+mod leader;
