@@ -427,9 +427,7 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 }
 
 fn fmt(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -522,6 +520,17 @@ const KEYS: &[Target] = &[
     ("watch_decode_events_per_sec", "/s", "-", None),
     ("cpu_ms_per_reconcile", "ms", "-", None),
     ("cpu_ms_per_reconcile_flip", "ms", "-", None),
+    (
+        "fake_and_recorder_cpu_ms_per_reconcile_flip",
+        "ms",
+        "-",
+        None,
+    ),
+    ("reconciles_per_flip", "", "-", None),
+    ("api_writes_per_svc_flip", "", "-", None),
+    ("api_writes_per_svc_flip_with_events", "", "-", None),
+    ("api_write_roundtrip_ms_p50", "ms", "-", None),
+    ("updater_post_roundtrip_ms_p50", "ms", "-", None),
     ("updater_apply_ms_p50", "ms", "-", None),
 ];
 
@@ -754,14 +763,19 @@ fn controller_phases(bin: &Path, r: &mut Results) {
     let mut recover = Vec::new();
     let mut per_port = Vec::new();
     let mut cpu_per_rec = Vec::new();
+    let mut own_per_rec = Vec::new();
+    let mut rec_per_flip = Vec::new();
+    let mut flip_writes = Vec::new();
+    let mut flip_writes_ev = Vec::new();
     for run in 0..3 {
         let n = 10 + run * 30;
         let (name, ip) = (node_name(n), node_ip(n));
-        let (cpu0, rec0) = (c.cpu_ticks(), c.reconciles());
+        let (cpu0, rec0, own0) = (c.cpu_ticks(), c.reconciles(), own_cpu_ticks());
+        w.api.clear_requests();
         let from = w.updater.len();
         let t0 = Instant::now();
         w.node(&name, &ip, false);
-        let done = converge(&w, from, |hosts| !hosts.iter().any(|h| *h == ip));
+        let done = converge(&w, from, |hosts| !hosts.contains(&ip));
         flip.push(ms(done - t0));
         std::thread::sleep(Duration::from_millis(300));
         let posts = w
@@ -771,15 +785,20 @@ fn controller_phases(bin: &Path, r: &mut Results) {
             .filter(|c| c.method == "POST")
             .count();
         per_port.push(posts as f64 / SERVICES as f64);
-        let (cpu1, rec1) = (c.cpu_ticks(), c.reconciles());
+        let (cpu1, rec1, own1) = (c.cpu_ticks(), c.reconciles(), own_cpu_ticks());
         if rec1 > rec0 {
             cpu_per_rec.push((cpu1 - cpu0) as f64 * tick_ms / (rec1 - rec0));
+            own_per_rec.push((own1 - own0) as f64 * tick_ms / (rec1 - rec0));
+            rec_per_flip.push(rec1 - rec0);
         }
+        let (writes, writes_ev) = w.writes();
+        flip_writes.push(writes as f64 / SERVICES as f64);
+        flip_writes_ev.push(writes_ev as f64 / SERVICES as f64);
 
         let from = w.updater.len();
         let t0 = Instant::now();
         w.node(&name, &ip, true);
-        let done = converge(&w, from, |hosts| hosts.iter().any(|h| *h == ip));
+        let done = converge(&w, from, |hosts| hosts.contains(&ip));
         recover.push(ms(done - t0));
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -787,6 +806,12 @@ fn controller_phases(bin: &Path, r: &mut Results) {
     r.median("node_recover_converge_ms_1k", recover);
     r.median("updater_posts_per_port_per_flip", per_port);
     r.median("cpu_ms_per_reconcile_flip", cpu_per_rec);
+    r.median("fake_and_recorder_cpu_ms_per_reconcile_flip", own_per_rec);
+    r.median("reconciles_per_flip", rec_per_flip);
+    r.median("api_writes_per_svc_flip", flip_writes);
+    r.median("api_writes_per_svc_flip_with_events", flip_writes_ev);
+    round_trips(&w, r);
+    std::thread::sleep(Duration::from_millis(500));
 
     // Steady state: converged, nothing changes.
     w.api.clear_requests();
@@ -830,6 +855,66 @@ fn controller_phases(bin: &Path, r: &mut Results) {
     r.median("startup_to_synced_ms_1k", to_synced);
     r.median("api_writes_after_restart_1k", restart_writes);
     c.kill();
+}
+
+/// utime + stime of this process (the fake API server and the recording updater) in clock ticks.
+fn own_cpu_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+/// Where a reconcile's wall time can go: one API write (merge patch over TLS, as the controller
+/// sends them) and one updater POST with 100 upstreams, each timed from this process, 200 times.
+fn round_trips(w: &World, r: &mut Results) {
+    use paperlb::kube::client::{Client, ClientOptions};
+    use paperlb::kube::config::{LoadOptions, load};
+    use paperlb::updater::api::{LbRequest, Upstream};
+    use paperlb::updater::client::{Timeouts, UpdaterClient};
+
+    let cluster = load(&LoadOptions {
+        kubeconfig: Some(w.kubeconfig.clone()),
+        ..LoadOptions::default()
+    })
+    .expect("load kubeconfig");
+    let client = Client::new(&cluster, ClientOptions::default()).expect("client");
+    let path = "/api/v1/namespaces/default"; // not watched by the controller
+    let mut api = Vec::new();
+    for i in 0..200 {
+        let patch = json!({"metadata": {"annotations": {"bench/probe": i.to_string()}}});
+        let t0 = Instant::now();
+        let _: Value = client.merge_patch(path, &patch).expect("merge patch");
+        api.push(ms(t0.elapsed()));
+    }
+    r.set_runs("api_write_roundtrip_ms_p50", percentile(&api, 50.0), api);
+
+    let updater = UpdaterClient::new(&w.updater.url, None, Timeouts::default());
+    let req = LbRequest {
+        backend_name: "bench_probe".into(),
+        lb_port: 11999,
+        lb_protocol: "TCP".into(),
+        upstream_servers: (0..NODES)
+            .map(|i| Upstream {
+                host: node_ip(i),
+                port: 30000,
+            })
+            .collect(),
+        proxy_timeout_seconds: 0,
+        proxy_connect_timeout_seconds: 0,
+    };
+    let mut up = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        updater.apply(&req).expect("updater apply");
+        up.push(ms(t0.elapsed()));
+    }
+    r.set_runs("updater_post_roundtrip_ms_p50", percentile(&up, 50.0), up);
 }
 
 /// Waits until every one of the 1,000 backends got a POST (after call `from`) whose upstream hosts
