@@ -48,3 +48,9 @@ clean:
 demo: deps
 	$(CARGO) build --locked --bin paperlb --example demo
 	./target/debug/examples/demo
+
+# Performance figures of the release binary against the fake API server (loopback only, a few
+# minutes); prints a table and writes target/bench/results.json. See bench/README.md.
+bench:
+	$(CARGO) build --release --locked --bin paperlb --example bench
+	./target/release/examples/bench

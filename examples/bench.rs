@@ -1,0 +1,1016 @@
+//! `make bench`: measures the release `paperlb controller` against the test suite's fake API server
+//! and a recording updater, all on loopback, and writes `target/bench/results.json`.
+//!
+//! ```text
+//! cargo build --release --locked --bin paperlb --example bench && target/release/examples/bench
+//! ```
+//! Every wait is bounded; every child process is killed on drop. See `bench/README.md` for what each
+//! figure means and how it is taken.
+
+#![forbid(unsafe_code)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use paperlb::http::{Limits, Request, Response, Server};
+use serde_json::{Value, json};
+
+use support::fake_api::{FakeApi, FakeOptions};
+
+const NS: &str = "paperlb-system";
+const LB_HOST: &str = "127.0.0.10";
+const NODES: usize = 100;
+const SERVICES: usize = 1000;
+const SEQUENTIAL: usize = 100;
+const WATCH_OBJECTS: usize = 5000;
+const STEADY: Duration = Duration::from_secs(20);
+/// Upper bound of any single wait; the bench fails loudly rather than hang.
+const WAIT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// Recording updater
+
+/// One call the updater received: when, what, for which backend, with which upstream hosts.
+#[derive(Clone)]
+struct Call {
+    at: Instant,
+    method: String,
+    backend: String,
+    hosts: Vec<String>,
+}
+
+struct Updater {
+    calls: Arc<Mutex<Vec<Call>>>,
+    server: Option<Server>,
+    url: String,
+}
+
+impl Updater {
+    fn start() -> Updater {
+        let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+        let c = calls.clone();
+        let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
+            record(req, &c)
+        })
+        .expect("bind recording updater");
+        let url = format!("http://{}", server.local_addr());
+        Updater {
+            calls,
+            server: Some(server),
+            url,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    fn since(&self, from: usize) -> Vec<Call> {
+        let calls = self.calls.lock().unwrap();
+        calls[from.min(calls.len())..].to_vec()
+    }
+}
+
+impl Drop for Updater {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+}
+
+fn record(req: &Request, calls: &Mutex<Vec<Call>>) -> Response {
+    let at = Instant::now();
+    if req.path != "/api/v1/lb" {
+        return Response::error(404, "not found");
+    }
+    let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+    let hosts = body["upstreamServers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| u["host"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    calls.lock().unwrap().push(Call {
+        at,
+        method: req.method.clone(),
+        backend: body["backendName"].as_str().unwrap_or_default().to_string(),
+        hosts,
+    });
+    match req.method.as_str() {
+        "POST" | "DELETE" => Response::json(200, &json!({"status": "ok"})),
+        _ => Response::error(405, "method not allowed"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controller process
+
+struct Controller {
+    child: Option<Child>,
+    metrics: Option<u16>,
+}
+
+impl Controller {
+    /// `metrics`: serve /metrics and /readyz on this loopback port (else `--metrics-addr off`).
+    fn start(bin: &Path, kubeconfig: &Path, metrics: Option<u16>) -> Controller {
+        let addr = metrics.map_or_else(|| "off".to_string(), |p| format!("127.0.0.1:{p}"));
+        let child = Command::new(bin)
+            .arg("controller")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--namespace", NS, "--metrics-addr", &addr])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start paperlb controller");
+        Controller {
+            child: Some(child),
+            metrics,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// utime + stime in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) else {
+            return 0;
+        };
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+        let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| {
+            f.get(i - 3)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        get(14) + get(15)
+    }
+
+    /// The controller's metrics: (sum of paperlb_reconciles_total, paperlb_queue_depth).
+    fn metrics(&self) -> Option<(f64, f64)> {
+        let body = http_get(self.metrics?, "/metrics")?;
+        let mut reconciles = 0.0;
+        let mut depth = 0.0;
+        for line in body.lines() {
+            let value = || {
+                line.rsplit_once(' ')
+                    .and_then(|(_, v)| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            if line.starts_with("paperlb_reconciles_total") {
+                reconciles += value();
+            } else if line.starts_with("paperlb_queue_depth") {
+                depth = value();
+            }
+        }
+        Some((reconciles, depth))
+    }
+
+    fn reconciles(&self) -> f64 {
+        self.metrics().map(|m| m.0).unwrap_or(0.0)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback; the body, or None on any failure.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    if !out.starts_with("HTTP/1.1 200") && !out.starts_with("HTTP/1.0 200") {
+        return None;
+    }
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free loopback port")
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Polls `cond` every `every` until it holds; panics after `WAIT`.
+fn wait_for(what: &str, every: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(every);
+    }
+    panic!("bench: timed out waiting for {what}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct World {
+    api: FakeApi,
+    updater: Updater,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+fn node_ip(i: usize) -> String {
+    format!("127.0.1.{}", i + 1)
+}
+
+fn node_name(i: usize) -> String {
+    format!("node-{i:03}")
+}
+
+impl World {
+    fn new() -> World {
+        let api = FakeApi::start(FakeOptions {
+            namespaces: vec![NS.into()],
+            ..FakeOptions::default()
+        });
+        let dir = std::env::temp_dir().join(format!("paperlb-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let kubeconfig = dir.join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
+        let updater = Updater::start();
+        let w = World {
+            api,
+            updater,
+            kubeconfig,
+            _dir: TempDir(dir),
+        };
+        for i in 0..NODES {
+            w.node(&node_name(i), &node_ip(i), true);
+        }
+        let config = json!({
+            "apiVersion": "lb.paperlb.com/v1alpha1",
+            "kind": "LoadBalancerConfig",
+            "metadata": {"name": "edge", "namespace": NS},
+            "spec": {
+                "default": true,
+                "httpUpdaterURL": w.updater.url,
+                "host": LB_HOST,
+                "portRange": {"low": 10000, "high": 11999},
+            }
+        });
+        w.api
+            .apply("loadbalancerconfigs", config)
+            .expect("apply config");
+        w
+    }
+
+    fn node(&self, name: &str, ip: &str, ready: bool) {
+        let obj = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        if self.api.get("nodes", "", name).is_err() {
+            self.api.create("nodes", obj).expect("create node");
+        }
+        let mut node = self.api.get("nodes", "", name).expect("get node");
+        node["status"] = json!({
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        });
+        self.api.update_status("nodes", node).expect("node status");
+    }
+
+    fn service(&self, name: &str) {
+        let obj = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]},
+        });
+        self.api.create("services", obj).expect("create service");
+    }
+
+    fn has_ingress(svc: &Value) -> bool {
+        svc["status"]["loadBalancer"]["ingress"][0]["ip"] == LB_HOST
+    }
+
+    fn svc_ready(&self, name: &str) -> bool {
+        self.api
+            .get("services", "default", name)
+            .map(|s| World::has_ingress(&s))
+            .unwrap_or(false)
+    }
+
+    fn ready_count(&self) -> usize {
+        self.api
+            .list("services", "default")
+            .iter()
+            .filter(|s| World::has_ingress(s))
+            .count()
+    }
+
+    /// (non-GET requests excluding Events, non-GET requests including Events) in the log.
+    fn writes(&self) -> (usize, usize) {
+        let reqs = self.api.requests();
+        let all = reqs.iter().filter(|r| r.method != "GET").count();
+        let no_events = reqs
+            .iter()
+            .filter(|r| r.method != "GET" && !r.path.contains("/events"))
+            .count();
+        (no_events, all)
+    }
+
+    fn watch_requests(&self) -> usize {
+        self.api
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("watch="))
+            .count()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+#[derive(Default)]
+struct Results {
+    /// key → (value, runs) in the order measured.
+    values: BTreeMap<String, (f64, Vec<f64>)>,
+    order: Vec<String>,
+    notes: BTreeMap<String, String>,
+}
+
+impl Results {
+    fn set(&mut self, key: &str, value: f64) {
+        self.set_runs(key, value, Vec::new());
+    }
+
+    fn set_runs(&mut self, key: &str, value: f64, runs: Vec<f64>) {
+        if !self.values.contains_key(key) {
+            self.order.push(key.to_string());
+        }
+        self.values.insert(key.to_string(), (value, runs));
+        eprintln!("bench: {key} = {}", fmt(value));
+    }
+
+    /// The median of `runs`, kept with its spread.
+    fn median(&mut self, key: &str, runs: Vec<f64>) {
+        let m = median(&runs);
+        self.set_runs(key, m, runs);
+    }
+
+    fn note(&mut self, key: &str, why: &str) {
+        self.notes.insert(key.to_string(), why.to_string());
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+/// Nearest-rank percentile.
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+fn fmt(v: f64) -> String {
+    if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// (key, unit shown, target text, predicate on the value).
+type Target = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<fn(f64) -> bool>,
+);
+
+const KEYS: &[Target] = &[
+    (
+        "binary_size_bytes",
+        "B",
+        "<= 3 MiB",
+        Some(|v| v <= 3.0 * 1048576.0),
+    ),
+    ("idle_rss_kib", "KiB", "<= 8 MiB", Some(|v| v <= 8192.0)),
+    (
+        "rss_kib_1k_services_100_nodes",
+        "KiB",
+        "<= 24 MiB",
+        Some(|v| v <= 24576.0),
+    ),
+    ("startup_to_watches_ms_1k", "ms", "-", None),
+    (
+        "startup_to_synced_ms_1k",
+        "ms",
+        "<= 1000 ms",
+        Some(|v| v <= 1000.0),
+    ),
+    (
+        "svc_create_to_updater_ms_p50",
+        "ms",
+        "<= 20 ms",
+        Some(|v| v <= 20.0),
+    ),
+    ("svc_create_to_updater_ms_p99", "ms", "-", None),
+    ("svc_create_to_ready_ms_p50", "ms", "-", None),
+    ("svc_create_to_ready_ms_p99", "ms", "-", None),
+    ("bulk_900_create_converge_ms", "ms", "-", None),
+    (
+        "node_flip_converge_ms_1k",
+        "ms",
+        "<= 2000 ms",
+        Some(|v| v <= 2000.0),
+    ),
+    ("node_recover_converge_ms_1k", "ms", "-", None),
+    (
+        "updater_posts_per_port_per_flip",
+        "",
+        "== 1",
+        Some(|v| v == 1.0),
+    ),
+    ("api_writes_per_svc_create", "", "-", None),
+    ("api_writes_per_svc_create_with_events", "", "-", None),
+    (
+        "updater_calls_per_svc_create",
+        "",
+        "== 1 (1 port)",
+        Some(|v| v == 1.0),
+    ),
+    (
+        "api_writes_after_restart_1k",
+        "",
+        "== 0",
+        Some(|v| v == 0.0),
+    ),
+    (
+        "steady_state_api_writes_per_min",
+        "/min",
+        "== 0",
+        Some(|v| v == 0.0),
+    ),
+    (
+        "steady_state_updater_calls_per_min",
+        "/min",
+        "== 0",
+        Some(|v| v == 0.0),
+    ),
+    ("watch_events_per_sec", "/s", "-", None),
+    ("watch_decode_events_per_sec", "/s", "-", None),
+    ("cpu_ms_per_reconcile", "ms", "-", None),
+    ("cpu_ms_per_reconcile_flip", "ms", "-", None),
+    (
+        "fake_and_recorder_cpu_ms_per_reconcile_flip",
+        "ms",
+        "-",
+        None,
+    ),
+    ("reconciles_per_flip", "", "-", None),
+    ("api_writes_per_svc_flip", "", "-", None),
+    ("api_writes_per_svc_flip_with_events", "", "-", None),
+    ("api_write_roundtrip_ms_p50", "ms", "-", None),
+    ("updater_post_roundtrip_ms_p50", "ms", "-", None),
+    ("updater_apply_ms_p50", "ms", "-", None),
+];
+
+fn report(r: &Results, out: &Path) {
+    let mut table = String::new();
+    table.push_str(&format!(
+        "{:<40} {:>12} {:<5} {:>21}  {:<14} {}\n",
+        "figure", "value", "unit", "spread (min..max)", "target", "met"
+    ));
+    let mut json_values = serde_json::Map::new();
+    let mut json_spread = serde_json::Map::new();
+    let mut json_targets = serde_json::Map::new();
+    for (key, unit, target, pred) in KEYS {
+        let (value, spread, met) = match r.values.get(*key) {
+            Some((v, runs)) => {
+                let spread = if runs.len() > 1 {
+                    let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    json_spread
+                        .insert(key.to_string(), json!({"min": lo, "max": hi, "runs": runs}));
+                    format!("{}..{}", fmt(lo), fmt(hi))
+                } else {
+                    String::new()
+                };
+                let met = pred.map(|p| p(*v));
+                json_values.insert(key.to_string(), json!(v));
+                (fmt(*v), spread, met)
+            }
+            None => {
+                json_values.insert(key.to_string(), Value::Null);
+                ("not measured".to_string(), String::new(), None)
+            }
+        };
+        if *target != "-" {
+            json_targets.insert(key.to_string(), json!({"target": target, "met": met}));
+        }
+        let met = match met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "",
+        };
+        table.push_str(&format!(
+            "{key:<40} {value:>12} {unit:<5} {spread:>21}  {target:<14} {met}\n"
+        ));
+    }
+    for (k, why) in &r.notes {
+        table.push_str(&format!("note: {k}: {why}\n"));
+    }
+    println!("{table}");
+    let doc = json!({
+        "values": json_values,
+        "spread": json_spread,
+        "targets": json_targets,
+        "notes": r.notes,
+        "setup": {
+            "nodes": NODES, "services": SERVICES, "sequential_samples": SEQUENTIAL,
+            "watch_objects": WATCH_OBJECTS, "steady_seconds": STEADY.as_secs(),
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        },
+    });
+    // Flat copy of the values at top level too, so `jq .startup_to_synced_ms_1k` works.
+    let mut top = json_values.clone();
+    if let Value::Object(d) = doc {
+        top.extend(d);
+    }
+    if let Some(dir) = out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(
+        out,
+        serde_json::to_string_pretty(&Value::Object(top)).unwrap_or_default() + "\n",
+    )
+    .expect("write results.json");
+    println!("wrote {}", out.display());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+fn main() {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/release/examples/bench → target/release/paperlb
+    let release = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/release")
+        .to_path_buf();
+    let bin = release.join("paperlb");
+    let target_dir = release.parent().expect("target").to_path_buf();
+    let out = target_dir.join("bench").join("results.json");
+    assert!(bin.exists(), "build the binary first: {}", bin.display());
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let want = |phase: &str| only.is_empty() || only.iter().any(|o| o == phase);
+
+    let mut r = Results::default();
+    let started = Instant::now();
+
+    if let Ok(m) = std::fs::metadata(&bin) {
+        r.set("binary_size_bytes", m.len() as f64);
+    }
+
+    if want("controller") {
+        controller_phases(&bin, &mut r);
+    }
+    if want("watch") {
+        watch_throughput(&mut r);
+    }
+    r.note(
+        "updater_apply_ms_p50",
+        "not measured: needs a real nginx reload; out of this bench's time budget",
+    );
+    eprintln!("bench: done in {:.1}s", started.elapsed().as_secs_f64());
+    report(&r, &out);
+}
+
+fn controller_phases(bin: &Path, r: &mut Results) {
+    let tick_ms = 1000.0 / clock_ticks_per_sec();
+    let w = World::new();
+
+    // Idle: synced, no Services, metrics off (as in production with probes disabled).
+    {
+        w.api.clear_requests();
+        let c = Controller::start(bin, &w.kubeconfig, None);
+        wait_for("idle controller watches", Duration::from_millis(5), || {
+            w.watch_requests() >= 5
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        if let Some(rss) = c.rss_kib() {
+            r.set("idle_rss_kib", rss as f64);
+        }
+    }
+
+    let metrics_port = free_port();
+    let mut c = Controller::start(bin, &w.kubeconfig, Some(metrics_port));
+    wait_for("controller /readyz", Duration::from_millis(5), || {
+        http_get(metrics_port, "/readyz").is_some()
+    });
+
+    // Sequential creates: latency to the updater's POST and to the Service's ingress.
+    let mut to_updater = Vec::new();
+    let mut to_ready = Vec::new();
+    w.api.clear_requests();
+    let calls_before = w.updater.len();
+    for i in 0..SEQUENTIAL {
+        let name = format!("svc-{i:04}");
+        let from = w.updater.len();
+        let t0 = Instant::now();
+        w.service(&name);
+        let mut ready_at = None;
+        wait_for(
+            "sequential create ready",
+            Duration::from_micros(500),
+            || {
+                if w.svc_ready(&name) {
+                    ready_at = Some(Instant::now());
+                    true
+                } else {
+                    false
+                }
+            },
+        );
+        let posted = w
+            .updater
+            .since(from)
+            .into_iter()
+            .find(|c| c.method == "POST")
+            .map(|c| c.at);
+        if let Some(at) = posted {
+            to_updater.push(ms(at - t0));
+        }
+        if let Some(at) = ready_at {
+            to_ready.push(ms(at - t0));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    r.set_runs(
+        "svc_create_to_updater_ms_p50",
+        percentile(&to_updater, 50.0),
+        to_updater.clone(),
+    );
+    r.set(
+        "svc_create_to_updater_ms_p99",
+        percentile(&to_updater, 99.0),
+    );
+    r.set_runs(
+        "svc_create_to_ready_ms_p50",
+        percentile(&to_ready, 50.0),
+        to_ready.clone(),
+    );
+    r.set("svc_create_to_ready_ms_p99", percentile(&to_ready, 99.0));
+    let (writes, writes_ev) = w.writes();
+    r.set(
+        "api_writes_per_svc_create",
+        writes as f64 / SEQUENTIAL as f64,
+    );
+    r.set(
+        "api_writes_per_svc_create_with_events",
+        writes_ev as f64 / SEQUENTIAL as f64,
+    );
+    r.set(
+        "updater_calls_per_svc_create",
+        (w.updater.len() - calls_before) as f64 / SEQUENTIAL as f64,
+    );
+
+    // Bulk: the other 900 at once; CPU per reconcile over the whole burst.
+    let (cpu0, rec0) = (c.cpu_ticks(), c.reconciles());
+    let t0 = Instant::now();
+    for i in SEQUENTIAL..SERVICES {
+        w.service(&format!("svc-{i:04}"));
+    }
+    wait_for("1k Services ready", Duration::from_millis(20), || {
+        w.ready_count() >= SERVICES
+    });
+    r.set("bulk_900_create_converge_ms", ms(t0.elapsed()));
+    std::thread::sleep(Duration::from_millis(500));
+    let (cpu1, rec1) = (c.cpu_ticks(), c.reconciles());
+    if rec1 > rec0 {
+        r.set(
+            "cpu_ms_per_reconcile",
+            (cpu1 - cpu0) as f64 * tick_ms / (rec1 - rec0),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    if let Some(rss) = c.rss_kib() {
+        r.set("rss_kib_1k_services_100_nodes", rss as f64);
+    }
+
+    // Node flips: one node NotReady → every backend re-POSTed without it; then back.
+    let mut flip = Vec::new();
+    let mut recover = Vec::new();
+    let mut per_port = Vec::new();
+    let mut cpu_per_rec = Vec::new();
+    let mut own_per_rec = Vec::new();
+    let mut rec_per_flip = Vec::new();
+    let mut flip_writes = Vec::new();
+    let mut flip_writes_ev = Vec::new();
+    for run in 0..3 {
+        let n = 10 + run * 30;
+        let (name, ip) = (node_name(n), node_ip(n));
+        let (cpu0, rec0, own0) = (c.cpu_ticks(), c.reconciles(), own_cpu_ticks());
+        w.api.clear_requests();
+        let from = w.updater.len();
+        let t0 = Instant::now();
+        w.node(&name, &ip, false);
+        let done = converge(&w, from, |hosts| !hosts.contains(&ip));
+        flip.push(ms(done - t0));
+        std::thread::sleep(Duration::from_millis(300));
+        let posts = w
+            .updater
+            .since(from)
+            .iter()
+            .filter(|c| c.method == "POST")
+            .count();
+        per_port.push(posts as f64 / SERVICES as f64);
+        let (cpu1, rec1, own1) = (c.cpu_ticks(), c.reconciles(), own_cpu_ticks());
+        if rec1 > rec0 {
+            cpu_per_rec.push((cpu1 - cpu0) as f64 * tick_ms / (rec1 - rec0));
+            own_per_rec.push((own1 - own0) as f64 * tick_ms / (rec1 - rec0));
+            rec_per_flip.push(rec1 - rec0);
+        }
+        let (writes, writes_ev) = w.writes();
+        flip_writes.push(writes as f64 / SERVICES as f64);
+        flip_writes_ev.push(writes_ev as f64 / SERVICES as f64);
+
+        let from = w.updater.len();
+        let t0 = Instant::now();
+        w.node(&name, &ip, true);
+        let done = converge(&w, from, |hosts| hosts.contains(&ip));
+        recover.push(ms(done - t0));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    r.median("node_flip_converge_ms_1k", flip);
+    r.median("node_recover_converge_ms_1k", recover);
+    r.median("updater_posts_per_port_per_flip", per_port);
+    r.median("cpu_ms_per_reconcile_flip", cpu_per_rec);
+    r.median("fake_and_recorder_cpu_ms_per_reconcile_flip", own_per_rec);
+    r.median("reconciles_per_flip", rec_per_flip);
+    r.median("api_writes_per_svc_flip", flip_writes);
+    r.median("api_writes_per_svc_flip_with_events", flip_writes_ev);
+    round_trips(&w, r);
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Steady state: converged, nothing changes.
+    w.api.clear_requests();
+    let from = w.updater.len();
+    std::thread::sleep(STEADY);
+    let scale = 60.0 / STEADY.as_secs_f64();
+    r.set(
+        "steady_state_api_writes_per_min",
+        w.writes().1 as f64 * scale,
+    );
+    r.set(
+        "steady_state_updater_calls_per_min",
+        (w.updater.len() - from) as f64 * scale,
+    );
+
+    // Restarts over the converged 1k cluster.
+    let mut to_watches = Vec::new();
+    let mut to_synced = Vec::new();
+    let mut restart_writes = Vec::new();
+    for _ in 0..3 {
+        c.kill();
+        w.api.clear_requests();
+        let from = w.updater.len();
+        let t0 = Instant::now();
+        c = Controller::start(bin, &w.kubeconfig, Some(metrics_port));
+        let mut watches_at = None;
+        wait_for("restart: reconciled 1k", Duration::from_millis(2), || {
+            if watches_at.is_none() && w.watch_requests() >= 5 {
+                watches_at = Some(Instant::now());
+            }
+            matches!(c.metrics(), Some((rec, depth)) if rec >= SERVICES as f64 && depth == 0.0)
+        });
+        to_synced.push(ms(t0.elapsed()));
+        if let Some(at) = watches_at {
+            to_watches.push(ms(at - t0));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        restart_writes.push((w.writes().1 + w.updater.len() - from) as f64);
+    }
+    r.median("startup_to_watches_ms_1k", to_watches);
+    r.median("startup_to_synced_ms_1k", to_synced);
+    r.median("api_writes_after_restart_1k", restart_writes);
+    c.kill();
+}
+
+/// utime + stime of this process (the fake API server and the recording updater) in clock ticks.
+fn own_cpu_ticks() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+/// Where a reconcile's wall time can go: one API write (merge patch over TLS, as the controller
+/// sends them) and one updater POST with 100 upstreams, each timed from this process, 200 times.
+fn round_trips(w: &World, r: &mut Results) {
+    use paperlb::kube::client::{Client, ClientOptions};
+    use paperlb::kube::config::{LoadOptions, load};
+    use paperlb::updater::api::{LbRequest, Upstream};
+    use paperlb::updater::client::{Timeouts, UpdaterClient};
+
+    let cluster = load(&LoadOptions {
+        kubeconfig: Some(w.kubeconfig.clone()),
+        ..LoadOptions::default()
+    })
+    .expect("load kubeconfig");
+    let client = Client::new(&cluster, ClientOptions::default()).expect("client");
+    let path = "/api/v1/namespaces/default"; // not watched by the controller
+    let mut api = Vec::new();
+    for i in 0..200 {
+        let patch = json!({"metadata": {"annotations": {"bench/probe": i.to_string()}}});
+        let t0 = Instant::now();
+        let _: Value = client.merge_patch(path, &patch).expect("merge patch");
+        api.push(ms(t0.elapsed()));
+    }
+    r.set_runs("api_write_roundtrip_ms_p50", percentile(&api, 50.0), api);
+
+    let updater = UpdaterClient::new(&w.updater.url, None, Timeouts::default());
+    let req = LbRequest {
+        backend_name: "bench_probe".into(),
+        lb_port: 11999,
+        lb_protocol: "TCP".into(),
+        upstream_servers: (0..NODES)
+            .map(|i| Upstream {
+                host: node_ip(i),
+                port: 30000,
+            })
+            .collect(),
+        proxy_timeout_seconds: 0,
+        proxy_connect_timeout_seconds: 0,
+    };
+    let mut up = Vec::new();
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        updater.apply(&req).expect("updater apply");
+        up.push(ms(t0.elapsed()));
+    }
+    r.set_runs("updater_post_roundtrip_ms_p50", percentile(&up, 50.0), up);
+}
+
+/// Waits until every one of the 1,000 backends got a POST (after call `from`) whose upstream hosts
+/// satisfy `ok`; returns when the last of them arrived.
+fn converge(w: &World, from: usize, ok: impl Fn(&[String]) -> bool) -> Instant {
+    let mut last = Instant::now();
+    wait_for("node change converged", Duration::from_millis(5), || {
+        let mut seen = HashSet::new();
+        for c in w.updater.since(from) {
+            if c.method == "POST" && ok(&c.hosts) && seen.insert(c.backend.clone()) {
+                last = c.at;
+            }
+        }
+        seen.len() >= SERVICES
+    });
+    last
+}
+
+/// How fast one `Client::watch` consumer decodes events: 5,000 Nodes replayed from history.
+fn watch_throughput(r: &mut Results) {
+    use paperlb::kube::client::{Client, ClientOptions};
+    use paperlb::kube::config::{LoadOptions, load};
+    use paperlb::kube::watch::{WatchEvent, decode_event};
+    use paperlb::model::Node;
+
+    let api = FakeApi::start(FakeOptions {
+        namespaces: vec![NS.into()],
+        history_limit: WATCH_OBJECTS * 2,
+        ..FakeOptions::default()
+    });
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("paperlb-bench-watch-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).expect("temp dir");
+    let kubeconfig = dir.0.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let rv0 = api.resource_version();
+    let mut objects = Vec::with_capacity(WATCH_OBJECTS);
+    for i in 0..WATCH_OBJECTS {
+        let name = format!("w-{i:05}");
+        let mut obj = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+            "labels": {"kubernetes.io/hostname": name, "node-role.kubernetes.io/worker": ""}}});
+        obj["status"] = json!({
+            "addresses": [{"type": "InternalIP", "address": format!("10.1.{}.{}", i / 250, i % 250 + 1)},
+                {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        });
+        objects.push(api.create("nodes", obj).expect("create node"));
+    }
+    let cluster = load(&LoadOptions {
+        kubeconfig: Some(kubeconfig.clone()),
+        ..LoadOptions::default()
+    })
+    .expect("load kubeconfig");
+    let client = Client::new(&cluster, ClientOptions::default()).expect("client");
+
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let mut stream = client
+            .watch("/api/v1/nodes", &rv0.to_string(), 60)
+            .expect("watch");
+        let mut n = 0;
+        while n < WATCH_OBJECTS {
+            match stream.next_event::<Node>() {
+                Ok(Some(WatchEvent::Added { .. })) | Ok(Some(WatchEvent::Modified { .. })) => {
+                    n += 1
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => panic!("bench: watch failed: {e}"),
+            }
+            assert!(t0.elapsed() < WAIT, "bench: watch too slow");
+        }
+        rates.push(n as f64 / t0.elapsed().as_secs_f64());
+    }
+    r.median("watch_events_per_sec", rates);
+
+    // Decoding alone, same objects, no socket and no server.
+    let lines: Vec<Vec<u8>> = objects
+        .iter()
+        .map(|o| {
+            let mut l = serde_json::to_vec(&json!({"type": "ADDED", "object": o})).unwrap();
+            l.push(b'\n');
+            l
+        })
+        .collect();
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let mut n = 0;
+        for l in &lines {
+            if decode_event::<Node>(l, "bench").is_ok() {
+                n += 1;
+            }
+        }
+        rates.push(n as f64 / t0.elapsed().as_secs_f64());
+    }
+    r.median("watch_decode_events_per_sec", rates);
+}
