@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::fake_api::{FakeApi, FakeOptions};
 
-const NGINX: &str = "/usr/sbin/nginx";
-const STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+use support::nginx::{NGINX, STREAM_MODULE};
 const NAMESPACE: &str = "paperlb-system";
 const LB_HOST: &str = "127.0.0.1";
 const NODES: [(&str, &str); 2] = [("node-a", "127.0.0.2"), ("node-b", "127.0.0.3")];
@@ -306,18 +305,7 @@ fn start_nginx(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let error_log = dir.join("nginx-error.log");
     std::fs::write(
         &conf,
-        format!(
-            "load_module {STREAM_MODULE};\n\
-             daemon off;\n\
-             worker_processes 1;\n\
-             pid {pid};\n\
-             error_log {log};\n\
-             events {{ worker_connections 256; }}\n\
-             stream {{\n    include {streams}/*.conf;\n}}\n",
-            pid = pid_file.display(),
-            log = error_log.display(),
-            streams = streams.display(),
-        ),
+        support::nginx::config_text(&pid_file, &error_log, &streams),
     )
     .map_err(|e| format!("writing nginx.conf: {e}"))?;
     let (out, err) = log_file(dir, "nginx")?;

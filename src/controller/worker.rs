@@ -168,7 +168,9 @@ impl Worker {
             if !self.all_synced() || !self.leadership.is_leader() {
                 continue;
             }
+            let mut worked = false;
             while let Some(key) = self.queue.get(Instant::now()) {
+                worked = true;
                 self.process(&key);
                 self.queue.done(&key);
                 if !self.drain(&rx) || self.shutdown {
@@ -179,7 +181,10 @@ impl Worker {
                 }
             }
             self.stats.set_queue_depth(self.queue.len());
-            self.stats.observe_cache(&self.cache);
+            // A scan of every LoadBalancer: once per batch of work, not on every watch event.
+            if worked {
+                self.stats.observe_cache(&self.cache);
+            }
         }
     }
 

@@ -1,7 +1,9 @@
-//! Test support shared by the integration test binaries: the fake Kubernetes API server.
+//! Test support shared by the integration test binaries (and the demo): the fake Kubernetes API
+//! server and the private-nginx harness.
 //!
 //! Each test binary includes this module with `#[path = "../support/mod.rs"] mod support;` and uses
 //! what it needs; the rest is allowed to be dead code in that binary.
 #![allow(dead_code, unused_imports)]
 
 pub mod fake_api;
+pub mod nginx;

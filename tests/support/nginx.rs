@@ -38,6 +38,23 @@ pub fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// A private nginx.conf: stream module, foreground master (so Ctrl-C and drop reach it), one worker,
+/// and `stream { include STREAMS/*.conf; }` for the updater to write into. Shared with the demo.
+pub fn config_text(pid_file: &Path, error_log: &Path, streams: &Path) -> String {
+    format!(
+        "load_module {STREAM_MODULE};\n\
+         daemon off;\n\
+         worker_processes 1;\n\
+         pid {pid};\n\
+         error_log {log};\n\
+         events {{ worker_connections 256; }}\n\
+         stream {{\n    include {streams}/*.conf;\n}}\n",
+        pid = pid_file.display(),
+        log = error_log.display(),
+        streams = streams.display(),
+    )
+}
+
 impl Nginx {
     /// Writes the config and starts nginx; returns once the master has written its pid file.
     pub fn start() -> Nginx {
@@ -47,22 +64,7 @@ impl Nginx {
         let conf = dir.join("nginx.conf");
         let pid_file = dir.join("nginx.pid");
         let error_log = dir.join("error.log");
-        std::fs::write(
-            &conf,
-            format!(
-                "load_module {STREAM_MODULE};\n\
-                 daemon off;\n\
-                 worker_processes 1;\n\
-                 pid {pid};\n\
-                 error_log {log};\n\
-                 events {{ worker_connections 256; }}\n\
-                 stream {{\n    include {streams}/*.conf;\n}}\n",
-                pid = pid_file.display(),
-                log = error_log.display(),
-                streams = streams.display(),
-            ),
-        )
-        .unwrap();
+        std::fs::write(&conf, config_text(&pid_file, &error_log, &streams)).unwrap();
         let child = Command::new(NGINX)
             .arg("-c")
             .arg(&conf)
