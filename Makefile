@@ -13,7 +13,7 @@ RELEASE_TARGET := x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(RELEASE_TARGET)/release/paperlb
 MAX_RELEASE_BYTES := 3145728
 
-.PHONY: test lint build release bundle image deps clean demo bench
+.PHONY: test lint build release bundle image deps clean demo bench chaos
 
 deps:
 	./scripts/install-deps
@@ -54,3 +54,13 @@ demo: deps
 bench:
 	$(CARGO) build --release --locked --bin paperlb --example bench
 	./target/release/examples/bench
+
+# Seeded chaos runs end to end (loopback only; see examples/chaos.rs): the debug controller and
+# nginx-updater with a real nginx against the fake API server, while objects change and the
+# controller, watches, API calls and updater fail on purpose; then the invariants must hold.
+# SEEDS: the seeds to run; DURATION: seconds of chaos per seed. Exits 1 naming the failed seed.
+SEEDS ?= 1 2 3
+DURATION ?= 20
+chaos: deps
+	$(CARGO) build --locked --bin paperlb --example chaos
+	./target/debug/examples/chaos --duration $(DURATION) $(SEEDS)

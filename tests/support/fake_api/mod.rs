@@ -266,6 +266,14 @@ impl FakeApi {
         self.shared.notify();
     }
 
+    /// Resets every open connection without stopping (watch streams end mid-stream, requests in
+    /// flight get no answer, whether or not they were applied); returns how many were open.
+    pub fn reset_connections(&self) -> usize {
+        let n = server::reset_connections(&self.shared);
+        self.shared.notify();
+        n
+    }
+
     /// The newest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.lock().store.rv

@@ -209,6 +209,17 @@ pub fn close_all(shared: &Shared) {
     }
 }
 
+/// Resets every open connection (watches, keep-alive, requests in flight) and keeps serving, as
+/// when a load balancer in front of the apiserver drops its connections. Returns how many were open.
+pub fn reset_connections(shared: &Shared) -> usize {
+    let mut conns = shared.conns.lock().unwrap_or_else(|e| e.into_inner());
+    conns.retain(|(_, h)| !h.is_finished());
+    for (tcp, _) in conns.iter() {
+        let _ = tcp.shutdown(Shutdown::Both);
+    }
+    conns.len()
+}
+
 /// Wakes a blocked `accept` so the loop sees the shutdown flag.
 pub fn wake(addr: SocketAddr) {
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));

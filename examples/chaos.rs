@@ -1,0 +1,1902 @@
+//! `make chaos`: seeded, bounded chaos runs of paperlb end to end, loopback only.
+//!
+//! Per seed: the test suite's fake API server (in this process), a private nginx with the stream
+//! module, the real `paperlb nginx-updater` in front of it and the real `paperlb controller` (child
+//! processes). For `--duration` seconds it changes Services (create, delete, port number changes,
+//! ports added and removed, type flips, annotations), Nodes (Ready flips, address changes, the
+//! exclude label, add and remove) and the LoadBalancerConfig (timeouts, address types, range), and
+//! meanwhile kills -9 / SIGTERMs and restarts the controller, resets the API connections, drops,
+//! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls into API calls and
+//! pauses (SIGSTOP) or restarts the updater. Every choice comes from the seed.
+//!
+//! Then the chaos stops and the run waits (bounded) until the invariants hold, computed here from
+//! the fake's objects and never from the controller's code:
+//! - every LoadBalancer Service has its LoadBalancer READY for its generation, with the right ports,
+//!   protocols, nodePorts and targets (eligible nodes at their preferred address), and its ingress;
+//! - no LoadBalancer is left without a Service;
+//! - the updater's `GET /api/v1/lb` equals the desired backends (no leftovers, none missing), and
+//!   nginx listens on every TCP/UDP port it should;
+//! - no (host, port, protocol) is ever held by two LoadBalancers, nor by two backends;
+//! - no port of a surviving Service port ever changed (sampled every 20 ms during the whole run);
+//! - API writes stay under a budget the run accumulates from its changes (see `Budget`), and a
+//!   steady state after convergence writes nothing and calls the updater for nothing.
+//!
+//! On failure it prints the seed and each failed invariant with details, the tails of the
+//! children's logs, and exits 1. Every wait is bounded; every child is stopped on exit.
+//!
+//! Usage: `chaos [--duration SECS] [--keep] SEED...` (see `make chaos`). `PAPERLB_CHAOS_LOG`
+//! sets RUST_LOG for the children (default info; their logs are in the run's temp dir).
+
+#![forbid(unsafe_code)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind};
+use support::nginx::{NGINX, Nginx, STREAM_MODULE};
+
+const NS: &str = "paperlb-system";
+const CONFIG: &str = "edge";
+const LB_HOST: &str = "127.0.0.1";
+const CLASS: &str = "lb.paperlb.com/paperlb-class";
+const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// LB ports the updater allows; the config's range is always inside it.
+const WINDOW: u16 = 200;
+/// Live Service ports are kept at or below this, so lowest-free allocation never leaves
+/// `low..low + 100` (the smallest range the chaos sets) even with as many LoadBalancers still
+/// being deleted: a range change can never force a port to move.
+const MAX_LIVE_PORTS: usize = 40;
+const MAX_NODES: usize = 7;
+const CONVERGE_LIMIT: Duration = Duration::from_secs(90);
+const STEADY: Duration = Duration::from_secs(5);
+const DEFAULT_DURATION: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Seeded randomness (splitmix64: small, good enough, same sequence everywhere)
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo + 1))
+    }
+
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        if v.is_empty() {
+            None
+        } else {
+            v.get(self.below(v.len()))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+/// A child process with its log file; killed (and its own children reaped) on drop.
+struct Proc {
+    child: Option<Child>,
+    paused: bool,
+}
+
+fn signal(sig: &str, pid: u32) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Live children of a process, from /proc (the updater's `nginx -t` or `nginx -s reload`).
+fn children_of(parent: u32) -> Vec<u32> {
+    support::nginx::children(parent).into_iter().collect()
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command, log: &Path) -> Result<Proc, String> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("opening {}: {e}", log.display()))?;
+        let g = f.try_clone().map_err(|e| format!("{name} log: {e}"))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(f))
+            .stderr(Stdio::from(g))
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        Ok(Proc {
+            child: Some(child),
+            paused: false,
+        })
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `Some(status)` if it exited without being asked to.
+    fn exited(&mut self) -> Option<String> {
+        let c = self.child.as_mut()?;
+        match c.try_wait() {
+            Ok(Some(st)) => {
+                self.child = None;
+                Some(st.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn pause(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal("-STOP", pid);
+            self.paused = true;
+        }
+    }
+
+    fn resume(&mut self) {
+        if let Some(pid) = self.pid() {
+            if self.paused {
+                signal("-CONT", pid);
+            }
+        }
+        self.paused = false;
+    }
+
+    /// SIGKILL: no chance to clean up. Its own children are left to finish, then reaped.
+    fn kill9(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let kids = children_of(c.id());
+        let _ = c.kill();
+        let _ = c.wait();
+        self.paused = false;
+        wait_gone(&kids);
+    }
+
+    /// SIGTERM (after SIGCONT if paused), bounded wait, then SIGKILL.
+    fn terminate(&mut self) {
+        self.resume();
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let kids = children_of(c.id());
+        signal("-TERM", c.id());
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        wait_gone(&kids);
+    }
+}
+
+/// Waits (bounded) for processes to go away, then kills what is left (an orphaned `nginx -t`).
+fn wait_gone(pids: &[u32]) {
+    let alive = |p: &u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| {
+                let i = s.rfind(')')?;
+                s[i + 1..].split_whitespace().next().map(|st| st != "Z")
+            })
+            .unwrap_or(false)
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(alive) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for p in pids.iter().filter(|p| alive(p)) {
+        signal("-KILL", *p);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+            self.kill9();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small I/O helpers
+
+/// A bounded HTTP/1.1 GET on loopback; (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    if !addr.ip().is_loopback() {
+        return Err(format!("{addr}: chaos talks to loopback only"));
+    }
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: paperlb-chaos\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.take(8 << 20)
+        .read_to_end(&mut resp)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("bad status line")?;
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Err("chunked answers are not expected from the updater".into());
+    }
+    Ok((code, body.to_string()))
+}
+
+/// A bounded HTTP/1.1 request with a JSON body on loopback (the checker's probe); the status.
+fn http_send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Result<u16, String> {
+    if !addr.ip().is_loopback() {
+        return Err(format!("{addr}: chaos talks to loopback only"));
+    }
+    let body = body.to_string();
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.take(1 << 20)
+        .read_to_end(&mut resp)
+        .map_err(|e| e.to_string())?;
+    String::from_utf8_lossy(&resp)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "no HTTP status".to_string())
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+/// `WINDOW` consecutive ports, free for TCP and UDP on every address (nginx's `listen PORT;` binds
+/// them all), below the ephemeral range; the start depends on the seed and our pid.
+fn port_window(seed: u64) -> Result<u16, String> {
+    let mut r = Rng(seed ^ u64::from(std::process::id()).rotate_left(17));
+    for _ in 0..30 {
+        let low = 20_000 + (r.below(50) as u16) * WINDOW;
+        let all_free = (low..low + WINDOW).all(|p| {
+            TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
+        });
+        if all_free {
+            return Ok(low);
+        }
+    }
+    Err("no window of free ports found in 20000-29999".into())
+}
+
+/// Ports something listens on (TCP LISTEN) or is bound to (UDP), from /proc/net.
+fn bound_ports() -> (BTreeSet<u16>, BTreeSet<u16>) {
+    let read = |files: &[&str], state: Option<&str>| -> BTreeSet<u16> {
+        let mut out = BTreeSet::new();
+        for f in files {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let (Some(local), Some(st)) = (cols.get(1), cols.get(3)) else {
+                    continue;
+                };
+                if state.is_some_and(|s| s != *st) {
+                    continue;
+                }
+                if let Some(p) = local
+                    .rsplit(':')
+                    .next()
+                    .and_then(|h| u16::from_str_radix(h, 16).ok())
+                {
+                    out.insert(p);
+                }
+            }
+        }
+        out
+    };
+    (
+        read(&["/proc/net/tcp", "/proc/net/tcp6"], Some("0A")),
+        read(&["/proc/net/udp", "/proc/net/udp6"], None),
+    )
+}
+
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The desired state, computed independently from the fake's objects
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Backend {
+    port: u16,
+    protocol: String,
+    upstreams: BTreeSet<(String, u16)>,
+    proxy_timeout: u64,
+    proxy_connect_timeout: u64,
+}
+
+struct ConfigView {
+    low: u16,
+    high: u16,
+    url: String,
+    address_types: Vec<String>,
+    proxy_timeout: u64,
+    proxy_connect_timeout: u64,
+}
+
+fn config_view(api: &FakeApi) -> Result<ConfigView, String> {
+    let c = api
+        .get("loadbalancerconfigs", NS, CONFIG)
+        .map_err(|e| format!("config {NS}/{CONFIG}: {e}"))?;
+    let spec = &c["spec"];
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let mut address_types: Vec<String> = spec["targetAddressTypes"]
+        .as_array()
+        .map(|a| a.iter().map(|t| s(t).to_string()).collect())
+        .unwrap_or_default();
+    if address_types.is_empty() {
+        // The controller's documented default (--address-type).
+        address_types = vec!["ExternalIP".into(), "InternalIP".into()];
+    }
+    Ok(ConfigView {
+        low: n(&spec["portRange"]["low"]) as u16,
+        high: n(&spec["portRange"]["high"]) as u16,
+        url: s(&spec["httpUpdaterURL"]).to_string(),
+        address_types,
+        proxy_timeout: n(&spec["proxyTimeoutSeconds"]),
+        proxy_connect_timeout: n(&spec["proxyConnectTimeoutSeconds"]),
+    })
+}
+
+/// DESIGN's target rule: Ready, not deleting, not excluded by label (unless it parses as false),
+/// not tainted ToBeDeletedByClusterAutoscaler; the first address of the first preferred type.
+fn eligible_addresses(api: &FakeApi, types: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for n in api.list("nodes", "") {
+        let ready = n["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        let excluded = n["metadata"]["labels"]
+            .get(EXCLUDE_LABEL)
+            .is_some_and(|v| !matches!(s(v), "0" | "f" | "F" | "false" | "FALSE" | "False"));
+        let deleting = !n["metadata"]["deletionTimestamp"].is_null();
+        let doomed = n["spec"]["taints"].as_array().is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t["key"] == "ToBeDeletedByClusterAutoscaler")
+        });
+        if !ready || excluded || deleting || doomed {
+            continue;
+        }
+        let addrs = n["status"]["addresses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let addr = types.iter().find_map(|t| {
+            addrs
+                .iter()
+                .find(|a| s(&a["type"]) == t && !s(&a["address"]).is_empty())
+                .map(|a| s(&a["address"]).to_string())
+        });
+        if let Some(a) = addr {
+            out.insert(a);
+        }
+    }
+    out
+}
+
+fn is_ours(svc: &Value) -> bool {
+    svc["spec"]["type"] == "LoadBalancer"
+        && (svc["spec"]["loadBalancerClass"].is_null() || svc["spec"]["loadBalancerClass"] == CLASS)
+}
+
+/// DESIGN's backend names: `<ns>_<name>`, further ports `<ns>_<name>_<port name or index>`.
+fn backend_name(ns: &str, name: &str, index: usize, port_name: &str) -> String {
+    match (index, port_name) {
+        (0, _) => format!("{ns}_{name}"),
+        (i, "") => format!("{ns}_{name}_{i}"),
+        (_, p) => format!("{ns}_{name}_{p}"),
+    }
+}
+
+fn lb_ports(lb: &Value) -> Vec<(String, u16, String)> {
+    lb["spec"]["ports"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        s(&p["name"]).to_string(),
+                        p["port"].as_u64().unwrap_or(0) as u16,
+                        s(&p["protocol"]).to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn upstreams_of(v: &Value) -> BTreeSet<(String, u16)> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    (
+                        s(&t["host"]).to_string(),
+                        t["port"].as_u64().unwrap_or(0) as u16,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every invariant on the current state; `Err` lists each one that fails, with details.
+fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), Vec<String>> {
+    let mut bad: Vec<String> = Vec::new();
+    let cfg = match config_view(api) {
+        Ok(c) => c,
+        Err(e) => return Err(vec![e]),
+    };
+    let hosts = eligible_addresses(api, &cfg.address_types);
+    let services: Vec<Value> = api
+        .list("services", "")
+        .into_iter()
+        .filter(is_ours)
+        .collect();
+    let lbs: BTreeMap<(String, String), Value> = api
+        .list("loadbalancers", "")
+        .into_iter()
+        .map(|l| {
+            (
+                (
+                    s(&l["metadata"]["namespace"]).to_string(),
+                    s(&l["metadata"]["name"]).to_string(),
+                ),
+                l,
+            )
+        })
+        .collect();
+    let mut desired: BTreeMap<String, Backend> = BTreeMap::new();
+    let mut wanted_lbs = BTreeSet::new();
+    for svc in &services {
+        let ns = s(&svc["metadata"]["namespace"]).to_string();
+        let name = s(&svc["metadata"]["name"]).to_string();
+        let key = format!("{ns}/{name}");
+        wanted_lbs.insert((ns.clone(), name.clone()));
+        let Some(lb) = lbs.get(&(ns.clone(), name.clone())) else {
+            bad.push(format!("lb-ready: Service {key} has no LoadBalancer"));
+            continue;
+        };
+        let owner_ok = lb["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|os| os.iter().any(|o| o["uid"] == svc["metadata"]["uid"]));
+        if !owner_ok {
+            bad.push(format!(
+                "lb-ready: LoadBalancer {key} is not owned by Service uid {}",
+                svc["metadata"]["uid"]
+            ));
+        }
+        if !lb["metadata"]["deletionTimestamp"].is_null() {
+            bad.push(format!("lb-ready: LoadBalancer {key} is being deleted"));
+        }
+        let st = &lb["status"];
+        if st["phase"] != "READY" || st["observedGeneration"] != lb["metadata"]["generation"] {
+            bad.push(format!(
+                "lb-ready: LoadBalancer {key} phase {} observedGeneration {} generation {} (conditions {})",
+                st["phase"], st["observedGeneration"], lb["metadata"]["generation"], st["conditions"]
+            ));
+        }
+        if s(&lb["spec"]["host"]) != LB_HOST {
+            bad.push(format!(
+                "lb-ready: LoadBalancer {key} host {} != {LB_HOST}",
+                lb["spec"]["host"]
+            ));
+        }
+        if s(&lb["spec"]["httpUpdater"]["url"]) != cfg.url {
+            bad.push(format!(
+                "lb-ready: LoadBalancer {key} updater {}, the config's {}",
+                lb["spec"]["httpUpdater"]["url"], cfg.url
+            ));
+        }
+        let svc_ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let lb_spec_ports = lb["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        if svc_ports.len() != lb_spec_ports.len() {
+            bad.push(format!(
+                "lb-ready: LoadBalancer {key} has {} ports, the Service {}",
+                lb_spec_ports.len(),
+                svc_ports.len()
+            ));
+            continue;
+        }
+        let mut ingress_ports = Vec::new();
+        for (i, (sp, lp)) in svc_ports.iter().zip(&lb_spec_ports).enumerate() {
+            let pname = s(&sp["name"]).to_string();
+            let proto = sp["protocol"].as_str().unwrap_or("TCP").to_string();
+            let node_port = sp["nodePort"].as_u64().unwrap_or(0) as u16;
+            let port = lp["port"].as_u64().unwrap_or(0) as u16;
+            let want_targets: BTreeSet<(String, u16)> =
+                hosts.iter().map(|h| (h.clone(), node_port)).collect();
+            let got_targets = upstreams_of(&lp["targets"]);
+            if s(&lp["name"]) != pname
+                || s(&lp["protocol"]) != proto
+                || lp["nodePort"].as_u64() != Some(u64::from(node_port))
+            {
+                bad.push(format!(
+                    "lb-ready: LoadBalancer {key} port {i} is {lp}, the Service port {sp}"
+                ));
+            }
+            if got_targets != want_targets {
+                bad.push(format!(
+                    "targets: LoadBalancer {key} port {pname:?} targets {got_targets:?}, want {want_targets:?}"
+                ));
+            }
+            if !(cfg.low..=cfg.high).contains(&port) {
+                bad.push(format!(
+                    "lb-ready: LoadBalancer {key} port {port} outside {}-{}",
+                    cfg.low, cfg.high
+                ));
+            }
+            ingress_ports.push(json!({"port": port, "protocol": proto}));
+            desired.insert(
+                backend_name(&ns, &name, i, &pname),
+                Backend {
+                    port,
+                    protocol: proto,
+                    upstreams: want_targets,
+                    proxy_timeout: cfg.proxy_timeout,
+                    proxy_connect_timeout: cfg.proxy_connect_timeout,
+                },
+            );
+        }
+        let want_ingress = json!([{"ip": LB_HOST, "ipMode": "Proxy", "ports": ingress_ports}]);
+        if svc["status"]["loadBalancer"]["ingress"] != want_ingress {
+            bad.push(format!(
+                "ingress: Service {key} ingress {}, want {want_ingress}",
+                svc["status"]["loadBalancer"]["ingress"]
+            ));
+        }
+    }
+    for (k, lb) in &lbs {
+        if !wanted_lbs.contains(k) {
+            bad.push(format!(
+                "leftover: LoadBalancer {}/{} has no LoadBalancer Service (deletionTimestamp {}, finalizers {})",
+                k.0, k.1, lb["metadata"]["deletionTimestamp"], lb["metadata"]["finalizers"]
+            ));
+        }
+    }
+    if let Err(e) = port_conflicts(lbs.values()) {
+        bad.push(e);
+    }
+    // The updater's view.
+    match updater_backends(updater) {
+        Err(e) => bad.push(format!("updater: GET /api/v1/lb: {e}")),
+        Ok((got, unreadable)) => {
+            if !unreadable.is_empty() {
+                bad.push(format!("updater: unreadable files {unreadable:?}"));
+            }
+            for (name, want) in &desired {
+                match got.get(name) {
+                    None => bad.push(format!("updater-missing: backend {name} ({want:?})")),
+                    Some(g) if g != want => bad.push(format!(
+                        "updater-differs: backend {name} is {g:?}, want {want:?}"
+                    )),
+                    Some(_) => {}
+                }
+            }
+            for name in got.keys().filter(|n| !desired.contains_key(*n)) {
+                bad.push(format!(
+                    "updater-leftover: backend {name} ({:?})",
+                    got[name]
+                ));
+            }
+            let mut seen: BTreeMap<(u16, &str), &str> = BTreeMap::new();
+            for (name, b) in &got {
+                if let Some(other) = seen.insert((b.port, &b.protocol), name) {
+                    bad.push(format!(
+                        "port-shared: backends {other} and {name} both serve {}/{}",
+                        b.port, b.protocol
+                    ));
+                }
+            }
+        }
+    }
+    // nginx really serves what the updater says (no traffic: the kernel's socket tables).
+    let (tcp, udp) = bound_ports();
+    for (name, b) in &desired {
+        let bound = if b.protocol == "UDP" { &udp } else { &tcp };
+        if (window.0..=window.1).contains(&b.port) && !bound.contains(&b.port) {
+            bad.push(format!(
+                "nginx: nothing listens on {}/{} for backend {name}",
+                b.port, b.protocol
+            ));
+        }
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+/// No (host, port, protocol) held by two LoadBalancers.
+fn port_conflicts<'a>(lbs: impl Iterator<Item = &'a Value>) -> Result<(), String> {
+    let mut seen: BTreeMap<(String, u16, String), String> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for lb in lbs {
+        let key = format!(
+            "{}/{}",
+            s(&lb["metadata"]["namespace"]),
+            s(&lb["metadata"]["name"])
+        );
+        let host = s(&lb["spec"]["host"]).to_string();
+        for (_, port, proto) in lb_ports(lb) {
+            if let Some(other) = seen.insert((host.clone(), port, proto.clone()), key.clone()) {
+                if other != key {
+                    bad.push(format!("{other} and {key} both hold {host}:{port}/{proto}"));
+                }
+            }
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("port-shared: {}", bad.join("; ")))
+    }
+}
+
+type Backends = BTreeMap<String, Backend>;
+
+fn updater_backends(addr: SocketAddr) -> Result<(Backends, Vec<Value>), String> {
+    let (code, body) = http_get(addr, "/api/v1/lb")?;
+    if code != 200 {
+        return Err(format!("HTTP {code}: {body}"));
+    }
+    let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    let mut out = BTreeMap::new();
+    for b in v["backends"].as_array().cloned().unwrap_or_default() {
+        out.insert(
+            s(&b["backendName"]).to_string(),
+            Backend {
+                port: b["lbPort"].as_u64().unwrap_or(0) as u16,
+                protocol: s(&b["lbProtocol"]).to_ascii_uppercase(),
+                upstreams: upstreams_of(&b["upstreamServers"]),
+                proxy_timeout: b["proxyTimeoutSeconds"].as_u64().unwrap_or(0),
+                proxy_connect_timeout: b["proxyConnectTimeoutSeconds"].as_u64().unwrap_or(0),
+            },
+        );
+    }
+    let unreadable = v["unreadable"].as_array().cloned().unwrap_or_default();
+    Ok((out, unreadable))
+}
+
+/// POST and DELETE calls the updater has answered, from its /metrics.
+fn updater_calls(addr: SocketAddr) -> Option<u64> {
+    let (code, body) = http_get(addr, "/metrics").ok()?;
+    if code != 200 {
+        return None;
+    }
+    let mut n = 0.0;
+    for l in body.lines() {
+        if l.starts_with("paperlb_updater_http_requests_total{")
+            && l.contains("/api/v1/lb")
+            && (l.contains("\"POST\"") || l.contains("\"DELETE\""))
+        {
+            n += l
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+    }
+    Some(n as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The monitor: invariants that must hold at every instant, sampled during the whole run
+
+#[derive(Default)]
+struct Monitor {
+    /// (owner Service uid, LoadBalancer uid, port name, protocol) -> the LB port first seen.
+    ports: BTreeMap<(String, String, String, String), u16>,
+    violations: Vec<String>,
+    samples: usize,
+}
+
+impl Monitor {
+    fn sample(&mut self, api: &FakeApi) {
+        self.samples += 1;
+        let lbs = api.list("loadbalancers", "");
+        if let Err(e) = port_conflicts(lbs.iter()) {
+            self.note(e);
+        }
+        for lb in &lbs {
+            let owner = lb["metadata"]["ownerReferences"]
+                .as_array()
+                .and_then(|os| os.iter().find(|o| o["kind"] == "Service"))
+                .map(|o| s(&o["uid"]).to_string())
+                .unwrap_or_default();
+            let uid = s(&lb["metadata"]["uid"]).to_string();
+            let key_name = format!(
+                "{}/{}",
+                s(&lb["metadata"]["namespace"]),
+                s(&lb["metadata"]["name"])
+            );
+            for (name, port, proto) in lb_ports(lb) {
+                let k = (owner.clone(), uid.clone(), name.clone(), proto.clone());
+                match self.ports.get(&k) {
+                    None => {
+                        self.ports.insert(k, port);
+                    }
+                    Some(&first) if first != port => {
+                        self.note(format!(
+                            "port-changed: LoadBalancer {key_name} port {name:?}/{proto} moved from {first} to {port} (same Service, same LoadBalancer)"
+                        ));
+                        self.ports.insert(k, port);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, v: String) {
+        if self.violations.len() < 20 && !self.violations.contains(&v) {
+            self.violations.push(v);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One seed's world
+
+/// What the chaos did, for the summary and the write budget.
+#[derive(Default)]
+struct Tally {
+    changes: BTreeMap<&'static str, usize>,
+    faults: BTreeMap<&'static str, usize>,
+    /// Upper bound of the API writes (Events apart) the changes and faults may cost; see `allow`.
+    budget: usize,
+    updater_calls_before_restarts: u64,
+}
+
+impl Tally {
+    fn change(&mut self, what: &'static str, affected: usize) {
+        *self.changes.entry(what).or_default() += 1;
+        self.allow(affected);
+    }
+
+    fn fault(&mut self, what: &'static str, affected: usize) {
+        *self.faults.entry(what).or_default() += 1;
+        self.allow(affected);
+    }
+
+    /// A change or fault that can alter (or make the controller redo) the state of `affected`
+    /// LoadBalancers allows 3 writes for each: the most one change of one LoadBalancer costs is a
+    /// spec patch, a status patch and a Service status patch (a create: POST + 2 PATCH; a delete:
+    /// ingress clear, finalizer removal, DELETE).
+    fn allow(&mut self, affected: usize) {
+        self.budget += 3 * affected;
+    }
+}
+
+struct World {
+    api: Arc<FakeApi>,
+    nginx: Nginx,
+    bin: PathBuf,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    updater_addr: SocketAddr,
+    low: u16,
+    controller: Proc,
+    updater: Proc,
+    rng: Rng,
+    tally: Tally,
+    next_id: usize,
+    /// Problems seen while running: a child exiting on its own.
+    incidents: Vec<String>,
+}
+
+fn log_level() -> String {
+    std::env::var("PAPERLB_CHAOS_LOG").unwrap_or_else(|_| "info".into())
+}
+
+fn paperlb_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("PAPERLB_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("locating the chaos binary: {e}"))?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("paperlb"))
+        .ok_or("cannot locate target/<profile>/paperlb")?;
+    if !bin.is_file() {
+        return Err(format!(
+            "{} not found: build it first (cargo build --bin paperlb --example chaos) or set PAPERLB_BIN",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+fn start_controller(bin: &Path, dir: &Path, kubeconfig: &Path) -> Result<Proc, String> {
+    Proc::spawn(
+        "controller",
+        Command::new(bin)
+            .arg("controller")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--namespace", NS, "--metrics-addr", "off"])
+            .env("RUST_LOG", log_level()),
+        &dir.join("controller.log"),
+    )
+}
+
+fn start_updater(
+    bin: &Path,
+    dir: &Path,
+    nginx: &Nginx,
+    addr: SocketAddr,
+    low: u16,
+) -> Result<Proc, String> {
+    let mut p = Proc::spawn(
+        "nginx-updater",
+        Command::new(bin)
+            .arg("nginx-updater")
+            .args(["--listen", &addr.to_string(), "--streams-dir"])
+            .arg(&nginx.streams)
+            .arg("--nginx-conf")
+            .arg(&nginx.conf)
+            .args([
+                "--nginx-bin",
+                NGINX,
+                "--allowed-ports",
+                &format!("{low}-{}", low + WINDOW - 1),
+            ])
+            .env("RUST_LOG", log_level()),
+        &dir.join("nginx-updater.log"),
+    )?;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if let Some(st) = p.exited() {
+            return Err(format!("nginx-updater exited at start ({st})"));
+        }
+        if http_get(addr, "/healthz").is_ok_and(|(c, _)| c == 200) {
+            return Ok(p);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("nginx-updater did not become healthy within 20s".into())
+}
+
+impl World {
+    fn new(seed: u64) -> Result<World, String> {
+        let bin = paperlb_bin()?;
+        if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
+            return Err(format!(
+                "{NGINX} or {STREAM_MODULE} missing: run ./scripts/install-deps (make chaos does)"
+            ));
+        }
+        let dir = std::env::temp_dir().join(format!("paperlb-chaos-{}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+        let api = FakeApi::try_start(FakeOptions {
+            namespaces: vec![NS.into(), "apps".into()],
+            // Bookmarks often enough to be exercised in a short run.
+            bookmark_interval: Duration::from_secs(2),
+            ..FakeOptions::default()
+        })
+        .map_err(|e| format!("starting the fake API server: {e}"))?;
+        let kubeconfig = dir.join("kubeconfig");
+        api.write_kubeconfig(&kubeconfig)
+            .map_err(|e| format!("writing the kubeconfig: {e}"))?;
+        let low = port_window(seed)?;
+        let nginx = Nginx::start();
+        let updater_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let updater = start_updater(&bin, &dir, &nginx, updater_addr, low)?;
+        let controller = start_controller(&bin, &dir, &kubeconfig)?;
+        Ok(World {
+            api: Arc::new(api),
+            nginx,
+            bin,
+            dir,
+            kubeconfig,
+            updater_addr,
+            low,
+            controller,
+            updater,
+            rng: Rng(seed),
+            tally: Tally::default(),
+            next_id: 0,
+            incidents: Vec::new(),
+        })
+    }
+
+    fn id(&mut self) -> usize {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn live_lbs(&self) -> usize {
+        self.api.list("loadbalancers", "").len()
+    }
+
+    // --- the cluster's objects -------------------------------------------------------------
+
+    fn node_names(&self) -> Vec<String> {
+        self.api
+            .list("nodes", "")
+            .iter()
+            .map(|n| s(&n["metadata"]["name"]).to_string())
+            .collect()
+    }
+
+    fn used_addresses(&self) -> BTreeSet<String> {
+        self.api
+            .list("nodes", "")
+            .iter()
+            .flat_map(|n| {
+                n["status"]["addresses"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .map(|a| s(&a["address"]).to_string())
+            .collect()
+    }
+
+    /// A loopback address no node has: 127.0.0.x for InternalIP, 127.0.1.x for ExternalIP.
+    fn fresh_address(&mut self, external: bool) -> String {
+        let used = self.used_addresses();
+        for _ in 0..1000 {
+            let a = format!("127.0.{}.{}", u8::from(external), 2 + self.rng.below(250));
+            if !used.contains(&a) {
+                return a;
+            }
+        }
+        format!("127.0.{}.254", u8::from(external))
+    }
+
+    fn add_node(&mut self, name: &str) -> Result<(), String> {
+        let ip = self.fresh_address(false);
+        self.api
+            .create(
+                "nodes",
+                json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}),
+            )
+            .map_err(|e| format!("create node {name}: {e}"))?;
+        self.edit_node_status(name, |st| {
+            *st = json!({
+                "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+            });
+        })
+    }
+
+    fn edit_node_status(&self, name: &str, f: impl FnOnce(&mut Value)) -> Result<(), String> {
+        let mut node = self
+            .api
+            .get("nodes", "", name)
+            .map_err(|e| format!("get node {name}: {e}"))?;
+        f(&mut node["status"]);
+        self.api
+            .update_status("nodes", node)
+            .map(|_| ())
+            .map_err(|e| format!("node {name} status: {e}"))
+    }
+
+    fn service_names(&self) -> Vec<(String, String)> {
+        self.api
+            .list("services", "")
+            .iter()
+            .filter(|s| s["metadata"]["name"] != "kubernetes")
+            .map(|v| {
+                (
+                    s(&v["metadata"]["namespace"]).to_string(),
+                    s(&v["metadata"]["name"]).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn live_ports(&self) -> usize {
+        self.api
+            .list("services", "")
+            .iter()
+            .filter(|v| is_ours(v))
+            .map(|v| v["spec"]["ports"].as_array().map_or(0, Vec::len))
+            .sum()
+    }
+
+    fn new_port(&mut self, taken: &[Value]) -> Value {
+        let id = self.id();
+        let protocol = if self.rng.chance(25) { "UDP" } else { "TCP" };
+        let mut port = 1000 + self.rng.below(8000) as u64;
+        while taken.iter().any(|p| p["port"].as_u64() == Some(port)) {
+            port += 1;
+        }
+        json!({"name": format!("p{id}"), "port": port, "protocol": protocol, "targetPort": port})
+    }
+
+    fn create_service(&mut self) -> Result<(), String> {
+        let id = self.id();
+        let ns = if self.rng.chance(30) {
+            "apps"
+        } else {
+            "default"
+        };
+        let name = format!("svc-{id}");
+        let mut ports: Vec<Value> = Vec::new();
+        for _ in 0..1 + self.rng.below(3) {
+            let p = self.new_port(&ports);
+            ports.push(p);
+        }
+        let mut obj = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": ports},
+        });
+        if self.rng.chance(30) {
+            obj["metadata"]["annotations"] = json!({"lb.paperlb.com/config-name": CONFIG});
+        }
+        if self.rng.chance(20) {
+            obj["spec"]["loadBalancerClass"] = json!(CLASS);
+        }
+        self.api
+            .create("services", obj)
+            .map(|_| ())
+            .map_err(|e| format!("create service {ns}/{name}: {e}"))
+    }
+
+    fn patch_service(&self, ns: &str, name: &str, patch: Value) -> Result<(), String> {
+        self.api
+            .patch("services", ns, name, patch)
+            .map(|_| ())
+            .map_err(|e| format!("patch service {ns}/{name}: {e}"))
+    }
+
+    // --- chaos steps -----------------------------------------------------------------------
+
+    /// One random change to Services, Nodes or the config.
+    fn change(&mut self) -> Result<(), String> {
+        let live = self.live_lbs();
+        let roll = self.rng.below(100);
+        let svcs = self.service_names();
+        if roll < 45 {
+            let Some((ns, name)) = self.rng.pick(&svcs).cloned() else {
+                self.tally.change("svc-create", 1);
+                return self.create_service();
+            };
+            let svc = self
+                .api
+                .get("services", &ns, &name)
+                .map_err(|e| format!("get {ns}/{name}: {e}"))?;
+            let mut ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+            let ours = is_ours(&svc);
+            match self.rng.below(9) {
+                0 | 1 if self.live_ports() + 3 <= MAX_LIVE_PORTS => {
+                    self.tally.change("svc-create", 1);
+                    self.create_service()
+                }
+                0..=2 => {
+                    self.tally.change("svc-delete", 1);
+                    self.api
+                        .delete("services", &ns, &name)
+                        .map(|_| ())
+                        .map_err(|e| format!("delete {ns}/{name}: {e}"))
+                }
+                3 if !ports.is_empty() => {
+                    // A Service port number change: same name, same nodePort; the LB port stays.
+                    let i = self.rng.below(ports.len());
+                    let mut n = 1000 + self.rng.below(8000) as u64;
+                    while ports.iter().any(|p| p["port"].as_u64() == Some(n)) {
+                        n += 1;
+                    }
+                    ports[i]["port"] = json!(n);
+                    ports[i]["targetPort"] = json!(n);
+                    self.tally.change("svc-port-number", 1);
+                    self.patch_service(&ns, &name, json!({"spec": {"ports": ports}}))
+                }
+                4 if ports.len() < 3 && self.live_ports() < MAX_LIVE_PORTS => {
+                    let p = self.new_port(&ports);
+                    ports.push(p);
+                    self.tally.change("svc-port-add", 1);
+                    self.patch_service(&ns, &name, json!({"spec": {"ports": ports}}))
+                }
+                5 if ports.len() > 1 => {
+                    ports.remove(self.rng.below(ports.len()));
+                    self.tally.change("svc-port-remove", 1);
+                    self.patch_service(&ns, &name, json!({"spec": {"ports": ports}}))
+                }
+                6 => {
+                    // Stops (or starts again) being ours.
+                    let back = !ours && self.live_ports() + ports.len() <= MAX_LIVE_PORTS;
+                    let ty = if back { "LoadBalancer" } else { "ClusterIP" };
+                    if ours || back {
+                        self.tally.change("svc-type-flip", 1);
+                        self.patch_service(&ns, &name, json!({"spec": {"type": ty}}))
+                    } else {
+                        Ok(())
+                    }
+                }
+                7 => {
+                    // Naming the default config explicitly, or not: the same config either way.
+                    let has =
+                        !svc["metadata"]["annotations"]["lb.paperlb.com/config-name"].is_null();
+                    let value = if has { Value::Null } else { json!(CONFIG) };
+                    self.tally.change("svc-annotation", 1);
+                    self.patch_service(
+                        &ns,
+                        &name,
+                        json!({"metadata": {"annotations": {"lb.paperlb.com/config-name": value}}}),
+                    )
+                }
+                _ => {
+                    // An unrelated label: must cost nothing.
+                    let id = self.id();
+                    self.tally.change("svc-label", 0);
+                    self.patch_service(
+                        &ns,
+                        &name,
+                        json!({"metadata": {"labels": {"chaos": format!("l{id}")}}}),
+                    )
+                }
+            }
+        } else if roll < 85 {
+            self.change_node(live)
+        } else {
+            self.change_config(live)
+        }
+    }
+
+    fn change_node(&mut self, live: usize) -> Result<(), String> {
+        let names = self.node_names();
+        // node-0 always stays eligible, so every Service has a target (an empty upstream list is
+        // refused by the updater by design).
+        let others: Vec<String> = names.iter().filter(|n| *n != "node-0").cloned().collect();
+        let pick_any = self.rng.pick(&names).cloned();
+        let pick_other = self.rng.pick(&others).cloned();
+        match self.rng.below(8) {
+            0 if names.len() < MAX_NODES => {
+                let name = format!("node-{}", self.id());
+                self.tally.change("node-add", live);
+                self.add_node(&name)
+            }
+            1 if others.len() > 1 => {
+                let Some(n) = pick_other else { return Ok(()) };
+                self.tally.change("node-remove", live);
+                self.api
+                    .delete("nodes", "", &n)
+                    .map(|_| ())
+                    .map_err(|e| format!("delete node {n}: {e}"))
+            }
+            0..=2 => {
+                let Some(n) = pick_other else { return Ok(()) };
+                self.tally.change("node-ready-flip", live);
+                self.edit_node_status(&n, |st| {
+                    let ready = st["conditions"]
+                        .as_array()
+                        .is_some_and(|cs| cs.iter().any(|c| c["status"] == "True"));
+                    st["conditions"] =
+                        json!([{"type": "Ready", "status": if ready { "False" } else { "True" }}]);
+                })
+            }
+            3 => {
+                let Some(n) = pick_any else { return Ok(()) };
+                let ip = self.fresh_address(false);
+                self.tally.change("node-address", live);
+                self.edit_node_status(&n, |st| {
+                    if let Some(addrs) = st["addresses"].as_array_mut() {
+                        for a in addrs.iter_mut().filter(|a| a["type"] == "InternalIP") {
+                            a["address"] = json!(ip);
+                        }
+                    }
+                })
+            }
+            4 => {
+                let Some(n) = pick_any else { return Ok(()) };
+                let ip = self.fresh_address(true);
+                self.tally.change("node-external-ip", live);
+                self.edit_node_status(&n, |st| {
+                    if let Some(addrs) = st["addresses"].as_array_mut() {
+                        let had = addrs.iter().any(|a| a["type"] == "ExternalIP");
+                        addrs.retain(|a| a["type"] != "ExternalIP");
+                        if !had {
+                            addrs.push(json!({"type": "ExternalIP", "address": ip}));
+                        }
+                    }
+                })
+            }
+            5 => {
+                let Some(n) = pick_other else { return Ok(()) };
+                let node = self
+                    .api
+                    .get("nodes", "", &n)
+                    .map_err(|e| format!("get node {n}: {e}"))?;
+                let has = !node["metadata"]["labels"][EXCLUDE_LABEL].is_null();
+                let v = if has { Value::Null } else { json!("true") };
+                self.tally.change("node-exclude-label", live);
+                self.api
+                    .patch(
+                        "nodes",
+                        "",
+                        &n,
+                        json!({"metadata": {"labels": {EXCLUDE_LABEL: v}}}),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| format!("label node {n}: {e}"))
+            }
+            _ => {
+                // A heartbeat: must cost nothing.
+                let Some(n) = pick_any else { return Ok(()) };
+                let id = self.id();
+                self.tally.change("node-heartbeat", 0);
+                self.api
+                    .patch(
+                        "nodes",
+                        "",
+                        &n,
+                        json!({"metadata": {"annotations": {"chaos/heartbeat": format!("{id}")}}}),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| format!("heartbeat node {n}: {e}"))
+            }
+        }
+    }
+
+    fn change_config(&mut self, live: usize) -> Result<(), String> {
+        let spec = match self.rng.below(4) {
+            0 => {
+                let t = *self.rng.pick(&[0u64, 30, 120, 600]).unwrap_or(&0);
+                self.tally.change("config-proxy-timeout", live);
+                json!({"proxyTimeoutSeconds": if t == 0 { Value::Null } else { json!(t) }})
+            }
+            1 => {
+                let t = *self.rng.pick(&[0u64, 5, 20]).unwrap_or(&0);
+                self.tally.change("config-connect-timeout", live);
+                json!({"proxyConnectTimeoutSeconds": if t == 0 { Value::Null } else { json!(t) }})
+            }
+            2 => {
+                let choices = [
+                    Value::Null,
+                    json!(["InternalIP"]),
+                    json!(["ExternalIP", "InternalIP"]),
+                    json!(["InternalIP", "ExternalIP"]),
+                ];
+                let v = self.rng.pick(&choices).cloned().unwrap_or(Value::Null);
+                self.tally.change("config-address-types", live);
+                json!({"targetAddressTypes": v})
+            }
+            _ => {
+                // Never below what lowest-free allocation can have used (see MAX_LIVE_PORTS).
+                let high = self.low + *self.rng.pick(&[99u16, 149, WINDOW - 1]).unwrap_or(&99);
+                self.tally.change("config-range-high", live);
+                json!({"portRange": {"low": self.low, "high": high}})
+            }
+        };
+        self.api
+            .patch("loadbalancerconfigs", NS, CONFIG, json!({"spec": spec}))
+            .map(|_| ())
+            .map_err(|e| format!("patch config: {e}"))
+    }
+
+    /// One random fault.
+    fn fault(
+        &mut self,
+        pending_controller: &mut Option<Instant>,
+        pending_updater: &mut Option<(Instant, bool)>,
+    ) {
+        let live = self.live_lbs();
+        let watch_paths = [
+            "/api/v1/services",
+            "/api/v1/nodes",
+            "/apis/lb.paperlb.com/v1alpha1/loadbalancers",
+            "/apis/lb.paperlb.com/v1alpha1/namespaces/paperlb-system/loadbalancerconfigs",
+            "/apis/discovery.k8s.io/v1/endpointslices",
+        ];
+        let write_paths = [
+            "/apis/lb.paperlb.com/v1alpha1/namespaces/",
+            "/api/v1/namespaces/",
+        ];
+        match self.rng.below(100) {
+            0..=9 => {
+                if self.controller.running() && pending_controller.is_none() {
+                    self.controller.kill9();
+                    self.tally.fault("controller-kill-9", live);
+                    *pending_controller = Some(Instant::now() + self.rng.ms(0, 1500));
+                }
+            }
+            10..=13 => {
+                if self.controller.running() && pending_controller.is_none() {
+                    self.controller.terminate();
+                    self.tally.fault("controller-sigterm", live);
+                    *pending_controller = Some(Instant::now() + self.rng.ms(0, 500));
+                }
+            }
+            14..=21 => {
+                let n = self.api.reset_connections();
+                let _ = n;
+                self.tally.fault("api-connections-reset", 0);
+            }
+            22..=29 => {
+                self.api.compact();
+                self.tally.fault("compaction-410", 0);
+            }
+            30..=49 => {
+                let path = *self.rng.pick(&watch_paths).unwrap_or(&watch_paths[0]);
+                let (what, prefix, kind) = match self.rng.below(6) {
+                    0 => (
+                        "watch-drop-mid-object",
+                        format!("{path}?"),
+                        FaultKind::DropMidObject,
+                    ),
+                    1 => (
+                        "watch-stall",
+                        format!("{path}?"),
+                        FaultKind::StallStream(self.rng.ms(500, 4000)),
+                    ),
+                    2 => (
+                        "watch-end-early",
+                        format!("{path}?"),
+                        FaultKind::EndEarly(self.rng.below(3)),
+                    ),
+                    3 => (
+                        "watch-410",
+                        format!("{path}?watch=1"),
+                        FaultKind::Status(410),
+                    ),
+                    4 => (
+                        "list-or-watch-500",
+                        format!("{path}?"),
+                        FaultKind::Status(500),
+                    ),
+                    _ => ("api-drop", format!("{path}?"), FaultKind::Drop),
+                };
+                self.api.inject(Fault::new(
+                    Some("GET"),
+                    &prefix,
+                    1 + self.rng.below(2),
+                    kind,
+                ));
+                self.tally.fault(what, 0);
+                // Faults meet new requests: sometimes make the watches reconnect now.
+                if self.rng.chance(50) {
+                    self.api.reset_connections();
+                }
+            }
+            50..=79 => {
+                let method = *self
+                    .rng
+                    .pick(&["POST", "PATCH", "PATCH", "DELETE"])
+                    .unwrap_or(&"PATCH");
+                let prefix = *self.rng.pick(&write_paths).unwrap_or(&write_paths[0]);
+                let (what, kind) = match self.rng.below(6) {
+                    0 => ("write-409", FaultKind::Status(409)),
+                    1 => ("write-429", FaultKind::Status(429)),
+                    2 => ("write-429-apf", FaultKind::Throttled { retry_after: 1 }),
+                    3 => ("write-500", FaultKind::Status(500)),
+                    4 => ("write-stall", FaultKind::Stall(self.rng.ms(200, 2000))),
+                    _ => ("write-dropped", FaultKind::Drop),
+                };
+                let count = 1 + self.rng.below(3);
+                self.api
+                    .inject(Fault::new(Some(method), prefix, count, kind));
+                // Each failed write is retried: at most one more write each, and an ERROR status.
+                self.tally.fault(what, count);
+            }
+            80..=89 => {
+                if self.updater.running() && pending_updater.is_none() {
+                    self.updater.pause();
+                    self.tally.fault("updater-paused", live);
+                    *pending_updater = Some((Instant::now() + self.rng.ms(300, 3000), false));
+                }
+            }
+            _ => {
+                if self.updater.running() && pending_updater.is_none() {
+                    self.tally.updater_calls_before_restarts +=
+                        updater_calls(self.updater_addr).unwrap_or(0);
+                    self.updater.terminate();
+                    self.tally.fault("updater-restarted", live);
+                    *pending_updater = Some((Instant::now() + self.rng.ms(200, 3000), true));
+                }
+            }
+        }
+    }
+
+    fn restart_controller(&mut self) -> Result<(), String> {
+        self.controller = start_controller(&self.bin, &self.dir, &self.kubeconfig)?;
+        Ok(())
+    }
+
+    fn restart_updater(&mut self) -> Result<(), String> {
+        self.updater = start_updater(
+            &self.bin,
+            &self.dir,
+            &self.nginx,
+            self.updater_addr,
+            self.low,
+        )?;
+        Ok(())
+    }
+
+    /// Notes a child that exited without being asked to, and starts it again.
+    fn watch_children(
+        &mut self,
+        pending_controller: bool,
+        pending_updater: bool,
+    ) -> Result<(), String> {
+        if !pending_controller {
+            if let Some(st) = self.controller.exited() {
+                self.incidents.push(format!(
+                    "controller-exited: the controller exited on its own ({st})"
+                ));
+                self.restart_controller()?;
+            }
+        }
+        if !pending_updater {
+            if let Some(st) = self.updater.exited() {
+                self.incidents.push(format!(
+                    "updater-exited: the updater exited on its own ({st})"
+                ));
+                self.restart_updater()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn api_writes(&self) -> (usize, usize, usize) {
+        let mut writes = 0;
+        let mut events = 0;
+        let mut failed = 0;
+        for r in self.api.requests() {
+            if r.method == "GET" {
+                continue;
+            }
+            if r.path.contains("/events") {
+                events += 1;
+            } else if r.status >= 300 || r.status == 0 {
+                failed += 1;
+            } else {
+                writes += 1;
+            }
+        }
+        (writes, events, failed)
+    }
+
+    fn print_logs(&self) {
+        for name in ["controller", "nginx-updater"] {
+            let lines = tail(&self.dir.join(format!("{name}.log")), 25);
+            if !lines.is_empty() {
+                eprintln!("--- last lines of {name}.log ---");
+                for l in lines {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        let nginx = tail(&self.nginx.error_log, 10);
+        if !nginx.is_empty() {
+            eprintln!("--- last lines of nginx's error.log ---");
+            for l in nginx {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.controller.terminate();
+        self.updater.terminate();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One seed
+
+/// Polls the invariants until they hold or `CONVERGE_LIMIT` passes; the last result and how long
+/// it took.
+fn converge(
+    w: &mut World,
+    window: (u16, u16),
+) -> Result<(Result<(), Vec<String>>, Duration), String> {
+    let from = Instant::now();
+    let mut last: Result<(), Vec<String>> = Err(vec!["not checked".into()]);
+    while from.elapsed() < CONVERGE_LIMIT {
+        w.watch_children(false, false)?;
+        last = check(&w.api, w.updater_addr, window);
+        if last.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok((last, from.elapsed()))
+}
+
+/// Proves the checker can fail on this very world: with the controller down, a stray backend on
+/// the updater and a new Ready node must be reported (leftover; targets and updater contents, when
+/// there is a LoadBalancer). Then the controller comes back and must catch up. Returns what the
+/// checker missed.
+fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, String> {
+    let mut missed = Vec::new();
+    w.controller.kill9();
+    let port = w.low + WINDOW - 1; // top of the window: lowest-free allocation never gets there
+    let stray = json!({"backendName": "chaos_probe", "lbPort": port, "lbProtocol": "TCP",
+        "upstreamServers": [{"host": "127.0.0.2", "port": 1}]});
+    let posted = http_send(w.updater_addr, "POST", "/api/v1/lb", &stray)?;
+    if posted != 200 {
+        missed.push(format!(
+            "checker probe: the updater answered {posted} to the stray backend"
+        ));
+    }
+    let name = format!("node-{}", w.id());
+    w.add_node(&name)?;
+    w.tally.change("probe-node-add", w.live_lbs());
+    let found = check(&w.api, w.updater_addr, window)
+        .err()
+        .unwrap_or_default();
+    let mut want = vec!["updater-leftover: backend chaos_probe"];
+    if w.live_lbs() > 0 {
+        want.extend(["targets: ", "updater-differs: "]);
+    }
+    for prefix in want {
+        if !found.iter().any(|f| f.starts_with(prefix)) {
+            missed.push(format!(
+                "checker probe: expected a {prefix:?} finding, got {found:?}"
+            ));
+        }
+    }
+    let deleted = http_send(
+        w.updater_addr,
+        "DELETE",
+        "/api/v1/lb",
+        &json!({"backendName": "chaos_probe"}),
+    )?;
+    if deleted != 200 {
+        missed.push(format!(
+            "checker probe: the updater answered {deleted} to deleting the stray backend"
+        ));
+    }
+    w.restart_controller()?;
+    Ok(missed)
+}
+
+struct Outcome {
+    summary: String,
+    failures: Vec<String>,
+}
+
+fn run_seed(seed: u64, duration: Duration, keep: bool) -> Result<Outcome, String> {
+    let started = Instant::now();
+    let mut w = World::new(seed)?;
+    let window = (w.low, w.low + WINDOW - 1);
+
+    // The cluster before the chaos: three ready nodes, the default config, four Services.
+    for i in 0..3 {
+        w.add_node(&format!("node-{i}"))?;
+    }
+    let updater_url = format!("http://{}", w.updater_addr);
+    w.api
+        .apply(
+            "loadbalancerconfigs",
+            json!({
+                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                "metadata": {"name": CONFIG, "namespace": NS},
+                "spec": {"default": true, "httpUpdaterURL": updater_url, "host": LB_HOST,
+                         "portRange": {"low": w.low, "high": w.low + 99}},
+            }),
+        )
+        .map_err(|e| format!("config: {e}"))?;
+    for _ in 0..4 {
+        w.create_service()?;
+        w.tally.change("svc-create", 1);
+    }
+
+    // The monitor samples the LoadBalancers every 20 ms until the end of the steady window.
+    let monitor = Arc::new(Mutex::new(Monitor::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (api, monitor, stop) = (w.api.clone(), monitor.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(600);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < end {
+                monitor
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sample(&api);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    // The chaos.
+    let mut pending_controller: Option<Instant> = None;
+    let mut pending_updater: Option<(Instant, bool)> = None;
+    let mut errors: Vec<String> = Vec::new();
+    let chaos_end = Instant::now() + duration;
+    let mut steps = 0usize;
+    while Instant::now() < chaos_end && steps < 100_000 {
+        steps += 1;
+        if w.rng.chance(65) {
+            if let Err(e) = w.change() {
+                // A change the fake refused (e.g. a race with a delete) is not a finding.
+                errors.push(e);
+            }
+        } else {
+            w.fault(&mut pending_controller, &mut pending_updater);
+        }
+        let pause = w.rng.ms(10, 250);
+        std::thread::sleep(pause);
+        if pending_controller.is_some_and(|t| Instant::now() >= t) {
+            pending_controller = None;
+            w.restart_controller()?;
+        }
+        if let Some((t, restart)) = pending_updater {
+            if Instant::now() >= t {
+                pending_updater = None;
+                if restart {
+                    w.restart_updater()?;
+                } else {
+                    w.updater.resume();
+                }
+            }
+        }
+        w.watch_children(pending_controller.is_some(), pending_updater.is_some())?;
+    }
+
+    // Stop the chaos: no more faults; everything runs.
+    w.api.clear_faults();
+    if pending_controller.take().is_some() {
+        w.restart_controller()?;
+    }
+    if let Some((_, restart)) = pending_updater.take() {
+        if restart {
+            w.restart_updater()?;
+        } else {
+            w.updater.resume();
+        }
+    }
+
+    // Converge (bounded); then the checker's probe, and converge again after it.
+    let mut failures: Vec<String> = Vec::new();
+    let (mut last, took) = converge(&mut w, window)?;
+    let converged = last.is_ok().then_some(took);
+    if last.is_ok() {
+        failures.extend(probe_checker(&mut w, window)?);
+        last = converge(&mut w, window)?.0;
+        if let Err(e) = &mut last {
+            e.insert(
+                0,
+                "(after the checker probe: controller down, stray backend, new node)".into(),
+            );
+        }
+    }
+    let requests_at_convergence = w.api.requests().len();
+    let calls_at_convergence = updater_calls(w.updater_addr);
+    match &last {
+        Ok(()) => {
+            // Steady state: nothing changes, so nothing may be written or applied.
+            std::thread::sleep(STEADY);
+            w.watch_children(false, false)?;
+            let steady_writes: Vec<String> = w
+                .api
+                .requests()
+                .into_iter()
+                .skip(requests_at_convergence)
+                .filter(|r| r.method != "GET")
+                .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
+                .collect();
+            if !steady_writes.is_empty() {
+                failures.push(format!(
+                    "steady-writes: {} API writes (Events included) in {}s of steady state after convergence, first ones: {:?}",
+                    steady_writes.len(),
+                    STEADY.as_secs(),
+                    &steady_writes[..steady_writes.len().min(10)]
+                ));
+            }
+            let calls_after = updater_calls(w.updater_addr);
+            if calls_after != calls_at_convergence {
+                failures.push(format!(
+                    "steady-updater-calls: updater POST/DELETE count went from {calls_at_convergence:?} to {calls_after:?} in steady state"
+                ));
+            }
+            // Still converged after the steady window.
+            if let Err(e) = check(&w.api, w.updater_addr, window) {
+                failures.extend(e.into_iter().map(|e| format!("after steady state: {e}")));
+            }
+        }
+        Err(e) => {
+            failures.push(format!(
+                "convergence: not converged {}s after the chaos stopped; failing invariants:",
+                CONVERGE_LIMIT.as_secs()
+            ));
+            failures.extend(e.iter().take(30).map(|e| format!("  {e}")));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = handle.join();
+    {
+        let mut m = monitor.lock().unwrap_or_else(|p| p.into_inner());
+        m.sample(&w.api);
+        failures.extend(m.violations.iter().cloned());
+    }
+    failures.extend(w.incidents.iter().cloned());
+
+    let (writes, events, failed) = w.api_writes();
+    let budget = w.tally.budget + 20;
+    if writes > budget {
+        failures.push(format!(
+            "write-budget: {writes} API writes (Events apart) > budget {budget} (3 per affected LoadBalancer per change or fault, + 20)"
+        ));
+    }
+    let calls = w.tally.updater_calls_before_restarts + updater_calls(w.updater_addr).unwrap_or(0);
+    let fmt_counts = |m: &BTreeMap<&str, usize>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let samples = monitor.lock().map(|m| m.samples).unwrap_or(0);
+    let summary = format!(
+        "seed {seed}: {} in {:.1}s ({}s of chaos, {} steps, {} refused by the fake)\n  changes: {}\n  faults: {}\n  API writes {writes} (budget {budget}; Events {events}; failed/faulted {failed}), updater POST+DELETE {calls}\n  converged {} after the chaos; monitor samples {samples}; LB services {}",
+        if failures.is_empty() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64(),
+        duration.as_secs(),
+        steps,
+        errors.len(),
+        fmt_counts(&w.tally.changes),
+        fmt_counts(&w.tally.faults),
+        converged.map_or_else(
+            || "never".to_string(),
+            |d| format!("{:.1}s", d.as_secs_f64())
+        ),
+        w.live_lbs(),
+    );
+    if !failures.is_empty() {
+        w.print_logs();
+    }
+    let dir = w.dir.clone();
+    drop(w);
+    if keep && !failures.is_empty() {
+        eprintln!("(kept {})", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(Outcome { summary, failures })
+}
+
+fn usage() -> &'static str {
+    "usage: chaos [--duration SECS] [--keep] SEED...   (see `make chaos`)"
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let mut duration = DEFAULT_DURATION;
+    let mut keep = false;
+    let mut seeds: Vec<u64> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return ExitCode::SUCCESS;
+            }
+            "--keep" => keep = true,
+            "--duration" => match args.next().and_then(|v| v.parse::<u64>().ok()) {
+                Some(d) if (1..=3600).contains(&d) => duration = Duration::from_secs(d),
+                _ => {
+                    eprintln!("chaos: --duration needs 1 to 3600 seconds\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
+            other => match other.parse::<u64>() {
+                Ok(s) => seeds.push(s),
+                Err(_) => {
+                    eprintln!("chaos: not a seed: {other:?}\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
+        }
+    }
+    if seeds.is_empty() {
+        seeds = vec![1, 2, 3];
+    }
+    let mut failed: Vec<u64> = Vec::new();
+    for seed in seeds {
+        println!("==> chaos seed {seed} ({}s)", duration.as_secs());
+        match run_seed(seed, duration, keep) {
+            Ok(o) => {
+                println!("{}", o.summary);
+                if !o.failures.is_empty() {
+                    eprintln!("chaos: seed {seed} FAILED; invariants that do not hold:");
+                    for f in &o.failures {
+                        eprintln!("  {f}");
+                    }
+                    eprintln!(
+                        "chaos: reproduce with `make chaos SEEDS={seed} DURATION={}`",
+                        duration.as_secs()
+                    );
+                    failed.push(seed);
+                }
+            }
+            Err(e) => {
+                eprintln!("chaos: seed {seed}: could not run: {e}");
+                failed.push(seed);
+            }
+        }
+    }
+    if failed.is_empty() {
+        println!("==> chaos: every seed converged with every invariant holding");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("==> chaos: FAILED seeds: {failed:?}");
+        ExitCode::FAILURE
+    }
+}
