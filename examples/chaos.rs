@@ -63,6 +63,42 @@ const STEADY: Duration = Duration::from_secs(5);
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
+// Ctrl-C / SIGTERM: stop at the next step and clean up (children, temp dirs) on the way out
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn interrupted() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn install_signal_handler() -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| format!("signal handler: {e}"))?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("\n==> chaos: signal {sig}; stopping and cleaning up");
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        }
+    });
+    Ok(())
+}
+
+/// Sleeps in short slices so an interruption is seen at once.
+fn nap(d: Duration) -> Result<(), String> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        interrupted()?;
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+    }
+    interrupted()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Seeded randomness (splitmix64: small, good enough, same sequence everywhere)
 
 struct Rng(u64);
@@ -944,7 +980,7 @@ impl World {
                 "{NGINX} or {STREAM_MODULE} missing: run ./scripts/install-deps (make chaos does)"
             ));
         }
-        let dir = std::env::temp_dir().join(format!("paperlb-chaos-{}-{seed}", std::process::id()));
+        let dir = run_dir(seed);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
@@ -1575,7 +1611,7 @@ fn converge(
         if last.is_ok() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(250));
+        nap(Duration::from_millis(250))?;
     }
     Ok((last, from.elapsed()))
 }
@@ -1633,7 +1669,32 @@ struct Outcome {
     failures: Vec<String>,
 }
 
+/// Sets the flag when dropped: the monitor thread ends with the seed, however the seed ends.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn run_dir(seed: u64) -> PathBuf {
+    std::env::temp_dir().join(format!("paperlb-chaos-{}-{seed}", std::process::id()))
+}
+
+/// One seed; the run's directory goes away afterwards unless it failed and `keep` is set.
 fn run_seed(seed: u64, duration: Duration, keep: bool) -> Result<Outcome, String> {
+    let result = run_seed_inner(seed, duration);
+    let failed = !matches!(&result, Ok(o) if o.failures.is_empty());
+    if keep && failed {
+        eprintln!("(kept {})", run_dir(seed).display());
+    } else {
+        let _ = std::fs::remove_dir_all(run_dir(seed));
+    }
+    result
+}
+
+fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     let started = Instant::now();
     let mut w = World::new(seed)?;
     let window = (w.low, w.low + WINDOW - 1);
@@ -1662,6 +1723,7 @@ fn run_seed(seed: u64, duration: Duration, keep: bool) -> Result<Outcome, String
     // The monitor samples the LoadBalancers every 20 ms until the end of the steady window.
     let monitor = Arc::new(Mutex::new(Monitor::default()));
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_monitor = StopOnDrop(stop.clone());
     let handle = {
         let (api, monitor, stop) = (w.api.clone(), monitor.clone(), stop.clone());
         std::thread::spawn(move || {
@@ -1693,7 +1755,7 @@ fn run_seed(seed: u64, duration: Duration, keep: bool) -> Result<Outcome, String
             w.fault(&mut pending_controller, &mut pending_updater);
         }
         let pause = w.rng.ms(10, 250);
-        std::thread::sleep(pause);
+        nap(pause)?;
         if pending_controller.is_some_and(|t| Instant::now() >= t) {
             pending_controller = None;
             w.restart_controller()?;
@@ -1743,7 +1805,7 @@ fn run_seed(seed: u64, duration: Duration, keep: bool) -> Result<Outcome, String
     match &last {
         Ok(()) => {
             // Steady state: nothing changes, so nothing may be written or applied.
-            std::thread::sleep(STEADY);
+            nap(STEADY)?;
             w.watch_children(false, false)?;
             let steady_writes: Vec<String> = w
                 .api
@@ -1822,13 +1884,6 @@ fn run_seed(seed: u64, duration: Duration, keep: bool) -> Result<Outcome, String
     if !failures.is_empty() {
         w.print_logs();
     }
-    let dir = w.dir.clone();
-    drop(w);
-    if keep && !failures.is_empty() {
-        eprintln!("(kept {})", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     Ok(Outcome { summary, failures })
 }
 
@@ -1838,6 +1893,10 @@ fn usage() -> &'static str {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    if let Err(e) = install_signal_handler() {
+        eprintln!("chaos: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut duration = DEFAULT_DURATION;
     let mut keep = false;
     let mut seeds: Vec<u64> = Vec::new();
@@ -1886,6 +1945,7 @@ fn main() -> ExitCode {
                     failed.push(seed);
                 }
             }
+            Err(_) if INTERRUPTED.load(Ordering::SeqCst) => return ExitCode::from(130),
             Err(e) => {
                 eprintln!("chaos: seed {seed}: could not run: {e}");
                 failed.push(seed);
