@@ -6,8 +6,8 @@
 //! ports added and removed, type flips, annotations), Nodes (Ready flips, address changes, the
 //! exclude label, add and remove) and the LoadBalancerConfig (timeouts, address types, range), and
 //! meanwhile kills -9 / SIGTERMs and restarts the controller, resets the API connections, drops,
-//! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls into API calls and
-//! pauses (SIGSTOP) or restarts the updater. Every choice comes from the seed.
+//! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls/lost answers into API
+//! writes and pauses (SIGSTOP) or restarts the updater. Every choice comes from the seed.
 //!
 //! Then the chaos stops and the run waits (bounded) until the invariants hold, computed here from
 //! the fake's objects and never from the controller's code:
@@ -1474,7 +1474,8 @@ impl World {
                     .pick(&["POST", "PATCH", "PATCH", "DELETE"])
                     .unwrap_or(&"PATCH");
                 let prefix = *self.rng.pick(&write_paths).unwrap_or(&write_paths[0]);
-                let (what, kind) = match self.rng.below(6) {
+                let (what, kind) = match self.rng.below(7) {
+                    6 => ("write-answer-lost", FaultKind::ApplyThenDrop),
                     0 => ("write-409", FaultKind::Status(409)),
                     1 => ("write-429", FaultKind::Status(429)),
                     2 => ("write-429-apf", FaultKind::Throttled { retry_after: 1 }),

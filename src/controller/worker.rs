@@ -9,7 +9,7 @@
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -107,6 +107,10 @@ pub struct Worker {
     /// that object would roll the cache back (and cause a second updater call or a second release).
     awaiting_lbs: BTreeMap<Key, Awaiting>,
     awaiting_services: BTreeMap<Key, Awaiting>,
+    /// LoadBalancers a create or spec patch may have changed without our seeing the answer (the
+    /// connection broke, a timeout, a 5xx, or AlreadyExists): the cache may not hold the ports they
+    /// now claim, so nothing is reconciled (and no port allocated) until they are read again.
+    in_doubt: BTreeSet<Key>,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -142,6 +146,7 @@ impl Worker {
             event_seq: 0,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
+            in_doubt: BTreeSet::new(),
         }
     }
 
@@ -311,6 +316,11 @@ impl Worker {
 
     /// One reconcile of one key: decide, execute, and requeue with backoff on failure.
     fn process(&mut self, key: &Key) {
+        if !self.resolve_in_doubt() {
+            // Still unreadable: a port allocated now could be one the server already gave away.
+            self.queue.add_rate_limited(key.clone(), Instant::now());
+            return;
+        }
         let started = Instant::now();
         self.health
             .busy_since_ms
@@ -390,6 +400,36 @@ impl Worker {
         Ok(())
     }
 
+    /// Re-reads every LoadBalancer in doubt into the cache; false while one cannot be read.
+    fn resolve_in_doubt(&mut self) -> bool {
+        while let Some(key) = self.in_doubt.first().cloned() {
+            let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
+            match self.client.get::<LoadBalancer>(&path) {
+                Ok(lb) => {
+                    log::info!("re-read LoadBalancer after an unanswered write key={key}");
+                    self.applied_lb(lb);
+                }
+                // Not created (or already gone): the watch tells the rest.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    log::warn!("re-reading LoadBalancer key={key} error={e}");
+                    return false;
+                }
+            }
+            self.in_doubt.remove(&key);
+        }
+        true
+    }
+
+    /// After a failed create or spec patch: whether the server may hold a LoadBalancer the cache
+    /// does not (no answer, or an answer that does not say the write was refused, or AlreadyExists).
+    fn doubt(&mut self, key: &Key, e: &Error) {
+        let refused = matches!(e.code(), Some(c) if (400..500).contains(&c));
+        if !refused || e.is_already_exists() {
+            self.in_doubt.insert(key.clone());
+        }
+    }
+
     fn updater(&mut self, url: &str) -> &UpdaterClient {
         let timeouts = self.config.updater_timeouts;
         self.updaters
@@ -432,10 +472,13 @@ impl Worker {
     fn api_write(&mut self, action: &Action) -> Result<(), Error> {
         match action {
             Action::CreateLoadBalancer { key, object } => {
-                let lb: LoadBalancer = self.client.create(
-                    &LOADBALANCERS.path(Some(&key.namespace), None, None),
-                    object,
-                )?;
+                let lb: LoadBalancer = self
+                    .client
+                    .create(
+                        &LOADBALANCERS.path(Some(&key.namespace), None, None),
+                        object,
+                    )
+                    .inspect_err(|e| self.doubt(key, e))?;
                 log::info!("created LoadBalancer key={key}");
                 self.applied_lb(lb);
             }
@@ -444,7 +487,11 @@ impl Worker {
             | Action::RemoveFinalizer { key, .. } => {
                 let patch = action.merge_patch().unwrap_or(Value::Null);
                 let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
-                let lb: LoadBalancer = self.patch(&path, &patch)?;
+                let lb: LoadBalancer = self.patch(&path, &patch).inspect_err(|e| {
+                    if matches!(action, Action::PatchLoadBalancerSpec { .. }) {
+                        self.doubt(key, e);
+                    }
+                })?;
                 if matches!(action, Action::RemoveFinalizer { .. })
                     && lb.metadata.is_deleting()
                     && lb.metadata.finalizers.is_empty()

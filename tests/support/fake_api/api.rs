@@ -164,6 +164,12 @@ fn dispatch(
     if let Some(kind) = fault {
         match kind {
             FaultKind::Drop => return Reply::Drop,
+            FaultKind::ApplyThenDrop => {
+                if let Ok(user) = user {
+                    let _ = route_reply(state, req, user, &route, &query, cfg, pretty);
+                }
+                return Reply::Drop;
+            }
             FaultKind::Status(code) => {
                 return Reply::error(
                     &fault_status(code, &route, user, &req.method, watch, &req.path),

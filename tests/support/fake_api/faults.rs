@@ -15,6 +15,9 @@ pub enum FaultKind {
     Stall(Duration),
     /// Close the connection without answering.
     Drop,
+    /// Do the request, then close the connection without answering: the client cannot tell
+    /// whether its write happened (a connection cut after the apiserver committed it).
+    ApplyThenDrop,
     /// Watch only: send the first half of the first event line, then close.
     DropMidObject,
     /// Watch only: send headers, then nothing for this long (or until the watch's timeout), then
