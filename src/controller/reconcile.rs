@@ -537,8 +537,11 @@ fn report_problem(
     }
 }
 
-/// Updater calls for every port, then deletes of backends the spec no longer has; fills `status`
-/// with what will be true once they all succeed.
+/// Updater calls for every port, and deletes of backends the spec no longer has: after the calls
+/// (a moved backend serves from its new place before the old one goes), except a stale backend
+/// holding a port that a new one takes on the same updater (a backend renamed because a port in
+/// front of it was removed), which must go first: the updater refuses a port another backend
+/// serves. Fills `status` with what will be true once they all succeed.
 fn apply(
     key: &Key,
     lb: &LoadBalancer,
@@ -549,6 +552,16 @@ fn apply(
     plan: &mut Plan,
 ) {
     let backends = backends_of(key, spec);
+    let same_place =
+        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
+    let same_port = |a: &AppliedBackend, b: &AppliedBackend| {
+        a.url == b.url && a.port == b.port && a.protocol.eq_ignore_ascii_case(&b.protocol)
+    };
+    let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = known_backends(key, lb)
+        .into_iter()
+        .filter(|old| !backends.iter().any(|new| same_place(old, new)))
+        .partition(|old| backends.iter().any(|new| same_port(old, new)));
+    delete_backends(key, in_the_way, plan);
     for (i, p) in spec.ports.iter().enumerate() {
         plan.push(Action::UpdaterApply {
             key: key.clone(),
@@ -563,12 +576,6 @@ fn apply(
             },
         });
     }
-    let same_place =
-        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
-    let stale: Vec<AppliedBackend> = known_backends(key, lb)
-        .into_iter()
-        .filter(|old| !backends.iter().any(|new| same_place(old, new)))
-        .collect();
     delete_backends(key, stale, plan);
     status.phase = Some(PHASE_READY.to_string());
     status.target_count = Some(spec.target_count() as i64);

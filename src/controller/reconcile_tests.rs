@@ -689,7 +689,9 @@ fn port_added_and_removed(rng: &mut Rng) {
             ("POST".into(), U.into(), "default_web_https".into()),
         ]
     );
-    // Remove two ports: their backends are deleted after the apply.
+    // Remove two ports: https keeps 8001 but becomes `default_web`, so `default_web_https` (which
+    // holds 8001 on the updater, which refuses a port another backend serves) is deleted first;
+    // `default_web_http` after the apply.
     let mut svc = service("web", &[("https", "TCP", 443, Some(31443))]);
     svc.metadata.resource_version = "60".into();
     cache.apply_service(svc);
@@ -697,9 +699,13 @@ fn port_added_and_removed(rng: &mut Rng) {
     assert_eq!(
         calls,
         [
-            ("POST".to_string(), U.to_string(), "default_web".to_string()),
+            (
+                "DELETE".to_string(),
+                U.to_string(),
+                "default_web_https".to_string()
+            ),
+            ("POST".into(), U.into(), "default_web".into()),
             ("DELETE".into(), U.into(), "default_web_http".into()),
-            ("DELETE".into(), U.into(), "default_web_https".into()),
         ]
     );
     assert_eq!(
