@@ -240,6 +240,11 @@ fn reconcile_service(
     });
     let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
     if !desired.matches(&lb.spec) || !owned {
+        if let Some(record) = record_unconfirmed(key, lb, &desired) {
+            // Its own write: the spec patch below carries the resourceVersion this one changes.
+            plan.push(record);
+            return;
+        }
         let mut metadata = json!({"resourceVersion": lb.metadata.resource_version});
         if !owned {
             // Adopt: a LoadBalancer left by an earlier Service of the same name, or a hand-made one
@@ -535,6 +540,34 @@ fn report_problem(
             }
         }
     }
+}
+
+/// Before the spec of a LoadBalancer that is not applied changes: its current spec may have been
+/// pushed in part (an apply whose status write never happened: a crash, a failed write, an updater
+/// error midway), and once the spec forgets those backends nothing else names them. Records the
+/// ones `desired` no longer names in `status.applied`, so a later apply or release deletes them.
+/// None when nothing would be forgotten.
+fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<Action> {
+    if is_applied(lb) {
+        return None; // READY for this generation: status.applied is complete
+    }
+    let spec = LbSpec::from_resource(&lb.spec).ok()?;
+    let kept = backends_of(key, desired);
+    let mut status = lb.status.clone();
+    let same_place =
+        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
+    for b in backends_of(key, &spec) {
+        let named = status
+            .applied
+            .iter()
+            .chain(&kept)
+            .any(|a| same_place(a, &b));
+        if !named {
+            status.applied.push(b);
+        }
+    }
+    status.applied.sort();
+    (status != lb.status).then(|| status_patch(key, &status))
 }
 
 /// Updater calls for every port, and deletes of backends the spec no longer has: after the calls

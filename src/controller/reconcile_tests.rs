@@ -715,6 +715,65 @@ fn port_added_and_removed(rng: &mut Rng) {
     );
 }
 
+/// Found by `make chaos`: a port was added, its apply never recorded (crash, failed status write),
+/// and the port removed again; the spec patch then forgot the backend and nothing deleted it.
+fn backends_of_an_unrecorded_apply_are_recorded_before_the_spec_forgets_them(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    let mut svc = service(
+        "web",
+        &[
+            ("http", "TCP", 80, Some(31080)),
+            ("https", "TCP", 443, Some(31443)),
+            ("metrics", "TCP", 9090, Some(31090)),
+        ],
+    );
+    svc.metadata.resource_version = "5".into();
+    cache.apply_service(svc);
+    let plan = reconcile(&cache, &k, &ctx());
+    execute(&mut cache, &plan);
+    // The apply of generation 2 ran (POSTs may have reached the updater) but recorded nothing.
+    assert_eq!(
+        kinds(&reconcile(&cache, &k, &ctx()))[..3],
+        [
+            format!("POST {U} default_web"),
+            format!("POST {U} default_web_https"),
+            format!("POST {U} default_web_metrics")
+        ]
+    );
+    let mut svc = web();
+    svc.metadata.resource_version = "6".into();
+    cache.apply_service(svc);
+    let plan = reconcile(&cache, &k, &ctx());
+    assert_eq!(
+        kinds(&plan),
+        ["lb-status"],
+        "record first, in its own write"
+    );
+    let Action::PatchLoadBalancerStatus { patch, .. } = &plan.actions[0] else {
+        unreachable!()
+    };
+    let names: Vec<&str> = patch["status"]["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["backendName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["default_web", "default_web_https", "default_web_metrics"],
+        "the READY generation's record, plus the one the new spec forgets"
+    );
+    execute(&mut cache, &plan);
+    let calls = converge(&mut cache, &k);
+    assert!(
+        calls.contains(&("DELETE".into(), U.into(), "default_web_metrics".into())),
+        "{calls:?}"
+    );
+    assert!(reconcile(&cache, &k, &ctx()).is_empty());
+}
+
 fn moved_to_another_updater_deletes_old_backend_after_apply(rng: &mut Rng) {
     let mut cache = world(rng, vec![web()], vec![edge()]);
     let k = key("web");
@@ -998,6 +1057,10 @@ fn reconcile_tables_in_shuffled_order() {
         ("invalid services", invalid_services),
         ("exhaustion", port_exhaustion_reports_config_and_range),
         ("port added/removed", port_added_and_removed),
+        (
+            "unrecorded apply",
+            backends_of_an_unrecorded_apply_are_recorded_before_the_spec_forgets_them,
+        ),
         (
             "moved",
             moved_to_another_updater_deletes_old_backend_after_apply,
