@@ -291,8 +291,11 @@ fn reconcile_service(
     }
     let mut status = lb.status.clone();
     if !is_applied(lb) {
-        let cfg_timeouts = (cfg_timeout(cache, ctx, &desired.config_name)).unwrap_or((0, 0));
-        apply(key, lb, &desired, cfg_timeouts, &mut status, ctx, plan);
+        let timeouts = (
+            desired.proxy_timeout_seconds,
+            desired.proxy_connect_timeout_seconds,
+        );
+        apply(key, lb, &desired, timeouts, &mut status, ctx, plan);
         plan.event(
             &svc_ref,
             EventType::Normal,
@@ -378,6 +381,9 @@ fn desired_spec(
         url: cfg.url,
         host: cfg.host,
         ports,
+        // In the spec, so a change of the config's timeouts is a spec change: applied again.
+        proxy_timeout_seconds: cfg.proxy_timeout_seconds,
+        proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
     }))
 }
 
@@ -715,7 +721,13 @@ fn reconcile_hand_made(
         });
     }
     if !is_applied(lb) {
-        let timeouts = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+        // The LoadBalancer's own timeouts, else its config's (read when it is applied).
+        let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+        let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
+        let timeouts = (
+            or(spec.proxy_timeout_seconds, t),
+            or(spec.proxy_connect_timeout_seconds, c),
+        );
         apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
         plan.event(
             &object,

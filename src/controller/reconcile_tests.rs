@@ -4,7 +4,7 @@
 use super::*;
 use crate::controller::plan::EventSpec;
 use crate::controller::testutil::{Rng, node, shuffled};
-use crate::model::{LoadBalancerConfig, Node};
+use crate::model::{Lenient, LoadBalancerConfig, Node};
 use serde_json::Value;
 
 const NS: &str = "paperlb-system";
@@ -774,6 +774,58 @@ fn backends_of_an_unrecorded_apply_are_recorded_before_the_spec_forgets_them(rng
     assert!(reconcile(&cache, &k, &ctx()).is_empty());
 }
 
+/// Found by `make chaos`: a change of the config's proxy timeouts alone was never applied (the
+/// LoadBalancer's spec did not change, so it stayed READY with the old timeouts on the updater).
+fn config_timeout_change_is_applied_again(rng: &mut Rng) {
+    let with_timeouts = |t: i64, rv: &str| {
+        let mut c = edge();
+        c.spec.proxy_timeout_seconds = Lenient::Valid(t);
+        c.spec.proxy_connect_timeout_seconds = Lenient::Valid(5);
+        c.metadata.resource_version = rv.into();
+        c
+    };
+    let mut cache = world(rng, vec![web()], vec![with_timeouts(30, "1")]);
+    let k = key("web");
+    let timeouts_posted = |cache: &mut Cache| -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            let plan = reconcile(cache, &k, &ctx());
+            if plan.is_empty() {
+                return out;
+            }
+            for a in &plan.actions {
+                if let Action::UpdaterApply { request, .. } = a {
+                    out.push((
+                        request.proxy_timeout_seconds,
+                        request.proxy_connect_timeout_seconds,
+                    ));
+                }
+            }
+            execute(cache, &plan);
+        }
+        panic!("did not converge");
+    };
+    assert_eq!(timeouts_posted(&mut cache), [(30, 5), (30, 5)]);
+    assert_eq!(
+        cache.load_balancers[&k].spec.proxy_timeout_seconds,
+        Lenient::Valid(30)
+    );
+    cache.apply_config(with_timeouts(120, "2"));
+    assert_eq!(kinds(&reconcile(&cache, &k, &ctx())), ["spec"]);
+    assert_eq!(timeouts_posted(&mut cache), [(120, 5), (120, 5)]);
+    // Back to the updater's defaults (0): the spec says so, and the updater is told.
+    cache.apply_config({
+        let mut c = edge();
+        c.metadata.resource_version = "3".into();
+        c
+    });
+    assert_eq!(timeouts_posted(&mut cache), [(0, 0), (0, 0)]);
+    assert_eq!(
+        cache.load_balancers[&k].spec.proxy_timeout_seconds,
+        Lenient::Valid(0)
+    );
+}
+
 fn moved_to_another_updater_deletes_old_backend_after_apply(rng: &mut Rng) {
     let mut cache = world(rng, vec![web()], vec![edge()]);
     let k = key("web");
@@ -1057,6 +1109,7 @@ fn reconcile_tables_in_shuffled_order() {
         ("invalid services", invalid_services),
         ("exhaustion", port_exhaustion_reports_config_and_range),
         ("port added/removed", port_added_and_removed),
+        ("config timeouts", config_timeout_change_is_applied_again),
         (
             "unrecorded apply",
             backends_of_an_unrecorded_apply_are_recorded_before_the_spec_forgets_them,

@@ -78,6 +78,11 @@ pub struct LoadBalancerSpec {
     pub targets: Vec<TargetSpec>,
     #[serde(deserialize_with = "or_default")]
     pub ports: Vec<LoadBalancerPortSpec>,
+    /// Addition: nginx `proxy_timeout` in seconds, copied from the config so a change of it is a
+    /// spec change (applied again); 0 or absent = the config's, else the updater's default.
+    pub proxy_timeout_seconds: Lenient<i64>,
+    /// Addition: nginx `proxy_connect_timeout` in seconds; as `proxy_timeout_seconds`.
+    pub proxy_connect_timeout_seconds: Lenient<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

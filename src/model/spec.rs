@@ -192,6 +192,9 @@ pub struct LbSpec {
     pub host: String,
     /// In Service port order; never empty.
     pub ports: Vec<LbPort>,
+    /// nginx proxy timeouts in seconds (the config's); 0 = not set.
+    pub proxy_timeout_seconds: u32,
+    pub proxy_connect_timeout_seconds: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,11 +269,26 @@ impl LbSpec {
                 });
             }
         }
+        let timeout = |l: &Lenient<i64>, field: &str| -> Result<u32, String> {
+            let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
+            if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {
+                return Err(format!("{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS}"));
+            }
+            Ok(v as u32)
+        };
         Ok(LbSpec {
             config_name,
             url: url.clone(),
             host: host.clone(),
             ports,
+            proxy_timeout_seconds: timeout(
+                &spec.proxy_timeout_seconds,
+                "spec.proxyTimeoutSeconds",
+            )?,
+            proxy_connect_timeout_seconds: timeout(
+                &spec.proxy_connect_timeout_seconds,
+                "spec.proxyConnectTimeoutSeconds",
+            )?,
         })
     }
 
@@ -319,6 +337,10 @@ impl LbSpec {
             "host": self.host,
             "ports": ports,
         });
+        // Always written (0 = unset): a merge patch that left a field out would keep its old value.
+        // A stored spec without them reads as 0, so older LoadBalancers match without a write.
+        spec["proxyTimeoutSeconds"] = json!(self.proxy_timeout_seconds);
+        spec["proxyConnectTimeoutSeconds"] = json!(self.proxy_connect_timeout_seconds);
         if let Some(first) = self.ports.first() {
             spec["port"] = json!(first.port);
             spec["protocol"] = json!(first.protocol.as_str());
