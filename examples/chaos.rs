@@ -863,23 +863,31 @@ struct Tally {
 }
 
 impl Tally {
-    fn change(&mut self, what: &'static str, affected: usize) {
+    /// `writes`: the most API writes (Events apart) this change may cost; see `Budget` below.
+    fn change(&mut self, what: &'static str, writes: usize) {
         *self.changes.entry(what).or_default() += 1;
-        self.allow(affected);
+        self.budget += writes;
     }
 
-    fn fault(&mut self, what: &'static str, affected: usize) {
+    fn fault(&mut self, what: &'static str, writes: usize) {
         *self.faults.entry(what).or_default() += 1;
-        self.allow(affected);
+        self.budget += writes;
     }
+}
 
-    /// A change or fault that can alter (or make the controller redo) the state of `affected`
-    /// LoadBalancers allows 3 writes for each: the most one change of one LoadBalancer costs is a
-    /// spec patch, a status patch and a Service status patch (a create: POST + 2 PATCH; a delete:
-    /// ingress clear, finalizer removal, DELETE).
-    fn allow(&mut self, affected: usize) {
-        self.budget += 3 * affected;
-    }
+/// The write budget, per change or fault. One LoadBalancer change costs at most 3 writes (create:
+/// POST + status + Service status; delete: ingress clear + finalizer + DELETE; a port change: spec +
+/// status + Service status); a node or config change costs each LoadBalancer a spec and a status
+/// patch (DESIGN's cost of a flip); a change that alters no desired state costs nothing. A fault
+/// makes the controller redo at most the write in flight and the step after it (3), per failed
+/// write; an updater outage costs each LoadBalancer applied meanwhile an ERROR and a READY status.
+mod budget {
+    pub const SERVICE_CHANGE: usize = 3;
+    pub const PER_LB_SPEC_AND_STATUS: usize = 2;
+    pub const REDO: usize = 3;
+    pub const UPDATER_OUTAGE_PER_LB: usize = 2;
+    /// Slack for the first reconciles racing the initial objects.
+    pub const SLACK: usize = 20;
 }
 
 struct World {
@@ -897,6 +905,8 @@ struct World {
     next_id: usize,
     /// Problems seen while running: a child exiting on its own.
     incidents: Vec<String>,
+    /// The config while it is deleted, and when it comes back.
+    config_away: Option<(Value, Instant)>,
 }
 
 fn log_level() -> String {
@@ -1013,6 +1023,7 @@ impl World {
             tally: Tally::default(),
             next_id: 0,
             incidents: Vec::new(),
+            config_away: None,
         })
     }
 
@@ -1168,7 +1179,7 @@ impl World {
         let svcs = self.service_names();
         if roll < 45 {
             let Some((ns, name)) = self.rng.pick(&svcs).cloned() else {
-                self.tally.change("svc-create", 1);
+                self.tally.change("svc-create", budget::SERVICE_CHANGE);
                 return self.create_service();
             };
             let svc = self
@@ -1177,13 +1188,13 @@ impl World {
                 .map_err(|e| format!("get {ns}/{name}: {e}"))?;
             let mut ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
             let ours = is_ours(&svc);
-            match self.rng.below(9) {
+            match self.rng.below(10) {
                 0 | 1 if self.live_ports() + 3 <= MAX_LIVE_PORTS => {
-                    self.tally.change("svc-create", 1);
+                    self.tally.change("svc-create", budget::SERVICE_CHANGE);
                     self.create_service()
                 }
                 0..=2 => {
-                    self.tally.change("svc-delete", 1);
+                    self.tally.change("svc-delete", budget::SERVICE_CHANGE);
                     self.api
                         .delete("services", &ns, &name)
                         .map(|_| ())
@@ -1198,18 +1209,18 @@ impl World {
                     }
                     ports[i]["port"] = json!(n);
                     ports[i]["targetPort"] = json!(n);
-                    self.tally.change("svc-port-number", 1);
+                    self.tally.change("svc-port-number", budget::SERVICE_CHANGE);
                     self.patch_service(&ns, &name, json!({"spec": {"ports": ports}}))
                 }
                 4 if ports.len() < 3 && self.live_ports() < MAX_LIVE_PORTS => {
                     let p = self.new_port(&ports);
                     ports.push(p);
-                    self.tally.change("svc-port-add", 1);
+                    self.tally.change("svc-port-add", budget::SERVICE_CHANGE);
                     self.patch_service(&ns, &name, json!({"spec": {"ports": ports}}))
                 }
                 5 if ports.len() > 1 => {
                     ports.remove(self.rng.below(ports.len()));
-                    self.tally.change("svc-port-remove", 1);
+                    self.tally.change("svc-port-remove", budget::SERVICE_CHANGE);
                     self.patch_service(&ns, &name, json!({"spec": {"ports": ports}}))
                 }
                 6 => {
@@ -1217,10 +1228,20 @@ impl World {
                     let back = !ours && self.live_ports() + ports.len() <= MAX_LIVE_PORTS;
                     let ty = if back { "LoadBalancer" } else { "ClusterIP" };
                     if ours || back {
-                        self.tally.change("svc-type-flip", 1);
+                        self.tally.change("svc-type-flip", budget::SERVICE_CHANGE);
                         self.patch_service(&ns, &name, json!({"spec": {"type": ty}}))
                     } else {
                         Ok(())
+                    }
+                }
+                8 if ours && self.rng.chance(50) => {
+                    // `kubectl delete loadbalancer` of a live Service: finalized, then recreated.
+                    self.tally
+                        .change("lb-deleted-by-user", 2 * budget::SERVICE_CHANGE);
+                    match self.api.delete("loadbalancers", &ns, &name) {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.code == 404 => Ok(()),
+                        Err(e) => Err(format!("delete loadbalancer {ns}/{name}: {e}")),
                     }
                 }
                 7 => {
@@ -1228,7 +1249,7 @@ impl World {
                     let has =
                         !svc["metadata"]["annotations"]["lb.paperlb.com/config-name"].is_null();
                     let value = if has { Value::Null } else { json!(CONFIG) };
-                    self.tally.change("svc-annotation", 1);
+                    self.tally.change("svc-annotation", 0);
                     self.patch_service(
                         &ns,
                         &name,
@@ -1263,12 +1284,14 @@ impl World {
         match self.rng.below(8) {
             0 if names.len() < MAX_NODES => {
                 let name = format!("node-{}", self.id());
-                self.tally.change("node-add", live);
+                self.tally
+                    .change("node-add", budget::PER_LB_SPEC_AND_STATUS * live);
                 self.add_node(&name)
             }
             1 if others.len() > 1 => {
                 let Some(n) = pick_other else { return Ok(()) };
-                self.tally.change("node-remove", live);
+                self.tally
+                    .change("node-remove", budget::PER_LB_SPEC_AND_STATUS * live);
                 self.api
                     .delete("nodes", "", &n)
                     .map(|_| ())
@@ -1276,7 +1299,8 @@ impl World {
             }
             0..=2 => {
                 let Some(n) = pick_other else { return Ok(()) };
-                self.tally.change("node-ready-flip", live);
+                self.tally
+                    .change("node-ready-flip", budget::PER_LB_SPEC_AND_STATUS * live);
                 self.edit_node_status(&n, |st| {
                     let ready = st["conditions"]
                         .as_array()
@@ -1288,7 +1312,8 @@ impl World {
             3 => {
                 let Some(n) = pick_any else { return Ok(()) };
                 let ip = self.fresh_address(false);
-                self.tally.change("node-address", live);
+                self.tally
+                    .change("node-address", budget::PER_LB_SPEC_AND_STATUS * live);
                 self.edit_node_status(&n, |st| {
                     if let Some(addrs) = st["addresses"].as_array_mut() {
                         for a in addrs.iter_mut().filter(|a| a["type"] == "InternalIP") {
@@ -1300,7 +1325,8 @@ impl World {
             4 => {
                 let Some(n) = pick_any else { return Ok(()) };
                 let ip = self.fresh_address(true);
-                self.tally.change("node-external-ip", live);
+                self.tally
+                    .change("node-external-ip", budget::PER_LB_SPEC_AND_STATUS * live);
                 self.edit_node_status(&n, |st| {
                     if let Some(addrs) = st["addresses"].as_array_mut() {
                         let had = addrs.iter().any(|a| a["type"] == "ExternalIP");
@@ -1319,7 +1345,8 @@ impl World {
                     .map_err(|e| format!("get node {n}: {e}"))?;
                 let has = !node["metadata"]["labels"][EXCLUDE_LABEL].is_null();
                 let v = if has { Value::Null } else { json!("true") };
-                self.tally.change("node-exclude-label", live);
+                self.tally
+                    .change("node-exclude-label", budget::PER_LB_SPEC_AND_STATUS * live);
                 self.api
                     .patch(
                         "nodes",
@@ -1348,16 +1375,66 @@ impl World {
         }
     }
 
+    /// Brings a deleted config back (same spec, a new object), when due or when `now`.
+    fn config_return(&mut self, now: bool) -> Result<(), String> {
+        let Some((spec, at)) = self.config_away.take() else {
+            return Ok(());
+        };
+        if !now && Instant::now() < at {
+            self.config_away = Some((spec, at));
+            return Ok(());
+        }
+        let live = self.live_lbs();
+        self.tally
+            .change("config-recreated", budget::PER_LB_SPEC_AND_STATUS * live);
+        self.api
+            .create(
+                "loadbalancerconfigs",
+                json!({
+                    "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                    "metadata": {"name": CONFIG, "namespace": NS},
+                    "spec": spec,
+                }),
+            )
+            .map(|_| ())
+            .map_err(|e| format!("recreate config: {e}"))
+    }
+
     fn change_config(&mut self, live: usize) -> Result<(), String> {
+        if self.config_away.is_some() {
+            return Ok(());
+        }
+        if self.rng.chance(10) {
+            // Deleted, then created again a little later: the LoadBalancers must stay put meanwhile
+            // (a missing config is reported, nothing is torn down) and keep their ports after.
+            let cfg = self
+                .api
+                .get("loadbalancerconfigs", NS, CONFIG)
+                .map_err(|e| format!("get config: {e}"))?;
+            self.api
+                .delete("loadbalancerconfigs", NS, CONFIG)
+                .map_err(|e| format!("delete config: {e}"))?;
+            self.tally
+                .change("config-deleted", budget::PER_LB_SPEC_AND_STATUS * live);
+            let back = Instant::now() + self.rng.ms(200, 2000);
+            self.config_away = Some((cfg["spec"].clone(), back));
+            return Ok(());
+        }
         let spec = match self.rng.below(4) {
             0 => {
                 let t = *self.rng.pick(&[0u64, 30, 120, 600]).unwrap_or(&0);
-                self.tally.change("config-proxy-timeout", live);
+                self.tally.change(
+                    "config-proxy-timeout",
+                    budget::PER_LB_SPEC_AND_STATUS * live,
+                );
                 json!({"proxyTimeoutSeconds": if t == 0 { Value::Null } else { json!(t) }})
             }
             1 => {
                 let t = *self.rng.pick(&[0u64, 5, 20]).unwrap_or(&0);
-                self.tally.change("config-connect-timeout", live);
+                self.tally.change(
+                    "config-connect-timeout",
+                    budget::PER_LB_SPEC_AND_STATUS * live,
+                );
                 json!({"proxyConnectTimeoutSeconds": if t == 0 { Value::Null } else { json!(t) }})
             }
             2 => {
@@ -1368,13 +1445,16 @@ impl World {
                     json!(["InternalIP", "ExternalIP"]),
                 ];
                 let v = self.rng.pick(&choices).cloned().unwrap_or(Value::Null);
-                self.tally.change("config-address-types", live);
+                self.tally.change(
+                    "config-address-types",
+                    budget::PER_LB_SPEC_AND_STATUS * live,
+                );
                 json!({"targetAddressTypes": v})
             }
             _ => {
                 // Never below what lowest-free allocation can have used (see MAX_LIVE_PORTS).
                 let high = self.low + *self.rng.pick(&[99u16, 149, WINDOW - 1]).unwrap_or(&99);
-                self.tally.change("config-range-high", live);
+                self.tally.change("config-range-high", 0);
                 json!({"portRange": {"low": self.low, "high": high}})
             }
         };
@@ -1406,21 +1486,21 @@ impl World {
             0..=9 => {
                 if self.controller.running() && pending_controller.is_none() {
                     self.controller.kill9();
-                    self.tally.fault("controller-kill-9", live);
+                    self.tally.fault("controller-kill-9", budget::REDO);
                     *pending_controller = Some(Instant::now() + self.rng.ms(0, 1500));
                 }
             }
             10..=13 => {
                 if self.controller.running() && pending_controller.is_none() {
                     self.controller.terminate();
-                    self.tally.fault("controller-sigterm", live);
+                    self.tally.fault("controller-sigterm", budget::REDO);
                     *pending_controller = Some(Instant::now() + self.rng.ms(0, 500));
                 }
             }
             14..=21 => {
                 let n = self.api.reset_connections();
                 let _ = n;
-                self.tally.fault("api-connections-reset", 0);
+                self.tally.fault("api-connections-reset", budget::REDO);
             }
             22..=29 => {
                 self.api.compact();
@@ -1486,13 +1566,13 @@ impl World {
                 let count = 1 + self.rng.below(3);
                 self.api
                     .inject(Fault::new(Some(method), prefix, count, kind));
-                // Each failed write is retried: at most one more write each, and an ERROR status.
-                self.tally.fault(what, count);
+                self.tally.fault(what, budget::REDO * count);
             }
             80..=89 => {
                 if self.updater.running() && pending_updater.is_none() {
                     self.updater.pause();
-                    self.tally.fault("updater-paused", live);
+                    self.tally
+                        .fault("updater-paused", budget::UPDATER_OUTAGE_PER_LB * live);
                     *pending_updater = Some((Instant::now() + self.rng.ms(300, 3000), false));
                 }
             }
@@ -1501,7 +1581,8 @@ impl World {
                     self.tally.updater_calls_before_restarts +=
                         updater_calls(self.updater_addr).unwrap_or(0);
                     self.updater.terminate();
-                    self.tally.fault("updater-restarted", live);
+                    self.tally
+                        .fault("updater-restarted", budget::UPDATER_OUTAGE_PER_LB * live);
                     *pending_updater = Some((Instant::now() + self.rng.ms(200, 3000), true));
                 }
             }
@@ -1635,7 +1716,10 @@ fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, Strin
     }
     let name = format!("node-{}", w.id());
     w.add_node(&name)?;
-    w.tally.change("probe-node-add", w.live_lbs());
+    w.tally.change(
+        "probe-node-add",
+        budget::PER_LB_SPEC_AND_STATUS * w.live_lbs(),
+    );
     let found = check(&w.api, w.updater_addr, window)
         .err()
         .unwrap_or_default();
@@ -1718,7 +1802,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
         .map_err(|e| format!("config: {e}"))?;
     for _ in 0..4 {
         w.create_service()?;
-        w.tally.change("svc-create", 1);
+        w.tally.change("svc-create", budget::SERVICE_CHANGE);
     }
 
     // The monitor samples the LoadBalancers every 20 ms until the end of the steady window.
@@ -1772,10 +1856,14 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             }
         }
         w.watch_children(pending_controller.is_some(), pending_updater.is_some())?;
+        if let Err(e) = w.config_return(false) {
+            errors.push(e);
+        }
     }
 
-    // Stop the chaos: no more faults; everything runs.
+    // Stop the chaos: no more faults; everything runs, the config is back.
     w.api.clear_faults();
+    w.config_return(true)?;
     if pending_controller.take().is_some() {
         w.restart_controller()?;
     }
@@ -1853,10 +1941,10 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     failures.extend(w.incidents.iter().cloned());
 
     let (writes, events, failed) = w.api_writes();
-    let budget = w.tally.budget + 20;
+    let budget = w.tally.budget + budget::SLACK;
     if writes > budget {
         failures.push(format!(
-            "write-budget: {writes} API writes (Events apart) > budget {budget} (3 per affected LoadBalancer per change or fault, + 20)"
+            "write-budget: {writes} API writes (Events apart) > budget {budget} (see `mod budget` in examples/chaos.rs)"
         ));
     }
     let calls = w.tally.updater_calls_before_restarts + updater_calls(w.updater_addr).unwrap_or(0);
