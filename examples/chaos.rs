@@ -3,7 +3,8 @@
 //! Per seed: the test suite's fake API server (in this process), a private nginx with the stream
 //! module, the real `paperlb nginx-updater` in front of it and the real `paperlb controller` (child
 //! processes). For `--duration` seconds it changes Services (create, delete, port number changes,
-//! ports added and removed, type flips, annotations), Nodes (Ready flips, address changes, the
+//! ports added and removed, type flips, annotations, `externalTrafficPolicy: Local` with changing
+//! EndpointSlices, their LoadBalancer deleted by hand), Nodes (Ready flips, address changes, the
 //! exclude label, add and remove) and the LoadBalancerConfig (timeouts, address types, range), and
 //! meanwhile kills -9 / SIGTERMs and restarts the controller, resets the API connections, drops,
 //! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls/lost answers into API
@@ -12,7 +13,8 @@
 //! Then the chaos stops and the run waits (bounded) until the invariants hold, computed here from
 //! the fake's objects and never from the controller's code:
 //! - every LoadBalancer Service has its LoadBalancer READY for its generation, with the right ports,
-//!   protocols, nodePorts and targets (eligible nodes at their preferred address), and its ingress;
+//!   protocols, nodePorts and targets (eligible nodes at their preferred address; for Local, only
+//!   those with a ready endpoint), and its ingress;
 //! - no LoadBalancer is left without a Service;
 //! - the updater's `GET /api/v1/lb` equals the desired backends (no leftovers, none missing), and
 //!   nginx listens on every TCP/UDP port it should;
@@ -454,10 +456,32 @@ fn config_view(api: &FakeApi) -> Result<ConfigView, String> {
     })
 }
 
+/// Addresses of the eligible nodes.
+fn eligible_addresses(api: &FakeApi, types: &[String]) -> BTreeSet<String> {
+    eligible_by_node(api, types).into_values().collect()
+}
+
+/// Node names hosting a ready endpoint (`ready` absent counts as ready, as the API says) in the
+/// EndpointSlices labelled with this Service.
+fn ready_endpoint_nodes(slices: &[Value], ns: &str, svc: &str) -> BTreeSet<String> {
+    slices
+        .iter()
+        .filter(|sl| {
+            s(&sl["metadata"]["namespace"]) == ns
+                && s(&sl["metadata"]["labels"]["kubernetes.io/service-name"]) == svc
+        })
+        .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] != false)
+        .map(|e| s(&e["nodeName"]).to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
 /// DESIGN's target rule: Ready, not deleting, not excluded by label (unless it parses as false),
 /// not tainted ToBeDeletedByClusterAutoscaler; the first address of the first preferred type.
-fn eligible_addresses(api: &FakeApi, types: &[String]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// Node name -> address.
+fn eligible_by_node(api: &FakeApi, types: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
     for n in api.list("nodes", "") {
         let ready = n["status"]["conditions"].as_array().is_some_and(|cs| {
             cs.iter()
@@ -485,7 +509,7 @@ fn eligible_addresses(api: &FakeApi, types: &[String]) -> BTreeSet<String> {
                 .map(|a| s(&a["address"]).to_string())
         });
         if let Some(a) = addr {
-            out.insert(a);
+            out.insert(s(&n["metadata"]["name"]).to_string(), a);
         }
     }
     out
@@ -545,6 +569,8 @@ fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), V
         Err(e) => return Err(vec![e]),
     };
     let hosts = eligible_addresses(api, &cfg.address_types);
+    let by_name = eligible_by_node(api, &cfg.address_types);
+    let slices = api.list("endpointslices", "");
     let services: Vec<Value> = api
         .list("services", "")
         .into_iter()
@@ -615,6 +641,17 @@ fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), V
             ));
             continue;
         }
+        // externalTrafficPolicy Local: only eligible nodes with a ready endpoint of this Service.
+        let hosts: BTreeSet<String> = if svc["spec"]["externalTrafficPolicy"] == "Local" {
+            let local = ready_endpoint_nodes(&slices, &ns, &name);
+            by_name
+                .iter()
+                .filter(|(node, _)| local.contains(*node))
+                .map(|(_, a)| a.clone())
+                .collect()
+        } else {
+            hosts.clone()
+        };
         let mut ingress_ports = Vec::new();
         for (i, (sp, lp)) in svc_ports.iter().zip(&lb_spec_ports).enumerate() {
             let pname = s(&sp["name"]).to_string();
@@ -1157,10 +1194,63 @@ impl World {
         if self.rng.chance(20) {
             obj["spec"]["loadBalancerClass"] = json!(CLASS);
         }
+        let local = self.rng.chance(25);
+        if local {
+            obj["spec"]["externalTrafficPolicy"] = json!("Local");
+        }
         self.api
             .create("services", obj)
-            .map(|_| ())
-            .map_err(|e| format!("create service {ns}/{name}: {e}"))
+            .map_err(|e| format!("create service {ns}/{name}: {e}"))?;
+        if local {
+            self.write_slice(ns, &name)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes the Service's one EndpointSlice: a ready endpoint on node-0 (always eligible, so a
+    /// Local Service always has a target) and on some other nodes, ready or not or unknown.
+    fn write_slice(&mut self, ns: &str, svc: &str) -> Result<(), String> {
+        let mut endpoints = vec![json!({"addresses": ["10.42.0.1"], "nodeName": "node-0",
+            "conditions": {"ready": true}})];
+        for (i, node) in self
+            .node_names()
+            .iter()
+            .filter(|n| *n != "node-0")
+            .enumerate()
+        {
+            let cond = match self.rng.below(4) {
+                0 => continue,
+                1 => json!({"ready": false}),
+                2 => json!({}),
+                _ => json!({"ready": true}),
+            };
+            endpoints.push(
+                json!({"addresses": [format!("10.42.{}.{}", i + 1, 1 + self.rng.below(200))],
+                "nodeName": node, "conditions": cond}),
+            );
+        }
+        let obj = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{svc}-slice"), "namespace": ns,
+                "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+        });
+        match self.api.get("endpointslices", ns, &format!("{svc}-slice")) {
+            Ok(_) => self
+                .api
+                .patch(
+                    "endpointslices",
+                    ns,
+                    &format!("{svc}-slice"),
+                    json!({"endpoints": obj["endpoints"]}),
+                )
+                .map(|_| ()),
+            Err(_) => self.api.create("endpointslices", obj).map(|_| ()),
+        }
+        .map_err(|e| format!("endpoint slice {ns}/{svc}-slice: {e}"))
     }
 
     fn patch_service(&self, ns: &str, name: &str, patch: Value) -> Result<(), String> {
@@ -1188,7 +1278,7 @@ impl World {
                 .map_err(|e| format!("get {ns}/{name}: {e}"))?;
             let mut ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
             let ours = is_ours(&svc);
-            match self.rng.below(10) {
+            match self.rng.below(11) {
                 0 | 1 if self.live_ports() + 3 <= MAX_LIVE_PORTS => {
                     self.tally.change("svc-create", budget::SERVICE_CHANGE);
                     self.create_service()
@@ -1197,8 +1287,31 @@ impl World {
                     self.tally.change("svc-delete", budget::SERVICE_CHANGE);
                     self.api
                         .delete("services", &ns, &name)
-                        .map(|_| ())
-                        .map_err(|e| format!("delete {ns}/{name}: {e}"))
+                        .map_err(|e| format!("delete {ns}/{name}: {e}"))?;
+                    // What the EndpointSlice controller does (GC of its owned slices).
+                    let _ = self
+                        .api
+                        .delete("endpointslices", &ns, &format!("{name}-slice"));
+                    Ok(())
+                }
+                9 if svc["spec"]["externalTrafficPolicy"] == "Local" && self.rng.chance(60) => {
+                    // Pods come and go: the Local Service's ready endpoints change.
+                    self.tally.change("slice-endpoints", budget::SERVICE_CHANGE);
+                    self.write_slice(&ns, &name)
+                }
+                9 if ours => {
+                    let local = svc["spec"]["externalTrafficPolicy"] == "Local";
+                    let policy = if local { "Cluster" } else { "Local" };
+                    self.tally
+                        .change("svc-traffic-policy", budget::SERVICE_CHANGE);
+                    if !local {
+                        self.write_slice(&ns, &name)?;
+                    }
+                    self.patch_service(
+                        &ns,
+                        &name,
+                        json!({"spec": {"externalTrafficPolicy": policy}}),
+                    )
                 }
                 3 if !ports.is_empty() => {
                     // A Service port number change: same name, same nodePort; the LB port stays.
@@ -1700,7 +1813,7 @@ fn converge(
 
 /// Proves the checker can fail on this very world: with the controller down, a stray backend on
 /// the updater and a new Ready node must be reported (leftover; targets and updater contents, when
-/// there is a LoadBalancer). Then the controller comes back and must catch up. Returns what the
+/// a LoadBalancer Service forwards to every node). Then the controller comes back and must catch up. Returns what the
 /// checker missed.
 fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, String> {
     let mut missed = Vec::new();
@@ -1724,7 +1837,12 @@ fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, Strin
         .err()
         .unwrap_or_default();
     let mut want = vec!["updater-leftover: backend chaos_probe"];
-    if w.live_lbs() > 0 {
+    let cluster_policy = w
+        .api
+        .list("services", "")
+        .iter()
+        .any(|v| is_ours(v) && v["spec"]["externalTrafficPolicy"] != "Local");
+    if cluster_policy {
         want.extend(["targets: ", "updater-differs: "]);
     }
     for prefix in want {
