@@ -9,7 +9,7 @@
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -107,10 +107,11 @@ pub struct Worker {
     /// that object would roll the cache back (and cause a second updater call or a second release).
     awaiting_lbs: BTreeMap<Key, Awaiting>,
     awaiting_services: BTreeMap<Key, Awaiting>,
-    /// LoadBalancers a create or spec patch may have changed without our seeing the answer (the
-    /// connection broke, a timeout, a 5xx, or AlreadyExists): the cache may not hold the ports they
-    /// now claim, so nothing is reconciled (and no port allocated) until they are read again.
-    in_doubt: BTreeSet<Key>,
+    /// LoadBalancer creates and spec patches that got no answer (the connection broke, a timeout, a
+    /// 5xx) or AlreadyExists: the server may hold, or commit later, ports the cache does not know,
+    /// so nothing is reconciled (and no port allocated) until each is settled (see
+    /// `resolve_in_doubt`).
+    in_doubt: BTreeMap<Key, Action>,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -146,7 +147,7 @@ impl Worker {
             event_seq: 0,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
-            in_doubt: BTreeSet::new(),
+            in_doubt: BTreeMap::new(),
         }
     }
 
@@ -400,33 +401,55 @@ impl Worker {
         Ok(())
     }
 
-    /// Re-reads every LoadBalancer in doubt into the cache; false while one cannot be read.
+    /// Settles every write in doubt by sending it again, with the same resourceVersion precondition
+    /// (a create cannot be made twice): of the two copies exactly one can land, and this one is
+    /// answered, so the late commit of the first copy can no longer surprise the cache. When the
+    /// first copy (or another writer) got there first, the answer is a conflict: read the object.
+    /// False while one cannot be settled (the API is unreachable or throttles).
     fn resolve_in_doubt(&mut self) -> bool {
-        while let Some(key) = self.in_doubt.first().cloned() {
-            let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
-            match self.client.get::<LoadBalancer>(&path) {
-                Ok(lb) => {
-                    log::info!("re-read LoadBalancer after an unanswered write key={key}");
-                    self.applied_lb(lb);
+        if !self.leadership.is_leader() {
+            // Not ours to write any more; the next leader starts from its own fresh lists.
+            self.in_doubt.clear();
+            return true;
+        }
+        while let Some((key, action)) = self.in_doubt.pop_first() {
+            match self.api_write(&action) {
+                Ok(()) => log::info!("re-sent an unanswered write key={key}"),
+                Err(e) if e.is_conflict() || e.is_already_exists() => {
+                    self.in_doubt.remove(&key); // AlreadyExists put it back: settled by the read
+                    let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
+                    match self.client.get::<LoadBalancer>(&path) {
+                        Ok(lb) => {
+                            log::info!("re-read LoadBalancer after an unanswered write key={key}");
+                            self.applied_lb(lb);
+                        }
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => {
+                            log::warn!("re-reading LoadBalancer key={key} error={e}");
+                            self.in_doubt.insert(key, action);
+                            return false;
+                        }
+                    }
                 }
-                // Not created (or already gone): the watch tells the rest.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    log::warn!("re-reading LoadBalancer key={key} error={e}");
+                // Throttled (not done, and the first copy may still land), or no answer again.
+                Err(e) if !matches!(e.code(), Some(c) if (400..500).contains(&c) && c != 429) => {
+                    self.in_doubt.insert(key, action);
                     return false;
                 }
+                // Refused (gone, invalid): the first copy is refused the same way.
+                Err(e) => log::info!("unanswered write refused when re-sent key={key} error={e}"),
             }
-            self.in_doubt.remove(&key);
         }
         true
     }
 
-    /// After a failed create or spec patch: whether the server may hold a LoadBalancer the cache
-    /// does not (no answer, or an answer that does not say the write was refused, or AlreadyExists).
-    fn doubt(&mut self, key: &Key, e: &Error) {
+    /// After a failed create or spec patch: whether the server may hold, or still commit, a
+    /// LoadBalancer the cache does not know (no answer, an answer that does not say the write was
+    /// refused, or AlreadyExists).
+    fn doubt(&mut self, key: &Key, action: &Action, e: &Error) {
         let refused = matches!(e.code(), Some(c) if (400..500).contains(&c));
         if !refused || e.is_already_exists() {
-            self.in_doubt.insert(key.clone());
+            self.in_doubt.insert(key.clone(), action.clone());
         }
     }
 
@@ -478,7 +501,7 @@ impl Worker {
                         &LOADBALANCERS.path(Some(&key.namespace), None, None),
                         object,
                     )
-                    .inspect_err(|e| self.doubt(key, e))?;
+                    .inspect_err(|e| self.doubt(key, action, e))?;
                 log::info!("created LoadBalancer key={key}");
                 self.applied_lb(lb);
             }
@@ -489,7 +512,7 @@ impl Worker {
                 let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
                 let lb: LoadBalancer = self.patch(&path, &patch).inspect_err(|e| {
                     if matches!(action, Action::PatchLoadBalancerSpec { .. }) {
-                        self.doubt(key, e);
+                        self.doubt(key, action, e);
                     }
                 })?;
                 if matches!(action, Action::RemoveFinalizer { .. })

@@ -72,3 +72,78 @@ fn lost_create_answer_neither_shares_nor_moves_a_port() {
         );
     }
 }
+
+/// chaos seed 1 (second round): a LoadBalancer spec patch lost its connection and the server
+/// committed it only later, after the controller had read the LoadBalancer again and seen nothing
+/// yet (and before its own retry got through, here held back by 500s); the port the patch added
+/// went to the next Service as well.
+#[test]
+fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
+    let w = World::new("late-commit");
+    w.service("a", &[("http", 80, "TCP")]);
+    let _c = Controller::start(&w.kubeconfig);
+    wait_for("a READY", || w.ready("a"));
+    let lb_a = "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers/a";
+    w.api.inject(Fault::new(
+        Some("PATCH"),
+        lb_a,
+        1,
+        FaultKind::DropThenApplyAfter(std::time::Duration::from_millis(200)),
+    ));
+    // The next copies fail for longer than that (backoff 5 ms doubling: about 1.3 s).
+    w.api
+        .inject(Fault::new(Some("PATCH"), lb_a, 8, FaultKind::Status(500)));
+    // a gets a second port: its spec patch is cut off (and lands 0.2 s later), the next ones fail.
+    w.service("a", &[("http", 80, "TCP"), ("admin", 81, "TCP")]);
+    // (The cut-off request is recorded only when it lands; the failing ones come after it.)
+    wait_for("a's spec patch cut off and the next one failing", || {
+        w.api
+            .requests()
+            .iter()
+            .any(|r| r.path == lb_a && r.status == 500)
+    });
+    w.service("b", &[("http", 80, "TCP"), ("admin", 81, "TCP")]);
+    wait_for("a and b READY with two ports each", || {
+        w.ready("a") && w.ready("b") && w.lb_ports("a").len() == 2 && w.lb_ports("b").len() == 2
+    });
+    // Two copies of a's patch get an answer: the late one and the controller's own retry.
+    wait_for("both copies of a's spec patch answered", || {
+        w.api
+            .requests()
+            .iter()
+            .filter(|r| r.path == lb_a && matches!(r.status, 200 | 409) && r.body.contains("admin"))
+            .count()
+            >= 2
+    });
+    wait_for("a and b READY", || w.ready("a") && w.ready("b"));
+    let ports_in = |body: &str| -> Vec<u64> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        v["spec"]["ports"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["port"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let requests = w.api.requests();
+    let a_claimed: Vec<u64> = requests
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == lb_a && r.status == 200)
+        .flat_map(|r| ports_in(&r.body))
+        .collect();
+    let b_created: Vec<u64> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/loadbalancers") && r.status == 201)
+        .filter(|r| r.body.contains("\"name\":\"b\""))
+        .flat_map(|r| ports_in(&r.body))
+        .collect();
+    assert!(!b_created.is_empty(), "b's create was seen");
+    assert!(
+        b_created.iter().all(|p| !a_claimed.contains(p)),
+        "b was created with {b_created:?} while a's committed patches claimed {a_claimed:?}"
+    );
+    let (a, b) = (w.lb_ports("a"), w.lb_ports("b"));
+    assert!(
+        a.iter().all(|p| !b.contains(p)),
+        "a {a:?} and b {b:?} share a port"
+    );
+    assert_no_port_pushed_for_two_backends(&w);
+}

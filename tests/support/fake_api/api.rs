@@ -163,7 +163,8 @@ fn dispatch(
 
     if let Some(kind) = fault {
         match kind {
-            FaultKind::Drop => return Reply::Drop,
+            // The server loop does the request later itself (see server.rs).
+            FaultKind::Drop | FaultKind::DropThenApplyAfter(_) => return Reply::Drop,
             FaultKind::ApplyThenDrop => {
                 if let Ok(user) = user {
                     let _ = route_reply(state, req, user, &route, &query, cfg, pretty);

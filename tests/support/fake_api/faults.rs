@@ -18,6 +18,9 @@ pub enum FaultKind {
     /// Do the request, then close the connection without answering: the client cannot tell
     /// whether its write happened (a connection cut after the apiserver committed it).
     ApplyThenDrop,
+    /// Close the connection without answering, and do the request this long afterwards: a write
+    /// the server commits after the client gave up on it (and maybe after it read the object again).
+    DropThenApplyAfter(Duration),
     /// Watch only: send the first half of the first event line, then close.
     DropMidObject,
     /// Watch only: send headers, then nothing for this long (or until the watch's timeout), then

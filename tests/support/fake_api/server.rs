@@ -287,6 +287,20 @@ fn serve_requests(shared: &Shared, conn: &mut Conn<Stream>) {
         if let Some(super::faults::FaultKind::Stall(d)) = &fault {
             shared.sleep(*d);
         }
+        if let Some(super::faults::FaultKind::DropThenApplyAfter(d)) = &fault {
+            let sock = match &conn.stream {
+                Stream::Plain(s) => s,
+                Stream::Tls(s) => &s.sock,
+            };
+            let _ = sock.shutdown(Shutdown::Both);
+            shared.sleep(*d);
+            let mut st = shared.lock();
+            let user = api::authenticate(&st, &req, cert_user.as_deref());
+            let _ = api::handle(&mut st, &req, user, None, &shared.cfg);
+            drop(st);
+            shared.notify();
+            return;
+        }
         let reply = {
             let mut st = shared.lock();
             let user = api::authenticate(&st, &req, cert_user.as_deref());
