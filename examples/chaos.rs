@@ -7,8 +7,8 @@
 //! EndpointSlices, their LoadBalancer deleted by hand), Nodes (Ready flips, address changes, the
 //! exclude label, add and remove) and the LoadBalancerConfig (timeouts, address types, range), and
 //! meanwhile kills -9 / SIGTERMs and restarts the controller, resets the API connections, drops,
-//! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls/lost answers into API
-//! writes and pauses (SIGSTOP) or restarts the updater. Every choice comes from the seed.
+//! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls/lost answers/late
+//! commits into API writes and pauses (SIGSTOP) or restarts an updater. Every choice comes from the seed.
 //!
 //! Then the chaos stops and the run waits (bounded) until the invariants hold, computed here from
 //! the fake's objects and never from the controller's code:
@@ -49,7 +49,11 @@ use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind};
 use support::nginx::{NGINX, Nginx, STREAM_MODULE};
 
 const NS: &str = "paperlb-system";
+/// The default config (updater A) and a second one on updater B with the same host and range, so
+/// naming it moves a Service's backends between updaters (the port stays: one host, one allocation).
 const CONFIG: &str = "edge";
+const SPARE: &str = "spare";
+const CONFIGS: [&str; 2] = [CONFIG, SPARE];
 const LB_HOST: &str = "127.0.0.1";
 const CLASS: &str = "lb.paperlb.com/paperlb-class";
 const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
@@ -432,10 +436,10 @@ struct ConfigView {
     proxy_connect_timeout: u64,
 }
 
-fn config_view(api: &FakeApi) -> Result<ConfigView, String> {
+fn config_view(api: &FakeApi, name: &str) -> Result<ConfigView, String> {
     let c = api
-        .get("loadbalancerconfigs", NS, CONFIG)
-        .map_err(|e| format!("config {NS}/{CONFIG}: {e}"))?;
+        .get("loadbalancerconfigs", NS, name)
+        .map_err(|e| format!("config {NS}/{name}: {e}"))?;
     let spec = &c["spec"];
     let n = |v: &Value| v.as_u64().unwrap_or(0);
     let mut address_types: Vec<String> = spec["targetAddressTypes"]
@@ -562,14 +566,15 @@ fn upstreams_of(v: &Value) -> BTreeSet<(String, u16)> {
 }
 
 /// Every invariant on the current state; `Err` lists each one that fails, with details.
-fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), Vec<String>> {
+fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(), Vec<String>> {
     let mut bad: Vec<String> = Vec::new();
-    let cfg = match config_view(api) {
-        Ok(c) => c,
-        Err(e) => return Err(vec![e]),
-    };
-    let hosts = eligible_addresses(api, &cfg.address_types);
-    let by_name = eligible_by_node(api, &cfg.address_types);
+    let mut configs = BTreeMap::new();
+    for name in CONFIGS {
+        match config_view(api, name) {
+            Ok(c) => configs.insert(name.to_string(), c),
+            Err(e) => return Err(vec![e]),
+        };
+    }
     let slices = api.list("endpointslices", "");
     let services: Vec<Value> = api
         .list("services", "")
@@ -589,13 +594,32 @@ fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), V
             )
         })
         .collect();
-    let mut desired: BTreeMap<String, Backend> = BTreeMap::new();
+    // Desired backends per updater URL.
+    let mut desired_at: BTreeMap<String, BTreeMap<String, Backend>> = BTreeMap::new();
     let mut wanted_lbs = BTreeSet::new();
     for svc in &services {
         let ns = s(&svc["metadata"]["namespace"]).to_string();
         let name = s(&svc["metadata"]["name"]).to_string();
         let key = format!("{ns}/{name}");
         wanted_lbs.insert((ns.clone(), name.clone()));
+        let cfg_name = svc["metadata"]["annotations"]["lb.paperlb.com/config-name"]
+            .as_str()
+            .unwrap_or(CONFIG);
+        let Some(cfg) = configs.get(cfg_name) else {
+            bad.push(format!(
+                "chaos: Service {key} names config {cfg_name:?}, which chaos never makes"
+            ));
+            continue;
+        };
+        let hosts = eligible_addresses(api, &cfg.address_types);
+        let by_name = eligible_by_node(api, &cfg.address_types);
+        if s(&lb_of(&lbs, &ns, &name)["spec"]["configName"]) != cfg_name {
+            bad.push(format!(
+                "lb-ready: LoadBalancer {key} configName {}, want {cfg_name}",
+                lb_of(&lbs, &ns, &name)["spec"]["configName"]
+            ));
+        }
+        let desired = desired_at.entry(cfg.url.clone()).or_default();
         let Some(lb) = lbs.get(&(ns.clone(), name.clone())) else {
             bad.push(format!("lb-ready: Service {key} has no LoadBalancer"));
             continue;
@@ -711,25 +735,55 @@ fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), V
     if let Err(e) = port_conflicts(lbs.values()) {
         bad.push(e);
     }
-    // The updater's view.
+    // Each updater's view.
+    for addr in updaters {
+        let url = format!("http://{addr}");
+        let empty = BTreeMap::new();
+        let desired = desired_at.get(&url).unwrap_or(&empty);
+        check_updater(*addr, desired, &mut bad);
+    }
+    // nginx really serves what the updaters say (no traffic: the kernel's socket tables; both
+    // nginx run on this machine, so this cannot tell which one listens).
+    let (tcp, udp) = bound_ports();
+    for (name, b) in desired_at.values().flatten() {
+        let bound = if b.protocol == "UDP" { &udp } else { &tcp };
+        if (window.0..=window.1).contains(&b.port) && !bound.contains(&b.port) {
+            bad.push(format!(
+                "nginx: nothing listens on {}/{} for backend {name}",
+                b.port, b.protocol
+            ));
+        }
+    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
+}
+
+fn lb_of<'a>(lbs: &'a BTreeMap<(String, String), Value>, ns: &str, name: &str) -> &'a Value {
+    lbs.get(&(ns.to_string(), name.to_string()))
+        .unwrap_or(&Value::Null)
+}
+
+/// One updater's `GET /api/v1/lb` against the backends it should serve.
+fn check_updater(updater: SocketAddr, desired: &BTreeMap<String, Backend>, bad: &mut Vec<String>) {
     match updater_backends(updater) {
         Err(e) => bad.push(format!("updater: GET /api/v1/lb: {e}")),
         Ok((got, unreadable)) => {
             if !unreadable.is_empty() {
                 bad.push(format!("updater: unreadable files {unreadable:?}"));
             }
-            for (name, want) in &desired {
+            for (name, want) in desired {
                 match got.get(name) {
-                    None => bad.push(format!("updater-missing: backend {name} ({want:?})")),
+                    None => bad.push(format!(
+                        "updater-missing: backend {name} on {updater} ({want:?})"
+                    )),
                     Some(g) if g != want => bad.push(format!(
-                        "updater-differs: backend {name} is {g:?}, want {want:?}"
+                        "updater-differs: backend {name} on {updater} is {g:?}, want {want:?}"
                     )),
                     Some(_) => {}
                 }
             }
             for name in got.keys().filter(|n| !desired.contains_key(*n)) {
                 bad.push(format!(
-                    "updater-leftover: backend {name} ({:?})",
+                    "updater-leftover: backend {name} on {updater} ({:?})",
                     got[name]
                 ));
             }
@@ -744,18 +798,6 @@ fn check(api: &FakeApi, updater: SocketAddr, window: (u16, u16)) -> Result<(), V
             }
         }
     }
-    // nginx really serves what the updater says (no traffic: the kernel's socket tables).
-    let (tcp, udp) = bound_ports();
-    for (name, b) in &desired {
-        let bound = if b.protocol == "UDP" { &udp } else { &tcp };
-        if (window.0..=window.1).contains(&b.port) && !bound.contains(&b.port) {
-            bad.push(format!(
-                "nginx: nothing listens on {}/{} for backend {name}",
-                b.port, b.protocol
-            ));
-        }
-    }
-    if bad.is_empty() { Ok(()) } else { Err(bad) }
 }
 
 /// No (host, port, protocol) held by two LoadBalancers.
@@ -927,23 +969,30 @@ mod budget {
     pub const SLACK: usize = 20;
 }
 
+/// One load balancer host's updater: its private nginx and `paperlb nginx-updater` process.
+struct Slot {
+    nginx: Nginx,
+    proc: Proc,
+    addr: SocketAddr,
+    log: String,
+}
+
 struct World {
     api: Arc<FakeApi>,
-    nginx: Nginx,
     bin: PathBuf,
     dir: PathBuf,
     kubeconfig: PathBuf,
-    updater_addr: SocketAddr,
     low: u16,
     controller: Proc,
-    updater: Proc,
+    /// Updater A (config `edge`) and updater B (config `spare`).
+    slots: Vec<Slot>,
     rng: Rng,
     tally: Tally,
     next_id: usize,
     /// Problems seen while running: a child exiting on its own.
     incidents: Vec<String>,
     /// The config while it is deleted, and when it comes back.
-    config_away: Option<(Value, Instant)>,
+    config_away: Option<(&'static str, Value, Instant)>,
 }
 
 fn log_level() -> String {
@@ -988,6 +1037,7 @@ fn start_updater(
     nginx: &Nginx,
     addr: SocketAddr,
     low: u16,
+    log: &str,
 ) -> Result<Proc, String> {
     let mut p = Proc::spawn(
         "nginx-updater",
@@ -1004,7 +1054,7 @@ fn start_updater(
                 &format!("{low}-{}", low + WINDOW - 1),
             ])
             .env("RUST_LOG", log_level()),
-        &dir.join("nginx-updater.log"),
+        &dir.join(log),
     )?;
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
@@ -1042,20 +1092,28 @@ impl World {
         api.write_kubeconfig(&kubeconfig)
             .map_err(|e| format!("writing the kubeconfig: {e}"))?;
         let low = port_window(seed)?;
-        let nginx = Nginx::start();
-        let updater_addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-        let updater = start_updater(&bin, &dir, &nginx, updater_addr, low)?;
+        let mut slots = Vec::new();
+        for tag in ["a", "b"] {
+            let nginx = Nginx::start();
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            let log = format!("nginx-updater-{tag}.log");
+            let proc = start_updater(&bin, &dir, &nginx, addr, low, &log)?;
+            slots.push(Slot {
+                nginx,
+                proc,
+                addr,
+                log,
+            });
+        }
         let controller = start_controller(&bin, &dir, &kubeconfig)?;
         Ok(World {
             api: Arc::new(api),
-            nginx,
             bin,
             dir,
             kubeconfig,
-            updater_addr,
             low,
             controller,
-            updater,
+            slots,
             rng: Rng(seed),
             tally: Tally::default(),
             next_id: 0,
@@ -1189,7 +1247,8 @@ impl World {
             "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": ports},
         });
         if self.rng.chance(30) {
-            obj["metadata"]["annotations"] = json!({"lb.paperlb.com/config-name": CONFIG});
+            let cfg = if self.rng.chance(50) { CONFIG } else { SPARE };
+            obj["metadata"]["annotations"] = json!({"lb.paperlb.com/config-name": cfg});
         }
         if self.rng.chance(20) {
             obj["spec"]["loadBalancerClass"] = json!(CLASS);
@@ -1358,11 +1417,20 @@ impl World {
                     }
                 }
                 7 => {
-                    // Naming the default config explicitly, or not: the same config either way.
-                    let has =
-                        !svc["metadata"]["annotations"]["lb.paperlb.com/config-name"].is_null();
-                    let value = if has { Value::Null } else { json!(CONFIG) };
-                    self.tally.change("svc-annotation", 0);
+                    // Another config: none (the default), the default by name (no change), or the
+                    // spare one on updater B (the backends move there; the port stays).
+                    let now = svc["metadata"]["annotations"]["lb.paperlb.com/config-name"]
+                        .as_str()
+                        .unwrap_or(CONFIG);
+                    let choices = [Value::Null, json!(CONFIG), json!(SPARE)];
+                    let value = self.rng.pick(&choices).cloned().unwrap_or(Value::Null);
+                    let moves = value.as_str().unwrap_or(CONFIG) != now;
+                    let (what, writes) = if moves {
+                        ("svc-config-move", budget::SERVICE_CHANGE)
+                    } else {
+                        ("svc-annotation", 0)
+                    };
+                    self.tally.change(what, writes);
                     self.patch_service(
                         &ns,
                         &name,
@@ -1490,11 +1558,11 @@ impl World {
 
     /// Brings a deleted config back (same spec, a new object), when due or when `now`.
     fn config_return(&mut self, now: bool) -> Result<(), String> {
-        let Some((spec, at)) = self.config_away.take() else {
+        let Some((name, spec, at)) = self.config_away.take() else {
             return Ok(());
         };
         if !now && Instant::now() < at {
-            self.config_away = Some((spec, at));
+            self.config_away = Some((name, spec, at));
             return Ok(());
         }
         let live = self.live_lbs();
@@ -1505,7 +1573,7 @@ impl World {
                 "loadbalancerconfigs",
                 json!({
                     "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
-                    "metadata": {"name": CONFIG, "namespace": NS},
+                    "metadata": {"name": name, "namespace": NS},
                     "spec": spec,
                 }),
             )
@@ -1517,20 +1585,21 @@ impl World {
         if self.config_away.is_some() {
             return Ok(());
         }
+        let name = if self.rng.chance(60) { CONFIG } else { SPARE };
         if self.rng.chance(10) {
             // Deleted, then created again a little later: the LoadBalancers must stay put meanwhile
             // (a missing config is reported, nothing is torn down) and keep their ports after.
             let cfg = self
                 .api
-                .get("loadbalancerconfigs", NS, CONFIG)
+                .get("loadbalancerconfigs", NS, name)
                 .map_err(|e| format!("get config: {e}"))?;
             self.api
-                .delete("loadbalancerconfigs", NS, CONFIG)
+                .delete("loadbalancerconfigs", NS, name)
                 .map_err(|e| format!("delete config: {e}"))?;
             self.tally
                 .change("config-deleted", budget::PER_LB_SPEC_AND_STATUS * live);
             let back = Instant::now() + self.rng.ms(200, 2000);
-            self.config_away = Some((cfg["spec"].clone(), back));
+            self.config_away = Some((name, cfg["spec"].clone(), back));
             return Ok(());
         }
         let spec = match self.rng.below(4) {
@@ -1572,7 +1641,7 @@ impl World {
             }
         };
         self.api
-            .patch("loadbalancerconfigs", NS, CONFIG, json!({"spec": spec}))
+            .patch("loadbalancerconfigs", NS, name, json!({"spec": spec}))
             .map(|_| ())
             .map_err(|e| format!("patch config: {e}"))
     }
@@ -1581,8 +1650,9 @@ impl World {
     fn fault(
         &mut self,
         pending_controller: &mut Option<Instant>,
-        pending_updater: &mut Option<(Instant, bool)>,
+        pending_updater: &mut Option<(usize, Instant, bool)>,
     ) {
+        let slot = self.rng.below(self.slots.len());
         let live = self.live_lbs();
         let watch_paths = [
             "/api/v1/services",
@@ -1667,7 +1737,11 @@ impl World {
                     .pick(&["POST", "PATCH", "PATCH", "DELETE"])
                     .unwrap_or(&"PATCH");
                 let prefix = *self.rng.pick(&write_paths).unwrap_or(&write_paths[0]);
-                let (what, kind) = match self.rng.below(7) {
+                let (what, kind) = match self.rng.below(8) {
+                    7 => (
+                        "write-committed-late",
+                        FaultKind::DropThenApplyAfter(self.rng.ms(5, 400)),
+                    ),
                     6 => ("write-answer-lost", FaultKind::ApplyThenDrop),
                     0 => ("write-409", FaultKind::Status(409)),
                     1 => ("write-429", FaultKind::Status(429)),
@@ -1682,21 +1756,21 @@ impl World {
                 self.tally.fault(what, budget::REDO * count);
             }
             80..=89 => {
-                if self.updater.running() && pending_updater.is_none() {
-                    self.updater.pause();
+                if self.slots[slot].proc.running() && pending_updater.is_none() {
+                    self.slots[slot].proc.pause();
                     self.tally
                         .fault("updater-paused", budget::UPDATER_OUTAGE_PER_LB * live);
-                    *pending_updater = Some((Instant::now() + self.rng.ms(300, 3000), false));
+                    *pending_updater = Some((slot, Instant::now() + self.rng.ms(300, 3000), false));
                 }
             }
             _ => {
-                if self.updater.running() && pending_updater.is_none() {
+                if self.slots[slot].proc.running() && pending_updater.is_none() {
                     self.tally.updater_calls_before_restarts +=
-                        updater_calls(self.updater_addr).unwrap_or(0);
-                    self.updater.terminate();
+                        updater_calls(self.slots[slot].addr).unwrap_or(0);
+                    self.slots[slot].proc.terminate();
                     self.tally
                         .fault("updater-restarted", budget::UPDATER_OUTAGE_PER_LB * live);
-                    *pending_updater = Some((Instant::now() + self.rng.ms(200, 3000), true));
+                    *pending_updater = Some((slot, Instant::now() + self.rng.ms(200, 3000), true));
                 }
             }
         }
@@ -1707,22 +1781,38 @@ impl World {
         Ok(())
     }
 
-    fn restart_updater(&mut self) -> Result<(), String> {
-        self.updater = start_updater(
+    fn restart_updater(&mut self, i: usize) -> Result<(), String> {
+        let slot = &self.slots[i];
+        let proc = start_updater(
             &self.bin,
             &self.dir,
-            &self.nginx,
-            self.updater_addr,
+            &slot.nginx,
+            slot.addr,
             self.low,
+            &slot.log,
         )?;
+        self.slots[i].proc = proc;
         Ok(())
+    }
+
+    fn updater_addrs(&self) -> Vec<SocketAddr> {
+        self.slots.iter().map(|s| s.addr).collect()
+    }
+
+    /// POST and DELETE calls answered by every updater process so far.
+    fn updater_calls_total(&self) -> Option<u64> {
+        let mut n = self.tally.updater_calls_before_restarts;
+        for s in &self.slots {
+            n += updater_calls(s.addr)?;
+        }
+        Some(n)
     }
 
     /// Notes a child that exited without being asked to, and starts it again.
     fn watch_children(
         &mut self,
         pending_controller: bool,
-        pending_updater: bool,
+        pending_updater: Option<usize>,
     ) -> Result<(), String> {
         if !pending_controller {
             if let Some(st) = self.controller.exited() {
@@ -1732,12 +1822,16 @@ impl World {
                 self.restart_controller()?;
             }
         }
-        if !pending_updater {
-            if let Some(st) = self.updater.exited() {
+        for i in 0..self.slots.len() {
+            if pending_updater == Some(i) {
+                continue;
+            }
+            if let Some(st) = self.slots[i].proc.exited() {
                 self.incidents.push(format!(
-                    "updater-exited: the updater exited on its own ({st})"
+                    "updater-exited: updater {} exited on its own ({st})",
+                    self.slots[i].addr
                 ));
-                self.restart_updater()?;
+                self.restart_updater(i)?;
             }
         }
         Ok(())
@@ -1763,20 +1857,24 @@ impl World {
     }
 
     fn print_logs(&self) {
-        for name in ["controller", "nginx-updater"] {
-            let lines = tail(&self.dir.join(format!("{name}.log")), 25);
+        let mut logs: Vec<String> = vec!["controller.log".into()];
+        logs.extend(self.slots.iter().map(|s| s.log.clone()));
+        for name in logs {
+            let lines = tail(&self.dir.join(&name), 25);
             if !lines.is_empty() {
-                eprintln!("--- last lines of {name}.log ---");
+                eprintln!("--- last lines of {name} ---");
                 for l in lines {
                     eprintln!("{l}");
                 }
             }
         }
-        let nginx = tail(&self.nginx.error_log, 10);
-        if !nginx.is_empty() {
-            eprintln!("--- last lines of nginx's error.log ---");
-            for l in nginx {
-                eprintln!("{l}");
+        for s in &self.slots {
+            let nginx = tail(&s.nginx.error_log, 10);
+            if !nginx.is_empty() {
+                eprintln!("--- last lines of {} ---", s.nginx.error_log.display());
+                for l in nginx {
+                    eprintln!("{l}");
+                }
             }
         }
     }
@@ -1785,7 +1883,9 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.controller.terminate();
-        self.updater.terminate();
+        for s in &mut self.slots {
+            s.proc.terminate();
+        }
     }
 }
 
@@ -1801,8 +1901,8 @@ fn converge(
     let from = Instant::now();
     let mut last: Result<(), Vec<String>> = Err(vec!["not checked".into()]);
     while from.elapsed() < CONVERGE_LIMIT {
-        w.watch_children(false, false)?;
-        last = check(&w.api, w.updater_addr, window);
+        w.watch_children(false, None)?;
+        last = check(&w.api, &w.updater_addrs(), window);
         if last.is_ok() {
             break;
         }
@@ -1821,7 +1921,7 @@ fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, Strin
     let port = w.low + WINDOW - 1; // top of the window: lowest-free allocation never gets there
     let stray = json!({"backendName": "chaos_probe", "lbPort": port, "lbProtocol": "TCP",
         "upstreamServers": [{"host": "127.0.0.2", "port": 1}]});
-    let posted = http_send(w.updater_addr, "POST", "/api/v1/lb", &stray)?;
+    let posted = http_send(w.slots[0].addr, "POST", "/api/v1/lb", &stray)?;
     if posted != 200 {
         missed.push(format!(
             "checker probe: the updater answered {posted} to the stray backend"
@@ -1833,7 +1933,7 @@ fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, Strin
         "probe-node-add",
         budget::PER_LB_SPEC_AND_STATUS * w.live_lbs(),
     );
-    let found = check(&w.api, w.updater_addr, window)
+    let found = check(&w.api, &w.updater_addrs(), window)
         .err()
         .unwrap_or_default();
     let mut want = vec!["updater-leftover: backend chaos_probe"];
@@ -1853,7 +1953,7 @@ fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, Strin
         }
     }
     let deleted = http_send(
-        w.updater_addr,
+        w.slots[0].addr,
         "DELETE",
         "/api/v1/lb",
         &json!({"backendName": "chaos_probe"}),
@@ -1906,18 +2006,20 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     for i in 0..3 {
         w.add_node(&format!("node-{i}"))?;
     }
-    let updater_url = format!("http://{}", w.updater_addr);
-    w.api
-        .apply(
-            "loadbalancerconfigs",
-            json!({
-                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
-                "metadata": {"name": CONFIG, "namespace": NS},
-                "spec": {"default": true, "httpUpdaterURL": updater_url, "host": LB_HOST,
-                         "portRange": {"low": w.low, "high": w.low + 99}},
-            }),
-        )
-        .map_err(|e| format!("config: {e}"))?;
+    for (i, name) in CONFIGS.iter().enumerate() {
+        let updater_url = format!("http://{}", w.slots[i].addr);
+        w.api
+            .apply(
+                "loadbalancerconfigs",
+                json!({
+                    "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                    "metadata": {"name": name, "namespace": NS},
+                    "spec": {"default": *name == CONFIG, "httpUpdaterURL": updater_url, "host": LB_HOST,
+                             "portRange": {"low": w.low, "high": w.low + 99}},
+                }),
+            )
+            .map_err(|e| format!("config {name}: {e}"))?;
+    }
     for _ in 0..4 {
         w.create_service()?;
         w.tally.change("svc-create", budget::SERVICE_CHANGE);
@@ -1943,7 +2045,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
 
     // The chaos.
     let mut pending_controller: Option<Instant> = None;
-    let mut pending_updater: Option<(Instant, bool)> = None;
+    let mut pending_updater: Option<(usize, Instant, bool)> = None;
     let mut errors: Vec<String> = Vec::new();
     let chaos_end = Instant::now() + duration;
     let mut steps = 0usize;
@@ -1963,17 +2065,20 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             pending_controller = None;
             w.restart_controller()?;
         }
-        if let Some((t, restart)) = pending_updater {
+        if let Some((i, t, restart)) = pending_updater {
             if Instant::now() >= t {
                 pending_updater = None;
                 if restart {
-                    w.restart_updater()?;
+                    w.restart_updater(i)?;
                 } else {
-                    w.updater.resume();
+                    w.slots[i].proc.resume();
                 }
             }
         }
-        w.watch_children(pending_controller.is_some(), pending_updater.is_some())?;
+        w.watch_children(
+            pending_controller.is_some(),
+            pending_updater.map(|(i, _, _)| i),
+        )?;
         if let Err(e) = w.config_return(false) {
             errors.push(e);
         }
@@ -1985,11 +2090,11 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     if pending_controller.take().is_some() {
         w.restart_controller()?;
     }
-    if let Some((_, restart)) = pending_updater.take() {
+    if let Some((i, _, restart)) = pending_updater.take() {
         if restart {
-            w.restart_updater()?;
+            w.restart_updater(i)?;
         } else {
-            w.updater.resume();
+            w.slots[i].proc.resume();
         }
     }
 
@@ -2008,12 +2113,12 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
         }
     }
     let requests_at_convergence = w.api.requests().len();
-    let calls_at_convergence = updater_calls(w.updater_addr);
+    let calls_at_convergence = w.updater_calls_total();
     match &last {
         Ok(()) => {
             // Steady state: nothing changes, so nothing may be written or applied.
             nap(STEADY)?;
-            w.watch_children(false, false)?;
+            w.watch_children(false, None)?;
             let steady_writes: Vec<String> = w
                 .api
                 .requests()
@@ -2030,14 +2135,14 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
                     &steady_writes[..steady_writes.len().min(10)]
                 ));
             }
-            let calls_after = updater_calls(w.updater_addr);
+            let calls_after = w.updater_calls_total();
             if calls_after != calls_at_convergence {
                 failures.push(format!(
                     "steady-updater-calls: updater POST/DELETE count went from {calls_at_convergence:?} to {calls_after:?} in steady state"
                 ));
             }
             // Still converged after the steady window.
-            if let Err(e) = check(&w.api, w.updater_addr, window) {
+            if let Err(e) = check(&w.api, &w.updater_addrs(), window) {
                 failures.extend(e.into_iter().map(|e| format!("after steady state: {e}")));
             }
         }
@@ -2065,7 +2170,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             "write-budget: {writes} API writes (Events apart) > budget {budget} (see `mod budget` in examples/chaos.rs)"
         ));
     }
-    let calls = w.tally.updater_calls_before_restarts + updater_calls(w.updater_addr).unwrap_or(0);
+    let calls = w.updater_calls_total().unwrap_or(0);
     let fmt_counts = |m: &BTreeMap<&str, usize>| {
         m.iter()
             .map(|(k, v)| format!("{k} {v}"))
