@@ -1,14 +1,17 @@
 //! `make chaos`: seeded, bounded chaos runs of paperlb end to end, loopback only.
 //!
-//! Per seed: the test suite's fake API server (in this process), a private nginx with the stream
-//! module, the real `paperlb nginx-updater` in front of it and the real `paperlb controller` (child
-//! processes). For `--duration` seconds it changes Services (create, delete, port number changes,
-//! ports added and removed, type flips, annotations, `externalTrafficPolicy: Local` with changing
-//! EndpointSlices, their LoadBalancer deleted by hand), Nodes (Ready flips, address changes, the
-//! exclude label, add and remove) and the LoadBalancerConfig (timeouts, address types, range), and
-//! meanwhile kills -9 / SIGTERMs and restarts the controller, resets the API connections, drops,
-//! ends and stalls watch streams, compacts (410), injects 409/429/500/stalls/lost answers/late
-//! commits into API writes and pauses (SIGSTOP) or restarts an updater. Every choice comes from the seed.
+//! Per seed: the test suite's fake API server (in this process); two LB hosts, each a private nginx
+//! with the stream module and the real `paperlb nginx-updater` in front of it, with a
+//! LoadBalancerConfig each (`edge`, the default, and `spare`); and the real `paperlb controller`
+//! (child processes). For `--duration` seconds it changes Services (create, delete, port number
+//! changes, ports added and removed, type flips, moves between the configs, `externalTrafficPolicy:
+//! Local` with changing EndpointSlices, their LoadBalancer deleted by hand), Nodes (Ready flips,
+//! address changes, the exclude label, add and remove) and the configs (timeouts, address types,
+//! range, deleted and created again), and meanwhile kills -9 / SIGTERMs and restarts the
+//! controller, resets the API connections, drops, ends and stalls watch streams, compacts (410),
+//! injects 409/429/500/stalls/lost answers/late commits into API writes and pauses (SIGSTOP) or
+//! restarts an updater. Every choice comes from the seed (what happens when still depends on the
+//! machine's timing).
 //!
 //! Then the chaos stops and the run waits (bounded) until the invariants hold, computed here from
 //! the fake's objects and never from the controller's code:
@@ -16,11 +19,12 @@
 //!   protocols, nodePorts and targets (eligible nodes at their preferred address; for Local, only
 //!   those with a ready endpoint), and its ingress;
 //! - no LoadBalancer is left without a Service;
-//! - the updater's `GET /api/v1/lb` equals the desired backends (no leftovers, none missing), and
-//!   nginx listens on every TCP/UDP port it should;
+//! - each updater's `GET /api/v1/lb` equals the backends desired there (no leftovers, none
+//!   missing), and nginx listens on every TCP/UDP port it should;
 //! - no (host, port, protocol) is ever held by two LoadBalancers, nor by two backends;
-//! - no port of a surviving Service port ever changed (sampled every 20 ms during the whole run);
-//! - API writes stay under a budget the run accumulates from its changes (see `Budget`), and a
+//! - no port of a surviving Service port ever changed while it stayed on its config (sampled
+//!   every 20 ms during the whole run);
+//! - API writes stay under a budget the run accumulates from its changes (see `mod budget`), and a
 //!   steady state after convergence writes nothing and calls the updater for nothing.
 //!
 //! On failure it prints the seed and each failed invariant with details, the tails of the
@@ -49,19 +53,24 @@ use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind};
 use support::nginx::{NGINX, Nginx, STREAM_MODULE};
 
 const NS: &str = "paperlb-system";
-/// The default config (updater A) and a second one on updater B with the same host and range, so
-/// naming it moves a Service's backends between updaters (the port stays: one host, one allocation).
+/// The default config (updater A, host 127.0.0.1) and a second LB host (updater B, 127.0.0.9):
+/// naming it moves a Service there (new ports from its range, then the old backends go).
 const CONFIG: &str = "edge";
 const SPARE: &str = "spare";
 const CONFIGS: [&str; 2] = [CONFIG, SPARE];
-const LB_HOST: &str = "127.0.0.1";
+const HOSTS: [&str; 2] = ["127.0.0.1", "127.0.0.9"];
+/// Where each config's range starts in the window. Both nginx run on this machine and bind every
+/// address, so the two hosts' ranges must not overlap (two real LB hosts would not share sockets).
+const RANGE_OFFSETS: [u16; 2] = [0, 150];
+/// A config's range is `offset .. offset + one of these`; the top of the window is the probe's.
+const RANGE_SPANS: [u16; 2] = [119, 148];
 const CLASS: &str = "lb.paperlb.com/paperlb-class";
 const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-/// LB ports the updater allows; the config's range is always inside it.
-const WINDOW: u16 = 200;
+/// LB ports the updaters allow; every config's range is inside it.
+const WINDOW: u16 = 300;
 /// Live Service ports are kept at or below this, so lowest-free allocation never leaves
-/// `low..low + 100` (the smallest range the chaos sets) even with as many LoadBalancers still
-/// being deleted: a range change can never force a port to move.
+/// `offset..offset + 120` (the smallest range the chaos sets) even with as many LoadBalancers
+/// still being deleted: a range change can never force a port to move.
 const MAX_LIVE_PORTS: usize = 40;
 const MAX_NODES: usize = 7;
 const CONVERGE_LIMIT: Duration = Duration::from_secs(90);
@@ -360,7 +369,7 @@ fn free_port() -> Result<u16, String> {
 fn port_window(seed: u64) -> Result<u16, String> {
     let mut r = Rng(seed ^ u64::from(std::process::id()).rotate_left(17));
     for _ in 0..30 {
-        let low = 20_000 + (r.below(50) as u16) * WINDOW;
+        let low = 20_000 + (r.below(30) as u16) * WINDOW;
         let all_free = (low..low + WINDOW).all(|p| {
             TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
         });
@@ -428,6 +437,7 @@ struct Backend {
 }
 
 struct ConfigView {
+    host: String,
     low: u16,
     high: u16,
     url: String,
@@ -451,6 +461,7 @@ fn config_view(api: &FakeApi, name: &str) -> Result<ConfigView, String> {
         address_types = vec!["ExternalIP".into(), "InternalIP".into()];
     }
     Ok(ConfigView {
+        host: s(&spec["host"]).to_string(),
         low: n(&spec["portRange"]["low"]) as u16,
         high: n(&spec["portRange"]["high"]) as u16,
         url: s(&spec["httpUpdaterURL"]).to_string(),
@@ -643,10 +654,10 @@ fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(
                 st["phase"], st["observedGeneration"], lb["metadata"]["generation"], st["conditions"]
             ));
         }
-        if s(&lb["spec"]["host"]) != LB_HOST {
+        if s(&lb["spec"]["host"]) != cfg.host {
             bad.push(format!(
-                "lb-ready: LoadBalancer {key} host {} != {LB_HOST}",
-                lb["spec"]["host"]
+                "lb-ready: LoadBalancer {key} host {} != {}",
+                lb["spec"]["host"], cfg.host
             ));
         }
         if s(&lb["spec"]["httpUpdater"]["url"]) != cfg.url {
@@ -716,7 +727,7 @@ fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(
                 },
             );
         }
-        let want_ingress = json!([{"ip": LB_HOST, "ipMode": "Proxy", "ports": ingress_ports}]);
+        let want_ingress = json!([{"ip": cfg.host, "ipMode": "Proxy", "ports": ingress_ports}]);
         if svc["status"]["loadBalancer"]["ingress"] != want_ingress {
             bad.push(format!(
                 "ingress: Service {key} ingress {}, want {want_ingress}",
@@ -880,6 +891,8 @@ fn updater_calls(addr: SocketAddr) -> Option<u64> {
 struct Monitor {
     /// (owner Service uid, LoadBalancer uid, port name, protocol) -> the LB port first seen.
     ports: BTreeMap<(String, String, String, String), u16>,
+    /// LoadBalancer uid -> (configName, host): a move to another config allocates anew.
+    placed: BTreeMap<String, (String, String)>,
     violations: Vec<String>,
     samples: usize,
 }
@@ -898,6 +911,18 @@ impl Monitor {
                 .map(|o| s(&o["uid"]).to_string())
                 .unwrap_or_default();
             let uid = s(&lb["metadata"]["uid"]).to_string();
+            let place = (
+                s(&lb["spec"]["configName"]).to_string(),
+                s(&lb["spec"]["host"]).to_string(),
+            );
+            if self
+                .placed
+                .insert(uid.clone(), place.clone())
+                .is_some_and(|p| p != place)
+            {
+                // Moved to another config (the Service named another one): new ports are fine.
+                self.ports.retain(|k, _| k.1 != uid);
+            }
             let key_name = format!(
                 "{}/{}",
                 s(&lb["metadata"]["namespace"]),
@@ -939,16 +964,20 @@ struct Tally {
     /// Upper bound of the API writes (Events apart) the changes and faults may cost; see `allow`.
     budget: usize,
     updater_calls_before_restarts: u64,
+    /// The last change or fault, for `PAPERLB_CHAOS_TRACE`.
+    last: &'static str,
 }
 
 impl Tally {
-    /// `writes`: the most API writes (Events apart) this change may cost; see `Budget` below.
+    /// `writes`: the most API writes (Events apart) this change may cost; see `mod budget`.
     fn change(&mut self, what: &'static str, writes: usize) {
+        self.last = what;
         *self.changes.entry(what).or_default() += 1;
         self.budget += writes;
     }
 
     fn fault(&mut self, what: &'static str, writes: usize) {
+        self.last = what;
         *self.faults.entry(what).or_default() += 1;
         self.budget += writes;
     }
@@ -1635,9 +1664,11 @@ impl World {
             }
             _ => {
                 // Never below what lowest-free allocation can have used (see MAX_LIVE_PORTS).
-                let high = self.low + *self.rng.pick(&[99u16, 149, WINDOW - 1]).unwrap_or(&99);
+                let i = usize::from(name == SPARE);
+                let low = self.low + RANGE_OFFSETS[i];
+                let high = low + *self.rng.pick(&RANGE_SPANS).unwrap_or(&RANGE_SPANS[0]);
                 self.tally.change("config-range-high", 0);
-                json!({"portRange": {"low": self.low, "high": high}})
+                json!({"portRange": {"low": low, "high": high}})
             }
         };
         self.api
@@ -1674,7 +1705,10 @@ impl World {
                 }
             }
             10..=13 => {
-                if self.controller.running() && pending_controller.is_none() {
+                // Not while an updater is paused: the controller finishes its reconcile before it
+                // exits, and a call to a stopped updater only ends at its timeout (60 s).
+                let paused = pending_updater.is_some_and(|(_, _, restart)| !restart);
+                if self.controller.running() && pending_controller.is_none() && !paused {
                     self.controller.terminate();
                     self.tally.fault("controller-sigterm", budget::REDO);
                     *pending_controller = Some(Instant::now() + self.rng.ms(0, 500));
@@ -2014,8 +2048,10 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
                 json!({
                     "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
                     "metadata": {"name": name, "namespace": NS},
-                    "spec": {"default": *name == CONFIG, "httpUpdaterURL": updater_url, "host": LB_HOST,
-                             "portRange": {"low": w.low, "high": w.low + 99}},
+                    "spec": {"default": *name == CONFIG, "httpUpdaterURL": updater_url,
+                             "host": HOSTS[i],
+                             "portRange": {"low": w.low + RANGE_OFFSETS[i],
+                                           "high": w.low + RANGE_OFFSETS[i] + RANGE_SPANS[0]}},
                 }),
             )
             .map_err(|e| format!("config {name}: {e}"))?;
@@ -2049,8 +2085,11 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     let mut errors: Vec<String> = Vec::new();
     let chaos_end = Instant::now() + duration;
     let mut steps = 0usize;
+    let trace = std::env::var_os("PAPERLB_CHAOS_TRACE").is_some();
     while Instant::now() < chaos_end && steps < 100_000 {
         steps += 1;
+        let step_started = Instant::now();
+        w.tally.last = "none";
         if w.rng.chance(65) {
             if let Err(e) = w.change() {
                 // A change the fake refused (e.g. a race with a delete) is not a finding.
@@ -2058,6 +2097,13 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             }
         } else {
             w.fault(&mut pending_controller, &mut pending_updater);
+        }
+        if trace {
+            eprintln!(
+                "chaos: step {steps} {} took {:?}",
+                w.tally.last,
+                step_started.elapsed()
+            );
         }
         let pause = w.rng.ms(10, 250);
         nap(pause)?;
