@@ -318,7 +318,7 @@ impl Worker {
     /// One reconcile of one key: decide, execute, and requeue with backoff on failure.
     fn process(&mut self, key: &Key) {
         if !self.resolve_in_doubt() {
-            // Still unreadable: a port allocated now could be one the server already gave away.
+            // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
             return;
         }
