@@ -7,3 +7,4 @@ mod support;
 mod flows;
 mod harness;
 mod leader;
+mod metrics;
