@@ -8,3 +8,4 @@ mod flows;
 mod harness;
 mod leader;
 mod metrics;
+mod probes;
