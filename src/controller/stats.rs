@@ -251,3 +251,99 @@ impl Stats {
         self.registry.render()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{LoadBalancer, LoadBalancerConfig};
+
+    fn config(name: &str, low: u16, high: u16) -> LoadBalancerConfig {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "paperlb-system"},
+            "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.10",
+                "portRange": {"low": low, "high": high}}
+        }))
+        .unwrap()
+    }
+
+    fn lb(name: &str, config: &str, ports: &[u16], phase: Option<&str>) -> LoadBalancer {
+        let list: Vec<_> = ports
+            .iter()
+            .map(|p| json!({"port": p, "protocol": "TCP"}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"configName": config, "host": "127.0.0.10", "port": ports[0],
+                "protocol": "TCP", "ports": list},
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cache_gauges_count_phases_and_ports_and_forget_deleted_configs() {
+        let stats = Stats::new(None, Leadership::always());
+        let mut cache = Cache::new();
+        cache.replace_configs(vec![
+            config("edge", 8100, 8199),
+            config("spare", 9000, 9009),
+        ]);
+        cache.replace_load_balancers(vec![
+            lb("a", "edge", &[8100, 8101], Some(PHASE_READY)),
+            lb("b", "edge", &[8102], None),
+            lb("c", "spare", &[9000], Some("HAND-WRITTEN")),
+        ]);
+        stats.observe_cache(&cache);
+        let text = stats.render();
+        for want in [
+            "paperlb_loadbalancers{phase=\"READY\"} 1\n",
+            "paperlb_loadbalancers{phase=\"PENDING\"} 1\n",
+            "paperlb_loadbalancers{phase=\"ERROR\"} 0\n",
+            "paperlb_loadbalancers{phase=\"other\"} 1\n",
+            "paperlb_ports_allocated{config=\"edge\"} 3\n",
+            "paperlb_ports_free{config=\"edge\"} 97\n",
+            "paperlb_ports_allocated{config=\"spare\"} 1\n",
+            "paperlb_ports_free{config=\"spare\"} 9\n",
+            "paperlb_leader 1\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(!text.contains("HAND-WRITTEN"), "{text}");
+
+        cache.replace_configs(vec![config("edge", 8100, 8199)]);
+        cache.replace_load_balancers(vec![lb("a", "edge", &[8100, 8101], Some(PHASE_READY))]);
+        stats.observe_cache(&cache);
+        let text = stats.render();
+        assert!(
+            !text.contains("spare"),
+            "a deleted config keeps no series:\n{text}"
+        );
+        assert!(
+            text.contains("paperlb_ports_free{config=\"edge\"} 98\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn watch_counters_appear_per_resource_and_leader_follows_the_leadership() {
+        let leadership = Leadership::elected(Duration::from_secs(10));
+        let stats = Stats::new(None, leadership);
+        let services = stats.watch("services");
+        assert!(Arc::ptr_eq(&services, &stats.watch("services")));
+        stats.watch("nodes");
+        let text = stats.render();
+        for want in [
+            "paperlb_watch_restarts_total{resource=\"nodes\"} 0\n",
+            "paperlb_watch_restarts_total{resource=\"services\"} 0\n",
+            "paperlb_watch_relists_total{resource=\"services\"} 0\n",
+            "paperlb_watch_errors_total{resource=\"services\"} 0\n",
+            "paperlb_watch_events_total{resource=\"services\"} 0\n",
+            // Elected but never renewed: may not write.
+            "paperlb_leader 0\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+}
