@@ -149,6 +149,9 @@ fn leader_whose_lease_calls_hang_then_fail_stops_writing_until_a_renewal_succeed
             .count()
             >= 3
     });
+    // Gained at start, lost now (more only if a loaded box made a renewal miss its deadline).
+    let changes = val(&scrape(port), "paperlb_leader_changes_total", &[]);
+    assert!(changes >= 2.0, "leadership changes counted: {changes}");
     let log = w.api.requests();
     let writes: Vec<_> = log[lost_at..]
         .iter()
