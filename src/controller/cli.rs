@@ -24,10 +24,13 @@ Flags:
   --metrics-addr ADDR        serve /healthz, /readyz and /metrics here (default: :8080; \"off\" disables)
   --leader-elect[=BOOL]      elect a leader on Lease paperlb-controller before writing (default: false)
   --leader-elect-identity ID identity in the Lease (default: $POD_NAME or hostname, plus a random suffix)
-  --leader-elect-lease-duration D  how long a standby waits before taking an unrenewed lease (default: 15s)
-  --leader-elect-renew-deadline D  the leader stops writing when it has not renewed for this long
+  --leader-elect-lease-duration D
+                             how long a standby waits before taking an unrenewed lease (default: 15s)
+  --leader-elect-renew-deadline D
+                             the leader stops writing when it has not renewed for this long
                              (default: 10s; less than the lease duration)
-  --leader-elect-retry-period D    how often to try to acquire or renew the lease (default: 2s)
+  --leader-elect-retry-period D
+                             how often to try to acquire or renew the lease (default: 2s)
   --watch-idle-timeout D     a watch silent for this long is stalled: drop it and resume from its
                              resourceVersion (default: 5m; keep it above the apiserver's ~1 min bookmarks)
   --address-type LIST        node address types to use as targets, in order of preference
