@@ -61,6 +61,21 @@ pub struct Config {
     pub watch_idle_timeout: Duration,
 }
 
+/// Flags that take a value.
+const VALUE_FLAGS: [&str; 10] = [
+    "kubeconfig",
+    "context",
+    "namespace",
+    "metrics-addr",
+    "leader-elect-identity",
+    "leader-elect-lease-duration",
+    "leader-elect-renew-deadline",
+    "leader-elect-retry-period",
+    "watch-idle-timeout",
+    "address-type",
+];
+const SWITCHES: [&str; 2] = ["leader-elect", "v"];
+
 /// Parses the flags after `controller`. `default_identity` is `$POD_NAME` or the hostname, read by main.
 pub fn parse(
     args: &[String],
@@ -81,19 +96,7 @@ pub fn parse(
         retry_period: Duration::from_secs(2),
         watch_idle_timeout: Duration::from_secs(300),
     };
-    let values = [
-        "kubeconfig",
-        "context",
-        "namespace",
-        "metrics-addr",
-        "leader-elect-identity",
-        "leader-elect-lease-duration",
-        "leader-elect-renew-deadline",
-        "leader-elect-retry-period",
-        "watch-idle-timeout",
-        "address-type",
-    ];
-    for arg in cli::parse(args, &values, &["leader-elect", "v"])? {
+    for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Switch(s) if s == "leader-elect" => c.leader_elect = true,
@@ -256,6 +259,14 @@ mod tests {
         );
         let secs = Duration::from_secs;
         assert_eq!(timings, (secs(15), secs(10), secs(2), secs(300)));
+    }
+
+    #[test]
+    fn help_names_every_flag() {
+        for flag in VALUE_FLAGS.iter().chain(&SWITCHES) {
+            let dashes = if flag.len() == 1 { "-" } else { "--" };
+            assert!(HELP.contains(&format!("  {dashes}{flag}")), "{flag}");
+        }
     }
 
     #[test]
