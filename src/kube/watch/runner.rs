@@ -411,6 +411,61 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_stream_is_resumed_at_the_idle_timeout_and_counted() {
+        let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let watches = watches.clone();
+            TestServer::http(move |req| {
+                if !req.target.contains("watch=1") {
+                    return Reply::Raw(fixture("services-list-fixtures.http"));
+                }
+                watches.fetch_add(1, Ordering::SeqCst);
+                // Headers, then silence: only the client's idle timeout ends it.
+                Reply::Hold(HELD_WATCH.to_vec(), PATIENCE)
+            })
+        };
+        let options = ClientOptions {
+            watch_idle_timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        let (tx, rx) = channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WatchStats::default());
+        let handle = spawn_with_stats(
+            "services",
+            Client::new(&config(&server.url), options).unwrap(),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+            stats.clone(),
+        );
+        assert_eq!(take(&rx, 1), ["restarted[dns]"]);
+        wait_for("two resumed watches", || {
+            watches.load(Ordering::SeqCst) >= 3
+        });
+        shutdown.store(true, Ordering::SeqCst);
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+        let rvs: Vec<String> = server
+            .requests()
+            .iter()
+            .filter(|r| r.target.contains("watch=1"))
+            .map(|r| r.target.clone())
+            .collect();
+        assert!(
+            rvs.iter().all(|t| t.contains("resourceVersion=1093&")),
+            "resumed from the list's resourceVersion: {rvs:?}"
+        );
+        assert!(rx.try_recv().is_err(), "no relist snapshot");
+        assert_eq!(stats.relists(), 0);
+        assert_eq!(stats.events(), 0);
+        // Each stall that ended (at least two) is one error and one restart.
+        assert!(stats.restarts() >= 2, "{stats:?}");
+        assert!(stats.errors() >= 2, "{stats:?}");
+        assert!(stats.restarts() <= stats.errors() + 1, "{stats:?}");
+    }
+
+    #[test]
     fn stops_when_the_receiver_is_gone() {
         let server = TestServer::http(|_| Reply::Raw(fixture("services-list-fixtures.http")));
         let (tx, rx) = channel::<WatchMsg<serde_json::Value>>();
