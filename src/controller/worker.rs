@@ -467,20 +467,33 @@ impl Worker {
                 if let Some(phase) = lb.status.phase.as_deref() {
                     log::info!("LoadBalancer key={key} phase={phase}");
                 }
-                self.applied_lb(lb);
+                // The plan already holds every step that follows from this status; look at the key
+                // again only if the answer shows someone else's change (which the watch, behind our
+                // newer version, would not report).
+                let others = self.cache.load_balancers.get(key).is_none_or(|old| {
+                    old.spec != lb.spec || !same_meta(&old.metadata, &lb.metadata)
+                });
+                self.applied_lb_then(lb, others);
             }
             Action::PatchServiceStatus { key, patch } => {
                 let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
                 match self.patch::<Service>(&path, patch) {
                     Ok(svc) => {
                         log::info!("updated Service status key={key}");
+                        let old = self.cache.services.get(key);
                         expect_version(
                             &mut self.awaiting_services,
-                            self.cache.services.get(key).map(|s| &s.metadata),
+                            old.map(|s| &s.metadata),
                             &svc.metadata,
                         );
+                        // As for the LoadBalancer's status: only someone else's change needs a look.
+                        let others = old.is_none_or(|old| {
+                            old.spec != svc.spec || !same_meta(&old.metadata, &svc.metadata)
+                        });
                         let affected = self.cache.apply_service(svc);
-                        self.requeue(affected);
+                        if others {
+                            self.requeue(affected);
+                        }
                     }
                     // The Service went away meanwhile: its watch event will drive the cleanup.
                     Err(e) if e.is_not_found() => {}
@@ -526,6 +539,11 @@ impl Worker {
     }
 
     fn applied_lb(&mut self, lb: LoadBalancer) {
+        self.applied_lb_then(lb, true);
+    }
+
+    /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
+    fn applied_lb_then(&mut self, lb: LoadBalancer, requeue: bool) {
         expect_version(
             &mut self.awaiting_lbs,
             self.cache
@@ -535,7 +553,9 @@ impl Worker {
             &lb.metadata,
         );
         let affected = self.cache.apply_load_balancer(lb);
-        self.requeue(affected);
+        if requeue {
+            self.requeue(affected);
+        }
     }
 
     fn requeue(&mut self, affected: Affected) {
@@ -582,6 +602,14 @@ fn expect_version(
         Key::of(new),
         Awaiting::Version(new.resource_version.clone()),
     );
+}
+
+/// Whether two versions of an object's metadata differ only in resourceVersion (and managedFields,
+/// which we do not model): what a write of our own to the status subresource changes.
+fn same_meta(old: &crate::model::ObjectMeta, new: &crate::model::ObjectMeta) -> bool {
+    let mut old = old.clone();
+    old.resource_version.clone_from(&new.resource_version);
+    old == *new
 }
 
 /// The watch message, or None when it is an update older than our own write. A relist (the server's
