@@ -82,15 +82,16 @@ pub fn check_lease_times(obj: &mut Value) -> Result<(), ApiError> {
 /// Whether a CR write changed anything that bumps `metadata.generation`: everything but metadata,
 /// and but status when status is a subresource.
 pub fn generation_changes(res: &ResourceDef, old: &Value, new: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("metadata");
-            if res.status_subresource {
-                m.remove("status");
-            }
+    // Compared field by field, without copying either object (these can be large).
+    let counts = |k: &str| k != "metadata" && !(res.status_subresource && k == "status");
+    match (old.as_object(), new.as_object()) {
+        (Some(o), Some(n)) => {
+            let differs = |a: &serde_json::Map<String, Value>,
+                           b: &serde_json::Map<String, Value>| {
+                a.iter().any(|(k, v)| counts(k) && b.get(k) != Some(v))
+            };
+            differs(o, n) || differs(n, o)
         }
-        v
-    };
-    strip(old) != strip(new)
+        _ => old != new,
+    }
 }

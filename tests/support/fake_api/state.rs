@@ -457,9 +457,8 @@ impl State {
         }
         let patch_doc: Value = serde_json::from_slice(body)
             .map_err(|e| status::bad_request(&format!("error decoding patch: {e}")))?;
-        let current = self.get(res, ns, name)?;
-        let current_rv = meta_str(&current, "resourceVersion").to_string();
-        let mut doc = current.clone();
+        let mut doc = self.get(res, ns, name)?;
+        let current_rv = meta_str(&doc, "resourceVersion").to_string();
         if ct == "application/json-patch+json" {
             patch::json_patch(&mut doc, &patch_doc).map_err(|e| {
                 status::error(
