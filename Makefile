@@ -21,8 +21,10 @@ deps:
 build:
 	$(CARGO) build --locked
 
-test: deps
-	$(CARGO) test --locked
+# The empty-root test (tests/manifests/empty_root.rs) runs the static release binary: build it first
+# and hand its path over. A plain `cargo test` has no static binary, and that test fails saying so.
+test: deps release
+	PAPERLB_STATIC_BIN=$(CURDIR)/$(RELEASE_BIN) $(CARGO) test --locked
 
 lint:
 	$(CARGO) fmt --all -- --check
