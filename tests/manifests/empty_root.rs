@@ -28,7 +28,8 @@ impl Dir {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let p = std::env::temp_dir().join(format!(
+        // Under target/ rather than /tmp: the binary must be executable there (no `noexec` mount).
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "paperlb-empty-root-{tag}-{}-{n}",
             std::process::id()
         ));
