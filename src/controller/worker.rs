@@ -432,6 +432,7 @@ impl Worker {
     fn api_write(&mut self, action: &Action) -> Result<(), Error> {
         match action {
             Action::CreateLoadBalancer { key, object } => {
+                self.stats.api_write("create");
                 let lb: LoadBalancer = self.client.create(
                     &LOADBALANCERS.path(Some(&key.namespace), None, None),
                     object,

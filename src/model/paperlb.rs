@@ -2,7 +2,7 @@
 //! Field names follow the Go PaperLB CRDs so existing YAML applies; additions are optional.
 //! Pure: no I/O, no clock.
 
-use super::lenient::{Lenient, null_default, or_default};
+use super::lenient::{Lenient, lenient_list, lenient_object, null_default, or_default};
 use super::meta::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +56,9 @@ pub struct PortRangeSpec {
 pub struct LoadBalancer {
     #[serde(deserialize_with = "null_default")]
     pub metadata: ObjectMeta,
-    #[serde(deserialize_with = "or_default")]
+    /// Every field below is forgiving, so the spec (thousands of targets in a watch) is decoded
+    /// straight from the stream.
+    #[serde(deserialize_with = "lenient_object")]
     pub spec: LoadBalancerSpec,
     /// A mangled status reads as empty, which only means "apply again".
     #[serde(deserialize_with = "or_default")]
@@ -69,14 +71,14 @@ pub struct LoadBalancer {
 #[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerSpec {
     pub config_name: Lenient<String>,
-    #[serde(deserialize_with = "or_default")]
+    #[serde(deserialize_with = "lenient_object")]
     pub http_updater: HttpUpdaterSpec,
     pub host: Lenient<String>,
     pub port: Lenient<i64>,
     pub protocol: Lenient<String>,
-    #[serde(deserialize_with = "or_default")]
+    #[serde(deserialize_with = "lenient_list")]
     pub targets: Vec<TargetSpec>,
-    #[serde(deserialize_with = "or_default")]
+    #[serde(deserialize_with = "lenient_list")]
     pub ports: Vec<LoadBalancerPortSpec>,
 }
 
@@ -100,7 +102,7 @@ pub struct LoadBalancerPortSpec {
     pub port: Lenient<i64>,
     pub protocol: Lenient<String>,
     pub node_port: Lenient<i64>,
-    #[serde(deserialize_with = "or_default")]
+    #[serde(deserialize_with = "lenient_list")]
     pub targets: Vec<TargetSpec>,
 }
 

@@ -232,10 +232,13 @@ pub const LB_HOST: &str = "127.0.0.10";
 
 impl World {
     pub fn new(tag: &str) -> World {
-        let api = FakeApi::start(FakeOptions {
-            namespaces: vec!["paperlb-system".into()],
-            ..FakeOptions::default()
-        });
+        World::with_options(tag, FakeOptions::default())
+    }
+
+    /// Like `new`, with these fake API server options (the controller's namespace is added).
+    pub fn with_options(tag: &str, mut opts: FakeOptions) -> World {
+        opts.namespaces.push("paperlb-system".into());
+        let api = FakeApi::start(opts);
         let dir = TempDir::new(tag);
         let kubeconfig = dir.0.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).expect("write kubeconfig");

@@ -7,3 +7,5 @@ mod support;
 mod flows;
 mod harness;
 mod leader;
+mod metrics;
+mod probes;
