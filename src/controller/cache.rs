@@ -160,6 +160,8 @@ impl Cache {
         if let Some(old) = old {
             self.ports.remove(&key, &old.spec);
         }
+        let mut lb = lb;
+        lb.spec.share_first_port_targets();
         self.ports.insert(&key, &lb.spec);
         self.load_balancers.insert(key.clone(), lb);
         [key].into()

@@ -17,7 +17,9 @@ pub enum Lenient<T> {
     #[default]
     Missing,
     Valid(T),
-    Invalid(Value),
+    /// Boxed: almost every value is valid, and a `Value` inline would double the size of every
+    /// field (a LoadBalancer holds thousands of them).
+    Invalid(Box<Value>),
 }
 
 impl<T: DeserializeOwned> Lenient<T> {
@@ -42,7 +44,7 @@ impl<T: DeserializeOwned> Lenient<T> {
                 }
             }
         }
-        Lenient::Invalid(value)
+        Lenient::Invalid(Box::new(value))
     }
 }
 

@@ -367,17 +367,18 @@ fn odd_loadbalancer_shapes_decode_the_same_from_text_and_value() {
             l.spec == LoadBalancerSpec::default() && l.status.phase.as_deref() == Some("READY")
         }),
         (r#"{"spec": {"port": "8080", "host": 5}}"#, |l| {
-            l.spec.port == Lenient::valid(8080) && l.spec.host == Lenient::Invalid(json!(5))
+            l.spec.port == Lenient::valid(8080)
+                && l.spec.host == Lenient::Invalid(Box::new(json!(5)))
         }),
         (r#"{"spec": {"port": 8080.0, "protocol": ["TCP"]}}"#, |l| {
             l.spec.port == Lenient::valid(8080)
-                && l.spec.protocol == Lenient::Invalid(json!(["TCP"]))
+                && l.spec.protocol == Lenient::Invalid(Box::new(json!(["TCP"])))
         }),
         (
             r#"{"spec": {"port": 1e300, "configName": {"x": 1}}}"#,
             |l| {
                 matches!(l.spec.port, Lenient::Invalid(_))
-                    && l.spec.config_name == Lenient::Invalid(json!({"x": 1}))
+                    && l.spec.config_name == Lenient::Invalid(Box::new(json!({"x": 1})))
             },
         ),
         (r#"{"spec": {"port": 18446744073709551615}}"#, |l| {
@@ -397,7 +398,7 @@ fn odd_loadbalancer_shapes_decode_the_same_from_text_and_value() {
         ),
         (
             r#"{"spec": {"targets": [{"host": "a", "port": "1", "extra": [1]}, {"host": "c", "port": 2}]}}"#,
-            |l| l.spec.targets == vec![target("a", 1), target("c", 2)],
+            |l| *l.spec.targets == [target("a", 1), target("c", 2)],
         ),
         (
             r#"{"spec": {"ports": [{"name": "x", "port": 1, "targets": [[1], {"host": "a"}]}, {"port": 2}]}}"#,
