@@ -30,6 +30,19 @@ struct Series {
     count: u64,
 }
 
+/// Samples of a family read at render time: (label values, value) pairs.
+pub type Samples = Vec<(Vec<String>, f64)>;
+
+/// Reads the samples of a collected family from state another component owns (atomics a thread
+/// keeps, a client's request counts), so nothing is copied between scrapes.
+struct Collector(Box<dyn Fn() -> Samples + Send + Sync>);
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collector")
+    }
+}
+
 #[derive(Debug)]
 struct Family {
     name: String,
@@ -38,6 +51,8 @@ struct Family {
     labels: Vec<String>,
     bounds: Vec<f64>,
     series: Mutex<BTreeMap<Vec<String>, Series>>,
+    /// Counters and gauges only: samples come from here instead of `series`.
+    collect: Option<Collector>,
 }
 
 impl Family {
@@ -86,6 +101,7 @@ impl Registry {
         kind: Kind,
         labels: &[&str],
         bounds: &[f64],
+        collect: Option<Collector>,
     ) -> Arc<Family> {
         let f = Arc::new(Family {
             name: name.to_string(),
@@ -94,6 +110,7 @@ impl Registry {
             labels: labels.iter().map(|l| l.to_string()).collect(),
             bounds: bounds.to_vec(),
             series: Mutex::new(BTreeMap::new()),
+            collect,
         });
         self.families
             .lock()
@@ -104,17 +121,42 @@ impl Registry {
 
     /// Registers a counter family with these label names (`&[]` for none).
     pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Counter {
-        Counter(self.add(name, help, Kind::Counter, labels, &[]))
+        Counter(self.add(name, help, Kind::Counter, labels, &[], None))
+    }
+
+    /// Registers a counter family whose samples `collect` reads at render time from totals kept
+    /// elsewhere (they must only go up). Each sample has one value per label name.
+    pub fn counter_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        collect: impl Fn() -> Samples + Send + Sync + 'static,
+    ) {
+        let c = Some(Collector(Box::new(collect)));
+        self.add(name, help, Kind::Counter, labels, &[], c);
+    }
+
+    /// Registers a gauge family whose samples `collect` reads at render time.
+    pub fn gauge_fn(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        collect: impl Fn() -> Samples + Send + Sync + 'static,
+    ) {
+        let c = Some(Collector(Box::new(collect)));
+        self.add(name, help, Kind::Gauge, labels, &[], c);
     }
 
     /// Registers a gauge family.
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Gauge {
-        Gauge(self.add(name, help, Kind::Gauge, labels, &[]))
+        Gauge(self.add(name, help, Kind::Gauge, labels, &[], None))
     }
 
     /// Registers a histogram family with ascending bucket upper bounds (`+Inf` is implied).
     pub fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histogram {
-        Histogram(self.add(name, help, Kind::Histogram, labels, buckets))
+        Histogram(self.add(name, help, Kind::Histogram, labels, buckets, None))
     }
 
     /// Prometheus text exposition of every family, in registration order.
@@ -133,7 +175,10 @@ impl Registry {
             };
             let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
             let _ = writeln!(out, "# TYPE {} {kind}", f.name);
-            let series = f.series().clone();
+            let series = match &f.collect {
+                Some(collect) => collected(&f, collect),
+                None => f.series().clone(),
+            };
             for (values, s) in &series {
                 let labels = label_text(&f.labels, values, None);
                 match f.kind {
@@ -155,6 +200,24 @@ impl Registry {
         }
         out
     }
+}
+
+/// A collector's samples as series, sorted by label values; a sample with the wrong number of
+/// label values is a programming error and is left out rather than rendered malformed.
+fn collected(f: &Family, collect: &Collector) -> BTreeMap<Vec<String>, Series> {
+    let mut out = BTreeMap::new();
+    for (values, value) in (collect.0)() {
+        if values.len() == f.labels.len() {
+            out.insert(
+                values,
+                Series {
+                    value,
+                    ..Series::default()
+                },
+            );
+        }
+    }
+    out
 }
 
 impl Counter {
@@ -182,6 +245,21 @@ impl Gauge {
     }
     pub fn get(&self, labels: &[&str]) -> f64 {
         get(&self.0, labels)
+    }
+    /// Replaces every series at once: series not in `samples` disappear (a deleted config's ports),
+    /// and a concurrent render sees either the old set or the new one.
+    pub fn replace_all(&self, samples: Samples) {
+        let mut map = self.0.series();
+        map.clear();
+        for (values, value) in samples {
+            map.insert(
+                values,
+                Series {
+                    value,
+                    ..Series::default()
+                },
+            );
+        }
     }
 }
 
@@ -287,6 +365,42 @@ x_apply_seconds_sum 5.55
 x_apply_seconds_count 3
 ";
         assert_eq!(text, want);
+    }
+
+    #[test]
+    fn collected_families_show_the_owners_value_at_render_time() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let r = Registry::new();
+        let n = Arc::new(AtomicU64::new(0));
+        let held = n.clone();
+        r.counter_fn("x_events_total", "Events.", &["resource"], move || {
+            vec![
+                (vec!["services".into()], held.load(Ordering::Relaxed) as f64),
+                // Wrong label count: left out, not rendered malformed.
+                (vec!["a".into(), "b".into()], 1.0),
+            ]
+        });
+        r.gauge_fn("x_up", "Up.", &[], || vec![(vec![], 1.0)]);
+        let want = |v: u64| {
+            format!(
+                "# HELP x_events_total Events.\n# TYPE x_events_total counter\n\
+                 x_events_total{{resource=\"services\"}} {v}\n\
+                 # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+            )
+        };
+        assert_eq!(r.render(), want(0));
+        n.store(7, Ordering::Relaxed);
+        assert_eq!(r.render(), want(7));
+    }
+
+    #[test]
+    fn replace_all_drops_the_series_it_is_not_given() {
+        let r = Registry::new();
+        let g = r.gauge("x_ports", "Ports.", &["config"]);
+        g.set(&["old"], 3.0);
+        g.replace_all(vec![(vec!["new".into()], 5.0)]);
+        assert_eq!((g.get(&["old"]), g.get(&["new"])), (0.0, 5.0));
+        assert!(!r.render().contains("old"), "{}", r.render());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! affects; the worker queues them.
 //! Pure: no I/O, no clock.
 
+use super::ports::PortIndex;
 use super::targets::{node_view, ready_endpoint_nodes};
 use crate::model::{
-    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, ObjectMeta, Service,
+    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, ObjectMeta, Protocol,
+    Service,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -44,7 +46,10 @@ pub struct Cache {
     pub services: BTreeMap<Key, Service>,
     /// By node name.
     pub nodes: BTreeMap<String, Node>,
+    /// Read freely; change only through the methods below, which keep `ports` in step.
     pub load_balancers: BTreeMap<Key, LoadBalancer>,
+    /// The (host, port, protocol) claims of `load_balancers`.
+    ports: PortIndex,
     pub configs: BTreeMap<Key, LoadBalancerConfig>,
     /// By slice namespace/name.
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
@@ -148,36 +153,56 @@ impl Cache {
         if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() {
             return self.delete_load_balancer(&key);
         }
-        if unchanged(
-            self.load_balancers.get(&key).map(|l| &l.metadata),
-            &lb.metadata,
-        ) {
+        let old = self.load_balancers.get(&key);
+        if unchanged(old.map(|l| &l.metadata), &lb.metadata) {
             return Affected::new();
         }
+        if let Some(old) = old {
+            self.ports.remove(&key, &old.spec);
+        }
+        let mut lb = lb;
+        lb.spec.share_first_port_targets();
+        self.ports.insert(&key, &lb.spec);
         self.load_balancers.insert(key.clone(), lb);
         [key].into()
     }
 
     pub fn delete_load_balancer(&mut self, key: &Key) -> Affected {
         match self.load_balancers.remove(key) {
-            Some(_) => [key.clone()].into(),
+            Some(old) => {
+                self.ports.remove(key, &old.spec);
+                [key.clone()].into()
+            }
             None => Affected::new(),
         }
     }
 
     pub fn replace_load_balancers(&mut self, items: Vec<LoadBalancer>) -> Affected {
         let fresh: BTreeSet<Key> = items.iter().map(|l| Key::of(&l.metadata)).collect();
-        let mut affected: Affected = self
+        let gone: Vec<Key> = self
             .load_balancers
             .keys()
             .filter(|k| !fresh.contains(*k))
             .cloned()
             .collect();
-        self.load_balancers.retain(|k, _| fresh.contains(k));
+        let mut affected = Affected::new();
+        for key in gone {
+            affected.extend(self.delete_load_balancer(&key));
+        }
         for lb in items {
             affected.extend(self.apply_load_balancer(lb));
         }
         affected
+    }
+
+    /// Whether a LoadBalancer other than `except` holds (port, protocol) on `host`.
+    pub fn port_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
+        self.ports.is_taken(host, port, protocol, except)
+    }
+
+    /// Every (port, protocol) LoadBalancers other than `except` hold on `host`.
+    pub fn ports_taken_on(&self, host: &str, except: &Key) -> BTreeSet<(u16, Protocol)> {
+        self.ports.taken_on(host, except)
     }
 
     // ---- Configs: a change affects the LoadBalancers that use it and the LoadBalancer Services that
@@ -516,6 +541,52 @@ mod tests {
             for (name, step, want) in shuffled(&cases, &mut rng) {
                 let mut c = filled(&mut rng);
                 assert_eq!(&step(&mut c), want, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn port_index_follows_applies_deletes_and_relists() {
+        use crate::controller::ports::taken_ports;
+        let lb_on = |name: &str, rv: usize, host: &str, port: usize| -> LoadBalancer {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},
+                "spec": {"host": host, "ports": [{"name": "a", "port": port, "protocol": "TCP"}]},
+            }))
+            .unwrap()
+        };
+        let mut rng = Rng::new(5);
+        let mut c = Cache::new();
+        for step in 0..500 {
+            let name = format!("lb{}", rng.below(20));
+            let host = ["h1", "h2"][rng.below(2)];
+            let port = 8000 + rng.below(10);
+            match rng.below(5) {
+                0 => {
+                    c.delete_load_balancer(&Key::new("ns", &name));
+                }
+                1 => {
+                    let items = (0..rng.below(8))
+                        .map(|i| lb_on(&format!("lb{i}"), step, host, 8000 + i))
+                        .collect();
+                    c.replace_load_balancers(items);
+                }
+                2 => {
+                    let mut l = lb_on(&name, step, host, port);
+                    l.metadata.deletion_timestamp = Some("t".into());
+                    c.apply_load_balancer(l);
+                }
+                _ => {
+                    c.apply_load_balancer(lb_on(&name, step, host, port));
+                }
+            }
+            let except = Key::new("ns", &format!("lb{}", rng.below(20)));
+            for h in ["h1", "h2"] {
+                assert_eq!(
+                    c.ports_taken_on(h, &except),
+                    taken_ports(&c.load_balancers, h, &except),
+                    "step {step}"
+                );
             }
         }
     }

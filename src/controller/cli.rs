@@ -24,10 +24,21 @@ Flags:
   --metrics-addr ADDR        serve /healthz, /readyz and /metrics here (default: :8080; \"off\" disables)
   --leader-elect[=BOOL]      elect a leader on Lease paperlb-controller before writing (default: false)
   --leader-elect-identity ID identity in the Lease (default: $POD_NAME or hostname, plus a random suffix)
+  --leader-elect-lease-duration D
+                             how long a standby waits before taking an unrenewed lease (default: 15s)
+  --leader-elect-renew-deadline D
+                             the leader stops writing when it has not renewed for this long
+                             (default: 10s; less than the lease duration)
+  --leader-elect-retry-period D
+                             how often to try to acquire or renew the lease (default: 2s)
+  --watch-idle-timeout D     a watch silent for this long is stalled: drop it and resume from its
+                             resourceVersion (default: 5m; keep it above the apiserver's ~1 min bookmarks)
   --address-type LIST        node address types to use as targets, in order of preference
                              (default: ExternalIP,InternalIP)
   -v                         debug logging (same as RUST_LOG=debug)
   -h, --help                 this help
+
+Durations are a number and a unit: 500ms, 15s, 5m.
 ";
 
 /// Validated controller configuration.
@@ -42,7 +53,28 @@ pub struct Config {
     pub verbose: bool,
     /// How long to wait for a clean stop after SIGTERM before giving up on the current work.
     pub shutdown_grace: Duration,
+    /// Leader election timings (client-go's defaults: 15 s, 10 s, 2 s); whole seconds for the lease.
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+    /// A watch stream that delivers no byte for this long is dropped and resumed.
+    pub watch_idle_timeout: Duration,
 }
+
+/// Flags that take a value.
+const VALUE_FLAGS: [&str; 10] = [
+    "kubeconfig",
+    "context",
+    "namespace",
+    "metrics-addr",
+    "leader-elect-identity",
+    "leader-elect-lease-duration",
+    "leader-elect-renew-deadline",
+    "leader-elect-retry-period",
+    "watch-idle-timeout",
+    "address-type",
+];
+const SWITCHES: [&str; 2] = ["leader-elect", "v"];
 
 /// Parses the flags after `controller`. `default_identity` is `$POD_NAME` or the hostname, read by main.
 pub fn parse(
@@ -59,16 +91,12 @@ pub fn parse(
         address_types: vec!["ExternalIP".into(), "InternalIP".into()],
         verbose: false,
         shutdown_grace: Duration::from_secs(5),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
+        watch_idle_timeout: Duration::from_secs(300),
     };
-    let values = [
-        "kubeconfig",
-        "context",
-        "namespace",
-        "metrics-addr",
-        "leader-elect-identity",
-        "address-type",
-    ];
-    for arg in cli::parse(args, &values, &["leader-elect", "v"])? {
+    for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Switch(s) if s == "leader-elect" => c.leader_elect = true,
@@ -81,11 +109,16 @@ pub fn parse(
                 "leader-elect" => c.leader_elect = cli::boolean(&k, &v)?,
                 "leader-elect-identity" if !v.is_empty() => c.identity = v,
                 "address-type" => c.address_types = parse_address_types(&v)?,
+                "leader-elect-lease-duration" => c.lease_duration = parse_duration(&k, &v)?,
+                "leader-elect-renew-deadline" => c.renew_deadline = parse_duration(&k, &v)?,
+                "leader-elect-retry-period" => c.retry_period = parse_duration(&k, &v)?,
+                "watch-idle-timeout" => c.watch_idle_timeout = parse_duration(&k, &v)?,
                 _ => return Err(Usage(format!("flag --{k}: invalid value {v:?}"))),
             },
             Arg::Switch(s) => return Err(Usage(format!("flag --{s} needs a value"))),
         }
     }
+    check_timings(&c)?;
     if c.identity.is_empty() {
         c.identity = format!(
             "{}_{}",
@@ -111,6 +144,60 @@ fn parse_addr(v: &str) -> Result<Option<SocketAddr>, Usage> {
             "flag --metrics-addr: expected HOST:PORT, :PORT or off, got {v:?}"
         ))
     })
+}
+
+/// `500ms`, `15s`, `5m`: a whole number and a unit.
+fn parse_duration(flag: &str, v: &str) -> Result<Duration, Usage> {
+    let bad = || {
+        Usage(format!(
+            "flag --{flag}: expected a duration such as 500ms, 15s or 5m, got {v:?}"
+        ))
+    };
+    let digits = v.find(|ch: char| !ch.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = v[..digits].parse().map_err(|_| bad())?;
+    let d = match &v[digits..] {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(Usage(format!(
+            "flag --{flag}: must be more than 0, got {v:?}"
+        )));
+    }
+    Ok(d)
+}
+
+/// client-go's rules: lease duration > renew deadline > 1.2 × retry period (so the leader stops
+/// writing before a standby may take over, and gets a few tries before it stops). The lease is
+/// written in whole seconds. A stall detector under a second would trip on healthy streams.
+fn check_timings(c: &Config) -> Result<(), Usage> {
+    if c.lease_duration.subsec_nanos() != 0 {
+        return Err(Usage(format!(
+            "flag --leader-elect-lease-duration: must be whole seconds, got {:?}",
+            c.lease_duration
+        )));
+    }
+    if c.renew_deadline >= c.lease_duration {
+        return Err(Usage(format!(
+            "flag --leader-elect-renew-deadline: {:?} must be less than the lease duration {:?}",
+            c.renew_deadline, c.lease_duration
+        )));
+    }
+    if c.renew_deadline <= c.retry_period.mul_f64(1.2) {
+        return Err(Usage(format!(
+            "flag --leader-elect-renew-deadline: {:?} must be more than 1.2 × the retry period {:?}",
+            c.renew_deadline, c.retry_period
+        )));
+    }
+    if c.watch_idle_timeout < Duration::from_secs(1) {
+        return Err(Usage(format!(
+            "flag --watch-idle-timeout: must be at least 1s, got {:?}",
+            c.watch_idle_timeout
+        )));
+    }
+    Ok(())
 }
 
 fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {
@@ -164,6 +251,63 @@ mod tests {
         assert!(!c.leader_elect);
         assert!(c.identity.starts_with("pod-a_"));
         assert_eq!(c.address_types, vec!["ExternalIP", "InternalIP"]);
+        let timings = (
+            c.lease_duration,
+            c.renew_deadline,
+            c.retry_period,
+            c.watch_idle_timeout,
+        );
+        let secs = Duration::from_secs;
+        assert_eq!(timings, (secs(15), secs(10), secs(2), secs(300)));
+    }
+
+    #[test]
+    fn help_names_every_flag() {
+        for flag in VALUE_FLAGS.iter().chain(&SWITCHES) {
+            let dashes = if flag.len() == 1 { "-" } else { "--" };
+            assert!(HELP.contains(&format!("  {dashes}{flag}")), "{flag}");
+        }
+    }
+
+    #[test]
+    fn timing_flags_parse_durations_and_keep_client_go_rules() {
+        let c = parse(
+            &args(&[
+                "--leader-elect-lease-duration=4s",
+                "--leader-elect-renew-deadline",
+                "3s",
+                "--leader-elect-retry-period=500ms",
+                "--watch-idle-timeout=2m",
+            ]),
+            LoadOptions::default(),
+            "",
+        )
+        .unwrap()
+        .unwrap();
+        let timings = (
+            c.lease_duration,
+            c.renew_deadline,
+            c.retry_period,
+            c.watch_idle_timeout,
+        );
+        let ms = Duration::from_millis;
+        assert_eq!(timings, (ms(4000), ms(3000), ms(500), ms(120_000)));
+        for bad in [
+            &["--watch-idle-timeout=5"][..],
+            &["--watch-idle-timeout=5h"],
+            &["--watch-idle-timeout=0s"],
+            &["--watch-idle-timeout=500ms"],
+            &["--watch-idle-timeout=-1s"],
+            &["--watch-idle-timeout=99999999999999999999m"],
+            &["--leader-elect-lease-duration=1500ms"],
+            // Renew deadline not below the lease duration.
+            &["--leader-elect-renew-deadline=15s"],
+            // Renew deadline not above 1.2 × the retry period.
+            &["--leader-elect-retry-period=9s"],
+        ] {
+            let e = parse(&args(bad), LoadOptions::default(), "");
+            assert!(e.is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The controller: turns observed Services, Nodes, LoadBalancerConfigs, EndpointSlices and
 //! LoadBalancers into LoadBalancer CRs, updater calls and Service status. Pure decisions live in
 //! `reconcile` (with `plan`, `ports`, `targets`, `status`); `cache`, `queue` and `events` are the pure
-//! state the `worker` thread owns; only the worker does I/O. `run` starts the threads; `cli` parses
-//! the flags; `stats` holds the metrics.
+//! state the `worker` thread owns; only the worker does I/O (`batch` runs the I/O of independent
+//! plans on short-lived threads for it). `run` starts the threads; `cli` parses the flags; `stats`
+//! holds the metrics.
 
+pub mod batch;
 pub mod cache;
 pub mod cli;
 pub mod events;

@@ -1,9 +1,10 @@
 //! Port allocation on an LB host: keep what the LoadBalancer CR already records when still valid,
-//! else the lowest free port of the config's range; unique per (host, port, protocol).
+//! else the lowest free port of the config's range; unique per (host, port, protocol). The
+//! [`PortIndex`] the cache keeps says which pairs are taken without scanning every LoadBalancer.
 //! Pure: no I/O, no clock.
 
 use super::cache::Key;
-use crate::model::{Lenient, LoadBalancer, LoadBalancerSpec, Protocol};
+use crate::model::{Lenient, LoadBalancerSpec, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -48,24 +49,26 @@ impl fmt::Display for PortError {
 
 impl std::error::Error for PortError {}
 
-/// LB ports per Service port, in request order. `taken` holds the (port, protocol) pairs other
-/// LoadBalancers hold on the same host.
+/// LB ports per Service port, in request order. `taken(port, protocol)` says whether another
+/// LoadBalancer holds that pair on the same host (see [`PortIndex::is_taken`]).
 pub fn allocate_ports(
     requests: &[PortRequest],
     low: u16,
     high: u16,
-    taken: &BTreeSet<(u16, Protocol)>,
+    taken: &dyn Fn(u16, Protocol) -> bool,
     config: &str,
     host: &str,
 ) -> Result<Vec<u16>, PortError> {
-    let mut used = taken.clone();
+    // Pairs this Service's own ports hold so far; `taken` covers everyone else's.
+    let mut mine: BTreeSet<(u16, Protocol)> = BTreeSet::new();
     let mut out: Vec<Option<u16>> = vec![None; requests.len()];
     // Keep first, in a separate pass, so a port added in front cannot take a port kept behind it.
     for (slot, r) in out.iter_mut().zip(requests) {
         if let Some((port, protocol)) = r.previous {
             if protocol == r.protocol
                 && (low..=high).contains(&port)
-                && used.insert((port, protocol))
+                && !taken(port, protocol)
+                && mine.insert((port, protocol))
             {
                 *slot = Some(port);
             }
@@ -75,7 +78,8 @@ pub fn allocate_ports(
         if slot.is_some() {
             continue;
         }
-        let free = (low..=high).find(|p| !used.contains(&(*p, r.protocol)));
+        let free =
+            (low..=high).find(|p| !taken(*p, r.protocol) && !mine.contains(&(*p, r.protocol)));
         let Some(port) = free else {
             return Err(PortError::Exhausted {
                 config: config.to_string(),
@@ -85,17 +89,79 @@ pub fn allocate_ports(
                 protocol: r.protocol,
             });
         };
-        used.insert((port, r.protocol));
+        mine.insert((port, r.protocol));
         *slot = Some(port);
     }
     Ok(out.into_iter().flatten().collect())
 }
 
-/// Ports every LoadBalancer other than `except` holds on `host`, read straight from the stored specs
-/// (no full validation: this runs over every LoadBalancer on every reconcile). A port an odd CR
-/// still claims counts as taken; LoadBalancers being deleted keep theirs until they are gone.
+/// Which LoadBalancers claim each (port, protocol) on each LB host, kept up to date by the cache
+/// as LoadBalancers change, so an allocation never scans every LoadBalancer. Read straight from the
+/// stored specs (no full validation): a port an odd CR still claims counts as taken; LoadBalancers
+/// being deleted keep theirs until they are gone. Hosts compare case-insensitively.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortIndex {
+    by_host: BTreeMap<String, BTreeMap<(u16, Protocol), BTreeSet<Key>>>,
+}
+
+impl PortIndex {
+    /// Records the ports `spec` claims for `key`.
+    pub fn insert(&mut self, key: &Key, spec: &LoadBalancerSpec) {
+        let Some(host) = spec.host.get() else { return };
+        let ports = self.by_host.entry(host.to_ascii_lowercase()).or_default();
+        for (_, port, protocol) in stored_ports(spec) {
+            ports
+                .entry((port, protocol))
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    /// Forgets the ports `spec` (what the cache held for `key`) claimed.
+    pub fn remove(&mut self, key: &Key, spec: &LoadBalancerSpec) {
+        let Some(host) = spec.host.get().map(|h| h.to_ascii_lowercase()) else {
+            return;
+        };
+        let Some(ports) = self.by_host.get_mut(&host) else {
+            return;
+        };
+        for (_, port, protocol) in stored_ports(spec) {
+            if let Some(keys) = ports.get_mut(&(port, protocol)) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    ports.remove(&(port, protocol));
+                }
+            }
+        }
+        if ports.is_empty() {
+            self.by_host.remove(&host);
+        }
+    }
+
+    /// Whether a LoadBalancer other than `except` claims (port, protocol) on `host`.
+    pub fn is_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
+        self.by_host
+            .get(&host.to_ascii_lowercase())
+            .and_then(|ports| ports.get(&(port, protocol)))
+            .is_some_and(|keys| keys.iter().any(|k| k != except))
+    }
+
+    /// Every pair claimed on `host` by LoadBalancers other than `except` (for tests and metrics).
+    pub fn taken_on(&self, host: &str, except: &Key) -> BTreeSet<(u16, Protocol)> {
+        self.by_host
+            .get(&host.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter(|(_, keys)| keys.iter().any(|k| k != except))
+            .map(|(pair, _)| *pair)
+            .collect()
+    }
+}
+
+/// The reference the index must agree with: a scan of every LoadBalancer.
+#[cfg(test)]
 pub fn taken_ports(
-    lbs: &BTreeMap<Key, LoadBalancer>,
+    lbs: &BTreeMap<Key, crate::model::LoadBalancer>,
     host: &str,
     except: &Key,
 ) -> BTreeSet<(u16, Protocol)> {
@@ -179,6 +245,7 @@ pub fn previous_ports(
 mod tests {
     use super::*;
     use crate::controller::testutil::{Rng, shuffled};
+    use crate::model::LoadBalancer;
     use Protocol::{Tcp, Udp};
     use serde_json::json;
 
@@ -307,7 +374,7 @@ mod tests {
                     reqs,
                     *low,
                     *high,
-                    &taken,
+                    &|p, proto| taken.contains(&(p, proto)),
                     "paperlb-system/edge",
                     "203.0.113.7",
                 );
@@ -321,12 +388,11 @@ mod tests {
 
     #[test]
     fn exhaustion_names_config_and_range() {
-        let taken = [(8000, Tcp)].into_iter().collect();
         let err = allocate_ports(
             &[req("a", Tcp, None)],
             8000,
             8000,
-            &taken,
+            &|p, proto| (p, proto) == (8000, Tcp),
             "paperlb-system/edge",
             "lb1",
         )
@@ -371,6 +437,60 @@ mod tests {
     }
 
     #[test]
+    fn index_agrees_with_a_scan_after_random_changes() {
+        let mut rng = Rng::new(11);
+        let hosts = ["h1", "H1", "h2"];
+        let protos = ["TCP", "UDP", "SCTP", ""];
+        let mut lbs: BTreeMap<Key, LoadBalancer> = BTreeMap::new();
+        let mut index = PortIndex::default();
+        for step in 0..2000 {
+            let k = key(&format!("lb{}", rng.below(30)));
+            if let Some(old) = lbs.remove(&k) {
+                index.remove(&k, &old.spec);
+            }
+            if rng.below(4) != 0 {
+                let ports: Vec<(String, u16, &str)> = (0..rng.below(3))
+                    .map(|i| {
+                        let port = 8000 + rng.below(12) as u16;
+                        (format!("p{i}"), port, protos[rng.below(protos.len())])
+                    })
+                    .collect();
+                let ports: Vec<(&str, u16, &str)> =
+                    ports.iter().map(|(n, p, t)| (n.as_str(), *p, *t)).collect();
+                let l = lb(hosts[rng.below(hosts.len())], &ports);
+                index.insert(&k, &l.spec);
+                lbs.insert(k, l);
+            }
+            let except = key(&format!("lb{}", rng.below(30)));
+            for host in ["h1", "h2", "h3"] {
+                let want = taken_ports(&lbs, host, &except);
+                assert_eq!(
+                    index.taken_on(host, &except),
+                    want,
+                    "step {step} host {host}"
+                );
+                for port in 8000..8012 {
+                    for proto in [Tcp, Udp] {
+                        assert_eq!(
+                            index.is_taken(host, port, proto, &except),
+                            want.contains(&(port, proto)),
+                            "step {step}"
+                        );
+                    }
+                }
+            }
+        }
+        for (k, l) in &lbs {
+            index.remove(k, &l.spec);
+        }
+        assert_eq!(
+            index,
+            PortIndex::default(),
+            "nothing left once all are removed"
+        );
+    }
+
+    #[test]
     fn previous_ports_match_by_name_or_go_form() {
         let stored = lb("h", &[("http", 8000, "TCP"), ("https", 8001, "TCP")]).spec;
         let wanted = vec![("https".to_string(), Tcp), ("metrics".to_string(), Tcp)];
@@ -395,6 +515,7 @@ mod tests {
             for i in order {
                 let k = key(&format!("svc{i}"));
                 let taken = taken_ports(&lbs, "h", &k);
+                let taken = |p, proto| taken.contains(&(p, proto));
                 let reqs = [
                     req("a", Tcp, None),
                     req("b", Udp, None),

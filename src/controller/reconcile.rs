@@ -4,7 +4,7 @@
 
 use super::cache::{Cache, Key};
 use super::plan::{Action, EventType, Plan, UpdaterRequest};
-use super::ports::{allocate_ports, previous_ports, taken_ports};
+use super::ports::{allocate_ports, previous_ports};
 use super::status::{
     READY, RECONCILED, backends_of, condition, ingress_for, is_applied, known_backends,
     set_condition,
@@ -343,7 +343,7 @@ fn desired_spec(
     let wanted: Vec<(String, Protocol)> =
         ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
     let requests = previous_ports(lb.map(|l| &l.spec), &wanted);
-    let taken = taken_ports(&cache.load_balancers, &cfg.host, key);
+    let taken = |port, protocol| cache.port_taken(&cfg.host, port, protocol, key);
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
     let lb_ports = allocate_ports(
         &requests,

@@ -904,10 +904,7 @@ fn hand_made_lb_applied_as_is_and_cleaned_up(rng: &mut Rng) {
     execute(&mut cache, &plan);
     assert!(reconcile(&cache, &k, &ctx()).is_empty());
     // Its port counts as taken for Services.
-    assert!(
-        super::super::ports::taken_ports(&cache.load_balancers, "203.0.113.7", &key("x"))
-            .contains(&(9999, Protocol::Udp))
-    );
+    assert!(cache.port_taken("203.0.113.7", 9999, Protocol::Udp, &key("x")));
     // User deletes it: backends removed, then the finalizer.
     execute(
         &mut cache,

@@ -30,7 +30,11 @@ const MAX_BUSY: Duration = Duration::from_secs(300);
 
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = kube::config::load(&config.load)?;
-    let client = Client::new(&cluster, ClientOptions::default())?;
+    let options = ClientOptions {
+        watch_idle_timeout: config.watch_idle_timeout,
+        ..ClientOptions::default()
+    };
+    let client = Client::new(&cluster, options)?;
     log::info!(
         "paperlb controller {} server={} config={} namespace={}",
         env!("CARGO_PKG_VERSION"),
@@ -43,35 +47,36 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let (tx, rx) = mpsc::channel::<Event>();
     spawn_signal_thread(tx.clone(), shutdown.clone())?;
 
-    let stats = Arc::new(Stats::new(Some(client.clone())));
+    let leadership_view = if config.leader_elect {
+        Leadership::elected(config.renew_deadline)
+    } else {
+        Leadership::always()
+    };
+    let stats = Arc::new(Stats::new(Some(client.clone()), leadership_view.clone()));
     let health = Arc::new(Health::default());
-    let leadership = if config.leader_elect {
+    let elector = if config.leader_elect {
         let lease = LeaseConfig {
             namespace: config.namespace.clone(),
             identity: config.identity.clone(),
+            lease_duration: config.lease_duration,
+            renew_deadline: config.renew_deadline,
+            retry_period: config.retry_period,
             ..LeaseConfig::default()
         };
-        let leadership = Leadership::elected(lease.renew_deadline);
         let (tx, stats) = (tx.clone(), stats.clone());
-        let elector = lease::spawn(
+        Some(lease::spawn(
             client.clone(),
             lease,
-            leadership.clone(),
+            leadership_view.clone(),
             shutdown.clone(),
             move |leading| {
-                stats.set_leader(leading);
+                stats.leader_changed();
                 let _ = tx.send(Event::Leadership(leading));
             },
-        )?;
-        Some((leadership, elector))
+        )?)
     } else {
-        stats.set_leader(true);
         None
     };
-    let leadership_view = leadership
-        .as_ref()
-        .map(|(l, _)| l.clone())
-        .unwrap_or_else(Leadership::always);
 
     let probes = match config.metrics_addr {
         Some(addr) => Some(serve_probes(addr, health.clone(), stats.clone())?),
@@ -79,44 +84,18 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let ns = config.namespace.as_str();
+    let env = WatchEnv {
+        client: &client,
+        tx: &tx,
+        shutdown: &shutdown,
+        stats: &stats,
+    };
     let mut watchers = vec![
-        spawn_watch(
-            "services",
-            &client,
-            &SERVICES,
-            None,
-            &tx,
-            &shutdown,
-            Event::Services,
-        )?,
-        spawn_watch("nodes", &client, &NODES, None, &tx, &shutdown, Event::Nodes)?,
-        spawn_watch(
-            "loadbalancers",
-            &client,
-            &LOADBALANCERS,
-            None,
-            &tx,
-            &shutdown,
-            Event::LoadBalancers,
-        )?,
-        spawn_watch(
-            "loadbalancerconfigs",
-            &client,
-            &LOADBALANCERCONFIGS,
-            Some(ns),
-            &tx,
-            &shutdown,
-            Event::Configs,
-        )?,
-        spawn_watch(
-            "endpointslices",
-            &client,
-            &ENDPOINTSLICES,
-            None,
-            &tx,
-            &shutdown,
-            Event::Slices,
-        )?,
+        spawn_watch(&env, &SERVICES, None, Event::Services),
+        spawn_watch(&env, &NODES, None, Event::Nodes),
+        spawn_watch(&env, &LOADBALANCERS, None, Event::LoadBalancers),
+        spawn_watch(&env, &LOADBALANCERCONFIGS, Some(ns), Event::Configs),
+        spawn_watch(&env, &ENDPOINTSLICES, None, Event::Slices),
     ];
     drop(tx);
 
@@ -130,7 +109,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     // Stop order: the worker has returned (no more writes); release the lease so a standby takes
     // over at once; then let the watches and the probe server go.
     shutdown.store(true, Ordering::SeqCst);
-    if let Some((_, elector)) = leadership {
+    if let Some(elector) = elector {
         let _ = elector.join();
     }
     let deadline = Instant::now() + config.shutdown_grace;
@@ -144,24 +123,30 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The threads a watcher needs besides its resource: where to send, when to stop, what to count.
+struct WatchEnv<'a> {
+    client: &'a Client,
+    tx: &'a Sender<Event>,
+    shutdown: &'a Arc<AtomicBool>,
+    stats: &'a Stats,
+}
+
 fn spawn_watch<T: DeserializeOwned + Send + 'static>(
-    name: &str,
-    client: &Client,
+    env: &WatchEnv<'_>,
     resource: &Resource,
     namespace: Option<&str>,
-    tx: &Sender<Event>,
-    shutdown: &Arc<AtomicBool>,
     wrap: fn(WatchMsg<T>) -> Event,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::thread::JoinHandle<()> {
     let path = resource.path(namespace, None, None);
-    Ok(watch::spawn(
-        name,
-        client.clone(),
+    watch::runner::spawn_with_stats(
+        resource.plural,
+        env.client.clone(),
         path,
-        tx.clone(),
+        env.tx.clone(),
         wrap,
-        shutdown.clone(),
-    ))
+        env.shutdown.clone(),
+        env.stats.watch(resource.plural),
+    )
 }
 
 /// SIGTERM and SIGINT become one `Event::Shutdown` (the binary may be PID 1, where the default action

@@ -1,16 +1,23 @@
 //! The controller's Prometheus metrics: reconciles, queue depth, updater calls, API writes and
-//! requests, LoadBalancers by phase, ports allocated and free per config, leadership, build info.
+//! requests, watch relists/restarts/errors/events by resource, LoadBalancers by phase, ports
+//! allocated and free per config, leadership, build info, start time.
 //!
 //! Owns: metric names and label sets. Must not: take labels from user data other than object names
 //! the operator chose (config names), so series stay bounded.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cache::Cache;
 use crate::kube::client::Client;
-use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
+use crate::kube::lease::Leadership;
+use crate::kube::watch::runner::WatchStats;
+use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry, Samples};
 use crate::model::{PHASE_ERROR, PHASE_PENDING, PHASE_READY};
+
+/// The watchers' counters by resource name, shared with the collectors that render them.
+type Watches = Arc<Mutex<BTreeMap<String, Arc<WatchStats>>>>;
 
 /// Handles to every controller metric; cheap to share (`Arc<Stats>`).
 #[derive(Debug)]
@@ -25,14 +32,16 @@ pub struct Stats {
     lbs_by_phase: Gauge,
     ports_allocated: Gauge,
     ports_free: Gauge,
-    leader: Gauge,
     leader_changes: Counter,
-    client: Option<Client>,
+    watches: Watches,
 }
 
 impl Stats {
-    pub fn new(client: Option<Client>) -> Stats {
+    /// `client`: its request counts become `paperlb_api_requests_total`; `leadership`: read at every
+    /// scrape for `paperlb_leader`, so a renewal stuck in a request shows as 0 at the renew deadline.
+    pub fn new(client: Option<Client>, leadership: Arc<Leadership>) -> Stats {
         let r = Registry::new();
+        let watches: Watches = Arc::default();
         let s = Stats {
             reconciles: r.counter(
                 "paperlb_reconciles_total",
@@ -81,18 +90,87 @@ impl Stats {
                 "Ports left in the range of each LoadBalancerConfig.",
                 &["config"],
             ),
-            leader: r.gauge("paperlb_leader", "1 while this replica may write.", &[]),
             leader_changes: r.counter(
                 "paperlb_leader_changes_total",
                 "Leadership gained or lost.",
                 &[],
             ),
             registry: r.clone(),
-            client,
+            watches: watches.clone(),
         };
+        r.gauge_fn(
+            "paperlb_leader",
+            "1 while this replica may write (leader, or leader election off).",
+            &[],
+            move || vec![(vec![], if leadership.is_leader() { 1.0 } else { 0.0 })],
+        );
+        let per_watch = |what: fn(&WatchStats) -> u64| {
+            let watches = watches.clone();
+            move || -> Samples {
+                let watches = watches.lock().unwrap_or_else(|p| p.into_inner());
+                watches
+                    .iter()
+                    .map(|(name, w)| (vec![name.clone()], what(w) as f64))
+                    .collect()
+            }
+        };
+        r.counter_fn(
+            "paperlb_watch_relists_total",
+            "LISTs after the first (410 Gone, or retries of a failed relist), by resource.",
+            &["resource"],
+            per_watch(WatchStats::relists),
+        );
+        r.counter_fn(
+            "paperlb_watch_restarts_total",
+            "Watches resumed from a resourceVersion (stream ended, stalled or failed), by resource.",
+            &["resource"],
+            per_watch(WatchStats::restarts),
+        );
+        r.counter_fn(
+            "paperlb_watch_errors_total",
+            "Failed lists and watches, broken or stalled streams and ERROR events, by resource.",
+            &["resource"],
+            per_watch(WatchStats::errors),
+        );
+        r.counter_fn(
+            "paperlb_watch_events_total",
+            "Watch events received (bookmarks included), by resource.",
+            &["resource"],
+            per_watch(WatchStats::events),
+        );
+        if let Some(client) = client {
+            let stats = client.stats();
+            r.counter_fn(
+                "paperlb_api_requests_total",
+                "Kubernetes API requests by verb and HTTP code (0: no answer).",
+                &["verb", "code"],
+                move || {
+                    stats
+                        .snapshot()
+                        .into_iter()
+                        .map(|c| (vec![c.verb.to_string(), c.code.to_string()], c.count as f64))
+                        .collect()
+                },
+            );
+        }
         r.gauge("paperlb_build_info", "Build information.", &["version"])
             .set(&[env!("CARGO_PKG_VERSION")], 1.0);
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64().floor());
+        r.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+            &[],
+        )
+        .set(&[], started);
         s
+    }
+
+    /// The counters a watcher thread keeps for `resource`, registered for `/metrics`.
+    pub fn watch(&self, resource: &str) -> Arc<WatchStats> {
+        let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        watches.entry(resource.to_string()).or_default().clone()
     }
 
     pub fn reconciled(&self, result: &str, took: Duration) {
@@ -118,20 +196,25 @@ impl Stats {
         self.api_writes.inc(&[verb]);
     }
 
-    pub fn set_leader(&self, leading: bool) {
-        self.leader.set(&[], if leading { 1.0 } else { 0.0 });
+    /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
+    pub fn leader_changed(&self) {
         self.leader_changes.inc(&[]);
     }
 
-    /// Gauges computed from the cache; called when the queue has drained, not per reconcile.
+    /// Gauges computed from the cache; called when the queue has drained, not per reconcile. Series
+    /// of deleted configs disappear; a phase outside PENDING/READY/ERROR (a hand-made status) counts
+    /// as `other`, so the label stays bounded.
     pub fn observe_cache(&self, cache: &Cache) {
-        let mut phases: BTreeMap<&str, f64> =
-            [(PHASE_PENDING, 0.0), (PHASE_READY, 0.0), (PHASE_ERROR, 0.0)]
-                .into_iter()
-                .collect();
+        let mut phases: BTreeMap<&str, f64> = [PHASE_PENDING, PHASE_READY, PHASE_ERROR, "other"]
+            .into_iter()
+            .map(|p| (p, 0.0))
+            .collect();
         let mut per_config: BTreeMap<String, f64> = BTreeMap::new();
         for lb in cache.load_balancers.values() {
-            let phase = lb.status.phase.as_deref().unwrap_or(PHASE_PENDING);
+            let phase = match lb.status.phase.as_deref().unwrap_or(PHASE_PENDING) {
+                p @ (PHASE_PENDING | PHASE_READY | PHASE_ERROR) => p,
+                _ => "other",
+            };
             *phases.entry(phase).or_default() += 1.0;
             let ports = lb
                 .spec
@@ -142,33 +225,125 @@ impl Stats {
                 *per_config.entry(name.clone()).or_default() += ports as f64;
             }
         }
-        for (phase, n) in phases {
-            self.lbs_by_phase.set(&[phase], n);
-        }
+        self.lbs_by_phase.replace_all(
+            phases
+                .into_iter()
+                .map(|(p, n)| (vec![p.to_string()], n))
+                .collect(),
+        );
+        let (mut allocated, mut free) = (Vec::new(), Vec::new());
         for cfg in cache.configs.values() {
             let name = cfg.metadata.name.as_str();
             let used = per_config.get(name).copied().unwrap_or(0.0);
-            self.ports_allocated.set(&[name], used);
+            allocated.push((vec![name.to_string()], used));
+            // An invalid config has no range to count in: no free-ports series for it.
             if let Ok(v) = cfg.validate() {
                 let size = f64::from(v.high) - f64::from(v.low) + 1.0;
-                self.ports_free.set(&[name], (size - used).max(0.0));
+                free.push((vec![name.to_string()], (size - used).max(0.0)));
             }
         }
+        self.ports_allocated.replace_all(allocated);
+        self.ports_free.replace_all(free);
     }
 
-    /// The exposition text, with the API client's request counts appended.
+    /// The exposition text.
     pub fn render(&self) -> String {
-        let mut out = self.registry.render();
-        if let Some(client) = &self.client {
-            out.push_str("# HELP paperlb_api_requests_total Kubernetes API requests by verb and HTTP code (0: no answer).\n");
-            out.push_str("# TYPE paperlb_api_requests_total counter\n");
-            for c in client.stats().snapshot() {
-                out.push_str(&format!(
-                    "paperlb_api_requests_total{{verb=\"{}\",code=\"{}\"}} {}\n",
-                    c.verb, c.code, c.count
-                ));
-            }
+        self.registry.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::{LoadBalancer, LoadBalancerConfig};
+
+    fn config(name: &str, low: u16, high: u16) -> LoadBalancerConfig {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "paperlb-system"},
+            "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.10",
+                "portRange": {"low": low, "high": high}}
+        }))
+        .unwrap()
+    }
+
+    fn lb(name: &str, config: &str, ports: &[u16], phase: Option<&str>) -> LoadBalancer {
+        let list: Vec<_> = ports
+            .iter()
+            .map(|p| json!({"port": p, "protocol": "TCP"}))
+            .collect();
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"configName": config, "host": "127.0.0.10", "port": ports[0],
+                "protocol": "TCP", "ports": list},
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn cache_gauges_count_phases_and_ports_and_forget_deleted_configs() {
+        let stats = Stats::new(None, Leadership::always());
+        let mut cache = Cache::new();
+        cache.replace_configs(vec![
+            config("edge", 8100, 8199),
+            config("spare", 9000, 9009),
+        ]);
+        cache.replace_load_balancers(vec![
+            lb("a", "edge", &[8100, 8101], Some(PHASE_READY)),
+            lb("b", "edge", &[8102], None),
+            lb("c", "spare", &[9000], Some("HAND-WRITTEN")),
+        ]);
+        stats.observe_cache(&cache);
+        let text = stats.render();
+        for want in [
+            "paperlb_loadbalancers{phase=\"READY\"} 1\n",
+            "paperlb_loadbalancers{phase=\"PENDING\"} 1\n",
+            "paperlb_loadbalancers{phase=\"ERROR\"} 0\n",
+            "paperlb_loadbalancers{phase=\"other\"} 1\n",
+            "paperlb_ports_allocated{config=\"edge\"} 3\n",
+            "paperlb_ports_free{config=\"edge\"} 97\n",
+            "paperlb_ports_allocated{config=\"spare\"} 1\n",
+            "paperlb_ports_free{config=\"spare\"} 9\n",
+            "paperlb_leader 1\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
-        out
+        assert!(!text.contains("HAND-WRITTEN"), "{text}");
+
+        cache.replace_configs(vec![config("edge", 8100, 8199)]);
+        cache.replace_load_balancers(vec![lb("a", "edge", &[8100, 8101], Some(PHASE_READY))]);
+        stats.observe_cache(&cache);
+        let text = stats.render();
+        assert!(
+            !text.contains("spare"),
+            "a deleted config keeps no series:\n{text}"
+        );
+        assert!(
+            text.contains("paperlb_ports_free{config=\"edge\"} 98\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn watch_counters_appear_per_resource_and_leader_follows_the_leadership() {
+        let leadership = Leadership::elected(Duration::from_secs(10));
+        let stats = Stats::new(None, leadership);
+        let services = stats.watch("services");
+        assert!(Arc::ptr_eq(&services, &stats.watch("services")));
+        stats.watch("nodes");
+        let text = stats.render();
+        for want in [
+            "paperlb_watch_restarts_total{resource=\"nodes\"} 0\n",
+            "paperlb_watch_restarts_total{resource=\"services\"} 0\n",
+            "paperlb_watch_relists_total{resource=\"services\"} 0\n",
+            "paperlb_watch_errors_total{resource=\"services\"} 0\n",
+            "paperlb_watch_events_total{resource=\"services\"} 0\n",
+            // Elected but never renewed: may not write.
+            "paperlb_leader 0\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! Events. Each write's answer is applied to the cache at once, so the next decision (a second
 //! Service's port allocation, the next step of the same key) sees it before the watch catches up.
 //! It blocks in `recv`/`recv_timeout` until the next event or the next retry is due: no polling.
+//! Plans that change no port claims are collected and their I/O run side by side (`batch`); their
+//! answers are applied here afterwards, so this thread remains the only writer of the cache.
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::batch::{self, Answer, Io, MAX_BATCH, Stop};
 use super::cache::{Affected, Cache, Key};
 use super::events::EventLimiter;
 use super::plan::{Action, Plan, UpdaterRequest};
@@ -25,12 +28,11 @@ use super::queue::Queue;
 use super::reconcile::{Context, on_updater_error, reconcile};
 use super::stats::Stats;
 use crate::kube::Error;
-use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
+use crate::kube::client::{Client, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::time::rfc3339;
-use crate::updater::api::{LbRequest, Upstream};
 use crate::updater::client::{Timeouts, UpdaterClient};
 
 /// Everything that reaches the worker.
@@ -77,16 +79,6 @@ pub struct WorkerConfig {
     /// Node address types in order of preference when a config does not say.
     pub address_types: Vec<String>,
     pub updater_timeouts: Timeouts,
-}
-
-/// Why executing a plan stopped.
-enum Stop {
-    /// An updater call (action `index`) failed.
-    Updater { index: usize, message: String },
-    /// An API write failed.
-    Api(Error),
-    /// Leadership was lost mid-plan: leave the key queued for the next leader.
-    NotLeader,
 }
 
 pub struct Worker {
@@ -175,17 +167,26 @@ impl Worker {
                 continue;
             }
             let mut worked = false;
+            let mut batch: Vec<Pending> = Vec::new();
             while let Some(key) = self.queue.get(Instant::now()) {
                 worked = true;
-                self.process(&key);
-                self.queue.done(&key);
+                match self.process(&key) {
+                    Some(pending) => batch.push(pending),
+                    None => self.queue.done(&key),
+                }
+                if batch.len() >= MAX_BATCH {
+                    self.run_batch(&mut batch);
+                }
                 if !self.drain(&rx) || self.shutdown {
+                    // Finish what was decided before returning.
+                    self.run_batch(&mut batch);
                     return;
                 }
                 if !self.leadership.is_leader() {
                     break;
                 }
             }
+            self.run_batch(&mut batch);
             self.stats.set_queue_depth(self.queue.len());
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
             if worked {
@@ -315,12 +316,13 @@ impl Worker {
         ctx
     }
 
-    /// One reconcile of one key: decide, execute, and requeue with backoff on failure.
-    fn process(&mut self, key: &Key) {
+    /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
+    /// that can run beside others (see `batch`) is returned instead, for `run_batch`.
+    fn process(&mut self, key: &Key) -> Option<Pending> {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
-            return;
+            return None;
         }
         let started = Instant::now();
         self.health
@@ -328,11 +330,102 @@ impl Worker {
             .store(epoch_ms(), Ordering::Relaxed);
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
+        if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
+            return Some(Pending {
+                key: key.clone(),
+                ctx,
+                plan,
+                started,
+            });
+        }
         let result = if plan.is_empty() {
             Ok(())
         } else {
             self.execute(key, &plan)
         };
+        self.finish(key, &ctx, &plan, result, started);
+        None
+    }
+
+    /// Runs the collected plans' I/O at once, one scoped thread each, then applies every answer to
+    /// the cache in each plan's order and finishes each key as `process` would have.
+    fn run_batch(&mut self, batch: &mut Vec<Pending>) {
+        if batch.is_empty() {
+            return;
+        }
+        let jobs = std::mem::take(batch);
+        // Decided here, not on the threads: updater clients, and Events past the rate limit.
+        let mut events: Vec<Vec<Option<crate::model::Event>>> = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let mut prepared = Vec::with_capacity(job.plan.actions.len());
+            for action in &job.plan.actions {
+                match action {
+                    Action::UpdaterApply { url, .. } => {
+                        self.updater(url);
+                        prepared.push(None);
+                    }
+                    Action::Event(spec) => prepared.push(self.prepare_event(spec)),
+                    _ => prepared.push(None),
+                }
+            }
+            events.push(prepared);
+        }
+        self.health
+            .busy_since_ms
+            .store(epoch_ms(), Ordering::Relaxed);
+        let io = self.io();
+        let results: Vec<(Vec<Answer>, Result<(), Stop>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .zip(&events)
+                .map(|(job, evs)| {
+                    let io = &io;
+                    std::thread::Builder::new()
+                        .name("paperlb-io".into())
+                        .spawn_scoped(s, move || batch::run(io, &job.plan, evs))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.map(|h| h.join()) {
+                    Ok(Ok(done)) => done,
+                    // No thread (or it panicked): nothing was applied; try again shortly.
+                    _ => {
+                        log::error!("an I/O thread could not run; the key is retried");
+                        (Vec::new(), Err(Stop::NotLeader))
+                    }
+                })
+                .collect()
+        });
+        for (job, (answers, result)) in jobs.into_iter().zip(results) {
+            for (action, answer) in job.plan.actions.iter().zip(answers) {
+                match (action, answer) {
+                    (Action::PatchLoadBalancerSpec { .. }, Answer::LoadBalancer(lb)) => {
+                        self.applied_lb(lb)
+                    }
+                    (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(lb)) => {
+                        self.applied_lb_status(key, lb)
+                    }
+                    (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(svc))) => {
+                        self.applied_service_status(key, svc)
+                    }
+                    _ => {}
+                }
+            }
+            self.finish(&job.key, &job.ctx, &job.plan, result, job.started);
+            self.queue.done(&job.key);
+        }
+    }
+
+    /// Records how a key's plan ended: backoff, fallback status on updater errors, stats.
+    fn finish(
+        &mut self,
+        key: &Key,
+        ctx: &Context,
+        plan: &Plan,
+        result: Result<(), Stop>,
+        started: Instant,
+    ) {
         let outcome = match result {
             Ok(()) => {
                 self.queue.forget(key);
@@ -344,14 +437,14 @@ impl Worker {
             }
             Err(Stop::Updater { index, message }) => {
                 log::warn!("updater failed key={key} error={message:?}");
-                let fallback = on_updater_error(&self.cache, key, &ctx, &plan, index, &message);
-                if let Err(Stop::Api(e)) = self.execute(key, &fallback) {
-                    log::warn!("recording updater failure key={key} error={e}");
+                let fallback = on_updater_error(&self.cache, key, ctx, plan, index, &message);
+                if let Err(Stop::Api { error, .. }) = self.execute(key, &fallback) {
+                    log::warn!("recording updater failure key={key} error={error}");
                 }
                 self.queue.add_rate_limited(key.clone(), Instant::now());
                 "updater_error"
             }
-            Err(Stop::Api(e)) => {
+            Err(Stop::Api { error: e, .. }) => {
                 let delay = self.queue.add_rate_limited(key.clone(), Instant::now());
                 if let Some(after) = e.retry_after().filter(|a| *a > delay) {
                     self.queue.add_after(key.clone(), after, Instant::now());
@@ -395,7 +488,9 @@ impl Worker {
                     log::info!("deleted backend={backend_name} updater={url} key={key}");
                 }
                 Action::Event(spec) => self.event(spec),
-                _ => self.api_write(action).map_err(Stop::Api)?,
+                _ => self
+                    .api_write(action)
+                    .map_err(|error| Stop::Api { index, error })?,
             }
         }
         Ok(())
@@ -461,21 +556,7 @@ impl Worker {
     }
 
     fn updater_apply(&mut self, url: &str, r: &UpdaterRequest) -> Result<(), String> {
-        let request = LbRequest {
-            backend_name: r.backend_name.clone(),
-            lb_port: r.lb_port,
-            lb_protocol: r.protocol.clone(),
-            upstream_servers: r
-                .upstreams
-                .iter()
-                .map(|(host, port)| Upstream {
-                    host: host.clone(),
-                    port: *port,
-                })
-                .collect(),
-            proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
-            proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
-        };
+        let request = batch::lb_request(r);
         let started = Instant::now();
         let result = self.updater(url).apply(&request).map_err(|e| e.to_string());
         self.stats
@@ -495,6 +576,7 @@ impl Worker {
     fn api_write(&mut self, action: &Action) -> Result<(), Error> {
         match action {
             Action::CreateLoadBalancer { key, object } => {
+                self.stats.api_write("create");
                 let lb: LoadBalancer = self
                     .client
                     .create(
@@ -533,24 +615,12 @@ impl Worker {
                 let path =
                     LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), Some("status"));
                 let lb: LoadBalancer = self.patch(&path, patch)?;
-                if let Some(phase) = lb.status.phase.as_deref() {
-                    log::info!("LoadBalancer key={key} phase={phase}");
-                }
-                self.applied_lb(lb);
+                self.applied_lb_status(key, lb);
             }
             Action::PatchServiceStatus { key, patch } => {
                 let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
                 match self.patch::<Service>(&path, patch) {
-                    Ok(svc) => {
-                        log::info!("updated Service status key={key}");
-                        expect_version(
-                            &mut self.awaiting_services,
-                            self.cache.services.get(key).map(|s| &s.metadata),
-                            &svc.metadata,
-                        );
-                        let affected = self.cache.apply_service(svc);
-                        self.requeue(affected);
-                    }
+                    Ok(svc) => self.applied_service_status(key, svc),
                     // The Service went away meanwhile: its watch event will drive the cleanup.
                     Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e),
@@ -589,12 +659,51 @@ impl Worker {
         Ok(())
     }
 
+    /// The answer to our status patch of a LoadBalancer.
+    fn applied_lb_status(&mut self, key: &Key, lb: LoadBalancer) {
+        if let Some(phase) = lb.status.phase.as_deref() {
+            log::info!("LoadBalancer key={key} phase={phase}");
+        }
+        // The plan already holds every step that follows from this status; look at the key again
+        // only if the answer shows someone else's change (which the watch, behind our newer
+        // version, would not report).
+        let others = self
+            .cache
+            .load_balancers
+            .get(key)
+            .is_none_or(|old| old.spec != lb.spec || !same_meta(&old.metadata, &lb.metadata));
+        self.applied_lb_then(lb, others);
+    }
+
+    /// The answer to our status patch of a Service.
+    fn applied_service_status(&mut self, key: &Key, svc: Service) {
+        log::info!("updated Service status key={key}");
+        let old = self.cache.services.get(key);
+        expect_version(
+            &mut self.awaiting_services,
+            old.map(|s| &s.metadata),
+            &svc.metadata,
+        );
+        // As for the LoadBalancer's status: only someone else's change needs a look.
+        let others =
+            old.is_none_or(|old| old.spec != svc.spec || !same_meta(&old.metadata, &svc.metadata));
+        let affected = self.cache.apply_service(svc);
+        if others {
+            self.requeue(affected);
+        }
+    }
+
     fn patch<T: DeserializeOwned>(&self, path: &str, patch: &Value) -> Result<T, Error> {
         self.stats.api_write("patch");
         self.client.merge_patch(path, patch)
     }
 
     fn applied_lb(&mut self, lb: LoadBalancer) {
+        self.applied_lb_then(lb, true);
+    }
+
+    /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
+    fn applied_lb_then(&mut self, lb: LoadBalancer, requeue: bool) {
         expect_version(
             &mut self.awaiting_lbs,
             self.cache
@@ -604,7 +713,9 @@ impl Worker {
             &lb.metadata,
         );
         let affected = self.cache.apply_load_balancer(lb);
-        self.requeue(affected);
+        if requeue {
+            self.requeue(affected);
+        }
     }
 
     fn requeue(&mut self, affected: Affected) {
@@ -615,26 +726,42 @@ impl Worker {
 
     /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
     fn event(&mut self, spec: &super::plan::EventSpec) {
+        if let Some(event) = self.prepare_event(spec) {
+            self.io().post_event(&event);
+        }
+    }
+
+    /// The Event to post, or None when the rate limit drops it.
+    fn prepare_event(&mut self, spec: &super::plan::EventSpec) -> Option<crate::model::Event> {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         if !self.events.allow(&object, &spec.reason, Instant::now()) {
             log::debug!(
                 "event dropped by rate limit object={object} reason={}",
                 spec.reason
             );
-            return;
+            return None;
         }
         self.event_seq = self.event_seq.wrapping_add(1);
         let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
-        let event = spec.to_event(&rfc3339(SystemTime::now()), &unique);
-        let path = EVENTS.path(Some(&event.metadata.namespace), None, None);
-        self.stats.api_write("event");
-        if let Err(e) = self.client.create::<Value>(&path, &event) {
-            log::warn!(
-                "posting event object={object} reason={} error={e}",
-                spec.reason
-            );
+        Some(spec.to_event(&rfc3339(SystemTime::now()), &unique))
+    }
+
+    fn io(&self) -> Io<'_> {
+        Io {
+            client: &self.client,
+            updaters: &self.updaters,
+            stats: &self.stats,
+            leadership: &self.leadership,
         }
     }
+}
+
+/// A plan waiting for `run_batch`, with what `finish` needs.
+struct Pending {
+    key: Key,
+    ctx: Context,
+    plan: Plan,
+    started: Instant,
 }
 
 /// After a write answered `new`: wait for the watch to deliver that version, unless the write changed
@@ -651,6 +778,14 @@ fn expect_version(
         Key::of(new),
         Awaiting::Version(new.resource_version.clone()),
     );
+}
+
+/// Whether two versions of an object's metadata differ only in resourceVersion (and managedFields,
+/// which we do not model): what a write of our own to the status subresource changes.
+fn same_meta(old: &crate::model::ObjectMeta, new: &crate::model::ObjectMeta) -> bool {
+    let mut old = old.clone();
+    old.resource_version.clone_from(&new.resource_version);
+    old == *new
 }
 
 /// The watch message, or None when it is an update older than our own write. A relist (the server's

@@ -1,9 +1,15 @@
 //! Forgiving decoding for fields a user can mangle: see the module docs of `model`.
 //! Pure: no I/O, no clock.
 
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::value::{
+    BoolDeserializer, F64Deserializer, I64Deserializer, MapAccessDeserializer,
+    SeqAccessDeserializer, StrDeserializer, U64Deserializer,
+};
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
+use std::fmt;
+use std::marker::PhantomData;
 
 /// A user-written scalar: absent, well-formed, or kept raw so validation can quote it.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -11,7 +17,9 @@ pub enum Lenient<T> {
     #[default]
     Missing,
     Valid(T),
-    Invalid(Value),
+    /// Boxed: almost every value is valid, and a `Value` inline would double the size of every
+    /// field (a LoadBalancer holds thousands of them).
+    Invalid(Box<Value>),
 }
 
 impl<T: DeserializeOwned> Lenient<T> {
@@ -36,7 +44,7 @@ impl<T: DeserializeOwned> Lenient<T> {
                 }
             }
         }
-        Lenient::Invalid(value)
+        Lenient::Invalid(Box::new(value))
     }
 }
 
@@ -76,9 +84,76 @@ impl<T> Lenient<T> {
     }
 }
 
+/// Decodes scalars straight from the input (no `Value` in between: watch streams carry thousands of
+/// these); only a wrong-typed value is kept as raw JSON, and objects or lists are buffered as `Value`.
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Lenient::from_value(Value::deserialize(d)?))
+        d.deserialize_any(LenientVisitor(PhantomData))
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+/// `T` read from one scalar, falling back to [`Lenient::from_value`] (strings holding JSON, integral
+/// floats, raw keeping) exactly as if the scalar had come as a `Value`.
+fn scalar<'de, T, D>(d: D, raw: impl FnOnce() -> Value) -> Lenient<T>
+where
+    T: DeserializeOwned,
+    D: Deserializer<'de, Error = serde::de::value::Error>,
+{
+    match T::deserialize(d) {
+        Ok(v) => Lenient::Valid(v),
+        Err(_) => Lenient::from_value(raw()),
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for LenientVisitor<T> {
+    type Value = Lenient<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Lenient::Missing)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Lenient::Missing)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        Lenient::deserialize(d)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(scalar(BoolDeserializer::new(v), || Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(scalar(I64Deserializer::new(v), || Value::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(scalar(U64Deserializer::new(v), || Value::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(scalar(F64Deserializer::new(v), || Value::from(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(scalar(StrDeserializer::new(v), || {
+            Value::String(v.to_string())
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Lenient::from_value)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Lenient::from_value)
     }
 }
 
@@ -110,4 +185,175 @@ where
 {
     let value = Value::deserialize(d)?;
     Ok(T::deserialize(&value).unwrap_or_default())
+}
+
+/// For objects in our custom resources whose every field is itself forgiving (`Lenient`,
+/// `lenient_object`, `lenient_list`), so decoding one from a JSON object cannot fail: decoded
+/// straight from the input; any other shape (a string, a list, ...) decodes as the default.
+/// Use `or_default` instead where a field has a plain type.
+pub fn lenient_object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    d.deserialize_any(ObjectVisitor(PhantomData))
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
+        IgnoredAny::deserialize(SeqAccessDeserializer::new(seq)).map(|_| T::default())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        lenient_object(d)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<T, E> {
+        Ok(T::default())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<T, E> {
+        Ok(T::default())
+    }
+}
+
+/// For lists of forgiving objects (see `lenient_object`) in our custom resources: decoded straight
+/// from the input; a list holding anything but objects, or a value that is not a list, decodes as
+/// empty (as `or_default` would).
+pub fn lenient_list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    d.deserialize_any(ListVisitor(PhantomData))
+}
+
+struct ListVisitor<T>(PhantomData<T>);
+
+/// One list element: the object, or None for any other shape.
+struct Element<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Element<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for V<T> {
+            type Value = Element<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(|v| Element(Some(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element<T>, A::Error> {
+                IgnoredAny::deserialize(SeqAccessDeserializer::new(seq)).map(|_| Element(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ListVisitor<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        let mut mangled = false;
+        while let Some(Element(item)) = seq.next_element::<Element<T>>()? {
+            match item {
+                Some(v) if !mangled => out.push(v),
+                _ => mangled = true,
+            }
+        }
+        Ok(if mangled { Vec::new() } else { out })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+        IgnoredAny::deserialize(MapAccessDeserializer::new(map)).map(|_| Vec::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        lenient_list(d)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
 }

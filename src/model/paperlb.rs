@@ -2,9 +2,11 @@
 //! Field names follow the Go PaperLB CRDs so existing YAML applies; additions are optional.
 //! Pure: no I/O, no clock.
 
-use super::lenient::{Lenient, null_default, or_default};
+use super::lenient::{Lenient, lenient_list, lenient_object, null_default, or_default};
 use super::meta::ObjectMeta;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::ops::Deref;
+use std::sync::Arc;
 
 pub const GROUP: &str = "lb.paperlb.com";
 pub const API_VERSION: &str = "lb.paperlb.com/v1alpha1";
@@ -56,7 +58,9 @@ pub struct PortRangeSpec {
 pub struct LoadBalancer {
     #[serde(deserialize_with = "null_default")]
     pub metadata: ObjectMeta,
-    #[serde(deserialize_with = "or_default")]
+    /// Every field below is forgiving, so the spec (thousands of targets in a watch) is decoded
+    /// straight from the stream.
+    #[serde(deserialize_with = "lenient_object")]
     pub spec: LoadBalancerSpec,
     /// A mangled status reads as empty, which only means "apply again".
     #[serde(deserialize_with = "or_default")]
@@ -69,14 +73,14 @@ pub struct LoadBalancer {
 #[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerSpec {
     pub config_name: Lenient<String>,
-    #[serde(deserialize_with = "or_default")]
+    #[serde(deserialize_with = "lenient_object")]
     pub http_updater: HttpUpdaterSpec,
     pub host: Lenient<String>,
     pub port: Lenient<i64>,
     pub protocol: Lenient<String>,
-    #[serde(deserialize_with = "or_default")]
-    pub targets: Vec<TargetSpec>,
-    #[serde(deserialize_with = "or_default")]
+    #[serde(deserialize_with = "lenient_targets")]
+    pub targets: Targets,
+    #[serde(deserialize_with = "lenient_list")]
     pub ports: Vec<LoadBalancerPortSpec>,
     /// Addition: nginx `proxy_timeout` in seconds, copied from the config so a change of it is a
     /// spec change (applied again); 0 or absent = the config's, else the updater's default.
@@ -89,6 +93,47 @@ pub struct LoadBalancerSpec {
 #[serde(default)]
 pub struct HttpUpdaterSpec {
     pub url: Lenient<String>,
+}
+
+impl LoadBalancerSpec {
+    /// In everything paperlb writes, the Go field `targets` repeats `ports[0].targets`: let both
+    /// point at one list, so the cache holds each LoadBalancer's targets once, not twice.
+    pub fn share_first_port_targets(&mut self) {
+        if let Some(first) = self.ports.first() {
+            if first.targets == self.targets && !Arc::ptr_eq(&first.targets.0, &self.targets.0) {
+                self.targets = first.targets.clone();
+            }
+        }
+    }
+}
+
+/// A list of targets that can be shared (see `LoadBalancerSpec::share_first_port_targets`); reads as
+/// a slice, compares and serializes as the list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Targets(Arc<Vec<TargetSpec>>);
+
+impl Targets {
+    pub fn new(targets: Vec<TargetSpec>) -> Targets {
+        Targets(Arc::new(targets))
+    }
+}
+
+impl Deref for Targets {
+    type Target = [TargetSpec];
+    fn deref(&self) -> &[TargetSpec] {
+        &self.0
+    }
+}
+
+impl Serialize for Targets {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// `lenient_list` for a `Targets` field.
+fn lenient_targets<'de, D: Deserializer<'de>>(d: D) -> Result<Targets, D::Error> {
+    lenient_list(d).map(Targets::new)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -105,8 +150,8 @@ pub struct LoadBalancerPortSpec {
     pub port: Lenient<i64>,
     pub protocol: Lenient<String>,
     pub node_port: Lenient<i64>,
-    #[serde(deserialize_with = "or_default")]
-    pub targets: Vec<TargetSpec>,
+    #[serde(deserialize_with = "lenient_targets")]
+    pub targets: Targets,
 }
 
 /// Written only by the controller, through the status subresource.
@@ -156,4 +201,42 @@ pub struct AppliedBackend {
     pub host: String,
     pub port: i64,
     pub protocol: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn first_port_targets_are_shared_without_changing_the_object() {
+        let targets =
+            json!([{"host": "127.0.0.2", "port": 30080}, {"host": "127.0.0.3", "port": 30080}]);
+        let text = json!({"spec": {"host": "h", "port": 8000, "targets": targets,
+            "ports": [{"name": "", "port": 8000, "targets": targets}, {"name": "b", "port": 8001, "targets": []}]}});
+        let mut lb: LoadBalancer = serde_json::from_value(text.clone()).unwrap();
+        let before = lb.clone();
+        assert!(!Arc::ptr_eq(
+            &lb.spec.targets.0,
+            &lb.spec.ports[0].targets.0
+        ));
+        lb.spec.share_first_port_targets();
+        assert!(Arc::ptr_eq(&lb.spec.targets.0, &lb.spec.ports[0].targets.0));
+        assert_eq!(lb, before);
+        assert_eq!(
+            serde_json::to_value(&lb).unwrap(),
+            serde_json::to_value(&before).unwrap()
+        );
+
+        // Different lists stay apart.
+        let mut odd: LoadBalancer = serde_json::from_value(json!({"spec": {"targets": targets,
+            "ports": [{"port": 8000, "targets": [{"host": "127.0.0.9", "port": 1}]}]}}))
+        .unwrap();
+        odd.spec.share_first_port_targets();
+        assert!(!Arc::ptr_eq(
+            &odd.spec.targets.0,
+            &odd.spec.ports[0].targets.0
+        ));
+        assert_eq!(odd.spec.targets.len(), 2);
+    }
 }

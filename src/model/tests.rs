@@ -344,3 +344,89 @@ fn example_config_is_valid() {
     .unwrap();
     assert!(cfg.validate().is_ok());
 }
+
+/// What the forgiving decoders must give for odd shapes, decoded from text as a watch stream is
+/// (no `Value` in between) and from a `Value` as tests build objects: the same answer both ways.
+#[test]
+fn odd_loadbalancer_shapes_decode_the_same_from_text_and_value() {
+    fn target(host: &str, port: i64) -> TargetSpec {
+        TargetSpec {
+            host: Lenient::valid(host.to_string()),
+            port: Lenient::valid(port),
+        }
+    }
+    type Check = fn(&LoadBalancer) -> bool;
+    let cases: Vec<(&str, Check)> = vec![
+        (r#"{"spec": "nonsense"}"#, |l| {
+            l.spec == LoadBalancerSpec::default()
+        }),
+        (r#"{"spec": [1, {"a": 2}]}"#, |l| {
+            l.spec == LoadBalancerSpec::default()
+        }),
+        (r#"{"spec": null, "status": {"phase": "READY"}}"#, |l| {
+            l.spec == LoadBalancerSpec::default() && l.status.phase.as_deref() == Some("READY")
+        }),
+        (r#"{"spec": {"port": "8080", "host": 5}}"#, |l| {
+            l.spec.port == Lenient::valid(8080)
+                && l.spec.host == Lenient::Invalid(Box::new(json!(5)))
+        }),
+        (r#"{"spec": {"port": 8080.0, "protocol": ["TCP"]}}"#, |l| {
+            l.spec.port == Lenient::valid(8080)
+                && l.spec.protocol == Lenient::Invalid(Box::new(json!(["TCP"])))
+        }),
+        (
+            r#"{"spec": {"port": 1e300, "configName": {"x": 1}}}"#,
+            |l| {
+                matches!(l.spec.port, Lenient::Invalid(_))
+                    && l.spec.config_name == Lenient::Invalid(Box::new(json!({"x": 1})))
+            },
+        ),
+        (r#"{"spec": {"port": 18446744073709551615}}"#, |l| {
+            matches!(l.spec.port, Lenient::Invalid(_))
+        }),
+        (
+            r#"{"spec": {"targets": "n1:80", "ports": {"a": 1}, "httpUpdater": 3}}"#,
+            |l| {
+                l.spec.targets.is_empty()
+                    && l.spec.ports.is_empty()
+                    && l.spec.http_updater.url.is_missing()
+            },
+        ),
+        (
+            r#"{"spec": {"targets": [{"host": "a", "port": 1}, "b", {"host": "c", "port": 2}]}}"#,
+            |l| l.spec.targets.is_empty(),
+        ),
+        (
+            r#"{"spec": {"targets": [{"host": "a", "port": "1", "extra": [1]}, {"host": "c", "port": 2}]}}"#,
+            |l| *l.spec.targets == [target("a", 1), target("c", 2)],
+        ),
+        (
+            r#"{"spec": {"ports": [{"name": "x", "port": 1, "targets": [[1], {"host": "a"}]}, {"port": 2}]}}"#,
+            |l| {
+                l.spec.ports.len() == 2
+                    && l.spec.ports[0].targets.is_empty()
+                    && l.spec.ports[1].port == Lenient::valid(2)
+            },
+        ),
+        (
+            r#"{"spec": {"httpUpdater": {"url": "http://u", "url2": null}, "host": null}}"#,
+            |l| {
+                l.spec.http_updater.url == Lenient::valid("http://u".to_string())
+                    && l.spec.host.is_missing()
+            },
+        ),
+    ];
+    for (text, check) in cases {
+        let streamed: LoadBalancer =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        let buffered: LoadBalancer = serde_json::from_value(value).unwrap();
+        assert_eq!(streamed, buffered, "{text}");
+        assert!(check(&streamed), "{text}: {streamed:?}");
+    }
+    // A list of them, as a LIST body carries: one odd spec never fails its neighbours.
+    let list: Vec<LoadBalancer> =
+        serde_json::from_str(r#"[{"spec": 1}, {"spec": {"port": "x"}}, {"spec": {"port": 3}}]"#)
+            .unwrap();
+    assert_eq!(list[2].spec.port, Lenient::valid(3));
+}

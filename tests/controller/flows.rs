@@ -1,6 +1,7 @@
 //! End-to-end flows of `paperlb controller` against the fake API server and a recording updater.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
@@ -65,6 +66,39 @@ fn sigterm_stops_the_controller_cleanly() {
     w.service("web", &[("http", 80, "TCP")]);
     wait_for("web READY", || w.ready("web"));
     assert_eq!(c.terminate(), Some(0), "exit status 0 after SIGTERM");
+}
+
+#[test]
+fn a_node_flip_applies_several_loadbalancers_at_once() {
+    let w = World::new("batch");
+    let _c = Controller::start(&w.kubeconfig);
+    let names: Vec<String> = (0..6).map(|i| format!("web-{i}")).collect();
+    for n in &names {
+        w.service(n, &[("http", 80, "TCP")]);
+    }
+    wait_for("all READY", || names.iter().all(|n| w.ready(n)));
+    let before = w.updater.posts().len();
+    assert_eq!(before, names.len());
+
+    // Each POST now takes a while: run one after another they would never overlap.
+    w.updater.hold_ms.store(300, Ordering::SeqCst);
+    w.updater.concurrency.max.store(0, Ordering::SeqCst);
+    w.node("node-b", "127.0.0.3", false);
+    wait_for("every backend re-applied without node-b", || {
+        let posts = w.updater.posts();
+        names.iter().all(|n| {
+            posts[before..].iter().any(|p| {
+                p["backendName"] == format!("default_{n}") && upstream_hosts(p) == ["127.0.0.2"]
+            })
+        })
+    });
+    wait_for("all READY again", || names.iter().all(|n| w.ready(n)));
+    assert!(
+        w.updater.concurrency.max.load(Ordering::SeqCst) >= 2,
+        "the updater never saw two applies at once"
+    );
+    // Still exactly one POST per LoadBalancer for the change.
+    assert_eq!(w.updater.posts().len(), before + names.len());
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,10 @@ pub struct RecordingUpdater {
     pub calls: Arc<Mutex<Vec<Call>>>,
     pub backends: Arc<Mutex<BTreeMap<String, Value>>>,
     pub failing: Arc<AtomicBool>,
+    /// Each POST is answered only after this many milliseconds (0: at once).
+    pub hold_ms: Arc<AtomicU64>,
+    /// Requests being answered now, and the most there ever were at once.
+    pub concurrency: Arc<Concurrency>,
     server: Option<Server>,
     pub url: String,
 }
@@ -50,9 +54,20 @@ impl RecordingUpdater {
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let backends: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let failing = Arc::new(AtomicBool::new(false));
+        let hold_ms = Arc::new(AtomicU64::new(0));
+        let concurrency: Arc<Concurrency> = Arc::default();
         let (c, b, f) = (calls.clone(), backends.clone(), failing.clone());
+        let (h, n) = (hold_ms.clone(), concurrency.clone());
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
-            record(req, &c, &b, &f)
+            let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
+            n.max.fetch_max(now, Ordering::SeqCst);
+            let hold = h.load(Ordering::SeqCst);
+            if hold > 0 && req.method == "POST" {
+                std::thread::sleep(Duration::from_millis(hold));
+            }
+            let answer = record(req, &c, &b, &f);
+            n.now.fetch_sub(1, Ordering::SeqCst);
+            answer
         })
         .expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
@@ -60,6 +75,8 @@ impl RecordingUpdater {
             calls,
             backends,
             failing,
+            hold_ms,
+            concurrency,
             server: Some(server),
             url,
         }
@@ -97,6 +114,13 @@ impl RecordingUpdater {
     pub fn backend_names(&self) -> Vec<String> {
         self.backends.lock().unwrap().keys().cloned().collect()
     }
+}
+
+/// How many requests a server is answering at once.
+#[derive(Debug, Default)]
+pub struct Concurrency {
+    pub now: AtomicUsize,
+    pub max: AtomicUsize,
 }
 
 impl Drop for RecordingUpdater {
@@ -232,10 +256,13 @@ pub const LB_HOST: &str = "127.0.0.10";
 
 impl World {
     pub fn new(tag: &str) -> World {
-        let api = FakeApi::start(FakeOptions {
-            namespaces: vec!["paperlb-system".into()],
-            ..FakeOptions::default()
-        });
+        World::with_options(tag, FakeOptions::default())
+    }
+
+    /// Like `new`, with these fake API server options (the controller's namespace is added).
+    pub fn with_options(tag: &str, mut opts: FakeOptions) -> World {
+        opts.namespaces.push("paperlb-system".into());
+        let api = FakeApi::start(opts);
         let dir = TempDir::new(tag);
         let kubeconfig = dir.0.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).expect("write kubeconfig");

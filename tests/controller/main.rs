@@ -7,4 +7,6 @@ mod support;
 mod flows;
 mod harness;
 mod leader;
+mod metrics;
+mod probes;
 mod regressions;

@@ -1366,3 +1366,171 @@ fn plain_http_mode_serves_the_same_api() {
     api.stop();
     api.stop();
 }
+
+#[test]
+fn bundle_kinds_have_generic_storage_with_the_real_scopes_and_errors() {
+    let api = start();
+    // Cluster-scoped under a namespace, and namespaced without one, are unknown paths (JSON 404
+    // in the core group, text/plain in the others), as on the real server.
+    assert_eq!(
+        get(&api, "/api/v1/namespaces/fixtures/namespaces/x").status,
+        404
+    );
+    let r = get(
+        &api,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/fixtures/clusterroles",
+    );
+    assert_eq!((r.status, r.text()), (404, "404 page not found\n".into()));
+    for (path, body) in [
+        (
+            "/api/v1/namespaces/fixtures/serviceaccounts",
+            r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"sa"}}"#,
+        ),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            r#"{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"r"},"rules":[{"apiGroups":[""],"resources":["nodes"],"verbs":["get"]}]}"#,
+        ),
+        (
+            "/apis/apps/v1/namespaces/fixtures/deployments",
+            r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#,
+        ),
+    ] {
+        let r = call(&api, "POST", path, Some(body));
+        assert_eq!(r.status, 201, "{path}: {}", r.text());
+        let created = r.json();
+        let name = created["metadata"]["name"].as_str().unwrap().to_string();
+        assert_eq!(get(&api, &format!("{path}/{name}")).json(), created);
+        let again = call(&api, "POST", path, Some(body));
+        assert_eq!(again.status, 409, "{path}");
+        let st = again.json();
+        assert_eq!(st["kind"], "Status");
+        assert_eq!(st["reason"], "AlreadyExists");
+        assert_eq!(st["details"]["name"], name.as_str());
+        assert_eq!(
+            st["details"]["kind"],
+            path.rsplit('/').next().unwrap(),
+            "details.kind is the resource"
+        );
+        // Go struct order for built-ins: kind, apiVersion, metadata first.
+        assert!(r.text().starts_with(r#"{"kind":"#), "{}", r.text());
+    }
+    let d = get(&api, "/apis/apps/v1/namespaces/fixtures/deployments/d").json();
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    // A namespaced create into a namespace that does not exist.
+    let r = call(
+        &api,
+        "POST",
+        "/api/v1/namespaces/nope/serviceaccounts",
+        Some(r#"{"metadata":{"name":"sa"}}"#),
+    );
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["message"], r#"namespaces "nope" not found"#);
+    // Discovery lists the new groups and their resources.
+    let groups = get(&api, "/apis").json();
+    for g in ["apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io"] {
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["name"] == g),
+            "{g} not in /apis"
+        );
+    }
+    let core = get(&api, "/api/v1").json();
+    let sa = core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "serviceaccounts")
+        .expect("serviceaccounts in /api/v1");
+    assert_eq!(sa["namespaced"], true);
+}
+
+#[test]
+fn custom_resources_are_served_once_their_crd_is_established() {
+    let api = start_with(FakeOptions {
+        crds_installed: false,
+        ..FakeOptions::default()
+    });
+    assert_fixture(&get(&api, LBS), "error-unknown-group.http");
+    const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let crd = |name: &str, plural: &str, kind: &str| {
+        format!(
+            r#"{{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{{"name":"{name}"}},"spec":{{"group":"lb.paperlb.com","scope":"Namespaced","names":{{"plural":"{plural}","kind":"{kind}"}},"versions":[{{"name":"v1alpha1","served":true,"storage":true,"schema":{{"openAPIV3Schema":{{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}},"subresources":{{"status":{{}}}}}}]}}}}"#
+        )
+    };
+    // The name must be <plural>.<group>.
+    let r = call(
+        &api,
+        "POST",
+        CRDS,
+        Some(&crd(
+            "wrong.lb.paperlb.com",
+            "loadbalancers",
+            "LoadBalancer",
+        )),
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "metadata.name");
+
+    let r = call(
+        &api,
+        "POST",
+        CRDS,
+        Some(&crd(
+            "loadbalancers.lb.paperlb.com",
+            "loadbalancers",
+            "LoadBalancer",
+        )),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // The create answers before the establishing controller has run; a GET sees it Established.
+    assert_eq!(r.json()["status"]["acceptedNames"]["kind"], "");
+    let got = get(&api, &format!("{CRDS}/loadbalancers.lb.paperlb.com")).json();
+    assert_eq!(got["status"]["acceptedNames"]["kind"], "LoadBalancer");
+    assert_eq!(
+        got["status"]["acceptedNames"]["listKind"],
+        "LoadBalancerList"
+    );
+    assert_eq!(got["status"]["storedVersions"], json!(["v1alpha1"]));
+    assert_eq!(got["status"]["conditions"][1]["type"], "Established");
+
+    // Only the kind whose CRD exists is served.
+    assert_eq!(get(&api, LBS).status, 200);
+    let r = get(
+        &api,
+        "/apis/lb.paperlb.com/v1alpha1/namespaces/fixtures/loadbalancerconfigs",
+    );
+    assert_eq!((r.status, r.text()), (404, "404 page not found\n".into()));
+    let names: Vec<String> = get(&api, "/apis/lb.paperlb.com/v1alpha1").json()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["loadbalancers", "loadbalancers/status"]);
+
+    let r = call(
+        &api,
+        "POST",
+        LBS,
+        Some(
+            r#"{"apiVersion":"lb.paperlb.com/v1alpha1","kind":"LoadBalancer","metadata":{"name":"web"}}"#,
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Deleting the CRD deletes its objects and stops serving it.
+    let r = call(
+        &api,
+        "DELETE",
+        &format!("{CRDS}/loadbalancers.lb.paperlb.com"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_fixture(&get(&api, LBS), "error-unknown-group.http");
+    assert!(api.list("loadbalancers", "").is_empty());
+}

@@ -1,12 +1,19 @@
-//! Static checks of everything under `manifests/` and of the `Dockerfile`: every file parses with the
-//! crate's own YAML parser, the bundle matches its sources, the Deployment meets the restricted Pod
-//! Security profile and starts the controller with flags it accepts, RBAC grants exactly what
-//! `paperlb check` verifies, the CRDs are structural and serve what the controller reads, and the
-//! example config validates. No network, no processes, no clock.
+//! What ships: static checks of everything under `manifests/` and of the `Dockerfile` (every file
+//! parses with the crate's own YAML parser, the bundle matches its sources, the Deployment meets the
+//! restricted Pod Security profile and starts the controller with flags it accepts, RBAC grants
+//! exactly what `paperlb check` verifies, the CRDs are structural and serve what the controller
+//! reads, the example config validates); the bundle applied to the fake API server (`apply`); and
+//! the static release binary run in an empty root against it (`empty_root`). Network traffic stays
+//! on loopback.
 
+#[path = "../support/mod.rs"]
+mod support;
+
+mod apply;
 mod bundle;
 mod crds;
 mod deployment;
+mod empty_root;
 mod example;
 mod files;
 mod image;

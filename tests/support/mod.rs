@@ -1,5 +1,5 @@
 //! Test support shared by the integration test binaries (and the demo): the fake Kubernetes API
-//! server and the private-nginx harness.
+//! server, the private-nginx harness and the Prometheus exposition-format checker.
 //!
 //! Each test binary includes this module with `#[path = "../support/mod.rs"] mod support;` and uses
 //! what it needs; the rest is allowed to be dead code in that binary.
@@ -7,3 +7,4 @@
 
 pub mod fake_api;
 pub mod nginx;
+pub mod prom;

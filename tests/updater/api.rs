@@ -142,6 +142,13 @@ fn metrics_count_requests_applies_and_reloads() {
     assert_eq!(env.call("GET", "/nope", "", &[]).0, 404);
     let (code, text) = env.call("GET", "/metrics", "", &[]);
     assert_eq!(code, 200);
+    let page = crate::prom::parse(&text)
+        .unwrap_or_else(|e| panic!("/metrics is not valid exposition text: {e}\n{text}"));
+    let post_ok = [("route", "/api/v1/lb"), ("method", "POST"), ("code", "200")];
+    assert_eq!(
+        page.value("paperlb_updater_http_requests_total", &post_ok),
+        Some(1.0)
+    );
     for want in [
         "paperlb_updater_http_requests_total{route=\"/api/v1/lb\",method=\"POST\",code=\"200\"} 1",
         "paperlb_updater_http_requests_total{route=\"other\",method=\"GET\",code=\"404\"} 1",

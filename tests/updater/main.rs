@@ -4,6 +4,10 @@
 
 #[path = "../support/nginx.rs"]
 mod nginx;
+// The exposition-format checker; this binary uses only part of it.
+#[allow(dead_code)]
+#[path = "../support/prom.rs"]
+mod prom;
 
 mod api;
 mod binary;

@@ -1,13 +1,14 @@
 //! The watcher thread of one resource: executes the [`Machine`]'s actions with the client and sends
 //! the resulting messages down a channel.
 //!
-//! Owns: the I/O of list/watch/sleep and stopping promptly (shutdown flag, receiver gone).
+//! Owns: the I/O of list/watch/sleep, stopping promptly (shutdown flag, receiver gone), and counting
+//! what it did in [`WatchStats`] for the metrics page.
 //! Must not: decide when to relist or back off (the machine does) or interpret objects.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,11 +16,46 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::machine::{Action, Backoff, Input, Machine, XorShift};
-use super::{WatchMsg, WatchStream};
+use super::{WatchEvent, WatchMsg, WatchStream};
 use crate::kube::client::{Client, ListParams, cancel_reads_on};
 
 /// Longest uninterrupted sleep, so a backing-off watcher notices shutdown quickly.
 const SLEEP_SLICE: Duration = Duration::from_millis(200);
+
+/// What one watcher has done, counted by its thread and read by whoever holds the `Arc` (the
+/// controller's `/metrics`). Counts only go up.
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    relists: AtomicU64,
+    restarts: AtomicU64,
+    errors: AtomicU64,
+    events: AtomicU64,
+}
+
+impl WatchStats {
+    /// LIST requests after the first successful one: 410 Gone relists, and retries of a failed
+    /// relist.
+    pub fn relists(&self) -> u64 {
+        self.relists.load(Ordering::Relaxed)
+    }
+    /// WATCH requests that resume from a resourceVersion (the stream ended, stalled or failed), as
+    /// opposed to the first watch after each LIST.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+    /// Failed LISTs, failed WATCH requests, broken or stalled streams, and in-stream ERROR events.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+    /// Events read off watch streams, bookmarks included, ERROR events not.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`).
 /// Every [`WatchMsg`] goes through `map` into `tx`. The thread ends when `shutdown` is set (within
@@ -37,9 +73,45 @@ where
     T: DeserializeOwned + Send + 'static,
     E: Send + 'static,
 {
+    let stats = Arc::default();
+    spawn_with_stats(
+        name,
+        client,
+        path_for_list_and_watch,
+        tx,
+        map,
+        shutdown,
+        stats,
+    )
+}
+
+/// [`spawn`], counting relists, restarts, errors and events into `stats`.
+pub fn spawn_with_stats<T, E>(
+    name: impl Into<String>,
+    client: Client,
+    path_for_list_and_watch: String,
+    tx: Sender<E>,
+    map: impl Fn(WatchMsg<T>) -> E + Send + 'static,
+    shutdown: Arc<AtomicBool>,
+    stats: Arc<WatchStats>,
+) -> JoinHandle<()>
+where
+    T: DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+{
     let name = name.into();
     let thread_name = format!("watch-{name}");
-    let run = move || run(name, client, path_for_list_and_watch, tx, map, shutdown);
+    let run = move || {
+        run(
+            name,
+            client,
+            path_for_list_and_watch,
+            tx,
+            map,
+            shutdown,
+            &stats,
+        )
+    };
     match std::thread::Builder::new().name(thread_name).spawn(run) {
         Ok(handle) => handle,
         // Only when the OS refuses a thread; the process cannot work without its watchers.
@@ -54,6 +126,7 @@ fn run<T, E>(
     tx: Sender<E>,
     map: impl Fn(WatchMsg<T>) -> E,
     shutdown: Arc<AtomicBool>,
+    stats: &WatchStats,
 ) where
     T: DeserializeOwned,
 {
@@ -63,6 +136,8 @@ fn run<T, E>(
     let params = ListParams::default();
     let mut stream: Option<WatchStream> = None;
     let mut step = machine.start::<T>();
+    // For the counters: has a LIST succeeded yet, and was the last request a successful LIST?
+    let (mut listed, mut after_list) = (false, false);
     log::debug!("watch {name}: started on {path}");
     loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -80,8 +155,14 @@ fn run<T, E>(
         let input = match step.action {
             Action::List => {
                 stream = None;
+                if listed {
+                    WatchStats::bump(&stats.relists);
+                }
                 match client.list::<T>(&path, &params) {
-                    Ok(list) => Input::Listed(list),
+                    Ok(list) => {
+                        (listed, after_list) = (true, true);
+                        Input::Listed(list)
+                    }
                     Err(e) => Input::Failed(e),
                 }
             }
@@ -90,6 +171,9 @@ fn run<T, E>(
                 timeout_seconds,
             } => {
                 stream = None;
+                if !std::mem::take(&mut after_list) {
+                    WatchStats::bump(&stats.restarts);
+                }
                 match client.watch(&path, resource_version, timeout_seconds) {
                     Ok(s) => {
                         stream = Some(s);
@@ -122,6 +206,13 @@ fn run<T, E>(
         if shutdown.load(Ordering::Relaxed) {
             // The failure that ends a cancelled read is ours, not the server's: do not report it.
             break;
+        }
+        match &input {
+            Input::Failed(_) | Input::Event(WatchEvent::Error(_)) => {
+                WatchStats::bump(&stats.errors)
+            }
+            Input::Event(_) => WatchStats::bump(&stats.events),
+            _ => {}
         }
         step = machine.step(input, Instant::now());
     }
@@ -214,13 +305,15 @@ mod tests {
         };
         let (tx, rx) = channel();
         let shutdown = Arc::new(AtomicBool::new(false));
-        let handle = spawn(
+        let stats = Arc::new(WatchStats::default());
+        let handle = spawn_with_stats(
             "services",
             client(&server.url),
             "/api/v1/namespaces/fixtures/services".into(),
             tx,
             |m| m,
             shutdown.clone(),
+            stats.clone(),
         );
         let got = take(&rx, 5);
         assert_eq!(
@@ -249,6 +342,14 @@ mod tests {
             "{}",
             reqs[2].target
         );
+        // Four changes and a bookmark read; the second watch resumed without a relist.
+        let counts = (
+            stats.relists(),
+            stats.restarts(),
+            stats.errors(),
+            stats.events(),
+        );
+        assert_eq!(counts, (0, 1, 0, 5));
         shutdown.store(true, Ordering::SeqCst);
         assert!(join_within(handle, PATIENCE), "watcher did not stop");
         assert!(rx.try_recv().is_err(), "no relist, nothing more");
@@ -280,13 +381,15 @@ mod tests {
         };
         let (tx, rx) = channel();
         let shutdown = Arc::new(AtomicBool::new(false));
-        let handle = spawn(
+        let stats = Arc::new(WatchStats::default());
+        let handle = spawn_with_stats(
             "services",
             client(&server.url),
             "/api/v1/namespaces/fixtures/services".into(),
             tx,
             |m| m,
             shutdown.clone(),
+            stats.clone(),
         );
         assert_eq!(take(&rx, 2), ["restarted[dns]", "restarted[web]"]);
         wait_for("the watch from the new list", || {
@@ -295,8 +398,71 @@ mod tests {
                 .iter()
                 .any(|r| r.target.contains("resourceVersion=1300&"))
         });
+        // The in-stream 410 is an error, not an event; the watch after the relist is no restart.
+        let counts = (
+            stats.relists(),
+            stats.restarts(),
+            stats.errors(),
+            stats.events(),
+        );
+        assert_eq!(counts, (1, 0, 1, 0));
         shutdown.store(true, Ordering::SeqCst);
         assert!(join_within(handle, PATIENCE), "watcher did not stop");
+    }
+
+    #[test]
+    fn a_stalled_stream_is_resumed_at_the_idle_timeout_and_counted() {
+        let watches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = {
+            let watches = watches.clone();
+            TestServer::http(move |req| {
+                if !req.target.contains("watch=1") {
+                    return Reply::Raw(fixture("services-list-fixtures.http"));
+                }
+                watches.fetch_add(1, Ordering::SeqCst);
+                // Headers, then silence: only the client's idle timeout ends it.
+                Reply::Hold(HELD_WATCH.to_vec(), PATIENCE)
+            })
+        };
+        let options = ClientOptions {
+            watch_idle_timeout: Duration::from_secs(1),
+            ..ClientOptions::default()
+        };
+        let (tx, rx) = channel();
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(WatchStats::default());
+        let handle = spawn_with_stats(
+            "services",
+            Client::new(&config(&server.url), options).unwrap(),
+            "/api/v1/namespaces/fixtures/services".into(),
+            tx,
+            |m| m,
+            shutdown.clone(),
+            stats.clone(),
+        );
+        assert_eq!(take(&rx, 1), ["restarted[dns]"]);
+        wait_for("two resumed watches", || {
+            watches.load(Ordering::SeqCst) >= 3
+        });
+        shutdown.store(true, Ordering::SeqCst);
+        assert!(join_within(handle, PATIENCE), "watcher did not stop");
+        let rvs: Vec<String> = server
+            .requests()
+            .iter()
+            .filter(|r| r.target.contains("watch=1"))
+            .map(|r| r.target.clone())
+            .collect();
+        assert!(
+            rvs.iter().all(|t| t.contains("resourceVersion=1093&")),
+            "resumed from the list's resourceVersion: {rvs:?}"
+        );
+        assert!(rx.try_recv().is_err(), "no relist snapshot");
+        assert_eq!(stats.relists(), 0);
+        assert_eq!(stats.events(), 0);
+        // Each stall that ended (at least two) is one error and one restart.
+        assert!(stats.restarts() >= 2, "{stats:?}");
+        assert!(stats.errors() >= 2, "{stats:?}");
+        assert!(stats.restarts() <= stats.errors() + 1, "{stats:?}");
     }
 
     #[test]

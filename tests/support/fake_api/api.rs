@@ -158,7 +158,11 @@ fn dispatch(
 ) -> Reply {
     let query = parse_query(&req.query);
     let pretty = pretty(req, &query);
-    let route = resources::route(&req.path, state.crds_installed);
+    let route = match resources::route(&req.path, state.paperlb_group_served()) {
+        // A CR whose CRD is not (yet) stored: unknown resource in a served group.
+        Route::Object(o) if !state.crd_served(&o.res) => Route::Unknown,
+        r => r,
+    };
     let watch = is_watch(&query);
 
     if let Some(kind) = fault {
@@ -330,18 +334,22 @@ fn route_reply(
         }
         Route::ApiGroups => {
             get_only()?;
-            let doc = discovery::api_group_list(state.crds_installed);
+            let doc = discovery::api_group_list(state.paperlb_group_served());
             Ok(Reply::json(200, &doc, Layout::Go("APIGroupList"), pretty))
         }
         Route::Group { group } => {
             get_only()?;
-            let doc = discovery::api_group(group, state.crds_installed)
+            let doc = discovery::api_group(group, state.paperlb_group_served())
                 .ok_or_else(status::page_not_found)?;
             Ok(Reply::json(200, &doc, Layout::Go("APIGroup"), pretty))
         }
         Route::GroupVersion { group, version } => {
             get_only()?;
-            if group == resources::CRD_GROUP && !pretty {
+            let all_served = resources::ALL
+                .iter()
+                .filter(|r| r.group == group.as_str())
+                .all(|r| state.crd_served(r));
+            if group == resources::CRD_GROUP && !pretty && all_served {
                 return Ok(Reply::Full {
                     code: 200,
                     content_type: "application/json".into(),
@@ -349,7 +357,7 @@ fn route_reply(
                     body: discovery::PAPERLB_RESOURCES.as_bytes().to_vec(),
                 });
             }
-            let doc = discovery::resource_list(group, version);
+            let doc = discovery::resource_list(group, version, |r| state.crd_served(r));
             Ok(Reply::json(
                 200,
                 &doc,

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::resources::{ALL, CRD_GROUP};
+use super::resources::{ALL, CRD_GROUP, ResourceDef};
 
 /// `/version`: always indented, no trailing newline (as the real server writes it).
 pub const VERSION: &str = "{\n  \"major\": \"1\",\n  \"minor\": \"36\",\n  \"emulationMajor\": \"1\",\n  \"emulationMinor\": \"36\",\n  \"minCompatibilityMajor\": \"1\",\n  \"minCompatibilityMinor\": \"35\",\n  \"gitVersion\": \"v1.36.2\",\n  \"gitCommit\": \"98b35193b2ac7a23a673325f5e9b830ecd5ba406\",\n  \"gitTreeState\": \"clean\",\n  \"buildDate\": \"2026-11-25T09:27:31Z\",\n  \"goVersion\": \"go1.26.6\",\n  \"compiler\": \"gc\",\n  \"platform\": \"linux/amd64\"\n}";
@@ -51,7 +51,8 @@ pub fn api_group(group: &str, crds_installed: bool) -> Option<Value> {
     Some(doc)
 }
 
-pub fn resource_list(group: &str, version: &str) -> Value {
+/// The APIResourceList of a group version, with the resources `served` accepts.
+pub fn resource_list(group: &str, version: &str, served: impl Fn(&ResourceDef) -> bool) -> Value {
     let verbs = json!([
         "create",
         "delete",
@@ -65,7 +66,7 @@ pub fn resource_list(group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
     for r in ALL
         .iter()
-        .filter(|r| r.group == group && r.version == version)
+        .filter(|r| r.group == group && r.version == version && served(r))
     {
         resources.push(json!({
             "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,

@@ -235,6 +235,79 @@ fn order(kind: &str, path: &str) -> &'static [&'static str] {
         ("APIGroupList", "groups[]") | ("APIGroup", "") => {
             &["kind", "apiVersion", "name", "versions", "preferredVersion"]
         }
+        ("ServiceAccount", "") => &[
+            "kind",
+            "apiVersion",
+            "metadata",
+            "secrets",
+            "imagePullSecrets",
+            "automountServiceAccountToken",
+        ],
+        ("ClusterRole", "") | ("Role", "") => {
+            &["kind", "apiVersion", "metadata", "rules", "aggregationRule"]
+        }
+        ("ClusterRole", "rules[]") | ("Role", "rules[]") => &[
+            "verbs",
+            "apiGroups",
+            "resources",
+            "resourceNames",
+            "nonResourceURLs",
+        ],
+        ("ClusterRoleBinding", "") | ("RoleBinding", "") => {
+            &["kind", "apiVersion", "metadata", "subjects", "roleRef"]
+        }
+        ("ClusterRoleBinding", "subjects[]") | ("RoleBinding", "subjects[]") => {
+            &["kind", "apiGroup", "name", "namespace"]
+        }
+        ("ClusterRoleBinding", "roleRef") | ("RoleBinding", "roleRef") => {
+            &["apiGroup", "kind", "name"]
+        }
+        ("Deployment", "spec") => &[
+            "replicas",
+            "selector",
+            "template",
+            "strategy",
+            "minReadySeconds",
+            "revisionHistoryLimit",
+            "paused",
+            "progressDeadlineSeconds",
+        ],
+        ("Deployment", "spec.strategy") => &["type", "rollingUpdate"],
+        ("Deployment", "spec.strategy.rollingUpdate") => &["maxUnavailable", "maxSurge"],
+        ("CustomResourceDefinition", "spec") => &[
+            "group",
+            "names",
+            "scope",
+            "versions",
+            "conversion",
+            "preserveUnknownFields",
+        ],
+        ("CustomResourceDefinition", "spec.names")
+        | ("CustomResourceDefinition", "status.acceptedNames") => &[
+            "plural",
+            "singular",
+            "shortNames",
+            "kind",
+            "listKind",
+            "categories",
+        ],
+        ("CustomResourceDefinition", "spec.versions[]") => &[
+            "name",
+            "served",
+            "storage",
+            "deprecated",
+            "deprecationWarning",
+            "schema",
+            "subresources",
+            "additionalPrinterColumns",
+            "selectableFields",
+        ],
+        ("CustomResourceDefinition", "status") => {
+            &["conditions", "acceptedNames", "storedVersions"]
+        }
+        ("CustomResourceDefinition", "status.conditions[]") => {
+            &["type", "status", "lastTransitionTime", "reason", "message"]
+        }
         (_, "") => ROOT,
         _ => &[],
     }

@@ -1,7 +1,9 @@
 //! A fake kube-apiserver for tests and the demo: HTTPS (rustls, ring) on loopback, bearer-token and
 //! client-certificate auth, the resources paperlb uses with the real server's wire behaviour
 //! (Status bodies, framing, resourceVersions, watches, finalizers, status subresources, Service
-//! nodePorts), plus test hooks: direct store access, RBAC denials, compaction and fault injection.
+//! nodePorts), generic storage for the other kinds `manifests/paperlb.yaml` holds (CRDs, which serve
+//! our group once Established, ServiceAccounts, RBAC, Deployments), plus test hooks: direct store
+//! access, RBAC denials, compaction and fault injection.
 //!
 //! It must not depend on the paperlb library: it stands in for the real server the library is
 //! checked against.
@@ -53,7 +55,8 @@ pub struct FakeOptions {
     pub listen: SocketAddr,
     /// Serve HTTPS (default) or plain HTTP.
     pub tls: bool,
-    /// Whether the lb.paperlb.com CRDs are installed (served) at start.
+    /// Whether the lb.paperlb.com CRDs count as installed (served) without being stored. When
+    /// false, each kind is served once its CustomResourceDefinition is created (and Established).
     pub crds_installed: bool,
     /// Periodic BOOKMARK interval (the real server: about 60 s).
     pub bookmark_interval: Duration,
@@ -246,7 +249,8 @@ impl FakeApi {
         self.shared.lock().denies.clear();
     }
 
-    /// When false, the lb.paperlb.com group answers `404 page not found` (CRDs not installed).
+    /// When false, the lb.paperlb.com group answers `404 page not found` (CRDs not installed)
+    /// unless a stored CustomResourceDefinition serves it.
     pub fn set_crds_installed(&self, installed: bool) {
         self.shared.lock().crds_installed = installed;
     }

@@ -37,6 +37,17 @@ impl ResourceDef {
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
+
+    /// Whether objects carry `metadata.generation` (1 at create, +1 per spec change): custom
+    /// resources and the built-ins with a spec that we serve (Services and Nodes do not have one).
+    pub fn has_generation(&self) -> bool {
+        self.custom || matches!(self.plural, "deployments" | "customresourcedefinitions")
+    }
+}
+
+/// The name a CustomResourceDefinition for `res` must have: `<plural>.<group>`.
+pub fn crd_name(res: &ResourceDef) -> String {
+    format!("{}.{}", res.plural, res.group)
 }
 
 // A table row constructor: positional arguments read best next to each other below.
@@ -121,7 +132,81 @@ pub const LOADBALANCERCONFIGS: ResourceDef = ResourceDef {
     unconditional_update: false,
 };
 
-pub const ALL: [ResourceDef; 8] = [
+// What `kubectl apply -f manifests/paperlb.yaml` creates: generic storage, each with the real
+// server's scope, status subresource and unconditional-update rule.
+pub const SERVICEACCOUNTS: ResourceDef = builtin(
+    "",
+    "v1",
+    "serviceaccounts",
+    "serviceaccount",
+    "ServiceAccount",
+    true,
+    false,
+    true,
+);
+pub const CUSTOMRESOURCEDEFINITIONS: ResourceDef = builtin(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "customresourcedefinition",
+    "CustomResourceDefinition",
+    false,
+    true,
+    // apiextensions' CRD strategy: AllowUnconditionalUpdate() is false.
+    false,
+);
+pub const CLUSTERROLES: ResourceDef = builtin(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterroles",
+    "clusterrole",
+    "ClusterRole",
+    false,
+    false,
+    true,
+);
+pub const CLUSTERROLEBINDINGS: ResourceDef = builtin(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "clusterrolebindings",
+    "clusterrolebinding",
+    "ClusterRoleBinding",
+    false,
+    false,
+    true,
+);
+pub const ROLES: ResourceDef = builtin(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "roles",
+    "role",
+    "Role",
+    true,
+    false,
+    true,
+);
+pub const ROLEBINDINGS: ResourceDef = builtin(
+    "rbac.authorization.k8s.io",
+    "v1",
+    "rolebindings",
+    "rolebinding",
+    "RoleBinding",
+    true,
+    false,
+    true,
+);
+pub const DEPLOYMENTS: ResourceDef = builtin(
+    "apps",
+    "v1",
+    "deployments",
+    "deployment",
+    "Deployment",
+    true,
+    true,
+    true,
+);
+
+pub const ALL: [ResourceDef; 15] = [
     SERVICES,
     NODES,
     EVENTS,
@@ -130,6 +215,13 @@ pub const ALL: [ResourceDef; 8] = [
     LEASES,
     LOADBALANCERS,
     LOADBALANCERCONFIGS,
+    SERVICEACCOUNTS,
+    CUSTOMRESOURCEDEFINITIONS,
+    CLUSTERROLES,
+    CLUSTERROLEBINDINGS,
+    ROLES,
+    ROLEBINDINGS,
+    DEPLOYMENTS,
 ];
 
 pub const CRD_GROUP: &str = "lb.paperlb.com";

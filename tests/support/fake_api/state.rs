@@ -11,7 +11,7 @@ use super::clock;
 use super::faults::Fault;
 use super::kinds;
 use super::patch;
-use super::resources::{NAMESPACES, ResourceDef, SERVICES};
+use super::resources::{CUSTOMRESOURCEDEFINITIONS, NAMESPACES, ResourceDef, SERVICES, crd_name};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::services;
 use super::status::{self, ApiError, Cause};
@@ -238,7 +238,7 @@ impl State {
         }
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(clock::rfc3339_now()));
-        if res.custom {
+        if res.has_generation() {
             meta.insert("generation".into(), json!(1));
         }
         // The main resource ignores .status (Nodes allow it on create).
@@ -253,9 +253,44 @@ impl State {
                 self.prepare_service(&mut obj, None)?;
             }
             "leases" => kinds::check_lease_times(&mut obj)?,
+            "customresourcedefinitions" => kinds::prepare_crd(res, &mut obj)?,
             _ => kinds::defaults_on_create(res, &mut obj),
         }
-        Ok(self.store.put(res.plural, ns, &name, obj))
+        let stored = self.store.put(res.plural, ns, &name, obj);
+        if res.plural == CUSTOMRESOURCEDEFINITIONS.plural {
+            // The naming and establishing controllers, condensed: they run at once, after the
+            // create has been answered (the real ones take well under a second).
+            let mut established = stored.clone();
+            established["status"] = kinds::established(&stored);
+            self.store.put(res.plural, ns, &name, established);
+        }
+        Ok(stored)
+    }
+
+    /// Whether a custom resource of ours is served: always while `crds_installed` is set (the
+    /// CRDs count as installed without being stored), else once its CustomResourceDefinition is
+    /// stored and Established, as after `kubectl apply -f manifests/paperlb.yaml`.
+    pub fn crd_served(&self, res: &ResourceDef) -> bool {
+        if !res.custom {
+            return true;
+        }
+        if self.crds_installed {
+            return true;
+        }
+        self.store
+            .get(CUSTOMRESOURCEDEFINITIONS.plural, "", &crd_name(res))
+            .and_then(|crd| crd["status"]["conditions"].as_array())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+            })
+    }
+
+    /// Whether the lb.paperlb.com group is served at all (some CRD of it is).
+    pub fn paperlb_group_served(&self) -> bool {
+        super::resources::ALL
+            .iter()
+            .any(|r| r.custom && self.crd_served(r))
     }
 
     fn prepare_service(&mut self, svc: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
@@ -423,7 +458,7 @@ impl State {
             "leases" => kinds::check_lease_times(&mut obj)?,
             _ => {}
         }
-        if res.custom && kinds::generation_changes(res, &old, &obj) {
+        if res.has_generation() && kinds::generation_changes(res, &old, &obj) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             obj["metadata"]["generation"] = json!(g + 1);
         }
@@ -457,9 +492,8 @@ impl State {
         }
         let patch_doc: Value = serde_json::from_slice(body)
             .map_err(|e| status::bad_request(&format!("error decoding patch: {e}")))?;
-        let current = self.get(res, ns, name)?;
-        let current_rv = meta_str(&current, "resourceVersion").to_string();
-        let mut doc = current.clone();
+        let mut doc = self.get(res, ns, name)?;
+        let current_rv = meta_str(&doc, "resourceVersion").to_string();
         if ct == "application/json-patch+json" {
             patch::json_patch(&mut doc, &patch_doc).map_err(|e| {
                 status::error(
@@ -538,6 +572,9 @@ impl State {
         if res.plural == NAMESPACES.plural {
             return Ok(self.delete_namespace(name));
         }
+        if res.plural == CUSTOMRESOURCEDEFINITIONS.plural {
+            self.delete_custom_resources_of(name);
+        }
         if !fins.is_empty() {
             if !obj["metadata"]["deletionTimestamp"].is_null() {
                 return Ok(obj);
@@ -578,6 +615,21 @@ impl State {
             last["status"]["phase"] = json!("Terminating");
         }
         last
+    }
+
+    /// CRD deletion, condensed: the real registry adds the `customresourcecleanup` finalizer and a
+    /// controller deletes every object of the kind before the CRD goes; here that happens at once
+    /// (objects with finalizers of their own are left being deleted, as they would be).
+    fn delete_custom_resources_of(&mut self, crd: &str) {
+        for res in super::resources::ALL
+            .iter()
+            .filter(|r| r.custom && crd_name(r) == crd)
+        {
+            for obj in self.store.list(res.plural, "") {
+                let (ns, n) = (meta_str(&obj, "namespace"), meta_str(&obj, "name"));
+                let _ = self.delete(res, ns, n, &Value::Null);
+            }
+        }
     }
 
     /// LIST: the list object (built-in items without kind/apiVersion).
