@@ -84,8 +84,19 @@ impl<K: Ord + Clone> Queue<K> {
     /// Adds the key after its backoff (5 ms, 10 ms, 20 ms, … up to 1000 s) and counts a failure.
     /// Returns the delay.
     pub fn add_rate_limited(&mut self, key: K, now: Instant) -> Duration {
+        self.add_rate_limited_at_least(key, Duration::ZERO, now)
+    }
+
+    /// As `add_rate_limited`, but not sooner than `at_least` (the server's Retry-After): a later
+    /// `add_after` cannot postpone a key already waiting, so the wait is decided here, once.
+    pub fn add_rate_limited_at_least(
+        &mut self,
+        key: K,
+        at_least: Duration,
+        now: Instant,
+    ) -> Duration {
         let failures = self.failures.entry(key.clone()).or_insert(0);
-        let delay = backoff(self.base, self.max, *failures);
+        let delay = backoff(self.base, self.max, *failures).max(at_least);
         *failures = failures.saturating_add(1);
         self.add_after(key, delay, now);
         delay
@@ -348,6 +359,25 @@ mod tests {
         assert_eq!(q.add_rate_limited("a", now).as_millis(), 5);
         // Earliest deadline is the first 5 ms of "a" (added first, before any longer ones).
         assert_eq!(q.next_deadline(), Some(now + Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn retry_after_longer_than_the_backoff_is_waited_for() {
+        let now = Instant::now();
+        let mut q: Queue<&str> = Queue::new();
+        let d = q.add_rate_limited_at_least("a", Duration::from_secs(3), now);
+        assert_eq!(d, Duration::from_secs(3));
+        assert_eq!(
+            q.get(now + Duration::from_secs(1)),
+            None,
+            "not before Retry-After"
+        );
+        assert_eq!(q.get(now + Duration::from_secs(3)), Some("a"));
+        q.done(&"a");
+        // Shorter than the backoff: the backoff wins, and it still counts as a failure.
+        let d = q.add_rate_limited_at_least("a", Duration::from_millis(1), now);
+        assert_eq!(d, Duration::from_millis(10));
+        assert_eq!(q.num_requeues(&"a"), 2);
     }
 
     #[test]

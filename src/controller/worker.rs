@@ -445,10 +445,10 @@ impl Worker {
                 "updater_error"
             }
             Err(Stop::Api { error: e, .. }) => {
-                let delay = self.queue.add_rate_limited(key.clone(), Instant::now());
-                if let Some(after) = e.retry_after().filter(|a| *a > delay) {
-                    self.queue.add_after(key.clone(), after, Instant::now());
-                }
+                let retry_after = e.retry_after().unwrap_or_default();
+                let delay =
+                    self.queue
+                        .add_rate_limited_at_least(key.clone(), retry_after, Instant::now());
                 if e.is_conflict() || e.is_already_exists() {
                     log::debug!("stale write key={key} error={e}; retrying from fresh state");
                     "conflict"
