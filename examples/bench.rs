@@ -1,5 +1,7 @@
 //! `make bench`: measures the release `paperlb controller` against the test suite's fake API server
-//! and a recording updater, all on loopback, and writes `target/bench/results.json`.
+//! and a recording updater (part `controller`), the watch client (`watch`), and the release `paperlb
+//! nginx-updater` in front of a private nginx (`updater`), all on loopback, and writes
+//! `target/bench/results.json`.
 //!
 //! ```text
 //! cargo build --release --locked --bin paperlb --example bench && target/release/examples/bench
@@ -532,6 +534,18 @@ const KEYS: &[Target] = &[
     ("api_write_roundtrip_ms_p50", "ms", "-", None),
     ("updater_post_roundtrip_ms_p50", "ms", "-", None),
     ("updater_apply_ms_p50", "ms", "-", None),
+    ("updater_apply_ms_p99", "ms", "-", None),
+    ("updater_post_answer_ms_p50", "ms", "-", None),
+    (
+        "updater_reloads_per_sequential_apply",
+        "",
+        "== 1",
+        Some(|v| v == 1.0),
+    ),
+    ("updater_burst_100_ms", "ms", "-", None),
+    ("updater_burst_100_reloads", "", "-", None),
+    ("updater_burst_reloads_per_sec", "/s", "-", None),
+    ("updater_burst_posts_per_reload", "", "-", None),
 ];
 
 fn report(r: &Results, out: &Path) {
@@ -608,6 +622,333 @@ fn report(r: &Results, out: &Path) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The updater through a real nginx
+
+/// Sequential applies timed POST → serving.
+const APPLY_SAMPLES: usize = 30;
+/// Concurrent POSTs per burst, for different backends.
+const BURST: usize = 100;
+const BURST_RUNS: usize = 3;
+/// Where the LB ports' upstream (a loopback backend) listens.
+const BACKEND_HOST: &str = "127.0.0.2";
+const BACKEND_IDENT: &str = "paperlb-bench-backend";
+
+/// Processes to stop if the bench panics: the release profile aborts on panic, so `Drop` does not
+/// run and a private nginx or updater would outlive the bench. (pid, signal).
+static REAP: Mutex<Vec<(u32, &'static str)>> = Mutex::new(Vec::new());
+
+/// Installs (once) a panic hook that signals every process in [`REAP`], then runs the default hook.
+fn reap_on_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let pids = REAP.lock().map(|g| g.clone()).unwrap_or_default();
+            for (pid, sig) in pids.into_iter().rev() {
+                let _ = Command::new("kill")
+                    .args([sig, &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            default(info);
+        }));
+    });
+}
+
+fn reap_add(pid: u32, sig: &'static str) {
+    if let Ok(mut g) = REAP.lock() {
+        g.push((pid, sig));
+    }
+}
+
+fn reap_remove(pid: u32) {
+    if let Ok(mut g) = REAP.lock() {
+        g.retain(|(p, _)| *p != pid);
+    }
+}
+
+/// `paperlb nginx-updater` as a child process; killed on drop.
+struct UpdaterProc {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl UpdaterProc {
+    fn start(bin: &Path, nginx: &support::nginx::Nginx) -> UpdaterProc {
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg("nginx-updater")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--streams-dir"])
+            .arg(&nginx.streams)
+            .arg("--nginx-conf")
+            .arg(&nginx.conf)
+            .args(["--nginx-bin", support::nginx::NGINX])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start paperlb nginx-updater");
+        reap_add(child.id(), "-KILL");
+        let u = UpdaterProc {
+            child: Some(child),
+            port,
+        };
+        wait_for("nginx-updater /healthz", Duration::from_millis(5), || {
+            http_get(port, "/healthz").is_some()
+        });
+        u
+    }
+
+    /// paperlb_updater_nginx_reloads_total from /metrics (a family with no sample yet is 0).
+    fn reloads(&self) -> f64 {
+        const NAME: &str = "paperlb_updater_nginx_reloads_total";
+        let body = http_get(self.port, "/metrics").expect("updater /metrics");
+        assert!(
+            body.contains(&format!("# TYPE {NAME} counter")),
+            "bench: {NAME} not in the updater's /metrics"
+        );
+        body.lines()
+            .find(|l| l.strip_prefix(NAME).is_some_and(|r| r.starts_with(' ')))
+            .map_or(0.0, |l| {
+                l.rsplit_once(' ')
+                    .and_then(|(_, v)| v.parse().ok())
+                    .expect("a number")
+            })
+    }
+
+    fn call(&self, method: &str, body: &str) -> u16 {
+        http_request(self.port, method, "/api/v1/lb", body).map_or(0, |(code, _)| code)
+    }
+}
+
+impl Drop for UpdaterProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            reap_remove(c.id());
+        }
+    }
+}
+
+/// One HTTP/1.1 request with a body over a fresh loopback connection: (status, body).
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.get(9..12)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// The Go controller's POST body: one upstream, default timeouts.
+fn lb_body(name: &str, lb_port: u16, upstream_port: u16) -> String {
+    format!(
+        "{{\"backendName\":\"{name}\",\"lbPort\":{lb_port},\"lbProtocol\":\"TCP\",\"upstreamServers\":[{{\"host\":\"{BACKEND_HOST}\",\"port\":{upstream_port}}}],\"proxyTimeoutSeconds\":0,\"proxyConnectTimeoutSeconds\":0}}\n"
+    )
+}
+
+/// `n` distinct loopback ports that are free now (all held open together, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// A TCP backend that writes its identity to every connection and closes; stops on drop.
+struct IdentBackend {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IdentBackend {
+    fn start() -> IdentBackend {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let l = std::net::TcpListener::bind((BACKEND_HOST, 0)).expect("bind backend on 127.0.0.2");
+        l.set_nonblocking(true).expect("nonblocking backend");
+        let port = l.local_addr().expect("backend addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+                        let _ = c.write_all(format!("{BACKEND_IDENT}\n").as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+            }
+        });
+        IdentBackend {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for IdentBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether a TCP connection to the LB port on loopback reaches the backend through nginx.
+fn lb_serves(lb_port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lb_port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.trim() == BACKEND_IDENT
+}
+
+/// `paperlb nginx-updater` in front of a private nginx: POST → LB port serving, one at a time; then
+/// bursts of 100 concurrent POSTs for different backends and the reloads they cost.
+fn updater_apply(bin: &Path, r: &mut Results) {
+    use support::nginx::{NGINX, Nginx, STREAM_MODULE};
+    if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
+        r.note(
+            "updater_apply_ms_p50",
+            "not measured: nginx or its stream module is missing (./scripts/install-deps)",
+        );
+        return;
+    }
+    reap_on_panic();
+    let nginx = Nginx::start();
+    // TERM: nginx's master stops its workers, then exits.
+    let master = nginx.master_pid();
+    if let Some(pid) = master {
+        reap_add(pid, "-TERM");
+    }
+    let up = UpdaterProc::start(bin, &nginx);
+    let backend = IdentBackend::start();
+    let ports = free_ports(APPLY_SAMPLES + BURST * BURST_RUNS);
+    let (apply_ports, burst_ports) = ports.split_at(APPLY_SAMPLES);
+
+    // One at a time: POST → answered (the updater has tested, reloaded and seen new workers) →
+    // a connection to the new LB port gets the backend's answer through nginx.
+    let reloads0 = up.reloads();
+    let mut answered = Vec::new();
+    let mut serving = Vec::new();
+    for (i, &lb) in apply_ports.iter().enumerate() {
+        let name = format!("bench_apply_{i:02}");
+        let t0 = Instant::now();
+        let code = up.call("POST", &lb_body(&name, lb, backend.port));
+        assert_eq!(code, 200, "bench: POST {name}");
+        answered.push(ms(t0.elapsed()));
+        wait_for("LB port serving", Duration::from_millis(1), || {
+            lb_serves(lb)
+        });
+        serving.push(ms(t0.elapsed()));
+    }
+    let reloads_per_apply = (up.reloads() - reloads0) / APPLY_SAMPLES as f64;
+    r.set_runs(
+        "updater_apply_ms_p50",
+        percentile(&serving, 50.0),
+        serving.clone(),
+    );
+    r.set("updater_apply_ms_p99", percentile(&serving, 99.0));
+    r.set_runs(
+        "updater_post_answer_ms_p50",
+        percentile(&answered, 50.0),
+        answered,
+    );
+    r.set("updater_reloads_per_sequential_apply", reloads_per_apply);
+    delete_all(
+        &up,
+        (0..APPLY_SAMPLES).map(|i| format!("bench_apply_{i:02}")),
+    );
+
+    // Bursts: 100 threads released together, each POSTing its own backend.
+    let mut totals = Vec::new();
+    let mut reloads = Vec::new();
+    let mut per_sec = Vec::new();
+    let mut per_reload = Vec::new();
+    for (run, ports) in burst_ports.chunks(BURST).enumerate() {
+        let names: Vec<String> = (0..BURST)
+            .map(|i| format!("bench_burst{run}_{i:03}"))
+            .collect();
+        let before = up.reloads();
+        let go = Arc::new(std::sync::Barrier::new(BURST + 1));
+        let threads: Vec<_> = names
+            .iter()
+            .zip(ports)
+            .map(|(name, &lb)| {
+                let (go, body, port) = (go.clone(), lb_body(name, lb, backend.port), up.port);
+                std::thread::spawn(move || {
+                    go.wait();
+                    let code = http_request(port, "POST", "/api/v1/lb", &body).map_or(0, |c| c.0);
+                    (code, Instant::now())
+                })
+            })
+            .collect();
+        go.wait();
+        let t0 = Instant::now();
+        let mut last = t0;
+        for t in threads {
+            let (code, at) = t.join().expect("burst thread");
+            assert_eq!(code, 200, "bench: burst POST");
+            last = last.max(at);
+        }
+        let total = last - t0;
+        let n = up.reloads() - before;
+        for &lb in ports {
+            wait_for("burst LB port serving", Duration::from_millis(5), || {
+                lb_serves(lb)
+            });
+        }
+        totals.push(ms(total));
+        reloads.push(n);
+        per_sec.push(n / total.as_secs_f64());
+        per_reload.push(BURST as f64 / n.max(1.0));
+        // Back to an empty streams dir, so every burst starts alike (and nginx's listeners stay few).
+        delete_all(&up, names.into_iter());
+    }
+    r.median("updater_burst_100_ms", totals);
+    r.median("updater_burst_100_reloads", reloads);
+    r.median("updater_burst_reloads_per_sec", per_sec);
+    r.median("updater_burst_posts_per_reload", per_reload);
+    drop(up);
+    drop(nginx);
+    if let Some(pid) = master {
+        reap_remove(pid);
+    }
+}
+
+/// DELETEs these backends, concurrently (group-committed too); not timed.
+fn delete_all(up: &UpdaterProc, names: impl Iterator<Item = String>) {
+    let port = up.port;
+    let threads: Vec<_> = names
+        .map(|name| {
+            std::thread::spawn(move || {
+                let body = format!("{{\"backendName\":\"{name}\"}}");
+                http_request(port, "DELETE", "/api/v1/lb", &body).map_or(0, |c| c.0)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("delete thread"), 200, "bench: DELETE");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Phases
 
 fn main() {
@@ -638,10 +979,9 @@ fn main() {
     if want("watch") {
         watch_throughput(&mut r);
     }
-    r.note(
-        "updater_apply_ms_p50",
-        "not measured: needs a real nginx reload; out of this bench's time budget",
-    );
+    if want("updater") {
+        updater_apply(&bin, &mut r);
+    }
     eprintln!("bench: done in {:.1}s", started.elapsed().as_secs_f64());
     report(&r, &out);
 }
