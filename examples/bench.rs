@@ -520,6 +520,12 @@ const KEYS: &[Target] = &[
     ),
     ("watch_events_per_sec", "/s", "-", None),
     ("watch_decode_events_per_sec", "/s", "-", None),
+    ("watch_cpu_us_per_event", "us", "-", None),
+    ("watch_decode_cpu_us_per_event", "us", "-", None),
+    ("watch_allocs_per_event", "", "-", None),
+    ("watch_decode_allocs_per_event", "", "-", None),
+    ("watch_alloc_bytes_per_event", "B", "-", None),
+    ("watch_decode_alloc_bytes_per_event", "B", "-", None),
     ("cpu_ms_per_reconcile", "ms", "-", None),
     ("cpu_ms_per_reconcile_flip", "ms", "-", None),
     (
@@ -964,6 +970,10 @@ fn main() {
     let out = target_dir.join("bench").join("results.json");
     assert!(bin.exists(), "build the binary first: {}", bin.display());
     let only: Vec<String> = std::env::args().skip(1).collect();
+    if only.first().is_some_and(|a| a == "__watch-allocs") {
+        watch_allocs_child(&only[1..]);
+        return;
+    }
     let want = |phase: &str| only.is_empty() || only.iter().any(|o| o == phase);
 
     let mut r = Results::default();
@@ -1311,8 +1321,10 @@ fn watch_throughput(r: &mut Results) {
     let client = Client::new(&cluster, ClientOptions::default()).expect("client");
 
     let mut rates = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..3 {
         let t0 = Instant::now();
+        let c0 = thread_cpu_ns();
         let mut stream = client
             .watch("/api/v1/nodes", &rv0.to_string(), 60)
             .expect("watch");
@@ -1329,8 +1341,12 @@ fn watch_throughput(r: &mut Results) {
             assert!(t0.elapsed() < WAIT, "bench: watch too slow");
         }
         rates.push(n as f64 / t0.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            cpu.push((b - a) as f64 / 1000.0 / n.max(1) as f64);
+        }
     }
     r.median("watch_events_per_sec", rates);
+    r.median("watch_cpu_us_per_event", cpu);
 
     // Decoding alone, same objects, no socket and no server.
     let lines: Vec<Vec<u8>> = objects
@@ -1342,8 +1358,10 @@ fn watch_throughput(r: &mut Results) {
         })
         .collect();
     let mut rates = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..3 {
         let t0 = Instant::now();
+        let c0 = thread_cpu_ns();
         let mut n = 0;
         for l in &lines {
             if decode_event::<Node>(l, "bench").is_ok() {
@@ -1351,6 +1369,155 @@ fn watch_throughput(r: &mut Results) {
             }
         }
         rates.push(n as f64 / t0.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            cpu.push((b - a) as f64 / 1000.0 / n.max(1) as f64);
+        }
     }
     r.median("watch_decode_events_per_sec", rates);
+    r.median("watch_decode_cpu_us_per_event", cpu);
+
+    // Allocations per event, counted by valgrind in a child process (see `watch_allocs`).
+    let lines_file = dir.0.join("events.jsonl");
+    std::fs::write(&lines_file, lines.concat()).expect("write events file");
+    watch_allocs(r, &lines_file, &kubeconfig, rv0);
+}
+
+/// CPU time of the calling thread so far, in ns: `/proc/thread-self/schedstat` (nanoseconds on
+/// CPU), else utime + stime of `/proc/thread-self/stat` (clock ticks).
+fn thread_cpu_ns() -> Option<u64> {
+    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            return Some(ns);
+        }
+    }
+    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((ticks as f64 * 1e9 / clock_ticks_per_sec()) as u64)
+}
+
+/// Events the allocation counts are taken over: the difference between decoding `ALLOC_HI` and
+/// `ALLOC_LO` events, so set-up (reading the file, TLS, the first request) cancels out.
+const ALLOC_LO: usize = 1000;
+const ALLOC_HI: usize = WATCH_OBJECTS;
+
+/// Heap allocations (and bytes) per watch event. This bench runs itself as a child under
+/// `valgrind --tool=memcheck` (mode `__watch-allocs`) twice per figure, decoding `ALLOC_LO` and then
+/// `ALLOC_HI` events, and reads memcheck's "total heap usage: N allocs" of each: no allocator hook,
+/// so no `unsafe`, and nothing else of the bench is slowed down. Decode only: `decode_event::<Node>`
+/// over the lines in a file. End to end: the child's `Client::watch` against this process's fake,
+/// so the server's allocations are not in the child's count.
+fn watch_allocs(r: &mut Results, lines_file: &Path, kubeconfig: &Path, rv0: u64) {
+    let have_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_valgrind {
+        for k in ["watch_decode_allocs_per_event", "watch_allocs_per_event"] {
+            r.note(k, "not measured: valgrind is not on PATH");
+        }
+        return;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let log = lines_file.with_file_name("memcheck.log");
+    let count = |args: &[&str]| -> (f64, f64) {
+        let _ = std::fs::remove_file(&log);
+        let status = Command::new("valgrind")
+            .args(["--tool=memcheck", "--leak-check=no", "--error-exitcode=0"])
+            .arg(format!("--log-file={}", log.display()))
+            .arg(&exe)
+            .arg("__watch-allocs")
+            .args(args)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run valgrind");
+        assert!(status.success(), "bench: valgrind child {args:?}: {status}");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        heap_usage(&text).unwrap_or_else(|| panic!("bench: no heap summary in {text}"))
+    };
+    let per_event =
+        |mode: &str, first: &str, second: &str, key: &str, bytes_key: &str, r: &mut Results| {
+            let (lo_n, lo_b) = count(&[mode, first, second, &ALLOC_LO.to_string()]);
+            let (hi_n, hi_b) = count(&[mode, first, second, &ALLOC_HI.to_string()]);
+            let events = (ALLOC_HI - ALLOC_LO) as f64;
+            r.set(key, (hi_n - lo_n) / events);
+            r.set(bytes_key, (hi_b - lo_b) / events);
+        };
+    let file = lines_file.display().to_string();
+    per_event(
+        "decode",
+        &file,
+        "-",
+        "watch_decode_allocs_per_event",
+        "watch_decode_alloc_bytes_per_event",
+        r,
+    );
+    per_event(
+        "e2e",
+        &kubeconfig.display().to_string(),
+        &rv0.to_string(),
+        "watch_allocs_per_event",
+        "watch_alloc_bytes_per_event",
+        r,
+    );
+}
+
+/// (allocations, bytes allocated) from memcheck's "total heap usage: N allocs, M frees, B bytes
+/// allocated".
+fn heap_usage(log: &str) -> Option<(f64, f64)> {
+    let line = log.lines().find(|l| l.contains("total heap usage:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    // The number before a word, thousands separators (`,`) removed.
+    let before = |word: &str| -> Option<f64> {
+        let i = words.iter().position(|w| w.trim_end_matches(',') == word)?;
+        words.get(i.checked_sub(1)?)?.replace(',', "").parse().ok()
+    };
+    Some((before("allocs")?, before("bytes")?))
+}
+
+/// The child of [`watch_allocs`]: decodes `n` events and exits. `decode FILE - N` or
+/// `e2e KUBECONFIG RV N`.
+fn watch_allocs_child(args: &[String]) {
+    use paperlb::kube::client::{Client, ClientOptions};
+    use paperlb::kube::config::{LoadOptions, load};
+    use paperlb::kube::watch::{WatchEvent, decode_event};
+    use paperlb::model::Node;
+
+    let [mode, first, second, n] = args else {
+        panic!("bench: __watch-allocs MODE ARG ARG N");
+    };
+    let n: usize = n.parse().expect("N");
+    let mut decoded = 0;
+    match mode.as_str() {
+        "decode" => {
+            let bytes = std::fs::read(first).expect("read events file");
+            for line in bytes.split_inclusive(|b| *b == b'\n').take(n) {
+                if decode_event::<Node>(line, "bench").is_ok() {
+                    decoded += 1;
+                }
+            }
+        }
+        "e2e" => {
+            let cluster = load(&LoadOptions {
+                kubeconfig: Some(PathBuf::from(first)),
+                ..LoadOptions::default()
+            })
+            .expect("load kubeconfig");
+            let client = Client::new(&cluster, ClientOptions::default()).expect("client");
+            let mut stream = client.watch("/api/v1/nodes", second, 60).expect("watch");
+            while decoded < n {
+                match stream.next_event::<Node>() {
+                    Ok(Some(WatchEvent::Added { .. })) => decoded += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => panic!("bench: watch failed: {e}"),
+                }
+            }
+        }
+        other => panic!("bench: unknown __watch-allocs mode {other}"),
+    }
+    assert_eq!(decoded, n, "bench: decoded {decoded} of {n} events");
 }
