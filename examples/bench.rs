@@ -542,6 +542,7 @@ const KEYS: &[Target] = &[
     ("updater_apply_ms_p50", "ms", "-", None),
     ("updater_apply_ms_p99", "ms", "-", None),
     ("updater_post_answer_ms_p50", "ms", "-", None),
+    ("updater_commit_ms_mean", "ms", "-", None),
     (
         "updater_reloads_per_sequential_apply",
         "",
@@ -721,6 +722,21 @@ impl UpdaterProc {
             })
     }
 
+    /// (sum, count) of the paperlb_updater_commit_seconds histogram (write + nginx -t + reload).
+    fn commit_seconds(&self) -> (f64, f64) {
+        let body = http_get(self.port, "/metrics").expect("updater /metrics");
+        let value = |name: &str| {
+            body.lines()
+                .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))
+                .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("paperlb_updater_commit_seconds_sum"),
+            value("paperlb_updater_commit_seconds_count"),
+        )
+    }
+
     fn call(&self, method: &str, body: &str) -> u16 {
         http_request(self.port, method, "/api/v1/lb", body).map_or(0, |(code, _)| code)
     }
@@ -851,6 +867,7 @@ fn updater_apply(bin: &Path, r: &mut Results) {
     // One at a time: POST → answered (the updater has tested, reloaded and seen new workers) →
     // a connection to the new LB port gets the backend's answer through nginx.
     let reloads0 = up.reloads();
+    let commits0 = up.commit_seconds();
     let mut answered = Vec::new();
     let mut serving = Vec::new();
     for (i, &lb) in apply_ports.iter().enumerate() {
@@ -865,6 +882,13 @@ fn updater_apply(bin: &Path, r: &mut Results) {
         serving.push(ms(t0.elapsed()));
     }
     let reloads_per_apply = (up.reloads() - reloads0) / APPLY_SAMPLES as f64;
+    let commits1 = up.commit_seconds();
+    if commits1.1 > commits0.1 {
+        r.set(
+            "updater_commit_ms_mean",
+            (commits1.0 - commits0.0) * 1000.0 / (commits1.1 - commits0.1),
+        );
+    }
     r.set_runs(
         "updater_apply_ms_p50",
         percentile(&serving, 50.0),
