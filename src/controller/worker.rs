@@ -248,7 +248,12 @@ impl Worker {
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 self.all_keys()
             }
-            Event::Leadership(false) => Affected::new(),
+            Event::Leadership(false) => {
+                // Leave the gauges as of now rather than as of the last batch of work as leader.
+                self.stats.set_queue_depth(self.queue.len());
+                self.stats.observe_cache(&self.cache);
+                Affected::new()
+            }
             Event::Shutdown => {
                 log::info!("worker: shutting down after the current reconcile");
                 self.shutdown = true;
