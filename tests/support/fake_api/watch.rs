@@ -141,7 +141,8 @@ pub fn stream(shared: &Shared, plan: WatchPlan, w: &mut impl Write) -> io::Resul
     let mut sent = 0usize;
 
     if let Some(FaultKind::StallStream(d)) = &plan.fault {
-        shared.sleep(*d);
+        // As documented: silent for `d`, or until the watch's own timeout if that comes first.
+        shared.sleep((*d).min(plan.timeout));
         http::write_last_chunk(w)?;
         return Ok(End::Clean);
     }
