@@ -190,7 +190,7 @@ pub fn stream(shared: &Shared, plan: WatchPlan, w: &mut impl Write) -> io::Resul
                 {
                     continue;
                 }
-                if let Some(t) = plan.translate(ev.kind, &ev.object, ev.prev.as_ref()) {
+                if let Some(t) = plan.translate(ev.kind, &ev.object, ev.prev.as_deref()) {
                     lines.push(event_line(t, &ev.object, layout));
                 }
             }
