@@ -1,5 +1,7 @@
 //! `make bench`: measures the release `paperlb controller` against the test suite's fake API server
-//! and a recording updater, all on loopback, and writes `target/bench/results.json`.
+//! and a recording updater (part `controller`), the watch client (`watch`), and the release `paperlb
+//! nginx-updater` in front of a private nginx (`updater`), all on loopback, and writes
+//! `target/bench/results.json`.
 //!
 //! ```text
 //! cargo build --release --locked --bin paperlb --example bench && target/release/examples/bench
@@ -518,6 +520,12 @@ const KEYS: &[Target] = &[
     ),
     ("watch_events_per_sec", "/s", "-", None),
     ("watch_decode_events_per_sec", "/s", "-", None),
+    ("watch_cpu_us_per_event", "us", "-", None),
+    ("watch_decode_cpu_us_per_event", "us", "-", None),
+    ("watch_allocs_per_event", "", "-", None),
+    ("watch_decode_allocs_per_event", "", "-", None),
+    ("watch_alloc_bytes_per_event", "B", "-", None),
+    ("watch_decode_alloc_bytes_per_event", "B", "-", None),
     ("cpu_ms_per_reconcile", "ms", "-", None),
     ("cpu_ms_per_reconcile_flip", "ms", "-", None),
     (
@@ -532,6 +540,19 @@ const KEYS: &[Target] = &[
     ("api_write_roundtrip_ms_p50", "ms", "-", None),
     ("updater_post_roundtrip_ms_p50", "ms", "-", None),
     ("updater_apply_ms_p50", "ms", "-", None),
+    ("updater_apply_ms_p99", "ms", "-", None),
+    ("updater_post_answer_ms_p50", "ms", "-", None),
+    ("updater_commit_ms_mean", "ms", "-", None),
+    (
+        "updater_reloads_per_sequential_apply",
+        "",
+        "== 1",
+        Some(|v| v == 1.0),
+    ),
+    ("updater_burst_100_ms", "ms", "-", None),
+    ("updater_burst_100_reloads", "", "-", None),
+    ("updater_burst_reloads_per_sec", "/s", "-", None),
+    ("updater_burst_posts_per_reload", "", "-", None),
 ];
 
 fn report(r: &Results, out: &Path) {
@@ -608,6 +629,356 @@ fn report(r: &Results, out: &Path) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The updater through a real nginx
+
+/// Sequential applies timed POST → serving.
+const APPLY_SAMPLES: usize = 30;
+/// Concurrent POSTs per burst, for different backends.
+const BURST: usize = 100;
+const BURST_RUNS: usize = 3;
+/// Where the LB ports' upstream (a loopback backend) listens.
+const BACKEND_HOST: &str = "127.0.0.2";
+const BACKEND_IDENT: &str = "paperlb-bench-backend";
+
+/// Processes to stop if the bench panics: the release profile aborts on panic, so `Drop` does not
+/// run and a private nginx or updater would outlive the bench. (pid, signal).
+static REAP: Mutex<Vec<(u32, &'static str)>> = Mutex::new(Vec::new());
+
+/// Installs (once) a panic hook that signals every process in [`REAP`], then runs the default hook.
+fn reap_on_panic() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let pids = REAP.lock().map(|g| g.clone()).unwrap_or_default();
+            for (pid, sig) in pids.into_iter().rev() {
+                let _ = Command::new("kill")
+                    .args([sig, &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            default(info);
+        }));
+    });
+}
+
+fn reap_add(pid: u32, sig: &'static str) {
+    if let Ok(mut g) = REAP.lock() {
+        g.push((pid, sig));
+    }
+}
+
+fn reap_remove(pid: u32) {
+    if let Ok(mut g) = REAP.lock() {
+        g.retain(|(p, _)| *p != pid);
+    }
+}
+
+/// `paperlb nginx-updater` as a child process; killed on drop.
+struct UpdaterProc {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl UpdaterProc {
+    fn start(bin: &Path, nginx: &support::nginx::Nginx) -> UpdaterProc {
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg("nginx-updater")
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--streams-dir"])
+            .arg(&nginx.streams)
+            .arg("--nginx-conf")
+            .arg(&nginx.conf)
+            .args(["--nginx-bin", support::nginx::NGINX])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start paperlb nginx-updater");
+        reap_add(child.id(), "-KILL");
+        let u = UpdaterProc {
+            child: Some(child),
+            port,
+        };
+        wait_for("nginx-updater /healthz", Duration::from_millis(5), || {
+            http_get(port, "/healthz").is_some()
+        });
+        u
+    }
+
+    /// paperlb_updater_nginx_reloads_total from /metrics (a family with no sample yet is 0).
+    fn reloads(&self) -> f64 {
+        const NAME: &str = "paperlb_updater_nginx_reloads_total";
+        let body = http_get(self.port, "/metrics").expect("updater /metrics");
+        assert!(
+            body.contains(&format!("# TYPE {NAME} counter")),
+            "bench: {NAME} not in the updater's /metrics"
+        );
+        body.lines()
+            .find(|l| l.strip_prefix(NAME).is_some_and(|r| r.starts_with(' ')))
+            .map_or(0.0, |l| {
+                l.rsplit_once(' ')
+                    .and_then(|(_, v)| v.parse().ok())
+                    .expect("a number")
+            })
+    }
+
+    /// (sum, count) of the paperlb_updater_commit_seconds histogram (write + nginx -t + reload).
+    fn commit_seconds(&self) -> (f64, f64) {
+        let body = http_get(self.port, "/metrics").expect("updater /metrics");
+        let value = |name: &str| {
+            body.lines()
+                .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))
+                .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("paperlb_updater_commit_seconds_sum"),
+            value("paperlb_updater_commit_seconds_count"),
+        )
+    }
+
+    fn call(&self, method: &str, body: &str) -> u16 {
+        http_request(self.port, method, "/api/v1/lb", body).map_or(0, |(code, _)| code)
+    }
+}
+
+impl Drop for UpdaterProc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            reap_remove(c.id());
+        }
+    }
+}
+
+/// One HTTP/1.1 request with a body over a fresh loopback connection: (status, body).
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.get(9..12)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// The Go controller's POST body: one upstream, default timeouts.
+fn lb_body(name: &str, lb_port: u16, upstream_port: u16) -> String {
+    format!(
+        "{{\"backendName\":\"{name}\",\"lbPort\":{lb_port},\"lbProtocol\":\"TCP\",\"upstreamServers\":[{{\"host\":\"{BACKEND_HOST}\",\"port\":{upstream_port}}}],\"proxyTimeoutSeconds\":0,\"proxyConnectTimeoutSeconds\":0}}\n"
+    )
+}
+
+/// `n` distinct loopback ports that are free now (all held open together, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+/// A TCP backend that writes its identity to every connection and closes; stops on drop.
+struct IdentBackend {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IdentBackend {
+    fn start() -> IdentBackend {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let l = std::net::TcpListener::bind((BACKEND_HOST, 0)).expect("bind backend on 127.0.0.2");
+        l.set_nonblocking(true).expect("nonblocking backend");
+        let port = l.local_addr().expect("backend addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_write_timeout(Some(Duration::from_secs(1)));
+                        let _ = c.write_all(format!("{BACKEND_IDENT}\n").as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+            }
+        });
+        IdentBackend {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for IdentBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether a TCP connection to the LB port on loopback reaches the backend through nginx.
+fn lb_serves(lb_port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], lb_port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.trim() == BACKEND_IDENT
+}
+
+/// `paperlb nginx-updater` in front of a private nginx: POST → LB port serving, one at a time; then
+/// bursts of 100 concurrent POSTs for different backends and the reloads they cost.
+fn updater_apply(bin: &Path, r: &mut Results) {
+    use support::nginx::{NGINX, Nginx, STREAM_MODULE};
+    if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
+        r.note(
+            "updater_apply_ms_p50",
+            "not measured: nginx or its stream module is missing (./scripts/install-deps)",
+        );
+        return;
+    }
+    reap_on_panic();
+    let nginx = Nginx::start();
+    // TERM: nginx's master stops its workers, then exits.
+    let master = nginx.master_pid();
+    if let Some(pid) = master {
+        reap_add(pid, "-TERM");
+    }
+    let up = UpdaterProc::start(bin, &nginx);
+    let backend = IdentBackend::start();
+    let ports = free_ports(APPLY_SAMPLES + BURST * BURST_RUNS);
+    let (apply_ports, burst_ports) = ports.split_at(APPLY_SAMPLES);
+
+    // One at a time: POST → answered (the updater has tested, reloaded and seen new workers) →
+    // a connection to the new LB port gets the backend's answer through nginx.
+    let reloads0 = up.reloads();
+    let commits0 = up.commit_seconds();
+    let mut answered = Vec::new();
+    let mut serving = Vec::new();
+    for (i, &lb) in apply_ports.iter().enumerate() {
+        let name = format!("bench_apply_{i:02}");
+        let t0 = Instant::now();
+        let code = up.call("POST", &lb_body(&name, lb, backend.port));
+        assert_eq!(code, 200, "bench: POST {name}");
+        answered.push(ms(t0.elapsed()));
+        wait_for("LB port serving", Duration::from_millis(1), || {
+            lb_serves(lb)
+        });
+        serving.push(ms(t0.elapsed()));
+    }
+    let reloads_per_apply = (up.reloads() - reloads0) / APPLY_SAMPLES as f64;
+    let commits1 = up.commit_seconds();
+    if commits1.1 > commits0.1 {
+        r.set(
+            "updater_commit_ms_mean",
+            (commits1.0 - commits0.0) * 1000.0 / (commits1.1 - commits0.1),
+        );
+    }
+    r.set_runs(
+        "updater_apply_ms_p50",
+        percentile(&serving, 50.0),
+        serving.clone(),
+    );
+    r.set("updater_apply_ms_p99", percentile(&serving, 99.0));
+    r.set_runs(
+        "updater_post_answer_ms_p50",
+        percentile(&answered, 50.0),
+        answered,
+    );
+    r.set("updater_reloads_per_sequential_apply", reloads_per_apply);
+    delete_all(
+        &up,
+        (0..APPLY_SAMPLES).map(|i| format!("bench_apply_{i:02}")),
+    );
+
+    // Bursts: 100 threads released together, each POSTing its own backend.
+    let mut totals = Vec::new();
+    let mut reloads = Vec::new();
+    let mut per_sec = Vec::new();
+    let mut per_reload = Vec::new();
+    for (run, ports) in burst_ports.chunks(BURST).enumerate() {
+        let names: Vec<String> = (0..BURST)
+            .map(|i| format!("bench_burst{run}_{i:03}"))
+            .collect();
+        let before = up.reloads();
+        let go = Arc::new(std::sync::Barrier::new(BURST + 1));
+        let threads: Vec<_> = names
+            .iter()
+            .zip(ports)
+            .map(|(name, &lb)| {
+                let (go, body, port) = (go.clone(), lb_body(name, lb, backend.port), up.port);
+                std::thread::spawn(move || {
+                    go.wait();
+                    let code = http_request(port, "POST", "/api/v1/lb", &body).map_or(0, |c| c.0);
+                    (code, Instant::now())
+                })
+            })
+            .collect();
+        go.wait();
+        let t0 = Instant::now();
+        let mut last = t0;
+        for t in threads {
+            let (code, at) = t.join().expect("burst thread");
+            assert_eq!(code, 200, "bench: burst POST");
+            last = last.max(at);
+        }
+        let total = last - t0;
+        let n = up.reloads() - before;
+        for &lb in ports {
+            wait_for("burst LB port serving", Duration::from_millis(5), || {
+                lb_serves(lb)
+            });
+        }
+        totals.push(ms(total));
+        reloads.push(n);
+        per_sec.push(n / total.as_secs_f64());
+        per_reload.push(BURST as f64 / n.max(1.0));
+        // Back to an empty streams dir, so every burst starts alike (and nginx's listeners stay few).
+        delete_all(&up, names.into_iter());
+    }
+    r.median("updater_burst_100_ms", totals);
+    r.median("updater_burst_100_reloads", reloads);
+    r.median("updater_burst_reloads_per_sec", per_sec);
+    r.median("updater_burst_posts_per_reload", per_reload);
+    drop(up);
+    drop(nginx);
+    if let Some(pid) = master {
+        reap_remove(pid);
+    }
+}
+
+/// DELETEs these backends, concurrently (group-committed too); not timed.
+fn delete_all(up: &UpdaterProc, names: impl Iterator<Item = String>) {
+    let port = up.port;
+    let threads: Vec<_> = names
+        .map(|name| {
+            std::thread::spawn(move || {
+                let body = format!("{{\"backendName\":\"{name}\"}}");
+                http_request(port, "DELETE", "/api/v1/lb", &body).map_or(0, |c| c.0)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("delete thread"), 200, "bench: DELETE");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Phases
 
 fn main() {
@@ -623,6 +994,10 @@ fn main() {
     let out = target_dir.join("bench").join("results.json");
     assert!(bin.exists(), "build the binary first: {}", bin.display());
     let only: Vec<String> = std::env::args().skip(1).collect();
+    if only.first().is_some_and(|a| a == "__watch-allocs") {
+        watch_allocs_child(&only[1..]);
+        return;
+    }
     let want = |phase: &str| only.is_empty() || only.iter().any(|o| o == phase);
 
     let mut r = Results::default();
@@ -638,10 +1013,9 @@ fn main() {
     if want("watch") {
         watch_throughput(&mut r);
     }
-    r.note(
-        "updater_apply_ms_p50",
-        "not measured: needs a real nginx reload; out of this bench's time budget",
-    );
+    if want("updater") {
+        updater_apply(&bin, &mut r);
+    }
     eprintln!("bench: done in {:.1}s", started.elapsed().as_secs_f64());
     report(&r, &out);
 }
@@ -971,8 +1345,10 @@ fn watch_throughput(r: &mut Results) {
     let client = Client::new(&cluster, ClientOptions::default()).expect("client");
 
     let mut rates = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..3 {
         let t0 = Instant::now();
+        let c0 = thread_cpu_ns();
         let mut stream = client
             .watch("/api/v1/nodes", &rv0.to_string(), 60)
             .expect("watch");
@@ -989,8 +1365,12 @@ fn watch_throughput(r: &mut Results) {
             assert!(t0.elapsed() < WAIT, "bench: watch too slow");
         }
         rates.push(n as f64 / t0.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            cpu.push((b - a) as f64 / 1000.0 / n.max(1) as f64);
+        }
     }
     r.median("watch_events_per_sec", rates);
+    r.median("watch_cpu_us_per_event", cpu);
 
     // Decoding alone, same objects, no socket and no server.
     let lines: Vec<Vec<u8>> = objects
@@ -1002,8 +1382,10 @@ fn watch_throughput(r: &mut Results) {
         })
         .collect();
     let mut rates = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..3 {
         let t0 = Instant::now();
+        let c0 = thread_cpu_ns();
         let mut n = 0;
         for l in &lines {
             if decode_event::<Node>(l, "bench").is_ok() {
@@ -1011,6 +1393,155 @@ fn watch_throughput(r: &mut Results) {
             }
         }
         rates.push(n as f64 / t0.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, thread_cpu_ns()) {
+            cpu.push((b - a) as f64 / 1000.0 / n.max(1) as f64);
+        }
     }
     r.median("watch_decode_events_per_sec", rates);
+    r.median("watch_decode_cpu_us_per_event", cpu);
+
+    // Allocations per event, counted by valgrind in a child process (see `watch_allocs`).
+    let lines_file = dir.0.join("events.jsonl");
+    std::fs::write(&lines_file, lines.concat()).expect("write events file");
+    watch_allocs(r, &lines_file, &kubeconfig, rv0);
+}
+
+/// CPU time of the calling thread so far, in ns: `/proc/thread-self/schedstat` (nanoseconds on
+/// CPU), else utime + stime of `/proc/thread-self/stat` (clock ticks).
+fn thread_cpu_ns() -> Option<u64> {
+    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            return Some(ns);
+        }
+    }
+    let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((ticks as f64 * 1e9 / clock_ticks_per_sec()) as u64)
+}
+
+/// Events the allocation counts are taken over: the difference between decoding `ALLOC_HI` and
+/// `ALLOC_LO` events, so set-up (reading the file, TLS, the first request) cancels out.
+const ALLOC_LO: usize = 1000;
+const ALLOC_HI: usize = WATCH_OBJECTS;
+
+/// Heap allocations (and bytes) per watch event. This bench runs itself as a child under
+/// `valgrind --tool=memcheck` (mode `__watch-allocs`) twice per figure, decoding `ALLOC_LO` and then
+/// `ALLOC_HI` events, and reads memcheck's "total heap usage: N allocs" of each: no allocator hook,
+/// so no `unsafe`, and nothing else of the bench is slowed down. Decode only: `decode_event::<Node>`
+/// over the lines in a file. End to end: the child's `Client::watch` against this process's fake,
+/// so the server's allocations are not in the child's count.
+fn watch_allocs(r: &mut Results, lines_file: &Path, kubeconfig: &Path, rv0: u64) {
+    let have_valgrind = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_valgrind {
+        for k in ["watch_decode_allocs_per_event", "watch_allocs_per_event"] {
+            r.note(k, "not measured: valgrind is not on PATH");
+        }
+        return;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let log = lines_file.with_file_name("memcheck.log");
+    let count = |args: &[&str]| -> (f64, f64) {
+        let _ = std::fs::remove_file(&log);
+        let status = Command::new("valgrind")
+            .args(["--tool=memcheck", "--leak-check=no", "--error-exitcode=0"])
+            .arg(format!("--log-file={}", log.display()))
+            .arg(&exe)
+            .arg("__watch-allocs")
+            .args(args)
+            .stdin(Stdio::null())
+            .status()
+            .expect("run valgrind");
+        assert!(status.success(), "bench: valgrind child {args:?}: {status}");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        heap_usage(&text).unwrap_or_else(|| panic!("bench: no heap summary in {text}"))
+    };
+    let per_event =
+        |mode: &str, first: &str, second: &str, key: &str, bytes_key: &str, r: &mut Results| {
+            let (lo_n, lo_b) = count(&[mode, first, second, &ALLOC_LO.to_string()]);
+            let (hi_n, hi_b) = count(&[mode, first, second, &ALLOC_HI.to_string()]);
+            let events = (ALLOC_HI - ALLOC_LO) as f64;
+            r.set(key, (hi_n - lo_n) / events);
+            r.set(bytes_key, (hi_b - lo_b) / events);
+        };
+    let file = lines_file.display().to_string();
+    per_event(
+        "decode",
+        &file,
+        "-",
+        "watch_decode_allocs_per_event",
+        "watch_decode_alloc_bytes_per_event",
+        r,
+    );
+    per_event(
+        "e2e",
+        &kubeconfig.display().to_string(),
+        &rv0.to_string(),
+        "watch_allocs_per_event",
+        "watch_alloc_bytes_per_event",
+        r,
+    );
+}
+
+/// (allocations, bytes allocated) from memcheck's "total heap usage: N allocs, M frees, B bytes
+/// allocated".
+fn heap_usage(log: &str) -> Option<(f64, f64)> {
+    let line = log.lines().find(|l| l.contains("total heap usage:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    // The number before a word, thousands separators (`,`) removed.
+    let before = |word: &str| -> Option<f64> {
+        let i = words.iter().position(|w| w.trim_end_matches(',') == word)?;
+        words.get(i.checked_sub(1)?)?.replace(',', "").parse().ok()
+    };
+    Some((before("allocs")?, before("bytes")?))
+}
+
+/// The child of [`watch_allocs`]: decodes `n` events and exits. `decode FILE - N` or
+/// `e2e KUBECONFIG RV N`.
+fn watch_allocs_child(args: &[String]) {
+    use paperlb::kube::client::{Client, ClientOptions};
+    use paperlb::kube::config::{LoadOptions, load};
+    use paperlb::kube::watch::{WatchEvent, decode_event};
+    use paperlb::model::Node;
+
+    let [mode, first, second, n] = args else {
+        panic!("bench: __watch-allocs MODE ARG ARG N");
+    };
+    let n: usize = n.parse().expect("N");
+    let mut decoded = 0;
+    match mode.as_str() {
+        "decode" => {
+            let bytes = std::fs::read(first).expect("read events file");
+            for line in bytes.split_inclusive(|b| *b == b'\n').take(n) {
+                if decode_event::<Node>(line, "bench").is_ok() {
+                    decoded += 1;
+                }
+            }
+        }
+        "e2e" => {
+            let cluster = load(&LoadOptions {
+                kubeconfig: Some(PathBuf::from(first)),
+                ..LoadOptions::default()
+            })
+            .expect("load kubeconfig");
+            let client = Client::new(&cluster, ClientOptions::default()).expect("client");
+            let mut stream = client.watch("/api/v1/nodes", second, 60).expect("watch");
+            while decoded < n {
+                match stream.next_event::<Node>() {
+                    Ok(Some(WatchEvent::Added { .. })) => decoded += 1,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => panic!("bench: watch failed: {e}"),
+                }
+            }
+        }
+        other => panic!("bench: unknown __watch-allocs mode {other}"),
+    }
+    assert_eq!(decoded, n, "bench: decoded {decoded} of {n} events");
 }

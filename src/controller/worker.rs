@@ -254,7 +254,12 @@ impl Worker {
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 self.all_keys()
             }
-            Event::Leadership(false) => Affected::new(),
+            Event::Leadership(false) => {
+                // Leave the gauges as of now rather than as of the last batch of work as leader.
+                self.stats.set_queue_depth(self.queue.len());
+                self.stats.observe_cache(&self.cache);
+                Affected::new()
+            }
             Event::Shutdown => {
                 log::info!("worker: shutting down after the current reconcile");
                 self.shutdown = true;
@@ -399,15 +404,28 @@ impl Worker {
         });
         for (job, (answers, result)) in jobs.into_iter().zip(results) {
             for (action, answer) in job.plan.actions.iter().zip(answers) {
+                let undecodable = |e: serde_json::Error| {
+                    // The write happened; its watch event brings the object instead.
+                    log::warn!("decoding a write's answer key={} error={e}", job.key);
+                };
                 match (action, answer) {
-                    (Action::PatchLoadBalancerSpec { .. }, Answer::LoadBalancer(lb)) => {
-                        self.applied_lb(lb)
+                    (Action::PatchLoadBalancerSpec { .. }, Answer::LoadBalancer(v)) => {
+                        match serde_json::from_str(v.get()) {
+                            Ok(lb) => self.applied_lb(lb),
+                            Err(e) => undecodable(e),
+                        }
                     }
-                    (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(lb)) => {
-                        self.applied_lb_status(key, lb)
+                    (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
+                        match serde_json::from_str(v.get()) {
+                            Ok(lb) => self.applied_lb_status(key, lb),
+                            Err(e) => undecodable(e),
+                        }
                     }
-                    (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(svc))) => {
-                        self.applied_service_status(key, svc)
+                    (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
+                        match serde_json::from_str(v.get()) {
+                            Ok(svc) => self.applied_service_status(key, svc),
+                            Err(e) => undecodable(e),
+                        }
                     }
                     _ => {}
                 }

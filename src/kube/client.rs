@@ -221,6 +221,8 @@ impl ClientStats {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Replaces `request_timeout` for this handle's plain requests (see [`Client::with_request_timeout`]).
+    request_timeout: Option<Duration>,
 }
 
 struct Inner {
@@ -296,7 +298,18 @@ impl Client {
                 }),
                 stats: Arc::new(ClientStats::default()),
             }),
+            request_timeout: None,
         })
+    }
+
+    /// A handle on the same connections, credentials and stats whose plain requests (not watches)
+    /// each get `timeout` as their whole-request budget instead of `ClientOptions::request_timeout`.
+    /// For callers with their own deadline, e.g. a Lease renewal bounded by the renew deadline.
+    pub fn with_request_timeout(&self, timeout: Duration) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            request_timeout: Some(timeout),
+        }
     }
 
     /// Base URL, e.g. `https://127.0.0.1:6443`.
@@ -543,11 +556,11 @@ impl Client {
                         .header("Content-Type", *content_type)
                         .body(bytes.clone())
                         .map_err(|e| bad_request(&url, e))?;
-                    run(&agent, req, call, &inner.opts)
+                    run(&agent, req, call, &inner.opts, self.request_timeout)
                 }
                 None => {
                     let req = builder.body(()).map_err(|e| bad_request(&url, e))?;
-                    run(&agent, req, call, &inner.opts)
+                    run(&agent, req, call, &inner.opts, self.request_timeout)
                 }
             };
             let resp = match result {
@@ -586,9 +599,17 @@ fn run<B: ureq::AsSendBody>(
     req: http::Request<B>,
     call: Call,
     opts: &ClientOptions,
+    request_timeout: Option<Duration>,
 ) -> Result<Response<Body>, ureq::Error> {
     match call {
-        Call::Plain => agent.run(req),
+        Call::Plain => match request_timeout {
+            // The agent's global timeout is opts.request_timeout; this one request gets its own.
+            Some(t) => {
+                let req = agent.configure_request(req).timeout_global(Some(t)).build();
+                agent.run(req)
+            }
+            None => agent.run(req),
+        },
         Call::Watch => {
             // A watch lasts minutes: no total budget. The headers must still come within the
             // request timeout, and a body silent for watch_idle_timeout is a stalled stream.
@@ -1694,6 +1715,36 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
         assert_eq!(c.stats().count("get", 0), 1);
+    }
+
+    #[test]
+    fn a_per_handle_request_timeout_replaces_the_clients_in_both_directions() {
+        // Shorter: the client's own 30 s would wait; the handle's 200 ms gives up.
+        let slow =
+            TestServer::http(|_| Reply::After(Duration::from_secs(30), fixture("node-get.http")));
+        let c = Client::new(&config(&slow.url), ClientOptions::default()).unwrap();
+        let e = c
+            .with_request_timeout(Duration::from_millis(200))
+            .get::<serde_json::Value>("/api/v1/nodes/node-a")
+            .unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+        // Same stats (and connections) as the client it came from.
+        assert_eq!(c.stats().count("get", 0), 1);
+
+        // Longer: quick()'s 1 s would time out on a 1.5 s answer; the handle's 20 s does not.
+        let late = TestServer::http(|_| {
+            Reply::After(Duration::from_millis(1500), fixture("node-get.http"))
+        });
+        let c = Client::new(&config(&late.url), quick()).unwrap();
+        let node: serde_json::Value = c
+            .with_request_timeout(Duration::from_secs(20))
+            .get("/api/v1/nodes/node-a")
+            .unwrap();
+        assert_eq!(node["metadata"]["name"], "node-a");
+        assert!(matches!(
+            c.get::<serde_json::Value>("/api/v1/nodes/node-a"),
+            Err(Error::Timeout { .. })
+        ));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, after client-go's algorithm: acquire or renew
 //! every retry period with optimistic concurrency on resourceVersion, treat another holder as valid
 //! until our local time of its last observed change + leaseDurationSeconds, step down when no renewal
-//! succeeded within the renew deadline, release on shutdown.
+//! succeeded within the renew deadline, release on shutdown. Each attempt (GET + PUT, or the release)
+//! is bounded by the renew deadline, as client-go bounds a renewal by its context: a hung call does
+//! not hold the elector for the client's general request timeout.
 //!
 //! Owns: the elector thread and [`Leadership`], which the worker asks before every write. The decision
 //! ([`decide`]) is pure. Must not: write anything but the Lease.
@@ -232,10 +234,18 @@ impl Elector {
         )
     }
 
-    /// One attempt. `Ok(true)`: we hold the lease as of `now`.
+    /// A client whose requests end by `deadline`: every call of one attempt shares its budget.
+    fn client_until(&self, deadline: Instant) -> Client {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.client
+            .with_request_timeout(left.max(Duration::from_millis(1)))
+    }
+
+    /// One attempt, bounded by the renew deadline. `Ok(true)`: we hold the lease as of `now`.
     fn try_acquire_or_renew(&mut self, now: Instant) -> Result<bool, Error> {
+        let deadline = now + self.config.renew_deadline;
         let wall = micro_time(SystemTime::now());
-        let mut lease: Value = match self.client.get(&self.path(true)) {
+        let mut lease: Value = match self.client_until(deadline).get(&self.path(true)) {
             Ok(l) => l,
             Err(e) if e.is_not_found() => {
                 let body = json!({
@@ -250,7 +260,10 @@ impl Elector {
                         "leaseTransitions": 0,
                     }
                 });
-                return match self.client.create::<Value>(&self.path(false), &body) {
+                return match self
+                    .client_until(deadline)
+                    .create::<Value>(&self.path(false), &body)
+                {
                     Ok(_) => Ok(true),
                     Err(e) if e.is_already_exists() => Ok(false),
                     Err(e) => Err(e),
@@ -279,7 +292,10 @@ impl Elector {
             spec["leaseTransitions"] = json!(record.transitions + 1);
         }
         // PUT carries the resourceVersion we read: a concurrent writer makes this a 409 and we lose.
-        match self.client.replace::<Value>(&self.path(true), &lease) {
+        match self
+            .client_until(deadline)
+            .replace::<Value>(&self.path(true), &lease)
+        {
             Ok(updated) => {
                 self.observed = Some((Record::from_lease(&updated), now));
                 Ok(true)
@@ -291,7 +307,8 @@ impl Elector {
 
     /// Clears the holder so a standby takes over at once instead of waiting for expiry.
     fn release(&mut self) -> Result<(), Error> {
-        let mut lease: Value = self.client.get(&self.path(true))?;
+        let deadline = Instant::now() + self.config.renew_deadline;
+        let mut lease: Value = self.client_until(deadline).get(&self.path(true))?;
         if Record::from_lease(&lease).holder != self.config.identity {
             return Ok(());
         }
@@ -300,7 +317,7 @@ impl Elector {
         spec["holderIdentity"] = json!("");
         spec["leaseDurationSeconds"] = json!(1);
         spec["renewTime"] = json!(wall);
-        self.client
+        self.client_until(deadline)
             .replace::<Value>(&self.path(true), &lease)
             .map(|_| ())
     }

@@ -75,6 +75,14 @@ impl<T> Lenient<T> {
         }
     }
 
+    /// Like `require`, with the field name built only for the error (hot paths over many items).
+    pub fn require_with(&self, field: impl FnOnce() -> String, kind: &str) -> Result<&T, String> {
+        match self {
+            Lenient::Valid(v) => Ok(v),
+            other => other.require(&field(), kind),
+        }
+    }
+
     /// Like `require`, but absence is fine.
     pub fn optional(&self, field: &str, kind: &str) -> Result<Option<&T>, String> {
         match self {

@@ -378,11 +378,12 @@ fn parse_port(
     };
     let mut out = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
-        let field = format!("{at}.targets[{i}]");
-        let host = t.host.require(&format!("{field}.host"), "a string")?;
-        check_host(host).map_err(|e| format!("{field}.host {host:?}: {e}"))?;
-        let p = port_number(*t.port.require(&format!("{field}.port"), "an integer")?)
-            .map_err(|e| format!("{field}.port: {e}"))?;
+        // Field names are formatted only for an error: this runs for every target on every reconcile.
+        let field = |f: &str| format!("{at}.targets[{i}].{f}");
+        let host = t.host.require_with(|| field("host"), "a string")?;
+        check_host(host).map_err(|e| format!("{} {host:?}: {e}", field("host")))?;
+        let p = port_number(*t.port.require_with(|| field("port"), "an integer")?)
+            .map_err(|e| format!("{}: {e}", field("port")))?;
         out.push(Target {
             host: host.clone(),
             port: p,

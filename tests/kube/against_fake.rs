@@ -481,3 +481,76 @@ fn watcher_view_equals_server_after_churn_with_dropped_streams() {
         "the watcher stops promptly when asked"
     );
 }
+
+/// A Lease call that hangs is given up at the renew deadline, not at the client's general request
+/// timeout (here ten minutes, far beyond what the test waits): the elector reports lost leadership
+/// and makes its next attempt while the hung request is still hanging on the server.
+#[test]
+fn a_hung_lease_renewal_is_given_up_at_the_renew_deadline() {
+    use paperlb::kube::lease::{self, Leadership, LeaseConfig};
+
+    let api = FakeApi::start(FakeOptions::default());
+    let dir = Dir::new("lease-hang");
+    let kc = dir.0.join("kc");
+    api.write_kubeconfig(&kc).unwrap();
+    let client = client_for(
+        &kc,
+        ClientOptions {
+            request_timeout: Duration::from_secs(600),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let config = LeaseConfig {
+        name: "hang".into(),
+        namespace: "default".into(),
+        identity: "me".into(),
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(1),
+        retry_period: Duration::from_millis(200),
+    };
+    let leadership = Leadership::elected(config.renew_deadline);
+    let (tx, rx) = mpsc::channel::<bool>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let elector = lease::spawn(client, config, leadership.clone(), stop.clone(), move |l| {
+        let _ = tx.send(l);
+    })
+    .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(true), "leads");
+
+    // Drop any flips a loaded machine caused so far: only what follows the fault counts.
+    while rx.try_recv().is_ok() {}
+    // The next Lease request hangs for ten minutes; every one after it fails with 500.
+    let leases = LEASES.path(Some("default"), None, None);
+    api.inject(Fault::new(
+        None,
+        &leases,
+        1,
+        FaultKind::Stall(Duration::from_secs(600)),
+    ));
+    api.inject(Fault::new(None, &leases, 1_000_000, FaultKind::Status(500)));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(60)),
+        Ok(false),
+        "lost leadership is reported while the renewal still hangs"
+    );
+    assert!(!leadership.is_leader());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let later_attempt = || {
+        api.requests()
+            .iter()
+            .any(|r| r.path.starts_with(&leases) && r.status == 500)
+    };
+    while !later_attempt() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Faults are taken in order, so the first Lease request after the injection got the stall; the
+    // elector makes one call at a time, so a 500 means it gave the stalled call up.
+    assert!(
+        later_attempt(),
+        "a later attempt was made: {:?}",
+        api.requests()
+    );
+    stop.store(true, Ordering::SeqCst);
+    elector.join().unwrap();
+}

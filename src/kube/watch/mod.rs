@@ -58,19 +58,35 @@ pub enum WatchEvent<T> {
     Error(ApiStatus),
 }
 
+/// One watch line as text: the object is kept as raw JSON and decoded once, straight into `T`.
 #[derive(serde::Deserialize)]
-struct RawEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    object: serde_json::Value,
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    object: &'a serde_json::value::RawValue,
 }
 
-fn resource_version_of(object: &serde_json::Value) -> String {
-    object
-        .pointer("/metadata/resourceVersion")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string()
+/// Just `metadata.resourceVersion`, read leniently (anything else reads as "").
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    #[serde(default)]
+    metadata: Option<MetaVersion>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetaVersion {
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<serde_json::Value>,
+}
+
+fn resource_version_of(object: &serde_json::value::RawValue) -> String {
+    serde_json::from_str::<VersionOnly>(object.get())
+        .ok()
+        .and_then(|v| v.metadata)
+        .and_then(|m| m.resource_version)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Decode one watch line. `what` names the watch for errors (`WATCH /api/v1/services`).
@@ -83,26 +99,26 @@ pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<Watc
         ),
     };
     let raw: RawEvent = serde_json::from_slice(line).map_err(|e| decode_err(e.to_string()))?;
-    let resource_version = resource_version_of(&raw.object);
-    let object = |v: serde_json::Value| {
-        serde_json::from_value::<T>(v).map_err(|e| decode_err(e.to_string()))
-    };
-    Ok(match raw.kind.as_str() {
+    let object =
+        || serde_json::from_str::<T>(raw.object.get()).map_err(|e| decode_err(e.to_string()));
+    Ok(match raw.kind.as_ref() {
         "ADDED" => WatchEvent::Added {
-            object: object(raw.object)?,
-            resource_version,
+            object: object()?,
+            resource_version: resource_version_of(raw.object),
         },
         "MODIFIED" => WatchEvent::Modified {
-            object: object(raw.object)?,
-            resource_version,
+            object: object()?,
+            resource_version: resource_version_of(raw.object),
         },
         "DELETED" => WatchEvent::Deleted {
-            object: object(raw.object)?,
-            resource_version,
+            object: object()?,
+            resource_version: resource_version_of(raw.object),
         },
-        "BOOKMARK" => WatchEvent::Bookmark { resource_version },
+        "BOOKMARK" => WatchEvent::Bookmark {
+            resource_version: resource_version_of(raw.object),
+        },
         "ERROR" => WatchEvent::Error(
-            serde_json::from_value::<ApiStatus>(raw.object)
+            serde_json::from_str::<ApiStatus>(raw.object.get())
                 .map_err(|e| decode_err(format!("ERROR event without a Status: {e}")))?,
         ),
         other => return Err(decode_err(format!("unknown event type {other:?}"))),

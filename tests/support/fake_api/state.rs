@@ -3,8 +3,10 @@
 //! `FakeApi` methods call these, so direct writes emit the same watch events. Pure: no I/O.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use base64::Engine;
+
 use serde_json::{Value, json};
 
 use super::clock;
@@ -354,7 +356,7 @@ impl State {
                 "the namespace of the provided object does not match the namespace sent on the request",
             ));
         }
-        let Some(old) = self.store.get(res.plural, ns, name).cloned() else {
+        let Some(old) = self.store.get_shared(res.plural, ns, name) else {
             if res.plural == SERVICES.plural && subresource.is_none() {
                 if let Some(m) = obj["metadata"].as_object_mut() {
                     m.remove("resourceVersion");
@@ -387,7 +389,7 @@ impl State {
             let new_status = obj.get("status").cloned();
             if res.custom {
                 // The CR status strategy keeps only .status from the request.
-                obj = old.clone();
+                obj = (*old).clone();
             } else {
                 obj["spec"] = old["spec"].clone();
             }
@@ -462,8 +464,8 @@ impl State {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             obj["metadata"]["generation"] = json!(g + 1);
         }
-        if obj == old {
-            return Ok((200, old));
+        if obj == *old {
+            return Ok((200, Arc::unwrap_or_clone(old)));
         }
         if deleting && finalizers(&obj).is_empty() {
             self.store.remove(res.plural, ns, name);

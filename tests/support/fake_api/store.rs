@@ -1,8 +1,11 @@
 //! The object store: one global resourceVersion counter, objects keyed by resource/namespace/name,
 //! and a bounded history of change events (each with the object's previous state) from which
-//! watches resume and consistent list snapshots at an older RV are rebuilt. Pure: no I/O, no locks.
+//! watches resume and consistent list snapshots at an older RV are rebuilt. Stored objects are
+//! shared (`Arc`) between the map and the history, so a write copies no object tree.
+//! Pure: no I/O, no locks.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -32,9 +35,9 @@ pub struct Event {
     pub name: String,
     pub kind: EventType,
     /// The new state (for DELETED: the last state, at the delete's RV).
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The state before this change (`None` for ADDED).
-    pub prev: Option<Value>,
+    pub prev: Option<Arc<Value>>,
 }
 
 type Key = (&'static str, String, String);
@@ -44,7 +47,7 @@ pub struct Store {
     pub rv: u64,
     /// Watches and exact lists from an RV below this answer 410 Expired.
     pub compacted: u64,
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
     history: VecDeque<Event>,
     history_limit: usize,
 }
@@ -71,7 +74,12 @@ impl Store {
     }
 
     pub fn get(&self, res: &'static str, ns: &str, name: &str) -> Option<&Value> {
-        self.objects.get(&key(res, ns, name))
+        self.objects.get(&key(res, ns, name)).map(|v| &**v)
+    }
+
+    /// The stored object itself, shared (no copy).
+    pub fn get_shared(&self, res: &'static str, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects.get(&key(res, ns, name)).cloned()
     }
 
     /// Objects of a resource in `(namespace, name)` order; `ns` empty means all namespaces.
@@ -80,7 +88,7 @@ impl Store {
             .range(key(res, "", "")..)
             .take_while(|((r, _, _), _)| *r == res)
             .filter(|((_, n, _), _)| ns.is_empty() || n == ns)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| (**v).clone())
             .collect()
     }
 
@@ -110,7 +118,7 @@ impl Store {
             }
             let k = (ev.namespace.clone(), ev.name.clone());
             match &ev.prev {
-                Some(p) => map.insert(k, p.clone()),
+                Some(p) => map.insert(k, (**p).clone()),
                 None => map.remove(&k),
             };
         }
@@ -121,24 +129,26 @@ impl Store {
     pub fn put(&mut self, res: &'static str, ns: &str, name: &str, mut obj: Value) -> Value {
         self.rv += 1;
         set_rv(&mut obj, self.rv);
-        let prev = self.objects.insert(key(res, ns, name), obj.clone());
+        let shared = Arc::new(obj);
+        let prev = self.objects.insert(key(res, ns, name), shared.clone());
         let kind = if prev.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
-        self.record(res, ns, name, kind, obj.clone(), prev);
-        obj
+        self.record(res, ns, name, kind, shared.clone(), prev);
+        Arc::unwrap_or_clone(shared)
     }
 
     /// Removes an object at a new RV; returns its last state carrying that RV.
     pub fn remove(&mut self, res: &'static str, ns: &str, name: &str) -> Option<Value> {
         let prev = self.objects.remove(&key(res, ns, name))?;
         self.rv += 1;
-        let mut last = prev.clone();
+        let mut last = (*prev).clone();
         set_rv(&mut last, self.rv);
+        let last = Arc::new(last);
         self.record(res, ns, name, EventType::Deleted, last.clone(), Some(prev));
-        Some(last)
+        Some((*last).clone())
     }
 
     fn record(
@@ -147,8 +157,8 @@ impl Store {
         ns: &str,
         name: &str,
         kind: EventType,
-        object: Value,
-        prev: Option<Value>,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
     ) {
         self.history.push_back(Event {
             rv: self.rv,
@@ -183,6 +193,6 @@ impl Store {
         self.objects
             .range(key(res, "", "")..)
             .take_while(move |((r, _, _), _)| *r == res)
-            .map(|(_, v)| v)
+            .map(|(_, v)| &**v)
     }
 }

@@ -141,7 +141,8 @@ pub fn stream(shared: &Shared, plan: WatchPlan, w: &mut impl Write) -> io::Resul
     let mut sent = 0usize;
 
     if let Some(FaultKind::StallStream(d)) = &plan.fault {
-        shared.sleep(*d);
+        // As documented: silent for `d`, or until the watch's own timeout if that comes first.
+        shared.sleep((*d).min(plan.timeout));
         http::write_last_chunk(w)?;
         return Ok(End::Clean);
     }
@@ -189,7 +190,7 @@ pub fn stream(shared: &Shared, plan: WatchPlan, w: &mut impl Write) -> io::Resul
                 {
                     continue;
                 }
-                if let Some(t) = plan.translate(ev.kind, &ev.object, ev.prev.as_ref()) {
+                if let Some(t) = plan.translate(ev.kind, &ev.object, ev.prev.as_deref()) {
                     lines.push(event_line(t, &ev.object, layout));
                 }
             }
