@@ -64,9 +64,9 @@ bench:
 	$(CARGO) build --release --locked --bin paperlb --example bench
 	./target/release/examples/bench
 
-# Seeded chaos runs end to end (loopback only; see examples/chaos.rs): the debug controller and
-# nginx-updater with a real nginx against the fake API server, while objects change and the
-# controller, watches, API calls and updater fail on purpose; then the invariants must hold.
+# Seeded chaos runs end to end (loopback only; see examples/chaos.rs): the debug controller and two
+# LB hosts (nginx-updater + real nginx each) against the fake API server, while objects change and
+# the controller, watches, API calls and updaters fail on purpose; then the invariants must hold.
 # SEEDS: the seeds to run; DURATION: seconds of chaos per seed. Exits 1 naming the failed seed.
 SEEDS ?= 1 2 3
 DURATION ?= 20
