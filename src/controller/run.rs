@@ -45,7 +45,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Event>();
-    spawn_signal_thread(tx.clone(), shutdown.clone())?;
+    // Told when a signal arrives (false) and when the worker returns (true).
+    let (ended_tx, ended_rx) = mpsc::channel::<bool>();
+    spawn_signal_thread(tx.clone(), shutdown.clone(), ended_tx.clone())?;
 
     let leadership_view = if config.leader_elect {
         Leadership::elected(config.renew_deadline)
@@ -104,7 +106,26 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         address_types: config.address_types.clone(),
         updater_timeouts: Timeouts::default(),
     };
-    Worker::new(client, worker_config, leadership_view, health, stats).run(rx);
+    let worker = Worker::new(client, worker_config, leadership_view, health, stats);
+    // Not joined: when it is still stuck in a call, returning from main ends it.
+    let _worker = std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || {
+            worker.run(rx);
+            let _ = ended_tx.send(true);
+        })?;
+    if ended_rx.recv() == Ok(false) {
+        // A signal: the worker finishes its current reconcile, but a call to an unresponsive updater
+        // may take its whole timeout (60 s), longer than the pod's grace period. The lease is
+        // released already (the elector steps down first, so nothing after that call is written);
+        // wait a bounded time, then exit without it, as a SIGKILL would, only sooner and cleanly.
+        if ended_rx.recv_timeout(config.shutdown_grace) != Ok(true) {
+            log::warn!(
+                "worker: the current reconcile is still waiting on a call after {:?}; exiting without it",
+                config.shutdown_grace
+            );
+        }
+    }
 
     // Stop order: the worker has returned (no more writes); release the lease so a standby takes
     // over at once; then let the watches and the probe server go.
@@ -151,7 +172,11 @@ fn spawn_watch<T: DeserializeOwned + Send + 'static>(
 
 /// SIGTERM and SIGINT become one `Event::Shutdown` (the binary may be PID 1, where the default action
 /// of SIGTERM is to do nothing).
-fn spawn_signal_thread(tx: Sender<Event>, shutdown: Arc<AtomicBool>) -> std::io::Result<()> {
+fn spawn_signal_thread(
+    tx: Sender<Event>,
+    shutdown: Arc<AtomicBool>,
+    ended: Sender<bool>,
+) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
@@ -161,6 +186,7 @@ fn spawn_signal_thread(tx: Sender<Event>, shutdown: Arc<AtomicBool>) -> std::io:
                 log::info!("received signal {sig}: shutting down");
                 shutdown.store(true, Ordering::SeqCst);
                 let _ = tx.send(Event::Shutdown);
+                let _ = ended.send(false);
             }
         })?;
     Ok(())

@@ -69,6 +69,25 @@ fn sigterm_stops_the_controller_cleanly() {
 }
 
 #[test]
+fn sigterm_during_a_hung_updater_call_still_exits_cleanly() {
+    let w = World::new("sigterm-hung");
+    let mut c = Controller::start(&w.kubeconfig);
+    // The updater takes the POST and does not answer for far longer than the pod's grace period.
+    w.updater.hold_ms.store(600_000, Ordering::SeqCst);
+    w.service("web", &[("http", 80, "TCP")]);
+    wait_for("the POST in flight", || {
+        w.updater.concurrency.now.load(Ordering::SeqCst) >= 1
+    });
+    // The call's own timeout is 60 s: exiting while the updater still holds the request means the
+    // controller did not wait it out.
+    let code = c.terminate_within(std::time::Duration::from_secs(40));
+    let still_held = w.updater.concurrency.now.load(Ordering::SeqCst) >= 1;
+    w.updater.hold_ms.store(0, Ordering::SeqCst);
+    assert_eq!(code, Some(0), "exit status 0 after SIGTERM");
+    assert!(still_held, "the controller waited for the hung call to end");
+}
+
+#[test]
 fn a_node_flip_applies_several_loadbalancers_at_once() {
     let w = World::new("batch");
     let _c = Controller::start(&w.kubeconfig);

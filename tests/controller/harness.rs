@@ -63,7 +63,11 @@ impl RecordingUpdater {
             n.max.fetch_max(now, Ordering::SeqCst);
             let hold = h.load(Ordering::SeqCst);
             if hold > 0 && req.method == "POST" {
-                std::thread::sleep(Duration::from_millis(hold));
+                // In short steps, so a test can let held requests go by setting hold_ms to 0.
+                let until = Instant::now() + Duration::from_millis(hold);
+                while h.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             let answer = record(req, &c, &b, &f);
             n.now.fetch_sub(1, Ordering::SeqCst);
@@ -198,12 +202,17 @@ impl Controller {
 
     /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.terminate_within(WAIT)
+    }
+
+    /// SIGTERM, then its exit code if it exits within `limit` (else it is killed: None).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(c.id().to_string())
             .status();
-        let end = Instant::now() + WAIT;
+        let end = Instant::now() + limit;
         while Instant::now() < end {
             if let Ok(Some(st)) = c.try_wait() {
                 return st.code();
