@@ -118,7 +118,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         // A signal: the worker finishes its current reconcile, but a call to an unresponsive updater
         // may take its whole timeout (60 s), longer than the pod's grace period. The lease is
         // released already (the elector steps down first, so nothing after that call is written);
-        // wait a bounded time, then exit without it, as a SIGKILL would, only sooner and cleanly.
+        // wait `shutdown_grace` (5 s), then exit without it, as a SIGKILL would, only sooner and cleanly.
         if ended_rx.recv_timeout(config.shutdown_grace) != Ok(true) {
             log::warn!(
                 "worker: the current reconcile is still waiting on a call after {:?}; exiting without it",
