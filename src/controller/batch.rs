@@ -11,7 +11,7 @@
 //! Must not: touch the cache, decide anything, or run a plan that creates a LoadBalancer, moves a
 //! port, deletes a backend or changes finalizers (those stay one at a time on the worker).
 
-use super::cache::Cache;
+use super::cache::{Cache, Key};
 use super::plan::{Action, Plan, UpdaterRequest};
 use super::ports::stored_ports;
 use super::stats::Stats;
@@ -96,8 +96,8 @@ pub struct Io<'a> {
 }
 
 impl Io<'_> {
-    /// `POST /api/v1/lb`, counted.
-    pub fn updater_apply(&self, url: &str, r: &UpdaterRequest) -> Result<(), String> {
+    /// `POST /api/v1/lb`, counted and logged.
+    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), String> {
         let client = self
             .updaters
             .get(url)
@@ -106,6 +106,15 @@ impl Io<'_> {
         let result = client.apply(&lb_request(r)).map_err(|e| e.to_string());
         self.stats
             .updater_call("apply", result.is_ok(), started.elapsed());
+        if result.is_ok() {
+            log::info!(
+                "applied backend={} port={}/{} targets={} updater={url} key={key}",
+                r.backend_name,
+                r.lb_port,
+                r.protocol,
+                r.upstreams.len()
+            );
+        }
         result
     }
 
@@ -139,16 +148,9 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> (Vec<Answer>, Resu
         }
         let answer = match action {
             Action::UpdaterApply { key, url, request } => {
-                if let Err(message) = io.updater_apply(url, request) {
+                if let Err(message) = io.updater_apply(key, url, request) {
                     return (answers, Err(Stop::Updater { index, message }));
                 }
-                log::info!(
-                    "applied backend={} port={}/{} targets={} updater={url} key={key}",
-                    request.backend_name,
-                    request.lb_port,
-                    request.protocol,
-                    request.upstreams.len()
-                );
                 Answer::Done
             }
             Action::Event(_) => {
@@ -214,7 +216,6 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::cache::Key;
     use crate::controller::plan::{EventSpec, EventType};
     use crate::model::ObjectReference;
     use serde_json::json;

@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::batch::{self, Answer, Io, MAX_BATCH, Stop};
 use super::cache::{Affected, Cache, Key};
 use super::events::EventLimiter;
-use super::plan::{Action, Plan, UpdaterRequest};
+use super::plan::{Action, Plan};
 use super::queue::Queue;
 use super::reconcile::{Context, on_updater_error, reconcile};
 use super::stats::Stats;
@@ -488,15 +488,10 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater_apply(url, request)
+                    self.updater(url);
+                    self.io()
+                        .updater_apply(key, url, request)
                         .map_err(|message| Stop::Updater { index, message })?;
-                    log::info!(
-                        "applied backend={} port={}/{} targets={} updater={url} key={key}",
-                        request.backend_name,
-                        request.lb_port,
-                        request.protocol,
-                        request.upstreams.len()
-                    );
                 }
                 Action::UpdaterDelete {
                     url, backend_name, ..
@@ -571,15 +566,6 @@ impl Worker {
         self.updaters
             .entry(url.to_string())
             .or_insert_with(|| UpdaterClient::new(url, None, timeouts))
-    }
-
-    fn updater_apply(&mut self, url: &str, r: &UpdaterRequest) -> Result<(), String> {
-        let request = batch::lb_request(r);
-        let started = Instant::now();
-        let result = self.updater(url).apply(&request).map_err(|e| e.to_string());
-        self.stats
-            .updater_call("apply", result.is_ok(), started.elapsed());
-        result
     }
 
     fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
