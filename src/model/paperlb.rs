@@ -103,13 +103,14 @@ impl LoadBalancerSpec {
 }
 
 /// A list of targets that can be shared (see `LoadBalancerSpec::share_first_port_targets`); reads as
-/// a slice, compares and serializes as the list.
+/// a slice, compares and serializes as the list. One allocation of exactly its length: a decoded
+/// `Vec` of 100 targets has room for 128, and the cache keeps one list per LoadBalancer.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Targets(Arc<Vec<TargetSpec>>);
+pub struct Targets(Arc<[TargetSpec]>);
 
 impl Targets {
     pub fn new(targets: Vec<TargetSpec>) -> Targets {
-        Targets(Arc::new(targets))
+        Targets(targets.into())
     }
 }
 
@@ -122,7 +123,7 @@ impl Deref for Targets {
 
 impl Serialize for Targets {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        self[..].serialize(s)
     }
 }
 
