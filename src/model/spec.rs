@@ -362,7 +362,7 @@ fn parse_port(
         let p = port_number(*t.port.require(&format!("{field}.port"), "an integer")?)
             .map_err(|e| format!("{field}.port: {e}"))?;
         out.push(Target {
-            host: host.clone(),
+            host: host.to_string(),
             port: p,
         });
     }
