@@ -6,8 +6,8 @@
 use super::ports::PortIndex;
 use super::targets::{node_view, ready_endpoint_nodes};
 use crate::model::{
-    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, ObjectMeta, Protocol,
-    Service,
+    CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig, Node,
+    ObjectMeta, Protocol, Service,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -50,6 +50,8 @@ pub struct Cache {
     pub load_balancers: BTreeMap<Key, LoadBalancer>,
     /// The (host, port, protocol) claims of `load_balancers`.
     ports: PortIndex,
+    /// One copy of each target host `load_balancers` list.
+    target_hosts: HostTable,
     pub configs: BTreeMap<Key, LoadBalancerConfig>,
     /// By slice namespace/name.
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
@@ -161,6 +163,7 @@ impl Cache {
             self.ports.remove(&key, &old.spec);
         }
         let mut lb = lb;
+        lb.spec.intern_target_hosts(&mut self.target_hosts);
         lb.spec.share_first_port_targets();
         self.ports.insert(&key, &lb.spec);
         self.load_balancers.insert(key.clone(), lb);
@@ -589,6 +592,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn loadbalancers_in_the_cache_share_target_host_strings() {
+        let lb_with = |name: &str| -> LoadBalancer {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
+                "spec": {"host": "h", "targets": [{"host": "10.0.0.1", "port": 30000}]},
+            }))
+            .unwrap()
+        };
+        let mut c = Cache::new();
+        c.apply_load_balancer(lb_with("a"));
+        c.apply_load_balancer(lb_with("b"));
+        let host = |name: &str| {
+            c.load_balancers[&Key::new("ns", name)].spec.targets[0]
+                .host
+                .clone()
+        };
+        let (a, b) = (host("a"), host("b"));
+        assert_eq!(a, b);
+        assert!(std::sync::Arc::ptr_eq(a.get().unwrap(), b.get().unwrap()));
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub const MAX_BODY: u64 = 64 << 20;
 pub const MAX_ERROR_BODY: u64 = 1 << 20;
 /// How often a cancellable read wakes up to look at its cancel flag.
 const CANCEL_TICK: Duration = Duration::from_millis(250);
+/// Size of each of a connection's input and output buffers (ureq's default is 128 KiB). A TLS
+/// connection has four (socket and TLS, each way), zero-filled on first use, and the controller keeps
+/// five watches open plus a pool: at 128 KiB that was 512 KiB per connection, about 2.5 MiB of the
+/// idle controller's RSS. A TLS record carries at most 16 KiB, so reads are no smaller than before.
+/// A response head must fit in the input buffer: the apiserver's are about 1 KiB.
+pub const CONNECTION_BUFFER: usize = 16 * 1024;
 
 /// Timeouts and identity of the client. `Default` is right for production.
 #[derive(Debug, Clone)]
@@ -791,6 +797,9 @@ fn build_agent(
         .accept_encoding(ureq::config::AutoHeaderValue::None)
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_global(Some(opts.request_timeout))
+        .input_buffer_size(CONNECTION_BUFFER)
+        .output_buffer_size(CONNECTION_BUFFER)
+        .max_response_header_size(CONNECTION_BUFFER)
         .build();
     let connector = ().chain(TcpConnector::default()).chain(CancelConnector).chain(TlsLayer(tls));
     Ok(Agent::with_parts(

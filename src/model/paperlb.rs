@@ -107,14 +107,67 @@ impl LoadBalancerSpec {
     }
 }
 
+/// One copy of each target host string, shared by every LoadBalancer that lists it: at 1,000
+/// LoadBalancers over 100 nodes the cache would otherwise hold 100,000 small strings (one
+/// allocation each) for 100 distinct addresses. Bounded: hosts no LoadBalancer uses any more are
+/// dropped whenever the table has doubled since the last sweep.
+#[derive(Clone, Debug, Default)]
+pub struct HostTable {
+    hosts: std::collections::BTreeSet<Arc<str>>,
+    sweep_at: usize,
+}
+
+impl HostTable {
+    /// Points `host` at the table's copy of the same text, adding it if new.
+    pub fn intern(&mut self, host: &mut Arc<str>) {
+        if let Some(shared) = self.hosts.get(&**host) {
+            if !Arc::ptr_eq(shared, host) {
+                *host = shared.clone();
+            }
+            return;
+        }
+        if self.hosts.len() >= self.sweep_at {
+            self.hosts.retain(|h| Arc::strong_count(h) > 1);
+            self.sweep_at = (2 * self.hosts.len()).max(256);
+        }
+        self.hosts.insert(host.clone());
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+impl LoadBalancerSpec {
+    /// Makes every target host point at `table`'s copy. A list shared with another object is
+    /// copied first (a decoded object's lists are not shared, so in the cache this copies nothing).
+    pub fn intern_target_hosts(&mut self, table: &mut HostTable) {
+        let lists =
+            std::iter::once(&mut self.targets).chain(self.ports.iter_mut().map(|p| &mut p.targets));
+        for list in lists {
+            let targets = Arc::make_mut(&mut list.0);
+            for t in targets {
+                if let Lenient::Valid(host) = &mut t.host {
+                    table.intern(host);
+                }
+            }
+        }
+    }
+}
+
 /// A list of targets that can be shared (see `LoadBalancerSpec::share_first_port_targets`); reads as
-/// a slice, compares and serializes as the list.
+/// a slice, compares and serializes as the list. One allocation of exactly its length: a decoded
+/// `Vec` of 100 targets has room for 128, and the cache keeps one list per LoadBalancer.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Targets(Arc<Vec<TargetSpec>>);
+pub struct Targets(Arc<[TargetSpec]>);
 
 impl Targets {
     pub fn new(targets: Vec<TargetSpec>) -> Targets {
-        Targets(Arc::new(targets))
+        Targets(targets.into())
     }
 }
 
@@ -127,7 +180,7 @@ impl Deref for Targets {
 
 impl Serialize for Targets {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
+        self[..].serialize(s)
     }
 }
 
@@ -139,7 +192,8 @@ fn lenient_targets<'de, D: Deserializer<'de>>(d: D) -> Result<Targets, D::Error>
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TargetSpec {
-    pub host: Lenient<String>,
+    /// Shared: every LoadBalancer lists the same node addresses (see `intern_target_hosts`).
+    pub host: Lenient<Arc<str>>,
     pub port: Lenient<i64>,
 }
 
@@ -238,5 +292,66 @@ mod tests {
             &odd.spec.ports[0].targets.0
         ));
         assert_eq!(odd.spec.targets.len(), 2);
+    }
+
+    #[test]
+    fn interned_target_hosts_are_one_copy_and_change_nothing_else() {
+        let text = |port: i64| {
+            json!({"spec": {"host": "h", "port": port,
+                "targets": [{"host": "127.0.1.1", "port": 30080}, {"host": 5, "port": 30080}],
+                "ports": [{"port": port, "targets": [{"host": "127.0.1.1", "port": 30080},
+                    {"host": "127.0.1.2", "port": 30080}]}]}})
+        };
+        let mut table = HostTable::default();
+        let mut specs = Vec::new();
+        for port in [8000, 8001] {
+            let mut lb: LoadBalancer = serde_json::from_value(text(port)).unwrap();
+            let before = lb.clone();
+            lb.spec.intern_target_hosts(&mut table);
+            assert_eq!(lb, before);
+            assert_eq!(
+                serde_json::to_string(&lb).unwrap(),
+                serde_json::to_string(&before).unwrap()
+            );
+            specs.push(lb.spec);
+        }
+        let host = |spec: &LoadBalancerSpec, port: usize, i: usize| -> Arc<str> {
+            let list = if port == 0 {
+                &spec.targets
+            } else {
+                &spec.ports[port - 1].targets
+            };
+            list[i].host.get().cloned().unwrap()
+        };
+        // The same address in the Go list, in ports[0], and in the other LoadBalancer: one copy.
+        let first = host(&specs[0], 0, 0);
+        for (s, p, i) in [(0, 1, 0), (1, 0, 0), (1, 1, 0)] {
+            assert!(Arc::ptr_eq(&first, &host(&specs[s], p, i)));
+        }
+        assert!(Arc::ptr_eq(&host(&specs[0], 1, 1), &host(&specs[1], 1, 1)));
+        // A wrong-typed host stays raw and is not interned.
+        assert_eq!(
+            specs[0].targets[1].host,
+            Lenient::Invalid(Box::new(json!(5)))
+        );
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn host_table_drops_hosts_no_longer_used() {
+        let mut table = HostTable::default();
+        let mut kept: Arc<str> = "10.0.0.1".into();
+        table.intern(&mut kept);
+        for i in 0..10_000 {
+            let mut h: Arc<str> = format!("10.1.{}.{}", i / 256, i % 256).into();
+            table.intern(&mut h);
+        }
+        assert!(table.len() <= 512, "{}", table.len());
+        let mut again: Arc<str> = "10.0.0.1".into();
+        table.intern(&mut again);
+        assert!(
+            Arc::ptr_eq(&kept, &again),
+            "a host still in use keeps its copy"
+        );
     }
 }

@@ -385,7 +385,7 @@ fn parse_port(
         let p = port_number(*t.port.require_with(|| field("port"), "an integer")?)
             .map_err(|e| format!("{}: {e}", field("port")))?;
         out.push(Target {
-            host: host.clone(),
+            host: host.to_string(),
             port: p,
         });
     }

@@ -351,7 +351,7 @@ fn example_config_is_valid() {
 fn odd_loadbalancer_shapes_decode_the_same_from_text_and_value() {
     fn target(host: &str, port: i64) -> TargetSpec {
         TargetSpec {
-            host: Lenient::valid(host.to_string()),
+            host: Lenient::valid(host.into()),
             port: Lenient::valid(port),
         }
     }

@@ -55,6 +55,9 @@ impl UpdaterClient {
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.call))
             .max_response_header_size(16 * 1024)
+            // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
             .tls_config(tls)
             .build()
             .into();

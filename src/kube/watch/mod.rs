@@ -132,6 +132,7 @@ pub struct WatchStream {
     what: String,
     server: String,
     idle: Duration,
+    /// As large as a connection's input buffer: one read returns no more than that holds.
     buf: Vec<u8>,
 }
 
@@ -157,7 +158,7 @@ impl WatchStream {
             what,
             server,
             idle,
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; crate::kube::client::CONNECTION_BUFFER],
         }
     }
 
