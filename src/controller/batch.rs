@@ -30,6 +30,9 @@ use std::time::Instant;
 /// (client-go's default QPS is 5 per client with burst 10; these are writes of different objects).
 pub const MAX_BATCH: usize = 4;
 
+/// What one plan's I/O gave: the answers in action order, and how it ended.
+pub type Outcome = (Vec<Answer>, Result<(), Stop>);
+
 /// Why executing a plan stopped.
 #[derive(Debug)]
 pub enum Stop {
@@ -64,7 +67,11 @@ pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
         | Action::PatchLoadBalancerStatus { .. }
         | Action::PatchServiceStatus { .. } => true,
         Action::PatchLoadBalancerSpec { key, patch } => {
-            let Some(old) = cache.load_balancers.get(key) else {
+            // Metadata beyond the precondition (finalizers, an adoption) stays one at a time.
+            let only_precondition = patch["metadata"]
+                .as_object()
+                .is_none_or(|m| m.keys().all(|k| k == "resourceVersion"));
+            let Some(old) = cache.load_balancers.get(key).filter(|_| only_precondition) else {
                 return false;
             };
             let Ok(new) = serde_json::from_value::<LoadBalancerSpec>(patch["spec"].clone()) else {
@@ -140,7 +147,7 @@ impl Io<'_> {
 
 /// Runs one batchable plan's I/O in order, stopping at the first failure. `events[i]` is the
 /// prepared Event for action `i` (None: dropped by the rate limit, or not an Event).
-pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> (Vec<Answer>, Result<(), Stop>) {
+pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
     for (index, action) in plan.actions.iter().enumerate() {
         if !io.leadership.is_leader() {
@@ -328,6 +335,15 @@ mod tests {
             (
                 "unreadable spec",
                 vec![spec_patch("web", json!("nonsense"))],
+                false,
+            ),
+            (
+                "targets change with a finalizer added",
+                vec![Action::PatchLoadBalancerSpec {
+                    key: key("web"),
+                    patch: json!({"metadata": {"resourceVersion": "5", "finalizers": ["f"]},
+                        "spec": spec("lb.example", 8000, "TCP", "127.0.0.3")}),
+                }],
                 false,
             ),
             (

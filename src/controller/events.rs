@@ -63,6 +63,17 @@ impl EventLimiter {
         bucket.tokens -= 1;
         true
     }
+
+    /// Gives back the token `allow` took for an Event that was then never sent.
+    pub fn refund(&mut self, object: &str, reason: &str) {
+        let burst = self.burst;
+        if let Some(b) = self
+            .buckets
+            .get_mut(&(object.to_string(), reason.to_string()))
+        {
+            b.tokens = (b.tokens + 1).min(burst);
+        }
+    }
 }
 
 fn refilled(b: &Bucket, burst: u32, every: Duration, now: Instant) -> Bucket {
@@ -126,5 +137,25 @@ mod tests {
             .filter(|_| l.allow("Service ns/web", "UpdaterFailed", later))
             .count();
         assert_eq!(sent, 25, "refills up to the burst, not beyond");
+    }
+
+    #[test]
+    fn a_refunded_token_can_be_used_again_but_never_beyond_the_burst() {
+        let t0 = Instant::now();
+        let mut l = EventLimiter::new(2, Duration::from_secs(300));
+        assert!(l.allow("svc a", "R", t0));
+        assert!(l.allow("svc a", "R", t0));
+        assert!(!l.allow("svc a", "R", t0));
+        l.refund("svc a", "R");
+        assert!(l.allow("svc a", "R", t0));
+        assert!(!l.allow("svc a", "R", t0));
+        for _ in 0..5 {
+            l.refund("svc a", "R");
+        }
+        assert!(l.allow("svc a", "R", t0));
+        assert!(l.allow("svc a", "R", t0));
+        assert!(!l.allow("svc a", "R", t0), "refunds stop at the burst");
+        l.refund("svc b", "R"); // unknown bucket: nothing to give back
+        assert!(l.allow("svc b", "R", t0));
     }
 }

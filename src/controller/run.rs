@@ -111,8 +111,15 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _worker = std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || {
+            // Sent on return and on a panic (a debug build unwinds), so main never waits forever.
+            struct Ended(Sender<bool>);
+            impl Drop for Ended {
+                fn drop(&mut self) {
+                    let _ = self.0.send(true);
+                }
+            }
+            let _ended = Ended(ended_tx);
             worker.run(rx);
-            let _ = ended_tx.send(true);
         })?;
     if ended_rx.recv() == Ok(false) {
         // A signal: the worker finishes its current reconcile, but a call to an unresponsive updater
@@ -127,8 +134,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Stop order: the worker has returned (no more writes); release the lease so a standby takes
-    // over at once; then let the watches and the probe server go.
+    // Stop order: the worker has returned (or is left behind in one call); the elector, told by the
+    // signal, has stepped down and released the lease (a standby takes over at once) or does so
+    // now; then let the watches and the probe server go.
     shutdown.store(true, Ordering::SeqCst);
     if let Some(elector) = elector {
         let _ = elector.join();

@@ -27,6 +27,7 @@ use super::plan::{Action, Plan};
 use super::queue::Queue;
 use super::reconcile::{Context, on_updater_error, reconcile};
 use super::stats::Stats;
+use super::status::is_applied;
 use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
@@ -95,6 +96,8 @@ pub struct Worker {
     shutdown: bool,
     /// Makes Event names unique within one nanosecond.
     event_seq: u64,
+    /// Counts leadership changes: a plan decided in one term is not run in another.
+    term: u64,
     /// Our writes run ahead of the watch: until it delivers what a write returned, older events for
     /// that object would roll the cache back (and cause a second updater call or a second release).
     awaiting_lbs: BTreeMap<Key, Awaiting>,
@@ -137,6 +140,7 @@ impl Worker {
             stats,
             shutdown: false,
             event_seq: 0,
+            term: 0,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
@@ -178,8 +182,7 @@ impl Worker {
                     self.run_batch(&mut batch);
                 }
                 if !self.drain(&rx) || self.shutdown {
-                    // Finish what was decided before returning.
-                    self.run_batch(&mut batch);
+                    // Decided but not started: leave them to the next leader.
                     return;
                 }
                 if !self.leadership.is_leader() {
@@ -250,11 +253,13 @@ impl Worker {
                 |c, s| c.delete_endpoint_slice(&Key::of(&s.metadata)),
             ),
             Event::Leadership(true) => {
+                self.term += 1;
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 self.all_keys()
             }
             Event::Leadership(false) => {
+                self.term += 1;
                 // Leave the gauges as of now rather than as of the last batch of work as leader.
                 self.stats.set_queue_depth(self.queue.len());
                 self.stats.observe_cache(&self.cache);
@@ -341,6 +346,7 @@ impl Worker {
                 ctx,
                 plan,
                 started,
+                term: self.term,
             });
         }
         let result = if plan.is_empty() {
@@ -355,10 +361,23 @@ impl Worker {
     /// Runs the collected plans' I/O at once, one scoped thread each, then applies every answer to
     /// the cache in each plan's order and finishes each key as `process` would have.
     fn run_batch(&mut self, batch: &mut Vec<Pending>) {
-        if batch.is_empty() {
+        // A plan decided before leadership changed is not run: the key is decided again.
+        let (jobs, stale): (Vec<Pending>, Vec<Pending>) = std::mem::take(batch)
+            .into_iter()
+            .partition(|j| j.term == self.term);
+        for job in stale {
+            self.finish(
+                &job.key,
+                &job.ctx,
+                &job.plan,
+                Err(Stop::NotLeader),
+                job.started,
+            );
+            self.queue.done(&job.key);
+        }
+        if jobs.is_empty() {
             return;
         }
-        let jobs = std::mem::take(batch);
         // Decided here, not on the threads: updater clients, and Events past the rate limit.
         let mut events: Vec<Vec<Option<crate::model::Event>>> = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -379,7 +398,8 @@ impl Worker {
             .busy_since_ms
             .store(epoch_ms(), Ordering::Relaxed);
         let io = self.io();
-        let results: Vec<(Vec<Answer>, Result<(), Stop>)> = std::thread::scope(|s| {
+        // None: the thread could not be started (or panicked; release builds abort instead).
+        let results: Vec<Option<batch::Outcome>> = std::thread::scope(|s| {
             let handles: Vec<_> = jobs
                 .iter()
                 .zip(&events)
@@ -392,17 +412,33 @@ impl Worker {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| match h.map(|h| h.join()) {
-                    Ok(Ok(done)) => done,
-                    // No thread (or it panicked): nothing was applied; try again shortly.
-                    _ => {
-                        log::error!("an I/O thread could not run; the key is retried");
-                        (Vec::new(), Err(Stop::NotLeader))
-                    }
-                })
+                .map(|h| h.ok().and_then(|h| h.join().ok()))
                 .collect()
         });
-        for (job, (answers, result)) in jobs.into_iter().zip(results) {
+        for ((job, evs), done) in jobs.into_iter().zip(events).zip(results) {
+            let Some((answers, result)) = done else {
+                log::warn!("no I/O thread for key={}; running its plan here", job.key);
+                for (action, event) in job.plan.actions.iter().zip(&evs) {
+                    if let (Action::Event(spec), Some(_)) = (action, event) {
+                        self.refund_event(spec);
+                    }
+                }
+                let result = self.execute(&job.key, &job.plan);
+                self.finish(&job.key, &job.ctx, &job.plan, result, job.started);
+                self.queue.done(&job.key);
+                continue;
+            };
+            // Events after the action that stopped the plan were never sent.
+            let ran = match &result {
+                Ok(()) => job.plan.actions.len(),
+                Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
+                Err(Stop::NotLeader) => answers.len(),
+            };
+            for (action, event) in job.plan.actions.iter().zip(&evs).skip(ran) {
+                if let (Action::Event(spec), Some(_)) = (action, event) {
+                    self.refund_event(spec);
+                }
+            }
             for (action, answer) in job.plan.actions.iter().zip(answers) {
                 let undecodable = |e: serde_json::Error| {
                     // The write happened; its watch event brings the object instead.
@@ -668,15 +704,17 @@ impl Worker {
         if let Some(phase) = lb.status.phase.as_deref() {
             log::info!("LoadBalancer key={key} phase={phase}");
         }
-        // The plan already holds every step that follows from this status; look at the key again
-        // only if the answer shows someone else's change (which the watch, behind our newer
-        // version, would not report).
-        let others = self
-            .cache
-            .load_balancers
-            .get(key)
-            .is_none_or(|old| old.spec != lb.spec || !same_meta(&old.metadata, &lb.metadata));
-        self.applied_lb_then(lb, others);
+        // A status that says "applied" (READY for this generation) ends its plan: every step that
+        // follows from it (the Service's ingress) is in the same plan, so look at the key again only
+        // if the answer shows someone else's change (which the watch, behind our newer version,
+        // would not report). Any other status (unconfirmed backends recorded before a spec change,
+        // an error) leaves work for the next reconcile.
+        let again =
+            !is_applied(&lb)
+                || self.cache.load_balancers.get(key).is_none_or(|old| {
+                    old.spec != lb.spec || !same_meta(&old.metadata, &lb.metadata)
+                });
+        self.applied_lb_then(lb, again);
     }
 
     /// The answer to our status patch of a Service.
@@ -735,6 +773,12 @@ impl Worker {
         }
     }
 
+    /// An Event prepared for a batch but never sent gives its rate-limit token back.
+    fn refund_event(&mut self, spec: &super::plan::EventSpec) {
+        let object = format!("{}/{}", spec.object.namespace, spec.object.name);
+        self.events.refund(&object, &spec.reason);
+    }
+
     /// The Event to post, or None when the rate limit drops it.
     fn prepare_event(&mut self, spec: &super::plan::EventSpec) -> Option<crate::model::Event> {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
@@ -766,6 +810,8 @@ struct Pending {
     ctx: Context,
     plan: Plan,
     started: Instant,
+    /// The leadership term it was decided in.
+    term: u64,
 }
 
 /// After a write answered `new`: wait for the watch to deliver that version, unless the write changed

@@ -147,3 +147,34 @@ fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
     );
     assert_no_port_pushed_for_two_backends(&w);
 }
+
+/// Review of the status-write shortcut: a reconcile whose whole plan records unconfirmed backends
+/// (its answer is not "applied") must be followed by the next step. Here an apply is cut off by a
+/// kill -9 while the updater holds its first POST, and the Service loses that port meanwhile: the
+/// new controller records the port's backend, then patches the spec, applies, and deletes it.
+#[test]
+fn a_crash_mid_apply_then_a_removed_port_still_converges() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let w = World::new("unconfirmed");
+    let mut c = Controller::start(&w.kubeconfig);
+    w.service("web", &[("a", 80, "TCP"), ("b", 81, "TCP")]);
+    wait_for("web READY", || w.ready("web"));
+    w.updater.hold_ms.store(600_000, SeqCst);
+    w.service(
+        "web",
+        &[("a", 80, "TCP"), ("b", 81, "TCP"), ("c", 82, "TCP")],
+    );
+    wait_for("the new spec's first POST in flight", || {
+        w.updater.concurrency.now.load(SeqCst) >= 1
+    });
+    c.kill();
+    w.updater.hold_ms.store(0, SeqCst);
+    w.service("web", &[("a", 80, "TCP"), ("b", 81, "TCP")]);
+    let _c = Controller::start(&w.kubeconfig);
+    wait_for("READY with two ports again", || {
+        w.ready("web") && w.lb_ports("web").len() == 2
+    });
+    wait_for("no backend of port c on the updater", || {
+        w.updater.backend_names() == ["default_web", "default_web_b"]
+    });
+}
