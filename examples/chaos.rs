@@ -51,6 +51,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind};
 use support::nginx::{NGINX, Nginx, STREAM_MODULE};
+use support::procs::{free_port, http_get, paperlb_bin, signal};
 
 const NS: &str = "paperlb-system";
 /// The default config (updater A, host 127.0.0.1) and a second LB host (updater B, 127.0.0.9):
@@ -158,14 +159,6 @@ impl Rng {
 struct Proc {
     child: Option<Child>,
     paused: bool,
-}
-
-fn signal(sig: &str, pid: u32) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Live children of a process, from /proc (the updater's `nginx -t` or `nginx -s reload`).
@@ -294,42 +287,6 @@ impl Drop for Proc {
 // ---------------------------------------------------------------------------------------------
 // Small I/O helpers
 
-/// A bounded HTTP/1.1 GET on loopback; (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    if !addr.ip().is_loopback() {
-        return Err(format!("{addr}: chaos talks to loopback only"));
-    }
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: paperlb-chaos\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.take(8 << 20)
-        .read_to_end(&mut resp)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("bad status line")?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Err("chunked answers are not expected from the updater".into());
-    }
-    Ok((code, body.to_string()))
-}
-
 /// A bounded HTTP/1.1 request with a JSON body on loopback (the checker's probe); the status.
 fn http_send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Result<u16, String> {
     if !addr.ip().is_loopback() {
@@ -355,13 +312,6 @@ fn http_send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Result
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| "no HTTP status".to_string())
-}
-
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port: {e}"))
 }
 
 /// `WINDOW` consecutive ports, free for TCP and UDP on every address (nginx's `listen PORT;` binds
@@ -840,7 +790,13 @@ fn port_conflicts<'a>(lbs: impl Iterator<Item = &'a Value>) -> Result<(), String
 type Backends = BTreeMap<String, Backend>;
 
 fn updater_backends(addr: SocketAddr) -> Result<(Backends, Vec<Value>), String> {
-    let (code, body) = http_get(addr, "/api/v1/lb")?;
+    let (code, body) = http_get(
+        addr,
+        "/api/v1/lb",
+        "paperlb-chaos",
+        8 << 20,
+        Duration::from_secs(10),
+    )?;
     if code != 200 {
         return Err(format!("HTTP {code}: {body}"));
     }
@@ -864,7 +820,14 @@ fn updater_backends(addr: SocketAddr) -> Result<(Backends, Vec<Value>), String> 
 
 /// POST and DELETE calls the updater has answered, from its /metrics.
 fn updater_calls(addr: SocketAddr) -> Option<u64> {
-    let (code, body) = http_get(addr, "/metrics").ok()?;
+    let (code, body) = http_get(
+        addr,
+        "/metrics",
+        "paperlb-chaos",
+        8 << 20,
+        Duration::from_secs(10),
+    )
+    .ok()?;
     if code != 200 {
         return None;
     }
@@ -1028,25 +991,6 @@ fn log_level() -> String {
     std::env::var("PAPERLB_CHAOS_LOG").unwrap_or_else(|_| "info".into())
 }
 
-fn paperlb_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("PAPERLB_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("locating the chaos binary: {e}"))?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("paperlb"))
-        .ok_or("cannot locate target/<profile>/paperlb")?;
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found: build it first (cargo build --bin paperlb --example chaos) or set PAPERLB_BIN",
-            bin.display()
-        ));
-    }
-    Ok(bin)
-}
-
 fn start_controller(bin: &Path, dir: &Path, kubeconfig: &Path) -> Result<Proc, String> {
     Proc::spawn(
         "controller",
@@ -1090,7 +1034,15 @@ fn start_updater(
         if let Some(st) = p.exited() {
             return Err(format!("nginx-updater exited at start ({st})"));
         }
-        if http_get(addr, "/healthz").is_ok_and(|(c, _)| c == 200) {
+        if http_get(
+            addr,
+            "/healthz",
+            "paperlb-chaos",
+            8 << 20,
+            Duration::from_secs(10),
+        )
+        .is_ok_and(|(c, _)| c == 200)
+        {
             return Ok(p);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -1100,7 +1052,7 @@ fn start_updater(
 
 impl World {
     fn new(seed: u64) -> Result<World, String> {
-        let bin = paperlb_bin()?;
+        let bin = paperlb_bin("chaos")?;
         if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
             return Err(format!(
                 "{NGINX} or {STREAM_MODULE} missing: run ./scripts/install-deps (make chaos does)"

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::fake_api::{FakeApi, FakeOptions};
+use support::procs::{free_port, http_get, paperlb_bin, signal};
 
 use support::nginx::{NGINX, STREAM_MODULE};
 const NAMESPACE: &str = "paperlb-system";
@@ -82,14 +83,6 @@ fn exited(name: &str) -> Option<String> {
         Ok(Some(status)) => Some(status.to_string()),
         _ => None,
     }
-}
-
-fn signal(sig: &str, pid: u32) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// Stops every child, newest first (SIGTERM, bounded wait, then SIGKILL; nginx workers too), and
@@ -222,34 +215,6 @@ fn wait_for<T>(limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("finding a free port: {e}"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("finding a free port: {e}"))
-}
-
-/// The paperlb binary: `PAPERLB_BIN`, else `target/<profile>/paperlb` next to
-/// `target/<profile>/examples/demo`.
-fn paperlb_bin() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("PAPERLB_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("locating the demo binary: {e}"))?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("paperlb"))
-        .ok_or("cannot locate target/<profile>/paperlb")?;
-    if !bin.is_file() {
-        return Err(format!(
-            "{} not found: build it first (cargo build --bin paperlb --example demo) or set PAPERLB_BIN",
-            bin.display()
-        ));
-    }
-    Ok(bin)
-}
-
 fn log_file(dir: &Path, name: &str) -> Result<(Stdio, Stdio), String> {
     let f = std::fs::File::create(dir.join(format!("{name}.log")))
         .map_err(|e| format!("creating {name}.log: {e}"))?;
@@ -361,7 +326,14 @@ fn start_updater(bin: &Path, dir: &Path, conf: &Path, streams: &Path) -> Result<
         if exited("nginx-updater").is_some() {
             return Some(false);
         }
-        let (code, _) = http_get(addr, "/healthz").ok()?;
+        let (code, _) = http_get(
+            addr,
+            "/healthz",
+            "paperlb-demo",
+            64 * 1024,
+            Duration::from_secs(3),
+        )
+        .ok()?;
         (code == 200).then_some(true)
     });
     if ok != Some(true) {
@@ -442,33 +414,6 @@ fn serve(mut conn: TcpStream, node: &str) {
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-}
-
-/// A bounded HTTP/1.1 GET; returns the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(Duration::from_secs(3)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: paperlb-demo\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.take(64 * 1024)
-        .read_to_end(&mut resp)
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("bad status line")?;
-    Ok((code, body.to_string()))
 }
 
 fn print_table(rows: &[Vec<String>]) {
@@ -577,7 +522,7 @@ fn step(msg: &str) {
 
 fn run(hold: bool) -> Result<(), String> {
     let started = Instant::now();
-    let bin = paperlb_bin()?;
+    let bin = paperlb_bin("demo")?;
     let dir = std::env::temp_dir().join(format!("paperlb-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
@@ -669,11 +614,13 @@ fn demo(bin: &Path, dir: &Path, hold: bool) -> Result<(), String> {
         "{REQUESTS} requests through the load balancer: curl http://{LB_HOST}:{lb_port}/"
     ));
     // The updater confirmed the reload before answering, but give nginx a moment if it is slow.
-    wait_for(Duration::from_secs(10), || http_get(addr, "/").ok())
-        .ok_or_else(|| format!("nothing answers on {addr}"))?;
+    wait_for(Duration::from_secs(10), || {
+        http_get(addr, "/", "paperlb-demo", 64 * 1024, Duration::from_secs(3)).ok()
+    })
+    .ok_or_else(|| format!("nothing answers on {addr}"))?;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for i in 1..=REQUESTS {
-        match http_get(addr, "/") {
+        match http_get(addr, "/", "paperlb-demo", 64 * 1024, Duration::from_secs(3)) {
             Ok((code, body)) => {
                 let body = body.trim().to_string();
                 println!("  [{i}] {code} {body}");

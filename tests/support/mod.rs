@@ -1,5 +1,6 @@
 //! Test support shared by the integration test binaries (and the demo): the fake Kubernetes API
-//! server, the private-nginx harness and the Prometheus exposition-format checker.
+//! server, the private-nginx harness, the Prometheus exposition-format checker, and the child-process
+//! helpers of the example programs.
 //!
 //! Each test binary includes this module with `#[path = "../support/mod.rs"] mod support;` and uses
 //! what it needs; the rest is allowed to be dead code in that binary.
@@ -7,4 +8,5 @@
 
 pub mod fake_api;
 pub mod nginx;
+pub mod procs;
 pub mod prom;
