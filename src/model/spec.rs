@@ -104,13 +104,6 @@ impl LoadBalancerConfig {
                 address_types.push(t.clone());
             }
         }
-        let timeout = |l: &Lenient<i64>, field: &str| -> Result<u32, String> {
-            let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
-            if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {
-                return Err(format!("{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS}"));
-            }
-            Ok(v as u32)
-        };
         Ok(ValidConfig {
             name: self.metadata.name.clone(),
             namespace: self.metadata.namespace.clone(),
@@ -269,13 +262,6 @@ impl LbSpec {
                 });
             }
         }
-        let timeout = |l: &Lenient<i64>, field: &str| -> Result<u32, String> {
-            let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
-            if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {
-                return Err(format!("{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS}"));
-            }
-            Ok(v as u32)
-        };
         Ok(LbSpec {
             config_name,
             url: url.clone(),
@@ -360,6 +346,15 @@ impl LbSpec {
         hosts.dedup();
         hosts.len()
     }
+}
+
+/// A proxy timeout in seconds: absent or 0 means "the default".
+fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
+    let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
+    if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {
+        return Err(format!("{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS}"));
+    }
+    Ok(v as u32)
 }
 
 fn parse_port(
