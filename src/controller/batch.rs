@@ -21,6 +21,7 @@ use crate::kube::lease::Leadership;
 use crate::model::{Event, LoadBalancerSpec};
 use crate::updater::api::{LbRequest, Upstream};
 use crate::updater::client::UpdaterClient;
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,7 +75,8 @@ pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
             let Some(old) = cache.load_balancers.get(key).filter(|_| only_precondition) else {
                 return false;
             };
-            let Ok(new) = serde_json::from_value::<LoadBalancerSpec>(patch["spec"].clone()) else {
+            // Read in place (no copy of the patch): this runs for every plan of a flip.
+            let Ok(new) = LoadBalancerSpec::deserialize(&patch["spec"]) else {
                 return false;
             };
             claims(&old.spec) == claims(&new)
