@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example fake-apiserver -- --listen 127.0.0.1:6443 --kubeconfig-out PATH [--ca-out PATH]
 //!     [--token TOKEN] [--plain-http]
+//!     [--latency off|etcd|read=MS,write=MS,jitter=PCT,writes=N]
 //! ```
 //! Writes a kubeconfig (CA data, server URL, admin token) once it listens, with the paperlb CRDs
 //! installed; create Nodes, Services and the rest over its HTTP API as kubectl would. Logs each
@@ -20,13 +21,14 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use support::fake_api::{FakeApi, FakeOptions};
+use support::fake_api::{FakeApi, FakeOptions, Latency};
 
 const HELP: &str = "\
 fake-apiserver: a fake kube-apiserver on loopback, for demos and manual tests
 
 USAGE:
     fake-apiserver --kubeconfig-out PATH [--listen ADDR] [--ca-out PATH] [--token TOKEN] [--plain-http]
+                   [--latency PROFILE]
 
 OPTIONS:
     --listen ADDR          loopback address to listen on [default: 127.0.0.1:6443]
@@ -34,6 +36,9 @@ OPTIONS:
     --ca-out PATH          also write the CA certificate (PEM) here
     --token TOKEN          admin bearer token [default: random]
     --plain-http           serve HTTP instead of HTTPS
+    --latency PROFILE      simulated apiserver latency: off, etcd (5 ms reads, 15 ms writes, both
+                           +-50 %, 16 writes in flight) or read=MS,write=MS,jitter=PCT,writes=N
+                           [default: off]
     -h, --help             print this help
 ";
 
@@ -43,6 +48,7 @@ struct Args {
     ca_out: Option<PathBuf>,
     token: Option<String>,
     plain_http: bool,
+    latency: Latency,
 }
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -51,6 +57,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
     let mut ca_out = None;
     let mut token = None;
     let mut plain_http = false;
+    let mut latency = Latency::off();
     while let Some(flag) = argv.next() {
         let mut value = |name: &str| argv.next().ok_or(format!("{name} needs a value"));
         match flag.as_str() {
@@ -66,6 +73,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
             "--ca-out" => ca_out = Some(PathBuf::from(value("--ca-out")?)),
             "--token" => token = Some(value("--token")?),
             "--plain-http" => plain_http = true,
+            "--latency" => latency = Latency::parse(&value("--latency")?)?,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -76,6 +84,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>, St
         ca_out,
         token,
         plain_http,
+        latency,
     }))
 }
 
@@ -104,6 +113,7 @@ fn run(args: Args) -> Result<(), String> {
         listen: args.listen,
         tls: !args.plain_http,
         admin_token: args.token,
+        latency: args.latency,
         ..FakeOptions::default()
     })
     .map_err(|e| format!("listening on {}: {e}", args.listen))?;
@@ -113,9 +123,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     write_atomic(&args.kubeconfig_out, |p| api.write_kubeconfig(p))?;
     log::info!(
-        "fake API server listening on {}; kubeconfig in {}",
+        "fake API server listening on {}; kubeconfig in {}; latency {}",
         api.url(),
-        args.kubeconfig_out.display()
+        args.kubeconfig_out.display(),
+        api.latency()
     );
     if stdin_can_signal() {
         let mut sink = [0u8; 256];

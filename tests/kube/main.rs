@@ -6,3 +6,4 @@ mod support;
 
 mod against_fake;
 mod fake_api;
+mod fake_latency;

@@ -3,7 +3,7 @@
 //! (Status bodies, framing, resourceVersions, watches, finalizers, status subresources, Service
 //! nodePorts), generic storage for the other kinds `manifests/paperlb.yaml` holds (CRDs, which serve
 //! our group once Established, ServiceAccounts, RBAC, Deployments), plus test hooks: direct store
-//! access, RBAC denials, compaction and fault injection.
+//! access, RBAC denials, compaction, fault injection and simulated latency (`latency.rs`).
 //!
 //! It must not depend on the paperlb library: it stands in for the real server the library is
 //! checked against.
@@ -16,6 +16,7 @@ mod faults;
 mod http;
 mod json;
 mod kinds;
+mod latency;
 mod patch;
 mod resources;
 mod selectors;
@@ -38,6 +39,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 pub use faults::{Fault, FaultKind};
+pub use latency::{Delay, Latency};
 pub use state::RequestRecord;
 pub use status::ApiError;
 
@@ -75,6 +77,8 @@ pub struct FakeOptions {
     pub namespaces: Vec<String>,
     /// Fixed admin token (default: random).
     pub admin_token: Option<String>,
+    /// Simulated request latency and write cap (default: off; see `latency.rs`).
+    pub latency: Latency,
 }
 
 impl Default for FakeOptions {
@@ -91,6 +95,7 @@ impl Default for FakeOptions {
             kubernetes_service: true,
             namespaces: Vec::new(),
             admin_token: None,
+            latency: Latency::off(),
         }
     }
 }
@@ -170,7 +175,8 @@ impl FakeApi {
             idle_timeout: Duration::from_secs(120),
             advertise: addr.to_string(),
         };
-        let shared = Arc::new(Shared::new(state, cfg));
+        let gate = latency::Gate::new(opts.latency, seed());
+        let shared = Arc::new(Shared::new(state, cfg, gate));
         let tls = opts.tls.then(|| server::tls_config(&ca));
         let s = shared.clone();
         let accept = std::thread::Builder::new()
@@ -262,6 +268,25 @@ impl FakeApi {
 
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
+    }
+
+    /// Changes the simulated latency from the next request on.
+    pub fn set_latency(&self, latency: Latency) {
+        self.shared.latency.set(latency);
+    }
+
+    pub fn latency(&self) -> Latency {
+        self.shared.latency.get()
+    }
+
+    /// The most writes in flight at once (inside the latency gate) since the last reset; counted
+    /// only while latency is on.
+    pub fn max_writes_in_flight(&self) -> usize {
+        self.shared.latency.max_in_flight()
+    }
+
+    pub fn reset_max_writes_in_flight(&self) {
+        self.shared.latency.reset_max();
     }
 
     /// Every RV older than the current one becomes too old (410), as after an etcd compaction.

@@ -14,6 +14,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use super::api::{self, Reply};
 use super::certs;
 use super::http::{self, Conn, ReadError};
+use super::latency::Gate;
 use super::state::State;
 use super::watch::{self, End};
 
@@ -34,12 +35,15 @@ pub struct Shared {
     pub changed: Condvar,
     pub shutdown: AtomicBool,
     pub cfg: Config,
+    /// Simulated latency (off unless asked for).
+    pub latency: Gate,
     conns: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
 }
 
 impl Shared {
-    pub fn new(state: State, cfg: Config) -> Self {
+    pub fn new(state: State, cfg: Config, latency: Gate) -> Self {
         Shared {
+            latency,
             state: Mutex::new(state),
             changed: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -301,11 +305,14 @@ fn serve_requests(shared: &Shared, conn: &mut Conn<Stream>) {
             shared.notify();
             return;
         }
+        // A write keeps its slot until it is applied; the answer is sent after the slot is free.
+        let permit = shared.latency.enter(&req.method, &shared.shutdown);
         let reply = {
             let mut st = shared.lock();
             let user = api::authenticate(&st, &req, cert_user.as_deref());
             api::handle(&mut st, &req, user, fault, &shared.cfg)
         };
+        drop(permit);
         shared.notify();
         let keep = match reply {
             Reply::Drop => {
