@@ -68,8 +68,10 @@ bench:
 # LB hosts (nginx-updater + real nginx each) against the fake API server, while objects change and
 # the controller, watches, API calls and updaters fail on purpose; then the invariants must hold.
 # SEEDS: the seeds to run; DURATION: seconds of chaos per seed. Exits 1 naming the failed seed.
+# LATENCY: the fake API server's latency profile (off, etcd, or read=MS,write=MS,jitter=PCT,writes=N).
 SEEDS ?= 1 2 3
 DURATION ?= 20
+LATENCY ?= off
 chaos: deps
 	$(CARGO) build --locked --bin paperlb --example chaos
-	./target/debug/examples/chaos --duration $(DURATION) $(SEEDS)
+	./target/debug/examples/chaos --duration $(DURATION) --latency $(LATENCY) $(SEEDS)

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use paperlb::http::{Limits, Request, Response, Server};
 use serde_json::{Value, json};
 
-use support::fake_api::{FakeApi, FakeOptions};
+use support::fake_api::{FakeApi, FakeOptions, Latency};
 
 const NS: &str = "paperlb-system";
 const LB_HOST: &str = "127.0.0.10";
@@ -280,11 +280,20 @@ fn node_name(i: usize) -> String {
 
 impl World {
     fn new() -> World {
+        World::with_latency(Latency::off())
+    }
+
+    /// The cluster behind an apiserver with this latency (only the controller's requests over the
+    /// wire wait; the bench's own in-process changes do not).
+    fn with_latency(latency: Latency) -> World {
         let api = FakeApi::start(FakeOptions {
             namespaces: vec![NS.into()],
+            latency,
             ..FakeOptions::default()
         });
-        let dir = std::env::temp_dir().join(format!("paperlb-bench-{}", std::process::id()));
+        static WORLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = WORLDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("paperlb-bench-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let kubeconfig = dir.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
@@ -517,6 +526,44 @@ const KEYS: &[Target] = &[
         "/min",
         "== 0",
         Some(|v| v == 0.0),
+    ),
+    ("startup_to_all_applied_ms_1k_0ms", "ms", "-", None),
+    ("bulk_1k_create_converge_ms_0ms", "ms", "-", None),
+    ("node_flip_converge_ms_1k_0ms", "ms", "-", None),
+    ("svc_create_to_ready_ms_p50_0ms", "ms", "-", None),
+    ("api_writes_per_lb_0ms", "", "-", None),
+    ("api_writes_per_lb_with_events_0ms", "", "-", None),
+    ("api_writes_per_lb_flip_with_events_0ms", "", "-", None),
+    ("api_max_writes_in_flight_0ms", "", "-", None),
+    ("rss_kib_1k_0ms", "KiB", "<= 24 MiB", Some(|v| v <= 24576.0)),
+    (
+        "startup_to_all_applied_ms_1k_15ms",
+        "ms",
+        "<= 10000 ms",
+        Some(|v| v <= 10000.0),
+    ),
+    ("bulk_1k_create_converge_ms_15ms", "ms", "-", None),
+    (
+        "node_flip_converge_ms_1k_15ms",
+        "ms",
+        "<= 5000 ms",
+        Some(|v| v <= 5000.0),
+    ),
+    (
+        "svc_create_to_ready_ms_p50_15ms",
+        "ms",
+        "<= 60 ms",
+        Some(|v| v <= 60.0),
+    ),
+    ("api_writes_per_lb_15ms", "", "-", None),
+    ("api_writes_per_lb_with_events_15ms", "", "-", None),
+    ("api_writes_per_lb_flip_with_events_15ms", "", "-", None),
+    ("api_max_writes_in_flight_15ms", "", "-", None),
+    (
+        "rss_kib_1k_15ms",
+        "KiB",
+        "<= 24 MiB",
+        Some(|v| v <= 24576.0),
     ),
     ("watch_events_per_sec", "/s", "-", None),
     ("watch_decode_events_per_sec", "/s", "-", None),
@@ -1010,6 +1057,12 @@ fn main() {
     if want("controller") {
         controller_phases(&bin, &mut r);
     }
+    if want("latency") || want("latency0") {
+        latency_profile(&bin, &mut r, Profile::Zero);
+    }
+    if want("latency") || want("latency15") {
+        latency_profile(&bin, &mut r, Profile::Etcd);
+    }
     if want("watch") {
         watch_throughput(&mut r);
     }
@@ -1235,6 +1288,161 @@ fn controller_phases(bin: &Path, r: &mut Results) {
     r.median("startup_to_synced_ms_1k", to_synced);
     r.median("api_writes_after_restart_1k", restart_writes);
     c.kill();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Latency profiles: the controller figures behind an apiserver that takes time to answer
+
+/// The apiserver the latency part measures against.
+#[derive(Clone, Copy)]
+enum Profile {
+    /// The fake as fast as it is (~0.2 ms a write).
+    Zero,
+    /// `Latency::etcd()`: 5 ms reads, 15 ms writes, both ± 50 %, at most 16 writes in flight.
+    Etcd,
+}
+
+impl Profile {
+    fn suffix(self) -> &'static str {
+        match self {
+            Profile::Zero => "0ms",
+            Profile::Etcd => "15ms",
+        }
+    }
+
+    fn latency(self) -> Latency {
+        match self {
+            Profile::Zero => Latency::off(),
+            Profile::Etcd => Latency::etcd(),
+        }
+    }
+}
+
+/// Creates timed one at a time (create → ingress), beside 1,000 converged LoadBalancers.
+const LATENCY_SEQUENTIAL: usize = 50;
+
+/// Back-to-back runs of each profile (`PAPERLB_BENCH_RUNS`, default 1, at most 10): each figure is
+/// the median over every sample of every run, and the samples are its spread.
+fn bench_runs() -> usize {
+    std::env::var("PAPERLB_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .clamp(1, 10)
+}
+
+/// Part `latency` (`latency0`, `latency15`: one profile): the cold start, bulk create, node flip
+/// and create → ingress figures at one profile, each key suffixed with the profile.
+fn latency_profile(bin: &Path, r: &mut Results, p: Profile) {
+    let runs = bench_runs();
+    let mut figures: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for run in 0..runs {
+        eprintln!(
+            "bench: latency profile {} ({}), run {}/{runs}",
+            p.suffix(),
+            p.latency(),
+            run + 1
+        );
+        for (key, value) in latency_run(bin, p) {
+            figures.entry(key).or_default().push(value);
+        }
+    }
+    for (key, samples) in figures {
+        r.median(&format!("{key}_{}", p.suffix()), samples);
+    }
+}
+
+/// Waits for every Service in "default" to have its ingress, cheaply: first the recorder's call
+/// count (`posts` POSTs), then a list every 20 ms.
+fn wait_all_applied(w: &World, what: &str, posts: usize) {
+    wait_for(what, Duration::from_millis(5), || w.updater.len() >= posts);
+    wait_for(what, Duration::from_millis(20), || {
+        w.ready_count() >= SERVICES
+    });
+}
+
+/// One run of one profile: (figure, sample) pairs; a figure may have several samples.
+fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
+    let mut out = Vec::new();
+    {
+        // Cold start: 1,000 Services without LoadBalancers, then the controller starts.
+        let w = World::with_latency(p.latency());
+        for i in 0..SERVICES {
+            w.service(&format!("svc-{i:04}"));
+        }
+        w.api.clear_requests();
+        w.api.reset_max_writes_in_flight();
+        let metrics_port = free_port();
+        let t0 = Instant::now();
+        let c = Controller::start(bin, &w.kubeconfig, Some(metrics_port));
+        wait_all_applied(&w, "cold start: 1k applied", SERVICES);
+        out.push(("startup_to_all_applied_ms_1k", ms(t0.elapsed())));
+        std::thread::sleep(Duration::from_millis(500));
+        let (writes, writes_ev) = w.writes();
+        out.push(("api_writes_per_lb", writes as f64 / SERVICES as f64));
+        out.push((
+            "api_writes_per_lb_with_events",
+            writes_ev as f64 / SERVICES as f64,
+        ));
+        out.push((
+            "api_max_writes_in_flight",
+            w.api.max_writes_in_flight() as f64,
+        ));
+        if let Some(rss) = c.rss_kib() {
+            out.push(("rss_kib_1k", rss as f64));
+        }
+        // Node flips: NotReady → every backend re-POSTed without the node; then back (not timed).
+        for run in 0..2 {
+            let n = 20 + run * 40;
+            let (name, ip) = (node_name(n), node_ip(n));
+            w.api.clear_requests();
+            let from = w.updater.len();
+            let t0 = Instant::now();
+            w.node(&name, &ip, false);
+            let done = converge(&w, from, |hosts| !hosts.contains(&ip));
+            out.push(("node_flip_converge_ms_1k", ms(done - t0)));
+            std::thread::sleep(Duration::from_millis(300));
+            out.push((
+                "api_writes_per_lb_flip_with_events",
+                w.writes().1 as f64 / SERVICES as f64,
+            ));
+            let from = w.updater.len();
+            w.node(&name, &ip, true);
+            converge(&w, from, |hosts| hosts.contains(&ip));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    {
+        // Bulk create: the controller running over an empty cluster, 1,000 Services at once.
+        let w = World::with_latency(p.latency());
+        let metrics_port = free_port();
+        let _c = Controller::start(bin, &w.kubeconfig, Some(metrics_port));
+        wait_for("controller /readyz", Duration::from_millis(5), || {
+            http_get(metrics_port, "/readyz").is_some()
+        });
+        let t0 = Instant::now();
+        for i in 0..SERVICES {
+            w.service(&format!("svc-{i:04}"));
+        }
+        wait_all_applied(&w, "bulk create: 1k applied", SERVICES);
+        out.push(("bulk_1k_create_converge_ms", ms(t0.elapsed())));
+        std::thread::sleep(Duration::from_millis(500));
+        // One at a time beside them: create → the Service's ingress (polled every 0.5 ms).
+        let mut to_ready = Vec::new();
+        for i in 0..LATENCY_SEQUENTIAL {
+            let name = format!("seq-{i:04}");
+            let t0 = Instant::now();
+            w.service(&name);
+            wait_for(
+                "sequential create ready",
+                Duration::from_micros(500),
+                || w.svc_ready(&name),
+            );
+            to_ready.push(ms(t0.elapsed()));
+        }
+        out.push(("svc_create_to_ready_ms_p50", percentile(&to_ready, 50.0)));
+    }
+    out
 }
 
 /// utime + stime of this process (the fake API server and the recording updater) in clock ticks.

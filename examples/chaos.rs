@@ -30,8 +30,11 @@
 //! On failure it prints the seed and each failed invariant with details, the tails of the
 //! children's logs, and exits 1. Every wait is bounded; every child is stopped on exit.
 //!
-//! Usage: `chaos [--duration SECS] [--keep] SEED...` (see `make chaos`). `PAPERLB_CHAOS_LOG`
-//! sets RUST_LOG for the children (default info; their logs are in the run's temp dir).
+//! Usage: `chaos [--duration SECS] [--latency PROFILE] [--keep] SEED...` (see `make chaos`).
+//! `--latency` gives the fake API server a latency profile (`etcd`: 5 ms reads, 15 ms writes, both
+//! ± 50 %, 16 writes in flight; or `read=MS,write=MS,jitter=PCT,writes=N`; default `off`).
+//! `PAPERLB_CHAOS_LOG` sets RUST_LOG for the children (default info; their logs are in the run's
+//! temp dir).
 
 #![forbid(unsafe_code)]
 
@@ -49,11 +52,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind};
+use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind, Latency};
 use support::nginx::{NGINX, Nginx, STREAM_MODULE};
 use support::procs::{free_port, http_get, paperlb_bin, signal};
 
 const NS: &str = "paperlb-system";
+/// The fake API server's latency profile for every seed of this run (`--latency`).
+static LATENCY: std::sync::OnceLock<Latency> = std::sync::OnceLock::new();
 /// The default config (updater A, host 127.0.0.1) and a second LB host (updater B, 127.0.0.9):
 /// naming it moves a Service there (new ports from its range, then the old backends go).
 const CONFIG: &str = "edge";
@@ -1066,6 +1071,7 @@ impl World {
             namespaces: vec![NS.into(), "apps".into()],
             // Bookmarks often enough to be exercised in a short run.
             bookmark_interval: Duration::from_secs(2),
+            latency: LATENCY.get().copied().unwrap_or_default(),
             ..FakeOptions::default()
         })
         .map_err(|e| format!("starting the fake API server: {e}"))?;
@@ -2198,7 +2204,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
 }
 
 fn usage() -> &'static str {
-    "usage: chaos [--duration SECS] [--keep] SEED...   (see `make chaos`)"
+    "usage: chaos [--duration SECS] [--latency off|etcd|read=MS,write=MS,jitter=PCT,writes=N] [--keep] SEED...   (see `make chaos`)"
 }
 
 fn main() -> ExitCode {
@@ -2218,6 +2224,19 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "--keep" => keep = true,
+            "--latency" => match args.next().map(|v| Latency::parse(&v)) {
+                Some(Ok(l)) => {
+                    let _ = LATENCY.set(l);
+                }
+                Some(Err(e)) => {
+                    eprintln!("chaos: {e}\n{}", usage());
+                    return ExitCode::from(2);
+                }
+                None => {
+                    eprintln!("chaos: --latency needs a profile\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
             "--duration" => match args.next().and_then(|v| v.parse::<u64>().ok()) {
                 Some(d) if (1..=3600).contains(&d) => duration = Duration::from_secs(d),
                 _ => {
@@ -2239,7 +2258,11 @@ fn main() -> ExitCode {
     }
     let mut failed: Vec<u64> = Vec::new();
     for seed in seeds {
-        println!("==> chaos seed {seed} ({}s)", duration.as_secs());
+        println!(
+            "==> chaos seed {seed} ({}s, API latency {})",
+            duration.as_secs(),
+            LATENCY.get().copied().unwrap_or_default()
+        );
         match run_seed(seed, duration, keep) {
             Ok(o) => {
                 println!("{}", o.summary);

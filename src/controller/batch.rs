@@ -1,15 +1,20 @@
-//! Plans that can run side by side: which plans qualify (pure), and their I/O on short-lived threads.
+//! Plans that can run side by side: which plans qualify (pure), and their I/O on a small pool of
+//! long-lived threads.
 //!
 //! A node flip queues every LoadBalancer; each needs a spec patch, then an updater call and a status
-//! patch, and one after another they leave the worker waiting on round trips. Plans that change no
-//! port claims cannot affect any other key's decision, so the worker collects up to [`MAX_BATCH`] of
-//! them and runs their I/O at once (`run`, one scoped thread each). The threads only talk to the
-//! API server and the updaters: the worker stays the one owner of the cache and applies each answer
-//! afterwards, in each plan's order. A key in a batch stays "processing" in the queue until then, so
-//! it is never reconciled twice at once (DESIGN, "Cost of a change").
+//! patch; a cold start over many Services needs a create, then the same. One after another they
+//! leave the worker waiting on round trips (several ms each on a real apiserver). Plans that change
+//! no port claims cannot affect any other key's decision, and a create's claims are reserved in the
+//! cache by the worker before its I/O starts, so the worker hands up to [`MAX_IN_FLIGHT`] such plans
+//! to the [`Pool`] and goes on deciding; each plan's actions run in order on one pool thread. The
+//! threads only talk to the API server and the updaters (at most [`IO_THREADS`] requests in flight
+//! to the API server, [`PER_UPDATER`] to each updater): the worker stays the one owner of the cache
+//! and applies each answer when the plan's [`Done`] arrives in its channel. A key in flight stays
+//! "processing" in the queue until then, so it is never reconciled twice at once (DESIGN, "Cost of
+//! a change").
 //!
-//! Must not: touch the cache, decide anything, or run a plan that creates a LoadBalancer, moves a
-//! port, deletes a backend or changes finalizers (those stay one at a time on the worker).
+//! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
+//! or changes finalizers (those stay one at a time on the worker).
 
 use super::cache::{Cache, Key};
 use super::plan::{Action, Plan, UpdaterRequest};
@@ -24,12 +29,26 @@ use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::collections::VecDeque;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-/// Plans run at once: enough to keep both ends busy, few enough to stay polite to the API server
-/// (client-go's default QPS is 5 per client with burst 10; these are writes of different objects).
-pub const MAX_BATCH: usize = 4;
+/// Plans handed to the pool and not yet applied, at most: enough to keep a slow apiserver's commit
+/// pipeline full, bounded so that a burst cannot queue without limit behind a stalled server.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Pool threads, at most (started as needed, then kept): also the bound on API requests in flight
+/// from the pool. kube-apiserver's default `--max-mutating-requests-inflight` is 200 for all clients.
+pub const IO_THREADS: usize = 32;
+
+/// Calls in flight to one updater URL, at most (the updater group-commits concurrent calls into
+/// one nginx reload, so a few at once cost little more than one).
+pub const PER_UPDATER: usize = 16;
+
+/// Stack of a pool thread: a plan's I/O is shallow (ureq, rustls, serde_json of one object).
+const IO_STACK: usize = 256 * 1024;
 
 /// What one plan's I/O gave: the answers in action order, and how it ended.
 pub type Outcome = (Vec<Answer>, Result<(), Stop>);
@@ -51,7 +70,7 @@ pub enum Stop {
 /// when the threads decoded, 42 MiB with a `Value` tree, see the notes in bench/README.md).
 #[derive(Debug)]
 pub enum Answer {
-    /// A spec or status patch of the LoadBalancer: the stored object.
+    /// A create, or a spec or status patch, of the LoadBalancer: the stored object.
     LoadBalancer(Box<RawValue>),
     /// A Service status patch: the stored object, or None when the Service is gone.
     Service(Option<Box<RawValue>>),
@@ -59,10 +78,14 @@ pub enum Answer {
     Done,
 }
 
-/// Whether a plan may run beside others: only updater applies, Events, status patches, and spec
-/// patches that keep the host and every (port, protocol) the cached LoadBalancer claims.
+/// Whether a plan may run beside others: only updater applies, Events, status patches, spec
+/// patches that keep the host and every (port, protocol) the cached LoadBalancer claims, and
+/// creates whose spec can be read (so the worker can reserve its ports; see `create_claims`).
 pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     plan.actions.iter().all(|a| match a {
+        Action::CreateLoadBalancer { key, .. } => {
+            !cache.load_balancers.contains_key(key) && create_spec(a).is_some()
+        }
         Action::UpdaterApply { .. }
         | Action::Event(_)
         | Action::PatchLoadBalancerStatus { .. }
@@ -85,6 +108,17 @@ pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     })
 }
 
+/// The spec a create action sends, as the cache reads stored specs (for its port reservation).
+pub fn create_spec(action: &Action) -> Option<LoadBalancerSpec> {
+    match action {
+        Action::CreateLoadBalancer { object, .. } => {
+            let spec = LoadBalancerSpec::deserialize(&object["spec"]).ok()?;
+            claims(&spec).map(|_| spec)
+        }
+        _ => None,
+    }
+}
+
 /// The host (lower case) and (port, protocol) pairs a spec holds on it.
 fn claims(spec: &LoadBalancerSpec) -> Option<(String, BTreeSet<(u16, crate::model::Protocol)>)> {
     let host = spec.host.get()?.to_ascii_lowercase();
@@ -95,13 +129,18 @@ fn claims(spec: &LoadBalancerSpec) -> Option<(String, BTreeSet<(u16, crate::mode
     Some((host, ports))
 }
 
-/// What the I/O threads share; everything in it is safe to use from several threads.
+/// What a plan's I/O uses; everything in it is safe to use from several threads.
 pub struct Io<'a> {
     pub client: &'a Client,
-    /// One client per updater URL the batch uses (created by the worker beforehand).
-    pub updaters: &'a BTreeMap<String, UpdaterClient>,
+    /// One client per updater URL the plan uses (created by the worker beforehand).
+    pub updaters: &'a BTreeMap<String, Arc<UpdaterClient>>,
     pub stats: &'a Stats,
     pub leadership: &'a Leadership,
+    /// Bounds calls per updater URL (None: on the worker, one call at a time anyway).
+    pub slots: Option<&'a Slots>,
+    /// (the worker's leadership term now, the term the plan was decided in): a plan decided in one
+    /// term is not run in another. None: on the worker, which checks that itself.
+    pub term: Option<(&'a AtomicU64, u64)>,
 }
 
 impl Io<'_> {
@@ -111,6 +150,7 @@ impl Io<'_> {
             .updaters
             .get(url)
             .ok_or_else(|| format!("no client for updater {url}"))?;
+        let _slot = self.slots.map(|s| s.take(url));
         let started = Instant::now();
         let result = client.apply(&lb_request(r)).map_err(|e| e.to_string());
         self.stats
@@ -152,7 +192,10 @@ impl Io<'_> {
 pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
     for (index, action) in plan.actions.iter().enumerate() {
-        if !io.leadership.is_leader() {
+        let same_term = io
+            .term
+            .is_none_or(|(now, decided)| now.load(Ordering::SeqCst) == decided);
+        if !io.leadership.is_leader() || !same_term {
             return (answers, Err(Stop::NotLeader));
         }
         let answer = match action {
@@ -167,6 +210,14 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
                     io.post_event(event);
                 }
                 Answer::Done
+            }
+            Action::CreateLoadBalancer { key, object } => {
+                io.stats.api_write("create");
+                let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
+                match io.client.create(&path, object) {
+                    Ok(lb) => Answer::LoadBalancer(lb),
+                    Err(error) => return (answers, Err(Stop::Api { index, error })),
+                }
             }
             Action::PatchLoadBalancerSpec { key, patch }
             | Action::PatchLoadBalancerStatus { key, patch } => {
@@ -201,6 +252,192 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
         answers.push(answer);
     }
     (answers, Ok(()))
+}
+
+/// A counting semaphore per updater URL.
+#[derive(Default)]
+pub struct Slots {
+    busy: Mutex<BTreeMap<String, usize>>,
+    freed: Condvar,
+}
+
+/// One taken slot; given back on drop.
+pub struct Slot<'a> {
+    slots: &'a Slots,
+    url: String,
+}
+
+impl Slots {
+    /// Waits until fewer than [`PER_UPDATER`] calls to `url` are in flight, then takes a slot.
+    pub fn take(&self, url: &str) -> Slot<'_> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while busy.get(url).is_some_and(|n| *n >= PER_UPDATER) {
+            busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy.entry(url.to_string()).or_default() += 1;
+        Slot {
+            slots: self,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(&self.url) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.url);
+            }
+        }
+        drop(busy);
+        self.slots.freed.notify_all();
+    }
+}
+
+/// One plan for the pool: everything it needs travels with it.
+pub struct Job {
+    pub id: u64,
+    /// The leadership term it was decided in.
+    pub term: u64,
+    pub plan: Plan,
+    /// The prepared Event for each action (see [`run`]).
+    pub events: Vec<Option<Event>>,
+    pub updaters: BTreeMap<String, Arc<UpdaterClient>>,
+}
+
+/// A finished job, for the worker to apply.
+pub struct Done {
+    pub id: u64,
+    pub plan: Plan,
+    pub events: Vec<Option<Event>>,
+    pub outcome: Outcome,
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Done")
+            .field("id", &self.id)
+            .field("result", &self.outcome.1)
+            .finish_non_exhaustive()
+    }
+}
+
+struct PoolShared {
+    client: Client,
+    /// The worker's leadership term.
+    term: Arc<AtomicU64>,
+    stats: Arc<Stats>,
+    leadership: Arc<Leadership>,
+    slots: Slots,
+    jobs: Mutex<VecDeque<Job>>,
+    more: Condvar,
+    /// Threads waiting for a job.
+    idle: AtomicUsize,
+    stop: AtomicBool,
+    deliver: Box<dyn Fn(Done) + Send + Sync>,
+}
+
+/// Long-lived I/O threads (started as needed, up to [`IO_THREADS`], with small stacks): a fixed set
+/// rather than threads per batch, so glibc keeps a fixed set of malloc arenas and no stacks come
+/// and go. Each finished job is handed to `deliver` (the worker's channel).
+pub struct Pool {
+    shared: Arc<PoolShared>,
+    threads: usize,
+}
+
+impl Pool {
+    pub fn new(
+        client: Client,
+        term: Arc<AtomicU64>,
+        stats: Arc<Stats>,
+        leadership: Arc<Leadership>,
+        deliver: impl Fn(Done) + Send + Sync + 'static,
+    ) -> Pool {
+        Pool {
+            shared: Arc::new(PoolShared {
+                client,
+                term,
+                stats,
+                leadership,
+                slots: Slots::default(),
+                jobs: Mutex::new(VecDeque::new()),
+                more: Condvar::new(),
+                idle: AtomicUsize::new(0),
+                stop: AtomicBool::new(false),
+                deliver: Box::new(deliver),
+            }),
+            threads: 0,
+        }
+    }
+
+    /// Queues a job; starts one more thread when none is idle. Err(job) when no thread can run it
+    /// (none could be started): the caller runs it itself.
+    pub fn submit(&mut self, job: Job) -> Result<(), Job> {
+        let s = &self.shared;
+        let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let waiting = jobs.len();
+        if s.idle.load(Ordering::SeqCst) <= waiting && self.threads < IO_THREADS {
+            let shared = s.clone();
+            let started = std::thread::Builder::new()
+                .name("paperlb-io".into())
+                .stack_size(IO_STACK)
+                .spawn(move || io_thread(&shared));
+            match started {
+                Ok(_) => self.threads += 1,
+                Err(e) => log::warn!("starting an I/O thread: {e}"),
+            }
+        }
+        if self.threads == 0 {
+            return Err(job);
+        }
+        jobs.push_back(job);
+        drop(jobs);
+        s.more.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.more.notify_all();
+    }
+}
+
+fn io_thread(s: &PoolShared) {
+    loop {
+        let job = {
+            let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if s.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(job) = jobs.pop_front() {
+                    break job;
+                }
+                s.idle.fetch_add(1, Ordering::SeqCst);
+                jobs = s.more.wait(jobs).unwrap_or_else(|e| e.into_inner());
+                s.idle.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        let io = Io {
+            client: &s.client,
+            updaters: &job.updaters,
+            stats: &s.stats,
+            leadership: &s.leadership,
+            slots: Some(&s.slots),
+            term: Some((&s.term, job.term)),
+        };
+        let outcome = run(&io, &job.plan, &job.events);
+        (s.deliver)(Done {
+            id: job.id,
+            plan: job.plan,
+            events: job.events,
+            outcome,
+        });
+    }
 }
 
 /// The updater API's request for one backend.
@@ -350,6 +587,22 @@ mod tests {
             ),
             (
                 "create",
+                vec![Action::CreateLoadBalancer {
+                    key: key("new"),
+                    object: json!({"spec": spec("lb.example", 8001, "TCP", "127.0.0.2")}),
+                }],
+                true,
+            ),
+            (
+                "create of a LoadBalancer the cache holds",
+                vec![Action::CreateLoadBalancer {
+                    key: key("web"),
+                    object: json!({"spec": spec("lb.example", 8001, "TCP", "127.0.0.2")}),
+                }],
+                false,
+            ),
+            (
+                "create with an unreadable spec",
                 vec![Action::CreateLoadBalancer {
                     key: key("new"),
                     object: json!({}),

@@ -6,8 +6,8 @@
 use super::ports::PortIndex;
 use super::targets::{node_view, ready_endpoint_nodes};
 use crate::model::{
-    CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig, Node,
-    ObjectMeta, Protocol, Service,
+    CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
+    LoadBalancerSpec, Node, ObjectMeta, Protocol, Service,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -50,6 +50,10 @@ pub struct Cache {
     pub load_balancers: BTreeMap<Key, LoadBalancer>,
     /// The (host, port, protocol) claims of `load_balancers`.
     ports: PortIndex,
+    /// Claims of LoadBalancer creates in flight (the worker's, see `batch`), until their answer is
+    /// applied: the spec each create sent, and the index of them.
+    reserved: BTreeMap<Key, LoadBalancerSpec>,
+    reserved_ports: PortIndex,
     /// One copy of each target host `load_balancers` list.
     target_hosts: HostTable,
     pub configs: BTreeMap<Key, LoadBalancerConfig>,
@@ -198,9 +202,25 @@ impl Cache {
         affected
     }
 
-    /// Whether a LoadBalancer other than `except` holds (port, protocol) on `host`.
+    /// Whether a LoadBalancer other than `except` holds (port, protocol) on `host`, or a create in
+    /// flight for another key claims it.
     pub fn port_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
         self.ports.is_taken(host, port, protocol, except)
+            || self.reserved_ports.is_taken(host, port, protocol, except)
+    }
+
+    /// Claims the ports of a create that is in flight for `key` (replacing an earlier claim).
+    pub fn reserve_ports(&mut self, key: &Key, spec: LoadBalancerSpec) {
+        self.release_ports(key);
+        self.reserved_ports.insert(key, &spec);
+        self.reserved.insert(key.clone(), spec);
+    }
+
+    /// Drops the claim of `reserve_ports` (the create was answered, or failed).
+    pub fn release_ports(&mut self, key: &Key) {
+        if let Some(spec) = self.reserved.remove(key) {
+            self.reserved_ports.remove(key, &spec);
+        }
     }
 
     /// Every (port, protocol) LoadBalancers other than `except` hold on `host`.
@@ -592,6 +612,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn reserved_ports_are_taken_for_other_keys_until_released() {
+        let spec: LoadBalancerSpec = serde_json::from_value(
+            json!({"host": "H1", "ports": [{"name": "a", "port": 8000, "protocol": "TCP"}]}),
+        )
+        .unwrap();
+        let (a, b) = (Key::new("ns", "a"), Key::new("ns", "b"));
+        let mut c = Cache::new();
+        c.reserve_ports(&a, spec.clone());
+        assert!(c.port_taken("h1", 8000, Protocol::Tcp, &b));
+        assert!(
+            !c.port_taken("h1", 8000, Protocol::Tcp, &a),
+            "its own claim"
+        );
+        assert!(!c.port_taken("h1", 8000, Protocol::Udp, &b));
+        assert!(!c.port_taken("h2", 8000, Protocol::Tcp, &b));
+        c.reserve_ports(&a, spec);
+        c.release_ports(&a);
+        assert!(!c.port_taken("h1", 8000, Protocol::Tcp, &b), "released");
+        c.release_ports(&a);
     }
 
     #[test]

@@ -223,12 +223,8 @@ fn reconcile_service(
                 "spec": desired.to_json(),
             }),
         });
-        plan.event(
-            &svc_ref,
-            EventType::Normal,
-            "PortAllocated",
-            allocated(&desired),
-        );
+        // No Event yet: the phase changes (to READY) once the updater has applied it, and that
+        // Event names the ports (Normal Events only on a phase change; see `EVENTS` in README).
         return;
     };
     let owned = lb.metadata.owner_references.iter().any(|o| {
@@ -290,18 +286,18 @@ fn reconcile_service(
         });
     }
     let mut status = lb.status.clone();
+    // A Normal Event only when the phase changes (a node flip re-applies a READY LoadBalancer:
+    // no Event); posted last, after the writes the Service's ingress waits for.
+    let mut phase_event = None;
     if !is_applied(lb) {
         let timeouts = (
             desired.proxy_timeout_seconds,
             desired.proxy_connect_timeout_seconds,
         );
         apply(key, lb, &desired, timeouts, &mut status, ctx, plan);
-        plan.event(
-            &svc_ref,
-            EventType::Normal,
-            "UpdaterApplied",
-            applied_message(&desired),
-        );
+        if lb.status.phase.as_deref() != Some(PHASE_READY) {
+            phase_event = Some(applied_message(&desired));
+        }
     }
     set_condition(
         &mut status.conditions,
@@ -325,6 +321,9 @@ fn reconcile_service(
                 patch: json!({"status": {"loadBalancer": {"ingress": ingress}}}),
             });
         }
+    }
+    if let Some(message) = phase_event {
+        plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message);
     }
 }
 
@@ -729,12 +728,6 @@ fn reconcile_hand_made(
             or(spec.proxy_connect_timeout_seconds, c),
         );
         apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
-        plan.event(
-            &object,
-            EventType::Normal,
-            "UpdaterApplied",
-            applied_message(&spec),
-        );
     }
     set_condition(
         &mut status.conditions,
@@ -747,6 +740,15 @@ fn reconcile_hand_made(
     );
     if status != lb.status {
         plan.push(status_patch(key, &status));
+    }
+    // Normal Events only on a phase change, after the writes.
+    if !is_applied(lb) && lb.status.phase.as_deref() != Some(PHASE_READY) {
+        plan.event(
+            &object,
+            EventType::Normal,
+            "UpdaterApplied",
+            applied_message(&spec),
+        );
     }
 }
 

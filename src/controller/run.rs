@@ -99,6 +99,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         spawn_watch(&env, &LOADBALANCERCONFIGS, Some(ns), Event::Configs),
         spawn_watch(&env, &ENDPOINTSLICES, None, Event::Slices),
     ];
+    let io_tx = tx.clone();
     drop(tx);
 
     let worker_config = WorkerConfig {
@@ -106,7 +107,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         address_types: config.address_types.clone(),
         updater_timeouts: Timeouts::default(),
     };
-    let worker = Worker::new(client, worker_config, leadership_view, health, stats);
+    let worker = Worker::new(client, worker_config, leadership_view, health, stats, io_tx);
     // Not joined: when it is still stuck in a call, returning from main ends it.
     let _worker = std::thread::Builder::new()
         .name("worker".into())

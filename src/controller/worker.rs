@@ -6,21 +6,22 @@
 //! Events. Each write's answer is applied to the cache at once, so the next decision (a second
 //! Service's port allocation, the next step of the same key) sees it before the watch catches up.
 //! It blocks in `recv`/`recv_timeout` until the next event or the next retry is due: no polling.
-//! Plans that change no port claims are collected and their I/O run side by side (`batch`); their
-//! answers are applied here afterwards, so this thread remains the only writer of the cache.
+//! Plans that change no port claims (and creates, whose ports it reserves first) are handed to the
+//! I/O pool (`batch`) and it goes on deciding; each answer comes back through its channel and is
+//! applied here, so this thread remains the only writer of the cache.
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::batch::{self, Answer, Io, MAX_BATCH, Stop};
+use super::batch::{self, Answer, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
 use super::cache::{Affected, Cache, Key};
 use super::events::EventLimiter;
 use super::plan::{Action, Plan};
@@ -48,6 +49,8 @@ pub enum Event {
     Leadership(bool),
     /// SIGTERM/SIGINT: finish the current reconcile and return.
     Shutdown,
+    /// A plan's I/O finished on the pool (see `batch`).
+    Io(Box<Done>),
 }
 
 /// The watched kinds; the worker reconciles nothing before all have delivered their first snapshot.
@@ -90,14 +93,19 @@ pub struct Worker {
     synced: [bool; KINDS],
     leadership: Arc<Leadership>,
     events: EventLimiter,
-    updaters: BTreeMap<String, UpdaterClient>,
+    updaters: BTreeMap<String, Arc<UpdaterClient>>,
+    /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
+    pool: Pool,
+    in_flight: BTreeMap<u64, Pending>,
+    next_job: u64,
     health: Arc<Health>,
     stats: Arc<Stats>,
     shutdown: bool,
     /// Makes Event names unique within one nanosecond.
     event_seq: u64,
-    /// Counts leadership changes: a plan decided in one term is not run in another.
-    term: u64,
+    /// Counts leadership changes: a plan decided in one term is not run in another (shared with the
+    /// I/O pool, which checks it before each action).
+    term: Arc<AtomicU64>,
     /// Our writes run ahead of the watch: until it delivers what a write returned, older events for
     /// that object would roll the cache back (and cause a second updater call or a second release).
     awaiting_lbs: BTreeMap<Key, Awaiting>,
@@ -119,14 +127,29 @@ enum Awaiting {
 }
 
 impl Worker {
+    /// `io_tx`: the sending side of the channel `run` reads; the I/O pool reports through it.
     pub fn new(
         client: Client,
         config: WorkerConfig,
         leadership: Arc<Leadership>,
         health: Arc<Health>,
         stats: Arc<Stats>,
+        io_tx: Sender<Event>,
     ) -> Worker {
+        let term = Arc::new(AtomicU64::new(0));
+        let pool = Pool::new(
+            client.clone(),
+            term.clone(),
+            stats.clone(),
+            leadership.clone(),
+            move |done| {
+                let _ = io_tx.send(Event::Io(Box::new(done)));
+            },
+        );
         Worker {
+            pool,
+            in_flight: BTreeMap::new(),
+            next_job: 0,
             client,
             config,
             cache: Cache::new(),
@@ -140,14 +163,15 @@ impl Worker {
             stats,
             shutdown: false,
             event_seq: 0,
-            term: 0,
+            term,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
         }
     }
 
-    /// Runs until `Event::Shutdown` or until every sender is gone.
+    /// Runs until `Event::Shutdown` (the I/O pool holds a sender, so the channel stays open while
+    /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
             let next = self.queue.next_deadline();
@@ -165,31 +189,37 @@ impl Worker {
                 return;
             }
             if self.shutdown {
+                self.finish_in_flight(&rx);
                 return;
             }
             if !self.all_synced() || !self.leadership.is_leader() {
                 continue;
             }
             let mut worked = false;
-            let mut batch: Vec<Pending> = Vec::new();
             while let Some(key) = self.queue.get(Instant::now()) {
                 worked = true;
                 match self.process(&key) {
-                    Some(pending) => batch.push(pending),
+                    Some(pending) => self.submit(pending),
                     None => self.queue.done(&key),
                 }
-                if batch.len() >= MAX_BATCH {
-                    self.run_batch(&mut batch);
+                self.mark_busy();
+                // As many plans in flight as allowed: apply answers (and whatever else arrives)
+                // until one is done.
+                while self.in_flight.len() >= MAX_IN_FLIGHT && !self.shutdown {
+                    match rx.recv() {
+                        Ok(ev) => self.handle(ev),
+                        Err(_) => return,
+                    }
                 }
                 if !self.drain(&rx) || self.shutdown {
-                    // Decided but not started: leave them to the next leader.
+                    // Decided but not started: left to the next leader. Started: finished.
+                    self.finish_in_flight(&rx);
                     return;
                 }
                 if !self.leadership.is_leader() {
                     break;
                 }
             }
-            self.run_batch(&mut batch);
             self.stats.set_queue_depth(self.queue.len());
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
             if worked {
@@ -253,13 +283,13 @@ impl Worker {
                 |c, s| c.delete_endpoint_slice(&Key::of(&s.metadata)),
             ),
             Event::Leadership(true) => {
-                self.term += 1;
+                self.term.fetch_add(1, Ordering::SeqCst);
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 self.all_keys()
             }
             Event::Leadership(false) => {
-                self.term += 1;
+                self.term.fetch_add(1, Ordering::SeqCst);
                 // Leave the gauges as of now rather than as of the last batch of work as leader.
                 self.stats.set_queue_depth(self.queue.len());
                 self.stats.observe_cache(&self.cache);
@@ -268,6 +298,10 @@ impl Worker {
             Event::Shutdown => {
                 log::info!("worker: shutting down after the current reconcile");
                 self.shutdown = true;
+                Affected::new()
+            }
+            Event::Io(done) => {
+                self.io_done(*done);
                 Affected::new()
             }
         };
@@ -346,7 +380,7 @@ impl Worker {
                 ctx,
                 plan,
                 started,
-                term: self.term,
+                since_ms: epoch_ms(),
             });
         }
         let result = if plan.is_empty() {
@@ -358,116 +392,145 @@ impl Worker {
         None
     }
 
-    /// Runs the collected plans' I/O at once, one scoped thread each, then applies every answer to
-    /// the cache in each plan's order and finishes each key as `process` would have.
-    fn run_batch(&mut self, batch: &mut Vec<Pending>) {
-        // A plan decided before leadership changed is not run: the key is decided again.
-        let (jobs, stale): (Vec<Pending>, Vec<Pending>) = std::mem::take(batch)
-            .into_iter()
-            .partition(|j| j.term == self.term);
-        for job in stale {
-            self.finish(
-                &job.key,
-                &job.ctx,
-                &job.plan,
-                Err(Stop::NotLeader),
-                job.started,
-            );
-            self.queue.done(&job.key);
+    /// Hands a batchable plan to the I/O pool. Decided here, not on the pool: the updater clients,
+    /// the Events past the rate limit, and a create's port reservation (so that the next decision,
+    /// made while this create is in flight, cannot pick the same port).
+    fn submit(&mut self, pending: Pending) {
+        let mut pending = pending;
+        let plan = std::mem::take(&mut pending.plan);
+        let mut events = Vec::with_capacity(plan.actions.len());
+        let mut updaters = BTreeMap::new();
+        for action in &plan.actions {
+            events.push(match action {
+                Action::Event(spec) => self.prepare_event(spec),
+                Action::UpdaterApply { url, .. } => {
+                    self.updater(url);
+                    if let Some(c) = self.updaters.get(url) {
+                        updaters.insert(url.clone(), c.clone());
+                    }
+                    None
+                }
+                Action::CreateLoadBalancer { key, .. } => {
+                    if let Some(spec) = batch::create_spec(action) {
+                        self.cache.reserve_ports(key, spec);
+                    }
+                    None
+                }
+                _ => None,
+            });
         }
-        if jobs.is_empty() {
+        self.next_job += 1;
+        let id = self.next_job;
+        self.in_flight.insert(id, pending);
+        let job = Job {
+            id,
+            term: self.term.load(Ordering::SeqCst),
+            plan,
+            events,
+            updaters,
+        };
+        if let Err(job) = self.pool.submit(job) {
+            log::warn!("no I/O thread; running a plan on the worker");
+            let outcome = batch::run(&self.io(), &job.plan, &job.events);
+            self.io_done(Done {
+                id,
+                plan: job.plan,
+                events: job.events,
+                outcome,
+            });
+        }
+    }
+
+    /// Applies a finished plan's answers to the cache, in the plan's order, and finishes its key
+    /// as `process` would have.
+    fn io_done(&mut self, done: Done) {
+        let Some(job) = self.in_flight.remove(&done.id) else {
             return;
+        };
+        let Done {
+            plan,
+            events,
+            outcome: (answers, result),
+            ..
+        } = done;
+        // Each create's answer (or its failure, and the doubt it leaves) replaces its reservation.
+        for action in &plan.actions {
+            if let Action::CreateLoadBalancer { key, .. } = action {
+                self.cache.release_ports(key);
+            }
         }
-        // Decided here, not on the threads: updater clients, and Events past the rate limit.
-        let mut events: Vec<Vec<Option<crate::model::Event>>> = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let mut prepared = Vec::with_capacity(job.plan.actions.len());
-            for action in &job.plan.actions {
-                match action {
-                    Action::UpdaterApply { url, .. } => {
-                        self.updater(url);
-                        prepared.push(None);
-                    }
-                    Action::Event(spec) => prepared.push(self.prepare_event(spec)),
-                    _ => prepared.push(None),
-                }
+        // Events after the action that stopped the plan were never sent.
+        let ran = match &result {
+            Ok(()) => plan.actions.len(),
+            Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
+            Err(Stop::NotLeader) => answers.len(),
+        };
+        for (action, event) in plan.actions.iter().zip(&events).skip(ran) {
+            if let (Action::Event(spec), Some(_)) = (action, event) {
+                self.refund_event(spec);
             }
-            events.push(prepared);
         }
-        self.health
-            .busy_since_ms
-            .store(epoch_ms(), Ordering::Relaxed);
-        let io = self.io();
-        // None: the thread could not be started (or panicked; release builds abort instead).
-        let results: Vec<Option<batch::Outcome>> = std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .zip(&events)
-                .map(|(job, evs)| {
-                    let io = &io;
-                    std::thread::Builder::new()
-                        .name("paperlb-io".into())
-                        .spawn_scoped(s, move || batch::run(io, &job.plan, evs))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.ok().and_then(|h| h.join().ok()))
-                .collect()
-        });
-        for ((job, evs), done) in jobs.into_iter().zip(events).zip(results) {
-            let Some((answers, result)) = done else {
-                log::warn!("no I/O thread for key={}; running its plan here", job.key);
-                for (action, event) in job.plan.actions.iter().zip(&evs) {
-                    if let (Action::Event(spec), Some(_)) = (action, event) {
-                        self.refund_event(spec);
-                    }
-                }
-                let result = self.execute(&job.key, &job.plan);
-                self.finish(&job.key, &job.ctx, &job.plan, result, job.started);
-                self.queue.done(&job.key);
-                continue;
+        if let Err(Stop::Api { index, error }) = &result
+            && let Some(action @ Action::CreateLoadBalancer { key, .. }) = plan.actions.get(*index)
+        {
+            self.doubt(key, action, error);
+        }
+        for (action, answer) in plan.actions.iter().zip(answers) {
+            let undecodable = |e: serde_json::Error| {
+                // The write happened; its watch event brings the object instead.
+                log::warn!("decoding a write's answer key={} error={e}", job.key);
             };
-            // Events after the action that stopped the plan were never sent.
-            let ran = match &result {
-                Ok(()) => job.plan.actions.len(),
-                Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
-                Err(Stop::NotLeader) => answers.len(),
-            };
-            for (action, event) in job.plan.actions.iter().zip(&evs).skip(ran) {
-                if let (Action::Event(spec), Some(_)) = (action, event) {
-                    self.refund_event(spec);
+            match (action, answer) {
+                (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
+                    match serde_json::from_str(v.get()) {
+                        Ok(lb) => {
+                            log::info!("created LoadBalancer key={key}");
+                            self.applied_lb(lb);
+                        }
+                        Err(e) => undecodable(e),
+                    }
                 }
-            }
-            for (action, answer) in job.plan.actions.iter().zip(answers) {
-                let undecodable = |e: serde_json::Error| {
-                    // The write happened; its watch event brings the object instead.
-                    log::warn!("decoding a write's answer key={} error={e}", job.key);
-                };
-                match (action, answer) {
-                    (Action::PatchLoadBalancerSpec { .. }, Answer::LoadBalancer(v)) => {
-                        match serde_json::from_str(v.get()) {
-                            Ok(lb) => self.applied_lb(lb),
-                            Err(e) => undecodable(e),
-                        }
+                (Action::PatchLoadBalancerSpec { .. }, Answer::LoadBalancer(v)) => {
+                    match serde_json::from_str(v.get()) {
+                        Ok(lb) => self.applied_lb(lb),
+                        Err(e) => undecodable(e),
                     }
-                    (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
-                        match serde_json::from_str(v.get()) {
-                            Ok(lb) => self.applied_lb_status(key, lb),
-                            Err(e) => undecodable(e),
-                        }
-                    }
-                    (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
-                        match serde_json::from_str(v.get()) {
-                            Ok(svc) => self.applied_service_status(key, svc),
-                            Err(e) => undecodable(e),
-                        }
-                    }
-                    _ => {}
                 }
+                (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
+                    match serde_json::from_str(v.get()) {
+                        Ok(lb) => self.applied_lb_status(key, lb),
+                        Err(e) => undecodable(e),
+                    }
+                }
+                (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
+                    match serde_json::from_str(v.get()) {
+                        Ok(svc) => self.applied_service_status(key, svc),
+                        Err(e) => undecodable(e),
+                    }
+                }
+                _ => {}
             }
-            self.finish(&job.key, &job.ctx, &job.plan, result, job.started);
-            self.queue.done(&job.key);
+        }
+        self.finish(&job.key, &job.ctx, &plan, result, job.started);
+        self.queue.done(&job.key);
+        self.mark_busy();
+    }
+
+    /// Waits for every plan in flight and applies it (at shutdown; other events are dropped).
+    fn finish_in_flight(&mut self, rx: &Receiver<Event>) {
+        while !self.in_flight.is_empty() {
+            match rx.recv() {
+                Ok(Event::Io(done)) => self.io_done(*done),
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// `/healthz` looks at the oldest plan still in flight (0: none, and nothing running here).
+    fn mark_busy(&self) {
+        if let Some(oldest) = self.in_flight.values().map(|p| p.since_ms).min() {
+            self.health.busy_since_ms.store(oldest, Ordering::Relaxed);
         }
     }
 
@@ -601,7 +664,7 @@ impl Worker {
         let timeouts = self.config.updater_timeouts;
         self.updaters
             .entry(url.to_string())
-            .or_insert_with(|| UpdaterClient::new(url, None, timeouts))
+            .or_insert_with(|| Arc::new(UpdaterClient::new(url, None, timeouts)))
     }
 
     fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
@@ -800,18 +863,20 @@ impl Worker {
             updaters: &self.updaters,
             stats: &self.stats,
             leadership: &self.leadership,
+            slots: None,
+            term: None,
         }
     }
 }
 
-/// A plan waiting for `run_batch`, with what `finish` needs.
+/// A plan for the I/O pool (its plan is moved into the job), with what `finish` needs.
 struct Pending {
     key: Key,
     ctx: Context,
     plan: Plan,
     started: Instant,
-    /// The leadership term it was decided in.
-    term: u64,
+    /// When it was decided, in ms since the epoch (for `/healthz`).
+    since_ms: u64,
 }
 
 /// After a write answered `new`: wait for the watch to deliver that version, unless the write changed

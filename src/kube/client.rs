@@ -49,6 +49,11 @@ const CANCEL_TICK: Duration = Duration::from_millis(250);
 /// A response head must fit in the input buffer: the apiserver's are about 1 KiB.
 pub const CONNECTION_BUFFER: usize = 16 * 1024;
 
+/// Idle connections kept per API server: as many as the controller has requests in flight (its
+/// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
+/// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
+pub const MAX_IDLE_CONNECTIONS: usize = 40;
+
 /// Timeouts and identity of the client. `Default` is right for production.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -799,6 +804,8 @@ fn build_agent(
         .timeout_global(Some(opts.request_timeout))
         .input_buffer_size(CONNECTION_BUFFER)
         .output_buffer_size(CONNECTION_BUFFER)
+        .max_idle_connections(MAX_IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
         .max_response_header_size(CONNECTION_BUFFER)
         .build();
     let connector = ().chain(TcpConnector::default()).chain(CancelConnector).chain(TlsLayer(tls));
