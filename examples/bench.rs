@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 use support::fake_api::{FakeApi, FakeOptions, Latency};
 
 const NS: &str = "paperlb-system";
+/// The Deployment's `GLIBC_TUNABLES` (a test in tests/manifests checks the Deployment sets it).
+const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=1";
 const LB_HOST: &str = "127.0.0.10";
 const NODES: usize = 100;
 const SERVICES: usize = 1000;
@@ -133,6 +135,8 @@ impl Controller {
             .arg(kubeconfig)
             .args(["--namespace", NS, "--metrics-addr", &addr])
             .env("RUST_LOG", "warn")
+            // As manifests/base/deployment.yaml (and the image) run it: one malloc arena.
+            .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
             .stdin(Stdio::null())
             .spawn()
             .expect("start paperlb controller");
@@ -147,9 +151,14 @@ impl Controller {
     }
 
     fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB (`VmRSS:`, `VmHWM:` for the peak).
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         s.lines()
-            .find(|l| l.starts_with("VmRSS:"))?
+            .find(|l| l.starts_with(field))?
             .split_whitespace()
             .nth(1)?
             .parse()
@@ -535,6 +544,7 @@ const KEYS: &[Target] = &[
     ("api_writes_per_lb_with_events_0ms", "", "-", None),
     ("api_writes_per_lb_flip_with_events_0ms", "", "-", None),
     ("api_max_writes_in_flight_0ms", "", "-", None),
+    ("rss_peak_kib_1k_0ms", "KiB", "-", None),
     ("rss_kib_1k_0ms", "KiB", "<= 24 MiB", Some(|v| v <= 24576.0)),
     (
         "startup_to_all_applied_ms_1k_15ms",
@@ -559,6 +569,7 @@ const KEYS: &[Target] = &[
     ("api_writes_per_lb_with_events_15ms", "", "-", None),
     ("api_writes_per_lb_flip_with_events_15ms", "", "-", None),
     ("api_max_writes_in_flight_15ms", "", "-", None),
+    ("rss_peak_kib_1k_15ms", "KiB", "-", None),
     (
         "rss_kib_1k_15ms",
         "KiB",
@@ -1390,6 +1401,9 @@ fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
         ));
         if let Some(rss) = c.rss_kib() {
             out.push(("rss_kib_1k", rss as f64));
+        }
+        if let Some(peak) = c.status_kib("VmHWM:") {
+            out.push(("rss_peak_kib_1k", peak as f64));
         }
         // Node flips: NotReady → every backend re-POSTed without the node; then back (not timed).
         for run in 0..2 {

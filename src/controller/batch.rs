@@ -36,16 +36,21 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 /// Plans handed to the pool and not yet applied, at most: enough to keep a slow apiserver's commit
-/// pipeline full, bounded so that a burst cannot queue without limit behind a stalled server.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// pipeline full, bounded so that a burst cannot queue without limit behind a stalled server. In
+/// `make bench` at 15 ms, 16 was as fast as 32 and 64 and used 1-2 MiB less at 1k (bench/RESULTS.md).
+pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Pool threads, at most (started as needed, then kept): also the bound on API requests in flight
-/// from the pool. kube-apiserver's default `--max-mutating-requests-inflight` is 200 for all clients.
-pub const IO_THREADS: usize = 32;
+/// from the pool (kube-apiserver's default `--max-mutating-requests-inflight` is 200 for all
+/// clients). As many as the 16 writes an etcd-backed server commits at once in `make bench`'s
+/// latency profile, so its pipeline stays full (32 measured no faster there; a plan's two status
+/// patches add one short-lived thread while both are sent).
+pub const IO_THREADS: usize = 16;
 
-/// Calls in flight to one updater URL, at most (the updater group-commits concurrent calls into
-/// one nginx reload, so a few at once cost little more than one).
-pub const PER_UPDATER: usize = 16;
+/// Calls in flight to one updater URL, at most: fewer than the pool, so one slow LB host cannot
+/// hold every thread (the updater group-commits concurrent calls into one nginx reload, so several at
+/// once cost little more than one).
+pub const PER_UPDATER: usize = 12;
 
 /// Stack of a pool thread: a plan's I/O is shallow (ureq, rustls, serde_json of one object).
 const IO_STACK: usize = 256 * 1024;
@@ -191,67 +196,100 @@ impl Io<'_> {
 /// prepared Event for action `i` (None: dropped by the rate limit, or not an Event).
 pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
-    for (index, action) in plan.actions.iter().enumerate() {
+    let mut index = 0;
+    while index < plan.actions.len() {
         let same_term = io
             .term
             .is_none_or(|(now, decided)| now.load(Ordering::SeqCst) == decided);
         if !io.leadership.is_leader() || !same_term {
             return (answers, Err(Stop::NotLeader));
         }
-        let answer = match action {
-            Action::UpdaterApply { key, url, request } => {
-                if let Err(message) = io.updater_apply(key, url, request) {
-                    return (answers, Err(Stop::Updater { index, message }));
-                }
-                Answer::Done
+        // The LoadBalancer's status and then the Service's: both follow from the updater calls
+        // that succeeded before them, neither from the other, so on the pool they are sent at
+        // once (one round trip, not two, before the Service has its ingress).
+        if io.term.is_some()
+            && let (
+                Some(lb @ Action::PatchLoadBalancerStatus { .. }),
+                Some(svc @ Action::PatchServiceStatus { .. }),
+            ) = (plan.actions.get(index), plan.actions.get(index + 1))
+        {
+            let (first, second) = std::thread::scope(|s| {
+                let other = std::thread::Builder::new()
+                    .name("paperlb-io".into())
+                    .stack_size(IO_STACK)
+                    .spawn_scoped(s, || one(io, index + 1, svc, events));
+                let first = one(io, index, lb, events);
+                let second = match other.map(|h| h.join()) {
+                    Ok(Ok(answer)) => answer,
+                    // No thread (or it panicked): send it here, after the first.
+                    _ => one(io, index + 1, svc, events),
+                };
+                (first, second)
+            });
+            match first {
+                Ok(a) => answers.push(a),
+                // The Service's answer, if any, is dropped: its watch event brings it.
+                Err(stop) => return (answers, Err(stop)),
             }
-            Action::Event(_) => {
-                if let Some(Some(event)) = events.get(index) {
-                    io.post_event(event);
-                }
-                Answer::Done
+            match second {
+                Ok(a) => answers.push(a),
+                Err(stop) => return (answers, Err(stop)),
             }
-            Action::CreateLoadBalancer { key, object } => {
-                io.stats.api_write("create");
-                let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
-                match io.client.create(&path, object) {
-                    Ok(lb) => Answer::LoadBalancer(lb),
-                    Err(error) => return (answers, Err(Stop::Api { index, error })),
-                }
-            }
-            Action::PatchLoadBalancerSpec { key, patch }
-            | Action::PatchLoadBalancerStatus { key, patch } => {
-                let sub =
-                    matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
-                let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
-                match io.patch(&path, patch) {
-                    Ok(lb) => Answer::LoadBalancer(lb),
-                    Err(error) => return (answers, Err(Stop::Api { index, error })),
-                }
-            }
-            Action::PatchServiceStatus { key, patch } => {
-                let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
-                match io.patch(&path, patch) {
-                    Ok(svc) => Answer::Service(Some(svc)),
-                    // The Service went away meanwhile: its watch event will drive the cleanup.
-                    Err(e) if e.is_not_found() => Answer::Service(None),
-                    Err(error) => return (answers, Err(Stop::Api { index, error })),
-                }
-            }
-            // Not batchable (see `batchable`): refuse rather than guess.
-            _ => {
-                return (
-                    answers,
-                    Err(Stop::Updater {
-                        index,
-                        message: "internal: action cannot run in a batch".into(),
-                    }),
-                );
-            }
-        };
-        answers.push(answer);
+            index += 2;
+            continue;
+        }
+        match one(io, index, &plan.actions[index], events) {
+            Ok(a) => answers.push(a),
+            Err(stop) => return (answers, Err(stop)),
+        }
+        index += 1;
     }
     (answers, Ok(()))
+}
+
+/// One action of a batchable plan (action `index`, for the error).
+fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Result<Answer, Stop> {
+    let api = |error| Stop::Api { index, error };
+    Ok(match action {
+        Action::UpdaterApply { key, url, request } => {
+            io.updater_apply(key, url, request)
+                .map_err(|message| Stop::Updater { index, message })?;
+            Answer::Done
+        }
+        Action::Event(_) => {
+            if let Some(Some(event)) = events.get(index) {
+                io.post_event(event);
+            }
+            Answer::Done
+        }
+        Action::CreateLoadBalancer { key, object } => {
+            io.stats.api_write("create");
+            let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
+            Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
+        }
+        Action::PatchLoadBalancerSpec { key, patch }
+        | Action::PatchLoadBalancerStatus { key, patch } => {
+            let sub = matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
+            let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
+            Answer::LoadBalancer(io.patch(&path, patch).map_err(api)?)
+        }
+        Action::PatchServiceStatus { key, patch } => {
+            let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
+            match io.patch(&path, patch) {
+                Ok(svc) => Answer::Service(Some(svc)),
+                // The Service went away meanwhile: its watch event will drive the cleanup.
+                Err(e) if e.is_not_found() => Answer::Service(None),
+                Err(error) => return Err(api(error)),
+            }
+        }
+        // Not batchable (see `batchable`): refuse rather than guess.
+        _ => {
+            return Err(Stop::Updater {
+                index,
+                message: "internal: action cannot run in a batch".into(),
+            });
+        }
+    })
 }
 
 /// A counting semaphore per updater URL.

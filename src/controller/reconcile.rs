@@ -224,7 +224,7 @@ fn reconcile_service(
             }),
         });
         // No Event yet: the phase changes (to READY) once the updater has applied it, and that
-        // Event names the ports (Normal Events only on a phase change; see `EVENTS` in README).
+        // Event names the ports (Normal Events only on a phase change; README, "Performance").
         return;
     };
     let owned = lb.metadata.owner_references.iter().any(|o| {

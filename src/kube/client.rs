@@ -52,7 +52,7 @@ pub const CONNECTION_BUFFER: usize = 16 * 1024;
 /// Idle connections kept per API server: as many as the controller has requests in flight (its
 /// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
 /// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
-pub const MAX_IDLE_CONNECTIONS: usize = 40;
+pub const MAX_IDLE_CONNECTIONS: usize = 32;
 
 /// Timeouts and identity of the client. `Default` is right for production.
 #[derive(Debug, Clone)]

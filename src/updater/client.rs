@@ -58,7 +58,7 @@ impl UpdaterClient {
             // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection.
             .input_buffer_size(16 * 1024)
             .output_buffer_size(16 * 1024)
-            // The controller runs up to 16 calls per updater at once (controller::batch): keep
+            // The controller runs up to 12 calls per updater at once (controller::batch): keep
             // that many connections warm (ureq keeps 3 per host by default).
             .max_idle_connections(16)
             .max_idle_connections_per_host(16)

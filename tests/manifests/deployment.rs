@@ -275,6 +275,17 @@ fn deployment_starts_the_controller_with_flags_it_accepts_and_consistent_values(
                 && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"),
         "POD_NAME gives the Lease a readable holder identity"
     );
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "GLIBC_TUNABLES"
+                && e["value"]
+                    .as_str()
+                    .is_some_and(|v| v.contains("glibc.malloc.arena_max=1"))),
+        "one malloc arena keeps the I/O pool's threads from each holding one (README, Performance)"
+    );
 
     // The service account exists and is the one the bindings name.
     let sa = object("manifests/base/serviceaccount.yaml", "ServiceAccount");
