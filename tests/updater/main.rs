@@ -95,6 +95,11 @@ impl Env {
         format!("http://{}", self.addr())
     }
 
+    /// The API endpoint a client calls (`base_url` + `/api/v1/lb`).
+    pub fn endpoint(&self) -> String {
+        format!("{}/api/v1/lb", self.base_url())
+    }
+
     pub fn post(&self, body: &str) -> (u16, String) {
         self.call("POST", "/api/v1/lb", body, &[])
     }
