@@ -34,7 +34,7 @@ use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::time::rfc3339;
-use crate::updater::client::{Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 /// Everything that reaches the worker.
 #[derive(Debug)]
@@ -385,7 +385,9 @@ impl Worker {
             for action in &job.plan.actions {
                 match action {
                     Action::UpdaterApply { url, .. } => {
-                        self.updater(url);
+                        if let Err(e) = self.updater(url) {
+                            log::warn!("updater {url}: {e}");
+                        }
                         prepared.push(None);
                     }
                     Action::Event(spec) => prepared.push(self.prepare_event(spec)),
@@ -524,7 +526,8 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url);
+                    self.updater(url)
+                        .map_err(|message| Stop::Updater { index, message })?;
                     self.io()
                         .updater_apply(key, url, request)
                         .map_err(|message| Stop::Updater { index, message })?;
@@ -597,16 +600,24 @@ impl Worker {
         }
     }
 
-    fn updater(&mut self, url: &str) -> &UpdaterClient {
-        let timeouts = self.config.updater_timeouts;
+    /// The client for `url`, made on first use; an Err names why it cannot be made.
+    fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
+        if !self.updaters.contains_key(url) {
+            let timeouts = self.config.updater_timeouts;
+            let c = UpdaterClient::new(url, ClientAuth::default(), timeouts)
+                .map_err(|e| e.to_string())?;
+            self.updaters.insert(url.to_string(), c);
+        }
         self.updaters
-            .entry(url.to_string())
-            .or_insert_with(|| UpdaterClient::new(url, None, timeouts))
+            .get(url)
+            .ok_or_else(|| format!("no client for updater {url}"))
     }
 
     fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
         let started = Instant::now();
-        let result = self.updater(url).delete(backend).map_err(|e| e.to_string());
+        let result = self
+            .updater(url)
+            .and_then(|c| c.delete(backend).map_err(|e| e.to_string()));
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result

@@ -182,7 +182,7 @@ impl Updater {
         match (route, r.method.as_str()) {
             ("/api/v1/lb", "POST") => self.post(r),
             ("/api/v1/lb", "DELETE") => self.delete(r),
-            ("/api/v1/lb", "GET") => match apply::list(self.applier.dir()) {
+            ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
                 Ok(l) => Response::json(200, &l),
                 Err(e) => err(&e),
             },
