@@ -8,10 +8,12 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod nginx;
 pub mod server;
+pub mod tls;
 pub mod validate;
 
 use std::fmt;

@@ -34,7 +34,10 @@ pub fn client(url: &str, token: Option<&str>, timeouts: Timeouts) -> UpdaterClie
 
 #[test]
 fn client_applies_lists_and_deletes_against_the_real_updater() {
-    let env = Env::start(Options { token: Some("tok") });
+    let env = Env::start(Options {
+        token: Some("tok"),
+        ..Options::default()
+    });
     let c = client(
         &format!("{}/", env.base_url()),
         Some("tok"),
@@ -54,7 +57,10 @@ fn client_applies_lists_and_deletes_against_the_real_updater() {
 
 #[test]
 fn client_surfaces_err_messages_and_auth_failures() {
-    let env = Env::start(Options { token: Some("tok") });
+    let env = Env::start(Options {
+        token: Some("tok"),
+        ..Options::default()
+    });
     let c = client(&env.base_url(), Some("tok"), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_a", port)).unwrap();
