@@ -1274,7 +1274,8 @@ fn round_trips(w: &World, r: &mut Results) {
     }
     r.set_runs("api_write_roundtrip_ms_p50", percentile(&api, 50.0), api);
 
-    let updater = UpdaterClient::new(&w.updater.url, ClientAuth::default(), Timeouts::default())
+    let endpoint = paperlb::model::url::updater_endpoint(&w.updater.url).expect("updater url");
+    let updater = UpdaterClient::new(&endpoint, ClientAuth::default(), Timeouts::default())
         .expect("updater client");
     let req = LbRequest {
         backend_name: "bench_probe".into(),

@@ -32,6 +32,7 @@ use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
+use crate::model::url::updater_endpoint;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::time::rfc3339;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
@@ -600,11 +601,15 @@ impl Worker {
         }
     }
 
-    /// The client for `url`, made on first use; an Err names why it cannot be made.
+    /// The client for an `httpUpdaterURL` as written, made on first use; it calls the endpoint the
+    /// URL resolves to. An Err names why it cannot be made.
     fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
         if !self.updaters.contains_key(url) {
             let timeouts = self.config.updater_timeouts;
-            let c = UpdaterClient::new(url, ClientAuth::default(), timeouts)
+            // Every URL reaching here passed `check_url` (configs and LoadBalancer specs are
+            // validated first); a failure names the URL.
+            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
+            let c = UpdaterClient::new(&endpoint, ClientAuth::default(), timeouts)
                 .map_err(|e| e.to_string())?;
             self.updaters.insert(url.to_string(), c);
         }

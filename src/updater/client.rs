@@ -115,15 +115,15 @@ impl fmt::Debug for UpdaterClient {
 }
 
 impl UpdaterClient {
-    /// `endpoint` is the API's full URL (`http://h:3000/api/v1/lb`, `https://h/prefix/api/v1/lb`);
-    /// a bare `http://host:port` still gets `/api/v1/lb` appended. Errors name the problem, never
-    /// the token or the CA's bytes.
+    /// `endpoint` is the full URL every call goes to (`http://h:3000/api/v1/lb`), as
+    /// `model::url::updater_endpoint` resolves an `httpUpdaterURL`; it is used as given. Errors
+    /// name the problem, never the token or the CA's bytes.
     pub fn new(
         endpoint: &str,
         auth: ClientAuth,
         timeouts: Timeouts,
     ) -> Result<UpdaterClient, Error> {
-        let url = endpoint_url(endpoint);
+        let url = endpoint.to_string();
         if let Some(t) = &auth.token {
             check_token(t)?;
         }
@@ -256,17 +256,6 @@ enum Call {
     List,
 }
 
-/// The full endpoint; a URL that is only `scheme://authority` gets the API path appended.
-fn endpoint_url(endpoint: &str) -> String {
-    let trimmed = endpoint.trim_end_matches('/');
-    let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, r)| r);
-    if after_scheme.contains('/') {
-        trimmed.to_string()
-    } else {
-        format!("{trimmed}/api/v1/lb")
-    }
-}
-
 /// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty.
 fn check_token(t: &str) -> Result<(), Error> {
     if t.is_empty() {
@@ -379,18 +368,6 @@ fn summarise(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_is_used_as_given_and_a_bare_authority_gets_the_api_path() {
-        for (given, want) in [
-            ("http://h:3000/api/v1/lb", "http://h:3000/api/v1/lb"),
-            ("http://h/prefix/api/v1/lb/", "http://h/prefix/api/v1/lb"),
-            ("http://h:3000", "http://h:3000/api/v1/lb"),
-            ("https://h:3000/", "https://h:3000/api/v1/lb"),
-        ] {
-            assert_eq!(endpoint_url(given), want, "{given}");
-        }
-    }
 
     #[test]
     fn bad_tokens_and_cas_are_refused_without_echoing_them() {

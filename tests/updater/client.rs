@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use paperlb::model::url::updater_endpoint;
 use paperlb::updater::Error;
 use paperlb::updater::api::{LbRequest, Upstream};
 use paperlb::updater::client::{ClientAuth, MAX_LIST_RESPONSE, Timeouts, UpdaterClient};
@@ -38,11 +39,9 @@ fn client_applies_lists_and_deletes_against_the_real_updater() {
         token: Some("tok"),
         ..Options::default()
     });
-    let c = client(
-        &format!("{}/", env.base_url()),
-        Some("tok"),
-        Timeouts::default(),
-    );
+    // The endpoint as the controller resolves it from a config's bare `http://host:port/`.
+    let endpoint = updater_endpoint(&format!("{}/", env.base_url())).unwrap();
+    let c = client(&endpoint, Some("tok"), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_c", port)).unwrap();
     c.apply(&request("ns_c", port)).unwrap();
@@ -51,7 +50,7 @@ fn client_applies_lists_and_deletes_against_the_real_updater() {
     assert_eq!(l.backends[0].request.lb_protocol, "TCP");
     assert!(!l.backends[0].modified);
     c.delete("ns_c").unwrap();
-    c.delete("ns_c").unwrap(); // 404: already gone
+    c.delete("ns_c").unwrap(); // already gone: "absent"
     assert!(c.list().unwrap().backends.is_empty());
 }
 
@@ -61,7 +60,7 @@ fn client_surfaces_err_messages_and_auth_failures() {
         token: Some("tok"),
         ..Options::default()
     });
-    let c = client(&env.base_url(), Some("tok"), Timeouts::default());
+    let c = client(&env.endpoint(), Some("tok"), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_a", port)).unwrap();
     match c.apply(&request("ns_b", port)) {
@@ -76,7 +75,7 @@ fn client_surfaces_err_messages_and_auth_failures() {
         }
         other => panic!("{other:?}"),
     }
-    let anon = client(&env.base_url(), None, Timeouts::default());
+    let anon = client(&env.endpoint(), None, Timeouts::default());
     match anon.delete("ns_a") {
         Err(e @ Error::Unauthorized { code: 401, .. }) => assert!(e.is_unauthorized()),
         other => panic!("{other:?}"),

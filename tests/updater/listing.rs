@@ -23,7 +23,7 @@ fn owned(name: &str, port: u16, upstream: u16) -> LbRequest {
 #[test]
 fn owner_mark_round_trips_and_go_requests_list_without_one() {
     let env = Env::start(Options::default());
-    let c = client(&env.base_url(), None, Default::default());
+    let c = client(&env.endpoint(), None, Default::default());
     let b = Backend::tcp("127.0.0.2", "b2");
     let (p1, p2) = (free_port(), free_port());
     c.apply(&owned("ns_ours", p1, b.port)).unwrap();
@@ -81,7 +81,7 @@ fn owner_mark_round_trips_and_go_requests_list_without_one() {
 #[test]
 fn a_hand_edited_backend_is_listed_as_modified_until_reposted() {
     let env = Env::start(Options::default());
-    let c = client(&env.base_url(), None, Default::default());
+    let c = client(&env.endpoint(), None, Default::default());
     let (b2, b3) = (
         Backend::tcp("127.0.0.2", "b2"),
         Backend::tcp("127.0.0.3", "b3"),

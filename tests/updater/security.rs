@@ -95,8 +95,8 @@ fn a_rotated_token_file_takes_effect_and_the_old_token_is_refused() {
         ..Options::default()
     });
     let path = env.token_file.clone().unwrap();
-    let old = client_with(&env.base_url(), Some("old-token"), ClientTls::SystemRoots);
-    let new = client_with(&env.base_url(), Some("new-token"), ClientTls::SystemRoots);
+    let old = client_with(&env.endpoint(), Some("old-token"), ClientTls::SystemRoots);
+    let new = client_with(&env.endpoint(), Some("new-token"), ClientTls::SystemRoots);
     old.list().unwrap();
     assert!(new.list().unwrap_err().is_unauthorized());
 
@@ -111,7 +111,7 @@ fn a_rotated_token_file_takes_effect_and_the_old_token_is_refused() {
 
     // Rotation in place (same inode, same size).
     std::fs::write(&path, "nex-token\n").unwrap();
-    let next = client_with(&env.base_url(), Some("nex-token"), ClientTls::SystemRoots);
+    let next = client_with(&env.endpoint(), Some("nex-token"), ClientTls::SystemRoots);
     assert!(
         eventually(|| next.list().is_ok()),
         "the in-place token never worked"
@@ -133,7 +133,7 @@ fn tls_is_verified_against_the_given_ca_and_refused_with_another() {
         token: Some("tls-token"),
         tls: Some(ca.server_pair()),
     });
-    let url = env.base_url();
+    let url = env.endpoint();
     assert!(url.starts_with("https://"));
     let port = free_port();
     let b = Backend::tcp("127.0.0.2", "b2");
@@ -187,7 +187,7 @@ fn a_new_certificate_is_picked_up_and_a_broken_one_keeps_the_old() {
         ..Options::default()
     });
     let files = env.tls.clone().unwrap();
-    let url = env.base_url();
+    let url = env.endpoint();
     let by = |ca: &Ca| client_with(&url, None, ClientTls::CaPem(ca.pem.clone().into()));
     by(&ca1).list().unwrap();
     assert!(by(&ca2).list().is_err());
