@@ -219,7 +219,8 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
             .collect(),
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
-        owner: None,
+        // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
+        owner: Some(super::drift::OWNER.to_string()),
     }
 }
 

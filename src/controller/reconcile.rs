@@ -595,17 +595,16 @@ fn apply(
         plan.push(Action::UpdaterApply {
             key: key.clone(),
             url: spec.url.clone(),
-            request: UpdaterRequest {
-                backend_name: super::status::backend_name(key, i, &p.name),
-                lb_port: p.port,
-                protocol: p.protocol.as_str().to_string(),
-                upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
-                proxy_timeout_seconds,
-                proxy_connect_timeout_seconds,
-            },
+            request: updater_request(
+                key,
+                i,
+                p,
+                (proxy_timeout_seconds, proxy_connect_timeout_seconds),
+            ),
         });
     }
     delete_backends(key, stale, plan);
+    super::updater_auth::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     status.phase = Some(PHASE_READY.to_string());
     status.target_count = Some(spec.target_count() as i64);
     status.observed_generation = lb.metadata.generation;
@@ -619,6 +618,44 @@ fn apply(
         &ctx.now,
         lb.metadata.generation,
     );
+}
+
+/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
+/// an updater to hold, so the two can never disagree.
+pub fn updater_request(
+    key: &Key,
+    i: usize,
+    p: &LbPort,
+    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+) -> UpdaterRequest {
+    UpdaterRequest {
+        backend_name: super::status::backend_name(key, i, &p.name),
+        lb_port: p.port,
+        protocol: p.protocol.as_str().to_string(),
+        upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
+        proxy_timeout_seconds,
+        proxy_connect_timeout_seconds,
+    }
+}
+
+/// The proxy timeouts `apply` sends for an applied LoadBalancer: a Service's LoadBalancer carries
+/// its config's in its spec; a hand-made one's own, else its config's.
+pub fn applied_timeouts(
+    cache: &Cache,
+    ctx: &Context,
+    lb: &LoadBalancer,
+    spec: &LbSpec,
+) -> (u32, u32) {
+    let own = (
+        spec.proxy_timeout_seconds,
+        spec.proxy_connect_timeout_seconds,
+    );
+    if lb.metadata.service_owner().is_some() {
+        return own;
+    }
+    let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+    let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
+    (or(own.0, t), or(own.1, c))
 }
 
 fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
@@ -712,12 +749,7 @@ fn reconcile_hand_made(
     }
     if !is_applied(lb) {
         // The LoadBalancer's own timeouts, else its config's (read when it is applied).
-        let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
-        let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
-        let timeouts = (
-            or(spec.proxy_timeout_seconds, t),
-            or(spec.proxy_connect_timeout_seconds, c),
-        );
+        let timeouts = applied_timeouts(cache, ctx, lb, &spec);
         apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
         plan.event(
             &object,

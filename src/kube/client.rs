@@ -86,6 +86,7 @@ pub struct Resource {
 pub const SERVICES: Resource = Resource::core("services", true);
 pub const NODES: Resource = Resource::core("nodes", false);
 pub const EVENTS: Resource = Resource::core("events", true);
+pub const SECRETS: Resource = Resource::core("secrets", true);
 pub const ENDPOINTSLICES: Resource = Resource {
     group: "discovery.k8s.io",
     version: "v1",

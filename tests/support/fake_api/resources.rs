@@ -99,6 +99,8 @@ pub const ENDPOINTSLICES: ResourceDef = builtin(
     false,
     true,
 );
+pub const SECRETS: ResourceDef =
+    builtin("", "v1", "secrets", "secret", "Secret", true, false, true);
 pub const LEASES: ResourceDef = builtin(
     "coordination.k8s.io",
     "v1",
@@ -206,8 +208,9 @@ pub const DEPLOYMENTS: ResourceDef = builtin(
     true,
 );
 
-pub const ALL: [ResourceDef; 15] = [
+pub const ALL: [ResourceDef; 16] = [
     SERVICES,
+    SECRETS,
     NODES,
     EVENTS,
     NAMESPACES,
