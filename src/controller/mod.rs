@@ -14,6 +14,7 @@ pub mod plan;
 pub mod ports;
 pub mod queue;
 pub mod reconcile;
+pub mod resync;
 pub mod run;
 pub mod secrets;
 pub mod stats;

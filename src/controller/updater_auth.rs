@@ -121,6 +121,40 @@ pub fn condition_patch(
     })
 }
 
+/// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
+/// `UpdaterAuth` that was False because the updater refused the token. None when nothing changes.
+pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
+    let mut status = lb.status.clone();
+    if condition(&status.conditions, DRIFT_CHECK).is_some_and(|c| c.status != "True") {
+        set_condition(
+            &mut status.conditions,
+            DRIFT_CHECK,
+            true,
+            "Checked",
+            "the updater lists its backends; drift is repaired",
+            now,
+            lb.metadata.generation,
+        );
+    }
+    if condition(&status.conditions, UPDATER_AUTH)
+        .is_some_and(|c| c.status != "True" && c.reason == "Unauthorized")
+    {
+        set_condition(
+            &mut status.conditions,
+            UPDATER_AUTH,
+            true,
+            "Accepted",
+            "the updater accepted the credentials",
+            now,
+            lb.metadata.generation,
+        );
+    }
+    (status != lb.status).then(|| Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": status}),
+    })
+}
+
 fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
     ObjectReference {
         api_version: crate::model::API_VERSION.into(),

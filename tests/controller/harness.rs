@@ -45,6 +45,8 @@ pub struct RecordingUpdater {
     pub hold_ms: Arc<AtomicU64>,
     /// Requests being answered now, and the most there ever were at once.
     pub concurrency: Arc<Concurrency>,
+    /// `GET /api/v1/lb` answered (drift checks); not in `calls`.
+    pub lists: Arc<AtomicUsize>,
     server: Option<Server>,
     pub url: String,
 }
@@ -56,7 +58,9 @@ impl RecordingUpdater {
         let failing = Arc::new(AtomicBool::new(false));
         let hold_ms = Arc::new(AtomicU64::new(0));
         let concurrency: Arc<Concurrency> = Arc::default();
+        let lists: Arc<AtomicUsize> = Arc::default();
         let (c, b, f) = (calls.clone(), backends.clone(), failing.clone());
+        let l = lists.clone();
         let (h, n) = (hold_ms.clone(), concurrency.clone());
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -69,7 +73,12 @@ impl RecordingUpdater {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
-            let answer = record(req, &c, &b, &f);
+            let answer = if req.method == "GET" && req.path == "/api/v1/lb" {
+                l.fetch_add(1, Ordering::SeqCst);
+                list(&b)
+            } else {
+                record(req, &c, &b, &f)
+            };
             n.now.fetch_sub(1, Ordering::SeqCst);
             answer
         })
@@ -81,6 +90,7 @@ impl RecordingUpdater {
             failing,
             hold_ms,
             concurrency,
+            lists,
             server: Some(server),
             url,
         }
@@ -133,6 +143,12 @@ impl Drop for RecordingUpdater {
             s.shutdown();
         }
     }
+}
+
+/// `GET /api/v1/lb` as paperlb nginx-updater answers it: every backend as it was posted.
+fn list(backends: &Mutex<BTreeMap<String, Value>>) -> Response {
+    let all: Vec<Value> = backends.lock().unwrap().values().cloned().collect();
+    Response::json(200, &json!({"backends": all, "unreadable": []}))
 }
 
 fn record(
