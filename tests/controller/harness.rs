@@ -47,6 +47,8 @@ pub struct RecordingUpdater {
     pub concurrency: Arc<Concurrency>,
     /// `GET /api/v1/lb` answered (drift checks); not in `calls`.
     pub lists: Arc<AtomicUsize>,
+    /// Answer `GET /api/v1/lb` with 404, as the Go nginx-lb-updater does.
+    pub go_like: Arc<AtomicBool>,
     server: Option<Server>,
     pub url: String,
 }
@@ -61,6 +63,8 @@ impl RecordingUpdater {
         let lists: Arc<AtomicUsize> = Arc::default();
         let (c, b, f) = (calls.clone(), backends.clone(), failing.clone());
         let l = lists.clone();
+        let go_like = Arc::new(AtomicBool::new(false));
+        let g = go_like.clone();
         let (h, n) = (hold_ms.clone(), concurrency.clone());
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -75,7 +79,11 @@ impl RecordingUpdater {
             }
             let answer = if req.method == "GET" && req.path == "/api/v1/lb" {
                 l.fetch_add(1, Ordering::SeqCst);
-                list(&b)
+                if g.load(Ordering::SeqCst) {
+                    Response::text(404, "404 page not found\n")
+                } else {
+                    list(&b)
+                }
             } else {
                 record(req, &c, &b, &f)
             };
@@ -91,6 +99,7 @@ impl RecordingUpdater {
             hold_ms,
             concurrency,
             lists,
+            go_like,
             server: Some(server),
             url,
         }

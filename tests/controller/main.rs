@@ -11,3 +11,4 @@ mod leader;
 mod metrics;
 mod probes;
 mod regressions;
+mod selfheal;
