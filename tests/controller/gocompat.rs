@@ -37,6 +37,7 @@ impl LbHost {
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),
             token_file: None,
+            tls: None,
             policy: Policy::default(),
             limits: Limits::default(),
         };
