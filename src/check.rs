@@ -126,6 +126,11 @@ pub const PERMISSIONS: &[Permission] = &[
     ns("", "secrets", "get"),
     ns("", "secrets", "list"),
     ns("", "secrets", "watch"),
+    Permission {
+        subresource: "status",
+        verb: "patch",
+        ..ns("lb.paperlb.com", "loadbalancerconfigs", "")
+    },
     ns("coordination.k8s.io", "leases", "get"),
     ns("coordination.k8s.io", "leases", "create"),
     ns("coordination.k8s.io", "leases", "update"),

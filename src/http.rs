@@ -681,6 +681,42 @@ mod tests {
     }
 
     #[test]
+    fn tls_serves_rustls_clients_and_drops_silent_or_plain_ones() {
+        use crate::kube::client::test_support::Pki;
+        use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
+        let pki = Pki::new("http-test-ca");
+        let limits = Limits {
+            read_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let s = Server::bind_tls(
+            "127.0.0.1:0",
+            limits,
+            pki.server_config(&["127.0.0.1"], None),
+            |_: &Request| Response::json(200, &serde_json::json!({"backends": []})),
+        )
+        .unwrap();
+        let auth = ClientAuth {
+            token: None,
+            tls: ClientTls::CaPem(pki.ca_pem.clone().into_bytes()),
+        };
+        let url = format!("https://{}/api/v1/lb", s.local_addr());
+        let c = UpdaterClient::new(&url, auth, Timeouts::default()).unwrap();
+        assert!(c.list().unwrap().backends.is_empty());
+        // A client that never finishes the handshake is dropped at the request deadline; one that
+        // speaks plain HTTP gets no HTTP answer.
+        let (_, silent) = raw(&s, b"");
+        assert_eq!(silent, "");
+        let (code, _) = raw(&s, b"GET /api/v1/lb HTTP/1.1\r\n\r\n");
+        assert_eq!(code, 0);
+        let (code, _) = raw(&s, b"\x16\x03\x01\x00\x05hello");
+        assert_eq!(code, 0);
+        // The server still serves afterwards.
+        assert!(c.list().is_ok());
+    }
+
+    #[test]
     fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
         let s = Server::bind("127.0.0.1:0", Limits::default(), |r: &Request| {
             if r.path == "/panic" {

@@ -146,15 +146,15 @@ fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
 /// leaves each file either old or new.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let s = &config.settings;
-    let (server, _updater) = server::start(s)?;
     if s.token_file.is_none() {
         log::warn!(
             "!!! no --token-file: the updater API on {} is OPEN. Anyone who can reach this port \
              can rewrite nginx. Create a token (README, \"Securing the LB host\") and pass \
              --token-file, or at least firewall the port to the cluster's nodes. !!!",
-            server.local_addr()
+            s.listen
         );
     }
+    let (server, _updater) = server::start(s)?;
     log::info!(
         "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{}, auth {})",
         if s.tls.is_some() { "https" } else { "http" },

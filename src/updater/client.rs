@@ -240,6 +240,8 @@ impl UpdaterClient {
         let detail = match e {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
             ureq::Error::BodyExceedsLimit(n) => format!("answer larger than {n} bytes"),
+            // TLS failures come phrased for the user already (kube::tls::describe_handshake_error).
+            ureq::Error::Other(e) => e.to_string(),
             other => other.to_string(),
         };
         Error::Transport {

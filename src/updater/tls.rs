@@ -127,3 +127,39 @@ impl ResolvesServerCert for ReloadingCert {
         Some(self.current())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::client::test_support::Pki;
+
+    #[test]
+    fn a_pair_loads_and_broken_pairs_are_named_without_key_bytes() {
+        let dir = std::env::temp_dir().join(format!("paperlb-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key, other) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("o.pem"));
+        let pki = Pki::new("tls-unit");
+        let k = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&cert, pki.issue(&["127.0.0.1"], &k)).unwrap();
+        std::fs::write(&key, k.serialize_pem()).unwrap();
+        assert!(server_config(&cert, &key).is_ok());
+
+        let k2 = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&other, k2.serialize_pem()).unwrap();
+        let e = load_pair(&cert, &other).unwrap_err();
+        assert!(e.contains("do not belong together"), "{e}");
+
+        std::fs::write(
+            &other,
+            "-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = load_pair(&cert, &other).unwrap_err();
+        assert!(e.contains("o.pem") && !e.contains("U0VDUkVU"), "{e}");
+        std::fs::write(&other, "not a certificate").unwrap();
+        let e = load_pair(&other, &key).unwrap_err();
+        assert!(e.contains("o.pem"), "{e}");
+        assert!(server_config(&dir.join("missing.pem"), &key).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -221,3 +221,80 @@ fn a_new_certificate_is_picked_up_and_a_broken_one_keeps_the_old() {
     std::fs::write(&files.cert, &cert3).unwrap();
     assert!(eventually(|| by(&ca3).list().is_ok()));
 }
+
+/// Starts the binary with these extra flags; returns it and its address once it accepts.
+fn run_binary(nginx: &Nginx, extra: &[&std::ffi::OsStr]) -> (std::process::Child, SocketAddr) {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(["nginx-updater", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--streams-dir")
+        .arg(&nginx.streams)
+        .arg("--nginx-conf")
+        .arg(&nginx.conf)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    (child, addr)
+}
+
+/// Kills the child and returns what it logged.
+fn stop(mut child: std::process::Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn the_binary_warns_when_open_and_serves_https_with_a_token() {
+    let nginx = Nginx::start();
+    let (child, addr) = run_binary(&nginx, &[]);
+    let up = wait_until(PATIENCE, || TcpStream::connect(addr).is_ok());
+    let log = stop(child);
+    assert!(up, "{log}");
+    assert!(
+        log.contains("no --token-file") && log.contains("OPEN"),
+        "{log}"
+    );
+
+    let ca = Ca::new("binary-ca");
+    let (cert, key) = ca.server_pair();
+    let (cert_path, key_path, token_path) = (
+        nginx.dir.join("bin.crt"),
+        nginx.dir.join("bin.key"),
+        nginx.dir.join("bin.token"),
+    );
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
+    std::fs::write(&token_path, "binary-secret-token\n").unwrap();
+    let (child, addr) = run_binary(
+        &nginx,
+        &[
+            "--token-file".as_ref(),
+            token_path.as_os_str(),
+            "--tls-cert".as_ref(),
+            cert_path.as_os_str(),
+            "--tls-key".as_ref(),
+            key_path.as_os_str(),
+        ],
+    );
+    let url = format!("https://{addr}/api/v1/lb");
+    let good = client_with(
+        &url,
+        Some("binary-secret-token"),
+        ClientTls::CaPem(ca.pem.clone().into()),
+    );
+    let served = wait_until(PATIENCE, || good.list().is_ok());
+    let wrong = client_with(&url, Some("nope"), ClientTls::CaPem(ca.pem.clone().into()));
+    let refused = wrong.list().map_err(|e| e.is_unauthorized());
+    let log = stop(child);
+    assert!(served, "{log}");
+    assert_eq!(refused, Err(true), "{log}");
+    assert!(
+        !log.contains("OPEN") && !log.contains("binary-secret-token"),
+        "{log}"
+    );
+}
