@@ -59,8 +59,28 @@ impl Updater {
     fn start() -> Updater {
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let c = calls.clone();
+        // What was posted, so the controller's drift checks see a converged host (as with
+        // paperlb nginx-updater) and their GETs are not counted as calls.
+        let held: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
-            record(req, &c)
+            if req.method == "GET" && req.path == "/api/v1/lb" {
+                let all: Vec<Value> = held.lock().unwrap().values().cloned().collect();
+                return Response::json(200, &json!({"backends": all, "unreadable": []}));
+            }
+            let r = record(req, &c);
+            if let Ok(body) = serde_json::from_slice::<Value>(&req.body) {
+                let name = body["backendName"].as_str().unwrap_or_default().to_string();
+                match req.method.as_str() {
+                    "POST" => {
+                        held.lock().unwrap().insert(name, body);
+                    }
+                    "DELETE" => {
+                        held.lock().unwrap().remove(&name);
+                    }
+                    _ => {}
+                }
+            }
+            r
         })
         .expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
@@ -1759,10 +1779,11 @@ fn drift_repair(bin: &Path, r: &mut Results) {
     reap_remove(master);
 }
 
-/// The lowest `n` consecutive ports, from 40000 up, that nothing listens on (on any address).
+/// The lowest `n` consecutive ports from 20000 up that nothing listens on (on any address), below
+/// Linux's ephemeral range (32768 up), where outgoing connections would take ports nginx needs.
 fn free_window(n: usize) -> Option<u16> {
-    let mut low: u16 = 40000;
-    while usize::from(low) + n <= 60000 {
+    let mut low: u16 = 20000;
+    while usize::from(low) + n <= 32768 {
         let taken =
             (low..low + n as u16).find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_err());
         match taken {

@@ -49,6 +49,8 @@ pub struct RecordingUpdater {
     pub lists: Arc<AtomicUsize>,
     /// Answer `GET /api/v1/lb` with 404, as the Go nginx-lb-updater does.
     pub go_like: Arc<AtomicBool>,
+    /// Answer `GET /api/v1/lb` with 200 and a body that is not JSON.
+    pub garbled: Arc<AtomicBool>,
     server: Option<Server>,
     pub url: String,
 }
@@ -65,6 +67,8 @@ impl RecordingUpdater {
         let l = lists.clone();
         let go_like = Arc::new(AtomicBool::new(false));
         let g = go_like.clone();
+        let garbled = Arc::new(AtomicBool::new(false));
+        let gb = garbled.clone();
         let (h, n) = (hold_ms.clone(), concurrency.clone());
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -81,6 +85,12 @@ impl RecordingUpdater {
                 l.fetch_add(1, Ordering::SeqCst);
                 if g.load(Ordering::SeqCst) {
                     Response::text(404, "404 page not found\n")
+                } else if gb.load(Ordering::SeqCst) {
+                    Response::new(
+                        200,
+                        "application/json",
+                        b"{\"backends\": [{\"backendN".to_vec(),
+                    )
                 } else {
                     list(&b)
                 }
@@ -100,6 +110,7 @@ impl RecordingUpdater {
             concurrency,
             lists,
             go_like,
+            garbled,
             server: Some(server),
             url,
         }

@@ -3,7 +3,8 @@
 //! a Secret-referenced token is sent and its rotation followed; a missing Secret gives a condition
 //! and an Event and no call; a wiped streams directory, a hand-edited backend and a stray backend
 //! of ours are repaired by the periodic drift check while a foreign backend is left alone; a
-//! converged host costs one GET per check; a Go-like updater gets `DriftCheck=Unsupported` once.
+//! converged host costs one GET per check; an unreadable GET answer deletes nothing; a Go-like
+//! updater gets `DriftCheck=Unsupported` once.
 //!
 //! Each nginx test uses its own LB port range (nginx binds them on every address).
 
@@ -458,4 +459,39 @@ fn go_like_updater_gets_drift_check_unsupported_once() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(w.updater.lists.load(Ordering::SeqCst), 1, "no retry loop");
     assert_eq!(w.api_writes().len(), writes);
+}
+
+#[test]
+fn unreadable_list_answer_skips_the_check_and_deletes_nothing() {
+    let w = World::new("selfheal-garbled");
+    w.service("web", &[("http", 80, "TCP")]);
+    let port = free_port();
+    let addr = metrics_addr(port);
+    let _c = Controller::start_with(
+        &w.kubeconfig,
+        &["--updater-resync", "1s", "--metrics-addr", addr.as_str()],
+    );
+    wait_for("web READY", || w.ready("web"));
+    w.updater.garbled.store(true, Ordering::SeqCst);
+    // A backend of ours that no LoadBalancer wants: a readable answer would get it deleted.
+    w.updater.backends.lock().unwrap().insert(
+        "default_gone".into(),
+        json!({"backendName": "default_gone", "lbPort": 8150, "lbProtocol": "TCP",
+               "upstreamServers": [], "owner": "paperlb"}),
+    );
+    let errors = || {
+        val(
+            &scrape(port),
+            "paperlb_updater_resyncs_total",
+            &[("result", "error")],
+        )
+    };
+    wait_for("two failed checks", || errors() >= 2.0);
+    assert!(w.updater.deletes().is_empty(), "{:?}", w.updater.deletes());
+    assert!(w.updater.backend("default_gone").is_some());
+    // Readable again: the stray goes (so the check above could have failed).
+    w.updater.garbled.store(false, Ordering::SeqCst);
+    wait_for("the stray deleted", || {
+        w.updater.deletes() == ["default_gone"]
+    });
 }
