@@ -1766,6 +1766,13 @@ fn drift_repair(bin: &Path, r: &mut Results) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let repaired = Instant::now();
+    // The updater counts a request after answering it, so the last batch's POSTs show a moment
+    // after nginx serves them: wait until the count stops moving.
+    let mut last = updater_requests(up.port, "POST");
+    wait_for("the POST count settles", Duration::from_millis(500), || {
+        let now = updater_requests(up.port, "POST");
+        std::mem::replace(&mut last, now) == now
+    });
     r.set("drift_detect_ms", ms(first_post - wiped));
     r.set("drift_repair_ms_1k", ms(repaired - first_post));
     r.set("drift_repair_reloads_1k", up.reloads() - reloads0);
