@@ -474,6 +474,7 @@ pub fn list(dir: &Path) -> Result<ListResponse, Error> {
     Ok(ListResponse {
         backends: entries.into_values().filter_map(|e| e.request).collect(),
         unreadable,
+        version: None,
     })
 }
 

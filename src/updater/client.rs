@@ -101,6 +101,16 @@ impl UpdaterClient {
 
     /// `GET /api/v1/lb` (our updater only; the Go one answers 404/405).
     pub fn list(&self) -> Result<ListResponse, Error> {
+        let v = self.list_json()?;
+        serde_json::from_value(v).map_err(|e| Error::Decode {
+            url: self.url(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /api/v1/lb` as JSON, for readers that want fields `ListResponse` does not model
+    /// (`paperlb explain`: per-upstream health, the updater's version).
+    pub fn list_json(&self) -> Result<serde_json::Value, Error> {
         let mut r = self.agent.get(self.url());
         if let Some(t) = &self.token {
             r = r.header("Authorization", format!("Bearer {t}"));

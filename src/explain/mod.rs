@@ -1,0 +1,141 @@
+//! `paperlb explain <namespace>/<service>`: why a Service is (not) served. Reads what the controller
+//! reads, plus each updater's `GET /api/v1/lb`, and prints the path as steps.
+//!
+//! `facts` holds what was read, `gather` reads it (I/O only), `steps` diagnoses (pure, the
+//! controller's own decisions), `render` prints text or JSON. Must not: write to the cluster or an
+//! updater, or print a Secret's value.
+
+pub mod facts;
+pub mod gather;
+pub mod render;
+pub mod steps;
+
+use crate::cli::{self, Arg, Usage};
+use crate::controller::{Context, Key};
+use crate::kube::client::{Client, ClientOptions};
+use crate::kube::config::{self, LoadOptions};
+
+pub const HELP: &str = "\
+paperlb explain: say why a LoadBalancer Service is or is not served
+
+Usage: paperlb explain <namespace>/<service> [flags]
+
+Reads the Service, its LoadBalancer, the LoadBalancerConfig (and whether its Secrets exist, never
+their values), Nodes, EndpointSlices, recent Events, and each LB host's updater (GET /api/v1/lb),
+then prints the path as steps: ✓ passed, ✗ failed (with the fix; the steps stop there), ? could not
+be checked. Read-only. Exits 0 when the Service is served on at least one LB host, else 1.
+
+Flags:
+  -o, --output FORMAT  text (default) or json (schema: README, \"paperlb explain\")
+  --kubeconfig PATH    kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)
+  --context NAME       kubeconfig context (default: current-context)
+  --namespace NS       the controller's namespace (default: paperlb-system)
+  -h, --help           this help
+";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub load: LoadOptions,
+    pub namespace: String,
+    pub key: Key,
+    pub json: bool,
+}
+
+const VALUE_FLAGS: [&str; 5] = ["kubeconfig", "context", "namespace", "o", "output"];
+
+/// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
+pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
+    // The one positional argument: not a flag, not a flag's value.
+    let mut positional = Vec::new();
+    let mut flags = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a.starts_with('-') {
+            flags.push(a.clone());
+            let name = a.trim_start_matches('-');
+            if !name.contains('=') && VALUE_FLAGS.contains(&name) {
+                if let Some(v) = it.next() {
+                    flags.push(v.clone());
+                }
+            }
+        } else {
+            positional.push(a.clone());
+        }
+    }
+    let mut namespace = "paperlb-system".to_string();
+    let mut json = false;
+    for arg in cli::parse(&flags, &VALUE_FLAGS, &[])? {
+        match arg {
+            Arg::Help => return Ok(None),
+            Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
+            Arg::Value(k, v) if k == "context" => load.context = Some(v),
+            Arg::Value(k, v) if k == "namespace" => namespace = v,
+            Arg::Value(k, v) if k == "o" || k == "output" => {
+                json = match v.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    _ => return Err(Usage(format!("flag -o: expected text or json, got {v:?}"))),
+                }
+            }
+            other => return Err(Usage(format!("unexpected flag {other:?}"))),
+        }
+    }
+    let [target] = positional.as_slice() else {
+        return Err(Usage(
+            "expected exactly one <namespace>/<service> argument".into(),
+        ));
+    };
+    let key = match target.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Key::new(ns, name)
+        }
+        _ => {
+            return Err(Usage(format!("{target:?} is not <namespace>/<service>")));
+        }
+    };
+    if namespace.is_empty() {
+        return Err(Usage("flag --namespace: must not be empty".into()));
+    }
+    Ok(Some(Config {
+        load,
+        namespace,
+        key,
+        json,
+    }))
+}
+
+/// Explains, printing to stdout. `Err` (exit 1) when the Service is served on no host.
+pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = config::load(&config.load)?;
+    let client = Client::new(&cluster, ClientOptions::default())?;
+    let ctx = Context::new(&config.namespace, "");
+    let mut facts = gather::cluster(&client, &config.key, &config.namespace);
+    if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
+        let (secrets, token) = gather::secrets(&client, &config.namespace, &refs);
+        facts.secrets = secrets;
+        facts.hosts = hosts
+            .into_iter()
+            .map(|host| facts::HostFact {
+                probe: gather::probe(&host, token.clone()),
+                host,
+            })
+            .collect();
+    }
+    let report = steps::explain(&facts, &ctx);
+    let events = facts.events.clone().unwrap_or_default();
+    let failed = facts.failed_reads();
+    let out = if config.json {
+        let mut s = serde_json::to_string_pretty(&render::json(&report, &events, &failed))?;
+        s.push('\n');
+        s
+    } else {
+        render::text(&report, &events, &failed)
+    };
+    use std::io::Write;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    if report.served {
+        Ok(())
+    } else {
+        Err(format!("Service {} is not served", config.key).into())
+    }
+}
