@@ -1274,7 +1274,8 @@ fn round_trips(w: &World, r: &mut Results) {
     }
     r.set_runs("api_write_roundtrip_ms_p50", percentile(&api, 50.0), api);
 
-    let updater = UpdaterClient::new(&w.updater.url, None, Timeouts::default());
+    let endpoint = paperlb::model::url::updater_endpoint(&w.updater.url).expect("updater url");
+    let updater = UpdaterClient::new(&endpoint, None, Timeouts::default());
     let req = LbRequest {
         backend_name: "bench_probe".into(),
         lb_port: 11999,

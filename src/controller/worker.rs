@@ -32,6 +32,7 @@ use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
+use crate::model::url::updater_endpoint;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::time::rfc3339;
 use crate::updater::client::{Timeouts, UpdaterClient};
@@ -597,11 +598,16 @@ impl Worker {
         }
     }
 
+    /// The client for an `httpUpdaterURL` as written; it calls the endpoint the URL resolves to.
     fn updater(&mut self, url: &str) -> &UpdaterClient {
         let timeouts = self.config.updater_timeouts;
-        self.updaters
-            .entry(url.to_string())
-            .or_insert_with(|| UpdaterClient::new(url, None, timeouts))
+        self.updaters.entry(url.to_string()).or_insert_with(|| {
+            // Every URL reaching here passed `check_url` (configs and LoadBalancer specs are
+            // validated first), so the fallback is never taken; if it were, the calls would fail
+            // visibly with the updater's own answer.
+            let endpoint = updater_endpoint(url).unwrap_or_else(|_| url.to_string());
+            UpdaterClient::new(&endpoint, None, timeouts)
+        })
     }
 
     fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {

@@ -257,6 +257,20 @@ pub struct AppliedBackend {
     pub protocol: String,
 }
 
+impl AppliedBackend {
+    /// The same backend name on the same updater endpoint (either spelling of its URL).
+    pub fn same_place(&self, other: &AppliedBackend) -> bool {
+        self.backend_name == other.backend_name && super::url::same_updater(&self.url, &other.url)
+    }
+
+    /// The same LB port and protocol on the same updater endpoint.
+    pub fn same_port(&self, other: &AppliedBackend) -> bool {
+        self.port == other.port
+            && self.protocol.eq_ignore_ascii_case(&other.protocol)
+            && super::url::same_updater(&self.url, &other.url)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,9 @@ pub enum Outcome {
     Unchanged,
     /// File removed and nginx reloaded.
     Deleted,
+    /// DELETE of a backend that is not configured: nothing to do (as nginx-lb-updater answers it,
+    /// so a Go controller's finalizer is not stuck on a backend that was never written).
+    Absent,
 }
 
 impl Outcome {
@@ -42,6 +45,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Unchanged => "unchanged",
             Outcome::Deleted => "deleted",
+            Outcome::Absent => "absent",
         }
     }
 }
@@ -82,7 +86,7 @@ impl ApplyMetrics {
         ApplyMetrics {
             applies: r.counter(
                 "paperlb_updater_applies_total",
-                "Requests handled by the applier, by outcome (applied, unchanged, deleted, refused).",
+                "Requests handled by the applier, by outcome (applied, unchanged, deleted, absent, refused).",
                 &["outcome"],
             ),
             tests: r.counter(
@@ -163,7 +167,7 @@ impl Applier {
         self.submit(Op::Apply(Box::new(b)))
     }
 
-    /// Removes a backend; `NotFound` if it is not configured.
+    /// Removes a backend; `Absent` if it is not configured.
     pub fn delete(&self, name: &str) -> Result<Outcome, Error> {
         self.submit(Op::Delete(name.to_string()))
     }
@@ -252,6 +256,9 @@ impl Worker {
         for job in jobs {
             match plan(&working, &job.op) {
                 Err(e) => self.answer(job, Err(e)),
+                Ok(None) if matches!(job.op, Op::Delete(_)) => {
+                    self.answer(job, Ok(Outcome::Absent))
+                }
                 Ok(None) => self.answer(job, Ok(Outcome::Unchanged)),
                 Ok(Some(next)) => {
                     let outcome = match next {
@@ -387,15 +394,7 @@ impl Worker {
 #[allow(clippy::option_option)]
 fn plan(working: &BTreeMap<String, Entry>, op: &Op) -> Result<Option<Option<Entry>>, Error> {
     match op {
-        Op::Delete(name) => {
-            if working.contains_key(name) {
-                Ok(Some(None))
-            } else {
-                Err(Error::NotFound(format!(
-                    "backend {name:?} is not configured"
-                )))
-            }
-        }
+        Op::Delete(name) => Ok(working.contains_key(name).then_some(None)),
         Op::Apply(b) => {
             for (other, e) in working {
                 let Some(r) = &e.request else { continue };

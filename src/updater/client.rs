@@ -35,17 +35,18 @@ impl Default for Timeouts {
     }
 }
 
-/// A client for one updater (one LoadBalancerConfig's `httpUpdaterURL`).
+/// A client for one updater endpoint (one LoadBalancerConfig's `httpUpdaterURL`, resolved).
 #[derive(Debug, Clone)]
 pub struct UpdaterClient {
-    base: String,
+    endpoint: String,
     token: Option<String>,
     agent: Agent,
 }
 
 impl UpdaterClient {
-    /// `base_url` is `http://host:port` or `https://host:port` (a trailing `/` is fine).
-    pub fn new(base_url: &str, token: Option<String>, timeouts: Timeouts) -> UpdaterClient {
+    /// `endpoint` is the full URL every call goes to (`http://host:3000/api/v1/lb`), as
+    /// `model::url::updater_endpoint` resolves an `httpUpdaterURL`; it is used as given.
+    pub fn new(endpoint: &str, token: Option<String>, timeouts: Timeouts) -> UpdaterClient {
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -62,17 +63,17 @@ impl UpdaterClient {
             .build()
             .into();
         UpdaterClient {
-            base: base_url.trim_end_matches('/').to_string(),
+            endpoint: endpoint.to_string(),
             token,
             agent,
         }
     }
 
     fn url(&self) -> String {
-        format!("{}/api/v1/lb", self.base)
+        self.endpoint.clone()
     }
 
-    /// `POST /api/v1/lb`: Ok once the updater has applied (and reloaded) the request.
+    /// `POST` to the endpoint (`/api/v1/lb`): Ok once the updater has applied (and reloaded) the request.
     pub fn apply(&self, req: &LbRequest) -> Result<(), Error> {
         // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
         let mut req = req.clone();

@@ -24,8 +24,6 @@ pub enum Error {
     Invalid(String),
     /// The request conflicts with another backend (port already served, same protocol): HTTP 409.
     Conflict(String),
-    /// DELETE or lookup of a backend that is not configured: HTTP 404.
-    NotFound(String),
     /// nginx refused the configuration (`nginx -t`) or the reload did not take; the previous file set
     /// was restored. `message` is nginx's own, trimmed.
     Nginx { message: String },
@@ -49,7 +47,6 @@ impl Error {
         match self {
             Error::Invalid(_) => 400,
             Error::Conflict(_) => 409,
-            Error::NotFound(_) => 404,
             Error::Nginx { .. } | Error::Io { .. } => 500,
             Error::Refused { code, .. } => *code,
             Error::Transport { .. } | Error::Decode { .. } => 502,
@@ -69,7 +66,6 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "invalid request: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
-            Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Nginx { message } => write!(f, "nginx refused the change: {message}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),

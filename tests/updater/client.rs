@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use paperlb::model::url::updater_endpoint;
 use paperlb::updater::Error;
 use paperlb::updater::api::{LbRequest, Upstream};
 use paperlb::updater::client::{Timeouts, UpdaterClient};
@@ -25,11 +26,9 @@ fn request(name: &str, port: u16) -> LbRequest {
 #[test]
 fn client_applies_lists_and_deletes_against_the_real_updater() {
     let env = Env::start(Options { token: Some("tok") });
-    let c = UpdaterClient::new(
-        &format!("{}/", env.base_url()),
-        Some("tok".into()),
-        Timeouts::default(),
-    );
+    // The endpoint as the controller resolves it from a config's bare `http://host:port/`.
+    let endpoint = updater_endpoint(&format!("{}/", env.base_url())).unwrap();
+    let c = UpdaterClient::new(&endpoint, Some("tok".into()), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_c", port)).unwrap();
     c.apply(&request("ns_c", port)).unwrap();
@@ -37,14 +36,14 @@ fn client_applies_lists_and_deletes_against_the_real_updater() {
     assert_eq!(l.backends.len(), 1);
     assert_eq!(l.backends[0].lb_protocol, "TCP");
     c.delete("ns_c").unwrap();
-    c.delete("ns_c").unwrap(); // 404: already gone
+    c.delete("ns_c").unwrap(); // already gone: "absent"
     assert!(c.list().unwrap().backends.is_empty());
 }
 
 #[test]
 fn client_surfaces_err_messages_and_auth_failures() {
     let env = Env::start(Options { token: Some("tok") });
-    let c = UpdaterClient::new(&env.base_url(), Some("tok".into()), Timeouts::default());
+    let c = UpdaterClient::new(&env.endpoint(), Some("tok".into()), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_a", port)).unwrap();
     match c.apply(&request("ns_b", port)) {
@@ -59,7 +58,7 @@ fn client_surfaces_err_messages_and_auth_failures() {
         }
         other => panic!("{other:?}"),
     }
-    let anon = UpdaterClient::new(&env.base_url(), None, Timeouts::default());
+    let anon = UpdaterClient::new(&env.endpoint(), None, Timeouts::default());
     assert!(matches!(
         anon.delete("ns_a"),
         Err(Error::Refused { code: 401, .. })
