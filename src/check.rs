@@ -1,6 +1,7 @@
 //! `paperlb check`: resolves the cluster configuration, then reports the server's version, whether our
 //! CRDs are served, and (via SelfSubjectAccessReview) whether every permission the controller needs is
-//! granted. One line per problem, saying what to do.
+//! granted; then each LoadBalancerConfig's LB hosts (`explain::check_hosts`: reachable, authorized,
+//! version, free ports). One line per problem, saying what to do.
 //!
 //! Owns: the list of permissions the controller needs ([`PERMISSIONS`]), kept equal to
 //! `manifests/base/rbac.yaml` by a test. Must not: print a secret, or write anything but SSARs.
@@ -253,6 +254,12 @@ pub fn check(
     }
     if denied == 0 {
         writeln!(out, "permissions: all {} granted", PERMISSIONS.len())?;
+    }
+    for line in crate::explain::check_hosts(&client, &config.namespace) {
+        match line {
+            Ok(l) => writeln!(out, "{l}")?,
+            Err(p) => problem(out, p)?,
+        }
     }
     Ok(problems)
 }

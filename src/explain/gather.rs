@@ -20,7 +20,9 @@ use crate::kube::client::{
     Client, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams, NODES,
     Resource, SERVICES,
 };
-use crate::model::{Event, LOAD_BALANCER_KIND, LoadBalancerConfig, SERVICE_NAME_LABEL};
+use crate::model::{
+    Event, LOAD_BALANCER_KIND, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
+};
 use crate::updater::client::{Timeouts, UpdaterClient};
 
 pub const SECRETS: Resource = Resource {
@@ -111,14 +113,8 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
     let mut f = Facts::empty(key.clone(), namespace);
     f.service = get(client, &SERVICES, ns, name);
     f.load_balancer = get(client, &LOADBALANCERS, ns, name);
-    f.configs = list::<Value>(
-        client,
-        &LOADBALANCERCONFIGS,
-        Some(namespace),
-        &ListParams::default(),
-    )
-    .map(|items| items.into_iter().filter_map(config_fact).collect());
-    f.load_balancers = list(client, &LOADBALANCERS, None, &ListParams::default());
+    f.configs = configs(client, namespace);
+    f.load_balancers = load_balancers(client);
     f.nodes = list(client, &NODES, None, &ListParams::default());
     let by_service = ListParams {
         label_selector: Some(format!("{SERVICE_NAME_LABEL}={name}")),
@@ -145,6 +141,22 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
     )
     .map(|items| servicelb_daemonsets(&items, key, &uid));
     f
+}
+
+/// The LoadBalancerConfigs in the controller's namespace.
+pub fn configs(client: &Client, namespace: &str) -> Result<Vec<ConfigFact>, ReadError> {
+    list::<Value>(
+        client,
+        &LOADBALANCERCONFIGS,
+        Some(namespace),
+        &ListParams::default(),
+    )
+    .map(|items| items.into_iter().filter_map(config_fact).collect())
+}
+
+/// Every LoadBalancer in the cluster.
+pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
+    list(client, &LOADBALANCERS, None, &ListParams::default())
 }
 
 fn config_fact(raw: Value) -> Option<ConfigFact> {
@@ -256,18 +268,25 @@ pub fn probe(host: &HostRef, token: Option<String>) -> Probe {
         connect: Duration::from_secs(5),
         call: Duration::from_secs(15),
     };
-    let client = UpdaterClient::new(&host.url, token, timeouts);
+    let endpoint = match crate::model::url::updater_endpoint(&host.url) {
+        Ok(e) => e,
+        Err(e) => return Probe::Unreachable(format!("httpUpdaterURL {:?}: {e}", host.url)),
+    };
+    let client = UpdaterClient::new(&endpoint, token, timeouts);
     match client.list_json() {
         Ok(v) => Probe::Listed(Listing::from_json(&v)),
         Err(crate::updater::Error::Transport { detail, .. }) => Probe::Unreachable(detail),
-        Err(crate::updater::Error::Refused { code, message }) => match code {
-            401 | 403 => Probe::Unauthorized { code, message },
-            404 | 405 => Probe::NoList { code },
-            _ => Probe::Refused { code, message },
-        },
-        Err(e) => Probe::Refused {
-            code: 200,
-            message: e.to_string(),
-        },
+        Err(e) => {
+            let code = e.status();
+            let message = match e {
+                crate::updater::Error::Refused { message, .. } => message,
+                other => other.to_string(),
+            };
+            match code {
+                401 | 403 => Probe::Unauthorized { code, message },
+                404 | 405 => Probe::NoList { code },
+                _ => Probe::Refused { code, message },
+            }
+        }
     }
 }

@@ -104,6 +104,74 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
     }))
 }
 
+/// `paperlb check`'s LB host report: per config in `namespace`, per host, a line (`Ok`) or a
+/// problem (`Err`): reachable, authorized, version, free ports.
+pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
+    let configs = match gather::configs(client, namespace) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Err(format!(
+                "cannot {}: {} (needs {})",
+                e.what, e.message, e.needs
+            ))];
+        }
+    };
+    if configs.is_empty() {
+        return vec![Ok(format!(
+            "LoadBalancerConfigs: none in namespace {namespace}"
+        ))];
+    }
+    let mut cache = crate::controller::Cache::new();
+    let mut out = Vec::new();
+    match gather::load_balancers(client) {
+        Ok(lbs) => {
+            cache.replace_load_balancers(lbs);
+        }
+        Err(e) => out.push(Err(format!(
+            "cannot {}: {} (needs {}); free ports count only what the updaters serve",
+            e.what, e.message, e.needs
+        ))),
+    }
+    for c in configs {
+        let name = format!("{namespace}/{}", c.config.metadata.name);
+        let cfg = match c.config.validate() {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                out.push(Err(format!("LoadBalancerConfig {name} is invalid: {e}")));
+                continue;
+            }
+        };
+        let (secrets, token) = gather::secrets(client, namespace, &c.secret_refs);
+        for s in &secrets {
+            let r = &s.reference;
+            let what = format!("Secret {namespace}/{} ({} of {name})", r.name, r.field);
+            match &s.state {
+                Ok(facts::SecretState::Present) => {}
+                Ok(facts::SecretState::NoSecret) => out.push(Err(format!("{what} does not exist"))),
+                Ok(facts::SecretState::NoKey(_)) => {
+                    out.push(Err(format!("{what} has no key {:?}", r.key)))
+                }
+                Ok(facts::SecretState::Empty) => {
+                    out.push(Err(format!("{what}: key {:?} is empty", r.key)))
+                }
+                Err(e) => out.push(Err(format!(
+                    "{what}: cannot read: {} (needs {})",
+                    e.message, e.needs
+                ))),
+            }
+        }
+        let token_ref = c.secret_refs.iter().find(|r| r.is_token());
+        for host in steps::hosts_of(&cfg) {
+            let probe = gather::probe(&host, token.clone());
+            let claimed = cache.ports_taken_on(&host.host, &Key::default());
+            out.push(steps::host_summary(
+                &cfg, &host, &probe, &claimed, token_ref,
+            ));
+        }
+    }
+    out
+}
+
 /// Explains, printing to stdout. `Err` (exit 1) when the Service is served on no host.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = config::load(&config.load)?;

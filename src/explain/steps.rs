@@ -986,7 +986,7 @@ fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> 
     let wanted: Vec<&LbRequest> = ready
         .requests
         .iter()
-        .filter(|(u, _)| u == url)
+        .filter(|(u, _)| crate::model::url::same_updater(u, url))
         .map(|(_, r)| r)
         .collect();
     push(steps, backend_step(&h.host, &wanted, listing))?;
@@ -1133,6 +1133,72 @@ fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
             )
         };
     (step, !dead_backend)
+}
+
+/// `paperlb check`'s line for one LB host of a config: `Ok` to print, `Err` a problem. `claimed`
+/// holds the (port, protocol) pairs LoadBalancers claim on the host.
+pub fn host_summary(
+    cfg: &ValidConfig,
+    host: &HostRef,
+    probe: &Probe,
+    claimed: &std::collections::BTreeSet<(u16, Protocol)>,
+    token: Option<&SecretRef>,
+) -> Result<String, String> {
+    let at = format!(
+        "LB host {} of LoadBalancerConfig {}/{} (updater {})",
+        host.name, cfg.namespace, cfg.name, host.url
+    );
+    let fix_token = match token {
+        Some(r) => format!(
+            "the token in Secret {}/{} key {} must equal the updater's --token-file",
+            cfg.namespace, r.name, r.key
+        ),
+        None => {
+            "set spec.updaterTokenSecretRef on the config to a Secret holding the updater's token"
+                .to_string()
+        }
+    };
+    let listing = match probe {
+        Probe::Unreachable(d) => return Err(format!("{at}: unreachable: {d}")),
+        Probe::Unauthorized { code, message } => {
+            return Err(format!(
+                "{at}: not authorized ({code}: {message}): {fix_token}"
+            ));
+        }
+        Probe::Refused { code, message } => {
+            return Err(format!("{at}: refuses: {code}: {message}"));
+        }
+        Probe::NoList { code } => {
+            return Ok(format!(
+                "{at}: reachable, authorized, version unknown (no GET /api/v1/lb, {code}: the Go updater?), free ports unknown"
+            ));
+        }
+        Probe::Listed(l) => l,
+    };
+    let mut used = claimed.clone();
+    for b in &listing.backends {
+        if let Some(p) = Protocol::parse(&b.lb_protocol) {
+            used.insert((b.lb_port, p));
+        }
+    }
+    let total = usize::from(cfg.high - cfg.low) + 1;
+    let free: Vec<String> = [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .map(|proto| {
+            let n = used
+                .iter()
+                .filter(|(p, pr)| *pr == proto && (cfg.low..=cfg.high).contains(p))
+                .count();
+            format!("{} {}/{total}", proto.as_str(), total - n)
+        })
+        .collect();
+    Ok(format!(
+        "{at}: reachable, authorized, version {}, free ports {} ({}-{})",
+        listing.version.as_deref().unwrap_or("unknown"),
+        free.join(", "),
+        cfg.low,
+        cfg.high
+    ))
 }
 
 #[cfg(test)]
