@@ -22,8 +22,10 @@ paperlb check: check that the controller can work with this cluster
 Usage: paperlb check [flags]
 
 Prints the cluster, user and auth method it resolved (never the secret), the server's version, whether
-the LoadBalancer and LoadBalancerConfig CRDs are installed, and whether every permission the controller
-needs is granted. Exits 0 only if all is well.
+the LoadBalancer and LoadBalancerConfig CRDs are installed, whether every permission the controller
+needs is granted, and, for each LoadBalancerConfig's LB host, whether its updater is reachable and
+accepts the config's token, its version, and how many ports of the range are free. Exits 0 only if
+all is well.
 
 Flags:
   --kubeconfig PATH   kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)

@@ -499,3 +499,68 @@ fn a_forbidden_read_says_which_permission_and_goes_on() {
         "{out}"
     );
 }
+
+/// Runs `paperlb check`; returns the exit code and stdout.
+fn check(w: &World) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(["check", "--kubeconfig"])
+        .arg(&w.kubeconfig)
+        .args(["--namespace", "paperlb-system"])
+        .output()
+        .expect("run paperlb check");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+#[test]
+fn check_reports_each_configs_host() {
+    let w = World::new("explain-check");
+    let host = LbHost::start();
+    let url = format!("http://{}", host.addr());
+    let _c = recorded(&w, &url);
+    wait_for("READY", || w.ready("web"));
+    let (code, out) = check(&w);
+    assert_eq!(code, 0, "{out}");
+    let want = format!(
+        "LB host {LB_HOST} of LoadBalancerConfig paperlb-system/edge (updater {url}): reachable, authorized, version {}, free ports TCP 99/100, UDP 100/100 (8100-8199)",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(out.contains(&want), "{want:?} not in:\n{out}");
+
+    // A second config whose updater wants a token it does not name, a third nobody answers for.
+    let locked = LbHost::start_with_token(Some("other-token"));
+    let port = free_port().expect("free port");
+    for (name, url) in [
+        ("locked", format!("http://{}", locked.addr())),
+        ("gone", format!("http://127.0.0.1:{port}")),
+    ] {
+        w.api
+            .apply(
+                "loadbalancerconfigs",
+                json!({
+                    "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                    "metadata": {"name": name, "namespace": "paperlb-system"},
+                    "spec": {"httpUpdaterURL": url, "host": "127.0.0.11", "portRange": {"low": 9000, "high": 9009}},
+                }),
+            )
+            .expect("apply config");
+    }
+    let (code, out) = check(&w);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&want), "{out}");
+    let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("PROBLEM: ")).collect();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("paperlb-system/locked") && p.contains("not authorized (401")),
+        "{out}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("paperlb-system/gone") && p.contains("unreachable")),
+        "{out}"
+    );
+    assert!(!out.contains("other-token"), "{out}");
+}
