@@ -637,7 +637,7 @@ fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
     f
 }
 
-fn port_list(spec: &LbSpec) -> String {
+pub(crate) fn port_list(spec: &LbSpec) -> String {
     let ports: Vec<String> = spec
         .ports
         .iter()

@@ -17,26 +17,13 @@ use super::facts::{
 use crate::controller::Key;
 use crate::kube::Error;
 use crate::kube::client::{
-    Client, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams, NODES,
-    Resource, SERVICES,
+    Client, DAEMONSETS, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams,
+    NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
     Event, LOAD_BALANCER_KIND, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
 };
 use crate::updater::client::{Timeouts, UpdaterClient};
-
-pub const SECRETS: Resource = Resource {
-    group: "",
-    version: "v1",
-    plural: "secrets",
-    namespaced: true,
-};
-pub const DAEMONSETS: Resource = Resource {
-    group: "apps",
-    version: "v1",
-    plural: "daemonsets",
-    namespaced: true,
-};
 
 /// Where k3s runs its ServiceLB DaemonSets.
 pub const K3S_SERVICELB_NAMESPACE: &str = "kube-system";

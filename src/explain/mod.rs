@@ -1,12 +1,13 @@
 //! `paperlb explain <namespace>/<service>`: why a Service is (not) served. Reads what the controller
 //! reads, plus each updater's `GET /api/v1/lb`, and prints the path as steps.
 //!
-//! `facts` holds what was read, `gather` reads it (I/O only), `steps` diagnoses (pure, the
-//! controller's own decisions), `render` prints text or JSON. Must not: write to the cluster or an
+//! `facts` holds what was read, `gather` reads it (I/O only), `steps` diagnoses the cluster side and
+//! `hosts` each LB host (pure, the controller's own decisions), `render` prints text or JSON. Must not: write to the cluster or an
 //! updater, or print a Secret's value.
 
 pub mod facts;
 pub mod gather;
+pub mod hosts;
 pub mod render;
 pub mod steps;
 
@@ -164,7 +165,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         for host in steps::hosts_of(&cfg) {
             let probe = gather::probe(&host, token.clone());
             let claimed = cache.ports_taken_on(&host.host, &Key::default());
-            out.push(steps::host_summary(
+            out.push(hosts::host_summary(
                 &cfg, &host, &probe, &claimed, token_ref,
             ));
         }

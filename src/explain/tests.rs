@@ -59,6 +59,33 @@ fn world(service: Value) -> Facts {
     f
 }
 
+/// The config references a token Secret (`reference`), which was read as `state`.
+fn with_token_secret(reference: Value, state: SecretState) -> Facts {
+    let mut c = config("edge", true);
+    c["spec"]["updaterTokenSecretRef"] = reference;
+    let mut f = world(svc());
+    let fact = config_fact(c);
+    f.secrets = fact
+        .secret_refs
+        .iter()
+        .map(|r| SecretFact {
+            reference: r.clone(),
+            state: Ok(state.clone()),
+        })
+        .collect();
+    f.configs = Ok(vec![fact]);
+    f
+}
+
+/// LoadBalancer `<namespace>/other`, holding `port`/TCP on the LB host.
+fn holding(namespace: &str, port: u16) -> LoadBalancer {
+    serde_json::from_value(json!({
+        "metadata": {"name": "other", "namespace": namespace},
+        "spec": {"host": HOST, "port": port, "protocol": "TCP"},
+    }))
+    .unwrap()
+}
+
 fn ctx() -> Context {
     Context::new(NS, "2026-01-01T00:00:00Z")
 }
@@ -237,40 +264,15 @@ fn each_diagnosis_stops_at_its_step() {
         ),
         (
             "token Secret missing",
-            || {
-                let mut c = config("edge", true);
-                c["spec"]["updaterTokenSecretRef"] = json!({"name": "upd"});
-                let mut f = world(svc());
-                f.configs = Ok(vec![config_fact(c)]);
-                f.secrets = vec![SecretFact {
-                    reference: SecretRef {
-                        field: "spec.updaterTokenSecretRef".into(),
-                        name: "upd".into(),
-                        key: "token".into(),
-                    },
-                    state: Ok(SecretState::NoSecret),
-                }];
-                f
-            },
+            || with_token_secret(json!({"name": "upd"}), SecretState::NoSecret),
             "secrets",
             "paperlb-system/upd",
         ),
         (
             "token Secret without the key",
             || {
-                let mut c = config("edge", true);
-                c["spec"]["updaterTokenSecretRef"] = json!({"name": "upd", "key": "tok"});
-                let mut f = world(svc());
-                f.configs = Ok(vec![config_fact(c)]);
-                f.secrets = vec![SecretFact {
-                    reference: SecretRef {
-                        field: "spec.updaterTokenSecretRef".into(),
-                        name: "upd".into(),
-                        key: "tok".into(),
-                    },
-                    state: Ok(SecretState::NoKey(vec!["token".into()])),
-                }];
-                f
+                let keys = SecretState::NoKey(vec!["token".into()]);
+                with_token_secret(json!({"name": "upd", "key": "tok"}), keys)
             },
             "secrets",
             "no key \"tok\"",
@@ -329,13 +331,7 @@ fn each_diagnosis_stops_at_its_step() {
                 c["spec"]["portRange"] = json!({"low": 8100, "high": 8100});
                 let mut f = world(svc());
                 f.configs = Ok(vec![config_fact(c)]);
-                f.load_balancers = Ok(vec![
-                    serde_json::from_value(json!({
-                        "metadata": {"name": "other", "namespace": "default"},
-                        "spec": {"host": HOST, "port": 8100, "protocol": "TCP"},
-                    }))
-                    .unwrap(),
-                ]);
+                f.load_balancers = Ok(vec![holding("default", 8100)]);
                 f
             },
             "ports",
@@ -347,13 +343,7 @@ fn each_diagnosis_stops_at_its_step() {
                 let mut s = svc();
                 s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": "http=8150"});
                 let mut f = world(s);
-                f.load_balancers = Ok(vec![
-                    serde_json::from_value(json!({
-                        "metadata": {"name": "other", "namespace": "team"},
-                        "spec": {"host": HOST, "port": 8150, "protocol": "TCP"},
-                    }))
-                    .unwrap(),
-                ]);
+                f.load_balancers = Ok(vec![holding("team", 8150)]);
                 f
             },
             "ports",
@@ -501,22 +491,7 @@ fn a_served_service_passes_every_step() {
         .chain(&r.hosts[0].steps)
         .map(|s| (s.id, s.status))
         .collect();
-    let want = [
-        "service",
-        "class",
-        "conflict",
-        "config",
-        "secrets",
-        "nodeports",
-        "nodes",
-        "ports",
-        "loadbalancer",
-        "reachable",
-        "authorized",
-        "answering",
-        "backend",
-        "upstreams",
-    ];
+    let want = STEP_IDS;
     assert_eq!(ids.iter().map(|(i, _)| *i).collect::<Vec<_>>(), want);
     // No health reported: unknown, not a failure.
     assert!(

@@ -110,6 +110,14 @@ pub const LOADBALANCERCONFIGS: Resource = Resource {
     plural: "loadbalancerconfigs",
     namespaced: true,
 };
+/// Read by `paperlb explain` only: a config's updater Secrets, k3s ServiceLB's DaemonSets.
+pub const SECRETS: Resource = Resource::core("secrets", true);
+pub const DAEMONSETS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    plural: "daemonsets",
+    namespaced: true,
+};
 pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource {
     group: "authorization.k8s.io",
     version: "v1",
