@@ -31,6 +31,8 @@ Flags:
   --kubeconfig PATH    kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)
   --context NAME       kubeconfig context (default: current-context)
   --namespace NS       the controller's namespace (default: paperlb-system)
+  --address-type LIST  the controller's --address-type, if it runs with one (default:
+                       ExternalIP,InternalIP)
   -h, --help           this help
 ";
 
@@ -40,9 +42,18 @@ pub struct Config {
     pub namespace: String,
     pub key: Key,
     pub json: bool,
+    /// The controller's `--address-type` (for configs that name none).
+    pub address_types: Vec<String>,
 }
 
-const VALUE_FLAGS: [&str; 5] = ["kubeconfig", "context", "namespace", "o", "output"];
+const VALUE_FLAGS: [&str; 6] = [
+    "kubeconfig",
+    "context",
+    "namespace",
+    "o",
+    "output",
+    "address-type",
+];
 
 /// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
 pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
@@ -65,12 +76,16 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
     }
     let mut namespace = "paperlb-system".to_string();
     let mut json = false;
+    let mut address_types = Context::new("", "").address_types;
     for arg in cli::parse(&flags, &VALUE_FLAGS, &[])? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
             Arg::Value(k, v) if k == "context" => load.context = Some(v),
             Arg::Value(k, v) if k == "namespace" => namespace = v,
+            Arg::Value(k, v) if k == "address-type" => {
+                address_types = crate::controller::cli::parse_address_types(&v)?
+            }
             Arg::Value(k, v) if k == "o" || k == "output" => {
                 json = match v.as_str() {
                     "json" => true,
@@ -102,6 +117,7 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
         namespace,
         key,
         json,
+        address_types,
     }))
 }
 
@@ -177,7 +193,8 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = config::load(&config.load)?;
     let client = Client::new(&cluster, ClientOptions::default())?;
-    let ctx = Context::new(&config.namespace, "");
+    let mut ctx = Context::new(&config.namespace, "");
+    ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
     if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
         let (secrets, token) = gather::secrets(&client, &config.namespace, &refs);
@@ -206,5 +223,61 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     } else {
         Err(format!("Service {} is not served", config.key).into())
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn load() -> LoadOptions {
+        LoadOptions::from_env(None, None)
+    }
+
+    #[test]
+    fn the_target_may_stand_anywhere_among_the_flags() {
+        let c = parse(
+            &args(&[
+                "--namespace",
+                "lb",
+                "team/web",
+                "-o",
+                "json",
+                "--address-type=InternalIP",
+            ]),
+            load(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.key, Key::new("team", "web"));
+        assert_eq!(c.namespace, "lb");
+        assert!(c.json);
+        assert_eq!(c.address_types, vec!["InternalIP"]);
+        let c = parse(&args(&["default/web"]), load()).unwrap().unwrap();
+        assert!(!c.json);
+        assert_eq!(c.namespace, "paperlb-system");
+        assert_eq!(c.address_types, vec!["ExternalIP", "InternalIP"]);
+        assert!(parse(&args(&["--help"]), load()).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_targets_and_flags_are_usage_errors() {
+        for bad in [
+            &["web"][..],
+            &["/web"],
+            &["default/"],
+            &["a/b/c"],
+            &[],
+            &["a/b", "c/d"],
+            &["a/b", "-o", "yaml"],
+            &["a/b", "--nope"],
+            &["a/b", "--address-type", "Hostname"],
+        ] {
+            assert!(parse(&args(bad), load()).is_err(), "{bad:?}");
+        }
     }
 }
