@@ -199,13 +199,20 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
         let (secrets, token) = gather::secrets(&client, &config.namespace, &refs);
         facts.secrets = secrets;
-        facts.hosts = hosts
-            .into_iter()
-            .map(|host| facts::HostFact {
-                probe: gather::probe(&host, token.clone()),
-                host,
-            })
-            .collect();
+        // The updaters only when the cluster side holds: the steps stop at its first failure.
+        let cluster_ok = steps::explain(&facts, &ctx)
+            .steps
+            .iter()
+            .all(|s| s.status != steps::Status::Fail);
+        if cluster_ok {
+            facts.hosts = hosts
+                .into_iter()
+                .map(|host| facts::HostFact {
+                    probe: gather::probe(&host, token.clone()),
+                    host,
+                })
+                .collect();
+        }
     }
     let report = steps::explain(&facts, &ctx);
     let events = facts.events.clone().unwrap_or_default();
