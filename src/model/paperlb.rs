@@ -26,6 +26,19 @@ pub struct LoadBalancerConfig {
     pub metadata: ObjectMeta,
     #[serde(deserialize_with = "or_default")]
     pub spec: LoadBalancerConfigSpec,
+    /// Written only by the controller (status subresource): whether the spec is usable.
+    #[serde(deserialize_with = "or_default")]
+    pub status: LoadBalancerConfigStatus,
+}
+
+/// A LoadBalancerConfig's status: the `Accepted` condition, for the spec of `observedGeneration`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LoadBalancerConfigStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(deserialize_with = "null_default")]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

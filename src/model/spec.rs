@@ -73,7 +73,10 @@ impl LoadBalancerConfig {
         let url = spec
             .http_updater_url
             .require("spec.httpUpdaterURL", "a string")?;
-        check_url(url).map_err(|e| format!("spec.httpUpdaterURL {url:?}: {e}"))?;
+        check_url(url).map_err(|e| {
+            let url = super::url::redacted(url);
+            format!("spec.httpUpdaterURL {url:?}: {e}")
+        })?;
         let host = spec.host.require("spec.host", "a string")?;
         check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
         let low = *spec
@@ -204,7 +207,10 @@ impl LbSpec {
             .http_updater
             .url
             .require("spec.httpUpdater.url", "a string")?;
-        check_url(url).map_err(|e| format!("spec.httpUpdater.url {url:?}: {e}"))?;
+        check_url(url).map_err(|e| {
+            let url = super::url::redacted(url);
+            format!("spec.httpUpdater.url {url:?}: {e}")
+        })?;
         let host = spec.host.require("spec.host", "a string")?;
         check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
         let mut ports = Vec::new();

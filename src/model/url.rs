@@ -57,6 +57,24 @@ pub fn same_updater(a: &str, b: &str) -> bool {
     }
 }
 
+/// The URL fit for a message: a query string or fragment (which may carry a token) becomes `?…`
+/// or `#…`, and user information becomes `…@`.
+pub fn redacted(raw: &str) -> String {
+    let cut = raw.find(['?', '#']).unwrap_or(raw.len());
+    let mut out = raw[..cut].to_string();
+    if let Some(at) = out.find('@') {
+        let start = out.find("://").map(|i| i + 3).unwrap_or(0);
+        if start <= at {
+            out.replace_range(start..at, "…");
+        }
+    }
+    if let Some(c) = raw[cut..].chars().next() {
+        out.push(c);
+        out.push('…');
+    }
+    out
+}
+
 /// The scheme, lowercased (`HTTP://` is a valid spelling), and what follows `://`.
 fn split_scheme(raw: &str) -> Option<(&'static str, &str)> {
     let (scheme, rest) = raw.split_once("://")?;
@@ -71,7 +89,7 @@ fn split_scheme(raw: &str) -> Option<(&'static str, &str)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{same_updater, updater_endpoint};
+    use super::{redacted, same_updater, updater_endpoint};
 
     #[test]
     fn resolves_every_form_once() {
@@ -130,6 +148,17 @@ mod tests {
             let e = updater_endpoint(raw).expect_err(raw);
             assert!(e.contains(why), "{raw}: {e}");
         }
+    }
+
+    #[test]
+    fn messages_never_show_queries_fragments_or_user_information() {
+        assert_eq!(
+            redacted("http://lb:3000/api/v1/lb?token=s3cret"),
+            "http://lb:3000/api/v1/lb?…"
+        );
+        assert_eq!(redacted("http://lb:3000#s3cret"), "http://lb:3000#…");
+        assert_eq!(redacted("http://user:s3cret@lb:3000"), "http://…@lb:3000");
+        assert_eq!(redacted("http://lb:3000"), "http://lb:3000");
     }
 
     #[test]

@@ -305,3 +305,65 @@ fn lb_left_by_the_old_resolution_converges_with_no_orphan_or_duplicate() {
     assert_eq!(host.requests_with_code(404), Vec::<String>::new());
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// The verdict on a config is on the config: accepted with the endpoint it resolves to, or refused
+/// naming the field (a query string here, which may hold a secret: it is not echoed), with a
+/// Warning Event; the Services of a refused config get nothing pushed.
+#[test]
+fn config_verdict_is_a_condition_on_the_config() {
+    let w = World::new("gocompat-verdict");
+    let accepted = |w: &World| {
+        w.api
+            .get("loadbalancerconfigs", "paperlb-system", "edge")
+            .ok()
+            .and_then(|c| {
+                let cs = c["status"]["conditions"].as_array()?.clone();
+                cs.into_iter().find(|c| c["type"] == "Accepted")
+            })
+    };
+    let mut c = Controller::start(&w.kubeconfig);
+    wait_for("Accepted=True", || {
+        accepted(&w).is_some_and(|c| c["status"] == "True")
+    });
+    let cond = accepted(&w).unwrap_or_default();
+    assert_eq!(
+        cond["message"],
+        json!(format!(
+            "updater endpoint {}/api/v1/lb; ports 8100-8199 on {LB_HOST}",
+            w.updater.url
+        ))
+    );
+    let mut cfg = w
+        .api
+        .get("loadbalancerconfigs", "paperlb-system", "edge")
+        .expect("config");
+    cfg["spec"]["httpUpdaterURL"] = json!(format!("{}/api/v1/lb?token=s3cret", w.updater.url));
+    w.api
+        .update("loadbalancerconfigs", cfg)
+        .expect("break the config");
+    w.service("web", &[("http", 80, "TCP")]);
+    wait_for("Accepted=False", || {
+        accepted(&w).is_some_and(|c| c["status"] == "False")
+    });
+    let cond = accepted(&w).unwrap_or_default();
+    let msg = cond["message"].as_str().unwrap_or("");
+    assert_eq!(cond["reason"], "InvalidConfig");
+    assert!(
+        msg.contains("spec.httpUpdaterURL") && msg.contains("query string"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cret"), "{msg}");
+    wait_for("a Warning Event on the config", || {
+        w.api.list("events", "paperlb-system").iter().any(|e| {
+            e["involvedObject"]["kind"] == "LoadBalancerConfig"
+                && e["type"] == "Warning"
+                && e["reason"] == "InvalidConfig"
+                && !e["message"].as_str().unwrap_or("").contains("s3cret")
+        })
+    });
+    assert!(
+        w.updater.posts().is_empty(),
+        "nothing pushed for a refused config"
+    );
+    assert_eq!(c.terminate(), Some(0));
+}
