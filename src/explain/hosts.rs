@@ -4,7 +4,7 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
-use super::steps::{HostReport, Ready, Step, fail, ok, push, unknown, used_in_range};
+use super::steps::{HostReport, Ready, Step, count, fail, ok, push, unknown, used_in_range};
 use crate::model::{Protocol, ValidConfig};
 use crate::updater::api::LbRequest;
 use std::collections::BTreeSet;
@@ -98,8 +98,8 @@ fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> 
     steps.push(ok(
         "answering",
         format!(
-            "updater {url} lists {} backend(s){version}",
-            listing.backends.len()
+            "updater {url} lists {}{version}",
+            count(listing.backends.len(), "backend")
         ),
     ));
     let wanted: Vec<&LbRequest> = ready
@@ -200,9 +200,15 @@ fn backend_step(host: &HostRef, wanted: &[&LbRequest], listing: &Listing) -> (St
     let step = ok(
         "backend",
         format!(
-            "{} on {} match(es) the LoadBalancer",
+            "{} {} on {} {} the LoadBalancer",
+            if names.len() == 1 {
+                "backend"
+            } else {
+                "backends"
+            },
             names.join(", "),
-            host.name
+            host.name,
+            if names.len() == 1 { "matches" } else { "match" }
         ),
     );
     (step, Some(()))

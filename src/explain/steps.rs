@@ -73,6 +73,15 @@ pub struct Step {
     pub fix: Option<String>,
 }
 
+/// `1 port`, `2 ports`.
+pub(super) fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 pub(super) fn ok(id: &'static str, message: String) -> Step {
     Step {
         id,
@@ -285,8 +294,8 @@ fn service_step(f: &Facts) -> (Step, Option<&Service>) {
         ok(
             "service",
             format!(
-                "Service {key} is type LoadBalancer with {} port(s)",
-                svc.spec.ports.len()
+                "Service {key} is type LoadBalancer with {}",
+                count(svc.spec.ports.len(), "port")
             ),
         ),
         Some(svc),
@@ -609,7 +618,8 @@ fn nodes_step(
             "the cluster has no nodes to forward to".to_string()
         } else {
             format!(
-                "no node can receive traffic: of {total} node(s), {}",
+                "no node can receive traffic: of {}, {}",
+                count(total, "node"),
                 breakdown.join(", ")
             )
         };
@@ -638,9 +648,11 @@ fn nodes_step(
         return (fail("nodes", message, fixes.join("; ")), None);
     }
     let mut message = format!(
-        "{} of {total} node(s) receive traffic ({} target address(es))",
+        "{} of {} receive traffic ({} target address{})",
         total - why.len(),
-        targets.len()
+        count(total, "node"),
+        targets.len(),
+        if targets.len() == 1 { "" } else { "es" }
     );
     if !breakdown.is_empty() {
         let _ = write!(message, "; left out: {}", breakdown.join(", "));
@@ -762,7 +774,16 @@ fn ports_step(
         Ok(Some(spec)) => {
             let step = ok(
                 "ports",
-                format!("LB port(s) {} on {}", port_list(&spec), spec.host),
+                format!(
+                    "LB {} {} on {}",
+                    if spec.ports.len() == 1 {
+                        "port"
+                    } else {
+                        "ports"
+                    },
+                    port_list(&spec),
+                    spec.host
+                ),
             );
             (step, Some(spec))
         }
@@ -853,10 +874,10 @@ fn load_balancer_step(
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
         let what = if owned {
             format!(
-                "records {recorded}, but the Service, config and nodes now call for {} on {} with {} target(s)",
+                "records {recorded}, but the Service, config and nodes now call for {} on {} with {}",
                 port_list(desired),
                 desired.host,
-                desired.target_count()
+                count(desired.target_count(), "target")
             )
         } else {
             "is not yet owned by this Service".to_string()
@@ -878,10 +899,10 @@ fn load_balancer_step(
     }
     let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
     let mut message = format!(
-        "LoadBalancer {key} records {} on {} with {} target(s); phase {phase}",
+        "LoadBalancer {key} records {} on {} with {}; phase {phase}",
         port_list(desired),
         desired.host,
-        desired.target_count()
+        count(desired.target_count(), "target")
     );
     if let Some(c) = condition(&lb.status.conditions, "Ready").filter(|c| c.status == "False") {
         let _ = write!(message, " ({}: {})", c.reason, c.message);

@@ -312,7 +312,7 @@ fn each_diagnosis_stops_at_its_step() {
                 f
             },
             "nodes",
-            "of 5 node(s), 2 NotReady, 1 excluded by label node.kubernetes.io/exclude-from-external-load-balancers, 1 tainted ToBeDeletedByClusterAutoscaler, 1 without an address",
+            "of 5 nodes, 2 NotReady, 1 excluded by label node.kubernetes.io/exclude-from-external-load-balancers, 1 tainted ToBeDeletedByClusterAutoscaler, 1 without an address",
         ),
         (
             "Local without endpoints",

@@ -176,7 +176,7 @@ fn cluster_side_diagnoses_each_stop_at_their_step() {
 
     w.node("node-a", "127.0.0.2", false);
     w.node("node-b", "127.0.0.3", false);
-    expect_failure(&w, "plain", "nodes", "of 2 node(s), 2 NotReady");
+    expect_failure(&w, "plain", "nodes", "of 2 nodes, 2 NotReady");
     // Every diagnosis stopped on the cluster side: no updater was called.
     assert_eq!(w.updater.calls(), vec![]);
 }
