@@ -8,8 +8,9 @@ use super::super::facts::{
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::model::{LoadBalancerConfig, Node};
-use crate::updater::api::Upstream;
+use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 const NS: &str = "paperlb-system";
 const URL: &str = "http://127.0.0.1:3000";
@@ -656,4 +657,64 @@ fn secret_refs_are_read_leniently_from_the_raw_config() {
     assert_eq!(refs[1].key, "bundle.pem");
     assert!(SecretRef::of_config(&json!({"spec": {"updaterTokenSecretRef": null}})).is_empty());
     assert!(SecretRef::of_config(&json!({})).is_empty());
+}
+
+#[test]
+fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
+    let cfg = cache_of(&world(svc()))
+        .configs
+        .values()
+        .next()
+        .map(|c| c.validate().unwrap())
+        .unwrap();
+    let host = HostRef {
+        name: HOST.into(),
+        host: HOST.into(),
+        url: URL.into(),
+    };
+    let claimed: BTreeSet<(u16, Protocol)> = [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
+    let served = |port: u16, proto: &str| LbRequest {
+        backend_name: format!("b{port}"),
+        lb_port: port,
+        lb_protocol: proto.into(),
+        upstream_servers: vec![],
+        proxy_timeout_seconds: 0,
+        proxy_connect_timeout_seconds: 0,
+    };
+    let listed = Probe::Listed(Listing {
+        // 8100/TCP is also claimed: counted once. 8101/udp is served by a backend no LB claims.
+        backends: vec![served(8100, "TCP"), served(8101, "udp")],
+        version: Some("9.9.9".into()),
+        ..Listing::default()
+    });
+    let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed, None).unwrap();
+    assert!(
+        line.ends_with(
+            "reachable, authorized, version 9.9.9, free ports TCP 99/100, UDP 99/100 (8100-8199)"
+        ),
+        "{line}"
+    );
+    let no_list = super::super::hosts::host_summary(
+        &cfg,
+        &host,
+        &Probe::NoList { code: 404 },
+        &claimed,
+        None,
+    );
+    assert!(no_list.unwrap().contains("version unknown"));
+    let denied = Probe::Unauthorized {
+        code: 401,
+        message: "no".into(),
+    };
+    let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
+    assert!(
+        err.contains("not authorized (401: no)") && err.contains("updaterTokenSecretRef"),
+        "{err}"
+    );
+    let gone = Probe::Unreachable("connection refused".into());
+    assert!(
+        super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
+            .unwrap_err()
+            .contains("unreachable")
+    );
 }

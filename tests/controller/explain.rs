@@ -109,6 +109,23 @@ fn holder(w: &World, namespace: &str, name: &str, port: u16) {
 fn cluster_side_diagnoses_each_stop_at_their_step() {
     let w = World::new("explain-cluster");
     expect_failure(&w, "nope", "service", "does not exist");
+    let (code, out) = Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(["explain", "no-such-namespace/web", "--kubeconfig"])
+        .arg(&w.kubeconfig)
+        .output()
+        .map(|o| {
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).to_string(),
+            )
+        })
+        .expect("run paperlb explain");
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        failed(&out).map(|f| f.0).as_deref(),
+        Some("service"),
+        "{out}"
+    );
     service(&w, "web", json!({"spec": {"type": "ClusterIP"}}));
     expect_failure(&w, "web", "service", "type ClusterIP");
     service(
