@@ -219,6 +219,7 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
             .collect(),
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
+        owner: None,
     }
 }
 

@@ -36,7 +36,7 @@ use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::time::rfc3339;
-use crate::updater::client::{Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 /// Everything that reaches the worker.
 #[derive(Debug)]
@@ -448,7 +448,9 @@ impl Worker {
             for action in &job.plan.actions {
                 match action {
                     Action::UpdaterApply { url, .. } => {
-                        self.updater(url);
+                        if let Err(e) = self.updater(url) {
+                            log::warn!("updater {url}: {e}");
+                        }
                         prepared.push(None);
                     }
                     Action::Event(spec) => prepared.push(self.prepare_event(spec)),
@@ -587,7 +589,8 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url);
+                    self.updater(url)
+                        .map_err(|message| Stop::Updater { index, message })?;
                     self.io()
                         .updater_apply(key, url, request)
                         .map_err(|message| Stop::Updater { index, message })?;
@@ -660,21 +663,28 @@ impl Worker {
         }
     }
 
-    /// The client for an `httpUpdaterURL` as written; it calls the endpoint the URL resolves to.
-    fn updater(&mut self, url: &str) -> &UpdaterClient {
-        let timeouts = self.config.updater_timeouts;
-        self.updaters.entry(url.to_string()).or_insert_with(|| {
+    /// The client for an `httpUpdaterURL` as written, made on first use; it calls the endpoint the
+    /// URL resolves to. An Err names why it cannot be made.
+    fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
+        if !self.updaters.contains_key(url) {
+            let timeouts = self.config.updater_timeouts;
             // Every URL reaching here passed `check_url` (configs and LoadBalancer specs are
-            // validated first), so the fallback is never taken; if it were, the calls would fail
-            // visibly with the updater's own answer.
-            let endpoint = updater_endpoint(url).unwrap_or_else(|_| url.to_string());
-            UpdaterClient::new(&endpoint, None, timeouts)
-        })
+            // validated first); a failure names the URL.
+            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
+            let c = UpdaterClient::new(&endpoint, ClientAuth::default(), timeouts)
+                .map_err(|e| e.to_string())?;
+            self.updaters.insert(url.to_string(), c);
+        }
+        self.updaters
+            .get(url)
+            .ok_or_else(|| format!("no client for updater {url}"))
     }
 
     fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
         let started = Instant::now();
-        let result = self.updater(url).delete(backend).map_err(|e| e.to_string());
+        let result = self
+            .updater(url)
+            .and_then(|c| c.delete(backend).map_err(|e| e.to_string()));
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result

@@ -104,6 +104,9 @@ pub struct HostRef {
 pub enum Probe {
     /// No answer: connection refused, DNS, TLS, timeout.
     Unreachable(String),
+    /// No call could be made: the URL or the credentials are unusable (a CA that does not parse,
+    /// a token that cannot go in a header).
+    Unusable(String),
     /// 401 or 403.
     Unauthorized {
         code: u16,

@@ -23,7 +23,7 @@ use crate::kube::client::{
 use crate::model::{
     Event, LOAD_BALANCER_KIND, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
 };
-use crate::updater::client::{Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
 /// Where k3s runs its ServiceLB DaemonSets.
 pub const K3S_SERVICELB_NAMESPACE: &str = "kube-system";
@@ -197,14 +197,14 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
         .collect()
 }
 
-/// Presence of each referenced Secret and key, and the token's value for the updater call (only
-/// returned, never stored in the facts).
+/// Presence of each referenced Secret and key, and the credentials for the updater call built from
+/// them (only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
 pub fn secrets(
     client: &Client,
     namespace: &str,
     refs: &[SecretRef],
-) -> (Vec<SecretFact>, Option<String>) {
-    let mut token = None;
+) -> (Vec<SecretFact>, ClientAuth) {
+    let mut auth = ClientAuth::default();
     let facts = refs
         .iter()
         .map(|r| {
@@ -233,7 +233,9 @@ pub fn secrets(
                         None => SecretState::Empty,
                         Some(v) => {
                             if r.is_token() {
-                                token = Some(v);
+                                auth.token = Some(v);
+                            } else {
+                                auth.tls = ClientTls::CaPem(v.into_bytes());
                             }
                             SecretState::Present
                         }
@@ -246,34 +248,37 @@ pub fn secrets(
             }
         })
         .collect();
-    (facts, token)
+    (facts, auth)
 }
 
-/// One `GET /api/v1/lb` to a host's updater, with the token if there is one.
-pub fn probe(host: &HostRef, token: Option<String>) -> Probe {
+/// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
+pub fn probe(host: &HostRef, auth: ClientAuth) -> Probe {
+    use crate::updater::Error;
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
         call: Duration::from_secs(15),
     };
     let endpoint = match crate::model::url::updater_endpoint(&host.url) {
         Ok(e) => e,
-        Err(e) => return Probe::Unreachable(format!("httpUpdaterURL {:?}: {e}", host.url)),
+        Err(e) => return Probe::Unusable(format!("httpUpdaterURL {:?}: {e}", host.url)),
     };
-    let client = UpdaterClient::new(&endpoint, token, timeouts);
+    let client = match UpdaterClient::new(&endpoint, auth, timeouts) {
+        Ok(c) => c,
+        Err(e) => return Probe::Unusable(e.to_string()),
+    };
     match client.list_json() {
         Ok(v) => Probe::Listed(Listing::from_json(&v)),
-        Err(crate::updater::Error::Transport { detail, .. }) => Probe::Unreachable(detail),
-        Err(e) => {
-            let code = e.status();
-            let message = match e {
-                crate::updater::Error::Refused { message, .. } => message,
-                other => other.to_string(),
-            };
-            match code {
-                401 | 403 => Probe::Unauthorized { code, message },
-                404 | 405 => Probe::NoList { code },
-                _ => Probe::Refused { code, message },
-            }
-        }
+        Err(Error::Transport { detail, .. }) => Probe::Unreachable(detail),
+        Err(Error::Unauthorized { code, message }) => Probe::Unauthorized { code, message },
+        Err(Error::Unsupported { code, .. }) => Probe::NoList { code },
+        Err(Error::Refused { code, message }) => match code {
+            401 | 403 => Probe::Unauthorized { code, message },
+            404 | 405 => Probe::NoList { code },
+            _ => Probe::Refused { code, message },
+        },
+        Err(e) => Probe::Refused {
+            code: e.status(),
+            message: e.to_string(),
+        },
     }
 }

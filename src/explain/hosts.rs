@@ -32,6 +32,14 @@ fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> 
                 h.host.host
             ),
         ),
+        Probe::Unusable(detail) => fail(
+            "reachable",
+            format!("updater {url} cannot be called: {detail}"),
+            format!(
+                "fix spec.httpUpdaterURL or the Secrets of LoadBalancerConfig {}/{} (a CA that parses, a token without line breaks)",
+                cfg.namespace, cfg.name
+            ),
+        ),
         _ => ok("reachable", format!("updater {url} answers")),
     };
     push(steps, (reach, Some(())))?;
@@ -88,7 +96,7 @@ fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> 
             return Some(ready.status.phase.as_deref() == Some(crate::model::PHASE_READY));
         }
         Probe::Listed(l) => l,
-        Probe::Unreachable(_) | Probe::Unauthorized { .. } => return None,
+        Probe::Unreachable(_) | Probe::Unusable(_) | Probe::Unauthorized { .. } => return None,
     };
     let version = listing
         .version
@@ -285,6 +293,7 @@ pub fn host_summary(
     };
     let listing = match probe {
         Probe::Unreachable(d) => return Err(format!("{at}: unreachable: {d}")),
+        Probe::Unusable(d) => return Err(format!("{at}: cannot be called: {d}")),
         Probe::Unauthorized { code, message } => {
             return Err(format!(
                 "{at}: not authorized ({code}: {message}): {fix_token}"

@@ -158,7 +158,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 continue;
             }
         };
-        let (secrets, token) = gather::secrets(client, namespace, &c.secret_refs);
+        let (secrets, auth) = gather::secrets(client, namespace, &c.secret_refs);
         for s in &secrets {
             let r = &s.reference;
             let what = format!("Secret {namespace}/{} ({} of {name})", r.name, r.field);
@@ -179,7 +179,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         }
         let token_ref = c.secret_refs.iter().find(|r| r.is_token());
         for host in steps::hosts_of(&cfg) {
-            let probe = gather::probe(&host, token.clone());
+            let probe = gather::probe(&host, auth.clone());
             let claimed = cache.ports_taken_on(&host.host, &Key::default());
             out.push(hosts::host_summary(
                 &cfg, &host, &probe, &claimed, token_ref,
@@ -197,7 +197,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
     if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
-        let (secrets, token) = gather::secrets(&client, &config.namespace, &refs);
+        let (secrets, auth) = gather::secrets(&client, &config.namespace, &refs);
         facts.secrets = secrets;
         // The updaters only when the cluster side holds: the steps stop at its first failure.
         let cluster_ok = steps::explain(&facts, &ctx)
@@ -208,7 +208,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             facts.hosts = hosts
                 .into_iter()
                 .map(|host| facts::HostFact {
-                    probe: gather::probe(&host, token.clone()),
+                    probe: gather::probe(&host, auth.clone()),
                     host,
                 })
                 .collect();

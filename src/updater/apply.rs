@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Error;
-use super::api::{LbRequest, ListResponse, Unreadable};
+use super::api::{LbRequest, ListResponse, ListedBackend, Unreadable};
 use super::nginx::{self, Nginx};
-use super::validate::{self, Backend};
+use super::validate::{self, Backend, Policy};
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
 
 /// Most requests covered by one test + reload.
@@ -467,11 +467,22 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
     Ok((entries, unreadable))
 }
 
-/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name.
-pub fn list(dir: &Path) -> Result<ListResponse, Error> {
+/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
+/// rendered again from its header's request under `policy`: a file that differs (edited by hand,
+/// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
+pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
     let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let backends = entries
+        .into_values()
+        .filter_map(|e| {
+            let request = e.request?;
+            let modified = validate::backend(&request, policy)
+                .map_or(true, |b| nginx::render(&b) != e.content);
+            Some(ListedBackend { request, modified })
+        })
+        .collect();
     Ok(ListResponse {
-        backends: entries.into_values().filter_map(|e| e.request).collect(),
+        backends,
         unreadable,
         version: None,
     })

@@ -457,6 +457,7 @@ mod tests {
                 .collect(),
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 5,
+            owner: None,
         }
     }
 

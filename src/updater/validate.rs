@@ -126,6 +126,9 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
         req.proxy_connect_timeout_seconds,
         policy.proxy_connect_timeout_default,
     )?;
+    if let Some(o) = &req.owner {
+        owner(o)?;
+    }
     let mut request = req.clone();
     request.lb_protocol = protocol.as_k8s().to_string();
     Ok(Backend {
@@ -150,6 +153,21 @@ pub fn backend_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "backendName {:?}: must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .",
             clip(name)
+        ));
+    }
+    Ok(())
+}
+
+/// `owner`: 1-63 characters of `A-Z a-z 0-9 _ . -`, a label such as `paperlb`. It reaches only the
+/// file's JSON header, never a directive; the limit keeps listings small and readable.
+pub fn owner(o: &str) -> Result<(), String> {
+    let ok_chars = o
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if o.is_empty() || o.len() > 63 || !ok_chars {
+        return Err(format!(
+            "owner {:?}: must be 1-63 characters of A-Z a-z 0-9 _ . -",
+            clip(o)
         ));
     }
     Ok(())
@@ -241,6 +259,7 @@ mod tests {
             }],
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
+            owner: None,
         }
     }
 
@@ -352,6 +371,9 @@ mod tests {
                 Box::new(|r| r.proxy_connect_timeout_seconds = 86_401),
                 "proxyConnectTimeoutSeconds",
             ),
+            (Box::new(|r| r.owner = Some(String::new())), "owner"),
+            (Box::new(|r| r.owner = Some("a b".into())), "owner"),
+            (Box::new(|r| r.owner = Some("x".repeat(64))), "owner"),
         ];
         for (mutate, field) in bad {
             let mut r = req("a", "127.0.0.2");
@@ -364,6 +386,11 @@ mod tests {
         r.proxy_connect_timeout_seconds = 86_400;
         let b = backend(&r, &p).unwrap();
         assert_eq!((b.proxy_timeout, b.proxy_connect_timeout), (5, 86_400));
+        r.owner = Some("paperlb".into());
+        assert_eq!(
+            backend(&r, &p).unwrap().request.owner.as_deref(),
+            Some("paperlb")
+        );
     }
 
     #[test]

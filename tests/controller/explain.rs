@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use paperlb::explain::steps::STEP_IDS;
 use paperlb::http::{Limits, Request, Response, Server};
 use paperlb::updater::api::{LbRequest, Upstream};
-use paperlb::updater::client::{Timeouts, UpdaterClient};
+use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 use serde_json::{Value, json};
 
 use crate::gocompat::LbHost;
@@ -244,6 +244,26 @@ fn an_unreachable_updater_is_named() {
     let port = free_port().expect("free port");
     let _c = recorded(&w, &format!("http://127.0.0.1:{port}"));
     expect_failure(&w, "web", "reachable", "does not answer");
+
+    // An https updater whose CA Secret holds no certificate: no call can be made at all.
+    w.api
+        .create(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "updater-ca", "namespace": "paperlb-system"},
+                   "data": {"ca.crt": "bm90IGEgY2VydGlmaWNhdGU="}}),
+        )
+        .expect("create Secret");
+    let https = format!("https://127.0.0.1:{port}");
+    config(
+        &w,
+        json!({"spec": {"httpUpdaterURL": https, "updaterCASecretRef": {"name": "updater-ca"}}}),
+    );
+    wait_for("the LoadBalancer to follow the config", || {
+        w.lb("web")
+            .is_some_and(|l| l["spec"]["httpUpdater"]["url"] == https.as_str())
+    });
+    expect_failure(&w, "web", "reachable", "cannot be called");
 }
 
 /// A tiny updater stand-in: records POSTed backends and answers GET with them, every upstream
@@ -371,7 +391,12 @@ fn a_served_service_passes_then_drift_is_found() {
 
     // Drift, with the controller gone (so nothing repairs it meanwhile).
     c.kill();
-    let client = UpdaterClient::new(&format!("{url}/api/v1/lb"), None, Timeouts::default());
+    let client = UpdaterClient::new(
+        &format!("{url}/api/v1/lb"),
+        ClientAuth::default(),
+        Timeouts::default(),
+    )
+    .expect("updater client");
     let np = w.node_port("web", 0) as u16;
     let port = w.lb_ports("web")[0].0 as u16;
     client
@@ -385,6 +410,7 @@ fn a_served_service_passes_then_drift_is_found() {
             }],
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
+            owner: None,
         })
         .expect("hand-edit the backend");
     expect_failure(

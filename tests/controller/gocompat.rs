@@ -47,6 +47,7 @@ impl LbHost {
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),
             token_file,
+            tls: None,
             policy: Policy::default(),
             limits: Limits::default(),
         };
@@ -365,5 +366,48 @@ fn config_verdict_is_a_condition_on_the_config() {
         w.updater.posts().is_empty(),
         "nothing pushed for a refused config"
     );
+    assert_eq!(c.terminate(), Some(0));
+}
+
+/// The Go README's optional annotation, uncommented as its Service example suggests, picks the
+/// named config over the default one.
+#[test]
+fn go_config_name_annotation_picks_the_named_config() {
+    let w = World::new("gocompat-annotation");
+    let text = std::fs::read_to_string(format!("{FIXTURES}/service.yaml")).expect("fixture");
+    let annotated = text.replace("  #annotations:", "  annotations:").replace(
+        "  #  lb.paperlb.com/config-name:",
+        "    lb.paperlb.com/config-name:",
+    );
+    assert_ne!(
+        annotated, text,
+        "the Go example carries the annotation, commented out"
+    );
+    let svc = paperlb::kube::yaml::parse(&annotated).expect("YAML");
+    assert_eq!(
+        svc["metadata"]["annotations"]["lb.paperlb.com/config-name"],
+        "my-special-config"
+    );
+    w.api
+        .create(
+            "loadbalancerconfigs",
+            json!({
+                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                "metadata": {"name": "my-special-config", "namespace": "paperlb-system"},
+                "spec": {"httpUpdaterURL": format!("{}/api/v1/lb", w.updater.url), "host": LB_HOST,
+                         "portRange": {"low": 9100, "high": 9110}},
+            }),
+        )
+        .expect("special config");
+    w.api.create("services", svc).expect("service");
+    let mut c = Controller::start(&w.kubeconfig);
+    wait_for("READY on the named config", || w.ready(SVC));
+    let lb = w.lb(SVC).expect("LoadBalancer");
+    assert_eq!(lb["spec"]["configName"], "my-special-config");
+    assert_eq!(lb["spec"]["port"], 9100);
+    let posts = w.updater.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0]["lbPort"], 9100);
+    assert_eq!(posts[0]["backendName"], "default_k8s-pod-info-api-service");
     assert_eq!(c.terminate(), Some(0));
 }

@@ -14,6 +14,8 @@ mod prom;
 mod api;
 mod binary;
 mod client;
+mod listing;
+mod security;
 mod traffic;
 
 use std::io::{Read, Write};
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paperlb::http::{Limits, Server};
-use paperlb::updater::server::{Settings, Updater, start};
+use paperlb::updater::server::{Settings, TlsFiles, Updater, start};
 use paperlb::updater::validate::Policy;
 
 pub use backends::{Backend, tcp_ident};
@@ -38,12 +40,16 @@ pub struct Env {
     pub updater: Option<Arc<Updater>>,
     pub wrapper: Wrapper,
     pub token_file: Option<PathBuf>,
+    /// With `Options::tls`: the certificate and key files the updater serves HTTPS with.
+    pub tls: Option<TlsFiles>,
     pub nginx: Nginx,
 }
 
 #[derive(Default)]
 pub struct Options {
     pub token: Option<&'static str>,
+    /// Certificate chain and key PEM: the updater serves HTTPS (Env::call then does not work).
+    pub tls: Option<(String, String)>,
 }
 
 impl Env {
@@ -55,11 +61,21 @@ impl Env {
             std::fs::write(&p, format!("{t}\n")).unwrap();
             p
         });
+        let tls = opts.tls.map(|(cert, key)| {
+            let f = TlsFiles {
+                cert: nginx.dir.join("tls.crt"),
+                key: nginx.dir.join("tls.key"),
+            };
+            std::fs::write(&f.cert, cert).unwrap();
+            std::fs::write(&f.key, key).unwrap();
+            f
+        });
         let mut env = Env {
             server: None,
             updater: None,
             wrapper,
             token_file,
+            tls,
             nginx,
         };
         env.restart_updater();
@@ -73,6 +89,7 @@ impl Env {
             nginx_conf: self.nginx.conf.clone(),
             nginx_bin: self.wrapper.script.clone(),
             token_file: self.token_file.clone(),
+            tls: self.tls.clone(),
             policy: Policy::default(),
             limits: Limits::default(),
         }
@@ -94,7 +111,8 @@ impl Env {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
     }
 
     /// The API endpoint a client calls (`base_url` + `/api/v1/lb`).
