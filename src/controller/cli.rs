@@ -215,7 +215,7 @@ fn check_timings(c: &Config) -> Result<(), Usage> {
     Ok(())
 }
 
-fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {
+pub(crate) fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {
     let mut out = Vec::new();
     for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         match t {

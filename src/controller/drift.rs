@@ -264,6 +264,7 @@ mod tests {
                 &["127.0.0.3", "127.0.0.2"],
             )],
             unreadable: vec![],
+            version: None,
         };
         assert_eq!(repairs(&got, &d), vec![]);
         // The Go form of the same updater's URL names the same endpoint.
@@ -290,6 +291,7 @@ mod tests {
                 listed("default_d", 8103, None, &both),
             ],
             unreadable: vec![],
+            version: None,
         };
         let r = repairs(&got, &d);
         let names: Vec<(&str, &str)> = r.iter().map(|r| (r.action(), r.backend_name())).collect();
@@ -333,6 +335,7 @@ mod tests {
                 listed("other_cluster", 9000, Some(OWNER), &both),
             ],
             unreadable: vec![],
+            version: None,
         };
         assert_eq!(
             repairs(&got, &d),
@@ -352,6 +355,7 @@ mod tests {
                 file: "hand.conf".into(),
                 err: "no header".into(),
             }],
+            version: None,
         };
         assert_eq!(repairs(&got, &d), vec![]);
         let e = endpoints(&c, &ctx());
@@ -383,6 +387,7 @@ mod tests {
             &ListResponse {
                 backends: backends.clone(),
                 unreadable: vec![],
+                version: None,
             },
             &d,
         );
@@ -400,6 +405,7 @@ mod tests {
                 &ListResponse {
                     backends: backends.clone(),
                     unreadable: vec![],
+                    version: None,
                 },
                 &d,
             );

@@ -46,9 +46,9 @@ impl Context {
 }
 
 /// A problem a user must act on: an Event reason and a message.
-struct Problem {
-    reason: &'static str,
-    message: String,
+pub(crate) struct Problem {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 fn problem(reason: &'static str, message: String) -> Problem {
@@ -56,10 +56,10 @@ fn problem(reason: &'static str, message: String) -> Problem {
 }
 
 /// A Service port we can forward: its name, protocol and nodePort.
-struct ServicePortSpec {
-    name: String,
-    protocol: Protocol,
-    node_port: u16,
+pub(crate) struct ServicePortSpec {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) node_port: u16,
 }
 
 pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
@@ -330,7 +330,7 @@ fn reconcile_service(
 }
 
 /// The spec this Service should have: config, ports and targets. `Ok(None)` = wait.
-fn desired_spec(
+pub(crate) fn desired_spec(
     cache: &Cache,
     key: &Key,
     svc: &Service,
@@ -389,7 +389,7 @@ fn desired_spec(
 }
 
 /// The annotated config, else the single `default: true` one, in the controller's namespace.
-fn pick_config(
+pub(crate) fn pick_config(
     cache: &Cache,
     key: &Key,
     svc: &Service,
@@ -452,7 +452,10 @@ fn pick_config(
 }
 
 /// The Service's ports, checked. `Ok(None)` when a port waits for its nodePort.
-fn service_ports(key: &Key, svc: &Service) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
+pub(crate) fn service_ports(
+    key: &Key,
+    svc: &Service,
+) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
     let ports = &svc.spec.ports;
     if ports.is_empty() {
         return Err(problem(
@@ -671,7 +674,7 @@ fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
     f
 }
 
-fn port_list(spec: &LbSpec) -> String {
+pub(crate) fn port_list(spec: &LbSpec) -> String {
     let ports: Vec<String> = spec
         .ports
         .iter()

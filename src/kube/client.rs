@@ -86,7 +86,6 @@ pub struct Resource {
 pub const SERVICES: Resource = Resource::core("services", true);
 pub const NODES: Resource = Resource::core("nodes", false);
 pub const EVENTS: Resource = Resource::core("events", true);
-pub const SECRETS: Resource = Resource::core("secrets", true);
 pub const ENDPOINTSLICES: Resource = Resource {
     group: "discovery.k8s.io",
     version: "v1",
@@ -109,6 +108,15 @@ pub const LOADBALANCERCONFIGS: Resource = Resource {
     group: "lb.paperlb.com",
     version: "v1alpha1",
     plural: "loadbalancerconfigs",
+    namespaced: true,
+};
+/// Watched by the controller (its namespace only) and read by `paperlb explain`: a config's
+/// updater Secrets; and k3s ServiceLB's DaemonSets (explain).
+pub const SECRETS: Resource = Resource::core("secrets", true);
+pub const DAEMONSETS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    plural: "daemonsets",
     namespaced: true,
 };
 pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource {

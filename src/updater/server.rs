@@ -139,7 +139,10 @@ impl Updater {
             ("/api/v1/lb", "POST") => self.post(r),
             ("/api/v1/lb", "DELETE") => self.delete(r),
             ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
-                Ok(l) => Response::json(200, &l),
+                Ok(mut l) => {
+                    l.version = Some(env!("CARGO_PKG_VERSION").to_string());
+                    Response::json(200, &l)
+                }
                 Err(e) => err(&e),
             },
             ("/healthz", "GET" | "HEAD") => self.healthz(),

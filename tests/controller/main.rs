@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod explain;
 mod flows;
 mod gocompat;
 mod harness;
