@@ -315,6 +315,17 @@ fn wiped_host_gets_every_backend_back_within_one_resync_without_an_api_write() {
     let ports = [lb_port(&w, "web"), lb_port(&w, "api")];
     wait_for("traffic on both", || ports.iter().all(|p| serves(*p)));
     let writes = w.api_writes().len();
+    // Settle first: a drift check right after READY may still be re-pushing (its POSTs are counted
+    // when answered). Converged = two drift GETs answered with no POST between them.
+    let mut seen = (host.requests("POST"), host.requests("GET"));
+    wait_for("a converged host", || {
+        let now = (host.requests("POST"), host.requests("GET"));
+        if now.0 != seen.0 {
+            seen = now;
+            return false;
+        }
+        now.1 >= seen.1 + 2
+    });
     let posts = host.requests("POST");
 
     host.wipe();
@@ -325,6 +336,11 @@ fn wiped_host_gets_every_backend_back_within_one_resync_without_an_api_write() {
     });
     // One POST per lost backend (a slow box may see a second resync while the first reloads:
     // never more than one per backend per check), and nothing written to the API.
+    // A POST is counted when its handler returns, which may be just after its file is served; the
+    // controller's next drift GET comes only after every answer of this check, so once a GET
+    // follows, every repair POST is counted.
+    let gets = host.requests("GET");
+    wait_for("the next drift check", || host.requests("GET") > gets);
     let reposted = host.requests("POST") - posts;
     assert!((2..=4).contains(&reposted), "{reposted} POSTs");
     assert_eq!(
