@@ -1283,10 +1283,12 @@ fn round_trips(w: &World, r: &mut Results) {
             .map(|i| Upstream {
                 host: node_ip(i),
                 port: 30000,
+                health: Default::default(),
             })
             .collect(),
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
     };
     let mut up = Vec::new();
     for _ in 0..200 {

@@ -215,10 +215,12 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
             .map(|(host, port)| Upstream {
                 host: host.clone(),
                 port: *port,
+                health: Default::default(),
             })
             .collect(),
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
+        traffic: Default::default(),
     }
 }
 

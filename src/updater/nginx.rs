@@ -32,15 +32,26 @@ pub fn render(b: &Backend) -> String {
     s.push_str(&json);
     s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
     s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
-    for (h, p) in &b.upstreams {
-        s.push_str(&format!("    server {h}:{p};\n"));
+    for (i, (h, p)) in b.upstreams.iter().enumerate() {
+        // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
+        let down = if b.down.contains(&i) { " down" } else { "" };
+        s.push_str(&format!("    server {h}:{p}{down};\n"));
     }
     s.push_str("}\n\nserver {\n");
     match b.protocol {
         Protocol::Tcp => s.push_str(&format!("    listen {};\n", b.port)),
         Protocol::Udp => s.push_str(&format!("    listen {} udp;\n", b.port)),
     }
+    for c in &b.source_ranges {
+        s.push_str(&format!("    allow {c};\n"));
+    }
+    if !b.source_ranges.is_empty() {
+        s.push_str("    deny all;\n");
+    }
     s.push_str(&format!("    proxy_pass paperlb_{};\n", b.name));
+    if b.proxy_protocol {
+        s.push_str("    proxy_protocol on;\n");
+    }
     s.push_str(&format!("    proxy_timeout {}s;\n", b.proxy_timeout));
     s.push_str(&format!(
         "    proxy_connect_timeout {}s;\n",
@@ -453,10 +464,12 @@ mod tests {
                 .map(|h| Upstream {
                     host: h.to_string(),
                     port: 30080,
+                    health: Default::default(),
                 })
                 .collect(),
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 5,
+            traffic: Default::default(),
         }
     }
 
@@ -483,6 +496,30 @@ mod tests {
         }
         assert!(parse_header("server { listen 1; }").is_err());
         assert!(parse_header("# paperlb-request: {nope").is_err());
+    }
+
+    #[test]
+    fn renders_source_ranges_proxy_protocol_and_down_marks() {
+        let mut r = req("tcp", &["127.0.0.2", "127.0.0.3"]);
+        r.traffic.source_ranges = vec!["127.0.0.2/32".into(), "::1/128".into()];
+        r.traffic.proxy_protocol = true;
+        let mut b = backend(&r, &Policy::default()).unwrap();
+        b.down.insert(1);
+        let text = render(&b);
+        assert!(text.ends_with("upstream paperlb_default_nginx {\n    server 127.0.0.2:30080;\n    server 127.0.0.3:30080 down;\n}\n\nserver {\n    listen 8100;\n    allow 127.0.0.2/32;\n    allow ::1/128;\n    deny all;\n    proxy_pass paperlb_default_nginx;\n    proxy_protocol on;\n    proxy_timeout 600s;\n    proxy_connect_timeout 5s;\n}\n"), "{text}");
+        // The header holds the request, not the prober's verdicts.
+        assert_eq!(parse_header(&text).unwrap(), b.request);
+        let json = serde_json::to_string(&b.request).unwrap();
+        assert!(
+            json.contains(r#""sourceRanges":["127.0.0.2/32","::1/128"],"proxyProtocol":true"#),
+            "{json}"
+        );
+        // Unset additions stay out of the JSON (the Go controller's bodies are unchanged).
+        let plain = serde_json::to_string(&req("tcp", &["127.0.0.2"])).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"backendName":"default_nginx","lbPort":8100,"lbProtocol":"tcp","upstreamServers":[{"host":"127.0.0.2","port":30080}],"proxyTimeoutSeconds":0,"proxyConnectTimeoutSeconds":5}"#
+        );
     }
 
     #[test]
