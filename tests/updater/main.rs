@@ -12,6 +12,7 @@ mod prom;
 mod api;
 mod binary;
 mod client;
+mod health;
 mod traffic;
 
 use std::io::{Read, Write};
