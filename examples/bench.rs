@@ -1256,7 +1256,7 @@ fn round_trips(w: &World, r: &mut Results) {
     use paperlb::kube::client::{Client, ClientOptions};
     use paperlb::kube::config::{LoadOptions, load};
     use paperlb::updater::api::{LbRequest, Upstream};
-    use paperlb::updater::client::{Timeouts, UpdaterClient};
+    use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
     let cluster = load(&LoadOptions {
         kubeconfig: Some(w.kubeconfig.clone()),
@@ -1274,7 +1274,9 @@ fn round_trips(w: &World, r: &mut Results) {
     }
     r.set_runs("api_write_roundtrip_ms_p50", percentile(&api, 50.0), api);
 
-    let updater = UpdaterClient::new(&w.updater.url, None, Timeouts::default());
+    let endpoint = paperlb::model::url::updater_endpoint(&w.updater.url).expect("updater url");
+    let updater = UpdaterClient::new(&endpoint, ClientAuth::default(), Timeouts::default())
+        .expect("updater client");
     let req = LbRequest {
         backend_name: "bench_probe".into(),
         lb_port: 11999,
@@ -1289,6 +1291,7 @@ fn round_trips(w: &World, r: &mut Results) {
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
         traffic: Default::default(),
+        owner: None,
     };
     let mut up = Vec::new();
     for _ in 0..200 {

@@ -123,6 +123,11 @@ pub const PERMISSIONS: &[Permission] = &[
     ns("lb.paperlb.com", "loadbalancerconfigs", "get"),
     ns("lb.paperlb.com", "loadbalancerconfigs", "list"),
     ns("lb.paperlb.com", "loadbalancerconfigs", "watch"),
+    Permission {
+        subresource: "status",
+        verb: "patch",
+        ..ns("lb.paperlb.com", "loadbalancerconfigs", "")
+    },
     ns("coordination.k8s.io", "leases", "get"),
     ns("coordination.k8s.io", "leases", "create"),
     ns("coordination.k8s.io", "leases", "update"),

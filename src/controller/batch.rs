@@ -221,6 +221,7 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
         traffic: Default::default(),
+        owner: None,
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod cache;
 pub mod cli;
+pub mod config_status;
 pub mod events;
 pub mod plan;
 pub mod ports;

@@ -10,6 +10,7 @@ use super::status::{
     set_condition,
 };
 use super::targets::targets_for;
+use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
     INTERNAL_IP, LOAD_BALANCER_KIND, LbPort, LbSpec, LoadBalancer, LoadBalancerStatus,
@@ -560,14 +561,8 @@ fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<
     let spec = LbSpec::from_resource(&lb.spec).ok()?;
     let kept = backends_of(key, desired);
     let mut status = lb.status.clone();
-    let same_place =
-        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
     for b in backends_of(key, &spec) {
-        let named = status
-            .applied
-            .iter()
-            .chain(&kept)
-            .any(|a| same_place(a, &b));
+        let named = status.applied.iter().chain(&kept).any(|a| a.same_place(&b));
         if !named {
             status.applied.push(b);
         }
@@ -591,15 +586,10 @@ fn apply(
     plan: &mut Plan,
 ) {
     let backends = backends_of(key, spec);
-    let same_place =
-        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
-    let same_port = |a: &AppliedBackend, b: &AppliedBackend| {
-        a.url == b.url && a.port == b.port && a.protocol.eq_ignore_ascii_case(&b.protocol)
-    };
     let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = known_backends(key, lb)
         .into_iter()
-        .filter(|old| !backends.iter().any(|new| same_place(old, new)))
-        .partition(|old| backends.iter().any(|new| same_port(old, new)));
+        .filter(|old| !backends.iter().any(|new| old.same_place(new)))
+        .partition(|old| backends.iter().any(|new| old.same_port(new)));
     delete_backends(key, in_the_way, plan);
     for (i, p) in spec.ports.iter().enumerate() {
         plan.push(Action::UpdaterApply {
@@ -792,9 +782,7 @@ pub fn on_updater_error(
                     port: i64::from(request.lb_port),
                     protocol: request.protocol.clone(),
                 };
-                status
-                    .applied
-                    .retain(|b| !(b.url == done.url && b.backend_name == done.backend_name));
+                status.applied.retain(|b| !b.same_place(&done));
                 status.applied.push(done);
             }
             Action::UpdaterDelete {
@@ -802,7 +790,7 @@ pub fn on_updater_error(
             } => {
                 status
                     .applied
-                    .retain(|b| !(&b.url == url && &b.backend_name == backend_name));
+                    .retain(|b| !(&b.backend_name == backend_name && same_updater(&b.url, url)));
             }
             _ => {}
         }

@@ -11,7 +11,7 @@
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use super::batch::{self, Answer, Io, MAX_BATCH, Stop};
 use super::cache::{Affected, Cache, Key};
+use super::config_status;
 use super::events::EventLimiter;
 use super::plan::{Action, Plan};
 use super::queue::Queue;
@@ -29,12 +30,13 @@ use super::reconcile::{Context, on_updater_error, reconcile};
 use super::stats::Stats;
 use super::status::is_applied;
 use crate::kube::Error;
-use crate::kube::client::{Client, LOADBALANCERS, SERVICES};
+use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
+use crate::model::url::updater_endpoint;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::time::rfc3339;
-use crate::updater::client::{Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 /// Everything that reaches the worker.
 #[derive(Debug)]
@@ -107,6 +109,10 @@ pub struct Worker {
     /// so nothing is reconciled (and no port allocated) until each is settled (see
     /// `resolve_in_doubt`).
     in_doubt: BTreeMap<Key, Action>,
+    /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
+    /// when to try again after a failed write.
+    configs_to_report: BTreeSet<Key>,
+    config_retry_at: Option<Instant>,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -144,13 +150,18 @@ impl Worker {
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
+            configs_to_report: BTreeSet::new(),
+            config_retry_at: None,
         }
     }
 
     /// Runs until `Event::Shutdown` or until every sender is gone.
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = self.queue.next_deadline();
+            let next = match (self.queue.next_deadline(), self.config_retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let got = match next {
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -190,6 +201,7 @@ impl Worker {
                 }
             }
             self.run_batch(&mut batch);
+            self.report_configs();
             self.stats.set_queue_depth(self.queue.len());
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
             if worked {
@@ -238,13 +250,26 @@ impl Worker {
                 ),
                 None => Affected::new(),
             },
-            Event::Configs(m) => self.watch_msg(
-                Kind::Configs,
-                m,
-                Cache::replace_configs,
-                Cache::apply_config,
-                |c, x| c.delete_config(&Key::of(&x.metadata)),
-            ),
+            Event::Configs(m) => {
+                match &m {
+                    WatchMsg::Restarted(items) => self
+                        .configs_to_report
+                        .extend(items.iter().map(|c| Key::of(&c.metadata))),
+                    WatchMsg::Applied(c) => {
+                        self.configs_to_report.insert(Key::of(&c.metadata));
+                    }
+                    WatchMsg::Deleted(c) => {
+                        self.configs_to_report.remove(&Key::of(&c.metadata));
+                    }
+                }
+                self.watch_msg(
+                    Kind::Configs,
+                    m,
+                    Cache::replace_configs,
+                    Cache::apply_config,
+                    |c, x| c.delete_config(&Key::of(&x.metadata)),
+                )
+            }
             Event::Slices(m) => self.watch_msg(
                 Kind::Slices,
                 m,
@@ -256,6 +281,8 @@ impl Worker {
                 self.term += 1;
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
+                let configs: Vec<Key> = self.cache.configs.keys().cloned().collect();
+                self.configs_to_report.extend(configs);
                 self.all_keys()
             }
             Event::Leadership(false) => {
@@ -304,6 +331,42 @@ impl Worker {
             }
             WatchMsg::Applied(obj) => apply(&mut self.cache, obj),
             WatchMsg::Deleted(obj) => delete(&mut self.cache, &obj),
+        }
+    }
+
+    /// Writes the `Accepted` condition of every config waiting for it whose status is out of date
+    /// (see `config_status`); a failed write is tried again 5 s later. The answer is not put into
+    /// the cache: the watch delivers it, and `report` then finds nothing to do.
+    fn report_configs(&mut self) {
+        if self.configs_to_report.is_empty()
+            || self.config_retry_at.is_some_and(|t| Instant::now() < t)
+        {
+            return;
+        }
+        self.config_retry_at = None;
+        let now = rfc3339(SystemTime::now());
+        for key in std::mem::take(&mut self.configs_to_report) {
+            let Some(cfg) = self.cache.configs.get(&key) else {
+                continue;
+            };
+            let Some(report) = config_status::report(cfg, &now) else {
+                continue;
+            };
+            let path =
+                LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
+            match self.patch::<serde_json::Value>(&path, &report.patch) {
+                Ok(_) => {
+                    if let Some(event) = report.event.as_ref().and_then(|e| self.prepare_event(e)) {
+                        self.io().post_event(&event);
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    log::warn!("LoadBalancerConfig {key}: status not written: {e}");
+                    self.configs_to_report.insert(key);
+                    self.config_retry_at = Some(Instant::now() + Duration::from_secs(5));
+                }
+            }
         }
     }
 
@@ -385,7 +448,9 @@ impl Worker {
             for action in &job.plan.actions {
                 match action {
                     Action::UpdaterApply { url, .. } => {
-                        self.updater(url);
+                        if let Err(e) = self.updater(url) {
+                            log::warn!("updater {url}: {e}");
+                        }
                         prepared.push(None);
                     }
                     Action::Event(spec) => prepared.push(self.prepare_event(spec)),
@@ -524,7 +589,8 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url);
+                    self.updater(url)
+                        .map_err(|message| Stop::Updater { index, message })?;
                     self.io()
                         .updater_apply(key, url, request)
                         .map_err(|message| Stop::Updater { index, message })?;
@@ -597,16 +663,28 @@ impl Worker {
         }
     }
 
-    fn updater(&mut self, url: &str) -> &UpdaterClient {
-        let timeouts = self.config.updater_timeouts;
+    /// The client for an `httpUpdaterURL` as written, made on first use; it calls the endpoint the
+    /// URL resolves to. An Err names why it cannot be made.
+    fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
+        if !self.updaters.contains_key(url) {
+            let timeouts = self.config.updater_timeouts;
+            // Every URL reaching here passed `check_url` (configs and LoadBalancer specs are
+            // validated first); a failure names the URL.
+            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
+            let c = UpdaterClient::new(&endpoint, ClientAuth::default(), timeouts)
+                .map_err(|e| e.to_string())?;
+            self.updaters.insert(url.to_string(), c);
+        }
         self.updaters
-            .entry(url.to_string())
-            .or_insert_with(|| UpdaterClient::new(url, None, timeouts))
+            .get(url)
+            .ok_or_else(|| format!("no client for updater {url}"))
     }
 
     fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
         let started = Instant::now();
-        let result = self.updater(url).delete(backend).map_err(|e| e.to_string());
+        let result = self
+            .updater(url)
+            .and_then(|c| c.delete(backend).map_err(|e| e.to_string()));
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result

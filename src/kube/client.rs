@@ -931,16 +931,17 @@ impl fmt::Display for TlsFailure {
 
 impl std::error::Error for TlsFailure {}
 
+/// Shared with `updater::client`, whose https endpoints need the same verifier choices.
 #[derive(Debug)]
-struct TlsConnector {
-    config: Arc<rustls::ClientConfig>,
+pub(crate) struct TlsConnector {
+    pub(crate) config: Arc<rustls::ClientConfig>,
     /// `tls-server-name` or the URL's host; ureq itself can only verify against the URL's host.
-    name: ServerName<'static>,
+    pub(crate) name: ServerName<'static>,
 }
 
 /// Wraps the connection in rustls for `https://`; passes plain `http://` through.
 #[derive(Debug)]
-struct TlsLayer(Option<TlsConnector>);
+pub(crate) struct TlsLayer(pub(crate) Option<TlsConnector>);
 
 impl<In: Transport> Connector<In> for TlsLayer {
     type Out = Either<In, TlsTransport>;
@@ -994,7 +995,7 @@ impl<In: Transport> Connector<In> for TlsLayer {
     }
 }
 
-struct TlsTransport {
+pub(crate) struct TlsTransport {
     buffers: LazyBuffers,
     stream: StreamOwned<ClientConnection, TransportAdapter>,
 }

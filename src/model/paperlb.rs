@@ -26,6 +26,19 @@ pub struct LoadBalancerConfig {
     pub metadata: ObjectMeta,
     #[serde(deserialize_with = "or_default")]
     pub spec: LoadBalancerConfigSpec,
+    /// Written only by the controller (status subresource): whether the spec is usable.
+    #[serde(deserialize_with = "or_default")]
+    pub status: LoadBalancerConfigStatus,
+}
+
+/// A LoadBalancerConfig's status: the `Accepted` condition, for the spec of `observedGeneration`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LoadBalancerConfigStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(deserialize_with = "null_default")]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -255,6 +268,20 @@ pub struct AppliedBackend {
     pub host: String,
     pub port: i64,
     pub protocol: String,
+}
+
+impl AppliedBackend {
+    /// The same backend name on the same updater endpoint (either spelling of its URL).
+    pub fn same_place(&self, other: &AppliedBackend) -> bool {
+        self.backend_name == other.backend_name && super::url::same_updater(&self.url, &other.url)
+    }
+
+    /// The same LB port and protocol on the same updater endpoint.
+    pub fn same_port(&self, other: &AppliedBackend) -> bool {
+        self.port == other.port
+            && self.protocol.eq_ignore_ascii_case(&other.protocol)
+            && super::url::same_updater(&self.url, &other.url)
+    }
 }
 
 #[cfg(test)]

@@ -73,7 +73,10 @@ impl LoadBalancerConfig {
         let url = spec
             .http_updater_url
             .require("spec.httpUpdaterURL", "a string")?;
-        check_url(url).map_err(|e| format!("spec.httpUpdaterURL {url:?}: {e}"))?;
+        check_url(url).map_err(|e| {
+            let url = super::url::redacted(url);
+            format!("spec.httpUpdaterURL {url:?}: {e}")
+        })?;
         let host = spec.host.require("spec.host", "a string")?;
         check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
         let low = *spec
@@ -133,19 +136,9 @@ pub fn port_number(v: i64) -> Result<u16, String> {
     }
 }
 
-/// An updater base URL: http(s), a host, no spaces.
+/// An `httpUpdaterURL` that resolves to an updater endpoint (see `url::updater_endpoint`).
 pub fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("must start with http:// or https://")?;
-    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(':') {
-        return Err("has no host".into());
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace".into());
-    }
-    Ok(())
+    super::url::updater_endpoint(url).map(drop)
 }
 
 /// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
@@ -214,7 +207,10 @@ impl LbSpec {
             .http_updater
             .url
             .require("spec.httpUpdater.url", "a string")?;
-        check_url(url).map_err(|e| format!("spec.httpUpdater.url {url:?}: {e}"))?;
+        check_url(url).map_err(|e| {
+            let url = super::url::redacted(url);
+            format!("spec.httpUpdater.url {url:?}: {e}")
+        })?;
         let host = spec.host.require("spec.host", "a string")?;
         check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
         let mut ports = Vec::new();

@@ -293,7 +293,10 @@ fn loadbalancer_crd_has_columns_fields_and_descriptions() {
 fn config_crd_has_columns_fields_and_descriptions() {
     let text = crd("loadbalancerconfigs.yaml");
     let names: Vec<String> = printer_columns(&text).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["HOST", "URL", "DEFAULT", "LOW", "HIGH", "AGE"]);
+    assert_eq!(
+        names,
+        ["HOST", "URL", "DEFAULT", "LOW", "HIGH", "ACCEPTED", "AGE"]
+    );
     assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
     for needle in [
         "name: loadbalancerconfigs.lb.paperlb.com",

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/lb`: serve `lb_port`/`lb_protocol` on the LB host, forwarding to `upstream_servers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LbRequest {
     /// `<namespace>_<name>` (further Service ports add a suffix); also the config file's name.
@@ -20,6 +20,11 @@ pub struct LbRequest {
     /// 0 (or absent) means the updater's default (nginx's own: 60 seconds).
     #[serde(default)]
     pub proxy_connect_timeout_seconds: u64,
+    /// Who wrote the backend (paperlb's controller sends `"paperlb"`); stored in the file's header
+    /// and listed by GET, so a client can tell its own backends from others'. Absent in the Go
+    /// controller's requests, and never sent when unset, so Go peers see the same JSON as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Our additions (source ranges, PROXY protocol, health check); all optional and left out of
     /// the JSON when unset, so the Go controller's requests and our answers to it are unchanged.
     #[serde(flatten)]
@@ -94,10 +99,27 @@ pub struct DeleteRequest {
 /// `GET /api/v1/lb`: what is configured, read back from the streams directory.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ListResponse {
-    pub backends: Vec<LbRequest>,
+    pub backends: Vec<ListedBackend>,
     /// Files in the directory that could not be read back (hand-written, truncated, foreign).
     #[serde(default)]
     pub unreadable: Vec<Unreadable>,
+}
+
+/// One backend of a GET answer: the request its file's header holds (fields at the top level, as
+/// in a POST body), and whether the file still is what that request renders to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ListedBackend {
+    #[serde(flatten)]
+    pub request: LbRequest,
+    /// `true` when the file's content is not what the updater would write for the request in its
+    /// header today (edited by hand, or refused by the current policy): POSTing the wanted request
+    /// rewrites it. Omitted when `false`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub modified: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A `.conf` file in the streams directory that has no readable request header.

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Error;
-use super::api::{LbRequest, ListResponse, Unreadable};
+use super::api::{LbRequest, ListResponse, ListedBackend, Unreadable};
 use super::health::Health;
 use super::nginx::{self, Nginx};
-use super::validate::{self, Backend};
+use super::validate::{self, Backend, Policy};
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
 
 /// Most requests covered by one test + reload.
@@ -35,6 +35,9 @@ pub enum Outcome {
     Unchanged,
     /// File removed and nginx reloaded.
     Deleted,
+    /// DELETE of a backend that is not configured: nothing to do (as nginx-lb-updater answers it,
+    /// so a Go controller's finalizer is not stuck on a backend that was never written).
+    Absent,
 }
 
 impl Outcome {
@@ -43,6 +46,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Unchanged => "unchanged",
             Outcome::Deleted => "deleted",
+            Outcome::Absent => "absent",
         }
     }
 }
@@ -87,7 +91,7 @@ impl ApplyMetrics {
         ApplyMetrics {
             applies: r.counter(
                 "paperlb_updater_applies_total",
-                "Requests handled by the applier, by outcome (applied, unchanged, deleted, refused).",
+                "Requests handled by the applier, by outcome (applied, unchanged, deleted, absent, refused).",
                 &["outcome"],
             ),
             tests: r.counter(
@@ -176,7 +180,7 @@ impl Applier {
         self.submit(Op::Apply(Box::new(b)))
     }
 
-    /// Removes a backend; `NotFound` if it is not configured.
+    /// Removes a backend; `Absent` if it is not configured.
     pub fn delete(&self, name: &str) -> Result<Outcome, Error> {
         self.submit(Op::Delete(name.to_string()))
     }
@@ -306,6 +310,9 @@ impl Worker {
             }
             match plan(&working, &job.op) {
                 Err(e) => self.answer(job, Err(e)),
+                Ok(None) if matches!(job.op, Op::Delete(_)) => {
+                    self.answer(job, Ok(Outcome::Absent))
+                }
                 Ok(None) => {
                     if let Op::Apply(b) = &job.op {
                         self.health.committed(b, Some(b.down.clone()));
@@ -452,15 +459,7 @@ impl Worker {
 fn plan(working: &BTreeMap<String, Entry>, op: &Op) -> Result<Option<Option<Entry>>, Error> {
     match op {
         Op::Refresh(_) => Ok(None),
-        Op::Delete(name) => {
-            if working.contains_key(name) {
-                Ok(Some(None))
-            } else {
-                Err(Error::NotFound(format!(
-                    "backend {name:?} is not configured"
-                )))
-            }
-        }
+        Op::Delete(name) => Ok(working.contains_key(name).then_some(None)),
         Op::Apply(b) => {
             for (other, e) in working {
                 let Some(r) = &e.request else { continue };
@@ -533,11 +532,25 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
     Ok((entries, unreadable))
 }
 
-/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name.
-pub fn list(dir: &Path) -> Result<ListResponse, Error> {
+/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
+/// rendered again from its header's request under `policy`: a file that differs (edited by hand,
+/// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
+pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
     let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let backends = entries
+        .into_values()
+        .filter_map(|e| {
+            let request = e.request?;
+            let modified = validate::backend(&request, policy)
+                // The prober's down marks are ours too: compared without them.
+                .map_or(true, |b| {
+                    nginx::render(&b) != nginx::without_down_marks(&e.content)
+                });
+            Some(ListedBackend { request, modified })
+        })
+        .collect();
     Ok(ListResponse {
-        backends: entries.into_values().filter_map(|e| e.request).collect(),
+        backends,
         unreadable,
     })
 }

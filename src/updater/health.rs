@@ -299,7 +299,8 @@ impl Health {
     /// Adds `healthy` and `lastCheck` to the upstreams of tracked backends in a `GET` answer.
     pub fn annotate(&self, list: &mut ListResponse) {
         let s = self.lock();
-        for r in &mut list.backends {
+        for l in &mut list.backends {
+            let r = &mut l.request;
             let Some(t) = s.backends.get(&r.backend_name) else {
                 continue;
             };

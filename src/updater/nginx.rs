@@ -61,6 +61,23 @@ pub fn render(b: &Backend) -> String {
     s
 }
 
+/// The content with every `server host:port down;` line of the upstream block read as
+/// `server host:port;` (how `render` writes it with no verdicts).
+pub fn without_down_marks(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        match line.strip_prefix("    server ") {
+            Some(rest) if rest.ends_with(" down;\n") => {
+                out.push_str("    server ");
+                out.push_str(&rest[..rest.len() - " down;\n".len()]);
+                out.push_str(";\n");
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Reads the request header back from a file's content.
 pub fn parse_header(content: &str) -> Result<LbRequest, String> {
     let first = content.lines().next().unwrap_or("");
@@ -470,6 +487,7 @@ mod tests {
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 5,
             traffic: Default::default(),
+            owner: None,
         }
     }
 
@@ -507,6 +525,8 @@ mod tests {
         b.down.insert(1);
         let text = render(&b);
         assert!(text.ends_with("upstream paperlb_default_nginx {\n    server 127.0.0.2:30080;\n    server 127.0.0.3:30080 down;\n}\n\nserver {\n    listen 8100;\n    allow 127.0.0.2/32;\n    allow ::1/128;\n    deny all;\n    proxy_pass paperlb_default_nginx;\n    proxy_protocol on;\n    proxy_timeout 600s;\n    proxy_connect_timeout 5s;\n}\n"), "{text}");
+        b.down.clear();
+        assert_eq!(without_down_marks(&text), render(&b));
         // The header holds the request, not the prober's verdicts.
         assert_eq!(parse_header(&text).unwrap(), b.request);
         let json = serde_json::to_string(&b.request).unwrap();

@@ -179,6 +179,9 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
         return Err("proxyProtocol: only for TCP backends (lbProtocol is UDP)".into());
     }
     let health_check = t.health_check.as_ref().map(health_check).transpose()?;
+    if let Some(o) = &req.owner {
+        owner(o)?;
+    }
     let mut request = req.clone();
     request.lb_protocol = protocol.as_k8s().to_string();
     for u in &mut request.upstream_servers {
@@ -287,6 +290,21 @@ pub fn backend_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `owner`: 1-63 characters of `A-Z a-z 0-9 _ . -`, a label such as `paperlb`. It reaches only the
+/// file's JSON header, never a directive; the limit keeps listings small and readable.
+pub fn owner(o: &str) -> Result<(), String> {
+    let ok_chars = o
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if o.is_empty() || o.len() > 63 || !ok_chars {
+        return Err(format!(
+            "owner {:?}: must be 1-63 characters of A-Z a-z 0-9 _ . -",
+            clip(o)
+        ));
+    }
+    Ok(())
+}
+
 /// `tcp` or `udp` in any case.
 pub fn protocol(p: &str) -> Result<Protocol, String> {
     if p.eq_ignore_ascii_case("tcp") {
@@ -375,6 +393,7 @@ mod tests {
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
             traffic: Default::default(),
+            owner: None,
         }
     }
 
@@ -486,6 +505,9 @@ mod tests {
                 Box::new(|r| r.proxy_connect_timeout_seconds = 86_401),
                 "proxyConnectTimeoutSeconds",
             ),
+            (Box::new(|r| r.owner = Some(String::new())), "owner"),
+            (Box::new(|r| r.owner = Some("a b".into())), "owner"),
+            (Box::new(|r| r.owner = Some("x".repeat(64))), "owner"),
         ];
         for (mutate, field) in bad {
             let mut r = req("a", "127.0.0.2");
@@ -498,6 +520,11 @@ mod tests {
         r.proxy_connect_timeout_seconds = 86_400;
         let b = backend(&r, &p).unwrap();
         assert_eq!((b.proxy_timeout, b.proxy_connect_timeout), (5, 86_400));
+        r.owner = Some("paperlb".into());
+        assert_eq!(
+            backend(&r, &p).unwrap().request.owner.as_deref(),
+            Some("paperlb")
+        );
     }
 
     #[test]

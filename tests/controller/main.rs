@@ -5,6 +5,7 @@
 mod support;
 
 mod flows;
+mod gocompat;
 mod harness;
 mod leader;
 mod metrics;

@@ -128,7 +128,7 @@ pub const LOADBALANCERCONFIGS: ResourceDef = ResourceDef {
     kind: "LoadBalancerConfig",
     namespaced: true,
     custom: true,
-    status_subresource: false,
+    status_subresource: true,
     unconditional_update: false,
 };
 
