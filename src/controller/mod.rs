@@ -18,6 +18,7 @@ pub mod run;
 pub mod stats;
 pub mod status;
 pub mod targets;
+pub mod traffic;
 pub mod worker;
 
 #[cfg(test)]
