@@ -1177,7 +1177,11 @@ fn converge_requests(cache: &mut Cache, k: &Key) -> (Vec<UpdaterRequest>, Vec<St
         }
         execute(cache, &plan);
     }
-    panic!("{k} did not converge: {:?} {:?}", kinds(&reconcile(cache, k, &ctx())), crate::model::LbSpec::from_resource(&cache.load_balancers[k].spec));
+    panic!(
+        "{k} did not converge: {:?} {:?}",
+        kinds(&reconcile(cache, k, &ctx())),
+        crate::model::LbSpec::from_resource(&cache.load_balancers[k].spec)
+    );
 }
 
 fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {

@@ -69,13 +69,41 @@ pub struct HealthCheck {
 }
 
 /// One upstream server: an IP literal or DNS name, and a port (a node's NodePort).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Equality, order and hash are by `host` and `port` only: `health` is a report, so an upstream read
+/// back from `GET` equals the one that was sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Upstream {
     pub host: String,
     pub port: u16,
     /// Only in `GET` answers, for backends with a health check; ignored in requests.
     #[serde(flatten)]
     pub health: UpstreamHealth,
+}
+
+impl PartialEq for Upstream {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.host, self.port) == (&other.host, other.port)
+    }
+}
+
+impl Eq for Upstream {}
+
+impl PartialOrd for Upstream {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Upstream {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.host, self.port).cmp(&(&other.host, other.port))
+    }
+}
+
+impl std::hash::Hash for Upstream {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.host, self.port).hash(state);
+    }
 }
 
 /// An upstream's health as `GET /api/v1/lb` reports it (absent without a health check).
