@@ -80,6 +80,19 @@ pub fn effective_down(healthy: &[bool]) -> (BTreeSet<usize>, bool) {
     }
 }
 
+/// When to probe next: after a result that starts a change of state (a failure while healthy, a
+/// success while unhealthy) a quarter interval (at least 250 ms), so a dead upstream is out after
+/// about interval + (threshold - 1) × interval / 4 instead of threshold × interval; else the interval.
+pub fn next_probe_in(t: &Tally, interval_seconds: u64) -> Duration {
+    let interval = Duration::from_secs(interval_seconds);
+    let changing = (t.healthy && t.fails > 0) || (!t.healthy && t.oks > 0);
+    if changing {
+        (interval / 4).max(Duration::from_millis(250)).min(interval)
+    } else {
+        interval
+    }
+}
+
 /// One upstream's probe state.
 #[derive(Debug, Clone)]
 struct UpState {
@@ -420,10 +433,10 @@ impl Health {
         };
         u.in_flight = false;
         u.last_check = Some(SystemTime::now());
-        u.due = Instant::now() + Duration::from_secs(t.check.interval_seconds);
         let flipped = u
             .tally
             .record(r.ok, t.check.unhealthy_threshold, t.check.healthy_threshold);
+        u.due = Instant::now() + next_probe_in(&u.tally, t.check.interval_seconds);
         let now_healthy = u.tally.healthy;
         let (down, fail_open) = effective_down(&t.healthy());
         let upstream = {
@@ -584,6 +597,24 @@ mod tests {
         let mut t = Tally::default();
         assert!(t.record(false, 1, 1));
         assert!(t.record(true, 1, 1));
+    }
+
+    #[test]
+    fn probes_come_faster_while_a_state_change_is_pending() {
+        let mut t = Tally::default();
+        assert_eq!(next_probe_in(&t, 2), Duration::from_secs(2));
+        t.record(false, 2, 2);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_millis(500));
+        t.record(false, 2, 2);
+        assert!(!t.healthy);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_secs(2));
+        t.record(true, 2, 2);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_millis(500));
+        t.record(true, 2, 2);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_secs(2));
+        t.record(false, 2, 2);
+        assert_eq!(next_probe_in(&t, 1), Duration::from_millis(250));
+        assert_eq!(next_probe_in(&t, 3600), Duration::from_secs(900));
     }
 
     #[test]

@@ -22,14 +22,33 @@ use super::validate::{Backend, Protocol};
 
 /// First line of every file we write; the rest of the line is the request as JSON.
 pub const HEADER: &str = "# paperlb-request: ";
+/// Continuation lines of a long header: nginx's parser refuses any token, a comment included,
+/// longer than its 4 KiB buffer (`too long parameter`), so the JSON is split into short lines.
+pub const HEADER_MORE: &str = "# paperlb-request+ ";
+/// Longest piece of the header JSON on one line.
+const HEADER_CHUNK: usize = 3000;
 
 /// The complete content of `<name>.conf` for a validated backend.
 pub fn render(b: &Backend) -> String {
     // serde_json escapes control characters, so the header stays one comment line whatever it holds.
     let json = serde_json::to_string(&b.request).unwrap_or_default();
     let mut s = String::with_capacity(256 + 40 * b.upstreams.len());
-    s.push_str(HEADER);
-    s.push_str(&json);
+    let mut rest = json.as_str();
+    let mut prefix = HEADER;
+    loop {
+        let mut cut = rest.len().min(HEADER_CHUNK);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.push_str(prefix);
+        s.push_str(&rest[..cut]);
+        rest = &rest[cut..];
+        if rest.is_empty() {
+            break;
+        }
+        s.push('\n');
+        prefix = HEADER_MORE;
+    }
     s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
     s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
     for (i, (h, p)) in b.upstreams.iter().enumerate() {
@@ -80,11 +99,16 @@ pub fn without_down_marks(content: &str) -> String {
 
 /// Reads the request header back from a file's content.
 pub fn parse_header(content: &str) -> Result<LbRequest, String> {
-    let first = content.lines().next().unwrap_or("");
-    let json = first
+    let mut lines = content.lines();
+    let first = lines.next().unwrap_or("");
+    let mut json = first
         .strip_prefix(HEADER)
-        .ok_or_else(|| "no paperlb-request header line (not written by paperlb)".to_string())?;
-    serde_json::from_str(json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
+        .ok_or_else(|| "no paperlb-request header line (not written by paperlb)".to_string())?
+        .to_string();
+    for more in lines.map_while(|l| l.strip_prefix(HEADER_MORE)) {
+        json.push_str(more);
+    }
+    serde_json::from_str(&json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
 }
 
 /// One directive of nginx.conf with the names of the blocks around it (`["stream"]`).
@@ -540,6 +564,21 @@ mod tests {
             plain,
             r#"{"backendName":"default_nginx","lbPort":8100,"lbProtocol":"tcp","upstreamServers":[{"host":"127.0.0.2","port":30080}],"proxyTimeoutSeconds":0,"proxyConnectTimeoutSeconds":5}"#
         );
+    }
+
+    #[test]
+    fn long_headers_are_split_into_lines_nginx_accepts() {
+        let hosts: Vec<String> = (0..1000).map(|i| format!("node-{i}.example.com")).collect();
+        let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let b = backend(&req("tcp", &refs), &Policy::default()).unwrap();
+        let text = render(&b);
+        assert!(
+            text.lines().all(|l| l.len() < 4000),
+            "a line nginx would refuse"
+        );
+        assert!(text.lines().nth(1).unwrap().starts_with(HEADER_MORE));
+        assert_eq!(parse_header(&text).unwrap(), b.request);
+        assert_eq!(parse_header(&text).unwrap().upstream_servers.len(), 1000);
     }
 
     #[test]
