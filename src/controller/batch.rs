@@ -38,11 +38,37 @@ pub type Outcome = (Vec<Answer>, Result<(), Stop>);
 #[derive(Debug)]
 pub enum Stop {
     /// An updater call (action `index`) failed.
-    Updater { index: usize, message: String },
+    Updater {
+        index: usize,
+        message: String,
+        kind: FailKind,
+    },
     /// An API write (action `index`) failed.
     Api { index: usize, error: Error },
     /// Leadership was lost mid-plan: leave the key queued for the next leader.
     NotLeader,
+}
+
+/// What kind of updater failure stopped a plan: the worker reports refused credentials as
+/// `UpdaterAuth`, and checks an updater for drift when it answers again after being unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailKind {
+    #[default]
+    Refused,
+    Unreachable,
+    Unauthorized,
+}
+
+impl FailKind {
+    pub fn of(e: &crate::updater::Error) -> FailKind {
+        if e.is_unauthorized() {
+            FailKind::Unauthorized
+        } else if e.is_transport() {
+            FailKind::Unreachable
+        } else {
+            FailKind::Refused
+        }
+    }
 }
 
 /// The answer to one action, for the worker to apply to its cache. Objects come back as JSON text
@@ -106,13 +132,20 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
-    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), String> {
+    pub fn updater_apply(
+        &self,
+        key: &Key,
+        url: &str,
+        r: &UpdaterRequest,
+    ) -> Result<(), (String, FailKind)> {
         let client = self
             .updaters
             .get(url)
-            .ok_or_else(|| format!("no client for updater {url}"))?;
+            .ok_or_else(|| (format!("no client for updater {url}"), FailKind::Refused))?;
         let started = Instant::now();
-        let result = client.apply(&lb_request(r)).map_err(|e| e.to_string());
+        let result = client
+            .apply(&lb_request(r))
+            .map_err(|e| (e.to_string(), FailKind::of(&e)));
         self.stats
             .updater_call("apply", result.is_ok(), started.elapsed());
         if result.is_ok() {
@@ -157,8 +190,15 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
         }
         let answer = match action {
             Action::UpdaterApply { key, url, request } => {
-                if let Err(message) = io.updater_apply(key, url, request) {
-                    return (answers, Err(Stop::Updater { index, message }));
+                if let Err((message, kind)) = io.updater_apply(key, url, request) {
+                    return (
+                        answers,
+                        Err(Stop::Updater {
+                            index,
+                            message,
+                            kind,
+                        }),
+                    );
                 }
                 Answer::Done
             }
@@ -194,6 +234,7 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
                     Err(Stop::Updater {
                         index,
                         message: "internal: action cannot run in a batch".into(),
+                        kind: FailKind::Refused,
                     }),
                 );
             }
@@ -239,7 +280,8 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
         traffic: api_traffic(&r.traffic),
-        owner: None,
+        // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
+        owner: Some(super::drift::OWNER.to_string()),
     }
 }
 

@@ -47,9 +47,9 @@ impl Context {
 }
 
 /// A problem a user must act on: an Event reason and a message.
-struct Problem {
-    reason: &'static str,
-    message: String,
+pub(crate) struct Problem {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 fn problem(reason: &'static str, message: String) -> Problem {
@@ -57,10 +57,10 @@ fn problem(reason: &'static str, message: String) -> Problem {
 }
 
 /// A Service port we can forward: its name, protocol and nodePort.
-struct ServicePortSpec {
-    name: String,
-    protocol: Protocol,
-    node_port: u16,
+pub(crate) struct ServicePortSpec {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) node_port: u16,
 }
 
 pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
@@ -343,7 +343,7 @@ fn reconcile_service(
 }
 
 /// The spec this Service should have: config, ports and targets. `Ok(None)` = wait.
-fn desired_spec(
+pub(crate) fn desired_spec(
     cache: &Cache,
     key: &Key,
     svc: &Service,
@@ -404,7 +404,7 @@ fn desired_spec(
 }
 
 /// The annotated config, else the single `default: true` one, in the controller's namespace.
-fn pick_config(
+pub(crate) fn pick_config(
     cache: &Cache,
     key: &Key,
     svc: &Service,
@@ -467,7 +467,10 @@ fn pick_config(
 }
 
 /// The Service's ports, checked. `Ok(None)` when a port waits for its nodePort.
-fn service_ports(key: &Key, svc: &Service) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
+pub(crate) fn service_ports(
+    key: &Key,
+    svc: &Service,
+) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
     let ports = &svc.spec.ports;
     if ports.is_empty() {
         return Err(problem(
@@ -610,21 +613,17 @@ fn apply(
         plan.push(Action::UpdaterApply {
             key: key.clone(),
             url: spec.url.clone(),
-            request: UpdaterRequest {
-                backend_name: super::status::backend_name(key, i, &p.name),
-                lb_port: p.port,
-                protocol: p.protocol.as_str().to_string(),
-                upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
-                proxy_timeout_seconds,
-                proxy_connect_timeout_seconds,
-                traffic: crate::model::LbTraffic {
-                    proxy_protocol: spec.traffic.proxy_protocol && p.protocol == Protocol::Tcp,
-                    ..spec.traffic.clone()
-                },
-            },
+            request: updater_request(
+                key,
+                i,
+                p,
+                (proxy_timeout_seconds, proxy_connect_timeout_seconds),
+                &spec.traffic,
+            ),
         });
     }
     delete_backends(key, stale, plan);
+    super::updater_auth::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     status.phase = Some(PHASE_READY.to_string());
     status.target_count = Some(spec.target_count() as i64);
     status.observed_generation = lb.metadata.generation;
@@ -662,6 +661,50 @@ fn proxy_protocol_warning(svc_ref: &ObjectReference, spec: &LbSpec, plan: &mut P
     }
 }
 
+/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
+/// an updater to hold, so the two can never disagree.
+pub fn updater_request(
+    key: &Key,
+    i: usize,
+    p: &LbPort,
+    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    traffic: &crate::model::LbTraffic,
+) -> UpdaterRequest {
+    UpdaterRequest {
+        backend_name: super::status::backend_name(key, i, &p.name),
+        lb_port: p.port,
+        protocol: p.protocol.as_str().to_string(),
+        upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
+        proxy_timeout_seconds,
+        proxy_connect_timeout_seconds,
+        traffic: crate::model::LbTraffic {
+            // PROXY protocol is for TCP only; a UDP port is pushed without it.
+            proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
+            ..traffic.clone()
+        },
+    }
+}
+
+/// The proxy timeouts `apply` sends for an applied LoadBalancer: a Service's LoadBalancer carries
+/// its config's in its spec; a hand-made one's own, else its config's.
+pub fn applied_timeouts(
+    cache: &Cache,
+    ctx: &Context,
+    lb: &LoadBalancer,
+    spec: &LbSpec,
+) -> (u32, u32) {
+    let own = (
+        spec.proxy_timeout_seconds,
+        spec.proxy_connect_timeout_seconds,
+    );
+    if lb.metadata.service_owner().is_some() {
+        return own;
+    }
+    let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+    let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
+    (or(own.0, t), or(own.1, c))
+}
+
 fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
     Action::PatchLoadBalancerStatus {
         key: key.clone(),
@@ -675,7 +718,7 @@ fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
     f
 }
 
-fn port_list(spec: &LbSpec) -> String {
+pub(crate) fn port_list(spec: &LbSpec) -> String {
     let ports: Vec<String> = spec
         .ports
         .iter()
@@ -753,12 +796,7 @@ fn reconcile_hand_made(
     }
     if !is_applied(lb) {
         // The LoadBalancer's own timeouts, else its config's (read when it is applied).
-        let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
-        let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
-        let timeouts = (
-            or(spec.proxy_timeout_seconds, t),
-            or(spec.proxy_connect_timeout_seconds, c),
-        );
+        let timeouts = applied_timeouts(cache, ctx, lb, &spec);
         apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
         plan.event(
             &object,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::batch::{self, Answer, Io, MAX_BATCH, Stop};
+use super::batch::{self, Answer, FailKind, Io, MAX_BATCH, Stop};
 use super::cache::{Affected, Cache, Key};
 use super::config_status;
 use super::events::EventLimiter;
@@ -33,10 +33,13 @@ use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
-use crate::model::url::updater_endpoint;
-use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, Service};
 use crate::time::rfc3339;
-use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
+use crate::updater::client::{Timeouts, UpdaterClient};
+
+// The Secret-backed updater credentials and drift checks: their part of the worker.
+#[path = "worker_updaters.rs"]
+mod updaters;
 
 /// Everything that reaches the worker.
 #[derive(Debug)]
@@ -46,6 +49,8 @@ pub enum Event {
     LoadBalancers(WatchMsg<LoadBalancer>),
     Configs(WatchMsg<LoadBalancerConfig>),
     Slices(WatchMsg<EndpointSlice>),
+    /// Secrets in the controller's namespace (updater tokens and CAs).
+    Secrets(WatchMsg<Secret>),
     /// The elector gained (true) or lost (false) the lease.
     Leadership(bool),
     /// SIGTERM/SIGINT: finish the current reconcile and return.
@@ -60,9 +65,10 @@ enum Kind {
     LoadBalancers,
     Configs,
     Slices,
+    Secrets,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 /// What probes read: shared with the HTTP thread.
 #[derive(Debug, Default)]
@@ -82,6 +88,8 @@ pub struct WorkerConfig {
     /// Node address types in order of preference when a config does not say.
     pub address_types: Vec<String>,
     pub updater_timeouts: Timeouts,
+    /// Period of each updater's drift check; zero: none but the event-driven ones.
+    pub updater_resync: Duration,
 }
 
 pub struct Worker {
@@ -109,6 +117,8 @@ pub struct Worker {
     /// so nothing is reconciled (and no port allocated) until each is settled (see
     /// `resolve_in_doubt`).
     in_doubt: BTreeMap<Key, Action>,
+    /// Updater credentials, their Secrets, and drift checks (see `worker_updaters.rs`).
+    auth: updaters::State,
     /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
     /// when to try again after a failed write.
     configs_to_report: BTreeSet<Key>,
@@ -134,7 +144,6 @@ impl Worker {
     ) -> Worker {
         Worker {
             client,
-            config,
             cache: Cache::new(),
             queue: Queue::new(),
             synced: [false; KINDS],
@@ -152,13 +161,15 @@ impl Worker {
             in_doubt: BTreeMap::new(),
             configs_to_report: BTreeSet::new(),
             config_retry_at: None,
+            auth: updaters::State::new(config.updater_resync),
+            config,
         }
     }
 
     /// Runs until `Event::Shutdown` or until every sender is gone.
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = match (self.queue.next_deadline(), self.config_retry_at) {
+            let next = match (self.next_deadline(), self.config_retry_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -202,6 +213,10 @@ impl Worker {
             }
             self.run_batch(&mut batch);
             self.report_configs();
+            // Drift checks run when no reconcile is ready: they compare with settled state.
+            if self.queue.is_empty() && self.leadership.is_leader() {
+                self.run_due_resyncs();
+            }
             self.stats.set_queue_depth(self.queue.len());
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
             if worked {
@@ -262,14 +277,17 @@ impl Worker {
                         self.configs_to_report.remove(&Key::of(&c.metadata));
                     }
                 }
-                self.watch_msg(
+                let affected = self.watch_msg(
                     Kind::Configs,
                     m,
                     Cache::replace_configs,
                     Cache::apply_config,
                     |c, x| c.delete_config(&Key::of(&x.metadata)),
-                )
+                );
+                self.configs_changed();
+                affected
             }
+            Event::Secrets(m) => self.secrets_changed(m),
             Event::Slices(m) => self.watch_msg(
                 Kind::Slices,
                 m,
@@ -279,6 +297,7 @@ impl Worker {
             ),
             Event::Leadership(true) => {
                 self.term += 1;
+                self.auth.gained_leadership();
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 let configs: Vec<Key> = self.cache.configs.keys().cloned().collect();
@@ -548,15 +567,25 @@ impl Worker {
         let outcome = match result {
             Ok(()) => {
                 self.queue.forget(key);
+                self.updaters_answered(plan);
                 if plan.is_empty() { "noop" } else { "applied" }
             }
             Err(Stop::NotLeader) => {
                 self.queue.add(key.clone());
                 "not_leader"
             }
-            Err(Stop::Updater { index, message }) => {
+            Err(Stop::Updater {
+                index,
+                message,
+                kind,
+            }) => {
                 log::warn!("updater failed key={key} error={message:?}");
-                let fallback = on_updater_error(&self.cache, key, ctx, plan, index, &message);
+                let fallback = match self.updater_failed(plan, index, &message, kind) {
+                    Some(p) => {
+                        super::updater_auth::on_auth_error(&self.cache, key, ctx, plan, index, &p)
+                    }
+                    None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
+                };
                 if let Err(Stop::Api { error, .. }) = self.execute(key, &fallback) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
@@ -589,17 +618,28 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url)
-                        .map_err(|message| Stop::Updater { index, message })?;
+                    self.updater(url).map_err(|message| Stop::Updater {
+                        index,
+                        message,
+                        kind: FailKind::Refused,
+                    })?;
                     self.io()
                         .updater_apply(key, url, request)
-                        .map_err(|message| Stop::Updater { index, message })?;
+                        .map_err(|(message, kind)| Stop::Updater {
+                            index,
+                            message,
+                            kind,
+                        })?;
                 }
                 Action::UpdaterDelete {
                     url, backend_name, ..
                 } => {
                     self.updater_delete(url, backend_name)
-                        .map_err(|message| Stop::Updater { index, message })?;
+                        .map_err(|(message, kind)| Stop::Updater {
+                            index,
+                            message,
+                            kind,
+                        })?;
                     log::info!("deleted backend={backend_name} updater={url} key={key}");
                 }
                 Action::Event(spec) => self.event(spec),
@@ -663,28 +703,15 @@ impl Worker {
         }
     }
 
-    /// The client for an `httpUpdaterURL` as written, made on first use; it calls the endpoint the
-    /// URL resolves to. An Err names why it cannot be made.
-    fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
-        if !self.updaters.contains_key(url) {
-            let timeouts = self.config.updater_timeouts;
-            // Every URL reaching here passed `check_url` (configs and LoadBalancer specs are
-            // validated first); a failure names the URL.
-            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
-            let c = UpdaterClient::new(&endpoint, ClientAuth::default(), timeouts)
-                .map_err(|e| e.to_string())?;
-            self.updaters.insert(url.to_string(), c);
-        }
-        self.updaters
-            .get(url)
-            .ok_or_else(|| format!("no client for updater {url}"))
-    }
-
-    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
+    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), (String, FailKind)> {
         let started = Instant::now();
         let result = self
             .updater(url)
-            .and_then(|c| c.delete(backend).map_err(|e| e.to_string()));
+            .map_err(|m| (m, FailKind::Refused))
+            .and_then(|c| {
+                c.delete(backend)
+                    .map_err(|e| (e.to_string(), FailKind::of(&e)))
+            });
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result

@@ -110,6 +110,15 @@ pub const LOADBALANCERCONFIGS: Resource = Resource {
     plural: "loadbalancerconfigs",
     namespaced: true,
 };
+/// Watched by the controller (its namespace only) and read by `paperlb explain`: a config's
+/// updater Secrets; and k3s ServiceLB's DaemonSets (explain).
+pub const SECRETS: Resource = Resource::core("secrets", true);
+pub const DAEMONSETS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    plural: "daemonsets",
+    namespaced: true,
+};
 pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource {
     group: "authorization.k8s.io",
     version: "v1",

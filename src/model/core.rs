@@ -1,10 +1,22 @@
-//! Built-in kinds: Service, Node, EndpointSlice (read), Event (created), Lease.
+//! Built-in kinds: Service, Node, EndpointSlice, Secret (read), Event (created), Lease.
 //! The apiserver validates these, so fields have plain types; `null` lists decode as empty.
 //! Pure: no I/O, no clock.
 
 use super::lenient::null_default;
 use super::meta::{ObjectMeta, ObjectReference};
 use serde::{Deserialize, Serialize};
+
+/// A Secret as read: its data still base64 (as on the wire), decoded only for the keys a
+/// LoadBalancerConfig references (`controller::secrets` keeps nothing else).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Secret {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: ObjectMeta,
+    /// Key → base64 of the value; `null` values read as absent keys.
+    #[serde(deserialize_with = "null_default")]
+    pub data: std::collections::BTreeMap<String, Option<String>>,
+}
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

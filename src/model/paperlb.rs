@@ -57,6 +57,31 @@ pub struct LoadBalancerConfigSpec {
     pub proxy_timeout_seconds: Lenient<i64>,
     /// Addition: nginx `proxy_connect_timeout` in seconds; 0 or absent = the updater's default (60s).
     pub proxy_connect_timeout_seconds: Lenient<i64>,
+    /// Addition: a Secret in the controller's namespace holding the updater's bearer token (key
+    /// `token` by default); absent = no `Authorization` header (Go nginx-lb-updater).
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
+    /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
+    /// certificate is verified against; absent = the system roots.
+    #[serde(
+        rename = "updaterCASecretRef",
+        skip_serializing_if = "Lenient::is_missing"
+    )]
+    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
+    /// Addition: accept any certificate from an `https://` updater (a warning is logged).
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub insecure_skip_verify: Lenient<bool>,
+}
+
+/// `{name, key}` of a Secret in the controller's namespace (a value that is not an object stays
+/// raw in the `Lenient` around it, and validation names the field).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretKeyRef {
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub name: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub key: Lenient<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

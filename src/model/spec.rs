@@ -3,7 +3,7 @@
 //! Pure: no I/O, no clock.
 
 use super::lenient::Lenient;
-use super::paperlb::{LoadBalancerConfig, LoadBalancerSpec, TargetSpec};
+use super::paperlb::{LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef, TargetSpec};
 use serde_json::{Value, json};
 
 /// L4 protocols nginx's stream module forwards.
@@ -54,6 +54,35 @@ pub struct ValidConfig {
     pub address_types: Vec<String>,
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
+    /// How the controller authenticates to the updater and verifies it.
+    pub auth: AuthRefs,
+}
+
+/// The checked `updaterTokenSecretRef`, `updaterCASecretRef` and `insecureSkipVerify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuthRefs {
+    pub token: Option<SecretRef>,
+    pub ca: Option<SecretRef>,
+    pub insecure_skip_verify: bool,
+}
+
+/// A key of a Secret in the controller's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// Default key of `updaterTokenSecretRef`.
+pub const TOKEN_KEY: &str = "token";
+/// Default key of `updaterCASecretRef`.
+pub const CA_KEY: &str = "ca.crt";
+
+impl AuthRefs {
+    /// The Secret keys these refs read (token, then CA).
+    pub fn refs(&self) -> impl Iterator<Item = &SecretRef> {
+        self.token.iter().chain(self.ca.iter())
+    }
 }
 
 /// Longest accepted proxy timeout: one week.
@@ -123,7 +152,89 @@ impl LoadBalancerConfig {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
+            auth: auth_refs(self)?,
         })
+    }
+}
+
+fn auth_refs(config: &LoadBalancerConfig) -> Result<AuthRefs, String> {
+    let spec = &config.spec;
+    let token = secret_ref(
+        &spec.updater_token_secret_ref,
+        "spec.updaterTokenSecretRef",
+        TOKEN_KEY,
+    )?;
+    let ca = secret_ref(
+        &spec.updater_ca_secret_ref,
+        "spec.updaterCASecretRef",
+        CA_KEY,
+    )?;
+    let insecure_skip_verify = spec
+        .insecure_skip_verify
+        .optional("spec.insecureSkipVerify", "a boolean")?
+        .copied()
+        .unwrap_or(false);
+    if insecure_skip_verify && ca.is_some() {
+        return Err(
+            "spec.updaterCASecretRef and spec.insecureSkipVerify: a CA to verify against and no \
+             verification at all contradict each other; set one"
+                .into(),
+        );
+    }
+    Ok(AuthRefs {
+        token,
+        ca,
+        insecure_skip_verify,
+    })
+}
+
+/// `{name, key}`: name a DNS subdomain (a Secret's name), key as Secrets allow (`[-._a-zA-Z0-9]+`).
+fn secret_ref(
+    field: &Lenient<SecretKeyRef>,
+    at: &str,
+    default_key: &str,
+) -> Result<Option<SecretRef>, String> {
+    let Some(r) = field.optional(at, "an object {name, key}")? else {
+        return Ok(None);
+    };
+    let name = r.name.require(&format!("{at}.name"), "a string")?;
+    check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
+    let key = match r.key.optional(&format!("{at}.key"), "a string")? {
+        Some(k) => k.clone(),
+        None => default_key.to_string(),
+    };
+    let key_ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !key_ok {
+        return Err(format!(
+            "{at}.key {key:?}: is not a Secret key (letters, digits, '-', '_', '.')"
+        ));
+    }
+    Ok(Some(SecretRef {
+        name: name.clone(),
+        key,
+    }))
+}
+
+/// A Secret's name: a lowercase RFC 1123 subdomain of at most 253 characters.
+fn check_secret_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a Secret name (lowercase letters, digits, '-' and '.')".into())
     }
 }
 

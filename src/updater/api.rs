@@ -131,6 +131,9 @@ pub struct ListResponse {
     /// Files in the directory that could not be read back (hand-written, truncated, foreign).
     #[serde(default)]
     pub unreadable: Vec<Unreadable>,
+    /// Addition: the answering updater's version (`paperlb check` shows it); absent from older ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// One backend of a GET answer: the request its file's header holds (fields at the top level, as

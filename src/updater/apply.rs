@@ -552,6 +552,7 @@ pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
     Ok(ListResponse {
         backends,
         unreadable,
+        version: None,
     })
 }
 

@@ -187,6 +187,16 @@ impl UpdaterClient {
 
     /// `GET` (our updater only; the Go one answers 404/405: `Error::Unsupported`).
     pub fn list(&self) -> Result<ListResponse, Error> {
+        let v = self.list_json()?;
+        serde_json::from_value(v).map_err(|e| Error::Decode {
+            url: self.url.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
+    /// explain`: per-upstream health, the updater's version).
+    pub fn list_json(&self) -> Result<serde_json::Value, Error> {
         let mut r = self.agent.get(&self.url);
         if let Some(t) = &self.token {
             r = r.header("Authorization", format!("Bearer {t}"));

@@ -156,6 +156,7 @@ impl Updater {
             ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
                 Ok(mut l) => {
                     self.applier.health().annotate(&mut l);
+                    l.version = Some(env!("CARGO_PKG_VERSION").to_string());
                     Response::json(200, &l)
                 }
                 Err(e) => err(&e),

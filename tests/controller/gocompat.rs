@@ -21,22 +21,32 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go-p
 /// The Go author's LB host in the fixtures; replaced in memory before anything is applied.
 const GO_HOST: &str = "192.168.64.1";
 
-/// An LB host on loopback: a private nginx and our updater in-process.
-struct LbHost {
+/// An LB host on loopback: a private nginx and our updater in-process (also used by `explain`).
+pub struct LbHost {
     server: Option<Server>,
     _updater: Arc<Updater>,
     nginx: Nginx,
 }
 
 impl LbHost {
-    fn start() -> LbHost {
+    pub fn start() -> LbHost {
+        LbHost::start_with_token(None)
+    }
+
+    /// With `--token-file` set to a file holding `token`.
+    pub fn start_with_token(token: Option<&str>) -> LbHost {
         let nginx = Nginx::start();
+        let token_file = token.map(|t| {
+            let p = nginx.dir.join("token");
+            std::fs::write(&p, format!("{t}\n")).expect("write token file");
+            p
+        });
         let settings = Settings {
             listen: "127.0.0.1:0".into(),
             streams_dir: nginx.streams.clone(),
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),
-            token_file: None,
+            token_file,
             tls: None,
             policy: Policy::default(),
             limits: Limits::default(),
@@ -49,7 +59,7 @@ impl LbHost {
         }
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.server
             .as_ref()
             .map(|s| s.local_addr())

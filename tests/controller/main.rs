@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod explain;
 mod flows;
 mod gocompat;
 mod harness;
@@ -11,3 +12,4 @@ mod leader;
 mod metrics;
 mod probes;
 mod regressions;
+mod selfheal;
