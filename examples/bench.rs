@@ -604,6 +604,13 @@ const KEYS: &[Target] = &[
         Some(|v| v == 1.0),
     ),
     ("resync_converged_get_ms_1k", "ms", "-", None),
+    ("health_failover_ms", "ms", "<= 3000", Some(|v| v <= 3000.0)),
+    (
+        "health_check_cpu_ms_per_1k_upstreams_per_min",
+        "ms",
+        "-",
+        None,
+    ),
 ];
 
 fn report(r: &Results, out: &Path) {
@@ -1070,6 +1077,9 @@ fn main() {
     if want("drift") {
         drift_repair(&bin, &mut r);
     }
+    if want("health") {
+        health_checks(&bin, &mut r);
+    }
     eprintln!("bench: done in {:.1}s", started.elapsed().as_secs_f64());
     report(&r, &out);
 }
@@ -1339,10 +1349,12 @@ fn round_trips(w: &World, r: &mut Results) {
             .map(|i| Upstream {
                 host: node_ip(i),
                 port: 30000,
+                health: Default::default(),
             })
             .collect(),
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
         owner: None,
     };
     let mut up = Vec::new();
@@ -1612,6 +1624,181 @@ fn watch_allocs_child(args: &[String]) {
         other => panic!("bench: unknown __watch-allocs mode {other}"),
     }
     assert_eq!(decoded, n, "bench: decoded {decoded} of {n} events");
+}
+
+// ---- health: the updater's active checks (issue 14) ------------------------------------------
+
+/// utime + stime of any process, in clock ticks.
+fn pid_cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+/// Listeners on 127.0.0.2 whose backlog is drained by one thread, until dropped.
+struct Listeners {
+    ports: Vec<u16>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listeners {
+    fn start(ls: Vec<std::net::TcpListener>) -> Listeners {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let ports = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for l in &ls {
+                l.set_nonblocking(true).unwrap();
+            }
+            while !s.load(Ordering::Relaxed) {
+                for l in &ls {
+                    while let Ok((mut c, _)) = l.accept() {
+                        let _ = c.write_all(b"b\n");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Listeners {
+            ports,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn on(ip: &str, n: usize) -> Listeners {
+        Listeners::start(
+            (0..n)
+                .map(|_| std::net::TcpListener::bind((ip, 0)).unwrap())
+                .collect(),
+        )
+    }
+
+    fn on_port(ip: &str, port: u16) -> Listeners {
+        Listeners::start(vec![std::net::TcpListener::bind((ip, port)).unwrap()])
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `healthy` flags of one backend's upstreams in the updater's GET.
+fn healthy_flags(port: u16, name: &str) -> Vec<Option<bool>> {
+    let Some(text) = http_get(port, "/api/v1/lb") else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    v["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["backendName"] == name)
+        .flat_map(|b| b["upstreamServers"].as_array().cloned().unwrap_or_default())
+        .map(|u| u["healthy"].as_bool())
+        .collect()
+}
+
+fn health_checks(bin: &Path, r: &mut Results) {
+    use support::nginx::{NGINX, Nginx, STREAM_MODULE};
+    if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
+        r.note(
+            "health_failover_ms",
+            "not measured: nginx or its stream module is missing",
+        );
+        return;
+    }
+    reap_on_panic();
+    let nginx = Nginx::start();
+    if let Some(pid) = nginx.master_pid() {
+        reap_add(pid, "-TERM");
+    }
+    let up = UpdaterProc::start(bin, &nginx);
+    let pid = up.child.as_ref().map(|c| c.id()).expect("updater child");
+
+    // Failover: two upstreams, the default check (tcp, every 2 s, 2 failures); one dies at t0 →
+    // the updater's GET reports it unhealthy and its file renders it `down` (the file is written
+    // just before the reload, so this is the moment nginx is told, within one reload's time).
+    let a = Listeners::on("127.0.0.2", 1);
+    let b_port = free_port();
+    let lb = free_port();
+    let body = format!(
+        r#"{{"backendName":"bench_health","lbPort":{lb},"lbProtocol":"TCP","upstreamServers":[{{"host":"127.0.0.2","port":{}}},{{"host":"127.0.0.3","port":{b_port}}}],"healthCheck":{{"type":"tcp"}}}}"#,
+        a.ports[0]
+    );
+    let mut b = Some(Listeners::on_port("127.0.0.3", b_port));
+    assert_eq!(up.call("POST", &body), 200, "bench: health POST");
+    let conf = nginx.streams.join("bench_health.conf");
+    let mut runs = Vec::new();
+    for _ in 0..10 {
+        wait_for("both upstreams healthy", Duration::from_millis(20), || {
+            healthy_flags(up.port, "bench_health") == [Some(true), Some(true)]
+                && !std::fs::read_to_string(&conf)
+                    .unwrap_or_default()
+                    .contains(" down;")
+        });
+        let t0 = Instant::now();
+        b.take();
+        wait_for(
+            "the dead upstream rendered down",
+            Duration::from_millis(5),
+            || {
+                healthy_flags(up.port, "bench_health") == [Some(true), Some(false)]
+                    && std::fs::read_to_string(&conf)
+                        .unwrap_or_default()
+                        .contains(&format!("127.0.0.3:{b_port} down;"))
+            },
+        );
+        runs.push(ms(t0.elapsed()));
+        b = Some(Listeners::on_port("127.0.0.3", b_port));
+    }
+    r.median("health_failover_ms", runs);
+    drop(b);
+    let _ = up.call("DELETE", r#"{"backendName":"bench_health"}"#);
+
+    // Cost: one backend with 1,000 upstreams (1,000 listeners on 127.0.0.2), default check;
+    // the updater's CPU over 30 s of steady checking, scaled to a minute.
+    let many = Listeners::on("127.0.0.2", 1000);
+    let ups: Vec<String> = many
+        .ports
+        .iter()
+        .map(|p| format!(r#"{{"host":"127.0.0.2","port":{p}}}"#))
+        .collect();
+    let lb2 = free_port();
+    let body = format!(
+        r#"{{"backendName":"bench_health_1k","lbPort":{lb2},"lbProtocol":"TCP","upstreamServers":[{}],"healthCheck":{{"type":"tcp"}}}}"#,
+        ups.join(",")
+    );
+    assert_eq!(up.call("POST", &body), 200, "bench: 1k POST");
+    wait_for("1,000 upstreams checked", Duration::from_millis(50), || {
+        let f = healthy_flags(up.port, "bench_health_1k");
+        f.len() == 1000 && f.iter().all(|h| *h == Some(true))
+    });
+    let mut cost = Vec::new();
+    for _ in 0..3 {
+        let (c0, t0) = (pid_cpu_ticks(pid), Instant::now());
+        std::thread::sleep(Duration::from_secs(10));
+        let ticks = (pid_cpu_ticks(pid) - c0) as f64;
+        let cpu_ms = ticks / clock_ticks_per_sec() * 1000.0;
+        cost.push(cpu_ms * 60.0 / t0.elapsed().as_secs_f64());
+    }
+    r.median("health_check_cpu_ms_per_1k_upstreams_per_min", cost);
+    let _ = up.call("DELETE", r#"{"backendName":"bench_health_1k"}"#);
+    drop(many);
+    drop(a);
 }
 
 // ---------------------------------------------------------------------------------------------

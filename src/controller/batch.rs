@@ -245,6 +245,24 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
 }
 
 /// The updater API's request for one backend.
+/// The wire form of a port's traffic settings: an http check names its port and path, a tcp
+/// check its port; intervals and thresholds are the updater's defaults.
+fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
+    crate::updater::api::Traffic {
+        source_ranges: t.source_ranges.clone(),
+        proxy_protocol: t.proxy_protocol,
+        health_check: t
+            .health_check
+            .as_ref()
+            .map(|h| crate::updater::api::HealthCheck {
+                kind: h.kind.clone(),
+                port: Some(h.port),
+                path: (h.kind == "http").then(|| h.path.clone()),
+                ..Default::default()
+            }),
+    }
+}
+
 pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
     LbRequest {
         backend_name: r.backend_name.clone(),
@@ -256,10 +274,12 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
             .map(|(host, port)| Upstream {
                 host: host.clone(),
                 port: *port,
+                health: Default::default(),
             })
             .collect(),
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
+        traffic: api_traffic(&r.traffic),
         // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
         owner: Some(super::drift::OWNER.to_string()),
     }
@@ -311,6 +331,7 @@ mod tests {
                 upstreams: vec![("127.0.0.2".into(), 30080)],
                 proxy_timeout_seconds: 0,
                 proxy_connect_timeout_seconds: 0,
+                traffic: Default::default(),
             },
         }
     }

@@ -106,7 +106,7 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
         }
         let timeouts = applied_timeouts(cache, ctx, lb, &spec);
         for (i, p) in spec.ports.iter().enumerate() {
-            let mut r = lb_request(&updater_request(key, i, p, timeouts));
+            let mut r = lb_request(&updater_request(key, i, p, timeouts, &spec.traffic));
             r.owner = Some(OWNER.to_string());
             d.requests.insert(r.backend_name.clone(), normal(r));
         }
@@ -237,6 +237,7 @@ mod tests {
                     .map(|h| Upstream {
                         host: h.to_string(),
                         port: 30080,
+                        health: Default::default(),
                     })
                     .collect(),
                 owner: owner.map(str::to_string),

@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod stats;
 pub mod status;
 pub mod targets;
+pub mod traffic;
 pub mod updater_auth;
 pub mod worker;
 

@@ -10,6 +10,7 @@ use super::status::{
     set_condition,
 };
 use super::targets::targets_for;
+use super::traffic::{traffic_for, udp_ports_without_proxy_protocol};
 use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
@@ -230,6 +231,7 @@ fn reconcile_service(
             "PortAllocated",
             allocated(&desired),
         );
+        proxy_protocol_warning(&svc_ref, &desired, plan);
         return;
     };
     let owned = lb.metadata.owner_references.iter().any(|o| {
@@ -280,6 +282,17 @@ fn reconcile_service(
                 "PortAllocated",
                 allocated(&desired),
             );
+        }
+        let udp_of = |s: &LbSpec| -> Vec<String> {
+            let ports: Vec<(String, Protocol)> = s
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.protocol))
+                .collect();
+            udp_ports_without_proxy_protocol(&s.traffic, &ports)
+        };
+        if recorded.as_ref().map(udp_of) != Some(udp_of(&desired)) {
+            proxy_protocol_warning(&svc_ref, &desired, plan);
         }
         return; // the next reconcile applies the new generation
     }
@@ -338,6 +351,7 @@ pub(crate) fn desired_spec(
     ctx: &Context,
 ) -> Result<Option<LbSpec>, Problem> {
     let cfg = pick_config(cache, key, svc, ctx)?;
+    let traffic = traffic_for(svc).map_err(|(r, m)| problem(r, format!("Service {key}: {m}")))?;
     let Some(ports) = service_ports(key, svc)? else {
         return Ok(None);
     };
@@ -385,6 +399,7 @@ pub(crate) fn desired_spec(
         // In the spec, so a change of the config's timeouts is a spec change: applied again.
         proxy_timeout_seconds: cfg.proxy_timeout_seconds,
         proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
+        traffic,
     }))
 }
 
@@ -603,6 +618,7 @@ fn apply(
                 i,
                 p,
                 (proxy_timeout_seconds, proxy_connect_timeout_seconds),
+                &spec.traffic,
             ),
         });
     }
@@ -623,6 +639,28 @@ fn apply(
     );
 }
 
+/// A Warning Event when the PROXY protocol annotation meets UDP ports: they are pushed without it.
+fn proxy_protocol_warning(svc_ref: &ObjectReference, spec: &LbSpec, plan: &mut Plan) {
+    let ports: Vec<(String, Protocol)> = spec
+        .ports
+        .iter()
+        .map(|p| (p.name.clone(), p.protocol))
+        .collect();
+    let udp = udp_ports_without_proxy_protocol(&spec.traffic, &ports);
+    if !udp.is_empty() {
+        plan.event(
+            svc_ref,
+            EventType::Warning,
+            "ProxyProtocolUnsupported",
+            format!(
+                "annotation {} asks for PROXY protocol, which UDP cannot carry: port(s) {} are served without it",
+                super::traffic::PROXY_PROTOCOL_ANNOTATION,
+                udp.join(", ")
+            ),
+        );
+    }
+}
+
 /// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
 /// an updater to hold, so the two can never disagree.
 pub fn updater_request(
@@ -630,6 +668,7 @@ pub fn updater_request(
     i: usize,
     p: &LbPort,
     (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    traffic: &crate::model::LbTraffic,
 ) -> UpdaterRequest {
     UpdaterRequest {
         backend_name: super::status::backend_name(key, i, &p.name),
@@ -638,6 +677,11 @@ pub fn updater_request(
         upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
         proxy_timeout_seconds,
         proxy_connect_timeout_seconds,
+        traffic: crate::model::LbTraffic {
+            // PROXY protocol is for TCP only; a UDP port is pushed without it.
+            proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
+            ..traffic.clone()
+        },
     }
 }
 

@@ -1158,6 +1158,100 @@ fn lb_errored_under_the_old_resolution_converges_without_orphans(rng: &mut Rng) 
 
 type Case = (&'static str, fn(&mut Rng));
 
+/// Reconciles to convergence; returns the updater requests and the event reasons on the way.
+fn converge_requests(cache: &mut Cache, k: &Key) -> (Vec<UpdaterRequest>, Vec<String>) {
+    let (mut reqs, mut events) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let plan = reconcile(cache, k, &ctx());
+        if plan.is_empty() {
+            return (reqs, events);
+        }
+        for a in &plan.actions {
+            match a {
+                Action::UpdaterApply { request, .. } => reqs.push(request.clone()),
+                Action::Event(EventSpec { type_, reason, .. }) => {
+                    events.push(format!("{} {reason}", type_.as_str()))
+                }
+                _ => {}
+            }
+        }
+        execute(cache, &plan);
+    }
+    panic!(
+        "{k} did not converge: {:?} {:?}",
+        kinds(&reconcile(cache, k, &ctx())),
+        crate::model::LbSpec::from_resource(&cache.load_balancers[k].spec)
+    );
+}
+
+fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
+    let mut svc = service(
+        "web",
+        &[
+            ("http", "TCP", 80, Some(31080)),
+            ("dns", "UDP", 53, Some(31053)),
+        ],
+    );
+    svc.spec.external_traffic_policy = Some("Local".into());
+    svc.spec.health_check_node_port = Some(31555);
+    svc.spec.load_balancer_source_ranges = vec!["127.0.0.2/32".into(), "10.9.8.7/8".into()];
+    svc.metadata
+        .annotations
+        .insert("lb.paperlb.com/proxy-protocol".into(), "true".into());
+    let mut cache = world(rng, vec![svc.clone()], vec![edge()]);
+    let (reqs, events) = converge_requests(&mut cache, &key("web"));
+    assert!(
+        events.contains(&"Warning ProxyProtocolUnsupported".to_string()),
+        "{events:?}"
+    );
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let check = Some(crate::model::LbHealthCheck {
+        kind: "http".into(),
+        port: 31555,
+        path: "/healthz".into(),
+    });
+    for r in &reqs {
+        assert_eq!(r.traffic.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);
+        assert_eq!(r.traffic.health_check, check);
+        assert_eq!(r.traffic.proxy_protocol, r.protocol == "TCP", "{r:?}");
+    }
+    // The stored LoadBalancer holds them, so a restart over it writes nothing.
+    let lb = &cache.load_balancers[&key("web")];
+    let spec = crate::model::LbSpec::from_resource(&lb.spec).unwrap();
+    assert_eq!(spec.traffic.health_check, check);
+    assert!(reconcile(&cache, &key("web"), &ctx()).is_empty());
+    // The wire body: Cluster services ask for kube-proxy's node check.
+    let wire = crate::controller::batch::lb_request(&reqs[0]);
+    let json = serde_json::to_value(&wire).unwrap();
+    assert_eq!(
+        json["healthCheck"],
+        json!({"type": "http", "port": 31555, "path": "/healthz"})
+    );
+
+    // An invalid CIDR: condition + Event, nothing pushed (the old config keeps serving).
+    let mut bad = cache.services[&key("web")].clone();
+    bad.spec.load_balancer_source_ranges = vec!["127.0.0.2/33".into()];
+    bad.metadata.resource_version = "99".into();
+    cache.apply_service(bad);
+    let plan = reconcile(&cache, &key("web"), &ctx());
+    assert_eq!(
+        kinds(&plan),
+        ["lb-status", "event Warning InvalidSourceRange"],
+        "{plan:?}"
+    );
+    // A new Service with an invalid annotation gets only the Event: no LoadBalancer, no port.
+    let mut fresh = service("api", &[("http", "TCP", 80, Some(31081))]);
+    fresh.metadata.annotations.insert(
+        "service.beta.kubernetes.io/load-balancer-source-ranges".into(),
+        "10.0.0.0".into(),
+    );
+    let cache = world(rng, vec![fresh], vec![edge()]);
+    assert_eq!(
+        kinds(&reconcile(&cache, &key("api"), &ctx())),
+        ["event Warning InvalidSourceRange"]
+    );
+}
+
 #[test]
 fn reconcile_tables_in_shuffled_order() {
     let cases: Vec<Case> = vec![
@@ -1198,6 +1292,7 @@ fn reconcile_tables_in_shuffled_order() {
         ("updater failure", updater_failure_sets_error_then_retries),
         ("user deletes lb", user_deletes_lb_of_live_service),
         ("local policy", local_policy_targets_only_endpoint_nodes),
+        ("traffic fields", traffic_fields_reach_the_updater_requests),
         ("go-era lb", go_era_lb_is_upgraded_once),
         (
             "url respelled",

@@ -200,6 +200,7 @@ mod tests {
                     upstreams: vec![],
                     proxy_timeout_seconds: 0,
                     proxy_connect_timeout_seconds: 0,
+                    traffic: Default::default(),
                 },
             }],
         };

@@ -680,6 +680,7 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         upstream_servers: vec![],
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
         owner: None,
     };
     let listed = Probe::Listed(Listing {

@@ -42,6 +42,11 @@ pub struct ServiceSpec {
     pub load_balancer_class: Option<String>,
     pub external_traffic_policy: Option<String>,
     pub allocate_load_balancer_node_ports: Option<bool>,
+    /// Client CIDRs allowed to reach the load balancer (empty: everyone).
+    #[serde(deserialize_with = "null_default")]
+    pub load_balancer_source_ranges: Vec<String>,
+    /// kube-proxy's per-Service health check port (set for `externalTrafficPolicy: Local`).
+    pub health_check_node_port: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -125,6 +125,24 @@ pub struct LoadBalancerSpec {
     pub proxy_timeout_seconds: Lenient<i64>,
     /// Addition: nginx `proxy_connect_timeout` in seconds; as `proxy_timeout_seconds`.
     pub proxy_connect_timeout_seconds: Lenient<i64>,
+    /// Addition: client CIDRs allowed (the Service's `loadBalancerSourceRanges`); empty = all.
+    #[serde(deserialize_with = "or_default")]
+    pub source_ranges: Vec<Lenient<String>>,
+    /// Addition: send PROXY protocol v1 to the upstreams of TCP ports.
+    pub proxy_protocol: Lenient<bool>,
+    /// Addition: the updater's active health check of the targets; absent = none.
+    #[serde(deserialize_with = "lenient_object")]
+    pub health_check: HealthCheckResource,
+}
+
+/// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthCheckResource {
+    #[serde(rename = "type")]
+    pub type_: Lenient<String>,
+    pub port: Lenient<i64>,
+    pub path: Lenient<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -292,6 +292,27 @@ pub struct LbSpec {
     /// nginx proxy timeouts in seconds (the config's); 0 = not set.
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
+    /// Source ranges, PROXY protocol and health check (from the Service).
+    pub traffic: LbTraffic,
+}
+
+/// What the Service asks of the traffic itself; all optional on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LbTraffic {
+    /// Canonical CIDRs; empty = everyone.
+    pub source_ranges: Vec<String>,
+    /// PROXY protocol v1 on TCP ports (UDP ports are pushed without it).
+    pub proxy_protocol: bool,
+    pub health_check: Option<LbHealthCheck>,
+}
+
+/// The health check the updater runs against every target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbHealthCheck {
+    /// `http` or `tcp`.
+    pub kind: String,
+    pub port: u16,
+    pub path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -382,6 +403,7 @@ impl LbSpec {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
+            traffic: traffic_of(spec)?,
         })
     }
 
@@ -434,6 +456,13 @@ impl LbSpec {
         // A stored spec without them reads as 0, so older LoadBalancers match without a write.
         spec["proxyTimeoutSeconds"] = json!(self.proxy_timeout_seconds);
         spec["proxyConnectTimeoutSeconds"] = json!(self.proxy_connect_timeout_seconds);
+        // Also always written; `null` removes a health check in a merge patch.
+        spec["sourceRanges"] = json!(self.traffic.source_ranges);
+        spec["proxyProtocol"] = json!(self.traffic.proxy_protocol);
+        spec["healthCheck"] = match &self.traffic.health_check {
+            Some(h) => json!({"type": h.kind, "port": h.port, "path": h.path}),
+            None => Value::Null,
+        };
         if let Some(first) = self.ports.first() {
             spec["port"] = json!(first.port);
             spec["protocol"] = json!(first.protocol.as_str());
@@ -456,6 +485,49 @@ impl LbSpec {
 }
 
 /// A proxy timeout in seconds: absent or 0 means "the default".
+/// `sourceRanges`, `proxyProtocol` and `healthCheck` of a stored spec (absent = none).
+fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
+    let mut source_ranges = Vec::new();
+    for (i, c) in spec.source_ranges.iter().enumerate() {
+        let field = format!("spec.sourceRanges[{i}]");
+        let c = c.require(&field, "a string")?;
+        source_ranges.push(crate::updater::validate::cidr(c).map_err(|e| format!("{field}: {e}"))?);
+    }
+    let proxy_protocol = spec
+        .proxy_protocol
+        .optional("spec.proxyProtocol", "a boolean")?
+        .copied()
+        .unwrap_or(false);
+    let h = &spec.health_check;
+    let health_check = match h.type_.optional("spec.healthCheck.type", "a string")? {
+        None => None,
+        Some(kind) => {
+            if kind != "http" && kind != "tcp" {
+                return Err(format!(
+                    "spec.healthCheck.type {kind:?}: must be http or tcp"
+                ));
+            }
+            let port = h.port.require("spec.healthCheck.port", "an integer")?;
+            let port = port_number(*port).map_err(|e| format!("spec.healthCheck.port: {e}"))?;
+            let path = h
+                .path
+                .optional("spec.healthCheck.path", "a string")?
+                .cloned()
+                .unwrap_or_else(|| "/healthz".into());
+            Some(LbHealthCheck {
+                kind: kind.clone(),
+                port,
+                path,
+            })
+        }
+    };
+    Ok(LbTraffic {
+        source_ranges,
+        proxy_protocol,
+        health_check,
+    })
+}
+
 fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
     let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
     if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {

@@ -25,13 +25,96 @@ pub struct LbRequest {
     /// controller's requests, and never sent when unset, so Go peers see the same JSON as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Our additions (source ranges, PROXY protocol, health check); all optional and left out of
+    /// the JSON when unset, so the Go controller's requests and our answers to it are unchanged.
+    #[serde(flatten)]
+    pub traffic: Traffic,
+}
+
+/// Optional request fields beyond nginx-lb-updater's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Traffic {
+    /// CIDRs allowed to connect (`allow` lines, then `deny all`); empty = everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ranges: Vec<String>,
+    /// Send a PROXY protocol v1 header to the upstreams (TCP only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_protocol: bool,
+    /// Active health checking of the upstreams; absent = none (every upstream is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `healthCheck` as sent; absent fields take the defaults in `validate::health_check`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// `tcp` or `http`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Port to probe on each upstream's host; absent = the upstream's own port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
 }
 
 /// One upstream server: an IP literal or DNS name, and a port (a node's NodePort).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Equality, order and hash are by `host` and `port` only: `health` is a report, so an upstream read
+/// back from `GET` equals the one that was sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Upstream {
     pub host: String,
     pub port: u16,
+    /// Only in `GET` answers, for backends with a health check; ignored in requests.
+    #[serde(flatten)]
+    pub health: UpstreamHealth,
+}
+
+impl PartialEq for Upstream {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.host, self.port) == (&other.host, other.port)
+    }
+}
+
+impl Eq for Upstream {}
+
+impl PartialOrd for Upstream {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Upstream {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.host, self.port).cmp(&(&other.host, other.port))
+    }
+}
+
+impl std::hash::Hash for Upstream {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.host, self.port).hash(state);
+    }
+}
+
+/// An upstream's health as `GET /api/v1/lb` reports it (absent without a health check).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamHealth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// RFC 3339 time of the last completed check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<String>,
 }
 
 /// `DELETE /api/v1/lb`.

@@ -3,7 +3,7 @@
 //!
 //! Owns: `updater::Error`, the one error type of this module for both halves. The wire types are in
 //! `api`, validation in `validate` (pure), rendering and the nginx process in `nginx`, the file set
-//! and group commit in `apply`, routes in `server`, the controller's side in `client`.
+//! and group commit in `apply`, active health checks in `health`, routes in `server`, the controller's side in `client`.
 //! Must not: hold or print secrets (the bearer token never appears in an error or a log line).
 
 pub mod api;
@@ -11,6 +11,7 @@ pub mod apply;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod health;
 pub mod nginx;
 pub mod server;
 pub mod tls;

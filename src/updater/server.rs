@@ -12,6 +12,7 @@ use super::Error;
 use super::api::{DeleteRequest, LbRequest};
 use super::apply::{self, Applier, ApplyMetrics};
 use super::auth::TokenFile;
+use super::health::Health;
 use super::nginx::{self, Nginx};
 use super::tls;
 use super::validate::{self, Policy};
@@ -64,11 +65,25 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir).map_err(Error::Invalid)?;
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
     let registry = Registry::new();
+    let health = Health::new(&registry);
     let applier = Applier::start(
         s.streams_dir.clone(),
         nginx.clone(),
         ApplyMetrics::register(&registry),
+        health.clone(),
     )?;
+    // Backends configured before a restart keep their checks; their files' down marks are
+    // re-rendered once the first verdicts are in (`rendered` unknown).
+    if let Ok(l) = apply::list(&s.streams_dir, &s.policy) {
+        for r in &l.backends {
+            if let Ok(b) = validate::backend(&r.request, &s.policy) {
+                health.committed(&b, None);
+            }
+        }
+    }
+    health
+        .start(applier.refresher())
+        .map_err(|e| Error::io(&s.streams_dir, e))?;
     let token = s.token_file.clone().map(TokenFile::load).transpose()?;
     let updater = Arc::new(Updater {
         applier,
@@ -140,6 +155,7 @@ impl Updater {
             ("/api/v1/lb", "DELETE") => self.delete(r),
             ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
                 Ok(mut l) => {
+                    self.applier.health().annotate(&mut l);
                     l.version = Some(env!("CARGO_PKG_VERSION").to_string());
                     Response::json(200, &l)
                 }
@@ -200,6 +216,13 @@ impl Updater {
                 &serde_json::json!({"status": "ok", "nginxMasterPid": pid}),
             ),
         }
+    }
+}
+
+impl Drop for Updater {
+    /// Stops the health prober (the applier thread ends when its last sender is gone).
+    fn drop(&mut self) {
+        self.applier.health().stop();
     }
 }
 

@@ -409,9 +409,11 @@ fn a_served_service_passes_then_drift_is_found() {
             upstream_servers: vec![Upstream {
                 host: "127.0.0.2".into(),
                 port: np,
+                health: Default::default(),
             }],
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
+            traffic: Default::default(),
             owner: None,
         })
         .expect("hand-edit the backend");

@@ -13,3 +13,4 @@ mod metrics;
 mod probes;
 mod regressions;
 mod selfheal;
+mod traffic;

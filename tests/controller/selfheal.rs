@@ -374,6 +374,7 @@ fn hand_edits_and_our_strays_are_repaired_and_foreign_backends_left_alone() {
         upstream_servers: vec![Upstream {
             host: "127.0.0.2".into(),
             port: 1,
+            health: Default::default(),
         }],
         owner: owner.map(str::to_string),
         ..LbRequest::default()

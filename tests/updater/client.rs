@@ -17,9 +17,11 @@ fn request(name: &str, port: u16) -> LbRequest {
         upstream_servers: vec![Upstream {
             host: "127.0.0.2".into(),
             port: 30080,
+            health: Default::default(),
         }],
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
         owner: None,
     }
 }

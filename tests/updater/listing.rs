@@ -14,6 +14,7 @@ fn owned(name: &str, port: u16, upstream: u16) -> LbRequest {
         upstream_servers: vec![Upstream {
             host: "127.0.0.2".into(),
             port: upstream,
+            health: Default::default(),
         }],
         owner: Some("paperlb".into()),
         ..LbRequest::default()

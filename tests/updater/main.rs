@@ -14,6 +14,7 @@ mod prom;
 mod api;
 mod binary;
 mod client;
+mod health;
 mod listing;
 mod security;
 mod traffic;
