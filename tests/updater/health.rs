@@ -149,11 +149,13 @@ fn tcp_check_takes_a_dead_upstream_out_brings_it_back_and_fails_open() {
     s3.take();
     assert!(wait_until(PATIENCE, || healthy_flags(&env, "default_hc")
         == [Some(true), Some(false)]));
+    // GET reports the prober's verdict at once; the file follows through the next group commit.
+    let down = format!("server 127.0.0.3:{p3} down;");
+    assert!(wait_until(PATIENCE, || std::fs::read_to_string(
+        env.conf_file("default_hc")
+    )
+    .is_ok_and(|c| c.contains(&down))));
     let conf = std::fs::read_to_string(env.conf_file("default_hc")).unwrap();
-    assert!(
-        conf.contains(&format!("server 127.0.0.3:{p3} down;")),
-        "{conf}"
-    );
     assert!(conf.contains(&format!("server 127.0.0.2:{p2};")), "{conf}");
     assert!(wait_until(PATIENCE, || tcp_ident(lb).as_deref() == Some("b2")));
     let answers: Vec<Option<String>> = (0..20).map(|_| tcp_ident(lb)).collect();
