@@ -61,8 +61,28 @@ impl Updater {
     fn start() -> Updater {
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let c = calls.clone();
+        // What was posted, so the controller's drift checks see a converged host (as with
+        // paperlb nginx-updater) and their GETs are not counted as calls.
+        let held: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
-            record(req, &c)
+            if req.method == "GET" && req.path == "/api/v1/lb" {
+                let all: Vec<Value> = held.lock().unwrap().values().cloned().collect();
+                return Response::json(200, &json!({"backends": all, "unreadable": []}));
+            }
+            let r = record(req, &c);
+            if let Ok(body) = serde_json::from_slice::<Value>(&req.body) {
+                let name = body["backendName"].as_str().unwrap_or_default().to_string();
+                match req.method.as_str() {
+                    "POST" => {
+                        held.lock().unwrap().insert(name, body);
+                    }
+                    "DELETE" => {
+                        held.lock().unwrap().remove(&name);
+                    }
+                    _ => {}
+                }
+            }
+            r
         })
         .expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
@@ -128,12 +148,22 @@ struct Controller {
 impl Controller {
     /// `metrics`: serve /metrics and /readyz on this loopback port (else `--metrics-addr off`).
     fn start(bin: &Path, kubeconfig: &Path, metrics: Option<u16>) -> Controller {
+        Controller::start_with(bin, kubeconfig, metrics, &[])
+    }
+
+    fn start_with(
+        bin: &Path,
+        kubeconfig: &Path,
+        metrics: Option<u16>,
+        extra: &[&str],
+    ) -> Controller {
         let addr = metrics.map_or_else(|| "off".to_string(), |p| format!("127.0.0.1:{p}"));
         let child = Command::new(bin)
             .arg("controller")
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--namespace", NS, "--metrics-addr", &addr])
+            .args(extra)
             .env("RUST_LOG", "warn")
             // As manifests/base/deployment.yaml (and the image) run it: one malloc arena.
             .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
@@ -611,6 +641,34 @@ const KEYS: &[Target] = &[
     ("updater_burst_100_reloads", "", "-", None),
     ("updater_burst_reloads_per_sec", "/s", "-", None),
     ("updater_burst_posts_per_reload", "", "-", None),
+    (
+        "drift_repair_ms_1k",
+        "ms",
+        "<= 10000 ms",
+        Some(|v| v <= 10000.0),
+    ),
+    ("drift_repair_reloads_1k", "", "<= 20", Some(|v| v <= 20.0)),
+    (
+        "drift_repair_posts_1k",
+        "",
+        "== 1000",
+        Some(|v| v == 1000.0),
+    ),
+    ("drift_detect_ms", "ms", "-", None),
+    (
+        "resync_cost_requests_converged",
+        "",
+        "== 1 per host",
+        Some(|v| v == 1.0),
+    ),
+    ("resync_converged_get_ms_1k", "ms", "-", None),
+    ("health_failover_ms", "ms", "<= 3000", Some(|v| v <= 3000.0)),
+    (
+        "health_check_cpu_ms_per_1k_upstreams_per_min",
+        "ms",
+        "-",
+        None,
+    ),
 ];
 
 fn report(r: &Results, out: &Path) {
@@ -1080,6 +1138,12 @@ fn main() {
     if want("updater") {
         updater_apply(&bin, &mut r);
     }
+    if want("drift") {
+        drift_repair(&bin, &mut r);
+    }
+    if want("health") {
+        health_checks(&bin, &mut r);
+    }
     eprintln!("bench: done in {:.1}s", started.elapsed().as_secs_f64());
     report(&r, &out);
 }
@@ -1478,7 +1542,7 @@ fn round_trips(w: &World, r: &mut Results) {
     use paperlb::kube::client::{Client, ClientOptions};
     use paperlb::kube::config::{LoadOptions, load};
     use paperlb::updater::api::{LbRequest, Upstream};
-    use paperlb::updater::client::{Timeouts, UpdaterClient};
+    use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
     let cluster = load(&LoadOptions {
         kubeconfig: Some(w.kubeconfig.clone()),
@@ -1496,7 +1560,9 @@ fn round_trips(w: &World, r: &mut Results) {
     }
     r.set_runs("api_write_roundtrip_ms_p50", percentile(&api, 50.0), api);
 
-    let updater = UpdaterClient::new(&w.updater.url, None, Timeouts::default());
+    let endpoint = paperlb::model::url::updater_endpoint(&w.updater.url).expect("updater url");
+    let updater = UpdaterClient::new(&endpoint, ClientAuth::default(), Timeouts::default())
+        .expect("updater client");
     let req = LbRequest {
         backend_name: "bench_probe".into(),
         lb_port: 11999,
@@ -1505,10 +1571,13 @@ fn round_trips(w: &World, r: &mut Results) {
             .map(|i| Upstream {
                 host: node_ip(i),
                 port: 30000,
+                health: Default::default(),
             })
             .collect(),
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
+        owner: None,
     };
     let mut up = Vec::new();
     for _ in 0..200 {
@@ -1777,4 +1846,400 @@ fn watch_allocs_child(args: &[String]) {
         other => panic!("bench: unknown __watch-allocs mode {other}"),
     }
     assert_eq!(decoded, n, "bench: decoded {decoded} of {n} events");
+}
+
+// ---- health: the updater's active checks (issue 14) ------------------------------------------
+
+/// utime + stime of any process, in clock ticks.
+fn pid_cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(14) + get(15)
+}
+
+/// Listeners on 127.0.0.2 whose backlog is drained by one thread, until dropped.
+struct Listeners {
+    ports: Vec<u16>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listeners {
+    fn start(ls: Vec<std::net::TcpListener>) -> Listeners {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let ports = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for l in &ls {
+                l.set_nonblocking(true).unwrap();
+            }
+            while !s.load(Ordering::Relaxed) {
+                for l in &ls {
+                    while let Ok((mut c, _)) = l.accept() {
+                        let _ = c.write_all(b"b\n");
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Listeners {
+            ports,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn on(ip: &str, n: usize) -> Listeners {
+        Listeners::start(
+            (0..n)
+                .map(|_| std::net::TcpListener::bind((ip, 0)).unwrap())
+                .collect(),
+        )
+    }
+
+    fn on_port(ip: &str, port: u16) -> Listeners {
+        Listeners::start(vec![std::net::TcpListener::bind((ip, port)).unwrap()])
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `healthy` flags of one backend's upstreams in the updater's GET.
+fn healthy_flags(port: u16, name: &str) -> Vec<Option<bool>> {
+    let Some(text) = http_get(port, "/api/v1/lb") else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_str(&text).unwrap_or_default();
+    v["backends"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["backendName"] == name)
+        .flat_map(|b| b["upstreamServers"].as_array().cloned().unwrap_or_default())
+        .map(|u| u["healthy"].as_bool())
+        .collect()
+}
+
+fn health_checks(bin: &Path, r: &mut Results) {
+    use support::nginx::{NGINX, Nginx, STREAM_MODULE};
+    if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
+        r.note(
+            "health_failover_ms",
+            "not measured: nginx or its stream module is missing",
+        );
+        return;
+    }
+    reap_on_panic();
+    let nginx = Nginx::start();
+    if let Some(pid) = nginx.master_pid() {
+        reap_add(pid, "-TERM");
+    }
+    let up = UpdaterProc::start(bin, &nginx);
+    let pid = up.child.as_ref().map(|c| c.id()).expect("updater child");
+
+    // Failover: two upstreams, the default check (tcp, every 2 s, 2 failures); one dies at t0 →
+    // the updater's GET reports it unhealthy and its file renders it `down` (the file is written
+    // just before the reload, so this is the moment nginx is told, within one reload's time).
+    let a = Listeners::on("127.0.0.2", 1);
+    let b_port = free_port();
+    let lb = free_port();
+    let body = format!(
+        r#"{{"backendName":"bench_health","lbPort":{lb},"lbProtocol":"TCP","upstreamServers":[{{"host":"127.0.0.2","port":{}}},{{"host":"127.0.0.3","port":{b_port}}}],"healthCheck":{{"type":"tcp"}}}}"#,
+        a.ports[0]
+    );
+    let mut b = Some(Listeners::on_port("127.0.0.3", b_port));
+    assert_eq!(up.call("POST", &body), 200, "bench: health POST");
+    let conf = nginx.streams.join("bench_health.conf");
+    let mut runs = Vec::new();
+    for _ in 0..10 {
+        wait_for("both upstreams healthy", Duration::from_millis(20), || {
+            healthy_flags(up.port, "bench_health") == [Some(true), Some(true)]
+                && !std::fs::read_to_string(&conf)
+                    .unwrap_or_default()
+                    .contains(" down;")
+        });
+        let t0 = Instant::now();
+        b.take();
+        wait_for(
+            "the dead upstream rendered down",
+            Duration::from_millis(5),
+            || {
+                healthy_flags(up.port, "bench_health") == [Some(true), Some(false)]
+                    && std::fs::read_to_string(&conf)
+                        .unwrap_or_default()
+                        .contains(&format!("127.0.0.3:{b_port} down;"))
+            },
+        );
+        runs.push(ms(t0.elapsed()));
+        b = Some(Listeners::on_port("127.0.0.3", b_port));
+    }
+    r.median("health_failover_ms", runs);
+    drop(b);
+    let _ = up.call("DELETE", r#"{"backendName":"bench_health"}"#);
+
+    // Cost: one backend with 1,000 upstreams (1,000 listeners on 127.0.0.2), default check;
+    // the updater's CPU over 30 s of steady checking, scaled to a minute.
+    let many = Listeners::on("127.0.0.2", 1000);
+    let ups: Vec<String> = many
+        .ports
+        .iter()
+        .map(|p| format!(r#"{{"host":"127.0.0.2","port":{p}}}"#))
+        .collect();
+    let lb2 = free_port();
+    let body = format!(
+        r#"{{"backendName":"bench_health_1k","lbPort":{lb2},"lbProtocol":"TCP","upstreamServers":[{}],"healthCheck":{{"type":"tcp"}}}}"#,
+        ups.join(",")
+    );
+    assert_eq!(up.call("POST", &body), 200, "bench: 1k POST");
+    wait_for("1,000 upstreams checked", Duration::from_millis(50), || {
+        let f = healthy_flags(up.port, "bench_health_1k");
+        f.len() == 1000 && f.iter().all(|h| *h == Some(true))
+    });
+    let mut cost = Vec::new();
+    for _ in 0..3 {
+        let (c0, t0) = (pid_cpu_ticks(pid), Instant::now());
+        std::thread::sleep(Duration::from_secs(10));
+        let ticks = (pid_cpu_ticks(pid) - c0) as f64;
+        let cpu_ms = ticks / clock_ticks_per_sec() * 1000.0;
+        cost.push(cpu_ms * 60.0 / t0.elapsed().as_secs_f64());
+    }
+    r.median("health_check_cpu_ms_per_1k_upstreams_per_min", cost);
+    let _ = up.call("DELETE", r#"{"backendName":"bench_health_1k"}"#);
+    drop(many);
+    drop(a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drift repair: an LB host that loses its whole config, with 1,000 backends
+
+/// Backends (one Service port each) on the LB host of the drift phase.
+const DRIFT_BACKENDS: usize = 1000;
+/// The controller's `--updater-resync` in the drift phase.
+const DRIFT_RESYNC: &str = "2s";
+
+/// The release controller, 1,000 READY Services on one real `paperlb nginx-updater` + nginx; then
+/// the host loses its whole config (streams dir emptied, nginx reloaded). Measures how long the
+/// drift check takes to notice (at most one resync period), how long from the first repair POST
+/// until nginx listens on all 1,000 ports again, the POSTs and reloads that cost, and what a
+/// converged check costs (requests per check, and the GET's latency at 1k backends).
+fn drift_repair(bin: &Path, r: &mut Results) {
+    use support::nginx::{NGINX, Nginx, STREAM_MODULE, children, config_text};
+    if !Path::new(NGINX).is_file() || !Path::new(STREAM_MODULE).is_file() {
+        r.note(
+            "drift_repair_ms_1k",
+            "not measured: nginx or its stream module is missing (./scripts/install-deps)",
+        );
+        return;
+    }
+    let Some(low) = free_window(DRIFT_BACKENDS) else {
+        r.note(
+            "drift_repair_ms_1k",
+            "not measured: no 1,000 free ports in a row",
+        );
+        return;
+    };
+    reap_on_panic();
+    let nginx = Nginx::start();
+    let master = nginx.master_pid().expect("nginx master");
+    reap_add(master, "-TERM");
+    // 1,000 listeners need more connections and descriptors than the test suite's nginx.conf has.
+    let text = config_text(&nginx.pid_file, &nginx.error_log, &nginx.streams)
+        .replace("worker_connections 256;", "worker_connections 8192;")
+        .replace(
+            "worker_processes 1;",
+            "worker_processes 1;\nworker_rlimit_nofile 16384;",
+        );
+    std::fs::write(&nginx.conf, text).expect("write nginx.conf");
+    let workers = children(master);
+    support::procs::signal("-HUP", master);
+    wait_for("nginx reloaded", Duration::from_millis(10), || {
+        let now = children(master);
+        !now.is_empty() && now.is_disjoint(&workers)
+    });
+    let up = UpdaterProc::start(bin, &nginx);
+    let gets = |up: &UpdaterProc| updater_requests(up.port, "GET");
+    let writes =
+        |up: &UpdaterProc| updater_requests(up.port, "POST") + updater_requests(up.port, "DELETE");
+
+    // The cluster: two nodes, one config on this updater, 1,000 one-port Services.
+    let api = FakeApi::start(FakeOptions {
+        namespaces: vec![NS.into()],
+        ..FakeOptions::default()
+    });
+    let dir = std::env::temp_dir().join(format!("paperlb-bench-drift-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig).expect("write kubeconfig");
+    let w = World {
+        api,
+        updater: Updater::start(),
+        kubeconfig,
+        _dir: TempDir(dir),
+    };
+    for i in 0..2 {
+        w.node(&node_name(i), &node_ip(i), true);
+    }
+    let high = low + DRIFT_BACKENDS as u16 - 1;
+    let config = json!({
+        "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+        "metadata": {"name": "edge", "namespace": NS},
+        "spec": {"default": true, "httpUpdaterURL": format!("http://127.0.0.1:{}", up.port),
+                 "host": LB_HOST, "portRange": {"low": low, "high": high}}
+    });
+    w.api
+        .apply("loadbalancerconfigs", config)
+        .expect("apply config");
+    for i in 0..DRIFT_BACKENDS {
+        w.service(&format!("drift-{i:04}"));
+    }
+    let metrics_port = free_port();
+    let c = Controller::start_with(
+        bin,
+        &w.kubeconfig,
+        Some(metrics_port),
+        &["--updater-resync", DRIFT_RESYNC],
+    );
+    let ports: Vec<u16> = (low..=high).collect();
+    let listening = |ports: &[u16]| ports.iter().filter(|p| lb_listens(**p)).count();
+    let end = Instant::now() + Duration::from_secs(600);
+    while w.ready_count() < DRIFT_BACKENDS || listening(&ports) < DRIFT_BACKENDS {
+        assert!(
+            Instant::now() < end,
+            "bench: 1,000 Services not READY and listening in 600 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Converged: every check is one GET and nothing else.
+    let (g0, w0) = (gets(&up), writes(&up));
+    let list0 = list_seconds(metrics_port);
+    wait_for("three converged checks", Duration::from_millis(50), || {
+        gets(&up) >= g0 + 3.0
+    });
+    let (g1, w1) = (gets(&up), writes(&up));
+    let list1 = list_seconds(metrics_port);
+    r.set(
+        "resync_cost_requests_converged",
+        (g1 - g0 + w1 - w0) / (g1 - g0),
+    );
+    if list1.1 > list0.1 {
+        r.set(
+            "resync_converged_get_ms_1k",
+            (list1.0 - list0.0) * 1000.0 / (list1.1 - list0.1),
+        );
+    }
+
+    // The host loses its whole config.
+    let (posts0, reloads0) = (updater_requests(up.port, "POST"), up.reloads());
+    let workers = children(master);
+    for e in std::fs::read_dir(&nginx.streams)
+        .expect("streams dir")
+        .flatten()
+    {
+        let _ = std::fs::remove_file(e.path());
+    }
+    let wiped = Instant::now();
+    support::procs::signal("-HUP", master);
+    wait_for(
+        "nginx reloaded without the backends",
+        Duration::from_millis(5),
+        || {
+            let now = children(master);
+            !now.is_empty() && now.is_disjoint(&workers) && !lb_listens(low)
+        },
+    );
+    wait_for("the first repair POST", Duration::from_millis(5), || {
+        updater_requests(up.port, "POST") > posts0
+    });
+    let first_post = Instant::now();
+    let end = Instant::now() + Duration::from_secs(120);
+    while listening(&ports) < DRIFT_BACKENDS {
+        assert!(
+            Instant::now() < end,
+            "bench: the wiped host was not repaired in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let repaired = Instant::now();
+    // The updater counts a request after answering it, so the last batch's POSTs show a moment
+    // after nginx serves them: wait until the count stops moving.
+    let mut last = updater_requests(up.port, "POST");
+    wait_for("the POST count settles", Duration::from_millis(500), || {
+        let now = updater_requests(up.port, "POST");
+        std::mem::replace(&mut last, now) == now
+    });
+    r.set("drift_detect_ms", ms(first_post - wiped));
+    r.set("drift_repair_ms_1k", ms(repaired - first_post));
+    r.set("drift_repair_reloads_1k", up.reloads() - reloads0);
+    r.set(
+        "drift_repair_posts_1k",
+        updater_requests(up.port, "POST") - posts0,
+    );
+    drop(c);
+    drop(up);
+    drop(nginx);
+    reap_remove(master);
+}
+
+/// The lowest `n` consecutive ports from 20000 up that nothing listens on (on any address), below
+/// Linux's ephemeral range (32768 up), where outgoing connections would take ports nginx needs.
+fn free_window(n: usize) -> Option<u16> {
+    let mut low: u16 = 20000;
+    while usize::from(low) + n <= 32768 {
+        let taken =
+            (low..low + n as u16).find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_err());
+        match taken {
+            None => return Some(low),
+            Some(p) => low = p + 1,
+        }
+    }
+    None
+}
+
+/// Whether nginx accepts a connection on this LB port (its listener exists).
+fn lb_listens(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+/// `/api/v1/lb` requests the updater answered with this method (any code).
+fn updater_requests(port: u16, method: &str) -> f64 {
+    let body = http_get(port, "/metrics").expect("updater /metrics");
+    let needle = format!("method=\"{method}\"");
+    body.lines()
+        .filter(|l| l.starts_with("paperlb_updater_http_requests_total{"))
+        .filter(|l| l.contains("route=\"/api/v1/lb\"") && l.contains(&needle))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// (sum, count) of the controller's `paperlb_updater_call_duration_seconds{op="list"}`.
+fn list_seconds(metrics_port: u16) -> (f64, f64) {
+    let Some(body) = http_get(metrics_port, "/metrics") else {
+        return (0.0, 0.0);
+    };
+    let value = |name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(name) && l.contains("op=\"list\""))
+            .and_then(|l| l.rsplit_once(' ')?.1.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("paperlb_updater_call_duration_seconds_sum"),
+        value("paperlb_updater_call_duration_seconds_count"),
+    )
 }

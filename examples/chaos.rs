@@ -9,7 +9,8 @@
 //! address changes, the exclude label, add and remove) and the configs (timeouts, address types,
 //! range, deleted and created again), and meanwhile kills -9 / SIGTERMs and restarts the
 //! controller, resets the API connections, drops, ends and stalls watch streams, compacts (410),
-//! injects 409/429/500/stalls/lost answers/late commits into API writes and pauses (SIGSTOP) or
+//! injects 409/429/500/stalls/lost answers/late commits into API writes, wipes an LB host's whole
+//! config (streams.d emptied, nginx reloaded: only drift repair brings it back) and pauses (SIGSTOP) or
 //! restarts an updater. Every choice comes from the seed (what happens when still depends on the
 //! machine's timing).
 //!
@@ -82,6 +83,8 @@ const MAX_NODES: usize = 7;
 const CONVERGE_LIMIT: Duration = Duration::from_secs(90);
 const STEADY: Duration = Duration::from_secs(5);
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
+/// The controller's `--updater-resync` in these runs.
+const RESYNC: &str = "2s";
 
 // ---------------------------------------------------------------------------------------------
 // Ctrl-C / SIGTERM: stop at the next step and clean up (children, temp dirs) on the way out
@@ -974,6 +977,20 @@ struct Slot {
     log: String,
 }
 
+impl Slot {
+    /// Every file of the streams directory removed and nginx reloaded: it stops serving every LB
+    /// port of this host, and the updater's GET lists nothing.
+    fn wipe(&self) -> Result<(), String> {
+        let dir = std::fs::read_dir(&self.nginx.streams).map_err(|e| e.to_string())?;
+        for e in dir.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        let pid = self.nginx.master_pid().ok_or("no nginx master pid")?;
+        signal("-HUP", pid);
+        Ok(())
+    }
+}
+
 struct World {
     api: Arc<FakeApi>,
     bin: PathBuf,
@@ -1004,6 +1021,9 @@ fn start_controller(bin: &Path, dir: &Path, kubeconfig: &Path) -> Result<Proc, S
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--namespace", NS, "--metrics-addr", "off"])
+            // Short, so a host that lost its config (a fault) is repaired well inside the
+            // convergence window.
+            .args(["--updater-resync", RESYNC])
             .env("RUST_LOG", log_level()),
         &dir.join("controller.log"),
     )
@@ -1753,6 +1773,14 @@ impl World {
                     self.tally
                         .fault("updater-paused", budget::UPDATER_OUTAGE_PER_LB * live);
                     *pending_updater = Some((slot, Instant::now() + self.rng.ms(300, 3000), false));
+                }
+            }
+            95..=99 => {
+                // The LB host loses its whole config (a reboot with an empty streams.d, a rebuild):
+                // nothing in the cluster changes; only the controller's drift check brings it back.
+                match self.slots[slot].wipe() {
+                    Ok(()) => self.tally.fault("lb-host-config-lost", 0),
+                    Err(e) => self.incidents.push(format!("wiping LB host {slot}: {e}")),
                 }
             }
             _ => {

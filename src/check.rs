@@ -1,6 +1,7 @@
 //! `paperlb check`: resolves the cluster configuration, then reports the server's version, whether our
 //! CRDs are served, and (via SelfSubjectAccessReview) whether every permission the controller needs is
-//! granted. One line per problem, saying what to do.
+//! granted; then each LoadBalancerConfig's LB hosts (`explain::check_hosts`: reachable, authorized,
+//! version, free ports). One line per problem, saying what to do.
 //!
 //! Owns: the list of permissions the controller needs ([`PERMISSIONS`]), kept equal to
 //! `manifests/base/rbac.yaml` by a test. Must not: print a secret, or write anything but SSARs.
@@ -21,8 +22,10 @@ paperlb check: check that the controller can work with this cluster
 Usage: paperlb check [flags]
 
 Prints the cluster, user and auth method it resolved (never the secret), the server's version, whether
-the LoadBalancer and LoadBalancerConfig CRDs are installed, and whether every permission the controller
-needs is granted. Exits 0 only if all is well.
+the LoadBalancer and LoadBalancerConfig CRDs are installed, whether every permission the controller
+needs is granted, and, for each LoadBalancerConfig's LB host, whether its updater is reachable and
+accepts the config's token, its version, and how many ports of the range are free. Exits 0 only if
+all is well.
 
 Flags:
   --kubeconfig PATH   kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)
@@ -123,6 +126,14 @@ pub const PERMISSIONS: &[Permission] = &[
     ns("lb.paperlb.com", "loadbalancerconfigs", "get"),
     ns("lb.paperlb.com", "loadbalancerconfigs", "list"),
     ns("lb.paperlb.com", "loadbalancerconfigs", "watch"),
+    ns("", "secrets", "get"),
+    ns("", "secrets", "list"),
+    ns("", "secrets", "watch"),
+    Permission {
+        subresource: "status",
+        verb: "patch",
+        ..ns("lb.paperlb.com", "loadbalancerconfigs", "")
+    },
     ns("coordination.k8s.io", "leases", "get"),
     ns("coordination.k8s.io", "leases", "create"),
     ns("coordination.k8s.io", "leases", "update"),
@@ -253,6 +264,12 @@ pub fn check(
     }
     if denied == 0 {
         writeln!(out, "permissions: all {} granted", PERMISSIONS.len())?;
+    }
+    for line in crate::explain::check_hosts(&client, &config.namespace) {
+        match line {
+            Ok(l) => writeln!(out, "{l}")?,
+            Err(p) => problem(out, p)?,
+        }
     }
     Ok(problems)
 }

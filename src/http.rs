@@ -5,6 +5,8 @@
 //! answered before reading more), every read has a timeout and the whole request a deadline (408),
 //! malformed requests get 400, unsupported versions 505, chunked bodies 501, too many connections
 //! 503. Errors the server produces itself have a JSON body `{"err": "..."}`.
+//! With a rustls `ServerConfig` (`bind_tls`) every connection is TLS; the handshake counts against
+//! the same read timeout and request deadline as the request itself.
 //! Must not: know any route (the handler does) or keep a connection open after answering.
 
 use std::io::{self, Read, Write};
@@ -13,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 /// Size and time limits. `Default` is right for an API on a private network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,10 +132,29 @@ pub struct Server {
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
 impl Server {
-    /// Binds and starts the accept thread.
+    /// Binds and starts the accept thread (plain HTTP).
     pub fn bind(
         addr: impl ToSocketAddrs,
         limits: Limits,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> io::Result<Server> {
+        Server::bind_with(addr, limits, None, handler)
+    }
+
+    /// Binds and starts the accept thread; every connection speaks TLS with `tls`.
+    pub fn bind_tls(
+        addr: impl ToSocketAddrs,
+        limits: Limits,
+        tls: Arc<ServerConfig>,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> io::Result<Server> {
+        Server::bind_with(addr, limits, Some(tls), handler)
+    }
+
+    fn bind_with(
+        addr: impl ToSocketAddrs,
+        limits: Limits,
+        tls: Option<Arc<ServerConfig>>,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
@@ -142,7 +165,7 @@ impl Server {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("http-{addr}"))
-            .spawn(move || accept_loop(listener, limits, handler, stop2))?;
+            .spawn(move || accept_loop(listener, limits, tls, handler, stop2))?;
         Ok(Server {
             addr,
             stop,
@@ -202,6 +225,7 @@ impl Drop for Slot {
 fn accept_loop(
     listener: TcpListener,
     limits: Arc<Limits>,
+    tls: Option<Arc<ServerConfig>>,
     handler: Arc<Handler>,
     stop: Arc<AtomicBool>,
 ) {
@@ -226,18 +250,23 @@ fn accept_loop(
         }
         if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
             let _slot = Slot(active.clone());
+            if tls.is_some() {
+                // A plain-text 503 means nothing to a TLS client, and a handshake here would
+                // stall the accept loop: close at once.
+                continue;
+            }
             let _ = stream.set_write_timeout(Some(limits.write_timeout));
             let mut s = stream;
             let _ = write_response(&mut s, &Response::error(503, "too many connections"), false);
             continue;
         }
         let slot = Slot(active.clone());
-        let (limits, handler) = (limits.clone(), handler.clone());
+        let (limits, handler, tls) = (limits.clone(), handler.clone(), tls.clone());
         let spawned = std::thread::Builder::new()
             .name("http-conn".into())
             .spawn(move || {
                 let _slot = slot;
-                serve(stream, peer, &limits, &*handler);
+                serve(stream, peer, &limits, tls, &*handler);
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}");
@@ -248,11 +277,85 @@ fn accept_loop(
 /// An answer the server gives without calling the handler.
 struct Refusal(u16, &'static str);
 
-fn serve(mut stream: TcpStream, peer: SocketAddr, limits: &Limits, handler: &Handler) {
+/// The TCP connection with the request's deadline: every read waits at most the read timeout and
+/// never past the deadline, whether rustls or the request parser asks for the bytes.
+struct Sock {
+    tcp: TcpStream,
+    deadline: Instant,
+    read_timeout: Duration,
+}
+
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.tcp
+            .set_read_timeout(Some(left.min(self.read_timeout)))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// A connection the exchange runs over: plain, or TLS on top of the same `Sock`.
+trait Conn: Read + Write {
+    fn sock(&mut self) -> &mut Sock;
+    /// Ends the session cleanly before the TCP write side is shut (TLS: close_notify).
+    fn close(&mut self) {}
+}
+
+impl Conn for Sock {
+    fn sock(&mut self) -> &mut Sock {
+        self
+    }
+}
+
+impl Conn for StreamOwned<ServerConnection, Sock> {
+    fn sock(&mut self) -> &mut Sock {
+        &mut self.sock
+    }
+
+    fn close(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: &Limits,
+    tls: Option<Arc<ServerConfig>>,
+    handler: &Handler,
+) {
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let _ = stream.set_nodelay(true);
-    let deadline = Instant::now() + limits.request_timeout;
-    let (response, head_only, drain) = match read_request(&mut stream, peer, limits, deadline) {
+    let sock = Sock {
+        tcp: stream,
+        deadline: Instant::now() + limits.request_timeout,
+        read_timeout: limits.read_timeout,
+    };
+    match tls {
+        None => exchange(sock, peer, limits, handler),
+        Some(config) => match ServerConnection::new(config) {
+            Ok(conn) => exchange(StreamOwned::new(conn, sock), peer, limits, handler),
+            Err(e) => log::warn!("TLS session for {peer} not created: {e}"),
+        },
+    }
+}
+
+fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &Handler) {
+    let (response, head_only, drain) = match read_request(&mut stream, peer, limits) {
         Ok(None) => return,
         Ok(Some(req)) => {
             let head_only = req.method == "HEAD";
@@ -260,29 +363,26 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, limits: &Limits, handler: &Han
                 .unwrap_or_else(|_| Response::error(500, "internal error"));
             (r, head_only, false)
         }
+        Err(Refusal(0, why)) => {
+            // TLS refused (wrong protocol, untrusted certificate on the client's side, garbage).
+            log::debug!("connection from {peer} dropped: {why}");
+            return;
+        }
         Err(Refusal(code, msg)) => (Response::error(code, msg), false, true),
     };
     let _ = write_response(&mut stream, &response, head_only);
-    let _ = stream.shutdown(Shutdown::Write);
+    stream.close();
+    let sock = stream.sock();
+    let _ = sock.tcp.shutdown(Shutdown::Write);
     if drain {
         // Read a little of what the client still sends, so closing does not reset the connection
         // before it has read our answer.
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let _ = io::copy(&mut (&mut stream).take(4 * 1024 * 1024), &mut io::sink());
+        let _ = sock.tcp.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = io::copy(&mut (&sock.tcp).take(4 * 1024 * 1024), &mut io::sink());
     }
 }
 
-fn read_some(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    limits: &Limits,
-    deadline: Instant,
-) -> Result<usize, Refusal> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(Refusal(408, "request not received in time"));
-    }
-    let _ = stream.set_read_timeout(Some(left.min(limits.read_timeout)));
+fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
     loop {
         match stream.read(buf) {
             Ok(n) => return Ok(n),
@@ -295,6 +395,10 @@ fn read_some(
             {
                 return Err(Refusal(408, "request not received in time"));
             }
+            // rustls reports a failed handshake or a bad record as InvalidData.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(Refusal(0, "TLS error"));
+            }
             Err(_) => return Err(Refusal(400, "connection error")),
         }
     }
@@ -302,10 +406,9 @@ fn read_some(
 
 /// Reads one request; `Ok(None)` when the client closed without sending anything.
 fn read_request(
-    stream: &mut TcpStream,
+    stream: &mut impl Conn,
     peer: SocketAddr,
     limits: &Limits,
-    deadline: Instant,
 ) -> Result<Option<Request>, Refusal> {
     let max_head = limits.max_request_line + limits.max_header_bytes + 4;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -323,7 +426,7 @@ fn read_request(
         if buf.len() > max_head {
             return Err(Refusal(431, "request headers too large"));
         }
-        let n = read_some(stream, &mut chunk, limits, deadline)?;
+        let n = read_some(stream, &mut chunk)?;
         if n == 0 {
             return if buf.is_empty() {
                 Ok(None)
@@ -414,7 +517,7 @@ fn read_request(
     }
     while body.len() < length {
         let want = (length - body.len()).min(chunk.len());
-        let n = read_some(stream, &mut chunk[..want], limits, deadline)?;
+        let n = read_some(stream, &mut chunk[..want])?;
         if n == 0 {
             return Err(Refusal(400, "connection closed mid-body"));
         }
@@ -438,7 +541,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> io::Result<()> {
+fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io::Result<()> {
     let mut out = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     for (n, v) in &r.headers {
         // Handlers build headers from code, but a CR/LF must never split the response.
@@ -575,6 +678,42 @@ mod tests {
             assert_eq!(code, want, "{:?}", String::from_utf8_lossy(&bytes));
             assert!(body.starts_with("{\"err\":"), "{body}");
         }
+    }
+
+    #[test]
+    fn tls_serves_rustls_clients_and_drops_silent_or_plain_ones() {
+        use crate::kube::client::test_support::Pki;
+        use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
+        let pki = Pki::new("http-test-ca");
+        let limits = Limits {
+            read_timeout: Duration::from_millis(300),
+            request_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        };
+        let s = Server::bind_tls(
+            "127.0.0.1:0",
+            limits,
+            pki.server_config(&["127.0.0.1"], None),
+            |_: &Request| Response::json(200, &serde_json::json!({"backends": []})),
+        )
+        .unwrap();
+        let auth = ClientAuth {
+            token: None,
+            tls: ClientTls::CaPem(pki.ca_pem.clone().into_bytes()),
+        };
+        let url = format!("https://{}/api/v1/lb", s.local_addr());
+        let c = UpdaterClient::new(&url, auth, Timeouts::default()).unwrap();
+        assert!(c.list().unwrap().backends.is_empty());
+        // A client that never finishes the handshake is dropped at the request deadline; one that
+        // speaks plain HTTP gets no HTTP answer.
+        let (_, silent) = raw(&s, b"");
+        assert_eq!(silent, "");
+        let (code, _) = raw(&s, b"GET /api/v1/lb HTTP/1.1\r\n\r\n");
+        assert_eq!(code, 0);
+        let (code, _) = raw(&s, b"\x16\x03\x01\x00\x05hello");
+        assert_eq!(code, 0);
+        // The server still serves afterwards.
+        assert!(c.list().is_ok());
     }
 
     #[test]

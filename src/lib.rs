@@ -6,6 +6,7 @@
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod explain;
 pub mod http;
 pub mod kube;
 pub mod metrics;

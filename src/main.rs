@@ -15,7 +15,8 @@ Usage: paperlb <command> [flags]
 Commands:
   controller      run the operator (watches Services, allocates LB ports, drives updaters)
   nginx-updater   run the HTTP updater on the load balancer host (writes nginx stream config)
-  check           check access to the cluster: config, server version, CRDs, permissions
+  check           check access to the cluster: config, server version, CRDs, permissions, LB hosts
+  explain         say why a LoadBalancer Service is or is not served (NS/NAME)
   version         print the version
 
 Run `paperlb <command> --help` for a command's flags. Logging: RUST_LOG (default info).
@@ -43,6 +44,14 @@ fn main() -> ExitCode {
                 paperlb::check::parse(rest, load),
                 paperlb::check::HELP,
                 paperlb::check::run,
+            )
+        }
+        "explain" => {
+            let load = LoadOptions::from_env(None, None);
+            run(
+                paperlb::explain::parse(rest, load),
+                paperlb::explain::HELP,
+                paperlb::explain::run,
             )
         }
         "controller" => {

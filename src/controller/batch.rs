@@ -62,11 +62,37 @@ pub type Outcome = (Vec<Answer>, Result<(), Stop>);
 #[derive(Debug)]
 pub enum Stop {
     /// An updater call (action `index`) failed.
-    Updater { index: usize, message: String },
+    Updater {
+        index: usize,
+        message: String,
+        kind: FailKind,
+    },
     /// An API write (action `index`) failed.
     Api { index: usize, error: Error },
     /// Leadership was lost mid-plan: leave the key queued for the next leader.
     NotLeader,
+}
+
+/// What kind of updater failure stopped a plan: the worker reports refused credentials as
+/// `UpdaterAuth`, and checks an updater for drift when it answers again after being unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailKind {
+    #[default]
+    Refused,
+    Unreachable,
+    Unauthorized,
+}
+
+impl FailKind {
+    pub fn of(e: &crate::updater::Error) -> FailKind {
+        if e.is_unauthorized() {
+            FailKind::Unauthorized
+        } else if e.is_transport() {
+            FailKind::Unreachable
+        } else {
+            FailKind::Refused
+        }
+    }
 }
 
 /// The answer to one action, for the worker to apply to its cache. Objects come back as JSON text
@@ -150,14 +176,21 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
-    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), String> {
+    pub fn updater_apply(
+        &self,
+        key: &Key,
+        url: &str,
+        r: &UpdaterRequest,
+    ) -> Result<(), (String, FailKind)> {
         let client = self
             .updaters
             .get(url)
-            .ok_or_else(|| format!("no client for updater {url}"))?;
+            .ok_or_else(|| (format!("no client for updater {url}"), FailKind::Refused))?;
         let _slot = self.slots.map(|s| s.take(url));
         let started = Instant::now();
-        let result = client.apply(&lb_request(r)).map_err(|e| e.to_string());
+        let result = client
+            .apply(&lb_request(r))
+            .map_err(|e| (e.to_string(), FailKind::of(&e)));
         self.stats
             .updater_call("apply", result.is_ok(), started.elapsed());
         if result.is_ok() {
@@ -253,7 +286,11 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
     Ok(match action {
         Action::UpdaterApply { key, url, request } => {
             io.updater_apply(key, url, request)
-                .map_err(|message| Stop::Updater { index, message })?;
+                .map_err(|(message, kind)| Stop::Updater {
+                    index,
+                    message,
+                    kind,
+                })?;
             Answer::Done
         }
         Action::Event(_) => {
@@ -287,6 +324,7 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
             return Err(Stop::Updater {
                 index,
                 message: "internal: action cannot run in a batch".into(),
+                kind: FailKind::Refused,
             });
         }
     })
@@ -479,6 +517,24 @@ fn io_thread(s: &PoolShared) {
 }
 
 /// The updater API's request for one backend.
+/// The wire form of a port's traffic settings: an http check names its port and path, a tcp
+/// check its port; intervals and thresholds are the updater's defaults.
+fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
+    crate::updater::api::Traffic {
+        source_ranges: t.source_ranges.clone(),
+        proxy_protocol: t.proxy_protocol,
+        health_check: t
+            .health_check
+            .as_ref()
+            .map(|h| crate::updater::api::HealthCheck {
+                kind: h.kind.clone(),
+                port: Some(h.port),
+                path: (h.kind == "http").then(|| h.path.clone()),
+                ..Default::default()
+            }),
+    }
+}
+
 pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
     LbRequest {
         backend_name: r.backend_name.clone(),
@@ -490,10 +546,14 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
             .map(|(host, port)| Upstream {
                 host: host.clone(),
                 port: *port,
+                health: Default::default(),
             })
             .collect(),
         proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
+        traffic: api_traffic(&r.traffic),
+        // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
+        owner: Some(super::drift::OWNER.to_string()),
     }
 }
 
@@ -543,6 +603,7 @@ mod tests {
                 upstreams: vec![("127.0.0.2".into(), 30080)],
                 proxy_timeout_seconds: 0,
                 proxy_connect_timeout_seconds: 0,
+                traffic: Default::default(),
             },
         }
     }

@@ -233,10 +233,16 @@ impl Cache {
 
     pub fn apply_config(&mut self, cfg: LoadBalancerConfig) -> Affected {
         let key = Key::of(&cfg.metadata);
-        if unchanged(self.configs.get(&key).map(|c| &c.metadata), &cfg.metadata) {
+        let old = self.configs.get(&key);
+        if unchanged(old.map(|c| &c.metadata), &cfg.metadata) {
             return Affected::new();
         }
+        // A status write (the controller's own `Accepted` condition) changes nothing its users see.
+        let spec_changed = old.is_none_or(|c| c.spec != cfg.spec);
         self.configs.insert(key.clone(), cfg);
+        if !spec_changed {
+            return Affected::new();
+        }
         self.users_of_config(&key.name)
     }
 
@@ -514,8 +520,29 @@ mod tests {
             ),
             (
                 "config change: its LBs and Services naming it or the default",
-                |c| c.apply_config(cfg("edge", "2")),
+                |c| {
+                    let mut x = cfg("edge", "2");
+                    x.spec.host = crate::model::Lenient::valid("lb2".to_string());
+                    c.apply_config(x)
+                },
                 keys(&["a", "c", "d"]),
+            ),
+            (
+                "config status written, spec the same: nothing to reconcile",
+                |c| {
+                    let mut x = c.configs[&Key::new("sys", "edge")].clone();
+                    x.metadata.resource_version = "2".into();
+                    x.status.observed_generation = Some(1);
+                    let out = c.apply_config(x);
+                    assert_eq!(
+                        c.configs[&Key::new("sys", "edge")]
+                            .metadata
+                            .resource_version,
+                        "2"
+                    );
+                    out
+                },
+                keys(&[]),
             ),
             (
                 "config delete",

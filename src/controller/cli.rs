@@ -33,6 +33,9 @@ Flags:
                              how often to try to acquire or renew the lease (default: 2s)
   --watch-idle-timeout D     a watch silent for this long is stalled: drop it and resume from its
                              resourceVersion (default: 5m; keep it above the apiserver's ~1 min bookmarks)
+  --updater-resync D         compare each updater's backends with the LoadBalancers and repair
+                             drift this often, ±10 % (default: 5m; 0 = only after start-up,
+                             leadership and an updater's recovery)
   --address-type LIST        node address types to use as targets, in order of preference
                              (default: ExternalIP,InternalIP)
   -v                         debug logging (same as RUST_LOG=debug)
@@ -59,10 +62,12 @@ pub struct Config {
     pub retry_period: Duration,
     /// A watch stream that delivers no byte for this long is dropped and resumed.
     pub watch_idle_timeout: Duration,
+    /// Period of drift checks of each updater; zero: no periodic check.
+    pub updater_resync: Duration,
 }
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 10] = [
+const VALUE_FLAGS: [&str; 11] = [
     "kubeconfig",
     "context",
     "namespace",
@@ -73,6 +78,7 @@ const VALUE_FLAGS: [&str; 10] = [
     "leader-elect-retry-period",
     "watch-idle-timeout",
     "address-type",
+    "updater-resync",
 ];
 const SWITCHES: [&str; 2] = ["leader-elect", "v"];
 
@@ -95,6 +101,7 @@ pub fn parse(
         renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
         watch_idle_timeout: Duration::from_secs(300),
+        updater_resync: super::resync::DEFAULT_PERIOD,
     };
     for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {
@@ -113,6 +120,8 @@ pub fn parse(
                 "leader-elect-renew-deadline" => c.renew_deadline = parse_duration(&k, &v)?,
                 "leader-elect-retry-period" => c.retry_period = parse_duration(&k, &v)?,
                 "watch-idle-timeout" => c.watch_idle_timeout = parse_duration(&k, &v)?,
+                "updater-resync" if v == "0" || v == "0s" => c.updater_resync = Duration::ZERO,
+                "updater-resync" => c.updater_resync = parse_duration(&k, &v)?,
                 _ => return Err(Usage(format!("flag --{k}: invalid value {v:?}"))),
             },
             Arg::Switch(s) => return Err(Usage(format!("flag --{s} needs a value"))),
@@ -191,6 +200,12 @@ fn check_timings(c: &Config) -> Result<(), Usage> {
             c.renew_deadline, c.retry_period
         )));
     }
+    if !c.updater_resync.is_zero() && c.updater_resync < Duration::from_secs(1) {
+        return Err(Usage(format!(
+            "flag --updater-resync: must be 0 (off) or at least 1s, got {:?}",
+            c.updater_resync
+        )));
+    }
     if c.watch_idle_timeout < Duration::from_secs(1) {
         return Err(Usage(format!(
             "flag --watch-idle-timeout: must be at least 1s, got {:?}",
@@ -200,7 +215,7 @@ fn check_timings(c: &Config) -> Result<(), Usage> {
     Ok(())
 }
 
-fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {
+pub(crate) fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {
     let mut out = Vec::new();
     for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
         match t {
@@ -259,6 +274,27 @@ mod tests {
         );
         let secs = Duration::from_secs;
         assert_eq!(timings, (secs(15), secs(10), secs(2), secs(300)));
+    }
+
+    #[test]
+    fn updater_resync_is_5m_by_default_0_turns_it_off() {
+        let get = |a: &[&str]| {
+            parse(&args(a), LoadOptions::default(), "").map(|c| c.unwrap().updater_resync)
+        };
+        assert_eq!(get(&[]).unwrap(), Duration::from_secs(300));
+        assert_eq!(
+            get(&["--updater-resync=2s"]).unwrap(),
+            Duration::from_secs(2)
+        );
+        assert_eq!(get(&["--updater-resync", "0"]).unwrap(), Duration::ZERO);
+        assert_eq!(get(&["--updater-resync=0s"]).unwrap(), Duration::ZERO);
+        for bad in [
+            "--updater-resync=500ms",
+            "--updater-resync=5",
+            "--updater-resync=x",
+        ] {
+            assert!(get(&[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

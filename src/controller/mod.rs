@@ -8,15 +8,21 @@
 pub mod batch;
 pub mod cache;
 pub mod cli;
+pub mod config_status;
+pub mod drift;
 pub mod events;
 pub mod plan;
 pub mod ports;
 pub mod queue;
 pub mod reconcile;
+pub mod resync;
 pub mod run;
+pub mod secrets;
 pub mod stats;
 pub mod status;
 pub mod targets;
+pub mod traffic;
+pub mod updater_auth;
 pub mod worker;
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct UpdaterRequest {
     /// 0 = the updater's default.
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
+    /// Source ranges, PROXY protocol (never on a UDP port) and the health check.
+    pub traffic: crate::model::LbTraffic,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -10,6 +10,8 @@ use super::status::{
     set_condition,
 };
 use super::targets::targets_for;
+use super::traffic::{traffic_for, udp_ports_without_proxy_protocol};
+use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
     INTERNAL_IP, LOAD_BALANCER_KIND, LbPort, LbSpec, LoadBalancer, LoadBalancerStatus,
@@ -45,9 +47,9 @@ impl Context {
 }
 
 /// A problem a user must act on: an Event reason and a message.
-struct Problem {
-    reason: &'static str,
-    message: String,
+pub(crate) struct Problem {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 fn problem(reason: &'static str, message: String) -> Problem {
@@ -55,10 +57,10 @@ fn problem(reason: &'static str, message: String) -> Problem {
 }
 
 /// A Service port we can forward: its name, protocol and nodePort.
-struct ServicePortSpec {
-    name: String,
-    protocol: Protocol,
-    node_port: u16,
+pub(crate) struct ServicePortSpec {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) node_port: u16,
 }
 
 pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
@@ -225,6 +227,7 @@ fn reconcile_service(
         });
         // No Event yet: the phase changes (to READY) once the updater has applied it, and that
         // Event names the ports (Normal Events only on a phase change; README, "Performance").
+        proxy_protocol_warning(&svc_ref, &desired, plan);
         return;
     };
     let owned = lb.metadata.owner_references.iter().any(|o| {
@@ -275,6 +278,17 @@ fn reconcile_service(
                 "PortAllocated",
                 allocated(&desired),
             );
+        }
+        let udp_of = |s: &LbSpec| -> Vec<String> {
+            let ports: Vec<(String, Protocol)> = s
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.protocol))
+                .collect();
+            udp_ports_without_proxy_protocol(&s.traffic, &ports)
+        };
+        if recorded.as_ref().map(udp_of) != Some(udp_of(&desired)) {
+            proxy_protocol_warning(&svc_ref, &desired, plan);
         }
         return; // the next reconcile applies the new generation
     }
@@ -328,7 +342,7 @@ fn reconcile_service(
 }
 
 /// The spec this Service should have: config, ports and targets. `Ok(None)` = wait.
-fn desired_spec(
+pub(crate) fn desired_spec(
     cache: &Cache,
     key: &Key,
     svc: &Service,
@@ -336,6 +350,7 @@ fn desired_spec(
     ctx: &Context,
 ) -> Result<Option<LbSpec>, Problem> {
     let cfg = pick_config(cache, key, svc, ctx)?;
+    let traffic = traffic_for(svc).map_err(|(r, m)| problem(r, format!("Service {key}: {m}")))?;
     let Some(ports) = service_ports(key, svc)? else {
         return Ok(None);
     };
@@ -383,11 +398,12 @@ fn desired_spec(
         // In the spec, so a change of the config's timeouts is a spec change: applied again.
         proxy_timeout_seconds: cfg.proxy_timeout_seconds,
         proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
+        traffic,
     }))
 }
 
 /// The annotated config, else the single `default: true` one, in the controller's namespace.
-fn pick_config(
+pub(crate) fn pick_config(
     cache: &Cache,
     key: &Key,
     svc: &Service,
@@ -450,7 +466,10 @@ fn pick_config(
 }
 
 /// The Service's ports, checked. `Ok(None)` when a port waits for its nodePort.
-fn service_ports(key: &Key, svc: &Service) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
+pub(crate) fn service_ports(
+    key: &Key,
+    svc: &Service,
+) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
     let ports = &svc.spec.ports;
     if ports.is_empty() {
         return Err(problem(
@@ -559,14 +578,8 @@ fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<
     let spec = LbSpec::from_resource(&lb.spec).ok()?;
     let kept = backends_of(key, desired);
     let mut status = lb.status.clone();
-    let same_place =
-        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
     for b in backends_of(key, &spec) {
-        let named = status
-            .applied
-            .iter()
-            .chain(&kept)
-            .any(|a| same_place(a, &b));
+        let named = status.applied.iter().chain(&kept).any(|a| a.same_place(&b));
         if !named {
             status.applied.push(b);
         }
@@ -590,31 +603,26 @@ fn apply(
     plan: &mut Plan,
 ) {
     let backends = backends_of(key, spec);
-    let same_place =
-        |a: &AppliedBackend, b: &AppliedBackend| a.url == b.url && a.backend_name == b.backend_name;
-    let same_port = |a: &AppliedBackend, b: &AppliedBackend| {
-        a.url == b.url && a.port == b.port && a.protocol.eq_ignore_ascii_case(&b.protocol)
-    };
     let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = known_backends(key, lb)
         .into_iter()
-        .filter(|old| !backends.iter().any(|new| same_place(old, new)))
-        .partition(|old| backends.iter().any(|new| same_port(old, new)));
+        .filter(|old| !backends.iter().any(|new| old.same_place(new)))
+        .partition(|old| backends.iter().any(|new| old.same_port(new)));
     delete_backends(key, in_the_way, plan);
     for (i, p) in spec.ports.iter().enumerate() {
         plan.push(Action::UpdaterApply {
             key: key.clone(),
             url: spec.url.clone(),
-            request: UpdaterRequest {
-                backend_name: super::status::backend_name(key, i, &p.name),
-                lb_port: p.port,
-                protocol: p.protocol.as_str().to_string(),
-                upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
-                proxy_timeout_seconds,
-                proxy_connect_timeout_seconds,
-            },
+            request: updater_request(
+                key,
+                i,
+                p,
+                (proxy_timeout_seconds, proxy_connect_timeout_seconds),
+                &spec.traffic,
+            ),
         });
     }
     delete_backends(key, stale, plan);
+    super::updater_auth::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     status.phase = Some(PHASE_READY.to_string());
     status.target_count = Some(spec.target_count() as i64);
     status.observed_generation = lb.metadata.generation;
@@ -630,6 +638,72 @@ fn apply(
     );
 }
 
+/// A Warning Event when the PROXY protocol annotation meets UDP ports: they are pushed without it.
+fn proxy_protocol_warning(svc_ref: &ObjectReference, spec: &LbSpec, plan: &mut Plan) {
+    let ports: Vec<(String, Protocol)> = spec
+        .ports
+        .iter()
+        .map(|p| (p.name.clone(), p.protocol))
+        .collect();
+    let udp = udp_ports_without_proxy_protocol(&spec.traffic, &ports);
+    if !udp.is_empty() {
+        plan.event(
+            svc_ref,
+            EventType::Warning,
+            "ProxyProtocolUnsupported",
+            format!(
+                "annotation {} asks for PROXY protocol, which UDP cannot carry: port(s) {} are served without it",
+                super::traffic::PROXY_PROTOCOL_ANNOTATION,
+                udp.join(", ")
+            ),
+        );
+    }
+}
+
+/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
+/// an updater to hold, so the two can never disagree.
+pub fn updater_request(
+    key: &Key,
+    i: usize,
+    p: &LbPort,
+    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    traffic: &crate::model::LbTraffic,
+) -> UpdaterRequest {
+    UpdaterRequest {
+        backend_name: super::status::backend_name(key, i, &p.name),
+        lb_port: p.port,
+        protocol: p.protocol.as_str().to_string(),
+        upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
+        proxy_timeout_seconds,
+        proxy_connect_timeout_seconds,
+        traffic: crate::model::LbTraffic {
+            // PROXY protocol is for TCP only; a UDP port is pushed without it.
+            proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
+            ..traffic.clone()
+        },
+    }
+}
+
+/// The proxy timeouts `apply` sends for an applied LoadBalancer: a Service's LoadBalancer carries
+/// its config's in its spec; a hand-made one's own, else its config's.
+pub fn applied_timeouts(
+    cache: &Cache,
+    ctx: &Context,
+    lb: &LoadBalancer,
+    spec: &LbSpec,
+) -> (u32, u32) {
+    let own = (
+        spec.proxy_timeout_seconds,
+        spec.proxy_connect_timeout_seconds,
+    );
+    if lb.metadata.service_owner().is_some() {
+        return own;
+    }
+    let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+    let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
+    (or(own.0, t), or(own.1, c))
+}
+
 fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
     Action::PatchLoadBalancerStatus {
         key: key.clone(),
@@ -643,7 +717,7 @@ fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
     f
 }
 
-fn port_list(spec: &LbSpec) -> String {
+pub(crate) fn port_list(spec: &LbSpec) -> String {
     let ports: Vec<String> = spec
         .ports
         .iter()
@@ -721,12 +795,7 @@ fn reconcile_hand_made(
     }
     if !is_applied(lb) {
         // The LoadBalancer's own timeouts, else its config's (read when it is applied).
-        let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
-        let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
-        let timeouts = (
-            or(spec.proxy_timeout_seconds, t),
-            or(spec.proxy_connect_timeout_seconds, c),
-        );
+        let timeouts = applied_timeouts(cache, ctx, lb, &spec);
         apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
     }
     set_condition(
@@ -794,9 +863,7 @@ pub fn on_updater_error(
                     port: i64::from(request.lb_port),
                     protocol: request.protocol.clone(),
                 };
-                status
-                    .applied
-                    .retain(|b| !(b.url == done.url && b.backend_name == done.backend_name));
+                status.applied.retain(|b| !b.same_place(&done));
                 status.applied.push(done);
             }
             Action::UpdaterDelete {
@@ -804,7 +871,7 @@ pub fn on_updater_error(
             } => {
                 status
                     .applied
-                    .retain(|b| !(&b.url == url && &b.backend_name == backend_name));
+                    .retain(|b| !(&b.backend_name == backend_name && same_updater(&b.url, url)));
             }
             _ => {}
         }

@@ -1077,7 +1077,179 @@ fn go_era_lb_is_upgraded_once(rng: &mut Rng) {
     assert!(reconcile(&cache, &k, &ctx()).is_empty());
 }
 
+/// A user who rewrites the URL from the bare form to the Go form (or back) names the same updater:
+/// the spec records the new spelling and the backends are pushed again, and nothing is deleted
+/// (a DELETE after the POST would remove the backend just written, on the same updater).
+fn url_respelled_to_the_go_form_is_the_same_updater(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    for (rv, url) in [
+        ("2", "http://203.0.113.7:3000/api/v1/lb"),
+        ("3", "http://203.0.113.7:3000/"),
+    ] {
+        let mut c = config("edge", true, "203.0.113.7", url, 8000, 8010);
+        c.metadata.resource_version = rv.into();
+        cache.apply_config(c);
+        let calls = converge(&mut cache, &k);
+        assert!(
+            calls.iter().all(|(m, _, _)| m == "POST"),
+            "{url}: {calls:?}"
+        );
+        assert_eq!(calls.len(), 2, "{url}: {calls:?}");
+        let lb = &cache.load_balancers[&k];
+        assert_eq!(
+            lb.spec.http_updater.url.get().map(String::as_str),
+            Some(url)
+        );
+        let applied: Vec<&str> = lb
+            .status
+            .applied
+            .iter()
+            .map(|b| b.backend_name.as_str())
+            .collect();
+        assert_eq!(
+            applied,
+            ["default_web", "default_web_https"],
+            "one record per backend"
+        );
+    }
+}
+
+/// Under the old resolution a Go-form URL was called at `/api/v1/lb/api/v1/lb` and refused: the
+/// LoadBalancer is in ERROR with its backend recorded as perhaps written. Upgraded, it is pushed
+/// once to the right endpoint, and the record is not taken for a stale backend elsewhere.
+fn lb_errored_under_the_old_resolution_converges_without_orphans(rng: &mut Rng) {
+    let go_url = "http://203.0.113.7:3000/api/v1/lb";
+    let go = config("edge", true, "203.0.113.7", go_url, 8000, 8010);
+    let mut cache = world(
+        rng,
+        vec![service("web", &[("http", "TCP", 80, Some(31080))])],
+        vec![go],
+    );
+    let k = key("web");
+    let lb: LoadBalancer = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "u", "resourceVersion": "5", "generation": 1,
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "uid-web", "controller": true}],
+                     "finalizers": [FINALIZER]},
+        "spec": {"configName": "edge", "httpUpdater": {"url": go_url}, "host": "203.0.113.7", "port": 8000, "protocol": "TCP",
+                 "targets": [{"host": "10.0.0.2", "port": 31080}, {"host": "198.51.100.1", "port": 31080}],
+                 "ports": [{"name": "http", "port": 8000, "protocol": "TCP", "nodePort": 31080,
+                            "targets": [{"host": "10.0.0.2", "port": 31080}, {"host": "198.51.100.1", "port": 31080}]}]},
+        "status": {"phase": "ERROR", "targetCount": 2, "observedGeneration": 1,
+                   "applied": [{"backendName": "default_web", "url": go_url, "host": "203.0.113.7", "port": 8000, "protocol": "TCP"}]},
+    }))
+    .unwrap();
+    cache.apply_load_balancer(lb);
+    let calls = converge(&mut cache, &k);
+    assert_eq!(
+        calls,
+        [(
+            "POST".to_string(),
+            go_url.to_string(),
+            "default_web".to_string()
+        )]
+    );
+    let lb = &cache.load_balancers[&k];
+    assert_eq!(lb.status.phase.as_deref(), Some("READY"));
+    assert_eq!(lb.status.applied.len(), 1);
+}
+
 type Case = (&'static str, fn(&mut Rng));
+
+/// Reconciles to convergence; returns the updater requests and the event reasons on the way.
+fn converge_requests(cache: &mut Cache, k: &Key) -> (Vec<UpdaterRequest>, Vec<String>) {
+    let (mut reqs, mut events) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let plan = reconcile(cache, k, &ctx());
+        if plan.is_empty() {
+            return (reqs, events);
+        }
+        for a in &plan.actions {
+            match a {
+                Action::UpdaterApply { request, .. } => reqs.push(request.clone()),
+                Action::Event(EventSpec { type_, reason, .. }) => {
+                    events.push(format!("{} {reason}", type_.as_str()))
+                }
+                _ => {}
+            }
+        }
+        execute(cache, &plan);
+    }
+    panic!(
+        "{k} did not converge: {:?} {:?}",
+        kinds(&reconcile(cache, k, &ctx())),
+        crate::model::LbSpec::from_resource(&cache.load_balancers[k].spec)
+    );
+}
+
+fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
+    let mut svc = service(
+        "web",
+        &[
+            ("http", "TCP", 80, Some(31080)),
+            ("dns", "UDP", 53, Some(31053)),
+        ],
+    );
+    svc.spec.external_traffic_policy = Some("Local".into());
+    svc.spec.health_check_node_port = Some(31555);
+    svc.spec.load_balancer_source_ranges = vec!["127.0.0.2/32".into(), "10.9.8.7/8".into()];
+    svc.metadata
+        .annotations
+        .insert("lb.paperlb.com/proxy-protocol".into(), "true".into());
+    let mut cache = world(rng, vec![svc.clone()], vec![edge()]);
+    let (reqs, events) = converge_requests(&mut cache, &key("web"));
+    assert!(
+        events.contains(&"Warning ProxyProtocolUnsupported".to_string()),
+        "{events:?}"
+    );
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    let check = Some(crate::model::LbHealthCheck {
+        kind: "http".into(),
+        port: 31555,
+        path: "/healthz".into(),
+    });
+    for r in &reqs {
+        assert_eq!(r.traffic.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);
+        assert_eq!(r.traffic.health_check, check);
+        assert_eq!(r.traffic.proxy_protocol, r.protocol == "TCP", "{r:?}");
+    }
+    // The stored LoadBalancer holds them, so a restart over it writes nothing.
+    let lb = &cache.load_balancers[&key("web")];
+    let spec = crate::model::LbSpec::from_resource(&lb.spec).unwrap();
+    assert_eq!(spec.traffic.health_check, check);
+    assert!(reconcile(&cache, &key("web"), &ctx()).is_empty());
+    // The wire body: Cluster services ask for kube-proxy's node check.
+    let wire = crate::controller::batch::lb_request(&reqs[0]);
+    let json = serde_json::to_value(&wire).unwrap();
+    assert_eq!(
+        json["healthCheck"],
+        json!({"type": "http", "port": 31555, "path": "/healthz"})
+    );
+
+    // An invalid CIDR: condition + Event, nothing pushed (the old config keeps serving).
+    let mut bad = cache.services[&key("web")].clone();
+    bad.spec.load_balancer_source_ranges = vec!["127.0.0.2/33".into()];
+    bad.metadata.resource_version = "99".into();
+    cache.apply_service(bad);
+    let plan = reconcile(&cache, &key("web"), &ctx());
+    assert_eq!(
+        kinds(&plan),
+        ["lb-status", "event Warning InvalidSourceRange"],
+        "{plan:?}"
+    );
+    // A new Service with an invalid annotation gets only the Event: no LoadBalancer, no port.
+    let mut fresh = service("api", &[("http", "TCP", 80, Some(31081))]);
+    fresh.metadata.annotations.insert(
+        "service.beta.kubernetes.io/load-balancer-source-ranges".into(),
+        "10.0.0.0".into(),
+    );
+    let cache = world(rng, vec![fresh], vec![edge()]);
+    assert_eq!(
+        kinds(&reconcile(&cache, &key("api"), &ctx())),
+        ["event Warning InvalidSourceRange"]
+    );
+}
 
 #[test]
 fn reconcile_tables_in_shuffled_order() {
@@ -1122,7 +1294,16 @@ fn reconcile_tables_in_shuffled_order() {
         ("updater failure", updater_failure_sets_error_then_retries),
         ("user deletes lb", user_deletes_lb_of_live_service),
         ("local policy", local_policy_targets_only_endpoint_nodes),
+        ("traffic fields", traffic_fields_reach_the_updater_requests),
         ("go-era lb", go_era_lb_is_upgraded_once),
+        (
+            "url respelled",
+            url_respelled_to_the_go_form_is_the_same_updater,
+        ),
+        (
+            "old resolution",
+            lb_errored_under_the_old_resolution_converges_without_orphans,
+        ),
     ];
     let mut rng = Rng::new(2024);
     for _ in 0..10 {

@@ -17,7 +17,7 @@ use super::worker::{self, Event, Health, Worker, WorkerConfig};
 use crate::http::{Limits, Request, Response, Server};
 use crate::kube::client::{
     Client, ClientOptions, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource,
-    SERVICES,
+    SECRETS, SERVICES,
 };
 use crate::kube::lease::{self, Leadership, LeaseConfig};
 use crate::kube::watch::{self, WatchMsg};
@@ -98,6 +98,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         spawn_watch(&env, &LOADBALANCERS, None, Event::LoadBalancers),
         spawn_watch(&env, &LOADBALANCERCONFIGS, Some(ns), Event::Configs),
         spawn_watch(&env, &ENDPOINTSLICES, None, Event::Slices),
+        // Updater tokens and CAs: Secrets of our own namespace only (a Role, not a ClusterRole).
+        spawn_watch(&env, &SECRETS, Some(ns), Event::Secrets),
     ];
     let io_tx = tx.clone();
     drop(tx);
@@ -106,6 +108,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         namespace: config.namespace.clone(),
         address_types: config.address_types.clone(),
         updater_timeouts: Timeouts::default(),
+        updater_resync: config.updater_resync,
     };
     let worker = Worker::new(client, worker_config, leadership_view, health, stats, io_tx);
     // Not joined: when it is still stuck in a call, returning from main ends it.

@@ -1,5 +1,5 @@
 //! The controller's Prometheus metrics: reconciles, queue depth, updater calls, API writes and
-//! requests, watch relists/restarts/errors/events by resource, LoadBalancers by phase, ports
+//! requests, drift checks and repairs, watch relists/restarts/errors/events by resource, LoadBalancers by phase, ports
 //! allocated and free per config, leadership, build info, start time.
 //!
 //! Owns: metric names and label sets. Must not: take labels from user data other than object names
@@ -33,6 +33,8 @@ pub struct Stats {
     ports_allocated: Gauge,
     ports_free: Gauge,
     leader_changes: Counter,
+    resyncs: Counter,
+    drift_repairs: Counter,
     watches: Watches,
 }
 
@@ -94,6 +96,16 @@ impl Stats {
                 "paperlb_leader_changes_total",
                 "Leadership gained or lost.",
                 &[],
+            ),
+            resyncs: r.counter(
+                "paperlb_updater_resyncs_total",
+                "Drift checks of an updater by result (converged, repaired, error, unsupported).",
+                &["result"],
+            ),
+            drift_repairs: r.counter(
+                "paperlb_updater_drift_repairs_total",
+                "Backends put back (create, update) or removed (delete) by drift repair.",
+                &["action"],
             ),
             registry: r.clone(),
             watches: watches.clone(),
@@ -194,6 +206,20 @@ impl Stats {
 
     pub fn api_write(&self, verb: &str) {
         self.api_writes.inc(&[verb]);
+    }
+
+    /// One drift check of one updater ended with `result`.
+    pub fn resynced(&self, result: &str) {
+        self.resyncs.inc(&[result]);
+    }
+
+    pub fn resyncs(&self, result: &str) -> f64 {
+        self.resyncs.get(&[result])
+    }
+
+    /// One drift repair call (`create`, `update`, `delete`) succeeded.
+    pub fn drift_repaired(&self, action: &str) {
+        self.drift_repairs.inc(&[action]);
     }
 
     /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).

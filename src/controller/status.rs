@@ -89,9 +89,15 @@ pub fn known_backends(key: &Key, lb: &LoadBalancer) -> Vec<AppliedBackend> {
     if let Ok(spec) = LbSpec::from_resource(&lb.spec) {
         all.extend(backends_of(key, &spec));
     }
-    all.sort_by(|a, b| (&a.url, &a.backend_name).cmp(&(&b.url, &b.backend_name)));
-    all.dedup_by(|a, b| a.url == b.url && a.backend_name == b.backend_name);
-    all
+    // One entry per backend name and endpoint, whichever spelling of the URL recorded it.
+    let mut out: Vec<AppliedBackend> = Vec::with_capacity(all.len());
+    for b in all {
+        if !out.iter().any(|o| o.same_place(&b)) {
+            out.push(b);
+        }
+    }
+    out.sort_by(|a, b| (&a.url, &a.backend_name).cmp(&(&b.url, &b.backend_name)));
+    out
 }
 
 /// The Service's `status.loadBalancer.ingress` for a LoadBalancer: `ip` with `ipMode: Proxy` (so

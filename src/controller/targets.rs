@@ -9,9 +9,27 @@ pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-b
 /// Taint the cluster autoscaler puts on a node it is about to remove.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
 
+/// Why a node may not receive traffic (the first reason that applies, in this order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ineligible {
+    /// No `Ready` condition with status `True`.
+    NotReady,
+    /// `metadata.deletionTimestamp` is set.
+    Deleting,
+    /// Labelled [`EXCLUDE_LABEL`] (with a value that does not parse as false).
+    Excluded,
+    /// Tainted [`TO_BE_DELETED_TAINT`].
+    ToBeDeleted,
+}
+
 /// Whether a node may receive traffic: Ready, not being deleted, not excluded by label, not about to
 /// be removed by the autoscaler. Cordoned nodes stay in (kube-proxy still forwards from them).
 pub fn node_eligible(node: &Node) -> bool {
+    node_ineligibility(node).is_none()
+}
+
+/// `node_eligible` with the reason: `None` when the node may receive traffic.
+pub fn node_ineligibility(node: &Node) -> Option<Ineligible> {
     let ready = node
         .status
         .conditions
@@ -27,7 +45,17 @@ pub fn node_eligible(node: &Node) -> bool {
         .taints
         .iter()
         .any(|t| t.key == TO_BE_DELETED_TAINT);
-    ready && !node.metadata.is_deleting() && !excluded && !doomed
+    if !ready {
+        Some(Ineligible::NotReady)
+    } else if node.metadata.is_deleting() {
+        Some(Ineligible::Deleting)
+    } else if excluded {
+        Some(Ineligible::Excluded)
+    } else if doomed {
+        Some(Ineligible::ToBeDeleted)
+    } else {
+        None
+    }
 }
 
 /// Go's `strconv.ParseBool` false spellings, as cloud-provider uses.

@@ -12,7 +12,7 @@
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -21,8 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::batch::{self, Answer, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
+use super::batch::{self, Answer, Done, FailKind, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
 use super::cache::{Affected, Cache, Key};
+use super::config_status;
 use super::events::EventLimiter;
 use super::plan::{Action, Plan};
 use super::queue::Queue;
@@ -30,12 +31,16 @@ use super::reconcile::{Context, on_updater_error, reconcile};
 use super::stats::Stats;
 use super::status::is_applied;
 use crate::kube::Error;
-use crate::kube::client::{Client, LOADBALANCERS, SERVICES};
+use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
-use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, Service};
 use crate::time::rfc3339;
 use crate::updater::client::{Timeouts, UpdaterClient};
+
+// The Secret-backed updater credentials and drift checks: their part of the worker.
+#[path = "worker_updaters.rs"]
+mod updaters;
 
 /// Everything that reaches the worker.
 #[derive(Debug)]
@@ -45,6 +50,8 @@ pub enum Event {
     LoadBalancers(WatchMsg<LoadBalancer>),
     Configs(WatchMsg<LoadBalancerConfig>),
     Slices(WatchMsg<EndpointSlice>),
+    /// Secrets in the controller's namespace (updater tokens and CAs).
+    Secrets(WatchMsg<Secret>),
     /// The elector gained (true) or lost (false) the lease.
     Leadership(bool),
     /// SIGTERM/SIGINT: finish the current reconcile and return.
@@ -61,9 +68,10 @@ enum Kind {
     LoadBalancers,
     Configs,
     Slices,
+    Secrets,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 /// What probes read: shared with the HTTP thread.
 #[derive(Debug, Default)]
@@ -83,6 +91,8 @@ pub struct WorkerConfig {
     /// Node address types in order of preference when a config does not say.
     pub address_types: Vec<String>,
     pub updater_timeouts: Timeouts,
+    /// Period of each updater's drift check; zero: none but the event-driven ones.
+    pub updater_resync: Duration,
 }
 
 pub struct Worker {
@@ -115,6 +125,12 @@ pub struct Worker {
     /// so nothing is reconciled (and no port allocated) until each is settled (see
     /// `resolve_in_doubt`).
     in_doubt: BTreeMap<Key, Action>,
+    /// Updater credentials, their Secrets, and drift checks (see `worker_updaters.rs`).
+    auth: updaters::State,
+    /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
+    /// when to try again after a failed write.
+    configs_to_report: BTreeSet<Key>,
+    config_retry_at: Option<Instant>,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -151,7 +167,6 @@ impl Worker {
             in_flight: BTreeMap::new(),
             next_job: 0,
             client,
-            config,
             cache: Cache::new(),
             queue: Queue::new(),
             synced: [false; KINDS],
@@ -167,6 +182,10 @@ impl Worker {
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
+            configs_to_report: BTreeSet::new(),
+            config_retry_at: None,
+            auth: updaters::State::new(config.updater_resync),
+            config,
         }
     }
 
@@ -174,7 +193,10 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = self.queue.next_deadline();
+            let next = match (self.next_deadline(), self.config_retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let got = match next {
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -219,6 +241,11 @@ impl Worker {
                 if !self.leadership.is_leader() {
                     break;
                 }
+            }
+            self.report_configs();
+            // Drift checks run when no reconcile is ready: they compare with settled state.
+            if self.queue.is_empty() && self.leadership.is_leader() {
+                self.run_due_resyncs();
             }
             self.stats.set_queue_depth(self.queue.len());
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
@@ -268,13 +295,29 @@ impl Worker {
                 ),
                 None => Affected::new(),
             },
-            Event::Configs(m) => self.watch_msg(
-                Kind::Configs,
-                m,
-                Cache::replace_configs,
-                Cache::apply_config,
-                |c, x| c.delete_config(&Key::of(&x.metadata)),
-            ),
+            Event::Configs(m) => {
+                match &m {
+                    WatchMsg::Restarted(items) => self
+                        .configs_to_report
+                        .extend(items.iter().map(|c| Key::of(&c.metadata))),
+                    WatchMsg::Applied(c) => {
+                        self.configs_to_report.insert(Key::of(&c.metadata));
+                    }
+                    WatchMsg::Deleted(c) => {
+                        self.configs_to_report.remove(&Key::of(&c.metadata));
+                    }
+                }
+                let affected = self.watch_msg(
+                    Kind::Configs,
+                    m,
+                    Cache::replace_configs,
+                    Cache::apply_config,
+                    |c, x| c.delete_config(&Key::of(&x.metadata)),
+                );
+                self.configs_changed();
+                affected
+            }
+            Event::Secrets(m) => self.secrets_changed(m),
             Event::Slices(m) => self.watch_msg(
                 Kind::Slices,
                 m,
@@ -284,8 +327,11 @@ impl Worker {
             ),
             Event::Leadership(true) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
+                self.auth.gained_leadership();
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
+                let configs: Vec<Key> = self.cache.configs.keys().cloned().collect();
+                self.configs_to_report.extend(configs);
                 self.all_keys()
             }
             Event::Leadership(false) => {
@@ -338,6 +384,42 @@ impl Worker {
             }
             WatchMsg::Applied(obj) => apply(&mut self.cache, obj),
             WatchMsg::Deleted(obj) => delete(&mut self.cache, &obj),
+        }
+    }
+
+    /// Writes the `Accepted` condition of every config waiting for it whose status is out of date
+    /// (see `config_status`); a failed write is tried again 5 s later. The answer is not put into
+    /// the cache: the watch delivers it, and `report` then finds nothing to do.
+    fn report_configs(&mut self) {
+        if self.configs_to_report.is_empty()
+            || self.config_retry_at.is_some_and(|t| Instant::now() < t)
+        {
+            return;
+        }
+        self.config_retry_at = None;
+        let now = rfc3339(SystemTime::now());
+        for key in std::mem::take(&mut self.configs_to_report) {
+            let Some(cfg) = self.cache.configs.get(&key) else {
+                continue;
+            };
+            let Some(report) = config_status::report(cfg, &now) else {
+                continue;
+            };
+            let path =
+                LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
+            match self.patch::<serde_json::Value>(&path, &report.patch) {
+                Ok(_) => {
+                    if let Some(event) = report.event.as_ref().and_then(|e| self.prepare_event(e)) {
+                        self.io().post_event(&event);
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    log::warn!("LoadBalancerConfig {key}: status not written: {e}");
+                    self.configs_to_report.insert(key);
+                    self.config_retry_at = Some(Instant::now() + Duration::from_secs(5));
+                }
+            }
         }
     }
 
@@ -404,7 +486,9 @@ impl Worker {
             events.push(match action {
                 Action::Event(spec) => self.prepare_event(spec),
                 Action::UpdaterApply { url, .. } => {
-                    self.updater(url);
+                    if let Err(e) = self.updater(url) {
+                        log::warn!("updater {url}: {e}");
+                    }
                     if let Some(c) = self.updaters.get(url) {
                         updaters.insert(url.clone(), c.clone());
                     }
@@ -546,15 +630,25 @@ impl Worker {
         let outcome = match result {
             Ok(()) => {
                 self.queue.forget(key);
+                self.updaters_answered(plan);
                 if plan.is_empty() { "noop" } else { "applied" }
             }
             Err(Stop::NotLeader) => {
                 self.queue.add(key.clone());
                 "not_leader"
             }
-            Err(Stop::Updater { index, message }) => {
+            Err(Stop::Updater {
+                index,
+                message,
+                kind,
+            }) => {
                 log::warn!("updater failed key={key} error={message:?}");
-                let fallback = on_updater_error(&self.cache, key, ctx, plan, index, &message);
+                let fallback = match self.updater_failed(plan, index, &message, kind) {
+                    Some(p) => {
+                        super::updater_auth::on_auth_error(&self.cache, key, ctx, plan, index, &p)
+                    }
+                    None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
+                };
                 if let Err(Stop::Api { error, .. }) = self.execute(key, &fallback) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
@@ -587,16 +681,28 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url);
+                    self.updater(url).map_err(|message| Stop::Updater {
+                        index,
+                        message,
+                        kind: FailKind::Refused,
+                    })?;
                     self.io()
                         .updater_apply(key, url, request)
-                        .map_err(|message| Stop::Updater { index, message })?;
+                        .map_err(|(message, kind)| Stop::Updater {
+                            index,
+                            message,
+                            kind,
+                        })?;
                 }
                 Action::UpdaterDelete {
                     url, backend_name, ..
                 } => {
                     self.updater_delete(url, backend_name)
-                        .map_err(|message| Stop::Updater { index, message })?;
+                        .map_err(|(message, kind)| Stop::Updater {
+                            index,
+                            message,
+                            kind,
+                        })?;
                     log::info!("deleted backend={backend_name} updater={url} key={key}");
                 }
                 Action::Event(spec) => self.event(spec),
@@ -660,16 +766,15 @@ impl Worker {
         }
     }
 
-    fn updater(&mut self, url: &str) -> &UpdaterClient {
-        let timeouts = self.config.updater_timeouts;
-        self.updaters
-            .entry(url.to_string())
-            .or_insert_with(|| Arc::new(UpdaterClient::new(url, None, timeouts)))
-    }
-
-    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), String> {
+    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), (String, FailKind)> {
         let started = Instant::now();
-        let result = self.updater(url).delete(backend).map_err(|e| e.to_string());
+        let result = self
+            .updater(url)
+            .map_err(|m| (m, FailKind::Refused))
+            .and_then(|c| {
+                c.delete(backend)
+                    .map_err(|e| (e.to_string(), FailKind::of(&e)))
+            });
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result

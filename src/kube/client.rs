@@ -115,6 +115,15 @@ pub const LOADBALANCERCONFIGS: Resource = Resource {
     plural: "loadbalancerconfigs",
     namespaced: true,
 };
+/// Watched by the controller (its namespace only) and read by `paperlb explain`: a config's
+/// updater Secrets; and k3s ServiceLB's DaemonSets (explain).
+pub const SECRETS: Resource = Resource::core("secrets", true);
+pub const DAEMONSETS: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    plural: "daemonsets",
+    namespaced: true,
+};
 pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource {
     group: "authorization.k8s.io",
     version: "v1",
@@ -938,16 +947,17 @@ impl fmt::Display for TlsFailure {
 
 impl std::error::Error for TlsFailure {}
 
+/// Shared with `updater::client`, whose https endpoints need the same verifier choices.
 #[derive(Debug)]
-struct TlsConnector {
-    config: Arc<rustls::ClientConfig>,
+pub(crate) struct TlsConnector {
+    pub(crate) config: Arc<rustls::ClientConfig>,
     /// `tls-server-name` or the URL's host; ureq itself can only verify against the URL's host.
-    name: ServerName<'static>,
+    pub(crate) name: ServerName<'static>,
 }
 
 /// Wraps the connection in rustls for `https://`; passes plain `http://` through.
 #[derive(Debug)]
-struct TlsLayer(Option<TlsConnector>);
+pub(crate) struct TlsLayer(pub(crate) Option<TlsConnector>);
 
 impl<In: Transport> Connector<In> for TlsLayer {
     type Out = Either<In, TlsTransport>;
@@ -1001,7 +1011,7 @@ impl<In: Transport> Connector<In> for TlsLayer {
     }
 }
 
-struct TlsTransport {
+pub(crate) struct TlsTransport {
     buffers: LazyBuffers,
     stream: StreamOwned<ClientConnection, TransportAdapter>,
 }

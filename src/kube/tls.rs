@@ -5,6 +5,7 @@
 //! `tls-server-name`, and turning handshake failures into an [`Error::Tls`] a person can act on.
 //! Always uses the ring provider explicitly: never the process-wide default, which another crate could set.
 //! Must not: open connections (the client's connector does), read files, or log key material.
+//! `updater::client` borrows the ring provider, the CA parsing and the insecure verifier.
 
 // kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
 
@@ -24,7 +25,7 @@ use super::Error;
 use super::config::TlsSettings;
 
 /// The provider every config of ours uses.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -141,7 +142,7 @@ pub fn client_config(
 }
 
 /// Every certificate of a PEM bundle; an empty bundle or a broken block is an error.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("bad PEM certificate: {e}"))?;
@@ -151,7 +152,7 @@ fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, String> {
+pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, String> {
     let certs = certificates(ca_pem).map_err(|e| format!("certificate authority: {e}"))?;
     let mut roots = RootCertStore::empty();
     let total = certs.len();
@@ -202,8 +203,16 @@ pub fn describe_handshake_error(e: &rustls::Error, name: &str) -> String {
 /// `insecure-skip-tls-verify`: any certificate is accepted, but the handshake signatures are still
 /// checked, so the peer must at least hold the key of the certificate it shows.
 #[derive(Debug)]
-struct AnyServerCert {
+pub(crate) struct AnyServerCert {
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl AnyServerCert {
+    pub(crate) fn new(provider: &CryptoProvider) -> AnyServerCert {
+        AnyServerCert {
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
 }
 
 impl ServerCertVerifier for AnyServerCert {

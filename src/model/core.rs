@@ -1,10 +1,22 @@
-//! Built-in kinds: Service, Node, EndpointSlice (read), Event (created), Lease.
+//! Built-in kinds: Service, Node, EndpointSlice, Secret (read), Event (created), Lease.
 //! The apiserver validates these, so fields have plain types; `null` lists decode as empty.
 //! Pure: no I/O, no clock.
 
 use super::lenient::null_default;
 use super::meta::{ObjectMeta, ObjectReference};
 use serde::{Deserialize, Serialize};
+
+/// A Secret as read: its data still base64 (as on the wire), decoded only for the keys a
+/// LoadBalancerConfig references (`controller::secrets` keeps nothing else).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Secret {
+    #[serde(deserialize_with = "null_default")]
+    pub metadata: ObjectMeta,
+    /// Key → base64 of the value; `null` values read as absent keys.
+    #[serde(deserialize_with = "null_default")]
+    pub data: std::collections::BTreeMap<String, Option<String>>,
+}
 
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -30,6 +42,11 @@ pub struct ServiceSpec {
     pub load_balancer_class: Option<String>,
     pub external_traffic_policy: Option<String>,
     pub allocate_load_balancer_node_ports: Option<bool>,
+    /// Client CIDRs allowed to reach the load balancer (empty: everyone).
+    #[serde(deserialize_with = "null_default")]
+    pub load_balancer_source_ranges: Vec<String>,
+    /// kube-proxy's per-Service health check port (set for `externalTrafficPolicy: Local`).
+    pub health_check_node_port: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ mod lenient;
 mod meta;
 mod paperlb;
 mod spec;
+pub mod url;
 
 pub use self::core::*;
 pub use lenient::{Lenient, null_default, or_default};

@@ -26,6 +26,19 @@ pub struct LoadBalancerConfig {
     pub metadata: ObjectMeta,
     #[serde(deserialize_with = "or_default")]
     pub spec: LoadBalancerConfigSpec,
+    /// Written only by the controller (status subresource): whether the spec is usable.
+    #[serde(deserialize_with = "or_default")]
+    pub status: LoadBalancerConfigStatus,
+}
+
+/// A LoadBalancerConfig's status: the `Accepted` condition, for the spec of `observedGeneration`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct LoadBalancerConfigStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(deserialize_with = "null_default")]
+    pub conditions: Vec<Condition>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -44,6 +57,31 @@ pub struct LoadBalancerConfigSpec {
     pub proxy_timeout_seconds: Lenient<i64>,
     /// Addition: nginx `proxy_connect_timeout` in seconds; 0 or absent = the updater's default (60s).
     pub proxy_connect_timeout_seconds: Lenient<i64>,
+    /// Addition: a Secret in the controller's namespace holding the updater's bearer token (key
+    /// `token` by default); absent = no `Authorization` header (Go nginx-lb-updater).
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
+    /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
+    /// certificate is verified against; absent = the system roots.
+    #[serde(
+        rename = "updaterCASecretRef",
+        skip_serializing_if = "Lenient::is_missing"
+    )]
+    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
+    /// Addition: accept any certificate from an `https://` updater (a warning is logged).
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub insecure_skip_verify: Lenient<bool>,
+}
+
+/// `{name, key}` of a Secret in the controller's namespace (a value that is not an object stays
+/// raw in the `Lenient` around it, and validation names the field).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecretKeyRef {
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub name: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub key: Lenient<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +125,24 @@ pub struct LoadBalancerSpec {
     pub proxy_timeout_seconds: Lenient<i64>,
     /// Addition: nginx `proxy_connect_timeout` in seconds; as `proxy_timeout_seconds`.
     pub proxy_connect_timeout_seconds: Lenient<i64>,
+    /// Addition: client CIDRs allowed (the Service's `loadBalancerSourceRanges`); empty = all.
+    #[serde(deserialize_with = "or_default")]
+    pub source_ranges: Vec<Lenient<String>>,
+    /// Addition: send PROXY protocol v1 to the upstreams of TCP ports.
+    pub proxy_protocol: Lenient<bool>,
+    /// Addition: the updater's active health check of the targets; absent = none.
+    #[serde(deserialize_with = "lenient_object")]
+    pub health_check: HealthCheckResource,
+}
+
+/// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthCheckResource {
+    #[serde(rename = "type")]
+    pub type_: Lenient<String>,
+    pub port: Lenient<i64>,
+    pub path: Lenient<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -255,6 +311,20 @@ pub struct AppliedBackend {
     pub host: String,
     pub port: i64,
     pub protocol: String,
+}
+
+impl AppliedBackend {
+    /// The same backend name on the same updater endpoint (either spelling of its URL).
+    pub fn same_place(&self, other: &AppliedBackend) -> bool {
+        self.backend_name == other.backend_name && super::url::same_updater(&self.url, &other.url)
+    }
+
+    /// The same LB port and protocol on the same updater endpoint.
+    pub fn same_port(&self, other: &AppliedBackend) -> bool {
+        self.port == other.port
+            && self.protocol.eq_ignore_ascii_case(&other.protocol)
+            && super::url::same_updater(&self.url, &other.url)
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Pure: no I/O, no clock.
 
 use super::lenient::Lenient;
-use super::paperlb::{LoadBalancerConfig, LoadBalancerSpec, TargetSpec};
+use super::paperlb::{LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef, TargetSpec};
 use serde_json::{Value, json};
 
 /// L4 protocols nginx's stream module forwards.
@@ -54,6 +54,35 @@ pub struct ValidConfig {
     pub address_types: Vec<String>,
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
+    /// How the controller authenticates to the updater and verifies it.
+    pub auth: AuthRefs,
+}
+
+/// The checked `updaterTokenSecretRef`, `updaterCASecretRef` and `insecureSkipVerify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuthRefs {
+    pub token: Option<SecretRef>,
+    pub ca: Option<SecretRef>,
+    pub insecure_skip_verify: bool,
+}
+
+/// A key of a Secret in the controller's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// Default key of `updaterTokenSecretRef`.
+pub const TOKEN_KEY: &str = "token";
+/// Default key of `updaterCASecretRef`.
+pub const CA_KEY: &str = "ca.crt";
+
+impl AuthRefs {
+    /// The Secret keys these refs read (token, then CA).
+    pub fn refs(&self) -> impl Iterator<Item = &SecretRef> {
+        self.token.iter().chain(self.ca.iter())
+    }
 }
 
 /// Longest accepted proxy timeout: one week.
@@ -73,7 +102,10 @@ impl LoadBalancerConfig {
         let url = spec
             .http_updater_url
             .require("spec.httpUpdaterURL", "a string")?;
-        check_url(url).map_err(|e| format!("spec.httpUpdaterURL {url:?}: {e}"))?;
+        check_url(url).map_err(|e| {
+            let url = super::url::redacted(url);
+            format!("spec.httpUpdaterURL {url:?}: {e}")
+        })?;
         let host = spec.host.require("spec.host", "a string")?;
         check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
         let low = *spec
@@ -120,7 +152,89 @@ impl LoadBalancerConfig {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
+            auth: auth_refs(self)?,
         })
+    }
+}
+
+fn auth_refs(config: &LoadBalancerConfig) -> Result<AuthRefs, String> {
+    let spec = &config.spec;
+    let token = secret_ref(
+        &spec.updater_token_secret_ref,
+        "spec.updaterTokenSecretRef",
+        TOKEN_KEY,
+    )?;
+    let ca = secret_ref(
+        &spec.updater_ca_secret_ref,
+        "spec.updaterCASecretRef",
+        CA_KEY,
+    )?;
+    let insecure_skip_verify = spec
+        .insecure_skip_verify
+        .optional("spec.insecureSkipVerify", "a boolean")?
+        .copied()
+        .unwrap_or(false);
+    if insecure_skip_verify && ca.is_some() {
+        return Err(
+            "spec.updaterCASecretRef and spec.insecureSkipVerify: a CA to verify against and no \
+             verification at all contradict each other; set one"
+                .into(),
+        );
+    }
+    Ok(AuthRefs {
+        token,
+        ca,
+        insecure_skip_verify,
+    })
+}
+
+/// `{name, key}`: name a DNS subdomain (a Secret's name), key as Secrets allow (`[-._a-zA-Z0-9]+`).
+fn secret_ref(
+    field: &Lenient<SecretKeyRef>,
+    at: &str,
+    default_key: &str,
+) -> Result<Option<SecretRef>, String> {
+    let Some(r) = field.optional(at, "an object {name, key}")? else {
+        return Ok(None);
+    };
+    let name = r.name.require(&format!("{at}.name"), "a string")?;
+    check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
+    let key = match r.key.optional(&format!("{at}.key"), "a string")? {
+        Some(k) => k.clone(),
+        None => default_key.to_string(),
+    };
+    let key_ok = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !key_ok {
+        return Err(format!(
+            "{at}.key {key:?}: is not a Secret key (letters, digits, '-', '_', '.')"
+        ));
+    }
+    Ok(Some(SecretRef {
+        name: name.clone(),
+        key,
+    }))
+}
+
+/// A Secret's name: a lowercase RFC 1123 subdomain of at most 253 characters.
+fn check_secret_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a Secret name (lowercase letters, digits, '-' and '.')".into())
     }
 }
 
@@ -133,19 +247,9 @@ pub fn port_number(v: i64) -> Result<u16, String> {
     }
 }
 
-/// An updater base URL: http(s), a host, no spaces.
+/// An `httpUpdaterURL` that resolves to an updater endpoint (see `url::updater_endpoint`).
 pub fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("must start with http:// or https://")?;
-    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(':') {
-        return Err("has no host".into());
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace".into());
-    }
-    Ok(())
+    super::url::updater_endpoint(url).map(drop)
 }
 
 /// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
@@ -188,6 +292,27 @@ pub struct LbSpec {
     /// nginx proxy timeouts in seconds (the config's); 0 = not set.
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
+    /// Source ranges, PROXY protocol and health check (from the Service).
+    pub traffic: LbTraffic,
+}
+
+/// What the Service asks of the traffic itself; all optional on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LbTraffic {
+    /// Canonical CIDRs; empty = everyone.
+    pub source_ranges: Vec<String>,
+    /// PROXY protocol v1 on TCP ports (UDP ports are pushed without it).
+    pub proxy_protocol: bool,
+    pub health_check: Option<LbHealthCheck>,
+}
+
+/// The health check the updater runs against every target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbHealthCheck {
+    /// `http` or `tcp`.
+    pub kind: String,
+    pub port: u16,
+    pub path: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,7 +339,10 @@ impl LbSpec {
             .http_updater
             .url
             .require("spec.httpUpdater.url", "a string")?;
-        check_url(url).map_err(|e| format!("spec.httpUpdater.url {url:?}: {e}"))?;
+        check_url(url).map_err(|e| {
+            let url = super::url::redacted(url);
+            format!("spec.httpUpdater.url {url:?}: {e}")
+        })?;
         let host = spec.host.require("spec.host", "a string")?;
         check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
         let mut ports = Vec::new();
@@ -275,6 +403,7 @@ impl LbSpec {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
+            traffic: traffic_of(spec)?,
         })
     }
 
@@ -327,6 +456,13 @@ impl LbSpec {
         // A stored spec without them reads as 0, so older LoadBalancers match without a write.
         spec["proxyTimeoutSeconds"] = json!(self.proxy_timeout_seconds);
         spec["proxyConnectTimeoutSeconds"] = json!(self.proxy_connect_timeout_seconds);
+        // Also always written; `null` removes a health check in a merge patch.
+        spec["sourceRanges"] = json!(self.traffic.source_ranges);
+        spec["proxyProtocol"] = json!(self.traffic.proxy_protocol);
+        spec["healthCheck"] = match &self.traffic.health_check {
+            Some(h) => json!({"type": h.kind, "port": h.port, "path": h.path}),
+            None => Value::Null,
+        };
         if let Some(first) = self.ports.first() {
             spec["port"] = json!(first.port);
             spec["protocol"] = json!(first.protocol.as_str());
@@ -349,6 +485,49 @@ impl LbSpec {
 }
 
 /// A proxy timeout in seconds: absent or 0 means "the default".
+/// `sourceRanges`, `proxyProtocol` and `healthCheck` of a stored spec (absent = none).
+fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
+    let mut source_ranges = Vec::new();
+    for (i, c) in spec.source_ranges.iter().enumerate() {
+        let field = format!("spec.sourceRanges[{i}]");
+        let c = c.require(&field, "a string")?;
+        source_ranges.push(crate::updater::validate::cidr(c).map_err(|e| format!("{field}: {e}"))?);
+    }
+    let proxy_protocol = spec
+        .proxy_protocol
+        .optional("spec.proxyProtocol", "a boolean")?
+        .copied()
+        .unwrap_or(false);
+    let h = &spec.health_check;
+    let health_check = match h.type_.optional("spec.healthCheck.type", "a string")? {
+        None => None,
+        Some(kind) => {
+            if kind != "http" && kind != "tcp" {
+                return Err(format!(
+                    "spec.healthCheck.type {kind:?}: must be http or tcp"
+                ));
+            }
+            let port = h.port.require("spec.healthCheck.port", "an integer")?;
+            let port = port_number(*port).map_err(|e| format!("spec.healthCheck.port: {e}"))?;
+            let path = h
+                .path
+                .optional("spec.healthCheck.path", "a string")?
+                .cloned()
+                .unwrap_or_else(|| "/healthz".into());
+            Some(LbHealthCheck {
+                kind: kind.clone(),
+                port,
+                path,
+            })
+        }
+    };
+    Ok(LbTraffic {
+        source_ranges,
+        proxy_protocol,
+        health_check,
+    })
+}
+
 fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
     let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
     if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {

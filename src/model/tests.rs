@@ -293,7 +293,10 @@ fn loadbalancer_crd_has_columns_fields_and_descriptions() {
 fn config_crd_has_columns_fields_and_descriptions() {
     let text = crd("loadbalancerconfigs.yaml");
     let names: Vec<String> = printer_columns(&text).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["HOST", "URL", "DEFAULT", "LOW", "HIGH", "AGE"]);
+    assert_eq!(
+        names,
+        ["HOST", "URL", "DEFAULT", "LOW", "HIGH", "ACCEPTED", "AGE"]
+    );
     assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
     for needle in [
         "name: loadbalancerconfigs.lb.paperlb.com",
@@ -429,4 +432,111 @@ fn odd_loadbalancer_shapes_decode_the_same_from_text_and_value() {
         serde_json::from_str(r#"[{"spec": 1}, {"spec": {"port": "x"}}, {"spec": {"port": 3}}]"#)
             .unwrap();
     assert_eq!(list[2].spec.port, Lenient::valid(3));
+}
+
+#[test]
+fn updater_auth_fields_are_optional_defaulted_and_checked_by_name() {
+    let base = json!({"httpUpdaterURL": "https://127.0.0.1:3000", "host": "127.0.0.1",
+                      "portRange": {"low": 8000, "high": 8100}});
+    let valid = |spec: &serde_json::Value| -> Result<ValidConfig, String> {
+        let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": spec})).unwrap();
+        cfg.validate()
+    };
+    // Go YAML: nothing set, nothing required.
+    assert_eq!(valid(&base).unwrap().auth, AuthRefs::default());
+
+    let mut spec = base.clone();
+    spec["updaterTokenSecretRef"] = json!({"name": "lb-token"});
+    spec["updaterCASecretRef"] = json!({"name": "lb-ca", "key": "root.pem"});
+    let auth = valid(&spec).unwrap().auth;
+    assert_eq!(
+        auth.token,
+        Some(SecretRef {
+            name: "lb-token".into(),
+            key: "token".into()
+        })
+    );
+    assert_eq!(
+        auth.ca,
+        Some(SecretRef {
+            name: "lb-ca".into(),
+            key: "root.pem".into()
+        })
+    );
+    assert!(!auth.insecure_skip_verify);
+    let mut spec = base.clone();
+    spec["updaterCASecretRef"] = json!({"name": "lb-ca"});
+    assert_eq!(valid(&spec).unwrap().auth.ca.unwrap().key, "ca.crt");
+    let mut spec = base.clone();
+    spec["insecureSkipVerify"] = json!("true");
+    assert!(valid(&spec).unwrap().auth.insecure_skip_verify);
+
+    let cases = [
+        (
+            "updaterTokenSecretRef",
+            json!("lb-token"),
+            "spec.updaterTokenSecretRef: \"lb-token\" is not an object {name, key}",
+        ),
+        (
+            "updaterTokenSecretRef",
+            json!({"key": "t"}),
+            "spec.updaterTokenSecretRef.name is missing",
+        ),
+        (
+            "updaterTokenSecretRef",
+            json!({"name": "Bad_Name"}),
+            "spec.updaterTokenSecretRef.name \"Bad_Name\": is not a Secret name (lowercase letters, digits, '-' and '.')",
+        ),
+        (
+            "updaterCASecretRef",
+            json!({"name": "ca", "key": "a/b"}),
+            "spec.updaterCASecretRef.key \"a/b\": is not a Secret key (letters, digits, '-', '_', '.')",
+        ),
+        (
+            "updaterCASecretRef",
+            json!({"name": "ca", "key": 7}),
+            "spec.updaterCASecretRef.key: 7 is not a string",
+        ),
+        (
+            "insecureSkipVerify",
+            json!("maybe"),
+            "spec.insecureSkipVerify: \"maybe\" is not a boolean",
+        ),
+    ];
+    for (field, value, want) in cases {
+        let mut spec = base.clone();
+        spec[field] = value;
+        assert_eq!(valid(&spec), Err(want.to_string()), "{field}");
+    }
+    let mut spec = base.clone();
+    spec["updaterCASecretRef"] = json!({"name": "ca"});
+    spec["insecureSkipVerify"] = json!(true);
+    assert!(
+        valid(&spec)
+            .unwrap_err()
+            .starts_with("spec.updaterCASecretRef and spec.insecureSkipVerify")
+    );
+}
+
+#[test]
+fn updater_auth_fields_round_trip_and_stay_absent_when_unset() {
+    let text = json!({"metadata": {"name": "edge", "namespace": "paperlb-system"},
+        "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.1",
+                 "portRange": {"low": 1, "high": 2}}});
+    let cfg: LoadBalancerConfig = serde_json::from_value(text.clone()).unwrap();
+    let out = serde_json::to_value(&cfg).unwrap();
+    for f in [
+        "updaterTokenSecretRef",
+        "updaterCASecretRef",
+        "insecureSkipVerify",
+    ] {
+        assert!(out["spec"].get(f).is_none(), "{f} written though unset");
+    }
+    let mut text = text;
+    text["spec"]["updaterTokenSecretRef"] = json!({"name": "t", "key": "k"});
+    let cfg: LoadBalancerConfig = serde_json::from_value(text.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&cfg).unwrap()["spec"]["updaterTokenSecretRef"],
+        json!({"name": "t", "key": "k"})
+    );
 }

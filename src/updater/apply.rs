@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Error;
-use super::api::{LbRequest, ListResponse, Unreadable};
+use super::api::{LbRequest, ListResponse, ListedBackend, Unreadable};
+use super::health::Health;
 use super::nginx::{self, Nginx};
-use super::validate::{self, Backend};
+use super::validate::{self, Backend, Policy};
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
 
 /// Most requests covered by one test + reload.
@@ -34,6 +35,9 @@ pub enum Outcome {
     Unchanged,
     /// File removed and nginx reloaded.
     Deleted,
+    /// DELETE of a backend that is not configured: nothing to do (as nginx-lb-updater answers it,
+    /// so a Go controller's finalizer is not stuck on a backend that was never written).
+    Absent,
 }
 
 impl Outcome {
@@ -42,6 +46,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Unchanged => "unchanged",
             Outcome::Deleted => "deleted",
+            Outcome::Absent => "absent",
         }
     }
 }
@@ -49,13 +54,15 @@ impl Outcome {
 enum Op {
     Apply(Box<Backend>),
     Delete(String),
+    /// Re-render a backend with the prober's current verdicts (no caller waits for it).
+    Refresh(String),
 }
 
 impl Op {
     fn name(&self) -> &str {
         match self {
             Op::Apply(b) => &b.name,
-            Op::Delete(n) => n,
+            Op::Delete(n) | Op::Refresh(n) => n,
         }
     }
 }
@@ -63,6 +70,8 @@ impl Op {
 struct Job {
     op: Op,
     reply: mpsc::SyncSender<Result<Outcome, Error>>,
+    /// From the prober, not a request: not counted in `paperlb_updater_applies_total`.
+    internal: bool,
 }
 
 /// The applier's counters, registered on the updater's registry.
@@ -82,7 +91,7 @@ impl ApplyMetrics {
         ApplyMetrics {
             applies: r.counter(
                 "paperlb_updater_applies_total",
-                "Requests handled by the applier, by outcome (applied, unchanged, deleted, refused).",
+                "Requests handled by the applier, by outcome (applied, unchanged, deleted, absent, refused).",
                 &["outcome"],
             ),
             tests: r.counter(
@@ -124,6 +133,7 @@ impl ApplyMetrics {
 /// Handle to the applier thread; cheap to share between request threads.
 pub struct Applier {
     tx: Mutex<mpsc::Sender<Job>>,
+    health: Arc<Health>,
     dir: PathBuf,
     config_valid: Arc<AtomicBool>,
 }
@@ -131,7 +141,12 @@ pub struct Applier {
 impl Applier {
     /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`) and starts
     /// the applier thread.
-    pub fn start(dir: PathBuf, nginx: Nginx, metrics: ApplyMetrics) -> Result<Applier, Error> {
+    pub fn start(
+        dir: PathBuf,
+        nginx: Nginx,
+        metrics: ApplyMetrics,
+        health: Arc<Health>,
+    ) -> Result<Applier, Error> {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
@@ -146,6 +161,7 @@ impl Applier {
             nginx,
             metrics,
             config_valid: config_valid.clone(),
+            health: health.clone(),
         };
         std::thread::Builder::new()
             .name("applier".into())
@@ -153,6 +169,7 @@ impl Applier {
             .map_err(|e| Error::io(&dir, e))?;
         Ok(Applier {
             tx: Mutex::new(tx),
+            health,
             dir,
             config_valid,
         })
@@ -163,7 +180,7 @@ impl Applier {
         self.submit(Op::Apply(Box::new(b)))
     }
 
-    /// Removes a backend; `NotFound` if it is not configured.
+    /// Removes a backend; `Absent` if it is not configured.
     pub fn delete(&self, name: &str) -> Result<Outcome, Error> {
         self.submit(Op::Delete(name.to_string()))
     }
@@ -177,6 +194,24 @@ impl Applier {
         &self.dir
     }
 
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// For the prober: queues a re-render of one backend and returns at once.
+    pub fn refresher(&self) -> impl Fn(&str) + Send + 'static {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        move |name: &str| {
+            let (reply, _) = mpsc::sync_channel(1);
+            let op = Op::Refresh(name.to_string());
+            let _ = tx.send(Job {
+                op,
+                reply,
+                internal: true,
+            });
+        }
+    }
+
     fn submit(&self, op: Op) -> Result<Outcome, Error> {
         let (reply, rx) = mpsc::sync_channel(1);
         let stopped = || {
@@ -188,7 +223,11 @@ impl Applier {
         self.tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(Job { op, reply })
+            .send(Job {
+                op,
+                reply,
+                internal: false,
+            })
             .map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
     }
@@ -206,6 +245,7 @@ struct Worker {
     nginx: Nginx,
     metrics: ApplyMetrics,
     config_valid: Arc<AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl Worker {
@@ -227,7 +267,9 @@ impl Worker {
             Ok(o) => o.as_str(),
             Err(_) => "refused",
         };
-        self.metrics.applies.inc(&[label]);
+        if !job.internal {
+            self.metrics.applies.inc(&[label]);
+        }
         if let Err(e) = &r {
             log::warn!("refused {}: {e}", job.op.name());
         }
@@ -249,10 +291,34 @@ impl Worker {
         };
         let mut working = before.clone();
         let mut changes: Vec<(Job, Outcome)> = Vec::new();
-        for job in jobs {
+        for mut job in jobs {
+            match &mut job.op {
+                // Rendered with the prober's verdicts for this very upstream set and check.
+                Op::Apply(b) => b.down = self.health.down_for(b),
+                Op::Refresh(name) => {
+                    let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
+                    match self.health.backend(name) {
+                        Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
+                        // Deleted or replaced meanwhile: the newer request was rendered fresh.
+                        _ => {
+                            self.answer(job, Ok(Outcome::Unchanged));
+                            continue;
+                        }
+                    }
+                }
+                Op::Delete(_) => {}
+            }
             match plan(&working, &job.op) {
                 Err(e) => self.answer(job, Err(e)),
-                Ok(None) => self.answer(job, Ok(Outcome::Unchanged)),
+                Ok(None) if matches!(job.op, Op::Delete(_)) => {
+                    self.answer(job, Ok(Outcome::Absent))
+                }
+                Ok(None) => {
+                    if let Op::Apply(b) = &job.op {
+                        self.health.committed(b, Some(b.down.clone()));
+                    }
+                    self.answer(job, Ok(Outcome::Unchanged))
+                }
                 Ok(Some(next)) => {
                     let outcome = match next {
                         Some(e) => {
@@ -294,6 +360,11 @@ impl Worker {
                     touched.keys().cloned().collect::<Vec<_>>().join(", ")
                 );
                 for (job, outcome) in changes {
+                    match &job.op {
+                        Op::Apply(b) => self.health.committed(b, Some(b.down.clone())),
+                        Op::Delete(n) => self.health.removed(n),
+                        Op::Refresh(_) => {}
+                    }
                     self.answer(job, Ok(outcome));
                 }
             }
@@ -387,15 +458,8 @@ impl Worker {
 #[allow(clippy::option_option)]
 fn plan(working: &BTreeMap<String, Entry>, op: &Op) -> Result<Option<Option<Entry>>, Error> {
     match op {
-        Op::Delete(name) => {
-            if working.contains_key(name) {
-                Ok(Some(None))
-            } else {
-                Err(Error::NotFound(format!(
-                    "backend {name:?} is not configured"
-                )))
-            }
-        }
+        Op::Refresh(_) => Ok(None),
+        Op::Delete(name) => Ok(working.contains_key(name).then_some(None)),
         Op::Apply(b) => {
             for (other, e) in working {
                 let Some(r) = &e.request else { continue };
@@ -468,12 +532,27 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
     Ok((entries, unreadable))
 }
 
-/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name.
-pub fn list(dir: &Path) -> Result<ListResponse, Error> {
+/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
+/// rendered again from its header's request under `policy`: a file that differs (edited by hand,
+/// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
+pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
     let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let backends = entries
+        .into_values()
+        .filter_map(|e| {
+            let request = e.request?;
+            let modified = validate::backend(&request, policy)
+                // The prober's down marks are ours too: compared without them.
+                .map_or(true, |b| {
+                    nginx::render(&b) != nginx::without_down_marks(&e.content)
+                });
+            Some(ListedBackend { request, modified })
+        })
+        .collect();
     Ok(ListResponse {
-        backends: entries.into_values().filter_map(|e| e.request).collect(),
+        backends,
         unreadable,
+        version: None,
     })
 }
 

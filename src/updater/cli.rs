@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::server::{self, Settings};
+use super::server::{self, Settings, TlsFiles};
 use super::validate::{MAX_TIMEOUT_SECONDS, Policy};
 use crate::cli::{Arg, Usage, parse as parse_args, value};
 use crate::http::Limits;
@@ -23,7 +23,11 @@ Required:
 Optional:
   --nginx-bin PATH               nginx binary (default /usr/sbin/nginx)
   --token-file FILE              require `Authorization: Bearer <token>` on /api/*, token read from
-                                 FILE (re-read when it changes); without it the API is open
+                                 FILE (re-read when it changes, within 2 s); without it the API is
+                                 open to anyone who can reach the port (a warning is logged)
+  --tls-cert FILE                serve HTTPS with this PEM certificate chain (needs --tls-key);
+                                 reloaded when it changes, a broken new pair keeps the old one
+  --tls-key FILE                 the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
   --allowed-ports LOW-HIGH       LB ports requests may use (default 1024-65535)
   --proxy-timeout-default S      proxy_timeout when a request says 0 (default 600, nginx's own)
   --proxy-connect-timeout-default S
@@ -50,6 +54,8 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "nginx-conf",
             "nginx-bin",
             "token-file",
+            "tls-cert",
+            "tls-key",
             "allowed-ports",
             "proxy-timeout-default",
             "proxy-connect-timeout-default",
@@ -61,6 +67,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
     let mut nginx_conf = None;
     let mut nginx_bin = PathBuf::from("/usr/sbin/nginx");
     let mut token_file = None;
+    let (mut tls_cert, mut tls_key) = (None, None);
     let mut policy = Policy::default();
     for f in flags {
         let (name, v) = match f {
@@ -74,6 +81,8 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "nginx-conf" => nginx_conf = Some(PathBuf::from(v)),
             "nginx-bin" => nginx_bin = PathBuf::from(v),
             "token-file" => token_file = Some(PathBuf::from(v)),
+            "tls-cert" => tls_cert = Some(PathBuf::from(v)),
+            "tls-key" => tls_key = Some(PathBuf::from(v)),
             "allowed-ports" => policy.allowed_ports = port_range(&v)?,
             "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v)?,
             "proxy-connect-timeout-default" => {
@@ -82,6 +91,15 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             _ => return Err(Usage(format!("unknown flag --{name}"))),
         }
     }
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            return Err(Usage(
+                "flags --tls-cert and --tls-key go together: give both or neither".into(),
+            ));
+        }
+    };
     Ok(Some(Config {
         settings: Settings {
             listen: need(listen, "listen")?,
@@ -89,6 +107,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             nginx_conf: need(nginx_conf, "nginx-conf")?,
             nginx_bin,
             token_file,
+            tls,
             policy,
             limits: Limits::default(),
         },
@@ -127,9 +146,18 @@ fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
 /// leaves each file either old or new.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let s = &config.settings;
+    if s.token_file.is_none() {
+        log::warn!(
+            "!!! no --token-file: the updater API on {} is OPEN. Anyone who can reach this port \
+             can rewrite nginx. Create a token (README, \"Securing the LB host\") and pass \
+             --token-file, or at least firewall the port to the cluster's nodes. !!!",
+            s.listen
+        );
+    }
     let (server, _updater) = server::start(s)?;
     log::info!(
-        "nginx-updater listening on {} (streams {}, nginx.conf {}, ports {}-{}, auth {})",
+        "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{}, auth {})",
+        if s.tls.is_some() { "https" } else { "http" },
         server.local_addr(),
         s.streams_dir.display(),
         s.nginx_conf.display(),
@@ -171,6 +199,8 @@ mod tests {
             "--nginx-conf",
             "--nginx-bin",
             "--token-file",
+            "--tls-cert",
+            "--tls-key",
             "--allowed-ports",
             "--proxy-timeout-default",
             "--proxy-connect-timeout-default",
@@ -206,6 +236,17 @@ mod tests {
             (30, 5)
         );
         assert_eq!(c.token_file, Some(PathBuf::from("/t")));
+        assert_eq!(c.tls, None);
+        let mut args = s(REQUIRED);
+        args.extend(s(&["--tls-cert", "/c.pem", "--tls-key=/k.pem"]));
+        let c = parse(&args).unwrap().unwrap().settings;
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
     }
 
     #[test]
@@ -223,6 +264,8 @@ mod tests {
             &["--proxy-timeout-default", "0"],
             &["--proxy-connect-timeout-default", "86401"],
             &["--bogus", "1"],
+            &["--tls-cert", "/c.pem"],
+            &["--tls-key", "/k.pem"],
         ] {
             let mut args = s(REQUIRED);
             args.extend(s(bad));

@@ -1,21 +1,42 @@
 //! The controller's side of the updater API: `UpdaterClient` talks to any nginx-lb-updater
 //! compatible server (ours or the Go one) over plain HTTP or HTTPS.
 //!
-//! Owns: timeouts, bounded reading of answers (64 KiB), and turning answers into `updater::Error`
-//! (`{"err"}` surfaced, HTML or garbage summarised in one line). Must not: retry (the controller's
-//! work queue decides when to try again), or put the token in an error or a log line.
+//! Owns: the bearer token and TLS trust of one endpoint ([`ClientAuth`]), timeouts, bounded reading
+//! of answers (64 KiB, 32 MiB for a list), and turning answers into `updater::Error` (`{"err"}`
+//! surfaced, HTML or garbage summarised in one line; 401/403 are `Unauthorized`, a GET answered
+//! 404/405 is `Unsupported`). Must not: retry (the controller's work queue decides when to try
+//! again), or put the token in an error, a log line or `Debug` output.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use ureq::Agent;
-use ureq::tls::{TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use super::Error;
 use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse};
+use crate::kube::client::{TlsConnector, TlsLayer};
+use crate::kube::tls;
 
-/// Largest answer read from an updater.
+/// Largest answer to a POST or DELETE read from an updater.
 pub const MAX_RESPONSE: u64 = 64 * 1024;
+/// Largest `GET /api/v1/lb` answer: about 300 bytes per backend with a few upstreams, so room for
+/// tens of thousands of backends while a hostile or broken peer still cannot exhaust memory.
+pub const MAX_LIST_RESPONSE: u64 = 32 * 1024 * 1024;
+
+/// Where the system's CA bundle lives on common distributions (Debian/Ubuntu/Alpine, Fedora/RHEL,
+/// openSUSE, older RHEL, Alpine's alternative): the first readable one is used.
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
 
 /// Timeouts of one call. `Default` allows for a group-committed reload behind a long batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,23 +56,87 @@ impl Default for Timeouts {
     }
 }
 
-/// A client for one updater (one LoadBalancerConfig's `httpUpdaterURL`).
-#[derive(Debug, Clone)]
+/// How an `https://` endpoint's certificate is verified. Ignored for `http://` endpoints, except
+/// that a `CaPem` must still parse (a garbage CA is an error wherever it is given).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum ClientTls {
+    /// The system's CA bundle (the first of [`SYSTEM_CA_BUNDLES`] that exists).
+    #[default]
+    SystemRoots,
+    /// Only the CA certificate(s) of this PEM bundle.
+    CaPem(Vec<u8>),
+    /// Any certificate is accepted (handshake signatures are still checked); warns when a client is
+    /// made with it.
+    InsecureSkipVerify,
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientTls::SystemRoots => f.write_str("SystemRoots"),
+            ClientTls::CaPem(p) => write!(f, "CaPem({} bytes)", p.len()),
+            ClientTls::InsecureSkipVerify => f.write_str("InsecureSkipVerify"),
+        }
+    }
+}
+
+/// Credentials and trust for one updater. `Default`: no token, system roots.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ClientAuth {
+    /// Sent as `Authorization: Bearer <token>` on every call.
+    pub token: Option<String>,
+    pub tls: ClientTls,
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// A client for one updater endpoint (one LoadBalancerConfig's resolved `httpUpdaterURL`).
+#[derive(Clone)]
 pub struct UpdaterClient {
-    base: String,
+    url: String,
     token: Option<String>,
     agent: Agent,
 }
 
+impl fmt::Debug for UpdaterClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpdaterClient")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 impl UpdaterClient {
-    /// `base_url` is `http://host:port` or `https://host:port` (a trailing `/` is fine).
-    pub fn new(base_url: &str, token: Option<String>, timeouts: Timeouts) -> UpdaterClient {
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
-        let agent: Agent = Agent::config_builder()
+    /// `endpoint` is the full URL every call goes to (`http://h:3000/api/v1/lb`), as
+    /// `model::url::updater_endpoint` resolves an `httpUpdaterURL`; it is used as given. Errors
+    /// name the problem, never the token or the CA's bytes.
+    pub fn new(
+        endpoint: &str,
+        auth: ClientAuth,
+        timeouts: Timeouts,
+    ) -> Result<UpdaterClient, Error> {
+        let url = endpoint.to_string();
+        if let Some(t) = &auth.token {
+            check_token(t)?;
+        }
+        let https = url
+            .get(..8)
+            .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
+        let tls = client_tls(&url, &auth.tls, https)?;
+        let config = Agent::config_builder()
             .http_status_as_error(false)
+            // An updater does not redirect; following one would send the token elsewhere.
+            .max_redirects(0)
+            // The LB host is reached directly; *_PROXY variables meant for the Internet do not apply.
+            .proxy(None)
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.call))
             .max_response_header_size(16 * 1024)
@@ -62,101 +147,203 @@ impl UpdaterClient {
             // that many connections warm (ureq keeps 3 per host by default).
             .max_idle_connections(16)
             .max_idle_connections_per_host(16)
-            .tls_config(tls)
-            .build()
-            .into();
-        UpdaterClient {
-            base: base_url.trim_end_matches('/').to_string(),
-            token,
+            .build();
+        let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
+        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
+        Ok(UpdaterClient {
+            url,
+            token: auth.token,
             agent,
-        }
+        })
     }
 
-    fn url(&self) -> String {
-        format!("{}/api/v1/lb", self.base)
+    /// The endpoint every call goes to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
-    /// `POST /api/v1/lb`: Ok once the updater has applied (and reloaded) the request.
+    /// `POST`: Ok once the updater has applied (and reloaded) the request.
     pub fn apply(&self, req: &LbRequest) -> Result<(), Error> {
         // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
         let mut req = req.clone();
         req.lb_protocol = req.lb_protocol.to_ascii_uppercase();
         let body = body_of(&req)?;
-        let mut r = self.agent.post(self.url());
+        let mut r = self.agent.post(&self.url);
         if let Some(t) = &self.token {
             r = r.header("Authorization", format!("Bearer {t}"));
         }
         let resp = r.content_type("application/json").send(body.as_bytes());
-        self.finish(resp, false).map(|_| ())
+        self.finish(resp, Call::Write).map(|_| ())
     }
 
-    /// `DELETE /api/v1/lb`: a backend that is already gone (404) counts as deleted.
+    /// `DELETE`: a backend that is already gone (404) counts as deleted.
     pub fn delete(&self, backend_name: &str) -> Result<(), Error> {
         let body = body_of(&DeleteRequest {
             backend_name: backend_name.to_string(),
         })?;
-        let mut r = self.agent.delete(self.url()).force_send_body();
+        let mut r = self.agent.delete(&self.url).force_send_body();
         if let Some(t) = &self.token {
             r = r.header("Authorization", format!("Bearer {t}"));
         }
         let resp = r.content_type("application/json").send(body.as_bytes());
-        self.finish(resp, true).map(|_| ())
+        self.finish(resp, Call::Delete).map(|_| ())
     }
 
-    /// `GET /api/v1/lb` (our updater only; the Go one answers 404/405).
+    /// `GET` (our updater only; the Go one answers 404/405: `Error::Unsupported`).
     pub fn list(&self) -> Result<ListResponse, Error> {
-        let mut r = self.agent.get(self.url());
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Bearer {t}"));
-        }
-        let text = self.finish(r.call(), false)?;
-        serde_json::from_str(&text).map_err(|e| Error::Decode {
-            url: self.url(),
+        let v = self.list_json()?;
+        serde_json::from_value(v).map_err(|e| Error::Decode {
+            url: self.url.clone(),
             detail: e.to_string(),
         })
     }
 
-    /// Reads at most `MAX_RESPONSE` bytes and maps the status.
+    /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
+    /// explain`: per-upstream health, the updater's version).
+    pub fn list_json(&self) -> Result<serde_json::Value, Error> {
+        let mut r = self.agent.get(&self.url);
+        if let Some(t) = &self.token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let text = self.finish(r.call(), Call::List)?;
+        serde_json::from_str(&text).map_err(|e| Error::Decode {
+            url: self.url.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Reads a bounded answer and maps the status.
     fn finish(
         &self,
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-        not_found_is_ok: bool,
+        call: Call,
     ) -> Result<String, Error> {
         let mut resp = resp.map_err(|e| self.transport(e))?;
         let code = resp.status().as_u16();
+        let limit = match call {
+            Call::List if (200..300).contains(&code) => MAX_LIST_RESPONSE,
+            _ => MAX_RESPONSE,
+        };
         let text = resp
             .body_mut()
             .with_config()
-            .limit(MAX_RESPONSE)
+            .limit(limit)
             .lossy_utf8(true)
             .read_to_string();
         if (200..300).contains(&code) {
             return text.map_err(|e| self.transport(e));
         }
-        if code == 404 && not_found_is_ok {
+        if code == 404 && call == Call::Delete {
             return Ok(String::new());
         }
         let message = match text {
             Ok(t) => summarise(&t),
             Err(ureq::Error::BodyExceedsLimit(_)) => {
-                format!("answer larger than {MAX_RESPONSE} bytes")
+                format!("answer larger than {limit} bytes")
             }
             Err(e) => format!("unreadable answer: {}", self.transport(e)),
         };
-        Err(Error::Refused { code, message })
+        Err(match (code, call) {
+            (401 | 403, _) => Error::Unauthorized { code, message },
+            (404 | 405, Call::List) => Error::Unsupported { code, message },
+            _ => Error::Refused { code, message },
+        })
     }
 
     fn transport(&self, e: ureq::Error) -> Error {
         let detail = match e {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
             ureq::Error::BodyExceedsLimit(n) => format!("answer larger than {n} bytes"),
+            // TLS failures come phrased for the user already (kube::tls::describe_handshake_error).
+            ureq::Error::Other(e) => e.to_string(),
             other => other.to_string(),
         };
         Error::Transport {
-            url: self.url(),
+            url: self.url.clone(),
             detail,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Write,
+    Delete,
+    List,
+}
+
+/// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty.
+fn check_token(t: &str) -> Result<(), Error> {
+    if t.is_empty() {
+        return Err(Error::Config("the bearer token is empty".into()));
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Config(
+            "the bearer token holds characters that cannot be sent in an HTTP header \
+             (only visible ASCII, no spaces or line breaks)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The rustls side of an `https` endpoint; `None` for `http` (a `CaPem` is still checked).
+fn client_tls(url: &str, t: &ClientTls, https: bool) -> Result<Option<TlsConnector>, Error> {
+    let provider = tls::provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
+    let builder = match t {
+        ClientTls::CaPem(pem) => {
+            let roots = tls::root_store(pem).map_err(Error::Config)?;
+            if !https {
+                return Ok(None);
+            }
+            builder.with_root_certificates(roots)
+        }
+        _ if !https => return Ok(None),
+        ClientTls::SystemRoots => builder.with_root_certificates(system_roots()?),
+        ClientTls::InsecureSkipVerify => {
+            log::warn!(
+                "insecureSkipVerify: the certificate of updater {url} is not verified; anyone on \
+                 the path can impersonate it and read the bearer token"
+            );
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(tls::AnyServerCert::new(&provider)))
+        }
+    };
+    let host = tls::host_of(url);
+    let name = ServerName::try_from(host.to_string()).map_err(|e| {
+        Error::Config(format!(
+            "{host:?} in {url} is not a DNS name or IP address to verify a certificate for: {e}"
+        ))
+    })?;
+    Ok(Some(TlsConnector {
+        config: Arc::new(builder.with_no_client_auth()),
+        name,
+    }))
+}
+
+/// The system CA bundle, read and parsed once per process.
+fn system_roots() -> Result<rustls::RootCertStore, Error> {
+    static ROOTS: std::sync::OnceLock<Result<rustls::RootCertStore, String>> =
+        std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            for path in SYSTEM_CA_BUNDLES {
+                let Ok(pem) = std::fs::read(path) else {
+                    continue;
+                };
+                return tls::root_store(&pem).map_err(|e| format!("{path}: {e}"));
+            }
+            Err(format!(
+                "no system CA bundle found (looked for {}); give the updater's CA instead",
+                SYSTEM_CA_BUNDLES.join(", ")
+            ))
+        })
+        .clone()
+        .map_err(Error::Config)
 }
 
 fn body_of<T: serde::Serialize>(v: &T) -> Result<String, Error> {
@@ -196,7 +383,51 @@ fn summarise(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::summarise;
+    use super::*;
+
+    #[test]
+    fn bad_tokens_and_cas_are_refused_without_echoing_them() {
+        let t = Timeouts::default();
+        for token in ["", "a b", "tok\r\nX: y", "tökén"] {
+            let auth = ClientAuth {
+                token: Some(token.into()),
+                ..ClientAuth::default()
+            };
+            let e = UpdaterClient::new("http://127.0.0.1:1", auth, t).unwrap_err();
+            assert!(matches!(e, Error::Config(_)), "{e}");
+            if !token.is_empty() {
+                assert!(!e.to_string().contains(token), "{e}");
+            }
+        }
+        let auth = ClientAuth {
+            token: None,
+            tls: ClientTls::CaPem(b"SECRETGARBAGE".to_vec()),
+        };
+        for url in ["http://127.0.0.1:1", "https://127.0.0.1:1"] {
+            let e = UpdaterClient::new(url, auth.clone(), t).unwrap_err();
+            assert!(e.to_string().contains("certificate authority"), "{e}");
+            assert!(!e.to_string().contains("SECRETGARBAGE"), "{e}");
+        }
+    }
+
+    #[test]
+    fn debug_output_redacts_the_token() {
+        let auth = ClientAuth {
+            token: Some("s3cr3t".into()),
+            tls: ClientTls::CaPem(b"pem".to_vec()),
+        };
+        assert!(!format!("{auth:?}").contains("s3cr3t"));
+        let c = UpdaterClient::new(
+            "http://127.0.0.1:1",
+            ClientAuth {
+                tls: ClientTls::SystemRoots,
+                ..auth
+            },
+            Timeouts::default(),
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
 
     #[test]
     fn summarises_err_bodies_html_and_garbage_in_one_line() {

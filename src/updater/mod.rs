@@ -3,15 +3,18 @@
 //!
 //! Owns: `updater::Error`, the one error type of this module for both halves. The wire types are in
 //! `api`, validation in `validate` (pure), rendering and the nginx process in `nginx`, the file set
-//! and group commit in `apply`, routes in `server`, the controller's side in `client`.
+//! and group commit in `apply`, active health checks in `health`, routes in `server`, the controller's side in `client`.
 //! Must not: hold or print secrets (the bearer token never appears in an error or a log line).
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod health;
 pub mod nginx;
 pub mod server;
+pub mod tls;
 pub mod validate;
 
 use std::fmt;
@@ -24,8 +27,6 @@ pub enum Error {
     Invalid(String),
     /// The request conflicts with another backend (port already served, same protocol): HTTP 409.
     Conflict(String),
-    /// DELETE or lookup of a backend that is not configured: HTTP 404.
-    NotFound(String),
     /// nginx refused the configuration (`nginx -t`) or the reload did not take; the previous file set
     /// was restored. `message` is nginx's own, trimmed.
     Nginx { message: String },
@@ -41,6 +42,13 @@ pub enum Error {
     Transport { url: String, detail: String },
     /// Client side: a 2xx answer that did not decode.
     Decode { url: String, detail: String },
+    /// Client side: the updater refused our credentials (401 or 403); `message` is its `{"err"}`.
+    Unauthorized { code: u16, message: String },
+    /// Client side: the updater has no `GET /api/v1/lb` (404 or 405: the Go nginx-lb-updater).
+    Unsupported { code: u16, message: String },
+    /// Client side: the client cannot be set up (unusable CA PEM, no system CA bundle for an
+    /// `https` endpoint, a token that cannot be sent in a header). Never holds secret bytes.
+    Config(String),
 }
 
 impl Error {
@@ -49,11 +57,28 @@ impl Error {
         match self {
             Error::Invalid(_) => 400,
             Error::Conflict(_) => 409,
-            Error::NotFound(_) => 404,
             Error::Nginx { .. } | Error::Io { .. } => 500,
-            Error::Refused { code, .. } => *code,
+            Error::Refused { code, .. }
+            | Error::Unauthorized { code, .. }
+            | Error::Unsupported { code, .. } => *code,
             Error::Transport { .. } | Error::Decode { .. } => 502,
+            Error::Config(_) => 500,
         }
+    }
+
+    /// The updater refused the token (or its absence): 401 or 403.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Error::Unauthorized { .. })
+    }
+
+    /// The updater does not serve `GET /api/v1/lb` (the Go one): drift checks cannot work there.
+    pub fn is_unsupported(&self) -> bool {
+        matches!(self, Error::Unsupported { .. })
+    }
+
+    /// No answer: the updater could not be reached, or the exchange broke or timed out.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Error::Transport { .. })
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
@@ -69,7 +94,6 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "invalid request: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
-            Error::NotFound(m) => write!(f, "not found: {m}"),
             Error::Nginx { message } => write!(f, "nginx refused the change: {message}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
@@ -77,6 +101,15 @@ impl fmt::Display for Error {
             Error::Decode { url, detail } => {
                 write!(f, "updater {url}: undecodable answer: {detail}")
             }
+            Error::Unauthorized { code, message } => {
+                write!(f, "updater refused the credentials ({code}): {message}")
+            }
+            Error::Unsupported { code, message } => write!(
+                f,
+                "updater does not list its backends (GET answered {code}: {message}); \
+                 the Go nginx-lb-updater has no GET /api/v1/lb"
+            ),
+            Error::Config(m) => write!(f, "updater client: {m}"),
         }
     }
 }

@@ -22,25 +22,55 @@ use super::validate::{Backend, Protocol};
 
 /// First line of every file we write; the rest of the line is the request as JSON.
 pub const HEADER: &str = "# paperlb-request: ";
+/// Continuation lines of a long header: nginx's parser refuses any token, a comment included,
+/// longer than its 4 KiB buffer (`too long parameter`), so the JSON is split into short lines.
+pub const HEADER_MORE: &str = "# paperlb-request+ ";
+/// Longest piece of the header JSON on one line.
+const HEADER_CHUNK: usize = 3000;
 
 /// The complete content of `<name>.conf` for a validated backend.
 pub fn render(b: &Backend) -> String {
     // serde_json escapes control characters, so the header stays one comment line whatever it holds.
     let json = serde_json::to_string(&b.request).unwrap_or_default();
     let mut s = String::with_capacity(256 + 40 * b.upstreams.len());
-    s.push_str(HEADER);
-    s.push_str(&json);
+    let mut rest = json.as_str();
+    let mut prefix = HEADER;
+    loop {
+        let mut cut = rest.len().min(HEADER_CHUNK);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.push_str(prefix);
+        s.push_str(&rest[..cut]);
+        rest = &rest[cut..];
+        if rest.is_empty() {
+            break;
+        }
+        s.push('\n');
+        prefix = HEADER_MORE;
+    }
     s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
     s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
-    for (h, p) in &b.upstreams {
-        s.push_str(&format!("    server {h}:{p};\n"));
+    for (i, (h, p)) in b.upstreams.iter().enumerate() {
+        // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
+        let down = if b.down.contains(&i) { " down" } else { "" };
+        s.push_str(&format!("    server {h}:{p}{down};\n"));
     }
     s.push_str("}\n\nserver {\n");
     match b.protocol {
         Protocol::Tcp => s.push_str(&format!("    listen {};\n", b.port)),
         Protocol::Udp => s.push_str(&format!("    listen {} udp;\n", b.port)),
     }
+    for c in &b.source_ranges {
+        s.push_str(&format!("    allow {c};\n"));
+    }
+    if !b.source_ranges.is_empty() {
+        s.push_str("    deny all;\n");
+    }
     s.push_str(&format!("    proxy_pass paperlb_{};\n", b.name));
+    if b.proxy_protocol {
+        s.push_str("    proxy_protocol on;\n");
+    }
     s.push_str(&format!("    proxy_timeout {}s;\n", b.proxy_timeout));
     s.push_str(&format!(
         "    proxy_connect_timeout {}s;\n",
@@ -50,13 +80,35 @@ pub fn render(b: &Backend) -> String {
     s
 }
 
+/// The content with every `server host:port down;` line of the upstream block read as
+/// `server host:port;` (how `render` writes it with no verdicts).
+pub fn without_down_marks(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        match line.strip_prefix("    server ") {
+            Some(rest) if rest.ends_with(" down;\n") => {
+                out.push_str("    server ");
+                out.push_str(&rest[..rest.len() - " down;\n".len()]);
+                out.push_str(";\n");
+            }
+            _ => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Reads the request header back from a file's content.
 pub fn parse_header(content: &str) -> Result<LbRequest, String> {
-    let first = content.lines().next().unwrap_or("");
-    let json = first
+    let mut lines = content.lines();
+    let first = lines.next().unwrap_or("");
+    let mut json = first
         .strip_prefix(HEADER)
-        .ok_or_else(|| "no paperlb-request header line (not written by paperlb)".to_string())?;
-    serde_json::from_str(json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
+        .ok_or_else(|| "no paperlb-request header line (not written by paperlb)".to_string())?
+        .to_string();
+    for more in lines.map_while(|l| l.strip_prefix(HEADER_MORE)) {
+        json.push_str(more);
+    }
+    serde_json::from_str(&json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
 }
 
 /// One directive of nginx.conf with the names of the blocks around it (`["stream"]`).
@@ -453,10 +505,13 @@ mod tests {
                 .map(|h| Upstream {
                     host: h.to_string(),
                     port: 30080,
+                    health: Default::default(),
                 })
                 .collect(),
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 5,
+            traffic: Default::default(),
+            owner: None,
         }
     }
 
@@ -483,6 +538,47 @@ mod tests {
         }
         assert!(parse_header("server { listen 1; }").is_err());
         assert!(parse_header("# paperlb-request: {nope").is_err());
+    }
+
+    #[test]
+    fn renders_source_ranges_proxy_protocol_and_down_marks() {
+        let mut r = req("tcp", &["127.0.0.2", "127.0.0.3"]);
+        r.traffic.source_ranges = vec!["127.0.0.2/32".into(), "::1/128".into()];
+        r.traffic.proxy_protocol = true;
+        let mut b = backend(&r, &Policy::default()).unwrap();
+        b.down.insert(1);
+        let text = render(&b);
+        assert!(text.ends_with("upstream paperlb_default_nginx {\n    server 127.0.0.2:30080;\n    server 127.0.0.3:30080 down;\n}\n\nserver {\n    listen 8100;\n    allow 127.0.0.2/32;\n    allow ::1/128;\n    deny all;\n    proxy_pass paperlb_default_nginx;\n    proxy_protocol on;\n    proxy_timeout 600s;\n    proxy_connect_timeout 5s;\n}\n"), "{text}");
+        b.down.clear();
+        assert_eq!(without_down_marks(&text), render(&b));
+        // The header holds the request, not the prober's verdicts.
+        assert_eq!(parse_header(&text).unwrap(), b.request);
+        let json = serde_json::to_string(&b.request).unwrap();
+        assert!(
+            json.contains(r#""sourceRanges":["127.0.0.2/32","::1/128"],"proxyProtocol":true"#),
+            "{json}"
+        );
+        // Unset additions stay out of the JSON (the Go controller's bodies are unchanged).
+        let plain = serde_json::to_string(&req("tcp", &["127.0.0.2"])).unwrap();
+        assert_eq!(
+            plain,
+            r#"{"backendName":"default_nginx","lbPort":8100,"lbProtocol":"tcp","upstreamServers":[{"host":"127.0.0.2","port":30080}],"proxyTimeoutSeconds":0,"proxyConnectTimeoutSeconds":5}"#
+        );
+    }
+
+    #[test]
+    fn long_headers_are_split_into_lines_nginx_accepts() {
+        let hosts: Vec<String> = (0..1000).map(|i| format!("node-{i}.example.com")).collect();
+        let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let b = backend(&req("tcp", &refs), &Policy::default()).unwrap();
+        let text = render(&b);
+        assert!(
+            text.lines().all(|l| l.len() < 4000),
+            "a line nginx would refuse"
+        );
+        assert!(text.lines().nth(1).unwrap().starts_with(HEADER_MORE));
+        assert_eq!(parse_header(&text).unwrap(), b.request);
+        assert_eq!(parse_header(&text).unwrap().upstream_servers.len(), 1000);
     }
 
     #[test]

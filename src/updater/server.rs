@@ -1,17 +1,20 @@
 //! The updater's routes: `POST|DELETE|GET /api/v1/lb`, `GET /healthz`, `GET /metrics`, bearer-token
-//! auth on `/api/*`, and `start`, which wires the applier and the HTTP server together.
+//! auth on `/api/*` (`auth`), and `start`, which wires the applier and the HTTP(S) server together.
 //!
 //! Owns: mapping HTTP to applier calls and errors to `{"err"}` answers. Must not: write files or run
 //! nginx itself (the applier does), or log the token.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::Error;
 use super::api::{DeleteRequest, LbRequest};
 use super::apply::{self, Applier, ApplyMetrics};
+use super::auth::TokenFile;
+use super::health::Health;
 use super::nginx::{self, Nginx};
+use super::tls;
 use super::validate::{self, Policy};
 use crate::http::{self, Limits, Request, Response};
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Histogram, Registry};
@@ -24,8 +27,17 @@ pub struct Settings {
     pub nginx_conf: PathBuf,
     pub nginx_bin: PathBuf,
     pub token_file: Option<PathBuf>,
+    /// `--tls-cert` and `--tls-key`: serve HTTPS with this pair (reloaded when either changes).
+    pub tls: Option<TlsFiles>,
     pub policy: Policy,
     pub limits: Limits,
+}
+
+/// The certificate chain and private key files (PEM) of the HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The running updater: shared by every request thread.
@@ -37,61 +49,6 @@ pub struct Updater {
     registry: Registry,
     requests: Counter,
     seconds: Histogram,
-}
-
-/// The bearer token, re-read when the file's modification time changes; a failed re-read keeps the
-/// old token (kube-rs habit), so a half-written rotation does not lock everyone out.
-struct TokenFile {
-    path: PathBuf,
-    cached: Mutex<(Option<SystemTime>, String)>,
-}
-
-impl TokenFile {
-    fn load(path: PathBuf) -> Result<TokenFile, Error> {
-        let token = read_token(&path)?;
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        Ok(TokenFile {
-            path,
-            cached: Mutex::new((mtime, token)),
-        })
-    }
-
-    fn current(&self) -> String {
-        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if mtime.is_some() && mtime != c.0 {
-            match read_token(&self.path) {
-                Ok(t) => *c = (mtime, t),
-                Err(e) => log::warn!("keeping the previous token: {e}"),
-            }
-        }
-        c.1.clone()
-    }
-}
-
-fn read_token(path: &std::path::Path) -> Result<String, Error> {
-    let t = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let t = t.trim().to_string();
-    if t.is_empty() {
-        return Err(Error::io(
-            path,
-            std::io::Error::other("token file is empty"),
-        ));
-    }
-    Ok(t)
-}
-
-/// Compares in time that depends only on the lengths, not on where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
 }
 
 /// Checks nginx.conf, starts the applier and binds the server. The caller keeps the `Server` (drop
@@ -108,11 +65,25 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir).map_err(Error::Invalid)?;
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
     let registry = Registry::new();
+    let health = Health::new(&registry);
     let applier = Applier::start(
         s.streams_dir.clone(),
         nginx.clone(),
         ApplyMetrics::register(&registry),
+        health.clone(),
     )?;
+    // Backends configured before a restart keep their checks; their files' down marks are
+    // re-rendered once the first verdicts are in (`rendered` unknown).
+    if let Ok(l) = apply::list(&s.streams_dir, &s.policy) {
+        for r in &l.backends {
+            if let Ok(b) = validate::backend(&r.request, &s.policy) {
+                health.committed(&b, None);
+            }
+        }
+    }
+    health
+        .start(applier.refresher())
+        .map_err(|e| Error::io(&s.streams_dir, e))?;
     let token = s.token_file.clone().map(TokenFile::load).transpose()?;
     let updater = Arc::new(Updater {
         applier,
@@ -133,9 +104,14 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
         registry,
     });
     let u = updater.clone();
-    let server = http::Server::bind(s.listen.as_str(), s.limits.clone(), move |r: &Request| {
-        u.handle(r)
-    })
+    let handler = move |r: &Request| u.handle(r);
+    let server = match &s.tls {
+        None => http::Server::bind(s.listen.as_str(), s.limits.clone(), handler),
+        Some(f) => {
+            let config = tls::server_config(&f.cert, &f.key)?;
+            http::Server::bind_tls(s.listen.as_str(), s.limits.clone(), config, handler)
+        }
+    }
     .map_err(|e| Error::io(std::path::Path::new(&s.listen), e))?;
     Ok((server, updater))
 }
@@ -168,12 +144,7 @@ impl Updater {
     fn route(&self, r: &Request, route: &str) -> Response {
         if route.starts_with("/api/") {
             if let Some(t) = &self.token {
-                let want = t.current();
-                let got = r
-                    .header("authorization")
-                    .and_then(|h| h.strip_prefix("Bearer "))
-                    .unwrap_or("");
-                if !constant_time_eq(got.trim().as_bytes(), want.as_bytes()) {
+                if !t.allows(r.header("authorization")) {
                     return Response::error(401, "missing or wrong bearer token")
                         .with_header("WWW-Authenticate", "Bearer");
                 }
@@ -182,8 +153,12 @@ impl Updater {
         match (route, r.method.as_str()) {
             ("/api/v1/lb", "POST") => self.post(r),
             ("/api/v1/lb", "DELETE") => self.delete(r),
-            ("/api/v1/lb", "GET") => match apply::list(self.applier.dir()) {
-                Ok(l) => Response::json(200, &l),
+            ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
+                Ok(mut l) => {
+                    self.applier.health().annotate(&mut l);
+                    l.version = Some(env!("CARGO_PKG_VERSION").to_string());
+                    Response::json(200, &l)
+                }
                 Err(e) => err(&e),
             },
             ("/healthz", "GET" | "HEAD") => self.healthz(),
@@ -244,6 +219,13 @@ impl Updater {
     }
 }
 
+impl Drop for Updater {
+    /// Stops the health prober (the applier thread ends when its last sender is gone).
+    fn drop(&mut self) {
+        self.applier.health().stop();
+    }
+}
+
 fn ok(o: apply::Outcome, name: &str) -> Response {
     Response::json(
         200,
@@ -261,18 +243,4 @@ fn method_not_allowed(allow: &str) -> Response {
 
 fn clip(s: &str) -> String {
     s.chars().take(100).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_compare_needs_equal_bytes_and_length() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

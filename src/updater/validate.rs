@@ -5,15 +5,24 @@
 //! rendered: a name or host that passes here contains no whitespace, `;`, `{`, `}`, `#`, quotes, `$`
 //! or path separators, so it cannot add an nginx directive or escape the streams directory.
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::api::LbRequest;
+use super::api::{HealthCheck, LbRequest};
 
 /// Largest accepted timeout, in seconds (one day).
 pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
 /// Most upstream servers per backend.
 pub const MAX_UPSTREAMS: usize = 1000;
+/// Most `sourceRanges` entries per backend.
+pub const MAX_SOURCE_RANGES: usize = 256;
+/// Longest health check interval or timeout, in seconds (one hour).
+pub const MAX_CHECK_SECONDS: u64 = 3600;
+/// Largest health check threshold.
+pub const MAX_THRESHOLD: u32 = 100;
+/// Longest health check path.
+pub const MAX_PATH_LEN: usize = 1024;
 
 /// Limits and defaults the updater was started with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +96,37 @@ pub struct Backend {
     pub upstreams: Vec<(Host, u16)>,
     pub proxy_timeout: u64,
     pub proxy_connect_timeout: u64,
+    /// Networks allowed to connect, canonical (`10.0.0.0/8`, `2001:db8::/32`); empty = everyone.
+    pub source_ranges: Vec<String>,
+    /// `proxy_protocol on;` (TCP only).
+    pub proxy_protocol: bool,
+    /// The active health check, if any.
+    pub health_check: Option<Check>,
+    /// Indices into `upstreams` rendered `down` (set by the applier from the prober's verdicts,
+    /// never from the request).
+    pub down: BTreeSet<usize>,
     /// The request as it will be stored and listed: protocol in Kubernetes case, the rest as sent.
     pub request: LbRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    Tcp,
+    Http,
+}
+
+/// A validated health check with its defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Check {
+    pub kind: CheckKind,
+    /// Port probed on each upstream's host; `None` = the upstream's own port.
+    pub port: Option<u16>,
+    /// HTTP path: starts with `/`, visible ASCII only (no spaces or control characters).
+    pub path: String,
+    pub interval_seconds: u64,
+    pub timeout_seconds: u64,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
 }
 
 /// Validates a whole POST body. The error names the field and the offending value.
@@ -126,8 +164,30 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
         req.proxy_connect_timeout_seconds,
         policy.proxy_connect_timeout_default,
     )?;
+    let t = &req.traffic;
+    if t.source_ranges.len() > MAX_SOURCE_RANGES {
+        return Err(format!(
+            "sourceRanges: at most {MAX_SOURCE_RANGES} entries, got {}",
+            t.source_ranges.len()
+        ));
+    }
+    let mut source_ranges = Vec::with_capacity(t.source_ranges.len());
+    for (i, c) in t.source_ranges.iter().enumerate() {
+        source_ranges.push(cidr(c).map_err(|e| format!("sourceRanges[{i}]: {e}"))?);
+    }
+    if t.proxy_protocol && protocol == Protocol::Udp {
+        return Err("proxyProtocol: only for TCP backends (lbProtocol is UDP)".into());
+    }
+    let health_check = t.health_check.as_ref().map(health_check).transpose()?;
+    if let Some(o) = &req.owner {
+        owner(o)?;
+    }
     let mut request = req.clone();
     request.lb_protocol = protocol.as_k8s().to_string();
+    for u in &mut request.upstream_servers {
+        // Output-only fields: a client echoing a GET answer back must not store them.
+        u.health = Default::default();
+    }
     Ok(Backend {
         name: req.backend_name.clone(),
         port: req.lb_port,
@@ -135,8 +195,83 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
         upstreams,
         proxy_timeout,
         proxy_connect_timeout,
+        source_ranges,
+        proxy_protocol: t.proxy_protocol,
+        health_check,
+        down: BTreeSet::new(),
         request,
     })
+}
+
+/// `healthCheck` with defaults: interval 2 s, timeout 1 s, thresholds 2 and 2, path `/healthz`.
+pub fn health_check(h: &HealthCheck) -> Result<Check, String> {
+    let kind = match h.kind.to_ascii_lowercase().as_str() {
+        "tcp" => CheckKind::Tcp,
+        "http" => CheckKind::Http,
+        _ => {
+            return Err(format!(
+                "healthCheck.type {:?}: must be tcp or http",
+                clip(&h.kind)
+            ));
+        }
+    };
+    if h.port == Some(0) {
+        return Err("healthCheck.port: must be 1-65535, got 0".into());
+    }
+    let path = h.path.clone().unwrap_or_else(|| "/healthz".into());
+    let path_ok = path.starts_with('/')
+        && path.len() <= MAX_PATH_LEN
+        && path.bytes().all(|b| b.is_ascii_graphic());
+    if !path_ok {
+        return Err(format!(
+            "healthCheck.path {:?}: must start with / and hold at most {MAX_PATH_LEN} visible ASCII \
+             characters (no spaces or control characters)",
+            clip(&path)
+        ));
+    }
+    let seconds = |field: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
+        s @ 1..=MAX_CHECK_SECONDS => Ok(s),
+        s => Err(format!(
+            "healthCheck.{field}: must be 1-{MAX_CHECK_SECONDS}, got {s}"
+        )),
+    };
+    let threshold = |field: &str, v: Option<u32>| match v.unwrap_or(2) {
+        n @ 1..=MAX_THRESHOLD => Ok(n),
+        n => Err(format!(
+            "healthCheck.{field}: must be 1-{MAX_THRESHOLD}, got {n}"
+        )),
+    };
+    Ok(Check {
+        kind,
+        port: h.port,
+        path,
+        interval_seconds: seconds("intervalSeconds", h.interval_seconds, 2)?,
+        timeout_seconds: seconds("timeoutSeconds", h.timeout_seconds, 1)?,
+        unhealthy_threshold: threshold("unhealthyThreshold", h.unhealthy_threshold)?,
+        healthy_threshold: threshold("healthyThreshold", h.healthy_threshold)?,
+    })
+}
+
+/// An IPv4 or IPv6 CIDR (`addr/prefix`), returned with the host bits cleared, as nginx wants it
+/// (Kubernetes accepts `10.0.0.1/8` in `loadBalancerSourceRanges`; nginx would warn about it).
+pub fn cidr(c: &str) -> Result<String, String> {
+    let bad = || format!("{:?} is not an IPv4 or IPv6 CIDR (address/prefix)", clip(c));
+    let (addr, prefix) = c.split_once('/').ok_or_else(bad)?;
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+    match addr.parse::<IpAddr>().map_err(|_| bad())? {
+        IpAddr::V4(a) if prefix <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            Ok(format!("{}/{prefix}", Ipv4Addr::from(u32::from(a) & mask)))
+        }
+        IpAddr::V6(a) if prefix <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            Ok(format!("{}/{prefix}", Ipv6Addr::from(u128::from(a) & mask)))
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// `[A-Za-z0-9_.-]{1,253}` not starting with `.`: safe as a file name and as an nginx token. The
@@ -150,6 +285,21 @@ pub fn backend_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "backendName {:?}: must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .",
             clip(name)
+        ));
+    }
+    Ok(())
+}
+
+/// `owner`: 1-63 characters of `A-Z a-z 0-9 _ . -`, a label such as `paperlb`. It reaches only the
+/// file's JSON header, never a directive; the limit keeps listings small and readable.
+pub fn owner(o: &str) -> Result<(), String> {
+    let ok_chars = o
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if o.is_empty() || o.len() > 63 || !ok_chars {
+        return Err(format!(
+            "owner {:?}: must be 1-63 characters of A-Z a-z 0-9 _ . -",
+            clip(o)
         ));
     }
     Ok(())
@@ -238,9 +388,12 @@ mod tests {
             upstream_servers: vec![Upstream {
                 host: host.into(),
                 port: 30080,
+                health: Default::default(),
             }],
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
+            traffic: Default::default(),
+            owner: None,
         }
     }
 
@@ -352,6 +505,9 @@ mod tests {
                 Box::new(|r| r.proxy_connect_timeout_seconds = 86_401),
                 "proxyConnectTimeoutSeconds",
             ),
+            (Box::new(|r| r.owner = Some(String::new())), "owner"),
+            (Box::new(|r| r.owner = Some("a b".into())), "owner"),
+            (Box::new(|r| r.owner = Some("x".repeat(64))), "owner"),
         ];
         for (mutate, field) in bad {
             let mut r = req("a", "127.0.0.2");
@@ -364,6 +520,125 @@ mod tests {
         r.proxy_connect_timeout_seconds = 86_400;
         let b = backend(&r, &p).unwrap();
         assert_eq!((b.proxy_timeout, b.proxy_connect_timeout), (5, 86_400));
+        r.owner = Some("paperlb".into());
+        assert_eq!(
+            backend(&r, &p).unwrap().request.owner.as_deref(),
+            Some("paperlb")
+        );
+    }
+
+    #[test]
+    fn cidrs_are_validated_and_canonical() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("127.0.0.2/32", Some("127.0.0.2/32")),
+            ("10.1.2.3/8", Some("10.0.0.0/8")),
+            ("0.0.0.0/0", Some("0.0.0.0/0")),
+            ("::1/128", Some("::1/128")),
+            ("2001:db8::7/32", Some("2001:db8::/32")),
+            ("::/0", Some("::/0")),
+            ("10.0.0.0/33", None),
+            ("::/129", None),
+            ("10.0.0.0", None),
+            ("10.0.0.0/", None),
+            ("10.0.0.0/+8", None),
+            ("10.0.0.0/08x", None),
+            ("a.b/8", None),
+            ("10.0.0.0/8; allow all", None),
+            ("[::1]/128", None),
+            ("", None),
+        ];
+        for (c, want) in cases {
+            assert_eq!(cidr(c).ok().as_deref(), *want, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn traffic_fields_are_checked_and_udp_refuses_proxy_protocol() {
+        let p = Policy::default();
+        let mut r = req("a", "127.0.0.2");
+        r.traffic.source_ranges = vec!["127.0.0.2/32".into(), "10.9.9.9/8".into()];
+        r.traffic.proxy_protocol = true;
+        let b = backend(&r, &p).unwrap();
+        assert_eq!(b.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);
+        assert!(b.proxy_protocol && b.health_check.is_none());
+        r.lb_protocol = "UDP".into();
+        assert!(backend(&r, &p).unwrap_err().contains("proxyProtocol"));
+        let mut r = req("a", "127.0.0.2");
+        r.traffic.source_ranges = vec!["127.0.0.2/32".into(), "x".into()];
+        assert!(backend(&r, &p).unwrap_err().contains("sourceRanges[1]"));
+        r.traffic.source_ranges = vec!["127.0.0.2/32".into(); MAX_SOURCE_RANGES + 1];
+        assert!(backend(&r, &p).unwrap_err().contains("sourceRanges"));
+    }
+
+    #[test]
+    fn health_checks_take_defaults_and_refuse_bad_fields() {
+        let hc = |kind: &str| HealthCheck {
+            kind: kind.into(),
+            ..HealthCheck::default()
+        };
+        let c = health_check(&hc("TCP")).unwrap();
+        assert_eq!(
+            c,
+            Check {
+                kind: CheckKind::Tcp,
+                port: None,
+                path: "/healthz".into(),
+                interval_seconds: 2,
+                timeout_seconds: 1,
+                unhealthy_threshold: 2,
+                healthy_threshold: 2,
+            }
+        );
+        type Mutation = Box<dyn Fn(&mut HealthCheck)>;
+        let bad: Vec<(Mutation, &str)> = vec![
+            (Box::new(|h| h.kind = "icmp".into()), "healthCheck.type"),
+            (Box::new(|h| h.kind = "".into()), "healthCheck.type"),
+            (Box::new(|h| h.port = Some(0)), "healthCheck.port"),
+            (
+                Box::new(|h| h.path = Some("healthz".into())),
+                "healthCheck.path",
+            ),
+            (
+                Box::new(|h| h.path = Some("/a b".into())),
+                "healthCheck.path",
+            ),
+            (
+                Box::new(|h| h.path = Some("/a\r\nX: y".into())),
+                "healthCheck.path",
+            ),
+            (
+                Box::new(|h| h.path = Some(format!("/{}", "a".repeat(1024)))),
+                "healthCheck.path",
+            ),
+            (
+                Box::new(|h| h.interval_seconds = Some(0)),
+                "healthCheck.intervalSeconds",
+            ),
+            (
+                Box::new(|h| h.interval_seconds = Some(3601)),
+                "healthCheck.intervalSeconds",
+            ),
+            (
+                Box::new(|h| h.timeout_seconds = Some(0)),
+                "healthCheck.timeoutSeconds",
+            ),
+            (
+                Box::new(|h| h.unhealthy_threshold = Some(0)),
+                "healthCheck.unhealthyThreshold",
+            ),
+            (
+                Box::new(|h| h.healthy_threshold = Some(101)),
+                "healthCheck.healthyThreshold",
+            ),
+        ];
+        for (mutate, field) in bad {
+            let mut h = hc("http");
+            mutate(&mut h);
+            let mut r = req("a", "127.0.0.2");
+            r.traffic.health_check = Some(h);
+            let e = backend(&r, &Policy::default()).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub struct RecordingUpdater {
     pub hold_ms: Arc<AtomicU64>,
     /// Requests being answered now, and the most there ever were at once.
     pub concurrency: Arc<Concurrency>,
+    /// `GET /api/v1/lb` answered (drift checks); not in `calls`.
+    pub lists: Arc<AtomicUsize>,
+    /// Answer `GET /api/v1/lb` with 404, as the Go nginx-lb-updater does.
+    pub go_like: Arc<AtomicBool>,
+    /// Answer `GET /api/v1/lb` with 200 and a body that is not JSON.
+    pub garbled: Arc<AtomicBool>,
     server: Option<Server>,
     pub url: String,
 }
@@ -56,7 +62,13 @@ impl RecordingUpdater {
         let failing = Arc::new(AtomicBool::new(false));
         let hold_ms = Arc::new(AtomicU64::new(0));
         let concurrency: Arc<Concurrency> = Arc::default();
+        let lists: Arc<AtomicUsize> = Arc::default();
         let (c, b, f) = (calls.clone(), backends.clone(), failing.clone());
+        let l = lists.clone();
+        let go_like = Arc::new(AtomicBool::new(false));
+        let g = go_like.clone();
+        let garbled = Arc::new(AtomicBool::new(false));
+        let gb = garbled.clone();
         let (h, n) = (hold_ms.clone(), concurrency.clone());
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -69,7 +81,22 @@ impl RecordingUpdater {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
-            let answer = record(req, &c, &b, &f);
+            let answer = if req.method == "GET" && req.path == "/api/v1/lb" {
+                l.fetch_add(1, Ordering::SeqCst);
+                if g.load(Ordering::SeqCst) {
+                    Response::text(404, "404 page not found\n")
+                } else if gb.load(Ordering::SeqCst) {
+                    Response::new(
+                        200,
+                        "application/json",
+                        b"{\"backends\": [{\"backendN".to_vec(),
+                    )
+                } else {
+                    list(&b)
+                }
+            } else {
+                record(req, &c, &b, &f)
+            };
             n.now.fetch_sub(1, Ordering::SeqCst);
             answer
         })
@@ -81,6 +108,9 @@ impl RecordingUpdater {
             failing,
             hold_ms,
             concurrency,
+            lists,
+            go_like,
+            garbled,
             server: Some(server),
             url,
         }
@@ -133,6 +163,12 @@ impl Drop for RecordingUpdater {
             s.shutdown();
         }
     }
+}
+
+/// `GET /api/v1/lb` as paperlb nginx-updater answers it: every backend as it was posted.
+fn list(backends: &Mutex<BTreeMap<String, Value>>) -> Response {
+    let all: Vec<Value> = backends.lock().unwrap().values().cloned().collect();
+    Response::json(200, &json!({"backends": all, "unreadable": []}))
 }
 
 fn record(

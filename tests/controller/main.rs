@@ -4,9 +4,13 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod explain;
 mod flows;
+mod gocompat;
 mod harness;
 mod leader;
 mod metrics;
 mod probes;
 mod regressions;
+mod selfheal;
+mod traffic;

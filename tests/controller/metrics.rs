@@ -112,12 +112,13 @@ fn api_requests_by_verb_from(m: &Exposition) -> std::collections::BTreeMap<(Stri
     out
 }
 
-const RESOURCES: [&str; 5] = [
+const RESOURCES: [&str; 6] = [
     "services",
     "nodes",
     "loadbalancers",
     "loadbalancerconfigs",
     "endpointslices",
+    "secrets",
 ];
 
 #[test]
@@ -191,7 +192,7 @@ fn metrics_parse_and_count_a_service_create() {
             "paperlb_api_requests_total",
             &[("verb", "list"), ("code", "200")]
         ),
-        5.0
+        RESOURCES.len() as f64
     );
 
     w.service("web", &[("http", 80, "TCP"), ("dns", 53, "UDP")]);

@@ -81,3 +81,21 @@ fn example_config_reaches_the_updater_the_lb_host_unit_runs() {
         "the updater's own port must not be handed out to Services"
     );
 }
+
+#[test]
+fn the_lb_host_unit_requires_a_token_and_creates_it_where_it_reads_it() {
+    let unit = crate::read("manifests/lb-host/paperlb-nginx-updater.service");
+    let token = unit_flag(&unit, "--token-file");
+    let pre = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStartPre="))
+        .expect("an ExecStartPre that creates the token");
+    assert!(
+        pre.contains(&format!("test -s {token}")) && pre.contains(&format!("> {token}")),
+        "{pre}"
+    );
+    assert!(
+        pre.contains("umask 077") && pre.contains("/dev/urandom"),
+        "{pre}"
+    );
+}

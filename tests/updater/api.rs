@@ -33,6 +33,7 @@ fn replays_the_go_controllers_exact_requests() {
 fn auth_on_requires_the_bearer_token() {
     let env = Env::start(Options {
         token: Some("s3cret-token"),
+        ..Options::default()
     });
     let body = go_body("ns_auth", free_port(), "TCP", &[("127.0.0.2", 30080)]);
     for h in [

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use paperlb::model::url::updater_endpoint;
 use paperlb::updater::Error;
 use paperlb::updater::api::{LbRequest, Upstream};
-use paperlb::updater::client::{Timeouts, UpdaterClient};
+use paperlb::updater::client::{ClientAuth, MAX_LIST_RESPONSE, Timeouts, UpdaterClient};
 
 use super::*;
 
@@ -16,35 +17,52 @@ fn request(name: &str, port: u16) -> LbRequest {
         upstream_servers: vec![Upstream {
             host: "127.0.0.2".into(),
             port: 30080,
+            health: Default::default(),
         }],
         proxy_timeout_seconds: 0,
         proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
+        owner: None,
     }
+}
+
+/// A client with this token (or none), trusting the system roots.
+pub fn client(url: &str, token: Option<&str>, timeouts: Timeouts) -> UpdaterClient {
+    let auth = ClientAuth {
+        token: token.map(str::to_string),
+        ..ClientAuth::default()
+    };
+    UpdaterClient::new(url, auth, timeouts).unwrap()
 }
 
 #[test]
 fn client_applies_lists_and_deletes_against_the_real_updater() {
-    let env = Env::start(Options { token: Some("tok") });
-    let c = UpdaterClient::new(
-        &format!("{}/", env.base_url()),
-        Some("tok".into()),
-        Timeouts::default(),
-    );
+    let env = Env::start(Options {
+        token: Some("tok"),
+        ..Options::default()
+    });
+    // The endpoint as the controller resolves it from a config's bare `http://host:port/`.
+    let endpoint = updater_endpoint(&format!("{}/", env.base_url())).unwrap();
+    let c = client(&endpoint, Some("tok"), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_c", port)).unwrap();
     c.apply(&request("ns_c", port)).unwrap();
     let l = c.list().unwrap();
     assert_eq!(l.backends.len(), 1);
-    assert_eq!(l.backends[0].lb_protocol, "TCP");
+    assert_eq!(l.backends[0].request.lb_protocol, "TCP");
+    assert!(!l.backends[0].modified);
     c.delete("ns_c").unwrap();
-    c.delete("ns_c").unwrap(); // 404: already gone
+    c.delete("ns_c").unwrap(); // already gone: "absent"
     assert!(c.list().unwrap().backends.is_empty());
 }
 
 #[test]
 fn client_surfaces_err_messages_and_auth_failures() {
-    let env = Env::start(Options { token: Some("tok") });
-    let c = UpdaterClient::new(&env.base_url(), Some("tok".into()), Timeouts::default());
+    let env = Env::start(Options {
+        token: Some("tok"),
+        ..Options::default()
+    });
+    let c = client(&env.endpoint(), Some("tok"), Timeouts::default());
     let port = free_port();
     c.apply(&request("ns_a", port)).unwrap();
     match c.apply(&request("ns_b", port)) {
@@ -59,11 +77,11 @@ fn client_surfaces_err_messages_and_auth_failures() {
         }
         other => panic!("{other:?}"),
     }
-    let anon = UpdaterClient::new(&env.base_url(), None, Timeouts::default());
-    assert!(matches!(
-        anon.delete("ns_a"),
-        Err(Error::Refused { code: 401, .. })
-    ));
+    let anon = client(&env.endpoint(), None, Timeouts::default());
+    match anon.delete("ns_a") {
+        Err(e @ Error::Unauthorized { code: 401, .. }) => assert!(e.is_unauthorized()),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A fake updater that answers one connection with `response` after `delay`, then stops.
@@ -106,7 +124,7 @@ fn http(status: &str, ctype: &str, body: &[u8]) -> Vec<u8> {
 fn client_summarises_html_answers_in_one_line() {
     let page = b"<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway</h1></center>\n</body>\n</html>\n";
     let (url, t) = hostile(http("502 Bad Gateway", "text/html", page), Duration::ZERO);
-    let c = UpdaterClient::new(&url, None, Timeouts::default());
+    let c = client(&url, None, Timeouts::default());
     match c.apply(&request("ns_x", 8000)) {
         Err(Error::Refused { code: 502, message }) => {
             assert_eq!(message, "502 Bad Gateway 502 Bad Gateway");
@@ -119,10 +137,29 @@ fn client_summarises_html_answers_in_one_line() {
 
 #[test]
 fn client_bounds_huge_answers() {
-    let huge = vec![b'x'; 1024 * 1024];
+    // A list may be large (1 MiB is read, and garbage is a decode error), but not beyond the cap.
+    let (url, t) = hostile(
+        http("200 OK", "application/json", &vec![b'x'; 1024 * 1024]),
+        Duration::ZERO,
+    );
+    let c = client(&url, None, Timeouts::default());
+    assert!(matches!(c.list(), Err(Error::Decode { .. })));
+    let _ = t.join();
+    let huge = vec![b' '; MAX_LIST_RESPONSE as usize + 1024];
     let (url, t) = hostile(http("200 OK", "application/json", &huge), Duration::ZERO);
-    let c = UpdaterClient::new(&url, None, Timeouts::default());
+    let c = client(&url, None, Timeouts::default());
     match c.list() {
+        Err(Error::Transport { detail, .. }) => assert!(detail.contains("larger than"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    let _ = t.join();
+    // A POST answer keeps the small cap.
+    let (url, t) = hostile(
+        http("200 OK", "application/json", &vec![b' '; 100 * 1024]),
+        Duration::ZERO,
+    );
+    let c = client(&url, None, Timeouts::default());
+    match c.apply(&request("ns_x", 8000)) {
         Err(Error::Transport { detail, .. }) => assert!(detail.contains("larger than"), "{detail}"),
         other => panic!("{other:?}"),
     }
@@ -131,7 +168,7 @@ fn client_bounds_huge_answers() {
         http("500 Oops", "text/plain", &vec![b'y'; 1024 * 1024]),
         Duration::ZERO,
     );
-    let c = UpdaterClient::new(&url, None, Timeouts::default());
+    let c = client(&url, None, Timeouts::default());
     match c.apply(&request("ns_x", 8000)) {
         Err(Error::Refused { code: 500, message }) => {
             assert!(message.contains("larger than"), "{message}")
@@ -148,10 +185,40 @@ fn client_times_out_on_a_silent_updater() {
         connect: Duration::from_secs(5),
         call: Duration::from_millis(500),
     };
-    let c = UpdaterClient::new(&url, None, timeouts);
+    let c = client(&url, None, timeouts);
     match c.apply(&request("ns_x", 8000)) {
         Err(Error::Transport { detail, .. }) => assert!(detail.contains("timed out"), "{detail}"),
         other => panic!("{other:?}"),
     }
     let _ = t.join();
+}
+
+#[test]
+fn client_tells_refused_credentials_and_a_missing_list_apart() {
+    type Check = fn(&Error) -> bool;
+    let cases: [(&str, bool, Check); 5] = [
+        ("401 Unauthorized", true, |e| e.is_unauthorized()),
+        ("403 Forbidden", true, |e| e.is_unauthorized()),
+        ("404 Not Found", true, |e| e.is_unsupported()),
+        ("405 Method Not Allowed", true, |e| e.is_unsupported()),
+        // A POST answered 404 is a refusal, not "no GET".
+        ("404 Not Found", false, |e| {
+            matches!(e, Error::Refused { code: 404, .. })
+        }),
+    ];
+    for (status, list, check) in cases {
+        let (url, t) = hostile(
+            http(status, "application/json", br#"{"err":"go away"}"#),
+            Duration::ZERO,
+        );
+        let c = client(&url, Some("tok"), Timeouts::default());
+        let e = if list {
+            c.list().unwrap_err()
+        } else {
+            c.apply(&request("ns_x", 8000)).unwrap_err()
+        };
+        assert!(check(&e), "{status}: {e:?}");
+        assert!(e.to_string().contains("go away") || !list, "{e}");
+        let _ = t.join();
+    }
 }

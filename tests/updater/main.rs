@@ -2,6 +2,8 @@
 //! (its applier and HTTP server threads), nginx is a private instance, backends are small TCP/UDP
 //! servers on 127.0.0.2 and 127.0.0.3 that answer with their own identity.
 
+#[path = "../support/backends.rs"]
+mod backends;
 #[path = "../support/nginx.rs"]
 mod nginx;
 // The exposition-format checker; this binary uses only part of it.
@@ -12,19 +14,22 @@ mod prom;
 mod api;
 mod binary;
 mod client;
+mod health;
+mod listing;
+mod security;
 mod traffic;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use paperlb::http::{Limits, Server};
-use paperlb::updater::server::{Settings, Updater, start};
+use paperlb::updater::server::{Settings, TlsFiles, Updater, start};
 use paperlb::updater::validate::Policy;
 
+pub use backends::{Backend, tcp_ident};
 pub use nginx::{Nginx, Wrapper, wait_until};
 
 /// Long enough for a loaded 2-core machine; only ever an upper bound.
@@ -36,12 +41,16 @@ pub struct Env {
     pub updater: Option<Arc<Updater>>,
     pub wrapper: Wrapper,
     pub token_file: Option<PathBuf>,
+    /// With `Options::tls`: the certificate and key files the updater serves HTTPS with.
+    pub tls: Option<TlsFiles>,
     pub nginx: Nginx,
 }
 
 #[derive(Default)]
 pub struct Options {
     pub token: Option<&'static str>,
+    /// Certificate chain and key PEM: the updater serves HTTPS (Env::call then does not work).
+    pub tls: Option<(String, String)>,
 }
 
 impl Env {
@@ -53,11 +62,21 @@ impl Env {
             std::fs::write(&p, format!("{t}\n")).unwrap();
             p
         });
+        let tls = opts.tls.map(|(cert, key)| {
+            let f = TlsFiles {
+                cert: nginx.dir.join("tls.crt"),
+                key: nginx.dir.join("tls.key"),
+            };
+            std::fs::write(&f.cert, cert).unwrap();
+            std::fs::write(&f.key, key).unwrap();
+            f
+        });
         let mut env = Env {
             server: None,
             updater: None,
             wrapper,
             token_file,
+            tls,
             nginx,
         };
         env.restart_updater();
@@ -71,6 +90,7 @@ impl Env {
             nginx_conf: self.nginx.conf.clone(),
             nginx_bin: self.wrapper.script.clone(),
             token_file: self.token_file.clone(),
+            tls: self.tls.clone(),
             policy: Policy::default(),
             limits: Limits::default(),
         }
@@ -92,7 +112,13 @@ impl Env {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
+    }
+
+    /// The API endpoint a client calls (`base_url` + `/api/v1/lb`).
+    pub fn endpoint(&self) -> String {
+        format!("{}/api/v1/lb", self.base_url())
     }
 
     pub fn post(&self, body: &str) -> (u16, String) {
@@ -187,88 +213,6 @@ pub fn go_body(name: &str, port: u16, proto: &str, upstreams: &[(&str, u16)]) ->
         "{{\"backendName\":\"{name}\",\"lbPort\":{port},\"lbProtocol\":\"{proto}\",\"upstreamServers\":[{}],\"proxyTimeoutSeconds\":0,\"proxyConnectTimeoutSeconds\":0}}\n",
         ups.join(",")
     )
-}
-
-/// A backend that answers every TCP connection (or UDP datagram) with its identity, until dropped.
-pub struct Backend {
-    pub port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Backend {
-    /// TCP: writes `ident\n` and closes.
-    pub fn tcp(ip: &str, ident: &str) -> Backend {
-        let l = TcpListener::bind((ip, 0)).unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, ident) = (stop.clone(), ident.to_string());
-        let thread = std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(600);
-            while !s.load(Ordering::SeqCst) && Instant::now() < end {
-                match l.accept() {
-                    Ok((mut c, _)) => {
-                        let _ = c.set_nonblocking(false);
-                        let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
-                        let _ = c.write_all(format!("{ident}\n").as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Backend {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// UDP: answers each datagram with `ident:<datagram>`.
-    pub fn udp(ip: &str, ident: &str) -> Backend {
-        let sock = UdpSocket::bind((ip, 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, ident) = (stop.clone(), ident.to_string());
-        let thread = std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(600);
-            let mut buf = [0u8; 1500];
-            while !s.load(Ordering::SeqCst) && Instant::now() < end {
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let mut reply = format!("{ident}:").into_bytes();
-                    reply.extend_from_slice(&buf[..n]);
-                    let _ = sock.send_to(&reply, from);
-                }
-            }
-        });
-        Backend {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Connects to the LB port on 127.0.0.1 and returns what the upstream said (None if refused).
-pub fn tcp_ident(port: u16) -> Option<String> {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut s = String::new();
-    c.read_to_string(&mut s).ok()?;
-    let s = s.trim().to_string();
-    if s.is_empty() { None } else { Some(s) }
 }
 
 /// Waits until connections to `port` get an answer satisfying `ok`.

@@ -98,6 +98,15 @@ fn order(kind: &str, path: &str) -> &'static [&'static str] {
             "fieldPath",
         ],
         ("Event", "source") => &["component", "host"],
+        ("Secret", "") => &[
+            "kind",
+            "apiVersion",
+            "metadata",
+            "immutable",
+            "data",
+            "stringData",
+            "type",
+        ],
         ("EndpointSlice", "") => &[
             "kind",
             "apiVersion",

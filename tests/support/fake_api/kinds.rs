@@ -69,6 +69,24 @@ pub fn defaults_on_create(res: &ResourceDef, obj: &mut Value) {
             }
             obj["status"] = json!({});
         }
+        "secrets" => {
+            // core/v1 SetDefaults_Secret, and the registry folding write-only stringData into data.
+            if obj.get("type").is_none_or(|t| t.is_null() || t == "") {
+                obj["type"] = json!("Opaque");
+            }
+            if let Some(Value::Object(plain)) =
+                obj.as_object_mut().and_then(|o| o.remove("stringData"))
+            {
+                use base64::Engine as _;
+                if !obj["data"].is_object() {
+                    obj["data"] = json!({});
+                }
+                for (k, v) in plain {
+                    let text = v.as_str().unwrap_or_default().to_string();
+                    obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+                }
+            }
+        }
         "events" => {
             for (k, v) in [
                 ("eventTime", Value::Null),

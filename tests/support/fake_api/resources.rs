@@ -41,7 +41,11 @@ impl ResourceDef {
     /// Whether objects carry `metadata.generation` (1 at create, +1 per spec change): custom
     /// resources and the built-ins with a spec that we serve (Services and Nodes do not have one).
     pub fn has_generation(&self) -> bool {
-        self.custom || matches!(self.plural, "deployments" | "customresourcedefinitions")
+        self.custom
+            || matches!(
+                self.plural,
+                "deployments" | "daemonsets" | "customresourcedefinitions"
+            )
     }
 }
 
@@ -128,7 +132,7 @@ pub const LOADBALANCERCONFIGS: ResourceDef = ResourceDef {
     kind: "LoadBalancerConfig",
     namespaced: true,
     custom: true,
-    status_subresource: false,
+    status_subresource: true,
     unconditional_update: false,
 };
 
@@ -206,7 +210,21 @@ pub const DEPLOYMENTS: ResourceDef = builtin(
     true,
 );
 
-pub const ALL: [ResourceDef; 15] = [
+// Read by `paperlb explain`: a config's updater Secrets, and k3s ServiceLB's DaemonSets.
+pub const SECRETS: ResourceDef =
+    builtin("", "v1", "secrets", "secret", "Secret", true, false, true);
+pub const DAEMONSETS: ResourceDef = builtin(
+    "apps",
+    "v1",
+    "daemonsets",
+    "daemonset",
+    "DaemonSet",
+    true,
+    true,
+    true,
+);
+
+pub const ALL: [ResourceDef; 17] = [
     SERVICES,
     NODES,
     EVENTS,
@@ -222,6 +240,8 @@ pub const ALL: [ResourceDef; 15] = [
     ROLES,
     ROLEBINDINGS,
     DEPLOYMENTS,
+    SECRETS,
+    DAEMONSETS,
 ];
 
 pub const CRD_GROUP: &str = "lb.paperlb.com";

@@ -1,0 +1,147 @@
+//! Each LoadBalancerConfig's own status: one `Accepted` condition that says whether its spec is
+//! usable and, when it is not, which field is wrong (the same message its Services' LoadBalancers
+//! carry). When accepted, the message shows where the controller will send updater calls (the
+//! resolved endpoint of `httpUpdaterURL`), so a user can see how the URL was read.
+//! Pure: the worker writes the patch and the Event `report` decides on.
+
+use serde_json::{Value, json};
+
+use super::plan::{EventSpec, EventType};
+use super::status::{condition, set_condition};
+use crate::model::url::updater_endpoint;
+use crate::model::{API_VERSION, CONFIG_KIND, LoadBalancerConfig, ObjectReference};
+
+/// The condition type on a LoadBalancerConfig (as Gateway API names a class's verdict).
+pub const ACCEPTED: &str = "Accepted";
+
+/// What to write for one config: a merge patch of its `/status`, and a Warning Event when it has
+/// just become unusable (or its fault changed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub patch: Value,
+    pub event: Option<EventSpec>,
+}
+
+/// None when the config's status already says what its spec deserves.
+pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Report> {
+    let generation = cfg.metadata.generation;
+    let (ok, reason, message) = match cfg.validate() {
+        Ok(v) => (
+            true,
+            "Valid",
+            format!(
+                "updater endpoint {}; ports {}-{} on {}",
+                updater_endpoint(&v.url).unwrap_or(v.url.clone()),
+                v.low,
+                v.high,
+                v.host
+            ),
+        ),
+        Err(e) => (false, "InvalidConfig", e),
+    };
+    let before = condition(&cfg.status.conditions, ACCEPTED).cloned();
+    let mut status = cfg.status.clone();
+    set_condition(
+        &mut status.conditions,
+        ACCEPTED,
+        ok,
+        reason,
+        &message,
+        now,
+        generation,
+    );
+    status.observed_generation = generation;
+    if status == cfg.status {
+        return None;
+    }
+    let news = before.is_none_or(|c| c.status != "False" || c.message != message);
+    let event = (!ok && news).then(|| EventSpec {
+        object: ObjectReference {
+            api_version: API_VERSION.into(),
+            kind: CONFIG_KIND.into(),
+            namespace: cfg.metadata.namespace.clone(),
+            name: cfg.metadata.name.clone(),
+            uid: cfg.metadata.uid.clone(),
+        },
+        type_: EventType::Warning,
+        reason: reason.into(),
+        message: format!("LoadBalancerConfig {}: {message}", cfg.metadata.name),
+    });
+    Some(Report {
+        patch: json!({"status": status}),
+        event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, generation: i64) -> LoadBalancerConfig {
+        serde_json::from_value(json!({
+            "metadata": {"name": "edge", "namespace": "paperlb-system", "uid": "u1", "generation": generation},
+            "spec": {"default": true, "host": "192.168.64.1", "httpUpdaterURL": url,
+                     "portRange": {"low": 8100, "high": 8200}},
+        }))
+        .unwrap()
+    }
+
+    /// The config as the apiserver has it after the patch.
+    fn patched(cfg: &LoadBalancerConfig, r: &Report) -> LoadBalancerConfig {
+        let mut c = cfg.clone();
+        c.status = serde_json::from_value(r.patch["status"].clone()).unwrap();
+        c
+    }
+
+    #[test]
+    fn accepted_config_shows_the_resolved_endpoint_once() {
+        let cfg = config("http://192.168.64.1:3000/api/v1/lb", 1);
+        let r = report(&cfg, "2026-01-01T00:00:00Z").expect("first report");
+        let c = &r.patch["status"]["conditions"][0];
+        assert_eq!(c["type"], "Accepted");
+        assert_eq!(c["status"], "True");
+        assert_eq!(
+            c["message"],
+            "updater endpoint http://192.168.64.1:3000/api/v1/lb; ports 8100-8200 on 192.168.64.1"
+        );
+        assert_eq!(r.patch["status"]["observedGeneration"], 1);
+        assert_eq!(r.event, None);
+        let cfg = patched(&cfg, &r);
+        assert_eq!(report(&cfg, "2026-01-01T00:05:00Z"), None, "written once");
+        let mut bare = cfg.clone();
+        bare.spec = config("http://192.168.64.1:3000", 2).spec;
+        bare.metadata.generation = Some(2);
+        let r = report(&bare, "2026-01-01T00:06:00Z").expect("new generation");
+        assert_eq!(r.patch["status"]["observedGeneration"], 2);
+        assert_eq!(
+            r.patch["status"]["conditions"][0]["message"],
+            "updater endpoint http://192.168.64.1:3000/api/v1/lb; ports 8100-8200 on 192.168.64.1"
+        );
+    }
+
+    #[test]
+    fn refused_url_names_the_field_hides_the_query_and_warns_once() {
+        let cfg = config("http://lb:3000/api/v1/lb?token=s3cret", 1);
+        let r = report(&cfg, "2026-01-01T00:00:00Z").expect("report");
+        let c = &r.patch["status"]["conditions"][0];
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "InvalidConfig");
+        let m = c["message"].as_str().unwrap();
+        assert!(m.contains("spec.httpUpdaterURL"), "{m}");
+        assert!(m.contains("query string"), "{m}");
+        assert!(!m.contains("s3cret"), "no secret echoed: {m}");
+        let e = r.event.as_ref().expect("a Warning Event");
+        assert_eq!(e.type_, EventType::Warning);
+        assert_eq!(e.object.kind, "LoadBalancerConfig");
+        assert!(!e.message.contains("s3cret"));
+        let cfg = patched(&cfg, &r);
+        assert_eq!(report(&cfg, "2026-01-01T00:01:00Z"), None);
+        // Fixed: accepted again, and no Event for good news.
+        let mut fixed = cfg.clone();
+        fixed.spec = config("http://lb:3000", 2).spec;
+        fixed.metadata.generation = Some(2);
+        let r = report(&fixed, "2026-01-01T00:02:00Z").expect("fixed");
+        assert_eq!(r.patch["status"]["conditions"][0]["status"], "True");
+        assert_eq!(r.event, None);
+    }
+}

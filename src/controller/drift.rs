@@ -1,0 +1,416 @@
+//! Drift repair, decided: what one updater should hold (from the cache), compared with what its
+//! `GET /api/v1/lb` says it holds, gives the calls that make the two agree.
+//!
+//! - Every backend an applied LoadBalancer wants there that is missing, different, or flagged
+//!   `modified` (its file edited by hand) is POSTed again.
+//! - A backend is DELETEd only when its `owner` is paperlb's, no LoadBalancer in the cache names it
+//!   (its spec or its `status.applied`, being deleted or not), and its LB port lies inside the port
+//!   range of a config pointing at that updater (another cluster sharing the host with another
+//!   range keeps its backends). Backends without our owner (written by the Go controller or by
+//!   hand) and files the updater could not read are never touched.
+//! - Deletes come first: a stray may hold the port a missing backend needs.
+//!
+//! Pure: no I/O, no clock. Must not: decide from an answer that could not be read (the worker skips
+//! the resync then).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::batch::lb_request;
+use super::cache::{Cache, Key};
+use super::reconcile::{Context, applied_timeouts, updater_request};
+use super::status::{is_applied, known_backends};
+use crate::model::LbSpec;
+use crate::model::url::updater_endpoint;
+use crate::updater::api::{LbRequest, ListResponse};
+
+/// The `owner` paperlb's controller puts on every backend it writes.
+pub const OWNER: &str = "paperlb";
+
+/// What one updater endpoint should hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Backends of applied LoadBalancers, by name, as POSTed.
+    pub requests: BTreeMap<String, LbRequest>,
+    /// Every backend name some LoadBalancer may have there (never deleted as a stray).
+    pub owned: BTreeSet<String>,
+    /// Port ranges of the configs pointing at this endpoint: strays are deleted only inside them.
+    pub ranges: Vec<(u16, u16)>,
+}
+
+/// One repair call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    Create(LbRequest),
+    Update(LbRequest),
+    Delete(String),
+}
+
+impl Repair {
+    /// The metric label.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Repair::Create(_) => "create",
+            Repair::Update(_) => "update",
+            Repair::Delete(_) => "delete",
+        }
+    }
+
+    pub fn backend_name(&self) -> &str {
+        match self {
+            Repair::Create(r) | Repair::Update(r) => &r.backend_name,
+            Repair::Delete(n) => n,
+        }
+    }
+}
+
+/// Every updater endpoint the cache names (valid configs in the controller's namespace, and
+/// LoadBalancer specs), each with one raw URL that resolves to it.
+pub fn endpoints(cache: &Cache, ctx: &Context) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let configs = cache
+        .configs
+        .iter()
+        .filter(|(k, _)| k.namespace == ctx.namespace)
+        .filter_map(|(_, c)| c.validate().ok())
+        .map(|c| c.url);
+    let specs = cache
+        .load_balancers
+        .values()
+        .filter_map(|lb| lb.spec.http_updater.url.get().cloned());
+    for raw in configs.chain(specs) {
+        if let Ok(e) = updater_endpoint(&raw) {
+            out.entry(e).or_insert(raw);
+        }
+    }
+    out
+}
+
+/// What `endpoint` should hold, from the cache.
+pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
+    let on_endpoint = |raw: &str| updater_endpoint(raw).is_ok_and(|e| e == endpoint);
+    let mut d = Desired::default();
+    for (key, lb) in &cache.load_balancers {
+        for b in known_backends(key, lb) {
+            if on_endpoint(&b.url) {
+                d.owned.insert(b.backend_name);
+            }
+        }
+        if lb.metadata.is_deleting() || !is_applied(lb) {
+            continue; // the reconcile in progress decides what it gets
+        }
+        let Ok(spec) = LbSpec::from_resource(&lb.spec) else {
+            continue;
+        };
+        if !on_endpoint(&spec.url) {
+            continue;
+        }
+        let timeouts = applied_timeouts(cache, ctx, lb, &spec);
+        for (i, p) in spec.ports.iter().enumerate() {
+            let mut r = lb_request(&updater_request(key, i, p, timeouts, &spec.traffic));
+            r.owner = Some(OWNER.to_string());
+            d.requests.insert(r.backend_name.clone(), normal(r));
+        }
+    }
+    for (k, c) in &cache.configs {
+        if k.namespace != ctx.namespace {
+            continue;
+        }
+        if let Ok(v) = c.validate() {
+            if on_endpoint(&v.url) {
+                d.ranges.push((v.low, v.high));
+            }
+        }
+    }
+    d
+}
+
+/// The calls that make `observed` hold `desired` (deletes first, then creates and updates, each in
+/// name order).
+pub fn repairs(observed: &ListResponse, desired: &Desired) -> Vec<Repair> {
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<&str, (&LbRequest, bool)> = BTreeMap::new();
+    for b in &observed.backends {
+        seen.insert(b.request.backend_name.as_str(), (&b.request, b.modified));
+    }
+    for (name, (req, _)) in &seen {
+        let ours = req.owner.as_deref() == Some(OWNER);
+        let in_range = desired
+            .ranges
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&req.lb_port));
+        if ours
+            && in_range
+            && !desired.owned.contains(*name)
+            && !desired.requests.contains_key(*name)
+        {
+            out.push(Repair::Delete(name.to_string()));
+        }
+    }
+    for (name, want) in &desired.requests {
+        match seen.get(name.as_str()) {
+            None => out.push(Repair::Create(want.clone())),
+            Some((have, modified)) => {
+                if *modified || normal((*have).clone()) != *want {
+                    out.push(Repair::Update(want.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A request in the form two equal meanings compare equal: protocol in upper case, upstreams
+/// sorted and deduplicated.
+fn normal(mut r: LbRequest) -> LbRequest {
+    r.lb_protocol = r.lb_protocol.to_ascii_uppercase();
+    r.upstream_servers.sort();
+    r.upstream_servers.dedup();
+    r
+}
+
+/// Keys of the LoadBalancers with a backend on `endpoint` (by spec URL).
+pub fn users_of(cache: &Cache, endpoint: &str) -> Vec<Key> {
+    cache
+        .load_balancers
+        .iter()
+        .filter(|(_, lb)| {
+            lb.spec
+                .http_updater
+                .url
+                .get()
+                .is_some_and(|u| updater_endpoint(u).is_ok_and(|e| e == endpoint))
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{LoadBalancer, LoadBalancerConfig};
+    use crate::updater::api::{ListedBackend, Upstream};
+    use serde_json::json;
+
+    const URL: &str = "http://127.0.0.1:3000";
+    const ENDPOINT: &str = "http://127.0.0.1:3000/api/v1/lb";
+
+    fn cache() -> Cache {
+        let mut c = Cache::new();
+        let cfg: LoadBalancerConfig = serde_json::from_value(json!({
+            "metadata": {"name": "edge", "namespace": "paperlb-system"},
+            "spec": {"httpUpdaterURL": URL, "host": "127.0.0.1",
+                     "portRange": {"low": 8100, "high": 8199}}}))
+        .unwrap();
+        c.apply_config(cfg);
+        c
+    }
+
+    /// An applied (READY for its generation) LoadBalancer `name` on `url` serving `port`.
+    fn lb(name: &str, url: &str, port: u16, applied: bool, deleting: bool) -> LoadBalancer {
+        let generation = 3;
+        let mut v = json!({
+            "metadata": {"name": name, "namespace": "default", "generation": generation,
+                "resourceVersion": "1", "uid": format!("uid-{name}")},
+            "spec": {"configName": "edge", "httpUpdater": {"url": url}, "host": "127.0.0.1",
+                "port": port, "protocol": "TCP",
+                "targets": [{"host": "127.0.0.3", "port": 30080}, {"host": "127.0.0.2", "port": 30080}],
+                "ports": [{"name": "", "port": port, "protocol": "TCP", "nodePort": 30080,
+                    "targets": [{"host": "127.0.0.3", "port": 30080}, {"host": "127.0.0.2", "port": 30080}]}]},
+            "status": {"phase": if applied { "READY" } else { "ERROR" },
+                       "observedGeneration": if applied { generation } else { 2 }}
+        });
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            v["metadata"]["finalizers"] = json!(["lb.paperlb.com/lb-finalizer"]);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn listed(name: &str, port: u16, owner: Option<&str>, hosts: &[&str]) -> ListedBackend {
+        ListedBackend {
+            request: LbRequest {
+                backend_name: name.into(),
+                lb_port: port,
+                lb_protocol: "tcp".into(),
+                upstream_servers: hosts
+                    .iter()
+                    .map(|h| Upstream {
+                        host: h.to_string(),
+                        port: 30080,
+                        health: Default::default(),
+                    })
+                    .collect(),
+                owner: owner.map(str::to_string),
+                ..LbRequest::default()
+            },
+            modified: false,
+        }
+    }
+
+    fn ctx() -> Context {
+        Context::new("paperlb-system", "t")
+    }
+
+    #[test]
+    fn converged_host_needs_nothing() {
+        let mut c = cache();
+        c.apply_load_balancer(lb("web", URL, 8100, true, false));
+        let d = desired_for(&c, &ctx(), ENDPOINT);
+        assert_eq!(d.requests.len(), 1);
+        let got = ListResponse {
+            backends: vec![listed(
+                "default_web",
+                8100,
+                Some(OWNER),
+                &["127.0.0.3", "127.0.0.2"],
+            )],
+            unreadable: vec![],
+            version: None,
+        };
+        assert_eq!(repairs(&got, &d), vec![]);
+        // The Go form of the same updater's URL names the same endpoint.
+        let mut c2 = cache();
+        c2.apply_load_balancer(lb("web", &format!("{URL}/api/v1/lb"), 8100, true, false));
+        assert_eq!(repairs(&got, &desired_for(&c2, &ctx(), ENDPOINT)), vec![]);
+    }
+
+    #[test]
+    fn missing_different_and_modified_backends_are_posted_again() {
+        let mut c = cache();
+        for (name, port) in [("a", 8100), ("b", 8101), ("c", 8102), ("d", 8103)] {
+            c.apply_load_balancer(lb(name, URL, port, true, false));
+        }
+        let d = desired_for(&c, &ctx(), ENDPOINT);
+        let both = ["127.0.0.2", "127.0.0.3"];
+        let mut modified = listed("default_c", 8102, Some(OWNER), &both);
+        modified.modified = true;
+        let got = ListResponse {
+            backends: vec![
+                // a: missing; b: one target short; c: edited by hand; d: fine, but unowned
+                listed("default_b", 8101, Some(OWNER), &["127.0.0.2"]),
+                modified,
+                listed("default_d", 8103, None, &both),
+            ],
+            unreadable: vec![],
+            version: None,
+        };
+        let r = repairs(&got, &d);
+        let names: Vec<(&str, &str)> = r.iter().map(|r| (r.action(), r.backend_name())).collect();
+        assert_eq!(
+            names,
+            [
+                ("create", "default_a"),
+                ("update", "default_b"),
+                ("update", "default_c"),
+                ("update", "default_d"),
+            ]
+        );
+        match &r[0] {
+            Repair::Create(req) => {
+                assert_eq!(req.owner.as_deref(), Some(OWNER));
+                assert_eq!(req.lb_port, 8100);
+                assert_eq!(req.upstream_servers.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_our_strays_inside_our_ranges_are_deleted() {
+        let mut c = cache();
+        c.apply_load_balancer(lb("web", URL, 8100, true, false));
+        // Not applied yet, and being deleted: owned, so never deleted, and not re-posted either.
+        c.apply_load_balancer(lb("pending", URL, 8101, false, false));
+        c.apply_load_balancer(lb("going", URL, 8102, true, true));
+        let d = desired_for(&c, &ctx(), ENDPOINT);
+        assert_eq!(d.requests.keys().collect::<Vec<_>>(), ["default_web"]);
+        let both = ["127.0.0.2", "127.0.0.3"];
+        let got = ListResponse {
+            backends: vec![
+                listed("default_web", 8100, Some(OWNER), &both),
+                listed("default_pending", 8101, Some(OWNER), &["127.0.0.9"]),
+                listed("default_going", 8102, Some(OWNER), &both),
+                listed("default_stray", 8150, Some(OWNER), &both),
+                listed("go_written", 8151, None, &both),
+                listed("other_tool", 8152, Some("someone-else"), &both),
+                listed("other_cluster", 9000, Some(OWNER), &both),
+            ],
+            unreadable: vec![],
+            version: None,
+        };
+        assert_eq!(
+            repairs(&got, &d),
+            vec![Repair::Delete("default_stray".into())]
+        );
+    }
+
+    #[test]
+    fn other_endpoints_and_unreadable_files_are_left_alone() {
+        let mut c = cache();
+        c.apply_load_balancer(lb("elsewhere", "http://127.0.0.1:3001", 8100, true, false));
+        let d = desired_for(&c, &ctx(), ENDPOINT);
+        assert!(d.requests.is_empty() && d.owned.is_empty());
+        let got = ListResponse {
+            backends: vec![],
+            unreadable: vec![crate::updater::api::Unreadable {
+                file: "hand.conf".into(),
+                err: "no header".into(),
+            }],
+            version: None,
+        };
+        assert_eq!(repairs(&got, &d), vec![]);
+        let e = endpoints(&c, &ctx());
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[ENDPOINT], URL);
+        assert_eq!(users_of(&c, "http://127.0.0.1:3001/api/v1/lb").len(), 1);
+    }
+
+    #[test]
+    fn decisions_do_not_depend_on_listing_order() {
+        let mut c = cache();
+        for i in 0..20u16 {
+            c.apply_load_balancer(lb(&format!("s{i:02}"), URL, 8100 + i, true, false));
+        }
+        let d = desired_for(&c, &ctx(), ENDPOINT);
+        let mut backends: Vec<ListedBackend> = (0..20u16)
+            .filter(|i| i % 3 != 0)
+            .map(|i| {
+                listed(
+                    &format!("default_s{i:02}"),
+                    8100 + i,
+                    Some(OWNER),
+                    &["127.0.0.2"],
+                )
+            })
+            .chain((0..5u16).map(|i| listed(&format!("x{i}"), 8180 + i, Some(OWNER), &[])))
+            .collect();
+        let want = repairs(
+            &ListResponse {
+                backends: backends.clone(),
+                unreadable: vec![],
+                version: None,
+            },
+            &d,
+        );
+        assert_eq!(want.iter().filter(|r| r.action() == "delete").count(), 5);
+        assert_eq!(want.iter().filter(|r| r.action() == "create").count(), 7);
+        assert_eq!(want.iter().filter(|r| r.action() == "update").count(), 13);
+        for seed in 1..20u64 {
+            // A cheap deterministic shuffle.
+            let n = backends.len();
+            for i in 0..n {
+                let j = ((seed * 2654435761 + i as u64 * 40503) % n as u64) as usize;
+                backends.swap(i, j);
+            }
+            let got = repairs(
+                &ListResponse {
+                    backends: backends.clone(),
+                    unreadable: vec![],
+                    version: None,
+                },
+                &d,
+            );
+            assert_eq!(got, want, "seed {seed}");
+        }
+    }
+}

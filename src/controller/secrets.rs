@@ -1,0 +1,472 @@
+//! The Secrets that LoadBalancerConfigs reference (`updaterTokenSecretRef`, `updaterCASecretRef`),
+//! and how a config's references become the `ClientAuth` of its updater.
+//!
+//! Owns: [`SecretStore`], the worker's view of the Secrets in the controller's namespace. It keeps
+//! every Secret's name, resourceVersion and key names, but the bytes only of keys some valid config
+//! references, so a namespace full of unrelated Secrets (Helm releases, service account tokens)
+//! costs a few bytes each. A key that becomes referenced after its Secret arrived is reported as
+//! [`Lookup::NotKept`], and the worker reads that Secret once. Also owns [`client_auth`]: the checks
+//! of a token (UTF-8, not empty, sendable in a header) and a CA (PEM that parses), each failure an
+//! [`AuthProblem`] naming the config, the field and the Secret.
+//!
+//! Pure: no I/O, no clock. Must not: log, or put a token or key bytes in a message or `Debug`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+
+use super::cache::Key;
+use crate::model::{AuthRefs, LoadBalancerConfig, Secret, SecretRef, ValidConfig};
+use crate::updater::client::{ClientAuth, ClientTls};
+
+/// Condition type on a LoadBalancer whose updater's credentials cannot be used (or are refused).
+pub const UPDATER_AUTH: &str = "UpdaterAuth";
+
+/// Why a config's updater gets no call: a condition reason and a message for users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthProblem {
+    /// `SecretNotFound`, `KeyNotFound`, `InvalidToken`, `InvalidCA`, `ClientSetup`, `Unauthorized`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What the store knows of one referenced key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// No Secret of that name in the namespace.
+    NoSecret,
+    /// The Secret exists but has no such key.
+    NoKey,
+    /// The key exists but its bytes were not kept (nobody referenced it when it arrived).
+    NotKept,
+    /// The value is not base64 (the apiserver never stores such a value).
+    Undecodable,
+    Bytes(&'a [u8]),
+}
+
+#[derive(Clone, Default, PartialEq, Eq)]
+struct Stored {
+    resource_version: String,
+    keys: BTreeSet<String>,
+    /// Decoded values of the referenced keys only. A value that is not base64 is kept as absent
+    /// from `kept` but present in `bad`.
+    kept: BTreeMap<String, Vec<u8>>,
+    bad: BTreeSet<String>,
+}
+
+/// See the module docs. `Debug` shows names and key names, never values.
+#[derive(Clone, Default)]
+pub struct SecretStore {
+    secrets: BTreeMap<String, Stored>,
+}
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.secrets.iter().map(|(n, s)| (n, &s.keys)))
+            .finish()
+    }
+}
+
+impl SecretStore {
+    /// A relist: the Secrets now in the namespace. Returns the names whose kept view changed.
+    pub fn replace(
+        &mut self,
+        items: Vec<Secret>,
+        wanted: &BTreeSet<SecretRef>,
+    ) -> BTreeSet<String> {
+        let mut changed: BTreeSet<String> = BTreeSet::new();
+        let mut fresh = BTreeMap::new();
+        for s in items {
+            let name = s.metadata.name.clone();
+            let stored = stored(s, wanted);
+            if self.secrets.get(&name) != Some(&stored) {
+                changed.insert(name.clone());
+            }
+            fresh.insert(name, stored);
+        }
+        changed.extend(
+            self.secrets
+                .keys()
+                .filter(|n| !fresh.contains_key(*n))
+                .cloned(),
+        );
+        self.secrets = fresh;
+        changed
+    }
+
+    /// An added or modified Secret; true when what is kept of it changed.
+    pub fn apply(&mut self, s: Secret, wanted: &BTreeSet<SecretRef>) -> bool {
+        let name = s.metadata.name.clone();
+        let stored = stored(s, wanted);
+        let changed = self.secrets.get(&name) != Some(&stored);
+        self.secrets.insert(name, stored);
+        changed
+    }
+
+    /// A deleted Secret; true when it was known.
+    pub fn delete(&mut self, name: &str) -> bool {
+        self.secrets.remove(name).is_some()
+    }
+
+    /// Drops the bytes of keys no config references any more.
+    pub fn retain_wanted(&mut self, wanted: &BTreeSet<SecretRef>) {
+        for (name, s) in &mut self.secrets {
+            s.kept.retain(|k, _| {
+                wanted.contains(&SecretRef {
+                    name: name.clone(),
+                    key: k.clone(),
+                })
+            });
+        }
+    }
+
+    pub fn lookup(&self, r: &SecretRef) -> Lookup<'_> {
+        let Some(s) = self.secrets.get(&r.name) else {
+            return Lookup::NoSecret;
+        };
+        if !s.keys.contains(&r.key) {
+            return Lookup::NoKey;
+        }
+        match s.kept.get(&r.key) {
+            Some(v) => Lookup::Bytes(v),
+            None if s.bad.contains(&r.key) => Lookup::Undecodable,
+            None => Lookup::NotKept,
+        }
+    }
+
+    /// Secrets known, for tests and logs.
+    pub fn len(&self) -> usize {
+        self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// Bytes held for referenced keys (the store's whole payload).
+    pub fn kept_bytes(&self) -> usize {
+        self.secrets
+            .values()
+            .flat_map(|s| s.kept.values())
+            .map(Vec::len)
+            .sum()
+    }
+}
+
+fn stored(s: Secret, wanted: &BTreeSet<SecretRef>) -> Stored {
+    let name = s.metadata.name;
+    let mut out = Stored {
+        resource_version: s.metadata.resource_version,
+        ..Stored::default()
+    };
+    for (key, value) in s.data {
+        let Some(value) = value else { continue };
+        let r = SecretRef {
+            name: name.clone(),
+            key: key.clone(),
+        };
+        if wanted.contains(&r) {
+            match base64::engine::general_purpose::STANDARD.decode(value.as_bytes()) {
+                Ok(bytes) => {
+                    out.kept.insert(key.clone(), bytes);
+                }
+                Err(_) => {
+                    out.bad.insert(key.clone());
+                }
+            }
+        }
+        out.keys.insert(key);
+    }
+    out
+}
+
+/// Every Secret key a valid config in `namespace` references.
+pub fn wanted(configs: &BTreeMap<Key, LoadBalancerConfig>, namespace: &str) -> BTreeSet<SecretRef> {
+    configs
+        .iter()
+        .filter(|(k, _)| k.namespace == namespace)
+        .filter_map(|(_, c)| c.validate().ok())
+        .flat_map(|c| c.auth.refs().cloned().collect::<Vec<_>>())
+        .collect()
+}
+
+/// What building a client for a config needs first.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AuthNeed {
+    /// The config cannot be used: report it, send nothing.
+    Problem(AuthProblem),
+    /// Read this Secret (its referenced key was not kept), then ask again.
+    Read(String),
+}
+
+/// The credentials and trust a config's references give, checked.
+pub fn client_auth(cfg: &ValidConfig, store: &SecretStore) -> Result<ClientAuth, AuthNeed> {
+    let AuthRefs {
+        token,
+        ca,
+        insecure_skip_verify,
+    } = &cfg.auth;
+    let token =
+        match token {
+            None => None,
+            Some(r) => {
+                let field = "spec.updaterTokenSecretRef";
+                let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
+                Some(check_token(bytes).map_err(|why| {
+                    AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, &why))
+                })?)
+            }
+        };
+    let tls = match (ca, insecure_skip_verify) {
+        (Some(r), _) => {
+            let field = "spec.updaterCASecretRef";
+            let pem = bytes_of(cfg, field, "InvalidCA", r, store)?;
+            if let Err(why) = crate::kube::tls::root_store(pem) {
+                return Err(AuthNeed::Problem(problem(cfg, "InvalidCA", field, r, &why)));
+            }
+            ClientTls::CaPem(pem.to_vec())
+        }
+        (None, true) => ClientTls::InsecureSkipVerify,
+        (None, false) => ClientTls::SystemRoots,
+    };
+    Ok(ClientAuth { token, tls })
+}
+
+fn bytes_of<'a>(
+    cfg: &ValidConfig,
+    field: &str,
+    invalid: &'static str,
+    r: &SecretRef,
+    store: &'a SecretStore,
+) -> Result<&'a [u8], AuthNeed> {
+    match store.lookup(r) {
+        Lookup::Bytes(b) => Ok(b),
+        Lookup::NotKept => Err(AuthNeed::Read(r.name.clone())),
+        Lookup::Undecodable => Err(AuthNeed::Problem(problem(
+            cfg,
+            invalid,
+            field,
+            r,
+            "the value is not base64",
+        ))),
+        Lookup::NoSecret => Err(AuthNeed::Problem(problem(
+            cfg,
+            "SecretNotFound",
+            field,
+            r,
+            &format!("no such Secret in namespace {}", cfg.namespace),
+        ))),
+        Lookup::NoKey => Err(AuthNeed::Problem(problem(
+            cfg,
+            "KeyNotFound",
+            field,
+            r,
+            "the Secret has no such key",
+        ))),
+    }
+}
+
+/// `LoadBalancerConfig ns/name: spec.updaterTokenSecretRef (Secret "t", key "token"): why`.
+fn problem(
+    cfg: &ValidConfig,
+    reason: &'static str,
+    field: &str,
+    r: &SecretRef,
+    why: &str,
+) -> AuthProblem {
+    AuthProblem {
+        reason,
+        message: format!(
+            "LoadBalancerConfig {}/{}: {field} (Secret {:?}, key {:?}): {why}; no updater call is sent",
+            cfg.namespace, cfg.name, r.name, r.key
+        ),
+    }
+}
+
+/// A token as files and `kubectl create secret --from-file` leave it: surrounding whitespace (the
+/// final newline) is dropped; what remains must be non-empty visible ASCII. The message never
+/// quotes the token.
+fn check_token(bytes: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the token is not UTF-8".to_string())?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("the token is empty".into());
+    }
+    if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "the token holds characters an HTTP header cannot carry (only visible ASCII, no spaces)"
+                .into(),
+        );
+    }
+    Ok(t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn secret(name: &str, data: serde_json::Value) -> Secret {
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "paperlb-system",
+            "resourceVersion": "1"}, "data": data}),
+        )
+        .unwrap()
+    }
+
+    fn b64(s: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn config(spec_extra: serde_json::Value) -> ValidConfig {
+        let mut spec = json!({"httpUpdaterURL": "https://127.0.0.1:3000", "host": "127.0.0.1",
+            "portRange": {"low": 8000, "high": 8001}});
+        for (k, v) in spec_extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let c: LoadBalancerConfig = serde_json::from_value(json!({
+            "metadata": {"name": "edge", "namespace": "paperlb-system"}, "spec": spec}))
+        .unwrap();
+        c.validate().unwrap()
+    }
+
+    fn refs(items: &[(&str, &str)]) -> BTreeSet<SecretRef> {
+        items
+            .iter()
+            .map(|(n, k)| SecretRef {
+                name: n.to_string(),
+                key: k.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_only_referenced_bytes() {
+        let mut store = SecretStore::default();
+        let wanted = refs(&[("lb-token", "token")]);
+        let big = b64(&vec![b'x'; 100_000]);
+        let changed = store.replace(
+            vec![
+                secret("lb-token", json!({"token": b64(b"s3cret\n"), "other": big})),
+                secret("helm-release", json!({"release": big})),
+            ],
+            &wanted,
+        );
+        assert_eq!(changed.len(), 2);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.kept_bytes(), 7);
+        let r = |n: &str, k: &str| SecretRef {
+            name: n.into(),
+            key: k.into(),
+        };
+        assert_eq!(
+            store.lookup(&r("lb-token", "token")),
+            Lookup::Bytes(b"s3cret\n")
+        );
+        assert_eq!(store.lookup(&r("lb-token", "other")), Lookup::NotKept);
+        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey);
+        assert_eq!(store.lookup(&r("gone", "token")), Lookup::NoSecret);
+        // The same Secret again changes nothing; a rotated value does.
+        assert!(!store.apply(
+            secret(
+                "lb-token",
+                json!({"token": b64(b"s3cret\n"), "other": "eA=="})
+            ),
+            &wanted
+        ));
+        assert!(store.apply(secret("lb-token", json!({"token": b64(b"new")})), &wanted));
+        // No longer referenced: the bytes go.
+        store.retain_wanted(&BTreeSet::new());
+        assert_eq!(store.kept_bytes(), 0);
+        assert!(store.delete("lb-token") && !store.delete("lb-token"));
+        let shown = format!("{store:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("new"));
+    }
+
+    #[test]
+    fn client_auth_reports_each_problem_by_config_field_and_secret() {
+        let token_ref = json!({"updaterTokenSecretRef": {"name": "lb-token"}});
+        let cfg = config(token_ref.clone());
+        let wanted = refs(&[("lb-token", "token"), ("lb-ca", "ca.crt")]);
+        let reason = |store: &SecretStore, cfg: &ValidConfig| match client_auth(cfg, store) {
+            Err(AuthNeed::Problem(p)) => {
+                assert!(
+                    p.message
+                        .starts_with("LoadBalancerConfig paperlb-system/edge: spec.updater"),
+                    "{}",
+                    p.message
+                );
+                assert!(p.message.contains("\"lb-"), "{}", p.message);
+                p.reason
+            }
+            other => panic!("{other:?}"),
+        };
+        let mut store = SecretStore::default();
+        assert_eq!(reason(&store, &cfg), "SecretNotFound");
+        store.apply(secret("lb-token", json!({"tok": b64(b"x")})), &wanted);
+        assert_eq!(reason(&store, &cfg), "KeyNotFound");
+        for bad in [&b""[..], b" \n", b"a b", &[0xff, 0xfe]] {
+            store.apply(secret("lb-token", json!({"token": b64(bad)})), &wanted);
+            assert_eq!(reason(&store, &cfg), "InvalidToken");
+        }
+        store.apply(
+            secret("lb-token", json!({"token": "%%%not base64"})),
+            &wanted,
+        );
+        assert_eq!(reason(&store, &cfg), "InvalidToken");
+        store.apply(
+            secret("lb-token", json!({"token": b64(b"s3cret\n")})),
+            &wanted,
+        );
+        let auth = client_auth(&cfg, &store).unwrap();
+        assert_eq!(auth.token.as_deref(), Some("s3cret"));
+        assert_eq!(auth.tls, ClientTls::SystemRoots);
+
+        // A key present but not kept asks for a read.
+        let mut cold = SecretStore::default();
+        cold.apply(
+            secret("lb-token", json!({"token": b64(b"s3cret")})),
+            &BTreeSet::new(),
+        );
+        assert_eq!(
+            client_auth(&cfg, &cold),
+            Err(AuthNeed::Read("lb-token".into()))
+        );
+
+        let ca_cfg = config(json!({"updaterCASecretRef": {"name": "lb-ca"}}));
+        store.apply(secret("lb-ca", json!({"ca.crt": b64(b"garbage")})), &wanted);
+        assert_eq!(reason(&store, &ca_cfg), "InvalidCA");
+        let insecure = config(json!({"insecureSkipVerify": true}));
+        assert_eq!(
+            client_auth(&insecure, &store).unwrap().tls,
+            ClientTls::InsecureSkipVerify
+        );
+        // No refs: no token, system roots (Go YAML).
+        assert_eq!(
+            client_auth(&config(json!({})), &store).unwrap(),
+            ClientAuth::default()
+        );
+    }
+
+    #[test]
+    fn wanted_lists_refs_of_valid_configs_in_the_namespace_only() {
+        let mut configs = BTreeMap::new();
+        let mk = |ns: &str, name: &str, secret: &str| -> LoadBalancerConfig {
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
+                "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.1",
+                    "portRange": {"low": 8000, "high": 8001},
+                    "updaterTokenSecretRef": {"name": secret, "key": "t"}}}))
+            .unwrap()
+        };
+        configs.insert(
+            Key::new("paperlb-system", "a"),
+            mk("paperlb-system", "a", "s1"),
+        );
+        configs.insert(Key::new("other", "b"), mk("other", "b", "s2"));
+        let mut broken = mk("paperlb-system", "c", "s3");
+        broken.spec.host = crate::model::Lenient::Missing;
+        configs.insert(Key::new("paperlb-system", "c"), broken);
+        assert_eq!(wanted(&configs, "paperlb-system"), refs(&[("s1", "t")]));
+    }
+}

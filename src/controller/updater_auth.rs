@@ -1,0 +1,260 @@
+//! The `UpdaterAuth` and `DriftCheck` conditions of a LoadBalancer: what the worker writes when an
+//! updater's credentials cannot be used or are refused, or when an updater cannot be checked for
+//! drift, and how a later success clears the first.
+//!
+//! Pure: no I/O, no clock (the time comes in through `Context`).
+
+use super::cache::{Cache, Key};
+use super::plan::{Action, EventType, Plan};
+use super::reconcile::{Context, on_updater_error};
+use super::secrets::{AuthProblem, UPDATER_AUTH};
+use super::status::{condition, set_condition};
+use crate::model::{LoadBalancer, LoadBalancerStatus, ObjectReference};
+use serde_json::json;
+
+/// Condition type: whether the controller can compare this LoadBalancer's updater with what it
+/// should serve (False, reason `Unsupported`, on the Go nginx-lb-updater, which has no GET).
+pub const DRIFT_CHECK: &str = "DriftCheck";
+
+/// After a successful updater call: an `UpdaterAuth=False` left by an earlier failure turns True.
+/// A LoadBalancer that never had the condition does not get it (nothing is written for it).
+pub fn mark_accepted(
+    conditions: &mut Vec<crate::model::Condition>,
+    now: &str,
+    generation: Option<i64>,
+) {
+    if condition(conditions, UPDATER_AUTH).is_some_and(|c| c.status != "True") {
+        set_condition(
+            conditions,
+            UPDATER_AUTH,
+            true,
+            "Accepted",
+            "the updater accepted the credentials",
+            now,
+            generation,
+        );
+    }
+}
+
+/// The plan to run instead of action `failed` of `plan`, whose updater could not be called with
+/// credentials (or refused them): what `on_updater_error` records (phase ERROR, Ready=False, the
+/// backends that did succeed), plus `UpdaterAuth=False` with the problem's reason, and a Warning
+/// Event `UpdaterAuth` in place of `UpdaterFailed`.
+pub fn on_auth_error(
+    cache: &Cache,
+    key: &Key,
+    ctx: &Context,
+    plan: &Plan,
+    failed: usize,
+    problem: &AuthProblem,
+) -> Plan {
+    let Some(lb) = cache.load_balancers.get(key) else {
+        return Plan::default();
+    };
+    let fallback = on_updater_error(cache, key, ctx, plan, failed, &problem.message);
+    let mut out = Plan::default();
+    let mut status: Option<LoadBalancerStatus> = None;
+    let mut target = None;
+    for action in fallback.actions {
+        match action {
+            Action::PatchLoadBalancerStatus { patch, .. } => {
+                status = serde_json::from_value(patch["status"].clone()).ok();
+            }
+            Action::Event(spec) => target = Some(spec.object),
+            other => out.push(other),
+        }
+    }
+    let mut status = status.unwrap_or_else(|| lb.status.clone());
+    set_condition(
+        &mut status.conditions,
+        UPDATER_AUTH,
+        false,
+        problem.reason,
+        &problem.message,
+        &ctx.now,
+        lb.metadata.generation,
+    );
+    if status != lb.status {
+        out.push(Action::PatchLoadBalancerStatus {
+            key: key.clone(),
+            patch: json!({"status": status}),
+        });
+    }
+    let target = target.unwrap_or_else(|| lb_ref(lb));
+    out.event(
+        &target,
+        EventType::Warning,
+        UPDATER_AUTH,
+        problem.message.clone(),
+    );
+    out
+}
+
+/// The status patch that sets condition `type_` to False with `reason`, or None when the
+/// LoadBalancer has it already (the condition is written once, not on every check).
+pub fn condition_patch(
+    key: &Key,
+    lb: &LoadBalancer,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> Option<Action> {
+    if condition(&lb.status.conditions, type_)
+        .is_some_and(|c| c.status == "False" && c.reason == reason && c.message == message)
+    {
+        return None;
+    }
+    let mut status = lb.status.clone();
+    set_condition(
+        &mut status.conditions,
+        type_,
+        false,
+        reason,
+        message,
+        now,
+        lb.metadata.generation,
+    );
+    Some(Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": status}),
+    })
+}
+
+/// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
+/// `UpdaterAuth` that was False because the updater refused the token. None when nothing changes.
+pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
+    let mut status = lb.status.clone();
+    if condition(&status.conditions, DRIFT_CHECK).is_some_and(|c| c.status != "True") {
+        set_condition(
+            &mut status.conditions,
+            DRIFT_CHECK,
+            true,
+            "Checked",
+            "the updater lists its backends; drift is repaired",
+            now,
+            lb.metadata.generation,
+        );
+    }
+    if condition(&status.conditions, UPDATER_AUTH)
+        .is_some_and(|c| c.status != "True" && c.reason == "Unauthorized")
+    {
+        set_condition(
+            &mut status.conditions,
+            UPDATER_AUTH,
+            true,
+            "Accepted",
+            "the updater accepted the credentials",
+            now,
+            lb.metadata.generation,
+        );
+    }
+    (status != lb.status).then(|| Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": status}),
+    })
+}
+
+fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
+    ObjectReference {
+        api_version: crate::model::API_VERSION.into(),
+        kind: crate::model::LOAD_BALANCER_KIND.into(),
+        namespace: lb.metadata.namespace.clone(),
+        name: lb.metadata.name.clone(),
+        uid: lb.metadata.uid.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::plan::UpdaterRequest;
+    use crate::model::Condition;
+
+    fn lb() -> LoadBalancer {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "generation": 2, "uid": "u1"},
+            "spec": {"httpUpdater": {"url": "http://127.0.0.1:3000"}, "host": "127.0.0.1",
+                     "port": 8100, "protocol": "TCP", "targets": []},
+            "status": {"phase": "READY", "observedGeneration": 1,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Applied",
+                                "message": "", "lastTransitionTime": "t0"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn auth_error_sets_condition_and_warns_and_success_clears_it() {
+        let mut cache = Cache::new();
+        let key = Key::new("default", "web");
+        cache.apply_load_balancer(lb());
+        let ctx = Context::new("paperlb-system", "t1");
+        let plan = Plan {
+            actions: vec![Action::UpdaterApply {
+                key: key.clone(),
+                url: "http://127.0.0.1:3000".into(),
+                request: UpdaterRequest {
+                    backend_name: "default_web".into(),
+                    lb_port: 8100,
+                    protocol: "TCP".into(),
+                    upstreams: vec![],
+                    proxy_timeout_seconds: 0,
+                    proxy_connect_timeout_seconds: 0,
+                    traffic: Default::default(),
+                },
+            }],
+        };
+        let problem = AuthProblem {
+            reason: "SecretNotFound",
+            message: "LoadBalancerConfig paperlb-system/edge: spec.updaterTokenSecretRef: gone"
+                .into(),
+        };
+        let out = on_auth_error(&cache, &key, &ctx, &plan, 0, &problem);
+        let status: LoadBalancerStatus = match &out.actions[0] {
+            Action::PatchLoadBalancerStatus { patch, .. } => {
+                serde_json::from_value(patch["status"].clone()).unwrap()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(status.phase.as_deref(), Some("ERROR"));
+        let c = condition(&status.conditions, UPDATER_AUTH).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SecretNotFound")
+        );
+        assert_eq!(c.message, problem.message);
+        match &out.actions[1] {
+            Action::Event(e) => {
+                assert_eq!(e.reason, UPDATER_AUTH);
+                assert_eq!(e.type_, EventType::Warning);
+                assert_eq!(e.object.name, "web");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.actions.len(), 2);
+
+        let mut conditions = status.conditions.clone();
+        mark_accepted(&mut conditions, "t2", Some(2));
+        let c = condition(&conditions, UPDATER_AUTH).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Accepted"));
+        // Never added where it was not.
+        let mut none: Vec<Condition> = Vec::new();
+        mark_accepted(&mut none, "t2", Some(2));
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn drift_condition_is_written_once() {
+        let key = Key::new("default", "web");
+        let mut l = lb();
+        let patch = condition_patch(&key, &l, DRIFT_CHECK, "Unsupported", "m", "t1").unwrap();
+        let Action::PatchLoadBalancerStatus { patch, .. } = patch else {
+            panic!()
+        };
+        l.status = serde_json::from_value(patch["status"].clone()).unwrap();
+        assert_eq!(
+            condition_patch(&key, &l, DRIFT_CHECK, "Unsupported", "m", "t2"),
+            None
+        );
+    }
+}

@@ -1,0 +1,470 @@
+//! The worker's updater side (a child module of `worker`, so it shares the worker's state):
+//! updater clients built with each config's credentials (`secrets`), the Secret watch's events,
+//! the `UpdaterAuth` fallback after a failed call, and the drift checks (`drift` decides,
+//! `resync` times and runs the repairs).
+//!
+//! Owns: which client serves a URL (rebuilt when its config's token or CA changes, so a rotated
+//! Secret is used at once), the one read of a Secret whose referenced key was not kept, and when a
+//! check runs. Must not: decide what to repair, write while not the leader, or log a token.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Affected, FailKind, Kind, Worker, epoch_ms};
+use crate::controller::drift::{self, Repair};
+use crate::controller::plan::{Action, Plan};
+use crate::controller::resync::{self, Timers};
+use crate::controller::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDATER_AUTH};
+use crate::controller::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use crate::kube::client::SECRETS;
+use crate::kube::watch::WatchMsg;
+use crate::model::url::{same_updater, updater_endpoint};
+use crate::model::{Secret, SecretRef, ValidConfig};
+use crate::updater::client::{ClientAuth, UpdaterClient};
+
+/// The worker's updater-side state.
+pub(super) struct State {
+    secrets: SecretStore,
+    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
+    wanted: BTreeSet<SecretRef>,
+    /// The credentials each client in `Worker::updaters` was built with, by raw URL.
+    auth_of: BTreeMap<String, ClientAuth>,
+    /// Why a URL has no client now, by raw URL.
+    problems: BTreeMap<String, AuthProblem>,
+    timers: Timers,
+    /// Checks have been scheduled since the first sync or the last leadership gain.
+    started: bool,
+    /// Endpoints without `GET` (the Go updater): not checked again until leadership changes.
+    unsupported: BTreeSet<String>,
+    /// Endpoints whose last call got no answer: checked when they answer again.
+    failing: BTreeSet<String>,
+}
+
+impl State {
+    pub(super) fn new(period: Duration) -> State {
+        State {
+            secrets: SecretStore::default(),
+            wanted: BTreeSet::new(),
+            auth_of: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            timers: Timers::new(period),
+            started: false,
+            unsupported: BTreeSet::new(),
+            failing: BTreeSet::new(),
+        }
+    }
+
+    /// A new term checks every updater again, the Go ones included (once).
+    pub(super) fn gained_leadership(&mut self) {
+        self.started = false;
+        self.unsupported.clear();
+    }
+}
+
+impl Worker {
+    /// When `run` must wake: the next delayed key, or (while it may act on them) the next check.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let queue = self.queue.next_deadline();
+        if !self.all_synced() || !self.leadership.is_leader() {
+            return queue;
+        }
+        // Before the first checks are scheduled, the next pass schedules them.
+        let checks = if self.auth.started {
+            self.auth.timers.next_deadline()
+        } else {
+            None
+        };
+        match (queue, checks) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The client for an `httpUpdaterURL` as written, with its config's credentials; it calls
+    /// the endpoint the URL resolves to. Rebuilt when the credentials change. An Err names why
+    /// there is none (and nothing may be sent).
+    pub(super) fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
+        let auth = match self.auth_for(url) {
+            Ok(a) => a,
+            Err(p) => {
+                let message = p.message.clone();
+                self.auth.problems.insert(url.to_string(), p);
+                self.updaters.remove(url);
+                self.auth.auth_of.remove(url);
+                return Err(message);
+            }
+        };
+        self.auth.problems.remove(url);
+        if !self.updaters.contains_key(url) || self.auth.auth_of.get(url) != Some(&auth) {
+            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
+            match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
+                Ok(c) => {
+                    if self.updaters.insert(url.to_string(), Arc::new(c)).is_some() {
+                        log::info!("updater {url}: credentials changed, using the new ones");
+                    }
+                    self.auth.auth_of.insert(url.to_string(), auth);
+                }
+                Err(e) => {
+                    let who = self
+                        .config_for(url)
+                        .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
+                        .unwrap_or_default();
+                    let p = AuthProblem {
+                        reason: "ClientSetup",
+                        message: format!("{who}updater {url}: {e}; no updater call is sent"),
+                    };
+                    let message = p.message.clone();
+                    self.auth.problems.insert(url.to_string(), p);
+                    self.updaters.remove(url);
+                    self.auth.auth_of.remove(url);
+                    return Err(message);
+                }
+            }
+        }
+        self.updaters
+            .get(url)
+            .map(|c| &**c)
+            .ok_or_else(|| format!("no client for updater {url}"))
+    }
+
+    /// The valid config in our namespace naming this updater (the first by name: configs naming
+    /// one updater should name the same Secrets).
+    fn config_for(&self, url: &str) -> Option<ValidConfig> {
+        let ns = self.config.namespace.as_str();
+        self.cache
+            .configs
+            .iter()
+            .filter(|(k, _)| k.namespace == ns)
+            .filter_map(|(_, c)| c.validate().ok())
+            .find(|c| same_updater(&c.url, url))
+    }
+
+    fn auth_for(&mut self, url: &str) -> Result<ClientAuth, AuthProblem> {
+        let Some(cfg) = self.config_for(url) else {
+            return Ok(ClientAuth::default()); // a hand-made LoadBalancer's own updater
+        };
+        let unreadable = |name: &str, why: String| AuthProblem {
+            reason: "SecretUnreadable",
+            message: format!(
+                "LoadBalancerConfig {}/{}: reading Secret {name:?}: {why}; no updater call is sent",
+                cfg.namespace, cfg.name
+            ),
+        };
+        for _ in 0..2 {
+            match secrets::client_auth(&cfg, &self.auth.secrets) {
+                Ok(a) => return Ok(a),
+                Err(AuthNeed::Problem(p)) => return Err(p),
+                Err(AuthNeed::Read(name)) => {
+                    // Referenced after it arrived: its bytes were not kept. One read.
+                    let path = SECRETS.path(Some(&cfg.namespace), Some(&name), None);
+                    match self.client.get::<Secret>(&path) {
+                        Ok(s) => {
+                            self.auth.secrets.apply(s, &self.auth.wanted);
+                        }
+                        Err(e) if e.is_not_found() => {
+                            self.auth.secrets.delete(&name);
+                        }
+                        Err(e) => return Err(unreadable(&name, e.to_string())),
+                    }
+                }
+            }
+        }
+        Err(unreadable(
+            &cfg.name,
+            "its referenced keys were not kept after a read".into(),
+        ))
+    }
+
+    /// After a config event: what Secrets must be kept, and timers for updaters new to us.
+    pub(super) fn configs_changed(&mut self) {
+        self.auth.wanted = secrets::wanted(&self.cache.configs, &self.config.namespace);
+        self.auth.secrets.retain_wanted(&self.auth.wanted);
+        if self.auth.started {
+            let now = Instant::now();
+            for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
+                if !self.auth.timers.is_scheduled(&e) && !self.auth.unsupported.contains(&e) {
+                    self.auth.timers.checked(&e, true, now);
+                }
+            }
+        }
+    }
+
+    /// A Secret watch message: the store keeps what is referenced; the LoadBalancers of configs
+    /// whose Secrets changed are reconciled again (one failed for a missing token retries now), and
+    /// their updaters checked.
+    pub(super) fn secrets_changed(&mut self, m: WatchMsg<Secret>) -> Affected {
+        let (changed, mut affected) = match m {
+            WatchMsg::Restarted(items) => {
+                let changed = self.auth.secrets.replace(items, &self.auth.wanted);
+                // The sync bookkeeping of every watch (and all keys after the first full sync).
+                let affected = self.watch_msg::<()>(
+                    Kind::Secrets,
+                    WatchMsg::Restarted(Vec::new()),
+                    |_, _| Affected::new(),
+                    |_, _| Affected::new(),
+                    |_, _| Affected::new(),
+                );
+                (changed, affected)
+            }
+            WatchMsg::Applied(s) => {
+                let name = s.metadata.name.clone();
+                let changed = self.auth.secrets.apply(s, &self.auth.wanted);
+                (
+                    changed.then_some(name).into_iter().collect(),
+                    Affected::new(),
+                )
+            }
+            WatchMsg::Deleted(s) => {
+                let name = s.metadata.name.clone();
+                let changed = self.auth.secrets.delete(&name);
+                (
+                    changed.then_some(name).into_iter().collect(),
+                    Affected::new(),
+                )
+            }
+        };
+        if changed.is_empty() {
+            return affected;
+        }
+        let ns = self.config.namespace.clone();
+        let endpoints: BTreeSet<String> = self
+            .cache
+            .configs
+            .iter()
+            .filter(|(k, _)| k.namespace == ns)
+            .filter_map(|(_, c)| c.validate().ok())
+            .filter(|c| c.auth.refs().any(|r| changed.contains(&r.name)))
+            .filter_map(|c| updater_endpoint(&c.url).ok())
+            .collect();
+        let now = Instant::now();
+        for e in &endpoints {
+            log::info!("updater {e}: a Secret it uses changed");
+            affected.extend(drift::users_of(&self.cache, e));
+            if self.auth.started {
+                self.auth.timers.at(e, now);
+            }
+        }
+        affected
+    }
+
+    /// After updater action `index` of `plan` failed: the `UpdaterAuth` problem to report, if it
+    /// is one (no usable credentials, or refused ones). Also notes an updater that did not answer.
+    pub(super) fn updater_failed(
+        &mut self,
+        plan: &Plan,
+        index: usize,
+        message: &str,
+        kind: FailKind,
+    ) -> Option<AuthProblem> {
+        let url = match plan.actions.get(index)? {
+            Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } => url,
+            _ => return None,
+        };
+        if kind == FailKind::Unreachable {
+            if let Ok(e) = updater_endpoint(url) {
+                self.auth.failing.insert(e);
+            }
+        }
+        if let Some(p) = self.auth.problems.get(url) {
+            return Some(p.clone());
+        }
+        (kind == FailKind::Unauthorized).then(|| self.unauthorized(url, message))
+    }
+
+    fn unauthorized(&self, url: &str, message: &str) -> AuthProblem {
+        let (who, what) = match self.config_for(url) {
+            Some(c) => (
+                format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name),
+                match &c.auth.token {
+                    Some(r) => format!(
+                        "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
+                        r.name, r.key
+                    ),
+                    None => "no token (set spec.updaterTokenSecretRef)".to_string(),
+                },
+            ),
+            None => (String::new(), "the credentials".to_string()),
+        };
+        AuthProblem {
+            reason: "Unauthorized",
+            message: format!("{who}updater {url} refused {what}: {message}"),
+        }
+    }
+
+    /// After a plan ran: an updater it called that had not answered before is checked now.
+    pub(super) fn updaters_answered(&mut self, plan: &Plan) {
+        if self.auth.failing.is_empty() {
+            return;
+        }
+        for a in &plan.actions {
+            if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a {
+                if let Ok(e) = updater_endpoint(url) {
+                    if self.auth.failing.remove(&e) {
+                        log::info!("updater {e} answers again: checking it for drift");
+                        self.auth.timers.at(&e, Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the checks that are due (scheduling every updater's first after a sync or a
+    /// leadership gain).
+    pub(super) fn run_due_resyncs(&mut self) {
+        if !self.auth.started {
+            self.auth.started = true;
+            let now = Instant::now();
+            for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
+                self.auth.timers.at(&e, now);
+            }
+        }
+        for e in self.auth.timers.due(Instant::now()) {
+            if !self.leadership.is_leader() || self.shutdown {
+                return;
+            }
+            self.resync(&e);
+        }
+    }
+
+    /// One drift check of one updater endpoint: GET, compare, repair.
+    fn resync(&mut self, endpoint: &str) {
+        let ctx = self.context();
+        let now = Instant::now();
+        let raw = drift::endpoints(&self.cache, &ctx).remove(endpoint);
+        let Some(raw) = raw.filter(|_| !self.auth.unsupported.contains(endpoint)) else {
+            self.auth.timers.cancel(endpoint);
+            return;
+        };
+        let client = match self.updater(&raw) {
+            Ok(c) => c.clone(),
+            Err(m) => {
+                log::warn!("drift check of updater {endpoint} skipped: {m}");
+                self.stats.resynced("error");
+                self.auth.timers.checked(endpoint, false, now);
+                return;
+            }
+        };
+        self.health
+            .busy_since_ms
+            .store(epoch_ms(), Ordering::Relaxed);
+        let started = Instant::now();
+        let listed = client.list();
+        self.stats
+            .updater_call("list", listed.is_ok(), started.elapsed());
+        let ok = match listed {
+            Err(e) if e.is_unsupported() => {
+                log::info!(
+                    "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
+                );
+                self.stats.resynced("unsupported");
+                self.auth.unsupported.insert(endpoint.to_string());
+                self.auth.timers.cancel(endpoint);
+                let message = format!(
+                    "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
+                     (use paperlb nginx-updater for that)"
+                );
+                self.mark_users(endpoint, DRIFT_CHECK, "Unsupported", &message, &ctx.now);
+                self.health.busy_since_ms.store(0, Ordering::Relaxed);
+                return;
+            }
+            Err(e) => {
+                if e.is_transport() {
+                    self.auth.failing.insert(endpoint.to_string());
+                }
+                if e.is_unauthorized() {
+                    let p = self.unauthorized(&raw, &e.to_string());
+                    self.mark_users(endpoint, UPDATER_AUTH, p.reason, &p.message, &ctx.now);
+                }
+                // Never repair from an answer that could not be read.
+                log::warn!("drift check of updater {endpoint} failed: {e}");
+                self.stats.resynced("error");
+                false
+            }
+            Ok(list) => {
+                self.auth.failing.remove(endpoint);
+                self.clear_users(endpoint, &ctx.now);
+                let desired = drift::desired_for(&self.cache, &ctx, endpoint);
+                let repairs = drift::repairs(&list, &desired);
+                if repairs.is_empty() {
+                    log::debug!(
+                        "updater {endpoint} holds what {} backend(s) want",
+                        desired.requests.len()
+                    );
+                    self.stats.resynced("converged");
+                    true
+                } else {
+                    self.repair(&client, endpoint, &repairs)
+                }
+            }
+        };
+        self.health.busy_since_ms.store(0, Ordering::Relaxed);
+        self.auth.timers.checked(endpoint, ok, Instant::now());
+    }
+
+    fn repair(&mut self, client: &UpdaterClient, endpoint: &str, repairs: &[Repair]) -> bool {
+        let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
+        log::info!(
+            "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
+            count("create"),
+            count("update"),
+            count("delete")
+        );
+        let results = resync::run_repairs(client, repairs, &self.leadership, &self.stats);
+        let failed: Vec<String> = repairs
+            .iter()
+            .zip(&results)
+            .filter_map(|(r, res)| {
+                res.as_ref()
+                    .err()
+                    .map(|e| format!("{} {}: {e}", r.action(), r.backend_name()))
+            })
+            .collect();
+        if let Some(first) = failed.first() {
+            log::warn!(
+                "drift repair on updater {endpoint}: {} of {} call(s) failed, first: {first}",
+                failed.len(),
+                repairs.len()
+            );
+            self.stats.resynced("error");
+            return false;
+        }
+        self.stats.resynced("repaired");
+        true
+    }
+
+    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet.
+    fn mark_users(&mut self, endpoint: &str, type_: &str, reason: &str, message: &str, now: &str) {
+        for key in drift::users_of(&self.cache, endpoint) {
+            let Some(lb) = self.cache.load_balancers.get(&key) else {
+                continue;
+            };
+            if let Some(patch) = condition_patch(&key, lb, type_, reason, message, now) {
+                self.write_condition(&key, patch);
+            }
+        }
+    }
+
+    /// After a check that got an answer: `DriftCheck` and a refused-token `UpdaterAuth` left
+    /// False on LoadBalancers there turn True.
+    fn clear_users(&mut self, endpoint: &str, now: &str) {
+        for key in drift::users_of(&self.cache, endpoint) {
+            let Some(lb) = self.cache.load_balancers.get(&key) else {
+                continue;
+            };
+            if let Some(patch) = ok_patch(&key, lb, now) {
+                self.write_condition(&key, patch);
+            }
+        }
+    }
+
+    fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
+        let plan = Plan {
+            actions: vec![patch],
+        };
+        if let Err(e) = self.execute(key, &plan) {
+            log::warn!("recording an updater condition key={key} error={e:?}");
+        }
+    }
+}

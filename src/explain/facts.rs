@@ -1,0 +1,252 @@
+//! What `paperlb explain` read: the cluster objects, the Secrets' presence and each updater's
+//! answer, as plain data. `gather` fills it; `steps` diagnoses from it alone.
+//! Must not: hold a Secret's value (the token used for an updater call stays in `gather`).
+//! Pure: no I/O, no clock.
+
+use crate::controller::Key;
+use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::updater::api::LbRequest;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One read that failed: what was asked, the answer, and the permission it needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadError {
+    /// `get services default/web`.
+    pub what: String,
+    pub message: String,
+    /// `get services in namespace default`.
+    pub needs: String,
+    /// 401/403: the reader lacks the permission (as opposed to a broken connection).
+    pub denied: bool,
+}
+
+pub type Read<T> = Result<T, ReadError>;
+
+/// A LoadBalancerConfig as listed, with the optional Secret references read leniently from its raw
+/// JSON (they are additions; a config without them is Go PaperLB's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigFact {
+    pub config: LoadBalancerConfig,
+    pub secret_refs: Vec<SecretRef>,
+    /// The raw object, for fields later versions add (`spec.hosts`).
+    pub raw: Value,
+}
+
+/// `spec.updaterTokenSecretRef` or `spec.updaterCASecretRef`: a Secret in the controller's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretRef {
+    /// `spec.updaterTokenSecretRef`.
+    pub field: String,
+    pub name: String,
+    pub key: String,
+}
+
+pub const TOKEN_REF: &str = "updaterTokenSecretRef";
+pub const CA_REF: &str = "updaterCASecretRef";
+
+impl SecretRef {
+    /// The references a raw config names; a reference without a `name` is reported as one with an
+    /// empty name (the config is wrong, and `steps` says so).
+    pub fn of_config(raw: &Value) -> Vec<SecretRef> {
+        [(TOKEN_REF, "token"), (CA_REF, "ca.crt")]
+            .into_iter()
+            .filter_map(|(field, default_key)| {
+                let r = raw.get("spec")?.get(field)?;
+                if r.is_null() {
+                    return None;
+                }
+                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                let key = Some(s("key")).filter(|k| !k.is_empty());
+                Some(SecretRef {
+                    field: format!("spec.{field}"),
+                    name: s("name"),
+                    key: key.unwrap_or_else(|| default_key.to_string()),
+                })
+            })
+            .collect()
+    }
+
+    pub fn is_token(&self) -> bool {
+        self.field.ends_with(TOKEN_REF)
+    }
+}
+
+/// Whether a referenced Secret and its key exist (never the value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    Present,
+    NoSecret,
+    /// The Secret exists without this key; its keys are listed.
+    NoKey(Vec<String>),
+    /// The key holds nothing usable (empty, or not UTF-8 for a token).
+    Empty,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretFact {
+    pub reference: SecretRef,
+    pub state: Read<SecretState>,
+}
+
+/// One LB host of a config: today a config has exactly one (`spec.host` + `spec.httpUpdaterURL`);
+/// a list of hosts slots in here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRef {
+    pub name: String,
+    pub host: String,
+    /// As the user wrote it.
+    pub url: String,
+}
+
+/// What one updater answered to `GET /api/v1/lb`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    /// No answer: connection refused, DNS, TLS, timeout.
+    Unreachable(String),
+    /// No call could be made: the URL or the credentials are unusable (a CA that does not parse,
+    /// a token that cannot go in a header).
+    Unusable(String),
+    /// 401 or 403.
+    Unauthorized {
+        code: u16,
+        message: String,
+    },
+    /// 404 or 405: an updater without `GET` (the Go nginx-lb-updater).
+    NoList {
+        code: u16,
+    },
+    /// Any other error status, or an answer that did not decode.
+    Refused {
+        code: u16,
+        message: String,
+    },
+    Listed(Listing),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listing {
+    pub backends: Vec<LbRequest>,
+    /// (backend, upstream host, upstream port) → healthy, where the updater reports it.
+    pub health: BTreeMap<(String, String, u16), bool>,
+    pub version: Option<String>,
+}
+
+impl Listing {
+    /// Reads a `GET /api/v1/lb` answer leniently: backends that do not decode are skipped, a
+    /// `healthy` flag on an upstream is kept when it is a boolean.
+    pub fn from_json(v: &Value) -> Listing {
+        let mut out = Listing {
+            version: v.get("version").and_then(Value::as_str).map(str::to_string),
+            ..Listing::default()
+        };
+        for b in v
+            .get("backends")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Ok(req) = serde_json::from_value::<LbRequest>(b.clone()) else {
+                continue;
+            };
+            let upstreams = b.get("upstreamServers").and_then(Value::as_array);
+            for u in upstreams.into_iter().flatten() {
+                let healthy = u.get("healthy").and_then(Value::as_bool);
+                let host = u.get("host").and_then(Value::as_str);
+                let port = u.get("port").and_then(Value::as_u64);
+                if let (Some(h), Some(host), Some(port)) = (healthy, host, port) {
+                    let port = u16::try_from(port).unwrap_or(0);
+                    out.health
+                        .insert((req.backend_name.clone(), host.to_string(), port), h);
+                }
+            }
+            out.backends.push(req);
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostFact {
+    pub host: HostRef,
+    pub probe: Probe,
+}
+
+/// One recent Event of the Service or its LoadBalancer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventLine {
+    /// `Service` or `LoadBalancer`.
+    pub kind: String,
+    pub type_: String,
+    pub reason: String,
+    pub message: String,
+    pub count: i64,
+    pub last_timestamp: String,
+}
+
+/// Everything one explain read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Facts {
+    pub key: Key,
+    /// The controller's namespace (where configs and Secrets live).
+    pub namespace: String,
+    pub service: Read<Option<Service>>,
+    pub load_balancer: Read<Option<LoadBalancer>>,
+    pub configs: Read<Vec<ConfigFact>>,
+    /// Every LoadBalancer in the cluster (port claims).
+    pub load_balancers: Read<Vec<LoadBalancer>>,
+    pub nodes: Read<Vec<Node>>,
+    /// This Service's EndpointSlices.
+    pub slices: Read<Vec<EndpointSlice>>,
+    /// Newest last.
+    pub events: Read<Vec<EventLine>>,
+    /// Names of k3s ServiceLB DaemonSets in kube-system serving this Service.
+    pub svclb: Read<Vec<String>>,
+    /// Filled once the config is known (see `steps::to_probe`).
+    pub secrets: Vec<SecretFact>,
+    pub hosts: Vec<HostFact>,
+}
+
+impl Facts {
+    /// Facts with nothing read yet but the names (for tests and as a starting point).
+    pub fn empty(key: Key, namespace: &str) -> Facts {
+        Facts {
+            key,
+            namespace: namespace.to_string(),
+            service: Ok(None),
+            load_balancer: Ok(None),
+            configs: Ok(Vec::new()),
+            load_balancers: Ok(Vec::new()),
+            nodes: Ok(Vec::new()),
+            slices: Ok(Vec::new()),
+            events: Ok(Vec::new()),
+            svclb: Ok(Vec::new()),
+            secrets: Vec::new(),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// Every read that failed, in the order they were made.
+    pub fn failed_reads(&self) -> Vec<&ReadError> {
+        let mut out = Vec::new();
+        macro_rules! push {
+            ($($r:expr),*) => { $( if let Err(e) = &$r { out.push(e); } )* };
+        }
+        push!(
+            self.service,
+            self.load_balancer,
+            self.configs,
+            self.load_balancers,
+            self.nodes,
+            self.slices,
+            self.events,
+            self.svclb
+        );
+        for s in &self.secrets {
+            if let Err(e) = &s.state {
+                out.push(e);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,284 @@
+//! The reads of `paperlb explain` (and of `paperlb check`'s host report): Kubernetes GETs and LISTs,
+//! the Secrets a config names, and each updater's `GET /api/v1/lb`. A failed read is kept as a
+//! `ReadError` naming the permission it needs; nothing here decides anything.
+//! Must not: write anything, or print, log or keep a Secret's value (the token goes to the updater
+//! call and nowhere else).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::facts::{
+    ConfigFact, EventLine, Facts, HostRef, Listing, Probe, ReadError, SecretFact, SecretRef,
+    SecretState,
+};
+use crate::controller::Key;
+use crate::kube::Error;
+use crate::kube::client::{
+    Client, DAEMONSETS, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams,
+    NODES, Resource, SECRETS, SERVICES,
+};
+use crate::model::{
+    Event, LOAD_BALANCER_KIND, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
+};
+use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
+
+/// Where k3s runs its ServiceLB DaemonSets.
+pub const K3S_SERVICELB_NAMESPACE: &str = "kube-system";
+/// Events shown per explain.
+pub const MAX_EVENTS: usize = 10;
+
+fn read_error(
+    verb: &str,
+    res: &Resource,
+    namespace: Option<&str>,
+    what: &str,
+    e: &Error,
+) -> ReadError {
+    let mut needs = format!("{verb} {}", res.plural);
+    if !res.group.is_empty() {
+        needs = format!("{needs}.{}", res.group);
+    }
+    match namespace {
+        Some(ns) => needs.push_str(&format!(" in namespace {ns}")),
+        None => needs.push_str(" in all namespaces"),
+    }
+    ReadError {
+        what: format!("{verb} {} {what}", res.plural),
+        message: e.to_string(),
+        needs,
+        denied: e.is_forbidden() || e.is_unauthorized(),
+    }
+}
+
+/// GET one object; a 404 is `None`.
+fn get<T: DeserializeOwned>(
+    client: &Client,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+) -> Result<Option<T>, ReadError> {
+    match client.get::<T>(&res.path(Some(ns), Some(name), None)) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(read_error(
+            "get",
+            res,
+            Some(ns),
+            &format!("{ns}/{name}"),
+            &e,
+        )),
+    }
+}
+
+/// LIST (all pages); a 404 (the resource or namespace does not exist) is an empty list.
+fn list<T: DeserializeOwned>(
+    client: &Client,
+    res: &Resource,
+    ns: Option<&str>,
+    params: &ListParams,
+) -> Result<Vec<T>, ReadError> {
+    match client.list::<T>(&res.path(ns, None, None), params) {
+        Ok(l) => Ok(l.items),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => {
+            let what = ns
+                .map(|n| format!("in {n}"))
+                .unwrap_or_else(|| "in all namespaces".into());
+            Err(read_error("list", res, ns, &what, &e))
+        }
+    }
+}
+
+/// Every cluster read explain makes before it knows the config: the Service, its LoadBalancer, the
+/// configs, all LoadBalancers (port claims), Nodes, the Service's EndpointSlices, recent Events of
+/// both objects, and k3s ServiceLB DaemonSets for the Service.
+pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
+    let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+    let mut f = Facts::empty(key.clone(), namespace);
+    f.service = get(client, &SERVICES, ns, name);
+    f.load_balancer = get(client, &LOADBALANCERS, ns, name);
+    f.configs = configs(client, namespace);
+    f.load_balancers = load_balancers(client);
+    f.nodes = list(client, &NODES, None, &ListParams::default());
+    let by_service = ListParams {
+        label_selector: Some(format!("{SERVICE_NAME_LABEL}={name}")),
+        ..ListParams::default()
+    };
+    f.slices = list(client, &ENDPOINTSLICES, Some(ns), &by_service);
+    let by_name = ListParams {
+        field_selector: Some(format!("involvedObject.name={name}")),
+        ..ListParams::default()
+    };
+    f.events = list::<Event>(client, &EVENTS, Some(ns), &by_name).map(event_lines);
+    let uid = f
+        .service
+        .as_ref()
+        .ok()
+        .and_then(|s| s.as_ref())
+        .map(|s| s.metadata.uid.clone())
+        .unwrap_or_default();
+    f.svclb = list::<Value>(
+        client,
+        &DAEMONSETS,
+        Some(K3S_SERVICELB_NAMESPACE),
+        &ListParams::default(),
+    )
+    .map(|items| servicelb_daemonsets(&items, key, &uid));
+    f
+}
+
+/// The LoadBalancerConfigs in the controller's namespace.
+pub fn configs(client: &Client, namespace: &str) -> Result<Vec<ConfigFact>, ReadError> {
+    list::<Value>(
+        client,
+        &LOADBALANCERCONFIGS,
+        Some(namespace),
+        &ListParams::default(),
+    )
+    .map(|items| items.into_iter().filter_map(config_fact).collect())
+}
+
+/// Every LoadBalancer in the cluster.
+pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
+    list(client, &LOADBALANCERS, None, &ListParams::default())
+}
+
+fn config_fact(raw: Value) -> Option<ConfigFact> {
+    let config: LoadBalancerConfig = serde_json::from_value(raw.clone()).ok()?;
+    Some(ConfigFact {
+        secret_refs: SecretRef::of_config(&raw),
+        config,
+        raw,
+    })
+}
+
+/// The Service's and its LoadBalancer's Events, oldest first, at most `MAX_EVENTS`.
+fn event_lines(events: Vec<Event>) -> Vec<EventLine> {
+    let mut lines: Vec<EventLine> = events
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.kind == "Service" || e.involved_object.kind == LOAD_BALANCER_KIND
+        })
+        .map(|e| EventLine {
+            kind: e.involved_object.kind,
+            type_: e.type_,
+            reason: e.reason,
+            message: e.message,
+            count: i64::from(e.count),
+            last_timestamp: e.last_timestamp,
+        })
+        .collect();
+    lines.sort_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp));
+    let skip = lines.len().saturating_sub(MAX_EVENTS);
+    lines.split_off(skip)
+}
+
+/// k3s names a Service's ServiceLB DaemonSet `svclb-<name>-<first 8 of its uid>` and labels it
+/// `svccontroller.k3s.cattle.io/svcname` / `svcnamespace`.
+pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|ds| {
+            let name = ds["metadata"]["name"].as_str()?;
+            let labels = &ds["metadata"]["labels"];
+            let by_label = labels["svccontroller.k3s.cattle.io/svcname"] == key.name.as_str()
+                && labels["svccontroller.k3s.cattle.io/svcnamespace"]
+                    .as_str()
+                    .is_none_or(|n| n == key.namespace);
+            let prefix = format!("svclb-{}-", key.name);
+            let by_name = name.strip_prefix(&prefix).is_some_and(|rest| {
+                uid.len() < 8 || uid.get(..8).is_some_and(|u| rest.starts_with(u))
+            });
+            (by_label || by_name).then(|| format!("{K3S_SERVICELB_NAMESPACE}/{name}"))
+        })
+        .collect()
+}
+
+/// Presence of each referenced Secret and key, and the credentials for the updater call built from
+/// them (only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
+pub fn secrets(
+    client: &Client,
+    namespace: &str,
+    refs: &[SecretRef],
+) -> (Vec<SecretFact>, ClientAuth) {
+    let mut auth = ClientAuth::default();
+    let facts = refs
+        .iter()
+        .map(|r| {
+            let state = if r.name.is_empty() {
+                Ok(SecretState::NoSecret)
+            } else {
+                get::<Value>(client, &SECRETS, namespace, &r.name).map(|secret| {
+                    let Some(secret) = secret else {
+                        return SecretState::NoSecret;
+                    };
+                    let data = &secret["data"];
+                    let Some(encoded) = data.get(&r.key).and_then(Value::as_str) else {
+                        let keys = data
+                            .as_object()
+                            .map(|m| m.keys().cloned().collect())
+                            .unwrap_or_default();
+                        return SecretState::NoKey(keys);
+                    };
+                    let value = base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty());
+                    match value {
+                        None => SecretState::Empty,
+                        Some(v) => {
+                            if r.is_token() {
+                                auth.token = Some(v);
+                            } else {
+                                auth.tls = ClientTls::CaPem(v.into_bytes());
+                            }
+                            SecretState::Present
+                        }
+                    }
+                })
+            };
+            SecretFact {
+                reference: r.clone(),
+                state,
+            }
+        })
+        .collect();
+    (facts, auth)
+}
+
+/// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
+pub fn probe(host: &HostRef, auth: ClientAuth) -> Probe {
+    use crate::updater::Error;
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        call: Duration::from_secs(15),
+    };
+    let endpoint = match crate::model::url::updater_endpoint(&host.url) {
+        Ok(e) => e,
+        Err(e) => return Probe::Unusable(format!("httpUpdaterURL {:?}: {e}", host.url)),
+    };
+    let client = match UpdaterClient::new(&endpoint, auth, timeouts) {
+        Ok(c) => c,
+        Err(e) => return Probe::Unusable(e.to_string()),
+    };
+    match client.list_json() {
+        Ok(v) => Probe::Listed(Listing::from_json(&v)),
+        Err(Error::Transport { detail, .. }) => Probe::Unreachable(detail),
+        Err(Error::Unauthorized { code, message }) => Probe::Unauthorized { code, message },
+        Err(Error::Unsupported { code, .. }) => Probe::NoList { code },
+        Err(Error::Refused { code, message }) => match code {
+            401 | 403 => Probe::Unauthorized { code, message },
+            404 | 405 => Probe::NoList { code },
+            _ => Probe::Refused { code, message },
+        },
+        Err(e) => Probe::Refused {
+            code: e.status(),
+            message: e.to_string(),
+        },
+    }
+}

@@ -1,0 +1,333 @@
+//! The per-host steps of `paperlb explain` (the updater answers, accepts the credentials, lists
+//! every backend the LoadBalancer implies, unchanged, with healthy upstreams), and `paperlb check`'s
+//! one-line summary of a host. Today a config has one host; each host is judged on its own.
+//! Pure: no I/O, no clock.
+
+use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
+use super::steps::{HostReport, Ready, Step, count, fail, ok, push, unknown, used_in_range};
+use crate::model::{Protocol, ValidConfig};
+use crate::updater::api::LbRequest;
+use std::collections::BTreeSet;
+
+pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport {
+    let mut steps = Vec::new();
+    let served = host_steps(f, ready, h, &mut steps).unwrap_or(false);
+    HostReport {
+        host: h.host.clone(),
+        steps,
+        served,
+    }
+}
+
+fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
+    let url = &h.host.url;
+    let ns = &f.namespace;
+    let cfg = &ready.cfg;
+    let reach = match &h.probe {
+        Probe::Unreachable(detail) => fail(
+            "reachable",
+            format!("updater {url} does not answer: {detail}"),
+            format!(
+                "check that paperlb nginx-updater runs on {} and that its port is open to this machine (curl {url}/healthz); explain calls it from here, the controller from its pod",
+                h.host.host
+            ),
+        ),
+        Probe::Unusable(detail) => fail(
+            "reachable",
+            format!("updater {url} cannot be called: {detail}"),
+            format!(
+                "fix spec.httpUpdaterURL or the Secrets of LoadBalancerConfig {}/{} (a CA that parses, a token without line breaks)",
+                cfg.namespace, cfg.name
+            ),
+        ),
+        _ => ok("reachable", format!("updater {url} answers")),
+    };
+    push(steps, (reach, Some(())))?;
+    let auth = match (&h.probe, &ready.token_ref) {
+        (Probe::Unauthorized { code, message }, Some(r)) => fail(
+            "authorized",
+            format!(
+                "updater {url} refuses the token from Secret {ns}/{} ({code}: {message})",
+                r.name
+            ),
+            format!(
+                "the Secret's key {} must hold the token in the updater's --token-file",
+                r.key
+            ),
+        ),
+        (Probe::Unauthorized { code, message }, None) => fail(
+            "authorized",
+            format!(
+                "updater {url} wants a token ({code}: {message}), and LoadBalancerConfig {}/{} names none",
+                cfg.namespace, cfg.name
+            ),
+            format!(
+                "put the updater's token in a Secret in {ns} and set spec.updaterTokenSecretRef: {{name: <secret>, key: token}} on the config"
+            ),
+        ),
+        (_, Some(r)) => ok(
+            "authorized",
+            format!("updater accepts the token from Secret {ns}/{}", r.name),
+        ),
+        (_, None) => ok("authorized", "updater answers without a token".into()),
+    };
+    push(steps, (auth, Some(())))?;
+    let listing = match &h.probe {
+        Probe::Refused { code, message } => {
+            let step = fail(
+                "answering",
+                format!("updater {url} refuses: {code}: {message}"),
+                format!(
+                    "read the updater's log on {} (journalctl -u paperlb-nginx-updater)",
+                    h.host.host
+                ),
+            );
+            push::<()>(steps, (step, None));
+            return None;
+        }
+        Probe::NoList { code } => {
+            steps.push(unknown(
+                "answering",
+                format!(
+                    "updater {url} has no GET /api/v1/lb ({code}; the Go nginx-lb-updater?), so what it serves cannot be checked"
+                ),
+            ));
+            // The LoadBalancer's status is then the only word on it.
+            return Some(ready.status.phase.as_deref() == Some(crate::model::PHASE_READY));
+        }
+        Probe::Listed(l) => l,
+        Probe::Unreachable(_) | Probe::Unusable(_) | Probe::Unauthorized { .. } => return None,
+    };
+    let version = listing
+        .version
+        .as_ref()
+        .map(|v| format!(", version {v}"))
+        .unwrap_or_default();
+    steps.push(ok(
+        "answering",
+        format!(
+            "updater {url} lists {}{version}",
+            count(listing.backends.len(), "backend")
+        ),
+    ));
+    let wanted: Vec<&LbRequest> = ready
+        .requests
+        .iter()
+        .filter(|(u, _)| crate::model::url::same_updater(u, url))
+        .map(|(_, r)| r)
+        .collect();
+    push(steps, backend_step(&h.host, &wanted, listing))?;
+    let (step, served) = upstreams_step(&wanted, listing);
+    steps.push(step);
+    Some(served)
+}
+
+/// What differs between the wanted request and the one the updater holds (empty: the same).
+pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
+    let mut out = Vec::new();
+    if want.lb_port != have.lb_port {
+        out.push(format!("lbPort {} (wanted {})", have.lb_port, want.lb_port));
+    }
+    if !want.lb_protocol.eq_ignore_ascii_case(&have.lb_protocol) {
+        out.push(format!(
+            "lbProtocol {} (wanted {})",
+            have.lb_protocol, want.lb_protocol
+        ));
+    }
+    let sorted = |r: &LbRequest| {
+        let mut u: Vec<String> = r
+            .upstream_servers
+            .iter()
+            .map(|u| format!("{}:{}", u.host, u.port))
+            .collect();
+        u.sort();
+        u.dedup();
+        u
+    };
+    let (w, h) = (sorted(want), sorted(have));
+    if w != h {
+        out.push(format!(
+            "upstreams [{}] (wanted [{}])",
+            h.join(", "),
+            w.join(", ")
+        ));
+    }
+    for (name, w, h) in [
+        (
+            "proxyTimeoutSeconds",
+            want.proxy_timeout_seconds,
+            have.proxy_timeout_seconds,
+        ),
+        (
+            "proxyConnectTimeoutSeconds",
+            want.proxy_connect_timeout_seconds,
+            have.proxy_connect_timeout_seconds,
+        ),
+    ] {
+        if w != h {
+            out.push(format!("{name} {h} (wanted {w})"));
+        }
+    }
+    out
+}
+
+fn backend_step(host: &HostRef, wanted: &[&LbRequest], listing: &Listing) -> (Step, Option<()>) {
+    let fix = "the controller pushes backends again when it resyncs the updater or the Service changes; if this stays, read the controller's log for updater errors".to_string();
+    for want in wanted {
+        let have = listing
+            .backends
+            .iter()
+            .find(|b| b.backend_name == want.backend_name);
+        let Some(have) = have else {
+            let step = fail(
+                "backend",
+                format!(
+                    "backend {} ({}/{}) is missing on {}",
+                    want.backend_name, want.lb_port, want.lb_protocol, host.name
+                ),
+                fix,
+            );
+            return (step, None);
+        };
+        let diffs = differences(want, have);
+        if !diffs.is_empty() {
+            let step = fail(
+                "backend",
+                format!(
+                    "backend {} on {} differs from what the LoadBalancer implies: {}",
+                    want.backend_name,
+                    host.name,
+                    diffs.join("; ")
+                ),
+                fix,
+            );
+            return (step, None);
+        }
+    }
+    let names: Vec<&str> = wanted.iter().map(|w| w.backend_name.as_str()).collect();
+    let step = ok(
+        "backend",
+        format!(
+            "{} {} on {} {} the LoadBalancer",
+            if names.len() == 1 {
+                "backend"
+            } else {
+                "backends"
+            },
+            names.join(", "),
+            host.name,
+            if names.len() == 1 { "matches" } else { "match" }
+        ),
+    );
+    (step, Some(()))
+}
+
+/// The upstream health step and whether the host still serves (no backend with every upstream
+/// reported unhealthy).
+fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
+    let mut unhealthy = Vec::new();
+    let mut reported = 0;
+    let mut dead_backend = false;
+    for want in wanted {
+        let mut bad_here = 0;
+        for u in &want.upstream_servers {
+            let k = (want.backend_name.clone(), u.host.clone(), u.port);
+            match listing.health.get(&k) {
+                Some(true) => reported += 1,
+                Some(false) => {
+                    reported += 1;
+                    bad_here += 1;
+                    unhealthy.push(format!("{} → {}:{}", want.backend_name, u.host, u.port));
+                }
+                None => {}
+            }
+        }
+        if bad_here > 0 && bad_here == want.upstream_servers.len() {
+            dead_backend = true;
+        }
+    }
+    let step =
+        if !unhealthy.is_empty() {
+            fail(
+            "upstreams",
+            format!("the updater reports unhealthy upstream(s): {}", unhealthy.join(", ")),
+            "check that those nodes answer on the nodePort (kube-proxy there, the Service's pods)"
+                .into(),
+        )
+        } else if reported == 0 {
+            unknown(
+                "upstreams",
+                "the updater reports no upstream health, so it is not checked".into(),
+            )
+        } else {
+            ok(
+                "upstreams",
+                format!("all {reported} upstream(s) are healthy"),
+            )
+        };
+    (step, !dead_backend)
+}
+
+/// `paperlb check`'s line for one LB host of a config: `Ok` to print, `Err` a problem. `claimed`
+/// holds the (port, protocol) pairs LoadBalancers claim on the host.
+pub fn host_summary(
+    cfg: &ValidConfig,
+    host: &HostRef,
+    probe: &Probe,
+    claimed: &BTreeSet<(u16, Protocol)>,
+    token: Option<&SecretRef>,
+) -> Result<String, String> {
+    let at = format!(
+        "LB host {} of LoadBalancerConfig {}/{} (updater {})",
+        host.name, cfg.namespace, cfg.name, host.url
+    );
+    let fix_token = match token {
+        Some(r) => format!(
+            "the token in Secret {}/{} key {} must equal the updater's --token-file",
+            cfg.namespace, r.name, r.key
+        ),
+        None => {
+            "set spec.updaterTokenSecretRef on the config to a Secret holding the updater's token"
+                .to_string()
+        }
+    };
+    let listing = match probe {
+        Probe::Unreachable(d) => return Err(format!("{at}: unreachable: {d}")),
+        Probe::Unusable(d) => return Err(format!("{at}: cannot be called: {d}")),
+        Probe::Unauthorized { code, message } => {
+            return Err(format!(
+                "{at}: not authorized ({code}: {message}): {fix_token}"
+            ));
+        }
+        Probe::Refused { code, message } => {
+            return Err(format!("{at}: refuses: {code}: {message}"));
+        }
+        Probe::NoList { code } => {
+            return Ok(format!(
+                "{at}: reachable, authorized, version unknown (no GET /api/v1/lb, {code}: the Go updater?), free ports unknown"
+            ));
+        }
+        Probe::Listed(l) => l,
+    };
+    let mut used = claimed.clone();
+    for b in &listing.backends {
+        if let Some(p) = Protocol::parse(&b.lb_protocol) {
+            used.insert((b.lb_port, p));
+        }
+    }
+    let total = usize::from(cfg.high - cfg.low) + 1;
+    let free: Vec<String> = [Protocol::Tcp, Protocol::Udp]
+        .into_iter()
+        .map(|proto| {
+            let n = used_in_range(&used, cfg, proto);
+            format!("{} {}/{total}", proto.as_str(), total - n)
+        })
+        .collect();
+    Ok(format!(
+        "{at}: reachable, authorized, version {}, free ports {} ({}-{})",
+        listing.version.as_deref().unwrap_or("unknown"),
+        free.join(", "),
+        cfg.low,
+        cfg.high
+    ))
+}

@@ -1,0 +1,290 @@
+//! `paperlb explain <namespace>/<service>`: why a Service is (not) served. Reads what the controller
+//! reads, plus each updater's `GET /api/v1/lb`, and prints the path as steps.
+//!
+//! `facts` holds what was read, `gather` reads it (I/O only), `steps` diagnoses the cluster side and
+//! `hosts` each LB host (pure, the controller's own decisions), `render` prints text or JSON. Must not: write to the cluster or an
+//! updater, or print a Secret's value.
+
+pub mod facts;
+pub mod gather;
+pub mod hosts;
+pub mod render;
+pub mod steps;
+
+use crate::cli::{self, Arg, Usage};
+use crate::controller::{Context, Key};
+use crate::kube::client::{Client, ClientOptions};
+use crate::kube::config::{self, LoadOptions};
+
+pub const HELP: &str = "\
+paperlb explain: say why a LoadBalancer Service is or is not served
+
+Usage: paperlb explain <namespace>/<service> [flags]
+
+Reads the Service, its LoadBalancer, the LoadBalancerConfig (and whether its Secrets exist, never
+their values), Nodes, EndpointSlices, recent Events, and each LB host's updater (GET /api/v1/lb),
+then prints the path as steps: ✓ passed, ✗ failed (with the fix; the steps stop there), ? could not
+be checked. Read-only. Exits 0 when the Service is served on at least one LB host, else 1.
+
+Flags:
+  -o, --output FORMAT  text (default) or json (schema: README, \"paperlb explain\")
+  --kubeconfig PATH    kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)
+  --context NAME       kubeconfig context (default: current-context)
+  --namespace NS       the controller's namespace (default: paperlb-system)
+  --address-type LIST  the controller's --address-type, if it runs with one (default:
+                       ExternalIP,InternalIP)
+  -h, --help           this help
+";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub load: LoadOptions,
+    pub namespace: String,
+    pub key: Key,
+    pub json: bool,
+    /// The controller's `--address-type` (for configs that name none).
+    pub address_types: Vec<String>,
+}
+
+const VALUE_FLAGS: [&str; 6] = [
+    "kubeconfig",
+    "context",
+    "namespace",
+    "o",
+    "output",
+    "address-type",
+];
+
+/// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
+pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
+    // The one positional argument: not a flag, not a flag's value.
+    let mut positional = Vec::new();
+    let mut flags = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a.starts_with('-') {
+            flags.push(a.clone());
+            let name = a.trim_start_matches('-');
+            if !name.contains('=') && VALUE_FLAGS.contains(&name) {
+                if let Some(v) = it.next() {
+                    flags.push(v.clone());
+                }
+            }
+        } else {
+            positional.push(a.clone());
+        }
+    }
+    let mut namespace = "paperlb-system".to_string();
+    let mut json = false;
+    let mut address_types = Context::new("", "").address_types;
+    for arg in cli::parse(&flags, &VALUE_FLAGS, &[])? {
+        match arg {
+            Arg::Help => return Ok(None),
+            Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
+            Arg::Value(k, v) if k == "context" => load.context = Some(v),
+            Arg::Value(k, v) if k == "namespace" => namespace = v,
+            Arg::Value(k, v) if k == "address-type" => {
+                address_types = crate::controller::cli::parse_address_types(&v)?
+            }
+            Arg::Value(k, v) if k == "o" || k == "output" => {
+                json = match v.as_str() {
+                    "json" => true,
+                    "text" => false,
+                    _ => return Err(Usage(format!("flag -o: expected text or json, got {v:?}"))),
+                }
+            }
+            other => return Err(Usage(format!("unexpected flag {other:?}"))),
+        }
+    }
+    let [target] = positional.as_slice() else {
+        return Err(Usage(
+            "expected exactly one <namespace>/<service> argument".into(),
+        ));
+    };
+    let key = match target.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Key::new(ns, name)
+        }
+        _ => {
+            return Err(Usage(format!("{target:?} is not <namespace>/<service>")));
+        }
+    };
+    if namespace.is_empty() {
+        return Err(Usage("flag --namespace: must not be empty".into()));
+    }
+    Ok(Some(Config {
+        load,
+        namespace,
+        key,
+        json,
+        address_types,
+    }))
+}
+
+/// `paperlb check`'s LB host report: per config in `namespace`, per host, a line (`Ok`) or a
+/// problem (`Err`): reachable, authorized, version, free ports.
+pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
+    let configs = match gather::configs(client, namespace) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Err(format!(
+                "cannot {}: {} (needs {})",
+                e.what, e.message, e.needs
+            ))];
+        }
+    };
+    if configs.is_empty() {
+        return vec![Ok(format!(
+            "LoadBalancerConfigs: none in namespace {namespace}"
+        ))];
+    }
+    let mut cache = crate::controller::Cache::new();
+    let mut out = Vec::new();
+    match gather::load_balancers(client) {
+        Ok(lbs) => {
+            cache.replace_load_balancers(lbs);
+        }
+        Err(e) => out.push(Err(format!(
+            "cannot {}: {} (needs {}); free ports count only what the updaters serve",
+            e.what, e.message, e.needs
+        ))),
+    }
+    for c in configs {
+        let name = format!("{namespace}/{}", c.config.metadata.name);
+        let cfg = match c.config.validate() {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                out.push(Err(format!("LoadBalancerConfig {name} is invalid: {e}")));
+                continue;
+            }
+        };
+        let (secrets, auth) = gather::secrets(client, namespace, &c.secret_refs);
+        for s in &secrets {
+            let r = &s.reference;
+            let what = format!("Secret {namespace}/{} ({} of {name})", r.name, r.field);
+            match &s.state {
+                Ok(facts::SecretState::Present) => {}
+                Ok(facts::SecretState::NoSecret) => out.push(Err(format!("{what} does not exist"))),
+                Ok(facts::SecretState::NoKey(_)) => {
+                    out.push(Err(format!("{what} has no key {:?}", r.key)))
+                }
+                Ok(facts::SecretState::Empty) => {
+                    out.push(Err(format!("{what}: key {:?} is empty", r.key)))
+                }
+                Err(e) => out.push(Err(format!(
+                    "{what}: cannot read: {} (needs {})",
+                    e.message, e.needs
+                ))),
+            }
+        }
+        let token_ref = c.secret_refs.iter().find(|r| r.is_token());
+        for host in steps::hosts_of(&cfg) {
+            let probe = gather::probe(&host, auth.clone());
+            let claimed = cache.ports_taken_on(&host.host, &Key::default());
+            out.push(hosts::host_summary(
+                &cfg, &host, &probe, &claimed, token_ref,
+            ));
+        }
+    }
+    out
+}
+
+/// Explains, printing to stdout. `Err` (exit 1) when the Service is served on no host.
+pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster = config::load(&config.load)?;
+    let client = Client::new(&cluster, ClientOptions::default())?;
+    let mut ctx = Context::new(&config.namespace, "");
+    ctx.address_types = config.address_types.clone();
+    let mut facts = gather::cluster(&client, &config.key, &config.namespace);
+    if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
+        let (secrets, auth) = gather::secrets(&client, &config.namespace, &refs);
+        facts.secrets = secrets;
+        // The updaters only when the cluster side holds: the steps stop at its first failure.
+        let cluster_ok = steps::explain(&facts, &ctx)
+            .steps
+            .iter()
+            .all(|s| s.status != steps::Status::Fail);
+        if cluster_ok {
+            facts.hosts = hosts
+                .into_iter()
+                .map(|host| facts::HostFact {
+                    probe: gather::probe(&host, auth.clone()),
+                    host,
+                })
+                .collect();
+        }
+    }
+    let report = steps::explain(&facts, &ctx);
+    let events = facts.events.clone().unwrap_or_default();
+    let failed = facts.failed_reads();
+    let out = if config.json {
+        let mut s = serde_json::to_string_pretty(&render::json(&report, &events, &failed))?;
+        s.push('\n');
+        s
+    } else {
+        render::text(&report, &events, &failed)
+    };
+    use std::io::Write;
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    if report.served {
+        Ok(())
+    } else {
+        Err(format!("Service {} is not served", config.key).into())
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn load() -> LoadOptions {
+        LoadOptions::from_env(None, None)
+    }
+
+    #[test]
+    fn the_target_may_stand_anywhere_among_the_flags() {
+        let c = parse(
+            &args(&[
+                "--namespace",
+                "lb",
+                "team/web",
+                "-o",
+                "json",
+                "--address-type=InternalIP",
+            ]),
+            load(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.key, Key::new("team", "web"));
+        assert_eq!(c.namespace, "lb");
+        assert!(c.json);
+        assert_eq!(c.address_types, vec!["InternalIP"]);
+        let c = parse(&args(&["default/web"]), load()).unwrap().unwrap();
+        assert!(!c.json);
+        assert_eq!(c.namespace, "paperlb-system");
+        assert_eq!(c.address_types, vec!["ExternalIP", "InternalIP"]);
+        assert!(parse(&args(&["--help"]), load()).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_targets_and_flags_are_usage_errors() {
+        for bad in [
+            &["web"][..],
+            &["/web"],
+            &["default/"],
+            &["a/b/c"],
+            &[],
+            &["a/b", "c/d"],
+            &["a/b", "-o", "yaml"],
+            &["a/b", "--nope"],
+            &["a/b", "--address-type", "Hostname"],
+        ] {
+            assert!(parse(&args(bad), load()).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,941 @@
+//! The diagnosis of `paperlb explain`: from the gathered `Facts` alone, the path of one Service as
+//! steps, each ok, failed (with the fix) or unknown (a read failed or the updater cannot say). The
+//! cluster steps stop at the first failure; then each host of the config gets its own steps, which
+//! stop at their first failure. The decisions are the controller's own: config choice, nodePorts,
+//! port allocation and the desired spec come from `controller::reconcile`, node eligibility from
+//! `controller::targets`, the requests a LoadBalancer implies from `reconcile` itself.
+//! Pure: no I/O, no clock.
+
+use super::facts::{Facts, HostRef, ReadError, SecretRef, SecretState};
+use crate::controller::batch::lb_request;
+use crate::controller::ports::stored_ports;
+use crate::controller::reconcile::{
+    Context, desired_spec, is_ours, pick_config, port_list, service_ports,
+};
+use crate::controller::status::{RECONCILED, condition};
+use crate::controller::targets::{Ineligible, node_address, node_ineligibility, targets_for};
+use crate::controller::{Action, Cache, Key, reconcile};
+use crate::model::{
+    CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
+};
+use crate::updater::api::LbRequest;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
+pub const LB_PORTS_ANNOTATION: &str = "lb.paperlb.com/lb-ports";
+
+/// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
+/// the README list them).
+pub const STEP_IDS: [&str; 14] = [
+    "service",
+    "class",
+    "conflict",
+    "config",
+    "secrets",
+    "nodeports",
+    "nodes",
+    "ports",
+    "loadbalancer",
+    "reachable",
+    "authorized",
+    "answering",
+    "backend",
+    "upstreams",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Fail,
+    /// Could not be checked (a read failed, or the updater does not report it); not a stop.
+    Unknown,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Fail => "fail",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Stable identifier (the JSON schema lists them).
+    pub id: &'static str,
+    pub status: Status,
+    /// One sentence.
+    pub message: String,
+    /// What to do, on a failed step.
+    pub fix: Option<String>,
+}
+
+/// `1 port`, `2 ports`.
+pub(super) fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+pub(super) fn ok(id: &'static str, message: String) -> Step {
+    Step {
+        id,
+        status: Status::Ok,
+        message,
+        fix: None,
+    }
+}
+
+pub(super) fn fail(id: &'static str, message: String, fix: String) -> Step {
+    Step {
+        id,
+        status: Status::Fail,
+        message,
+        fix: Some(fix),
+    }
+}
+
+pub(super) fn unknown(id: &'static str, message: String) -> Step {
+    Step {
+        id,
+        status: Status::Unknown,
+        message,
+        fix: None,
+    }
+}
+
+fn unreadable(id: &'static str, e: &ReadError) -> Step {
+    unknown(
+        id,
+        format!("cannot {}: {} (needs {})", e.what, e.message, e.needs),
+    )
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostReport {
+    pub host: HostRef,
+    pub steps: Vec<Step>,
+    /// The host serves the backends the LoadBalancer implies (and not every upstream of one of
+    /// them is reported unhealthy).
+    pub served: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub key: Key,
+    pub steps: Vec<Step>,
+    pub hosts: Vec<HostReport>,
+    pub served: bool,
+}
+
+/// The controller's view of the gathered objects, built with the cache's own methods.
+pub fn cache_of(f: &Facts) -> Cache {
+    let mut c = Cache::new();
+    c.replace_nodes(f.nodes.clone().unwrap_or_default());
+    let configs = f.configs.as_ref().map(|v| v.as_slice()).unwrap_or_default();
+    c.replace_configs(configs.iter().map(|c| c.config.clone()).collect());
+    c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());
+    let mut lbs: Vec<LoadBalancer> = f
+        .load_balancers
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| Key::of(&l.metadata) != f.key)
+        .collect();
+    if let Ok(Some(lb)) = &f.load_balancer {
+        let mut lb = lb.clone();
+        lb.metadata.namespace = f.key.namespace.clone();
+        lbs.push(lb);
+    }
+    c.replace_load_balancers(lbs);
+    if let Ok(Some(svc)) = &f.service {
+        let mut svc = svc.clone();
+        svc.metadata.namespace = f.key.namespace.clone();
+        c.apply_service(svc);
+    }
+    c
+}
+
+/// The LB hosts of a config. Today a config has one (`spec.host`, `spec.httpUpdaterURL`); a
+/// config with several hosts returns them all here.
+pub fn hosts_of(cfg: &ValidConfig) -> Vec<HostRef> {
+    vec![HostRef {
+        name: cfg.host.clone(),
+        host: cfg.host.clone(),
+        url: cfg.url.clone(),
+    }]
+}
+
+/// What to read once the cluster is known: the chosen config's Secret references and hosts. None
+/// when no config can be chosen (the diagnosis stops before the hosts).
+pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<HostRef>)> {
+    let svc = f.service.as_ref().ok()?.as_ref()?;
+    if !is_ours(svc, ctx) {
+        return None;
+    }
+    let cache = cache_of(f);
+    let cfg = pick_config(&cache, &f.key, svc, ctx).ok()?;
+    Some((secret_refs(f, &cfg), hosts_of(&cfg)))
+}
+
+fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
+    f.configs
+        .iter()
+        .flatten()
+        .find(|c| c.config.metadata.name == cfg.name)
+        .map(|c| c.secret_refs.clone())
+        .unwrap_or_default()
+}
+
+/// The whole diagnosis.
+pub fn explain(f: &Facts, ctx: &Context) -> Report {
+    let mut steps = Vec::new();
+    let ready = cluster_steps(f, ctx, &mut steps);
+    let hosts: Vec<HostReport> = match &ready {
+        None => Vec::new(),
+        Some(r) => f
+            .hosts
+            .iter()
+            .map(|h| super::hosts::host_report(f, r, h))
+            .collect(),
+    };
+    let served = hosts.iter().any(|h| h.served);
+    Report {
+        key: f.key.clone(),
+        steps,
+        hosts,
+        served,
+    }
+}
+
+/// What the cluster steps found when they all passed.
+pub(super) struct Ready {
+    pub(super) cfg: ValidConfig,
+    pub(super) token_ref: Option<SecretRef>,
+    /// The LoadBalancer's status (the phase decides "served" where an updater cannot list).
+    pub(super) status: LoadBalancerStatus,
+    /// (raw updater URL, request) for every backend the LoadBalancer implies.
+    pub(super) requests: Vec<(String, LbRequest)>,
+}
+
+fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
+    let key = &f.key;
+    let svc = push(steps, service_step(f))?;
+    push(steps, class_step(svc, ctx))?;
+    push(steps, conflict_step(f, ctx))?;
+    let cache = cache_of(f);
+    let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
+    let token_ref = push(steps, secrets_step(f, &cfg))?;
+    push(steps, nodeports_step(key, svc))?;
+    push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
+    let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
+    let spec = push(steps, ports_step(f, &cache, svc, lb, &cfg, ctx))?;
+    let status = push(steps, load_balancer_step(f, svc, &spec))?;
+    Some(Ready {
+        requests: implied_requests(&cache, key, ctx),
+        cfg,
+        token_ref,
+        status,
+    })
+}
+
+/// Records a step; `None` (stop) when it failed.
+pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -> Option<T> {
+    let failed = step.status == Status::Fail;
+    steps.push(step);
+    if failed { None } else { value }
+}
+
+fn service_step(f: &Facts) -> (Step, Option<&Service>) {
+    let key = &f.key;
+    let svc = match &f.service {
+        Err(e) => {
+            return (
+                fail(
+                    "service",
+                    format!("cannot read Service {key}: {}", e.message),
+                    format!("give this user {}", e.needs),
+                ),
+                None,
+            );
+        }
+        Ok(None) => {
+            return (
+                fail(
+                    "service",
+                    format!("Service {key} does not exist"),
+                    format!(
+                        "check the namespace and the name: kubectl get services -n {}",
+                        key.namespace
+                    ),
+                ),
+                None,
+            );
+        }
+        Ok(Some(s)) => s,
+    };
+    let type_ = svc.spec.type_.as_deref().unwrap_or("ClusterIP");
+    if type_ != "LoadBalancer" {
+        return (
+            fail(
+                "service",
+                format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer"),
+                "set spec.type: LoadBalancer".into(),
+            ),
+            None,
+        );
+    }
+    (
+        ok(
+            "service",
+            format!(
+                "Service {key} is type LoadBalancer with {}",
+                count(svc.spec.ports.len(), "port")
+            ),
+        ),
+        Some(svc),
+    )
+}
+
+fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
+    let ours = &ctx.class_name;
+    let step = match svc.spec.load_balancer_class.as_deref() {
+        None => ok(
+            "class",
+            "it has no spec.loadBalancerClass, so paperlb serves it".into(),
+        ),
+        Some(c) if c == ours => ok(
+            "class",
+            format!("its spec.loadBalancerClass is {c}: paperlb's"),
+        ),
+        Some(c) => fail(
+            "class",
+            format!(
+                "its spec.loadBalancerClass is {c}, so another controller serves it and paperlb leaves it alone"
+            ),
+            format!(
+                "for paperlb, recreate the Service with spec.loadBalancerClass: {ours} or without the field (it cannot change while the type is LoadBalancer)"
+            ),
+        ),
+    };
+    (step, Some(()))
+}
+
+fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
+    let step = match &f.svclb {
+        Err(e) => unreadable("conflict", e),
+        Ok(names) if names.is_empty() => ok(
+            "conflict",
+            "no other controller serves it (no k3s ServiceLB DaemonSet for it in kube-system)"
+                .into(),
+        ),
+        Ok(names) => fail(
+            "conflict",
+            format!(
+                "k3s ServiceLB serves this Service too (DaemonSet {}) and writes node addresses into the same status.loadBalancer",
+                names.join(", ")
+            ),
+            format!(
+                "start k3s with --disable=servicelb, or recreate the Service with spec.loadBalancerClass: {} (ServiceLB skips classed Services)",
+                ctx.class_name
+            ),
+        ),
+    };
+    (step, Some(()))
+}
+
+fn config_step(
+    f: &Facts,
+    cache: &Cache,
+    svc: &Service,
+    ctx: &Context,
+) -> (Step, Option<ValidConfig>) {
+    let ns = &ctx.namespace;
+    if let Err(e) = &f.configs {
+        let step = fail(
+            "config",
+            format!("cannot list LoadBalancerConfigs in {ns}: {}", e.message),
+            format!("give this user {}", e.needs),
+        );
+        return (step, None);
+    }
+    let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
+    match pick_config(cache, &f.key, svc, ctx) {
+        Ok(cfg) => {
+            let how = match annotated {
+                Some(_) => format!("named by {CONFIG_ANNOTATION}"),
+                None => "the default".into(),
+            };
+            let step = ok(
+                "config",
+                format!(
+                    "LoadBalancerConfig {ns}/{} ({how}) is valid: LB host {}, updater {}, ports {}-{}",
+                    cfg.name, cfg.host, cfg.url, cfg.low, cfg.high
+                ),
+            );
+            (step, Some(cfg))
+        }
+        Err(p) => {
+            let defaults = cache
+                .configs
+                .iter()
+                .filter(|(k, c)| &k.namespace == ns && c.is_default())
+                .count();
+            let fix = match (p.reason, annotated) {
+                ("ConfigNotFound", Some(name)) => format!(
+                    "create LoadBalancerConfig {ns}/{name}, or name an existing one in the annotation {CONFIG_ANNOTATION}"
+                ),
+                ("ConfigNotFound", None) => format!(
+                    "create a LoadBalancerConfig in {ns} with spec.default: true, or annotate the Service with {CONFIG_ANNOTATION}: <name>"
+                ),
+                (_, None) if defaults > 1 => format!(
+                    "keep spec.default: true on one config only, or annotate the Service with {CONFIG_ANNOTATION}: <name>"
+                ),
+                _ => format!(
+                    "fix the field named above: kubectl edit loadbalancerconfigs -n {ns} <name>"
+                ),
+            };
+            (fail("config", p.message, fix), None)
+        }
+    }
+}
+
+/// Ok with the token reference (if any) when every referenced Secret and key is there.
+fn secrets_step(f: &Facts, cfg: &ValidConfig) -> (Step, Option<Option<SecretRef>>) {
+    let ns = &f.namespace;
+    let refs = secret_refs(f, cfg);
+    if refs.is_empty() {
+        let step = ok(
+            "secrets",
+            "the config references no updater Secret, so the updater is called without a token"
+                .into(),
+        );
+        return (step, Some(None));
+    }
+    let mut present = Vec::new();
+    let mut unknown_note = None;
+    for r in &refs {
+        let what = format!("Secret {ns}/{} ({})", r.name, r.field);
+        let state = f
+            .secrets
+            .iter()
+            .find(|s| &s.reference == r)
+            .map(|s| s.state.clone());
+        let create = format!(
+            "kubectl -n {ns} create secret generic {} --from-file={}=<file>",
+            if r.name.is_empty() { "<name>" } else { &r.name },
+            r.key
+        );
+        match state {
+            None => unknown_note = Some(format!("{what} was not read")),
+            Some(Err(e)) => {
+                unknown_note = Some(format!(
+                    "cannot {}: {} (needs {})",
+                    e.what, e.message, e.needs
+                ))
+            }
+            Some(Ok(SecretState::Present)) => present.push(format!("{what} has key {}", r.key)),
+            Some(Ok(SecretState::NoSecret)) if r.name.is_empty() => {
+                let step = fail(
+                    "secrets",
+                    format!(
+                        "{} of LoadBalancerConfig {ns}/{} has no name",
+                        r.field, cfg.name
+                    ),
+                    format!("set {}.name to a Secret in {ns}", r.field),
+                );
+                return (step, None);
+            }
+            Some(Ok(SecretState::NoSecret)) => {
+                let step = fail("secrets", format!("{what} does not exist"), create);
+                return (step, None);
+            }
+            Some(Ok(SecretState::NoKey(keys))) => {
+                let step = fail(
+                    "secrets",
+                    format!(
+                        "{what} has no key {:?} (it has: {})",
+                        r.key,
+                        if keys.is_empty() {
+                            "none".into()
+                        } else {
+                            keys.join(", ")
+                        }
+                    ),
+                    format!(
+                        "add the key, or set {}.key to the key that holds it",
+                        r.field
+                    ),
+                );
+                return (step, None);
+            }
+            Some(Ok(SecretState::Empty)) => {
+                let step = fail(
+                    "secrets",
+                    format!("{what}: key {} is empty or not text", r.key),
+                    format!("put the value in the key: {create}"),
+                );
+                return (step, None);
+            }
+        }
+    }
+    let token_ref = refs.iter().find(|r| r.is_token()).cloned();
+    let step = match unknown_note {
+        Some(note) => unknown("secrets", note),
+        None => ok("secrets", present.join("; ")),
+    };
+    (step, Some(token_ref))
+}
+
+fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {
+    match service_ports(key, svc) {
+        Ok(Some(ports)) => {
+            let list: Vec<String> = svc
+                .spec
+                .ports
+                .iter()
+                .zip(&ports)
+                .map(|(sp, p)| format!("{}/{}→{}", sp.port, p.protocol.as_str(), p.node_port))
+                .collect();
+            let step = ok(
+                "nodeports",
+                format!("every port has a nodePort: {}", list.join(", ")),
+            );
+            (step, Some(()))
+        }
+        Ok(None) => (
+            fail(
+                "nodeports",
+                format!("a port of Service {key} has no nodePort yet"),
+                "the apiserver assigns nodePorts when the Service is written; if this stays, read the apiserver's answer (kubectl get service -o yaml)".into(),
+            ),
+            None,
+        ),
+        Err(p) if p.reason == "NoNodePorts" => (
+            fail(
+                "nodeports",
+                p.message,
+                "set spec.allocateLoadBalancerNodePorts: true (or give every port a nodePort)"
+                    .into(),
+            ),
+            None,
+        ),
+        Err(p) => (
+            fail("nodeports", p.message, "fix the Service's ports".into()),
+            None,
+        ),
+    }
+}
+
+/// Why a node is not a target of this Service (the first reason, in `targets_for`'s order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotTarget {
+    NoLocalEndpoint,
+    Node(Ineligible),
+    NoAddress,
+}
+
+impl NotTarget {
+    fn describe(self) -> &'static str {
+        match self {
+            NotTarget::NoLocalEndpoint => "without a ready endpoint (externalTrafficPolicy: Local)",
+            NotTarget::Node(Ineligible::NotReady) => "NotReady",
+            NotTarget::Node(Ineligible::Deleting) => "being deleted",
+            NotTarget::Node(Ineligible::Excluded) => {
+                "excluded by label node.kubernetes.io/exclude-from-external-load-balancers"
+            }
+            NotTarget::Node(Ineligible::ToBeDeleted) => "tainted ToBeDeletedByClusterAutoscaler",
+            NotTarget::NoAddress => "without an address of the wanted types",
+        }
+    }
+}
+
+/// Node name → why it is not a target (absent: it is one).
+pub fn not_targets(
+    cache: &Cache,
+    key: &Key,
+    local: bool,
+    address_types: &[String],
+) -> BTreeMap<String, NotTarget> {
+    let local_nodes = local.then(|| cache.local_nodes(key));
+    cache
+        .nodes
+        .iter()
+        .filter_map(|(name, node)| {
+            let why = if local_nodes.as_ref().is_some_and(|l| !l.contains(name)) {
+                NotTarget::NoLocalEndpoint
+            } else if let Some(i) = node_ineligibility(node) {
+                NotTarget::Node(i)
+            } else if node_address(node, address_types).is_none() {
+                NotTarget::NoAddress
+            } else {
+                return None;
+            };
+            Some((name.clone(), why))
+        })
+        .collect()
+}
+
+fn nodes_step(
+    f: &Facts,
+    cache: &Cache,
+    svc: &Service,
+    cfg: &ValidConfig,
+    ctx: &Context,
+) -> (Step, Option<()>) {
+    if let Err(e) = &f.nodes {
+        return (unreadable("nodes", e), Some(()));
+    }
+    let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
+    if local && let Err(e) = &f.slices {
+        return (unreadable("nodes", e), Some(()));
+    }
+    let types = if cfg.address_types.is_empty() {
+        &ctx.address_types
+    } else {
+        &cfg.address_types
+    };
+    let why = not_targets(cache, &f.key, local, types);
+    let total = cache.nodes.len();
+    let mut counts: BTreeMap<NotTarget, usize> = BTreeMap::new();
+    for r in why.values() {
+        *counts.entry(*r).or_default() += 1;
+    }
+    let breakdown: Vec<String> = counts
+        .iter()
+        .map(|(r, n)| format!("{n} {}", r.describe()))
+        .collect();
+    // The controller's own list, for the count of distinct target addresses.
+    let local_nodes = local.then(|| cache.local_nodes(&f.key));
+    let targets = targets_for(1, &cache.nodes, types, local_nodes.as_ref());
+    if targets.is_empty() {
+        let message = if total == 0 {
+            "the cluster has no nodes to forward to".to_string()
+        } else {
+            format!(
+                "no node can receive traffic: of {}, {}",
+                count(total, "node"),
+                breakdown.join(", ")
+            )
+        };
+        let mut fixes = Vec::new();
+        for r in counts.keys() {
+            fixes.push(match r {
+                NotTarget::NoLocalEndpoint => format!(
+                    "externalTrafficPolicy: Local forwards only to nodes with a ready endpoint: check the pods are Ready (kubectl get endpointslices -n {} -l kubernetes.io/service-name={}), or use externalTrafficPolicy: Cluster",
+                    f.key.namespace, f.key.name
+                ),
+                NotTarget::Node(Ineligible::NotReady) => "make the nodes Ready (kubectl describe nodes)".into(),
+                NotTarget::Node(Ineligible::Deleting) => "wait for the nodes being deleted to be replaced".into(),
+                NotTarget::Node(Ineligible::Excluded) => "remove the label node.kubernetes.io/exclude-from-external-load-balancers from a node".into(),
+                NotTarget::Node(Ineligible::ToBeDeleted) => "the cluster autoscaler is removing those nodes: scale up or wait".into(),
+                NotTarget::NoAddress => format!(
+                    "give the nodes an address of type {} or set spec.targetAddressTypes of LoadBalancerConfig {}/{}",
+                    types.join(" or "),
+                    cfg.namespace,
+                    cfg.name
+                ),
+            });
+        }
+        if fixes.is_empty() {
+            fixes.push("add a node".into());
+        }
+        return (fail("nodes", message, fixes.join("; ")), None);
+    }
+    let mut message = format!(
+        "{} of {} receive traffic ({} target address{})",
+        total - why.len(),
+        count(total, "node"),
+        targets.len(),
+        if targets.len() == 1 { "" } else { "es" }
+    );
+    if !breakdown.is_empty() {
+        let _ = write!(message, "; left out: {}", breakdown.join(", "));
+    }
+    (ok("nodes", message), Some(()))
+}
+
+/// LoadBalancers other than `except` claiming (port, protocol) on `host`.
+fn holders(f: &Facts, host: &str, port: u16, protocol: Protocol, except: &Key) -> Vec<Key> {
+    f.load_balancers
+        .iter()
+        .flatten()
+        .filter(|l| Key::of(&l.metadata) != *except)
+        .filter(|l| {
+            l.spec
+                .host
+                .get()
+                .is_some_and(|h| h.eq_ignore_ascii_case(host))
+        })
+        .filter(|l| {
+            stored_ports(&l.spec)
+                .iter()
+                .any(|(_, p, proto)| *p == port && *proto == protocol)
+        })
+        .map(|l| Key::of(&l.metadata))
+        .collect()
+}
+
+/// How many ports of `proto` in the config's range `pairs` holds.
+pub(super) fn used_in_range(
+    pairs: &BTreeSet<(u16, Protocol)>,
+    cfg: &ValidConfig,
+    proto: Protocol,
+) -> usize {
+    pairs
+        .iter()
+        .filter(|(p, pr)| *pr == proto && (cfg.low..=cfg.high).contains(p))
+        .count()
+}
+
+/// The annotation `lb.paperlb.com/lb-ports`: (what the user wrote, Service port index, lbPort).
+pub fn requested_ports(svc: &Service) -> Result<Vec<(String, usize, u16)>, String> {
+    let Some(text) = svc.metadata.annotations.get(LB_PORTS_ANNOTATION) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = || format!("{entry:?} is not <port name or number>=<lbPort>");
+        let (port, lb_port) = entry.split_once('=').ok_or_else(bad)?;
+        let (port, lb_port) = (port.trim(), lb_port.trim());
+        let lb_port: u16 = lb_port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        let index = svc
+            .spec
+            .ports
+            .iter()
+            .position(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port)
+            .ok_or_else(|| format!("{entry:?}: the Service has no port {port:?}"))?;
+        out.push((port.to_string(), index, lb_port));
+    }
+    Ok(out)
+}
+
+fn ports_step(
+    f: &Facts,
+    cache: &Cache,
+    svc: &Service,
+    lb: Option<&LoadBalancer>,
+    cfg: &ValidConfig,
+    ctx: &Context,
+) -> (Step, Option<LbSpec>) {
+    let key = &f.key;
+    let annotation_fix = format!("fix the annotation {LB_PORTS_ANNOTATION}");
+    let requested = match requested_ports(svc) {
+        Ok(r) => r,
+        Err(e) => {
+            let step = fail(
+                "ports",
+                format!("annotation {LB_PORTS_ANNOTATION}: {e}"),
+                annotation_fix,
+            );
+            return (step, None);
+        }
+    };
+    for (port, index, lb_port) in requested {
+        let protocol = svc.spec.ports[index]
+            .protocol
+            .as_deref()
+            .and_then(Protocol::parse)
+            .unwrap_or(Protocol::Tcp);
+        let asked = format!(
+            "port {port} asks for LB port {lb_port}/{} ({LB_PORTS_ANNOTATION})",
+            protocol.as_str()
+        );
+        if !(cfg.low..=cfg.high).contains(&lb_port) {
+            let step = fail(
+                "ports",
+                format!(
+                    "{asked}, outside the range {}-{} of LoadBalancerConfig {}/{}",
+                    cfg.low, cfg.high, cfg.namespace, cfg.name
+                ),
+                "ask for a port in the range, or widen the config's spec.portRange".to_string(),
+            );
+            return (step, None);
+        }
+        let held = holders(f, &cfg.host, lb_port, protocol, key);
+        if let Some(holder) = held.first() {
+            let step = fail(
+                "ports",
+                format!(
+                    "{asked}, but LoadBalancer {holder} holds it on {}",
+                    cfg.host
+                ),
+                format!("free it there (delete or move Service {holder}), or ask for another port"),
+            );
+            return (step, None);
+        }
+    }
+    match desired_spec(cache, key, svc, lb, ctx) {
+        Ok(Some(spec)) => {
+            let step = ok(
+                "ports",
+                format!(
+                    "LB {} {} on {}",
+                    if spec.ports.len() == 1 {
+                        "port"
+                    } else {
+                        "ports"
+                    },
+                    port_list(&spec),
+                    spec.host
+                ),
+            );
+            (step, Some(spec))
+        }
+        Ok(None) => (
+            fail(
+                "ports",
+                format!("a port of Service {key} has no nodePort yet"),
+                "wait for the apiserver to assign it".into(),
+            ),
+            None,
+        ),
+        Err(p) if p.reason == "PortRangeExhausted" => {
+            let total = usize::from(cfg.high - cfg.low) + 1;
+            let taken = cache.ports_taken_on(&cfg.host, key);
+            let used: Vec<String> = [Protocol::Tcp, Protocol::Udp]
+                .into_iter()
+                .map(|proto| {
+                    let n = used_in_range(&taken, cfg, proto);
+                    format!("{n}/{total} {} used", proto.as_str())
+                })
+                .collect();
+            let step = fail(
+                "ports",
+                format!("{} ({})", p.message, used.join(", ")),
+                format!(
+                    "widen spec.portRange of LoadBalancerConfig {}/{}, or delete LoadBalancer Services that are no longer needed",
+                    cfg.namespace, cfg.name
+                ),
+            );
+            (step, None)
+        }
+        Err(p) => (fail("ports", p.message, "see the message".into()), None),
+    }
+}
+
+fn load_balancer_step(
+    f: &Facts,
+    svc: &Service,
+    desired: &LbSpec,
+) -> (Step, Option<LoadBalancerStatus>) {
+    let key = &f.key;
+    let ns = &f.namespace;
+    let controller_fix = format!(
+        "check that paperlb controller runs and leads: kubectl -n {ns} get pods, kubectl -n {ns} logs deploy/paperlb-controller"
+    );
+    let last_warning = f
+        .events
+        .iter()
+        .flatten()
+        .rev()
+        .find(|e| e.type_ == "Warning")
+        .map(|e| format!(" (last Warning Event: {}: {})", e.reason, e.message))
+        .unwrap_or_default();
+    let lb = match &f.load_balancer {
+        Err(e) => {
+            return (
+                unreadable("loadbalancer", e),
+                Some(LoadBalancerStatus::default()),
+            );
+        }
+        Ok(None) => {
+            let step = fail(
+                "loadbalancer",
+                format!(
+                    "there is no LoadBalancer {key}: the controller has not acted on this Service{last_warning}"
+                ),
+                controller_fix,
+            );
+            return (step, None);
+        }
+        Ok(Some(lb)) => lb,
+    };
+    if lb.metadata.is_deleting() {
+        let step = fail(
+            "loadbalancer",
+            format!("LoadBalancer {key} is being deleted"),
+            "the controller removes its backends and lets it go, then creates a new one; if it stays, check the controller's log".into(),
+        );
+        return (step, None);
+    }
+    let owned =
+        lb.metadata.owner_references.iter().any(|o| {
+            o.kind == "Service" && o.uid == svc.metadata.uid && o.controller == Some(true)
+        });
+    if !owned || !desired.matches(&lb.spec) {
+        let recorded = LbSpec::from_resource(&lb.spec)
+            .map(|s| format!("{} on {}", port_list(&s), s.host))
+            .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
+        let what = if owned {
+            format!(
+                "records {recorded}, but the Service, config and nodes now call for {} on {} with {}",
+                port_list(desired),
+                desired.host,
+                count(desired.target_count(), "target")
+            )
+        } else {
+            "is not yet owned by this Service".to_string()
+        };
+        let step = fail(
+            "loadbalancer",
+            format!("LoadBalancer {key} {what}: the controller has not caught up{last_warning}"),
+            controller_fix,
+        );
+        return (step, None);
+    }
+    if let Some(c) = condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False") {
+        let step = fail(
+            "loadbalancer",
+            format!("LoadBalancer {key}: {}: {}", c.reason, c.message),
+            "see the message".into(),
+        );
+        return (step, None);
+    }
+    let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
+    let mut message = format!(
+        "LoadBalancer {key} records {} on {} with {}; phase {phase}",
+        port_list(desired),
+        desired.host,
+        count(desired.target_count(), "target")
+    );
+    if let Some(c) = condition(&lb.status.conditions, "Ready").filter(|c| c.status == "False") {
+        let _ = write!(message, " ({}: {})", c.reason, c.message);
+    }
+    let shown = svc.status.load_balancer.ingress.iter().any(|i| {
+        i.ip.as_deref() == Some(&desired.host) || i.hostname.as_deref() == Some(&desired.host)
+    });
+    if !shown {
+        message.push_str("; the Service shows no EXTERNAL-IP for it yet");
+    }
+    (ok("loadbalancer", message), Some(lb.status.clone()))
+}
+
+/// Every backend the LoadBalancer implies, from the controller's own decision: a reconcile of the
+/// same objects with the LoadBalancer's status cleared (not applied) plans exactly these calls.
+fn implied_requests(cache: &Cache, key: &Key, ctx: &Context) -> Vec<(String, LbRequest)> {
+    let mut cache = cache.clone();
+    if let Some(lb) = cache.load_balancers.get(key) {
+        let mut lb = lb.clone();
+        lb.status = LoadBalancerStatus::default();
+        lb.metadata.resource_version = format!("{}-explain", lb.metadata.resource_version);
+        cache.apply_load_balancer(lb);
+    }
+    reconcile(&cache, key, ctx)
+        .actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::UpdaterApply { url, request, .. } => Some((url, lb_request(&request))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,722 @@
+//! Unit tests of the explain diagnosis: facts in, the expected failing step out. Each case builds a
+//! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
+
+use super::super::facts::{
+    ConfigFact, EventLine, Facts, HostFact, HostRef, Listing, Probe, ReadError, SecretFact,
+    SecretRef, SecretState,
+};
+use super::*;
+use crate::controller::testutil::{Rng, shuffled};
+use crate::model::{LoadBalancerConfig, Node};
+use crate::updater::api::{LbRequest, Upstream};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+const NS: &str = "paperlb-system";
+const URL: &str = "http://127.0.0.1:3000";
+const HOST: &str = "127.0.0.10";
+
+fn svc() -> Value {
+    json!({
+        "metadata": {"name": "web", "namespace": "default", "uid": "u-web"},
+        "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 31000}]},
+    })
+}
+
+fn node(name: &str, ready: bool, ip: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        },
+    })
+}
+
+fn config(name: &str, default: bool) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"default": default, "httpUpdaterURL": URL, "host": HOST, "portRange": {"low": 8100, "high": 8199}},
+    })
+}
+
+fn config_fact(raw: Value) -> ConfigFact {
+    ConfigFact {
+        config: serde_json::from_value::<LoadBalancerConfig>(raw.clone()).unwrap(),
+        secret_refs: SecretRef::of_config(&raw),
+        raw,
+    }
+}
+
+/// A world before the controller acted: the Service, two Ready nodes, one default config.
+fn world(service: Value) -> Facts {
+    let mut f = Facts::empty(Key::new("default", "web"), NS);
+    f.service = Ok(Some(serde_json::from_value(service).unwrap()));
+    f.nodes = Ok(vec![
+        serde_json::from_value::<Node>(node("a", true, "127.0.0.2")).unwrap(),
+        serde_json::from_value::<Node>(node("b", true, "127.0.0.3")).unwrap(),
+    ]);
+    f.configs = Ok(vec![config_fact(config("edge", true))]);
+    f
+}
+
+/// The config references a token Secret (`reference`), which was read as `state`.
+fn with_token_secret(reference: Value, state: SecretState) -> Facts {
+    let mut c = config("edge", true);
+    c["spec"]["updaterTokenSecretRef"] = reference;
+    let mut f = world(svc());
+    let fact = config_fact(c);
+    f.secrets = fact
+        .secret_refs
+        .iter()
+        .map(|r| SecretFact {
+            reference: r.clone(),
+            state: Ok(state.clone()),
+        })
+        .collect();
+    f.configs = Ok(vec![fact]);
+    f
+}
+
+/// LoadBalancer `<namespace>/other`, holding `port`/TCP on the LB host.
+fn holding(namespace: &str, port: u16) -> LoadBalancer {
+    serde_json::from_value(json!({
+        "metadata": {"name": "other", "namespace": namespace},
+        "spec": {"host": HOST, "port": port, "protocol": "TCP"},
+    }))
+    .unwrap()
+}
+
+fn ctx() -> Context {
+    Context::new(NS, "2026-01-01T00:00:00Z")
+}
+
+/// The world after the controller applied: the LoadBalancer it writes (from its own decision),
+/// READY, and the updater listing exactly the implied backends.
+fn served_world() -> Facts {
+    let mut f = world(svc());
+    let cache = cache_of(&f);
+    let s = f.service.clone().unwrap().unwrap();
+    let spec = desired_spec(&cache, &f.key, &s, None, &ctx())
+        .ok()
+        .flatten()
+        .unwrap();
+    let lb = json!({
+        "metadata": {
+            "name": "web", "namespace": "default", "uid": "u-lb", "generation": 2, "resourceVersion": "7",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "u-web", "controller": true}],
+            "finalizers": [crate::model::FINALIZER],
+        },
+        "spec": spec.to_json(),
+        "status": {"phase": "READY", "observedGeneration": 2},
+    });
+    let lb: LoadBalancer = serde_json::from_value(lb).unwrap();
+    f.load_balancer = Ok(Some(lb.clone()));
+    f.load_balancers = Ok(vec![lb]);
+    let requests = implied_requests(&cache_of(&f), &f.key, &ctx());
+    f.hosts = vec![HostFact {
+        host: HostRef {
+            name: HOST.into(),
+            host: HOST.into(),
+            url: URL.into(),
+        },
+        probe: Probe::Listed(Listing {
+            backends: requests.into_iter().map(|(_, r)| r).collect(),
+            ..Listing::default()
+        }),
+    }];
+    f
+}
+
+fn listing(f: &mut Facts) -> &mut Listing {
+    match &mut f.hosts[0].probe {
+        Probe::Listed(l) => l,
+        _ => panic!("not listed"),
+    }
+}
+
+/// The first failed step (cluster steps, then the first host's), as (id, message, fix).
+fn first_failure(r: &Report) -> Option<(&'static str, String, String)> {
+    r.steps
+        .iter()
+        .chain(r.hosts.iter().flat_map(|h| h.steps.iter()))
+        .find(|s| s.status == Status::Fail)
+        .map(|s| (s.id, s.message.clone(), s.fix.clone().unwrap_or_default()))
+}
+
+fn denied(what: &str) -> ReadError {
+    ReadError {
+        what: what.into(),
+        message: "forbidden".into(),
+        needs: format!("{what} (RBAC)"),
+        denied: true,
+    }
+}
+
+type Case = (&'static str, fn() -> Facts, &'static str, &'static str);
+
+#[test]
+fn each_diagnosis_stops_at_its_step() {
+    let cases: Vec<Case> = vec![
+        (
+            "missing service",
+            || {
+                let mut f = world(svc());
+                f.service = Ok(None);
+                f
+            },
+            "service",
+            "does not exist",
+        ),
+        (
+            "unreadable service",
+            || {
+                let mut f = world(svc());
+                f.service = Err(denied("get services default/web"));
+                f
+            },
+            "service",
+            "cannot read",
+        ),
+        (
+            "ClusterIP",
+            || {
+                let mut s = svc();
+                s["spec"]["type"] = json!("ClusterIP");
+                world(s)
+            },
+            "service",
+            "type ClusterIP",
+        ),
+        (
+            "another class",
+            || {
+                let mut s = svc();
+                s["spec"]["loadBalancerClass"] = json!("metallb.io/metallb");
+                world(s)
+            },
+            "class",
+            "metallb.io/metallb",
+        ),
+        (
+            "k3s ServiceLB",
+            || {
+                let mut f = world(svc());
+                f.svclb = Ok(vec!["kube-system/svclb-web-u-web".into()]);
+                f
+            },
+            "conflict",
+            "svclb-web",
+        ),
+        (
+            "no default config",
+            || {
+                let mut f = world(svc());
+                f.configs = Ok(vec![config_fact(config("edge", false))]);
+                f
+            },
+            "config",
+            "default: true",
+        ),
+        (
+            "annotated config missing",
+            || {
+                let mut s = svc();
+                s["metadata"]["annotations"] = json!({"lb.paperlb.com/config-name": "nope"});
+                world(s)
+            },
+            "config",
+            "nope",
+        ),
+        (
+            "ambiguous default",
+            || {
+                let mut f = world(svc());
+                f.configs = Ok(vec![
+                    config_fact(config("edge", true)),
+                    config_fact(config("other", true)),
+                ]);
+                f
+            },
+            "config",
+            "edge, other",
+        ),
+        (
+            "invalid config",
+            || {
+                let mut c = config("edge", true);
+                c["spec"]["portRange"] = json!({"low": 9000, "high": 8000});
+                let mut f = world(svc());
+                f.configs = Ok(vec![config_fact(c)]);
+                f
+            },
+            "config",
+            "spec.portRange",
+        ),
+        (
+            "config unreadable",
+            || {
+                let mut f = world(svc());
+                f.configs = Err(denied("list loadbalancerconfigs"));
+                f
+            },
+            "config",
+            "cannot list",
+        ),
+        (
+            "token Secret missing",
+            || with_token_secret(json!({"name": "upd"}), SecretState::NoSecret),
+            "secrets",
+            "paperlb-system/upd",
+        ),
+        (
+            "token Secret without the key",
+            || {
+                let keys = SecretState::NoKey(vec!["token".into()]);
+                with_token_secret(json!({"name": "upd", "key": "tok"}), keys)
+            },
+            "secrets",
+            "no key \"tok\"",
+        ),
+        (
+            "nodePorts disabled",
+            || {
+                let mut s = svc();
+                s["spec"]["allocateLoadBalancerNodePorts"] = json!(false);
+                s["spec"]["ports"][0]["nodePort"] = Value::Null;
+                world(s)
+            },
+            "nodeports",
+            "allocateLoadBalancerNodePorts",
+        ),
+        (
+            "no eligible node",
+            || {
+                let mut f = world(svc());
+                let mut excluded = node("c", true, "127.0.0.4");
+                excluded["metadata"]["labels"] =
+                    json!({"node.kubernetes.io/exclude-from-external-load-balancers": ""});
+                let mut tainted = node("d", true, "127.0.0.5");
+                tainted["spec"] = json!({"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]});
+                let mut no_addr = node("e", true, "x");
+                no_addr["status"]["addresses"] = json!([{"type": "Hostname", "address": "e"}]);
+                f.nodes = Ok([
+                    node("a", false, "127.0.0.2"),
+                    node("b", false, "127.0.0.3"),
+                    excluded,
+                    tainted,
+                    no_addr,
+                ]
+                .into_iter()
+                .map(|n| serde_json::from_value(n).unwrap())
+                .collect());
+                f
+            },
+            "nodes",
+            "of 5 nodes, 2 NotReady, 1 excluded by label node.kubernetes.io/exclude-from-external-load-balancers, 1 tainted ToBeDeletedByClusterAutoscaler, 1 without an address",
+        ),
+        (
+            "Local without endpoints",
+            || {
+                let mut s = svc();
+                s["spec"]["externalTrafficPolicy"] = json!("Local");
+                world(s)
+            },
+            "nodes",
+            "2 without a ready endpoint",
+        ),
+        (
+            "port range exhausted",
+            || {
+                let mut c = config("edge", true);
+                c["spec"]["portRange"] = json!({"low": 8100, "high": 8100});
+                let mut f = world(svc());
+                f.configs = Ok(vec![config_fact(c)]);
+                f.load_balancers = Ok(vec![holding("default", 8100)]);
+                f
+            },
+            "ports",
+            "1/1 TCP used",
+        ),
+        (
+            "requested port held",
+            || {
+                let mut s = svc();
+                s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": "http=8150"});
+                let mut f = world(s);
+                f.load_balancers = Ok(vec![holding("team", 8150)]);
+                f
+            },
+            "ports",
+            "LoadBalancer team/other holds it",
+        ),
+        (
+            "requested port outside the range",
+            || {
+                let mut s = svc();
+                s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": "80=53"});
+                world(s)
+            },
+            "ports",
+            "outside the range 8100-8199",
+        ),
+        (
+            "no LoadBalancer yet",
+            || {
+                let mut f = world(svc());
+                f.events = Ok(vec![EventLine {
+                    kind: "Service".into(),
+                    type_: "Warning".into(),
+                    reason: "Odd".into(),
+                    message: "something odd".into(),
+                    count: 1,
+                    last_timestamp: "t".into(),
+                }]);
+                f
+            },
+            "loadbalancer",
+            "something odd",
+        ),
+        (
+            "LoadBalancer behind the nodes",
+            || {
+                let mut f = served_world();
+                f.nodes.as_mut().unwrap().pop();
+                f
+            },
+            "loadbalancer",
+            "has not caught up",
+        ),
+        (
+            "updater unreachable",
+            || {
+                let mut f = served_world();
+                f.hosts[0].probe = Probe::Unreachable("connection refused".into());
+                f
+            },
+            "reachable",
+            "connection refused",
+        ),
+        (
+            "updater wants a token",
+            || {
+                let mut f = served_world();
+                f.hosts[0].probe = Probe::Unauthorized {
+                    code: 401,
+                    message: "missing or wrong bearer token".into(),
+                };
+                f
+            },
+            "authorized",
+            "names none",
+        ),
+        (
+            "updater refusing",
+            || {
+                let mut f = served_world();
+                f.hosts[0].probe = Probe::Refused {
+                    code: 500,
+                    message: "disk full".into(),
+                };
+                f
+            },
+            "answering",
+            "500: disk full",
+        ),
+        (
+            "backend missing",
+            || {
+                let mut f = served_world();
+                listing(&mut f).backends.clear();
+                f
+            },
+            "backend",
+            "default_web (8100/TCP) is missing",
+        ),
+        (
+            "backend drifted",
+            || {
+                let mut f = served_world();
+                listing(&mut f).backends[0].upstream_servers.pop();
+                f
+            },
+            "backend",
+            "upstreams [127.0.0.2:31000] (wanted [127.0.0.2:31000, 127.0.0.3:31000])",
+        ),
+        (
+            "upstreams unhealthy",
+            || {
+                let mut f = served_world();
+                let l = listing(&mut f);
+                for u in l.backends[0].upstream_servers.clone() {
+                    l.health
+                        .insert(("default_web".into(), u.host, u.port), false);
+                }
+                f
+            },
+            "upstreams",
+            "default_web → 127.0.0.3:31000",
+        ),
+    ];
+    let mut rng = Rng::new(15);
+    for _ in 0..3 {
+        for (name, make, id, text) in shuffled(&cases, &mut rng) {
+            let f = make();
+            let r = explain(&f, &ctx());
+            let (got, message, fix) =
+                first_failure(&r).unwrap_or_else(|| panic!("{name}: no failure in {r:#?}"));
+            assert_eq!(got, *id, "{name}: {message}");
+            assert!(message.contains(text), "{name}: {message:?} lacks {text:?}");
+            assert!(!fix.is_empty(), "{name}: no fix");
+            assert!(!r.served, "{name}: served");
+            // Stops there: nothing after the failing cluster step.
+            if let Some(i) = r.steps.iter().position(|s| s.status == Status::Fail) {
+                assert_eq!(i + 1, r.steps.len(), "{name}: steps after the failure");
+                assert!(
+                    r.hosts.is_empty(),
+                    "{name}: hosts checked after a cluster failure"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_served_service_passes_every_step() {
+    let mut f = served_world();
+    let r = explain(&f, &ctx());
+    assert!(r.served, "{r:#?}");
+    let ids: Vec<(&str, Status)> = r
+        .steps
+        .iter()
+        .chain(&r.hosts[0].steps)
+        .map(|s| (s.id, s.status))
+        .collect();
+    let want = STEP_IDS;
+    assert_eq!(ids.iter().map(|(i, _)| *i).collect::<Vec<_>>(), want);
+    // No health reported: unknown, not a failure.
+    assert!(
+        ids.iter()
+            .all(|(i, s)| *s == Status::Ok || (*i == "upstreams" && *s == Status::Unknown)),
+        "{ids:?}"
+    );
+    // Healthy upstreams make the last step pass; one unhealthy of two fails it but still serves.
+    let l = listing(&mut f);
+    let ups: Vec<Upstream> = l.backends[0].upstream_servers.clone();
+    for u in &ups {
+        l.health
+            .insert(("default_web".into(), u.host.clone(), u.port), true);
+    }
+    let r = explain(&f, &ctx());
+    assert_eq!(r.hosts[0].steps.last().map(|s| s.status), Some(Status::Ok));
+    listing(&mut f).health.insert(
+        ("default_web".into(), ups[0].host.clone(), ups[0].port),
+        false,
+    );
+    let r = explain(&f, &ctx());
+    assert_eq!(
+        r.hosts[0].steps.last().map(|s| s.status),
+        Some(Status::Fail)
+    );
+    assert!(r.served, "one healthy upstream still serves");
+}
+
+#[test]
+fn failed_reads_are_unknown_steps_and_the_rest_goes_on() {
+    let mut f = served_world();
+    f.svclb = Err(denied("list daemonsets"));
+    f.nodes = Err(denied("list nodes"));
+    let r = explain(&f, &ctx());
+    let status = |id: &str| r.steps.iter().find(|s| s.id == id).map(|s| s.status);
+    assert_eq!(status("conflict"), Some(Status::Unknown));
+    assert_eq!(status("nodes"), Some(Status::Unknown));
+    assert_eq!(f.failed_reads().len(), 2);
+    // Without nodes the controller's decision has no targets: the LoadBalancer looks behind.
+    assert_eq!(first_failure(&r).map(|f| f.0), Some("loadbalancer"));
+}
+
+#[test]
+fn an_updater_without_get_leaves_the_lb_status_to_decide() {
+    let mut f = served_world();
+    f.hosts[0].probe = Probe::NoList { code: 405 };
+    let r = explain(&f, &ctx());
+    assert!(r.served);
+    assert_eq!(
+        r.hosts[0].steps.last().map(|s| (s.id, s.status)),
+        Some(("answering", Status::Unknown))
+    );
+}
+
+#[test]
+fn not_targets_agrees_with_the_controllers_targets() {
+    let mut rng = Rng::new(3);
+    for round in 0..200 {
+        let mut f = world(svc());
+        let local = rng.below(2) == 0;
+        let mut nodes = Vec::new();
+        let mut slices = Vec::new();
+        for i in 0..rng.below(6) {
+            let mut n = node(
+                &format!("n{i}"),
+                rng.below(3) > 0,
+                &format!("127.0.0.{}", 2 + rng.below(3)),
+            );
+            match rng.below(5) {
+                0 => {
+                    n["metadata"]["labels"] =
+                        json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"})
+                }
+                1 => n["status"]["addresses"] = json!([]),
+                2 => n["metadata"]["deletionTimestamp"] = json!("t"),
+                _ => {}
+            }
+            if rng.below(2) == 0 {
+                slices.push(json!({"addresses": ["10.0.0.1"], "nodeName": format!("n{i}")}));
+            }
+            nodes.push(serde_json::from_value(n).unwrap());
+        }
+        f.nodes = Ok(nodes);
+        f.slices = Ok(vec![serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+            "endpoints": slices,
+        })).unwrap()]);
+        let cache = cache_of(&f);
+        let types = ctx().address_types;
+        let why = not_targets(&cache, &f.key, local, &types);
+        let local_nodes = local.then(|| cache.local_nodes(&f.key));
+        let targets = targets_for(1, &cache.nodes, &types, local_nodes.as_ref());
+        let mut hosts: Vec<String> = cache
+            .nodes
+            .iter()
+            .filter(|(n, _)| !why.contains_key(*n))
+            .filter_map(|(_, node)| node_address(node, &types).map(str::to_string))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        let want: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
+        assert_eq!(hosts, want, "round {round}");
+    }
+}
+
+#[test]
+fn listing_reads_health_and_version_leniently() {
+    let l = Listing::from_json(&json!({
+        "version": "0.1.0",
+        "backends": [
+            {"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+             "upstreamServers": [{"host": "127.0.0.2", "port": 31000, "healthy": false}, {"host": "127.0.0.3", "port": 31000}]},
+            {"backendName": 7},
+        ],
+    }));
+    assert_eq!(l.version.as_deref(), Some("0.1.0"));
+    assert_eq!(l.backends.len(), 1);
+    assert_eq!(l.health.len(), 1);
+    assert_eq!(
+        l.health.get(&("a".into(), "127.0.0.2".into(), 31000)),
+        Some(&false)
+    );
+}
+
+#[test]
+fn requested_ports_annotation_table() {
+    let with = |a: &str| {
+        let mut s = svc();
+        s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": a});
+        serde_json::from_value::<Service>(s).unwrap()
+    };
+    assert_eq!(
+        requested_ports(&with("http=8150")).unwrap(),
+        vec![("http".into(), 0, 8150)]
+    );
+    assert_eq!(
+        requested_ports(&with(" 80 = 8151 ,")).unwrap(),
+        vec![("80".into(), 0, 8151)]
+    );
+    assert!(
+        requested_ports(&with("dns=53"))
+            .unwrap_err()
+            .contains("no port \"dns\"")
+    );
+    assert!(requested_ports(&with("http")).is_err());
+    assert!(requested_ports(&with("http=0")).is_err());
+    assert!(requested_ports(&with("http=70000")).is_err());
+}
+
+#[test]
+fn secret_refs_are_read_leniently_from_the_raw_config() {
+    let refs = SecretRef::of_config(&json!({"spec": {
+        "updaterTokenSecretRef": {"name": "t"},
+        "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
+    }}));
+    assert_eq!(refs.len(), 2);
+    assert_eq!(
+        (refs[0].name.as_str(), refs[0].key.as_str()),
+        ("t", "token")
+    );
+    assert!(refs[0].is_token() && !refs[1].is_token());
+    assert_eq!(refs[1].key, "bundle.pem");
+    assert!(SecretRef::of_config(&json!({"spec": {"updaterTokenSecretRef": null}})).is_empty());
+    assert!(SecretRef::of_config(&json!({})).is_empty());
+}
+
+#[test]
+fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
+    let cfg = cache_of(&world(svc()))
+        .configs
+        .values()
+        .next()
+        .map(|c| c.validate().unwrap())
+        .unwrap();
+    let host = HostRef {
+        name: HOST.into(),
+        host: HOST.into(),
+        url: URL.into(),
+    };
+    let claimed: BTreeSet<(u16, Protocol)> = [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
+    let served = |port: u16, proto: &str| LbRequest {
+        backend_name: format!("b{port}"),
+        lb_port: port,
+        lb_protocol: proto.into(),
+        upstream_servers: vec![],
+        proxy_timeout_seconds: 0,
+        proxy_connect_timeout_seconds: 0,
+        traffic: Default::default(),
+        owner: None,
+    };
+    let listed = Probe::Listed(Listing {
+        // 8100/TCP is also claimed: counted once. 8101/udp is served by a backend no LB claims.
+        backends: vec![served(8100, "TCP"), served(8101, "udp")],
+        version: Some("9.9.9".into()),
+        ..Listing::default()
+    });
+    let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed, None).unwrap();
+    assert!(
+        line.ends_with(
+            "reachable, authorized, version 9.9.9, free ports TCP 99/100, UDP 99/100 (8100-8199)"
+        ),
+        "{line}"
+    );
+    let no_list = super::super::hosts::host_summary(
+        &cfg,
+        &host,
+        &Probe::NoList { code: 404 },
+        &claimed,
+        None,
+    );
+    assert!(no_list.unwrap().contains("version unknown"));
+    let denied = Probe::Unauthorized {
+        code: 401,
+        message: "no".into(),
+    };
+    let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
+    assert!(
+        err.contains("not authorized (401: no)") && err.contains("updaterTokenSecretRef"),
+        "{err}"
+    );
+    let gone = Probe::Unreachable("connection refused".into());
+    assert!(
+        super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
+            .unwrap_err()
+            .contains("unreachable")
+    );
+}

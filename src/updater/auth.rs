@@ -1,0 +1,185 @@
+//! Bearer-token auth of the updater API: the token file, re-read when it changes, and the check of
+//! one request's `Authorization` header.
+//!
+//! Owns: reading `--token-file`, noticing rotation (a `stat` per request, a re-read when the file's
+//! identity, size or times change, and at least every [`RECHECK`] regardless), and the comparison,
+//! which takes time independent of where the tokens differ (it depends on the lengths only; a token's
+//! length is no secret worth hiding). Must not: log or echo a token, or answer HTTP (the server does).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::Error;
+
+/// Longest time a token file is trusted without reading it again, whatever `stat` says (file
+/// systems with coarse timestamps can hide a same-size rewrite within one tick).
+pub const RECHECK: Duration = Duration::from_secs(2);
+
+/// What `stat` says about a file: a change of any of these means "read it again". Also used by
+/// `tls` for the certificate and key files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+struct Cached {
+    /// The stamp of the last read attempt (successful or not), so a broken file is not re-read
+    /// and warned about on every request.
+    stamp: Option<Stamp>,
+    read_at: Instant,
+    token: String,
+}
+
+/// The bearer token of `--token-file`. A failed re-read (file missing mid-rotation, empty, not
+/// UTF-8) keeps the previous token (kube-rs habit), so a half-done rotation locks no one out.
+pub struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<Cached>,
+}
+
+impl TokenFile {
+    /// Reads the token once; an unreadable or empty file is an error at start.
+    pub fn load(path: PathBuf) -> Result<TokenFile, Error> {
+        let st = stamp(&path);
+        let token = read_token(&path)?;
+        Ok(TokenFile {
+            path,
+            cached: Mutex::new(Cached {
+                stamp: st,
+                read_at: Instant::now(),
+                token,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether `authorization` (the header's value, if any) carries the current token.
+    pub fn allows(&self, authorization: Option<&str>) -> bool {
+        let got = authorization.and_then(bearer).unwrap_or("");
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        let st = stamp(&self.path);
+        if st != c.stamp || c.read_at.elapsed() >= RECHECK {
+            let changed = st != c.stamp;
+            c.stamp = st;
+            c.read_at = Instant::now();
+            match read_token(&self.path) {
+                Ok(t) => {
+                    if t != c.token {
+                        log::info!("token file {}: new token in use", self.path.display());
+                    }
+                    c.token = t;
+                }
+                // Warn once per change of the file, not on every request.
+                Err(e) if changed => log::warn!("keeping the previous token: {e}"),
+                Err(_) => {}
+            }
+        }
+        constant_time_eq(got.as_bytes(), c.token.as_bytes())
+    }
+}
+
+/// The credentials of `Bearer <token>` (scheme case-insensitive, RFC 7235).
+fn bearer(h: &str) -> Option<&str> {
+    let (scheme, rest) = h.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn read_token(path: &Path) -> Result<String, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::io(path, std::io::Error::other("token file is not UTF-8 text")))?;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(Error::io(
+            path,
+            std::io::Error::other("token file is empty"),
+        ));
+    }
+    Ok(t.to_string())
+}
+
+/// Compares in time that depends only on the lengths, not on where the first difference is: every
+/// byte position up to the longer length is visited and folded into one accumulator, no early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_compare_needs_equal_bytes_and_length() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"abc\0", b"abc"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_needs_credentials() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+
+    #[test]
+    fn a_rotated_file_replaces_the_token_and_a_broken_one_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("paperlb-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "one\n").unwrap();
+        let t = TokenFile::load(path.clone()).unwrap();
+        assert!(t.allows(Some("Bearer one")));
+        assert!(!t.allows(Some("Bearer two")) && !t.allows(None));
+        // Rotation by rename, as kubelet and most tools do it: a new inode.
+        std::fs::write(dir.join("token.new"), "two\n").unwrap();
+        std::fs::rename(dir.join("token.new"), &path).unwrap();
+        assert!(t.allows(Some("Bearer two")));
+        assert!(!t.allows(Some("Bearer one")));
+        // Empty or gone: the last good token stays.
+        std::fs::write(&path, "").unwrap();
+        assert!(t.allows(Some("Bearer two")));
+        std::fs::remove_file(&path).unwrap();
+        assert!(t.allows(Some("Bearer two")));
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(t.allows(Some("Bearer two")));
+        std::fs::write(&path, "three").unwrap();
+        assert!(t.allows(Some("Bearer three")) && !t.allows(Some("Bearer two")));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(TokenFile::load(dir.join("missing")).is_err());
+    }
+}

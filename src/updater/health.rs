@@ -1,0 +1,655 @@
+//! Active health checks of the upstreams: one prober thread for every backend that asked for a
+//! `healthCheck`, a small fixed pool of probe workers, and the verdicts the applier renders as
+//! `down`.
+//!
+//! Owns: the per-upstream tallies (fixed size: counters, a flag, a time), the schedule, the probes
+//! (a TCP connect, or a hand-written HTTP/1.0 GET with a bounded status line), and the fail-open
+//! rule. The threshold logic ([`Tally`]) and the choice of what to mark down ([`effective_down`])
+//! are pure. Probes go only to the hosts a request named, each bounded by the check's timeout, so a
+//! stalled or flooding health endpoint costs one worker for at most that long and never blocks the
+//! prober thread.
+//! Must not: write files or reload nginx (a verdict change asks the applier to re-render that
+//! backend through the same group commit), or probe a backend after it was deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::api::ListResponse;
+use super::validate::{Backend, Check, CheckKind, Host};
+use crate::metrics::{Counter, Registry};
+
+/// Probes running at once (each is one short connection, bounded by the check's timeout).
+pub const WORKERS: usize = 8;
+/// Bytes of a health answer read at most: enough for the status line.
+pub const STATUS_LINE_CAP: usize = 256;
+
+/// Consecutive results of one upstream, and whether it counts as healthy. Starts healthy (like
+/// nginx itself, which uses an upstream until it fails).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub healthy: bool,
+    pub fails: u32,
+    pub oks: u32,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            healthy: true,
+            fails: 0,
+            oks: 0,
+        }
+    }
+}
+
+impl Tally {
+    /// Records one probe result; returns whether `healthy` flipped. `unhealthy` failures in a row
+    /// take a healthy upstream out, `healthy` successes in a row bring it back.
+    pub fn record(&mut self, ok: bool, unhealthy: u32, healthy: u32) -> bool {
+        if ok {
+            self.oks = self.oks.saturating_add(1);
+            self.fails = 0;
+            if !self.healthy && self.oks >= healthy {
+                self.healthy = true;
+                return true;
+            }
+        } else {
+            self.fails = self.fails.saturating_add(1);
+            self.oks = 0;
+            if self.healthy && self.fails >= unhealthy {
+                self.healthy = false;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Which upstreams to render `down`, and whether the fail-open rule applied: when every upstream
+/// is unhealthy none is marked down (sending traffic somewhere beats refusing it all).
+pub fn effective_down(healthy: &[bool]) -> (BTreeSet<usize>, bool) {
+    let down: BTreeSet<usize> = (0..healthy.len()).filter(|&i| !healthy[i]).collect();
+    if !healthy.is_empty() && down.len() == healthy.len() {
+        (BTreeSet::new(), true)
+    } else {
+        (down, false)
+    }
+}
+
+/// When to probe next: after a result that starts a change of state (a failure while healthy, a
+/// success while unhealthy) a quarter interval (at least 250 ms), so a dead upstream is out after
+/// about interval + (threshold - 1) × interval / 4 instead of threshold × interval; else the interval.
+pub fn next_probe_in(t: &Tally, interval_seconds: u64) -> Duration {
+    let interval = Duration::from_secs(interval_seconds);
+    let changing = (t.healthy && t.fails > 0) || (!t.healthy && t.oks > 0);
+    if changing {
+        (interval / 4).max(Duration::from_millis(250)).min(interval)
+    } else {
+        interval
+    }
+}
+
+/// One upstream's probe state.
+#[derive(Debug, Clone)]
+struct UpState {
+    tally: Tally,
+    last_check: Option<SystemTime>,
+    due: Instant,
+    in_flight: bool,
+}
+
+impl UpState {
+    fn new(now: Instant) -> UpState {
+        UpState {
+            tally: Tally::default(),
+            last_check: None,
+            due: now,
+            in_flight: false,
+        }
+    }
+}
+
+/// A backend with a health check, as last committed to nginx.
+#[derive(Debug)]
+struct Tracked {
+    backend: Backend,
+    check: Check,
+    generation: u64,
+    ups: Vec<UpState>,
+    /// The down set the file was last rendered with (`None`: not known, e.g. after a restart).
+    rendered: Option<BTreeSet<usize>>,
+    fail_open: bool,
+}
+
+impl Tracked {
+    fn healthy(&self) -> Vec<bool> {
+        self.ups.iter().map(|u| u.tally.healthy).collect()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    backends: BTreeMap<String, Tracked>,
+    next_generation: u64,
+    in_flight: usize,
+}
+
+/// One probe for a worker.
+struct Probe {
+    name: String,
+    generation: u64,
+    index: usize,
+    host: Host,
+    port: u16,
+    check: Check,
+}
+
+struct ProbeResult {
+    name: String,
+    generation: u64,
+    index: usize,
+    ok: bool,
+}
+
+/// Shared by the applier (what to render down), the server (what `GET` reports) and the prober.
+pub struct Health {
+    state: Mutex<State>,
+    stop: AtomicBool,
+    checks: Counter,
+    changes: Counter,
+}
+
+impl Health {
+    /// Registers the metrics; the prober starts with [`Health::start`].
+    pub fn new(registry: &Registry) -> Arc<Health> {
+        let h = Arc::new(Health {
+            state: Mutex::new(State::default()),
+            stop: AtomicBool::new(false),
+            checks: registry.counter(
+                "paperlb_updater_health_checks_total",
+                "Health probes finished, by result (ok, failed).",
+                &["result"],
+            ),
+            changes: registry.counter(
+                "paperlb_updater_health_changes_total",
+                "Upstreams that turned healthy or unhealthy, by new state.",
+                &["state"],
+            ),
+        });
+        let weak = Arc::downgrade(&h);
+        registry.gauge_fn(
+            "paperlb_updater_upstream_healthy",
+            "1 while an upstream of a backend with a health check passes it, else 0.",
+            &["backend", "upstream"],
+            move || {
+                let Some(h) = weak.upgrade() else {
+                    return Vec::new();
+                };
+                let s = h.lock();
+                let mut out = Vec::new();
+                for (name, t) in &s.backends {
+                    for (i, u) in t.ups.iter().enumerate() {
+                        let (host, port) = &t.backend.upstreams[i];
+                        out.push((
+                            vec![name.clone(), format!("{host}:{port}")],
+                            if u.tally.healthy { 1.0 } else { 0.0 },
+                        ));
+                    }
+                }
+                out
+            },
+        );
+        let weak = Arc::downgrade(&h);
+        registry.gauge_fn(
+            "paperlb_updater_health_fail_open",
+            "1 for a backend whose upstreams all fail their check (none is marked down), else 0.",
+            &["backend"],
+            move || {
+                let Some(h) = weak.upgrade() else {
+                    return Vec::new();
+                };
+                let s = h.lock();
+                s.backends
+                    .iter()
+                    .map(|(n, t)| (vec![n.clone()], if t.fail_open { 1.0 } else { 0.0 }))
+                    .collect()
+            },
+        );
+        h
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The upstreams to render `down` for `b`: the current verdicts if `b` has the same upstreams
+    /// and check as the tracked backend, else none (a new upstream set starts healthy).
+    pub fn down_for(&self, b: &Backend) -> BTreeSet<usize> {
+        let s = self.lock();
+        match (s.backends.get(&b.name), &b.health_check) {
+            (Some(t), Some(c)) if t.backend.upstreams == b.upstreams && &t.check == c => {
+                effective_down(&t.healthy()).0
+            }
+            _ => BTreeSet::new(),
+        }
+    }
+
+    /// After `b` was committed (or read back at start, `rendered` = None): track it, keeping the
+    /// tallies of upstreams it still has when the check is unchanged; untrack it if it has no check.
+    pub fn committed(&self, b: &Backend, rendered: Option<BTreeSet<usize>>) {
+        let mut s = self.lock();
+        let Some(check) = b.health_check.clone() else {
+            s.backends.remove(&b.name);
+            return;
+        };
+        let now = Instant::now();
+        if let Some(t) = s.backends.get_mut(&b.name) {
+            if t.backend.upstreams == b.upstreams && t.check == check {
+                t.backend = b.clone();
+                t.rendered = rendered;
+                return;
+            }
+        }
+        let old = s.backends.remove(&b.name);
+        s.next_generation += 1;
+        let generation = s.next_generation;
+        let ups = b
+            .upstreams
+            .iter()
+            .map(|u| {
+                old.as_ref()
+                    .filter(|o| o.check == check)
+                    .and_then(|o| {
+                        let i = o.backend.upstreams.iter().position(|x| x == u)?;
+                        let mut st = o.ups[i].clone();
+                        // A result for the old generation is dropped; probe again soon.
+                        st.in_flight = false;
+                        st.due = st
+                            .due
+                            .min(now + Duration::from_secs(check.interval_seconds));
+                        Some(st)
+                    })
+                    .unwrap_or_else(|| UpState::new(now))
+            })
+            .collect();
+        if let Some(o) = &old {
+            s.in_flight -= o.ups.iter().filter(|u| u.in_flight).count();
+        }
+        s.backends.insert(
+            b.name.clone(),
+            Tracked {
+                backend: b.clone(),
+                check,
+                generation,
+                ups,
+                rendered,
+                fail_open: false,
+            },
+        );
+    }
+
+    /// The backend was deleted: its checks stop (results still in flight are dropped).
+    pub fn removed(&self, name: &str) {
+        let mut s = self.lock();
+        if let Some(t) = s.backends.remove(name) {
+            s.in_flight -= t.ups.iter().filter(|u| u.in_flight).count();
+        }
+    }
+
+    /// `b` with the current down set, for a re-render; `None` if `name` is not tracked.
+    pub fn backend(&self, name: &str) -> Option<Backend> {
+        let s = self.lock();
+        let t = s.backends.get(name)?;
+        let mut b = t.backend.clone();
+        b.down = effective_down(&t.healthy()).0;
+        Some(b)
+    }
+
+    /// Adds `healthy` and `lastCheck` to the upstreams of tracked backends in a `GET` answer.
+    pub fn annotate(&self, list: &mut ListResponse) {
+        let s = self.lock();
+        for l in &mut list.backends {
+            let r = &mut l.request;
+            let Some(t) = s.backends.get(&r.backend_name) else {
+                continue;
+            };
+            if t.backend.request.upstream_servers.len() != r.upstream_servers.len()
+                || t.backend.request != *r
+            {
+                continue;
+            }
+            for (u, st) in r.upstream_servers.iter_mut().zip(&t.ups) {
+                u.health.healthy = Some(st.tally.healthy);
+                u.health.last_check = st.last_check.map(crate::time::rfc3339);
+            }
+        }
+    }
+
+    /// Starts the prober thread and its workers. `refresh(name)` asks the applier to re-render a
+    /// backend; it must not block for long (the applier queues it).
+    pub fn start(
+        self: &Arc<Health>,
+        refresh: impl Fn(&str) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (job_tx, job_rx) = mpsc::sync_channel::<Probe>(WORKERS);
+        let (res_tx, res_rx) = mpsc::channel::<ProbeResult>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for i in 0..WORKERS {
+            let (rx, tx) = (job_rx.clone(), res_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("probe-{i}"))
+                .spawn(move || worker(&rx, &tx))?;
+        }
+        drop(res_tx);
+        let h = self.clone();
+        std::thread::Builder::new()
+            .name("prober".into())
+            .spawn(move || h.run(&job_tx, &res_rx, &refresh))?;
+        Ok(())
+    }
+
+    /// Stops the prober (its workers end when their queue closes).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn run(
+        &self,
+        jobs: &mpsc::SyncSender<Probe>,
+        results: &mpsc::Receiver<ProbeResult>,
+        refresh: &dyn Fn(&str),
+    ) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let (due, wait) = self.take_due(Instant::now());
+            for p in due {
+                // At most WORKERS probes are in flight and the queue holds WORKERS: never blocks.
+                if jobs.send(p).is_err() {
+                    return;
+                }
+            }
+            match results.recv_timeout(wait) {
+                Ok(r) => self.record(r, refresh),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// Marks due probes in flight (up to the free worker slots); returns them and how long to wait
+    /// for a result before looking again.
+    fn take_due(&self, now: Instant) -> (Vec<Probe>, Duration) {
+        let mut s = self.lock();
+        let mut free = WORKERS.saturating_sub(s.in_flight);
+        let mut out = Vec::new();
+        let mut next = now + Duration::from_millis(200);
+        for (name, t) in s.backends.iter_mut() {
+            for (i, u) in t.ups.iter_mut().enumerate() {
+                if u.in_flight {
+                    continue;
+                }
+                if u.due > now {
+                    next = next.min(u.due);
+                    continue;
+                }
+                if free == 0 {
+                    continue;
+                }
+                free -= 1;
+                u.in_flight = true;
+                let (host, port) = t.backend.upstreams[i].clone();
+                out.push(Probe {
+                    name: name.clone(),
+                    generation: t.generation,
+                    index: i,
+                    host,
+                    port: t.check.port.unwrap_or(port),
+                    check: t.check.clone(),
+                });
+            }
+        }
+        s.in_flight += out.len();
+        (
+            out,
+            next.saturating_duration_since(now)
+                .max(Duration::from_millis(5)),
+        )
+    }
+
+    fn record(&self, r: ProbeResult, refresh: &dyn Fn(&str)) {
+        self.checks.inc(&[if r.ok { "ok" } else { "failed" }]);
+        let mut s = self.lock();
+        let Some(t) = s.backends.get_mut(&r.name) else {
+            return;
+        };
+        if t.generation != r.generation {
+            return;
+        }
+        let Some(u) = t.ups.get_mut(r.index) else {
+            return;
+        };
+        u.in_flight = false;
+        u.last_check = Some(SystemTime::now());
+        let flipped = u
+            .tally
+            .record(r.ok, t.check.unhealthy_threshold, t.check.healthy_threshold);
+        u.due = Instant::now() + next_probe_in(&u.tally, t.check.interval_seconds);
+        let now_healthy = u.tally.healthy;
+        let (down, fail_open) = effective_down(&t.healthy());
+        let upstream = {
+            let (h, p) = &t.backend.upstreams[r.index];
+            format!("{h}:{p}")
+        };
+        if flipped {
+            self.changes
+                .inc(&[if now_healthy { "healthy" } else { "unhealthy" }]);
+            log::info!(
+                "backend {}: upstream {upstream} is now {}",
+                r.name,
+                if now_healthy { "healthy" } else { "unhealthy" }
+            );
+        }
+        if fail_open && !t.fail_open {
+            log::warn!(
+                "backend {}: every upstream fails its health check; none is marked down (fail open)",
+                r.name
+            );
+        }
+        t.fail_open = fail_open;
+        let changed = t.rendered.as_ref() != Some(&down);
+        if changed {
+            t.rendered = Some(down);
+        }
+        s.in_flight -= 1;
+        drop(s);
+        if changed {
+            refresh(&r.name);
+        }
+    }
+}
+
+fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<ProbeResult>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(p) = job else { return };
+        let ok = probe(&p.host, p.port, &p.check);
+        let r = ProbeResult {
+            name: p.name,
+            generation: p.generation,
+            index: p.index,
+            ok,
+        };
+        if results.send(r).is_err() {
+            return;
+        }
+    }
+}
+
+/// One probe, bounded by the check's timeout (DNS names are resolved by the system resolver).
+pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(check.timeout_seconds);
+    let addr: Option<SocketAddr> = match host {
+        Host::V4(a) => Some((*a, port).into()),
+        Host::V6(a) => Some((*a, port).into()),
+        Host::Dns(n) => (n.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next()),
+    };
+    let Some(addr) = addr else { return false };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return false;
+    }
+    let Ok(mut c) = TcpStream::connect_timeout(&addr, left) else {
+        return false;
+    };
+    match check.kind {
+        CheckKind::Tcp => true,
+        CheckKind::Http => http_ok(&mut c, &format!("{host}:{port}"), &check.path, deadline),
+    }
+}
+
+/// Sends `GET path HTTP/1.0` and reads at most [`STATUS_LINE_CAP`] bytes of the answer until the
+/// status line is complete; true for status 200.
+fn http_ok(c: &mut TcpStream, authority: &str, path: &str, deadline: Instant) -> bool {
+    let left = |d: Instant| {
+        let l = d.saturating_duration_since(Instant::now());
+        (!l.is_zero()).then_some(l)
+    };
+    let Some(l) = left(deadline) else {
+        return false;
+    };
+    if c.set_write_timeout(Some(l)).is_err() {
+        return false;
+    }
+    let req = format!(
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: paperlb-health\r\nConnection: close\r\n\r\n"
+    );
+    if c.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; STATUS_LINE_CAP];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].contains(&b'\n') {
+        let Some(l) = left(deadline) else {
+            return false;
+        };
+        if c.set_read_timeout(Some(l)).is_err() {
+            return false;
+        }
+        match c.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    status_is_200(&buf[..n])
+}
+
+/// `HTTP/1.x 200` at the start of a complete status line.
+pub fn status_is_200(head: &[u8]) -> bool {
+    let Some(end) = head.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = String::from_utf8_lossy(&head[..end]);
+    let mut parts = line.trim_end().splitn(3, ' ');
+    matches!(
+        (parts.next(), parts.next()),
+        (Some("HTTP/1.0" | "HTTP/1.1"), Some("200"))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_needs_consecutive_results_to_flip() {
+        let mut t = Tally::default();
+        // unhealthy threshold 2, healthy threshold 3
+        let steps: &[(bool, bool, bool)] = &[
+            // (probe ok, flipped, healthy after)
+            (false, false, true),
+            (true, false, true),
+            (false, false, true),
+            (false, true, false),
+            (false, false, false),
+            (true, false, false),
+            (true, false, false),
+            (false, false, false),
+            (true, false, false),
+            (true, false, false),
+            (true, true, true),
+            (true, false, true),
+        ];
+        for (i, &(ok, flipped, healthy)) in steps.iter().enumerate() {
+            assert_eq!(t.record(ok, 2, 3), flipped, "step {i}");
+            assert_eq!(t.healthy, healthy, "step {i}");
+        }
+        let mut t = Tally::default();
+        assert!(t.record(false, 1, 1));
+        assert!(t.record(true, 1, 1));
+    }
+
+    #[test]
+    fn probes_come_faster_while_a_state_change_is_pending() {
+        let mut t = Tally::default();
+        assert_eq!(next_probe_in(&t, 2), Duration::from_secs(2));
+        t.record(false, 2, 2);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_millis(500));
+        t.record(false, 2, 2);
+        assert!(!t.healthy);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_secs(2));
+        t.record(true, 2, 2);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_millis(500));
+        t.record(true, 2, 2);
+        assert_eq!(next_probe_in(&t, 2), Duration::from_secs(2));
+        t.record(false, 2, 2);
+        assert_eq!(next_probe_in(&t, 1), Duration::from_millis(250));
+        assert_eq!(next_probe_in(&t, 3600), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn all_unhealthy_fails_open() {
+        assert_eq!(effective_down(&[]), (BTreeSet::new(), false));
+        assert_eq!(effective_down(&[true, true]), (BTreeSet::new(), false));
+        assert_eq!(effective_down(&[true, false]), (BTreeSet::from([1]), false));
+        assert_eq!(
+            effective_down(&[false, true, false]),
+            (BTreeSet::from([0, 2]), false)
+        );
+        assert_eq!(effective_down(&[false, false]), (BTreeSet::new(), true));
+        assert_eq!(effective_down(&[false]), (BTreeSet::new(), true));
+    }
+
+    #[test]
+    fn only_a_complete_200_status_line_is_healthy() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"HTTP/1.1 200 OK\r\n", true),
+            (b"HTTP/1.0 200\r\n", true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+            (b"HTTP/1.1 503 Service Unavailable\r\n", false),
+            (b"HTTP/1.1 2000 OK\r\n", false),
+            (b"HTTP/1.1 200 OK", false),
+            (b"HTTP/2 200\r\n", false),
+            (b"SSH-2.0-OpenSSH\r\n", false),
+            (b"", false),
+        ];
+        for (head, want) in cases {
+            assert_eq!(
+                status_is_200(head),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+}

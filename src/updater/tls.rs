@@ -1,0 +1,165 @@
+//! TLS for the updater API (`--tls-cert FILE --tls-key FILE`): a rustls server configuration (ring
+//! provider) whose certificate is reloaded when either file changes.
+//!
+//! Owns: reading and checking the PEM pair (chain, PKCS#1/PKCS#8/SEC1 key, key belongs to the
+//! certificate) and swapping it in. A new pair that does not load (half-written rotation, key
+//! and certificate out of step, garbage) is logged and the previous pair keeps serving; a broken
+//! pair at start is an error. Files are looked at (`stat`) at most once per [`RECHECK`], on a
+//! handshake. Must not: log key material, or accept connections (`http` does).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, ServerConfig};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+
+use super::Error;
+use super::auth::{Stamp, stamp};
+use crate::kube::tls::{certificates, provider};
+
+/// Longest time between looks at the certificate and key files.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+/// The server configuration for `cert` and `key`; Err when the pair does not load now.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let resolver = ReloadingCert::load(cert.to_path_buf(), key.to_path_buf())?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Invalid(format!("TLS versions: {e}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    Ok(Arc::new(config))
+}
+
+/// Reads and checks one pair; the error names the file and the problem, never key bytes.
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let chain = certificates(&cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| format!("{}: no usable private key in PEM ({e})", key.display()))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(format!(
+                "{} and {} do not belong together ({e})",
+                cert.display(),
+                key.display()
+            ));
+        }
+    }
+    Ok(Arc::new(certified))
+}
+
+struct State {
+    /// Stamps of the last load attempt, good or bad: a broken pair is retried only once it changes.
+    stamps: (Option<Stamp>, Option<Stamp>),
+    checked: Instant,
+    current: Arc<CertifiedKey>,
+}
+
+/// Serves the current pair to every handshake and reloads it when the files change.
+struct ReloadingCert {
+    cert: PathBuf,
+    key: PathBuf,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for ReloadingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCert")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl ReloadingCert {
+    fn load(cert: PathBuf, key: PathBuf) -> Result<ReloadingCert, Error> {
+        let stamps = (stamp(&cert), stamp(&key));
+        let current = load_pair(&cert, &key).map_err(Error::Invalid)?;
+        Ok(ReloadingCert {
+            cert,
+            key,
+            state: Mutex::new(State {
+                stamps,
+                checked: Instant::now(),
+                current,
+            }),
+        })
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.checked.elapsed() >= RECHECK {
+            s.checked = Instant::now();
+            let stamps = (stamp(&self.cert), stamp(&self.key));
+            if stamps != s.stamps {
+                s.stamps = stamps;
+                match load_pair(&self.cert, &self.key) {
+                    Ok(pair) => {
+                        log::info!(
+                            "TLS certificate reloaded from {} and {}",
+                            self.cert.display(),
+                            self.key.display()
+                        );
+                        s.current = pair;
+                    }
+                    Err(e) => log::warn!("keeping the previous TLS certificate: {e}"),
+                }
+            }
+        }
+        s.current.clone()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::client::test_support::Pki;
+
+    #[test]
+    fn a_pair_loads_and_broken_pairs_are_named_without_key_bytes() {
+        let dir = std::env::temp_dir().join(format!("paperlb-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key, other) = (dir.join("c.pem"), dir.join("k.pem"), dir.join("o.pem"));
+        let pki = Pki::new("tls-unit");
+        let k = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&cert, pki.issue(&["127.0.0.1"], &k)).unwrap();
+        std::fs::write(&key, k.serialize_pem()).unwrap();
+        assert!(server_config(&cert, &key).is_ok());
+
+        let k2 = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&other, k2.serialize_pem()).unwrap();
+        let e = load_pair(&cert, &other).unwrap_err();
+        assert!(e.contains("do not belong together"), "{e}");
+
+        std::fs::write(
+            &other,
+            "-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = load_pair(&cert, &other).unwrap_err();
+        assert!(e.contains("o.pem") && !e.contains("U0VDUkVU"), "{e}");
+        std::fs::write(&other, "not a certificate").unwrap();
+        let e = load_pair(&other, &key).unwrap_err();
+        assert!(e.contains("o.pem"), "{e}");
+        assert!(server_config(&dir.join("missing.pem"), &key).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

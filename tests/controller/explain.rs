@@ -1,0 +1,603 @@
+//! `paperlb explain` end to end: the real binary against the fake API server, with one broken thing
+//! per fixture, and against real updaters (ours over a private nginx, or a small local stub) with
+//! the real controller. Each broken fixture must print its ✗ step and exit 1; a served Service
+//! prints no ✗ and exits 0. Updaters are on 127.0.0.1 only.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use paperlb::explain::steps::STEP_IDS;
+use paperlb::http::{Limits, Request, Response, Server};
+use paperlb::updater::api::{LbRequest, Upstream};
+use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
+use serde_json::{Value, json};
+
+use crate::gocompat::LbHost;
+use crate::harness::{Controller, LB_HOST, World, wait_for};
+use crate::support::fake_api::{ADMIN_USER, FakeOptions};
+use crate::support::procs::free_port;
+
+/// Runs `paperlb explain default/<name>`; returns the exit code and stdout.
+fn explain(w: &World, name: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(["explain", &format!("default/{name}"), "--kubeconfig"])
+        .arg(&w.kubeconfig)
+        .args(["--namespace", "paperlb-system"])
+        .args(extra)
+        .output()
+        .expect("run paperlb explain");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let code = out.status.code().unwrap_or(-1);
+    (code, stdout)
+}
+
+/// The failed step's id and line, if one is printed.
+fn failed(out: &str) -> Option<(String, String)> {
+    out.lines().find_map(|l| {
+        let rest = l.trim_start().strip_prefix("✗ ")?;
+        let id = rest.split_whitespace().next()?.to_string();
+        Some((id, l.to_string()))
+    })
+}
+
+/// Explains and requires exit 1 with the ✗ at `step`, its line containing `text`, and a fix.
+fn expect_failure(w: &World, name: &str, step: &str, text: &str) -> String {
+    let (code, out) = explain(w, name, &[]);
+    let (id, line) = failed(&out).unwrap_or_else(|| panic!("no ✗ step in:\n{out}"));
+    assert_eq!(id, step, "{out}");
+    assert!(line.contains(text), "{line:?} lacks {text:?} in:\n{out}");
+    assert!(out.contains("fix: "), "no fix in:\n{out}");
+    assert_eq!(code, 1, "{out}");
+    out
+}
+
+fn service(w: &World, name: &str, extra: Value) {
+    let mut obj = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]},
+    });
+    merge(&mut obj, extra);
+    w.api.apply("services", obj).expect("apply service");
+}
+
+fn merge(into: &mut Value, patch: Value) {
+    match (into, patch) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Replaces the default config `edge` with one whose fields are `extra` merged over the default.
+fn config(w: &World, extra: Value) {
+    let mut obj = json!({
+        "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+        "metadata": {"name": "edge", "namespace": "paperlb-system"},
+        "spec": {"default": true, "httpUpdaterURL": w.updater.url, "host": LB_HOST,
+                 "portRange": {"low": 8100, "high": 8199},
+                 // Applied as a merge patch: null removes a reference an earlier fixture set.
+                 "updaterTokenSecretRef": null},
+    });
+    merge(&mut obj, extra);
+    w.api
+        .apply("loadbalancerconfigs", obj)
+        .expect("apply config");
+}
+
+/// A LoadBalancer of another Service holding `port` on the LB host.
+fn holder(w: &World, namespace: &str, name: &str, port: u16) {
+    w.api
+        .create(
+            "loadbalancers",
+            json!({
+                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancer",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"configName": "edge", "httpUpdater": {"url": w.updater.url}, "host": LB_HOST,
+                         "port": port, "protocol": "TCP", "targets": []},
+            }),
+        )
+        .expect("create holder LoadBalancer");
+}
+
+#[test]
+fn cluster_side_diagnoses_each_stop_at_their_step() {
+    let w = World::new("explain-cluster");
+    expect_failure(&w, "nope", "service", "does not exist");
+    let (code, out) = Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(["explain", "no-such-namespace/web", "--kubeconfig"])
+        .arg(&w.kubeconfig)
+        .output()
+        .map(|o| {
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).to_string(),
+            )
+        })
+        .expect("run paperlb explain");
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        failed(&out).map(|f| f.0).as_deref(),
+        Some("service"),
+        "{out}"
+    );
+    service(&w, "web", json!({"spec": {"type": "ClusterIP"}}));
+    expect_failure(&w, "web", "service", "type ClusterIP");
+    service(
+        &w,
+        "classed",
+        json!({"spec": {"loadBalancerClass": "example.com/other"}}),
+    );
+    expect_failure(&w, "classed", "class", "example.com/other");
+    service(
+        &w,
+        "annotated",
+        json!({"metadata": {"annotations": {"lb.paperlb.com/config-name": "missing"}}}),
+    );
+    expect_failure(&w, "annotated", "config", "paperlb-system/missing");
+    service(
+        &w,
+        "local",
+        json!({"spec": {"externalTrafficPolicy": "Local"}}),
+    );
+    expect_failure(&w, "local", "nodes", "2 without a ready endpoint");
+    service(
+        &w,
+        "noports",
+        json!({"spec": {"allocateLoadBalancerNodePorts": false}}),
+    );
+    expect_failure(&w, "noports", "nodeports", "allocateLoadBalancerNodePorts");
+    service(
+        &w,
+        "asks",
+        json!({"metadata": {"annotations": {"lb.paperlb.com/lb-ports": "http=8150"}}}),
+    );
+    holder(&w, "default", "other", 8150);
+    expect_failure(&w, "asks", "ports", "LoadBalancer default/other holds it");
+    // The unbroken Service gets past all of these: no controller runs, so no LoadBalancer yet.
+    service(&w, "plain", json!({}));
+    expect_failure(&w, "plain", "loadbalancer", "no LoadBalancer default/plain");
+
+    // Config problems affect every Service: one at a time.
+    config(
+        &w,
+        json!({"spec": {"updaterTokenSecretRef": {"name": "updater-token"}}}),
+    );
+    expect_failure(&w, "plain", "secrets", "paperlb-system/updater-token");
+    config(
+        &w,
+        json!({"spec": {"portRange": {"low": 9000, "high": 8000}}}),
+    );
+    expect_failure(&w, "plain", "config", "spec.portRange");
+    config(
+        &w,
+        json!({"spec": {"portRange": {"low": 8150, "high": 8150}}}),
+    );
+    expect_failure(&w, "plain", "ports", "1/1 TCP used");
+    config(&w, json!({}));
+    w.config("second", true, 8200, 8299);
+    expect_failure(&w, "plain", "config", "edge, second");
+    w.api
+        .delete("loadbalancerconfigs", "paperlb-system", "second")
+        .expect("delete second");
+    w.api
+        .delete("loadbalancerconfigs", "paperlb-system", "edge")
+        .expect("delete edge");
+    expect_failure(&w, "plain", "config", "default: true");
+    w.config("edge", true, 8100, 8199);
+
+    w.node("node-a", "127.0.0.2", false);
+    w.node("node-b", "127.0.0.3", false);
+    expect_failure(&w, "plain", "nodes", "of 2 nodes, 2 NotReady");
+    // Every diagnosis stopped on the cluster side: no updater was called.
+    assert_eq!(w.updater.calls(), vec![]);
+}
+
+#[test]
+fn a_k3s_servicelb_daemonset_is_a_conflicting_controller() {
+    let mut opts = FakeOptions::default();
+    opts.namespaces.push("kube-system".into());
+    let w = World::with_options("explain-svclb", opts);
+    service(&w, "web", json!({}));
+    let uid = w.svc("web").expect("service")["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = format!("svclb-web-{}", uid.get(..8).unwrap_or(&uid));
+    w.api
+        .create(
+            "daemonsets",
+            json!({
+                "apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": name, "namespace": "kube-system", "labels": {
+                    "svccontroller.k3s.cattle.io/svcname": "web",
+                    "svccontroller.k3s.cattle.io/svcnamespace": "default"}},
+                "spec": {},
+            }),
+        )
+        .expect("create DaemonSet");
+    expect_failure(&w, "web", "conflict", &name);
+}
+
+/// Points the config at `url`, starts the controller and waits until it has recorded the
+/// LoadBalancer of Service `web`.
+fn recorded(w: &World, url: &str) -> Controller {
+    config(w, json!({"spec": {"httpUpdaterURL": url}}));
+    service(w, "web", json!({}));
+    let c = Controller::start(&w.kubeconfig);
+    wait_for("the LoadBalancer's spec", || {
+        w.lb("web")
+            .is_some_and(|l| l["spec"]["ports"][0]["port"].is_u64())
+    });
+    c
+}
+
+#[test]
+fn an_unreachable_updater_is_named() {
+    let w = World::new("explain-unreachable");
+    // A port nothing listens on.
+    let port = free_port().expect("free port");
+    let _c = recorded(&w, &format!("http://127.0.0.1:{port}"));
+    expect_failure(&w, "web", "reachable", "does not answer");
+
+    // An https updater whose CA Secret holds no certificate: no call can be made at all.
+    w.api
+        .create(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "updater-ca", "namespace": "paperlb-system"},
+                   "data": {"ca.crt": "bm90IGEgY2VydGlmaWNhdGU="}}),
+        )
+        .expect("create Secret");
+    let https = format!("https://127.0.0.1:{port}");
+    config(
+        &w,
+        json!({"spec": {"httpUpdaterURL": https, "updaterCASecretRef": {"name": "updater-ca"}}}),
+    );
+    wait_for("the LoadBalancer to follow the config", || {
+        w.lb("web")
+            .is_some_and(|l| l["spec"]["httpUpdater"]["url"] == https.as_str())
+    });
+    expect_failure(&w, "web", "reachable", "cannot be called");
+}
+
+/// A tiny updater stand-in: records POSTed backends and answers GET with them, every upstream
+/// marked `healthy: <healthy>`; or, with `refuse`, answers everything 500 with a JSON `err`.
+fn stub_updater(refuse: bool, healthy: bool) -> (Server, String) {
+    let backends: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let server = Server::bind("127.0.0.1:0", Limits::default(), move |r: &Request| {
+        if refuse {
+            return Response::error(500, "nginx: [emerg] no space left on device");
+        }
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let mut b = backends.lock().expect("lock");
+        match r.method.as_str() {
+            "POST" => {
+                let name = body["backendName"].as_str().unwrap_or("").to_string();
+                b.insert(name, body);
+                Response::json(200, &json!({"status": "applied"}))
+            }
+            "GET" => {
+                let list: Vec<Value> = b
+                    .values()
+                    .map(|v| {
+                        let mut v = v.clone();
+                        if let Some(ups) = v["upstreamServers"].as_array_mut() {
+                            for u in ups {
+                                u["healthy"] = json!(healthy);
+                            }
+                        }
+                        v
+                    })
+                    .collect();
+                Response::json(200, &json!({"backends": list}))
+            }
+            _ => Response::error(405, "method not allowed"),
+        }
+    })
+    .expect("bind stub updater");
+    let url = format!("http://{}", server.local_addr());
+    (server, url)
+}
+
+#[test]
+fn a_refusing_updater_is_quoted() {
+    let w = World::new("explain-refusing");
+    let (server, url) = stub_updater(true, true);
+    let _c = recorded(&w, &url);
+    expect_failure(
+        &w,
+        "web",
+        "answering",
+        "500: nginx: [emerg] no space left on device",
+    );
+    server.shutdown();
+}
+
+#[test]
+fn unhealthy_upstreams_are_listed() {
+    let w = World::new("explain-unhealthy");
+    let (server, url) = stub_updater(false, false);
+    let _c = recorded(&w, &url);
+    wait_for("READY", || w.ready("web"));
+    let np = w.node_port("web", 0);
+    expect_failure(
+        &w,
+        "web",
+        "upstreams",
+        &format!("default_web → 127.0.0.2:{np}"),
+    );
+    server.shutdown();
+}
+
+#[test]
+fn an_updater_that_wants_a_token_the_config_does_not_name() {
+    let w = World::new("explain-unauthorized");
+    let host = LbHost::start_with_token(Some("s3cret-token"));
+    let _c = recorded(&w, &format!("http://{}", host.addr()));
+    let out = expect_failure(&w, "web", "authorized", "names none");
+    assert!(!out.contains("s3cret-token"));
+    // With the token in a referenced Secret, explain gets further, and never prints the token; the
+    // controller sends that token, so the Service ends up served.
+    w.api
+        .create(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "updater-token", "namespace": "paperlb-system"},
+                   "data": {"token": "czNjcmV0LXRva2Vu"}}),
+        )
+        .expect("create Secret");
+    config(
+        &w,
+        json!({"spec": {"httpUpdaterURL": format!("http://{}", host.addr()),
+                        "updaterTokenSecretRef": {"name": "updater-token"}}}),
+    );
+    wait_for("READY with the Secret's token", || w.ready("web"));
+    let (_, out) = explain(&w, "web", &[]);
+    assert!(out.contains("✓ authorized"), "{out}");
+    assert!(failed(&out).is_none(), "{out}");
+    assert!(!out.contains("s3cret-token"), "{out}");
+}
+
+#[test]
+fn a_served_service_passes_then_drift_is_found() {
+    let w = World::new("explain-served");
+    let host = LbHost::start();
+    let url = format!("http://{}", host.addr());
+    let mut c = recorded(&w, &url);
+    wait_for("READY", || w.ready("web"));
+    let (code, out) = explain(&w, "web", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(failed(&out).is_none(), "{out}");
+    // Every step but `upstreams`: our updater does not report health yet (`?`).
+    for step in STEP_IDS.iter().filter(|s| **s != "upstreams") {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(&format!("✓ {step} "))),
+            "no ✓ {step} in:\n{out}"
+        );
+    }
+    assert!(out.contains("served on 1 of 1 host(s)"), "{out}");
+
+    let (code, text) = explain(&w, "web", &["-o", "json"]);
+    assert_eq!(code, 0, "{text}");
+    check_schema(
+        &serde_json::from_str(&text).expect("-o json prints JSON"),
+        true,
+    );
+
+    // Drift, with the controller gone (so nothing repairs it meanwhile).
+    c.kill();
+    let client = UpdaterClient::new(
+        &format!("{url}/api/v1/lb"),
+        ClientAuth::default(),
+        Timeouts::default(),
+    )
+    .expect("updater client");
+    let np = w.node_port("web", 0) as u16;
+    let port = w.lb_ports("web")[0].0 as u16;
+    client
+        .apply(&LbRequest {
+            backend_name: "default_web".into(),
+            lb_port: port,
+            lb_protocol: "TCP".into(),
+            upstream_servers: vec![Upstream {
+                host: "127.0.0.2".into(),
+                port: np,
+                health: Default::default(),
+            }],
+            proxy_timeout_seconds: 0,
+            proxy_connect_timeout_seconds: 0,
+            traffic: Default::default(),
+            owner: None,
+        })
+        .expect("hand-edit the backend");
+    expect_failure(
+        &w,
+        "web",
+        "backend",
+        &format!("upstreams [127.0.0.2:{np}] (wanted [127.0.0.2:{np}, 127.0.0.3:{np}])"),
+    );
+    client.delete("default_web").expect("delete the backend");
+    let out = expect_failure(&w, "web", "backend", "default_web");
+    assert!(out.contains("is missing"), "{out}");
+    let (code, text) = explain(&w, "web", &["-o", "json"]);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    check_schema(&v, false);
+    let last = v["hosts"][0]["steps"]
+        .as_array()
+        .and_then(|s| s.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(last["id"], "backend");
+    assert_eq!(last["status"], "fail");
+    assert!(last["fix"].is_string());
+}
+
+/// The documented `-o json` schema (README, "paperlb explain"), version 1: every field, its type.
+fn check_schema(v: &Value, served: bool) {
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let strs = |names: &[&str]| -> Vec<String> {
+        let mut k: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(v),
+        strs(&[
+            "kind",
+            "version",
+            "service",
+            "served",
+            "steps",
+            "hosts",
+            "events",
+            "failedReads"
+        ])
+    );
+    assert_eq!(v["kind"], "PaperlbExplanation");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["served"], served);
+    assert_eq!(keys(&v["service"]), strs(&["namespace", "name"]));
+    assert_eq!(v["service"]["name"], "web");
+    let step = |s: &Value| {
+        assert_eq!(keys(s), strs(&["id", "status", "message", "fix"]), "{s}");
+        assert!(s["id"].is_string() && s["message"].is_string(), "{s}");
+        assert!(
+            ["ok", "fail", "unknown"].contains(&s["status"].as_str().unwrap_or("")),
+            "{s}"
+        );
+        assert_eq!(s["fix"].is_string(), s["status"] == "fail", "{s}");
+        assert!(s["fix"].is_string() || s["fix"].is_null(), "{s}");
+    };
+    let steps = v["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty());
+    steps.iter().for_each(step);
+    let hosts = v["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 1);
+    for h in hosts {
+        assert_eq!(keys(h), strs(&["name", "host", "url", "served", "steps"]));
+        assert!(h["name"].is_string() && h["host"].is_string() && h["url"].is_string());
+        assert_eq!(h["served"], served);
+        h["steps"]
+            .as_array()
+            .expect("host steps")
+            .iter()
+            .for_each(step);
+    }
+    let events = v["events"].as_array().expect("events");
+    assert!(!events.is_empty(), "the controller's Events are shown");
+    for e in events {
+        assert_eq!(
+            keys(e),
+            strs(&[
+                "object",
+                "type",
+                "reason",
+                "message",
+                "count",
+                "lastTimestamp"
+            ])
+        );
+        assert!(e["count"].is_u64() && e["reason"].is_string());
+    }
+    assert!(v["failedReads"].as_array().expect("failedReads").is_empty());
+}
+
+#[test]
+fn a_forbidden_read_says_which_permission_and_goes_on() {
+    let w = World::new("explain-rbac");
+    service(&w, "web", json!({}));
+    w.api.deny(ADMIN_USER, "list", "nodes");
+    w.api.deny(ADMIN_USER, "list", "events");
+    let (code, out) = explain(&w, "web", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("? nodes "), "{out}");
+    assert!(out.contains("could not read:"), "{out}");
+    assert!(out.contains("needs list nodes in all namespaces"), "{out}");
+    assert!(
+        out.contains("needs list events in namespace default"),
+        "{out}"
+    );
+    // It went on past the unknown steps, to the missing LoadBalancer.
+    assert_eq!(
+        failed(&out).map(|f| f.0).as_deref(),
+        Some("loadbalancer"),
+        "{out}"
+    );
+}
+
+/// Runs `paperlb check`; returns the exit code and stdout.
+fn check(w: &World) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(["check", "--kubeconfig"])
+        .arg(&w.kubeconfig)
+        .args(["--namespace", "paperlb-system"])
+        .output()
+        .expect("run paperlb check");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+#[test]
+fn check_reports_each_configs_host() {
+    let w = World::new("explain-check");
+    let host = LbHost::start();
+    let url = format!("http://{}", host.addr());
+    let _c = recorded(&w, &url);
+    wait_for("READY", || w.ready("web"));
+    let (code, out) = check(&w);
+    assert_eq!(code, 0, "{out}");
+    let want = format!(
+        "LB host {LB_HOST} of LoadBalancerConfig paperlb-system/edge (updater {url}): reachable, authorized, version {}, free ports TCP 99/100, UDP 100/100 (8100-8199)",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(out.contains(&want), "{want:?} not in:\n{out}");
+
+    // A second config whose updater wants a token it does not name, a third nobody answers for.
+    let locked = LbHost::start_with_token(Some("other-token"));
+    let port = free_port().expect("free port");
+    for (name, url) in [
+        ("locked", format!("http://{}", locked.addr())),
+        ("gone", format!("http://127.0.0.1:{port}")),
+    ] {
+        w.api
+            .apply(
+                "loadbalancerconfigs",
+                json!({
+                    "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                    "metadata": {"name": name, "namespace": "paperlb-system"},
+                    "spec": {"httpUpdaterURL": url, "host": "127.0.0.11", "portRange": {"low": 9000, "high": 9009}},
+                }),
+            )
+            .expect("apply config");
+    }
+    let (code, out) = check(&w);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&want), "{out}");
+    let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("PROBLEM: ")).collect();
+    assert_eq!(problems.len(), 2, "{out}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("paperlb-system/locked") && p.contains("not authorized (401")),
+        "{out}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("paperlb-system/gone") && p.contains("unreachable")),
+        "{out}"
+    );
+    assert!(!out.contains("other-token"), "{out}");
+}
