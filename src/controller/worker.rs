@@ -243,8 +243,9 @@ impl Worker {
                 }
             }
             self.report_configs();
-            // Drift checks run when no reconcile is ready: they compare with settled state.
-            if self.queue.is_empty() && self.leadership.is_leader() {
+            // Drift checks run when no reconcile is ready or in flight: they compare with settled
+            // state.
+            if self.queue.is_empty() && self.in_flight.is_empty() && self.leadership.is_leader() {
                 self.run_due_resyncs();
             }
             self.stats.set_queue_depth(self.queue.len());
