@@ -13,8 +13,8 @@ use paperlb::updater::api::{LbRequest, Upstream};
 use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 use serde_json::{Value, json};
 
-use crate::gocompat::LbHost;
 use crate::harness::{Controller, LB_HOST, World, wait_for};
+use crate::lbhost::LbHost;
 use crate::support::fake_api::{ADMIN_USER, FakeOptions};
 use crate::support::procs::free_port;
 

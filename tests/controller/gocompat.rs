@@ -3,126 +3,15 @@
 //! real nginx, with real traffic. Both spellings of `httpUpdaterURL` (the Go one ending in
 //! `/api/v1/lb`, and a bare `http://host:port`) must serve, and the updater must never see a 404.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use paperlb::http::{Limits, Server};
-use paperlb::updater::server::{Settings, Updater, start};
-use paperlb::updater::validate::Policy;
 use serde_json::{Value, json};
 
 use crate::harness::{Controller, LB_HOST, World, wait_for};
-use crate::support::backends::{Backend, tcp_ident};
-use crate::support::nginx::Nginx;
-use crate::support::procs::http_get;
+use crate::lbhost::{LbHost, lb_port, serves};
+use crate::support::backends::Backend;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go-paperlb");
 /// The Go author's LB host in the fixtures; replaced in memory before anything is applied.
 const GO_HOST: &str = "192.168.64.1";
-
-/// An LB host on loopback: a private nginx and our updater in-process (also used by `explain`).
-pub struct LbHost {
-    server: Option<Server>,
-    _updater: Arc<Updater>,
-    nginx: Nginx,
-}
-
-impl LbHost {
-    pub fn start() -> LbHost {
-        LbHost::start_with_token(None)
-    }
-
-    /// With `--token-file` set to a file holding `token`.
-    pub fn start_with_token(token: Option<&str>) -> LbHost {
-        let nginx = Nginx::start();
-        let token_file = token.map(|t| {
-            let p = nginx.dir.join("token");
-            std::fs::write(&p, format!("{t}\n")).expect("write token file");
-            p
-        });
-        let settings = Settings {
-            listen: "127.0.0.1:0".into(),
-            streams_dir: nginx.streams.clone(),
-            nginx_conf: nginx.conf.clone(),
-            nginx_bin: nginx.wrapper().script.clone(),
-            token_file,
-            tls: None,
-            policy: Policy::default(),
-            limits: Limits::default(),
-        };
-        let (server, updater) = start(&settings).expect("start updater");
-        LbHost {
-            server: Some(server),
-            _updater: updater,
-            nginx,
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server
-            .as_ref()
-            .map(|s| s.local_addr())
-            .expect("server")
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get(
-            self.addr(),
-            path,
-            "gocompat-test",
-            4 << 20,
-            Duration::from_secs(10),
-        )
-        .expect("GET from the updater")
-    }
-
-    /// Backend names the updater reports (`GET /api/v1/lb`).
-    fn backends(&self) -> Vec<String> {
-        let (code, body) = self.get("/api/v1/lb");
-        assert_eq!(code, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).expect("GET answer is JSON");
-        let mut names: Vec<String> = v["backends"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|b| b["backendName"].as_str().unwrap_or("").to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    }
-
-    /// The updater's request counter lines with this status code.
-    fn requests_with_code(&self, code: u16) -> Vec<String> {
-        let (_, text) = self.get("/metrics");
-        let needle = format!("code=\"{code}\"");
-        text.lines()
-            .filter(|l| l.starts_with("paperlb_updater_http_requests_total") && l.contains(&needle))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Applier outcomes counted so far (`deleted`, `applied`, ...).
-    fn applies(&self, outcome: &str) -> u64 {
-        let (_, text) = self.get("/metrics");
-        let needle = format!("outcome=\"{outcome}\"");
-        text.lines()
-            .filter(|l| l.starts_with("paperlb_updater_applies_total") && l.contains(&needle))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for LbHost {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-        self.nginx.stop();
-    }
-}
 
 /// A fixture document as JSON, with the Go author's address replaced: `updater` for the updater's
 /// `host:3000`, LB_HOST for the bare host.
@@ -143,18 +32,6 @@ fn go_world(tag: &str) -> World {
         .delete("loadbalancerconfigs", "paperlb-system", "edge")
         .expect("remove the harness config");
     w
-}
-
-/// Traffic through nginx on the LB port reaches one of the two node upstreams.
-fn serves(port: u16) -> bool {
-    matches!(tcp_ident(port).as_deref(), Some("node-a" | "node-b"))
-}
-
-fn lb_port(w: &World, name: &str) -> u16 {
-    w.lb(name)
-        .and_then(|lb| lb["spec"]["port"].as_u64())
-        .and_then(|p| u16::try_from(p).ok())
-        .expect("LB port")
 }
 
 const SVC: &str = "k8s-pod-info-api-service";
@@ -208,23 +85,15 @@ fn go_readme_example_is_ready_and_serves_in_both_url_forms() {
         let port = lb_port(&w, SVC);
         assert!((8100..=8200).contains(&port), "{port}");
         wait_for(&format!("{form} form traffic"), || serves(port));
-        assert_eq!(host.backends(), ["default_k8s-pod-info-api-service"]);
-        assert_eq!(
-            host.requests_with_code(404),
-            Vec::<String>::new(),
-            "{form} form"
-        );
+        assert_eq!(host.names(None), ["default_k8s-pod-info-api-service"]);
+        assert_eq!(host.requests_with_code(404), 0, "{form} form");
         // Deleting the Service releases the port: the finalizer's DELETE goes to the same endpoint.
         w.api
             .delete("services", "default", SVC)
             .expect("delete service");
         wait_for(&format!("{form} form cleanup"), || w.lb(SVC).is_none());
-        assert!(host.backends().is_empty());
-        assert_eq!(
-            host.requests_with_code(404),
-            Vec::<String>::new(),
-            "{form} form"
-        );
+        assert!(host.names(None).is_empty());
+        assert_eq!(host.requests_with_code(404), 0, "{form} form");
         assert_eq!(c.terminate(), Some(0));
     }
 }
@@ -283,7 +152,7 @@ fn lb_left_by_the_old_resolution_converges_with_no_orphan_or_duplicate() {
     let mut c = Controller::start(&w.kubeconfig);
     wait_for("upgraded LoadBalancer READY", || w.ready(SVC));
     wait_for("traffic after the upgrade", || serves(8100));
-    assert_eq!(host.backends(), ["default_k8s-pod-info-api-service"]);
+    assert_eq!(host.names(None), ["default_k8s-pod-info-api-service"]);
     assert_eq!(host.applies("applied"), 1, "pushed once");
 
     let mut bare = fixture("load_balancer_config.yaml", &host.addr().to_string());
@@ -296,14 +165,14 @@ fn lb_left_by_the_old_resolution_converges_with_no_orphan_or_duplicate() {
             lb["spec"]["httpUpdater"]["url"] == json!(format!("http://{}", host.addr()))
         }) && w.ready(SVC)
     });
-    assert_eq!(host.backends(), ["default_k8s-pod-info-api-service"]);
+    assert_eq!(host.names(None), ["default_k8s-pod-info-api-service"]);
     assert_eq!(
         host.applies("deleted"),
         0,
         "nothing deleted on the same updater"
     );
     assert!(serves(8100));
-    assert_eq!(host.requests_with_code(404), Vec::<String>::new());
+    assert_eq!(host.requests_with_code(404), 0);
     assert_eq!(c.terminate(), Some(0));
 }
 

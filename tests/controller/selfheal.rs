@@ -8,151 +8,17 @@
 //!
 //! Each nginx test uses its own LB port range (nginx binds them on every address).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use paperlb::http::{Limits, Server};
-use paperlb::updater::api::{LbRequest, ListedBackend, Upstream};
-use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
-use paperlb::updater::server::{Settings, Updater, start};
-use paperlb::updater::validate::Policy;
+use paperlb::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
 
-use crate::harness::{Controller, LB_HOST, TempDir, World, wait_for};
+use crate::harness::{Controller, LB_HOST, World, wait_for};
+use crate::lbhost::{LbHost, lb_port, serves};
 use crate::metrics::{free_port, metrics_addr, scrape, val};
-use crate::support::backends::{Backend, tcp_ident};
-use crate::support::nginx::Nginx;
-use crate::support::procs::http_get;
-
-/// An LB host on loopback: a private nginx and our updater in-process, optionally with a token.
-struct LbHost {
-    server: Option<Server>,
-    _updater: Arc<Updater>,
-    nginx: Nginx,
-    token_file: Option<PathBuf>,
-    _dir: TempDir,
-}
-
-impl LbHost {
-    fn start(token: Option<&str>) -> LbHost {
-        let dir = TempDir::new("selfheal-token");
-        let token_file = token.map(|t| {
-            let p = dir.0.join("token");
-            std::fs::write(&p, format!("{t}\n")).expect("write token file");
-            p
-        });
-        let nginx = Nginx::start();
-        let settings = Settings {
-            listen: "127.0.0.1:0".into(),
-            streams_dir: nginx.streams.clone(),
-            nginx_conf: nginx.conf.clone(),
-            nginx_bin: nginx.wrapper().script.clone(),
-            token_file: token_file.clone(),
-            tls: None,
-            policy: Policy::default(),
-            limits: Limits::default(),
-        };
-        let (server, updater) = start(&settings).expect("start updater");
-        LbHost {
-            server: Some(server),
-            _updater: updater,
-            nginx,
-            token_file,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.server
-            .as_ref()
-            .map(|s| s.local_addr())
-            .expect("server")
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr())
-    }
-
-    /// An unauthenticated GET (`/metrics`; `/api/v1/lb` answers 401 when a token is set).
-    fn get(&self, path: &str) -> (u16, String) {
-        http_get(
-            self.addr(),
-            path,
-            "selfheal-test",
-            8 << 20,
-            Duration::from_secs(10),
-        )
-        .expect("GET from the updater")
-    }
-
-    /// `GET /api/v1/lb` with this token, through the crate's client.
-    fn backends(&self, token: Option<&str>) -> Result<Vec<ListedBackend>, paperlb::updater::Error> {
-        self.client(token).list().map(|l| l.backends)
-    }
-
-    fn names(&self, token: Option<&str>) -> Vec<String> {
-        let mut n: Vec<String> = self
-            .backends(token)
-            .expect("list backends")
-            .into_iter()
-            .map(|b| b.request.backend_name)
-            .collect();
-        n.sort();
-        n
-    }
-
-    /// Requests to `/api/v1/lb` the updater counted with this method (any code).
-    fn requests(&self, method: &str) -> u64 {
-        let (_, text) = self.get("/metrics");
-        let needle = format!("method=\"{method}\"");
-        text.lines()
-            .filter(|l| l.starts_with("paperlb_updater_http_requests_total") && l.contains(&needle))
-            .filter(|l| l.contains("route=\"/api/v1/lb\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    }
-
-    /// The LB host loses its whole config: every file of the streams directory removed, nginx
-    /// reloaded (it stops listening on every LB port).
-    fn wipe(&self) {
-        for e in std::fs::read_dir(&self.nginx.streams).expect("streams dir") {
-            let _ = std::fs::remove_file(e.expect("entry").path());
-        }
-        let pid = self.nginx.master_pid().expect("nginx master");
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "reload nginx");
-    }
-
-    /// A client of our own, as another tool on the host would write backends.
-    fn client(&self, token: Option<&str>) -> UpdaterClient {
-        let auth = ClientAuth {
-            token: token.map(str::to_string),
-            ..ClientAuth::default()
-        };
-        UpdaterClient::new(
-            &format!("{}/api/v1/lb", self.url()),
-            auth,
-            Timeouts::default(),
-        )
-        .expect("updater client")
-    }
-}
-
-impl Drop for LbHost {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown();
-        }
-        self.nginx.stop();
-    }
-}
+use crate::support::backends::Backend;
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
@@ -192,17 +58,6 @@ fn service_with_backends(w: &World, name: &str) -> (Backend, Backend) {
     )
 }
 
-fn lb_port(w: &World, name: &str) -> u16 {
-    w.lb(name)
-        .and_then(|lb| lb["spec"]["port"].as_u64())
-        .and_then(|p| u16::try_from(p).ok())
-        .expect("LB port")
-}
-
-fn serves(port: u16) -> bool {
-    matches!(tcp_ident(port).as_deref(), Some("node-a" | "node-b"))
-}
-
 fn condition(w: &World, name: &str, type_: &str) -> Option<Value> {
     let lb = w.lb(name)?;
     lb["status"]["conditions"]
@@ -222,7 +77,7 @@ fn events_with_reason(w: &World, reason: &str) -> Vec<Value> {
 
 #[test]
 fn secret_token_is_sent_and_a_rotation_is_followed() {
-    let host = LbHost::start(Some("tok-one"));
+    let host = LbHost::start_with_token(Some("tok-one"));
     let w = World::new("selfheal-token");
     secret(&w, "lb-token", json!({"token": b64("tok-one\n")}));
     config(
@@ -261,7 +116,7 @@ fn secret_token_is_sent_and_a_rotation_is_followed() {
 
 #[test]
 fn missing_secret_sets_a_condition_and_an_event_and_sends_nothing() {
-    let host = LbHost::start(Some("tok-one"));
+    let host = LbHost::start_with_token(Some("tok-one"));
     let w = World::new("selfheal-nosecret");
     config(
         &w,
@@ -305,7 +160,7 @@ fn missing_secret_sets_a_condition_and_an_event_and_sends_nothing() {
 
 #[test]
 fn wiped_host_gets_every_backend_back_within_one_resync_without_an_api_write() {
-    let host = LbHost::start(None);
+    let host = LbHost::start_with_token(None);
     let w = World::new("selfheal-wipe");
     config(&w, &host.url(), (8630, 8639), json!({}));
     let (_a, _b) = service_with_backends(&w, "web");
@@ -353,7 +208,7 @@ fn wiped_host_gets_every_backend_back_within_one_resync_without_an_api_write() {
 
 #[test]
 fn hand_edits_and_our_strays_are_repaired_and_foreign_backends_left_alone() {
-    let host = LbHost::start(None);
+    let host = LbHost::start_with_token(None);
     let w = World::new("selfheal-edit");
     config(&w, &host.url(), (8640, 8649), json!({}));
     let (_a, _b) = service_with_backends(&w, "web");
