@@ -429,6 +429,30 @@ fn config_view(api: &FakeApi, name: &str) -> Result<ConfigView, String> {
     })
 }
 
+/// A config's status says what its current spec deserves: `Accepted` written for this generation
+/// (otherwise the write is still owed, and would land in the steady window).
+fn config_status_current(api: &FakeApi, name: &str) -> Result<(), String> {
+    let c = api
+        .get("loadbalancerconfigs", NS, name)
+        .map_err(|e| format!("config {NS}/{name}: {e}"))?;
+    let generation = &c["metadata"]["generation"];
+    let accepted = c["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Accepted"));
+    match accepted {
+        Some(a)
+            if &a["observedGeneration"] == generation
+                && &c["status"]["observedGeneration"] == generation =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "config-status: LoadBalancerConfig {NS}/{name} generation {generation} has status {}",
+            c["status"]
+        )),
+    }
+}
+
 /// Addresses of the eligible nodes.
 fn eligible_addresses(api: &FakeApi, types: &[String]) -> BTreeSet<String> {
     eligible_by_node(api, types).into_values().collect()
@@ -543,6 +567,9 @@ fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(
             Ok(c) => configs.insert(name.to_string(), c),
             Err(e) => return Err(vec![e]),
         };
+        if let Err(e) = config_status_current(api, name) {
+            bad.push(e);
+        }
     }
     let slices = api.list("endpointslices", "");
     let services: Vec<Value> = api

@@ -72,6 +72,9 @@ enum Kind {
 }
 
 const KINDS: usize = 6;
+/// The first and the longest wait before retrying a config status write that failed.
+const CONFIG_RETRY_FIRST: Duration = Duration::from_millis(500);
+const CONFIG_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// What probes read: shared with the HTTP thread.
 #[derive(Debug, Default)]
@@ -131,6 +134,8 @@ pub struct Worker {
     /// when to try again after a failed write.
     configs_to_report: BTreeSet<Key>,
     config_retry_at: Option<Instant>,
+    /// The wait before the next retry of a failed config status write (doubles, reset on success).
+    config_retry_delay: Duration,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -184,6 +189,7 @@ impl Worker {
             in_doubt: BTreeMap::new(),
             configs_to_report: BTreeSet::new(),
             config_retry_at: None,
+            config_retry_delay: CONFIG_RETRY_FIRST,
             auth: updaters::State::new(config.updater_resync),
             config,
         }
@@ -389,7 +395,7 @@ impl Worker {
     }
 
     /// Writes the `Accepted` condition of every config waiting for it whose status is out of date
-    /// (see `config_status`); a failed write is tried again 5 s later. The answer is not put into
+    /// (see `config_status`); a failed write is tried again after a backoff (0.5 s doubling to 60 s). The answer is not put into
     /// the cache: the watch delivers it, and `report` then finds nothing to do.
     fn report_configs(&mut self) {
         if self.configs_to_report.is_empty()
@@ -398,6 +404,7 @@ impl Worker {
             return;
         }
         self.config_retry_at = None;
+        let mut failed = false;
         let now = rfc3339(SystemTime::now());
         for key in std::mem::take(&mut self.configs_to_report) {
             let Some(cfg) = self.cache.configs.get(&key) else {
@@ -416,11 +423,20 @@ impl Worker {
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
-                    log::warn!("LoadBalancerConfig {key}: status not written: {e}");
+                    log::warn!(
+                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {:?}",
+                        self.config_retry_delay
+                    );
                     self.configs_to_report.insert(key);
-                    self.config_retry_at = Some(Instant::now() + Duration::from_secs(5));
+                    failed = true;
                 }
             }
+        }
+        if failed {
+            self.config_retry_at = Some(Instant::now() + self.config_retry_delay);
+            self.config_retry_delay = (self.config_retry_delay * 2).min(CONFIG_RETRY_MAX);
+        } else {
+            self.config_retry_delay = CONFIG_RETRY_FIRST;
         }
     }
 
