@@ -517,21 +517,12 @@ fn io_thread(s: &PoolShared) {
 }
 
 /// The updater API's request for one backend.
-/// The wire form of a port's traffic settings: an http check names its port and path, a tcp
-/// check its port; intervals and thresholds are the updater's defaults.
+/// The wire form of a port's traffic settings (unset timings: the updater's defaults).
 fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
     crate::updater::api::Traffic {
         source_ranges: t.source_ranges.clone(),
         proxy_protocol: t.proxy_protocol,
-        health_check: t
-            .health_check
-            .as_ref()
-            .map(|h| crate::updater::api::HealthCheck {
-                kind: h.kind.clone(),
-                port: Some(h.port),
-                path: (h.kind == "http").then(|| h.path.clone()),
-                ..Default::default()
-            }),
+        health_check: t.health_check.as_ref().map(|h| h.to_api()),
     }
 }
 

@@ -10,7 +10,7 @@ use super::status::{
     set_condition,
 };
 use super::targets::targets_for;
-use super::traffic::{traffic_for, udp_ports_without_proxy_protocol};
+use super::traffic::{traffic_for, udp_ports_without_proxy_protocol, with_override};
 use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
@@ -351,6 +351,7 @@ pub(crate) fn desired_spec(
 ) -> Result<Option<LbSpec>, Problem> {
     let cfg = pick_config(cache, key, svc, ctx)?;
     let traffic = traffic_for(svc).map_err(|(r, m)| problem(r, format!("Service {key}: {m}")))?;
+    let traffic = with_override(traffic, &cfg.health_check);
     let Some(ports) = service_ports(key, svc)? else {
         return Ok(None);
     };
@@ -679,6 +680,11 @@ pub fn updater_request(
         traffic: crate::model::LbTraffic {
             // PROXY protocol is for TCP only; a UDP port is pushed without it.
             proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
+            // A tcp check of the target's own port cannot probe a UDP nodePort: none there.
+            health_check: traffic
+                .health_check
+                .clone()
+                .filter(|h| !(p.protocol == Protocol::Udp && h.kind == "tcp" && h.port.is_none())),
             ..traffic.clone()
         },
     }

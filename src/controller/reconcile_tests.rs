@@ -1206,8 +1206,9 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     let check = Some(crate::model::LbHealthCheck {
         kind: "http".into(),
-        port: 31555,
+        port: Some(31555),
         path: "/healthz".into(),
+        timings: Default::default(),
     });
     for r in &reqs {
         assert_eq!(r.traffic.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);

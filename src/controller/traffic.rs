@@ -5,9 +5,12 @@
 //! (`externalTrafficPolicy: Local`: http on the Service's `healthCheckNodePort` `/healthz`, kube-proxy's
 //! per-Service check; otherwise http on kube-proxy's node check `:10256/healthz`, KEP-3458).
 //!
+//! A LoadBalancerConfig's `spec.healthCheck` replaces the derived check field by field, or turns it
+//! off (`type: none`): [`with_override`].
+//!
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
-use crate::model::{LbHealthCheck, LbTraffic, Protocol, Service};
+use crate::model::{HealthOverride, LbHealthCheck, LbTraffic, Protocol, Service};
 use crate::updater::validate::cidr;
 
 pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
@@ -70,14 +73,52 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
         .flatten();
     let health_check = Some(LbHealthCheck {
         kind: "http".into(),
-        port: local_port.unwrap_or(KUBE_PROXY_HEALTHZ_PORT),
+        port: Some(local_port.unwrap_or(KUBE_PROXY_HEALTHZ_PORT)),
         path: "/healthz".into(),
+        timings: Default::default(),
     });
     Ok(LbTraffic {
         source_ranges,
         proxy_protocol,
         health_check,
     })
+}
+
+/// The derived traffic settings under a config's `spec.healthCheck`: absent keeps the derived
+/// check, `none` removes it, and each field given replaces the derived one. A `type` other than
+/// the derived one without a `port` probes each target's own port (tcp) or the derived port (http).
+pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
+    match o {
+        HealthOverride::Derived => {}
+        HealthOverride::Off => traffic.health_check = None,
+        HealthOverride::Check {
+            kind,
+            port,
+            path,
+            timings,
+        } => {
+            let derived = traffic.health_check.take();
+            let kind = kind
+                .clone()
+                .or_else(|| derived.as_ref().map(|d| d.kind.clone()))
+                .unwrap_or_else(|| "http".into());
+            let same_kind = derived.as_ref().is_some_and(|d| d.kind == kind);
+            let derived_port = derived
+                .as_ref()
+                .filter(|_| same_kind || kind == "http")
+                .and_then(|d| d.port);
+            traffic.health_check = Some(LbHealthCheck {
+                port: port.or(derived_port),
+                path: path
+                    .clone()
+                    .or_else(|| derived.map(|d| d.path))
+                    .unwrap_or_else(|| "/healthz".into()),
+                kind,
+                timings: *timings,
+            });
+        }
+    }
+    traffic
 }
 
 /// Names (or numbers) of the UDP ports a PROXY protocol request cannot apply to.
@@ -120,15 +161,16 @@ mod tests {
                 proxy_protocol: false,
                 health_check: Some(LbHealthCheck {
                     kind: "http".into(),
-                    port: 10256,
-                    path: "/healthz".into()
+                    port: Some(10256),
+                    path: "/healthz".into(),
+                    timings: Default::default(),
                 }),
             }
         );
         let local = svc(serde_json::json!({"spec": {
             "externalTrafficPolicy": "Local", "healthCheckNodePort": 31555}}));
         let t = traffic_for(&local).unwrap();
-        assert_eq!(t.health_check.unwrap().port, 31555);
+        assert_eq!(t.health_check.unwrap().port, Some(31555));
         let local_without = svc(serde_json::json!({"spec": {"externalTrafficPolicy": "Local"}}));
         assert_eq!(
             traffic_for(&local_without)
@@ -136,7 +178,7 @@ mod tests {
                 .health_check
                 .unwrap()
                 .port,
-            10256
+            Some(10256)
         );
     }
 
@@ -188,5 +230,68 @@ mod tests {
         let bad = svc(serde_json::json!({
             "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "yes"}}}));
         assert_eq!(traffic_for(&bad).unwrap_err().0, "InvalidAnnotation");
+    }
+
+    #[test]
+    fn a_config_override_replaces_the_derived_check_field_by_field() {
+        use crate::model::CheckTimings;
+        let local = svc(serde_json::json!({"spec": {
+            "externalTrafficPolicy": "Local", "healthCheckNodePort": 31555}}));
+        let derived = traffic_for(&local).unwrap();
+        assert_eq!(
+            with_override(derived.clone(), &HealthOverride::Derived),
+            derived
+        );
+        assert_eq!(
+            with_override(derived.clone(), &HealthOverride::Off).health_check,
+            None
+        );
+        let timings = CheckTimings {
+            interval_seconds: Some(5),
+            timeout_seconds: Some(2),
+            unhealthy_threshold: Some(3),
+            healthy_threshold: Some(1),
+        };
+        let only_timings = HealthOverride::Check {
+            kind: None,
+            port: None,
+            path: None,
+            timings,
+        };
+        let got = with_override(derived.clone(), &only_timings)
+            .health_check
+            .unwrap();
+        assert_eq!(
+            got,
+            LbHealthCheck {
+                kind: "http".into(),
+                port: Some(31555),
+                path: "/healthz".into(),
+                timings
+            }
+        );
+        let tcp = HealthOverride::Check {
+            kind: Some("tcp".into()),
+            port: None,
+            path: None,
+            timings: CheckTimings::default(),
+        };
+        let got = with_override(derived.clone(), &tcp).health_check.unwrap();
+        assert_eq!((got.kind.as_str(), got.port), ("tcp", None), "own port");
+        let full = HealthOverride::Check {
+            kind: Some("http".into()),
+            port: Some(8081),
+            path: Some("/ready".into()),
+            timings,
+        };
+        let got = with_override(derived, &full).health_check.unwrap();
+        assert_eq!(
+            (got.port, got.path.as_str(), got.timings),
+            (Some(8081), "/ready", timings)
+        );
+        // The source ranges and PROXY protocol are untouched.
+        let on = svc(serde_json::json!({
+            "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "true"}}}));
+        assert!(with_override(traffic_for(&on).unwrap(), &HealthOverride::Off).proxy_protocol);
     }
 }

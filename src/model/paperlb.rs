@@ -71,6 +71,39 @@ pub struct LoadBalancerConfigSpec {
     /// Addition: accept any certificate from an `https://` updater (a warning is logged).
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub insecure_skip_verify: Lenient<bool>,
+    /// Addition: replaces the health check paperlb derives from each Service (`type: none` turns
+    /// checks off); absent = the derived check with the updater's timings.
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub health_check: Lenient<HealthCheckConfig>,
+}
+
+/// `spec.healthCheck` of a LoadBalancerConfig: every field optional; absent ones keep what the
+/// Service's check would have (type, port, path) or the updater's defaults (timings).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HealthCheckConfig {
+    #[serde(rename = "type", skip_serializing_if = "Lenient::is_missing")]
+    pub type_: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub port: Lenient<i64>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub path: Lenient<String>,
+    #[serde(flatten)]
+    pub timings: CheckTimingsResource,
+}
+
+/// Intervals and thresholds of a health check as written (absent = the updater's defaults).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CheckTimingsResource {
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub interval_seconds: Lenient<i64>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub timeout_seconds: Lenient<i64>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub unhealthy_threshold: Lenient<i64>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub healthy_threshold: Lenient<i64>,
 }
 
 /// `{name, key}` of a Secret in the controller's namespace (a value that is not an object stays
@@ -135,7 +168,8 @@ pub struct LoadBalancerSpec {
     pub health_check: HealthCheckResource,
 }
 
-/// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}`.
+/// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
+/// overrides them, the timings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HealthCheckResource {
@@ -143,6 +177,8 @@ pub struct HealthCheckResource {
     pub type_: Lenient<String>,
     pub port: Lenient<i64>,
     pub path: Lenient<String>,
+    #[serde(flatten)]
+    pub timings: CheckTimingsResource,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

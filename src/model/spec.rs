@@ -3,7 +3,10 @@
 //! Pure: no I/O, no clock.
 
 use super::lenient::Lenient;
-use super::paperlb::{LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef, TargetSpec};
+use super::paperlb::{
+    CheckTimingsResource, HealthCheckConfig, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
+    TargetSpec,
+};
 use serde_json::{Value, json};
 
 /// L4 protocols nginx's stream module forwards.
@@ -56,6 +59,35 @@ pub struct ValidConfig {
     pub proxy_connect_timeout_seconds: u32,
     /// How the controller authenticates to the updater and verifies it.
     pub auth: AuthRefs,
+    /// `spec.healthCheck`: what replaces the check derived from each Service.
+    pub health_check: HealthOverride,
+}
+
+/// A config's `spec.healthCheck`, checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum HealthOverride {
+    /// Absent: each Service's derived check, with the updater's timings.
+    #[default]
+    Derived,
+    /// `type: none`: no check (no `healthCheck` field is sent).
+    Off,
+    /// Fields that replace the derived check's (absent ones keep it).
+    Check {
+        /// `http` or `tcp`; None = the derived type.
+        kind: Option<String>,
+        port: Option<u16>,
+        path: Option<String>,
+        timings: CheckTimings,
+    },
+}
+
+/// Intervals and thresholds of a health check; None = the updater's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckTimings {
+    pub interval_seconds: Option<u32>,
+    pub timeout_seconds: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub healthy_threshold: Option<u32>,
 }
 
 /// The checked `updaterTokenSecretRef`, `updaterCASecretRef` and `insecureSkipVerify`.
@@ -153,8 +185,61 @@ impl LoadBalancerConfig {
                 "spec.proxyConnectTimeoutSeconds",
             )?,
             auth: auth_refs(self)?,
+            health_check: health_override(&spec.health_check)?,
         })
     }
+}
+
+/// `spec.healthCheck` of a config: type tcp|http|none, port 1-65535, path and timings as the
+/// updater accepts them (its own validation decides, so paperlb never sends a check it refuses).
+fn health_override(field: &Lenient<HealthCheckConfig>) -> Result<HealthOverride, String> {
+    let at = "spec.healthCheck";
+    let Some(h) = field.optional(at, "an object")? else {
+        return Ok(HealthOverride::Derived);
+    };
+    let kind = h.type_.optional(&format!("{at}.type"), "a string")?;
+    match kind.map(String::as_str) {
+        None | Some("http") | Some("tcp") => {}
+        Some("none") => return Ok(HealthOverride::Off),
+        Some(k) => return Err(format!("{at}.type {k:?}: must be tcp, http or none")),
+    }
+    let port = match h.port.optional(&format!("{at}.port"), "an integer")? {
+        Some(p) => Some(port_number(*p).map_err(|e| format!("{at}.port: {e}"))?),
+        None => None,
+    };
+    let path = h.path.optional(&format!("{at}.path"), "a string")?.cloned();
+    let timings = check_timings(&h.timings, at)?;
+    let check = LbHealthCheck {
+        kind: kind.cloned().unwrap_or_else(|| "http".into()),
+        port,
+        path: path.clone().unwrap_or_else(|| "/healthz".into()),
+        timings,
+    };
+    crate::updater::validate::health_check(&check.to_api()).map_err(|e| format!("spec.{e}"))?;
+    Ok(HealthOverride::Check {
+        kind: kind.cloned(),
+        port,
+        path,
+        timings,
+    })
+}
+
+/// Timings as written, each checked against the updater's limits (1-3600 s, thresholds 1-100).
+fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, String> {
+    let one = |l: &Lenient<i64>, name: &str, max: i64| -> Result<Option<u32>, String> {
+        let field = format!("{at}.{name}");
+        match l.optional(&field, "an integer")? {
+            None => Ok(None),
+            Some(v) if (1..=max).contains(v) => Ok(Some(*v as u32)),
+            Some(v) => Err(format!("{field}: {v} is outside 1-{max}")),
+        }
+    };
+    Ok(CheckTimings {
+        interval_seconds: one(&t.interval_seconds, "intervalSeconds", 3600)?,
+        timeout_seconds: one(&t.timeout_seconds, "timeoutSeconds", 3600)?,
+        unhealthy_threshold: one(&t.unhealthy_threshold, "unhealthyThreshold", 100)?,
+        healthy_threshold: one(&t.healthy_threshold, "healthyThreshold", 100)?,
+    })
 }
 
 fn auth_refs(config: &LoadBalancerConfig) -> Result<AuthRefs, String> {
@@ -311,8 +396,36 @@ pub struct LbTraffic {
 pub struct LbHealthCheck {
     /// `http` or `tcp`.
     pub kind: String,
-    pub port: u16,
+    /// None: each target's own port (a tcp check of the nodePort).
+    pub port: Option<u16>,
     pub path: String,
+    /// The config's override; all None by default (the updater's defaults, not sent).
+    pub timings: CheckTimings,
+}
+
+impl LbHealthCheck {
+    /// The updater API's `healthCheck`: an http check names its path; unset timings are left out.
+    pub fn to_api(&self) -> crate::updater::api::HealthCheck {
+        let t = &self.timings;
+        crate::updater::api::HealthCheck {
+            kind: self.kind.clone(),
+            port: self.port,
+            path: (self.kind == "http").then(|| self.path.clone()),
+            interval_seconds: t.interval_seconds.map(u64::from),
+            timeout_seconds: t.timeout_seconds.map(u64::from),
+            unhealthy_threshold: t.unhealthy_threshold,
+            healthy_threshold: t.healthy_threshold,
+        }
+    }
+
+    /// The stored form in a LoadBalancer's spec; unset fields are `null`, so a merge patch
+    /// removes what an earlier spec had.
+    pub fn to_json(&self) -> Value {
+        let t = &self.timings;
+        json!({"type": self.kind, "port": self.port, "path": self.path,
+            "intervalSeconds": t.interval_seconds, "timeoutSeconds": t.timeout_seconds,
+            "unhealthyThreshold": t.unhealthy_threshold, "healthyThreshold": t.healthy_threshold})
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -460,7 +573,7 @@ impl LbSpec {
         spec["sourceRanges"] = json!(self.traffic.source_ranges);
         spec["proxyProtocol"] = json!(self.traffic.proxy_protocol);
         spec["healthCheck"] = match &self.traffic.health_check {
-            Some(h) => json!({"type": h.kind, "port": h.port, "path": h.path}),
+            Some(h) => h.to_json(),
             None => Value::Null,
         };
         if let Some(first) = self.ports.first() {
@@ -507,8 +620,12 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
                     "spec.healthCheck.type {kind:?}: must be http or tcp"
                 ));
             }
-            let port = h.port.require("spec.healthCheck.port", "an integer")?;
-            let port = port_number(*port).map_err(|e| format!("spec.healthCheck.port: {e}"))?;
+            let port = match h.port.optional("spec.healthCheck.port", "an integer")? {
+                Some(p) => {
+                    Some(port_number(*p).map_err(|e| format!("spec.healthCheck.port: {e}"))?)
+                }
+                None => None,
+            };
             let path = h
                 .path
                 .optional("spec.healthCheck.path", "a string")?
@@ -518,6 +635,7 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
                 kind: kind.clone(),
                 port,
                 path,
+                timings: check_timings(&h.timings, "spec.healthCheck")?,
             })
         }
     };

@@ -540,3 +540,144 @@ fn updater_auth_fields_round_trip_and_stay_absent_when_unset() {
         json!({"name": "t", "key": "k"})
     );
 }
+
+#[test]
+fn config_health_check_override_is_optional_and_each_bad_field_is_named() {
+    let base = json!({"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.1",
+                      "portRange": {"low": 8000, "high": 8100}});
+    let valid = |hc: Option<serde_json::Value>| -> Result<HealthOverride, String> {
+        let mut spec = base.clone();
+        if let Some(hc) = hc {
+            spec["healthCheck"] = hc;
+        }
+        let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": spec})).unwrap();
+        cfg.validate().map(|v| v.health_check)
+    };
+    assert_eq!(valid(None), Ok(HealthOverride::Derived), "Go YAML");
+    assert_eq!(
+        valid(Some(json!({"type": "none"}))),
+        Ok(HealthOverride::Off)
+    );
+    assert_eq!(
+        valid(Some(
+            json!({"type": "tcp", "port": 8081, "intervalSeconds": 5,
+            "timeoutSeconds": 2, "unhealthyThreshold": 3, "healthyThreshold": 1})
+        )),
+        Ok(HealthOverride::Check {
+            kind: Some("tcp".into()),
+            port: Some(8081),
+            path: None,
+            timings: CheckTimings {
+                interval_seconds: Some(5),
+                timeout_seconds: Some(2),
+                unhealthy_threshold: Some(3),
+                healthy_threshold: Some(1),
+            },
+        })
+    );
+    let cases = [
+        (json!("tcp"), "spec.healthCheck: \"tcp\" is not an object"),
+        (
+            json!({"type": "udp"}),
+            "spec.healthCheck.type \"udp\": must be tcp, http or none",
+        ),
+        (
+            json!({"port": 0}),
+            "spec.healthCheck.port: 0 is outside 1-65535",
+        ),
+        (
+            json!({"port": 70000}),
+            "spec.healthCheck.port: 70000 is outside 1-65535",
+        ),
+        (
+            json!({"port": "x"}),
+            "spec.healthCheck.port: \"x\" is not an integer",
+        ),
+        (
+            json!({"path": "/a b"}),
+            "spec.healthCheck.path \"/a b\": must start with / and hold at most 1024 visible ASCII \
+             characters (no spaces or control characters)",
+        ),
+        (
+            json!({"path": "healthz"}),
+            "spec.healthCheck.path \"healthz\": must start with / and hold at most 1024 visible \
+             ASCII characters (no spaces or control characters)",
+        ),
+        (
+            json!({"intervalSeconds": 0}),
+            "spec.healthCheck.intervalSeconds: 0 is outside 1-3600",
+        ),
+        (
+            json!({"timeoutSeconds": 3601}),
+            "spec.healthCheck.timeoutSeconds: 3601 is outside 1-3600",
+        ),
+        (
+            json!({"unhealthyThreshold": -1}),
+            "spec.healthCheck.unhealthyThreshold: -1 is outside 1-100",
+        ),
+        (
+            json!({"healthyThreshold": 101}),
+            "spec.healthCheck.healthyThreshold: 101 is outside 1-100",
+        ),
+    ];
+    for (hc, want) in cases {
+        assert_eq!(valid(Some(hc.clone())), Err(want.to_string()), "{hc}");
+    }
+    // Round trip: absent stays absent.
+    let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": base})).unwrap();
+    assert!(
+        serde_json::to_value(&cfg).unwrap()["spec"]
+            .get("healthCheck")
+            .is_none()
+    );
+}
+
+#[test]
+fn loadbalancer_health_check_timings_round_trip_and_absent_ones_match_older_specs() {
+    let hc = LbHealthCheck {
+        kind: "tcp".into(),
+        port: None,
+        path: "/healthz".into(),
+        timings: CheckTimings {
+            interval_seconds: Some(5),
+            ..Default::default()
+        },
+    };
+    let spec = LbSpec {
+        config_name: "edge".into(),
+        url: "http://127.0.0.1:3000".into(),
+        host: "127.0.0.1".into(),
+        ports: vec![LbPort {
+            name: String::new(),
+            port: 8000,
+            protocol: Protocol::Tcp,
+            node_port: Some(30080),
+            targets: vec![],
+        }],
+        proxy_timeout_seconds: 0,
+        proxy_connect_timeout_seconds: 0,
+        traffic: LbTraffic {
+            health_check: Some(hc.clone()),
+            ..Default::default()
+        },
+    };
+    let stored: LoadBalancer = serde_json::from_value(json!({"spec": spec.to_json()})).unwrap();
+    assert!(spec.matches(&stored.spec));
+    assert_eq!(
+        LbSpec::from_resource(&stored.spec)
+            .unwrap()
+            .traffic
+            .health_check,
+        Some(hc)
+    );
+    // A spec written before timings existed reads as the derived check with none.
+    let old: LoadBalancer = serde_json::from_value(json!({"spec": {"host": "h",
+        "httpUpdater": {"url": "http://127.0.0.1:3000"}, "port": 8000,
+        "healthCheck": {"type": "http", "port": 10256, "path": "/healthz"}}}))
+    .unwrap();
+    let got = LbSpec::from_resource(&old.spec)
+        .unwrap()
+        .traffic
+        .health_check;
+    assert_eq!(got.unwrap().timings, CheckTimings::default());
+}

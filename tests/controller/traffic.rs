@@ -99,3 +99,120 @@ fn service_fields_and_annotations_become_request_fields() {
         "no LoadBalancer (no port) for an invalid Service"
     );
 }
+
+/// The harness's default config `edge` with `spec.healthCheck` set (or removed with `None`).
+fn edge_with_check(w: &World, check: Option<Value>) {
+    let mut cfg = w
+        .api
+        .get("loadbalancerconfigs", "paperlb-system", "edge")
+        .expect("edge");
+    match check {
+        Some(c) => cfg["spec"]["healthCheck"] = c,
+        None => {
+            if let Some(spec) = cfg["spec"].as_object_mut() {
+                spec.remove("healthCheck");
+            }
+        }
+    }
+    w.api
+        .update("loadbalancerconfigs", cfg)
+        .expect("update edge");
+}
+
+fn accepted(w: &World) -> Option<Value> {
+    let cfg = w
+        .api
+        .get("loadbalancerconfigs", "paperlb-system", "edge")
+        .ok()?;
+    cfg["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Accepted")
+        .cloned()
+}
+
+fn last_check(w: &World, backend: &str) -> Option<Value> {
+    w.updater.backend(backend).map(|b| b["healthCheck"].clone())
+}
+
+#[test]
+fn config_health_check_override_is_honoured_and_none_sends_no_check() {
+    let w = World::new("hc-override");
+    let _c = Controller::start(&w.kubeconfig);
+    w.service("web", &[("http", 80, "TCP")]);
+    wait_for("web pushed", || w.updater.backend("default_web").is_some());
+    assert_eq!(
+        last_check(&w, "default_web"),
+        Some(json!({"type": "http", "port": 10256, "path": "/healthz"}))
+    );
+
+    // Timings and a path: the rest stays as derived.
+    edge_with_check(
+        &w,
+        Some(
+            json!({"path": "/livez", "intervalSeconds": 5, "timeoutSeconds": 2,
+            "unhealthyThreshold": 3, "healthyThreshold": 4}),
+        ),
+    );
+    let want = json!({"type": "http", "port": 10256, "path": "/livez", "intervalSeconds": 5,
+        "timeoutSeconds": 2, "unhealthyThreshold": 3, "healthyThreshold": 4});
+    wait_for("override pushed", || {
+        last_check(&w, "default_web") == Some(want.clone())
+    });
+    let lb = w.lb("web").expect("lb");
+    assert_eq!(lb["spec"]["healthCheck"]["intervalSeconds"], json!(5));
+
+    // A tcp check on its own port.
+    edge_with_check(&w, Some(json!({"type": "tcp", "port": 9000})));
+    wait_for("tcp override pushed", || {
+        last_check(&w, "default_web") == Some(json!({"type": "tcp", "port": 9000}))
+    });
+
+    // type: none - the request carries no healthCheck at all.
+    edge_with_check(&w, Some(json!({"type": "none"})));
+    wait_for("no check", || {
+        w.updater
+            .backend("default_web")
+            .is_some_and(|b| b.get("healthCheck").is_none())
+    });
+    let lb = w.lb("web").expect("lb");
+    assert!(
+        lb["spec"]["healthCheck"].is_null(),
+        "{}",
+        lb["spec"]["healthCheck"]
+    );
+
+    // A bad field: the config is not accepted, the condition names the field, and what the
+    // updater serves stays as it was.
+    let posts = w.updater.posts().len();
+    edge_with_check(&w, Some(json!({"type": "http", "intervalSeconds": 0})));
+    wait_for("Accepted=False naming the field", || {
+        accepted(&w).is_some_and(|c| {
+            c["status"] == "False"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("spec.healthCheck.intervalSeconds"))
+        })
+    });
+    edge_with_check(&w, Some(json!({"path": "/a b"})));
+    wait_for("Accepted=False naming the path", || {
+        accepted(&w).is_some_and(|c| {
+            c["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("spec.healthCheck.path"))
+        })
+    });
+    assert_eq!(
+        w.updater.posts().len(),
+        posts,
+        "nothing pushed for a bad config"
+    );
+
+    // Removed again: back to the derived check, and accepted.
+    edge_with_check(&w, None);
+    wait_for("derived check again", || {
+        last_check(&w, "default_web")
+            == Some(json!({"type": "http", "port": 10256, "path": "/healthz"}))
+    });
+    assert_eq!(accepted(&w).expect("accepted")["status"], "True");
+}
