@@ -3,7 +3,8 @@
 //! affects; the worker queues them.
 //! Pure: no I/O, no clock.
 
-use super::ports::PortIndex;
+use super::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
+use super::ports::{PortIndex, stored_ports};
 use super::targets::{node_view, ready_endpoint_nodes};
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
@@ -163,6 +164,7 @@ impl Cache {
         if unchanged(old.map(|l| &l.metadata), &lb.metadata) {
             return Affected::new();
         }
+        let mut affected = self.waiters(old.map(|l| &l.spec), Some(&lb.spec));
         if let Some(old) = old {
             self.ports.remove(&key, &old.spec);
         }
@@ -171,14 +173,17 @@ impl Cache {
         lb.spec.share_first_port_targets();
         self.ports.insert(&key, &lb.spec);
         self.load_balancers.insert(key.clone(), lb);
-        [key].into()
+        affected.insert(key);
+        affected
     }
 
     pub fn delete_load_balancer(&mut self, key: &Key) -> Affected {
         match self.load_balancers.remove(key) {
             Some(old) => {
                 self.ports.remove(key, &old.spec);
-                [key.clone()].into()
+                let mut affected = self.waiters(Some(&old.spec), None);
+                affected.insert(key.clone());
+                affected
             }
             None => Affected::new(),
         }
@@ -207,6 +212,42 @@ impl Cache {
     pub fn port_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
         self.ports.is_taken(host, port, protocol, except)
             || self.reserved_ports.is_taken(host, port, protocol, except)
+    }
+
+    /// Who holds (port, protocol) on `host` for `port_taken`, other than `except`.
+    pub fn port_holder(
+        &self,
+        host: &str,
+        port: u16,
+        protocol: Protocol,
+        except: &Key,
+    ) -> Option<Key> {
+        self.ports
+            .holder(host, port, protocol, except)
+            .or_else(|| self.reserved_ports.holder(host, port, protocol, except))
+            .cloned()
+    }
+
+    /// Services whose `lb.paperlb.com/lb-ports` asks for one of the LB port numbers `old` claimed
+    /// and `new` does not: they may be granted it now.
+    fn waiters(&self, old: Option<&LoadBalancerSpec>, new: Option<&LoadBalancerSpec>) -> Affected {
+        let numbers = |s: Option<&LoadBalancerSpec>| -> BTreeSet<u16> {
+            s.map(stored_ports)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(_, p, _)| p)
+                .collect()
+        };
+        let released: BTreeSet<u16> = numbers(old).difference(&numbers(new)).copied().collect();
+        if released.is_empty() {
+            return Affected::new();
+        }
+        self.services
+            .iter()
+            .filter(|(_, s)| s.metadata.annotations.contains_key(LB_PORTS_ANNOTATION))
+            .filter(|(_, s)| requested_numbers(s).iter().any(|p| released.contains(p)))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Claims the ports of a create that is in flight for `key` (replacing an earlier claim).
@@ -710,5 +751,52 @@ mod tests {
         );
         c.replace_endpoint_slices(vec![]);
         assert!(c.local_nodes(&d).is_empty());
+    }
+
+    #[test]
+    fn a_released_lb_port_requeues_the_services_asking_for_it() {
+        let holder = |rv: &str, port: u16| -> LoadBalancer {
+            serde_json::from_value(json!({
+                "metadata": {"name": "front", "namespace": "ns", "resourceVersion": rv},
+                "spec": {"host": "h", "ports": [{"name": "http", "port": port, "protocol": "TCP"}]},
+            }))
+            .unwrap()
+        };
+        let mut c = Cache::new();
+        for (name, ask) in [
+            ("waiter", Some("http=8005")),
+            ("other", Some("http=8006")),
+            ("plain", None),
+        ] {
+            let mut s = svc(name, "1", None, "Cluster");
+            s.spec.ports = serde_json::from_value(json!([{"name": "http", "port": 80}])).unwrap();
+            if let Some(a) = ask {
+                s.metadata
+                    .annotations
+                    .insert(LB_PORTS_ANNOTATION.into(), a.into());
+            }
+            c.apply_service(s);
+        }
+        assert_eq!(c.apply_load_balancer(holder("1", 8005)), keys(&["front"]));
+        assert_eq!(
+            c.apply_load_balancer(holder("2", 8005)),
+            keys(&["front"]),
+            "nothing released"
+        );
+        assert_eq!(
+            c.apply_load_balancer(holder("3", 8009)),
+            keys(&["front", "waiter"]),
+            "8005 released"
+        );
+        assert_eq!(
+            c.delete_load_balancer(&Key::new("ns", "front")),
+            keys(&["front"]),
+            "8009: nobody asks"
+        );
+        c.apply_load_balancer(holder("4", 8006));
+        assert_eq!(
+            c.delete_load_balancer(&Key::new("ns", "front")),
+            keys(&["front", "other"])
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod config_status;
 pub mod drift;
 pub mod events;
 pub mod plan;
+pub mod port_requests;
 pub mod ports;
 pub mod queue;
 pub mod reconcile;

@@ -146,6 +146,14 @@ impl PortIndex {
             .is_some_and(|keys| keys.iter().any(|k| k != except))
     }
 
+    /// A LoadBalancer other than `except` claiming (port, protocol) on `host` (the first by key).
+    pub fn holder(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> Option<&Key> {
+        self.by_host
+            .get(&host.to_ascii_lowercase())
+            .and_then(|ports| ports.get(&(port, protocol)))
+            .and_then(|keys| keys.iter().find(|k| *k != except))
+    }
+
     /// Every pair claimed on `host` by LoadBalancers other than `except` (for tests and metrics).
     pub fn taken_on(&self, host: &str, except: &Key) -> BTreeSet<(u16, Protocol)> {
         self.by_host

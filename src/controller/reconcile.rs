@@ -4,6 +4,7 @@
 
 use super::cache::{Cache, Key};
 use super::plan::{Action, EventType, Plan, UpdaterRequest};
+use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
     READY, RECONCILED, backends_of, condition, ingress_for, is_applied, known_backends,
@@ -194,8 +195,8 @@ fn reconcile_service(
     plan: &mut Plan,
 ) {
     let svc_ref = service_ref(svc);
-    let desired = match desired_spec(cache, key, svc, lb, ctx) {
-        Ok(Some(spec)) => spec,
+    let (desired, decision) = match desired(cache, key, svc, lb, ctx) {
+        Ok(Some(d)) => d,
         Ok(None) => return, // a port has no nodePort yet: the apiserver fills it in a moment
         Err(p) => {
             report_problem(key, lb, &svc_ref, p, ctx, plan);
@@ -322,6 +323,8 @@ fn reconcile_service(
         &ctx.now,
         lb.metadata.generation,
     );
+    let port_fault =
+        port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -339,6 +342,9 @@ fn reconcile_service(
     if let Some(message) = phase_event {
         plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message);
     }
+    if let Some((reason, message)) = port_fault {
+        plan.event(&svc_ref, EventType::Warning, reason, message);
+    }
 }
 
 /// The spec this Service should have: config, ports and targets. `Ok(None)` = wait.
@@ -349,6 +355,17 @@ pub(crate) fn desired_spec(
     lb: Option<&LoadBalancer>,
     ctx: &Context,
 ) -> Result<Option<LbSpec>, Problem> {
+    desired(cache, key, svc, lb, ctx).map(|d| d.map(|(spec, _)| spec))
+}
+
+/// `desired_spec` and the decision on the ports the Service requests (`port_requests`).
+fn desired(
+    cache: &Cache,
+    key: &Key,
+    svc: &Service,
+    lb: Option<&LoadBalancer>,
+    ctx: &Context,
+) -> Result<Option<(LbSpec, Decision)>, Problem> {
     let cfg = pick_config(cache, key, svc, ctx)?;
     let traffic = traffic_for(svc).map_err(|(r, m)| problem(r, format!("Service {key}: {m}")))?;
     let traffic = with_override(traffic, &cfg.health_check);
@@ -357,9 +374,33 @@ pub(crate) fn desired_spec(
     };
     let wanted: Vec<(String, Protocol)> =
         ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
-    let requests = previous_ports(lb.map(|l| &l.spec), &wanted);
-    let taken = |port, protocol| cache.port_taken(&cfg.host, port, protocol, key);
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
+    let holder = |port, protocol| cache.port_holder(&cfg.host, port, protocol, key);
+    let decision = port_requests::decide(
+        svc,
+        previous_ports(lb.map(|l| &l.spec), &wanted),
+        (cfg.low, cfg.high),
+        &config_name,
+        &holder,
+    );
+    // Ports whose request waits are left out (not pushed) until it can be granted.
+    let ports: Vec<&ServicePortSpec> = ports
+        .iter()
+        .zip(&decision.requests)
+        .filter(|(_, r)| r.is_some())
+        .map(|(p, _)| p)
+        .collect();
+    let requests: Vec<_> = decision.requests.iter().flatten().cloned().collect();
+    if requests.is_empty() {
+        return Err(problem(
+            "PortUnavailable",
+            format!(
+                "Service {key}: no port can be served: {}",
+                port_requests::summary(&decision.faults)
+            ),
+        ));
+    }
+    let taken = |port, protocol| cache.port_taken(&cfg.host, port, protocol, key);
     let lb_ports = allocate_ports(
         &requests,
         cfg.low,
@@ -391,7 +432,7 @@ pub(crate) fn desired_spec(
             ),
         })
         .collect();
-    Ok(Some(LbSpec {
+    let spec = LbSpec {
         config_name: cfg.name,
         url: cfg.url,
         host: cfg.host,
@@ -400,7 +441,8 @@ pub(crate) fn desired_spec(
         proxy_timeout_seconds: cfg.proxy_timeout_seconds,
         proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
         traffic,
-    }))
+    };
+    Ok(Some((spec, decision)))
 }
 
 /// The annotated config, else the single `default: true` one, in the controller's namespace.

@@ -1252,6 +1252,139 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     );
 }
 
+fn condition_of<'a>(
+    cache: &'a Cache,
+    name: &str,
+    type_: &str,
+) -> Option<&'a crate::model::Condition> {
+    condition(&cache.load_balancers[&key(name)].status.conditions, type_)
+}
+
+fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
+    use crate::controller::port_requests::{LB_PORTS_ANNOTATION, PORT_REQUEST};
+    let annotate = |s: &mut Service, v: Option<&str>| {
+        match v {
+            Some(v) => s
+                .metadata
+                .annotations
+                .insert(LB_PORTS_ANNOTATION.into(), v.into()),
+            None => s.metadata.annotations.remove(LB_PORTS_ANNOTATION),
+        };
+        let rv: u64 = s.metadata.resource_version.parse().unwrap_or(1);
+        s.metadata.resource_version = (rv + 100).to_string();
+    };
+    let mut front = service("front", &[("http", "TCP", 80, Some(31080))]);
+    annotate(&mut front, Some("http=8005"));
+    let mut web = service(
+        "web",
+        &[
+            ("admin", "TCP", 9000, Some(31900)),
+            ("http", "TCP", 80, Some(31081)),
+        ],
+    );
+    annotate(&mut web, Some("http=8005"));
+    let mut cache = world(rng, vec![front], vec![edge()]);
+    converge(&mut cache, &key("front"));
+    assert_eq!(
+        crate::model::LbSpec::from_resource(&cache.load_balancers[&key("front")].spec)
+            .unwrap()
+            .ports[0]
+            .port,
+        8005,
+        "granted"
+    );
+    assert_eq!(
+        condition_of(&cache, "front", PORT_REQUEST).unwrap().status,
+        "True"
+    );
+
+    // The waiter: its other port is served, the requested one is not; the holder keeps it.
+    cache.apply_service(web.clone());
+    let mut events = Vec::new();
+    for _ in 0..10 {
+        let plan = reconcile(&cache, &key("web"), &ctx());
+        if plan.is_empty() {
+            break;
+        }
+        events.extend(
+            kinds(&plan)
+                .into_iter()
+                .filter(|k| k.starts_with("event Warning")),
+        );
+        execute(&mut cache, &plan);
+    }
+    assert_eq!(
+        events,
+        ["event Warning PortUnavailable"],
+        "one Event per new fault"
+    );
+    let spec =
+        crate::model::LbSpec::from_resource(&cache.load_balancers[&key("web")].spec).unwrap();
+    let ports: Vec<(&str, u16)> = spec
+        .ports
+        .iter()
+        .map(|p| (p.name.as_str(), p.port))
+        .collect();
+    assert_eq!(ports, [("admin", 8000)]);
+    let c = condition_of(&cache, "web", PORT_REQUEST).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "PortUnavailable")
+    );
+    assert!(
+        c.message.contains("held by LoadBalancer default/front"),
+        "{}",
+        c.message
+    );
+
+    // The holder goes: its release requeues the waiter, which is granted with one POST.
+    cache.delete_service(&key("front"));
+    converge(&mut cache, &key("front"));
+    assert!(!cache.load_balancers.contains_key(&key("front")));
+    // Every port of a changed spec is POSTed again (the updater answers `unchanged` for the
+    // others, without a reload); nothing is deleted.
+    let want = vec![
+        ("POST".to_string(), U.to_string(), "default_web".to_string()),
+        (
+            "POST".to_string(),
+            U.to_string(),
+            "default_web_http".to_string(),
+        ),
+    ];
+    assert_eq!(converge(&mut cache, &key("web")), want);
+    let spec =
+        crate::model::LbSpec::from_resource(&cache.load_balancers[&key("web")].spec).unwrap();
+    assert_eq!(spec.ports[1].port, 8005);
+    assert_eq!(
+        condition_of(&cache, "web", PORT_REQUEST).unwrap().status,
+        "True"
+    );
+
+    // A changed request moves that port alone: its backend is POSTed with the new port (same
+    // name: the updater moves it in one change), no DELETE.
+    let mut web = cache.services[&key("web")].clone();
+    annotate(&mut web, Some("http=8007"));
+    cache.apply_service(web.clone());
+    assert_eq!(converge(&mut cache, &key("web")), want);
+    let spec =
+        crate::model::LbSpec::from_resource(&cache.load_balancers[&key("web")].spec).unwrap();
+    assert_eq!((spec.ports[0].port, spec.ports[1].port), (8000, 8007));
+
+    // Removed: the port keeps its allocation (no call), and the condition goes.
+    let mut web = cache.services[&key("web")].clone();
+    annotate(&mut web, None);
+    cache.apply_service(web.clone());
+    assert_eq!(converge(&mut cache, &key("web")), Calls::new());
+    assert!(condition_of(&cache, "web", PORT_REQUEST).is_none());
+
+    // Outside the range, for a new single-port Service: nothing to serve, an Event, no LoadBalancer.
+    let mut dns = service("dns", &[("dns", "UDP", 53, Some(31053))]);
+    annotate(&mut dns, Some("dns=53"));
+    cache.apply_service(dns);
+    let plan = reconcile(&cache, &key("dns"), &ctx());
+    assert_eq!(kinds(&plan), ["event Warning PortUnavailable"], "{plan:?}");
+}
+
 #[test]
 fn reconcile_tables_in_shuffled_order() {
     let cases: Vec<Case> = vec![
@@ -1296,6 +1429,7 @@ fn reconcile_tables_in_shuffled_order() {
         ("user deletes lb", user_deletes_lb_of_live_service),
         ("local policy", local_policy_targets_only_endpoint_nodes),
         ("traffic fields", traffic_fields_reach_the_updater_requests),
+        ("requested ports", requested_ports_granted_refused_and_moved),
         ("go-era lb", go_era_lb_is_upgraded_once),
         (
             "url respelled",

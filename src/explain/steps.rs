@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
-pub const LB_PORTS_ANNOTATION: &str = "lb.paperlb.com/lb-ports";
+pub use crate::controller::port_requests::LB_PORTS_ANNOTATION;
 
 /// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
 /// the README list them).
@@ -693,26 +693,22 @@ pub(super) fn used_in_range(
         .count()
 }
 
-/// The annotation `lb.paperlb.com/lb-ports`: (what the user wrote, Service port index, lbPort).
+/// The annotation `lb.paperlb.com/lb-ports`: (what the user wrote, Service port index, lbPort),
+/// read by the controller's own parser; the first unreadable entry is the error.
 pub fn requested_ports(svc: &Service) -> Result<Vec<(String, usize, u16)>, String> {
-    let Some(text) = svc.metadata.annotations.get(LB_PORTS_ANNOTATION) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad = || format!("{entry:?} is not <port name or number>=<lbPort>");
-        let (port, lb_port) = entry.split_once('=').ok_or_else(bad)?;
-        let (port, lb_port) = (port.trim(), lb_port.trim());
-        let lb_port: u16 = lb_port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-        let index = svc
-            .spec
-            .ports
-            .iter()
-            .position(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port)
-            .ok_or_else(|| format!("{entry:?}: the Service has no port {port:?}"))?;
-        out.push((port.to_string(), index, lb_port));
+    let (entries, faults) = crate::controller::port_requests::parse(svc);
+    if let Some(f) = faults.first() {
+        let prefix = format!("annotation {LB_PORTS_ANNOTATION}: ");
+        return Err(f
+            .message
+            .strip_prefix(&prefix)
+            .unwrap_or(&f.message)
+            .to_string());
     }
-    Ok(out)
+    Ok(entries
+        .into_iter()
+        .map(|e| (e.written, e.index, e.lb_port))
+        .collect())
 }
 
 fn ports_step(
