@@ -232,7 +232,7 @@ pub fn record(
         generation,
     );
     let news = before.is_none_or(|c| c.status != "False" || c.message != message);
-    news.then(|| (first.reason, message))
+    news.then_some((first.reason, message))
 }
 
 /// The faults as one sentence (when no port at all can be served).
