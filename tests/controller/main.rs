@@ -11,6 +11,7 @@ mod harness;
 mod lbhost;
 mod leader;
 mod metrics;
+mod port_requests;
 mod probes;
 mod regressions;
 mod selfheal;
