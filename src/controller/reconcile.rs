@@ -11,7 +11,7 @@ use super::status::{
     set_condition,
 };
 use super::targets::targets_for;
-use super::traffic::{traffic_for, udp_ports_without_proxy_protocol, with_override};
+use super::traffic::{record_proxy_protocol, traffic_for, with_override};
 use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
@@ -228,7 +228,7 @@ fn reconcile_service(
         });
         // No Event yet: the phase changes (to READY) once the updater has applied it, and that
         // Event names the ports (Normal Events only on a phase change; README, "Performance").
-        proxy_protocol_warning(&svc_ref, &desired, plan);
+        // Warnings come with their conditions, once the LoadBalancer exists.
         return;
     };
     let owned = lb.metadata.owner_references.iter().any(|o| {
@@ -280,17 +280,6 @@ fn reconcile_service(
                 allocated(&desired),
             );
         }
-        let udp_of = |s: &LbSpec| -> Vec<String> {
-            let ports: Vec<(String, Protocol)> = s
-                .ports
-                .iter()
-                .map(|p| (p.name.clone(), p.protocol))
-                .collect();
-            udp_ports_without_proxy_protocol(&s.traffic, &ports)
-        };
-        if recorded.as_ref().map(udp_of) != Some(udp_of(&desired)) {
-            proxy_protocol_warning(&svc_ref, &desired, plan);
-        }
         return; // the next reconcile applies the new generation
     }
     if !has_finalizer {
@@ -325,6 +314,7 @@ fn reconcile_service(
     );
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
+    let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -344,6 +334,14 @@ fn reconcile_service(
     }
     if let Some((reason, message)) = port_fault {
         plan.event(&svc_ref, EventType::Warning, reason, message);
+    }
+    if let Some(message) = udp_fault {
+        plan.event(
+            &svc_ref,
+            EventType::Warning,
+            "ProxyProtocolUnsupported",
+            message,
+        );
     }
 }
 
@@ -679,28 +677,6 @@ fn apply(
         &ctx.now,
         lb.metadata.generation,
     );
-}
-
-/// A Warning Event when the PROXY protocol annotation meets UDP ports: they are pushed without it.
-fn proxy_protocol_warning(svc_ref: &ObjectReference, spec: &LbSpec, plan: &mut Plan) {
-    let ports: Vec<(String, Protocol)> = spec
-        .ports
-        .iter()
-        .map(|p| (p.name.clone(), p.protocol))
-        .collect();
-    let udp = udp_ports_without_proxy_protocol(&spec.traffic, &ports);
-    if !udp.is_empty() {
-        plan.event(
-            svc_ref,
-            EventType::Warning,
-            "ProxyProtocolUnsupported",
-            format!(
-                "annotation {} asks for PROXY protocol, which UDP cannot carry: port(s) {} are served without it",
-                super::traffic::PROXY_PROTOCOL_ANNOTATION,
-                udp.join(", ")
-            ),
-        );
-    }
 }
 
 /// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects

@@ -1199,10 +1199,21 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
         .insert("lb.paperlb.com/proxy-protocol".into(), "true".into());
     let mut cache = world(rng, vec![svc.clone()], vec![edge()]);
     let (reqs, events) = converge_requests(&mut cache, &key("web"));
-    assert!(
-        events.contains(&"Warning ProxyProtocolUnsupported".to_string()),
-        "{events:?}"
+    let warned = events
+        .iter()
+        .filter(|e| *e == "Warning ProxyProtocolUnsupported")
+        .count();
+    assert_eq!(warned, 1, "{events:?}");
+    let c = condition(
+        &cache.load_balancers[&key("web")].status.conditions,
+        "ProxyProtocol",
+    )
+    .expect("ProxyProtocol condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "ProxyProtocolUnsupported")
     );
+    assert!(c.message.contains("dns"), "{}", c.message);
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     let check = Some(crate::model::LbHealthCheck {
         kind: "http".into(),

@@ -10,11 +10,16 @@
 //!
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
-use crate::model::{HealthOverride, LbHealthCheck, LbTraffic, Protocol, Service};
+use super::status::set_condition;
+use crate::model::{
+    HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancerStatus, Protocol, Service,
+};
 use crate::updater::validate::cidr;
 
 pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
 pub const PROXY_PROTOCOL_ANNOTATION: &str = "lb.paperlb.com/proxy-protocol";
+/// Condition on the LoadBalancer: False while PROXY protocol is asked for on UDP ports.
+pub const PROXY_PROTOCOL: &str = "ProxyProtocol";
 /// kube-proxy's node health check port (`--healthz-bind-address`'s default).
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 
@@ -119,6 +124,46 @@ pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
         }
     }
     traffic
+}
+
+/// Sets `ProxyProtocol=False` on `status` while the Service asks for PROXY protocol on UDP ports
+/// (they are pushed without it), and removes it otherwise. Returns the Warning Event's message
+/// when that fault is new.
+pub fn record_proxy_protocol(
+    status: &mut LoadBalancerStatus,
+    spec: &LbSpec,
+    now: &str,
+    generation: Option<i64>,
+) -> Option<String> {
+    let ports: Vec<(String, Protocol)> = spec
+        .ports
+        .iter()
+        .map(|p| (p.name.clone(), p.protocol))
+        .collect();
+    let udp = udp_ports_without_proxy_protocol(&spec.traffic, &ports);
+    if udp.is_empty() {
+        status.conditions.retain(|c| c.type_ != PROXY_PROTOCOL);
+        return None;
+    }
+    let message = format!(
+        "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot carry: \
+         port(s) {} are served without it",
+        udp.join(", ")
+    );
+    let news = !status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == PROXY_PROTOCOL && c.status == "False" && c.message == message);
+    set_condition(
+        &mut status.conditions,
+        PROXY_PROTOCOL,
+        false,
+        "ProxyProtocolUnsupported",
+        &message,
+        now,
+        generation,
+    );
+    news.then_some(message)
 }
 
 /// Names (or numbers) of the UDP ports a PROXY protocol request cannot apply to.

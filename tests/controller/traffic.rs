@@ -70,6 +70,17 @@ fn service_fields_and_annotations_become_request_fields() {
     wait_for("ProxyProtocolUnsupported Event", || {
         warning_reasons(&w).contains(&"ProxyProtocolUnsupported".to_string())
     });
+    wait_for("ProxyProtocol=False on the LoadBalancer", || {
+        w.lb("web").is_some_and(|lb| {
+            lb["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "ProxyProtocol"
+                        && c["status"] == "False"
+                        && c["message"].as_str().is_some_and(|m| m.contains("dns"))
+                })
+            })
+        })
+    });
 
     // A Cluster Service asks for kube-proxy's node check; an invalid CIDR pushes nothing.
     w.service("api", &[("http", 81, "TCP")]);
@@ -98,6 +109,28 @@ fn service_fields_and_annotations_become_request_fields() {
         w.lb("bad").is_none(),
         "no LoadBalancer (no port) for an invalid Service"
     );
+
+    // An invalid CIDR on a served Service: Reconciled=False on its LoadBalancer, and what the
+    // updater serves stays as it was.
+    let posts = posts_for(&w, "default_web").len();
+    let mut web = w.svc("web").expect("web");
+    web["spec"]["loadBalancerSourceRanges"] = json!(["127.0.0.2/40"]);
+    w.api.update("services", web).expect("update web");
+    wait_for("Reconciled=False naming the field", || {
+        w.lb("web").is_some_and(|lb| {
+            lb["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "Reconciled"
+                        && c["status"] == "False"
+                        && c["reason"] == "InvalidSourceRange"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("spec.loadBalancerSourceRanges[0]"))
+                })
+            })
+        })
+    });
+    assert_eq!(posts_for(&w, "default_web").len(), posts, "nothing pushed");
 }
 
 /// The harness's default config `edge` with `spec.healthCheck` set (or removed with `None`).
