@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config_status;
 pub mod drift;
 pub mod events;
+pub mod health_status;
 pub mod plan;
 pub mod port_requests;
 pub mod ports;

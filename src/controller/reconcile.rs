@@ -668,6 +668,8 @@ fn apply(
     status.target_count = Some(spec.target_count() as i64);
     status.observed_generation = lb.metadata.generation;
     status.applied = backends;
+    status.ports = super::health_status::carried(&lb.status.ports, spec);
+    status.healthy = super::health_status::summary(&status.ports);
     set_condition(
         &mut status.conditions,
         READY,

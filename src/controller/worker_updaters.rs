@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{Affected, FailKind, Kind, Worker, epoch_ms};
 use crate::controller::drift::{self, Repair};
+use crate::controller::health_status;
 use crate::controller::plan::{Action, Plan};
 use crate::controller::resync::{self, Timers};
 use crate::controller::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDATER_AUTH};
@@ -385,6 +386,7 @@ impl Worker {
             Ok(list) => {
                 self.auth.failing.remove(endpoint);
                 self.clear_users(endpoint, &ctx.now);
+                self.record_health(endpoint, &list);
                 let desired = drift::desired_for(&self.cache, &ctx, endpoint);
                 let repairs = drift::repairs(&list, &desired);
                 if repairs.is_empty() {
@@ -454,6 +456,22 @@ impl Worker {
                 continue;
             };
             if let Some(patch) = ok_patch(&key, lb, now) {
+                self.write_condition(&key, patch);
+            }
+        }
+    }
+
+    /// Per-port health from this check's answer, written to the LoadBalancers on `endpoint` that
+    /// are applied, where it changed (`health_status`).
+    fn record_health(&mut self, endpoint: &str, list: &crate::updater::api::ListResponse) {
+        for key in drift::users_of(&self.cache, endpoint) {
+            let Some(lb) = self.cache.load_balancers.get(&key) else {
+                continue;
+            };
+            if lb.metadata.is_deleting() || !crate::controller::status::is_applied(lb) {
+                continue; // its own reconcile writes its status
+            }
+            if let Some(patch) = health_status::patch(&key, lb, list) {
                 self.write_condition(&key, patch);
             }
         }

@@ -317,6 +317,31 @@ pub struct LoadBalancerStatus {
     /// Where backends were pushed, so they can be deleted after the spec moved them elsewhere.
     #[serde(deserialize_with = "null_default")]
     pub applied: Vec<AppliedBackend>,
+    /// Addition: each port's upstreams that pass the updater's health check, as its drift check's
+    /// `GET /api/v1/lb` last reported (ports without a check are not listed).
+    #[serde(deserialize_with = "null_default")]
+    pub ports: Vec<PortHealth>,
+    /// Addition: `ready/total` over `ports` (the `HEALTHY` column); absent without health reports.
+    /// Always written (`null` removes it in a merge patch).
+    pub healthy: Option<String>,
+}
+
+/// One port's health in a LoadBalancer's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PortHealth {
+    pub name: String,
+    pub port: i64,
+    pub protocol: String,
+    /// Upstreams passing their check.
+    pub ready: i64,
+    pub total: i64,
+    /// `host:port` of the upstreams failing it (so a re-apply can carry the figure forward).
+    #[serde(
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub unhealthy: Vec<String>,
 }
 
 pub const PHASE_PENDING: &str = "PENDING";

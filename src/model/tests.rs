@@ -251,6 +251,7 @@ fn loadbalancer_crd_has_columns_fields_and_descriptions() {
         ("PROTOCOL", ".spec.protocol"),
         ("TARGETCOUNT", ".status.targetCount"),
         ("STATUS", ".status.phase"),
+        ("HEALTHY", ".status.healthy"),
         ("AGE", ".metadata.creationTimestamp"),
     ];
     let want: Vec<(String, String)> = want

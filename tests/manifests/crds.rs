@@ -158,7 +158,15 @@ fn load_balancer_has_a_status_subresource_and_its_printer_columns() {
         .collect();
     assert_eq!(
         columns,
-        ["HOST", "PORT", "PROTOCOL", "TARGETCOUNT", "STATUS", "AGE"]
+        [
+            "HOST",
+            "PORT",
+            "PROTOCOL",
+            "TARGETCOUNT",
+            "STATUS",
+            "HEALTHY",
+            "AGE"
+        ]
     );
     // Every column shows a field the schema has (a typo shows an empty column, silently).
     let schema = &v["schema"]["openAPIV3Schema"];

@@ -1,0 +1,256 @@
+//! Per-port health in a LoadBalancer's status (`status.ports[]`: ready upstreams / total, and
+//! `status.healthy`, the `HEALTHY` column), learned from the drift check's `GET /api/v1/lb` (each
+//! upstream's `healthy`), which runs anyway: no extra poll.
+//!
+//! - [`observed`]: the figures a GET answer gives; [`patch`] writes them only when they differ from
+//!   the status (a steady state writes nothing).
+//! - [`carried`]: what an apply writes in the status patch it makes anyway. The updater starts new
+//!   upstreams healthy and keeps the tallies of those that stay, so the last report's unhealthy
+//!   upstreams that are still targets stay unhealthy and every other target counts as ready: the
+//!   next GET normally agrees, and no extra write follows a change.
+//!
+//! Pure: no I/O, no clock. Must not: decide what to push (that is `reconcile`).
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::cache::Key;
+use super::plan::Action;
+use super::reconcile::updater_request;
+use super::status::backend_name;
+use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
+use crate::updater::api::ListResponse;
+
+/// Whether port `i` of `spec` is pushed with a health check (a UDP port asked for a tcp check of
+/// its own port is not).
+fn checked(spec: &LbSpec, i: usize, p: &LbPort) -> bool {
+    updater_request(&Key::default(), i, p, (0, 0), &spec.traffic)
+        .traffic
+        .health_check
+        .is_some()
+}
+
+fn entry(p: &LbPort, total: usize, unhealthy: Vec<String>) -> PortHealth {
+    PortHealth {
+        name: p.name.clone(),
+        port: i64::from(p.port),
+        protocol: p.protocol.as_str().to_string(),
+        ready: (total - unhealthy.len().min(total)) as i64,
+        total: total as i64,
+        unhealthy,
+    }
+}
+
+/// The figures of `spec`'s ports from an updater's answer: for each backend listed with health
+/// reports, its upstreams passing their check. A port whose backend is missing, or reported
+/// without health (no check, or an updater that does not report it), has no entry.
+pub fn observed(key: &Key, spec: &LbSpec, list: &ListResponse) -> Vec<PortHealth> {
+    let mut out = Vec::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let name = backend_name(key, i, &p.name);
+        let Some(b) = list
+            .backends
+            .iter()
+            .find(|b| b.request.backend_name == name && b.request.lb_port == p.port)
+        else {
+            continue;
+        };
+        let ups = &b.request.upstream_servers;
+        if !checked(spec, i, p) || ups.iter().all(|u| u.health.healthy.is_none()) {
+            continue;
+        }
+        let mut unhealthy: Vec<String> = ups
+            .iter()
+            .filter(|u| u.health.healthy == Some(false))
+            .map(|u| format!("{}:{}", u.host, u.port))
+            .collect();
+        unhealthy.sort();
+        unhealthy.dedup();
+        out.push(entry(p, ups.len(), unhealthy));
+    }
+    out
+}
+
+/// What an apply of `spec` leaves true, given the last report `previous`: targets the report
+/// named unhealthy stay so, the others (kept or new) count as ready. Ports without a check are
+/// left out. (The Go updater ignores `healthCheck` and uses every upstream: all count as ready.)
+pub fn carried(previous: &[PortHealth], spec: &LbSpec) -> Vec<PortHealth> {
+    let mut out = Vec::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        if !checked(spec, i, p) {
+            continue;
+        }
+        let targets: BTreeSet<String> = p
+            .targets
+            .iter()
+            .map(|t| format!("{}:{}", t.host, t.port))
+            .collect();
+        let before = previous
+            .iter()
+            .find(|h| h.name == p.name && h.protocol == p.protocol.as_str());
+        let unhealthy: Vec<String> = before
+            .map(|h| {
+                h.unhealthy
+                    .iter()
+                    .filter(|u| targets.contains(*u))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(entry(p, targets.len(), unhealthy));
+    }
+    out
+}
+
+/// `ready/total` over every port, or None without figures.
+pub fn summary(ports: &[PortHealth]) -> Option<String> {
+    if ports.is_empty() {
+        return None;
+    }
+    let ready: i64 = ports.iter().map(|p| p.ready).sum();
+    let total: i64 = ports.iter().map(|p| p.total).sum();
+    Some(format!("{ready}/{total}"))
+}
+
+/// The status patch that records `list`'s figures for this LoadBalancer, or None when its status
+/// already says so (or its spec cannot be read).
+pub fn patch(key: &Key, lb: &LoadBalancer, list: &ListResponse) -> Option<Action> {
+    let spec = LbSpec::from_resource(&lb.spec).ok()?;
+    let ports = observed(key, &spec, list);
+    let healthy = summary(&ports);
+    if ports == lb.status.ports && healthy == lb.status.healthy {
+        return None;
+    }
+    Some(Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": {"ports": ports, "healthy": healthy}}),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::updater::api::{LbRequest, ListedBackend, Upstream, UpstreamHealth};
+
+    fn lb(check: bool, hosts: &[&str]) -> LoadBalancer {
+        let targets: Vec<_> = hosts
+            .iter()
+            .map(|h| json!({"host": h, "port": 30080}))
+            .collect();
+        let mut spec = json!({"configName": "edge", "httpUpdater": {"url": "http://127.0.0.1:3000"},
+            "host": "127.0.0.1", "ports": [
+                {"name": "http", "port": 8100, "protocol": "TCP", "nodePort": 30080, "targets": targets},
+                {"name": "dns", "port": 8100, "protocol": "UDP", "nodePort": 30080, "targets": targets}]});
+        if check {
+            spec["healthCheck"] = json!({"type": "http", "port": 10256, "path": "/healthz"});
+        }
+        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default"},
+            "spec": spec}))
+        .unwrap()
+    }
+
+    fn listed(name: &str, port: u16, health: &[(&str, Option<bool>)]) -> ListedBackend {
+        ListedBackend {
+            request: LbRequest {
+                backend_name: name.into(),
+                lb_port: port,
+                upstream_servers: health
+                    .iter()
+                    .map(|(h, ok)| Upstream {
+                        host: h.to_string(),
+                        port: 30080,
+                        health: UpstreamHealth {
+                            healthy: *ok,
+                            last_check: None,
+                        },
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            modified: false,
+        }
+    }
+
+    fn key() -> Key {
+        Key::new("default", "web")
+    }
+
+    #[test]
+    fn figures_come_from_the_answer_and_are_written_only_when_they_change() {
+        let mut l = lb(true, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+        let list = ListResponse {
+            backends: vec![
+                listed(
+                    "default_web",
+                    8100,
+                    &[
+                        ("127.0.0.2", Some(true)),
+                        ("127.0.0.3", Some(false)),
+                        ("127.0.0.4", Some(true)),
+                    ],
+                ),
+                listed("default_web_dns", 8100, &[("127.0.0.2", Some(true))]),
+                listed("default_other", 8101, &[("127.0.0.9", Some(false))]),
+            ],
+            ..Default::default()
+        };
+        let Some(Action::PatchLoadBalancerStatus { patch, .. }) = patch(&key(), &l, &list) else {
+            panic!("a patch");
+        };
+        assert_eq!(patch["status"]["healthy"], "3/4");
+        assert_eq!(patch["status"]["ports"][0]["ready"], 2);
+        assert_eq!(
+            patch["status"]["ports"][0]["unhealthy"],
+            json!(["127.0.0.3:30080"])
+        );
+        assert_eq!(patch["status"]["ports"][1]["total"], 1);
+        // Recorded: the same answer writes nothing.
+        let status: crate::model::LoadBalancerStatus =
+            serde_json::from_value(patch["status"].clone()).unwrap();
+        l.status.ports = status.ports;
+        l.status.healthy = status.healthy;
+        assert_eq!(super::patch(&key(), &l, &list), None);
+        // No reports (no check, or an updater that does not say): no figures.
+        let quiet = ListResponse {
+            backends: vec![listed("default_web", 8100, &[("127.0.0.2", None)])],
+            ..Default::default()
+        };
+        let Some(Action::PatchLoadBalancerStatus { patch, .. }) = super::patch(&key(), &l, &quiet)
+        else {
+            panic!("figures removed");
+        };
+        assert_eq!(patch, json!({"status": {"ports": [], "healthy": null}}));
+        let off = lb(false, &["127.0.0.2"]);
+        assert_eq!(super::patch(&key(), &off, &list), None);
+    }
+
+    #[test]
+    fn an_apply_carries_the_last_report_forward() {
+        let before = vec![PortHealth {
+            name: "http".into(),
+            port: 8100,
+            protocol: "TCP".into(),
+            ready: 1,
+            total: 3,
+            unhealthy: vec!["127.0.0.3:30080".into(), "127.0.0.4:30080".into()],
+        }];
+        // 127.0.0.4 left, 127.0.0.5 came (starts healthy), 127.0.0.3 stays unhealthy.
+        let spec = LbSpec::from_resource(&lb(true, &["127.0.0.2", "127.0.0.3", "127.0.0.5"]).spec)
+            .unwrap();
+        let got = carried(&before, &spec);
+        assert_eq!(
+            (got[0].ready, got[0].total, got[0].unhealthy.clone()),
+            (2, 3, vec!["127.0.0.3:30080".to_string()])
+        );
+        assert_eq!(
+            (got[1].ready, got[1].total),
+            (3, 3),
+            "a port new to the report"
+        );
+        assert_eq!(summary(&got).as_deref(), Some("5/6"));
+        let off = LbSpec::from_resource(&lb(false, &["127.0.0.2"]).spec).unwrap();
+        assert!(carried(&before, &off).is_empty(), "no check: no figures");
+        assert_eq!(summary(&[]), None);
+    }
+}
