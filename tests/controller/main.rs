@@ -8,6 +8,7 @@ mod explain;
 mod flows;
 mod gocompat;
 mod harness;
+mod health;
 mod lbhost;
 mod leader;
 mod metrics;
