@@ -2053,6 +2053,16 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     for i in 0..3 {
         w.add_node(&format!("node-{i}"))?;
     }
+    // kube-proxy's health port for the updaters' checks (configs' `spec.healthCheck.port`), on
+    // every loopback address the nodes have: checks pass, so upstream health stays put and a
+    // steady state has no health figure to write.
+    let healthz = paperlb::http::Server::bind(
+        "0.0.0.0:0",
+        paperlb::http::Limits::default(),
+        |_: &paperlb::http::Request| paperlb::http::Response::text(200, "ok\n"),
+    )
+    .map_err(|e| format!("health endpoint: {e}"))?;
+    let health_port = healthz.local_addr().port();
     for (i, name) in CONFIGS.iter().enumerate() {
         let updater_url = format!("http://{}", w.slots[i].addr);
         w.api
@@ -2063,6 +2073,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
                     "metadata": {"name": name, "namespace": NS},
                     "spec": {"default": *name == CONFIG, "httpUpdaterURL": updater_url,
                              "host": HOSTS[i],
+                             "healthCheck": {"port": health_port},
                              "portRange": {"low": w.low + RANGE_OFFSETS[i],
                                            "high": w.low + RANGE_OFFSETS[i] + RANGE_SPANS[0]}},
                 }),
