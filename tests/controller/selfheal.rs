@@ -162,7 +162,14 @@ fn missing_secret_sets_a_condition_and_an_event_and_sends_nothing() {
 fn wiped_host_gets_every_backend_back_within_one_resync_without_an_api_write() {
     let host = LbHost::start_with_token(None);
     let w = World::new("selfheal-wipe");
-    config(&w, &host.url(), (8630, 8639), json!({}));
+    // No health checks: a wiped host restarts its checks (its upstreams start healthy again), and
+    // the per-port health in the LoadBalancers' status would change and be written, rightly.
+    config(
+        &w,
+        &host.url(),
+        (8630, 8639),
+        json!({"healthCheck": {"type": "none"}}),
+    );
     let (_a, _b) = service_with_backends(&w, "web");
     let (_c, _d) = service_with_backends(&w, "api");
     let _ctl = Controller::start_with(&w.kubeconfig, &["--updater-resync", "2s"]);
