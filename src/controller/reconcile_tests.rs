@@ -1396,6 +1396,51 @@ fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
     assert_eq!(kinds(&plan), ["event Warning PortUnavailable"], "{plan:?}");
 }
 
+fn config_health_check_override_reaches_the_requests(rng: &mut Rng) {
+    let svc = service(
+        "web",
+        &[
+            ("http", "TCP", 80, Some(31080)),
+            ("dns", "UDP", 53, Some(31053)),
+        ],
+    );
+    let mut cfg = edge();
+    cfg.spec.health_check =
+        serde_json::from_value(json!({"type": "tcp", "intervalSeconds": 7})).unwrap();
+    let mut cache = world(rng, vec![svc], vec![cfg]);
+    let (reqs, _) = converge_requests(&mut cache, &key("web"));
+    let check = |proto: &str| {
+        reqs.iter()
+            .find(|r| r.protocol == proto)
+            .map(|r| r.traffic.health_check.clone())
+            .expect("request")
+    };
+    let tcp = check("TCP").expect("a tcp check");
+    assert_eq!(
+        (tcp.kind.as_str(), tcp.port, tcp.timings.interval_seconds),
+        ("tcp", None, Some(7)),
+        "the nodePort itself, every 7 s"
+    );
+    assert_eq!(check("UDP"), None, "a UDP nodePort cannot take a tcp check");
+    // The apply's status carries a figure for the checked port only (both targets count ready).
+    let lb = &cache.load_balancers[&key("web")];
+    assert_eq!(lb.status.healthy.as_deref(), Some("2/2"));
+    assert_eq!(lb.status.ports.len(), 1);
+    // type: none sends no check at all, and the stored spec says so.
+    let mut cfg = edge();
+    cfg.spec.health_check = serde_json::from_value(json!({"type": "none"})).unwrap();
+    cfg.metadata.resource_version = "2".into();
+    cache.apply_config(cfg);
+    let (reqs, _) = converge_requests(&mut cache, &key("web"));
+    assert_eq!(reqs.len(), 2);
+    assert!(
+        reqs.iter().all(|r| r.traffic.health_check.is_none()),
+        "{reqs:?}"
+    );
+    let lb = &cache.load_balancers[&key("web")];
+    assert!(lb.status.ports.is_empty() && lb.status.healthy.is_none());
+}
+
 #[test]
 fn reconcile_tables_in_shuffled_order() {
     let cases: Vec<Case> = vec![
@@ -1441,6 +1486,10 @@ fn reconcile_tables_in_shuffled_order() {
         ("local policy", local_policy_targets_only_endpoint_nodes),
         ("traffic fields", traffic_fields_reach_the_updater_requests),
         ("requested ports", requested_ports_granted_refused_and_moved),
+        (
+            "config health check",
+            config_health_check_override_reaches_the_requests,
+        ),
         ("go-era lb", go_era_lb_is_upgraded_once),
         (
             "url respelled",
