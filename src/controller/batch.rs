@@ -150,9 +150,12 @@ pub fn create_spec(action: &Action) -> Option<LoadBalancerSpec> {
     }
 }
 
-/// The host (lower case) and (port, protocol) pairs a spec holds on it.
-fn claims(spec: &LoadBalancerSpec) -> Option<(String, BTreeSet<(u16, crate::model::Protocol)>)> {
-    let host = spec.host.get()?.to_ascii_lowercase();
+/// The hosts (lower case), and the (port, protocol) pairs a spec holds on each.
+type Claims = (Vec<String>, BTreeSet<(u16, crate::model::Protocol)>);
+
+fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
+    spec.host.get()?;
+    let host = super::ports::stored_hosts(spec);
     let ports = stored_ports(spec)
         .into_iter()
         .map(|(_, p, proto)| (p, proto))
@@ -707,6 +710,7 @@ mod tests {
                         key: key("web"),
                         url: "u".into(),
                         backend_name: "b".into(),
+                        best_effort: false,
                     },
                 ],
                 false,

@@ -36,6 +36,9 @@ Flags:
   --updater-resync D         compare each updater's backends with the LoadBalancers and repair
                              drift this often, ±10 % (default: 5m; 0 = only after start-up,
                              leadership and an updater's recovery)
+  --host-failure-grace D     with several LB hosts per config (spec.hosts): a host whose updater
+                             has not answered for this long leaves the Services' ingress; its
+                             /healthz is probed every grace/6, 1s to 10s (default: 30s)
   --address-type LIST        node address types to use as targets, in order of preference
                              (default: ExternalIP,InternalIP)
   -v                         debug logging (same as RUST_LOG=debug)
@@ -64,10 +67,12 @@ pub struct Config {
     pub watch_idle_timeout: Duration,
     /// Period of drift checks of each updater; zero: no periodic check.
     pub updater_resync: Duration,
+    /// How long a failing host of a several-host config stays in the ingress.
+    pub host_failure_grace: Duration,
 }
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 11] = [
+const VALUE_FLAGS: [&str; 12] = [
     "kubeconfig",
     "context",
     "namespace",
@@ -79,6 +84,7 @@ const VALUE_FLAGS: [&str; 11] = [
     "watch-idle-timeout",
     "address-type",
     "updater-resync",
+    "host-failure-grace",
 ];
 const SWITCHES: [&str; 2] = ["leader-elect", "v"];
 
@@ -102,6 +108,7 @@ pub fn parse(
         retry_period: Duration::from_secs(2),
         watch_idle_timeout: Duration::from_secs(300),
         updater_resync: super::resync::DEFAULT_PERIOD,
+        host_failure_grace: Duration::from_millis(super::reconcile::DEFAULT_HOST_GRACE_MS),
     };
     for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {
@@ -122,6 +129,7 @@ pub fn parse(
                 "watch-idle-timeout" => c.watch_idle_timeout = parse_duration(&k, &v)?,
                 "updater-resync" if v == "0" || v == "0s" => c.updater_resync = Duration::ZERO,
                 "updater-resync" => c.updater_resync = parse_duration(&k, &v)?,
+                "host-failure-grace" => c.host_failure_grace = parse_duration(&k, &v)?,
                 _ => return Err(Usage(format!("flag --{k}: invalid value {v:?}"))),
             },
             Arg::Switch(s) => return Err(Usage(format!("flag --{s} needs a value"))),

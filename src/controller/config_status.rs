@@ -26,7 +26,7 @@ pub struct Report {
 pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Report> {
     let generation = cfg.metadata.generation;
     let (ok, reason, message) = match cfg.validate() {
-        Ok(v) => (
+        Ok(v) if v.hosts.is_empty() => (
             true,
             "Valid",
             format!(
@@ -37,6 +37,24 @@ pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Report> {
                 v.host
             ),
         ),
+        Ok(v) => {
+            let hosts: Vec<String> = v
+                .hosts
+                .iter()
+                .map(|h| {
+                    let e = updater_endpoint(&h.url).unwrap_or(h.url.clone());
+                    format!("{} ({}, updater endpoint {e})", h.name, h.host)
+                })
+                .collect();
+            let message = format!(
+                "ports {}-{} on {} hosts: {}",
+                v.low,
+                v.high,
+                hosts.len(),
+                hosts.join("; ")
+            );
+            (true, "Valid", message)
+        }
         Err(e) => (false, "InvalidConfig", e),
     };
     let before = condition(&cfg.status.conditions, ACCEPTED).cloned();

@@ -72,11 +72,11 @@ pub fn endpoints(cache: &Cache, ctx: &Context) -> BTreeMap<String, String> {
         .iter()
         .filter(|(k, _)| k.namespace == ctx.namespace)
         .filter_map(|(_, c)| c.validate().ok())
-        .map(|c| c.url);
+        .flat_map(|c| c.places().into_iter().map(|h| h.url));
     let specs = cache
         .load_balancers
         .values()
-        .filter_map(|lb| lb.spec.http_updater.url.get().cloned());
+        .flat_map(|lb| spec_urls(&lb.spec).cloned().collect::<Vec<_>>());
     for raw in configs.chain(specs) {
         if let Ok(e) = updater_endpoint(&raw) {
             out.entry(e).or_insert(raw);
@@ -95,13 +95,21 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
                 d.owned.insert(b.backend_name);
             }
         }
-        if lb.metadata.is_deleting() || !is_applied(lb) {
-            continue; // the reconcile in progress decides what it gets
+        if lb.metadata.is_deleting() {
+            continue;
         }
         let Ok(spec) = LbSpec::from_resource(&lb.spec) else {
             continue;
         };
-        if !on_endpoint(&spec.url) {
+        // What a host holds once the reconcile in progress is done is for it to decide.
+        let holds = if spec.hosts.is_empty() {
+            is_applied(lb) && on_endpoint(&spec.url)
+        } else {
+            spec.hosts
+                .iter()
+                .any(|h| on_endpoint(&h.url) && super::hosts::applied_on(lb, h))
+        };
+        if !holds {
             continue;
         }
         let timeouts = applied_timeouts(cache, ctx, lb, &spec);
@@ -116,7 +124,7 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
             continue;
         }
         if let Ok(v) = c.validate() {
-            if on_endpoint(&v.url) {
+            if v.places().iter().any(|h| on_endpoint(&h.url)) {
                 d.ranges.push((v.low, v.high));
             }
         }
@@ -168,17 +176,22 @@ fn normal(mut r: LbRequest) -> LbRequest {
     r
 }
 
+/// The updater URLs a stored spec names: `httpUpdater.url` and every `hosts[].httpUpdaterURL`.
+fn spec_urls(spec: &crate::model::LoadBalancerSpec) -> impl Iterator<Item = &String> {
+    spec.http_updater
+        .url
+        .get()
+        .into_iter()
+        .chain(spec.hosts.iter().filter_map(|h| h.http_updater_url.get()))
+}
+
 /// Keys of the LoadBalancers with a backend on `endpoint` (by spec URL).
 pub fn users_of(cache: &Cache, endpoint: &str) -> Vec<Key> {
     cache
         .load_balancers
         .iter()
         .filter(|(_, lb)| {
-            lb.spec
-                .http_updater
-                .url
-                .get()
-                .is_some_and(|u| updater_endpoint(u).is_ok_and(|e| e == endpoint))
+            spec_urls(&lb.spec).any(|u| updater_endpoint(u).is_ok_and(|e| e == endpoint))
         })
         .map(|(k, _)| k.clone())
         .collect()

@@ -12,6 +12,8 @@ pub mod config_status;
 pub mod drift;
 pub mod events;
 pub mod health_status;
+pub mod host_probe;
+pub mod hosts;
 pub mod plan;
 pub mod port_requests;
 pub mod ports;

@@ -115,6 +115,9 @@ pub enum Action {
         key: Key,
         url: String,
         backend_name: String,
+        /// On a host no longer in the spec: a failure is logged and the plan goes on (a host
+        /// that is gone must not hold up the others).
+        best_effort: bool,
     },
     /// Merge patch of the `/status` subresource.
     PatchLoadBalancerStatus {

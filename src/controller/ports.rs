@@ -95,6 +95,20 @@ pub fn allocate_ports(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// The LB hosts a stored spec claims its ports on, lower case: `host` and every `hosts[].host`.
+pub fn stored_hosts(spec: &LoadBalancerSpec) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .host
+        .get()
+        .into_iter()
+        .chain(spec.hosts.iter().filter_map(|h| h.host.get()))
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Which LoadBalancers claim each (port, protocol) on each LB host, kept up to date by the cache
 /// as LoadBalancers change, so an allocation never scans every LoadBalancer. Read straight from the
 /// stored specs (no full validation): a port an odd CR still claims counts as taken; LoadBalancers
@@ -107,34 +121,36 @@ pub struct PortIndex {
 impl PortIndex {
     /// Records the ports `spec` claims for `key`.
     pub fn insert(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        let Some(host) = spec.host.get() else { return };
-        let ports = self.by_host.entry(host.to_ascii_lowercase()).or_default();
-        for (_, port, protocol) in stored_ports(spec) {
-            ports
-                .entry((port, protocol))
-                .or_default()
-                .insert(key.clone());
+        let pairs = stored_ports(spec);
+        for host in stored_hosts(spec) {
+            let ports = self.by_host.entry(host).or_default();
+            for (_, port, protocol) in &pairs {
+                ports
+                    .entry((*port, *protocol))
+                    .or_default()
+                    .insert(key.clone());
+            }
         }
     }
 
     /// Forgets the ports `spec` (what the cache held for `key`) claimed.
     pub fn remove(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        let Some(host) = spec.host.get().map(|h| h.to_ascii_lowercase()) else {
-            return;
-        };
-        let Some(ports) = self.by_host.get_mut(&host) else {
-            return;
-        };
-        for (_, port, protocol) in stored_ports(spec) {
-            if let Some(keys) = ports.get_mut(&(port, protocol)) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    ports.remove(&(port, protocol));
+        let pairs = stored_ports(spec);
+        for host in stored_hosts(spec) {
+            let Some(ports) = self.by_host.get_mut(&host) else {
+                continue;
+            };
+            for (_, port, protocol) in &pairs {
+                if let Some(keys) = ports.get_mut(&(*port, *protocol)) {
+                    keys.remove(key);
+                    if keys.is_empty() {
+                        ports.remove(&(*port, *protocol));
+                    }
                 }
             }
-        }
-        if ports.is_empty() {
-            self.by_host.remove(&host);
+            if ports.is_empty() {
+                self.by_host.remove(&host);
+            }
         }
     }
 

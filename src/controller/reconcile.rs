@@ -3,6 +3,7 @@
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
 use super::cache::{Cache, Key};
+use super::hosts;
 use super::plan::{Action, EventType, Plan, UpdaterRequest};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
@@ -12,16 +13,19 @@ use super::status::{
 };
 use super::targets::targets_for;
 use super::traffic::{record_proxy_protocol, traffic_for, with_override};
-use crate::model::url::same_updater;
+use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
-    INTERNAL_IP, LOAD_BALANCER_KIND, LbPort, LbSpec, LoadBalancer, LoadBalancerStatus,
+    INTERNAL_IP, LOAD_BALANCER_KIND, LbHost, LbPort, LbSpec, LoadBalancer, LoadBalancerStatus,
     ObjectReference, OwnerReference, PHASE_ERROR, PHASE_READY, Protocol, Service, ValidConfig,
 };
 use serde_json::json;
 
 /// More ports than this on one Service is refused: each is an nginx server block and a listen port.
 pub const MAX_PORTS: usize = 100;
+
+/// Default `--host-failure-grace`: 30 s.
+pub const DEFAULT_HOST_GRACE_MS: u64 = 30_000;
 
 /// What a reconcile needs besides the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +38,13 @@ pub struct Context {
     pub class_name: String,
     /// Node address types, in order of preference, for configs that name none (`--address-type`).
     pub address_types: Vec<String>,
+    /// Milliseconds since the epoch (the same instant as `now`).
+    pub now_ms: u64,
+    /// Updater endpoints that are failing, each with the time of its last good answer (ms since
+    /// the epoch); a host of the `hosts` form gets no calls while it fails.
+    pub failing: std::collections::BTreeMap<String, u64>,
+    /// `--host-failure-grace` in ms: how long a failing host stays in the ingress.
+    pub host_grace_ms: u64,
 }
 
 impl Context {
@@ -43,6 +54,9 @@ impl Context {
             now: now.to_string(),
             class_name: DEFAULT_CLASS.to_string(),
             address_types: vec![EXTERNAL_IP.to_string(), INTERNAL_IP.to_string()],
+            now_ms: 0,
+            failing: std::collections::BTreeMap::new(),
+            host_grace_ms: DEFAULT_HOST_GRACE_MS,
         }
     }
 }
@@ -69,13 +83,13 @@ pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
     let svc = cache.services.get(key);
     let lb = cache.load_balancers.get(key);
     if let Some(lb) = lb.filter(|l| l.metadata.is_deleting()) {
-        finalize(key, lb, &mut plan);
+        finalize(key, lb, ctx, &mut plan);
         return plan;
     }
     match (svc.filter(|s| is_ours(s, ctx)), lb) {
         (Some(svc), lb) => reconcile_service(cache, key, svc, lb, ctx, &mut plan),
         (None, Some(lb)) if lb.metadata.service_owner().is_some() => {
-            release(key, svc, lb, &mut plan)
+            release(key, svc, lb, ctx, &mut plan)
         }
         (None, Some(lb)) => reconcile_hand_made(cache, key, lb, ctx, &mut plan),
         (None, None) => {}
@@ -122,20 +136,28 @@ fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference 
 }
 
 /// The LoadBalancer is being deleted: remove its backends, then let it go.
-fn finalize(key: &Key, lb: &LoadBalancer, plan: &mut Plan) {
+fn finalize(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     if !lb.metadata.has_finalizer(FINALIZER) {
         return; // someone else's finalizer holds it; nothing of ours is left
     }
-    delete_backends(key, known_backends(key, lb), plan);
+    cleanup_backends(key, lb, ctx, plan);
     plan.push(remove_finalizer(key, lb));
 }
 
 /// The Service is gone or no longer ours: clean up ourselves, without relying on garbage collection.
-fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, plan: &mut Plan) {
+fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     if let Some(svc) = svc {
-        let host = lb.spec.host.get();
+        let hosts: Vec<&String> = lb
+            .spec
+            .host
+            .get()
+            .into_iter()
+            .chain(lb.spec.hosts.iter().filter_map(|h| h.host.get()))
+            .collect();
         let shows_ours = svc.status.load_balancer.ingress.iter().any(|i| {
-            host.is_some_and(|h| i.ip.as_ref() == Some(h) || i.hostname.as_ref() == Some(h))
+            hosts
+                .iter()
+                .any(|h| i.ip.as_ref() == Some(*h) || i.hostname.as_ref() == Some(*h))
         });
         if shows_ours {
             plan.push(Action::PatchServiceStatus {
@@ -144,7 +166,7 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, plan: &mut Plan)
             });
         }
     }
-    delete_backends(key, known_backends(key, lb), plan);
+    cleanup_backends(key, lb, ctx, plan);
     if lb.metadata.has_finalizer(FINALIZER) {
         plan.push(remove_finalizer(key, lb));
     }
@@ -162,12 +184,29 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, plan: &mut Plan)
     }
 }
 
+/// Deletes every backend the LoadBalancer may have. In the `hosts` form, a host whose updater is
+/// failing does not hold the cleanup up (best effort): its drift check deletes our stray backends
+/// there once it answers again.
+fn cleanup_backends(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
+    let hosts_form = !lb.spec.hosts.is_empty();
+    for b in known_backends(key, lb) {
+        let failing = updater_endpoint(&b.url).is_ok_and(|e| ctx.failing.contains_key(&e));
+        plan.push(Action::UpdaterDelete {
+            key: key.clone(),
+            url: b.url,
+            backend_name: b.backend_name,
+            best_effort: hosts_form && failing,
+        });
+    }
+}
+
 fn delete_backends(key: &Key, backends: Vec<AppliedBackend>, plan: &mut Plan) {
     for b in backends {
         plan.push(Action::UpdaterDelete {
             key: key.clone(),
             url: b.url,
             backend_name: b.backend_name,
+            best_effort: false,
         });
     }
 }
@@ -290,19 +329,13 @@ fn reconcile_service(
         });
     }
     let mut status = lb.status.clone();
+    let timeouts = (
+        desired.proxy_timeout_seconds,
+        desired.proxy_connect_timeout_seconds,
+    );
     // A Normal Event only when the phase changes (a node flip re-applies a READY LoadBalancer:
     // no Event); posted last, after the writes the Service's ingress waits for.
-    let mut phase_event = None;
-    if !is_applied(lb) {
-        let timeouts = (
-            desired.proxy_timeout_seconds,
-            desired.proxy_connect_timeout_seconds,
-        );
-        apply(key, lb, &desired, timeouts, &mut status, ctx, plan);
-        if lb.status.phase.as_deref() != Some(PHASE_READY) {
-            phase_event = Some(applied_message(&desired));
-        }
-    }
+    let phase_event = push(key, lb, &desired, timeouts, &mut status, ctx, plan);
     set_condition(
         &mut status.conditions,
         RECONCILED,
@@ -318,10 +351,21 @@ fn reconcile_service(
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
-    if status.phase.as_deref() == Some(PHASE_READY)
+    let ingress = if !desired.hosts.is_empty() {
+        Some(hosts::ingress(
+            &desired,
+            &status,
+            lb.metadata.generation,
+            ctx,
+        ))
+    } else if status.phase.as_deref() == Some(PHASE_READY)
         && status.observed_generation == lb.metadata.generation
     {
-        let ingress = ingress_for(&desired);
+        Some(ingress_for(&desired))
+    } else {
+        None
+    };
+    if let Some(ingress) = ingress {
         if svc.status.load_balancer.ingress != ingress {
             plan.push(Action::PatchServiceStatus {
                 key: key.clone(),
@@ -373,7 +417,13 @@ fn desired(
     let wanted: Vec<(String, Protocol)> =
         ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
-    let holder = |port, protocol| cache.port_holder(&cfg.host, port, protocol, key);
+    // The same LB port on every host: free only where it is free on all of them.
+    let places = cfg.places();
+    let holder = |port, protocol| {
+        places
+            .iter()
+            .find_map(|h| cache.port_holder(&h.host, port, protocol, key))
+    };
     let decision = port_requests::decide(
         svc,
         previous_ports(lb.map(|l| &l.spec), &wanted),
@@ -398,7 +448,11 @@ fn desired(
             ),
         ));
     }
-    let taken = |port, protocol| cache.port_taken(&cfg.host, port, protocol, key);
+    let taken = |port, protocol| {
+        places
+            .iter()
+            .any(|h| cache.port_taken(&h.host, port, protocol, key))
+    };
     let lb_ports = allocate_ports(
         &requests,
         cfg.low,
@@ -439,6 +493,11 @@ fn desired(
         proxy_timeout_seconds: cfg.proxy_timeout_seconds,
         proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
         traffic,
+        hosts: if cfg.hosts.is_empty() {
+            Vec::new()
+        } else {
+            places
+        },
     };
     Ok(Some((spec, decision)))
 }
@@ -627,6 +686,121 @@ fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<
     }
     status.applied.sort();
     (status != lb.status).then(|| status_patch(key, &status))
+}
+
+/// The updater calls the LoadBalancer needs now, and its status once they succeed: in the Go form
+/// everything when it is not applied; in the `hosts` form what each host lacks (`hosts`). Returns
+/// the message of the Normal Event for a phase change to READY (or DEGRADED), if there is one.
+fn push(
+    key: &Key,
+    lb: &LoadBalancer,
+    spec: &LbSpec,
+    timeouts: (u32, u32),
+    status: &mut LoadBalancerStatus,
+    ctx: &Context,
+    plan: &mut Plan,
+) -> Option<String> {
+    let was = lb.status.phase.as_deref();
+    status.host = Some(hosts::summary(spec));
+    if spec.hosts.is_empty() {
+        if is_applied(lb) {
+            return None;
+        }
+        apply(key, lb, spec, timeouts, status, ctx, plan);
+        return (was != Some(PHASE_READY)).then(|| applied_message(spec));
+    }
+    let pushed = hosts::to_push(lb, spec, ctx);
+    let elsewhere = known_backends(key, lb)
+        .into_iter()
+        .any(|b| !spec.uses_updater(&b.url));
+    if !pushed.is_empty() || elsewhere {
+        apply_hosts(key, lb, spec, &pushed, timeouts, status, ctx, plan);
+    }
+    hosts::record(status, lb.metadata.generation, spec, &pushed, ctx);
+    let now = status.phase.as_deref();
+    let serving = |p: Option<&str>| p == Some(PHASE_READY) || p == Some(hosts::PHASE_DEGRADED);
+    (serving(now) && now != was).then(|| {
+        let names: Vec<&str> = hosts::serving(status, lb.metadata.generation, spec, ctx)
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        format!(
+            "{} on {} of {} host(s) ({}) with {} target(s)",
+            port_list(spec),
+            names.len(),
+            spec.hosts.len(),
+            names.join(", "),
+            spec.target_count()
+        )
+    })
+}
+
+/// The `hosts` form of `apply`: calls for the hosts in `pushed` only (the others hold the spec
+/// already, or do not answer), and best-effort deletes of backends on hosts no longer listed.
+/// `status.applied` keeps what other hosts hold.
+#[allow(clippy::too_many_arguments)]
+fn apply_hosts(
+    key: &Key,
+    lb: &LoadBalancer,
+    spec: &LbSpec,
+    pushed: &[LbHost],
+    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    status: &mut LoadBalancerStatus,
+    ctx: &Context,
+    plan: &mut Plan,
+) {
+    let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
+    let new: Vec<AppliedBackend> = backends_of(key, spec)
+        .into_iter()
+        .filter(|b| on_pushed(b))
+        .collect();
+    let known = known_backends(key, lb);
+    let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = known
+        .iter()
+        .filter(|old| on_pushed(old) && !new.iter().any(|n| old.same_place(n)))
+        .cloned()
+        .partition(|old| new.iter().any(|n| old.same_port(n)));
+    delete_backends(key, in_the_way, plan);
+    for h in pushed {
+        for (i, p) in spec.ports.iter().enumerate() {
+            plan.push(Action::UpdaterApply {
+                key: key.clone(),
+                url: h.url.clone(),
+                request: updater_request(
+                    key,
+                    i,
+                    p,
+                    (proxy_timeout_seconds, proxy_connect_timeout_seconds),
+                    &spec.traffic,
+                ),
+            });
+        }
+    }
+    delete_backends(key, stale, plan);
+    for b in known.iter().filter(|b| !spec.uses_updater(&b.url)) {
+        plan.push(Action::UpdaterDelete {
+            key: key.clone(),
+            url: b.url.clone(),
+            backend_name: b.backend_name.clone(),
+            best_effort: true,
+        });
+    }
+    if !pushed.is_empty() {
+        super::updater_auth::mark_accepted(
+            &mut status.conditions,
+            &ctx.now,
+            lb.metadata.generation,
+        );
+    }
+    status
+        .applied
+        .retain(|b| spec.uses_updater(&b.url) && !on_pushed(b));
+    status.applied.extend(new);
+    status.applied.sort();
+    status.applied.dedup();
+    status.target_count = Some(spec.target_count() as i64);
+    status.ports = super::health_status::carried(&lb.status.ports, spec);
+    status.healthy = super::health_status::summary(&status.ports);
 }
 
 /// Updater calls for every port, and deletes of backends the spec no longer has: after the calls
@@ -819,11 +993,9 @@ fn reconcile_hand_made(
             resource_version: lb.metadata.resource_version.clone(),
         });
     }
-    if !is_applied(lb) {
-        // The LoadBalancer's own timeouts, else its config's (read when it is applied).
-        let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-        apply(key, lb, &spec, timeouts, &mut status, ctx, plan);
-    }
+    // The LoadBalancer's own timeouts, else its config's (read when it is applied).
+    let timeouts = applied_timeouts(cache, ctx, lb, &spec);
+    let phase_event = push(key, lb, &spec, timeouts, &mut status, ctx, plan);
     set_condition(
         &mut status.conditions,
         RECONCILED,
@@ -837,13 +1009,8 @@ fn reconcile_hand_made(
         plan.push(status_patch(key, &status));
     }
     // Normal Events only on a phase change, after the writes.
-    if !is_applied(lb) && lb.status.phase.as_deref() != Some(PHASE_READY) {
-        plan.event(
-            &object,
-            EventType::Normal,
-            "UpdaterApplied",
-            applied_message(&spec),
-        );
+    if let Some(message) = phase_event {
+        plan.event(&object, EventType::Normal, "UpdaterApplied", message);
     }
 }
 
@@ -879,13 +1046,20 @@ pub fn on_updater_error(
         _ => format!("updater call failed: {message}"),
     };
     let mut status = lb.status.clone();
+    let spec = LbSpec::from_resource(&lb.spec).ok();
+    let hosts_form = spec.as_ref().filter(|s| !s.hosts.is_empty());
     for action in plan.actions.iter().take(failed) {
         match action {
             Action::UpdaterApply { url, request, .. } => {
+                let host = hosts_form
+                    .and_then(|s| hosts::host_of(s, url))
+                    .map(|h| h.host.clone())
+                    .or_else(|| lb.spec.host.get().cloned())
+                    .unwrap_or_default();
                 let done = AppliedBackend {
                     backend_name: request.backend_name.clone(),
                     url: url.clone(),
-                    host: lb.spec.host.get().cloned().unwrap_or_default(),
+                    host,
                     port: i64::from(request.lb_port),
                     protocol: request.protocol.clone(),
                 };
@@ -903,16 +1077,56 @@ pub fn on_updater_error(
         }
     }
     status.applied.sort();
-    status.phase = Some(PHASE_ERROR.to_string());
-    set_condition(
-        &mut status.conditions,
-        READY,
-        false,
-        "UpdaterFailed",
-        &what,
-        &ctx.now,
-        lb.metadata.generation,
-    );
+    match hosts_form {
+        // One host failing leaves the others serving: record per host.
+        Some(spec) => {
+            let failed_url = match plan.actions.get(failed) {
+                Some(Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. }) => {
+                    Some(url.as_str())
+                }
+                _ => None,
+            };
+            let failed_host = failed_url.and_then(|u| hosts::host_of(spec, u));
+            let done: Vec<LbHost> = spec
+                .hosts
+                .iter()
+                .filter(|h| Some(*h) != failed_host)
+                .filter(|h| {
+                    let mine: Vec<usize> = plan
+                        .actions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| {
+                            matches!(a, Action::UpdaterApply { url, .. } if same_updater(url, &h.url))
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    !mine.is_empty() && mine.iter().all(|i| *i < failed)
+                })
+                .cloned()
+                .collect();
+            let generation = lb.metadata.generation;
+            match failed_host {
+                Some(f) => {
+                    hosts::record_failure(&mut status, generation, spec, (&done, f), &what, ctx)
+                }
+                None => hosts::record(&mut status, generation, spec, &done, ctx),
+            }
+            status.host = Some(hosts::summary(spec));
+        }
+        None => {
+            status.phase = Some(PHASE_ERROR.to_string());
+            set_condition(
+                &mut status.conditions,
+                READY,
+                false,
+                "UpdaterFailed",
+                &what,
+                &ctx.now,
+                lb.metadata.generation,
+            );
+        }
+    }
     if status != lb.status {
         out.push(status_patch(key, &status));
     }

@@ -7,6 +7,9 @@ use crate::controller::testutil::{Rng, node, shuffled};
 use crate::model::{Lenient, LoadBalancerConfig, Node};
 use serde_json::Value;
 
+#[path = "reconcile_hosts_tests.rs"]
+mod several_hosts;
+
 const NS: &str = "paperlb-system";
 const NOW: &str = "2024-05-01T10:00:00Z";
 
@@ -1500,6 +1503,8 @@ fn reconcile_tables_in_shuffled_order() {
             lb_errored_under_the_old_resolution_converges_without_orphans,
         ),
     ];
+    let mut cases = cases;
+    cases.extend(several_hosts::cases());
     let mut rng = Rng::new(2024);
     for _ in 0..10 {
         for (_, case) in shuffled(&cases, &mut rng) {

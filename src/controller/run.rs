@@ -109,6 +109,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         address_types: config.address_types.clone(),
         updater_timeouts: Timeouts::default(),
         updater_resync: config.updater_resync,
+        host_failure_grace: config.host_failure_grace,
     };
     let worker = Worker::new(client, worker_config, leadership_view, health, stats, io_tx);
     // Not joined: when it is still stuck in a call, returning from main ends it.

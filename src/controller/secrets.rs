@@ -187,7 +187,7 @@ pub fn wanted(configs: &BTreeMap<Key, LoadBalancerConfig>, namespace: &str) -> B
         .iter()
         .filter(|(k, _)| k.namespace == namespace)
         .filter_map(|(_, c)| c.validate().ok())
-        .flat_map(|c| c.auth.refs().cloned().collect::<Vec<_>>())
+        .flat_map(|c| c.all_refs())
         .collect()
 }
 

@@ -64,18 +64,22 @@ pub fn backend_name(key: &Key, index: usize, port_name: &str) -> String {
     }
 }
 
-/// The backends a spec puts on its updater, sorted.
+/// The backends a spec puts on its updaters (one per port on each host), sorted.
 pub fn backends_of(key: &Key, spec: &LbSpec) -> Vec<AppliedBackend> {
     let mut out: Vec<AppliedBackend> = spec
-        .ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| AppliedBackend {
-            backend_name: backend_name(key, i, &p.name),
-            url: spec.url.clone(),
-            host: spec.host.clone(),
-            port: i64::from(p.port),
-            protocol: p.protocol.as_str().to_string(),
+        .places()
+        .into_iter()
+        .flat_map(|h| {
+            spec.ports
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| AppliedBackend {
+                    backend_name: backend_name(key, i, &p.name),
+                    url: h.url.clone(),
+                    host: h.host.clone(),
+                    port: i64::from(p.port),
+                    protocol: p.protocol.as_str().to_string(),
+                })
         })
         .collect();
     out.sort();

@@ -42,6 +42,12 @@ use crate::updater::client::{Timeouts, UpdaterClient};
 #[path = "worker_updaters.rs"]
 mod updaters;
 
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.probes.stop();
+    }
+}
+
 /// Everything that reaches the worker.
 #[derive(Debug)]
 pub enum Event {
@@ -58,6 +64,8 @@ pub enum Event {
     Shutdown,
     /// A plan's I/O finished on the pool (see `batch`).
     Io(Box<Done>),
+    /// An LB host of a several-host config stopped or started answering (`host_probe`).
+    HostProbe(super::host_probe::Probed),
 }
 
 /// The watched kinds; the worker reconciles nothing before all have delivered their first snapshot.
@@ -96,6 +104,8 @@ pub struct WorkerConfig {
     pub updater_timeouts: Timeouts,
     /// Period of each updater's drift check; zero: none but the event-driven ones.
     pub updater_resync: Duration,
+    /// How long a failing host of a several-host config stays in the ingress.
+    pub host_failure_grace: Duration,
 }
 
 pub struct Worker {
@@ -130,6 +140,8 @@ pub struct Worker {
     in_doubt: BTreeMap<Key, Action>,
     /// Updater credentials, their Secrets, and drift checks (see `worker_updaters.rs`).
     auth: updaters::State,
+    /// What the LB host prober probes (the hosts of several-host configs).
+    probes: Arc<super::host_probe::Targets>,
     /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
     /// when to try again after a failed write.
     configs_to_report: BTreeSet<Key>,
@@ -158,6 +170,13 @@ impl Worker {
         io_tx: Sender<Event>,
     ) -> Worker {
         let term = Arc::new(AtomicU64::new(0));
+        let probes = Arc::new(super::host_probe::Targets::default());
+        let interval = super::host_probe::interval_for(config.host_failure_grace);
+        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, io_tx.clone()) {
+            log::warn!(
+                "no LB host probes (several-host configs fail over on call errors only): {e}"
+            );
+        }
         let pool = Pool::new(
             client.clone(),
             term.clone(),
@@ -191,6 +210,7 @@ impl Worker {
             config_retry_at: None,
             config_retry_delay: CONFIG_RETRY_FIRST,
             auth: updaters::State::new(config.updater_resync),
+            probes,
             config,
         }
     }
@@ -223,6 +243,7 @@ impl Worker {
             if !self.all_synced() || !self.leadership.is_leader() {
                 continue;
             }
+            self.wake_expired_hosts();
             let mut worked = false;
             while let Some(key) = self.queue.get(Instant::now()) {
                 worked = true;
@@ -357,6 +378,11 @@ impl Worker {
                 self.io_done(*done);
                 Affected::new()
             }
+            Event::HostProbe(p) if p.ok => self.host_answered(&p.endpoint),
+            Event::HostProbe(p) => {
+                self.host_failing(&p.endpoint, p.last_ok_ms);
+                Affected::new()
+            }
         };
         for key in affected {
             self.queue.add(key);
@@ -454,8 +480,15 @@ impl Worker {
     }
 
     fn context(&self) -> Context {
-        let mut ctx = Context::new(&self.config.namespace, &rfc3339(SystemTime::now()));
+        let now = SystemTime::now();
+        let mut ctx = Context::new(&self.config.namespace, &rfc3339(now));
         ctx.address_types = self.config.address_types.clone();
+        ctx.now_ms = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        ctx.failing = self.auth.failing.clone();
+        ctx.host_grace_ms = self.config.host_failure_grace.as_millis() as u64;
         ctx
     }
 
@@ -712,16 +745,24 @@ impl Worker {
                         })?;
                 }
                 Action::UpdaterDelete {
-                    url, backend_name, ..
-                } => {
-                    self.updater_delete(url, backend_name)
-                        .map_err(|(message, kind)| Stop::Updater {
+                    url,
+                    backend_name,
+                    best_effort,
+                    ..
+                } => match self.updater_delete(url, backend_name) {
+                    Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
+                    Err((message, _)) if *best_effort => log::warn!(
+                        "could not delete backend={backend_name} from updater={url}, a host \
+                         no longer in its config (left there) key={key} error={message:?}"
+                    ),
+                    Err((message, kind)) => {
+                        return Err(Stop::Updater {
                             index,
                             message,
                             kind,
-                        })?;
-                    log::info!("deleted backend={backend_name} updater={url} key={key}");
-                }
+                        });
+                    }
+                },
                 Action::Event(spec) => self.event(spec),
                 _ => self
                     .api_write(action)

@@ -21,7 +21,7 @@ use crate::controller::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDAT
 use crate::controller::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
-use crate::model::url::{same_updater, updater_endpoint};
+use crate::model::url::updater_endpoint;
 use crate::model::{Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, UpdaterClient};
 
@@ -39,8 +39,14 @@ pub(super) struct State {
     started: bool,
     /// Endpoints without `GET` (the Go updater): not checked again until leadership changes.
     unsupported: BTreeSet<String>,
-    /// Endpoints whose last call got no answer: checked when they answer again.
-    failing: BTreeSet<String>,
+    /// Endpoints whose last call or probe got no answer, with the time of their last good answer
+    /// (ms since the epoch): checked when they answer again; a host of a several-host config
+    /// gets no calls meanwhile and leaves the ingress after the grace.
+    pub(super) failing: BTreeMap<String, u64>,
+    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
+    expired: BTreeSet<String>,
+    /// Configs or Secrets changed since the prober's targets were set.
+    probes_stale: bool,
 }
 
 impl State {
@@ -53,7 +59,9 @@ impl State {
             timers: Timers::new(period),
             started: false,
             unsupported: BTreeSet::new(),
-            failing: BTreeSet::new(),
+            failing: BTreeMap::new(),
+            expired: BTreeSet::new(),
+            probes_stale: true,
         }
     }
 
@@ -77,10 +85,10 @@ impl Worker {
         } else {
             None
         };
-        match (queue, checks) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [queue, checks, self.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The client for an `httpUpdaterURL` as written, with its config's credentials; it calls
@@ -139,7 +147,7 @@ impl Worker {
             .iter()
             .filter(|(k, _)| k.namespace == ns)
             .filter_map(|(_, c)| c.validate().ok())
-            .find(|c| same_updater(&c.url, url))
+            .find_map(|c| c.for_updater(url))
     }
 
     fn auth_for(&mut self, url: &str) -> Result<ClientAuth, AuthProblem> {
@@ -182,6 +190,7 @@ impl Worker {
     pub(super) fn configs_changed(&mut self) {
         self.auth.wanted = secrets::wanted(&self.cache.configs, &self.config.namespace);
         self.auth.secrets.retain_wanted(&self.auth.wanted);
+        self.auth.probes_stale = true;
         if self.auth.started {
             let now = Instant::now();
             for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
@@ -229,6 +238,7 @@ impl Worker {
         if changed.is_empty() {
             return affected;
         }
+        self.auth.probes_stale = true;
         let ns = self.config.namespace.clone();
         let endpoints: BTreeSet<String> = self
             .cache
@@ -236,6 +246,12 @@ impl Worker {
             .iter()
             .filter(|(k, _)| k.namespace == ns)
             .filter_map(|(_, c)| c.validate().ok())
+            .flat_map(|c| {
+                c.places()
+                    .into_iter()
+                    .filter_map(|h| c.for_updater(&h.url))
+                    .collect::<Vec<_>>()
+            })
             .filter(|c| c.auth.refs().any(|r| changed.contains(&r.name)))
             .filter_map(|c| updater_endpoint(&c.url).ok())
             .collect();
@@ -265,7 +281,7 @@ impl Worker {
         };
         if kind == FailKind::Unreachable {
             if let Ok(e) = updater_endpoint(url) {
-                self.auth.failing.insert(e);
+                self.host_failing(&e, epoch_ms());
             }
         }
         if let Some(p) = self.auth.problems.get(url) {
@@ -302,13 +318,103 @@ impl Worker {
         for a in &plan.actions {
             if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a {
                 if let Ok(e) = updater_endpoint(url) {
-                    if self.auth.failing.remove(&e) {
-                        log::info!("updater {e} answers again: checking it for drift");
-                        self.auth.timers.at(&e, Instant::now());
+                    let affected = self.host_answered(&e);
+                    for key in affected {
+                        self.queue.add(key);
                     }
                 }
             }
         }
+    }
+
+    /// An updater endpoint did not answer; `last_ok_ms` is its last good answer (an earlier one
+    /// already known is kept). The worker wakes when its grace runs out.
+    pub(super) fn host_failing(&mut self, endpoint: &str, last_ok_ms: u64) {
+        let since = self
+            .auth
+            .failing
+            .entry(endpoint.to_string())
+            .or_insert(last_ok_ms);
+        *since = (*since).min(last_ok_ms);
+    }
+
+    /// An updater endpoint answers again: it is checked for drift now, and its LoadBalancers are
+    /// reconciled (a host of a several-host config gets what it missed). Returns those keys.
+    pub(super) fn host_answered(&mut self, endpoint: &str) -> Affected {
+        if self.auth.failing.remove(endpoint).is_none() {
+            return Affected::new();
+        }
+        self.auth.expired.remove(endpoint);
+        log::info!("updater {endpoint} answers again: checking it for drift");
+        self.auth.timers.at(endpoint, Instant::now());
+        drift::users_of(&self.cache, endpoint).into_iter().collect()
+    }
+
+    /// The earliest grace that runs out among failing endpoints not yet handled.
+    fn next_expiry(&self) -> Option<Instant> {
+        let grace = self.config.host_failure_grace.as_millis() as u64;
+        let now = epoch_ms();
+        self.auth
+            .failing
+            .iter()
+            .filter(|(e, _)| !self.auth.expired.contains(*e))
+            .map(|(_, since)| since.saturating_add(grace))
+            .min()
+            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)))
+    }
+
+    /// Reconciles the LoadBalancers on every endpoint whose grace ran out (once per failure):
+    /// their several-host ingress drops it.
+    pub(super) fn wake_expired_hosts(&mut self) {
+        if std::mem::take(&mut self.auth.probes_stale) {
+            self.refresh_probes();
+        }
+        let grace = self.config.host_failure_grace.as_millis() as u64;
+        let now = epoch_ms();
+        let due: Vec<String> = self
+            .auth
+            .failing
+            .iter()
+            .filter(|(e, since)| {
+                !self.auth.expired.contains(*e) && now >= since.saturating_add(grace)
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in due {
+            log::warn!(
+                "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
+            );
+            for key in drift::users_of(&self.cache, &e) {
+                self.queue.add(key);
+            }
+            self.auth.expired.insert(e);
+        }
+    }
+
+    /// The several-host configs' updaters, for the prober (called when configs or Secrets change).
+    fn refresh_probes(&mut self) {
+        let ns = self.config.namespace.clone();
+        let urls: Vec<String> = self
+            .cache
+            .configs
+            .iter()
+            .filter(|(k, _)| k.namespace == ns)
+            .filter_map(|(_, c)| c.validate().ok())
+            .filter(|c| !c.hosts.is_empty())
+            .flat_map(|c| c.places().into_iter().map(|h| h.url))
+            .collect();
+        let mut clients = BTreeMap::new();
+        for url in urls {
+            let Ok(endpoint) = updater_endpoint(&url) else {
+                continue;
+            };
+            if self.updater(&url).is_ok() {
+                if let Some(c) = self.updaters.get(&url) {
+                    clients.insert(endpoint, c.clone());
+                }
+            }
+        }
+        self.probes.set(clients);
     }
 
     /// Runs the checks that are due (scheduling every updater's first after a sync or a
@@ -372,7 +478,7 @@ impl Worker {
             }
             Err(e) => {
                 if e.is_transport() {
-                    self.auth.failing.insert(endpoint.to_string());
+                    self.host_failing(endpoint, epoch_ms());
                 }
                 if e.is_unauthorized() {
                     let p = self.unauthorized(&raw, &e.to_string());
@@ -384,7 +490,9 @@ impl Worker {
                 false
             }
             Ok(list) => {
-                self.auth.failing.remove(endpoint);
+                for key in self.host_answered(endpoint) {
+                    self.queue.add(key);
+                }
                 self.clear_users(endpoint, &ctx.now);
                 self.record_health(endpoint, &list);
                 let desired = drift::desired_for(&self.cache, &ctx, endpoint);

@@ -18,6 +18,7 @@
 //! Pure: no I/O, no clock.
 
 mod core;
+mod hosts;
 mod lenient;
 mod meta;
 mod paperlb;
@@ -25,6 +26,7 @@ mod spec;
 pub mod url;
 
 pub use self::core::*;
+pub use hosts::{HostSpec, LbHost, LbHostSpec, MAX_HOSTS, ValidHost, check_host_name};
 pub use lenient::{Lenient, null_default, or_default};
 pub use meta::*;
 pub use paperlb::*;

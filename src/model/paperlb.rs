@@ -75,6 +75,10 @@ pub struct LoadBalancerConfigSpec {
     /// checks off); absent = the derived check with the updater's timings.
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub health_check: Lenient<HealthCheckConfig>,
+    /// Addition: several LB hosts (`[{name, host, httpUpdaterURL}]`), instead of `host` and
+    /// `httpUpdaterURL`; each Service gets the same LB port on every one.
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub hosts: Lenient<Vec<super::hosts::HostSpec>>,
 }
 
 /// `spec.healthCheck` of a LoadBalancerConfig: every field optional; absent ones keep what the
@@ -166,6 +170,13 @@ pub struct LoadBalancerSpec {
     /// Addition: the updater's active health check of the targets; absent = none.
     #[serde(deserialize_with = "lenient_object")]
     pub health_check: HealthCheckResource,
+    /// Addition: every LB host when the config lists `hosts` (the Go fields then name the first);
+    /// empty = the Go form, one host.
+    #[serde(
+        deserialize_with = "lenient_list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub hosts: Vec<super::hosts::LbHostSpec>,
 }
 
 /// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
@@ -304,9 +315,12 @@ pub struct LoadBalancerPortSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerStatus {
-    /// `PENDING`, `READY` or `ERROR`.
+    /// `PENDING`, `READY`, `DEGRADED` (some of several hosts serve) or `ERROR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Addition: the LB host clients connect to, and `+N` for the others (the `HOST` column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_count: Option<i64>,
     /// The `metadata.generation` whose spec the updater last accepted.

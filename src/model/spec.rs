@@ -61,6 +61,9 @@ pub struct ValidConfig {
     pub auth: AuthRefs,
     /// `spec.healthCheck`: what replaces the check derived from each Service.
     pub health_check: HealthOverride,
+    /// The `hosts` form's hosts, in order (`url`, `host` and `auth` above are the first's); empty
+    /// for the Go form.
+    pub hosts: Vec<super::hosts::ValidHost>,
 }
 
 /// A config's `spec.healthCheck`, checked.
@@ -120,6 +123,57 @@ impl AuthRefs {
 /// Longest accepted proxy timeout: one week.
 const MAX_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
 
+impl ValidConfig {
+    /// Every host a LoadBalancer of this config is placed on: the `hosts` form's, or the Go
+    /// form's one (unnamed).
+    pub fn places(&self) -> Vec<super::hosts::LbHost> {
+        if self.hosts.is_empty() {
+            return vec![super::hosts::LbHost {
+                name: String::new(),
+                host: self.host.clone(),
+                url: self.url.clone(),
+            }];
+        }
+        self.hosts
+            .iter()
+            .map(|h| super::hosts::LbHost {
+                name: h.name.clone(),
+                host: h.host.clone(),
+                url: h.url.clone(),
+            })
+            .collect()
+    }
+
+    /// This config as one of its hosts sees it: that host's URL, address and credentials (None
+    /// when no host names this updater).
+    pub fn for_updater(&self, url: &str) -> Option<ValidConfig> {
+        if self.hosts.is_empty() {
+            return super::url::same_updater(&self.url, url).then(|| self.clone());
+        }
+        let h = self
+            .hosts
+            .iter()
+            .find(|h| super::url::same_updater(&h.url, url))?;
+        Some(ValidConfig {
+            url: h.url.clone(),
+            host: h.host.clone(),
+            auth: h.auth.clone(),
+            ..self.clone()
+        })
+    }
+
+    /// Every Secret key the config's hosts reference.
+    pub fn all_refs(&self) -> Vec<SecretRef> {
+        let mut out: Vec<SecretRef> = self.auth.refs().cloned().collect();
+        for h in &self.hosts {
+            out.extend(h.auth.refs().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 impl LoadBalancerConfig {
     /// `spec.default` is true (a mangled value counts as false, and `validate` reports it).
     pub fn is_default(&self) -> bool {
@@ -131,15 +185,23 @@ impl LoadBalancerConfig {
     pub fn validate(&self) -> Result<ValidConfig, String> {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
-        let url = spec
-            .http_updater_url
-            .require("spec.httpUpdaterURL", "a string")?;
-        check_url(url).map_err(|e| {
-            let url = super::url::redacted(url);
-            format!("spec.httpUpdaterURL {url:?}: {e}")
-        })?;
-        let host = spec.host.require("spec.host", "a string")?;
-        check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+        let auth = auth_refs(self)?;
+        let hosts = config_hosts(self, &auth)?;
+        let (url, host) = match hosts.first() {
+            Some(first) => (&first.url, &first.host),
+            None => {
+                let url = spec
+                    .http_updater_url
+                    .require("spec.httpUpdaterURL", "a string")?;
+                check_url(url).map_err(|e| {
+                    let url = super::url::redacted(url);
+                    format!("spec.httpUpdaterURL {url:?}: {e}")
+                })?;
+                let host = spec.host.require("spec.host", "a string")?;
+                check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+                (url, host)
+            }
+        };
         let low = *spec
             .port_range
             .low
@@ -184,8 +246,9 @@ impl LoadBalancerConfig {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
-            auth: auth_refs(self)?,
+            auth: hosts.first().map(|h| h.auth.clone()).unwrap_or(auth),
             health_check: health_override(&spec.health_check)?,
+            hosts,
         })
     }
 }
@@ -244,33 +307,99 @@ fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, Str
 
 fn auth_refs(config: &LoadBalancerConfig) -> Result<AuthRefs, String> {
     let spec = &config.spec;
-    let token = secret_ref(
+    refs_at(
+        "spec",
         &spec.updater_token_secret_ref,
-        "spec.updaterTokenSecretRef",
-        TOKEN_KEY,
-    )?;
-    let ca = secret_ref(
         &spec.updater_ca_secret_ref,
-        "spec.updaterCASecretRef",
-        CA_KEY,
-    )?;
-    let insecure_skip_verify = spec
-        .insecure_skip_verify
-        .optional("spec.insecureSkipVerify", "a boolean")?
-        .copied()
-        .unwrap_or(false);
-    if insecure_skip_verify && ca.is_some() {
-        return Err(
-            "spec.updaterCASecretRef and spec.insecureSkipVerify: a CA to verify against and no \
+        &spec.insecure_skip_verify,
+        None,
+    )
+}
+
+/// The credentials fields under `at`; each one absent falls back to `inherited`'s.
+fn refs_at(
+    at: &str,
+    token: &Lenient<SecretKeyRef>,
+    ca: &Lenient<SecretKeyRef>,
+    insecure: &Lenient<bool>,
+    inherited: Option<&AuthRefs>,
+) -> Result<AuthRefs, String> {
+    let token = match secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)? {
+        Some(r) => Some(r),
+        None => inherited.and_then(|a| a.token.clone()),
+    };
+    let own_ca = secret_ref(ca, &format!("{at}.updaterCASecretRef"), CA_KEY)?;
+    let own_insecure = insecure
+        .optional(&format!("{at}.insecureSkipVerify"), "a boolean")?
+        .copied();
+    if own_insecure == Some(true) && own_ca.is_some() {
+        return Err(format!(
+            "{at}.updaterCASecretRef and {at}.insecureSkipVerify: a CA to verify against and no \
              verification at all contradict each other; set one"
-                .into(),
-        );
+        ));
     }
+    // A host's own CA or skip setting replaces both of the config's.
+    let (ca, insecure_skip_verify) = match (own_ca, own_insecure, inherited) {
+        (Some(ca), _, _) => (Some(ca), false),
+        (None, Some(skip), _) => (None, skip),
+        (None, None, Some(a)) => (a.ca.clone(), a.insecure_skip_verify),
+        (None, None, None) => (None, false),
+    };
     Ok(AuthRefs {
         token,
         ca,
         insecure_skip_verify,
     })
+}
+
+/// `spec.hosts`, checked; empty for the Go form. Exactly one of the two forms must be given.
+fn config_hosts(
+    config: &LoadBalancerConfig,
+    auth: &AuthRefs,
+) -> Result<Vec<super::hosts::ValidHost>, String> {
+    let spec = &config.spec;
+    let Some(entries) = spec
+        .hosts
+        .optional("spec.hosts", "a list of {name, host, httpUpdaterURL}")?
+    else {
+        return Ok(Vec::new());
+    };
+    if !spec.host.is_missing() || !spec.http_updater_url.is_missing() {
+        return Err(
+            "spec.hosts and spec.host/spec.httpUpdaterURL: give one form, hosts or host with \
+             httpUpdaterURL, not both"
+                .into(),
+        );
+    }
+    if entries.len() > super::hosts::MAX_HOSTS {
+        return Err(format!(
+            "spec.hosts: {} hosts; at most {} are allowed",
+            entries.len(),
+            super::hosts::MAX_HOSTS
+        ));
+    }
+    let mut hosts = Vec::with_capacity(entries.len());
+    let mut checked = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("spec.hosts[{i}]");
+        let h = super::hosts::check_entry(&e.name, &e.host, &e.http_updater_url, &at)?;
+        let auth = refs_at(
+            &at,
+            &e.updater_token_secret_ref,
+            &e.updater_ca_secret_ref,
+            &e.insecure_skip_verify,
+            Some(auth),
+        )?;
+        hosts.push(super::hosts::ValidHost {
+            name: h.name.clone(),
+            host: h.host.clone(),
+            url: h.url.clone(),
+            auth,
+        });
+        checked.push(h);
+    }
+    super::hosts::check_unique(&checked, "spec.hosts")?;
+    Ok(hosts)
 }
 
 /// `{name, key}`: name a DNS subdomain (a Secret's name), key as Secrets allow (`[-._a-zA-Z0-9]+`).
@@ -379,6 +508,9 @@ pub struct LbSpec {
     pub proxy_connect_timeout_seconds: u32,
     /// Source ranges, PROXY protocol and health check (from the Service).
     pub traffic: LbTraffic,
+    /// The `hosts` form: every LB host (`url` and `host` above are the first's); empty for the Go
+    /// form.
+    pub hosts: Vec<super::hosts::LbHost>,
 }
 
 /// What the Service asks of the traffic itself; all optional on the wire.
@@ -517,7 +649,27 @@ impl LbSpec {
                 "spec.proxyConnectTimeoutSeconds",
             )?,
             traffic: traffic_of(spec)?,
+            hosts: super::hosts::lb_hosts(&spec.hosts)?,
         })
+    }
+
+    /// Every host this spec is placed on: the `hosts` list, or the Go fields' one (unnamed).
+    pub fn places(&self) -> Vec<super::hosts::LbHost> {
+        if self.hosts.is_empty() {
+            return vec![super::hosts::LbHost {
+                name: String::new(),
+                host: self.host.clone(),
+                url: self.url.clone(),
+            }];
+        }
+        self.hosts.clone()
+    }
+
+    /// Whether `url` is one of this spec's updaters.
+    pub fn uses_updater(&self, url: &str) -> bool {
+        self.places()
+            .iter()
+            .any(|p| super::url::same_updater(&p.url, url))
     }
 
     /// True when `stored` holds exactly this spec, including the Go fields mirroring the first port.
@@ -575,6 +727,12 @@ impl LbSpec {
         spec["healthCheck"] = match &self.traffic.health_check {
             Some(h) => h.to_json(),
             None => Value::Null,
+        };
+        // Written only in the `hosts` form (`null` removes a list an earlier spec had).
+        spec["hosts"] = if self.hosts.is_empty() {
+            Value::Null
+        } else {
+            self.hosts.iter().map(|h| h.to_json()).collect()
         };
         if let Some(first) = self.ports.first() {
             spec["port"] = json!(first.port);

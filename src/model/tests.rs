@@ -661,6 +661,7 @@ fn loadbalancer_health_check_timings_round_trip_and_absent_ones_match_older_spec
             health_check: Some(hc.clone()),
             ..Default::default()
         },
+        hosts: vec![],
     };
     let stored: LoadBalancer = serde_json::from_value(json!({"spec": spec.to_json()})).unwrap();
     assert!(spec.matches(&stored.spec));

@@ -212,6 +212,34 @@ impl UpdaterClient {
         })
     }
 
+    /// `GET /healthz` beside the API (`…/api/v1/lb` → `…/healthz`): Ok while the host answers
+    /// below 500 (the Go updater's 404 included: it is up); its own 503 (nginx broken) or no answer
+    /// is an Err naming why.
+    pub fn probe(&self) -> Result<(), Error> {
+        let base = self
+            .url
+            .strip_suffix(crate::model::url::API_PATH)
+            .unwrap_or(&self.url);
+        let resp = self.agent.get(format!("{base}/healthz")).call();
+        let mut resp = resp.map_err(|e| self.transport(e))?;
+        let code = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .lossy_utf8(true)
+            .read_to_string()
+            .unwrap_or_default();
+        if code < 500 {
+            Ok(())
+        } else {
+            Err(Error::Refused {
+                code,
+                message: summarise(&text),
+            })
+        }
+    }
+
     /// Reads a bounded answer and maps the status.
     fn finish(
         &self,

@@ -1,0 +1,160 @@
+//! Liveness of the LB hosts of several-host configs (`spec.hosts`): one thread probes each
+//! host's updater (`GET /healthz`) every `interval` and tells the worker when one stops or starts
+//! answering, with the time of its last good answer (the grace is measured from it, as a node's
+//! heartbeat is). Single-host configs are not probed: with one host there is nothing to fail over
+//! to, and their updater calls report failures as before.
+//!
+//! Owns: the probe loop and each target's last good answer. Must not: touch the cache or decide
+//! anything (the worker keeps the failing set and reconciles).
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::worker::Event;
+use crate::updater::client::UpdaterClient;
+
+/// The probe period for a grace: a sixth of it (a host misses several probes before it is
+/// dropped), between 1 s and 10 s.
+pub fn interval_for(grace: Duration) -> Duration {
+    (grace / 6).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// What the worker hands the prober: the endpoints to probe, with the client for each (its TLS
+/// settings; `/healthz` needs no token).
+#[derive(Default)]
+pub struct Targets {
+    inner: Mutex<TargetState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct TargetState {
+    clients: BTreeMap<String, Arc<UpdaterClient>>,
+    stop: bool,
+}
+
+impl Targets {
+    /// Replaces the set (a new endpoint is probed at once).
+    pub fn set(&self, clients: BTreeMap<String, Arc<UpdaterClient>>) {
+        if let Ok(mut t) = self.inner.lock() {
+            if t.clients.keys().eq(clients.keys()) {
+                t.clients = clients;
+                return;
+            }
+            t.clients = clients;
+        }
+        self.changed.notify_all();
+    }
+
+    pub fn stop(&self) {
+        if let Ok(mut t) = self.inner.lock() {
+            t.stop = true;
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// A change of one endpoint's liveness: `last_ok_ms` is its last good answer (ms since the epoch;
+/// when the prober started if it never answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub endpoint: String,
+    pub ok: bool,
+    pub last_ok_ms: u64,
+    pub message: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Starts the probe thread; it ends after `Targets::stop` or when the worker is gone.
+pub fn spawn(targets: Arc<Targets>, interval: Duration, tx: Sender<Event>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("host-probe".into())
+        .spawn(move || run(&targets, interval, &tx))
+        .map(|_| ())
+}
+
+fn run(targets: &Targets, interval: Duration, tx: &Sender<Event>) {
+    // Per endpoint: last good answer, and whether the worker was last told it fails.
+    let mut state: BTreeMap<String, (u64, bool)> = BTreeMap::new();
+    loop {
+        let clients: Vec<(String, Arc<UpdaterClient>)> = {
+            let Ok(t) = targets.inner.lock() else { return };
+            if t.stop {
+                return;
+            }
+            t.clients
+                .iter()
+                .map(|(e, c)| (e.clone(), c.clone()))
+                .collect()
+        };
+        state.retain(|e, _| clients.iter().any(|(c, _)| c == e));
+        for (endpoint, client) in &clients {
+            let started = now_ms();
+            let result = client.probe();
+            let entry = state.entry(endpoint.clone()).or_insert((started, false));
+            let report = match &result {
+                Ok(()) => {
+                    entry.0 = now_ms();
+                    std::mem::replace(&mut entry.1, false).then(|| (true, String::new()))
+                }
+                Err(e) => (!std::mem::replace(&mut entry.1, true)).then(|| (false, e.to_string())),
+            };
+            if let Some((ok, message)) = report {
+                if ok {
+                    log::info!("LB host updater {endpoint} answers again");
+                } else {
+                    log::warn!("LB host updater {endpoint} does not answer: {message}");
+                }
+                let probed = Probed {
+                    endpoint: endpoint.clone(),
+                    ok,
+                    last_ok_ms: entry.0,
+                    message,
+                };
+                if tx.send(Event::HostProbe(probed)).is_err() {
+                    return;
+                }
+            }
+        }
+        let Ok(t) = targets.inner.lock() else { return };
+        if t.stop {
+            return;
+        }
+        let keys: Vec<String> = t.clients.keys().cloned().collect();
+        let Ok((t, _)) = targets
+            .changed
+            .wait_timeout_while(t, interval, |t| !t.stop && t.clients.keys().eq(keys.iter()))
+        else {
+            return;
+        };
+        if t.stop {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_a_sixth_of_the_grace_within_bounds() {
+        assert_eq!(
+            interval_for(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(interval_for(Duration::from_secs(2)), Duration::from_secs(1));
+        assert_eq!(
+            interval_for(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Several LB hosts for one LoadBalancer (the config's `hosts` form): which hosts get the current
+//! spec now, each host's condition `Host-<name>`, the phase (`READY` on every host, `DEGRADED` on
+//! some, `ERROR` on none) and the Service's ingress (the hosts that serve the current spec).
+//!
+//! A host serves when its condition is True for the LoadBalancer's generation and its updater has
+//! not been failing for `--host-failure-grace` (measured from its last good answer, as a node's
+//! heartbeat is). A failing host gets no calls; once it answers again the worker reconciles its
+//! LoadBalancers and they push to it. The Go form (one unnamed host) never takes this path.
+//! Pure: the worker's view of failing updaters and the clock come in through `Context`.
+
+use super::reconcile::Context;
+use super::status::{READY, condition, set_condition};
+use crate::model::url::{same_updater, updater_endpoint};
+use crate::model::{
+    Condition, Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
+    PortStatus, is_ip,
+};
+use crate::time::rfc3339;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Some hosts serve the current spec, not all.
+pub const PHASE_DEGRADED: &str = "DEGRADED";
+/// Prefix of the per-host condition types (`Host-<name>`).
+pub const HOST_PREFIX: &str = "Host-";
+
+pub fn condition_type(name: &str) -> String {
+    format!("{HOST_PREFIX}{name}")
+}
+
+/// Host `h` holds the spec of the LoadBalancer's current generation.
+pub fn applied_on(lb: &LoadBalancer, h: &LbHost) -> bool {
+    applied_in(&lb.status.conditions, lb.metadata.generation, h)
+}
+
+fn applied_in(conditions: &[Condition], generation: Option<i64>, h: &LbHost) -> bool {
+    condition(conditions, &condition_type(&h.name))
+        .is_some_and(|c| c.status == "True" && c.observed_generation == generation)
+}
+
+/// Since when (ms since the epoch) the worker has seen `h`'s updater fail, if it does.
+pub fn failing_since(ctx: &Context, h: &LbHost) -> Option<u64> {
+    let endpoint = updater_endpoint(&h.url).ok()?;
+    ctx.failing.get(&endpoint).copied()
+}
+
+/// `h`'s updater has been failing for the grace period or longer.
+pub fn expired(ctx: &Context, h: &LbHost) -> bool {
+    failing_since(ctx, h).is_some_and(|since| ctx.now_ms >= since.saturating_add(ctx.host_grace_ms))
+}
+
+/// The hosts to push the current spec to now: not holding it, and answering. A host whose last
+/// push failed goes last, so it never holds up the others.
+pub fn to_push(lb: &LoadBalancer, spec: &LbSpec, ctx: &Context) -> Vec<LbHost> {
+    let mut hosts: Vec<LbHost> = spec
+        .hosts
+        .iter()
+        .filter(|h| !applied_on(lb, h) && failing_since(ctx, h).is_none())
+        .cloned()
+        .collect();
+    let refused = |h: &LbHost| {
+        condition(&lb.status.conditions, &condition_type(&h.name))
+            .is_some_and(|c| c.status != "True")
+    };
+    hosts.sort_by_key(refused); // stable: config order otherwise
+    hosts
+}
+
+/// The hosts that serve `spec` for `generation`, in config order.
+pub fn serving<'a>(
+    status: &LoadBalancerStatus,
+    generation: Option<i64>,
+    spec: &'a LbSpec,
+    ctx: &Context,
+) -> Vec<&'a LbHost> {
+    spec.hosts
+        .iter()
+        .filter(|h| applied_in(&status.conditions, generation, h) && !expired(ctx, h))
+        .collect()
+}
+
+/// After the plan's pushes to `pushed` (assumed to succeed, as `apply` assumes): their conditions
+/// True, hosts failing past the grace False, conditions of hosts no longer listed removed; then
+/// the phase, `Ready` and `observedGeneration` from what serves.
+pub fn record(
+    status: &mut LoadBalancerStatus,
+    generation: Option<i64>,
+    spec: &LbSpec,
+    pushed: &[LbHost],
+    ctx: &Context,
+) {
+    status.conditions.retain(|c| {
+        !c.type_.starts_with(HOST_PREFIX)
+            || spec
+                .hosts
+                .iter()
+                .any(|h| c.type_ == condition_type(&h.name))
+    });
+    for h in &spec.hosts {
+        let type_ = condition_type(&h.name);
+        if pushed.contains(h) {
+            let message = format!(
+                "updater {} serves {}",
+                h.url,
+                super::reconcile::port_list(spec)
+            );
+            set_condition(
+                &mut status.conditions,
+                &type_,
+                true,
+                "Applied",
+                &message,
+                &ctx.now,
+                generation,
+            );
+        } else if expired(ctx, h) {
+            let since = failing_since(ctx, h).unwrap_or_default();
+            let message = format!(
+                "updater {} has not answered since {}: out of the Service's ingress until it \
+                 answers again",
+                h.url,
+                rfc3339(UNIX_EPOCH + Duration::from_millis(since))
+            );
+            set_condition(
+                &mut status.conditions,
+                &type_,
+                false,
+                "Unreachable",
+                &message,
+                &ctx.now,
+                generation,
+            );
+        }
+    }
+    let serves = serving(status, generation, spec, ctx);
+    let names: Vec<&str> = serves.iter().map(|h| h.name.as_str()).collect();
+    let (phase, ok, reason, message) = if serves.len() == spec.hosts.len() {
+        (
+            PHASE_READY,
+            true,
+            "Applied",
+            format!("served on every host ({})", names.join(", ")),
+        )
+    } else if serves.is_empty() {
+        (
+            PHASE_ERROR,
+            false,
+            "NoHostServes",
+            "no host serves the current spec; see the Host-* conditions".to_string(),
+        )
+    } else {
+        let down: Vec<&str> = spec
+            .hosts
+            .iter()
+            .filter(|h| !serves.contains(h))
+            .map(|h| h.name.as_str())
+            .collect();
+        (
+            PHASE_DEGRADED,
+            true,
+            "Degraded",
+            format!("served on {}; not on {}", names.join(", "), down.join(", ")),
+        )
+    };
+    status.phase = Some(phase.to_string());
+    status.observed_generation = generation;
+    set_condition(
+        &mut status.conditions,
+        READY,
+        ok,
+        reason,
+        &message,
+        &ctx.now,
+        generation,
+    );
+}
+
+/// After a push to one host failed (`failed`), with `done` the hosts whose pushes all succeeded
+/// before it: their conditions, the failed host's (False, with the updater's message), and the
+/// phase from what serves.
+pub fn record_failure(
+    status: &mut LoadBalancerStatus,
+    generation: Option<i64>,
+    spec: &LbSpec,
+    (done, failed): (&[LbHost], &LbHost),
+    message: &str,
+    ctx: &Context,
+) {
+    set_condition(
+        &mut status.conditions,
+        &condition_type(&failed.name),
+        false,
+        "UpdaterFailed",
+        message,
+        &ctx.now,
+        generation,
+    );
+    record(status, generation, spec, done, ctx);
+}
+
+/// The host of `spec` an updater URL belongs to.
+pub fn host_of<'a>(spec: &'a LbSpec, url: &str) -> Option<&'a LbHost> {
+    spec.hosts.iter().find(|h| same_updater(&h.url, url))
+}
+
+/// The Service's ingress: one entry per serving host (`ip` with `ipMode: Proxy`, or `hostname`),
+/// each with the LB ports, in config order; a host listed twice by address appears once.
+pub fn ingress(
+    spec: &LbSpec,
+    status: &LoadBalancerStatus,
+    generation: Option<i64>,
+    ctx: &Context,
+) -> Vec<Ingress> {
+    let ports: Vec<PortStatus> = spec
+        .ports
+        .iter()
+        .map(|p| PortStatus {
+            port: i32::from(p.port),
+            protocol: p.protocol.as_str().to_string(),
+            error: None,
+        })
+        .collect();
+    let mut out: Vec<Ingress> = Vec::new();
+    for h in serving(status, generation, spec, ctx) {
+        let entry = if is_ip(&h.host) {
+            Ingress {
+                ip: Some(h.host.clone()),
+                hostname: None,
+                ip_mode: Some("Proxy".to_string()),
+                ports: ports.clone(),
+            }
+        } else {
+            Ingress {
+                ip: None,
+                hostname: Some(h.host.clone()),
+                ip_mode: None,
+                ports: ports.clone(),
+            }
+        };
+        if !out.contains(&entry) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// `HOST` column text: the first host, and `+N` for the others.
+pub fn summary(spec: &LbSpec) -> String {
+    match spec.hosts.len() {
+        0 | 1 => spec.host.clone(),
+        n => format!("{} +{}", spec.host, n - 1),
+    }
+}

@@ -1,0 +1,323 @@
+//! Several LB hosts per config (`spec.hosts`): the stored entries of a LoadBalancerConfig and of a
+//! LoadBalancer, and their validation. The Go form (`host` + `httpUpdaterURL`) is one unnamed host;
+//! `hosts` is the other form, exclusive with it, of at most [`MAX_HOSTS`] named entries.
+//! Pure: no I/O, no clock.
+
+use super::lenient::Lenient;
+use super::paperlb::SecretKeyRef;
+use super::spec::{AuthRefs, check_host, check_url};
+use super::url::{redacted, same_updater};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// More hosts than this in one config is refused: each Service port costs a call on every one.
+pub const MAX_HOSTS: usize = 16;
+
+/// One entry of a LoadBalancerConfig's `spec.hosts` as stored. The credentials are optional and
+/// replace the config's own for this host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HostSpec {
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub name: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub host: Lenient<String>,
+    #[serde(rename = "httpUpdaterURL", skip_serializing_if = "Lenient::is_missing")]
+    pub http_updater_url: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
+    #[serde(
+        rename = "updaterCASecretRef",
+        skip_serializing_if = "Lenient::is_missing"
+    )]
+    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub insecure_skip_verify: Lenient<bool>,
+}
+
+/// One entry of a LoadBalancer's `spec.hosts` as stored (written by the controller from its
+/// config; checked again when read, as everything in a LoadBalancer may be hand-edited).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LbHostSpec {
+    pub name: Lenient<String>,
+    pub host: Lenient<String>,
+    #[serde(rename = "httpUpdaterURL")]
+    pub http_updater_url: Lenient<String>,
+}
+
+/// A checked host of a config: where clients connect, its updater, and the credentials for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidHost {
+    pub name: String,
+    pub host: String,
+    pub url: String,
+    pub auth: AuthRefs,
+}
+
+/// A checked host of a LoadBalancer (the `hosts` form): name, address and updater URL.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LbHost {
+    pub name: String,
+    pub host: String,
+    pub url: String,
+}
+
+impl LbHost {
+    pub fn to_json(&self) -> Value {
+        json!({"name": self.name, "host": self.host, "httpUpdaterURL": self.url})
+    }
+}
+
+/// A host name: a lowercase RFC 1123 label (it names a condition, `Host-<name>`).
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err("is not a DNS label (lowercase letters, digits and '-', at most 63)".into())
+    }
+}
+
+/// The checks every list of hosts gets, whichever resource it is in: 1 to [`MAX_HOSTS`] entries,
+/// names and updater endpoints unique. `at` is the field (`spec.hosts`).
+pub fn check_unique(hosts: &[LbHost], at: &str) -> Result<(), String> {
+    if hosts.is_empty() {
+        return Err(format!("{at}: is empty; list at least one host"));
+    }
+    if hosts.len() > MAX_HOSTS {
+        return Err(format!(
+            "{at}: {} hosts; at most {MAX_HOSTS} are allowed",
+            hosts.len()
+        ));
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        for (j, other) in hosts.iter().enumerate().take(i) {
+            if other.name == h.name {
+                return Err(format!(
+                    "{at}[{i}].name {:?}: {at}[{j}] has the same name",
+                    h.name
+                ));
+            }
+            if same_updater(&other.url, &h.url) {
+                return Err(format!(
+                    "{at}[{i}].httpUpdaterURL {:?}: {at}[{j}] names the same updater",
+                    redacted(&h.url)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Name, host and URL of one stored entry, checked (`at` = `spec.hosts[i]`).
+pub fn check_entry(
+    name: &Lenient<String>,
+    host: &Lenient<String>,
+    url: &Lenient<String>,
+    at: &str,
+) -> Result<LbHost, String> {
+    let name = name.require(&format!("{at}.name"), "a string")?;
+    check_host_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
+    let url = url.require(&format!("{at}.httpUpdaterURL"), "a string")?;
+    check_url(url).map_err(|e| format!("{at}.httpUpdaterURL {:?}: {e}", redacted(url)))?;
+    let host = host.require(&format!("{at}.host"), "a string")?;
+    check_host(host).map_err(|e| format!("{at}.host {host:?}: {e}"))?;
+    Ok(LbHost {
+        name: name.clone(),
+        host: host.clone(),
+        url: url.clone(),
+    })
+}
+
+/// A LoadBalancer's stored `spec.hosts`: empty = the Go form.
+pub fn lb_hosts(stored: &[LbHostSpec]) -> Result<Vec<LbHost>, String> {
+    if stored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hosts = stored
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            check_entry(
+                &h.name,
+                &h.host,
+                &h.http_updater_url,
+                &format!("spec.hosts[{i}]"),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_unique(&hosts, "spec.hosts")?;
+    Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, url: &str) -> LbHost {
+        LbHost {
+            name: name.into(),
+            host: "127.0.0.2".into(),
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    fn names_are_dns_labels() {
+        for ok in ["a", "lb-1", "0", &"x".repeat(63)] {
+            assert!(check_host_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "LB", "a.b", "a_b", &"x".repeat(64)] {
+            assert!(check_host_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lists_are_bounded_and_unique_by_name_and_endpoint() {
+        let a = host("a", "http://127.0.0.2:3000");
+        let b = host("b", "http://127.0.0.3:3000/api/v1/lb");
+        assert!(check_unique(&[a.clone(), b.clone()], "spec.hosts").is_ok());
+        let e = check_unique(&[], "spec.hosts").unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+        let e = check_unique(
+            &[a.clone(), host("a", "http://127.0.0.4:3000")],
+            "spec.hosts",
+        )
+        .unwrap_err();
+        assert!(e.contains("spec.hosts[1].name"), "{e}");
+        // Both spellings of one updater endpoint are the same updater.
+        let e = check_unique(
+            &[a.clone(), host("c", "http://127.0.0.2:3000/api/v1/lb")],
+            "x",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("x[1].httpUpdaterURL") && e.contains("same updater"),
+            "{e}"
+        );
+        let many: Vec<LbHost> = (0..=MAX_HOSTS)
+            .map(|i| host(&format!("h{i}"), &format!("http://127.0.0.2:{}", 3000 + i)))
+            .collect();
+        let e = check_unique(&many, "spec.hosts").unwrap_err();
+        assert!(e.contains("at most 16"), "{e}");
+        assert!(check_unique(&many[..MAX_HOSTS], "spec.hosts").is_ok());
+    }
+
+    #[test]
+    fn stored_entries_are_checked_field_by_field() {
+        let entry = |name: Value, host: Value, url: Value| LbHostSpec {
+            name: Lenient::from_value(name),
+            host: Lenient::from_value(host),
+            http_updater_url: Lenient::from_value(url),
+        };
+        let ok = entry(
+            json!("a"),
+            json!("127.0.0.2"),
+            json!("http://127.0.0.2:3000"),
+        );
+        assert_eq!(lb_hosts(std::slice::from_ref(&ok)).unwrap().len(), 1);
+        assert_eq!(lb_hosts(&[]).unwrap(), vec![]);
+        let e = lb_hosts(&[entry(json!(1), json!("h"), json!("http://h:1"))]).unwrap_err();
+        assert!(e.contains("spec.hosts[0].name"), "{e}");
+        let e = lb_hosts(&[entry(json!("a"), json!("h"), json!("ftp://h"))]).unwrap_err();
+        assert!(e.contains("spec.hosts[0].httpUpdaterURL"), "{e}");
+        let e = lb_hosts(&[
+            ok.clone(),
+            entry(json!("b"), json!(""), json!("http://h:1")),
+        ])
+        .unwrap_err();
+        assert!(e.contains("spec.hosts[1].host"), "{e}");
+    }
+
+    fn validate(spec: Value) -> Result<crate::model::ValidConfig, String> {
+        let c: crate::model::LoadBalancerConfig = serde_json::from_value(json!({
+            "metadata": {"name": "pair", "namespace": "paperlb-system"},
+            "spec": spec,
+        }))
+        .unwrap();
+        c.validate()
+    }
+
+    fn entry(name: &str, port: u16) -> Value {
+        json!({"name": name, "host": "127.0.0.2", "httpUpdaterURL": format!("http://127.0.0.2:{port}")})
+    }
+
+    #[test]
+    fn a_config_takes_exactly_one_form() {
+        let range = json!({"low": 8000, "high": 8010});
+        let v =
+            validate(json!({"hosts": [entry("a", 3000), entry("b", 3001)], "portRange": range}))
+                .unwrap();
+        assert_eq!(v.hosts.len(), 2);
+        assert_eq!(
+            (v.url.as_str(), v.host.as_str()),
+            ("http://127.0.0.2:3000", "127.0.0.2")
+        );
+        assert_eq!(v.places().len(), 2);
+        // The Go form is one unnamed place.
+        let go = validate(
+            json!({"host": "h", "httpUpdaterURL": "http://h:3000/api/v1/lb", "portRange": range}),
+        )
+        .unwrap();
+        assert!(go.hosts.is_empty());
+        assert_eq!(go.places()[0].name, "");
+        let both = validate(json!({"hosts": [entry("a", 3000)], "host": "h", "portRange": range}));
+        assert!(both.unwrap_err().contains("give one form"));
+        let empty = validate(json!({"hosts": [], "portRange": range}));
+        assert!(empty.unwrap_err().contains("spec.hosts: is empty"));
+        let many: Vec<Value> = (0..100)
+            .map(|i| entry(&format!("h{i}"), 3000 + i))
+            .collect();
+        let e = validate(json!({"hosts": many, "portRange": range})).unwrap_err();
+        assert!(e.contains("100 hosts; at most 16"), "{e}");
+        let e =
+            validate(json!({"hosts": [entry("a", 3000), entry("a", 3001)], "portRange": range}))
+                .unwrap_err();
+        assert!(e.contains("spec.hosts[1].name"), "{e}");
+        let e =
+            validate(json!({"hosts": [entry("a", 3000), entry("b", 3000)], "portRange": range}))
+                .unwrap_err();
+        assert!(e.contains("spec.hosts[1].httpUpdaterURL"), "{e}");
+        let e = validate(json!({"hosts": "a", "portRange": range})).unwrap_err();
+        assert!(e.contains("spec.hosts"), "{e}");
+    }
+
+    #[test]
+    fn a_host_may_carry_its_own_credentials_else_the_configs() {
+        let range = json!({"low": 8000, "high": 8010});
+        let mut b = entry("b", 3001);
+        b["updaterTokenSecretRef"] = json!({"name": "b-token"});
+        b["insecureSkipVerify"] = json!(true);
+        let v = validate(json!({
+            "hosts": [entry("a", 3000), b],
+            "updaterTokenSecretRef": {"name": "shared"},
+            "updaterCASecretRef": {"name": "ca"},
+            "portRange": range,
+        }))
+        .unwrap();
+        let a = &v.hosts[0].auth;
+        assert_eq!(a.token.as_ref().map(|r| r.name.as_str()), Some("shared"));
+        assert_eq!(a.ca.as_ref().map(|r| r.name.as_str()), Some("ca"));
+        let b = &v.hosts[1].auth;
+        assert_eq!(b.token.as_ref().map(|r| r.name.as_str()), Some("b-token"));
+        assert!(b.ca.is_none() && b.insecure_skip_verify);
+        let names: Vec<String> = v.all_refs().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["b-token", "ca", "shared"]);
+        // Each host's view of the config has its own credentials.
+        let view = v.for_updater("http://127.0.0.2:3001/api/v1/lb").unwrap();
+        assert_eq!(view.auth, v.hosts[1].auth);
+        assert!(v.for_updater("http://127.0.0.9:3000").is_none());
+        let mut bad = entry("c", 3002);
+        bad["updaterCASecretRef"] = json!({"name": "x"});
+        bad["insecureSkipVerify"] = json!(true);
+        let e = validate(json!({"hosts": [bad], "portRange": range})).unwrap_err();
+        assert!(e.contains("spec.hosts[0].updaterCASecretRef"), "{e}");
+    }
+}
