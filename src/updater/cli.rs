@@ -1,6 +1,7 @@
 //! `paperlb nginx-updater` flags and entry point: flags become a validated `Config` once, `run`
 //! starts the server and blocks. Must not: read the environment or exit the process (main does).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use super::server::{self, Settings, TlsFiles};
@@ -29,6 +30,9 @@ Optional:
                                  reloaded when it changes, a broken new pair keeps the old one
   --tls-key FILE                 the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
   --allowed-ports LOW-HIGH       LB ports requests may use (default 1024-65535)
+  --lb-address ADDR              IPv4 or IPv6 address the LB ports listen on (`listen ADDR:PORT;`),
+                                 e.g. 203.0.113.10 or 2001:db8::10; without it they listen on every
+                                 address (`listen PORT;`)
   --proxy-timeout-default S      proxy_timeout when a request says 0 (default 600, nginx's own)
   --proxy-connect-timeout-default S
                                  proxy_connect_timeout when a request says 0 (default 60)
@@ -57,6 +61,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "tls-cert",
             "tls-key",
             "allowed-ports",
+            "lb-address",
             "proxy-timeout-default",
             "proxy-connect-timeout-default",
         ],
@@ -84,6 +89,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "tls-cert" => tls_cert = Some(PathBuf::from(v)),
             "tls-key" => tls_key = Some(PathBuf::from(v)),
             "allowed-ports" => policy.allowed_ports = port_range(&v)?,
+            "lb-address" => policy.lb_address = Some(lb_address(&v)?),
             "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v)?,
             "proxy-connect-timeout-default" => {
                 policy.proxy_connect_timeout_default = seconds(&name, &v)?
@@ -132,6 +138,20 @@ fn port_range(v: &str) -> Result<(u16, u16), Usage> {
     Ok((l, h))
 }
 
+/// An IPv4 or IPv6 address without a port (`[::1]` is taken as `::1`).
+fn lb_address(v: &str) -> Result<IpAddr, Usage> {
+    let bare = v
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(v);
+    bare.parse().map_err(|_| {
+        Usage(format!(
+            "flag --lb-address: expected an IPv4 or IPv6 address without a port (203.0.113.10, \
+             2001:db8::10), got {v:?}"
+        ))
+    })
+}
+
 fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
     let s: u64 = value(name, v)?;
     if s == 0 || s > MAX_TIMEOUT_SECONDS {
@@ -156,13 +176,16 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     let (server, _updater) = server::start(s)?;
     log::info!(
-        "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{}, auth {})",
+        "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{} on {}, auth {})",
         if s.tls.is_some() { "https" } else { "http" },
         server.local_addr(),
         s.streams_dir.display(),
         s.nginx_conf.display(),
         s.policy.allowed_ports.0,
         s.policy.allowed_ports.1,
+        s.policy
+            .lb_address
+            .map_or_else(|| "every address".to_string(), |a| a.to_string()),
         if s.token_file.is_some() {
             "bearer token"
         } else {
@@ -202,6 +225,7 @@ mod tests {
             "--tls-cert",
             "--tls-key",
             "--allowed-ports",
+            "--lb-address",
             "--proxy-timeout-default",
             "--proxy-connect-timeout-default",
         ] {
@@ -215,6 +239,18 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:8000");
         assert_eq!(c.nginx_bin, PathBuf::from("/usr/sbin/nginx"));
         assert_eq!(c.policy, Policy::default());
+        assert_eq!(c.policy.lb_address, None);
+        for (v, want) in [
+            ("127.0.0.2", "127.0.0.2"),
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("2001:DB8::10", "2001:db8::10"),
+        ] {
+            let mut args = s(REQUIRED);
+            args.extend(s(&["--lb-address", v]));
+            let c = parse(&args).unwrap().unwrap().settings;
+            assert_eq!(c.policy.lb_address, Some(want.parse().unwrap()), "{v}");
+        }
         let mut args = s(REQUIRED);
         args.extend(s(&[
             "--allowed-ports=30000-30100",
@@ -270,6 +306,24 @@ mod tests {
             let mut args = s(REQUIRED);
             args.extend(s(bad));
             assert!(parse(&args).is_err(), "{bad:?}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "127.0.0.2:8000",
+            "[::1]:8000",
+            "127.0.0.256",
+            "10.0.0.0/8",
+            "127.0.0.2 ",
+            "::1%lo",
+        ] {
+            let mut args = s(REQUIRED);
+            args.extend(s(&["--lb-address", bad]));
+            let e = parse(&args).unwrap_err().0;
+            assert!(
+                e.contains("--lb-address") && e.contains("IPv4 or IPv6"),
+                "{bad:?}: {e}"
+            );
         }
     }
 }

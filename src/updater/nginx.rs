@@ -1,6 +1,7 @@
-//! nginx: rendering a validated backend into a stream config file, reading that file's request
-//! header back, reading the few directives we need from nginx.conf, and running the nginx binary
-//! (`-t`, `-s reload`) with a bounded run time and captured output.
+//! nginx: rendering a validated backend into a stream config file (`listen PORT;`, or
+//! `listen ADDR:PORT;` with the updater's `--lb-address`), reading that file's request header back,
+//! reading the few directives we need from nginx.conf, and running the nginx binary (`-t`,
+//! `-s reload`) with a bounded run time and captured output.
 //!
 //! Owns: the config file format and the meaning of "the reload took". `render` trusts its input:
 //! only `validate::Backend` reaches it. Must not: touch the streams directory (that is `apply`).
@@ -13,6 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,9 +59,15 @@ pub fn render(b: &Backend) -> String {
         s.push_str(&format!("    server {h}:{p}{down};\n"));
     }
     s.push_str("}\n\nserver {\n");
+    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every address).
+    let listen = match b.address {
+        None => b.port.to_string(),
+        Some(IpAddr::V4(a)) => format!("{a}:{}", b.port),
+        Some(IpAddr::V6(a)) => format!("[{a}]:{}", b.port),
+    };
     match b.protocol {
-        Protocol::Tcp => s.push_str(&format!("    listen {};\n", b.port)),
-        Protocol::Udp => s.push_str(&format!("    listen {} udp;\n", b.port)),
+        Protocol::Tcp => s.push_str(&format!("    listen {listen};\n")),
+        Protocol::Udp => s.push_str(&format!("    listen {listen} udp;\n")),
     }
     for c in &b.source_ranges {
         s.push_str(&format!("    allow {c};\n"));
@@ -564,6 +572,73 @@ mod tests {
             plain,
             r#"{"backendName":"default_nginx","lbPort":8100,"lbProtocol":"tcp","upstreamServers":[{"host":"127.0.0.2","port":30080}],"proxyTimeoutSeconds":0,"proxyConnectTimeoutSeconds":5}"#
         );
+    }
+
+    #[test]
+    fn an_lb_address_goes_on_the_listen_line_and_the_file_reads_back_the_same() {
+        let plain = Policy::default();
+        let cases = [
+            ("tcp", "127.0.0.2", "    listen 127.0.0.2:8100;\n"),
+            ("udp", "127.0.0.2", "    listen 127.0.0.2:8100 udp;\n"),
+            ("tcp", "::1", "    listen [::1]:8100;\n"),
+            ("UDP", "0:0::1", "    listen [::1]:8100 udp;\n"),
+            ("tcp", "2001:db8::10", "    listen [2001:db8::10]:8100;\n"),
+        ];
+        for (proto, addr, line) in cases {
+            let with = Policy {
+                lb_address: Some(addr.parse().unwrap()),
+                ..Policy::default()
+            };
+            let mut r = req(proto, &["127.0.0.3", "::1"]);
+            r.traffic.source_ranges = vec!["127.0.0.0/8".into()];
+            let mut b = backend(&r, &with).unwrap();
+            b.down.insert(1);
+            let text = render(&b);
+            assert_eq!(
+                text.lines().filter(|l| l.contains("listen")).count(),
+                1,
+                "{text}"
+            );
+            assert!(text.contains(line), "{line:?} in {text}");
+            // Only the listen line differs from the rendering without the address.
+            let mut bare = backend(&r, &plain).unwrap();
+            bare.down.insert(1);
+            let bare_line = if proto.eq_ignore_ascii_case("udp") {
+                "    listen 8100 udp;\n"
+            } else {
+                "    listen 8100;\n"
+            };
+            assert_eq!(text.replace(line, bare_line), render(&bare));
+            // The header holds the request, not the address: read back and rendered again under
+            // the same flag, the file is byte for byte what is on disk (GET lists it unmodified).
+            let back = parse_header(&text).unwrap();
+            assert_eq!(back, b.request);
+            let again = backend(&back, &with).unwrap();
+            assert_eq!(render(&again), without_down_marks(&text));
+            // Under the other flag it is rendered differently (listed as modified, rewritten).
+            assert_ne!(
+                render(&backend(&back, &plain).unwrap()),
+                without_down_marks(&text)
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_written_without_an_address_still_reads_back() {
+        let r = req("tcp", &["127.0.0.2"]);
+        let text = render(&backend(&r, &Policy::default()).unwrap());
+        assert!(text.contains("    listen 8100;\n"), "{text}");
+        let back = parse_header(&text).unwrap();
+        assert_eq!(back, backend(&r, &Policy::default()).unwrap().request);
+        assert_eq!(render(&backend(&back, &Policy::default()).unwrap()), text);
+        let with = Policy {
+            lb_address: Some("127.0.0.2".parse().unwrap()),
+            ..Policy::default()
+        };
+        // An updater started with the address reads the old file's request just the same.
+        let b = backend(&back, &with).unwrap();
+        assert_eq!(b.request, back);
+        assert!(render(&b).contains("    listen 127.0.0.2:8100;\n"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub const MAX_THRESHOLD: u32 = 100;
 /// Longest health check path.
 pub const MAX_PATH_LEN: usize = 1024;
 
-/// Limits and defaults the updater was started with.
+/// Limits, defaults and the listen address the updater was started with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Inclusive range of LB ports a request may ask for.
@@ -33,6 +33,8 @@ pub struct Policy {
     pub proxy_timeout_default: u64,
     /// `proxy_connect_timeout` when the request says 0, in seconds.
     pub proxy_connect_timeout_default: u64,
+    /// `--lb-address`: the one address every LB port listens on; `None` = all addresses.
+    pub lb_address: Option<IpAddr>,
 }
 
 impl Default for Policy {
@@ -42,6 +44,7 @@ impl Default for Policy {
             allowed_ports: (1024, 65535),
             proxy_timeout_default: 600,
             proxy_connect_timeout_default: 60,
+            lb_address: None,
         }
     }
 }
@@ -91,6 +94,8 @@ impl fmt::Display for Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub name: String,
+    /// The address to listen on (the updater's `--lb-address`, not the request's); `None` = all.
+    pub address: Option<IpAddr>,
     pub port: u16,
     pub protocol: Protocol,
     pub upstreams: Vec<(Host, u16)>,
@@ -190,6 +195,7 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
     }
     Ok(Backend {
         name: req.backend_name.clone(),
+        address: policy.lb_address,
         port: req.lb_port,
         protocol,
         upstreams,

@@ -1,10 +1,11 @@
 //! A real LB host on loopback for the controller's end-to-end tests: a private nginx and our
-//! updater in-process (optionally requiring a token), what the tests read back from it (the
-//! backends it lists, its request and applier counters) and what they do to it (wipe its config).
-//! Also the two small helpers every traffic test needs: the LB port of a LoadBalancer, and whether
-//! traffic through nginx reaches a node upstream.
+//! updater in-process (optionally requiring a token, optionally with `--lb-address` so several
+//! hosts serve the same LB port on one machine), what the tests read back from it (the backends it
+//! lists, its request and applier counters, the traffic on its address) and what they do to it
+//! (wipe its config). Also the two small helpers every traffic test needs: the LB port of a
+//! LoadBalancer, and whether traffic through nginx reaches a node upstream.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use paperlb::updater::server::{Settings, Updater, start};
 use paperlb::updater::validate::Policy;
 
 use crate::harness::World;
-use crate::support::backends::tcp_ident;
+use crate::support::backends::{tcp_ident, tcp_ident_at};
 use crate::support::nginx::Nginx;
 use crate::support::procs::http_get;
 
@@ -27,6 +28,8 @@ pub struct LbHost {
     pub nginx: Nginx,
     /// The updater's `--token-file`, when it requires a token.
     pub token_file: Option<PathBuf>,
+    /// The updater's `--lb-address`: nginx listens on the LB ports there only (else everywhere).
+    pub lb_address: Option<IpAddr>,
 }
 
 impl LbHost {
@@ -36,6 +39,22 @@ impl LbHost {
 
     /// With a token, the updater requires `Authorization: Bearer <token>` (read from a file).
     pub fn start_with_token(token: Option<&str>) -> LbHost {
+        LbHost::start_with(token, None)
+    }
+
+    /// With `--lb-address lb_address` (a loopback address such as `127.0.0.3`): its LB ports
+    /// listen there only, so other hosts started on other addresses can serve the same ports.
+    pub fn start_on(lb_address: &str) -> LbHost {
+        LbHost::start_with(None, Some(lb_address))
+    }
+
+    /// Token and LB address both optional: `start_with(None, None)` is `start()`.
+    pub fn start_with(token: Option<&str>, lb_address: Option<&str>) -> LbHost {
+        let lb_address: Option<IpAddr> = lb_address.map(|a| a.parse().expect("an IP address"));
+        assert!(
+            lb_address.is_none_or(|a| a.is_loopback()),
+            "tests serve loopback only: {lb_address:?}"
+        );
         let nginx = Nginx::start();
         let token_file = token.map(|t| {
             let p = nginx.dir.join("token");
@@ -49,7 +68,10 @@ impl LbHost {
             nginx_bin: nginx.wrapper().script.clone(),
             token_file: token_file.clone(),
             tls: None,
-            policy: Policy::default(),
+            policy: Policy {
+                lb_address,
+                ..Policy::default()
+            },
             limits: Limits::default(),
         };
         let (server, updater) = start(&settings).expect("start updater");
@@ -58,6 +80,7 @@ impl LbHost {
             _updater: updater,
             nginx,
             token_file,
+            lb_address,
         }
     }
 
@@ -70,6 +93,24 @@ impl LbHost {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+
+    /// Where clients reach LB port `port` on this host: its `--lb-address`, else 127.0.0.1.
+    pub fn lb_addr(&self, port: u16) -> SocketAddr {
+        let ip = self.lb_address.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        (ip, port).into()
+    }
+
+    /// Connects to LB port `port` on this host and returns what the upstream said (None if
+    /// refused or nothing was said).
+    pub fn ident(&self, port: u16) -> Option<String> {
+        tcp_ident_at(self.lb_addr(port))
+    }
+
+    /// Traffic through this host's nginx on `port` reaches one of the two node upstreams (as the
+    /// free function `serves`, on this host's address).
+    pub fn serves(&self, port: u16) -> bool {
+        matches!(self.ident(port).as_deref(), Some("node-a" | "node-b"))
     }
 
     /// An unauthenticated GET (`/metrics`; `/api/v1/lb` answers 401 when a token is set).
@@ -183,4 +224,51 @@ pub fn lb_port(w: &World, name: &str) -> u16 {
 /// Traffic through nginx on the LB port reaches one of the two node upstreams.
 pub fn serves(port: u16) -> bool {
     matches!(tcp_ident(port).as_deref(), Some("node-a" | "node-b"))
+}
+
+#[test]
+fn hosts_started_on_their_own_address_serve_the_same_lb_port() {
+    use crate::support::backends::Backend;
+    use paperlb::updater::api::{LbRequest, Upstream};
+    let hosts = [LbHost::start_on("127.0.0.2"), LbHost::start_on("127.0.0.3")];
+    let nodes = [
+        Backend::tcp("127.0.0.2", "node-a"),
+        Backend::tcp("127.0.0.3", "node-b"),
+    ];
+    let port = crate::metrics::free_port();
+    for (host, (node, ip)) in hosts
+        .iter()
+        .zip(nodes.iter().zip(["127.0.0.2", "127.0.0.3"]))
+    {
+        let req = LbRequest {
+            backend_name: "default_web".into(),
+            lb_port: port,
+            lb_protocol: "TCP".into(),
+            upstream_servers: vec![Upstream {
+                host: ip.into(),
+                port: node.port,
+                ..Upstream::default()
+            }],
+            ..LbRequest::default()
+        };
+        host.client(None).apply(&req).expect("apply");
+    }
+    let both = || {
+        hosts[0].ident(port).as_deref() == Some("node-a")
+            && hosts[1].ident(port).as_deref() == Some("node-b")
+    };
+    assert!(
+        crate::support::nginx::wait_until(Duration::from_secs(30), both),
+        "{:?} {:?}",
+        hosts[0].ident(port),
+        hosts[1].ident(port)
+    );
+    assert!(hosts.iter().all(|h| h.serves(port)));
+    assert_eq!(
+        hosts[1].lb_addr(port),
+        SocketAddr::from(([127, 0, 0, 3], port))
+    );
+    // Not on 127.0.0.1, where an LbHost without an address would listen.
+    assert!(!serves(port));
+    assert_eq!(hosts[0].names(None), ["default_web"]);
 }

@@ -1,5 +1,6 @@
 //! Upstream servers for traffic tests: small TCP/UDP servers on loopback addresses (127.0.0.2, …)
-//! that answer with their own identity, and the client side that reads it back through nginx.
+//! that answer with their own identity, and the client side that reads it back through nginx (on
+//! 127.0.0.1, or on the one address of an LB host started with `--lb-address`).
 //! Every server thread ends when dropped, or after ten minutes at most.
 
 use std::io::{Read, Write};
@@ -86,7 +87,15 @@ impl Drop for Backend {
 
 /// Connects to the LB port on 127.0.0.1 and returns what the upstream said (None if refused).
 pub fn tcp_ident(port: u16) -> Option<String> {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    tcp_ident_at(([127, 0, 0, 1], port).into())
+}
+
+/// As `tcp_ident`, on one address (an LB host started with `--lb-address`). Loopback only.
+pub fn tcp_ident_at(addr: SocketAddr) -> Option<String> {
+    assert!(
+        addr.ip().is_loopback(),
+        "tests send traffic to loopback only: {addr}"
+    );
     let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut s = String::new();

@@ -43,6 +43,7 @@ fn help_lists_every_flag_and_exits_0() {
         "--nginx-bin",
         "--token-file",
         "--allowed-ports",
+        "--lb-address",
     ] {
         assert!(text.contains(flag), "{flag} in {text}");
     }
@@ -51,6 +52,29 @@ fn help_lists_every_flag_and_exits_0() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A bad --lb-address stops the start with a usage error, before anything is read.
+    let out = Command::new(BIN)
+        .args([
+            "nginx-updater",
+            "--listen",
+            "127.0.0.1:0",
+            "--streams-dir",
+            "/nonexistent",
+        ])
+        .args([
+            "--nginx-conf",
+            "/nonexistent.conf",
+            "--lb-address",
+            "127.0.0.2:80",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--lb-address") && err.contains("\"127.0.0.2:80\""),
+        "{err}"
+    );
 }
 
 #[test]

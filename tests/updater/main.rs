@@ -20,7 +20,7 @@ mod security;
 mod traffic;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use paperlb::http::{Limits, Server};
 use paperlb::updater::server::{Settings, TlsFiles, Updater, start};
 use paperlb::updater::validate::Policy;
 
-pub use backends::{Backend, tcp_ident};
+pub use backends::{Backend, tcp_ident, tcp_ident_at};
 pub use nginx::{Nginx, Wrapper, wait_until};
 
 /// Long enough for a loaded 2-core machine; only ever an upper bound.
@@ -43,6 +43,8 @@ pub struct Env {
     pub token_file: Option<PathBuf>,
     /// With `Options::tls`: the certificate and key files the updater serves HTTPS with.
     pub tls: Option<TlsFiles>,
+    /// With `Options::lb_address`: the updater's `--lb-address` (nginx listens only there).
+    pub lb_address: Option<IpAddr>,
     pub nginx: Nginx,
 }
 
@@ -51,6 +53,8 @@ pub struct Options {
     pub token: Option<&'static str>,
     /// Certificate chain and key PEM: the updater serves HTTPS (Env::call then does not work).
     pub tls: Option<(String, String)>,
+    /// `--lb-address` (a loopback address): LB ports listen there only, not on 127.0.0.1.
+    pub lb_address: Option<&'static str>,
 }
 
 impl Env {
@@ -77,6 +81,7 @@ impl Env {
             wrapper,
             token_file,
             tls,
+            lb_address: opts.lb_address.map(|a| a.parse().expect("an IP address")),
             nginx,
         };
         env.restart_updater();
@@ -91,7 +96,10 @@ impl Env {
             nginx_bin: self.wrapper.script.clone(),
             token_file: self.token_file.clone(),
             tls: self.tls.clone(),
-            policy: Policy::default(),
+            policy: Policy {
+                lb_address: self.lb_address,
+                ..Policy::default()
+            },
             limits: Limits::default(),
         }
     }
@@ -156,6 +164,12 @@ impl Env {
     pub fn conf_file(&self, name: &str) -> PathBuf {
         self.nginx.streams.join(format!("{name}.conf"))
     }
+
+    /// Where clients reach LB port `port` on this host: the `--lb-address`, else 127.0.0.1.
+    pub fn lb_addr(&self, port: u16) -> SocketAddr {
+        let ip = self.lb_address.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        (ip, port).into()
+    }
 }
 
 /// One HTTP/1.1 exchange over a fresh connection, as the Go client does it (no Content-Type
@@ -197,7 +211,8 @@ pub fn parse_response(out: &[u8]) -> (u16, String) {
     (code, body)
 }
 
-/// A port no one listens on right now (nginx will bind it on all addresses).
+/// A port no one listens on right now (nginx will bind it on all addresses, or on the
+/// `--lb-address` only).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()

@@ -132,6 +132,7 @@ fn tls_is_verified_against_the_given_ca_and_refused_with_another() {
     let env = Env::start(Options {
         token: Some("tls-token"),
         tls: Some(ca.server_pair()),
+        ..Options::default()
     });
     let url = env.endpoint();
     assert!(url.starts_with("https://"));

@@ -1,4 +1,5 @@
-//! Real traffic through nginx: round robin, UDP, changes, deletes, restarts, rollbacks.
+//! Real traffic through nginx: round robin, UDP, changes, deletes, restarts, rollbacks, and two
+//! LB hosts (`--lb-address`) serving the same LB port on one machine.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -358,4 +359,88 @@ fn healthz_reports_nginx_state() {
     let (code, body) = env.call("GET", "/healthz", "", &[]);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("not running"), "{body}");
+}
+
+#[test]
+fn two_hosts_with_their_own_lb_address_serve_the_same_lb_port_at_once() {
+    let on = |ip| {
+        Env::start(Options {
+            lb_address: Some(ip),
+            ..Options::default()
+        })
+    };
+    let mut hosts = [on("127.0.0.2"), on("127.0.0.3")];
+    // Each host forwards to its own upstream (the other loopback address, so the answer cannot
+    // come from a listener that merely shares the LB address).
+    let ups = [
+        Backend::tcp("127.0.0.3", "via-a"),
+        Backend::tcp("127.0.0.2", "via-b"),
+    ];
+    let port = free_port();
+    for ((env, up), (ip, other)) in hosts
+        .iter()
+        .zip(&ups)
+        .zip([("127.0.0.2", "127.0.0.3"), ("127.0.0.3", "127.0.0.2")])
+    {
+        let (code, resp) = env.post(&go_body("default_web", port, "TCP", &[(other, up.port)]));
+        assert_eq!(code, 200, "{ip}: {resp}");
+        assert!(resp.contains("applied"), "{ip}: {resp}");
+        let text = std::fs::read_to_string(env.conf_file("default_web")).unwrap();
+        assert!(
+            text.contains(&format!("    listen {ip}:{port};\n")),
+            "{text}"
+        );
+    }
+    let addrs = [hosts[0].lb_addr(port), hosts[1].lb_addr(port)];
+    let ident = |i: usize| tcp_ident_at(addrs[i]);
+    assert!(
+        wait_until(PATIENCE, || ident(0).as_deref() == Some("via-a")
+            && ident(1).as_deref() == Some("via-b")),
+        "a: {:?}, b: {:?}",
+        ident(0),
+        ident(1)
+    );
+    // Both serve together, each its own upstream, connection after connection.
+    for round in 0..20 {
+        assert_eq!(ident(0).as_deref(), Some("via-a"), "round {round}");
+        assert_eq!(ident(1).as_deref(), Some("via-b"), "round {round}");
+    }
+    // Neither listens on every address.
+    assert_eq!(tcp_ident(port), None);
+    // The files read back as what each updater renders: listed unmodified, also after a restart,
+    // and the same request again changes nothing.
+    hosts[0].restart_updater();
+    for env in &hosts {
+        let (code, body) = env.call("GET", "/api/v1/lb", "", &[]);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["backends"][0]["backendName"], "default_web", "{body}");
+        // `modified` is omitted when false.
+        assert_eq!(
+            v["backends"][0]["modified"],
+            serde_json::Value::Null,
+            "{body}"
+        );
+    }
+    // Restarted without the flag, the updater would write `listen PORT;`: the file is listed as
+    // modified (the controller's drift check POSTs it again, which rewrites it).
+    hosts[0].lb_address = None;
+    hosts[0].restart_updater();
+    let (_, body) = hosts[0].call("GET", "/api/v1/lb", "", &[]);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["backends"][0]["modified"], true, "{body}");
+    hosts[0].lb_address = Some("127.0.0.2".parse().unwrap());
+    hosts[0].restart_updater();
+    let (code, resp) = hosts[0].post(&go_body(
+        "default_web",
+        port,
+        "TCP",
+        &[("127.0.0.3", ups[0].port)],
+    ));
+    assert_eq!(code, 200, "{resp}");
+    assert!(resp.contains("unchanged"), "{resp}");
+    // One host lets the port go; the other keeps serving it.
+    assert_eq!(hosts[0].delete("default_web").0, 200);
+    assert!(wait_until(PATIENCE, || ident(0).is_none()));
+    assert_eq!(ident(1).as_deref(), Some("via-b"));
 }
