@@ -50,6 +50,12 @@ impl LbHost {
 
     /// Token and LB address both optional: `start_with(None, None)` is `start()`.
     pub fn start_with(token: Option<&str>, lb_address: Option<&str>) -> LbHost {
+        LbHost::start_at("127.0.0.1:0", token, lb_address)
+    }
+
+    /// A host whose updater listens on `listen` (a host that comes back where it was: a fresh
+    /// nginx with an empty streams directory).
+    pub fn start_at(listen: &str, token: Option<&str>, lb_address: Option<&str>) -> LbHost {
         let lb_address: Option<IpAddr> = lb_address.map(|a| a.parse().expect("an IP address"));
         assert!(
             lb_address.is_none_or(|a| a.is_loopback()),
@@ -62,7 +68,7 @@ impl LbHost {
             p
         });
         let settings = Settings {
-            listen: "127.0.0.1:0".into(),
+            listen: listen.into(),
             streams_dir: nginx.streams.clone(),
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),

@@ -9,6 +9,7 @@ mod flows;
 mod gocompat;
 mod harness;
 mod health;
+mod hosts;
 mod lbhost;
 mod leader;
 mod metrics;
