@@ -162,6 +162,7 @@ pub fn record(
         )
     };
     status.phase = Some(phase.to_string());
+    status.hosts = Some(format!("{}/{}", serves.len(), spec.hosts.len()));
     status.observed_generation = generation;
     set_condition(
         &mut status.conditions,
@@ -241,12 +242,4 @@ pub fn ingress(
         }
     }
     out
-}
-
-/// `HOST` column text: the first host, and `+N` for the others.
-pub fn summary(spec: &LbSpec) -> String {
-    match spec.hosts.len() {
-        0 | 1 => spec.host.clone(),
-        n => format!("{} +{}", spec.host, n - 1),
-    }
 }

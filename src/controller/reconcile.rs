@@ -701,8 +701,8 @@ fn push(
     plan: &mut Plan,
 ) -> Option<String> {
     let was = lb.status.phase.as_deref();
-    status.host = Some(hosts::summary(spec));
     if spec.hosts.is_empty() {
+        status.hosts = None;
         if is_applied(lb) {
             return None;
         }
@@ -1112,7 +1112,6 @@ pub fn on_updater_error(
                 }
                 None => hosts::record(&mut status, generation, spec, &done, ctx),
             }
-            status.host = Some(hosts::summary(spec));
         }
         None => {
             status.phase = Some(PHASE_ERROR.to_string());

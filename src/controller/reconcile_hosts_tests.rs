@@ -88,7 +88,7 @@ fn every_host_gets_every_port_and_ingress_lists_both(rng: &mut Rng) {
     assert_eq!(host_condition(&cache, &k, "b").0, "True");
     assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
     let lb = &cache.load_balancers[&k];
-    assert_eq!(lb.status.host.as_deref(), Some("127.0.0.2 +1"));
+    assert_eq!(lb.status.hosts.as_deref(), Some("2/2"));
     assert_eq!(lb.spec.host.get().map(String::as_str), Some("127.0.0.2"));
     assert_eq!(lb.status.applied.len(), 4);
     // Converged: nothing to do, also with both hosts answering.

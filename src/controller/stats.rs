@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::cache::Cache;
+use super::hosts::PHASE_DEGRADED;
 use crate::kube::client::Client;
 use crate::kube::lease::Leadership;
 use crate::kube::watch::runner::WatchStats;
@@ -228,17 +229,23 @@ impl Stats {
     }
 
     /// Gauges computed from the cache; called when the queue has drained, not per reconcile. Series
-    /// of deleted configs disappear; a phase outside PENDING/READY/ERROR (a hand-made status) counts
+    /// of deleted configs disappear; a phase outside PENDING/READY/DEGRADED/ERROR (a hand-made status) counts
     /// as `other`, so the label stays bounded.
     pub fn observe_cache(&self, cache: &Cache) {
-        let mut phases: BTreeMap<&str, f64> = [PHASE_PENDING, PHASE_READY, PHASE_ERROR, "other"]
-            .into_iter()
-            .map(|p| (p, 0.0))
-            .collect();
+        let mut phases: BTreeMap<&str, f64> = [
+            PHASE_PENDING,
+            PHASE_READY,
+            PHASE_DEGRADED,
+            PHASE_ERROR,
+            "other",
+        ]
+        .into_iter()
+        .map(|p| (p, 0.0))
+        .collect();
         let mut per_config: BTreeMap<String, f64> = BTreeMap::new();
         for lb in cache.load_balancers.values() {
             let phase = match lb.status.phase.as_deref().unwrap_or(PHASE_PENDING) {
-                p @ (PHASE_PENDING | PHASE_READY | PHASE_ERROR) => p,
+                p @ (PHASE_PENDING | PHASE_READY | PHASE_DEGRADED | PHASE_ERROR) => p,
                 _ => "other",
             };
             *phases.entry(phase).or_default() += 1.0;

@@ -161,14 +161,21 @@ pub fn cache_of(f: &Facts) -> Cache {
     c
 }
 
-/// The LB hosts of a config. Today a config has one (`spec.host`, `spec.httpUpdaterURL`); a
-/// config with several hosts returns them all here.
+/// The LB hosts of a config: the Go form's one (named by its address), or every `spec.hosts`
+/// entry (by its name).
 pub fn hosts_of(cfg: &ValidConfig) -> Vec<HostRef> {
-    vec![HostRef {
-        name: cfg.host.clone(),
-        host: cfg.host.clone(),
-        url: cfg.url.clone(),
-    }]
+    cfg.places()
+        .into_iter()
+        .map(|h| HostRef {
+            name: if h.name.is_empty() {
+                h.host.clone()
+            } else {
+                h.name
+            },
+            host: h.host,
+            url: h.url,
+        })
+        .collect()
 }
 
 /// What to read once the cluster is known: the chosen config's Secret references and hosts. None

@@ -318,9 +318,9 @@ pub struct LoadBalancerStatus {
     /// `PENDING`, `READY`, `DEGRADED` (some of several hosts serve) or `ERROR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// Addition: the LB host clients connect to, and `+N` for the others (the `HOST` column).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    /// Addition, with several LB hosts: `serving/total` hosts (the `HOSTS` column). Always
+    /// written (`null` removes it in a merge patch).
+    pub hosts: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_count: Option<i64>,
     /// The `metadata.generation` whose spec the updater last accepted.

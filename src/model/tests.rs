@@ -251,6 +251,7 @@ fn loadbalancer_crd_has_columns_fields_and_descriptions() {
         ("PROTOCOL", ".spec.protocol"),
         ("TARGETCOUNT", ".status.targetCount"),
         ("STATUS", ".status.phase"),
+        ("HOSTS", ".status.hosts"),
         ("HEALTHY", ".status.healthy"),
         ("AGE", ".metadata.creationTimestamp"),
     ];
@@ -265,7 +266,7 @@ fn loadbalancer_crd_has_columns_fields_and_descriptions() {
         "subresources:\n      status: {}",
         "required: [host, httpUpdater]",
         "enum: [TCP, UDP]",
-        "enum: [PENDING, READY, ERROR]",
+        "enum: [PENDING, READY, DEGRADED, ERROR]",
         "x-kubernetes-validations:",
         "x-kubernetes-list-map-keys: [type]",
     ] {
@@ -301,7 +302,9 @@ fn config_crd_has_columns_fields_and_descriptions() {
     assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
     for needle in [
         "name: loadbalancerconfigs.lb.paperlb.com",
-        "required: [httpUpdaterURL, host, portRange]",
+        "required: [portRange]",
+        "maxItems: 16",
+        "pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
         "required: [low, high]",
         "rule: self.low <= self.high",
         "maximum: 65535",
