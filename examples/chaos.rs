@@ -1,9 +1,9 @@
 //! `make chaos`: seeded, bounded chaos runs of paperlb end to end, loopback only.
 //!
 //! Per seed: the test suite's fake API server (in this process); two LB hosts, each a private nginx
-//! with the stream module and the real `paperlb nginx-updater` in front of it, with a
-//! LoadBalancerConfig each (`edge`, the default, and `spare`); and the real `paperlb controller`
-//! (child processes). For `--duration` seconds it changes Services (create, delete, port number
+//! with the stream module and the real `paperlb nginx-updater` in front of it (on its own
+//! `--lb-address`); two LoadBalancerConfigs, `edge` (the default) listing both hosts (`spec.hosts`)
+//! and `spare` on the second in the Go form; and the real `paperlb controller` (child processes). For `--duration` seconds it changes Services (create, delete, port number
 //! changes, ports added and removed, type flips, moves between the configs, `externalTrafficPolicy:
 //! Local` with changing EndpointSlices, their LoadBalancer deleted by hand), Nodes (Ready flips,
 //! address changes, the exclude label, add and remove) and the configs (timeouts, address types,
@@ -20,8 +20,9 @@
 //!   protocols, nodePorts and targets (eligible nodes at their preferred address; for Local, only
 //!   those with a ready endpoint), and its ingress;
 //! - no LoadBalancer is left without a Service;
-//! - each updater's `GET /api/v1/lb` equals the backends desired there (no leftovers, none
-//!   missing), and nginx listens on every TCP/UDP port it should;
+//! - every host serves: each updater's `GET /api/v1/lb` equals the backends desired there (every
+//!   port of its configs' Services; no leftovers, none missing), and nginx listens on every TCP/UDP
+//!   port it should; an `edge` Service's ingress lists both hosts;
 //! - no (host, port, protocol) is ever held by two LoadBalancers, nor by two backends;
 //! - no port of a surviving Service port ever changed while it stayed on its config (sampled
 //!   every 20 ms during the whole run);
@@ -85,6 +86,9 @@ const STEADY: Duration = Duration::from_secs(5);
 const DEFAULT_DURATION: Duration = Duration::from_secs(20);
 /// The controller's `--updater-resync` in these runs.
 const RESYNC: &str = "2s";
+/// The controller's `--host-failure-grace`: short, so an updater outage of the chaos (up to 3 s)
+/// can outlast it and drop a host from the `edge` ingress.
+const GRACE: &str = "2s";
 
 // ---------------------------------------------------------------------------------------------
 // Ctrl-C / SIGTERM: stop at the next step and clean up (children, temp dirs) on the way out
@@ -395,10 +399,13 @@ struct Backend {
 }
 
 struct ConfigView {
+    /// The first host's address and updater URL (the LoadBalancer's Go fields).
     host: String,
     low: u16,
     high: u16,
     url: String,
+    /// Every (address, updater URL): `spec.hosts`, or the Go form's one.
+    hosts: Vec<(String, String)>,
     address_types: Vec<String>,
     proxy_timeout: u64,
     proxy_connect_timeout: u64,
@@ -418,11 +425,28 @@ fn config_view(api: &FakeApi, name: &str) -> Result<ConfigView, String> {
         // The controller's documented default (--address-type).
         address_types = vec!["ExternalIP".into(), "InternalIP".into()];
     }
+    let hosts: Vec<(String, String)> = match spec["hosts"].as_array() {
+        Some(hs) => hs
+            .iter()
+            .map(|h| {
+                (
+                    s(&h["host"]).to_string(),
+                    s(&h["httpUpdaterURL"]).to_string(),
+                )
+            })
+            .collect(),
+        None => vec![(
+            s(&spec["host"]).to_string(),
+            s(&spec["httpUpdaterURL"]).to_string(),
+        )],
+    };
+    let (host, url) = hosts.first().cloned().unwrap_or_default();
     Ok(ConfigView {
-        host: s(&spec["host"]).to_string(),
+        host,
         low: n(&spec["portRange"]["low"]) as u16,
         high: n(&spec["portRange"]["high"]) as u16,
-        url: s(&spec["httpUpdaterURL"]).to_string(),
+        url,
+        hosts,
         address_types,
         proxy_timeout: n(&spec["proxyTimeoutSeconds"]),
         proxy_connect_timeout: n(&spec["proxyConnectTimeoutSeconds"]),
@@ -615,7 +639,7 @@ fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(
                 lb_of(&lbs, &ns, &name)["spec"]["configName"]
             ));
         }
-        let desired = desired_at.entry(cfg.url.clone()).or_default();
+        let mut desired: BTreeMap<String, Backend> = BTreeMap::new();
         let Some(lb) = lbs.get(&(ns.clone(), name.clone())) else {
             bad.push(format!("lb-ready: Service {key} has no LoadBalancer"));
             continue;
@@ -712,7 +736,24 @@ fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(
                 },
             );
         }
-        let want_ingress = json!([{"ip": cfg.host, "ipMode": "Proxy", "ports": ingress_ports}]);
+        // Every host serves every port: each updater holds the backends of its configs' Services.
+        for (_, url) in &cfg.hosts {
+            let url = url.trim_end_matches("/api/v1/lb").to_string();
+            let at = desired_at.entry(url).or_default();
+            for (n, b) in &desired {
+                at.insert(n.clone(), b.clone());
+            }
+        }
+        let mut ips: Vec<&String> = Vec::new();
+        for (ip, _) in &cfg.hosts {
+            if !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        let want_ingress: Value = ips
+            .iter()
+            .map(|ip| json!({"ip": ip, "ipMode": "Proxy", "ports": ingress_ports}))
+            .collect();
         if svc["status"]["loadBalancer"]["ingress"] != want_ingress {
             bad.push(format!(
                 "ingress: Service {key} ingress {}, want {want_ingress}",
@@ -986,12 +1027,14 @@ impl Tally {
 /// status + Service status); a node or config change costs each LoadBalancer a spec and a status
 /// patch (DESIGN's cost of a flip); a change that alters no desired state costs nothing. A fault
 /// makes the controller redo at most the write in flight and the step after it (3), per failed
-/// write; an updater outage costs each LoadBalancer applied meanwhile an ERROR and a READY status.
+/// write; an updater outage costs each LoadBalancer applied meanwhile an ERROR and a READY status,
+/// and a host of `edge` failing past the grace costs each of its LoadBalancers a status and a
+/// Service status write when it leaves the ingress and the same when it comes back.
 mod budget {
     pub const SERVICE_CHANGE: usize = 3;
     pub const PER_LB_SPEC_AND_STATUS: usize = 2;
     pub const REDO: usize = 3;
-    pub const UPDATER_OUTAGE_PER_LB: usize = 2;
+    pub const UPDATER_OUTAGE_PER_LB: usize = 4;
     /// Slack for the first reconciles racing the initial objects.
     pub const SLACK: usize = 20;
 }
@@ -1051,6 +1094,7 @@ fn start_controller(bin: &Path, dir: &Path, kubeconfig: &Path) -> Result<Proc, S
             // Short, so a host that lost its config (a fault) is repaired well inside the
             // convergence window.
             .args(["--updater-resync", RESYNC])
+            .args(["--host-failure-grace", GRACE])
             .env("RUST_LOG", log_level()),
         &dir.join("controller.log"),
     )
@@ -1060,7 +1104,7 @@ fn start_updater(
     bin: &Path,
     dir: &Path,
     nginx: &Nginx,
-    addr: SocketAddr,
+    (addr, lb_address): (SocketAddr, &str),
     low: u16,
     log: &str,
 ) -> Result<Proc, String> {
@@ -1077,6 +1121,8 @@ fn start_updater(
                 NGINX,
                 "--allowed-ports",
                 &format!("{low}-{}", low + WINDOW - 1),
+                "--lb-address",
+                lb_address,
             ])
             .env("RUST_LOG", log_level()),
         &dir.join(log),
@@ -1127,11 +1173,11 @@ impl World {
             .map_err(|e| format!("writing the kubeconfig: {e}"))?;
         let low = port_window(seed)?;
         let mut slots = Vec::new();
-        for tag in ["a", "b"] {
+        for (i, tag) in ["a", "b"].iter().enumerate() {
             let nginx = Nginx::start();
             let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
             let log = format!("nginx-updater-{tag}.log");
-            let proc = start_updater(&bin, &dir, &nginx, addr, low, &log)?;
+            let proc = start_updater(&bin, &dir, &nginx, (addr, HOSTS[i]), low, &log)?;
             slots.push(Slot {
                 nginx,
                 proc,
@@ -1834,7 +1880,7 @@ impl World {
             &self.bin,
             &self.dir,
             &slot.nginx,
-            slot.addr,
+            (slot.addr, HOSTS[i]),
             self.low,
             &slot.log,
         )?;
@@ -2065,17 +2111,29 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     let health_port = healthz.local_addr().port();
     for (i, name) in CONFIGS.iter().enumerate() {
         let updater_url = format!("http://{}", w.slots[i].addr);
+        let mut spec = json!({"default": *name == CONFIG,
+                 "healthCheck": {"port": health_port},
+                 "portRange": {"low": w.low + RANGE_OFFSETS[i],
+                               "high": w.low + RANGE_OFFSETS[i] + RANGE_SPANS[0]}});
+        if *name == CONFIG {
+            // Both LB hosts: every edge Service is on each (the Go form is the spare's).
+            spec["hosts"] = (0..2)
+                .map(|h| {
+                    json!({"name": format!("lb-{h}"), "host": HOSTS[h],
+                        "httpUpdaterURL": format!("http://{}/api/v1/lb", w.slots[h].addr)})
+                })
+                .collect();
+        } else {
+            spec["httpUpdaterURL"] = json!(updater_url);
+            spec["host"] = json!(HOSTS[i]);
+        }
         w.api
             .apply(
                 "loadbalancerconfigs",
                 json!({
                     "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
                     "metadata": {"name": name, "namespace": NS},
-                    "spec": {"default": *name == CONFIG, "httpUpdaterURL": updater_url,
-                             "host": HOSTS[i],
-                             "healthCheck": {"port": health_port},
-                             "portRange": {"low": w.low + RANGE_OFFSETS[i],
-                                           "high": w.low + RANGE_OFFSETS[i] + RANGE_SPANS[0]}},
+                    "spec": spec,
                 }),
             )
             .map_err(|e| format!("config {name}: {e}"))?;

@@ -1,6 +1,6 @@
 //! Liveness of the LB hosts of several-host configs (`spec.hosts`): one thread probes each
-//! host's updater (`GET /healthz`) every `interval` and tells the worker when one stops or starts
-//! answering, with the time of its last good answer (the grace is measured from it, as a node's
+//! host's updater (`GET /healthz`) every `interval` and tells the worker each good answer, and when
+//! one stops answering, with the time of its last good answer (the grace is measured from it, as a node's
 //! heartbeat is). Single-host configs are not probed: with one host there is nothing to fail over
 //! to, and their updater calls report failures as before.
 //!
@@ -100,17 +100,20 @@ fn run(targets: &Targets, interval: Duration, tx: &Sender<Event>) {
             let started = now_ms();
             let result = client.probe();
             let entry = state.entry(endpoint.clone()).or_insert((started, false));
+            // Every good answer is reported (the worker may have seen a call to this host fail
+            // meanwhile, and only this clears it); a failure only when it starts.
             let report = match &result {
                 Ok(()) => {
                     entry.0 = now_ms();
-                    std::mem::replace(&mut entry.1, false).then(|| (true, String::new()))
+                    if std::mem::replace(&mut entry.1, false) {
+                        log::info!("LB host updater {endpoint} answers again");
+                    }
+                    Some((true, String::new()))
                 }
                 Err(e) => (!std::mem::replace(&mut entry.1, true)).then(|| (false, e.to_string())),
             };
             if let Some((ok, message)) = report {
-                if ok {
-                    log::info!("LB host updater {endpoint} answers again");
-                } else {
+                if !ok {
                     log::warn!("LB host updater {endpoint} does not answer: {message}");
                 }
                 let probed = Probed {

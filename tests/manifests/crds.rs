@@ -164,6 +164,7 @@ fn load_balancer_has_a_status_subresource_and_its_printer_columns() {
             "PROTOCOL",
             "TARGETCOUNT",
             "STATUS",
+            "HOSTS",
             "HEALTHY",
             "AGE"
         ]
