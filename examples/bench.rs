@@ -59,12 +59,17 @@ struct Updater {
 
 impl Updater {
     fn start() -> Updater {
+        Updater::start_at("127.0.0.1:0")
+    }
+
+    /// On a given address (an LB host that comes back where it was).
+    fn start_at(addr: &str) -> Updater {
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let c = calls.clone();
         // What was posted, so the controller's drift checks see a converged host (as with
         // paperlb nginx-updater) and their GETs are not counted as calls.
         let held: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
-        let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
+        let server = Server::bind(addr, Limits::default(), move |req: &Request| {
             if req.method == "GET" && req.path == "/api/v1/lb" {
                 let all: Vec<Value> = held.lock().unwrap().values().cloned().collect();
                 return Response::json(200, &json!({"backends": all, "unreadable": []}));
@@ -664,6 +669,13 @@ const KEYS: &[Target] = &[
     ("resync_converged_get_ms_1k", "ms", "-", None),
     ("health_failover_ms", "ms", "<= 3000", Some(|v| v <= 3000.0)),
     (
+        "host_failover_ingress_ms",
+        "ms",
+        "<= grace + 1 s",
+        Some(|v| v <= HOST_GRACE_MS + 1000.0),
+    ),
+    ("host_recovery_ingress_ms", "ms", "-", None),
+    (
         "health_check_cpu_ms_per_1k_upstreams_per_min",
         "ms",
         "-",
@@ -1143,6 +1155,9 @@ fn main() {
     }
     if want("health") {
         health_checks(&bin, &mut r);
+    }
+    if want("hosts") {
+        host_failover(&bin, &mut r);
     }
     eprintln!("bench: done in {:.1}s", started.elapsed().as_secs_f64());
     report(&r, &out);
@@ -1916,6 +1931,100 @@ impl Drop for Listeners {
             let _ = t.join();
         }
     }
+}
+
+/// `--host-failure-grace` of the host failover phase, in ms.
+const HOST_GRACE_MS: f64 = 5000.0;
+/// Services of the host failover phase.
+const HOST_SERVICES: usize = 100;
+
+/// Several LB hosts: 100 Services on a two-host config (two recording updaters); host 2's updater
+/// dies at t0 → every Service's ingress lists host 1 only (the grace, counted from its last good
+/// answer, plus the reconciles); then it comes back on its address → every ingress lists both.
+fn host_failover(bin: &Path, r: &mut Results) {
+    const H1: &str = "127.0.0.4";
+    const H2: &str = "127.0.0.5";
+    let w = World::new();
+    let mut u2 = Some(Updater::start());
+    let u2_addr = u2
+        .as_ref()
+        .map(|u| u.url.trim_start_matches("http://").to_string());
+    let u2_addr = u2_addr.expect("host 2");
+    let config = json!({
+        "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+        "metadata": {"name": "edge", "namespace": NS},
+        "spec": {"host": null, "httpUpdaterURL": null, "hosts": [
+            {"name": "lb-1", "host": H1, "httpUpdaterURL": w.updater.url},
+            {"name": "lb-2", "host": H2, "httpUpdaterURL": format!("http://{u2_addr}")},
+        ]},
+    });
+    w.api
+        .apply("loadbalancerconfigs", config)
+        .expect("two-host config");
+    let grace = format!("--host-failure-grace={}ms", HOST_GRACE_MS as u64);
+    let _c = Controller::start_with(bin, &w.kubeconfig, None, &[grace.as_str()]);
+    for i in 0..HOST_SERVICES {
+        w.service(&format!("hosts-{i:03}"));
+    }
+    let ingress_is = |want: &[&str]| {
+        let svcs: Vec<Value> = w
+            .api
+            .list("services", "default")
+            .into_iter()
+            .filter(|s| {
+                s["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("hosts-"))
+            })
+            .collect();
+        svcs.len() >= HOST_SERVICES
+            && svcs.iter().all(|s| {
+                let ips: Vec<&str> = s["status"]["loadBalancer"]["ingress"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|i| i["ip"].as_str()).collect())
+                    .unwrap_or_default();
+                ips == want
+            })
+    };
+    let end = Instant::now() + WAIT;
+    while !ingress_is(&[H1, H2]) {
+        if Instant::now() > end {
+            let lbs = w.api.list("loadbalancers", "default");
+            let svcs = w.api.list("services", "default");
+            panic!(
+                "bench: not every Service on both hosts: {} LBs, first {}; first Service status {}",
+                lbs.len(),
+                lbs.first()
+                    .map(|l| l["status"].to_string())
+                    .unwrap_or_default(),
+                svcs.first()
+                    .map(|s| s["status"].to_string())
+                    .unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut down, mut up) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        u2.take();
+        wait_for(
+            "host 2 out of every ingress",
+            Duration::from_millis(10),
+            || ingress_is(&[H1]),
+        );
+        down.push(ms(t0.elapsed()));
+        let t1 = Instant::now();
+        u2 = Some(Updater::start_at(&u2_addr));
+        wait_for(
+            "host 2 back in every ingress",
+            Duration::from_millis(10),
+            || ingress_is(&[H1, H2]),
+        );
+        up.push(ms(t1.elapsed()));
+    }
+    r.median("host_failover_ingress_ms", down);
+    r.median("host_recovery_ingress_ms", up);
 }
 
 /// The `healthy` flags of one backend's upstreams in the updater's GET.
