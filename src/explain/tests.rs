@@ -720,3 +720,80 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
             .contains("unreachable")
     );
 }
+
+#[test]
+fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
+    const URL2: &str = "http://127.0.0.1:3001/api/v1/lb";
+    let mut f = world(svc());
+    let raw = json!({
+        "metadata": {"name": "edge", "namespace": NS},
+        "spec": {"default": true, "portRange": {"low": 8100, "high": 8199}, "hosts": [
+            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL},
+            {"name": "lb-2", "host": "127.0.0.11", "httpUpdaterURL": URL2},
+        ]},
+    });
+    f.configs = Ok(vec![config_fact(raw)]);
+    let ctx = ctx();
+    let (_, hosts) = to_probe(&f, &ctx).expect("hosts to probe");
+    let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["lb-1", "lb-2"]);
+    // The LoadBalancer the controller writes, served on both hosts.
+    let s = f.service.clone().unwrap().unwrap();
+    let spec = desired_spec(&cache_of(&f), &f.key, &s, None, &ctx)
+        .ok()
+        .flatten()
+        .unwrap();
+    assert_eq!(spec.hosts.len(), 2);
+    let host_ok = |name: &str| {
+        json!({"type": format!("Host-{name}"), "status": "True",
+        "reason": "Applied", "observedGeneration": 2})
+    };
+    let lb: LoadBalancer = serde_json::from_value(json!({
+        "metadata": {
+            "name": "web", "namespace": "default", "uid": "u-lb", "generation": 2, "resourceVersion": "7",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "u-web", "controller": true}],
+            "finalizers": [crate::model::FINALIZER],
+        },
+        "spec": spec.to_json(),
+        "status": {"phase": "READY", "observedGeneration": 2, "hosts": "2/2",
+            "conditions": [host_ok("lb-1"), host_ok("lb-2")]},
+    }))
+    .unwrap();
+    f.load_balancer = Ok(Some(lb.clone()));
+    f.load_balancers = Ok(vec![lb]);
+    let requests = implied_requests(&cache_of(&f), &f.key, &ctx);
+    let on = |url: &str| -> Vec<LbRequest> {
+        requests
+            .iter()
+            .filter(|(u, _)| u == url)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    assert_eq!(on(URL).len(), 1);
+    assert_eq!(
+        on(URL2).len(),
+        1,
+        "every host gets the backend: {requests:?}"
+    );
+    f.hosts = hosts
+        .iter()
+        .map(|h| HostFact {
+            host: h.clone(),
+            probe: Probe::Listed(Listing {
+                backends: on(&h.url),
+                ..Listing::default()
+            }),
+        })
+        .collect();
+    let r = explain(&f, &ctx);
+    assert!(r.served && r.hosts.len() == 2, "{r:#?}");
+    // Host 2 unreachable: still served (on host 1), and its report says why not there.
+    f.hosts[1].probe = Probe::Unreachable("connection refused".into());
+    let r = explain(&f, &ctx);
+    assert!(r.served, "{r:#?}");
+    assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
+    assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
+    // Both unreachable: not served.
+    f.hosts[0].probe = Probe::Unreachable("connection refused".into());
+    assert!(!explain(&f, &ctx).served);
+}
