@@ -241,7 +241,8 @@ fn hosts_started_on_their_own_address_serve_the_same_lb_port() {
         Backend::tcp("127.0.0.2", "node-a"),
         Backend::tcp("127.0.0.3", "node-b"),
     ];
-    let port = crate::metrics::free_port();
+    // Below the ephemeral range (a listener on port 0 elsewhere cannot hold it).
+    let port = 9340;
     for (host, (node, ip)) in hosts
         .iter()
         .zip(nodes.iter().zip(["127.0.0.2", "127.0.0.3"]))

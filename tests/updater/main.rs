@@ -213,9 +213,28 @@ pub fn parse_response(out: &[u8]) -> (u16, String) {
 
 /// A port no one listens on right now (nginx will bind it on all addresses, or on the
 /// `--lb-address` only).
+/// A port for an LB port or a test listener, free for TCP and UDP on every address now, taken from
+/// 20000-32767: below the kernel's ephemeral range (32768 and up), so no connection's source port
+/// and no listener on port 0 of a test running beside this one can take it before nginx binds it
+/// (nginx binds LB ports on 0.0.0.0, which any listener on the same port blocks). Each port is
+/// handed out once per test process.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20000;
+    const SPAN: u16 = 12768;
+    // Spread over the range by process, so two test processes rarely walk the same ports.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % 64) as u16 * 199;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start + n) % SPAN;
+        let tcp = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let udp = std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if tcp && udp {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}-{}", LOW + SPAN - 1);
 }
 
 /// The Go controller's body for a backend with these upstreams.
