@@ -84,15 +84,21 @@ fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
     let _c = Controller::start(&w.kubeconfig);
     wait_for("a READY", || w.ready("a"));
     let lb_a = "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers/a";
+    // The main resource only (`$`): a status patch of a must not take these faults.
+    let lb_a_only = format!("{lb_a}$");
     w.api.inject(Fault::new(
         Some("PATCH"),
-        lb_a,
+        &lb_a_only,
         1,
         FaultKind::DropThenApplyAfter(std::time::Duration::from_millis(200)),
     ));
     // The next copies fail for longer than that (backoff 5 ms doubling: about 1.3 s).
-    w.api
-        .inject(Fault::new(Some("PATCH"), lb_a, 8, FaultKind::Status(500)));
+    w.api.inject(Fault::new(
+        Some("PATCH"),
+        &lb_a_only,
+        8,
+        FaultKind::Status(500),
+    ));
     // a gets a second port: its spec patch is cut off (and lands 0.2 s later), the next ones fail.
     w.service("a", &[("http", 80, "TCP"), ("admin", 81, "TCP")]);
     // (The cut-off request is recorded only when it lands; the failing ones come after it.)

@@ -50,6 +50,8 @@ impl FaultKind {
 pub struct Fault {
     pub method: Option<String>,
     /// Compared against the request's path and query, e.g. `/api/v1/services?watch=1` or `/api/v1`.
+    /// Ending in `$`: that path exactly, with or without a query (so `.../loadbalancers/a$` is the
+    /// main resource, not its `/status`).
     pub path_prefix: String,
     pub count: usize,
     pub kind: FaultKind,
@@ -71,7 +73,15 @@ impl Fault {
                 .method
                 .as_deref()
                 .is_none_or(|m| m.eq_ignore_ascii_case(method))
-            && target.starts_with(&self.path_prefix)
+            && match self.path_prefix.strip_suffix('$') {
+                Some(exact) => {
+                    target == exact
+                        || target
+                            .strip_prefix(exact)
+                            .is_some_and(|q| q.starts_with('?'))
+                }
+                None => target.starts_with(&self.path_prefix),
+            }
             && (is_watch || !self.kind.watch_only())
     }
 }
@@ -92,4 +102,23 @@ pub fn take(
         faults.remove(i);
     }
     Some(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_matches_below_it_and_a_dollar_only_the_path_itself() {
+        let f = |p: &str| Fault::new(Some("PATCH"), p, 1, FaultKind::Status(500));
+        let lb = "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers/a";
+        assert!(f(lb).matches("PATCH", &format!("{lb}/status"), false));
+        assert!(f(lb).matches("patch", lb, false));
+        let exact = f(&format!("{lb}$"));
+        assert!(exact.matches("PATCH", lb, false));
+        assert!(exact.matches("PATCH", &format!("{lb}?fieldManager=x"), false));
+        assert!(!exact.matches("PATCH", &format!("{lb}/status"), false));
+        assert!(!exact.matches("PATCH", &format!("{lb}b"), false));
+        assert!(!exact.matches("GET", lb, false));
+    }
 }
