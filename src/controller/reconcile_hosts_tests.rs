@@ -231,6 +231,38 @@ fn port_taken_on_one_host_is_not_allocated(rng: &mut Rng) {
     assert_eq!(ports, [8001, 8002]);
 }
 
+fn deleted_service_is_not_held_up_by_a_failing_host(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![pair()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    cache.delete_service(&k);
+    let failing = ctx_at(1_000, &[(B_ENDPOINT, 500)]);
+    let plan = reconcile(&cache, &k, &failing);
+    let deletes: Vec<(String, bool)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::UpdaterDelete {
+                url, best_effort, ..
+            } => Some((url.clone(), *best_effort)),
+            _ => None,
+        })
+        .collect();
+    // Both hosts are asked; only the failing one's deletes may fail without stopping the plan.
+    assert_eq!(deletes.len(), 4, "{deletes:?}");
+    assert!(deletes.iter().all(|(u, b)| (u == B) == *b), "{deletes:?}");
+    assert!(kinds(&plan).ends_with(&["remove-finalizer".to_string(), "delete".to_string()]));
+    // With both answering, every delete must succeed (none is best effort).
+    let plan = reconcile(&cache, &k, &ctx());
+    assert!(plan.actions.iter().all(|a| !matches!(
+        a,
+        Action::UpdaterDelete {
+            best_effort: true,
+            ..
+        }
+    )));
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
         (
@@ -252,6 +284,10 @@ pub(super) fn cases() -> Vec<Case> {
         (
             "hosts: port taken on one",
             port_taken_on_one_host_is_not_allocated,
+        ),
+        (
+            "hosts: deleted with one failing",
+            deleted_service_is_not_held_up_by_a_failing_host,
         ),
     ]
 }
