@@ -19,7 +19,7 @@ use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use super::Error;
 use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse, ListedBackend};
-use crate::kube::client::{TlsConnector, TlsLayer};
+use crate::kube::client::{SOCKET_BUFFER, TlsConnector, TlsLayer};
 use crate::kube::tls;
 
 /// Largest answer to a POST or DELETE read from an updater.
@@ -140,9 +140,10 @@ impl UpdaterClient {
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.call))
             .max_response_header_size(16 * 1024)
-            // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
+            // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection. These
+            // are the socket's; over https the TLS side has its own 16 KiB (see SOCKET_BUFFER).
+            .input_buffer_size(if https { SOCKET_BUFFER } else { 16 * 1024 })
+            .output_buffer_size(if https { SOCKET_BUFFER } else { 16 * 1024 })
             // The controller runs up to 12 calls per updater at once (controller::batch): keep
             // that many connections warm (ureq keeps 3 per host by default).
             .max_idle_connections(16)
