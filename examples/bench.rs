@@ -29,7 +29,7 @@ use support::fake_api::{FakeApi, FakeOptions, Latency};
 
 const NS: &str = "paperlb-system";
 /// The Deployment's `GLIBC_TUNABLES` (a test in tests/manifests checks the Deployment sets it).
-const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=1";
+const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0";
 const LB_HOST: &str = "127.0.0.10";
 const NODES: usize = 100;
 const SERVICES: usize = 1000;
