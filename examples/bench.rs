@@ -29,7 +29,7 @@ use support::fake_api::{FakeApi, FakeOptions, Latency};
 
 const NS: &str = "paperlb-system";
 /// The Deployment's `GLIBC_TUNABLES` (a test in tests/manifests checks the Deployment sets it).
-const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=1";
+const MALLOC_TUNABLES: &str = "glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0";
 const LB_HOST: &str = "127.0.0.10";
 const NODES: usize = 100;
 const SERVICES: usize = 1000;
@@ -163,18 +163,23 @@ impl Controller {
         extra: &[&str],
     ) -> Controller {
         let addr = metrics.map_or_else(|| "off".to_string(), |p| format!("127.0.0.1:{p}"));
-        let child = Command::new(bin)
+        let mut child = Command::new(bin);
+        child
             .arg("controller")
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .args(["--namespace", NS, "--metrics-addr", &addr])
             .args(extra)
             .env("RUST_LOG", "warn")
-            // As manifests/base/deployment.yaml (and the image) run it: one malloc arena.
-            .env("GLIBC_TUNABLES", MALLOC_TUNABLES)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start paperlb controller");
+            .stdin(Stdio::null());
+        // As manifests/base/deployment.yaml (and the image) run it: one malloc arena, unless
+        // `PAPERLB_BENCH_GLIBC_TUNABLES` says otherwise (empty: glibc's defaults).
+        match std::env::var("PAPERLB_BENCH_GLIBC_TUNABLES") {
+            Ok(t) if t.is_empty() => child.env_remove("GLIBC_TUNABLES"),
+            Ok(t) => child.env("GLIBC_TUNABLES", t),
+            Err(_) => child.env("GLIBC_TUNABLES", MALLOC_TUNABLES),
+        };
+        let child = child.spawn().expect("start paperlb controller");
         Controller {
             child: Some(child),
             metrics,
@@ -234,6 +239,20 @@ impl Controller {
             }
         }
         Some((reconciles, depth))
+    }
+
+    /// The sum of every sample of metric `name` (all label sets), 0 when unreadable.
+    fn metric_sum(&self, name: &str) -> f64 {
+        let Some(body) = self.metrics.and_then(|p| http_get(p, "/metrics")) else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with([' ', '{']))
+            })
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
     }
 
     fn reconciles(&self) -> f64 {
@@ -1451,7 +1470,12 @@ fn wait_all_applied(w: &World, what: &str, posts: usize) {
     });
 }
 
+/// Files written for `PAPERLB_BENCH_SMAPS` so far (numbers them).
+static SMAPS_DUMPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One run of one profile: (figure, sample) pairs; a figure may have several samples.
+/// `PAPERLB_BENCH_COLD_ONLY` (any value): only the cold start and its figures (RSS included).
+/// `PAPERLB_BENCH_SMAPS=DIR`: the controller's `/proc/PID/smaps` at the RSS reading, into DIR.
 fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
     let mut out = Vec::new();
     {
@@ -1478,11 +1502,31 @@ fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
             "api_max_writes_in_flight",
             w.api.max_writes_in_flight() as f64,
         ));
+        // The first drift check (one GET of the 1,000 backends) runs once the queue is empty: the
+        // RSS is read after it, so the figure includes what it leaves behind, whatever the timing.
+        let checked = Instant::now();
+        while c.metric_sum("paperlb_updater_resyncs_total") < 1.0
+            && checked.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
         if let Some(rss) = c.rss_kib() {
             out.push(("rss_kib_1k", rss as f64));
         }
         if let Some(peak) = c.status_kib("VmHWM:") {
             out.push(("rss_peak_kib_1k", peak as f64));
+        }
+        if let Ok(dir) = std::env::var("PAPERLB_BENCH_SMAPS") {
+            // Where the RSS is: the controller's mappings at this point, one file per run.
+            let smaps = std::fs::read(format!("/proc/{}/smaps", c.pid())).unwrap_or_default();
+            let n = SMAPS_DUMPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let file = Path::new(&dir).join(format!("smaps-{}-{n}.txt", p.suffix()));
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(&file, smaps);
+        }
+        if std::env::var_os("PAPERLB_BENCH_COLD_ONLY").is_some() {
+            return out;
         }
         // Node flips: NotReady → every backend re-POSTed without the node; then back (not timed).
         for run in 0..2 {

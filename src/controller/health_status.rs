@@ -11,7 +11,7 @@
 //!
 //! Pure: no I/O, no clock. Must not: decide what to push (that is `reconcile`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
@@ -20,7 +20,7 @@ use super::plan::Action;
 use super::reconcile::updater_request;
 use super::status::backend_name;
 use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
-use crate::updater::api::ListResponse;
+use crate::updater::api::{ListResponse, ListedBackend};
 
 /// Whether port `i` of `spec` is pushed with a health check (a UDP port asked for a tcp check of
 /// its own port is not).
@@ -42,6 +42,51 @@ fn entry(p: &LbPort, total: usize, unhealthy: Vec<String>) -> PortHealth {
     }
 }
 
+/// What a GET answer says of one backend's health, kept while the answer is read (the answer itself
+/// is not kept, see `UpdaterClient::list_each`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    pub lb_port: u16,
+    /// Upstreams listed.
+    pub total: usize,
+    /// `host:port` of those failing their check, sorted; None when no upstream reports health.
+    pub unhealthy: Option<Vec<String>>,
+}
+
+/// Reports by backend name.
+pub type Reports = BTreeMap<String, Reported>;
+
+/// Adds one listed backend's report (a name listed twice: the first one counts).
+pub fn report(reports: &mut Reports, b: &ListedBackend) {
+    let ups = &b.request.upstream_servers;
+    let unhealthy = ups.iter().any(|u| u.health.healthy.is_some()).then(|| {
+        let mut v: Vec<String> = ups
+            .iter()
+            .filter(|u| u.health.healthy == Some(false))
+            .map(|u| format!("{}:{}", u.host, u.port))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    });
+    reports
+        .entry(b.request.backend_name.clone())
+        .or_insert(Reported {
+            lb_port: b.request.lb_port,
+            total: ups.len(),
+            unhealthy,
+        });
+}
+
+/// The reports of a whole answer.
+pub fn reports(list: &ListResponse) -> Reports {
+    let mut out = Reports::new();
+    for b in &list.backends {
+        report(&mut out, b);
+    }
+    out
+}
+
 /// The figures of `spec`'s ports after an updater's answer: a port whose backend is listed with
 /// health reports gets its upstreams passing their check; a port without a check has none; a port
 /// whose backend is missing or reported without health (an updater that does not report it) keeps
@@ -50,7 +95,7 @@ pub fn observed(
     key: &Key,
     spec: &LbSpec,
     previous: &[PortHealth],
-    list: &ListResponse,
+    reports: &Reports,
 ) -> Vec<PortHealth> {
     let mut out = Vec::new();
     for (i, p) in spec.ports.iter().enumerate() {
@@ -58,27 +103,18 @@ pub fn observed(
             continue;
         }
         let name = backend_name(key, i, &p.name);
-        let reported = list
-            .backends
-            .iter()
-            .find(|b| b.request.backend_name == name && b.request.lb_port == p.port)
-            .map(|b| &b.request.upstream_servers)
-            .filter(|ups| ups.iter().any(|u| u.health.healthy.is_some()));
-        let Some(ups) = reported else {
+        let reported = reports
+            .get(&name)
+            .filter(|r| r.lb_port == p.port)
+            .and_then(|r| r.unhealthy.as_ref().map(|u| (r.total, u)));
+        let Some((total, unhealthy)) = reported else {
             let kept = previous.iter().find(|h| {
                 h.name == p.name && h.port == i64::from(p.port) && h.protocol == p.protocol.as_str()
             });
             out.extend(kept.cloned());
             continue;
         };
-        let mut unhealthy: Vec<String> = ups
-            .iter()
-            .filter(|u| u.health.healthy == Some(false))
-            .map(|u| format!("{}:{}", u.host, u.port))
-            .collect();
-        unhealthy.sort();
-        unhealthy.dedup();
-        out.push(entry(p, ups.len(), unhealthy));
+        out.push(entry(p, total, unhealthy.clone()));
     }
     out
 }
@@ -124,11 +160,11 @@ pub fn summary(ports: &[PortHealth]) -> Option<String> {
     Some(format!("{ready}/{total}"))
 }
 
-/// The status patch that records `list`'s figures for this LoadBalancer, or None when its status
-/// already says so (or its spec cannot be read).
-pub fn patch(key: &Key, lb: &LoadBalancer, list: &ListResponse) -> Option<Action> {
+/// The status patch that records an answer's figures (`reports`) for this LoadBalancer, or None
+/// when its status already says so (or its spec cannot be read).
+pub fn patch(key: &Key, lb: &LoadBalancer, reports: &Reports) -> Option<Action> {
     let spec = LbSpec::from_resource(&lb.spec).ok()?;
-    let ports = observed(key, &spec, &lb.status.ports, list);
+    let ports = observed(key, &spec, &lb.status.ports, reports);
     let healthy = summary(&ports);
     if ports == lb.status.ports && healthy == lb.status.healthy {
         return None;
@@ -206,7 +242,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        let Some(Action::PatchLoadBalancerStatus { patch, .. }) = patch(&key(), &l, &list) else {
+        let Some(Action::PatchLoadBalancerStatus { patch, .. }) =
+            patch(&key(), &l, &reports(&list))
+        else {
             panic!("a patch");
         };
         assert_eq!(patch["status"]["healthy"], "3/4");
@@ -221,17 +259,17 @@ mod tests {
             serde_json::from_value(patch["status"].clone()).unwrap();
         l.status.ports = status.ports;
         l.status.healthy = status.healthy;
-        assert_eq!(super::patch(&key(), &l, &list), None);
+        assert_eq!(super::patch(&key(), &l, &reports(&list)), None);
         // An updater that does not report health: nothing known changes, nothing is written.
         let quiet = ListResponse {
             backends: vec![listed("default_web", 8100, &[("127.0.0.2", None)])],
             ..Default::default()
         };
-        assert_eq!(super::patch(&key(), &l, &quiet), None);
+        assert_eq!(super::patch(&key(), &l, &reports(&quiet)), None);
         // Nor when a backend is missing from the answer (drift repair puts it back).
-        assert_eq!(super::patch(&key(), &l, &ListResponse::default()), None);
+        assert_eq!(super::patch(&key(), &l, &Reports::new()), None);
         let off = lb(false, &["127.0.0.2"]);
-        assert_eq!(super::patch(&key(), &off, &list), None);
+        assert_eq!(super::patch(&key(), &off, &reports(&list)), None);
     }
 
     #[test]

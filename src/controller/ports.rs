@@ -184,8 +184,8 @@ impl PortIndex {
 
 /// The reference the index must agree with: a scan of every LoadBalancer.
 #[cfg(test)]
-pub fn taken_ports(
-    lbs: &BTreeMap<Key, crate::model::LoadBalancer>,
+pub fn taken_ports<L: std::borrow::Borrow<crate::model::LoadBalancer>>(
+    lbs: &BTreeMap<Key, L>,
     host: &str,
     except: &Key,
 ) -> BTreeSet<(u16, Protocol)> {
@@ -194,6 +194,7 @@ pub fn taken_ports(
         if key == except {
             continue;
         }
+        let lb: &crate::model::LoadBalancer = lb.borrow();
         let same_host = lb
             .spec
             .host

@@ -80,8 +80,8 @@ pub(crate) struct ServicePortSpec {
 
 pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
     let mut plan = Plan::default();
-    let svc = cache.services.get(key);
-    let lb = cache.load_balancers.get(key);
+    let svc = cache.services.get(key).map(Box::as_ref);
+    let lb = cache.load_balancers.get(key).map(Box::as_ref);
     if let Some(lb) = lb.filter(|l| l.metadata.is_deleting()) {
         finalize(key, lb, ctx, &mut plan);
         return plan;

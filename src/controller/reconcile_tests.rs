@@ -352,12 +352,22 @@ fn converged_cluster_and_restart_write_nothing(rng: &mut Rng) {
     }
     // A restart: a fresh cache from the same objects, in another order.
     let mut fresh = Cache::new();
-    let mut lbs: Vec<_> = cache.load_balancers.values().cloned().collect();
+    let mut lbs: Vec<_> = cache
+        .load_balancers
+        .values()
+        .map(|l| l.as_ref().clone())
+        .collect();
     rng.shuffle(&mut lbs);
     fresh.replace_load_balancers(lbs);
     fresh.replace_nodes(nodes());
     fresh.replace_configs(vec![edge()]);
-    fresh.replace_services(cache.services.values().cloned().collect());
+    fresh.replace_services(
+        cache
+            .services
+            .values()
+            .map(|s| s.as_ref().clone())
+            .collect(),
+    );
     rng.shuffle(&mut keys);
     for k in &keys {
         assert_eq!(
@@ -419,7 +429,7 @@ fn type_switch_cleans_up_and_clears_status(rng: &mut Rng) {
     let mut cache = world(rng, vec![web()], vec![edge()]);
     let k = key("web");
     converge(&mut cache, &k);
-    let mut svc = cache.services[&k].clone();
+    let mut svc = cache.services[&k].as_ref().clone();
     svc.spec.type_ = Some("ClusterIP".into());
     svc.metadata.resource_version = "99".into();
     cache.apply_service(svc);
@@ -1243,7 +1253,7 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     );
 
     // An invalid CIDR: condition + Event, nothing pushed (the old config keeps serving).
-    let mut bad = cache.services[&key("web")].clone();
+    let mut bad = cache.services[&key("web")].as_ref().clone();
     bad.spec.load_balancer_source_ranges = vec!["127.0.0.2/33".into()];
     bad.metadata.resource_version = "99".into();
     cache.apply_service(bad);
@@ -1376,7 +1386,7 @@ fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
 
     // A changed request moves that port alone: its backend is POSTed with the new port (same
     // name: the updater moves it in one change), no DELETE.
-    let mut web = cache.services[&key("web")].clone();
+    let mut web = cache.services[&key("web")].as_ref().clone();
     annotate(&mut web, Some("http=8007"));
     cache.apply_service(web.clone());
     assert_eq!(converge(&mut cache, &key("web")), want);
@@ -1385,7 +1395,7 @@ fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
     assert_eq!((spec.ports[0].port, spec.ports[1].port), (8000, 8007));
 
     // Removed: the port keeps its allocation (no call), and the condition goes.
-    let mut web = cache.services[&key("web")].clone();
+    let mut web = cache.services[&key("web")].as_ref().clone();
     annotate(&mut web, None);
     cache.apply_service(web.clone());
     assert_eq!(converge(&mut cache, &key("web")), Calls::new());

@@ -457,7 +457,18 @@ impl Worker {
             .busy_since_ms
             .store(epoch_ms(), Ordering::Relaxed);
         let started = Instant::now();
-        let listed = client.list();
+        // The answer is compared as it is read, one backend at a time (see `list_each`): what
+        // the check holds is its decisions and health figures, not the host's whole listing.
+        let desired = drift::desired_for(&self.cache, &ctx, endpoint);
+        let mut compare = drift::Compare::new(&self.cache, &ctx, &desired);
+        let mut reports = health_status::Reports::new();
+        let listed = client.list_each(|b| {
+            compare.observe(&b);
+            health_status::report(&mut reports, &b);
+        });
+        // Decided before the condition writes below change the cache (they touch no spec, no
+        // `applied`: the decision is the one the answer gives).
+        let repairs = compare.repairs();
         self.stats
             .updater_call("list", listed.is_ok(), started.elapsed());
         let ok = match listed {
@@ -489,14 +500,12 @@ impl Worker {
                 self.stats.resynced("error");
                 false
             }
-            Ok(list) => {
+            Ok(_) => {
                 for key in self.host_answered(endpoint) {
                     self.queue.add(key);
                 }
                 self.clear_users(endpoint, &ctx.now);
-                self.record_health(endpoint, &list);
-                let desired = drift::desired_for(&self.cache, &ctx, endpoint);
-                let repairs = drift::repairs(&list, &desired);
+                self.record_health(endpoint, &reports);
                 if repairs.is_empty() {
                     log::debug!(
                         "updater {endpoint} holds what {} backend(s) want",
@@ -571,7 +580,7 @@ impl Worker {
 
     /// Per-port health from this check's answer, written to the LoadBalancers on `endpoint` that
     /// are applied, where it changed (`health_status`).
-    fn record_health(&mut self, endpoint: &str, list: &crate::updater::api::ListResponse) {
+    fn record_health(&mut self, endpoint: &str, reports: &health_status::Reports) {
         for key in drift::users_of(&self.cache, endpoint) {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
@@ -579,7 +588,7 @@ impl Worker {
             if lb.metadata.is_deleting() || !crate::controller::status::is_applied(lb) {
                 continue; // its own reconcile writes its status
             }
-            if let Some(patch) = health_status::patch(&key, lb, list) {
+            if let Some(patch) = health_status::patch(&key, lb, reports) {
                 self.write_condition(&key, patch);
             }
         }

@@ -924,7 +924,7 @@ fn load_balancer_step(
 fn implied_requests(cache: &Cache, key: &Key, ctx: &Context) -> Vec<(String, LbRequest)> {
     let mut cache = cache.clone();
     if let Some(lb) = cache.load_balancers.get(key) {
-        let mut lb = lb.clone();
+        let mut lb = lb.as_ref().clone();
         lb.status = LoadBalancerStatus::default();
         lb.metadata.resource_version = format!("{}-explain", lb.metadata.resource_version);
         cache.apply_load_balancer(lb);

@@ -49,6 +49,13 @@ const CANCEL_TICK: Duration = Duration::from_millis(250);
 /// A response head must fit in the input buffer: the apiserver's are about 1 KiB.
 pub const CONNECTION_BUFFER: usize = 16 * 1024;
 
+/// Under TLS, the socket side's two buffers: they only stage TLS records on their way to and from
+/// rustls (which keeps its own), so they can be smaller than a record; the TLS side keeps
+/// [`CONNECTION_BUFFER`] (a request and a response head must fit there). 24 KiB less per warm
+/// connection: at 1k after a cold start the controller holds ~30 (pool, pairs of status patches,
+/// watches): RSS 24,516 -> 23,352 KiB in `make bench` (bench/RESULTS.md, "Memory at 1k").
+pub const SOCKET_BUFFER: usize = 4 * 1024;
+
 /// Idle connections kept per API server: as many as the controller has requests in flight (its
 /// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
 /// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
@@ -800,6 +807,11 @@ fn build_agent(
         }),
         None => None,
     };
+    let socket_buffer = if tls.is_some() {
+        SOCKET_BUFFER
+    } else {
+        CONNECTION_BUFFER
+    };
     let config = Agent::config_builder()
         .http_status_as_error(false)
         // The apiserver does not redirect; a redirect would come from something else on the path.
@@ -811,8 +823,9 @@ fn build_agent(
         .accept_encoding(ureq::config::AutoHeaderValue::None)
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_global(Some(opts.request_timeout))
-        .input_buffer_size(CONNECTION_BUFFER)
-        .output_buffer_size(CONNECTION_BUFFER)
+        // The socket's buffers (plain http: the only ones; https: see SOCKET_BUFFER).
+        .input_buffer_size(socket_buffer)
+        .output_buffer_size(socket_buffer)
         .max_idle_connections(MAX_IDLE_CONNECTIONS)
         .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
         .max_response_header_size(CONNECTION_BUFFER)
@@ -1000,10 +1013,8 @@ impl<In: Transport> Connector<In> for TlsLayer {
                 }
             }
         }
-        let buffers = LazyBuffers::new(
-            details.config.input_buffer_size(),
-            details.config.output_buffer_size(),
-        );
+        // The TLS side's own buffers (the config's sizes are the socket's, see SOCKET_BUFFER).
+        let buffers = LazyBuffers::new(CONNECTION_BUFFER, CONNECTION_BUFFER);
         Ok(Some(Either::B(TlsTransport {
             buffers,
             stream: StreamOwned::new(conn, sock),

@@ -18,8 +18,8 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use super::Error;
-use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse};
-use crate::kube::client::{TlsConnector, TlsLayer};
+use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse, ListedBackend};
+use crate::kube::client::{SOCKET_BUFFER, TlsConnector, TlsLayer};
 use crate::kube::tls;
 
 /// Largest answer to a POST or DELETE read from an updater.
@@ -140,9 +140,10 @@ impl UpdaterClient {
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.call))
             .max_response_header_size(16 * 1024)
-            // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
+            // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection. These
+            // are the socket's; over https the TLS side has its own 16 KiB (see SOCKET_BUFFER).
+            .input_buffer_size(if https { SOCKET_BUFFER } else { 16 * 1024 })
+            .output_buffer_size(if https { SOCKET_BUFFER } else { 16 * 1024 })
             // The controller runs up to 12 calls per updater at once (controller::batch): keep
             // that many connections warm (ureq keeps 3 per host by default).
             .max_idle_connections(16)
@@ -191,21 +192,51 @@ impl UpdaterClient {
 
     /// `GET` (our updater only; the Go one answers 404/405: `Error::Unsupported`).
     pub fn list(&self) -> Result<ListResponse, Error> {
-        let v = self.list_json()?;
-        serde_json::from_value(v).map_err(|e| Error::Decode {
-            url: self.url.clone(),
-            detail: e.to_string(),
+        let mut backends = Vec::new();
+        let mut listed = self.list_each(|b| backends.push(b))?;
+        listed.backends = backends;
+        Ok(listed)
+    }
+
+    /// `GET`, read as it arrives: each backend is handed to `each` as soon as it is decoded, and
+    /// dropped after; the answer's other fields come back (with `backends` empty). What a drift
+    /// check holds is then one backend, not the answer: its text, a host's 1,000 backends with 100
+    /// upstreams each, and (until this) a `Value` tree of it were some 20 MiB and 70 MiB at peak,
+    /// which the controller's heap kept as RSS (bench/RESULTS.md, "Memory at 1k"). On an error the
+    /// backends already handed over came from an answer that could not be read in full.
+    pub fn list_each(&self, mut each: impl FnMut(ListedBackend)) -> Result<ListResponse, Error> {
+        let mut r = self.agent.get(&self.url);
+        if let Some(t) = &self.token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut resp = self.answer(r.call(), Call::List)?;
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_LIST_RESPONSE)
+            .reader();
+        let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(body));
+        let decoded = serde::Deserializer::deserialize_map(&mut de, Listing { each: &mut each })
+            .and_then(|listed| de.end().map(|()| listed));
+        decoded.map_err(|e| {
+            if e.is_io() {
+                Error::Transport {
+                    url: self.url.clone(),
+                    detail: e.to_string(),
+                }
+            } else {
+                Error::Decode {
+                    url: self.url.clone(),
+                    detail: e.to_string(),
+                }
+            }
         })
     }
 
     /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
     /// explain`: per-upstream health, the updater's version).
     pub fn list_json(&self) -> Result<serde_json::Value, Error> {
-        let mut r = self.agent.get(&self.url);
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Bearer {t}"));
-        }
-        let text = self.finish(r.call(), Call::List)?;
+        let text = self.get_text()?;
         serde_json::from_str(&text).map_err(|e| Error::Decode {
             url: self.url.clone(),
             detail: e.to_string(),
@@ -240,30 +271,57 @@ impl UpdaterClient {
         }
     }
 
+    /// `GET`'s answer as text.
+    fn get_text(&self) -> Result<String, Error> {
+        let mut r = self.agent.get(&self.url);
+        if let Some(t) = &self.token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        self.finish(r.call(), Call::List)
+    }
+
     /// Reads a bounded answer and maps the status.
     fn finish(
         &self,
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
         call: Call,
     ) -> Result<String, Error> {
-        let mut resp = resp.map_err(|e| self.transport(e))?;
-        let code = resp.status().as_u16();
         let limit = match call {
-            Call::List if (200..300).contains(&code) => MAX_LIST_RESPONSE,
+            Call::List => MAX_LIST_RESPONSE,
             _ => MAX_RESPONSE,
         };
+        match self.answer(resp, call) {
+            Ok(mut resp) => resp
+                .body_mut()
+                .with_config()
+                .limit(limit)
+                .lossy_utf8(true)
+                .read_to_string()
+                .map_err(|e| self.transport(e)),
+            Err(Error::Refused { code: 404, .. }) if call == Call::Delete => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The response when its status is a success; else the error it means, with its body
+    /// summarised (bounded).
+    fn answer(
+        &self,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        call: Call,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        let mut resp = resp.map_err(|e| self.transport(e))?;
+        let code = resp.status().as_u16();
+        if (200..300).contains(&code) {
+            return Ok(resp);
+        }
+        let limit = MAX_RESPONSE;
         let text = resp
             .body_mut()
             .with_config()
             .limit(limit)
             .lossy_utf8(true)
             .read_to_string();
-        if (200..300).contains(&code) {
-            return text.map_err(|e| self.transport(e));
-        }
-        if code == 404 && call == Call::Delete {
-            return Ok(String::new());
-        }
         let message = match text {
             Ok(t) => summarise(&t),
             Err(ureq::Error::BodyExceedsLimit(_)) => {
@@ -290,6 +348,69 @@ impl UpdaterClient {
             url: self.url.clone(),
             detail,
         }
+    }
+}
+
+/// `GET`'s answer, decoded field by field: `backends` one element at a time (see `list_each`).
+struct Listing<'f, F> {
+    each: &'f mut F,
+}
+
+impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
+    type Value = ListResponse;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a GET /api/v1/lb answer")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ListResponse, A::Error> {
+        let mut listed = ListResponse::default();
+        let mut backends = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "backends" => {
+                    map.next_value_seed(EachBackend { each: self.each })?;
+                    backends = true;
+                }
+                "unreadable" => listed.unreadable = map.next_value()?,
+                "version" => listed.version = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        if !backends {
+            return Err(serde::de::Error::missing_field("backends"));
+        }
+        Ok(listed)
+    }
+}
+
+/// The `backends` array, each element handed over as it is decoded.
+struct EachBackend<'f, F> {
+    each: &'f mut F,
+}
+
+impl<'de, F: FnMut(ListedBackend)> serde::de::DeserializeSeed<'de> for EachBackend<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for EachBackend<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of backends")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(b) = seq.next_element::<ListedBackend>()? {
+            (self.each)(b);
+        }
+        Ok(())
     }
 }
 
@@ -455,6 +576,45 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn list_hands_over_backends_as_read_and_refuses_an_unreadable_answer() {
+        use crate::http::{Limits, Request, Response, Server};
+        let good = r#"{"version":"v1","backends":[
+            {"backendName":"a","lbPort":8100,"lbProtocol":"TCP","upstreamServers":[{"host":"h","port":1,"healthy":false}]},
+            {"backendName":"b","lbPort":8101,"lbProtocol":"UDP","upstreamServers":[],"modified":true}],
+            "future":{"x":[1]},"unreadable":[{"file":"f.conf","err":"no header"}]}"#;
+        let answers: Vec<(u16, String)> = vec![
+            (200, good.into()),
+            (200, good[..good.len() / 2].into()),
+            (200, r#"{"unreadable":[]}"#.into()),
+            (200, format!("{good} trailing")),
+            (404, "no such path".into()),
+        ];
+        let at = std::sync::atomic::AtomicUsize::new(0);
+        let s = Server::bind("127.0.0.1:0", Limits::default(), move |_: &Request| {
+            let (code, body) = &answers[at.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];
+            Response::new(*code, "application/json", body.as_bytes())
+        })
+        .unwrap();
+        let url = format!("http://{}/api/v1/lb", s.local_addr());
+        let c = UpdaterClient::new(&url, ClientAuth::default(), Timeouts::default()).unwrap();
+        let mut seen = Vec::new();
+        let rest = c
+            .list_each(|b| seen.push((b.request.backend_name, b.modified)))
+            .unwrap();
+        assert_eq!(seen, [("a".to_string(), false), ("b".to_string(), true)]);
+        assert_eq!(
+            (rest.version.as_deref(), rest.unreadable.len()),
+            (Some("v1"), 1)
+        );
+        assert!(rest.backends.is_empty());
+        for what in ["truncated", "no backends", "trailing garbage"] {
+            let e = c.list().unwrap_err();
+            assert!(matches!(e, Error::Decode { .. }), "{what}: {e}");
+        }
+        assert!(c.list().unwrap_err().is_unsupported());
     }
 
     #[test]

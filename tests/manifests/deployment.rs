@@ -283,8 +283,10 @@ fn deployment_starts_the_controller_with_flags_it_accepts_and_consistent_values(
             .any(|e| e["name"] == "GLIBC_TUNABLES"
                 && e["value"]
                     .as_str()
-                    .is_some_and(|v| v.contains("glibc.malloc.arena_max=1"))),
-        "one malloc arena keeps the I/O pool's threads from each holding one (README, Performance)"
+                    .is_some_and(|v| v.contains("glibc.malloc.arena_max=1")
+                        && v.contains("glibc.malloc.tcache_count=0"))),
+        "one malloc arena and no thread caches keep the I/O pool's threads from each holding memory \
+         (README, Performance)"
     );
 
     // The service account exists and is the one the bindings name.

@@ -20,7 +20,7 @@ fn image_is_scratch_with_only_the_static_binary_as_a_numeric_non_root_user() {
         [
             "FROM scratch",
             "COPY target/x86_64-unknown-linux-gnu/release/paperlb /paperlb",
-            "ENV GLIBC_TUNABLES=glibc.malloc.arena_max=1",
+            "ENV GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.tcache_count=0",
             "USER 65532:65532",
             r#"ENTRYPOINT ["/paperlb"]"#,
             r#"CMD ["controller"]"#,
