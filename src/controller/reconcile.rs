@@ -702,7 +702,11 @@ fn push(
 ) -> Option<String> {
     let was = lb.status.phase.as_deref();
     if spec.hosts.is_empty() {
+        // Back to the Go form: what the hosts form recorded goes.
         status.hosts = None;
+        status
+            .conditions
+            .retain(|c| !c.type_.starts_with(hosts::HOST_PREFIX));
         if is_applied(lb) {
             return None;
         }

@@ -194,6 +194,24 @@ fn removed_host_is_cleaned_up_best_effort_and_added_host_gets_everything(rng: &m
             .all(|b| b.url == A)
     );
     assert!(condition(&cache.load_balancers[&k].status.conditions, "Host-b").is_none());
+    // To the Go form on host a: the hosts form's conditions and figure go, and b is left alone.
+    let mut go = config("pair", true, "127.0.0.2", A, 8000, 8010);
+    go.metadata.resource_version = "5".into();
+    cache.apply_config(go);
+    let calls = converge(&mut cache, &k);
+    assert!(calls.iter().all(|c| c.1 == A), "{calls:?}");
+    let lb = &cache.load_balancers[&k];
+    assert!(lb.spec.hosts.is_empty() && lb.status.hosts.is_none());
+    assert!(
+        lb.status
+            .conditions
+            .iter()
+            .all(|c| !c.type_.starts_with("Host-")),
+        "{:?}",
+        lb.status.conditions
+    );
+    assert_eq!(phase(&cache, &k), "READY");
+    assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2"]);
     // Added back: b gets both ports.
     let mut back = pair();
     back.metadata.resource_version = "3".into();
