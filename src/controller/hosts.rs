@@ -198,6 +198,49 @@ pub fn record_failure(
     record(status, generation, spec, done, ctx);
 }
 
+/// When a spec patch changes nothing but the host list (a host added or removed, or the first host
+/// changed): the status to write right after it, in which every host that holds the current spec
+/// holds the next generation too, so the next reconcile pushes to the new hosts only, not again to
+/// every host. The apiserver raises `metadata.generation` by exactly one for a spec change, and the
+/// patch carries the resourceVersion, so no other change can come between. None when other fields
+/// change too, or no host holds the spec. The status is written after the spec patch; if it is not,
+/// the next reconcile pushes to every host (the cost of not knowing).
+pub fn carried_forward(
+    lb: &LoadBalancer,
+    desired: &LbSpec,
+    ctx: &Context,
+) -> Option<LoadBalancerStatus> {
+    if desired.hosts.is_empty() {
+        return None;
+    }
+    let stored = LbSpec::from_resource(&lb.spec).ok()?;
+    let content = |s: &LbSpec| LbSpec {
+        url: String::new(),
+        host: String::new(),
+        hosts: Vec::new(),
+        ..s.clone()
+    };
+    if content(&stored) != content(desired) {
+        return None;
+    }
+    let generation = lb.metadata.generation?;
+    let next = Some(generation + 1);
+    let mut status = lb.status.clone();
+    let mut carried = Vec::new();
+    for h in desired.hosts.iter().filter(|h| applied_on(lb, h)) {
+        let type_ = condition_type(&h.name);
+        if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == type_) {
+            c.observed_generation = next;
+            carried.push(h.clone());
+        }
+    }
+    if carried.is_empty() {
+        return None;
+    }
+    record(&mut status, next, desired, &[], ctx);
+    Some(status)
+}
+
 /// The host of `spec` an updater URL belongs to.
 pub fn host_of<'a>(spec: &'a LbSpec, url: &str) -> Option<&'a LbHost> {
     spec.hosts.iter().find(|h| same_updater(&h.url, url))

@@ -305,6 +305,10 @@ fn reconcile_service(
             key: key.clone(),
             patch: json!({"metadata": metadata, "spec": desired.to_json()}),
         });
+        // Only the host list changed: the hosts that hold the spec keep it (no call to them).
+        if let Some(status) = hosts::carried_forward(lb, &desired, ctx) {
+            plan.push(status_patch(key, &status));
+        }
         let recorded = LbSpec::from_resource(&lb.spec).ok();
         let ports_of = |s: &LbSpec| -> Vec<(u16, Protocol)> {
             s.ports.iter().map(|p| (p.port, p.protocol)).collect()

@@ -169,22 +169,25 @@ fn removed_host_is_cleaned_up_best_effort_and_added_host_gets_everything(rng: &m
     one.metadata.resource_version = "2".into();
     cache.apply_config(one);
     let mut deletes = Vec::new();
+    let mut posts = 0;
     for _ in 0..10 {
         let plan = reconcile(&cache, &k, &ctx());
         if plan.is_empty() {
             break;
         }
         for a in &plan.actions {
-            if let Action::UpdaterDelete {
-                url, best_effort, ..
-            } = a
-            {
-                deletes.push((url.clone(), *best_effort));
+            match a {
+                Action::UpdaterDelete {
+                    url, best_effort, ..
+                } => deletes.push((url.clone(), *best_effort)),
+                Action::UpdaterApply { .. } => posts += 1,
+                _ => {}
             }
         }
         execute(&mut cache, &plan);
     }
     assert_eq!(deletes, [(B.to_string(), true), (B.to_string(), true)]);
+    assert_eq!(posts, 0, "a holds the spec: the removal sends it nothing");
     assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2"]);
     assert!(
         cache.load_balancers[&k]
@@ -194,12 +197,25 @@ fn removed_host_is_cleaned_up_best_effort_and_added_host_gets_everything(rng: &m
             .all(|b| b.url == A)
     );
     assert!(condition(&cache.load_balancers[&k].status.conditions, "Host-b").is_none());
-    // To the Go form on host a: the hosts form's conditions and figure go, and b is left alone.
+    // Added back: b gets both ports.
+    let mut back = pair();
+    back.metadata.resource_version = "3".into();
+    cache.apply_config(back);
+    let calls = converge(&mut cache, &k);
+    let to_b = calls.iter().filter(|c| c.0 == "POST" && c.1 == B).count();
+    assert_eq!(to_b, 2, "{calls:?}");
+    // a holds the spec already: one POST per port to the new host, none to the others.
+    assert!(calls.iter().all(|c| c.1 == B), "{calls:?}");
+    assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
+    // To the Go form on host a: the hosts form's conditions and figure go, b loses our backends.
     let mut go = config("pair", true, "127.0.0.2", A, 8000, 8010);
     go.metadata.resource_version = "5".into();
     cache.apply_config(go);
     let calls = converge(&mut cache, &k);
-    assert!(calls.iter().all(|c| c.1 == A), "{calls:?}");
+    assert!(
+        calls.iter().all(|c| (c.0 == "POST") == (c.1 == A)),
+        "{calls:?}"
+    );
     let lb = &cache.load_balancers[&k];
     assert!(lb.spec.hosts.is_empty() && lb.status.hosts.is_none());
     assert!(
@@ -212,14 +228,6 @@ fn removed_host_is_cleaned_up_best_effort_and_added_host_gets_everything(rng: &m
     );
     assert_eq!(phase(&cache, &k), "READY");
     assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2"]);
-    // Added back: b gets both ports.
-    let mut back = pair();
-    back.metadata.resource_version = "3".into();
-    cache.apply_config(back);
-    let calls = converge(&mut cache, &k);
-    let to_b = calls.iter().filter(|c| c.0 == "POST" && c.1 == B).count();
-    assert_eq!(to_b, 2, "{calls:?}");
-    assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
 }
 
 fn port_taken_on_one_host_is_not_allocated(rng: &mut Rng) {

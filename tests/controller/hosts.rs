@@ -164,7 +164,8 @@ fn a_host_added_gets_every_backend_and_a_host_removed_loses_ours() {
         ingress_ips(&w, "a") == [H1] && ingress_ips(&w, "b") == [H1] && phase(&w, "b") == "READY"
     });
     assert!(h2.names(None).is_empty());
-    // Added: host 2 gets both backends.
+    let h1_posts = h1.requests("POST");
+    // Added: host 2 gets both backends, and host 1 (which holds them) no call.
     hosts_config(
         &w,
         vec![host_entry("lb-1", H1, &h1), host_entry("lb-2", H2, &h2)],
@@ -174,6 +175,11 @@ fn a_host_added_gets_every_backend_and_a_host_removed_loses_ours() {
         ingress_ips(&w, "a") == [H1, H2] && ingress_ips(&w, "b") == [H1, H2]
     });
     assert_eq!(h2.names(None), ["default_a", "default_b"]);
+    assert_eq!(
+        h1.requests("POST"),
+        h1_posts,
+        "one POST per port to the new host only"
+    );
     let (pa, pb) = (lb_port(&w, "a"), lb_port(&w, "b"));
     wait_for("traffic through host 2", || h2.serves(pa) && h2.serves(pb));
     // Removed: host 1 loses our backends; host 2 keeps serving.
