@@ -9,11 +9,10 @@
 //! Pure: the worker's view of failing updaters and the clock come in through `Context`.
 
 use super::reconcile::Context;
-use super::status::{READY, condition, set_condition};
+use super::status::{READY, condition, ingress_entry, ingress_ports, set_condition};
 use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{
     Condition, Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
-    PortStatus, is_ip,
 };
 use crate::time::rfc3339;
 use std::time::{Duration, UNIX_EPOCH};
@@ -254,32 +253,10 @@ pub fn ingress(
     generation: Option<i64>,
     ctx: &Context,
 ) -> Vec<Ingress> {
-    let ports: Vec<PortStatus> = spec
-        .ports
-        .iter()
-        .map(|p| PortStatus {
-            port: i32::from(p.port),
-            protocol: p.protocol.as_str().to_string(),
-            error: None,
-        })
-        .collect();
+    let ports = ingress_ports(spec);
     let mut out: Vec<Ingress> = Vec::new();
     for h in serving(status, generation, spec, ctx) {
-        let entry = if is_ip(&h.host) {
-            Ingress {
-                ip: Some(h.host.clone()),
-                hostname: None,
-                ip_mode: Some("Proxy".to_string()),
-                ports: ports.clone(),
-            }
-        } else {
-            Ingress {
-                ip: None,
-                hostname: Some(h.host.clone()),
-                ip_mode: None,
-                ports: ports.clone(),
-            }
-        };
+        let entry = ingress_entry(&h.host, ports.clone());
         if !out.contains(&entry) {
             out.push(entry);
         }

@@ -752,7 +752,7 @@ fn apply_hosts(
     lb: &LoadBalancer,
     spec: &LbSpec,
     pushed: &[LbHost],
-    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    timeouts: (u32, u32),
     status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
@@ -770,19 +770,7 @@ fn apply_hosts(
         .partition(|old| new.iter().any(|n| old.same_port(n)));
     delete_backends(key, in_the_way, plan);
     for h in pushed {
-        for (i, p) in spec.ports.iter().enumerate() {
-            plan.push(Action::UpdaterApply {
-                key: key.clone(),
-                url: h.url.clone(),
-                request: updater_request(
-                    key,
-                    i,
-                    p,
-                    (proxy_timeout_seconds, proxy_connect_timeout_seconds),
-                    &spec.traffic,
-                ),
-            });
-        }
+        push_ports(key, &h.url, spec, timeouts, plan);
     }
     delete_backends(key, stale, plan);
     for b in known.iter().filter(|b| !spec.uses_updater(&b.url)) {
@@ -806,9 +794,7 @@ fn apply_hosts(
     status.applied.extend(new);
     status.applied.sort();
     status.applied.dedup();
-    status.target_count = Some(spec.target_count() as i64);
-    status.ports = super::health_status::carried(&lb.status.ports, spec);
-    status.healthy = super::health_status::summary(&status.ports);
+    record_targets_and_health(lb, spec, status);
 }
 
 /// Updater calls for every port, and deletes of backends the spec no longer has: after the calls
@@ -820,7 +806,7 @@ fn apply(
     key: &Key,
     lb: &LoadBalancer,
     spec: &LbSpec,
-    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    timeouts: (u32, u32),
     status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
@@ -831,27 +817,13 @@ fn apply(
         .filter(|old| !backends.iter().any(|new| old.same_place(new)))
         .partition(|old| backends.iter().any(|new| old.same_port(new)));
     delete_backends(key, in_the_way, plan);
-    for (i, p) in spec.ports.iter().enumerate() {
-        plan.push(Action::UpdaterApply {
-            key: key.clone(),
-            url: spec.url.clone(),
-            request: updater_request(
-                key,
-                i,
-                p,
-                (proxy_timeout_seconds, proxy_connect_timeout_seconds),
-                &spec.traffic,
-            ),
-        });
-    }
+    push_ports(key, &spec.url, spec, timeouts, plan);
     delete_backends(key, stale, plan);
     super::updater_auth::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     status.phase = Some(PHASE_READY.to_string());
-    status.target_count = Some(spec.target_count() as i64);
     status.observed_generation = lb.metadata.generation;
     status.applied = backends;
-    status.ports = super::health_status::carried(&lb.status.ports, spec);
-    status.healthy = super::health_status::summary(&status.ports);
+    record_targets_and_health(lb, spec, status);
     set_condition(
         &mut status.conditions,
         READY,
@@ -861,6 +833,24 @@ fn apply(
         &ctx.now,
         lb.metadata.generation,
     );
+}
+
+/// One POST per port of `spec` to the updater at `url`.
+fn push_ports(key: &Key, url: &str, spec: &LbSpec, timeouts: (u32, u32), plan: &mut Plan) {
+    for (i, p) in spec.ports.iter().enumerate() {
+        plan.push(Action::UpdaterApply {
+            key: key.clone(),
+            url: url.to_string(),
+            request: updater_request(key, i, p, timeouts, &spec.traffic),
+        });
+    }
+}
+
+/// The target count and the health figures carried over, once a spec is pushed.
+fn record_targets_and_health(lb: &LoadBalancer, spec: &LbSpec, status: &mut LoadBalancerStatus) {
+    status.target_count = Some(spec.target_count() as i64);
+    status.ports = super::health_status::carried(&lb.status.ports, spec);
+    status.healthy = super::health_status::summary(&status.ports);
 }
 
 /// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects

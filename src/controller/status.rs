@@ -108,18 +108,26 @@ pub fn known_backends(key: &Key, lb: &LoadBalancer) -> Vec<AppliedBackend> {
 /// kube-proxy never binds the LB host's address on nodes), or `hostname`; the LB ports clients
 /// connect to.
 pub fn ingress_for(spec: &LbSpec) -> Vec<Ingress> {
-    let ports = spec
-        .ports
+    vec![ingress_entry(&spec.host, ingress_ports(spec))]
+}
+
+/// The LB ports of a spec as an ingress entry lists them.
+pub fn ingress_ports(spec: &LbSpec) -> Vec<PortStatus> {
+    spec.ports
         .iter()
         .map(|p| PortStatus {
             port: i32::from(p.port),
             protocol: p.protocol.as_str().to_string(),
             error: None,
         })
-        .collect();
-    let ingress = if is_ip(&spec.host) {
+        .collect()
+}
+
+/// One ingress entry for an LB host: `ip` with `ipMode: Proxy` for an address, else `hostname`.
+pub fn ingress_entry(host: &str, ports: Vec<PortStatus>) -> Ingress {
+    if is_ip(host) {
         Ingress {
-            ip: Some(spec.host.clone()),
+            ip: Some(host.to_string()),
             hostname: None,
             ip_mode: Some("Proxy".to_string()),
             ports,
@@ -127,10 +135,9 @@ pub fn ingress_for(spec: &LbSpec) -> Vec<Ingress> {
     } else {
         Ingress {
             ip: None,
-            hostname: Some(spec.host.clone()),
+            hostname: Some(host.to_string()),
             ip_mode: None,
             ports,
         }
-    };
-    vec![ingress]
+    }
 }

@@ -141,13 +141,17 @@ impl Worker {
     /// The valid config in our namespace naming this updater (the first by name: configs naming
     /// one updater should name the same Secrets).
     fn config_for(&self, url: &str) -> Option<ValidConfig> {
+        self.valid_configs().find_map(|c| c.for_updater(url))
+    }
+
+    /// The valid configs in the controller's namespace.
+    fn valid_configs(&self) -> impl Iterator<Item = ValidConfig> + '_ {
         let ns = self.config.namespace.as_str();
         self.cache
             .configs
             .iter()
-            .filter(|(k, _)| k.namespace == ns)
+            .filter(move |(k, _)| k.namespace == ns)
             .filter_map(|(_, c)| c.validate().ok())
-            .find_map(|c| c.for_updater(url))
     }
 
     fn auth_for(&mut self, url: &str) -> Result<ClientAuth, AuthProblem> {
@@ -239,13 +243,8 @@ impl Worker {
             return affected;
         }
         self.auth.probes_stale = true;
-        let ns = self.config.namespace.clone();
         let endpoints: BTreeSet<String> = self
-            .cache
-            .configs
-            .iter()
-            .filter(|(k, _)| k.namespace == ns)
-            .filter_map(|(_, c)| c.validate().ok())
+            .valid_configs()
             .flat_map(|c| {
                 c.places()
                     .into_iter()
@@ -393,13 +392,8 @@ impl Worker {
 
     /// The several-host configs' updaters, for the prober (called when configs or Secrets change).
     fn refresh_probes(&mut self) {
-        let ns = self.config.namespace.clone();
         let urls: Vec<String> = self
-            .cache
-            .configs
-            .iter()
-            .filter(|(k, _)| k.namespace == ns)
-            .filter_map(|(_, c)| c.validate().ok())
+            .valid_configs()
             .filter(|c| !c.hosts.is_empty())
             .flat_map(|c| c.places().into_iter().map(|h| h.url))
             .collect();

@@ -64,6 +64,15 @@ pub struct LbHost {
 }
 
 impl LbHost {
+    /// The Go form's one host: no name.
+    pub fn unnamed(host: &str, url: &str) -> LbHost {
+        LbHost {
+            name: String::new(),
+            host: host.to_string(),
+            url: url.to_string(),
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         json!({"name": self.name, "host": self.host, "httpUpdaterURL": self.url})
     }

@@ -128,11 +128,7 @@ impl ValidConfig {
     /// form's one (unnamed).
     pub fn places(&self) -> Vec<super::hosts::LbHost> {
         if self.hosts.is_empty() {
-            return vec![super::hosts::LbHost {
-                name: String::new(),
-                host: self.host.clone(),
-                url: self.url.clone(),
-            }];
+            return vec![super::hosts::LbHost::unnamed(&self.host, &self.url)];
         }
         self.hosts
             .iter()
@@ -656,11 +652,7 @@ impl LbSpec {
     /// Every host this spec is placed on: the `hosts` list, or the Go fields' one (unnamed).
     pub fn places(&self) -> Vec<super::hosts::LbHost> {
         if self.hosts.is_empty() {
-            return vec![super::hosts::LbHost {
-                name: String::new(),
-                host: self.host.clone(),
-                url: self.url.clone(),
-            }];
+            return vec![super::hosts::LbHost::unnamed(&self.host, &self.url)];
         }
         self.hosts.clone()
     }
