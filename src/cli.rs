@@ -3,6 +3,7 @@
 //! Must not: read the environment (main does, once) or exit the process.
 
 use std::fmt;
+use std::net::SocketAddr;
 
 /// A usage error: bad or unknown flag, missing value. main prints it with a hint and exits 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,20 @@ pub fn value<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Usage> {
         .map_err(|_| Usage(format!("flag --{name}: invalid value {v:?}")))
 }
 
+/// A listen address: `HOST:PORT` with an IP literal (`127.0.0.1:9090`, `[::]:8080`), or `:PORT` for
+/// every IPv4 address (`0.0.0.0:PORT`, as Go programs read it).
+pub fn socket_addr(name: &str, v: &str) -> Result<SocketAddr, Usage> {
+    let full = match v.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => v.to_string(),
+    };
+    full.parse().map_err(|_| {
+        Usage(format!(
+            "flag --{name}: expected IP:PORT or :PORT (e.g. 127.0.0.1:3000, [::1]:3000, :3000), got {v:?}"
+        ))
+    })
+}
+
 /// Parses a switch given as `--flag=true|false`.
 pub fn boolean(name: &str, v: &str) -> Result<bool, Usage> {
     match v {
@@ -114,6 +129,18 @@ mod tests {
     }
 
     #[test]
+    fn socket_addrs_take_port_only_as_every_address() {
+        for (v, want) in [
+            (":3000", "0.0.0.0:3000"),
+            ("127.0.0.1:3000", "127.0.0.1:3000"),
+            ("[::1]:3000", "[::1]:3000"),
+            ("[::]:0", "[::]:0"),
+        ] {
+            assert_eq!(socket_addr("listen", v), Ok(want.parse().unwrap()), "{v}");
+        }
+    }
+
+    #[test]
     fn rejects_unknown_flags_positionals_and_missing_values() {
         assert!(
             parse(&s(&["--nope"]), &["a"], &[])
@@ -134,6 +161,18 @@ mod tests {
                 .contains("needs a value")
         );
         assert!(value::<u16>("port", "x").is_err());
+        for bad in [
+            "3000",
+            "x",
+            "localhost:3000",
+            ":",
+            ":x",
+            ":70000",
+            "127.0.0.1",
+        ] {
+            let e = socket_addr("listen", bad).unwrap_err().0;
+            assert!(e.contains("--listen") && e.contains(":PORT"), "{bad}: {e}");
+        }
         assert!(boolean("x", "maybe").is_err());
     }
 }

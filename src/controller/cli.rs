@@ -151,16 +151,9 @@ fn parse_addr(v: &str) -> Result<Option<SocketAddr>, Usage> {
     if v == "off" || v == "0" {
         return Ok(None);
     }
-    let full = if v.starts_with(':') {
-        format!("0.0.0.0{v}")
-    } else {
-        v.to_string()
-    };
-    full.parse().map(Some).map_err(|_| {
-        Usage(format!(
-            "flag --metrics-addr: expected HOST:PORT, :PORT or off, got {v:?}"
-        ))
-    })
+    crate::cli::socket_addr("metrics-addr", v)
+        .map(Some)
+        .map_err(|Usage(m)| Usage(format!("{m}; or off to disable")))
 }
 
 /// `500ms`, `15s`, `5m`: a whole number and a unit.

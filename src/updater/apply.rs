@@ -371,9 +371,7 @@ impl Worker {
             Err(e) if !may_split || changes.len() == 1 => {
                 for (job, _) in changes {
                     let copy = match &e {
-                        Error::Nginx { message } => Error::Nginx {
-                            message: message.clone(),
-                        },
+                        Error::Nginx(n) => Error::Nginx(n.clone()),
                         other => Error::io(&self.dir, std::io::Error::other(other.to_string())),
                     };
                     self.answer(job, Err(copy));
@@ -405,7 +403,7 @@ impl Worker {
             self.metrics
                 .tests
                 .inc(&[if t.is_ok() { "ok" } else { "failed" }]);
-            t.map_err(|message| Error::Nginx { message })?;
+            t?;
             self.metrics.reloads.inc(&[]);
             match self.nginx.reload() {
                 Ok(()) => {
@@ -415,9 +413,9 @@ impl Worker {
                     self.metrics.last_reload.set(&[], now.floor());
                     Ok(())
                 }
-                Err(message) => {
+                Err(e) => {
                     self.metrics.reload_failures.inc(&[]);
-                    Err(Error::Nginx { message })
+                    Err(e.into())
                 }
             }
         });
@@ -496,7 +494,10 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
         if let Err(err) = validate::backend_name(name) {
             // Hidden files (our temp files among them) are skipped by nginx's glob as well.
             if !name.starts_with('.') {
-                unreadable.push(Unreadable { file, err });
+                unreadable.push(Unreadable {
+                    file,
+                    err: err.to_string(),
+                });
             }
             continue;
         }
@@ -522,7 +523,7 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
             Err(err) => {
                 unreadable.push(Unreadable {
                     file: file.clone(),
-                    err,
+                    err: err.to_string(),
                 });
                 None
             }

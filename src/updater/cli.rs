@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::server::{self, Settings, TlsFiles};
 use super::validate::{MAX_TIMEOUT_SECONDS, Policy};
-use crate::cli::{Arg, Usage, parse as parse_args, value};
+use crate::cli::{Arg, Usage, parse as parse_args, socket_addr, value};
 use crate::http::Limits;
 
 pub const HELP: &str = "\
@@ -16,7 +16,8 @@ nginx stream configuration (one file per backend), tested with `nginx -t` and re
 Usage: paperlb nginx-updater --listen ADDR --streams-dir DIR --nginx-conf FILE [flags]
 
 Required:
-  --listen ADDR                  address to serve the API on, e.g. 0.0.0.0:8000 or 10.0.0.5:8000
+  --listen ADDR                  address to serve the API on: IP:PORT, e.g. 192.0.2.10:3000, or
+                                 :PORT for every address, e.g. :3000
   --streams-dir DIR              directory of the generated <backendName>.conf files
   --nginx-conf FILE              the main nginx.conf; it must `include DIR/*.conf;` inside its
                                  `stream {}` block (checked at start)
@@ -81,7 +82,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             Arg::Switch(n) => return Err(Usage(format!("flag --{n} needs a value"))),
         };
         match name.as_str() {
-            "listen" => listen = Some(v),
+            "listen" => listen = Some(socket_addr(&name, &v)?),
             "streams-dir" => streams_dir = Some(PathBuf::from(v)),
             "nginx-conf" => nginx_conf = Some(PathBuf::from(v)),
             "nginx-bin" => nginx_bin = PathBuf::from(v),
@@ -166,14 +167,6 @@ fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
 /// leaves each file either old or new.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let s = &config.settings;
-    if s.token_file.is_none() {
-        log::warn!(
-            "!!! no --token-file: the updater API on {} is OPEN. Anyone who can reach this port \
-             can rewrite nginx. Create a token (README, \"Securing the LB host\") and pass \
-             --token-file, or at least firewall the port to the cluster's nodes. !!!",
-            s.listen
-        );
-    }
     let (server, _updater) = server::start(s)?;
     log::info!(
         "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{} on {}, auth {})",
@@ -192,6 +185,14 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             "off"
         }
     );
+    if s.token_file.is_none() {
+        log::warn!(
+            "!!! no --token-file: the updater API on {} is OPEN. Anyone who can reach this port \
+             can rewrite nginx. Create a token (README, \"Securing the LB host\") and pass \
+             --token-file, or at least firewall the port to the cluster's nodes. !!!",
+            server.local_addr()
+        );
+    }
     server.wait();
     Ok(())
 }
@@ -234,9 +235,25 @@ mod tests {
     }
 
     #[test]
+    fn help_examples_stay_out_of_the_readme_lb_range() {
+        // The README's LB ports are 8000-8999: an updater example there would take an LB port.
+        let ports = HELP
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u32>().ok());
+        for p in ports {
+            assert!(!(8000..=8999).contains(&p), "{p} in --help");
+        }
+        assert!(HELP.contains(":3000"), "{HELP}");
+    }
+
+    #[test]
     fn parses_required_and_optional_flags() {
         let c = parse(&s(REQUIRED)).unwrap().unwrap().settings;
-        assert_eq!(c.listen, "127.0.0.1:8000");
+        assert_eq!(c.listen, "127.0.0.1:8000".parse().unwrap());
+        let mut args = s(REQUIRED);
+        args.extend(s(&["--listen", ":3000"]));
+        let c = parse(&args).unwrap().unwrap().settings;
+        assert_eq!(c.listen, "0.0.0.0:3000".parse().unwrap());
         assert_eq!(c.nginx_bin, PathBuf::from("/usr/sbin/nginx"));
         assert_eq!(c.policy, Policy::default());
         assert_eq!(c.policy.lb_address, None);
@@ -288,7 +305,7 @@ mod tests {
     #[test]
     fn refuses_missing_and_bad_values() {
         assert!(
-            parse(&s(&["--listen", "x"]))
+            parse(&s(&["--listen", ":3000"]))
                 .unwrap_err()
                 .0
                 .contains("--streams-dir")
@@ -300,6 +317,8 @@ mod tests {
             &["--proxy-timeout-default", "0"],
             &["--proxy-connect-timeout-default", "86401"],
             &["--bogus", "1"],
+            &["--listen", "3000"],
+            &["--listen", "localhost:3000"],
             &["--tls-cert", "/c.pem"],
             &["--tls-key", "/k.pem"],
         ] {

@@ -474,29 +474,27 @@ fn client_tls(url: &str, t: &ClientTls, https: bool) -> Result<Option<TlsConnect
     }))
 }
 
-/// The system CA bundle, read and parsed once per process.
+/// The system CA bundle, read and parsed once per process (retried while it cannot be read).
 fn system_roots() -> Result<rustls::RootCertStore, Error> {
-    static ROOTS: std::sync::OnceLock<Result<rustls::RootCertStore, String>> =
-        std::sync::OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            for path in SYSTEM_CA_BUNDLES {
-                let Ok(pem) = std::fs::read(path) else {
-                    continue;
-                };
-                return tls::root_store(&pem).map_err(|e| format!("{path}: {e}"));
-            }
-            Err(format!(
-                "no system CA bundle found (looked for {}); give the updater's CA instead",
-                SYSTEM_CA_BUNDLES.join(", ")
-            ))
-        })
-        .clone()
-        .map_err(Error::Config)
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    if let Some(r) = ROOTS.get() {
+        return Ok(r.clone());
+    }
+    for path in SYSTEM_CA_BUNDLES {
+        let Ok(pem) = std::fs::read(path) else {
+            continue;
+        };
+        let roots = tls::root_store(&pem).map_err(|e| Error::Config(format!("{path}: {e}")))?;
+        return Ok(ROOTS.get_or_init(|| roots).clone());
+    }
+    Err(Error::Config(format!(
+        "no system CA bundle found (looked for {}); give the updater's CA instead",
+        SYSTEM_CA_BUNDLES.join(", ")
+    )))
 }
 
 fn body_of<T: serde::Serialize>(v: &T) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))
+    serde_json::to_string(v).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
 }
 
 /// `{"err": m}` gives `m`; anything else becomes one line of at most 200 characters, tags stripped

@@ -23,13 +23,15 @@ use std::fmt;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The request was refused by validation: the message names the field (`upstreamServers[1].host`).
-    Invalid(String),
+    /// The request was refused by validation, naming the field (`upstreamServers[1].host`): 400.
+    Invalid(validate::Error),
     /// The request conflicts with another backend (port already served, same protocol): HTTP 409.
     Conflict(String),
-    /// nginx refused the configuration (`nginx -t`) or the reload did not take; the previous file set
-    /// was restored. `message` is nginx's own, trimmed.
-    Nginx { message: String },
+    /// nginx refused the configuration (`nginx -t`) or the reload did not take (the previous file
+    /// set was restored), nginx is not running, or, at start, nginx.conf lacks the streams include.
+    Nginx(nginx::Error),
+    /// Server side: the `--tls-cert`/`--tls-key` pair does not load; names the file, never key bytes.
+    Tls { path: String, detail: String },
     /// Local I/O on the streams directory or nginx.conf, naming the path.
     Io {
         path: String,
@@ -57,7 +59,7 @@ impl Error {
         match self {
             Error::Invalid(_) => 400,
             Error::Conflict(_) => 409,
-            Error::Nginx { .. } | Error::Io { .. } => 500,
+            Error::Nginx(_) | Error::Io { .. } | Error::Tls { .. } => 500,
             Error::Refused { code, .. }
             | Error::Unauthorized { code, .. }
             | Error::Unsupported { code, .. } => *code,
@@ -94,7 +96,8 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "invalid request: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
-            Error::Nginx { message } => write!(f, "nginx refused the change: {message}"),
+            Error::Nginx(e) => e.fmt(f),
+            Error::Tls { path, detail } => write!(f, "{path}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
             Error::Transport { url, detail } => write!(f, "updater {url}: {detail}"),
@@ -118,7 +121,21 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Invalid(e) => Some(e),
+            Error::Nginx(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<validate::Error> for Error {
+    fn from(e: validate::Error) -> Error {
+        Error::Invalid(e)
+    }
+}
+
+impl From<nginx::Error> for Error {
+    fn from(e: nginx::Error) -> Error {
+        Error::Nginx(e)
     }
 }

@@ -13,6 +13,7 @@
 //! log gains an `[emerg]` line or the master dies; anything else within the deadline is a failure.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,85 @@ pub const HEADER: &str = "# paperlb-request: ";
 pub const HEADER_MORE: &str = "# paperlb-request+ ";
 /// Longest piece of the header JSON on one line.
 const HEADER_CHUNK: usize = 3000;
+
+/// What went wrong with nginx: its configuration at start, a file's header, or running it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// At start: nginx.conf has no `include DIR/*.conf;` inside `stream {}`. Not a request error:
+    /// the message is the fix, written for the layout found (`module`).
+    MissingInclude {
+        conf: PathBuf,
+        dir: PathBuf,
+        module: StreamModule,
+    },
+    /// A streams file whose first line is not our request header (not written by paperlb).
+    NoHeader,
+    /// Our header is there but its JSON does not decode.
+    BadHeader(String),
+    /// `nginx -t` or the reload refused the configuration, or the reload was not confirmed:
+    /// nginx's own message, trimmed.
+    Refused(String),
+    /// The nginx binary could not be run, or ran past its deadline.
+    Run { bin: PathBuf, detail: String },
+    /// No running master: the pid file is missing, unreadable or names a dead process.
+    NotRunning(String),
+}
+
+/// How the stream module gets loaded, as far as nginx.conf shows: decides the start-up hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamModule {
+    /// Debian/Ubuntu layout (`include .../modules-enabled/*.conf;`) and this file there loads
+    /// `ngx_stream_module`: adding `load_module` again would break nginx (`module already loaded`).
+    Enabled(PathBuf),
+    /// Debian/Ubuntu layout without the stream module: its package loads it there.
+    NotInstalled(PathBuf),
+    /// Any other layout: stream is built in, or needs a `load_module` line.
+    Unknown,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::MissingInclude { conf, dir, module } => {
+                let (conf, dir) = (conf.display(), dir.display());
+                write!(
+                    f,
+                    "{conf} does not include {dir}/*.conf inside its stream {{}} block, so nginx \
+                     would never see the backends the updater writes. Add this at the top level of \
+                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\n\n"
+                )?;
+                match module {
+                    StreamModule::Enabled(by) => write!(
+                        f,
+                        "The stream module is already loaded by {}: do not add a load_module line.",
+                        by.display()
+                    ),
+                    StreamModule::NotInstalled(d) => write!(
+                        f,
+                        "No file in {} loads the stream module: install it (Debian/Ubuntu: `apt-get \
+                         install libnginx-mod-stream`), which enables it there; do not add a \
+                         load_module line yourself.",
+                        d.display()
+                    ),
+                    StreamModule::Unknown => f.write_str(
+                        "If your nginx builds stream as a dynamic module, also add \
+                         `load_module modules/ngx_stream_module.so;` at the top.",
+                    ),
+                }
+            }
+            Error::NoHeader => {
+                f.write_str("no paperlb-request header line (not written by paperlb)")
+            }
+            Error::BadHeader(e) => write!(f, "unreadable paperlb-request header: {e}"),
+            Error::Refused(m) => write!(f, "nginx refused the change: {m}"),
+            Error::Run { bin, detail } => write!(f, "{}: {detail}", bin.display()),
+            Error::NotRunning(m) => write!(f, "nginx is not running: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 /// The complete content of `<name>.conf` for a validated backend.
 pub fn render(b: &Backend) -> String {
@@ -106,17 +186,17 @@ pub fn without_down_marks(content: &str) -> String {
 }
 
 /// Reads the request header back from a file's content.
-pub fn parse_header(content: &str) -> Result<LbRequest, String> {
+pub fn parse_header(content: &str) -> Result<LbRequest, Error> {
     let mut lines = content.lines();
     let first = lines.next().unwrap_or("");
     let mut json = first
         .strip_prefix(HEADER)
-        .ok_or_else(|| "no paperlb-request header line (not written by paperlb)".to_string())?
+        .ok_or(Error::NoHeader)?
         .to_string();
     for more in lines.map_while(|l| l.strip_prefix(HEADER_MORE)) {
         json.push_str(more);
     }
-    serde_json::from_str(&json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
+    serde_json::from_str(&json).map_err(|e| Error::BadHeader(e.to_string()))
 }
 
 /// One directive of nginx.conf with the names of the blocks around it (`["stream"]`).
@@ -186,10 +266,10 @@ pub fn directives(conf: &str) -> Vec<Directive> {
 
 /// Checks that nginx.conf includes `<dir>/*.conf` inside its `stream {}` block; the error says how
 /// to fix it.
-pub fn check_include(conf_path: &Path, conf: &str, dir: &Path) -> Result<(), String> {
+pub fn check_include(conf_path: &Path, conf: &str, dir: &Path) -> Result<(), Error> {
     let base = conf_path.parent().unwrap_or(Path::new("/"));
     let want = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let found = directives(conf).into_iter().any(|d| {
+    let found = directives(conf).iter().any(|d| {
         d.name == "include"
             && d.blocks.iter().any(|b| b == "stream")
             && d.args.first().is_some_and(|a| {
@@ -202,17 +282,41 @@ pub fn check_include(conf_path: &Path, conf: &str, dir: &Path) -> Result<(), Str
             })
     });
     if found {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} does not include {}/*.conf inside its stream {{}} block, so nginx would never see \
-             the backends the updater writes. Add this at the top level of that file:\n\n\
-             stream {{\n    include {}/*.conf;\n}}\n\n(and `load_module modules/ngx_stream_module.so;` \
-             at the top if your nginx builds stream as a dynamic module)",
-            conf_path.display(),
-            dir.display(),
-            dir.display()
-        ))
+        return Ok(());
+    }
+    Err(Error::MissingInclude {
+        conf: conf_path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        module: stream_module(base, conf),
+    })
+}
+
+/// Debian and Ubuntu load dynamic modules with a top-level `include .../modules-enabled/*.conf;`,
+/// one small file per module (`50-mod-stream.conf`). Finds that include and, in it, the file that
+/// loads `ngx_stream_module`.
+fn stream_module(base: &Path, conf: &str) -> StreamModule {
+    let Some(enabled) = directives(conf).into_iter().find_map(|d| {
+        let p = base.join(d.args.first()?);
+        let dir = p.parent()?;
+        let top = d.blocks.is_empty() && d.name == "include";
+        (top && dir.file_name()? == "modules-enabled").then(|| dir.to_path_buf())
+    }) else {
+        return StreamModule::Unknown;
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&enabled)
+        .map(|rd| rd.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    let loads = |p: &PathBuf| {
+        std::fs::read_to_string(p).is_ok_and(|t| {
+            directives(&t).iter().any(|d| {
+                d.name == "load_module" && d.args.iter().any(|a| a.contains("ngx_stream_module"))
+            })
+        })
+    };
+    match files.into_iter().find(loads) {
+        Some(f) => StreamModule::Enabled(f),
+        None => StreamModule::NotInstalled(enabled),
     }
 }
 
@@ -282,17 +386,17 @@ impl Nginx {
     }
 
     /// `nginx -t -c CONF`: Ok, or nginx's message.
-    pub fn test(&self) -> Result<(), String> {
+    pub fn test(&self) -> Result<(), Error> {
         let conf = self.conf.display().to_string();
         match self.run(&["-t", "-q", "-c", &conf])? {
             (true, _) => Ok(()),
-            (false, out) => Err(trim_message(&out)),
+            (false, out) => Err(Error::Refused(trim_message(&out))),
         }
     }
 
     /// `nginx -s reload -c CONF`, then waits until the master shows the reload took (see the module
     /// doc) or failed.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), Error> {
         let master = self.master_pid()?;
         let before = children(master);
         let log_len = self
@@ -302,25 +406,26 @@ impl Nginx {
             .map_or(0, |m| m.len());
         let conf = self.conf.display().to_string();
         if let (false, out) = self.run(&["-s", "reload", "-c", &conf])? {
-            return Err(trim_message(&out));
+            return Err(Error::Refused(trim_message(&out)));
         }
         let deadline = Instant::now() + self.reload_timeout;
         let mut pause = Duration::from_millis(5);
         loop {
             if let Some(msg) = self.new_emerg(log_len) {
-                return Err(msg);
+                return Err(Error::Refused(msg));
             }
             if !alive(master) {
-                return Err(format!("nginx master {master} exited during reload"));
+                let msg = format!("nginx master {master} exited during reload");
+                return Err(Error::Refused(msg));
             }
             if children(master).difference(&before).next().is_some() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
+                return Err(Error::Refused(format!(
                     "reload not confirmed within {:?}: the master started no new workers",
                     self.reload_timeout
-                ));
+                )));
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(100));
@@ -328,27 +433,19 @@ impl Nginx {
     }
 
     /// The master's pid, if it is running.
-    pub fn master_pid(&self) -> Result<u32, String> {
-        let text = std::fs::read_to_string(&self.pid_file).map_err(|e| {
-            format!(
-                "nginx is not running: pid file {}: {e}",
-                self.pid_file.display()
-            )
-        })?;
-        let pid: u32 = text.trim().parse().map_err(|_| {
-            format!(
-                "pid file {} holds {:?}",
-                self.pid_file.display(),
-                text.trim()
-            )
-        })?;
+    pub fn master_pid(&self) -> Result<u32, Error> {
+        let file = self.pid_file.display();
+        let text = std::fs::read_to_string(&self.pid_file)
+            .map_err(|e| Error::NotRunning(format!("pid file {file}: {e}")))?;
+        let pid: u32 = text
+            .trim()
+            .parse()
+            .map_err(|_| Error::NotRunning(format!("pid file {file} holds {:?}", text.trim())))?;
         if alive(pid) {
             Ok(pid)
         } else {
-            Err(format!(
-                "nginx is not running: master {pid} (from {}) is gone",
-                self.pid_file.display()
-            ))
+            let msg = format!("master {pid} (from {file}) is gone");
+            Err(Error::NotRunning(msg))
         }
     }
 
@@ -383,14 +480,18 @@ impl Nginx {
     }
 
     /// Runs nginx with a bounded run time; returns (success, stderr+stdout).
-    fn run(&self, args: &[&str]) -> Result<(bool, String), String> {
+    fn run(&self, args: &[&str]) -> Result<(bool, String), Error> {
+        let run_error = |detail: String| Error::Run {
+            bin: self.bin.clone(),
+            detail,
+        };
         let mut child = Command::new(&self.bin)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+            .map_err(|e| run_error(format!("cannot run it: {e}")))?;
         let readers: Vec<_> = [
             child
                 .stderr
@@ -436,12 +537,11 @@ impl Nginx {
         }
         match status {
             Some(s) => Ok((s.success(), out)),
-            None => Err(format!(
-                "{} {} did not finish within {:?} and was killed",
-                self.bin.display(),
+            None => Err(run_error(format!(
+                "{} did not finish within {:?} and was killed",
                 args.join(" "),
                 self.run_timeout
-            )),
+            ))),
         }
     }
 }
@@ -670,9 +770,74 @@ mod tests {
         assert!(check_include(p, conf, Path::new("/etc/nginx/other")).is_err());
         let only_http = "http { include /etc/nginx/streams.d/*.conf; }";
         let e = check_include(p, only_http, Path::new("/etc/nginx/streams.d")).unwrap_err();
-        assert!(e.contains("stream {"), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("stream {") && text.contains("load_module"),
+            "{e}"
+        );
+        assert!(!text.contains("invalid request"), "{e}");
         let relative = "stream { include streams.d/*.conf; }";
         assert!(check_include(p, relative, Path::new("/etc/nginx/streams.d")).is_ok());
+    }
+
+    #[test]
+    fn a_missing_include_on_the_debian_layout_does_not_ask_for_load_module() {
+        let dir = std::env::temp_dir().join(format!("paperlb-nginx-deb-{}", std::process::id()));
+        let enabled = dir.join("modules-enabled");
+        std::fs::create_dir_all(&enabled).unwrap();
+        let conf_path = dir.join("nginx.conf");
+        let streams = dir.join("streams.d");
+        // Stock Debian: the modules come from modules-enabled, relative or absolute.
+        for include in [
+            "include modules-enabled/*.conf;".to_string(),
+            format!("include {}/*.conf;", enabled.display()),
+        ] {
+            let conf = format!("{include}\nevents {{}}\nhttp {{ include conf.d/*.conf; }}\n");
+            let _ = std::fs::remove_file(enabled.join("50-mod-stream.conf"));
+            std::fs::write(
+                enabled.join("10-mod-mail.conf"),
+                "load_module modules/ngx_mail_module.so;\n",
+            )
+            .unwrap();
+            let e = check_include(&conf_path, &conf, &streams).unwrap_err();
+            assert_eq!(
+                e,
+                Error::MissingInclude {
+                    conf: conf_path.clone(),
+                    dir: streams.clone(),
+                    module: StreamModule::NotInstalled(enabled.clone()),
+                }
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains("libnginx-mod-stream") && !text.contains("load_module modules/"),
+                "{text}"
+            );
+            let stream_conf = enabled.join("50-mod-stream.conf");
+            std::fs::write(&stream_conf, "load_module modules/ngx_stream_module.so;\n").unwrap();
+            let e = check_include(&conf_path, &conf, &streams).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                matches!(&e, Error::MissingInclude { module: StreamModule::Enabled(f), .. } if *f == stream_conf),
+                "{e:?}"
+            );
+            assert!(
+                text.contains("already loaded by") && text.contains("50-mod-stream.conf"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("load_module modules/") && !text.contains("invalid request"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "stream {{\n    include {}/*.conf;\n}}",
+                    streams.display()
+                )),
+                "{text}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

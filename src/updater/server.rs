@@ -4,6 +4,7 @@
 //! Owns: mapping HTTP to applier calls and errors to `{"err"}` answers. Must not: write files or run
 //! nginx itself (the applier does), or log the token.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,7 +23,7 @@ use crate::metrics::{Counter, DEFAULT_BUCKETS, Histogram, Registry};
 /// Everything `start` needs, resolved from flags by `cli` (or built by tests).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub listen: String,
+    pub listen: SocketAddr,
     pub streams_dir: PathBuf,
     pub nginx_conf: PathBuf,
     pub nginx_bin: PathBuf,
@@ -62,7 +63,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
             std::io::Error::other("not a directory (create it, owned by the updater's user)"),
         ));
     }
-    nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir).map_err(Error::Invalid)?;
+    nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir)?;
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
     let registry = Registry::new();
     let health = Health::new(&registry);
@@ -106,13 +107,16 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     let u = updater.clone();
     let handler = move |r: &Request| u.handle(r);
     let server = match &s.tls {
-        None => http::Server::bind(s.listen.as_str(), s.limits.clone(), handler),
+        None => http::Server::bind(s.listen, s.limits.clone(), handler),
         Some(f) => {
             let config = tls::server_config(&f.cert, &f.key)?;
-            http::Server::bind_tls(s.listen.as_str(), s.limits.clone(), config, handler)
+            http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
         }
     }
-    .map_err(|e| Error::io(std::path::Path::new(&s.listen), e))?;
+    .map_err(|e| Error::Io {
+        path: format!("--listen {}", s.listen),
+        source: e,
+    })?;
     Ok((server, updater))
 }
 
@@ -181,7 +185,7 @@ impl Updater {
         };
         let backend = match validate::backend(&req, &self.policy) {
             Ok(b) => b,
-            Err(e) => return err(&Error::Invalid(e)),
+            Err(e) => return err(&e.into()),
         };
         let name = backend.name.clone();
         match self.applier.apply(backend) {
@@ -196,7 +200,7 @@ impl Updater {
             Err(e) => return Response::error(400, &format!("malformed JSON body: {e}")),
         };
         if let Err(e) = validate::backend_name(&req.backend_name) {
-            return err(&Error::Invalid(e));
+            return err(&e.into());
         }
         match self.applier.delete(&req.backend_name) {
             Ok(o) => ok(o, &req.backend_name),
@@ -206,7 +210,7 @@ impl Updater {
 
     fn healthz(&self) -> Response {
         match self.nginx.master_pid() {
-            Err(e) => Response::error(503, &e),
+            Err(e) => Response::error(503, &e.to_string()),
             Ok(_) if !self.applier.config_valid() => Response::error(
                 503,
                 "the stream configuration on disk did not pass nginx -t (see the updater's log)",

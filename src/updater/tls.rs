@@ -29,35 +29,42 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error
     let resolver = ReloadingCert::load(cert.to_path_buf(), key.to_path_buf())?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Invalid(format!("TLS versions: {e}")))?
+        .map_err(|e| tls_error(cert, format!("TLS versions: {e}")))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     Ok(Arc::new(config))
 }
 
 /// Reads and checks one pair; the error names the file and the problem, never key bytes.
-fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let cert_pem = std::fs::read(cert).map_err(|e| format!("{}: {e}", cert.display()))?;
-    let key_pem = std::fs::read(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let chain = certificates(&cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Error> {
+    let cert_pem = std::fs::read(cert).map_err(|e| tls_error(cert, e))?;
+    let key_pem = std::fs::read(key).map_err(|e| tls_error(key, e))?;
+    let chain = certificates(&cert_pem).map_err(|e| tls_error(cert, e))?;
     let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("{}: no usable private key in PEM ({e})", key.display()))?;
+        .map_err(|e| tls_error(key, format!("no usable private key in PEM ({e})")))?;
     let signing = provider()
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
+        .map_err(|e| tls_error(key, e))?;
     let certified = CertifiedKey::new(chain, signing);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(e) => {
-            return Err(format!(
-                "{} and {} do not belong together ({e})",
-                cert.display(),
-                key.display()
+            let both = format!("{} and {}", cert.display(), key.display());
+            return Err(tls_error(
+                Path::new(&both),
+                format!("do not belong together ({e})"),
             ));
         }
     }
     Ok(Arc::new(certified))
+}
+
+fn tls_error(path: &Path, detail: impl std::fmt::Display) -> Error {
+    Error::Tls {
+        path: path.display().to_string(),
+        detail: detail.to_string(),
+    }
 }
 
 struct State {
@@ -86,7 +93,7 @@ impl std::fmt::Debug for ReloadingCert {
 impl ReloadingCert {
     fn load(cert: PathBuf, key: PathBuf) -> Result<ReloadingCert, Error> {
         let stamps = (stamp(&cert), stamp(&key));
-        let current = load_pair(&cert, &key).map_err(Error::Invalid)?;
+        let current = load_pair(&cert, &key)?;
         Ok(ReloadingCert {
             cert,
             key,
@@ -146,7 +153,7 @@ mod tests {
 
         let k2 = rcgen::KeyPair::generate().unwrap();
         std::fs::write(&other, k2.serialize_pem()).unwrap();
-        let e = load_pair(&cert, &other).unwrap_err();
+        let e = load_pair(&cert, &other).unwrap_err().to_string();
         assert!(e.contains("do not belong together"), "{e}");
 
         std::fs::write(
@@ -154,10 +161,10 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n",
         )
         .unwrap();
-        let e = load_pair(&cert, &other).unwrap_err();
+        let e = load_pair(&cert, &other).unwrap_err().to_string();
         assert!(e.contains("o.pem") && !e.contains("U0VDUkVU"), "{e}");
         std::fs::write(&other, "not a certificate").unwrap();
-        let e = load_pair(&other, &key).unwrap_err();
+        let e = load_pair(&other, &key).unwrap_err().to_string();
         assert!(e.contains("o.pem"), "{e}");
         assert!(server_config(&dir.join("missing.pem"), &key).is_err());
         let _ = std::fs::remove_dir_all(&dir);

@@ -134,28 +134,102 @@ pub struct Check {
     pub healthy_threshold: u32,
 }
 
+/// Why a request was refused: the field (as the JSON names it) and the value sent, so the sender
+/// knows what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// `field` holds `value` (numbers as is, text quoted and clipped), which breaks `rule`.
+    Value {
+        field: String,
+        value: String,
+        rule: String,
+    },
+    /// The list `field` has `got` entries, outside `min..=max`.
+    Count {
+        field: &'static str,
+        min: usize,
+        max: usize,
+        got: usize,
+    },
+}
+
+impl Error {
+    fn value(field: &str, value: impl fmt::Display, rule: impl Into<String>) -> Error {
+        Error::Value {
+            field: field.into(),
+            value: value.to_string(),
+            rule: rule.into(),
+        }
+    }
+
+    /// Text sent by the client, quoted and clipped.
+    fn text(field: &str, value: &str, rule: impl Into<String>) -> Error {
+        Error::value(field, format!("{:?}", clip(value)), rule)
+    }
+
+    /// The same error for a field nested at `at` (`upstreamServers[1].host`).
+    fn at(self, at: String) -> Error {
+        match self {
+            Error::Value { value, rule, .. } => Error::Value {
+                field: at,
+                value,
+                rule,
+            },
+            other => other,
+        }
+    }
+
+    /// The field as the JSON names it.
+    pub fn field(&self) -> &str {
+        match self {
+            Error::Value { field, .. } => field,
+            Error::Count { field, .. } => field,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Value { field, value, rule } if field.is_empty() => write!(f, "{value}: {rule}"),
+            Error::Value { field, value, rule } => write!(f, "{field} {value}: {rule}"),
+            Error::Count {
+                field,
+                min,
+                max,
+                got,
+            } => write!(f, "{field}: need {min} to {max} entries, got {got}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
 /// Validates a whole POST body. The error names the field and the offending value.
-pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
+pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     backend_name(&req.backend_name)?;
     let protocol = protocol(&req.lb_protocol)?;
     let (low, high) = policy.allowed_ports;
     if req.lb_port < low || req.lb_port > high || req.lb_port == 0 {
-        return Err(format!(
-            "lbPort {} is outside the allowed range {low}-{high}",
-            req.lb_port
-        ));
+        let rule = format!("must be inside the allowed range {low}-{high}");
+        return Err(Error::value("lbPort", req.lb_port, rule));
     }
     let n = req.upstream_servers.len();
     if n == 0 || n > MAX_UPSTREAMS {
-        return Err(format!(
-            "upstreamServers: need 1 to {MAX_UPSTREAMS} servers, got {n}"
-        ));
+        return Err(Error::Count {
+            field: "upstreamServers",
+            min: 1,
+            max: MAX_UPSTREAMS,
+            got: n,
+        });
     }
     let mut upstreams = Vec::with_capacity(n);
     for (i, u) in req.upstream_servers.iter().enumerate() {
-        let h = host(&u.host).map_err(|e| format!("upstreamServers[{i}].host: {e}"))?;
+        let h = host(&u.host).map_err(|e| e.at(format!("upstreamServers[{i}].host")))?;
         if u.port == 0 {
-            return Err(format!("upstreamServers[{i}].port: must be 1-65535, got 0"));
+            let field = format!("upstreamServers[{i}].port");
+            return Err(Error::value(&field, 0, "must be 1-65535"));
         }
         upstreams.push((h, u.port));
     }
@@ -171,17 +245,20 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
     )?;
     let t = &req.traffic;
     if t.source_ranges.len() > MAX_SOURCE_RANGES {
-        return Err(format!(
-            "sourceRanges: at most {MAX_SOURCE_RANGES} entries, got {}",
-            t.source_ranges.len()
-        ));
+        return Err(Error::Count {
+            field: "sourceRanges",
+            min: 0,
+            max: MAX_SOURCE_RANGES,
+            got: t.source_ranges.len(),
+        });
     }
     let mut source_ranges = Vec::with_capacity(t.source_ranges.len());
     for (i, c) in t.source_ranges.iter().enumerate() {
-        source_ranges.push(cidr(c).map_err(|e| format!("sourceRanges[{i}]: {e}"))?);
+        source_ranges.push(cidr(c).map_err(|e| e.at(format!("sourceRanges[{i}]")))?);
     }
     if t.proxy_protocol && protocol == Protocol::Udp {
-        return Err("proxyProtocol: only for TCP backends (lbProtocol is UDP)".into());
+        let rule = "only for TCP backends (lbProtocol is UDP)";
+        return Err(Error::value("proxyProtocol", true, rule));
     }
     let health_check = t.health_check.as_ref().map(health_check).transpose()?;
     if let Some(o) = &req.owner {
@@ -210,41 +287,46 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, String> {
 }
 
 /// `healthCheck` with defaults: interval 2 s, timeout 1 s, thresholds 2 and 2, path `/healthz`.
-pub fn health_check(h: &HealthCheck) -> Result<Check, String> {
+pub fn health_check(h: &HealthCheck) -> Result<Check, Error> {
     let kind = match h.kind.to_ascii_lowercase().as_str() {
         "tcp" => CheckKind::Tcp,
         "http" => CheckKind::Http,
         _ => {
-            return Err(format!(
-                "healthCheck.type {:?}: must be tcp or http",
-                clip(&h.kind)
+            return Err(Error::text(
+                "healthCheck.type",
+                &h.kind,
+                "must be tcp or http",
             ));
         }
     };
     if h.port == Some(0) {
-        return Err("healthCheck.port: must be 1-65535, got 0".into());
+        return Err(Error::value("healthCheck.port", 0, "must be 1-65535"));
     }
     let path = h.path.clone().unwrap_or_else(|| "/healthz".into());
     let path_ok = path.starts_with('/')
         && path.len() <= MAX_PATH_LEN
         && path.bytes().all(|b| b.is_ascii_graphic());
     if !path_ok {
-        return Err(format!(
-            "healthCheck.path {:?}: must start with / and hold at most {MAX_PATH_LEN} visible ASCII \
-             characters (no spaces or control characters)",
-            clip(&path)
-        ));
+        let rule = format!(
+            "must start with / and hold at most {MAX_PATH_LEN} visible ASCII characters (no \
+             spaces or control characters)"
+        );
+        return Err(Error::text("healthCheck.path", &path, rule));
     }
     let seconds = |field: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
         s @ 1..=MAX_CHECK_SECONDS => Ok(s),
-        s => Err(format!(
-            "healthCheck.{field}: must be 1-{MAX_CHECK_SECONDS}, got {s}"
+        s => Err(Error::value(
+            &format!("healthCheck.{field}"),
+            s,
+            format!("must be 1-{MAX_CHECK_SECONDS}"),
         )),
     };
     let threshold = |field: &str, v: Option<u32>| match v.unwrap_or(2) {
         n @ 1..=MAX_THRESHOLD => Ok(n),
-        n => Err(format!(
-            "healthCheck.{field}: must be 1-{MAX_THRESHOLD}, got {n}"
+        n => Err(Error::value(
+            &format!("healthCheck.{field}"),
+            n,
+            format!("must be 1-{MAX_THRESHOLD}"),
         )),
     };
     Ok(Check {
@@ -260,8 +342,8 @@ pub fn health_check(h: &HealthCheck) -> Result<Check, String> {
 
 /// An IPv4 or IPv6 CIDR (`addr/prefix`), returned with the host bits cleared, as nginx wants it
 /// (Kubernetes accepts `10.0.0.1/8` in `loadBalancerSourceRanges`; nginx would warn about it).
-pub fn cidr(c: &str) -> Result<String, String> {
-    let bad = || format!("{:?} is not an IPv4 or IPv6 CIDR (address/prefix)", clip(c));
+pub fn cidr(c: &str) -> Result<String, Error> {
+    let bad = || Error::text("", c, "not an IPv4 or IPv6 CIDR (address/prefix)");
     let (addr, prefix) = c.split_once('/').ok_or_else(bad)?;
     if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
@@ -283,47 +365,43 @@ pub fn cidr(c: &str) -> Result<String, String> {
 /// `[A-Za-z0-9_.-]{1,253}` not starting with `.`: safe as a file name and as an nginx token. The
 /// leading dot is refused (not only `.` and `..`) because nginx's `include dir/*.conf` glob skips
 /// hidden files: `.a` would be accepted, written and never served.
-pub fn backend_name(name: &str) -> Result<(), String> {
+pub fn backend_name(name: &str) -> Result<(), Error> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if name.is_empty() || name.len() > 253 || !ok_chars || name.starts_with('.') {
-        return Err(format!(
-            "backendName {:?}: must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .",
-            clip(name)
-        ));
+        let rule = "must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .";
+        return Err(Error::text("backendName", name, rule));
     }
     Ok(())
 }
 
 /// `owner`: 1-63 characters of `A-Z a-z 0-9 _ . -`, a label such as `paperlb`. It reaches only the
 /// file's JSON header, never a directive; the limit keeps listings small and readable.
-pub fn owner(o: &str) -> Result<(), String> {
+pub fn owner(o: &str) -> Result<(), Error> {
     let ok_chars = o
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if o.is_empty() || o.len() > 63 || !ok_chars {
-        return Err(format!(
-            "owner {:?}: must be 1-63 characters of A-Z a-z 0-9 _ . -",
-            clip(o)
-        ));
+        let rule = "must be 1-63 characters of A-Z a-z 0-9 _ . -";
+        return Err(Error::text("owner", o, rule));
     }
     Ok(())
 }
 
 /// `tcp` or `udp` in any case.
-pub fn protocol(p: &str) -> Result<Protocol, String> {
+pub fn protocol(p: &str) -> Result<Protocol, Error> {
     if p.eq_ignore_ascii_case("tcp") {
         Ok(Protocol::Tcp)
     } else if p.eq_ignore_ascii_case("udp") {
         Ok(Protocol::Udp)
     } else {
-        Err(format!("lbProtocol {:?}: must be TCP or UDP", clip(p)))
+        Err(Error::text("lbProtocol", p, "must be TCP or UDP"))
     }
 }
 
 /// An IPv4 or IPv6 literal (IPv6 with or without brackets, no zone) or an RFC 1123 DNS name.
-pub fn host(h: &str) -> Result<Host, String> {
+pub fn host(h: &str) -> Result<Host, Error> {
     if let Ok(a) = h.parse::<Ipv4Addr>() {
         return Ok(Host::V4(a));
     }
@@ -337,9 +415,10 @@ pub fn host(h: &str) -> Result<Host, String> {
     if dns_name(h) {
         return Ok(Host::Dns(h.to_ascii_lowercase()));
     }
-    Err(format!(
-        "{:?} is not an IPv4/IPv6 address or a DNS name",
-        clip(h)
+    Err(Error::text(
+        "host",
+        h,
+        "not an IPv4/IPv6 address or a DNS name",
     ))
 }
 
@@ -363,11 +442,10 @@ fn dns_name(h: &str) -> bool {
             .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn timeout(field: &str, v: u64, default: u64) -> Result<u64, String> {
+fn timeout(field: &str, v: u64, default: u64) -> Result<u64, Error> {
     if v > MAX_TIMEOUT_SECONDS {
-        return Err(format!(
-            "{field}: must be 0 (default) to {MAX_TIMEOUT_SECONDS}, got {v}"
-        ));
+        let rule = format!("must be 0 (default) to {MAX_TIMEOUT_SECONDS}");
+        return Err(Error::value(field, v, rule));
     }
     Ok(if v == 0 { default } else { v })
 }
@@ -479,7 +557,7 @@ mod tests {
         }
         let mut r = req("a", "127.0.0.2");
         r.lb_protocol = "SCTP".into();
-        assert!(backend(&r, &p).unwrap_err().contains("lbProtocol"));
+        assert_eq!(backend(&r, &p).unwrap_err().field(), "lbProtocol");
     }
 
     #[test]
@@ -519,7 +597,8 @@ mod tests {
             let mut r = req("a", "127.0.0.2");
             mutate(&mut r);
             let e = backend(&r, &p).unwrap_err();
-            assert!(e.contains(field), "{field}: {e}");
+            assert_eq!(e.field(), field, "{e}");
+            assert!(e.to_string().starts_with(field), "{e}");
         }
         let mut r = req("a", "127.0.0.2");
         r.proxy_timeout_seconds = 5;
@@ -568,12 +647,16 @@ mod tests {
         assert_eq!(b.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);
         assert!(b.proxy_protocol && b.health_check.is_none());
         r.lb_protocol = "UDP".into();
-        assert!(backend(&r, &p).unwrap_err().contains("proxyProtocol"));
+        assert_eq!(backend(&r, &p).unwrap_err().field(), "proxyProtocol");
         let mut r = req("a", "127.0.0.2");
         r.traffic.source_ranges = vec!["127.0.0.2/32".into(), "x".into()];
-        assert!(backend(&r, &p).unwrap_err().contains("sourceRanges[1]"));
+        let e = backend(&r, &p).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sourceRanges[1] \"x\": not an IPv4 or IPv6 CIDR (address/prefix)"
+        );
         r.traffic.source_ranges = vec!["127.0.0.2/32".into(); MAX_SOURCE_RANGES + 1];
-        assert!(backend(&r, &p).unwrap_err().contains("sourceRanges"));
+        assert_eq!(backend(&r, &p).unwrap_err().field(), "sourceRanges");
     }
 
     #[test]
@@ -643,13 +726,21 @@ mod tests {
             let mut r = req("a", "127.0.0.2");
             r.traffic.health_check = Some(h);
             let e = backend(&r, &Policy::default()).unwrap_err();
-            assert!(e.contains(field), "{field}: {e}");
+            assert_eq!(e.field(), field, "{e}");
+            assert!(e.to_string().starts_with(field), "{e}");
         }
     }
 
     #[test]
     fn error_messages_clip_long_values() {
-        let e = backend_name(&"x;".repeat(10_000)).unwrap_err();
+        let e = backend_name(&"x;".repeat(10_000)).unwrap_err().to_string();
         assert!(e.len() < 300, "{}", e.len());
+        let mut r = req("a", "a b");
+        r.upstream_servers.push(r.upstream_servers[0].clone());
+        r.upstream_servers[0].host = "127.0.0.2".into();
+        assert_eq!(
+            backend(&r, &Policy::default()).unwrap_err().to_string(),
+            "upstreamServers[1].host \"a b\": not an IPv4/IPv6 address or a DNS name"
+        );
     }
 }

@@ -68,7 +68,7 @@ impl LbHost {
             p
         });
         let settings = Settings {
-            listen: listen.into(),
+            listen: listen.parse().expect("an IP:PORT"),
             streams_dir: nginx.streams.clone(),
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),

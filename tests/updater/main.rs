@@ -90,7 +90,7 @@ impl Env {
 
     pub fn settings(&self) -> Settings {
         Settings {
-            listen: "127.0.0.1:0".into(),
+            listen: ([127, 0, 0, 1], 0).into(),
             streams_dir: self.nginx.streams.clone(),
             nginx_conf: self.nginx.conf.clone(),
             nginx_bin: self.wrapper.script.clone(),
