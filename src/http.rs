@@ -565,8 +565,6 @@ fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io:
 fn reason(code: u16) -> &'static str {
     match code {
         200 => "OK",
-        201 => "Created",
-        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -574,13 +572,10 @@ fn reason(code: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
-        411 => "Length Required",
         413 => "Content Too Large",
         414 => "URI Too Long",
-        415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
-        501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",

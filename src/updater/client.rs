@@ -168,26 +168,42 @@ impl UpdaterClient {
         // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
         let mut req = req.clone();
         req.lb_protocol = req.lb_protocol.to_ascii_uppercase();
-        let body = body_of(&req)?;
-        let mut r = self.agent.post(&self.url);
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Bearer {t}"));
-        }
-        let resp = r.content_type("application/json").send(body.as_bytes());
-        self.finish(resp, Call::Write).map(|_| ())
+        self.send(self.agent.post(&self.url), &req, Call::Write)
     }
 
     /// `DELETE`: a backend that is already gone (404) counts as deleted.
     pub fn delete(&self, backend_name: &str) -> Result<(), Error> {
-        let body = body_of(&DeleteRequest {
+        let req = DeleteRequest {
             backend_name: backend_name.to_string(),
-        })?;
-        let mut r = self.agent.delete(&self.url).force_send_body();
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Bearer {t}"));
+        };
+        self.send(
+            self.agent.delete(&self.url).force_send_body(),
+            &req,
+            Call::Delete,
+        )
+    }
+
+    /// A JSON body with the token; Ok once the updater answered a success.
+    fn send(
+        &self,
+        r: ureq::RequestBuilder<ureq::typestate::WithBody>,
+        body: &impl serde::Serialize,
+        call: Call,
+    ) -> Result<(), Error> {
+        let body = serde_json::to_string(body)
+            .map_err(|e| Error::Config(format!("cannot encode the request: {e}")))?;
+        let resp = self
+            .authorized(r)
+            .content_type("application/json")
+            .send(body.as_bytes());
+        self.finish(resp, call).map(|_| ())
+    }
+
+    fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => r.header("Authorization", format!("Bearer {t}")),
+            None => r,
         }
-        let resp = r.content_type("application/json").send(body.as_bytes());
-        self.finish(resp, Call::Delete).map(|_| ())
     }
 
     /// `GET` (our updater only; the Go one answers 404/405: `Error::Unsupported`).
@@ -205,11 +221,10 @@ impl UpdaterClient {
     /// which the controller's heap kept as RSS (bench/RESULTS.md, "Memory at 1k"). On an error the
     /// backends already handed over came from an answer that could not be read in full.
     pub fn list_each(&self, mut each: impl FnMut(ListedBackend)) -> Result<ListResponse, Error> {
-        let mut r = self.agent.get(&self.url);
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Bearer {t}"));
-        }
-        let mut resp = self.answer(r.call(), Call::List)?;
+        let mut resp = self.answer(
+            self.authorized(self.agent.get(&self.url)).call(),
+            Call::List,
+        )?;
         let body = resp
             .body_mut()
             .with_config()
@@ -236,7 +251,10 @@ impl UpdaterClient {
     /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
     /// explain`: per-upstream health, the updater's version).
     pub fn list_json(&self) -> Result<serde_json::Value, Error> {
-        let text = self.get_text()?;
+        let text = self.finish(
+            self.authorized(self.agent.get(&self.url)).call(),
+            Call::List,
+        )?;
         serde_json::from_str(&text).map_err(|e| Error::Decode {
             url: self.url.clone(),
             detail: e.to_string(),
@@ -254,13 +272,7 @@ impl UpdaterClient {
         let resp = self.agent.get(format!("{base}/healthz")).call();
         let mut resp = resp.map_err(|e| self.transport(e))?;
         let code = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_RESPONSE)
-            .lossy_utf8(true)
-            .read_to_string()
-            .unwrap_or_default();
+        let text = text_of(&mut resp, MAX_RESPONSE).unwrap_or_default();
         if code < 500 {
             Ok(())
         } else {
@@ -269,15 +281,6 @@ impl UpdaterClient {
                 message: summarise(&text),
             })
         }
-    }
-
-    /// `GET`'s answer as text.
-    fn get_text(&self) -> Result<String, Error> {
-        let mut r = self.agent.get(&self.url);
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Bearer {t}"));
-        }
-        self.finish(r.call(), Call::List)
     }
 
     /// Reads a bounded answer and maps the status.
@@ -291,13 +294,7 @@ impl UpdaterClient {
             _ => MAX_RESPONSE,
         };
         match self.answer(resp, call) {
-            Ok(mut resp) => resp
-                .body_mut()
-                .with_config()
-                .limit(limit)
-                .lossy_utf8(true)
-                .read_to_string()
-                .map_err(|e| self.transport(e)),
+            Ok(mut resp) => text_of(&mut resp, limit).map_err(|e| self.transport(e)),
             Err(Error::Refused { code: 404, .. }) if call == Call::Delete => Ok(String::new()),
             Err(e) => Err(e),
         }
@@ -315,18 +312,9 @@ impl UpdaterClient {
         if (200..300).contains(&code) {
             return Ok(resp);
         }
-        let limit = MAX_RESPONSE;
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(limit)
-            .lossy_utf8(true)
-            .read_to_string();
-        let message = match text {
+        let message = match text_of(&mut resp, MAX_RESPONSE) {
             Ok(t) => summarise(&t),
-            Err(ureq::Error::BodyExceedsLimit(_)) => {
-                format!("answer larger than {limit} bytes")
-            }
+            Err(ureq::Error::BodyExceedsLimit(n)) => format!("answer larger than {n} bytes"),
             Err(e) => format!("unreadable answer: {}", self.transport(e)),
         };
         Err(match (code, call) {
@@ -493,8 +481,10 @@ fn system_roots() -> Result<rustls::RootCertStore, Error> {
     )))
 }
 
-fn body_of<T: serde::Serialize>(v: &T) -> Result<String, Error> {
-    serde_json::to_string(v).map_err(|e| Error::Config(format!("cannot encode the request: {e}")))
+/// The answer's body as text, at most `limit` bytes.
+fn text_of(resp: &mut ureq::http::Response<ureq::Body>, limit: u64) -> Result<String, ureq::Error> {
+    let body = resp.body_mut().with_config().limit(limit);
+    body.lossy_utf8(true).read_to_string()
 }
 
 /// `{"err": m}` gives `m`; anything else becomes one line of at most 200 characters, tags stripped

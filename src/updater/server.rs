@@ -173,7 +173,7 @@ impl Updater {
             ),
             ("/api/v1/lb", _) => method_not_allowed("GET, POST, DELETE"),
             ("/healthz" | "/metrics", _) => method_not_allowed("GET, HEAD"),
-            _ => Response::error(404, &format!("no route for {}", clip(&r.path))),
+            _ => Response::error(404, &format!("no route for {}", validate::clip(&r.path))),
         }
     }
 
@@ -243,8 +243,4 @@ fn err(e: &Error) -> Response {
 
 fn method_not_allowed(allow: &str) -> Response {
     Response::error(405, "method not allowed").with_header("Allow", allow)
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(100).collect()
 }

@@ -451,7 +451,7 @@ fn timeout(field: &str, v: u64, default: u64) -> Result<u64, Error> {
 }
 
 /// Error messages quote what was sent; a megabyte-long name must not make a megabyte-long answer.
-fn clip(s: &str) -> String {
+pub(crate) fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(64).collect();
     if out.len() < s.len() {
         out.push('…');
