@@ -282,9 +282,9 @@ impl Worker {
         let before = match read_dir(&self.dir) {
             Ok((entries, _)) => entries,
             Err(e) => {
+                let err = Error::io(&self.dir, e);
                 for j in jobs {
-                    let err = Error::io(&self.dir, std::io::Error::new(e.kind(), e.to_string()));
-                    self.answer(j, Err(err));
+                    self.answer(j, Err(err.clone()));
                 }
                 return;
             }
@@ -370,11 +370,7 @@ impl Worker {
             }
             Err(e) if !may_split || changes.len() == 1 => {
                 for (job, _) in changes {
-                    let copy = match &e {
-                        Error::Nginx(n) => Error::Nginx(n.clone()),
-                        other => Error::io(&self.dir, std::io::Error::other(other.to_string())),
-                    };
-                    self.answer(job, Err(copy));
+                    self.answer(job, Err(e.clone()));
                 }
             }
             Err(e) => {

@@ -19,8 +19,9 @@ pub mod validate;
 
 use std::fmt;
 
-/// Everything that can go wrong on either side of the updater API.
-#[derive(Debug)]
+/// Everything that can go wrong on either side of the updater API. `Clone`, so one failed batch
+/// answers each of its callers, and the controller can keep the error it got.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// The request was refused by validation, naming the field (`upstreamServers[1].host`): 400.
@@ -35,7 +36,7 @@ pub enum Error {
     /// Local I/O on the streams directory or nginx.conf, naming the path.
     Io {
         path: String,
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// Client side: the updater answered with an error status (`{"err"}` body surfaced as `message`,
     /// anything else summarised in one line).
@@ -83,10 +84,10 @@ impl Error {
         matches!(self, Error::Transport { .. })
     }
 
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Error {
         Error::Io {
-            path: path.display().to_string(),
-            source,
+            path: path.as_ref().display().to_string(),
+            source: std::sync::Arc::new(source),
         }
     }
 }
@@ -120,7 +121,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Io { source, .. } => Some(source),
+            Error::Io { source, .. } => Some(&**source),
             Error::Invalid(e) => Some(e),
             Error::Nginx(e) => Some(e),
             _ => None,

@@ -86,9 +86,10 @@ impl fmt::Display for Error {
                     ),
                     StreamModule::NotInstalled(d) => write!(
                         f,
-                        "No file in {} loads the stream module: install it (Debian/Ubuntu: `apt-get \
-                         install libnginx-mod-stream`), which enables it there; do not add a \
-                         load_module line yourself.",
+                        "No file in {} loads the stream module: unless your nginx has it built in \
+                         (`nginx -V` shows --with-stream, not --with-stream=dynamic), install it \
+                         (Debian/Ubuntu: `apt-get install libnginx-mod-stream`), which enables it \
+                         there; do not add a load_module line yourself.",
                         d.display()
                     ),
                     StreamModule::Unknown => f.write_str(

@@ -113,10 +113,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
             http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
         }
     }
-    .map_err(|e| Error::Io {
-        path: format!("--listen {}", s.listen),
-        source: e,
-    })?;
+    .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
 }
 
