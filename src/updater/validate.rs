@@ -192,7 +192,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Value { field, value, rule } if field.is_empty() => write!(f, "{value}: {rule}"),
+            // A value checked on its own (`cidr`): its caller names the field in front.
+            Error::Value { field, value, rule } if field.is_empty() => {
+                write!(f, "{value} is {rule}")
+            }
             Error::Value { field, value, rule } => write!(f, "{field} {value}: {rule}"),
             Error::Count {
                 field,
@@ -635,6 +638,10 @@ mod tests {
         for (c, want) in cases {
             assert_eq!(cidr(c).ok().as_deref(), *want, "{c:?}");
         }
+        assert_eq!(
+            cidr("x").unwrap_err().to_string(),
+            "\"x\" is not an IPv4 or IPv6 CIDR (address/prefix)"
+        );
     }
 
     #[test]
