@@ -30,6 +30,15 @@ struct Series {
     count: u64,
 }
 
+impl Series {
+    fn of(value: f64) -> Series {
+        Series {
+            value,
+            ..Series::default()
+        }
+    }
+}
+
 /// Samples of a family read at render time: (label values, value) pairs.
 pub type Samples = Vec<(Vec<String>, f64)>;
 
@@ -205,19 +214,9 @@ impl Registry {
 /// A collector's samples as series, sorted by label values; a sample with the wrong number of
 /// label values is a programming error and is left out rather than rendered malformed.
 fn collected(f: &Family, collect: &Collector) -> BTreeMap<Vec<String>, Series> {
-    let mut out = BTreeMap::new();
-    for (values, value) in (collect.0)() {
-        if values.len() == f.labels.len() {
-            out.insert(
-                values,
-                Series {
-                    value,
-                    ..Series::default()
-                },
-            );
-        }
-    }
-    out
+    let samples = (collect.0)().into_iter();
+    let right = samples.filter(|(values, _)| values.len() == f.labels.len());
+    right.map(|(values, v)| (values, Series::of(v))).collect()
 }
 
 impl Counter {
@@ -250,16 +249,10 @@ impl Gauge {
     /// and a concurrent render sees either the old set or the new one.
     pub fn replace_all(&self, samples: Samples) {
         let mut map = self.0.series();
-        map.clear();
-        for (values, value) in samples {
-            map.insert(
-                values,
-                Series {
-                    value,
-                    ..Series::default()
-                },
-            );
-        }
+        *map = samples
+            .into_iter()
+            .map(|(k, v)| (k, Series::of(v)))
+            .collect();
     }
 }
 

@@ -487,40 +487,33 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
         let Some(name) = file.strip_suffix(".conf") else {
             continue;
         };
+        // Hidden files (our temp files among them) are skipped by nginx's glob as well.
+        if name.starts_with('.') {
+            continue;
+        }
+        let mut refuse = |err: String| {
+            let file = file.clone();
+            unreadable.push(Unreadable { file, err });
+        };
         if let Err(err) = validate::backend_name(name) {
-            // Hidden files (our temp files among them) are skipped by nginx's glob as well.
-            if !name.starts_with('.') {
-                unreadable.push(Unreadable {
-                    file,
-                    err: err.to_string(),
-                });
-            }
+            refuse(err.to_string());
             continue;
         }
         let content = match std::fs::read_to_string(e.path()) {
             Ok(c) => c,
             Err(err) => {
-                unreadable.push(Unreadable {
-                    file,
-                    err: err.to_string(),
-                });
+                refuse(err.to_string());
                 continue;
             }
         };
         let request = match nginx::parse_header(&content) {
             Ok(r) if r.backend_name == name => Some(r),
             Ok(r) => {
-                unreadable.push(Unreadable {
-                    file: file.clone(),
-                    err: format!("header names backend {:?}", r.backend_name),
-                });
+                refuse(format!("header names backend {:?}", r.backend_name));
                 None
             }
             Err(err) => {
-                unreadable.push(Unreadable {
-                    file: file.clone(),
-                    err: err.to_string(),
-                });
+                refuse(err.to_string());
                 None
             }
         };
