@@ -84,7 +84,7 @@ pub fn socket_addr(name: &str, v: &str) -> Result<SocketAddr, Usage> {
     };
     full.parse().map_err(|_| {
         Usage(format!(
-            "flag --{name}: expected IP:PORT or :PORT (e.g. 127.0.0.1:3000, [::1]:3000, :3000), got {v:?}"
+            "flag --{name}: expected IP:PORT, [IPv6]:PORT or :PORT (every address), got {v:?}"
         ))
     })
 }
