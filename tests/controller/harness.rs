@@ -227,7 +227,8 @@ impl Controller {
                 std::env::var("PAPERLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null());
-        let (child, log) = spawn_logged("paperlb controller", &mut cmd).expect("start paperlb controller");
+        let (child, log) =
+            spawn_logged("paperlb controller", &mut cmd).expect("start paperlb controller");
         Controller {
             child: Some(child),
             _log: log,
