@@ -340,19 +340,27 @@ fn http_send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Result
 }
 
 /// `WINDOW` consecutive ports, free for TCP and UDP on every address (nginx's `listen PORT;` binds
-/// them all), below the ephemeral range; the start depends on the seed and our pid.
-fn port_window(seed: u64) -> Result<u16, String> {
+/// them all), below the ephemeral range; the start depends on the seed and our pid. The window's
+/// claim is held for the run: a listener on its marker port (19900 + its index, outside every
+/// window). A window is free when its ports are; another chaos run on this box, whose nginx has not
+/// bound them yet, holds the marker (two runs in one window break each other's nginx: `bind()
+/// ... Address already in use`).
+fn port_window(seed: u64) -> Result<(u16, TcpListener), String> {
     let mut r = Rng(seed ^ u64::from(std::process::id()).rotate_left(17));
-    for _ in 0..30 {
-        let low = 20_000 + (r.below(30) as u16) * WINDOW;
+    for _ in 0..60 {
+        let i = r.below(30) as u16;
+        let Ok(claim) = TcpListener::bind(("127.0.0.1", 19_900 + i)) else {
+            continue;
+        };
+        let low = 20_000 + i * WINDOW;
         let all_free = (low..low + WINDOW).all(|p| {
             TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
         });
         if all_free {
-            return Ok(low);
+            return Ok((low, claim));
         }
     }
-    Err("no window of free ports found in 20000-29999".into())
+    Err("no window of free ports found in 20000-28999".into())
 }
 
 /// Ports something listens on (TCP LISTEN) or is bound to (UDP), from /proc/net.
@@ -1080,6 +1088,8 @@ struct World {
     dir: PathBuf,
     kubeconfig: PathBuf,
     low: u16,
+    /// Held while the run uses its port window (see `port_window`).
+    _window_claim: TcpListener,
     controller: Proc,
     /// Updater A (config `edge`) and updater B (config `spare`).
     slots: Vec<Slot>,
@@ -1184,7 +1194,7 @@ impl World {
         let kubeconfig = dir.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig)
             .map_err(|e| format!("writing the kubeconfig: {e}"))?;
-        let low = port_window(seed)?;
+        let (low, window_claim) = port_window(seed)?;
         let mut slots = Vec::new();
         for (i, tag) in ["a", "b"].iter().enumerate() {
             let nginx = Nginx::start();
@@ -1205,6 +1215,7 @@ impl World {
             dir,
             kubeconfig,
             low,
+            _window_claim: window_claim,
             controller,
             slots,
             rng: Rng(seed),
