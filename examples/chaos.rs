@@ -27,7 +27,12 @@
 //! - no port of a surviving Service port ever changed while it stayed on its config (sampled
 //!   every 20 ms during the whole run);
 //! - API writes stay under a budget the run accumulates from its changes (see `mod budget`), and a
-//!   steady state after convergence writes nothing and calls the updater for nothing.
+//!   steady state after convergence writes nothing and calls the updater for nothing;
+//! - the run ends with at least `MIN_SERVICES` LoadBalancer Services, `MIN_PER_CONFIG` on each
+//!   config (it starts with `MIN_SERVICES`, and one-port Services top it up after the chaos);
+//! - real traffic: for a sample of each config's TCP ports, servers that answer with their own
+//!   address listen on every target (node address, nodePort), and connections to the LB port on
+//!   each host of the config are answered by them through nginx.
 //!
 //! On failure it prints the seed and each failed invariant with details, the tails of the
 //! children's logs, and exits 1. Every wait is bounded; every child is stopped on exit.
@@ -54,6 +59,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::backends::{Backend as IdentServer, tcp_ident_at};
 use support::fake_api::{FakeApi, FakeOptions, Fault, FaultKind, Latency};
 use support::nginx::{NGINX, Nginx, STREAM_MODULE};
 use support::procs::{free_port, http_get, paperlb_bin, signal};
@@ -76,10 +82,17 @@ const CLASS: &str = "lb.paperlb.com/paperlb-class";
 const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// LB ports the updaters allow; every config's range is inside it.
 const WINDOW: u16 = 300;
-/// Live Service ports are kept at or below this, so lowest-free allocation never leaves
-/// `offset..offset + 120` (the smallest range the chaos sets) even with as many LoadBalancers
-/// still being deleted: a range change can never force a port to move.
-const MAX_LIVE_PORTS: usize = 40;
+/// Live Service ports are kept at or below this (the end's top-up may add a few), so lowest-free
+/// allocation never leaves `offset..offset + 120` (the smallest range the chaos sets) even with as
+/// many LoadBalancers still being deleted: a range change can never force a port to move.
+const MAX_LIVE_PORTS: usize = 50;
+/// LoadBalancer Services before the chaos, and the fewest a run ends with (the top-up creates
+/// one-port Services after the chaos until there are this many, and `MIN_PER_CONFIG` on each
+/// config), so the final invariants and the traffic check cover a real population.
+const MIN_SERVICES: usize = 20;
+const MIN_PER_CONFIG: usize = 3;
+/// Service ports per config the final check sends real traffic to, through each of its hosts.
+const TRAFFIC_SAMPLE: usize = 4;
 const MAX_NODES: usize = 7;
 const CONVERGE_LIMIT: Duration = Duration::from_secs(90);
 const STEADY: Duration = Duration::from_secs(5);
@@ -327,19 +340,27 @@ fn http_send(addr: SocketAddr, method: &str, path: &str, body: &Value) -> Result
 }
 
 /// `WINDOW` consecutive ports, free for TCP and UDP on every address (nginx's `listen PORT;` binds
-/// them all), below the ephemeral range; the start depends on the seed and our pid.
-fn port_window(seed: u64) -> Result<u16, String> {
+/// them all), below the ephemeral range; the start depends on the seed and our pid. The window's
+/// claim is held for the run: a listener on its marker port (19900 + its index, outside every
+/// window). A window is free when its ports are; another chaos run on this box, whose nginx has not
+/// bound them yet, holds the marker (two runs in one window break each other's nginx: `bind()
+/// ... Address already in use`).
+fn port_window(seed: u64) -> Result<(u16, TcpListener), String> {
     let mut r = Rng(seed ^ u64::from(std::process::id()).rotate_left(17));
-    for _ in 0..30 {
-        let low = 20_000 + (r.below(30) as u16) * WINDOW;
+    for _ in 0..60 {
+        let i = r.below(30) as u16;
+        let Ok(claim) = TcpListener::bind(("127.0.0.1", 19_900 + i)) else {
+            continue;
+        };
+        let low = 20_000 + i * WINDOW;
         let all_free = (low..low + WINDOW).all(|p| {
             TcpListener::bind(("0.0.0.0", p)).is_ok() && UdpSocket::bind(("0.0.0.0", p)).is_ok()
         });
         if all_free {
-            return Ok(low);
+            return Ok((low, claim));
         }
     }
-    Err("no window of free ports found in 20000-29999".into())
+    Err("no window of free ports found in 20000-28999".into())
 }
 
 /// Ports something listens on (TCP LISTEN) or is bound to (UDP), from /proc/net.
@@ -1067,6 +1088,8 @@ struct World {
     dir: PathBuf,
     kubeconfig: PathBuf,
     low: u16,
+    /// Held while the run uses its port window (see `port_window`).
+    _window_claim: TcpListener,
     controller: Proc,
     /// Updater A (config `edge`) and updater B (config `spare`).
     slots: Vec<Slot>,
@@ -1171,7 +1194,7 @@ impl World {
         let kubeconfig = dir.join("kubeconfig");
         api.write_kubeconfig(&kubeconfig)
             .map_err(|e| format!("writing the kubeconfig: {e}"))?;
-        let low = port_window(seed)?;
+        let (low, window_claim) = port_window(seed)?;
         let mut slots = Vec::new();
         for (i, tag) in ["a", "b"].iter().enumerate() {
             let nginx = Nginx::start();
@@ -1192,6 +1215,7 @@ impl World {
             dir,
             kubeconfig,
             low,
+            _window_claim: window_claim,
             controller,
             slots,
             rng: Rng(seed),
@@ -1289,6 +1313,50 @@ impl World {
             .collect()
     }
 
+    /// Per config (by name; none names the default): its LoadBalancer Services of ours, and how
+    /// many of them have a TCP port.
+    fn services_per_config(&self) -> BTreeMap<&'static str, (usize, usize)> {
+        let mut per: BTreeMap<&'static str, (usize, usize)> =
+            CONFIGS.iter().map(|c| (*c, (0, 0))).collect();
+        for v in self.api.list("services", "").iter().filter(|v| is_ours(v)) {
+            let named = v["metadata"]["annotations"]["lb.paperlb.com/config-name"]
+                .as_str()
+                .unwrap_or(CONFIG);
+            let Some(e) = CONFIGS
+                .iter()
+                .find(|c| **c == named)
+                .and_then(|c| per.get_mut(c))
+            else {
+                continue;
+            };
+            e.0 += 1;
+            let ports = v["spec"]["ports"].as_array().cloned().unwrap_or_default();
+            e.1 += usize::from(ports.iter().any(|p| p["protocol"] != "UDP"));
+        }
+        per
+    }
+
+    /// After the chaos: one-port TCP Services until there are `MIN_SERVICES` of ours, at least
+    /// `MIN_PER_CONFIG` on each config and one with a TCP port on each (for the traffic check).
+    fn top_up(&mut self) -> Result<(), String> {
+        for _ in 0..MIN_SERVICES + CONFIGS.len() * MIN_PER_CONFIG {
+            let per = self.services_per_config();
+            let short = per
+                .iter()
+                .find(|(_, (n, tcp))| *n < MIN_PER_CONFIG || *tcp == 0)
+                .map(|(c, _)| *c);
+            let config = match short {
+                Some(c) => Some(c),
+                None if per.values().map(|v| v.0).sum::<usize>() < MIN_SERVICES => None,
+                None => return Ok(()),
+            };
+            self.tally
+                .change("svc-create-top-up", budget::SERVICE_CHANGE);
+            self.create_service_with(1, config, true)?;
+        }
+        Ok(())
+    }
+
     fn live_ports(&self) -> usize {
         self.api
             .list("services", "")
@@ -1309,6 +1377,23 @@ impl World {
     }
 
     fn create_service(&mut self) -> Result<(), String> {
+        let ports = 1 + self.rng.below(3);
+        let config = if self.rng.chance(30) {
+            Some(if self.rng.chance(50) { CONFIG } else { SPARE })
+        } else {
+            None
+        };
+        self.create_service_with(ports, config, false)
+    }
+
+    /// A LoadBalancer Service with `n` ports (`tcp`: TCP only); `config`: the annotation (None: the
+    /// default).
+    fn create_service_with(
+        &mut self,
+        n: usize,
+        config: Option<&str>,
+        tcp: bool,
+    ) -> Result<(), String> {
         let id = self.id();
         let ns = if self.rng.chance(30) {
             "apps"
@@ -1317,8 +1402,11 @@ impl World {
         };
         let name = format!("svc-{id}");
         let mut ports: Vec<Value> = Vec::new();
-        for _ in 0..1 + self.rng.below(3) {
-            let p = self.new_port(&ports);
+        for _ in 0..n {
+            let mut p = self.new_port(&ports);
+            if tcp {
+                p["protocol"] = json!("TCP");
+            }
             ports.push(p);
         }
         let mut obj = json!({
@@ -1326,8 +1414,7 @@ impl World {
             "metadata": {"name": name, "namespace": ns},
             "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": ports},
         });
-        if self.rng.chance(30) {
-            let cfg = if self.rng.chance(50) { CONFIG } else { SPARE };
+        if let Some(cfg) = config {
             obj["metadata"]["annotations"] = json!({"lb.paperlb.com/config-name": cfg});
         }
         if self.rng.chance(20) {
@@ -2060,6 +2147,79 @@ fn probe_checker(w: &mut World, window: (u16, u16)) -> Result<Vec<String>, Strin
     Ok(missed)
 }
 
+/// Real traffic through nginx, loopback only: for up to `TRAFFIC_SAMPLE` TCP ports of each config's
+/// LoadBalancers (picked by the seed), a server that answers with its own address listens on every
+/// target (node address, nodePort), and three connections to the LB port on each host of the
+/// config must each be answered by one of them. The failures, and how many connections were made.
+fn traffic_check(w: &mut World) -> (Vec<String>, usize) {
+    let mut bad = Vec::new();
+    let mut sent = 0;
+    let lbs = w.api.list("loadbalancers", "");
+    for cfg in CONFIGS {
+        let view = match config_view(&w.api, cfg) {
+            Ok(v) => v,
+            Err(e) => {
+                bad.push(format!("traffic: {e}"));
+                continue;
+            }
+        };
+        // (LoadBalancer, LB port, its targets)
+        let mut candidates: Vec<(String, u16, &Value)> = Vec::new();
+        for lb in lbs.iter().filter(|l| l["spec"]["configName"] == cfg) {
+            let key = format!(
+                "{}/{}",
+                s(&lb["metadata"]["namespace"]),
+                s(&lb["metadata"]["name"])
+            );
+            for p in lb["spec"]["ports"].as_array().into_iter().flatten() {
+                if p["protocol"] != "UDP" {
+                    let port = p["port"].as_u64().unwrap_or(0) as u16;
+                    candidates.push((key.clone(), port, &p["targets"]));
+                }
+            }
+        }
+        let mut sampled = 0;
+        while sampled < TRAFFIC_SAMPLE && !candidates.is_empty() {
+            let (key, port, targets) = candidates.remove(w.rng.below(candidates.len()));
+            let targets = upstreams_of(targets);
+            // A target's address and port taken by something else on this box: sample another.
+            let Ok(_servers) = targets
+                .iter()
+                .map(|(ip, p)| IdentServer::try_tcp_on(ip, *p, &format!("{ip}:{p}")))
+                .collect::<Result<Vec<_>, _>>()
+            else {
+                continue;
+            };
+            sampled += 1;
+            let want: BTreeSet<String> =
+                targets.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
+            for (host, _) in &view.hosts {
+                let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+                    bad.push(format!(
+                        "traffic: config {cfg} host {host} is not an address"
+                    ));
+                    continue;
+                };
+                for _ in 0..3 {
+                    sent += 1;
+                    let got = tcp_ident_at(SocketAddr::new(ip, port));
+                    if !got.as_ref().is_some_and(|g| want.contains(g)) {
+                        bad.push(format!(
+                            "traffic: LoadBalancer {key} port {port} via {host}: answered by {got:?}, want one of {want:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        if sampled == 0 {
+            bad.push(format!(
+                "traffic: no TCP port of config {cfg} to send traffic to"
+            ));
+        }
+    }
+    (bad, sent)
+}
+
 struct Outcome {
     summary: String,
     failures: Vec<String>,
@@ -2095,7 +2255,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     let mut w = World::new(seed)?;
     let window = (w.low, w.low + WINDOW - 1);
 
-    // The cluster before the chaos: three ready nodes, the default config, four Services.
+    // The cluster before the chaos: three ready nodes, the two configs, `MIN_SERVICES` Services.
     for i in 0..3 {
         w.add_node(&format!("node-{i}"))?;
     }
@@ -2138,8 +2298,11 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             )
             .map_err(|e| format!("config {name}: {e}"))?;
     }
-    for _ in 0..4 {
-        w.create_service()?;
+    // One in three on `spare`, a few with a second port.
+    for i in 0..MIN_SERVICES {
+        let ports = 1 + usize::from(w.rng.chance(25));
+        let config = (i % 3 == 2).then_some(SPARE);
+        w.create_service_with(ports, config, false)?;
         w.tally.change("svc-create", budget::SERVICE_CHANGE);
     }
 
@@ -2212,9 +2375,10 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
         }
     }
 
-    // Stop the chaos: no more faults; everything runs, the config is back.
+    // Stop the chaos: no more faults; everything runs, the config is back; enough Services.
     w.api.clear_faults();
     w.config_return(true)?;
+    w.top_up()?;
     if pending_controller.take().is_some() {
         w.restart_controller()?;
     }
@@ -2241,6 +2405,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
         }
     }
     let requests_at_convergence = w.api.requests().len();
+    let mut connections = 0;
     let calls_at_convergence = w.updater_calls_total();
     match &last {
         Ok(()) => {
@@ -2273,6 +2438,9 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             if let Err(e) = check(&w.api, &w.updater_addrs(), window) {
                 failures.extend(e.into_iter().map(|e| format!("after steady state: {e}")));
             }
+            let (bad, sent) = traffic_check(&mut w);
+            connections = sent;
+            failures.extend(bad);
         }
         Err(e) => {
             failures.push(format!(
@@ -2290,6 +2458,13 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
         failures.extend(m.violations.iter().cloned());
     }
     failures.extend(w.incidents.iter().cloned());
+    let per_config = w.services_per_config();
+    let population = per_config.values().map(|v| v.0).sum::<usize>();
+    if population < MIN_SERVICES || per_config.values().any(|v| v.0 == 0) {
+        failures.push(format!(
+            "population: {population} LoadBalancer Services at the end ({per_config:?} per config: Services, with TCP), want at least {MIN_SERVICES} on every config"
+        ));
+    }
 
     let (writes, events, failed) = w.api_writes();
     let budget = w.tally.budget + budget::SLACK;
@@ -2307,7 +2482,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     };
     let samples = monitor.lock().map(|m| m.samples).unwrap_or(0);
     let summary = format!(
-        "seed {seed}: {} in {:.1}s ({}s of chaos, {} steps, {} refused by the fake)\n  changes: {}\n  faults: {}\n  API writes {writes} (budget {budget}; Events {events}; failed/faulted {failed}), updater POST+DELETE {calls}\n  converged {} after the chaos; monitor samples {samples}; LB services {}",
+        "seed {seed}: {} in {:.1}s ({}s of chaos, {} steps, {} refused by the fake)\n  changes: {}\n  faults: {}\n  API writes {writes} (budget {budget}; Events {events}; failed/faulted {failed}), updater POST+DELETE {calls}\n  converged {} after the chaos; monitor samples {samples}; LoadBalancer Services {population} ({}); {connections} connections through nginx",
         if failures.is_empty() { "ok" } else { "FAILED" },
         started.elapsed().as_secs_f64(),
         duration.as_secs(),
@@ -2319,7 +2494,11 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             || "never".to_string(),
             |d| format!("{:.1}s", d.as_secs_f64())
         ),
-        w.live_lbs(),
+        per_config
+            .iter()
+            .map(|(c, v)| format!("{c} {}", v.0))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     if !failures.is_empty() {
         w.print_logs();

@@ -947,6 +947,11 @@ impl Worker {
     fn applied_service_status(&mut self, key: &Key, svc: Service) {
         log::info!("updated Service status key={key}");
         let old = self.cache.services.get(key);
+        // Gone from the cache since the plan was decided: the watch deleted it after our write.
+        if old.is_none_or(|o| outdated(&o.metadata, &svc.metadata)) {
+            log::debug!("the watch is past a write's answer key={key}");
+            return;
+        }
         expect_version(
             &mut self.awaiting_services,
             old.map(|s| &s.metadata),
@@ -972,12 +977,17 @@ impl Worker {
 
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
     fn applied_lb_then(&mut self, lb: LoadBalancer, requeue: bool) {
+        let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
+        if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
+            log::debug!(
+                "the watch is past a write's answer key={}",
+                Key::of(&lb.metadata)
+            );
+            return;
+        }
         expect_version(
             &mut self.awaiting_lbs,
-            self.cache
-                .load_balancers
-                .get(&Key::of(&lb.metadata))
-                .map(|l| &l.metadata),
+            old.map(|l| &l.metadata),
             &lb.metadata,
         );
         let affected = self.cache.apply_load_balancer(lb);
@@ -1056,6 +1066,22 @@ fn expect_version(
         Key::of(new),
         Awaiting::Version(new.resource_version.clone()),
     );
+}
+
+/// Whether a write's answer (`answer`) is older than what the cache holds (`cached`). The I/O pool's
+/// answers are applied when the whole plan is done, and the watch may have delivered that write and
+/// a later change (a user's edit, a delete) meanwhile: applying the answer then would roll the cache
+/// back and wait for a version the watch has already passed, so every later update of the object
+/// would be ignored until a relist. resourceVersions are etcd revisions (decimal numbers); any that
+/// is not is never called outdated.
+fn outdated(cached: &crate::model::ObjectMeta, answer: &crate::model::ObjectMeta) -> bool {
+    match (
+        cached.resource_version.parse::<u64>(),
+        answer.resource_version.parse::<u64>(),
+    ) {
+        (Ok(cached), Ok(answer)) => answer < cached,
+        _ => false,
+    }
 }
 
 /// Whether two versions of an object's metadata differ only in resourceVersion (and managedFields,

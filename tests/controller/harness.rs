@@ -13,6 +13,7 @@ use paperlb::http::{Limits, Request, Response, Server};
 use serde_json::{Value, json};
 
 use crate::support::fake_api::{FakeApi, FakeOptions};
+use crate::support::procs::{ChildLog, spawn_logged};
 
 /// Generous: the box may be loaded; a wait only ends early when its condition holds.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -202,9 +203,11 @@ fn record(
     }
 }
 
-/// The controller binary, killed on drop.
+/// The controller binary, killed on drop; its log is shown only if the test fails (see
+/// `procs::ChildLog`).
 pub struct Controller {
     child: Option<Child>,
+    _log: ChildLog,
 }
 
 impl Controller {
@@ -224,8 +227,12 @@ impl Controller {
                 std::env::var("PAPERLB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null());
-        let child = cmd.spawn().expect("start paperlb controller");
-        Controller { child: Some(child) }
+        let (child, log) =
+            spawn_logged("paperlb controller", &mut cmd).expect("start paperlb controller");
+        Controller {
+            child: Some(child),
+            _log: log,
+        }
     }
 
     /// kill -9: no chance to clean up, like a node dying.

@@ -184,3 +184,31 @@ fn a_crash_mid_apply_then_a_removed_port_still_converges() {
         w.updater.backend_names() == ["default_web", "default_web_b"]
     });
 }
+
+/// chaos seed 4 at the 15 ms profile: a plan run on the I/O pool has its answers applied when its
+/// last action is done; the watch had meanwhile delivered the plan's Service status write and a
+/// user's edit after it, and the late answer rolled the cached Service back to before the edit and
+/// waited for a version the watch had already passed, so every later update of that Service was
+/// ignored until a relist (its LoadBalancer kept stale ports or targets). Here the plan's last
+/// action (its Event) is held, and the Service gains a port meanwhile: the port must be served.
+#[test]
+fn a_late_plan_answer_does_not_hide_a_newer_service_edit() {
+    let w = World::new("late-answer");
+    w.api.inject(Fault::new(
+        Some("POST"),
+        "/api/v1/namespaces/default/events",
+        1,
+        FaultKind::Stall(std::time::Duration::from_secs(3)),
+    ));
+    let _c = Controller::start(&w.kubeconfig);
+    w.service("web", &[("a", 80, "TCP")]);
+    // The Service status write is done; the plan is still held on its Event.
+    wait_for("web's ingress", || w.ready("web"));
+    w.service("web", &[("a", 80, "TCP"), ("b", 81, "TCP")]);
+    wait_for("web READY with both ports", || {
+        w.ready("web") && w.lb_ports("web").len() == 2
+    });
+    wait_for("both backends on the updater", || {
+        w.updater.backend_names() == ["default_web", "default_web_b"]
+    });
+}

@@ -24,9 +24,14 @@ impl Backend {
 
     /// TCP on a given port (a node's NodePort), as `tcp`.
     pub fn tcp_on(ip: &str, port: u16, ident: &str) -> Backend {
-        let l = TcpListener::bind((ip, port)).unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
+        Backend::try_tcp_on(ip, port, ident).unwrap()
+    }
+
+    /// As `tcp_on`, with the error when the address cannot be had.
+    pub fn try_tcp_on(ip: &str, port: u16, ident: &str) -> std::io::Result<Backend> {
+        let l = TcpListener::bind((ip, port))?;
+        l.set_nonblocking(true)?;
+        let port = l.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
         let (s, ident) = (stop.clone(), ident.to_string());
         let thread = std::thread::spawn(move || {
@@ -42,11 +47,11 @@ impl Backend {
                 }
             }
         });
-        Backend {
+        Ok(Backend {
             port,
             stop,
             thread: Some(thread),
-        }
+        })
     }
 
     /// UDP: answers each datagram with `ident:<datagram>`.
