@@ -16,6 +16,42 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// An outcome with its own exit code, returned by a subcommand's `run`: main prints `message` (if
+/// any) and exits with `code`. The codes: 1 a definite "no" (explain: not served; check: warnings
+/// only), 2 could not tell (configuration, API server, problems found). A boxed `Usage` exits 2 too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+impl Exit {
+    /// Could not tell (exit 2): the configuration, the API server or a check failed.
+    pub fn unsure(e: impl fmt::Display) -> Exit {
+        Exit {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The exit code main gives an error from a subcommand: `Exit`'s own, 2 for `Usage`, else 1.
+pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
+    match (e.downcast_ref::<Exit>(), e.downcast_ref::<Usage>()) {
+        (Some(x), _) => x.code,
+        (None, Some(_)) => 2,
+        (None, None) => 1,
+    }
+}
+
 /// One parsed command-line item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {

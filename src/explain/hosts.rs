@@ -5,8 +5,9 @@
 
 use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
 use super::steps::{HostReport, Ready, Step, count, fail, ok, push, unknown, used_in_range};
+use crate::controller::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::{Protocol, ValidConfig};
-use crate::updater::api::LbRequest;
+use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;
 
 pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport {
@@ -117,7 +118,7 @@ fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> 
         .map(|(_, r)| r)
         .collect();
     push(steps, backend_step(&h.host, &wanted, listing))?;
-    let (step, served) = upstreams_step(&wanted, listing);
+    let (step, served) = upstreams_step(cfg, &wanted, listing);
     steps.push(step);
     Some(served)
 }
@@ -222,10 +223,33 @@ fn backend_step(host: &HostRef, wanted: &[&LbRequest], listing: &Listing) -> (St
     (step, Some(()))
 }
 
+/// What the updater probes for an upstream, as the backend it lists says (`http://…/healthz`, `tcp
+/// host:port`); the wanted request's check when the listing has none.
+fn probe_of(want: &LbRequest, listing: &Listing, u: &Upstream) -> String {
+    let listed = listing
+        .backends
+        .iter()
+        .find(|b| b.backend_name == want.backend_name);
+    let check = listed.unwrap_or(want).traffic.health_check.as_ref();
+    match check {
+        None => format!("no check, {}:{}", u.host, u.port),
+        Some(c) if c.kind.eq_ignore_ascii_case("tcp") => {
+            format!("tcp {}:{}", u.host, c.port.unwrap_or(u.port))
+        }
+        Some(c) => format!(
+            "http://{}:{}{}",
+            u.host,
+            c.port.unwrap_or(u.port),
+            c.path.as_deref().unwrap_or("/healthz")
+        ),
+    }
+}
+
 /// The upstream health step and whether the host still serves (no backend with every upstream
 /// reported unhealthy).
-fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
+fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
     let mut unhealthy = Vec::new();
+    let mut probes = BTreeSet::new();
     let mut reported = 0;
     let mut dead_backend = false;
     for want in wanted {
@@ -238,6 +262,7 @@ fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
                     reported += 1;
                     bad_here += 1;
                     unhealthy.push(format!("{} → {}:{}", want.backend_name, u.host, u.port));
+                    probes.insert(probe_of(want, listing, u));
                 }
                 None => {}
             }
@@ -246,25 +271,31 @@ fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
             dead_backend = true;
         }
     }
-    let step =
-        if !unhealthy.is_empty() {
-            fail(
+    let step = if !unhealthy.is_empty() {
+        let probes: Vec<String> = probes.into_iter().collect();
+        fail(
             "upstreams",
-            format!("the updater reports unhealthy upstream(s): {}", unhealthy.join(", ")),
-            "check that those nodes answer on the nodePort (kube-proxy there, the Service's pods)"
-                .into(),
+            format!(
+                "the updater reports unhealthy upstream(s): {} (its probe: {})",
+                unhealthy.join(", "),
+                probes.join(", ")
+            ),
+            format!(
+                "make those nodes answer that probe from the LB host (port {KUBE_PROXY_HEALTHZ_PORT} is kube-proxy's health check: kube-proxy must run there; a healthCheckNodePort answers only where a ready pod runs), or set spec.healthCheck of LoadBalancerConfig {}/{}",
+                cfg.namespace, cfg.name
+            ),
         )
-        } else if reported == 0 {
-            unknown(
-                "upstreams",
-                "the updater reports no upstream health, so it is not checked".into(),
-            )
-        } else {
-            ok(
-                "upstreams",
-                format!("all {reported} upstream(s) are healthy"),
-            )
-        };
+    } else if reported == 0 {
+        unknown(
+            "upstreams",
+            "the updater reports no upstream health, so it is not checked".into(),
+        )
+    } else {
+        ok(
+            "upstreams",
+            format!("all {reported} upstream(s) are healthy"),
+        )
+    };
     (step, !dead_backend)
 }
 

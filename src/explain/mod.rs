@@ -11,7 +11,7 @@ pub mod hosts;
 pub mod render;
 pub mod steps;
 
-use crate::cli::{self, Arg, Usage};
+use crate::cli::{self, Arg, Exit, Usage};
 use crate::controller::{Context, Key};
 use crate::kube::client::{Client, ClientOptions};
 use crate::kube::config::{self, LoadOptions};
@@ -24,7 +24,9 @@ Usage: paperlb explain <namespace>/<service> [flags]
 Reads the Service, its LoadBalancer, the LoadBalancerConfig (and whether its Secrets exist, never
 their values), Nodes, EndpointSlices, recent Events, and each LB host's updater (GET /api/v1/lb),
 then prints the path as steps: ✓ passed, ✗ failed (with the fix; the steps stop there), ? could not
-be checked. Read-only. Exits 0 when the Service is served on at least one LB host, else 1.
+be checked. Read-only. Exits 0 when the Service is served on at least one LB host, 1 when it is
+not (a step failed), 2 when that cannot be told (no kubeconfig, the API server cannot be reached,
+a read the diagnosis needs was refused) or on a usage error.
 
 Flags:
   -o, --output FORMAT  text (default) or json (schema: README, \"paperlb explain\")
@@ -122,7 +124,7 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
 }
 
 /// `paperlb check`'s LB host report: per config in `namespace`, per host, a line (`Ok`) or a
-/// problem (`Err`): reachable, authorized, version, free ports.
+/// problem (`Err`): reachable, authorized, version, free ports. Empty when there is no config.
 pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
     let configs = match gather::configs(client, namespace) {
         Ok(c) => c,
@@ -133,11 +135,6 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             ))];
         }
     };
-    if configs.is_empty() {
-        return vec![Ok(format!(
-            "LoadBalancerConfigs: none in namespace {namespace}"
-        ))];
-    }
     let mut cache = crate::controller::Cache::new();
     let mut out = Vec::new();
     match gather::load_balancers(client) {
@@ -189,10 +186,19 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
     out
 }
 
-/// Explains, printing to stdout. `Err` (exit 1) when the Service is served on no host.
+/// Explains, printing to stdout. `Err` with exit code 1 when the Service is not served, 2 when
+/// that cannot be told (no configuration, no API server, a read the diagnosis needs failed).
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = config::load(&config.load)?;
-    let client = Client::new(&cluster, ClientOptions::default())?;
+    let cluster = config::load(&config.load).map_err(Exit::unsure)?;
+    let client = Client::new(&cluster, ClientOptions::default()).map_err(Exit::unsure)?;
+    // Without an API server every read below fails alike: say so once and stop.
+    if let Err(e) = client.get::<serde_json::Value>("/version") {
+        let what = match e.code() {
+            None => "cannot reach the API server",
+            Some(_) => "the API server refuses GET /version",
+        };
+        return Err(Exit::unsure(format!("{what}: {e}")).into());
+    }
     let mut ctx = Context::new(&config.namespace, "");
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
@@ -226,11 +232,16 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     use std::io::Write;
     std::io::stdout().lock().write_all(out.as_bytes())?;
-    if report.served {
-        Ok(())
-    } else {
-        Err(format!("Service {} is not served", config.key).into())
+    let message = match report.exit_code() {
+        0 => return Ok(()),
+        1 => format!("Service {} is not served", config.key),
+        _ => format!("cannot tell whether Service {} is served", config.key),
+    };
+    Err(Exit {
+        code: report.exit_code(),
+        message,
     }
+    .into())
 }
 
 #[cfg(test)]

@@ -133,6 +133,24 @@ pub struct Report {
     pub served: bool,
 }
 
+impl Report {
+    /// explain's exit code: 0 served, 1 not served (a step failed), 2 could not tell (the steps
+    /// stopped at one that could not be checked).
+    pub fn exit_code(&self) -> u8 {
+        let mut all = self
+            .steps
+            .iter()
+            .chain(self.hosts.iter().flat_map(|h| &h.steps));
+        if self.served {
+            0
+        } else if all.any(|s| s.status == Status::Fail) {
+            1
+        } else {
+            2
+        }
+    }
+}
+
 /// The controller's view of the gathered objects, built with the cache's own methods.
 pub fn cache_of(f: &Facts) -> Cache {
     let mut c = Cache::new();
@@ -261,16 +279,7 @@ pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
     let svc = match &f.service {
-        Err(e) => {
-            return (
-                fail(
-                    "service",
-                    format!("cannot read Service {key}: {}", e.message),
-                    format!("give this user {}", e.needs),
-                ),
-                None,
-            );
-        }
+        Err(e) => return (unreadable("service", e), None),
         Ok(None) => {
             return (
                 fail(
@@ -364,12 +373,7 @@ fn config_step(
 ) -> (Step, Option<ValidConfig>) {
     let ns = &ctx.namespace;
     if let Err(e) = &f.configs {
-        let step = fail(
-            "config",
-            format!("cannot list LoadBalancerConfigs in {ns}: {}", e.message),
-            format!("give this user {}", e.needs),
-        );
-        return (step, None);
+        return (unreadable("config", e), None);
     }
     let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
     match pick_config(cache, &f.key, svc, ctx) {
