@@ -169,16 +169,6 @@ fn each_diagnosis_stops_at_its_step() {
             "does not exist",
         ),
         (
-            "unreadable service",
-            || {
-                let mut f = world(svc());
-                f.service = Err(denied("get services default/web"));
-                f
-            },
-            "service",
-            "cannot read",
-        ),
-        (
             "ClusterIP",
             || {
                 let mut s = svc();
@@ -252,16 +242,6 @@ fn each_diagnosis_stops_at_its_step() {
             },
             "config",
             "spec.portRange",
-        ),
-        (
-            "config unreadable",
-            || {
-                let mut f = world(svc());
-                f.configs = Err(denied("list loadbalancerconfigs"));
-                f
-            },
-            "config",
-            "cannot list",
         ),
         (
             "token Secret missing",
@@ -455,7 +435,8 @@ fn each_diagnosis_stops_at_its_step() {
                 f
             },
             "upstreams",
-            "default_web → 127.0.0.3:31000",
+            // The probe the updater runs (kube-proxy's port by default), not the nodePort.
+            "default_web → 127.0.0.3:31000 (its probe: http://127.0.0.2:10256/healthz, http://127.0.0.3:10256/healthz)",
         ),
     ];
     let mut rng = Rng::new(15);
@@ -469,6 +450,7 @@ fn each_diagnosis_stops_at_its_step() {
             assert!(message.contains(text), "{name}: {message:?} lacks {text:?}");
             assert!(!fix.is_empty(), "{name}: no fix");
             assert!(!r.served, "{name}: served");
+            assert_eq!(r.exit_code(), 1, "{name}: not served");
             // Stops there: nothing after the failing cluster step.
             if let Some(i) = r.steps.iter().position(|s| s.status == Status::Fail) {
                 assert_eq!(i + 1, r.steps.len(), "{name}: steps after the failure");
@@ -486,6 +468,7 @@ fn a_served_service_passes_every_step() {
     let mut f = served_world();
     let r = explain(&f, &ctx());
     assert!(r.served, "{r:#?}");
+    assert_eq!(r.exit_code(), 0);
     let ids: Vec<(&str, Status)> = r
         .steps
         .iter()
@@ -519,6 +502,23 @@ fn a_served_service_passes_every_step() {
         Some(Status::Fail)
     );
     assert!(r.served, "one healthy upstream still serves");
+    assert_eq!(r.exit_code(), 0);
+}
+
+#[test]
+fn an_unreadable_service_or_config_stops_at_an_unknown_step_exit_2() {
+    let mut f = world(svc());
+    f.service = Err(denied("get services default/web"));
+    let mut g = world(svc());
+    g.configs = Err(denied("list loadbalancerconfigs"));
+    for (f, id) in [(f, "service"), (g, "config")] {
+        let r = explain(&f, &ctx());
+        let last = r.steps.last().expect("a step");
+        assert_eq!((last.id, last.status), (id, Status::Unknown), "{r:#?}");
+        assert!(last.message.contains("(needs "), "{}", last.message);
+        assert!(first_failure(&r).is_none() && r.hosts.is_empty(), "{r:#?}");
+        assert_eq!(r.exit_code(), 2, "could not tell");
+    }
 }
 
 #[test]
