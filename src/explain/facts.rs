@@ -21,6 +21,17 @@ pub struct ReadError {
     pub denied: bool,
 }
 
+/// `cannot get services default/web: <answer> (needs get services in namespace default)`.
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot {}: {} (needs {})",
+            self.what, self.message, self.needs
+        )
+    }
+}
+
 pub type Read<T> = Result<T, ReadError>;
 
 /// A LoadBalancerConfig as listed, with the optional Secret references read leniently from its raw

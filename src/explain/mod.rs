@@ -128,12 +128,7 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
 pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
     let configs = match gather::configs(client, namespace) {
         Ok(c) => c,
-        Err(e) => {
-            return vec![Err(format!(
-                "cannot {}: {} (needs {})",
-                e.what, e.message, e.needs
-            ))];
-        }
+        Err(e) => return vec![Err(e.to_string())],
     };
     let mut cache = crate::controller::Cache::new();
     let mut out = Vec::new();
@@ -142,8 +137,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             cache.replace_load_balancers(lbs);
         }
         Err(e) => out.push(Err(format!(
-            "cannot {}: {} (needs {}); free ports count only what the updaters serve",
-            e.what, e.message, e.needs
+            "{e}; free ports count only what the updaters serve"
         ))),
     }
     for c in configs {
@@ -156,23 +150,13 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             }
         };
         let (secrets, auth) = gather::secrets(client, namespace, &c.secret_refs);
-        for s in &secrets {
-            let r = &s.reference;
-            let what = format!("Secret {namespace}/{} ({} of {name})", r.name, r.field);
-            match &s.state {
-                Ok(facts::SecretState::Present) => {}
-                Ok(facts::SecretState::NoSecret) => out.push(Err(format!("{what} does not exist"))),
-                Ok(facts::SecretState::NoKey(_)) => {
-                    out.push(Err(format!("{what} has no key {:?}", r.key)))
-                }
-                Ok(facts::SecretState::Empty) => {
-                    out.push(Err(format!("{what}: key {:?} is empty", r.key)))
-                }
-                Err(e) => out.push(Err(format!(
-                    "{what}: cannot read: {} (needs {})",
-                    e.message, e.needs
-                ))),
-            }
+        let (step, _) = steps::secrets_step(namespace, &cfg, &c.secret_refs, &secrets);
+        if step.status != steps::Status::Ok {
+            let fix = step.fix.map(|f| format!(": {f}")).unwrap_or_default();
+            out.push(Err(format!(
+                "LoadBalancerConfig {name}: {}{fix}",
+                step.message
+            )));
         }
         let token_ref = c.secret_refs.iter().find(|r| r.is_token());
         for host in steps::hosts_of(&cfg) {

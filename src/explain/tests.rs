@@ -341,6 +341,16 @@ fn each_diagnosis_stops_at_its_step() {
             "outside the range 8100-8199",
         ),
         (
+            "requested port unreadable",
+            || {
+                let mut s = svc();
+                s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": "dns=53"});
+                world(s)
+            },
+            "ports",
+            "annotation lb.paperlb.com/lb-ports: \"dns=53\": the Service has no port \"dns\"",
+        ),
+        (
             "no LoadBalancer yet",
             || {
                 let mut f = world(svc());
@@ -615,31 +625,6 @@ fn listing_reads_health_and_version_leniently() {
         l.health.get(&("a".into(), "127.0.0.2".into(), 31000)),
         Some(&false)
     );
-}
-
-#[test]
-fn requested_ports_annotation_table() {
-    let with = |a: &str| {
-        let mut s = svc();
-        s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": a});
-        serde_json::from_value::<Service>(s).unwrap()
-    };
-    assert_eq!(
-        requested_ports(&with("http=8150")).unwrap(),
-        vec![("http".into(), 0, 8150)]
-    );
-    assert_eq!(
-        requested_ports(&with(" 80 = 8151 ,")).unwrap(),
-        vec![("80".into(), 0, 8151)]
-    );
-    assert!(
-        requested_ports(&with("dns=53"))
-            .unwrap_err()
-            .contains("no port \"dns\"")
-    );
-    assert!(requested_ports(&with("http")).is_err());
-    assert!(requested_ports(&with("http=0")).is_err());
-    assert!(requested_ports(&with("http=70000")).is_err());
 }
 
 #[test]
