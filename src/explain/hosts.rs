@@ -4,7 +4,9 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
-use super::steps::{HostReport, Ready, Step, count, fail, ok, push, unknown, used_in_range};
+use super::steps::{
+    HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
+};
 use crate::controller::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::{Protocol, ValidConfig};
 use crate::updater::api::{LbRequest, Upstream};
@@ -12,7 +14,7 @@ use std::collections::BTreeSet;
 
 pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport {
     let mut steps = Vec::new();
-    let served = host_steps(f, ready, h, &mut steps).unwrap_or(false);
+    let served = host_steps(&f.namespace, ready, h, &mut steps).unwrap_or(false);
     HostReport {
         host: h.host.clone(),
         steps,
@@ -20,9 +22,10 @@ pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport 
     }
 }
 
-fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
+/// The steps of one host (`ns`: the controller's namespace); `Some(served)` when they got far
+/// enough to tell.
+fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
     let url = &h.host.url;
-    let ns = &f.namespace;
     let cfg = &ready.cfg;
     let reach = match &h.probe {
         Probe::Unreachable(detail) => fail(
@@ -312,33 +315,27 @@ pub fn host_summary(
         "LB host {} of LoadBalancerConfig {}/{} (updater {})",
         host.name, cfg.namespace, cfg.name, host.url
     );
-    let fix_token = match token {
-        Some(r) => format!(
-            "the token in Secret {}/{} key {} must equal the updater's --token-file",
-            cfg.namespace, r.name, r.key
-        ),
-        None => {
-            "set spec.updaterTokenSecretRef on the config to a Secret holding the updater's token"
-                .to_string()
-        }
+    // explain's own steps for this host, with no backend to look for.
+    let ready = Ready {
+        cfg: cfg.clone(),
+        token_ref: token.cloned(),
+        status: Default::default(),
+        requests: Vec::new(),
     };
-    let listing = match probe {
-        Probe::Unreachable(d) => return Err(format!("{at}: unreachable: {d}")),
-        Probe::Unusable(d) => return Err(format!("{at}: cannot be called: {d}")),
-        Probe::Unauthorized { code, message } => {
-            return Err(format!(
-                "{at}: not authorized ({code}: {message}): {fix_token}"
-            ));
-        }
-        Probe::Refused { code, message } => {
-            return Err(format!("{at}: refuses: {code}: {message}"));
-        }
-        Probe::NoList { code } => {
-            return Ok(format!(
-                "{at}: reachable, authorized, version unknown (no GET /api/v1/lb, {code}: the Go updater?), free ports unknown"
-            ));
-        }
-        Probe::Listed(l) => l,
+    let h = HostFact {
+        host: host.clone(),
+        probe: probe.clone(),
+    };
+    let mut steps = Vec::new();
+    host_steps(&cfg.namespace, &ready, &h, &mut steps);
+    if let Some(s) = steps.iter().find(|s| s.status == Status::Fail) {
+        let fix = s.fix.as_deref().unwrap_or_default();
+        return Err(format!("{at}: {}; fix: {fix}", s.message));
+    }
+    let Probe::Listed(listing) = probe else {
+        return Ok(format!(
+            "{at}: reachable, authorized, version unknown (no GET /api/v1/lb: the Go updater?), free ports unknown"
+        ));
     };
     let mut used = claimed.clone();
     for b in &listing.backends {

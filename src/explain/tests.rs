@@ -695,14 +695,14 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
     };
     let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
     assert!(
-        err.contains("not authorized (401: no)") && err.contains("updaterTokenSecretRef"),
+        err.contains("wants a token (401: no)") && err.contains("fix: put the updater's token"),
         "{err}"
     );
     let gone = Probe::Unreachable("connection refused".into());
     assert!(
         super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
             .unwrap_err()
-            .contains("unreachable")
+            .contains("does not answer: connection refused; fix: ")
     );
 }
 

@@ -730,13 +730,13 @@ fn check_reports_each_configs_host() {
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("paperlb-system/locked") && p.contains("not authorized (401")),
+            .any(|p| p.contains("paperlb-system/locked") && p.contains("wants a token (401")),
         "{out}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("paperlb-system/gone") && p.contains("unreachable")),
+            .any(|p| p.contains("paperlb-system/gone") && p.contains("does not answer")),
         "{out}"
     );
     assert!(!out.contains("other-token"), "{out}");
