@@ -258,8 +258,7 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
     for want in wanted {
         let mut bad_here = 0;
         for u in &want.upstream_servers {
-            let k = (want.backend_name.clone(), u.host.clone(), u.port);
-            match listing.health.get(&k) {
+            match listing.healthy(&want.backend_name, u) {
                 Some(true) => reported += 1,
                 Some(false) => {
                     reported += 1;

@@ -437,10 +437,8 @@ fn each_diagnosis_stops_at_its_step() {
             "upstreams unhealthy",
             || {
                 let mut f = served_world();
-                let l = listing(&mut f);
-                for u in l.backends[0].upstream_servers.clone() {
-                    l.health
-                        .insert(("default_web".into(), u.host, u.port), false);
+                for u in &mut listing(&mut f).backends[0].upstream_servers {
+                    u.health.healthy = Some(false);
                 }
                 f
             },
@@ -494,18 +492,14 @@ fn a_served_service_passes_every_step() {
         "{ids:?}"
     );
     // Healthy upstreams make the last step pass; one unhealthy of two fails it but still serves.
-    let l = listing(&mut f);
-    let ups: Vec<Upstream> = l.backends[0].upstream_servers.clone();
-    for u in &ups {
-        l.health
-            .insert(("default_web".into(), u.host.clone(), u.port), true);
+    for u in &mut listing(&mut f).backends[0].upstream_servers {
+        u.health.healthy = Some(true);
     }
     let r = explain(&f, &ctx());
     assert_eq!(r.hosts[0].steps.last().map(|s| s.status), Some(Status::Ok));
-    listing(&mut f).health.insert(
-        ("default_web".into(), ups[0].host.clone(), ups[0].port),
-        false,
-    );
+    listing(&mut f).backends[0].upstream_servers[0]
+        .health
+        .healthy = Some(false);
     let r = explain(&f, &ctx());
     assert_eq!(
         r.hosts[0].steps.last().map(|s| s.status),
@@ -620,11 +614,14 @@ fn listing_reads_health_and_version_leniently() {
     }));
     assert_eq!(l.version.as_deref(), Some("0.1.0"));
     assert_eq!(l.backends.len(), 1);
-    assert_eq!(l.health.len(), 1);
-    assert_eq!(
-        l.health.get(&("a".into(), "127.0.0.2".into(), 31000)),
-        Some(&false)
-    );
+    let up = |host: &str| Upstream {
+        host: host.into(),
+        port: 31000,
+        health: Default::default(),
+    };
+    assert_eq!(l.healthy("a", &up("127.0.0.2")), Some(false));
+    assert_eq!(l.healthy("a", &up("127.0.0.3")), None);
+    assert_eq!(l.healthy("b", &up("127.0.0.2")), None);
 }
 
 #[test]
