@@ -669,7 +669,6 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         // 8100/TCP is also claimed: counted once. 8101/udp is served by a backend no LB claims.
         backends: vec![served(8100, "TCP"), served(8101, "udp")],
         version: Some("9.9.9".into()),
-        ..Listing::default()
     });
     let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed, None).unwrap();
     assert!(

@@ -107,6 +107,7 @@ pub fn tcp_ident_at(addr: SocketAddr) -> Option<String> {
 /// kube-proxy's node health check as a node at `ip` (loopback) serves it: `GET /healthz` on port
 /// 10256, the port the controller's default health check probes, answering 200 with kube-proxy's
 /// JSON; 404 for other paths. Used by the demo's nodes and the explain tests. Stops on drop.
+#[allow(dead_code)] // tests/updater includes this file without it
 pub fn kube_proxy_healthz(ip: &str) -> std::io::Result<paperlb::http::Server> {
     use paperlb::http::{Limits, Request, Response, Server};
     assert!(
