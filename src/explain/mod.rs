@@ -175,13 +175,14 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = config::load(&config.load).map_err(Exit::unsure)?;
     let client = Client::new(&cluster, ClientOptions::default()).map_err(Exit::unsure)?;
-    // Without an API server every read below fails alike: say so once and stop.
-    if let Err(e) = client.get::<serde_json::Value>("/version") {
-        let what = match e.code() {
-            None => "cannot reach the API server",
-            Some(_) => "the API server refuses GET /version",
-        };
-        return Err(Exit::unsure(format!("{what}: {e}")).into());
+    // Without an API server, or with credentials it refuses, every read below fails alike: say so
+    // once and stop. (A 403 here still lets the reads try: /version may be locked down alone.)
+    match client.get::<serde_json::Value>("/version") {
+        Err(e) if e.code().is_none() => {
+            return Err(Exit::unsure(format!("cannot reach the API server: {e}")).into());
+        }
+        Err(e) if e.is_unauthorized() => return Err(Exit::unsure(e).into()),
+        _ => {}
     }
     let mut ctx = Context::new(&config.namespace, "");
     ctx.address_types = config.address_types.clone();

@@ -638,6 +638,16 @@ fn an_unreachable_api_server_is_said_once_and_explain_exits_2() {
         out.contains("PROBLEM: cannot reach the API server"),
         "{out}"
     );
+    // Credentials the API server refuses: said once too, not as eight unreadable objects.
+    let bad = w.kubeconfig.with_file_name("bad-token-kubeconfig");
+    let token = w.api.admin_token();
+    assert!(text.contains(&token));
+    std::fs::write(&bad, text.replace(&token, "not-the-token")).expect("write kubeconfig");
+    let bad = bad.to_str().expect("utf-8 path");
+    let (code, out, err) = paperlb(&["explain", "default/web", "--kubeconfig", bad]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.matches("refused the credentials").count(), 1, "{err}");
+    assert!(!out.contains("could not read"), "{out}");
     // No kubeconfig at all: could not tell either.
     let (code, _, err) = paperlb(&["explain", "default/web", "--kubeconfig", "/nonexistent/kc"]);
     assert_eq!(code, 2, "{err}");
