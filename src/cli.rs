@@ -16,9 +16,10 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// An outcome with its own exit code, returned by a subcommand's `run`: main prints `message` (if
-/// any) and exits with `code`. The codes: 1 a definite "no" (explain: not served; check: warnings
-/// only), 2 could not tell (configuration, API server, problems found). A boxed `Usage` exits 2 too.
+/// An outcome with its own exit code, returned by a subcommand's `run`: main prints `message` and
+/// exits with `code`. The codes: 1 a definite "no" (explain: not served; check: warnings
+/// only), 2 could not tell (configuration, API server, problems found). Other errors exit 1, and a
+/// boxed `Usage` 2, as a usage error found by `parse`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     pub code: u8,
@@ -40,15 +41,6 @@ impl Exit {
             code: 2,
             message: e.to_string(),
         }
-    }
-}
-
-/// The exit code main gives an error from a subcommand: `Exit`'s own, 2 for `Usage`, else 1.
-pub fn exit_code(e: &(dyn std::error::Error + 'static)) -> u8 {
-    match (e.downcast_ref::<Exit>(), e.downcast_ref::<Usage>()) {
-        (Some(x), _) => x.code,
-        (None, Some(_)) => 2,
-        (None, None) => 1,
     }
 }
 

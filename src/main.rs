@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use paperlb::cli::{Usage, exit_code};
+use paperlb::cli::{Exit, Usage};
 use paperlb::kube::config::LoadOptions;
 
 const HELP: &str = "\
@@ -86,8 +86,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Shared tail of every subcommand: help, usage errors (2), errors (`cli::exit_code`: their own code,
-/// 2 for a usage error found late, else 1).
+/// Shared tail of every subcommand: help, usage errors (2, also when `run` finds one), errors (an
+/// `Exit`'s own code, else 1).
 fn run<C>(
     parsed: Result<Option<C>, Usage>,
     help: &str,
@@ -106,10 +106,8 @@ fn run<C>(
                 Err(e) => match e.downcast_ref::<Usage>() {
                     Some(u) => usage(u, "--help"),
                     None => {
-                        if !e.to_string().is_empty() {
-                            eprintln!("error: {e}");
-                        }
-                        ExitCode::from(exit_code(e.as_ref()))
+                        eprintln!("error: {e}");
+                        ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.code))
                     }
                 },
             }
