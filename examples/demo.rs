@@ -2,16 +2,18 @@
 //!
 //! In this process: the test suite's fake Kubernetes API server with two ready nodes (node-a at
 //! 127.0.0.2, node-b at 127.0.0.3) and, once the Service has its nodePort, one tiny HTTP server per
-//! "node" on that nodePort. As child processes: a private nginx with the stream module (its own
+//! "node" on that nodePort, and kube-proxy's `/healthz` on port 10256 of each (what the default
+//! health check probes). As child processes: a private nginx with the stream module (its own
 //! prefix in a temp dir, `daemon off`), `paperlb nginx-updater` in front of it and `paperlb
 //! controller`. Then it applies `demo/loadbalancerconfig.yaml` and `demo/service.yaml`, waits for the
-//! LoadBalancer to be READY, prints it kubectl-style and sends real HTTP requests through nginx.
+//! LoadBalancer to be READY, prints it kubectl-style, sends real HTTP requests through nginx and
+//! runs `paperlb explain` on the Service, which must say served.
 //!
 //! Every wait is bounded. Children are stopped and the temp dir removed on success, on failure and
 //! on Ctrl-C / SIGTERM. Exits 0 only if traffic through the load balancer reached both nodes.
 //!
-//! `demo --hold` keeps everything up after the check (at most 10 minutes) so you can curl the load
-//! balancer yourself; Ctrl-C stops it.
+//! `demo --hold` keeps everything up after the check (at most 10 minutes) and prints the kubeconfig
+//! and the `curl` and `paperlb explain` commands to try; Ctrl-C stops it.
 //!
 //! The paperlb binary is found next to this example (`target/<profile>/paperlb`), or in
 //! `PAPERLB_BIN`. `PAPERLB_DEMO_LOG=info` (or debug) sets RUST_LOG for the children; their output
@@ -23,15 +25,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use paperlb::http::{Limits, Request, Response, Server};
 use serde_json::{Value, json};
+use support::backends::kube_proxy_healthz;
 use support::fake_api::{FakeApi, FakeOptions};
 use support::procs::{free_port, http_get, paperlb_bin, signal};
 
@@ -383,37 +386,24 @@ fn apply(
     Ok(())
 }
 
-/// One tiny HTTP/1.1 server per "node" on its nodePort (what kube-proxy would forward to a pod).
-fn start_backends(node_port: u16) -> Result<(), String> {
+/// Each "node": an HTTP server on its nodePort (what kube-proxy would forward to a pod) and
+/// kube-proxy's `/healthz` on port 10256, which the default health check probes. Stop on drop.
+fn start_nodes(node_port: u16) -> Result<Vec<Server>, String> {
+    let mut servers = Vec::new();
     for (name, ip) in NODES {
-        let l = TcpListener::bind((ip, node_port))
-            .map_err(|e| format!("listening on {ip}:{node_port} for {name}: {e}"))?;
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                std::thread::spawn(move || serve(conn, name));
-            }
-        });
-    }
-    Ok(())
-}
-
-fn serve(mut conn: TcpStream, node: &str) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = conn.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-        match conn.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        let body = format!("hello from {name}\n");
+        let app = Server::bind((ip, node_port), Limits::default(), move |_: &Request| {
+            Response::text(200, body.clone())
+        })
+        .map_err(|e| format!("listening on {ip}:{node_port} for {name}: {e}"))?;
+        servers.push(app);
+        // Taken (another demo, a real kube-proxy): the check probes whatever answers there.
+        match kube_proxy_healthz(ip) {
+            Ok(s) => servers.push(s),
+            Err(e) => println!("    note: kube-proxy's {ip}:10256/healthz for {name}: {e}"),
         }
     }
-    let body = format!("hello from {node}\n");
-    let _ = write!(
-        conn,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    Ok(servers)
 }
 
 fn print_table(rows: &[Vec<String>]) {
@@ -579,9 +569,9 @@ fn demo(bin: &Path, dir: &Path, hold: bool) -> Result<(), String> {
         .and_then(|s| s["spec"]["ports"][0]["nodePort"].as_u64())
         .and_then(|p| u16::try_from(p).ok())
         .ok_or("the Service got no nodePort")?;
-    start_backends(node_port)?;
+    let _nodes = start_nodes(node_port)?;
     step(&format!(
-        "\"pods\" answering on the nodePort: 127.0.0.2:{node_port} (node-a), 127.0.0.3:{node_port} (node-b)"
+        "\"pods\" answering on the nodePort: 127.0.0.2:{node_port} (node-a), 127.0.0.3:{node_port} (node-b); kube-proxy's /healthz on port 10256 of each"
     ));
 
     step("waiting for LoadBalancer default/nginx to be READY (up to 60s)");
@@ -645,12 +635,20 @@ fn demo(bin: &Path, dir: &Path, hold: bool) -> Result<(), String> {
         "traffic reached both nodes ({}) - it works",
         summary.join(", ")
     ));
+    explain(bin, &kubeconfig)?;
     if hold {
         println!();
         step(&format!(
-            "holding for up to {} min: try `curl http://{LB_HOST}:{lb_port}/`; Ctrl-C to stop",
-            HOLD_LIMIT.as_secs() / 60
+            "holding for up to {} min (Ctrl-C stops); kubeconfig: {}. Try:",
+            HOLD_LIMIT.as_secs() / 60,
+            kubeconfig.display()
         ));
+        println!("  curl http://{LB_HOST}:{lb_port}/");
+        println!(
+            "  {} explain default/nginx --kubeconfig {}",
+            bin.display(),
+            kubeconfig.display()
+        );
         wait_for(HOLD_LIMIT, || {
             ["controller", "nginx-updater", "nginx"]
                 .into_iter()
@@ -658,6 +656,34 @@ fn demo(bin: &Path, dir: &Path, hold: bool) -> Result<(), String> {
         });
     }
     drop(api);
+    Ok(())
+}
+
+/// `paperlb explain default/nginx`, once the updater's health checks have found both nodes healthy
+/// (they probe kube-proxy's /healthz every 2 s): it must say served, every step ✓.
+fn explain(bin: &Path, kubeconfig: &Path) -> Result<(), String> {
+    println!();
+    step("paperlb explain default/nginx (once the health checks have run)");
+    let run = || {
+        Command::new(bin)
+            .args(["explain", "default/nginx", "--kubeconfig"])
+            .arg(kubeconfig)
+            .output()
+            .map_err(|e| format!("running paperlb explain: {e}"))
+    };
+    let mut last = None;
+    wait_for(Duration::from_secs(30), || {
+        let out = run().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let done = out.status.success() && text.contains("✓ upstreams");
+        last = Some((out.status, text));
+        done.then_some(())
+    });
+    let (status, text) = last.ok_or("paperlb explain did not run")?;
+    print!("{text}");
+    if !status.success() || !text.contains("✓ upstreams") {
+        return Err(format!("paperlb explain: {status}, not every step passed"));
+    }
     Ok(())
 }
 

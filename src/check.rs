@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::cli::{self, Arg, Usage};
+use crate::cli::{self, Arg, Exit, Usage};
 use crate::kube::Error;
 use crate::kube::auth::Credentials;
 use crate::kube::client::{Client, ClientOptions, LOADBALANCERS, SELF_SUBJECT_ACCESS_REVIEWS};
@@ -24,8 +24,10 @@ Usage: paperlb check [flags]
 Prints the cluster, user and auth method it resolved (never the secret), the server's version, whether
 the LoadBalancer and LoadBalancerConfig CRDs are installed, whether every permission the controller
 needs is granted, and, for each LoadBalancerConfig's LB host, whether its updater is reachable and
-accepts the config's token, its version, and how many ports of the range are free. Exits 0 only if
-all is well.
+accepts the config's token, its version, and how many ports of the range are free.
+
+Exit codes: 0 all is well; 1 warnings only (no LoadBalancerConfig yet: LoadBalancer Services stay
+pending until one is applied); 2 problems (PROBLEM lines), no configuration, or a usage error.
 
 Flags:
   --kubeconfig PATH   kubeconfig file (default: $KUBECONFIG, in-cluster, then ~/.kube/config)
@@ -158,24 +160,29 @@ impl Permission {
     }
 }
 
-/// Runs the check, printing the report to stdout. `Err` when anything is wrong (the caller exits 1).
+/// Runs the check, printing the report to stdout. `Err` with exit code 1 for warnings only, 2 for
+/// problems or when the check cannot run.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
-    let problems = check(&config, &mut out)?;
-    if problems.is_empty() {
-        use std::io::Write;
-        writeln!(out, "all checks passed")?;
-        Ok(())
-    } else {
-        Err(format!("{} problem(s) found", problems.len()).into())
-    }
+    let (problems, warnings) = check(&config, &mut out).map_err(Exit::unsure)?;
+    let (code, message) = match (problems.len(), warnings.len()) {
+        (0, 0) => {
+            use std::io::Write;
+            writeln!(out, "all checks passed")?;
+            return Ok(());
+        }
+        (0, w) => (1, format!("no problems, {w} warning(s)")),
+        (p, _) => (2, format!("{p} problem(s) found")),
+    };
+    Err(Exit { code, message }.into())
 }
 
-/// The body of `run`, writing to any sink so tests can read the report. Returns the problems found.
+/// The body of `run`, writing to any sink so tests can read the report. Returns the problems and
+/// the warnings found.
 pub fn check(
     config: &Config,
     out: &mut impl std::io::Write,
-) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+) -> Result<(Vec<String>, Vec<String>), Box<dyn std::error::Error>> {
     let cluster = config::load(&config.load)?;
     let creds = Credentials::new(&cluster);
     writeln!(out, "configuration: {}", cluster.origin)?;
@@ -206,7 +213,7 @@ pub fn check(
         )?,
         Err(e) => {
             problem(out, format!("cannot reach the API server: {e}"))?;
-            return Ok(problems);
+            return Ok((problems, Vec::new()));
         }
     }
 
@@ -265,13 +272,23 @@ pub fn check(
     if denied == 0 {
         writeln!(out, "permissions: all {} granted", PERMISSIONS.len())?;
     }
-    for line in crate::explain::check_hosts(&client, &config.namespace) {
+    let hosts = crate::explain::check_hosts(&client, &config.namespace);
+    for line in &hosts {
         match line {
             Ok(l) => writeln!(out, "{l}")?,
-            Err(p) => problem(out, p)?,
+            Err(p) => problem(out, p.clone())?,
         }
     }
-    Ok(problems)
+    let mut warnings = Vec::new();
+    if hosts.is_empty() {
+        let w = format!(
+            "no LoadBalancerConfig in namespace {}: LoadBalancer Services stay pending until one is applied (see manifests/examples/loadbalancerconfig.yaml)",
+            config.namespace
+        );
+        writeln!(out, "WARNING: {w}")?;
+        warnings.push(w);
+    }
+    Ok((problems, warnings))
 }
 
 /// One SelfSubjectAccessReview.

@@ -17,6 +17,34 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+/// An outcome with its own exit code, returned by a subcommand's `run`: main prints `message` and
+/// exits with `code`. The codes: 1 a definite "no" (explain: not served; check: warnings
+/// only), 2 could not tell (configuration, API server, problems found). Other errors exit 1, and a
+/// boxed `Usage` 2, as a usage error found by `parse`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+impl Exit {
+    /// Could not tell (exit 2): the configuration, the API server or a check failed.
+    pub fn unsure(e: impl fmt::Display) -> Exit {
+        Exit {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+}
+
 /// One parsed command-line item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {

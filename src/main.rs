@@ -1,10 +1,11 @@
 //! The `paperlb` binary: dispatches subcommands and maps errors to exit codes (0 ok, 1 runtime
-//! failure, 2 usage error). Everything else lives in the library; nothing below main exits.
+//! failure, 2 usage error; an error may carry its own, `cli::Exit`: explain and check use 1 and 2,
+//! see their help). Everything else lives in the library; nothing below main exits.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use paperlb::cli::Usage;
+use paperlb::cli::{Exit, Usage};
 use paperlb::kube::config::LoadOptions;
 
 const HELP: &str = "\
@@ -17,9 +18,10 @@ Commands:
   nginx-updater   run the HTTP updater on the load balancer host (writes nginx stream config)
   check           check access to the cluster: config, server version, CRDs, permissions, LB hosts
   explain         say why a LoadBalancer Service is or is not served (NS/NAME)
-  version         print the version
+  version         print the version (also -V, --version)
 
 Run `paperlb <command> --help` for a command's flags. Logging: RUST_LOG (default info).
+Exit codes: 0 ok, 1 failure, 2 usage error (explain and check: see their --help).
 ";
 
 fn main() -> ExitCode {
@@ -34,7 +36,7 @@ fn main() -> ExitCode {
             print!("{HELP}");
             ExitCode::SUCCESS
         }
-        "version" | "--version" => {
+        "version" | "--version" | "-V" => {
             println!("paperlb {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
@@ -84,7 +86,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Shared tail of every subcommand: help, usage errors (2), runtime errors (1).
+/// Shared tail of every subcommand: help, usage errors (2, also when `run` finds one), errors (an
+/// `Exit`'s own code, else 1).
 fn run<C>(
     parsed: Result<Option<C>, Usage>,
     help: &str,
@@ -100,10 +103,13 @@ fn run<C>(
             init_logging();
             match body(config) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
-                }
+                Err(e) => match e.downcast_ref::<Usage>() {
+                    Some(u) => usage(u, "--help"),
+                    None => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.code))
+                    }
+                },
             }
         }
     }

@@ -5,9 +5,8 @@
 
 use crate::controller::Key;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
-use crate::updater::api::LbRequest;
+use crate::updater::api::{LbRequest, Upstream};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// One read that failed: what was asked, the answer, and the permission it needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +18,17 @@ pub struct ReadError {
     pub needs: String,
     /// 401/403: the reader lacks the permission (as opposed to a broken connection).
     pub denied: bool,
+}
+
+/// `cannot get services default/web: <answer> (needs get services in namespace default)`.
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot {}: {} (needs {})",
+            self.what, self.message, self.needs
+        )
+    }
 }
 
 pub type Read<T> = Result<T, ReadError>;
@@ -126,43 +136,27 @@ pub enum Probe {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Listing {
+    /// As listed, with each upstream's `healthy` where the updater reports it.
     pub backends: Vec<LbRequest>,
-    /// (backend, upstream host, upstream port) → healthy, where the updater reports it.
-    pub health: BTreeMap<(String, String, u16), bool>,
     pub version: Option<String>,
 }
 
 impl Listing {
-    /// Reads a `GET /api/v1/lb` answer leniently: backends that do not decode are skipped, a
-    /// `healthy` flag on an upstream is kept when it is a boolean.
+    /// Reads a `GET /api/v1/lb` answer leniently: backends that do not decode are skipped.
     pub fn from_json(v: &Value) -> Listing {
-        let mut out = Listing {
+        let backends = v.get("backends").and_then(Value::as_array);
+        Listing {
             version: v.get("version").and_then(Value::as_str).map(str::to_string),
-            ..Listing::default()
-        };
-        for b in v
-            .get("backends")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let Ok(req) = serde_json::from_value::<LbRequest>(b.clone()) else {
-                continue;
-            };
-            let upstreams = b.get("upstreamServers").and_then(Value::as_array);
-            for u in upstreams.into_iter().flatten() {
-                let healthy = u.get("healthy").and_then(Value::as_bool);
-                let host = u.get("host").and_then(Value::as_str);
-                let port = u.get("port").and_then(Value::as_u64);
-                if let (Some(h), Some(host), Some(port)) = (healthy, host, port) {
-                    let port = u16::try_from(port).unwrap_or(0);
-                    out.health
-                        .insert((req.backend_name.clone(), host.to_string(), port), h);
-                }
-            }
-            out.backends.push(req);
+            backends: (backends.into_iter().flatten())
+                .filter_map(|b| serde_json::from_value(b.clone()).ok())
+                .collect(),
         }
-        out
+    }
+
+    /// What the updater reports of upstream `u` of `backend` (None: not reported).
+    pub fn healthy(&self, backend: &str, u: &Upstream) -> Option<bool> {
+        let b = self.backends.iter().find(|b| b.backend_name == backend)?;
+        b.upstream_servers.iter().find(|x| *x == u)?.health.healthy
     }
 }
 

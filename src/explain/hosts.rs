@@ -4,14 +4,17 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
-use super::steps::{HostReport, Ready, Step, count, fail, ok, push, unknown, used_in_range};
+use super::steps::{
+    HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
+};
+use crate::controller::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::{Protocol, ValidConfig};
-use crate::updater::api::LbRequest;
+use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;
 
 pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport {
     let mut steps = Vec::new();
-    let served = host_steps(f, ready, h, &mut steps).unwrap_or(false);
+    let served = host_steps(&f.namespace, ready, h, &mut steps).unwrap_or(false);
     HostReport {
         host: h.host.clone(),
         steps,
@@ -19,9 +22,10 @@ pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport 
     }
 }
 
-fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
+/// The steps of one host (`ns`: the controller's namespace); `Some(served)` when they got far
+/// enough to tell.
+fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
     let url = &h.host.url;
-    let ns = &f.namespace;
     let cfg = &ready.cfg;
     let reach = match &h.probe {
         Probe::Unreachable(detail) => fail(
@@ -117,7 +121,7 @@ fn host_steps(f: &Facts, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> 
         .map(|(_, r)| r)
         .collect();
     push(steps, backend_step(&h.host, &wanted, listing))?;
-    let (step, served) = upstreams_step(&wanted, listing);
+    let (step, served) = upstreams_step(cfg, &wanted, listing);
     steps.push(step);
     Some(served)
 }
@@ -222,22 +226,45 @@ fn backend_step(host: &HostRef, wanted: &[&LbRequest], listing: &Listing) -> (St
     (step, Some(()))
 }
 
+/// What the updater probes for an upstream, as the backend it lists says (`http://…/healthz`, `tcp
+/// host:port`); the wanted request's check when the listing has none.
+fn probe_of(want: &LbRequest, listing: &Listing, u: &Upstream) -> String {
+    let listed = listing
+        .backends
+        .iter()
+        .find(|b| b.backend_name == want.backend_name);
+    let check = listed.unwrap_or(want).traffic.health_check.as_ref();
+    match check {
+        None => format!("no check, {}:{}", u.host, u.port),
+        Some(c) if c.kind.eq_ignore_ascii_case("tcp") => {
+            format!("tcp {}:{}", u.host, c.port.unwrap_or(u.port))
+        }
+        Some(c) => format!(
+            "http://{}:{}{}",
+            u.host,
+            c.port.unwrap_or(u.port),
+            c.path.as_deref().unwrap_or("/healthz")
+        ),
+    }
+}
+
 /// The upstream health step and whether the host still serves (no backend with every upstream
 /// reported unhealthy).
-fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
+fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
     let mut unhealthy = Vec::new();
+    let mut probes = BTreeSet::new();
     let mut reported = 0;
     let mut dead_backend = false;
     for want in wanted {
         let mut bad_here = 0;
         for u in &want.upstream_servers {
-            let k = (want.backend_name.clone(), u.host.clone(), u.port);
-            match listing.health.get(&k) {
+            match listing.healthy(&want.backend_name, u) {
                 Some(true) => reported += 1,
                 Some(false) => {
                     reported += 1;
                     bad_here += 1;
                     unhealthy.push(format!("{} → {}:{}", want.backend_name, u.host, u.port));
+                    probes.insert(probe_of(want, listing, u));
                 }
                 None => {}
             }
@@ -246,25 +273,31 @@ fn upstreams_step(wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
             dead_backend = true;
         }
     }
-    let step =
-        if !unhealthy.is_empty() {
-            fail(
+    let step = if !unhealthy.is_empty() {
+        let probes: Vec<String> = probes.into_iter().collect();
+        fail(
             "upstreams",
-            format!("the updater reports unhealthy upstream(s): {}", unhealthy.join(", ")),
-            "check that those nodes answer on the nodePort (kube-proxy there, the Service's pods)"
-                .into(),
+            format!(
+                "the updater reports unhealthy upstream(s): {} (its probe: {})",
+                unhealthy.join(", "),
+                probes.join(", ")
+            ),
+            format!(
+                "make those nodes answer that probe from the LB host (port {KUBE_PROXY_HEALTHZ_PORT} is kube-proxy's health check: kube-proxy must run there; a healthCheckNodePort answers only where a ready pod runs), or set spec.healthCheck of LoadBalancerConfig {}/{}",
+                cfg.namespace, cfg.name
+            ),
         )
-        } else if reported == 0 {
-            unknown(
-                "upstreams",
-                "the updater reports no upstream health, so it is not checked".into(),
-            )
-        } else {
-            ok(
-                "upstreams",
-                format!("all {reported} upstream(s) are healthy"),
-            )
-        };
+    } else if reported == 0 {
+        unknown(
+            "upstreams",
+            "the updater reports no upstream health, so it is not checked".into(),
+        )
+    } else {
+        ok(
+            "upstreams",
+            format!("all {reported} upstream(s) are healthy"),
+        )
+    };
     (step, !dead_backend)
 }
 
@@ -281,33 +314,27 @@ pub fn host_summary(
         "LB host {} of LoadBalancerConfig {}/{} (updater {})",
         host.name, cfg.namespace, cfg.name, host.url
     );
-    let fix_token = match token {
-        Some(r) => format!(
-            "the token in Secret {}/{} key {} must equal the updater's --token-file",
-            cfg.namespace, r.name, r.key
-        ),
-        None => {
-            "set spec.updaterTokenSecretRef on the config to a Secret holding the updater's token"
-                .to_string()
-        }
+    // explain's own steps for this host, with no backend to look for.
+    let ready = Ready {
+        cfg: cfg.clone(),
+        token_ref: token.cloned(),
+        status: Default::default(),
+        requests: Vec::new(),
     };
-    let listing = match probe {
-        Probe::Unreachable(d) => return Err(format!("{at}: unreachable: {d}")),
-        Probe::Unusable(d) => return Err(format!("{at}: cannot be called: {d}")),
-        Probe::Unauthorized { code, message } => {
-            return Err(format!(
-                "{at}: not authorized ({code}: {message}): {fix_token}"
-            ));
-        }
-        Probe::Refused { code, message } => {
-            return Err(format!("{at}: refuses: {code}: {message}"));
-        }
-        Probe::NoList { code } => {
-            return Ok(format!(
-                "{at}: reachable, authorized, version unknown (no GET /api/v1/lb, {code}: the Go updater?), free ports unknown"
-            ));
-        }
-        Probe::Listed(l) => l,
+    let h = HostFact {
+        host: host.clone(),
+        probe: probe.clone(),
+    };
+    let mut steps = Vec::new();
+    host_steps(&cfg.namespace, &ready, &h, &mut steps);
+    if let Some(s) = steps.iter().find(|s| s.status == Status::Fail) {
+        let fix = s.fix.as_deref().unwrap_or_default();
+        return Err(format!("{at}: {}; fix: {fix}", s.message));
+    }
+    let Probe::Listed(listing) = probe else {
+        return Ok(format!(
+            "{at}: reachable, authorized, version unknown (no GET /api/v1/lb: the Go updater?), free ports unknown"
+        ));
     };
     let mut used = claimed.clone();
     for b in &listing.backends {

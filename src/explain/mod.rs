@@ -11,7 +11,7 @@ pub mod hosts;
 pub mod render;
 pub mod steps;
 
-use crate::cli::{self, Arg, Usage};
+use crate::cli::{self, Arg, Exit, Usage};
 use crate::controller::{Context, Key};
 use crate::kube::client::{Client, ClientOptions};
 use crate::kube::config::{self, LoadOptions};
@@ -24,7 +24,9 @@ Usage: paperlb explain <namespace>/<service> [flags]
 Reads the Service, its LoadBalancer, the LoadBalancerConfig (and whether its Secrets exist, never
 their values), Nodes, EndpointSlices, recent Events, and each LB host's updater (GET /api/v1/lb),
 then prints the path as steps: ✓ passed, ✗ failed (with the fix; the steps stop there), ? could not
-be checked. Read-only. Exits 0 when the Service is served on at least one LB host, else 1.
+be checked. Read-only. Exits 0 when the Service is served on at least one LB host, 1 when it is
+not (a step failed), 2 when that cannot be told (no kubeconfig, the API server cannot be reached,
+a read the diagnosis needs was refused) or on a usage error.
 
 Flags:
   -o, --output FORMAT  text (default) or json (schema: README, \"paperlb explain\")
@@ -122,22 +124,12 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
 }
 
 /// `paperlb check`'s LB host report: per config in `namespace`, per host, a line (`Ok`) or a
-/// problem (`Err`): reachable, authorized, version, free ports.
+/// problem (`Err`): reachable, authorized, version, free ports. Empty when there is no config.
 pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
     let configs = match gather::configs(client, namespace) {
         Ok(c) => c,
-        Err(e) => {
-            return vec![Err(format!(
-                "cannot {}: {} (needs {})",
-                e.what, e.message, e.needs
-            ))];
-        }
+        Err(e) => return vec![Err(e.to_string())],
     };
-    if configs.is_empty() {
-        return vec![Ok(format!(
-            "LoadBalancerConfigs: none in namespace {namespace}"
-        ))];
-    }
     let mut cache = crate::controller::Cache::new();
     let mut out = Vec::new();
     match gather::load_balancers(client) {
@@ -145,8 +137,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             cache.replace_load_balancers(lbs);
         }
         Err(e) => out.push(Err(format!(
-            "cannot {}: {} (needs {}); free ports count only what the updaters serve",
-            e.what, e.message, e.needs
+            "{e}; free ports count only what the updaters serve"
         ))),
     }
     for c in configs {
@@ -159,23 +150,13 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             }
         };
         let (secrets, auth) = gather::secrets(client, namespace, &c.secret_refs);
-        for s in &secrets {
-            let r = &s.reference;
-            let what = format!("Secret {namespace}/{} ({} of {name})", r.name, r.field);
-            match &s.state {
-                Ok(facts::SecretState::Present) => {}
-                Ok(facts::SecretState::NoSecret) => out.push(Err(format!("{what} does not exist"))),
-                Ok(facts::SecretState::NoKey(_)) => {
-                    out.push(Err(format!("{what} has no key {:?}", r.key)))
-                }
-                Ok(facts::SecretState::Empty) => {
-                    out.push(Err(format!("{what}: key {:?} is empty", r.key)))
-                }
-                Err(e) => out.push(Err(format!(
-                    "{what}: cannot read: {} (needs {})",
-                    e.message, e.needs
-                ))),
-            }
+        let (step, _) = steps::secrets_step(namespace, &cfg, &c.secret_refs, &secrets);
+        if step.status != steps::Status::Ok {
+            let fix = step.fix.map(|f| format!(": {f}")).unwrap_or_default();
+            out.push(Err(format!(
+                "LoadBalancerConfig {name}: {}{fix}",
+                step.message
+            )));
         }
         let token_ref = c.secret_refs.iter().find(|r| r.is_token());
         for host in steps::hosts_of(&cfg) {
@@ -189,10 +170,20 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
     out
 }
 
-/// Explains, printing to stdout. `Err` (exit 1) when the Service is served on no host.
+/// Explains, printing to stdout. `Err` with exit code 1 when the Service is not served, 2 when
+/// that cannot be told (no configuration, no API server, a read the diagnosis needs failed).
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = config::load(&config.load)?;
-    let client = Client::new(&cluster, ClientOptions::default())?;
+    let cluster = config::load(&config.load).map_err(Exit::unsure)?;
+    let client = Client::new(&cluster, ClientOptions::default()).map_err(Exit::unsure)?;
+    // Without an API server, or with credentials it refuses, every read below fails alike: say so
+    // once and stop. (A 403 here still lets the reads try: /version may be locked down alone.)
+    match client.get::<serde_json::Value>("/version") {
+        Err(e) if e.code().is_none() => {
+            return Err(Exit::unsure(format!("cannot reach the API server: {e}")).into());
+        }
+        Err(e) if e.is_unauthorized() => return Err(Exit::unsure(e).into()),
+        _ => {}
+    }
     let mut ctx = Context::new(&config.namespace, "");
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
@@ -226,11 +217,16 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     };
     use std::io::Write;
     std::io::stdout().lock().write_all(out.as_bytes())?;
-    if report.served {
-        Ok(())
-    } else {
-        Err(format!("Service {} is not served", config.key).into())
+    let message = match report.exit_code() {
+        0 => return Ok(()),
+        1 => format!("Service {} is not served", config.key),
+        _ => format!("cannot tell whether Service {} is served", config.key),
+    };
+    Err(Exit {
+        code: report.exit_code(),
+        message,
     }
+    .into())
 }
 
 #[cfg(test)]

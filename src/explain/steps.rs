@@ -6,7 +6,7 @@
 //! `controller::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostRef, ReadError, SecretRef, SecretState};
+use super::facts::{Facts, HostRef, ReadError, SecretFact, SecretRef, SecretState};
 use crate::controller::batch::lb_request;
 use crate::controller::ports::stored_ports;
 use crate::controller::reconcile::{
@@ -110,10 +110,7 @@ pub(super) fn unknown(id: &'static str, message: String) -> Step {
 }
 
 fn unreadable(id: &'static str, e: &ReadError) -> Step {
-    unknown(
-        id,
-        format!("cannot {}: {} (needs {})", e.what, e.message, e.needs),
-    )
+    unknown(id, e.to_string())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +128,24 @@ pub struct Report {
     pub steps: Vec<Step>,
     pub hosts: Vec<HostReport>,
     pub served: bool,
+}
+
+impl Report {
+    /// explain's exit code: 0 served, 1 not served (a step failed), 2 could not tell (the steps
+    /// stopped at one that could not be checked).
+    pub fn exit_code(&self) -> u8 {
+        let mut all = self
+            .steps
+            .iter()
+            .chain(self.hosts.iter().flat_map(|h| &h.steps));
+        if self.served {
+            0
+        } else if all.any(|s| s.status == Status::Fail) {
+            1
+        } else {
+            2
+        }
+    }
 }
 
 /// The controller's view of the gathered objects, built with the cache's own methods.
@@ -237,7 +252,8 @@ fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Read
     push(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let token_ref = push(steps, secrets_step(f, &cfg))?;
+    let refs = secret_refs(f, &cfg);
+    let token_ref = push(steps, secrets_step(&f.namespace, &cfg, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -261,16 +277,7 @@ pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
     let svc = match &f.service {
-        Err(e) => {
-            return (
-                fail(
-                    "service",
-                    format!("cannot read Service {key}: {}", e.message),
-                    format!("give this user {}", e.needs),
-                ),
-                None,
-            );
-        }
+        Err(e) => return (unreadable("service", e), None),
         Ok(None) => {
             return (
                 fail(
@@ -364,12 +371,7 @@ fn config_step(
 ) -> (Step, Option<ValidConfig>) {
     let ns = &ctx.namespace;
     if let Err(e) = &f.configs {
-        let step = fail(
-            "config",
-            format!("cannot list LoadBalancerConfigs in {ns}: {}", e.message),
-            format!("give this user {}", e.needs),
-        );
-        return (step, None);
+        return (unreadable("config", e), None);
     }
     let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
     match pick_config(cache, &f.key, svc, ctx) {
@@ -412,10 +414,14 @@ fn config_step(
     }
 }
 
-/// Ok with the token reference (if any) when every referenced Secret and key is there.
-fn secrets_step(f: &Facts, cfg: &ValidConfig) -> (Step, Option<Option<SecretRef>>) {
-    let ns = &f.namespace;
-    let refs = secret_refs(f, cfg);
+/// Ok with the token reference (if any) when every Secret and key `refs` names (config `cfg`, in
+/// the controller's namespace `ns`) is there, by what was read of them (`secrets`).
+pub(super) fn secrets_step(
+    ns: &str,
+    cfg: &ValidConfig,
+    refs: &[SecretRef],
+    secrets: &[SecretFact],
+) -> (Step, Option<Option<SecretRef>>) {
     if refs.is_empty() {
         let step = ok(
             "secrets",
@@ -426,10 +432,9 @@ fn secrets_step(f: &Facts, cfg: &ValidConfig) -> (Step, Option<Option<SecretRef>
     }
     let mut present = Vec::new();
     let mut unknown_note = None;
-    for r in &refs {
+    for r in refs {
         let what = format!("Secret {ns}/{} ({})", r.name, r.field);
-        let state = f
-            .secrets
+        let state = secrets
             .iter()
             .find(|s| &s.reference == r)
             .map(|s| s.state.clone());
@@ -440,12 +445,7 @@ fn secrets_step(f: &Facts, cfg: &ValidConfig) -> (Step, Option<Option<SecretRef>
         );
         match state {
             None => unknown_note = Some(format!("{what} was not read")),
-            Some(Err(e)) => {
-                unknown_note = Some(format!(
-                    "cannot {}: {} (needs {})",
-                    e.what, e.message, e.needs
-                ))
-            }
+            Some(Err(e)) => unknown_note = Some(e.to_string()),
             Some(Ok(SecretState::Present)) => present.push(format!("{what} has key {}", r.key)),
             Some(Ok(SecretState::NoSecret)) if r.name.is_empty() => {
                 let step = fail(
@@ -700,24 +700,6 @@ pub(super) fn used_in_range(
         .count()
 }
 
-/// The annotation `lb.paperlb.com/lb-ports`: (what the user wrote, Service port index, lbPort),
-/// read by the controller's own parser; the first unreadable entry is the error.
-pub fn requested_ports(svc: &Service) -> Result<Vec<(String, usize, u16)>, String> {
-    let (entries, faults) = crate::controller::port_requests::parse(svc);
-    if let Some(f) = faults.first() {
-        let prefix = format!("annotation {LB_PORTS_ANNOTATION}: ");
-        return Err(f
-            .message
-            .strip_prefix(&prefix)
-            .unwrap_or(&f.message)
-            .to_string());
-    }
-    Ok(entries
-        .into_iter()
-        .map(|e| (e.written, e.index, e.lb_port))
-        .collect())
-}
-
 fn ports_step(
     f: &Facts,
     cache: &Cache,
@@ -727,19 +709,14 @@ fn ports_step(
     ctx: &Context,
 ) -> (Step, Option<LbSpec>) {
     let key = &f.key;
-    let annotation_fix = format!("fix the annotation {LB_PORTS_ANNOTATION}");
-    let requested = match requested_ports(svc) {
-        Ok(r) => r,
-        Err(e) => {
-            let step = fail(
-                "ports",
-                format!("annotation {LB_PORTS_ANNOTATION}: {e}"),
-                annotation_fix,
-            );
-            return (step, None);
-        }
-    };
-    for (port, index, lb_port) in requested {
+    // The annotation `lb.paperlb.com/lb-ports`, read by the controller's own parser.
+    let (requested, faults) = crate::controller::port_requests::parse(svc);
+    if let Some(fault) = faults.into_iter().next() {
+        let fix = format!("fix the annotation {LB_PORTS_ANNOTATION}");
+        return (fail("ports", fault.message, fix), None);
+    }
+    for entry in requested {
+        let (port, index, lb_port) = (entry.written, entry.index, entry.lb_port);
         let protocol = svc.spec.ports[index]
             .protocol
             .as_deref()

@@ -169,16 +169,6 @@ fn each_diagnosis_stops_at_its_step() {
             "does not exist",
         ),
         (
-            "unreadable service",
-            || {
-                let mut f = world(svc());
-                f.service = Err(denied("get services default/web"));
-                f
-            },
-            "service",
-            "cannot read",
-        ),
-        (
             "ClusterIP",
             || {
                 let mut s = svc();
@@ -252,16 +242,6 @@ fn each_diagnosis_stops_at_its_step() {
             },
             "config",
             "spec.portRange",
-        ),
-        (
-            "config unreadable",
-            || {
-                let mut f = world(svc());
-                f.configs = Err(denied("list loadbalancerconfigs"));
-                f
-            },
-            "config",
-            "cannot list",
         ),
         (
             "token Secret missing",
@@ -361,6 +341,16 @@ fn each_diagnosis_stops_at_its_step() {
             "outside the range 8100-8199",
         ),
         (
+            "requested port unreadable",
+            || {
+                let mut s = svc();
+                s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": "dns=53"});
+                world(s)
+            },
+            "ports",
+            "annotation lb.paperlb.com/lb-ports: \"dns=53\": the Service has no port \"dns\"",
+        ),
+        (
             "no LoadBalancer yet",
             || {
                 let mut f = world(svc());
@@ -447,15 +437,14 @@ fn each_diagnosis_stops_at_its_step() {
             "upstreams unhealthy",
             || {
                 let mut f = served_world();
-                let l = listing(&mut f);
-                for u in l.backends[0].upstream_servers.clone() {
-                    l.health
-                        .insert(("default_web".into(), u.host, u.port), false);
+                for u in &mut listing(&mut f).backends[0].upstream_servers {
+                    u.health.healthy = Some(false);
                 }
                 f
             },
             "upstreams",
-            "default_web → 127.0.0.3:31000",
+            // The probe the updater runs (kube-proxy's port by default), not the nodePort.
+            "default_web → 127.0.0.3:31000 (its probe: http://127.0.0.2:10256/healthz, http://127.0.0.3:10256/healthz)",
         ),
     ];
     let mut rng = Rng::new(15);
@@ -469,6 +458,7 @@ fn each_diagnosis_stops_at_its_step() {
             assert!(message.contains(text), "{name}: {message:?} lacks {text:?}");
             assert!(!fix.is_empty(), "{name}: no fix");
             assert!(!r.served, "{name}: served");
+            assert_eq!(r.exit_code(), 1, "{name}: not served");
             // Stops there: nothing after the failing cluster step.
             if let Some(i) = r.steps.iter().position(|s| s.status == Status::Fail) {
                 assert_eq!(i + 1, r.steps.len(), "{name}: steps after the failure");
@@ -486,6 +476,7 @@ fn a_served_service_passes_every_step() {
     let mut f = served_world();
     let r = explain(&f, &ctx());
     assert!(r.served, "{r:#?}");
+    assert_eq!(r.exit_code(), 0);
     let ids: Vec<(&str, Status)> = r
         .steps
         .iter()
@@ -501,24 +492,37 @@ fn a_served_service_passes_every_step() {
         "{ids:?}"
     );
     // Healthy upstreams make the last step pass; one unhealthy of two fails it but still serves.
-    let l = listing(&mut f);
-    let ups: Vec<Upstream> = l.backends[0].upstream_servers.clone();
-    for u in &ups {
-        l.health
-            .insert(("default_web".into(), u.host.clone(), u.port), true);
+    for u in &mut listing(&mut f).backends[0].upstream_servers {
+        u.health.healthy = Some(true);
     }
     let r = explain(&f, &ctx());
     assert_eq!(r.hosts[0].steps.last().map(|s| s.status), Some(Status::Ok));
-    listing(&mut f).health.insert(
-        ("default_web".into(), ups[0].host.clone(), ups[0].port),
-        false,
-    );
+    listing(&mut f).backends[0].upstream_servers[0]
+        .health
+        .healthy = Some(false);
     let r = explain(&f, &ctx());
     assert_eq!(
         r.hosts[0].steps.last().map(|s| s.status),
         Some(Status::Fail)
     );
     assert!(r.served, "one healthy upstream still serves");
+    assert_eq!(r.exit_code(), 0);
+}
+
+#[test]
+fn an_unreadable_service_or_config_stops_at_an_unknown_step_exit_2() {
+    let mut f = world(svc());
+    f.service = Err(denied("get services default/web"));
+    let mut g = world(svc());
+    g.configs = Err(denied("list loadbalancerconfigs"));
+    for (f, id) in [(f, "service"), (g, "config")] {
+        let r = explain(&f, &ctx());
+        let last = r.steps.last().expect("a step");
+        assert_eq!((last.id, last.status), (id, Status::Unknown), "{r:#?}");
+        assert!(last.message.contains("(needs "), "{}", last.message);
+        assert!(first_failure(&r).is_none() && r.hosts.is_empty(), "{r:#?}");
+        assert_eq!(r.exit_code(), 2, "could not tell");
+    }
 }
 
 #[test]
@@ -610,36 +614,14 @@ fn listing_reads_health_and_version_leniently() {
     }));
     assert_eq!(l.version.as_deref(), Some("0.1.0"));
     assert_eq!(l.backends.len(), 1);
-    assert_eq!(l.health.len(), 1);
-    assert_eq!(
-        l.health.get(&("a".into(), "127.0.0.2".into(), 31000)),
-        Some(&false)
-    );
-}
-
-#[test]
-fn requested_ports_annotation_table() {
-    let with = |a: &str| {
-        let mut s = svc();
-        s["metadata"]["annotations"] = json!({"lb.paperlb.com/lb-ports": a});
-        serde_json::from_value::<Service>(s).unwrap()
+    let up = |host: &str| Upstream {
+        host: host.into(),
+        port: 31000,
+        health: Default::default(),
     };
-    assert_eq!(
-        requested_ports(&with("http=8150")).unwrap(),
-        vec![("http".into(), 0, 8150)]
-    );
-    assert_eq!(
-        requested_ports(&with(" 80 = 8151 ,")).unwrap(),
-        vec![("80".into(), 0, 8151)]
-    );
-    assert!(
-        requested_ports(&with("dns=53"))
-            .unwrap_err()
-            .contains("no port \"dns\"")
-    );
-    assert!(requested_ports(&with("http")).is_err());
-    assert!(requested_ports(&with("http=0")).is_err());
-    assert!(requested_ports(&with("http=70000")).is_err());
+    assert_eq!(l.healthy("a", &up("127.0.0.2")), Some(false));
+    assert_eq!(l.healthy("a", &up("127.0.0.3")), None);
+    assert_eq!(l.healthy("b", &up("127.0.0.2")), None);
 }
 
 #[test]
@@ -687,7 +669,6 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         // 8100/TCP is also claimed: counted once. 8101/udp is served by a backend no LB claims.
         backends: vec![served(8100, "TCP"), served(8101, "udp")],
         version: Some("9.9.9".into()),
-        ..Listing::default()
     });
     let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed, None).unwrap();
     assert!(
@@ -710,14 +691,14 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
     };
     let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
     assert!(
-        err.contains("not authorized (401: no)") && err.contains("updaterTokenSecretRef"),
+        err.contains("wants a token (401: no)") && err.contains("fix: put the updater's token"),
         "{err}"
     );
     let gone = Probe::Unreachable("connection refused".into());
     assert!(
         super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
             .unwrap_err()
-            .contains("unreachable")
+            .contains("does not answer: connection refused; fix: ")
     );
 }
 

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Controller, LB_HOST, World, wait_for};
 use crate::lbhost::LbHost;
+use crate::support::backends::kube_proxy_healthz;
 use crate::support::fake_api::{ADMIN_USER, FakeOptions};
 use crate::support::procs::free_port;
 
@@ -326,13 +327,64 @@ fn unhealthy_upstreams_are_listed() {
     let _c = recorded(&w, &url);
     wait_for("READY", || w.ready("web"));
     let np = w.node_port("web", 0);
-    expect_failure(
+    let out = expect_failure(
         &w,
         "web",
         "upstreams",
         &format!("default_web → 127.0.0.2:{np}"),
     );
+    // The probe the updater runs (the default: kube-proxy's node check), not the nodePort.
+    let (_, line) = failed(&out).expect("a ✗ line");
+    assert!(
+        line.contains("http://127.0.0.2:10256/healthz, http://127.0.0.3:10256/healthz"),
+        "{out}"
+    );
+    let fix = out
+        .lines()
+        .find(|l| l.contains("fix: "))
+        .unwrap_or_default();
+    assert!(
+        fix.contains("port 10256 is kube-proxy's health check"),
+        "{out}"
+    );
+    assert!(
+        fix.contains("spec.healthCheck of LoadBalancerConfig paperlb-system/edge"),
+        "{out}"
+    );
     server.shutdown();
+}
+
+/// The demo's setup (our updater over a real nginx, its default health check, nodes that serve
+/// kube-proxy's `/healthz` as the demo's do): not served while no node answers the probe, and the
+/// fix names the probed port and path; served, every step ✓, once they answer. The nodes sit on
+/// their own addresses so a demo running meanwhile (on 127.0.0.2-3:10256) does not interfere.
+#[test]
+fn the_demo_setup_is_served_once_nodes_answer_kube_proxys_healthz() {
+    let w = World::new("explain-demo");
+    w.node("node-a", "127.0.0.42", true);
+    w.node("node-b", "127.0.0.43", true);
+    let host = LbHost::start();
+    let _c = recorded(&w, &host.url());
+    wait_for("READY", || w.ready("web"));
+    let mut out = String::new();
+    wait_for("the health checks to fail", || {
+        out = explain(&w, "web", &[]).1;
+        failed(&out).is_some_and(|(id, _)| id == "upstreams")
+    });
+    let (_, line) = failed(&out).expect("a ✗ line");
+    assert!(line.contains("http://127.0.0.42:10256/healthz"), "{out}");
+    assert!(out.contains("kube-proxy's health check"), "{out}");
+    assert_eq!(explain(&w, "web", &[]).0, 1, "{out}");
+
+    let _nodes = ["127.0.0.42", "127.0.0.43"].map(|ip| kube_proxy_healthz(ip).expect(ip));
+    let mut code = -1;
+    wait_for("served with healthy upstreams", || {
+        (code, out) = explain(&w, "web", &[]);
+        out.contains("✓ upstreams")
+    });
+    assert_eq!(code, 0, "{out}");
+    assert!(failed(&out).is_none(), "{out}");
+    assert!(out.contains("all 2 upstream(s) are healthy"), "{out}");
 }
 
 #[test]
@@ -535,6 +587,104 @@ fn a_forbidden_read_says_which_permission_and_goes_on() {
         Some("loadbalancer"),
         "{out}"
     );
+    // Without the Service itself it cannot tell: `?`, exit 2.
+    w.api.deny(ADMIN_USER, "get", "services");
+    let (code, out) = explain(&w, "web", &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("? service "), "{out}");
+    assert!(failed(&out).is_none(), "{out}");
+}
+
+/// Runs the binary with `args`; returns the exit code, stdout and stderr.
+fn paperlb(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_paperlb"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run paperlb");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    let code = out.status.code().unwrap_or(-1);
+    (code, text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn an_unreachable_api_server_is_said_once_and_explain_exits_2() {
+    let w = World::new("explain-no-apiserver");
+    // The same kubeconfig, pointing at a loopback port nothing listens on.
+    let port = free_port().expect("free port");
+    let dead = format!("https://127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&w.kubeconfig).expect("read kubeconfig");
+    assert!(text.contains(&w.api.url()), "{text}");
+    let kc = w.kubeconfig.with_file_name("dead-kubeconfig");
+    std::fs::write(&kc, text.replace(&w.api.url(), &dead)).expect("write kubeconfig");
+    let kc = kc.to_str().expect("utf-8 path");
+    let (code, out, err) = paperlb(&["explain", "default/web", "--kubeconfig", kc]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        err.matches("cannot reach the API server").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        !out.contains("could not read") && !err.contains("could not read"),
+        "{out}{err}"
+    );
+    assert!(!out.contains("give this user"), "{out}");
+    // check says the same, as a problem.
+    let (code, out, err) = paperlb(&["check", "--kubeconfig", kc]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("PROBLEM: cannot reach the API server"),
+        "{out}"
+    );
+    // Credentials the API server refuses: said once too, not as eight unreadable objects.
+    let bad = w.kubeconfig.with_file_name("bad-token-kubeconfig");
+    let token = w.api.admin_token();
+    assert!(text.contains(&token));
+    std::fs::write(&bad, text.replace(&token, "not-the-token")).expect("write kubeconfig");
+    let bad = bad.to_str().expect("utf-8 path");
+    let (code, out, err) = paperlb(&["explain", "default/web", "--kubeconfig", bad]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.matches("refused the credentials").count(), 1, "{err}");
+    assert!(!out.contains("could not read"), "{out}");
+    // No kubeconfig at all: could not tell either.
+    let (code, _, err) = paperlb(&["explain", "default/web", "--kubeconfig", "/nonexistent/kc"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn exit_codes_version_and_usage_errors() {
+    for flag in ["-V", "--version", "version"] {
+        let (code, out, err) = paperlb(&[flag]);
+        assert_eq!(code, 0, "{flag}: {err}");
+        assert_eq!(out.trim(), format!("paperlb {}", env!("CARGO_PKG_VERSION")));
+    }
+    let (_, help, _) = paperlb(&["--help"]);
+    assert!(help.contains("(also -V, --version)"), "{help}");
+    for args in [
+        &["nope"][..],
+        &[],
+        &["explain"],
+        &["explain", "web"],
+        &["explain", "a/b", "--nope"],
+        &["check", "--nope"],
+        &["check", "extra"],
+        &["controller", "--nope"],
+        &["nginx-updater", "--nope"],
+    ] {
+        let (code, out, err) = paperlb(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(!err.trim().is_empty(), "{args:?}: says why on stderr");
+    }
+    for cmd in ["explain", "check"] {
+        let (code, help, _) = paperlb(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(
+            help.contains("2 "),
+            "{cmd} --help documents its exit codes: {help}"
+        );
+    }
 }
 
 /// Runs `paperlb check`; returns the exit code and stdout.
@@ -583,21 +733,37 @@ fn check_reports_each_configs_host() {
             .expect("apply config");
     }
     let (code, out) = check(&w);
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains(&want), "{out}");
     let problems: Vec<&str> = out.lines().filter(|l| l.starts_with("PROBLEM: ")).collect();
     assert_eq!(problems.len(), 2, "{out}");
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("paperlb-system/locked") && p.contains("not authorized (401")),
+            .any(|p| p.contains("paperlb-system/locked") && p.contains("wants a token (401")),
         "{out}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("paperlb-system/gone") && p.contains("unreachable")),
+            .any(|p| p.contains("paperlb-system/gone") && p.contains("does not answer")),
         "{out}"
     );
     assert!(!out.contains("other-token"), "{out}");
+}
+
+#[test]
+fn check_warns_and_exits_1_without_a_loadbalancerconfig() {
+    let w = World::new("explain-check-noconfig");
+    w.api
+        .delete("loadbalancerconfigs", "paperlb-system", "edge")
+        .expect("delete edge");
+    let (code, out) = check(&w);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("WARNING: no LoadBalancerConfig in namespace paperlb-system: LoadBalancer Services stay pending until one is applied"),
+        "{out}"
+    );
+    assert!(!out.contains("all checks passed"), "{out}");
+    assert!(!out.contains("PROBLEM"), "{out}");
 }

@@ -243,14 +243,17 @@ fn check_passes_then_names_missing_crds_and_denied_permissions() {
     let dir = Dir::new("check");
     let kc = dir.0.join("kc");
     api.write_kubeconfig(&kc).unwrap();
+    // All passes but a warning: no LoadBalancerConfig yet (exit 1, not a problem).
     let (code, text) = check(&kc);
-    assert_eq!(code, 0, "{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("PROBLEM"), "{text}");
+    assert!(text.contains("WARNING: no LoadBalancerConfig"), "{text}");
     assert!(text.contains("server version: v1."), "{text}");
     assert!(!text.contains(&api.admin_token()), "never the secret");
 
     api.set_crds_installed(false);
     let (code, text) = check(&kc);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 2, "{text}");
     assert!(
         text.contains("CRDs of lb.paperlb.com/v1alpha1 are not installed"),
         "{text}"
@@ -259,7 +262,7 @@ fn check_passes_then_names_missing_crds_and_denied_permissions() {
     api.set_crds_installed(true);
     api.deny(ADMIN_USER, "patch", "services/status");
     let (code, text) = check(&kc);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 2, "{text}");
     assert!(
         text.contains("permission denied: patch services/status"),
         "{text}"

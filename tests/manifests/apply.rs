@@ -241,7 +241,7 @@ fn bundle_applies_to_a_fresh_cluster_and_every_object_reads_back() {
 fn check_fails_on_a_fresh_cluster_and_passes_once_the_bundle_is_applied() {
     let (_api, _dir, kc, client) = fresh_cluster();
     let (code, text) = check(&kc);
-    assert_eq!(code, 1, "{text}");
+    assert_eq!(code, 2, "{text}");
     assert!(
         text.contains("CRDs of lb.paperlb.com/v1alpha1 are not installed"),
         "{text}"
@@ -253,8 +253,11 @@ fn check_fails_on_a_fresh_cluster_and_passes_once_the_bundle_is_applied() {
             .create::<Value>(&collection, &obj)
             .unwrap_or_else(|e| panic!("POST {collection}: {e}"));
     }
+    // No problem left; the one warning: no LoadBalancerConfig yet (the bundle holds none).
     let (code, text) = check(&kc);
-    assert_eq!(code, 0, "{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("PROBLEM"), "{text}");
+    assert!(text.contains("WARNING: no LoadBalancerConfig"), "{text}");
     assert!(
         text.contains("CRD loadbalancers.lb.paperlb.com: installed"),
         "{text}"

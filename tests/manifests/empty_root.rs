@@ -220,15 +220,17 @@ fn empty_root_static_binary_runs_version_and_check_in_cluster() {
     );
 
     api.clear_requests();
+    // Everything passes; the one warning (exit 1): no LoadBalancerConfig yet.
     let (code, stdout, stderr) = run_in_root(&root.0, port, &["check"]);
-    assert_eq!(code, Some(0), "check: {stdout}{stderr}");
+    assert_eq!(code, Some(1), "check: {stdout}{stderr}");
+    assert!(!stdout.contains("PROBLEM"), "{stdout}{stderr}");
     for want in [
         "configuration: in-cluster (service account /var/run/secrets/kubernetes.io/serviceaccount)",
         "server: https://127.0.0.1:",
         "server version: v1.",
         "CRD loadbalancers.lb.paperlb.com: installed",
         "CRD loadbalancerconfigs.lb.paperlb.com: installed",
-        "all checks passed",
+        "WARNING: no LoadBalancerConfig in namespace",
     ] {
         assert!(stdout.contains(want), "no {want:?} in:\n{stdout}{stderr}");
     }

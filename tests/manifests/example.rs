@@ -99,3 +99,42 @@ fn the_lb_host_unit_requires_a_token_and_creates_it_where_it_reads_it() {
         "{pre}"
     );
 }
+
+#[test]
+fn example_config_names_the_token_secret_the_lb_host_unit_requires() {
+    // The unit always runs with --token-file: a config without a token gets 401 from it.
+    let unit = crate::read("manifests/lb-host/paperlb-nginx-updater.service");
+    assert_eq!(
+        unit_flag(&unit, "--token-file"),
+        "/etc/paperlb/updater-token"
+    );
+    let value = object(EXAMPLE, CONFIG_KIND);
+    let name = str_at(&value, &["spec", "updaterTokenSecretRef", "name"]);
+    assert_eq!(name, "paperlb-updater-token");
+    // The install guide creates that Secret, with the key the reference uses.
+    let key = str_at(&value, &["spec", "updaterTokenSecretRef", "key"]);
+    let create =
+        format!("kubectl -n paperlb-system create secret generic {name} --from-file={key}=");
+    assert!(
+        crate::read("README.md").contains(&create),
+        "README lacks {create:?}"
+    );
+    assert!(
+        crate::read(EXAMPLE).contains(&create),
+        "{EXAMPLE} lacks {create:?}"
+    );
+}
+
+#[test]
+fn the_install_guide_installs_the_binary_make_release_builds() {
+    let makefile = crate::read("Makefile");
+    let target = makefile
+        .lines()
+        .find_map(|l| l.strip_prefix("RELEASE_TARGET := "))
+        .expect("RELEASE_TARGET in the Makefile");
+    let install = format!("install -m 0755 target/{target}/release/paperlb /usr/local/bin/paperlb");
+    assert!(
+        crate::read("README.md").contains(&install),
+        "README lacks {install:?}"
+    );
+}

@@ -55,3 +55,52 @@ fn namespaced_objects_live_in_paperlb_system() {
         }
     }
 }
+
+/// Every `README, "Section"` (or `README.md, "Section"`) that a shipped file, the demo or the code
+/// points to names a heading the README has.
+#[test]
+fn readme_sections_named_by_files_exist() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let root = crate::root();
+    let mut files = vec![root.join("Dockerfile"), root.join("Makefile")];
+    for dir in ["manifests", "demo", "src", "examples", "scripts"] {
+        walk(&root.join(dir), &mut files);
+    }
+    let headings: Vec<String> = crate::read("README.md")
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let mut named = 0;
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for (at, _) in text.match_indices("README") {
+            let rest = text[at + "README".len()..].trim_start_matches(".md");
+            let Some(rest) = rest
+                .strip_prefix(", \"")
+                .or_else(|| rest.strip_prefix(", \\\""))
+            else {
+                continue;
+            };
+            let section = &rest[..rest.find(['"', '\\']).unwrap_or(0)];
+            named += 1;
+            assert!(
+                headings.iter().any(|h| h.contains(section)),
+                "{} points to README section {section:?}, which does not exist",
+                f.display()
+            );
+        }
+    }
+    assert!(named >= 5, "found only {named} references");
+}

@@ -108,3 +108,25 @@ pub fn tcp_ident_at(addr: SocketAddr) -> Option<String> {
     let s = s.trim().to_string();
     if s.is_empty() { None } else { Some(s) }
 }
+
+/// kube-proxy's node health check as a node at `ip` (loopback) serves it: `GET /healthz` on port
+/// 10256, the port the controller's default health check probes, answering 200 with kube-proxy's
+/// JSON; 404 for other paths. Used by the demo's nodes and the explain tests. Stops on drop.
+#[allow(dead_code)] // tests/updater includes this file without it
+pub fn kube_proxy_healthz(ip: &str) -> std::io::Result<paperlb::http::Server> {
+    use paperlb::http::{Limits, Request, Response, Server};
+    assert!(
+        ip.parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback()),
+        "tests serve loopback only: {ip}"
+    );
+    Server::bind((ip, 10256), Limits::default(), |r: &Request| {
+        match r.path.as_str() {
+            "/healthz" => {
+                let body = serde_json::json!({"lastUpdated": "", "currentTime": ""});
+                Response::json(200, &body)
+            }
+            _ => Response::error(404, "not found"),
+        }
+    })
+}
