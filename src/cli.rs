@@ -103,18 +103,22 @@ pub fn value<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Usage> {
         .map_err(|_| Usage(format!("flag --{name}: invalid value {v:?}")))
 }
 
-/// A listen address: `HOST:PORT` with an IP literal (`127.0.0.1:9090`, `[::]:8080`), or `:PORT` for
-/// every IPv4 address (`0.0.0.0:PORT`, as Go programs read it).
+/// A listen address: `IP:PORT` (`127.0.0.1:9090`, `[::]:8080`), `HOST:PORT` (resolved once, here:
+/// `localhost:3000`), or `:PORT` for every IPv4 address (`0.0.0.0:PORT`, as Go programs read it).
 pub fn socket_addr(name: &str, v: &str) -> Result<SocketAddr, Usage> {
+    use std::net::ToSocketAddrs;
     let full = match v.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
         None => v.to_string(),
     };
-    full.parse().map_err(|_| {
-        Usage(format!(
-            "flag --{name}: expected IP:PORT, [IPv6]:PORT or :PORT (every address), got {v:?}"
-        ))
-    })
+    full.parse()
+        .ok()
+        .or_else(|| full.to_socket_addrs().ok()?.next())
+        .ok_or_else(|| {
+            Usage(format!(
+                "flag --{name}: expected IP:PORT, HOST:PORT, [IPv6]:PORT or :PORT (every address), got {v:?}"
+            ))
+        })
 }
 
 /// Parses a switch given as `--flag=true|false`.
@@ -166,6 +170,9 @@ mod tests {
         ] {
             assert_eq!(socket_addr("listen", v), Ok(want.parse().unwrap()), "{v}");
         }
+        // A host name is resolved once (/etc/hosts names localhost on any machine).
+        let local = socket_addr("listen", "localhost:3000").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 3000, "{local}");
     }
 
     #[test]
@@ -189,15 +196,7 @@ mod tests {
                 .contains("needs a value")
         );
         assert!(value::<u16>("port", "x").is_err());
-        for bad in [
-            "3000",
-            "x",
-            "localhost:3000",
-            ":",
-            ":x",
-            ":70000",
-            "127.0.0.1",
-        ] {
+        for bad in ["3000", "x", ":", ":x", ":70000", "127.0.0.1"] {
             let e = socket_addr("listen", bad).unwrap_err().0;
             assert!(e.contains("--listen") && e.contains(":PORT"), "{bad}: {e}");
         }

@@ -16,8 +16,8 @@ nginx stream configuration (one file per backend), tested with `nginx -t` and re
 Usage: paperlb nginx-updater --listen ADDR --streams-dir DIR --nginx-conf FILE [flags]
 
 Required:
-  --listen ADDR                  address to serve the API on: IP:PORT, e.g. 192.0.2.10:3000, or
-                                 :PORT for every address, e.g. :3000
+  --listen ADDR                  address to serve the API on: IP:PORT, e.g. 192.0.2.10:3000,
+                                 HOST:PORT (resolved at start), or :PORT for every address, e.g. :3000
   --streams-dir DIR              directory of the generated <backendName>.conf files
   --nginx-conf FILE              the main nginx.conf; it must `include DIR/*.conf;` inside its
                                  `stream {}` block (checked at start)
@@ -318,7 +318,7 @@ mod tests {
             &["--proxy-connect-timeout-default", "86401"],
             &["--bogus", "1"],
             &["--listen", "3000"],
-            &["--listen", "localhost:3000"],
+            &["--listen", "localhost"],
             &["--tls-cert", "/c.pem"],
             &["--tls-key", "/k.pem"],
         ] {
