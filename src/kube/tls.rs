@@ -7,8 +7,6 @@
 //! Must not: open connections (the client's connector does), read files, or log key material.
 //! `updater::client` borrows the ring provider, the CA parsing and the insecure verifier.
 
-// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-
 use std::sync::Arc;
 use std::sync::Once;
 

@@ -19,8 +19,8 @@ use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use super::Error;
 use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse, ListedBackend};
-use crate::kube::client::{SOCKET_BUFFER, TlsConnector, TlsLayer};
 use crate::kube::tls;
+use crate::kube::transport::{SOCKET_BUFFER, TlsConnector, TlsLayer};
 
 /// Largest answer to a POST or DELETE read from an updater.
 pub const MAX_RESPONSE: u64 = 64 * 1024;
