@@ -7,8 +7,8 @@
 //! Must not: open connections (the client's connector does), read files, or log key material.
 //! `updater::client` borrows the ring provider, the CA parsing and the insecure verifier.
 
-use std::sync::Arc;
-use std::sync::Once;
+use std::fmt;
+use std::sync::{Arc, Once};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -92,7 +92,7 @@ pub fn client_config(
                     .into(),
             ));
         };
-        builder.with_root_certificates(root_store(ca_pem).map_err(tls_err)?)
+        builder.with_root_certificates(root_store(ca_pem).map_err(|e| tls_err(e.to_string()))?)
     };
 
     let identity = match exec_identity {
@@ -139,26 +139,62 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A PEM bundle we cannot use. The message says what is wrong, never the bundle's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PemError {
+    /// A block that does not decode; `ca` when the bundle is a certificate authority.
+    Malformed { ca: bool, detail: String },
+    /// No `CERTIFICATE` block at all.
+    NoCertificate { ca: bool },
+    /// A certificate-authority bundle none of whose `total` certificates can anchor trust.
+    NoTrustAnchor { total: usize },
+}
+
+impl fmt::Display for PemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ca = |ca: bool| if ca { "certificate authority: " } else { "" };
+        match self {
+            PemError::Malformed { ca: c, detail } => {
+                write!(f, "{}bad PEM certificate: {detail}", ca(*c))
+            }
+            PemError::NoCertificate { ca: c } => {
+                write!(f, "{}no PEM CERTIFICATE block found", ca(*c))
+            }
+            PemError::NoTrustAnchor { total } => write!(
+                f,
+                "{}none of the {total} certificate(s) could be used as a trust anchor",
+                ca(true)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PemError {}
+
 /// Every certificate of a PEM bundle; an empty bundle or a broken block is an error.
-pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad PEM certificate: {e}"))?;
+        .map_err(|e| PemError::Malformed {
+            ca: false,
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err("no PEM CERTIFICATE block found".into());
+        return Err(PemError::NoCertificate { ca: false });
     }
     Ok(certs)
 }
 
-pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, String> {
-    let certs = certificates(ca_pem).map_err(|e| format!("certificate authority: {e}"))?;
+pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
+    let certs = certificates(ca_pem).map_err(|e| match e {
+        PemError::Malformed { detail, .. } => PemError::Malformed { ca: true, detail },
+        _ => PemError::NoCertificate { ca: true },
+    })?;
     let mut roots = RootCertStore::empty();
     let total = certs.len();
     let (added, ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!(
-            "certificate authority: none of the {total} certificate(s) could be used as a trust anchor"
-        ));
+        return Err(PemError::NoTrustAnchor { total });
     }
     if ignored > 0 {
         log::warn!(

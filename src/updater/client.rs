@@ -444,7 +444,7 @@ fn client_tls(url: &str, t: &ClientTls, https: bool) -> Result<Option<TlsConnect
         .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
     let builder = match t {
         ClientTls::CaPem(pem) => {
-            let roots = tls::root_store(pem).map_err(Error::Config)?;
+            let roots = tls::root_store(pem).map_err(|e| Error::Config(e.to_string()))?;
             if !https {
                 return Ok(None);
             }
