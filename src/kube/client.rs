@@ -223,7 +223,6 @@ pub struct Client {
 
 struct Inner {
     server: String,
-    namespace: Option<String>,
     opts: ClientOptions,
     credentials: Credentials,
     tls: TlsSettings,
@@ -284,7 +283,6 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 server,
-                namespace: config.namespace.clone(),
                 opts,
                 credentials,
                 tls: config.tls.clone(),
@@ -312,10 +310,6 @@ impl Client {
     /// Base URL, e.g. `https://127.0.0.1:6443`.
     pub fn server(&self) -> &str {
         &self.inner.server
-    }
-
-    pub fn default_namespace(&self) -> Option<&str> {
-        self.inner.namespace.as_deref()
     }
 
     pub fn options(&self) -> &ClientOptions {
@@ -382,15 +376,7 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, Error> {
-        let bytes = self.encode(body, "POST", path)?;
-        let resp = self.send(
-            "create",
-            Method::POST,
-            path,
-            Some(("application/json", bytes)),
-            Call::Plain,
-        )?;
-        self.decode(resp, "POST", path)
+        self.write("create", Method::POST, "application/json", path, body)
     }
 
     /// PUT. Only with an object read whole: fields we do not model would be erased.
@@ -399,15 +385,7 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, Error> {
-        let bytes = self.encode(body, "PUT", path)?;
-        let resp = self.send(
-            "update",
-            Method::PUT,
-            path,
-            Some(("application/json", bytes)),
-            Call::Plain,
-        )?;
-        self.decode(resp, "PUT", path)
+        self.write("update", Method::PUT, "application/json", path, body)
     }
 
     /// PATCH with `application/merge-patch+json` (`null` deletes, arrays replaced whole).
@@ -416,15 +394,13 @@ impl Client {
         path: &str,
         patch: &serde_json::Value,
     ) -> Result<T, Error> {
-        let bytes = self.encode(patch, "PATCH", path)?;
-        let resp = self.send(
+        self.write(
             "patch",
             Method::PATCH,
+            "application/merge-patch+json",
             path,
-            Some(("application/merge-patch+json", bytes)),
-            Call::Plain,
-        )?;
-        self.decode(resp, "PATCH", path)
+            patch,
+        )
     }
 
     /// DELETE. Answers the object (built-ins, or a CR with finalizers) or a Success `Status`.
@@ -460,11 +436,23 @@ impl Client {
         ))
     }
 
-    fn encode(&self, body: &impl Serialize, method: &str, path: &str) -> Result<Vec<u8>, Error> {
-        serde_json::to_vec(body).map_err(|e| Error::Decode {
-            what: format!("{method} {path} (request body)"),
+    /// Send a JSON body and decode the answer.
+    fn write<T: DeserializeOwned>(
+        &self,
+        verb: &'static str,
+        method: Method,
+        content_type: &'static str,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, Error> {
+        let what = format!("{method} {path}");
+        let bytes = serde_json::to_vec(body).map_err(|e| Error::Decode {
+            what: format!("{what} (request body)"),
             detail: e.to_string(),
-        })
+        })?;
+        let body = Some((content_type, bytes));
+        let resp = self.send(verb, method.clone(), path, body, Call::Plain)?;
+        self.decode(resp, method.as_str(), path)
     }
 
     fn decode<T: DeserializeOwned>(

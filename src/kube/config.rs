@@ -1027,11 +1027,11 @@ mod tests {
         let dir = TempDir::new();
         let first = dir.write(
             "first",
-            "current-context: one\nclusters:\n- name: shared\n  cluster:\n    server: https://first:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: one\n  context: {cluster: shared, user: u}\n",
+            "current-context: one\nclusters:\n- name: shared\n  cluster:\n    server: https://first:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: one\n  context:\n    cluster: shared\n    user: u\n",
         );
         let second = dir.write(
             "second",
-            "current-context: two\nclusters:\n- name: shared\n  cluster:\n    server: https://second:6443\n    tls-server-name: second\nusers:\n- name: u\n  user: {token: t2}\ncontexts:\n- name: two\n  context: {cluster: shared, user: u}\n",
+            "current-context: two\nclusters:\n- name: shared\n  cluster:\n    server: https://second:6443\n    tls-server-name: second\nusers:\n- name: u\n  user:\n    token: t2\ncontexts:\n- name: two\n  context:\n    cluster: shared\n    user: u\n",
         );
         let list = std::env::join_paths([
             first.clone(),
@@ -1155,13 +1155,13 @@ mod tests {
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: '!!'\n"), "users[0] \"u\": client-key-data: invalid base64"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-key: no PEM private key"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n"), "without client-key"),
-            (format!("{GOOD}    auth-provider:\n      name: oidc\n      config: {{id-token: secret-id-token}}\n"), "auth-provider \"oidc\" is not supported; use an exec"),
+            (format!("{GOOD}    auth-provider:\n      name: oidc\n      config:\n        id-token: secret-id-token\n"), "auth-provider \"oidc\" is not supported; use an exec"),
             (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
             (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
-            (format!("{GOOD}    token: abc\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: x}}\n"), "keep only one"),
-            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1alpha1, command: x}}\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
-            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1}}\n"), "command is missing"),
-            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1, command: x, env: [{{value: v}}]}}\n"), "env[0]: name is missing"),
+            (format!("{GOOD}    token: abc\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n"), "keep only one"),
+            (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
+            (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"), "command is missing"),
+            (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      env:\n      - value: v\n"), "env[0]: name is missing"),
         ];
         for (text, needle) in cases {
             let msg = err_text(load_text(&text));

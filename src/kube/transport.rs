@@ -55,24 +55,20 @@ pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error
             server: server.to_string(),
             what: format!("{what} ({t})"),
         },
-        ureq::Error::Other(inner) => {
-            if let Some(f) = inner.downcast_ref::<TlsFailure>() {
-                Error::Tls {
-                    server: server.to_string(),
-                    detail: f.0.clone(),
-                }
-            } else if inner.is::<Cancelled>() {
-                Error::Connect {
-                    server: server.to_string(),
-                    detail: format!("{what}: cancelled (shutting down)"),
-                }
-            } else {
-                Error::Connect {
-                    server: server.to_string(),
-                    detail: format!("{what}: {inner}"),
-                }
-            }
-        }
+        ureq::Error::Other(inner) => match inner.downcast_ref::<Failure>() {
+            Some(Failure::Tls(detail)) => Error::Tls {
+                server: server.to_string(),
+                detail: detail.clone(),
+            },
+            Some(Failure::Cancelled) => Error::Connect {
+                server: server.to_string(),
+                detail: format!("{what}: cancelled (shutting down)"),
+            },
+            None => Error::Connect {
+                server: server.to_string(),
+                detail: format!("{what}: {inner}"),
+            },
+        },
         ureq::Error::Rustls(r) => Error::Tls {
             server: server.to_string(),
             detail: r.to_string(),
@@ -180,17 +176,6 @@ impl Drop for CancelGuard {
 }
 
 #[derive(Debug)]
-struct Cancelled;
-
-impl fmt::Display for Cancelled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("cancelled")
-    }
-}
-
-impl std::error::Error for Cancelled {}
-
-#[derive(Debug)]
 struct CancelConnector;
 
 impl<In: Transport> Connector<In> for CancelConnector {
@@ -234,7 +219,7 @@ impl<T: Transport> Transport for Cancellable<T> {
         // Bounded: each pass waits at least until the deadline approaches or the flag is set.
         loop {
             if flag.load(Ordering::Relaxed) {
-                return Err(ureq::Error::Other(Box::new(Cancelled)));
+                return Err(ureq::Error::Other(Box::new(Failure::Cancelled)));
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
@@ -265,17 +250,25 @@ impl<T: Transport> Transport for Cancellable<T> {
 
 // ---- TLS ---------------------------------------------------------------------------------------
 
-/// A handshake failure already phrased for the user (names the server name verified against).
+/// How our own connector layers fail, carried through ureq as `ureq::Error::Other`.
 #[derive(Debug)]
-struct TlsFailure(String);
+enum Failure {
+    /// A handshake failure already phrased for the user (names the server name verified against).
+    Tls(String),
+    /// A cancellable read saw its flag set.
+    Cancelled,
+}
 
-impl fmt::Display for TlsFailure {
+impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Failure::Tls(detail) => f.write_str(detail),
+            Failure::Cancelled => f.write_str("cancelled"),
+        }
     }
 }
 
-impl std::error::Error for TlsFailure {}
+impl std::error::Error for Failure {}
 
 /// Shared with `updater::client`, whose https endpoints need the same verifier choices.
 #[derive(Debug)]
@@ -304,7 +297,7 @@ impl<In: Transport> Connector<In> for TlsLayer {
             return Ok(Some(Either::A(transport)));
         }
         let Some(tls) = &self.0 else {
-            return Err(ureq::Error::Other(Box::new(TlsFailure(
+            return Err(ureq::Error::Other(Box::new(Failure::Tls(
                 "https URL but the client was configured for plain http".into(),
             ))));
         };
@@ -315,14 +308,14 @@ impl<In: Transport> Connector<In> for TlsLayer {
         while conn.is_handshaking() {
             match conn.complete_io(&mut sock) {
                 Ok((0, 0)) if conn.is_handshaking() => {
-                    return Err(ureq::Error::Other(Box::new(TlsFailure(format!(
+                    return Err(ureq::Error::Other(Box::new(Failure::Tls(format!(
                         "connection closed during the TLS handshake with {name}"
                     )))));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                        return Err(ureq::Error::Other(Box::new(TlsFailure(
+                        return Err(ureq::Error::Other(Box::new(Failure::Tls(
                             tls::describe_handshake_error(r, &name),
                         ))));
                     }
