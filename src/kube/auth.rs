@@ -547,7 +547,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::config::TlsSettings;
+    use crate::kube::tls::TlsSettings;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

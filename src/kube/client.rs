@@ -20,8 +20,9 @@ use ureq::http::{self, Method, Response};
 use ureq::{Agent, Body};
 
 use super::auth::Credentials;
-use super::config::{ClusterConfig, TlsSettings};
+use super::config::ClusterConfig;
 use super::error::snippet;
+use super::tls::TlsSettings;
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
 use super::{ApiStatus, Error, tls};

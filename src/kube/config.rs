@@ -11,13 +11,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::Error;
+use super::tls::{self, TlsSettings};
 use super::yaml;
 
 /// Where kubelet mounts the service account's token, CA bundle and namespace.
@@ -44,20 +45,6 @@ pub struct ClusterConfig {
     pub context_name: String,
     pub cluster_name: String,
     pub user_name: String,
-}
-
-/// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
-#[derive(Clone, Default)]
-pub struct TlsSettings {
-    /// CA bundle (one or more PEM certificates); None = the platform has none we use: an error for https.
-    pub ca_pem: Option<Vec<u8>>,
-    /// `insecure-skip-tls-verify`.
-    pub insecure: bool,
-    /// `tls-server-name`: the name to send as SNI and verify the certificate against.
-    pub server_name: Option<String>,
-    /// Static client certificate chain and key (PEM), from `client-certificate(-data)`/`client-key(-data)`.
-    pub client_cert_pem: Option<Vec<u8>>,
-    pub client_key_pem: Option<Vec<u8>>,
 }
 
 /// Where the bearer token (or the exec-provided client certificate) comes from.
@@ -800,41 +787,13 @@ fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> 
 
 /// At least one PEM certificate, and no malformed PEM section.
 fn check_certificates(what: &str, field: &str, pem: &[u8]) -> Result<(), Error> {
-    let mut count = 0;
-    for item in CertificateDer::pem_slice_iter(pem) {
-        if item.is_err() {
-            return Err(Error::Config {
-                what: format!("{what}: {field}: malformed PEM"),
-            });
-        }
-        count += 1;
-    }
-    if count == 0 {
-        return Err(Error::Config {
-            what: format!("{what}: {field}: no PEM certificate found"),
-        });
-    }
-    Ok(())
+    tls::certificates(pem)
+        .map(drop)
+        .map_err(|e| config_err(format!("{what}: {field}: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Debug without secrets
-
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = |b: &Option<Vec<u8>>| b.as_ref().map(|b| format!("<{} bytes>", b.len()));
-        f.debug_struct("TlsSettings")
-            .field("ca_pem", &len(&self.ca_pem))
-            .field("insecure", &self.insecure)
-            .field("server_name", &self.server_name)
-            .field("client_cert_pem", &len(&self.client_cert_pem))
-            .field(
-                "client_key_pem",
-                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
 
 impl fmt::Debug for AuthSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1084,7 +1043,8 @@ mod tests {
         assert_eq!(c.namespace.as_deref(), Some("paperlb-system"));
         assert!(matches!(&c.auth, AuthSource::TokenFile(p) if *p == dir.0.join("token")));
         assert_eq!(
-            CertificateDer::pem_slice_iter(c.tls.ca_pem.as_deref().unwrap()).count(),
+            rustls_pki_types::CertificateDer::pem_slice_iter(c.tls.ca_pem.as_deref().unwrap())
+                .count(),
             2
         );
 

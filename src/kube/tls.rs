@@ -4,7 +4,8 @@
 //! Owns: CA bundles, client certificates and keys (PKCS#1, PKCS#8, SEC1), `insecure-skip-tls-verify`,
 //! `tls-server-name`, and turning handshake failures into an [`Error::Tls`] a person can act on.
 //! Always uses the ring provider explicitly: never the process-wide default, which another crate could set.
-//! Must not: open connections (the client's connector does), read files, or log key material.
+//! Must not: open connections (the transport does), read files (config does), or log key material
+//! (`TlsSettings`'s `Debug` redacts the key).
 //! `updater::client` borrows the ring provider, the CA parsing and the insecure verifier.
 
 use std::fmt;
@@ -20,7 +21,36 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use super::Error;
-use super::config::TlsSettings;
+
+/// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// CA bundle (one or more PEM certificates); None = the platform has none we use: an error for https.
+    pub ca_pem: Option<Vec<u8>>,
+    /// `insecure-skip-tls-verify`.
+    pub insecure: bool,
+    /// `tls-server-name`: the name to send as SNI and verify the certificate against.
+    pub server_name: Option<String>,
+    /// Static client certificate chain and key (PEM), from `client-certificate(-data)`/`client-key(-data)`.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map(|b| format!("<{} bytes>", b.len()));
+        f.debug_struct("TlsSettings")
+            .field("ca_pem", &len(&self.ca_pem))
+            .field("insecure", &self.insecure)
+            .field("server_name", &self.server_name)
+            .field("client_cert_pem", &len(&self.client_cert_pem))
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
 
 /// The provider every config of ours uses.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -158,7 +188,7 @@ impl fmt::Display for PemError {
                 write!(f, "{}bad PEM certificate: {detail}", ca(*c))
             }
             PemError::NoCertificate { ca: c } => {
-                write!(f, "{}no PEM CERTIFICATE block found", ca(*c))
+                write!(f, "{}no PEM certificate found", ca(*c))
             }
             PemError::NoTrustAnchor { total } => write!(
                 f,

@@ -24,8 +24,7 @@ use ureq::unversioned::transport::{
 };
 
 use super::Error;
-use super::config::TlsSettings;
-use super::tls;
+use super::tls::{self, TlsSettings};
 
 /// How often a cancellable read wakes up to look at its cancel flag.
 const CANCEL_TICK: Duration = Duration::from_millis(250);
