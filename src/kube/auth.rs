@@ -98,13 +98,15 @@ impl Credentials {
         }
     }
 
-    /// How often a token file is re-read (default 60 s). For tests and tuning.
-    pub fn set_token_reread_interval(&mut self, interval: Duration) {
+    /// How often a token file is re-read (default 60 s).
+    #[cfg(test)]
+    fn set_token_reread_interval(&mut self, interval: Duration) {
         self.reread_interval = interval;
     }
 
     /// How long an exec plugin may run before it is killed (default 60 s).
-    pub fn set_exec_timeout(&mut self, timeout: Duration) {
+    #[cfg(test)]
+    fn set_exec_timeout(&mut self, timeout: Duration) {
         self.exec_timeout = timeout;
     }
 

@@ -204,14 +204,6 @@ impl ClientStats {
             .map(|(&(verb, code), &count)| RequestCount { verb, code, count })
             .collect()
     }
-
-    pub fn count(&self, verb: &str, code: u16) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter(|r| r.verb == verb && r.code == code)
-            .map(|r| r.count)
-            .sum()
-    }
 }
 
 /// A client for one API server as one user. Cheap to clone; all clones share connections and stats.
@@ -306,15 +298,6 @@ impl Client {
             inner: self.inner.clone(),
             request_timeout: Some(timeout),
         }
-    }
-
-    /// Base URL, e.g. `https://127.0.0.1:6443`.
-    pub fn server(&self) -> &str {
-        &self.inner.server
-    }
-
-    pub fn options(&self) -> &ClientOptions {
-        &self.inner.opts
     }
 
     pub fn stats(&self) -> Arc<ClientStats> {

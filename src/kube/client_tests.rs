@@ -7,6 +7,13 @@ use rcgen::KeyPair;
 use super::*;
 use crate::kube::testutil::*;
 
+impl ClientStats {
+    fn count(&self, verb: &str, code: u16) -> u64 {
+        let counts = self.counts.lock().unwrap();
+        counts.get(&(verb, code)).copied().unwrap_or(0)
+    }
+}
+
 fn client(url: &str) -> Client {
     Client::new(&config(url), ClientOptions::default()).unwrap()
 }
@@ -155,7 +162,7 @@ fn unauthorized_is_retried_once_then_reported() {
     let c = client(&server.url);
     let e = c.get::<serde_json::Value>("/api/v1/nodes").unwrap_err();
     assert!(
-        matches!(&e, Error::Unauthorized { server } if server == c.server()),
+        matches!(&e, Error::Unauthorized { server } if *server == c.inner.server),
         "{e:?}"
     );
     assert_eq!(server.requests().len(), 2);
