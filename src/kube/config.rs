@@ -266,7 +266,7 @@ struct User {
 
 /// `users[].user.exec`.
 #[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase", expecting = "a mapping")]
 struct Exec {
     api_version: Text,
     command: Text,
@@ -280,7 +280,7 @@ struct Exec {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, expecting = "a mapping with name and value")]
 struct EnvVar {
     name: Text,
     value: Text,
@@ -359,9 +359,14 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
 }
 
 /// `v` as a `T`; a failure names `what` and the field (serde does not say which field failed, so
-/// the first one that fails alone is named).
+/// the first one that fails alone is named). serde's "invalid type: string \"…\"" would quote the
+/// value, which may be a secret: only what was expected is kept.
 fn typed<T: DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
     serde_json::from_value::<T>(v.clone()).map_err(|e| {
+        let e = e.to_string();
+        let e = e
+            .split_once(", expected ")
+            .map_or(e.clone(), |(_, x)| format!("expected {x}"));
         let field = v.as_object().and_then(|m| {
             m.iter().find(|(k, x)| {
                 let one: Map<String, Value> =
@@ -1117,6 +1122,8 @@ mod tests {
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n"), "without client-key"),
             (format!("{GOOD}    auth-provider:\n      name: oidc\n      config:\n        id-token: secret-id-token\n"), "auth-provider \"oidc\" is not supported; use an exec"),
             (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
+            (format!("{GOOD}    exec: hunter2\n"), "exec: expected a mapping"),
+            (format!("{GOOD}    exec:\n      env: [hunter2]\n"), "exec: expected a mapping with name and value"),
             (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
             (format!("{GOOD}    token: abc\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n"), "keep only one"),
             (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
