@@ -677,7 +677,7 @@ mod tests {
 
     #[test]
     fn tls_serves_rustls_clients_and_drops_silent_or_plain_ones() {
-        use crate::kube::client::test_support::Pki;
+        use crate::kube::testutil::Pki;
         use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
         let pki = Pki::new("http-test-ca");
         let limits = Limits {

@@ -222,7 +222,7 @@ pub fn client_auth(cfg: &ValidConfig, store: &SecretStore) -> Result<ClientAuth,
         (Some(r), _) => {
             let field = "spec.updaterCASecretRef";
             let pem = bytes_of(cfg, field, "InvalidCA", r, store)?;
-            if let Err(why) = crate::kube::tls::root_store(pem) {
+            if let Err(why) = crate::kube::tls::root_store(pem).map_err(|e| e.to_string()) {
                 return Err(AuthNeed::Problem(problem(cfg, "InvalidCA", field, r, &why)));
             }
             ClientTls::CaPem(pem.to_vec())

@@ -98,13 +98,15 @@ impl Credentials {
         }
     }
 
-    /// How often a token file is re-read (default 60 s). For tests and tuning.
-    pub fn set_token_reread_interval(&mut self, interval: Duration) {
+    /// How often a token file is re-read (default 60 s).
+    #[cfg(test)]
+    fn set_token_reread_interval(&mut self, interval: Duration) {
         self.reread_interval = interval;
     }
 
     /// How long an exec plugin may run before it is killed (default 60 s).
-    pub fn set_exec_timeout(&mut self, timeout: Duration) {
+    #[cfg(test)]
+    fn set_exec_timeout(&mut self, timeout: Duration) {
         self.exec_timeout = timeout;
     }
 
@@ -246,7 +248,7 @@ impl Credentials {
                 )));
             }
         };
-        let status = wait_until(&mut child, deadline).map_err(fail)?;
+        let status = wait_until(&mut child, deadline, fail)?;
         let err_text = stderr
             .recv_timeout(Duration::from_secs(1))
             .ok()
@@ -265,7 +267,7 @@ impl Credentials {
             };
             return Err(fail(detail));
         }
-        parse_exec_output(cfg, &out).map_err(fail)
+        parse_exec_output(cfg, &out)
     }
 }
 
@@ -350,18 +352,24 @@ fn stop(child: &mut Child) {
 
 /// Wait for the exit status until `deadline`, then kill. Short sleeps: a plugin that closed stdout
 /// is about to exit.
-fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitStatus, String> {
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    fail: impl Fn(String) -> Error,
+) -> Result<ExitStatus, Error> {
     let mut pause = Duration::from_millis(1);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(status),
             Ok(None) => {}
-            Err(e) => return Err(format!("waiting for it: {e}")),
+            Err(e) => return Err(fail(format!("waiting for it: {e}"))),
         }
         let now = Instant::now();
         if now >= deadline {
             stop(child);
-            return Err("did not exit in time after closing stdout; killed".into());
+            return Err(fail(
+                "did not exit in time after closing stdout; killed".into(),
+            ));
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(50));
@@ -380,22 +388,27 @@ fn log_stderr(command: &str, text: &str, success: bool) {
 }
 
 /// Check an ExecCredential from a plugin's stdout. Messages never quote the output: it holds secrets.
-fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, String> {
+fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Error> {
+    let fail = |detail: String| Error::Exec {
+        command: cfg.command.clone(),
+        detail,
+    };
     let v: Value = serde_json::from_slice(out)
-        .map_err(|e| format!("stdout is not an ExecCredential JSON object ({e})"))?;
+        .map_err(|e| fail(format!("stdout is not an ExecCredential JSON object ({e})")))?;
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if api_version != cfg.api_version {
-        return Err(format!(
+        return Err(fail(format!(
             "returned apiVersion {api_version:?}, expected {:?}",
             cfg.api_version
-        ));
+        )));
     }
     if v.get("kind").and_then(Value::as_str) != Some("ExecCredential") {
-        return Err("returned an object whose kind is not ExecCredential".into());
+        return Err(fail(
+            "returned an object whose kind is not ExecCredential".into(),
+        ));
     }
-    let status = v.get("status").filter(|s| s.is_object());
-    let Some(status) = status else {
-        return Err("returned an ExecCredential without status".into());
+    let Some(status) = v.get("status").filter(|s| s.is_object()) else {
+        return Err(fail("returned an ExecCredential without status".into()));
     };
     let text = |key: &str| {
         status
@@ -410,32 +423,35 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Str
                 .next()
                 .is_none()
             {
-                return Err("status.clientCertificateData holds no PEM certificate".into());
+                return Err(fail(
+                    "status.clientCertificateData holds no PEM certificate".into(),
+                ));
             }
             if PrivateKeyDer::from_pem_slice(k.as_bytes()).is_err() {
-                return Err("status.clientKeyData holds no PEM private key".into());
+                return Err(fail("status.clientKeyData holds no PEM private key".into()));
             }
             Some((c.as_bytes().to_vec(), k.as_bytes().to_vec()))
         }
         (None, None) => None,
         _ => {
-            return Err(
+            return Err(fail(
                 "returned only one of status.clientCertificateData and clientKeyData".into(),
-            );
+            ));
         }
     };
     if token.is_none() && cert.is_none() {
-        return Err(
+        return Err(fail(
             "returned neither status.token nor status.clientCertificateData and clientKeyData"
                 .into(),
-        );
+        ));
     }
     let expires = match status.get("expirationTimestamp") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
-            parse_rfc3339(s).ok_or_else(|| format!("invalid status.expirationTimestamp {s:?}"))?,
+            parse_rfc3339(s)
+                .ok_or_else(|| fail(format!("invalid status.expirationTimestamp {s:?}")))?,
         ),
-        Some(_) => return Err("status.expirationTimestamp is not a string".into()),
+        Some(_) => return Err(fail("status.expirationTimestamp is not a string".into())),
     };
     Ok(ExecCredential {
         token,
@@ -533,7 +549,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::config::TlsSettings;
+    use crate::kube::tls::TlsSettings;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

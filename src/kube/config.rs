@@ -11,11 +11,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::Value;
+use serde::de::{self, DeserializeOwned};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
 
 use super::Error;
+use super::tls::{self, TlsSettings};
 use super::yaml;
 
 /// Where kubelet mounts the service account's token, CA bundle and namespace.
@@ -42,20 +45,6 @@ pub struct ClusterConfig {
     pub context_name: String,
     pub cluster_name: String,
     pub user_name: String,
-}
-
-/// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
-#[derive(Clone, Default)]
-pub struct TlsSettings {
-    /// CA bundle (one or more PEM certificates); None = the platform has none we use: an error for https.
-    pub ca_pem: Option<Vec<u8>>,
-    /// `insecure-skip-tls-verify`.
-    pub insecure: bool,
-    /// `tls-server-name`: the name to send as SNI and verify the certificate against.
-    pub server_name: Option<String>,
-    /// Static client certificate chain and key (PEM), from `client-certificate(-data)`/`client-key(-data)`.
-    pub client_cert_pem: Option<Vec<u8>>,
-    pub client_key_pem: Option<Vec<u8>>,
 }
 
 /// Where the bearer token (or the exec-provided client certificate) comes from.
@@ -229,35 +218,198 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
 // ---------------------------------------------------------------------------------------------------
 // kubeconfig files
 
+/// A kubeconfig file as written; unknown fields are ignored. Entries are typed one by one, so an
+/// error names the list, the index and the entry's name.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct FileDoc {
+    kind: Text,
+    current_context: Text,
+    #[serde(deserialize_with = "list")]
+    clusters: Vec<Value>,
+    #[serde(deserialize_with = "list")]
+    users: Vec<Value>,
+    #[serde(deserialize_with = "list")]
+    contexts: Vec<Value>,
+}
+
+/// `clusters[].cluster`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct Cluster {
+    server: Text,
+    proxy_url: Text,
+    #[serde(deserialize_with = "flag")]
+    insecure_skip_tls_verify: bool,
+    certificate_authority_data: Text,
+    certificate_authority: Text,
+    tls_server_name: Text,
+}
+
+/// `users[].user`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "kebab-case")]
+struct User {
+    client_certificate_data: Text,
+    client_certificate: Text,
+    client_key_data: Text,
+    client_key: Text,
+    token: Text,
+    #[serde(rename = "tokenFile")]
+    token_file: Text,
+    username: Text,
+    password: Text,
+    /// Only its name is read: the rest holds secrets and is never parsed.
+    auth_provider: Option<Value>,
+    exec: Option<Exec>,
+}
+
+/// `users[].user.exec`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase", expecting = "a mapping")]
+struct Exec {
+    api_version: Text,
+    command: Text,
+    #[serde(deserialize_with = "texts")]
+    args: Vec<String>,
+    env: Option<Vec<EnvVar>>,
+    #[serde(deserialize_with = "flag")]
+    provide_cluster_info: bool,
+    install_hint: Text,
+    interactive_mode: Text,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, expecting = "a mapping with name and value")]
+struct EnvVar {
+    name: Text,
+    value: Text,
+}
+
+/// `contexts[].context`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Context {
+    cluster: Text,
+    user: Text,
+    namespace: Text,
+}
+
+/// A scalar's text: null and "" are None; integers and booleans keep their text (the YAML reader
+/// resolved them; a string field like `name: 42` means the text). Never quotes the value.
+fn scalar_text(v: Value) -> Result<Option<String>, &'static str> {
+    let s = match v {
+        Value::Null => return Ok(None),
+        Value::String(s) => s,
+        v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
+        _ => return Err("expected a string"),
+    };
+    Ok(Some(s).filter(|s| !s.is_empty()))
+}
+
+/// A string field, through [`scalar_text`].
+#[derive(Default)]
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        scalar_text(Value::deserialize(d)?)
+            .map(Text)
+            .map_err(de::Error::custom)
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = Option<String>;
+    fn deref(&self) -> &Option<String> {
+        &self.0
+    }
+}
+
+fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let bad = || de::Error::custom("expected a list of strings");
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| {
+                scalar_text(v)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|_| bad())
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
+}
+
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(b),
+        _ => Err(de::Error::custom("expected true or false")),
+    }
+}
+
+fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => Ok(items),
+        _ => Err(de::Error::custom("expected a list")),
+    }
+}
+
+/// `v` as a `T`; a failure names `what` and the field (serde does not say which field failed, so
+/// the first one that fails alone is named). serde's "invalid type: string \"…\"" would quote the
+/// value, which may be a secret: only what was expected is kept.
+fn typed<T: DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
+    serde_json::from_value::<T>(v.clone()).map_err(|e| {
+        let e = e.to_string();
+        let e = e
+            .split_once(", expected ")
+            .map_or(e.clone(), |(_, x)| format!("expected {x}"));
+        let field = v.as_object().and_then(|m| {
+            m.iter().find(|(k, x)| {
+                let one: Map<String, Value> =
+                    std::iter::once(((*k).clone(), (*x).clone())).collect();
+                serde_json::from_value::<T>(Value::Object(one)).is_err()
+            })
+        });
+        match field {
+            Some((k, _)) => config_err(format!("{what}: {k}: {e}")),
+            None => config_err(format!("{what}: {e}")),
+        }
+    })
+}
+
+fn config_err(what: String) -> Error {
+    Error::Config { what }
+}
+
 /// One named entry of `clusters`, `users` or `contexts`, with its index for error messages.
-struct Entry {
+struct Entry<T> {
     name: String,
     index: usize,
-    body: Value,
+    body: T,
 }
 
 struct Kubeconfig {
     path: PathBuf,
-    clusters: Vec<Entry>,
-    users: Vec<Entry>,
-    contexts: Vec<Entry>,
+    clusters: Vec<Entry<Cluster>>,
+    users: Vec<Entry<User>>,
+    contexts: Vec<Entry<Context>>,
     current_context: Option<String>,
 }
 
 impl Kubeconfig {
     /// Relative paths in this file resolve against its directory.
     fn resolve(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            return p.to_path_buf();
-        }
         match self.path.parent() {
             Some(dir) => dir.join(p),
-            None => p.to_path_buf(),
+            None => PathBuf::from(p),
         }
     }
 
-    fn entry_what(&self, list: &str, e: &Entry) -> String {
+    fn entry_what<T>(&self, list: &str, e: &Entry<T>) -> String {
         format!(
             "kubeconfig {}: {list}[{}] {:?}",
             self.path.display(),
@@ -287,12 +439,10 @@ fn from_kubeconfigs(
         }
     }
     if files.is_empty() {
-        return Err(Error::Config {
-            what: format!(
-                "KUBECONFIG names no existing file ({})",
-                join_paths(paths.iter().map(PathBuf::as_path))
-            ),
-        });
+        return Err(config_err(format!(
+            "KUBECONFIG names no existing file ({})",
+            join_paths(paths.iter().map(PathBuf::as_path))
+        )));
     }
     select(&files, opts.context.as_deref())
 }
@@ -306,173 +456,120 @@ fn join_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
 
 fn parse_kubeconfig(path: &Path, bytes: &[u8]) -> Result<Kubeconfig, Error> {
     let what = format!("kubeconfig {}", path.display());
-    let config_err = |detail: String| Error::Config {
-        what: format!("{what}: {detail}"),
-    };
-    let text = std::str::from_utf8(bytes).map_err(|_| config_err("not UTF-8 text".into()))?;
-    let doc = yaml::parse(text).map_err(|e| config_err(e.to_string()))?;
-    let map = match &doc {
-        Value::Object(m) => m,
-        Value::Null => return Err(config_err("the file is empty".into())),
+    let bad = |detail: &str| config_err(format!("{what}: {detail}"));
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text"))?;
+    let doc = yaml::parse(text).map_err(|e| bad(&e.to_string()))?;
+    match &doc {
+        Value::Object(_) => {}
+        Value::Null => return Err(bad("the file is empty")),
         _ => {
-            return Err(config_err(
-                "not a kubeconfig (expected a mapping with clusters, users and contexts)".into(),
+            return Err(bad(
+                "not a kubeconfig (expected a mapping with clusters, users and contexts)",
             ));
         }
-    };
-    if let Some(kind) = map.get("kind").and_then(Value::as_str) {
-        if !kind.is_empty() && kind != "Config" {
-            return Err(config_err(format!("kind is {kind:?}, not \"Config\"")));
-        }
+    }
+    let doc: FileDoc = typed(doc, &what)?;
+    if let Some(kind) = doc.kind.0.filter(|k| k != "Config") {
+        return Err(bad(&format!("kind is {kind:?}, not \"Config\"")));
     }
     Ok(Kubeconfig {
         path: path.to_path_buf(),
-        clusters: entries(&doc, "clusters", "cluster", &what)?,
-        users: entries(&doc, "users", "user", &what)?,
-        contexts: entries(&doc, "contexts", "context", &what)?,
-        current_context: opt_string(&doc, "current-context", &what)?,
+        clusters: entries(doc.clusters, "clusters", "cluster", &what)?,
+        users: entries(doc.users, "users", "user", &what)?,
+        contexts: entries(doc.contexts, "contexts", "context", &what)?,
+        current_context: doc.current_context.0,
     })
 }
 
-/// `list: [{name, <body>: {...}}]`; absent or null lists are empty.
-fn entries(doc: &Value, list: &str, body: &str, what: &str) -> Result<Vec<Entry>, Error> {
-    let items = match doc.get(list) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => {
-            return Err(Error::Config {
-                what: format!("{what}: {list}: expected a list"),
-            });
-        }
-    };
+/// `list: [{name, <body>: {...}}]`, each body typed on its own.
+fn entries<T: DeserializeOwned + Default>(
+    items: Vec<Value>,
+    list: &str,
+    body: &str,
+    what: &str,
+) -> Result<Vec<Entry<T>>, Error> {
     let mut out = Vec::new();
-    for (index, item) in items.iter().enumerate() {
+    for (index, item) in items.into_iter().enumerate() {
         let here = format!("{what}: {list}[{index}]");
-        if !item.is_object() {
-            return Err(Error::Config {
-                what: format!("{here}: expected a mapping with name and {body}"),
-            });
-        }
-        let Some(name) = opt_string(item, "name", &here)? else {
-            return Err(Error::Config {
-                what: format!("{here}: missing name"),
-            });
+        let Value::Object(mut item) = item else {
+            return Err(config_err(format!(
+                "{here}: expected a mapping with name and {body}"
+            )));
         };
-        let inner = item.get(body).cloned().unwrap_or(Value::Null);
-        if !(inner.is_object() || inner.is_null()) {
-            return Err(Error::Config {
-                what: format!("{here} {name:?}: {body}: expected a mapping"),
-            });
-        }
-        out.push(Entry {
-            name,
-            index,
-            body: inner,
-        });
+        let name = scalar_text(item.remove("name").unwrap_or_default())
+            .map_err(|e| config_err(format!("{here}: name: {e}")))?;
+        let Some(name) = name else {
+            return Err(config_err(format!("{here}: missing name")));
+        };
+        let here = format!("{here} {name:?}");
+        let body = match item.remove(body).unwrap_or_default() {
+            Value::Null => T::default(),
+            v @ Value::Object(_) => typed(v, &here)?,
+            _ => return Err(config_err(format!("{here}: {body}: expected a mapping"))),
+        };
+        out.push(Entry { name, index, body });
     }
     Ok(out)
 }
 
-/// A string field; absent, null or empty is None. Integers and booleans keep their text (the YAML
-/// parser resolved them; a kubeconfig string field like `name: 42` means the text).
-fn opt_string(map: &Value, key: &str, what: &str) -> Result<Option<String>, Error> {
-    let s = match map.get(key) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.clone(),
-        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-        Some(_) => {
-            return Err(Error::Config {
-                what: format!("{what}: {key}: expected a string"),
-            });
-        }
-    };
-    Ok(Some(s).filter(|s| !s.is_empty()))
-}
-
-fn opt_bool(map: &Value, key: &str, what: &str) -> Result<bool, Error> {
-    match map.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(Error::Config {
-            what: format!("{what}: {key}: expected true or false"),
-        }),
-    }
-}
-
-fn names(entries: &[&Entry]) -> String {
-    if entries.is_empty() {
+fn names<'a, T: 'a>(entries: impl Iterator<Item = &'a Entry<T>>) -> String {
+    let names: Vec<String> = entries.map(|e| format!("{:?}", e.name)).collect();
+    if names.is_empty() {
         return "none defined".into();
     }
-    entries
-        .iter()
-        .map(|e| format!("{:?}", e.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.join(", ")
 }
 
 /// The first file to define `name` in the given list wins it whole (client-go's merge rule).
-fn find<'a>(
+fn find<'a, T>(
     files: &'a [Kubeconfig],
-    list: fn(&Kubeconfig) -> &[Entry],
+    list: fn(&Kubeconfig) -> &[Entry<T>],
     name: &str,
-) -> Option<(&'a Kubeconfig, &'a Entry)> {
+) -> Option<(&'a Kubeconfig, &'a Entry<T>)> {
     files
         .iter()
         .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)))
 }
 
-fn all_names(files: &[Kubeconfig], list: fn(&Kubeconfig) -> &[Entry]) -> String {
-    let all: Vec<&Entry> = files.iter().flat_map(|f| list(f).iter()).collect();
-    names(&all)
+fn all_names<T>(files: &[Kubeconfig], list: fn(&Kubeconfig) -> &[Entry<T>]) -> String {
+    names(files.iter().flat_map(|f| list(f).iter()))
 }
 
 fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, Error> {
     let all_files = join_paths(files.iter().map(|f| f.path.as_path()));
     let current = files.iter().find_map(|f| f.current_context.clone());
     let Some(ctx_name) = context.map(str::to_string).or(current) else {
-        return Err(Error::Config {
-            what: format!(
-                "kubeconfig {all_files}: no current-context; pass --context (contexts: {})",
-                all_names(files, |f| &f.contexts)
-            ),
-        });
+        return Err(config_err(format!(
+            "kubeconfig {all_files}: no current-context; pass --context (contexts: {})",
+            all_names(files, |f| &f.contexts)
+        )));
     };
     let Some((ctx_file, ctx)) = find(files, |f| &f.contexts, &ctx_name) else {
-        return Err(Error::Config {
-            what: format!(
-                "kubeconfig {all_files}: context {ctx_name:?} not found (contexts: {})",
-                all_names(files, |f| &f.contexts)
-            ),
-        });
+        return Err(config_err(format!(
+            "kubeconfig {all_files}: context {ctx_name:?} not found (contexts: {})",
+            all_names(files, |f| &f.contexts)
+        )));
     };
     let ctx_what = ctx_file.entry_what("contexts", ctx);
-    let Some(cluster_name) = opt_string(&ctx.body, "cluster", &ctx_what)? else {
-        return Err(Error::Config {
-            what: format!("{ctx_what}: context names no cluster"),
-        });
+    let Some(cluster_name) = ctx.body.cluster.clone() else {
+        return Err(config_err(format!("{ctx_what}: context names no cluster")));
     };
-    let user_name = opt_string(&ctx.body, "user", &ctx_what)?.unwrap_or_default();
-    let namespace = opt_string(&ctx.body, "namespace", &ctx_what)?;
-
+    let user_name = ctx.body.user.clone().unwrap_or_default();
     let Some((cluster_file, cluster)) = find(files, |f| &f.clusters, &cluster_name) else {
-        return Err(Error::Config {
-            what: format!(
-                "{ctx_what}: cluster {cluster_name:?} is not defined in {all_files} (clusters: {})",
-                all_names(files, |f| &f.clusters)
-            ),
-        });
+        return Err(config_err(format!(
+            "{ctx_what}: cluster {cluster_name:?} is not defined in {all_files} (clusters: {})",
+            all_names(files, |f| &f.clusters)
+        )));
     };
     let (server, mut tls) = cluster_settings(cluster_file, cluster)?;
 
     let mut auth = AuthSource::None;
     if !user_name.is_empty() {
         let Some((user_file, user)) = find(files, |f| &f.users, &user_name) else {
-            return Err(Error::Config {
-                what: format!(
-                    "{ctx_what}: user {user_name:?} is not defined in {all_files} (users: {})",
-                    all_names(files, |f| &f.users)
-                ),
-            });
+            return Err(config_err(format!(
+                "{ctx_what}: user {user_name:?} is not defined in {all_files} (users: {})",
+                all_names(files, |f| &f.users)
+            )));
         };
         auth = user_settings(user_file, user, &mut tls)?;
     }
@@ -480,7 +577,7 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
         server,
         tls,
         auth,
-        namespace,
+        namespace: ctx.body.namespace.clone(),
         origin: format!("kubeconfig {}", ctx_file.path.display()),
         context_name: ctx_name,
         cluster_name,
@@ -488,48 +585,36 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
     })
 }
 
-fn cluster_settings(file: &Kubeconfig, e: &Entry) -> Result<(String, TlsSettings), Error> {
+fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> {
     let what = file.entry_what("clusters", e);
-    let body = &e.body;
-    let Some(server) = opt_string(body, "server", &what)? else {
-        return Err(Error::Config {
-            what: format!("{what}: server is missing"),
-        });
+    let c = &e.body;
+    let Some(server) = &c.server.0 else {
+        return Err(config_err(format!("{what}: server is missing")));
     };
-    let server = check_server(&what, &server)?;
-    if opt_string(body, "proxy-url", &what)?.is_some() {
-        return Err(Error::Config {
-            what: format!("{what}: proxy-url is not supported"),
-        });
+    let server = check_server(&what, server)?;
+    if c.proxy_url.is_some() {
+        return Err(config_err(format!("{what}: proxy-url is not supported")));
     }
-    let insecure = opt_bool(body, "insecure-skip-tls-verify", &what)?;
-    let ca_data = opt_string(body, "certificate-authority-data", &what)?;
-    let ca_file = opt_string(body, "certificate-authority", &what)?;
-    if insecure && (ca_data.is_some() || ca_file.is_some()) {
-        return Err(Error::Config {
-            what: format!(
-                "{what}: certificate-authority and insecure-skip-tls-verify together: \
-                 remove one of them"
-            ),
-        });
+    let insecure = c.insecure_skip_tls_verify;
+    if insecure && (c.certificate_authority_data.is_some() || c.certificate_authority.is_some()) {
+        return Err(config_err(format!(
+            "{what}: certificate-authority and insecure-skip-tls-verify together: remove one of them"
+        )));
     }
-    // certificate-authority-data wins over certificate-authority, as in client-go.
-    let ca_pem = match (ca_data, ca_file) {
-        (Some(data), _) => Some(decode_base64(&what, "certificate-authority-data", &data)?),
-        (None, Some(path)) => Some(read_file(
-            &what,
-            "certificate-authority",
-            &file.resolve(&path),
-        )?),
-        (None, None) => None,
-    };
+    let ca_pem = pem_field(
+        file,
+        &what,
+        "certificate-authority",
+        &c.certificate_authority_data,
+        &c.certificate_authority,
+    )?;
     if let Some(ca) = &ca_pem {
         check_certificates(&what, "certificate-authority", ca)?;
     }
     let tls = TlsSettings {
         ca_pem,
         insecure,
-        server_name: opt_string(body, "tls-server-name", &what)?,
+        server_name: c.tls_server_name.clone(),
         client_cert_pem: None,
         client_key_pem: None,
     };
@@ -538,15 +623,12 @@ fn cluster_settings(file: &Kubeconfig, e: &Entry) -> Result<(String, TlsSettings
 
 /// `https://host[:port][/path]` or `http://…`, returned without a trailing slash.
 fn check_server(what: &str, server: &str) -> Result<String, Error> {
-    let bad = |why: &str| Error::Config {
-        what: format!("{what}: server {server:?} {why}"),
-    };
+    let bad = |why: &str| config_err(format!("{what}: server {server:?} {why}"));
     let rest = server
         .strip_prefix("https://")
         .or_else(|| server.strip_prefix("http://"))
         .ok_or_else(|| bad("is not an https:// or http:// URL"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() {
+    if rest.split(['/', '?', '#']).next().unwrap_or("").is_empty() {
         return Err(bad("has no host"));
     }
     if server.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -555,109 +637,100 @@ fn check_server(what: &str, server: &str) -> Result<String, Error> {
     Ok(server.trim_end_matches('/').to_string())
 }
 
-fn user_settings(file: &Kubeconfig, e: &Entry, tls: &mut TlsSettings) -> Result<AuthSource, Error> {
+fn user_settings(
+    file: &Kubeconfig,
+    e: &Entry<User>,
+    tls: &mut TlsSettings,
+) -> Result<AuthSource, Error> {
     let what = file.entry_what("users", e);
-    let body = &e.body;
-    if let Some(provider) = body.get("auth-provider").filter(|v| !v.is_null()) {
+    let u = &e.body;
+    if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
         let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
-        return Err(Error::Config {
-            what: format!(
-                "{what}: auth-provider {name:?} is not supported; use an exec credential plugin \
-                 (e.g. kubelogin for OIDC) or a token"
-            ),
-        });
+        return Err(config_err(format!(
+            "{what}: auth-provider {name:?} is not supported; use an exec credential plugin \
+             (e.g. kubelogin for OIDC) or a token"
+        )));
     }
-    if opt_string(body, "username", &what)?.is_some()
-        || opt_string(body, "password", &what)?.is_some()
-    {
-        return Err(Error::Config {
-            what: format!(
-                "{what}: username/password (basic auth) is not supported; use a token, tokenFile, \
-                 client certificate or an exec credential plugin"
-            ),
-        });
+    if u.username.is_some() || u.password.is_some() {
+        return Err(config_err(format!(
+            "{what}: username/password (basic auth) is not supported; use a token, tokenFile, \
+             client certificate or an exec credential plugin"
+        )));
     }
-    let cert = pem_field(file, &what, body, "client-certificate")?;
-    let key = pem_field(file, &what, body, "client-key")?;
+    let cert = pem_field(
+        file,
+        &what,
+        "client-certificate",
+        &u.client_certificate_data,
+        &u.client_certificate,
+    )?;
+    let key = pem_field(file, &what, "client-key", &u.client_key_data, &u.client_key)?;
     match (&cert, &key) {
         (Some(c), Some(k)) => {
             check_certificates(&what, "client-certificate", c)?;
             if PrivateKeyDer::from_pem_slice(k).is_err() {
-                return Err(Error::Config {
-                    what: format!(
-                        "{what}: client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"
-                    ),
-                });
+                return Err(config_err(format!(
+                    "{what}: client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"
+                )));
             }
         }
         (Some(_), None) => {
-            return Err(Error::Config {
-                what: format!("{what}: client-certificate without client-key"),
-            });
+            return Err(config_err(format!(
+                "{what}: client-certificate without client-key"
+            )));
         }
         (None, Some(_)) => {
-            return Err(Error::Config {
-                what: format!("{what}: client-key without client-certificate"),
-            });
+            return Err(config_err(format!(
+                "{what}: client-key without client-certificate"
+            )));
         }
         (None, None) => {}
     }
     tls.client_cert_pem = cert;
     tls.client_key_pem = key;
 
-    let token = opt_string(body, "token", &what)?;
-    let token_file = opt_string(body, "tokenFile", &what)?;
-    let exec = body.get("exec").filter(|v| !v.is_null());
-    if exec.is_some() && (token.is_some() || token_file.is_some()) {
-        return Err(Error::Config {
-            what: format!("{what}: exec together with token or tokenFile: keep only one"),
-        });
+    if u.exec.is_some() && (u.token.is_some() || u.token_file.is_some()) {
+        return Err(config_err(format!(
+            "{what}: exec together with token or tokenFile: keep only one"
+        )));
     }
-    if let Some(exec) = exec {
+    if let Some(exec) = &u.exec {
         return Ok(AuthSource::Exec(exec_settings(file, &what, exec)?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
-    if let Some(p) = token_file {
-        let path = file.resolve(&p);
+    if let Some(p) = &u.token_file.0 {
+        let path = file.resolve(p);
         check_token_file(&what, "tokenFile", &path)?;
         return Ok(AuthSource::TokenFile(path));
     }
-    Ok(token.map_or(AuthSource::None, AuthSource::Token))
+    Ok(u.token.clone().map_or(AuthSource::None, AuthSource::Token))
 }
 
-/// `<field>-data` (base64, wins) or `<field>` (a path), read into PEM bytes.
+/// `<field>-data` (base64, wins, as in client-go) or `<field>` (a path), read into PEM bytes.
 fn pem_field(
     file: &Kubeconfig,
     what: &str,
-    body: &Value,
     field: &str,
+    data: &Option<String>,
+    path: &Option<String>,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let data_field = format!("{field}-data");
-    if let Some(data) = opt_string(body, &data_field, what)? {
-        return decode_base64(what, &data_field, &data).map(Some);
-    }
-    match opt_string(body, field, what)? {
-        Some(path) => read_file(what, field, &file.resolve(&path)).map(Some),
-        None => Ok(None),
+    match (data, path) {
+        (Some(data), _) => decode_base64(what, &format!("{field}-data"), data).map(Some),
+        (None, Some(path)) => read_file(what, field, &file.resolve(path)).map(Some),
+        (None, None) => Ok(None),
     }
 }
 
-fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Value) -> Result<ExecConfig, Error> {
-    let what = format!("{user_what}: exec");
-    let bad = |detail: String| Error::Config {
-        what: format!("{what}: {detail}"),
-    };
-    if !exec.is_object() {
-        return Err(bad("expected a mapping".into()));
-    }
-    let api_version = opt_string(exec, "apiVersion", &what)?.unwrap_or_default();
+fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Exec) -> Result<ExecConfig, Error> {
+    let bad = |detail: String| config_err(format!("{user_what}: exec: {detail}"));
+    let api_version = exec.api_version.clone().unwrap_or_default();
     if !EXEC_API_VERSIONS.contains(&api_version.as_str()) {
         return Err(bad(format!(
             "apiVersion {api_version:?} is not supported (use {} or {})",
             EXEC_API_VERSIONS[0], EXEC_API_VERSIONS[1]
         )));
     }
-    let Some(command) = opt_string(exec, "command", &what)? else {
+    let Some(command) = exec.command.clone() else {
         return Err(bad("command is missing".into()));
     };
     // A bare name is looked up on PATH; a relative path is relative to the kubeconfig (client-go).
@@ -666,34 +739,14 @@ fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Value) -> Result<Exe
     } else {
         command
     };
-    let args = match exec.get("args") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|a| match a {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(_) | Value::Bool(_) => Ok(a.to_string()),
-                _ => Err(bad("args: expected a list of strings".into())),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(bad("args: expected a list of strings".into())),
-    };
-    let env = match exec.get("env") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut env = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                let here = format!("{what}: env[{i}]");
-                let Some(name) = opt_string(item, "name", &here)? else {
-                    return Err(bad(format!("env[{i}]: name is missing")));
-                };
-                env.push((name, opt_string(item, "value", &here)?.unwrap_or_default()));
-            }
-            env
-        }
-        Some(_) => return Err(bad("env: expected a list of {name, value}".into())),
-    };
-    if opt_string(exec, "interactiveMode", &what)?.as_deref() == Some("Always") {
+    let mut env = Vec::new();
+    for (i, var) in exec.env.iter().flatten().enumerate() {
+        let Some(name) = var.name.clone() else {
+            return Err(bad(format!("env[{i}]: name is missing")));
+        };
+        env.push((name, var.value.clone().unwrap_or_default()));
+    }
+    if exec.interactive_mode.as_deref() == Some("Always") {
         return Err(bad(
             "interactiveMode Always needs a terminal, and paperlb runs without one".into(),
         ));
@@ -701,10 +754,10 @@ fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Value) -> Result<Exe
     Ok(ExecConfig {
         api_version,
         command,
-        args,
+        args: exec.args.clone(),
         env,
-        provide_cluster_info: opt_bool(exec, "provideClusterInfo", &what)?,
-        install_hint: opt_string(exec, "installHint", &what)?,
+        provide_cluster_info: exec.provide_cluster_info,
+        install_hint: exec.install_hint.clone(),
     })
 }
 
@@ -739,41 +792,13 @@ fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> 
 
 /// At least one PEM certificate, and no malformed PEM section.
 fn check_certificates(what: &str, field: &str, pem: &[u8]) -> Result<(), Error> {
-    let mut count = 0;
-    for item in CertificateDer::pem_slice_iter(pem) {
-        if item.is_err() {
-            return Err(Error::Config {
-                what: format!("{what}: {field}: malformed PEM"),
-            });
-        }
-        count += 1;
-    }
-    if count == 0 {
-        return Err(Error::Config {
-            what: format!("{what}: {field}: no PEM certificate found"),
-        });
-    }
-    Ok(())
+    tls::certificates(pem)
+        .map(drop)
+        .map_err(|e| config_err(format!("{what}: {field}: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Debug without secrets
-
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = |b: &Option<Vec<u8>>| b.as_ref().map(|b| format!("<{} bytes>", b.len()));
-        f.debug_struct("TlsSettings")
-            .field("ca_pem", &len(&self.ca_pem))
-            .field("insecure", &self.insecure)
-            .field("server_name", &self.server_name)
-            .field("client_cert_pem", &len(&self.client_cert_pem))
-            .field(
-                "client_key_pem",
-                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
 
 impl fmt::Debug for AuthSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -966,11 +991,11 @@ mod tests {
         let dir = TempDir::new();
         let first = dir.write(
             "first",
-            "current-context: one\nclusters:\n- name: shared\n  cluster:\n    server: https://first:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: one\n  context: {cluster: shared, user: u}\n",
+            "current-context: one\nclusters:\n- name: shared\n  cluster:\n    server: https://first:6443\n    insecure-skip-tls-verify: true\ncontexts:\n- name: one\n  context:\n    cluster: shared\n    user: u\n",
         );
         let second = dir.write(
             "second",
-            "current-context: two\nclusters:\n- name: shared\n  cluster:\n    server: https://second:6443\n    tls-server-name: second\nusers:\n- name: u\n  user: {token: t2}\ncontexts:\n- name: two\n  context: {cluster: shared, user: u}\n",
+            "current-context: two\nclusters:\n- name: shared\n  cluster:\n    server: https://second:6443\n    tls-server-name: second\nusers:\n- name: u\n  user:\n    token: t2\ncontexts:\n- name: two\n  context:\n    cluster: shared\n    user: u\n",
         );
         let list = std::env::join_paths([
             first.clone(),
@@ -1023,7 +1048,8 @@ mod tests {
         assert_eq!(c.namespace.as_deref(), Some("paperlb-system"));
         assert!(matches!(&c.auth, AuthSource::TokenFile(p) if *p == dir.0.join("token")));
         assert_eq!(
-            CertificateDer::pem_slice_iter(c.tls.ca_pem.as_deref().unwrap()).count(),
+            rustls_pki_types::CertificateDer::pem_slice_iter(c.tls.ca_pem.as_deref().unwrap())
+                .count(),
             2
         );
 
@@ -1094,13 +1120,15 @@ mod tests {
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: '!!'\n"), "users[0] \"u\": client-key-data: invalid base64"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-key: no PEM private key"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n"), "without client-key"),
-            (format!("{GOOD}    auth-provider:\n      name: oidc\n      config: {{id-token: secret-id-token}}\n"), "auth-provider \"oidc\" is not supported; use an exec"),
+            (format!("{GOOD}    auth-provider:\n      name: oidc\n      config:\n        id-token: secret-id-token\n"), "auth-provider \"oidc\" is not supported; use an exec"),
             (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
+            (format!("{GOOD}    exec: hunter2\n"), "exec: expected a mapping"),
+            (format!("{GOOD}    exec:\n      env: [hunter2]\n"), "exec: expected a mapping with name and value"),
             (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
-            (format!("{GOOD}    token: abc\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: x}}\n"), "keep only one"),
-            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1alpha1, command: x}}\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
-            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1}}\n"), "command is missing"),
-            (format!("{GOOD}    exec: {{apiVersion: client.authentication.k8s.io/v1, command: x, env: [{{value: v}}]}}\n"), "env[0]: name is missing"),
+            (format!("{GOOD}    token: abc\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n"), "keep only one"),
+            (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
+            (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"), "command is missing"),
+            (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n      env:\n      - value: v\n"), "env[0]: name is missing"),
         ];
         for (text, needle) in cases {
             let msg = err_text(load_text(&text));

@@ -7,7 +7,11 @@ pub mod config;
 pub mod error;
 pub mod lease;
 pub mod tls;
+pub mod transport;
 pub mod watch;
 pub mod yaml;
+
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use error::{ApiStatus, Error};

@@ -4,13 +4,12 @@
 //! Owns: CA bundles, client certificates and keys (PKCS#1, PKCS#8, SEC1), `insecure-skip-tls-verify`,
 //! `tls-server-name`, and turning handshake failures into an [`Error::Tls`] a person can act on.
 //! Always uses the ring provider explicitly: never the process-wide default, which another crate could set.
-//! Must not: open connections (the client's connector does), read files, or log key material.
+//! Must not: open connections (the transport does), read files (config does), or log key material
+//! (`TlsSettings`'s `Debug` redacts the key).
 //! `updater::client` borrows the ring provider, the CA parsing and the insecure verifier.
 
-// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-
-use std::sync::Arc;
-use std::sync::Once;
+use std::fmt;
+use std::sync::{Arc, Once};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -22,7 +21,36 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use super::Error;
-use super::config::TlsSettings;
+
+/// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
+#[derive(Clone, Default)]
+pub struct TlsSettings {
+    /// CA bundle (one or more PEM certificates); None = the platform has none we use: an error for https.
+    pub ca_pem: Option<Vec<u8>>,
+    /// `insecure-skip-tls-verify`.
+    pub insecure: bool,
+    /// `tls-server-name`: the name to send as SNI and verify the certificate against.
+    pub server_name: Option<String>,
+    /// Static client certificate chain and key (PEM), from `client-certificate(-data)`/`client-key(-data)`.
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = |b: &Option<Vec<u8>>| b.as_ref().map(|b| format!("<{} bytes>", b.len()));
+        f.debug_struct("TlsSettings")
+            .field("ca_pem", &len(&self.ca_pem))
+            .field("insecure", &self.insecure)
+            .field("server_name", &self.server_name)
+            .field("client_cert_pem", &len(&self.client_cert_pem))
+            .field(
+                "client_key_pem",
+                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
 
 /// The provider every config of ours uses.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
@@ -94,7 +122,7 @@ pub fn client_config(
                     .into(),
             ));
         };
-        builder.with_root_certificates(root_store(ca_pem).map_err(tls_err)?)
+        builder.with_root_certificates(root_store(ca_pem).map_err(|e| tls_err(e.to_string()))?)
     };
 
     let identity = match exec_identity {
@@ -141,26 +169,62 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// A PEM bundle we cannot use. The message says what is wrong, never the bundle's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PemError {
+    /// A block that does not decode; `ca` when the bundle is a certificate authority.
+    Malformed { ca: bool, detail: String },
+    /// No `CERTIFICATE` block at all.
+    NoCertificate { ca: bool },
+    /// A certificate-authority bundle none of whose `total` certificates can anchor trust.
+    NoTrustAnchor { total: usize },
+}
+
+impl fmt::Display for PemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ca = |ca: bool| if ca { "certificate authority: " } else { "" };
+        match self {
+            PemError::Malformed { ca: c, detail } => {
+                write!(f, "{}bad PEM certificate: {detail}", ca(*c))
+            }
+            PemError::NoCertificate { ca: c } => {
+                write!(f, "{}no PEM certificate found", ca(*c))
+            }
+            PemError::NoTrustAnchor { total } => write!(
+                f,
+                "{}none of the {total} certificate(s) could be used as a trust anchor",
+                ca(true)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PemError {}
+
 /// Every certificate of a PEM bundle; an empty bundle or a broken block is an error.
-pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad PEM certificate: {e}"))?;
+        .map_err(|e| PemError::Malformed {
+            ca: false,
+            detail: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err("no PEM CERTIFICATE block found".into());
+        return Err(PemError::NoCertificate { ca: false });
     }
     Ok(certs)
 }
 
-pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, String> {
-    let certs = certificates(ca_pem).map_err(|e| format!("certificate authority: {e}"))?;
+pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
+    let certs = certificates(ca_pem).map_err(|e| match e {
+        PemError::Malformed { detail, .. } => PemError::Malformed { ca: true, detail },
+        _ => PemError::NoCertificate { ca: true },
+    })?;
     let mut roots = RootCertStore::empty();
     let total = certs.len();
     let (added, ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(format!(
-            "certificate authority: none of the {total} certificate(s) could be used as a trust anchor"
-        ));
+        return Err(PemError::NoTrustAnchor { total });
     }
     if ignored > 0 {
         log::warn!(

@@ -19,8 +19,8 @@ use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use super::Error;
 use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse, ListedBackend};
-use crate::kube::client::{SOCKET_BUFFER, TlsConnector, TlsLayer};
 use crate::kube::tls;
+use crate::kube::transport::{SOCKET_BUFFER, TlsConnector, TlsLayer};
 
 /// Largest answer to a POST or DELETE read from an updater.
 pub const MAX_RESPONSE: u64 = 64 * 1024;
@@ -432,7 +432,7 @@ fn client_tls(url: &str, t: &ClientTls, https: bool) -> Result<Option<TlsConnect
         .map_err(|e| Error::Config(format!("TLS versions: {e}")))?;
     let builder = match t {
         ClientTls::CaPem(pem) => {
-            let roots = tls::root_store(pem).map_err(Error::Config)?;
+            let roots = tls::root_store(pem).map_err(|e| Error::Config(e.to_string()))?;
             if !https {
                 return Ok(None);
             }

@@ -138,7 +138,7 @@ impl ResolvesServerCert for ReloadingCert {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::client::test_support::Pki;
+    use crate::kube::testutil::Pki;
 
     #[test]
     fn a_pair_loads_and_broken_pairs_are_named_without_key_bytes() {

@@ -42,7 +42,7 @@ fn kubeconfig(api: &FakeApi, dir: &Path, ca_pem: &str, user_yaml: &str) -> PathB
     let ca = dir.join("ca.crt");
     std::fs::write(&ca, ca_pem).unwrap();
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    certificate-authority: ca.crt\n    server: {}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: u}}\ncurrent-context: fake\nusers:\n- name: u\n  user:\n{user_yaml}",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    certificate-authority: ca.crt\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: u\ncurrent-context: fake\nusers:\n- name: u\n  user:\n{user_yaml}",
         api.url()
     );
     let path = dir.join("kubeconfig");

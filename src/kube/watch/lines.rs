@@ -3,8 +3,6 @@
 //! Owns: reassembling lines from reads of any size (an event may span many reads, a read may hold
 //! several events) and the line length bound. Must not: interpret the lines.
 
-// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-
 /// Longest line accepted: far above any real object (etcd caps objects at 1.5 MiB by default), low
 /// enough that a broken stream cannot make us buffer without end.
 pub const MAX_LINE: usize = 16 << 20;

@@ -4,11 +4,9 @@
 //! Owns: when to list, watch, re-watch, relist and back off, and the resourceVersion to resume from.
 //! Must not: do I/O or sleep; the runner executes the [`Action`]s and feeds back [`Input`]s.
 
-// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-
 use std::time::{Duration, Instant};
 
-use super::{WatchEvent, WatchMsg};
+use super::stream::{WatchEvent, WatchMsg};
 use crate::kube::client::ObjectList;
 use crate::kube::{ApiStatus, Error};
 

@@ -5,8 +5,6 @@
 //! what it did in [`WatchStats`] for the metrics page.
 //! Must not: decide when to relist or back off (the machine does) or interpret objects.
 
-// kube::Error (shared, error.rs) carries an ApiStatus inline; boxing it is error.rs's call.
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -16,8 +14,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::machine::{Action, Backoff, Input, Machine, XorShift};
-use super::{WatchEvent, WatchMsg, WatchStream};
-use crate::kube::client::{Client, ListParams, cancel_reads_on};
+use super::stream::{WatchEvent, WatchMsg, WatchStream};
+use crate::kube::client::{Client, ListParams};
+use crate::kube::transport::cancel_reads_on;
 
 /// Longest uninterrupted sleep, so a backing-off watcher notices shutdown quickly.
 const SLEEP_SLICE: Duration = Duration::from_millis(200);
@@ -237,7 +236,7 @@ mod tests {
 
     use super::*;
     use crate::kube::client::ClientOptions;
-    use crate::kube::client::test_support::*;
+    use crate::kube::testutil::*;
 
     /// Generous bound on anything the tests wait for: a loaded box is slow, never this slow.
     const PATIENCE: Duration = Duration::from_secs(30);

@@ -1,0 +1,373 @@
+//! The transport under the REST client: the ureq `Agent` and its connector chain (TCP → cancellable
+//! reads → our own rustls layer, so `tls-server-name` and exec-provided client certificates work),
+//! connection buffer sizes and pooling, and ureq failures mapped to a [`kube::Error`](super::Error).
+//!
+//! Owns: cancelling a blocked read from another thread (`cancel_reads_on`), the TLS handshake and
+//! its errors phrased for the user. `updater::client` reuses the TLS layer for https updaters.
+//! Must not: know about Kubernetes paths, verbs, credentials or bodies (`client` does).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
+use ureq::Agent;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::time::Duration as UDuration;
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, TcpConnector,
+    Transport, TransportAdapter,
+};
+
+use super::Error;
+use super::tls::{self, TlsSettings};
+
+/// How often a cancellable read wakes up to look at its cancel flag.
+const CANCEL_TICK: Duration = Duration::from_millis(250);
+/// Size of each of a connection's input and output buffers (ureq's default is 128 KiB). A TLS
+/// connection has four (socket and TLS, each way), zero-filled on first use, and the controller keeps
+/// five watches open plus a pool: at 128 KiB that was 512 KiB per connection, about 2.5 MiB of the
+/// idle controller's RSS. A TLS record carries at most 16 KiB, so reads are no smaller than before.
+/// A response head must fit in the input buffer: the apiserver's are about 1 KiB.
+pub const CONNECTION_BUFFER: usize = 16 * 1024;
+
+/// Under TLS, the socket side's two buffers: they only stage TLS records on their way to and from
+/// rustls (which keeps its own), so they can be smaller than a record; the TLS side keeps
+/// [`CONNECTION_BUFFER`] (a request and a response head must fit there). 24 KiB less per warm
+/// connection: at 1k after a cold start the controller holds ~30 (pool, pairs of status patches,
+/// watches): RSS 24,516 -> 23,352 KiB in `make bench` (bench/RESULTS.md, "Memory at 1k").
+pub const SOCKET_BUFFER: usize = 4 * 1024;
+
+/// Idle connections kept per API server: as many as the controller has requests in flight (its
+/// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
+/// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
+pub const MAX_IDLE_CONNECTIONS: usize = 32;
+
+/// Map a ureq failure to what the user can act on. `what` is `METHOD path`.
+pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error {
+    match e {
+        ureq::Error::Timeout(t) => Error::Timeout {
+            server: server.to_string(),
+            what: format!("{what} ({t})"),
+        },
+        ureq::Error::Other(inner) => match inner.downcast_ref::<Failure>() {
+            Some(Failure::Tls(detail)) => Error::Tls {
+                server: server.to_string(),
+                detail: detail.clone(),
+            },
+            Some(Failure::Cancelled) => Error::Connect {
+                server: server.to_string(),
+                detail: format!("{what}: cancelled (shutting down)"),
+            },
+            None => Error::Connect {
+                server: server.to_string(),
+                detail: format!("{what}: {inner}"),
+            },
+        },
+        ureq::Error::Rustls(r) => Error::Tls {
+            server: server.to_string(),
+            detail: r.to_string(),
+        },
+        ureq::Error::Io(io) => {
+            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Error::Tls {
+                    server: server.to_string(),
+                    detail: r.to_string(),
+                }
+            } else if matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) {
+                Error::Timeout {
+                    server: server.to_string(),
+                    what: what.to_string(),
+                }
+            } else {
+                Error::Connect {
+                    server: server.to_string(),
+                    detail: format!("{what}: {io}"),
+                }
+            }
+        }
+        other => Error::Connect {
+            server: server.to_string(),
+            detail: format!("{what}: {other}"),
+        },
+    }
+}
+
+pub(crate) fn build_agent(
+    server: &str,
+    settings: &TlsSettings,
+    name: Option<&ServerName<'static>>,
+    exec_identity: Option<&(Vec<u8>, Vec<u8>)>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<Agent, Error> {
+    let tls = match name {
+        Some(name) => Some(TlsConnector {
+            config: tls::client_config(
+                server,
+                settings,
+                exec_identity.map(|(c, k)| (c.as_slice(), k.as_slice())),
+            )?,
+            name: name.clone(),
+        }),
+        None => None,
+    };
+    let socket_buffer = if tls.is_some() {
+        SOCKET_BUFFER
+    } else {
+        CONNECTION_BUFFER
+    };
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        // The apiserver does not redirect; a redirect would come from something else on the path.
+        .max_redirects(0)
+        // kubeconfig's proxy-url is not supported; ignore *_PROXY rather than half-support it.
+        .proxy(None)
+        .user_agent(ureq::config::AutoHeaderValue::None)
+        .accept(ureq::config::AutoHeaderValue::None)
+        .accept_encoding(ureq::config::AutoHeaderValue::None)
+        .timeout_connect(Some(connect_timeout))
+        .timeout_global(Some(request_timeout))
+        // The socket's buffers (plain http: the only ones; https: see SOCKET_BUFFER).
+        .input_buffer_size(socket_buffer)
+        .output_buffer_size(socket_buffer)
+        .max_idle_connections(MAX_IDLE_CONNECTIONS)
+        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
+        .max_response_header_size(CONNECTION_BUFFER)
+        .build();
+    let connector = ().chain(TcpConnector::default()).chain(CancelConnector).chain(TlsLayer(tls));
+    Ok(Agent::with_parts(
+        config,
+        connector,
+        DefaultResolver::default(),
+    ))
+}
+
+// ---- cancellable reads -------------------------------------------------------------------------
+
+thread_local! {
+    /// The cancel flag of the watch runner on this thread. ureq does all I/O on the calling thread, so
+    /// a transport can find the flag of the request it serves here.
+    static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// While the guard lives, blocking reads of this client on this thread wake up every fraction of a
+/// second and fail once `flag` is set: a watch thread stops promptly at shutdown without giving up
+/// the idle timeout as its stall detector.
+pub(crate) struct CancelGuard(Option<Arc<AtomicBool>>);
+
+pub(crate) fn cancel_reads_on(flag: Arc<AtomicBool>) -> CancelGuard {
+    CancelGuard(CANCEL.with(|c| c.borrow_mut().replace(flag)))
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CANCEL.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+#[derive(Debug)]
+struct CancelConnector;
+
+impl<In: Transport> Connector<In> for CancelConnector {
+    type Out = Cancellable<In>;
+
+    fn connect(
+        &self,
+        _details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(chained.map(|inner| Cancellable { inner }))
+    }
+}
+
+/// Splits each read wait into short slices and checks the thread's cancel flag between them. Sits
+/// under TLS so a cancelled read never leaves a TLS record half-read (the connection is dropped).
+#[derive(Debug)]
+struct Cancellable<T> {
+    inner: T,
+}
+
+impl<T: Transport> Transport for Cancellable<T> {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let Some(flag) = CANCEL.with(|c| c.borrow().clone()) else {
+            return self.inner.await_input(timeout);
+        };
+        let full = timeout.for_read();
+        let deadline = if full.after.is_not_happening() {
+            None
+        } else {
+            Some(Instant::now() + *full.after)
+        };
+        // Bounded: each pass waits at least until the deadline approaches or the flag is set.
+        loop {
+            if flag.load(Ordering::Relaxed) {
+                return Err(ureq::Error::Other(Box::new(Failure::Cancelled)));
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Err(ureq::Error::Timeout(full.reason));
+            }
+            let slice = left.map_or(CANCEL_TICK, |l| l.min(CANCEL_TICK));
+            let t = NextTimeout {
+                after: UDuration::Exact(slice),
+                reason: full.reason,
+                per_read: None,
+                per_write: timeout.per_write,
+            };
+            match self.inner.await_input(t) {
+                Err(ureq::Error::Timeout(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
+}
+
+// ---- TLS ---------------------------------------------------------------------------------------
+
+/// How our own connector layers fail, carried through ureq as `ureq::Error::Other`.
+#[derive(Debug)]
+enum Failure {
+    /// A handshake failure already phrased for the user (names the server name verified against).
+    Tls(String),
+    /// A cancellable read saw its flag set.
+    Cancelled,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Tls(detail) => f.write_str(detail),
+            Failure::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// Shared with `updater::client`, whose https endpoints need the same verifier choices.
+#[derive(Debug)]
+pub(crate) struct TlsConnector {
+    pub(crate) config: Arc<rustls::ClientConfig>,
+    /// `tls-server-name` or the URL's host; ureq itself can only verify against the URL's host.
+    pub(crate) name: ServerName<'static>,
+}
+
+/// Wraps the connection in rustls for `https://`; passes plain `http://` through.
+#[derive(Debug)]
+pub(crate) struct TlsLayer(pub(crate) Option<TlsConnector>);
+
+impl<In: Transport> Connector<In> for TlsLayer {
+    type Out = Either<In, TlsTransport>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(transport) = chained else {
+            return Ok(None);
+        };
+        if !details.needs_tls() || transport.is_tls() {
+            return Ok(Some(Either::A(transport)));
+        }
+        let Some(tls) = &self.0 else {
+            return Err(ureq::Error::Other(Box::new(Failure::Tls(
+                "https URL but the client was configured for plain http".into(),
+            ))));
+        };
+        let mut conn = ClientConnection::new(tls.config.clone(), tls.name.clone())?;
+        let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
+        sock.set_timeout(details.timeout);
+        let name = tls.name.to_str();
+        while conn.is_handshaking() {
+            match conn.complete_io(&mut sock) {
+                Ok((0, 0)) if conn.is_handshaking() => {
+                    return Err(ureq::Error::Other(Box::new(Failure::Tls(format!(
+                        "connection closed during the TLS handshake with {name}"
+                    )))));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                        return Err(ureq::Error::Other(Box::new(Failure::Tls(
+                            tls::describe_handshake_error(r, &name),
+                        ))));
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        // The TLS side's own buffers (the config's sizes are the socket's, see SOCKET_BUFFER).
+        let buffers = LazyBuffers::new(CONNECTION_BUFFER, CONNECTION_BUFFER);
+        Ok(Some(Either::B(TlsTransport {
+            buffers,
+            stream: StreamOwned::new(conn, sock),
+        })))
+    }
+}
+
+pub(crate) struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport").finish()
+    }
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        // The timeout goes to the transport below unchanged: a TLS write may need to read too.
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let n = self.stream.read(input)?;
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,337 @@
+//! One open watch response: its lines decoded into [`WatchEvent`]s, and what a watcher emits
+//! ([`WatchMsg`]).
+//!
+//! Owns: event decoding (an object is decoded once, straight into `T`), the idle-stall error.
+//! Must not: decide what to do next (`machine`) or open connections (`runner`, through the client).
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::lines::LineDecoder;
+use crate::kube::error::snippet;
+use crate::kube::transport::{CONNECTION_BUFFER, transport_error};
+use crate::kube::{ApiStatus, Error};
+
+/// What a watcher tells its consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchMsg<T> {
+    /// A full snapshot from a (re)list: everything not in it is gone. The first one means synced.
+    Restarted(Vec<T>),
+    /// Added or modified.
+    Applied(T),
+    /// Deleted (the last state, at the delete's resourceVersion).
+    Deleted(T),
+}
+
+/// One line of a watch stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent<T> {
+    Added {
+        object: T,
+        resource_version: String,
+    },
+    Modified {
+        object: T,
+        resource_version: String,
+    },
+    Deleted {
+        object: T,
+        resource_version: String,
+    },
+    /// Only the resourceVersion counts: the rest of a bookmark object is an empty skeleton.
+    Bookmark {
+        resource_version: String,
+    },
+    /// An in-stream failure, e.g. 410 `Expired` for a too-old resourceVersion.
+    Error(ApiStatus),
+}
+
+/// One watch line as text: the object is kept as raw JSON and decoded once, straight into `T`.
+#[derive(serde::Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    object: &'a serde_json::value::RawValue,
+}
+
+/// Just `metadata.resourceVersion`, read leniently (anything else reads as "").
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    #[serde(default)]
+    metadata: Option<MetaVersion>,
+}
+
+#[derive(serde::Deserialize)]
+struct MetaVersion {
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<serde_json::Value>,
+}
+
+fn resource_version_of(object: &serde_json::value::RawValue) -> String {
+    serde_json::from_str::<VersionOnly>(object.get())
+        .ok()
+        .and_then(|v| v.metadata)
+        .and_then(|m| m.resource_version)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Decode one watch line. `what` names the watch for errors (`WATCH /api/v1/services`).
+pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<WatchEvent<T>, Error> {
+    let decode_err = |detail: String| Error::Decode {
+        what: what.to_string(),
+        detail: format!(
+            "{detail} (line starts {:?})",
+            snippet(&String::from_utf8_lossy(&line[..line.len().min(200)]), 120)
+        ),
+    };
+    let raw: RawEvent = serde_json::from_slice(line).map_err(|e| decode_err(e.to_string()))?;
+    let object =
+        || serde_json::from_str::<T>(raw.object.get()).map_err(|e| decode_err(e.to_string()));
+    Ok(match raw.kind.as_ref() {
+        "ADDED" => WatchEvent::Added {
+            object: object()?,
+            resource_version: resource_version_of(raw.object),
+        },
+        "MODIFIED" => WatchEvent::Modified {
+            object: object()?,
+            resource_version: resource_version_of(raw.object),
+        },
+        "DELETED" => WatchEvent::Deleted {
+            object: object()?,
+            resource_version: resource_version_of(raw.object),
+        },
+        "BOOKMARK" => WatchEvent::Bookmark {
+            resource_version: resource_version_of(raw.object),
+        },
+        "ERROR" => WatchEvent::Error(
+            serde_json::from_str::<ApiStatus>(raw.object.get())
+                .map_err(|e| decode_err(format!("ERROR event without a Status: {e}")))?,
+        ),
+        other => return Err(decode_err(format!("unknown event type {other:?}"))),
+    })
+}
+
+/// An open watch response, read line by line. Blocks in [`WatchStream::next_event`].
+pub struct WatchStream {
+    reader: Box<dyn Read + Send>,
+    lines: LineDecoder,
+    what: String,
+    server: String,
+    idle: Duration,
+    /// As large as a connection's input buffer: one read returns no more than that holds.
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream")
+            .field("what", &self.what)
+            .finish()
+    }
+}
+
+impl WatchStream {
+    /// `reader` yields the de-chunked body; its reads fail with a timeout after `idle` without a byte.
+    pub(crate) fn new(
+        reader: Box<dyn Read + Send>,
+        what: String,
+        server: String,
+        idle: Duration,
+    ) -> WatchStream {
+        WatchStream {
+            reader,
+            lines: LineDecoder::default(),
+            what,
+            server,
+            idle,
+            buf: vec![0; CONNECTION_BUFFER],
+        }
+    }
+
+    /// The next event, or `None` when the server ended the stream (timeoutSeconds, restarts).
+    /// A stall (no byte for the idle timeout) is `Error::Timeout`.
+    pub fn next_event<T: DeserializeOwned>(&mut self) -> Result<Option<WatchEvent<T>>, Error> {
+        loop {
+            match self.lines.next_line() {
+                Ok(Some(line)) => return decode_event(&line, &self.what).map(Some),
+                Ok(None) => {}
+                Err(too_long) => {
+                    return Err(Error::Decode {
+                        what: self.what.clone(),
+                        detail: format!("a watch event is longer than {} bytes", too_long.max),
+                    });
+                }
+            }
+            let n = match self.reader.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_error(e)),
+            };
+            if n == 0 {
+                if self.lines.pending() > 0 {
+                    log::debug!(
+                        "{}: stream ended inside an event ({} bytes dropped)",
+                        self.what,
+                        self.lines.pending()
+                    );
+                }
+                return Ok(None);
+            }
+            self.lines.feed(&self.buf[..n]);
+        }
+    }
+
+    fn read_error(&self, e: std::io::Error) -> Error {
+        match ureq::Error::from(e) {
+            ureq::Error::Timeout(_) => Error::Timeout {
+                server: self.server.clone(),
+                what: format!("{}: no data for {:?}, stream stalled", self.what, self.idle),
+            },
+            other => transport_error(&self.server, &self.what, other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Obj {
+        metadata: Meta,
+    }
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Meta {
+        #[serde(default)]
+        name: String,
+    }
+
+    fn fixture_body(name: &str) -> Vec<u8> {
+        let raw = std::fs::read(format!(
+            "{}/tests/fixtures/apiserver/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        raw[at + 4..].to_vec()
+    }
+
+    #[test]
+    fn fixture_events_decode_in_order_with_their_resource_versions() {
+        let body = fixture_body("services-watch.http");
+        let events: Vec<WatchEvent<Obj>> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| decode_event(l, "WATCH services").unwrap())
+            .collect();
+        let rvs: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| match e {
+                WatchEvent::Added {
+                    resource_version, ..
+                } => ("ADDED", resource_version.as_str()),
+                WatchEvent::Modified {
+                    resource_version, ..
+                } => ("MODIFIED", resource_version.as_str()),
+                WatchEvent::Deleted {
+                    resource_version, ..
+                } => ("DELETED", resource_version.as_str()),
+                WatchEvent::Bookmark { resource_version } => {
+                    ("BOOKMARK", resource_version.as_str())
+                }
+                WatchEvent::Error(_) => ("ERROR", ""),
+            })
+            .collect();
+        assert_eq!(
+            rvs,
+            [
+                ("ADDED", "1097"),
+                ("MODIFIED", "1105"),
+                ("MODIFIED", "1108"),
+                ("DELETED", "1118"),
+                ("BOOKMARK", "1118")
+            ]
+        );
+    }
+
+    #[test]
+    fn in_stream_expired_error_decodes_to_a_gone_status() {
+        let body = fixture_body("services-watch-expired.http");
+        let line = body.split(|&b| b == b'\n').next().unwrap();
+        match decode_event::<Obj>(line, "w").unwrap() {
+            WatchEvent::Error(s) => {
+                assert_eq!(s.code, 410);
+                assert!(Error::Api(Box::new(s)).is_gone());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_json_line_is_a_decode_error_not_a_panic() {
+        for line in [
+            &b"{\"type\":\"ADDED\",\"object\":{"[..],
+            b"not json",
+            b"{\"type\":\"WHAT\",\"object\":{}}",
+            b"{\"type\":\"ADDED\",\"object\":{\"metadata\":5}}",
+            b"\xff\xfe",
+        ] {
+            let e = decode_event::<Obj>(line, "WATCH /x").unwrap_err();
+            assert!(
+                matches!(&e, Error::Decode { what, .. } if what == "WATCH /x"),
+                "{e}"
+            );
+        }
+    }
+
+    /// A reader handing out the body in tiny pieces, as sockets do.
+    struct Trickle(Vec<u8>, usize, usize);
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.2.min(buf.len()).min(self.0.len() - self.1);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn stream_reassembles_events_across_small_reads_and_reports_the_end() {
+        let body = fixture_body("services-watch.http");
+        for step in [1, 7, 4096] {
+            let mut s = WatchStream::new(
+                Box::new(Trickle(body.clone(), 0, step)),
+                "WATCH s".into(),
+                "http://x".into(),
+                Duration::from_secs(1),
+            );
+            let mut n = 0;
+            while let Some(_e) = s.next_event::<Obj>().unwrap() {
+                n += 1;
+                assert!(n < 100);
+            }
+            assert_eq!(n, 5);
+        }
+    }
+
+    #[test]
+    fn oversize_event_is_a_decode_error() {
+        let mut body = b"{\"type\":\"ADDED\",\"object\":{\"a\":\"".to_vec();
+        body.resize(super::super::lines::MAX_LINE + 10, b'x');
+        let mut s = WatchStream::new(
+            Box::new(Trickle(body, 0, 1 << 20)),
+            "WATCH big".into(),
+            "http://x".into(),
+            Duration::from_secs(1),
+        );
+        let e = s.next_event::<Obj>().unwrap_err();
+        assert!(
+            matches!(&e, Error::Decode { detail, .. } if detail.contains("longer than")),
+            "{e}"
+        );
+    }
+}
