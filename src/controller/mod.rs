@@ -14,6 +14,7 @@ pub mod events;
 pub mod health_status;
 pub mod host_probe;
 pub mod hosts;
+pub mod no_targets;
 pub mod plan;
 pub mod port_requests;
 pub mod ports;

@@ -4,6 +4,7 @@
 
 use super::cache::{Cache, Key};
 use super::hosts;
+use super::no_targets;
 use super::plan::{Action, EventType, Plan, UpdaterRequest};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
@@ -340,6 +341,9 @@ fn reconcile_service(
     // A Normal Event only when the phase changes (a node flip re-applies a READY LoadBalancer:
     // no Event); posted last, after the writes the Service's ingress waits for.
     let phase_event = push(key, lb, &desired, timeouts, &mut status, ctx, plan);
+    let why = || no_targets::why(cache, key, svc);
+    let at = (ctx.now.as_str(), lb.metadata.generation);
+    let targets_event = no_targets::record(&mut status, &lb.status, &desired, why, at);
     set_condition(
         &mut status.conditions,
         RECONCILED,
@@ -377,8 +381,10 @@ fn reconcile_service(
             });
         }
     }
-    if let Some(message) = phase_event {
-        plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message);
+    match (targets_event, phase_event) {
+        (Some((type_, reason, message)), _) => plan.event(&svc_ref, type_, reason, message),
+        (None, Some(message)) => plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message),
+        (None, None) => {}
     }
     if let Some((reason, message)) = port_fault {
         plan.event(&svc_ref, EventType::Warning, reason, message);
@@ -835,9 +841,19 @@ fn apply(
     );
 }
 
-/// One POST per port of `spec` to the updater at `url`.
+/// One POST per port of `spec` to the updater at `url`; a port without targets is deleted there
+/// instead (the updater refuses an empty list; see `no_targets`).
 fn push_ports(key: &Key, url: &str, spec: &LbSpec, timeouts: (u32, u32), plan: &mut Plan) {
     for (i, p) in spec.ports.iter().enumerate() {
+        if p.targets.is_empty() {
+            plan.push(Action::UpdaterDelete {
+                key: key.clone(),
+                url: url.to_string(),
+                backend_name: super::status::backend_name(key, i, &p.name),
+                best_effort: false,
+            });
+            continue;
+        }
         plan.push(Action::UpdaterApply {
             key: key.clone(),
             url: url.to_string(),
@@ -994,6 +1010,9 @@ fn reconcile_hand_made(
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
     let phase_event = push(key, lb, &spec, timeouts, &mut status, ctx, plan);
+    let why = || "the LoadBalancer's spec lists no target".to_string();
+    let at = (ctx.now.as_str(), lb.metadata.generation);
+    let targets_event = no_targets::record(&mut status, &lb.status, &spec, why, at);
     set_condition(
         &mut status.conditions,
         RECONCILED,
@@ -1007,8 +1026,10 @@ fn reconcile_hand_made(
         plan.push(status_patch(key, &status));
     }
     // Normal Events only on a phase change, after the writes.
-    if let Some(message) = phase_event {
-        plan.event(&object, EventType::Normal, "UpdaterApplied", message);
+    match (targets_event, phase_event) {
+        (Some((type_, reason, message)), _) => plan.event(&object, type_, reason, message),
+        (None, Some(message)) => plan.event(&object, EventType::Normal, "UpdaterApplied", message),
+        (None, None) => {}
     }
 }
 

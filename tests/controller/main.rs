@@ -13,6 +13,7 @@ mod hosts;
 mod lbhost;
 mod leader;
 mod metrics;
+mod no_targets;
 mod port_requests;
 mod probes;
 mod regressions;
