@@ -76,7 +76,7 @@ pub fn record(
             now,
             generation,
         );
-        return (!was).then(|| (EventType::Warning, NO_TARGETS, message));
+        return (!was).then_some((EventType::Warning, NO_TARGETS, message));
     }
     let back = condition(&status.conditions, READY)
         .is_some_and(|c| c.status == "True" && c.reason != NO_TARGETS);
