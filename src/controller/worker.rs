@@ -116,6 +116,8 @@ pub struct Worker {
     synced: [bool; KINDS],
     leadership: Arc<Leadership>,
     events: EventLimiter,
+    /// Updater clients by config and URL (`worker_updaters::client_id`); a plan's I/O gets its
+    /// own by URL.
     updaters: BTreeMap<String, Arc<UpdaterClient>>,
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
@@ -535,12 +537,12 @@ impl Worker {
         for action in &plan.actions {
             events.push(match action {
                 Action::Event(spec) => self.prepare_event(spec),
-                Action::UpdaterApply { url, .. } => {
-                    if let Err(e) = self.updater(url) {
-                        log::warn!("updater {url}: {e}");
-                    }
-                    if let Some(c) = self.updaters.get(url) {
-                        updaters.insert(url.clone(), c.clone());
+                Action::UpdaterApply { key, url, .. } => {
+                    match self.updater(&self.config_of(key), url) {
+                        Ok(c) => {
+                            updaters.insert(url.clone(), c);
+                        }
+                        Err(e) => log::warn!("updater {url}: {e}"),
                     }
                     None
                 }
@@ -565,7 +567,11 @@ impl Worker {
         };
         if let Err(job) = self.pool.submit(job) {
             log::warn!("no I/O thread; running a plan on the worker");
-            let outcome = batch::run(&self.io(), &job.plan, &job.events);
+            let io = Io {
+                updaters: &job.updaters,
+                ..self.io()
+            };
+            let outcome = batch::run(&io, &job.plan, &job.events);
             self.io_done(Done {
                 id,
                 plan: job.plan,
@@ -731,13 +737,19 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url).map_err(|message| Stop::Updater {
-                        index,
-                        message,
-                        kind: FailKind::Refused,
+                    let client = self.updater(&self.config_of(key), url).map_err(|message| {
+                        Stop::Updater {
+                            index,
+                            message,
+                            kind: FailKind::Refused,
+                        }
                     })?;
-                    self.io()
-                        .updater_apply(key, url, request)
+                    let one = BTreeMap::from([(url.clone(), client)]);
+                    let io = Io {
+                        updaters: &one,
+                        ..self.io()
+                    };
+                    io.updater_apply(key, url, request)
                         .map_err(|(message, kind)| Stop::Updater {
                             index,
                             message,
@@ -749,7 +761,7 @@ impl Worker {
                     backend_name,
                     best_effort,
                     ..
-                } => match self.updater_delete(url, backend_name) {
+                } => match self.updater_delete(key, url, backend_name) {
                     Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
                     Err((message, _)) if *best_effort => log::warn!(
                         "could not delete backend={backend_name} from updater={url}, a host \
@@ -824,10 +836,15 @@ impl Worker {
         }
     }
 
-    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), (String, FailKind)> {
+    fn updater_delete(
+        &mut self,
+        key: &Key,
+        url: &str,
+        backend: &str,
+    ) -> Result<(), (String, FailKind)> {
         let started = Instant::now();
         let result = self
-            .updater(url)
+            .updater(&self.config_of(key), url)
             .map_err(|m| (m, FailKind::Refused))
             .and_then(|c| {
                 c.delete(backend)

@@ -30,9 +30,10 @@ pub(super) struct State {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
     wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with, by raw URL.
+    /// The credentials each client in `Worker::updaters` was built with, by client id
+    /// (`client_id`: the config and the raw URL).
     auth_of: BTreeMap<String, ClientAuth>,
-    /// Why a URL has no client now, by raw URL.
+    /// Why a config has no client for a URL now, by client id.
     problems: BTreeMap<String, AuthProblem>,
     timers: Timers,
     /// Checks have been scheduled since the first sync or the last leadership gain.
@@ -91,33 +92,39 @@ impl Worker {
             .min()
     }
 
-    /// The client for an `httpUpdaterURL` as written, with its config's credentials; it calls
-    /// the endpoint the URL resolves to. Rebuilt when the credentials change. An Err names why
-    /// there is none (and nothing may be sent).
-    pub(super) fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
-        let auth = match self.auth_for(url) {
+    /// The client for an `httpUpdaterURL` as written, with the credentials of config `config`
+    /// (credentials belong to a config, not to a URL: two configs naming one updater each push
+    /// with their own); it calls the endpoint the URL resolves to. Rebuilt when the credentials
+    /// change. An Err names why there is none (and nothing may be sent).
+    pub(super) fn updater(
+        &mut self,
+        config: &str,
+        url: &str,
+    ) -> Result<Arc<UpdaterClient>, String> {
+        let id = client_id(config, url);
+        let auth = match self.auth_for(config, url) {
             Ok(a) => a,
             Err(p) => {
                 let message = p.message.clone();
-                self.auth.problems.insert(url.to_string(), p);
-                self.updaters.remove(url);
-                self.auth.auth_of.remove(url);
+                self.auth.problems.insert(id.clone(), p);
+                self.updaters.remove(&id);
+                self.auth.auth_of.remove(&id);
                 return Err(message);
             }
         };
-        self.auth.problems.remove(url);
-        if !self.updaters.contains_key(url) || self.auth.auth_of.get(url) != Some(&auth) {
+        self.auth.problems.remove(&id);
+        if !self.updaters.contains_key(&id) || self.auth.auth_of.get(&id) != Some(&auth) {
             let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
             match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
                 Ok(c) => {
-                    if self.updaters.insert(url.to_string(), Arc::new(c)).is_some() {
+                    if self.updaters.insert(id.clone(), Arc::new(c)).is_some() {
                         log::info!("updater {url}: credentials changed, using the new ones");
                     }
-                    self.auth.auth_of.insert(url.to_string(), auth);
+                    self.auth.auth_of.insert(id.clone(), auth);
                 }
                 Err(e) => {
                     let who = self
-                        .config_for(url)
+                        .config_for(config, url)
                         .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
                         .unwrap_or_default();
                     let p = AuthProblem {
@@ -125,23 +132,37 @@ impl Worker {
                         message: format!("{who}updater {url}: {e}; no updater call is sent"),
                     };
                     let message = p.message.clone();
-                    self.auth.problems.insert(url.to_string(), p);
-                    self.updaters.remove(url);
-                    self.auth.auth_of.remove(url);
+                    self.auth.problems.insert(id.clone(), p);
+                    self.updaters.remove(&id);
+                    self.auth.auth_of.remove(&id);
                     return Err(message);
                 }
             }
         }
         self.updaters
-            .get(url)
-            .map(|c| &**c)
+            .get(&id)
+            .cloned()
             .ok_or_else(|| format!("no client for updater {url}"))
     }
 
-    /// The valid config in our namespace naming this updater (the first by name: configs naming
-    /// one updater should name the same Secrets).
-    fn config_for(&self, url: &str) -> Option<ValidConfig> {
-        self.valid_configs().find_map(|c| c.for_updater(url))
+    /// The config whose credentials a LoadBalancer's updater calls use: its `spec.configName`
+    /// ("" when it names none).
+    pub(super) fn config_of(&self, key: &crate::controller::Key) -> String {
+        self.cache
+            .load_balancers
+            .get(key)
+            .and_then(|lb| lb.spec.config_name.get().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Valid config `config` in our namespace, as the host naming this updater sees it; when it
+    /// does not name it (a hand-made LoadBalancer, a drift check, a URL the config no longer
+    /// has), the first valid config naming the updater.
+    fn config_for(&self, config: &str, url: &str) -> Option<ValidConfig> {
+        self.valid_configs()
+            .filter(|c| c.name == config)
+            .find_map(|c| c.for_updater(url))
+            .or_else(|| self.valid_configs().find_map(|c| c.for_updater(url)))
     }
 
     /// The valid configs in the controller's namespace.
@@ -154,8 +175,8 @@ impl Worker {
             .filter_map(|(_, c)| c.validate().ok())
     }
 
-    fn auth_for(&mut self, url: &str) -> Result<ClientAuth, AuthProblem> {
-        let Some(cfg) = self.config_for(url) else {
+    fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
+        let Some(cfg) = self.config_for(config, url) else {
             return Ok(ClientAuth::default()); // a hand-made LoadBalancer's own updater
         };
         let unreadable = |name: &str, why: String| AuthProblem {
@@ -274,23 +295,26 @@ impl Worker {
         message: &str,
         kind: FailKind,
     ) -> Option<AuthProblem> {
-        let url = match plan.actions.get(index)? {
-            Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } => url,
+        let (key, url) = match plan.actions.get(index)? {
+            Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
+                (key, url)
+            }
             _ => return None,
         };
+        let config = self.config_of(key);
         if kind == FailKind::Unreachable {
             if let Ok(e) = updater_endpoint(url) {
                 self.host_failing(&e, epoch_ms());
             }
         }
-        if let Some(p) = self.auth.problems.get(url) {
+        if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
             return Some(p.clone());
         }
-        (kind == FailKind::Unauthorized).then(|| self.unauthorized(url, message))
+        (kind == FailKind::Unauthorized).then(|| self.unauthorized(&config, url, message))
     }
 
-    fn unauthorized(&self, url: &str, message: &str) -> AuthProblem {
-        let (who, what) = match self.config_for(url) {
+    fn unauthorized(&self, config: &str, url: &str, message: &str) -> AuthProblem {
+        let (who, what) = match self.config_for(config, url) {
             Some(c) => (
                 format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name),
                 match &c.auth.token {
@@ -392,20 +416,18 @@ impl Worker {
 
     /// The several-host configs' updaters, for the prober (called when configs or Secrets change).
     fn refresh_probes(&mut self) {
-        let urls: Vec<String> = self
+        let urls: Vec<(String, String)> = self
             .valid_configs()
             .filter(|c| !c.hosts.is_empty())
-            .flat_map(|c| c.places().into_iter().map(|h| h.url))
+            .flat_map(|c| c.places().into_iter().map(move |h| (c.name.clone(), h.url)))
             .collect();
         let mut clients = BTreeMap::new();
-        for url in urls {
+        for (config, url) in urls {
             let Ok(endpoint) = updater_endpoint(&url) else {
                 continue;
             };
-            if self.updater(&url).is_ok() {
-                if let Some(c) = self.updaters.get(&url) {
-                    clients.insert(endpoint, c.clone());
-                }
+            if let Ok(c) = self.updater(&config, &url) {
+                clients.entry(endpoint).or_insert(c);
             }
         }
         self.probes.set(clients);
@@ -438,8 +460,8 @@ impl Worker {
             self.auth.timers.cancel(endpoint);
             return;
         };
-        let client = match self.updater(&raw) {
-            Ok(c) => c.clone(),
+        let client = match self.updater("", &raw) {
+            Ok(c) => c,
             Err(m) => {
                 log::warn!("drift check of updater {endpoint} skipped: {m}");
                 self.stats.resynced("error");
@@ -486,7 +508,7 @@ impl Worker {
                     self.host_failing(endpoint, epoch_ms());
                 }
                 if e.is_unauthorized() {
-                    let p = self.unauthorized(&raw, &e.to_string());
+                    let p = self.unauthorized("", &raw, &e.to_string());
                     self.mark_users(endpoint, UPDATER_AUTH, p.reason, &p.message, &ctx.now);
                 }
                 // Never repair from an answer that could not be read.
@@ -596,4 +618,9 @@ impl Worker {
             log::warn!("recording an updater condition key={key} error={e:?}");
         }
     }
+}
+
+/// Which client of `Worker::updaters` serves config `config`'s calls to `url`.
+fn client_id(config: &str, url: &str) -> String {
+    format!("{config}\n{url}")
 }

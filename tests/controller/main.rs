@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod credentials;
 mod explain;
 mod flows;
 mod gocompat;
