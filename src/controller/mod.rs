@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod config_status;
 pub mod drift;
+pub mod event_correlator;
 pub mod events;
 pub mod health_status;
 pub mod host_probe;

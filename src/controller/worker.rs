@@ -116,6 +116,8 @@ pub struct Worker {
     synced: [bool; KINDS],
     leadership: Arc<Leadership>,
     events: EventLimiter,
+    /// Repeats of an Event update the one already posted (`event_correlator`).
+    correlator: super::event_correlator::Correlator,
     /// Updater clients by config and URL (`worker_updaters::client_id`); a plan's I/O gets its
     /// own by URL.
     updaters: BTreeMap<String, Arc<UpdaterClient>>,
@@ -199,6 +201,7 @@ impl Worker {
             leadership,
             // client-go's recorder: burst 25 per object and reason, one more every 5 minutes.
             events: EventLimiter::new(25, Duration::from_secs(300)),
+            correlator: Default::default(),
             updaters: BTreeMap::new(),
             health,
             stats,
@@ -1034,7 +1037,10 @@ impl Worker {
         }
         self.event_seq = self.event_seq.wrapping_add(1);
         let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
-        Some(spec.to_event(&rfc3339(SystemTime::now()), &unique))
+        Some(
+            self.correlator
+                .correlate(spec, &rfc3339(SystemTime::now()), &unique),
+        )
     }
 
     fn io(&self) -> Io<'_> {

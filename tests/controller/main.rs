@@ -5,6 +5,7 @@
 mod support;
 
 mod credentials;
+mod event_aggregation;
 mod explain;
 mod flows;
 mod gocompat;
