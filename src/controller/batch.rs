@@ -81,12 +81,16 @@ pub enum FailKind {
     Refused,
     Unreachable,
     Unauthorized,
+    /// The TLS handshake refused the updater's certificate: an answer, a configuration error.
+    Untrusted,
 }
 
 impl FailKind {
     pub fn of(e: &crate::updater::Error) -> FailKind {
         if e.is_unauthorized() {
             FailKind::Unauthorized
+        } else if e.is_tls() {
+            FailKind::Untrusted
         } else if e.is_transport() {
             FailKind::Unreachable
         } else {

@@ -310,7 +310,27 @@ impl Worker {
         if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
             return Some(p.clone());
         }
-        (kind == FailKind::Unauthorized).then(|| self.unauthorized(&config, url, message))
+        match kind {
+            FailKind::Unauthorized => Some(self.unauthorized(&config, url, message)),
+            FailKind::Untrusted => Some(self.untrusted(&config, url, message)),
+            _ => None,
+        }
+    }
+
+    /// The TLS handshake refused the updater's certificate: a configuration error of the config
+    /// (its CA), not an outage.
+    fn untrusted(&self, config: &str, url: &str, message: &str) -> AuthProblem {
+        let who = self
+            .config_for(config, url)
+            .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
+            .unwrap_or_default();
+        AuthProblem {
+            reason: crate::controller::updater_auth::CERTIFICATE_REFUSED,
+            message: format!(
+                "{who}{message}; check spec.updaterCASecretRef (the CA that signs the updater's \
+                 certificate) or spec.insecureSkipVerify"
+            ),
+        }
     }
 
     fn unauthorized(&self, config: &str, url: &str, message: &str) -> AuthProblem {
@@ -507,9 +527,22 @@ impl Worker {
                 if e.is_transport() {
                     self.host_failing(endpoint, epoch_ms());
                 }
-                if e.is_unauthorized() {
-                    let p = self.unauthorized("", &raw, &e.to_string());
-                    self.mark_users(endpoint, UPDATER_AUTH, p.reason, &p.message, &ctx.now);
+                // A refusal (token or certificate) is an answer: a configuration error shown on
+                // the LoadBalancers there with one Event each, never counted as an outage.
+                let refusal = if e.is_unauthorized() {
+                    Some(self.unauthorized("", &raw, &e.to_string()))
+                } else if e.is_tls() {
+                    Some(self.untrusted("", &raw, &e.to_string()))
+                } else {
+                    None
+                };
+                if let Some(p) = refusal {
+                    for key in
+                        self.mark_users(endpoint, UPDATER_AUTH, p.reason, &p.message, &ctx.now)
+                    {
+                        let spec = self.refusal_event(&key, &p);
+                        self.event(&spec);
+                    }
                 }
                 // Never repair from an answer that could not be read.
                 log::warn!("drift check of updater {endpoint} failed: {e}");
@@ -569,15 +602,59 @@ impl Worker {
         true
     }
 
-    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet.
-    fn mark_users(&mut self, endpoint: &str, type_: &str, reason: &str, message: &str, now: &str) {
+    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet;
+    /// returns those it was set on.
+    fn mark_users(
+        &mut self,
+        endpoint: &str,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        now: &str,
+    ) -> Vec<crate::controller::Key> {
+        let mut marked = Vec::new();
         for key in drift::users_of(&self.cache, endpoint) {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
             if let Some(patch) = condition_patch(&key, lb, type_, reason, message, now) {
                 self.write_condition(&key, patch);
+                marked.push(key);
             }
+        }
+        marked
+    }
+
+    /// The Warning Event `UpdaterAuth` for a refusal found by a drift check: on the Service of
+    /// the LoadBalancer, else on the LoadBalancer.
+    fn refusal_event(
+        &self,
+        key: &crate::controller::Key,
+        p: &AuthProblem,
+    ) -> crate::controller::EventSpec {
+        let (api_version, kind, uid) = match self.cache.services.get(key) {
+            Some(s) => ("v1".to_string(), "Service", s.metadata.uid.clone()),
+            None => (
+                crate::model::API_VERSION.to_string(),
+                crate::model::LOAD_BALANCER_KIND,
+                self.cache
+                    .load_balancers
+                    .get(key)
+                    .map(|l| l.metadata.uid.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        crate::controller::EventSpec {
+            object: crate::model::ObjectReference {
+                api_version,
+                kind: kind.to_string(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                uid,
+            },
+            type_: crate::controller::EventType::Warning,
+            reason: UPDATER_AUTH.to_string(),
+            message: p.message.clone(),
         }
     }
 

@@ -948,9 +948,11 @@ impl<T: Transport> Transport for Cancellable<T> {
 
 // ---- TLS ---------------------------------------------------------------------------------------
 
-/// A handshake failure already phrased for the user (names the server name verified against).
+/// A handshake failure already phrased for the user (names the server name verified against), and
+/// whether it is a refusal (rustls refused the peer's certificate or the handshake: an answer, not
+/// an outage) rather than a connection lost mid-handshake.
 #[derive(Debug)]
-struct TlsFailure(String);
+pub(crate) struct TlsFailure(pub(crate) String, pub(crate) bool);
 
 impl fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -989,6 +991,7 @@ impl<In: Transport> Connector<In> for TlsLayer {
         let Some(tls) = &self.0 else {
             return Err(ureq::Error::Other(Box::new(TlsFailure(
                 "https URL but the client was configured for plain http".into(),
+                false,
             ))));
         };
         let mut conn = ClientConnection::new(tls.config.clone(), tls.name.clone())?;
@@ -998,15 +1001,17 @@ impl<In: Transport> Connector<In> for TlsLayer {
         while conn.is_handshaking() {
             match conn.complete_io(&mut sock) {
                 Ok((0, 0)) if conn.is_handshaking() => {
-                    return Err(ureq::Error::Other(Box::new(TlsFailure(format!(
-                        "connection closed during the TLS handshake with {name}"
-                    )))));
+                    return Err(ureq::Error::Other(Box::new(TlsFailure(
+                        format!("connection closed during the TLS handshake with {name}"),
+                        false,
+                    ))));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                         return Err(ureq::Error::Other(Box::new(TlsFailure(
                             tls::describe_handshake_error(r, &name),
+                            true,
                         ))));
                     }
                     return Err(e.into());

@@ -337,6 +337,16 @@ impl UpdaterClient {
     }
 
     fn transport(&self, e: ureq::Error) -> Error {
+        if let ureq::Error::Other(inner) = &e {
+            if let Some(f) = inner.downcast_ref::<crate::kube::client::TlsFailure>() {
+                if f.1 {
+                    return Error::Tls {
+                        url: self.url.clone(),
+                        detail: f.0.clone(),
+                    };
+                }
+            }
+        }
         let detail = match e {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
             ureq::Error::BodyExceedsLimit(n) => format!("answer larger than {n} bytes"),

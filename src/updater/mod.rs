@@ -40,6 +40,9 @@ pub enum Error {
     Refused { code: u16, message: String },
     /// Client side: could not reach the updater, or the exchange broke or timed out.
     Transport { url: String, detail: String },
+    /// Client side: the TLS handshake refused the updater's certificate (not signed by the
+    /// configured CA, wrong name): the updater answered, our configuration does not trust it.
+    Tls { url: String, detail: String },
     /// Client side: a 2xx answer that did not decode.
     Decode { url: String, detail: String },
     /// Client side: the updater refused our credentials (401 or 403); `message` is its `{"err"}`.
@@ -61,7 +64,7 @@ impl Error {
             Error::Refused { code, .. }
             | Error::Unauthorized { code, .. }
             | Error::Unsupported { code, .. } => *code,
-            Error::Transport { .. } | Error::Decode { .. } => 502,
+            Error::Transport { .. } | Error::Tls { .. } | Error::Decode { .. } => 502,
             Error::Config(_) => 500,
         }
     }
@@ -74,6 +77,11 @@ impl Error {
     /// The updater does not serve `GET /api/v1/lb` (the Go one): drift checks cannot work there.
     pub fn is_unsupported(&self) -> bool {
         matches!(self, Error::Unsupported { .. })
+    }
+
+    /// The updater's certificate was refused: a configuration error, not an outage.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Error::Tls { .. })
     }
 
     /// No answer: the updater could not be reached, or the exchange broke or timed out.
@@ -97,7 +105,9 @@ impl fmt::Display for Error {
             Error::Nginx { message } => write!(f, "nginx refused the change: {message}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
-            Error::Transport { url, detail } => write!(f, "updater {url}: {detail}"),
+            Error::Transport { url, detail } | Error::Tls { url, detail } => {
+                write!(f, "updater {url}: {detail}")
+            }
             Error::Decode { url, detail } => {
                 write!(f, "updater {url}: undecodable answer: {detail}")
             }

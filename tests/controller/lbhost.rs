@@ -30,6 +30,8 @@ pub struct LbHost {
     pub token_file: Option<PathBuf>,
     /// The updater's `--lb-address`: nginx listens on the LB ports there only (else everywhere).
     pub lb_address: Option<IpAddr>,
+    /// The updater serves HTTPS (`--tls-cert`, `--tls-key`).
+    https: bool,
 }
 
 impl LbHost {
@@ -56,6 +58,20 @@ impl LbHost {
     /// A host whose updater listens on `listen` (a host that comes back where it was: a fresh
     /// nginx with an empty streams directory).
     pub fn start_at(listen: &str, token: Option<&str>, lb_address: Option<&str>) -> LbHost {
+        LbHost::start_full(listen, token, lb_address, None)
+    }
+
+    /// Serving HTTPS with this (certificate PEM, key PEM) pair.
+    pub fn start_tls(pair: (&str, &str)) -> LbHost {
+        LbHost::start_full("127.0.0.1:0", None, None, Some(pair))
+    }
+
+    fn start_full(
+        listen: &str,
+        token: Option<&str>,
+        lb_address: Option<&str>,
+        tls: Option<(&str, &str)>,
+    ) -> LbHost {
         let lb_address: Option<IpAddr> = lb_address.map(|a| a.parse().expect("an IP address"));
         assert!(
             lb_address.is_none_or(|a| a.is_loopback()),
@@ -73,7 +89,15 @@ impl LbHost {
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),
             token_file: token_file.clone(),
-            tls: None,
+            tls: tls.map(|(cert, key)| {
+                let files = paperlb::updater::server::TlsFiles {
+                    cert: nginx.dir.join("tls.crt"),
+                    key: nginx.dir.join("tls.key"),
+                };
+                std::fs::write(&files.cert, cert).expect("write certificate");
+                std::fs::write(&files.key, key).expect("write key");
+                files
+            }),
             policy: Policy {
                 lb_address,
                 ..Policy::default()
@@ -87,6 +111,7 @@ impl LbHost {
             nginx,
             token_file,
             lb_address,
+            https: tls.is_some(),
         }
     }
 
@@ -98,7 +123,8 @@ impl LbHost {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
     }
 
     /// Where clients reach LB port `port` on this host: its `--lb-address`, else 127.0.0.1.

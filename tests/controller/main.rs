@@ -18,6 +18,7 @@ mod metrics;
 mod no_targets;
 mod port_requests;
 mod probes;
+mod refusal;
 mod regressions;
 mod selfheal;
 mod traffic;
