@@ -251,6 +251,9 @@ impl Worker {
             self.wake_expired_hosts();
             let mut worked = false;
             while let Some(key) = self.queue.get(Instant::now()) {
+                // A config's status goes first: it must not wait for the queue to drain (1,000
+                // failing LoadBalancers never let it).
+                self.report_configs();
                 worked = true;
                 match self.process(&key) {
                     Some(pending) => self.submit(pending),
