@@ -26,6 +26,7 @@ pub mod run;
 pub mod secrets;
 pub mod stats;
 pub mod status;
+pub mod stuck_delete;
 pub mod targets;
 pub mod traffic;
 pub mod updater_auth;

@@ -28,6 +28,9 @@ pub const MAX_PORTS: usize = 100;
 /// Default `--host-failure-grace`: 30 s.
 pub const DEFAULT_HOST_GRACE_MS: u64 = 30_000;
 
+/// Default `--unreachable-delete-grace`: 5 minutes.
+pub const DEFAULT_UNREACHABLE_DELETE_GRACE_MS: u64 = 300_000;
+
 /// What a reconcile needs besides the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Context {
@@ -46,6 +49,9 @@ pub struct Context {
     pub failing: std::collections::BTreeMap<String, u64>,
     /// `--host-failure-grace` in ms: how long a failing host stays in the ingress.
     pub host_grace_ms: u64,
+    /// `--unreachable-delete-grace` in ms: how long an updater that does not answer may hold a
+    /// LoadBalancer's deletion (see `cleanup_backends`).
+    pub delete_grace_ms: u64,
 }
 
 impl Context {
@@ -58,6 +64,7 @@ impl Context {
             now_ms: 0,
             failing: std::collections::BTreeMap::new(),
             host_grace_ms: DEFAULT_HOST_GRACE_MS,
+            delete_grace_ms: DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
         }
     }
 }
@@ -84,7 +91,7 @@ pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
     let svc = cache.services.get(key).map(Box::as_ref);
     let lb = cache.load_balancers.get(key).map(Box::as_ref);
     if let Some(lb) = lb.filter(|l| l.metadata.is_deleting()) {
-        finalize(key, lb, ctx, &mut plan);
+        finalize(cache, key, lb, ctx, &mut plan);
         return plan;
     }
     match (svc.filter(|s| is_ours(s, ctx)), lb) {
@@ -137,11 +144,12 @@ fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference 
 }
 
 /// The LoadBalancer is being deleted: remove its backends, then let it go.
-fn finalize(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
+fn finalize(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     if !lb.metadata.has_finalizer(FINALIZER) {
         return; // someone else's finalizer holds it; nothing of ours is left
     }
     cleanup_backends(key, lb, ctx, plan);
+    super::stuck_delete::let_go(cache, key, lb, ctx, plan);
     plan.push(remove_finalizer(key, lb));
 }
 
@@ -191,6 +199,9 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
 fn cleanup_backends(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     let hosts_form = !lb.spec.hosts.is_empty();
     for b in known_backends(key, lb) {
+        if super::stuck_delete::given_up(ctx, &b.url) {
+            continue; // left there (`stuck_delete`): drift repair removes it later
+        }
         let failing = updater_endpoint(&b.url).is_ok_and(|e| ctx.failing.contains_key(&e));
         plan.push(Action::UpdaterDelete {
             key: key.clone(),

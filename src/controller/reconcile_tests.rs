@@ -1042,6 +1042,54 @@ fn user_deletes_lb_of_live_service(rng: &mut Rng) {
     assert_eq!(kinds(&reconcile(&cache, &k, &ctx())), ["create"]);
 }
 
+fn deletion_stops_waiting_on_an_updater_silent_past_the_grace(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    let delete = Plan {
+        actions: vec![Action::DeleteLoadBalancer {
+            key: k.clone(),
+            uid: "uid-lb".into(),
+        }],
+    };
+    execute(&mut cache, &delete);
+    let at = |now_ms: u64| {
+        let mut c = ctx();
+        c.now_ms = now_ms;
+        c.delete_grace_ms = 5_000;
+        c.failing = [(U.to_string() + "/api/v1/lb", 1_000)].into();
+        c
+    };
+    // Silent for less than the grace: the deletion still waits on it.
+    assert_eq!(
+        kinds(&reconcile(&cache, &k, &at(5_999))),
+        [
+            format!("DELETE {U} default_web"),
+            format!("DELETE {U} default_web_https"),
+            "remove-finalizer".into()
+        ]
+    );
+    // Past it: let go, with one Warning Event on the config naming what is left where.
+    let plan = reconcile(&cache, &k, &at(6_000));
+    assert_eq!(
+        kinds(&plan),
+        ["event Warning BackendLeft", "remove-finalizer"]
+    );
+    let Action::Event(e) = &plan.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (e.object.kind.as_str(), e.object.name.as_str()),
+        ("LoadBalancerConfig", "edge")
+    );
+    assert!(
+        e.message.contains("default_web on host 203.0.113.7")
+            && e.message.contains("default_web_https"),
+        "{}",
+        e.message
+    );
+}
+
 fn local_policy_targets_only_endpoint_nodes(rng: &mut Rng) {
     let mut svc = web();
     svc.spec.external_traffic_policy = Some("Local".into());
@@ -1637,6 +1685,10 @@ fn reconcile_tables_in_shuffled_order() {
         ("hand-made invalid", invalid_hand_made_lb_reports_once),
         ("updater failure", updater_failure_sets_error_then_retries),
         ("user deletes lb", user_deletes_lb_of_live_service),
+        (
+            "silent updater past the delete grace",
+            deletion_stops_waiting_on_an_updater_silent_past_the_grace,
+        ),
         ("local policy", local_policy_targets_only_endpoint_nodes),
         (
             "no targets",

@@ -106,6 +106,8 @@ pub struct WorkerConfig {
     pub updater_resync: Duration,
     /// How long a failing host of a several-host config stays in the ingress.
     pub host_failure_grace: Duration,
+    /// How long an updater that does not answer may hold a LoadBalancer's deletion.
+    pub unreachable_delete_grace: Duration,
 }
 
 pub struct Worker {
@@ -497,6 +499,7 @@ impl Worker {
             .unwrap_or(0);
         ctx.failing = self.auth.failing.clone();
         ctx.host_grace_ms = self.config.host_failure_grace.as_millis() as u64;
+        ctx.delete_grace_ms = self.config.unreachable_delete_grace.as_millis() as u64;
         ctx
     }
 

@@ -46,6 +46,8 @@ pub(super) struct State {
     pub(super) failing: BTreeMap<String, u64>,
     /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
     expired: BTreeSet<String>,
+    /// The same for `--unreachable-delete-grace` (deletions stop waiting on them).
+    delete_expired: BTreeSet<String>,
     /// Configs or Secrets changed since the prober's targets were set.
     probes_stale: bool,
 }
@@ -62,6 +64,7 @@ impl State {
             unsupported: BTreeSet::new(),
             failing: BTreeMap::new(),
             expired: BTreeSet::new(),
+            delete_expired: BTreeSet::new(),
             probes_stale: true,
         }
     }
@@ -388,20 +391,32 @@ impl Worker {
             return Affected::new();
         }
         self.auth.expired.remove(endpoint);
+        self.auth.delete_expired.remove(endpoint);
         log::info!("updater {endpoint} answers again: checking it for drift");
         self.auth.timers.at(endpoint, Instant::now());
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
-    /// The earliest grace that runs out among failing endpoints not yet handled.
+    /// The earliest grace (host failure, or unreachable delete) that runs out among failing
+    /// endpoints not yet handled.
     fn next_expiry(&self) -> Option<Instant> {
         let grace = self.config.host_failure_grace.as_millis() as u64;
+        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
         let now = epoch_ms();
-        self.auth
+        let hosts = self
+            .auth
             .failing
             .iter()
             .filter(|(e, _)| !self.auth.expired.contains(*e))
-            .map(|(_, since)| since.saturating_add(grace))
+            .map(|(_, since)| since.saturating_add(grace));
+        let deletes = self
+            .auth
+            .failing
+            .iter()
+            .filter(|(e, _)| !self.auth.delete_expired.contains(*e))
+            .map(|(_, since)| since.saturating_add(delete_grace));
+        hosts
+            .chain(deletes)
             .min()
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)))
     }
@@ -423,6 +438,25 @@ impl Worker {
             })
             .map(|(e, _)| e.clone())
             .collect();
+        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
+        let deletes: Vec<String> = self
+            .auth
+            .failing
+            .iter()
+            .filter(|(e, since)| {
+                !self.auth.delete_expired.contains(*e) && now >= since.saturating_add(delete_grace)
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in deletes {
+            log::warn!(
+                "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
+            );
+            for key in drift::users_of(&self.cache, &e) {
+                self.queue.add(key);
+            }
+            self.auth.delete_expired.insert(e);
+        }
         for e in due {
             log::warn!(
                 "updater {e}: no answer for the host failure grace; its hosts leave the ingress"

@@ -25,6 +25,8 @@ use crate::support::procs::http_get;
 pub struct LbHost {
     server: Option<Server>,
     _updater: Arc<Updater>,
+    /// What the updater was started with (the address it got), to start it again.
+    settings: Settings,
     pub nginx: Nginx,
     /// The updater's `--token-file`, when it requires a token.
     pub token_file: Option<PathBuf>,
@@ -105,9 +107,14 @@ impl LbHost {
             limits: Limits::default(),
         };
         let (server, updater) = start(&settings).expect("start updater");
+        let settings = Settings {
+            listen: server.local_addr().to_string(),
+            ..settings
+        };
         LbHost {
             server: Some(server),
             _updater: updater,
+            settings,
             nginx,
             token_file,
             lb_address,
@@ -116,10 +123,21 @@ impl LbHost {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.server
-            .as_ref()
-            .map(|s| s.local_addr())
-            .expect("server")
+        self.settings.listen.parse().expect("updater address")
+    }
+
+    /// The updater stops answering (its listener closes); nginx keeps serving what it has.
+    pub fn stop_updater(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+
+    /// The updater starts again at the same address, over the same nginx and streams directory.
+    pub fn restart_updater(&mut self) {
+        let (server, updater) = start(&self.settings).expect("restart updater");
+        self.server = Some(server);
+        self._updater = updater;
     }
 
     pub fn url(&self) -> String {

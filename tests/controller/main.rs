@@ -22,4 +22,5 @@ mod probes;
 mod refusal;
 mod regressions;
 mod selfheal;
+mod stuck_delete;
 mod traffic;
