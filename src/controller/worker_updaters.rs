@@ -514,33 +514,63 @@ impl Worker {
             self.auth.timers.cancel(endpoint);
             return;
         };
-        let client = match self.updater("", &raw) {
-            Ok(c) => c,
-            Err(m) => {
-                log::warn!("drift check of updater {endpoint} skipped: {m}");
-                self.stats.resynced("error");
-                self.auth.timers.checked(endpoint, false, now);
-                return;
-            }
-        };
+        // Credentials belong to a config: each config naming this updater is tried in turn until
+        // one is let in; the configs refused on the way get the refusal on their LoadBalancers.
+        let mut configs: Vec<String> = self
+            .valid_configs()
+            .filter(|c| c.for_updater(&raw).is_some())
+            .map(|c| c.name)
+            .collect();
+        if configs.is_empty() {
+            configs.push(String::new());
+        }
         self.health
             .busy_since_ms
             .store(epoch_ms(), Ordering::Relaxed);
-        let started = Instant::now();
-        // The answer is compared as it is read, one backend at a time (see `list_each`): what
-        // the check holds is its decisions and health figures, not the host's whole listing.
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
-        let mut compare = drift::Compare::new(&self.cache, &ctx, &desired);
-        let mut reports = health_status::Reports::new();
-        let listed = client.list_each(|b| {
-            compare.observe(&b);
-            health_status::report(&mut reports, &b);
-        });
-        // Decided before the condition writes below change the cache (they touch no spec, no
-        // `applied`: the decision is the one the answer gives).
-        let repairs = compare.repairs();
-        self.stats
-            .updater_call("list", listed.is_ok(), started.elapsed());
+        let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
+        let mut outcome = None;
+        for (i, config) in configs.iter().enumerate() {
+            let client = match self.updater(config, &raw) {
+                Ok(c) => c,
+                Err(m) => {
+                    log::warn!("drift check of updater {endpoint} skipped for {config:?}: {m}");
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            // The answer is compared as it is read, one backend at a time (see `list_each`):
+            // what the check holds is its decisions and health figures, not the whole listing.
+            let mut compare = drift::Compare::new(&self.cache, &ctx, &desired);
+            let mut reports = health_status::Reports::new();
+            let listed = client.list_each(|b| {
+                compare.observe(&b);
+                health_status::report(&mut reports, &b);
+            });
+            // Decided before the condition writes below change the cache (they touch no spec,
+            // no `applied`: the decision is the one the answer gives).
+            let repairs = compare.repairs();
+            self.stats
+                .updater_call("list", listed.is_ok(), started.elapsed());
+            match listed {
+                Err(e) if (e.is_unauthorized() || e.is_tls()) && i + 1 < configs.len() => {
+                    refused.push((config.clone(), e));
+                }
+                listed => {
+                    outcome = Some((config.clone(), client, listed, repairs, reports));
+                    break;
+                }
+            }
+        }
+        for (config, e) in &refused {
+            self.report_refusal(endpoint, &raw, config, e, &ctx.now);
+        }
+        let Some((config, client, listed, repairs, reports)) = outcome else {
+            self.stats.resynced("error");
+            self.health.busy_since_ms.store(0, Ordering::Relaxed);
+            self.auth.timers.checked(endpoint, false, now);
+            return;
+        };
         let ok = match listed {
             Err(e) if e.is_unsupported() => {
                 log::info!(
@@ -561,23 +591,7 @@ impl Worker {
                 if e.is_transport() {
                     self.host_failing(endpoint, epoch_ms());
                 }
-                // A refusal (token or certificate) is an answer: a configuration error shown on
-                // the LoadBalancers there with one Event each, never counted as an outage.
-                let refusal = if e.is_unauthorized() {
-                    Some(self.unauthorized("", &raw, &e.to_string()))
-                } else if e.is_tls() {
-                    Some(self.untrusted("", &raw, &e.to_string()))
-                } else {
-                    None
-                };
-                if let Some(p) = refusal {
-                    for key in
-                        self.mark_users(endpoint, UPDATER_AUTH, p.reason, &p.message, &ctx.now)
-                    {
-                        let spec = self.refusal_event(&key, &p);
-                        self.event(&spec);
-                    }
-                }
+                self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
                 // Never repair from an answer that could not be read.
                 log::warn!("drift check of updater {endpoint} failed: {e}");
                 self.stats.resynced("error");
@@ -587,7 +601,8 @@ impl Worker {
                 for key in self.host_answered(endpoint) {
                     self.queue.add(key);
                 }
-                self.clear_users(endpoint, &ctx.now);
+                let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
+                self.clear_users(endpoint, &refused, &ctx.now);
                 self.record_health(endpoint, &reports);
                 if repairs.is_empty() {
                     log::debug!(
@@ -636,11 +651,41 @@ impl Worker {
         true
     }
 
-    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet;
-    /// returns those it was set on.
-    fn mark_users(
+    /// A drift check refused on a config's credentials (token or certificate) got an answer: a
+    /// configuration error, shown on that config's LoadBalancers there with one Event each,
+    /// never counted as an outage. Other errors are not refusals: nothing is marked.
+    fn report_refusal(
         &mut self,
         endpoint: &str,
+        raw: &str,
+        config: &str,
+        e: &crate::updater::Error,
+        now: &str,
+    ) {
+        let p = if e.is_unauthorized() {
+            self.unauthorized(config, raw, &e.to_string())
+        } else if e.is_tls() {
+            self.untrusted(config, raw, &e.to_string())
+        } else {
+            return;
+        };
+        let only = (!config.is_empty()).then_some(config);
+        for key in self.mark_users_of(endpoint, only, UPDATER_AUTH, p.reason, &p.message, now) {
+            let spec = self.refusal_event(&key, &p);
+            self.event(&spec);
+        }
+    }
+
+    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet.
+    fn mark_users(&mut self, endpoint: &str, type_: &str, reason: &str, message: &str, now: &str) {
+        self.mark_users_of(endpoint, None, type_, reason, message, now);
+    }
+
+    /// `mark_users`, for the LoadBalancers of config `only` if given; returns those it was set on.
+    fn mark_users_of(
+        &mut self,
+        endpoint: &str,
+        only: Option<&str>,
         type_: &str,
         reason: &str,
         message: &str,
@@ -648,6 +693,9 @@ impl Worker {
     ) -> Vec<crate::controller::Key> {
         let mut marked = Vec::new();
         for key in drift::users_of(&self.cache, endpoint) {
+            if only.is_some_and(|c| c != self.config_of(&key)) {
+                continue;
+            }
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
@@ -694,8 +742,11 @@ impl Worker {
 
     /// After a check that got an answer: `DriftCheck` and a refused-token `UpdaterAuth` left
     /// False on LoadBalancers there turn True.
-    fn clear_users(&mut self, endpoint: &str, now: &str) {
+    fn clear_users(&mut self, endpoint: &str, refused: &[&str], now: &str) {
         for key in drift::users_of(&self.cache, endpoint) {
+            if refused.contains(&self.config_of(&key).as_str()) {
+                continue; // its config's credentials were just refused
+            }
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };

@@ -56,7 +56,7 @@ fn two_configs_on_one_updater_each_push_with_their_own_token() {
         config(&w, wrong, &host.url(), "wrong-token", (8655, 8659));
         service(&w, "good", right);
         service(&w, "bad", wrong);
-        let _c = Controller::start_with(&w.kubeconfig, &["--updater-resync", "0"]);
+        let _c = Controller::start_with(&w.kubeconfig, &["--updater-resync", "1s"]);
         wait_for("the right config's Service READY", || w.ready("good"));
         wait_for(
             "the wrong config's Service refused with its own error",
@@ -76,6 +76,12 @@ fn two_configs_on_one_updater_each_push_with_their_own_token() {
             "{right} first: {}",
             right < wrong
         );
+        // Drift checks of the shared updater (each config's credentials in turn) keep each
+        // config's condition its own.
+        let lists = host.requests("GET");
+        wait_for("two more drift checks", || {
+            host.requests("GET") >= lists + 2
+        });
         assert_ne!(w.lb("bad").expect("bad")["status"]["phase"], "READY");
         assert!(condition(&w, "good", "UpdaterAuth").is_none_or(|c| c["status"] == "True"));
     }
