@@ -81,12 +81,16 @@ pub enum FailKind {
     Refused,
     Unreachable,
     Unauthorized,
+    /// The TLS handshake refused the updater's certificate: an answer, a configuration error.
+    Untrusted,
 }
 
 impl FailKind {
     pub fn of(e: &crate::updater::Error) -> FailKind {
         if e.is_unauthorized() {
             FailKind::Unauthorized
+        } else if e.is_tls() {
+            FailKind::Untrusted
         } else if e.is_transport() {
             FailKind::Unreachable
         } else {
@@ -208,18 +212,45 @@ impl Io<'_> {
         result
     }
 
-    /// POSTs a prepared Event; best effort, so a failure is only logged.
+    /// POSTs a prepared Event, or PATCHes the one it repeats (count above 1: its count and last
+    /// timestamp; created again if it is gone). Best effort, so a failure is only logged; an Event
+    /// into a namespace being deleted is dropped quietly (the Event would go with it).
     pub fn post_event(&self, event: &Event) {
-        let path = EVENTS.path(Some(&event.metadata.namespace), None, None);
+        let ns = Some(event.metadata.namespace.as_str());
         self.stats.api_write("event");
-        if let Err(e) = self.client.create::<Value>(&path, event) {
-            log::warn!(
-                "posting event object={}/{} reason={} error={e}",
-                event.involved_object.namespace,
+        let mut result = Err(None);
+        if event.count > 1 {
+            let path = EVENTS.path(ns, Some(&event.metadata.name), None);
+            let patch = serde_json::json!({"count": event.count,
+                "lastTimestamp": event.last_timestamp, "message": event.message});
+            result = self
+                .client
+                .merge_patch::<Value>(&path, &patch)
+                .map_err(Some);
+        }
+        if matches!(&result, Err(None)) || matches!(&result, Err(Some(e)) if e.is_not_found()) {
+            let path = EVENTS.path(ns, None, None);
+            result = self.client.create::<Value>(&path, event).map_err(Some);
+        }
+        let Err(Some(e)) = result else {
+            return;
+        };
+        let terminating = e.is_forbidden() && e.to_string().contains("being terminated");
+        if terminating || e.is_not_found() {
+            log::debug!(
+                "event dropped: namespace {} is being deleted or gone object={} reason={}",
+                event.metadata.namespace,
                 event.involved_object.name,
                 event.reason
             );
+            return;
         }
+        log::warn!(
+            "posting event object={}/{} reason={} error={e}",
+            event.involved_object.namespace,
+            event.involved_object.name,
+            event.reason
+        );
     }
 
     fn patch(&self, path: &str, patch: &Value) -> Result<Box<RawValue>, Error> {

@@ -39,6 +39,11 @@ Flags:
   --host-failure-grace D     with several LB hosts per config (spec.hosts): a host whose updater
                              has not answered for this long leaves the Services' ingress; its
                              /healthz is probed every grace/6, 1s to 10s (default: 30s)
+  --unreachable-delete-grace D
+                             a LoadBalancer being deleted whose updater has not answered at all
+                             for this long is let go: its finalizer is released with a Warning
+                             Event naming the backend left on that host, which drift repair
+                             removes once the updater answers again (default: 5m)
   --address-type LIST        node address types to use as targets, in order of preference
                              (default: ExternalIP,InternalIP)
   -v                         debug logging (same as RUST_LOG=debug)
@@ -69,10 +74,12 @@ pub struct Config {
     pub updater_resync: Duration,
     /// How long a failing host of a several-host config stays in the ingress.
     pub host_failure_grace: Duration,
+    /// How long an updater that does not answer may hold a LoadBalancer's deletion.
+    pub unreachable_delete_grace: Duration,
 }
 
 /// Flags that take a value.
-const VALUE_FLAGS: [&str; 12] = [
+const VALUE_FLAGS: [&str; 13] = [
     "kubeconfig",
     "context",
     "namespace",
@@ -85,6 +92,7 @@ const VALUE_FLAGS: [&str; 12] = [
     "address-type",
     "updater-resync",
     "host-failure-grace",
+    "unreachable-delete-grace",
 ];
 const SWITCHES: [&str; 2] = ["leader-elect", "v"];
 
@@ -109,6 +117,9 @@ pub fn parse(
         watch_idle_timeout: Duration::from_secs(300),
         updater_resync: super::resync::DEFAULT_PERIOD,
         host_failure_grace: Duration::from_millis(super::reconcile::DEFAULT_HOST_GRACE_MS),
+        unreachable_delete_grace: Duration::from_millis(
+            super::reconcile::DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
+        ),
     };
     for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {
@@ -130,6 +141,7 @@ pub fn parse(
                 "updater-resync" if v == "0" || v == "0s" => c.updater_resync = Duration::ZERO,
                 "updater-resync" => c.updater_resync = parse_duration(&k, &v)?,
                 "host-failure-grace" => c.host_failure_grace = parse_duration(&k, &v)?,
+                "unreachable-delete-grace" => c.unreachable_delete_grace = parse_duration(&k, &v)?,
                 _ => return Err(Usage(format!("flag --{k}: invalid value {v:?}"))),
             },
             Arg::Switch(s) => return Err(Usage(format!("flag --{s} needs a value"))),

@@ -114,7 +114,13 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
         if !holds {
             continue;
         }
-        for (i, p) in spec.ports.iter().enumerate() {
+        // A port without targets is held nowhere (`no_targets`).
+        for (i, p) in spec
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.targets.is_empty())
+        {
             d.requests
                 .insert(backend_name(key, i, &p.name), (key.clone(), i));
         }

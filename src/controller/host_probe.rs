@@ -98,7 +98,11 @@ fn run(targets: &Targets, interval: Duration, tx: &Sender<Event>) {
         state.retain(|e, _| clients.iter().any(|(c, _)| c == e));
         for (endpoint, client) in &clients {
             let started = now_ms();
-            let result = client.probe();
+            // A refused certificate is an answer (a configuration error the drift check and the
+            // calls report), not an outage: the host stays in the ingress while nginx serves.
+            let result = client
+                .probe()
+                .or_else(|e| if e.is_tls() { Ok(()) } else { Err(e) });
             let entry = state.entry(endpoint.clone()).or_insert((started, false));
             // Every good answer is reported (the worker may have seen a call to this host fail
             // meanwhile, and only this clears it); a failure only when it starts.

@@ -4,6 +4,7 @@
 
 use super::cache::{Cache, Key};
 use super::hosts;
+use super::no_targets;
 use super::plan::{Action, EventType, Plan, UpdaterRequest};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
@@ -27,6 +28,9 @@ pub const MAX_PORTS: usize = 100;
 /// Default `--host-failure-grace`: 30 s.
 pub const DEFAULT_HOST_GRACE_MS: u64 = 30_000;
 
+/// Default `--unreachable-delete-grace`: 5 minutes.
+pub const DEFAULT_UNREACHABLE_DELETE_GRACE_MS: u64 = 300_000;
+
 /// What a reconcile needs besides the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Context {
@@ -45,6 +49,9 @@ pub struct Context {
     pub failing: std::collections::BTreeMap<String, u64>,
     /// `--host-failure-grace` in ms: how long a failing host stays in the ingress.
     pub host_grace_ms: u64,
+    /// `--unreachable-delete-grace` in ms: how long an updater that does not answer may hold a
+    /// LoadBalancer's deletion (see `cleanup_backends`).
+    pub delete_grace_ms: u64,
 }
 
 impl Context {
@@ -57,6 +64,7 @@ impl Context {
             now_ms: 0,
             failing: std::collections::BTreeMap::new(),
             host_grace_ms: DEFAULT_HOST_GRACE_MS,
+            delete_grace_ms: DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
         }
     }
 }
@@ -83,7 +91,7 @@ pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
     let svc = cache.services.get(key).map(Box::as_ref);
     let lb = cache.load_balancers.get(key).map(Box::as_ref);
     if let Some(lb) = lb.filter(|l| l.metadata.is_deleting()) {
-        finalize(key, lb, ctx, &mut plan);
+        finalize(cache, key, lb, ctx, &mut plan);
         return plan;
     }
     match (svc.filter(|s| is_ours(s, ctx)), lb) {
@@ -136,11 +144,12 @@ fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference 
 }
 
 /// The LoadBalancer is being deleted: remove its backends, then let it go.
-fn finalize(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
+fn finalize(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     if !lb.metadata.has_finalizer(FINALIZER) {
         return; // someone else's finalizer holds it; nothing of ours is left
     }
     cleanup_backends(key, lb, ctx, plan);
+    super::stuck_delete::let_go(cache, key, lb, ctx, plan);
     plan.push(remove_finalizer(key, lb));
 }
 
@@ -190,6 +199,9 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
 fn cleanup_backends(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     let hosts_form = !lb.spec.hosts.is_empty();
     for b in known_backends(key, lb) {
+        if super::stuck_delete::given_up(ctx, &b.url) {
+            continue; // left there (`stuck_delete`): drift repair removes it later
+        }
         let failing = updater_endpoint(&b.url).is_ok_and(|e| ctx.failing.contains_key(&e));
         plan.push(Action::UpdaterDelete {
             key: key.clone(),
@@ -340,6 +352,9 @@ fn reconcile_service(
     // A Normal Event only when the phase changes (a node flip re-applies a READY LoadBalancer:
     // no Event); posted last, after the writes the Service's ingress waits for.
     let phase_event = push(key, lb, &desired, timeouts, &mut status, ctx, plan);
+    let why = || no_targets::why(cache, key, svc);
+    let at = (ctx.now.as_str(), lb.metadata.generation);
+    let targets_event = no_targets::record(&mut status, &lb.status, &desired, why, at);
     set_condition(
         &mut status.conditions,
         RECONCILED,
@@ -377,8 +392,10 @@ fn reconcile_service(
             });
         }
     }
-    if let Some(message) = phase_event {
-        plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message);
+    match (targets_event, phase_event) {
+        (Some((type_, reason, message)), _) => plan.event(&svc_ref, type_, reason, message),
+        (None, Some(message)) => plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message),
+        (None, None) => {}
     }
     if let Some((reason, message)) = port_fault {
         plan.event(&svc_ref, EventType::Warning, reason, message);
@@ -835,9 +852,19 @@ fn apply(
     );
 }
 
-/// One POST per port of `spec` to the updater at `url`.
+/// One POST per port of `spec` to the updater at `url`; a port without targets is deleted there
+/// instead (the updater refuses an empty list; see `no_targets`).
 fn push_ports(key: &Key, url: &str, spec: &LbSpec, timeouts: (u32, u32), plan: &mut Plan) {
     for (i, p) in spec.ports.iter().enumerate() {
+        if p.targets.is_empty() {
+            plan.push(Action::UpdaterDelete {
+                key: key.clone(),
+                url: url.to_string(),
+                backend_name: super::status::backend_name(key, i, &p.name),
+                best_effort: false,
+            });
+            continue;
+        }
         plan.push(Action::UpdaterApply {
             key: key.clone(),
             url: url.to_string(),
@@ -994,6 +1021,9 @@ fn reconcile_hand_made(
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
     let phase_event = push(key, lb, &spec, timeouts, &mut status, ctx, plan);
+    let why = || "the LoadBalancer's spec lists no target".to_string();
+    let at = (ctx.now.as_str(), lb.metadata.generation);
+    let targets_event = no_targets::record(&mut status, &lb.status, &spec, why, at);
     set_condition(
         &mut status.conditions,
         RECONCILED,
@@ -1007,8 +1037,10 @@ fn reconcile_hand_made(
         plan.push(status_patch(key, &status));
     }
     // Normal Events only on a phase change, after the writes.
-    if let Some(message) = phase_event {
-        plan.event(&object, EventType::Normal, "UpdaterApplied", message);
+    match (targets_event, phase_event) {
+        (Some((type_, reason, message)), _) => plan.event(&object, type_, reason, message),
+        (None, Some(message)) => plan.event(&object, EventType::Normal, "UpdaterApplied", message),
+        (None, None) => {}
     }
 }
 

@@ -289,6 +289,32 @@ fn deleted_service_is_not_held_up_by_a_failing_host(rng: &mut Rng) {
     )));
 }
 
+fn no_targets_deletes_on_every_host_and_keeps_both_in_the_ingress(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![pair()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    for n in ["n1", "n2", "n3"] {
+        cache.apply_node(node(n, "False", &[("InternalIP", "10.0.0.9")]));
+    }
+    let calls = converge(&mut cache, &k);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls.iter().all(|c| c.0 == "DELETE"), "{calls:?}");
+    let lb = &cache.load_balancers[&k];
+    let ready = condition(&lb.status.conditions, READY).unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NoTargets")
+    );
+    assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
+    cache.apply_node(node("n1", "True", &[("InternalIP", "10.0.0.1")]));
+    let calls = converge(&mut cache, &k);
+    assert_eq!(
+        calls.iter().filter(|c| c.0 == "POST").count(),
+        4,
+        "{calls:?}"
+    );
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
         (
@@ -310,6 +336,10 @@ pub(super) fn cases() -> Vec<Case> {
         (
             "hosts: port taken on one",
             port_taken_on_one_host_is_not_allocated,
+        ),
+        (
+            "hosts: no targets",
+            no_targets_deletes_on_every_host_and_keeps_both_in_the_ingress,
         ),
         (
             "hosts: deleted with one failing",

@@ -1042,6 +1042,54 @@ fn user_deletes_lb_of_live_service(rng: &mut Rng) {
     assert_eq!(kinds(&reconcile(&cache, &k, &ctx())), ["create"]);
 }
 
+fn deletion_stops_waiting_on_an_updater_silent_past_the_grace(rng: &mut Rng) {
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("web");
+    converge(&mut cache, &k);
+    let delete = Plan {
+        actions: vec![Action::DeleteLoadBalancer {
+            key: k.clone(),
+            uid: "uid-lb".into(),
+        }],
+    };
+    execute(&mut cache, &delete);
+    let at = |now_ms: u64| {
+        let mut c = ctx();
+        c.now_ms = now_ms;
+        c.delete_grace_ms = 5_000;
+        c.failing = [(U.to_string() + "/api/v1/lb", 1_000)].into();
+        c
+    };
+    // Silent for less than the grace: the deletion still waits on it.
+    assert_eq!(
+        kinds(&reconcile(&cache, &k, &at(5_999))),
+        [
+            format!("DELETE {U} default_web"),
+            format!("DELETE {U} default_web_https"),
+            "remove-finalizer".into()
+        ]
+    );
+    // Past it: let go, with one Warning Event on the config naming what is left where.
+    let plan = reconcile(&cache, &k, &at(6_000));
+    assert_eq!(
+        kinds(&plan),
+        ["event Warning BackendLeft", "remove-finalizer"]
+    );
+    let Action::Event(e) = &plan.actions[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (e.object.kind.as_str(), e.object.name.as_str()),
+        ("LoadBalancerConfig", "edge")
+    );
+    assert!(
+        e.message.contains("default_web on host 203.0.113.7")
+            && e.message.contains("default_web_https"),
+        "{}",
+        e.message
+    );
+}
+
 fn local_policy_targets_only_endpoint_nodes(rng: &mut Rng) {
     let mut svc = web();
     svc.spec.external_traffic_policy = Some("Local".into());
@@ -1060,6 +1108,138 @@ fn local_policy_targets_only_endpoint_nodes(rng: &mut Rng) {
     assert_eq!(
         object["spec"]["targets"],
         json!([{"host": "10.0.0.2", "port": 31080}])
+    );
+}
+
+/// Reconciles and executes until the plan is empty; returns the updater calls and the Events
+/// as (type, reason, message).
+fn converge_events(cache: &mut Cache, k: &Key) -> (Calls, Vec<(String, String, String)>) {
+    let mut calls = Calls::new();
+    let mut events = Vec::new();
+    for _ in 0..10 {
+        let plan = reconcile(cache, k, &ctx());
+        if plan.is_empty() {
+            return (calls, events);
+        }
+        for a in &plan.actions {
+            if let Action::Event(e) = a {
+                let t = e.type_.as_str().to_string();
+                events.push((t, e.reason.clone(), e.message.clone()));
+            }
+        }
+        calls.extend(execute(cache, &plan));
+    }
+    panic!("{k} did not converge: {:?}", reconcile(cache, k, &ctx()));
+}
+
+fn no_targets_deletes_the_backends_keeps_the_ports_and_resumes(rng: &mut Rng) {
+    let mut svc = web();
+    svc.spec.external_traffic_policy = Some("Local".into());
+    let mut cache = world(rng, vec![svc], vec![edge()]);
+    let k = key("web");
+    let slice = |ready: bool, rv: &str| -> crate::model::EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default", "resourceVersion": rv,
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "endpoints": [{"addresses": ["10.42.0.5"], "nodeName": "n2", "conditions": {"ready": ready}}],
+        }))
+        .unwrap()
+    };
+    let posts = |calls: &Calls| calls.iter().filter(|c| c.0 == "POST").count();
+    let ready = |cache: &Cache| cache.load_balancers[&k].status.conditions.clone();
+    let ingress_ports = |cache: &Cache| {
+        serde_json::to_value(&cache.services[&k].status.load_balancer.ingress).unwrap()[0]["ports"]
+            .clone()
+    };
+    cache.apply_endpoint_slice(slice(true, "1"));
+    let (calls, _) = converge_events(&mut cache, &k);
+    assert_eq!(posts(&calls), 2);
+    let ports = ingress_ports(&cache);
+    assert_eq!(ports.as_array().map(Vec::len), Some(2));
+
+    // Scaled to 0: no POST of an empty list; both backends deleted; the ports stay, in the
+    // ingress too; Ready=False NoTargets saying why; one Warning Event.
+    cache.apply_endpoint_slice(slice(false, "2"));
+    let (calls, events) = converge_events(&mut cache, &k);
+    assert_eq!(
+        calls,
+        [
+            (
+                "DELETE".to_string(),
+                U.to_string(),
+                "default_web".to_string()
+            ),
+            (
+                "DELETE".to_string(),
+                U.to_string(),
+                "default_web_https".to_string()
+            ),
+        ]
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].0.as_str(), events[0].1.as_str()),
+        ("Warning", "NoTargets")
+    );
+    let lb = &cache.load_balancers[&k];
+    assert_eq!(lb.status.phase.as_deref(), Some("READY"));
+    assert_eq!(lb.status.target_count, Some(0));
+    assert_eq!(lb.spec.port.get(), Some(&8000));
+    let conditions = ready(&cache);
+    let c = condition(&conditions, READY).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NoTargets")
+    );
+    assert!(
+        c.message.contains("no node has a ready endpoint") && c.message.contains("8000/TCP"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        ingress_ports(&cache),
+        ports,
+        "the LB ports stay in the ingress"
+    );
+    assert!(
+        reconcile(&cache, &k, &ctx()).is_empty(),
+        "no retry, no repeat"
+    );
+
+    // Back: pushed again by itself, Ready=True, one Normal Event.
+    cache.apply_endpoint_slice(slice(true, "3"));
+    let (calls, events) = converge_events(&mut cache, &k);
+    assert_eq!(posts(&calls), 2, "{calls:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].0.as_str(), events[0].1.as_str()),
+        ("Normal", "TargetsAvailable")
+    );
+    let conditions = ready(&cache);
+    assert_eq!(condition(&conditions, READY).unwrap().status, "True");
+
+    // Cluster policy and no eligible node: the same, saying so.
+    let mut cache = world(rng, vec![web()], vec![edge()]);
+    let k = key("db");
+    cache.apply_service(service("db", &[("pg", "TCP", 5432, Some(31432))]));
+    converge_events(&mut cache, &k);
+    for n in ["n1", "n2", "n3"] {
+        cache.apply_node(node(n, "False", &[("InternalIP", "10.0.0.9")]));
+    }
+    let (calls, events) = converge_events(&mut cache, &k);
+    assert_eq!(
+        calls,
+        [(
+            "DELETE".to_string(),
+            U.to_string(),
+            "default_db".to_string()
+        )]
+    );
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0].2.contains("no eligible node (of 3 node(s)"),
+        "{}",
+        events[0].2
     );
 }
 
@@ -1211,6 +1391,15 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
         .annotations
         .insert("lb.paperlb.com/proxy-protocol".into(), "true".into());
     let mut cache = world(rng, vec![svc.clone()], vec![edge()]);
+    // A ready endpoint (without one nothing is POSTed: `no_targets`).
+    cache.apply_endpoint_slice(
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "default", "resourceVersion": "1",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "endpoints": [{"addresses": ["10.42.0.5"], "nodeName": "n2", "conditions": {"ready": true}}],
+        }))
+        .unwrap(),
+    );
     let (reqs, events) = converge_requests(&mut cache, &key("web"));
     let warned = events
         .iter()
@@ -1496,7 +1685,15 @@ fn reconcile_tables_in_shuffled_order() {
         ("hand-made invalid", invalid_hand_made_lb_reports_once),
         ("updater failure", updater_failure_sets_error_then_retries),
         ("user deletes lb", user_deletes_lb_of_live_service),
+        (
+            "silent updater past the delete grace",
+            deletion_stops_waiting_on_an_updater_silent_past_the_grace,
+        ),
         ("local policy", local_policy_targets_only_endpoint_nodes),
+        (
+            "no targets",
+            no_targets_deletes_the_backends_keeps_the_ports_and_resumes,
+        ),
         ("traffic fields", traffic_fields_reach_the_updater_requests),
         ("requested ports", requested_ports_granted_refused_and_moved),
         (

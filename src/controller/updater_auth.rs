@@ -122,7 +122,10 @@ pub fn condition_patch(
 }
 
 /// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
-/// `UpdaterAuth` that was False because the updater refused the token. None when nothing changes.
+/// Reason of `UpdaterAuth=False` when the TLS handshake refused the updater's certificate.
+pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
+
+/// `UpdaterAuth` that was False because the updater refused the token (or we its certificate). None when nothing changes.
 pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
     let mut status = lb.status.clone();
     if condition(&status.conditions, DRIFT_CHECK).is_some_and(|c| c.status != "True") {
@@ -136,9 +139,9 @@ pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
             lb.metadata.generation,
         );
     }
-    if condition(&status.conditions, UPDATER_AUTH)
-        .is_some_and(|c| c.status != "True" && c.reason == "Unauthorized")
-    {
+    if condition(&status.conditions, UPDATER_AUTH).is_some_and(|c| {
+        c.status != "True" && matches!(c.reason.as_str(), "Unauthorized" | CERTIFICATE_REFUSED)
+    }) {
         set_condition(
             &mut status.conditions,
             UPDATER_AUTH,

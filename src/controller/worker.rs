@@ -106,6 +106,8 @@ pub struct WorkerConfig {
     pub updater_resync: Duration,
     /// How long a failing host of a several-host config stays in the ingress.
     pub host_failure_grace: Duration,
+    /// How long an updater that does not answer may hold a LoadBalancer's deletion.
+    pub unreachable_delete_grace: Duration,
 }
 
 pub struct Worker {
@@ -116,6 +118,10 @@ pub struct Worker {
     synced: [bool; KINDS],
     leadership: Arc<Leadership>,
     events: EventLimiter,
+    /// Repeats of an Event update the one already posted (`event_correlator`).
+    correlator: super::event_correlator::Correlator,
+    /// Updater clients by config and URL (`worker_updaters::client_id`); a plan's I/O gets its
+    /// own by URL.
     updaters: BTreeMap<String, Arc<UpdaterClient>>,
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
@@ -197,6 +203,7 @@ impl Worker {
             leadership,
             // client-go's recorder: burst 25 per object and reason, one more every 5 minutes.
             events: EventLimiter::new(25, Duration::from_secs(300)),
+            correlator: Default::default(),
             updaters: BTreeMap::new(),
             health,
             stats,
@@ -246,6 +253,9 @@ impl Worker {
             self.wake_expired_hosts();
             let mut worked = false;
             while let Some(key) = self.queue.get(Instant::now()) {
+                // A config's status goes first: it must not wait for the queue to drain (1,000
+                // failing LoadBalancers never let it).
+                self.report_configs();
                 worked = true;
                 match self.process(&key) {
                     Some(pending) => self.submit(pending),
@@ -489,6 +499,7 @@ impl Worker {
             .unwrap_or(0);
         ctx.failing = self.auth.failing.clone();
         ctx.host_grace_ms = self.config.host_failure_grace.as_millis() as u64;
+        ctx.delete_grace_ms = self.config.unreachable_delete_grace.as_millis() as u64;
         ctx
     }
 
@@ -535,12 +546,12 @@ impl Worker {
         for action in &plan.actions {
             events.push(match action {
                 Action::Event(spec) => self.prepare_event(spec),
-                Action::UpdaterApply { url, .. } => {
-                    if let Err(e) = self.updater(url) {
-                        log::warn!("updater {url}: {e}");
-                    }
-                    if let Some(c) = self.updaters.get(url) {
-                        updaters.insert(url.clone(), c.clone());
+                Action::UpdaterApply { key, url, .. } => {
+                    match self.updater(&self.config_of(key), url) {
+                        Ok(c) => {
+                            updaters.insert(url.clone(), c);
+                        }
+                        Err(e) => log::warn!("updater {url}: {e}"),
                     }
                     None
                 }
@@ -565,7 +576,11 @@ impl Worker {
         };
         if let Err(job) = self.pool.submit(job) {
             log::warn!("no I/O thread; running a plan on the worker");
-            let outcome = batch::run(&self.io(), &job.plan, &job.events);
+            let io = Io {
+                updaters: &job.updaters,
+                ..self.io()
+            };
+            let outcome = batch::run(&io, &job.plan, &job.events);
             self.io_done(Done {
                 id,
                 plan: job.plan,
@@ -731,13 +746,19 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url).map_err(|message| Stop::Updater {
-                        index,
-                        message,
-                        kind: FailKind::Refused,
+                    let client = self.updater(&self.config_of(key), url).map_err(|message| {
+                        Stop::Updater {
+                            index,
+                            message,
+                            kind: FailKind::Refused,
+                        }
                     })?;
-                    self.io()
-                        .updater_apply(key, url, request)
+                    let one = BTreeMap::from([(url.clone(), client)]);
+                    let io = Io {
+                        updaters: &one,
+                        ..self.io()
+                    };
+                    io.updater_apply(key, url, request)
                         .map_err(|(message, kind)| Stop::Updater {
                             index,
                             message,
@@ -749,7 +770,7 @@ impl Worker {
                     backend_name,
                     best_effort,
                     ..
-                } => match self.updater_delete(url, backend_name) {
+                } => match self.updater_delete(key, url, backend_name) {
                     Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
                     Err((message, _)) if *best_effort => log::warn!(
                         "could not delete backend={backend_name} from updater={url}, a host \
@@ -824,10 +845,15 @@ impl Worker {
         }
     }
 
-    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), (String, FailKind)> {
+    fn updater_delete(
+        &mut self,
+        key: &Key,
+        url: &str,
+        backend: &str,
+    ) -> Result<(), (String, FailKind)> {
         let started = Instant::now();
         let result = self
-            .updater(url)
+            .updater(&self.config_of(key), url)
             .map_err(|m| (m, FailKind::Refused))
             .and_then(|c| {
                 c.delete(backend)
@@ -1027,7 +1053,10 @@ impl Worker {
         }
         self.event_seq = self.event_seq.wrapping_add(1);
         let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
-        Some(spec.to_event(&rfc3339(SystemTime::now()), &unique))
+        Some(
+            self.correlator
+                .correlate(spec, &rfc3339(SystemTime::now()), &unique),
+        )
     }
 
     fn io(&self) -> Io<'_> {

@@ -30,9 +30,10 @@ pub(super) struct State {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
     wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with, by raw URL.
+    /// The credentials each client in `Worker::updaters` was built with, by client id
+    /// (`client_id`: the config and the raw URL).
     auth_of: BTreeMap<String, ClientAuth>,
-    /// Why a URL has no client now, by raw URL.
+    /// Why a config has no client for a URL now, by client id.
     problems: BTreeMap<String, AuthProblem>,
     timers: Timers,
     /// Checks have been scheduled since the first sync or the last leadership gain.
@@ -45,6 +46,8 @@ pub(super) struct State {
     pub(super) failing: BTreeMap<String, u64>,
     /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
     expired: BTreeSet<String>,
+    /// The same for `--unreachable-delete-grace` (deletions stop waiting on them).
+    delete_expired: BTreeSet<String>,
     /// Configs or Secrets changed since the prober's targets were set.
     probes_stale: bool,
 }
@@ -61,6 +64,7 @@ impl State {
             unsupported: BTreeSet::new(),
             failing: BTreeMap::new(),
             expired: BTreeSet::new(),
+            delete_expired: BTreeSet::new(),
             probes_stale: true,
         }
     }
@@ -91,33 +95,39 @@ impl Worker {
             .min()
     }
 
-    /// The client for an `httpUpdaterURL` as written, with its config's credentials; it calls
-    /// the endpoint the URL resolves to. Rebuilt when the credentials change. An Err names why
-    /// there is none (and nothing may be sent).
-    pub(super) fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
-        let auth = match self.auth_for(url) {
+    /// The client for an `httpUpdaterURL` as written, with the credentials of config `config`
+    /// (credentials belong to a config, not to a URL: two configs naming one updater each push
+    /// with their own); it calls the endpoint the URL resolves to. Rebuilt when the credentials
+    /// change. An Err names why there is none (and nothing may be sent).
+    pub(super) fn updater(
+        &mut self,
+        config: &str,
+        url: &str,
+    ) -> Result<Arc<UpdaterClient>, String> {
+        let id = client_id(config, url);
+        let auth = match self.auth_for(config, url) {
             Ok(a) => a,
             Err(p) => {
                 let message = p.message.clone();
-                self.auth.problems.insert(url.to_string(), p);
-                self.updaters.remove(url);
-                self.auth.auth_of.remove(url);
+                self.auth.problems.insert(id.clone(), p);
+                self.updaters.remove(&id);
+                self.auth.auth_of.remove(&id);
                 return Err(message);
             }
         };
-        self.auth.problems.remove(url);
-        if !self.updaters.contains_key(url) || self.auth.auth_of.get(url) != Some(&auth) {
+        self.auth.problems.remove(&id);
+        if !self.updaters.contains_key(&id) || self.auth.auth_of.get(&id) != Some(&auth) {
             let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
             match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
                 Ok(c) => {
-                    if self.updaters.insert(url.to_string(), Arc::new(c)).is_some() {
+                    if self.updaters.insert(id.clone(), Arc::new(c)).is_some() {
                         log::info!("updater {url}: credentials changed, using the new ones");
                     }
-                    self.auth.auth_of.insert(url.to_string(), auth);
+                    self.auth.auth_of.insert(id.clone(), auth);
                 }
                 Err(e) => {
                     let who = self
-                        .config_for(url)
+                        .config_for(config, url)
                         .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
                         .unwrap_or_default();
                     let p = AuthProblem {
@@ -125,23 +135,37 @@ impl Worker {
                         message: format!("{who}updater {url}: {e}; no updater call is sent"),
                     };
                     let message = p.message.clone();
-                    self.auth.problems.insert(url.to_string(), p);
-                    self.updaters.remove(url);
-                    self.auth.auth_of.remove(url);
+                    self.auth.problems.insert(id.clone(), p);
+                    self.updaters.remove(&id);
+                    self.auth.auth_of.remove(&id);
                     return Err(message);
                 }
             }
         }
         self.updaters
-            .get(url)
-            .map(|c| &**c)
+            .get(&id)
+            .cloned()
             .ok_or_else(|| format!("no client for updater {url}"))
     }
 
-    /// The valid config in our namespace naming this updater (the first by name: configs naming
-    /// one updater should name the same Secrets).
-    fn config_for(&self, url: &str) -> Option<ValidConfig> {
-        self.valid_configs().find_map(|c| c.for_updater(url))
+    /// The config whose credentials a LoadBalancer's updater calls use: its `spec.configName`
+    /// ("" when it names none).
+    pub(super) fn config_of(&self, key: &crate::controller::Key) -> String {
+        self.cache
+            .load_balancers
+            .get(key)
+            .and_then(|lb| lb.spec.config_name.get().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Valid config `config` in our namespace, as the host naming this updater sees it; when it
+    /// does not name it (a hand-made LoadBalancer, a drift check, a URL the config no longer
+    /// has), the first valid config naming the updater.
+    fn config_for(&self, config: &str, url: &str) -> Option<ValidConfig> {
+        self.valid_configs()
+            .filter(|c| c.name == config)
+            .find_map(|c| c.for_updater(url))
+            .or_else(|| self.valid_configs().find_map(|c| c.for_updater(url)))
     }
 
     /// The valid configs in the controller's namespace.
@@ -154,8 +178,8 @@ impl Worker {
             .filter_map(|(_, c)| c.validate().ok())
     }
 
-    fn auth_for(&mut self, url: &str) -> Result<ClientAuth, AuthProblem> {
-        let Some(cfg) = self.config_for(url) else {
+    fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
+        let Some(cfg) = self.config_for(config, url) else {
             return Ok(ClientAuth::default()); // a hand-made LoadBalancer's own updater
         };
         let unreadable = |name: &str, why: String| AuthProblem {
@@ -274,23 +298,46 @@ impl Worker {
         message: &str,
         kind: FailKind,
     ) -> Option<AuthProblem> {
-        let url = match plan.actions.get(index)? {
-            Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } => url,
+        let (key, url) = match plan.actions.get(index)? {
+            Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
+                (key, url)
+            }
             _ => return None,
         };
+        let config = self.config_of(key);
         if kind == FailKind::Unreachable {
             if let Ok(e) = updater_endpoint(url) {
                 self.host_failing(&e, epoch_ms());
             }
         }
-        if let Some(p) = self.auth.problems.get(url) {
+        if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
             return Some(p.clone());
         }
-        (kind == FailKind::Unauthorized).then(|| self.unauthorized(url, message))
+        match kind {
+            FailKind::Unauthorized => Some(self.unauthorized(&config, url, message)),
+            FailKind::Untrusted => Some(self.untrusted(&config, url, message)),
+            _ => None,
+        }
     }
 
-    fn unauthorized(&self, url: &str, message: &str) -> AuthProblem {
-        let (who, what) = match self.config_for(url) {
+    /// The TLS handshake refused the updater's certificate: a configuration error of the config
+    /// (its CA), not an outage.
+    fn untrusted(&self, config: &str, url: &str, message: &str) -> AuthProblem {
+        let who = self
+            .config_for(config, url)
+            .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
+            .unwrap_or_default();
+        AuthProblem {
+            reason: crate::controller::updater_auth::CERTIFICATE_REFUSED,
+            message: format!(
+                "{who}{message}; check spec.updaterCASecretRef (the CA that signs the updater's \
+                 certificate) or spec.insecureSkipVerify"
+            ),
+        }
+    }
+
+    fn unauthorized(&self, config: &str, url: &str, message: &str) -> AuthProblem {
+        let (who, what) = match self.config_for(config, url) {
             Some(c) => (
                 format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name),
                 match &c.auth.token {
@@ -344,20 +391,32 @@ impl Worker {
             return Affected::new();
         }
         self.auth.expired.remove(endpoint);
+        self.auth.delete_expired.remove(endpoint);
         log::info!("updater {endpoint} answers again: checking it for drift");
         self.auth.timers.at(endpoint, Instant::now());
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
-    /// The earliest grace that runs out among failing endpoints not yet handled.
+    /// The earliest grace (host failure, or unreachable delete) that runs out among failing
+    /// endpoints not yet handled.
     fn next_expiry(&self) -> Option<Instant> {
         let grace = self.config.host_failure_grace.as_millis() as u64;
+        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
         let now = epoch_ms();
-        self.auth
+        let hosts = self
+            .auth
             .failing
             .iter()
             .filter(|(e, _)| !self.auth.expired.contains(*e))
-            .map(|(_, since)| since.saturating_add(grace))
+            .map(|(_, since)| since.saturating_add(grace));
+        let deletes = self
+            .auth
+            .failing
+            .iter()
+            .filter(|(e, _)| !self.auth.delete_expired.contains(*e))
+            .map(|(_, since)| since.saturating_add(delete_grace));
+        hosts
+            .chain(deletes)
             .min()
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)))
     }
@@ -379,6 +438,25 @@ impl Worker {
             })
             .map(|(e, _)| e.clone())
             .collect();
+        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
+        let deletes: Vec<String> = self
+            .auth
+            .failing
+            .iter()
+            .filter(|(e, since)| {
+                !self.auth.delete_expired.contains(*e) && now >= since.saturating_add(delete_grace)
+            })
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in deletes {
+            log::warn!(
+                "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
+            );
+            for key in drift::users_of(&self.cache, &e) {
+                self.queue.add(key);
+            }
+            self.auth.delete_expired.insert(e);
+        }
         for e in due {
             log::warn!(
                 "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
@@ -392,20 +470,18 @@ impl Worker {
 
     /// The several-host configs' updaters, for the prober (called when configs or Secrets change).
     fn refresh_probes(&mut self) {
-        let urls: Vec<String> = self
+        let urls: Vec<(String, String)> = self
             .valid_configs()
             .filter(|c| !c.hosts.is_empty())
-            .flat_map(|c| c.places().into_iter().map(|h| h.url))
+            .flat_map(|c| c.places().into_iter().map(move |h| (c.name.clone(), h.url)))
             .collect();
         let mut clients = BTreeMap::new();
-        for url in urls {
+        for (config, url) in urls {
             let Ok(endpoint) = updater_endpoint(&url) else {
                 continue;
             };
-            if self.updater(&url).is_ok() {
-                if let Some(c) = self.updaters.get(&url) {
-                    clients.insert(endpoint, c.clone());
-                }
+            if let Ok(c) = self.updater(&config, &url) {
+                clients.entry(endpoint).or_insert(c);
             }
         }
         self.probes.set(clients);
@@ -438,33 +514,63 @@ impl Worker {
             self.auth.timers.cancel(endpoint);
             return;
         };
-        let client = match self.updater(&raw) {
-            Ok(c) => c.clone(),
-            Err(m) => {
-                log::warn!("drift check of updater {endpoint} skipped: {m}");
-                self.stats.resynced("error");
-                self.auth.timers.checked(endpoint, false, now);
-                return;
-            }
-        };
+        // Credentials belong to a config: each config naming this updater is tried in turn until
+        // one is let in; the configs refused on the way get the refusal on their LoadBalancers.
+        let mut configs: Vec<String> = self
+            .valid_configs()
+            .filter(|c| c.for_updater(&raw).is_some())
+            .map(|c| c.name)
+            .collect();
+        if configs.is_empty() {
+            configs.push(String::new());
+        }
         self.health
             .busy_since_ms
             .store(epoch_ms(), Ordering::Relaxed);
-        let started = Instant::now();
-        // The answer is compared as it is read, one backend at a time (see `list_each`): what
-        // the check holds is its decisions and health figures, not the host's whole listing.
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
-        let mut compare = drift::Compare::new(&self.cache, &ctx, &desired);
-        let mut reports = health_status::Reports::new();
-        let listed = client.list_each(|b| {
-            compare.observe(&b);
-            health_status::report(&mut reports, &b);
-        });
-        // Decided before the condition writes below change the cache (they touch no spec, no
-        // `applied`: the decision is the one the answer gives).
-        let repairs = compare.repairs();
-        self.stats
-            .updater_call("list", listed.is_ok(), started.elapsed());
+        let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
+        let mut outcome = None;
+        for (i, config) in configs.iter().enumerate() {
+            let client = match self.updater(config, &raw) {
+                Ok(c) => c,
+                Err(m) => {
+                    log::warn!("drift check of updater {endpoint} skipped for {config:?}: {m}");
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            // The answer is compared as it is read, one backend at a time (see `list_each`):
+            // what the check holds is its decisions and health figures, not the whole listing.
+            let mut compare = drift::Compare::new(&self.cache, &ctx, &desired);
+            let mut reports = health_status::Reports::new();
+            let listed = client.list_each(|b| {
+                compare.observe(&b);
+                health_status::report(&mut reports, &b);
+            });
+            // Decided before the condition writes below change the cache (they touch no spec,
+            // no `applied`: the decision is the one the answer gives).
+            let repairs = compare.repairs();
+            self.stats
+                .updater_call("list", listed.is_ok(), started.elapsed());
+            match listed {
+                Err(e) if (e.is_unauthorized() || e.is_tls()) && i + 1 < configs.len() => {
+                    refused.push((config.clone(), e));
+                }
+                listed => {
+                    outcome = Some((config.clone(), client, listed, repairs, reports));
+                    break;
+                }
+            }
+        }
+        for (config, e) in &refused {
+            self.report_refusal(endpoint, &raw, config, e, &ctx.now);
+        }
+        let Some((config, client, listed, repairs, reports)) = outcome else {
+            self.stats.resynced("error");
+            self.health.busy_since_ms.store(0, Ordering::Relaxed);
+            self.auth.timers.checked(endpoint, false, now);
+            return;
+        };
         let ok = match listed {
             Err(e) if e.is_unsupported() => {
                 log::info!(
@@ -485,10 +591,7 @@ impl Worker {
                 if e.is_transport() {
                     self.host_failing(endpoint, epoch_ms());
                 }
-                if e.is_unauthorized() {
-                    let p = self.unauthorized(&raw, &e.to_string());
-                    self.mark_users(endpoint, UPDATER_AUTH, p.reason, &p.message, &ctx.now);
-                }
+                self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
                 // Never repair from an answer that could not be read.
                 log::warn!("drift check of updater {endpoint} failed: {e}");
                 self.stats.resynced("error");
@@ -498,7 +601,8 @@ impl Worker {
                 for key in self.host_answered(endpoint) {
                     self.queue.add(key);
                 }
-                self.clear_users(endpoint, &ctx.now);
+                let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
+                self.clear_users(endpoint, &refused, &ctx.now);
                 self.record_health(endpoint, &reports);
                 if repairs.is_empty() {
                     log::debug!(
@@ -547,22 +651,102 @@ impl Worker {
         true
     }
 
+    /// A drift check refused on a config's credentials (token or certificate) got an answer: a
+    /// configuration error, shown on that config's LoadBalancers there with one Event each,
+    /// never counted as an outage. Other errors are not refusals: nothing is marked.
+    fn report_refusal(
+        &mut self,
+        endpoint: &str,
+        raw: &str,
+        config: &str,
+        e: &crate::updater::Error,
+        now: &str,
+    ) {
+        let p = if e.is_unauthorized() {
+            self.unauthorized(config, raw, &e.to_string())
+        } else if e.is_tls() {
+            self.untrusted(config, raw, &e.to_string())
+        } else {
+            return;
+        };
+        let only = (!config.is_empty()).then_some(config);
+        for key in self.mark_users_of(endpoint, only, UPDATER_AUTH, p.reason, &p.message, now) {
+            let spec = self.refusal_event(&key, &p);
+            self.event(&spec);
+        }
+    }
+
     /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet.
     fn mark_users(&mut self, endpoint: &str, type_: &str, reason: &str, message: &str, now: &str) {
+        self.mark_users_of(endpoint, None, type_, reason, message, now);
+    }
+
+    /// `mark_users`, for the LoadBalancers of config `only` if given; returns those it was set on.
+    fn mark_users_of(
+        &mut self,
+        endpoint: &str,
+        only: Option<&str>,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        now: &str,
+    ) -> Vec<crate::controller::Key> {
+        let mut marked = Vec::new();
         for key in drift::users_of(&self.cache, endpoint) {
+            if only.is_some_and(|c| c != self.config_of(&key)) {
+                continue;
+            }
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
             if let Some(patch) = condition_patch(&key, lb, type_, reason, message, now) {
                 self.write_condition(&key, patch);
+                marked.push(key);
             }
+        }
+        marked
+    }
+
+    /// The Warning Event `UpdaterAuth` for a refusal found by a drift check: on the Service of
+    /// the LoadBalancer, else on the LoadBalancer.
+    fn refusal_event(
+        &self,
+        key: &crate::controller::Key,
+        p: &AuthProblem,
+    ) -> crate::controller::EventSpec {
+        let (api_version, kind, uid) = match self.cache.services.get(key) {
+            Some(s) => ("v1".to_string(), "Service", s.metadata.uid.clone()),
+            None => (
+                crate::model::API_VERSION.to_string(),
+                crate::model::LOAD_BALANCER_KIND,
+                self.cache
+                    .load_balancers
+                    .get(key)
+                    .map(|l| l.metadata.uid.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        crate::controller::EventSpec {
+            object: crate::model::ObjectReference {
+                api_version,
+                kind: kind.to_string(),
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                uid,
+            },
+            type_: crate::controller::EventType::Warning,
+            reason: UPDATER_AUTH.to_string(),
+            message: p.message.clone(),
         }
     }
 
     /// After a check that got an answer: `DriftCheck` and a refused-token `UpdaterAuth` left
     /// False on LoadBalancers there turn True.
-    fn clear_users(&mut self, endpoint: &str, now: &str) {
+    fn clear_users(&mut self, endpoint: &str, refused: &[&str], now: &str) {
         for key in drift::users_of(&self.cache, endpoint) {
+            if refused.contains(&self.config_of(&key).as_str()) {
+                continue; // its config's credentials were just refused
+            }
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
@@ -596,4 +780,9 @@ impl Worker {
             log::warn!("recording an updater condition key={key} error={e:?}");
         }
     }
+}
+
+/// Which client of `Worker::updaters` serves config `config`'s calls to `url`.
+fn client_id(config: &str, url: &str) -> String {
+    format!("{config}\n{url}")
 }

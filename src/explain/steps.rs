@@ -837,10 +837,22 @@ fn load_balancer_step(
         Ok(Some(lb)) => lb,
     };
     if lb.metadata.is_deleting() {
+        let waits: Vec<String> = crate::controller::status::known_backends(key, lb)
+            .into_iter()
+            .map(|b| format!("{} from updater {}", b.backend_name, b.url))
+            .collect();
         let step = fail(
             "loadbalancer",
-            format!("LoadBalancer {key} is being deleted"),
-            "the controller removes its backends and lets it go, then creates a new one; if it stays, check the controller's log".into(),
+            format!(
+                "LoadBalancer {key} is being deleted (since {}): the controller waits to delete {} \
+                 before it lets it go; it gives up on an updater that has not answered at all for \
+                 --unreachable-delete-grace (default 5m, from its last answer: with the default, \
+                 about 5m after the deletion at the latest if it answered until then), leaving \
+                 the backend for drift repair",
+                lb.metadata.deletion_timestamp.as_deref().unwrap_or("?"),
+                if waits.is_empty() { "nothing".to_string() } else { waits.join(", ") }
+            ),
+            "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log".into(),
         );
         return (step, None);
     }

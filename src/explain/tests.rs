@@ -378,6 +378,18 @@ fn each_diagnosis_stops_at_its_step() {
             "has not caught up",
         ),
         (
+            "LoadBalancer being deleted",
+            || {
+                let mut f = served_world();
+                if let Ok(Some(lb)) = &mut f.load_balancer {
+                    lb.metadata.deletion_timestamp = Some("2024-05-01T10:00:00Z".into());
+                }
+                f
+            },
+            "loadbalancer",
+            "waits to delete default_web from updater",
+        ),
+        (
             "updater unreachable",
             || {
                 let mut f = served_world();

@@ -55,7 +55,7 @@ pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error
             what: format!("{what} ({t})"),
         },
         ureq::Error::Other(inner) => match inner.downcast_ref::<Failure>() {
-            Some(Failure::Tls(detail)) => Error::Tls {
+            Some(Failure::Tls(detail) | Failure::Refused(detail)) => Error::Tls {
                 server: server.to_string(),
                 detail: detail.clone(),
             },
@@ -254,6 +254,9 @@ impl<T: Transport> Transport for Cancellable<T> {
 enum Failure {
     /// A handshake failure already phrased for the user (names the server name verified against).
     Tls(String),
+    /// The same, where rustls refused the peer's certificate or the handshake: an answer, not an
+    /// outage (the updater client tells the two apart).
+    Refused(String),
     /// A cancellable read saw its flag set.
     Cancelled,
 }
@@ -261,13 +264,24 @@ enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Tls(detail) => f.write_str(detail),
+            Failure::Tls(detail) | Failure::Refused(detail) => f.write_str(detail),
             Failure::Cancelled => f.write_str("cancelled"),
         }
     }
 }
 
 impl std::error::Error for Failure {}
+
+/// The handshake's refusal (certificate or handshake refused by rustls), if `e` is one.
+pub(crate) fn tls_refusal(e: &ureq::Error) -> Option<&str> {
+    match e {
+        ureq::Error::Other(inner) => match inner.downcast_ref::<Failure>() {
+            Some(Failure::Refused(detail)) => Some(detail),
+            _ => None,
+        },
+        _ => None,
+    }
+}
 
 /// Shared with `updater::client`, whose https endpoints need the same verifier choices.
 #[derive(Debug)]
@@ -314,7 +328,7 @@ impl<In: Transport> Connector<In> for TlsLayer {
                 Ok(_) => {}
                 Err(e) => {
                     if let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                        return Err(ureq::Error::Other(Box::new(Failure::Tls(
+                        return Err(ureq::Error::Other(Box::new(Failure::Refused(
                             tls::describe_handshake_error(r, &name),
                         ))));
                     }

@@ -325,6 +325,12 @@ impl UpdaterClient {
     }
 
     fn transport(&self, e: ureq::Error) -> Error {
+        if let Some(detail) = crate::kube::transport::tls_refusal(&e) {
+            return Error::Tls {
+                url: self.url.clone(),
+                detail: detail.to_string(),
+            };
+        }
         let detail = match e {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
             ureq::Error::BodyExceedsLimit(n) => format!("answer larger than {n} bytes"),

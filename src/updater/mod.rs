@@ -32,7 +32,7 @@ pub enum Error {
     /// set was restored), nginx is not running, or, at start, nginx.conf lacks the streams include.
     Nginx(nginx::Error),
     /// Server side: the `--tls-cert`/`--tls-key` pair does not load; names the file, never key bytes.
-    Tls { path: String, detail: String },
+    Certificate { path: String, detail: String },
     /// Local I/O on the streams directory or nginx.conf, naming the path.
     Io {
         path: String,
@@ -43,6 +43,9 @@ pub enum Error {
     Refused { code: u16, message: String },
     /// Client side: could not reach the updater, or the exchange broke or timed out.
     Transport { url: String, detail: String },
+    /// Client side: the TLS handshake refused the updater's certificate (not signed by the
+    /// configured CA, wrong name): the updater answered, our configuration does not trust it.
+    Tls { url: String, detail: String },
     /// Client side: a 2xx answer that did not decode.
     Decode { url: String, detail: String },
     /// Client side: the updater refused our credentials (401 or 403); `message` is its `{"err"}`.
@@ -60,11 +63,11 @@ impl Error {
         match self {
             Error::Invalid(_) => 400,
             Error::Conflict(_) => 409,
-            Error::Nginx(_) | Error::Io { .. } | Error::Tls { .. } => 500,
+            Error::Nginx(_) | Error::Io { .. } | Error::Certificate { .. } => 500,
             Error::Refused { code, .. }
             | Error::Unauthorized { code, .. }
             | Error::Unsupported { code, .. } => *code,
-            Error::Transport { .. } | Error::Decode { .. } => 502,
+            Error::Transport { .. } | Error::Tls { .. } | Error::Decode { .. } => 502,
             Error::Config(_) => 500,
         }
     }
@@ -77,6 +80,11 @@ impl Error {
     /// The updater does not serve `GET /api/v1/lb` (the Go one): drift checks cannot work there.
     pub fn is_unsupported(&self) -> bool {
         matches!(self, Error::Unsupported { .. })
+    }
+
+    /// The updater's certificate was refused: a configuration error, not an outage.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Error::Tls { .. })
     }
 
     /// No answer: the updater could not be reached, or the exchange broke or timed out.
@@ -98,10 +106,12 @@ impl fmt::Display for Error {
             Error::Invalid(m) => write!(f, "invalid request: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
             Error::Nginx(e) => e.fmt(f),
-            Error::Tls { path, detail } => write!(f, "{path}: {detail}"),
+            Error::Certificate { path, detail } => write!(f, "{path}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
-            Error::Transport { url, detail } => write!(f, "updater {url}: {detail}"),
+            Error::Transport { url, detail } | Error::Tls { url, detail } => {
+                write!(f, "updater {url}: {detail}")
+            }
             Error::Decode { url, detail } => {
                 write!(f, "updater {url}: undecodable answer: {detail}")
             }

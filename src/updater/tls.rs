@@ -61,7 +61,7 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Error> {
 }
 
 fn tls_error(path: &Path, detail: impl std::fmt::Display) -> Error {
-    Error::Tls {
+    Error::Certificate {
         path: path.display().to_string(),
         detail: detail.to_string(),
     }

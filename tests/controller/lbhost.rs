@@ -25,11 +25,15 @@ use crate::support::procs::http_get;
 pub struct LbHost {
     server: Option<Server>,
     _updater: Arc<Updater>,
+    /// What the updater was started with (the address it got), to start it again.
+    settings: Settings,
     pub nginx: Nginx,
     /// The updater's `--token-file`, when it requires a token.
     pub token_file: Option<PathBuf>,
     /// The updater's `--lb-address`: nginx listens on the LB ports there only (else everywhere).
     pub lb_address: Option<IpAddr>,
+    /// The updater serves HTTPS (`--tls-cert`, `--tls-key`).
+    https: bool,
 }
 
 impl LbHost {
@@ -56,6 +60,20 @@ impl LbHost {
     /// A host whose updater listens on `listen` (a host that comes back where it was: a fresh
     /// nginx with an empty streams directory).
     pub fn start_at(listen: &str, token: Option<&str>, lb_address: Option<&str>) -> LbHost {
+        LbHost::start_full(listen, token, lb_address, None)
+    }
+
+    /// Serving HTTPS with this (certificate PEM, key PEM) pair.
+    pub fn start_tls(pair: (&str, &str)) -> LbHost {
+        LbHost::start_full("127.0.0.1:0", None, None, Some(pair))
+    }
+
+    fn start_full(
+        listen: &str,
+        token: Option<&str>,
+        lb_address: Option<&str>,
+        tls: Option<(&str, &str)>,
+    ) -> LbHost {
         let lb_address: Option<IpAddr> = lb_address.map(|a| a.parse().expect("an IP address"));
         assert!(
             lb_address.is_none_or(|a| a.is_loopback()),
@@ -73,7 +91,15 @@ impl LbHost {
             nginx_conf: nginx.conf.clone(),
             nginx_bin: nginx.wrapper().script.clone(),
             token_file: token_file.clone(),
-            tls: None,
+            tls: tls.map(|(cert, key)| {
+                let files = paperlb::updater::server::TlsFiles {
+                    cert: nginx.dir.join("tls.crt"),
+                    key: nginx.dir.join("tls.key"),
+                };
+                std::fs::write(&files.cert, cert).expect("write certificate");
+                std::fs::write(&files.key, key).expect("write key");
+                files
+            }),
             policy: Policy {
                 lb_address,
                 ..Policy::default()
@@ -81,24 +107,42 @@ impl LbHost {
             limits: Limits::default(),
         };
         let (server, updater) = start(&settings).expect("start updater");
+        let settings = Settings {
+            listen: server.local_addr(),
+            ..settings
+        };
         LbHost {
             server: Some(server),
             _updater: updater,
+            settings,
             nginx,
             token_file,
             lb_address,
+            https: tls.is_some(),
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.server
-            .as_ref()
-            .map(|s| s.local_addr())
-            .expect("server")
+        self.settings.listen
+    }
+
+    /// The updater stops answering (its listener closes); nginx keeps serving what it has.
+    pub fn stop_updater(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+    }
+
+    /// The updater starts again at the same address, over the same nginx and streams directory.
+    pub fn restart_updater(&mut self) {
+        let (server, updater) = start(&self.settings).expect("restart updater");
+        self.server = Some(server);
+        self._updater = updater;
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr())
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr())
     }
 
     /// Where clients reach LB port `port` on this host: its `--lb-address`, else 127.0.0.1.

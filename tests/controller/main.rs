@@ -4,6 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod config_first;
+mod credentials;
+mod event_aggregation;
 mod explain;
 mod flows;
 mod gocompat;
@@ -13,8 +16,11 @@ mod hosts;
 mod lbhost;
 mod leader;
 mod metrics;
+mod no_targets;
 mod port_requests;
 mod probes;
+mod refusal;
 mod regressions;
 mod selfheal;
+mod stuck_delete;
 mod traffic;

@@ -41,6 +41,18 @@ fn service_fields_and_annotations_become_request_fields() {
             }),
         )
         .expect("apply service");
+    // A ready endpoint on node-a (with none, nothing is pushed: issue 22's NoTargets).
+    w.api
+        .apply(
+            "endpointslices",
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "web-abc", "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.42.0.5"], "nodeName": "node-a",
+                    "conditions": {"ready": true}}]}),
+        )
+        .expect("apply slice");
     wait_for("both ports pushed", || {
         posts_for(&w, "default_web").len() >= 2
     });

@@ -159,7 +159,7 @@ fn tls_is_verified_against_the_given_ca_and_refused_with_another() {
     ] {
         let c = client_with(&url, Some("tls-token"), tls.clone());
         match c.list() {
-            Err(Error::Transport { detail, .. }) => {
+            Err(Error::Tls { detail, .. }) => {
                 assert!(detail.contains("certificate"), "{tls:?}: {detail}")
             }
             other => panic!("{tls:?}: {other:?}"),

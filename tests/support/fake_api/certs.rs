@@ -51,6 +51,20 @@ impl Ca {
         (cert.der().to_vec(), key.serialize_der())
     }
 
+    /// The serving certificate and key as PEM (for an updater's `--tls-cert`, `--tls-key`).
+    pub fn server_pem(&self) -> (String, String) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+        let key = KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A client certificate with CN = `user` (and O = each group), PEM encoded.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> (String, String) {
         let mut params = CertificateParams::default();

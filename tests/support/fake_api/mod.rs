@@ -9,7 +9,7 @@
 //! checked against.
 
 mod api;
-mod certs;
+pub mod certs;
 mod clock;
 mod discovery;
 mod faults;

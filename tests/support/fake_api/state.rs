@@ -129,11 +129,35 @@ impl State {
             .any(|(u, v, r)| u == user && (v == "*" || v == verb) && (r == "*" || r == resource))
     }
 
-    fn check_namespace(&self, res: &ResourceDef, ns: &str) -> Result<(), ApiError> {
-        if res.namespaced && self.store.get(NAMESPACES.plural, "", ns).is_none() {
-            return Err(status::namespace_not_found(ns));
+    /// The NamespaceLifecycle admission check of a create: the namespace exists and is not being
+    /// deleted.
+    fn check_namespace(&self, res: &ResourceDef, ns: &str, name: &str) -> Result<(), ApiError> {
+        if !res.namespaced {
+            return Ok(());
         }
-        Ok(())
+        match self.store.get(NAMESPACES.plural, "", ns) {
+            None => Err(status::namespace_not_found(ns)),
+            Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => {
+                Err(status::namespace_terminating(res, name, ns))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// A namespace being deleted goes once the last object in it is gone (the namespace
+    /// controller's last step).
+    fn finish_namespace(&mut self, ns: &str) {
+        let terminating = self
+            .store
+            .get(NAMESPACES.plural, "", ns)
+            .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null());
+        let empty = super::resources::ALL
+            .iter()
+            .filter(|r| r.namespaced)
+            .all(|r| self.store.list(r.plural, ns).is_empty());
+        if terminating && empty {
+            self.store.remove(NAMESPACES.plural, "", ns);
+        }
     }
 
     pub fn get(&self, res: &ResourceDef, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -219,7 +243,7 @@ impl State {
                 )],
             ));
         }
-        self.check_namespace(res, ns)?;
+        self.check_namespace(res, ns, &name)?;
         if self.store.get(res.plural, ns, &name).is_some() {
             return Err(status::already_exists(res, &name));
         }
@@ -469,6 +493,7 @@ impl State {
         }
         if deleting && finalizers(&obj).is_empty() {
             self.store.remove(res.plural, ns, name);
+            self.finish_namespace(ns);
             return Ok((200, obj));
         }
         Ok((200, self.store.put(res.plural, ns, name, obj)))
@@ -593,6 +618,7 @@ impl State {
             .store
             .remove(res.plural, ns, name)
             .ok_or_else(|| status::not_found(res, name))?;
+        self.finish_namespace(ns);
         if res.custom {
             return Ok(status::delete_success(res, name, meta_str(&last, "uid")));
         }
@@ -600,7 +626,8 @@ impl State {
     }
 
     /// Namespace deletion, condensed: the namespace controller's work (deleting what the namespace
-    /// holds) happens at once, then the namespace goes.
+    /// holds) happens at once; the namespace goes then, or, while objects held by finalizers
+    /// remain, stays `Terminating` (creates in it answer 403) until the last of them goes.
     fn delete_namespace(&mut self, name: &str) -> Value {
         for res in super::resources::ALL.iter().filter(|r| r.namespaced) {
             for obj in self.store.list(res.plural, name) {
@@ -608,14 +635,21 @@ impl State {
                 let _ = self.delete(res, name, &n, &Value::Null);
             }
         }
-        let mut last = self
-            .store
-            .remove(NAMESPACES.plural, "", name)
-            .unwrap_or(Value::Null);
-        if last.is_object() {
+        let held = super::resources::ALL
+            .iter()
+            .filter(|r| r.namespaced)
+            .any(|r| !self.store.list(r.plural, name).is_empty());
+        let Some(mut last) = self.store.get(NAMESPACES.plural, "", name).cloned() else {
+            return Value::Null;
+        };
+        if last["metadata"]["deletionTimestamp"].is_null() {
             last["metadata"]["deletionTimestamp"] = json!(clock::rfc3339_now());
             last["status"]["phase"] = json!("Terminating");
         }
+        if held {
+            return self.store.put(NAMESPACES.plural, "", name, last);
+        }
+        self.store.remove(NAMESPACES.plural, "", name);
         last
     }
 

@@ -119,6 +119,19 @@ pub fn namespace_not_found(ns: &str) -> ApiError {
     )
 }
 
+/// A create in a namespace being deleted (NamespaceLifecycle admission).
+pub fn namespace_terminating(res: &ResourceDef, name: &str, ns: &str) -> ApiError {
+    error(
+        403,
+        "Forbidden",
+        &format!(
+            "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            res.qualified()
+        ),
+        Some(details(name, res.group, res.plural)),
+    )
+}
+
 pub fn already_exists(res: &ResourceDef, name: &str) -> ApiError {
     error(
         409,

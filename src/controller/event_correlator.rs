@@ -1,0 +1,143 @@
+//! Event aggregation, as client-go's `EventCorrelator` (its `EventLogger` part) does it: a repeat
+//! of the same (object, type, reason, message) is the Event already posted with its `count` raised
+//! and a new `lastTimestamp`, sent as a PATCH of that one object, not a new object per retry. The
+//! rate limit per object and reason (`events`) is asked first, as client-go's spam filter is.
+//! Bounded: above `MAX_SEEN` repeats remembered, the least recently used is forgotten (its next
+//! repeat starts a new Event).
+//! Pure: no I/O, no clock (the time comes in as a string).
+
+use std::collections::BTreeMap;
+
+use super::plan::EventSpec;
+use crate::model::Event;
+
+/// client-go's LRU holds 4096 entries.
+const MAX_SEEN: usize = 4096;
+
+type Identity = (String, String, String, String, String, String);
+
+#[derive(Debug, Default)]
+pub struct Correlator {
+    seen: BTreeMap<Identity, Seen>,
+    /// Increases with every Event: the least recently used entry has the lowest.
+    tick: u64,
+}
+
+#[derive(Debug)]
+struct Seen {
+    name: String,
+    namespace: String,
+    first: String,
+    count: i32,
+    used: u64,
+}
+
+impl Correlator {
+    /// The Event to send for `spec` at `now` (RFC 3339): a new one (`unique` names it, count 1), or
+    /// the earlier one for the same object, type, reason and message with its count raised (the
+    /// sender PATCHes it when `count > 1`).
+    pub fn correlate(&mut self, spec: &EventSpec, now: &str, unique: &str) -> Event {
+        self.tick += 1;
+        let o = &spec.object;
+        let id: Identity = (
+            o.kind.clone(),
+            o.namespace.clone(),
+            o.name.clone(),
+            o.uid.clone(),
+            spec.type_.as_str().to_string(),
+            format!("{}\n{}", spec.reason, spec.message),
+        );
+        let mut event = spec.to_event(now, unique);
+        match self.seen.get_mut(&id) {
+            Some(s) => {
+                s.count = s.count.saturating_add(1);
+                s.used = self.tick;
+                event.metadata.name.clone_from(&s.name);
+                event.metadata.namespace.clone_from(&s.namespace);
+                event.first_timestamp.clone_from(&s.first);
+                event.count = s.count;
+            }
+            None => {
+                if self.seen.len() >= MAX_SEEN {
+                    let oldest = self
+                        .seen
+                        .iter()
+                        .min_by_key(|(_, s)| s.used)
+                        .map(|(k, _)| k.clone());
+                    if let Some(k) = oldest {
+                        self.seen.remove(&k);
+                    }
+                }
+                self.seen.insert(
+                    id,
+                    Seen {
+                        name: event.metadata.name.clone(),
+                        namespace: event.metadata.namespace.clone(),
+                        first: now.to_string(),
+                        count: 1,
+                        used: self.tick,
+                    },
+                );
+            }
+        }
+        event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::plan::EventType;
+    use crate::model::ObjectReference;
+
+    fn spec(name: &str, message: &str) -> EventSpec {
+        EventSpec {
+            object: ObjectReference {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                namespace: "default".into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
+            },
+            type_: EventType::Warning,
+            reason: "UpdaterFailed".into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn fifty_repeats_are_one_event_with_a_count_and_other_messages_their_own() {
+        let mut c = Correlator::default();
+        let first = c.correlate(&spec("web", "refused"), "t0", "a1");
+        assert_eq!((first.count, first.metadata.name.as_str()), (1, "web.a1"));
+        let mut last = first.clone();
+        for i in 2..=50 {
+            last = c.correlate(&spec("web", "refused"), &format!("t{i}"), &format!("x{i}"));
+        }
+        assert_eq!(last.count, 50);
+        assert_eq!(last.metadata.name, "web.a1", "the same object");
+        assert_eq!(last.first_timestamp, "t0");
+        assert_eq!(last.last_timestamp, "t50");
+        let other = c.correlate(&spec("web", "another message"), "t51", "b1");
+        assert_eq!((other.count, other.metadata.name.as_str()), (1, "web.b1"));
+        let db = c.correlate(&spec("db", "refused"), "t52", "c1");
+        assert_eq!((db.count, db.metadata.name.as_str()), (1, "db.c1"));
+    }
+
+    #[test]
+    fn the_least_recently_used_is_forgotten_beyond_the_bound() {
+        let mut c = Correlator::default();
+        for i in 0..MAX_SEEN {
+            c.correlate(&spec(&format!("s{i}"), "m"), "t", &format!("u{i}"));
+        }
+        c.correlate(&spec("s0", "m"), "t", "again"); // s0 used again: s1 is now the oldest
+        c.correlate(&spec("new", "m"), "t", "n");
+        assert_eq!(c.seen.len(), MAX_SEEN);
+        assert_eq!(c.correlate(&spec("s0", "m"), "t", "z").count, 3);
+        assert_eq!(
+            c.correlate(&spec("s1", "m"), "t", "z").count,
+            1,
+            "forgotten"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! A gone LB host must not hold a namespace hostage (issue 22): a LoadBalancer being deleted waits
+//! for its backends to be deleted from the updaters, but an updater that has not answered at all
+//! (no answer, not an error answer) for `--unreachable-delete-grace` is given up on: the
+//! finalizer is released with a Warning Event naming the host and the backend left there, and the
+//! drift check deletes that stray backend once the updater answers again (no LoadBalancer names
+//! it any more). The Event goes to the LoadBalancer's config, in the controller's namespace: the
+//! LoadBalancer's own namespace may be the one being deleted.
+//! Pure: no I/O, no clock (the worker's failing updaters and the time come in through `Context`).
+
+use super::cache::{Cache, Key};
+use super::plan::{EventType, Plan};
+use super::reconcile::Context;
+use super::status::known_backends;
+use crate::model::url::updater_endpoint;
+use crate::model::{API_VERSION, LoadBalancer, ObjectReference};
+use crate::time::rfc3339;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Since when (ms since the epoch) the updater at `url` has not answered, if it does not.
+fn failing_since(ctx: &Context, url: &str) -> Option<u64> {
+    let endpoint = updater_endpoint(url).ok()?;
+    ctx.failing.get(&endpoint).copied()
+}
+
+/// The updater at `url` has not answered for the grace or longer: a deletion no longer waits on it.
+pub fn given_up(ctx: &Context, url: &str) -> bool {
+    failing_since(ctx, url)
+        .is_some_and(|since| ctx.now_ms >= since.saturating_add(ctx.delete_grace_ms))
+}
+
+/// When the deletion of `lb` will stop waiting for updater `url` (RFC 3339), if it is failing.
+pub fn gives_up_at(ctx: &Context, url: &str) -> Option<String> {
+    let at = failing_since(ctx, url)?.saturating_add(ctx.delete_grace_ms);
+    Some(rfc3339(UNIX_EPOCH + Duration::from_millis(at)))
+}
+
+/// One Warning Event for the backends of `lb` left on updaters given up on, if any.
+pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
+    let left: Vec<String> = known_backends(key, lb)
+        .into_iter()
+        .filter(|b| given_up(ctx, &b.url))
+        .map(|b| {
+            format!(
+                "backend {} on host {} (updater {})",
+                b.backend_name, b.host, b.url
+            )
+        })
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    let config = lb.spec.config_name.get().cloned().unwrap_or_default();
+    let object = match cache.configs.get(&Key::new(&ctx.namespace, &config)) {
+        Some(c) => ObjectReference {
+            api_version: API_VERSION.into(),
+            kind: "LoadBalancerConfig".into(),
+            namespace: ctx.namespace.clone(),
+            name: config,
+            uid: c.metadata.uid.clone(),
+        },
+        None => ObjectReference {
+            api_version: API_VERSION.into(),
+            kind: crate::model::LOAD_BALANCER_KIND.into(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            uid: lb.metadata.uid.clone(),
+        },
+    };
+    plan.event(
+        &object,
+        EventType::Warning,
+        "BackendLeft",
+        format!(
+            "LoadBalancer {key} released although its updater has not answered for \
+             --unreachable-delete-grace: {} left there; drift repair removes it when the updater \
+             answers again",
+            left.join(", ")
+        ),
+    );
+}
