@@ -3,9 +3,9 @@
 //! affects; the worker queues them.
 //! Pure: no I/O, no clock.
 
-use super::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
-use super::ports::{PortIndex, stored_ports};
-use super::targets::{node_view, ready_endpoint_nodes};
+use super::decide::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
+use super::decide::ports::{PortIndex, stored_ports};
+use super::decide::targets::{node_view, ready_endpoint_nodes};
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
     LoadBalancerSpec, Node, ObjectMeta, Protocol, Service,
@@ -641,7 +641,7 @@ mod tests {
 
     #[test]
     fn port_index_follows_applies_deletes_and_relists() {
-        use crate::controller::ports::taken_ports;
+        use crate::controller::decide::ports::taken_ports;
         let lb_on = |name: &str, rv: usize, host: &str, port: usize| -> LoadBalancer {
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},

@@ -2,18 +2,18 @@
 //! steps, each ok, failed (with the fix) or unknown (a read failed or the updater cannot say). The
 //! cluster steps stop at the first failure; then each host of the config gets its own steps, which
 //! stop at their first failure. The decisions are the controller's own: config choice, nodePorts,
-//! port allocation and the desired spec come from `controller::reconcile`, node eligibility from
-//! `controller::targets`, the requests a LoadBalancer implies from `reconcile` itself.
+//! port allocation and the desired spec come from `controller::decide::reconcile`, node eligibility from
+//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostRef, ReadError, SecretRef, SecretState};
-use crate::controller::batch::lb_request;
-use crate::controller::ports::stored_ports;
-use crate::controller::reconcile::{
+use crate::controller::run::batch::lb_request;
+use crate::controller::decide::ports::stored_ports;
+use crate::controller::decide::reconcile::{
     Context, desired_spec, is_ours, pick_config, port_list, service_ports,
 };
-use crate::controller::status::{RECONCILED, condition};
-use crate::controller::targets::{Ineligible, node_address, node_ineligibility, targets_for};
+use crate::controller::decide::status::{RECONCILED, condition};
+use crate::controller::decide::targets::{Ineligible, node_address, node_ineligibility, targets_for};
 use crate::controller::{Action, Cache, Key, reconcile};
 use crate::model::{
     CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
-pub use crate::controller::port_requests::LB_PORTS_ANNOTATION;
+pub use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
 
 /// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
 /// the README list them).
@@ -703,7 +703,7 @@ pub(super) fn used_in_range(
 /// The annotation `lb.paperlb.com/lb-ports`: (what the user wrote, Service port index, lbPort),
 /// read by the controller's own parser; the first unreadable entry is the error.
 pub fn requested_ports(svc: &Service) -> Result<Vec<(String, usize, u16)>, String> {
-    let (entries, faults) = crate::controller::port_requests::parse(svc);
+    let (entries, faults) = crate::controller::decide::port_requests::parse(svc);
     if let Some(f) = faults.first() {
         let prefix = format!("annotation {LB_PORTS_ANNOTATION}: ");
         return Err(f

@@ -11,7 +11,7 @@
 //!
 //! Pure: no I/O, no clock. Must not: decide what "free" means (the caller's `holder` does).
 
-use super::cache::Key;
+use crate::controller::cache::Key;
 use super::ports::PortRequest;
 use super::status::set_condition;
 use crate::model::{LoadBalancerStatus, Protocol, Service};

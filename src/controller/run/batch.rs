@@ -16,9 +16,9 @@
 //! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
 //! or changes finalizers (those stay one at a time on the worker).
 
-use super::cache::{Cache, Key};
-use super::plan::{Action, Plan, UpdaterRequest};
-use super::ports::stored_ports;
+use crate::controller::cache::{Cache, Key};
+use crate::controller::decide::plan::{Action, Plan, UpdaterRequest};
+use crate::controller::decide::ports::stored_ports;
 use super::stats::Stats;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
@@ -155,7 +155,7 @@ type Claims = (Vec<String>, BTreeSet<(u16, crate::model::Protocol)>);
 
 fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
     spec.host.get()?;
-    let host = super::ports::stored_hosts(spec);
+    let host = crate::controller::decide::ports::stored_hosts(spec);
     let ports = stored_ports(spec)
         .into_iter()
         .map(|(_, p, proto)| (p, proto))
@@ -547,14 +547,14 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
         proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
         traffic: api_traffic(&r.traffic),
         // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
-        owner: Some(super::drift::OWNER.to_string()),
+        owner: Some(crate::controller::decide::drift::OWNER.to_string()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::{EventSpec, EventType};
+    use crate::controller::decide::plan::{EventSpec, EventType};
     use crate::model::ObjectReference;
     use serde_json::json;
 

@@ -6,7 +6,7 @@
 //! from fresh state rather than guessed here.
 //! Pure: no I/O, no clock.
 
-use super::cache::Key;
+use crate::controller::cache::Key;
 use crate::model::{Event, EventSource, ObjectMeta, ObjectReference};
 use serde_json::{Value, json};
 

@@ -4,6 +4,14 @@
 //! Owns: thread start-up and orderly shutdown (stop taking work, finish the current reconcile,
 //! release the Lease, stop the watches). Must not: decide anything.
 
+pub mod batch;
+pub mod events;
+pub mod host_probe;
+pub mod resync;
+pub mod secrets;
+pub mod stats;
+pub mod worker;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -12,8 +20,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::cli::Config;
-use super::stats::Stats;
-use super::worker::{self, Event, Health, Worker, WorkerConfig};
+use self::stats::Stats;
+use self::worker::{Event, Health, Worker, WorkerConfig};
 use crate::http::{Limits, Request, Response, Server};
 use crate::kube::client::{
     Client, ClientOptions, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource,

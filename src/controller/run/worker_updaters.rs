@@ -13,12 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Affected, FailKind, Kind, Worker, epoch_ms};
-use crate::controller::drift::{self, Repair};
-use crate::controller::health_status;
-use crate::controller::plan::{Action, Plan};
-use crate::controller::resync::{self, Timers};
-use crate::controller::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDATER_AUTH};
-use crate::controller::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use crate::controller::decide::drift::{self, Repair};
+use crate::controller::decide::health_status;
+use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::run::resync::{self, Timers};
+use crate::controller::run::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDATER_AUTH};
+use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
@@ -579,7 +579,7 @@ impl Worker {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
-            if lb.metadata.is_deleting() || !crate::controller::status::is_applied(lb) {
+            if lb.metadata.is_deleting() || !crate::controller::decide::status::is_applied(lb) {
                 continue; // its own reconcile writes its status
             }
             if let Some(patch) = health_status::patch(&key, lb, reports) {

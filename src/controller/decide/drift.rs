@@ -15,8 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::batch::lb_request;
-use super::cache::{Cache, Key};
+use crate::controller::run::batch::lb_request;
+use crate::controller::cache::{Cache, Key};
 use super::reconcile::{Context, applied_timeouts, updater_request};
 use super::status::{backend_name, is_applied, known_backends};
 use crate::model::LbSpec;

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::cache::Key;
+use crate::controller::cache::Key;
 use super::plan::Action;
 use super::reconcile::updater_request;
 use super::status::backend_name;

@@ -2,7 +2,7 @@
 //! "the same thing again" compares equal and is skipped.
 //! Pure: no I/O, no clock (the time comes in as a string).
 
-use super::cache::Key;
+use crate::controller::cache::Key;
 use crate::model::{
     AppliedBackend, Condition, Ingress, LbSpec, LoadBalancer, PHASE_READY, PortStatus, is_ip,
 };

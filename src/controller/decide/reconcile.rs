@@ -2,7 +2,7 @@
 //! the cache alone. A converged key gives an empty plan: nothing is written that would not change.
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
-use super::cache::{Cache, Key};
+use crate::controller::cache::{Cache, Key};
 use super::hosts;
 use super::plan::{Action, EventType, Plan, UpdaterRequest};
 use super::port_requests::{self, Decision};

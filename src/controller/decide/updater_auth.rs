@@ -4,10 +4,10 @@
 //!
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
-use super::cache::{Cache, Key};
+use crate::controller::cache::{Cache, Key};
 use super::plan::{Action, EventType, Plan};
 use super::reconcile::{Context, on_updater_error};
-use super::secrets::{AuthProblem, UPDATER_AUTH};
+use crate::controller::run::secrets::{AuthProblem, UPDATER_AUTH};
 use super::status::{condition, set_condition};
 use crate::model::{LoadBalancer, LoadBalancerStatus, ObjectReference};
 use serde_json::json;
@@ -168,7 +168,7 @@ fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::UpdaterRequest;
+    use crate::controller::decide::plan::UpdaterRequest;
     use crate::model::Condition;
 
     fn lb() -> LoadBalancer {

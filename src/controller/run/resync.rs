@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::drift::Repair;
+use crate::controller::decide::drift::Repair;
 use super::stats::Stats;
 use crate::kube::lease::Leadership;
 use crate::updater::client::UpdaterClient;

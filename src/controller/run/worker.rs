@@ -22,14 +22,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::batch::{self, Answer, Done, FailKind, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
-use super::cache::{Affected, Cache, Key};
-use super::config_status;
+use crate::controller::cache::{Affected, Cache, Key};
+use crate::controller::decide::config_status;
 use super::events::EventLimiter;
-use super::plan::{Action, Plan};
-use super::queue::Queue;
-use super::reconcile::{Context, on_updater_error, reconcile};
+use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::queue::Queue;
+use crate::controller::decide::reconcile::{Context, on_updater_error, reconcile};
 use super::stats::Stats;
-use super::status::is_applied;
+use crate::controller::decide::status::is_applied;
 use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
@@ -695,7 +695,7 @@ impl Worker {
                 log::warn!("updater failed key={key} error={message:?}");
                 let fallback = match self.updater_failed(plan, index, &message, kind) {
                     Some(p) => {
-                        super::updater_auth::on_auth_error(&self.cache, key, ctx, plan, index, &p)
+                        crate::controller::decide::updater_auth::on_auth_error(&self.cache, key, ctx, plan, index, &p)
                     }
                     None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
                 };
@@ -993,20 +993,20 @@ impl Worker {
     }
 
     /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
-    fn event(&mut self, spec: &super::plan::EventSpec) {
+    fn event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
         if let Some(event) = self.prepare_event(spec) {
             self.io().post_event(&event);
         }
     }
 
     /// An Event prepared for a batch but never sent gives its rate-limit token back.
-    fn refund_event(&mut self, spec: &super::plan::EventSpec) {
+    fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         self.events.refund(&object, &spec.reason);
     }
 
     /// The Event to post, or None when the rate limit drops it.
-    fn prepare_event(&mut self, spec: &super::plan::EventSpec) -> Option<crate::model::Event> {
+    fn prepare_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) -> Option<crate::model::Event> {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         if !self.events.allow(&object, &spec.reason, Instant::now()) {
             log::debug!(

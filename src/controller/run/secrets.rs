@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 
-use super::cache::Key;
+use crate::controller::cache::Key;
 use crate::model::{AuthRefs, LoadBalancerConfig, Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, ClientTls};
 
