@@ -6,38 +6,12 @@
 use super::decide::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
 use super::decide::ports::{PortIndex, stored_ports};
 use super::decide::targets::{node_view, ready_endpoint_nodes};
+use super::key::Key;
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
     LoadBalancerSpec, Node, ObjectMeta, Protocol, Service,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-
-/// A namespaced object's identity; also the reconcile key (a Service and its LoadBalancer share it).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Key {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl Key {
-    pub fn new(namespace: &str, name: &str) -> Key {
-        Key {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
-    }
-
-    pub fn of(meta: &ObjectMeta) -> Key {
-        Key::new(&meta.namespace, &meta.name)
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// Reconcile keys a change affects.
 pub type Affected = BTreeSet<Key>;

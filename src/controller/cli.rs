@@ -108,7 +108,7 @@ pub fn parse(
         retry_period: Duration::from_secs(2),
         watch_idle_timeout: Duration::from_secs(300),
         updater_resync: super::run::resync::DEFAULT_PERIOD,
-        host_failure_grace: Duration::from_millis(super::decide::reconcile::DEFAULT_HOST_GRACE_MS),
+        host_failure_grace: Duration::from_millis(super::decide::context::DEFAULT_HOST_GRACE_MS),
     };
     for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {

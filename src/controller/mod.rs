@@ -8,14 +8,17 @@
 pub mod cache;
 pub mod cli;
 pub mod decide;
+pub mod key;
 pub mod queue;
 pub mod run;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use cache::{Affected, Cache, Key};
-pub use run::events::EventLimiter;
+pub use cache::{Affected, Cache};
+pub use decide::context::Context;
 pub use decide::plan::{Action, EventSpec, EventType, Plan, UpdaterRequest};
+pub use decide::reconcile::{on_updater_error, reconcile};
+pub use key::Key;
 pub use queue::Queue;
-pub use decide::reconcile::{Context, on_updater_error, reconcile};
+pub use run::events::EventLimiter;

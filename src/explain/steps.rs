@@ -7,14 +7,14 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostRef, ReadError, SecretRef, SecretState};
-use crate::controller::run::batch::lb_request;
+use crate::controller::decide::plan::lb_request;
 use crate::controller::decide::ports::stored_ports;
-use crate::controller::decide::reconcile::{
-    Context, desired_spec, is_ours, pick_config, port_list, service_ports,
+use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
+use crate::controller::decide::status::{RECONCILED, condition, port_list};
+use crate::controller::decide::targets::{
+    Ineligible, node_address, node_ineligibility, targets_for,
 };
-use crate::controller::decide::status::{RECONCILED, condition};
-use crate::controller::decide::targets::{Ineligible, node_address, node_ineligibility, targets_for};
-use crate::controller::{Action, Cache, Key, reconcile};
+use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
     CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
 };

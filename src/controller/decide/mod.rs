@@ -3,6 +3,7 @@
 //! `updater_auth`, `drift`). Pure: no I/O, no clock (time is passed in), no threads.
 
 pub mod config_status;
+pub mod context;
 pub mod drift;
 pub mod health_status;
 pub mod hosts;

@@ -2,9 +2,9 @@
 //! in shuffled orders: the plan must not depend on the order objects arrived in.
 
 use super::*;
-use crate::controller::decide::plan::EventSpec;
+use crate::controller::decide::plan::{EventSpec, UpdaterRequest};
 use crate::controller::testutil::{Rng, node, shuffled};
-use crate::model::{Lenient, LoadBalancerConfig, Node};
+use crate::model::{DEFAULT_CLASS, Lenient, LoadBalancerConfig, Node};
 use serde_json::Value;
 
 #[path = "reconcile_hosts_tests.rs"]
@@ -1245,7 +1245,7 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     assert_eq!(spec.traffic.health_check, check);
     assert!(reconcile(&cache, &key("web"), &ctx()).is_empty());
     // The wire body: Cluster services ask for kube-proxy's node check.
-    let wire = crate::controller::run::batch::lb_request(&reqs[0]);
+    let wire = crate::controller::decide::plan::lb_request(&reqs[0]);
     let json = serde_json::to_value(&wire).unwrap();
     assert_eq!(
         json["healthCheck"],

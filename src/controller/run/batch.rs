@@ -16,15 +16,15 @@
 //! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
 //! or changes finalizers (those stay one at a time on the worker).
 
-use crate::controller::cache::{Cache, Key};
-use crate::controller::decide::plan::{Action, Plan, UpdaterRequest};
-use crate::controller::decide::ports::stored_ports;
 use super::stats::Stats;
+use crate::controller::cache::Cache;
+use crate::controller::decide::plan::{Action, Plan, UpdaterRequest, lb_request};
+use crate::controller::decide::ports::stored_ports;
+use crate::controller::key::Key;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::model::{Event, LoadBalancerSpec};
-use crate::updater::api::{LbRequest, Upstream};
 use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
@@ -516,38 +516,6 @@ fn io_thread(s: &PoolShared) {
             events: job.events,
             outcome,
         });
-    }
-}
-
-/// The updater API's request for one backend.
-/// The wire form of a port's traffic settings (unset timings: the updater's defaults).
-fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
-    crate::updater::api::Traffic {
-        source_ranges: t.source_ranges.clone(),
-        proxy_protocol: t.proxy_protocol,
-        health_check: t.health_check.as_ref().map(|h| h.to_api()),
-    }
-}
-
-pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
-    LbRequest {
-        backend_name: r.backend_name.clone(),
-        lb_port: r.lb_port,
-        lb_protocol: r.protocol.clone(),
-        upstream_servers: r
-            .upstreams
-            .iter()
-            .map(|(host, port)| Upstream {
-                host: host.clone(),
-                port: *port,
-                health: Default::default(),
-            })
-            .collect(),
-        proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
-        proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
-        traffic: api_traffic(&r.traffic),
-        // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
-        owner: Some(crate::controller::decide::drift::OWNER.to_string()),
     }
 }
 

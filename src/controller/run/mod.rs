@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::cli::Config;
 use self::stats::Stats;
 use self::worker::{Event, Health, Worker, WorkerConfig};
+use super::cli::Config;
 use crate::http::{Limits, Request, Response, Server};
 use crate::kube::client::{
     Client, ClientOptions, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource,

@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::controller::decide::drift::Repair;
 use super::stats::Stats;
+use crate::controller::decide::drift::Repair;
 use crate::kube::lease::Leadership;
 use crate::updater::client::UpdaterClient;
 

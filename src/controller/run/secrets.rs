@@ -15,20 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 
-use crate::controller::cache::Key;
+use crate::controller::key::Key;
 use crate::model::{AuthRefs, LoadBalancerConfig, Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, ClientTls};
 
-/// Condition type on a LoadBalancer whose updater's credentials cannot be used (or are refused).
-pub const UPDATER_AUTH: &str = "UpdaterAuth";
-
-/// Why a config's updater gets no call: a condition reason and a message for users.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthProblem {
-    /// `SecretNotFound`, `KeyNotFound`, `InvalidToken`, `InvalidCA`, `ClientSetup`, `Unauthorized`.
-    pub reason: &'static str,
-    pub message: String,
-}
+use crate::controller::decide::updater_auth::AuthProblem;
 
 /// What the store knows of one referenced key.
 #[derive(Debug, PartialEq, Eq)]

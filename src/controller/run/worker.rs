@@ -22,25 +22,79 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::batch::{self, Answer, Done, FailKind, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
-use crate::controller::cache::{Affected, Cache, Key};
-use crate::controller::decide::config_status;
 use super::events::EventLimiter;
-use crate::controller::decide::plan::{Action, Plan};
-use crate::controller::queue::Queue;
-use crate::controller::decide::reconcile::{Context, on_updater_error, reconcile};
+use super::resync::Timers;
+use super::secrets::SecretStore;
 use super::stats::Stats;
+use crate::controller::cache::{Affected, Cache};
+use crate::controller::decide::config_status;
+use crate::controller::decide::context::Context;
+use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::decide::reconcile::{on_updater_error, reconcile};
 use crate::controller::decide::status::is_applied;
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::controller::key::Key;
+use crate::controller::queue::Queue;
 use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
-use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, Service};
+use crate::model::{
+    EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
+};
 use crate::time::rfc3339;
-use crate::updater::client::{Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 // The Secret-backed updater credentials and drift checks: their part of the worker.
 #[path = "worker_updaters.rs"]
 mod updaters;
+
+/// The worker's updater-side state.
+pub(crate) struct UpdaterState {
+    secrets: SecretStore,
+    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
+    wanted: BTreeSet<SecretRef>,
+    /// The credentials each client in `Worker::updaters` was built with, by raw URL.
+    auth_of: BTreeMap<String, ClientAuth>,
+    /// Why a URL has no client now, by raw URL.
+    problems: BTreeMap<String, AuthProblem>,
+    timers: Timers,
+    /// Checks have been scheduled since the first sync or the last leadership gain.
+    started: bool,
+    /// Endpoints without `GET` (the Go updater): not checked again until leadership changes.
+    unsupported: BTreeSet<String>,
+    /// Endpoints whose last call or probe got no answer, with the time of their last good answer
+    /// (ms since the epoch): checked when they answer again; a host of a several-host config
+    /// gets no calls meanwhile and leaves the ingress after the grace.
+    failing: BTreeMap<String, u64>,
+    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
+    expired: BTreeSet<String>,
+    /// Configs or Secrets changed since the prober's targets were set.
+    probes_stale: bool,
+}
+
+impl UpdaterState {
+    fn new(period: Duration) -> UpdaterState {
+        UpdaterState {
+            secrets: SecretStore::default(),
+            wanted: BTreeSet::new(),
+            auth_of: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            timers: Timers::new(period),
+            started: false,
+            unsupported: BTreeSet::new(),
+            failing: BTreeMap::new(),
+            expired: BTreeSet::new(),
+            probes_stale: true,
+        }
+    }
+
+    /// A new term checks every updater again, the Go ones included (once).
+    fn gained_leadership(&mut self) {
+        self.started = false;
+        self.unsupported.clear();
+    }
+}
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -139,7 +193,7 @@ pub struct Worker {
     /// `resolve_in_doubt`).
     in_doubt: BTreeMap<Key, Action>,
     /// Updater credentials, their Secrets, and drift checks (see `worker_updaters.rs`).
-    auth: updaters::State,
+    auth: UpdaterState,
     /// What the LB host prober probes (the hosts of several-host configs).
     probes: Arc<super::host_probe::Targets>,
     /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
@@ -172,7 +226,10 @@ impl Worker {
         let term = Arc::new(AtomicU64::new(0));
         let probes = Arc::new(super::host_probe::Targets::default());
         let interval = super::host_probe::interval_for(config.host_failure_grace);
-        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, io_tx.clone()) {
+        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, {
+            let tx = io_tx.clone();
+            move |p| tx.send(Event::HostProbe(p)).is_ok()
+        }) {
             log::warn!(
                 "no LB host probes (several-host configs fail over on call errors only): {e}"
             );
@@ -209,7 +266,7 @@ impl Worker {
             configs_to_report: BTreeSet::new(),
             config_retry_at: None,
             config_retry_delay: CONFIG_RETRY_FIRST,
-            auth: updaters::State::new(config.updater_resync),
+            auth: UpdaterState::new(config.updater_resync),
             probes,
             config,
         }
@@ -694,9 +751,14 @@ impl Worker {
             }) => {
                 log::warn!("updater failed key={key} error={message:?}");
                 let fallback = match self.updater_failed(plan, index, &message, kind) {
-                    Some(p) => {
-                        crate::controller::decide::updater_auth::on_auth_error(&self.cache, key, ctx, plan, index, &p)
-                    }
+                    Some(p) => crate::controller::decide::updater_auth::on_auth_error(
+                        &self.cache,
+                        key,
+                        ctx,
+                        plan,
+                        index,
+                        &p,
+                    ),
                     None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
                 };
                 if let Err(Stop::Api { error, .. }) = self.execute(key, &fallback) {
@@ -1006,7 +1068,10 @@ impl Worker {
     }
 
     /// The Event to post, or None when the rate limit drops it.
-    fn prepare_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) -> Option<crate::model::Event> {
+    fn prepare_event(
+        &mut self,
+        spec: &crate::controller::decide::plan::EventSpec,
+    ) -> Option<crate::model::Event> {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         if !self.events.allow(&object, &spec.reason, Instant::now()) {
             log::debug!(

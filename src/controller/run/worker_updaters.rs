@@ -16,61 +16,16 @@ use super::{Affected, FailKind, Kind, Worker, epoch_ms};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
-use crate::controller::run::resync::{self, Timers};
-use crate::controller::run::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDATER_AUTH};
+use crate::controller::decide::status::UPDATER_AUTH;
+use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use crate::controller::run::resync;
+use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
-use crate::model::{Secret, SecretRef, ValidConfig};
+use crate::model::{Secret, ValidConfig};
 use crate::updater::client::{ClientAuth, UpdaterClient};
-
-/// The worker's updater-side state.
-pub(super) struct State {
-    secrets: SecretStore,
-    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
-    wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with, by raw URL.
-    auth_of: BTreeMap<String, ClientAuth>,
-    /// Why a URL has no client now, by raw URL.
-    problems: BTreeMap<String, AuthProblem>,
-    timers: Timers,
-    /// Checks have been scheduled since the first sync or the last leadership gain.
-    started: bool,
-    /// Endpoints without `GET` (the Go updater): not checked again until leadership changes.
-    unsupported: BTreeSet<String>,
-    /// Endpoints whose last call or probe got no answer, with the time of their last good answer
-    /// (ms since the epoch): checked when they answer again; a host of a several-host config
-    /// gets no calls meanwhile and leaves the ingress after the grace.
-    pub(super) failing: BTreeMap<String, u64>,
-    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
-    expired: BTreeSet<String>,
-    /// Configs or Secrets changed since the prober's targets were set.
-    probes_stale: bool,
-}
-
-impl State {
-    pub(super) fn new(period: Duration) -> State {
-        State {
-            secrets: SecretStore::default(),
-            wanted: BTreeSet::new(),
-            auth_of: BTreeMap::new(),
-            problems: BTreeMap::new(),
-            timers: Timers::new(period),
-            started: false,
-            unsupported: BTreeSet::new(),
-            failing: BTreeMap::new(),
-            expired: BTreeSet::new(),
-            probes_stale: true,
-        }
-    }
-
-    /// A new term checks every updater again, the Go ones included (once).
-    pub(super) fn gained_leadership(&mut self) {
-        self.started = false;
-        self.unsupported.clear();
-    }
-}
 
 impl Worker {
     /// When `run` must wake: the next delayed key, or (while it may act on them) the next check.
