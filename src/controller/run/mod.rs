@@ -235,7 +235,10 @@ fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {
     match req.path.as_str() {
         "/healthz" => match worker::healthy(health, MAX_BUSY) {
             Ok(()) => Response::text(200, "ok\n"),
-            Err(why) => Response::text(503, format!("{why}\n")),
+            Err(busy) => Response::text(
+                503,
+                format!("one reconcile has been running for {}s\n", busy.as_secs()),
+            ),
         },
         // Ready once every watch has synced, leader or standby alike: a standby's readiness says its
         // caches are warm, so it can take over at once.

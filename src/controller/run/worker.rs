@@ -593,8 +593,8 @@ impl Worker {
             events.push(match action {
                 Action::Event(spec) => self.prepare_event(spec),
                 Action::UpdaterApply { url, .. } => {
-                    if let Err(e) = self.updater(url) {
-                        log::warn!("updater {url}: {e}");
+                    if let Err(p) = self.updater(url) {
+                        log::warn!("updater {url}: {}", p.message);
                     }
                     if let Some(c) = self.updaters.get(url) {
                         updaters.insert(url.clone(), c.clone());
@@ -793,9 +793,9 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    self.updater(url).map_err(|message| Stop::Updater {
+                    self.updater(url).map_err(|p| Stop::Updater {
                         index,
-                        message,
+                        message: p.message,
                         kind: FailKind::Refused,
                     })?;
                     self.io()
@@ -890,7 +890,7 @@ impl Worker {
         let started = Instant::now();
         let result = self
             .updater(url)
-            .map_err(|m| (m, FailKind::Refused))
+            .map_err(|p| (p.message, FailKind::Refused))
             .and_then(|c| {
                 c.delete(backend)
                     .map_err(|e| (e.to_string(), FailKind::of(&e)))
@@ -1180,18 +1180,12 @@ fn epoch_nanos() -> u64 {
 }
 
 /// Lets the HTTP thread read the worker's health without locks on the hot path.
-pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), String> {
+/// An Err holds how long the one reconcile running now has been running.
+pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), Duration> {
     let since = health.busy_since_ms.load(Ordering::Relaxed);
     if since == 0 {
         return Ok(());
     }
     let busy = Duration::from_millis(epoch_ms().saturating_sub(since));
-    if busy > max_busy {
-        Err(format!(
-            "one reconcile has been running for {}s",
-            busy.as_secs()
-        ))
-    } else {
-        Ok(())
-    }
+    if busy > max_busy { Err(busy) } else { Ok(()) }
 }

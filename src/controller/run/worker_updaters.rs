@@ -49,20 +49,22 @@ impl Worker {
     /// The client for an `httpUpdaterURL` as written, with its config's credentials; it calls
     /// the endpoint the URL resolves to. Rebuilt when the credentials change. An Err names why
     /// there is none (and nothing may be sent).
-    pub(super) fn updater(&mut self, url: &str) -> Result<&UpdaterClient, String> {
+    pub(super) fn updater(&mut self, url: &str) -> Result<&UpdaterClient, AuthProblem> {
         let auth = match self.auth_for(url) {
             Ok(a) => a,
             Err(p) => {
-                let message = p.message.clone();
-                self.auth.problems.insert(url.to_string(), p);
+                self.auth.problems.insert(url.to_string(), p.clone());
                 self.updaters.remove(url);
                 self.auth.auth_of.remove(url);
-                return Err(message);
+                return Err(p);
             }
         };
         self.auth.problems.remove(url);
         if !self.updaters.contains_key(url) || self.auth.auth_of.get(url) != Some(&auth) {
-            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
+            let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
+                reason: "ClientSetup",
+                message: format!("updater URL {url}: {e}"),
+            })?;
             match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
                 Ok(c) => {
                     if self.updaters.insert(url.to_string(), Arc::new(c)).is_some() {
@@ -79,18 +81,20 @@ impl Worker {
                         reason: "ClientSetup",
                         message: format!("{who}updater {url}: {e}; no updater call is sent"),
                     };
-                    let message = p.message.clone();
-                    self.auth.problems.insert(url.to_string(), p);
+                    self.auth.problems.insert(url.to_string(), p.clone());
                     self.updaters.remove(url);
                     self.auth.auth_of.remove(url);
-                    return Err(message);
+                    return Err(p);
                 }
             }
         }
         self.updaters
             .get(url)
             .map(|c| &**c)
-            .ok_or_else(|| format!("no client for updater {url}"))
+            .ok_or_else(|| AuthProblem {
+                reason: "ClientSetup",
+                message: format!("no client for updater {url}"),
+            })
     }
 
     /// The valid config in our namespace naming this updater (the first by name: configs naming
@@ -395,8 +399,8 @@ impl Worker {
         };
         let client = match self.updater(&raw) {
             Ok(c) => c.clone(),
-            Err(m) => {
-                log::warn!("drift check of updater {endpoint} skipped: {m}");
+            Err(p) => {
+                log::warn!("drift check of updater {endpoint} skipped: {}", p.message);
                 self.stats.resynced("error");
                 self.auth.timers.checked(endpoint, false, now);
                 return;
