@@ -62,35 +62,27 @@ pub type Outcome = (Vec<Answer>, Result<(), Stop>);
 #[derive(Debug)]
 pub enum Stop {
     /// An updater call (action `index`) failed.
-    Updater {
-        index: usize,
-        message: String,
-        kind: FailKind,
-    },
+    Updater { index: usize, error: CallError },
     /// An API write (action `index`) failed.
     Api { index: usize, error: Error },
     /// Leadership was lost mid-plan: leave the key queued for the next leader.
     NotLeader,
 }
 
-/// What kind of updater failure stopped a plan: the worker reports refused credentials as
-/// `UpdaterAuth`, and checks an updater for drift when it answers again after being unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailKind {
-    #[default]
-    Refused,
-    Unreachable,
-    Unauthorized,
+/// Why an updater action failed: the call's own error, or no call at all (no usable client; the
+/// message says why). The worker reports refused credentials as `UpdaterAuth`, and checks an
+/// updater for drift when it answers again after being unreachable.
+#[derive(Debug)]
+pub enum CallError {
+    Call(crate::updater::Error),
+    NoCall(String),
 }
 
-impl FailKind {
-    pub fn of(e: &crate::updater::Error) -> FailKind {
-        if e.is_unauthorized() {
-            FailKind::Unauthorized
-        } else if e.is_transport() {
-            FailKind::Unreachable
-        } else {
-            FailKind::Refused
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Call(e) => e.fmt(f),
+            CallError::NoCall(m) => f.write_str(m),
         }
     }
 }
@@ -179,21 +171,14 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
-    pub fn updater_apply(
-        &self,
-        key: &Key,
-        url: &str,
-        r: &UpdaterRequest,
-    ) -> Result<(), (String, FailKind)> {
+    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
         let client = self
             .updaters
             .get(url)
-            .ok_or_else(|| (format!("no client for updater {url}"), FailKind::Refused))?;
+            .ok_or_else(|| CallError::NoCall(format!("no client for updater {url}")))?;
         let _slot = self.slots.map(|s| s.take(url));
         let started = Instant::now();
-        let result = client
-            .apply(&lb_request(r))
-            .map_err(|e| (e.to_string(), FailKind::of(&e)));
+        let result = client.apply(&lb_request(r)).map_err(CallError::Call);
         self.stats
             .updater_call("apply", result.is_ok(), started.elapsed());
         if result.is_ok() {
@@ -289,11 +274,7 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
     Ok(match action {
         Action::UpdaterApply { key, url, request } => {
             io.updater_apply(key, url, request)
-                .map_err(|(message, kind)| Stop::Updater {
-                    index,
-                    message,
-                    kind,
-                })?;
+                .map_err(|error| Stop::Updater { index, error })?;
             Answer::Done
         }
         Action::Event(_) => {
@@ -326,8 +307,7 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
         _ => {
             return Err(Stop::Updater {
                 index,
-                message: "internal: action cannot run in a batch".into(),
-                kind: FailKind::Refused,
+                error: CallError::NoCall("internal: action cannot run in a batch".into()),
             });
         }
     })

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::batch::{self, Answer, Done, FailKind, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
+use super::batch::{self, Answer, CallError, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
 use super::events::EventLimiter;
 use super::resync::Timers;
 use super::secrets::SecretStore;
@@ -744,13 +744,10 @@ impl Worker {
                 self.queue.add(key.clone());
                 "not_leader"
             }
-            Err(Stop::Updater {
-                index,
-                message,
-                kind,
-            }) => {
+            Err(Stop::Updater { index, error }) => {
+                let message = error.to_string();
                 log::warn!("updater failed key={key} error={message:?}");
-                let fallback = match self.updater_failed(plan, index, &message, kind) {
+                let fallback = match self.updater_failed(plan, index, &error) {
                     Some(p) => crate::controller::decide::updater_auth::on_auth_error(
                         &self.cache,
                         key,
@@ -795,16 +792,11 @@ impl Worker {
                 Action::UpdaterApply { url, request, .. } => {
                     self.updater(url).map_err(|p| Stop::Updater {
                         index,
-                        message: p.message,
-                        kind: FailKind::Refused,
+                        error: CallError::NoCall(p.message),
                     })?;
                     self.io()
                         .updater_apply(key, url, request)
-                        .map_err(|(message, kind)| Stop::Updater {
-                            index,
-                            message,
-                            kind,
-                        })?;
+                        .map_err(|error| Stop::Updater { index, error })?;
                 }
                 Action::UpdaterDelete {
                     url,
@@ -813,17 +805,12 @@ impl Worker {
                     ..
                 } => match self.updater_delete(url, backend_name) {
                     Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
-                    Err((message, _)) if *best_effort => log::warn!(
+                    Err(error) if *best_effort => log::warn!(
                         "could not delete backend={backend_name} from updater={url}, a host \
-                         no longer in its config (left there) key={key} error={message:?}"
+                         no longer in its config (left there) key={key} error={:?}",
+                        error.to_string()
                     ),
-                    Err((message, kind)) => {
-                        return Err(Stop::Updater {
-                            index,
-                            message,
-                            kind,
-                        });
-                    }
+                    Err(error) => return Err(Stop::Updater { index, error }),
                 },
                 Action::Event(spec) => self.event(spec),
                 _ => self
@@ -886,15 +873,12 @@ impl Worker {
         }
     }
 
-    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), (String, FailKind)> {
+    fn updater_delete(&mut self, url: &str, backend: &str) -> Result<(), CallError> {
         let started = Instant::now();
         let result = self
             .updater(url)
-            .map_err(|p| (p.message, FailKind::Refused))
-            .and_then(|c| {
-                c.delete(backend)
-                    .map_err(|e| (e.to_string(), FailKind::of(&e)))
-            });
+            .map_err(|p| CallError::NoCall(p.message))
+            .and_then(|c| c.delete(backend).map_err(CallError::Call));
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result

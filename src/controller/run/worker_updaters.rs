@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Affected, FailKind, Kind, Worker, epoch_ms};
+use super::{Affected, CallError, Kind, Worker, epoch_ms};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
@@ -230,14 +230,17 @@ impl Worker {
         &mut self,
         plan: &Plan,
         index: usize,
-        message: &str,
-        kind: FailKind,
+        error: &CallError,
     ) -> Option<AuthProblem> {
         let url = match plan.actions.get(index)? {
             Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } => url,
             _ => return None,
         };
-        if kind == FailKind::Unreachable {
+        let call = match error {
+            CallError::Call(e) => Some(e),
+            CallError::NoCall(_) => None,
+        };
+        if call.is_some_and(|e| e.is_transport()) {
             if let Ok(e) = updater_endpoint(url) {
                 self.host_failing(&e, epoch_ms());
             }
@@ -245,7 +248,8 @@ impl Worker {
         if let Some(p) = self.auth.problems.get(url) {
             return Some(p.clone());
         }
-        (kind == FailKind::Unauthorized).then(|| self.unauthorized(url, message))
+        call.filter(|e| e.is_unauthorized())
+            .map(|e| self.unauthorized(url, &e.to_string()))
     }
 
     fn unauthorized(&self, url: &str, message: &str) -> AuthProblem {
