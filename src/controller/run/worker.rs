@@ -196,12 +196,9 @@ pub struct Worker {
     auth: UpdaterState,
     /// What the LB host prober probes (the hosts of several-host configs).
     probes: Arc<super::host_probe::Targets>,
-    /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
-    /// when to try again after a failed write.
-    configs_to_report: BTreeSet<Key>,
-    config_retry_at: Option<Instant>,
-    /// The wait before the next retry of a failed config status write (doubles, reset on success).
-    config_retry_delay: Duration,
+    /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`); a
+    /// failed write comes back after the queue's backoff.
+    configs: Queue<Key>,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -263,9 +260,7 @@ impl Worker {
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
-            configs_to_report: BTreeSet::new(),
-            config_retry_at: None,
-            config_retry_delay: CONFIG_RETRY_FIRST,
+            configs: Queue::with_backoff(CONFIG_RETRY_FIRST, CONFIG_RETRY_MAX),
             auth: UpdaterState::new(config.updater_resync),
             probes,
             config,
@@ -276,7 +271,7 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = match (self.next_deadline(), self.config_retry_at) {
+            let next = match (self.next_deadline(), self.configs.next_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -382,14 +377,11 @@ impl Worker {
             },
             Event::Configs(m) => {
                 match &m {
-                    WatchMsg::Restarted(items) => self
-                        .configs_to_report
-                        .extend(items.iter().map(|c| Key::of(&c.metadata))),
-                    WatchMsg::Applied(c) => {
-                        self.configs_to_report.insert(Key::of(&c.metadata));
-                    }
-                    WatchMsg::Deleted(c) => {
-                        self.configs_to_report.remove(&Key::of(&c.metadata));
+                    WatchMsg::Restarted(items) => items
+                        .iter()
+                        .for_each(|c| self.configs.add(Key::of(&c.metadata))),
+                    WatchMsg::Applied(c) | WatchMsg::Deleted(c) => {
+                        self.configs.add(Key::of(&c.metadata))
                     }
                 }
                 let affected = self.watch_msg(
@@ -415,8 +407,9 @@ impl Worker {
                 self.auth.gained_leadership();
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
-                let configs: Vec<Key> = self.cache.configs.keys().cloned().collect();
-                self.configs_to_report.extend(configs);
+                for key in self.cache.configs.keys() {
+                    self.configs.add(key.clone());
+                }
                 self.all_keys()
             }
             Event::Leadership(false) => {
@@ -477,49 +470,35 @@ impl Worker {
         }
     }
 
-    /// Writes the `Accepted` condition of every config waiting for it whose status is out of date
-    /// (see `config_status`); a failed write is tried again after a backoff (0.5 s doubling to 60 s). The answer is not put into
-    /// the cache: the watch delivers it, and `report` then finds nothing to do.
+    /// Writes the `Accepted` condition of every config due for it whose status is out of date (see
+    /// `config_status`); a failed write is queued again after its backoff (0.5 s doubling to 60 s).
+    /// The answer is not put into the cache: the watch delivers it, and `report` then finds nothing
+    /// to do.
     fn report_configs(&mut self) {
-        if self.configs_to_report.is_empty()
-            || self.config_retry_at.is_some_and(|t| Instant::now() < t)
-        {
-            return;
-        }
-        self.config_retry_at = None;
-        let mut failed = false;
         let now = rfc3339(SystemTime::now());
-        for key in std::mem::take(&mut self.configs_to_report) {
-            let Some(cfg) = self.cache.configs.get(&key) else {
-                continue;
-            };
-            let Some(report) = config_status::report(cfg, &now) else {
-                continue;
-            };
+        while let Some(key) = self.configs.get(Instant::now()) {
+            let report =
+                (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
             let path =
                 LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
-            match self.patch::<serde_json::Value>(&path, &report.patch) {
-                Ok(_) => {
+            match report.map(|r| (self.patch::<serde_json::Value>(&path, &r.patch), r)) {
+                Some((Ok(_), report)) => {
                     if let Some(event) = report.event.as_ref().and_then(|e| self.prepare_event(e)) {
                         self.io().post_event(&event);
                     }
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
+                Some((Err(e), _)) if !e.is_not_found() => {
+                    let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
                     log::warn!(
-                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {:?}",
-                        self.config_retry_delay
+                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
                     );
-                    self.configs_to_report.insert(key);
-                    failed = true;
+                    self.configs.done(&key);
+                    continue;
                 }
+                _ => {}
             }
-        }
-        if failed {
-            self.config_retry_at = Some(Instant::now() + self.config_retry_delay);
-            self.config_retry_delay = (self.config_retry_delay * 2).min(CONFIG_RETRY_MAX);
-        } else {
-            self.config_retry_delay = CONFIG_RETRY_FIRST;
+            self.configs.forget(&key);
+            self.configs.done(&key);
         }
     }
 
