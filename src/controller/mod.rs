@@ -1,9 +1,8 @@
 //! The controller: turns observed Services, Nodes, LoadBalancerConfigs, EndpointSlices and
-//! LoadBalancers into LoadBalancer CRs, updater calls and Service status. Pure decisions live in
-//! `reconcile` (with `plan`, `ports`, `targets`, `status`); `cache`, `queue` and `events` are the pure
-//! state the `worker` thread owns; only the worker does I/O (`batch` runs the I/O of independent
-//! plans on short-lived threads for it). `run` starts the threads; `cli` parses the flags; `stats`
-//! holds the metrics.
+//! LoadBalancers into LoadBalancer CRs, updater calls and Service status. `decide/` holds the pure
+//! decisions (`reconcile` returns a `Plan`); `run/` holds the effects (the `worker` thread that owns
+//! the cache and executes plans, the I/O pool in `batch`, probes, drift checks, metrics); `key`,
+//! `cache` and `queue` are shared by both and import nothing from `run/`; `cli` parses the flags.
 
 pub mod cache;
 pub mod cli;

@@ -2,7 +2,8 @@
 //! server and the signal thread, then runs the worker on the calling thread until SIGTERM/SIGINT.
 //!
 //! Owns: thread start-up and orderly shutdown (stop taking work, finish the current reconcile,
-//! release the Lease, stop the watches). Must not: decide anything.
+//! release the Lease, stop the watches). Must not: decide anything. Its submodules are the
+//! controller's effects: the worker, the I/O pool (`batch`), probes, drift timers, Events, metrics.
 
 pub mod batch;
 pub mod events;
