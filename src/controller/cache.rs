@@ -3,41 +3,15 @@
 //! affects; the worker queues them.
 //! Pure: no I/O, no clock.
 
-use super::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
-use super::ports::{PortIndex, stored_ports};
-use super::targets::{node_view, ready_endpoint_nodes};
+use super::decide::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
+use super::decide::ports::{PortIndex, stored_ports};
+use super::decide::targets::{node_view, ready_endpoint_nodes};
+use super::key::Key;
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
     LoadBalancerSpec, Node, ObjectMeta, Protocol, Service,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-
-/// A namespaced object's identity; also the reconcile key (a Service and its LoadBalancer share it).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Key {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl Key {
-    pub fn new(namespace: &str, name: &str) -> Key {
-        Key {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }
-    }
-
-    pub fn of(meta: &ObjectMeta) -> Key {
-        Key::new(&meta.namespace, &meta.name)
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// Reconcile keys a change affects.
 pub type Affected = BTreeSet<Key>;
@@ -641,7 +615,7 @@ mod tests {
 
     #[test]
     fn port_index_follows_applies_deletes_and_relists() {
-        use crate::controller::ports::taken_ports;
+        use crate::controller::decide::ports::taken_ports;
         let lb_on = |name: &str, rv: usize, host: &str, port: usize| -> LoadBalancer {
             serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv.to_string()},

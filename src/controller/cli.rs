@@ -115,10 +115,10 @@ pub fn parse(
         renew_deadline: Duration::from_secs(10),
         retry_period: Duration::from_secs(2),
         watch_idle_timeout: Duration::from_secs(300),
-        updater_resync: super::resync::DEFAULT_PERIOD,
-        host_failure_grace: Duration::from_millis(super::reconcile::DEFAULT_HOST_GRACE_MS),
+        updater_resync: super::run::resync::DEFAULT_PERIOD,
+        host_failure_grace: Duration::from_millis(super::decide::context::DEFAULT_HOST_GRACE_MS),
         unreachable_delete_grace: Duration::from_millis(
-            super::reconcile::DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
+            super::decide::context::DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
         ),
     };
     for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {

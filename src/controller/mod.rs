@@ -1,42 +1,23 @@
 //! The controller: turns observed Services, Nodes, LoadBalancerConfigs, EndpointSlices and
-//! LoadBalancers into LoadBalancer CRs, updater calls and Service status. Pure decisions live in
-//! `reconcile` (with `plan`, `ports`, `targets`, `status`); `cache`, `queue` and `events` are the pure
-//! state the `worker` thread owns; only the worker does I/O (`batch` runs the I/O of independent
-//! plans on short-lived threads for it). `run` starts the threads; `cli` parses the flags; `stats`
-//! holds the metrics.
+//! LoadBalancers into LoadBalancer CRs, updater calls and Service status. `decide/` holds the pure
+//! decisions (`reconcile` returns a `Plan`); `run/` holds the effects (the `worker` thread that owns
+//! the cache and executes plans, the I/O pool in `batch`, probes, drift checks, metrics); `key`,
+//! `cache` and `queue` are shared by both and import nothing from `run/`; `cli` parses the flags.
 
-pub mod batch;
 pub mod cache;
 pub mod cli;
-pub mod config_status;
-pub mod drift;
-pub mod event_correlator;
-pub mod events;
-pub mod health_status;
-pub mod host_probe;
-pub mod hosts;
-pub mod no_targets;
-pub mod plan;
-pub mod port_requests;
-pub mod ports;
+pub mod decide;
+pub mod key;
 pub mod queue;
-pub mod reconcile;
-pub mod resync;
 pub mod run;
-pub mod secrets;
-pub mod stats;
-pub mod status;
-pub mod stuck_delete;
-pub mod targets;
-pub mod traffic;
-pub mod updater_auth;
-pub mod worker;
 
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use cache::{Affected, Cache, Key};
-pub use events::EventLimiter;
-pub use plan::{Action, EventSpec, EventType, Plan, UpdaterRequest};
+pub use cache::{Affected, Cache};
+pub use decide::context::Context;
+pub use decide::plan::{Action, EventSpec, EventType, Plan, UpdaterRequest};
+pub use decide::reconcile::{on_updater_error, reconcile};
+pub use key::Key;
 pub use queue::Queue;
-pub use reconcile::{Context, on_updater_error, reconcile};
+pub use run::events::EventLimiter;

@@ -7,7 +7,7 @@ use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
 use super::steps::{
     HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
 };
-use crate::controller::traffic::KUBE_PROXY_HEALTHZ_PORT;
+use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::{Protocol, ValidConfig};
 use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;

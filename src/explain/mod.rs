@@ -191,7 +191,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let (secrets, auth) = gather::secrets(&client, &config.namespace, &refs);
         facts.secrets = secrets;
         // The updaters only when the cluster side holds: the steps stop at its first failure.
-        let cluster_ok = steps::explain(&facts, &ctx)
+        let cluster_ok = explain(&facts, &ctx)
             .steps
             .iter()
             .all(|s| s.status != steps::Status::Fail);
@@ -205,7 +205,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
         }
     }
-    let report = steps::explain(&facts, &ctx);
+    let report = explain(&facts, &ctx);
     let events = facts.events.clone().unwrap_or_default();
     let failed = facts.failed_reads();
     let out = if config.json {
@@ -227,6 +227,27 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         message,
     }
     .into())
+}
+
+/// The whole diagnosis: the cluster steps (`steps`), then each host's (`hosts`) once they pass.
+pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
+    let mut cluster = Vec::new();
+    let ready = steps::cluster_steps(f, ctx, &mut cluster);
+    let hosts: Vec<steps::HostReport> = match &ready {
+        None => Vec::new(),
+        Some(r) => f
+            .hosts
+            .iter()
+            .map(|h| hosts::host_report(f, r, h))
+            .collect(),
+    };
+    let served = hosts.iter().any(|h| h.served);
+    steps::Report {
+        key: f.key.clone(),
+        steps: cluster,
+        hosts,
+        served,
+    }
 }
 
 #[cfg(test)]

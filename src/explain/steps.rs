@@ -2,19 +2,19 @@
 //! steps, each ok, failed (with the fix) or unknown (a read failed or the updater cannot say). The
 //! cluster steps stop at the first failure; then each host of the config gets its own steps, which
 //! stop at their first failure. The decisions are the controller's own: config choice, nodePorts,
-//! port allocation and the desired spec come from `controller::reconcile`, node eligibility from
-//! `controller::targets`, the requests a LoadBalancer implies from `reconcile` itself.
+//! port allocation and the desired spec come from `controller::decide::reconcile`, node eligibility from
+//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostRef, ReadError, SecretFact, SecretRef, SecretState};
-use crate::controller::batch::lb_request;
-use crate::controller::ports::stored_ports;
-use crate::controller::reconcile::{
-    Context, desired_spec, is_ours, pick_config, port_list, service_ports,
+use crate::controller::decide::plan::lb_request;
+use crate::controller::decide::ports::stored_ports;
+use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
+use crate::controller::decide::status::{RECONCILED, condition, port_list};
+use crate::controller::decide::targets::{
+    Ineligible, node_address, node_ineligibility, targets_for,
 };
-use crate::controller::status::{RECONCILED, condition};
-use crate::controller::targets::{Ineligible, node_address, node_ineligibility, targets_for};
-use crate::controller::{Action, Cache, Key, reconcile};
+use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
     CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
 };
@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 /// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
-pub use crate::controller::port_requests::LB_PORTS_ANNOTATION;
+pub use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
 
 /// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
 /// the README list them).
@@ -214,27 +214,6 @@ fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
         .unwrap_or_default()
 }
 
-/// The whole diagnosis.
-pub fn explain(f: &Facts, ctx: &Context) -> Report {
-    let mut steps = Vec::new();
-    let ready = cluster_steps(f, ctx, &mut steps);
-    let hosts: Vec<HostReport> = match &ready {
-        None => Vec::new(),
-        Some(r) => f
-            .hosts
-            .iter()
-            .map(|h| super::hosts::host_report(f, r, h))
-            .collect(),
-    };
-    let served = hosts.iter().any(|h| h.served);
-    Report {
-        key: f.key.clone(),
-        steps,
-        hosts,
-        served,
-    }
-}
-
 /// What the cluster steps found when they all passed.
 pub(super) struct Ready {
     pub(super) cfg: ValidConfig,
@@ -245,7 +224,7 @@ pub(super) struct Ready {
     pub(super) requests: Vec<(String, LbRequest)>,
 }
 
-fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
+pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
     let key = &f.key;
     let svc = push(steps, service_step(f))?;
     push(steps, class_step(svc, ctx))?;
@@ -710,7 +689,7 @@ fn ports_step(
 ) -> (Step, Option<LbSpec>) {
     let key = &f.key;
     // The annotation `lb.paperlb.com/lb-ports`, read by the controller's own parser.
-    let (requested, faults) = crate::controller::port_requests::parse(svc);
+    let (requested, faults) = crate::controller::decide::port_requests::parse(svc);
     if let Some(fault) = faults.into_iter().next() {
         let fix = format!("fix the annotation {LB_PORTS_ANNOTATION}");
         return (fail("ports", fault.message, fix), None);
@@ -837,7 +816,7 @@ fn load_balancer_step(
         Ok(Some(lb)) => lb,
     };
     if lb.metadata.is_deleting() {
-        let waits: Vec<String> = crate::controller::status::known_backends(key, lb)
+        let waits: Vec<String> = crate::controller::decide::status::known_backends(key, lb)
             .into_iter()
             .map(|b| format!("{} from updater {}", b.backend_name, b.url))
             .collect();

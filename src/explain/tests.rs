@@ -7,6 +7,7 @@ use super::super::facts::{
 };
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
+use crate::explain::explain;
 use crate::model::{LoadBalancerConfig, Node};
 use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};

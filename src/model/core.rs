@@ -7,7 +7,7 @@ use super::meta::{ObjectMeta, ObjectReference};
 use serde::{Deserialize, Serialize};
 
 /// A Secret as read: its data still base64 (as on the wire), decoded only for the keys a
-/// LoadBalancerConfig references (`controller::secrets` keeps nothing else).
+/// LoadBalancerConfig references (`controller::run::secrets` keeps nothing else).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Secret {

@@ -4,46 +4,27 @@
 //! Pure: no I/O, no clock.
 
 use super::lenient::Lenient;
-use super::paperlb::SecretKeyRef;
-use super::spec::{AuthRefs, check_host, check_url};
+use super::paperlb::LbHostSpec;
+use super::url::{check_host, check_url};
 use super::url::{redacted, same_updater};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// More hosts than this in one config is refused: each Service port costs a call on every one.
 pub const MAX_HOSTS: usize = 16;
 
-/// One entry of a LoadBalancerConfig's `spec.hosts` as stored. The credentials are optional and
-/// replace the config's own for this host.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct HostSpec {
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub name: Lenient<String>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub host: Lenient<String>,
-    #[serde(rename = "httpUpdaterURL", skip_serializing_if = "Lenient::is_missing")]
-    pub http_updater_url: Lenient<String>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
-    #[serde(
-        rename = "updaterCASecretRef",
-        skip_serializing_if = "Lenient::is_missing"
-    )]
-    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub insecure_skip_verify: Lenient<bool>,
+/// The checked `updaterTokenSecretRef`, `updaterCASecretRef` and `insecureSkipVerify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuthRefs {
+    pub token: Option<SecretRef>,
+    pub ca: Option<SecretRef>,
+    pub insecure_skip_verify: bool,
 }
 
-/// One entry of a LoadBalancer's `spec.hosts` as stored (written by the controller from its
-/// config; checked again when read, as everything in a LoadBalancer may be hand-edited).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LbHostSpec {
-    pub name: Lenient<String>,
-    pub host: Lenient<String>,
-    #[serde(rename = "httpUpdaterURL")]
-    pub http_updater_url: Lenient<String>,
+/// A key of a Secret in the controller's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
 }
 
 /// A checked host of a config: where clients connect, its updater, and the credentials for it.

@@ -26,11 +26,12 @@ mod spec;
 pub mod url;
 
 pub use self::core::*;
-pub use hosts::{HostSpec, LbHost, LbHostSpec, MAX_HOSTS, ValidHost, check_host_name};
+pub use hosts::{AuthRefs, LbHost, MAX_HOSTS, SecretRef, ValidHost, check_host_name};
 pub use lenient::{Lenient, null_default, or_default};
 pub use meta::*;
 pub use paperlb::*;
 pub use spec::*;
+pub use url::{check_host, check_url, is_ip};
 
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,7 @@ pub struct LoadBalancerConfigSpec {
     /// Addition: several LB hosts (`[{name, host, httpUpdaterURL}]`), instead of `host` and
     /// `httpUpdaterURL`; each Service gets the same LB port on every one.
     #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub hosts: Lenient<Vec<super::hosts::HostSpec>>,
+    pub hosts: Lenient<Vec<HostSpec>>,
 }
 
 /// `spec.healthCheck` of a LoadBalancerConfig: every field optional; absent ones keep what the
@@ -176,7 +176,7 @@ pub struct LoadBalancerSpec {
         deserialize_with = "lenient_list",
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub hosts: Vec<super::hosts::LbHostSpec>,
+    pub hosts: Vec<LbHostSpec>,
 }
 
 /// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
@@ -499,4 +499,37 @@ mod tests {
             "a host still in use keeps its copy"
         );
     }
+}
+
+/// One entry of a LoadBalancerConfig's `spec.hosts` as stored. The credentials are optional and
+/// replace the config's own for this host.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HostSpec {
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub name: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub host: Lenient<String>,
+    #[serde(rename = "httpUpdaterURL", skip_serializing_if = "Lenient::is_missing")]
+    pub http_updater_url: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
+    #[serde(
+        rename = "updaterCASecretRef",
+        skip_serializing_if = "Lenient::is_missing"
+    )]
+    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
+    pub insecure_skip_verify: Lenient<bool>,
+}
+
+/// One entry of a LoadBalancer's `spec.hosts` as stored (written by the controller from its
+/// config; checked again when read, as everything in a LoadBalancer may be hand-edited).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LbHostSpec {
+    pub name: Lenient<String>,
+    pub host: Lenient<String>,
+    #[serde(rename = "httpUpdaterURL")]
+    pub http_updater_url: Lenient<String>,
 }

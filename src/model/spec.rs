@@ -2,11 +2,13 @@
 //! fields have been validated. Every error message names the field and the bad value.
 //! Pure: no I/O, no clock.
 
+use super::hosts::{AuthRefs, SecretRef};
 use super::lenient::Lenient;
 use super::paperlb::{
     CheckTimingsResource, HealthCheckConfig, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
     TargetSpec,
 };
+use super::url::{check_host, check_url};
 use serde_json::{Value, json};
 
 /// L4 protocols nginx's stream module forwards.
@@ -91,21 +93,6 @@ pub struct CheckTimings {
     pub timeout_seconds: Option<u32>,
     pub unhealthy_threshold: Option<u32>,
     pub healthy_threshold: Option<u32>,
-}
-
-/// The checked `updaterTokenSecretRef`, `updaterCASecretRef` and `insecureSkipVerify`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AuthRefs {
-    pub token: Option<SecretRef>,
-    pub ca: Option<SecretRef>,
-    pub insecure_skip_verify: bool,
-}
-
-/// A key of a Secret in the controller's namespace.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SecretRef {
-    pub name: String,
-    pub key: String,
 }
 
 /// Default key of `updaterTokenSecretRef`.
@@ -455,38 +442,6 @@ pub fn port_number(v: i64) -> Result<u16, String> {
     } else {
         Err(format!("{v} is outside 1-65535"))
     }
-}
-
-/// An `httpUpdaterURL` that resolves to an updater endpoint (see `url::updater_endpoint`).
-pub fn check_url(url: &str) -> Result<(), String> {
-    super::url::updater_endpoint(url).map(drop)
-}
-
-/// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
-pub fn check_host(host: &str) -> Result<(), String> {
-    if host.is_empty() {
-        return Err("is empty".into());
-    }
-    if is_ip(host) {
-        return Ok(());
-    }
-    let dns_ok = host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if dns_ok {
-        Ok(())
-    } else {
-        Err("is neither an IP address nor a DNS name".into())
-    }
-}
-
-pub fn is_ip(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// A LoadBalancer spec, checked and normalised (targets sorted and deduplicated), so two specs that

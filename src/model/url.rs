@@ -4,8 +4,7 @@
 //! resolves it, and backends are compared by endpoint, so both spellings of one updater are one place.
 //! Pure: no I/O.
 
-/// The path of the updater API, as nginx-lb-updater serves it.
-pub const API_PATH: &str = "/api/v1/lb";
+use crate::updater::api::API_PATH;
 
 /// The endpoint a raw `httpUpdaterURL` names:
 /// - path exactly `/api/v1/lb` (a trailing `/` allowed): the endpoint itself (the Go form);
@@ -85,6 +84,38 @@ fn split_scheme(raw: &str) -> Option<(&'static str, &str)> {
     } else {
         None
     }
+}
+
+/// An `httpUpdaterURL` that resolves to an updater endpoint (see `url::updater_endpoint`).
+pub fn check_url(url: &str) -> Result<(), String> {
+    updater_endpoint(url).map(drop)
+}
+
+/// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("is empty".into());
+    }
+    if is_ip(host) {
+        return Ok(());
+    }
+    let dns_ok = host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if dns_ok {
+        Ok(())
+    } else {
+        Err("is neither an IP address nor a DNS name".into())
+    }
+}
+
+pub fn is_ip(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 #[cfg(test)]

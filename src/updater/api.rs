@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The path of the updater API, as nginx-lb-updater serves it.
+pub const API_PATH: &str = "/api/v1/lb";
+
 /// `POST /api/v1/lb`: serve `lb_port`/`lb_protocol` on the LB host, forwarding to `upstream_servers`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -267,7 +267,7 @@ impl UpdaterClient {
     pub fn probe(&self) -> Result<(), Error> {
         let base = self
             .url
-            .strip_suffix(crate::model::url::API_PATH)
+            .strip_suffix(super::api::API_PATH)
             .unwrap_or(&self.url);
         let resp = self.agent.get(format!("{base}/healthz")).call();
         let mut resp = resp.map_err(|e| self.transport(e))?;

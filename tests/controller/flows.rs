@@ -413,3 +413,30 @@ fn fifty_services_created_at_once_never_share_a_port() {
         "exactly one updater call per port"
     );
 }
+
+/// A config's status write that fails is tried again after the config queue's backoff until it
+/// lands: three 500s, then Accepted=True, with no write lost or repeated after the success.
+#[test]
+fn config_status_write_that_fails_is_retried_until_written() {
+    let w = World::new("config-status-retry");
+    let path =
+        "/apis/lb.paperlb.com/v1alpha1/namespaces/paperlb-system/loadbalancerconfigs/edge/status";
+    w.api
+        .inject(Fault::new(Some("PATCH"), path, 3, FaultKind::Status(500)));
+    let mut c = Controller::start(&w.kubeconfig);
+    let accepted = || {
+        w.api
+            .get("loadbalancerconfigs", "paperlb-system", "edge")
+            .is_ok_and(|c| c["status"]["conditions"][0]["status"] == "True")
+    };
+    wait_for("Accepted=True after three failed writes", accepted);
+    assert_eq!(c.terminate(), Some(0));
+    let writes: Vec<u16> = w
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path == path)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(writes, [500, 500, 500, 200]);
+}

@@ -280,3 +280,157 @@ fn go_config_name_annotation_picks_the_named_config() {
     assert_eq!(posts[0]["backendName"], "default_k8s-pod-info-api-service");
     assert_eq!(c.terminate(), Some(0));
 }
+
+/// Before and after the controller's redesign (issue 21): the Go README's config and Service,
+/// verbatim, give the updater exactly these request bytes and the API exactly these writes, one
+/// each (times, uids and the updater's port masked).
+#[test]
+fn go_readme_example_sends_exact_updater_bodies_and_api_writes() {
+    let _turn = example_ports();
+    let w = go_world("gocompat-exact");
+    let updater = w.updater.url.trim_start_matches("http://").to_string();
+    w.api
+        .create(
+            "loadbalancerconfigs",
+            fixture("load_balancer_config.yaml", &updater),
+        )
+        .expect("apply config");
+    let svc = w
+        .api
+        .create("services", fixture("service.yaml", ""))
+        .expect("apply service");
+    let np = w.node_port(SVC, 0);
+    let mut c = Controller::start(&w.kubeconfig);
+    wait_for("READY", || w.ready(SVC));
+    wait_for("the config's verdict and the Event", || {
+        let cfg = w
+            .api
+            .get("loadbalancerconfigs", "paperlb-system", "default-lb-config")
+            .unwrap_or_default();
+        cfg["status"]["conditions"][0]["type"] == "Accepted"
+            && !w.api.list("events", "default").is_empty()
+    });
+    assert_eq!(c.terminate(), Some(0));
+
+    let calls = w.updater.calls();
+    let raw: Vec<(&str, Option<&str>, String)> = calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.content_type.as_deref(), c.raw.clone()))
+        .collect();
+    let body = format!(
+        concat!(
+            r#"{{"backendName":"default_k8s-pod-info-api-service","lbPort":8100,"lbProtocol":"TCP","#,
+            r#""upstreamServers":[{{"host":"127.0.0.2","port":{np}}},{{"host":"127.0.0.3","port":{np}}}],"#,
+            r#""proxyTimeoutSeconds":0,"proxyConnectTimeoutSeconds":0,"owner":"paperlb","#,
+            r#""healthCheck":{{"type":"http","port":10256,"path":"/healthz"}}}}"#
+        ),
+        np = np
+    );
+    assert_eq!(raw, [("POST", Some("application/json"), body)]);
+
+    // Every write the controller sent, in a stable order, with what varies from run to run masked.
+    let url = format!("{}/api/v1/lb", w.updater.url);
+    let mut writes: Vec<(String, String, u16, Value)> = w
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| {
+            let mut body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            mask(&mut body, &url);
+            (r.method, r.path, r.status, body)
+        })
+        .collect();
+    writes.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let uid = svc["metadata"]["uid"].clone();
+    let targets = json!([{"host": "127.0.0.2", "port": np}, {"host": "127.0.0.3", "port": np}]);
+    let applied = "updater URL serves 8100/TCP on 127.0.0.10 with 2 target(s)";
+    let lbs = "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers";
+    let expected: Vec<(String, String, u16, Value)> = vec![
+        (
+            "PATCH".into(),
+            "/api/v1/namespaces/default/services/k8s-pod-info-api-service/status".into(),
+            200,
+            json!({"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.10", "ipMode": "Proxy",
+                "ports": [{"port": 8100, "protocol": "TCP"}]}]}}}),
+        ),
+        (
+            "PATCH".into(),
+            "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers/k8s-pod-info-api-service/status".into(),
+            200,
+            json!({"status": {
+                "applied": [{"backendName": "default_k8s-pod-info-api-service", "host": "127.0.0.10",
+                    "port": 8100, "protocol": "TCP", "url": "URL"}],
+                "conditions": [
+                    {"lastTransitionTime": "TIME", "message": applied, "observedGeneration": 1,
+                        "reason": "Applied", "status": "True", "type": "Ready"},
+                    {"lastTransitionTime": "TIME", "message": "", "observedGeneration": 1,
+                        "reason": "Reconciled", "status": "True", "type": "Reconciled"}],
+                "healthy": "2/2", "hosts": null, "observedGeneration": 1, "phase": "READY",
+                "ports": [{"name": "", "port": 8100, "protocol": "TCP", "ready": 2, "total": 2}],
+                "targetCount": 2}}),
+        ),
+        (
+            "PATCH".into(),
+            "/apis/lb.paperlb.com/v1alpha1/namespaces/paperlb-system/loadbalancerconfigs/default-lb-config/status".into(),
+            200,
+            json!({"status": {"conditions": [{"lastTransitionTime": "TIME",
+                "message": "updater endpoint URL; ports 8100-8200 on 127.0.0.10", "observedGeneration": 1,
+                "reason": "Valid", "status": "True", "type": "Accepted"}], "observedGeneration": 1}}),
+        ),
+        (
+            "POST".into(),
+            "/api/v1/namespaces/default/events".into(),
+            201,
+            json!({"metadata": {"name": "EVENT", "namespace": "default"},
+                "involvedObject": {"apiVersion": "v1", "kind": "Service", "namespace": "default",
+                    "name": SVC, "uid": uid},
+                "reason": "UpdaterApplied", "message": applied, "type": "Normal",
+                "source": {"component": "paperlb"},
+                "firstTimestamp": "TIME", "lastTimestamp": "TIME", "count": 1}),
+        ),
+        (
+            "POST".into(),
+            lbs.into(),
+            201,
+            json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancer",
+                "metadata": {"finalizers": ["lb.paperlb.com/lb-finalizer"], "name": SVC, "namespace": "default",
+                    "ownerReferences": [{"apiVersion": "v1", "controller": true, "kind": "Service",
+                        "name": SVC, "uid": uid}]},
+                "spec": {"configName": "default-lb-config",
+                    "healthCheck": {"healthyThreshold": null, "intervalSeconds": null, "path": "/healthz",
+                        "port": 10256, "timeoutSeconds": null, "type": "http", "unhealthyThreshold": null},
+                    "host": "127.0.0.10", "hosts": null, "httpUpdater": {"url": "URL"}, "port": 8100,
+                    "ports": [{"name": "", "nodePort": np, "port": 8100, "protocol": "TCP", "targets": targets}],
+                    "protocol": "TCP", "proxyConnectTimeoutSeconds": 0, "proxyProtocol": false,
+                    "proxyTimeoutSeconds": 0, "sourceRanges": [], "targets": targets}}),
+        ),
+    ];
+    assert_eq!(writes.len(), 5, "five API writes: {writes:#?}");
+    for (got, want) in writes.iter().zip(&expected) {
+        assert_eq!(got, want);
+    }
+}
+
+/// Masks what differs between runs: times, the Event's name, and the updater's URL.
+fn mask(v: &mut Value, url: &str) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match (k.as_str(), &x) {
+                    (
+                        "lastTransitionTime" | "firstTimestamp" | "lastTimestamp",
+                        Value::String(_),
+                    ) => *x = json!("TIME"),
+                    ("name", Value::String(s)) if s.starts_with(&format!("{SVC}.")) => {
+                        *x = json!("EVENT")
+                    }
+                    _ => mask(x, url),
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| mask(x, url)),
+        Value::String(s) if s.contains(url) => *s = s.replace(url, "URL"),
+        _ => {}
+    }
+}

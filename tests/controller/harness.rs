@@ -35,6 +35,9 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 pub struct Call {
     pub method: String,
     pub body: Value,
+    /// The body's bytes as sent, and the Content-Type header if any.
+    pub raw: String,
+    pub content_type: Option<String>,
 }
 
 /// An updater that records every call and keeps the resulting backend set, like a real one would.
@@ -185,6 +188,8 @@ fn record(
     calls.lock().unwrap().push(Call {
         method: req.method.clone(),
         body: body.clone(),
+        raw: String::from_utf8_lossy(&req.body).into_owned(),
+        content_type: req.header("content-type").map(str::to_string),
     });
     if failing.load(Ordering::SeqCst) {
         return Response::error(500, "nginx: [emerg] simulated failure");

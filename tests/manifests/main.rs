@@ -10,6 +10,7 @@
 mod support;
 
 mod apply;
+mod architecture;
 mod bundle;
 mod crds;
 mod deployment;

@@ -21,26 +21,84 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::batch::{self, Answer, Done, FailKind, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
-use super::cache::{Affected, Cache, Key};
-use super::config_status;
+use super::batch::{self, Answer, CallError, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
 use super::events::EventLimiter;
-use super::plan::{Action, Plan};
-use super::queue::Queue;
-use super::reconcile::{Context, on_updater_error, reconcile};
+use super::resync::Timers;
+use super::secrets::SecretStore;
 use super::stats::Stats;
-use super::status::is_applied;
+use crate::controller::cache::{Affected, Cache};
+use crate::controller::decide::config_status;
+use crate::controller::decide::context::Context;
+use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::decide::reconcile::{on_updater_error, reconcile};
+use crate::controller::decide::status::is_applied;
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::controller::key::Key;
+use crate::controller::queue::Queue;
 use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
-use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, Service};
+use crate::model::{
+    EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
+};
 use crate::time::rfc3339;
-use crate::updater::client::{Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 // The Secret-backed updater credentials and drift checks: their part of the worker.
 #[path = "worker_updaters.rs"]
 mod updaters;
+
+/// The worker's updater-side state.
+pub(crate) struct UpdaterState {
+    secrets: SecretStore,
+    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
+    wanted: BTreeSet<SecretRef>,
+    /// The credentials each client in `Worker::updaters` was built with, by client id
+    /// (`client_id`: the config and the raw URL).
+    auth_of: BTreeMap<String, ClientAuth>,
+    /// Why a config has no client for a URL now, by client id.
+    problems: BTreeMap<String, AuthProblem>,
+    timers: Timers,
+    /// Checks have been scheduled since the first sync or the last leadership gain.
+    started: bool,
+    /// Endpoints without `GET` (the Go updater): not checked again until leadership changes.
+    unsupported: BTreeSet<String>,
+    /// Endpoints whose last call or probe got no answer, with the time of their last good answer
+    /// (ms since the epoch): checked when they answer again; a host of a several-host config
+    /// gets no calls meanwhile and leaves the ingress after the grace.
+    failing: BTreeMap<String, u64>,
+    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
+    expired: BTreeSet<String>,
+    /// The same for `--unreachable-delete-grace` (deletions stop waiting on them).
+    delete_expired: BTreeSet<String>,
+    /// Configs or Secrets changed since the prober's targets were set.
+    probes_stale: bool,
+}
+
+impl UpdaterState {
+    fn new(period: Duration) -> UpdaterState {
+        UpdaterState {
+            secrets: SecretStore::default(),
+            wanted: BTreeSet::new(),
+            auth_of: BTreeMap::new(),
+            problems: BTreeMap::new(),
+            timers: Timers::new(period),
+            started: false,
+            unsupported: BTreeSet::new(),
+            failing: BTreeMap::new(),
+            expired: BTreeSet::new(),
+            delete_expired: BTreeSet::new(),
+            probes_stale: true,
+        }
+    }
+
+    /// A new term checks every updater again, the Go ones included (once).
+    fn gained_leadership(&mut self) {
+        self.started = false;
+        self.unsupported.clear();
+    }
+}
 
 impl Drop for Worker {
     fn drop(&mut self) {
@@ -145,15 +203,12 @@ pub struct Worker {
     /// `resolve_in_doubt`).
     in_doubt: BTreeMap<Key, Action>,
     /// Updater credentials, their Secrets, and drift checks (see `worker_updaters.rs`).
-    auth: updaters::State,
+    auth: UpdaterState,
     /// What the LB host prober probes (the hosts of several-host configs).
     probes: Arc<super::host_probe::Targets>,
-    /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`), and
-    /// when to try again after a failed write.
-    configs_to_report: BTreeSet<Key>,
-    config_retry_at: Option<Instant>,
-    /// The wait before the next retry of a failed config status write (doubles, reset on success).
-    config_retry_delay: Duration,
+    /// LoadBalancerConfigs whose `Accepted` condition must be looked at (see `config_status`); a
+    /// failed write comes back after the queue's backoff.
+    configs: Queue<Key>,
 }
 
 /// What the watch must deliver before its updates of one object are believed again.
@@ -178,7 +233,10 @@ impl Worker {
         let term = Arc::new(AtomicU64::new(0));
         let probes = Arc::new(super::host_probe::Targets::default());
         let interval = super::host_probe::interval_for(config.host_failure_grace);
-        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, io_tx.clone()) {
+        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, {
+            let tx = io_tx.clone();
+            move |p| tx.send(Event::HostProbe(p)).is_ok()
+        }) {
             log::warn!(
                 "no LB host probes (several-host configs fail over on call errors only): {e}"
             );
@@ -213,10 +271,8 @@ impl Worker {
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
-            configs_to_report: BTreeSet::new(),
-            config_retry_at: None,
-            config_retry_delay: CONFIG_RETRY_FIRST,
-            auth: updaters::State::new(config.updater_resync),
+            configs: Queue::with_backoff(CONFIG_RETRY_FIRST, CONFIG_RETRY_MAX),
+            auth: UpdaterState::new(config.updater_resync),
             probes,
             config,
         }
@@ -226,7 +282,7 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = match (self.next_deadline(), self.config_retry_at) {
+            let next = match (self.next_deadline(), self.configs.next_deadline()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -335,14 +391,11 @@ impl Worker {
             },
             Event::Configs(m) => {
                 match &m {
-                    WatchMsg::Restarted(items) => self
-                        .configs_to_report
-                        .extend(items.iter().map(|c| Key::of(&c.metadata))),
-                    WatchMsg::Applied(c) => {
-                        self.configs_to_report.insert(Key::of(&c.metadata));
-                    }
-                    WatchMsg::Deleted(c) => {
-                        self.configs_to_report.remove(&Key::of(&c.metadata));
+                    WatchMsg::Restarted(items) => items
+                        .iter()
+                        .for_each(|c| self.configs.add(Key::of(&c.metadata))),
+                    WatchMsg::Applied(c) | WatchMsg::Deleted(c) => {
+                        self.configs.add(Key::of(&c.metadata))
                     }
                 }
                 let affected = self.watch_msg(
@@ -368,8 +421,9 @@ impl Worker {
                 self.auth.gained_leadership();
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
-                let configs: Vec<Key> = self.cache.configs.keys().cloned().collect();
-                self.configs_to_report.extend(configs);
+                for key in self.cache.configs.keys() {
+                    self.configs.add(key.clone());
+                }
                 self.all_keys()
             }
             Event::Leadership(false) => {
@@ -430,49 +484,35 @@ impl Worker {
         }
     }
 
-    /// Writes the `Accepted` condition of every config waiting for it whose status is out of date
-    /// (see `config_status`); a failed write is tried again after a backoff (0.5 s doubling to 60 s). The answer is not put into
-    /// the cache: the watch delivers it, and `report` then finds nothing to do.
+    /// Writes the `Accepted` condition of every config due for it whose status is out of date (see
+    /// `config_status`); a failed write is queued again after its backoff (0.5 s doubling to 60 s).
+    /// The answer is not put into the cache: the watch delivers it, and `report` then finds nothing
+    /// to do.
     fn report_configs(&mut self) {
-        if self.configs_to_report.is_empty()
-            || self.config_retry_at.is_some_and(|t| Instant::now() < t)
-        {
-            return;
-        }
-        self.config_retry_at = None;
-        let mut failed = false;
         let now = rfc3339(SystemTime::now());
-        for key in std::mem::take(&mut self.configs_to_report) {
-            let Some(cfg) = self.cache.configs.get(&key) else {
-                continue;
-            };
-            let Some(report) = config_status::report(cfg, &now) else {
-                continue;
-            };
+        while let Some(key) = self.configs.get(Instant::now()) {
+            let report =
+                (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
             let path =
                 LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
-            match self.patch::<serde_json::Value>(&path, &report.patch) {
-                Ok(_) => {
+            match report.map(|r| (self.patch::<serde_json::Value>(&path, &r.patch), r)) {
+                Some((Ok(_), report)) => {
                     if let Some(event) = report.event.as_ref().and_then(|e| self.prepare_event(e)) {
                         self.io().post_event(&event);
                     }
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
+                Some((Err(e), _)) if !e.is_not_found() => {
+                    let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
                     log::warn!(
-                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {:?}",
-                        self.config_retry_delay
+                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
                     );
-                    self.configs_to_report.insert(key);
-                    failed = true;
+                    self.configs.done(&key);
+                    continue;
                 }
+                _ => {}
             }
-        }
-        if failed {
-            self.config_retry_at = Some(Instant::now() + self.config_retry_delay);
-            self.config_retry_delay = (self.config_retry_delay * 2).min(CONFIG_RETRY_MAX);
-        } else {
-            self.config_retry_delay = CONFIG_RETRY_FIRST;
+            self.configs.forget(&key);
+            self.configs.done(&key);
         }
     }
 
@@ -551,7 +591,7 @@ impl Worker {
                         Ok(c) => {
                             updaters.insert(url.clone(), c);
                         }
-                        Err(e) => log::warn!("updater {url}: {e}"),
+                        Err(p) => log::warn!("updater {url}: {}", p.message),
                     }
                     None
                 }
@@ -702,16 +742,18 @@ impl Worker {
                 self.queue.add(key.clone());
                 "not_leader"
             }
-            Err(Stop::Updater {
-                index,
-                message,
-                kind,
-            }) => {
+            Err(Stop::Updater { index, error }) => {
+                let message = error.to_string();
                 log::warn!("updater failed key={key} error={message:?}");
-                let fallback = match self.updater_failed(plan, index, &message, kind) {
-                    Some(p) => {
-                        super::updater_auth::on_auth_error(&self.cache, key, ctx, plan, index, &p)
-                    }
+                let fallback = match self.updater_failed(plan, index, &error) {
+                    Some(p) => crate::controller::decide::updater_auth::on_auth_error(
+                        &self.cache,
+                        key,
+                        ctx,
+                        plan,
+                        index,
+                        &p,
+                    ),
                     None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
                 };
                 if let Err(Stop::Api { error, .. }) = self.execute(key, &fallback) {
@@ -746,24 +788,19 @@ impl Worker {
             }
             match action {
                 Action::UpdaterApply { url, request, .. } => {
-                    let client = self.updater(&self.config_of(key), url).map_err(|message| {
-                        Stop::Updater {
-                            index,
-                            message,
-                            kind: FailKind::Refused,
-                        }
-                    })?;
+                    let client =
+                        self.updater(&self.config_of(key), url)
+                            .map_err(|p| Stop::Updater {
+                                index,
+                                error: CallError::NoCall(p.message),
+                            })?;
                     let one = BTreeMap::from([(url.clone(), client)]);
                     let io = Io {
                         updaters: &one,
                         ..self.io()
                     };
                     io.updater_apply(key, url, request)
-                        .map_err(|(message, kind)| Stop::Updater {
-                            index,
-                            message,
-                            kind,
-                        })?;
+                        .map_err(|error| Stop::Updater { index, error })?;
                 }
                 Action::UpdaterDelete {
                     url,
@@ -772,17 +809,12 @@ impl Worker {
                     ..
                 } => match self.updater_delete(key, url, backend_name) {
                     Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
-                    Err((message, _)) if *best_effort => log::warn!(
+                    Err(error) if *best_effort => log::warn!(
                         "could not delete backend={backend_name} from updater={url}, a host \
-                         no longer in its config (left there) key={key} error={message:?}"
+                         no longer in its config (left there) key={key} error={:?}",
+                        error.to_string()
                     ),
-                    Err((message, kind)) => {
-                        return Err(Stop::Updater {
-                            index,
-                            message,
-                            kind,
-                        });
-                    }
+                    Err(error) => return Err(Stop::Updater { index, error }),
                 },
                 Action::Event(spec) => self.event(spec),
                 _ => self
@@ -845,20 +877,12 @@ impl Worker {
         }
     }
 
-    fn updater_delete(
-        &mut self,
-        key: &Key,
-        url: &str,
-        backend: &str,
-    ) -> Result<(), (String, FailKind)> {
+    fn updater_delete(&mut self, key: &Key, url: &str, backend: &str) -> Result<(), CallError> {
         let started = Instant::now();
         let result = self
             .updater(&self.config_of(key), url)
-            .map_err(|m| (m, FailKind::Refused))
-            .and_then(|c| {
-                c.delete(backend)
-                    .map_err(|e| (e.to_string(), FailKind::of(&e)))
-            });
+            .map_err(|p| CallError::NoCall(p.message))
+            .and_then(|c| c.delete(backend).map_err(CallError::Call));
         self.stats
             .updater_call("delete", result.is_ok(), started.elapsed());
         result
@@ -1029,20 +1053,23 @@ impl Worker {
     }
 
     /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
-    fn event(&mut self, spec: &super::plan::EventSpec) {
+    fn event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
         if let Some(event) = self.prepare_event(spec) {
             self.io().post_event(&event);
         }
     }
 
     /// An Event prepared for a batch but never sent gives its rate-limit token back.
-    fn refund_event(&mut self, spec: &super::plan::EventSpec) {
+    fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         self.events.refund(&object, &spec.reason);
     }
 
     /// The Event to post, or None when the rate limit drops it.
-    fn prepare_event(&mut self, spec: &super::plan::EventSpec) -> Option<crate::model::Event> {
+    fn prepare_event(
+        &mut self,
+        spec: &crate::controller::decide::plan::EventSpec,
+    ) -> Option<crate::model::Event> {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         if !self.events.allow(&object, &spec.reason, Instant::now()) {
             log::debug!(
@@ -1170,18 +1197,12 @@ fn epoch_nanos() -> u64 {
 }
 
 /// Lets the HTTP thread read the worker's health without locks on the hot path.
-pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), String> {
+/// An Err holds how long the one reconcile running now has been running.
+pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), Duration> {
     let since = health.busy_since_ms.load(Ordering::Relaxed);
     if since == 0 {
         return Ok(());
     }
     let busy = Duration::from_millis(epoch_ms().saturating_sub(since));
-    if busy > max_busy {
-        Err(format!(
-            "one reconcile has been running for {}s",
-            busy.as_secs()
-        ))
-    } else {
-        Ok(())
-    }
+    if busy > max_busy { Err(busy) } else { Ok(()) }
 }

@@ -7,10 +7,11 @@
 //! pushed again.
 //! Pure: no I/O, no clock.
 
-use super::cache::{Cache, Key};
 use super::plan::EventType;
 use super::status::{READY, condition, set_condition};
 use super::targets::node_eligible;
+use crate::controller::cache::Cache;
+use crate::controller::key::Key;
 use crate::model::{LbSpec, LoadBalancerStatus, Service};
 
 pub const NO_TARGETS: &str = "NoTargets";
@@ -86,7 +87,7 @@ pub fn record(
             "TargetsAvailable",
             format!(
                 "targets are back: serving {} with {} target(s)",
-                super::reconcile::port_list(spec),
+                super::status::port_list(spec),
                 spec.target_count()
             ),
         )

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::cache::Key;
 use super::plan::Action;
-use super::reconcile::updater_request;
+use super::plan::updater_request;
 use super::status::backend_name;
+use crate::controller::key::Key;
 use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
 use crate::updater::api::{ListResponse, ListedBackend};
 

@@ -16,15 +16,15 @@
 //! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
 //! or changes finalizers (those stay one at a time on the worker).
 
-use super::cache::{Cache, Key};
-use super::plan::{Action, Plan, UpdaterRequest};
-use super::ports::stored_ports;
 use super::stats::Stats;
+use crate::controller::cache::Cache;
+use crate::controller::decide::plan::{Action, Plan, UpdaterRequest, lb_request};
+use crate::controller::decide::ports::stored_ports;
+use crate::controller::key::Key;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::model::{Event, LoadBalancerSpec};
-use crate::updater::api::{LbRequest, Upstream};
 use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
@@ -62,39 +62,27 @@ pub type Outcome = (Vec<Answer>, Result<(), Stop>);
 #[derive(Debug)]
 pub enum Stop {
     /// An updater call (action `index`) failed.
-    Updater {
-        index: usize,
-        message: String,
-        kind: FailKind,
-    },
+    Updater { index: usize, error: CallError },
     /// An API write (action `index`) failed.
     Api { index: usize, error: Error },
     /// Leadership was lost mid-plan: leave the key queued for the next leader.
     NotLeader,
 }
 
-/// What kind of updater failure stopped a plan: the worker reports refused credentials as
-/// `UpdaterAuth`, and checks an updater for drift when it answers again after being unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailKind {
-    #[default]
-    Refused,
-    Unreachable,
-    Unauthorized,
-    /// The TLS handshake refused the updater's certificate: an answer, a configuration error.
-    Untrusted,
+/// Why an updater action failed: the call's own error, or no call at all (no usable client; the
+/// message says why). The worker reports refused credentials as `UpdaterAuth`, and checks an
+/// updater for drift when it answers again after being unreachable.
+#[derive(Debug)]
+pub enum CallError {
+    Call(crate::updater::Error),
+    NoCall(String),
 }
 
-impl FailKind {
-    pub fn of(e: &crate::updater::Error) -> FailKind {
-        if e.is_unauthorized() {
-            FailKind::Unauthorized
-        } else if e.is_tls() {
-            FailKind::Untrusted
-        } else if e.is_transport() {
-            FailKind::Unreachable
-        } else {
-            FailKind::Refused
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Call(e) => e.fmt(f),
+            CallError::NoCall(m) => f.write_str(m),
         }
     }
 }
@@ -159,7 +147,7 @@ type Claims = (Vec<String>, BTreeSet<(u16, crate::model::Protocol)>);
 
 fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
     spec.host.get()?;
-    let host = super::ports::stored_hosts(spec);
+    let host = crate::controller::decide::ports::stored_hosts(spec);
     let ports = stored_ports(spec)
         .into_iter()
         .map(|(_, p, proto)| (p, proto))
@@ -183,21 +171,14 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
-    pub fn updater_apply(
-        &self,
-        key: &Key,
-        url: &str,
-        r: &UpdaterRequest,
-    ) -> Result<(), (String, FailKind)> {
+    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
         let client = self
             .updaters
             .get(url)
-            .ok_or_else(|| (format!("no client for updater {url}"), FailKind::Refused))?;
+            .ok_or_else(|| CallError::NoCall(format!("no client for updater {url}")))?;
         let _slot = self.slots.map(|s| s.take(url));
         let started = Instant::now();
-        let result = client
-            .apply(&lb_request(r))
-            .map_err(|e| (e.to_string(), FailKind::of(&e)));
+        let result = client.apply(&lb_request(r)).map_err(CallError::Call);
         self.stats
             .updater_call("apply", result.is_ok(), started.elapsed());
         if result.is_ok() {
@@ -320,11 +301,7 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
     Ok(match action {
         Action::UpdaterApply { key, url, request } => {
             io.updater_apply(key, url, request)
-                .map_err(|(message, kind)| Stop::Updater {
-                    index,
-                    message,
-                    kind,
-                })?;
+                .map_err(|error| Stop::Updater { index, error })?;
             Answer::Done
         }
         Action::Event(_) => {
@@ -357,8 +334,7 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
         _ => {
             return Err(Stop::Updater {
                 index,
-                message: "internal: action cannot run in a batch".into(),
-                kind: FailKind::Refused,
+                error: CallError::NoCall("internal: action cannot run in a batch".into()),
             });
         }
     })
@@ -550,42 +526,10 @@ fn io_thread(s: &PoolShared) {
     }
 }
 
-/// The updater API's request for one backend.
-/// The wire form of a port's traffic settings (unset timings: the updater's defaults).
-fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
-    crate::updater::api::Traffic {
-        source_ranges: t.source_ranges.clone(),
-        proxy_protocol: t.proxy_protocol,
-        health_check: t.health_check.as_ref().map(|h| h.to_api()),
-    }
-}
-
-pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
-    LbRequest {
-        backend_name: r.backend_name.clone(),
-        lb_port: r.lb_port,
-        lb_protocol: r.protocol.clone(),
-        upstream_servers: r
-            .upstreams
-            .iter()
-            .map(|(host, port)| Upstream {
-                host: host.clone(),
-                port: *port,
-                health: Default::default(),
-            })
-            .collect(),
-        proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
-        proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
-        traffic: api_traffic(&r.traffic),
-        // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
-        owner: Some(super::drift::OWNER.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::{EventSpec, EventType};
+    use crate::controller::decide::plan::{EventSpec, EventType};
     use crate::model::ObjectReference;
     use serde_json::json;
 

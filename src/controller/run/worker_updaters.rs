@@ -12,69 +12,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Affected, FailKind, Kind, Worker, epoch_ms};
-use crate::controller::drift::{self, Repair};
-use crate::controller::health_status;
-use crate::controller::plan::{Action, Plan};
-use crate::controller::resync::{self, Timers};
-use crate::controller::secrets::{self, AuthNeed, AuthProblem, SecretStore, UPDATER_AUTH};
-use crate::controller::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use super::{Affected, CallError, Kind, Worker, epoch_ms};
+use crate::controller::decide::drift::{self, Repair};
+use crate::controller::decide::health_status;
+use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::decide::status::UPDATER_AUTH;
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use crate::controller::run::resync;
+use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
-use crate::model::{Secret, SecretRef, ValidConfig};
+use crate::model::{Secret, ValidConfig};
 use crate::updater::client::{ClientAuth, UpdaterClient};
-
-/// The worker's updater-side state.
-pub(super) struct State {
-    secrets: SecretStore,
-    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
-    wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with, by client id
-    /// (`client_id`: the config and the raw URL).
-    auth_of: BTreeMap<String, ClientAuth>,
-    /// Why a config has no client for a URL now, by client id.
-    problems: BTreeMap<String, AuthProblem>,
-    timers: Timers,
-    /// Checks have been scheduled since the first sync or the last leadership gain.
-    started: bool,
-    /// Endpoints without `GET` (the Go updater): not checked again until leadership changes.
-    unsupported: BTreeSet<String>,
-    /// Endpoints whose last call or probe got no answer, with the time of their last good answer
-    /// (ms since the epoch): checked when they answer again; a host of a several-host config
-    /// gets no calls meanwhile and leaves the ingress after the grace.
-    pub(super) failing: BTreeMap<String, u64>,
-    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
-    expired: BTreeSet<String>,
-    /// The same for `--unreachable-delete-grace` (deletions stop waiting on them).
-    delete_expired: BTreeSet<String>,
-    /// Configs or Secrets changed since the prober's targets were set.
-    probes_stale: bool,
-}
-
-impl State {
-    pub(super) fn new(period: Duration) -> State {
-        State {
-            secrets: SecretStore::default(),
-            wanted: BTreeSet::new(),
-            auth_of: BTreeMap::new(),
-            problems: BTreeMap::new(),
-            timers: Timers::new(period),
-            started: false,
-            unsupported: BTreeSet::new(),
-            failing: BTreeMap::new(),
-            expired: BTreeSet::new(),
-            delete_expired: BTreeSet::new(),
-            probes_stale: true,
-        }
-    }
-
-    /// A new term checks every updater again, the Go ones included (once).
-    pub(super) fn gained_leadership(&mut self) {
-        self.started = false;
-        self.unsupported.clear();
-    }
-}
 
 impl Worker {
     /// When `run` must wake: the next delayed key, or (while it may act on them) the next check.
@@ -103,21 +54,23 @@ impl Worker {
         &mut self,
         config: &str,
         url: &str,
-    ) -> Result<Arc<UpdaterClient>, String> {
+    ) -> Result<Arc<UpdaterClient>, AuthProblem> {
         let id = client_id(config, url);
         let auth = match self.auth_for(config, url) {
             Ok(a) => a,
             Err(p) => {
-                let message = p.message.clone();
-                self.auth.problems.insert(id.clone(), p);
+                self.auth.problems.insert(id.clone(), p.clone());
                 self.updaters.remove(&id);
                 self.auth.auth_of.remove(&id);
-                return Err(message);
+                return Err(p);
             }
         };
         self.auth.problems.remove(&id);
         if !self.updaters.contains_key(&id) || self.auth.auth_of.get(&id) != Some(&auth) {
-            let endpoint = updater_endpoint(url).map_err(|e| format!("updater URL {url}: {e}"))?;
+            let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
+                reason: "ClientSetup",
+                message: format!("updater URL {url}: {e}"),
+            })?;
             match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
                 Ok(c) => {
                     if self.updaters.insert(id.clone(), Arc::new(c)).is_some() {
@@ -134,18 +87,17 @@ impl Worker {
                         reason: "ClientSetup",
                         message: format!("{who}updater {url}: {e}; no updater call is sent"),
                     };
-                    let message = p.message.clone();
-                    self.auth.problems.insert(id.clone(), p);
+                    self.auth.problems.insert(id.clone(), p.clone());
                     self.updaters.remove(&id);
                     self.auth.auth_of.remove(&id);
-                    return Err(message);
+                    return Err(p);
                 }
             }
         }
-        self.updaters
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| format!("no client for updater {url}"))
+        self.updaters.get(&id).cloned().ok_or_else(|| AuthProblem {
+            reason: "ClientSetup",
+            message: format!("no client for updater {url}"),
+        })
     }
 
     /// The config whose credentials a LoadBalancer's updater calls use: its `spec.configName`
@@ -295,8 +247,7 @@ impl Worker {
         &mut self,
         plan: &Plan,
         index: usize,
-        message: &str,
-        kind: FailKind,
+        error: &CallError,
     ) -> Option<AuthProblem> {
         let (key, url) = match plan.actions.get(index)? {
             Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
@@ -305,7 +256,11 @@ impl Worker {
             _ => return None,
         };
         let config = self.config_of(key);
-        if kind == FailKind::Unreachable {
+        let call = match error {
+            CallError::Call(e) => Some(e),
+            CallError::NoCall(_) => None,
+        };
+        if call.is_some_and(|e| e.is_transport()) {
             if let Ok(e) = updater_endpoint(url) {
                 self.host_failing(&e, epoch_ms());
             }
@@ -313,9 +268,9 @@ impl Worker {
         if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
             return Some(p.clone());
         }
-        match kind {
-            FailKind::Unauthorized => Some(self.unauthorized(&config, url, message)),
-            FailKind::Untrusted => Some(self.untrusted(&config, url, message)),
+        match call {
+            Some(e) if e.is_unauthorized() => Some(self.unauthorized(&config, url, &e.to_string())),
+            Some(e) if e.is_tls() => Some(self.untrusted(&config, url, &e.to_string())),
             _ => None,
         }
     }
@@ -328,7 +283,7 @@ impl Worker {
             .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
             .unwrap_or_default();
         AuthProblem {
-            reason: crate::controller::updater_auth::CERTIFICATE_REFUSED,
+            reason: crate::controller::decide::updater_auth::CERTIFICATE_REFUSED,
             message: format!(
                 "{who}{message}; check spec.updaterCASecretRef (the CA that signs the updater's \
                  certificate) or spec.insecureSkipVerify"
@@ -534,7 +489,10 @@ impl Worker {
             let client = match self.updater(config, &raw) {
                 Ok(c) => c,
                 Err(m) => {
-                    log::warn!("drift check of updater {endpoint} skipped for {config:?}: {m}");
+                    log::warn!(
+                        "drift check of updater {endpoint} skipped for {config:?}: {}",
+                        m.message
+                    );
                     continue;
                 }
             };
@@ -763,7 +721,7 @@ impl Worker {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
-            if lb.metadata.is_deleting() || !crate::controller::status::is_applied(lb) {
+            if lb.metadata.is_deleting() || !crate::controller::decide::status::is_applied(lb) {
                 continue; // its own reconcile writes its status
             }
             if let Some(patch) = health_status::patch(&key, lb, reports) {

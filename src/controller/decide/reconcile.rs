@@ -2,72 +2,30 @@
 //! the cache alone. A converged key gives an empty plan: nothing is written that would not change.
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
-use super::cache::{Cache, Key};
+use super::context::Context;
 use super::hosts;
 use super::no_targets;
-use super::plan::{Action, EventType, Plan, UpdaterRequest};
+use super::plan::{Action, EventType, Plan, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
-    READY, RECONCILED, backends_of, condition, ingress_for, is_applied, known_backends,
+    READY, RECONCILED, backends_of, condition, ingress_for, is_applied, known_backends, port_list,
     set_condition,
 };
 use super::targets::targets_for;
 use super::traffic::{record_proxy_protocol, traffic_for, with_override};
+use crate::controller::cache::Cache;
+use crate::controller::key::Key;
 use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{
-    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, DEFAULT_CLASS, EXTERNAL_IP, FINALIZER,
-    INTERNAL_IP, LOAD_BALANCER_KIND, LbHost, LbPort, LbSpec, LoadBalancer, LoadBalancerStatus,
-    ObjectReference, OwnerReference, PHASE_ERROR, PHASE_READY, Protocol, Service, ValidConfig,
+    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, FINALIZER, LOAD_BALANCER_KIND, LbHost, LbPort,
+    LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
+    PHASE_READY, Protocol, Service, ValidConfig,
 };
 use serde_json::json;
 
 /// More ports than this on one Service is refused: each is an nginx server block and a listen port.
 pub const MAX_PORTS: usize = 100;
-
-/// Default `--host-failure-grace`: 30 s.
-pub const DEFAULT_HOST_GRACE_MS: u64 = 30_000;
-
-/// Default `--unreachable-delete-grace`: 5 minutes.
-pub const DEFAULT_UNREACHABLE_DELETE_GRACE_MS: u64 = 300_000;
-
-/// What a reconcile needs besides the cache.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Context {
-    /// Where LoadBalancerConfigs live (`paperlb-system` by default).
-    pub namespace: String,
-    /// RFC 3339 time for condition transitions.
-    pub now: String,
-    /// The `spec.loadBalancerClass` we answer to; an unset class is ours too.
-    pub class_name: String,
-    /// Node address types, in order of preference, for configs that name none (`--address-type`).
-    pub address_types: Vec<String>,
-    /// Milliseconds since the epoch (the same instant as `now`).
-    pub now_ms: u64,
-    /// Updater endpoints that are failing, each with the time of its last good answer (ms since
-    /// the epoch); a host of the `hosts` form gets no calls while it fails.
-    pub failing: std::collections::BTreeMap<String, u64>,
-    /// `--host-failure-grace` in ms: how long a failing host stays in the ingress.
-    pub host_grace_ms: u64,
-    /// `--unreachable-delete-grace` in ms: how long an updater that does not answer may hold a
-    /// LoadBalancer's deletion (see `cleanup_backends`).
-    pub delete_grace_ms: u64,
-}
-
-impl Context {
-    pub fn new(namespace: &str, now: &str) -> Context {
-        Context {
-            namespace: namespace.to_string(),
-            now: now.to_string(),
-            class_name: DEFAULT_CLASS.to_string(),
-            address_types: vec![EXTERNAL_IP.to_string(), INTERNAL_IP.to_string()],
-            now_ms: 0,
-            failing: std::collections::BTreeMap::new(),
-            host_grace_ms: DEFAULT_HOST_GRACE_MS,
-            delete_grace_ms: DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
-        }
-    }
-}
 
 /// A problem a user must act on: an Event reason and a message.
 pub(crate) struct Problem {
@@ -799,11 +757,7 @@ fn apply_hosts(
         });
     }
     if !pushed.is_empty() {
-        super::updater_auth::mark_accepted(
-            &mut status.conditions,
-            &ctx.now,
-            lb.metadata.generation,
-        );
+        super::status::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     }
     status
         .applied
@@ -836,7 +790,7 @@ fn apply(
     delete_backends(key, in_the_way, plan);
     push_ports(key, &spec.url, spec, timeouts, plan);
     delete_backends(key, stale, plan);
-    super::updater_auth::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
+    super::status::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     status.phase = Some(PHASE_READY.to_string());
     status.observed_generation = lb.metadata.generation;
     status.applied = backends;
@@ -880,35 +834,6 @@ fn record_targets_and_health(lb: &LoadBalancer, spec: &LbSpec, status: &mut Load
     status.healthy = super::health_status::summary(&status.ports);
 }
 
-/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
-/// an updater to hold, so the two can never disagree.
-pub fn updater_request(
-    key: &Key,
-    i: usize,
-    p: &LbPort,
-    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
-    traffic: &crate::model::LbTraffic,
-) -> UpdaterRequest {
-    UpdaterRequest {
-        backend_name: super::status::backend_name(key, i, &p.name),
-        lb_port: p.port,
-        protocol: p.protocol.as_str().to_string(),
-        upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
-        proxy_timeout_seconds,
-        proxy_connect_timeout_seconds,
-        traffic: crate::model::LbTraffic {
-            // PROXY protocol is for TCP only; a UDP port is pushed without it.
-            proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
-            // A tcp check of the target's own port cannot probe a UDP nodePort: none there.
-            health_check: traffic
-                .health_check
-                .clone()
-                .filter(|h| !(p.protocol == Protocol::Udp && h.kind == "tcp" && h.port.is_none())),
-            ..traffic.clone()
-        },
-    }
-}
-
 /// The proxy timeouts `apply` sends for an applied LoadBalancer: a Service's LoadBalancer carries
 /// its config's in its spec; a hand-made one's own, else its config's.
 pub fn applied_timeouts(
@@ -940,15 +865,6 @@ fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
     let mut f = lb.metadata.finalizers.clone();
     f.push(FINALIZER.to_string());
     f
-}
-
-pub(crate) fn port_list(spec: &LbSpec) -> String {
-    let ports: Vec<String> = spec
-        .ports
-        .iter()
-        .map(|p| format!("{}/{}", p.port, p.protocol.as_str()))
-        .collect();
-    ports.join(", ")
 }
 
 fn allocated(spec: &LbSpec) -> String {

@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::drift::Repair;
 use super::stats::Stats;
+use crate::controller::decide::drift::Repair;
 use crate::kube::lease::Leadership;
 use crate::updater::client::UpdaterClient;
 
@@ -129,8 +129,8 @@ pub fn run_repairs(
     repairs: &[Repair],
     leadership: &Leadership,
     stats: &Stats,
-) -> Vec<Result<(), String>> {
-    let results: Vec<Mutex<Option<Result<(), String>>>> =
+) -> Vec<Result<(), RepairError>> {
+    let results: Vec<Mutex<Option<Result<(), RepairError>>>> =
         repairs.iter().map(|_| Mutex::new(None)).collect();
     let (deletes, rest): (Vec<usize>, Vec<usize>) =
         (0..repairs.len()).partition(|i| matches!(repairs[*i], Repair::Delete(_)));
@@ -173,7 +173,7 @@ pub fn run_repairs(
             m.into_inner()
                 .ok()
                 .flatten()
-                .unwrap_or_else(|| Err("not run".into()))
+                .unwrap_or(Err(RepairError::NotRun))
         })
         .collect()
 }
@@ -183,9 +183,9 @@ fn repair(
     r: &Repair,
     leadership: &Leadership,
     stats: &Stats,
-) -> Result<(), String> {
+) -> Result<(), RepairError> {
     if !leadership.is_leader() {
-        return Err("not the leader any more".into());
+        return Err(RepairError::NotLeader);
     }
     let started = Instant::now();
     let (op, result) = match r {
@@ -204,7 +204,26 @@ fn repair(
             );
             Ok(())
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(RepairError::Updater(e)),
+    }
+}
+
+/// Why a drift repair was not made.
+#[derive(Debug)]
+pub enum RepairError {
+    NotLeader,
+    /// No thread ran it.
+    NotRun,
+    Updater(crate::updater::Error),
+}
+
+impl std::fmt::Display for RepairError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepairError::NotLeader => f.write_str("not the leader any more"),
+            RepairError::NotRun => f.write_str("not run"),
+            RepairError::Updater(e) => e.fmt(f),
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 //! LoadBalancers and they push to it. The Go form (one unnamed host) never takes this path.
 //! Pure: the worker's view of failing updaters and the clock come in through `Context`.
 
-use super::reconcile::Context;
-use super::status::{READY, condition, ingress_entry, ingress_ports, set_condition};
+use super::context::Context;
+use super::status::{READY, condition, ingress_entry, ingress_ports, port_list, set_condition};
 use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{
     Condition, Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
@@ -97,11 +97,7 @@ pub fn record(
     for h in &spec.hosts {
         let type_ = condition_type(&h.name);
         if pushed.contains(h) {
-            let message = format!(
-                "updater {} serves {}",
-                h.url,
-                super::reconcile::port_list(spec)
-            );
+            let message = format!("updater {} serves {}", h.url, port_list(spec));
             set_condition(
                 &mut status.conditions,
                 &type_,

@@ -2,7 +2,17 @@
 //! server and the signal thread, then runs the worker on the calling thread until SIGTERM/SIGINT.
 //!
 //! Owns: thread start-up and orderly shutdown (stop taking work, finish the current reconcile,
-//! release the Lease, stop the watches). Must not: decide anything.
+//! release the Lease, stop the watches). Must not: decide anything. Its submodules are the
+//! controller's effects: the worker, the I/O pool (`batch`), probes, drift timers, Events, metrics.
+
+pub mod batch;
+pub mod event_correlator;
+pub mod events;
+pub mod host_probe;
+pub mod resync;
+pub mod secrets;
+pub mod stats;
+pub mod worker;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
+use self::stats::Stats;
+use self::worker::{Event, Health, Worker, WorkerConfig};
 use super::cli::Config;
-use super::stats::Stats;
-use super::worker::{self, Event, Health, Worker, WorkerConfig};
 use crate::http::{Limits, Request, Response, Server};
 use crate::kube::client::{
     Client, ClientOptions, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource,
@@ -228,7 +238,10 @@ fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {
     match req.path.as_str() {
         "/healthz" => match worker::healthy(health, MAX_BUSY) {
             Ok(()) => Response::text(200, "ok\n"),
-            Err(why) => Response::text(503, format!("{why}\n")),
+            Err(busy) => Response::text(
+                503,
+                format!("one reconcile has been running for {}s\n", busy.as_secs()),
+            ),
         },
         // Ready once every watch has synced, leader or standby alike: a standby's readiness says its
         // caches are warm, so it can take over at once.

@@ -2,9 +2,9 @@
 //! in shuffled orders: the plan must not depend on the order objects arrived in.
 
 use super::*;
-use crate::controller::plan::EventSpec;
+use crate::controller::decide::plan::{EventSpec, UpdaterRequest};
 use crate::controller::testutil::{Rng, node, shuffled};
-use crate::model::{Lenient, LoadBalancerConfig, Node};
+use crate::model::{DEFAULT_CLASS, Lenient, LoadBalancerConfig, Node};
 use serde_json::Value;
 
 #[path = "reconcile_hosts_tests.rs"]
@@ -1434,7 +1434,7 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     assert_eq!(spec.traffic.health_check, check);
     assert!(reconcile(&cache, &key("web"), &ctx()).is_empty());
     // The wire body: Cluster services ask for kube-proxy's node check.
-    let wire = crate::controller::batch::lb_request(&reqs[0]);
+    let wire = crate::controller::decide::plan::lb_request(&reqs[0]);
     let json = serde_json::to_value(&wire).unwrap();
     assert_eq!(
         json["healthCheck"],
@@ -1474,7 +1474,7 @@ fn condition_of<'a>(
 }
 
 fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
-    use crate::controller::port_requests::{LB_PORTS_ANNOTATION, PORT_REQUEST};
+    use crate::controller::decide::port_requests::{LB_PORTS_ANNOTATION, PORT_REQUEST};
     let annotate = |s: &mut Service, v: Option<&str>| {
         match v {
             Some(v) => s

@@ -3,7 +3,7 @@
 //! [`PortIndex`] the cache keeps says which pairs are taken without scanning every LoadBalancer.
 //! Pure: no I/O, no clock.
 
-use super::cache::Key;
+use crate::controller::key::Key;
 use crate::model::{Lenient, LoadBalancerSpec, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -2,7 +2,7 @@
 //! "the same thing again" compares equal and is skipped.
 //! Pure: no I/O, no clock (the time comes in as a string).
 
-use super::cache::Key;
+use crate::controller::key::Key;
 use crate::model::{
     AppliedBackend, Condition, Ingress, LbSpec, LoadBalancer, PHASE_READY, PortStatus, is_ip,
 };
@@ -139,5 +139,38 @@ pub fn ingress_entry(host: &str, ports: Vec<PortStatus>) -> Ingress {
             ip_mode: None,
             ports,
         }
+    }
+}
+
+/// The ports of a spec as `8100/TCP, 8101/UDP`, for messages.
+pub fn port_list(spec: &LbSpec) -> String {
+    let ports: Vec<String> = spec
+        .ports
+        .iter()
+        .map(|p| format!("{}/{}", p.port, p.protocol.as_str()))
+        .collect();
+    ports.join(", ")
+}
+
+/// Condition type on a LoadBalancer whose updater's credentials cannot be used (or are refused).
+pub const UPDATER_AUTH: &str = "UpdaterAuth";
+
+/// After a successful updater call: an `UpdaterAuth=False` left by an earlier failure turns True.
+/// A LoadBalancer that never had the condition does not get it (nothing is written for it).
+pub fn mark_accepted(
+    conditions: &mut Vec<crate::model::Condition>,
+    now: &str,
+    generation: Option<i64>,
+) {
+    if condition(conditions, UPDATER_AUTH).is_some_and(|c| c.status != "True") {
+        set_condition(
+            conditions,
+            UPDATER_AUTH,
+            true,
+            "Accepted",
+            "the updater accepted the credentials",
+            now,
+            generation,
+        );
     }
 }

@@ -15,20 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 
-use super::cache::Key;
+use crate::controller::key::Key;
 use crate::model::{AuthRefs, LoadBalancerConfig, Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, ClientTls};
 
-/// Condition type on a LoadBalancer whose updater's credentials cannot be used (or are refused).
-pub const UPDATER_AUTH: &str = "UpdaterAuth";
-
-/// Why a config's updater gets no call: a condition reason and a message for users.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthProblem {
-    /// `SecretNotFound`, `KeyNotFound`, `InvalidToken`, `InvalidCA`, `ClientSetup`, `Unauthorized`.
-    pub reason: &'static str,
-    pub message: String,
-}
+use crate::controller::decide::updater_auth::AuthProblem;
 
 /// What the store knows of one referenced key.
 #[derive(Debug, PartialEq, Eq)]
@@ -214,7 +205,7 @@ pub fn client_auth(cfg: &ValidConfig, store: &SecretStore) -> Result<ClientAuth,
                 let field = "spec.updaterTokenSecretRef";
                 let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
                 Some(check_token(bytes).map_err(|why| {
-                    AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, &why))
+                    AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why))
                 })?)
             }
         };
@@ -287,16 +278,15 @@ fn problem(
 /// A token as files and `kubectl create secret --from-file` leave it: surrounding whitespace (the
 /// final newline) is dropped; what remains must be non-empty visible ASCII. The message never
 /// quotes the token.
-fn check_token(bytes: &[u8]) -> Result<String, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the token is not UTF-8".to_string())?;
+fn check_token(bytes: &[u8]) -> Result<String, &'static str> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the token is not UTF-8")?;
     let t = text.trim();
     if t.is_empty() {
-        return Err("the token is empty".into());
+        return Err("the token is empty");
     }
     if !t.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(
-            "the token holds characters an HTTP header cannot carry (only visible ASCII, no spaces)"
-                .into(),
+            "the token holds characters an HTTP header cannot carry (only visible ASCII, no spaces)",
         );
     }
     Ok(t.to_string())

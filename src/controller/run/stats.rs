@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::cache::Cache;
-use super::hosts::PHASE_DEGRADED;
+use crate::controller::cache::Cache;
+use crate::controller::decide::hosts::PHASE_DEGRADED;
 use crate::kube::client::Client;
 use crate::kube::lease::Leadership;
 use crate::kube::watch::runner::WatchStats;

@@ -11,9 +11,9 @@
 //!
 //! Pure: no I/O, no clock. Must not: decide what "free" means (the caller's `holder` does).
 
-use super::cache::Key;
 use super::ports::PortRequest;
 use super::status::set_condition;
+use crate::controller::key::Key;
 use crate::model::{LoadBalancerStatus, Protocol, Service};
 
 pub const LB_PORTS_ANNOTATION: &str = "lb.paperlb.com/lb-ports";

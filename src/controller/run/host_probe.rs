@@ -8,11 +8,9 @@
 //! anything (the worker keeps the failing set and reconciles).
 
 use std::collections::BTreeMap;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::worker::Event;
 use crate::updater::client::UpdaterClient;
 
 /// The probe period for a grace: a sixth of it (a host misses several probes before it is
@@ -73,15 +71,20 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the probe thread; it ends after `Targets::stop` or when the worker is gone.
-pub fn spawn(targets: Arc<Targets>, interval: Duration, tx: Sender<Event>) -> std::io::Result<()> {
+/// Starts the probe thread; it hands each report to `send`, and ends after `Targets::stop` or when
+/// `send` says the worker is gone (false).
+pub fn spawn(
+    targets: Arc<Targets>,
+    interval: Duration,
+    send: impl Fn(Probed) -> bool + Send + 'static,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("host-probe".into())
-        .spawn(move || run(&targets, interval, &tx))
+        .spawn(move || run(&targets, interval, &send))
         .map(|_| ())
 }
 
-fn run(targets: &Targets, interval: Duration, tx: &Sender<Event>) {
+fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
     // Per endpoint: last good answer, and whether the worker was last told it fails.
     let mut state: BTreeMap<String, (u64, bool)> = BTreeMap::new();
     loop {
@@ -126,7 +129,7 @@ fn run(targets: &Targets, interval: Duration, tx: &Sender<Event>) {
                     last_ok_ms: entry.0,
                     message,
                 };
-                if tx.send(Event::HostProbe(probed)).is_err() {
+                if !send(probed) {
                     return;
                 }
             }

@@ -4,37 +4,26 @@
 //!
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
-use super::cache::{Cache, Key};
+use super::context::Context;
 use super::plan::{Action, EventType, Plan};
-use super::reconcile::{Context, on_updater_error};
-use super::secrets::{AuthProblem, UPDATER_AUTH};
-use super::status::{condition, set_condition};
+use super::reconcile::on_updater_error;
+use super::status::{UPDATER_AUTH, condition, set_condition};
+use crate::controller::cache::Cache;
+use crate::controller::key::Key;
 use crate::model::{LoadBalancer, LoadBalancerStatus, ObjectReference};
 use serde_json::json;
+
+/// Why a config's updater gets no call: a condition reason and a message for users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthProblem {
+    /// `SecretNotFound`, `KeyNotFound`, `InvalidToken`, `InvalidCA`, `ClientSetup`, `Unauthorized`.
+    pub reason: &'static str,
+    pub message: String,
+}
 
 /// Condition type: whether the controller can compare this LoadBalancer's updater with what it
 /// should serve (False, reason `Unsupported`, on the Go nginx-lb-updater, which has no GET).
 pub const DRIFT_CHECK: &str = "DriftCheck";
-
-/// After a successful updater call: an `UpdaterAuth=False` left by an earlier failure turns True.
-/// A LoadBalancer that never had the condition does not get it (nothing is written for it).
-pub fn mark_accepted(
-    conditions: &mut Vec<crate::model::Condition>,
-    now: &str,
-    generation: Option<i64>,
-) {
-    if condition(conditions, UPDATER_AUTH).is_some_and(|c| c.status != "True") {
-        set_condition(
-            conditions,
-            UPDATER_AUTH,
-            true,
-            "Accepted",
-            "the updater accepted the credentials",
-            now,
-            generation,
-        );
-    }
-}
 
 /// The plan to run instead of action `failed` of `plan`, whose updater could not be called with
 /// credentials (or refused them): what `on_updater_error` records (phase ERROR, Ready=False, the
@@ -171,7 +160,8 @@ fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::UpdaterRequest;
+    use crate::controller::decide::plan::UpdaterRequest;
+    use crate::controller::decide::status::mark_accepted;
     use crate::model::Condition;
 
     fn lb() -> LoadBalancer {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::EventSpec;
+use crate::controller::decide::plan::EventSpec;
 use crate::model::Event;
 
 /// client-go's LRU holds 4096 entries.
@@ -87,7 +87,7 @@ impl Correlator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::EventType;
+    use crate::controller::decide::plan::EventType;
     use crate::model::ObjectReference;
 
     fn spec(name: &str, message: &str) -> EventSpec {

@@ -6,9 +6,14 @@
 //! from fresh state rather than guessed here.
 //! Pure: no I/O, no clock.
 
-use super::cache::Key;
-use crate::model::{Event, EventSource, ObjectMeta, ObjectReference};
+use super::status::backend_name;
+use crate::controller::key::Key;
+use crate::model::{Event, EventSource, LbPort, ObjectMeta, ObjectReference, Protocol};
+use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
+
+/// The `owner` paperlb's controller puts on every backend it writes.
+pub const OWNER: &str = "paperlb";
 
 /// One backend for the updater (`POST /api/v1/lb`); the worker converts it to the wire type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,5 +208,66 @@ impl Plan {
             reason: reason.to_string(),
             message,
         }));
+    }
+}
+
+/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
+/// an updater to hold, so the two can never disagree.
+pub fn updater_request(
+    key: &Key,
+    i: usize,
+    p: &LbPort,
+    (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
+    traffic: &crate::model::LbTraffic,
+) -> UpdaterRequest {
+    UpdaterRequest {
+        backend_name: backend_name(key, i, &p.name),
+        lb_port: p.port,
+        protocol: p.protocol.as_str().to_string(),
+        upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
+        proxy_timeout_seconds,
+        proxy_connect_timeout_seconds,
+        traffic: crate::model::LbTraffic {
+            // PROXY protocol is for TCP only; a UDP port is pushed without it.
+            proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
+            // A tcp check of the target's own port cannot probe a UDP nodePort: none there.
+            health_check: traffic
+                .health_check
+                .clone()
+                .filter(|h| !(p.protocol == Protocol::Udp && h.kind == "tcp" && h.port.is_none())),
+            ..traffic.clone()
+        },
+    }
+}
+
+/// The wire form of a port's traffic settings (unset timings: the updater's defaults).
+fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
+    crate::updater::api::Traffic {
+        source_ranges: t.source_ranges.clone(),
+        proxy_protocol: t.proxy_protocol,
+        health_check: t.health_check.as_ref().map(|h| h.to_api()),
+    }
+}
+
+/// The updater API's request for one backend.
+pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
+    LbRequest {
+        backend_name: r.backend_name.clone(),
+        lb_port: r.lb_port,
+        lb_protocol: r.protocol.clone(),
+        upstream_servers: r
+            .upstreams
+            .iter()
+            .map(|(host, port)| Upstream {
+                host: host.clone(),
+                port: *port,
+                health: Default::default(),
+            })
+            .collect(),
+        proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
+        proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
+        traffic: api_traffic(&r.traffic),
+        // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
+        owner: Some(OWNER.to_string()),
     }
 }

@@ -7,10 +7,11 @@
 //! LoadBalancer's own namespace may be the one being deleted.
 //! Pure: no I/O, no clock (the worker's failing updaters and the time come in through `Context`).
 
-use super::cache::{Cache, Key};
+use super::context::Context;
 use super::plan::{EventType, Plan};
-use super::reconcile::Context;
 use super::status::known_backends;
+use crate::controller::cache::Cache;
+use crate::controller::key::Key;
 use crate::model::url::updater_endpoint;
 use crate::model::{API_VERSION, LoadBalancer, ObjectReference};
 use crate::time::rfc3339;

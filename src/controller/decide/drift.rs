@@ -15,16 +15,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::batch::lb_request;
-use super::cache::{Cache, Key};
-use super::reconcile::{Context, applied_timeouts, updater_request};
+use super::context::Context;
+use super::plan::{lb_request, updater_request};
+use super::reconcile::applied_timeouts;
 use super::status::{backend_name, is_applied, known_backends};
+use crate::controller::cache::Cache;
+use crate::controller::key::Key;
 use crate::model::LbSpec;
 use crate::model::url::updater_endpoint;
 use crate::updater::api::{LbRequest, ListResponse, ListedBackend};
 
-/// The `owner` paperlb's controller puts on every backend it writes.
-pub const OWNER: &str = "paperlb";
+pub use super::plan::OWNER;
 
 /// What one updater endpoint should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
