@@ -75,6 +75,11 @@ fn local_service_scaled_to_zero_keeps_its_port_and_traffic_resumes_by_itself() {
         w.lb("web").is_some() && tcp_ident(lb_port(&w, "web")).as_deref() == Some("node-a")
     });
     let port = lb_port(&w, "web");
+    // The Service's status is written after the updater answered: traffic can flow before it.
+    wait_for("the Service's ingress", || {
+        w.svc("web")
+            .is_some_and(|s| !s["status"]["loadBalancer"]["ingress"].is_null())
+    });
     let ingress = w.svc("web").expect("svc")["status"]["loadBalancer"]["ingress"].clone();
     assert_eq!(ingress[0]["ports"][0]["port"], json!(port));
 
