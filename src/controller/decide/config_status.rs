@@ -26,7 +26,7 @@ pub struct Report {
 pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Report> {
     let generation = cfg.metadata.generation;
     let (ok, reason, message) = match cfg.validate() {
-        Ok(v) if v.hosts.is_empty() => (
+        Ok(v) if v.hosts.iter().all(|h| h.name.is_empty()) => (
             true,
             "Valid",
             format!(
