@@ -921,27 +921,25 @@ pub fn on_updater_error(
         }
     }
     status.applied.sort();
-    let url_of = |a: &Action| match a {
-        Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } => Some(url.clone()),
-        _ => None,
-    };
     match &spec {
         // One host failing leaves the others serving: record per host.
         Some(spec) => {
-            let failed_url = plan.actions.get(failed).and_then(url_of);
-            let failed_host = failed_url.and_then(|u| hosts::host_of(spec, &u));
-            let done: Vec<LbHost> = spec
-                .hosts
-                .iter()
+            let failed_host = match plan.actions.get(failed) {
+                Some(Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. }) => {
+                    hosts::host_of(spec, url)
+                }
+                _ => None,
+            };
+            // The other hosts, whose every push came before the failure.
+            let to = |h: &LbHost, a: &Action| match a {
+                Action::UpdaterApply { url, .. } => same_updater(url, &h.url),
+                _ => false,
+            };
+            let before = plan.actions.iter().take(failed);
+            let after = plan.actions.iter().skip(failed);
+            let done: Vec<LbHost> = (spec.hosts.iter())
                 .filter(|h| Some(*h) != failed_host)
-                .filter(|h| {
-                    let mine: Vec<usize> = (0..plan.actions.len())
-                        .filter(|i| {
-                            matches!(&plan.actions[*i], Action::UpdaterApply { url, .. } if same_updater(url, &h.url))
-                        })
-                        .collect();
-                    !mine.is_empty() && mine.iter().all(|i| *i < failed)
-                })
+                .filter(|h| before.clone().any(|a| to(h, a)) && !after.clone().any(|a| to(h, a)))
                 .cloned()
                 .collect();
             let failure = failed_host.map(|f| (f, what.as_str()));
