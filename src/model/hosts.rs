@@ -36,7 +36,7 @@ pub struct ValidHost {
     pub auth: AuthRefs,
 }
 
-/// A checked host of a LoadBalancer (the `hosts` form): name, address and updater URL.
+/// A checked host of a LoadBalancer: name (empty for the Go form's one), address and updater URL.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LbHost {
     pub name: String,

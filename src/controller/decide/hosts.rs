@@ -7,8 +7,8 @@
 //! heartbeat is). A failing host of several gets no calls; once it answers again the worker
 //! reconciles its LoadBalancers and they push to it. A single host has nothing to fail over to:
 //! it is called again at the work queue's pace. The Go form is one unnamed host whose state is the
-//! Go fields (`phase`, `observedGeneration`, `Ready`), not a `Host-` condition: [`applied_in`] and
-//! [`record`] read and write them.
+//! Go fields (`phase`, `observedGeneration`, `Ready`), not a `Host-` condition: `applied_in` and
+//! `record` read and write them.
 //! Pure: the worker's view of failing updaters and the clock come in through `Context`.
 
 use super::context::Context;
