@@ -105,10 +105,10 @@ pub fn record(
         status
             .conditions
             .retain(|c| !c.type_.starts_with(HOST_PREFIX));
-        let (ok, reason, message) = match failed {
-            Some((_, message)) => (false, "UpdaterFailed", message.to_string()),
-            None if pushed.is_empty() => return,
-            None => (true, "Applied", applied_message(spec)),
+        let (ok, reason, message) = match (failed, pushed) {
+            (Some((_, message)), _) => (false, "UpdaterFailed", message.to_string()),
+            (None, [h, ..]) => (true, "Applied", applied_message(spec, h)),
+            (None, []) => return,
         };
         if ok {
             status.observed_generation = generation;
@@ -141,7 +141,7 @@ pub fn record(
     for h in &spec.hosts {
         let type_ = condition_type(&h.name);
         if pushed.contains(h) {
-            let message = format!("updater {} serves {}", h.url, port_list(spec));
+            let message = applied_message(spec, h);
             set_condition(
                 &mut status.conditions,
                 &type_,
@@ -280,13 +280,11 @@ pub fn ingress(
     out
 }
 
-/// The Go form's `Ready` message: `updater <url> serves <ports> on <host> with <n> target(s)`.
-pub fn applied_message(spec: &LbSpec) -> String {
+/// A host's `Applied` message (the Go form's `Ready`, as it always read).
+fn applied_message(spec: &LbSpec, h: &LbHost) -> String {
+    let (ports, n) = (port_list(spec), spec.target_count());
     format!(
-        "updater {} serves {} on {} with {} target(s)",
-        spec.url,
-        port_list(spec),
-        spec.host,
-        spec.target_count()
+        "updater {} serves {ports} on {} with {n} target(s)",
+        h.url, h.host
     )
 }
