@@ -300,21 +300,8 @@ fn reconcile_service(
         desired.proxy_timeout_seconds,
         desired.proxy_connect_timeout_seconds,
     );
-    // A Normal Event only when the phase changes (a node flip re-applies a READY LoadBalancer:
-    // no Event); posted last, after the writes the Service's ingress waits for.
-    let phase_event = push(key, lb, &desired, timeouts, &mut status, ctx, plan);
     let why = || no_targets::why(cache, key, svc);
-    let at = (ctx.now.as_str(), lb.metadata.generation);
-    let targets_event = no_targets::record(&mut status, &lb.status, &desired, why, at);
-    set_condition(
-        &mut status.conditions,
-        RECONCILED,
-        true,
-        "Reconciled",
-        "",
-        &ctx.now,
-        lb.metadata.generation,
-    );
+    let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
@@ -330,10 +317,9 @@ fn reconcile_service(
             patch: json!({"status": {"loadBalancer": {"ingress": ingress}}}),
         });
     }
-    match (targets_event, phase_event) {
-        (Some((type_, reason, message)), _) => plan.event(&svc_ref, type_, reason, message),
-        (None, Some(message)) => plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message),
-        (None, None) => {}
+    // Posted last, after the writes the Service's ingress waits for.
+    if let Some((type_, reason, message)) = event {
+        plan.event(&svc_ref, type_, reason, message);
     }
     if let Some((reason, message)) = port_fault {
         plan.event(&svc_ref, EventType::Warning, reason, message);
@@ -644,17 +630,18 @@ fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<
 }
 
 /// The updater calls the LoadBalancer needs now (what each host lacks, `hosts::to_push`), and its
-/// status once they succeed. Returns the message of the Normal Event for a phase change to READY
-/// (or DEGRADED), if there is one.
+/// status once they succeed: hosts, phase, `NoTargets` (`why` says why a port has none) and
+/// `Reconciled`. Returns the Event to post: a `NoTargets` transition, else a Normal one only when
+/// the phase changes to READY (or DEGRADED), so a node flip that re-applies posts nothing.
 fn push(
     key: &Key,
     lb: &LoadBalancer,
-    spec: &LbSpec,
-    timeouts: (u32, u32),
+    (spec, timeouts): (&LbSpec, (u32, u32)),
+    why: impl FnOnce() -> String,
     status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
-) -> Option<String> {
+) -> Option<(EventType, &'static str, String)> {
     let was = lb.status.phase.as_deref();
     let pushed = hosts::to_push(lb, spec, ctx);
     let elsewhere = known_backends(key, lb)
@@ -663,11 +650,17 @@ fn push(
     if !pushed.is_empty() || elsewhere {
         apply(key, lb, spec, &pushed, timeouts, status, ctx, plan);
     }
-    hosts::record(status, lb.metadata.generation, spec, (&pushed, None), ctx);
+    let generation = lb.metadata.generation;
+    hosts::record(status, generation, spec, (&pushed, None), ctx);
     let now = status.phase.as_deref();
-    let serving = |p: Option<&str>| p == Some(PHASE_READY) || p == Some(hosts::PHASE_DEGRADED);
+    let serving = matches!(now, Some(PHASE_READY | hosts::PHASE_DEGRADED));
     let ready = condition(&status.conditions, READY).map(|c| c.message.clone());
-    (serving(now) && now != was).then_some(ready).flatten()
+    let phase_event = ready.filter(|_| serving && now != was);
+    let at = (ctx.now.as_str(), generation);
+    let targets_event = no_targets::record(status, &lb.status, spec, why, at);
+    let (now, c) = (&ctx.now, &mut status.conditions);
+    set_condition(c, RECONCILED, true, "Reconciled", "", now, generation);
+    targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)))
 }
 
 /// Updater calls for every port on the hosts in `pushed` (the others hold the spec already, or do
@@ -834,27 +827,13 @@ fn reconcile_hand_made(
     }
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let phase_event = push(key, lb, &spec, timeouts, &mut status, ctx, plan);
     let why = || "the LoadBalancer's spec lists no target".to_string();
-    let at = (ctx.now.as_str(), lb.metadata.generation);
-    let targets_event = no_targets::record(&mut status, &lb.status, &spec, why, at);
-    set_condition(
-        &mut status.conditions,
-        RECONCILED,
-        true,
-        "Reconciled",
-        "",
-        &ctx.now,
-        lb.metadata.generation,
-    );
+    let event = push(key, lb, (&spec, timeouts), why, &mut status, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
-    // Normal Events only on a phase change, after the writes.
-    match (targets_event, phase_event) {
-        (Some((type_, reason, message)), _) => plan.event(&object, type_, reason, message),
-        (None, Some(message)) => plan.event(&object, EventType::Normal, "UpdaterApplied", message),
-        (None, None) => {}
+    if let Some((type_, reason, message)) = event {
+        plan.event(&object, type_, reason, message); // after the writes
     }
 }
 
