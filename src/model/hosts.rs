@@ -36,7 +36,7 @@ pub struct ValidHost {
     pub auth: AuthRefs,
 }
 
-/// A checked host of a LoadBalancer (the `hosts` form): name, address and updater URL.
+/// A checked host of a LoadBalancer: name (empty for the Go form's one), address and updater URL.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LbHost {
     pub name: String,
@@ -126,10 +126,11 @@ pub fn check_entry(
     })
 }
 
-/// A LoadBalancer's stored `spec.hosts`: empty = the Go form.
-pub fn lb_hosts(stored: &[LbHostSpec]) -> Result<Vec<LbHost>, String> {
+/// A LoadBalancer's stored `spec.hosts`; none = the Go form, whose `host` and `url` are one
+/// unnamed host.
+pub fn lb_hosts(stored: &[LbHostSpec], host: &str, url: &str) -> Result<Vec<LbHost>, String> {
     if stored.is_empty() {
-        return Ok(Vec::new());
+        return Ok(vec![LbHost::unnamed(host, url)]);
     }
     let hosts = stored
         .iter()
@@ -212,16 +213,37 @@ mod tests {
             json!("127.0.0.2"),
             json!("http://127.0.0.2:3000"),
         );
-        assert_eq!(lb_hosts(std::slice::from_ref(&ok)).unwrap().len(), 1);
-        assert_eq!(lb_hosts(&[]).unwrap(), vec![]);
-        let e = lb_hosts(&[entry(json!(1), json!("h"), json!("http://h:1"))]).unwrap_err();
+        assert_eq!(
+            lb_hosts(std::slice::from_ref(&ok), "g", "http://g:1")
+                .unwrap()
+                .len(),
+            1
+        );
+        // None stored: the Go fields' one unnamed host.
+        let go = LbHost::unnamed("g", "http://g:1");
+        assert_eq!(lb_hosts(&[], "g", "http://g:1").unwrap(), vec![go]);
+        let e = lb_hosts(
+            &[entry(json!(1), json!("h"), json!("http://h:1"))],
+            "g",
+            "http://g:1",
+        )
+        .unwrap_err();
         assert!(e.contains("spec.hosts[0].name"), "{e}");
-        let e = lb_hosts(&[entry(json!("a"), json!("h"), json!("ftp://h"))]).unwrap_err();
+        let e = lb_hosts(
+            &[entry(json!("a"), json!("h"), json!("ftp://h"))],
+            "g",
+            "http://g:1",
+        )
+        .unwrap_err();
         assert!(e.contains("spec.hosts[0].httpUpdaterURL"), "{e}");
-        let e = lb_hosts(&[
-            ok.clone(),
-            entry(json!("b"), json!(""), json!("http://h:1")),
-        ])
+        let e = lb_hosts(
+            &[
+                ok.clone(),
+                entry(json!("b"), json!(""), json!("http://h:1")),
+            ],
+            "g",
+            "http://g:1",
+        )
         .unwrap_err();
         assert!(e.contains("spec.hosts[1].host"), "{e}");
     }
@@ -256,7 +278,7 @@ mod tests {
             json!({"host": "h", "httpUpdaterURL": "http://h:3000/api/v1/lb", "portRange": range}),
         )
         .unwrap();
-        assert!(go.hosts.is_empty());
+        assert!(go.hosts.len() == 1 && go.hosts[0].name.is_empty());
         assert_eq!(go.places()[0].name, "");
         let both = validate(json!({"hosts": [entry("a", 3000)], "host": "h", "portRange": range}));
         assert!(both.unwrap_err().contains("give one form"));

@@ -63,8 +63,8 @@ pub struct ValidConfig {
     pub auth: AuthRefs,
     /// `spec.healthCheck`: what replaces the check derived from each Service.
     pub health_check: HealthOverride,
-    /// The `hosts` form's hosts, in order (`url`, `host` and `auth` above are the first's); empty
-    /// for the Go form.
+    /// Every host, in order (`url`, `host` and `auth` above are the first's); never empty: the Go
+    /// form (`host` + `httpUpdaterURL`) is one unnamed host.
     pub hosts: Vec<super::hosts::ValidHost>,
 }
 
@@ -111,12 +111,8 @@ impl AuthRefs {
 const MAX_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
 
 impl ValidConfig {
-    /// Every host a LoadBalancer of this config is placed on: the `hosts` form's, or the Go
-    /// form's one (unnamed).
+    /// Every host a LoadBalancer of this config is placed on, in order.
     pub fn places(&self) -> Vec<super::hosts::LbHost> {
-        if self.hosts.is_empty() {
-            return vec![super::hosts::LbHost::unnamed(&self.host, &self.url)];
-        }
         self.hosts
             .iter()
             .map(|h| super::hosts::LbHost {
@@ -130,9 +126,6 @@ impl ValidConfig {
     /// This config as one of its hosts sees it: that host's URL, address and credentials (None
     /// when no host names this updater).
     pub fn for_updater(&self, url: &str) -> Option<ValidConfig> {
-        if self.hosts.is_empty() {
-            return super::url::same_updater(&self.url, url).then(|| self.clone());
-        }
         let h = self
             .hosts
             .iter()
@@ -147,10 +140,12 @@ impl ValidConfig {
 
     /// Every Secret key the config's hosts reference.
     pub fn all_refs(&self) -> Vec<SecretRef> {
-        let mut out: Vec<SecretRef> = self.auth.refs().cloned().collect();
-        for h in &self.hosts {
-            out.extend(h.auth.refs().cloned());
-        }
+        let mut out: Vec<SecretRef> = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.auth.refs())
+            .cloned()
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -169,22 +164,26 @@ impl LoadBalancerConfig {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
         let auth = auth_refs(self)?;
-        let hosts = config_hosts(self, &auth)?;
-        let (url, host) = match hosts.first() {
-            Some(first) => (&first.url, &first.host),
-            None => {
-                let url = spec
-                    .http_updater_url
-                    .require("spec.httpUpdaterURL", "a string")?;
-                check_url(url).map_err(|e| {
-                    let url = super::url::redacted(url);
-                    format!("spec.httpUpdaterURL {url:?}: {e}")
-                })?;
-                let host = spec.host.require("spec.host", "a string")?;
-                check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
-                (url, host)
-            }
-        };
+        let mut hosts = config_hosts(self, &auth)?;
+        if hosts.is_empty() {
+            // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
+            let url = spec
+                .http_updater_url
+                .require("spec.httpUpdaterURL", "a string")?;
+            check_url(url).map_err(|e| {
+                let url = super::url::redacted(url);
+                format!("spec.httpUpdaterURL {url:?}: {e}")
+            })?;
+            let host = spec.host.require("spec.host", "a string")?;
+            check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+            hosts.push(super::hosts::ValidHost {
+                name: String::new(),
+                host: host.clone(),
+                url: url.clone(),
+                auth,
+            });
+        }
+        let first = hosts[0].clone();
         let low = *spec
             .port_range
             .low
@@ -216,8 +215,8 @@ impl LoadBalancerConfig {
         Ok(ValidConfig {
             name: self.metadata.name.clone(),
             namespace: self.metadata.namespace.clone(),
-            url: url.clone(),
-            host: host.clone(),
+            url: first.url,
+            host: first.host,
             low,
             high,
             address_types,
@@ -229,7 +228,7 @@ impl LoadBalancerConfig {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
-            auth: hosts.first().map(|h| h.auth.clone()).unwrap_or(auth),
+            auth: first.auth,
             health_check: health_override(&spec.health_check)?,
             hosts,
         })
@@ -459,8 +458,8 @@ pub struct LbSpec {
     pub proxy_connect_timeout_seconds: u32,
     /// Source ranges, PROXY protocol and health check (from the Service).
     pub traffic: LbTraffic,
-    /// The `hosts` form: every LB host (`url` and `host` above are the first's); empty for the Go
-    /// form.
+    /// Every LB host (`url` and `host` above are the first's); never empty: the Go form is one
+    /// unnamed host ([`LbSpec::is_go_form`]).
     pub hosts: Vec<super::hosts::LbHost>,
 }
 
@@ -600,21 +599,18 @@ impl LbSpec {
                 "spec.proxyConnectTimeoutSeconds",
             )?,
             traffic: traffic_of(spec)?,
-            hosts: super::hosts::lb_hosts(&spec.hosts)?,
+            hosts: super::hosts::lb_hosts(&spec.hosts, host, url)?,
         })
     }
 
-    /// Every host this spec is placed on: the `hosts` list, or the Go fields' one (unnamed).
-    pub fn places(&self) -> Vec<super::hosts::LbHost> {
-        if self.hosts.is_empty() {
-            return vec![super::hosts::LbHost::unnamed(&self.host, &self.url)];
-        }
-        self.hosts.clone()
+    /// The Go form: one unnamed host, stored in the Go fields only (`host`, `httpUpdater.url`).
+    pub fn is_go_form(&self) -> bool {
+        matches!(self.hosts.as_slice(), [h] if h.name.is_empty())
     }
 
     /// Whether `url` is one of this spec's updaters.
     pub fn uses_updater(&self, url: &str) -> bool {
-        self.places()
+        self.hosts
             .iter()
             .any(|p| super::url::same_updater(&p.url, url))
     }
@@ -676,7 +672,7 @@ impl LbSpec {
             None => Value::Null,
         };
         // Written only in the `hosts` form (`null` removes a list an earlier spec had).
-        spec["hosts"] = if self.hosts.is_empty() {
+        spec["hosts"] = if self.is_go_form() {
             Value::Null
         } else {
             self.hosts.iter().map(|h| h.to_json()).collect()

@@ -664,7 +664,7 @@ fn loadbalancer_health_check_timings_round_trip_and_absent_ones_match_older_spec
             health_check: Some(hc.clone()),
             ..Default::default()
         },
-        hosts: vec![],
+        hosts: vec![LbHost::unnamed("127.0.0.1", "http://127.0.0.1:3000")],
     };
     let stored: LoadBalancer = serde_json::from_value(json!({"spec": spec.to_json()})).unwrap();
     assert!(spec.matches(&stored.spec));

@@ -26,32 +26,16 @@ pub struct Report {
 pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Report> {
     let generation = cfg.metadata.generation;
     let (ok, reason, message) = match cfg.validate() {
-        Ok(v) if v.hosts.is_empty() => (
-            true,
-            "Valid",
-            format!(
-                "updater endpoint {}; ports {}-{} on {}",
-                updater_endpoint(&v.url).unwrap_or(v.url.clone()),
-                v.low,
-                v.high,
-                v.host
-            ),
-        ),
         Ok(v) => {
-            let hosts: Vec<String> = v
-                .hosts
-                .iter()
-                .map(|h| {
-                    let e = updater_endpoint(&h.url).unwrap_or(h.url.clone());
-                    format!("{} ({}, updater endpoint {e})", h.name, h.host)
-                })
+            let endpoints: Vec<String> = (v.hosts.iter())
+                .map(|h| updater_endpoint(&h.url).unwrap_or(h.url.clone()))
                 .collect();
+            let hosts: Vec<&str> = v.hosts.iter().map(|h| h.host.as_str()).collect();
+            let (low, high) = (v.low, v.high);
             let message = format!(
-                "ports {}-{} on {} hosts: {}",
-                v.low,
-                v.high,
-                hosts.len(),
-                hosts.join("; ")
+                "updater endpoint {}; ports {low}-{high} on {}",
+                endpoints.join(", "),
+                hosts.join(", ")
             );
             (true, "Valid", message)
         }

@@ -23,7 +23,7 @@ pub struct Context {
     /// Milliseconds since the epoch (the same instant as `now`).
     pub now_ms: u64,
     /// Updater endpoints that are failing, each with the time of its last good answer (ms since
-    /// the epoch); a host of the `hosts` form gets no calls while it fails.
+    /// the epoch); a failing host of several gets no calls.
     pub failing: std::collections::BTreeMap<String, u64>,
     /// `--host-failure-grace` in ms: how long a failing host stays in the ingress.
     pub host_grace_ms: u64,

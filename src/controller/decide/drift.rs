@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::Context;
 use super::plan::{lb_request, updater_request};
 use super::reconcile::applied_timeouts;
-use super::status::{backend_name, is_applied, known_backends};
+use super::status::{backend_name, known_backends};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::LbSpec;
@@ -105,13 +105,10 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
             continue;
         };
         // What a host holds once the reconcile in progress is done is for it to decide.
-        let holds = if spec.hosts.is_empty() {
-            is_applied(lb) && on_endpoint(&spec.url)
-        } else {
-            spec.hosts
-                .iter()
-                .any(|h| on_endpoint(&h.url) && super::hosts::applied_on(lb, h))
-        };
+        let holds = spec
+            .hosts
+            .iter()
+            .any(|h| on_endpoint(&h.url) && super::hosts::applied_on(lb, h));
         if !holds {
             continue;
         }

@@ -1,18 +1,21 @@
-//! Several LB hosts for one LoadBalancer (the config's `hosts` form): which hosts get the current
-//! spec now, each host's condition `Host-<name>`, the phase (`READY` on every host, `DEGRADED` on
-//! some, `ERROR` on none) and the Service's ingress (the hosts that serve the current spec).
+//! The LB hosts of one LoadBalancer: which hosts get the current spec now, each host's condition
+//! `Host-<name>`, the phase (`READY` on every host, `DEGRADED` on some, `ERROR` on none) and the
+//! Service's ingress (the hosts that serve the current spec).
 //!
 //! A host serves when its condition is True for the LoadBalancer's generation and its updater has
 //! not been failing for `--host-failure-grace` (measured from its last good answer, as a node's
-//! heartbeat is). A failing host gets no calls; once it answers again the worker reconciles its
-//! LoadBalancers and they push to it. The Go form (one unnamed host) never takes this path.
+//! heartbeat is). A failing host of several gets no calls; once it answers again the worker
+//! reconciles its LoadBalancers and they push to it. A single host has nothing to fail over to:
+//! it is called again at the work queue's pace. The Go form is one unnamed host whose state is the
+//! Go fields (`phase`, `observedGeneration`, `Ready`), not a `Host-` condition: `applied_in` and
+//! `record` read and write them.
 //! Pure: the worker's view of failing updaters and the clock come in through `Context`.
 
 use super::context::Context;
 use super::status::{READY, condition, ingress_entry, ingress_ports, port_list, set_condition};
 use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{
-    Condition, Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
+    Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
 };
 use crate::time::rfc3339;
 use std::time::{Duration, UNIX_EPOCH};
@@ -28,11 +31,16 @@ pub fn condition_type(name: &str) -> String {
 
 /// Host `h` holds the spec of the LoadBalancer's current generation.
 pub fn applied_on(lb: &LoadBalancer, h: &LbHost) -> bool {
-    applied_in(&lb.status.conditions, lb.metadata.generation, h)
+    applied_in(&lb.status, lb.metadata.generation, h)
 }
 
-fn applied_in(conditions: &[Condition], generation: Option<i64>, h: &LbHost) -> bool {
-    condition(conditions, &condition_type(&h.name))
+fn applied_in(status: &LoadBalancerStatus, generation: Option<i64>, h: &LbHost) -> bool {
+    if h.name.is_empty() {
+        // The Go form's one host: READY for this generation.
+        return status.phase.as_deref() == Some(PHASE_READY)
+            && status.observed_generation == generation;
+    }
+    condition(&status.conditions, &condition_type(&h.name))
         .is_some_and(|c| c.status == "True" && c.observed_generation == generation)
 }
 
@@ -42,18 +50,21 @@ pub fn failing_since(ctx: &Context, h: &LbHost) -> Option<u64> {
     ctx.failing.get(&endpoint).copied()
 }
 
-/// `h`'s updater has been failing for the grace period or longer.
-pub fn expired(ctx: &Context, h: &LbHost) -> bool {
-    failing_since(ctx, h).is_some_and(|since| ctx.now_ms >= since.saturating_add(ctx.host_grace_ms))
+/// `h`, one of several hosts of `spec`, has been failing for the grace period or longer.
+pub fn expired(ctx: &Context, spec: &LbSpec, h: &LbHost) -> bool {
+    spec.hosts.len() > 1
+        && failing_since(ctx, h)
+            .is_some_and(|since| ctx.now_ms >= since.saturating_add(ctx.host_grace_ms))
 }
 
-/// The hosts to push the current spec to now: not holding it, and answering. A host whose last
-/// push failed goes last, so it never holds up the others.
+/// The hosts to push the current spec to now: not holding it, and answering (or alone). A host
+/// whose last push failed goes last, so it never holds up the others.
 pub fn to_push(lb: &LoadBalancer, spec: &LbSpec, ctx: &Context) -> Vec<LbHost> {
+    let alone = spec.hosts.len() == 1;
     let mut hosts: Vec<LbHost> = spec
         .hosts
         .iter()
-        .filter(|h| !applied_on(lb, h) && failing_since(ctx, h).is_none())
+        .filter(|h| !applied_on(lb, h) && (alone || failing_since(ctx, h).is_none()))
         .cloned()
         .collect();
     let refused = |h: &LbHost| {
@@ -73,20 +84,53 @@ pub fn serving<'a>(
 ) -> Vec<&'a LbHost> {
     spec.hosts
         .iter()
-        .filter(|h| applied_in(&status.conditions, generation, h) && !expired(ctx, h))
+        .filter(|h| applied_in(status, generation, h) && !expired(ctx, spec, h))
         .collect()
 }
 
-/// After the plan's pushes to `pushed` (assumed to succeed, as `apply` assumes): their conditions
-/// True, hosts failing past the grace False, conditions of hosts no longer listed removed; then
-/// the phase, `Ready` and `observedGeneration` from what serves.
+/// After the plan's pushes to `pushed` (assumed to succeed, as `apply` assumes) or, with
+/// `failed`, after the push to that host failed with a message: their conditions True, the failed
+/// host's False, hosts failing past the grace False, conditions of hosts no longer listed removed;
+/// then the phase, `Ready` and `observedGeneration` from what serves.
 pub fn record(
     status: &mut LoadBalancerStatus,
     generation: Option<i64>,
     spec: &LbSpec,
-    pushed: &[LbHost],
+    (pushed, failed): (&[LbHost], Option<(&LbHost, &str)>),
     ctx: &Context,
 ) {
+    if spec.is_go_form() {
+        // The Go form's one host reports in the Go fields, as the Go controller's LoadBalancer did.
+        status.hosts = None;
+        status
+            .conditions
+            .retain(|c| !c.type_.starts_with(HOST_PREFIX));
+        let (ok, reason, message) = match (failed, pushed) {
+            (Some((_, message)), _) => (false, "UpdaterFailed", message.to_string()),
+            (None, [h, ..]) => (true, "Applied", applied_message(spec, h)),
+            (None, []) => return,
+        };
+        if ok {
+            status.observed_generation = generation;
+        }
+        status.phase = Some(if ok { PHASE_READY } else { PHASE_ERROR }.to_string());
+        let now = &ctx.now;
+        set_condition(
+            &mut status.conditions,
+            READY,
+            ok,
+            reason,
+            &message,
+            now,
+            generation,
+        );
+        return;
+    }
+    if let Some((h, message)) = failed {
+        let type_ = condition_type(&h.name);
+        let (now, c) = (&ctx.now, &mut status.conditions);
+        set_condition(c, &type_, false, "UpdaterFailed", message, now, generation);
+    }
     status.conditions.retain(|c| {
         !c.type_.starts_with(HOST_PREFIX)
             || spec
@@ -97,7 +141,7 @@ pub fn record(
     for h in &spec.hosts {
         let type_ = condition_type(&h.name);
         if pushed.contains(h) {
-            let message = format!("updater {} serves {}", h.url, port_list(spec));
+            let message = applied_message(spec, h);
             set_condition(
                 &mut status.conditions,
                 &type_,
@@ -107,7 +151,7 @@ pub fn record(
                 &ctx.now,
                 generation,
             );
-        } else if expired(ctx, h) {
+        } else if expired(ctx, spec, h) {
             let since = failing_since(ctx, h).unwrap_or_default();
             let message = format!(
                 "updater {} has not answered since {}: out of the Service's ingress until it \
@@ -170,29 +214,6 @@ pub fn record(
     );
 }
 
-/// After a push to one host failed (`failed`), with `done` the hosts whose pushes all succeeded
-/// before it: their conditions, the failed host's (False, with the updater's message), and the
-/// phase from what serves.
-pub fn record_failure(
-    status: &mut LoadBalancerStatus,
-    generation: Option<i64>,
-    spec: &LbSpec,
-    (done, failed): (&[LbHost], &LbHost),
-    message: &str,
-    ctx: &Context,
-) {
-    set_condition(
-        &mut status.conditions,
-        &condition_type(&failed.name),
-        false,
-        "UpdaterFailed",
-        message,
-        &ctx.now,
-        generation,
-    );
-    record(status, generation, spec, done, ctx);
-}
-
 /// When a spec patch changes nothing but the host list (a host added or removed, or the first host
 /// changed): the status to write right after it, in which every host that holds the current spec
 /// holds the next generation too, so the next reconcile pushes to the new hosts only, not again to
@@ -205,9 +226,6 @@ pub fn carried_forward(
     desired: &LbSpec,
     ctx: &Context,
 ) -> Option<LoadBalancerStatus> {
-    if desired.hosts.is_empty() {
-        return None;
-    }
     let stored = LbSpec::from_resource(&lb.spec).ok()?;
     let content = |s: &LbSpec| LbSpec {
         url: String::new(),
@@ -222,6 +240,7 @@ pub fn carried_forward(
     let next = Some(generation + 1);
     let mut status = lb.status.clone();
     let mut carried = Vec::new();
+    // The Go form's one host has no `Host-` condition: nothing is carried, None.
     for h in desired.hosts.iter().filter(|h| applied_on(lb, h)) {
         let type_ = condition_type(&h.name);
         if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == type_) {
@@ -232,7 +251,7 @@ pub fn carried_forward(
     if carried.is_empty() {
         return None;
     }
-    record(&mut status, next, desired, &[], ctx);
+    record(&mut status, next, desired, (&[], None), ctx);
     Some(status)
 }
 
@@ -242,7 +261,8 @@ pub fn host_of<'a>(spec: &'a LbSpec, url: &str) -> Option<&'a LbHost> {
 }
 
 /// The Service's ingress: one entry per serving host (`ip` with `ipMode: Proxy`, or `hostname`),
-/// each with the LB ports, in config order; a host listed twice by address appears once.
+/// each with the LB ports, in config order; a host listed twice by address appears once. Empty
+/// when no host serves: the caller then leaves the Service's ingress as it is.
 pub fn ingress(
     spec: &LbSpec,
     status: &LoadBalancerStatus,
@@ -258,4 +278,13 @@ pub fn ingress(
         }
     }
     out
+}
+
+/// A host's `Applied` message (the Go form's `Ready`, as it always read).
+fn applied_message(spec: &LbSpec, h: &LbHost) -> String {
+    let (ports, n) = (port_list(spec), spec.target_count());
+    format!(
+        "updater {} serves {ports} on {} with {n} target(s)",
+        h.url, h.host
+    )
 }

@@ -9,14 +9,13 @@ use super::plan::{Action, EventType, Plan, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
-    READY, RECONCILED, backends_of, condition, ingress_for, is_applied, known_backends, port_list,
-    set_condition,
+    READY, RECONCILED, backends_of, condition, is_applied, known_backends, port_list, set_condition,
 };
 use super::targets::targets_for;
 use super::traffic::{record_proxy_protocol, traffic_for, with_override};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
-use crate::model::url::{same_updater, updater_endpoint};
+use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, FINALIZER, LOAD_BALANCER_KIND, LbHost, LbPort,
     LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
@@ -151,32 +150,26 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
     }
 }
 
-/// Deletes every backend the LoadBalancer may have. In the `hosts` form, a host whose updater is
-/// failing does not hold the cleanup up (best effort): its drift check deletes our stray backends
-/// there once it answers again.
+/// Deletes every backend the LoadBalancer may have. A failing updater holds the deletion up until
+/// `--unreachable-delete-grace` (`stuck_delete`), whatever the number of hosts.
 fn cleanup_backends(key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
-    let hosts_form = !lb.spec.hosts.is_empty();
-    for b in known_backends(key, lb) {
-        if super::stuck_delete::given_up(ctx, &b.url) {
-            continue; // left there (`stuck_delete`): drift repair removes it later
-        }
-        let failing = updater_endpoint(&b.url).is_ok_and(|e| ctx.failing.contains_key(&e));
-        plan.push(Action::UpdaterDelete {
-            key: key.clone(),
-            url: b.url,
-            backend_name: b.backend_name,
-            best_effort: hosts_form && failing,
-        });
-    }
+    let left = |b: &AppliedBackend| super::stuck_delete::given_up(ctx, &b.url);
+    let backends = known_backends(key, lb).into_iter().filter(|b| !left(b));
+    delete_backends(key, backends, false, plan); // left ones: drift repair removes them later
 }
 
-fn delete_backends(key: &Key, backends: Vec<AppliedBackend>, plan: &mut Plan) {
+fn delete_backends(
+    key: &Key,
+    backends: impl IntoIterator<Item = AppliedBackend>,
+    best_effort: bool,
+    plan: &mut Plan,
+) {
     for b in backends {
         plan.push(Action::UpdaterDelete {
             key: key.clone(),
             url: b.url,
             backend_name: b.backend_name,
-            best_effort: false,
+            best_effort,
         });
     }
 }
@@ -307,53 +300,26 @@ fn reconcile_service(
         desired.proxy_timeout_seconds,
         desired.proxy_connect_timeout_seconds,
     );
-    // A Normal Event only when the phase changes (a node flip re-applies a READY LoadBalancer:
-    // no Event); posted last, after the writes the Service's ingress waits for.
-    let phase_event = push(key, lb, &desired, timeouts, &mut status, ctx, plan);
     let why = || no_targets::why(cache, key, svc);
-    let at = (ctx.now.as_str(), lb.metadata.generation);
-    let targets_event = no_targets::record(&mut status, &lb.status, &desired, why, at);
-    set_condition(
-        &mut status.conditions,
-        RECONCILED,
-        true,
-        "Reconciled",
-        "",
-        &ctx.now,
-        lb.metadata.generation,
-    );
+    let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
-    let ingress = if !desired.hosts.is_empty() {
-        Some(hosts::ingress(
-            &desired,
-            &status,
-            lb.metadata.generation,
-            ctx,
-        ))
-    } else if status.phase.as_deref() == Some(PHASE_READY)
-        && status.observed_generation == lb.metadata.generation
-    {
-        Some(ingress_for(&desired))
-    } else {
-        None
-    };
-    if let Some(ingress) = ingress {
-        if svc.status.load_balancer.ingress != ingress {
-            plan.push(Action::PatchServiceStatus {
-                key: key.clone(),
-                patch: json!({"status": {"loadBalancer": {"ingress": ingress}}}),
-            });
-        }
+    // No host serves: the ingress stays as it is (nginx may well still forward; an updater that
+    // does not answer says nothing about the traffic).
+    let ingress = hosts::ingress(&desired, &status, lb.metadata.generation, ctx);
+    if !ingress.is_empty() && svc.status.load_balancer.ingress != ingress {
+        plan.push(Action::PatchServiceStatus {
+            key: key.clone(),
+            patch: json!({"status": {"loadBalancer": {"ingress": ingress}}}),
+        });
     }
-    match (targets_event, phase_event) {
-        (Some((type_, reason, message)), _) => plan.event(&svc_ref, type_, reason, message),
-        (None, Some(message)) => plan.event(&svc_ref, EventType::Normal, "UpdaterApplied", message),
-        (None, None) => {}
+    // Posted last, after the writes the Service's ingress waits for.
+    if let Some((type_, reason, message)) = event {
+        plan.event(&svc_ref, type_, reason, message);
     }
     if let Some((reason, message)) = port_fault {
         plan.event(&svc_ref, EventType::Warning, reason, message);
@@ -472,11 +438,7 @@ fn desired(
         proxy_timeout_seconds: cfg.proxy_timeout_seconds,
         proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
         traffic,
-        hosts: if cfg.hosts.is_empty() {
-            Vec::new()
-        } else {
-            places
-        },
+        hosts: places,
     };
     Ok(Some((spec, decision)))
 }
@@ -667,62 +629,50 @@ fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<
     (status != lb.status).then(|| status_patch(key, &status))
 }
 
-/// The updater calls the LoadBalancer needs now, and its status once they succeed: in the Go form
-/// everything when it is not applied; in the `hosts` form what each host lacks (`hosts`). Returns
-/// the message of the Normal Event for a phase change to READY (or DEGRADED), if there is one.
+/// The updater calls the LoadBalancer needs now (what each host lacks, `hosts::to_push`), and its
+/// status once they succeed: hosts, phase, `NoTargets` (`why` says why a port has none) and
+/// `Reconciled`. Returns the Event to post: a `NoTargets` transition, else a Normal one only when
+/// the phase changes to READY (or DEGRADED), so a node flip that re-applies posts nothing.
 fn push(
     key: &Key,
     lb: &LoadBalancer,
-    spec: &LbSpec,
-    timeouts: (u32, u32),
+    (spec, timeouts): (&LbSpec, (u32, u32)),
+    why: impl FnOnce() -> String,
     status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
-) -> Option<String> {
+) -> Option<(EventType, &'static str, String)> {
     let was = lb.status.phase.as_deref();
-    if spec.hosts.is_empty() {
-        // Back to the Go form: what the hosts form recorded goes.
-        status.hosts = None;
-        status
-            .conditions
-            .retain(|c| !c.type_.starts_with(hosts::HOST_PREFIX));
-        if is_applied(lb) {
-            return None;
-        }
-        apply(key, lb, spec, timeouts, status, ctx, plan);
-        return (was != Some(PHASE_READY)).then(|| applied_message(spec));
-    }
     let pushed = hosts::to_push(lb, spec, ctx);
     let elsewhere = known_backends(key, lb)
         .into_iter()
         .any(|b| !spec.uses_updater(&b.url));
     if !pushed.is_empty() || elsewhere {
-        apply_hosts(key, lb, spec, &pushed, timeouts, status, ctx, plan);
+        apply(key, lb, spec, &pushed, timeouts, status, ctx, plan);
     }
-    hosts::record(status, lb.metadata.generation, spec, &pushed, ctx);
+    let generation = lb.metadata.generation;
+    hosts::record(status, generation, spec, (&pushed, None), ctx);
     let now = status.phase.as_deref();
-    let serving = |p: Option<&str>| p == Some(PHASE_READY) || p == Some(hosts::PHASE_DEGRADED);
-    (serving(now) && now != was).then(|| {
-        let names: Vec<&str> = hosts::serving(status, lb.metadata.generation, spec, ctx)
-            .iter()
-            .map(|h| h.name.as_str())
-            .collect();
-        format!(
-            "{} on {} of {} host(s) ({}) with {} target(s)",
-            port_list(spec),
-            names.len(),
-            spec.hosts.len(),
-            names.join(", "),
-            spec.target_count()
-        )
-    })
+    let serving = matches!(now, Some(PHASE_READY | hosts::PHASE_DEGRADED));
+    let ready = condition(&status.conditions, READY).map(|c| c.message.clone());
+    let phase_event = ready.filter(|_| serving && now != was);
+    let at = (ctx.now.as_str(), generation);
+    let targets_event = no_targets::record(status, &lb.status, spec, why, at);
+    let (now, c) = (&ctx.now, &mut status.conditions);
+    set_condition(c, RECONCILED, true, "Reconciled", "", now, generation);
+    targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)))
 }
 
-/// The `hosts` form of `apply`: calls for the hosts in `pushed` only (the others hold the spec
-/// already, or do not answer), and best-effort deletes of backends on hosts no longer listed.
-/// `status.applied` keeps what other hosts hold.
+/// Updater calls for every port on the hosts in `pushed` (the others hold the spec already, or do
+/// not answer), and deletes of backends the spec no longer has there: after the calls (a moved
+/// backend serves from its new place before the old one goes), except a stale backend holding a
+/// port that a new one takes on the same updater (a backend renamed because a port in front of it
+/// was removed), which must go first: the updater refuses a port another backend serves. Backends
+/// on updaters the spec no longer names are deleted best effort: the new place serves already, and
+/// drift repair removes what an unreachable old updater keeps. `status.applied` keeps what other
+/// hosts hold.
 #[allow(clippy::too_many_arguments)]
-fn apply_hosts(
+fn apply(
     key: &Key,
     lb: &LoadBalancer,
     spec: &LbSpec,
@@ -743,19 +693,13 @@ fn apply_hosts(
         .filter(|old| on_pushed(old) && !new.iter().any(|n| old.same_place(n)))
         .cloned()
         .partition(|old| new.iter().any(|n| old.same_port(n)));
-    delete_backends(key, in_the_way, plan);
+    delete_backends(key, in_the_way, false, plan);
     for h in pushed {
         push_ports(key, &h.url, spec, timeouts, plan);
     }
-    delete_backends(key, stale, plan);
-    for b in known.iter().filter(|b| !spec.uses_updater(&b.url)) {
-        plan.push(Action::UpdaterDelete {
-            key: key.clone(),
-            url: b.url.clone(),
-            backend_name: b.backend_name.clone(),
-            best_effort: true,
-        });
-    }
+    delete_backends(key, stale, false, plan);
+    let elsewhere = known.iter().filter(|b| !spec.uses_updater(&b.url));
+    delete_backends(key, elsewhere.cloned(), true, plan);
     if !pushed.is_empty() {
         super::status::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
     }
@@ -765,45 +709,9 @@ fn apply_hosts(
     status.applied.extend(new);
     status.applied.sort();
     status.applied.dedup();
-    record_targets_and_health(lb, spec, status);
-}
-
-/// Updater calls for every port, and deletes of backends the spec no longer has: after the calls
-/// (a moved backend serves from its new place before the old one goes), except a stale backend
-/// holding a port that a new one takes on the same updater (a backend renamed because a port in
-/// front of it was removed), which must go first: the updater refuses a port another backend
-/// serves. Fills `status` with what will be true once they all succeed.
-fn apply(
-    key: &Key,
-    lb: &LoadBalancer,
-    spec: &LbSpec,
-    timeouts: (u32, u32),
-    status: &mut LoadBalancerStatus,
-    ctx: &Context,
-    plan: &mut Plan,
-) {
-    let backends = backends_of(key, spec);
-    let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = known_backends(key, lb)
-        .into_iter()
-        .filter(|old| !backends.iter().any(|new| old.same_place(new)))
-        .partition(|old| backends.iter().any(|new| old.same_port(new)));
-    delete_backends(key, in_the_way, plan);
-    push_ports(key, &spec.url, spec, timeouts, plan);
-    delete_backends(key, stale, plan);
-    super::status::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
-    status.phase = Some(PHASE_READY.to_string());
-    status.observed_generation = lb.metadata.generation;
-    status.applied = backends;
-    record_targets_and_health(lb, spec, status);
-    set_condition(
-        &mut status.conditions,
-        READY,
-        true,
-        "Applied",
-        &applied_message(spec),
-        &ctx.now,
-        lb.metadata.generation,
-    );
+    status.target_count = Some(spec.target_count() as i64);
+    status.ports = super::health_status::carried(&lb.status.ports, spec);
+    status.healthy = super::health_status::summary(&status.ports);
 }
 
 /// One POST per port of `spec` to the updater at `url`; a port without targets is deleted there
@@ -825,13 +733,6 @@ fn push_ports(key: &Key, url: &str, spec: &LbSpec, timeouts: (u32, u32), plan: &
             request: updater_request(key, i, p, timeouts, &spec.traffic),
         });
     }
-}
-
-/// The target count and the health figures carried over, once a spec is pushed.
-fn record_targets_and_health(lb: &LoadBalancer, spec: &LbSpec, status: &mut LoadBalancerStatus) {
-    status.target_count = Some(spec.target_count() as i64);
-    status.ports = super::health_status::carried(&lb.status.ports, spec);
-    status.healthy = super::health_status::summary(&status.ports);
 }
 
 /// The proxy timeouts `apply` sends for an applied LoadBalancer: a Service's LoadBalancer carries
@@ -873,16 +774,6 @@ fn allocated(spec: &LbSpec) -> String {
         port_list(spec),
         spec.host,
         spec.config_name
-    )
-}
-
-fn applied_message(spec: &LbSpec) -> String {
-    format!(
-        "updater {} serves {} on {} with {} target(s)",
-        spec.url,
-        port_list(spec),
-        spec.host,
-        spec.target_count()
     )
 }
 
@@ -936,27 +827,13 @@ fn reconcile_hand_made(
     }
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let phase_event = push(key, lb, &spec, timeouts, &mut status, ctx, plan);
     let why = || "the LoadBalancer's spec lists no target".to_string();
-    let at = (ctx.now.as_str(), lb.metadata.generation);
-    let targets_event = no_targets::record(&mut status, &lb.status, &spec, why, at);
-    set_condition(
-        &mut status.conditions,
-        RECONCILED,
-        true,
-        "Reconciled",
-        "",
-        &ctx.now,
-        lb.metadata.generation,
-    );
+    let event = push(key, lb, (&spec, timeouts), why, &mut status, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
-    // Normal Events only on a phase change, after the writes.
-    match (targets_event, phase_event) {
-        (Some((type_, reason, message)), _) => plan.event(&object, type_, reason, message),
-        (None, Some(message)) => plan.event(&object, EventType::Normal, "UpdaterApplied", message),
-        (None, None) => {}
+    if let Some((type_, reason, message)) = event {
+        plan.event(&object, type_, reason, message); // after the writes
     }
 }
 
@@ -993,11 +870,11 @@ pub fn on_updater_error(
     };
     let mut status = lb.status.clone();
     let spec = LbSpec::from_resource(&lb.spec).ok();
-    let hosts_form = spec.as_ref().filter(|s| !s.hosts.is_empty());
     for action in plan.actions.iter().take(failed) {
         match action {
             Action::UpdaterApply { url, request, .. } => {
-                let host = hosts_form
+                let host = spec
+                    .as_ref()
                     .and_then(|s| hosts::host_of(s, url))
                     .map(|h| h.host.clone())
                     .or_else(|| lb.spec.host.get().cloned())
@@ -1023,42 +900,37 @@ pub fn on_updater_error(
         }
     }
     status.applied.sort();
-    match hosts_form {
+    match &spec {
         // One host failing leaves the others serving: record per host.
         Some(spec) => {
-            let failed_url = match plan.actions.get(failed) {
+            let failed_host = match plan.actions.get(failed) {
                 Some(Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. }) => {
-                    Some(url.as_str())
+                    hosts::host_of(spec, url)
                 }
                 _ => None,
             };
-            let failed_host = failed_url.and_then(|u| hosts::host_of(spec, u));
-            let done: Vec<LbHost> = spec
-                .hosts
-                .iter()
+            // The other hosts, whose every push came before the failure.
+            let to = |h: &LbHost, a: &Action| match a {
+                Action::UpdaterApply { url, .. } => same_updater(url, &h.url),
+                _ => false,
+            };
+            let before = plan.actions.iter().take(failed);
+            let after = plan.actions.iter().skip(failed);
+            let done: Vec<LbHost> = (spec.hosts.iter())
                 .filter(|h| Some(*h) != failed_host)
-                .filter(|h| {
-                    let mine: Vec<usize> = plan
-                        .actions
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, a)| {
-                            matches!(a, Action::UpdaterApply { url, .. } if same_updater(url, &h.url))
-                        })
-                        .map(|(i, _)| i)
-                        .collect();
-                    !mine.is_empty() && mine.iter().all(|i| *i < failed)
-                })
+                .filter(|h| before.clone().any(|a| to(h, a)) && !after.clone().any(|a| to(h, a)))
                 .cloned()
                 .collect();
-            let generation = lb.metadata.generation;
-            match failed_host {
-                Some(f) => {
-                    hosts::record_failure(&mut status, generation, spec, (&done, f), &what, ctx)
-                }
-                None => hosts::record(&mut status, generation, spec, &done, ctx),
-            }
+            let failure = failed_host.map(|f| (f, what.as_str()));
+            hosts::record(
+                &mut status,
+                lb.metadata.generation,
+                spec,
+                (&done, failure),
+                ctx,
+            );
         }
+        // An unreadable spec (a hand-made LoadBalancer edited meanwhile).
         None => {
             status.phase = Some(PHASE_ERROR.to_string());
             set_condition(

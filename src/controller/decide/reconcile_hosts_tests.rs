@@ -1,12 +1,14 @@
 //! Reconcile tables for the config's `hosts` form: every host gets each port, a failing host gets
 //! no calls and leaves the ingress after the grace, a failed push leaves the others serving, a
-//! removed host's backends are deleted without holding anything up, and a port is allocated only
-//! where it is free on every host.
+//! removed host's backends are deleted without holding anything up, a deleted Service waits for a
+//! failing host only for the delete grace, and a port is allocated only where it is free on every
+//! host.
 
 use super::*;
 
 const A: &str = "http://127.0.0.2:3000";
 const B: &str = "http://127.0.0.3:3000/api/v1/lb";
+const A_ENDPOINT: &str = "http://127.0.0.2:3000/api/v1/lb";
 const B_ENDPOINT: &str = "http://127.0.0.3:3000/api/v1/lb";
 
 fn two_hosts(hosts: &[(&str, &str, &str)]) -> LoadBalancerConfig {
@@ -124,6 +126,15 @@ fn failing_host_gets_no_calls_and_leaves_ingress_after_the_grace(rng: &mut Rng) 
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls.iter().all(|c| c.0 == "POST" && c.1 == B), "{calls:?}");
     assert_eq!(phase(&cache, &k), "READY");
+    assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
+    // Both fail past the grace: phase ERROR, but the ingress is left as it was (no host serves,
+    // nothing better to point at, and nginx may still forward), as the Go form always did.
+    let both = ctx_at(
+        since + 3 * grace,
+        &[(A_ENDPOINT, since + grace), (B_ENDPOINT, since + grace)],
+    );
+    converge_with(&mut cache, &k, &both);
+    assert_eq!(phase(&cache, &k), "ERROR");
     assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
 }
 
@@ -257,12 +268,17 @@ fn port_taken_on_one_host_is_not_allocated(rng: &mut Rng) {
     assert_eq!(ports, [8001, 8002]);
 }
 
-fn deleted_service_is_not_held_up_by_a_failing_host(rng: &mut Rng) {
+/// Was `deleted_service_is_not_held_up_by_a_failing_host` (the failing host's deletes were best
+/// effort at once, the stray left to drift repair without an Event). Both forms now follow the
+/// Go form's rule (issue 22): a failing updater holds the deletion up until
+/// `--unreachable-delete-grace`, then it is let go; drift repair removes what is left there.
+fn deleted_service_waits_for_a_failing_host_only_for_the_delete_grace(rng: &mut Rng) {
     let mut cache = world(rng, vec![web()], vec![pair()]);
     let k = key("web");
     converge(&mut cache, &k);
     cache.delete_service(&k);
-    let failing = ctx_at(1_000, &[(B_ENDPOINT, 500)]);
+    let mut failing = ctx_at(1_000, &[(B_ENDPOINT, 500)]);
+    failing.delete_grace_ms = 5_000;
     let plan = reconcile(&cache, &k, &failing);
     let deletes: Vec<(String, bool)> = plan
         .actions
@@ -274,19 +290,24 @@ fn deleted_service_is_not_held_up_by_a_failing_host(rng: &mut Rng) {
             _ => None,
         })
         .collect();
-    // Both hosts are asked; only the failing one's deletes may fail without stopping the plan.
+    // Both hosts are asked, and every delete must succeed (none is best effort).
     assert_eq!(deletes.len(), 4, "{deletes:?}");
-    assert!(deletes.iter().all(|(u, b)| (u == B) == *b), "{deletes:?}");
+    assert!(deletes.iter().all(|(_, b)| !b), "{deletes:?}");
+    // Past the grace: only the answering host is asked; the other is let go (`stuck_delete`).
+    failing.now_ms = 5_500;
+    let plan = reconcile(&cache, &k, &failing);
+    let asked: Vec<String> = kinds(&plan)
+        .into_iter()
+        .filter(|k| k.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            format!("DELETE {A} default_web"),
+            format!("DELETE {A} default_web_https")
+        ]
+    );
     assert!(kinds(&plan).ends_with(&["remove-finalizer".to_string(), "delete".to_string()]));
-    // With both answering, every delete must succeed (none is best effort).
-    let plan = reconcile(&cache, &k, &ctx());
-    assert!(plan.actions.iter().all(|a| !matches!(
-        a,
-        Action::UpdaterDelete {
-            best_effort: true,
-            ..
-        }
-    )));
 }
 
 fn no_targets_deletes_on_every_host_and_keeps_both_in_the_ingress(rng: &mut Rng) {
@@ -343,7 +364,7 @@ pub(super) fn cases() -> Vec<Case> {
         ),
         (
             "hosts: deleted with one failing",
-            deleted_service_is_not_held_up_by_a_failing_host,
+            deleted_service_waits_for_a_failing_host_only_for_the_delete_grace,
         ),
     ]
 }

@@ -67,8 +67,8 @@ pub fn backend_name(key: &Key, index: usize, port_name: &str) -> String {
 /// The backends a spec puts on its updaters (one per port on each host), sorted.
 pub fn backends_of(key: &Key, spec: &LbSpec) -> Vec<AppliedBackend> {
     let mut out: Vec<AppliedBackend> = spec
-        .places()
-        .into_iter()
+        .hosts
+        .iter()
         .flat_map(|h| {
             spec.ports
                 .iter()
@@ -104,13 +104,6 @@ pub fn known_backends(key: &Key, lb: &LoadBalancer) -> Vec<AppliedBackend> {
     out
 }
 
-/// The Service's `status.loadBalancer.ingress` for a LoadBalancer: `ip` with `ipMode: Proxy` (so
-/// kube-proxy never binds the LB host's address on nodes), or `hostname`; the LB ports clients
-/// connect to.
-pub fn ingress_for(spec: &LbSpec) -> Vec<Ingress> {
-    vec![ingress_entry(&spec.host, ingress_ports(spec))]
-}
-
 /// The LB ports of a spec as an ingress entry lists them.
 pub fn ingress_ports(spec: &LbSpec) -> Vec<PortStatus> {
     spec.ports
@@ -123,7 +116,8 @@ pub fn ingress_ports(spec: &LbSpec) -> Vec<PortStatus> {
         .collect()
 }
 
-/// One ingress entry for an LB host: `ip` with `ipMode: Proxy` for an address, else `hostname`.
+/// One ingress entry for an LB host: `ip` with `ipMode: Proxy` (so kube-proxy never binds the LB
+/// host's address on nodes) for an address, else `hostname`.
 pub fn ingress_entry(host: &str, ports: Vec<PortStatus>) -> Ingress {
     if is_ip(host) {
         Ingress {

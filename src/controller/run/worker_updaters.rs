@@ -427,7 +427,7 @@ impl Worker {
     fn refresh_probes(&mut self) {
         let urls: Vec<(String, String)> = self
             .valid_configs()
-            .filter(|c| !c.hosts.is_empty())
+            .filter(|c| c.hosts.len() > 1) // a single host is not failed over (`hosts::to_push`)
             .flat_map(|c| c.places().into_iter().map(move |h| (c.name.clone(), h.url)))
             .collect();
         let mut clients = BTreeMap::new();
