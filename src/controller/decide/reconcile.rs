@@ -13,7 +13,9 @@ use super::status::{
     set_condition,
 };
 use super::targets::targets_for;
-use super::traffic::{record_proxy_protocol, traffic_for, with_override};
+use super::traffic::{
+    follows_readiness, record_node_set, record_proxy_protocol, traffic_for, with_override,
+};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::{same_updater, updater_endpoint};
@@ -325,6 +327,7 @@ fn reconcile_service(
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
+    record_node_set(&mut status, &desired, lb, ctx.stable_node_set, at);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -460,6 +463,7 @@ fn desired(
                     &cfg.address_types
                 },
                 local.as_ref(),
+                follows_readiness(&traffic, p.protocol, lb, ctx.stable_node_set).is_none(),
             ),
         })
         .collect();
