@@ -15,7 +15,8 @@ use crate::controller::decide::targets::{
     Ineligible, node_address, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    follows_readiness, follows_readiness_recorded, traffic_for, with_override,
+    follows_readiness, follows_readiness_recorded, traffic_for, updater_without_checks,
+    with_override,
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
@@ -595,7 +596,12 @@ fn nodes_step(
     let stable = !lb.is_some_and(follows_readiness_recorded)
         && traffic_for(svc)
             .map(|t| with_override(t, &cfg.health_check))
-            .is_ok_and(|t| follows_readiness(&t, Protocol::Tcp, lb, ctx.stable_node_set).is_none());
+            .is_ok_and(|t| {
+                let urls = cfg.places().into_iter().map(|h| h.url);
+                let urls: Vec<String> = urls.collect();
+                let no_checks = updater_without_checks(urls.iter().map(String::as_str), lb, ctx);
+                follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
+            });
     let why = not_targets(cache, &f.key, local, types, stable);
     let total = cache.nodes.len();
     let mut counts: BTreeMap<NotTarget, usize> = BTreeMap::new();

@@ -14,7 +14,8 @@ use super::status::{
 };
 use super::targets::targets_for;
 use super::traffic::{
-    follows_readiness, record_node_set, record_proxy_protocol, traffic_for, with_override,
+    follows_readiness, record_node_set, record_proxy_protocol, traffic_for, updater_without_checks,
+    with_override,
 };
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
@@ -327,7 +328,7 @@ fn reconcile_service(
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
-    record_node_set(&mut status, &desired, lb, ctx.stable_node_set, at);
+    record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -446,6 +447,7 @@ fn desired(
     .map_err(|e| problem("PortRangeExhausted", format!("Service {key}: {e}")))?;
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
+    let no_checks = updater_without_checks(places.iter().map(|h| h.url.as_str()), lb, ctx);
     let ports = ports
         .iter()
         .zip(lb_ports)
@@ -463,7 +465,7 @@ fn desired(
                     &cfg.address_types
                 },
                 local.as_ref(),
-                follows_readiness(&traffic, p.protocol, lb, ctx.stable_node_set).is_none(),
+                follows_readiness(&traffic, p.protocol, no_checks, ctx.stable_node_set).is_none(),
             ),
         })
         .collect();

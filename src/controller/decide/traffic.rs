@@ -15,8 +15,10 @@
 //!
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
+use super::context::Context;
 use super::status::{condition, set_condition};
 use super::updater_auth::DRIFT_CHECK;
+use crate::model::url::updater_endpoint;
 use crate::model::{
     HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancer, LoadBalancerStatus, Protocol,
     Service,
@@ -159,18 +161,31 @@ pub fn port_check(traffic: &LbTraffic, protocol: Protocol) -> Option<&LbHealthCh
         .filter(|h| !(protocol == Protocol::Udp && h.kind == "tcp" && h.port.is_none()))
 }
 
-/// Why a port of `protocol` follows node readiness (`stable`: the controller's
-/// `--stable-node-set`); None when its targets are a stable set.
+/// Whether an updater at one of `urls` runs no health checks: it has no `GET /api/v1/lb` (the Go
+/// nginx-lb-updater, which ignores the `healthCheck` field), as the worker found
+/// (`ctx.without_checks`) or `lb`'s status recorded (`DriftCheck` False, reason `Unsupported`).
+pub fn updater_without_checks<'a>(
+    mut urls: impl Iterator<Item = &'a str>,
+    lb: Option<&LoadBalancer>,
+    ctx: &Context,
+) -> bool {
+    let recorded = lb
+        .and_then(|l| condition(&l.status.conditions, DRIFT_CHECK))
+        .is_some_and(|c| c.status == "False" && c.reason == "Unsupported");
+    recorded || urls.any(|u| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e)))
+}
+
+/// Why a port of `protocol` follows node readiness (`no_checks`: [`updater_without_checks`];
+/// `stable`: the controller's `--stable-node-set`); None when its targets are a stable set.
 pub fn follows_readiness(
     traffic: &LbTraffic,
     protocol: Protocol,
-    lb: Option<&LoadBalancer>,
+    no_checks: bool,
     stable: bool,
 ) -> Option<FollowsReadiness> {
-    let unsupported = lb.and_then(|l| condition(&l.status.conditions, DRIFT_CHECK));
     if !stable {
         Some(FollowsReadiness::Disabled)
-    } else if unsupported.is_some_and(|c| c.status == "False" && c.reason == "Unsupported") {
+    } else if no_checks {
         Some(FollowsReadiness::UpdaterWithoutChecks)
     } else if port_check(traffic, protocol).is_none() {
         Some(FollowsReadiness::NoHealthCheck)
@@ -190,9 +205,11 @@ pub fn record_node_set(
     status: &mut LoadBalancerStatus,
     spec: &LbSpec,
     lb: &LoadBalancer,
-    stable: bool,
-    (now, generation): (&str, Option<i64>),
+    ctx: &Context,
+    generation: Option<i64>,
 ) {
+    let urls = std::iter::once(spec.url.as_str()).chain(spec.hosts.iter().map(|h| h.url.as_str()));
+    let no_checks = updater_without_checks(urls, Some(lb), ctx);
     let following: Vec<(String, FollowsReadiness)> = spec
         .ports
         .iter()
@@ -203,7 +220,8 @@ pub fn record_node_set(
             } else {
                 p.name.clone()
             };
-            follows_readiness(&spec.traffic, p.protocol, Some(lb), stable).map(|f| (name, f))
+            follows_readiness(&spec.traffic, p.protocol, no_checks, ctx.stable_node_set)
+                .map(|f| (name, f))
         })
         .collect();
     let Some(first) = following.iter().map(|(_, f)| *f).min() else {
@@ -256,7 +274,7 @@ pub fn record_node_set(
         false,
         reason,
         &message,
-        now,
+        &ctx.now,
         generation,
     );
 }
@@ -574,13 +592,30 @@ mod tests {
                 Some(Disabled),
             ),
         ];
+        const URL: &str = "http://127.0.0.1:8080";
+        let plain = Context::new("ns", "t");
         for (name, traffic, protocol, lb, flag, want) in &cases {
+            let no_checks = updater_without_checks([URL].into_iter(), *lb, &plain);
             assert_eq!(
-                follows_readiness(traffic, *protocol, *lb, *flag),
+                follows_readiness(traffic, *protocol, no_checks, *flag),
                 *want,
                 "{name}"
             );
         }
+        // The worker found the Go updater (no GET) before the LoadBalancer recorded it.
+        let mut knows = Context::new("ns", "t");
+        knows.without_checks.insert(updater_endpoint(URL).unwrap());
+        assert!(updater_without_checks([URL].into_iter(), None, &knows));
+        assert!(updater_without_checks(
+            ["http://127.0.0.1:8080/api/v1/lb"].into_iter(),
+            Some(&ours),
+            &knows
+        ));
+        assert!(!updater_without_checks(
+            ["http://127.0.0.2:8080"].into_iter(),
+            None,
+            &knows
+        ));
         let spec = |traffic: &LbTraffic, protocols: &[Protocol]| LbSpec {
             config_name: "edge".into(),
             url: "http://127.0.0.1:8080".into(),
@@ -603,13 +638,9 @@ mod tests {
         };
         let reason = |traffic: &LbTraffic, protocols: &[Protocol], lb: &LoadBalancer, flag| {
             let mut status = lb.status.clone();
-            record_node_set(
-                &mut status,
-                &spec(traffic, protocols),
-                lb,
-                flag,
-                ("t", Some(1)),
-            );
+            let mut ctx = Context::new("ns", "t");
+            ctx.stable_node_set = flag;
+            record_node_set(&mut status, &spec(traffic, protocols), lb, &ctx, Some(1));
             let c = condition(&status.conditions, STABLE_NODE_SET).cloned();
             assert_eq!(
                 follows_readiness_recorded(&LoadBalancer {
@@ -640,20 +671,8 @@ mod tests {
         assert_eq!(reason(&off, &[tcp], &go, false).unwrap().0, "Disabled");
         // Back to a stable set: the condition goes.
         let mut status = ours.status.clone();
-        record_node_set(
-            &mut status,
-            &spec(&off, &[tcp]),
-            &ours,
-            true,
-            ("t", Some(1)),
-        );
-        record_node_set(
-            &mut status,
-            &spec(&derived, &[tcp]),
-            &ours,
-            true,
-            ("t", Some(1)),
-        );
+        record_node_set(&mut status, &spec(&off, &[tcp]), &ours, &plain, Some(1));
+        record_node_set(&mut status, &spec(&derived, &[tcp]), &ours, &plain, Some(1));
         assert_eq!(status, ours.status);
     }
 }

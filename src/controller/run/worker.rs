@@ -536,6 +536,7 @@ impl Worker {
         let mut ctx = Context::new(&self.config.namespace, &rfc3339(now));
         ctx.address_types = self.config.address_types.clone();
         ctx.stable_node_set = self.config.stable_node_set;
+        ctx.without_checks = self.auth.unsupported.clone();
         ctx.now_ms = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
