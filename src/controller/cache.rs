@@ -5,8 +5,7 @@
 
 use super::decide::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
 use super::decide::ports::{PortIndex, stored_ports};
-use super::decide::targets::{node_view, ready_endpoint_nodes};
-use super::decide::traffic::follows_readiness_recorded;
+use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoint_nodes};
 use super::key::Key;
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,

@@ -8,13 +8,25 @@
 //! leave too, as before.
 //! Pure: no I/O, no clock.
 
-use crate::model::{EndpointSlice, Node, Target};
+use crate::model::{EndpointSlice, LoadBalancer, Node, Target};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Label that keeps a node out of every external load balancer (unless its value parses as false).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Taint the cluster autoscaler puts on a node it is about to remove.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Condition on the LoadBalancer: False while its targets follow node readiness (absent while they
+/// are a stable set). The cache requeues only these LoadBalancers when a node's readiness flips.
+pub const STABLE_NODE_SET: &str = "StableNodeSet";
+
+/// Whether `lb`'s status says its targets follow node readiness.
+pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
+    lb.status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == STABLE_NODE_SET && c.status == "False")
+}
 
 /// Why a node may not receive traffic (the first reason that applies, in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -16,8 +16,8 @@
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
 use super::context::Context;
-use super::status::{condition, set_condition};
-use super::updater_auth::DRIFT_CHECK;
+use super::status::{DRIFT_CHECK, condition, set_condition};
+pub use super::targets::{STABLE_NODE_SET, follows_readiness_recorded};
 use crate::model::url::updater_endpoint;
 use crate::model::{
     HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancer, LoadBalancerStatus, Protocol,
@@ -135,10 +135,6 @@ pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
     traffic
 }
 
-/// Condition on the LoadBalancer: False while its targets follow node readiness (absent while they
-/// are a stable set). The cache requeues only these LoadBalancers when a node's readiness flips.
-pub const STABLE_NODE_SET: &str = "StableNodeSet";
-
 /// Why a port's targets follow node readiness instead of forming a stable set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FollowsReadiness {
@@ -192,11 +188,6 @@ pub fn follows_readiness(
     } else {
         None
     }
-}
-
-/// Whether `lb`'s status says its targets follow node readiness.
-pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
-    condition(&lb.status.conditions, STABLE_NODE_SET).is_some_and(|c| c.status == "False")
 }
 
 /// Sets `StableNodeSet=False` on `status` while some port of `spec` follows node readiness, saying
