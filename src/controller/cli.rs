@@ -406,6 +406,13 @@ mod tests {
             .is_err()
         );
         assert!(parse(&args(&["--leader-elect=maybe"]), LoadOptions::default(), "").is_err());
+        let stable = |a: &[&str]| {
+            parse(&args(a), LoadOptions::default(), "").map(|c| c.unwrap().stable_node_set)
+        };
+        assert!(stable(&[]).unwrap(), "on by default");
+        assert!(!stable(&["--stable-node-set=false"]).unwrap());
+        assert!(stable(&["--stable-node-set"]).unwrap());
+        assert!(stable(&["--stable-node-set=no"]).is_err());
         assert!(parse(&args(&["--bogus"]), LoadOptions::default(), "").is_err());
         assert!(
             parse(&args(&["-h"]), LoadOptions::default(), "")
