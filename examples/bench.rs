@@ -551,8 +551,21 @@ const KEYS: &[Target] = &[
     ("svc_create_to_ready_ms_p50", "ms", "-", None),
     ("svc_create_to_ready_ms_p99", "ms", "-", None),
     ("bulk_900_create_converge_ms", "ms", "-", None),
+    ("node_notready_flip_ms_1k", "ms", "-", None),
     (
-        "node_flip_converge_ms_1k",
+        "updater_posts_per_notready_flip",
+        "",
+        "== 0",
+        Some(|v| v == 0.0),
+    ),
+    (
+        "api_writes_per_notready_flip",
+        "",
+        "== 0",
+        Some(|v| v == 0.0),
+    ),
+    (
+        "node_delete_add_converge_ms_1k",
         "ms",
         "<= 2000 ms",
         Some(|v| v <= 2000.0),
@@ -592,7 +605,7 @@ const KEYS: &[Target] = &[
     ),
     ("startup_to_all_applied_ms_1k_0ms", "ms", "-", None),
     ("bulk_1k_create_converge_ms_0ms", "ms", "-", None),
-    ("node_flip_converge_ms_1k_0ms", "ms", "-", None),
+    ("node_delete_add_converge_ms_1k_0ms", "ms", "-", None),
     ("svc_create_to_ready_ms_p50_0ms", "ms", "-", None),
     ("api_writes_per_lb_0ms", "", "-", None),
     ("api_writes_per_lb_with_events_0ms", "", "-", None),
@@ -608,7 +621,7 @@ const KEYS: &[Target] = &[
     ),
     ("bulk_1k_create_converge_ms_15ms", "ms", "-", None),
     (
-        "node_flip_converge_ms_1k_15ms",
+        "node_delete_add_converge_ms_1k_15ms",
         "ms",
         "<= 5000 ms",
         Some(|v| v <= 5000.0),
@@ -1300,7 +1313,30 @@ fn controller_phases(bin: &Path, r: &mut Results) {
         r.set("rss_kib_1k_services_100_nodes", rss as f64);
     }
 
-    // Node flips: one node NotReady → every backend re-POSTed without it; then back.
+    // A NotReady flip while health checks are on (KEP-3458): nothing to push, nothing to write.
+    // Timed until the controller has received it (its watch-event counter moved); then a quiet
+    // window in which no POST and no API write may follow.
+    {
+        let (name, ip) = (node_name(5), node_ip(5));
+        w.api.clear_requests();
+        let from = w.updater.len();
+        let events = || c.metric_sum("paperlb_watch_events_total");
+        let seen = events();
+        let t0 = Instant::now();
+        w.node(&name, &ip, false);
+        wait_for("the flip received", Duration::from_millis(5), || {
+            events() > seen
+        });
+        r.set("node_notready_flip_ms_1k", ms(t0.elapsed()));
+        std::thread::sleep(Duration::from_millis(500));
+        let posts = w.updater.since(from).len();
+        r.set("updater_posts_per_notready_flip", posts as f64);
+        r.set("api_writes_per_notready_flip", w.writes().0 as f64);
+        w.node(&name, &ip, true);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Node deleted → every backend re-POSTed without it; then added back (the old flip's cost).
     let mut flip = Vec::new();
     let mut recover = Vec::new();
     let mut per_port = Vec::new();
@@ -1316,7 +1352,7 @@ fn controller_phases(bin: &Path, r: &mut Results) {
         w.api.clear_requests();
         let from = w.updater.len();
         let t0 = Instant::now();
-        w.node(&name, &ip, false);
+        w.api.delete("nodes", "", &name).expect("delete node");
         let done = converge(&w, from, |hosts| !hosts.contains(&ip));
         flip.push(ms(done - t0));
         std::thread::sleep(Duration::from_millis(300));
@@ -1344,7 +1380,7 @@ fn controller_phases(bin: &Path, r: &mut Results) {
         recover.push(ms(done - t0));
         std::thread::sleep(Duration::from_millis(300));
     }
-    r.median("node_flip_converge_ms_1k", flip);
+    r.median("node_delete_add_converge_ms_1k", flip);
     r.median("node_recover_converge_ms_1k", recover);
     r.median("updater_posts_per_port_per_flip", per_port);
     r.median("cpu_ms_per_reconcile_flip", cpu_per_rec);
@@ -1528,16 +1564,16 @@ fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
         if std::env::var_os("PAPERLB_BENCH_COLD_ONLY").is_some() {
             return out;
         }
-        // Node flips: NotReady → every backend re-POSTed without the node; then back (not timed).
+        // Node deleted: every backend re-POSTed without the node; then added back (not timed).
         for run in 0..2 {
             let n = 20 + run * 40;
             let (name, ip) = (node_name(n), node_ip(n));
             w.api.clear_requests();
             let from = w.updater.len();
             let t0 = Instant::now();
-            w.node(&name, &ip, false);
+            w.api.delete("nodes", "", &name).expect("delete node");
             let done = converge(&w, from, |hosts| !hosts.contains(&ip));
-            out.push(("node_flip_converge_ms_1k", ms(done - t0)));
+            out.push(("node_delete_add_converge_ms_1k", ms(done - t0)));
             std::thread::sleep(Duration::from_millis(300));
             out.push((
                 "api_writes_per_lb_flip_with_events",

@@ -519,25 +519,18 @@ fn ready_endpoint_nodes(slices: &[Value], ns: &str, svc: &str) -> BTreeSet<Strin
         .collect()
 }
 
-/// DESIGN's target rule: Ready, not deleting, not excluded by label (unless it parses as false),
-/// not tainted ToBeDeletedByClusterAutoscaler; the first address of the first preferred type.
+/// DESIGN's target rule under the stable node set (KEP-3458; every updater here runs the configs'
+/// health check): not deleting, not excluded by label (unless it parses as false); NotReady and
+/// autoscaler-tainted nodes stay. The first address of the first preferred type.
 /// Node name -> address.
 fn eligible_by_node(api: &FakeApi, types: &[String]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for n in api.list("nodes", "") {
-        let ready = n["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
         let excluded = n["metadata"]["labels"]
             .get(EXCLUDE_LABEL)
             .is_some_and(|v| !matches!(s(v), "0" | "f" | "F" | "false" | "FALSE" | "False"));
         let deleting = !n["metadata"]["deletionTimestamp"].is_null();
-        let doomed = n["spec"]["taints"].as_array().is_some_and(|ts| {
-            ts.iter()
-                .any(|t| t["key"] == "ToBeDeletedByClusterAutoscaler")
-        });
-        if !ready || excluded || deleting || doomed {
+        if excluded || deleting {
             continue;
         }
         let addrs = n["status"]["addresses"]

@@ -5,7 +5,7 @@
 
 use super::decide::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
 use super::decide::ports::{PortIndex, stored_ports};
-use super::decide::targets::{node_view, ready_endpoint_nodes};
+use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoint_nodes};
 use super::key::Key;
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
@@ -86,15 +86,17 @@ impl Cache {
         affected
     }
 
-    // ---- Nodes: a change to what targets see affects every LoadBalancer.
+    // ---- Nodes: a change to what the stable node set sees affects every LoadBalancer; a readiness
+    // flip only those whose targets follow readiness (`StableNodeSet=False`, KEP-3458).
 
     pub fn apply_node(&mut self, node: Node) -> Affected {
         let name = node.metadata.name.clone();
-        let old = self.nodes.insert(name, node.clone());
-        if old.as_ref().map(node_view) == Some(node_view(&node)) {
-            return Affected::new();
+        let (old, new) = (self.nodes.get(&name).map(node_view), node_view(&node));
+        self.nodes.insert(name, node);
+        match old {
+            Some(old) => self.node_change(old.0 != new.0, old.1 != new.1),
+            None => self.all_load_balancers(),
         }
-        self.all_load_balancers()
     }
 
     pub fn delete_node(&mut self, name: &str) -> Affected {
@@ -110,18 +112,23 @@ impl Cache {
             .map(|n| (n.metadata.name.clone(), n))
             .collect();
         // Only what targets depend on counts: a heartbeat-only relist must not requeue every LB.
-        let changed = self.nodes.len() != fresh.len()
-            || self
-                .nodes
-                .iter()
-                .zip(fresh.iter())
-                .any(|((ka, a), (kb, b))| ka != kb || node_view(a) != node_view(b));
+        let pairs = || self.nodes.iter().zip(fresh.iter());
+        let stable = self.nodes.len() != fresh.len()
+            || pairs().any(|((ka, a), (kb, b))| ka != kb || node_view(a).0 != node_view(b).0);
+        let ready = pairs().any(|((_, a), (_, b))| node_view(a).1 != node_view(b).1);
         self.nodes = fresh;
-        if changed {
-            self.all_load_balancers()
-        } else {
-            Affected::new()
+        self.node_change(stable, ready)
+    }
+
+    fn node_change(&self, stable: bool, ready: bool) -> Affected {
+        if stable {
+            return self.all_load_balancers();
         }
+        self.load_balancers
+            .iter()
+            .filter(|(_, lb)| ready && follows_readiness_recorded(lb))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     fn all_load_balancers(&self) -> Affected {
@@ -464,11 +471,13 @@ mod tests {
 
     fn filled(rng: &mut Rng) -> Cache {
         let mut c = Cache::new();
-        let mut lbs = vec![
-            lb("a", "1", "edge"),
-            lb("b", "1", "other"),
-            lb("c", "1", "edge"),
-        ];
+        // b's targets follow node readiness (no health check), as its status says.
+        let mut b = lb("b", "1", "other");
+        b.status.conditions = serde_json::from_value(
+            json!([{"type": "StableNodeSet", "status": "False", "reason": "NoHealthCheck"}]),
+        )
+        .unwrap();
+        let mut lbs = vec![lb("a", "1", "edge"), b, lb("c", "1", "edge")];
         rng.shuffle(&mut lbs);
         c.replace_load_balancers(lbs);
         let mut svcs = vec![
@@ -513,9 +522,57 @@ mod tests {
                 keys(&["b"]),
             ),
             (
-                "node flip: every lb",
+                "node NotReady: only the lb following readiness (KEP-3458)",
                 |c| c.apply_node(node("n1", "False", &[("InternalIP", "10.0.0.1")])),
+                keys(&["b"]),
+            ),
+            (
+                "node tainted by the autoscaler: only the lb following readiness",
+                |c| {
+                    let mut n = node("n1", "True", &[("InternalIP", "10.0.0.1")]);
+                    n.spec.taints = serde_json::from_value(
+                        json!([{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]),
+                    )
+                    .unwrap();
+                    c.apply_node(n)
+                },
+                keys(&["b"]),
+            ),
+            (
+                "node cordoned: nothing",
+                |c| {
+                    let mut n = node("n1", "True", &[("InternalIP", "10.0.0.1")]);
+                    n.spec.unschedulable = true;
+                    c.apply_node(n)
+                },
+                keys(&[]),
+            ),
+            (
+                "node excluded by label: every lb",
+                |c| {
+                    let mut n = node("n1", "True", &[("InternalIP", "10.0.0.1")]);
+                    n.metadata.labels.insert(
+                        "node.kubernetes.io/exclude-from-external-load-balancers".into(),
+                        "true".into(),
+                    );
+                    c.apply_node(n)
+                },
                 keys(&["a", "b", "c"]),
+            ),
+            (
+                "node loses its address: every lb",
+                |c| c.apply_node(node("n1", "True", &[])),
+                keys(&["a", "b", "c"]),
+            ),
+            (
+                "node deleted: every lb",
+                |c| c.delete_node("n1"),
+                keys(&["a", "b", "c"]),
+            ),
+            (
+                "node relist with a NotReady flip: only the lb following readiness",
+                |c| c.replace_nodes(vec![node("n1", "False", &[("InternalIP", "10.0.0.1")])]),
+                keys(&["b"]),
             ),
             (
                 "new node: every lb",

@@ -46,6 +46,10 @@ Flags:
                              removes once the updater answers again (default: 5m)
   --address-type LIST        node address types to use as targets, in order of preference
                              (default: ExternalIP,InternalIP)
+  --stable-node-set[=BOOL]   with an updater health check in force, NotReady, cordoned and
+                             autoscaler-tainted nodes stay targets and the check drains them
+                             (KEP-3458); false: they leave the targets as soon as they turn
+                             (every LoadBalancer is pushed again) (default: true)
   -v                         debug logging (same as RUST_LOG=debug)
   -h, --help                 this help
 
@@ -76,6 +80,8 @@ pub struct Config {
     pub host_failure_grace: Duration,
     /// How long an updater that does not answer may hold a LoadBalancer's deletion.
     pub unreachable_delete_grace: Duration,
+    /// `--stable-node-set`: keep NotReady nodes as targets while a health check drains them.
+    pub stable_node_set: bool,
 }
 
 /// Flags that take a value.
@@ -94,7 +100,7 @@ const VALUE_FLAGS: [&str; 13] = [
     "host-failure-grace",
     "unreachable-delete-grace",
 ];
-const SWITCHES: [&str; 2] = ["leader-elect", "v"];
+const SWITCHES: [&str; 3] = ["leader-elect", "stable-node-set", "v"];
 
 /// Parses the flags after `controller`. `default_identity` is `$POD_NAME` or the hostname, read by main.
 pub fn parse(
@@ -120,18 +126,21 @@ pub fn parse(
         unreachable_delete_grace: Duration::from_millis(
             super::decide::context::DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
         ),
+        stable_node_set: true,
     };
     for arg in cli::parse(args, &VALUE_FLAGS, &SWITCHES)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Switch(s) if s == "leader-elect" => c.leader_elect = true,
             Arg::Switch(s) if s == "v" => c.verbose = true,
+            Arg::Switch(s) if s == "stable-node-set" => c.stable_node_set = true,
             Arg::Value(k, v) => match k.as_str() {
                 "kubeconfig" => c.load.kubeconfig = Some(v.into()),
                 "context" => c.load.context = Some(v),
                 "namespace" if !v.is_empty() => c.namespace = v,
                 "metrics-addr" => c.metrics_addr = parse_addr(&v)?,
                 "leader-elect" => c.leader_elect = cli::boolean(&k, &v)?,
+                "stable-node-set" => c.stable_node_set = cli::boolean(&k, &v)?,
                 "leader-elect-identity" if !v.is_empty() => c.identity = v,
                 "address-type" => c.address_types = parse_address_types(&v)?,
                 "leader-elect-lease-duration" => c.lease_duration = parse_duration(&k, &v)?,
@@ -397,6 +406,13 @@ mod tests {
             .is_err()
         );
         assert!(parse(&args(&["--leader-elect=maybe"]), LoadOptions::default(), "").is_err());
+        let stable = |a: &[&str]| {
+            parse(&args(a), LoadOptions::default(), "").map(|c| c.unwrap().stable_node_set)
+        };
+        assert!(stable(&[]).unwrap(), "on by default");
+        assert!(!stable(&["--stable-node-set=false"]).unwrap());
+        assert!(stable(&["--stable-node-set"]).unwrap());
+        assert!(stable(&["--stable-node-set=no"]).is_err());
         assert!(parse(&args(&["--bogus"]), LoadOptions::default(), "").is_err());
         assert!(
             parse(&args(&["-h"]), LoadOptions::default(), "")

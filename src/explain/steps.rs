@@ -14,6 +14,10 @@ use crate::controller::decide::status::{RECONCILED, condition, port_list};
 use crate::controller::decide::targets::{
     Ineligible, node_address, node_ineligibility, targets_for,
 };
+use crate::controller::decide::traffic::{
+    follows_readiness, follows_readiness_recorded, traffic_for, updater_without_checks,
+    with_override,
+};
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
     CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
@@ -547,6 +551,7 @@ pub fn not_targets(
     key: &Key,
     local: bool,
     address_types: &[String],
+    stable: bool,
 ) -> BTreeMap<String, NotTarget> {
     let local_nodes = local.then(|| cache.local_nodes(key));
     cache
@@ -555,7 +560,7 @@ pub fn not_targets(
         .filter_map(|(name, node)| {
             let why = if local_nodes.as_ref().is_some_and(|l| !l.contains(name)) {
                 NotTarget::NoLocalEndpoint
-            } else if let Some(i) = node_ineligibility(node) {
+            } else if let Some(i) = node_ineligibility(node, stable) {
                 NotTarget::Node(i)
             } else if node_address(node, address_types).is_none() {
                 NotTarget::NoAddress
@@ -586,7 +591,18 @@ fn nodes_step(
     } else {
         &cfg.address_types
     };
-    let why = not_targets(cache, &f.key, local, types);
+    // The rule the controller applies: a stable set unless the LoadBalancer follows readiness.
+    let lb = cache.load_balancers.get(&f.key).map(Box::as_ref);
+    let stable = !lb.is_some_and(follows_readiness_recorded)
+        && traffic_for(svc)
+            .map(|t| with_override(t, &cfg.health_check))
+            .is_ok_and(|t| {
+                let urls = cfg.places().into_iter().map(|h| h.url);
+                let urls: Vec<String> = urls.collect();
+                let no_checks = updater_without_checks(urls.iter().map(String::as_str), lb, ctx);
+                follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
+            });
+    let why = not_targets(cache, &f.key, local, types, stable);
     let total = cache.nodes.len();
     let mut counts: BTreeMap<NotTarget, usize> = BTreeMap::new();
     for r in why.values() {
@@ -598,7 +614,7 @@ fn nodes_step(
         .collect();
     // The controller's own list, for the count of distinct target addresses.
     let local_nodes = local.then(|| cache.local_nodes(&f.key));
-    let targets = targets_for(1, &cache.nodes, types, local_nodes.as_ref());
+    let targets = targets_for(1, &cache.nodes, types, local_nodes.as_ref(), stable);
     if targets.is_empty() {
         let message = if total == 0 {
             "the cluster has no nodes to forward to".to_string()

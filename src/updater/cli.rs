@@ -37,6 +37,11 @@ Optional:
   --proxy-timeout-default S      proxy_timeout when a request says 0 (default 600, nginx's own)
   --proxy-connect-timeout-default S
                                  proxy_connect_timeout when a request says 0 (default 60)
+  --worker-shutdown-timeout S    after a reload, old nginx workers close the connections they
+                                 still serve after S seconds, so they cannot pile up (default
+                                 30, 1-3600; 0 leaves nginx's setting alone). Written to
+                                 DIR/main/worker-shutdown-timeout.conf, which nginx.conf includes
+                                 at its top level; a worker_shutdown_timeout in nginx.conf wins
   -h, --help                     show this help
 
 API: POST/DELETE/GET /api/v1/lb (nginx-lb-updater compatible JSON), GET /healthz, GET /metrics.
@@ -65,6 +70,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "lb-address",
             "proxy-timeout-default",
             "proxy-connect-timeout-default",
+            "worker-shutdown-timeout",
         ],
         &[],
     )?;
@@ -75,6 +81,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
     let mut token_file = None;
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut policy = Policy::default();
+    let mut worker_shutdown_timeout = super::nginx::DEFAULT_WORKER_SHUTDOWN_TIMEOUT_SECONDS;
     for f in flags {
         let (name, v) = match f {
             Arg::Help => return Ok(None),
@@ -94,6 +101,15 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v)?,
             "proxy-connect-timeout-default" => {
                 policy.proxy_connect_timeout_default = seconds(&name, &v)?
+            }
+            "worker-shutdown-timeout" if v == "0" => worker_shutdown_timeout = 0,
+            "worker-shutdown-timeout" => {
+                worker_shutdown_timeout = seconds(&name, &v)?;
+                if worker_shutdown_timeout > 3600 {
+                    return Err(Usage(format!(
+                        "flag --{name}: must be 0 (off) or 1 to 3600 seconds, got {v}"
+                    )));
+                }
             }
             _ => return Err(Usage(format!("unknown flag --{name}"))),
         }
@@ -117,6 +133,7 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             tls,
             policy,
             limits: Limits::default(),
+            worker_shutdown_timeout,
         },
     }))
 }
@@ -229,6 +246,7 @@ mod tests {
             "--lb-address",
             "--proxy-timeout-default",
             "--proxy-connect-timeout-default",
+            "--worker-shutdown-timeout",
         ] {
             assert!(HELP.contains(flag), "{flag}");
         }
@@ -303,6 +321,22 @@ mod tests {
     }
 
     #[test]
+    fn worker_shutdown_timeout_defaults_to_30_and_0_is_off() {
+        let t = |extra: &[&str]| {
+            let mut args = s(REQUIRED);
+            args.extend(s(extra));
+            parse(&args)
+                .unwrap()
+                .unwrap()
+                .settings
+                .worker_shutdown_timeout
+        };
+        assert_eq!(t(&[]), 30);
+        assert_eq!(t(&["--worker-shutdown-timeout", "0"]), 0);
+        assert_eq!(t(&["--worker-shutdown-timeout", "3600"]), 3600);
+    }
+
+    #[test]
     fn refuses_missing_and_bad_values() {
         assert!(
             parse(&s(&["--listen", ":3000"]))
@@ -316,6 +350,9 @@ mod tests {
             &["--allowed-ports", "10"],
             &["--proxy-timeout-default", "0"],
             &["--proxy-connect-timeout-default", "86401"],
+            &["--worker-shutdown-timeout", "3601"],
+            &["--worker-shutdown-timeout", "30s"],
+            &["--worker-shutdown-timeout", "-1"],
             &["--bogus", "1"],
             &["--listen", "3000"],
             &["--listen", "localhost"],

@@ -588,6 +588,89 @@ fn stat_fields(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
+/// Default `--worker-shutdown-timeout`: an old worker generation left by a reload closes the
+/// connections it still serves after this long, so generations cannot pile up under churn.
+pub const DEFAULT_WORKER_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
+
+/// The directory under the streams directory whose `*.conf` nginx.conf includes at its top level
+/// (outside every block): where the updater writes `worker_shutdown_timeout`.
+pub const MAIN_DIR: &str = "main";
+/// The file there holding `worker_shutdown_timeout`.
+const SHUTDOWN_FILE: &str = "worker-shutdown-timeout.conf";
+
+/// How `worker_shutdown_timeout` is in force, decided at start from nginx.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShutdownTimeout {
+    /// nginx.conf sets it itself (its value, as written): ours is not written.
+    InConf(String),
+    /// nginx.conf includes `<streams>/main/*.conf` at its top level: the updater writes it there.
+    Written(PathBuf),
+    /// Neither: old workers wait for their last connection to close.
+    Absent,
+}
+
+/// Where `worker_shutdown_timeout` comes from, given nginx.conf's text.
+pub fn shutdown_timeout_source(conf_path: &Path, conf: &str, dir: &Path) -> ShutdownTimeout {
+    let base = conf_path.parent().unwrap_or(Path::new("/"));
+    let top = directives(conf).into_iter().filter(|d| d.blocks.is_empty());
+    let main = dir.join(MAIN_DIR);
+    let want = std::fs::canonicalize(&main).unwrap_or_else(|_| main.clone());
+    let mut included = false;
+    for d in top {
+        match (d.name.as_str(), d.args.first()) {
+            ("worker_shutdown_timeout", Some(v)) => return ShutdownTimeout::InConf(v.clone()),
+            ("include", Some(a)) => {
+                let p = base.join(a);
+                included |= p.file_name().is_some_and(|f| f == "*.conf")
+                    && p.parent().is_some_and(|parent| {
+                        std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
+                            == want
+                    });
+            }
+            _ => {}
+        }
+    }
+    if included {
+        ShutdownTimeout::Written(main.join(SHUTDOWN_FILE))
+    } else {
+        ShutdownTimeout::Absent
+    }
+}
+
+/// Writes `worker_shutdown_timeout <seconds>s;` to `file` (atomically, its directory created) when
+/// it holds anything else; true when it changed (nginx must be tested and reloaded).
+pub fn write_shutdown_timeout(file: &Path, seconds: u64) -> std::io::Result<bool> {
+    let content = format!(
+        "# Written by paperlb nginx-updater (--worker-shutdown-timeout).\n\
+         worker_shutdown_timeout {seconds}s;\n"
+    );
+    if std::fs::read_to_string(file).is_ok_and(|c| c == content) {
+        return Ok(false);
+    }
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{SHUTDOWN_FILE}.tmp"));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(true)
+}
+
+/// Old worker processes of `master` still serving connections after a reload: nginx retitles them
+/// `nginx: worker process is shutting down`. Reads at most `MAX_WORKERS_READ` cmdlines.
+pub fn shutting_down(master: u32) -> usize {
+    const MAX_WORKERS_READ: usize = 4096;
+    children(master)
+        .into_iter()
+        .take(MAX_WORKERS_READ)
+        .filter(|pid| {
+            let mut buf = Vec::new();
+            std::fs::File::open(format!("/proc/{pid}/cmdline"))
+                .and_then(|f| f.take(256).read_to_end(&mut buf))
+                .is_ok_and(|_| String::from_utf8_lossy(&buf).contains("shutting down"))
+        })
+        .count()
+}
+
 /// Live children of `parent`: nginx's worker processes when `parent` is the master.
 pub fn children(parent: u32) -> BTreeSet<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
@@ -838,6 +921,54 @@ mod tests {
                 "{text}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_shutdown_timeout_comes_from_nginx_conf_else_our_top_level_include() {
+        let (conf, dir) = (
+            Path::new("/etc/nginx/nginx.conf"),
+            Path::new("/etc/nginx/streams.d"),
+        );
+        let stream = "stream { include /etc/nginx/streams.d/*.conf; }\n";
+        let ours = "include /etc/nginx/streams.d/main/*.conf;\n";
+        let cases = [
+            (
+                format!("{ours}{stream}"),
+                ShutdownTimeout::Written(dir.join("main").join(SHUTDOWN_FILE)),
+            ),
+            (
+                format!("include streams.d/main/*.conf;\n{stream}"),
+                ShutdownTimeout::Written(dir.join("main").join(SHUTDOWN_FILE)),
+            ),
+            (
+                format!("worker_shutdown_timeout 10s;\n{ours}{stream}"),
+                ShutdownTimeout::InConf("10s".into()),
+            ),
+            (stream.to_string(), ShutdownTimeout::Absent),
+            // Inside a block it would be refused by nginx (and is not ours).
+            (
+                "stream { include /etc/nginx/streams.d/main/*.conf; }\n".into(),
+                ShutdownTimeout::Absent,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(shutdown_timeout_source(conf, &text, dir), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_shutdown_timeout_file_is_written_once() {
+        let dir = std::env::temp_dir().join(format!("paperlb-wst-{}", std::process::id()));
+        let file = dir.join("main").join(SHUTDOWN_FILE);
+        assert!(write_shutdown_timeout(&file, 30).unwrap());
+        assert!(
+            !write_shutdown_timeout(&file, 30).unwrap(),
+            "same content: unchanged"
+        );
+        assert!(write_shutdown_timeout(&file, 5).unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.ends_with("worker_shutdown_timeout 5s;\n"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -32,6 +32,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub policy: Policy,
     pub limits: Limits,
+    /// `--worker-shutdown-timeout` in seconds (0: leave nginx's as it is); see [`shutdown_timeout`].
+    pub worker_shutdown_timeout: u64,
 }
 
 /// The certificate chain and private key files (PEM) of the HTTPS listener.
@@ -65,7 +67,19 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     }
     nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir)?;
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
+    shutdown_timeout(s, &conf_text, &nginx)?;
     let registry = Registry::new();
+    let n = nginx.clone();
+    registry.gauge_fn(
+        "paperlb_updater_nginx_old_workers",
+        "nginx worker processes shutting down after a reload (still serving connections of an \
+         older configuration, for at most worker_shutdown_timeout).",
+        &[],
+        move || match n.master_pid() {
+            Ok(m) => vec![(vec![], nginx::shutting_down(m) as f64)],
+            Err(_) => Vec::new(),
+        },
+    );
     let health = Health::new(&registry);
     let applier = Applier::start(
         s.streams_dir.clone(),
@@ -115,6 +129,62 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     }
     .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
+}
+
+/// Puts `--worker-shutdown-timeout` in force where nginx.conf lets the updater (see
+/// `nginx::ShutdownTimeout`), and says in the log which way it went. A value nginx refuses (the
+/// directive also set in a file nginx.conf includes elsewhere) is taken back with a warning.
+fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), Error> {
+    let secs = s.worker_shutdown_timeout;
+    if secs == 0 {
+        return Ok(());
+    }
+    let dir = s.streams_dir.display();
+    let file = match nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir) {
+        nginx::ShutdownTimeout::InConf(v) => {
+            log::info!(
+                "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
+            );
+            return Ok(());
+        }
+        nginx::ShutdownTimeout::Absent => {
+            log::warn!(
+                "nginx.conf neither sets worker_shutdown_timeout nor includes {dir}/{}/*.conf outside \
+                 every block: after each reload the old nginx workers keep serving their open \
+                 connections for as long as those last, and pile up under churn; add `include \
+                 {dir}/{}/*.conf;` at its top level (README, \"The load balancer host\")",
+                nginx::MAIN_DIR,
+                nginx::MAIN_DIR
+            );
+            return Ok(());
+        }
+        nginx::ShutdownTimeout::Written(file) => file,
+    };
+    if !nginx::write_shutdown_timeout(&file, secs).map_err(|e| Error::io(&file, e))? {
+        log::info!(
+            "worker_shutdown_timeout {secs}s in force ({})",
+            file.display()
+        );
+        return Ok(());
+    }
+    let applied = nginx.test().and_then(|()| match nginx.master_pid() {
+        Ok(_) => nginx.reload(),
+        Err(_) => Ok(()), // not running: read when it starts
+    });
+    match applied {
+        Ok(()) => log::info!(
+            "worker_shutdown_timeout {secs}s in force ({})",
+            file.display()
+        ),
+        Err(e) => {
+            let _ = std::fs::remove_file(&file);
+            log::warn!(
+                "worker_shutdown_timeout {secs}s in {} refused by nginx, removed: {e}",
+                file.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Updater {

@@ -192,9 +192,9 @@ fn cluster_side_diagnoses_each_stop_at_their_step() {
     expect_failure(&w, "plain", "config", "default: true");
     w.config("edge", true, 8100, 8199);
 
-    w.node("node-a", "127.0.0.2", false);
-    w.node("node-b", "127.0.0.3", false);
-    expect_failure(&w, "plain", "nodes", "of 2 nodes, 2 NotReady");
+    w.exclude("node-a", true);
+    w.exclude("node-b", true);
+    expect_failure(&w, "plain", "nodes", "of 2 nodes, 2 excluded by label");
     // Every diagnosis stopped on the cluster side: no updater was called.
     assert_eq!(w.updater.calls(), vec![]);
 }

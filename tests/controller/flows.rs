@@ -107,7 +107,7 @@ fn a_node_flip_applies_several_loadbalancers_at_once() {
     // Each POST now takes a while: run one after another they would never overlap.
     w.updater.hold_ms.store(300, Ordering::SeqCst);
     w.updater.concurrency.max.store(0, Ordering::SeqCst);
-    w.node("node-b", "127.0.0.3", false);
+    w.exclude("node-b", true);
     wait_for("every backend re-applied without node-b", || {
         let posts = w.updater.posts();
         names.iter().all(|n| {
@@ -128,7 +128,8 @@ fn a_node_flip_applies_several_loadbalancers_at_once() {
 #[test]
 fn node_changes_cost_exactly_one_post_per_port() {
     let w = World::new("node-flip");
-    let _c = Controller::start(&w.kubeconfig);
+    // The old rule, where a NotReady node leaves the targets (the stable set: node_set.rs).
+    let _c = Controller::start_with(&w.kubeconfig, &["--stable-node-set=false"]);
     w.service("web", &[("http", 80, "TCP")]);
     wait_for("web READY", || w.ready("web"));
     assert_eq!(w.updater.posts().len(), 1);
@@ -379,7 +380,7 @@ fn conflicts_and_dropped_watches_reach_the_same_end_state() {
     w.service("api", &[("grpc", 9000, "TCP")]);
     wait_for("both READY", || w.ready("web") && w.ready("api"));
     w.api.compact();
-    w.node("node-b", "127.0.0.3", false);
+    w.exclude("node-b", true);
     wait_for("node-b gone from both backends", || {
         ["default_web", "default_api"].iter().all(|b| {
             w.updater

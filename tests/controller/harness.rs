@@ -336,6 +336,19 @@ impl World {
         w
     }
 
+    /// Labels a node `node.kubernetes.io/exclude-from-external-load-balancers` (or drops its
+    /// labels): it leaves the targets under either node-set rule, where NotReady alone does not
+    /// while health checks are on (KEP-3458).
+    pub fn exclude(&self, name: &str, excluded: bool) {
+        let mut node = self.api.get("nodes", "", name).expect("get node");
+        node["metadata"]["labels"] = if excluded {
+            json!({"node.kubernetes.io/exclude-from-external-load-balancers": "true"})
+        } else {
+            json!({})
+        };
+        self.api.update("nodes", node).expect("label node");
+    }
+
     /// Creates or replaces a node with an InternalIP and a Ready condition.
     pub fn node(&self, name: &str, ip: &str, ready: bool) {
         let obj = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});

@@ -86,3 +86,89 @@ fn per_port_health_reaches_the_status_and_a_steady_state_writes_nothing() {
     drop(a);
     wait_for("node-a unhealthy", || healthy(&w) == Some(json!("2/4")));
 }
+
+/// KEP-3458 with a real nginx: node-b turns NotReady and its NodePort and health endpoint hang
+/// (accept, never answer). It stays a target, in the LoadBalancer and in the updater's config, with
+/// no updater call, and the health check drains it: every connection reaches node-a.
+#[test]
+fn a_node_whose_nodeport_hangs_is_drained_by_the_check_while_it_stays_in_the_config() {
+    use crate::lbhost::lb_port;
+    use crate::support::backends::{Backend, tcp_ident};
+    use std::net::TcpListener;
+    let host = LbHost::start();
+    let w = World::new("stable-drain");
+    let a = healthz("127.0.0.2:0");
+    let hport = a.local_addr().port();
+    let b = healthz(&format!("127.0.0.3:{hport}"));
+    let cfg = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+        "metadata": {"name": "edge", "namespace": "paperlb-system"},
+        "spec": {"default": true, "httpUpdaterURL": host.url(), "host": LB_HOST,
+            "portRange": {"low": 8690, "high": 8699},
+            "healthCheck": {"port": hport, "intervalSeconds": 1, "timeoutSeconds": 1,
+                "unhealthyThreshold": 1, "healthyThreshold": 1}}});
+    w.api
+        .apply("loadbalancerconfigs", cfg)
+        .expect("apply config");
+    service(&w, "web", &[("http", 80)]);
+    let np = u16::try_from(w.node_port("web", 0)).expect("nodePort");
+    let _node_a = Backend::tcp_on("127.0.0.2", np, "node-a");
+    let node_b = Backend::tcp_on("127.0.0.3", np, "node-b");
+    let _c = Controller::start_with(&w.kubeconfig, &["--updater-resync", "1s"]);
+    wait_for("web READY", || w.ready("web"));
+    let port = lb_port(&w, "web");
+    wait_for("traffic reaches node-b", || {
+        tcp_ident(port).as_deref() == Some("node-b")
+    });
+    let posts = host.requests("POST");
+
+    // node-b: NotReady, its NodePort and its health endpoint hang.
+    drop(node_b);
+    drop(b);
+    let _hung_np = TcpListener::bind(("127.0.0.3", np)).expect("hang the nodePort");
+    let _hung_check = TcpListener::bind(("127.0.0.3", hport)).expect("hang the check");
+    w.node("node-b", "127.0.0.3", false);
+    let b_state = || -> Option<Option<bool>> {
+        let backends = host.backends(None).ok()?;
+        let web = backends
+            .iter()
+            .find(|x| x.request.backend_name == "default_web")?;
+        let up = web
+            .request
+            .upstream_servers
+            .iter()
+            .find(|u| u.host == "127.0.0.3")?;
+        Some(up.health.healthy)
+    };
+    wait_for("node-b marked unhealthy, still upstream", || {
+        b_state() == Some(Some(false))
+    });
+    // Rendered `down` in the file nginx reads (the verdict comes first, the reload after it).
+    let marked = format!("server 127.0.0.3:{np} down;");
+    wait_for("node-b rendered down", || {
+        std::fs::read_dir(&host.nginx.streams)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|c| c.contains(&marked)))
+    });
+    // Drained: once the reload is in, every connection reaches node-a (one sent to node-b would
+    // hang, then read None).
+    wait_for("four connections in a row to node-a", || {
+        (0..4).all(|_| tcp_ident(port).as_deref() == Some("node-a"))
+    });
+    for i in 0..8 {
+        assert_eq!(tcp_ident(port).as_deref(), Some("node-a"), "connection {i}");
+    }
+    wait_for("the status shows it", || {
+        w.lb("web")
+            .is_some_and(|lb| lb["status"]["healthy"] == json!("1/2"))
+    });
+    let lb = w.lb("web").expect("lb");
+    assert_eq!(
+        lb["status"]["targetCount"],
+        json!(2),
+        "node-b stays a target"
+    );
+    assert_eq!(b_state(), Some(Some(false)), "and in the updater's config");
+    assert_eq!(host.requests("POST"), posts, "no updater call for the flip");
+}

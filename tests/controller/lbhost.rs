@@ -105,6 +105,7 @@ impl LbHost {
                 ..Policy::default()
             },
             limits: Limits::default(),
+            worker_shutdown_timeout: 0,
         };
         let (server, updater) = start(&settings).expect("start updater");
         let settings = Settings {

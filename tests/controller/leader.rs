@@ -135,7 +135,7 @@ fn leader_whose_lease_calls_hang_then_fail_stops_writing_until_a_renewal_succeed
 
     // Two changes that need writes and updater calls: a new Service, and a node leaving.
     w.service("two", &[("http", 80, "TCP")]);
-    w.node("node-b", "127.0.0.3", false);
+    w.exclude("node-b", true);
     wait_for("ctl-a to receive both changes", || {
         let m = scrape(port);
         events(&m, "services") > events(&seen, "services")

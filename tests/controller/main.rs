@@ -17,6 +17,7 @@ mod lbhost;
 mod leader;
 mod metrics;
 mod no_targets;
+mod node_set;
 mod port_requests;
 mod probes;
 mod refusal;

@@ -119,9 +119,9 @@ fn requested_port_granted_conflict_named_then_granted_and_moved_with_one_change(
         w.lb("web")
             .is_some_and(|lb| lb["status"]["targetCount"] == n && w.ready("web"))
     };
-    w.node("node-b", "127.0.0.3", false);
+    w.exclude("node-b", true);
     wait_for("web re-applied with one target", || targets(1));
-    w.node("node-b", "127.0.0.3", true);
+    w.exclude("node-b", false);
     wait_for("web re-applied with two targets", || targets(2));
     assert_eq!(
         warnings(&w, "PortUnavailable"),

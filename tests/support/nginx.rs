@@ -39,7 +39,8 @@ pub fn temp_dir(what: &str) -> PathBuf {
 }
 
 /// A private nginx.conf: stream module, foreground master (so Ctrl-C and drop reach it), one worker,
-/// and `stream { include STREAMS/*.conf; }` for the updater to write into. Shared with the demo.
+/// `stream { include STREAMS/*.conf; }` for the updater to write into, and its top-level
+/// `include STREAMS/main/*.conf;` (`--worker-shutdown-timeout`). Shared with the demo.
 pub fn config_text(pid_file: &Path, error_log: &Path, streams: &Path) -> String {
     format!(
         "load_module {STREAM_MODULE};\n\
@@ -48,6 +49,7 @@ pub fn config_text(pid_file: &Path, error_log: &Path, streams: &Path) -> String 
          pid {pid};\n\
          error_log {log};\n\
          events {{ worker_connections 256; }}\n\
+         include {streams}/main/*.conf;\n\
          stream {{\n    include {streams}/*.conf;\n}}\n",
         pid = pid_file.display(),
         log = error_log.display(),

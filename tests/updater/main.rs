@@ -16,6 +16,7 @@ mod binary;
 mod client;
 mod health;
 mod listing;
+mod reloads;
 mod security;
 mod traffic;
 
@@ -45,6 +46,8 @@ pub struct Env {
     pub tls: Option<TlsFiles>,
     /// With `Options::lb_address`: the updater's `--lb-address` (nginx listens only there).
     pub lb_address: Option<IpAddr>,
+    /// `--worker-shutdown-timeout` (0 here unless `Options` says: off, nginx's default).
+    pub worker_shutdown_timeout: u64,
     pub nginx: Nginx,
 }
 
@@ -55,6 +58,8 @@ pub struct Options {
     pub tls: Option<(String, String)>,
     /// `--lb-address` (a loopback address): LB ports listen there only, not on 127.0.0.1.
     pub lb_address: Option<&'static str>,
+    /// `--worker-shutdown-timeout` seconds; 0 (the default here): off.
+    pub worker_shutdown_timeout: u64,
 }
 
 impl Env {
@@ -82,6 +87,7 @@ impl Env {
             token_file,
             tls,
             lb_address: opts.lb_address.map(|a| a.parse().expect("an IP address")),
+            worker_shutdown_timeout: opts.worker_shutdown_timeout,
             nginx,
         };
         env.restart_updater();
@@ -101,6 +107,7 @@ impl Env {
                 ..Policy::default()
             },
             limits: Limits::default(),
+            worker_shutdown_timeout: self.worker_shutdown_timeout,
         }
     }
 

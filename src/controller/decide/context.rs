@@ -30,6 +30,11 @@ pub struct Context {
     /// `--unreachable-delete-grace` in ms: how long an updater that does not answer may hold a
     /// LoadBalancer's deletion (see `stuck_delete`).
     pub delete_grace_ms: u64,
+    /// `--stable-node-set`: with a health check in force, NotReady nodes stay targets (KEP-3458).
+    pub stable_node_set: bool,
+    /// Updater endpoints without `GET /api/v1/lb` (the Go nginx-lb-updater): they run no health
+    /// checks, so their LoadBalancers' targets follow node readiness.
+    pub without_checks: std::collections::BTreeSet<String>,
 }
 
 impl Context {
@@ -43,6 +48,8 @@ impl Context {
             failing: std::collections::BTreeMap::new(),
             host_grace_ms: DEFAULT_HOST_GRACE_MS,
             delete_grace_ms: DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
+            stable_node_set: true,
+            without_checks: std::collections::BTreeSet::new(),
         }
     }
 }

@@ -18,7 +18,11 @@ pub const NO_TARGETS: &str = "NoTargets";
 
 /// Why the Service's ports have no target, for the condition and the Event.
 pub fn why(cache: &Cache, key: &Key, svc: &Service) -> String {
-    let eligible = cache.nodes.values().filter(|n| node_eligible(n)).count();
+    let eligible = cache
+        .nodes
+        .values()
+        .filter(|n| node_eligible(n, false))
+        .count();
     if svc.spec.external_traffic_policy.as_deref() == Some("Local") {
         let with_endpoints = cache.local_nodes(key);
         if with_endpoints.is_empty() {

@@ -230,11 +230,7 @@ pub fn updater_request(
         traffic: crate::model::LbTraffic {
             // PROXY protocol is for TCP only; a UDP port is pushed without it.
             proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
-            // A tcp check of the target's own port cannot probe a UDP nodePort: none there.
-            health_check: traffic
-                .health_check
-                .clone()
-                .filter(|h| !(p.protocol == Protocol::Udp && h.kind == "tcp" && h.port.is_none())),
+            health_check: super::traffic::port_check(traffic, p.protocol).cloned(),
             ..traffic.clone()
         },
     }

@@ -12,7 +12,10 @@ use super::status::{
     READY, RECONCILED, backends_of, condition, is_applied, known_backends, port_list, set_condition,
 };
 use super::targets::targets_for;
-use super::traffic::{record_proxy_protocol, traffic_for, with_override};
+use super::traffic::{
+    follows_readiness, record_node_set, record_proxy_protocol, traffic_for, updater_without_checks,
+    with_override,
+};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::same_updater;
@@ -305,6 +308,7 @@ fn reconcile_service(
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
+    record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -409,6 +413,7 @@ fn desired(
     .map_err(|e| problem("PortRangeExhausted", format!("Service {key}: {e}")))?;
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
+    let no_checks = updater_without_checks(places.iter().map(|h| h.url.as_str()), lb, ctx);
     let ports = ports
         .iter()
         .zip(lb_ports)
@@ -426,6 +431,7 @@ fn desired(
                     &cfg.address_types
                 },
                 local.as_ref(),
+                follows_readiness(&traffic, p.protocol, no_checks, ctx.stable_node_set).is_none(),
             ),
         })
         .collect();

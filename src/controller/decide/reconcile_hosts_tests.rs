@@ -315,7 +315,7 @@ fn no_targets_deletes_on_every_host_and_keeps_both_in_the_ingress(rng: &mut Rng)
     let k = key("web");
     converge(&mut cache, &k);
     for n in ["n1", "n2", "n3"] {
-        cache.apply_node(node(n, "False", &[("InternalIP", "10.0.0.9")]));
+        cache.apply_node(excluded(node(n, "False", &[("InternalIP", "10.0.0.9")])));
     }
     let calls = converge(&mut cache, &k);
     assert_eq!(calls.len(), 4, "{calls:?}");

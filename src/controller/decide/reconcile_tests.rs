@@ -77,8 +77,18 @@ fn nodes() -> Vec<Node> {
             "True",
             &[("InternalIP", "10.0.0.1"), ("ExternalIP", "198.51.100.1")],
         ),
-        node("n3", "False", &[("InternalIP", "10.0.0.3")]),
+        // Not a target under either node-set rule (NotReady alone would be one while health
+        // checks are on, KEP-3458).
+        excluded(node("n3", "False", &[("InternalIP", "10.0.0.3")])),
     ]
+}
+
+fn excluded(mut n: Node) -> Node {
+    n.metadata.labels.insert(
+        crate::controller::decide::targets::EXCLUDE_LABEL.into(),
+        "true".into(),
+    );
+    n
 }
 
 /// A cache holding the given objects, inserted in a shuffled order.
@@ -1224,7 +1234,7 @@ fn no_targets_deletes_the_backends_keeps_the_ports_and_resumes(rng: &mut Rng) {
     cache.apply_service(service("db", &[("pg", "TCP", 5432, Some(31432))]));
     converge_events(&mut cache, &k);
     for n in ["n1", "n2", "n3"] {
-        cache.apply_node(node(n, "False", &[("InternalIP", "10.0.0.9")]));
+        cache.apply_node(excluded(node(n, "False", &[("InternalIP", "10.0.0.9")])));
     }
     let (calls, events) = converge_events(&mut cache, &k);
     assert_eq!(
@@ -1598,6 +1608,122 @@ fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
     assert_eq!(kinds(&plan), ["event Warning PortUnavailable"], "{plan:?}");
 }
 
+/// KEP-3458: with a health check in force a NotReady flip or the autoscaler's taint queues nothing
+/// and costs no call and no write, while the exclude label does; with checks off, against the Go
+/// updater or under `--stable-node-set=false` a flip re-pushes and the status says why.
+fn node_set_rule_decides_what_a_readiness_flip_costs(rng: &mut Rng) {
+    use crate::controller::decide::traffic::STABLE_NODE_SET;
+    let k = key("web");
+    let converge_with = |cache: &mut Cache, ctx: &Context| {
+        let mut calls = Calls::new();
+        for _ in 0..10 {
+            let plan = reconcile(cache, &k, ctx);
+            if plan.is_empty() {
+                return calls;
+            }
+            calls.extend(execute(cache, &plan));
+        }
+        panic!("{k} did not converge");
+    };
+    let hosts = |cache: &Cache| -> Vec<String> {
+        let spec = LbSpec::from_resource(&cache.load_balancers[&k].spec).unwrap();
+        spec.ports[0]
+            .targets
+            .iter()
+            .map(|t| t.host.clone())
+            .collect()
+    };
+    let reason = |cache: &Cache| {
+        condition(&cache.load_balancers[&k].status.conditions, STABLE_NODE_SET)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let n1 = |ready: &str| {
+        node(
+            "n1",
+            ready,
+            &[("InternalIP", "10.0.0.1"), ("ExternalIP", "198.51.100.1")],
+        )
+    };
+    let go =
+        json!([{"type": "DriftCheck", "status": "False", "reason": "Unsupported", "message": "m"}]);
+    // (case, config healthCheck, the updater is the Go one, --stable-node-set, expected reason)
+    type Case = (
+        &'static str,
+        Option<Value>,
+        bool,
+        bool,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        ("checks on (default)", None, false, true, None),
+        (
+            "checks off",
+            Some(json!({"type": "none"})),
+            false,
+            true,
+            Some("NoHealthCheck"),
+        ),
+        ("Go updater", None, true, true, Some("UpdaterWithoutChecks")),
+        ("flag off", None, false, false, Some("Disabled")),
+    ];
+    for (name, check, go_updater, flag, want) in cases {
+        let mut cfg = edge();
+        if let Some(c) = check {
+            cfg.spec.health_check = serde_json::from_value(c).unwrap();
+        }
+        let mut ctx = ctx();
+        ctx.stable_node_set = flag;
+        let mut cache = world(rng, vec![web()], vec![cfg]);
+        converge_with(&mut cache, &ctx);
+        if go_updater {
+            // What the worker writes when the updater has no GET /api/v1/lb.
+            let mut o = serde_json::to_value(&*cache.load_balancers[&k]).unwrap();
+            o["status"]["conditions"] = go.clone();
+            bump_rv(&mut o);
+            cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+            assert!(
+                converge_with(&mut cache, &ctx).is_empty(),
+                "{name}: no call"
+            );
+        }
+        assert_eq!(
+            reason(&cache),
+            want.map(|r| ("False".to_string(), r.to_string())),
+            "{name}"
+        );
+        assert_eq!(hosts(&cache), ["10.0.0.2", "198.51.100.1"], "{name}");
+        let queued = cache.apply_node(n1("False"));
+        let mut doomed = n1("False");
+        doomed.spec.taints = serde_json::from_value(
+            json!([{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]),
+        )
+        .unwrap();
+        let queued_taint = cache.apply_node(doomed);
+        let calls = converge_with(&mut cache, &ctx);
+        if want.is_none() {
+            assert!(
+                queued.is_empty() && queued_taint.is_empty(),
+                "{name}: nothing queued"
+            );
+            assert!(calls.is_empty(), "{name}: {calls:?}");
+            assert_eq!(
+                hosts(&cache),
+                ["10.0.0.2", "198.51.100.1"],
+                "{name}: n1 stays"
+            );
+        } else {
+            assert!(queued.contains(&k), "{name}: queued");
+            let posts = calls.iter().filter(|c| c.0 == "POST").count();
+            assert_eq!(posts, 2, "{name}: both ports re-pushed: {calls:?}");
+            assert_eq!(hosts(&cache), ["10.0.0.2"], "{name}: n1 leaves");
+        }
+        // Excluded by label: it leaves under every rule.
+        cache.apply_node(excluded(n1("True")));
+        converge_with(&mut cache, &ctx);
+        assert_eq!(hosts(&cache), ["10.0.0.2"], "{name}: excluded");
+    }
+}
+
 fn config_health_check_override_reaches_the_requests(rng: &mut Rng) {
     let svc = service(
         "web",
@@ -1699,6 +1825,10 @@ fn reconcile_tables_in_shuffled_order() {
         (
             "config health check",
             config_health_check_override_reaches_the_requests,
+        ),
+        (
+            "node set rule",
+            node_set_rule_decides_what_a_readiness_flip_costs,
         ),
         ("go-era lb", go_era_lb_is_upgraded_once),
         (

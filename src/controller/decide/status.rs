@@ -149,6 +149,10 @@ pub fn port_list(spec: &LbSpec) -> String {
 /// Condition type on a LoadBalancer whose updater's credentials cannot be used (or are refused).
 pub const UPDATER_AUTH: &str = "UpdaterAuth";
 
+/// Condition type: whether the controller can compare this LoadBalancer's updater with what it
+/// should serve (False, reason `Unsupported`, on the Go nginx-lb-updater, which has no GET).
+pub const DRIFT_CHECK: &str = "DriftCheck";
+
 /// After a successful updater call: an `UpdaterAuth=False` left by an earlier failure turns True.
 /// A LoadBalancer that never had the condition does not get it (nothing is written for it).
 pub fn mark_accepted(

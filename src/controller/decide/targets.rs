@@ -1,13 +1,32 @@
 //! Which nodes a LoadBalancer forwards to, and at which address.
+//!
+//! Two rules. The stable node set (KEP-3458, the default when an updater health check is in
+//! force): a node stays a target while it is NotReady, cordoned or tainted
+//! `ToBeDeletedByClusterAutoscaler`, since the check drains it without cutting established
+//! connections or pushing anything; it leaves only when deleted, excluded by label or without an
+//! address. Without a check ([`super::traffic::follows_readiness`]) NotReady and doomed nodes
+//! leave too, as before.
 //! Pure: no I/O, no clock.
 
-use crate::model::{EndpointSlice, Node, Target};
+use crate::model::{EndpointSlice, LoadBalancer, Node, Target};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Label that keeps a node out of every external load balancer (unless its value parses as false).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Taint the cluster autoscaler puts on a node it is about to remove.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Condition on the LoadBalancer: False while its targets follow node readiness (absent while they
+/// are a stable set). The cache requeues only these LoadBalancers when a node's readiness flips.
+pub const STABLE_NODE_SET: &str = "StableNodeSet";
+
+/// Whether `lb`'s status says its targets follow node readiness.
+pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
+    lb.status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == STABLE_NODE_SET && c.status == "False")
+}
 
 /// Why a node may not receive traffic (the first reason that applies, in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,14 +41,15 @@ pub enum Ineligible {
     ToBeDeleted,
 }
 
-/// Whether a node may receive traffic: Ready, not being deleted, not excluded by label, not about to
-/// be removed by the autoscaler. Cordoned nodes stay in (kube-proxy still forwards from them).
-pub fn node_eligible(node: &Node) -> bool {
-    node_ineligibility(node).is_none()
+/// Whether a node may receive traffic: not being deleted, not excluded by label and, unless `stable`
+/// (a health check drains it instead), Ready and not about to be removed by the autoscaler.
+/// Cordoned nodes stay in (kube-proxy still forwards from them).
+pub fn node_eligible(node: &Node, stable: bool) -> bool {
+    node_ineligibility(node, stable).is_none()
 }
 
 /// `node_eligible` with the reason: `None` when the node may receive traffic.
-pub fn node_ineligibility(node: &Node) -> Option<Ineligible> {
+pub fn node_ineligibility(node: &Node, stable: bool) -> Option<Ineligible> {
     let ready = node
         .status
         .conditions
@@ -45,13 +65,13 @@ pub fn node_ineligibility(node: &Node) -> Option<Ineligible> {
         .taints
         .iter()
         .any(|t| t.key == TO_BE_DELETED_TAINT);
-    if !ready {
+    if !ready && !stable {
         Some(Ineligible::NotReady)
     } else if node.metadata.is_deleting() {
         Some(Ineligible::Deleting)
     } else if excluded {
         Some(Ineligible::Excluded)
-    } else if doomed {
+    } else if doomed && !stable {
         Some(Ineligible::ToBeDeleted)
     } else {
         None
@@ -74,19 +94,20 @@ pub fn node_address<'a>(node: &'a Node, address_types: &[String]) -> Option<&'a 
     })
 }
 
-/// Targets for one Service port: every eligible node (only those in `local_nodes` when the Service
-/// has `externalTrafficPolicy: Local`) at its preferred address and `node_port`; sorted and
-/// deduplicated so equal sets give identical updater requests.
+/// Targets for one Service port: every eligible node (`stable`: see [`node_eligible`]; only those in
+/// `local_nodes` when the Service has `externalTrafficPolicy: Local`) at its preferred address and
+/// `node_port`; sorted and deduplicated so equal sets give identical updater requests.
 pub fn targets_for(
     node_port: u16,
     nodes: &BTreeMap<String, Node>,
     address_types: &[String],
     local_nodes: Option<&BTreeSet<String>>,
+    stable: bool,
 ) -> Vec<Target> {
     let mut targets: Vec<Target> = nodes
         .iter()
         .filter(|(name, _)| local_nodes.is_none_or(|l| l.contains(*name)))
-        .filter(|(_, node)| node_eligible(node))
+        .filter(|(_, node)| node_eligible(node, stable))
         .filter_map(|(_, node)| node_address(node, address_types))
         .map(|host| Target {
             host: host.to_string(),
@@ -110,9 +131,11 @@ pub fn ready_endpoint_nodes<'a>(
         .collect()
 }
 
-/// What about a node matters to targets: a node update that leaves this unchanged (heartbeats,
-/// unrelated labels) affects no LoadBalancer.
-pub fn node_view(node: &Node) -> (bool, Vec<(String, String)>) {
+/// What about a node matters to targets, in two parts: what the stable set sees (eligibility under
+/// it, addresses), which affects every LoadBalancer, and readiness (eligibility under the old
+/// rule), which affects only those that follow it. A node update that changes neither
+/// (heartbeats, unrelated labels) affects no LoadBalancer.
+pub fn node_view(node: &Node) -> ((bool, Vec<(String, String)>), bool) {
     let mut addresses: Vec<(String, String)> = node
         .status
         .addresses
@@ -120,7 +143,10 @@ pub fn node_view(node: &Node) -> (bool, Vec<(String, String)>) {
         .map(|a| (a.type_.clone(), a.address.clone()))
         .collect();
     addresses.sort();
-    (node_eligible(node), addresses)
+    (
+        (node_eligible(node, true), addresses),
+        node_eligible(node, false),
+    )
 }
 
 #[cfg(test)]
@@ -133,92 +159,74 @@ mod tests {
         t.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Each node-set rule under both rules: (case, node, target in the stable set, target when
+    /// following readiness). A deleted node is simply absent (see the targets table).
     #[test]
-    fn eligibility_table() {
+    fn eligibility_table_stable_and_following_readiness() {
         let base = || node("n1", "True", &[("InternalIP", "10.0.0.1")]);
-        let cases: Vec<(&str, Node, bool)> = vec![
-            ("ready node", base(), true),
-            ("not ready", node("n1", "False", &[]), false),
-            ("ready unknown", node("n1", "Unknown", &[]), false),
-            ("no conditions", Node::default(), false),
+        let with = |f: &dyn Fn(&mut Node)| {
+            let mut n = base();
+            f(&mut n);
+            n
+        };
+        let label = |v: &'static str| {
+            with(&move |n: &mut Node| {
+                n.metadata.labels.insert(EXCLUDE_LABEL.into(), v.into());
+            })
+        };
+        let taint = with(&|n: &mut Node| {
+            n.spec.taints.push(Taint {
+                key: TO_BE_DELETED_TAINT.into(),
+                value: Some("123".into()),
+                effect: "NoSchedule".into(),
+            })
+        });
+        let cases: Vec<(&str, Node, bool, bool)> = vec![
+            ("ready node", base(), true, true),
+            ("not ready", node("n1", "False", &[]), true, false),
+            ("ready unknown", node("n1", "Unknown", &[]), true, false),
+            ("no conditions", Node::default(), true, false),
             (
                 "deleting",
-                {
-                    let mut n = base();
-                    n.metadata.deletion_timestamp = Some("2024-01-01T00:00:00Z".into());
-                    n
-                },
+                with(&|n: &mut Node| {
+                    n.metadata.deletion_timestamp = Some("2024-01-01T00:00:00Z".into())
+                }),
+                false,
                 false,
             ),
+            ("excluded by label", label(""), false, false),
+            ("exclude label true", label("true"), false, false),
+            ("exclude label false", label("false"), true, true),
+            ("exclude label F", label("F"), true, true),
+            ("autoscaler taint", taint, true, false),
             (
-                "excluded by label",
+                "cordoned stays",
+                with(&|n: &mut Node| n.spec.unschedulable = true),
+                true,
+                true,
+            ),
+            (
+                "not ready and excluded",
                 {
-                    let mut n = base();
+                    let mut n = node("n1", "False", &[]);
                     n.metadata.labels.insert(EXCLUDE_LABEL.into(), "".into());
                     n
                 },
                 false,
-            ),
-            (
-                "exclude label true",
-                {
-                    let mut n = base();
-                    n.metadata
-                        .labels
-                        .insert(EXCLUDE_LABEL.into(), "true".into());
-                    n
-                },
                 false,
-            ),
-            (
-                "exclude label false",
-                {
-                    let mut n = base();
-                    n.metadata
-                        .labels
-                        .insert(EXCLUDE_LABEL.into(), "false".into());
-                    n
-                },
-                true,
-            ),
-            (
-                "exclude label F",
-                {
-                    let mut n = base();
-                    n.metadata.labels.insert(EXCLUDE_LABEL.into(), "F".into());
-                    n
-                },
-                true,
-            ),
-            (
-                "autoscaler taint",
-                {
-                    let mut n = base();
-                    n.spec.taints.push(Taint {
-                        key: TO_BE_DELETED_TAINT.into(),
-                        value: Some("123".into()),
-                        effect: "NoSchedule".into(),
-                    });
-                    n
-                },
-                false,
-            ),
-            (
-                "cordoned stays",
-                {
-                    let mut n = base();
-                    n.spec.unschedulable = true;
-                    n
-                },
-                true,
             ),
         ];
         let mut rng = Rng::new(7);
         for _ in 0..20 {
-            for (name, n, want) in shuffled(&cases, &mut rng) {
-                assert_eq!(node_eligible(n), *want, "{name}");
+            for (name, n, stable, following) in shuffled(&cases, &mut rng) {
+                assert_eq!(node_eligible(n, true), *stable, "{name} (stable set)");
+                assert_eq!(node_eligible(n, false), *following, "{name} (readiness)");
             }
         }
+        assert_eq!(
+            node_ineligibility(&node("n1", "False", &[]), false),
+            Some(Ineligible::NotReady)
+        );
     }
 
     #[test]
@@ -291,36 +299,101 @@ mod tests {
         let local_a: BTreeSet<String> =
             ready_endpoint_nodes(&[slice(&[("a", None), ("b", Some(true)), ("c", Some(false))])]);
         assert_eq!(local_a, ["a", "b"].iter().map(|s| s.to_string()).collect());
-        type Case = (&'static str, Option<BTreeSet<String>>, Vec<Target>);
+        // (case, local nodes, stable set, following readiness)
+        type Case = (&'static str, Option<BTreeSet<String>>, bool, Vec<Target>);
         let cases: Vec<Case> = vec![
-            ("cluster policy", None, t(&["10.0.0.1", "10.0.0.3"])),
+            ("cluster policy", None, false, t(&["10.0.0.1", "10.0.0.3"])),
+            (
+                "cluster policy, stable: b NotReady stays",
+                None,
+                true,
+                t(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]),
+            ),
             (
                 "local: a ready, b not eligible, c endpoint not ready",
-                Some(local_a),
+                Some(local_a.clone()),
+                false,
                 t(&["10.0.0.1"]),
             ),
-            ("local: no endpoints", Some(BTreeSet::new()), vec![]),
+            (
+                "local, stable: a and b (NotReady) have ready endpoints, c's is not ready",
+                Some(local_a),
+                true,
+                t(&["10.0.0.1", "10.0.0.2"]),
+            ),
+            ("local: no endpoints", Some(BTreeSet::new()), false, vec![]),
+            (
+                "local, stable: no endpoints",
+                Some(BTreeSet::new()),
+                true,
+                vec![],
+            ),
         ];
         let mut rng = Rng::new(11);
         for _ in 0..20 {
-            for (name, local, want) in shuffled(&cases, &mut rng) {
+            for (name, local, stable, want) in shuffled(&cases, &mut rng) {
                 assert_eq!(
-                    &targets_for(31000, &nodes, &pref, local.as_ref()),
+                    &targets_for(31000, &nodes, &pref, local.as_ref(), *stable),
                     want,
                     "{name}"
                 );
             }
         }
+        // A deleted node is gone from the map: it leaves the targets under both rules.
+        nodes.remove("c");
+        for stable in [true, false] {
+            assert!(
+                !targets_for(31000, &nodes, &pref, None, stable).contains(&t(&["10.0.0.3"])[0])
+            );
+        }
     }
 
     #[test]
-    fn node_view_ignores_unrelated_changes() {
+    fn node_view_ignores_unrelated_changes_and_splits_readiness() {
         let a = node("n", "True", &[("InternalIP", "10.0.0.1")]);
         let mut b = a.clone();
         b.metadata.resource_version = "999".into();
         b.metadata.labels.insert("team".into(), "x".into());
         assert_eq!(node_view(&a), node_view(&b));
-        let c = node("n", "False", &[("InternalIP", "10.0.0.1")]);
-        assert_ne!(node_view(&a), node_view(&c));
+        // Readiness flips, cordons and the autoscaler taint change only the readiness part.
+        let not_ready = node("n", "False", &[("InternalIP", "10.0.0.1")]);
+        let mut doomed = a.clone();
+        doomed.spec.taints.push(Taint {
+            key: TO_BE_DELETED_TAINT.into(),
+            value: None,
+            effect: "NoSchedule".into(),
+        });
+        let mut cordoned = a.clone();
+        cordoned.spec.unschedulable = true;
+        for (name, n, readiness_changes) in [
+            ("not ready", &not_ready, true),
+            ("doomed", &doomed, true),
+            ("cordoned", &cordoned, false),
+        ] {
+            assert_eq!(node_view(&a).0, node_view(n).0, "{name}");
+            assert_eq!(
+                node_view(&a).1 != node_view(n).1,
+                readiness_changes,
+                "{name}"
+            );
+        }
+        // The exclude label, deletion and addresses change what the stable set sees.
+        let mut excluded = a.clone();
+        excluded
+            .metadata
+            .labels
+            .insert(EXCLUDE_LABEL.into(), "true".into());
+        let mut deleting = a.clone();
+        deleting.metadata.deletion_timestamp = Some("t".into());
+        let moved = node("n", "True", &[("InternalIP", "10.0.0.9")]);
+        let bare = node("n", "True", &[]);
+        for (name, n) in [
+            ("excluded", &excluded),
+            ("deleting", &deleting),
+            ("moved", &moved),
+            ("no address", &bare),
+        ] {
+            assert_ne!(node_view(&a).0, node_view(n).0, "{name}");
+        }
     }
 }

@@ -8,11 +8,20 @@
 //! A LoadBalancerConfig's `spec.healthCheck` replaces the derived check field by field, or turns it
 //! off (`type: none`): [`with_override`].
 //!
+//! With a check in force a port's targets are a stable node set (KEP-3458, see `targets`); without
+//! one, against an updater that runs none, or under `--stable-node-set=false` they follow node
+//! readiness, and the `StableNodeSet=False` condition says why ([`follows_readiness`],
+//! [`record_node_set`]).
+//!
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
-use super::status::set_condition;
+use super::context::Context;
+use super::status::{DRIFT_CHECK, condition, set_condition};
+pub use super::targets::{STABLE_NODE_SET, follows_readiness_recorded};
+use crate::model::url::updater_endpoint;
 use crate::model::{
-    HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancerStatus, Protocol, Service,
+    HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancer, LoadBalancerStatus, Protocol,
+    Service,
 };
 use crate::updater::validate::cidr;
 
@@ -124,6 +133,141 @@ pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
         }
     }
     traffic
+}
+
+/// Why a port's targets follow node readiness instead of forming a stable set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FollowsReadiness {
+    /// `--stable-node-set=false`.
+    Disabled,
+    /// The updater runs no health checks: it has no `GET /api/v1/lb` (`DriftCheck` False, reason
+    /// `Unsupported`), as the Go nginx-lb-updater, which ignores the `healthCheck` field.
+    UpdaterWithoutChecks,
+    /// No check for this port: the config's `healthCheck.type: none`, or a tcp check of a UDP
+    /// port's own port.
+    NoHealthCheck,
+}
+
+/// The check pushed for a port of `protocol`: a tcp check of the target's own port cannot probe a
+/// UDP nodePort, so there is none there.
+pub fn port_check(traffic: &LbTraffic, protocol: Protocol) -> Option<&LbHealthCheck> {
+    traffic
+        .health_check
+        .as_ref()
+        .filter(|h| !(protocol == Protocol::Udp && h.kind == "tcp" && h.port.is_none()))
+}
+
+/// Whether an updater at one of `urls` runs no health checks: it has no `GET /api/v1/lb` (the Go
+/// nginx-lb-updater, which ignores the `healthCheck` field), as the worker found
+/// (`ctx.without_checks`) or `lb`'s status recorded (`DriftCheck` False, reason `Unsupported`).
+pub fn updater_without_checks<'a>(
+    mut urls: impl Iterator<Item = &'a str>,
+    lb: Option<&LoadBalancer>,
+    ctx: &Context,
+) -> bool {
+    let recorded = lb
+        .and_then(|l| condition(&l.status.conditions, DRIFT_CHECK))
+        .is_some_and(|c| c.status == "False" && c.reason == "Unsupported");
+    recorded || urls.any(|u| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e)))
+}
+
+/// Why a port of `protocol` follows node readiness (`no_checks`: [`updater_without_checks`];
+/// `stable`: the controller's `--stable-node-set`); None when its targets are a stable set.
+pub fn follows_readiness(
+    traffic: &LbTraffic,
+    protocol: Protocol,
+    no_checks: bool,
+    stable: bool,
+) -> Option<FollowsReadiness> {
+    if !stable {
+        Some(FollowsReadiness::Disabled)
+    } else if no_checks {
+        Some(FollowsReadiness::UpdaterWithoutChecks)
+    } else if port_check(traffic, protocol).is_none() {
+        Some(FollowsReadiness::NoHealthCheck)
+    } else {
+        None
+    }
+}
+
+/// Sets `StableNodeSet=False` on `status` while some port of `spec` follows node readiness, saying
+/// why; removes it otherwise (the default needs no word).
+pub fn record_node_set(
+    status: &mut LoadBalancerStatus,
+    spec: &LbSpec,
+    lb: &LoadBalancer,
+    ctx: &Context,
+    generation: Option<i64>,
+) {
+    let urls = std::iter::once(spec.url.as_str()).chain(spec.hosts.iter().map(|h| h.url.as_str()));
+    let no_checks = updater_without_checks(urls, Some(lb), ctx);
+    let following: Vec<(String, FollowsReadiness)> = spec
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let name = if p.name.is_empty() {
+                format!("#{i}")
+            } else {
+                p.name.clone()
+            };
+            follows_readiness(&spec.traffic, p.protocol, no_checks, ctx.stable_node_set)
+                .map(|f| (name, f))
+        })
+        .collect();
+    let Some(first) = following.iter().map(|(_, f)| *f).min() else {
+        status.conditions.retain(|c| c.type_ != STABLE_NODE_SET);
+        return;
+    };
+    let (reason, why) = match first {
+        FollowsReadiness::Disabled => (
+            "Disabled",
+            "the controller runs with --stable-node-set=false".to_string(),
+        ),
+        FollowsReadiness::UpdaterWithoutChecks => (
+            "UpdaterWithoutChecks",
+            format!(
+                "updater {} runs no health checks (it has no GET /api/v1/lb: the Go nginx-lb-updater?)",
+                spec.url
+            ),
+        ),
+        FollowsReadiness::NoHealthCheck
+            if following.len() == spec.ports.len() && spec.traffic.health_check.is_none() =>
+        {
+            (
+                "NoHealthCheck",
+                format!(
+                    "LoadBalancerConfig {} has spec.healthCheck.type: none",
+                    spec.config_name
+                ),
+            )
+        }
+        FollowsReadiness::NoHealthCheck => {
+            let names: Vec<&str> = following.iter().map(|(n, _)| n.as_str()).collect();
+            (
+                "NoHealthCheck",
+                format!(
+                    "UDP port(s) {} have no health check (a tcp check of their own port cannot probe UDP)",
+                    names.join(", ")
+                ),
+            )
+        }
+    };
+    let message = format!(
+        "{why}: NotReady nodes and nodes tainted {} leave the targets, which cuts their connections \
+         and pushes every readiness change; with an updater health check they stay and the check \
+         drains them (KEP-3458)",
+        super::targets::TO_BE_DELETED_TAINT
+    );
+    set_condition(
+        &mut status.conditions,
+        STABLE_NODE_SET,
+        false,
+        reason,
+        &message,
+        &ctx.now,
+        generation,
+    );
 }
 
 /// Sets `ProxyProtocol=False` on `status` while the Service asks for PROXY protocol on UDP ports
@@ -338,5 +482,188 @@ mod tests {
         let on = svc(serde_json::json!({
             "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "true"}}}));
         assert!(with_override(traffic_for(&on).unwrap(), &HealthOverride::Off).proxy_protocol);
+    }
+    /// Checks on/off, the Go updater and the flag, per port protocol: whether targets follow
+    /// readiness, and the condition that says so.
+    #[test]
+    fn node_set_rule_table_and_its_condition() {
+        use FollowsReadiness::*;
+        let derived = traffic_for(&svc(serde_json::json!({}))).unwrap();
+        let off = with_override(derived.clone(), &HealthOverride::Off);
+        let tcp_own = with_override(
+            derived.clone(),
+            &HealthOverride::Check {
+                kind: Some("tcp".into()),
+                port: None,
+                path: None,
+                timings: Default::default(),
+            },
+        );
+        let go: LoadBalancer =
+            serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": DRIFT_CHECK, "status": "False", "reason": "Unsupported"}]}}))
+            .unwrap();
+        let ours: LoadBalancer =
+            serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": DRIFT_CHECK, "status": "True", "reason": "Checked"}]}}))
+            .unwrap();
+        let (tcp, udp) = (Protocol::Tcp, Protocol::Udp);
+        type Case<'a> = (
+            &'a str,
+            &'a LbTraffic,
+            Protocol,
+            Option<&'a LoadBalancer>,
+            bool,
+            Option<FollowsReadiness>,
+        );
+        let cases: Vec<Case> = vec![
+            ("checks on (default)", &derived, tcp, None, true, None),
+            (
+                "checks on, UDP port: http check of kube-proxy",
+                &derived,
+                udp,
+                None,
+                true,
+                None,
+            ),
+            (
+                "checks on, our updater",
+                &derived,
+                tcp,
+                Some(&ours),
+                true,
+                None,
+            ),
+            (
+                "checks off (type: none)",
+                &off,
+                tcp,
+                None,
+                true,
+                Some(NoHealthCheck),
+            ),
+            (
+                "tcp check of a TCP port's own port",
+                &tcp_own,
+                tcp,
+                None,
+                true,
+                None,
+            ),
+            (
+                "tcp check of a UDP port's own port",
+                &tcp_own,
+                udp,
+                None,
+                true,
+                Some(NoHealthCheck),
+            ),
+            (
+                "Go updater",
+                &derived,
+                tcp,
+                Some(&go),
+                true,
+                Some(UpdaterWithoutChecks),
+            ),
+            (
+                "flag off",
+                &derived,
+                tcp,
+                Some(&ours),
+                false,
+                Some(Disabled),
+            ),
+            (
+                "flag off, checks off",
+                &off,
+                tcp,
+                None,
+                false,
+                Some(Disabled),
+            ),
+        ];
+        const URL: &str = "http://127.0.0.1:8080";
+        let plain = Context::new("ns", "t");
+        for (name, traffic, protocol, lb, flag, want) in &cases {
+            let no_checks = updater_without_checks([URL].into_iter(), *lb, &plain);
+            assert_eq!(
+                follows_readiness(traffic, *protocol, no_checks, *flag),
+                *want,
+                "{name}"
+            );
+        }
+        // The worker found the Go updater (no GET) before the LoadBalancer recorded it.
+        let mut knows = Context::new("ns", "t");
+        knows.without_checks.insert(updater_endpoint(URL).unwrap());
+        assert!(updater_without_checks([URL].into_iter(), None, &knows));
+        assert!(updater_without_checks(
+            ["http://127.0.0.1:8080/api/v1/lb"].into_iter(),
+            Some(&ours),
+            &knows
+        ));
+        assert!(!updater_without_checks(
+            ["http://127.0.0.2:8080"].into_iter(),
+            None,
+            &knows
+        ));
+        let spec = |traffic: &LbTraffic, protocols: &[Protocol]| LbSpec {
+            config_name: "edge".into(),
+            url: "http://127.0.0.1:8080".into(),
+            ports: protocols
+                .iter()
+                .enumerate()
+                .map(|(i, p)| crate::model::LbPort {
+                    name: format!("p{i}"),
+                    port: 8100 + i as u16,
+                    protocol: *p,
+                    node_port: Some(31000),
+                    targets: vec![],
+                })
+                .collect(),
+            traffic: traffic.clone(),
+            host: "127.0.0.1".into(),
+            proxy_timeout_seconds: 0,
+            proxy_connect_timeout_seconds: 0,
+            hosts: vec![],
+        };
+        let reason = |traffic: &LbTraffic, protocols: &[Protocol], lb: &LoadBalancer, flag| {
+            let mut status = lb.status.clone();
+            let mut ctx = Context::new("ns", "t");
+            ctx.stable_node_set = flag;
+            record_node_set(&mut status, &spec(traffic, protocols), lb, &ctx, Some(1));
+            let c = condition(&status.conditions, STABLE_NODE_SET).cloned();
+            assert_eq!(
+                follows_readiness_recorded(&LoadBalancer {
+                    status,
+                    ..lb.clone()
+                }),
+                c.is_some()
+            );
+            c.map(|c| {
+                assert_eq!(c.status, "False");
+                assert!(c.message.contains("KEP-3458"), "{}", c.message);
+                (c.reason, c.message)
+            })
+        };
+        assert_eq!(reason(&derived, &[tcp, udp], &ours, true), None);
+        let (r, m) = reason(&off, &[tcp], &ours, true).unwrap();
+        assert_eq!(r, "NoHealthCheck");
+        assert!(
+            m.contains("LoadBalancerConfig edge has spec.healthCheck.type: none"),
+            "{m}"
+        );
+        let (r, m) = reason(&tcp_own, &[tcp, udp], &ours, true).unwrap();
+        assert_eq!(r, "NoHealthCheck");
+        assert!(m.contains("UDP port(s) p1 have no health check"), "{m}");
+        let (r, m) = reason(&derived, &[tcp], &go, true).unwrap();
+        assert_eq!(r, "UpdaterWithoutChecks");
+        assert!(m.contains("http://127.0.0.1:8080"), "{m}");
+        assert_eq!(reason(&off, &[tcp], &go, false).unwrap().0, "Disabled");
+        // Back to a stable set: the condition goes.
+        let mut status = ours.status.clone();
+        record_node_set(&mut status, &spec(&off, &[tcp]), &ours, &plain, Some(1));
+        record_node_set(&mut status, &spec(&derived, &[tcp]), &ours, &plain, Some(1));
+        assert_eq!(status, ours.status);
     }
 }

@@ -21,9 +21,7 @@ pub struct AuthProblem {
     pub message: String,
 }
 
-/// Condition type: whether the controller can compare this LoadBalancer's updater with what it
-/// should serve (False, reason `Unsupported`, on the Go nginx-lb-updater, which has no GET).
-pub const DRIFT_CHECK: &str = "DriftCheck";
+pub use super::status::DRIFT_CHECK;
 
 /// The plan to run instead of action `failed` of `plan`, whose updater could not be called with
 /// credentials (or refused them): what `on_updater_error` records (phase ERROR, Ready=False, the

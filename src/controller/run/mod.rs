@@ -121,6 +121,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         updater_resync: config.updater_resync,
         host_failure_grace: config.host_failure_grace,
         unreachable_delete_grace: config.unreachable_delete_grace,
+        stable_node_set: config.stable_node_set,
     };
     let worker = Worker::new(client, worker_config, leadership_view, health, stats, io_tx);
     // Not joined: when it is still stuck in a call, returning from main ends it.

@@ -166,6 +166,8 @@ pub struct WorkerConfig {
     pub host_failure_grace: Duration,
     /// How long an updater that does not answer may hold a LoadBalancer's deletion.
     pub unreachable_delete_grace: Duration,
+    /// `--stable-node-set`.
+    pub stable_node_set: bool,
 }
 
 pub struct Worker {
@@ -533,6 +535,8 @@ impl Worker {
         let now = SystemTime::now();
         let mut ctx = Context::new(&self.config.namespace, &rfc3339(now));
         ctx.address_types = self.config.address_types.clone();
+        ctx.stable_node_set = self.config.stable_node_set;
+        ctx.without_checks = self.auth.unsupported.clone();
         ctx.now_ms = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

@@ -542,6 +542,10 @@ impl Worker {
                      (use paperlb nginx-updater for that)"
                 );
                 self.mark_users(endpoint, DRIFT_CHECK, "Unsupported", &message, &ctx.now);
+                // Their targets now follow node readiness (no health check drains a node there).
+                for key in drift::users_of(&self.cache, endpoint) {
+                    self.queue.add(key);
+                }
                 self.health.busy_since_ms.store(0, Ordering::Relaxed);
                 return;
             }
