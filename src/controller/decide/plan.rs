@@ -140,6 +140,12 @@ pub enum Action {
         key: Key,
         uid: String,
     },
+    /// Merge patch of a LoadBalancerConfig's `/status` (its `Accepted` condition); the watch
+    /// brings the answer.
+    PatchConfigStatus {
+        key: Key,
+        patch: Value,
+    },
     Event(EventSpec),
 }
 
@@ -149,7 +155,8 @@ impl Action {
         match self {
             Action::PatchLoadBalancerSpec { patch, .. }
             | Action::PatchLoadBalancerStatus { patch, .. }
-            | Action::PatchServiceStatus { patch, .. } => Some(patch.clone()),
+            | Action::PatchServiceStatus { patch, .. }
+            | Action::PatchConfigStatus { patch, .. } => Some(patch.clone()),
             Action::AddFinalizer {
                 finalizers,
                 resource_version,
@@ -187,6 +194,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    pub fn of(action: Action) -> Plan {
+        Plan {
+            actions: vec![action],
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }

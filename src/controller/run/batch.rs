@@ -1,5 +1,6 @@
-//! Plans that can run side by side: which plans qualify (pure), and their I/O on a small pool of
-//! long-lived threads.
+//! The executor: [`execute_action`] does one action's I/O and returns its answer, on the worker
+//! (`Worker::execute`) and on the pool alike; the worker applies every answer in one place. Also
+//! which plans can run side by side (pure), and their I/O on a small pool of long-lived threads.
 //!
 //! A node flip queues every LoadBalancer; each needs a spec patch, then an updater call and a status
 //! patch; a cold start over many Services needs a create, then the same. One after another they
@@ -22,7 +23,7 @@ use crate::controller::decide::plan::{Action, Plan, UpdaterRequest, lb_request};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::key::Key;
 use crate::kube::Error;
-use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
+use crate::kube::client::{Client, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::model::{Event, LoadBalancerSpec};
 use crate::updater::client::UpdaterClient;
@@ -97,6 +98,9 @@ pub enum Answer {
     LoadBalancer(Box<RawValue>),
     /// A Service status patch: the stored object, or None when the Service is gone.
     Service(Option<Box<RawValue>>),
+    /// A delete of the LoadBalancer: the server's answer (the object when a finalizer holds it,
+    /// else a Status; Null after a 404).
+    Deleted(Value),
     /// Updater calls and Events leave nothing to apply.
     Done,
 }
@@ -155,11 +159,15 @@ fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
     Some((host, ports))
 }
 
+/// Updater clients by URL, or why a URL has none (the message of the `NoCall` error).
+pub type Clients = BTreeMap<String, Result<Arc<UpdaterClient>, String>>;
+
 /// What a plan's I/O uses; everything in it is safe to use from several threads.
 pub struct Io<'a> {
     pub client: &'a Client,
-    /// One client per updater URL the plan uses (created by the worker beforehand).
-    pub updaters: &'a BTreeMap<String, Arc<UpdaterClient>>,
+    /// One client per updater URL the plan uses (created by the worker beforehand), or why
+    /// there is none.
+    pub updaters: &'a Clients,
     pub stats: &'a Stats,
     pub leadership: &'a Leadership,
     /// Bounds calls per updater URL (None: on the worker, one call at a time anyway).
@@ -172,10 +180,7 @@ pub struct Io<'a> {
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
     pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
-        let client = self
-            .updaters
-            .get(url)
-            .ok_or_else(|| CallError::NoCall(format!("no client for updater {url}")))?;
+        let client = self.client_for(url)?;
         let _slot = self.slots.map(|s| s.take(url));
         let started = Instant::now();
         let result = client.apply(&lb_request(r)).map_err(CallError::Call);
@@ -191,6 +196,25 @@ impl Io<'_> {
             );
         }
         result
+    }
+
+    /// `DELETE /api/v1/lb/{backend}`, counted.
+    fn updater_delete(&self, url: &str, backend: &str) -> Result<(), CallError> {
+        let client = self.client_for(url)?;
+        let _slot = self.slots.map(|s| s.take(url));
+        let started = Instant::now();
+        let result = client.delete(backend).map_err(CallError::Call);
+        self.stats
+            .updater_call("delete", result.is_ok(), started.elapsed());
+        result
+    }
+
+    fn client_for(&self, url: &str) -> Result<&UpdaterClient, CallError> {
+        match self.updaters.get(url) {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(m)) => Err(CallError::NoCall(m.clone())),
+            None => Err(CallError::NoCall(format!("no client for updater {url}"))),
+        }
     }
 
     /// POSTs a prepared Event, or PATCHes the one it repeats (count above 1: its count and last
@@ -240,7 +264,7 @@ impl Io<'_> {
     }
 }
 
-/// Runs one batchable plan's I/O in order, stopping at the first failure. `events[i]` is the
+/// Runs a plan's I/O in order, stopping at the first failure. `events[i]` is the
 /// prepared Event for action `i` (None: dropped by the rate limit, or not an Event).
 pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
@@ -265,12 +289,12 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
                 let other = std::thread::Builder::new()
                     .name("paperlb-io".into())
                     .stack_size(IO_STACK)
-                    .spawn_scoped(s, || one(io, index + 1, svc, events));
-                let first = one(io, index, lb, events);
+                    .spawn_scoped(s, || execute_action(io, index + 1, svc, events));
+                let first = execute_action(io, index, lb, events);
                 let second = match other.map(|h| h.join()) {
                     Ok(Ok(answer)) => answer,
                     // No thread (or it panicked): send it here, after the first.
-                    _ => one(io, index + 1, svc, events),
+                    _ => execute_action(io, index + 1, svc, events),
                 };
                 (first, second)
             });
@@ -286,7 +310,7 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
             index += 2;
             continue;
         }
-        match one(io, index, &plan.actions[index], events) {
+        match execute_action(io, index, &plan.actions[index], events) {
             Ok(a) => answers.push(a),
             Err(stop) => return (answers, Err(stop)),
         }
@@ -295,13 +319,38 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     (answers, Ok(()))
 }
 
-/// One action of a batchable plan (action `index`, for the error).
-fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Result<Answer, Stop> {
+/// Executes one action (action `index` of its plan, for the error): the one executor, on the
+/// worker and on the pool. `events[i]` is the prepared Event for action `i`. The answer goes to the
+/// worker, which applies it to its cache (`Worker::apply_answer`).
+pub fn execute_action(
+    io: &Io,
+    index: usize,
+    action: &Action,
+    events: &[Option<Event>],
+) -> Result<Answer, Stop> {
     let api = |error| Stop::Api { index, error };
+    let lbs = |key: &Key, sub| LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
     Ok(match action {
         Action::UpdaterApply { key, url, request } => {
             io.updater_apply(key, url, request)
                 .map_err(|error| Stop::Updater { index, error })?;
+            Answer::Done
+        }
+        Action::UpdaterDelete {
+            key,
+            url,
+            backend_name,
+            best_effort,
+        } => {
+            match io.updater_delete(url, backend_name) {
+                Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
+                Err(error) if *best_effort => log::warn!(
+                    "could not delete backend={backend_name} from updater={url}, a host \
+                     no longer in its config (left there) key={key} error={:?}",
+                    error.to_string()
+                ),
+                Err(error) => return Err(Stop::Updater { index, error }),
+            }
             Answer::Done
         }
         Action::Event(_) => {
@@ -315,11 +364,13 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
-        Action::PatchLoadBalancerSpec { key, patch }
-        | Action::PatchLoadBalancerStatus { key, patch } => {
+        Action::PatchLoadBalancerSpec { key, .. }
+        | Action::AddFinalizer { key, .. }
+        | Action::RemoveFinalizer { key, .. }
+        | Action::PatchLoadBalancerStatus { key, .. } => {
             let sub = matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
-            let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
-            Answer::LoadBalancer(io.patch(&path, patch).map_err(api)?)
+            let patch = action.merge_patch().unwrap_or(Value::Null);
+            Answer::LoadBalancer(io.patch(&lbs(key, sub), &patch).map_err(api)?)
         }
         Action::PatchServiceStatus { key, patch } => {
             let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
@@ -330,12 +381,19 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
                 Err(error) => return Err(api(error)),
             }
         }
-        // Not batchable (see `batchable`): refuse rather than guess.
-        _ => {
-            return Err(Stop::Updater {
-                index,
-                error: CallError::NoCall("internal: action cannot run in a batch".into()),
-            });
+        Action::PatchConfigStatus { key, patch } => {
+            let path =
+                LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
+            io.patch(&path, patch).map_err(api)?;
+            Answer::Done
+        }
+        Action::DeleteLoadBalancer { key, .. } => {
+            io.stats.api_write("delete");
+            match io.client.delete(&lbs(key, None)) {
+                Ok(answer) => Answer::Deleted(answer),
+                Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),
+                Err(error) => return Err(api(error)),
+            }
         }
     })
 }
@@ -390,7 +448,7 @@ pub struct Job {
     pub plan: Plan,
     /// The prepared Event for each action (see [`run`]).
     pub events: Vec<Option<Event>>,
-    pub updaters: BTreeMap<String, Arc<UpdaterClient>>,
+    pub updaters: Clients,
 }
 
 /// A finished job, for the worker to apply.

@@ -38,15 +38,7 @@ impl Correlator {
     /// sender PATCHes it when `count > 1`).
     pub fn correlate(&mut self, spec: &EventSpec, now: &str, unique: &str) -> Event {
         self.tick += 1;
-        let o = &spec.object;
-        let id: Identity = (
-            o.kind.clone(),
-            o.namespace.clone(),
-            o.name.clone(),
-            o.uid.clone(),
-            spec.type_.as_str().to_string(),
-            format!("{}\n{}", spec.reason, spec.message),
-        );
+        let id = identity(spec);
         let mut event = spec.to_event(now, unique);
         match self.seen.get_mut(&id) {
             Some(s) => {
@@ -82,6 +74,29 @@ impl Correlator {
         }
         event
     }
+
+    /// `spec`'s last `correlate` was not sent after all: its next repeat is counted as this one.
+    pub fn unsent(&mut self, spec: &EventSpec) {
+        let id = identity(spec);
+        if let Some(s) = self.seen.get_mut(&id) {
+            s.count -= 1;
+            if s.count < 1 {
+                self.seen.remove(&id);
+            }
+        }
+    }
+}
+
+fn identity(spec: &EventSpec) -> Identity {
+    let o = &spec.object;
+    (
+        o.kind.clone(),
+        o.namespace.clone(),
+        o.name.clone(),
+        o.uid.clone(),
+        spec.type_.as_str().to_string(),
+        format!("{}\n{}", spec.reason, spec.message),
+    )
 }
 
 #[cfg(test)]

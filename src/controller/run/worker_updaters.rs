@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Affected, CallError, Kind, Worker, epoch_ms};
+use super::batch::CallError;
+use super::{Affected, Kind, Worker, epoch_ms};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
@@ -731,10 +732,7 @@ impl Worker {
     }
 
     fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        let plan = Plan {
-            actions: vec![patch],
-        };
-        if let Err(e) = self.execute(key, &plan) {
+        if let Err(e) = self.execute(&Plan::of(patch), false) {
             log::warn!("recording an updater condition key={key} error={e:?}");
         }
     }
