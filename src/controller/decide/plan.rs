@@ -146,7 +146,38 @@ pub enum Action {
         key: Key,
         patch: Value,
     },
+    /// A drift check's repair on updater `url`; a failure does not stop the plan.
+    Repair {
+        url: String,
+        repair: Repair,
+    },
     Event(EventSpec),
+}
+
+/// One repair call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    Create(LbRequest),
+    Update(LbRequest),
+    Delete(String),
+}
+
+impl Repair {
+    /// The metric label.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Repair::Create(_) => "create",
+            Repair::Update(_) => "update",
+            Repair::Delete(_) => "delete",
+        }
+    }
+
+    pub fn backend_name(&self) -> &str {
+        match self {
+            Repair::Create(r) | Repair::Update(r) => &r.backend_name,
+            Repair::Delete(n) => n,
+        }
+    }
 }
 
 impl Action {
@@ -177,7 +208,7 @@ impl Action {
     pub fn is_updater_call(&self) -> bool {
         matches!(
             self,
-            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. }
+            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. } | Action::Repair { .. }
         )
     }
 

@@ -17,9 +17,10 @@
 //! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
 //! or changes finalizers (those stay one at a time on the worker).
 
+use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
-use crate::controller::decide::plan::{Action, Plan, UpdaterRequest, lb_request};
+use crate::controller::decide::plan::{Action, Plan, Repair, UpdaterRequest, lb_request};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::key::Key;
 use crate::kube::Error;
@@ -103,6 +104,8 @@ pub enum Answer {
     Deleted(Value),
     /// Updater calls and Events leave nothing to apply.
     Done,
+    /// An action whose failure does not stop its plan (a drift repair) failed.
+    Failed(CallError),
 }
 
 /// Whether a plan may run beside others: only updater applies, Events, status patches, spec
@@ -180,32 +183,31 @@ pub struct Io<'a> {
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
     pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
-        let client = self.client_for(url)?;
-        let _slot = self.slots.map(|s| s.take(url));
-        let started = Instant::now();
-        let result = client.apply(&lb_request(r)).map_err(CallError::Call);
-        self.stats
-            .updater_call("apply", result.is_ok(), started.elapsed());
-        if result.is_ok() {
-            log::info!(
-                "applied backend={} port={}/{} targets={} updater={url} key={key}",
-                r.backend_name,
-                r.lb_port,
-                r.protocol,
-                r.upstreams.len()
-            );
-        }
-        result
+        self.call("apply", url, true, |c| c.apply(&lb_request(r)))?;
+        log::info!(
+            "applied backend={} port={}/{} targets={} updater={url} key={key}",
+            r.backend_name,
+            r.lb_port,
+            r.protocol,
+            r.upstreams.len()
+        );
+        Ok(())
     }
 
-    /// `DELETE /api/v1/lb/{backend}`, counted.
-    fn updater_delete(&self, url: &str, backend: &str) -> Result<(), CallError> {
+    /// One call `op` to updater `url`, counted; `slot`: within [`PER_UPDATER`] on the pool.
+    fn call(
+        &self,
+        op: &str,
+        url: &str,
+        slot: bool,
+        f: impl FnOnce(&UpdaterClient) -> Result<(), crate::updater::Error>,
+    ) -> Result<(), CallError> {
         let client = self.client_for(url)?;
-        let _slot = self.slots.map(|s| s.take(url));
+        let _slot = self.slots.filter(|_| slot).map(|s| s.take(url));
         let started = Instant::now();
-        let result = client.delete(backend).map_err(CallError::Call);
+        let result = f(client).map_err(CallError::Call);
         self.stats
-            .updater_call("delete", result.is_ok(), started.elapsed());
+            .updater_call(op, result.is_ok(), started.elapsed());
         result
     }
 
@@ -276,47 +278,88 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
         if !io.leadership.is_leader() || !same_term {
             return (answers, Err(Stop::NotLeader));
         }
-        // The LoadBalancer's status and then the Service's: both follow from the updater calls
-        // that succeeded before them, neither from the other, so on the pool they are sent at
-        // once (one round trip, not two, before the Service has its ingress).
-        if io.term.is_some()
-            && let (
-                Some(lb @ Action::PatchLoadBalancerStatus { .. }),
-                Some(svc @ Action::PatchServiceStatus { .. }),
-            ) = (plan.actions.get(index), plan.actions.get(index + 1))
-        {
-            let (first, second) = std::thread::scope(|s| {
-                let other = std::thread::Builder::new()
-                    .name("paperlb-io".into())
-                    .stack_size(IO_STACK)
-                    .spawn_scoped(s, || execute_action(io, index + 1, svc, events));
-                let first = execute_action(io, index, lb, events);
-                let second = match other.map(|h| h.join()) {
-                    Ok(Ok(answer)) => answer,
-                    // No thread (or it panicked): send it here, after the first.
-                    _ => execute_action(io, index + 1, svc, events),
-                };
-                (first, second)
-            });
-            match first {
+        let rest = &plan.actions[index..];
+        let len = match rest {
+            // A drift check's repairs: deletes (a stray may hold a port a missing backend
+            // needs), then the rest, each group all at once.
+            [Action::Repair { repair, .. }, ..] => {
+                let delete = matches!(repair, Repair::Delete(_));
+                rest.iter()
+                    .take_while(|a| {
+                        matches!(a, Action::Repair { repair, .. }
+                            if matches!(repair, Repair::Delete(_)) == delete)
+                    })
+                    .count()
+            }
+            // The LoadBalancer's status and then the Service's: both follow from the updater
+            // calls that succeeded before them, neither from the other, so on the pool they are
+            // sent at once (one round trip, not two, before the Service has its ingress).
+            [
+                Action::PatchLoadBalancerStatus { .. },
+                Action::PatchServiceStatus { .. },
+                ..,
+            ] if io.term.is_some() => 2,
+            _ => 1,
+        };
+        for result in all_at_once(io, index, &rest[..len], events) {
+            match result {
                 Ok(a) => answers.push(a),
-                // The Service's answer, if any, is dropped: its watch event brings it.
+                // Later answers are dropped: their watch events bring them.
                 Err(stop) => return (answers, Err(stop)),
             }
-            match second {
-                Ok(a) => answers.push(a),
-                Err(stop) => return (answers, Err(stop)),
-            }
-            index += 2;
-            continue;
         }
-        match execute_action(io, index, &plan.actions[index], events) {
-            Ok(a) => answers.push(a),
-            Err(stop) => return (answers, Err(stop)),
-        }
-        index += 1;
+        index += len;
     }
     (answers, Ok(()))
+}
+
+/// Actions `first..first + actions.len()`, up to [`PARALLEL`] at once on scoped threads (one
+/// runs here): a drift check's repairs so that the updater's group commit covers many of them
+/// with one reload (1,000 missing backends cost 1,000 POSTs but a handful of reloads). Results
+/// in order.
+fn all_at_once(
+    io: &Io,
+    first: usize,
+    actions: &[Action],
+    events: &[Option<Event>],
+) -> Vec<Result<Answer, Stop>> {
+    let results: Vec<Mutex<Option<Result<Answer, Stop>>>> =
+        actions.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(action) = actions.get(i) else { break };
+            let result = if i == 0 || io.leadership.is_leader() {
+                execute_action(io, first + i, action, events)
+            } else {
+                Err(Stop::NotLeader)
+            };
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(result);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..PARALLEL.min(actions.len()) {
+            let started = std::thread::Builder::new()
+                .name("paperlb-io".into())
+                .stack_size(IO_STACK)
+                .spawn_scoped(s, work);
+            if started.is_err() {
+                break; // the threads already started take the rest
+            }
+        }
+        work();
+    });
+    (results.into_iter())
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or(Err(Stop::NotLeader))
+        })
+        .collect()
 }
 
 /// Executes one action (action `index` of its plan, for the error): the one executor, on the
@@ -342,7 +385,7 @@ pub fn execute_action(
             backend_name,
             best_effort,
         } => {
-            match io.updater_delete(url, backend_name) {
+            match io.call("delete", url, true, |c| c.delete(backend_name)) {
                 Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
                 Err(error) if *best_effort => log::warn!(
                     "could not delete backend={backend_name} from updater={url}, a host \
@@ -351,6 +394,23 @@ pub fn execute_action(
                 ),
                 Err(error) => return Err(Stop::Updater { index, error }),
             }
+            Answer::Done
+        }
+        Action::Repair { url, repair } => {
+            // No slot: a check's repairs are bounded by `resync::PARALLEL`, and no reconcile runs
+            // beside them (see `Worker::repairing`).
+            let result = match repair {
+                Repair::Create(r) | Repair::Update(r) => {
+                    io.call("apply", url, false, |c| c.apply(r))
+                }
+                Repair::Delete(name) => io.call("delete", url, false, |c| c.delete(name)),
+            };
+            if let Err(e) = result {
+                return Ok(Answer::Failed(e));
+            }
+            io.stats.drift_repaired(repair.action());
+            let (what, name) = (repair.action(), repair.backend_name());
+            log::info!("drift repair: {what} backend={name} updater={url}");
             Answer::Done
         }
         Action::Event(_) => {

@@ -1,4 +1,4 @@
-//! When drift checks run, and the repair calls of one check.
+//! When drift checks run, and how many repair calls of one check run at once.
 //!
 //! [`Timers`]: one due time per updater endpoint, kept by the worker beside its work queue; the
 //! worker's `recv_timeout` also wakes for the earliest, so nothing polls. A check is due after the
@@ -6,22 +6,13 @@
 //! `--updater-resync` (±10 % jitter, so replicas and hosts do not fall into step; 0 = no periodic
 //! check). A failed check is retried sooner (10 s, doubling, never later than the period).
 //!
-//! [`run_repairs`]: the POSTs and DELETEs of one check, up to [`PARALLEL`] at once on scoped
-//! threads, so the updater's group commit covers many of them with one reload (1,000 missing
-//! backends cost 1,000 POSTs but a handful of reloads). Deletes go first (a stray may hold a port
-//! a missing backend needs).
+//! A check's repairs are `Action::Repair`s of one plan, run by the executor on the I/O pool
+//! ([`PARALLEL`] at once, see `batch::all_at_once`); the worker applies their answers.
 //!
 //! Must not: decide what to repair (that is `drift`), or touch the cache.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use super::stats::Stats;
-use crate::controller::decide::drift::Repair;
-use crate::kube::lease::Leadership;
-use crate::updater::client::UpdaterClient;
 
 /// Repair calls in flight at once on one updater: enough for its group commit to cover dozens of
 /// requests per reload (`make bench`, 1,000 backends lost: 64 at once gave 27 reloads, 128 fewer);
@@ -120,111 +111,6 @@ fn jittered(period: Duration, seq: u64) -> Duration {
     z ^= z >> 31;
     let permille = 900 + (z % 201); // 900..=1100
     period.mul_f64(permille as f64 / 1000.0)
-}
-
-/// Runs the repairs (deletes, then the rest) and returns each one's result in order. A repair not
-/// run because leadership was lost is an Err.
-pub fn run_repairs(
-    client: &UpdaterClient,
-    repairs: &[Repair],
-    leadership: &Leadership,
-    stats: &Stats,
-) -> Vec<Result<(), RepairError>> {
-    let results: Vec<Mutex<Option<Result<(), RepairError>>>> =
-        repairs.iter().map(|_| Mutex::new(None)).collect();
-    let (deletes, rest): (Vec<usize>, Vec<usize>) =
-        (0..repairs.len()).partition(|i| matches!(repairs[*i], Repair::Delete(_)));
-    for phase in [deletes, rest] {
-        let next = AtomicUsize::new(0);
-        let threads = PARALLEL.min(phase.len());
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                let spawned = std::thread::Builder::new()
-                    .name("paperlb-drift".into())
-                    .spawn_scoped(s, || {
-                        loop {
-                            let n = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(&i) = phase.get(n) else { break };
-                            let r = repair(client, &repairs[i], leadership, stats);
-                            if let Ok(mut slot) = results[i].lock() {
-                                *slot = Some(r);
-                            }
-                        }
-                    });
-                if spawned.is_err() {
-                    break; // the threads already started take the rest
-                }
-            }
-        });
-        // Nothing started at all (no thread could be made): run here.
-        for &i in &phase {
-            let done = results[i].lock().map(|s| s.is_some()).unwrap_or(true);
-            if !done {
-                let r = repair(client, &repairs[i], leadership, stats);
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
-                }
-            }
-        }
-    }
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or(Err(RepairError::NotRun))
-        })
-        .collect()
-}
-
-fn repair(
-    client: &UpdaterClient,
-    r: &Repair,
-    leadership: &Leadership,
-    stats: &Stats,
-) -> Result<(), RepairError> {
-    if !leadership.is_leader() {
-        return Err(RepairError::NotLeader);
-    }
-    let started = Instant::now();
-    let (op, result) = match r {
-        Repair::Create(req) | Repair::Update(req) => ("apply", client.apply(req)),
-        Repair::Delete(name) => ("delete", client.delete(name)),
-    };
-    stats.updater_call(op, result.is_ok(), started.elapsed());
-    match result {
-        Ok(()) => {
-            stats.drift_repaired(r.action());
-            log::info!(
-                "drift repair: {} backend={} updater={}",
-                r.action(),
-                r.backend_name(),
-                client.url()
-            );
-            Ok(())
-        }
-        Err(e) => Err(RepairError::Updater(e)),
-    }
-}
-
-/// Why a drift repair was not made.
-#[derive(Debug)]
-pub enum RepairError {
-    NotLeader,
-    /// No thread ran it.
-    NotRun,
-    Updater(crate::updater::Error),
-}
-
-impl std::fmt::Display for RepairError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RepairError::NotLeader => f.write_str("not the leader any more"),
-            RepairError::NotRun => f.write_str("not run"),
-            RepairError::Updater(e) => e.fmt(f),
-        }
-    }
 }
 
 #[cfg(test)]

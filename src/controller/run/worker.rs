@@ -181,6 +181,9 @@ pub struct Worker {
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,
+    /// The pool job and updater endpoint of a drift check's repairs in flight: no reconcile
+    /// starts meanwhile (one could push a backend a repair decided earlier would overwrite).
+    repairing: Option<(u64, String)>,
     next_job: u64,
     health: Arc<Health>,
     stats: Arc<Stats>,
@@ -250,6 +253,7 @@ impl Worker {
         Worker {
             pool,
             in_flight: BTreeMap::new(),
+            repairing: None,
             next_job: 0,
             client,
             cache: Cache::new(),
@@ -305,7 +309,9 @@ impl Worker {
             }
             self.wake_expired_hosts();
             let mut worked = false;
-            while let Some(key) = self.queue.get(Instant::now()) {
+            while self.repairing.is_none()
+                && let Some(key) = self.queue.get(Instant::now())
+            {
                 // A config's status goes first: it must not wait for the queue to drain (1,000
                 // failing LoadBalancers never let it).
                 self.report_configs();
@@ -335,7 +341,11 @@ impl Worker {
             self.report_configs();
             // Drift checks run when no reconcile is ready or in flight: they compare with settled
             // state.
-            if self.queue.is_empty() && self.in_flight.is_empty() && self.leadership.is_leader() {
+            if self.queue.is_empty()
+                && self.in_flight.is_empty()
+                && self.repairing.is_none()
+                && self.leadership.is_leader()
+            {
                 self.run_due_resyncs();
             }
             self.stats.set_queue_depth(self.queue.len());
@@ -613,8 +623,19 @@ impl Worker {
         let plan = std::mem::take(&mut pending.plan);
         let (events, updaters) = self.prepare(&plan, true);
         self.next_job += 1;
-        let id = self.next_job;
-        self.in_flight.insert(id, pending);
+        self.in_flight.insert(self.next_job, pending);
+        self.start(self.next_job, plan, events, updaters);
+    }
+
+    /// Hands job `id` (registered by the caller) to the pool, or runs it here when no thread
+    /// can.
+    fn start(
+        &mut self,
+        id: u64,
+        plan: Plan,
+        events: Vec<Option<crate::model::Event>>,
+        updaters: Clients,
+    ) {
         let job = Job {
             id,
             term: self.term.load(Ordering::SeqCst),
@@ -637,6 +658,13 @@ impl Worker {
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
     /// would have.
     fn io_done(&mut self, done: Done) {
+        if self
+            .repairing
+            .as_ref()
+            .is_some_and(|(id, _)| *id == done.id)
+        {
+            return self.repaired(done);
+        }
         let Some(job) = self.in_flight.remove(&done.id) else {
             return;
         };
@@ -758,7 +786,7 @@ impl Worker {
 
     /// Waits for every plan in flight and applies it (at shutdown; other events are dropped).
     fn finish_in_flight(&mut self, rx: &Receiver<Event>) {
-        while !self.in_flight.is_empty() {
+        while !self.in_flight.is_empty() || self.repairing.is_some() {
             match rx.recv() {
                 Ok(Event::Io(done)) => self.io_done(*done),
                 Ok(_) => {}

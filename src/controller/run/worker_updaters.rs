@@ -20,7 +20,6 @@ use crate::controller::decide::plan::{Action, Plan};
 use crate::controller::decide::status::UPDATER_AUTH;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
-use crate::controller::run::resync;
 use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
@@ -454,7 +453,8 @@ impl Worker {
             }
         }
         for e in self.auth.timers.due(Instant::now()) {
-            if !self.leadership.is_leader() || self.shutdown {
+            // One check's repairs at a time: the others stay due until they are done.
+            if !self.leadership.is_leader() || self.shutdown || self.repairing.is_some() {
                 return;
             }
             self.resync(&e);
@@ -563,23 +563,30 @@ impl Worker {
                 let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
                 self.clear_users(endpoint, &refused, &ctx.now);
                 self.record_health(endpoint, &reports);
-                if repairs.is_empty() {
-                    log::debug!(
-                        "updater {endpoint} holds what {} backend(s) want",
-                        desired.requests.len()
-                    );
-                    self.stats.resynced("converged");
-                    true
-                } else {
-                    self.repair(&client, endpoint, &repairs)
+                if !repairs.is_empty() {
+                    self.health.busy_since_ms.store(0, Ordering::Relaxed);
+                    return self.repair(client, &raw, endpoint, repairs);
                 }
+                log::debug!(
+                    "updater {endpoint} holds what {} backend(s) want",
+                    desired.requests.len()
+                );
+                self.stats.resynced("converged");
+                true
             }
         };
         self.health.busy_since_ms.store(0, Ordering::Relaxed);
         self.auth.timers.checked(endpoint, ok, Instant::now());
     }
 
-    fn repair(&mut self, client: &UpdaterClient, endpoint: &str, repairs: &[Repair]) -> bool {
+    /// Hands a check's repairs to the pool, as one plan; `repaired` finishes the check.
+    fn repair(
+        &mut self,
+        client: Arc<UpdaterClient>,
+        raw: &str,
+        endpoint: &str,
+        repairs: Vec<Repair>,
+    ) {
         let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
         log::info!(
             "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
@@ -587,27 +594,52 @@ impl Worker {
             count("update"),
             count("delete")
         );
-        let results = resync::run_repairs(client, repairs, &self.leadership, &self.stats);
-        let failed: Vec<String> = repairs
-            .iter()
-            .zip(&results)
-            .filter_map(|(r, res)| {
-                res.as_ref()
-                    .err()
-                    .map(|e| format!("{} {}: {e}", r.action(), r.backend_name()))
+        let url = raw.to_string();
+        let repair = |repair| Action::Repair {
+            url: url.clone(),
+            repair,
+        };
+        let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
+        let events = vec![None; actions.len()];
+        let clients = BTreeMap::from([(url, Ok(client))]);
+        self.next_job += 1;
+        self.repairing = Some((self.next_job, endpoint.to_string()));
+        self.start(self.next_job, Plan { actions }, events, clients);
+    }
+
+    /// A check's repairs are done: the check succeeded when every one did.
+    pub(super) fn repaired(&mut self, done: super::Done) {
+        let Some((_, endpoint)) = self.repairing.take() else {
+            return;
+        };
+        let (answers, _) = done.outcome;
+        let failed: Vec<String> = (done.plan.actions.iter().enumerate())
+            .filter_map(|(i, a)| {
+                let Action::Repair { repair, .. } = a else {
+                    return None;
+                };
+                let why = match answers.get(i) {
+                    Some(super::Answer::Failed(e)) => e.to_string(),
+                    Some(_) => return None,
+                    None => "not the leader any more".to_string(),
+                };
+                Some(format!(
+                    "{} {}: {why}",
+                    repair.action(),
+                    repair.backend_name()
+                ))
             })
             .collect();
         if let Some(first) = failed.first() {
             log::warn!(
                 "drift repair on updater {endpoint}: {} of {} call(s) failed, first: {first}",
                 failed.len(),
-                repairs.len()
+                done.plan.actions.len()
             );
-            self.stats.resynced("error");
-            return false;
         }
-        self.stats.resynced("repaired");
-        true
+        let ok = failed.is_empty();
+        self.stats.resynced(if ok { "repaired" } else { "error" });
+        self.auth.timers.checked(&endpoint, ok, Instant::now());
     }
 
     /// A drift check refused on a config's credentials (token or certificate) got an answer: a
