@@ -34,8 +34,10 @@ impl Worker {
         if !self.all_synced() || !self.leadership.is_leader() {
             return queue;
         }
-        // Before the first checks are scheduled, the next pass schedules them.
-        let checks = if self.auth.started {
+        // Before the first checks are scheduled, the next pass schedules them. Checks wait for
+        // the plans in flight and a check's repairs (their answers wake the worker): a check
+        // due meanwhile must not make `run` spin.
+        let checks = if self.auth.started && self.in_flight.is_empty() && self.repairing.is_none() {
             self.auth.timers.next_deadline()
         } else {
             None
