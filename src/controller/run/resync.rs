@@ -11,8 +11,9 @@
 //!
 //! Must not: decide what to repair (that is `drift`), or touch the cache.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::controller::queue::Queue;
 
 /// Repair calls in flight at once on one updater: enough for its group commit to cover dozens of
 /// requests per reload (`make bench`, 1,000 backends lost: 64 at once gave 27 reloads, 128 fewer);
@@ -25,10 +26,11 @@ const RETRY: Duration = Duration::from_secs(10);
 /// Default `--updater-resync`.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(300);
 
+/// The checks to run: updater endpoints in a work queue, whose rate limiter retries a failed
+/// check (10 s doubling, never later than the period).
 #[derive(Debug, Clone)]
 pub struct Timers {
-    due: BTreeMap<String, Instant>,
-    failures: BTreeMap<String, u32>,
+    queue: Queue<String>,
     /// Zero: no periodic check.
     period: Duration,
     seq: u64,
@@ -37,64 +39,60 @@ pub struct Timers {
 impl Timers {
     pub fn new(period: Duration) -> Timers {
         Timers {
-            due: BTreeMap::new(),
-            failures: BTreeMap::new(),
+            queue: Queue::with_backoff(RETRY, period),
             period,
             seq: 0,
         }
     }
 
-    /// A check of `endpoint` at `at` (an earlier due time is kept).
-    pub fn at(&mut self, endpoint: &str, at: Instant) {
-        let e = self.due.entry(endpoint.to_string()).or_insert(at);
-        if at < *e {
-            *e = at;
-        }
+    /// A check of `endpoint` now.
+    pub fn at(&mut self, endpoint: &str) {
+        self.queue.add(endpoint.to_string());
     }
 
-    /// After a check: the next periodic one (none when the period is 0), or a sooner retry.
+    /// After a check: the next periodic one (none when the period is 0), or a sooner retry. Any
+    /// other time it was due at is dropped.
     pub fn checked(&mut self, endpoint: &str, ok: bool, now: Instant) {
-        self.due.remove(endpoint);
-        let failures = if ok {
-            self.failures.remove(endpoint);
-            0
-        } else {
-            let f = self.failures.entry(endpoint.to_string()).or_insert(0);
-            *f = f.saturating_add(1);
-            *f
-        };
+        let e = endpoint.to_string();
+        self.queue.remove(&e);
+        if ok {
+            self.queue.forget(&e);
+        }
         if self.period.is_zero() {
             return;
         }
-        self.seq = self.seq.wrapping_add(1);
-        let mut next = jittered(self.period, self.seq);
-        if failures > 0 {
-            next = next.min(RETRY.saturating_mul(1 << (failures - 1).min(16)));
+        if ok {
+            self.seq = self.seq.wrapping_add(1);
+            self.queue
+                .add_after(e, jittered(self.period, self.seq), now);
+        } else {
+            self.queue.add_rate_limited(e, now);
         }
-        self.at(endpoint, now + next);
     }
 
     /// No more checks of `endpoint` until something schedules one.
     pub fn cancel(&mut self, endpoint: &str) {
-        self.due.remove(endpoint);
-        self.failures.remove(endpoint);
+        let e = endpoint.to_string();
+        self.queue.remove(&e);
+        self.queue.forget(&e);
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.due.values().min().copied()
+        match self.queue.is_empty() {
+            true => self.queue.next_deadline(),
+            false => Some(Instant::now()),
+        }
     }
 
-    /// The endpoints due at `now` (they stay scheduled until `checked` or `cancel`).
-    pub fn due(&self, now: Instant) -> Vec<String> {
-        self.due
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(e, _)| e.clone())
-            .collect()
+    /// The next endpoint due at `now`; it is scheduled again only by `checked` or `at`.
+    pub fn next_due(&mut self, now: Instant) -> Option<String> {
+        let e = self.queue.get(now)?;
+        self.queue.done(&e);
+        Some(e)
     }
 
     pub fn is_scheduled(&self, endpoint: &str) -> bool {
-        self.due.contains_key(endpoint)
+        self.queue.contains(&endpoint.to_string())
     }
 }
 
@@ -136,13 +134,15 @@ mod tests {
     fn timers_schedule_retry_sooner_and_period_zero_is_off() {
         let now = Instant::now();
         let mut t = Timers::new(Duration::from_secs(300));
-        t.at("e", now);
-        t.at("e", now + Duration::from_secs(5)); // the earlier stays
-        assert_eq!(t.due(now), ["e"]);
+        t.at("e");
+        t.at("e"); // once
+        assert_eq!(t.next_due(now).as_deref(), Some("e"));
+        assert_eq!(t.next_due(now), None);
         t.checked("e", true, now);
         let next = t.next_deadline().unwrap();
         assert!(next >= now + Duration::from_secs(270) && next <= now + Duration::from_secs(330));
-        assert!(t.due(now).is_empty());
+        assert_eq!(t.next_due(now), None);
+        t.at("e"); // due now as well: the check drops the earlier time
         t.checked("e", false, now);
         assert_eq!(t.next_deadline(), Some(now + RETRY));
         t.checked("e", false, now);
@@ -150,12 +150,17 @@ mod tests {
         for _ in 0..20 {
             t.checked("e", false, now);
         }
-        assert!(t.next_deadline().unwrap() <= now + Duration::from_secs(330));
+        assert!(t.next_deadline().unwrap() <= now + Duration::from_secs(300));
+        t.checked("e", true, now); // a success resets the retries
+        t.checked("e", false, now);
+        assert_eq!(t.next_deadline(), Some(now + RETRY));
         t.cancel("e");
         assert_eq!(t.next_deadline(), None);
 
         let mut off = Timers::new(Duration::ZERO);
-        off.at("e", now);
+        off.at("e");
+        assert!(off.is_scheduled("e"));
+        assert_eq!(off.next_due(now).as_deref(), Some("e"));
         off.checked("e", true, now);
         assert_eq!(off.next_deadline(), None);
         assert!(!off.is_scheduled("e"));

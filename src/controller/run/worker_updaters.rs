@@ -232,12 +232,11 @@ impl Worker {
             .filter(|c| c.auth.refs().any(|r| changed.contains(&r.name)))
             .filter_map(|c| updater_endpoint(&c.url).ok())
             .collect();
-        let now = Instant::now();
         for e in &endpoints {
             log::info!("updater {e}: a Secret it uses changed");
             affected.extend(drift::users_of(&self.cache, e));
             if self.auth.started {
-                self.auth.timers.at(e, now);
+                self.auth.timers.at(e);
             }
         }
         affected
@@ -350,7 +349,7 @@ impl Worker {
         self.auth.expired.remove(endpoint);
         self.auth.delete_expired.remove(endpoint);
         log::info!("updater {endpoint} answers again: checking it for drift");
-        self.auth.timers.at(endpoint, Instant::now());
+        self.auth.timers.at(endpoint);
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
@@ -449,16 +448,15 @@ impl Worker {
     pub(super) fn run_due_resyncs(&mut self) {
         if !self.auth.started {
             self.auth.started = true;
-            let now = Instant::now();
             for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
-                self.auth.timers.at(&e, now);
+                self.auth.timers.at(&e);
             }
         }
-        for e in self.auth.timers.due(Instant::now()) {
-            // One check's repairs at a time: the others stay due until they are done.
-            if !self.leadership.is_leader() || self.shutdown || self.repairing.is_some() {
+        // One check's repairs at a time: the others stay due until they are done.
+        while self.leadership.is_leader() && !self.shutdown && self.repairing.is_none() {
+            let Some(e) = self.auth.timers.next_due(Instant::now()) else {
                 return;
-            }
+            };
             self.resync(&e);
         }
     }
