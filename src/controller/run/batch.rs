@@ -12,10 +12,10 @@
 //! to the API server, [`PER_UPDATER`] to each updater): the worker stays the one owner of the cache
 //! and applies each answer when the plan's [`Done`] arrives in its channel. A key in flight stays
 //! "processing" in the queue until then, so it is never reconciled twice at once (DESIGN, "Cost of
-//! a change").
+//! a change"). A drift check's repairs also run on the pool, as one plan, while no reconcile runs.
 //!
-//! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
-//! or changes finalizers (those stay one at a time on the worker).
+//! Must not: touch the cache, or decide anything; the pool must not get a reconcile's plan that
+//! moves a port, deletes a backend or changes finalizers (those stay one at a time on the worker).
 
 use super::resync::PARALLEL;
 use super::stats::Stats;

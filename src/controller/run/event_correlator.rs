@@ -140,6 +140,24 @@ mod tests {
     }
 
     #[test]
+    fn an_event_not_sent_is_not_counted_as_a_repeat() {
+        let mut c = Correlator::default();
+        c.correlate(&spec("web", "refused"), "t0", "a1");
+        c.correlate(&spec("web", "refused"), "t1", "a2");
+        c.unsent(&spec("web", "refused"));
+        assert_eq!(c.correlate(&spec("web", "refused"), "t2", "a3").count, 2);
+        c.unsent(&spec("db", "refused")); // never seen: nothing
+        c.correlate(&spec("db", "refused"), "t3", "b1");
+        c.unsent(&spec("db", "refused"));
+        let again = c.correlate(&spec("db", "refused"), "t4", "b2");
+        assert_eq!(
+            (again.count, again.metadata.name.as_str()),
+            (1, "db.b2"),
+            "a new Event"
+        );
+    }
+
+    #[test]
     fn the_least_recently_used_is_forgotten_beyond_the_bound() {
         let mut c = Correlator::default();
         for i in 0..MAX_SEEN {
