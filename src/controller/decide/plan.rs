@@ -204,18 +204,6 @@ impl Action {
             _ => None,
         }
     }
-
-    pub fn is_updater_call(&self) -> bool {
-        matches!(
-            self,
-            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. } | Action::Repair { .. }
-        )
-    }
-
-    /// A write to the Kubernetes API other than an Event.
-    pub fn is_api_write(&self) -> bool {
-        !self.is_updater_call() && !matches!(self, Action::Event(_))
-    }
 }
 
 /// The actions of one reconcile, in execution order. Empty when the world already matches.
