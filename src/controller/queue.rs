@@ -143,6 +143,22 @@ impl<K: Ord + Clone> Queue<K> {
         self.queue.is_empty()
     }
 
+    /// Queued, delayed, or being processed.
+    pub fn contains(&self, key: &K) -> bool {
+        self.dirty.contains(key) || self.waiting.contains_key(key) || self.processing.contains(key)
+    }
+
+    /// Drops the key wherever it waits (queued, delayed, or due again after `done`); its
+    /// backoff count stays.
+    pub fn remove(&mut self, key: &K) {
+        if self.dirty.remove(key) {
+            self.queue.retain(|k| k != key);
+        }
+        if let Some(due) = self.waiting.remove(key) {
+            self.waiting_by_time.remove(&(due, key.clone()));
+        }
+    }
+
     pub fn is_processing(&self, key: &K) -> bool {
         self.processing.contains(key)
     }

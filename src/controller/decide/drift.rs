@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
+pub use super::plan::Repair;
 use super::plan::{lb_request, updater_request};
 use super::reconcile::applied_timeouts;
 use super::status::{backend_name, known_backends};
@@ -38,32 +39,6 @@ pub struct Desired {
     pub owned: BTreeSet<String>,
     /// Port ranges of the configs pointing at this endpoint: strays are deleted only inside them.
     pub ranges: Vec<(u16, u16)>,
-}
-
-/// One repair call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Repair {
-    Create(LbRequest),
-    Update(LbRequest),
-    Delete(String),
-}
-
-impl Repair {
-    /// The metric label.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Repair::Create(_) => "create",
-            Repair::Update(_) => "update",
-            Repair::Delete(_) => "delete",
-        }
-    }
-
-    pub fn backend_name(&self) -> &str {
-        match self {
-            Repair::Create(r) | Repair::Update(r) => &r.backend_name,
-            Repair::Delete(n) => n,
-        }
-    }
 }
 
 /// Every updater endpoint the cache names (valid configs in the controller's namespace, and

@@ -140,7 +140,44 @@ pub enum Action {
         key: Key,
         uid: String,
     },
+    /// Merge patch of a LoadBalancerConfig's `/status` (its `Accepted` condition); the watch
+    /// brings the answer.
+    PatchConfigStatus {
+        key: Key,
+        patch: Value,
+    },
+    /// A drift check's repair on updater `url`; a failure does not stop the plan.
+    Repair {
+        url: String,
+        repair: Repair,
+    },
     Event(EventSpec),
+}
+
+/// One repair call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    Create(LbRequest),
+    Update(LbRequest),
+    Delete(String),
+}
+
+impl Repair {
+    /// The metric label.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Repair::Create(_) => "create",
+            Repair::Update(_) => "update",
+            Repair::Delete(_) => "delete",
+        }
+    }
+
+    pub fn backend_name(&self) -> &str {
+        match self {
+            Repair::Create(r) | Repair::Update(r) => &r.backend_name,
+            Repair::Delete(n) => n,
+        }
+    }
 }
 
 impl Action {
@@ -149,7 +186,8 @@ impl Action {
         match self {
             Action::PatchLoadBalancerSpec { patch, .. }
             | Action::PatchLoadBalancerStatus { patch, .. }
-            | Action::PatchServiceStatus { patch, .. } => Some(patch.clone()),
+            | Action::PatchServiceStatus { patch, .. }
+            | Action::PatchConfigStatus { patch, .. } => Some(patch.clone()),
             Action::AddFinalizer {
                 finalizers,
                 resource_version,
@@ -166,18 +204,6 @@ impl Action {
             _ => None,
         }
     }
-
-    pub fn is_updater_call(&self) -> bool {
-        matches!(
-            self,
-            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. }
-        )
-    }
-
-    /// A write to the Kubernetes API other than an Event.
-    pub fn is_api_write(&self) -> bool {
-        !self.is_updater_call() && !matches!(self, Action::Event(_))
-    }
 }
 
 /// The actions of one reconcile, in execution order. Empty when the world already matches.
@@ -187,6 +213,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    pub fn of(action: Action) -> Plan {
+        Plan {
+            actions: vec![action],
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }

@@ -199,7 +199,7 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
             Action::UpdaterDelete {
                 url, backend_name, ..
             } => calls.push(("DELETE".into(), url.clone(), backend_name.clone())),
-            Action::Event(_) => {}
+            Action::Event(_) | Action::PatchConfigStatus { .. } | Action::Repair { .. } => {}
         }
     }
     calls
@@ -236,6 +236,8 @@ fn kinds(plan: &Plan) -> Vec<String> {
             Action::PatchLoadBalancerStatus { .. } => "lb-status".to_string(),
             Action::PatchServiceStatus { .. } => "svc-status".to_string(),
             Action::DeleteLoadBalancer { .. } => "delete".to_string(),
+            Action::PatchConfigStatus { .. } => "config-status".to_string(),
+            Action::Repair { .. } => "repair".to_string(),
             Action::Event(EventSpec { type_, reason, .. }) => {
                 format!("event {} {reason}", type_.as_str())
             }

@@ -1,5 +1,6 @@
-//! Plans that can run side by side: which plans qualify (pure), and their I/O on a small pool of
-//! long-lived threads.
+//! The executor: [`execute_action`] does one action's I/O and returns its answer, on the worker
+//! (`Worker::execute`) and on the pool alike; the worker applies every answer in one place. Also
+//! which plans can run side by side (pure), and their I/O on a small pool of long-lived threads.
 //!
 //! A node flip queues every LoadBalancer; each needs a spec patch, then an updater call and a status
 //! patch; a cold start over many Services needs a create, then the same. One after another they
@@ -11,18 +12,19 @@
 //! to the API server, [`PER_UPDATER`] to each updater): the worker stays the one owner of the cache
 //! and applies each answer when the plan's [`Done`] arrives in its channel. A key in flight stays
 //! "processing" in the queue until then, so it is never reconciled twice at once (DESIGN, "Cost of
-//! a change").
+//! a change"). A drift check's repairs also run on the pool, as one plan, while no reconcile runs.
 //!
-//! Must not: touch the cache, decide anything, or run a plan that moves a port, deletes a backend
-//! or changes finalizers (those stay one at a time on the worker).
+//! Must not: touch the cache, or decide anything; the pool must not get a reconcile's plan that
+//! moves a port, deletes a backend or changes finalizers (those stay one at a time on the worker).
 
+use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
-use crate::controller::decide::plan::{Action, Plan, UpdaterRequest, lb_request};
+use crate::controller::decide::plan::{Action, Plan, Repair, UpdaterRequest, lb_request};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::key::Key;
 use crate::kube::Error;
-use crate::kube::client::{Client, EVENTS, LOADBALANCERS, SERVICES};
+use crate::kube::client::{Client, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
 use crate::model::{Event, LoadBalancerSpec};
 use crate::updater::client::UpdaterClient;
@@ -97,8 +99,13 @@ pub enum Answer {
     LoadBalancer(Box<RawValue>),
     /// A Service status patch: the stored object, or None when the Service is gone.
     Service(Option<Box<RawValue>>),
+    /// A delete of the LoadBalancer: the server's answer (the object when a finalizer holds it,
+    /// else a Status; Null after a 404).
+    Deleted(Value),
     /// Updater calls and Events leave nothing to apply.
     Done,
+    /// An action whose failure does not stop its plan (a drift repair) failed.
+    Failed(CallError),
 }
 
 /// Whether a plan may run beside others: only updater applies, Events, status patches, spec
@@ -155,11 +162,15 @@ fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
     Some((host, ports))
 }
 
+/// Updater clients by URL, or why a URL has none (the message of the `NoCall` error).
+pub type Clients = BTreeMap<String, Result<Arc<UpdaterClient>, String>>;
+
 /// What a plan's I/O uses; everything in it is safe to use from several threads.
 pub struct Io<'a> {
     pub client: &'a Client,
-    /// One client per updater URL the plan uses (created by the worker beforehand).
-    pub updaters: &'a BTreeMap<String, Arc<UpdaterClient>>,
+    /// One client per updater URL the plan uses (created by the worker beforehand), or why
+    /// there is none.
+    pub updaters: &'a Clients,
     pub stats: &'a Stats,
     pub leadership: &'a Leadership,
     /// Bounds calls per updater URL (None: on the worker, one call at a time anyway).
@@ -172,25 +183,40 @@ pub struct Io<'a> {
 impl Io<'_> {
     /// `POST /api/v1/lb`, counted and logged.
     pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
-        let client = self
-            .updaters
-            .get(url)
-            .ok_or_else(|| CallError::NoCall(format!("no client for updater {url}")))?;
-        let _slot = self.slots.map(|s| s.take(url));
+        self.call("apply", url, true, |c| c.apply(&lb_request(r)))?;
+        log::info!(
+            "applied backend={} port={}/{} targets={} updater={url} key={key}",
+            r.backend_name,
+            r.lb_port,
+            r.protocol,
+            r.upstreams.len()
+        );
+        Ok(())
+    }
+
+    /// One call `op` to updater `url`, counted; `slot`: within [`PER_UPDATER`] on the pool.
+    fn call(
+        &self,
+        op: &str,
+        url: &str,
+        slot: bool,
+        f: impl FnOnce(&UpdaterClient) -> Result<(), crate::updater::Error>,
+    ) -> Result<(), CallError> {
+        let client = self.client_for(url)?;
+        let _slot = self.slots.filter(|_| slot).map(|s| s.take(url));
         let started = Instant::now();
-        let result = client.apply(&lb_request(r)).map_err(CallError::Call);
+        let result = f(client).map_err(CallError::Call);
         self.stats
-            .updater_call("apply", result.is_ok(), started.elapsed());
-        if result.is_ok() {
-            log::info!(
-                "applied backend={} port={}/{} targets={} updater={url} key={key}",
-                r.backend_name,
-                r.lb_port,
-                r.protocol,
-                r.upstreams.len()
-            );
-        }
+            .updater_call(op, result.is_ok(), started.elapsed());
         result
+    }
+
+    fn client_for(&self, url: &str) -> Result<&UpdaterClient, CallError> {
+        match self.updaters.get(url) {
+            Some(Ok(c)) => Ok(c),
+            Some(Err(m)) => Err(CallError::NoCall(m.clone())),
+            None => Err(CallError::NoCall(format!("no client for updater {url}"))),
+        }
     }
 
     /// POSTs a prepared Event, or PATCHes the one it repeats (count above 1: its count and last
@@ -240,7 +266,7 @@ impl Io<'_> {
     }
 }
 
-/// Runs one batchable plan's I/O in order, stopping at the first failure. `events[i]` is the
+/// Runs a plan's I/O in order, stopping at the first failure. `events[i]` is the
 /// prepared Event for action `i` (None: dropped by the rate limit, or not an Event).
 pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
@@ -252,56 +278,139 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
         if !io.leadership.is_leader() || !same_term {
             return (answers, Err(Stop::NotLeader));
         }
-        // The LoadBalancer's status and then the Service's: both follow from the updater calls
-        // that succeeded before them, neither from the other, so on the pool they are sent at
-        // once (one round trip, not two, before the Service has its ingress).
-        if io.term.is_some()
-            && let (
-                Some(lb @ Action::PatchLoadBalancerStatus { .. }),
-                Some(svc @ Action::PatchServiceStatus { .. }),
-            ) = (plan.actions.get(index), plan.actions.get(index + 1))
-        {
-            let (first, second) = std::thread::scope(|s| {
-                let other = std::thread::Builder::new()
-                    .name("paperlb-io".into())
-                    .stack_size(IO_STACK)
-                    .spawn_scoped(s, || one(io, index + 1, svc, events));
-                let first = one(io, index, lb, events);
-                let second = match other.map(|h| h.join()) {
-                    Ok(Ok(answer)) => answer,
-                    // No thread (or it panicked): send it here, after the first.
-                    _ => one(io, index + 1, svc, events),
-                };
-                (first, second)
-            });
-            match first {
+        let rest = &plan.actions[index..];
+        let len = match rest {
+            // A drift check's repairs: deletes (a stray may hold a port a missing backend
+            // needs), then the rest, each group all at once.
+            [Action::Repair { repair, .. }, ..] => {
+                let delete = matches!(repair, Repair::Delete(_));
+                rest.iter()
+                    .take_while(|a| {
+                        matches!(a, Action::Repair { repair, .. }
+                            if matches!(repair, Repair::Delete(_)) == delete)
+                    })
+                    .count()
+            }
+            // The LoadBalancer's status and then the Service's: both follow from the updater
+            // calls that succeeded before them, neither from the other, so on the pool they are
+            // sent at once (one round trip, not two, before the Service has its ingress).
+            [
+                Action::PatchLoadBalancerStatus { .. },
+                Action::PatchServiceStatus { .. },
+                ..,
+            ] if io.term.is_some() => 2,
+            _ => 1,
+        };
+        for result in all_at_once(io, index, &rest[..len], events) {
+            match result {
                 Ok(a) => answers.push(a),
-                // The Service's answer, if any, is dropped: its watch event brings it.
+                // Later answers are dropped: their watch events bring them.
                 Err(stop) => return (answers, Err(stop)),
             }
-            match second {
-                Ok(a) => answers.push(a),
-                Err(stop) => return (answers, Err(stop)),
-            }
-            index += 2;
-            continue;
         }
-        match one(io, index, &plan.actions[index], events) {
-            Ok(a) => answers.push(a),
-            Err(stop) => return (answers, Err(stop)),
-        }
-        index += 1;
+        index += len;
     }
     (answers, Ok(()))
 }
 
-/// One action of a batchable plan (action `index`, for the error).
-fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Result<Answer, Stop> {
+/// Actions `first..first + actions.len()`, up to [`PARALLEL`] at once on scoped threads (one
+/// runs here): a drift check's repairs so that the updater's group commit covers many of them
+/// with one reload (1,000 missing backends cost 1,000 POSTs but a handful of reloads). Results
+/// in order.
+fn all_at_once(
+    io: &Io,
+    first: usize,
+    actions: &[Action],
+    events: &[Option<Event>],
+) -> Vec<Result<Answer, Stop>> {
+    let results: Vec<Mutex<Option<Result<Answer, Stop>>>> =
+        actions.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            let Some(action) = actions.get(i) else { break };
+            let result = if i == 0 || io.leadership.is_leader() {
+                execute_action(io, first + i, action, events)
+            } else {
+                Err(Stop::NotLeader)
+            };
+            if let Ok(mut slot) = results[i].lock() {
+                *slot = Some(result);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..PARALLEL.min(actions.len()) {
+            let started = std::thread::Builder::new()
+                .name("paperlb-io".into())
+                .stack_size(IO_STACK)
+                .spawn_scoped(s, work);
+            if started.is_err() {
+                break; // the threads already started take the rest
+            }
+        }
+        work();
+    });
+    (results.into_iter())
+        .map(|m| {
+            m.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or(Err(Stop::NotLeader))
+        })
+        .collect()
+}
+
+/// Executes one action (action `index` of its plan, for the error): the one executor, on the
+/// worker and on the pool. `events[i]` is the prepared Event for action `i`. The answer goes to the
+/// worker, which applies it to its cache (`Worker::apply_answer`).
+pub fn execute_action(
+    io: &Io,
+    index: usize,
+    action: &Action,
+    events: &[Option<Event>],
+) -> Result<Answer, Stop> {
     let api = |error| Stop::Api { index, error };
+    let lbs = |key: &Key, sub| LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
     Ok(match action {
         Action::UpdaterApply { key, url, request } => {
             io.updater_apply(key, url, request)
                 .map_err(|error| Stop::Updater { index, error })?;
+            Answer::Done
+        }
+        Action::UpdaterDelete {
+            key,
+            url,
+            backend_name,
+            best_effort,
+        } => {
+            match io.call("delete", url, true, |c| c.delete(backend_name)) {
+                Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
+                Err(error) if *best_effort => log::warn!(
+                    "could not delete backend={backend_name} from updater={url}, a host \
+                     no longer in its config (left there) key={key} error={:?}",
+                    error.to_string()
+                ),
+                Err(error) => return Err(Stop::Updater { index, error }),
+            }
+            Answer::Done
+        }
+        Action::Repair { url, repair } => {
+            // No slot: a check's repairs are bounded by `resync::PARALLEL`, and no reconcile runs
+            // beside them (see `Worker::repairing`).
+            let result = match repair {
+                Repair::Create(r) | Repair::Update(r) => {
+                    io.call("apply", url, false, |c| c.apply(r))
+                }
+                Repair::Delete(name) => io.call("delete", url, false, |c| c.delete(name)),
+            };
+            if let Err(e) = result {
+                return Ok(Answer::Failed(e));
+            }
+            io.stats.drift_repaired(repair.action());
+            let (what, name) = (repair.action(), repair.backend_name());
+            log::info!("drift repair: {what} backend={name} updater={url}");
             Answer::Done
         }
         Action::Event(_) => {
@@ -315,11 +424,13 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
-        Action::PatchLoadBalancerSpec { key, patch }
-        | Action::PatchLoadBalancerStatus { key, patch } => {
+        Action::PatchLoadBalancerSpec { key, .. }
+        | Action::AddFinalizer { key, .. }
+        | Action::RemoveFinalizer { key, .. }
+        | Action::PatchLoadBalancerStatus { key, .. } => {
             let sub = matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
-            let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
-            Answer::LoadBalancer(io.patch(&path, patch).map_err(api)?)
+            let patch = action.merge_patch().unwrap_or(Value::Null);
+            Answer::LoadBalancer(io.patch(&lbs(key, sub), &patch).map_err(api)?)
         }
         Action::PatchServiceStatus { key, patch } => {
             let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
@@ -330,12 +441,19 @@ fn one(io: &Io, index: usize, action: &Action, events: &[Option<Event>]) -> Resu
                 Err(error) => return Err(api(error)),
             }
         }
-        // Not batchable (see `batchable`): refuse rather than guess.
-        _ => {
-            return Err(Stop::Updater {
-                index,
-                error: CallError::NoCall("internal: action cannot run in a batch".into()),
-            });
+        Action::PatchConfigStatus { key, patch } => {
+            let path =
+                LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
+            io.patch(&path, patch).map_err(api)?;
+            Answer::Done
+        }
+        Action::DeleteLoadBalancer { key, .. } => {
+            io.stats.api_write("delete");
+            match io.client.delete(&lbs(key, None)) {
+                Ok(answer) => Answer::Deleted(answer),
+                Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),
+                Err(error) => return Err(api(error)),
+            }
         }
     })
 }
@@ -390,7 +508,7 @@ pub struct Job {
     pub plan: Plan,
     /// The prepared Event for each action (see [`run`]).
     pub events: Vec<Option<Event>>,
-    pub updaters: BTreeMap<String, Arc<UpdaterClient>>,
+    pub updaters: Clients,
 }
 
 /// A finished job, for the worker to apply.

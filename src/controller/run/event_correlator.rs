@@ -38,15 +38,7 @@ impl Correlator {
     /// sender PATCHes it when `count > 1`).
     pub fn correlate(&mut self, spec: &EventSpec, now: &str, unique: &str) -> Event {
         self.tick += 1;
-        let o = &spec.object;
-        let id: Identity = (
-            o.kind.clone(),
-            o.namespace.clone(),
-            o.name.clone(),
-            o.uid.clone(),
-            spec.type_.as_str().to_string(),
-            format!("{}\n{}", spec.reason, spec.message),
-        );
+        let id = identity(spec);
         let mut event = spec.to_event(now, unique);
         match self.seen.get_mut(&id) {
             Some(s) => {
@@ -82,6 +74,29 @@ impl Correlator {
         }
         event
     }
+
+    /// `spec`'s last `correlate` was not sent after all: its next repeat is counted as this one.
+    pub fn unsent(&mut self, spec: &EventSpec) {
+        let id = identity(spec);
+        if let Some(s) = self.seen.get_mut(&id) {
+            s.count -= 1;
+            if s.count < 1 {
+                self.seen.remove(&id);
+            }
+        }
+    }
+}
+
+fn identity(spec: &EventSpec) -> Identity {
+    let o = &spec.object;
+    (
+        o.kind.clone(),
+        o.namespace.clone(),
+        o.name.clone(),
+        o.uid.clone(),
+        spec.type_.as_str().to_string(),
+        format!("{}\n{}", spec.reason, spec.message),
+    )
 }
 
 #[cfg(test)]
@@ -122,6 +137,24 @@ mod tests {
         assert_eq!((other.count, other.metadata.name.as_str()), (1, "web.b1"));
         let db = c.correlate(&spec("db", "refused"), "t52", "c1");
         assert_eq!((db.count, db.metadata.name.as_str()), (1, "db.c1"));
+    }
+
+    #[test]
+    fn an_event_not_sent_is_not_counted_as_a_repeat() {
+        let mut c = Correlator::default();
+        c.correlate(&spec("web", "refused"), "t0", "a1");
+        c.correlate(&spec("web", "refused"), "t1", "a2");
+        c.unsent(&spec("web", "refused"));
+        assert_eq!(c.correlate(&spec("web", "refused"), "t2", "a3").count, 2);
+        c.unsent(&spec("db", "refused")); // never seen: nothing
+        c.correlate(&spec("db", "refused"), "t3", "b1");
+        c.unsent(&spec("db", "refused"));
+        let again = c.correlate(&spec("db", "refused"), "t4", "b2");
+        assert_eq!(
+            (again.count, again.metadata.name.as_str()),
+            (1, "db.b2"),
+            "a new Event"
+        );
     }
 
     #[test]

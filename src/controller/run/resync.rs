@@ -1,4 +1,4 @@
-//! When drift checks run, and the repair calls of one check.
+//! When drift checks run, and how many repair calls of one check run at once.
 //!
 //! [`Timers`]: one due time per updater endpoint, kept by the worker beside its work queue; the
 //! worker's `recv_timeout` also wakes for the earliest, so nothing polls. A check is due after the
@@ -6,22 +6,14 @@
 //! `--updater-resync` (±10 % jitter, so replicas and hosts do not fall into step; 0 = no periodic
 //! check). A failed check is retried sooner (10 s, doubling, never later than the period).
 //!
-//! [`run_repairs`]: the POSTs and DELETEs of one check, up to [`PARALLEL`] at once on scoped
-//! threads, so the updater's group commit covers many of them with one reload (1,000 missing
-//! backends cost 1,000 POSTs but a handful of reloads). Deletes go first (a stray may hold a port
-//! a missing backend needs).
+//! A check's repairs are `Action::Repair`s of one plan, run by the executor on the I/O pool
+//! ([`PARALLEL`] at once, see `batch::all_at_once`); the worker applies their answers.
 //!
 //! Must not: decide what to repair (that is `drift`), or touch the cache.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::stats::Stats;
-use crate::controller::decide::drift::Repair;
-use crate::kube::lease::Leadership;
-use crate::updater::client::UpdaterClient;
+use crate::controller::queue::Queue;
 
 /// Repair calls in flight at once on one updater: enough for its group commit to cover dozens of
 /// requests per reload (`make bench`, 1,000 backends lost: 64 at once gave 27 reloads, 128 fewer);
@@ -34,10 +26,11 @@ const RETRY: Duration = Duration::from_secs(10);
 /// Default `--updater-resync`.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(300);
 
+/// The checks to run: updater endpoints in a work queue, whose rate limiter retries a failed
+/// check (10 s doubling, never later than the period).
 #[derive(Debug, Clone)]
 pub struct Timers {
-    due: BTreeMap<String, Instant>,
-    failures: BTreeMap<String, u32>,
+    queue: Queue<String>,
     /// Zero: no periodic check.
     period: Duration,
     seq: u64,
@@ -46,64 +39,60 @@ pub struct Timers {
 impl Timers {
     pub fn new(period: Duration) -> Timers {
         Timers {
-            due: BTreeMap::new(),
-            failures: BTreeMap::new(),
+            queue: Queue::with_backoff(RETRY, period),
             period,
             seq: 0,
         }
     }
 
-    /// A check of `endpoint` at `at` (an earlier due time is kept).
-    pub fn at(&mut self, endpoint: &str, at: Instant) {
-        let e = self.due.entry(endpoint.to_string()).or_insert(at);
-        if at < *e {
-            *e = at;
-        }
+    /// A check of `endpoint` now.
+    pub fn at(&mut self, endpoint: &str) {
+        self.queue.add(endpoint.to_string());
     }
 
-    /// After a check: the next periodic one (none when the period is 0), or a sooner retry.
+    /// After a check: the next periodic one (none when the period is 0), or a sooner retry. Any
+    /// other time it was due at is dropped.
     pub fn checked(&mut self, endpoint: &str, ok: bool, now: Instant) {
-        self.due.remove(endpoint);
-        let failures = if ok {
-            self.failures.remove(endpoint);
-            0
-        } else {
-            let f = self.failures.entry(endpoint.to_string()).or_insert(0);
-            *f = f.saturating_add(1);
-            *f
-        };
+        let e = endpoint.to_string();
+        self.queue.remove(&e);
+        if ok {
+            self.queue.forget(&e);
+        }
         if self.period.is_zero() {
             return;
         }
-        self.seq = self.seq.wrapping_add(1);
-        let mut next = jittered(self.period, self.seq);
-        if failures > 0 {
-            next = next.min(RETRY.saturating_mul(1 << (failures - 1).min(16)));
+        if ok {
+            self.seq = self.seq.wrapping_add(1);
+            self.queue
+                .add_after(e, jittered(self.period, self.seq), now);
+        } else {
+            self.queue.add_rate_limited(e, now);
         }
-        self.at(endpoint, now + next);
     }
 
     /// No more checks of `endpoint` until something schedules one.
     pub fn cancel(&mut self, endpoint: &str) {
-        self.due.remove(endpoint);
-        self.failures.remove(endpoint);
+        let e = endpoint.to_string();
+        self.queue.remove(&e);
+        self.queue.forget(&e);
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.due.values().min().copied()
+        match self.queue.is_empty() {
+            true => self.queue.next_deadline(),
+            false => Some(Instant::now()),
+        }
     }
 
-    /// The endpoints due at `now` (they stay scheduled until `checked` or `cancel`).
-    pub fn due(&self, now: Instant) -> Vec<String> {
-        self.due
-            .iter()
-            .filter(|(_, t)| **t <= now)
-            .map(|(e, _)| e.clone())
-            .collect()
+    /// The next endpoint due at `now`; it is scheduled again only by `checked` or `at`.
+    pub fn next_due(&mut self, now: Instant) -> Option<String> {
+        let e = self.queue.get(now)?;
+        self.queue.done(&e);
+        Some(e)
     }
 
     pub fn is_scheduled(&self, endpoint: &str) -> bool {
-        self.due.contains_key(endpoint)
+        self.queue.contains(&endpoint.to_string())
     }
 }
 
@@ -120,111 +109,6 @@ fn jittered(period: Duration, seq: u64) -> Duration {
     z ^= z >> 31;
     let permille = 900 + (z % 201); // 900..=1100
     period.mul_f64(permille as f64 / 1000.0)
-}
-
-/// Runs the repairs (deletes, then the rest) and returns each one's result in order. A repair not
-/// run because leadership was lost is an Err.
-pub fn run_repairs(
-    client: &UpdaterClient,
-    repairs: &[Repair],
-    leadership: &Leadership,
-    stats: &Stats,
-) -> Vec<Result<(), RepairError>> {
-    let results: Vec<Mutex<Option<Result<(), RepairError>>>> =
-        repairs.iter().map(|_| Mutex::new(None)).collect();
-    let (deletes, rest): (Vec<usize>, Vec<usize>) =
-        (0..repairs.len()).partition(|i| matches!(repairs[*i], Repair::Delete(_)));
-    for phase in [deletes, rest] {
-        let next = AtomicUsize::new(0);
-        let threads = PARALLEL.min(phase.len());
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                let spawned = std::thread::Builder::new()
-                    .name("paperlb-drift".into())
-                    .spawn_scoped(s, || {
-                        loop {
-                            let n = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(&i) = phase.get(n) else { break };
-                            let r = repair(client, &repairs[i], leadership, stats);
-                            if let Ok(mut slot) = results[i].lock() {
-                                *slot = Some(r);
-                            }
-                        }
-                    });
-                if spawned.is_err() {
-                    break; // the threads already started take the rest
-                }
-            }
-        });
-        // Nothing started at all (no thread could be made): run here.
-        for &i in &phase {
-            let done = results[i].lock().map(|s| s.is_some()).unwrap_or(true);
-            if !done {
-                let r = repair(client, &repairs[i], leadership, stats);
-                if let Ok(mut slot) = results[i].lock() {
-                    *slot = Some(r);
-                }
-            }
-        }
-    }
-    results
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or(Err(RepairError::NotRun))
-        })
-        .collect()
-}
-
-fn repair(
-    client: &UpdaterClient,
-    r: &Repair,
-    leadership: &Leadership,
-    stats: &Stats,
-) -> Result<(), RepairError> {
-    if !leadership.is_leader() {
-        return Err(RepairError::NotLeader);
-    }
-    let started = Instant::now();
-    let (op, result) = match r {
-        Repair::Create(req) | Repair::Update(req) => ("apply", client.apply(req)),
-        Repair::Delete(name) => ("delete", client.delete(name)),
-    };
-    stats.updater_call(op, result.is_ok(), started.elapsed());
-    match result {
-        Ok(()) => {
-            stats.drift_repaired(r.action());
-            log::info!(
-                "drift repair: {} backend={} updater={}",
-                r.action(),
-                r.backend_name(),
-                client.url()
-            );
-            Ok(())
-        }
-        Err(e) => Err(RepairError::Updater(e)),
-    }
-}
-
-/// Why a drift repair was not made.
-#[derive(Debug)]
-pub enum RepairError {
-    NotLeader,
-    /// No thread ran it.
-    NotRun,
-    Updater(crate::updater::Error),
-}
-
-impl std::fmt::Display for RepairError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RepairError::NotLeader => f.write_str("not the leader any more"),
-            RepairError::NotRun => f.write_str("not run"),
-            RepairError::Updater(e) => e.fmt(f),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -250,13 +134,15 @@ mod tests {
     fn timers_schedule_retry_sooner_and_period_zero_is_off() {
         let now = Instant::now();
         let mut t = Timers::new(Duration::from_secs(300));
-        t.at("e", now);
-        t.at("e", now + Duration::from_secs(5)); // the earlier stays
-        assert_eq!(t.due(now), ["e"]);
+        t.at("e");
+        t.at("e"); // once
+        assert_eq!(t.next_due(now).as_deref(), Some("e"));
+        assert_eq!(t.next_due(now), None);
         t.checked("e", true, now);
         let next = t.next_deadline().unwrap();
         assert!(next >= now + Duration::from_secs(270) && next <= now + Duration::from_secs(330));
-        assert!(t.due(now).is_empty());
+        assert_eq!(t.next_due(now), None);
+        t.at("e"); // due now as well: the check drops the earlier time
         t.checked("e", false, now);
         assert_eq!(t.next_deadline(), Some(now + RETRY));
         t.checked("e", false, now);
@@ -264,12 +150,17 @@ mod tests {
         for _ in 0..20 {
             t.checked("e", false, now);
         }
-        assert!(t.next_deadline().unwrap() <= now + Duration::from_secs(330));
+        assert!(t.next_deadline().unwrap() <= now + Duration::from_secs(300));
+        t.checked("e", true, now); // a success resets the retries
+        t.checked("e", false, now);
+        assert_eq!(t.next_deadline(), Some(now + RETRY));
         t.cancel("e");
         assert_eq!(t.next_deadline(), None);
 
         let mut off = Timers::new(Duration::ZERO);
-        off.at("e", now);
+        off.at("e");
+        assert!(off.is_scheduled("e"));
+        assert_eq!(off.next_due(now).as_deref(), Some("e"));
         off.checked("e", true, now);
         assert_eq!(off.next_deadline(), None);
         assert!(!off.is_scheduled("e"));

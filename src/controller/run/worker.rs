@@ -18,10 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::de::DeserializeOwned;
-use serde_json::Value;
-
-use super::batch::{self, Answer, CallError, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
+use super::batch::{self, Answer, Clients, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
 use super::events::EventLimiter;
 use super::resync::Timers;
 use super::secrets::SecretStore;
@@ -36,7 +33,7 @@ use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
 use crate::kube::Error;
-use crate::kube::client::{Client, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
+use crate::kube::client::{Client, LOADBALANCERS};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
 use crate::model::{
@@ -186,6 +183,9 @@ pub struct Worker {
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,
+    /// The pool job and updater endpoint of a drift check's repairs in flight: no reconcile
+    /// starts meanwhile (one could push a backend a repair decided earlier would overwrite).
+    repairing: Option<(u64, String)>,
     next_job: u64,
     health: Arc<Health>,
     stats: Arc<Stats>,
@@ -255,6 +255,7 @@ impl Worker {
         Worker {
             pool,
             in_flight: BTreeMap::new(),
+            repairing: None,
             next_job: 0,
             client,
             cache: Cache::new(),
@@ -310,7 +311,9 @@ impl Worker {
             }
             self.wake_expired_hosts();
             let mut worked = false;
-            while let Some(key) = self.queue.get(Instant::now()) {
+            while self.repairing.is_none()
+                && let Some(key) = self.queue.get(Instant::now())
+            {
                 // A config's status goes first: it must not wait for the queue to drain (1,000
                 // failing LoadBalancers never let it).
                 self.report_configs();
@@ -340,7 +343,11 @@ impl Worker {
             self.report_configs();
             // Drift checks run when no reconcile is ready or in flight: they compare with settled
             // state.
-            if self.queue.is_empty() && self.in_flight.is_empty() && self.leadership.is_leader() {
+            if self.queue.is_empty()
+                && self.in_flight.is_empty()
+                && self.repairing.is_none()
+                && self.leadership.is_leader()
+            {
                 self.run_due_resyncs();
             }
             self.stats.set_queue_depth(self.queue.len());
@@ -495,15 +502,16 @@ impl Worker {
         while let Some(key) = self.configs.get(Instant::now()) {
             let report =
                 (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
-            let path =
-                LOADBALANCERCONFIGS.path(Some(&key.namespace), Some(&key.name), Some("status"));
-            match report.map(|r| (self.patch::<serde_json::Value>(&path, &r.patch), r)) {
-                Some((Ok(_), report)) => {
-                    if let Some(event) = report.event.as_ref().and_then(|e| self.prepare_event(e)) {
-                        self.io().post_event(&event);
-                    }
-                }
-                Some((Err(e), _)) if !e.is_not_found() => {
+            if let Some(r) = report {
+                let patch = r.patch;
+                let mut plan = Plan::of(Action::PatchConfigStatus {
+                    key: key.clone(),
+                    patch,
+                });
+                plan.actions.extend(r.event.map(Action::Event));
+                if let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
+                    && !e.is_not_found()
+                {
                     let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
                     log::warn!(
                         "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
@@ -511,7 +519,6 @@ impl Worker {
                     self.configs.done(&key);
                     continue;
                 }
-                _ => {}
             }
             self.configs.forget(&key);
             self.configs.done(&key);
@@ -570,36 +577,31 @@ impl Worker {
                 since_ms: epoch_ms(),
             });
         }
-        let result = if plan.is_empty() {
-            Ok(())
-        } else {
-            self.execute(key, &plan)
-        };
+        let result = self.execute(&plan, false);
         self.finish(key, &ctx, &plan, result, started);
         None
     }
 
-    /// Hands a batchable plan to the I/O pool. Decided here, not on the pool: the updater clients,
-    /// the Events past the rate limit, and a create's port reservation (so that the next decision,
-    /// made while this create is in flight, cannot pick the same port).
-    fn submit(&mut self, pending: Pending) {
-        let mut pending = pending;
-        let plan = std::mem::take(&mut pending.plan);
+    /// What a plan's I/O needs from the worker, decided here before it starts: the updater
+    /// clients, the Events past the rate limit, and (`reserve`, for the pool) a create's port
+    /// reservation, so that the next decision, made while this create is in flight, cannot pick
+    /// the same port.
+    fn prepare(
+        &mut self,
+        plan: &Plan,
+        reserve: bool,
+    ) -> (Vec<Option<crate::model::Event>>, Clients) {
         let mut events = Vec::with_capacity(plan.actions.len());
-        let mut updaters = BTreeMap::new();
+        let mut updaters = Clients::new();
         for action in &plan.actions {
             events.push(match action {
                 Action::Event(spec) => self.prepare_event(spec),
-                Action::UpdaterApply { key, url, .. } => {
-                    match self.updater(&self.config_of(key), url) {
-                        Ok(c) => {
-                            updaters.insert(url.clone(), c);
-                        }
-                        Err(p) => log::warn!("updater {url}: {}", p.message),
-                    }
+                Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
+                    let client = self.updater(&self.config_of(key), url);
+                    updaters.insert(url.clone(), client.map_err(|p| p.message));
                     None
                 }
-                Action::CreateLoadBalancer { key, .. } => {
+                Action::CreateLoadBalancer { key, .. } if reserve => {
                     if let Some(spec) = batch::create_spec(action) {
                         self.cache.reserve_ports(key, spec);
                     }
@@ -608,9 +610,36 @@ impl Worker {
                 _ => None,
             });
         }
+        (events, updaters)
+    }
+
+    /// Runs a plan here, with the executor the pool uses, and applies its answers.
+    fn execute(&mut self, plan: &Plan, batched: bool) -> Result<(), Stop> {
+        let (events, updaters) = self.prepare(plan, false);
+        let (answers, result) = batch::run(&self.io(&updaters), plan, &events);
+        self.apply_outcome(plan, &events, answers, &result, batched);
+        result
+    }
+
+    /// Hands a batchable plan to the I/O pool.
+    fn submit(&mut self, pending: Pending) {
+        let mut pending = pending;
+        let plan = std::mem::take(&mut pending.plan);
+        let (events, updaters) = self.prepare(&plan, true);
         self.next_job += 1;
-        let id = self.next_job;
-        self.in_flight.insert(id, pending);
+        self.in_flight.insert(self.next_job, pending);
+        self.start(self.next_job, plan, events, updaters);
+    }
+
+    /// Hands job `id` (registered by the caller) to the pool, or runs it here when no thread
+    /// can.
+    fn start(
+        &mut self,
+        id: u64,
+        plan: Plan,
+        events: Vec<Option<crate::model::Event>>,
+        updaters: Clients,
+    ) {
         let job = Job {
             id,
             term: self.term.load(Ordering::SeqCst),
@@ -620,11 +649,7 @@ impl Worker {
         };
         if let Err(job) = self.pool.submit(job) {
             log::warn!("no I/O thread; running a plan on the worker");
-            let io = Io {
-                updaters: &job.updaters,
-                ..self.io()
-            };
-            let outcome = batch::run(&io, &job.plan, &job.events);
+            let outcome = batch::run(&self.io(&job.updaters), &job.plan, &job.events);
             self.io_done(Done {
                 id,
                 plan: job.plan,
@@ -634,18 +659,37 @@ impl Worker {
         }
     }
 
-    /// Applies a finished plan's answers to the cache, in the plan's order, and finishes its key
-    /// as `process` would have.
+    /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
+    /// would have.
     fn io_done(&mut self, done: Done) {
+        if self
+            .repairing
+            .as_ref()
+            .is_some_and(|(id, _)| *id == done.id)
+        {
+            return self.repaired(done);
+        }
         let Some(job) = self.in_flight.remove(&done.id) else {
             return;
         };
-        let Done {
-            plan,
-            events,
-            outcome: (answers, result),
-            ..
-        } = done;
+        let (answers, result) = done.outcome;
+        self.apply_outcome(&done.plan, &done.events, answers, &result, true);
+        self.finish(&job.key, &job.ctx, &done.plan, result, job.started);
+        self.queue.done(&job.key);
+        self.mark_busy();
+    }
+
+    /// The one place a plan's answers reach the cache, in the plan's order, wherever it ran.
+    /// `batched`: it ran on the pool (its spec patches keep every port claim, so one without an
+    /// answer leaves nothing in doubt).
+    fn apply_outcome(
+        &mut self,
+        plan: &Plan,
+        events: &[Option<crate::model::Event>],
+        answers: Vec<Answer>,
+        result: &Result<(), Stop>,
+        batched: bool,
+    ) {
         // Each create's answer (or its failure, and the doubt it leaves) replaces its reservation.
         for action in &plan.actions {
             if let Action::CreateLoadBalancer { key, .. } = action {
@@ -653,65 +697,100 @@ impl Worker {
             }
         }
         // Events after the action that stopped the plan were never sent.
-        let ran = match &result {
+        let ran = match result {
             Ok(()) => plan.actions.len(),
             Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
             Err(Stop::NotLeader) => answers.len(),
         };
-        for (action, event) in plan.actions.iter().zip(&events).skip(ran) {
+        for (action, event) in plan.actions.iter().zip(events).skip(ran) {
             if let (Action::Event(spec), Some(_)) = (action, event) {
                 self.refund_event(spec);
             }
         }
-        if let Err(Stop::Api { index, error }) = &result
-            && let Some(action @ Action::CreateLoadBalancer { key, .. }) = plan.actions.get(*index)
+        if let Err(Stop::Api { index, error }) = result
+            && let Some(action) = plan.actions.get(*index)
+            && (matches!(action, Action::CreateLoadBalancer { .. })
+                || (!batched && matches!(action, Action::PatchLoadBalancerSpec { .. })))
         {
-            self.doubt(key, action, error);
+            self.doubt(action, error);
         }
         for (action, answer) in plan.actions.iter().zip(answers) {
-            let undecodable = |e: serde_json::Error| {
-                // The write happened; its watch event brings the object instead.
-                log::warn!("decoding a write's answer key={} error={e}", job.key);
-            };
-            match (action, answer) {
-                (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
-                    match serde_json::from_str(v.get()) {
-                        Ok(lb) => {
-                            log::info!("created LoadBalancer key={key}");
-                            self.applied_lb(lb);
-                        }
-                        Err(e) => undecodable(e),
-                    }
-                }
-                (Action::PatchLoadBalancerSpec { .. }, Answer::LoadBalancer(v)) => {
-                    match serde_json::from_str(v.get()) {
-                        Ok(lb) => self.applied_lb(lb),
-                        Err(e) => undecodable(e),
-                    }
-                }
-                (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
-                    match serde_json::from_str(v.get()) {
-                        Ok(lb) => self.applied_lb_status(key, lb),
-                        Err(e) => undecodable(e),
-                    }
-                }
-                (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
-                    match serde_json::from_str(v.get()) {
-                        Ok(svc) => self.applied_service_status(key, svc),
-                        Err(e) => undecodable(e),
-                    }
-                }
-                _ => {}
-            }
+            self.apply_answer(action, answer);
         }
-        self.finish(&job.key, &job.ctx, &plan, result, job.started);
-        self.queue.done(&job.key);
-        self.mark_busy();
+    }
+
+    /// Applies one action's answer to the cache.
+    fn apply_answer(&mut self, action: &Action, answer: Answer) {
+        let decoded = |v: &serde_json::value::RawValue| {
+            serde_json::from_str::<LoadBalancer>(v.get())
+                // The write happened; its watch event brings the object instead.
+                .inspect_err(|e| log::warn!("decoding a write's answer error={e}"))
+                .ok()
+        };
+        match (action, answer) {
+            (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
+                if let Some(lb) = decoded(&v) {
+                    log::info!("created LoadBalancer key={key}");
+                    self.applied_lb(lb);
+                }
+            }
+            (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
+                if let Some(lb) = decoded(&v) {
+                    self.applied_lb_status(key, lb);
+                }
+            }
+            (Action::RemoveFinalizer { key, .. }, Answer::LoadBalancer(v)) => match decoded(&v) {
+                // The last finalizer is gone: the object no longer exists (the answer echoes it).
+                Some(lb) if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() => {
+                    log::info!("released LoadBalancer key={key}");
+                    self.awaiting_lbs
+                        .insert(key.clone(), Awaiting::Deleted(lb.metadata.uid.clone()));
+                    let affected = self.cache.delete_load_balancer(key);
+                    self.requeue(affected);
+                }
+                Some(lb) => self.applied_lb(lb),
+                None => {}
+            },
+            (_, Answer::LoadBalancer(v)) => {
+                if let Some(lb) = decoded(&v) {
+                    self.applied_lb(lb);
+                }
+            }
+            (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
+                match serde_json::from_str(v.get()) {
+                    Ok(svc) => self.applied_service_status(key, svc),
+                    Err(e) => log::warn!("decoding a write's answer key={key} error={e}"),
+                }
+            }
+            (Action::DeleteLoadBalancer { key, .. }, Answer::Deleted(answer)) => {
+                log::info!("deleted LoadBalancer key={key}");
+                // With a finalizer still on it (someone else's), the answer is the object, now
+                // marked for deletion; otherwise (a Success Status, or 404) it is gone: forget it
+                // now, or the next reconcile would release it a second time before the watch
+                // says so.
+                let marked = (answer["kind"] == "LoadBalancer")
+                    .then(|| serde_json::from_value::<LoadBalancer>(answer).ok())
+                    .flatten()
+                    .filter(|lb| lb.metadata.is_deleting());
+                match marked {
+                    Some(lb) => self.applied_lb(lb),
+                    None => {
+                        if let Some(old) = self.cache.load_balancers.get(key) {
+                            self.awaiting_lbs
+                                .insert(key.clone(), Awaiting::Deleted(old.metadata.uid.clone()));
+                        }
+                        let affected = self.cache.delete_load_balancer(key);
+                        self.requeue(affected);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Waits for every plan in flight and applies it (at shutdown; other events are dropped).
     fn finish_in_flight(&mut self, rx: &Receiver<Event>) {
-        while !self.in_flight.is_empty() {
+        while !self.in_flight.is_empty() || self.repairing.is_some() {
             match rx.recv() {
                 Ok(Event::Io(done)) => self.io_done(*done),
                 Ok(_) => {}
@@ -760,7 +839,7 @@ impl Worker {
                     ),
                     None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
                 };
-                if let Err(Stop::Api { error, .. }) = self.execute(key, &fallback) {
+                if let Err(Stop::Api { error, .. }) = self.execute(&fallback, false) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
                 self.queue.add_rate_limited(key.clone(), Instant::now());
@@ -784,51 +863,6 @@ impl Worker {
         self.health.busy_since_ms.store(0, Ordering::Relaxed);
     }
 
-    /// Runs the actions in order and stops at the first failure.
-    fn execute(&mut self, key: &Key, plan: &Plan) -> Result<(), Stop> {
-        for (index, action) in plan.actions.iter().enumerate() {
-            if !self.leadership.is_leader() {
-                return Err(Stop::NotLeader);
-            }
-            match action {
-                Action::UpdaterApply { url, request, .. } => {
-                    let client =
-                        self.updater(&self.config_of(key), url)
-                            .map_err(|p| Stop::Updater {
-                                index,
-                                error: CallError::NoCall(p.message),
-                            })?;
-                    let one = BTreeMap::from([(url.clone(), client)]);
-                    let io = Io {
-                        updaters: &one,
-                        ..self.io()
-                    };
-                    io.updater_apply(key, url, request)
-                        .map_err(|error| Stop::Updater { index, error })?;
-                }
-                Action::UpdaterDelete {
-                    url,
-                    backend_name,
-                    best_effort,
-                    ..
-                } => match self.updater_delete(key, url, backend_name) {
-                    Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
-                    Err(error) if *best_effort => log::warn!(
-                        "could not delete backend={backend_name} from updater={url}, a host \
-                         no longer in its config (left there) key={key} error={:?}",
-                        error.to_string()
-                    ),
-                    Err(error) => return Err(Stop::Updater { index, error }),
-                },
-                Action::Event(spec) => self.event(spec),
-                _ => self
-                    .api_write(action)
-                    .map_err(|error| Stop::Api { index, error })?,
-            }
-        }
-        Ok(())
-    }
-
     /// Settles every write in doubt by sending it again, with the same resourceVersion precondition
     /// (a create cannot be made twice): of the two copies exactly one can land, and this one is
     /// answered, so the late commit of the first copy can no longer surprise the cache. When the
@@ -841,10 +875,17 @@ impl Worker {
             return true;
         }
         while let Some((key, action)) = self.in_doubt.pop_first() {
-            match self.api_write(&action) {
-                Ok(()) => log::info!("re-sent an unanswered write key={key}"),
-                Err(e) if e.is_conflict() || e.is_already_exists() => {
-                    self.in_doubt.remove(&key); // AlreadyExists put it back: settled by the read
+            let e = match batch::execute_action(&self.io(&Clients::new()), 0, &action, &[]) {
+                Ok(answer) => {
+                    self.apply_answer(&action, answer);
+                    log::info!("re-sent an unanswered write key={key}");
+                    continue;
+                }
+                Err(Stop::Api { error, .. }) => error,
+                Err(_) => continue, // only API writes are ever in doubt
+            };
+            match e {
+                e if e.is_conflict() || e.is_already_exists() => {
                     let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
                     match self.client.get::<LoadBalancer>(&path) {
                         Ok(lb) => {
@@ -860,12 +901,12 @@ impl Worker {
                     }
                 }
                 // Throttled (not done, and the first copy may still land), or no answer again.
-                Err(e) if !matches!(e.code(), Some(c) if (400..500).contains(&c) && c != 429) => {
+                e if !matches!(e.code(), Some(c) if (400..500).contains(&c) && c != 429) => {
                     self.in_doubt.insert(key, action);
                     return false;
                 }
                 // Refused (gone, invalid): the first copy is refused the same way.
-                Err(e) => log::info!("unanswered write refused when re-sent key={key} error={e}"),
+                e => log::info!("unanswered write refused when re-sent key={key} error={e}"),
             }
         }
         true
@@ -874,109 +915,14 @@ impl Worker {
     /// After a failed create or spec patch: whether the server may hold, or still commit, a
     /// LoadBalancer the cache does not know (no answer, an answer that does not say the write was
     /// refused, or AlreadyExists).
-    fn doubt(&mut self, key: &Key, action: &Action, e: &Error) {
+    fn doubt(&mut self, action: &Action, e: &Error) {
         let refused = matches!(e.code(), Some(c) if (400..500).contains(&c));
-        if !refused || e.is_already_exists() {
+        if let Action::CreateLoadBalancer { key, .. } | Action::PatchLoadBalancerSpec { key, .. } =
+            action
+            && (!refused || e.is_already_exists())
+        {
             self.in_doubt.insert(key.clone(), action.clone());
         }
-    }
-
-    fn updater_delete(&mut self, key: &Key, url: &str, backend: &str) -> Result<(), CallError> {
-        let started = Instant::now();
-        let result = self
-            .updater(&self.config_of(key), url)
-            .map_err(|p| CallError::NoCall(p.message))
-            .and_then(|c| c.delete(backend).map_err(CallError::Call));
-        self.stats
-            .updater_call("delete", result.is_ok(), started.elapsed());
-        result
-    }
-
-    /// One API write; its answer goes into the cache at once.
-    fn api_write(&mut self, action: &Action) -> Result<(), Error> {
-        match action {
-            Action::CreateLoadBalancer { key, object } => {
-                self.stats.api_write("create");
-                let lb: LoadBalancer = self
-                    .client
-                    .create(
-                        &LOADBALANCERS.path(Some(&key.namespace), None, None),
-                        object,
-                    )
-                    .inspect_err(|e| self.doubt(key, action, e))?;
-                log::info!("created LoadBalancer key={key}");
-                self.applied_lb(lb);
-            }
-            Action::PatchLoadBalancerSpec { key, .. }
-            | Action::AddFinalizer { key, .. }
-            | Action::RemoveFinalizer { key, .. } => {
-                let patch = action.merge_patch().unwrap_or(Value::Null);
-                let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
-                let lb: LoadBalancer = self.patch(&path, &patch).inspect_err(|e| {
-                    if matches!(action, Action::PatchLoadBalancerSpec { .. }) {
-                        self.doubt(key, action, e);
-                    }
-                })?;
-                if matches!(action, Action::RemoveFinalizer { .. })
-                    && lb.metadata.is_deleting()
-                    && lb.metadata.finalizers.is_empty()
-                {
-                    // The last finalizer is gone: the object no longer exists (the answer echoes it).
-                    log::info!("released LoadBalancer key={key}");
-                    self.awaiting_lbs
-                        .insert(key.clone(), Awaiting::Deleted(lb.metadata.uid.clone()));
-                    let affected = self.cache.delete_load_balancer(key);
-                    self.requeue(affected);
-                } else {
-                    self.applied_lb(lb);
-                }
-            }
-            Action::PatchLoadBalancerStatus { key, patch } => {
-                let path =
-                    LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), Some("status"));
-                let lb: LoadBalancer = self.patch(&path, patch)?;
-                self.applied_lb_status(key, lb);
-            }
-            Action::PatchServiceStatus { key, patch } => {
-                let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
-                match self.patch::<Service>(&path, patch) {
-                    Ok(svc) => self.applied_service_status(key, svc),
-                    // The Service went away meanwhile: its watch event will drive the cleanup.
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Action::DeleteLoadBalancer { key, .. } => {
-                let path = LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), None);
-                self.stats.api_write("delete");
-                let answer = match self.client.delete(&path) {
-                    Ok(answer) => answer,
-                    Err(e) if e.is_not_found() => Value::Null,
-                    Err(e) => return Err(e),
-                };
-                log::info!("deleted LoadBalancer key={key}");
-                // With a finalizer still on it (someone else's), the answer is the object, now marked
-                // for deletion; otherwise (a Success Status, or 404) it is gone: forget it now, or
-                // the next reconcile would release it a second time before the watch says so.
-                let marked = (answer["kind"] == "LoadBalancer")
-                    .then(|| serde_json::from_value::<LoadBalancer>(answer).ok())
-                    .flatten()
-                    .filter(|lb| lb.metadata.is_deleting());
-                match marked {
-                    Some(lb) => self.applied_lb(lb),
-                    None => {
-                        if let Some(old) = self.cache.load_balancers.get(key) {
-                            self.awaiting_lbs
-                                .insert(key.clone(), Awaiting::Deleted(old.metadata.uid.clone()));
-                        }
-                        let affected = self.cache.delete_load_balancer(key);
-                        self.requeue(affected);
-                    }
-                }
-            }
-            Action::UpdaterApply { .. } | Action::UpdaterDelete { .. } | Action::Event(_) => {}
-        }
-        Ok(())
     }
 
     /// The answer to our status patch of a LoadBalancer.
@@ -1020,11 +966,6 @@ impl Worker {
         }
     }
 
-    fn patch<T: DeserializeOwned>(&self, path: &str, patch: &Value) -> Result<T, Error> {
-        self.stats.api_write("patch");
-        self.client.merge_patch(path, patch)
-    }
-
     fn applied_lb(&mut self, lb: LoadBalancer) {
         self.applied_lb_then(lb, true);
     }
@@ -1058,15 +999,14 @@ impl Worker {
 
     /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
     fn event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        if let Some(event) = self.prepare_event(spec) {
-            self.io().post_event(&event);
-        }
+        let _ = self.execute(&Plan::of(Action::Event(spec.clone())), false);
     }
 
-    /// An Event prepared for a batch but never sent gives its rate-limit token back.
+    /// An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
     fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
         let object = format!("{}/{}", spec.object.namespace, spec.object.name);
         self.events.refund(&object, &spec.reason);
+        self.correlator.unsent(spec);
     }
 
     /// The Event to post, or None when the rate limit drops it.
@@ -1090,10 +1030,10 @@ impl Worker {
         )
     }
 
-    fn io(&self) -> Io<'_> {
+    fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
         Io {
             client: &self.client,
-            updaters: &self.updaters,
+            updaters,
             stats: &self.stats,
             leadership: &self.leadership,
             slots: None,

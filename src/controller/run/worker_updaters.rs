@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{Affected, CallError, Kind, Worker, epoch_ms};
+use super::batch::CallError;
+use super::{Affected, Kind, Worker, epoch_ms};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
 use crate::controller::decide::status::UPDATER_AUTH;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
-use crate::controller::run::resync;
 use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
@@ -34,8 +34,10 @@ impl Worker {
         if !self.all_synced() || !self.leadership.is_leader() {
             return queue;
         }
-        // Before the first checks are scheduled, the next pass schedules them.
-        let checks = if self.auth.started {
+        // Before the first checks are scheduled, the next pass schedules them. Checks wait for
+        // the plans in flight and a check's repairs (their answers wake the worker): a check
+        // due meanwhile must not make `run` spin.
+        let checks = if self.auth.started && self.in_flight.is_empty() && self.repairing.is_none() {
             self.auth.timers.next_deadline()
         } else {
             None
@@ -230,12 +232,11 @@ impl Worker {
             .filter(|c| c.auth.refs().any(|r| changed.contains(&r.name)))
             .filter_map(|c| updater_endpoint(&c.url).ok())
             .collect();
-        let now = Instant::now();
         for e in &endpoints {
             log::info!("updater {e}: a Secret it uses changed");
             affected.extend(drift::users_of(&self.cache, e));
             if self.auth.started {
-                self.auth.timers.at(e, now);
+                self.auth.timers.at(e);
             }
         }
         affected
@@ -348,7 +349,7 @@ impl Worker {
         self.auth.expired.remove(endpoint);
         self.auth.delete_expired.remove(endpoint);
         log::info!("updater {endpoint} answers again: checking it for drift");
-        self.auth.timers.at(endpoint, Instant::now());
+        self.auth.timers.at(endpoint);
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
@@ -447,15 +448,15 @@ impl Worker {
     pub(super) fn run_due_resyncs(&mut self) {
         if !self.auth.started {
             self.auth.started = true;
-            let now = Instant::now();
             for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
-                self.auth.timers.at(&e, now);
+                self.auth.timers.at(&e);
             }
         }
-        for e in self.auth.timers.due(Instant::now()) {
-            if !self.leadership.is_leader() || self.shutdown {
+        // One check's repairs at a time: the others stay due until they are done.
+        while self.leadership.is_leader() && !self.shutdown && self.repairing.is_none() {
+            let Some(e) = self.auth.timers.next_due(Instant::now()) else {
                 return;
-            }
+            };
             self.resync(&e);
         }
     }
@@ -566,23 +567,30 @@ impl Worker {
                 let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
                 self.clear_users(endpoint, &refused, &ctx.now);
                 self.record_health(endpoint, &reports);
-                if repairs.is_empty() {
-                    log::debug!(
-                        "updater {endpoint} holds what {} backend(s) want",
-                        desired.requests.len()
-                    );
-                    self.stats.resynced("converged");
-                    true
-                } else {
-                    self.repair(&client, endpoint, &repairs)
+                if !repairs.is_empty() {
+                    self.health.busy_since_ms.store(0, Ordering::Relaxed);
+                    return self.repair(client, &raw, endpoint, repairs);
                 }
+                log::debug!(
+                    "updater {endpoint} holds what {} backend(s) want",
+                    desired.requests.len()
+                );
+                self.stats.resynced("converged");
+                true
             }
         };
         self.health.busy_since_ms.store(0, Ordering::Relaxed);
         self.auth.timers.checked(endpoint, ok, Instant::now());
     }
 
-    fn repair(&mut self, client: &UpdaterClient, endpoint: &str, repairs: &[Repair]) -> bool {
+    /// Hands a check's repairs to the pool, as one plan; `repaired` finishes the check.
+    fn repair(
+        &mut self,
+        client: Arc<UpdaterClient>,
+        raw: &str,
+        endpoint: &str,
+        repairs: Vec<Repair>,
+    ) {
         let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
         log::info!(
             "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
@@ -590,27 +598,52 @@ impl Worker {
             count("update"),
             count("delete")
         );
-        let results = resync::run_repairs(client, repairs, &self.leadership, &self.stats);
-        let failed: Vec<String> = repairs
-            .iter()
-            .zip(&results)
-            .filter_map(|(r, res)| {
-                res.as_ref()
-                    .err()
-                    .map(|e| format!("{} {}: {e}", r.action(), r.backend_name()))
+        let url = raw.to_string();
+        let repair = |repair| Action::Repair {
+            url: url.clone(),
+            repair,
+        };
+        let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
+        let events = vec![None; actions.len()];
+        let clients = BTreeMap::from([(url, Ok(client))]);
+        self.next_job += 1;
+        self.repairing = Some((self.next_job, endpoint.to_string()));
+        self.start(self.next_job, Plan { actions }, events, clients);
+    }
+
+    /// A check's repairs are done: the check succeeded when every one did.
+    pub(super) fn repaired(&mut self, done: super::Done) {
+        let Some((_, endpoint)) = self.repairing.take() else {
+            return;
+        };
+        let (answers, _) = done.outcome;
+        let failed: Vec<String> = (done.plan.actions.iter().enumerate())
+            .filter_map(|(i, a)| {
+                let Action::Repair { repair, .. } = a else {
+                    return None;
+                };
+                let why = match answers.get(i) {
+                    Some(super::Answer::Failed(e)) => e.to_string(),
+                    Some(_) => return None,
+                    None => "not the leader any more".to_string(),
+                };
+                Some(format!(
+                    "{} {}: {why}",
+                    repair.action(),
+                    repair.backend_name()
+                ))
             })
             .collect();
         if let Some(first) = failed.first() {
             log::warn!(
                 "drift repair on updater {endpoint}: {} of {} call(s) failed, first: {first}",
                 failed.len(),
-                repairs.len()
+                done.plan.actions.len()
             );
-            self.stats.resynced("error");
-            return false;
         }
-        self.stats.resynced("repaired");
-        true
+        let ok = failed.is_empty();
+        self.stats.resynced(if ok { "repaired" } else { "error" });
+        self.auth.timers.checked(&endpoint, ok, Instant::now());
     }
 
     /// A drift check refused on a config's credentials (token or certificate) got an answer: a
@@ -735,10 +768,7 @@ impl Worker {
     }
 
     fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        let plan = Plan {
-            actions: vec![patch],
-        };
-        if let Err(e) = self.execute(key, &plan) {
+        if let Err(e) = self.execute(&Plan::of(patch), false) {
             log::warn!("recording an updater condition key={key} error={e:?}");
         }
     }
