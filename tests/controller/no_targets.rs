@@ -125,6 +125,10 @@ fn local_service_scaled_to_zero_keeps_its_port_and_traffic_resumes_by_itself() {
     wait_for("Ready=True", || {
         ready_condition(&w).is_some_and(|c| c["status"] == "True")
     });
+    // The Event follows the status patch in the same plan: wait for it, then count.
+    wait_for("the TargetsAvailable Event", || {
+        events(&w, "TargetsAvailable") >= 1
+    });
     assert_eq!(events(&w, "TargetsAvailable"), 1);
     assert_eq!(events(&w, "NoTargets"), 1);
 }
