@@ -1004,7 +1004,7 @@ impl Worker {
 
     /// An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
     fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        let object = format!("{}/{}", spec.object.namespace, spec.object.name);
+        let object = super::events::object_key(&spec.object);
         self.events.refund(&object, &spec.reason);
         self.correlator.unsent(spec);
     }
@@ -1014,7 +1014,7 @@ impl Worker {
         &mut self,
         spec: &crate::controller::decide::plan::EventSpec,
     ) -> Option<crate::model::Event> {
-        let object = format!("{}/{}", spec.object.namespace, spec.object.name);
+        let object = super::events::object_key(&spec.object);
         if !self.events.allow(&object, &spec.reason, Instant::now()) {
             log::debug!(
                 "event dropped by rate limit object={object} reason={}",
