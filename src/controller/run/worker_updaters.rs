@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::batch::CallError;
+use super::batch::{CallError, Stop};
 use super::{Affected, Kind, Worker, epoch_ms};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
@@ -71,7 +71,7 @@ impl Worker {
         if !self.updaters.contains_key(&id) || self.auth.auth_of.get(&id) != Some(&auth) {
             let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
                 reason: "ClientSetup",
-                message: format!("updater URL {url}: {e}"),
+                message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
             })?;
             match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
                 Ok(c) => {
@@ -768,9 +768,15 @@ impl Worker {
     }
 
     fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        if let Err(e) = self.execute(&Plan::of(patch), false) {
-            log::warn!("recording an updater condition key={key} error={e:?}");
-        }
+        let error = match self.execute(&Plan::of(patch), false) {
+            Ok(()) => return,
+            Err(Stop::NotLeader) => {
+                return log::debug!("updater condition key={key} not written: not the leader");
+            }
+            Err(Stop::Updater { error, .. }) => error.to_string(),
+            Err(Stop::Api { error, .. }) => error.to_string(),
+        };
+        log::warn!("recording an updater condition key={key} error={error}");
     }
 }
 
