@@ -598,7 +598,7 @@ impl Worker {
                 Action::Event(spec) => self.prepare_event(spec),
                 Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
                     let client = self.updater(&self.config_of(key), url);
-                    updaters.insert(url.clone(), client.map_err(|p| p.message));
+                    updaters.insert(url.clone(), client);
                     None
                 }
                 Action::CreateLoadBalancer { key, .. } if reserve => {
