@@ -168,14 +168,32 @@ impl Worker {
         ))
     }
 
-    /// After a config event: what Secrets must be kept, and timers for updaters new to us.
+    /// After a config event: what Secrets must be kept, timers for updaters new to us, and the
+    /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
+    /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
         self.auth.wanted = secrets::wanted(&self.cache.configs, &self.config.namespace);
         self.auth.secrets.retain_wanted(&self.auth.wanted);
         self.auth.probes_stale = true;
+        let endpoints = drift::endpoints(&self.cache, &self.context());
+        let in_use = drift::in_use(&self.cache, &endpoints);
+        let used = |id: &String| {
+            id.split_once('\n')
+                .is_some_and(|(c, u)| in_use.client(c, u))
+        };
+        self.updaters.retain(|id, _| used(id));
+        self.auth.auth_of.retain(|id, _| used(id));
+        self.auth.problems.retain(|id, _| used(id));
+        self.auth
+            .failing
+            .retain(|e, _| in_use.endpoints.contains(e));
+        self.auth.expired.retain(|e| in_use.endpoints.contains(e));
+        self.auth
+            .delete_expired
+            .retain(|e| in_use.endpoints.contains(e));
         if self.auth.started {
             let now = Instant::now();
-            for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
+            for e in endpoints.into_keys() {
                 if !self.auth.timers.is_scheduled(&e) && !self.auth.unsupported.contains(&e) {
                     self.auth.timers.checked(&e, true, now);
                 }
