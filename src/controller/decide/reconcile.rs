@@ -958,11 +958,6 @@ pub fn on_updater_error(
     out
 }
 
-/// For tests and the worker's logs: the Ready condition's message, if any.
-pub fn ready_message(lb: &LoadBalancer) -> Option<&str> {
-    condition(&lb.status.conditions, READY).map(|c| c.message.as_str())
-}
-
 #[cfg(test)]
 #[path = "reconcile_tests.rs"]
 mod tests;
