@@ -85,7 +85,8 @@ fn service_ref(svc: &Service) -> ObjectReference {
     }
 }
 
-fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
+/// `lb` as an Event's object.
+pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
     ObjectReference {
         api_version: API_VERSION.into(),
         kind: LOAD_BALANCER_KIND.into(),

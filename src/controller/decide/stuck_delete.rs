@@ -51,13 +51,7 @@ pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: 
             name: config,
             uid: c.metadata.uid.clone(),
         },
-        None => ObjectReference {
-            api_version: API_VERSION.into(),
-            kind: crate::model::LOAD_BALANCER_KIND.into(),
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            uid: lb.metadata.uid.clone(),
-        },
+        None => super::reconcile::lb_ref(lb),
     };
     plan.event(
         &object,
