@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
-use super::{Affected, Kind, Worker, epoch_ms};
+use super::{Affected, Kind, Worker};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
@@ -25,6 +25,7 @@ use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
 use crate::model::{Secret, ValidConfig};
+use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, UpdaterClient};
 
 impl Worker {
@@ -281,7 +282,7 @@ impl Worker {
         };
         if call.is_some_and(|e| e.is_transport()) {
             if let Ok(e) = updater_endpoint(url) {
-                self.host_failing(&e, epoch_ms());
+                self.host_failing(&e, epoch_ms(SystemTime::now()));
             }
         }
         if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
@@ -376,7 +377,7 @@ impl Worker {
     fn next_expiry(&self) -> Option<Instant> {
         let grace = self.config.host_failure_grace.as_millis() as u64;
         let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
-        let now = epoch_ms();
+        let now = epoch_ms(SystemTime::now());
         let hosts = self
             .auth
             .failing
@@ -402,7 +403,7 @@ impl Worker {
             self.refresh_probes();
         }
         let grace = self.config.host_failure_grace.as_millis() as u64;
-        let now = epoch_ms();
+        let now = epoch_ms(SystemTime::now());
         let due: Vec<String> = self
             .auth
             .failing
@@ -500,7 +501,7 @@ impl Worker {
         }
         self.health
             .busy_since_ms
-            .store(epoch_ms(), Ordering::Relaxed);
+            .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
         let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
         let mut outcome = None;
@@ -570,7 +571,7 @@ impl Worker {
             }
             Err(e) => {
                 if e.is_transport() {
-                    self.host_failing(endpoint, epoch_ms());
+                    self.host_failing(endpoint, epoch_ms(SystemTime::now()));
                 }
                 self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
                 // Never repair from an answer that could not be read.
