@@ -5,7 +5,7 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets;
-use super::plan::{Action, EventType, Plan, updater_request};
+use super::plan::{Action, EventType, Plan, lb_ref, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
@@ -82,17 +82,6 @@ fn service_ref(svc: &Service) -> ObjectReference {
         namespace: svc.metadata.namespace.clone(),
         name: svc.metadata.name.clone(),
         uid: svc.metadata.uid.clone(),
-    }
-}
-
-/// `lb` as an Event's object.
-pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
-    ObjectReference {
-        api_version: API_VERSION.into(),
-        kind: LOAD_BALANCER_KIND.into(),
-        namespace: lb.metadata.namespace.clone(),
-        name: lb.metadata.name.clone(),
-        uid: lb.metadata.uid.clone(),
     }
 }
 

@@ -51,7 +51,7 @@ pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: 
             name: config,
             uid: c.metadata.uid.clone(),
         },
-        None => super::reconcile::lb_ref(lb),
+        None => super::plan::lb_ref(lb),
     };
     plan.event(
         &object,

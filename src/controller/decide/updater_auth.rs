@@ -5,8 +5,8 @@
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
 use super::context::Context;
-use super::plan::{Action, EventType, Plan};
-use super::reconcile::{lb_ref, on_updater_error};
+use super::plan::{Action, EventType, Plan, lb_ref};
+use super::reconcile::on_updater_error;
 use super::status::{UPDATER_AUTH, condition, set_condition};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
