@@ -3,9 +3,10 @@
 //! the `UpdaterAuth` fallback after a failed call, and the drift checks (`drift` decides,
 //! `resync` times and runs the repairs).
 //!
-//! Owns: which client serves a URL (rebuilt when its config's token or CA changes, so a rotated
-//! Secret is used at once), the one read of a Secret whose referenced key was not kept, and when a
-//! check runs. Must not: decide what to repair, write while not the leader, or log a token.
+//! Owns: which client serves a config's calls to a URL (rebuilt when its config's token or CA
+//! changes, so a rotated Secret is used at once), the one read of a Secret whose referenced key was
+//! not kept, and when a check runs. Must not: decide what to repair, write while not the leader,
+//! or log a token.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
