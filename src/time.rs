@@ -17,6 +17,12 @@ pub fn micro_time(t: SystemTime) -> String {
     format_secs(secs, Some(nanos / 1000))
 }
 
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn split(t: SystemTime) -> (u64, u32) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     (d.as_secs(), d.subsec_nanos())

@@ -159,10 +159,6 @@ impl<K: Ord + Clone> Queue<K> {
         }
     }
 
-    pub fn is_processing(&self, key: &K) -> bool {
-        self.processing.contains(key)
-    }
-
     fn promote_due(&mut self, now: Instant) {
         while let Some((due, _)) = self.waiting_by_time.first() {
             if *due > now {

@@ -1,6 +1,6 @@
 //! The per-host steps of `paperlb explain` (the updater answers, accepts the credentials, lists
 //! every backend the LoadBalancer implies, unchanged, with healthy upstreams), and `paperlb check`'s
-//! one-line summary of a host. Today a config has one host; each host is judged on its own.
+//! one-line summary of a host. Each host is judged on its own.
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};

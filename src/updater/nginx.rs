@@ -609,6 +609,11 @@ pub enum ShutdownTimeout {
     Absent,
 }
 
+/// The file under the streams directory `dir` where the updater writes `worker_shutdown_timeout`.
+pub fn shutdown_file(dir: &Path) -> PathBuf {
+    dir.join(MAIN_DIR).join(SHUTDOWN_FILE)
+}
+
 /// Where `worker_shutdown_timeout` comes from, given nginx.conf's text.
 pub fn shutdown_timeout_source(conf_path: &Path, conf: &str, dir: &Path) -> ShutdownTimeout {
     let base = conf_path.parent().unwrap_or(Path::new("/"));
@@ -631,7 +636,7 @@ pub fn shutdown_timeout_source(conf_path: &Path, conf: &str, dir: &Path) -> Shut
         }
     }
     if included {
-        ShutdownTimeout::Written(main.join(SHUTDOWN_FILE))
+        ShutdownTimeout::Written(shutdown_file(dir))
     } else {
         ShutdownTimeout::Absent
     }

@@ -133,19 +133,20 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
 
 /// Puts `--worker-shutdown-timeout` in force where nginx.conf lets the updater (see
 /// `nginx::ShutdownTimeout`), and says in the log which way it went. A value nginx refuses (the
-/// directive also set in a file nginx.conf includes elsewhere) is taken back with a warning.
+/// directive also set in a file nginx.conf includes elsewhere) is taken back with a warning. Off
+/// (0), set in nginx.conf, or not included: a file written by an earlier start is removed (else
+/// its old value stays, or duplicates nginx.conf's and every `nginx -t` fails).
 fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), Error> {
     let secs = s.worker_shutdown_timeout;
-    if secs == 0 {
-        return Ok(());
-    }
     let dir = s.streams_dir.display();
-    let file = match nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir) {
+    let source = nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir);
+    let file = match source {
+        _ if secs == 0 => None,
         nginx::ShutdownTimeout::InConf(v) => {
             log::info!(
                 "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
             );
-            return Ok(());
+            None
         }
         nginx::ShutdownTimeout::Absent => {
             log::warn!(
@@ -156,33 +157,42 @@ fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), 
                 nginx::MAIN_DIR,
                 nginx::MAIN_DIR
             );
-            return Ok(());
+            None
         }
-        nginx::ShutdownTimeout::Written(file) => file,
+        nginx::ShutdownTimeout::Written(file) => Some(file),
     };
-    if !nginx::write_shutdown_timeout(&file, secs).map_err(|e| Error::io(&file, e))? {
-        log::info!(
-            "worker_shutdown_timeout {secs}s in force ({})",
-            file.display()
-        );
-        return Ok(());
-    }
-    let applied = nginx.test().and_then(|()| match nginx.master_pid() {
-        Ok(_) => nginx.reload(),
-        Err(_) => Ok(()), // not running: read when it starts
-    });
-    match applied {
-        Ok(()) => log::info!(
+    let changed = match &file {
+        Some(f) => nginx::write_shutdown_timeout(f, secs).map_err(|e| Error::io(f, e))?,
+        None => {
+            let ours = nginx::shutdown_file(&s.streams_dir);
+            match std::fs::remove_file(&ours) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(Error::io(&ours, e)),
+            }
+        }
+    };
+    let applied = match changed {
+        false => Ok(()),
+        true => nginx.test().and_then(|()| match nginx.master_pid() {
+            Ok(_) => nginx.reload(),
+            Err(_) => Ok(()), // not running: read when it starts
+        }),
+    };
+    match (applied, file) {
+        (Ok(()), Some(file)) => log::info!(
             "worker_shutdown_timeout {secs}s in force ({})",
             file.display()
         ),
-        Err(e) => {
+        (Ok(()), None) => {}
+        (Err(e), Some(file)) => {
             let _ = std::fs::remove_file(&file);
             log::warn!(
                 "worker_shutdown_timeout {secs}s in {} refused by nginx, removed: {e}",
                 file.display()
             );
         }
+        (Err(e), None) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
     }
     Ok(())
 }

@@ -145,3 +145,33 @@ fn old_workers_are_counted_and_zero_is_off() {
         .metric("paperlb_updater_nginx_old_workers")
         == 0.0));
 }
+
+#[test]
+fn a_shutdown_timeout_file_from_an_earlier_start_goes_when_off_or_set_in_nginx_conf() {
+    let file = |env: &Env| env.nginx.streams.join("main/worker-shutdown-timeout.conf");
+    let b2 = Backend::tcp("127.0.0.2", "b2");
+    let mut env = Env::start(Options {
+        worker_shutdown_timeout: 2,
+        ..Options::default()
+    });
+    assert!(file(&env).exists(), "written at start");
+    // Off: the old value must not stay in force.
+    env.worker_shutdown_timeout = 0;
+    env.restart_updater();
+    assert!(!file(&env).exists(), "removed when off");
+    // nginx.conf sets it itself: ours would duplicate it and every `nginx -t` would fail.
+    env.worker_shutdown_timeout = 2;
+    env.restart_updater();
+    assert!(file(&env).exists(), "written again");
+    let conf = std::fs::read_to_string(&env.nginx.conf).expect("nginx.conf");
+    std::fs::write(
+        &env.nginx.conf,
+        format!("worker_shutdown_timeout 10s;\n{conf}"),
+    )
+    .expect("write nginx.conf");
+    env.restart_updater();
+    assert!(!file(&env).exists(), "removed when nginx.conf sets it");
+    let port = free_port();
+    let (code, resp) = env.post(&go_body("in_conf", port, "TCP", &[("127.0.0.2", b2.port)]));
+    assert_eq!(code, 200, "nginx -t passes: {resp}");
+}

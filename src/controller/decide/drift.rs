@@ -63,6 +63,42 @@ pub fn endpoints(cache: &Cache, ctx: &Context) -> BTreeMap<String, String> {
     out
 }
 
+/// What names an updater now: the endpoints `endpoints` gave plus those a LoadBalancer's status
+/// still records backends on, and the configs whose credentials a call may use (the cached
+/// configs, those LoadBalancers name, and "" for none).
+pub struct InUse {
+    pub endpoints: BTreeSet<String>,
+    configs: BTreeSet<String>,
+}
+
+impl InUse {
+    /// Whether config `config`'s client for the raw URL `url` may still be used.
+    pub fn client(&self, config: &str, url: &str) -> bool {
+        self.configs.contains(config)
+            && updater_endpoint(url).is_ok_and(|e| self.endpoints.contains(&e))
+    }
+}
+
+/// The updaters and configs in use, given `endpoints(cache, ..)`.
+pub fn in_use(cache: &Cache, endpoints: &BTreeMap<String, String>) -> InUse {
+    let lbs = cache.load_balancers.values();
+    let applied = lbs.flat_map(|lb| lb.status.applied.iter());
+    let mut configs: BTreeSet<String> = cache.configs.keys().map(|k| k.name.clone()).collect();
+    configs.extend(
+        cache
+            .load_balancers
+            .values()
+            .map(|lb| lb.spec.config_name.get().cloned().unwrap_or_default()),
+    );
+    configs.insert(String::new());
+    InUse {
+        endpoints: (endpoints.keys().cloned())
+            .chain(applied.filter_map(|b| updater_endpoint(&b.url).ok()))
+            .collect(),
+        configs,
+    }
+}
+
 /// What `endpoint` should hold, from the cache.
 pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
     let on_endpoint = |raw: &str| updater_endpoint(raw).is_ok_and(|e| e == endpoint);
@@ -247,6 +283,27 @@ mod tests {
 
     const URL: &str = "http://127.0.0.1:3000";
     const ENDPOINT: &str = "http://127.0.0.1:3000/api/v1/lb";
+
+    #[test]
+    fn a_deleted_config_or_a_changed_url_is_no_longer_in_use() {
+        let ctx = ctx();
+        let mut c = cache();
+        let other = "http://127.0.0.9:3000";
+        c.apply_load_balancer(lb("web", other, 8100, true, false));
+        let used = in_use(&c, &endpoints(&c, &ctx));
+        assert!(used.client("edge", URL));
+        assert!(used.client("edge", other), "a LoadBalancer still names it");
+        assert!(!used.client("gone", URL), "no such config");
+        assert!(
+            !used.client("edge", "http://127.0.0.8:3000"),
+            "no one names it"
+        );
+        c.delete_load_balancer(&Key::new("default", "web"));
+        c.delete_config(&Key::new("paperlb-system", "edge"));
+        let used = in_use(&c, &endpoints(&c, &ctx));
+        assert!(!used.client("edge", URL) && !used.client("edge", other));
+        assert!(used.endpoints.is_empty());
+    }
 
     fn cache() -> Cache {
         let mut c = Cache::new();

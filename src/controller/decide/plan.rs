@@ -8,7 +8,9 @@
 
 use super::status::backend_name;
 use crate::controller::key::Key;
-use crate::model::{Event, EventSource, LbPort, ObjectMeta, ObjectReference, Protocol};
+use crate::model::{
+    Event, EventSource, LbPort, LoadBalancer, ObjectMeta, ObjectReference, Protocol,
+};
 use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
 
@@ -245,6 +247,17 @@ impl Plan {
 
 /// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
 /// an updater to hold, so the two can never disagree.
+/// `lb` as an Event's object.
+pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
+    ObjectReference {
+        api_version: crate::model::API_VERSION.into(),
+        kind: crate::model::LOAD_BALANCER_KIND.into(),
+        namespace: lb.metadata.namespace.clone(),
+        name: lb.metadata.name.clone(),
+        uid: lb.metadata.uid.clone(),
+    }
+}
+
 pub fn updater_request(
     key: &Key,
     i: usize,

@@ -5,7 +5,7 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets;
-use super::plan::{Action, EventType, Plan, updater_request};
+use super::plan::{Action, EventType, Plan, lb_ref, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
@@ -82,16 +82,6 @@ fn service_ref(svc: &Service) -> ObjectReference {
         namespace: svc.metadata.namespace.clone(),
         name: svc.metadata.name.clone(),
         uid: svc.metadata.uid.clone(),
-    }
-}
-
-fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
-    ObjectReference {
-        api_version: API_VERSION.into(),
-        kind: LOAD_BALANCER_KIND.into(),
-        namespace: lb.metadata.namespace.clone(),
-        name: lb.metadata.name.clone(),
-        uid: lb.metadata.uid.clone(),
     }
 }
 
@@ -956,11 +946,6 @@ pub fn on_updater_error(
     let target = event_target(cache, key, lb);
     out.event(&target, EventType::Warning, "UpdaterFailed", what);
     out
-}
-
-/// For tests and the worker's logs: the Ready condition's message, if any.
-pub fn ready_message(lb: &LoadBalancer) -> Option<&str> {
-    condition(&lb.status.conditions, READY).map(|c| c.message.as_str())
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@ use crate::controller::testutil::{Rng, node, shuffled};
 use crate::model::{DEFAULT_CLASS, Lenient, LoadBalancerConfig, Node};
 use serde_json::Value;
 
+/// The Ready condition's message, if any.
+fn ready_message(lb: &LoadBalancer) -> Option<&str> {
+    condition(&lb.status.conditions, READY).map(|c| c.message.as_str())
+}
+
 #[path = "reconcile_hosts_tests.rs"]
 mod several_hosts;
 

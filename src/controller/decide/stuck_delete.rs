@@ -14,8 +14,6 @@ use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::updater_endpoint;
 use crate::model::{API_VERSION, LoadBalancer, ObjectReference};
-use crate::time::rfc3339;
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Since when (ms since the epoch) the updater at `url` has not answered, if it does not.
 fn failing_since(ctx: &Context, url: &str) -> Option<u64> {
@@ -27,12 +25,6 @@ fn failing_since(ctx: &Context, url: &str) -> Option<u64> {
 pub fn given_up(ctx: &Context, url: &str) -> bool {
     failing_since(ctx, url)
         .is_some_and(|since| ctx.now_ms >= since.saturating_add(ctx.delete_grace_ms))
-}
-
-/// When the deletion of `lb` will stop waiting for updater `url` (RFC 3339), if it is failing.
-pub fn gives_up_at(ctx: &Context, url: &str) -> Option<String> {
-    let at = failing_since(ctx, url)?.saturating_add(ctx.delete_grace_ms);
-    Some(rfc3339(UNIX_EPOCH + Duration::from_millis(at)))
 }
 
 /// One Warning Event for the backends of `lb` left on updaters given up on, if any.
@@ -59,13 +51,7 @@ pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: 
             name: config,
             uid: c.metadata.uid.clone(),
         },
-        None => ObjectReference {
-            api_version: API_VERSION.into(),
-            kind: crate::model::LOAD_BALANCER_KIND.into(),
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            uid: lb.metadata.uid.clone(),
-        },
+        None => super::plan::lb_ref(lb),
     };
     plan.event(
         &object,

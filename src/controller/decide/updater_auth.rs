@@ -5,12 +5,12 @@
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
 use super::context::Context;
-use super::plan::{Action, EventType, Plan};
+use super::plan::{Action, EventType, Plan, lb_ref};
 use super::reconcile::on_updater_error;
 use super::status::{UPDATER_AUTH, condition, set_condition};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
-use crate::model::{LoadBalancer, LoadBalancerStatus, ObjectReference};
+use crate::model::{LoadBalancer, LoadBalancerStatus};
 use serde_json::json;
 
 /// Why a config's updater gets no call: a condition reason and a message for users.
@@ -143,16 +143,6 @@ pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
         key: key.clone(),
         patch: json!({"status": status}),
     })
-}
-
-fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
-    ObjectReference {
-        api_version: crate::model::API_VERSION.into(),
-        kind: crate::model::LOAD_BALANCER_KIND.into(),
-        namespace: lb.metadata.namespace.clone(),
-        name: lb.metadata.name.clone(),
-        uid: lb.metadata.uid.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use super::stats::Stats;
 use crate::controller::cache::Cache;
 use crate::controller::decide::plan::{Action, Plan, Repair, UpdaterRequest, lb_request};
 use crate::controller::decide::ports::stored_ports;
+use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
@@ -72,19 +73,19 @@ pub enum Stop {
 }
 
 /// Why an updater action failed: the call's own error, or no call at all (no usable client; the
-/// message says why). The worker reports refused credentials as `UpdaterAuth`, and checks an
+/// problem says why). The worker reports refused credentials as `UpdaterAuth`, and checks an
 /// updater for drift when it answers again after being unreachable.
 #[derive(Debug)]
 pub enum CallError {
     Call(crate::updater::Error),
-    NoCall(String),
+    NoCall(AuthProblem),
 }
 
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Call(e) => e.fmt(f),
-            CallError::NoCall(m) => f.write_str(m),
+            CallError::NoCall(p) => f.write_str(&p.message),
         }
     }
 }
@@ -162,8 +163,8 @@ fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
     Some((host, ports))
 }
 
-/// Updater clients by URL, or why a URL has none (the message of the `NoCall` error).
-pub type Clients = BTreeMap<String, Result<Arc<UpdaterClient>, String>>;
+/// Updater clients by URL, or why a URL has none (the `NoCall` error).
+pub type Clients = BTreeMap<String, Result<Arc<UpdaterClient>, AuthProblem>>;
 
 /// What a plan's I/O uses; everything in it is safe to use from several threads.
 pub struct Io<'a> {
@@ -214,8 +215,11 @@ impl Io<'_> {
     fn client_for(&self, url: &str) -> Result<&UpdaterClient, CallError> {
         match self.updaters.get(url) {
             Some(Ok(c)) => Ok(c),
-            Some(Err(m)) => Err(CallError::NoCall(m.clone())),
-            None => Err(CallError::NoCall(format!("no client for updater {url}"))),
+            Some(Err(p)) => Err(CallError::NoCall(p.clone())),
+            None => Err(CallError::NoCall(AuthProblem {
+                reason: "ClientSetup",
+                message: format!("no client for updater {url}"),
+            })),
         }
     }
 

@@ -25,6 +25,12 @@ pub struct EventLimiter {
     refill_every: Duration,
 }
 
+/// The object an Event's bucket is keyed by: kind included, so a Service and its LoadBalancer (same
+/// namespace and name) have a bucket each.
+pub fn object_key(o: &crate::model::ObjectReference) -> String {
+    format!("{} {}/{}", o.kind, o.namespace, o.name)
+}
+
 impl Default for EventLimiter {
     fn default() -> Self {
         EventLimiter::new(BURST, REFILL_EVERY)
@@ -100,6 +106,25 @@ fn refilled(b: &Bucket, burst: u32, every: Duration, now: Instant) -> Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_and_its_load_balancer_have_a_bucket_each() {
+        let of = |kind: &str| crate::model::ObjectReference {
+            kind: kind.into(),
+            namespace: "ns".into(),
+            name: "web".into(),
+            ..Default::default()
+        };
+        assert_eq!(object_key(&of("Service")), "Service ns/web");
+        let t0 = Instant::now();
+        let mut l = EventLimiter::default();
+        let svc = object_key(&of("Service"));
+        let sent = (0..30)
+            .filter(|_| l.allow(&svc, "UpdaterFailed", t0))
+            .count();
+        assert_eq!(sent, 25);
+        assert!(l.allow(&object_key(&of("LoadBalancer")), "UpdaterFailed", t0));
+    }
 
     #[test]
     fn burst_then_one_per_period_per_object_and_reason() {

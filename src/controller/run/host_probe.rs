@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use crate::time::epoch_ms;
 
 use crate::updater::client::UpdaterClient;
 
@@ -64,13 +66,6 @@ pub struct Probed {
     pub message: String,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Starts the probe thread; it hands each report to `send`, and ends after `Targets::stop` or when
 /// `send` says the worker is gone (false).
 pub fn spawn(
@@ -100,7 +95,7 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
         };
         state.retain(|e, _| clients.iter().any(|(c, _)| c == e));
         for (endpoint, client) in &clients {
-            let started = now_ms();
+            let started = epoch_ms(SystemTime::now());
             // A refused certificate is an answer (a configuration error the drift check and the
             // calls report), not an outage: the host stays in the ingress while nginx serves.
             let result = client
@@ -111,7 +106,7 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
             // meanwhile, and only this clears it); a failure only when it starts.
             let report = match &result {
                 Ok(()) => {
-                    entry.0 = now_ms();
+                    entry.0 = epoch_ms(SystemTime::now());
                     if std::mem::replace(&mut entry.1, false) {
                         log::info!("LB host updater {endpoint} answers again");
                     }

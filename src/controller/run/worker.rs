@@ -39,7 +39,7 @@ use crate::kube::watch::WatchMsg;
 use crate::model::{
     EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
 };
-use crate::time::rfc3339;
+use crate::time::{epoch_ms, rfc3339};
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 // The Secret-backed updater credentials and drift checks: their part of the worker.
@@ -544,10 +544,7 @@ impl Worker {
         ctx.address_types = self.config.address_types.clone();
         ctx.stable_node_set = self.config.stable_node_set;
         ctx.without_checks = self.auth.unsupported.clone();
-        ctx.now_ms = now
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        ctx.now_ms = epoch_ms(now);
         ctx.failing = self.auth.failing.clone();
         ctx.host_grace_ms = self.config.host_failure_grace.as_millis() as u64;
         ctx.delete_grace_ms = self.config.unreachable_delete_grace.as_millis() as u64;
@@ -565,7 +562,7 @@ impl Worker {
         let started = Instant::now();
         self.health
             .busy_since_ms
-            .store(epoch_ms(), Ordering::Relaxed);
+            .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
@@ -574,7 +571,7 @@ impl Worker {
                 ctx,
                 plan,
                 started,
-                since_ms: epoch_ms(),
+                since_ms: epoch_ms(SystemTime::now()),
             });
         }
         let result = self.execute(&plan, false);
@@ -598,7 +595,7 @@ impl Worker {
                 Action::Event(spec) => self.prepare_event(spec),
                 Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
                     let client = self.updater(&self.config_of(key), url);
-                    updaters.insert(url.clone(), client.map_err(|p| p.message));
+                    updaters.insert(url.clone(), client);
                     None
                 }
                 Action::CreateLoadBalancer { key, .. } if reserve => {
@@ -1004,7 +1001,7 @@ impl Worker {
 
     /// An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
     fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        let object = format!("{}/{}", spec.object.namespace, spec.object.name);
+        let object = super::events::object_key(&spec.object);
         self.events.refund(&object, &spec.reason);
         self.correlator.unsent(spec);
     }
@@ -1014,7 +1011,7 @@ impl Worker {
         &mut self,
         spec: &crate::controller::decide::plan::EventSpec,
     ) -> Option<crate::model::Event> {
-        let object = format!("{}/{}", spec.object.namespace, spec.object.name);
+        let object = super::events::object_key(&spec.object);
         if !self.events.allow(&object, &spec.reason, Instant::now()) {
             log::debug!(
                 "event dropped by rate limit object={object} reason={}",
@@ -1126,13 +1123,6 @@ fn fresh<T>(
     }
 }
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn epoch_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1147,6 +1137,6 @@ pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), Duration> {
     if since == 0 {
         return Ok(());
     }
-    let busy = Duration::from_millis(epoch_ms().saturating_sub(since));
+    let busy = Duration::from_millis(epoch_ms(SystemTime::now()).saturating_sub(since));
     if busy > max_busy { Err(busy) } else { Ok(()) }
 }

@@ -3,17 +3,18 @@
 //! the `UpdaterAuth` fallback after a failed call, and the drift checks (`drift` decides,
 //! `resync` times and runs the repairs).
 //!
-//! Owns: which client serves a URL (rebuilt when its config's token or CA changes, so a rotated
-//! Secret is used at once), the one read of a Secret whose referenced key was not kept, and when a
-//! check runs. Must not: decide what to repair, write while not the leader, or log a token.
+//! Owns: which client serves a config's calls to a URL (rebuilt when its config's token or CA
+//! changes, so a rotated Secret is used at once), the one read of a Secret whose referenced key was
+//! not kept, and when a check runs. Must not: decide what to repair, write while not the leader,
+//! or log a token.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::batch::CallError;
-use super::{Affected, Kind, Worker, epoch_ms};
+use super::batch::{CallError, Stop};
+use super::{Affected, Kind, Worker};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
@@ -25,6 +26,7 @@ use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
 use crate::model::{Secret, ValidConfig};
+use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, UpdaterClient};
 
 impl Worker {
@@ -71,7 +73,7 @@ impl Worker {
         if !self.updaters.contains_key(&id) || self.auth.auth_of.get(&id) != Some(&auth) {
             let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
                 reason: "ClientSetup",
-                message: format!("updater URL {url}: {e}"),
+                message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
             })?;
             match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
                 Ok(c) => {
@@ -168,14 +170,32 @@ impl Worker {
         ))
     }
 
-    /// After a config event: what Secrets must be kept, and timers for updaters new to us.
+    /// After a config event: what Secrets must be kept, timers for updaters new to us, and the
+    /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
+    /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
         self.auth.wanted = secrets::wanted(&self.cache.configs, &self.config.namespace);
         self.auth.secrets.retain_wanted(&self.auth.wanted);
         self.auth.probes_stale = true;
+        let endpoints = drift::endpoints(&self.cache, &self.context());
+        let in_use = drift::in_use(&self.cache, &endpoints);
+        let used = |id: &String| {
+            id.split_once('\n')
+                .is_some_and(|(c, u)| in_use.client(c, u))
+        };
+        self.updaters.retain(|id, _| used(id));
+        self.auth.auth_of.retain(|id, _| used(id));
+        self.auth.problems.retain(|id, _| used(id));
+        self.auth
+            .failing
+            .retain(|e, _| in_use.endpoints.contains(e));
+        self.auth.expired.retain(|e| in_use.endpoints.contains(e));
+        self.auth
+            .delete_expired
+            .retain(|e| in_use.endpoints.contains(e));
         if self.auth.started {
             let now = Instant::now();
-            for e in drift::endpoints(&self.cache, &self.context()).into_keys() {
+            for e in endpoints.into_keys() {
                 if !self.auth.timers.is_scheduled(&e) && !self.auth.unsupported.contains(&e) {
                     self.auth.timers.checked(&e, true, now);
                 }
@@ -263,7 +283,7 @@ impl Worker {
         };
         if call.is_some_and(|e| e.is_transport()) {
             if let Ok(e) = updater_endpoint(url) {
-                self.host_failing(&e, epoch_ms());
+                self.host_failing(&e, epoch_ms(SystemTime::now()));
             }
         }
         if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
@@ -358,7 +378,7 @@ impl Worker {
     fn next_expiry(&self) -> Option<Instant> {
         let grace = self.config.host_failure_grace.as_millis() as u64;
         let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
-        let now = epoch_ms();
+        let now = epoch_ms(SystemTime::now());
         let hosts = self
             .auth
             .failing
@@ -384,7 +404,7 @@ impl Worker {
             self.refresh_probes();
         }
         let grace = self.config.host_failure_grace.as_millis() as u64;
-        let now = epoch_ms();
+        let now = epoch_ms(SystemTime::now());
         let due: Vec<String> = self
             .auth
             .failing
@@ -482,7 +502,7 @@ impl Worker {
         }
         self.health
             .busy_since_ms
-            .store(epoch_ms(), Ordering::Relaxed);
+            .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
         let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
         let mut outcome = None;
@@ -552,7 +572,7 @@ impl Worker {
             }
             Err(e) => {
                 if e.is_transport() {
-                    self.host_failing(endpoint, epoch_ms());
+                    self.host_failing(endpoint, epoch_ms(SystemTime::now()));
                 }
                 self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
                 // Never repair from an answer that could not be read.
@@ -768,9 +788,15 @@ impl Worker {
     }
 
     fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        if let Err(e) = self.execute(&Plan::of(patch), false) {
-            log::warn!("recording an updater condition key={key} error={e:?}");
-        }
+        let error = match self.execute(&Plan::of(patch), false) {
+            Ok(()) => return,
+            Err(Stop::NotLeader) => {
+                return log::debug!("updater condition key={key} not written: not the leader");
+            }
+            Err(Stop::Updater { error, .. }) => error.to_string(),
+            Err(Stop::Api { error, .. }) => error.to_string(),
+        };
+        log::warn!("recording an updater condition key={key} error={error}");
     }
 }
 
