@@ -47,6 +47,8 @@ pub struct ServiceSpec {
     pub load_balancer_source_ranges: Vec<String>,
     /// kube-proxy's per-Service health check port (set for `externalTrafficPolicy: Local`).
     pub health_check_node_port: Option<i32>,
+    /// `ClientIP` keeps a client on one node (a consistent hash on the LB host); `None` or absent.
+    pub session_affinity: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -170,6 +170,8 @@ pub struct LoadBalancerSpec {
     /// Addition: the updater's active health check of the targets; absent = none.
     #[serde(deserialize_with = "lenient_object")]
     pub health_check: HealthCheckResource,
+    /// Addition: `least-conn`, `hash` or `random-two`; absent = round robin.
+    pub balance: Lenient<String>,
     /// Addition: every LB host when the config lists `hosts` (the Go fields then name the first);
     /// empty = the Go form, one host.
     #[serde(

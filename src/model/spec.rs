@@ -9,6 +9,7 @@ use super::paperlb::{
     TargetSpec,
 };
 use super::url::{check_host, check_url};
+use crate::updater::validate::Balance;
 use serde_json::{Value, json};
 
 /// L4 protocols nginx's stream module forwards.
@@ -471,6 +472,8 @@ pub struct LbTraffic {
     /// PROXY protocol v1 on TCP ports (UDP ports are pushed without it).
     pub proxy_protocol: bool,
     pub health_check: Option<LbHealthCheck>,
+    /// How nginx picks a target (`spec.sessionAffinity`, the annotation `lb.paperlb.com/balance`).
+    pub balance: Balance,
 }
 
 /// The health check the updater runs against every target.
@@ -671,6 +674,10 @@ impl LbSpec {
             Some(h) => h.to_json(),
             None => Value::Null,
         };
+        // Round robin is left out (a Go-era spec reads as it); a spec patch writes null instead.
+        if self.traffic.balance != Balance::RoundRobin {
+            spec["balance"] = json!(self.traffic.balance.as_str());
+        }
         // Written only in the `hosts` form (`null` removes a list an earlier spec had).
         spec["hosts"] = if self.is_go_form() {
             Value::Null
@@ -699,7 +706,7 @@ impl LbSpec {
 }
 
 /// A proxy timeout in seconds: absent or 0 means "the default".
-/// `sourceRanges`, `proxyProtocol` and `healthCheck` of a stored spec (absent = none).
+/// `sourceRanges`, `proxyProtocol`, `healthCheck` and `balance` of a stored spec (absent = none).
 fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
     let mut source_ranges = Vec::new();
     for (i, c) in spec.source_ranges.iter().enumerate() {
@@ -740,10 +747,17 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
             })
         }
     };
+    let balance = match spec.balance.optional("spec.balance", "a string")? {
+        None => Balance::RoundRobin,
+        Some(b) => Balance::parse(b).ok_or_else(|| {
+            format!("spec.balance {b:?}: must be round-robin, least-conn, hash or random-two")
+        })?,
+    };
     Ok(LbTraffic {
         source_ranges,
         proxy_protocol,
         health_check,
+        balance,
     })
 }
 

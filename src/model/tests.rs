@@ -686,3 +686,26 @@ fn loadbalancer_health_check_timings_round_trip_and_absent_ones_match_older_spec
         .health_check;
     assert_eq!(got.unwrap().timings, CheckTimings::default());
 }
+
+#[test]
+fn loadbalancer_balance_round_trips_and_round_robin_is_left_out() {
+    let stored = |v: serde_json::Value| -> LoadBalancer {
+        serde_json::from_value(json!({"spec": {"host": "h",
+            "httpUpdater": {"url": "http://127.0.0.1:3000"}, "port": 8000, "balance": v}}))
+        .unwrap()
+    };
+    for b in crate::updater::validate::Balance::ALL {
+        let spec = LbSpec::from_resource(&stored(json!(b.as_str())).spec).unwrap();
+        assert_eq!(spec.traffic.balance, b);
+        let json = spec.to_json();
+        let written = json.get("balance").and_then(|v| v.as_str());
+        assert_eq!(written, (b.as_str() != "round-robin").then_some(b.as_str()));
+        let back: LoadBalancer = serde_json::from_value(json!({"spec": json})).unwrap();
+        assert!(spec.matches(&back.spec), "{b:?}");
+    }
+    let err = LbSpec::from_resource(&stored(json!("least_conn")).spec).unwrap_err();
+    assert_eq!(
+        err,
+        "spec.balance \"least_conn\": must be round-robin, least-conn, hash or random-two"
+    );
+}

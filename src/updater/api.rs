@@ -28,7 +28,7 @@ pub struct LbRequest {
     /// controller's requests, and never sent when unset, so Go peers see the same JSON as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    /// Our additions (source ranges, PROXY protocol, health check); all optional and left out of
+    /// Our additions (source ranges, PROXY protocol, health check, balancing); all optional and left out of
     /// the JSON when unset, so the Go controller's requests and our answers to it are unchanged.
     #[serde(flatten)]
     pub traffic: Traffic,
@@ -47,6 +47,10 @@ pub struct Traffic {
     /// Active health checking of the upstreams; absent = none (every upstream is used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// How nginx picks an upstream: `least-conn`, `hash` (of the client address, consistent) or
+    /// `random-two`; absent (or `round-robin`) = nginx's round robin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<String>,
 }
 
 /// `healthCheck` as sent; absent fields take the defaults in `validate::health_check`.

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::api::LbRequest;
-use super::validate::{Backend, Protocol};
+use super::validate::{Backend, Balance, Protocol};
 
 /// First line of every file we write; the rest of the line is the request as JSON.
 pub const HEADER: &str = "# paperlb-request: ";
@@ -134,6 +134,12 @@ pub fn render(b: &Backend) -> String {
     }
     s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
     s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
+    s.push_str(match b.balance {
+        Balance::RoundRobin => "",
+        Balance::LeastConn => "    least_conn;\n",
+        Balance::Hash => "    hash $remote_addr consistent;\n",
+        Balance::RandomTwo => "    random two least_conn;\n",
+    });
     for (i, (h, p)) in b.upstreams.iter().enumerate() {
         // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
         let down = if b.down.contains(&i) { " down" } else { "" };
@@ -760,6 +766,43 @@ mod tests {
         assert_eq!(
             plain,
             r#"{"backendName":"default_nginx","lbPort":8100,"lbProtocol":"tcp","upstreamServers":[{"host":"127.0.0.2","port":30080}],"proxyTimeoutSeconds":0,"proxyConnectTimeoutSeconds":5}"#
+        );
+    }
+
+    #[test]
+    fn balance_renders_its_directive_first_in_the_upstream_block() {
+        let cases = [
+            (None, ""),
+            (Some("round-robin"), ""),
+            (Some("least-conn"), "    least_conn;\n"),
+            (Some("Hash"), "    hash $remote_addr consistent;\n"),
+            (Some("random-two"), "    random two least_conn;\n"),
+        ];
+        for (balance, line) in cases {
+            for proto in ["tcp", "udp"] {
+                let mut r = req(proto, &["127.0.0.2", "127.0.0.3"]);
+                r.traffic.balance = balance.map(String::from);
+                let b = backend(&r, &Policy::default()).unwrap();
+                let text = render(&b);
+                let block = format!(
+                    "upstream paperlb_default_nginx {{\n{line}    server 127.0.0.2:30080;\n    server 127.0.0.3:30080;\n}}\n"
+                );
+                assert!(text.contains(&block), "{balance:?} {proto}: {text}");
+                // Stored in its canonical spelling, and read back from the header.
+                let back = parse_header(&text).unwrap();
+                assert_eq!(back, b.request);
+                assert_eq!(
+                    back.traffic.balance.as_deref(),
+                    balance.map(|b| b.to_ascii_lowercase()).as_deref()
+                );
+            }
+        }
+        let mut r = req("tcp", &["127.0.0.2"]);
+        r.traffic.balance = Some("least-conn".into());
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.ends_with(r#""proxyConnectTimeoutSeconds":5,"balance":"least-conn"}"#),
+            "{json}"
         );
     }
 

@@ -107,11 +107,52 @@ pub struct Backend {
     pub proxy_protocol: bool,
     /// The active health check, if any.
     pub health_check: Option<Check>,
+    pub balance: Balance,
     /// Indices into `upstreams` rendered `down` (set by the applier from the prober's verdicts,
     /// never from the request).
     pub down: BTreeSet<usize>,
     /// The request as it will be stored and listed: protocol in Kubernetes case, the rest as sent.
     pub request: LbRequest,
+}
+
+/// How nginx picks an upstream for a new connection (the request's `balance`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Balance {
+    /// nginx's default.
+    #[default]
+    RoundRobin,
+    /// `least_conn;`: fewest active connections, for long-lived ones.
+    LeastConn,
+    /// `hash $remote_addr consistent;`: a client address keeps its upstream, and a node that comes
+    /// or goes moves only its share of the clients (ketama).
+    Hash,
+    /// `random two least_conn;`: the less busy of two upstreams picked at random.
+    RandomTwo,
+}
+
+impl Balance {
+    pub const ALL: [Balance; 4] = [
+        Balance::RoundRobin,
+        Balance::LeastConn,
+        Balance::Hash,
+        Balance::RandomTwo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::LeastConn => "least-conn",
+            Balance::Hash => "hash",
+            Balance::RandomTwo => "random-two",
+        }
+    }
+
+    /// The wire and annotation spelling, in any case.
+    pub fn parse(s: &str) -> Option<Balance> {
+        Balance::ALL
+            .into_iter()
+            .find(|b| b.as_str().eq_ignore_ascii_case(s.trim()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,11 +305,22 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         return Err(Error::value("proxyProtocol", true, rule));
     }
     let health_check = t.health_check.as_ref().map(health_check).transpose()?;
+    let balance = match t.balance.as_deref() {
+        None => Balance::RoundRobin,
+        Some(b) => Balance::parse(b).ok_or_else(|| {
+            Error::text(
+                "balance",
+                b,
+                "must be round-robin, least-conn, hash or random-two",
+            )
+        })?,
+    };
     if let Some(o) = &req.owner {
         owner(o)?;
     }
     let mut request = req.clone();
     request.lb_protocol = protocol.as_k8s().to_string();
+    request.traffic.balance = t.balance.as_ref().map(|_| balance.as_str().to_string());
     for u in &mut request.upstream_servers {
         // Output-only fields: a client echoing a GET answer back must not store them.
         u.health = Default::default();
@@ -284,6 +336,7 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         source_ranges,
         proxy_protocol: t.proxy_protocol,
         health_check,
+        balance,
         down: BTreeSet::new(),
         request,
     })
@@ -561,6 +614,38 @@ mod tests {
         let mut r = req("a", "127.0.0.2");
         r.lb_protocol = "SCTP".into();
         assert_eq!(backend(&r, &p).unwrap_err().field(), "lbProtocol");
+    }
+
+    #[test]
+    fn balance_is_one_of_four_names_in_any_case_and_absent_is_round_robin() {
+        let p = Policy::default();
+        assert_eq!(
+            backend(&req("a", "127.0.0.2"), &p).unwrap().balance,
+            Balance::RoundRobin
+        );
+        for (sent, want) in [
+            ("round-robin", Balance::RoundRobin),
+            ("least-conn", Balance::LeastConn),
+            ("HASH", Balance::Hash),
+            ("random-two", Balance::RandomTwo),
+        ] {
+            let mut r = req("a", "127.0.0.2");
+            r.traffic.balance = Some(sent.into());
+            let b = backend(&r, &p).unwrap();
+            assert_eq!(b.balance, want);
+            assert_eq!(b.request.traffic.balance.as_deref(), Some(want.as_str()));
+        }
+        for bad in ["", "least_conn", "ip_hash", "hash $remote_addr", "random"] {
+            let mut r = req("a", "127.0.0.2");
+            r.traffic.balance = Some(bad.into());
+            let e = backend(&r, &p).unwrap_err();
+            assert_eq!(e.field(), "balance", "{bad:?}");
+            assert!(
+                e.to_string()
+                    .ends_with("must be round-robin, least-conn, hash or random-two"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::model::{
     Event, EventSource, LbPort, LoadBalancer, ObjectMeta, ObjectReference, Protocol,
 };
 use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::validate::Balance;
 use serde_json::{Value, json};
 
 /// The `owner` paperlb's controller puts on every backend it writes.
@@ -287,6 +288,8 @@ fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
         source_ranges: t.source_ranges.clone(),
         proxy_protocol: t.proxy_protocol,
         health_check: t.health_check.as_ref().map(|h| h.to_api()),
+        // Round robin is left out: the Go updater's requests are unchanged.
+        balance: (t.balance != Balance::RoundRobin).then(|| t.balance.as_str().into()),
     }
 }
 

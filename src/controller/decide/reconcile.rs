@@ -13,8 +13,8 @@ use super::status::{
 };
 use super::targets::targets_for;
 use super::traffic::{
-    follows_readiness, record_node_set, record_proxy_protocol, traffic_for, updater_without_checks,
-    with_override,
+    balancing_for, follows_readiness, record_balancing, record_node_set, record_proxy_protocol,
+    traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
@@ -257,9 +257,13 @@ fn reconcile_service(
         if !has_finalizer {
             metadata["finalizers"] = json!(with_finalizer(lb));
         }
+        let mut spec = desired.to_json();
+        if let Some(s) = spec.as_object_mut() {
+            s.entry("balance").or_insert(serde_json::Value::Null); // round robin: remove an earlier method
+        }
         plan.push(Action::PatchLoadBalancerSpec {
             key: key.clone(),
-            patch: json!({"metadata": metadata, "spec": desired.to_json()}),
+            patch: json!({"metadata": metadata, "spec": spec}),
         });
         // Only the host list changed: the hosts that hold the spec keep it (no call to them).
         if let Some(status) = hosts::carried_forward(lb, &desired, ctx) {
@@ -298,6 +302,7 @@ fn reconcile_service(
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
+    let balance_fault = record_balancing(&mut status, svc, &ctx.now, lb.metadata.generation);
     record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
@@ -315,16 +320,8 @@ fn reconcile_service(
     if let Some((type_, reason, message)) = event {
         plan.event(&svc_ref, type_, reason, message);
     }
-    if let Some((reason, message)) = port_fault {
+    for (reason, message) in [port_fault, udp_fault, balance_fault].into_iter().flatten() {
         plan.event(&svc_ref, EventType::Warning, reason, message);
-    }
-    if let Some(message) = udp_fault {
-        plan.event(
-            &svc_ref,
-            EventType::Warning,
-            "ProxyProtocolUnsupported",
-            message,
-        );
     }
 }
 
@@ -350,6 +347,7 @@ fn desired(
     let cfg = pick_config(cache, key, svc, ctx)?;
     let traffic = traffic_for(svc).map_err(|(r, m)| problem(r, format!("Service {key}: {m}")))?;
     let traffic = with_override(traffic, &cfg.health_check);
+    let [proxy, connect] = balancing_for(svc).timeouts;
     let Some(ports) = service_ports(key, svc)? else {
         return Ok(None);
     };
@@ -430,9 +428,9 @@ fn desired(
         url: cfg.url,
         host: cfg.host,
         ports,
-        // In the spec, so a change of the config's timeouts is a spec change: applied again.
-        proxy_timeout_seconds: cfg.proxy_timeout_seconds,
-        proxy_connect_timeout_seconds: cfg.proxy_connect_timeout_seconds,
+        // In the spec, so a change of the timeouts is a spec change: applied again.
+        proxy_timeout_seconds: proxy.unwrap_or(cfg.proxy_timeout_seconds),
+        proxy_connect_timeout_seconds: connect.unwrap_or(cfg.proxy_connect_timeout_seconds),
         traffic,
         hosts: places,
     };

@@ -1,9 +1,11 @@
 //! What a Service asks of its traffic, read from its fields and annotations: source ranges
 //! (`spec.loadBalancerSourceRanges`, else the annotation
 //! `service.beta.kubernetes.io/load-balancer-source-ranges`), PROXY protocol (the annotation
-//! `lb.paperlb.com/proxy-protocol: "true"`), and the health check the updater should run
+//! `lb.paperlb.com/proxy-protocol: "true"`), the health check the updater should run
 //! (`externalTrafficPolicy: Local`: http on the Service's `healthCheckNodePort` `/healthz`, kube-proxy's
-//! per-Service check; otherwise http on kube-proxy's node check `:10256/healthz`, KEP-3458).
+//! per-Service check; otherwise http on kube-proxy's node check `:10256/healthz`, KEP-3458), and
+//! balancing and proxy timeouts ([`balancing_for`]: `spec.sessionAffinity: ClientIP` is a consistent
+//! hash of the client address and wins over the annotation `lb.paperlb.com/balance`).
 //!
 //! A LoadBalancerConfig's `spec.healthCheck` replaces the derived check field by field, or turns it
 //! off (`type: none`): [`with_override`].
@@ -23,12 +25,20 @@ use crate::model::{
     HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancer, LoadBalancerStatus, Protocol,
     Service,
 };
-use crate::updater::validate::cidr;
+use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS, cidr};
 
 pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
 pub const PROXY_PROTOCOL_ANNOTATION: &str = "lb.paperlb.com/proxy-protocol";
 /// Condition on the LoadBalancer: False while PROXY protocol is asked for on UDP ports.
 pub const PROXY_PROTOCOL: &str = "ProxyProtocol";
+pub const BALANCE_ANNOTATION: &str = "lb.paperlb.com/balance";
+/// nginx `proxy_timeout` and `proxy_connect_timeout` in seconds, over the config's.
+pub const TIMEOUT_ANNOTATIONS: [&str; 2] = [
+    "lb.paperlb.com/proxy-timeout-seconds",
+    "lb.paperlb.com/proxy-connect-timeout-seconds",
+];
+/// Condition on the LoadBalancer: False while a balancing or timeout setting is ignored.
+pub const BALANCING: &str = "Balancing";
 /// kube-proxy's node health check port (`--healthz-bind-address`'s default).
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 
@@ -95,7 +105,73 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
         source_ranges,
         proxy_protocol,
         health_check,
+        balance: balancing_for(svc).balance,
     })
+}
+
+/// How a Service's connections are spread and timed, and what of it was ignored.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Balancing {
+    pub balance: Balance,
+    /// `proxy_timeout`, `proxy_connect_timeout` in seconds ([`TIMEOUT_ANNOTATIONS`]); None = the
+    /// config's.
+    pub timeouts: [Option<u32>; 2],
+    /// `(reason, message)` of each setting ignored: a value that cannot be read falls back to the
+    /// default (traffic is served either way), and the `Balancing` condition and a Warning say so.
+    pub faults: Vec<(&'static str, String)>,
+}
+
+/// `spec.sessionAffinity: ClientIP` is a consistent hash of the client address (kube-proxy keeps
+/// a client on one endpoint; the LB keeps it on one node) and wins over the annotation
+/// `lb.paperlb.com/balance`, which otherwise picks the method (round robin by default).
+pub fn balancing_for(svc: &Service) -> Balancing {
+    let ann = |k: &str| svc.metadata.annotations.get(k);
+    let asked = ann(BALANCE_ANNOTATION).map(|v| (v, Balance::parse(v)));
+    let client_ip = svc.spec.session_affinity.as_deref() == Some("ClientIP");
+    let balance = match asked {
+        _ if client_ip => Balance::Hash,
+        Some((_, Some(b))) => b,
+        _ => Balance::RoundRobin,
+    };
+    let mut faults = Vec::new();
+    match asked {
+        Some((v, None)) => faults.push((
+            "InvalidAnnotation",
+            format!(
+                "annotation {BALANCE_ANNOTATION} {v:?}: must be round-robin, least-conn, hash or \
+                 random-two; {} is used",
+                balance.as_str()
+            ),
+        )),
+        Some((_, Some(b))) if b != balance => faults.push((
+            "SessionAffinityWins",
+            format!(
+                "annotation {BALANCE_ANNOTATION} asks for {}, but spec.sessionAffinity: ClientIP \
+                 keeps each client on one node: hash (of the client address) is used",
+                b.as_str()
+            ),
+        )),
+        _ => {}
+    }
+    let mut timeouts = [None; 2];
+    for (t, key) in timeouts.iter_mut().zip(TIMEOUT_ANNOTATIONS) {
+        let Some(v) = ann(key) else { continue };
+        match v.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&u64::from(n)) => *t = Some(n),
+            _ => faults.push((
+                "InvalidAnnotation",
+                format!(
+                    "annotation {key} {v:?}: must be whole seconds, 1-{MAX_TIMEOUT_SECONDS}; the \
+                     LoadBalancerConfig's is used"
+                ),
+            )),
+        }
+    }
+    Balancing {
+        balance,
+        timeouts,
+        faults,
+    }
 }
 
 /// The derived traffic settings under a config's `spec.healthCheck`: absent keeps the derived
@@ -271,43 +347,67 @@ pub fn record_node_set(
 }
 
 /// Sets `ProxyProtocol=False` on `status` while the Service asks for PROXY protocol on UDP ports
-/// (they are pushed without it), and removes it otherwise. Returns the Warning Event's message
-/// when that fault is new.
+/// (they are pushed without it), and removes it otherwise. Returns the Warning Event's reason and
+/// message when that fault is new.
 pub fn record_proxy_protocol(
     status: &mut LoadBalancerStatus,
     spec: &LbSpec,
     now: &str,
     generation: Option<i64>,
-) -> Option<String> {
+) -> Option<(&'static str, String)> {
     let ports: Vec<(String, Protocol)> = spec
         .ports
         .iter()
         .map(|p| (p.name.clone(), p.protocol))
         .collect();
     let udp = udp_ports_without_proxy_protocol(&spec.traffic, &ports);
-    if udp.is_empty() {
-        status.conditions.retain(|c| c.type_ != PROXY_PROTOCOL);
+    let fault = (!udp.is_empty()).then(|| {
+        let message = format!(
+            "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot \
+             carry: port(s) {} are served without it",
+            udp.join(", ")
+        );
+        ("ProxyProtocolUnsupported", message)
+    });
+    record_fault(status, PROXY_PROTOCOL, fault, now, generation)
+}
+
+/// Sets `Balancing=False` on `status` while a balancing or timeout setting of `svc` is ignored
+/// ([`balancing_for`]), and removes it otherwise. Returns the Warning Event when the fault is new.
+pub fn record_balancing(
+    status: &mut LoadBalancerStatus,
+    svc: &Service,
+    now: &str,
+    generation: Option<i64>,
+) -> Option<(&'static str, String)> {
+    let faults = balancing_for(svc).faults;
+    let fault = faults.first().map(|(reason, _)| {
+        let messages: Vec<&str> = faults.iter().map(|(_, m)| m.as_str()).collect();
+        (*reason, messages.join("; "))
+    });
+    record_fault(status, BALANCING, fault, now, generation)
+}
+
+/// Condition `type_` False with `fault`'s reason and message, or absent without a fault; the
+/// fault is returned when its message is new (a Warning Event is due once per new fault).
+fn record_fault(
+    status: &mut LoadBalancerStatus,
+    type_: &str,
+    fault: Option<(&'static str, String)>,
+    now: &str,
+    generation: Option<i64>,
+) -> Option<(&'static str, String)> {
+    let Some((reason, message)) = fault else {
+        status.conditions.retain(|c| c.type_ != type_);
         return None;
-    }
-    let message = format!(
-        "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot carry: \
-         port(s) {} are served without it",
-        udp.join(", ")
-    );
+    };
     let news = !status
         .conditions
         .iter()
-        .any(|c| c.type_ == PROXY_PROTOCOL && c.status == "False" && c.message == message);
-    set_condition(
-        &mut status.conditions,
-        PROXY_PROTOCOL,
-        false,
-        "ProxyProtocolUnsupported",
-        &message,
-        now,
-        generation,
-    );
-    news.then_some(message)
+        .any(|c| c.type_ == type_ && c.status == "False" && c.message == message);
+    let c = &mut status.conditions;
+    set_condition(c, type_, false, reason, &message, now, generation);
+    news.then_some((reason, message))
 }
 
 /// Names (or numbers) of the UDP ports a PROXY protocol request cannot apply to.
@@ -354,6 +454,7 @@ mod tests {
                     path: "/healthz".into(),
                     timings: Default::default(),
                 }),
+                balance: Balance::RoundRobin,
             }
         );
         let local = svc(serde_json::json!({"spec": {
@@ -369,6 +470,160 @@ mod tests {
                 .port,
             Some(10256)
         );
+    }
+
+    #[test]
+    fn affinity_and_annotations_decide_balance_timeouts_and_faults() {
+        use Balance::*;
+        const INVALID: &str = "InvalidAnnotation";
+        const WINS: &str = "SessionAffinityWins";
+        // (sessionAffinity, annotations, balance, timeouts, fault reasons)
+        type Case = (
+            Option<&'static str>,
+            &'static [(&'static str, &'static str)],
+            Balance,
+            [Option<u32>; 2],
+            &'static [&'static str],
+        );
+        const B: &str = BALANCE_ANNOTATION;
+        const T: &str = TIMEOUT_ANNOTATIONS[0];
+        const C: &str = TIMEOUT_ANNOTATIONS[1];
+        let cases: &[Case] = &[
+            (None, &[], RoundRobin, [None; 2], &[]),
+            (Some("None"), &[], RoundRobin, [None; 2], &[]),
+            (Some("ClientIP"), &[], Hash, [None; 2], &[]),
+            (None, &[(B, "least-conn")], LeastConn, [None; 2], &[]),
+            (None, &[(B, " Random-Two ")], RandomTwo, [None; 2], &[]),
+            (None, &[(B, "hash")], Hash, [None; 2], &[]),
+            (None, &[(B, "round-robin")], RoundRobin, [None; 2], &[]),
+            (
+                Some("None"),
+                &[(B, "least-conn")],
+                LeastConn,
+                [None; 2],
+                &[],
+            ),
+            (Some("ClientIP"), &[(B, "hash")], Hash, [None; 2], &[]),
+            (
+                Some("ClientIP"),
+                &[(B, "least-conn")],
+                Hash,
+                [None; 2],
+                &[WINS],
+            ),
+            (
+                Some("ClientIP"),
+                &[(B, "round-robin")],
+                Hash,
+                [None; 2],
+                &[WINS],
+            ),
+            (
+                None,
+                &[(B, "least_conn")],
+                RoundRobin,
+                [None; 2],
+                &[INVALID],
+            ),
+            (
+                Some("ClientIP"),
+                &[(B, "sticky")],
+                Hash,
+                [None; 2],
+                &[INVALID],
+            ),
+            (
+                None,
+                &[(T, "3600"), (C, " 5 ")],
+                RoundRobin,
+                [Some(3600), Some(5)],
+                &[],
+            ),
+            (None, &[(T, "86400")], RoundRobin, [Some(86400), None], &[]),
+            (None, &[(T, "0")], RoundRobin, [None; 2], &[INVALID]),
+            (None, &[(T, "86401")], RoundRobin, [None; 2], &[INVALID]),
+            (None, &[(C, "-1")], RoundRobin, [None; 2], &[INVALID]),
+            (None, &[(C, "5s")], RoundRobin, [None; 2], &[INVALID]),
+            (
+                None,
+                &[(T, "1.5"), (C, "2")],
+                RoundRobin,
+                [None, Some(2)],
+                &[INVALID],
+            ),
+            (
+                Some("ClientIP"),
+                &[(B, "random-two"), (T, ""), (C, "99999999999")],
+                Hash,
+                [None; 2],
+                &[WINS, INVALID, INVALID],
+            ),
+        ];
+        for (affinity, annotations, balance, timeouts, reasons) in cases {
+            let annotations: serde_json::Map<String, serde_json::Value> = annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
+            let s = svc(serde_json::json!({"metadata": {"annotations": annotations},
+                "spec": {"sessionAffinity": affinity}}));
+            let got = balancing_for(&s);
+            let what = format!("{affinity:?} {annotations:?}: {got:?}");
+            assert_eq!(got.balance, *balance, "{what}");
+            assert_eq!(got.timeouts, *timeouts, "{what}");
+            let got_reasons: Vec<&str> = got.faults.iter().map(|(r, _)| *r).collect();
+            assert_eq!(got_reasons, *reasons, "{what}");
+            assert_eq!(traffic_for(&s).unwrap().balance, *balance, "{what}");
+        }
+        let conflict = svc(serde_json::json!({
+            "metadata": {"annotations": {BALANCE_ANNOTATION: "least-conn"}},
+            "spec": {"sessionAffinity": "ClientIP"}}));
+        assert_eq!(
+            balancing_for(&conflict).faults[0].1,
+            "annotation lb.paperlb.com/balance asks for least-conn, but spec.sessionAffinity: \
+             ClientIP keeps each client on one node: hash (of the client address) is used"
+        );
+        let bad = svc(serde_json::json!({
+            "metadata": {"annotations": {B: "fast", T: "0"}}}));
+        let messages: Vec<String> = balancing_for(&bad)
+            .faults
+            .into_iter()
+            .map(|f| f.1)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "annotation lb.paperlb.com/balance \"fast\": must be round-robin, least-conn, hash \
+                 or random-two; round-robin is used",
+                "annotation lb.paperlb.com/proxy-timeout-seconds \"0\": must be whole seconds, \
+                 1-86400; the LoadBalancerConfig's is used"
+            ]
+        );
+    }
+
+    #[test]
+    fn balancing_faults_set_one_condition_and_a_warning_once_per_new_fault() {
+        let mut status = LoadBalancerStatus::default();
+        let ok = svc(serde_json::json!({"spec": {"sessionAffinity": "ClientIP"}}));
+        assert_eq!(record_balancing(&mut status, &ok, "t0", Some(1)), None);
+        assert!(status.conditions.is_empty());
+        let conflict = svc(serde_json::json!({
+            "metadata": {"annotations": {BALANCE_ANNOTATION: "least-conn",
+                TIMEOUT_ANNOTATIONS[1]: "never"}},
+            "spec": {"sessionAffinity": "ClientIP"}}));
+        let (reason, message) = record_balancing(&mut status, &conflict, "t1", Some(2)).unwrap();
+        assert_eq!(reason, "SessionAffinityWins");
+        assert!(message.contains("hash (of the client address) is used; annotation lb.paperlb.com/proxy-connect-timeout-seconds \"never\""), "{message}");
+        let c = condition(&status.conditions, BALANCING).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason));
+        assert_eq!(c.message, message);
+        // The same fault again: no second Event.
+        assert_eq!(
+            record_balancing(&mut status, &conflict, "t2", Some(2)),
+            None
+        );
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(record_balancing(&mut status, &ok, "t3", Some(3)), None);
+        assert!(status.conditions.is_empty());
     }
 
     #[test]
