@@ -29,6 +29,16 @@ impl Backend {
 
     /// As `tcp_on`, with the error when the address cannot be had.
     pub fn try_tcp_on(ip: &str, port: u16, ident: &str) -> std::io::Result<Backend> {
+        Backend::serve_tcp(ip, port, ident, false)
+    }
+
+    /// TCP: writes `ident\n` and keeps the connection open until dropped (a long-lived client).
+    #[allow(dead_code)] // used by tests/updater only
+    pub fn tcp_holding(ip: &str, ident: &str) -> Backend {
+        Backend::serve_tcp(ip, 0, ident, true).unwrap()
+    }
+
+    fn serve_tcp(ip: &str, port: u16, ident: &str, hold: bool) -> std::io::Result<Backend> {
         let l = TcpListener::bind((ip, port))?;
         l.set_nonblocking(true)?;
         let port = l.local_addr()?.port();
@@ -36,12 +46,16 @@ impl Backend {
         let (s, ident) = (stop.clone(), ident.to_string());
         let thread = std::thread::spawn(move || {
             let end = Instant::now() + Duration::from_secs(600);
+            let mut held = Vec::new();
             while !s.load(Ordering::SeqCst) && Instant::now() < end {
                 match l.accept() {
                     Ok((mut c, _)) => {
                         let _ = c.set_nonblocking(false);
                         let _ = c.set_write_timeout(Some(Duration::from_secs(5)));
                         let _ = c.write_all(format!("{ident}\n").as_bytes());
+                        if hold {
+                            held.push(c);
+                        }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }

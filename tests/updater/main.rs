@@ -12,6 +12,7 @@ mod nginx;
 mod prom;
 
 mod api;
+mod balance;
 mod binary;
 mod client;
 mod health;
