@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod balance;
 mod config_first;
 mod credentials;
 mod event_aggregation;

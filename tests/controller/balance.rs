@@ -1,0 +1,152 @@
+//! Issue 24 item 2 end to end: `sessionAffinity: ClientIP` pushes `balance: hash`, the annotation
+//! `lb.paperlb.com/balance` picks the method (left out of the request when round robin), the
+//! timeout annotations replace the config's; a conflict or a bad value is a `Balancing=False`
+//! condition and a Warning Event, and the default is used.
+
+use serde_json::{Value, json};
+
+use super::harness::*;
+
+fn service(w: &World, name: &str, affinity: &str, annotations: Value) {
+    w.api
+        .apply(
+            "services",
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "default", "annotations": annotations},
+                "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                    "sessionAffinity": affinity,
+                    "ports": [{"name": "db", "port": 5432, "protocol": "TCP", "targetPort": 5432}]},
+            }),
+        )
+        .expect("apply service");
+}
+
+fn last_post(w: &World, name: &str) -> Option<Value> {
+    w.updater
+        .posts()
+        .into_iter()
+        .rev()
+        .find(|p| p["backendName"] == format!("default_{name}"))
+}
+
+fn balancing(w: &World, name: &str) -> Option<Value> {
+    w.lb(name)?["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Balancing")
+        .cloned()
+}
+
+fn warnings(w: &World, name: &str) -> Vec<(String, String)> {
+    w.api
+        .list("events", "default")
+        .iter()
+        .filter(|e| e["type"] == "Warning" && e["involvedObject"]["name"] == name)
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            (s("reason"), s("message"))
+        })
+        .collect()
+}
+
+#[test]
+fn client_ip_affinity_pushes_hash_and_a_conflicting_annotation_is_a_condition_and_warning() {
+    let w = World::new("balance");
+    let _c = Controller::start(&w.kubeconfig);
+    service(
+        &w,
+        "sticky",
+        "ClientIP",
+        json!({"lb.paperlb.com/proxy-timeout-seconds": "3600",
+            "lb.paperlb.com/proxy-connect-timeout-seconds": "5"}),
+    );
+    service(
+        &w,
+        "db",
+        "None",
+        json!({"lb.paperlb.com/balance": "least-conn"}),
+    );
+    service(&w, "plain", "None", json!({}));
+    service(
+        &w,
+        "both",
+        "ClientIP",
+        json!({"lb.paperlb.com/balance": "least-conn"}),
+    );
+    wait_for("four Services pushed", || {
+        ["sticky", "db", "plain", "both"]
+            .iter()
+            .all(|n| last_post(&w, n).is_some())
+    });
+    let sticky = last_post(&w, "sticky").unwrap();
+    assert_eq!(sticky["balance"], "hash", "{sticky}");
+    assert_eq!(sticky["proxyTimeoutSeconds"], 3600, "{sticky}");
+    assert_eq!(sticky["proxyConnectTimeoutSeconds"], 5, "{sticky}");
+    assert_eq!(w.lb("sticky").unwrap()["spec"]["balance"], "hash");
+    assert_eq!(last_post(&w, "db").unwrap()["balance"], "least-conn");
+    let plain = last_post(&w, "plain").unwrap();
+    assert!(
+        plain.get("balance").is_none(),
+        "round robin is left out: {plain}"
+    );
+    assert_eq!(plain["proxyTimeoutSeconds"], 0, "the config's: {plain}");
+    assert!(w.lb("plain").unwrap()["spec"].get("balance").is_none());
+
+    // The Service field wins over a disagreeing annotation.
+    assert_eq!(last_post(&w, "both").unwrap()["balance"], "hash");
+    wait_for("Balancing=False on both", || {
+        balancing(&w, "both")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "SessionAffinityWins")
+    });
+    let c = balancing(&w, "both").unwrap();
+    let message = c["message"].as_str().unwrap().to_string();
+    assert_eq!(
+        message,
+        "annotation lb.paperlb.com/balance asks for least-conn, but spec.sessionAffinity: \
+         ClientIP keeps each client on one node: hash (of the client address) is used"
+    );
+    wait_for("SessionAffinityWins Event", || {
+        warnings(&w, "both").contains(&("SessionAffinityWins".into(), message.clone()))
+    });
+    for ok in ["sticky", "db", "plain"] {
+        assert!(balancing(&w, ok).is_none(), "{ok}: {:?}", balancing(&w, ok));
+        assert!(warnings(&w, ok).is_empty(), "{ok}: {:?}", warnings(&w, ok));
+    }
+
+    // Bad values: the defaults are pushed (round robin, the config's timeouts), and the stored
+    // method is removed from the LoadBalancer's spec.
+    let mut db = w.svc("db").unwrap();
+    db["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "fastest",
+        "lb.paperlb.com/proxy-timeout-seconds": "0"});
+    w.api.update("services", db).expect("update db");
+    wait_for("db pushed round robin", || {
+        last_post(&w, "db").is_some_and(|p| p.get("balance").is_none())
+    });
+    assert_eq!(last_post(&w, "db").unwrap()["proxyTimeoutSeconds"], 0);
+    wait_for("db's spec without balance", || {
+        w.lb("db")
+            .is_some_and(|lb| lb["spec"].get("balance").is_none())
+    });
+    wait_for("Balancing=False on db", || {
+        balancing(&w, "db")
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "InvalidAnnotation")
+    });
+    let message = balancing(&w, "db").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("\"fastest\"") && message.contains("proxy-timeout-seconds \"0\""));
+    wait_for("InvalidAnnotation Event", || {
+        warnings(&w, "db").contains(&("InvalidAnnotation".into(), message.clone()))
+    });
+
+    // Agreeing again clears the condition.
+    let mut both = w.svc("both").unwrap();
+    both["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "hash"});
+    w.api.update("services", both).expect("update both");
+    wait_for("Balancing gone from both", || {
+        w.lb("both").is_some() && balancing(&w, "both").is_none()
+    });
+    assert_eq!(last_post(&w, "both").unwrap()["balance"], "hash");
+}
