@@ -172,6 +172,14 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
             out.push(format!("{name} {h} (wanted {w})"));
         }
     }
+    let balance = |r: &LbRequest| r.traffic.balance.clone().unwrap_or("round-robin".into());
+    if balance(want) != balance(have) {
+        out.push(format!(
+            "balance {} (wanted {})",
+            balance(have),
+            balance(want)
+        ));
+    }
     out
 }
 

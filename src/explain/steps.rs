@@ -15,14 +15,15 @@ use crate::controller::decide::targets::{
     Ineligible, node_address, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    follows_readiness, follows_readiness_recorded, traffic_for, updater_without_checks,
-    with_override,
+    balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
+    updater_without_checks, with_override,
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
     CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
 };
 use crate::updater::api::LbRequest;
+use crate::updater::validate::Balance;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -747,20 +748,25 @@ fn ports_step(
     }
     match desired_spec(cache, key, svc, lb, ctx) {
         Ok(Some(spec)) => {
-            let step = ok(
-                "ports",
-                format!(
-                    "LB {} {} on {}",
-                    if spec.ports.len() == 1 {
-                        "port"
-                    } else {
-                        "ports"
-                    },
-                    port_list(&spec),
-                    spec.host
-                ),
+            let mut message = format!(
+                "LB {} {} on {}",
+                if spec.ports.len() == 1 {
+                    "port"
+                } else {
+                    "ports"
+                },
+                port_list(&spec),
+                spec.host
             );
-            (step, Some(spec))
+            // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
+            let balancing = balancing_for(svc);
+            if balancing.balance != Balance::RoundRobin {
+                let _ = write!(message, "; balance {}", balancing.balance.as_str());
+            }
+            for (_, fault) in balancing.faults {
+                let _ = write!(message, "; {fault}");
+            }
+            (ok("ports", message), Some(spec))
         }
         Ok(None) => (
             fail(

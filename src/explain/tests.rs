@@ -95,7 +95,13 @@ fn ctx() -> Context {
 /// The world after the controller applied: the LoadBalancer it writes (from its own decision),
 /// READY, and the updater listing exactly the implied backends.
 fn served_world() -> Facts {
-    let mut f = world(svc());
+    served(svc())
+}
+
+/// `service` served: its LoadBalancer as the controller writes it, and the updater listing what
+/// it implies.
+fn served(service: Value) -> Facts {
+    let mut f = world(service);
     let cache = cache_of(&f);
     let s = f.service.clone().unwrap().unwrap();
     let spec = desired_spec(&cache, &f.key, &s, None, &ctx())
@@ -451,6 +457,16 @@ fn each_diagnosis_stops_at_its_step() {
             "upstreams [127.0.0.2:31000] (wanted [127.0.0.2:31000, 127.0.0.3:31000])",
         ),
         (
+            "backend balance drifted",
+            || {
+                let mut f = served_world();
+                listing(&mut f).backends[0].traffic.balance = Some("least-conn".into());
+                f
+            },
+            "backend",
+            "balance least-conn (wanted round-robin)",
+        ),
+        (
             "upstreams unhealthy",
             || {
                 let mut f = served_world();
@@ -524,6 +540,35 @@ fn a_served_service_passes_every_step() {
     );
     assert!(r.served, "one healthy upstream still serves");
     assert_eq!(r.exit_code(), 0);
+}
+
+#[test]
+fn the_ports_step_names_the_balance_and_what_the_affinity_rule_ignored() {
+    let ports_step = |f: &Facts| {
+        let r = explain(f, &ctx());
+        assert!(r.served, "{r:#?}");
+        let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
+        assert_eq!(step.status, Status::Ok);
+        step.message
+    };
+    assert_eq!(
+        ports_step(&served_world()),
+        "LB port 8100/TCP on 127.0.0.10"
+    );
+    let mut s = svc();
+    s["spec"]["sessionAffinity"] = json!("ClientIP");
+    s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "least-conn"});
+    let mut f = served(s);
+    assert_eq!(
+        listing(&mut f).backends[0].traffic.balance.as_deref(),
+        Some("hash")
+    );
+    assert_eq!(
+        ports_step(&f),
+        "LB port 8100/TCP on 127.0.0.10; balance hash; annotation lb.paperlb.com/balance asks \
+         for least-conn, but spec.sessionAffinity: ClientIP keeps each client on one node: hash \
+         (of the client address) is used"
+    );
 }
 
 #[test]
