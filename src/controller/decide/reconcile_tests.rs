@@ -1482,6 +1482,74 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     );
 }
 
+fn affinity_and_balance_annotations_reach_the_requests_and_the_spec(rng: &mut Rng) {
+    use crate::controller::decide::traffic::{BALANCE_ANNOTATION, BALANCING, TIMEOUT_ANNOTATIONS};
+    use crate::updater::validate::Balance;
+    let mut svc = service("db", &[("pg", "TCP", 5432, Some(31432))]);
+    svc.spec.session_affinity = Some("ClientIP".into());
+    let a = &mut svc.metadata.annotations;
+    a.insert(BALANCE_ANNOTATION.into(), "least-conn".into());
+    a.insert(TIMEOUT_ANNOTATIONS[0].into(), "3600".into());
+    a.insert(TIMEOUT_ANNOTATIONS[1].into(), "soon".into());
+    let mut cache = world(rng, vec![svc], vec![edge()]);
+    let (reqs, events) = converge_requests(&mut cache, &key("db"));
+    // The Service field wins; the bad connect timeout falls back to the config's (0 = unset).
+    assert!(!reqs.is_empty());
+    for r in &reqs {
+        assert_eq!(r.traffic.balance, Balance::Hash);
+        assert_eq!(
+            (r.proxy_timeout_seconds, r.proxy_connect_timeout_seconds),
+            (3600, 0)
+        );
+    }
+    let wire = serde_json::to_value(crate::controller::decide::plan::lb_request(&reqs[0])).unwrap();
+    assert_eq!(wire["balance"], "hash");
+    let warnings: Vec<&String> = events.iter().filter(|e| e.starts_with("Warning")).collect();
+    assert_eq!(
+        warnings,
+        ["Warning SessionAffinityWins"],
+        "once: {events:?}"
+    );
+    let c = condition_of(&cache, "db", BALANCING).expect("Balancing condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "SessionAffinityWins")
+    );
+    assert!(
+        c.message.contains("proxy-connect-timeout-seconds \"soon\""),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        cache.load_balancers[&key("db")]
+            .spec
+            .balance
+            .get()
+            .map(String::as_str),
+        Some("hash")
+    );
+
+    // Back to round robin: the spec loses `balance`, the request leaves it out, the condition goes.
+    let mut plain = cache.services[&key("db")].as_ref().clone();
+    plain.spec.session_affinity = None;
+    plain.metadata.annotations.clear();
+    plain.metadata.resource_version = "99".into();
+    cache.apply_service(plain);
+    let (reqs, events) = converge_requests(&mut cache, &key("db"));
+    assert!(
+        events.iter().all(|e| !e.starts_with("Warning")),
+        "{events:?}"
+    );
+    assert!(!reqs.is_empty());
+    for r in &reqs {
+        assert_eq!(r.traffic.balance, Balance::RoundRobin);
+        let wire = serde_json::to_value(crate::controller::decide::plan::lb_request(r)).unwrap();
+        assert!(wire.get("balance").is_none(), "{wire}");
+    }
+    assert!(cache.load_balancers[&key("db")].spec.balance.is_missing());
+    assert!(condition_of(&cache, "db", BALANCING).is_none());
+}
+
 fn condition_of<'a>(
     cache: &'a Cache,
     name: &str,
@@ -1828,6 +1896,10 @@ fn reconcile_tables_in_shuffled_order() {
             no_targets_deletes_the_backends_keeps_the_ports_and_resumes,
         ),
         ("traffic fields", traffic_fields_reach_the_updater_requests),
+        (
+            "affinity and balance",
+            affinity_and_balance_annotations_reach_the_requests_and_the_spec,
+        ),
         ("requested ports", requested_ports_granted_refused_and_moved),
         (
             "config health check",
