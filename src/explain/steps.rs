@@ -12,7 +12,7 @@ use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list};
 use crate::controller::decide::targets::{
-    Ineligible, node_address, node_ineligibility, targets_for,
+    Ineligible, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
     follows_readiness, follows_readiness_recorded, traffic_for, updater_without_checks,
@@ -540,7 +540,7 @@ impl NotTarget {
                 "excluded by label node.kubernetes.io/exclude-from-external-load-balancers"
             }
             NotTarget::Node(Ineligible::ToBeDeleted) => "tainted ToBeDeletedByClusterAutoscaler",
-            NotTarget::NoAddress => "without an address of the wanted types",
+            NotTarget::NoAddress => "without an address of the wanted types and IP families",
         }
     }
 }
@@ -550,7 +550,7 @@ pub fn not_targets(
     cache: &Cache,
     key: &Key,
     local: bool,
-    address_types: &[String],
+    types: (&[String], &[String]),
     stable: bool,
 ) -> BTreeMap<String, NotTarget> {
     let local_nodes = local.then(|| cache.local_nodes(key));
@@ -562,7 +562,7 @@ pub fn not_targets(
                 NotTarget::NoLocalEndpoint
             } else if let Some(i) = node_ineligibility(node, stable) {
                 NotTarget::Node(i)
-            } else if node_address(node, address_types).is_none() {
+            } else if node_addresses(node, types.0, types.1).is_empty() {
                 NotTarget::NoAddress
             } else {
                 return None;
@@ -602,6 +602,7 @@ fn nodes_step(
                 let no_checks = updater_without_checks(urls.iter().map(String::as_str), lb, ctx);
                 follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
             });
+    let types = (types.as_slice(), svc.spec.ip_families.as_slice());
     let why = not_targets(cache, &f.key, local, types, stable);
     let total = cache.nodes.len();
     let mut counts: BTreeMap<NotTarget, usize> = BTreeMap::new();
@@ -638,7 +639,7 @@ fn nodes_step(
                 NotTarget::Node(Ineligible::ToBeDeleted) => "the cluster autoscaler is removing those nodes: scale up or wait".into(),
                 NotTarget::NoAddress => format!(
                     "give the nodes an address of type {} or set spec.targetAddressTypes of LoadBalancerConfig {}/{}",
-                    types.join(" or "),
+                    types.0.join(" or "),
                     cfg.namespace,
                     cfg.name
                 ),

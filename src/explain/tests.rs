@@ -604,14 +604,16 @@ fn not_targets_agrees_with_the_controllers_targets() {
         let cache = cache_of(&f);
         let types = ctx().address_types;
         let stable = rng.below(2) == 0;
-        let why = not_targets(&cache, &f.key, local, &types, stable);
+        let why = not_targets(&cache, &f.key, local, (&types, &[]), stable);
         let local_nodes = local.then(|| cache.local_nodes(&f.key));
-        let targets = targets_for(1, &cache.nodes, &types, local_nodes.as_ref(), stable);
+        let targets = targets_for(1, &cache.nodes, (&types, &[]), local_nodes.as_ref(), stable);
         let mut hosts: Vec<String> = cache
             .nodes
             .iter()
             .filter(|(n, _)| !why.contains_key(*n))
-            .filter_map(|(_, node)| node_address(node, &types).map(str::to_string))
+            .filter_map(|(_, node)| {
+                crate::controller::decide::targets::node_address(node, &types).map(str::to_string)
+            })
             .collect();
         hosts.sort();
         hosts.dedup();
