@@ -99,6 +99,9 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if is_ip(host) {
         return Ok(());
     }
+    if host.starts_with('[') {
+        return Err("write an IPv6 address without brackets (2001:db8::10)".into());
+    }
     let dns_ok = host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()

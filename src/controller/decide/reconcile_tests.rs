@@ -1314,6 +1314,20 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     let (reqs, _) = converge_requests(&mut cache, &key("v4"));
     let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
     assert_eq!(hosts, ["10.0.0.2", "198.51.100.1"]);
+
+    // An IPv6 LB host: the ingress `ip` holds the literal, without brackets.
+    let v6_edge = config(
+        "edge",
+        true,
+        "2001:db8::7",
+        "http://[2001:db8::7]:3000",
+        8000,
+        8010,
+    );
+    let mut cache = world(rng, vec![web()], vec![v6_edge]);
+    converge(&mut cache, &key("web"));
+    let ingress = serde_json::to_value(&cache.services[&key("web")].status.load_balancer.ingress);
+    assert_eq!(ingress.unwrap()[0]["ip"], "2001:db8::7");
 }
 
 fn go_era_lb_is_upgraded_once(rng: &mut Rng) {
