@@ -17,6 +17,7 @@ mod client;
 mod health;
 mod ipv6;
 mod listing;
+mod netns;
 mod reloads;
 mod security;
 mod traffic;
