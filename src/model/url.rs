@@ -121,6 +121,14 @@ pub fn is_ip(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// `host:port`, an IPv6 literal in brackets (`[fd00::2]:31080`), for messages and status.
+pub fn host_port(host: &str, port: impl std::fmt::Display) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{host}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{redacted, same_updater, updater_endpoint};
