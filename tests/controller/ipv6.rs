@@ -1,4 +1,4 @@
-//! Issue 24, item 3 end to end: an IPv6 LB host (`--lb-address ::1`, config host `::1`), nodes
+//! Issue 24, item 3 end to end: an IPv6 LB host (updater at `http://[::1]:PORT`, `--lb-address ::1`, config host `::1`), nodes
 //! with IPv4 and IPv6 InternalIPs, and Services whose `spec.ipFamilies` pick the family pushed.
 //! ::1 is the only IPv6 loopback address, so one node has it; the NodePort is the same on every
 //! node, so its IPv4 and IPv6 upstreams are distinct sockets. Real traffic through nginx.
@@ -48,7 +48,9 @@ fn ready(w: &World, name: &str) -> Option<Value> {
 
 #[test]
 fn dual_stack_and_ipv6_services_are_served_through_an_ipv6_lb_host() {
-    let host = LbHost::start_on("::1");
+    // The updater too is reached over IPv6: httpUpdaterURL http://[::1]:PORT.
+    let host = LbHost::start_at("[::1]:0", None, Some("::1"));
+    assert!(host.url().starts_with("http://[::1]:"), "{}", host.url());
     let w = World::new("ipv6");
     let cfg = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
         "metadata": {"name": "edge", "namespace": "paperlb-system"},

@@ -284,8 +284,8 @@ mod tests {
             unhealthy: vec!["[fd00::3]:30080".into(), "127.0.0.4:30080".into()],
         }];
         // 127.0.0.4 left, 127.0.0.5 came (starts healthy), fd00::3 stays unhealthy (IPv6 in brackets).
-        let spec = LbSpec::from_resource(&lb(true, &["127.0.0.2", "fd00::3", "127.0.0.5"]).spec)
-            .unwrap();
+        let spec =
+            LbSpec::from_resource(&lb(true, &["127.0.0.2", "fd00::3", "127.0.0.5"]).spec).unwrap();
         let got = carried(&before, &spec);
         assert_eq!(
             (got[0].ready, got[0].total, got[0].unhealthy.clone()),
