@@ -638,8 +638,12 @@ fn nodes_step(
                 NotTarget::Node(Ineligible::Excluded) => "remove the label node.kubernetes.io/exclude-from-external-load-balancers from a node".into(),
                 NotTarget::Node(Ineligible::ToBeDeleted) => "the cluster autoscaler is removing those nodes: scale up or wait".into(),
                 NotTarget::NoAddress => format!(
-                    "give the nodes an address of type {} or set spec.targetAddressTypes of LoadBalancerConfig {}/{}",
+                    "give the nodes an address of type {}{} or set spec.targetAddressTypes of LoadBalancerConfig {}/{}",
                     types.0.join(" or "),
+                    match types.1 {
+                        [] => String::new(),
+                        f => format!(" in the Service's ipFamilies ({})", f.join(", ")),
+                    },
                     cfg.namespace,
                     cfg.name
                 ),

@@ -311,6 +311,16 @@ fn each_diagnosis_stops_at_its_step() {
             "2 without a ready endpoint",
         ),
         (
+            "IPv6-only Service, IPv4 nodes",
+            || {
+                let mut s = svc();
+                s["spec"]["ipFamilies"] = json!(["IPv6"]);
+                world(s)
+            },
+            "nodes",
+            "of 2 nodes, 2 without an address of the wanted types and IP families",
+        ),
+        (
             "port range exhausted",
             || {
                 let mut c = config("edge", true);

@@ -1,5 +1,6 @@
-//! Issue 24, item 3 end to end: an IPv6 LB host (updater at `http://[::1]:PORT`, `--lb-address ::1`, config host `::1`), nodes
-//! with IPv4 and IPv6 InternalIPs, and Services whose `spec.ipFamilies` pick the family pushed.
+//! Issue 24, item 3 end to end: an IPv6 LB host (updater at `http://[::1]:PORT`, `--lb-address
+//! ::1`, config host `::1`), nodes with IPv4 and IPv6 InternalIPs, and Services whose
+//! `spec.ipFamilies` pick the family pushed.
 //! ::1 is the only IPv6 loopback address, so one node has it; the NodePort is the same on every
 //! node, so its IPv4 and IPv6 upstreams are distinct sockets. Real traffic through nginx.
 
