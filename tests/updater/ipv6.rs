@@ -1,7 +1,8 @@
 //! IPv6 through a real nginx on `::1` (the one IPv6 loopback address: upstreams differ by port):
-//! an IPv6 LB port forwarding to IPv6 upstreams, a dual-stack LB host (`--lb-address
-//! 127.0.0.1,::1`) serving both families from one upstream list, and IPv6 garbage refused with a
-//! 4xx JSON body. The same across network namespaces: `netns.rs`.
+//! an IPv6 LB port forwarding to IPv6 upstreams (TCP and UDP), a dual-stack LB host
+//! (`--lb-address 127.0.0.1,::1`) serving both families from one upstream list, a dead IPv6
+//! upstream marked `down` by the health check, and IPv6 garbage refused with a 4xx JSON body. The
+//! same across network namespaces: `netns.rs`.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv6Addr, SocketAddr};
@@ -121,4 +122,38 @@ fn udp_over_ipv6_reaches_an_ipv6_upstream() {
         "{:?}",
         ask()
     );
+}
+
+#[test]
+fn a_dead_ipv6_upstream_is_marked_down_by_the_tcp_check() {
+    let live = Backend::tcp("::1", "v6-live");
+    // A port on ::1 that nothing listens on.
+    let dead = std::net::TcpListener::bind("[::1]:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let env = Env::start(Options {
+        lb_address: Some("::1"),
+        ..Options::default()
+    });
+    let port = free_port();
+    let plain = go_body(
+        "default_hc6",
+        port,
+        "TCP",
+        &[("::1", live.port), ("::1", dead)],
+    );
+    let check = r#""healthCheck":{"type":"tcp","intervalSeconds":1,"unhealthyThreshold":2}"#;
+    let body = format!("{},{check}}}", plain.trim_end().trim_end_matches('}'));
+    let (code, resp) = env.post(&body);
+    assert_eq!(code, 200, "{resp}");
+    let conf = || std::fs::read_to_string(env.conf_file("default_hc6")).unwrap_or_default();
+    let down = format!("    server [::1]:{dead} down;\n");
+    assert!(
+        wait_until(PATIENCE, || conf().contains(&down)),
+        "{}",
+        conf()
+    );
+    assert!(conf().contains(&format!("    server [::1]:{};\n", live.port)));
+    assert_eq!(idents(v6(port), 6), ["v6-live".to_string()].into());
 }
