@@ -44,8 +44,8 @@ Flags:
                              for this long is let go: its finalizer is released with a Warning
                              Event naming the backend left on that host, which drift repair
                              removes once the updater answers again (default: 5m)
-  --address-type LIST        node address types to use as targets, in order of preference
-                             (default: ExternalIP,InternalIP)
+  --address-type LIST        node address types to use as targets, in order of preference, per
+                             family of the Service's ipFamilies (default: ExternalIP,InternalIP)
   --stable-node-set[=BOOL]   with an updater health check in force, NotReady, cordoned and
                              autoscaler-tainted nodes stay targets and the check drains them
                              (KEP-3458); false: they leave the targets as soon as they turn

@@ -8,6 +8,7 @@ use super::steps::{
     HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
 };
 use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
+use crate::model::url::host_port;
 use crate::model::{Protocol, ValidConfig};
 use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;
@@ -142,7 +143,7 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
         let mut u: Vec<String> = r
             .upstream_servers
             .iter()
-            .map(|u| format!("{}:{}", u.host, u.port))
+            .map(|u| host_port(&u.host, u.port))
             .collect();
         u.sort();
         u.dedup();
@@ -243,14 +244,13 @@ fn probe_of(want: &LbRequest, listing: &Listing, u: &Upstream) -> String {
         .find(|b| b.backend_name == want.backend_name);
     let check = listed.unwrap_or(want).traffic.health_check.as_ref();
     match check {
-        None => format!("no check, {}:{}", u.host, u.port),
+        None => format!("no check, {}", host_port(&u.host, u.port)),
         Some(c) if c.kind.eq_ignore_ascii_case("tcp") => {
-            format!("tcp {}:{}", u.host, c.port.unwrap_or(u.port))
+            format!("tcp {}", host_port(&u.host, c.port.unwrap_or(u.port)))
         }
         Some(c) => format!(
-            "http://{}:{}{}",
-            u.host,
-            c.port.unwrap_or(u.port),
+            "http://{}{}",
+            host_port(&u.host, c.port.unwrap_or(u.port)),
             c.path.as_deref().unwrap_or("/healthz")
         ),
     }
@@ -271,7 +271,11 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
                 Some(false) => {
                     reported += 1;
                     bad_here += 1;
-                    unhealthy.push(format!("{} → {}:{}", want.backend_name, u.host, u.port));
+                    unhealthy.push(format!(
+                        "{} → {}",
+                        want.backend_name,
+                        host_port(&u.host, u.port)
+                    ));
                     probes.insert(probe_of(want, listing, u));
                 }
                 None => {}

@@ -12,7 +12,7 @@ use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list};
 use crate::controller::decide::targets::{
-    Ineligible, node_address, node_ineligibility, targets_for,
+    Ineligible, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
     balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
@@ -541,7 +541,7 @@ impl NotTarget {
                 "excluded by label node.kubernetes.io/exclude-from-external-load-balancers"
             }
             NotTarget::Node(Ineligible::ToBeDeleted) => "tainted ToBeDeletedByClusterAutoscaler",
-            NotTarget::NoAddress => "without an address of the wanted types",
+            NotTarget::NoAddress => "without an address of the wanted types and IP families",
         }
     }
 }
@@ -551,7 +551,7 @@ pub fn not_targets(
     cache: &Cache,
     key: &Key,
     local: bool,
-    address_types: &[String],
+    types: (&[String], &[String]),
     stable: bool,
 ) -> BTreeMap<String, NotTarget> {
     let local_nodes = local.then(|| cache.local_nodes(key));
@@ -563,7 +563,7 @@ pub fn not_targets(
                 NotTarget::NoLocalEndpoint
             } else if let Some(i) = node_ineligibility(node, stable) {
                 NotTarget::Node(i)
-            } else if node_address(node, address_types).is_none() {
+            } else if node_addresses(node, types.0, types.1).is_empty() {
                 NotTarget::NoAddress
             } else {
                 return None;
@@ -603,6 +603,7 @@ fn nodes_step(
                 let no_checks = updater_without_checks(urls.iter().map(String::as_str), lb, ctx);
                 follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
             });
+    let types = (types.as_slice(), svc.spec.ip_families.as_slice());
     let why = not_targets(cache, &f.key, local, types, stable);
     let total = cache.nodes.len();
     let mut counts: BTreeMap<NotTarget, usize> = BTreeMap::new();
@@ -638,8 +639,12 @@ fn nodes_step(
                 NotTarget::Node(Ineligible::Excluded) => "remove the label node.kubernetes.io/exclude-from-external-load-balancers from a node".into(),
                 NotTarget::Node(Ineligible::ToBeDeleted) => "the cluster autoscaler is removing those nodes: scale up or wait".into(),
                 NotTarget::NoAddress => format!(
-                    "give the nodes an address of type {} or set spec.targetAddressTypes of LoadBalancerConfig {}/{}",
-                    types.join(" or "),
+                    "give the nodes an address of type {}{} or set spec.targetAddressTypes of LoadBalancerConfig {}/{}",
+                    types.0.join(" or "),
+                    match types.1 {
+                        [] => String::new(),
+                        f => format!(" in the Service's ipFamilies ({})", f.join(", ")),
+                    },
                     cfg.namespace,
                     cfg.name
                 ),

@@ -317,6 +317,16 @@ fn each_diagnosis_stops_at_its_step() {
             "2 without a ready endpoint",
         ),
         (
+            "IPv6-only Service, IPv4 nodes",
+            || {
+                let mut s = svc();
+                s["spec"]["ipFamilies"] = json!(["IPv6"]);
+                world(s)
+            },
+            "nodes",
+            "of 2 nodes, 2 without an address of the wanted types and IP families",
+        ),
+        (
             "port range exhausted",
             || {
                 let mut c = config("edge", true);
@@ -649,14 +659,16 @@ fn not_targets_agrees_with_the_controllers_targets() {
         let cache = cache_of(&f);
         let types = ctx().address_types;
         let stable = rng.below(2) == 0;
-        let why = not_targets(&cache, &f.key, local, &types, stable);
+        let why = not_targets(&cache, &f.key, local, (&types, &[]), stable);
         let local_nodes = local.then(|| cache.local_nodes(&f.key));
-        let targets = targets_for(1, &cache.nodes, &types, local_nodes.as_ref(), stable);
+        let targets = targets_for(1, &cache.nodes, (&types, &[]), local_nodes.as_ref(), stable);
         let mut hosts: Vec<String> = cache
             .nodes
             .iter()
             .filter(|(n, _)| !why.contains_key(*n))
-            .filter_map(|(_, node)| node_address(node, &types).map(str::to_string))
+            .filter_map(|(_, node)| {
+                crate::controller::decide::targets::node_address(node, &types).map(str::to_string)
+            })
             .collect();
         hosts.sort();
         hosts.dedup();

@@ -40,6 +40,9 @@ pub struct ServiceSpec {
     #[serde(deserialize_with = "null_default")]
     pub ports: Vec<ServicePort>,
     pub load_balancer_class: Option<String>,
+    /// `IPv4` and/or `IPv6`, primary first (empty on servers before dual stack, and in Go examples).
+    #[serde(deserialize_with = "null_default")]
+    pub ip_families: Vec<String>,
     pub external_traffic_policy: Option<String>,
     pub allocate_load_balancer_node_ports: Option<bool>,
     /// Client CIDRs allowed to reach the load balancer (empty: everyone).

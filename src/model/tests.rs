@@ -111,6 +111,11 @@ fn config_validation_rejects_bad_url_and_host() {
             "spec.host \"a b\": is neither an IP address nor a DNS name",
         ),
         (
+            "host",
+            json!("[2001:db8::10]"),
+            "spec.host \"[2001:db8::10]\": write an IPv6 address without brackets (2001:db8::10)",
+        ),
+        (
             "proxyTimeoutSeconds",
             json!(-1),
             "spec.proxyTimeoutSeconds: -1 is outside 0-604800",
@@ -127,6 +132,10 @@ fn config_validation_rejects_bad_url_and_host() {
         let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": spec})).unwrap();
         assert_eq!(cfg.validate(), Err(want.to_string()), "{field}");
     }
+    let mut v6 = base.clone();
+    v6["host"] = json!("2001:db8::10");
+    let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": v6})).unwrap();
+    assert_eq!(cfg.validate().unwrap().host, "2001:db8::10");
     let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": base})).unwrap();
     let valid = cfg.validate().unwrap();
     assert!(

@@ -99,6 +99,9 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if is_ip(host) {
         return Ok(());
     }
+    if host.starts_with('[') {
+        return Err("write an IPv6 address without brackets (2001:db8::10)".into());
+    }
     let dns_ok = host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
@@ -116,6 +119,14 @@ pub fn check_host(host: &str) -> Result<(), String> {
 
 pub fn is_ip(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// `host:port`, an IPv6 literal in brackets (`[fd00::2]:31080`), for messages and status.
+pub fn host_port(host: &str, port: impl std::fmt::Display) -> String {
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{host}]:{port}"),
+        Err(_) => format!("{host}:{port}"),
+    }
 }
 
 #[cfg(test)]

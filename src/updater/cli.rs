@@ -31,8 +31,9 @@ Optional:
                                  reloaded when it changes, a broken new pair keeps the old one
   --tls-key FILE                 the PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
   --allowed-ports LOW-HIGH       LB ports requests may use (default 1024-65535)
-  --lb-address ADDR              IPv4 or IPv6 address the LB ports listen on (`listen ADDR:PORT;`),
-                                 e.g. 203.0.113.10 or 2001:db8::10; without it they listen on every
+  --lb-address ADDR[,ADDR]       IPv4 or IPv6 addresses the LB ports listen on (one `listen ADDR:PORT;`
+                                 each), e.g. 203.0.113.10, 2001:db8::10 or both (dual stack), `::`
+                                 for every IPv6 address; without it they listen on every IPv4
                                  address (`listen PORT;`)
   --proxy-timeout-default S      proxy_timeout when a request says 0 (default 600, nginx's own)
   --proxy-connect-timeout-default S
@@ -97,7 +98,11 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             "tls-cert" => tls_cert = Some(PathBuf::from(v)),
             "tls-key" => tls_key = Some(PathBuf::from(v)),
             "allowed-ports" => policy.allowed_ports = port_range(&v)?,
-            "lb-address" => policy.lb_address = Some(lb_address(&v)?),
+            "lb-address" => {
+                policy.lb_addresses = v.split(',').map(lb_address).collect::<Result<_, _>>()?;
+                policy.lb_addresses.sort_unstable();
+                policy.lb_addresses.dedup();
+            }
             "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v)?,
             "proxy-connect-timeout-default" => {
                 policy.proxy_connect_timeout_default = seconds(&name, &v)?
@@ -193,9 +198,14 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         s.nginx_conf.display(),
         s.policy.allowed_ports.0,
         s.policy.allowed_ports.1,
-        s.policy
-            .lb_address
-            .map_or_else(|| "every address".to_string(), |a| a.to_string()),
+        match s.policy.lb_addresses.as_slice() {
+            [] => "every IPv4 address".to_string(),
+            a => a
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
         if s.token_file.is_some() {
             "bearer token"
         } else {
@@ -274,17 +284,23 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:3000".parse().unwrap());
         assert_eq!(c.nginx_bin, PathBuf::from("/usr/sbin/nginx"));
         assert_eq!(c.policy, Policy::default());
-        assert_eq!(c.policy.lb_address, None);
+        assert!(c.policy.lb_addresses.is_empty());
         for (v, want) in [
-            ("127.0.0.2", "127.0.0.2"),
-            ("::1", "::1"),
-            ("[::1]", "::1"),
-            ("2001:DB8::10", "2001:db8::10"),
+            ("127.0.0.2", &["127.0.0.2"][..]),
+            ("::1", &["::1"]),
+            ("[::1]", &["::1"]),
+            ("2001:DB8::10", &["2001:db8::10"]),
+            (
+                "203.0.113.10,[2001:db8::10]",
+                &["203.0.113.10", "2001:db8::10"],
+            ),
+            ("0.0.0.0,::", &["0.0.0.0", "::"]),
         ] {
             let mut args = s(REQUIRED);
             args.extend(s(&["--lb-address", v]));
             let c = parse(&args).unwrap().unwrap().settings;
-            assert_eq!(c.policy.lb_address, Some(want.parse().unwrap()), "{v}");
+            let want: Vec<IpAddr> = want.iter().map(|a| a.parse().unwrap()).collect();
+            assert_eq!(c.policy.lb_addresses, want, "{v}");
         }
         let mut args = s(REQUIRED);
         args.extend(s(&[
@@ -372,6 +388,8 @@ mod tests {
             "10.0.0.0/8",
             "127.0.0.2 ",
             "::1%lo",
+            "127.0.0.2,",
+            "127.0.0.2,x",
         ] {
             let mut args = s(REQUIRED);
             args.extend(s(&["--lb-address", bad]));

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -146,15 +146,19 @@ pub fn render(b: &Backend) -> String {
         s.push_str(&format!("    server {h}:{p}{down};\n"));
     }
     s.push_str("}\n\nserver {\n");
-    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every address).
-    let listen = match b.address {
-        None => b.port.to_string(),
-        Some(IpAddr::V4(a)) => format!("{a}:{}", b.port),
-        Some(IpAddr::V6(a)) => format!("[{a}]:{}", b.port),
+    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every IPv4 address).
+    let listen: Vec<String> = match b.addresses.as_slice() {
+        [] => vec![b.port.to_string()],
+        many => many
+            .iter()
+            .map(|a| SocketAddr::new(*a, b.port).to_string())
+            .collect(),
     };
-    match b.protocol {
-        Protocol::Tcp => s.push_str(&format!("    listen {listen};\n")),
-        Protocol::Udp => s.push_str(&format!("    listen {listen} udp;\n")),
+    for l in listen {
+        match b.protocol {
+            Protocol::Tcp => s.push_str(&format!("    listen {l};\n")),
+            Protocol::Udp => s.push_str(&format!("    listen {l} udp;\n")),
+        }
     }
     for c in &b.source_ranges {
         s.push_str(&format!("    allow {c};\n"));
@@ -818,7 +822,7 @@ mod tests {
         ];
         for (proto, addr, line) in cases {
             let with = Policy {
-                lb_address: Some(addr.parse().unwrap()),
+                lb_addresses: vec![addr.parse().unwrap()],
                 ..Policy::default()
             };
             let mut r = req(proto, &["127.0.0.3", "::1"]);
@@ -856,6 +860,22 @@ mod tests {
     }
 
     #[test]
+    fn dual_stack_lb_addresses_listen_once_each_before_ipv6_upstreams() {
+        let with = Policy {
+            lb_addresses: vec!["127.0.0.2".parse().unwrap(), "::".parse().unwrap()],
+            ..Policy::default()
+        };
+        for (proto, suffix) in [("tcp", ""), ("udp", " udp")] {
+            let b = backend(&req(proto, &["[fd00::2]", "127.0.0.3", "FD00::0:3"]), &with).unwrap();
+            let text = render(&b);
+            let want = format!(
+                "upstream paperlb_default_nginx {{\n    server [fd00::2]:30080;\n    server 127.0.0.3:30080;\n    server [fd00::3]:30080;\n}}\n\nserver {{\n    listen 127.0.0.2:8100{suffix};\n    listen [::]:8100{suffix};\n"
+            );
+            assert!(text.contains(&want), "{text}");
+        }
+    }
+
+    #[test]
     fn a_file_written_without_an_address_still_reads_back() {
         let r = req("tcp", &["127.0.0.2"]);
         let text = render(&backend(&r, &Policy::default()).unwrap());
@@ -864,7 +884,7 @@ mod tests {
         assert_eq!(back, backend(&r, &Policy::default()).unwrap().request);
         assert_eq!(render(&backend(&back, &Policy::default()).unwrap()), text);
         let with = Policy {
-            lb_address: Some("127.0.0.2".parse().unwrap()),
+            lb_addresses: vec!["127.0.0.2".parse().unwrap()],
             ..Policy::default()
         };
         // An updater started with the address reads the old file's request just the same.

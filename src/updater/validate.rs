@@ -33,8 +33,9 @@ pub struct Policy {
     pub proxy_timeout_default: u64,
     /// `proxy_connect_timeout` when the request says 0, in seconds.
     pub proxy_connect_timeout_default: u64,
-    /// `--lb-address`: the one address every LB port listens on; `None` = all addresses.
-    pub lb_address: Option<IpAddr>,
+    /// `--lb-address`: the addresses every LB port listens on (one `listen` line each, IPv6
+    /// too); empty = every IPv4 address (`listen PORT;`, as the Go updater writes it).
+    pub lb_addresses: Vec<IpAddr>,
 }
 
 impl Default for Policy {
@@ -44,7 +45,7 @@ impl Default for Policy {
             allowed_ports: (1024, 65535),
             proxy_timeout_default: 600,
             proxy_connect_timeout_default: 60,
-            lb_address: None,
+            lb_addresses: Vec::new(),
         }
     }
 }
@@ -94,8 +95,8 @@ impl fmt::Display for Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub name: String,
-    /// The address to listen on (the updater's `--lb-address`, not the request's); `None` = all.
-    pub address: Option<IpAddr>,
+    /// The addresses to listen on (the updater's `--lb-address`, not the request's); empty = all.
+    pub addresses: Vec<IpAddr>,
     pub port: u16,
     pub protocol: Protocol,
     pub upstreams: Vec<(Host, u16)>,
@@ -327,7 +328,7 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     }
     Ok(Backend {
         name: req.backend_name.clone(),
-        address: policy.lb_address,
+        addresses: policy.lb_addresses.clone(),
         port: req.lb_port,
         protocol,
         upstreams,

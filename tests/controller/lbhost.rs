@@ -101,7 +101,7 @@ impl LbHost {
                 files
             }),
             policy: Policy {
-                lb_address,
+                lb_addresses: lb_address.into_iter().collect(),
                 ..Policy::default()
             },
             limits: Limits::default(),

@@ -14,6 +14,7 @@ mod gocompat;
 mod harness;
 mod health;
 mod hosts;
+mod ipv6;
 mod lbhost;
 mod leader;
 mod metrics;

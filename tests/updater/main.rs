@@ -16,7 +16,9 @@ mod balance;
 mod binary;
 mod client;
 mod health;
+mod ipv6;
 mod listing;
+mod netns;
 mod reloads;
 mod security;
 mod traffic;
@@ -46,7 +48,7 @@ pub struct Env {
     /// With `Options::tls`: the certificate and key files the updater serves HTTPS with.
     pub tls: Option<TlsFiles>,
     /// With `Options::lb_address`: the updater's `--lb-address` (nginx listens only there).
-    pub lb_address: Option<IpAddr>,
+    pub lb_addresses: Vec<IpAddr>,
     /// `--worker-shutdown-timeout` (0 here unless `Options` says: off, nginx's default).
     pub worker_shutdown_timeout: u64,
     pub nginx: Nginx,
@@ -57,7 +59,7 @@ pub struct Options {
     pub token: Option<&'static str>,
     /// Certificate chain and key PEM: the updater serves HTTPS (Env::call then does not work).
     pub tls: Option<(String, String)>,
-    /// `--lb-address` (a loopback address): LB ports listen there only, not on 127.0.0.1.
+    /// `--lb-address` (loopback addresses, comma-separated): LB ports listen there only.
     pub lb_address: Option<&'static str>,
     /// `--worker-shutdown-timeout` seconds; 0 (the default here): off.
     pub worker_shutdown_timeout: u64,
@@ -87,7 +89,9 @@ impl Env {
             wrapper,
             token_file,
             tls,
-            lb_address: opts.lb_address.map(|a| a.parse().expect("an IP address")),
+            lb_addresses: (opts.lb_address.into_iter().flat_map(|a| a.split(',')))
+                .map(|a| a.parse().expect("an IP address"))
+                .collect(),
             worker_shutdown_timeout: opts.worker_shutdown_timeout,
             nginx,
         };
@@ -104,7 +108,7 @@ impl Env {
             token_file: self.token_file.clone(),
             tls: self.tls.clone(),
             policy: Policy {
-                lb_address: self.lb_address,
+                lb_addresses: self.lb_addresses.clone(),
                 ..Policy::default()
             },
             limits: Limits::default(),
@@ -173,9 +177,9 @@ impl Env {
         self.nginx.streams.join(format!("{name}.conf"))
     }
 
-    /// Where clients reach LB port `port` on this host: the `--lb-address`, else 127.0.0.1.
+    /// Where clients reach LB port `port` on this host: the first `--lb-address`, else 127.0.0.1.
     pub fn lb_addr(&self, port: u16) -> SocketAddr {
-        let ip = self.lb_address.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = (self.lb_addresses.first().copied()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
         (ip, port).into()
     }
 }

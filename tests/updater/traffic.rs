@@ -424,12 +424,12 @@ fn two_hosts_with_their_own_lb_address_serve_the_same_lb_port_at_once() {
     }
     // Restarted without the flag, the updater would write `listen PORT;`: the file is listed as
     // modified (the controller's drift check POSTs it again, which rewrites it).
-    hosts[0].lb_address = None;
+    hosts[0].lb_addresses = vec![];
     hosts[0].restart_updater();
     let (_, body) = hosts[0].call("GET", "/api/v1/lb", "", &[]);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["backends"][0]["modified"], true, "{body}");
-    hosts[0].lb_address = Some("127.0.0.2".parse().unwrap());
+    hosts[0].lb_addresses = vec!["127.0.0.2".parse().unwrap()];
     hosts[0].restart_updater();
     let (code, resp) = hosts[0].post(&go_body(
         "default_web",

@@ -19,6 +19,7 @@ use super::plan::Action;
 use super::plan::updater_request;
 use super::status::backend_name;
 use crate::controller::key::Key;
+use crate::model::url::host_port;
 use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
 use crate::updater::api::{ListResponse, ListedBackend};
 
@@ -63,7 +64,7 @@ pub fn report(reports: &mut Reports, b: &ListedBackend) {
         let mut v: Vec<String> = ups
             .iter()
             .filter(|u| u.health.healthy == Some(false))
-            .map(|u| format!("{}:{}", u.host, u.port))
+            .map(|u| host_port(&u.host, u.port))
             .collect();
         v.sort();
         v.dedup();
@@ -131,7 +132,7 @@ pub fn carried(previous: &[PortHealth], spec: &LbSpec) -> Vec<PortHealth> {
         let targets: BTreeSet<String> = p
             .targets
             .iter()
-            .map(|t| format!("{}:{}", t.host, t.port))
+            .map(|t| host_port(&t.host, t.port))
             .collect();
         let before = previous
             .iter()
@@ -225,7 +226,7 @@ mod tests {
 
     #[test]
     fn figures_come_from_the_answer_and_are_written_only_when_they_change() {
-        let mut l = lb(true, &["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+        let mut l = lb(true, &["127.0.0.2", "fd00::3", "127.0.0.4"]);
         let list = ListResponse {
             backends: vec![
                 listed(
@@ -233,7 +234,7 @@ mod tests {
                     8100,
                     &[
                         ("127.0.0.2", Some(true)),
-                        ("127.0.0.3", Some(false)),
+                        ("fd00::3", Some(false)),
                         ("127.0.0.4", Some(true)),
                     ],
                 ),
@@ -251,7 +252,7 @@ mod tests {
         assert_eq!(patch["status"]["ports"][0]["ready"], 2);
         assert_eq!(
             patch["status"]["ports"][0]["unhealthy"],
-            json!(["127.0.0.3:30080"])
+            json!(["[fd00::3]:30080"])
         );
         assert_eq!(patch["status"]["ports"][1]["total"], 1);
         // Recorded: the same answer writes nothing.
@@ -280,15 +281,15 @@ mod tests {
             protocol: "TCP".into(),
             ready: 1,
             total: 3,
-            unhealthy: vec!["127.0.0.3:30080".into(), "127.0.0.4:30080".into()],
+            unhealthy: vec!["[fd00::3]:30080".into(), "127.0.0.4:30080".into()],
         }];
-        // 127.0.0.4 left, 127.0.0.5 came (starts healthy), 127.0.0.3 stays unhealthy.
-        let spec = LbSpec::from_resource(&lb(true, &["127.0.0.2", "127.0.0.3", "127.0.0.5"]).spec)
-            .unwrap();
+        // 127.0.0.4 left, 127.0.0.5 came (starts healthy), fd00::3 stays unhealthy (IPv6 in brackets).
+        let spec =
+            LbSpec::from_resource(&lb(true, &["127.0.0.2", "fd00::3", "127.0.0.5"]).spec).unwrap();
         let got = carried(&before, &spec);
         assert_eq!(
             (got[0].ready, got[0].total, got[0].unhealthy.clone()),
-            (2, 3, vec!["127.0.0.3:30080".to_string()])
+            (2, 3, vec!["[fd00::3]:30080".to_string()])
         );
         assert_eq!(
             (got[1].ready, got[1].total),

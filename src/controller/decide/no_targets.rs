@@ -9,42 +9,60 @@
 
 use super::plan::EventType;
 use super::status::{READY, condition, set_condition};
-use super::targets::node_eligible;
+use super::targets::{ip_family, node_eligible};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
-use crate::model::{LbSpec, LoadBalancerStatus, Service};
+use crate::model::{Condition, LbSpec, LoadBalancerStatus, Node, Service};
 
 pub const NO_TARGETS: &str = "NoTargets";
+/// The `Ready=False` reason when no eligible node has an address in the Service's `ipFamilies`.
+pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
 
-/// Why the Service's ports have no target, for the condition and the Event.
-pub fn why(cache: &Cache, key: &Key, svc: &Service) -> String {
-    let eligible = cache
-        .nodes
-        .values()
+/// Why the Service's ports have no target, for the condition and the Event: its reason and message.
+pub fn why(cache: &Cache, key: &Key, svc: &Service) -> (&'static str, String) {
+    let eligible: Vec<&Node> = (cache.nodes.values())
         .filter(|n| node_eligible(n, false))
-        .count();
-    if svc.spec.external_traffic_policy.as_deref() == Some("Local") {
-        let with_endpoints = cache.local_nodes(key);
-        if with_endpoints.is_empty() {
-            return "no node has a ready endpoint of the Service (externalTrafficPolicy: Local)"
-                .to_string();
-        }
+        .collect();
+    let families = &svc.spec.ip_families;
+    let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
+    let with_endpoints = cache.local_nodes(key);
+    if local && with_endpoints.is_empty() {
+        let m = "no node has a ready endpoint of the Service (externalTrafficPolicy: Local)";
+        return (NO_TARGETS, m.to_string());
+    }
+    let in_family = |n: &&Node| {
+        (n.status.addresses.iter())
+            .any(|a| ip_family(&a.address).is_some_and(|f| families.iter().any(|w| w == f)))
+    };
+    if !families.is_empty() && !eligible.is_empty() && !eligible.iter().any(in_family) {
+        let message = format!(
+            "the Service's ipFamilies are {}, and none of the {} eligible node(s) has an address \
+             in them: give the nodes such addresses, or change the Service's ipFamilies",
+            families.join(", "),
+            eligible.len()
+        );
+        return (NO_ADDRESS_IN_FAMILY, message);
+    }
+    let message = if local {
         let names: Vec<&str> = with_endpoints.iter().map(String::as_str).collect();
-        return format!(
+        format!(
             "no eligible node has a ready endpoint of the Service (externalTrafficPolicy: Local; \
              endpoints on {}, which are not Ready, excluded, being deleted or have no address of \
              the configured types)",
             names.join(", ")
-        );
-    }
-    if eligible == 0 {
+        )
+    } else if eligible.is_empty() {
         format!(
             "no eligible node (of {} node(s), none is Ready and not excluded or being deleted)",
             cache.nodes.len()
         )
     } else {
-        format!("no eligible node has an address of the configured types ({eligible} eligible)")
-    }
+        format!(
+            "no eligible node has an address of the configured types ({} eligible)",
+            eligible.len()
+        )
+    };
+    (NO_TARGETS, message)
 }
 
 /// After the plan's updater calls (assumed to succeed): while the spec is served, `Ready=False`
@@ -54,10 +72,11 @@ pub fn record(
     status: &mut LoadBalancerStatus,
     old: &LoadBalancerStatus,
     spec: &LbSpec,
-    why: impl FnOnce() -> String,
+    why: impl FnOnce() -> (&'static str, String),
     (now, generation): (&str, Option<i64>),
 ) -> Option<(EventType, &'static str, String)> {
-    let was = condition(&old.conditions, READY).is_some_and(|c| c.reason == NO_TARGETS);
+    let none = |c: &Condition| [NO_TARGETS, NO_ADDRESS_IN_FAMILY].contains(&c.reason.as_str());
+    let was = condition(&old.conditions, READY).is_some_and(none);
     let empty: Vec<String> = spec
         .ports
         .iter()
@@ -66,25 +85,17 @@ pub fn record(
         .collect();
     let serving = condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
     if !empty.is_empty() && serving {
+        let (reason, why) = why();
         let message = format!(
-            "{}: LB port {} stays allocated, no traffic is forwarded (connections are refused) \
+            "{why}: LB port {} stays allocated, no traffic is forwarded (connections are refused) \
              until targets return",
-            why(),
             empty.join(", ")
         );
-        set_condition(
-            &mut status.conditions,
-            READY,
-            false,
-            NO_TARGETS,
-            &message,
-            now,
-            generation,
-        );
-        return (!was).then_some((EventType::Warning, NO_TARGETS, message));
+        let c = &mut status.conditions;
+        set_condition(c, READY, false, reason, &message, now, generation);
+        return (!was).then_some((EventType::Warning, reason, message));
     }
-    let back = condition(&status.conditions, READY)
-        .is_some_and(|c| c.status == "True" && c.reason != NO_TARGETS);
+    let back = condition(&status.conditions, READY).is_some_and(|c| c.status == "True" && !none(c));
     (was && back).then(|| {
         (
             EventType::Normal,

@@ -4,7 +4,7 @@
 
 use super::context::Context;
 use super::hosts;
-use super::no_targets;
+use super::no_targets::{self, NO_TARGETS};
 use super::plan::{Action, EventType, Plan, lb_ref, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
@@ -402,6 +402,11 @@ fn desired(
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
     let no_checks = updater_without_checks(places.iter().map(|h| h.url.as_str()), lb, ctx);
+    let types = if cfg.address_types.is_empty() {
+        &ctx.address_types
+    } else {
+        &cfg.address_types
+    };
     let ports = ports
         .iter()
         .zip(lb_ports)
@@ -413,11 +418,7 @@ fn desired(
             targets: targets_for(
                 p.node_port,
                 &cache.nodes,
-                if cfg.address_types.is_empty() {
-                    &ctx.address_types
-                } else {
-                    &cfg.address_types
-                },
+                (types, &svc.spec.ip_families),
                 local.as_ref(),
                 follows_readiness(&traffic, p.protocol, no_checks, ctx.stable_node_set).is_none(),
             ),
@@ -631,7 +632,7 @@ fn push(
     key: &Key,
     lb: &LoadBalancer,
     (spec, timeouts): (&LbSpec, (u32, u32)),
-    why: impl FnOnce() -> String,
+    why: impl FnOnce() -> (&'static str, String),
     status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
@@ -821,7 +822,12 @@ fn reconcile_hand_made(
     }
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let why = || "the LoadBalancer's spec lists no target".to_string();
+    let why = || {
+        (
+            NO_TARGETS,
+            "the LoadBalancer's spec lists no target".to_string(),
+        )
+    };
     let event = push(key, lb, (&spec, timeouts), why, &mut status, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));

@@ -1260,6 +1260,76 @@ fn no_targets_deletes_the_backends_keeps_the_ports_and_resumes(rng: &mut Rng) {
     );
 }
 
+/// `spec.ipFamilies` picks the family pushed: IPv6 only with IPv4-only nodes is
+/// `Ready=False NoAddressInFamily` and a Warning Event, not an empty push; an IPv6 address on a node
+/// serves it; a dual-stack Service gets both families in one upstream per port.
+fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng) {
+    let mut svc = service("v6", &[("http", "TCP", 80, Some(31080))]);
+    svc.spec.ip_families = vec!["IPv6".into()];
+    let mut cache = world(rng, vec![svc], vec![edge()]);
+    let k = key("v6");
+    let (reqs, events) = converge_requests(&mut cache, &k);
+    assert!(reqs.is_empty(), "{reqs:?}");
+    assert_eq!(events, ["Warning NoAddressInFamily"]);
+    let lb = &cache.load_balancers[&k];
+    let c = condition(&lb.status.conditions, READY).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NoAddressInFamily")
+    );
+    assert!(
+        c.message.contains("ipFamilies are IPv6") && c.message.contains("2 eligible"),
+        "{}",
+        c.message
+    );
+    assert!(reconcile(&cache, &k, &ctx()).is_empty(), "reported once");
+
+    // n2 gains an IPv6 InternalIP: served on it alone, and the condition clears with an Event.
+    let v6_node = || {
+        node(
+            "n2",
+            "True",
+            &[("InternalIP", "10.0.0.2"), ("InternalIP", "fd00::2")],
+        )
+    };
+    let mut n2 = v6_node();
+    n2.metadata.resource_version = "2".into();
+    cache.apply_node(n2);
+    let (reqs, events) = converge_requests(&mut cache, &k);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].upstreams, [("fd00::2".to_string(), 31080)]);
+    assert_eq!(events, ["Normal TargetsAvailable"]);
+
+    // Dual stack: every node in each family, in one upstream (one LB port, one backend).
+    let mut dual = service("dual", &[("http", "TCP", 80, Some(31081))]);
+    dual.spec.ip_families = vec!["IPv4".into(), "IPv6".into()];
+    cache.apply_service(dual);
+    let (reqs, _) = converge_requests(&mut cache, &key("dual"));
+    let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts, ["10.0.0.2", "198.51.100.1", "fd00::2"]);
+    // IPv4 only: the IPv6 address is not pushed (no ipFamilies: the first address, as before).
+    let mut v4 = service("v4", &[("http", "TCP", 80, Some(31082))]);
+    v4.spec.ip_families = vec!["IPv4".into()];
+    cache.apply_service(v4);
+    let (reqs, _) = converge_requests(&mut cache, &key("v4"));
+    let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts, ["10.0.0.2", "198.51.100.1"]);
+
+    // An IPv6 LB host: the ingress `ip` holds the literal, without brackets.
+    let v6_edge = config(
+        "edge",
+        true,
+        "2001:db8::7",
+        "http://[2001:db8::7]:3000",
+        8000,
+        8010,
+    );
+    let mut cache = world(rng, vec![web()], vec![v6_edge]);
+    converge(&mut cache, &key("web"));
+    let ingress = serde_json::to_value(&cache.services[&key("web")].status.load_balancer.ingress);
+    assert_eq!(ingress.unwrap()[0]["ip"], "2001:db8::7");
+}
+
 fn go_era_lb_is_upgraded_once(rng: &mut Rng) {
     let mut cache = world(
         rng,
@@ -1894,6 +1964,10 @@ fn reconcile_tables_in_shuffled_order() {
         (
             "no targets",
             no_targets_deletes_the_backends_keeps_the_ports_and_resumes,
+        ),
+        (
+            "ip families",
+            ip_families_pick_the_targets_and_an_unserved_family_is_reported,
         ),
         ("traffic fields", traffic_fields_reach_the_updater_requests),
         (

@@ -94,13 +94,48 @@ pub fn node_address<'a>(node: &'a Node, address_types: &[String]) -> Option<&'a 
     })
 }
 
+/// `IPv4` or `IPv6` for an IP literal; `None` for a DNS name.
+pub fn ip_family(address: &str) -> Option<&'static str> {
+    match address.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(_) => Some("IPv4"),
+        std::net::IpAddr::V6(_) => Some("IPv6"),
+    }
+}
+
+/// The node's addresses to forward to for a Service of `families` (its `spec.ipFamilies`): per
+/// family, the first address of that family in `address_types` order (a DNS name counts as the
+/// primary family). Without families (servers before dual stack), [`node_address`]: the first
+/// address of the first type, whatever its family.
+pub fn node_addresses<'a>(
+    node: &'a Node,
+    address_types: &[String],
+    families: &[String],
+) -> Vec<&'a str> {
+    if families.is_empty() {
+        return node_address(node, address_types).into_iter().collect();
+    }
+    let fits = |a: &str, i: usize| ip_family(a).map_or(i == 0, |f| f == families[i]);
+    (0..families.len())
+        .filter_map(|i| {
+            address_types.iter().find_map(|t| {
+                node.status
+                    .addresses
+                    .iter()
+                    .find(|a| &a.type_ == t && !a.address.is_empty() && fits(&a.address, i))
+                    .map(|a| a.address.as_str())
+            })
+        })
+        .collect()
+}
+
 /// Targets for one Service port: every eligible node (`stable`: see [`node_eligible`]; only those in
-/// `local_nodes` when the Service has `externalTrafficPolicy: Local`) at its preferred address and
-/// `node_port`; sorted and deduplicated so equal sets give identical updater requests.
+/// `local_nodes` when the Service has `externalTrafficPolicy: Local`) at its preferred address of
+/// each of the Service's `families` ([`node_addresses`]) and `node_port`; sorted and deduplicated
+/// so equal sets give identical updater requests.
 pub fn targets_for(
     node_port: u16,
     nodes: &BTreeMap<String, Node>,
-    address_types: &[String],
+    (address_types, families): (&[String], &[String]),
     local_nodes: Option<&BTreeSet<String>>,
     stable: bool,
 ) -> Vec<Target> {
@@ -108,7 +143,7 @@ pub fn targets_for(
         .iter()
         .filter(|(name, _)| local_nodes.is_none_or(|l| l.contains(*name)))
         .filter(|(_, node)| node_eligible(node, stable))
-        .filter_map(|(_, node)| node_address(node, address_types))
+        .flat_map(|(_, node)| node_addresses(node, address_types, families))
         .map(|host| Target {
             host: host.to_string(),
             port: node_port,
@@ -252,6 +287,144 @@ mod tests {
         assert_eq!(node_address(&none, &ext_first), None);
     }
 
+    /// Family selection: (case, node addresses, address types, Service ipFamilies, targets).
+    #[test]
+    fn family_table_per_family_in_type_order() {
+        let dual = [
+            ("InternalIP", "10.0.0.1"),
+            ("InternalIP", "fd00::1"),
+            ("ExternalIP", "2001:db8::1"),
+        ];
+        let v4_only = [("InternalIP", "10.0.0.2"), ("ExternalIP", "203.0.113.2")];
+        let v6_only = [("InternalIP", "fd00::3")];
+        let named = [("Hostname", "n4.example"), ("InternalIP", "fd00::4")];
+        let ext_int = ["ExternalIP", "InternalIP"];
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "no ipFamilies: first type, any family",
+                &dual,
+                &ext_int,
+                &[],
+                &["2001:db8::1"],
+            ),
+            (
+                "no ipFamilies, v4 node",
+                &v4_only,
+                &ext_int,
+                &[],
+                &["203.0.113.2"],
+            ),
+            (
+                "IPv4 only: skips the IPv6 ExternalIP",
+                &dual,
+                &ext_int,
+                &["IPv4"],
+                &["10.0.0.1"],
+            ),
+            (
+                "IPv6 only: ExternalIP first",
+                &dual,
+                &ext_int,
+                &["IPv6"],
+                &["2001:db8::1"],
+            ),
+            (
+                "IPv6 only, InternalIP first",
+                &dual,
+                &["InternalIP", "ExternalIP"],
+                &["IPv6"],
+                &["fd00::1"],
+            ),
+            (
+                "dual stack: one per family",
+                &dual,
+                &ext_int,
+                &["IPv4", "IPv6"],
+                &["10.0.0.1", "2001:db8::1"],
+            ),
+            (
+                "dual stack, IPv6 primary",
+                &dual,
+                &ext_int,
+                &["IPv6", "IPv4"],
+                &["2001:db8::1", "10.0.0.1"],
+            ),
+            (
+                "dual stack, v4-only node",
+                &v4_only,
+                &ext_int,
+                &["IPv4", "IPv6"],
+                &["203.0.113.2"],
+            ),
+            (
+                "IPv6 only, v4-only node: none",
+                &v4_only,
+                &ext_int,
+                &["IPv6"],
+                &[],
+            ),
+            (
+                "IPv4 only, v6-only node: none",
+                &v6_only,
+                &ext_int,
+                &["IPv4"],
+                &[],
+            ),
+            (
+                "IPv6 type filtered out",
+                &v6_only,
+                &["ExternalIP"],
+                &["IPv6"],
+                &[],
+            ),
+            (
+                "a DNS name is the primary family",
+                &named,
+                &["Hostname", "InternalIP"],
+                &["IPv4", "IPv6"],
+                &["n4.example", "fd00::4"],
+            ),
+            (
+                "a DNS name is not a secondary family",
+                &named,
+                &["Hostname"],
+                &["IPv6", "IPv4"],
+                &["n4.example"],
+            ),
+        ];
+        for (name, addrs, order, families, want) in cases {
+            let n = node("n", "True", addrs);
+            let (order, families) = (types(order), types(families));
+            assert_eq!(
+                node_addresses(&n, &order, &families),
+                want.to_vec(),
+                "{name}"
+            );
+        }
+        // Over nodes: a dual-stack Service gets every node in each family it has.
+        let mut nodes = BTreeMap::new();
+        for (name, addrs) in [("a", &dual[..]), ("b", &v4_only[..]), ("c", &v6_only[..])] {
+            nodes.insert(name.to_string(), node(name, "True", addrs));
+        }
+        let hosts = |families: &[&str]| -> Vec<String> {
+            let (order, families) = (types(&ext_int), types(families));
+            let t = targets_for(31000, &nodes, (&order, &families), None, true);
+            t.into_iter().map(|t| t.host).collect()
+        };
+        let all = ["10.0.0.1", "2001:db8::1", "203.0.113.2", "fd00::3"];
+        assert_eq!(hosts(&["IPv4", "IPv6"]), all);
+        assert_eq!(hosts(&["IPv4"]), ["10.0.0.1", "203.0.113.2"]);
+        assert_eq!(hosts(&["IPv6"]), ["2001:db8::1", "fd00::3"]);
+        assert_eq!(hosts(&[]), ["2001:db8::1", "203.0.113.2", "fd00::3"]);
+    }
+
     fn slice(endpoints: &[(&str, Option<bool>)]) -> EndpointSlice {
         EndpointSlice {
             endpoints: endpoints
@@ -333,7 +506,7 @@ mod tests {
         for _ in 0..20 {
             for (name, local, stable, want) in shuffled(&cases, &mut rng) {
                 assert_eq!(
-                    &targets_for(31000, &nodes, &pref, local.as_ref(), *stable),
+                    &targets_for(31000, &nodes, (&pref, &[]), local.as_ref(), *stable),
                     want,
                     "{name}"
                 );
@@ -343,7 +516,8 @@ mod tests {
         nodes.remove("c");
         for stable in [true, false] {
             assert!(
-                !targets_for(31000, &nodes, &pref, None, stable).contains(&t(&["10.0.0.3"])[0])
+                !targets_for(31000, &nodes, (&pref, &[]), None, stable)
+                    .contains(&t(&["10.0.0.3"])[0])
             );
         }
     }
