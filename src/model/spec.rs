@@ -705,7 +705,6 @@ impl LbSpec {
     }
 }
 
-/// A proxy timeout in seconds: absent or 0 means "the default".
 /// `sourceRanges`, `proxyProtocol`, `healthCheck` and `balance` of a stored spec (absent = none).
 fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
     let mut source_ranges = Vec::new();
@@ -761,6 +760,7 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
     })
 }
 
+/// A proxy timeout in seconds: absent or 0 means "the default".
 fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
     let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
     if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {

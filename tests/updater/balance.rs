@@ -1,10 +1,11 @@
 //! Balancing with real nginx and real traffic: `hash` keeps each client address on one upstream
 //! while round robin spreads one address's connections; `least-conn` sends new connections away
-//! from an upstream holding a long-lived one; a bad `balance` is a 400 naming the field.
+//! from an upstream holding a long-lived one; UDP hashes the same way; a bad `balance` is a 400
+//! naming the field.
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::process::Command;
 
 use super::*;
@@ -172,4 +173,46 @@ fn random_two_renders_and_serves_and_a_bad_balance_is_a_400_naming_it() {
     );
     assert_eq!(env.wrapper.reloads(), reloads);
     assert!(std::fs::read_to_string(env.conf_file("default_r2")).unwrap() == text);
+}
+
+/// The upstream one datagram from a fresh socket on `src` reaches through LB port `port` (each
+/// socket is a new nginx session); sent again until answered, within `PATIENCE`.
+fn udp_from(src: &str, port: u16) -> Option<String> {
+    let s = UdpSocket::bind((src, 0)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
+    let mut buf = [0u8; 64];
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        s.send_to(b"ping", ("127.0.0.1", port)).ok()?;
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            return Some(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+    None
+}
+
+#[test]
+fn udp_hash_keeps_each_client_address_on_one_upstream() {
+    let env = Env::start(Options::default());
+    let (u2, u3) = (
+        Backend::udp("127.0.0.2", "u2"),
+        Backend::udp("127.0.0.3", "u3"),
+    );
+    let ups = [("127.0.0.2", u2.port), ("127.0.0.3", u3.port)];
+    let (rr, hash) = (free_port(), free_port());
+    let (code, resp) = env.post(&go_body("default_udp_rr", rr, "UDP", &ups));
+    assert_eq!(code, 200, "{resp}");
+    let body = with_balance(&go_body("default_udp_hash", hash, "UDP", &ups), "hash");
+    let (code, resp) = env.post(&body);
+    assert_eq!(code, 200, "{resp}");
+    for src in ["127.0.0.21", "127.0.0.22", "127.0.0.23"] {
+        let seen: BTreeSet<Option<String>> = (0..6).map(|_| udp_from(src, hash)).collect();
+        assert_eq!(seen.len(), 1, "{src} reached {seen:?} under hash");
+        assert!(seen.iter().all(|s| s.is_some()), "{src}: {seen:?}");
+    }
+    let spread: BTreeSet<Option<String>> = (0..6).map(|_| udp_from("127.0.0.21", rr)).collect();
+    assert_eq!(
+        spread,
+        BTreeSet::from([Some("u2:ping".to_string()), Some("u3:ping".to_string())])
+    );
 }

@@ -121,9 +121,9 @@ pub struct Balancing {
     pub faults: Vec<(&'static str, String)>,
 }
 
-/// `spec.sessionAffinity: ClientIP` is a consistent hash of the client address (kube-proxy keeps
-/// a client on one endpoint; the LB keeps it on one node) and wins over the annotation
-/// `lb.paperlb.com/balance`, which otherwise picks the method (round robin by default).
+/// `spec.sessionAffinity: ClientIP` is a consistent hash of the client address (each client stays
+/// on one node) and wins over the annotation `lb.paperlb.com/balance`, which otherwise picks the
+/// method (round robin by default).
 pub fn balancing_for(svc: &Service) -> Balancing {
     let ann = |k: &str| svc.metadata.annotations.get(k);
     let asked = ann(BALANCE_ANNOTATION).map(|v| (v, Balance::parse(v)));
