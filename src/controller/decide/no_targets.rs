@@ -1,10 +1,11 @@
 //! No targets is a normal state, not an error (issue 22): a Service with `externalTrafficPolicy:
-//! Local` and no ready endpoint (scaled to 0, a rollout, a crash loop), or no eligible node at all.
+//! Local` and no ready endpoint (scaled to 0, a rollout, a crash loop), or no eligible node at all,
+//! or none with an address in the Service's `ipFamilies` (an IPv6-only Service on IPv4 nodes).
 //! The updater refuses an empty upstream list, so a port without targets is not POSTed: its backend
 //! is deleted from the LB host (nginx stops listening there, and clients get a fast refusal, not a
 //! hang). Its LB port stays allocated and in the Service's ingress; `Ready=False` with reason
-//! `NoTargets` says why; one Event per transition. Targets coming back change the spec, which is
-//! pushed again.
+//! `NoTargets` (or `NoAddressInFamily`) says why; one Event per transition. Targets coming back
+//! change the spec, which is pushed again.
 //! Pure: no I/O, no clock.
 
 use super::plan::EventType;
