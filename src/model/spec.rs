@@ -9,7 +9,7 @@ use super::paperlb::{
     TargetSpec,
 };
 use super::url::{check_host, check_url};
-use crate::updater::validate::Balance;
+use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS};
 use serde_json::{Value, json};
 
 /// L4 protocols nginx's stream module forwards.
@@ -107,9 +107,6 @@ impl AuthRefs {
         self.token.iter().chain(self.ca.iter())
     }
 }
-
-/// Longest accepted proxy timeout: one week.
-const MAX_TIMEOUT_SECONDS: i64 = 7 * 24 * 3600;
 
 impl ValidConfig {
     /// Every host a LoadBalancer of this config is placed on, in order.
@@ -760,13 +757,16 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
     })
 }
 
-/// A proxy timeout in seconds: absent or 0 means "the default".
+/// A proxy timeout in seconds: absent or 0 means "the default"; the bound is the updater's, so a
+/// config or LoadBalancer accepted here is never refused by the updater on every push.
 fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
     let v = l.optional(field, "an integer")?.copied().unwrap_or(0);
-    if !(0..=MAX_TIMEOUT_SECONDS).contains(&v) {
-        return Err(format!("{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS}"));
+    match u32::try_from(v) {
+        Ok(s) if u64::from(s) <= MAX_TIMEOUT_SECONDS => Ok(s),
+        _ => Err(format!(
+            "{field}: {v} is outside 0-{MAX_TIMEOUT_SECONDS} (the updater's limit)"
+        )),
     }
-    Ok(v as u32)
 }
 
 fn parse_port(

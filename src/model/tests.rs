@@ -118,7 +118,17 @@ fn config_validation_rejects_bad_url_and_host() {
         (
             "proxyTimeoutSeconds",
             json!(-1),
-            "spec.proxyTimeoutSeconds: -1 is outside 0-604800",
+            "spec.proxyTimeoutSeconds: -1 is outside 0-86400 (the updater's limit)",
+        ),
+        (
+            "proxyTimeoutSeconds",
+            json!(100_000),
+            "spec.proxyTimeoutSeconds: 100000 is outside 0-86400 (the updater's limit)",
+        ),
+        (
+            "proxyConnectTimeoutSeconds",
+            json!(86_401),
+            "spec.proxyConnectTimeoutSeconds: 86401 is outside 0-86400 (the updater's limit)",
         ),
         (
             "targetAddressTypes",
@@ -143,6 +153,10 @@ fn config_validation_rejects_bad_url_and_host() {
         "unset: the controller default applies"
     );
     assert_eq!(valid.proxy_timeout_seconds, 0);
+    let mut longest = base.clone();
+    longest["proxyTimeoutSeconds"] = json!(86_400);
+    let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": longest})).unwrap();
+    assert_eq!(cfg.validate().unwrap().proxy_timeout_seconds, 86_400);
 }
 
 #[test]
@@ -185,6 +199,10 @@ fn mangled_loadbalancer_spec_is_reported_not_fatal() {
         (
             json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}, {"port": 1}]}),
             "spec.ports[1]: port 1/TCP is listed twice",
+        ),
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}], "proxyTimeoutSeconds": 100_000}),
+            "spec.proxyTimeoutSeconds: 100000 is outside 0-86400 (the updater's limit)",
         ),
     ];
     for (spec, want) in cases {

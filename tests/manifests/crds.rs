@@ -208,3 +208,50 @@ fn status_subresource_exists_wherever_the_schema_has_a_status() {
         }
     }
 }
+
+/// Every proxy timeout field under `node`, as (path, minimum, maximum).
+fn timeout_bounds(node: &Value, path: &str, out: &mut Vec<(String, Value, Value)>) {
+    for (name, child) in node["properties"].as_object().into_iter().flatten() {
+        let at = format!("{path}.{name}");
+        if name.starts_with("proxy") && name.ends_with("TimeoutSeconds") {
+            out.push((
+                at.clone(),
+                child["minimum"].clone(),
+                child["maximum"].clone(),
+            ));
+        }
+        timeout_bounds(child, &at, out);
+    }
+}
+
+#[test]
+fn crd_proxy_timeouts_stop_where_the_updater_does() {
+    // A bound above the updater's accepts a value that every push then fails with a 400.
+    let max = paperlb::updater::validate::MAX_TIMEOUT_SECONDS;
+    let mut found = Vec::new();
+    for (_, crd) in crds() {
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
+        timeout_bounds(
+            &version(&crd)["schema"]["openAPIV3Schema"],
+            &kind,
+            &mut found,
+        );
+    }
+    let paths: Vec<&str> = found.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "LoadBalancerConfig.spec.proxyConnectTimeoutSeconds",
+            "LoadBalancerConfig.spec.proxyTimeoutSeconds",
+            "LoadBalancer.spec.proxyConnectTimeoutSeconds",
+            "LoadBalancer.spec.proxyTimeoutSeconds",
+        ]
+    );
+    for (path, min, high) in &found {
+        assert_eq!(
+            (min, high),
+            (&serde_json::json!(0), &serde_json::json!(max)),
+            "{path}"
+        );
+    }
+}
