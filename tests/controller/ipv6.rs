@@ -41,10 +41,14 @@ fn set(idents: &[&str]) -> BTreeSet<String> {
     idents.iter().map(|s| s.to_string()).collect()
 }
 
-fn ready(w: &World, name: &str) -> Option<Value> {
+fn condition(w: &World, name: &str, type_: &str) -> Option<Value> {
     let lb = w.lb(name)?;
     let cs = lb["status"]["conditions"].as_array()?;
-    cs.iter().find(|c| c["type"] == "Ready").cloned()
+    cs.iter().find(|c| c["type"] == type_).cloned()
+}
+
+fn ready(w: &World, name: &str) -> Option<Value> {
+    condition(w, name, "Ready")
 }
 
 #[test]
@@ -114,10 +118,43 @@ fn dual_stack_and_ipv6_services_are_served_through_an_ipv6_lb_host() {
     wait_for("dual on IPv4 alone", || {
         answers(&host, lb_port(&w, "dual")) == set(&["a-v4", "b-v4"])
     });
+    // ... and says so: DualStack=False naming IPv6 (Ready stays True), one Warning Event.
+    wait_for("DualStack=False", || {
+        condition(&w, "dual", "DualStack").is_some_and(|c| {
+            c["status"] == "False"
+                && c["reason"] == "NoAddressInFamily"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("no eligible node has an IPv6 address"))
+        })
+    });
+    assert_eq!(ready(&w, "dual").expect("Ready")["status"], "True");
+    let dual_warnings = || -> Vec<Value> {
+        (w.api.list("events", "default").into_iter())
+            .filter(|e| e["type"] == "Warning" && e["involvedObject"]["name"] == "dual")
+            .collect()
+    };
+    wait_for("dual's Warning Event", || !dual_warnings().is_empty());
     // Back: served again by itself.
     node_b(&w, true);
     wait_for("six back", || answers(&host, six) == set(&["b-v6"]));
     wait_for("Ready again", || {
         ready(&w, "six").is_some_and(|c| c["status"] == "True")
     });
+    wait_for("dual on both families, condition gone", || {
+        answers(&host, lb_port(&w, "dual")) == set(&["a-v4", "b-v4", "b-v6"])
+            && w.lb("dual").is_some()
+            && condition(&w, "dual", "DualStack").is_none()
+    });
+    let warnings = dual_warnings();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one Warning per transition: {warnings:?}"
+    );
+    assert_eq!(warnings[0]["reason"], "NoAddressInFamily");
+    assert!(
+        warnings[0]["count"].as_i64().unwrap_or(1) == 1,
+        "{warnings:?}"
+    );
 }

@@ -13,8 +13,8 @@ use super::status::{
 };
 use super::targets::targets_for;
 use super::traffic::{
-    balancing_for, follows_readiness, record_balancing, record_node_set, record_proxy_protocol,
-    traffic_for, updater_without_checks, with_override,
+    balancing_for, follows_readiness, record_balancing, record_families, record_node_set,
+    record_proxy_protocol, traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
@@ -303,6 +303,8 @@ fn reconcile_service(
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
     let balance_fault = record_balancing(&mut status, svc, &ctx.now, lb.metadata.generation);
+    let family_fault =
+        record_families(&mut status, &desired, svc, &ctx.now, lb.metadata.generation);
     record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);
     if status != lb.status {
         plan.push(status_patch(key, &status));
@@ -320,7 +322,8 @@ fn reconcile_service(
     if let Some((type_, reason, message)) = event {
         plan.event(&svc_ref, type_, reason, message);
     }
-    for (reason, message) in [port_fault, udp_fault, balance_fault].into_iter().flatten() {
+    let faults = [port_fault, udp_fault, balance_fault, family_fault];
+    for (reason, message) in faults.into_iter().flatten() {
         plan.event(&svc_ref, EventType::Warning, reason, message);
     }
 }

@@ -1315,6 +1315,39 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
     assert_eq!(hosts, ["10.0.0.2", "198.51.100.1"]);
 
+    // n2 loses its IPv6 address: the dual-stack Service stays served on IPv4, `DualStack=False`
+    // names IPv6, one Warning; the address back, both families again and the condition goes.
+    use crate::controller::decide::traffic::DUAL_STACK;
+    let mut n2 = node("n2", "True", &[("InternalIP", "10.0.0.2")]);
+    n2.metadata.resource_version = "3".into();
+    cache.apply_node(n2);
+    let (reqs, events) = converge_requests(&mut cache, &key("dual"));
+    let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts, ["10.0.0.2", "198.51.100.1"]);
+    assert_eq!(events, ["Warning NoAddressInFamily"]);
+    let c = condition_of(&cache, "dual", DUAL_STACK).expect("DualStack condition");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "NoAddressInFamily")
+    );
+    assert!(c.message.contains("served on IPv4 only"), "{}", c.message);
+    let ready = condition_of(&cache, "dual", READY).unwrap();
+    assert_eq!(ready.status, "True", "traffic flows: {}", ready.message);
+    assert!(
+        reconcile(&cache, &key("dual"), &ctx()).is_empty(),
+        "reported once"
+    );
+    let mut n2 = v6_node();
+    n2.metadata.resource_version = "4".into();
+    cache.apply_node(n2);
+    let (reqs, events) = converge_requests(&mut cache, &key("dual"));
+    assert_eq!(reqs[0].upstreams.len(), 3, "{reqs:?}");
+    assert!(
+        events.iter().all(|e| !e.starts_with("Warning")),
+        "{events:?}"
+    );
+    assert!(condition_of(&cache, "dual", DUAL_STACK).is_none());
+
     // An IPv6 LB host: the ingress `ip` holds the literal, without brackets.
     let v6_edge = config(
         "edge",

@@ -102,6 +102,12 @@ pub fn ip_family(address: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `address` serves the `i`th of the Service's `families`: an IP literal of that family, or
+/// a DNS name for the primary (first) one.
+pub fn in_family(address: &str, families: &[String], i: usize) -> bool {
+    ip_family(address).map_or(i == 0, |f| f == families[i])
+}
+
 /// The node's addresses to forward to for a Service of `families` (its `spec.ipFamilies`): per
 /// family, the first address of that family in `address_types` order (a DNS name counts as the
 /// primary family). Without families (servers before dual stack), [`node_address`]: the first
@@ -114,14 +120,15 @@ pub fn node_addresses<'a>(
     if families.is_empty() {
         return node_address(node, address_types).into_iter().collect();
     }
-    let fits = |a: &str, i: usize| ip_family(a).map_or(i == 0, |f| f == families[i]);
     (0..families.len())
         .filter_map(|i| {
             address_types.iter().find_map(|t| {
                 node.status
                     .addresses
                     .iter()
-                    .find(|a| &a.type_ == t && !a.address.is_empty() && fits(&a.address, i))
+                    .find(|a| {
+                        &a.type_ == t && !a.address.is_empty() && in_family(&a.address, families, i)
+                    })
                     .map(|a| a.address.as_str())
             })
         })

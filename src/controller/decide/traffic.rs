@@ -15,10 +15,14 @@
 //! readiness, and the `StableNodeSet=False` condition says why ([`follows_readiness`],
 //! [`record_node_set`]).
 //!
+//! A dual-stack Service whose targets lack a family is served on the others, and `DualStack=False`
+//! names the missing one ([`record_families`]).
+//!
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
 use super::context::Context;
 use super::status::{DRIFT_CHECK, condition, set_condition};
+use super::targets::in_family;
 pub use super::targets::{STABLE_NODE_SET, follows_readiness_recorded};
 use crate::model::url::updater_endpoint;
 use crate::model::{
@@ -39,6 +43,8 @@ pub const TIMEOUT_ANNOTATIONS: [&str; 2] = [
 ];
 /// Condition on the LoadBalancer: False while a balancing or timeout setting is ignored.
 pub const BALANCING: &str = "Balancing";
+/// Condition on the LoadBalancer: False while a dual-stack Service is served in one family only.
+pub const DUAL_STACK: &str = "DualStack";
 /// kube-proxy's node health check port (`--healthz-bind-address`'s default).
 pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 
@@ -372,6 +378,40 @@ pub fn record_proxy_protocol(
     record_fault(status, PROXY_PROTOCOL, fault, now, generation)
 }
 
+/// Sets `DualStack=False` on `status` while `svc` asks for several families (`spec.ipFamilies`)
+/// and the targets of `spec` are in some only: no eligible node has an address
+/// in the others, so it is served on those it has. Removed otherwise (no target at all is
+/// `Ready=False` instead, see `no_targets`). Returns the Warning Event when the fault is new.
+pub fn record_families(
+    status: &mut LoadBalancerStatus,
+    spec: &LbSpec,
+    svc: &Service,
+    now: &str,
+    generation: Option<i64>,
+) -> Option<(&'static str, String)> {
+    let families = &svc.spec.ip_families;
+    let hosts: Vec<&str> = (spec.ports.iter().flat_map(|p| &p.targets))
+        .map(|t| t.host.as_str())
+        .collect();
+    let (served, missing): (Vec<usize>, Vec<usize>) =
+        (0..families.len()).partition(|i| hosts.iter().any(|h| in_family(h, families, *i)));
+    let names = |is: Vec<usize>| -> String {
+        let names: Vec<&str> = is.into_iter().map(|i| families[i].as_str()).collect();
+        names.join(", ")
+    };
+    let fault = (!served.is_empty() && !missing.is_empty()).then(|| {
+        let (served, missing) = (names(served), names(missing));
+        let message = format!(
+            "the Service's ipFamilies are {}, but no eligible node has an {missing} address of the \
+             configured types: it is served on {served} only; give the nodes {missing} addresses, \
+             or make the Service single-stack",
+            families.join(", ")
+        );
+        (super::no_targets::NO_ADDRESS_IN_FAMILY, message)
+    });
+    record_fault(status, DUAL_STACK, fault, now, generation)
+}
+
 /// Sets `Balancing=False` on `status` while a balancing or timeout setting of `svc` is ignored
 /// ([`balancing_for`]), and removes it otherwise. Returns the Warning Event when the fault is new.
 pub fn record_balancing(
@@ -624,6 +664,120 @@ mod tests {
         assert_eq!(status.conditions.len(), 1);
         assert_eq!(record_balancing(&mut status, &ok, "t3", Some(3)), None);
         assert!(status.conditions.is_empty());
+    }
+
+    /// A one-port spec whose targets are `hosts`.
+    fn targets_spec(hosts: &[&str]) -> LbSpec {
+        LbSpec {
+            config_name: "edge".into(),
+            url: "http://127.0.0.1:8080".into(),
+            ports: vec![crate::model::LbPort {
+                name: "http".into(),
+                port: 8100,
+                protocol: Protocol::Tcp,
+                node_port: Some(31000),
+                targets: (hosts.iter())
+                    .map(|h| crate::model::Target {
+                        host: h.to_string(),
+                        port: 31000,
+                    })
+                    .collect(),
+            }],
+            traffic: LbTraffic::default(),
+            host: "127.0.0.1".into(),
+            proxy_timeout_seconds: 0,
+            proxy_connect_timeout_seconds: 0,
+            hosts: vec![],
+        }
+    }
+
+    /// (case, Service ipFamilies, target hosts, the missing family named, or None = no condition)
+    #[test]
+    fn dual_stack_missing_a_family_is_served_and_named_once_per_transition() {
+        type Case = (
+            &'static str,
+            &'static [&'static str],
+            &'static [&'static str],
+            Option<&'static str>,
+        );
+        let cases: [Case; 8] = [
+            (
+                "both served",
+                &["IPv4", "IPv6"],
+                &["10.0.0.1", "fd00::1"],
+                None,
+            ),
+            (
+                "IPv6 missing",
+                &["IPv4", "IPv6"],
+                &["10.0.0.1", "10.0.0.2"],
+                Some("IPv6"),
+            ),
+            (
+                "IPv4 missing, IPv6 primary",
+                &["IPv6", "IPv4"],
+                &["fd00::1"],
+                Some("IPv4"),
+            ),
+            (
+                "a DNS name is the primary family",
+                &["IPv4", "IPv6"],
+                &["n1.example"],
+                Some("IPv6"),
+            ),
+            (
+                "no targets: Ready=False says so",
+                &["IPv4", "IPv6"],
+                &[],
+                None,
+            ),
+            ("single stack", &["IPv4"], &["10.0.0.1"], None),
+            ("no ipFamilies", &[], &["10.0.0.1"], None),
+            ("single stack, other family", &["IPv6"], &["10.0.0.1"], None),
+        ];
+        for (name, families, hosts, missing) in cases {
+            let s = svc(serde_json::json!({"spec": {"ipFamilies": families}}));
+            let mut status = LoadBalancerStatus::default();
+            let event = record_families(&mut status, &targets_spec(hosts), &s, "t0", Some(1));
+            let c = condition(&status.conditions, DUAL_STACK);
+            assert_eq!(event.is_some(), missing.is_some(), "{name}: {event:?}");
+            assert_eq!(c.is_some(), missing.is_some(), "{name}");
+            let (Some(missing), Some(c), Some((reason, message))) = (missing, c, event) else {
+                continue;
+            };
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                ("False", reason),
+                "{name}"
+            );
+            assert_eq!(reason, "NoAddressInFamily", "{name}");
+            assert_eq!(c.message, message, "{name}");
+            let want = format!("no eligible node has an {missing} address");
+            assert!(message.contains(&want), "{name}: {message}");
+            // Once per transition: the same fault again is no Event; served on both clears it.
+            let again = record_families(&mut status, &targets_spec(hosts), &s, "t1", Some(1));
+            assert_eq!(again, None, "{name}");
+            let both = targets_spec(&["10.0.0.9", "fd00::9"]);
+            assert_eq!(
+                record_families(&mut status, &both, &s, "t2", Some(1)),
+                None,
+                "{name}"
+            );
+            assert!(
+                condition(&status.conditions, DUAL_STACK).is_none(),
+                "{name}"
+            );
+        }
+        let s = svc(serde_json::json!({"spec": {"ipFamilies": ["IPv4", "IPv6"]}}));
+        let mut status = LoadBalancerStatus::default();
+        assert_eq!(
+            record_families(&mut status, &targets_spec(&["10.0.0.1"]), &s, "t0", None)
+                .unwrap()
+                .1,
+            "the Service's ipFamilies are IPv4, IPv6, but no eligible node has an IPv6 address of \
+             the configured types: it is served on IPv4 only; give the nodes IPv6 addresses, or \
+             make the Service single-stack"
+        );
     }
 
     #[test]
