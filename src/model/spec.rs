@@ -9,33 +9,9 @@ use super::paperlb::{
     TargetSpec,
 };
 use super::url::{check_host, check_url};
+pub use crate::updater::validate::Protocol;
 use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS};
 use serde_json::{Value, json};
-
-/// L4 protocols nginx's stream module forwards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// Kubernetes spelling (`TCP`, `UDP`); lower case is accepted from hand-written resources.
-    pub fn parse(s: &str) -> Option<Protocol> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "TCP" => Some(Protocol::Tcp),
-            "UDP" => Some(Protocol::Udp),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        }
-    }
-}
 
 /// One upstream of a backend: a node address and a nodePort.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -152,12 +152,8 @@ pub struct ListedBackend {
     /// `true` when the file's content is not what the updater would write for the request in its
     /// header today (edited by hand, or refused by the current policy): POSTing the wanted request
     /// rewrites it. Omitted when `false`.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub modified: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 /// A `.conf` file in the streams directory that has no readable request header.

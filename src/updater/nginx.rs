@@ -154,11 +154,13 @@ pub fn render(b: &Backend) -> String {
             .map(|a| SocketAddr::new(*a, b.port).to_string())
             .collect(),
     };
+    let udp = if b.protocol == Protocol::Udp {
+        " udp"
+    } else {
+        ""
+    };
     for l in listen {
-        match b.protocol {
-            Protocol::Tcp => s.push_str(&format!("    listen {l};\n")),
-            Protocol::Udp => s.push_str(&format!("    listen {l} udp;\n")),
-        }
+        s.push_str(&format!("    listen {l}{udp};\n"));
     }
     for c in &b.source_ranges {
         s.push_str(&format!("    allow {c};\n"));
@@ -279,18 +281,10 @@ pub fn directives(conf: &str) -> Vec<Directive> {
 /// to fix it.
 pub fn check_include(conf_path: &Path, conf: &str, dir: &Path) -> Result<(), Error> {
     let base = conf_path.parent().unwrap_or(Path::new("/"));
-    let want = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let found = directives(conf).iter().any(|d| {
         d.name == "include"
             && d.blocks.iter().any(|b| b == "stream")
-            && d.args.first().is_some_and(|a| {
-                let p = base.join(a);
-                p.file_name().is_some_and(|f| f == "*.conf")
-                    && p.parent().is_some_and(|parent| {
-                        std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
-                            == want
-                    })
-            })
+            && d.args.first().is_some_and(|a| includes_dir(base, a, dir))
     });
     if found {
         return Ok(());
@@ -300,6 +294,15 @@ pub fn check_include(conf_path: &Path, conf: &str, dir: &Path) -> Result<(), Err
         dir: dir.to_path_buf(),
         module: stream_module(base, conf),
     })
+}
+
+/// Whether `include ARG` (relative to `base`) is `dir/*.conf`, however either path is spelled.
+fn includes_dir(base: &Path, arg: &str, dir: &Path) -> bool {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let p = base.join(arg);
+    p.file_name().is_some_and(|f| f == "*.conf")
+        && p.parent()
+            .is_some_and(|parent| canonical(parent) == canonical(dir))
 }
 
 /// Debian and Ubuntu load dynamic modules with a top-level `include .../modules-enabled/*.conf;`,
@@ -503,29 +506,10 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| run_error(format!("cannot run it: {e}")))?;
-        let readers: Vec<_> = [
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut r = r;
-                let _ = (&mut r).take(OUTPUT_CAP).read_to_end(&mut buf);
-                // Drain the rest so the child never blocks on a full pipe.
-                let _ = std::io::copy(&mut r, &mut std::io::sink());
-                buf
-            })
-        })
-        .collect();
+        let readers = [
+            child.stderr.take().map(read_capped),
+            child.stdout.take().map(read_capped),
+        ];
         let deadline = Instant::now() + self.run_timeout;
         let status = loop {
             match child.try_wait() {
@@ -541,7 +525,7 @@ impl Nginx {
             }
         };
         let mut out = String::new();
-        for r in readers {
+        for r in readers.into_iter().flatten() {
             if let Ok(b) = r.join() {
                 out.push_str(&String::from_utf8_lossy(&b));
             }
@@ -555,6 +539,17 @@ impl Nginx {
             ))),
         }
     }
+}
+
+/// A thread reading the first [`OUTPUT_CAP`] bytes of `r`, then draining the rest so the child
+/// never blocks on a full pipe.
+fn read_capped(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut r).take(OUTPUT_CAP).read_to_end(&mut buf);
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+        buf
+    })
 }
 
 /// nginx's messages without the `nginx: ` prefixes, the success chatter and blank lines, at most
@@ -629,19 +624,11 @@ pub fn shutdown_timeout_source(conf_path: &Path, conf: &str, dir: &Path) -> Shut
     let base = conf_path.parent().unwrap_or(Path::new("/"));
     let top = directives(conf).into_iter().filter(|d| d.blocks.is_empty());
     let main = dir.join(MAIN_DIR);
-    let want = std::fs::canonicalize(&main).unwrap_or_else(|_| main.clone());
     let mut included = false;
     for d in top {
         match (d.name.as_str(), d.args.first()) {
             ("worker_shutdown_timeout", Some(v)) => return ShutdownTimeout::InConf(v.clone()),
-            ("include", Some(a)) => {
-                let p = base.join(a);
-                included |= p.file_name().is_some_and(|f| f == "*.conf")
-                    && p.parent().is_some_and(|parent| {
-                        std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf())
-                            == want
-                    });
-            }
+            ("include", Some(a)) => included |= includes_dir(base, a, &main),
             _ => {}
         }
     }

@@ -50,6 +50,7 @@ impl Default for Policy {
     }
 }
 
+/// L4 protocols nginx's stream module forwards (the updater's and the controller's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
     Tcp,
@@ -57,18 +58,23 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Kubernetes spelling, as the Go controller sends it.
-    pub fn as_k8s(self) -> &'static str {
+    /// Kubernetes spelling (`TCP`, `UDP`), as the Go controller sends it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
         }
     }
+
+    /// Any case, surrounding white space ignored (hand-written resources).
+    pub fn parse(s: &str) -> Option<Protocol> {
+        protocol(s.trim()).ok()
+    }
 }
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_k8s())
+        f.write_str(self.as_str())
     }
 }
 
@@ -320,7 +326,7 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         owner(o)?;
     }
     let mut request = req.clone();
-    request.lb_protocol = protocol.as_k8s().to_string();
+    request.lb_protocol = protocol.as_str().to_string();
     request.traffic.balance = t.balance.as_ref().map(|_| balance.as_str().to_string());
     for u in &mut request.upstream_servers {
         // Output-only fields: a client echoing a GET answer back must not store them.
@@ -423,10 +429,7 @@ pub fn cidr(c: &str) -> Result<String, Error> {
 /// leading dot is refused (not only `.` and `..`) because nginx's `include dir/*.conf` glob skips
 /// hidden files: `.a` would be accepted, written and never served.
 pub fn backend_name(name: &str) -> Result<(), Error> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if name.is_empty() || name.len() > 253 || !ok_chars || name.starts_with('.') {
+    if !token(name, 253) || name.starts_with('.') {
         let rule = "must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .";
         return Err(Error::text("backendName", name, rule));
     }
@@ -436,24 +439,25 @@ pub fn backend_name(name: &str) -> Result<(), Error> {
 /// `owner`: 1-63 characters of `A-Z a-z 0-9 _ . -`, a label such as `paperlb`. It reaches only the
 /// file's JSON header, never a directive; the limit keeps listings small and readable.
 pub fn owner(o: &str) -> Result<(), Error> {
-    let ok_chars = o
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if o.is_empty() || o.len() > 63 || !ok_chars {
+    if !token(o, 63) {
         let rule = "must be 1-63 characters of A-Z a-z 0-9 _ . -";
         return Err(Error::text("owner", o, rule));
     }
     Ok(())
 }
 
+/// 1 to `max` characters of `A-Z a-z 0-9 _ . -`.
+fn token(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len())
+        && (s.bytes()).all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// `tcp` or `udp` in any case.
 pub fn protocol(p: &str) -> Result<Protocol, Error> {
-    if p.eq_ignore_ascii_case("tcp") {
-        Ok(Protocol::Tcp)
-    } else if p.eq_ignore_ascii_case("udp") {
-        Ok(Protocol::Udp)
-    } else {
-        Err(Error::text("lbProtocol", p, "must be TCP or UDP"))
+    match p.to_ascii_uppercase().as_str() {
+        "TCP" => Ok(Protocol::Tcp),
+        "UDP" => Ok(Protocol::Udp),
+        _ => Err(Error::text("lbProtocol", p, "must be TCP or UDP")),
     }
 }
 
@@ -610,7 +614,7 @@ mod tests {
             r.lb_protocol = sent.into();
             let b = backend(&r, &p).unwrap();
             assert_eq!(b.protocol, want);
-            assert_eq!(b.request.lb_protocol, want.as_k8s());
+            assert_eq!(b.request.lb_protocol, want.as_str());
         }
         let mut r = req("a", "127.0.0.2");
         r.lb_protocol = "SCTP".into();
