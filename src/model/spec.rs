@@ -158,16 +158,8 @@ impl LoadBalancerConfig {
             });
         }
         let first = hosts[0].clone();
-        let low = *spec
-            .port_range
-            .low
-            .require("spec.portRange.low", "an integer")?;
-        let high = *spec
-            .port_range
-            .high
-            .require("spec.portRange.high", "an integer")?;
-        let low = port_number(low).map_err(|e| format!("spec.portRange.low: {e}"))?;
-        let high = port_number(high).map_err(|e| format!("spec.portRange.high: {e}"))?;
+        let low = port_at(&spec.port_range.low, "spec.portRange.low")?;
+        let high = port_at(&spec.port_range.high, "spec.portRange.high")?;
         if low > high {
             return Err(format!(
                 "spec.portRange: low {low} is greater than high {high}"
@@ -222,10 +214,7 @@ fn health_override(field: &Lenient<HealthCheckConfig>) -> Result<HealthOverride,
         Some("none") => return Ok(HealthOverride::Off),
         Some(k) => return Err(format!("{at}.type {k:?}: must be tcp, http or none")),
     }
-    let port = match h.port.optional(&format!("{at}.port"), "an integer")? {
-        Some(p) => Some(port_number(*p).map_err(|e| format!("{at}.port: {e}"))?),
-        None => None,
-    };
+    let port = opt_port(&h.port, &format!("{at}.port"))?;
     let path = h.path.optional(&format!("{at}.path"), "a string")?.cloned();
     let timings = check_timings(&h.timings, at)?;
     let check = LbHealthCheck {
@@ -369,10 +358,8 @@ fn secret_ref(
     };
     let name = r.name.require(&format!("{at}.name"), "a string")?;
     check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
-    let key = match r.key.optional(&format!("{at}.key"), "a string")? {
-        Some(k) => k.clone(),
-        None => default_key.to_string(),
-    };
+    let key = (r.key.optional(&format!("{at}.key"), "a string")?)
+        .map_or_else(|| default_key.to_string(), String::clone);
     let key_ok = !key.is_empty()
         && key.len() <= 253
         && key
@@ -410,11 +397,22 @@ fn check_secret_name(name: &str) -> Result<(), String> {
 
 /// 1–65535, or a message saying why not.
 pub fn port_number(v: i64) -> Result<u16, String> {
-    if (1..=65535).contains(&v) {
-        Ok(v as u16)
-    } else {
-        Err(format!("{v} is outside 1-65535"))
-    }
+    u16::try_from(v)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("{v} is outside 1-65535"))
+}
+
+/// A required port field, 1-65535.
+fn port_at(l: &Lenient<i64>, field: &str) -> Result<u16, String> {
+    port_number(*l.require(field, "an integer")?).map_err(|e| format!("{field}: {e}"))
+}
+
+/// An optional port field: absent, or 1-65535.
+fn opt_port(l: &Lenient<i64>, field: &str) -> Result<Option<u16>, String> {
+    (l.optional(field, "an integer")?)
+        .map(|p| port_number(*p).map_err(|e| format!("{field}: {e}")))
+        .transpose()
 }
 
 /// A LoadBalancer spec, checked and normalised (targets sorted and deduplicated), so two specs that
@@ -536,13 +534,7 @@ impl LbSpec {
                     .optional(&format!("{at}.name"), "a string")?
                     .cloned()
                     .unwrap_or_default();
-                let node_port = match p
-                    .node_port
-                    .optional(&format!("{at}.nodePort"), "an integer")?
-                {
-                    Some(v) => Some(port_number(*v).map_err(|e| format!("{at}.nodePort: {e}"))?),
-                    None => None,
-                };
+                let node_port = opt_port(&p.node_port, &format!("{at}.nodePort"))?;
                 if ports
                     .iter()
                     .any(|q: &LbPort| q.port == port && q.protocol == protocol)
@@ -694,30 +686,18 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
     let h = &spec.health_check;
     let health_check = match h.type_.optional("spec.healthCheck.type", "a string")? {
         None => None,
-        Some(kind) => {
-            if kind != "http" && kind != "tcp" {
-                return Err(format!(
-                    "spec.healthCheck.type {kind:?}: must be http or tcp"
-                ));
-            }
-            let port = match h.port.optional("spec.healthCheck.port", "an integer")? {
-                Some(p) => {
-                    Some(port_number(*p).map_err(|e| format!("spec.healthCheck.port: {e}"))?)
-                }
-                None => None,
-            };
-            let path = h
-                .path
-                .optional("spec.healthCheck.path", "a string")?
-                .cloned()
-                .unwrap_or_else(|| "/healthz".into());
-            Some(LbHealthCheck {
-                kind: kind.clone(),
-                port,
-                path,
-                timings: check_timings(&h.timings, "spec.healthCheck")?,
-            })
+        Some(kind) if kind != "http" && kind != "tcp" => {
+            return Err(format!(
+                "spec.healthCheck.type {kind:?}: must be http or tcp"
+            ));
         }
+        Some(kind) => Some(LbHealthCheck {
+            kind: kind.clone(),
+            port: opt_port(&h.port, "spec.healthCheck.port")?,
+            path: (h.path.optional("spec.healthCheck.path", "a string")?)
+                .map_or_else(|| "/healthz".into(), String::clone),
+            timings: check_timings(&h.timings, "spec.healthCheck")?,
+        }),
     };
     let balance = match spec.balance.optional("spec.balance", "a string")? {
         None => Balance::RoundRobin,
@@ -751,8 +731,7 @@ fn parse_port(
     targets: &[TargetSpec],
     at: &str,
 ) -> Result<(u16, Protocol, Vec<Target>), String> {
-    let port = port_number(*port.require(&format!("{at}.port"), "an integer")?)
-        .map_err(|e| format!("{at}.port: {e}"))?;
+    let port = port_at(port, &format!("{at}.port"))?;
     let protocol = match protocol.optional(&format!("{at}.protocol"), "a string")? {
         None => Protocol::Tcp,
         Some(p) => {
