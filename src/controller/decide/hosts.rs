@@ -44,16 +44,16 @@ fn applied_in(status: &LoadBalancerStatus, generation: Option<i64>, h: &LbHost) 
         .is_some_and(|c| c.status == "True" && c.observed_generation == generation)
 }
 
-/// Since when (ms since the epoch) the worker has seen `h`'s updater fail, if it does.
-pub fn failing_since(ctx: &Context, h: &LbHost) -> Option<u64> {
-    let endpoint = updater_endpoint(&h.url).ok()?;
+/// Since when (ms since the epoch) the worker has seen the updater at `url` fail, if it does.
+pub fn failing_since(ctx: &Context, url: &str) -> Option<u64> {
+    let endpoint = updater_endpoint(url).ok()?;
     ctx.failing.get(&endpoint).copied()
 }
 
 /// `h`, one of several hosts of `spec`, has been failing for the grace period or longer.
 pub fn expired(ctx: &Context, spec: &LbSpec, h: &LbHost) -> bool {
     spec.hosts.len() > 1
-        && failing_since(ctx, h)
+        && failing_since(ctx, &h.url)
             .is_some_and(|since| ctx.now_ms >= since.saturating_add(ctx.host_grace_ms))
 }
 
@@ -64,7 +64,7 @@ pub fn to_push(lb: &LoadBalancer, spec: &LbSpec, ctx: &Context) -> Vec<LbHost> {
     let mut hosts: Vec<LbHost> = spec
         .hosts
         .iter()
-        .filter(|h| !applied_on(lb, h) && (alone || failing_since(ctx, h).is_none()))
+        .filter(|h| !applied_on(lb, h) && (alone || failing_since(ctx, &h.url).is_none()))
         .cloned()
         .collect();
     let refused = |h: &LbHost| {
@@ -99,12 +99,10 @@ pub fn record(
     (pushed, failed): (&[LbHost], Option<(&LbHost, &str)>),
     ctx: &Context,
 ) {
-    if spec.is_go_form() {
+    let (phase, ok, reason, message) = if spec.is_go_form() {
         // The Go form's one host reports in the Go fields, as the Go controller's LoadBalancer did.
         status.hosts = None;
-        status
-            .conditions
-            .retain(|c| !c.type_.starts_with(HOST_PREFIX));
+        (status.conditions).retain(|c| !c.type_.starts_with(HOST_PREFIX));
         let (ok, reason, message) = match (failed, pushed) {
             (Some((_, message)), _) => (false, "UpdaterFailed", message.to_string()),
             (None, [h, ..]) => (true, "Applied", applied_message(spec, h)),
@@ -113,105 +111,72 @@ pub fn record(
         if ok {
             status.observed_generation = generation;
         }
-        status.phase = Some(if ok { PHASE_READY } else { PHASE_ERROR }.to_string());
-        let now = &ctx.now;
-        set_condition(
-            &mut status.conditions,
-            READY,
+        (
+            if ok { PHASE_READY } else { PHASE_ERROR },
             ok,
             reason,
-            &message,
-            now,
-            generation,
-        );
-        return;
-    }
+            message,
+        )
+    } else {
+        record_hosts(status, generation, spec, (pushed, failed), ctx)
+    };
+    status.phase = Some(phase.to_string());
+    let (now, c) = (&ctx.now, &mut status.conditions);
+    set_condition(c, READY, ok, reason, &message, now, generation);
+}
+
+/// `record` for the hosts form: each host's condition, `hosts` and `observedGeneration`; returns
+/// the phase and `Ready`'s status, reason and message.
+fn record_hosts(
+    status: &mut LoadBalancerStatus,
+    generation: Option<i64>,
+    spec: &LbSpec,
+    (pushed, failed): (&[LbHost], Option<(&LbHost, &str)>),
+    ctx: &Context,
+) -> (&'static str, bool, &'static str, String) {
+    let (now, c) = (&ctx.now, &mut status.conditions);
     if let Some((h, message)) = failed {
         let type_ = condition_type(&h.name);
-        let (now, c) = (&ctx.now, &mut status.conditions);
         set_condition(c, &type_, false, "UpdaterFailed", message, now, generation);
     }
-    status.conditions.retain(|c| {
+    c.retain(|c| {
         !c.type_.starts_with(HOST_PREFIX)
-            || spec
-                .hosts
-                .iter()
-                .any(|h| c.type_ == condition_type(&h.name))
+            || (spec.hosts.iter()).any(|h| c.type_ == condition_type(&h.name))
     });
     for h in &spec.hosts {
         let type_ = condition_type(&h.name);
         if pushed.contains(h) {
             let message = applied_message(spec, h);
-            set_condition(
-                &mut status.conditions,
-                &type_,
-                true,
-                "Applied",
-                &message,
-                &ctx.now,
-                generation,
-            );
+            set_condition(c, &type_, true, "Applied", &message, now, generation);
         } else if expired(ctx, spec, h) {
-            let since = failing_since(ctx, h).unwrap_or_default();
+            let since = failing_since(ctx, &h.url).unwrap_or_default();
             let message = format!(
                 "updater {} has not answered since {}: out of the Service's ingress until it \
                  answers again",
                 h.url,
                 rfc3339(UNIX_EPOCH + Duration::from_millis(since))
             );
-            set_condition(
-                &mut status.conditions,
-                &type_,
-                false,
-                "Unreachable",
-                &message,
-                &ctx.now,
-                generation,
-            );
+            set_condition(c, &type_, false, "Unreachable", &message, now, generation);
         }
     }
     let serves = serving(status, generation, spec, ctx);
     let names: Vec<&str> = serves.iter().map(|h| h.name.as_str()).collect();
-    let (phase, ok, reason, message) = if serves.len() == spec.hosts.len() {
-        (
-            PHASE_READY,
-            true,
-            "Applied",
-            format!("served on every host ({})", names.join(", ")),
-        )
+    status.hosts = Some(format!("{}/{}", serves.len(), spec.hosts.len()));
+    status.observed_generation = generation;
+    if serves.len() == spec.hosts.len() {
+        let message = format!("served on every host ({})", names.join(", "));
+        (PHASE_READY, true, "Applied", message)
     } else if serves.is_empty() {
-        (
-            PHASE_ERROR,
-            false,
-            "NoHostServes",
-            "no host serves the current spec; see the Host-* conditions".to_string(),
-        )
+        let message = "no host serves the current spec; see the Host-* conditions";
+        (PHASE_ERROR, false, "NoHostServes", message.to_string())
     } else {
-        let down: Vec<&str> = spec
-            .hosts
-            .iter()
+        let down: Vec<&str> = (spec.hosts.iter())
             .filter(|h| !serves.contains(h))
             .map(|h| h.name.as_str())
             .collect();
-        (
-            PHASE_DEGRADED,
-            true,
-            "Degraded",
-            format!("served on {}; not on {}", names.join(", "), down.join(", ")),
-        )
-    };
-    status.phase = Some(phase.to_string());
-    status.hosts = Some(format!("{}/{}", serves.len(), spec.hosts.len()));
-    status.observed_generation = generation;
-    set_condition(
-        &mut status.conditions,
-        READY,
-        ok,
-        reason,
-        &message,
-        &ctx.now,
-        generation,
-    );
+        let message = format!("served on {}; not on {}", names.join(", "), down.join(", "));
+        (PHASE_DEGRADED, true, "Degraded", message)
+    }
 }
 
 /// When a spec patch changes nothing but the host list (a host added or removed, or the first host

@@ -8,18 +8,12 @@
 //! Pure: no I/O, no clock (the worker's failing updaters and the time come in through `Context`).
 
 use super::context::Context;
+use super::hosts::failing_since;
 use super::plan::{EventType, Plan};
 use super::status::known_backends;
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
-use crate::model::url::updater_endpoint;
 use crate::model::{API_VERSION, LoadBalancer, ObjectReference};
-
-/// Since when (ms since the epoch) the updater at `url` has not answered, if it does not.
-fn failing_since(ctx: &Context, url: &str) -> Option<u64> {
-    let endpoint = updater_endpoint(url).ok()?;
-    ctx.failing.get(&endpoint).copied()
-}
 
 /// The updater at `url` has not answered for the grace or longer: a deletion no longer waits on it.
 pub fn given_up(ctx: &Context, url: &str) -> bool {
