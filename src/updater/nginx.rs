@@ -223,36 +223,21 @@ pub struct Directive {
 /// A small reader of nginx.conf syntax: enough for `pid`, `error_log` and `include` inside
 /// `stream {}`. Quotes are stripped, not interpreted; that is all our checks need.
 pub fn directives(conf: &str) -> Vec<Directive> {
-    let mut tokens: Vec<String> = Vec::new();
-    for line in conf.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        let mut cur = String::new();
-        for c in line.chars() {
-            match c {
-                '{' | '}' | ';' => {
-                    if !cur.is_empty() {
-                        tokens.push(std::mem::take(&mut cur));
-                    }
-                    tokens.push(c.to_string());
-                }
-                c if c.is_whitespace() => {
-                    if !cur.is_empty() {
-                        tokens.push(std::mem::take(&mut cur));
-                    }
-                }
-                '"' | '\'' => {}
-                c => cur.push(c),
-            }
-        }
-        if !cur.is_empty() {
-            tokens.push(cur);
-        }
-    }
+    // Tokens: `{`, `}` and `;` on their own, words split at white space, quote characters dropped.
+    let spaced: String = (conf.lines())
+        .map(|l| l.split('#').next().unwrap_or("").replace(['"', '\''], ""))
+        .map(|l| {
+            l.replace('{', " { ")
+                .replace('}', " } ")
+                .replace(';', " ; ")
+                + "\n"
+        })
+        .collect();
     let mut out = Vec::new();
     let mut blocks: Vec<String> = Vec::new();
     let mut stmt: Vec<String> = Vec::new();
-    for t in tokens {
-        match t.as_str() {
+    for t in spaced.split_whitespace() {
+        match t {
             ";" => {
                 if !stmt.is_empty() {
                     let name = stmt.remove(0);
@@ -271,7 +256,7 @@ pub fn directives(conf: &str) -> Vec<Directive> {
                 blocks.pop();
                 stmt.clear();
             }
-            _ => stmt.push(t),
+            _ => stmt.push(t.to_string()),
         }
     }
     out
