@@ -266,16 +266,13 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         let rule = format!("must be inside the allowed range {low}-{high}");
         return Err(Error::value("lbPort", req.lb_port, rule));
     }
-    let n = req.upstream_servers.len();
-    if n == 0 || n > MAX_UPSTREAMS {
-        return Err(Error::Count {
-            field: "upstreamServers",
-            min: 1,
-            max: MAX_UPSTREAMS,
-            got: n,
-        });
-    }
-    let mut upstreams = Vec::with_capacity(n);
+    count(
+        "upstreamServers",
+        req.upstream_servers.len(),
+        1,
+        MAX_UPSTREAMS,
+    )?;
+    let mut upstreams = Vec::with_capacity(req.upstream_servers.len());
     for (i, u) in req.upstream_servers.iter().enumerate() {
         let h = host(&u.host).map_err(|e| e.at(format!("upstreamServers[{i}].host")))?;
         if u.port == 0 {
@@ -295,14 +292,7 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         policy.proxy_connect_timeout_default,
     )?;
     let t = &req.traffic;
-    if t.source_ranges.len() > MAX_SOURCE_RANGES {
-        return Err(Error::Count {
-            field: "sourceRanges",
-            min: 0,
-            max: MAX_SOURCE_RANGES,
-            got: t.source_ranges.len(),
-        });
-    }
+    count("sourceRanges", t.source_ranges.len(), 0, MAX_SOURCE_RANGES)?;
     let mut source_ranges = Vec::with_capacity(t.source_ranges.len());
     for (i, c) in t.source_ranges.iter().enumerate() {
         source_ranges.push(cidr(c).map_err(|e| e.at(format!("sourceRanges[{i}]")))?);
@@ -376,21 +366,19 @@ pub fn health_check(h: &HealthCheck) -> Result<Check, Error> {
         );
         return Err(Error::text("healthCheck.path", &path, rule));
     }
-    let seconds = |field: &str, v: Option<u64>, default: u64| match v.unwrap_or(default) {
-        s @ 1..=MAX_CHECK_SECONDS => Ok(s),
-        s => Err(Error::value(
+    let bounded = |field: &str, v: u64, max: u64| match v {
+        _ if (1..=max).contains(&v) => Ok(v),
+        _ => Err(Error::value(
             &format!("healthCheck.{field}"),
-            s,
-            format!("must be 1-{MAX_CHECK_SECONDS}"),
+            v,
+            format!("must be 1-{max}"),
         )),
     };
-    let threshold = |field: &str, v: Option<u32>| match v.unwrap_or(2) {
-        n @ 1..=MAX_THRESHOLD => Ok(n),
-        n => Err(Error::value(
-            &format!("healthCheck.{field}"),
-            n,
-            format!("must be 1-{MAX_THRESHOLD}"),
-        )),
+    let seconds =
+        |field, v: Option<u64>, default| bounded(field, v.unwrap_or(default), MAX_CHECK_SECONDS);
+    // A threshold is at most MAX_THRESHOLD, so it fits a u32.
+    let threshold = |field, v: Option<u32>| {
+        bounded(field, v.unwrap_or(2).into(), MAX_THRESHOLD.into()).map(|n| n as u32)
     };
     Ok(Check {
         kind,
@@ -501,6 +489,19 @@ fn dns_name(h: &str) -> bool {
         && labels
             .last()
             .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A list of `got` entries, within `min..=max`.
+fn count(field: &'static str, got: usize, min: usize, max: usize) -> Result<(), Error> {
+    match got {
+        _ if (min..=max).contains(&got) => Ok(()),
+        _ => Err(Error::Count {
+            field,
+            min,
+            max,
+            got,
+        }),
+    }
 }
 
 fn timeout(field: &str, v: u64, default: u64) -> Result<u64, Error> {
