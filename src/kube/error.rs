@@ -13,6 +13,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ApiStatus {
+    /// `Status` on a Status body (anything else decoding here is not one).
+    pub kind: String,
     /// HTTP status code (`code` in the body; equals the response status).
     pub code: u16,
     /// Machine-readable reason: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `Expired`, ...
