@@ -175,19 +175,15 @@ impl EndpointSlice {
 #[serde(default, rename_all = "camelCase")]
 pub struct Endpoint {
     #[serde(deserialize_with = "null_default")]
-    pub addresses: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
     pub conditions: EndpointConditions,
     pub node_name: Option<String>,
 }
 
-/// Absent `ready`/`serving` mean true, absent `terminating` means false (discovery/v1).
+/// Absent `ready` means true (discovery/v1); `serving` and `terminating` are not read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EndpointConditions {
     pub ready: Option<bool>,
-    pub serving: Option<bool>,
-    pub terminating: Option<bool>,
 }
 
 impl Endpoint {
