@@ -3,7 +3,7 @@
 //! granted; then each LoadBalancerConfig's LB hosts (`explain::check_hosts`: reachable, authorized,
 //! version, free ports). One line per problem, saying what to do.
 //!
-//! Owns: the list of permissions the controller needs ([`PERMISSIONS`]), kept equal to
+//! Owns: the list of permissions the controller needs ([`permissions`]), kept equal to
 //! `manifests/base/rbac.yaml` by a test. Must not: print a secret, or write anything but SSARs.
 
 use std::fmt::Write as _;
@@ -74,72 +74,45 @@ pub struct Permission {
     pub namespaced: bool,
 }
 
-const fn p(group: &'static str, resource: &'static str, verb: &'static str) -> Permission {
-    Permission {
-        group,
-        resource,
-        subresource: "",
-        verb,
-        namespaced: false,
-    }
-}
-
-const fn sub(resource: &'static str, subresource: &'static str, group: &'static str) -> Permission {
-    Permission {
-        group,
-        resource,
-        subresource,
-        verb: "patch",
-        namespaced: false,
-    }
-}
-
-const fn ns(group: &'static str, resource: &'static str, verb: &'static str) -> Permission {
-    Permission {
-        group,
-        resource,
-        subresource: "",
-        verb,
-        namespaced: true,
-    }
-}
-
-/// Everything `manifests/base/rbac.yaml` grants, one verb at a time.
-pub const PERMISSIONS: &[Permission] = &[
-    p("", "services", "get"),
-    p("", "services", "list"),
-    p("", "services", "watch"),
-    sub("services", "status", ""),
-    p("", "nodes", "get"),
-    p("", "nodes", "list"),
-    p("", "nodes", "watch"),
-    p("discovery.k8s.io", "endpointslices", "get"),
-    p("discovery.k8s.io", "endpointslices", "list"),
-    p("discovery.k8s.io", "endpointslices", "watch"),
-    p("", "events", "create"),
-    p("", "events", "patch"),
-    p("lb.paperlb.com", "loadbalancers", "get"),
-    p("lb.paperlb.com", "loadbalancers", "list"),
-    p("lb.paperlb.com", "loadbalancers", "watch"),
-    p("lb.paperlb.com", "loadbalancers", "create"),
-    p("lb.paperlb.com", "loadbalancers", "patch"),
-    p("lb.paperlb.com", "loadbalancers", "delete"),
-    sub("loadbalancers", "status", "lb.paperlb.com"),
-    ns("lb.paperlb.com", "loadbalancerconfigs", "get"),
-    ns("lb.paperlb.com", "loadbalancerconfigs", "list"),
-    ns("lb.paperlb.com", "loadbalancerconfigs", "watch"),
-    ns("", "secrets", "get"),
-    ns("", "secrets", "list"),
-    ns("", "secrets", "watch"),
-    Permission {
-        subresource: "status",
-        verb: "patch",
-        ..ns("lb.paperlb.com", "loadbalancerconfigs", "")
-    },
-    ns("coordination.k8s.io", "leases", "get"),
-    ns("coordination.k8s.io", "leases", "create"),
-    ns("coordination.k8s.io", "leases", "update"),
+/// What `manifests/base/rbac.yaml` grants, rule by rule, as kubectl names resources
+/// (`resource.group/subresource: verbs`); `(namespaced)`: only in the controller's namespace.
+const RULES: &[&str] = &[
+    "services: get list watch",
+    "services/status: patch",
+    "nodes: get list watch",
+    "endpointslices.discovery.k8s.io: get list watch",
+    "events: create patch",
+    "loadbalancers.lb.paperlb.com: get list watch create patch delete",
+    "loadbalancers.lb.paperlb.com/status: patch",
+    "loadbalancerconfigs.lb.paperlb.com: get list watch (namespaced)",
+    "secrets: get list watch (namespaced)",
+    "loadbalancerconfigs.lb.paperlb.com/status: patch (namespaced)",
+    "leases.coordination.k8s.io: get create update (namespaced)",
 ];
+
+/// Everything `RULES` grants, one verb at a time.
+pub fn permissions() -> Vec<Permission> {
+    let mut out = Vec::new();
+    for rule in RULES {
+        let (what, verbs) = rule.split_once(": ").unwrap_or((rule, ""));
+        let (verbs, namespaced) = match verbs.strip_suffix(" (namespaced)") {
+            Some(v) => (v, true),
+            None => (verbs, false),
+        };
+        let (resource, subresource) = what.split_once('/').unwrap_or((what, ""));
+        let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
+        for verb in verbs.split(' ') {
+            out.push(Permission {
+                group,
+                resource,
+                subresource,
+                verb,
+                namespaced,
+            });
+        }
+    }
+    out
+}
 
 impl Permission {
     /// `patch services/status` or `list loadbalancerconfigs.lb.paperlb.com in paperlb-system`.
@@ -250,7 +223,8 @@ pub fn check(
     }
 
     let mut denied = 0;
-    for perm in PERMISSIONS {
+    let permissions = permissions();
+    for perm in &permissions {
         match access_allowed(&client, perm, &config.namespace) {
             Ok(true) => {}
             Ok(false) => {
@@ -270,7 +244,7 @@ pub fn check(
         }
     }
     if denied == 0 {
-        writeln!(out, "permissions: all {} granted", PERMISSIONS.len())?;
+        writeln!(out, "permissions: all {} granted", permissions.len())?;
     }
     let hosts = crate::explain::check_hosts(&client, &config.namespace);
     for line in &hosts {

@@ -72,14 +72,10 @@ impl Cache {
     }
 
     pub fn replace_services(&mut self, items: Vec<Service>) -> Affected {
-        let fresh: BTreeSet<Key> = items.iter().map(|s| Key::of(&s.metadata)).collect();
-        let mut affected: Affected = self
-            .services
-            .keys()
-            .filter(|k| !fresh.contains(*k))
-            .cloned()
-            .collect();
-        self.services.retain(|k, _| fresh.contains(k));
+        let mut affected = Affected::new();
+        for key in gone(&self.services, items.iter().map(|s| &s.metadata)) {
+            affected.extend(self.delete_service(&key));
+        }
         for svc in items {
             affected.extend(self.apply_service(svc));
         }
@@ -174,15 +170,8 @@ impl Cache {
     }
 
     pub fn replace_load_balancers(&mut self, items: Vec<LoadBalancer>) -> Affected {
-        let fresh: BTreeSet<Key> = items.iter().map(|l| Key::of(&l.metadata)).collect();
-        let gone: Vec<Key> = self
-            .load_balancers
-            .keys()
-            .filter(|k| !fresh.contains(*k))
-            .cloned()
-            .collect();
         let mut affected = Affected::new();
-        for key in gone {
+        for key in gone(&self.load_balancers, items.iter().map(|l| &l.metadata)) {
             affected.extend(self.delete_load_balancer(&key));
         }
         for lb in items {
@@ -279,15 +268,8 @@ impl Cache {
     }
 
     pub fn replace_configs(&mut self, items: Vec<LoadBalancerConfig>) -> Affected {
-        let fresh: BTreeSet<Key> = items.iter().map(|c| Key::of(&c.metadata)).collect();
-        let gone: Vec<Key> = self
-            .configs
-            .keys()
-            .filter(|k| !fresh.contains(*k))
-            .cloned()
-            .collect();
         let mut affected = Affected::new();
-        for key in gone {
+        for key in gone(&self.configs, items.iter().map(|c| &c.metadata)) {
             affected.extend(self.delete_config(&key));
         }
         for cfg in items {
@@ -364,15 +346,8 @@ impl Cache {
     }
 
     pub fn replace_endpoint_slices(&mut self, items: Vec<EndpointSlice>) -> Affected {
-        let fresh: BTreeSet<Key> = items.iter().map(|s| Key::of(&s.metadata)).collect();
-        let gone: Vec<Key> = self
-            .endpoint_slices
-            .keys()
-            .filter(|k| !fresh.contains(*k))
-            .cloned()
-            .collect();
         let mut affected = Affected::new();
-        for key in gone {
+        for key in gone(&self.endpoint_slices, items.iter().map(|s| &s.metadata)) {
             affected.extend(self.delete_endpoint_slice(&key));
         }
         for slice in items {
@@ -416,6 +391,15 @@ impl Cache {
             .filter_map(|k| self.endpoint_slices.get(k));
         ready_endpoint_nodes(slices)
     }
+}
+
+/// The keys of `map` that a relist's `items` no longer hold.
+fn gone<'a, V>(map: &BTreeMap<Key, V>, items: impl Iterator<Item = &'a ObjectMeta>) -> Vec<Key> {
+    let fresh: BTreeSet<Key> = items.map(Key::of).collect();
+    map.keys()
+        .filter(|k| !fresh.contains(*k))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]

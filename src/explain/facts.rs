@@ -6,10 +6,11 @@
 use crate::controller::Key;
 use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::updater::api::{LbRequest, Upstream};
+use serde::Serialize;
 use serde_json::Value;
 
 /// One read that failed: what was asked, the answer, and the permission it needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReadError {
     /// `get services default/web`.
     pub what: String,
@@ -17,6 +18,7 @@ pub struct ReadError {
     /// `get services in namespace default`.
     pub needs: String,
     /// 401/403: the reader lacks the permission (as opposed to a broken connection).
+    #[serde(skip)]
     pub denied: bool,
 }
 
@@ -101,7 +103,7 @@ pub struct SecretFact {
 
 /// One LB host of a config: today a config has exactly one (`spec.host` + `spec.httpUpdaterURL`);
 /// a list of hosts slots in here.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostRef {
     pub name: String,
     pub host: String,
@@ -167,10 +169,13 @@ pub struct HostFact {
 }
 
 /// One recent Event of the Service or its LoadBalancer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventLine {
     /// `Service` or `LoadBalancer`.
+    #[serde(rename = "object")]
     pub kind: String,
+    #[serde(rename = "type")]
     pub type_: String,
     pub reason: String,
     pub message: String,

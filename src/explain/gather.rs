@@ -147,7 +147,7 @@ pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
 }
 
 fn config_fact(raw: Value) -> Option<ConfigFact> {
-    let config: LoadBalancerConfig = serde_json::from_value(raw.clone()).ok()?;
+    let config: LoadBalancerConfig = serde_json::from_str(&raw.to_string()).ok()?;
     Some(ConfigFact {
         secret_refs: SecretRef::of_config(&raw),
         config,

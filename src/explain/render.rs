@@ -4,7 +4,8 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{EventLine, ReadError};
-use super::steps::{Report, Status, Step};
+use super::steps::{HostReport, Report, Status, Step};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
@@ -61,41 +62,30 @@ pub fn text(r: &Report, events: &[EventLine], failed: &[&ReadError]) -> String {
     out
 }
 
-fn step_json(s: &Step) -> Value {
-    json!({
-        "id": s.id,
-        "status": s.status.as_str(),
-        "message": s.message,
-        "fix": s.fix,
-    })
+/// The JSON document; `to_value` sorts its keys, as the schema's examples show them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc<'a> {
+    kind: &'static str,
+    version: u32,
+    service: Value,
+    served: bool,
+    steps: &'a [Step],
+    hosts: &'a [HostReport],
+    events: &'a [EventLine],
+    failed_reads: &'a [&'a ReadError],
 }
 
 pub fn json(r: &Report, events: &[EventLine], failed: &[&ReadError]) -> Value {
-    json!({
-        "kind": KIND,
-        "version": SCHEMA_VERSION,
-        "service": {"namespace": r.key.namespace, "name": r.key.name},
-        "served": r.served,
-        "steps": r.steps.iter().map(step_json).collect::<Vec<_>>(),
-        "hosts": r.hosts.iter().map(|h| json!({
-            "name": h.host.name,
-            "host": h.host.host,
-            "url": h.host.url,
-            "served": h.served,
-            "steps": h.steps.iter().map(step_json).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "events": events.iter().map(|e| json!({
-            "object": e.kind,
-            "type": e.type_,
-            "reason": e.reason,
-            "message": e.message,
-            "count": e.count,
-            "lastTimestamp": e.last_timestamp,
-        })).collect::<Vec<_>>(),
-        "failedReads": failed.iter().map(|e| json!({
-            "what": e.what,
-            "message": e.message,
-            "needs": e.needs,
-        })).collect::<Vec<_>>(),
-    })
+    let doc = Doc {
+        kind: KIND,
+        version: SCHEMA_VERSION,
+        service: json!({"namespace": r.key.namespace, "name": r.key.name}),
+        served: r.served,
+        steps: &r.steps,
+        hosts: &r.hosts,
+        events,
+        failed_reads: failed,
+    };
+    serde_json::to_value(doc).unwrap_or_default()
 }

@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::updater::api::LbRequest;
 use crate::updater::validate::Balance;
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
@@ -49,7 +50,8 @@ pub const STEP_IDS: [&str; 14] = [
     "upstreams",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
     Fail,
@@ -57,17 +59,7 @@ pub enum Status {
     Unknown,
 }
 
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Fail => "fail",
-            Status::Unknown => "unknown",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// Stable identifier (the JSON schema lists them).
     pub id: &'static str,
@@ -118,8 +110,9 @@ fn unreadable(id: &'static str, e: &ReadError) -> Step {
     unknown(id, e.to_string())
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostReport {
+    #[serde(flatten)]
     pub host: HostRef,
     pub steps: Vec<Step>,
     /// The host serves the backends the LoadBalancer implies (and not every upstream of one of

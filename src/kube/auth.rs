@@ -393,7 +393,9 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
         command: cfg.command.clone(),
         detail,
     };
-    let v: Value = serde_json::from_slice(out)
+    let v: Value = std::str::from_utf8(out)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(t).map_err(|e| e.to_string()))
         .map_err(|e| fail(format!("stdout is not an ExecCredential JSON object ({e})")))?;
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if api_version != cfg.api_version {

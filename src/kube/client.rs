@@ -461,7 +461,11 @@ impl Client {
             }
             Err(e) => return Err(transport_error(&self.inner.server, &what, e)),
         };
-        serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
+        // From text, as the watch decodes: one copy of serde's code per type in the binary.
+        let decoded = std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(t).map_err(|e| e.to_string()));
+        decoded.map_err(|e| Error::Decode {
             what,
             detail: format!(
                 "{e} (body starts {:?})",
@@ -658,9 +662,9 @@ fn error_answer(resp: Response<Body>) -> Error {
 }
 
 fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Error {
-    let value: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
-    if let Some(v) = value.filter(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Status")) {
-        if let Ok(mut status) = serde_json::from_value::<ApiStatus>(v) {
+    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    if let Ok(mut status) = serde_json::from_str::<ApiStatus>(text) {
+        if status.kind == "Status" {
             if status.code == 0 {
                 status.code = code;
             }

@@ -13,37 +13,29 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ApiStatus {
+    /// `Status` on a Status body (anything else decoding here is not one).
+    pub kind: String,
     /// HTTP status code (`code` in the body; equals the response status).
     pub code: u16,
     /// Machine-readable reason: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `Expired`, ...
     pub reason: String,
     /// Human-readable message from the server.
     pub message: String,
-    /// Optional details: the object's name and kind, field causes, retry-after.
+    /// Optional details: the object's name and kind, retry-after.
     pub details: Option<StatusDetails>,
     /// Not in the body: taken from the `Retry-After` header when present.
     #[serde(skip)]
     pub retry_after: Option<Duration>,
 }
 
-/// `Status.details`.
+/// `Status.details`: the object's name and kind (`AlreadyExists` names them) and retry-after. Field
+/// causes are left out: they repeat `message`, and nothing read them (~10 KB of serde code).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StatusDetails {
     pub name: String,
-    pub group: String,
     pub kind: String,
-    pub causes: Vec<StatusCause>,
     pub retry_after_seconds: Option<u64>,
-}
-
-/// One `Status.details.causes[]` entry, e.g. `FieldValueInvalid` on `spec.ports[0].nodePort`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(default)]
-pub struct StatusCause {
-    pub reason: String,
-    pub message: String,
-    pub field: String,
 }
 
 /// Everything that can go wrong talking to (or configuring access to) the Kubernetes API.

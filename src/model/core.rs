@@ -1,4 +1,5 @@
-//! Built-in kinds: Service, Node, EndpointSlice, Secret (read), Event (created), Lease.
+//! Built-in kinds: Service, Node, EndpointSlice, Secret (read), Event (created). The Lease is
+//! handled as JSON by `kube::lease`, which writes back what it read.
 //! The apiserver validates these, so fields have plain types; `null` lists decode as empty.
 //! Pure: no I/O, no clock.
 
@@ -180,19 +181,15 @@ impl EndpointSlice {
 #[serde(default, rename_all = "camelCase")]
 pub struct Endpoint {
     #[serde(deserialize_with = "null_default")]
-    pub addresses: Vec<String>,
-    #[serde(deserialize_with = "null_default")]
     pub conditions: EndpointConditions,
     pub node_name: Option<String>,
 }
 
-/// Absent `ready`/`serving` mean true, absent `terminating` means false (discovery/v1).
+/// Absent `ready` means true (discovery/v1); `serving` and `terminating` are not read.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EndpointConditions {
     pub ready: Option<bool>,
-    pub serving: Option<bool>,
-    pub terminating: Option<bool>,
 }
 
 impl Endpoint {
@@ -222,24 +219,4 @@ pub struct Event {
 #[serde(default)]
 pub struct EventSource {
     pub component: String,
-}
-
-/// coordination.k8s.io/v1 Lease. Times are MicroTime strings with exactly six fractional digits.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Lease {
-    #[serde(deserialize_with = "null_default")]
-    pub metadata: ObjectMeta,
-    #[serde(deserialize_with = "null_default")]
-    pub spec: LeaseSpec,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct LeaseSpec {
-    pub holder_identity: Option<String>,
-    pub lease_duration_seconds: Option<i32>,
-    pub acquire_time: Option<String>,
-    pub renew_time: Option<String>,
-    pub lease_transitions: Option<i32>,
 }

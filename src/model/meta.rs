@@ -55,8 +55,6 @@ pub struct ObjectMeta {
     pub owner_references: Vec<OwnerReference>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub creation_timestamp: Option<String>,
 }
 
 impl ObjectMeta {

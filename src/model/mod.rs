@@ -6,7 +6,7 @@
 //! `serde_json::Value`.
 //!
 //! Leniency, decided per origin of the data:
-//! - Built-in kinds (Service, Node, EndpointSlice, Lease) are validated by the apiserver, so their fields
+//! - Built-in kinds (Service, Node, EndpointSlice) are validated by the apiserver, so their fields
 //!   have plain types; lists and objects that may arrive as `null` decode as empty (`null_default`).
 //! - Our custom resources may be hand-edited and their CRD may be an old one with a loose schema (or no
 //!   CEL), so every scalar a user writes is a [`Lenient`] value: it keeps a wrong-typed value as raw JSON

@@ -125,7 +125,7 @@ impl UpdaterClient {
     ) -> Result<UpdaterClient, Error> {
         let url = endpoint.to_string();
         if let Some(t) = &auth.token {
-            check_token(t)?;
+            check_token(t).map_err(|e| Error::Config(e.into()))?;
         }
         let https = url
             .get(..8)
@@ -415,17 +415,17 @@ enum Call {
     List,
 }
 
-/// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty.
-fn check_token(t: &str) -> Result<(), Error> {
+/// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty. The
+/// message never quotes the token.
+pub fn check_token(t: &str) -> Result<(), &'static str> {
     if t.is_empty() {
-        return Err(Error::Config("the bearer token is empty".into()));
+        return Err("the bearer token is empty");
     }
     if !t.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::Config(
-            "the bearer token holds characters that cannot be sent in an HTTP header \
-             (only visible ASCII, no spaces or line breaks)"
-                .into(),
-        ));
+        return Err(
+            "the bearer token holds characters an HTTP header cannot carry \
+                    (only visible ASCII, no spaces or line breaks)",
+        );
     }
     Ok(())
 }

@@ -256,9 +256,9 @@ impl Updater {
 
     fn post(&self, r: &Request) -> Response {
         // No Content-Type check: the Go controller sends none. A trailing newline is whitespace.
-        let req: LbRequest = match serde_json::from_slice(&r.body) {
+        let req: LbRequest = match json_body(&r.body) {
             Ok(v) => v,
-            Err(e) => return Response::error(400, &format!("malformed JSON body: {e}")),
+            Err(e) => return e,
         };
         let backend = match validate::backend(&req, &self.policy) {
             Ok(b) => b,
@@ -272,9 +272,9 @@ impl Updater {
     }
 
     fn delete(&self, r: &Request) -> Response {
-        let req: DeleteRequest = match serde_json::from_slice(&r.body) {
+        let req: DeleteRequest = match json_body(&r.body) {
             Ok(v) => v,
-            Err(e) => return Response::error(400, &format!("malformed JSON body: {e}")),
+            Err(e) => return e,
         };
         if let Err(e) = validate::backend_name(&req.backend_name) {
             return err(&e.into());
@@ -305,6 +305,15 @@ impl Drop for Updater {
     fn drop(&mut self) {
         self.applier.health().stop();
     }
+}
+
+/// A request body as `T`, else a 400 answer. Decoded from text, as every JSON in the binary is, so
+/// serde's code for each type exists once (a byte-slice reader would be a second copy).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    std::str::from_utf8(body)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(t).map_err(|e| e.to_string()))
+        .map_err(|e| Response::error(400, &format!("malformed JSON body: {e}")))
 }
 
 fn ok(o: apply::Outcome, name: &str) -> Response {

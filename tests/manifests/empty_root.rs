@@ -247,7 +247,7 @@ fn empty_root_static_binary_runs_version_and_check_in_cluster() {
             r.method == "POST" && r.path.contains("selfsubjectaccessreviews") && r.status == 201
         })
         .count();
-    assert_eq!(reviews, paperlb::check::PERMISSIONS.len());
+    assert_eq!(reviews, paperlb::check::permissions().len());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use paperlb::check::PERMISSIONS;
+use paperlb::check::permissions;
 use serde_json::Value;
 
 use crate::{objects, str_at};
@@ -65,7 +65,7 @@ fn granted() -> BTreeSet<Grant> {
 
 fn checked() -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for p in PERMISSIONS {
+    for p in permissions() {
         let grant = (
             p.group.to_string(),
             p.resource.to_string(),
@@ -75,7 +75,7 @@ fn checked() -> BTreeSet<Grant> {
         );
         assert!(
             out.insert(grant.clone()),
-            "PERMISSIONS lists {grant:?} twice"
+            "permissions() lists {grant:?} twice"
         );
     }
     out
@@ -89,8 +89,8 @@ fn check_permissions_equal_what_rbac_grants() {
     let not_granted: Vec<_> = checked.difference(&granted).collect();
     assert!(
         not_checked.is_empty() && not_granted.is_empty(),
-        "granted in {RBAC} but not in paperlb::check::PERMISSIONS: {not_checked:?}\n\
-         in PERMISSIONS but not granted by {RBAC}: {not_granted:?}"
+        "granted in {RBAC} but not in paperlb::check::permissions(): {not_checked:?}\n\
+         in permissions() but not granted by {RBAC}: {not_granted:?}"
     );
 }
 

@@ -437,7 +437,6 @@ mod tests {
             endpoints: endpoints
                 .iter()
                 .map(|(n, ready)| Endpoint {
-                    addresses: vec!["10.42.0.1".into()],
                     conditions: EndpointConditions {
                         ready: *ready,
                         ..Default::default()

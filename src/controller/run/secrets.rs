@@ -17,7 +17,7 @@ use base64::Engine as _;
 
 use crate::controller::key::Key;
 use crate::model::{AuthRefs, LoadBalancerConfig, Secret, SecretRef, ValidConfig};
-use crate::updater::client::{ClientAuth, ClientTls};
+use crate::updater::client::{ClientAuth, ClientTls, check_token};
 
 use crate::controller::decide::updater_auth::AuthProblem;
 
@@ -204,7 +204,7 @@ pub fn client_auth(cfg: &ValidConfig, store: &SecretStore) -> Result<ClientAuth,
             Some(r) => {
                 let field = "spec.updaterTokenSecretRef";
                 let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
-                Some(check_token(bytes).map_err(|why| {
+                Some(token_text(bytes).map_err(|why| {
                     AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why))
                 })?)
             }
@@ -276,19 +276,12 @@ fn problem(
 }
 
 /// A token as files and `kubectl create secret --from-file` leave it: surrounding whitespace (the
-/// final newline) is dropped; what remains must be non-empty visible ASCII. The message never
-/// quotes the token.
-fn check_token(bytes: &[u8]) -> Result<String, &'static str> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the token is not UTF-8")?;
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("the token is empty");
-    }
-    if !t.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(
-            "the token holds characters an HTTP header cannot carry (only visible ASCII, no spaces)",
-        );
-    }
+/// final newline) is dropped; what remains must fit in a header ([`check_token`]).
+fn token_text(bytes: &[u8]) -> Result<String, &'static str> {
+    let t = std::str::from_utf8(bytes)
+        .map_err(|_| "the token is not UTF-8")?
+        .trim();
+    check_token(t)?;
     Ok(t.to_string())
 }
 

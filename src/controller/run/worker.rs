@@ -766,7 +766,8 @@ impl Worker {
                 // now, or the next reconcile would release it a second time before the watch
                 // says so.
                 let marked = (answer["kind"] == "LoadBalancer")
-                    .then(|| serde_json::from_value::<LoadBalancer>(answer).ok())
+                    // From text, as the watch decodes: no second copy of serde's LoadBalancer code.
+                    .then(|| serde_json::from_str::<LoadBalancer>(&answer.to_string()).ok())
                     .flatten()
                     .filter(|lb| lb.metadata.is_deleting());
                 match marked {

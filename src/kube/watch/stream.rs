@@ -88,7 +88,8 @@ pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<Watc
             snippet(&String::from_utf8_lossy(&line[..line.len().min(200)]), 120)
         ),
     };
-    let raw: RawEvent = serde_json::from_slice(line).map_err(|e| decode_err(e.to_string()))?;
+    let text = std::str::from_utf8(line).map_err(|e| decode_err(e.to_string()))?;
+    let raw: RawEvent = serde_json::from_str(text).map_err(|e| decode_err(e.to_string()))?;
     let object =
         || serde_json::from_str::<T>(raw.object.get()).map_err(|e| decode_err(e.to_string()));
     Ok(match raw.kind.as_ref() {
