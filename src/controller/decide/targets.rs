@@ -11,6 +11,10 @@
 use crate::model::{EndpointSlice, LoadBalancer, Node, Target};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The reason when no eligible node has an address in one of the Service's `ipFamilies`
+/// (`Ready=False` when it is every family, `DualStack=False` when it is one of two).
+pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
+
 /// Label that keeps a node out of every external load balancer (unless its value parses as false).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Taint the cluster autoscaler puts on a node it is about to remove.

@@ -407,7 +407,7 @@ pub fn record_families(
              or make the Service single-stack",
             families.join(", ")
         );
-        (super::no_targets::NO_ADDRESS_IN_FAMILY, message)
+        (super::targets::NO_ADDRESS_IN_FAMILY, message)
     });
     record_fault(status, DUAL_STACK, fault, now, generation)
 }
