@@ -30,9 +30,10 @@ fn clients_from(to: &[(&str, u16)]) -> (Nginx, Vec<u16>) {
     let conf = n.conf.display().to_string();
     let reload = Command::new(nginx::NGINX)
         .args(["-c", &conf, "-s", "reload"])
-        .status()
+        .output()
         .unwrap();
-    assert!(reload.success());
+    let err = String::from_utf8_lossy(&reload.stderr);
+    assert!(reload.status.success(), "reload: {err}");
     let up = wait_until(PATIENCE, || ports.iter().all(|p| tcp_ident(*p).is_some()));
     assert!(up, "client nginx does not forward: {ports:?}");
     (n, ports)
