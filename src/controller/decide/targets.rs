@@ -257,10 +257,7 @@ mod tests {
             endpoints: endpoints
                 .iter()
                 .map(|(n, ready)| Endpoint {
-                    conditions: EndpointConditions {
-                        ready: *ready,
-                        ..Default::default()
-                    },
+                    conditions: EndpointConditions { ready: *ready },
                     node_name: Some(n.to_string()),
                 })
                 .collect(),
