@@ -150,7 +150,8 @@ impl Listing {
         Listing {
             version: v.get("version").and_then(Value::as_str).map(str::to_string),
             backends: (backends.into_iter().flatten())
-                .filter_map(|b| serde_json::from_value(b.clone()).ok())
+                // From text: the binary's one LbRequest decoder (a Value one would be a second).
+                .filter_map(|b| serde_json::from_str(&b.to_string()).ok())
                 .collect(),
         }
     }
