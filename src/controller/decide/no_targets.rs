@@ -10,14 +10,12 @@
 
 use super::plan::EventType;
 use super::status::{READY, condition, set_condition};
-use super::targets::{ip_family, node_eligible};
+use super::targets::{NO_ADDRESS_IN_FAMILY, ip_family, node_eligible};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::{Condition, LbSpec, LoadBalancerStatus, Node, Service};
 
 pub const NO_TARGETS: &str = "NoTargets";
-/// The `Ready=False` reason when no eligible node has an address in the Service's `ipFamilies`.
-pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
 
 /// Why the Service's ports have no target, for the condition and the Event: its reason and message.
 pub fn why(cache: &Cache, key: &Key, svc: &Service) -> (&'static str, String) {

@@ -28,6 +28,11 @@ pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
         .any(|c| c.type_ == STABLE_NODE_SET && c.status == "False")
 }
 
+/// The reason when no eligible node has an address in one of the Service's `ipFamilies`:
+/// `Ready=False` when it is every family (`no_targets`), `DualStack=False` when it is one of two
+/// (`traffic::record_families`).
+pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
+
 /// Why a node may not receive traffic (the first reason that applies, in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Ineligible {
