@@ -5,6 +5,7 @@
 //! Pure: no I/O.
 
 use crate::updater::api::API_PATH;
+use crate::updater::validate::dns_label;
 
 /// The endpoint a raw `httpUpdaterURL` names:
 /// - path exactly `/api/v1/lb` (a trailing `/` allowed): the endpoint itself (the Go form);
@@ -102,14 +103,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if host.starts_with('[') {
         return Err("write an IPv6 address without brackets (2001:db8::10)".into());
     }
-    let dns_ok = host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+    let dns_ok = host.len() <= 253 && host.split('.').all(|l| dns_label(l, false));
     if dns_ok {
         Ok(())
     } else {
