@@ -90,11 +90,18 @@ fn parses_false(v: &str) -> bool {
 
 /// The node's first address of the first type in `address_types` that it has.
 pub fn node_address<'a>(node: &'a Node, address_types: &[String]) -> Option<&'a str> {
+    first_address(node, address_types, |_| true)
+}
+
+/// The node's first address that `fits`, of the first type in `address_types` that has one.
+fn first_address<'a>(
+    node: &'a Node,
+    address_types: &[String],
+    fits: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
     address_types.iter().find_map(|t| {
-        node.status
-            .addresses
-            .iter()
-            .find(|a| &a.type_ == t && !a.address.is_empty())
+        (node.status.addresses.iter())
+            .find(|a| &a.type_ == t && !a.address.is_empty() && fits(&a.address))
             .map(|a| a.address.as_str())
     })
 }
@@ -126,17 +133,7 @@ pub fn node_addresses<'a>(
         return node_address(node, address_types).into_iter().collect();
     }
     (0..families.len())
-        .filter_map(|i| {
-            address_types.iter().find_map(|t| {
-                node.status
-                    .addresses
-                    .iter()
-                    .find(|a| {
-                        &a.type_ == t && !a.address.is_empty() && in_family(&a.address, families, i)
-                    })
-                    .map(|a| a.address.as_str())
-            })
-        })
+        .filter_map(|i| first_address(node, address_types, |a| in_family(a, families, i)))
         .collect()
 }
 
