@@ -137,7 +137,8 @@ impl LoadBalancerConfig {
     pub fn validate(&self) -> Result<ValidConfig, String> {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
-        let auth = auth_refs(self)?;
+        let (token, ca) = (&spec.updater_token_secret_ref, &spec.updater_ca_secret_ref);
+        let auth = refs_at("spec", token, ca, &spec.insecure_skip_verify, None)?;
         let mut hosts = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
@@ -250,17 +251,6 @@ fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, Str
     })
 }
 
-fn auth_refs(config: &LoadBalancerConfig) -> Result<AuthRefs, String> {
-    let spec = &config.spec;
-    refs_at(
-        "spec",
-        &spec.updater_token_secret_ref,
-        &spec.updater_ca_secret_ref,
-        &spec.insecure_skip_verify,
-        None,
-    )
-}
-
 /// The credentials fields under `at`; each one absent falls back to `inherited`'s.
 fn refs_at(
     at: &str,
@@ -269,10 +259,8 @@ fn refs_at(
     insecure: &Lenient<bool>,
     inherited: Option<&AuthRefs>,
 ) -> Result<AuthRefs, String> {
-    let token = match secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)? {
-        Some(r) => Some(r),
-        None => inherited.and_then(|a| a.token.clone()),
-    };
+    let token = secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)?
+        .or_else(|| inherited.and_then(|a| a.token.clone()));
     let own_ca = secret_ref(ca, &format!("{at}.updaterCASecretRef"), CA_KEY)?;
     let own_insecure = insecure
         .optional(&format!("{at}.insecureSkipVerify"), "a boolean")?
