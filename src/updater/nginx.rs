@@ -119,10 +119,7 @@ pub fn render(b: &Backend) -> String {
     let mut rest = json.as_str();
     let mut prefix = HEADER;
     loop {
-        let mut cut = rest.len().min(HEADER_CHUNK);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = char_floor(rest, HEADER_CHUNK);
         s.push_str(prefix);
         s.push_str(&rest[..cut]);
         rest = &rest[cut..];
@@ -553,14 +550,18 @@ pub fn trim_message(out: &str) -> String {
         s = "nginx failed without a message".into();
     }
     if s.len() > 2000 {
-        let mut cut = 2000;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+        s.truncate(char_floor(&s, 2000));
         s.push('…');
     }
     s
+}
+
+/// The largest char boundary of `s` at or below `i`.
+fn char_floor(s: &str, i: usize) -> usize {
+    (0..=i.min(s.len()))
+        .rev()
+        .find(|c| s.is_char_boundary(*c))
+        .unwrap_or(0)
 }
 
 /// A live (not zombie) process.
