@@ -217,15 +217,11 @@ impl Error {
     }
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
-    fn at(self, at: String) -> Error {
-        match self {
-            Error::Value { value, rule, .. } => Error::Value {
-                field: at,
-                value,
-                rule,
-            },
-            other => other,
+    fn at(mut self, at: String) -> Error {
+        if let Error::Value { field, .. } = &mut self {
+            *field = at;
         }
+        self
     }
 
     /// The field as the JSON names it.
