@@ -61,14 +61,7 @@ impl LbHost {
 
 /// A host name: a lowercase RFC 1123 label (it names a condition, `Host-<name>`).
 pub fn check_host_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok {
+    if crate::updater::validate::dns_label(name, true) {
         Ok(())
     } else {
         Err("is not a DNS label (lowercase letters, digits and '-', at most 63)".into())

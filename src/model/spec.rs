@@ -13,8 +13,8 @@ pub use crate::updater::validate::Protocol;
 use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS};
 use serde_json::{Value, json};
 
-/// One upstream of a backend: a node address and a nodePort.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One upstream of a backend: a node address and a nodePort (stored as `{host, port}`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Target {
     pub host: String,
     pub port: u16,
@@ -137,7 +137,8 @@ impl LoadBalancerConfig {
     pub fn validate(&self) -> Result<ValidConfig, String> {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
-        let auth = auth_refs(self)?;
+        let (token, ca) = (&spec.updater_token_secret_ref, &spec.updater_ca_secret_ref);
+        let auth = refs_at("spec", token, ca, &spec.insecure_skip_verify, None)?;
         let mut hosts = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
@@ -250,17 +251,6 @@ fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, Str
     })
 }
 
-fn auth_refs(config: &LoadBalancerConfig) -> Result<AuthRefs, String> {
-    let spec = &config.spec;
-    refs_at(
-        "spec",
-        &spec.updater_token_secret_ref,
-        &spec.updater_ca_secret_ref,
-        &spec.insecure_skip_verify,
-        None,
-    )
-}
-
 /// The credentials fields under `at`; each one absent falls back to `inherited`'s.
 fn refs_at(
     at: &str,
@@ -269,10 +259,8 @@ fn refs_at(
     insecure: &Lenient<bool>,
     inherited: Option<&AuthRefs>,
 ) -> Result<AuthRefs, String> {
-    let token = match secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)? {
-        Some(r) => Some(r),
-        None => inherited.and_then(|a| a.token.clone()),
-    };
+    let token = secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)?
+        .or_else(|| inherited.and_then(|a| a.token.clone()));
     let own_ca = secret_ref(ca, &format!("{at}.updaterCASecretRef"), CA_KEY)?;
     let own_insecure = insecure
         .optional(&format!("{at}.insecureSkipVerify"), "a boolean")?
@@ -600,12 +588,6 @@ impl LbSpec {
 
     /// The stored form: Go fields for the first port plus the `ports` list.
     pub fn to_json(&self) -> Value {
-        let targets = |ts: &[Target]| -> Value {
-            ts.iter()
-                .map(|t| json!({"host": t.host, "port": t.port}))
-                .collect::<Vec<_>>()
-                .into()
-        };
         let ports: Vec<Value> = self
             .ports
             .iter()
@@ -614,7 +596,7 @@ impl LbSpec {
                     "name": p.name,
                     "port": p.port,
                     "protocol": p.protocol.as_str(),
-                    "targets": targets(&p.targets),
+                    "targets": p.targets,
                 });
                 if let Some(np) = p.node_port {
                     v["nodePort"] = json!(np);
@@ -622,37 +604,31 @@ impl LbSpec {
                 v
             })
             .collect();
+        let t = &self.traffic;
+        // Timeouts always written (0 = unset): a merge patch that left a field out would keep its
+        // old value. A stored spec without them reads as 0, so older LoadBalancers match without a
+        // write. The traffic fields too; `null` removes a health check in a merge patch. `hosts`
+        // only in the `hosts` form (`null` removes a list an earlier spec had).
         let mut spec = json!({
             "configName": self.config_name,
             "httpUpdater": {"url": self.url},
             "host": self.host,
             "ports": ports,
+            "proxyTimeoutSeconds": self.proxy_timeout_seconds,
+            "proxyConnectTimeoutSeconds": self.proxy_connect_timeout_seconds,
+            "sourceRanges": t.source_ranges,
+            "proxyProtocol": t.proxy_protocol,
+            "healthCheck": t.health_check.as_ref().map(LbHealthCheck::to_json),
+            "hosts": (!self.is_go_form()).then(|| self.hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()),
         });
-        // Always written (0 = unset): a merge patch that left a field out would keep its old value.
-        // A stored spec without them reads as 0, so older LoadBalancers match without a write.
-        spec["proxyTimeoutSeconds"] = json!(self.proxy_timeout_seconds);
-        spec["proxyConnectTimeoutSeconds"] = json!(self.proxy_connect_timeout_seconds);
-        // Also always written; `null` removes a health check in a merge patch.
-        spec["sourceRanges"] = json!(self.traffic.source_ranges);
-        spec["proxyProtocol"] = json!(self.traffic.proxy_protocol);
-        spec["healthCheck"] = match &self.traffic.health_check {
-            Some(h) => h.to_json(),
-            None => Value::Null,
-        };
         // Round robin is left out (a Go-era spec reads as it); a spec patch writes null instead.
-        if self.traffic.balance != Balance::RoundRobin {
-            spec["balance"] = json!(self.traffic.balance.as_str());
+        if t.balance != Balance::RoundRobin {
+            spec["balance"] = json!(t.balance.as_str());
         }
-        // Written only in the `hosts` form (`null` removes a list an earlier spec had).
-        spec["hosts"] = if self.is_go_form() {
-            Value::Null
-        } else {
-            self.hosts.iter().map(|h| h.to_json()).collect()
-        };
         if let Some(first) = self.ports.first() {
             spec["port"] = json!(first.port);
             spec["protocol"] = json!(first.protocol.as_str());
-            spec["targets"] = targets(&first.targets);
+            spec["targets"] = json!(first.targets);
         }
         spec
     }

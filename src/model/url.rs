@@ -5,6 +5,7 @@
 //! Pure: no I/O.
 
 use crate::updater::api::API_PATH;
+use crate::updater::validate::dns_label;
 
 /// The endpoint a raw `httpUpdaterURL` names:
 /// - path exactly `/api/v1/lb` (a trailing `/` allowed): the endpoint itself (the Go form);
@@ -34,26 +35,14 @@ pub fn updater_endpoint(raw: &str) -> Result<String, String> {
         return Err("has user information (user@host); use updaterTokenSecretRef instead".into());
     }
     let path = path.trim_end_matches('/');
-    let path = if path.is_empty() {
-        API_PATH.to_string()
-    } else if path == API_PATH {
-        path.to_string()
-    } else {
-        format!("{path}{API_PATH}")
-    };
-    Ok(format!("{scheme}://{authority}{path}"))
+    let prefix = if path == API_PATH { "" } else { path };
+    Ok(format!("{scheme}://{authority}{prefix}{API_PATH}"))
 }
 
 /// Whether two raw URLs name the same updater endpoint (URLs that do not resolve compare as
 /// written).
 pub fn same_updater(a: &str, b: &str) -> bool {
-    if a == b {
-        return true;
-    }
-    match (updater_endpoint(a), updater_endpoint(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
+    a == b || matches!((updater_endpoint(a), updater_endpoint(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// The URL fit for a message: a query string or fragment (which may carry a token) becomes `?…`
@@ -77,13 +66,10 @@ pub fn redacted(raw: &str) -> String {
 /// The scheme, lowercased (`HTTP://` is a valid spelling), and what follows `://`.
 fn split_scheme(raw: &str) -> Option<(&'static str, &str)> {
     let (scheme, rest) = raw.split_once("://")?;
-    if scheme.eq_ignore_ascii_case("http") {
-        Some(("http", rest))
-    } else if scheme.eq_ignore_ascii_case("https") {
-        Some(("https", rest))
-    } else {
-        None
-    }
+    let known = ["http", "https"]
+        .into_iter()
+        .find(|s| scheme.eq_ignore_ascii_case(s));
+    known.map(|s| (s, rest))
 }
 
 /// An `httpUpdaterURL` that resolves to an updater endpoint (see `url::updater_endpoint`).
@@ -102,14 +88,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if host.starts_with('[') {
         return Err("write an IPv6 address without brackets (2001:db8::10)".into());
     }
-    let dns_ok = host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
+    let dns_ok = host.len() <= 253 && host.split('.').all(|l| dns_label(l, false));
     if dns_ok {
         Ok(())
     } else {

@@ -119,10 +119,7 @@ pub fn render(b: &Backend) -> String {
     let mut rest = json.as_str();
     let mut prefix = HEADER;
     loop {
-        let mut cut = rest.len().min(HEADER_CHUNK);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = char_floor(rest, HEADER_CHUNK);
         s.push_str(prefix);
         s.push_str(&rest[..cut]);
         rest = &rest[cut..];
@@ -348,18 +345,15 @@ impl Nginx {
             run_timeout: Duration::from_secs(30),
             reload_timeout: Duration::from_secs(20),
         };
-        let mut pid = None;
-        let mut error_log = None;
-        for d in directives(conf_text) {
-            if !d.blocks.is_empty() {
-                continue;
-            }
-            match (d.name.as_str(), d.args.first()) {
-                ("pid", Some(p)) => pid = Some(p.clone()),
-                ("error_log", Some(p)) if error_log.is_none() => error_log = Some(p.clone()),
-                _ => {}
-            }
-        }
+        // Top-level `pid` (the last one counts) and `error_log` (the first one).
+        let top = directives(conf_text);
+        let arg = |name: &'static str| {
+            (top.iter()
+                .filter(move |d| d.blocks.is_empty() && d.name == name))
+            .filter_map(|d| d.args.first().cloned())
+        };
+        let mut pid = arg("pid").next_back();
+        let mut error_log = arg("error_log").next();
         let relative = |p: &Option<String>| p.as_ref().is_none_or(|p| !p.starts_with('/'));
         let mut prefix = PathBuf::from("/");
         if relative(&pid) || relative(&error_log) {
@@ -553,14 +547,18 @@ pub fn trim_message(out: &str) -> String {
         s = "nginx failed without a message".into();
     }
     if s.len() > 2000 {
-        let mut cut = 2000;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+        s.truncate(char_floor(&s, 2000));
         s.push('…');
     }
     s
+}
+
+/// The largest char boundary of `s` at or below `i`.
+fn char_floor(s: &str, i: usize) -> usize {
+    (0..=i.min(s.len()))
+        .rev()
+        .find(|c| s.is_char_boundary(*c))
+        .unwrap_or(0)
 }
 
 /// A live (not zombie) process.
@@ -878,6 +876,26 @@ mod tests {
         assert!(text.lines().nth(1).unwrap().starts_with(HEADER_MORE));
         assert_eq!(parse_header(&text).unwrap(), b.request);
         assert_eq!(parse_header(&text).unwrap().upstream_servers.len(), 1000);
+    }
+
+    #[test]
+    fn pid_is_the_last_top_level_one_and_error_log_the_first() {
+        let conf = "pid /run/a.pid;\nerror_log /var/log/first.log;\nerror_log /var/log/second.log;\n\
+                    stream { pid /run/inner.pid; error_log /var/log/inner.log; }\npid /run/b.pid;\n";
+        // Both paths absolute: nginx -V is not run, so the binary need not exist.
+        let n = Nginx::new(
+            "/nonexistent/nginx".into(),
+            "/etc/nginx/nginx.conf".into(),
+            conf,
+        );
+        assert_eq!(n.pid_file, PathBuf::from("/run/b.pid"));
+        assert_eq!(n.error_log, Some(PathBuf::from("/var/log/first.log")));
+        let to_stderr = Nginx::new(
+            "/nonexistent/nginx".into(),
+            "/x.conf".into(),
+            "pid /p; error_log stderr;",
+        );
+        assert_eq!(to_stderr.error_log, None);
     }
 
     #[test]

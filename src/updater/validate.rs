@@ -217,15 +217,11 @@ impl Error {
     }
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
-    fn at(self, at: String) -> Error {
-        match self {
-            Error::Value { value, rule, .. } => Error::Value {
-                field: at,
-                value,
-                rule,
-            },
-            other => other,
+    fn at(mut self, at: String) -> Error {
+        if let Error::Value { field, .. } = &mut self {
+            *field = at;
         }
+        self
     }
 
     /// The field as the JSON names it.
@@ -478,17 +474,20 @@ fn dns_name(h: &str) -> bool {
         return false;
     }
     let labels: Vec<&str> = h.split('.').collect();
-    let label_ok = |l: &&str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    labels.iter().all(label_ok)
+    labels.iter().all(|l| dns_label(l, false))
         && labels
             .last()
             .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An RFC 1123 label: 1-63 letters (lowercase only with `lower`), digits and inner hyphens.
+pub fn dns_label(l: &str, lower: bool) -> bool {
+    let letter = |c: char| c.is_ascii_lowercase() || (!lower && c.is_ascii_uppercase());
+    (1..=63).contains(&l.len())
+        && l.chars()
+            .all(|c| letter(c) || c.is_ascii_digit() || c == '-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
 }
 
 /// A list of `got` entries, within `min..=max`.

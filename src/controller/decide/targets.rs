@@ -11,10 +11,6 @@
 use crate::model::{EndpointSlice, LoadBalancer, Node, Target};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The reason when no eligible node has an address in one of the Service's `ipFamilies`
-/// (`Ready=False` when it is every family, `DualStack=False` when it is one of two).
-pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
-
 /// Label that keeps a node out of every external load balancer (unless its value parses as false).
 pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 /// Taint the cluster autoscaler puts on a node it is about to remove.
@@ -31,6 +27,11 @@ pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
         .iter()
         .any(|c| c.type_ == STABLE_NODE_SET && c.status == "False")
 }
+
+/// The reason when no eligible node has an address in one of the Service's `ipFamilies`:
+/// `Ready=False` when it is every family (`no_targets`), `DualStack=False` when it is one of two
+/// (`traffic::record_families`).
+pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
 
 /// Why a node may not receive traffic (the first reason that applies, in this order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,11 +90,18 @@ fn parses_false(v: &str) -> bool {
 
 /// The node's first address of the first type in `address_types` that it has.
 pub fn node_address<'a>(node: &'a Node, address_types: &[String]) -> Option<&'a str> {
+    first_address(node, address_types, |_| true)
+}
+
+/// The node's first address that `fits`, of the first type in `address_types` that has one.
+fn first_address<'a>(
+    node: &'a Node,
+    address_types: &[String],
+    fits: impl Fn(&str) -> bool,
+) -> Option<&'a str> {
     address_types.iter().find_map(|t| {
-        node.status
-            .addresses
-            .iter()
-            .find(|a| &a.type_ == t && !a.address.is_empty())
+        (node.status.addresses.iter())
+            .find(|a| &a.type_ == t && !a.address.is_empty() && fits(&a.address))
             .map(|a| a.address.as_str())
     })
 }
@@ -125,17 +133,7 @@ pub fn node_addresses<'a>(
         return node_address(node, address_types).into_iter().collect();
     }
     (0..families.len())
-        .filter_map(|i| {
-            address_types.iter().find_map(|t| {
-                node.status
-                    .addresses
-                    .iter()
-                    .find(|a| {
-                        &a.type_ == t && !a.address.is_empty() && in_family(&a.address, families, i)
-                    })
-                    .map(|a| a.address.as_str())
-            })
-        })
+        .filter_map(|i| first_address(node, address_types, |a| in_family(a, families, i)))
         .collect()
 }
 

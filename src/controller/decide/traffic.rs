@@ -22,7 +22,7 @@
 
 use super::context::Context;
 use super::status::{DRIFT_CHECK, condition, set_condition};
-use super::targets::in_family;
+use super::targets::{NO_ADDRESS_IN_FAMILY, in_family};
 pub use super::targets::{STABLE_NODE_SET, follows_readiness_recorded};
 use crate::model::url::updater_endpoint;
 use crate::model::{
@@ -407,7 +407,7 @@ pub fn record_families(
              or make the Service single-stack",
             families.join(", ")
         );
-        (super::targets::NO_ADDRESS_IN_FAMILY, message)
+        (NO_ADDRESS_IN_FAMILY, message)
     });
     record_fault(status, DUAL_STACK, fault, now, generation)
 }
