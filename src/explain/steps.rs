@@ -12,7 +12,7 @@ use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list};
 use crate::controller::decide::targets::{
-    Ineligible, node_addresses, node_ineligibility, targets_for,
+    Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
     balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
@@ -657,6 +657,25 @@ fn nodes_step(
     );
     if !breakdown.is_empty() {
         let _ = write!(message, "; left out: {}", breakdown.join(", "));
+    }
+    // Dual stack with a family no target has: served on the other one (DualStack=False).
+    let families = types.1;
+    let missing: Vec<&str> = (0..families.len())
+        .filter(|&i| !targets.iter().any(|t| in_family(&t.host, families, i)))
+        .map(|i| families[i].as_str())
+        .collect();
+    if !missing.is_empty() {
+        let _ = write!(
+            message,
+            "; no target has an {} address, so the Service is served on {} only",
+            missing.join(" or "),
+            families
+                .iter()
+                .filter(|f| !missing.contains(&f.as_str()))
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     (ok("nodes", message), Some(()))
 }

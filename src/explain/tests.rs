@@ -853,3 +853,34 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     f.hosts[0].probe = Probe::Unreachable("connection refused".into());
     assert!(!explain(&f, &ctx).served);
 }
+
+#[test]
+fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
+    let nodes_step = |f: &Facts| {
+        let r = explain(f, &ctx());
+        let step = r.steps.iter().find(|s| s.id == "nodes").unwrap().clone();
+        assert_eq!(step.status, Status::Ok, "{r:#?}");
+        step.message
+    };
+    let mut s = svc();
+    s["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
+    let mut f = world(s);
+    assert_eq!(
+        nodes_step(&f),
+        "2 of 2 nodes receive traffic (2 target addresses); no target has an IPv6 address, so \
+         the Service is served on IPv4 only"
+    );
+    let mut dual = node("b", true, "127.0.0.3");
+    dual["status"]["addresses"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "InternalIP", "address": "::1"}));
+    f.nodes = Ok(vec![
+        serde_json::from_value::<Node>(node("a", true, "127.0.0.2")).unwrap(),
+        serde_json::from_value::<Node>(dual).unwrap(),
+    ]);
+    assert_eq!(
+        nodes_step(&f),
+        "2 of 2 nodes receive traffic (3 target addresses)"
+    );
+}
