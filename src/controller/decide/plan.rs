@@ -303,7 +303,12 @@ pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
             .upstreams
             .iter()
             .map(|(host, port)| Upstream {
-                host: host.clone(),
+                // IPv6 in brackets: the Go updater renders `server {{.Host}}:{{.Port}};` as it
+                // gets it (ours takes either form and lists it back as sent).
+                host: match host.parse::<std::net::Ipv6Addr>() {
+                    Ok(_) => format!("[{host}]"),
+                    Err(_) => host.clone(),
+                },
                 port: *port,
                 health: Default::default(),
             })
