@@ -118,17 +118,17 @@ fn config_validation_rejects_bad_url_and_host() {
         (
             "proxyTimeoutSeconds",
             json!(-1),
-            "spec.proxyTimeoutSeconds: -1 is outside 0-86400 (the updater's limit)",
+            "spec.proxyTimeoutSeconds: -1 is outside 0-604800 (the updater's limit)",
         ),
         (
             "proxyTimeoutSeconds",
-            json!(100_000),
-            "spec.proxyTimeoutSeconds: 100000 is outside 0-86400 (the updater's limit)",
+            json!(700_000),
+            "spec.proxyTimeoutSeconds: 700000 is outside 0-604800 (the updater's limit)",
         ),
         (
             "proxyConnectTimeoutSeconds",
-            json!(86_401),
-            "spec.proxyConnectTimeoutSeconds: 86401 is outside 0-86400 (the updater's limit)",
+            json!(604_801),
+            "spec.proxyConnectTimeoutSeconds: 604801 is outside 0-604800 (the updater's limit)",
         ),
         (
             "targetAddressTypes",
@@ -201,8 +201,8 @@ fn mangled_loadbalancer_spec_is_reported_not_fatal() {
             "spec.ports[1]: port 1/TCP is listed twice",
         ),
         (
-            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}], "proxyTimeoutSeconds": 100_000}),
-            "spec.proxyTimeoutSeconds: 100000 is outside 0-86400 (the updater's limit)",
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}], "proxyTimeoutSeconds": 700_000}),
+            "spec.proxyTimeoutSeconds: 700000 is outside 0-604800 (the updater's limit)",
         ),
     ];
     for (spec, want) in cases {

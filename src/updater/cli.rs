@@ -365,7 +365,7 @@ mod tests {
             &["--allowed-ports", "0-10"],
             &["--allowed-ports", "10"],
             &["--proxy-timeout-default", "0"],
-            &["--proxy-connect-timeout-default", "86401"],
+            &["--proxy-connect-timeout-default", "604801"],
             &["--worker-shutdown-timeout", "3601"],
             &["--worker-shutdown-timeout", "30s"],
             &["--worker-shutdown-timeout", "-1"],

@@ -11,8 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::api::{HealthCheck, LbRequest};
 
-/// Largest accepted timeout, in seconds (one day).
-pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+/// Largest accepted timeout, in seconds (one week: the bound the CRDs had, so a config that worked
+/// with the Go updater, which has none, keeps working).
+pub const MAX_TIMEOUT_SECONDS: u64 = 604_800;
 /// Most upstream servers per backend.
 pub const MAX_UPSTREAMS: usize = 1000;
 /// Most `sourceRanges` entries per backend.
@@ -675,11 +676,11 @@ mod tests {
                 "upstreamServers[0].port",
             ),
             (
-                Box::new(|r| r.proxy_timeout_seconds = 86_401),
+                Box::new(|r| r.proxy_timeout_seconds = 604_801),
                 "proxyTimeoutSeconds",
             ),
             (
-                Box::new(|r| r.proxy_connect_timeout_seconds = 86_401),
+                Box::new(|r| r.proxy_connect_timeout_seconds = 604_801),
                 "proxyConnectTimeoutSeconds",
             ),
             (Box::new(|r| r.owner = Some(String::new())), "owner"),
@@ -695,9 +696,9 @@ mod tests {
         }
         let mut r = req("a", "127.0.0.2");
         r.proxy_timeout_seconds = 5;
-        r.proxy_connect_timeout_seconds = 86_400;
+        r.proxy_connect_timeout_seconds = 604_800;
         let b = backend(&r, &p).unwrap();
-        assert_eq!((b.proxy_timeout, b.proxy_connect_timeout), (5, 86_400));
+        assert_eq!((b.proxy_timeout, b.proxy_connect_timeout), (5, 604_800));
         r.owner = Some("paperlb".into());
         assert_eq!(
             backend(&r, &p).unwrap().request.owner.as_deref(),

@@ -579,9 +579,9 @@ mod tests {
                 [Some(3600), Some(5)],
                 &[],
             ),
-            (None, &[(T, "86400")], RoundRobin, [Some(86400), None], &[]),
+            (None, &[(T, "604800")], RoundRobin, [Some(604800), None], &[]),
             (None, &[(T, "0")], RoundRobin, [None; 2], &[INVALID]),
-            (None, &[(T, "86401")], RoundRobin, [None; 2], &[INVALID]),
+            (None, &[(T, "604801")], RoundRobin, [None; 2], &[INVALID]),
             (None, &[(C, "-1")], RoundRobin, [None; 2], &[INVALID]),
             (None, &[(C, "5s")], RoundRobin, [None; 2], &[INVALID]),
             (
@@ -635,7 +635,7 @@ mod tests {
                 "annotation lb.paperlb.com/balance \"fast\": must be round-robin, least-conn, hash \
                  or random-two; round-robin is used",
                 "annotation lb.paperlb.com/proxy-timeout-seconds \"0\": must be whole seconds, \
-                 1-86400; the LoadBalancerConfig's is used"
+                 1-604800; the LoadBalancerConfig's is used"
             ]
         );
     }
