@@ -154,9 +154,9 @@ fn config_validation_rejects_bad_url_and_host() {
     );
     assert_eq!(valid.proxy_timeout_seconds, 0);
     let mut longest = base.clone();
-    longest["proxyTimeoutSeconds"] = json!(86_400);
+    longest["proxyTimeoutSeconds"] = json!(604_800);
     let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": longest})).unwrap();
-    assert_eq!(cfg.validate().unwrap().proxy_timeout_seconds, 86_400);
+    assert_eq!(cfg.validate().unwrap().proxy_timeout_seconds, 604_800);
 }
 
 #[test]
