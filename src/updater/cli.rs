@@ -167,12 +167,18 @@ fn lb_address(v: &str) -> Result<IpAddr, Usage> {
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(v);
-    bare.parse().map_err(|_| {
-        Usage(format!(
+    match bare.parse() {
+        // nginx listens on IPv6 sockets with ipv6only=on: a mapped address never binds.
+        Ok(IpAddr::V6(a)) if let Some(v4) = a.to_ipv4_mapped() => Err(Usage(format!(
+            "flag --lb-address: {v} is an IPv4-mapped IPv6 address, which nginx cannot listen on; \
+             give the IPv4 form {v4}"
+        ))),
+        Ok(a) => Ok(a),
+        Err(_) => Err(Usage(format!(
             "flag --lb-address: expected an IPv4 or IPv6 address without a port (203.0.113.10, \
              2001:db8::10), got {v:?}"
-        ))
-    })
+        ))),
+    }
 }
 
 fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
@@ -399,5 +405,9 @@ mod tests {
                 "{bad:?}: {e}"
             );
         }
+        let mut args = s(REQUIRED);
+        args.extend(s(&["--lb-address", "127.0.0.1,::ffff:127.0.0.2"]));
+        let e = parse(&args).unwrap_err().0;
+        assert!(e.contains("IPv4-mapped") && e.contains("127.0.0.2"), "{e}");
     }
 }

@@ -1309,7 +1309,11 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     assert_eq!(hosts, ["10.0.0.2", "198.51.100.1", "fd00::2"]);
     // On the wire IPv6 goes in brackets (the Go updater writes `server HOST:PORT;` verbatim).
     let wire = crate::controller::decide::plan::lb_request(&reqs[0]);
-    let wire: Vec<&str> = wire.upstream_servers.iter().map(|u| u.host.as_str()).collect();
+    let wire: Vec<&str> = wire
+        .upstream_servers
+        .iter()
+        .map(|u| u.host.as_str())
+        .collect();
     assert_eq!(wire, ["10.0.0.2", "198.51.100.1", "[fd00::2]"]);
     // IPv4 only: the IPv6 address is not pushed (no ipFamilies: the first address, as before).
     let mut v4 = service("v4", &[("http", "TCP", 80, Some(31082))]);
