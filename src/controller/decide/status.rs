@@ -4,7 +4,7 @@
 
 use crate::controller::key::Key;
 use crate::model::{
-    AppliedBackend, Condition, Ingress, LbSpec, LoadBalancer, PHASE_READY, PortStatus, is_ip,
+    AppliedBackend, Condition, Ingress, LbSpec, LoadBalancer, PHASE_READY, PortStatus,
 };
 
 /// Condition: the updater serves the current spec.
@@ -118,10 +118,12 @@ pub fn ingress_ports(spec: &LbSpec) -> Vec<PortStatus> {
 
 /// One ingress entry for an LB host: `ip` with `ipMode: Proxy` (so kube-proxy never binds the LB
 /// host's address on nodes) for an address, else `hostname`.
+/// An address is written in its canonical form (`2001:DB8:0::10` as `2001:db8::10`), which
+/// apiservers with strict IP validation require.
 pub fn ingress_entry(host: &str, ports: Vec<PortStatus>) -> Ingress {
-    if is_ip(host) {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         Ingress {
-            ip: Some(host.to_string()),
+            ip: Some(ip.to_string()),
             hostname: None,
             ip_mode: Some("Proxy".to_string()),
             ports,
@@ -169,6 +171,25 @@ pub fn mark_accepted(
             "the updater accepted the credentials",
             now,
             generation,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ingress_entry;
+
+    #[test]
+    fn ingress_entries_write_addresses_canonically_and_names_as_hostnames() {
+        let e = ingress_entry("2001:DB8:0::10", Vec::new());
+        assert_eq!((e.ip.as_deref(), e.hostname), (Some("2001:db8::10"), None));
+        assert_eq!(e.ip_mode.as_deref(), Some("Proxy"));
+        let e = ingress_entry("127.0.0.10", Vec::new());
+        assert_eq!(e.ip.as_deref(), Some("127.0.0.10"));
+        let e = ingress_entry("lb.example.com", Vec::new());
+        assert_eq!(
+            (e.ip, e.hostname.as_deref()),
+            (None, Some("lb.example.com"))
         );
     }
 }
