@@ -302,7 +302,16 @@ fn reconcile_service(
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
-    let balance_fault = record_balancing(&mut status, svc, &ctx.now, lb.metadata.generation);
+    let urls =
+        std::iter::once(desired.url.as_str()).chain(desired.hosts.iter().map(|h| h.url.as_str()));
+    let go_updater = updater_without_checks(urls, Some(lb), ctx);
+    let balance_fault = record_balancing(
+        &mut status,
+        svc,
+        go_updater,
+        &ctx.now,
+        lb.metadata.generation,
+    );
     let family_fault =
         record_families(&mut status, &desired, svc, &ctx.now, lb.metadata.generation);
     record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);

@@ -414,13 +414,30 @@ pub fn record_families(
 
 /// Sets `Balancing=False` on `status` while a balancing or timeout setting of `svc` is ignored
 /// ([`balancing_for`]), and removes it otherwise. Returns the Warning Event when the fault is new.
+/// `go_updater`: an updater of the LoadBalancer is the Go nginx-lb-updater
+/// ([`updater_without_checks`]), which ignores `balance` and serves round robin.
 pub fn record_balancing(
     status: &mut LoadBalancerStatus,
     svc: &Service,
+    go_updater: bool,
     now: &str,
     generation: Option<i64>,
 ) -> Option<(&'static str, String)> {
-    let faults = balancing_for(svc).faults;
+    let Balancing {
+        balance,
+        mut faults,
+        ..
+    } = balancing_for(svc);
+    if go_updater && balance != Balance::RoundRobin {
+        faults.push((
+            "UpdaterWithoutBalance",
+            format!(
+                "balance {} is not served: the updater is the Go nginx-lb-updater, which has no \
+                 balance field and serves round robin",
+                balance.as_str()
+            ),
+        ));
+    }
     let fault = faults.first().map(|(reason, _)| {
         let messages: Vec<&str> = faults.iter().map(|(_, m)| m.as_str()).collect();
         (*reason, messages.join("; "))
@@ -650,13 +667,17 @@ mod tests {
     fn balancing_faults_set_one_condition_and_a_warning_once_per_new_fault() {
         let mut status = LoadBalancerStatus::default();
         let ok = svc(serde_json::json!({"spec": {"sessionAffinity": "ClientIP"}}));
-        assert_eq!(record_balancing(&mut status, &ok, "t0", Some(1)), None);
+        assert_eq!(
+            record_balancing(&mut status, &ok, false, "t0", Some(1)),
+            None
+        );
         assert!(status.conditions.is_empty());
         let conflict = svc(serde_json::json!({
             "metadata": {"annotations": {BALANCE_ANNOTATION: "least-conn",
                 TIMEOUT_ANNOTATIONS[1]: "never"}},
             "spec": {"sessionAffinity": "ClientIP"}}));
-        let (reason, message) = record_balancing(&mut status, &conflict, "t1", Some(2)).unwrap();
+        let (reason, message) =
+            record_balancing(&mut status, &conflict, false, "t1", Some(2)).unwrap();
         assert_eq!(reason, "SessionAffinityWins");
         assert!(message.contains("hash (of the client address) is used; annotation lb.paperlb.com/proxy-connect-timeout-seconds \"never\""), "{message}");
         let c = condition(&status.conditions, BALANCING).unwrap();
@@ -664,11 +685,28 @@ mod tests {
         assert_eq!(c.message, message);
         // The same fault again: no second Event.
         assert_eq!(
-            record_balancing(&mut status, &conflict, "t2", Some(2)),
+            record_balancing(&mut status, &conflict, false, "t2", Some(2)),
             None
         );
         assert_eq!(status.conditions.len(), 1);
-        assert_eq!(record_balancing(&mut status, &ok, "t3", Some(3)), None);
+        assert_eq!(
+            record_balancing(&mut status, &ok, false, "t3", Some(3)),
+            None
+        );
+        assert!(status.conditions.is_empty());
+        // The Go updater has no balance: ClientIP's hash is not served, and the condition says so;
+        // round robin against it is no fault.
+        let (reason, message) = record_balancing(&mut status, &ok, true, "t4", Some(4)).unwrap();
+        assert_eq!(reason, "UpdaterWithoutBalance");
+        assert!(
+            message.starts_with("balance hash is not served"),
+            "{message}"
+        );
+        let plain = svc(serde_json::json!({"spec": {}}));
+        assert_eq!(
+            record_balancing(&mut status, &plain, true, "t5", Some(5)),
+            None
+        );
         assert!(status.conditions.is_empty());
     }
 
