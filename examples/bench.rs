@@ -14,6 +14,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "bench/real_api.rs"]
+mod real_api;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -162,13 +165,24 @@ impl Controller {
         metrics: Option<u16>,
         extra: &[&str],
     ) -> Controller {
+        Controller::spawn(bin, kubeconfig, NS, metrics, extra)
+    }
+
+    /// With `--namespace ns` (where its LoadBalancerConfigs live).
+    fn spawn(
+        bin: &Path,
+        kubeconfig: &Path,
+        ns: &str,
+        metrics: Option<u16>,
+        extra: &[&str],
+    ) -> Controller {
         let addr = metrics.map_or_else(|| "off".to_string(), |p| format!("127.0.0.1:{p}"));
         let mut child = Command::new(bin);
         child
             .arg("controller")
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .args(["--namespace", NS, "--metrics-addr", &addr])
+            .args(["--namespace", ns, "--metrics-addr", &addr])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
@@ -1156,6 +1170,18 @@ fn main() {
     let only: Vec<String> = std::env::args().skip(1).collect();
     if only.first().is_some_and(|a| a == "__watch-allocs") {
         watch_allocs_child(&only[1..]);
+        return;
+    }
+    if only.first().is_some_and(|a| a == "kube") {
+        // The controller workload against the apiserver of a kubeconfig (examples/bench/real_api.rs).
+        let mut r = Results::default();
+        let outcome =
+            real_api::parse(&only[1..]).and_then(|args| real_api::run(&bin, &args, &mut r));
+        real_api::print(&r);
+        if let Err(e) = outcome {
+            eprintln!("bench kube: {e}");
+            std::process::exit(2);
+        }
         return;
     }
     let want = |phase: &str| only.is_empty() || only.iter().any(|o| o == phase);
