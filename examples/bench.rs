@@ -657,6 +657,12 @@ const KEYS: &[Target] = &[
         "<= 24 MiB",
         Some(|v| v <= 24576.0),
     ),
+    ("startup_to_all_applied_ms_1k_api", "ms", "-", None),
+    ("bulk_1k_create_converge_ms_api", "ms", "-", None),
+    ("node_delete_add_converge_ms_1k_api", "ms", "-", None),
+    ("svc_create_to_ready_ms_p50_api", "ms", "-", None),
+    ("api_writes_per_lb_with_events_api", "", "-", None),
+    ("rss_kib_1k_api", "KiB", "-", None),
     ("watch_events_per_sec", "/s", "-", None),
     ("watch_decode_events_per_sec", "/s", "-", None),
     ("watch_cpu_us_per_event", "us", "-", None),
@@ -1202,6 +1208,9 @@ fn main() {
     if want("latency") || want("latency15") {
         latency_profile(&bin, &mut r, Profile::Etcd);
     }
+    if want("latency") || want("latencyapi") {
+        latency_profile(&bin, &mut r, Profile::Apiserver);
+    }
     if want("watch") {
         watch_throughput(&mut r);
     }
@@ -1471,6 +1480,9 @@ enum Profile {
     Zero,
     /// `Latency::etcd()`: 5 ms reads, 15 ms writes, both ± 50 %, at most 16 writes in flight.
     Etcd,
+    /// `Latency::apiserver()`: `Etcd` plus 1 ms of CPU per KiB written, burned by the fake on the
+    /// cores the controller shares (what a real kube-apiserver costs; bench/RESULTS.md).
+    Apiserver,
 }
 
 impl Profile {
@@ -1478,6 +1490,7 @@ impl Profile {
         match self {
             Profile::Zero => "0ms",
             Profile::Etcd => "15ms",
+            Profile::Apiserver => "api",
         }
     }
 
@@ -1485,6 +1498,7 @@ impl Profile {
         match self {
             Profile::Zero => Latency::off(),
             Profile::Etcd => Latency::etcd(),
+            Profile::Apiserver => Latency::apiserver(),
         }
     }
 }
