@@ -60,9 +60,11 @@ demo: deps
 
 # Performance figures of the release binary against the fake API server (loopback only, a few
 # minutes); prints a table and writes target/bench/results.json. See bench/README.md.
+# BENCH_KUBECONFIG=PATH: instead, the same controller workload against that kubeconfig's apiserver
+# (part `kube`; a loopback server only, unless BENCH_ARGS=--allow-remote; BENCH_ARGS=--runs 3).
 bench:
 	$(CARGO) build --release --locked --bin paperlb --example bench
-	./target/release/examples/bench
+	./target/release/examples/bench $(if $(BENCH_KUBECONFIG),kube --kubeconfig $(BENCH_KUBECONFIG) $(BENCH_ARGS))
 
 # Seeded chaos runs end to end (loopback only; see examples/chaos.rs): the debug controller and two
 # LB hosts (nginx-updater + real nginx each) against the fake API server, while objects change and

@@ -50,6 +50,7 @@ fn reads_and_writes_wait_at_least_their_configured_delay() {
             read: Delay::jittered(Duration::from_millis(30), 50),
             write: Delay::fixed(Duration::from_millis(60)),
             max_concurrent_writes: 0,
+            write_cpu_per_kib: Duration::ZERO,
         },
         ..FakeOptions::default()
     });
@@ -103,6 +104,7 @@ fn writes_in_flight_never_exceed_the_cap() {
             read: Delay::default(),
             write: Delay::fixed(Duration::from_millis(100)),
             max_concurrent_writes: 2,
+            write_cpu_per_kib: Duration::ZERO,
         },
         ..FakeOptions::default()
     });
@@ -115,6 +117,7 @@ fn writes_in_flight_never_exceed_the_cap() {
         read: Delay::default(),
         write: Delay::fixed(Duration::from_millis(100)),
         max_concurrent_writes: 1,
+        write_cpu_per_kib: Duration::ZERO,
     });
     let t0 = Instant::now();
     let max = parallel_creates(&api, 4, "serial");
@@ -132,6 +135,7 @@ fn writes_in_flight_never_exceed_the_cap() {
         read: Delay::default(),
         write: Delay::fixed(Duration::from_millis(300)),
         max_concurrent_writes: 0,
+        write_cpu_per_kib: Duration::ZERO,
     });
     let max = parallel_creates(&api, 8, "free");
     assert!(max >= 2, "max writes in flight without a cap: {max}");
@@ -149,4 +153,44 @@ fn profiles_parse() {
     assert_eq!(custom.max_concurrent_writes, 4);
     assert!(Latency::parse("write").is_err());
     assert!(Latency::parse("wrote=5").is_err());
+}
+
+/// A real apiserver spends CPU in proportion to the object on every write (bench/RESULTS.md, "A real
+/// apiserver"); with `write_cpu_per_kib` the fake burns it too, on the cores the client shares.
+/// Lower bound: the process's CPU time grows by at least the charge (other tests only add to it).
+#[test]
+fn a_write_burns_cpu_in_proportion_to_the_object() {
+    let api = FakeApi::start(FakeOptions {
+        latency: Latency {
+            write_cpu_per_kib: Duration::from_millis(4),
+            ..Latency::off()
+        },
+        ..FakeOptions::default()
+    });
+    let (c, _dir) = client(&api, "cpu");
+    // ~40 KiB written: at least 160 ms of CPU.
+    let mut big = lease("big");
+    big["metadata"]["annotations"] = json!({"pad": "x".repeat(40 * 1024)});
+    let cpu0 = process_cpu_ms();
+    let _: Value = c.create(LEASES, &big).unwrap();
+    let spent = process_cpu_ms() - cpu0;
+    assert!(spent >= 150, "a 40 KiB write burned only {spent} ms of CPU");
+    assert_eq!(
+        Latency::parse("cpu=2").unwrap().write_cpu_per_kib,
+        Duration::from_millis(2)
+    );
+    assert_eq!(Latency::parse("apiserver").unwrap(), Latency::apiserver());
+    assert!(!Latency::apiserver().write_cpu_per_kib.is_zero());
+}
+
+/// utime + stime of this process in ms (`/proc/self/stat`, 100 ticks a second).
+fn process_cpu_ms() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = s.rsplit_once(')').unwrap().1;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    (f[11] + f[12]) * 10
 }

@@ -5,5 +5,6 @@
 mod support;
 
 mod against_fake;
+mod bench_guard;
 mod fake_api;
 mod fake_latency;

@@ -8,6 +8,7 @@
 
 pub mod backends;
 pub mod fake_api;
+pub mod loopback;
 pub mod nginx;
 pub mod procs;
 pub mod prom;

@@ -60,9 +60,25 @@ pub struct Latency {
     pub write: Delay,
     /// Writes in flight at most (0: no cap). A write waits for a free slot before its delay.
     pub max_concurrent_writes: usize,
+    /// CPU a write burns on the serving thread per KiB of the object it sends or gets back (0:
+    /// none), after it is applied and outside the store's lock. A real kube-apiserver spends CPU
+    /// in proportion to the object on every write (decode, merge, schema validation, managedFields,
+    /// encode, etcd, the watch cache's decode): ~1 ms per KiB for a LoadBalancer of 100 targets on
+    /// a 2-core box (bench/RESULTS.md, "A real apiserver"), and that CPU is taken from the cores the
+    /// controller runs on. A sleep does not model it: sleeping writes overlap for free.
+    pub write_cpu_per_kib: Duration,
 }
 
 impl Latency {
+    /// `etcd` plus [`Latency::write_cpu_per_kib`] of 1 ms: what a kube-apiserver with etcd on the
+    /// same 2 cores costs per LoadBalancer write (bench/RESULTS.md, "A real apiserver").
+    pub fn apiserver() -> Latency {
+        Latency {
+            write_cpu_per_kib: Duration::from_millis(1),
+            ..Latency::etcd()
+        }
+    }
+
     /// No delay, no cap: the fake as fast as it is.
     pub fn off() -> Latency {
         Latency::default()
@@ -76,6 +92,7 @@ impl Latency {
             read: Delay::jittered(Duration::from_millis(5), 50),
             write: Delay::jittered(Duration::from_millis(15), 50),
             max_concurrent_writes: 16,
+            write_cpu_per_kib: Duration::ZERO,
         }
     }
 
@@ -83,15 +100,17 @@ impl Latency {
         *self == Latency::off()
     }
 
-    /// `off`, `etcd` (see [`Latency::etcd`]), or `read=MS,write=MS,jitter=PCT,writes=N` (any subset;
-    /// missing parts are 0 / no cap).
+    /// `off`, `etcd` (see [`Latency::etcd`]), `apiserver` ([`Latency::apiserver`]), or
+    /// `read=MS,write=MS,jitter=PCT,writes=N,cpu=MS_PER_KIB` (any subset; missing parts are 0 / no
+    /// cap).
     pub fn parse(s: &str) -> Result<Latency, String> {
         match s.trim() {
             "" | "off" | "0" | "0ms" => return Ok(Latency::off()),
             "etcd" | "15ms" => return Ok(Latency::etcd()),
+            "apiserver" => return Ok(Latency::apiserver()),
             _ => {}
         }
-        let (mut read, mut write, mut jitter, mut cap) = (0u64, 0u64, 0u32, 0usize);
+        let (mut read, mut write, mut jitter, mut cap, mut cpu) = (0u64, 0u64, 0u32, 0usize, 0u64);
         for part in s.split(',') {
             let (k, v) = part
                 .split_once('=')
@@ -103,6 +122,7 @@ impl Latency {
                 "write" => write = v.parse().map_err(bad)?,
                 "jitter" => jitter = v.parse().map_err(bad)?,
                 "writes" => cap = v.parse().map_err(bad)?,
+                "cpu" => cpu = v.parse().map_err(bad)?,
                 other => return Err(format!("latency: unknown key {other:?}")),
             }
         }
@@ -110,6 +130,7 @@ impl Latency {
             read: Delay::jittered(Duration::from_millis(read), jitter),
             write: Delay::jittered(Duration::from_millis(write), jitter),
             max_concurrent_writes: cap,
+            write_cpu_per_kib: Duration::from_millis(cpu),
         })
     }
 }
@@ -128,8 +149,12 @@ impl std::fmt::Display for Latency {
             self.write.jitter_pct
         )?;
         match self.max_concurrent_writes {
-            0 => write!(f, "no write cap"),
-            n => write!(f, "{n} writes in flight"),
+            0 => write!(f, "no write cap")?,
+            n => write!(f, "{n} writes in flight")?,
+        }
+        match self.write_cpu_per_kib.as_millis() {
+            0 => Ok(()),
+            n => write!(f, ", {n} ms CPU per KiB written"),
         }
     }
 }
@@ -195,6 +220,33 @@ impl Gate {
         s.max_in_flight = s.in_flight;
     }
 
+    /// Burns the CPU a write of `bytes` (the larger of its request and answer bodies) costs under
+    /// the profile, on this thread: spins until the thread's own CPU time has grown by that much
+    /// (`/proc/thread-self/schedstat`; wall time where it cannot be read), so a loaded box makes the
+    /// write take longer, as it does a real apiserver's.
+    pub fn charge_write(&self, bytes: usize) {
+        let per_kib = self.get().write_cpu_per_kib;
+        if per_kib.is_zero() || bytes == 0 {
+            return;
+        }
+        let cost = per_kib.as_nanos() as u64 * bytes as u64 / 1024;
+        let wall = std::time::Instant::now();
+        let start = thread_cpu_ns();
+        let mut x = 0u64;
+        loop {
+            for i in 0..5_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            let spent = match (start, thread_cpu_ns()) {
+                (Some(a), Some(b)) => b.saturating_sub(a),
+                _ => wall.elapsed().as_nanos() as u64,
+            };
+            if spent >= cost {
+                return;
+            }
+        }
+    }
+
     /// splitmix64.
     fn random(&self) -> u64 {
         let mut z = self
@@ -237,4 +289,14 @@ impl Gate {
         std::thread::sleep(profile.write.sample(self.random()));
         Some(permit)
     }
+}
+
+/// Nanoseconds this thread has run on a CPU (the first field of `/proc/thread-self/schedstat`).
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

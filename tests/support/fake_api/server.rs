@@ -312,6 +312,11 @@ fn serve_requests(shared: &Shared, conn: &mut Conn<Stream>) {
             let user = api::authenticate(&st, &req, cert_user.as_deref());
             api::handle(&mut st, &req, user, fault, &shared.cfg)
         };
+        if permit.is_some()
+            && let Reply::Full { body, .. } = &reply
+        {
+            shared.latency.charge_write(body.len().max(req.body.len()));
+        }
         drop(permit);
         shared.notify();
         let keep = match reply {
