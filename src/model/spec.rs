@@ -516,7 +516,12 @@ impl LbSpec {
         } else {
             for (i, p) in spec.ports.iter().enumerate() {
                 let at = format!("spec.ports[{i}]");
-                let (port, protocol, targets) = parse_port(&p.port, &p.protocol, &p.targets, &at)?;
+                // The first port's targets are the Go field `targets` when it lists none itself.
+                let targets = match (i, p.targets.is_empty()) {
+                    (0, true) => &spec.targets,
+                    _ => &p.targets,
+                };
+                let (port, protocol, targets) = parse_port(&p.port, &p.protocol, targets, &at)?;
                 let name = p
                     .name
                     .optional(&format!("{at}.name"), "a string")?
@@ -586,18 +591,23 @@ impl LbSpec {
             Ok((port, protocol, targets)) if port == first.port && protocol == first.protocol && targets == first.targets)
     }
 
-    /// The stored form: Go fields for the first port plus the `ports` list.
+    /// The stored form: Go fields for the first port plus the `ports` list. The first port's
+    /// targets are written once, as the Go field `targets`: the list is most of the object, and
+    /// the apiserver's CPU per write grows with its size (bench/RESULTS.md, "a real apiserver").
     pub fn to_json(&self) -> Value {
         let ports: Vec<Value> = self
             .ports
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let mut v = json!({
                     "name": p.name,
                     "port": p.port,
                     "protocol": p.protocol.as_str(),
-                    "targets": p.targets,
                 });
+                if i > 0 {
+                    v["targets"] = json!(p.targets);
+                }
                 if let Some(np) = p.node_port {
                     v["nodePort"] = json!(np);
                 }

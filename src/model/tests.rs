@@ -182,6 +182,35 @@ fn go_style_loadbalancer_reads_as_one_port() {
 }
 
 #[test]
+fn the_first_ports_targets_are_written_once_and_the_earlier_double_form_still_matches() {
+    let lb: LoadBalancer = serde_json::from_value(json!({"spec": {
+        "configName": "edge", "httpUpdater": {"url": "http://127.0.0.1:3000"}, "host": "127.0.0.10",
+        "ports": [
+            {"port": 8100, "protocol": "TCP", "targets": [{"host": "127.0.0.2", "port": 31000}]},
+            {"name": "dns", "port": 8101, "protocol": "UDP", "targets": [{"host": "127.0.0.2", "port": 31001}]}]}}))
+    .unwrap();
+    let spec = LbSpec::from_resource(&lb.spec).unwrap();
+    let json = spec.to_json();
+    assert_eq!(
+        json["targets"],
+        json!([{"host": "127.0.0.2", "port": 31000}])
+    );
+    assert_eq!(json["ports"][0].get("targets"), None, "{json}");
+    assert_eq!(
+        json["ports"][1]["targets"],
+        json!([{"host": "127.0.0.2", "port": 31001}])
+    );
+    let stored: LoadBalancerSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(LbSpec::from_resource(&stored).unwrap(), spec);
+    assert!(spec.matches(&stored));
+    // What earlier versions wrote (the first port's targets in both places) matches: no write.
+    let mut double = spec.to_json();
+    double["ports"][0]["targets"] = double["targets"].clone();
+    let double: LoadBalancerSpec = serde_json::from_value(double).unwrap();
+    assert!(spec.matches(&double));
+}
+
+#[test]
 fn mangled_loadbalancer_spec_is_reported_not_fatal() {
     let cases = [
         (

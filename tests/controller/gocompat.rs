@@ -401,7 +401,9 @@ fn go_readme_example_sends_exact_updater_bodies_and_api_writes() {
                     "healthCheck": {"healthyThreshold": null, "intervalSeconds": null, "path": "/healthz",
                         "port": 10256, "timeoutSeconds": null, "type": "http", "unhealthyThreshold": null},
                     "host": "127.0.0.10", "hosts": null, "httpUpdater": {"url": "URL"}, "port": 8100,
-                    "ports": [{"name": "", "nodePort": np, "port": 8100, "protocol": "TCP", "targets": targets}],
+                    // The first port's targets are the Go field `targets` (written once); the
+                    // Go fields are what they were.
+                    "ports": [{"name": "", "nodePort": np, "port": 8100, "protocol": "TCP"}],
                     "protocol": "TCP", "proxyConnectTimeoutSeconds": 0, "proxyProtocol": false,
                     "proxyTimeoutSeconds": 0, "sourceRanges": [], "targets": targets}}),
         ),
