@@ -337,15 +337,14 @@ impl Client {
             }
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
-            let page: ListPage<T> = self.decode_stream(resp, "GET", path)?;
-            let rv = page.metadata.resource_version;
-            let page_items = page.items.unwrap_or_default();
+            let (meta, page_items) = self.read_page(resp, path)?;
+            let rv = meta.resource_version;
             if items.is_empty() {
                 items = page_items;
             } else {
                 items.extend(page_items);
             }
-            match page.metadata.continue_token.filter(|c| !c.is_empty()) {
+            match meta.continue_token.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
                 None => {
                     return Ok(ObjectList {
@@ -481,28 +480,26 @@ impl Client {
         })
     }
 
-    /// Like `decode`, but from the socket as it arrives: a LIST page (500 LoadBalancers with 100
-    /// targets each are ~5 MB of JSON) is never held whole beside its decoded objects, which set a
-    /// warm restart's memory peak. Reads to the end, so the connection goes back to the pool.
-    fn decode_stream<T: DeserializeOwned>(
+    /// A LIST page from the socket as it arrives (`list_page`): never held whole. Reads to the
+    /// end, so the connection goes back to the pool.
+    fn read_page<T: DeserializeOwned>(
         &self,
         resp: Response<Body>,
-        method: &str,
         path: &str,
-    ) -> Result<T, Error> {
+    ) -> Result<(ListMeta, Vec<T>), Error> {
         let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
-        serde_json::from_reader(std::io::BufReader::with_capacity(STREAM_BUFFER, reader)).map_err(
-            |e| match e.io_error_kind() {
-                Some(_) => Error::Connect {
-                    server: self.inner.server.clone(),
-                    detail: format!("{method} {path}: {e}"),
-                },
-                None => Error::Decode {
-                    what: format!("{method} {path}"),
-                    detail: e.to_string(),
-                },
-            },
-        )
+        let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
+        match super::list_page::read::<ListEnvelope, T>(reader) {
+            Ok((envelope, items)) => Ok((envelope.metadata, items)),
+            Err(super::list_page::Error::Io(e)) => Err(Error::Connect {
+                server: self.inner.server.clone(),
+                detail: format!("GET {path}: {e}"),
+            }),
+            Err(super::list_page::Error::Json(detail)) => Err(Error::Decode {
+                what: format!("GET {path}"),
+                detail,
+            }),
+        }
     }
 
     /// The agent to use now: rebuilt when the exec plugin hands out another client certificate.
@@ -635,13 +632,11 @@ fn bad_request(url: &str, e: http::Error) -> Error {
     }
 }
 
+/// A LIST page without its items (`list_page` cuts those out).
 #[derive(serde::Deserialize)]
-struct ListPage<T> {
+struct ListEnvelope {
     #[serde(default)]
     metadata: ListMeta,
-    // `null` as well as absent must mean "no items".
-    #[serde(default = "Option::default")]
-    items: Option<Vec<T>>,
 }
 
 #[derive(serde::Deserialize, Default)]

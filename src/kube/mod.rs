@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod lease;
+pub mod list_page;
 pub mod tls;
 pub mod transport;
 pub mod watch;
