@@ -1480,7 +1480,7 @@ enum Profile {
     Zero,
     /// `Latency::etcd()`: 5 ms reads, 15 ms writes, both ± 50 %, at most 16 writes in flight.
     Etcd,
-    /// `Latency::apiserver()`: `Etcd` plus 1 ms of CPU per KiB written, burned by the fake on the
+    /// `Latency::apiserver()`: `Etcd` plus 2 ms of CPU per KiB written, burned by the fake on the
     /// cores the controller shares (what a real kube-apiserver costs; bench/RESULTS.md).
     Apiserver,
 }
