@@ -318,6 +318,16 @@ impl Client {
         path: &str,
         params: &ListParams,
     ) -> Result<ObjectList<T>, Error> {
+        self.list_with(path, params, |text| serde_json::from_str(text))
+    }
+
+    /// [`Client::list`], each item decoded by `decode` (the watch runner's type-erased objects).
+    pub fn list_with<T>(
+        &self,
+        path: &str,
+        params: &ListParams,
+        decode: fn(&str) -> serde_json::Result<T>,
+    ) -> Result<ObjectList<T>, Error> {
         let mut items = Vec::new();
         let mut token: Option<String> = None;
         // A server that keeps handing out tokens must not keep us here forever.
@@ -337,13 +347,11 @@ impl Client {
             }
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
-            let (meta, page_items) = self.read_page(resp, path)?;
+            let meta = self.read_page(resp, path, &mut |_, text| {
+                items.push(decode(text).map_err(|e| e.to_string())?);
+                Ok(())
+            })?;
             let rv = meta.resource_version;
-            if items.is_empty() {
-                items = page_items;
-            } else {
-                items.extend(page_items);
-            }
             match meta.continue_token.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
                 None => {
@@ -482,15 +490,16 @@ impl Client {
 
     /// A LIST page from the socket as it arrives (`list_page`): never held whole. Reads to the
     /// end, so the connection goes back to the pool.
-    fn read_page<T: DeserializeOwned>(
+    fn read_page(
         &self,
         resp: Response<Body>,
         path: &str,
-    ) -> Result<(ListMeta, Vec<T>), Error> {
+        item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+    ) -> Result<ListMeta, Error> {
         let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
-        match super::list_page::read::<ListEnvelope, T>(reader) {
-            Ok((envelope, items)) => Ok((envelope.metadata, items)),
+        match super::list_page::read::<ListEnvelope>(reader, item) {
+            Ok(envelope) => Ok(envelope.metadata),
             Err(super::list_page::Error::Io(e)) => Err(Error::Connect {
                 server: self.inner.server.clone(),
                 detail: format!("GET {path}: {e}"),

@@ -2,7 +2,8 @@
 //! and decoded from its own text, so a page (500 LoadBalancers over 100 nodes are ~5 MB of JSON) is
 //! never held whole beside its objects, and every object goes through the same `from_str` decoder
 //! as watch events and other answers (serde emits its code once per type and input kind: a
-//! `from_reader` here would add ~150 KB to the binary).
+//! `from_reader` here would add ~150 KB to the binary). Items are handed out as text, so this code
+//! is in the binary once, whatever the caller decodes them into.
 //!
 //! The cutter knows only JSON's framing: strings (with escapes), nesting, and the top-level key
 //! `items`; the rest of the page (its `metadata`) is decoded as a small envelope at the end.
@@ -19,12 +20,14 @@ pub enum Error {
     Json(String),
 }
 
-/// Reads one page from `input`: the envelope `E` (the page without its items) and the items.
-pub fn read<E: DeserializeOwned, T: DeserializeOwned>(
+/// Reads one page from `input`: the envelope `E` (the page without its items), each item handed
+/// to `item` as text (its index and JSON; an `Err` stops the read).
+pub fn read<E: DeserializeOwned>(
     mut input: impl BufRead,
-) -> Result<(E, Vec<T>), Error> {
+    item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+) -> Result<E, Error> {
     let mut cut = Cutter::default();
-    let mut items = Vec::new();
+    let mut n_items = 0;
     loop {
         let chunk = input.fill_buf().map_err(Error::Io)?;
         if chunk.is_empty() {
@@ -33,7 +36,10 @@ pub fn read<E: DeserializeOwned, T: DeserializeOwned>(
         let n = chunk.len();
         for &b in chunk {
             if let Some(text) = cut.byte(b) {
-                items.push(decode(&text, items.len())?);
+                let text = std::str::from_utf8(&text)
+                    .map_err(|e| Error::Json(format!("items[{n_items}]: {e}")))?;
+                item(n_items, text).map_err(|e| Error::Json(format!("items[{n_items}]: {e}")))?;
+                n_items += 1;
             }
         }
         input.consume(n);
@@ -42,13 +48,7 @@ pub fn read<E: DeserializeOwned, T: DeserializeOwned>(
         return Err(Error::Json("the page ends before its JSON does".into()));
     }
     let envelope = std::str::from_utf8(&cut.envelope).map_err(|e| Error::Json(e.to_string()))?;
-    let envelope = serde_json::from_str(envelope).map_err(|e| Error::Json(e.to_string()))?;
-    Ok((envelope, items))
-}
-
-fn decode<T: DeserializeOwned>(text: &[u8], i: usize) -> Result<T, Error> {
-    let text = std::str::from_utf8(text).map_err(|e| Error::Json(format!("items[{i}]: {e}")))?;
-    serde_json::from_str(text).map_err(|e| Error::Json(format!("items[{i}]: {e}")))
+    serde_json::from_str(envelope).map_err(|e| Error::Json(e.to_string()))
 }
 
 /// Splits the page's bytes into the envelope (everything but the items' elements) and one
@@ -131,7 +131,12 @@ mod tests {
 
     fn read_in_chunks(text: &str, chunk: usize) -> Result<(Meta, Vec<Value>), Error> {
         let reader = std::io::BufReader::with_capacity(chunk, text.as_bytes());
-        read(reader)
+        let mut items = Vec::new();
+        let meta = read(reader, &mut |_, t| {
+            items.push(serde_json::from_str(t).map_err(|e| e.to_string())?);
+            Ok(())
+        })?;
+        Ok((meta, items))
     }
 
     #[test]

@@ -81,6 +81,15 @@ fn resource_version_of(object: &serde_json::value::RawValue) -> String {
 
 /// Decode one watch line. `what` names the watch for errors (`WATCH /api/v1/services`).
 pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<WatchEvent<T>, Error> {
+    decode_event_with(line, what, |text| serde_json::from_str(text))
+}
+
+/// [`decode_event`], the object decoded by `decode` (the watch runner's type-erased objects).
+pub fn decode_event_with<T>(
+    line: &[u8],
+    what: &str,
+    decode: fn(&str) -> serde_json::Result<T>,
+) -> Result<WatchEvent<T>, Error> {
     let decode_err = |detail: String| Error::Decode {
         what: what.to_string(),
         detail: format!(
@@ -90,8 +99,7 @@ pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<Watc
     };
     let text = std::str::from_utf8(line).map_err(|e| decode_err(e.to_string()))?;
     let raw: RawEvent = serde_json::from_str(text).map_err(|e| decode_err(e.to_string()))?;
-    let object =
-        || serde_json::from_str::<T>(raw.object.get()).map_err(|e| decode_err(e.to_string()));
+    let object = || decode(raw.object.get()).map_err(|e| decode_err(e.to_string()));
     Ok(match raw.kind.as_ref() {
         "ADDED" => WatchEvent::Added {
             object: object()?,
@@ -156,9 +164,17 @@ impl WatchStream {
     /// The next event, or `None` when the server ended the stream (timeoutSeconds, restarts).
     /// A stall (no byte for the idle timeout) is `Error::Timeout`.
     pub fn next_event<T: DeserializeOwned>(&mut self) -> Result<Option<WatchEvent<T>>, Error> {
+        self.next_event_with(|text| serde_json::from_str(text))
+    }
+
+    /// [`WatchStream::next_event`], the object decoded by `decode`.
+    pub fn next_event_with<T>(
+        &mut self,
+        decode: fn(&str) -> serde_json::Result<T>,
+    ) -> Result<Option<WatchEvent<T>>, Error> {
         loop {
             match self.lines.next_line() {
-                Ok(Some(line)) => return decode_event(&line, &self.what).map(Some),
+                Ok(Some(line)) => return decode_event_with(&line, &self.what, decode).map(Some),
                 Ok(None) => {}
                 Err(too_long) => {
                     return Err(Error::Decode {
