@@ -329,6 +329,24 @@ impl Client {
         decode: fn(&str) -> serde_json::Result<T>,
     ) -> Result<ObjectList<T>, Error> {
         let mut items = Vec::new();
+        let resource_version = self.list_each(path, params, &mut |_, text| {
+            items.push(decode(text).map_err(|e| e.to_string())?);
+            Ok(())
+        })?;
+        Ok(ObjectList {
+            resource_version,
+            items,
+        })
+    }
+
+    /// Every page's items as text to `item`, in order; the resourceVersion of the last page. Not
+    /// generic, so the paging is in the binary once whatever the items become.
+    fn list_each(
+        &self,
+        path: &str,
+        params: &ListParams,
+        item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+    ) -> Result<String, Error> {
         let mut token: Option<String> = None;
         // A server that keeps handing out tokens must not keep us here forever.
         for _page in 0..100_000 {
@@ -347,19 +365,10 @@ impl Client {
             }
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
-            let meta = self.read_page(resp, path, &mut |_, text| {
-                items.push(decode(text).map_err(|e| e.to_string())?);
-                Ok(())
-            })?;
-            let rv = meta.resource_version;
+            let meta = self.read_page(resp, path, item)?;
             match meta.continue_token.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
-                None => {
-                    return Ok(ObjectList {
-                        resource_version: rv,
-                        items,
-                    });
-                }
+                None => return Ok(meta.resource_version),
             }
         }
         Err(Error::Decode {
