@@ -718,7 +718,7 @@ fn check(api: &FakeApi, updaters: &[SocketAddr], window: (u16, u16)) -> Result<(
             let port = lp["port"].as_u64().unwrap_or(0) as u16;
             let want_targets: BTreeSet<(String, u16)> =
                 hosts.iter().map(|h| (h.clone(), node_port)).collect();
-            let got_targets = upstreams_of(&lp["targets"]);
+            let got_targets = upstreams_of(port_targets(&lb["spec"], i));
             if s(&lp["name"]) != pname
                 || s(&lp["protocol"]) != proto
                 || lp["nodePort"].as_u64() != Some(u64::from(node_port))
@@ -2164,10 +2164,15 @@ fn traffic_check(w: &mut World) -> (Vec<String>, usize) {
                 s(&lb["metadata"]["namespace"]),
                 s(&lb["metadata"]["name"])
             );
-            for p in lb["spec"]["ports"].as_array().into_iter().flatten() {
+            for (i, p) in lb["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 if p["protocol"] != "UDP" {
                     let port = p["port"].as_u64().unwrap_or(0) as u16;
-                    candidates.push((key.clone(), port, &p["targets"]));
+                    candidates.push((key.clone(), port, port_targets(&lb["spec"], i)));
                 }
             }
         }
@@ -2587,5 +2592,15 @@ fn main() -> ExitCode {
     } else {
         eprintln!("==> chaos: FAILED seeds: {failed:?}");
         ExitCode::FAILURE
+    }
+}
+
+/// The targets of the `i`th port of a stored LoadBalancer spec: the first port's are the Go field
+/// `targets` when it lists none itself (paperlb writes them once).
+fn port_targets(spec: &Value, i: usize) -> &Value {
+    let own = &spec["ports"][i]["targets"];
+    match (i, own.is_null()) {
+        (0, true) => &spec["targets"],
+        _ => own,
     }
 }

@@ -338,7 +338,8 @@ fn lb_write_rate(c: &Cluster, clients: &[Client]) -> f64 {
             "metadata": {"name": name},
             "spec": {"host": LB_HOST, "port": port, "protocol": "TCP", "configName": "edge",
                 "httpUpdater": {"url": c.updater.url}, "targets": targets,
-                "ports": [{"name": "http", "port": port, "protocol": "TCP", "targets": targets}]}})
+                // As paperlb writes it: the first port's targets once, as the Go field.
+                "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}})
     };
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
