@@ -2599,7 +2599,7 @@ fn main() -> ExitCode {
 /// `targets` when it lists none itself (paperlb writes them once).
 fn port_targets(spec: &Value, i: usize) -> &Value {
     let own = &spec["ports"][i]["targets"];
-    match (i, own.is_null()) {
+    match (i, own.as_array().is_none_or(|a| a.is_empty())) {
         (0, true) => &spec["targets"],
         _ => own,
     }

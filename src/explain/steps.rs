@@ -10,7 +10,7 @@ use super::facts::{Facts, HostRef, ReadError, SecretFact, SecretRef, SecretState
 use crate::controller::decide::plan::lb_request;
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
-use crate::controller::decide::status::{RECONCILED, condition, port_list};
+use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
     Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
 };
@@ -917,9 +917,7 @@ fn load_balancer_step(
     if let Some(c) = condition(&lb.status.conditions, "Ready").filter(|c| c.status == "False") {
         let _ = write!(message, " ({}: {})", c.reason, c.message);
     }
-    let shown = svc.status.load_balancer.ingress.iter().any(|i| {
-        i.ip.as_deref() == Some(&desired.host) || i.hostname.as_deref() == Some(&desired.host)
-    });
+    let shown = (svc.status.load_balancer.ingress.iter()).any(|i| shows_host(i, &desired.host));
     if !shown {
         message.push_str("; the Service shows no EXTERNAL-IP for it yet");
     }

@@ -509,9 +509,13 @@ impl Client {
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
         match super::list_page::read::<ListEnvelope>(reader, item) {
             Ok(envelope) => Ok(envelope.metadata),
-            Err(super::list_page::Error::Io(e)) => Err(Error::Connect {
-                server: self.inner.server.clone(),
-                detail: format!("GET {path}: {e}"),
+            // The same kinds as a body read whole (`decode`): too large, timeout, TLS, cancel.
+            Err(super::list_page::Error::Io(e)) => Err(match ureq::Error::from(e) {
+                ureq::Error::BodyExceedsLimit(n) => Error::Decode {
+                    what: format!("GET {path}"),
+                    detail: format!("answer larger than {n} bytes"),
+                },
+                e => transport_error(&self.inner.server, &format!("GET {path}"), e),
             }),
             Err(super::list_page::Error::Json(detail)) => Err(Error::Decode {
                 what: format!("GET {path}"),

@@ -29,7 +29,11 @@ pub fn read<E: DeserializeOwned>(
     let mut cut = Cutter::default();
     let mut n_items = 0;
     loop {
-        let chunk = input.fill_buf().map_err(Error::Io)?;
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::Io(e)),
+        };
         if chunk.is_empty() {
             break;
         }
@@ -72,7 +76,12 @@ impl Cutter {
         let in_element = self.in_items && self.depth >= 2;
         if self.in_string {
             match (self.escaped, b) {
-                (true, _) => self.escaped = false,
+                (true, _) => {
+                    self.escaped = false;
+                    if self.depth == 1 {
+                        self.key.push(b'\\'); // a key with an escape is never `items`
+                    }
+                }
                 (false, b'\\') => self.escaped = true,
                 (false, b'"') => self.in_string = false,
                 _ if self.depth == 1 && self.key.len() < 8 => self.key.push(b),
@@ -165,6 +174,8 @@ mod tests {
             r#"{"metadata":{},"items":null}"#,
             r#"{"metadata":{}}"#,
             r#"{"items":[ ],"metadata":{}}"#,
+            // A key with an escape is not `items`: its array stays in the (ignoring) envelope.
+            r#"{"metadata":{},"item\"s":[{"a":1}]}"#,
         ] {
             let (_, items) = read_in_chunks(text, 4).unwrap();
             assert!(items.is_empty(), "{text}");

@@ -169,9 +169,10 @@ fn lb_address(v: &str) -> Result<IpAddr, Usage> {
         .unwrap_or(v);
     match bare.parse() {
         // nginx listens on IPv6 sockets with ipv6only=on: a mapped address never binds.
-        Ok(IpAddr::V6(a)) if let Some(v4) = a.to_ipv4_mapped() => Err(Usage(format!(
+        Ok(IpAddr::V6(a)) if a.to_ipv4_mapped().is_some() => Err(Usage(format!(
             "flag --lb-address: {v} is an IPv4-mapped IPv6 address, which nginx cannot listen on; \
-             give the IPv4 form {v4}"
+             give the IPv4 form {}",
+            a.to_canonical()
         ))),
         Ok(a) => Ok(a),
         Err(_) => Err(Usage(format!(

@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::api::{HealthCheck, LbRequest};
 
-/// Largest accepted timeout, in seconds (one week: the bound the CRDs had, so a config that worked
-/// with the Go updater, which has none, keeps working).
+/// Largest accepted timeout, in seconds (one week, the CRDs' bound too: a config that worked with
+/// the Go updater, which has none, keeps working unless it asked for more than a week).
 pub const MAX_TIMEOUT_SECONDS: u64 = 604_800;
 /// Most upstream servers per backend.
 pub const MAX_UPSTREAMS: usize = 1000;

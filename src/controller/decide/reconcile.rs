@@ -113,11 +113,12 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
             .into_iter()
             .chain(lb.spec.hosts.iter().filter_map(|h| h.host.get()))
             .collect();
-        let shows_ours = svc.status.load_balancer.ingress.iter().any(|i| {
-            hosts
-                .iter()
-                .any(|h| i.ip.as_ref() == Some(*h) || i.hostname.as_ref() == Some(*h))
-        });
+        let shows_ours = svc
+            .status
+            .load_balancer
+            .ingress
+            .iter()
+            .any(|i| hosts.iter().any(|h| super::status::shows_host(i, h)));
         if shows_ours {
             plan.push(Action::PatchServiceStatus {
                 key: key.clone(),

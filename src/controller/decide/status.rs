@@ -116,6 +116,19 @@ pub fn ingress_ports(spec: &LbSpec) -> Vec<PortStatus> {
         .collect()
 }
 
+/// Whether an ingress entry names `host` (addresses compared in canonical form, so an entry
+/// written before or after [`ingress_entry`] canonicalized it both count).
+pub fn shows_host(i: &Ingress, host: &str) -> bool {
+    let canon = |s: &str| {
+        s.parse::<std::net::IpAddr>()
+            .map_or(s.to_string(), |ip| ip.to_string())
+    };
+    [&i.ip, &i.hostname]
+        .into_iter()
+        .flatten()
+        .any(|s| canon(s) == canon(host))
+}
+
 /// One ingress entry for an LB host: `ip` with `ipMode: Proxy` (so kube-proxy never binds the LB
 /// host's address on nodes) for an address, else `hostname`.
 /// An address is written in its canonical form (`2001:DB8:0::10` as `2001:db8::10`), which
@@ -188,8 +201,12 @@ mod tests {
         assert_eq!(e.ip.as_deref(), Some("127.0.0.10"));
         let e = ingress_entry("lb.example.com", Vec::new());
         assert_eq!(
-            (e.ip, e.hostname.as_deref()),
+            (e.ip.clone(), e.hostname.as_deref()),
             (None, Some("lb.example.com"))
         );
+        // Readers compare through the same form: the config's spelling still finds its entry.
+        let v6 = ingress_entry("2001:DB8:0::10", Vec::new());
+        assert!(super::shows_host(&v6, "2001:db8::10") && super::shows_host(&v6, "2001:DB8::10"));
+        assert!(super::shows_host(&e, "lb.example.com") && !super::shows_host(&e, "127.0.0.10"));
     }
 }
