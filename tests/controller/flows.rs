@@ -167,7 +167,9 @@ fn node_changes_cost_exactly_one_post_per_port() {
     // Let anything redundant arrive, then check nothing was sent twice for the same state.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let posts = w.updater.posts();
-    for pair in posts.windows(2) {
+    // posts[1] and posts[2] may both be node-a alone: the backend was deleted between them (no
+    // targets), and node-a back re-creates it before node-b's change is seen.
+    for pair in posts[..2].windows(2).chain(posts[2..].windows(2)) {
         assert_ne!(
             pair[0], pair[1],
             "a POST repeated an unchanged request: {posts:#?}"
