@@ -14,7 +14,7 @@ use super::status::{
 use super::targets::targets_for;
 use super::traffic::{
     balancing_for, follows_readiness, record_balancing, record_families, record_node_set,
-    record_proxy_protocol, traffic_for, updater_without_checks, with_override,
+    record_proxy_protocol, spec_without_checks, traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
@@ -303,9 +303,7 @@ fn reconcile_service(
     let port_fault =
         port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
     let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
-    let urls =
-        std::iter::once(desired.url.as_str()).chain(desired.hosts.iter().map(|h| h.url.as_str()));
-    let go_updater = updater_without_checks(urls, Some(lb), ctx);
+    let go_updater = spec_without_checks(&desired, lb, ctx);
     let balance_fault = record_balancing(
         &mut status,
         svc,

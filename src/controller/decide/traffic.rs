@@ -253,6 +253,12 @@ pub fn updater_without_checks<'a>(
     recorded || urls.any(|u| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e)))
 }
 
+/// [`updater_without_checks`] for the updaters a LoadBalancer's `spec` names.
+pub fn spec_without_checks(spec: &LbSpec, lb: &LoadBalancer, ctx: &Context) -> bool {
+    let urls = std::iter::once(spec.url.as_str()).chain(spec.hosts.iter().map(|h| h.url.as_str()));
+    updater_without_checks(urls, Some(lb), ctx)
+}
+
 /// Why a port of `protocol` follows node readiness (`no_checks`: [`updater_without_checks`];
 /// `stable`: the controller's `--stable-node-set`); None when its targets are a stable set.
 pub fn follows_readiness(
@@ -281,8 +287,7 @@ pub fn record_node_set(
     ctx: &Context,
     generation: Option<i64>,
 ) {
-    let urls = std::iter::once(spec.url.as_str()).chain(spec.hosts.iter().map(|h| h.url.as_str()));
-    let no_checks = updater_without_checks(urls, Some(lb), ctx);
+    let no_checks = spec_without_checks(spec, lb, ctx);
     let following: Vec<(String, FollowsReadiness)> = spec
         .ports
         .iter()
