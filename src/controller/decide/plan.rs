@@ -9,7 +9,8 @@
 use super::status::backend_name;
 use crate::controller::key::Key;
 use crate::model::{
-    Event, EventSource, LbPort, LoadBalancer, ObjectMeta, ObjectReference, Protocol,
+    Event, EventSource, LbPort, LoadBalancer, LoadBalancerStatus, ObjectMeta, ObjectReference,
+    Protocol,
 };
 use crate::updater::api::{LbRequest, Upstream};
 use crate::updater::validate::Balance;
@@ -246,8 +247,14 @@ impl Plan {
     }
 }
 
-/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
-/// an updater to hold, so the two can never disagree.
+/// The merge patch that writes a LoadBalancer's whole `status`.
+pub fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
+    Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": status}),
+    }
+}
+
 /// `lb` as an Event's object.
 pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
     ObjectReference {
@@ -259,6 +266,8 @@ pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
     }
 }
 
+/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
+/// an updater to hold, so the two can never disagree.
 pub fn updater_request(
     key: &Key,
     i: usize,

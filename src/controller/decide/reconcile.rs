@@ -5,7 +5,7 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
-use super::plan::{Action, EventType, Plan, lb_ref, updater_request};
+use super::plan::{Action, EventType, Plan, lb_ref, status_patch, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
@@ -86,7 +86,7 @@ fn service_ref(svc: &Service) -> ObjectReference {
 }
 
 /// Where a LoadBalancer's Events go: its Service when it has one in the cache, else itself.
-fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference {
+pub(crate) fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference {
     match (lb.metadata.service_owner(), cache.services.get(key)) {
         (Some(_), Some(svc)) => service_ref(svc),
         _ => lb_ref(lb),
@@ -759,13 +759,6 @@ pub fn applied_timeouts(
     let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
     let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
     (or(own.0, t), or(own.1, c))
-}
-
-fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
-    Action::PatchLoadBalancerStatus {
-        key: key.clone(),
-        patch: json!({"status": status}),
-    }
 }
 
 fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {

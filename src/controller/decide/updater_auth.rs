@@ -5,13 +5,12 @@
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
 use super::context::Context;
-use super::plan::{Action, EventType, Plan, lb_ref};
+use super::plan::{Action, EventType, Plan, lb_ref, status_patch};
 use super::reconcile::on_updater_error;
 use super::status::{UPDATER_AUTH, condition, set_condition};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::{LoadBalancer, LoadBalancerStatus};
-use serde_json::json;
 
 /// Why a config's updater gets no call: a condition reason and a message for users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,10 +61,7 @@ pub fn on_auth_error(
         lb.metadata.generation,
     );
     if status != lb.status {
-        out.push(Action::PatchLoadBalancerStatus {
-            key: key.clone(),
-            patch: json!({"status": status}),
-        });
+        out.push(status_patch(key, &status));
     }
     let target = target.unwrap_or_else(|| lb_ref(lb));
     out.event(
@@ -102,17 +98,15 @@ pub fn condition_patch(
         now,
         lb.metadata.generation,
     );
-    Some(Action::PatchLoadBalancerStatus {
-        key: key.clone(),
-        patch: json!({"status": status}),
-    })
+    Some(status_patch(key, &status))
 }
 
-/// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
 /// Reason of `UpdaterAuth=False` when the TLS handshake refused the updater's certificate.
 pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
 
-/// `UpdaterAuth` that was False because the updater refused the token (or we its certificate). None when nothing changes.
+/// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
+/// `UpdaterAuth` that was False because the updater refused the token (or we its certificate).
+/// None when nothing changes.
 pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
     let mut status = lb.status.clone();
     if condition(&status.conditions, DRIFT_CHECK).is_some_and(|c| c.status != "True") {
@@ -139,10 +133,7 @@ pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
             lb.metadata.generation,
         );
     }
-    (status != lb.status).then(|| Action::PatchLoadBalancerStatus {
-        key: key.clone(),
-        patch: json!({"status": status}),
-    })
+    (status != lb.status).then(|| status_patch(key, &status))
 }
 
 #[cfg(test)]
@@ -151,6 +142,7 @@ mod tests {
     use crate::controller::decide::plan::UpdaterRequest;
     use crate::controller::decide::status::mark_accepted;
     use crate::model::Condition;
+    use serde_json::json;
 
     fn lb() -> LoadBalancer {
         serde_json::from_value(json!({

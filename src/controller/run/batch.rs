@@ -20,7 +20,7 @@
 use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
-use crate::controller::decide::plan::{Action, Plan, Repair, UpdaterRequest, lb_request};
+use crate::controller::decide::plan::{Action, Plan, Repair, lb_request};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
@@ -182,19 +182,6 @@ pub struct Io<'a> {
 }
 
 impl Io<'_> {
-    /// `POST /api/v1/lb`, counted and logged.
-    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
-        self.call("apply", url, true, |c| c.apply(&lb_request(r)))?;
-        log::info!(
-            "applied backend={} port={}/{} targets={} updater={url} key={key}",
-            r.backend_name,
-            r.lb_port,
-            r.protocol,
-            r.upstreams.len()
-        );
-        Ok(())
-    }
-
     /// One call `op` to updater `url`, counted; `slot`: within [`PER_UPDATER`] on the pool.
     fn call(
         &self,
@@ -378,9 +365,20 @@ pub fn execute_action(
     let api = |error| Stop::Api { index, error };
     let lbs = |key: &Key, sub| LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
     Ok(match action {
-        Action::UpdaterApply { key, url, request } => {
-            io.updater_apply(key, url, request)
+        Action::UpdaterApply {
+            key,
+            url,
+            request: r,
+        } => {
+            io.call("apply", url, true, |c| c.apply(&lb_request(r)))
                 .map_err(|error| Stop::Updater { index, error })?;
+            log::info!(
+                "applied backend={} port={}/{} targets={} updater={url} key={key}",
+                r.backend_name,
+                r.lb_port,
+                r.protocol,
+                r.upstreams.len()
+            );
             Answer::Done
         }
         Action::UpdaterDelete {
@@ -516,20 +514,12 @@ pub struct Job {
 }
 
 /// A finished job, for the worker to apply.
+#[derive(Debug)]
 pub struct Done {
     pub id: u64,
     pub plan: Plan,
     pub events: Vec<Option<Event>>,
     pub outcome: Outcome,
-}
-
-impl std::fmt::Debug for Done {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Done")
-            .field("id", &self.id)
-            .field("result", &self.outcome.1)
-            .finish_non_exhaustive()
-    }
 }
 
 struct PoolShared {
@@ -651,7 +641,7 @@ fn io_thread(s: &PoolShared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::decide::plan::{EventSpec, EventType};
+    use crate::controller::decide::plan::{EventSpec, EventType, UpdaterRequest};
     use crate::model::ObjectReference;
     use serde_json::json;
 

@@ -47,6 +47,7 @@ use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 mod updaters;
 
 /// The worker's updater-side state.
+#[derive(Default)]
 pub(crate) struct UpdaterState {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
@@ -76,17 +77,9 @@ pub(crate) struct UpdaterState {
 impl UpdaterState {
     fn new(period: Duration) -> UpdaterState {
         UpdaterState {
-            secrets: SecretStore::default(),
-            wanted: BTreeSet::new(),
-            auth_of: BTreeMap::new(),
-            problems: BTreeMap::new(),
             timers: Timers::new(period),
-            started: false,
-            unsupported: BTreeSet::new(),
-            failing: BTreeMap::new(),
-            expired: BTreeSet::new(),
-            delete_expired: BTreeSet::new(),
             probes_stale: true,
+            ..UpdaterState::default()
         }
     }
 

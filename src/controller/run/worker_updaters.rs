@@ -18,6 +18,7 @@ use super::{Affected, Kind, Worker};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::UPDATER_AUTH;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
@@ -373,27 +374,27 @@ impl Worker {
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
+    /// The failing endpoints not in `handled`, each with the time (ms since the epoch) its `grace`
+    /// runs out.
+    fn expiries<'a>(
+        &'a self,
+        handled: &'a BTreeSet<String>,
+        grace: Duration,
+    ) -> impl Iterator<Item = (&'a String, u64)> + 'a {
+        let grace = grace.as_millis() as u64;
+        (self.auth.failing.iter())
+            .filter(move |(e, _)| !handled.contains(*e))
+            .map(move |(e, since)| (e, since.saturating_add(grace)))
+    }
+
     /// The earliest grace (host failure, or unreachable delete) that runs out among failing
     /// endpoints not yet handled.
     fn next_expiry(&self) -> Option<Instant> {
-        let grace = self.config.host_failure_grace.as_millis() as u64;
-        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
         let now = epoch_ms(SystemTime::now());
-        let hosts = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, _)| !self.auth.expired.contains(*e))
-            .map(|(_, since)| since.saturating_add(grace));
-        let deletes = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, _)| !self.auth.delete_expired.contains(*e))
-            .map(|(_, since)| since.saturating_add(delete_grace));
-        hosts
-            .chain(deletes)
-            .min()
+        let hosts = self.expiries(&self.auth.expired, self.config.host_failure_grace);
+        let delete_grace = self.config.unreachable_delete_grace;
+        let deletes = self.expiries(&self.auth.delete_expired, delete_grace);
+        (hosts.chain(deletes).map(|(_, at)| at).min())
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)))
     }
 
@@ -403,27 +404,13 @@ impl Worker {
         if std::mem::take(&mut self.auth.probes_stale) {
             self.refresh_probes();
         }
-        let grace = self.config.host_failure_grace.as_millis() as u64;
         let now = epoch_ms(SystemTime::now());
-        let due: Vec<String> = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, since)| {
-                !self.auth.expired.contains(*e) && now >= since.saturating_add(grace)
-            })
-            .map(|(e, _)| e.clone())
-            .collect();
-        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
-        let deletes: Vec<String> = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, since)| {
-                !self.auth.delete_expired.contains(*e) && now >= since.saturating_add(delete_grace)
-            })
-            .map(|(e, _)| e.clone())
-            .collect();
+        let due = |(e, at): (&String, u64)| (now >= at).then(|| e.clone());
+        let hosts = self.expiries(&self.auth.expired, self.config.host_failure_grace);
+        let due_hosts: Vec<String> = hosts.filter_map(due).collect();
+        let delete_grace = self.config.unreachable_delete_grace;
+        let deletes = self.expiries(&self.auth.delete_expired, delete_grace);
+        let deletes: Vec<String> = deletes.filter_map(due).collect();
         for e in deletes {
             log::warn!(
                 "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
@@ -433,7 +420,7 @@ impl Worker {
             }
             self.auth.delete_expired.insert(e);
         }
-        for e in due {
+        for e in due_hosts {
             log::warn!(
                 "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
             );
@@ -562,7 +549,14 @@ impl Worker {
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                self.mark_users(endpoint, DRIFT_CHECK, "Unsupported", &message, &ctx.now);
+                self.mark_users_of(
+                    endpoint,
+                    None,
+                    DRIFT_CHECK,
+                    "Unsupported",
+                    &message,
+                    &ctx.now,
+                );
                 // Their targets now follow node readiness (no health check drains a node there).
                 for key in drift::users_of(&self.cache, endpoint) {
                     self.queue.add(key);
@@ -685,18 +679,22 @@ impl Worker {
             return;
         };
         let only = (!config.is_empty()).then_some(config);
+        // One Warning Event each, where the LoadBalancer's Events go (its Service, else itself).
         for key in self.mark_users_of(endpoint, only, UPDATER_AUTH, p.reason, &p.message, now) {
-            let spec = self.refusal_event(&key, &p);
-            self.event(&spec);
+            let Some(lb) = self.cache.load_balancers.get(&key) else {
+                continue;
+            };
+            self.event(&crate::controller::EventSpec {
+                object: event_target(&self.cache, &key, lb),
+                type_: crate::controller::EventType::Warning,
+                reason: UPDATER_AUTH.to_string(),
+                message: p.message.clone(),
+            });
         }
     }
 
-    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet.
-    fn mark_users(&mut self, endpoint: &str, type_: &str, reason: &str, message: &str, now: &str) {
-        self.mark_users_of(endpoint, None, type_, reason, message, now);
-    }
-
-    /// `mark_users`, for the LoadBalancers of config `only` if given; returns those it was set on.
+    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` (of config `only` if given)
+    /// that does not have it yet; returns those it was set on.
     fn mark_users_of(
         &mut self,
         endpoint: &str,
@@ -720,39 +718,6 @@ impl Worker {
             }
         }
         marked
-    }
-
-    /// The Warning Event `UpdaterAuth` for a refusal found by a drift check: on the Service of
-    /// the LoadBalancer, else on the LoadBalancer.
-    fn refusal_event(
-        &self,
-        key: &crate::controller::Key,
-        p: &AuthProblem,
-    ) -> crate::controller::EventSpec {
-        let (api_version, kind, uid) = match self.cache.services.get(key) {
-            Some(s) => ("v1".to_string(), "Service", s.metadata.uid.clone()),
-            None => (
-                crate::model::API_VERSION.to_string(),
-                crate::model::LOAD_BALANCER_KIND,
-                self.cache
-                    .load_balancers
-                    .get(key)
-                    .map(|l| l.metadata.uid.clone())
-                    .unwrap_or_default(),
-            ),
-        };
-        crate::controller::EventSpec {
-            object: crate::model::ObjectReference {
-                api_version,
-                kind: kind.to_string(),
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                uid,
-            },
-            type_: crate::controller::EventType::Warning,
-            reason: UPDATER_AUTH.to_string(),
-            message: p.message.clone(),
-        }
     }
 
     /// After a check that got an answer: `DriftCheck` and a refused-token `UpdaterAuth` left
