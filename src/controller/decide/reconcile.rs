@@ -9,13 +9,15 @@ use super::plan::{Action, EventType, Plan, lb_ref, status_patch, updater_request
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
-    READY, RECONCILED, backends_of, condition, is_applied, known_backends, port_list, set_condition,
+    READY, RECONCILED, UPDATER_AUTH, backends_of, condition, is_applied, known_backends, port_list,
+    set_condition,
 };
 use super::targets::targets_for;
 use super::traffic::{
     balancing_for, follows_readiness, record_balancing, record_families, record_node_set,
     record_proxy_protocol, spec_without_checks, traffic_for, updater_without_checks, with_override,
 };
+use super::updater_auth::AuthProblem;
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::same_updater;
@@ -844,8 +846,10 @@ fn reconcile_hand_made(
 /// The worker calls this when action `failed` of `plan` (an updater call) failed with `message`.
 /// Returns the plan to run instead: phase ERROR and a Ready=False condition naming the updater and
 /// its message (written only if different), the backends that did succeed recorded in
-/// `status.applied` (so a later delete finds them), and a Warning Event. The worker then requeues the
-/// key with backoff; the next reconcile sees phase ERROR and calls the updater again.
+/// `status.applied` (so a later delete finds them), and a Warning Event `UpdaterFailed`. The worker
+/// then requeues the key with backoff; the next reconcile sees phase ERROR and calls the updater
+/// again. With `auth` (the call's credentials could not be used, or were refused; `message` is
+/// its message) also `UpdaterAuth=False` with its reason, and the Warning Event is `UpdaterAuth`.
 pub fn on_updater_error(
     cache: &Cache,
     key: &Key,
@@ -853,6 +857,7 @@ pub fn on_updater_error(
     plan: &Plan,
     failed: usize,
     message: &str,
+    auth: Option<&AuthProblem>,
 ) -> Plan {
     let mut out = Plan::default();
     let Some(lb) = cache.load_balancers.get(key) else {
@@ -948,11 +953,31 @@ pub fn on_updater_error(
             );
         }
     }
+    if let Some(p) = auth {
+        let (now, c) = (&ctx.now, &mut status.conditions);
+        set_condition(
+            c,
+            UPDATER_AUTH,
+            false,
+            p.reason,
+            &p.message,
+            now,
+            lb.metadata.generation,
+        );
+    }
     if status != lb.status {
         out.push(status_patch(key, &status));
     }
-    let target = event_target(cache, key, lb);
-    out.event(&target, EventType::Warning, "UpdaterFailed", what);
+    let (reason, message) = match auth {
+        Some(p) => (UPDATER_AUTH, p.message.clone()),
+        None => ("UpdaterFailed", what),
+    };
+    out.event(
+        &event_target(cache, key, lb),
+        EventType::Warning,
+        reason,
+        message,
+    );
     out
 }
 

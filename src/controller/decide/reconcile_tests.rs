@@ -988,7 +988,7 @@ fn updater_failure_sets_error_then_retries(rng: &mut Rng) {
     execute(&mut cache, &first);
     let plan = reconcile(&cache, &k, &ctx());
     // The first POST succeeded, the second failed.
-    let failure = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed");
+    let failure = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed", None);
     assert_eq!(
         kinds(&failure),
         ["lb-status", "event Warning UpdaterFailed"]
@@ -1011,7 +1011,7 @@ fn updater_failure_sets_error_then_retries(rng: &mut Rng) {
     assert_eq!(e.object.kind, "Service");
     execute(&mut cache, &failure);
     // The same failure again writes nothing new (only the rate-limited Event).
-    let again = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed");
+    let again = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed", None);
     assert_eq!(kinds(&again), ["event Warning UpdaterFailed"]);
     // The retry (after backoff) calls the updater again.
     let retry = reconcile(&cache, &k, &ctx());

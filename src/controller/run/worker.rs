@@ -278,11 +278,8 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = match (self.next_deadline(), self.configs.next_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let got = match next {
+            let next = [self.next_deadline(), self.configs.next_deadline()];
+            let got = match next.into_iter().flatten().min() {
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
@@ -450,9 +447,7 @@ impl Worker {
                 Affected::new()
             }
         };
-        for key in affected {
-            self.queue.add(key);
-        }
+        self.requeue(affected);
     }
 
     fn watch_msg<T>(
@@ -721,7 +716,7 @@ impl Worker {
             (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
                     log::info!("created LoadBalancer key={key}");
-                    self.applied_lb(lb);
+                    self.applied_lb(lb, true);
                 }
             }
             (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
@@ -738,12 +733,12 @@ impl Worker {
                     let affected = self.cache.delete_load_balancer(key);
                     self.requeue(affected);
                 }
-                Some(lb) => self.applied_lb(lb),
+                Some(lb) => self.applied_lb(lb, true),
                 None => {}
             },
             (_, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
-                    self.applied_lb(lb);
+                    self.applied_lb(lb, true);
                 }
             }
             (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
@@ -764,7 +759,7 @@ impl Worker {
                     .flatten()
                     .filter(|lb| lb.metadata.is_deleting());
                 match marked {
-                    Some(lb) => self.applied_lb(lb),
+                    Some(lb) => self.applied_lb(lb, true),
                     None => {
                         if let Some(old) = self.cache.load_balancers.get(key) {
                             self.awaiting_lbs
@@ -817,19 +812,13 @@ impl Worker {
                 "not_leader"
             }
             Err(Stop::Updater { index, error }) => {
-                let message = error.to_string();
-                log::warn!("updater failed key={key} error={message:?}");
-                let fallback = match self.updater_failed(plan, index, &error) {
-                    Some(p) => crate::controller::decide::updater_auth::on_auth_error(
-                        &self.cache,
-                        key,
-                        ctx,
-                        plan,
-                        index,
-                        &p,
-                    ),
-                    None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
-                };
+                log::warn!("updater failed key={key} error={:?}", error.to_string());
+                let auth = self.updater_failed(plan, index, &error);
+                let message = auth
+                    .as_ref()
+                    .map_or(error.to_string(), |p| p.message.clone());
+                let fallback =
+                    on_updater_error(&self.cache, key, ctx, plan, index, &message, auth.as_ref());
                 if let Err(Stop::Api { error, .. }) = self.execute(&fallback, false) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
@@ -881,7 +870,7 @@ impl Worker {
                     match self.client.get::<LoadBalancer>(&path) {
                         Ok(lb) => {
                             log::info!("re-read LoadBalancer after an unanswered write key={key}");
-                            self.applied_lb(lb);
+                            self.applied_lb(lb, true);
                         }
                         Err(e) if e.is_not_found() => {}
                         Err(e) => {
@@ -931,7 +920,7 @@ impl Worker {
                 || self.cache.load_balancers.get(key).is_none_or(|old| {
                     old.spec != lb.spec || !same_meta(&old.metadata, &lb.metadata)
                 });
-        self.applied_lb_then(lb, again);
+        self.applied_lb(lb, again);
     }
 
     /// The answer to our status patch of a Service.
@@ -957,12 +946,8 @@ impl Worker {
         }
     }
 
-    fn applied_lb(&mut self, lb: LoadBalancer) {
-        self.applied_lb_then(lb, true);
-    }
-
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
-    fn applied_lb_then(&mut self, lb: LoadBalancer, requeue: bool) {
+    fn applied_lb(&mut self, lb: LoadBalancer, requeue: bool) {
         let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
         if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
             log::debug!(
@@ -982,8 +967,8 @@ impl Worker {
         }
     }
 
-    fn requeue(&mut self, affected: Affected) {
-        for key in affected {
+    fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
+        for key in keys {
             self.queue.add(key);
         }
     }

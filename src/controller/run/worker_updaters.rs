@@ -337,9 +337,7 @@ impl Worker {
             if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a {
                 if let Ok(e) = updater_endpoint(url) {
                     let affected = self.host_answered(&e);
-                    for key in affected {
-                        self.queue.add(key);
-                    }
+                    self.requeue(affected);
                 }
             }
         }
@@ -410,18 +408,14 @@ impl Worker {
             log::warn!(
                 "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
             );
-            for key in drift::users_of(&self.cache, &e) {
-                self.queue.add(key);
-            }
+            self.requeue(drift::users_of(&self.cache, &e));
             self.auth.delete_expired.insert(e);
         }
         for e in due_hosts {
             log::warn!(
                 "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
             );
-            for key in drift::users_of(&self.cache, &e) {
-                self.queue.add(key);
-            }
+            self.requeue(drift::users_of(&self.cache, &e));
             self.auth.expired.insert(e);
         }
     }
@@ -553,9 +547,7 @@ impl Worker {
                     &ctx.now,
                 );
                 // Their targets now follow node readiness (no health check drains a node there).
-                for key in drift::users_of(&self.cache, endpoint) {
-                    self.queue.add(key);
-                }
+                self.requeue(drift::users_of(&self.cache, endpoint));
                 self.health.busy_since_ms.store(0, Ordering::Relaxed);
                 return;
             }
@@ -570,9 +562,8 @@ impl Worker {
                 false
             }
             Ok(_) => {
-                for key in self.host_answered(endpoint) {
-                    self.queue.add(key);
-                }
+                let affected = self.host_answered(endpoint);
+                self.requeue(affected);
                 let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
                 self.clear_users(endpoint, &refused, &ctx.now);
                 self.record_health(endpoint, &reports);
