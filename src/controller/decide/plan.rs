@@ -255,15 +255,24 @@ pub fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
     }
 }
 
+/// The object of `meta`, of `api_version` and `kind`, as an Event's object.
+pub fn object_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+    }
+}
+
 /// `lb` as an Event's object.
 pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
-    ObjectReference {
-        api_version: crate::model::API_VERSION.into(),
-        kind: crate::model::LOAD_BALANCER_KIND.into(),
-        namespace: lb.metadata.namespace.clone(),
-        name: lb.metadata.name.clone(),
-        uid: lb.metadata.uid.clone(),
-    }
+    object_ref(
+        crate::model::API_VERSION,
+        crate::model::LOAD_BALANCER_KIND,
+        &lb.metadata,
+    )
 }
 
 /// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects

@@ -5,7 +5,7 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
-use super::plan::{Action, EventType, Plan, lb_ref, status_patch, updater_request};
+use super::plan::{Action, EventType, Plan, lb_ref, object_ref, status_patch, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
@@ -78,13 +78,7 @@ pub fn is_ours(svc: &Service, ctx: &Context) -> bool {
 }
 
 fn service_ref(svc: &Service) -> ObjectReference {
-    ObjectReference {
-        api_version: "v1".into(),
-        kind: "Service".into(),
-        namespace: svc.metadata.namespace.clone(),
-        name: svc.metadata.name.clone(),
-        uid: svc.metadata.uid.clone(),
-    }
+    object_ref("v1", "Service", &svc.metadata)
 }
 
 /// Where a LoadBalancer's Events go: its Service when it has one in the cache, else itself.

@@ -452,7 +452,7 @@ pub fn record_balancing(
 
 /// Condition `type_` False with `fault`'s reason and message, or absent without a fault; the
 /// fault is returned when its message is new (a Warning Event is due once per new fault).
-fn record_fault(
+pub(crate) fn record_fault(
     status: &mut LoadBalancerStatus,
     type_: &str,
     fault: Option<(&'static str, String)>,

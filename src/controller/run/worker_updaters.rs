@@ -17,7 +17,7 @@ use super::batch::{CallError, Stop};
 use super::{Affected, Kind, Worker};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
-use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::UPDATER_AUTH;
 use crate::controller::decide::updater_auth::AuthProblem;
@@ -670,9 +670,9 @@ impl Worker {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
-            self.event(&crate::controller::EventSpec {
+            self.event(&EventSpec {
                 object: event_target(&self.cache, &key, lb),
-                type_: crate::controller::EventType::Warning,
+                type_: EventType::Warning,
                 reason: UPDATER_AUTH.to_string(),
                 message: p.message.clone(),
             });
