@@ -82,12 +82,6 @@ impl UpdaterState {
             ..UpdaterState::default()
         }
     }
-
-    /// A new term checks every updater again, the Go ones included (once).
-    fn gained_leadership(&mut self) {
-        self.started = false;
-        self.unsupported.clear();
-    }
 }
 
 impl Drop for Worker {
@@ -417,7 +411,9 @@ impl Worker {
             ),
             Event::Leadership(true) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
-                self.auth.gained_leadership();
+                // A new term checks every updater again, the Go ones included (once).
+                self.auth.started = false;
+                self.auth.unsupported.clear();
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 for key in self.cache.configs.keys() {
@@ -460,25 +456,29 @@ impl Worker {
     ) -> Affected {
         match msg {
             WatchMsg::Restarted(items) => {
-                let first = !self.synced[kind as usize];
-                self.synced[kind as usize] = true;
                 let affected = replace(&mut self.cache, items);
-                if first && self.all_synced() {
-                    log::info!(
-                        "all watches synced: services={} nodes={} loadbalancers={} configs={}",
-                        self.cache.services.len(),
-                        self.cache.nodes.len(),
-                        self.cache.load_balancers.len(),
-                        self.cache.configs.len()
-                    );
-                    self.health.synced.store(true, Ordering::Relaxed);
-                    return self.all_keys();
-                }
-                affected
+                self.note_synced(kind).unwrap_or(affected)
             }
             WatchMsg::Applied(obj) => apply(&mut self.cache, obj),
             WatchMsg::Deleted(obj) => delete(&mut self.cache, &obj),
         }
+    }
+
+    /// Watch `kind` delivered a snapshot: after the first of every watch, all keys.
+    fn note_synced(&mut self, kind: Kind) -> Option<Affected> {
+        let first = !std::mem::replace(&mut self.synced[kind as usize], true);
+        if !first || !self.all_synced() {
+            return None;
+        }
+        log::info!(
+            "all watches synced: services={} nodes={} loadbalancers={} configs={}",
+            self.cache.services.len(),
+            self.cache.nodes.len(),
+            self.cache.load_balancers.len(),
+            self.cache.configs.len()
+        );
+        self.health.synced.store(true, Ordering::Relaxed);
+        Some(self.all_keys())
     }
 
     /// Writes the `Accepted` condition of every config due for it whose status is out of date (see
@@ -687,9 +687,12 @@ impl Worker {
             Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
             Err(Stop::NotLeader) => answers.len(),
         };
+        // An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
         for (action, event) in plan.actions.iter().zip(events).skip(ran) {
             if let (Action::Event(spec), Some(_)) = (action, event) {
-                self.refund_event(spec);
+                let object = super::events::object_key(&spec.object);
+                self.events.refund(&object, &spec.reason);
+                self.correlator.unsent(spec);
             }
         }
         if let Err(Stop::Api { index, error }) = result
@@ -971,18 +974,6 @@ impl Worker {
         for key in keys {
             self.queue.add(key);
         }
-    }
-
-    /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
-    fn event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        let _ = self.execute(&Plan::of(Action::Event(spec.clone())), false);
-    }
-
-    /// An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
-    fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        let object = super::events::object_key(&spec.object);
-        self.events.refund(&object, &spec.reason);
-        self.correlator.unsent(spec);
     }
 
     /// The Event to post, or None when the rate limit drops it.

@@ -206,15 +206,7 @@ impl Worker {
         let (changed, mut affected) = match m {
             WatchMsg::Restarted(items) => {
                 let changed = self.auth.secrets.replace(items, &self.auth.wanted);
-                // The sync bookkeeping of every watch (and all keys after the first full sync).
-                let affected = self.watch_msg::<()>(
-                    Kind::Secrets,
-                    WatchMsg::Restarted(Vec::new()),
-                    |_, _| Affected::new(),
-                    |_, _| Affected::new(),
-                    |_, _| Affected::new(),
-                );
-                (changed, affected)
+                (changed, self.note_synced(Kind::Secrets).unwrap_or_default())
             }
             WatchMsg::Applied(s) => {
                 let name = s.metadata.name.clone();
@@ -670,12 +662,14 @@ impl Worker {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
-            self.event(&EventSpec {
+            let event = Action::Event(EventSpec {
                 object: event_target(&self.cache, &key, lb),
                 type_: EventType::Warning,
                 reason: UPDATER_AUTH.to_string(),
                 message: p.message.clone(),
             });
+            // Best effort: rate-limited per object and reason, and a failure is only logged.
+            let _ = self.execute(&Plan::of(event), false);
         }
     }
 
