@@ -277,47 +277,39 @@ impl Worker {
         if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
             return Some(p.clone());
         }
-        match call {
-            Some(e) if e.is_unauthorized() => Some(self.unauthorized(&config, url, &e.to_string())),
-            Some(e) if e.is_tls() => Some(self.untrusted(&config, url, &e.to_string())),
-            _ => None,
-        }
+        call.and_then(|e| self.refusal(&config, url, e))
     }
 
-    /// The TLS handshake refused the updater's certificate: a configuration error of the config
-    /// (its CA), not an outage.
-    fn untrusted(&self, config: &str, url: &str, message: &str) -> AuthProblem {
-        let who = self
-            .config_for(config, url)
+    /// The problem to report when config `config`'s credentials were refused by the updater at
+    /// `url` (401/403), or the TLS handshake refused its certificate: a configuration error of the
+    /// config (its token or CA), not an outage. None for any other error.
+    fn refusal(&self, config: &str, url: &str, e: &crate::updater::Error) -> Option<AuthProblem> {
+        let cfg = self.config_for(config, url);
+        let who = (cfg.as_ref())
             .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
             .unwrap_or_default();
-        AuthProblem {
+        if e.is_unauthorized() {
+            let what = match cfg.map(|c| c.auth.token) {
+                Some(Some(r)) => format!(
+                    "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
+                    r.name, r.key
+                ),
+                Some(None) => "no token (set spec.updaterTokenSecretRef)".to_string(),
+                None => "the credentials".to_string(),
+            };
+            let message = format!("{who}updater {url} refused {what}: {e}");
+            return Some(AuthProblem {
+                reason: "Unauthorized",
+                message,
+            });
+        }
+        e.is_tls().then(|| AuthProblem {
             reason: crate::controller::decide::updater_auth::CERTIFICATE_REFUSED,
             message: format!(
-                "{who}{message}; check spec.updaterCASecretRef (the CA that signs the updater's \
+                "{who}{e}; check spec.updaterCASecretRef (the CA that signs the updater's \
                  certificate) or spec.insecureSkipVerify"
             ),
-        }
-    }
-
-    fn unauthorized(&self, config: &str, url: &str, message: &str) -> AuthProblem {
-        let (who, what) = match self.config_for(config, url) {
-            Some(c) => (
-                format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name),
-                match &c.auth.token {
-                    Some(r) => format!(
-                        "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
-                        r.name, r.key
-                    ),
-                    None => "no token (set spec.updaterTokenSecretRef)".to_string(),
-                },
-            ),
-            None => (String::new(), "the credentials".to_string()),
-        };
-        AuthProblem {
-            reason: "Unauthorized",
-            message: format!("{who}updater {url} refused {what}: {message}"),
-        }
+        })
     }
 
     /// After a plan ran: an updater it called that had not answered before is checked now.
@@ -649,11 +641,7 @@ impl Worker {
         e: &crate::updater::Error,
         now: &str,
     ) {
-        let p = if e.is_unauthorized() {
-            self.unauthorized(config, raw, &e.to_string())
-        } else if e.is_tls() {
-            self.untrusted(config, raw, &e.to_string())
-        } else {
+        let Some(p) = self.refusal(config, raw, e) else {
             return;
         };
         let only = (!config.is_empty()).then_some(config);
