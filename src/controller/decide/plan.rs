@@ -105,13 +105,11 @@ pub enum Action {
     /// replaced whole).
     AddFinalizer {
         key: Key,
-        finalizers: Vec<String>,
-        resource_version: String,
+        patch: Value,
     },
     RemoveFinalizer {
         key: Key,
-        finalizers: Vec<String>,
-        resource_version: String,
+        patch: Value,
     },
     /// `POST {url}/api/v1/lb`.
     UpdaterApply {
@@ -180,32 +178,6 @@ impl Repair {
         match self {
             Repair::Create(r) | Repair::Update(r) => &r.backend_name,
             Repair::Delete(n) => n,
-        }
-    }
-}
-
-impl Action {
-    /// The JSON merge patch body (`application/merge-patch+json`) of a patch action.
-    pub fn merge_patch(&self) -> Option<Value> {
-        match self {
-            Action::PatchLoadBalancerSpec { patch, .. }
-            | Action::PatchLoadBalancerStatus { patch, .. }
-            | Action::PatchServiceStatus { patch, .. }
-            | Action::PatchConfigStatus { patch, .. } => Some(patch.clone()),
-            Action::AddFinalizer {
-                finalizers,
-                resource_version,
-                ..
-            }
-            | Action::RemoveFinalizer {
-                finalizers,
-                resource_version,
-                ..
-            } => Some(json!({"metadata": {
-                "finalizers": finalizers,
-                "resourceVersion": resource_version,
-            }})),
-            _ => None,
         }
     }
 }

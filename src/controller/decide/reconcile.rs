@@ -165,17 +165,27 @@ fn delete_backends(
 }
 
 fn remove_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
+    let kept: Vec<&String> = (lb.metadata.finalizers.iter())
+        .filter(|f| *f != FINALIZER)
+        .collect();
     Action::RemoveFinalizer {
         key: key.clone(),
-        finalizers: lb
-            .metadata
-            .finalizers
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect(),
-        resource_version: lb.metadata.resource_version.clone(),
+        patch: finalizers_patch(lb, json!(kept)),
     }
+}
+
+fn add_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
+    Action::AddFinalizer {
+        key: key.clone(),
+        patch: finalizers_patch(lb, json!(with_finalizer(lb))),
+    }
+}
+
+/// The metadata patch that sets `lb`'s finalizers (the full list: arrays are replaced whole), with
+/// its resourceVersion as the precondition.
+fn finalizers_patch(lb: &LoadBalancer, finalizers: serde_json::Value) -> serde_json::Value {
+    let rv = &lb.metadata.resource_version;
+    json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}})
 }
 
 fn reconcile_service(
@@ -283,11 +293,7 @@ fn reconcile_service(
         return; // the next reconcile applies the new generation
     }
     if !has_finalizer {
-        plan.push(Action::AddFinalizer {
-            key: key.clone(),
-            finalizers: with_finalizer(lb),
-            resource_version: lb.metadata.resource_version.clone(),
-        });
+        plan.push(add_finalizer(key, lb));
     }
     let mut status = lb.status.clone();
     let timeouts = (
@@ -814,11 +820,7 @@ fn reconcile_hand_made(
         }
     };
     if !lb.metadata.has_finalizer(FINALIZER) {
-        plan.push(Action::AddFinalizer {
-            key: key.clone(),
-            finalizers: with_finalizer(lb),
-            resource_version: lb.metadata.resource_version.clone(),
-        });
+        plan.push(add_finalizer(key, lb));
     }
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);

@@ -155,10 +155,9 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 o["metadata"]["generation"] = json!(1);
                 cache.apply_load_balancer(serde_json::from_value(o).unwrap());
             }
-            Action::PatchLoadBalancerSpec { key, .. }
-            | Action::AddFinalizer { key, .. }
-            | Action::RemoveFinalizer { key, .. } => {
-                let patch = action.merge_patch().unwrap();
+            Action::PatchLoadBalancerSpec { key, patch }
+            | Action::AddFinalizer { key, patch }
+            | Action::RemoveFinalizer { key, patch } => {
                 let lb = &cache.load_balancers[key];
                 assert_eq!(
                     patch["metadata"]["resourceVersion"],
@@ -167,7 +166,7 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 );
                 let mut o = serde_json::to_value(lb).unwrap();
                 let spec_before = o["spec"].clone();
-                merge(&mut o, &patch);
+                merge(&mut o, patch);
                 if o["spec"] != spec_before {
                     o["metadata"]["generation"] =
                         json!(o["metadata"]["generation"].as_i64().unwrap() + 1);

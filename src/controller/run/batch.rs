@@ -426,13 +426,12 @@ pub fn execute_action(
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
-        Action::PatchLoadBalancerSpec { key, .. }
-        | Action::AddFinalizer { key, .. }
-        | Action::RemoveFinalizer { key, .. }
-        | Action::PatchLoadBalancerStatus { key, .. } => {
+        Action::PatchLoadBalancerSpec { key, patch }
+        | Action::AddFinalizer { key, patch }
+        | Action::RemoveFinalizer { key, patch }
+        | Action::PatchLoadBalancerStatus { key, patch } => {
             let sub = matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
-            let patch = action.merge_patch().unwrap_or(Value::Null);
-            Answer::LoadBalancer(io.patch(&lbs(key, sub), &patch).map_err(api)?)
+            Answer::LoadBalancer(io.patch(&lbs(key, sub), patch).map_err(api)?)
         }
         Action::PatchServiceStatus { key, patch } => {
             let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
@@ -806,8 +805,7 @@ mod tests {
                 "finalizer",
                 vec![Action::AddFinalizer {
                     key: key("web"),
-                    finalizers: vec![],
-                    resource_version: "5".into(),
+                    patch: json!({"metadata": {"finalizers": [], "resourceVersion": "5"}}),
                 }],
                 false,
             ),
