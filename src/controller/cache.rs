@@ -9,7 +9,7 @@ use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoi
 use super::key::Key;
 use crate::model::{
     CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
-    LoadBalancerSpec, Node, ObjectMeta, Protocol, Service,
+    LoadBalancerSpec, Node, ObjectMeta, Protocol, Service, ValidConfig,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -235,6 +235,16 @@ impl Cache {
         if let Some(spec) = self.reserved.remove(key) {
             self.reserved_ports.remove(key, &spec);
         }
+    }
+
+    /// The valid LoadBalancerConfigs in `namespace` (the controller's).
+    pub fn valid_configs<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = ValidConfig> + 'a {
+        (self.configs.iter())
+            .filter(move |(k, _)| k.namespace == namespace)
+            .filter_map(|(_, c)| c.validate().ok())
     }
 
     /// Every (port, protocol) LoadBalancers other than `except` hold on `host`.

@@ -158,11 +158,12 @@ pub fn parse(
     }
     check_timings(&c)?;
     if c.identity.is_empty() {
-        c.identity = format!(
-            "{}_{}",
-            default_identity_or_host(default_identity),
-            random_suffix()
-        );
+        let base = if default_identity.is_empty() {
+            "paperlb"
+        } else {
+            default_identity
+        };
+        c.identity = format!("{base}_{}", random_suffix());
     }
     Ok(Some(c))
 }
@@ -255,10 +256,6 @@ pub(crate) fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {
         ));
     }
     Ok(out)
-}
-
-fn default_identity_or_host(d: &str) -> &str {
-    if d.is_empty() { "paperlb" } else { d }
 }
 
 /// Distinguishes two processes started with the same pod name or hostname (client-go appends a UUID).

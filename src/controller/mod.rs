@@ -14,10 +14,8 @@ pub mod run;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use cache::{Affected, Cache};
+pub use cache::Cache;
 pub use decide::context::Context;
-pub use decide::plan::{Action, EventSpec, EventType, Plan, UpdaterRequest};
-pub use decide::reconcile::{on_updater_error, reconcile};
+pub use decide::plan::Action;
+pub use decide::reconcile::reconcile;
 pub use key::Key;
-pub use queue::Queue;
-pub use run::events::EventLimiter;

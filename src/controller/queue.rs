@@ -107,10 +107,6 @@ impl<K: Ord + Clone> Queue<K> {
         self.failures.remove(key);
     }
 
-    pub fn num_requeues(&self, key: &K) -> u32 {
-        self.failures.get(key).copied().unwrap_or(0)
-    }
-
     /// The next key to process, moving delayed keys that are due into the queue first. The caller
     /// must call `done` with it.
     pub fn get(&mut self, now: Instant) -> Option<K> {
@@ -160,15 +156,15 @@ impl<K: Ord + Clone> Queue<K> {
     }
 
     fn promote_due(&mut self, now: Instant) {
-        while let Some((due, _)) = self.waiting_by_time.first() {
-            if *due > now {
-                break;
+        while self
+            .waiting_by_time
+            .first()
+            .is_some_and(|(due, _)| *due <= now)
+        {
+            if let Some((_, key)) = self.waiting_by_time.pop_first() {
+                self.waiting.remove(&key);
+                self.add(key);
             }
-            let Some((_, key)) = self.waiting_by_time.pop_first() else {
-                break;
-            };
-            self.waiting.remove(&key);
-            self.add(key);
         }
     }
 }
@@ -184,6 +180,12 @@ pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::controller::testutil::{Rng, shuffled};
+
+    impl<K: Ord + Clone> Queue<K> {
+        fn num_requeues(&self, key: &K) -> u32 {
+            self.failures.get(key).copied().unwrap_or(0)
+        }
+    }
 
     #[derive(Clone, Debug)]
     enum Op {

@@ -6,10 +6,10 @@
 
 use serde_json::{Value, json};
 
-use super::plan::{EventSpec, EventType};
+use super::plan::{EventSpec, EventType, object_ref};
 use super::status::{condition, set_condition};
 use crate::model::url::updater_endpoint;
-use crate::model::{API_VERSION, CONFIG_KIND, LoadBalancerConfig, ObjectReference};
+use crate::model::{API_VERSION, CONFIG_KIND, LoadBalancerConfig};
 
 /// The condition type on a LoadBalancerConfig (as Gateway API names a class's verdict).
 pub const ACCEPTED: &str = "Accepted";
@@ -58,13 +58,7 @@ pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Report> {
     }
     let news = before.is_none_or(|c| c.status != "False" || c.message != message);
     let event = (!ok && news).then(|| EventSpec {
-        object: ObjectReference {
-            api_version: API_VERSION.into(),
-            kind: CONFIG_KIND.into(),
-            namespace: cfg.metadata.namespace.clone(),
-            name: cfg.metadata.name.clone(),
-            uid: cfg.metadata.uid.clone(),
-        },
+        object: object_ref(API_VERSION, CONFIG_KIND, &cfg.metadata),
         type_: EventType::Warning,
         reason: reason.into(),
         message: format!("LoadBalancerConfig {}: {message}", cfg.metadata.name),

@@ -24,7 +24,7 @@ use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::LbSpec;
 use crate::model::url::updater_endpoint;
-use crate::updater::api::{LbRequest, ListResponse, ListedBackend};
+use crate::updater::api::{LbRequest, ListedBackend};
 
 pub use super::plan::OWNER;
 
@@ -45,12 +45,8 @@ pub struct Desired {
 /// LoadBalancer specs), each with one raw URL that resolves to it.
 pub fn endpoints(cache: &Cache, ctx: &Context) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let configs = cache
-        .configs
-        .iter()
-        .filter(|(k, _)| k.namespace == ctx.namespace)
-        .filter_map(|(_, c)| c.validate().ok())
-        .flat_map(|c| c.places().into_iter().map(|h| h.url));
+    let configs =
+        (cache.valid_configs(&ctx.namespace)).flat_map(|c| c.places().into_iter().map(|h| h.url));
     let specs = cache
         .load_balancers
         .values()
@@ -134,14 +130,9 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
                 .insert(backend_name(key, i, &p.name), (key.clone(), i));
         }
     }
-    for (k, c) in &cache.configs {
-        if k.namespace != ctx.namespace {
-            continue;
-        }
-        if let Ok(v) = c.validate() {
-            if v.places().iter().any(|h| on_endpoint(&h.url)) {
-                d.ranges.push((v.low, v.high));
-            }
+    for v in cache.valid_configs(&ctx.namespace) {
+        if v.places().iter().any(|h| on_endpoint(&h.url)) {
+            d.ranges.push((v.low, v.high));
         }
     }
     d
@@ -154,28 +145,13 @@ pub fn request(cache: &Cache, ctx: &Context, key: &Key, i: usize) -> Option<LbRe
     let spec = LbSpec::from_resource(&lb.spec).ok()?;
     let p = spec.ports.get(i)?;
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let mut r = lb_request(&updater_request(key, i, p, timeouts, &spec.traffic));
-    r.owner = Some(OWNER.to_string());
-    Some(normal(r))
+    let r = updater_request(key, i, p, timeouts, &spec.traffic);
+    Some(normal(lb_request(&r)))
 }
 
-/// The calls that make `observed` hold `desired` (deletes first, then creates and updates, each in
-/// name order).
-pub fn repairs(
-    cache: &Cache,
-    ctx: &Context,
-    observed: &ListResponse,
-    desired: &Desired,
-) -> Vec<Repair> {
-    let mut c = Compare::new(cache, ctx, desired);
-    for b in &observed.backends {
-        c.observe(b);
-    }
-    c.repairs()
-}
-
-/// [`repairs`], one listed backend at a time: a drift check reads the GET as it arrives and keeps
-/// no more of it than names and the requests to send.
+/// The calls that make an updater hold `desired`, one listed backend at a time: a drift check
+/// reads the GET as it arrives and keeps no more of it than names and the requests to send
+/// (deletes first, then creates and updates, each in name order).
 pub struct Compare<'a> {
     cache: &'a Cache,
     ctx: &'a Context,
@@ -277,8 +253,23 @@ pub fn users_of(cache: &Cache, endpoint: &str) -> Vec<Key> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calls that make `observed` hold `desired` (deletes first, then creates and updates, each in
+    /// name order).
+    fn repairs(
+        cache: &Cache,
+        ctx: &Context,
+        observed: &ListResponse,
+        desired: &Desired,
+    ) -> Vec<Repair> {
+        let mut c = Compare::new(cache, ctx, desired);
+        for b in &observed.backends {
+            c.observe(b);
+        }
+        c.repairs()
+    }
     use crate::model::{LoadBalancer, LoadBalancerConfig};
-    use crate::updater::api::{ListedBackend, Upstream};
+    use crate::updater::api::{ListResponse, ListedBackend, Upstream};
     use serde_json::json;
 
     const URL: &str = "http://127.0.0.1:3000";

@@ -21,7 +21,7 @@ use super::status::backend_name;
 use crate::controller::key::Key;
 use crate::model::url::host_port;
 use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
-use crate::updater::api::{ListResponse, ListedBackend};
+use crate::updater::api::ListedBackend;
 
 /// Whether port `i` of `spec` is pushed with a health check (a UDP port asked for a tcp check of
 /// its own port is not).
@@ -77,15 +77,6 @@ pub fn report(reports: &mut Reports, b: &ListedBackend) {
             total: ups.len(),
             unhealthy,
         });
-}
-
-/// The reports of a whole answer.
-pub fn reports(list: &ListResponse) -> Reports {
-    let mut out = Reports::new();
-    for b in &list.backends {
-        report(&mut out, b);
-    }
-    out
 }
 
 /// The figures of `spec`'s ports after an updater's answer: a port whose backend is listed with
@@ -179,7 +170,16 @@ pub fn patch(key: &Key, lb: &LoadBalancer, reports: &Reports) -> Option<Action> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::updater::api::{LbRequest, ListedBackend, Upstream, UpstreamHealth};
+    use crate::updater::api::{LbRequest, ListResponse, ListedBackend, Upstream, UpstreamHealth};
+
+    /// The reports of a whole answer.
+    fn reports(list: &ListResponse) -> Reports {
+        let mut out = Reports::new();
+        for b in &list.backends {
+            report(&mut out, b);
+        }
+        out
+    }
 
     fn lb(check: bool, hosts: &[&str]) -> LoadBalancer {
         let targets: Vec<_> = hosts

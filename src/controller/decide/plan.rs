@@ -9,7 +9,8 @@
 use super::status::backend_name;
 use crate::controller::key::Key;
 use crate::model::{
-    Event, EventSource, LbPort, LoadBalancer, ObjectMeta, ObjectReference, Protocol,
+    Event, EventSource, LbPort, LoadBalancer, LoadBalancerStatus, ObjectMeta, ObjectReference,
+    Protocol,
 };
 use crate::updater::api::{LbRequest, Upstream};
 use crate::updater::validate::Balance;
@@ -104,13 +105,11 @@ pub enum Action {
     /// replaced whole).
     AddFinalizer {
         key: Key,
-        finalizers: Vec<String>,
-        resource_version: String,
+        patch: Value,
     },
     RemoveFinalizer {
         key: Key,
-        finalizers: Vec<String>,
-        resource_version: String,
+        patch: Value,
     },
     /// `POST {url}/api/v1/lb`.
     UpdaterApply {
@@ -183,32 +182,6 @@ impl Repair {
     }
 }
 
-impl Action {
-    /// The JSON merge patch body (`application/merge-patch+json`) of a patch action.
-    pub fn merge_patch(&self) -> Option<Value> {
-        match self {
-            Action::PatchLoadBalancerSpec { patch, .. }
-            | Action::PatchLoadBalancerStatus { patch, .. }
-            | Action::PatchServiceStatus { patch, .. }
-            | Action::PatchConfigStatus { patch, .. } => Some(patch.clone()),
-            Action::AddFinalizer {
-                finalizers,
-                resource_version,
-                ..
-            }
-            | Action::RemoveFinalizer {
-                finalizers,
-                resource_version,
-                ..
-            } => Some(json!({"metadata": {
-                "finalizers": finalizers,
-                "resourceVersion": resource_version,
-            }})),
-            _ => None,
-        }
-    }
-}
-
 /// The actions of one reconcile, in execution order. Empty when the world already matches.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
@@ -246,19 +219,36 @@ impl Plan {
     }
 }
 
-/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
-/// an updater to hold, so the two can never disagree.
-/// `lb` as an Event's object.
-pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
-    ObjectReference {
-        api_version: crate::model::API_VERSION.into(),
-        kind: crate::model::LOAD_BALANCER_KIND.into(),
-        namespace: lb.metadata.namespace.clone(),
-        name: lb.metadata.name.clone(),
-        uid: lb.metadata.uid.clone(),
+/// The merge patch that writes a LoadBalancer's whole `status`.
+pub fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
+    Action::PatchLoadBalancerStatus {
+        key: key.clone(),
+        patch: json!({"status": status}),
     }
 }
 
+/// The object of `meta`, of `api_version` and `kind`, as an Event's object.
+pub fn object_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> ObjectReference {
+    ObjectReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone(),
+        uid: meta.uid.clone(),
+    }
+}
+
+/// `lb` as an Event's object.
+pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
+    object_ref(
+        crate::model::API_VERSION,
+        crate::model::LOAD_BALANCER_KIND,
+        &lb.metadata,
+    )
+}
+
+/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
+/// an updater to hold, so the two can never disagree.
 pub fn updater_request(
     key: &Key,
     i: usize,

@@ -13,6 +13,7 @@
 
 use super::ports::PortRequest;
 use super::status::set_condition;
+use super::traffic::record_fault;
 use crate::controller::key::Key;
 use crate::model::{LoadBalancerStatus, Protocol, Service};
 
@@ -199,40 +200,16 @@ pub fn record(
     now: &str,
     generation: Option<i64>,
 ) -> Option<(&'static str, String)> {
-    if !decision.annotated && decision.faults.is_empty() {
-        status.conditions.retain(|c| c.type_ != PORT_REQUEST);
+    let fault = (decision.faults.first()).map(|first| (first.reason, summary(&decision.faults)));
+    if decision.annotated && fault.is_none() {
+        let (message, c) = (
+            "every requested LB port is allocated",
+            &mut status.conditions,
+        );
+        set_condition(c, PORT_REQUEST, true, "Granted", message, now, generation);
         return None;
     }
-    let before = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == PORT_REQUEST)
-        .cloned();
-    let Some(first) = decision.faults.first() else {
-        set_condition(
-            &mut status.conditions,
-            PORT_REQUEST,
-            true,
-            "Granted",
-            "every requested LB port is allocated",
-            now,
-            generation,
-        );
-        return None;
-    };
-    let messages: Vec<&str> = decision.faults.iter().map(|f| f.message.as_str()).collect();
-    let message = messages.join("; ");
-    set_condition(
-        &mut status.conditions,
-        PORT_REQUEST,
-        false,
-        first.reason,
-        &message,
-        now,
-        generation,
-    );
-    let news = before.is_none_or(|c| c.status != "False" || c.message != message);
-    news.then_some((first.reason, message))
+    record_fault(status, PORT_REQUEST, fault, now, generation)
 }
 
 /// The faults as one sentence (when no port at all can be served).

@@ -5,17 +5,19 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
-use super::plan::{Action, EventType, Plan, lb_ref, updater_request};
+use super::plan::{Action, EventType, Plan, lb_ref, object_ref, status_patch, updater_request};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
-    READY, RECONCILED, backends_of, condition, is_applied, known_backends, port_list, set_condition,
+    READY, RECONCILED, UPDATER_AUTH, backends_of, condition, is_applied, known_backends, port_list,
+    set_condition,
 };
 use super::targets::targets_for;
 use super::traffic::{
     balancing_for, follows_readiness, record_balancing, record_families, record_node_set,
     record_proxy_protocol, spec_without_checks, traffic_for, updater_without_checks, with_override,
 };
+use super::updater_auth::AuthProblem;
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::same_updater;
@@ -76,17 +78,11 @@ pub fn is_ours(svc: &Service, ctx: &Context) -> bool {
 }
 
 fn service_ref(svc: &Service) -> ObjectReference {
-    ObjectReference {
-        api_version: "v1".into(),
-        kind: "Service".into(),
-        namespace: svc.metadata.namespace.clone(),
-        name: svc.metadata.name.clone(),
-        uid: svc.metadata.uid.clone(),
-    }
+    object_ref("v1", "Service", &svc.metadata)
 }
 
 /// Where a LoadBalancer's Events go: its Service when it has one in the cache, else itself.
-fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference {
+pub(crate) fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> ObjectReference {
     match (lb.metadata.service_owner(), cache.services.get(key)) {
         (Some(_), Some(svc)) => service_ref(svc),
         _ => lb_ref(lb),
@@ -169,17 +165,27 @@ fn delete_backends(
 }
 
 fn remove_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
+    let kept: Vec<&String> = (lb.metadata.finalizers.iter())
+        .filter(|f| *f != FINALIZER)
+        .collect();
     Action::RemoveFinalizer {
         key: key.clone(),
-        finalizers: lb
-            .metadata
-            .finalizers
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect(),
-        resource_version: lb.metadata.resource_version.clone(),
+        patch: finalizers_patch(lb, json!(kept)),
     }
+}
+
+fn add_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
+    Action::AddFinalizer {
+        key: key.clone(),
+        patch: finalizers_patch(lb, json!(with_finalizer(lb))),
+    }
+}
+
+/// The metadata patch that sets `lb`'s finalizers (the full list: arrays are replaced whole), with
+/// its resourceVersion as the precondition.
+fn finalizers_patch(lb: &LoadBalancer, finalizers: serde_json::Value) -> serde_json::Value {
+    let rv = &lb.metadata.resource_version;
+    json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}})
 }
 
 fn reconcile_service(
@@ -287,11 +293,7 @@ fn reconcile_service(
         return; // the next reconcile applies the new generation
     }
     if !has_finalizer {
-        plan.push(Action::AddFinalizer {
-            key: key.clone(),
-            finalizers: with_finalizer(lb),
-            resource_version: lb.metadata.resource_version.clone(),
-        });
+        plan.push(add_finalizer(key, lb));
     }
     let mut status = lb.status.clone();
     let timeouts = (
@@ -761,13 +763,6 @@ pub fn applied_timeouts(
     (or(own.0, t), or(own.1, c))
 }
 
-fn status_patch(key: &Key, status: &LoadBalancerStatus) -> Action {
-    Action::PatchLoadBalancerStatus {
-        key: key.clone(),
-        patch: json!({"status": status}),
-    }
-}
-
 fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
     let mut f = lb.metadata.finalizers.clone();
     f.push(FINALIZER.to_string());
@@ -825,11 +820,7 @@ fn reconcile_hand_made(
         }
     };
     if !lb.metadata.has_finalizer(FINALIZER) {
-        plan.push(Action::AddFinalizer {
-            key: key.clone(),
-            finalizers: with_finalizer(lb),
-            resource_version: lb.metadata.resource_version.clone(),
-        });
+        plan.push(add_finalizer(key, lb));
     }
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
@@ -851,8 +842,10 @@ fn reconcile_hand_made(
 /// The worker calls this when action `failed` of `plan` (an updater call) failed with `message`.
 /// Returns the plan to run instead: phase ERROR and a Ready=False condition naming the updater and
 /// its message (written only if different), the backends that did succeed recorded in
-/// `status.applied` (so a later delete finds them), and a Warning Event. The worker then requeues the
-/// key with backoff; the next reconcile sees phase ERROR and calls the updater again.
+/// `status.applied` (so a later delete finds them), and a Warning Event `UpdaterFailed`. The worker
+/// then requeues the key with backoff; the next reconcile sees phase ERROR and calls the updater
+/// again. With `auth` (the call's credentials could not be used, or were refused; `message` is
+/// its message) also `UpdaterAuth=False` with its reason, and the Warning Event is `UpdaterAuth`.
 pub fn on_updater_error(
     cache: &Cache,
     key: &Key,
@@ -860,6 +853,7 @@ pub fn on_updater_error(
     plan: &Plan,
     failed: usize,
     message: &str,
+    auth: Option<&AuthProblem>,
 ) -> Plan {
     let mut out = Plan::default();
     let Some(lb) = cache.load_balancers.get(key) else {
@@ -955,11 +949,31 @@ pub fn on_updater_error(
             );
         }
     }
+    if let Some(p) = auth {
+        let (now, c) = (&ctx.now, &mut status.conditions);
+        set_condition(
+            c,
+            UPDATER_AUTH,
+            false,
+            p.reason,
+            &p.message,
+            now,
+            lb.metadata.generation,
+        );
+    }
     if status != lb.status {
         out.push(status_patch(key, &status));
     }
-    let target = event_target(cache, key, lb);
-    out.event(&target, EventType::Warning, "UpdaterFailed", what);
+    let (reason, message) = match auth {
+        Some(p) => (UPDATER_AUTH, p.message.clone()),
+        None => ("UpdaterFailed", what),
+    };
+    out.event(
+        &event_target(cache, key, lb),
+        EventType::Warning,
+        reason,
+        message,
+    );
     out
 }
 

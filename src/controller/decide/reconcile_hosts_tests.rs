@@ -149,7 +149,7 @@ fn failed_push_to_one_host_leaves_the_other_serving(rng: &mut Rng) {
         .iter()
         .position(|a| matches!(a, Action::UpdaterApply { url, .. } if url == B))
         .expect("a push to b");
-    let fallback = on_updater_error(&cache, &k, &ctx(), &plan, failed, "port in use");
+    let fallback = on_updater_error(&cache, &k, &ctx(), &plan, failed, "port in use", None);
     execute(&mut cache, &fallback);
     assert_eq!(phase(&cache, &k), hosts::PHASE_DEGRADED);
     assert_eq!(

@@ -155,10 +155,9 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 o["metadata"]["generation"] = json!(1);
                 cache.apply_load_balancer(serde_json::from_value(o).unwrap());
             }
-            Action::PatchLoadBalancerSpec { key, .. }
-            | Action::AddFinalizer { key, .. }
-            | Action::RemoveFinalizer { key, .. } => {
-                let patch = action.merge_patch().unwrap();
+            Action::PatchLoadBalancerSpec { key, patch }
+            | Action::AddFinalizer { key, patch }
+            | Action::RemoveFinalizer { key, patch } => {
                 let lb = &cache.load_balancers[key];
                 assert_eq!(
                     patch["metadata"]["resourceVersion"],
@@ -167,7 +166,7 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 );
                 let mut o = serde_json::to_value(lb).unwrap();
                 let spec_before = o["spec"].clone();
-                merge(&mut o, &patch);
+                merge(&mut o, patch);
                 if o["spec"] != spec_before {
                     o["metadata"]["generation"] =
                         json!(o["metadata"]["generation"].as_i64().unwrap() + 1);
@@ -988,7 +987,7 @@ fn updater_failure_sets_error_then_retries(rng: &mut Rng) {
     execute(&mut cache, &first);
     let plan = reconcile(&cache, &k, &ctx());
     // The first POST succeeded, the second failed.
-    let failure = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed");
+    let failure = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed", None);
     assert_eq!(
         kinds(&failure),
         ["lb-status", "event Warning UpdaterFailed"]
@@ -1011,7 +1010,7 @@ fn updater_failure_sets_error_then_retries(rng: &mut Rng) {
     assert_eq!(e.object.kind, "Service");
     execute(&mut cache, &failure);
     // The same failure again writes nothing new (only the rate-limited Event).
-    let again = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed");
+    let again = on_updater_error(&cache, &k, &ctx(), &plan, 1, "nginx -t failed", None);
     assert_eq!(kinds(&again), ["event Warning UpdaterFailed"]);
     // The retry (after backoff) calls the updater again.
     let retry = reconcile(&cache, &k, &ctx());

@@ -9,11 +9,11 @@
 
 use super::context::Context;
 use super::hosts::failing_since;
-use super::plan::{EventType, Plan};
+use super::plan::{EventType, Plan, lb_ref, object_ref};
 use super::status::known_backends;
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
-use crate::model::{API_VERSION, LoadBalancer, ObjectReference};
+use crate::model::{API_VERSION, CONFIG_KIND, LoadBalancer};
 
 /// The updater at `url` has not answered for the grace or longer: a deletion no longer waits on it.
 pub fn given_up(ctx: &Context, url: &str) -> bool {
@@ -38,14 +38,8 @@ pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: 
     }
     let config = lb.spec.config_name.get().cloned().unwrap_or_default();
     let object = match cache.configs.get(&Key::new(&ctx.namespace, &config)) {
-        Some(c) => ObjectReference {
-            api_version: API_VERSION.into(),
-            kind: "LoadBalancerConfig".into(),
-            namespace: ctx.namespace.clone(),
-            name: config,
-            uid: c.metadata.uid.clone(),
-        },
-        None => super::plan::lb_ref(lb),
+        Some(c) => object_ref(API_VERSION, CONFIG_KIND, &c.metadata),
+        None => lb_ref(lb),
     };
     plan.event(
         &object,

@@ -293,13 +293,8 @@ pub fn record_node_set(
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
-            let name = if p.name.is_empty() {
-                format!("#{i}")
-            } else {
-                p.name.clone()
-            };
             follows_readiness(&spec.traffic, p.protocol, no_checks, ctx.stable_node_set)
-                .map(|f| (name, f))
+                .map(|f| (port_label(i, &p.name), f))
         })
         .collect();
     let Some(first) = following.iter().map(|(_, f)| *f).min() else {
@@ -452,7 +447,7 @@ pub fn record_balancing(
 
 /// Condition `type_` False with `fault`'s reason and message, or absent without a fault; the
 /// fault is returned when its message is new (a Warning Event is due once per new fault).
-fn record_fault(
+pub(crate) fn record_fault(
     status: &mut LoadBalancerStatus,
     type_: &str,
     fault: Option<(&'static str, String)>,
@@ -484,14 +479,17 @@ pub fn udp_ports_without_proxy_protocol(
         .iter()
         .enumerate()
         .filter(|(_, (_, p))| *p == Protocol::Udp)
-        .map(|(i, (n, _))| {
-            if n.is_empty() {
-                format!("#{i}")
-            } else {
-                n.clone()
-            }
-        })
+        .map(|(i, (n, _))| port_label(i, n))
         .collect()
+}
+
+/// A port as messages name it: its name, else `#<index>`.
+fn port_label(i: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("#{i}")
+    } else {
+        name.to_string()
+    }
 }
 
 #[cfg(test)]

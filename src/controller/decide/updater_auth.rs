@@ -4,14 +4,10 @@
 //!
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
-use super::context::Context;
-use super::plan::{Action, EventType, Plan, lb_ref};
-use super::reconcile::on_updater_error;
+use super::plan::{Action, status_patch};
 use super::status::{UPDATER_AUTH, condition, set_condition};
-use crate::controller::cache::Cache;
 use crate::controller::key::Key;
-use crate::model::{LoadBalancer, LoadBalancerStatus};
-use serde_json::json;
+use crate::model::LoadBalancer;
 
 /// Why a config's updater gets no call: a condition reason and a message for users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,60 +18,6 @@ pub struct AuthProblem {
 }
 
 pub use super::status::DRIFT_CHECK;
-
-/// The plan to run instead of action `failed` of `plan`, whose updater could not be called with
-/// credentials (or refused them): what `on_updater_error` records (phase ERROR, Ready=False, the
-/// backends that did succeed), plus `UpdaterAuth=False` with the problem's reason, and a Warning
-/// Event `UpdaterAuth` in place of `UpdaterFailed`.
-pub fn on_auth_error(
-    cache: &Cache,
-    key: &Key,
-    ctx: &Context,
-    plan: &Plan,
-    failed: usize,
-    problem: &AuthProblem,
-) -> Plan {
-    let Some(lb) = cache.load_balancers.get(key) else {
-        return Plan::default();
-    };
-    let fallback = on_updater_error(cache, key, ctx, plan, failed, &problem.message);
-    let mut out = Plan::default();
-    let mut status: Option<LoadBalancerStatus> = None;
-    let mut target = None;
-    for action in fallback.actions {
-        match action {
-            Action::PatchLoadBalancerStatus { patch, .. } => {
-                status = serde_json::from_value(patch["status"].clone()).ok();
-            }
-            Action::Event(spec) => target = Some(spec.object),
-            other => out.push(other),
-        }
-    }
-    let mut status = status.unwrap_or_else(|| lb.status.clone());
-    set_condition(
-        &mut status.conditions,
-        UPDATER_AUTH,
-        false,
-        problem.reason,
-        &problem.message,
-        &ctx.now,
-        lb.metadata.generation,
-    );
-    if status != lb.status {
-        out.push(Action::PatchLoadBalancerStatus {
-            key: key.clone(),
-            patch: json!({"status": status}),
-        });
-    }
-    let target = target.unwrap_or_else(|| lb_ref(lb));
-    out.event(
-        &target,
-        EventType::Warning,
-        UPDATER_AUTH,
-        problem.message.clone(),
-    );
-    out
-}
 
 /// The status patch that sets condition `type_` to False with `reason`, or None when the
 /// LoadBalancer has it already (the condition is written once, not on every check).
@@ -102,17 +44,15 @@ pub fn condition_patch(
         now,
         lb.metadata.generation,
     );
-    Some(Action::PatchLoadBalancerStatus {
-        key: key.clone(),
-        patch: json!({"status": status}),
-    })
+    Some(status_patch(key, &status))
 }
 
-/// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
 /// Reason of `UpdaterAuth=False` when the TLS handshake refused the updater's certificate.
 pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
 
-/// `UpdaterAuth` that was False because the updater refused the token (or we its certificate). None when nothing changes.
+/// After an updater answered a drift check: `DriftCheck` left False turns True, and so does an
+/// `UpdaterAuth` that was False because the updater refused the token (or we its certificate).
+/// None when nothing changes.
 pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
     let mut status = lb.status.clone();
     if condition(&status.conditions, DRIFT_CHECK).is_some_and(|c| c.status != "True") {
@@ -139,18 +79,20 @@ pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
             lb.metadata.generation,
         );
     }
-    (status != lb.status).then(|| Action::PatchLoadBalancerStatus {
-        key: key.clone(),
-        patch: json!({"status": status}),
-    })
+    (status != lb.status).then(|| status_patch(key, &status))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::decide::plan::UpdaterRequest;
+    use crate::controller::cache::Cache;
+    use crate::controller::decide::context::Context;
+    use crate::controller::decide::plan::{EventType, Plan, UpdaterRequest};
+    use crate::controller::decide::reconcile::on_updater_error;
     use crate::controller::decide::status::mark_accepted;
     use crate::model::Condition;
+    use crate::model::LoadBalancerStatus;
+    use serde_json::json;
 
     fn lb() -> LoadBalancer {
         serde_json::from_value(json!({
@@ -190,7 +132,8 @@ mod tests {
             message: "LoadBalancerConfig paperlb-system/edge: spec.updaterTokenSecretRef: gone"
                 .into(),
         };
-        let out = on_auth_error(&cache, &key, &ctx, &plan, 0, &problem);
+        let message = &problem.message;
+        let out = on_updater_error(&cache, &key, &ctx, &plan, 0, message, Some(&problem));
         let status: LoadBalancerStatus = match &out.actions[0] {
             Action::PatchLoadBalancerStatus { patch, .. } => {
                 serde_json::from_value(patch["status"].clone()).unwrap()

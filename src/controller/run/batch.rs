@@ -20,7 +20,7 @@
 use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
-use crate::controller::decide::plan::{Action, Plan, Repair, UpdaterRequest, lb_request};
+use crate::controller::decide::plan::{Action, Plan, Repair, lb_request};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
@@ -182,19 +182,6 @@ pub struct Io<'a> {
 }
 
 impl Io<'_> {
-    /// `POST /api/v1/lb`, counted and logged.
-    pub fn updater_apply(&self, key: &Key, url: &str, r: &UpdaterRequest) -> Result<(), CallError> {
-        self.call("apply", url, true, |c| c.apply(&lb_request(r)))?;
-        log::info!(
-            "applied backend={} port={}/{} targets={} updater={url} key={key}",
-            r.backend_name,
-            r.lb_port,
-            r.protocol,
-            r.upstreams.len()
-        );
-        Ok(())
-    }
-
     /// One call `op` to updater `url`, counted; `slot`: within [`PER_UPDATER`] on the pool.
     fn call(
         &self,
@@ -378,9 +365,20 @@ pub fn execute_action(
     let api = |error| Stop::Api { index, error };
     let lbs = |key: &Key, sub| LOADBALANCERS.path(Some(&key.namespace), Some(&key.name), sub);
     Ok(match action {
-        Action::UpdaterApply { key, url, request } => {
-            io.updater_apply(key, url, request)
+        Action::UpdaterApply {
+            key,
+            url,
+            request: r,
+        } => {
+            io.call("apply", url, true, |c| c.apply(&lb_request(r)))
                 .map_err(|error| Stop::Updater { index, error })?;
+            log::info!(
+                "applied backend={} port={}/{} targets={} updater={url} key={key}",
+                r.backend_name,
+                r.lb_port,
+                r.protocol,
+                r.upstreams.len()
+            );
             Answer::Done
         }
         Action::UpdaterDelete {
@@ -428,13 +426,12 @@ pub fn execute_action(
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
-        Action::PatchLoadBalancerSpec { key, .. }
-        | Action::AddFinalizer { key, .. }
-        | Action::RemoveFinalizer { key, .. }
-        | Action::PatchLoadBalancerStatus { key, .. } => {
+        Action::PatchLoadBalancerSpec { key, patch }
+        | Action::AddFinalizer { key, patch }
+        | Action::RemoveFinalizer { key, patch }
+        | Action::PatchLoadBalancerStatus { key, patch } => {
             let sub = matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
-            let patch = action.merge_patch().unwrap_or(Value::Null);
-            Answer::LoadBalancer(io.patch(&lbs(key, sub), &patch).map_err(api)?)
+            Answer::LoadBalancer(io.patch(&lbs(key, sub), patch).map_err(api)?)
         }
         Action::PatchServiceStatus { key, patch } => {
             let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
@@ -516,20 +513,12 @@ pub struct Job {
 }
 
 /// A finished job, for the worker to apply.
+#[derive(Debug)]
 pub struct Done {
     pub id: u64,
     pub plan: Plan,
     pub events: Vec<Option<Event>>,
     pub outcome: Outcome,
-}
-
-impl std::fmt::Debug for Done {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Done")
-            .field("id", &self.id)
-            .field("result", &self.outcome.1)
-            .finish_non_exhaustive()
-    }
 }
 
 struct PoolShared {
@@ -651,7 +640,7 @@ fn io_thread(s: &PoolShared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::decide::plan::{EventSpec, EventType};
+    use crate::controller::decide::plan::{EventSpec, EventType, UpdaterRequest};
     use crate::model::ObjectReference;
     use serde_json::json;
 
@@ -816,8 +805,7 @@ mod tests {
                 "finalizer",
                 vec![Action::AddFinalizer {
                     key: key("web"),
-                    finalizers: vec![],
-                    resource_version: "5".into(),
+                    patch: json!({"metadata": {"finalizers": [], "resourceVersion": "5"}}),
                 }],
                 false,
             ),

@@ -63,7 +63,6 @@ pub struct Probed {
     pub endpoint: String,
     pub ok: bool,
     pub last_ok_ms: u64,
-    pub message: String,
 }
 
 /// Starts the probe thread; it hands each report to `send`, and ends after `Targets::stop` or when
@@ -110,23 +109,23 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
                     if std::mem::replace(&mut entry.1, false) {
                         log::info!("LB host updater {endpoint} answers again");
                     }
-                    Some((true, String::new()))
+                    true
                 }
-                Err(e) => (!std::mem::replace(&mut entry.1, true)).then(|| (false, e.to_string())),
+                Err(e) => {
+                    let starts = !std::mem::replace(&mut entry.1, true);
+                    if starts {
+                        log::warn!("LB host updater {endpoint} does not answer: {e}");
+                    }
+                    starts
+                }
             };
-            if let Some((ok, message)) = report {
-                if !ok {
-                    log::warn!("LB host updater {endpoint} does not answer: {message}");
-                }
-                let probed = Probed {
-                    endpoint: endpoint.clone(),
-                    ok,
-                    last_ok_ms: entry.0,
-                    message,
-                };
-                if !send(probed) {
-                    return;
-                }
+            let probed = Probed {
+                endpoint: endpoint.clone(),
+                ok: result.is_ok(),
+                last_ok_ms: entry.0,
+            };
+            if report && !send(probed) {
+                return;
             }
         }
         let Ok(t) = targets.inner.lock() else { return };

@@ -253,7 +253,7 @@ fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {
                 Response::text(503, "watches not synced yet\n")
             }
         }
-        "/metrics" => Response::new(200, "text/plain; version=0.0.4", stats.render()),
+        "/metrics" => Response::new(200, "text/plain; version=0.0.4", stats.registry.render()),
         _ => Response::error(404, "not found"),
     }
 }

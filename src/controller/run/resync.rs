@@ -28,7 +28,7 @@ pub const DEFAULT_PERIOD: Duration = Duration::from_secs(300);
 
 /// The checks to run: updater endpoints in a work queue, whose rate limiter retries a failed
 /// check (10 s doubling, never later than the period).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Timers {
     queue: Queue<String>,
     /// Zero: no periodic check.

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine as _;
 
-use crate::controller::key::Key;
-use crate::model::{AuthRefs, LoadBalancerConfig, Secret, SecretRef, ValidConfig};
+use crate::controller::cache::Cache;
+use crate::model::{AuthRefs, Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, ClientTls, check_token};
 
 use crate::controller::decide::updater_auth::AuthProblem;
@@ -125,24 +125,6 @@ impl SecretStore {
             None => Lookup::NotKept,
         }
     }
-
-    /// Secrets known, for tests and logs.
-    pub fn len(&self) -> usize {
-        self.secrets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
-
-    /// Bytes held for referenced keys (the store's whole payload).
-    pub fn kept_bytes(&self) -> usize {
-        self.secrets
-            .values()
-            .flat_map(|s| s.kept.values())
-            .map(Vec::len)
-            .sum()
-    }
 }
 
 fn stored(s: Secret, wanted: &BTreeSet<SecretRef>) -> Stored {
@@ -173,11 +155,8 @@ fn stored(s: Secret, wanted: &BTreeSet<SecretRef>) -> Stored {
 }
 
 /// Every Secret key a valid config in `namespace` references.
-pub fn wanted(configs: &BTreeMap<Key, LoadBalancerConfig>, namespace: &str) -> BTreeSet<SecretRef> {
-    configs
-        .iter()
-        .filter(|(k, _)| k.namespace == namespace)
-        .filter_map(|(_, c)| c.validate().ok())
+pub fn wanted(cache: &Cache, namespace: &str) -> BTreeSet<SecretRef> {
+    (cache.valid_configs(namespace))
         .flat_map(|c| c.all_refs())
         .collect()
 }
@@ -231,30 +210,16 @@ fn bytes_of<'a>(
     r: &SecretRef,
     store: &'a SecretStore,
 ) -> Result<&'a [u8], AuthNeed> {
+    let fail = |reason, why: &str| Err(AuthNeed::Problem(problem(cfg, reason, field, r, why)));
     match store.lookup(r) {
         Lookup::Bytes(b) => Ok(b),
         Lookup::NotKept => Err(AuthNeed::Read(r.name.clone())),
-        Lookup::Undecodable => Err(AuthNeed::Problem(problem(
-            cfg,
-            invalid,
-            field,
-            r,
-            "the value is not base64",
-        ))),
-        Lookup::NoSecret => Err(AuthNeed::Problem(problem(
-            cfg,
+        Lookup::Undecodable => fail(invalid, "the value is not base64"),
+        Lookup::NoSecret => fail(
             "SecretNotFound",
-            field,
-            r,
             &format!("no such Secret in namespace {}", cfg.namespace),
-        ))),
-        Lookup::NoKey => Err(AuthNeed::Problem(problem(
-            cfg,
-            "KeyNotFound",
-            field,
-            r,
-            "the Secret has no such key",
-        ))),
+        ),
+        Lookup::NoKey => fail("KeyNotFound", "the Secret has no such key"),
     }
 }
 
@@ -288,7 +253,24 @@ fn token_text(bytes: &[u8]) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LoadBalancerConfig;
     use serde_json::json;
+
+    impl SecretStore {
+        /// Secrets known.
+        fn len(&self) -> usize {
+            self.secrets.len()
+        }
+
+        /// Bytes held for referenced keys (the store's whole payload).
+        fn kept_bytes(&self) -> usize {
+            self.secrets
+                .values()
+                .flat_map(|s| s.kept.values())
+                .map(Vec::len)
+                .sum()
+        }
+    }
 
     fn secret(name: &str, data: serde_json::Value) -> Secret {
         serde_json::from_value(
@@ -434,7 +416,7 @@ mod tests {
 
     #[test]
     fn wanted_lists_refs_of_valid_configs_in_the_namespace_only() {
-        let mut configs = BTreeMap::new();
+        let mut configs = Cache::new();
         let mk = |ns: &str, name: &str, secret: &str| -> LoadBalancerConfig {
             serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
                 "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.1",
@@ -442,14 +424,11 @@ mod tests {
                     "updaterTokenSecretRef": {"name": secret, "key": "t"}}}))
             .unwrap()
         };
-        configs.insert(
-            Key::new("paperlb-system", "a"),
-            mk("paperlb-system", "a", "s1"),
-        );
-        configs.insert(Key::new("other", "b"), mk("other", "b", "s2"));
+        configs.apply_config(mk("paperlb-system", "a", "s1"));
+        configs.apply_config(mk("other", "b", "s2"));
         let mut broken = mk("paperlb-system", "c", "s3");
         broken.spec.host = crate::model::Lenient::Missing;
-        configs.insert(Key::new("paperlb-system", "c"), broken);
+        configs.apply_config(broken);
         assert_eq!(wanted(&configs, "paperlb-system"), refs(&[("s1", "t")]));
     }
 }

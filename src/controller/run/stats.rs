@@ -191,10 +191,6 @@ impl Stats {
         self.reconcile_seconds.observe(&[], took.as_secs_f64());
     }
 
-    pub fn reconciles(&self, result: &str) -> f64 {
-        self.reconciles.get(&[result])
-    }
-
     pub fn set_queue_depth(&self, n: usize) {
         self.queue_depth.set(&[], n as f64);
     }
@@ -212,10 +208,6 @@ impl Stats {
     /// One drift check of one updater ended with `result`.
     pub fn resynced(&self, result: &str) {
         self.resyncs.inc(&[result]);
-    }
-
-    pub fn resyncs(&self, result: &str) -> f64 {
-        self.resyncs.get(&[result])
     }
 
     /// One drift repair call (`create`, `update`, `delete`) succeeded.
@@ -278,11 +270,6 @@ impl Stats {
         self.ports_allocated.replace_all(allocated);
         self.ports_free.replace_all(free);
     }
-
-    /// The exposition text.
-    pub fn render(&self) -> String {
-        self.registry.render()
-    }
 }
 
 #[cfg(test)]
@@ -329,7 +316,7 @@ mod tests {
             lb("c", "spare", &[9000], Some("HAND-WRITTEN")),
         ]);
         stats.observe_cache(&cache);
-        let text = stats.render();
+        let text = stats.registry.render();
         for want in [
             "paperlb_loadbalancers{phase=\"READY\"} 1\n",
             "paperlb_loadbalancers{phase=\"PENDING\"} 1\n",
@@ -348,7 +335,7 @@ mod tests {
         cache.replace_configs(vec![config("edge", 8100, 8199)]);
         cache.replace_load_balancers(vec![lb("a", "edge", &[8100, 8101], Some(PHASE_READY))]);
         stats.observe_cache(&cache);
-        let text = stats.render();
+        let text = stats.registry.render();
         assert!(
             !text.contains("spare"),
             "a deleted config keeps no series:\n{text}"
@@ -366,7 +353,7 @@ mod tests {
         let services = stats.watch("services");
         assert!(Arc::ptr_eq(&services, &stats.watch("services")));
         stats.watch("nodes");
-        let text = stats.render();
+        let text = stats.registry.render();
         for want in [
             "paperlb_watch_restarts_total{resource=\"nodes\"} 0\n",
             "paperlb_watch_restarts_total{resource=\"services\"} 0\n",

@@ -47,6 +47,7 @@ use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 mod updaters;
 
 /// The worker's updater-side state.
+#[derive(Default)]
 pub(crate) struct UpdaterState {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
@@ -76,24 +77,10 @@ pub(crate) struct UpdaterState {
 impl UpdaterState {
     fn new(period: Duration) -> UpdaterState {
         UpdaterState {
-            secrets: SecretStore::default(),
-            wanted: BTreeSet::new(),
-            auth_of: BTreeMap::new(),
-            problems: BTreeMap::new(),
             timers: Timers::new(period),
-            started: false,
-            unsupported: BTreeSet::new(),
-            failing: BTreeMap::new(),
-            expired: BTreeSet::new(),
-            delete_expired: BTreeSet::new(),
             probes_stale: true,
+            ..UpdaterState::default()
         }
-    }
-
-    /// A new term checks every updater again, the Go ones included (once).
-    fn gained_leadership(&mut self) {
-        self.started = false;
-        self.unsupported.clear();
     }
 }
 
@@ -285,11 +272,8 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
-            let next = match (self.next_deadline(), self.configs.next_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let got = match next {
+            let next = [self.next_deadline(), self.configs.next_deadline()];
+            let got = match next.into_iter().flatten().min() {
                 Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
@@ -427,7 +411,9 @@ impl Worker {
             ),
             Event::Leadership(true) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
-                self.auth.gained_leadership();
+                // A new term checks every updater again, the Go ones included (once).
+                self.auth.started = false;
+                self.auth.unsupported.clear();
                 // A new leader trusts nothing it skipped as a follower: look at every key once.
                 log::info!("leader: reconciling all {} keys", self.all_keys().len());
                 for key in self.cache.configs.keys() {
@@ -457,9 +443,7 @@ impl Worker {
                 Affected::new()
             }
         };
-        for key in affected {
-            self.queue.add(key);
-        }
+        self.requeue(affected);
     }
 
     fn watch_msg<T>(
@@ -472,25 +456,29 @@ impl Worker {
     ) -> Affected {
         match msg {
             WatchMsg::Restarted(items) => {
-                let first = !self.synced[kind as usize];
-                self.synced[kind as usize] = true;
                 let affected = replace(&mut self.cache, items);
-                if first && self.all_synced() {
-                    log::info!(
-                        "all watches synced: services={} nodes={} loadbalancers={} configs={}",
-                        self.cache.services.len(),
-                        self.cache.nodes.len(),
-                        self.cache.load_balancers.len(),
-                        self.cache.configs.len()
-                    );
-                    self.health.synced.store(true, Ordering::Relaxed);
-                    return self.all_keys();
-                }
-                affected
+                self.note_synced(kind).unwrap_or(affected)
             }
             WatchMsg::Applied(obj) => apply(&mut self.cache, obj),
             WatchMsg::Deleted(obj) => delete(&mut self.cache, &obj),
         }
+    }
+
+    /// Watch `kind` delivered a snapshot: after the first of every watch, all keys.
+    fn note_synced(&mut self, kind: Kind) -> Option<Affected> {
+        let first = !std::mem::replace(&mut self.synced[kind as usize], true);
+        if !first || !self.all_synced() {
+            return None;
+        }
+        log::info!(
+            "all watches synced: services={} nodes={} loadbalancers={} configs={}",
+            self.cache.services.len(),
+            self.cache.nodes.len(),
+            self.cache.load_balancers.len(),
+            self.cache.configs.len()
+        );
+        self.health.synced.store(true, Ordering::Relaxed);
+        Some(self.all_keys())
     }
 
     /// Writes the `Accepted` condition of every config due for it whose status is out of date (see
@@ -699,9 +687,12 @@ impl Worker {
             Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
             Err(Stop::NotLeader) => answers.len(),
         };
+        // An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
         for (action, event) in plan.actions.iter().zip(events).skip(ran) {
             if let (Action::Event(spec), Some(_)) = (action, event) {
-                self.refund_event(spec);
+                let object = super::events::object_key(&spec.object);
+                self.events.refund(&object, &spec.reason);
+                self.correlator.unsent(spec);
             }
         }
         if let Err(Stop::Api { index, error }) = result
@@ -728,7 +719,7 @@ impl Worker {
             (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
                     log::info!("created LoadBalancer key={key}");
-                    self.applied_lb(lb);
+                    self.applied_lb(lb, true);
                 }
             }
             (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
@@ -745,12 +736,12 @@ impl Worker {
                     let affected = self.cache.delete_load_balancer(key);
                     self.requeue(affected);
                 }
-                Some(lb) => self.applied_lb(lb),
+                Some(lb) => self.applied_lb(lb, true),
                 None => {}
             },
             (_, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
-                    self.applied_lb(lb);
+                    self.applied_lb(lb, true);
                 }
             }
             (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
@@ -771,7 +762,7 @@ impl Worker {
                     .flatten()
                     .filter(|lb| lb.metadata.is_deleting());
                 match marked {
-                    Some(lb) => self.applied_lb(lb),
+                    Some(lb) => self.applied_lb(lb, true),
                     None => {
                         if let Some(old) = self.cache.load_balancers.get(key) {
                             self.awaiting_lbs
@@ -824,19 +815,13 @@ impl Worker {
                 "not_leader"
             }
             Err(Stop::Updater { index, error }) => {
-                let message = error.to_string();
-                log::warn!("updater failed key={key} error={message:?}");
-                let fallback = match self.updater_failed(plan, index, &error) {
-                    Some(p) => crate::controller::decide::updater_auth::on_auth_error(
-                        &self.cache,
-                        key,
-                        ctx,
-                        plan,
-                        index,
-                        &p,
-                    ),
-                    None => on_updater_error(&self.cache, key, ctx, plan, index, &message),
-                };
+                log::warn!("updater failed key={key} error={:?}", error.to_string());
+                let auth = self.updater_failed(plan, index, &error);
+                let message = auth
+                    .as_ref()
+                    .map_or(error.to_string(), |p| p.message.clone());
+                let fallback =
+                    on_updater_error(&self.cache, key, ctx, plan, index, &message, auth.as_ref());
                 if let Err(Stop::Api { error, .. }) = self.execute(&fallback, false) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
@@ -888,7 +873,7 @@ impl Worker {
                     match self.client.get::<LoadBalancer>(&path) {
                         Ok(lb) => {
                             log::info!("re-read LoadBalancer after an unanswered write key={key}");
-                            self.applied_lb(lb);
+                            self.applied_lb(lb, true);
                         }
                         Err(e) if e.is_not_found() => {}
                         Err(e) => {
@@ -938,7 +923,7 @@ impl Worker {
                 || self.cache.load_balancers.get(key).is_none_or(|old| {
                     old.spec != lb.spec || !same_meta(&old.metadata, &lb.metadata)
                 });
-        self.applied_lb_then(lb, again);
+        self.applied_lb(lb, again);
     }
 
     /// The answer to our status patch of a Service.
@@ -964,12 +949,8 @@ impl Worker {
         }
     }
 
-    fn applied_lb(&mut self, lb: LoadBalancer) {
-        self.applied_lb_then(lb, true);
-    }
-
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
-    fn applied_lb_then(&mut self, lb: LoadBalancer, requeue: bool) {
+    fn applied_lb(&mut self, lb: LoadBalancer, requeue: bool) {
         let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
         if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
             log::debug!(
@@ -989,22 +970,10 @@ impl Worker {
         }
     }
 
-    fn requeue(&mut self, affected: Affected) {
-        for key in affected {
+    fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
+        for key in keys {
             self.queue.add(key);
         }
-    }
-
-    /// Events are best effort: rate-limited per object and reason, and a failure is only logged.
-    fn event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        let _ = self.execute(&Plan::of(Action::Event(spec.clone())), false);
-    }
-
-    /// An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
-    fn refund_event(&mut self, spec: &crate::controller::decide::plan::EventSpec) {
-        let object = super::events::object_key(&spec.object);
-        self.events.refund(&object, &spec.reason);
-        self.correlator.unsent(spec);
     }
 
     /// The Event to post, or None when the rate limit drops it.

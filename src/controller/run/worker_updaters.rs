@@ -17,7 +17,8 @@ use super::batch::{CallError, Stop};
 use super::{Affected, Kind, Worker};
 use crate::controller::decide::drift::{self, Repair};
 use crate::controller::decide::health_status;
-use crate::controller::decide::plan::{Action, Plan};
+use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
+use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::UPDATER_AUTH;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
@@ -126,12 +127,7 @@ impl Worker {
 
     /// The valid configs in the controller's namespace.
     fn valid_configs(&self) -> impl Iterator<Item = ValidConfig> + '_ {
-        let ns = self.config.namespace.as_str();
-        self.cache
-            .configs
-            .iter()
-            .filter(move |(k, _)| k.namespace == ns)
-            .filter_map(|(_, c)| c.validate().ok())
+        self.cache.valid_configs(&self.config.namespace)
     }
 
     fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
@@ -174,7 +170,7 @@ impl Worker {
     /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
     /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
-        self.auth.wanted = secrets::wanted(&self.cache.configs, &self.config.namespace);
+        self.auth.wanted = secrets::wanted(&self.cache, &self.config.namespace);
         self.auth.secrets.retain_wanted(&self.auth.wanted);
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
@@ -210,15 +206,7 @@ impl Worker {
         let (changed, mut affected) = match m {
             WatchMsg::Restarted(items) => {
                 let changed = self.auth.secrets.replace(items, &self.auth.wanted);
-                // The sync bookkeeping of every watch (and all keys after the first full sync).
-                let affected = self.watch_msg::<()>(
-                    Kind::Secrets,
-                    WatchMsg::Restarted(Vec::new()),
-                    |_, _| Affected::new(),
-                    |_, _| Affected::new(),
-                    |_, _| Affected::new(),
-                );
-                (changed, affected)
+                (changed, self.note_synced(Kind::Secrets).unwrap_or_default())
             }
             WatchMsg::Applied(s) => {
                 let name = s.metadata.name.clone();
@@ -289,47 +277,39 @@ impl Worker {
         if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
             return Some(p.clone());
         }
-        match call {
-            Some(e) if e.is_unauthorized() => Some(self.unauthorized(&config, url, &e.to_string())),
-            Some(e) if e.is_tls() => Some(self.untrusted(&config, url, &e.to_string())),
-            _ => None,
-        }
+        call.and_then(|e| self.refusal(&config, url, e))
     }
 
-    /// The TLS handshake refused the updater's certificate: a configuration error of the config
-    /// (its CA), not an outage.
-    fn untrusted(&self, config: &str, url: &str, message: &str) -> AuthProblem {
-        let who = self
-            .config_for(config, url)
+    /// The problem to report when config `config`'s credentials were refused by the updater at
+    /// `url` (401/403), or the TLS handshake refused its certificate: a configuration error of the
+    /// config (its token or CA), not an outage. None for any other error.
+    fn refusal(&self, config: &str, url: &str, e: &crate::updater::Error) -> Option<AuthProblem> {
+        let cfg = self.config_for(config, url);
+        let who = (cfg.as_ref())
             .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
             .unwrap_or_default();
-        AuthProblem {
+        if e.is_unauthorized() {
+            let what = match cfg.map(|c| c.auth.token) {
+                Some(Some(r)) => format!(
+                    "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
+                    r.name, r.key
+                ),
+                Some(None) => "no token (set spec.updaterTokenSecretRef)".to_string(),
+                None => "the credentials".to_string(),
+            };
+            let message = format!("{who}updater {url} refused {what}: {e}");
+            return Some(AuthProblem {
+                reason: "Unauthorized",
+                message,
+            });
+        }
+        e.is_tls().then(|| AuthProblem {
             reason: crate::controller::decide::updater_auth::CERTIFICATE_REFUSED,
             message: format!(
-                "{who}{message}; check spec.updaterCASecretRef (the CA that signs the updater's \
+                "{who}{e}; check spec.updaterCASecretRef (the CA that signs the updater's \
                  certificate) or spec.insecureSkipVerify"
             ),
-        }
-    }
-
-    fn unauthorized(&self, config: &str, url: &str, message: &str) -> AuthProblem {
-        let (who, what) = match self.config_for(config, url) {
-            Some(c) => (
-                format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name),
-                match &c.auth.token {
-                    Some(r) => format!(
-                        "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
-                        r.name, r.key
-                    ),
-                    None => "no token (set spec.updaterTokenSecretRef)".to_string(),
-                },
-            ),
-            None => (String::new(), "the credentials".to_string()),
-        };
-        AuthProblem {
-            reason: "Unauthorized",
-            message: format!("{who}updater {url} refused {what}: {message}"),
-        }
+        })
     }
 
     /// After a plan ran: an updater it called that had not answered before is checked now.
@@ -341,9 +321,7 @@ impl Worker {
             if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a {
                 if let Ok(e) = updater_endpoint(url) {
                     let affected = self.host_answered(&e);
-                    for key in affected {
-                        self.queue.add(key);
-                    }
+                    self.requeue(affected);
                 }
             }
         }
@@ -373,27 +351,27 @@ impl Worker {
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
+    /// The failing endpoints not in `handled`, each with the time (ms since the epoch) its `grace`
+    /// runs out.
+    fn expiries<'a>(
+        &'a self,
+        handled: &'a BTreeSet<String>,
+        grace: Duration,
+    ) -> impl Iterator<Item = (&'a String, u64)> + 'a {
+        let grace = grace.as_millis() as u64;
+        (self.auth.failing.iter())
+            .filter(move |(e, _)| !handled.contains(*e))
+            .map(move |(e, since)| (e, since.saturating_add(grace)))
+    }
+
     /// The earliest grace (host failure, or unreachable delete) that runs out among failing
     /// endpoints not yet handled.
     fn next_expiry(&self) -> Option<Instant> {
-        let grace = self.config.host_failure_grace.as_millis() as u64;
-        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
         let now = epoch_ms(SystemTime::now());
-        let hosts = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, _)| !self.auth.expired.contains(*e))
-            .map(|(_, since)| since.saturating_add(grace));
-        let deletes = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, _)| !self.auth.delete_expired.contains(*e))
-            .map(|(_, since)| since.saturating_add(delete_grace));
-        hosts
-            .chain(deletes)
-            .min()
+        let hosts = self.expiries(&self.auth.expired, self.config.host_failure_grace);
+        let delete_grace = self.config.unreachable_delete_grace;
+        let deletes = self.expiries(&self.auth.delete_expired, delete_grace);
+        (hosts.chain(deletes).map(|(_, at)| at).min())
             .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)))
     }
 
@@ -403,43 +381,25 @@ impl Worker {
         if std::mem::take(&mut self.auth.probes_stale) {
             self.refresh_probes();
         }
-        let grace = self.config.host_failure_grace.as_millis() as u64;
         let now = epoch_ms(SystemTime::now());
-        let due: Vec<String> = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, since)| {
-                !self.auth.expired.contains(*e) && now >= since.saturating_add(grace)
-            })
-            .map(|(e, _)| e.clone())
-            .collect();
-        let delete_grace = self.config.unreachable_delete_grace.as_millis() as u64;
-        let deletes: Vec<String> = self
-            .auth
-            .failing
-            .iter()
-            .filter(|(e, since)| {
-                !self.auth.delete_expired.contains(*e) && now >= since.saturating_add(delete_grace)
-            })
-            .map(|(e, _)| e.clone())
-            .collect();
+        let due = |(e, at): (&String, u64)| (now >= at).then(|| e.clone());
+        let hosts = self.expiries(&self.auth.expired, self.config.host_failure_grace);
+        let due_hosts: Vec<String> = hosts.filter_map(due).collect();
+        let delete_grace = self.config.unreachable_delete_grace;
+        let deletes = self.expiries(&self.auth.delete_expired, delete_grace);
+        let deletes: Vec<String> = deletes.filter_map(due).collect();
         for e in deletes {
             log::warn!(
                 "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
             );
-            for key in drift::users_of(&self.cache, &e) {
-                self.queue.add(key);
-            }
+            self.requeue(drift::users_of(&self.cache, &e));
             self.auth.delete_expired.insert(e);
         }
-        for e in due {
+        for e in due_hosts {
             log::warn!(
                 "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
             );
-            for key in drift::users_of(&self.cache, &e) {
-                self.queue.add(key);
-            }
+            self.requeue(drift::users_of(&self.cache, &e));
             self.auth.expired.insert(e);
         }
     }
@@ -562,11 +522,16 @@ impl Worker {
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                self.mark_users(endpoint, DRIFT_CHECK, "Unsupported", &message, &ctx.now);
+                self.mark_users_of(
+                    endpoint,
+                    None,
+                    DRIFT_CHECK,
+                    "Unsupported",
+                    &message,
+                    &ctx.now,
+                );
                 // Their targets now follow node readiness (no health check drains a node there).
-                for key in drift::users_of(&self.cache, endpoint) {
-                    self.queue.add(key);
-                }
+                self.requeue(drift::users_of(&self.cache, endpoint));
                 self.health.busy_since_ms.store(0, Ordering::Relaxed);
                 return;
             }
@@ -581,9 +546,8 @@ impl Worker {
                 false
             }
             Ok(_) => {
-                for key in self.host_answered(endpoint) {
-                    self.queue.add(key);
-                }
+                let affected = self.host_answered(endpoint);
+                self.requeue(affected);
                 let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
                 self.clear_users(endpoint, &refused, &ctx.now);
                 self.record_health(endpoint, &reports);
@@ -677,26 +641,28 @@ impl Worker {
         e: &crate::updater::Error,
         now: &str,
     ) {
-        let p = if e.is_unauthorized() {
-            self.unauthorized(config, raw, &e.to_string())
-        } else if e.is_tls() {
-            self.untrusted(config, raw, &e.to_string())
-        } else {
+        let Some(p) = self.refusal(config, raw, e) else {
             return;
         };
         let only = (!config.is_empty()).then_some(config);
+        // One Warning Event each, where the LoadBalancer's Events go (its Service, else itself).
         for key in self.mark_users_of(endpoint, only, UPDATER_AUTH, p.reason, &p.message, now) {
-            let spec = self.refusal_event(&key, &p);
-            self.event(&spec);
+            let Some(lb) = self.cache.load_balancers.get(&key) else {
+                continue;
+            };
+            let event = Action::Event(EventSpec {
+                object: event_target(&self.cache, &key, lb),
+                type_: EventType::Warning,
+                reason: UPDATER_AUTH.to_string(),
+                message: p.message.clone(),
+            });
+            // Best effort: rate-limited per object and reason, and a failure is only logged.
+            let _ = self.execute(&Plan::of(event), false);
         }
     }
 
-    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` that does not have it yet.
-    fn mark_users(&mut self, endpoint: &str, type_: &str, reason: &str, message: &str, now: &str) {
-        self.mark_users_of(endpoint, None, type_, reason, message, now);
-    }
-
-    /// `mark_users`, for the LoadBalancers of config `only` if given; returns those it was set on.
+    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` (of config `only` if given)
+    /// that does not have it yet; returns those it was set on.
     fn mark_users_of(
         &mut self,
         endpoint: &str,
@@ -720,39 +686,6 @@ impl Worker {
             }
         }
         marked
-    }
-
-    /// The Warning Event `UpdaterAuth` for a refusal found by a drift check: on the Service of
-    /// the LoadBalancer, else on the LoadBalancer.
-    fn refusal_event(
-        &self,
-        key: &crate::controller::Key,
-        p: &AuthProblem,
-    ) -> crate::controller::EventSpec {
-        let (api_version, kind, uid) = match self.cache.services.get(key) {
-            Some(s) => ("v1".to_string(), "Service", s.metadata.uid.clone()),
-            None => (
-                crate::model::API_VERSION.to_string(),
-                crate::model::LOAD_BALANCER_KIND,
-                self.cache
-                    .load_balancers
-                    .get(key)
-                    .map(|l| l.metadata.uid.clone())
-                    .unwrap_or_default(),
-            ),
-        };
-        crate::controller::EventSpec {
-            object: crate::model::ObjectReference {
-                api_version,
-                kind: kind.to_string(),
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                uid,
-            },
-            type_: crate::controller::EventType::Warning,
-            reason: UPDATER_AUTH.to_string(),
-            message: p.message.clone(),
-        }
     }
 
     /// After a check that got an answer: `DriftCheck` and a refused-token `UpdaterAuth` left
