@@ -194,17 +194,9 @@ impl Machine {
     }
 
     /// Has the first LIST been delivered?
+    #[cfg(test)]
     pub fn synced(&self) -> bool {
         self.synced
-    }
-
-    /// The resourceVersion a re-watch would start from, if any.
-    pub fn resource_version(&self) -> Option<&str> {
-        match &self.state {
-            State::Watching { rv, .. } => Some(rv),
-            State::Backoff { rv: Some(rv) } => Some(rv),
-            _ => None,
-        }
     }
 
     fn watch_timeout(&mut self) -> u32 {

@@ -11,5 +11,4 @@ pub mod runner;
 pub mod stream;
 
 pub use machine::{Action, Backoff, Input, Machine, Step, XorShift};
-pub use runner::spawn;
 pub use stream::{WatchEvent, WatchMsg, WatchStream, decode_event};

@@ -19,7 +19,7 @@ use crate::kube::client::{Client, ListParams};
 use crate::kube::transport::cancel_reads_on;
 
 /// Longest uninterrupted sleep, so a backing-off watcher notices shutdown quickly.
-const SLEEP_SLICE: Duration = Duration::from_millis(200);
+const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// What one watcher has done, counted by its thread and read by whoever holds the `Arc` (the
 /// controller's `/metrics`). Counts only go up.
@@ -56,35 +56,10 @@ impl WatchStats {
     }
 }
 
-/// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`).
-/// Every [`WatchMsg`] goes through `map` into `tx`. The thread ends when `shutdown` is set (within
-/// about a second, even in the middle of a read) or when the receiver is gone (noticed at the next
-/// message).
-pub fn spawn<T, E>(
-    name: impl Into<String>,
-    client: Client,
-    path_for_list_and_watch: String,
-    tx: Sender<E>,
-    map: impl Fn(WatchMsg<T>) -> E + Send + 'static,
-    shutdown: Arc<AtomicBool>,
-) -> JoinHandle<()>
-where
-    T: DeserializeOwned + Send + 'static,
-    E: Send + 'static,
-{
-    let stats = Arc::default();
-    spawn_with_stats(
-        name,
-        client,
-        path_for_list_and_watch,
-        tx,
-        map,
-        shutdown,
-        stats,
-    )
-}
-
-/// [`spawn`], counting relists, restarts, errors and events into `stats`.
+/// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`),
+/// counting relists, restarts, errors and events into `stats`. Every [`WatchMsg`] goes through `map`
+/// into `tx`. The thread ends when `shutdown` is set (within about a second, even in the middle of
+/// a read) or when the receiver is gone (noticed at the next message).
 pub fn spawn_with_stats<T, E>(
     name: impl Into<String>,
     client: Client,
@@ -238,7 +213,8 @@ fn run(
     log::debug!("watch {name}: stopped");
 }
 
-fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
+/// Sleeps `d` in short slices so shutdown is noticed promptly (the lease elector's pauses too).
+pub(crate) fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     // Bounded by `d / SLEEP_SLICE` passes.
     while !shutdown.load(Ordering::Relaxed) {
@@ -489,13 +465,14 @@ mod tests {
         let server = TestServer::http(|_| Reply::Raw(fixture("services-list-fixtures.http")));
         let (tx, rx) = channel::<WatchMsg<serde_json::Value>>();
         drop(rx);
-        let handle = spawn(
+        let handle = spawn_with_stats(
             "services",
             client(&server.url),
             "/api/v1/namespaces/fixtures/services".into(),
             tx,
             |m| m,
             Arc::new(AtomicBool::new(false)),
+            Arc::default(),
         );
         assert!(join_within(handle, PATIENCE), "watcher did not stop");
     }
@@ -505,13 +482,14 @@ mod tests {
         let server = TestServer::http(|_| Reply::Raw(fixture("error-forbidden.http")));
         let (tx, _rx) = channel::<WatchMsg<serde_json::Value>>();
         let shutdown = Arc::new(AtomicBool::new(false));
-        let handle = spawn(
+        let handle = spawn_with_stats(
             "services",
             client(&server.url),
             "/api/v1/namespaces/fixtures/services".into(),
             tx,
             |m| m,
             shutdown.clone(),
+            Arc::default(),
         );
         wait_for("the first list", || !server.requests().is_empty());
         shutdown.store(true, Ordering::SeqCst);

@@ -60,22 +60,18 @@ struct RawEvent<'a> {
 /// Just `metadata.resourceVersion`, read leniently (anything else reads as "").
 #[derive(serde::Deserialize)]
 struct VersionOnly {
-    #[serde(default)]
-    metadata: Option<MetaVersion>,
+    metadata: MetaVersion,
 }
 
 #[derive(serde::Deserialize)]
 struct MetaVersion {
-    #[serde(default, rename = "resourceVersion")]
-    resource_version: Option<serde_json::Value>,
+    #[serde(rename = "resourceVersion")]
+    resource_version: String,
 }
 
 fn resource_version_of(object: &serde_json::value::RawValue) -> String {
     serde_json::from_str::<VersionOnly>(object.get())
-        .ok()
-        .and_then(|v| v.metadata)
-        .and_then(|m| m.resource_version)
-        .and_then(|v| v.as_str().map(str::to_string))
+        .map(|v| v.metadata.resource_version)
         .unwrap_or_default()
 }
 
