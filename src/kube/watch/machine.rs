@@ -29,17 +29,11 @@ impl XorShift {
         })
     }
 
-    /// Seeded from the wall clock and the thread, so replicas and watchers differ.
-    pub fn from_time() -> XorShift {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        XorShift::new(h.finish())
+    /// Seeded from std's random hash keys (drawn from the OS per thread, stepped per use), so
+    /// replicas and watchers differ.
+    pub fn random() -> XorShift {
+        use std::hash::BuildHasher;
+        XorShift::new(std::collections::hash_map::RandomState::new().hash_one(0u8))
     }
 
     pub fn next_u64(&mut self) -> u64 {

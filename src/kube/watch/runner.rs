@@ -126,7 +126,7 @@ fn run(
 ) {
     // Reads made by this thread wake up regularly and give up once shutdown is set.
     let _cancel = cancel_reads_on(shutdown.clone());
-    let mut machine = Machine::new(name.clone(), XorShift::from_time(), Backoff::default());
+    let mut machine = Machine::new(name.clone(), XorShift::random(), Backoff::default());
     let params = ListParams::default();
     let mut stream: Option<WatchStream> = None;
     let mut step = machine.start::<Object>();
