@@ -525,7 +525,8 @@ impl Client {
         Ok(agent)
     }
 
-    /// Send one request (twice after a 401), returning a 2xx/1xx answer or the error it carries.
+    /// Send one request (twice after a 401), returning a 2xx/1xx answer or the error it carries; a
+    /// second 401 is `Error::Unauthorized`.
     fn send(
         &self,
         verb: &'static str,
@@ -560,13 +561,10 @@ impl Client {
                     run(&agent, req, call, &inner.opts, self.request_timeout)
                 }
             };
-            let resp = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    inner.stats.record(verb, 0);
-                    return Err(transport_error(&inner.server, &what, e));
-                }
-            };
+            let resp = result.map_err(|e| {
+                inner.stats.record(verb, 0);
+                transport_error(&inner.server, &what, e)
+            })?;
             let code = resp.status().as_u16();
             inner.stats.record(verb, code);
             if code == 401 {
@@ -574,11 +572,8 @@ impl Client {
                 inner.credentials.invalidate();
                 if attempt == 0 {
                     log::debug!("{what}: 401 from {}, refreshing credentials", inner.server);
-                    continue;
                 }
-                return Err(Error::Unauthorized {
-                    server: inner.server.clone(),
-                });
+                continue;
             }
             if code >= 300 {
                 return Err(error_answer(resp));
