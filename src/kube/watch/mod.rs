@@ -9,5 +9,4 @@ pub mod machine;
 pub mod runner;
 pub mod stream;
 
-pub use machine::{Action, Backoff, Input, Machine, Step, XorShift};
 pub use stream::{WatchEvent, WatchMsg, WatchStream, decode_event};
