@@ -91,11 +91,9 @@ where
             &stats,
         )
     };
-    match std::thread::Builder::new().name(thread_name).spawn(run) {
-        Ok(handle) => handle,
-        // Only when the OS refuses a thread; the process cannot work without its watchers.
-        Err(e) => panic!("cannot start a watcher thread: {e}"),
-    }
+    // Fails only when the OS refuses a thread; the process cannot work without its watchers.
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(run);
+    spawned.unwrap_or_else(|e| panic!("cannot start a watcher thread: {e}"))
 }
 
 /// A watched object whose type only the watcher's two ends know (`decode` makes it, `unerase`
@@ -146,9 +144,10 @@ fn run(
                 return;
             }
         }
+        // Only a Read goes on with the open stream; any other action closes it first.
+        let mut open = stream.take().filter(|_| step.action == Action::Read);
         let input = match step.action {
             Action::List => {
-                stream = None;
                 if listed {
                     WatchStats::bump(&stats.relists);
                 }
@@ -164,7 +163,6 @@ fn run(
                 ref resource_version,
                 timeout_seconds,
             } => {
-                stream = None;
                 if !std::mem::take(&mut after_list) {
                     WatchStats::bump(&stats.restarts);
                 }
@@ -176,23 +174,16 @@ fn run(
                     Err(e) => Input::Failed(e),
                 }
             }
-            Action::Read => match stream.as_mut() {
-                Some(s) => match s.next_event_with(decode) {
-                    Ok(Some(event)) => Input::Event(event),
-                    Ok(None) => {
-                        stream = None;
-                        Input::StreamEnded
-                    }
-                    Err(e) => {
-                        stream = None;
-                        Input::Failed(e)
-                    }
-                },
-                // Cannot happen with a correct machine; it treats this as a stream end.
-                None => Input::StreamEnded,
+            Action::Read => match open.as_mut().map(|s| s.next_event_with(decode)) {
+                Some(Ok(Some(event))) => {
+                    stream = open;
+                    Input::Event(event)
+                }
+                Some(Err(e)) => Input::Failed(e),
+                // No stream cannot happen with a correct machine; it treats this as a stream end.
+                Some(Ok(None)) | None => Input::StreamEnded,
             },
             Action::Sleep(d) => {
-                stream = None;
                 sleep_unless(&shutdown, d);
                 Input::Slept
             }
