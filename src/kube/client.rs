@@ -8,7 +8,6 @@
 //! Must not: decide anything about objects, retry anything but a 401 once, or log credentials.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Read;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -213,8 +212,10 @@ struct AgentState {
     exec_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-impl fmt::Debug for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// For tests' `unwrap_err`: the server and the auth method, never a credential.
+#[cfg(test)]
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("server", &self.inner.server)
             .field("auth", &self.inner.credentials.method())

@@ -135,14 +135,6 @@ pub struct WatchStream {
     idle: Duration,
 }
 
-impl std::fmt::Debug for WatchStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchStream")
-            .field("what", &self.what)
-            .finish()
-    }
-}
-
 impl WatchStream {
     /// `reader` yields the de-chunked body; its reads fail with a timeout after `idle` without a byte.
     pub(crate) fn new(
