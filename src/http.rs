@@ -64,7 +64,6 @@ pub struct Request {
     /// Header names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    pub peer: Option<SocketAddr>,
 }
 
 impl Request {
@@ -355,7 +354,7 @@ fn serve(
 }
 
 fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &Handler) {
-    let (response, head_only, drain) = match read_request(&mut stream, peer, limits) {
+    let (response, head_only, drain) = match read_request(&mut stream, limits) {
         Ok(None) => return,
         Ok(Some(req)) => {
             let head_only = req.method == "HEAD";
@@ -405,11 +404,7 @@ fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
 }
 
 /// Reads one request; `Ok(None)` when the client closed without sending anything.
-fn read_request(
-    stream: &mut impl Conn,
-    peer: SocketAddr,
-    limits: &Limits,
-) -> Result<Option<Request>, Refusal> {
+fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Request>, Refusal> {
     let max_head = limits.max_request_line + limits.max_header_bytes + 4;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -533,7 +528,6 @@ fn read_request(
         query,
         headers,
         body,
-        peer: Some(peer),
     }))
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::Error;
 use super::config::{AuthSource, ClusterConfig, ExecConfig};
@@ -39,21 +39,14 @@ pub type CertAndKey = (Vec<u8>, Vec<u8>);
 /// Thread-safe source of the `Authorization` header. Shared by every request of a client.
 pub struct Credentials {
     source: AuthSource,
-    cluster: ClusterInfo,
+    /// `KUBERNETES_EXEC_INFO` for an exec plugin ("" for the other sources).
+    exec_info: String,
     has_client_cert: bool,
     reread_interval: Duration,
     exec_timeout: Duration,
     // Held while a token file is read or a plugin runs: concurrent callers wait for one refresh
     // instead of starting their own.
     state: Mutex<State>,
-}
-
-/// What `provideClusterInfo` hands to a plugin.
-struct ClusterInfo {
-    server: String,
-    ca_pem: Option<Vec<u8>>,
-    insecure: bool,
-    server_name: Option<String>,
 }
 
 #[derive(Default)]
@@ -85,11 +78,9 @@ impl Credentials {
     pub fn new(config: &ClusterConfig) -> Credentials {
         Credentials {
             source: config.auth.clone(),
-            cluster: ClusterInfo {
-                server: config.server.clone(),
-                ca_pem: config.tls.ca_pem.clone(),
-                insecure: config.tls.insecure,
-                server_name: config.tls.server_name.clone(),
+            exec_info: match &config.auth {
+                AuthSource::Exec(cfg) => exec_info(cfg, config),
+                _ => String::new(),
             },
             has_client_cert: config.tls.client_cert_pem.is_some(),
             reread_interval: TOKEN_FILE_REREAD,
@@ -217,7 +208,7 @@ impl Credentials {
         let mut child = Command::new(&cfg.command)
             .args(&cfg.args)
             .envs(cfg.env.iter().map(|(k, v)| (k, v)))
-            .env("KUBERNETES_EXEC_INFO", exec_info(cfg, &self.cluster))
+            .env("KUBERNETES_EXEC_INFO", &self.exec_info)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -229,25 +220,18 @@ impl Credentials {
 
         // stdout closes when the plugin exits (or closes it): wait for that first, bounded.
         let out = match stdout.recv_timeout(self.exec_timeout) {
-            Ok(Ok(out)) if out.len() as u64 <= EXEC_STDOUT_CAP => out,
-            Ok(Ok(_)) => {
-                stop(&mut child);
-                return Err(fail(format!(
-                    "wrote more than {EXEC_STDOUT_CAP} bytes to stdout"
-                )));
-            }
-            Ok(Err(e)) => {
-                stop(&mut child);
-                return Err(fail(format!("reading its stdout: {e}")));
-            }
-            Err(_) => {
-                stop(&mut child);
-                return Err(fail(format!(
-                    "did not finish within {} s; killed",
-                    self.exec_timeout.as_secs()
-                )));
-            }
+            Ok(Ok(out)) if out.len() as u64 <= EXEC_STDOUT_CAP => Ok(out),
+            Ok(Ok(_)) => Err(format!("wrote more than {EXEC_STDOUT_CAP} bytes to stdout")),
+            Ok(Err(e)) => Err(format!("reading its stdout: {e}")),
+            Err(_) => Err(format!(
+                "did not finish within {} s; killed",
+                self.exec_timeout.as_secs()
+            )),
         };
+        let out = out.map_err(|detail| {
+            stop(&mut child);
+            fail(detail)
+        })?;
         let status = wait_until(&mut child, deadline, fail)?;
         let err_text = stderr
             .recv_timeout(Duration::from_secs(1))
@@ -295,23 +279,21 @@ fn read_token_file(path: &Path) -> Result<String, Error> {
 }
 
 /// `KUBERNETES_EXEC_INFO`: the ExecCredential request a plugin reads.
-fn exec_info(cfg: &ExecConfig, cluster: &ClusterInfo) -> String {
-    let mut spec = Map::new();
-    spec.insert("interactive".into(), Value::Bool(false));
+fn exec_info(cfg: &ExecConfig, config: &ClusterConfig) -> String {
+    let mut spec = json!({"interactive": false});
     if cfg.provide_cluster_info {
-        let mut c = Map::new();
-        c.insert("server".into(), Value::String(cluster.server.clone()));
-        if let Some(ca) = &cluster.ca_pem {
-            let data = BASE64_STANDARD.encode(ca);
-            c.insert("certificate-authority-data".into(), Value::String(data));
+        let tls = &config.tls;
+        let mut cluster = json!({
+            "server": config.server,
+            "certificate-authority-data": tls.ca_pem.as_ref().map(|ca| BASE64_STANDARD.encode(ca)),
+            "insecure-skip-tls-verify": tls.insecure.then_some(true),
+            "tls-server-name": tls.server_name,
+        });
+        // Fields without a value are left out, not sent as null.
+        if let Value::Object(fields) = &mut cluster {
+            fields.retain(|_, v| !v.is_null());
         }
-        if cluster.insecure {
-            c.insert("insecure-skip-tls-verify".into(), Value::Bool(true));
-        }
-        if let Some(name) = &cluster.server_name {
-            c.insert("tls-server-name".into(), Value::String(name.clone()));
-        }
-        spec.insert("cluster".into(), Value::Object(c));
+        spec["cluster"] = cluster;
     }
     json!({"apiVersion": cfg.api_version, "kind": "ExecCredential", "spec": spec}).to_string()
 }
@@ -721,6 +703,8 @@ mod tests {
             "kubernetes.default.svc"
         );
         assert!(info["spec"]["cluster"]["certificate-authority-data"].is_string());
+        // insecure-skip-tls-verify is false: left out, not sent as null or false.
+        assert_eq!(info["spec"]["cluster"].as_object().unwrap().len(), 3);
         let env = std::fs::read_to_string(dir.0.join("env")).unwrap();
         assert_eq!(env, "from-kubeconfig");
         assert_eq!(c.method(), "exec plugin /bin/sh (v1)");

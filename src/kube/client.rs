@@ -8,7 +8,6 @@
 //! Must not: decide anything about objects, retry anything but a 401 once, or log credentials.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Read;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -67,54 +66,37 @@ pub struct Resource {
     pub namespaced: bool,
 }
 
-pub const SERVICES: Resource = Resource::core("services", true);
-pub const NODES: Resource = Resource::core("nodes", false);
-pub const EVENTS: Resource = Resource::core("events", true);
-pub const ENDPOINTSLICES: Resource = Resource {
-    group: "discovery.k8s.io",
-    version: "v1",
-    plural: "endpointslices",
-    namespaced: true,
-};
-pub const LEASES: Resource = Resource {
-    group: "coordination.k8s.io",
-    version: "v1",
-    plural: "leases",
-    namespaced: true,
-};
-pub const LOADBALANCERS: Resource = Resource {
-    group: "lb.paperlb.com",
-    version: "v1alpha1",
-    plural: "loadbalancers",
-    namespaced: true,
-};
-pub const LOADBALANCERCONFIGS: Resource = Resource {
-    group: "lb.paperlb.com",
-    version: "v1alpha1",
-    plural: "loadbalancerconfigs",
-    namespaced: true,
-};
+pub const SERVICES: Resource = Resource::new("", "v1", "services", true);
+pub const NODES: Resource = Resource::new("", "v1", "nodes", false);
+pub const EVENTS: Resource = Resource::new("", "v1", "events", true);
+pub const ENDPOINTSLICES: Resource =
+    Resource::new("discovery.k8s.io", "v1", "endpointslices", true);
+pub const LEASES: Resource = Resource::new("coordination.k8s.io", "v1", "leases", true);
+pub const LOADBALANCERS: Resource =
+    Resource::new("lb.paperlb.com", "v1alpha1", "loadbalancers", true);
+pub const LOADBALANCERCONFIGS: Resource =
+    Resource::new("lb.paperlb.com", "v1alpha1", "loadbalancerconfigs", true);
 /// Watched by the controller (its namespace only) and read by `paperlb explain`: a config's
 /// updater Secrets; and k3s ServiceLB's DaemonSets (explain).
-pub const SECRETS: Resource = Resource::core("secrets", true);
-pub const DAEMONSETS: Resource = Resource {
-    group: "apps",
-    version: "v1",
-    plural: "daemonsets",
-    namespaced: true,
-};
-pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource {
-    group: "authorization.k8s.io",
-    version: "v1",
-    plural: "selfsubjectaccessreviews",
-    namespaced: false,
-};
+pub const SECRETS: Resource = Resource::new("", "v1", "secrets", true);
+pub const DAEMONSETS: Resource = Resource::new("apps", "v1", "daemonsets", true);
+pub const SELF_SUBJECT_ACCESS_REVIEWS: Resource = Resource::new(
+    "authorization.k8s.io",
+    "v1",
+    "selfsubjectaccessreviews",
+    false,
+);
 
 impl Resource {
-    const fn core(plural: &'static str, namespaced: bool) -> Resource {
+    pub const fn new(
+        group: &'static str,
+        version: &'static str,
+        plural: &'static str,
+        namespaced: bool,
+    ) -> Resource {
         Resource {
-            group: "",
-            version: "v1",
+            group,
+            version,
             plural,
             namespaced,
         }
@@ -134,17 +116,13 @@ impl Resource {
             format!("/apis/{}/{}", self.group, self.version)
         };
         if let (true, Some(ns)) = (self.namespaced, namespace) {
-            p.push_str("/namespaces/");
-            p.push_str(ns);
+            p = format!("{p}/namespaces/{ns}");
         }
-        p.push('/');
-        p.push_str(self.plural);
+        p = format!("{p}/{}", self.plural);
         if let Some(name) = name {
-            p.push('/');
-            p.push_str(name);
+            p = format!("{p}/{name}");
             if let Some(sub) = subresource {
-                p.push('/');
-                p.push_str(sub);
+                p = format!("{p}/{sub}");
             }
         }
         p
@@ -234,8 +212,10 @@ struct AgentState {
     exec_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-impl fmt::Debug for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// For tests' `unwrap_err`: the server and the auth method, never a credential.
+#[cfg(test)]
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("server", &self.inner.server)
             .field("auth", &self.inner.credentials.method())
@@ -469,21 +449,8 @@ impl Client {
         path: &str,
     ) -> Result<T, Error> {
         let what = format!("{method} {path}");
-        let bytes = match resp
-            .into_body()
-            .into_with_config()
-            .limit(MAX_BODY)
-            .read_to_vec()
-        {
-            Ok(b) => b,
-            Err(ureq::Error::BodyExceedsLimit(n)) => {
-                return Err(Error::Decode {
-                    what,
-                    detail: format!("answer larger than {n} bytes"),
-                });
-            }
-            Err(e) => return Err(transport_error(&self.inner.server, &what, e)),
-        };
+        let body = resp.into_body().into_with_config().limit(MAX_BODY);
+        let bytes = body.read_to_vec().map_err(|e| self.body_error(&what, e))?;
         // From text, as the watch decodes: one copy of serde's code per type in the binary.
         let decoded = std::str::from_utf8(&bytes)
             .map_err(|e| e.to_string())
@@ -510,17 +477,24 @@ impl Client {
         match super::list_page::read::<ListEnvelope>(reader, item) {
             Ok(envelope) => Ok(envelope.metadata),
             // The same kinds as a body read whole (`decode`): too large, timeout, TLS, cancel.
-            Err(super::list_page::Error::Io(e)) => Err(match ureq::Error::from(e) {
-                ureq::Error::BodyExceedsLimit(n) => Error::Decode {
-                    what: format!("GET {path}"),
-                    detail: format!("answer larger than {n} bytes"),
-                },
-                e => transport_error(&self.inner.server, &format!("GET {path}"), e),
-            }),
+            Err(super::list_page::Error::Io(e)) => {
+                Err(self.body_error(&format!("GET {path}"), ureq::Error::from(e)))
+            }
             Err(super::list_page::Error::Json(detail)) => Err(Error::Decode {
                 what: format!("GET {path}"),
                 detail,
             }),
+        }
+    }
+
+    /// A body read that failed: too large, or the transport's failure.
+    fn body_error(&self, what: &str, e: ureq::Error) -> Error {
+        match e {
+            ureq::Error::BodyExceedsLimit(n) => Error::Decode {
+                what: what.to_string(),
+                detail: format!("answer larger than {n} bytes"),
+            },
+            e => transport_error(&self.inner.server, what, e),
         }
     }
 
@@ -552,7 +526,8 @@ impl Client {
         Ok(agent)
     }
 
-    /// Send one request (twice after a 401), returning a 2xx/1xx answer or the error it carries.
+    /// Send one request (twice after a 401), returning a 2xx/1xx answer or the error it carries; a
+    /// second 401 is `Error::Unauthorized`.
     fn send(
         &self,
         verb: &'static str,
@@ -587,13 +562,10 @@ impl Client {
                     run(&agent, req, call, &inner.opts, self.request_timeout)
                 }
             };
-            let resp = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    inner.stats.record(verb, 0);
-                    return Err(transport_error(&inner.server, &what, e));
-                }
-            };
+            let resp = result.map_err(|e| {
+                inner.stats.record(verb, 0);
+                transport_error(&inner.server, &what, e)
+            })?;
             let code = resp.status().as_u16();
             inner.stats.record(verb, code);
             if code == 401 {
@@ -601,11 +573,8 @@ impl Client {
                 inner.credentials.invalidate();
                 if attempt == 0 {
                     log::debug!("{what}: 401 from {}, refreshing credentials", inner.server);
-                    continue;
                 }
-                return Err(Error::Unauthorized {
-                    server: inner.server.clone(),
-                });
+                continue;
             }
             if code >= 300 {
                 return Err(error_answer(resp));
@@ -625,27 +594,18 @@ fn run<B: ureq::AsSendBody>(
     opts: &ClientOptions,
     request_timeout: Option<Duration>,
 ) -> Result<Response<Body>, ureq::Error> {
-    match call {
-        Call::Plain => match request_timeout {
-            // The agent's global timeout is opts.request_timeout; this one request gets its own.
-            Some(t) => {
-                let req = agent.configure_request(req).timeout_global(Some(t)).build();
-                agent.run(req)
-            }
-            None => agent.run(req),
-        },
-        Call::Watch => {
-            // A watch lasts minutes: no total budget. The headers must still come within the
-            // request timeout, and a body silent for watch_idle_timeout is a stalled stream.
-            let req = agent
-                .configure_request(req)
-                .timeout_global(None)
-                .timeout_recv_response(Some(opts.request_timeout))
-                .timeout_per_read(Some(opts.watch_idle_timeout))
-                .build();
-            agent.run(req)
-        }
-    }
+    let req = agent.configure_request(req);
+    let req = match call {
+        // The agent's global timeout is opts.request_timeout; a handle may give its own.
+        Call::Plain => req.timeout_global(Some(request_timeout.unwrap_or(opts.request_timeout))),
+        // A watch lasts minutes: no total budget. The headers must still come within the
+        // request timeout, and a body silent for watch_idle_timeout is a stalled stream.
+        Call::Watch => req
+            .timeout_global(None)
+            .timeout_recv_response(Some(opts.request_timeout))
+            .timeout_per_read(Some(opts.watch_idle_timeout)),
+    };
+    agent.run(req.build())
 }
 
 fn bad_request(url: &str, e: http::Error) -> Error {

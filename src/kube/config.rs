@@ -512,14 +512,6 @@ fn entries<T: DeserializeOwned + Default>(
     Ok(out)
 }
 
-fn names<'a, T: 'a>(entries: impl Iterator<Item = &'a Entry<T>>) -> String {
-    let names: Vec<String> = entries.map(|e| format!("{:?}", e.name)).collect();
-    if names.is_empty() {
-        return "none defined".into();
-    }
-    names.join(", ")
-}
-
 /// The first file to define `name` in the given list wins it whole (client-go's merge rule).
 fn find<'a, T>(
     files: &'a [Kubeconfig],
@@ -531,8 +523,16 @@ fn find<'a, T>(
         .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)))
 }
 
+/// The names defined in `list` across all files, for error messages.
 fn all_names<T>(files: &[Kubeconfig], list: fn(&Kubeconfig) -> &[Entry<T>]) -> String {
-    names(files.iter().flat_map(|f| list(f).iter()))
+    let names: Vec<String> = files
+        .iter()
+        .flat_map(|f| list(f).iter().map(|e| format!("{:?}", e.name)))
+        .collect();
+    if names.is_empty() {
+        return "none defined".into();
+    }
+    names.join(", ")
 }
 
 fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, Error> {
@@ -615,8 +615,7 @@ fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, Tl
         ca_pem,
         insecure,
         server_name: c.tls_server_name.clone(),
-        client_cert_pem: None,
-        client_key_pem: None,
+        ..TlsSettings::default()
     };
     Ok((server, tls))
 }

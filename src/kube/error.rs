@@ -153,29 +153,21 @@ impl fmt::Display for Error {
                 "{server} refused the credentials (401 Unauthorized): check the token, client certificate or exec plugin"
             ),
             Error::Api(s) => {
-                write!(
-                    f,
-                    "{} {}",
-                    s.code,
-                    if s.reason.is_empty() {
-                        "Failure"
-                    } else {
-                        &s.reason
-                    }
-                )?;
-                if !s.message.is_empty() {
-                    write!(f, ": {}", s.message)?;
-                }
-                Ok(())
-            }
-            Error::Http { code, body, .. } => {
-                let body = body.trim();
-                if body.is_empty() {
-                    write!(f, "HTTP {code}")
+                let reason = if s.reason.is_empty() {
+                    "Failure"
                 } else {
-                    write!(f, "HTTP {code}: {}", snippet(body, 200))
+                    &s.reason
+                };
+                write!(f, "{} {reason}", s.code)?;
+                match s.message.as_str() {
+                    "" => Ok(()),
+                    message => write!(f, ": {message}"),
                 }
             }
+            Error::Http { code, body, .. } => match body.trim() {
+                "" => write!(f, "HTTP {code}"),
+                body => write!(f, "HTTP {code}: {}", snippet(body, 200)),
+            },
             Error::Decode { what, detail } => write!(f, "decoding {what}: {detail}"),
             Error::Exec { command, detail } => write!(f, "credential plugin {command}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::client::{Client, LEASES};
+use super::watch::runner::sleep_unless;
 use crate::time::micro_time;
 
 /// Timings and identity; `Default` is client-go's (15 s lease, 10 s renew deadline, 2 s retry).
@@ -320,18 +321,6 @@ impl Elector {
         self.client_until(deadline)
             .replace::<Value>(&self.path(true), &lease)
             .map(|_| ())
-    }
-}
-
-/// Sleeps `d` in short steps so shutdown is noticed promptly.
-fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !shutdown.load(Ordering::Relaxed) {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }
 

@@ -111,9 +111,7 @@ pub fn client_config(
         warn_insecure_once(server);
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert {
-                algorithms: provider.signature_verification_algorithms,
-            }))
+            .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(&provider)))
     } else {
         let Some(ca_pem) = settings.ca_pem.as_deref() else {
             return Err(tls_err(

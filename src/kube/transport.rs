@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,55 +49,39 @@ pub const MAX_IDLE_CONNECTIONS: usize = 32;
 
 /// Map a ureq failure to what the user can act on. `what` is `METHOD path`.
 pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error {
-    match e {
-        ureq::Error::Timeout(t) => Error::Timeout {
-            server: server.to_string(),
-            what: format!("{what} ({t})"),
-        },
+    let server = server.to_string();
+    // TLS failures and timeouts have their own kinds; everything else failed to connect.
+    let detail = match e {
+        ureq::Error::Timeout(t) => {
+            let what = format!("{what} ({t})");
+            return Error::Timeout { server, what };
+        }
         ureq::Error::Other(inner) => match inner.downcast_ref::<Failure>() {
-            Some(Failure::Tls(detail) | Failure::Refused(detail)) => Error::Tls {
-                server: server.to_string(),
-                detail: detail.clone(),
-            },
-            Some(Failure::Cancelled) => Error::Connect {
-                server: server.to_string(),
-                detail: format!("{what}: cancelled (shutting down)"),
-            },
-            None => Error::Connect {
-                server: server.to_string(),
-                detail: format!("{what}: {inner}"),
-            },
+            Some(Failure::Tls(detail) | Failure::Refused(detail)) => {
+                let detail = detail.clone();
+                return Error::Tls { server, detail };
+            }
+            Some(Failure::Cancelled) => format!("{what}: cancelled (shutting down)"),
+            None => format!("{what}: {inner}"),
         },
-        ureq::Error::Rustls(r) => Error::Tls {
-            server: server.to_string(),
-            detail: r.to_string(),
-        },
+        ureq::Error::Rustls(r) => {
+            let detail = r.to_string();
+            return Error::Tls { server, detail };
+        }
         ureq::Error::Io(io) => {
             if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                Error::Tls {
-                    server: server.to_string(),
-                    detail: r.to_string(),
-                }
-            } else if matches!(
-                io.kind(),
-                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) {
-                Error::Timeout {
-                    server: server.to_string(),
-                    what: what.to_string(),
-                }
-            } else {
-                Error::Connect {
-                    server: server.to_string(),
-                    detail: format!("{what}: {io}"),
-                }
+                let detail = r.to_string();
+                return Error::Tls { server, detail };
             }
+            if matches!(io.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) {
+                let what = what.to_string();
+                return Error::Timeout { server, what };
+            }
+            format!("{what}: {io}")
         }
-        other => Error::Connect {
-            server: server.to_string(),
-            detail: format!("{what}: {other}"),
-        },
-    }
+        other => format!("{what}: {other}"),
+    };
+    Error::Connect { server, detail }
 }
 
 pub(crate) fn build_agent(

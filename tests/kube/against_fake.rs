@@ -313,13 +313,14 @@ fn watcher_view_equals_server_after_churn_with_dropped_streams() {
     ));
     let (tx, rx) = mpsc::channel::<WatchMsg<Value>>();
     let stop = Arc::new(AtomicBool::new(false));
-    let handle = watch::spawn(
+    let handle = watch::runner::spawn_with_stats(
         "leases",
         client.clone(),
         path.clone(),
         tx,
         |m| m,
         stop.clone(),
+        Arc::default(),
     );
 
     let mut view: BTreeMap<String, String> = BTreeMap::new();

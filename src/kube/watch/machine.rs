@@ -29,17 +29,11 @@ impl XorShift {
         })
     }
 
-    /// Seeded from the wall clock and the thread, so replicas and watchers differ.
-    pub fn from_time() -> XorShift {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        XorShift::new(h.finish())
+    /// Seeded from std's random hash keys (drawn from the OS per thread, stepped per use), so
+    /// replicas and watchers differ.
+    pub fn random() -> XorShift {
+        use std::hash::BuildHasher;
+        XorShift::new(std::collections::hash_map::RandomState::new().hash_one(0u8))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -190,21 +184,13 @@ impl Machine {
     /// The first action: list.
     pub fn start<T>(&mut self) -> Step<T> {
         self.state = State::Listing;
-        step(Vec::new(), Vec::new(), Action::List)
+        Step::to(Action::List)
     }
 
     /// Has the first LIST been delivered?
+    #[cfg(test)]
     pub fn synced(&self) -> bool {
         self.synced
-    }
-
-    /// The resourceVersion a re-watch would start from, if any.
-    pub fn resource_version(&self) -> Option<&str> {
-        match &self.state {
-            State::Watching { rv, .. } => Some(rv),
-            State::Backoff { rv: Some(rv) } => Some(rv),
-            _ => None,
-        }
     }
 
     fn watch_timeout(&mut self) -> u32 {
@@ -237,12 +223,9 @@ impl Machine {
                 };
                 self.synced = true;
                 self.forbidden_logged = false;
-                let action = self.watch_from(list.resource_version);
-                step(
-                    vec![WatchMsg::Restarted(list.items)],
-                    vec![(log::Level::Info, log)],
-                    action,
-                )
+                let mut step = Step::to(self.watch_from(list.resource_version));
+                step.msgs.push(WatchMsg::Restarted(list.items));
+                step.log(log::Level::Info, log)
             }
             (
                 State::Watching {
@@ -255,7 +238,7 @@ impl Machine {
                     opened: Some(now),
                     events: 0,
                 };
-                step(Vec::new(), Vec::new(), Action::Read)
+                Step::to(Action::Read)
             }
             (
                 State::Watching {
@@ -274,18 +257,11 @@ impl Machine {
                 Input::StreamEnded,
             ) => {
                 if events == 0 && now.saturating_duration_since(opened) < MIN_HEALTHY_WATCH {
-                    let detail = "watch ended at once without events".to_string();
-                    return self.fail(Some(rv), &detail, None, now);
+                    let detail = "watch ended at once without events";
+                    return self.fail(Some(rv), detail, None, now);
                 }
-                let action = self.watch_from(rv);
-                step(
-                    Vec::new(),
-                    vec![(
-                        log::Level::Debug,
-                        format!("{}: watch ended, re-watching", self.name),
-                    )],
-                    action,
-                )
+                let line = format!("{}: watch ended, re-watching", self.name);
+                Step::to(self.watch_from(rv)).log(log::Level::Debug, line)
             }
             (State::Watching { rv, opened, .. }, Input::Failed(e)) => {
                 if e.is_gone() {
@@ -294,12 +270,8 @@ impl Machine {
                 if opened.is_some() && matches!(e, Error::Timeout { .. }) {
                     // A stalled stream: the connection died silently. Resume, no back-off needed:
                     // it took the whole idle timeout to notice.
-                    let action = self.watch_from(rv);
-                    return step(
-                        Vec::new(),
-                        vec![(log::Level::Info, format!("{}: {e}; resuming", self.name))],
-                        action,
-                    );
+                    let line = format!("{}: {e}; resuming", self.name);
+                    return Step::to(self.watch_from(rv)).log(log::Level::Info, line);
                 }
                 self.fail_with(Some(rv), e, now)
             }
@@ -312,7 +284,7 @@ impl Machine {
                         Action::List
                     }
                 };
-                step(Vec::new(), Vec::new(), action)
+                Step::to(action)
             }
             (state, input) => {
                 // A runner bug, not a server problem: say so and start over cleanly.
@@ -322,7 +294,7 @@ impl Machine {
                     input_name(&input)
                 );
                 self.state = State::Listing;
-                step(Vec::new(), vec![(log::Level::Error, log)], Action::List)
+                Step::to(Action::List).log(log::Level::Error, log)
             }
         }
     }
@@ -358,7 +330,9 @@ impl Machine {
             opened: Some(opened),
             events: events + 1,
         };
-        step(msg.into_iter().collect(), Vec::new(), Action::Read)
+        let mut step = Step::to(Action::Read);
+        step.msgs.extend(msg);
+        step
     }
 
     fn on_error_event<T>(&mut self, rv: String, status: ApiStatus, now: Instant) -> Step<T> {
@@ -371,36 +345,27 @@ impl Machine {
 
     fn relist<T>(&mut self, why: &str) -> Step<T> {
         self.state = State::Listing;
-        step(
-            Vec::new(),
-            vec![(
-                log::Level::Info,
-                format!("{}: relisting after 410 ({why})", self.name),
-            )],
-            Action::List,
-        )
+        let line = format!("{}: relisting after 410 ({why})", self.name);
+        Step::to(Action::List).log(log::Level::Info, line)
     }
 
     fn fail_with<T>(&mut self, rv: Option<String>, e: Error, now: Instant) -> Step<T> {
         if e.is_forbidden() {
-            let mut logs = Vec::new();
-            if !self.forbidden_logged {
-                self.forbidden_logged = true;
-                logs.push((
-                    log::Level::Error,
-                    format!(
-                        "{}: forbidden (missing RBAC?): {e}; retrying every {}s",
-                        self.name,
-                        FORBIDDEN_BACKOFF.as_secs()
-                    ),
-                ));
-            }
             self.state = State::Backoff { rv };
-            return step(Vec::new(), logs, Action::Sleep(FORBIDDEN_BACKOFF));
+            let step = Step::to(Action::Sleep(FORBIDDEN_BACKOFF));
+            if self.forbidden_logged {
+                return step;
+            }
+            self.forbidden_logged = true;
+            let secs = FORBIDDEN_BACKOFF.as_secs();
+            let line = format!(
+                "{}: forbidden (missing RBAC?): {e}; retrying every {secs}s",
+                self.name
+            );
+            return step.log(log::Level::Error, line);
         }
         // A 410 while listing (continue token expired) lands here too: relist after a pause.
-        let retry_after = e.retry_after();
-        self.fail(rv, &e.to_string(), retry_after, now)
+        self.fail(rv, &e.to_string(), e.retry_after(), now)
     }
 
     fn fail<T>(
@@ -416,23 +381,23 @@ impl Machine {
             delay = delay.max(ra.min(self.backoff.max));
         }
         self.state = State::Backoff { rv };
-        step(
-            Vec::new(),
-            vec![(
-                log::Level::Info,
-                format!(
-                    "{}: backing off {:.1}s: {detail}",
-                    self.name,
-                    delay.as_secs_f64()
-                ),
-            )],
-            Action::Sleep(delay),
-        )
+        let secs = delay.as_secs_f64();
+        let line = format!("{}: backing off {secs:.1}s: {detail}", self.name);
+        Step::to(Action::Sleep(delay)).log(log::Level::Info, line)
     }
 }
 
-fn step<T>(msgs: Vec<WatchMsg<T>>, logs: Vec<(log::Level, String)>, action: Action) -> Step<T> {
-    Step { msgs, logs, action }
+impl<T> Step<T> {
+    /// Go on with `action`; no messages, no log lines.
+    fn to(action: Action) -> Step<T> {
+        let (msgs, logs) = (Vec::new(), Vec::new());
+        Step { msgs, logs, action }
+    }
+
+    fn log(mut self, level: log::Level, line: String) -> Step<T> {
+        self.logs.push((level, line));
+        self
+    }
 }
 
 fn input_name<T>(input: &Input<T>) -> &'static str {

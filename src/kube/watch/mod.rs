@@ -1,15 +1,12 @@
 //! Watches: decoding the watch stream into events, the list-then-watch state machine, and the thread
 //! that drives it for one resource.
 //!
-//! Owns: `lines` (pure line splitting), `stream` (one open response decoded into events), `machine`
+//! Owns: `stream` (one open response split into bounded lines and decoded into events), `machine`
 //! (pure: what to do next), `runner` (the only part with I/O, one OS thread per resource).
 //! Must not: decide anything about the objects it carries; the worker does.
 
-pub mod lines;
 pub mod machine;
 pub mod runner;
 pub mod stream;
 
-pub use machine::{Action, Backoff, Input, Machine, Step, XorShift};
-pub use runner::spawn;
 pub use stream::{WatchEvent, WatchMsg, WatchStream, decode_event};

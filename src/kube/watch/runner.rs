@@ -19,7 +19,7 @@ use crate::kube::client::{Client, ListParams};
 use crate::kube::transport::cancel_reads_on;
 
 /// Longest uninterrupted sleep, so a backing-off watcher notices shutdown quickly.
-const SLEEP_SLICE: Duration = Duration::from_millis(200);
+const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// What one watcher has done, counted by its thread and read by whoever holds the `Arc` (the
 /// controller's `/metrics`). Counts only go up.
@@ -56,35 +56,10 @@ impl WatchStats {
     }
 }
 
-/// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`).
-/// Every [`WatchMsg`] goes through `map` into `tx`. The thread ends when `shutdown` is set (within
-/// about a second, even in the middle of a read) or when the receiver is gone (noticed at the next
-/// message).
-pub fn spawn<T, E>(
-    name: impl Into<String>,
-    client: Client,
-    path_for_list_and_watch: String,
-    tx: Sender<E>,
-    map: impl Fn(WatchMsg<T>) -> E + Send + 'static,
-    shutdown: Arc<AtomicBool>,
-) -> JoinHandle<()>
-where
-    T: DeserializeOwned + Send + 'static,
-    E: Send + 'static,
-{
-    let stats = Arc::default();
-    spawn_with_stats(
-        name,
-        client,
-        path_for_list_and_watch,
-        tx,
-        map,
-        shutdown,
-        stats,
-    )
-}
-
-/// [`spawn`], counting relists, restarts, errors and events into `stats`.
+/// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`),
+/// counting relists, restarts, errors and events into `stats`. Every [`WatchMsg`] goes through `map`
+/// into `tx`. The thread ends when `shutdown` is set (within about a second, even in the middle of
+/// a read) or when the receiver is gone (noticed at the next message).
 pub fn spawn_with_stats<T, E>(
     name: impl Into<String>,
     client: Client,
@@ -116,11 +91,9 @@ where
             &stats,
         )
     };
-    match std::thread::Builder::new().name(thread_name).spawn(run) {
-        Ok(handle) => handle,
-        // Only when the OS refuses a thread; the process cannot work without its watchers.
-        Err(e) => panic!("cannot start a watcher thread: {e}"),
-    }
+    // Fails only when the OS refuses a thread; the process cannot work without its watchers.
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(run);
+    spawned.unwrap_or_else(|e| panic!("cannot start a watcher thread: {e}"))
 }
 
 /// A watched object whose type only the watcher's two ends know (`decode` makes it, `unerase`
@@ -151,7 +124,7 @@ fn run(
 ) {
     // Reads made by this thread wake up regularly and give up once shutdown is set.
     let _cancel = cancel_reads_on(shutdown.clone());
-    let mut machine = Machine::new(name.clone(), XorShift::from_time(), Backoff::default());
+    let mut machine = Machine::new(name.clone(), XorShift::random(), Backoff::default());
     let params = ListParams::default();
     let mut stream: Option<WatchStream> = None;
     let mut step = machine.start::<Object>();
@@ -171,9 +144,10 @@ fn run(
                 return;
             }
         }
+        // Only a Read goes on with the open stream; any other action closes it first.
+        let mut open = stream.take().filter(|_| step.action == Action::Read);
         let input = match step.action {
             Action::List => {
-                stream = None;
                 if listed {
                     WatchStats::bump(&stats.relists);
                 }
@@ -189,7 +163,6 @@ fn run(
                 ref resource_version,
                 timeout_seconds,
             } => {
-                stream = None;
                 if !std::mem::take(&mut after_list) {
                     WatchStats::bump(&stats.restarts);
                 }
@@ -201,23 +174,16 @@ fn run(
                     Err(e) => Input::Failed(e),
                 }
             }
-            Action::Read => match stream.as_mut() {
-                Some(s) => match s.next_event_with(decode) {
-                    Ok(Some(event)) => Input::Event(event),
-                    Ok(None) => {
-                        stream = None;
-                        Input::StreamEnded
-                    }
-                    Err(e) => {
-                        stream = None;
-                        Input::Failed(e)
-                    }
-                },
-                // Cannot happen with a correct machine; it treats this as a stream end.
-                None => Input::StreamEnded,
+            Action::Read => match open.as_mut().map(|s| s.next_event_with(decode)) {
+                Some(Ok(Some(event))) => {
+                    stream = open;
+                    Input::Event(event)
+                }
+                Some(Err(e)) => Input::Failed(e),
+                // No stream cannot happen with a correct machine; it treats this as a stream end.
+                Some(Ok(None)) | None => Input::StreamEnded,
             },
             Action::Sleep(d) => {
-                stream = None;
                 sleep_unless(&shutdown, d);
                 Input::Slept
             }
@@ -238,7 +204,8 @@ fn run(
     log::debug!("watch {name}: stopped");
 }
 
-fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
+/// Sleeps `d` in short slices so shutdown is noticed promptly (the lease elector's pauses too).
+pub(crate) fn sleep_unless(shutdown: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
     // Bounded by `d / SLEEP_SLICE` passes.
     while !shutdown.load(Ordering::Relaxed) {
@@ -489,13 +456,14 @@ mod tests {
         let server = TestServer::http(|_| Reply::Raw(fixture("services-list-fixtures.http")));
         let (tx, rx) = channel::<WatchMsg<serde_json::Value>>();
         drop(rx);
-        let handle = spawn(
+        let handle = spawn_with_stats(
             "services",
             client(&server.url),
             "/api/v1/namespaces/fixtures/services".into(),
             tx,
             |m| m,
             Arc::new(AtomicBool::new(false)),
+            Arc::default(),
         );
         assert!(join_within(handle, PATIENCE), "watcher did not stop");
     }
@@ -505,13 +473,14 @@ mod tests {
         let server = TestServer::http(|_| Reply::Raw(fixture("error-forbidden.http")));
         let (tx, _rx) = channel::<WatchMsg<serde_json::Value>>();
         let shutdown = Arc::new(AtomicBool::new(false));
-        let handle = spawn(
+        let handle = spawn_with_stats(
             "services",
             client(&server.url),
             "/api/v1/namespaces/fixtures/services".into(),
             tx,
             |m| m,
             shutdown.clone(),
+            Arc::default(),
         );
         wait_for("the first list", || !server.requests().is_empty());
         shutdown.store(true, Ordering::SeqCst);

@@ -1,15 +1,15 @@
 //! One open watch response: its lines decoded into [`WatchEvent`]s, and what a watcher emits
 //! ([`WatchMsg`]).
 //!
-//! Owns: event decoding (an object is decoded once, straight into `T`), the idle-stall error.
+//! Owns: splitting the body into lines (bounded by [`MAX_LINE`]), event decoding (an object is
+//! decoded once, straight into `T`), the idle-stall error.
 //! Must not: decide what to do next (`machine`) or open connections (`runner`, through the client).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::lines::LineDecoder;
 use crate::kube::error::snippet;
 use crate::kube::transport::{CONNECTION_BUFFER, transport_error};
 use crate::kube::{ApiStatus, Error};
@@ -60,22 +60,18 @@ struct RawEvent<'a> {
 /// Just `metadata.resourceVersion`, read leniently (anything else reads as "").
 #[derive(serde::Deserialize)]
 struct VersionOnly {
-    #[serde(default)]
-    metadata: Option<MetaVersion>,
+    metadata: MetaVersion,
 }
 
 #[derive(serde::Deserialize)]
 struct MetaVersion {
-    #[serde(default, rename = "resourceVersion")]
-    resource_version: Option<serde_json::Value>,
+    #[serde(rename = "resourceVersion")]
+    resource_version: String,
 }
 
 fn resource_version_of(object: &serde_json::value::RawValue) -> String {
     serde_json::from_str::<VersionOnly>(object.get())
-        .ok()
-        .and_then(|v| v.metadata)
-        .and_then(|m| m.resource_version)
-        .and_then(|v| v.as_str().map(str::to_string))
+        .map(|v| v.metadata.resource_version)
         .unwrap_or_default()
 }
 
@@ -124,23 +120,19 @@ pub fn decode_event_with<T>(
     })
 }
 
+/// Longest watch line accepted: far above any real object (etcd caps objects at 1.5 MiB by
+/// default), low enough that a broken stream cannot make us buffer without end.
+pub const MAX_LINE: usize = 16 << 20;
+
 /// An open watch response, read line by line. Blocks in [`WatchStream::next_event`].
 pub struct WatchStream {
-    reader: Box<dyn Read + Send>,
-    lines: LineDecoder,
+    /// As large as a connection's input buffer: one read returns no more than that holds.
+    reader: BufReader<Box<dyn Read + Send>>,
+    /// The line being read (an event may span many reads, a read may hold several events).
+    line: Vec<u8>,
     what: String,
     server: String,
     idle: Duration,
-    /// As large as a connection's input buffer: one read returns no more than that holds.
-    buf: Vec<u8>,
-}
-
-impl std::fmt::Debug for WatchStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchStream")
-            .field("what", &self.what)
-            .finish()
-    }
 }
 
 impl WatchStream {
@@ -152,12 +144,11 @@ impl WatchStream {
         idle: Duration,
     ) -> WatchStream {
         WatchStream {
-            reader,
-            lines: LineDecoder::default(),
+            reader: BufReader::with_capacity(CONNECTION_BUFFER, reader),
+            line: Vec::new(),
             what,
             server,
             idle,
-            buf: vec![0; CONNECTION_BUFFER],
         }
     }
 
@@ -167,38 +158,37 @@ impl WatchStream {
         self.next_event_with(|text| serde_json::from_str(text))
     }
 
-    /// [`WatchStream::next_event`], the object decoded by `decode`.
+    /// [`WatchStream::next_event`], the object decoded by `decode`. Blank lines are skipped.
     pub fn next_event_with<T>(
         &mut self,
         decode: fn(&str) -> serde_json::Result<T>,
     ) -> Result<Option<WatchEvent<T>>, Error> {
         loop {
-            match self.lines.next_line() {
-                Ok(Some(line)) => return decode_event_with(&line, &self.what, decode).map(Some),
-                Ok(None) => {}
-                Err(too_long) => {
-                    return Err(Error::Decode {
-                        what: self.what.clone(),
-                        detail: format!("a watch event is longer than {} bytes", too_long.max),
-                    });
-                }
-            }
-            let n = match self.reader.read(&mut self.buf) {
+            self.line.clear();
+            let mut bounded = (&mut self.reader).take(MAX_LINE as u64 + 1);
+            let n = match bounded.read_until(b'\n', &mut self.line) {
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.read_error(e)),
             };
-            if n == 0 {
-                if self.lines.pending() > 0 {
+            if !self.line.ends_with(b"\n") {
+                if n > MAX_LINE {
+                    return Err(Error::Decode {
+                        what: self.what.clone(),
+                        detail: format!("a watch event is longer than {MAX_LINE} bytes"),
+                    });
+                }
+                if n > 0 {
                     log::debug!(
-                        "{}: stream ended inside an event ({} bytes dropped)",
-                        self.what,
-                        self.lines.pending()
+                        "{}: stream ended inside an event ({n} bytes dropped)",
+                        self.what
                     );
                 }
                 return Ok(None);
             }
-            self.lines.feed(&self.buf[..n]);
+            let line = self.line.trim_ascii();
+            if !line.is_empty() {
+                return decode_event_with(line, &self.what, decode).map(Some);
+            }
         }
     }
 
@@ -319,7 +309,7 @@ mod tests {
     #[test]
     fn stream_reassembles_events_across_small_reads_and_reports_the_end() {
         let body = fixture_body("services-watch.http");
-        for step in [1, 7, 4096] {
+        for step in [1, 2, 3, 5, 7, 97, 4096] {
             let mut s = WatchStream::new(
                 Box::new(Trickle(body.clone(), 0, step)),
                 "WATCH s".into(),
@@ -336,9 +326,43 @@ mod tests {
     }
 
     #[test]
+    fn blank_lines_and_crlf_are_skipped_and_a_cut_last_line_ends_the_stream() {
+        let body = b"\n\r\n{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":{\"resourceVersion\":\"7\"}}}\r\n{\"type\"".to_vec();
+        let mut s = WatchStream::new(
+            Box::new(Trickle(body, 0, 3)),
+            "WATCH s".into(),
+            "http://x".into(),
+            Duration::from_secs(1),
+        );
+        match s.next_event::<Obj>().unwrap() {
+            Some(WatchEvent::Bookmark { resource_version }) => assert_eq!(resource_version, "7"),
+            other => panic!("{other:?}"),
+        }
+        assert!(s.next_event::<Obj>().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_line_bytes_is_read_whole() {
+        let mut body = b"{\"type\":\"BOOKMARK\",\"object\":{\"a\":\"".to_vec();
+        body.resize(MAX_LINE - 3, b'x');
+        body.extend_from_slice(b"\"}}\n");
+        assert_eq!(body.len(), MAX_LINE + 1);
+        let mut s = WatchStream::new(
+            Box::new(Trickle(body, 0, 1 << 20)),
+            "WATCH big".into(),
+            "http://x".into(),
+            Duration::from_secs(1),
+        );
+        assert!(matches!(
+            s.next_event::<Obj>().unwrap(),
+            Some(WatchEvent::Bookmark { .. })
+        ));
+    }
+
+    #[test]
     fn oversize_event_is_a_decode_error() {
         let mut body = b"{\"type\":\"ADDED\",\"object\":{\"a\":\"".to_vec();
-        body.resize(super::super::lines::MAX_LINE + 10, b'x');
+        body.resize(MAX_LINE + 10, b'x');
         let mut s = WatchStream::new(
             Box::new(Trickle(body, 0, 1 << 20)),
             "WATCH big".into(),
