@@ -239,9 +239,7 @@ impl Gauge {
     pub fn set(&self, labels: &[&str], v: f64) {
         self.0.with(labels, |s| s.value = v);
     }
-    pub fn add(&self, labels: &[&str], v: f64) {
-        self.0.with(labels, |s| s.value += v);
-    }
+    #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> f64 {
         get(&self.0, labels)
     }
@@ -270,6 +268,7 @@ impl Histogram {
         });
     }
     /// Number of observations.
+    #[cfg(test)]
     pub fn count(&self, labels: &[&str]) -> u64 {
         let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
         self.0.series().get(&key).map_or(0, |s| s.count)

@@ -8,7 +8,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::ops::Deref;
 use std::sync::Arc;
 
-pub const GROUP: &str = "lb.paperlb.com";
 pub const API_VERSION: &str = "lb.paperlb.com/v1alpha1";
 pub const LOAD_BALANCER_KIND: &str = "LoadBalancer";
 pub const CONFIG_KIND: &str = "LoadBalancerConfig";
@@ -237,13 +236,12 @@ impl HostTable {
         }
         self.hosts.insert(host.clone());
     }
+}
 
-    pub fn len(&self) -> usize {
+#[cfg(test)]
+impl HostTable {
+    fn len(&self) -> usize {
         self.hosts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
     }
 }
 

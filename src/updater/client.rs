@@ -158,11 +158,6 @@ impl UpdaterClient {
         })
     }
 
-    /// The endpoint every call goes to.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// `POST`: Ok once the updater has applied (and reloaded) the request.
     pub fn apply(&self, req: &LbRequest) -> Result<(), Error> {
         // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.

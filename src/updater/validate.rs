@@ -226,6 +226,7 @@ impl Error {
     }
 
     /// The field as the JSON names it.
+    #[cfg(test)]
     pub fn field(&self) -> &str {
         match self {
             Error::Value { field, .. } => field,
