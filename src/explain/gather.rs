@@ -271,11 +271,7 @@ pub fn probe(host: &HostRef, auth: ClientAuth) -> Probe {
         Err(Error::Transport { detail, .. }) => Probe::Unreachable(detail),
         Err(Error::Unauthorized { code, message }) => Probe::Unauthorized { code, message },
         Err(Error::Unsupported { code, .. }) => Probe::NoList { code },
-        Err(Error::Refused { code, message }) => match code {
-            401 | 403 => Probe::Unauthorized { code, message },
-            404 | 405 => Probe::NoList { code },
-            _ => Probe::Refused { code, message },
-        },
+        Err(Error::Refused { code, message }) => Probe::Refused { code, message },
         Err(e) => Probe::Refused {
             code: e.status(),
             message: e.to_string(),

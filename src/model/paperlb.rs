@@ -4,7 +4,7 @@
 
 use super::lenient::{Lenient, lenient_list, lenient_object, null_default, or_default};
 use super::meta::ObjectMeta;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -265,7 +265,7 @@ impl LoadBalancerSpec {
 /// A list of targets that can be shared (see `LoadBalancerSpec::share_first_port_targets`); reads as
 /// a slice, compares and serializes as the list. One allocation of exactly its length: a decoded
 /// `Vec` of 100 targets has room for 128, and the cache keeps one list per LoadBalancer.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Targets(Arc<[TargetSpec]>);
 
 impl Targets {
@@ -278,12 +278,6 @@ impl Deref for Targets {
     type Target = [TargetSpec];
     fn deref(&self) -> &[TargetSpec] {
         &self.0
-    }
-}
-
-impl Serialize for Targets {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self[..].serialize(s)
     }
 }
 
