@@ -4,7 +4,7 @@
 //! Pure: no I/O, no clock.
 
 use crate::controller::Key;
-use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::model::{EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::updater::api::{LbRequest, Upstream};
 use serde::Serialize;
 use serde_json::Value;
@@ -101,16 +101,6 @@ pub struct SecretFact {
     pub state: Read<SecretState>,
 }
 
-/// One LB host of a config: today a config has exactly one (`spec.host` + `spec.httpUpdaterURL`);
-/// a list of hosts slots in here.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HostRef {
-    pub name: String,
-    pub host: String,
-    /// As the user wrote it.
-    pub url: String,
-}
-
 /// What one updater answered to `GET /api/v1/lb`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Probe {
@@ -165,7 +155,7 @@ impl Listing {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostFact {
-    pub host: HostRef,
+    pub host: LbHost,
     pub probe: Probe,
 }
 

@@ -11,8 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::facts::{
-    ConfigFact, EventLine, Facts, HostRef, Listing, Probe, ReadError, SecretFact, SecretRef,
-    SecretState,
+    ConfigFact, EventLine, Facts, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
 };
 use crate::controller::Key;
 use crate::kube::Error;
@@ -21,7 +20,7 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    Event, LOAD_BALANCER_KIND, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
+    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
 };
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
@@ -252,7 +251,7 @@ pub fn secrets(
 }
 
 /// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
-pub fn probe(host: &HostRef, auth: ClientAuth) -> Probe {
+pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
     use crate::updater::Error;
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),

@@ -6,7 +6,7 @@
 //! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostRef, ReadError, SecretFact, SecretRef, SecretState};
+use super::facts::{Facts, ReadError, SecretFact, SecretRef, SecretState};
 use crate::controller::decide::plan::lb_request;
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
@@ -20,7 +20,8 @@ use crate::controller::decide::traffic::{
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
-    CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
+    CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
+    ValidConfig,
 };
 use crate::updater::api::LbRequest;
 use crate::updater::validate::Balance;
@@ -113,7 +114,7 @@ fn unreadable(id: &'static str, e: &ReadError) -> Step {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostReport {
     #[serde(flatten)]
-    pub host: HostRef,
+    pub host: LbHost,
     pub steps: Vec<Step>,
     /// The host serves the backends the LoadBalancer implies (and not every upstream of one of
     /// them is reported unhealthy).
@@ -176,24 +177,17 @@ pub fn cache_of(f: &Facts) -> Cache {
 
 /// The LB hosts of a config: the Go form's one (named by its address), or every `spec.hosts`
 /// entry (by its name).
-pub fn hosts_of(cfg: &ValidConfig) -> Vec<HostRef> {
-    cfg.places()
-        .into_iter()
-        .map(|h| HostRef {
-            name: if h.name.is_empty() {
-                h.host.clone()
-            } else {
-                h.name
-            },
-            host: h.host,
-            url: h.url,
-        })
-        .collect()
+pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
+    let mut hosts = cfg.places();
+    for h in hosts.iter_mut().filter(|h| h.name.is_empty()) {
+        h.name = h.host.clone();
+    }
+    hosts
 }
 
 /// What to read once the cluster is known: the chosen config's Secret references and hosts. None
 /// when no config can be chosen (the diagnosis stops before the hosts).
-pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<HostRef>)> {
+pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<LbHost>)> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     if !is_ours(svc, ctx) {
         return None;

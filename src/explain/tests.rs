@@ -2,13 +2,13 @@
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
 use super::super::facts::{
-    ConfigFact, EventLine, Facts, HostFact, HostRef, Listing, Probe, ReadError, SecretFact,
-    SecretRef, SecretState,
+    ConfigFact, EventLine, Facts, HostFact, Listing, Probe, ReadError, SecretFact, SecretRef,
+    SecretState,
 };
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
-use crate::model::{LoadBalancerConfig, Node};
+use crate::model::{LbHost, LoadBalancerConfig, Node};
 use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -122,7 +122,7 @@ fn served(service: Value) -> Facts {
     f.load_balancers = Ok(vec![lb]);
     let requests = implied_requests(&cache_of(&f), &f.key, &ctx());
     f.hosts = vec![HostFact {
-        host: HostRef {
+        host: LbHost {
             name: HOST.into(),
             host: HOST.into(),
             url: URL.into(),
@@ -724,7 +724,7 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         .next()
         .map(|c| c.validate().unwrap())
         .unwrap();
-    let host = HostRef {
+    let host = LbHost {
         name: HOST.into(),
         host: HOST.into(),
         url: URL.into(),

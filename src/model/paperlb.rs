@@ -73,26 +73,11 @@ pub struct LoadBalancerConfigSpec {
     /// Addition: replaces the health check paperlb derives from each Service (`type: none` turns
     /// checks off); absent = the derived check with the updater's timings.
     #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub health_check: Lenient<HealthCheckConfig>,
+    pub health_check: Lenient<HealthCheckResource>,
     /// Addition: several LB hosts (`[{name, host, httpUpdaterURL}]`), instead of `host` and
     /// `httpUpdaterURL`; each Service gets the same LB port on every one.
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub hosts: Lenient<Vec<HostSpec>>,
-}
-
-/// `spec.healthCheck` of a LoadBalancerConfig: every field optional; absent ones keep what the
-/// Service's check would have (type, port, path) or the updater's defaults (timings).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct HealthCheckConfig {
-    #[serde(rename = "type", skip_serializing_if = "Lenient::is_missing")]
-    pub type_: Lenient<String>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub port: Lenient<i64>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub path: Lenient<String>,
-    #[serde(flatten)]
-    pub timings: CheckTimingsResource,
 }
 
 /// Intervals and thresholds of a health check as written (absent = the updater's defaults).
@@ -181,13 +166,17 @@ pub struct LoadBalancerSpec {
 }
 
 /// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
-/// overrides them, the timings.
+/// overrides them, the timings. In a LoadBalancerConfig every field is optional (type `none` too):
+/// absent ones keep what the Service's check would have (type, port, path) or the updater's
+/// defaults (timings).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HealthCheckResource {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_serializing_if = "Lenient::is_missing")]
     pub type_: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub port: Lenient<i64>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub path: Lenient<String>,
     #[serde(flatten)]
     pub timings: CheckTimingsResource,
