@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::facts::{
-    ConfigFact, EventLine, Facts, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
+    EventLine, Facts, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
 };
 use crate::controller::Key;
 use crate::kube::Error;
@@ -130,28 +130,14 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
 }
 
 /// The LoadBalancerConfigs in the controller's namespace.
-pub fn configs(client: &Client, namespace: &str) -> Result<Vec<ConfigFact>, ReadError> {
-    list::<Value>(
-        client,
-        &LOADBALANCERCONFIGS,
-        Some(namespace),
-        &ListParams::default(),
-    )
-    .map(|items| items.into_iter().filter_map(config_fact).collect())
+pub fn configs(client: &Client, namespace: &str) -> Result<Vec<LoadBalancerConfig>, ReadError> {
+    let all = ListParams::default();
+    list(client, &LOADBALANCERCONFIGS, Some(namespace), &all)
 }
 
 /// Every LoadBalancer in the cluster.
 pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
     list(client, &LOADBALANCERS, None, &ListParams::default())
-}
-
-fn config_fact(raw: Value) -> Option<ConfigFact> {
-    let config: LoadBalancerConfig = serde_json::from_str(&raw.to_string()).ok()?;
-    Some(ConfigFact {
-        secret_refs: SecretRef::of_config(&raw),
-        config,
-        raw,
-    })
 }
 
 /// The Service's and its LoadBalancer's Events, oldest first, at most `MAX_EVENTS`.

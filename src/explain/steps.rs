@@ -32,25 +32,6 @@ use std::fmt::Write as _;
 /// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
 pub use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
 
-/// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
-/// the README list them).
-pub const STEP_IDS: [&str; 14] = [
-    "service",
-    "class",
-    "conflict",
-    "config",
-    "secrets",
-    "nodeports",
-    "nodes",
-    "ports",
-    "loadbalancer",
-    "reachable",
-    "authorized",
-    "answering",
-    "backend",
-    "upstreams",
-];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -152,7 +133,7 @@ pub fn cache_of(f: &Facts) -> Cache {
     let mut c = Cache::new();
     c.replace_nodes(f.nodes.clone().unwrap_or_default());
     let configs = f.configs.as_ref().map(|v| v.as_slice()).unwrap_or_default();
-    c.replace_configs(configs.iter().map(|c| c.config.clone()).collect());
+    c.replace_configs(configs.to_vec());
     c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());
     let mut lbs: Vec<LoadBalancer> = f
         .load_balancers
@@ -201,8 +182,8 @@ fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
     f.configs
         .iter()
         .flatten()
-        .find(|c| c.config.metadata.name == cfg.name)
-        .map(|c| c.secret_refs.clone())
+        .find(|c| c.metadata.name == cfg.name)
+        .map(SecretRef::of_config)
         .unwrap_or_default()
 }
 
