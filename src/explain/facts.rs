@@ -5,8 +5,7 @@
 
 use crate::controller::Key;
 use crate::model::{
-    CA_KEY, EndpointSlice, LbHost, Lenient, LoadBalancer, LoadBalancerConfig, Node, SecretKeyRef,
-    Service, TOKEN_KEY,
+    CA_KEY, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service, TOKEN_KEY,
 };
 use crate::updater::api::{LbRequest, Upstream};
 use serde::Serialize;
@@ -51,9 +50,8 @@ pub const TOKEN_REF: &str = "updaterTokenSecretRef";
 pub const CA_REF: &str = "updaterCASecretRef";
 
 impl SecretRef {
-    /// The references a config names (additions: a config without them is Go PaperLB's), read
-    /// leniently: a reference that is not an object, or has no string `name`, is reported as one
-    /// with an empty name (the config is wrong, and `steps` says so).
+    /// The references a config names (additions: a config without them is Go PaperLB's). Only
+    /// asked of a config that passed validation, so each reference has a name.
     pub fn of_config(config: &LoadBalancerConfig) -> Vec<SecretRef> {
         let spec = &config.spec;
         let refs = [
@@ -61,20 +59,13 @@ impl SecretRef {
             (CA_REF, &spec.updater_ca_secret_ref, CA_KEY),
         ];
         refs.into_iter()
-            .filter(|(_, r, _)| !r.is_missing())
-            .map(|(field, r, default_key)| {
-                let s = |f: fn(&SecretKeyRef) -> &Lenient<String>| {
-                    r.get()
-                        .and_then(|r| f(r).get())
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let key = Some(s(|r| &r.key)).filter(|k| !k.is_empty());
-                SecretRef {
+            .filter_map(|(field, r, default_key)| {
+                let r = r.get()?;
+                Some(SecretRef {
                     field: format!("spec.{field}"),
-                    name: s(|r| &r.name),
-                    key: key.unwrap_or_else(|| default_key.to_string()),
-                }
+                    name: r.name.get()?.clone(),
+                    key: r.key.get().map_or(default_key, String::as_str).to_string(),
+                })
             })
             .collect()
     }

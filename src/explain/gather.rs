@@ -20,7 +20,7 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
+    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL, Secret,
 };
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
@@ -193,40 +193,31 @@ pub fn secrets(
     let facts = refs
         .iter()
         .map(|r| {
-            let state = if r.name.is_empty() {
-                Ok(SecretState::NoSecret)
-            } else {
-                get::<Value>(client, &SECRETS, namespace, &r.name).map(|secret| {
-                    let Some(secret) = secret else {
-                        return SecretState::NoSecret;
-                    };
-                    let data = &secret["data"];
-                    let Some(encoded) = data.get(&r.key).and_then(Value::as_str) else {
-                        let keys = data
-                            .as_object()
-                            .map(|m| m.keys().cloned().collect())
-                            .unwrap_or_default();
-                        return SecretState::NoKey(keys);
-                    };
-                    let value = base64::engine::general_purpose::STANDARD
-                        .decode(encoded)
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty());
-                    match value {
-                        None => SecretState::Empty,
-                        Some(v) => {
-                            if r.is_token() {
-                                auth.token = Some(v);
-                            } else {
-                                auth.tls = ClientTls::CaPem(v.into_bytes());
-                            }
-                            SecretState::Present
+            let state = get::<Secret>(client, &SECRETS, namespace, &r.name).map(|secret| {
+                let Some(secret) = secret else {
+                    return SecretState::NoSecret;
+                };
+                let Some(Some(encoded)) = secret.data.get(&r.key) else {
+                    return SecretState::NoKey(secret.data.into_keys().collect());
+                };
+                let value = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                match value {
+                    None => SecretState::Empty,
+                    Some(v) => {
+                        if r.is_token() {
+                            auth.token = Some(v);
+                        } else {
+                            auth.tls = ClientTls::CaPem(v.into_bytes());
                         }
+                        SecretState::Present
                     }
-                })
-            };
+                }
+            });
             SecretFact {
                 reference: r.clone(),
                 state,

@@ -205,7 +205,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
     let refs = secret_refs(f, &cfg);
-    let token_ref = push(steps, secrets_step(&f.namespace, &cfg, &refs, &f.secrets))?;
+    let token_ref = push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -366,11 +366,10 @@ fn config_step(
     }
 }
 
-/// Ok with the token reference (if any) when every Secret and key `refs` names (config `cfg`, in
-/// the controller's namespace `ns`) is there, by what was read of them (`secrets`).
+/// Ok with the token reference (if any) when every Secret and key `refs` names (a valid config's,
+/// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
 pub(super) fn secrets_step(
     ns: &str,
-    cfg: &ValidConfig,
     refs: &[SecretRef],
     secrets: &[SecretFact],
 ) -> (Step, Option<Option<SecretRef>>) {
@@ -392,24 +391,12 @@ pub(super) fn secrets_step(
             .map(|s| s.state.clone());
         let create = format!(
             "kubectl -n {ns} create secret generic {} --from-file={}=<file>",
-            if r.name.is_empty() { "<name>" } else { &r.name },
-            r.key
+            r.name, r.key
         );
         match state {
             None => unknown_note = Some(format!("{what} was not read")),
             Some(Err(e)) => unknown_note = Some(e.to_string()),
             Some(Ok(SecretState::Present)) => present.push(format!("{what} has key {}", r.key)),
-            Some(Ok(SecretState::NoSecret)) if r.name.is_empty() => {
-                let step = fail(
-                    "secrets",
-                    format!(
-                        "{} of LoadBalancerConfig {ns}/{} has no name",
-                        r.field, cfg.name
-                    ),
-                    format!("set {}.name to a Secret in {ns}", r.field),
-                );
-                return (step, None);
-            }
             Some(Ok(SecretState::NoSecret)) => {
                 let step = fail("secrets", format!("{what} does not exist"), create);
                 return (step, None);
