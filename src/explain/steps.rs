@@ -6,7 +6,7 @@
 //! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, ReadError, SecretFact, SecretRef, SecretState};
+use super::facts::{Facts, SecretFact, SecretRef, SecretState};
 use crate::controller::decide::plan::lb_request;
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
@@ -86,10 +86,6 @@ pub(super) fn unknown(id: &'static str, message: String) -> Step {
         message,
         fix: None,
     }
-}
-
-fn unreadable(id: &'static str, e: &ReadError) -> Step {
-    unknown(id, e.to_string())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -229,7 +225,7 @@ pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
     let svc = match &f.service {
-        Err(e) => return (unreadable("service", e), None),
+        Err(e) => return (unknown("service", e.to_string()), None),
         Ok(None) => {
             return (
                 fail(
@@ -294,7 +290,7 @@ fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
 
 fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
     let step = match &f.svclb {
-        Err(e) => unreadable("conflict", e),
+        Err(e) => unknown("conflict", e.to_string()),
         Ok(names) if names.is_empty() => ok(
             "conflict",
             "no other controller serves it (no k3s ServiceLB DaemonSet for it in kube-system)"
@@ -323,7 +319,7 @@ fn config_step(
 ) -> (Step, Option<ValidConfig>) {
     let ns = &ctx.namespace;
     if let Err(e) = &f.configs {
-        return (unreadable("config", e), None);
+        return (unknown("config", e.to_string()), None);
     }
     let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
     match pick_config(cache, &f.key, svc, ctx) {
@@ -536,11 +532,11 @@ fn nodes_step(
     ctx: &Context,
 ) -> (Step, Option<()>) {
     if let Err(e) = &f.nodes {
-        return (unreadable("nodes", e), Some(()));
+        return (unknown("nodes", e.to_string()), Some(()));
     }
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
     if local && let Err(e) = &f.slices {
-        return (unreadable("nodes", e), Some(()));
+        return (unknown("nodes", e.to_string()), Some(()));
     }
     let types = if cfg.address_types.is_empty() {
         &ctx.address_types
@@ -800,7 +796,7 @@ fn load_balancer_step(
     let lb = match &f.load_balancer {
         Err(e) => {
             return (
-                unreadable("loadbalancer", e),
+                unknown("loadbalancer", e.to_string()),
                 Some(LoadBalancerStatus::default()),
             );
         }

@@ -225,6 +225,15 @@ impl HostTable {
         }
         self.hosts.insert(host.clone());
     }
+
+    /// Interns the host of every target that has a valid one.
+    fn intern_all(&mut self, targets: &mut [TargetSpec]) {
+        for t in targets {
+            if let Lenient::Valid(host) = &mut t.host {
+                self.intern(host);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -241,12 +250,7 @@ impl LoadBalancerSpec {
         let lists =
             std::iter::once(&mut self.targets).chain(self.ports.iter_mut().map(|p| &mut p.targets));
         for list in lists {
-            let targets = Arc::make_mut(&mut list.0);
-            for t in targets {
-                if let Lenient::Valid(host) = &mut t.host {
-                    table.intern(host);
-                }
-            }
+            table.intern_all(Arc::make_mut(&mut list.0));
         }
     }
 }
@@ -275,14 +279,7 @@ impl Deref for Targets {
 /// hold 200,000 host strings until the cache interns them, which set a warm restart's memory peak.
 fn lenient_targets<'de, D: Deserializer<'de>>(d: D) -> Result<Targets, D::Error> {
     let mut targets: Vec<TargetSpec> = lenient_list(d)?;
-    DECODED_HOSTS.with(|table| {
-        let mut table = table.borrow_mut();
-        for t in &mut targets {
-            if let Lenient::Valid(host) = &mut t.host {
-                table.intern(host);
-            }
-        }
-    });
+    DECODED_HOSTS.with(|table| table.borrow_mut().intern_all(&mut targets));
     Ok(Targets::new(targets))
 }
 
