@@ -229,16 +229,11 @@ impl UpdaterClient {
         let decoded = serde::Deserializer::deserialize_map(&mut de, Listing { each: &mut each })
             .and_then(|listed| de.end().map(|()| listed));
         decoded.map_err(|e| {
+            let (url, detail) = (self.url.clone(), e.to_string());
             if e.is_io() {
-                Error::Transport {
-                    url: self.url.clone(),
-                    detail: e.to_string(),
-                }
+                Error::Transport { url, detail }
             } else {
-                Error::Decode {
-                    url: self.url.clone(),
-                    detail: e.to_string(),
-                }
+                Error::Decode { url, detail }
             }
         })
     }
