@@ -341,12 +341,7 @@ fn secret_ref(
     check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
     let key = (r.key.optional(&format!("{at}.key"), "a string")?)
         .map_or_else(|| default_key.to_string(), String::clone);
-    let key_ok = !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !key_ok {
+    if !crate::updater::validate::is_token(&key, 253) {
         return Err(format!(
             "{at}.key {key:?}: is not a Secret key (letters, digits, '-', '_', '.')"
         ));
