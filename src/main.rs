@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use paperlb::cli::{Exit, Usage};
 use paperlb::kube::config::LoadOptions;
+use paperlb::{check, controller, explain, updater};
 
 const HELP: &str = "\
 paperlb: external nginx load balancers for Kubernetes LoadBalancer Services
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest = &args[1..];
+    // KUBECONFIG, the in-cluster variables and HOME: read here only (flags override them).
+    let from_env = || LoadOptions::from_env(None, None);
     match cmd.as_str() {
         "-h" | "--help" | "help" => {
             print!("{HELP}");
@@ -40,45 +43,27 @@ fn main() -> ExitCode {
             println!("paperlb {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        "check" => {
-            let load = LoadOptions::from_env(None, None);
-            run(
-                paperlb::check::parse(rest, load),
-                paperlb::check::HELP,
-                paperlb::check::run,
-            )
-        }
-        "explain" => {
-            let load = LoadOptions::from_env(None, None);
-            run(
-                paperlb::explain::parse(rest, load),
-                paperlb::explain::HELP,
-                paperlb::explain::run,
-            )
-        }
+        "check" => run(check::parse(rest, from_env()), check::HELP, check::run),
+        "explain" => run(
+            explain::parse(rest, from_env()),
+            explain::HELP,
+            explain::run,
+        ),
         "controller" => {
-            let load = LoadOptions::from_env(None, None);
-            let parsed = paperlb::controller::cli::parse(rest, load, &default_identity());
+            let parsed = controller::cli::parse(rest, from_env(), &default_identity());
             if let Ok(Some(c)) = &parsed
                 && c.verbose
                 && std::env::var_os("RUST_LOG").is_none()
             {
                 VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            run(
-                parsed,
-                paperlb::controller::cli::HELP,
-                paperlb::controller::run::run,
-            )
+            run(parsed, controller::cli::HELP, controller::run::run)
         }
-        "nginx-updater" => {
-            let parsed = paperlb::updater::cli::parse(rest);
-            run(
-                parsed,
-                paperlb::updater::cli::HELP,
-                paperlb::updater::cli::run,
-            )
-        }
+        "nginx-updater" => run(
+            updater::cli::parse(rest),
+            updater::cli::HELP,
+            updater::cli::run,
+        ),
         other => usage(
             &Usage(format!("unknown command {other:?}")),
             "paperlb --help",

@@ -239,9 +239,7 @@ impl Gauge {
     pub fn set(&self, labels: &[&str], v: f64) {
         self.0.with(labels, |s| s.value = v);
     }
-    pub fn add(&self, labels: &[&str], v: f64) {
-        self.0.with(labels, |s| s.value += v);
-    }
+    #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> f64 {
         get(&self.0, labels)
     }
@@ -270,6 +268,7 @@ impl Histogram {
         });
     }
     /// Number of observations.
+    #[cfg(test)]
     pub fn count(&self, labels: &[&str]) -> u64 {
         let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
         self.0.series().get(&key).map_or(0, |s| s.count)
@@ -298,16 +297,11 @@ fn label_text(names: &[String], values: &[String], le: Option<&str>) -> String {
 }
 
 fn num(v: f64) -> String {
-    if v.is_infinite() {
-        if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else if v.is_nan() {
-        "NaN".into()
-    } else {
-        format!("{v}")
+    match v {
+        f64::INFINITY => "+Inf".into(),
+        f64::NEG_INFINITY => "-Inf".into(),
+        _ if v.is_nan() => "NaN".into(),
+        _ => v.to_string(),
     }
 }
 
@@ -324,6 +318,21 @@ fn escape_help(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_as_prometheus_reads_them() {
+        let cases = [
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+            (0.25, "0.25"),
+            (3.0, "3"),
+            (-1.5, "-1.5"),
+        ];
+        for (v, text) in cases {
+            assert_eq!(num(v), text, "{v}");
+        }
+    }
 
     #[test]
     fn renders_counters_gauges_and_histograms_in_text_format() {

@@ -4,7 +4,9 @@
 //! Pure: no I/O, no clock.
 
 use crate::controller::Key;
-use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::model::{
+    CA_KEY, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service, TOKEN_KEY,
+};
 use crate::updater::api::{LbRequest, Upstream};
 use serde::Serialize;
 use serde_json::Value;
@@ -35,16 +37,6 @@ impl std::fmt::Display for ReadError {
 
 pub type Read<T> = Result<T, ReadError>;
 
-/// A LoadBalancerConfig as listed, with the optional Secret references read leniently from its raw
-/// JSON (they are additions; a config without them is Go PaperLB's).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConfigFact {
-    pub config: LoadBalancerConfig,
-    pub secret_refs: Vec<SecretRef>,
-    /// The raw object, for fields later versions add (`spec.hosts`).
-    pub raw: Value,
-}
-
 /// `spec.updaterTokenSecretRef` or `spec.updaterCASecretRef`: a Secret in the controller's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SecretRef {
@@ -58,22 +50,21 @@ pub const TOKEN_REF: &str = "updaterTokenSecretRef";
 pub const CA_REF: &str = "updaterCASecretRef";
 
 impl SecretRef {
-    /// The references a raw config names; a reference without a `name` is reported as one with an
-    /// empty name (the config is wrong, and `steps` says so).
-    pub fn of_config(raw: &Value) -> Vec<SecretRef> {
-        [(TOKEN_REF, "token"), (CA_REF, "ca.crt")]
-            .into_iter()
-            .filter_map(|(field, default_key)| {
-                let r = raw.get("spec")?.get(field)?;
-                if r.is_null() {
-                    return None;
-                }
-                let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                let key = Some(s("key")).filter(|k| !k.is_empty());
+    /// The references a config names (additions: a config without them is Go PaperLB's). Only
+    /// asked of a config that passed validation, so each reference has a name.
+    pub fn of_config(config: &LoadBalancerConfig) -> Vec<SecretRef> {
+        let spec = &config.spec;
+        let refs = [
+            (TOKEN_REF, &spec.updater_token_secret_ref, TOKEN_KEY),
+            (CA_REF, &spec.updater_ca_secret_ref, CA_KEY),
+        ];
+        refs.into_iter()
+            .filter_map(|(field, r, default_key)| {
+                let r = r.get()?;
                 Some(SecretRef {
                     field: format!("spec.{field}"),
-                    name: s("name"),
-                    key: key.unwrap_or_else(|| default_key.to_string()),
+                    name: r.name.get()?.clone(),
+                    key: r.key.get().map_or(default_key, String::as_str).to_string(),
                 })
             })
             .collect()
@@ -99,16 +90,6 @@ pub enum SecretState {
 pub struct SecretFact {
     pub reference: SecretRef,
     pub state: Read<SecretState>,
-}
-
-/// One LB host of a config: today a config has exactly one (`spec.host` + `spec.httpUpdaterURL`);
-/// a list of hosts slots in here.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HostRef {
-    pub name: String,
-    pub host: String,
-    /// As the user wrote it.
-    pub url: String,
 }
 
 /// What one updater answered to `GET /api/v1/lb`.
@@ -165,7 +146,7 @@ impl Listing {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostFact {
-    pub host: HostRef,
+    pub host: LbHost,
     pub probe: Probe,
 }
 
@@ -192,7 +173,7 @@ pub struct Facts {
     pub namespace: String,
     pub service: Read<Option<Service>>,
     pub load_balancer: Read<Option<LoadBalancer>>,
-    pub configs: Read<Vec<ConfigFact>>,
+    pub configs: Read<Vec<LoadBalancerConfig>>,
     /// Every LoadBalancer in the cluster (port claims).
     pub load_balancers: Read<Vec<LoadBalancer>>,
     pub nodes: Read<Vec<Node>>,

@@ -11,8 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::facts::{
-    ConfigFact, EventLine, Facts, HostRef, Listing, Probe, ReadError, SecretFact, SecretRef,
-    SecretState,
+    EventLine, Facts, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
 };
 use crate::controller::Key;
 use crate::kube::Error;
@@ -21,7 +20,7 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    Event, LOAD_BALANCER_KIND, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
+    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL, Secret,
 };
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
@@ -131,28 +130,14 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
 }
 
 /// The LoadBalancerConfigs in the controller's namespace.
-pub fn configs(client: &Client, namespace: &str) -> Result<Vec<ConfigFact>, ReadError> {
-    list::<Value>(
-        client,
-        &LOADBALANCERCONFIGS,
-        Some(namespace),
-        &ListParams::default(),
-    )
-    .map(|items| items.into_iter().filter_map(config_fact).collect())
+pub fn configs(client: &Client, namespace: &str) -> Result<Vec<LoadBalancerConfig>, ReadError> {
+    let all = ListParams::default();
+    list(client, &LOADBALANCERCONFIGS, Some(namespace), &all)
 }
 
 /// Every LoadBalancer in the cluster.
 pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
     list(client, &LOADBALANCERS, None, &ListParams::default())
-}
-
-fn config_fact(raw: Value) -> Option<ConfigFact> {
-    let config: LoadBalancerConfig = serde_json::from_str(&raw.to_string()).ok()?;
-    Some(ConfigFact {
-        secret_refs: SecretRef::of_config(&raw),
-        config,
-        raw,
-    })
 }
 
 /// The Service's and its LoadBalancer's Events, oldest first, at most `MAX_EVENTS`.
@@ -208,40 +193,31 @@ pub fn secrets(
     let facts = refs
         .iter()
         .map(|r| {
-            let state = if r.name.is_empty() {
-                Ok(SecretState::NoSecret)
-            } else {
-                get::<Value>(client, &SECRETS, namespace, &r.name).map(|secret| {
-                    let Some(secret) = secret else {
-                        return SecretState::NoSecret;
-                    };
-                    let data = &secret["data"];
-                    let Some(encoded) = data.get(&r.key).and_then(Value::as_str) else {
-                        let keys = data
-                            .as_object()
-                            .map(|m| m.keys().cloned().collect())
-                            .unwrap_or_default();
-                        return SecretState::NoKey(keys);
-                    };
-                    let value = base64::engine::general_purpose::STANDARD
-                        .decode(encoded)
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty());
-                    match value {
-                        None => SecretState::Empty,
-                        Some(v) => {
-                            if r.is_token() {
-                                auth.token = Some(v);
-                            } else {
-                                auth.tls = ClientTls::CaPem(v.into_bytes());
-                            }
-                            SecretState::Present
+            let state = get::<Secret>(client, &SECRETS, namespace, &r.name).map(|secret| {
+                let Some(secret) = secret else {
+                    return SecretState::NoSecret;
+                };
+                let Some(Some(encoded)) = secret.data.get(&r.key) else {
+                    return SecretState::NoKey(secret.data.into_keys().collect());
+                };
+                let value = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                match value {
+                    None => SecretState::Empty,
+                    Some(v) => {
+                        if r.is_token() {
+                            auth.token = Some(v);
+                        } else {
+                            auth.tls = ClientTls::CaPem(v.into_bytes());
                         }
+                        SecretState::Present
                     }
-                })
-            };
+                }
+            });
             SecretFact {
                 reference: r.clone(),
                 state,
@@ -252,7 +228,7 @@ pub fn secrets(
 }
 
 /// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
-pub fn probe(host: &HostRef, auth: ClientAuth) -> Probe {
+pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
     use crate::updater::Error;
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
@@ -271,11 +247,7 @@ pub fn probe(host: &HostRef, auth: ClientAuth) -> Probe {
         Err(Error::Transport { detail, .. }) => Probe::Unreachable(detail),
         Err(Error::Unauthorized { code, message }) => Probe::Unauthorized { code, message },
         Err(Error::Unsupported { code, .. }) => Probe::NoList { code },
-        Err(Error::Refused { code, message }) => match code {
-            401 | 403 => Probe::Unauthorized { code, message },
-            404 | 405 => Probe::NoList { code },
-            _ => Probe::Refused { code, message },
-        },
+        Err(Error::Refused { code, message }) => Probe::Refused { code, message },
         Err(e) => Probe::Refused {
             code: e.status(),
             message: e.to_string(),

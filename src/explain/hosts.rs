@@ -3,13 +3,13 @@
 //! one-line summary of a host. Each host is judged on its own.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostFact, HostRef, Listing, Probe, SecretRef};
+use super::facts::{Facts, HostFact, Listing, Probe, SecretRef};
 use super::steps::{
     HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
 };
 use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::url::host_port;
-use crate::model::{Protocol, ValidConfig};
+use crate::model::{LbHost, Protocol, ValidConfig};
 use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;
 
@@ -184,7 +184,7 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
     out
 }
 
-fn backend_step(host: &HostRef, wanted: &[&LbRequest], listing: &Listing) -> (Step, Option<()>) {
+fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Step, Option<()>) {
     let fix = "the controller pushes backends again when it resyncs the updater or the Service changes; if this stays, read the controller's log for updater errors".to_string();
     for want in wanted {
         let have = listing
@@ -317,7 +317,7 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
 /// holds the (port, protocol) pairs LoadBalancers claim on the host.
 pub fn host_summary(
     cfg: &ValidConfig,
-    host: &HostRef,
+    host: &LbHost,
     probe: &Probe,
     claimed: &BTreeSet<(u16, Protocol)>,
     token: Option<&SecretRef>,

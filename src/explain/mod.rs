@@ -141,16 +141,17 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         ))),
     }
     for c in configs {
-        let name = format!("{namespace}/{}", c.config.metadata.name);
-        let cfg = match c.config.validate() {
+        let name = format!("{namespace}/{}", c.metadata.name);
+        let cfg = match c.validate() {
             Ok(cfg) => cfg,
             Err(e) => {
                 out.push(Err(format!("LoadBalancerConfig {name} is invalid: {e}")));
                 continue;
             }
         };
-        let (secrets, auth) = gather::secrets(client, namespace, &c.secret_refs);
-        let (step, _) = steps::secrets_step(namespace, &cfg, &c.secret_refs, &secrets);
+        let refs = facts::SecretRef::of_config(&c);
+        let (secrets, auth) = gather::secrets(client, namespace, &refs);
+        let (step, _) = steps::secrets_step(namespace, &refs, &secrets);
         if step.status != steps::Status::Ok {
             let fix = step.fix.map(|f| format!(": {f}")).unwrap_or_default();
             out.push(Err(format!(
@@ -158,7 +159,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 step.message
             )));
         }
-        let token_ref = c.secret_refs.iter().find(|r| r.is_token());
+        let token_ref = refs.iter().find(|r| r.is_token());
         for host in steps::hosts_of(&cfg) {
             let probe = gather::probe(&host, auth.clone());
             let claimed = cache.ports_taken_on(&host.host, &Key::default());

@@ -6,7 +6,7 @@
 //! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostRef, ReadError, SecretFact, SecretRef, SecretState};
+use super::facts::{Facts, SecretFact, SecretRef, SecretState};
 use crate::controller::decide::plan::lb_request;
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
@@ -20,7 +20,8 @@ use crate::controller::decide::traffic::{
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
-    CONFIG_ANNOTATION, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service, ValidConfig,
+    CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
+    ValidConfig,
 };
 use crate::updater::api::LbRequest;
 use crate::updater::validate::Balance;
@@ -30,25 +31,6 @@ use std::fmt::Write as _;
 
 /// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
 pub use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
-
-/// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
-/// the README list them).
-pub const STEP_IDS: [&str; 14] = [
-    "service",
-    "class",
-    "conflict",
-    "config",
-    "secrets",
-    "nodeports",
-    "nodes",
-    "ports",
-    "loadbalancer",
-    "reachable",
-    "authorized",
-    "answering",
-    "backend",
-    "upstreams",
-];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,14 +88,10 @@ pub(super) fn unknown(id: &'static str, message: String) -> Step {
     }
 }
 
-fn unreadable(id: &'static str, e: &ReadError) -> Step {
-    unknown(id, e.to_string())
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostReport {
     #[serde(flatten)]
-    pub host: HostRef,
+    pub host: LbHost,
     pub steps: Vec<Step>,
     /// The host serves the backends the LoadBalancer implies (and not every upstream of one of
     /// them is reported unhealthy).
@@ -151,7 +129,7 @@ pub fn cache_of(f: &Facts) -> Cache {
     let mut c = Cache::new();
     c.replace_nodes(f.nodes.clone().unwrap_or_default());
     let configs = f.configs.as_ref().map(|v| v.as_slice()).unwrap_or_default();
-    c.replace_configs(configs.iter().map(|c| c.config.clone()).collect());
+    c.replace_configs(configs.to_vec());
     c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());
     let mut lbs: Vec<LoadBalancer> = f
         .load_balancers
@@ -176,24 +154,17 @@ pub fn cache_of(f: &Facts) -> Cache {
 
 /// The LB hosts of a config: the Go form's one (named by its address), or every `spec.hosts`
 /// entry (by its name).
-pub fn hosts_of(cfg: &ValidConfig) -> Vec<HostRef> {
-    cfg.places()
-        .into_iter()
-        .map(|h| HostRef {
-            name: if h.name.is_empty() {
-                h.host.clone()
-            } else {
-                h.name
-            },
-            host: h.host,
-            url: h.url,
-        })
-        .collect()
+pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
+    let mut hosts = cfg.places();
+    for h in hosts.iter_mut().filter(|h| h.name.is_empty()) {
+        h.name = h.host.clone();
+    }
+    hosts
 }
 
 /// What to read once the cluster is known: the chosen config's Secret references and hosts. None
 /// when no config can be chosen (the diagnosis stops before the hosts).
-pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<HostRef>)> {
+pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<LbHost>)> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     if !is_ours(svc, ctx) {
         return None;
@@ -207,8 +178,8 @@ fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
     f.configs
         .iter()
         .flatten()
-        .find(|c| c.config.metadata.name == cfg.name)
-        .map(|c| c.secret_refs.clone())
+        .find(|c| c.metadata.name == cfg.name)
+        .map(SecretRef::of_config)
         .unwrap_or_default()
 }
 
@@ -230,7 +201,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
     let refs = secret_refs(f, &cfg);
-    let token_ref = push(steps, secrets_step(&f.namespace, &cfg, &refs, &f.secrets))?;
+    let token_ref = push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -254,7 +225,7 @@ pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
     let svc = match &f.service {
-        Err(e) => return (unreadable("service", e), None),
+        Err(e) => return (unknown("service", e.to_string()), None),
         Ok(None) => {
             return (
                 fail(
@@ -319,7 +290,7 @@ fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
 
 fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
     let step = match &f.svclb {
-        Err(e) => unreadable("conflict", e),
+        Err(e) => unknown("conflict", e.to_string()),
         Ok(names) if names.is_empty() => ok(
             "conflict",
             "no other controller serves it (no k3s ServiceLB DaemonSet for it in kube-system)"
@@ -348,7 +319,7 @@ fn config_step(
 ) -> (Step, Option<ValidConfig>) {
     let ns = &ctx.namespace;
     if let Err(e) = &f.configs {
-        return (unreadable("config", e), None);
+        return (unknown("config", e.to_string()), None);
     }
     let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
     match pick_config(cache, &f.key, svc, ctx) {
@@ -391,11 +362,10 @@ fn config_step(
     }
 }
 
-/// Ok with the token reference (if any) when every Secret and key `refs` names (config `cfg`, in
-/// the controller's namespace `ns`) is there, by what was read of them (`secrets`).
+/// Ok with the token reference (if any) when every Secret and key `refs` names (a valid config's,
+/// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
 pub(super) fn secrets_step(
     ns: &str,
-    cfg: &ValidConfig,
     refs: &[SecretRef],
     secrets: &[SecretFact],
 ) -> (Step, Option<Option<SecretRef>>) {
@@ -417,24 +387,12 @@ pub(super) fn secrets_step(
             .map(|s| s.state.clone());
         let create = format!(
             "kubectl -n {ns} create secret generic {} --from-file={}=<file>",
-            if r.name.is_empty() { "<name>" } else { &r.name },
-            r.key
+            r.name, r.key
         );
         match state {
             None => unknown_note = Some(format!("{what} was not read")),
             Some(Err(e)) => unknown_note = Some(e.to_string()),
             Some(Ok(SecretState::Present)) => present.push(format!("{what} has key {}", r.key)),
-            Some(Ok(SecretState::NoSecret)) if r.name.is_empty() => {
-                let step = fail(
-                    "secrets",
-                    format!(
-                        "{} of LoadBalancerConfig {ns}/{} has no name",
-                        r.field, cfg.name
-                    ),
-                    format!("set {}.name to a Secret in {ns}", r.field),
-                );
-                return (step, None);
-            }
             Some(Ok(SecretState::NoSecret)) => {
                 let step = fail("secrets", format!("{what} does not exist"), create);
                 return (step, None);
@@ -574,11 +532,11 @@ fn nodes_step(
     ctx: &Context,
 ) -> (Step, Option<()>) {
     if let Err(e) = &f.nodes {
-        return (unreadable("nodes", e), Some(()));
+        return (unknown("nodes", e.to_string()), Some(()));
     }
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
     if local && let Err(e) = &f.slices {
-        return (unreadable("nodes", e), Some(()));
+        return (unknown("nodes", e.to_string()), Some(()));
     }
     let types = if cfg.address_types.is_empty() {
         &ctx.address_types
@@ -838,7 +796,7 @@ fn load_balancer_step(
     let lb = match &f.load_balancer {
         Err(e) => {
             return (
-                unreadable("loadbalancer", e),
+                unknown("loadbalancer", e.to_string()),
                 Some(LoadBalancerStatus::default()),
             );
         }

@@ -2,16 +2,34 @@
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
 use super::super::facts::{
-    ConfigFact, EventLine, Facts, HostFact, HostRef, Listing, Probe, ReadError, SecretFact,
-    SecretRef, SecretState,
+    EventLine, Facts, HostFact, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
 };
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
-use crate::model::{LoadBalancerConfig, Node};
+use crate::model::{LbHost, LoadBalancerConfig, Node};
 use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
+
+/// Every step id, in the order the steps run: the cluster's, then each host's (the JSON schema and
+/// the README list them).
+const STEP_IDS: [&str; 14] = [
+    "service",
+    "class",
+    "conflict",
+    "config",
+    "secrets",
+    "nodeports",
+    "nodes",
+    "ports",
+    "loadbalancer",
+    "reachable",
+    "authorized",
+    "answering",
+    "backend",
+    "upstreams",
+];
 
 const NS: &str = "paperlb-system";
 const URL: &str = "http://127.0.0.1:3000";
@@ -41,12 +59,8 @@ fn config(name: &str, default: bool) -> Value {
     })
 }
 
-fn config_fact(raw: Value) -> ConfigFact {
-    ConfigFact {
-        config: serde_json::from_value::<LoadBalancerConfig>(raw.clone()).unwrap(),
-        secret_refs: SecretRef::of_config(&raw),
-        raw,
-    }
+fn config_fact(raw: Value) -> LoadBalancerConfig {
+    serde_json::from_value(raw).unwrap()
 }
 
 /// A world before the controller acted: the Service, two Ready nodes, one default config.
@@ -67,8 +81,7 @@ fn with_token_secret(reference: Value, state: SecretState) -> Facts {
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = fact
-        .secret_refs
+    f.secrets = SecretRef::of_config(&fact)
         .iter()
         .map(|r| SecretFact {
             reference: r.clone(),
@@ -122,7 +135,7 @@ fn served(service: Value) -> Facts {
     f.load_balancers = Ok(vec![lb]);
     let requests = implied_requests(&cache_of(&f), &f.key, &ctx());
     f.hosts = vec![HostFact {
-        host: HostRef {
+        host: LbHost {
             name: HOST.into(),
             host: HOST.into(),
             url: URL.into(),
@@ -700,11 +713,11 @@ fn listing_reads_health_and_version_leniently() {
 }
 
 #[test]
-fn secret_refs_are_read_leniently_from_the_raw_config() {
-    let refs = SecretRef::of_config(&json!({"spec": {
+fn secret_refs_name_their_field_and_default_their_key() {
+    let refs = SecretRef::of_config(&config_fact(json!({"spec": {
         "updaterTokenSecretRef": {"name": "t"},
         "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
-    }}));
+    }})));
     assert_eq!(refs.len(), 2);
     assert_eq!(
         (refs[0].name.as_str(), refs[0].key.as_str()),
@@ -712,8 +725,9 @@ fn secret_refs_are_read_leniently_from_the_raw_config() {
     );
     assert!(refs[0].is_token() && !refs[1].is_token());
     assert_eq!(refs[1].key, "bundle.pem");
-    assert!(SecretRef::of_config(&json!({"spec": {"updaterTokenSecretRef": null}})).is_empty());
-    assert!(SecretRef::of_config(&json!({})).is_empty());
+    let of = |spec: Value| SecretRef::of_config(&config_fact(json!({ "spec": spec })));
+    assert!(of(json!({"updaterTokenSecretRef": null})).is_empty());
+    assert!(of(json!({})).is_empty());
 }
 
 #[test]
@@ -724,7 +738,7 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         .next()
         .map(|c| c.validate().unwrap())
         .unwrap();
-    let host = HostRef {
+    let host = LbHost {
         name: HOST.into(),
         host: HOST.into(),
         url: URL.into(),

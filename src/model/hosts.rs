@@ -36,8 +36,9 @@ pub struct ValidHost {
     pub auth: AuthRefs,
 }
 
-/// A checked host of a LoadBalancer: name (empty for the Go form's one), address and updater URL.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A checked host of a LoadBalancer: name (empty for the Go form's one), address and updater URL
+/// (as the user wrote it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct LbHost {
     pub name: String,
     pub host: String,
@@ -108,15 +109,27 @@ pub fn check_entry(
 ) -> Result<LbHost, String> {
     let name = name.require(&format!("{at}.name"), "a string")?;
     check_host_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
-    let url = url.require(&format!("{at}.httpUpdaterURL"), "a string")?;
-    check_url(url).map_err(|e| format!("{at}.httpUpdaterURL {:?}: {e}", redacted(url)))?;
-    let host = host.require(&format!("{at}.host"), "a string")?;
-    check_host(host).map_err(|e| format!("{at}.host {host:?}: {e}"))?;
+    let url = url_at(url, &format!("{at}.httpUpdaterURL"))?;
+    let host = host_at(host, &format!("{at}.host"))?;
     Ok(LbHost {
         name: name.clone(),
         host: host.clone(),
         url: url.clone(),
     })
+}
+
+/// A required updater URL field (`field` names it), checked; the message quotes it redacted.
+pub(super) fn url_at<'a>(l: &'a Lenient<String>, field: &str) -> Result<&'a String, String> {
+    let url = l.require(field, "a string")?;
+    check_url(url).map_err(|e| format!("{field} {:?}: {e}", redacted(url)))?;
+    Ok(url)
+}
+
+/// A required LB host field (`field` names it), checked.
+pub(super) fn host_at<'a>(l: &'a Lenient<String>, field: &str) -> Result<&'a String, String> {
+    let host = l.require(field, "a string")?;
+    check_host(host).map_err(|e| format!("{field} {host:?}: {e}"))?;
+    Ok(host)
 }
 
 /// A LoadBalancer's stored `spec.hosts`; none = the Go form, whose `host` and `url` are one

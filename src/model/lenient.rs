@@ -5,7 +5,10 @@ use serde::de::value::{
     BoolDeserializer, F64Deserializer, I64Deserializer, MapAccessDeserializer,
     SeqAccessDeserializer, StrDeserializer, U64Deserializer,
 };
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
+};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
@@ -49,6 +52,7 @@ impl<T: DeserializeOwned> Lenient<T> {
 }
 
 impl<T> Lenient<T> {
+    #[cfg(test)]
     pub fn valid(v: T) -> Self {
         Lenient::Valid(v)
     }
@@ -204,57 +208,69 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
 {
-    d.deserialize_any(ObjectVisitor(PhantomData))
+    ObjectSeed(PhantomData)
+        .deserialize(d)
+        .map(Option::unwrap_or_default)
 }
 
-struct ObjectVisitor<T>(PhantomData<T>);
+/// Visitor methods for `null` and every scalar (no object, no list), each giving `$v`.
+macro_rules! scalars_give {
+    ($v:expr) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($v)
+        }
+    };
+}
 
-impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ObjectVisitor<T> {
-    type Value = T;
+/// One object: `Some`, or `None` for any other shape (read and dropped whole).
+struct ObjectSeed<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for ObjectSeed<T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectSeed<T> {
+    type Value = Option<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map))
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Some)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        IgnoredAny::deserialize(SeqAccessDeserializer::new(seq)).map(|_| T::default())
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<T>, A::Error> {
+        IgnoredAny::deserialize(SeqAccessDeserializer::new(seq)).map(|_| None)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
-        lenient_object(d)
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_any(self)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<T, E> {
-        Ok(T::default())
-    }
+    scalars_give!(None);
 }
 
 /// For lists of forgiving objects (see `lenient_object`) in our custom resources: decoded straight
@@ -270,46 +286,6 @@ where
 
 struct ListVisitor<T>(PhantomData<T>);
 
-/// One list element: the object, or None for any other shape.
-struct Element<T>(Option<T>);
-
-impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Element<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for V<T> {
-            type Value = Element<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element<T>, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map)).map(|v| Element(Some(v)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Element<T>, A::Error> {
-                IgnoredAny::deserialize(SeqAccessDeserializer::new(seq)).map(|_| Element(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-        }
-        d.deserialize_any(V(PhantomData))
-    }
-}
-
 impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ListVisitor<T> {
     type Value = Vec<T>;
 
@@ -320,7 +296,7 @@ impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ListVisitor<T> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         let mut mangled = false;
-        while let Some(Element(item)) = seq.next_element::<Element<T>>()? {
+        while let Some(item) = seq.next_element_seed(ObjectSeed(PhantomData))? {
             match item {
                 Some(v) if !mangled => out.push(v),
                 _ => mangled = true,
@@ -337,31 +313,5 @@ impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ListVisitor<T> {
         lenient_list(d)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
-    }
+    scalars_give!(Vec::new());
 }

@@ -4,11 +4,10 @@
 
 use super::lenient::{Lenient, lenient_list, lenient_object, null_default, or_default};
 use super::meta::ObjectMeta;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::ops::Deref;
 use std::sync::Arc;
 
-pub const GROUP: &str = "lb.paperlb.com";
 pub const API_VERSION: &str = "lb.paperlb.com/v1alpha1";
 pub const LOAD_BALANCER_KIND: &str = "LoadBalancer";
 pub const CONFIG_KIND: &str = "LoadBalancerConfig";
@@ -74,26 +73,11 @@ pub struct LoadBalancerConfigSpec {
     /// Addition: replaces the health check paperlb derives from each Service (`type: none` turns
     /// checks off); absent = the derived check with the updater's timings.
     #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub health_check: Lenient<HealthCheckConfig>,
+    pub health_check: Lenient<HealthCheckResource>,
     /// Addition: several LB hosts (`[{name, host, httpUpdaterURL}]`), instead of `host` and
     /// `httpUpdaterURL`; each Service gets the same LB port on every one.
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub hosts: Lenient<Vec<HostSpec>>,
-}
-
-/// `spec.healthCheck` of a LoadBalancerConfig: every field optional; absent ones keep what the
-/// Service's check would have (type, port, path) or the updater's defaults (timings).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct HealthCheckConfig {
-    #[serde(rename = "type", skip_serializing_if = "Lenient::is_missing")]
-    pub type_: Lenient<String>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub port: Lenient<i64>,
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub path: Lenient<String>,
-    #[serde(flatten)]
-    pub timings: CheckTimingsResource,
 }
 
 /// Intervals and thresholds of a health check as written (absent = the updater's defaults).
@@ -182,13 +166,17 @@ pub struct LoadBalancerSpec {
 }
 
 /// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
-/// overrides them, the timings.
+/// overrides them, the timings. In a LoadBalancerConfig every field is optional (type `none` too):
+/// absent ones keep what the Service's check would have (type, port, path) or the updater's
+/// defaults (timings).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HealthCheckResource {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_serializing_if = "Lenient::is_missing")]
     pub type_: Lenient<String>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub port: Lenient<i64>,
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub path: Lenient<String>,
     #[serde(flatten)]
     pub timings: CheckTimingsResource,
@@ -238,12 +226,20 @@ impl HostTable {
         self.hosts.insert(host.clone());
     }
 
-    pub fn len(&self) -> usize {
-        self.hosts.len()
+    /// Interns the host of every target that has a valid one.
+    fn intern_all(&mut self, targets: &mut [TargetSpec]) {
+        for t in targets {
+            if let Lenient::Valid(host) = &mut t.host {
+                self.intern(host);
+            }
+        }
     }
+}
 
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty()
+#[cfg(test)]
+impl HostTable {
+    fn len(&self) -> usize {
+        self.hosts.len()
     }
 }
 
@@ -254,12 +250,7 @@ impl LoadBalancerSpec {
         let lists =
             std::iter::once(&mut self.targets).chain(self.ports.iter_mut().map(|p| &mut p.targets));
         for list in lists {
-            let targets = Arc::make_mut(&mut list.0);
-            for t in targets {
-                if let Lenient::Valid(host) = &mut t.host {
-                    table.intern(host);
-                }
-            }
+            table.intern_all(Arc::make_mut(&mut list.0));
         }
     }
 }
@@ -267,7 +258,7 @@ impl LoadBalancerSpec {
 /// A list of targets that can be shared (see `LoadBalancerSpec::share_first_port_targets`); reads as
 /// a slice, compares and serializes as the list. One allocation of exactly its length: a decoded
 /// `Vec` of 100 targets has room for 128, and the cache keeps one list per LoadBalancer.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Targets(Arc<[TargetSpec]>);
 
 impl Targets {
@@ -283,25 +274,12 @@ impl Deref for Targets {
     }
 }
 
-impl Serialize for Targets {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self[..].serialize(s)
-    }
-}
-
 /// `lenient_list` for a `Targets` field. Each host is shared with the ones this thread decoded
 /// before as it is decoded: a watch's LIST of 1,000 LoadBalancers over 100 nodes would otherwise
 /// hold 200,000 host strings until the cache interns them, which set a warm restart's memory peak.
 fn lenient_targets<'de, D: Deserializer<'de>>(d: D) -> Result<Targets, D::Error> {
     let mut targets: Vec<TargetSpec> = lenient_list(d)?;
-    DECODED_HOSTS.with(|table| {
-        let mut table = table.borrow_mut();
-        for t in &mut targets {
-            if let Lenient::Valid(host) = &mut t.host {
-                table.intern(host);
-            }
-        }
-    });
+    DECODED_HOSTS.with(|table| table.borrow_mut().intern_all(&mut targets));
     Ok(Targets::new(targets))
 }
 

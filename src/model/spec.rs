@@ -2,13 +2,13 @@
 //! fields have been validated. Every error message names the field and the bad value.
 //! Pure: no I/O, no clock.
 
-use super::hosts::{AuthRefs, SecretRef};
+use super::hosts::{AuthRefs, SecretRef, host_at, url_at};
 use super::lenient::Lenient;
 use super::paperlb::{
-    CheckTimingsResource, HealthCheckConfig, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
+    CheckTimingsResource, HealthCheckResource, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
     TargetSpec,
 };
-use super::url::{check_host, check_url};
+use super::url::check_host;
 pub use crate::updater::validate::Protocol;
 use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS};
 use serde_json::{Value, json};
@@ -142,15 +142,8 @@ impl LoadBalancerConfig {
         let mut hosts = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
-            let url = spec
-                .http_updater_url
-                .require("spec.httpUpdaterURL", "a string")?;
-            check_url(url).map_err(|e| {
-                let url = super::url::redacted(url);
-                format!("spec.httpUpdaterURL {url:?}: {e}")
-            })?;
-            let host = spec.host.require("spec.host", "a string")?;
-            check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+            let url = url_at(&spec.http_updater_url, "spec.httpUpdaterURL")?;
+            let host = host_at(&spec.host, "spec.host")?;
             hosts.push(super::hosts::ValidHost {
                 name: String::new(),
                 host: host.clone(),
@@ -204,7 +197,7 @@ impl LoadBalancerConfig {
 
 /// `spec.healthCheck` of a config: type tcp|http|none, port 1-65535, path and timings as the
 /// updater accepts them (its own validation decides, so paperlb never sends a check it refuses).
-fn health_override(field: &Lenient<HealthCheckConfig>) -> Result<HealthOverride, String> {
+fn health_override(field: &Lenient<HealthCheckResource>) -> Result<HealthOverride, String> {
     let at = "spec.healthCheck";
     let Some(h) = field.optional(at, "an object")? else {
         return Ok(HealthOverride::Derived);
@@ -348,12 +341,7 @@ fn secret_ref(
     check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
     let key = (r.key.optional(&format!("{at}.key"), "a string")?)
         .map_or_else(|| default_key.to_string(), String::clone);
-    let key_ok = !key.is_empty()
-        && key.len() <= 253
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !key_ok {
+    if !crate::updater::validate::is_token(&key, 253) {
         return Err(format!(
             "{at}.key {key:?}: is not a Secret key (letters, digits, '-', '_', '.')"
         ));
@@ -492,16 +480,8 @@ impl LbSpec {
             .optional("spec.configName", "a string")?
             .cloned()
             .unwrap_or_default();
-        let url = spec
-            .http_updater
-            .url
-            .require("spec.httpUpdater.url", "a string")?;
-        check_url(url).map_err(|e| {
-            let url = super::url::redacted(url);
-            format!("spec.httpUpdater.url {url:?}: {e}")
-        })?;
-        let host = spec.host.require("spec.host", "a string")?;
-        check_host(host).map_err(|e| format!("spec.host {host:?}: {e}"))?;
+        let url = url_at(&spec.http_updater.url, "spec.httpUpdater.url")?;
+        let host = host_at(&spec.host, "spec.host")?;
         let mut ports = Vec::new();
         if spec.ports.is_empty() {
             let (port, protocol, targets) =

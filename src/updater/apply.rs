@@ -263,11 +263,8 @@ impl Worker {
     }
 
     fn answer(&self, job: Job, r: Result<Outcome, Error>) {
-        let label = match &r {
-            Ok(o) => o.as_str(),
-            Err(_) => "refused",
-        };
         if !job.internal {
+            let label = r.as_ref().map_or("refused", |o| o.as_str());
             self.metrics.applies.inc(&[label]);
         }
         if let Err(e) = &r {

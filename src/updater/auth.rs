@@ -69,10 +69,6 @@ impl TokenFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether `authorization` (the header's value, if any) carries the current token.
     pub fn allows(&self, authorization: Option<&str>) -> bool {
         let got = authorization.and_then(bearer).unwrap_or("");

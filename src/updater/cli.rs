@@ -49,14 +49,9 @@ API: POST/DELETE/GET /api/v1/lb (nginx-lb-updater compatible JSON), GET /healthz
 Logging: RUST_LOG (default info).
 ";
 
-/// Validated configuration of the updater, built once from the flags.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub settings: Settings,
-}
-
-/// Parses the subcommand's flags (after `nginx-updater`). `Ok(None)` means `--help` was asked for.
-pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
+/// Parses the subcommand's flags (after `nginx-updater`) into the validated settings, once.
+/// `Ok(None)` means `--help` was asked for.
+pub fn parse(args: &[String]) -> Result<Option<Settings>, Usage> {
     let flags = parse_args(
         args,
         &[
@@ -128,18 +123,16 @@ pub fn parse(args: &[String]) -> Result<Option<Config>, Usage> {
             ));
         }
     };
-    Ok(Some(Config {
-        settings: Settings {
-            listen: need(listen, "listen")?,
-            streams_dir: need(streams_dir, "streams-dir")?,
-            nginx_conf: need(nginx_conf, "nginx-conf")?,
-            nginx_bin,
-            token_file,
-            tls,
-            policy,
-            limits: Limits::default(),
-            worker_shutdown_timeout,
-        },
+    Ok(Some(Settings {
+        listen: need(listen, "listen")?,
+        streams_dir: need(streams_dir, "streams-dir")?,
+        nginx_conf: need(nginx_conf, "nginx-conf")?,
+        nginx_bin,
+        token_file,
+        tls,
+        policy,
+        limits: Limits::default(),
+        worker_shutdown_timeout,
     }))
 }
 
@@ -194,9 +187,8 @@ fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
 
 /// Runs the updater until the process is stopped. Every write is atomic, so SIGTERM at any moment
 /// leaves each file either old or new.
-pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let s = &config.settings;
-    let (server, _updater) = server::start(s)?;
+pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let (server, _updater) = server::start(&s)?;
     log::info!(
         "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{} on {}, auth {})",
         if s.tls.is_some() { "https" } else { "http" },
@@ -283,11 +275,11 @@ mod tests {
 
     #[test]
     fn parses_required_and_optional_flags() {
-        let c = parse(&s(REQUIRED)).unwrap().unwrap().settings;
+        let c = parse(&s(REQUIRED)).unwrap().unwrap();
         assert_eq!(c.listen, "127.0.0.1:8000".parse().unwrap());
         let mut args = s(REQUIRED);
         args.extend(s(&["--listen", ":3000"]));
-        let c = parse(&args).unwrap().unwrap().settings;
+        let c = parse(&args).unwrap().unwrap();
         assert_eq!(c.listen, "0.0.0.0:3000".parse().unwrap());
         assert_eq!(c.nginx_bin, PathBuf::from("/usr/sbin/nginx"));
         assert_eq!(c.policy, Policy::default());
@@ -305,7 +297,7 @@ mod tests {
         ] {
             let mut args = s(REQUIRED);
             args.extend(s(&["--lb-address", v]));
-            let c = parse(&args).unwrap().unwrap().settings;
+            let c = parse(&args).unwrap().unwrap();
             let want: Vec<IpAddr> = want.iter().map(|a| a.parse().unwrap()).collect();
             assert_eq!(c.policy.lb_addresses, want, "{v}");
         }
@@ -320,7 +312,7 @@ mod tests {
             "--nginx-bin",
             "/x",
         ]));
-        let c = parse(&args).unwrap().unwrap().settings;
+        let c = parse(&args).unwrap().unwrap();
         assert_eq!(c.policy.allowed_ports, (30000, 30100));
         assert_eq!(
             (
@@ -333,7 +325,7 @@ mod tests {
         assert_eq!(c.tls, None);
         let mut args = s(REQUIRED);
         args.extend(s(&["--tls-cert", "/c.pem", "--tls-key=/k.pem"]));
-        let c = parse(&args).unwrap().unwrap().settings;
+        let c = parse(&args).unwrap().unwrap();
         assert_eq!(
             c.tls,
             Some(TlsFiles {
@@ -348,11 +340,7 @@ mod tests {
         let t = |extra: &[&str]| {
             let mut args = s(REQUIRED);
             args.extend(s(extra));
-            parse(&args)
-                .unwrap()
-                .unwrap()
-                .settings
-                .worker_shutdown_timeout
+            parse(&args).unwrap().unwrap().worker_shutdown_timeout
         };
         assert_eq!(t(&[]), 30);
         assert_eq!(t(&["--worker-shutdown-timeout", "0"]), 0);

@@ -158,11 +158,6 @@ impl UpdaterClient {
         })
     }
 
-    /// The endpoint every call goes to.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// `POST`: Ok once the updater has applied (and reloaded) the request.
     pub fn apply(&self, req: &LbRequest) -> Result<(), Error> {
         // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
@@ -234,16 +229,11 @@ impl UpdaterClient {
         let decoded = serde::Deserializer::deserialize_map(&mut de, Listing { each: &mut each })
             .and_then(|listed| de.end().map(|()| listed));
         decoded.map_err(|e| {
+            let (url, detail) = (self.url.clone(), e.to_string());
             if e.is_io() {
-                Error::Transport {
-                    url: self.url.clone(),
-                    detail: e.to_string(),
-                }
+                Error::Transport { url, detail }
             } else {
-                Error::Decode {
-                    url: self.url.clone(),
-                    detail: e.to_string(),
-                }
+                Error::Decode { url, detail }
             }
         })
     }

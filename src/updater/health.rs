@@ -138,7 +138,7 @@ struct State {
     in_flight: usize,
 }
 
-/// One probe for a worker.
+/// One probe for a worker; it comes back with the result.
 struct Probe {
     name: String,
     generation: u64,
@@ -146,13 +146,6 @@ struct Probe {
     host: Host,
     port: u16,
     check: Check,
-}
-
-struct ProbeResult {
-    name: String,
-    generation: u64,
-    index: usize,
-    ok: bool,
 }
 
 /// Shared by the applier (what to render down), the server (what `GET` reports) and the prober.
@@ -336,7 +329,7 @@ impl Health {
         refresh: impl Fn(&str) + Send + 'static,
     ) -> std::io::Result<()> {
         let (job_tx, job_rx) = mpsc::sync_channel::<Probe>(WORKERS);
-        let (res_tx, res_rx) = mpsc::channel::<ProbeResult>();
+        let (res_tx, res_rx) = mpsc::channel::<(Probe, bool)>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for i in 0..WORKERS {
             let (rx, tx) = (job_rx.clone(), res_tx.clone());
@@ -360,7 +353,7 @@ impl Health {
     fn run(
         &self,
         jobs: &mpsc::SyncSender<Probe>,
-        results: &mpsc::Receiver<ProbeResult>,
+        results: &mpsc::Receiver<(Probe, bool)>,
         refresh: &dyn Fn(&str),
     ) {
         while !self.stop.load(Ordering::Relaxed) {
@@ -372,7 +365,7 @@ impl Health {
                 }
             }
             match results.recv_timeout(wait) {
-                Ok(r) => self.record(r, refresh),
+                Ok((p, ok)) => self.record(&p, ok, refresh),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -419,8 +412,8 @@ impl Health {
         )
     }
 
-    fn record(&self, r: ProbeResult, refresh: &dyn Fn(&str)) {
-        self.checks.inc(&[if r.ok { "ok" } else { "failed" }]);
+    fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
+        self.checks.inc(&[if ok { "ok" } else { "failed" }]);
         let mut s = self.lock();
         let Some(t) = s.backends.get_mut(&r.name) else {
             return;
@@ -435,7 +428,7 @@ impl Health {
         u.last_check = Some(SystemTime::now());
         let flipped = u
             .tally
-            .record(r.ok, t.check.unhealthy_threshold, t.check.healthy_threshold);
+            .record(ok, t.check.unhealthy_threshold, t.check.healthy_threshold);
         u.due = Instant::now() + next_probe_in(&u.tally, t.check.interval_seconds);
         let now_healthy = u.tally.healthy;
         let (down, fail_open) = effective_down(&t.healthy());
@@ -471,7 +464,7 @@ impl Health {
     }
 }
 
-fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<ProbeResult>) {
+fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bool)>) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -479,13 +472,7 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<ProbeResul
         };
         let Ok(p) = job else { return };
         let ok = probe(&p.host, p.port, &p.check);
-        let r = ProbeResult {
-            name: p.name,
-            generation: p.generation,
-            index: p.index,
-            ok,
-        };
-        if results.send(r).is_err() {
+        if results.send((p, ok)).is_err() {
             return;
         }
     }

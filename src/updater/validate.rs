@@ -226,6 +226,7 @@ impl Error {
     }
 
     /// The field as the JSON names it.
+    #[cfg(test)]
     pub fn field(&self) -> &str {
         match self {
             Error::Value { field, .. } => field,
@@ -414,7 +415,7 @@ pub fn cidr(c: &str) -> Result<String, Error> {
 /// leading dot is refused (not only `.` and `..`) because nginx's `include dir/*.conf` glob skips
 /// hidden files: `.a` would be accepted, written and never served.
 pub fn backend_name(name: &str) -> Result<(), Error> {
-    if !token(name, 253) || name.starts_with('.') {
+    if !is_token(name, 253) || name.starts_with('.') {
         let rule = "must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .";
         return Err(Error::text("backendName", name, rule));
     }
@@ -424,15 +425,15 @@ pub fn backend_name(name: &str) -> Result<(), Error> {
 /// `owner`: 1-63 characters of `A-Z a-z 0-9 _ . -`, a label such as `paperlb`. It reaches only the
 /// file's JSON header, never a directive; the limit keeps listings small and readable.
 pub fn owner(o: &str) -> Result<(), Error> {
-    if !token(o, 63) {
+    if !is_token(o, 63) {
         let rule = "must be 1-63 characters of A-Z a-z 0-9 _ . -";
         return Err(Error::text("owner", o, rule));
     }
     Ok(())
 }
 
-/// 1 to `max` characters of `A-Z a-z 0-9 _ . -`.
-fn token(s: &str, max: usize) -> bool {
+/// 1 to `max` characters of `A-Z a-z 0-9 _ . -` (also what a Secret's key may hold).
+pub(crate) fn is_token(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len())
         && (s.bytes()).all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
