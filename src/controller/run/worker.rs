@@ -24,6 +24,7 @@ use super::resync::Timers;
 use super::secrets::SecretStore;
 use super::stats::Stats;
 use crate::controller::cache::{Affected, Cache};
+use crate::controller::cli::Config;
 use crate::controller::decide::config_status;
 use crate::controller::decide::context::Context;
 use crate::controller::decide::plan::{Action, Plan};
@@ -40,7 +41,7 @@ use crate::model::{
     EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
 };
 use crate::time::{epoch_ms, rfc3339};
-use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, UpdaterClient};
 
 // The Secret-backed updater credentials and drift checks: their part of the worker.
 #[path = "worker_updaters.rs"]
@@ -136,27 +137,10 @@ pub struct Health {
     pub busy_since_ms: AtomicU64,
 }
 
-/// Worker settings.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Where LoadBalancerConfigs live.
-    pub namespace: String,
-    /// Node address types in order of preference when a config does not say.
-    pub address_types: Vec<String>,
-    pub updater_timeouts: Timeouts,
-    /// Period of each updater's drift check; zero: none but the event-driven ones.
-    pub updater_resync: Duration,
-    /// How long a failing host of a several-host config stays in the ingress.
-    pub host_failure_grace: Duration,
-    /// How long an updater that does not answer may hold a LoadBalancer's deletion.
-    pub unreachable_delete_grace: Duration,
-    /// `--stable-node-set`.
-    pub stable_node_set: bool,
-}
-
 pub struct Worker {
     client: Client,
-    config: WorkerConfig,
+    /// The flags (namespace, address types, drift period, graces, `--stable-node-set`).
+    config: Config,
     cache: Cache,
     queue: Queue<Key>,
     synced: [bool; KINDS],
@@ -213,7 +197,7 @@ impl Worker {
     /// `io_tx`: the sending side of the channel `run` reads; the I/O pool reports through it.
     pub fn new(
         client: Client,
-        config: WorkerConfig,
+        config: Config,
         leadership: Arc<Leadership>,
         health: Arc<Health>,
         stats: Arc<Stats>,

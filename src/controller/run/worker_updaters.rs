@@ -28,7 +28,7 @@ use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
 use crate::model::{Secret, ValidConfig};
 use crate::time::epoch_ms;
-use crate::updater::client::{ClientAuth, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 impl Worker {
     /// When `run` must wake: the next delayed key, or (while it may act on them) the next check.
@@ -76,7 +76,7 @@ impl Worker {
                 reason: "ClientSetup",
                 message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
             })?;
-            match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
+            match UpdaterClient::new(&endpoint, auth.clone(), Timeouts::default()) {
                 Ok(c) => {
                     if self.updaters.insert(id.clone(), Arc::new(c)).is_some() {
                         log::info!("updater {url}: credentials changed, using the new ones");
