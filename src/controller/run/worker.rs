@@ -591,8 +591,7 @@ impl Worker {
     }
 
     /// Hands a batchable plan to the I/O pool.
-    fn submit(&mut self, pending: Pending) {
-        let mut pending = pending;
+    fn submit(&mut self, mut pending: Pending) {
         let plan = std::mem::take(&mut pending.plan);
         let (events, updaters) = self.prepare(&plan, true);
         self.next_job += 1;
@@ -700,12 +699,6 @@ impl Worker {
                 .ok()
         };
         match (action, answer) {
-            (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
-                if let Some(lb) = decoded(&v) {
-                    log::info!("created LoadBalancer key={key}");
-                    self.applied_lb(lb, true);
-                }
-            }
             (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
                     self.applied_lb_status(key, lb);
@@ -725,6 +718,9 @@ impl Worker {
             },
             (_, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
+                    if let Action::CreateLoadBalancer { key, .. } = action {
+                        log::info!("created LoadBalancer key={key}");
+                    }
                     self.applied_lb(lb, true);
                 }
             }

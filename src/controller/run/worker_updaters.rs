@@ -20,8 +20,9 @@ use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::UPDATER_AUTH;
-use crate::controller::decide::updater_auth::AuthProblem;
-use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use crate::controller::decide::updater_auth::{
+    AuthProblem, CERTIFICATE_REFUSED, DRIFT_CHECK, condition_patch, ok_patch,
+};
 use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
@@ -298,7 +299,7 @@ impl Worker {
             });
         }
         e.is_tls().then(|| AuthProblem {
-            reason: crate::controller::decide::updater_auth::CERTIFICATE_REFUSED,
+            reason: CERTIFICATE_REFUSED,
             message: format!(
                 "{who}{e}; check spec.updaterCASecretRef (the CA that signs the updater's \
                  certificate) or spec.insecureSkipVerify"
