@@ -472,25 +472,17 @@ impl Worker {
     fn report_configs(&mut self) {
         let now = rfc3339(SystemTime::now());
         while let Some(key) = self.configs.get(Instant::now()) {
-            let report =
-                (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
-            if let Some(r) = report {
-                let patch = r.patch;
-                let mut plan = Plan::of(Action::PatchConfigStatus {
-                    key: key.clone(),
-                    patch,
-                });
-                plan.actions.extend(r.event.map(Action::Event));
-                if let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
-                    && !e.is_not_found()
-                {
-                    let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
-                    log::warn!(
-                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
-                    );
-                    self.configs.done(&key);
-                    continue;
-                }
+            let plan = (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
+            if let Some(plan) = plan
+                && let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
+                && !e.is_not_found()
+            {
+                let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
+                log::warn!(
+                    "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
+                );
+                self.configs.done(&key);
+                continue;
             }
             self.configs.forget(&key);
             self.configs.done(&key);
