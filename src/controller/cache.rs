@@ -337,13 +337,10 @@ impl Cache {
                 .insert(key.clone());
         }
         self.endpoint_slices.insert(key, slice);
-        let mut affected = Affected::new();
-        for (svc, nodes) in before {
-            if self.local_nodes(&svc) != nodes {
-                affected.extend(self.if_local(&svc));
-            }
-        }
-        affected
+        (before.into_iter())
+            .filter(|(svc, nodes)| self.local_nodes(svc) != *nodes)
+            .flat_map(|(svc, _)| self.if_local(&svc))
+            .collect()
     }
 
     pub fn delete_endpoint_slice(&mut self, key: &Key) -> Affected {

@@ -89,10 +89,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
-    let probes = match config.metrics_addr {
-        Some(addr) => Some(serve_probes(addr, health.clone(), stats.clone())?),
-        None => None,
-    };
+    let probes = (config.metrics_addr)
+        .map(|addr| serve_probes(addr, health.clone(), stats.clone()))
+        .transpose()?;
 
     let ns = config.namespace.as_str();
     let env = WatchEnv {
