@@ -12,6 +12,7 @@ use super::url::check_host;
 pub use crate::updater::validate::Protocol;
 use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 /// One upstream of a backend: a node address and a nodePort (stored as `{host, port}`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -114,15 +115,8 @@ impl ValidConfig {
 
     /// Every Secret key the config's hosts reference.
     pub fn all_refs(&self) -> Vec<SecretRef> {
-        let mut out: Vec<SecretRef> = self
-            .hosts
-            .iter()
-            .flat_map(|h| h.auth.refs())
-            .cloned()
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        let refs = self.hosts.iter().flat_map(|h| h.auth.refs()).cloned();
+        refs.collect::<BTreeSet<_>>().into_iter().collect()
     }
 }
 
@@ -609,14 +603,8 @@ impl LbSpec {
 
     /// Distinct target hosts over all ports (the `TARGETCOUNT` column).
     pub fn target_count(&self) -> usize {
-        let mut hosts: Vec<&str> = self
-            .ports
-            .iter()
-            .flat_map(|p| p.targets.iter().map(|t| t.host.as_str()))
-            .collect();
-        hosts.sort_unstable();
-        hosts.dedup();
-        hosts.len()
+        let hosts = self.ports.iter().flat_map(|p| &p.targets).map(|t| &t.host);
+        hosts.collect::<BTreeSet<_>>().len()
     }
 }
 
