@@ -183,12 +183,15 @@ impl Server {
         }
     }
 
-    /// Stops accepting and waits for the accept thread.
-    pub fn shutdown(mut self) {
-        self.stop_now();
-    }
+    /// Stops accepting and waits for the accept thread: what dropping the server does.
+    pub fn shutdown(self) {}
+}
 
-    fn stop_now(&mut self) {
+impl Drop for Server {
+    fn drop(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return; // `wait` already joined it
+        };
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept() with a connection to ourselves.
         let mut wake = self.addr;
@@ -199,17 +202,7 @@ impl Server {
             });
         }
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_now();
-        }
+        let _ = thread.join();
     }
 }
 
@@ -231,7 +224,7 @@ fn accept_loop(
     let active = Arc::new(AtomicUsize::new(0));
     let mut failures = 0u32;
     while !stop.load(Ordering::SeqCst) {
-        let (stream, peer) = match listener.accept() {
+        let (mut stream, peer) = match listener.accept() {
             Ok(c) => {
                 failures = 0;
                 c
@@ -255,8 +248,11 @@ fn accept_loop(
                 continue;
             }
             let _ = stream.set_write_timeout(Some(limits.write_timeout));
-            let mut s = stream;
-            let _ = write_response(&mut s, &Response::error(503, "too many connections"), false);
+            let _ = write_response(
+                &mut stream,
+                &Response::error(503, "too many connections"),
+                false,
+            );
             continue;
         }
         let slot = Slot(active.clone());

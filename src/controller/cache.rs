@@ -65,10 +65,8 @@ impl Cache {
     }
 
     pub fn delete_service(&mut self, key: &Key) -> Affected {
-        match self.services.remove(key) {
-            Some(_) => [key.clone()].into(),
-            None => Affected::new(),
-        }
+        let gone = self.services.remove(key).map(|_| key.clone());
+        gone.into_iter().collect()
     }
 
     pub fn replace_services(&mut self, items: Vec<Service>) -> Affected {
@@ -339,13 +337,10 @@ impl Cache {
                 .insert(key.clone());
         }
         self.endpoint_slices.insert(key, slice);
-        let mut affected = Affected::new();
-        for (svc, nodes) in before {
-            if self.local_nodes(&svc) != nodes {
-                affected.extend(self.if_local(&svc));
-            }
-        }
-        affected
+        (before.into_iter())
+            .filter(|(svc, nodes)| self.local_nodes(svc) != *nodes)
+            .flat_map(|(svc, _)| self.if_local(&svc))
+            .collect()
     }
 
     pub fn delete_endpoint_slice(&mut self, key: &Key) -> Affected {
@@ -384,11 +379,7 @@ impl Cache {
             .services
             .get(svc)
             .is_some_and(|s| s.spec.external_traffic_policy.as_deref() == Some("Local"));
-        if local {
-            [svc.clone()].into()
-        } else {
-            Affected::new()
-        }
+        local.then(|| svc.clone()).into_iter().collect()
     }
 
     /// Nodes with a ready endpoint of this Service.

@@ -189,7 +189,8 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// Facts with nothing read yet but the names (for tests and as a starting point).
+    /// Facts with nothing read yet but the names.
+    #[cfg(test)]
     pub fn empty(key: Key, namespace: &str) -> Facts {
         Facts {
             key,

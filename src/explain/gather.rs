@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::facts::{
-    EventLine, Facts, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
+    EventLine, Facts, Listing, Probe, Read, ReadError, SecretFact, SecretRef, SecretState,
 };
 use crate::controller::Key;
 use crate::kube::Error;
@@ -20,7 +20,8 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL, Secret,
+    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
+    Secret, Service,
 };
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
@@ -96,37 +97,36 @@ fn list<T: DeserializeOwned>(
 /// both objects, and k3s ServiceLB DaemonSets for the Service.
 pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
     let (ns, name) = (key.namespace.as_str(), key.name.as_str());
-    let mut f = Facts::empty(key.clone(), namespace);
-    f.service = get(client, &SERVICES, ns, name);
-    f.load_balancer = get(client, &LOADBALANCERS, ns, name);
-    f.configs = configs(client, namespace);
-    f.load_balancers = load_balancers(client);
-    f.nodes = list(client, &NODES, None, &ListParams::default());
+    let all = ListParams::default();
     let by_service = ListParams {
         label_selector: Some(format!("{SERVICE_NAME_LABEL}={name}")),
         ..ListParams::default()
     };
-    f.slices = list(client, &ENDPOINTSLICES, Some(ns), &by_service);
     let by_name = ListParams {
         field_selector: Some(format!("involvedObject.name={name}")),
         ..ListParams::default()
     };
-    f.events = list::<Event>(client, &EVENTS, Some(ns), &by_name).map(event_lines);
-    let uid = f
-        .service
-        .as_ref()
-        .ok()
-        .and_then(|s| s.as_ref())
-        .map(|s| s.metadata.uid.clone())
-        .unwrap_or_default();
-    f.svclb = list::<Value>(
-        client,
-        &DAEMONSETS,
-        Some(K3S_SERVICELB_NAMESPACE),
-        &ListParams::default(),
-    )
-    .map(|items| servicelb_daemonsets(&items, key, &uid));
-    f
+    let service: Read<Option<Service>> = get(client, &SERVICES, ns, name);
+    let uid = match &service {
+        Ok(Some(s)) => s.metadata.uid.clone(),
+        _ => String::new(),
+    };
+    Facts {
+        key: key.clone(),
+        namespace: namespace.to_string(),
+        service,
+        load_balancer: get(client, &LOADBALANCERS, ns, name),
+        configs: configs(client, namespace),
+        load_balancers: load_balancers(client),
+        nodes: list(client, &NODES, None, &all),
+        slices: list(client, &ENDPOINTSLICES, Some(ns), &by_service),
+        events: list::<Event>(client, &EVENTS, Some(ns), &by_name).map(event_lines),
+        svclb: list::<Value>(client, &DAEMONSETS, Some(K3S_SERVICELB_NAMESPACE), &all)
+            .map(|items| servicelb_daemonsets(&items, key, &uid)),
+        // Read once the config is known.
+        secrets: Vec::new(),
+        hosts: Vec::new(),
+    }
 }
 
 /// The LoadBalancerConfigs in the controller's namespace.

@@ -139,15 +139,12 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
             have.lb_protocol, want.lb_protocol
         ));
     }
-    let sorted = |r: &LbRequest| {
-        let mut u: Vec<String> = r
+    let sorted = |r: &LbRequest| -> Vec<String> {
+        let all = r
             .upstream_servers
             .iter()
-            .map(|u| host_port(&u.host, u.port))
-            .collect();
-        u.sort();
-        u.dedup();
-        u
+            .map(|u| host_port(&u.host, u.port));
+        all.collect::<BTreeSet<_>>().into_iter().collect()
     };
     let (w, h) = (sorted(want), sorted(have));
     if w != h {

@@ -549,9 +549,8 @@ fn nodes_step(
         && traffic_for(svc)
             .map(|t| with_override(t, &cfg.health_check))
             .is_ok_and(|t| {
-                let urls = cfg.places().into_iter().map(|h| h.url);
-                let urls: Vec<String> = urls.collect();
-                let no_checks = updater_without_checks(urls.iter().map(String::as_str), lb, ctx);
+                let urls = cfg.hosts.iter().map(|h| h.url.as_str());
+                let no_checks = updater_without_checks(urls, lb, ctx);
                 follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
             });
     let types = (types.as_slice(), svc.spec.ip_families.as_slice());
@@ -578,9 +577,8 @@ fn nodes_step(
                 breakdown.join(", ")
             )
         };
-        let mut fixes = Vec::new();
-        for r in counts.keys() {
-            fixes.push(match r {
+        let mut fixes: Vec<String> = (counts.keys())
+            .map(|r| match r {
                 NotTarget::NoLocalEndpoint => format!(
                     "externalTrafficPolicy: Local forwards only to nodes with a ready endpoint: check the pods are Ready (kubectl get endpointslices -n {} -l kubernetes.io/service-name={}), or use externalTrafficPolicy: Cluster",
                     f.key.namespace, f.key.name
@@ -599,8 +597,8 @@ fn nodes_step(
                     cfg.namespace,
                     cfg.name
                 ),
-            });
-        }
+            })
+            .collect();
         if fixes.is_empty() {
             fixes.push("add a node".into());
         }

@@ -447,12 +447,10 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
 /// RFC 3339 (`2026-11-25T10:00:00Z`, `…T10:00:00.123456+02:00`) to a `SystemTime`.
 fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let digits = b.get(from..to)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(digits).ok()?.parse().ok()
+    // A fixed-width decimal field: None unless every byte is a digit.
+    let num = |from: usize, to: usize| {
+        let digit = |n: i64, c: &u8| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'));
+        b.get(from..to)?.iter().try_fold(0, digit)
     };
     let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
     if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
@@ -469,22 +467,18 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     {
         return None;
     }
-    let mut i = 19;
-    let mut nanos: u32 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            if i - start < 9 {
-                nanos += u32::from(b[i] - b'0') * 10u32.pow(8 - (i - start) as u32);
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
+    // `.digits` (the first nine are the nanoseconds), then `Z` or `±hh:mm` from byte `i`.
+    let rest = s.get(19..)?;
+    let (frac, zone) = match rest.strip_prefix('.') {
+        Some(r) => r.split_at(r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len())),
+        None => ("", rest),
+    };
+    if rest.starts_with('.') && frac.is_empty() {
+        return None;
     }
-    let offset = match b.get(i..)? {
+    let nanos: u32 = format!("{frac:0<9}")[..9].parse().ok()?;
+    let i = b.len() - zone.len();
+    let offset = match zone.as_bytes() {
         b"Z" | b"z" => 0,
         [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let h = num(i + 1, i + 3)?;
@@ -501,13 +495,13 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let second = second.min(59);
     let secs =
         days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    if secs >= 0 {
-        UNIX_EPOCH.checked_add(Duration::new(secs as u64, nanos))
+    let whole = Duration::from_secs(secs.unsigned_abs());
+    let at = if secs >= 0 {
+        UNIX_EPOCH.checked_add(whole)
     } else {
-        UNIX_EPOCH
-            .checked_sub(Duration::from_secs(secs.unsigned_abs()))?
-            .checked_add(Duration::from_nanos(u64::from(nanos)))
-    }
+        UNIX_EPOCH.checked_sub(whole)
+    };
+    at?.checked_add(Duration::from_nanos(u64::from(nanos)))
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {

@@ -330,19 +330,19 @@ impl Client {
         let mut token: Option<String> = None;
         // A server that keeps handing out tokens must not keep us here forever.
         for _page in 0..100_000 {
-            let mut query = Vec::new();
-            if params.limit > 0 {
-                query.push(("limit", params.limit.to_string()));
-            }
-            if let Some(s) = &params.label_selector {
-                query.push(("labelSelector", s.clone()));
-            }
-            if let Some(s) = &params.field_selector {
-                query.push(("fieldSelector", s.clone()));
-            }
-            if let Some(t) = &token {
-                query.push(("continue", t.clone()));
-            }
+            let query = [
+                (
+                    "limit",
+                    (params.limit > 0).then(|| params.limit.to_string()),
+                ),
+                ("labelSelector", params.label_selector.clone()),
+                ("fieldSelector", params.field_selector.clone()),
+                ("continue", token.take()),
+            ];
+            let query: Vec<_> = query
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect();
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
             let meta = self.read_page(resp, path, item)?;
@@ -671,19 +671,17 @@ fn error_answer(resp: Response<Body>) -> Error {
 
 fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Error {
     let text = std::str::from_utf8(bytes).unwrap_or_default();
-    if let Ok(mut status) = serde_json::from_str::<ApiStatus>(text) {
-        if status.kind == "Status" {
-            if status.code == 0 {
-                status.code = code;
-            }
-            status.retry_after = retry_after;
-            return Error::Api(Box::new(status));
-        }
-    }
-    Error::Http {
-        code,
-        body: snippet(String::from_utf8_lossy(bytes).trim(), 512),
-        retry_after,
+    match serde_json::from_str::<ApiStatus>(text) {
+        Ok(status) if status.kind == "Status" => Error::Api(Box::new(ApiStatus {
+            code: if status.code == 0 { code } else { status.code },
+            retry_after,
+            ..status
+        })),
+        _ => Error::Http {
+            code,
+            body: snippet(String::from_utf8_lossy(bytes).trim(), 512),
+            retry_after,
+        },
     }
 }
 

@@ -107,14 +107,12 @@ pub struct Record {
 impl Record {
     pub fn from_lease(lease: &Value) -> Record {
         let spec = &lease["spec"];
+        let text = |key: &str| spec[key].as_str().unwrap_or_default().to_string();
         Record {
-            holder: spec["holderIdentity"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            holder: text("holderIdentity"),
             lease_duration_seconds: spec["leaseDurationSeconds"].as_u64().unwrap_or(0),
-            acquire_time: spec["acquireTime"].as_str().unwrap_or_default().to_string(),
-            renew_time: spec["renewTime"].as_str().unwrap_or_default().to_string(),
+            acquire_time: text("acquireTime"),
+            renew_time: text("renewTime"),
             transitions: spec["leaseTransitions"].as_u64().unwrap_or(0),
         }
     }
@@ -176,36 +174,23 @@ pub fn spawn(
                 observed: None,
                 leading: false,
             };
-            log::info!(
-                "leader election: lease={}/{} identity={}",
-                e.config.namespace,
-                e.config.name,
-                e.config.identity
-            );
+            let lease = format!("{}/{}", e.config.namespace, e.config.name);
+            let id = e.config.identity.clone();
+            log::info!("leader election: lease={lease} identity={id}");
             while !shutdown.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 match e.try_acquire_or_renew(now) {
                     Ok(true) => e.leadership.renewed(now),
                     Ok(false) => {}
-                    Err(err) => log::warn!(
-                        "leader election: lease {}/{}: {err}",
-                        e.config.namespace,
-                        e.config.name
-                    ),
+                    Err(err) => log::warn!("leader election: lease {lease}: {err}"),
                 }
                 let leading = e.leadership.is_leader();
                 if leading != e.leading {
                     e.leading = leading;
                     if leading {
-                        log::info!(
-                            "leader election: became leader identity={}",
-                            e.config.identity
-                        );
+                        log::info!("leader election: became leader identity={id}");
                     } else {
-                        log::warn!(
-                            "leader election: lost leadership identity={}; writes stop",
-                            e.config.identity
-                        );
+                        log::warn!("leader election: lost leadership identity={id}; writes stop");
                     }
                     on_change(leading);
                 }
@@ -215,11 +200,7 @@ pub fn spawn(
                 e.leadership.step_down();
                 on_change(false);
                 match e.release() {
-                    Ok(()) => log::info!(
-                        "leader election: released lease {}/{}",
-                        e.config.namespace,
-                        e.config.name
-                    ),
+                    Ok(()) => log::info!("leader election: released lease {lease}"),
                     Err(err) => log::warn!("leader election: releasing lease: {err}"),
                 }
             }

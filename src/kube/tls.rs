@@ -170,29 +170,26 @@ pub fn client_config(
 /// A PEM bundle we cannot use. The message says what is wrong, never the bundle's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PemError {
-    /// A block that does not decode; `ca` when the bundle is a certificate authority.
-    Malformed { ca: bool, detail: String },
+    /// A block that does not decode.
+    Malformed(String),
     /// No `CERTIFICATE` block at all.
-    NoCertificate { ca: bool },
+    NoCertificate,
     /// A certificate-authority bundle none of whose `total` certificates can anchor trust.
     NoTrustAnchor { total: usize },
+    /// A certificate-authority bundle that is `Malformed` or has `NoCertificate`.
+    Ca(Box<PemError>),
 }
 
 impl fmt::Display for PemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ca = |ca: bool| if ca { "certificate authority: " } else { "" };
         match self {
-            PemError::Malformed { ca: c, detail } => {
-                write!(f, "{}bad PEM certificate: {detail}", ca(*c))
-            }
-            PemError::NoCertificate { ca: c } => {
-                write!(f, "{}no PEM certificate found", ca(*c))
-            }
+            PemError::Malformed(detail) => write!(f, "bad PEM certificate: {detail}"),
+            PemError::NoCertificate => f.write_str("no PEM certificate found"),
             PemError::NoTrustAnchor { total } => write!(
                 f,
-                "{}none of the {total} certificate(s) could be used as a trust anchor",
-                ca(true)
+                "certificate authority: none of the {total} certificate(s) could be used as a trust anchor"
             ),
+            PemError::Ca(e) => write!(f, "certificate authority: {e}"),
         }
     }
 }
@@ -203,21 +200,15 @@ impl std::error::Error for PemError {}
 pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PemError::Malformed {
-            ca: false,
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| PemError::Malformed(e.to_string()))?;
     if certs.is_empty() {
-        return Err(PemError::NoCertificate { ca: false });
+        return Err(PemError::NoCertificate);
     }
     Ok(certs)
 }
 
 pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
-    let certs = certificates(ca_pem).map_err(|e| match e {
-        PemError::Malformed { detail, .. } => PemError::Malformed { ca: true, detail },
-        _ => PemError::NoCertificate { ca: true },
-    })?;
+    let certs = certificates(ca_pem).map_err(|e| PemError::Ca(Box::new(e)))?;
     let mut roots = RootCertStore::empty();
     let total = certs.len();
     let (added, ignored) = roots.add_parsable_certificates(certs);
@@ -365,6 +356,21 @@ mod tests {
         };
         let e = client_config("https://127.0.0.1:1", &s, None).unwrap_err();
         assert!(e.to_string().contains("certificate authority"), "{e}");
+        let msg = |e: PemError| e.to_string();
+        assert_eq!(
+            msg(root_store(b"not pem").unwrap_err()),
+            "certificate authority: no PEM certificate found"
+        );
+        assert_eq!(
+            msg(certificates(b"not pem").unwrap_err()),
+            "no PEM certificate found"
+        );
+        let broken = b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n";
+        assert!(
+            msg(root_store(broken).unwrap_err())
+                .starts_with("certificate authority: bad PEM certificate: "),
+        );
+        assert!(msg(certificates(broken).unwrap_err()).starts_with("bad PEM certificate: "));
     }
 
     #[test]

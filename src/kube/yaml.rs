@@ -389,47 +389,40 @@ fn split_key(no: usize, rest: &str) -> Result<Option<(String, usize)>> {
     };
     let after = &rest[end..];
     let t = after.trim_start_matches([' ', '\t']);
-    let mut it = t.chars();
-    if it.next() == Some(':') && matches!(it.next(), None | Some(' ' | '\t')) {
-        Ok(Some((key, end + after.len() - t.len() + 1)))
-    } else {
-        Ok(None)
-    }
+    let is_key = t.starts_with(':') && colon_at(t.as_bytes(), 0);
+    Ok(is_key.then(|| (key, end + after.len() - t.len() + 1)))
+}
+
+/// A `: ` (or a `:` ending the text) at byte `i`: a mapping key ends there.
+fn colon_at(b: &[u8], i: usize) -> bool {
+    b[i] == b':' && matches!(b.get(i + 1), None | Some(b' ' | b'\t'))
+}
+
+/// A `#` after a space or tab at byte `i`: a comment starts there.
+fn comment_at(b: &[u8], i: usize) -> bool {
+    b[i] == b'#' && i > 0 && matches!(b[i - 1], b' ' | b'\t')
+}
+
+/// Where plain text in block context stops: its first `: ` or ` #`, if any.
+fn plain_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    (0..b.len()).find(|&i| colon_at(b, i) || comment_at(b, i))
 }
 
 /// The first `: ` (or `:` at the end) of a plain key, unless a comment starts first.
 fn find_plain_colon(rest: &str) -> Option<usize> {
-    let bytes = rest.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b':' if matches!(bytes.get(i + 1), None | Some(b' ' | b'\t')) => {
-                return (i > 0).then_some(i);
-            }
-            b'#' if i > 0 && matches!(bytes[i - 1], b' ' | b'\t') => return None,
-            _ => {}
-        }
-    }
-    None
+    plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':')
 }
 
 /// A plain scalar in block context: the text before any ` #` comment.
 fn plain_line(no: usize, s: &str) -> Result<&str> {
-    let bytes = s.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'#' if i > 0 && matches!(bytes[i - 1], b' ' | b'\t') => {
-                return Ok(s[..i].trim_end_matches([' ', '\t']));
-            }
-            b':' if matches!(bytes.get(i + 1), None | Some(b' ' | b'\t')) => {
-                return err(
-                    no,
-                    "': ' inside a plain value (quote the value, or check the indentation)",
-                );
-            }
-            _ => {}
-        }
+    match plain_end(s) {
+        Some(i) if s.as_bytes()[i] == b':' => err(
+            no,
+            "': ' inside a plain value (quote the value, or check the indentation)",
+        ),
+        end => Ok(s[..end.unwrap_or(s.len())].trim_end_matches([' ', '\t'])),
     }
-    Ok(s.trim_end_matches([' ', '\t']))
 }
 
 /// `{}`, `[]` or a flow sequence of scalars (`[spec]`, `["True", "False"]`) at the start of
@@ -494,19 +487,10 @@ fn skip_space(line: &str, i: usize) -> usize {
 
 /// Length of a plain scalar inside a flow collection: it ends at a flow indicator, `: `, ` #`.
 fn flow_plain_len(rest: &str) -> usize {
-    let bytes = rest.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        let stop = match b {
-            b',' | b'[' | b']' | b'{' | b'}' => true,
-            b':' => bytes.get(i + 1).is_none_or(|n| b" \t,[]{}".contains(n)),
-            b'#' => i > 0 && matches!(bytes[i - 1], b' ' | b'\t'),
-            _ => false,
-        };
-        if stop {
-            return i;
-        }
-    }
-    bytes.len()
+    let b = rest.as_bytes();
+    let colon = |i: usize| b[i] == b':' && b.get(i + 1).is_none_or(|n| b" \t,[]{}".contains(n));
+    let stop = |i: usize| b",[]{}".contains(&b[i]) || colon(i) || comment_at(b, i);
+    (0..b.len()).find(|&i| stop(i)).unwrap_or(b.len())
 }
 
 /// A single- or double-quoted scalar at byte `i` of `line`; the text and the byte after it.

@@ -5,7 +5,7 @@
 
 use super::lenient::Lenient;
 use super::paperlb::LbHostSpec;
-use super::url::{check_host, check_url};
+use super::url::{check_host, updater_endpoint};
 use super::url::{redacted, same_updater};
 use serde_json::{Value, json};
 
@@ -121,7 +121,8 @@ pub fn check_entry(
 /// A required updater URL field (`field` names it), checked; the message quotes it redacted.
 pub(super) fn url_at<'a>(l: &'a Lenient<String>, field: &str) -> Result<&'a String, String> {
     let url = l.require(field, "a string")?;
-    check_url(url).map_err(|e| format!("{field} {:?}: {e}", redacted(url)))?;
+    // It must resolve to an updater endpoint (see `url::updater_endpoint`).
+    updater_endpoint(url).map_err(|e| format!("{field} {:?}: {e}", redacted(url)))?;
     Ok(url)
 }
 

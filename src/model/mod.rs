@@ -31,7 +31,6 @@ pub use lenient::{Lenient, null_default, or_default};
 pub use meta::*;
 pub use paperlb::*;
 pub use spec::*;
-pub use url::{check_host, check_url, is_ip};
 
 #[cfg(test)]
 mod tests;

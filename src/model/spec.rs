@@ -12,6 +12,7 @@ use super::url::check_host;
 pub use crate::updater::validate::Protocol;
 use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 /// One upstream of a backend: a node address and a nodePort (stored as `{host, port}`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -114,15 +115,8 @@ impl ValidConfig {
 
     /// Every Secret key the config's hosts reference.
     pub fn all_refs(&self) -> Vec<SecretRef> {
-        let mut out: Vec<SecretRef> = self
-            .hosts
-            .iter()
-            .flat_map(|h| h.auth.refs())
-            .cloned()
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        let refs = self.hosts.iter().flat_map(|h| h.auth.refs()).cloned();
+        refs.collect::<BTreeSet<_>>().into_iter().collect()
     }
 }
 
@@ -482,49 +476,31 @@ impl LbSpec {
             .unwrap_or_default();
         let url = url_at(&spec.http_updater.url, "spec.httpUpdater.url")?;
         let host = host_at(&spec.host, "spec.host")?;
-        let mut ports = Vec::new();
+        let mut ports: Vec<LbPort> = Vec::new();
         if spec.ports.is_empty() {
-            let (port, protocol, targets) =
-                parse_port(&spec.port, &spec.protocol, &spec.targets, "spec")?;
-            ports.push(LbPort {
-                name: String::new(),
-                port,
-                protocol,
-                node_port: None,
-                targets,
-            });
-        } else {
-            for (i, p) in spec.ports.iter().enumerate() {
-                let at = format!("spec.ports[{i}]");
-                // The first port's targets are the Go field `targets` when it lists none itself.
-                let targets = match (i, p.targets.is_empty()) {
-                    (0, true) => &spec.targets,
-                    _ => &p.targets,
-                };
-                let (port, protocol, targets) = parse_port(&p.port, &p.protocol, targets, &at)?;
-                let name = p
-                    .name
-                    .optional(&format!("{at}.name"), "a string")?
-                    .cloned()
-                    .unwrap_or_default();
-                let node_port = opt_port(&p.node_port, &format!("{at}.nodePort"))?;
-                if ports
-                    .iter()
-                    .any(|q: &LbPort| q.port == port && q.protocol == protocol)
-                {
-                    return Err(format!(
-                        "{at}: port {port}/{} is listed twice",
-                        protocol.as_str()
-                    ));
-                }
-                ports.push(LbPort {
-                    name,
-                    port,
-                    protocol,
-                    node_port,
-                    targets,
-                });
+            ports.push(parse_port(
+                &spec.port,
+                &spec.protocol,
+                &spec.targets,
+                "spec",
+            )?);
+        }
+        for (i, p) in spec.ports.iter().enumerate() {
+            let at = format!("spec.ports[{i}]");
+            // The first port's targets are the Go field `targets` when it lists none itself.
+            let targets = match (i, p.targets.is_empty()) {
+                (0, true) => &spec.targets,
+                _ => &p.targets,
+            };
+            let mut port = parse_port(&p.port, &p.protocol, targets, &at)?;
+            let name = p.name.optional(&format!("{at}.name"), "a string")?;
+            port.name = name.cloned().unwrap_or_default();
+            port.node_port = opt_port(&p.node_port, &format!("{at}.nodePort"))?;
+            let (n, protocol) = (port.port, port.protocol);
+            if ports.iter().any(|q| (q.port, q.protocol) == (n, protocol)) {
+                return Err(format!("{at}: port {n}/{protocol} is listed twice"));
             }
+            ports.push(port);
         }
         Ok(LbSpec {
             config_name,
@@ -567,8 +543,10 @@ impl LbSpec {
         let Some(first) = self.ports.first() else {
             return false;
         };
-        matches!(parse_port(&stored.port, &stored.protocol, &stored.targets, "spec"),
-            Ok((port, protocol, targets)) if port == first.port && protocol == first.protocol && targets == first.targets)
+        // The Go fields mirror the first port (its name and nodePort live in `ports` only).
+        parse_port(&stored.port, &stored.protocol, &stored.targets, "spec").is_ok_and(|p| {
+            (p.port, p.protocol, &p.targets) == (first.port, first.protocol, &first.targets)
+        })
     }
 
     /// The stored form: Go fields for the first port plus the `ports` list. The first port's
@@ -625,14 +603,8 @@ impl LbSpec {
 
     /// Distinct target hosts over all ports (the `TARGETCOUNT` column).
     pub fn target_count(&self) -> usize {
-        let mut hosts: Vec<&str> = self
-            .ports
-            .iter()
-            .flat_map(|p| p.targets.iter().map(|t| t.host.as_str()))
-            .collect();
-        hosts.sort_unstable();
-        hosts.dedup();
-        hosts.len()
+        let hosts = self.ports.iter().flat_map(|p| &p.targets).map(|t| &t.host);
+        hosts.collect::<BTreeSet<_>>().len()
     }
 }
 
@@ -696,7 +668,7 @@ fn parse_port(
     protocol: &Lenient<String>,
     targets: &[TargetSpec],
     at: &str,
-) -> Result<(u16, Protocol, Vec<Target>), String> {
+) -> Result<LbPort, String> {
     let port = port_at(port, &format!("{at}.port"))?;
     let protocol = match protocol.optional(&format!("{at}.protocol"), "a string")? {
         None => Protocol::Tcp,
@@ -719,5 +691,11 @@ fn parse_port(
     }
     out.sort();
     out.dedup();
-    Ok((port, protocol, out))
+    Ok(LbPort {
+        name: String::new(),
+        port,
+        protocol,
+        node_port: None,
+        targets: out,
+    })
 }

@@ -72,11 +72,6 @@ fn split_scheme(raw: &str) -> Option<(&'static str, &str)> {
     known.map(|s| (s, rest))
 }
 
-/// An `httpUpdaterURL` that resolves to an updater endpoint (see `url::updater_endpoint`).
-pub fn check_url(url: &str) -> Result<(), String> {
-    updater_endpoint(url).map(drop)
-}
-
 /// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
 pub fn check_host(host: &str) -> Result<(), String> {
     if host.is_empty() {

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::Error;
@@ -132,7 +132,7 @@ impl ApplyMetrics {
 
 /// Handle to the applier thread; cheap to share between request threads.
 pub struct Applier {
-    tx: Mutex<mpsc::Sender<Job>>,
+    tx: mpsc::Sender<Job>,
     health: Arc<Health>,
     dir: PathBuf,
     config_valid: Arc<AtomicBool>,
@@ -168,7 +168,7 @@ impl Applier {
             .spawn(move || worker.run(rx))
             .map_err(|e| Error::io(&dir, e))?;
         Ok(Applier {
-            tx: Mutex::new(tx),
+            tx,
             health,
             dir,
             config_valid,
@@ -200,7 +200,7 @@ impl Applier {
 
     /// For the prober: queues a re-render of one backend and returns at once.
     pub fn refresher(&self) -> impl Fn(&str) + Send + 'static {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tx = self.tx.clone();
         move |name: &str| {
             let (reply, _) = mpsc::sync_channel(1);
             let op = Op::Refresh(name.to_string());
@@ -221,8 +221,6 @@ impl Applier {
             )
         };
         self.tx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(Job {
                 op,
                 reply,

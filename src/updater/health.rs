@@ -185,12 +185,9 @@ impl Health {
                 let s = h.lock();
                 let mut out = Vec::new();
                 for (name, t) in &s.backends {
-                    for (i, u) in t.ups.iter().enumerate() {
-                        let (host, port) = &t.backend.upstreams[i];
-                        out.push((
-                            vec![name.clone(), format!("{host}:{port}")],
-                            if u.tally.healthy { 1.0 } else { 0.0 },
-                        ));
+                    for (u, (host, port)) in t.ups.iter().zip(&t.backend.upstreams) {
+                        let healthy = if u.tally.healthy { 1.0 } else { 0.0 };
+                        out.push((vec![name.clone(), format!("{host}:{port}")], healthy));
                     }
                 }
                 out
@@ -432,10 +429,8 @@ impl Health {
         u.due = Instant::now() + next_probe_in(&u.tally, t.check.interval_seconds);
         let now_healthy = u.tally.healthy;
         let (down, fail_open) = effective_down(&t.healthy());
-        let upstream = {
-            let (h, p) = &t.backend.upstreams[r.index];
-            format!("{h}:{p}")
-        };
+        let (host, port) = &t.backend.upstreams[r.index];
+        let upstream = format!("{host}:{port}");
         if flipped {
             self.changes
                 .inc(&[if now_healthy { "healthy" } else { "unhealthy" }]);

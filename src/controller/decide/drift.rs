@@ -120,12 +120,8 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
             continue;
         }
         // A port without targets is held nowhere (`no_targets`).
-        for (i, p) in spec
-            .ports
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.targets.is_empty())
-        {
+        let with_targets = spec.ports.iter().enumerate();
+        for (i, p) in with_targets.filter(|(_, p)| !p.targets.is_empty()) {
             d.requests
                 .insert(backend_name(key, i, &p.name), (key.clone(), i));
         }

@@ -15,8 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::plan::Action;
-use super::plan::updater_request;
+use super::plan::{Action, updater_request};
 use super::status::backend_name;
 use crate::controller::key::Key;
 use crate::model::url::host_port;

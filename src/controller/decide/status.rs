@@ -134,20 +134,12 @@ pub fn shows_host(i: &Ingress, host: &str) -> bool {
 /// An address is written in its canonical form (`2001:DB8:0::10` as `2001:db8::10`), which
 /// apiservers with strict IP validation require.
 pub fn ingress_entry(host: &str, ports: Vec<PortStatus>) -> Ingress {
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        Ingress {
-            ip: Some(ip.to_string()),
-            hostname: None,
-            ip_mode: Some("Proxy".to_string()),
-            ports,
-        }
-    } else {
-        Ingress {
-            ip: None,
-            hostname: Some(host.to_string()),
-            ip_mode: None,
-            ports,
-        }
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    Ingress {
+        ip: ip.map(|ip| ip.to_string()),
+        hostname: ip.is_none().then(|| host.to_string()),
+        ip_mode: ip.map(|_| "Proxy".to_string()),
+        ports,
     }
 }
 

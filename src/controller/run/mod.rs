@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use self::stats::Stats;
-use self::worker::{Event, Health, Worker, WorkerConfig};
+use self::worker::{Event, Health, Worker};
 use super::cli::Config;
 use crate::http::{Limits, Request, Response, Server};
 use crate::kube::client::{
@@ -32,7 +32,6 @@ use crate::kube::client::{
 use crate::kube::lease::{self, Leadership, LeaseConfig};
 use crate::kube::watch::{self, WatchMsg};
 use crate::kube::{self};
-use crate::updater::client::Timeouts;
 
 /// A reconcile running longer than this makes `/healthz` fail: every call inside has a timeout well
 /// below it, so the loop must be stuck.
@@ -90,10 +89,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
-    let probes = match config.metrics_addr {
-        Some(addr) => Some(serve_probes(addr, health.clone(), stats.clone())?),
-        None => None,
-    };
+    let probes = (config.metrics_addr)
+        .map(|addr| serve_probes(addr, health.clone(), stats.clone()))
+        .transpose()?;
 
     let ns = config.namespace.as_str();
     let env = WatchEnv {
@@ -114,16 +112,14 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let io_tx = tx.clone();
     drop(tx);
 
-    let worker_config = WorkerConfig {
-        namespace: config.namespace.clone(),
-        address_types: config.address_types.clone(),
-        updater_timeouts: Timeouts::default(),
-        updater_resync: config.updater_resync,
-        host_failure_grace: config.host_failure_grace,
-        unreachable_delete_grace: config.unreachable_delete_grace,
-        stable_node_set: config.stable_node_set,
-    };
-    let worker = Worker::new(client, worker_config, leadership_view, health, stats, io_tx);
+    let worker = Worker::new(
+        client,
+        config.clone(),
+        leadership_view,
+        health,
+        stats,
+        io_tx,
+    );
     // Not joined: when it is still stuck in a call, returning from main ends it.
     let _worker = std::thread::Builder::new()
         .name("worker".into())

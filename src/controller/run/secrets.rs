@@ -66,24 +66,15 @@ impl SecretStore {
         items: Vec<Secret>,
         wanted: &BTreeSet<SecretRef>,
     ) -> BTreeSet<String> {
-        let mut changed: BTreeSet<String> = BTreeSet::new();
-        let mut fresh = BTreeMap::new();
+        let old = std::mem::take(&mut self.secrets);
         for s in items {
-            let name = s.metadata.name.clone();
-            let stored = stored(s, wanted);
-            if self.secrets.get(&name) != Some(&stored) {
-                changed.insert(name.clone());
-            }
-            fresh.insert(name, stored);
-        }
-        changed.extend(
             self.secrets
-                .keys()
-                .filter(|n| !fresh.contains_key(*n))
-                .cloned(),
-        );
-        self.secrets = fresh;
-        changed
+                .insert(s.metadata.name.clone(), stored(s, wanted));
+        }
+        (old.keys().chain(self.secrets.keys()))
+            .filter(|n| old.get(*n) != self.secrets.get(*n))
+            .cloned()
+            .collect()
     }
 
     /// An added or modified Secret; true when what is kept of it changed.

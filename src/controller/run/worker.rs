@@ -24,6 +24,7 @@ use super::resync::Timers;
 use super::secrets::SecretStore;
 use super::stats::Stats;
 use crate::controller::cache::{Affected, Cache};
+use crate::controller::cli::Config;
 use crate::controller::decide::config_status;
 use crate::controller::decide::context::Context;
 use crate::controller::decide::plan::{Action, Plan};
@@ -40,7 +41,7 @@ use crate::model::{
     EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
 };
 use crate::time::{epoch_ms, rfc3339};
-use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
+use crate::updater::client::{ClientAuth, UpdaterClient};
 
 // The Secret-backed updater credentials and drift checks: their part of the worker.
 #[path = "worker_updaters.rs"]
@@ -136,27 +137,10 @@ pub struct Health {
     pub busy_since_ms: AtomicU64,
 }
 
-/// Worker settings.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Where LoadBalancerConfigs live.
-    pub namespace: String,
-    /// Node address types in order of preference when a config does not say.
-    pub address_types: Vec<String>,
-    pub updater_timeouts: Timeouts,
-    /// Period of each updater's drift check; zero: none but the event-driven ones.
-    pub updater_resync: Duration,
-    /// How long a failing host of a several-host config stays in the ingress.
-    pub host_failure_grace: Duration,
-    /// How long an updater that does not answer may hold a LoadBalancer's deletion.
-    pub unreachable_delete_grace: Duration,
-    /// `--stable-node-set`.
-    pub stable_node_set: bool,
-}
-
 pub struct Worker {
     client: Client,
-    config: WorkerConfig,
+    /// The flags (namespace, address types, drift period, graces, `--stable-node-set`).
+    config: Config,
     cache: Cache,
     queue: Queue<Key>,
     synced: [bool; KINDS],
@@ -213,7 +197,7 @@ impl Worker {
     /// `io_tx`: the sending side of the channel `run` reads; the I/O pool reports through it.
     pub fn new(
         client: Client,
-        config: WorkerConfig,
+        config: Config,
         leadership: Arc<Leadership>,
         health: Arc<Health>,
         stats: Arc<Stats>,
@@ -488,25 +472,17 @@ impl Worker {
     fn report_configs(&mut self) {
         let now = rfc3339(SystemTime::now());
         while let Some(key) = self.configs.get(Instant::now()) {
-            let report =
-                (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
-            if let Some(r) = report {
-                let patch = r.patch;
-                let mut plan = Plan::of(Action::PatchConfigStatus {
-                    key: key.clone(),
-                    patch,
-                });
-                plan.actions.extend(r.event.map(Action::Event));
-                if let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
-                    && !e.is_not_found()
-                {
-                    let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
-                    log::warn!(
-                        "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
-                    );
-                    self.configs.done(&key);
-                    continue;
-                }
+            let plan = (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
+            if let Some(plan) = plan
+                && let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
+                && !e.is_not_found()
+            {
+                let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
+                log::warn!(
+                    "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
+                );
+                self.configs.done(&key);
+                continue;
             }
             self.configs.forget(&key);
             self.configs.done(&key);
@@ -607,8 +583,7 @@ impl Worker {
     }
 
     /// Hands a batchable plan to the I/O pool.
-    fn submit(&mut self, pending: Pending) {
-        let mut pending = pending;
+    fn submit(&mut self, mut pending: Pending) {
         let plan = std::mem::take(&mut pending.plan);
         let (events, updaters) = self.prepare(&plan, true);
         self.next_job += 1;
@@ -716,12 +691,6 @@ impl Worker {
                 .ok()
         };
         match (action, answer) {
-            (Action::CreateLoadBalancer { key, .. }, Answer::LoadBalancer(v)) => {
-                if let Some(lb) = decoded(&v) {
-                    log::info!("created LoadBalancer key={key}");
-                    self.applied_lb(lb, true);
-                }
-            }
             (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
                     self.applied_lb_status(key, lb);
@@ -741,6 +710,9 @@ impl Worker {
             },
             (_, Answer::LoadBalancer(v)) => {
                 if let Some(lb) = decoded(&v) {
+                    if let Action::CreateLoadBalancer { key, .. } = action {
+                        log::info!("created LoadBalancer key={key}");
+                    }
                     self.applied_lb(lb, true);
                 }
             }

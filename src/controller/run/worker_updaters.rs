@@ -20,15 +20,16 @@ use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::UPDATER_AUTH;
-use crate::controller::decide::updater_auth::AuthProblem;
-use crate::controller::decide::updater_auth::{DRIFT_CHECK, condition_patch, ok_patch};
+use crate::controller::decide::updater_auth::{
+    AuthProblem, CERTIFICATE_REFUSED, DRIFT_CHECK, condition_patch, ok_patch,
+};
 use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
 use crate::model::{Secret, ValidConfig};
 use crate::time::epoch_ms;
-use crate::updater::client::{ClientAuth, UpdaterClient};
+use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 impl Worker {
     /// When `run` must wake: the next delayed key, or (while it may act on them) the next check.
@@ -76,7 +77,7 @@ impl Worker {
                 reason: "ClientSetup",
                 message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
             })?;
-            match UpdaterClient::new(&endpoint, auth.clone(), self.config.updater_timeouts) {
+            match UpdaterClient::new(&endpoint, auth.clone(), Timeouts::default()) {
                 Ok(c) => {
                     if self.updaters.insert(id.clone(), Arc::new(c)).is_some() {
                         log::info!("updater {url}: credentials changed, using the new ones");
@@ -203,26 +204,20 @@ impl Worker {
     /// whose Secrets changed are reconciled again (one failed for a missing token retries now), and
     /// their updaters checked.
     pub(super) fn secrets_changed(&mut self, m: WatchMsg<Secret>) -> Affected {
-        let (changed, mut affected) = match m {
+        let mut affected = Affected::new();
+        let changed: BTreeSet<String> = match m {
             WatchMsg::Restarted(items) => {
-                let changed = self.auth.secrets.replace(items, &self.auth.wanted);
-                (changed, self.note_synced(Kind::Secrets).unwrap_or_default())
+                affected = self.note_synced(Kind::Secrets).unwrap_or_default();
+                self.auth.secrets.replace(items, &self.auth.wanted)
             }
             WatchMsg::Applied(s) => {
                 let name = s.metadata.name.clone();
                 let changed = self.auth.secrets.apply(s, &self.auth.wanted);
-                (
-                    changed.then_some(name).into_iter().collect(),
-                    Affected::new(),
-                )
+                changed.then_some(name).into_iter().collect()
             }
             WatchMsg::Deleted(s) => {
-                let name = s.metadata.name.clone();
-                let changed = self.auth.secrets.delete(&name);
-                (
-                    changed.then_some(name).into_iter().collect(),
-                    Affected::new(),
-                )
+                let changed = self.auth.secrets.delete(&s.metadata.name);
+                changed.then_some(s.metadata.name).into_iter().collect()
             }
         };
         if changed.is_empty() {
@@ -304,7 +299,7 @@ impl Worker {
             });
         }
         e.is_tls().then(|| AuthProblem {
-            reason: crate::controller::decide::updater_auth::CERTIFICATE_REFUSED,
+            reason: CERTIFICATE_REFUSED,
             message: format!(
                 "{who}{e}; check spec.updaterCASecretRef (the CA that signs the updater's \
                  certificate) or spec.insecureSkipVerify"
@@ -522,14 +517,7 @@ impl Worker {
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                self.mark_users_of(
-                    endpoint,
-                    None,
-                    DRIFT_CHECK,
-                    "Unsupported",
-                    &message,
-                    &ctx.now,
-                );
+                self.mark_users_of(endpoint, "", DRIFT_CHECK, "Unsupported", &message, &ctx.now);
                 // Their targets now follow node readiness (no health check drains a node there).
                 self.requeue(drift::users_of(&self.cache, endpoint));
                 self.health.busy_since_ms.store(0, Ordering::Relaxed);
@@ -644,9 +632,8 @@ impl Worker {
         let Some(p) = self.refusal(config, raw, e) else {
             return;
         };
-        let only = (!config.is_empty()).then_some(config);
         // One Warning Event each, where the LoadBalancer's Events go (its Service, else itself).
-        for key in self.mark_users_of(endpoint, only, UPDATER_AUTH, p.reason, &p.message, now) {
+        for key in self.mark_users_of(endpoint, config, UPDATER_AUTH, p.reason, &p.message, now) {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
@@ -661,12 +648,12 @@ impl Worker {
         }
     }
 
-    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` (of config `only` if given)
-    /// that does not have it yet; returns those it was set on.
+    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` (of config `only`; "": of
+    /// any) that does not have it yet; returns those it was set on.
     fn mark_users_of(
         &mut self,
         endpoint: &str,
-        only: Option<&str>,
+        only: &str,
         type_: &str,
         reason: &str,
         message: &str,
@@ -674,7 +661,7 @@ impl Worker {
     ) -> Vec<crate::controller::Key> {
         let mut marked = Vec::new();
         for key in drift::users_of(&self.cache, endpoint) {
-            if only.is_some_and(|c| c != self.config_of(&key)) {
+            if !only.is_empty() && only != self.config_of(&key) {
                 continue;
             }
             let Some(lb) = self.cache.load_balancers.get(&key) else {
