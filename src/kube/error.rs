@@ -141,6 +141,9 @@ impl Error {
     }
 }
 
+/// What the apiserver's message says after the object when `fieldValidation=Strict` refuses a field.
+const STRICT_ERROR: &str = "strict decoding error: ";
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -159,7 +162,12 @@ impl fmt::Display for Error {
                     &s.reason
                 };
                 write!(f, "{} {reason}", s.code)?;
-                match s.message.as_str() {
+                // A strict patch's 422 quotes the whole patched object before what is wrong.
+                let message = match s.message.rfind(STRICT_ERROR) {
+                    Some(at) if s.code == 422 => &s.message[at..],
+                    _ => s.message.as_str(),
+                };
+                match message {
                     "" => Ok(()),
                     message => write!(f, ": {message}"),
                 }
@@ -219,6 +227,27 @@ mod tests {
         assert!(status(500, "Expired").is_gone());
         assert!(status(429, "TooManyRequests").is_transient());
         assert!(!status(422, "Invalid").is_transient());
+    }
+
+    #[test]
+    fn a_strict_422_shows_what_is_wrong_without_the_quoted_object() {
+        let strict = |code, message: &str| {
+            let e = Error::Api(Box::new(ApiStatus {
+                code,
+                reason: "Invalid".into(),
+                message: message.into(),
+                ..Default::default()
+            }));
+            e.to_string()
+        };
+        let tail = "strict decoding error: unknown field \"spec.balance\"";
+        let long =
+            format!(" \"\" is invalid: patch: Invalid value: \"{{\\\"spec\\\":{{}}}}\": {tail}");
+        assert_eq!(strict(422, &long), format!("422 Invalid: {tail}"));
+        assert_eq!(
+            strict(400, &format!("x: {tail}")),
+            format!("400 Invalid: x: {tail}")
+        );
     }
 
     #[test]

@@ -150,3 +150,65 @@ fn client_ip_affinity_pushes_hash_and_a_conflicting_annotation_is_a_condition_an
     });
     assert_eq!(last_post(&w, "both").unwrap()["balance"], "hash");
 }
+
+/// A controller newer than its CRDs: the installed LoadBalancer CRD lacks `spec.balance`. Its
+/// writes are strict, so the apiserver refuses them (a create: 400; a patch: 422) instead of
+/// dropping the field, and the Service's Events say why; other Services are served. Once the CRD
+/// is upgraded, the retries land and the method is pushed.
+#[test]
+fn an_older_crd_refuses_balance_and_says_so_and_the_upgrade_lets_it_through() {
+    let w = World::new("oldcrd");
+    w.api.set_lb_crd_without(&["balance"]);
+    let _c = Controller::start(&w.kubeconfig);
+    service(&w, "plain", "None", json!({}));
+    service(&w, "later", "None", json!({}));
+    service(
+        &w,
+        "db",
+        "None",
+        json!({"lb.paperlb.com/balance": "least-conn"}),
+    );
+    wait_for("plain and later pushed", || {
+        last_post(&w, "plain").is_some() && last_post(&w, "later").is_some()
+    });
+    let refused = |name: &str, code: &str| {
+        warnings(&w, name).iter().any(|(reason, message)| {
+            reason == "SyncLoadBalancerFailed"
+                && message.contains(code)
+                && message.contains("strict decoding error: unknown field \"spec.balance\"")
+                && message.contains("the LoadBalancer CRD is older than this controller")
+                // A strict patch's 422 quotes the whole object first: the message skips it.
+                && !message.contains("Invalid value")
+        })
+    };
+    wait_for("db's create refused, in its Events", || {
+        refused("db", "400 BadRequest")
+    });
+    assert!(w.lb("db").is_none(), "a refused create stores nothing");
+    assert!(
+        last_post(&w, "db").is_none(),
+        "nothing pushed without a record"
+    );
+
+    // A patch that adds the field: 422, and the LoadBalancer keeps its spec.
+    let mut later = w.svc("later").unwrap();
+    later["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "hash"});
+    w.api.update("services", later).expect("update later");
+    wait_for("later's patch refused, in its Events", || {
+        refused("later", "422 Invalid")
+    });
+    assert!(w.lb("later").unwrap()["spec"].get("balance").is_none());
+    assert!(
+        warnings(&w, "plain").is_empty(),
+        "{:?}",
+        warnings(&w, "plain")
+    );
+
+    // The CRDs are upgraded: the queued retries go through.
+    w.api.set_lb_crd_without(&[]);
+    wait_for("db and later pushed with their methods", || {
+        last_post(&w, "db").is_some_and(|p| p["balance"] == "least-conn")
+            && last_post(&w, "later").is_some_and(|p| p["balance"] == "hash")
+    });
+    assert_eq!(w.lb("db").unwrap()["spec"]["balance"], "least-conn");
+}

@@ -1545,3 +1545,69 @@ fn custom_resources_are_served_once_their_crd_is_established() {
     assert_fixture(&get(&api, LBS), "error-unknown-group.http");
     assert!(api.list("loadbalancers", "").is_empty());
 }
+
+/// An older LoadBalancer CRD (`set_lb_crd_without`), as kube-apiserver v1.36 answered on
+/// 2026-12-07 with a CRD lacking `spec.balance`: a strict create is a 400 BadRequest and a strict
+/// merge patch a 422 Invalid, both ending in the unknown field; without `fieldValidation=Strict`
+/// the field is dropped and the write succeeds.
+#[test]
+fn an_older_crd_refuses_unknown_fields_when_strict_and_drops_them_otherwise() {
+    let api = start();
+    api.set_lb_crd_without(&["balance"]);
+    let lbs = LBS;
+    let lb = |name: &str| {
+        json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancer",
+            "metadata": {"name": name},
+            "spec": {"host": "127.0.0.1", "port": 10000, "balance": "hash",
+                "httpUpdater": {"url": "http://127.0.0.1:3000"}}})
+        .to_string()
+    };
+    let r = call(
+        &api,
+        "POST",
+        &format!("{lbs}?fieldValidation=Strict"),
+        Some(&lb("a")),
+    );
+    assert_eq!(r.status, 400);
+    let status = r.json();
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(
+        status["message"],
+        "LoadBalancer in version \"v1alpha1\" cannot be handled as a LoadBalancer: \
+         strict decoding error: unknown field \"spec.balance\""
+    );
+    let created = call(&api, "POST", lbs, Some(&lb("a")));
+    assert_eq!(created.status, 201);
+    assert!(created.json()["spec"].get("balance").is_none(), "pruned");
+    let patch = r#"{"spec":{"balance":"hash"}}"#;
+    let r = call(
+        &api,
+        "PATCH",
+        &format!("{lbs}/a?fieldValidation=Strict"),
+        Some(patch),
+    );
+    assert_eq!(r.status, 422);
+    let status = r.json();
+    assert_eq!(status["reason"], "Invalid");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(" \"\" is invalid: patch: Invalid value: \""),
+        "{message}"
+    );
+    assert!(message.ends_with("\": strict decoding error: unknown field \"spec.balance\""));
+    assert_eq!(status["details"]["causes"][0]["field"], "patch");
+    let r = call(&api, "PATCH", &format!("{lbs}/a"), Some(patch));
+    assert_eq!(r.status, 200);
+    assert!(r.json()["spec"].get("balance").is_none(), "pruned");
+    api.set_lb_crd_without(&[]);
+    let r = call(
+        &api,
+        "PATCH",
+        &format!("{lbs}/a?fieldValidation=Strict"),
+        Some(patch),
+    );
+    assert_eq!(
+        (r.status, r.json()["spec"]["balance"].clone()),
+        (200, json!("hash"))
+    );
+}

@@ -977,6 +977,33 @@ pub fn on_updater_error(
     out
 }
 
+/// The apiserver refused a write of this key's plan as sent (a 4xx that is not a 404, conflict or
+/// throttle): one Warning Event on the Service (else the LoadBalancer), so that `kubectl describe
+/// service` says why it has no address. An unknown field (LoadBalancer writes are strict) means the
+/// installed CRDs are older than the controller.
+pub fn on_write_refused(cache: &Cache, key: &Key, error: &dyn std::fmt::Display) -> Plan {
+    let mut out = Plan::default();
+    let target = match (cache.load_balancers.get(key), cache.services.get(key)) {
+        (Some(lb), _) => event_target(cache, key, lb),
+        (None, Some(svc)) => service_ref(svc),
+        (None, None) => return out,
+    };
+    let error = error.to_string();
+    let hint = if error.contains("unknown field") {
+        " (the LoadBalancer CRD is older than this controller: apply this version's manifests/crds/)"
+    } else {
+        ""
+    };
+    let message = format!("the apiserver refused a write for LoadBalancer {key}: {error}{hint}");
+    out.event(
+        &target,
+        EventType::Warning,
+        "SyncLoadBalancerFailed",
+        message,
+    );
+    out
+}
+
 #[cfg(test)]
 #[path = "reconcile_tests.rs"]
 mod tests;

@@ -108,6 +108,9 @@ pub enum Answer {
     Failed(CallError),
 }
 
+/// The query of LoadBalancer writes: an unknown field is a 4xx (`strict decoding error`).
+const STRICT: &str = "?fieldValidation=Strict";
+
 /// Whether a plan may run beside others: only updater applies, Events, status patches, spec
 /// patches that keep the host and every (port, protocol) the cached LoadBalancer claims, and
 /// creates whose spec can be read (so the worker can reserve its ports; see `create_claims`).
@@ -420,17 +423,20 @@ pub fn execute_action(
             }
             Answer::Done
         }
+        // The spec is the record every push is made from: a field the installed CRD does not know
+        // (a controller newer than its CRDs) is refused, not dropped without a word.
         Action::CreateLoadBalancer { key, object } => {
             io.stats.api_write("create");
-            let path = LOADBALANCERS.path(Some(&key.namespace), None, None);
+            let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
         Action::PatchLoadBalancerSpec { key, patch }
         | Action::AddFinalizer { key, patch }
-        | Action::RemoveFinalizer { key, patch }
-        | Action::PatchLoadBalancerStatus { key, patch } => {
-            let sub = matches!(action, Action::PatchLoadBalancerStatus { .. }).then_some("status");
-            Answer::LoadBalancer(io.patch(&lbs(key, sub), patch).map_err(api)?)
+        | Action::RemoveFinalizer { key, patch } => {
+            Answer::LoadBalancer(io.patch(&(lbs(key, None) + STRICT), patch).map_err(api)?)
+        }
+        Action::PatchLoadBalancerStatus { key, patch } => {
+            Answer::LoadBalancer(io.patch(&lbs(key, Some("status")), patch).map_err(api)?)
         }
         Action::PatchServiceStatus { key, patch } => {
             let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));

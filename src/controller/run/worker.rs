@@ -28,7 +28,7 @@ use crate::controller::cli::Config;
 use crate::controller::decide::config_status;
 use crate::controller::decide::context::Context;
 use crate::controller::decide::plan::{Action, Plan};
-use crate::controller::decide::reconcile::{on_updater_error, reconcile};
+use crate::controller::decide::reconcile::{on_updater_error, on_write_refused, reconcile};
 use crate::controller::decide::status::is_applied;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
@@ -810,6 +810,13 @@ impl Worker {
                     "conflict"
                 } else {
                     log::warn!("reconcile failed key={key} error={e} retry_in={delay:?}");
+                    // Refused as sent (not gone, not a race, not throttled): sending it again
+                    // will not help, so the Service's Events say why.
+                    if e.code()
+                        .is_some_and(|c| c / 100 == 4 && ![404, 409, 429].contains(&c))
+                    {
+                        let _ = self.execute(&on_write_refused(&self.cache, key, &e), false);
+                    }
                     "api_error"
                 }
             }

@@ -431,8 +431,10 @@ fn object_reply(
         ));
     }
     let layout = watch::layout(&o.res);
+    let pruned = older_crd(state, o, &req.method, query, &req.body)?;
+    let body = pruned.as_deref().unwrap_or(&req.body);
     let parse_body = || -> Result<Value, ApiError> {
-        serde_json::from_slice(&req.body).map_err(|e| {
+        serde_json::from_slice(body).map_err(|e| {
             status::bad_request(&format!(
                 "{} in version \"{}\" cannot be handled as a {}: {e}",
                 o.res.kind, o.res.version, o.res.kind
@@ -479,7 +481,7 @@ fn object_reply(
                     &o.name,
                     o.subresource.as_deref(),
                     ct,
-                    &req.body,
+                    body,
                 )?,
             )
         }
@@ -500,6 +502,63 @@ fn object_reply(
         _ => return Err(status::method_not_allowed()),
     };
     Ok(Reply::json(code, &obj, layout, pretty))
+}
+
+/// A LoadBalancer write under an older CRD (`FakeApi::set_lb_crd_without`): refused when strict,
+/// else the body without the fields the CRD does not know (None: nothing to take out).
+fn older_crd(
+    state: &State,
+    o: &ObjectRoute,
+    method: &str,
+    query: &[(String, String)],
+    body: &[u8],
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if o.res.plural != "loadbalancers" || o.subresource.is_some() || method == "GET" {
+        return Ok(None);
+    }
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(None);
+    };
+    let unknown: Vec<&String> = (state.lb_spec_unknown.iter())
+        .filter(|f| spec.contains_key(f.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(None);
+    }
+    if q(query, "fieldValidation") == "Strict" {
+        let what = (unknown.iter())
+            .map(|f| format!("unknown field \"spec.{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let kind = o.res.kind;
+        return Err(if method == "PATCH" {
+            // The real message quotes the patched object; the patch stands in for it here.
+            let value = format!(
+                "Invalid value: {:?}: strict decoding error: {what}",
+                v.to_string()
+            );
+            let causes =
+                json!([{"reason": "FieldValueInvalid", "message": value, "field": "patch"}]);
+            status::error(
+                422,
+                "Invalid",
+                &format!(" \"\" is invalid: patch: {value}"),
+                Some(json!({"causes": causes})),
+            )
+        } else {
+            status::bad_request(&format!(
+                "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {what}",
+                o.res.version
+            ))
+        });
+    }
+    for f in unknown {
+        spec.remove(f.as_str());
+    }
+    Ok(serde_json::to_vec(&v).ok())
 }
 
 /// Lists: built-in ones in Go order, CR ones alphabetical (items carry kind/apiVersion).

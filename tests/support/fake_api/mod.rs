@@ -261,6 +261,13 @@ impl FakeApi {
         self.shared.lock().crds_installed = installed;
     }
 
+    /// Serve a LoadBalancer CRD older than the controller, whose schema lacks these `spec` fields:
+    /// a write with `fieldValidation=Strict` that sets one is refused (400 on a create, 422 on a
+    /// patch, worded as kube-apiserver v1.36 words them); any other write loses them (pruned).
+    pub fn set_lb_crd_without(&self, fields: &[&str]) {
+        self.shared.lock().lb_spec_unknown = fields.iter().map(|f| f.to_string()).collect();
+    }
+
     /// The next `fault.count` matching requests get `fault.kind`.
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().faults.push_back(fault);

@@ -39,6 +39,8 @@ pub struct State {
     pub faults: VecDeque<Fault>,
     pub requests: Vec<RequestRecord>,
     pub crds_installed: bool,
+    /// LoadBalancer `spec` fields the installed CRD does not list (an older CRD).
+    pub lb_spec_unknown: Vec<String>,
     pub node_port_range: (u16, u16),
     rng: u64,
 }
@@ -94,6 +96,7 @@ impl State {
             faults: VecDeque::new(),
             requests: Vec::new(),
             crds_installed: true,
+            lb_spec_unknown: Vec::new(),
             node_port_range,
             rng: seed | 1,
         }
