@@ -345,7 +345,9 @@ fn go_readme_example_sends_exact_updater_bodies_and_api_writes() {
     let uid = svc["metadata"]["uid"].clone();
     let targets = json!([{"host": "127.0.0.2", "port": np}, {"host": "127.0.0.3", "port": np}]);
     let applied = "updater URL serves 8100/TCP on 127.0.0.10 with 2 target(s)";
-    let lbs = "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers";
+    // LoadBalancer writes are strict (a field an older CRD lacks is refused, not dropped).
+    let lbs =
+        "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers?fieldValidation=Strict";
     let expected: Vec<(String, String, u16, Value)> = vec![
         (
             "PATCH".into(),

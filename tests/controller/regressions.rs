@@ -59,7 +59,7 @@ fn lost_create_answer_neither_shares_nor_moves_a_port() {
     // The port each LoadBalancer was created with (the committed-but-unanswered POST included) is
     // the port it keeps: no Service's port moved to settle a clash.
     for r in w.api.requests() {
-        if r.method != "POST" || !r.path.ends_with("/loadbalancers") {
+        if r.method != "POST" || !r.path.ends_with("/loadbalancers?fieldValidation=Strict") {
             continue;
         }
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -84,6 +84,7 @@ fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
     let _c = Controller::start(&w.kubeconfig);
     wait_for("a READY", || w.ready("a"));
     let lb_a = "/apis/lb.paperlb.com/v1alpha1/namespaces/default/loadbalancers/a";
+    let strict_a = format!("{lb_a}?fieldValidation=Strict");
     // The main resource only (`$`): a status patch of a must not take these faults.
     let lb_a_only = format!("{lb_a}$");
     w.api.inject(Fault::new(
@@ -106,7 +107,7 @@ fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
         w.api
             .requests()
             .iter()
-            .any(|r| r.path == lb_a && r.status == 500)
+            .any(|r| r.path == strict_a && r.status == 500)
     });
     w.service("b", &[("http", 80, "TCP"), ("admin", 81, "TCP")]);
     wait_for("a and b READY with two ports each", || {
@@ -117,7 +118,9 @@ fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
         w.api
             .requests()
             .iter()
-            .filter(|r| r.path == lb_a && matches!(r.status, 200 | 409) && r.body.contains("admin"))
+            .filter(|r| {
+                r.path == strict_a && matches!(r.status, 200 | 409) && r.body.contains("admin")
+            })
             .count()
             >= 2
     });
@@ -132,12 +135,16 @@ fn late_committed_spec_patch_never_gives_its_port_to_another_service() {
     let requests = w.api.requests();
     let a_claimed: Vec<u64> = requests
         .iter()
-        .filter(|r| r.method == "PATCH" && r.path == lb_a && r.status == 200)
+        .filter(|r| r.method == "PATCH" && r.path == strict_a && r.status == 200)
         .flat_map(|r| ports_in(&r.body))
         .collect();
     let b_created: Vec<u64> = requests
         .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/loadbalancers") && r.status == 201)
+        .filter(|r| {
+            r.method == "POST"
+                && r.path.ends_with("/loadbalancers?fieldValidation=Strict")
+                && r.status == 201
+        })
         .filter(|r| r.body.contains("\"name\":\"b\""))
         .flat_map(|r| ports_in(&r.body))
         .collect();
