@@ -95,10 +95,8 @@ pub fn permissions() -> Vec<Permission> {
     let mut out = Vec::new();
     for rule in RULES {
         let (what, verbs) = rule.split_once(": ").unwrap_or((rule, ""));
-        let (verbs, namespaced) = match verbs.strip_suffix(" (namespaced)") {
-            Some(v) => (v, true),
-            None => (verbs, false),
-        };
+        let namespaced = verbs.ends_with(" (namespaced)");
+        let verbs = verbs.trim_end_matches(" (namespaced)");
         let (resource, subresource) = what.split_once('/').unwrap_or((what, ""));
         let (resource, group) = resource.split_once('.').unwrap_or((resource, ""));
         for verb in verbs.split(' ') {

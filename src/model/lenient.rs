@@ -72,18 +72,15 @@ impl<T> Lenient<T> {
     /// The value, or a message naming the field: `spec.portRange.low is missing`,
     /// `spec.portRange.low: "abc" is not an integer`.
     pub fn require(&self, field: &str, kind: &str) -> Result<&T, String> {
-        match self {
-            Lenient::Valid(v) => Ok(v),
-            Lenient::Missing => Err(format!("{field} is missing")),
-            Lenient::Invalid(raw) => Err(format!("{field}: {raw} is not {kind}")),
-        }
+        self.require_with(|| field.to_string(), kind)
     }
 
     /// Like `require`, with the field name built only for the error (hot paths over many items).
     pub fn require_with(&self, field: impl FnOnce() -> String, kind: &str) -> Result<&T, String> {
         match self {
             Lenient::Valid(v) => Ok(v),
-            other => other.require(&field(), kind),
+            Lenient::Missing => Err(format!("{} is missing", field())),
+            Lenient::Invalid(raw) => Err(format!("{}: {raw} is not {kind}", field())),
         }
     }
 

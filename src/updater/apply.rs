@@ -133,7 +133,6 @@ impl ApplyMetrics {
 /// Handle to the applier thread; cheap to share between request threads.
 pub struct Applier {
     tx: mpsc::Sender<Job>,
-    health: Arc<Health>,
     dir: PathBuf,
     config_valid: Arc<AtomicBool>,
 }
@@ -161,7 +160,7 @@ impl Applier {
             nginx,
             metrics,
             config_valid: config_valid.clone(),
-            health: health.clone(),
+            health,
         };
         std::thread::Builder::new()
             .name("applier".into())
@@ -169,7 +168,6 @@ impl Applier {
             .map_err(|e| Error::io(&dir, e))?;
         Ok(Applier {
             tx,
-            health,
             dir,
             config_valid,
         })
@@ -192,10 +190,6 @@ impl Applier {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    pub fn health(&self) -> &Arc<Health> {
-        &self.health
     }
 
     /// For the prober: queues a re-render of one backend and returns at once.

@@ -46,6 +46,7 @@ pub struct TlsFiles {
 /// The running updater: shared by every request thread.
 pub struct Updater {
     applier: Applier,
+    health: Arc<Health>,
     nginx: Nginx,
     policy: Policy,
     token: Option<TokenFile>,
@@ -102,6 +103,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     let token = s.token_file.clone().map(TokenFile::load).transpose()?;
     let updater = Arc::new(Updater {
         applier,
+        health,
         nginx,
         policy: s.policy.clone(),
         token,
@@ -236,7 +238,7 @@ impl Updater {
             ("/api/v1/lb", "DELETE") => self.delete(r),
             ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
                 Ok(mut l) => {
-                    self.applier.health().annotate(&mut l);
+                    self.health.annotate(&mut l);
                     l.version = Some(env!("CARGO_PKG_VERSION").to_string());
                     Response::json(200, &l)
                 }
@@ -303,7 +305,7 @@ impl Updater {
 impl Drop for Updater {
     /// Stops the health prober (the applier thread ends when its last sender is gone).
     fn drop(&mut self) {
-        self.applier.health().stop();
+        self.health.stop();
     }
 }
 
