@@ -189,24 +189,22 @@ impl Io<'_> {
         slot: bool,
         f: impl FnOnce(&UpdaterClient) -> Result<(), crate::updater::Error>,
     ) -> Result<(), CallError> {
-        let client = self.client_for(url)?;
+        let client = match self.updaters.get(url) {
+            Some(Ok(c)) => c,
+            Some(Err(p)) => return Err(CallError::NoCall(p.clone())),
+            None => {
+                return Err(CallError::NoCall(AuthProblem {
+                    reason: "ClientSetup",
+                    message: format!("no client for updater {url}"),
+                }));
+            }
+        };
         let _slot = self.slots.filter(|_| slot).map(|s| s.take(url));
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
         self.stats
             .updater_call(op, result.is_ok(), started.elapsed());
         result
-    }
-
-    fn client_for(&self, url: &str) -> Result<&UpdaterClient, CallError> {
-        match self.updaters.get(url) {
-            Some(Ok(c)) => Ok(c),
-            Some(Err(p)) => Err(CallError::NoCall(p.clone())),
-            None => Err(CallError::NoCall(AuthProblem {
-                reason: "ClientSetup",
-                message: format!("no client for updater {url}"),
-            })),
-        }
     }
 
     /// POSTs a prepared Event, or PATCHes the one it repeats (count above 1: its count and last
