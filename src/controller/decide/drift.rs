@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
 pub use super::plan::Repair;
-use super::plan::{lb_request, updater_request};
+use super::plan::updater_request;
 use super::reconcile::applied_timeouts;
 use super::status::{backend_name, known_backends};
 use crate::controller::cache::Cache;
@@ -141,8 +141,7 @@ pub fn request(cache: &Cache, ctx: &Context, key: &Key, i: usize) -> Option<LbRe
     let spec = LbSpec::from_resource(&lb.spec).ok()?;
     let p = spec.ports.get(i)?;
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let r = updater_request(key, i, p, timeouts, &spec.traffic);
-    Some(normal(lb_request(&r)))
+    Some(normal(updater_request(key, i, p, timeouts, &spec.traffic)))
 }
 
 /// The calls that make an updater hold `desired`, one listed backend at a time: a drift check

@@ -889,7 +889,7 @@ pub fn on_updater_error(
                     url: url.clone(),
                     host,
                     port: i64::from(request.lb_port),
-                    protocol: request.protocol.clone(),
+                    protocol: request.lb_protocol.clone(),
                 };
                 status.applied.retain(|b| !b.same_place(&done));
                 status.applied.push(done);

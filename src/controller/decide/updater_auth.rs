@@ -87,11 +87,12 @@ mod tests {
     use super::*;
     use crate::controller::cache::Cache;
     use crate::controller::decide::context::Context;
-    use crate::controller::decide::plan::{EventType, Plan, UpdaterRequest};
+    use crate::controller::decide::plan::{EventType, Plan};
     use crate::controller::decide::reconcile::on_updater_error;
     use crate::controller::decide::status::mark_accepted;
     use crate::model::Condition;
     use crate::model::LoadBalancerStatus;
+    use crate::updater::api::LbRequest;
     use serde_json::json;
 
     fn lb() -> LoadBalancer {
@@ -116,14 +117,11 @@ mod tests {
             actions: vec![Action::UpdaterApply {
                 key: key.clone(),
                 url: "http://127.0.0.1:3000".into(),
-                request: UpdaterRequest {
+                request: LbRequest {
                     backend_name: "default_web".into(),
                     lb_port: 8100,
-                    protocol: "TCP".into(),
-                    upstreams: vec![],
-                    proxy_timeout_seconds: 0,
-                    proxy_connect_timeout_seconds: 0,
-                    traffic: Default::default(),
+                    lb_protocol: "TCP".into(),
+                    ..Default::default()
                 },
             }],
         };

@@ -20,7 +20,7 @@
 use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
-use crate::controller::decide::plan::{Action, Plan, Repair, lb_request};
+use crate::controller::decide::plan::{Action, Plan, Repair};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
@@ -367,14 +367,14 @@ pub fn execute_action(
             url,
             request: r,
         } => {
-            io.call("apply", url, true, |c| c.apply(&lb_request(r)))
+            io.call("apply", url, true, |c| c.apply(r))
                 .map_err(|error| Stop::Updater { index, error })?;
             log::info!(
                 "applied backend={} port={}/{} targets={} updater={url} key={key}",
                 r.backend_name,
                 r.lb_port,
-                r.protocol,
-                r.upstreams.len()
+                r.lb_protocol,
+                r.upstream_servers.len()
             );
             Answer::Done
         }
@@ -637,8 +637,9 @@ fn io_thread(s: &PoolShared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::decide::plan::{EventSpec, EventType, UpdaterRequest};
+    use crate::controller::decide::plan::{EventSpec, EventType};
     use crate::model::ObjectReference;
+    use crate::updater::api::LbRequest;
     use serde_json::json;
 
     fn spec(host: &str, port: u16, protocol: &str, target: &str) -> Value {
@@ -673,14 +674,11 @@ mod tests {
         Action::UpdaterApply {
             key: key("web"),
             url: "http://127.0.0.1:1".into(),
-            request: UpdaterRequest {
+            request: LbRequest {
                 backend_name: "ns_web".into(),
                 lb_port: 8000,
-                protocol: "TCP".into(),
-                upstreams: vec![("127.0.0.2".into(), 30080)],
-                proxy_timeout_seconds: 0,
-                proxy_connect_timeout_seconds: 0,
-                traffic: Default::default(),
+                lb_protocol: "TCP".into(),
+                ..Default::default()
             },
         }
     }
