@@ -183,13 +183,10 @@ impl Worker {
         self.updaters.retain(|id, _| used(id));
         self.auth.auth_of.retain(|id, _| used(id));
         self.auth.problems.retain(|id, _| used(id));
-        self.auth
-            .failing
-            .retain(|e, _| in_use.endpoints.contains(e));
-        self.auth.expired.retain(|e| in_use.endpoints.contains(e));
-        self.auth
-            .delete_expired
-            .retain(|e| in_use.endpoints.contains(e));
+        let live = |e: &String| in_use.endpoints.contains(e);
+        self.auth.failing.retain(|e, _| live(e));
+        self.auth.expired.retain(live);
+        self.auth.delete_expired.retain(live);
         if self.auth.started {
             let now = Instant::now();
             for e in endpoints.into_keys() {
