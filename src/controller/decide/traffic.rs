@@ -341,12 +341,10 @@ pub fn record_node_set(
          drains them (KEP-3458)",
         super::targets::TO_BE_DELETED_TAINT
     );
-    set_condition(
-        &mut status.conditions,
+    record_fault(
+        status,
         STABLE_NODE_SET,
-        false,
-        reason,
-        &message,
+        Some((reason, message)),
         &ctx.now,
         generation,
     );
