@@ -75,16 +75,6 @@ pub(crate) struct UpdaterState {
     probes_stale: bool,
 }
 
-impl UpdaterState {
-    fn new(period: Duration) -> UpdaterState {
-        UpdaterState {
-            timers: Timers::new(period),
-            probes_stale: true,
-            ..UpdaterState::default()
-        }
-    }
-}
-
 impl Drop for Worker {
     fn drop(&mut self) {
         self.probes.stop();
@@ -246,7 +236,11 @@ impl Worker {
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
             configs: Queue::with_backoff(CONFIG_RETRY_FIRST, CONFIG_RETRY_MAX),
-            auth: UpdaterState::new(config.updater_resync),
+            auth: UpdaterState {
+                timers: Timers::new(config.updater_resync),
+                probes_stale: true,
+                ..UpdaterState::default()
+            },
             probes,
             config,
         }
