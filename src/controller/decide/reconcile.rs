@@ -763,7 +763,13 @@ pub fn applied_timeouts(
     if lb.metadata.service_owner().is_some() {
         return own;
     }
-    let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+    // Its config's, if that is a valid config in the controller's namespace.
+    let cfg = cache
+        .configs
+        .get(&Key::new(&ctx.namespace, &spec.config_name));
+    let (t, c) = (cfg.and_then(|c| c.validate().ok())).map_or((0, 0), |c| {
+        (c.proxy_timeout_seconds, c.proxy_connect_timeout_seconds)
+    });
     let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
     (or(own.0, t), or(own.1, c))
 }
@@ -781,16 +787,6 @@ fn allocated(spec: &LbSpec) -> String {
         spec.host,
         spec.config_name
     )
-}
-
-/// Proxy timeouts of a named config in the controller's namespace, if it is valid.
-fn cfg_timeout(cache: &Cache, ctx: &Context, name: &str) -> Option<(u32, u32)> {
-    let cfg = cache
-        .configs
-        .get(&Key::new(&ctx.namespace, name))?
-        .validate()
-        .ok()?;
-    Some((cfg.proxy_timeout_seconds, cfg.proxy_connect_timeout_seconds))
 }
 
 /// A LoadBalancer without an owner Service: applied as written, cleaned up on deletion.
