@@ -5,9 +5,9 @@
 //! Pure: no I/O, no clock (the time comes in through `Context`).
 
 use super::plan::{Action, status_patch};
-use super::status::{UPDATER_AUTH, condition, set_condition};
+use super::status::{UPDATER_AUTH, condition, mark_accepted, set_condition};
 use crate::controller::key::Key;
-use crate::model::LoadBalancer;
+use crate::model::{Condition, LoadBalancer};
 
 /// Why a config's updater gets no call: a condition reason and a message for users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,18 +66,9 @@ pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
             lb.metadata.generation,
         );
     }
-    if condition(&status.conditions, UPDATER_AUTH).is_some_and(|c| {
-        c.status != "True" && matches!(c.reason.as_str(), "Unauthorized" | CERTIFICATE_REFUSED)
-    }) {
-        set_condition(
-            &mut status.conditions,
-            UPDATER_AUTH,
-            true,
-            "Accepted",
-            "the updater accepted the credentials",
-            now,
-            lb.metadata.generation,
-        );
+    let refused = |c: &Condition| matches!(c.reason.as_str(), "Unauthorized" | CERTIFICATE_REFUSED);
+    if condition(&status.conditions, UPDATER_AUTH).is_some_and(refused) {
+        mark_accepted(&mut status.conditions, now, lb.metadata.generation);
     }
     (status != lb.status).then(|| status_patch(key, &status))
 }
