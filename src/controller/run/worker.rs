@@ -468,7 +468,7 @@ impl Worker {
         while let Some(key) = self.configs.get(Instant::now()) {
             let plan = (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
             if let Some(plan) = plan
-                && let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
+                && let Err(Stop::Api { error: e, .. }) = self.execute(&plan)
                 && !e.is_not_found()
             {
                 let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
@@ -532,7 +532,7 @@ impl Worker {
                 since_ms: epoch_ms(SystemTime::now()),
             });
         }
-        let result = self.execute(&plan, false);
+        let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
         None
     }
@@ -569,10 +569,10 @@ impl Worker {
     }
 
     /// Runs a plan here, with the executor the pool uses, and applies its answers.
-    fn execute(&mut self, plan: &Plan, batched: bool) -> Result<(), Stop> {
+    fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
         let (events, updaters) = self.prepare(plan, false);
         let (answers, result) = batch::run(&self.io(&updaters), plan, &events);
-        self.apply_outcome(plan, &events, answers, &result, batched);
+        self.apply_outcome(plan, &events, answers, &result, false);
         result
     }
 
@@ -788,7 +788,7 @@ impl Worker {
                     .map_or(error.to_string(), |p| p.message.clone());
                 let fallback =
                     on_updater_error(&self.cache, key, ctx, plan, index, &message, auth.as_ref());
-                if let Err(Stop::Api { error, .. }) = self.execute(&fallback, false) {
+                if let Err(Stop::Api { error, .. }) = self.execute(&fallback) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
                 self.queue.add_rate_limited(key.clone(), Instant::now());

@@ -641,7 +641,7 @@ impl Worker {
                 message: p.message.clone(),
             });
             // Best effort: rate-limited per object and reason, and a failure is only logged.
-            let _ = self.execute(&Plan::of(event), false);
+            let _ = self.execute(&Plan::of(event));
         }
     }
 
@@ -705,7 +705,7 @@ impl Worker {
     }
 
     fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        let error = match self.execute(&Plan::of(patch), false) {
+        let error = match self.execute(&Plan::of(patch)) {
             Ok(()) => return,
             Err(Stop::NotLeader) => {
                 return log::debug!("updater condition key={key} not written: not the leader");
