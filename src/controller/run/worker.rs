@@ -47,17 +47,19 @@ use crate::updater::client::{ClientAuth, UpdaterClient};
 #[path = "worker_updaters.rs"]
 mod updaters;
 
+/// Which client serves a config's calls to an updater: (config name, `httpUpdaterURL` as written).
+type ClientId = (String, String);
+
 /// The worker's updater-side state.
 #[derive(Default)]
 pub(crate) struct UpdaterState {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
     wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with, by client id
-    /// (`client_id`: the config and the raw URL).
-    auth_of: BTreeMap<String, ClientAuth>,
-    /// Why a config has no client for a URL now, by client id.
-    problems: BTreeMap<String, AuthProblem>,
+    /// The credentials each client in `Worker::updaters` was built with.
+    auth_of: BTreeMap<ClientId, ClientAuth>,
+    /// Why a config has no client for a URL now.
+    problems: BTreeMap<ClientId, AuthProblem>,
     timers: Timers,
     /// Checks have been scheduled since the first sync or the last leadership gain.
     started: bool,
@@ -138,9 +140,8 @@ pub struct Worker {
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
     correlator: super::event_correlator::Correlator,
-    /// Updater clients by config and URL (`worker_updaters::client_id`); a plan's I/O gets its
-    /// own by URL.
-    updaters: BTreeMap<String, Arc<UpdaterClient>>,
+    /// Updater clients by config and URL; a plan's I/O gets its own by URL.
+    updaters: BTreeMap<ClientId, Arc<UpdaterClient>>,
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,

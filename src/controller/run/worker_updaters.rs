@@ -61,7 +61,7 @@ impl Worker {
         config: &str,
         url: &str,
     ) -> Result<Arc<UpdaterClient>, AuthProblem> {
-        let id = client_id(config, url);
+        let id = (config.to_string(), url.to_string());
         let auth = match self.auth_for(config, url) {
             Ok(a) => a,
             Err(p) => {
@@ -176,10 +176,7 @@ impl Worker {
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
         let in_use = drift::in_use(&self.cache, &endpoints);
-        let used = |id: &String| {
-            id.split_once('\n')
-                .is_some_and(|(c, u)| in_use.client(c, u))
-        };
+        let used = |(config, url): &super::ClientId| in_use.client(config, url);
         self.updaters.retain(|id, _| used(id));
         self.auth.auth_of.retain(|id, _| used(id));
         self.auth.problems.retain(|id, _| used(id));
@@ -266,7 +263,7 @@ impl Worker {
                 self.host_failing(&e, epoch_ms(SystemTime::now()));
             }
         }
-        if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
+        if let Some(p) = self.auth.problems.get(&(config.clone(), url.clone())) {
             return Some(p.clone());
         }
         call.and_then(|e| self.refusal(&config, url, e))
@@ -715,9 +712,4 @@ impl Worker {
         };
         log::warn!("recording an updater condition key={key} error={error}");
     }
-}
-
-/// Which client of `Worker::updaters` serves config `config`'s calls to `url`.
-fn client_id(config: &str, url: &str) -> String {
-    format!("{config}\n{url}")
 }
