@@ -1,8 +1,9 @@
-//! The `UpdaterAuth` and `DriftCheck` conditions of a LoadBalancer: what the worker writes when an
-//! updater's credentials cannot be used or are refused, or when an updater cannot be checked for
-//! drift, and how a later success clears the first.
+//! The `UpdaterAuth` and `DriftCheck` conditions of a LoadBalancer: what the worker writes when a
+//! drift check finds an updater's credentials refused, or an updater that cannot be checked for
+//! drift, and how a later success clears them (a failed call's `UpdaterAuth` is written by
+//! `reconcile::on_updater_error`).
 //!
-//! Pure: no I/O, no clock (the time comes in through `Context`).
+//! Pure: no I/O, no clock (the time comes in as a string).
 
 use super::plan::{Action, status_patch};
 use super::status::{UPDATER_AUTH, condition, mark_accepted, set_condition};
