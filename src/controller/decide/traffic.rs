@@ -93,14 +93,10 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
             ));
         }
     };
-    let local_port = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
-        .then(|| {
-            svc.spec
-                .health_check_node_port
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-        })
-        .flatten();
+    let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
+    let local_port = (svc.spec.health_check_node_port.filter(|_| local))
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0);
     let health_check = Some(LbHealthCheck {
         kind: "http".into(),
         port: Some(local_port.unwrap_or(KUBE_PROXY_HEALTHZ_PORT)),
