@@ -695,10 +695,7 @@ impl Worker {
                 // The last finalizer is gone: the object no longer exists (the answer echoes it).
                 Some(lb) if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() => {
                     log::info!("released LoadBalancer key={key}");
-                    self.awaiting_lbs
-                        .insert(key.clone(), Awaiting::Deleted(lb.metadata.uid.clone()));
-                    let affected = self.cache.delete_load_balancer(key);
-                    self.requeue(affected);
+                    self.forget_lb(key, lb.metadata.uid);
                 }
                 Some(lb) => self.applied_lb(lb, true),
                 None => {}
@@ -732,11 +729,8 @@ impl Worker {
                     Some(lb) => self.applied_lb(lb, true),
                     None => {
                         if let Some(old) = self.cache.load_balancers.get(key) {
-                            self.awaiting_lbs
-                                .insert(key.clone(), Awaiting::Deleted(old.metadata.uid.clone()));
+                            self.forget_lb(key, old.metadata.uid.clone());
                         }
-                        let affected = self.cache.delete_load_balancer(key);
-                        self.requeue(affected);
                     }
                 }
             }
@@ -935,6 +929,15 @@ impl Worker {
         if requeue {
             self.requeue(affected);
         }
+    }
+
+    /// We deleted LoadBalancer `key` (uid `uid`): it leaves the cache now, and the watch's updates
+    /// of it are stale until its DELETED arrives.
+    fn forget_lb(&mut self, key: &Key, uid: String) {
+        self.awaiting_lbs
+            .insert(key.clone(), Awaiting::Deleted(uid));
+        let affected = self.cache.delete_load_balancer(key);
+        self.requeue(affected);
     }
 
     fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
