@@ -77,15 +77,10 @@ impl InUse {
 
 /// The updaters and configs in use, given `endpoints(cache, ..)`.
 pub fn in_use(cache: &Cache, endpoints: &BTreeMap<String, String>) -> InUse {
-    let lbs = cache.load_balancers.values();
-    let applied = lbs.flat_map(|lb| lb.status.applied.iter());
+    let lbs = || cache.load_balancers.values();
+    let applied = lbs().flat_map(|lb| lb.status.applied.iter());
     let mut configs: BTreeSet<String> = cache.configs.keys().map(|k| k.name.clone()).collect();
-    configs.extend(
-        cache
-            .load_balancers
-            .values()
-            .map(|lb| lb.spec.config_name.get().cloned().unwrap_or_default()),
-    );
+    configs.extend(lbs().map(|lb| lb.spec.config_name.get().cloned().unwrap_or_default()));
     configs.insert(String::new());
     InUse {
         endpoints: (endpoints.keys().cloned())
