@@ -133,7 +133,7 @@ impl Cache {
 
     /// Also takes the worker's own write responses. An object that is being deleted and has no
     /// finalizer left is gone (the apiserver echoes it once when the last finalizer is removed).
-    pub fn apply_load_balancer(&mut self, lb: LoadBalancer) -> Affected {
+    pub fn apply_load_balancer(&mut self, mut lb: LoadBalancer) -> Affected {
         let key = Key::of(&lb.metadata);
         if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() {
             return self.delete_load_balancer(&key);
@@ -146,7 +146,6 @@ impl Cache {
         if let Some(old) = old {
             self.ports.remove(&key, &old.spec);
         }
-        let mut lb = lb;
         lb.spec.intern_target_hosts(&mut self.target_hosts);
         lb.spec.share_first_port_targets();
         self.ports.insert(&key, &lb.spec);

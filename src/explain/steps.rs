@@ -7,7 +7,6 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, SecretFact, SecretRef, SecretState};
-use crate::controller::decide::plan::lb_request;
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
@@ -894,7 +893,7 @@ fn implied_requests(cache: &Cache, key: &Key, ctx: &Context) -> Vec<(String, LbR
         .actions
         .into_iter()
         .filter_map(|a| match a {
-            Action::UpdaterApply { url, request, .. } => Some((url, lb_request(&request))),
+            Action::UpdaterApply { url, request, .. } => Some((url, request)),
             _ => None,
         })
         .collect()

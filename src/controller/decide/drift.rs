@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
 pub use super::plan::Repair;
-use super::plan::{lb_request, updater_request};
+use super::plan::updater_request;
 use super::reconcile::applied_timeouts;
 use super::status::{backend_name, known_backends};
 use crate::controller::cache::Cache;
@@ -77,15 +77,10 @@ impl InUse {
 
 /// The updaters and configs in use, given `endpoints(cache, ..)`.
 pub fn in_use(cache: &Cache, endpoints: &BTreeMap<String, String>) -> InUse {
-    let lbs = cache.load_balancers.values();
-    let applied = lbs.flat_map(|lb| lb.status.applied.iter());
+    let lbs = || cache.load_balancers.values();
+    let applied = lbs().flat_map(|lb| lb.status.applied.iter());
     let mut configs: BTreeSet<String> = cache.configs.keys().map(|k| k.name.clone()).collect();
-    configs.extend(
-        cache
-            .load_balancers
-            .values()
-            .map(|lb| lb.spec.config_name.get().cloned().unwrap_or_default()),
-    );
+    configs.extend(lbs().map(|lb| lb.spec.config_name.get().cloned().unwrap_or_default()));
     configs.insert(String::new());
     InUse {
         endpoints: (endpoints.keys().cloned())
@@ -141,8 +136,7 @@ pub fn request(cache: &Cache, ctx: &Context, key: &Key, i: usize) -> Option<LbRe
     let spec = LbSpec::from_resource(&lb.spec).ok()?;
     let p = spec.ports.get(i)?;
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let r = updater_request(key, i, p, timeouts, &spec.traffic);
-    Some(normal(lb_request(&r)))
+    Some(normal(updater_request(key, i, p, timeouts, &spec.traffic)))
 }
 
 /// The calls that make an updater hold `desired`, one listed backend at a time: a drift check

@@ -22,13 +22,12 @@ use crate::model::url::host_port;
 use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
 use crate::updater::api::ListedBackend;
 
-/// Whether port `i` of `spec` is pushed with a health check (a UDP port asked for a tcp check of
-/// its own port is not).
-fn checked(spec: &LbSpec, i: usize, p: &LbPort) -> bool {
-    updater_request(&Key::default(), i, p, (0, 0), &spec.traffic)
-        .traffic
-        .health_check
-        .is_some()
+/// The ports of `spec` (with their index) pushed with a health check (a UDP port asked for a tcp
+/// check of its own port is not).
+fn checked(spec: &LbSpec) -> impl Iterator<Item = (usize, &LbPort)> {
+    let check = |i, p| updater_request(&Key::default(), i, p, (0, 0), &spec.traffic);
+    (spec.ports.iter().enumerate())
+        .filter(move |(i, p)| check(*i, p).traffic.health_check.is_some())
 }
 
 fn entry(p: &LbPort, total: usize, unhealthy: Vec<String>) -> PortHealth {
@@ -89,10 +88,7 @@ pub fn observed(
     reports: &Reports,
 ) -> Vec<PortHealth> {
     let mut out = Vec::new();
-    for (i, p) in spec.ports.iter().enumerate() {
-        if !checked(spec, i, p) {
-            continue;
-        }
+    for (i, p) in checked(spec) {
         let name = backend_name(key, i, &p.name);
         let reported = reports
             .get(&name)
@@ -115,10 +111,7 @@ pub fn observed(
 /// left out. (The Go updater ignores `healthCheck` and uses every upstream: all count as ready.)
 pub fn carried(previous: &[PortHealth], spec: &LbSpec) -> Vec<PortHealth> {
     let mut out = Vec::new();
-    for (i, p) in spec.ports.iter().enumerate() {
-        if !checked(spec, i, p) {
-            continue;
-        }
+    for (_, p) in checked(spec) {
         let targets: BTreeSet<String> = p
             .targets
             .iter()

@@ -103,20 +103,14 @@ pub fn record(
         // The Go form's one host reports in the Go fields, as the Go controller's LoadBalancer did.
         status.hosts = None;
         (status.conditions).retain(|c| !c.type_.starts_with(HOST_PREFIX));
-        let (ok, reason, message) = match (failed, pushed) {
-            (Some((_, message)), _) => (false, "UpdaterFailed", message.to_string()),
-            (None, [h, ..]) => (true, "Applied", applied_message(spec, h)),
+        match (failed, pushed) {
+            (Some((_, message)), _) => (PHASE_ERROR, false, "UpdaterFailed", message.to_string()),
+            (None, [h, ..]) => {
+                status.observed_generation = generation;
+                (PHASE_READY, true, "Applied", applied_message(spec, h))
+            }
             (None, []) => return,
-        };
-        if ok {
-            status.observed_generation = generation;
         }
-        (
-            if ok { PHASE_READY } else { PHASE_ERROR },
-            ok,
-            reason,
-            message,
-        )
     } else {
         record_hosts(status, generation, spec, (pushed, failed), ctx)
     };

@@ -9,31 +9,15 @@
 use super::status::backend_name;
 use crate::controller::key::Key;
 use crate::model::{
-    Event, EventSource, LbPort, LoadBalancer, LoadBalancerStatus, ObjectMeta, ObjectReference,
-    Protocol,
+    API_VERSION, Event, EventSource, LOAD_BALANCER_KIND, LbPort, LbTraffic, LoadBalancer,
+    LoadBalancerStatus, ObjectMeta, ObjectReference, Protocol,
 };
-use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::api::{LbRequest, Traffic, Upstream};
 use crate::updater::validate::Balance;
 use serde_json::{Value, json};
 
 /// The `owner` paperlb's controller puts on every backend it writes.
 pub const OWNER: &str = "paperlb";
-
-/// One backend for the updater (`POST /api/v1/lb`); the worker converts it to the wire type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UpdaterRequest {
-    pub backend_name: String,
-    pub lb_port: u16,
-    /// `TCP` or `UDP`.
-    pub protocol: String,
-    /// (host, port), sorted.
-    pub upstreams: Vec<(String, u16)>,
-    /// 0 = the updater's default.
-    pub proxy_timeout_seconds: u32,
-    pub proxy_connect_timeout_seconds: u32,
-    /// Source ranges, PROXY protocol (never on a UDP port) and the health check.
-    pub traffic: crate::model::LbTraffic,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EventType {
@@ -115,7 +99,7 @@ pub enum Action {
     UpdaterApply {
         key: Key,
         url: String,
-        request: UpdaterRequest,
+        request: LbRequest,
     },
     /// `DELETE {url}/api/v1/lb`; a 404 from the updater counts as done.
     UpdaterDelete {
@@ -240,72 +224,45 @@ pub fn object_ref(api_version: &str, kind: &str, meta: &ObjectMeta) -> ObjectRef
 
 /// `lb` as an Event's object.
 pub fn lb_ref(lb: &LoadBalancer) -> ObjectReference {
-    object_ref(
-        crate::model::API_VERSION,
-        crate::model::LOAD_BALANCER_KIND,
-        &lb.metadata,
-    )
+    object_ref(API_VERSION, LOAD_BALANCER_KIND, &lb.metadata)
 }
 
-/// The request for port `i` of a spec: what `apply` sends and what drift repair (`drift`) expects
-/// an updater to hold, so the two can never disagree.
+/// The request for port `i` of a spec (`POST /api/v1/lb`): what `apply` sends and what drift
+/// repair (`drift`) expects an updater to hold, so the two can never disagree.
 pub fn updater_request(
     key: &Key,
     i: usize,
     p: &LbPort,
     (proxy_timeout_seconds, proxy_connect_timeout_seconds): (u32, u32),
-    traffic: &crate::model::LbTraffic,
-) -> UpdaterRequest {
-    UpdaterRequest {
+    traffic: &LbTraffic,
+) -> LbRequest {
+    let upstream = |t: &crate::model::Target| Upstream {
+        // IPv6 in brackets: the Go updater renders `server {{.Host}}:{{.Port}};` as it gets it
+        // (ours takes either form and lists it back as sent).
+        host: match t.host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{}]", t.host),
+            Err(_) => t.host.clone(),
+        },
+        port: t.port,
+        health: Default::default(),
+    };
+    LbRequest {
         backend_name: backend_name(key, i, &p.name),
         lb_port: p.port,
-        protocol: p.protocol.as_str().to_string(),
-        upstreams: p.targets.iter().map(|t| (t.host.clone(), t.port)).collect(),
-        proxy_timeout_seconds,
-        proxy_connect_timeout_seconds,
-        traffic: crate::model::LbTraffic {
+        lb_protocol: p.protocol.as_str().to_string(),
+        upstream_servers: p.targets.iter().map(upstream).collect(),
+        proxy_timeout_seconds: u64::from(proxy_timeout_seconds),
+        proxy_connect_timeout_seconds: u64::from(proxy_connect_timeout_seconds),
+        // Unset timings: the updater's defaults.
+        traffic: Traffic {
+            source_ranges: traffic.source_ranges.clone(),
             // PROXY protocol is for TCP only; a UDP port is pushed without it.
             proxy_protocol: traffic.proxy_protocol && p.protocol == Protocol::Tcp,
-            health_check: super::traffic::port_check(traffic, p.protocol).cloned(),
-            ..traffic.clone()
+            health_check: super::traffic::port_check(traffic, p.protocol).map(|h| h.to_api()),
+            // Round robin is left out: the Go updater's requests are unchanged.
+            balance: (traffic.balance != Balance::RoundRobin)
+                .then(|| traffic.balance.as_str().into()),
         },
-    }
-}
-
-/// The wire form of a port's traffic settings (unset timings: the updater's defaults).
-fn api_traffic(t: &crate::model::LbTraffic) -> crate::updater::api::Traffic {
-    crate::updater::api::Traffic {
-        source_ranges: t.source_ranges.clone(),
-        proxy_protocol: t.proxy_protocol,
-        health_check: t.health_check.as_ref().map(|h| h.to_api()),
-        // Round robin is left out: the Go updater's requests are unchanged.
-        balance: (t.balance != Balance::RoundRobin).then(|| t.balance.as_str().into()),
-    }
-}
-
-/// The updater API's request for one backend.
-pub fn lb_request(r: &UpdaterRequest) -> LbRequest {
-    LbRequest {
-        backend_name: r.backend_name.clone(),
-        lb_port: r.lb_port,
-        lb_protocol: r.protocol.clone(),
-        upstream_servers: r
-            .upstreams
-            .iter()
-            .map(|(host, port)| Upstream {
-                // IPv6 in brackets: the Go updater renders `server {{.Host}}:{{.Port}};` as it
-                // gets it (ours takes either form and lists it back as sent).
-                host: match host.parse::<std::net::Ipv6Addr>() {
-                    Ok(_) => format!("[{host}]"),
-                    Err(_) => host.clone(),
-                },
-                port: *port,
-                health: Default::default(),
-            })
-            .collect(),
-        proxy_timeout_seconds: u64::from(r.proxy_timeout_seconds),
-        proxy_connect_timeout_seconds: u64::from(r.proxy_connect_timeout_seconds),
-        traffic: api_traffic(&r.traffic),
         // Marks the backend as ours, so drift repair may delete it once no LoadBalancer wants it.
         owner: Some(OWNER.to_string()),
     }

@@ -53,46 +53,36 @@ pub fn parse(svc: &Service) -> (Vec<Entry>, Vec<Fault>) {
         reason: "InvalidAnnotation",
         message: format!("annotation {LB_PORTS_ANNOTATION}: {message}"),
     };
-    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let Some((port, lb_port)) = entry.split_once('=') else {
-            faults.push(invalid(
+    let read = |entry: &str| -> Result<Entry, Fault> {
+        let (port, lb_port) = entry.split_once('=').ok_or_else(|| {
+            invalid(
                 None,
                 format!("{entry:?} is not <port name or number>=<lbPort>"),
-            ));
-            continue;
-        };
+            )
+        })?;
         let (port, lb_port) = (port.trim(), lb_port.trim());
-        let index = svc
-            .spec
-            .ports
-            .iter()
-            .position(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port);
-        let Some(index) = index else {
-            faults.push(invalid(
-                None,
-                format!("{entry:?}: the Service has no port {port:?}"),
-            ));
-            continue;
-        };
-        let Some(lb_port) = lb_port.parse::<u16>().ok().filter(|p| *p > 0) else {
-            faults.push(invalid(
-                Some(index),
-                format!("{entry:?}: {lb_port:?} is not a port number (1-65535)"),
-            ));
-            continue;
-        };
-        if entries.iter().any(|e| e.index == index) {
-            faults.push(invalid(
-                Some(index),
-                format!("{entry:?}: port {port:?} is listed twice"),
-            ));
-            continue;
-        }
-        entries.push(Entry {
+        let index = (svc.spec.ports.iter())
+            .position(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port)
+            .ok_or_else(|| invalid(None, format!("{entry:?}: the Service has no port {port:?}")))?;
+        let lb_port = (lb_port.parse::<u16>().ok().filter(|p| *p > 0)).ok_or_else(|| {
+            let message = format!("{entry:?}: {lb_port:?} is not a port number (1-65535)");
+            invalid(Some(index), message)
+        })?;
+        Ok(Entry {
             written: port.to_string(),
             index,
             lb_port,
-        });
+        })
+    };
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match read(entry) {
+            Ok(e) if entries.iter().any(|x| x.index == e.index) => {
+                let message = format!("{entry:?}: port {:?} is listed twice", e.written);
+                faults.push(invalid(Some(e.index), message));
+            }
+            Ok(e) => entries.push(e),
+            Err(f) => faults.push(f),
+        }
     }
     (entries, faults)
 }

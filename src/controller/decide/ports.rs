@@ -246,21 +246,15 @@ pub fn previous_ports(
         .iter()
         .enumerate()
         .map(|(i, (name, protocol))| {
-            let previous = if go_form {
-                stored
-                    .first()
-                    .filter(|_| i == 0)
-                    .map(|(_, p, proto)| (*p, *proto))
+            let found = if go_form {
+                stored.first().filter(|_| i == 0)
             } else {
-                stored
-                    .iter()
-                    .find(|(n, _, _)| n == name)
-                    .map(|(_, p, proto)| (*p, *proto))
+                stored.iter().find(|(n, _, _)| n == name)
             };
             PortRequest {
                 name: name.clone(),
                 protocol: *protocol,
-                previous,
+                previous: found.map(|(_, p, proto)| (*p, *proto)),
             }
         })
         .collect()

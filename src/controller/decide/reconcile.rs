@@ -201,7 +201,7 @@ fn reconcile_service(
         Ok(Some(d)) => d,
         Ok(None) => return, // a port has no nodePort yet: the apiserver fills it in a moment
         Err(p) => {
-            report_problem(key, lb, &svc_ref, p, ctx, plan);
+            report_problem(key, lb, None, &svc_ref, p, ctx, plan);
             return;
         }
     };
@@ -583,12 +583,14 @@ pub(crate) fn service_ports(
     Ok((!waiting).then_some(out))
 }
 
-/// Warning Event on the Service, and the Reconciled=False condition on the LoadBalancer if there is
-/// one. Nothing else is touched: what the updater serves stays as it was. With a LoadBalancer, the
-/// Event is sent only when the condition changes, so repeated reconciles do not repeat it.
+/// Warning Event on `object`, and the Reconciled=False condition (and `phase`, if given) on the
+/// LoadBalancer if there is one. Nothing else is touched: what the updater serves stays as it was.
+/// With a LoadBalancer, the Event is sent only when the condition changes, so repeated reconciles do
+/// not repeat it.
 fn report_problem(
     key: &Key,
     lb: Option<&LoadBalancer>,
+    phase: Option<&str>,
     object: &ObjectReference,
     p: Problem,
     ctx: &Context,
@@ -598,6 +600,9 @@ fn report_problem(
         None => plan.event(object, EventType::Warning, p.reason, p.message),
         Some(lb) => {
             let mut status = lb.status.clone();
+            if let Some(phase) = phase {
+                status.phase = Some(phase.to_string());
+            }
             set_condition(
                 &mut status.conditions,
                 RECONCILED,
@@ -758,7 +763,13 @@ pub fn applied_timeouts(
     if lb.metadata.service_owner().is_some() {
         return own;
     }
-    let (t, c) = cfg_timeout(cache, ctx, &spec.config_name).unwrap_or((0, 0));
+    // Its config's, if that is a valid config in the controller's namespace.
+    let cfg = cache
+        .configs
+        .get(&Key::new(&ctx.namespace, &spec.config_name));
+    let (t, c) = (cfg.and_then(|c| c.validate().ok())).map_or((0, 0), |c| {
+        (c.proxy_timeout_seconds, c.proxy_connect_timeout_seconds)
+    });
     let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
     (or(own.0, t), or(own.1, c))
 }
@@ -778,16 +789,6 @@ fn allocated(spec: &LbSpec) -> String {
     )
 }
 
-/// Proxy timeouts of a named config in the controller's namespace, if it is valid.
-fn cfg_timeout(cache: &Cache, ctx: &Context, name: &str) -> Option<(u32, u32)> {
-    let cfg = cache
-        .configs
-        .get(&Key::new(&ctx.namespace, name))?
-        .validate()
-        .ok()?;
-    Some((cfg.proxy_timeout_seconds, cfg.proxy_connect_timeout_seconds))
-}
-
 /// A LoadBalancer without an owner Service: applied as written, cleaned up on deletion.
 fn reconcile_hand_made(
     cache: &Cache,
@@ -797,28 +798,14 @@ fn reconcile_hand_made(
     plan: &mut Plan,
 ) {
     let object = lb_ref(lb);
-    let mut status = lb.status.clone();
     let spec = match LbSpec::from_resource(&lb.spec) {
         Ok(spec) => spec,
         Err(e) => {
-            let message = format!("LoadBalancer {key}: {e}");
-            status.phase = Some(PHASE_ERROR.to_string());
-            set_condition(
-                &mut status.conditions,
-                RECONCILED,
-                false,
-                "InvalidSpec",
-                &message,
-                &ctx.now,
-                lb.metadata.generation,
-            );
-            if status != lb.status {
-                plan.push(status_patch(key, &status));
-                plan.event(&object, EventType::Warning, "InvalidSpec", message);
-            }
-            return;
+            let p = problem("InvalidSpec", format!("LoadBalancer {key}: {e}"));
+            return report_problem(key, Some(lb), Some(PHASE_ERROR), &object, p, ctx, plan);
         }
     };
+    let mut status = lb.status.clone();
     if !lb.metadata.has_finalizer(FINALIZER) {
         plan.push(add_finalizer(key, lb));
     }
@@ -889,7 +876,7 @@ pub fn on_updater_error(
                     url: url.clone(),
                     host,
                     port: i64::from(request.lb_port),
-                    protocol: request.protocol.clone(),
+                    protocol: request.lb_protocol.clone(),
                 };
                 status.applied.retain(|b| !b.same_place(&done));
                 status.applied.push(done);

@@ -2,9 +2,10 @@
 //! in shuffled orders: the plan must not depend on the order objects arrived in.
 
 use super::*;
-use crate::controller::decide::plan::{EventSpec, UpdaterRequest};
+use crate::controller::decide::plan::EventSpec;
 use crate::controller::testutil::{Rng, node, shuffled};
 use crate::model::{DEFAULT_CLASS, Lenient, LoadBalancerConfig, Node};
+use crate::updater::api::LbRequest;
 use serde_json::Value;
 
 /// The Ready condition's message, if any.
@@ -311,9 +312,9 @@ fn unapplied_lb_gets_updater_calls_status_and_ingress(rng: &mut Rng) {
         unreachable!()
     };
     assert_eq!(request.lb_port, 8001);
-    assert_eq!(request.protocol, "TCP");
+    assert_eq!(request.lb_protocol, "TCP");
     assert_eq!(
-        request.upstreams,
+        upstreams(request),
         [
             ("10.0.0.2".to_string(), 31443),
             ("198.51.100.1".to_string(), 31443)
@@ -817,7 +818,7 @@ fn config_timeout_change_is_applied_again(rng: &mut Rng) {
     };
     let mut cache = world(rng, vec![web()], vec![with_timeouts(30, "1")]);
     let k = key("web");
-    let timeouts_posted = |cache: &mut Cache| -> Vec<(u32, u32)> {
+    let timeouts_posted = |cache: &mut Cache| -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         for _ in 0..10 {
             let plan = reconcile(cache, &k, &ctx());
@@ -921,7 +922,10 @@ fn hand_made_lb_applied_as_is_and_cleaned_up(rng: &mut Rng) {
     let Action::UpdaterApply { request, .. } = &plan.actions[1] else {
         unreachable!()
     };
-    assert_eq!((request.lb_port, request.protocol.as_str()), (9999, "UDP"));
+    assert_eq!(
+        (request.lb_port, request.lb_protocol.as_str()),
+        (9999, "UDP")
+    );
     assert_eq!(
         plan.actions
             .iter()
@@ -1296,7 +1300,8 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     cache.apply_node(n2);
     let (reqs, events) = converge_requests(&mut cache, &k);
     assert_eq!(reqs.len(), 1);
-    assert_eq!(reqs[0].upstreams, [("fd00::2".to_string(), 31080)]);
+    // On the wire IPv6 goes in brackets (the Go updater writes `server HOST:PORT;` verbatim).
+    assert_eq!(upstreams(&reqs[0]), [("[fd00::2]".to_string(), 31080)]);
     assert_eq!(events, ["Normal TargetsAvailable"]);
 
     // Dual stack: every node in each family, in one upstream (one LB port, one backend).
@@ -1304,22 +1309,14 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     dual.spec.ip_families = vec!["IPv4".into(), "IPv6".into()];
     cache.apply_service(dual);
     let (reqs, _) = converge_requests(&mut cache, &key("dual"));
-    let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
-    assert_eq!(hosts, ["10.0.0.2", "198.51.100.1", "fd00::2"]);
-    // On the wire IPv6 goes in brackets (the Go updater writes `server HOST:PORT;` verbatim).
-    let wire = crate::controller::decide::plan::lb_request(&reqs[0]);
-    let wire: Vec<&str> = wire
-        .upstream_servers
-        .iter()
-        .map(|u| u.host.as_str())
-        .collect();
-    assert_eq!(wire, ["10.0.0.2", "198.51.100.1", "[fd00::2]"]);
+    let hosts: Vec<String> = upstreams(&reqs[0]).into_iter().map(|(h, _)| h).collect();
+    assert_eq!(hosts, ["10.0.0.2", "198.51.100.1", "[fd00::2]"]);
     // IPv4 only: the IPv6 address is not pushed (no ipFamilies: the first address, as before).
     let mut v4 = service("v4", &[("http", "TCP", 80, Some(31082))]);
     v4.spec.ip_families = vec!["IPv4".into()];
     cache.apply_service(v4);
     let (reqs, _) = converge_requests(&mut cache, &key("v4"));
-    let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
+    let hosts: Vec<String> = upstreams(&reqs[0]).into_iter().map(|(h, _)| h).collect();
     assert_eq!(hosts, ["10.0.0.2", "198.51.100.1"]);
 
     // n2 loses its IPv6 address: the dual-stack Service stays served on IPv4, `DualStack=False`
@@ -1329,7 +1326,7 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     n2.metadata.resource_version = "3".into();
     cache.apply_node(n2);
     let (reqs, events) = converge_requests(&mut cache, &key("dual"));
-    let hosts: Vec<&str> = reqs[0].upstreams.iter().map(|(h, _)| h.as_str()).collect();
+    let hosts: Vec<String> = upstreams(&reqs[0]).into_iter().map(|(h, _)| h).collect();
     assert_eq!(hosts, ["10.0.0.2", "198.51.100.1"]);
     assert_eq!(events, ["Warning NoAddressInFamily"]);
     let c = condition_of(&cache, "dual", DUAL_STACK).expect("DualStack condition");
@@ -1348,7 +1345,7 @@ fn ip_families_pick_the_targets_and_an_unserved_family_is_reported(rng: &mut Rng
     n2.metadata.resource_version = "4".into();
     cache.apply_node(n2);
     let (reqs, events) = converge_requests(&mut cache, &key("dual"));
-    assert_eq!(reqs[0].upstreams.len(), 3, "{reqs:?}");
+    assert_eq!(reqs[0].upstream_servers.len(), 3, "{reqs:?}");
     assert!(
         events.iter().all(|e| !e.starts_with("Warning")),
         "{events:?}"
@@ -1477,8 +1474,15 @@ fn lb_errored_under_the_old_resolution_converges_without_orphans(rng: &mut Rng) 
 
 type Case = (&'static str, fn(&mut Rng));
 
+/// (host, port) of each upstream a request sends.
+fn upstreams(r: &LbRequest) -> Vec<(String, u16)> {
+    (r.upstream_servers.iter())
+        .map(|u| (u.host.clone(), u.port))
+        .collect()
+}
+
 /// Reconciles to convergence; returns the updater requests and the event reasons on the way.
-fn converge_requests(cache: &mut Cache, k: &Key) -> (Vec<UpdaterRequest>, Vec<String>) {
+fn converge_requests(cache: &mut Cache, k: &Key) -> (Vec<LbRequest>, Vec<String>) {
     let (mut reqs, mut events) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         let plan = reconcile(cache, k, &ctx());
@@ -1552,8 +1556,8 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     });
     for r in &reqs {
         assert_eq!(r.traffic.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);
-        assert_eq!(r.traffic.health_check, check);
-        assert_eq!(r.traffic.proxy_protocol, r.protocol == "TCP", "{r:?}");
+        assert_eq!(r.traffic.health_check, check.as_ref().map(|h| h.to_api()));
+        assert_eq!(r.traffic.proxy_protocol, r.lb_protocol == "TCP", "{r:?}");
     }
     // The stored LoadBalancer holds them, so a restart over it writes nothing.
     let lb = &cache.load_balancers[&key("web")];
@@ -1561,8 +1565,7 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
     assert_eq!(spec.traffic.health_check, check);
     assert!(reconcile(&cache, &key("web"), &ctx()).is_empty());
     // The wire body: Cluster services ask for kube-proxy's node check.
-    let wire = crate::controller::decide::plan::lb_request(&reqs[0]);
-    let json = serde_json::to_value(&wire).unwrap();
+    let json = serde_json::to_value(&reqs[0]).unwrap();
     assert_eq!(
         json["healthCheck"],
         json!({"type": "http", "port": 31555, "path": "/healthz"})
@@ -1594,7 +1597,6 @@ fn traffic_fields_reach_the_updater_requests(rng: &mut Rng) {
 
 fn affinity_and_balance_annotations_reach_the_requests_and_the_spec(rng: &mut Rng) {
     use crate::controller::decide::traffic::{BALANCE_ANNOTATION, BALANCING, TIMEOUT_ANNOTATIONS};
-    use crate::updater::validate::Balance;
     let mut svc = service("db", &[("pg", "TCP", 5432, Some(31432))]);
     svc.spec.session_affinity = Some("ClientIP".into());
     let a = &mut svc.metadata.annotations;
@@ -1606,13 +1608,13 @@ fn affinity_and_balance_annotations_reach_the_requests_and_the_spec(rng: &mut Rn
     // The Service field wins; the bad connect timeout falls back to the config's (0 = unset).
     assert!(!reqs.is_empty());
     for r in &reqs {
-        assert_eq!(r.traffic.balance, Balance::Hash);
+        assert_eq!(r.traffic.balance.as_deref(), Some("hash"));
         assert_eq!(
             (r.proxy_timeout_seconds, r.proxy_connect_timeout_seconds),
             (3600, 0)
         );
     }
-    let wire = serde_json::to_value(crate::controller::decide::plan::lb_request(&reqs[0])).unwrap();
+    let wire = serde_json::to_value(&reqs[0]).unwrap();
     assert_eq!(wire["balance"], "hash");
     let warnings: Vec<&String> = events.iter().filter(|e| e.starts_with("Warning")).collect();
     assert_eq!(
@@ -1652,8 +1654,8 @@ fn affinity_and_balance_annotations_reach_the_requests_and_the_spec(rng: &mut Rn
     );
     assert!(!reqs.is_empty());
     for r in &reqs {
-        assert_eq!(r.traffic.balance, Balance::RoundRobin);
-        let wire = serde_json::to_value(crate::controller::decide::plan::lb_request(r)).unwrap();
+        assert_eq!(r.traffic.balance, None, "round robin");
+        let wire = serde_json::to_value(r).unwrap();
         assert!(wire.get("balance").is_none(), "{wire}");
     }
     assert!(cache.load_balancers[&key("db")].spec.balance.is_missing());
@@ -1924,13 +1926,13 @@ fn config_health_check_override_reaches_the_requests(rng: &mut Rng) {
     let (reqs, _) = converge_requests(&mut cache, &key("web"));
     let check = |proto: &str| {
         reqs.iter()
-            .find(|r| r.protocol == proto)
+            .find(|r| r.lb_protocol == proto)
             .map(|r| r.traffic.health_check.clone())
             .expect("request")
     };
     let tcp = check("TCP").expect("a tcp check");
     assert_eq!(
-        (tcp.kind.as_str(), tcp.port, tcp.timings.interval_seconds),
+        (tcp.kind.as_str(), tcp.port, tcp.interval_seconds),
         ("tcp", None, Some(7)),
         "the nodePort itself, every 7 s"
     );

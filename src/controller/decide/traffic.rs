@@ -93,14 +93,10 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
             ));
         }
     };
-    let local_port = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
-        .then(|| {
-            svc.spec
-                .health_check_node_port
-                .and_then(|p| u16::try_from(p).ok())
-                .filter(|p| *p > 0)
-        })
-        .flatten();
+    let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
+    let local_port = (svc.spec.health_check_node_port.filter(|_| local))
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0);
     let health_check = Some(LbHealthCheck {
         kind: "http".into(),
         port: Some(local_port.unwrap_or(KUBE_PROXY_HEALTHZ_PORT)),
@@ -341,12 +337,10 @@ pub fn record_node_set(
          drains them (KEP-3458)",
         super::targets::TO_BE_DELETED_TAINT
     );
-    set_condition(
-        &mut status.conditions,
+    record_fault(
+        status,
         STABLE_NODE_SET,
-        false,
-        reason,
-        &message,
+        Some((reason, message)),
         &ctx.now,
         generation,
     );
@@ -361,12 +355,8 @@ pub fn record_proxy_protocol(
     now: &str,
     generation: Option<i64>,
 ) -> Option<(&'static str, String)> {
-    let ports: Vec<(String, Protocol)> = spec
-        .ports
-        .iter()
-        .map(|p| (p.name.clone(), p.protocol))
-        .collect();
-    let udp = udp_ports_without_proxy_protocol(&spec.traffic, &ports);
+    let ports = spec.ports.iter().map(|p| (p.name.as_str(), p.protocol));
+    let udp = udp_ports_without_proxy_protocol(&spec.traffic, ports);
     let fault = (!udp.is_empty()).then(|| {
         let message = format!(
             "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot \
@@ -468,15 +458,14 @@ pub(crate) fn record_fault(
 }
 
 /// Names (or numbers) of the UDP ports a PROXY protocol request cannot apply to.
-pub fn udp_ports_without_proxy_protocol(
+pub fn udp_ports_without_proxy_protocol<'a>(
     traffic: &LbTraffic,
-    ports: &[(String, Protocol)],
+    ports: impl Iterator<Item = (&'a str, Protocol)>,
 ) -> Vec<String> {
     if !traffic.proxy_protocol {
         return Vec::new();
     }
     ports
-        .iter()
         .enumerate()
         .filter(|(_, (_, p))| *p == Protocol::Udp)
         .map(|(i, (n, _))| port_label(i, n))
@@ -864,14 +853,17 @@ mod tests {
             "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "true"}}}));
         let t = traffic_for(&on).unwrap();
         assert!(t.proxy_protocol);
-        let ports = vec![
-            ("web".to_string(), Protocol::Tcp),
-            ("dns".to_string(), Protocol::Udp),
-            (String::new(), Protocol::Udp),
-        ];
-        assert_eq!(udp_ports_without_proxy_protocol(&t, &ports), ["dns", "#2"]);
+        let ports = || {
+            [
+                ("web", Protocol::Tcp),
+                ("dns", Protocol::Udp),
+                ("", Protocol::Udp),
+            ]
+            .into_iter()
+        };
+        assert_eq!(udp_ports_without_proxy_protocol(&t, ports()), ["dns", "#2"]);
         let off = traffic_for(&svc(serde_json::json!({}))).unwrap();
-        assert!(udp_ports_without_proxy_protocol(&off, &ports).is_empty());
+        assert!(udp_ports_without_proxy_protocol(&off, ports()).is_empty());
         let bad = svc(serde_json::json!({
             "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "yes"}}}));
         assert_eq!(traffic_for(&bad).unwrap_err().0, "InvalidAnnotation");

@@ -1,13 +1,14 @@
-//! The `UpdaterAuth` and `DriftCheck` conditions of a LoadBalancer: what the worker writes when an
-//! updater's credentials cannot be used or are refused, or when an updater cannot be checked for
-//! drift, and how a later success clears the first.
+//! The `UpdaterAuth` and `DriftCheck` conditions of a LoadBalancer: what the worker writes when a
+//! drift check finds an updater's credentials refused, or an updater that cannot be checked for
+//! drift, and how a later success clears them (a failed call's `UpdaterAuth` is written by
+//! `reconcile::on_updater_error`).
 //!
-//! Pure: no I/O, no clock (the time comes in through `Context`).
+//! Pure: no I/O, no clock (the time comes in as a string).
 
 use super::plan::{Action, status_patch};
-use super::status::{UPDATER_AUTH, condition, set_condition};
+use super::status::{UPDATER_AUTH, condition, mark_accepted, set_condition};
 use crate::controller::key::Key;
-use crate::model::LoadBalancer;
+use crate::model::{Condition, LoadBalancer};
 
 /// Why a config's updater gets no call: a condition reason and a message for users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,18 +67,9 @@ pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
             lb.metadata.generation,
         );
     }
-    if condition(&status.conditions, UPDATER_AUTH).is_some_and(|c| {
-        c.status != "True" && matches!(c.reason.as_str(), "Unauthorized" | CERTIFICATE_REFUSED)
-    }) {
-        set_condition(
-            &mut status.conditions,
-            UPDATER_AUTH,
-            true,
-            "Accepted",
-            "the updater accepted the credentials",
-            now,
-            lb.metadata.generation,
-        );
+    let refused = |c: &Condition| matches!(c.reason.as_str(), "Unauthorized" | CERTIFICATE_REFUSED);
+    if condition(&status.conditions, UPDATER_AUTH).is_some_and(refused) {
+        mark_accepted(&mut status.conditions, now, lb.metadata.generation);
     }
     (status != lb.status).then(|| status_patch(key, &status))
 }
@@ -87,11 +79,12 @@ mod tests {
     use super::*;
     use crate::controller::cache::Cache;
     use crate::controller::decide::context::Context;
-    use crate::controller::decide::plan::{EventType, Plan, UpdaterRequest};
+    use crate::controller::decide::plan::{EventType, Plan};
     use crate::controller::decide::reconcile::on_updater_error;
     use crate::controller::decide::status::mark_accepted;
     use crate::model::Condition;
     use crate::model::LoadBalancerStatus;
+    use crate::updater::api::LbRequest;
     use serde_json::json;
 
     fn lb() -> LoadBalancer {
@@ -116,14 +109,11 @@ mod tests {
             actions: vec![Action::UpdaterApply {
                 key: key.clone(),
                 url: "http://127.0.0.1:3000".into(),
-                request: UpdaterRequest {
+                request: LbRequest {
                     backend_name: "default_web".into(),
                     lb_port: 8100,
-                    protocol: "TCP".into(),
-                    upstreams: vec![],
-                    proxy_timeout_seconds: 0,
-                    proxy_connect_timeout_seconds: 0,
-                    traffic: Default::default(),
+                    lb_protocol: "TCP".into(),
+                    ..Default::default()
                 },
             }],
         };

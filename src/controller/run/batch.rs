@@ -20,7 +20,7 @@
 use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
-use crate::controller::decide::plan::{Action, Plan, Repair, lb_request};
+use crate::controller::decide::plan::{Action, Plan, Repair};
 use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
@@ -192,24 +192,22 @@ impl Io<'_> {
         slot: bool,
         f: impl FnOnce(&UpdaterClient) -> Result<(), crate::updater::Error>,
     ) -> Result<(), CallError> {
-        let client = self.client_for(url)?;
+        let client = match self.updaters.get(url) {
+            Some(Ok(c)) => c,
+            Some(Err(p)) => return Err(CallError::NoCall(p.clone())),
+            None => {
+                return Err(CallError::NoCall(AuthProblem {
+                    reason: "ClientSetup",
+                    message: format!("no client for updater {url}"),
+                }));
+            }
+        };
         let _slot = self.slots.filter(|_| slot).map(|s| s.take(url));
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
         self.stats
             .updater_call(op, result.is_ok(), started.elapsed());
         result
-    }
-
-    fn client_for(&self, url: &str) -> Result<&UpdaterClient, CallError> {
-        match self.updaters.get(url) {
-            Some(Ok(c)) => Ok(c),
-            Some(Err(p)) => Err(CallError::NoCall(p.clone())),
-            None => Err(CallError::NoCall(AuthProblem {
-                reason: "ClientSetup",
-                message: format!("no client for updater {url}"),
-            })),
-        }
     }
 
     /// POSTs a prepared Event, or PATCHes the one it repeats (count above 1: its count and last
@@ -372,14 +370,14 @@ pub fn execute_action(
             url,
             request: r,
         } => {
-            io.call("apply", url, true, |c| c.apply(&lb_request(r)))
+            io.call("apply", url, true, |c| c.apply(r))
                 .map_err(|error| Stop::Updater { index, error })?;
             log::info!(
                 "applied backend={} port={}/{} targets={} updater={url} key={key}",
                 r.backend_name,
                 r.lb_port,
-                r.protocol,
-                r.upstreams.len()
+                r.lb_protocol,
+                r.upstream_servers.len()
             );
             Answer::Done
         }
@@ -645,8 +643,9 @@ fn io_thread(s: &PoolShared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::decide::plan::{EventSpec, EventType, UpdaterRequest};
+    use crate::controller::decide::plan::{EventSpec, EventType};
     use crate::model::ObjectReference;
+    use crate::updater::api::LbRequest;
     use serde_json::json;
 
     fn spec(host: &str, port: u16, protocol: &str, target: &str) -> Value {
@@ -681,14 +680,11 @@ mod tests {
         Action::UpdaterApply {
             key: key("web"),
             url: "http://127.0.0.1:1".into(),
-            request: UpdaterRequest {
+            request: LbRequest {
                 backend_name: "ns_web".into(),
                 lb_port: 8000,
-                protocol: "TCP".into(),
-                upstreams: vec![("127.0.0.2".into(), 30080)],
-                proxy_timeout_seconds: 0,
-                proxy_connect_timeout_seconds: 0,
-                traffic: Default::default(),
+                lb_protocol: "TCP".into(),
+                ..Default::default()
             },
         }
     }

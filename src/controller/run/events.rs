@@ -49,12 +49,11 @@ impl EventLimiter {
     /// Whether an Event for `object` (e.g. `Service ns/name`) with `reason` may be sent now; takes a
     /// token if so.
     pub fn allow(&mut self, object: &str, reason: &str, now: Instant) -> bool {
+        let (burst, every) = (self.burst, self.refill_every);
         if self.buckets.len() >= MAX_BUCKETS {
-            let (burst, every) = (self.burst, self.refill_every);
             self.buckets
                 .retain(|_, b| refilled(b, burst, every, now).tokens < burst);
         }
-        let (burst, every) = (self.burst, self.refill_every);
         let bucket = self
             .buckets
             .entry((object.to_string(), reason.to_string()))

@@ -168,17 +168,15 @@ pub fn client_auth(cfg: &ValidConfig, store: &SecretStore) -> Result<ClientAuth,
         ca,
         insecure_skip_verify,
     } = &cfg.auth;
-    let token =
-        match token {
-            None => None,
-            Some(r) => {
-                let field = "spec.updaterTokenSecretRef";
-                let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
-                Some(token_text(bytes).map_err(|why| {
-                    AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why))
-                })?)
-            }
-        };
+    let token = match token {
+        None => None,
+        Some(r) => {
+            let field = "spec.updaterTokenSecretRef";
+            let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
+            let invalid = |why| AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why));
+            Some(token_text(bytes).map_err(invalid)?)
+        }
+    };
     let tls = match (ca, insecure_skip_verify) {
         (Some(r), _) => {
             let field = "spec.updaterCASecretRef";

@@ -224,22 +224,14 @@ impl Stats {
     /// of deleted configs disappear; a phase outside PENDING/READY/DEGRADED/ERROR (a hand-made status) counts
     /// as `other`, so the label stays bounded.
     pub fn observe_cache(&self, cache: &Cache) {
-        let mut phases: BTreeMap<&str, f64> = [
-            PHASE_PENDING,
-            PHASE_READY,
-            PHASE_DEGRADED,
-            PHASE_ERROR,
-            "other",
-        ]
-        .into_iter()
-        .map(|p| (p, 0.0))
-        .collect();
+        let known = [PHASE_PENDING, PHASE_READY, PHASE_DEGRADED, PHASE_ERROR];
+        let mut phases: BTreeMap<&str, f64> = (known.into_iter().chain(["other"]))
+            .map(|p| (p, 0.0))
+            .collect();
         let mut per_config: BTreeMap<String, f64> = BTreeMap::new();
         for lb in cache.load_balancers.values() {
-            let phase = match lb.status.phase.as_deref().unwrap_or(PHASE_PENDING) {
-                p @ (PHASE_PENDING | PHASE_READY | PHASE_DEGRADED | PHASE_ERROR) => p,
-                _ => "other",
-            };
+            let phase = lb.status.phase.as_deref().unwrap_or(PHASE_PENDING);
+            let phase = known.into_iter().find(|p| *p == phase).unwrap_or("other");
             *phases.entry(phase).or_default() += 1.0;
             let ports = lb
                 .spec

@@ -47,17 +47,19 @@ use crate::updater::client::{ClientAuth, UpdaterClient};
 #[path = "worker_updaters.rs"]
 mod updaters;
 
+/// Which client serves a config's calls to an updater: (config name, `httpUpdaterURL` as written).
+type ClientId = (String, String);
+
 /// The worker's updater-side state.
 #[derive(Default)]
 pub(crate) struct UpdaterState {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
     wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with, by client id
-    /// (`client_id`: the config and the raw URL).
-    auth_of: BTreeMap<String, ClientAuth>,
-    /// Why a config has no client for a URL now, by client id.
-    problems: BTreeMap<String, AuthProblem>,
+    /// The credentials each client in `Worker::updaters` was built with.
+    auth_of: BTreeMap<ClientId, ClientAuth>,
+    /// Why a config has no client for a URL now.
+    problems: BTreeMap<ClientId, AuthProblem>,
     timers: Timers,
     /// Checks have been scheduled since the first sync or the last leadership gain.
     started: bool,
@@ -73,16 +75,6 @@ pub(crate) struct UpdaterState {
     delete_expired: BTreeSet<String>,
     /// Configs or Secrets changed since the prober's targets were set.
     probes_stale: bool,
-}
-
-impl UpdaterState {
-    fn new(period: Duration) -> UpdaterState {
-        UpdaterState {
-            timers: Timers::new(period),
-            probes_stale: true,
-            ..UpdaterState::default()
-        }
-    }
 }
 
 impl Drop for Worker {
@@ -148,9 +140,8 @@ pub struct Worker {
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
     correlator: super::event_correlator::Correlator,
-    /// Updater clients by config and URL (`worker_updaters::client_id`); a plan's I/O gets its
-    /// own by URL.
-    updaters: BTreeMap<String, Arc<UpdaterClient>>,
+    /// Updater clients by config and URL; a plan's I/O gets its own by URL.
+    updaters: BTreeMap<ClientId, Arc<UpdaterClient>>,
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,
@@ -246,7 +237,11 @@ impl Worker {
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
             configs: Queue::with_backoff(CONFIG_RETRY_FIRST, CONFIG_RETRY_MAX),
-            auth: UpdaterState::new(config.updater_resync),
+            auth: UpdaterState {
+                timers: Timers::new(config.updater_resync),
+                probes_stale: true,
+                ..UpdaterState::default()
+            },
             probes,
             config,
         }
@@ -474,7 +469,7 @@ impl Worker {
         while let Some(key) = self.configs.get(Instant::now()) {
             let plan = (self.cache.configs.get(&key)).and_then(|c| config_status::report(c, &now));
             if let Some(plan) = plan
-                && let Err(Stop::Api { error: e, .. }) = self.execute(&plan, false)
+                && let Err(Stop::Api { error: e, .. }) = self.execute(&plan)
                 && !e.is_not_found()
             {
                 let delay = self.configs.add_rate_limited(key.clone(), Instant::now());
@@ -538,7 +533,7 @@ impl Worker {
                 since_ms: epoch_ms(SystemTime::now()),
             });
         }
-        let result = self.execute(&plan, false);
+        let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
         None
     }
@@ -575,10 +570,10 @@ impl Worker {
     }
 
     /// Runs a plan here, with the executor the pool uses, and applies its answers.
-    fn execute(&mut self, plan: &Plan, batched: bool) -> Result<(), Stop> {
+    fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
         let (events, updaters) = self.prepare(plan, false);
         let (answers, result) = batch::run(&self.io(&updaters), plan, &events);
-        self.apply_outcome(plan, &events, answers, &result, batched);
+        self.apply_outcome(plan, &events, answers, &result, false);
         result
     }
 
@@ -700,10 +695,7 @@ impl Worker {
                 // The last finalizer is gone: the object no longer exists (the answer echoes it).
                 Some(lb) if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() => {
                     log::info!("released LoadBalancer key={key}");
-                    self.awaiting_lbs
-                        .insert(key.clone(), Awaiting::Deleted(lb.metadata.uid.clone()));
-                    let affected = self.cache.delete_load_balancer(key);
-                    self.requeue(affected);
+                    self.forget_lb(key, lb.metadata.uid);
                 }
                 Some(lb) => self.applied_lb(lb, true),
                 None => {}
@@ -737,11 +729,8 @@ impl Worker {
                     Some(lb) => self.applied_lb(lb, true),
                     None => {
                         if let Some(old) = self.cache.load_balancers.get(key) {
-                            self.awaiting_lbs
-                                .insert(key.clone(), Awaiting::Deleted(old.metadata.uid.clone()));
+                            self.forget_lb(key, old.metadata.uid.clone());
                         }
-                        let affected = self.cache.delete_load_balancer(key);
-                        self.requeue(affected);
                     }
                 }
             }
@@ -794,7 +783,7 @@ impl Worker {
                     .map_or(error.to_string(), |p| p.message.clone());
                 let fallback =
                     on_updater_error(&self.cache, key, ctx, plan, index, &message, auth.as_ref());
-                if let Err(Stop::Api { error, .. }) = self.execute(&fallback, false) {
+                if let Err(Stop::Api { error, .. }) = self.execute(&fallback) {
                     log::warn!("recording updater failure key={key} error={error}");
                 }
                 self.queue.add_rate_limited(key.clone(), Instant::now());
@@ -815,7 +804,7 @@ impl Worker {
                     if e.code()
                         .is_some_and(|c| c / 100 == 4 && ![404, 409, 429].contains(&c))
                     {
-                        let _ = self.execute(&on_write_refused(&self.cache, key, &e), false);
+                        let _ = self.execute(&on_write_refused(&self.cache, key, &e));
                     }
                     "api_error"
                 }
@@ -947,6 +936,15 @@ impl Worker {
         if requeue {
             self.requeue(affected);
         }
+    }
+
+    /// We deleted LoadBalancer `key` (uid `uid`): it leaves the cache now, and the watch's updates
+    /// of it are stale until its DELETED arrives.
+    fn forget_lb(&mut self, key: &Key, uid: String) {
+        self.awaiting_lbs
+            .insert(key.clone(), Awaiting::Deleted(uid));
+        let affected = self.cache.delete_load_balancer(key);
+        self.requeue(affected);
     }
 
     fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {

@@ -61,7 +61,7 @@ impl Worker {
         config: &str,
         url: &str,
     ) -> Result<Arc<UpdaterClient>, AuthProblem> {
-        let id = client_id(config, url);
+        let id = (config.to_string(), url.to_string());
         let auth = match self.auth_for(config, url) {
             Ok(a) => a,
             Err(p) => {
@@ -176,20 +176,14 @@ impl Worker {
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
         let in_use = drift::in_use(&self.cache, &endpoints);
-        let used = |id: &String| {
-            id.split_once('\n')
-                .is_some_and(|(c, u)| in_use.client(c, u))
-        };
+        let used = |(config, url): &super::ClientId| in_use.client(config, url);
         self.updaters.retain(|id, _| used(id));
         self.auth.auth_of.retain(|id, _| used(id));
         self.auth.problems.retain(|id, _| used(id));
-        self.auth
-            .failing
-            .retain(|e, _| in_use.endpoints.contains(e));
-        self.auth.expired.retain(|e| in_use.endpoints.contains(e));
-        self.auth
-            .delete_expired
-            .retain(|e| in_use.endpoints.contains(e));
+        let live = |e: &String| in_use.endpoints.contains(e);
+        self.auth.failing.retain(|e, _| live(e));
+        self.auth.expired.retain(live);
+        self.auth.delete_expired.retain(live);
         if self.auth.started {
             let now = Instant::now();
             for e in endpoints.into_keys() {
@@ -269,7 +263,7 @@ impl Worker {
                 self.host_failing(&e, epoch_ms(SystemTime::now()));
             }
         }
-        if let Some(p) = self.auth.problems.get(&client_id(&config, url)) {
+        if let Some(p) = self.auth.problems.get(&(config.clone(), url.clone())) {
             return Some(p.clone());
         }
         call.and_then(|e| self.refusal(&config, url, e))
@@ -644,7 +638,7 @@ impl Worker {
                 message: p.message.clone(),
             });
             // Best effort: rate-limited per object and reason, and a failure is only logged.
-            let _ = self.execute(&Plan::of(event), false);
+            let _ = self.execute(&Plan::of(event));
         }
     }
 
@@ -708,7 +702,7 @@ impl Worker {
     }
 
     fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        let error = match self.execute(&Plan::of(patch), false) {
+        let error = match self.execute(&Plan::of(patch)) {
             Ok(()) => return,
             Err(Stop::NotLeader) => {
                 return log::debug!("updater condition key={key} not written: not the leader");
@@ -718,9 +712,4 @@ impl Worker {
         };
         log::warn!("recording an updater condition key={key} error={error}");
     }
-}
-
-/// Which client of `Worker::updaters` serves config `config`'s calls to `url`.
-fn client_id(config: &str, url: &str) -> String {
-    format!("{config}\n{url}")
 }
