@@ -194,11 +194,7 @@ impl<T: Transport> Transport for Cancellable<T> {
             return self.inner.await_input(timeout);
         };
         let full = timeout.for_read();
-        let deadline = if full.after.is_not_happening() {
-            None
-        } else {
-            Some(Instant::now() + *full.after)
-        };
+        let deadline = (!full.after.is_not_happening()).then(|| Instant::now() + *full.after);
         // Bounded: each pass waits at least until the deadline approaches or the flag is set.
         loop {
             if flag.load(Ordering::Relaxed) {
