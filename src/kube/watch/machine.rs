@@ -58,7 +58,7 @@ pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
     pub reset_after: Duration,
-    /// Each delay is shortened by up to this fraction at random (0 = none), so it never exceeds `max`.
+    /// Each delay is shortened by up to this fraction (0 to 1) at random, so it never exceeds `max`.
     pub jitter: f64,
     current: Option<Duration>,
     last_failure: Option<Instant>,
@@ -66,27 +66,18 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff::new(
-            Duration::from_millis(800),
-            Duration::from_secs(30),
-            Duration::from_secs(120),
-            0.25,
-        )
-    }
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration, reset_after: Duration, jitter: f64) -> Backoff {
         Backoff {
-            initial,
-            max,
-            reset_after,
-            jitter: jitter.clamp(0.0, 1.0),
+            initial: Duration::from_millis(800),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(120),
+            jitter: 0.25,
             current: None,
             last_failure: None,
         }
     }
+}
 
+impl Backoff {
     /// The delay after a failure at `now`.
     pub fn next(&mut self, now: Instant, rng: &mut XorShift) -> Duration {
         if let Some(last) = self.last_failure {
@@ -421,12 +412,10 @@ mod tests {
         Machine::new(
             "services",
             XorShift::new(42),
-            Backoff::new(
-                Duration::from_millis(800),
-                Duration::from_secs(30),
-                Duration::from_secs(120),
+            Backoff {
                 jitter,
-            ),
+                ..Backoff::default()
+            },
         )
     }
 
