@@ -131,10 +131,7 @@ fn run(
     // For the counters: has a LIST succeeded yet, and was the last request a successful LIST?
     let (mut listed, mut after_list) = (false, false);
     log::debug!("watch {name}: started on {path}");
-    loop {
-        if shutdown.load(Ordering::Relaxed) {
-            break;
-        }
+    while !shutdown.load(Ordering::Relaxed) {
         for (level, line) in std::mem::take(&mut step.logs) {
             log::log!(level, "watch {line}");
         }
