@@ -152,12 +152,10 @@ pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
 }
 
 fn no_configuration(why: &str) -> Error {
-    Error::Config {
-        what: format!(
-            "no Kubernetes configuration: no --kubeconfig, KUBECONFIG is unset, not in a cluster \
-             (KUBERNETES_SERVICE_HOST/PORT unset), and {why}"
-        ),
-    }
+    config_err(format!(
+        "no Kubernetes configuration: no --kubeconfig, KUBECONFIG is unset, not in a cluster \
+         (KUBERNETES_SERVICE_HOST/PORT unset), and {why}"
+    ))
 }
 
 /// `KUBECONFIG` split on the platform's separator, empty entries dropped, duplicates removed (first kept).
@@ -176,9 +174,9 @@ fn kubeconfig_list(env: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
 
 fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error> {
     if port.parse::<u16>().is_err() {
-        return Err(Error::Config {
-            what: format!("in-cluster: KUBERNETES_SERVICE_PORT {port:?} is not a port number"),
-        });
+        return Err(config_err(format!(
+            "in-cluster: KUBERNETES_SERVICE_PORT {port:?} is not a port number"
+        )));
     }
     let server = if host.contains(':') && !host.starts_with('[') {
         format!("https://[{host}]:{port}")
@@ -188,8 +186,7 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     let what = format!("in-cluster service account {}", dir.display());
     let token_path = dir.join("token");
     check_token_file(&what, "token", &token_path)?;
-    let ca_path = dir.join("ca.crt");
-    let ca = read_file(&what, "ca.crt", &ca_path)?;
+    let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
     check_certificates(&what, "ca.crt", &ca)?;
     let ns_path = dir.join("namespace");
     let namespace = match std::fs::read_to_string(&ns_path) {
@@ -774,9 +771,10 @@ fn read_file(what: &str, field: &str, path: &Path) -> Result<Vec<u8>, Error> {
 fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
     let bytes = read_file(what, field, path)?;
     if String::from_utf8_lossy(&bytes).trim().is_empty() {
-        return Err(Error::Config {
-            what: format!("{what}: {field} {} is empty", path.display()),
-        });
+        return Err(config_err(format!(
+            "{what}: {field} {} is empty",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -784,9 +782,8 @@ fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
 fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
     // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
     let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-    BASE64_STANDARD.decode(compact).map_err(|_| Error::Config {
-        what: format!("{what}: {field}: invalid base64"),
-    })
+    let bad = || config_err(format!("{what}: {field}: invalid base64"));
+    BASE64_STANDARD.decode(compact).map_err(|_| bad())
 }
 
 /// At least one PEM certificate, and no malformed PEM section.
