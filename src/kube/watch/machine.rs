@@ -207,11 +207,8 @@ impl Machine {
         match (state, input) {
             (State::Listing, Input::Listed(list)) => {
                 let n = list.items.len();
-                let log = if self.synced {
-                    format!("relisted {}: {n} objects", self.name)
-                } else {
-                    format!("synced {}: {n} objects", self.name)
-                };
+                let verb = if self.synced { "relisted" } else { "synced" };
+                let log = format!("{verb} {}: {n} objects", self.name);
                 self.synced = true;
                 self.forbidden_logged = false;
                 let mut step = Step::to(self.watch_from(list.resource_version));
@@ -267,15 +264,10 @@ impl Machine {
                 self.fail_with(Some(rv), e, now)
             }
             (State::Listing, Input::Failed(e)) => self.fail_with(None, e, now),
-            (State::Backoff { rv }, Input::Slept) => {
-                let action = match rv {
-                    Some(rv) => self.watch_from(rv),
-                    None => {
-                        self.state = State::Listing;
-                        Action::List
-                    }
-                };
-                Step::to(action)
+            (State::Backoff { rv: Some(rv) }, Input::Slept) => Step::to(self.watch_from(rv)),
+            (State::Backoff { rv: None }, Input::Slept) => {
+                self.state = State::Listing;
+                Step::to(Action::List)
             }
             (state, input) => {
                 // A runner bug, not a server problem: say so and start over cleanly.
