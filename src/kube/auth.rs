@@ -359,13 +359,14 @@ fn wait_until(
 }
 
 fn log_stderr(command: &str, text: &str, success: bool) {
+    let level = if success {
+        log::Level::Info
+    } else {
+        log::Level::Warn
+    };
     for line in text.lines().filter(|l| !l.trim().is_empty()).take(20) {
         let line = super::error::snippet(line, 500);
-        if success {
-            log::info!("exec plugin {command}: {line}");
-        } else {
-            log::warn!("exec plugin {command}: {line}");
-        }
+        log::log!(level, "exec plugin {command}: {line}");
     }
 }
 
