@@ -201,7 +201,8 @@ struct Inner {
     tls: TlsSettings,
     /// None for `http://` servers.
     name: Option<ServerName<'static>>,
-    agent: RwLock<AgentState>,
+    /// Built by `Client::new`; None only inside it.
+    agent: RwLock<Option<AgentState>>,
     stats: Arc<ClientStats>,
 }
 
@@ -245,31 +246,21 @@ impl Client {
                 what: format!("server {server:?}: must start with https:// (or http://)"),
             });
         };
-        let credentials = Credentials::new(config);
-        let exec_identity = credentials.exec_client_cert()?;
-        let agent = build_agent(
-            &server,
-            &config.tls,
-            name.as_ref(),
-            exec_identity.as_ref(),
-            opts.connect_timeout,
-            opts.request_timeout,
-        )?;
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 server,
                 opts,
-                credentials,
+                credentials: Credentials::new(config),
                 tls: config.tls.clone(),
                 name,
-                agent: RwLock::new(AgentState {
-                    agent,
-                    exec_identity,
-                }),
+                agent: RwLock::new(None),
                 stats: Arc::new(ClientStats::default()),
             }),
             request_timeout: None,
-        })
+        };
+        // Built now, so a bad TLS setting or a failing exec plugin is an error here.
+        client.agent()?;
+        Ok(client)
     }
 
     /// A handle on the same connections, credentials and stats whose plain requests (not watches)
@@ -500,14 +491,14 @@ impl Client {
 
     /// The agent to use now: rebuilt when the exec plugin hands out another client certificate.
     fn agent(&self) -> Result<Agent, Error> {
-        let identity = self.inner.credentials.exec_client_cert()?;
-        {
-            let state = self.inner.agent.read().unwrap_or_else(|p| p.into_inner());
-            if state.exec_identity == identity {
-                return Ok(state.agent.clone());
-            }
-        }
         let inner = &self.inner;
+        let identity = inner.credentials.exec_client_cert()?;
+        let state = inner.agent.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = state.as_ref().filter(|s| s.exec_identity == identity) {
+            return Ok(s.agent.clone());
+        }
+        let changed = state.is_some();
+        drop(state);
         let agent = build_agent(
             &inner.server,
             &inner.tls,
@@ -516,13 +507,17 @@ impl Client {
             inner.opts.connect_timeout,
             inner.opts.request_timeout,
         )?;
-        log::info!(
-            "client certificate from the exec plugin changed: reconnecting to {}",
-            inner.server
-        );
-        let mut state = self.inner.agent.write().unwrap_or_else(|p| p.into_inner());
-        state.agent = agent.clone();
-        state.exec_identity = identity;
+        if changed {
+            log::info!(
+                "client certificate from the exec plugin changed: reconnecting to {}",
+                inner.server
+            );
+        }
+        let state = AgentState {
+            agent: agent.clone(),
+            exec_identity: identity,
+        };
+        *inner.agent.write().unwrap_or_else(|p| p.into_inner()) = Some(state);
         Ok(agent)
     }
 
