@@ -379,21 +379,14 @@ fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &
 
 fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
     loop {
-        match stream.read(buf) {
+        match stream.read(buf).map_err(|e| e.kind()) {
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(io::ErrorKind::Interrupted) => {}
+            Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(Refusal(408, "request not received in time"));
             }
             // rustls reports a failed handshake or a bad record as InvalidData.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Refusal(0, "TLS error"));
-            }
+            Err(io::ErrorKind::InvalidData) => return Err(Refusal(0, "TLS error")),
             Err(_) => return Err(Refusal(400, "connection error")),
         }
     }
