@@ -365,16 +365,13 @@ fn typed<T: DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
             .split_once(", expected ")
             .map_or(e.clone(), |(_, x)| format!("expected {x}"));
         let field = v.as_object().and_then(|m| {
-            m.iter().find(|(k, x)| {
-                let one: Map<String, Value> =
-                    std::iter::once(((*k).clone(), (*x).clone())).collect();
+            m.keys().find(|k| {
+                let one = Map::from_iter([((*k).clone(), m[*k].clone())]);
                 serde_json::from_value::<T>(Value::Object(one)).is_err()
             })
         });
-        match field {
-            Some((k, _)) => config_err(format!("{what}: {k}: {e}")),
-            None => config_err(format!("{what}: {e}")),
-        }
+        let field = field.map(|k| format!(": {k}")).unwrap_or_default();
+        config_err(format!("{what}{field}: {e}"))
     })
 }
 
