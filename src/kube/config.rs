@@ -482,8 +482,7 @@ fn entries<T: DeserializeOwned + Default>(
     body: &str,
     what: &str,
 ) -> Result<Vec<Entry<T>>, Error> {
-    let mut out = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
+    let entry = |(index, item): (usize, Value)| {
         let here = format!("{what}: {list}[{index}]");
         let Value::Object(mut item) = item else {
             return Err(config_err(format!(
@@ -501,9 +500,9 @@ fn entries<T: DeserializeOwned + Default>(
             v @ Value::Object(_) => typed(v, &here)?,
             _ => return Err(config_err(format!("{here}: {body}: expected a mapping"))),
         };
-        out.push(Entry { name, index, body });
-    }
-    Ok(out)
+        Ok(Entry { name, index, body })
+    };
+    items.into_iter().enumerate().map(entry).collect()
 }
 
 /// The first file to define `name` in the given list wins it whole (client-go's merge rule).
