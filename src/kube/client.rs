@@ -300,7 +300,7 @@ impl Client {
         decode: fn(&str) -> serde_json::Result<T>,
     ) -> Result<ObjectList<T>, Error> {
         let mut items = Vec::new();
-        let resource_version = self.list_each(path, params, &mut |_, text| {
+        let resource_version = self.list_each(path, params, &mut |text| {
             items.push(decode(text).map_err(|e| e.to_string())?);
             Ok(())
         })?;
@@ -316,7 +316,7 @@ impl Client {
         &self,
         path: &str,
         params: &ListParams,
-        item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+        item: &mut dyn FnMut(&str) -> Result<(), String>,
     ) -> Result<String, Error> {
         let mut token: Option<String> = None;
         // A server that keeps handing out tokens must not keep us here forever.
@@ -461,7 +461,7 @@ impl Client {
         &self,
         resp: Response<Body>,
         path: &str,
-        item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+        item: &mut dyn FnMut(&str) -> Result<(), String>,
     ) -> Result<ListMeta, Error> {
         let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
