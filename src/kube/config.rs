@@ -379,10 +379,11 @@ fn config_err(what: String) -> Error {
     Error::Config { what }
 }
 
-/// One named entry of `clusters`, `users` or `contexts`, with its index for error messages.
+/// One named entry of `clusters`, `users` or `contexts`.
 struct Entry<T> {
     name: String,
-    index: usize,
+    /// `kubeconfig PATH: LIST[INDEX] "NAME"`, for error messages.
+    what: String,
     body: T,
 }
 
@@ -401,15 +402,6 @@ impl Kubeconfig {
             Some(dir) => dir.join(p),
             None => PathBuf::from(p),
         }
-    }
-
-    fn entry_what<T>(&self, list: &str, e: &Entry<T>) -> String {
-        format!(
-            "kubeconfig {}: {list}[{}] {:?}",
-            self.path.display(),
-            e.index,
-            e.name
-        )
     }
 }
 
@@ -500,7 +492,11 @@ fn entries<T: DeserializeOwned + Default>(
             v @ Value::Object(_) => typed(v, &here)?,
             _ => return Err(config_err(format!("{here}: {body}: expected a mapping"))),
         };
-        Ok(Entry { name, index, body })
+        Ok(Entry {
+            name,
+            what: here,
+            body,
+        })
     };
     items.into_iter().enumerate().map(entry).collect()
 }
@@ -543,7 +539,7 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
             all_names(files, |f| &f.contexts)
         )));
     };
-    let ctx_what = ctx_file.entry_what("contexts", ctx);
+    let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
         return Err(config_err(format!("{ctx_what}: context names no cluster")));
     };
@@ -579,12 +575,12 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
 }
 
 fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> {
-    let what = file.entry_what("clusters", e);
+    let what = &e.what;
     let c = &e.body;
     let Some(server) = &c.server.0 else {
         return Err(config_err(format!("{what}: server is missing")));
     };
-    let server = check_server(&what, server)?;
+    let server = check_server(what, server)?;
     if c.proxy_url.is_some() {
         return Err(config_err(format!("{what}: proxy-url is not supported")));
     }
@@ -596,13 +592,13 @@ fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, Tl
     }
     let ca_pem = pem_field(
         file,
-        &what,
+        what,
         "certificate-authority",
         &c.certificate_authority_data,
         &c.certificate_authority,
     )?;
     if let Some(ca) = &ca_pem {
-        check_certificates(&what, "certificate-authority", ca)?;
+        check_certificates(what, "certificate-authority", ca)?;
     }
     let tls = TlsSettings {
         ca_pem,
@@ -634,7 +630,7 @@ fn user_settings(
     e: &Entry<User>,
     tls: &mut TlsSettings,
 ) -> Result<AuthSource, Error> {
-    let what = file.entry_what("users", e);
+    let what = &e.what;
     let u = &e.body;
     if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
         let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
@@ -651,15 +647,15 @@ fn user_settings(
     }
     let cert = pem_field(
         file,
-        &what,
+        what,
         "client-certificate",
         &u.client_certificate_data,
         &u.client_certificate,
     )?;
-    let key = pem_field(file, &what, "client-key", &u.client_key_data, &u.client_key)?;
+    let key = pem_field(file, what, "client-key", &u.client_key_data, &u.client_key)?;
     match (&cert, &key) {
         (Some(c), Some(k)) => {
-            check_certificates(&what, "client-certificate", c)?;
+            check_certificates(what, "client-certificate", c)?;
             if PrivateKeyDer::from_pem_slice(k).is_err() {
                 return Err(config_err(format!(
                     "{what}: client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"
@@ -687,12 +683,12 @@ fn user_settings(
         )));
     }
     if let Some(exec) = &u.exec {
-        return Ok(AuthSource::Exec(exec_settings(file, &what, exec)?));
+        return Ok(AuthSource::Exec(exec_settings(file, what, exec)?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file.0 {
         let path = file.resolve(p);
-        check_token_file(&what, "tokenFile", &path)?;
+        check_token_file(what, "tokenFile", &path)?;
         return Ok(AuthSource::TokenFile(path));
     }
     Ok(u.token.clone().map_or(AuthSource::None, AuthSource::Token))
