@@ -112,14 +112,7 @@ impl Credentials {
                 self.refresh_token_file(&mut st, path)?;
                 Ok(st.token.as_deref().map(bearer))
             }
-            AuthSource::Exec(cfg) => {
-                let mut st = self.lock();
-                Ok(self
-                    .exec_credential(&mut st, cfg)?
-                    .token
-                    .as_deref()
-                    .map(bearer))
-            }
+            AuthSource::Exec(cfg) => Ok(self.exec_credential(cfg)?.token.map(|t| bearer(&t))),
         }
     }
 
@@ -127,10 +120,7 @@ impl Credentials {
     /// token. The client rebuilds its TLS configuration when this changes.
     pub fn exec_client_cert(&self) -> Result<Option<CertAndKey>, Error> {
         match &self.source {
-            AuthSource::Exec(cfg) => {
-                let mut st = self.lock();
-                Ok(self.exec_credential(&mut st, cfg)?.cert)
-            }
+            AuthSource::Exec(cfg) => Ok(self.exec_credential(cfg)?.cert),
             _ => Ok(None),
         }
     }
@@ -188,11 +178,14 @@ impl Credentials {
         }
     }
 
-    fn exec_credential(&self, st: &mut State, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
-        if !st.stale {
-            if let Some(c) = st.exec.as_ref().filter(|c| c.fresh(SystemTime::now())) {
-                return Ok(c.clone());
-            }
+    fn exec_credential(&self, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
+        let mut st = self.lock();
+        let cached = st
+            .exec
+            .as_ref()
+            .filter(|c| !st.stale && c.fresh(SystemTime::now()));
+        if let Some(c) = cached {
+            return Ok(c.clone());
         }
         let cred = self.run_plugin(cfg)?;
         st.stale = false;
