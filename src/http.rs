@@ -478,12 +478,12 @@ fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Reques
         ));
     }
     let lengths: Vec<&str> = header(&headers, "content-length").collect();
-    let length = match (lengths.first(), lengths.get(1)) {
-        (None, _) => 0,
-        (Some(v), None) => v
+    let length = match lengths[..] {
+        [] => 0,
+        [v] => v
             .parse::<u64>()
             .map_err(|_| Refusal(400, "malformed Content-Length"))?,
-        (Some(_), Some(_)) => return Err(Refusal(400, "more than one Content-Length")),
+        _ => return Err(Refusal(400, "more than one Content-Length")),
     };
     if length > limits.max_body as u64 {
         return Err(Refusal(413, "request body too large"));
