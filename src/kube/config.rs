@@ -387,6 +387,13 @@ struct Entry<T> {
     body: T,
 }
 
+impl<T> Entry<T> {
+    /// A configuration error in this entry.
+    fn err(&self, detail: &str) -> Error {
+        config_err(format!("{}: {detail}", self.what))
+    }
+}
+
 struct Kubeconfig {
     path: PathBuf,
     clusters: Vec<Entry<Cluster>>,
@@ -541,7 +548,7 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
     };
     let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
-        return Err(config_err(format!("{ctx_what}: context names no cluster")));
+        return Err(ctx.err("context names no cluster"));
     };
     let user_name = ctx.body.user.clone().unwrap_or_default();
     let Some((cluster_file, cluster)) = find(files, |f| &f.clusters, &cluster_name) else {
@@ -578,17 +585,17 @@ fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, Tl
     let what = &e.what;
     let c = &e.body;
     let Some(server) = &c.server.0 else {
-        return Err(config_err(format!("{what}: server is missing")));
+        return Err(e.err("server is missing"));
     };
     let server = check_server(what, server)?;
     if c.proxy_url.is_some() {
-        return Err(config_err(format!("{what}: proxy-url is not supported")));
+        return Err(e.err("proxy-url is not supported"));
     }
     let insecure = c.insecure_skip_tls_verify;
     if insecure && (c.certificate_authority_data.is_some() || c.certificate_authority.is_some()) {
-        return Err(config_err(format!(
-            "{what}: certificate-authority and insecure-skip-tls-verify together: remove one of them"
-        )));
+        return Err(e.err(
+            "certificate-authority and insecure-skip-tls-verify together: remove one of them",
+        ));
     }
     let ca_pem = pem_field(
         file,
@@ -634,16 +641,16 @@ fn user_settings(
     let u = &e.body;
     if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
         let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
-        return Err(config_err(format!(
-            "{what}: auth-provider {name:?} is not supported; use an exec credential plugin \
+        return Err(e.err(&format!(
+            "auth-provider {name:?} is not supported; use an exec credential plugin \
              (e.g. kubelogin for OIDC) or a token"
         )));
     }
     if u.username.is_some() || u.password.is_some() {
-        return Err(config_err(format!(
-            "{what}: username/password (basic auth) is not supported; use a token, tokenFile, \
-             client certificate or an exec credential plugin"
-        )));
+        return Err(e.err(
+            "username/password (basic auth) is not supported; use a token, tokenFile, \
+             client certificate or an exec credential plugin",
+        ));
     }
     let cert = pem_field(
         file,
@@ -657,30 +664,18 @@ fn user_settings(
         (Some(c), Some(k)) => {
             check_certificates(what, "client-certificate", c)?;
             if PrivateKeyDer::from_pem_slice(k).is_err() {
-                return Err(config_err(format!(
-                    "{what}: client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"
-                )));
+                return Err(e.err("client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"));
             }
         }
-        (Some(_), None) => {
-            return Err(config_err(format!(
-                "{what}: client-certificate without client-key"
-            )));
-        }
-        (None, Some(_)) => {
-            return Err(config_err(format!(
-                "{what}: client-key without client-certificate"
-            )));
-        }
+        (Some(_), None) => return Err(e.err("client-certificate without client-key")),
+        (None, Some(_)) => return Err(e.err("client-key without client-certificate")),
         (None, None) => {}
     }
     tls.client_cert_pem = cert;
     tls.client_key_pem = key;
 
     if u.exec.is_some() && (u.token.is_some() || u.token_file.is_some()) {
-        return Err(config_err(format!(
-            "{what}: exec together with token or tokenFile: keep only one"
-        )));
+        return Err(e.err("exec together with token or tokenFile: keep only one"));
     }
     if let Some(exec) = &u.exec {
         return Ok(AuthSource::Exec(exec_settings(file, what, exec)?));
