@@ -334,10 +334,11 @@ fn wait_until(
 ) -> Result<ExitStatus, Error> {
     let mut pause = Duration::from_millis(1);
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) => {}
-            Err(e) => return Err(fail(format!("waiting for it: {e}"))),
+        let exited = child
+            .try_wait()
+            .map_err(|e| fail(format!("waiting for it: {e}")))?;
+        if let Some(status) = exited {
+            return Ok(status);
         }
         let now = Instant::now();
         if now >= deadline {
