@@ -627,12 +627,9 @@ struct ListMeta {
 /// `path?k=v&…`, values percent-encoded (selectors carry `=`, `!`, `,`, spaces and parentheses).
 fn with_query(path: &str, query: &[(&str, String)]) -> String {
     let mut out = path.to_string();
-    let mut sep = if path.contains('?') { '&' } else { '?' };
     for (k, v) in query {
-        out.push(sep);
-        sep = '&';
-        out.push_str(k);
-        out.push('=');
+        let sep = if out.contains('?') { '&' } else { '?' };
+        out = format!("{out}{sep}{k}=");
         for b in v.bytes() {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
                 out.push(b as char);

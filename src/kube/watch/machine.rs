@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use super::stream::{WatchEvent, WatchMsg};
+use crate::kube::Error;
 use crate::kube::client::ObjectList;
-use crate::kube::{ApiStatus, Error};
 
 /// A watch that ends sooner than this without a single event is treated as a failure (client-go).
 pub const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(1);
@@ -304,7 +304,13 @@ impl Machine {
                 resource_version,
             } => (Some(WatchMsg::Deleted(object)), resource_version),
             WatchEvent::Bookmark { resource_version } => (None, resource_version),
-            WatchEvent::Error(status) => return self.on_error_event(rv, status, now),
+            WatchEvent::Error(status) => {
+                let e = Error::Api(Box::new(status));
+                if e.is_gone() {
+                    return self.relist(&e.to_string());
+                }
+                return self.fail_with(Some(rv), e, now);
+            }
         };
         // An object without an RV (never from a real server) must not lose our place.
         let rv = if new_rv.is_empty() { rv } else { new_rv };
@@ -316,14 +322,6 @@ impl Machine {
         let mut step = Step::to(Action::Read);
         step.msgs.extend(msg);
         step
-    }
-
-    fn on_error_event<T>(&mut self, rv: String, status: ApiStatus, now: Instant) -> Step<T> {
-        let e = Error::Api(Box::new(status));
-        if e.is_gone() {
-            return self.relist(&e.to_string());
-        }
-        self.fail_with(Some(rv), e, now)
     }
 
     fn relist<T>(&mut self, why: &str) -> Step<T> {
@@ -397,6 +395,7 @@ fn input_name<T>(input: &Input<T>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::ApiStatus;
 
     type Obj = (&'static str, &'static str); // (name, rv)
 
