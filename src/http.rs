@@ -95,10 +95,9 @@ impl Response {
 
     /// `application/json` body from any serializable value.
     pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Response {
-        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        let mut r = Response::new(status, "application/json", body);
-        r.body.push(b'\n');
-        r
+        let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        body.push(b'\n');
+        Response::new(status, "application/json", body)
     }
 
     /// `{"err": message}` with that status: the error shape of the updater API.

@@ -153,8 +153,7 @@ pub(crate) fn cancel_reads_on(flag: Arc<AtomicBool>) -> CancelGuard {
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        CANCEL.with(|c| *c.borrow_mut() = previous);
+        CANCEL.with(|c| *c.borrow_mut() = self.0.take());
     }
 }
 
