@@ -95,10 +95,9 @@ impl Response {
 
     /// `application/json` body from any serializable value.
     pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Response {
-        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        let mut r = Response::new(status, "application/json", body);
-        r.body.push(b'\n');
-        r
+        let mut body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        body.push(b'\n');
+        Response::new(status, "application/json", body)
     }
 
     /// `{"err": message}` with that status: the error shape of the updater API.
@@ -379,21 +378,14 @@ fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &
 
 fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
     loop {
-        match stream.read(buf) {
+        match stream.read(buf).map_err(|e| e.kind()) {
             Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(io::ErrorKind::Interrupted) => {}
+            Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 return Err(Refusal(408, "request not received in time"));
             }
             // rustls reports a failed handshake or a bad record as InvalidData.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(Refusal(0, "TLS error"));
-            }
+            Err(io::ErrorKind::InvalidData) => return Err(Refusal(0, "TLS error")),
             Err(_) => return Err(Refusal(400, "connection error")),
         }
     }
@@ -485,12 +477,12 @@ fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Reques
         ));
     }
     let lengths: Vec<&str> = header(&headers, "content-length").collect();
-    let length = match (lengths.first(), lengths.get(1)) {
-        (None, _) => 0,
-        (Some(v), None) => v
+    let length = match lengths[..] {
+        [] => 0,
+        [v] => v
             .parse::<u64>()
             .map_err(|_| Refusal(400, "malformed Content-Length"))?,
-        (Some(_), Some(_)) => return Err(Refusal(400, "more than one Content-Length")),
+        _ => return Err(Refusal(400, "more than one Content-Length")),
     };
     if length > limits.max_body as u64 {
         return Err(Refusal(413, "request body too large"));

@@ -112,14 +112,7 @@ impl Credentials {
                 self.refresh_token_file(&mut st, path)?;
                 Ok(st.token.as_deref().map(bearer))
             }
-            AuthSource::Exec(cfg) => {
-                let mut st = self.lock();
-                Ok(self
-                    .exec_credential(&mut st, cfg)?
-                    .token
-                    .as_deref()
-                    .map(bearer))
-            }
+            AuthSource::Exec(cfg) => Ok(self.exec_credential(cfg)?.token.map(|t| bearer(&t))),
         }
     }
 
@@ -127,10 +120,7 @@ impl Credentials {
     /// token. The client rebuilds its TLS configuration when this changes.
     pub fn exec_client_cert(&self) -> Result<Option<CertAndKey>, Error> {
         match &self.source {
-            AuthSource::Exec(cfg) => {
-                let mut st = self.lock();
-                Ok(self.exec_credential(&mut st, cfg)?.cert)
-            }
+            AuthSource::Exec(cfg) => Ok(self.exec_credential(cfg)?.cert),
             _ => Ok(None),
         }
     }
@@ -188,11 +178,14 @@ impl Credentials {
         }
     }
 
-    fn exec_credential(&self, st: &mut State, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
-        if !st.stale {
-            if let Some(c) = st.exec.as_ref().filter(|c| c.fresh(SystemTime::now())) {
-                return Ok(c.clone());
-            }
+    fn exec_credential(&self, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
+        let mut st = self.lock();
+        let cached = st
+            .exec
+            .as_ref()
+            .filter(|c| !st.stale && c.fresh(SystemTime::now()));
+        if let Some(c) = cached {
+            return Ok(c.clone());
         }
         let cred = self.run_plugin(cfg)?;
         st.stale = false;
@@ -341,10 +334,11 @@ fn wait_until(
 ) -> Result<ExitStatus, Error> {
     let mut pause = Duration::from_millis(1);
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) => {}
-            Err(e) => return Err(fail(format!("waiting for it: {e}"))),
+        let exited = child
+            .try_wait()
+            .map_err(|e| fail(format!("waiting for it: {e}")))?;
+        if let Some(status) = exited {
+            return Ok(status);
         }
         let now = Instant::now();
         if now >= deadline {
@@ -359,13 +353,14 @@ fn wait_until(
 }
 
 fn log_stderr(command: &str, text: &str, success: bool) {
+    let level = if success {
+        log::Level::Info
+    } else {
+        log::Level::Warn
+    };
     for line in text.lines().filter(|l| !l.trim().is_empty()).take(20) {
         let line = super::error::snippet(line, 500);
-        if success {
-            log::info!("exec plugin {command}: {line}");
-        } else {
-            log::warn!("exec plugin {command}: {line}");
-        }
+        log::log!(level, "exec plugin {command}: {line}");
     }
 }
 

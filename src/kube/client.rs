@@ -201,7 +201,8 @@ struct Inner {
     tls: TlsSettings,
     /// None for `http://` servers.
     name: Option<ServerName<'static>>,
-    agent: RwLock<AgentState>,
+    /// Built by `Client::new`; None only inside it.
+    agent: RwLock<Option<AgentState>>,
     stats: Arc<ClientStats>,
 }
 
@@ -245,31 +246,21 @@ impl Client {
                 what: format!("server {server:?}: must start with https:// (or http://)"),
             });
         };
-        let credentials = Credentials::new(config);
-        let exec_identity = credentials.exec_client_cert()?;
-        let agent = build_agent(
-            &server,
-            &config.tls,
-            name.as_ref(),
-            exec_identity.as_ref(),
-            opts.connect_timeout,
-            opts.request_timeout,
-        )?;
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 server,
                 opts,
-                credentials,
+                credentials: Credentials::new(config),
                 tls: config.tls.clone(),
                 name,
-                agent: RwLock::new(AgentState {
-                    agent,
-                    exec_identity,
-                }),
+                agent: RwLock::new(None),
                 stats: Arc::new(ClientStats::default()),
             }),
             request_timeout: None,
-        })
+        };
+        // Built now, so a bad TLS setting or a failing exec plugin is an error here.
+        client.agent()?;
+        Ok(client)
     }
 
     /// A handle on the same connections, credentials and stats whose plain requests (not watches)
@@ -309,7 +300,7 @@ impl Client {
         decode: fn(&str) -> serde_json::Result<T>,
     ) -> Result<ObjectList<T>, Error> {
         let mut items = Vec::new();
-        let resource_version = self.list_each(path, params, &mut |_, text| {
+        let resource_version = self.list_each(path, params, &mut |text| {
             items.push(decode(text).map_err(|e| e.to_string())?);
             Ok(())
         })?;
@@ -325,7 +316,7 @@ impl Client {
         &self,
         path: &str,
         params: &ListParams,
-        item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+        item: &mut dyn FnMut(&str) -> Result<(), String>,
     ) -> Result<String, Error> {
         let mut token: Option<String> = None;
         // A server that keeps handing out tokens must not keep us here forever.
@@ -470,7 +461,7 @@ impl Client {
         &self,
         resp: Response<Body>,
         path: &str,
-        item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+        item: &mut dyn FnMut(&str) -> Result<(), String>,
     ) -> Result<ListMeta, Error> {
         let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
@@ -500,14 +491,14 @@ impl Client {
 
     /// The agent to use now: rebuilt when the exec plugin hands out another client certificate.
     fn agent(&self) -> Result<Agent, Error> {
-        let identity = self.inner.credentials.exec_client_cert()?;
-        {
-            let state = self.inner.agent.read().unwrap_or_else(|p| p.into_inner());
-            if state.exec_identity == identity {
-                return Ok(state.agent.clone());
-            }
-        }
         let inner = &self.inner;
+        let identity = inner.credentials.exec_client_cert()?;
+        let state = inner.agent.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = state.as_ref().filter(|s| s.exec_identity == identity) {
+            return Ok(s.agent.clone());
+        }
+        let changed = state.is_some();
+        drop(state);
         let agent = build_agent(
             &inner.server,
             &inner.tls,
@@ -516,13 +507,17 @@ impl Client {
             inner.opts.connect_timeout,
             inner.opts.request_timeout,
         )?;
-        log::info!(
-            "client certificate from the exec plugin changed: reconnecting to {}",
-            inner.server
-        );
-        let mut state = self.inner.agent.write().unwrap_or_else(|p| p.into_inner());
-        state.agent = agent.clone();
-        state.exec_identity = identity;
+        if changed {
+            log::info!(
+                "client certificate from the exec plugin changed: reconnecting to {}",
+                inner.server
+            );
+        }
+        let state = AgentState {
+            agent: agent.clone(),
+            exec_identity: identity,
+        };
+        *inner.agent.write().unwrap_or_else(|p| p.into_inner()) = Some(state);
         Ok(agent)
     }
 
@@ -632,12 +627,9 @@ struct ListMeta {
 /// `path?k=v&…`, values percent-encoded (selectors carry `=`, `!`, `,`, spaces and parentheses).
 fn with_query(path: &str, query: &[(&str, String)]) -> String {
     let mut out = path.to_string();
-    let mut sep = if path.contains('?') { '&' } else { '?' };
     for (k, v) in query {
-        out.push(sep);
-        sep = '&';
-        out.push_str(k);
-        out.push('=');
+        let sep = if out.contains('?') { '&' } else { '?' };
+        out = format!("{out}{sep}{k}=");
         for b in v.bytes() {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
                 out.push(b as char);

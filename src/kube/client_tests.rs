@@ -521,6 +521,54 @@ fn client_certificates_with_rsa_and_ecdsa_keys_in_every_encoding_authenticate() 
     assert!(c.get::<serde_json::Value>("/version").is_err());
 }
 
+/// An exec plugin that hands out a client certificate: the client connects with it, and builds a
+/// new agent (no pooled connection reused) when the plugin hands out another one.
+#[test]
+fn a_new_exec_client_certificate_gets_a_new_agent() {
+    let server_pki = Pki::new("server-ca");
+    let trusted = Pki::new("client-ca");
+    let untrusted = Pki::new("other-ca");
+    let server = TestServer::tls(
+        server_pki.server_config(&["127.0.0.1"], Some(&trusted)),
+        version_reply,
+    );
+    let dir = std::env::temp_dir().join(format!("paperlb-exec-cert-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let answer = dir.join("answer.json");
+    // Expired at once, so the plugin runs again before every request.
+    let hand_out = |pki: &Pki| {
+        let key = KeyPair::generate().unwrap();
+        let status = serde_json::json!({
+            "clientCertificateData": pki.issue(&["paperlb"], &key),
+            "clientKeyData": key.serialize_pem(),
+            "expirationTimestamp": "2001-01-01T00:00:00Z",
+        });
+        let cred = serde_json::json!({"apiVersion": "client.authentication.k8s.io/v1",
+            "kind": "ExecCredential", "status": status});
+        std::fs::write(&answer, cred.to_string()).unwrap();
+    };
+    hand_out(&trusted);
+    let mut cfg = tls_config(&server.url, &server_pki.ca_pem);
+    cfg.auth = crate::kube::config::AuthSource::Exec(crate::kube::config::ExecConfig {
+        api_version: "client.authentication.k8s.io/v1".into(),
+        command: "/bin/cat".into(),
+        args: vec![answer.display().to_string()],
+        ..Default::default()
+    });
+    let c = Client::new(&cfg, ClientOptions::default()).unwrap();
+    let get = || c.get::<serde_json::Value>("/version");
+    assert!(get().is_ok(), "{:?}", get());
+    hand_out(&untrusted);
+    let e = get().unwrap_err();
+    assert!(
+        matches!(e, Error::Tls { .. } | Error::Connect { .. }),
+        "{e:?}"
+    );
+    hand_out(&trusted);
+    assert!(get().is_ok(), "{:?}", get());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn mismatched_client_key_is_refused_before_connecting() {
     let pki = Pki::new("ca");

@@ -152,12 +152,10 @@ pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
 }
 
 fn no_configuration(why: &str) -> Error {
-    Error::Config {
-        what: format!(
-            "no Kubernetes configuration: no --kubeconfig, KUBECONFIG is unset, not in a cluster \
-             (KUBERNETES_SERVICE_HOST/PORT unset), and {why}"
-        ),
-    }
+    config_err(format!(
+        "no Kubernetes configuration: no --kubeconfig, KUBECONFIG is unset, not in a cluster \
+         (KUBERNETES_SERVICE_HOST/PORT unset), and {why}"
+    ))
 }
 
 /// `KUBECONFIG` split on the platform's separator, empty entries dropped, duplicates removed (first kept).
@@ -176,9 +174,9 @@ fn kubeconfig_list(env: Option<&std::ffi::OsStr>) -> Vec<PathBuf> {
 
 fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error> {
     if port.parse::<u16>().is_err() {
-        return Err(Error::Config {
-            what: format!("in-cluster: KUBERNETES_SERVICE_PORT {port:?} is not a port number"),
-        });
+        return Err(config_err(format!(
+            "in-cluster: KUBERNETES_SERVICE_PORT {port:?} is not a port number"
+        )));
     }
     let server = if host.contains(':') && !host.starts_with('[') {
         format!("https://[{host}]:{port}")
@@ -188,8 +186,7 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     let what = format!("in-cluster service account {}", dir.display());
     let token_path = dir.join("token");
     check_token_file(&what, "token", &token_path)?;
-    let ca_path = dir.join("ca.crt");
-    let ca = read_file(&what, "ca.crt", &ca_path)?;
+    let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
     check_certificates(&what, "ca.crt", &ca)?;
     let ns_path = dir.join("namespace");
     let namespace = match std::fs::read_to_string(&ns_path) {
@@ -368,16 +365,13 @@ fn typed<T: DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
             .split_once(", expected ")
             .map_or(e.clone(), |(_, x)| format!("expected {x}"));
         let field = v.as_object().and_then(|m| {
-            m.iter().find(|(k, x)| {
-                let one: Map<String, Value> =
-                    std::iter::once(((*k).clone(), (*x).clone())).collect();
+            m.keys().find(|k| {
+                let one = Map::from_iter([((*k).clone(), m[*k].clone())]);
                 serde_json::from_value::<T>(Value::Object(one)).is_err()
             })
         });
-        match field {
-            Some((k, _)) => config_err(format!("{what}: {k}: {e}")),
-            None => config_err(format!("{what}: {e}")),
-        }
+        let field = field.map(|k| format!(": {k}")).unwrap_or_default();
+        config_err(format!("{what}{field}: {e}"))
     })
 }
 
@@ -385,11 +379,19 @@ fn config_err(what: String) -> Error {
     Error::Config { what }
 }
 
-/// One named entry of `clusters`, `users` or `contexts`, with its index for error messages.
+/// One named entry of `clusters`, `users` or `contexts`.
 struct Entry<T> {
     name: String,
-    index: usize,
+    /// `kubeconfig PATH: LIST[INDEX] "NAME"`, for error messages.
+    what: String,
     body: T,
+}
+
+impl<T> Entry<T> {
+    /// A configuration error in this entry.
+    fn err(&self, detail: &str) -> Error {
+        config_err(format!("{}: {detail}", self.what))
+    }
 }
 
 struct Kubeconfig {
@@ -407,15 +409,6 @@ impl Kubeconfig {
             Some(dir) => dir.join(p),
             None => PathBuf::from(p),
         }
-    }
-
-    fn entry_what<T>(&self, list: &str, e: &Entry<T>) -> String {
-        format!(
-            "kubeconfig {}: {list}[{}] {:?}",
-            self.path.display(),
-            e.index,
-            e.name
-        )
     }
 }
 
@@ -488,8 +481,7 @@ fn entries<T: DeserializeOwned + Default>(
     body: &str,
     what: &str,
 ) -> Result<Vec<Entry<T>>, Error> {
-    let mut out = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
+    let entry = |(index, item): (usize, Value)| {
         let here = format!("{what}: {list}[{index}]");
         let Value::Object(mut item) = item else {
             return Err(config_err(format!(
@@ -507,9 +499,13 @@ fn entries<T: DeserializeOwned + Default>(
             v @ Value::Object(_) => typed(v, &here)?,
             _ => return Err(config_err(format!("{here}: {body}: expected a mapping"))),
         };
-        out.push(Entry { name, index, body });
-    }
-    Ok(out)
+        Ok(Entry {
+            name,
+            what: here,
+            body,
+        })
+    };
+    items.into_iter().enumerate().map(entry).collect()
 }
 
 /// The first file to define `name` in the given list wins it whole (client-go's merge rule).
@@ -550,9 +546,9 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
             all_names(files, |f| &f.contexts)
         )));
     };
-    let ctx_what = ctx_file.entry_what("contexts", ctx);
+    let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
-        return Err(config_err(format!("{ctx_what}: context names no cluster")));
+        return Err(ctx.err("context names no cluster"));
     };
     let user_name = ctx.body.user.clone().unwrap_or_default();
     let Some((cluster_file, cluster)) = find(files, |f| &f.clusters, &cluster_name) else {
@@ -586,30 +582,30 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
 }
 
 fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> {
-    let what = file.entry_what("clusters", e);
+    let what = &e.what;
     let c = &e.body;
     let Some(server) = &c.server.0 else {
-        return Err(config_err(format!("{what}: server is missing")));
+        return Err(e.err("server is missing"));
     };
-    let server = check_server(&what, server)?;
+    let server = check_server(what, server)?;
     if c.proxy_url.is_some() {
-        return Err(config_err(format!("{what}: proxy-url is not supported")));
+        return Err(e.err("proxy-url is not supported"));
     }
     let insecure = c.insecure_skip_tls_verify;
     if insecure && (c.certificate_authority_data.is_some() || c.certificate_authority.is_some()) {
-        return Err(config_err(format!(
-            "{what}: certificate-authority and insecure-skip-tls-verify together: remove one of them"
-        )));
+        return Err(e.err(
+            "certificate-authority and insecure-skip-tls-verify together: remove one of them",
+        ));
     }
     let ca_pem = pem_field(
         file,
-        &what,
+        what,
         "certificate-authority",
         &c.certificate_authority_data,
         &c.certificate_authority,
     )?;
     if let Some(ca) = &ca_pem {
-        check_certificates(&what, "certificate-authority", ca)?;
+        check_certificates(what, "certificate-authority", ca)?;
     }
     let tls = TlsSettings {
         ca_pem,
@@ -641,65 +637,53 @@ fn user_settings(
     e: &Entry<User>,
     tls: &mut TlsSettings,
 ) -> Result<AuthSource, Error> {
-    let what = file.entry_what("users", e);
+    let what = &e.what;
     let u = &e.body;
     if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
         let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
-        return Err(config_err(format!(
-            "{what}: auth-provider {name:?} is not supported; use an exec credential plugin \
+        return Err(e.err(&format!(
+            "auth-provider {name:?} is not supported; use an exec credential plugin \
              (e.g. kubelogin for OIDC) or a token"
         )));
     }
     if u.username.is_some() || u.password.is_some() {
-        return Err(config_err(format!(
-            "{what}: username/password (basic auth) is not supported; use a token, tokenFile, \
-             client certificate or an exec credential plugin"
-        )));
+        return Err(e.err(
+            "username/password (basic auth) is not supported; use a token, tokenFile, \
+             client certificate or an exec credential plugin",
+        ));
     }
     let cert = pem_field(
         file,
-        &what,
+        what,
         "client-certificate",
         &u.client_certificate_data,
         &u.client_certificate,
     )?;
-    let key = pem_field(file, &what, "client-key", &u.client_key_data, &u.client_key)?;
+    let key = pem_field(file, what, "client-key", &u.client_key_data, &u.client_key)?;
     match (&cert, &key) {
         (Some(c), Some(k)) => {
-            check_certificates(&what, "client-certificate", c)?;
+            check_certificates(what, "client-certificate", c)?;
             if PrivateKeyDer::from_pem_slice(k).is_err() {
-                return Err(config_err(format!(
-                    "{what}: client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"
-                )));
+                return Err(e.err("client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"));
             }
         }
-        (Some(_), None) => {
-            return Err(config_err(format!(
-                "{what}: client-certificate without client-key"
-            )));
-        }
-        (None, Some(_)) => {
-            return Err(config_err(format!(
-                "{what}: client-key without client-certificate"
-            )));
-        }
+        (Some(_), None) => return Err(e.err("client-certificate without client-key")),
+        (None, Some(_)) => return Err(e.err("client-key without client-certificate")),
         (None, None) => {}
     }
     tls.client_cert_pem = cert;
     tls.client_key_pem = key;
 
     if u.exec.is_some() && (u.token.is_some() || u.token_file.is_some()) {
-        return Err(config_err(format!(
-            "{what}: exec together with token or tokenFile: keep only one"
-        )));
+        return Err(e.err("exec together with token or tokenFile: keep only one"));
     }
     if let Some(exec) = &u.exec {
-        return Ok(AuthSource::Exec(exec_settings(file, &what, exec)?));
+        return Ok(AuthSource::Exec(exec_settings(file, what, exec)?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file.0 {
         let path = file.resolve(p);
-        check_token_file(&what, "tokenFile", &path)?;
+        check_token_file(what, "tokenFile", &path)?;
         return Ok(AuthSource::TokenFile(path));
     }
     Ok(u.token.clone().map_or(AuthSource::None, AuthSource::Token))
@@ -774,9 +758,10 @@ fn read_file(what: &str, field: &str, path: &Path) -> Result<Vec<u8>, Error> {
 fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
     let bytes = read_file(what, field, path)?;
     if String::from_utf8_lossy(&bytes).trim().is_empty() {
-        return Err(Error::Config {
-            what: format!("{what}: {field} {} is empty", path.display()),
-        });
+        return Err(config_err(format!(
+            "{what}: {field} {} is empty",
+            path.display()
+        )));
     }
     Ok(())
 }
@@ -784,9 +769,8 @@ fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
 fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
     // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
     let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-    BASE64_STANDARD.decode(compact).map_err(|_| Error::Config {
-        what: format!("{what}: {field}: invalid base64"),
-    })
+    let bad = || config_err(format!("{what}: {field}: invalid base64"));
+    BASE64_STANDARD.decode(compact).map_err(|_| bad())
 }
 
 /// At least one PEM certificate, and no malformed PEM section.

@@ -21,10 +21,10 @@ pub enum Error {
 }
 
 /// Reads one page from `input`: the envelope `E` (the page without its items), each item handed
-/// to `item` as text (its index and JSON; an `Err` stops the read).
+/// to `item` as its JSON text (an `Err` stops the read).
 pub fn read<E: DeserializeOwned>(
     mut input: impl BufRead,
-    item: &mut dyn FnMut(usize, &str) -> Result<(), String>,
+    item: &mut dyn FnMut(&str) -> Result<(), String>,
 ) -> Result<E, Error> {
     let mut cut = Cutter::default();
     let mut n_items = 0;
@@ -42,7 +42,7 @@ pub fn read<E: DeserializeOwned>(
             if let Some(text) = cut.byte(b) {
                 let text = std::str::from_utf8(&text)
                     .map_err(|e| Error::Json(format!("items[{n_items}]: {e}")))?;
-                item(n_items, text).map_err(|e| Error::Json(format!("items[{n_items}]: {e}")))?;
+                item(text).map_err(|e| Error::Json(format!("items[{n_items}]: {e}")))?;
                 n_items += 1;
             }
         }
@@ -141,7 +141,7 @@ mod tests {
     fn read_in_chunks(text: &str, chunk: usize) -> Result<(Meta, Vec<Value>), Error> {
         let reader = std::io::BufReader::with_capacity(chunk, text.as_bytes());
         let mut items = Vec::new();
-        let meta = read(reader, &mut |_, t| {
+        let meta = read(reader, &mut |t| {
             items.push(serde_json::from_str(t).map_err(|e| e.to_string())?);
             Ok(())
         })?;

@@ -153,8 +153,7 @@ pub(crate) fn cancel_reads_on(flag: Arc<AtomicBool>) -> CancelGuard {
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        let previous = self.0.take();
-        CANCEL.with(|c| *c.borrow_mut() = previous);
+        CANCEL.with(|c| *c.borrow_mut() = self.0.take());
     }
 }
 
@@ -194,11 +193,7 @@ impl<T: Transport> Transport for Cancellable<T> {
             return self.inner.await_input(timeout);
         };
         let full = timeout.for_read();
-        let deadline = if full.after.is_not_happening() {
-            None
-        } else {
-            Some(Instant::now() + *full.after)
-        };
+        let deadline = (!full.after.is_not_happening()).then(|| Instant::now() + *full.after);
         // Bounded: each pass waits at least until the deadline approaches or the flag is set.
         loop {
             if flag.load(Ordering::Relaxed) {

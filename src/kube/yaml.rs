@@ -579,13 +579,10 @@ fn unescape(
             );
         }
     };
-    let mut code: u32 = 0;
-    for _ in 0..width {
-        match chars.next().and_then(|(_, c)| c.to_digit(16)) {
-            Some(d) => code = code * 16 + d,
-            None => return err(no, "escape needs hexadecimal digits"),
-        }
-    }
+    let code = (0..width).try_fold(0, |code, _| Some(code * 16 + chars.next()?.1.to_digit(16)?));
+    let Some(code) = code else {
+        return err(no, "escape needs hexadecimal digits");
+    };
     char::from_u32(code).map_or_else(|| err(no, "escape is not a valid Unicode character"), Ok)
 }
 #[cfg(test)]

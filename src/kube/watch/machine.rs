@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use super::stream::{WatchEvent, WatchMsg};
+use crate::kube::Error;
 use crate::kube::client::ObjectList;
-use crate::kube::{ApiStatus, Error};
 
 /// A watch that ends sooner than this without a single event is treated as a failure (client-go).
 pub const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(1);
@@ -58,7 +58,7 @@ pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
     pub reset_after: Duration,
-    /// Each delay is shortened by up to this fraction at random (0 = none), so it never exceeds `max`.
+    /// Each delay is shortened by up to this fraction (0 to 1) at random, so it never exceeds `max`.
     pub jitter: f64,
     current: Option<Duration>,
     last_failure: Option<Instant>,
@@ -66,27 +66,18 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff::new(
-            Duration::from_millis(800),
-            Duration::from_secs(30),
-            Duration::from_secs(120),
-            0.25,
-        )
-    }
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration, reset_after: Duration, jitter: f64) -> Backoff {
         Backoff {
-            initial,
-            max,
-            reset_after,
-            jitter: jitter.clamp(0.0, 1.0),
+            initial: Duration::from_millis(800),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(120),
+            jitter: 0.25,
             current: None,
             last_failure: None,
         }
     }
+}
 
+impl Backoff {
     /// The delay after a failure at `now`.
     pub fn next(&mut self, now: Instant, rng: &mut XorShift) -> Duration {
         if let Some(last) = self.last_failure {
@@ -216,11 +207,8 @@ impl Machine {
         match (state, input) {
             (State::Listing, Input::Listed(list)) => {
                 let n = list.items.len();
-                let log = if self.synced {
-                    format!("relisted {}: {n} objects", self.name)
-                } else {
-                    format!("synced {}: {n} objects", self.name)
-                };
+                let verb = if self.synced { "relisted" } else { "synced" };
+                let log = format!("{verb} {}: {n} objects", self.name);
                 self.synced = true;
                 self.forbidden_logged = false;
                 let mut step = Step::to(self.watch_from(list.resource_version));
@@ -276,15 +264,10 @@ impl Machine {
                 self.fail_with(Some(rv), e, now)
             }
             (State::Listing, Input::Failed(e)) => self.fail_with(None, e, now),
-            (State::Backoff { rv }, Input::Slept) => {
-                let action = match rv {
-                    Some(rv) => self.watch_from(rv),
-                    None => {
-                        self.state = State::Listing;
-                        Action::List
-                    }
-                };
-                Step::to(action)
+            (State::Backoff { rv: Some(rv) }, Input::Slept) => Step::to(self.watch_from(rv)),
+            (State::Backoff { rv: None }, Input::Slept) => {
+                self.state = State::Listing;
+                Step::to(Action::List)
             }
             (state, input) => {
                 // A runner bug, not a server problem: say so and start over cleanly.
@@ -321,7 +304,13 @@ impl Machine {
                 resource_version,
             } => (Some(WatchMsg::Deleted(object)), resource_version),
             WatchEvent::Bookmark { resource_version } => (None, resource_version),
-            WatchEvent::Error(status) => return self.on_error_event(rv, status, now),
+            WatchEvent::Error(status) => {
+                let e = Error::Api(Box::new(status));
+                if e.is_gone() {
+                    return self.relist(&e.to_string());
+                }
+                return self.fail_with(Some(rv), e, now);
+            }
         };
         // An object without an RV (never from a real server) must not lose our place.
         let rv = if new_rv.is_empty() { rv } else { new_rv };
@@ -333,14 +322,6 @@ impl Machine {
         let mut step = Step::to(Action::Read);
         step.msgs.extend(msg);
         step
-    }
-
-    fn on_error_event<T>(&mut self, rv: String, status: ApiStatus, now: Instant) -> Step<T> {
-        let e = Error::Api(Box::new(status));
-        if e.is_gone() {
-            return self.relist(&e.to_string());
-        }
-        self.fail_with(Some(rv), e, now)
     }
 
     fn relist<T>(&mut self, why: &str) -> Step<T> {
@@ -414,6 +395,7 @@ fn input_name<T>(input: &Input<T>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::ApiStatus;
 
     type Obj = (&'static str, &'static str); // (name, rv)
 
@@ -421,12 +403,10 @@ mod tests {
         Machine::new(
             "services",
             XorShift::new(42),
-            Backoff::new(
-                Duration::from_millis(800),
-                Duration::from_secs(30),
-                Duration::from_secs(120),
+            Backoff {
                 jitter,
-            ),
+                ..Backoff::default()
+            },
         )
     }
 

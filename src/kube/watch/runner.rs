@@ -63,7 +63,7 @@ impl WatchStats {
 pub fn spawn_with_stats<T, E>(
     name: impl Into<String>,
     client: Client,
-    path_for_list_and_watch: String,
+    path: String,
     tx: Sender<E>,
     map: impl Fn(WatchMsg<T>) -> E + Send + 'static,
     shutdown: Arc<AtomicBool>,
@@ -80,17 +80,7 @@ where
         Some(msg) => tx.send(map(msg)).is_ok(),
         None => true, // cannot happen: `decode` made every object a T
     };
-    let run = move || {
-        run(
-            name,
-            client,
-            path_for_list_and_watch,
-            decode,
-            &mut send,
-            shutdown,
-            &stats,
-        )
-    };
+    let run = move || run(name, client, path, decode, &mut send, shutdown, stats);
     // Fails only when the OS refuses a thread; the process cannot work without its watchers.
     let spawned = std::thread::Builder::new().name(thread_name).spawn(run);
     spawned.unwrap_or_else(|e| panic!("cannot start a watcher thread: {e}"))
@@ -120,7 +110,7 @@ fn run(
     decode: Decode,
     send: &mut dyn FnMut(WatchMsg<Object>) -> bool,
     shutdown: Arc<AtomicBool>,
-    stats: &WatchStats,
+    stats: Arc<WatchStats>,
 ) {
     // Reads made by this thread wake up regularly and give up once shutdown is set.
     let _cancel = cancel_reads_on(shutdown.clone());
@@ -131,10 +121,7 @@ fn run(
     // For the counters: has a LIST succeeded yet, and was the last request a successful LIST?
     let (mut listed, mut after_list) = (false, false);
     log::debug!("watch {name}: started on {path}");
-    loop {
-        if shutdown.load(Ordering::Relaxed) {
-            break;
-        }
+    while !shutdown.load(Ordering::Relaxed) {
         for (level, line) in std::mem::take(&mut step.logs) {
             log::log!(level, "watch {line}");
         }
