@@ -15,7 +15,7 @@ use crate::controller::decide::targets::{
     Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
+    BALANCE_ANNOTATION, balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
     updater_without_checks, with_override,
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
@@ -733,8 +733,30 @@ fn ports_step(
             );
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
-            if balancing.balance != Balance::RoundRobin {
-                let _ = write!(message, "; balance {}", balancing.balance.as_str());
+            let balance = balancing.balance.as_str();
+            // The controller's rule: the Go nginx-lb-updater serves round robin only
+            // (`Balancing=False`, `UpdaterWithoutBalance`).
+            let urls = spec.hosts.iter().map(|h| h.url.as_str());
+            let go_updater = updater_without_checks(urls.chain([spec.url.as_str()]), lb, ctx);
+            if balancing.balance != Balance::RoundRobin && go_updater {
+                let mut drop = Vec::new();
+                if svc.spec.session_affinity.as_deref() == Some("ClientIP") {
+                    drop.push("spec.sessionAffinity: ClientIP".to_string());
+                }
+                let annotation = svc.metadata.annotations.get(BALANCE_ANNOTATION);
+                if annotation.is_some_and(|v| Balance::parse(v) != Some(Balance::RoundRobin)) {
+                    drop.push(format!("the annotation {BALANCE_ANNOTATION}"));
+                }
+                let _ = write!(
+                    message,
+                    "; balance {balance} is not served (Balancing=False, UpdaterWithoutBalance): \
+                     the updater is the Go nginx-lb-updater, which serves round robin only; for \
+                     {balance} run the paperlb updater (paperlb nginx-updater) on the LB host, or \
+                     drop {}",
+                    drop.join(" and ")
+                );
+            } else if balancing.balance != Balance::RoundRobin {
+                let _ = write!(message, "; balance {balance}");
             }
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");
