@@ -8,7 +8,6 @@
 
 use super::facts::{Facts, SecretFact, SecretRef, SecretState};
 use crate::controller::decide::plan::lb_request;
-use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
@@ -636,27 +635,6 @@ fn nodes_step(
     (ok("nodes", message), Some(()))
 }
 
-/// LoadBalancers other than `except` claiming (port, protocol) on `host`.
-fn holders(f: &Facts, host: &str, port: u16, protocol: Protocol, except: &Key) -> Vec<Key> {
-    f.load_balancers
-        .iter()
-        .flatten()
-        .filter(|l| Key::of(&l.metadata) != *except)
-        .filter(|l| {
-            l.spec
-                .host
-                .get()
-                .is_some_and(|h| h.eq_ignore_ascii_case(host))
-        })
-        .filter(|l| {
-            stored_ports(&l.spec)
-                .iter()
-                .any(|(_, p, proto)| *p == port && *proto == protocol)
-        })
-        .map(|l| Key::of(&l.metadata))
-        .collect()
-}
-
 /// How many ports of `proto` in the config's range `pairs` holds.
 pub(super) fn used_in_range(
     pairs: &BTreeSet<(u16, Protocol)>,
@@ -706,8 +684,8 @@ fn ports_step(
             );
             return (step, None);
         }
-        let held = holders(f, &cfg.host, lb_port, protocol, key);
-        if let Some(holder) = held.first() {
+        // The controller's own port index (the same rule as the allocation).
+        if let Some(holder) = cache.port_holder(&cfg.host, lb_port, protocol, key) {
             let step = fail(
                 "ports",
                 format!(
