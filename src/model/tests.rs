@@ -272,10 +272,10 @@ fn printer_columns(text: &str) -> Vec<(String, String)> {
     for line in text.lines().map(str::trim) {
         if let Some(n) = line.strip_prefix("- name: ") {
             name = Some(n.to_string());
-        } else if let Some(p) = line.strip_prefix("jsonPath: ") {
-            if let Some(n) = name.take() {
-                out.push((n, p.to_string()));
-            }
+        } else if let Some(p) = line.strip_prefix("jsonPath: ")
+            && let Some(n) = name.take()
+        {
+            out.push((n, p.to_string()));
         }
     }
     out
