@@ -722,7 +722,10 @@ fn ports_step(
                     drop.push("spec.sessionAffinity: ClientIP".to_string());
                 }
                 let annotation = svc.metadata.annotations.get(BALANCE_ANNOTATION);
-                if annotation.is_some_and(|v| Balance::parse(v) != Some(Balance::RoundRobin)) {
+                if annotation
+                    .and_then(|v| Balance::parse(v))
+                    .is_some_and(|b| b != Balance::RoundRobin)
+                {
                     drop.push(format!("the annotation {BALANCE_ANNOTATION}"));
                 }
                 let _ = write!(

@@ -633,6 +633,15 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
          only; for hash run the paperlb updater (paperlb nginx-updater) on the LB host, or drop \
          spec.sessionAffinity: ClientIP"
     );
+    // ClientIP wins over a bad annotation value (InvalidAnnotation): only ClientIP sets the hash.
+    let mut s = svc();
+    s["spec"]["sessionAffinity"] = json!("ClientIP");
+    s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "fastest"});
+    assert!(
+        go_updater(s)
+            .contains("on the LB host, or drop spec.sessionAffinity: ClientIP; annotation"),
+        "the annotation is not what to drop"
+    );
     // Round robin asked (or nothing): nothing to say.
     let mut s = svc();
     s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "round-robin"});
