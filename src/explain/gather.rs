@@ -37,18 +37,12 @@ fn read_error(
     what: &str,
     e: &Error,
 ) -> ReadError {
-    let mut needs = format!("{verb} {}", res.plural);
-    if !res.group.is_empty() {
-        needs = format!("{needs}.{}", res.group);
-    }
-    match namespace {
-        Some(ns) => needs.push_str(&format!(" in namespace {ns}")),
-        None => needs.push_str(" in all namespaces"),
-    }
+    let dot = if res.group.is_empty() { "" } else { "." };
+    let scope = namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}"));
     ReadError {
         what: format!("{verb} {} {what}", res.plural),
         message: e.to_string(),
-        needs,
+        needs: format!("{verb} {}{dot}{} in {scope}", res.plural, res.group),
         denied: e.is_forbidden() || e.is_unauthorized(),
     }
 }
@@ -252,5 +246,40 @@ pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
             code: e.status(),
             message: e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_read_names_the_permission_with_group_and_scope() {
+        let e = Error::Unauthorized {
+            server: "https://127.0.0.1:6443".into(),
+        };
+        let r = read_error("list", &LOADBALANCERS, None, "in all namespaces", &e);
+        assert_eq!(
+            (r.what.as_str(), r.needs.as_str(), r.denied),
+            (
+                "list loadbalancers in all namespaces",
+                "list loadbalancers.lb.paperlb.com in all namespaces",
+                true
+            )
+        );
+        let e = Error::Http {
+            code: 500,
+            body: "boom".into(),
+            retry_after: None,
+        };
+        let r = read_error("get", &SERVICES, Some("default"), "default/web", &e);
+        assert_eq!(
+            (r.what.as_str(), r.needs.as_str(), r.denied),
+            (
+                "get services default/web",
+                "get services in namespace default",
+                false
+            )
+        );
     }
 }

@@ -67,10 +67,11 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
         if a.starts_with('-') {
             flags.push(a.clone());
             let name = a.trim_start_matches('-');
-            if !name.contains('=') && VALUE_FLAGS.contains(&name) {
-                if let Some(v) = it.next() {
-                    flags.push(v.clone());
-                }
+            if !name.contains('=')
+                && VALUE_FLAGS.contains(&name)
+                && let Some(v) = it.next()
+            {
+                flags.push(v.clone());
             }
         } else {
             positional.push(a.clone());

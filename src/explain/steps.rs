@@ -7,14 +7,13 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, SecretFact, SecretRef, SecretState};
-use crate::controller::decide::ports::stored_ports;
 use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
     Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
+    BALANCE_ANNOTATION, balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
     updater_without_checks, with_override,
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
@@ -635,27 +634,6 @@ fn nodes_step(
     (ok("nodes", message), Some(()))
 }
 
-/// LoadBalancers other than `except` claiming (port, protocol) on `host`.
-fn holders(f: &Facts, host: &str, port: u16, protocol: Protocol, except: &Key) -> Vec<Key> {
-    f.load_balancers
-        .iter()
-        .flatten()
-        .filter(|l| Key::of(&l.metadata) != *except)
-        .filter(|l| {
-            l.spec
-                .host
-                .get()
-                .is_some_and(|h| h.eq_ignore_ascii_case(host))
-        })
-        .filter(|l| {
-            stored_ports(&l.spec)
-                .iter()
-                .any(|(_, p, proto)| *p == port && *proto == protocol)
-        })
-        .map(|l| Key::of(&l.metadata))
-        .collect()
-}
-
 /// How many ports of `proto` in the config's range `pairs` holds.
 pub(super) fn used_in_range(
     pairs: &BTreeSet<(u16, Protocol)>,
@@ -705,8 +683,8 @@ fn ports_step(
             );
             return (step, None);
         }
-        let held = holders(f, &cfg.host, lb_port, protocol, key);
-        if let Some(holder) = held.first() {
+        // The controller's own port index (the same rule as the allocation).
+        if let Some(holder) = cache.port_holder(&cfg.host, lb_port, protocol, key) {
             let step = fail(
                 "ports",
                 format!(
@@ -732,8 +710,33 @@ fn ports_step(
             );
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
-            if balancing.balance != Balance::RoundRobin {
-                let _ = write!(message, "; balance {}", balancing.balance.as_str());
+            let balance = balancing.balance.as_str();
+            // The controller's rule: the Go nginx-lb-updater serves round robin only
+            // (`Balancing=False`, `UpdaterWithoutBalance`).
+            let urls = spec.hosts.iter().map(|h| h.url.as_str());
+            let go_updater = updater_without_checks(urls.chain([spec.url.as_str()]), lb, ctx);
+            if balancing.balance != Balance::RoundRobin && go_updater {
+                let mut drop = Vec::new();
+                if svc.spec.session_affinity.as_deref() == Some("ClientIP") {
+                    drop.push("spec.sessionAffinity: ClientIP".to_string());
+                }
+                let annotation = svc.metadata.annotations.get(BALANCE_ANNOTATION);
+                if annotation
+                    .and_then(|v| Balance::parse(v))
+                    .is_some_and(|b| b != Balance::RoundRobin)
+                {
+                    drop.push(format!("the annotation {BALANCE_ANNOTATION}"));
+                }
+                let _ = write!(
+                    message,
+                    "; balance {balance} is not served (Balancing=False, UpdaterWithoutBalance): \
+                     the updater is the Go nginx-lb-updater, which serves round robin only; for \
+                     {balance} run the paperlb updater (paperlb nginx-updater) on the LB host, or \
+                     drop {}",
+                    drop.join(" and ")
+                );
+            } else if balancing.balance != Balance::RoundRobin {
+                let _ = write!(message, "; balance {balance}");
             }
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");

@@ -594,6 +594,60 @@ fn the_ports_step_names_the_balance_and_what_the_affinity_rule_ignored() {
     );
 }
 
+/// Against the Go nginx-lb-updater (no `GET`: `DriftCheck=False`, `Unsupported`) a balance other
+/// than round robin is not served: the controller pushes round robin and sets `Balancing=False`,
+/// `UpdaterWithoutBalance`; the ports step says so and what to do (still served, round robin).
+#[test]
+fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance() {
+    let go_updater = |s: Value| {
+        let mut f = served(s);
+        let Ok(Some(lb)) = &mut f.load_balancer else {
+            panic!("no LoadBalancer")
+        };
+        lb.status.conditions = serde_json::from_value(json!([
+            {"type": "DriftCheck", "status": "False", "reason": "Unsupported", "message": "404"},
+        ]))
+        .unwrap();
+        f.hosts[0].probe = Probe::NoList { code: 404 };
+        let r = explain(&f, &ctx());
+        assert!(r.served, "READY decides for an updater without GET: {r:#?}");
+        let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
+        assert_eq!(step.status, Status::Ok);
+        step.message
+    };
+    let mut s = svc();
+    s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "least-conn"});
+    assert_eq!(
+        go_updater(s),
+        "LB port 8100/TCP on 127.0.0.10; balance least-conn is not served (Balancing=False, \
+         UpdaterWithoutBalance): the updater is the Go nginx-lb-updater, which serves round robin \
+         only; for least-conn run the paperlb updater (paperlb nginx-updater) on the LB host, or \
+         drop the annotation lb.paperlb.com/balance"
+    );
+    let mut s = svc();
+    s["spec"]["sessionAffinity"] = json!("ClientIP");
+    assert_eq!(
+        go_updater(s),
+        "LB port 8100/TCP on 127.0.0.10; balance hash is not served (Balancing=False, \
+         UpdaterWithoutBalance): the updater is the Go nginx-lb-updater, which serves round robin \
+         only; for hash run the paperlb updater (paperlb nginx-updater) on the LB host, or drop \
+         spec.sessionAffinity: ClientIP"
+    );
+    // ClientIP wins over a bad annotation value (InvalidAnnotation): only ClientIP sets the hash.
+    let mut s = svc();
+    s["spec"]["sessionAffinity"] = json!("ClientIP");
+    s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "fastest"});
+    assert!(
+        go_updater(s)
+            .contains("on the LB host, or drop spec.sessionAffinity: ClientIP; annotation"),
+        "the annotation is not what to drop"
+    );
+    // Round robin asked (or nothing): nothing to say.
+    let mut s = svc();
+    s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "round-robin"});
+    assert_eq!(go_updater(s), "LB port 8100/TCP on 127.0.0.10");
+}
+
 #[test]
 fn an_unreadable_service_or_config_stops_at_an_unknown_step_exit_2() {
     let mut f = world(svc());

@@ -35,17 +35,17 @@ impl<T: DeserializeOwned> Lenient<T> {
         if let Ok(v) = T::deserialize(&value) {
             return Lenient::Valid(v);
         }
-        if let Value::String(s) = &value {
-            if let Ok(v) = serde_json::from_str::<T>(s.trim()) {
-                return Lenient::Valid(v);
-            }
+        if let Value::String(s) = &value
+            && let Ok(v) = serde_json::from_str::<T>(s.trim())
+        {
+            return Lenient::Valid(v);
         }
-        if let Some(f) = value.as_f64() {
-            if f.fract() == 0.0 && f.abs() < 1e15 {
-                if let Ok(v) = T::deserialize(&Value::from(f as i64)) {
-                    return Lenient::Valid(v);
-                }
-            }
+        if let Some(f) = value.as_f64()
+            && f.fract() == 0.0
+            && f.abs() < 1e15
+            && let Ok(v) = T::deserialize(&Value::from(f as i64))
+        {
+            return Lenient::Valid(v);
         }
         Lenient::Invalid(Box::new(value))
     }

@@ -192,10 +192,11 @@ impl LoadBalancerSpec {
     /// In what earlier versions wrote, the Go field `targets` repeats `ports[0].targets` (paperlb
     /// now leaves the latter out): let both point at one list, so the cache holds them once.
     pub fn share_first_port_targets(&mut self) {
-        if let Some(first) = self.ports.first() {
-            if first.targets == self.targets && !Arc::ptr_eq(&first.targets.0, &self.targets.0) {
-                self.targets = first.targets.clone();
-            }
+        if let Some(first) = self.ports.first()
+            && first.targets == self.targets
+            && !Arc::ptr_eq(&first.targets.0, &self.targets.0)
+        {
+            self.targets = first.targets.clone();
         }
     }
 }

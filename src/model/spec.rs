@@ -478,19 +478,16 @@ impl LbSpec {
         let host = host_at(&spec.host, "spec.host")?;
         let mut ports: Vec<LbPort> = Vec::new();
         if spec.ports.is_empty() {
-            ports.push(parse_port(
-                &spec.port,
-                &spec.protocol,
-                &spec.targets,
-                "spec",
-            )?);
+            let targets = (&spec.targets[..], "spec.targets");
+            ports.push(parse_port(&spec.port, &spec.protocol, targets, "spec")?);
         }
         for (i, p) in spec.ports.iter().enumerate() {
             let at = format!("spec.ports[{i}]");
             // The first port's targets are the Go field `targets` when it lists none itself.
+            let own = format!("{at}.targets");
             let targets = match (i, p.targets.is_empty()) {
-                (0, true) => &spec.targets,
-                _ => &p.targets,
+                (0, true) => (&spec.targets[..], "spec.targets"),
+                _ => (&p.targets[..], own.as_str()),
             };
             let mut port = parse_port(&p.port, &p.protocol, targets, &at)?;
             let name = p.name.optional(&format!("{at}.name"), "a string")?;
@@ -544,7 +541,8 @@ impl LbSpec {
             return false;
         };
         // The Go fields mirror the first port (its name and nodePort live in `ports` only).
-        parse_port(&stored.port, &stored.protocol, &stored.targets, "spec").is_ok_and(|p| {
+        let targets = (&stored.targets[..], "spec.targets");
+        parse_port(&stored.port, &stored.protocol, targets, "spec").is_ok_and(|p| {
             (p.port, p.protocol, &p.targets) == (first.port, first.protocol, &first.targets)
         })
     }
@@ -663,10 +661,12 @@ fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
     }
 }
 
+/// One port at field path `at`; its targets were read from the field `targets_at` (the Go field
+/// `spec.targets` for the first port that lists none itself), which an error names.
 fn parse_port(
     port: &Lenient<i64>,
     protocol: &Lenient<String>,
-    targets: &[TargetSpec],
+    (targets, targets_at): (&[TargetSpec], &str),
     at: &str,
 ) -> Result<LbPort, String> {
     let port = port_at(port, &format!("{at}.port"))?;
@@ -679,7 +679,7 @@ fn parse_port(
     let mut out = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
         // Field names are formatted only for an error: this runs for every target on every reconcile.
-        let field = |f: &str| format!("{at}.targets[{i}].{f}");
+        let field = |f: &str| format!("{targets_at}[{i}].{f}");
         let host = t.host.require_with(|| field("host"), "a string")?;
         check_host(host).map_err(|e| format!("{} {host:?}: {e}", field("host")))?;
         let p = port_number(*t.port.require_with(|| field("port"), "an integer")?)

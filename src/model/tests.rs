@@ -225,6 +225,19 @@ fn mangled_loadbalancer_spec_is_reported_not_fatal() {
             json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1, "targets": [{"host": "n", "port": "x"}]}]}),
             "spec.ports[0].targets[0].port: \"x\" is not an integer",
         ),
+        // The first port's targets written as the Go field: the error names that field.
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}], "targets": [{"host": "n", "port": 2}, {"host": "n", "port": "x"}]}),
+            "spec.targets[1].port: \"x\" is not an integer",
+        ),
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "port": 1, "targets": [{"port": 2}]}),
+            "spec.targets[0].host is missing",
+        ),
+        (
+            json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}, {"port": 2, "targets": [{"host": "n"}]}], "targets": [{"host": "n", "port": 2}]}),
+            "spec.ports[1].targets[0].port is missing",
+        ),
         (
             json!({"httpUpdater": {"url": "http://u"}, "host": "h", "ports": [{"port": 1}, {"port": 1}]}),
             "spec.ports[1]: port 1/TCP is listed twice",
@@ -259,10 +272,10 @@ fn printer_columns(text: &str) -> Vec<(String, String)> {
     for line in text.lines().map(str::trim) {
         if let Some(n) = line.strip_prefix("- name: ") {
             name = Some(n.to_string());
-        } else if let Some(p) = line.strip_prefix("jsonPath: ") {
-            if let Some(n) = name.take() {
-                out.push((n, p.to_string()));
-            }
+        } else if let Some(p) = line.strip_prefix("jsonPath: ")
+            && let Some(n) = name.take()
+        {
+            out.push((n, p.to_string()));
         }
     }
     out

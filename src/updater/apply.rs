@@ -404,13 +404,13 @@ impl Worker {
                 }
             }
         });
-        if result.is_err() {
-            if let Err(e) = self.write_set(touched.iter().map(|(n, (old, _))| (n, old))) {
-                // The directory now differs from what nginx runs; /healthz says so until fixed.
-                log::error!("could not restore the previous stream config: {e}");
-                self.config_valid.store(false, Ordering::Relaxed);
-                return Err(e);
-            }
+        if result.is_err()
+            && let Err(e) = self.write_set(touched.iter().map(|(n, (old, _))| (n, old)))
+        {
+            // The directory now differs from what nginx runs; /healthz says so until fixed.
+            log::error!("could not restore the previous stream config: {e}");
+            self.config_valid.store(false, Ordering::Relaxed);
+            return Err(e);
         }
         self.config_valid.store(true, Ordering::Relaxed);
         result

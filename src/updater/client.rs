@@ -125,7 +125,7 @@ impl UpdaterClient {
     ) -> Result<UpdaterClient, Error> {
         let url = endpoint.to_string();
         if let Some(t) = &auth.token {
-            check_token(t).map_err(|e| Error::Config(e.into()))?;
+            check_token(t)?;
         }
         let https = url
             .get(..8)
@@ -405,19 +405,49 @@ enum Call {
     List,
 }
 
-/// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty. The
-/// message never quotes the token.
-pub fn check_token(t: &str) -> Result<(), &'static str> {
+/// Why a bearer token cannot be sent. The message never quotes the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Empty,
+    /// Not visible ASCII (a space, a line break, a non-ASCII character).
+    NotHeaderText,
+}
+
+impl TokenError {
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenError::Empty => "the bearer token is empty",
+            TokenError::NotHeaderText => {
+                "the bearer token holds characters an HTTP header cannot carry \
+                 (only visible ASCII, no spaces or line breaks)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Error {
+        Error::Config(e.message().into())
+    }
+}
+
+/// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty.
+pub fn check_token(t: &str) -> Result<(), TokenError> {
     if t.is_empty() {
-        return Err("the bearer token is empty");
+        Err(TokenError::Empty)
+    } else if !t.bytes().all(|b| b.is_ascii_graphic()) {
+        Err(TokenError::NotHeaderText)
+    } else {
+        Ok(())
     }
-    if !t.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(
-            "the bearer token holds characters an HTTP header cannot carry \
-                    (only visible ASCII, no spaces or line breaks)",
-        );
-    }
-    Ok(())
 }
 
 /// The rustls side of an `https` endpoint; `None` for `http` (a `CaPem` is still checked).
@@ -541,6 +571,35 @@ mod tests {
             assert!(e.to_string().contains("certificate authority"), "{e}");
             assert!(!e.to_string().contains("SECRETGARBAGE"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_sent_is_a_typed_fault_with_the_same_words() {
+        let unsendable = "the bearer token holds characters an HTTP header cannot carry \
+                          (only visible ASCII, no spaces or line breaks)";
+        let cases = [
+            ("", TokenError::Empty, "the bearer token is empty"),
+            ("a b", TokenError::NotHeaderText, unsendable),
+            ("tok\r\nX: y", TokenError::NotHeaderText, unsendable),
+            ("tökén", TokenError::NotHeaderText, unsendable),
+        ];
+        for (token, fault, message) in cases {
+            assert_eq!(check_token(token), Err(fault), "{token:?}");
+            assert_eq!(
+                (fault.message(), fault.to_string()),
+                (message, message.into())
+            );
+            let auth = ClientAuth {
+                token: Some(token.into()),
+                ..ClientAuth::default()
+            };
+            let e = UpdaterClient::new("http://127.0.0.1:1", auth, Timeouts::default());
+            assert_eq!(
+                e.unwrap_err().to_string(),
+                format!("updater client: {message}")
+            );
+        }
+        assert_eq!(check_token("Zm9v.YmFy~+/="), Ok(()));
     }
 
     #[test]

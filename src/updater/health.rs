@@ -237,12 +237,13 @@ impl Health {
             return;
         };
         let now = Instant::now();
-        if let Some(t) = s.backends.get_mut(&b.name) {
-            if t.backend.upstreams == b.upstreams && t.check == check {
-                t.backend = b.clone();
-                t.rendered = rendered;
-                return;
-            }
+        if let Some(t) = s.backends.get_mut(&b.name)
+            && t.backend.upstreams == b.upstreams
+            && t.check == check
+        {
+            t.backend = b.clone();
+            t.rendered = rendered;
+            return;
         }
         let old = s.backends.remove(&b.name);
         s.next_generation += 1;

@@ -225,13 +225,12 @@ impl Updater {
     }
 
     fn route(&self, r: &Request, route: &str) -> Response {
-        if route.starts_with("/api/") {
-            if let Some(t) = &self.token {
-                if !t.allows(r.header("authorization")) {
-                    return Response::error(401, "missing or wrong bearer token")
-                        .with_header("WWW-Authenticate", "Bearer");
-                }
-            }
+        if route.starts_with("/api/")
+            && let Some(t) = &self.token
+            && !t.allows(r.header("authorization"))
+        {
+            return Response::error(401, "missing or wrong bearer token")
+                .with_header("WWW-Authenticate", "Bearer");
         }
         match (route, r.method.as_str()) {
             ("/api/v1/lb", "POST") => self.post(r),

@@ -386,6 +386,45 @@ fn the_demo_setup_is_served_once_nodes_answer_kube_proxys_healthz() {
     assert!(out.contains("all 2 upstream(s) are healthy"), "{out}");
 }
 
+/// Against the Go nginx-lb-updater (no GET) a balance annotation is not served: the controller
+/// pushes round robin and sets `Balancing=False`, `UpdaterWithoutBalance`; explain's ports step says
+/// so and what to do, and the Service is served (READY decides for an updater without GET).
+#[test]
+fn against_the_go_updater_the_ports_step_says_the_balance_is_not_served() {
+    let w = World::new("explain-go-balance");
+    w.updater
+        .go_like
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let balance = json!({"metadata": {"annotations": {"lb.paperlb.com/balance": "least-conn"}}});
+    service(&w, "web", balance);
+    let _c = Controller::start_with(&w.kubeconfig, &["--updater-resync", "1s"]);
+    wait_for("READY and Balancing=False UpdaterWithoutBalance", || {
+        let lb = w.lb("web").unwrap_or_default();
+        let conditions = lb["status"]["conditions"].as_array().cloned();
+        w.ready("web")
+            && conditions.into_iter().flatten().any(|c| {
+                c["type"] == "Balancing"
+                    && c["status"] == "False"
+                    && c["reason"] == "UpdaterWithoutBalance"
+            })
+    });
+    let (code, out) = explain(&w, "web", &[]);
+    let ports = out
+        .lines()
+        .find(|l| l.starts_with("✓ ports"))
+        .unwrap_or_default();
+    assert!(
+        ports.contains(
+            "balance least-conn is not served (Balancing=False, UpdaterWithoutBalance): the updater \
+             is the Go nginx-lb-updater, which serves round robin only; for least-conn run the \
+             paperlb updater (paperlb nginx-updater) on the LB host, or drop the annotation \
+             lb.paperlb.com/balance"
+        ),
+        "{out}"
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
 #[test]
 fn an_updater_that_wants_a_token_the_config_does_not_name() {
     let w = World::new("explain-unauthorized");
