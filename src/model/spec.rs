@@ -571,26 +571,25 @@ impl LbSpec {
             })
             .collect();
         let t = &self.traffic;
-        // Timeouts always written (0 = unset): a merge patch that left a field out would keep its
-        // old value. A stored spec without them reads as 0, so older LoadBalancers match without a
-        // write. The traffic fields too; `null` removes a health check in a merge patch. `hosts`
-        // only in the `hosts` form (`null` removes a list an earlier spec had).
+        // Every field beyond the Go ones is written, `null` when unset (0, false, empty, round
+        // robin, the Go form's one host), so a merge patch removes what an earlier spec had; a
+        // create leaves the nulls out (`without_nulls`). A stored spec without them reads as
+        // unset, so older LoadBalancers match without a write, and a CRD older than a feature
+        // refuses only a spec that uses it (writes are strict).
+        let set = |v: Value, on: bool| if on { v } else { Value::Null };
         let mut spec = json!({
             "configName": self.config_name,
             "httpUpdater": {"url": self.url},
             "host": self.host,
             "ports": ports,
-            "proxyTimeoutSeconds": self.proxy_timeout_seconds,
-            "proxyConnectTimeoutSeconds": self.proxy_connect_timeout_seconds,
-            "sourceRanges": t.source_ranges,
-            "proxyProtocol": t.proxy_protocol,
+            "proxyTimeoutSeconds": set(json!(self.proxy_timeout_seconds), self.proxy_timeout_seconds > 0),
+            "proxyConnectTimeoutSeconds": set(json!(self.proxy_connect_timeout_seconds), self.proxy_connect_timeout_seconds > 0),
+            "sourceRanges": set(json!(t.source_ranges), !t.source_ranges.is_empty()),
+            "proxyProtocol": set(json!(true), t.proxy_protocol),
             "healthCheck": t.health_check.as_ref().map(LbHealthCheck::to_json),
             "hosts": (!self.is_go_form()).then(|| self.hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()),
+            "balance": set(json!(t.balance.as_str()), t.balance != Balance::RoundRobin),
         });
-        // Round robin is left out (a Go-era spec reads as it); a spec patch writes null instead.
-        if t.balance != Balance::RoundRobin {
-            spec["balance"] = json!(t.balance.as_str());
-        }
         if let Some(first) = self.ports.first() {
             spec["port"] = json!(first.port);
             spec["protocol"] = json!(first.protocol.as_str());

@@ -158,7 +158,17 @@ fn client_ip_affinity_pushes_hash_and_a_conflicting_annotation_is_a_condition_an
 #[test]
 fn an_older_crd_refuses_balance_and_says_so_and_the_upgrade_lets_it_through() {
     let w = World::new("oldcrd");
-    w.api.set_lb_crd_without(&["balance"]);
+    // Older still: neither the several-host form nor the traffic fields either, which nothing
+    // here uses; only a spec that uses a field the CRD lacks is refused.
+    let older = [
+        "balance",
+        "hosts",
+        "proxyProtocol",
+        "sourceRanges",
+        "proxyTimeoutSeconds",
+        "proxyConnectTimeoutSeconds",
+    ];
+    w.api.set_lb_crd_without(&older);
     let _c = Controller::start(&w.kubeconfig);
     service(&w, "plain", "None", json!({}));
     service(&w, "later", "None", json!({}));
@@ -198,6 +208,11 @@ fn an_older_crd_refuses_balance_and_says_so_and_the_upgrade_lets_it_through() {
         refused("later", "422 Invalid")
     });
     assert!(w.lb("later").unwrap()["spec"].get("balance").is_none());
+    // A node change is a spec patch of every LoadBalancer: its nulls (unset fields) pass.
+    w.node("node-c", "127.0.0.4", true);
+    wait_for("plain pushed with node-c", || {
+        last_post(&w, "plain").is_some_and(|p| upstream_hosts(&p).contains(&"127.0.0.4".into()))
+    });
     assert!(
         warnings(&w, "plain").is_empty(),
         "{:?}",

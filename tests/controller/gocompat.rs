@@ -399,15 +399,14 @@ fn go_readme_example_sends_exact_updater_bodies_and_api_writes() {
                 "metadata": {"finalizers": ["lb.paperlb.com/lb-finalizer"], "name": SVC, "namespace": "default",
                     "ownerReferences": [{"apiVersion": "v1", "controller": true, "kind": "Service",
                         "name": SVC, "uid": uid}]},
+                // The Go fields are what they were; of the others only what is set (a strict
+                // create under an older CRD refuses a field it lacks even when null or default).
                 "spec": {"configName": "default-lb-config",
-                    "healthCheck": {"healthyThreshold": null, "intervalSeconds": null, "path": "/healthz",
-                        "port": 10256, "timeoutSeconds": null, "type": "http", "unhealthyThreshold": null},
-                    "host": "127.0.0.10", "hosts": null, "httpUpdater": {"url": "URL"}, "port": 8100,
-                    // The first port's targets are the Go field `targets` (written once); the
-                    // Go fields are what they were.
+                    "healthCheck": {"path": "/healthz", "port": 10256, "type": "http"},
+                    "host": "127.0.0.10", "httpUpdater": {"url": "URL"}, "port": 8100,
+                    // The first port's targets are the Go field `targets` (written once).
                     "ports": [{"name": "", "nodePort": np, "port": 8100, "protocol": "TCP"}],
-                    "protocol": "TCP", "proxyConnectTimeoutSeconds": 0, "proxyProtocol": false,
-                    "proxyTimeoutSeconds": 0, "sourceRanges": [], "targets": targets}}),
+                    "protocol": "TCP", "targets": targets}}),
         ),
     ];
     assert_eq!(writes.len(), 5, "five API writes: {writes:#?}");

@@ -26,7 +26,7 @@ use crate::model::{
     LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
     PHASE_READY, Protocol, Service, ValidConfig,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// More ports than this on one Service is refused: each is an nginx server block and a listen port.
 pub const MAX_PORTS: usize = 100;
@@ -86,6 +86,19 @@ pub(crate) fn event_target(cache: &Cache, key: &Key, lb: &LoadBalancer) -> Objec
     match (lb.metadata.service_owner(), cache.services.get(key)) {
         (Some(_), Some(svc)) => service_ref(svc),
         _ => lb_ref(lb),
+    }
+}
+
+/// A create's body without the `null`s a merge patch needs: a strict create refuses a field the
+/// CRD does not list even when it is null.
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(m) => (m.into_iter())
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k, without_nulls(v)))
+            .collect(),
+        Value::Array(a) => a.into_iter().map(without_nulls).collect(),
+        other => other,
     }
 }
 
@@ -225,7 +238,7 @@ fn reconcile_service(
                     "ownerReferences": [owner],
                     "finalizers": [FINALIZER],
                 },
-                "spec": desired.to_json(),
+                "spec": without_nulls(desired.to_json()),
             }),
         });
         // No Event yet: the phase changes (to READY) once the updater has applied it, and that
@@ -264,13 +277,9 @@ fn reconcile_service(
         if !has_finalizer {
             metadata["finalizers"] = json!(with_finalizer(lb));
         }
-        let mut spec = desired.to_json();
-        if let Some(s) = spec.as_object_mut() {
-            s.entry("balance").or_insert(serde_json::Value::Null); // round robin: remove an earlier method
-        }
         plan.push(Action::PatchLoadBalancerSpec {
             key: key.clone(),
-            patch: json!({"metadata": metadata, "spec": spec}),
+            patch: json!({"metadata": metadata, "spec": desired.to_json()}),
         });
         // Only the host list changed: the hosts that hold the spec keep it (no call to them).
         if let Some(status) = hosts::carried_forward(lb, &desired, ctx) {
@@ -964,8 +973,8 @@ pub fn on_updater_error(
     out
 }
 
-/// The apiserver refused a write of this key's plan as sent (a 4xx that is not a 404, conflict or
-/// throttle): one Warning Event on the Service (else the LoadBalancer), so that `kubectl describe
+/// The apiserver refused a write of this key's LoadBalancer as sent (a 4xx that is not a 401,
+/// 404, conflict or throttle): one Warning Event on the Service (else the LoadBalancer), so that `kubectl describe
 /// service` says why it has no address. An unknown field (LoadBalancer writes are strict) means the
 /// installed CRDs are older than the controller.
 pub fn on_write_refused(cache: &Cache, key: &Key, error: &dyn std::fmt::Display) -> Plan {

@@ -852,9 +852,10 @@ fn config_timeout_change_is_applied_again(rng: &mut Rng) {
         c
     });
     assert_eq!(timeouts_posted(&mut cache), [(0, 0), (0, 0)]);
+    // Unset is absent from the stored spec (the patch wrote null), which reads as 0.
     assert_eq!(
         cache.load_balancers[&k].spec.proxy_timeout_seconds,
-        Lenient::Valid(0)
+        Lenient::Missing
     );
 }
 

@@ -789,7 +789,7 @@ impl Worker {
                 self.queue.add_rate_limited(key.clone(), Instant::now());
                 "updater_error"
             }
-            Err(Stop::Api { error: e, .. }) => {
+            Err(Stop::Api { index, error: e }) => {
                 let retry_after = e.retry_after().unwrap_or_default();
                 let delay =
                     self.queue
@@ -799,11 +799,19 @@ impl Worker {
                     "conflict"
                 } else {
                     log::warn!("reconcile failed key={key} error={e} retry_in={delay:?}");
-                    // Refused as sent (not gone, not a race, not throttled): sending it again
-                    // will not help, so the Service's Events say why.
-                    if e.code()
-                        .is_some_and(|c| c / 100 == 4 && ![404, 409, 429].contains(&c))
-                    {
+                    // A LoadBalancer write refused as sent (not gone, a race, throttled or our
+                    // credentials): sending it again will not help, so the Service's Events say why.
+                    let lb_write = matches!(
+                        plan.actions.get(index),
+                        Some(
+                            Action::CreateLoadBalancer { .. }
+                                | Action::PatchLoadBalancerSpec { .. }
+                                | Action::AddFinalizer { .. }
+                                | Action::RemoveFinalizer { .. }
+                        )
+                    );
+                    let refused = |c: u16| c / 100 == 4 && ![401, 404, 409, 429].contains(&c);
+                    if lb_write && e.code().is_some_and(refused) {
                         let _ = self.execute(&on_write_refused(&self.cache, key, &e));
                     }
                     "api_error"

@@ -522,8 +522,12 @@ fn older_crd(
     let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(None);
     };
+    // A merge patch's null removes the field, so the patched object does not hold it.
     let unknown: Vec<&String> = (state.lb_spec_unknown.iter())
-        .filter(|f| spec.contains_key(f.as_str()))
+        .filter(|f| {
+            spec.get(f.as_str())
+                .is_some_and(|v| method != "PATCH" || !v.is_null())
+        })
         .collect();
     if unknown.is_empty() {
         return Ok(None);
