@@ -428,17 +428,12 @@ fn plain_line(no: usize, s: &str) -> Result<&str> {
 /// `{}`, `[]` or a flow sequence of scalars (`[spec]`, `["True", "False"]`) at the start of
 /// `line`; the value and the byte after it. It must close on the line it opens.
 fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
-    let unclosed = || {
-        err(
-            no,
-            "unterminated flow collection ('[' or '{' must close on its line)",
-        )
-    };
+    const UNCLOSED: &str = "unterminated flow collection ('[' or '{' must close on its line)";
     let mut j = skip_space(line, 1);
     if line.starts_with('{') {
         return match line[j..].chars().next() {
             Some('}') => Ok((Value::Object(Map::new()), j + 1)),
-            None | Some('#') => unclosed(),
+            None | Some('#') => err(no, UNCLOSED),
             _ => err(
                 no,
                 "flow mappings with entries ({k: v}) are not supported: use a block mapping",
@@ -461,7 +456,7 @@ fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
                     format!("block scalars ('{c}') cannot appear inside [ ]"),
                 );
             }
-            None | Some('#') => return unclosed(),
+            None | Some('#') => return err(no, UNCLOSED),
             _ if is_seq_entry(rest) => return err(no, "a block sequence item ('- ') inside [ ]"),
             _ => {
                 let end = j + flow_plain_len(rest);
@@ -474,7 +469,7 @@ fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
             Some(',') => j = skip_space(line, j + 1),
             Some(']') => {}
             Some(':') => return err(no, "'key: value' pairs inside [ ] are not supported"),
-            None | Some('#') => return unclosed(),
+            None | Some('#') => return err(no, UNCLOSED),
             _ => return err(no, "expected ',' or ']'"),
         }
     }
