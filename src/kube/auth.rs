@@ -68,12 +68,6 @@ struct ExecCredential {
     expires: Option<SystemTime>,
 }
 
-impl ExecCredential {
-    fn fresh(&self, now: SystemTime) -> bool {
-        self.expires.is_none_or(|e| now + EXPIRY_SKEW < e)
-    }
-}
-
 impl Credentials {
     pub fn new(config: &ClusterConfig) -> Credentials {
         Credentials {
@@ -180,10 +174,12 @@ impl Credentials {
 
     fn exec_credential(&self, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
         let mut st = self.lock();
+        // Reused until invalidated, or until EXPIRY_SKEW before it expires.
+        let until = SystemTime::now() + EXPIRY_SKEW;
         let cached = st
             .exec
             .as_ref()
-            .filter(|c| !st.stale && c.fresh(SystemTime::now()));
+            .filter(|c| !st.stale && c.expires.is_none_or(|e| until < e));
         if let Some(c) = cached {
             return Ok(c.clone());
         }

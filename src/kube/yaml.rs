@@ -382,7 +382,8 @@ fn split_key(no: usize, rest: &str) -> Result<Option<(String, usize)>> {
     let (key, end) = match rest.chars().next() {
         Some('"' | '\'') => quoted(no, rest, 0)?,
         Some('[' | '{' | '|' | '>') | None => return Ok(None),
-        Some(_) => match find_plain_colon(rest) {
+        // A plain key ends at its first `: ` (or `:` at the end), unless a comment starts first.
+        Some(_) => match plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':') {
             Some(i) => (rest[..i].trim_end().to_string(), i),
             None => return Ok(None),
         },
@@ -407,11 +408,6 @@ fn comment_at(b: &[u8], i: usize) -> bool {
 fn plain_end(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     (0..b.len()).find(|&i| colon_at(b, i) || comment_at(b, i))
-}
-
-/// The first `: ` (or `:` at the end) of a plain key, unless a comment starts first.
-fn find_plain_colon(rest: &str) -> Option<usize> {
-    plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':')
 }
 
 /// A plain scalar in block context: the text before any ` #` comment.
