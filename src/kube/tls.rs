@@ -108,7 +108,13 @@ pub fn client_config(
                     .into(),
             ));
         }
-        warn_insecure_once(server);
+        static WARNED: Once = Once::new();
+        WARNED.call_once(|| {
+            log::warn!(
+                "insecure-skip-tls-verify is set: the certificate of {server} is not verified; \
+                 anyone on the path can impersonate the API server"
+            );
+        });
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(&provider)))
@@ -221,16 +227,6 @@ pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
         );
     }
     Ok(roots)
-}
-
-fn warn_insecure_once(server: &str) {
-    static WARNED: Once = Once::new();
-    WARNED.call_once(|| {
-        log::warn!(
-            "insecure-skip-tls-verify is set: the certificate of {server} is not verified; anyone on \
-             the path can impersonate the API server"
-        );
-    });
 }
 
 /// Describe a handshake failure in the user's terms; `name` is what we verified against.
