@@ -356,11 +356,8 @@ impl Parser<'_> {
             i += 1;
         }
         self.pos = i;
-        let last = lines
-            .iter()
-            .rposition(|l| !l.is_empty())
-            .map_or(0, |k| k + 1);
-        let (content, trailing) = lines.split_at(last);
+        let blank_tail = lines.iter().rev().take_while(|l| l.is_empty()).count();
+        let (content, trailing) = lines.split_at(lines.len() - blank_tail);
         let mut out = if folded {
             fold_lines(content)
         } else {
