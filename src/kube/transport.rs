@@ -92,13 +92,10 @@ pub(crate) fn build_agent(
     connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Agent, Error> {
+    let identity = exec_identity.map(|(c, k)| (c.as_slice(), k.as_slice()));
     let tls = match name {
         Some(name) => Some(TlsConnector {
-            config: tls::client_config(
-                server,
-                settings,
-                exec_identity.map(|(c, k)| (c.as_slice(), k.as_slice())),
-            )?,
+            config: tls::client_config(server, settings, identity)?,
             name: name.clone(),
         }),
         None => None,
