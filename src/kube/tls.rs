@@ -89,7 +89,7 @@ pub fn server_name(server: &str, settings: &TlsSettings) -> Result<ServerName<'s
 pub fn client_config(
     server: &str,
     settings: &TlsSettings,
-    exec_identity: Option<(&[u8], &[u8])>,
+    exec_identity: Option<&(Vec<u8>, Vec<u8>)>,
 ) -> Result<Arc<ClientConfig>, Error> {
     let tls_err = |detail: String| Error::Tls {
         server: server.to_string(),
@@ -132,7 +132,7 @@ pub fn client_config(
     let identity = match exec_identity {
         Some((c, k)) => Some((c, k, "exec plugin client certificate")),
         None => match (&settings.client_cert_pem, &settings.client_key_pem) {
-            (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice(), "client-certificate")),
+            (Some(c), Some(k)) => Some((c, k, "client-certificate")),
             (None, None) => None,
             _ => {
                 return Err(tls_err(

@@ -92,10 +92,9 @@ pub(crate) fn build_agent(
     connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Agent, Error> {
-    let identity = exec_identity.map(|(c, k)| (c.as_slice(), k.as_slice()));
     let tls = match name {
         Some(name) => Some(TlsConnector {
-            config: tls::client_config(server, settings, identity)?,
+            config: tls::client_config(server, settings, exec_identity)?,
             name: name.clone(),
         }),
         None => None,
