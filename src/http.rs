@@ -241,17 +241,13 @@ fn accept_loop(
         }
         if active.fetch_add(1, Ordering::SeqCst) >= limits.max_connections {
             let _slot = Slot(active.clone());
-            if tls.is_some() {
-                // A plain-text 503 means nothing to a TLS client, and a handshake here would
-                // stall the accept loop: close at once.
-                continue;
+            // A plain-text 503 means nothing to a TLS client, and a handshake here would stall
+            // the accept loop: a TLS connection is closed at once.
+            if tls.is_none() {
+                let _ = stream.set_write_timeout(Some(limits.write_timeout));
+                let busy = Response::error(503, "too many connections");
+                let _ = write_response(&mut stream, &busy, false);
             }
-            let _ = stream.set_write_timeout(Some(limits.write_timeout));
-            let _ = write_response(
-                &mut stream,
-                &Response::error(503, "too many connections"),
-                false,
-            );
             continue;
         }
         let slot = Slot(active.clone());
@@ -608,6 +604,36 @@ mod tests {
             "{body}"
         );
         assert!(body.contains(r#""ct":null"#));
+        s.shutdown();
+    }
+
+    #[test]
+    fn a_connection_over_the_limit_gets_503_and_the_slot_comes_back() {
+        let s = server(Limits {
+            max_connections: 1,
+            ..Limits::default()
+        });
+        // Holds the only slot: connected, nothing sent yet.
+        let mut first = TcpStream::connect(s.local_addr()).unwrap();
+        let (code, body) = raw(&s, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(
+            (code, body.as_str()),
+            (503, "{\"err\":\"too many connections\"}\n")
+        );
+        first.write_all(b"GET /x HTTP/1.1\r\n\r\n").unwrap();
+        first
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = first.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(first);
+        // Bounded: the first connection's thread frees its slot as it ends.
+        let until = Instant::now() + Duration::from_secs(30);
+        while raw(&s, b"GET / HTTP/1.1\r\n\r\n").0 != 200 {
+            assert!(Instant::now() < until, "the slot never came back");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         s.shutdown();
     }
 

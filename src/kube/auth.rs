@@ -68,12 +68,6 @@ struct ExecCredential {
     expires: Option<SystemTime>,
 }
 
-impl ExecCredential {
-    fn fresh(&self, now: SystemTime) -> bool {
-        self.expires.is_none_or(|e| now + EXPIRY_SKEW < e)
-    }
-}
-
 impl Credentials {
     pub fn new(config: &ClusterConfig) -> Credentials {
         Credentials {
@@ -180,10 +174,12 @@ impl Credentials {
 
     fn exec_credential(&self, cfg: &ExecConfig) -> Result<ExecCredential, Error> {
         let mut st = self.lock();
+        // Reused until invalidated, or until EXPIRY_SKEW before it expires.
+        let until = SystemTime::now() + EXPIRY_SKEW;
         let cached = st
             .exec
             .as_ref()
-            .filter(|c| !st.stale && c.fresh(SystemTime::now()));
+            .filter(|c| !st.stale && c.expires.is_none_or(|e| until < e));
         if let Some(c) = cached {
             return Ok(c.clone());
         }
@@ -366,28 +362,27 @@ fn log_stderr(command: &str, text: &str, success: bool) {
 
 /// Check an ExecCredential from a plugin's stdout. Messages never quote the output: it holds secrets.
 fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Error> {
-    let fail = |detail: String| Error::Exec {
+    let fail = |detail: &str| Error::Exec {
         command: cfg.command.clone(),
-        detail,
+        detail: detail.to_string(),
     };
     let v: Value = std::str::from_utf8(out)
         .map_err(|e| e.to_string())
         .and_then(|t| serde_json::from_str(t).map_err(|e| e.to_string()))
-        .map_err(|e| fail(format!("stdout is not an ExecCredential JSON object ({e})")))?;
+        .map_err(|e| format!("stdout is not an ExecCredential JSON object ({e})"))
+        .map_err(|e| fail(&e))?;
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     if api_version != cfg.api_version {
-        return Err(fail(format!(
+        return Err(fail(&format!(
             "returned apiVersion {api_version:?}, expected {:?}",
             cfg.api_version
         )));
     }
     if v.get("kind").and_then(Value::as_str) != Some("ExecCredential") {
-        return Err(fail(
-            "returned an object whose kind is not ExecCredential".into(),
-        ));
+        return Err(fail("returned an object whose kind is not ExecCredential"));
     }
     let Some(status) = v.get("status").filter(|s| s.is_object()) else {
-        return Err(fail("returned an ExecCredential without status".into()));
+        return Err(fail("returned an ExecCredential without status"));
     };
     let text = |key: &str| {
         status
@@ -403,34 +398,33 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
                 .is_none()
             {
                 return Err(fail(
-                    "status.clientCertificateData holds no PEM certificate".into(),
+                    "status.clientCertificateData holds no PEM certificate",
                 ));
             }
             if PrivateKeyDer::from_pem_slice(k.as_bytes()).is_err() {
-                return Err(fail("status.clientKeyData holds no PEM private key".into()));
+                return Err(fail("status.clientKeyData holds no PEM private key"));
             }
             Some((c.as_bytes().to_vec(), k.as_bytes().to_vec()))
         }
         (None, None) => None,
         _ => {
             return Err(fail(
-                "returned only one of status.clientCertificateData and clientKeyData".into(),
+                "returned only one of status.clientCertificateData and clientKeyData",
             ));
         }
     };
     if token.is_none() && cert.is_none() {
         return Err(fail(
-            "returned neither status.token nor status.clientCertificateData and clientKeyData"
-                .into(),
+            "returned neither status.token nor status.clientCertificateData and clientKeyData",
         ));
     }
     let expires = match status.get("expirationTimestamp") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
             parse_rfc3339(s)
-                .ok_or_else(|| fail(format!("invalid status.expirationTimestamp {s:?}")))?,
+                .ok_or_else(|| fail(&format!("invalid status.expirationTimestamp {s:?}")))?,
         ),
-        Some(_) => return Err(fail("status.expirationTimestamp is not a string".into())),
+        Some(_) => return Err(fail("status.expirationTimestamp is not a string")),
     };
     Ok(ExecCredential {
         token,

@@ -319,13 +319,11 @@ impl Client {
         item: &mut dyn FnMut(&str) -> Result<(), String>,
     ) -> Result<String, Error> {
         let mut token: Option<String> = None;
+        let limit = (params.limit > 0).then(|| params.limit.to_string());
         // A server that keeps handing out tokens must not keep us here forever.
         for _page in 0..100_000 {
             let query = [
-                (
-                    "limit",
-                    (params.limit > 0).then(|| params.limit.to_string()),
-                ),
+                ("limit", limit.clone()),
                 ("labelSelector", params.label_selector.clone()),
                 ("fieldSelector", params.field_selector.clone()),
                 ("continue", token.take()),

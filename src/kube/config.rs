@@ -405,10 +405,9 @@ struct Kubeconfig {
 impl Kubeconfig {
     /// Relative paths in this file resolve against its directory.
     fn resolve(&self, p: &str) -> PathBuf {
-        match self.path.parent() {
-            Some(dir) => dir.join(p),
-            None => PathBuf::from(p),
-        }
+        self.path
+            .parent()
+            .map_or(PathBuf::from(p), |dir| dir.join(p))
     }
 }
 

@@ -89,7 +89,7 @@ pub fn server_name(server: &str, settings: &TlsSettings) -> Result<ServerName<'s
 pub fn client_config(
     server: &str,
     settings: &TlsSettings,
-    exec_identity: Option<(&[u8], &[u8])>,
+    exec_identity: Option<&(Vec<u8>, Vec<u8>)>,
 ) -> Result<Arc<ClientConfig>, Error> {
     let tls_err = |detail: String| Error::Tls {
         server: server.to_string(),
@@ -108,7 +108,13 @@ pub fn client_config(
                     .into(),
             ));
         }
-        warn_insecure_once(server);
+        static WARNED: Once = Once::new();
+        WARNED.call_once(|| {
+            log::warn!(
+                "insecure-skip-tls-verify is set: the certificate of {server} is not verified; \
+                 anyone on the path can impersonate the API server"
+            );
+        });
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServerCert::new(&provider)))
@@ -126,7 +132,7 @@ pub fn client_config(
     let identity = match exec_identity {
         Some((c, k)) => Some((c, k, "exec plugin client certificate")),
         None => match (&settings.client_cert_pem, &settings.client_key_pem) {
-            (Some(c), Some(k)) => Some((c.as_slice(), k.as_slice(), "client-certificate")),
+            (Some(c), Some(k)) => Some((c, k, "client-certificate")),
             (None, None) => None,
             _ => {
                 return Err(tls_err(
@@ -221,16 +227,6 @@ pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
         );
     }
     Ok(roots)
-}
-
-fn warn_insecure_once(server: &str) {
-    static WARNED: Once = Once::new();
-    WARNED.call_once(|| {
-        log::warn!(
-            "insecure-skip-tls-verify is set: the certificate of {server} is not verified; anyone on \
-             the path can impersonate the API server"
-        );
-    });
 }
 
 /// Describe a handshake failure in the user's terms; `name` is what we verified against.

@@ -94,11 +94,7 @@ pub(crate) fn build_agent(
 ) -> Result<Agent, Error> {
     let tls = match name {
         Some(name) => Some(TlsConnector {
-            config: tls::client_config(
-                server,
-                settings,
-                exec_identity.map(|(c, k)| (c.as_slice(), k.as_slice())),
-            )?,
+            config: tls::client_config(server, settings, exec_identity)?,
             name: name.clone(),
         }),
         None => None,

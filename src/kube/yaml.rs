@@ -356,11 +356,8 @@ impl Parser<'_> {
             i += 1;
         }
         self.pos = i;
-        let last = lines
-            .iter()
-            .rposition(|l| !l.is_empty())
-            .map_or(0, |k| k + 1);
-        let (content, trailing) = lines.split_at(last);
+        let blank_tail = lines.iter().rev().take_while(|l| l.is_empty()).count();
+        let (content, trailing) = lines.split_at(lines.len() - blank_tail);
         let mut out = if folded {
             fold_lines(content)
         } else {
@@ -382,7 +379,8 @@ fn split_key(no: usize, rest: &str) -> Result<Option<(String, usize)>> {
     let (key, end) = match rest.chars().next() {
         Some('"' | '\'') => quoted(no, rest, 0)?,
         Some('[' | '{' | '|' | '>') | None => return Ok(None),
-        Some(_) => match find_plain_colon(rest) {
+        // A plain key ends at its first `: ` (or `:` at the end), unless a comment starts first.
+        Some(_) => match plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':') {
             Some(i) => (rest[..i].trim_end().to_string(), i),
             None => return Ok(None),
         },
@@ -409,11 +407,6 @@ fn plain_end(s: &str) -> Option<usize> {
     (0..b.len()).find(|&i| colon_at(b, i) || comment_at(b, i))
 }
 
-/// The first `: ` (or `:` at the end) of a plain key, unless a comment starts first.
-fn find_plain_colon(rest: &str) -> Option<usize> {
-    plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':')
-}
-
 /// A plain scalar in block context: the text before any ` #` comment.
 fn plain_line(no: usize, s: &str) -> Result<&str> {
     match plain_end(s) {
@@ -428,17 +421,12 @@ fn plain_line(no: usize, s: &str) -> Result<&str> {
 /// `{}`, `[]` or a flow sequence of scalars (`[spec]`, `["True", "False"]`) at the start of
 /// `line`; the value and the byte after it. It must close on the line it opens.
 fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
-    let unclosed = || {
-        err(
-            no,
-            "unterminated flow collection ('[' or '{' must close on its line)",
-        )
-    };
+    const UNCLOSED: &str = "unterminated flow collection ('[' or '{' must close on its line)";
     let mut j = skip_space(line, 1);
     if line.starts_with('{') {
         return match line[j..].chars().next() {
             Some('}') => Ok((Value::Object(Map::new()), j + 1)),
-            None | Some('#') => unclosed(),
+            None | Some('#') => err(no, UNCLOSED),
             _ => err(
                 no,
                 "flow mappings with entries ({k: v}) are not supported: use a block mapping",
@@ -461,7 +449,7 @@ fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
                     format!("block scalars ('{c}') cannot appear inside [ ]"),
                 );
             }
-            None | Some('#') => return unclosed(),
+            None | Some('#') => return err(no, UNCLOSED),
             _ if is_seq_entry(rest) => return err(no, "a block sequence item ('- ') inside [ ]"),
             _ => {
                 let end = j + flow_plain_len(rest);
@@ -474,7 +462,7 @@ fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
             Some(',') => j = skip_space(line, j + 1),
             Some(']') => {}
             Some(':') => return err(no, "'key: value' pairs inside [ ] are not supported"),
-            None | Some('#') => return unclosed(),
+            None | Some('#') => return err(no, UNCLOSED),
             _ => return err(no, "expected ',' or ']'"),
         }
     }

@@ -184,13 +184,9 @@ impl Machine {
         self.synced
     }
 
-    fn watch_timeout(&mut self) -> u32 {
-        // client-go: 5–10 min, random so watchers do not all restart in lock-step.
-        300 + (self.rng.next_u64() % 301) as u32
-    }
-
     fn watch_from(&mut self, rv: String) -> Action {
-        let timeout_seconds = self.watch_timeout();
+        // client-go: 5–10 min, random so watchers do not all restart in lock-step.
+        let timeout_seconds = 300 + (self.rng.next_u64() % 301) as u32;
         self.state = State::Watching {
             rv: rv.clone(),
             opened: None,
