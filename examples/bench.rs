@@ -1846,10 +1846,10 @@ fn watch_throughput(r: &mut Results) {
 /// CPU time of the calling thread so far, in ns: `/proc/thread-self/schedstat` (nanoseconds on
 /// CPU), else utime + stime of `/proc/thread-self/stat` (clock ticks).
 fn thread_cpu_ns() -> Option<u64> {
-    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
-        if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok()) {
-            return Some(ns);
-        }
+    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat")
+        && let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse().ok())
+    {
+        return Some(ns);
     }
     let s = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
     let rest = s.rsplit_once(')')?.1;

@@ -239,10 +239,10 @@ impl Proc {
     }
 
     fn resume(&mut self) {
-        if let Some(pid) = self.pid() {
-            if self.paused {
-                signal("-CONT", pid);
-            }
+        if let Some(pid) = self.pid()
+            && self.paused
+        {
+            signal("-CONT", pid);
         }
         self.paused = false;
     }
@@ -863,10 +863,10 @@ fn port_conflicts<'a>(lbs: impl Iterator<Item = &'a Value>) -> Result<(), String
         );
         let host = s(&lb["spec"]["host"]).to_string();
         for (_, port, proto) in lb_ports(lb) {
-            if let Some(other) = seen.insert((host.clone(), port, proto.clone()), key.clone()) {
-                if other != key {
-                    bad.push(format!("{other} and {key} both hold {host}:{port}/{proto}"));
-                }
+            if let Some(other) = seen.insert((host.clone(), port, proto.clone()), key.clone())
+                && other != key
+            {
+                bad.push(format!("{other} and {key} both hold {host}:{port}/{proto}"));
             }
         }
     }
@@ -1987,13 +1987,11 @@ impl World {
         pending_controller: bool,
         pending_updater: Option<usize>,
     ) -> Result<(), String> {
-        if !pending_controller {
-            if let Some(st) = self.controller.exited() {
-                self.incidents.push(format!(
-                    "controller-exited: the controller exited on its own ({st})"
-                ));
-                self.restart_controller()?;
-            }
+        if !pending_controller && let Some(st) = self.controller.exited() {
+            self.incidents.push(format!(
+                "controller-exited: the controller exited on its own ({st})"
+            ));
+            self.restart_controller()?;
         }
         for i in 0..self.slots.len() {
             if pending_updater == Some(i) {
@@ -2354,14 +2352,14 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
             pending_controller = None;
             w.restart_controller()?;
         }
-        if let Some((i, t, restart)) = pending_updater {
-            if Instant::now() >= t {
-                pending_updater = None;
-                if restart {
-                    w.restart_updater(i)?;
-                } else {
-                    w.slots[i].proc.resume();
-                }
+        if let Some((i, t, restart)) = pending_updater
+            && Instant::now() >= t
+        {
+            pending_updater = None;
+            if restart {
+                w.restart_updater(i)?;
+            } else {
+                w.slots[i].proc.resume();
             }
         }
         w.watch_children(

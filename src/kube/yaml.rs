@@ -49,10 +49,10 @@ fn err<T>(line: usize, message: impl Into<String>) -> Result<T> {
 pub fn parse(text: &str) -> Result<Value> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // JSON is (nearly) flow YAML, but it may span lines and serde_json keeps numbers exact.
-    if text.trim_start().starts_with('{') {
-        if let Ok(v) = serde_json::from_str(text) {
-            return Ok(v);
-        }
+    if text.trim_start().starts_with('{')
+        && let Ok(v) = serde_json::from_str(text)
+    {
+        return Ok(v);
     }
     let mut lines: Vec<&str> = text
         .split('\n')

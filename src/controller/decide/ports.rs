@@ -64,14 +64,13 @@ pub fn allocate_ports(
     let mut out: Vec<Option<u16>> = vec![None; requests.len()];
     // Keep first, in a separate pass, so a port added in front cannot take a port kept behind it.
     for (slot, r) in out.iter_mut().zip(requests) {
-        if let Some((port, protocol)) = r.previous {
-            if protocol == r.protocol
-                && (low..=high).contains(&port)
-                && !taken(port, protocol)
-                && mine.insert((port, protocol))
-            {
-                *slot = Some(port);
-            }
+        if let Some((port, protocol)) = r.previous
+            && protocol == r.protocol
+            && (low..=high).contains(&port)
+            && !taken(port, protocol)
+            && mine.insert((port, protocol))
+        {
+            *slot = Some(port);
         }
     }
     for (slot, r) in out.iter_mut().zip(requests) {

@@ -258,10 +258,10 @@ impl Worker {
             CallError::Call(e) => Some(e),
             CallError::NoCall(_) => None,
         };
-        if call.is_some_and(|e| e.is_transport()) {
-            if let Ok(e) = updater_endpoint(url) {
-                self.host_failing(&e, epoch_ms(SystemTime::now()));
-            }
+        if call.is_some_and(|e| e.is_transport())
+            && let Ok(e) = updater_endpoint(url)
+        {
+            self.host_failing(&e, epoch_ms(SystemTime::now()));
         }
         if let Some(p) = self.auth.problems.get(&(config.clone(), url.clone())) {
             return Some(p.clone());
@@ -307,11 +307,11 @@ impl Worker {
             return;
         }
         for a in &plan.actions {
-            if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a {
-                if let Ok(e) = updater_endpoint(url) {
-                    let affected = self.host_answered(&e);
-                    self.requeue(affected);
-                }
+            if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a
+                && let Ok(e) = updater_endpoint(url)
+            {
+                let affected = self.host_answered(&e);
+                self.requeue(affected);
             }
         }
     }

@@ -80,10 +80,10 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay after a failure at `now`.
     pub fn next(&mut self, now: Instant, rng: &mut XorShift) -> Duration {
-        if let Some(last) = self.last_failure {
-            if now.saturating_duration_since(last) >= self.reset_after {
-                self.current = None;
-            }
+        if let Some(last) = self.last_failure
+            && now.saturating_duration_since(last) >= self.reset_after
+        {
+            self.current = None;
         }
         self.last_failure = Some(now);
         let base = match self.current {

@@ -103,13 +103,13 @@ pub fn parse_micro_time(s: &str) -> Result<String, String> {
             return err(s.get(*from..).unwrap_or(""), elem);
         };
         vals[i] = v;
-        if let Some(sep) = sep {
-            if b.get(from + len) != Some(sep) {
-                return err(
-                    s.get(from + len..).unwrap_or(""),
-                    &LAYOUT[from + len..from + len + 1],
-                );
-            }
+        if let Some(sep) = sep
+            && b.get(from + len) != Some(sep)
+        {
+            return err(
+                s.get(from + len..).unwrap_or(""),
+                &LAYOUT[from + len..from + len + 1],
+            );
         }
     }
     let rest = &s[19..];

@@ -185,14 +185,15 @@ pub fn prepare(
             ));
         }
     }
-    if let Some(etp) = spec.get("externalTrafficPolicy").and_then(Value::as_str) {
-        if etp != "Cluster" && etp != "Local" {
-            causes.push(Cause::new(
-                "FieldValueNotSupported",
-                "spec.externalTrafficPolicy",
-                format!("Unsupported value: \"{etp}\": supported values: \"Cluster\", \"Local\""),
-            ));
-        }
+    if let Some(etp) = spec.get("externalTrafficPolicy").and_then(Value::as_str)
+        && etp != "Cluster"
+        && etp != "Local"
+    {
+        causes.push(Cause::new(
+            "FieldValueNotSupported",
+            "spec.externalTrafficPolicy",
+            format!("Unsupported value: \"{etp}\": supported values: \"Cluster\", \"Local\""),
+        ));
     }
     if !causes.is_empty() {
         return Err(status::invalid_kind(&SERVICES, &name, &causes));
@@ -267,17 +268,17 @@ fn assign_node_ports(
                     continue;
                 }
                 let old = old_ports.iter().find(|o| o["name"] == p["name"]);
-                if let Some(np) = old.and_then(|o| o["nodePort"].as_i64()) {
-                    if !in_new.contains(&np) {
-                        p["nodePort"] = json!(np);
-                    }
+                if let Some(np) = old.and_then(|o| o["nodePort"].as_i64())
+                    && !in_new.contains(&np)
+                {
+                    p["nodePort"] = json!(np);
                 }
             }
         }
-        if spec.get("healthCheckNodePort").is_none() {
-            if let Some(h) = old_spec.get("healthCheckNodePort") {
-                spec.insert("healthCheckNodePort".into(), h.clone());
-            }
+        if spec.get("healthCheckNodePort").is_none()
+            && let Some(h) = old_spec.get("healthCheckNodePort")
+        {
+            spec.insert("healthCheckNodePort".into(), h.clone());
         }
     }
     let (lo, hi) = alloc.range;

@@ -183,14 +183,14 @@ impl State {
                 res.kind, res.version, res.kind
             )));
         }
-        if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
-            if kind != res.kind {
-                return Err(status::bad_request(&format!(
-                    "the API version in the data ({}) does not match the expected API version ({})",
-                    obj["apiVersion"].as_str().unwrap_or(""),
-                    res.api_version()
-                )));
-            }
+        if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+            && kind != res.kind
+        {
+            return Err(status::bad_request(&format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                obj["apiVersion"].as_str().unwrap_or(""),
+                res.api_version()
+            )));
         }
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
@@ -271,10 +271,11 @@ impl State {
             meta.insert("generation".into(), json!(1));
         }
         // The main resource ignores .status (Nodes allow it on create).
-        if res.status_subresource && res.plural != "nodes" {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if res.status_subresource
+            && res.plural != "nodes"
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         match res.plural {
             "services" => {
@@ -401,14 +402,14 @@ impl State {
         } else if rv != old_rv {
             return Err(status::conflict(res, name, status::STALE));
         }
-        if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
-            if kind != res.kind {
-                return Err(status::bad_request(&format!(
-                    "the API version in the data ({}) does not match the expected API version ({})",
-                    obj["apiVersion"].as_str().unwrap_or(""),
-                    res.api_version()
-                )));
-            }
+        if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+            && kind != res.kind
+        {
+            return Err(status::bad_request(&format!(
+                "the API version in the data ({}) does not match the expected API version ({})",
+                obj["apiVersion"].as_str().unwrap_or(""),
+                res.api_version()
+            )));
         }
         obj["kind"] = json!(res.kind);
         obj["apiVersion"] = json!(res.api_version());
