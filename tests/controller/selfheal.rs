@@ -333,7 +333,14 @@ fn go_like_updater_gets_drift_check_unsupported_once() {
             .is_some_and(|c| c["status"] == "False" && c["reason"] == "Unsupported")
     });
     assert_eq!(w.updater.lists.load(Ordering::SeqCst), 1);
-    let writes = w.api_writes().len();
+    // The reconcile's status patch and the check's can land in either order, and the later one
+    // may carry the other's condition once more: wait until no write came for half a second.
+    let mut writes = w.api_writes().len();
+    wait_for("the first writes settled", || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = w.api_writes().len();
+        std::mem::replace(&mut writes, now) == now
+    });
     // Several resync periods later: no second GET, no second write.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(w.updater.lists.load(Ordering::SeqCst), 1, "no retry loop");
