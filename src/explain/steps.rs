@@ -727,9 +727,14 @@ fn ports_step(
                 {
                     drop.push(format!("the annotation {BALANCE_ANNOTATION}"));
                 }
+                // The condition's reason is its first fault (traffic::record_balancing).
+                let reason = balancing
+                    .faults
+                    .first()
+                    .map_or("UpdaterWithoutBalance", |f| f.0);
                 let _ = write!(
                     message,
-                    "; balance {balance} is not served (Balancing=False, UpdaterWithoutBalance): \
+                    "; balance {balance} is not served (Balancing=False, {reason}): \
                      the updater is the Go nginx-lb-updater, which serves round robin only; for \
                      {balance} run the paperlb updater (paperlb nginx-updater) on the LB host, or \
                      drop {}",

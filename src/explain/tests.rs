@@ -637,10 +637,15 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
     let mut s = svc();
     s["spec"]["sessionAffinity"] = json!("ClientIP");
     s["metadata"]["annotations"] = json!({"lb.paperlb.com/balance": "fastest"});
+    let message = go_updater(s);
     assert!(
-        go_updater(s)
-            .contains("on the LB host, or drop spec.sessionAffinity: ClientIP; annotation"),
+        message.contains("on the LB host, or drop spec.sessionAffinity: ClientIP; annotation"),
         "the annotation is not what to drop"
+    );
+    // The condition's reason is its first fault, as the controller records it.
+    assert!(
+        message.contains("(Balancing=False, InvalidAnnotation)"),
+        "{message}"
     );
     // Round robin asked (or nothing): nothing to say.
     let mut s = svc();

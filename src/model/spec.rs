@@ -484,10 +484,9 @@ impl LbSpec {
         for (i, p) in spec.ports.iter().enumerate() {
             let at = format!("spec.ports[{i}]");
             // The first port's targets are the Go field `targets` when it lists none itself.
-            let own = format!("{at}.targets");
             let targets = match (i, p.targets.is_empty()) {
                 (0, true) => (&spec.targets[..], "spec.targets"),
-                _ => (&p.targets[..], own.as_str()),
+                _ => (&p.targets[..], "targets"),
             };
             let mut port = parse_port(&p.port, &p.protocol, targets, &at)?;
             let name = p.name.optional(&format!("{at}.name"), "a string")?;
@@ -678,7 +677,11 @@ fn parse_port(
     let mut out = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
         // Field names are formatted only for an error: this runs for every target on every reconcile.
-        let field = |f: &str| format!("{targets_at}[{i}].{f}");
+        // A port's own list is named after the port (`targets_at` is then just "targets").
+        let field = |f: &str| match targets_at {
+            "targets" => format!("{at}.targets[{i}].{f}"),
+            list => format!("{list}[{i}].{f}"),
+        };
         let host = t.host.require_with(|| field("host"), "a string")?;
         check_host(host).map_err(|e| format!("{} {host:?}: {e}", field("host")))?;
         let p = port_number(*t.port.require_with(|| field("port"), "an integer")?)

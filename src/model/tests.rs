@@ -210,6 +210,88 @@ fn the_first_ports_targets_are_written_once_and_the_earlier_double_form_still_ma
     assert!(spec.matches(&double));
 }
 
+/// RFC 7386 merge patch, as the apiserver applies a spec patch.
+fn merged(mut target: serde_json::Value, patch: &serde_json::Value) -> serde_json::Value {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    let old = t.remove(k).unwrap_or(serde_json::Value::Null);
+                    t.insert(k.clone(), merged(old, v));
+                }
+            }
+            target
+        }
+        _ => patch.clone(),
+    }
+}
+
+#[test]
+fn a_spec_holds_only_what_is_set_and_the_earlier_full_form_still_matches() {
+    let plain: LoadBalancerSpec = serde_json::from_value(json!({
+        "configName": "edge", "httpUpdater": {"url": "http://127.0.0.1:3000"}, "host": "127.0.0.10",
+        "port": 8100, "protocol": "TCP", "targets": [{"host": "127.0.0.2", "port": 31000}],
+        "ports": [{"name": "", "port": 8100, "protocol": "TCP"}]}))
+    .unwrap();
+    let spec = LbSpec::from_resource(&plain).unwrap();
+    let json = spec.to_json();
+    for unset in [
+        "proxyTimeoutSeconds",
+        "proxyConnectTimeoutSeconds",
+        "sourceRanges",
+        "proxyProtocol",
+        "healthCheck",
+        "hosts",
+        "balance",
+    ] {
+        assert_eq!(json[unset], serde_json::Value::Null, "{unset}: {json}");
+    }
+    // What the previous version wrote (every field, at its default) matches: no write on upgrade.
+    let mut full = json.clone();
+    for (k, v) in [
+        ("proxyTimeoutSeconds", json!(0)),
+        ("proxyConnectTimeoutSeconds", json!(0)),
+        ("sourceRanges", json!([])),
+        ("proxyProtocol", json!(false)),
+    ] {
+        full[k] = v;
+    }
+    let full_spec: LoadBalancerSpec = serde_json::from_value(full).unwrap();
+    assert!(spec.matches(&full_spec));
+    // A spec patch over a spec with everything set removes all of it, nested timings included.
+    let mut set = json.clone();
+    set["proxyTimeoutSeconds"] = json!(60);
+    set["sourceRanges"] = json!(["127.0.0.0/8"]);
+    set["proxyProtocol"] = json!(true);
+    set["balance"] = json!("hash");
+    set["healthCheck"] = json!({"type": "tcp", "intervalSeconds": 5, "healthyThreshold": 2});
+    let mut with_check = spec.clone();
+    with_check.traffic.health_check = Some(LbHealthCheck {
+        kind: "tcp".into(),
+        port: None,
+        path: String::new(),
+        timings: Default::default(),
+    });
+    let after = merged(set, &with_check.to_json());
+    let check = after["healthCheck"].as_object().unwrap();
+    assert!(
+        check.keys().all(|k| ["type", "path"].contains(&k.as_str())),
+        "{after}"
+    );
+    for gone in [
+        "proxyTimeoutSeconds",
+        "sourceRanges",
+        "proxyProtocol",
+        "balance",
+    ] {
+        assert!(after.get(gone).is_none(), "{gone}: {after}");
+    }
+    let stored: LoadBalancerSpec = serde_json::from_value(after).unwrap();
+    assert!(with_check.matches(&stored));
+}
+
 #[test]
 fn mangled_loadbalancer_spec_is_reported_not_fatal() {
     let cases = [
