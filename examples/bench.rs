@@ -1388,7 +1388,7 @@ fn controller_phases(bin: &Path, r: &mut Results) {
         let from = w.updater.len();
         let t0 = Instant::now();
         w.api.delete("nodes", "", &name).expect("delete node");
-        let done = converge(&w, from, |hosts| !hosts.contains(&ip));
+        let done = converge(&w.updater, from, |hosts| !hosts.contains(&ip));
         flip.push(ms(done - t0));
         std::thread::sleep(Duration::from_millis(300));
         let posts = w
@@ -1411,7 +1411,7 @@ fn controller_phases(bin: &Path, r: &mut Results) {
         let from = w.updater.len();
         let t0 = Instant::now();
         w.node(&name, &ip, true);
-        let done = converge(&w, from, |hosts| hosts.contains(&ip));
+        let done = converge(&w.updater, from, |hosts| hosts.contains(&ip));
         recover.push(ms(done - t0));
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -1612,7 +1612,7 @@ fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
             let from = w.updater.len();
             let t0 = Instant::now();
             w.api.delete("nodes", "", &name).expect("delete node");
-            let done = converge(&w, from, |hosts| !hosts.contains(&ip));
+            let done = converge(&w.updater, from, |hosts| !hosts.contains(&ip));
             out.push(("node_delete_add_converge_ms_1k", ms(done - t0)));
             std::thread::sleep(Duration::from_millis(300));
             out.push((
@@ -1621,7 +1621,7 @@ fn latency_run(bin: &Path, p: Profile) -> Vec<(&'static str, f64)> {
             ));
             let from = w.updater.len();
             w.node(&name, &ip, true);
-            converge(&w, from, |hosts| hosts.contains(&ip));
+            converge(&w.updater, from, |hosts| hosts.contains(&ip));
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -1725,14 +1725,14 @@ fn round_trips(w: &World, r: &mut Results) {
 
 /// Waits until every one of the 1,000 backends got a POST (after call `from`) whose upstream hosts
 /// satisfy `ok`; returns when the last of them arrived.
-fn converge(w: &World, from: usize, ok: impl Fn(&[String]) -> bool) -> Instant {
+fn converge(updater: &Updater, from: usize, ok: impl Fn(&[String]) -> bool) -> Instant {
     let mut last = Instant::now();
     // Only the calls that arrived since the last look, read under the lock without copying: the
     // recorder must not wait on the bench, nor the bench eat the cores it measures.
     let mut seen = HashSet::new();
     let mut next = from;
     wait_for("node change converged", Duration::from_millis(5), || {
-        let calls = w.updater.calls.lock().unwrap();
+        let calls = updater.calls.lock().unwrap();
         for c in &calls[next.min(calls.len())..] {
             if c.method == "POST" && ok(&c.hosts) && seen.insert(c.backend.clone()) {
                 last = c.at;

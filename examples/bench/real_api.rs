@@ -221,25 +221,6 @@ impl Cluster {
     fn controller(&self, bin: &Path, metrics: u16) -> Controller {
         Controller::spawn(bin, &self.kubeconfig, &self.ns, Some(metrics), &[])
     }
-
-    /// Waits until every one of the 1,000 backends got a POST (after call `from`) whose upstream
-    /// hosts satisfy `ok`; returns when the last of them arrived.
-    fn converge(&self, from: usize, ok: impl Fn(&[String]) -> bool) -> Instant {
-        let mut last = Instant::now();
-        let mut seen = HashSet::new();
-        let mut next = from;
-        wait_for("node change converged", Duration::from_millis(5), || {
-            let calls = self.updater.calls.lock().unwrap();
-            for c in &calls[next.min(calls.len())..] {
-                if c.method == "POST" && ok(&c.hosts) && seen.insert(c.backend.clone()) {
-                    last = c.at;
-                }
-            }
-            next = calls.len();
-            seen.len() >= SERVICES
-        });
-        last
-    }
 }
 
 /// Non-GET API requests the controller sent (Events included), and how many of them got a 409.
@@ -449,7 +430,7 @@ fn one_run(bin: &Path, c: &Cluster) -> (Vec<(&'static str, f64)>, Controller) {
     let metrics = free_port();
     let t0 = Instant::now();
     let mut ctl = c.controller(bin, metrics);
-    let pushed = c.converge(0, |_| true);
+    let pushed = converge(&c.updater, 0, |_| true);
     out.push(("startup_to_all_pushed_ms_1k", ms(pushed - t0)));
     wait_for("cold start: 1k ingress", Duration::from_millis(100), || {
         c.ready_count() >= SERVICES
@@ -508,7 +489,7 @@ fn one_run(bin: &Path, c: &Cluster) -> (Vec<(&'static str, f64)>, Controller) {
         let _ = c
             .client
             .delete(&format!("/api/v1/nodes/{}", c.node_name(n)));
-        let done = c.converge(from, |hosts| !hosts.contains(&ip));
+        let done = converge(&c.updater, from, |hosts| !hosts.contains(&ip));
         out.push(("node_delete_converge_ms_1k", ms(done - t0)));
         std::thread::sleep(Duration::from_millis(500));
         out.push((
@@ -518,7 +499,7 @@ fn one_run(bin: &Path, c: &Cluster) -> (Vec<(&'static str, f64)>, Controller) {
         let from = c.updater.len();
         let t0 = Instant::now();
         c.create_node(n, true);
-        let done = c.converge(from, |hosts| hosts.contains(&ip));
+        let done = converge(&c.updater, from, |hosts| hosts.contains(&ip));
         out.push(("node_add_converge_ms_1k", ms(done - t0)));
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -34,3 +34,20 @@ pub use spec::*;
 
 #[cfg(test)]
 mod tests;
+
+/// RFC 7386 JSON merge patch, as the apiserver applies a merge patch (for tests).
+#[cfg(test)]
+pub(crate) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}

@@ -210,24 +210,6 @@ fn the_first_ports_targets_are_written_once_and_the_earlier_double_form_still_ma
     assert!(spec.matches(&double));
 }
 
-/// RFC 7386 merge patch, as the apiserver applies a spec patch.
-fn merged(mut target: serde_json::Value, patch: &serde_json::Value) -> serde_json::Value {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    let old = t.remove(k).unwrap_or(serde_json::Value::Null);
-                    t.insert(k.clone(), merged(old, v));
-                }
-            }
-            target
-        }
-        _ => patch.clone(),
-    }
-}
-
 #[test]
 fn a_spec_holds_only_what_is_set_and_the_earlier_full_form_still_matches() {
     let plain: LoadBalancerSpec = serde_json::from_value(json!({
@@ -274,7 +256,8 @@ fn a_spec_holds_only_what_is_set_and_the_earlier_full_form_still_matches() {
         path: String::new(),
         timings: Default::default(),
     });
-    let after = merged(set, &with_check.to_json());
+    let mut after = set;
+    crate::model::merge_patch(&mut after, &with_check.to_json());
     let check = after["healthCheck"].as_object().unwrap();
     assert!(
         check.keys().all(|k| ["type", "path"].contains(&k.as_str())),

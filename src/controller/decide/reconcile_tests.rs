@@ -4,7 +4,7 @@
 use super::*;
 use crate::controller::decide::plan::EventSpec;
 use crate::controller::testutil::{Rng, node, shuffled};
-use crate::model::{DEFAULT_CLASS, Lenient, LoadBalancerConfig, Node};
+use crate::model::{DEFAULT_CLASS, Lenient, LoadBalancerConfig, Node, merge_patch};
 use crate::updater::api::LbRequest;
 use serde_json::Value;
 
@@ -116,22 +116,6 @@ fn world(rng: &mut Rng, services: Vec<Service>, configs: Vec<LoadBalancerConfig>
     cache
 }
 
-/// RFC 7386 JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
-
 fn bump_rv(obj: &mut Value) {
     let rv: u64 = obj["metadata"]["resourceVersion"]
         .as_str()
@@ -167,7 +151,7 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 );
                 let mut o = serde_json::to_value(lb).unwrap();
                 let spec_before = o["spec"].clone();
-                merge(&mut o, patch);
+                merge_patch(&mut o, patch);
                 if o["spec"] != spec_before {
                     o["metadata"]["generation"] =
                         json!(o["metadata"]["generation"].as_i64().unwrap() + 1);
@@ -177,13 +161,13 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
             }
             Action::PatchLoadBalancerStatus { key, patch } => {
                 let mut o = serde_json::to_value(&cache.load_balancers[key]).unwrap();
-                merge(&mut o, &json!({"status": patch["status"]}));
+                merge_patch(&mut o, &json!({"status": patch["status"]}));
                 bump_rv(&mut o);
                 cache.apply_load_balancer(serde_json::from_value(o).unwrap());
             }
             Action::PatchServiceStatus { key, patch } => {
                 let mut o = serde_json::to_value(&cache.services[key]).unwrap();
-                merge(&mut o, patch);
+                merge_patch(&mut o, patch);
                 bump_rv(&mut o);
                 cache.apply_service(serde_json::from_value(o).unwrap());
             }
