@@ -271,26 +271,7 @@ fn write_rate(c: &Cluster) -> (f64, f64, f64) {
     let clients: Vec<Client> = (0..PARALLEL)
         .map(|_| new_client(&c.kubeconfig, None))
         .collect();
-    let next = AtomicUsize::new(0);
-    let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for client in &clients {
-            let next = &next;
-            let path = &path;
-            s.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= SERVICES {
-                        break;
-                    }
-                    let _: Value = client
-                        .create(path, &cm(format!("many-{i}")))
-                        .expect("create cm");
-                }
-            });
-        }
-    });
-    let many = SERVICES as f64 / t0.elapsed().as_secs_f64();
+    let many = creates_per_sec(&clients, &path, |i| cm(format!("many-{i}")));
     let names: Vec<String> = (0..SERVICES)
         .flat_map(|i| [format!("one-{i}"), format!("many-{i}")])
         .collect();
@@ -300,9 +281,31 @@ fn write_rate(c: &Cluster) -> (f64, f64, f64) {
     (one, many, lb_write_rate(c, &clients))
 }
 
+/// [`SERVICES`] creates of `body(i)` at `path`, one thread per client (one connection each, as
+/// that many clients would have): creates per second.
+fn creates_per_sec(clients: &[Client], path: &str, body: impl Fn(usize) -> Value + Sync) -> f64 {
+    let next = AtomicUsize::new(0);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for client in clients {
+            let (next, body) = (&next, &body);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= SERVICES {
+                        break;
+                    }
+                    let _: Value = client.create(path, &body(i)).expect("create");
+                }
+            });
+        }
+    });
+    SERVICES as f64 / t0.elapsed().as_secs_f64()
+}
+
 /// The same from [`PARALLEL`] connections with objects of the workload's own shape and size: 1,000
-/// LoadBalancers as the controller writes them for a one-port Service over 100 nodes (~8 KiB of
-/// spec: the targets at the top level and in `ports`), created then deleted before the controller
+/// LoadBalancers as the controller writes them for a one-port Service over 100 nodes (the first
+/// port's targets once, as the Go field `targets`), created then deleted before the controller
 /// starts. A custom resource this size costs the apiserver far more per write than a ConfigMap
 /// (schema validation, merge, managedFields, the watch cache's decode), so this is the limit the
 /// controller's figures compare with.
@@ -322,25 +325,7 @@ fn lb_write_rate(c: &Cluster, clients: &[Client]) -> f64 {
                 // As paperlb writes it: the first port's targets once, as the Go field.
                 "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}})
     };
-    let next = AtomicUsize::new(0);
-    let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for client in clients {
-            let (next, path, lb) = (&next, &path, &lb);
-            s.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= SERVICES {
-                        break;
-                    }
-                    let _: Value = client
-                        .create(path, &lb(format!("rate-{i}"), 10000 + i))
-                        .expect("create LoadBalancer");
-                }
-            });
-        }
-    });
-    let rate = SERVICES as f64 / t0.elapsed().as_secs_f64();
+    let rate = creates_per_sec(clients, &path, |i| lb(format!("rate-{i}"), 10000 + i));
     c.parallel(SERVICES, |i| {
         let _ = c.client.delete(&format!("{path}/rate-{i}"));
     });
