@@ -478,15 +478,15 @@ impl LbSpec {
         let host = host_at(&spec.host, "spec.host")?;
         let mut ports: Vec<LbPort> = Vec::new();
         if spec.ports.is_empty() {
-            let targets = (&spec.targets[..], "spec.targets");
+            let targets = (&spec.targets[..], true);
             ports.push(parse_port(&spec.port, &spec.protocol, targets, "spec")?);
         }
         for (i, p) in spec.ports.iter().enumerate() {
             let at = format!("spec.ports[{i}]");
             // The first port's targets are the Go field `targets` when it lists none itself.
             let targets = match (i, p.targets.is_empty()) {
-                (0, true) => (&spec.targets[..], "spec.targets"),
-                _ => (&p.targets[..], "targets"),
+                (0, true) => (&spec.targets[..], true),
+                _ => (&p.targets[..], false),
             };
             let mut port = parse_port(&p.port, &p.protocol, targets, &at)?;
             let name = p.name.optional(&format!("{at}.name"), "a string")?;
@@ -540,7 +540,7 @@ impl LbSpec {
             return false;
         };
         // The Go fields mirror the first port (its name and nodePort live in `ports` only).
-        let targets = (&stored.targets[..], "spec.targets");
+        let targets = (&stored.targets[..], true);
         parse_port(&stored.port, &stored.protocol, targets, "spec").is_ok_and(|p| {
             (p.port, p.protocol, &p.targets) == (first.port, first.protocol, &first.targets)
         })
@@ -659,12 +659,13 @@ fn timeout(l: &Lenient<i64>, field: &str) -> Result<u32, String> {
     }
 }
 
-/// One port at field path `at`; its targets were read from the field `targets_at` (the Go field
-/// `spec.targets` for the first port that lists none itself), which an error names.
+/// One port at field path `at`; its targets are its own `{at}.targets`, or the Go field
+/// `spec.targets` (`go_field`: the Go form, or a first port that lists none itself), which an
+/// error names.
 fn parse_port(
     port: &Lenient<i64>,
     protocol: &Lenient<String>,
-    (targets, targets_at): (&[TargetSpec], &str),
+    (targets, go_field): (&[TargetSpec], bool),
     at: &str,
 ) -> Result<LbPort, String> {
     let port = port_at(port, &format!("{at}.port"))?;
@@ -677,10 +678,9 @@ fn parse_port(
     let mut out = Vec::with_capacity(targets.len());
     for (i, t) in targets.iter().enumerate() {
         // Field names are formatted only for an error: this runs for every target on every reconcile.
-        // A port's own list is named after the port (`targets_at` is then just "targets").
-        let field = |f: &str| match targets_at {
-            "targets" => format!("{at}.targets[{i}].{f}"),
-            list => format!("{list}[{i}].{f}"),
+        let field = |f: &str| match go_field {
+            true => format!("spec.targets[{i}].{f}"),
+            false => format!("{at}.targets[{i}].{f}"),
         };
         let host = t.host.require_with(|| field("host"), "a string")?;
         check_host(host).map_err(|e| format!("{} {host:?}: {e}", field("host")))?;
