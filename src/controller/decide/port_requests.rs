@@ -187,19 +187,16 @@ pub fn decide(
 pub fn record(
     status: &mut LoadBalancerStatus,
     decision: &Decision,
-    now: &str,
-    generation: Option<i64>,
+    at: (&str, Option<i64>),
 ) -> Option<(&'static str, String)> {
     let fault = (decision.faults.first()).map(|first| (first.reason, summary(&decision.faults)));
     if decision.annotated && fault.is_none() {
-        let (message, c) = (
-            "every requested LB port is allocated",
-            &mut status.conditions,
-        );
+        let message = "every requested LB port is allocated";
+        let (c, (now, generation)) = (&mut status.conditions, at);
         set_condition(c, PORT_REQUEST, true, "Granted", message, now, generation);
         return None;
     }
-    record_fault(status, PORT_REQUEST, fault, now, generation)
+    record_fault(status, PORT_REQUEST, fault, at)
 }
 
 /// The faults as one sentence (when no port at all can be served).
@@ -459,12 +456,12 @@ mod tests {
             &holder,
         );
         let mut status = LoadBalancerStatus::default();
-        let event = record(&mut status, &held, "t1", Some(1));
+        let event = record(&mut status, &held, ("t1", Some(1)));
         assert_eq!(event.map(|e| e.0), Some("PortUnavailable"));
         assert_eq!(status.conditions[0].status, "False");
         assert!(status.conditions[0].message.contains("shop/front"));
         assert_eq!(
-            record(&mut status, &held, "t2", Some(1)),
+            record(&mut status, &held, ("t2", Some(1))),
             None,
             "same fault: no Event"
         );
@@ -476,7 +473,7 @@ mod tests {
             "edge",
             &nobody,
         );
-        assert_eq!(record(&mut status, &granted, "t3", Some(2)), None);
+        assert_eq!(record(&mut status, &granted, ("t3", Some(2))), None);
         assert_eq!(
             (
                 status.conditions[0].status.as_str(),
@@ -485,7 +482,7 @@ mod tests {
             ("True", "Granted")
         );
         let none = decide(&svc(None), prev([None; 3]), (8100, 8199), "edge", &nobody);
-        record(&mut status, &none, "t4", Some(3));
+        record(&mut status, &none, ("t4", Some(3)));
         assert!(status.conditions.is_empty(), "removed with the annotation");
     }
 }

@@ -50,7 +50,7 @@ impl fmt::Display for PortError {
 impl std::error::Error for PortError {}
 
 /// LB ports per Service port, in request order. `taken(port, protocol)` says whether another
-/// LoadBalancer holds that pair on the same host (see [`PortIndex::is_taken`]).
+/// LoadBalancer holds that pair on the same host (see [`PortIndex::holder`]).
 pub fn allocate_ports(
     requests: &[PortRequest],
     low: u16,
@@ -151,14 +151,6 @@ impl PortIndex {
                 self.by_host.remove(&host);
             }
         }
-    }
-
-    /// Whether a LoadBalancer other than `except` claims (port, protocol) on `host`.
-    pub fn is_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
-        self.by_host
-            .get(&host.to_ascii_lowercase())
-            .and_then(|ports| ports.get(&(port, protocol)))
-            .is_some_and(|keys| keys.iter().any(|k| k != except))
     }
 
     /// A LoadBalancer other than `except` claiming (port, protocol) on `host` (the first by key).
@@ -490,7 +482,7 @@ mod tests {
                 for port in 8000..8012 {
                     for proto in [Tcp, Udp] {
                         assert_eq!(
-                            index.is_taken(host, port, proto, &except),
+                            index.holder(host, port, proto, &except).is_some(),
                             want.contains(&(port, proto)),
                             "step {step}"
                         );

@@ -5,7 +5,9 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
-use super::plan::{Action, EventType, Plan, lb_ref, object_ref, status_patch, updater_request};
+use super::plan::{
+    Action, EventType, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
+};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
@@ -14,10 +16,10 @@ use super::status::{
 };
 use super::targets::targets_for;
 use super::traffic::{
-    balancing_for, follows_readiness, record_balancing, record_families, record_node_set,
-    record_proxy_protocol, spec_without_checks, traffic_for, updater_without_checks, with_override,
+    BALANCING, DUAL_STACK, PROXY_PROTOCOL, STABLE_NODE_SET, balancing_fault, balancing_for,
+    families_fault, follows_readiness, node_set_fault, proxy_protocol_fault, record_fault,
+    spec_without_checks, traffic_for, updater_without_checks, with_override,
 };
-use super::updater_auth::AuthProblem;
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::same_updater;
@@ -30,12 +32,6 @@ use serde_json::{Value, json};
 
 /// More ports than this on one Service is refused: each is an nginx server block and a listen port.
 pub const MAX_PORTS: usize = 100;
-
-/// A problem a user must act on: an Event reason and a message.
-pub(crate) struct Problem {
-    pub(crate) reason: &'static str,
-    pub(crate) message: String,
-}
 
 fn problem(reason: &'static str, message: String) -> Problem {
     Problem { reason, message }
@@ -246,12 +242,12 @@ fn reconcile_service(
         // Warnings come with their conditions, once the LoadBalancer exists.
         return;
     };
-    let owned = lb.metadata.owner_references.iter().any(|o| {
-        o.api_version == owner.api_version
-            && o.kind == owner.kind
-            && o.name == owner.name
-            && o.uid == owner.uid
-            && o.controller == Some(true)
+    let owned = (lb.metadata.owner_references.iter()).any(|o| {
+        owner
+            == OwnerReference {
+                block_owner_deletion: None,
+                ..o.clone()
+            }
     });
     let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
     if !desired.matches(&lb.spec) || !owned {
@@ -311,20 +307,28 @@ fn reconcile_service(
     );
     let why = || no_targets::why(cache, key, svc);
     let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
-    let port_fault =
-        port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
-    let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
+    // Each condition that is False while its fault lasts, in the order they are written.
+    let at = (ctx.now.as_str(), lb.metadata.generation);
     let go_updater = spec_without_checks(&desired, lb, ctx);
-    let balance_fault = record_balancing(
-        &mut status,
-        svc,
-        go_updater,
-        &ctx.now,
-        lb.metadata.generation,
+    let mut warnings: Vec<_> = port_requests::record(&mut status, &decision, at)
+        .into_iter()
+        .collect();
+    let faults = [
+        (PROXY_PROTOCOL, proxy_protocol_fault(&desired)),
+        (BALANCING, balancing_fault(svc, go_updater)),
+        (DUAL_STACK, families_fault(&desired, svc)),
+    ];
+    warnings.extend(
+        faults
+            .into_iter()
+            .filter_map(|(t, f)| record_fault(&mut status, t, f, at)),
     );
-    let family_fault =
-        record_families(&mut status, &desired, svc, &ctx.now, lb.metadata.generation);
-    record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);
+    record_fault(
+        &mut status,
+        STABLE_NODE_SET,
+        node_set_fault(&desired, lb, ctx),
+        at,
+    );
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -341,8 +345,7 @@ fn reconcile_service(
     if let Some((type_, reason, message)) = event {
         plan.event(&svc_ref, type_, reason, message);
     }
-    let faults = [port_fault, udp_fault, balance_fault, family_fault];
-    for (reason, message) in faults.into_iter().flatten() {
+    for (reason, message) in warnings {
         plan.event(&svc_ref, EventType::Warning, reason, message);
     }
 }
@@ -381,7 +384,7 @@ fn desired(
     let holder = |port, protocol| {
         places
             .iter()
-            .find_map(|h| cache.port_holder(&h.host, port, protocol, key))
+            .find_map(|h| cache.port_holder(&h.host, port, protocol, key).cloned())
     };
     let decision = port_requests::decide(
         svc,
@@ -612,14 +615,9 @@ fn report_problem(
             if let Some(phase) = phase {
                 status.phase = Some(phase.to_string());
             }
+            let (c, generation) = (&mut status.conditions, lb.metadata.generation);
             set_condition(
-                &mut status.conditions,
-                RECONCILED,
-                false,
-                p.reason,
-                &p.message,
-                &ctx.now,
-                lb.metadata.generation,
+                c, RECONCILED, false, p.reason, &p.message, &ctx.now, generation,
             );
             if status != lb.status {
                 plan.push(status_patch(key, &status));
@@ -849,7 +847,7 @@ pub fn on_updater_error(
     plan: &Plan,
     failed: usize,
     message: &str,
-    auth: Option<&AuthProblem>,
+    auth: Option<&Problem>,
 ) -> Plan {
     let mut out = Plan::default();
     let Some(lb) = cache.load_balancers.get(key) else {
@@ -869,7 +867,7 @@ pub fn on_updater_error(
         }
         _ => format!("updater call failed: {message}"),
     };
-    let mut status = lb.status.clone();
+    let (mut status, generation) = (lb.status.clone(), lb.metadata.generation);
     let spec = LbSpec::from_resource(&lb.spec).ok();
     for action in plan.actions.iter().take(failed) {
         match action {
@@ -923,26 +921,13 @@ pub fn on_updater_error(
                 .cloned()
                 .collect();
             let failure = failed_host.map(|f| (f, what.as_str()));
-            hosts::record(
-                &mut status,
-                lb.metadata.generation,
-                spec,
-                (&done, failure),
-                ctx,
-            );
+            hosts::record(&mut status, generation, spec, (&done, failure), ctx);
         }
         // An unreadable spec (a hand-made LoadBalancer edited meanwhile).
         None => {
             status.phase = Some(PHASE_ERROR.to_string());
-            set_condition(
-                &mut status.conditions,
-                READY,
-                false,
-                "UpdaterFailed",
-                &what,
-                &ctx.now,
-                lb.metadata.generation,
-            );
+            let (now, c) = (&ctx.now, &mut status.conditions);
+            set_condition(c, READY, false, "UpdaterFailed", &what, now, generation);
         }
     }
     if let Some(p) = auth {
@@ -954,7 +939,7 @@ pub fn on_updater_error(
             p.reason,
             &p.message,
             now,
-            lb.metadata.generation,
+            generation,
         );
     }
     if status != lb.status {

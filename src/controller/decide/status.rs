@@ -168,12 +168,13 @@ pub fn mark_accepted(
     generation: Option<i64>,
 ) {
     if condition(conditions, UPDATER_AUTH).is_some_and(|c| c.status != "True") {
+        let message = "the updater accepted the credentials";
         set_condition(
             conditions,
             UPDATER_AUTH,
             true,
             "Accepted",
-            "the updater accepted the credentials",
+            message,
             now,
             generation,
         );
