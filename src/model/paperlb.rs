@@ -62,10 +62,8 @@ pub struct LoadBalancerConfigSpec {
     pub updater_token_secret_ref: Lenient<SecretKeyRef>,
     /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
     /// certificate is verified against; absent = the system roots.
-    #[serde(
-        rename = "updaterCASecretRef",
-        skip_serializing_if = "Lenient::is_missing"
-    )]
+    #[serde(rename = "updaterCASecretRef")]
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     /// Addition: accept any certificate from an `https://` updater (a warning is logged).
     #[serde(skip_serializing_if = "Lenient::is_missing")]
@@ -158,10 +156,8 @@ pub struct LoadBalancerSpec {
     pub balance: Lenient<String>,
     /// Addition: every LB host when the config lists `hosts` (the Go fields then name the first);
     /// empty = the Go form, one host.
-    #[serde(
-        deserialize_with = "lenient_list",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "lenient_list")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<LbHostSpec>,
 }
 
@@ -348,10 +344,8 @@ pub struct PortHealth {
     pub ready: i64,
     pub total: i64,
     /// `host:port` of the upstreams failing it (so a re-apply can carry the figure forward).
-    #[serde(
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "null_default")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unhealthy: Vec<String>,
 }
 
@@ -527,10 +521,8 @@ pub struct HostSpec {
     pub http_updater_url: Lenient<String>,
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_token_secret_ref: Lenient<SecretKeyRef>,
-    #[serde(
-        rename = "updaterCASecretRef",
-        skip_serializing_if = "Lenient::is_missing"
-    )]
+    #[serde(rename = "updaterCASecretRef")]
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub insecure_skip_verify: Lenient<bool>,

@@ -174,27 +174,33 @@ fn delete_backends(
 }
 
 fn remove_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
-    let kept: Vec<&String> = (lb.metadata.finalizers.iter())
-        .filter(|f| *f != FINALIZER)
-        .collect();
+    let patch = finalizers_patch(lb, false);
     Action::RemoveFinalizer {
         key: key.clone(),
-        patch: finalizers_patch(lb, json!(kept)),
+        patch,
     }
 }
 
 fn add_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
+    let patch = finalizers_patch(lb, true);
     Action::AddFinalizer {
         key: key.clone(),
-        patch: finalizers_patch(lb, json!(with_finalizer(lb))),
+        patch,
     }
 }
 
-/// The metadata patch that sets `lb`'s finalizers (the full list: arrays are replaced whole), with
-/// its resourceVersion as the precondition.
-fn finalizers_patch(lb: &LoadBalancer, finalizers: serde_json::Value) -> serde_json::Value {
+/// `lb`'s finalizers with ours (`ours`) or without it, in order: the full list (arrays are
+/// replaced whole).
+fn finalizers(lb: &LoadBalancer, ours: bool) -> Vec<&str> {
+    let others = (lb.metadata.finalizers.iter().map(String::as_str)).filter(|f| *f != FINALIZER);
+    others.chain(ours.then_some(FINALIZER)).collect()
+}
+
+/// The metadata patch that sets `lb`'s finalizers with ours or without, with its resourceVersion
+/// as the precondition.
+fn finalizers_patch(lb: &LoadBalancer, ours: bool) -> Value {
     let rv = &lb.metadata.resource_version;
-    json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}})
+    json!({"metadata": {"finalizers": finalizers(lb, ours), "resourceVersion": rv}})
 }
 
 fn reconcile_service(
@@ -242,12 +248,12 @@ fn reconcile_service(
         // Warnings come with their conditions, once the LoadBalancer exists.
         return;
     };
-    let owned = (lb.metadata.owner_references.iter()).any(|o| {
-        owner
-            == OwnerReference {
-                block_owner_deletion: None,
-                ..o.clone()
-            }
+    let owned = lb.metadata.owner_references.iter().any(|o| {
+        o.api_version == owner.api_version
+            && o.kind == owner.kind
+            && o.name == owner.name
+            && o.uid == owner.uid
+            && o.controller == Some(true)
     });
     let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
     if !desired.matches(&lb.spec) || !owned {
@@ -271,7 +277,7 @@ fn reconcile_service(
             metadata["ownerReferences"] = json!(refs);
         }
         if !has_finalizer {
-            metadata["finalizers"] = json!(with_finalizer(lb));
+            metadata["finalizers"] = json!(finalizers(lb, true));
         }
         plan.push(Action::PatchLoadBalancerSpec {
             key: key.clone(),
@@ -307,28 +313,20 @@ fn reconcile_service(
     );
     let why = || no_targets::why(cache, key, svc);
     let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
-    // Each condition that is False while its fault lasts, in the order they are written.
     let at = (ctx.now.as_str(), lb.metadata.generation);
     let go_updater = spec_without_checks(&desired, lb, ctx);
-    let mut warnings: Vec<_> = port_requests::record(&mut status, &decision, at)
-        .into_iter()
-        .collect();
     let faults = [
         (PROXY_PROTOCOL, proxy_protocol_fault(&desired)),
         (BALANCING, balancing_fault(svc, go_updater)),
         (DUAL_STACK, families_fault(&desired, svc)),
+        (STABLE_NODE_SET, node_set_fault(&desired, lb, ctx)),
     ];
-    warnings.extend(
-        faults
-            .into_iter()
-            .filter_map(|(t, f)| record_fault(&mut status, t, f, at)),
-    );
-    record_fault(
-        &mut status,
-        STABLE_NODE_SET,
-        node_set_fault(&desired, lb, ctx),
-        at,
-    );
+    // Conditions False while their fault lasts; a new fault is a Warning (StableNodeSet's is not).
+    let mut warnings = vec![port_requests::record(&mut status, &decision, at)];
+    for (type_, fault) in faults {
+        let news = record_fault(&mut status, type_, fault, at);
+        warnings.push(news.filter(|_| type_ != STABLE_NODE_SET));
+    }
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -345,7 +343,7 @@ fn reconcile_service(
     if let Some((type_, reason, message)) = event {
         plan.event(&svc_ref, type_, reason, message);
     }
-    for (reason, message) in warnings {
+    for (reason, message) in warnings.into_iter().flatten() {
         plan.event(&svc_ref, EventType::Warning, reason, message);
     }
 }
@@ -568,29 +566,21 @@ pub(crate) fn service_ports(
             .node_port
             .and_then(|n| u16::try_from(n).ok())
             .filter(|n| *n > 0);
-        match node_port {
-            Some(node_port) => out.push(ServicePortSpec {
-                name,
-                protocol,
-                node_port,
-            }),
-            None if svc.spec.allocate_load_balancer_node_ports == Some(false) => {
-                return Err(problem(
-                    "NoNodePorts",
-                    format!(
-                        "Service {key}: port {i} {name:?} has no nodePort and allocateLoadBalancerNodePorts is false; paperlb forwards to nodePorts: set allocateLoadBalancerNodePorts: true or give the port a nodePort"
-                    ),
-                ));
-            }
-            None => {
-                waiting = true;
-                out.push(ServicePortSpec {
-                    name,
-                    protocol,
-                    node_port: 0,
-                });
-            }
+        if node_port.is_none() && svc.spec.allocate_load_balancer_node_ports == Some(false) {
+            return Err(problem(
+                "NoNodePorts",
+                format!(
+                    "Service {key}: port {i} {name:?} has no nodePort and allocateLoadBalancerNodePorts is false; paperlb forwards to nodePorts: set allocateLoadBalancerNodePorts: true or give the port a nodePort"
+                ),
+            ));
         }
+        waiting |= node_port.is_none(); // the apiserver fills it in a moment
+        let node_port = node_port.unwrap_or(0);
+        out.push(ServicePortSpec {
+            name,
+            protocol,
+            node_port,
+        });
     }
     Ok((!waiting).then_some(out))
 }
@@ -781,12 +771,6 @@ pub fn applied_timeouts(
     (or(own.0, t), or(own.1, c))
 }
 
-fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
-    let mut f = lb.metadata.finalizers.clone();
-    f.push(FINALIZER.to_string());
-    f
-}
-
 fn allocated(spec: &LbSpec) -> String {
     format!(
         "allocated {} on {} (config {})",
@@ -853,19 +837,19 @@ pub fn on_updater_error(
     let Some(lb) = cache.load_balancers.get(key) else {
         return out;
     };
-    let what = match plan.actions.get(failed) {
+    let (what, failed_url) = match plan.actions.get(failed) {
         Some(Action::UpdaterApply { url, request, .. }) => {
-            format!(
-                "updater {url} refused backend {}: {message}",
-                request.backend_name
-            )
+            let name = &request.backend_name;
+            let what = format!("updater {url} refused backend {name}: {message}");
+            (what, Some(url))
         }
         Some(Action::UpdaterDelete {
             url, backend_name, ..
         }) => {
-            format!("updater {url} could not delete backend {backend_name}: {message}")
+            let what = format!("updater {url} could not delete backend {backend_name}: {message}");
+            (what, Some(url))
         }
-        _ => format!("updater call failed: {message}"),
+        _ => (format!("updater call failed: {message}"), None),
     };
     let (mut status, generation) = (lb.status.clone(), lb.metadata.generation);
     let spec = LbSpec::from_resource(&lb.spec).ok();
@@ -902,12 +886,7 @@ pub fn on_updater_error(
     match &spec {
         // One host failing leaves the others serving: record per host.
         Some(spec) => {
-            let failed_host = match plan.actions.get(failed) {
-                Some(Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. }) => {
-                    hosts::host_of(spec, url)
-                }
-                _ => None,
-            };
+            let failed_host = failed_url.and_then(|url| hosts::host_of(spec, url));
             // The other hosts, whose every push came before the failure.
             let to = |h: &LbHost, a: &Action| match a {
                 Action::UpdaterApply { url, .. } => same_updater(url, &h.url),
