@@ -293,18 +293,12 @@ impl Cache {
 
     pub fn apply_endpoint_slice(&mut self, slice: EndpointSlice) -> Affected {
         let key = Key::of(&slice.metadata);
-        if unchanged(
-            self.endpoint_slices.get(&key).map(|s| &s.metadata),
-            &slice.metadata,
-        ) {
+        let old = self.endpoint_slices.get(&key);
+        if unchanged(old.map(|s| &s.metadata), &slice.metadata) {
             return Affected::new();
         }
-        let old_service = self
-            .endpoint_slices
-            .get(&key)
-            .and_then(|s| s.service_name())
-            .map(|n| Key::new(&key.namespace, n));
-        let new_service = slice.service_name().map(|n| Key::new(&key.namespace, n));
+        let service = |s: &EndpointSlice| s.service_name().map(|n| Key::new(&key.namespace, n));
+        let (old_service, new_service) = (old.and_then(service), service(&slice));
         // Node sets before the change, to tell whether the Service's targets can differ.
         let before: Vec<(Key, BTreeSet<String>)> = old_service
             .iter()

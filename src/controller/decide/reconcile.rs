@@ -392,13 +392,9 @@ fn desired(
         &holder,
     );
     // Ports whose request waits are left out (not pushed) until it can be granted.
-    let ports: Vec<&ServicePortSpec> = ports
-        .iter()
-        .zip(&decision.requests)
-        .filter(|(_, r)| r.is_some())
-        .map(|(p, _)| p)
-        .collect();
-    let requests: Vec<_> = decision.requests.iter().flatten().cloned().collect();
+    let (ports, requests): (Vec<&ServicePortSpec>, Vec<_>) = (ports.iter().zip(&decision.requests))
+        .filter_map(|(p, r)| Some((p, r.clone()?)))
+        .unzip();
     if requests.is_empty() {
         return Err(problem(
             "PortUnavailable",
@@ -425,11 +421,8 @@ fn desired(
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
     let no_checks = updater_without_checks(places.iter().map(|h| h.url.as_str()), lb, ctx);
-    let types = if cfg.address_types.is_empty() {
-        &ctx.address_types
-    } else {
-        &cfg.address_types
-    };
+    let types = Some(&cfg.address_types).filter(|t| !t.is_empty());
+    let types = types.unwrap_or(&ctx.address_types);
     let ports = ports
         .iter()
         .zip(lb_ports)
