@@ -30,7 +30,7 @@ pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
 
 /// The reason when no eligible node has an address in one of the Service's `ipFamilies`:
 /// `Ready=False` when it is every family (`no_targets`), `DualStack=False` when it is one of two
-/// (`traffic::record_families`).
+/// (`traffic::families_fault`).
 pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
 
 /// Why a node may not receive traffic (the first reason that applies, in this order).
