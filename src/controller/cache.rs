@@ -167,13 +167,8 @@ impl Cache {
         self.relist(items, known, |l| &l.metadata, delete, apply)
     }
 
-    /// Whether a LoadBalancer other than `except` holds (port, protocol) on `host`, or a create in
-    /// flight for another key claims it.
-    pub fn port_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
-        self.port_holder(host, port, protocol, except).is_some()
-    }
-
-    /// Who holds (port, protocol) on `host` for `port_taken`, other than `except`.
+    /// A LoadBalancer other than `except` that holds (port, protocol) on `host`, or whose create
+    /// in flight claims it.
     pub fn port_holder(
         &self,
         host: &str,
@@ -690,16 +685,19 @@ mod tests {
         let (a, b) = (Key::new("ns", "a"), Key::new("ns", "b"));
         let mut c = Cache::new();
         c.reserve_ports(&a, spec.clone());
-        assert!(c.port_taken("h1", 8000, Protocol::Tcp, &b));
+        assert!(c.port_holder("h1", 8000, Protocol::Tcp, &b).is_some());
         assert!(
-            !c.port_taken("h1", 8000, Protocol::Tcp, &a),
+            c.port_holder("h1", 8000, Protocol::Tcp, &a).is_none(),
             "its own claim"
         );
-        assert!(!c.port_taken("h1", 8000, Protocol::Udp, &b));
-        assert!(!c.port_taken("h2", 8000, Protocol::Tcp, &b));
+        assert!(c.port_holder("h1", 8000, Protocol::Udp, &b).is_none());
+        assert!(c.port_holder("h2", 8000, Protocol::Tcp, &b).is_none());
         c.reserve_ports(&a, spec);
         c.release_ports(&a);
-        assert!(!c.port_taken("h1", 8000, Protocol::Tcp, &b), "released");
+        assert!(
+            c.port_holder("h1", 8000, Protocol::Tcp, &b).is_none(),
+            "released"
+        );
         c.release_ports(&a);
     }
 

@@ -185,6 +185,18 @@ pub struct HttpUpdaterSpec {
 }
 
 impl LoadBalancerSpec {
+    /// The LB hosts as written (not validated): `host` and every `hosts[].host`.
+    pub fn written_hosts(&self) -> impl Iterator<Item = &String> {
+        let hosts = self.hosts.iter().filter_map(|h| h.host.get());
+        self.host.get().into_iter().chain(hosts)
+    }
+
+    /// The updater URLs as written: `httpUpdater.url` and every `hosts[].httpUpdaterURL`.
+    pub fn written_urls(&self) -> impl Iterator<Item = &String> {
+        let urls = self.hosts.iter().filter_map(|h| h.http_updater_url.get());
+        self.http_updater.url.get().into_iter().chain(urls)
+    }
+
     /// In what earlier versions wrote, the Go field `targets` repeats `ports[0].targets` (paperlb
     /// now leaves the latter out): let both point at one list, so the cache holds them once.
     pub fn share_first_port_targets(&mut self) {

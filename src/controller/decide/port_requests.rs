@@ -105,12 +105,12 @@ pub struct Decision {
 /// Decides the requests of `svc` over `previous` (what `ports::previous_ports` found for each of its
 /// ports). `holder(port, protocol)` names the LoadBalancer other than this one holding that pair on
 /// the config's host(s); `range` is the config's (low, high) and `config` its namespace/name.
-pub fn decide(
+pub fn decide<'a>(
     svc: &Service,
     previous: Vec<PortRequest>,
     (low, high): (u16, u16),
     config: &str,
-    holder: &dyn Fn(u16, Protocol) -> Option<Key>,
+    holder: &dyn Fn(u16, Protocol) -> Option<&'a Key>,
 ) -> Decision {
     let annotated = svc.metadata.annotations.contains_key(LB_PORTS_ANNOTATION);
     let (entries, mut faults) = parse(svc);
@@ -243,7 +243,7 @@ mod tests {
             .collect()
     }
 
-    fn nobody(_: u16, _: Protocol) -> Option<Key> {
+    fn nobody<'a>(_: u16, _: Protocol) -> Option<&'a Key> {
         None
     }
 
@@ -309,14 +309,14 @@ mod tests {
 
     #[test]
     fn decisions_table() {
-        let holder_of_8150 = |p: u16, proto: Protocol| {
-            ((p, proto) == (8150, Tcp)).then(|| Key::new("shop", "front"))
-        };
+        let front = Key::new("shop", "front");
+        let holder_of_8150 =
+            |p: u16, proto: Protocol| ((p, proto) == (8150, Tcp)).then_some(&front);
         type Case<'a> = (
             &'a str,
             Option<&'a str>,
             [Option<u16>; 3],
-            &'a dyn Fn(u16, Protocol) -> Option<Key>,
+            &'a dyn Fn(u16, Protocol) -> Option<&'a Key>,
             Vec<Option<Option<u16>>>,
             usize,
         );
@@ -418,7 +418,8 @@ mod tests {
 
     #[test]
     fn a_conflict_names_the_holder_and_the_range_names_the_config() {
-        let holder = |_: u16, _: Protocol| Some(Key::new("shop", "front"));
+        let front = Key::new("shop", "front");
+        let holder = |_: u16, _: Protocol| Some(&front);
         let d = decide(
             &svc(Some("http=8150")),
             prev([None; 3]),
@@ -447,7 +448,8 @@ mod tests {
 
     #[test]
     fn the_condition_follows_the_decision_and_an_event_comes_once_per_new_fault() {
-        let holder = |_: u16, _: Protocol| Some(Key::new("shop", "front"));
+        let front = Key::new("shop", "front");
+        let holder = |_: u16, _: Protocol| Some(&front);
         let held = decide(
             &svc(Some("http=8150")),
             prev([None; 3]),

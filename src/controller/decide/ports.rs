@@ -97,10 +97,7 @@ pub fn allocate_ports(
 /// The LB hosts a stored spec claims its ports on, lower case: `host` and every `hosts[].host`.
 pub fn stored_hosts(spec: &LoadBalancerSpec) -> Vec<String> {
     let mut out: Vec<String> = spec
-        .host
-        .get()
-        .into_iter()
-        .chain(spec.hosts.iter().filter_map(|h| h.host.get()))
+        .written_hosts()
         .map(|h| h.to_ascii_lowercase())
         .collect();
     out.sort();
@@ -124,10 +121,8 @@ impl PortIndex {
         for host in stored_hosts(spec) {
             let ports = self.by_host.entry(host).or_default();
             for (_, port, protocol) in &pairs {
-                ports
-                    .entry((*port, *protocol))
-                    .or_default()
-                    .insert(key.clone());
+                let keys = ports.entry((*port, *protocol)).or_default();
+                keys.insert(key.clone());
             }
         }
     }

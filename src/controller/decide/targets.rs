@@ -180,10 +180,7 @@ pub fn ready_endpoint_nodes<'a>(
 /// rule), which affects only those that follow it. A node update that changes neither
 /// (heartbeats, unrelated labels) affects no LoadBalancer.
 pub fn node_view(node: &Node) -> ((bool, Vec<(String, String)>), bool) {
-    let mut addresses: Vec<(String, String)> = node
-        .status
-        .addresses
-        .iter()
+    let mut addresses: Vec<(String, String)> = (node.status.addresses.iter())
         .map(|a| (a.type_.clone(), a.address.clone()))
         .collect();
     addresses.sort();

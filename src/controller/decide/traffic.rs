@@ -249,12 +249,6 @@ pub fn updater_without_checks<'a>(
     recorded || urls.any(|u| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e)))
 }
 
-/// [`updater_without_checks`] for the updaters a LoadBalancer's `spec` names.
-pub fn spec_without_checks(spec: &LbSpec, lb: &LoadBalancer, ctx: &Context) -> bool {
-    let urls = std::iter::once(spec.url.as_str()).chain(spec.hosts.iter().map(|h| h.url.as_str()));
-    updater_without_checks(urls, Some(lb), ctx)
-}
-
 /// Why a port of `protocol` follows node readiness (`no_checks`: [`updater_without_checks`];
 /// `stable`: the controller's `--stable-node-set`); None when its targets are a stable set.
 pub fn follows_readiness(
@@ -279,9 +273,8 @@ pub fn follows_readiness(
 pub type Fault = Option<(&'static str, String)>;
 
 /// `StableNodeSet=False` while some port of `spec` follows node readiness, saying why (the
-/// default needs no word).
-pub fn node_set_fault(spec: &LbSpec, lb: &LoadBalancer, ctx: &Context) -> Fault {
-    let no_checks = spec_without_checks(spec, lb, ctx);
+/// default needs no word; `no_checks`: [`updater_without_checks`] for its updaters).
+pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
     let following: Vec<(String, FollowsReadiness)> = spec
         .ports
         .iter()
@@ -480,7 +473,9 @@ mod tests {
         ctx: &Context,
         generation: Option<i64>,
     ) {
-        let fault = node_set_fault(spec, lb, ctx);
+        let urls = std::iter::once(&spec.url).chain(spec.hosts.iter().map(|h| &h.url));
+        let no_checks = updater_without_checks(urls.map(String::as_str), Some(lb), ctx);
+        let fault = node_set_fault(spec, no_checks, ctx);
         record_fault(status, STABLE_NODE_SET, fault, (&ctx.now, generation));
     }
 
