@@ -70,14 +70,9 @@ impl Cache {
     }
 
     pub fn replace_services(&mut self, items: Vec<Service>) -> Affected {
-        let mut affected = Affected::new();
-        for key in gone(&self.services, items.iter().map(|s| &s.metadata)) {
-            affected.extend(self.delete_service(&key));
-        }
-        for svc in items {
-            affected.extend(self.apply_service(svc));
-        }
-        affected
+        let known = self.services.keys().cloned().collect();
+        let (delete, apply) = (Cache::delete_service, Cache::apply_service);
+        self.relist(items, known, |s| &s.metadata, delete, apply)
     }
 
     // ---- Nodes: a change to what the stable node set sees affects every LoadBalancer; a readiness
@@ -167,35 +162,23 @@ impl Cache {
     }
 
     pub fn replace_load_balancers(&mut self, items: Vec<LoadBalancer>) -> Affected {
-        let mut affected = Affected::new();
-        for key in gone(&self.load_balancers, items.iter().map(|l| &l.metadata)) {
-            affected.extend(self.delete_load_balancer(&key));
-        }
-        for lb in items {
-            affected.extend(self.apply_load_balancer(lb));
-        }
-        affected
+        let known = self.load_balancers.keys().cloned().collect();
+        let (delete, apply) = (Cache::delete_load_balancer, Cache::apply_load_balancer);
+        self.relist(items, known, |l| &l.metadata, delete, apply)
     }
 
-    /// Whether a LoadBalancer other than `except` holds (port, protocol) on `host`, or a create in
-    /// flight for another key claims it.
-    pub fn port_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
-        self.ports.is_taken(host, port, protocol, except)
-            || self.reserved_ports.is_taken(host, port, protocol, except)
-    }
-
-    /// Who holds (port, protocol) on `host` for `port_taken`, other than `except`.
+    /// A LoadBalancer other than `except` that holds (port, protocol) on `host`, or whose create
+    /// in flight claims it.
     pub fn port_holder(
         &self,
         host: &str,
         port: u16,
         protocol: Protocol,
         except: &Key,
-    ) -> Option<Key> {
+    ) -> Option<&Key> {
         self.ports
             .holder(host, port, protocol, except)
             .or_else(|| self.reserved_ports.holder(host, port, protocol, except))
-            .cloned()
     }
 
     /// Services whose `lb.paperlb.com/lb-ports` asks for one of the LB port numbers `old` claimed
@@ -275,14 +258,9 @@ impl Cache {
     }
 
     pub fn replace_configs(&mut self, items: Vec<LoadBalancerConfig>) -> Affected {
-        let mut affected = Affected::new();
-        for key in gone(&self.configs, items.iter().map(|c| &c.metadata)) {
-            affected.extend(self.delete_config(&key));
-        }
-        for cfg in items {
-            affected.extend(self.apply_config(cfg));
-        }
-        affected
+        let known = self.configs.keys().cloned().collect();
+        let (delete, apply) = (Cache::delete_config, Cache::apply_config);
+        self.relist(items, known, |c| &c.metadata, delete, apply)
     }
 
     fn users_of_config(&self, name: &str) -> Affected {
@@ -310,18 +288,12 @@ impl Cache {
 
     pub fn apply_endpoint_slice(&mut self, slice: EndpointSlice) -> Affected {
         let key = Key::of(&slice.metadata);
-        if unchanged(
-            self.endpoint_slices.get(&key).map(|s| &s.metadata),
-            &slice.metadata,
-        ) {
+        let old = self.endpoint_slices.get(&key);
+        if unchanged(old.map(|s| &s.metadata), &slice.metadata) {
             return Affected::new();
         }
-        let old_service = self
-            .endpoint_slices
-            .get(&key)
-            .and_then(|s| s.service_name())
-            .map(|n| Key::new(&key.namespace, n));
-        let new_service = slice.service_name().map(|n| Key::new(&key.namespace, n));
+        let service = |s: &EndpointSlice| s.service_name().map(|n| Key::new(&key.namespace, n));
+        let (old_service, new_service) = (old.and_then(service), service(&slice));
         // Node sets before the change, to tell whether the Service's targets can differ.
         let before: Vec<(Key, BTreeSet<String>)> = old_service
             .iter()
@@ -350,14 +322,9 @@ impl Cache {
     }
 
     pub fn replace_endpoint_slices(&mut self, items: Vec<EndpointSlice>) -> Affected {
-        let mut affected = Affected::new();
-        for key in gone(&self.endpoint_slices, items.iter().map(|s| &s.metadata)) {
-            affected.extend(self.delete_endpoint_slice(&key));
-        }
-        for slice in items {
-            affected.extend(self.apply_endpoint_slice(slice));
-        }
-        affected
+        let known = self.endpoint_slices.keys().cloned().collect();
+        let (delete, apply) = (Cache::delete_endpoint_slice, Cache::apply_endpoint_slice);
+        self.relist(items, known, |s| &s.metadata, delete, apply)
     }
 
     /// Removes a slice and its index entry; returns the Service it belonged to.
@@ -381,6 +348,24 @@ impl Cache {
         local.then(|| svc.clone()).into_iter().collect()
     }
 
+    /// A relist of one kind: deletes the `known` keys that `items` no longer hold, then applies each.
+    fn relist<T>(
+        &mut self,
+        items: Vec<T>,
+        known: Vec<Key>,
+        meta: fn(&T) -> &ObjectMeta,
+        delete: fn(&mut Cache, &Key) -> Affected,
+        apply: fn(&mut Cache, T) -> Affected,
+    ) -> Affected {
+        let fresh: BTreeSet<Key> = items.iter().map(|i| Key::of(meta(i))).collect();
+        let gone = known.iter().filter(|k| !fresh.contains(*k));
+        let mut affected: Affected = gone.flat_map(|k| delete(self, k)).collect();
+        for item in items {
+            affected.extend(apply(self, item));
+        }
+        affected
+    }
+
     /// Nodes with a ready endpoint of this Service.
     pub fn local_nodes(&self, svc: &Key) -> BTreeSet<String> {
         let slices = self
@@ -391,15 +376,6 @@ impl Cache {
             .filter_map(|k| self.endpoint_slices.get(k));
         ready_endpoint_nodes(slices)
     }
-}
-
-/// The keys of `map` that a relist's `items` no longer hold.
-fn gone<'a, V>(map: &BTreeMap<Key, V>, items: impl Iterator<Item = &'a ObjectMeta>) -> Vec<Key> {
-    let fresh: BTreeSet<Key> = items.map(Key::of).collect();
-    map.keys()
-        .filter(|k| !fresh.contains(*k))
-        .cloned()
-        .collect()
 }
 
 #[cfg(test)]
@@ -709,16 +685,19 @@ mod tests {
         let (a, b) = (Key::new("ns", "a"), Key::new("ns", "b"));
         let mut c = Cache::new();
         c.reserve_ports(&a, spec.clone());
-        assert!(c.port_taken("h1", 8000, Protocol::Tcp, &b));
+        assert!(c.port_holder("h1", 8000, Protocol::Tcp, &b).is_some());
         assert!(
-            !c.port_taken("h1", 8000, Protocol::Tcp, &a),
+            c.port_holder("h1", 8000, Protocol::Tcp, &a).is_none(),
             "its own claim"
         );
-        assert!(!c.port_taken("h1", 8000, Protocol::Udp, &b));
-        assert!(!c.port_taken("h2", 8000, Protocol::Tcp, &b));
+        assert!(c.port_holder("h1", 8000, Protocol::Udp, &b).is_none());
+        assert!(c.port_holder("h2", 8000, Protocol::Tcp, &b).is_none());
         c.reserve_ports(&a, spec);
         c.release_ports(&a);
-        assert!(!c.port_taken("h1", 8000, Protocol::Tcp, &b), "released");
+        assert!(
+            c.port_holder("h1", 8000, Protocol::Tcp, &b).is_none(),
+            "released"
+        );
         c.release_ports(&a);
     }
 

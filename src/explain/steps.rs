@@ -727,7 +727,7 @@ fn ports_step(
                 {
                     drop.push(format!("the annotation {BALANCE_ANNOTATION}"));
                 }
-                // The condition's reason is its first fault (traffic::record_balancing).
+                // The condition's reason is its first fault (traffic::balancing_fault).
                 let reason = balancing
                     .faults
                     .first()

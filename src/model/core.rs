@@ -88,10 +88,8 @@ pub struct Ingress {
     pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip_mode: Option<String>,
-    #[serde(
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "null_default")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortStatus>,
 }
 

@@ -27,17 +27,8 @@ pub struct SecretRef {
     pub key: String,
 }
 
-/// A checked host of a config: where clients connect, its updater, and the credentials for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ValidHost {
-    pub name: String,
-    pub host: String,
-    pub url: String,
-    pub auth: AuthRefs,
-}
-
-/// A checked host of a LoadBalancer: name (empty for the Go form's one), address and updater URL
-/// (as the user wrote it).
+/// A checked host of a config or a LoadBalancer: name (empty for the Go form's one), address and
+/// updater URL (as the user wrote it).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct LbHost {
     pub name: String,
@@ -139,18 +130,11 @@ pub fn lb_hosts(stored: &[LbHostSpec], host: &str, url: &str) -> Result<Vec<LbHo
     if stored.is_empty() {
         return Ok(vec![LbHost::unnamed(host, url)]);
     }
-    let hosts = stored
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            check_entry(
-                &h.name,
-                &h.host,
-                &h.http_updater_url,
-                &format!("spec.hosts[{i}]"),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut hosts = Vec::with_capacity(stored.len());
+    for (i, h) in stored.iter().enumerate() {
+        let at = format!("spec.hosts[{i}]");
+        hosts.push(check_entry(&h.name, &h.host, &h.http_updater_url, &at)?);
+    }
     check_unique(&hosts, "spec.hosts")?;
     Ok(hosts)
 }
@@ -321,17 +305,17 @@ mod tests {
             "portRange": range,
         }))
         .unwrap();
-        let a = &v.hosts[0].auth;
+        let a = &v.auths[0];
         assert_eq!(a.token.as_ref().map(|r| r.name.as_str()), Some("shared"));
         assert_eq!(a.ca.as_ref().map(|r| r.name.as_str()), Some("ca"));
-        let b = &v.hosts[1].auth;
+        let b = &v.auths[1];
         assert_eq!(b.token.as_ref().map(|r| r.name.as_str()), Some("b-token"));
         assert!(b.ca.is_none() && b.insecure_skip_verify);
         let names: Vec<String> = v.all_refs().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["b-token", "ca", "shared"]);
         // Each host's view of the config has its own credentials.
         let view = v.for_updater("http://127.0.0.2:3001/api/v1/lb").unwrap();
-        assert_eq!(view.auth, v.hosts[1].auth);
+        assert_eq!(view.auth, v.auths[1]);
         assert!(v.for_updater("http://127.0.0.9:3000").is_none());
         let mut bad = entry("c", 3002);
         bad["updaterCASecretRef"] = json!({"name": "x"});

@@ -62,10 +62,8 @@ pub struct LoadBalancerConfigSpec {
     pub updater_token_secret_ref: Lenient<SecretKeyRef>,
     /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
     /// certificate is verified against; absent = the system roots.
-    #[serde(
-        rename = "updaterCASecretRef",
-        skip_serializing_if = "Lenient::is_missing"
-    )]
+    #[serde(rename = "updaterCASecretRef")]
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     /// Addition: accept any certificate from an `https://` updater (a warning is logged).
     #[serde(skip_serializing_if = "Lenient::is_missing")]
@@ -158,10 +156,8 @@ pub struct LoadBalancerSpec {
     pub balance: Lenient<String>,
     /// Addition: every LB host when the config lists `hosts` (the Go fields then name the first);
     /// empty = the Go form, one host.
-    #[serde(
-        deserialize_with = "lenient_list",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "lenient_list")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<LbHostSpec>,
 }
 
@@ -189,6 +185,18 @@ pub struct HttpUpdaterSpec {
 }
 
 impl LoadBalancerSpec {
+    /// The LB hosts as written (not validated): `host` and every `hosts[].host`.
+    pub fn written_hosts(&self) -> impl Iterator<Item = &String> {
+        let hosts = self.hosts.iter().filter_map(|h| h.host.get());
+        self.host.get().into_iter().chain(hosts)
+    }
+
+    /// The updater URLs as written: `httpUpdater.url` and every `hosts[].httpUpdaterURL`.
+    pub fn written_urls(&self) -> impl Iterator<Item = &String> {
+        let urls = self.hosts.iter().filter_map(|h| h.http_updater_url.get());
+        self.http_updater.url.get().into_iter().chain(urls)
+    }
+
     /// In what earlier versions wrote, the Go field `targets` repeats `ports[0].targets` (paperlb
     /// now leaves the latter out): let both point at one list, so the cache holds them once.
     pub fn share_first_port_targets(&mut self) {
@@ -348,10 +356,8 @@ pub struct PortHealth {
     pub ready: i64,
     pub total: i64,
     /// `host:port` of the upstreams failing it (so a re-apply can carry the figure forward).
-    #[serde(
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(deserialize_with = "null_default")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unhealthy: Vec<String>,
 }
 
@@ -527,10 +533,8 @@ pub struct HostSpec {
     pub http_updater_url: Lenient<String>,
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_token_secret_ref: Lenient<SecretKeyRef>,
-    #[serde(
-        rename = "updaterCASecretRef",
-        skip_serializing_if = "Lenient::is_missing"
-    )]
+    #[serde(rename = "updaterCASecretRef")]
+    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub insecure_skip_verify: Lenient<bool>,

@@ -2,7 +2,7 @@
 //! fields have been validated. Every error message names the field and the bad value.
 //! Pure: no I/O, no clock.
 
-use super::hosts::{AuthRefs, SecretRef, host_at, url_at};
+use super::hosts::{AuthRefs, LbHost, SecretRef, host_at, url_at};
 use super::lenient::Lenient;
 use super::paperlb::{
     CheckTimingsResource, HealthCheckResource, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
@@ -43,7 +43,9 @@ pub struct ValidConfig {
     pub health_check: HealthOverride,
     /// Every host, in order (`url`, `host` and `auth` above are the first's); never empty: the Go
     /// form (`host` + `httpUpdaterURL`) is one unnamed host.
-    pub hosts: Vec<super::hosts::ValidHost>,
+    pub hosts: Vec<LbHost>,
+    /// The credentials for each host, in the order of `hosts`.
+    pub auths: Vec<AuthRefs>,
 }
 
 /// A config's `spec.healthCheck`, checked.
@@ -65,7 +67,8 @@ pub enum HealthOverride {
 }
 
 /// Intervals and thresholds of a health check; None = the updater's default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CheckTimings {
     pub interval_seconds: Option<u32>,
     pub timeout_seconds: Option<u32>,
@@ -87,35 +90,27 @@ impl AuthRefs {
 
 impl ValidConfig {
     /// Every host a LoadBalancer of this config is placed on, in order.
-    pub fn places(&self) -> Vec<super::hosts::LbHost> {
-        self.hosts
-            .iter()
-            .map(|h| super::hosts::LbHost {
-                name: h.name.clone(),
-                host: h.host.clone(),
-                url: h.url.clone(),
-            })
-            .collect()
+    pub fn places(&self) -> Vec<LbHost> {
+        self.hosts.clone()
     }
 
     /// This config as one of its hosts sees it: that host's URL, address and credentials (None
     /// when no host names this updater).
     pub fn for_updater(&self, url: &str) -> Option<ValidConfig> {
-        let h = self
-            .hosts
-            .iter()
-            .find(|h| super::url::same_updater(&h.url, url))?;
+        let i = (self.hosts.iter()).position(|h| super::url::same_updater(&h.url, url))?;
+        let (h, auth) = (&self.hosts[i], self.auths[i].clone());
+        let (url, host) = (h.url.clone(), h.host.clone());
         Some(ValidConfig {
-            url: h.url.clone(),
-            host: h.host.clone(),
-            auth: h.auth.clone(),
+            url,
+            host,
+            auth,
             ..self.clone()
         })
     }
 
     /// Every Secret key the config's hosts reference.
     pub fn all_refs(&self) -> Vec<SecretRef> {
-        let refs = self.hosts.iter().flat_map(|h| h.auth.refs()).cloned();
+        let refs = self.auths.iter().flat_map(AuthRefs::refs).cloned();
         refs.collect::<BTreeSet<_>>().into_iter().collect()
     }
 }
@@ -133,19 +128,13 @@ impl LoadBalancerConfig {
         spec.default.optional("spec.default", "a boolean")?;
         let (token, ca) = (&spec.updater_token_secret_ref, &spec.updater_ca_secret_ref);
         let auth = refs_at("spec", token, ca, &spec.insecure_skip_verify, None)?;
-        let mut hosts = config_hosts(self, &auth)?;
+        let (mut hosts, mut auths) = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
             let url = url_at(&spec.http_updater_url, "spec.httpUpdaterURL")?;
-            let host = host_at(&spec.host, "spec.host")?;
-            hosts.push(super::hosts::ValidHost {
-                name: String::new(),
-                host: host.clone(),
-                url: url.clone(),
-                auth,
-            });
+            hosts.push(LbHost::unnamed(host_at(&spec.host, "spec.host")?, url));
+            auths.push(auth);
         }
-        let first = hosts[0].clone();
         let low = port_at(&spec.port_range.low, "spec.portRange.low")?;
         let high = port_at(&spec.port_range.high, "spec.portRange.high")?;
         if low > high {
@@ -169,8 +158,8 @@ impl LoadBalancerConfig {
         Ok(ValidConfig {
             name: self.metadata.name.clone(),
             namespace: self.metadata.namespace.clone(),
-            url: first.url,
-            host: first.host,
+            url: hosts[0].url.clone(),
+            host: hosts[0].host.clone(),
             low,
             high,
             address_types,
@@ -182,9 +171,10 @@ impl LoadBalancerConfig {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
-            auth: first.auth,
+            auth: auths[0].clone(),
             health_check: health_override(&spec.health_check)?,
             hosts,
+            auths,
         })
     }
 }
@@ -272,17 +262,18 @@ fn refs_at(
     })
 }
 
-/// `spec.hosts`, checked; empty for the Go form. Exactly one of the two forms must be given.
+/// `spec.hosts`, checked, and each one's credentials (`auth`, the config's, unless it has its
+/// own); empty for the Go form. Exactly one of the two forms must be given.
 fn config_hosts(
     config: &LoadBalancerConfig,
     auth: &AuthRefs,
-) -> Result<Vec<super::hosts::ValidHost>, String> {
+) -> Result<(Vec<LbHost>, Vec<AuthRefs>), String> {
     let spec = &config.spec;
     let Some(entries) = spec
         .hosts
         .optional("spec.hosts", "a list of {name, host, httpUpdaterURL}")?
     else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
     if !spec.host.is_missing() || !spec.http_updater_url.is_missing() {
         return Err(
@@ -291,35 +282,17 @@ fn config_hosts(
                 .into(),
         );
     }
-    if entries.len() > super::hosts::MAX_HOSTS {
-        return Err(format!(
-            "spec.hosts: {} hosts; at most {} are allowed",
-            entries.len(),
-            super::hosts::MAX_HOSTS
-        ));
-    }
-    let mut hosts = Vec::with_capacity(entries.len());
-    let mut checked = Vec::with_capacity(entries.len());
+    let (mut hosts, mut auths) = (Vec::new(), Vec::new());
     for (i, e) in entries.iter().enumerate() {
         let at = format!("spec.hosts[{i}]");
-        let h = super::hosts::check_entry(&e.name, &e.host, &e.http_updater_url, &at)?;
-        let auth = refs_at(
-            &at,
-            &e.updater_token_secret_ref,
-            &e.updater_ca_secret_ref,
-            &e.insecure_skip_verify,
-            Some(auth),
-        )?;
-        hosts.push(super::hosts::ValidHost {
-            name: h.name.clone(),
-            host: h.host.clone(),
-            url: h.url.clone(),
-            auth,
-        });
-        checked.push(h);
+        let (name, host, url) = (&e.name, &e.host, &e.http_updater_url);
+        hosts.push(super::hosts::check_entry(name, host, url, &at)?);
+        let (token, ca) = (&e.updater_token_secret_ref, &e.updater_ca_secret_ref);
+        let own = refs_at(&at, token, ca, &e.insecure_skip_verify, Some(auth))?;
+        auths.push(own);
     }
-    super::hosts::check_unique(&checked, "spec.hosts")?;
-    Ok(hosts)
+    super::hosts::check_unique(&hosts, "spec.hosts")?;
+    Ok((hosts, auths))
 }
 
 /// `{name, key}`: name a DNS subdomain (a Secret's name), key as Secrets allow (`[-._a-zA-Z0-9]+`).
@@ -417,15 +390,18 @@ pub struct LbTraffic {
     pub balance: Balance,
 }
 
-/// The health check the updater runs against every target.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The health check the updater runs against every target. Serialized as stored in a
+/// LoadBalancer's spec; unset fields are `null`, so a merge patch removes what an earlier spec had.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LbHealthCheck {
     /// `http` or `tcp`.
+    #[serde(rename = "type")]
     pub kind: String,
     /// None: each target's own port (a tcp check of the nodePort).
     pub port: Option<u16>,
     pub path: String,
     /// The config's override; all None by default (the updater's defaults, not sent).
+    #[serde(flatten)]
     pub timings: CheckTimings,
 }
 
@@ -442,15 +418,6 @@ impl LbHealthCheck {
             unhealthy_threshold: t.unhealthy_threshold,
             healthy_threshold: t.healthy_threshold,
         }
-    }
-
-    /// The stored form in a LoadBalancer's spec; unset fields are `null`, so a merge patch
-    /// removes what an earlier spec had.
-    pub fn to_json(&self) -> Value {
-        let t = &self.timings;
-        json!({"type": self.kind, "port": self.port, "path": self.path,
-            "intervalSeconds": t.interval_seconds, "timeoutSeconds": t.timeout_seconds,
-            "unhealthyThreshold": t.unhealthy_threshold, "healthyThreshold": t.healthy_threshold})
     }
 }
 
@@ -585,7 +552,7 @@ impl LbSpec {
             "proxyConnectTimeoutSeconds": set(json!(self.proxy_connect_timeout_seconds), self.proxy_connect_timeout_seconds > 0),
             "sourceRanges": set(json!(t.source_ranges), !t.source_ranges.is_empty()),
             "proxyProtocol": set(json!(true), t.proxy_protocol),
-            "healthCheck": t.health_check.as_ref().map(LbHealthCheck::to_json),
+            "healthCheck": t.health_check,
             "hosts": (!self.is_go_form()).then(|| self.hosts.iter().map(|h| h.to_json()).collect::<Vec<_>>()),
             "balance": set(json!(t.balance.as_str()), t.balance != Balance::RoundRobin),
         });

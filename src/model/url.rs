@@ -77,7 +77,7 @@ pub fn check_host(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("is empty".into());
     }
-    if is_ip(host) {
+    if host.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
     }
     if host.starts_with('[') {
@@ -89,10 +89,6 @@ pub fn check_host(host: &str) -> Result<(), String> {
     } else {
         Err("is neither an IP address nor a DNS name".into())
     }
-}
-
-pub fn is_ip(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// `host:port`, an IPv6 literal in brackets (`[fd00::2]:31080`), for messages and status.

@@ -38,15 +38,8 @@ pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Plan> {
     };
     let before = condition(&cfg.status.conditions, ACCEPTED).cloned();
     let mut status = cfg.status.clone();
-    set_condition(
-        &mut status.conditions,
-        ACCEPTED,
-        ok,
-        reason,
-        &message,
-        now,
-        generation,
-    );
+    let c = &mut status.conditions;
+    set_condition(c, ACCEPTED, ok, reason, &message, now, generation);
     status.observed_generation = generation;
     if status == cfg.status {
         return None;

@@ -45,13 +45,9 @@ pub struct Desired {
 /// LoadBalancer specs), each with one raw URL that resolves to it.
 pub fn endpoints(cache: &Cache, ctx: &Context) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let configs =
-        (cache.valid_configs(&ctx.namespace)).flat_map(|c| c.places().into_iter().map(|h| h.url));
-    let specs = cache
-        .load_balancers
-        .values()
-        .flat_map(|lb| spec_urls(&lb.spec).cloned().collect::<Vec<_>>());
-    for raw in configs.chain(specs) {
+    let configs = (cache.valid_configs(&ctx.namespace)).flat_map(|c| c.hosts);
+    let specs = (cache.load_balancers.values()).flat_map(|lb| lb.spec.written_urls().cloned());
+    for raw in configs.map(|h| h.url).chain(specs) {
         if let Ok(e) = updater_endpoint(&raw) {
             out.entry(e).or_insert(raw);
         }
@@ -122,7 +118,7 @@ pub fn desired_for(cache: &Cache, ctx: &Context, endpoint: &str) -> Desired {
         }
     }
     for v in cache.valid_configs(&ctx.namespace) {
-        if v.places().iter().any(|h| on_endpoint(&h.url)) {
+        if v.hosts.iter().any(|h| on_endpoint(&h.url)) {
             d.ranges.push((v.low, v.high));
         }
     }
@@ -219,22 +215,13 @@ fn normal(mut r: LbRequest) -> LbRequest {
     r
 }
 
-/// The updater URLs a stored spec names: `httpUpdater.url` and every `hosts[].httpUpdaterURL`.
-fn spec_urls(spec: &crate::model::LoadBalancerSpec) -> impl Iterator<Item = &String> {
-    spec.http_updater
-        .url
-        .get()
-        .into_iter()
-        .chain(spec.hosts.iter().filter_map(|h| h.http_updater_url.get()))
-}
-
 /// Keys of the LoadBalancers with a backend on `endpoint` (by spec URL).
 pub fn users_of(cache: &Cache, endpoint: &str) -> Vec<Key> {
     cache
         .load_balancers
         .iter()
         .filter(|(_, lb)| {
-            spec_urls(&lb.spec).any(|u| updater_endpoint(u).is_ok_and(|e| e == endpoint))
+            (lb.spec.written_urls()).any(|u| updater_endpoint(u).is_ok_and(|e| e == endpoint))
         })
         .map(|(k, _)| k.clone())
         .collect()

@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 
-use super::plan::{Action, updater_request};
+use super::plan::Action;
 use super::status::backend_name;
+use super::traffic::port_check;
 use crate::controller::key::Key;
 use crate::model::url::host_port;
 use crate::model::{LbPort, LbSpec, LoadBalancer, PortHealth};
@@ -25,9 +26,7 @@ use crate::updater::api::ListedBackend;
 /// The ports of `spec` (with their index) pushed with a health check (a UDP port asked for a tcp
 /// check of its own port is not).
 fn checked(spec: &LbSpec) -> impl Iterator<Item = (usize, &LbPort)> {
-    let check = |i, p| updater_request(&Key::default(), i, p, (0, 0), &spec.traffic);
-    (spec.ports.iter().enumerate())
-        .filter(move |(i, p)| check(*i, p).traffic.health_check.is_some())
+    (spec.ports.iter().enumerate()).filter(|(_, p)| port_check(&spec.traffic, p.protocol).is_some())
 }
 
 fn entry(p: &LbPort, total: usize, unhealthy: Vec<String>) -> PortHealth {

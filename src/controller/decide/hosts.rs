@@ -182,17 +182,17 @@ fn record_hosts(
 /// the next reconcile pushes to every host (the cost of not knowing).
 pub fn carried_forward(
     lb: &LoadBalancer,
+    stored: Option<&LbSpec>,
     desired: &LbSpec,
     ctx: &Context,
 ) -> Option<LoadBalancerStatus> {
-    let stored = LbSpec::from_resource(&lb.spec).ok()?;
     let content = |s: &LbSpec| LbSpec {
         url: String::new(),
         host: String::new(),
         hosts: Vec::new(),
         ..s.clone()
     };
-    if content(&stored) != content(desired) {
+    if content(stored?) != content(desired) {
         return None;
     }
     let generation = lb.metadata.generation?;

@@ -34,6 +34,13 @@ impl EventType {
     }
 }
 
+/// A problem a user must act on: a condition and Event reason, and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// An Event to create (subject to the worker's `EventLimiter`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSpec {

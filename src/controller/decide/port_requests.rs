@@ -105,12 +105,12 @@ pub struct Decision {
 /// Decides the requests of `svc` over `previous` (what `ports::previous_ports` found for each of its
 /// ports). `holder(port, protocol)` names the LoadBalancer other than this one holding that pair on
 /// the config's host(s); `range` is the config's (low, high) and `config` its namespace/name.
-pub fn decide(
+pub fn decide<'a>(
     svc: &Service,
     previous: Vec<PortRequest>,
     (low, high): (u16, u16),
     config: &str,
-    holder: &dyn Fn(u16, Protocol) -> Option<Key>,
+    holder: &dyn Fn(u16, Protocol) -> Option<&'a Key>,
 ) -> Decision {
     let annotated = svc.metadata.annotations.contains_key(LB_PORTS_ANNOTATION);
     let (entries, mut faults) = parse(svc);
@@ -187,19 +187,16 @@ pub fn decide(
 pub fn record(
     status: &mut LoadBalancerStatus,
     decision: &Decision,
-    now: &str,
-    generation: Option<i64>,
+    at: (&str, Option<i64>),
 ) -> Option<(&'static str, String)> {
     let fault = (decision.faults.first()).map(|first| (first.reason, summary(&decision.faults)));
     if decision.annotated && fault.is_none() {
-        let (message, c) = (
-            "every requested LB port is allocated",
-            &mut status.conditions,
-        );
+        let message = "every requested LB port is allocated";
+        let (c, (now, generation)) = (&mut status.conditions, at);
         set_condition(c, PORT_REQUEST, true, "Granted", message, now, generation);
         return None;
     }
-    record_fault(status, PORT_REQUEST, fault, now, generation)
+    record_fault(status, PORT_REQUEST, fault, at)
 }
 
 /// The faults as one sentence (when no port at all can be served).
@@ -246,7 +243,7 @@ mod tests {
             .collect()
     }
 
-    fn nobody(_: u16, _: Protocol) -> Option<Key> {
+    fn nobody<'a>(_: u16, _: Protocol) -> Option<&'a Key> {
         None
     }
 
@@ -312,14 +309,14 @@ mod tests {
 
     #[test]
     fn decisions_table() {
-        let holder_of_8150 = |p: u16, proto: Protocol| {
-            ((p, proto) == (8150, Tcp)).then(|| Key::new("shop", "front"))
-        };
+        let front = Key::new("shop", "front");
+        let holder_of_8150 =
+            |p: u16, proto: Protocol| ((p, proto) == (8150, Tcp)).then_some(&front);
         type Case<'a> = (
             &'a str,
             Option<&'a str>,
             [Option<u16>; 3],
-            &'a dyn Fn(u16, Protocol) -> Option<Key>,
+            &'a dyn Fn(u16, Protocol) -> Option<&'a Key>,
             Vec<Option<Option<u16>>>,
             usize,
         );
@@ -421,7 +418,8 @@ mod tests {
 
     #[test]
     fn a_conflict_names_the_holder_and_the_range_names_the_config() {
-        let holder = |_: u16, _: Protocol| Some(Key::new("shop", "front"));
+        let front = Key::new("shop", "front");
+        let holder = |_: u16, _: Protocol| Some(&front);
         let d = decide(
             &svc(Some("http=8150")),
             prev([None; 3]),
@@ -450,7 +448,8 @@ mod tests {
 
     #[test]
     fn the_condition_follows_the_decision_and_an_event_comes_once_per_new_fault() {
-        let holder = |_: u16, _: Protocol| Some(Key::new("shop", "front"));
+        let front = Key::new("shop", "front");
+        let holder = |_: u16, _: Protocol| Some(&front);
         let held = decide(
             &svc(Some("http=8150")),
             prev([None; 3]),
@@ -459,12 +458,12 @@ mod tests {
             &holder,
         );
         let mut status = LoadBalancerStatus::default();
-        let event = record(&mut status, &held, "t1", Some(1));
+        let event = record(&mut status, &held, ("t1", Some(1)));
         assert_eq!(event.map(|e| e.0), Some("PortUnavailable"));
         assert_eq!(status.conditions[0].status, "False");
         assert!(status.conditions[0].message.contains("shop/front"));
         assert_eq!(
-            record(&mut status, &held, "t2", Some(1)),
+            record(&mut status, &held, ("t2", Some(1))),
             None,
             "same fault: no Event"
         );
@@ -476,7 +475,7 @@ mod tests {
             "edge",
             &nobody,
         );
-        assert_eq!(record(&mut status, &granted, "t3", Some(2)), None);
+        assert_eq!(record(&mut status, &granted, ("t3", Some(2))), None);
         assert_eq!(
             (
                 status.conditions[0].status.as_str(),
@@ -485,7 +484,7 @@ mod tests {
             ("True", "Granted")
         );
         let none = decide(&svc(None), prev([None; 3]), (8100, 8199), "edge", &nobody);
-        record(&mut status, &none, "t4", Some(3));
+        record(&mut status, &none, ("t4", Some(3)));
         assert!(status.conditions.is_empty(), "removed with the annotation");
     }
 }

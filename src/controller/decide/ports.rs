@@ -50,7 +50,7 @@ impl fmt::Display for PortError {
 impl std::error::Error for PortError {}
 
 /// LB ports per Service port, in request order. `taken(port, protocol)` says whether another
-/// LoadBalancer holds that pair on the same host (see [`PortIndex::is_taken`]).
+/// LoadBalancer holds that pair on the same host (see [`PortIndex::holder`]).
 pub fn allocate_ports(
     requests: &[PortRequest],
     low: u16,
@@ -97,10 +97,7 @@ pub fn allocate_ports(
 /// The LB hosts a stored spec claims its ports on, lower case: `host` and every `hosts[].host`.
 pub fn stored_hosts(spec: &LoadBalancerSpec) -> Vec<String> {
     let mut out: Vec<String> = spec
-        .host
-        .get()
-        .into_iter()
-        .chain(spec.hosts.iter().filter_map(|h| h.host.get()))
+        .written_hosts()
         .map(|h| h.to_ascii_lowercase())
         .collect();
     out.sort();
@@ -124,10 +121,8 @@ impl PortIndex {
         for host in stored_hosts(spec) {
             let ports = self.by_host.entry(host).or_default();
             for (_, port, protocol) in &pairs {
-                ports
-                    .entry((*port, *protocol))
-                    .or_default()
-                    .insert(key.clone());
+                let keys = ports.entry((*port, *protocol)).or_default();
+                keys.insert(key.clone());
             }
         }
     }
@@ -151,14 +146,6 @@ impl PortIndex {
                 self.by_host.remove(&host);
             }
         }
-    }
-
-    /// Whether a LoadBalancer other than `except` claims (port, protocol) on `host`.
-    pub fn is_taken(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> bool {
-        self.by_host
-            .get(&host.to_ascii_lowercase())
-            .and_then(|ports| ports.get(&(port, protocol)))
-            .is_some_and(|keys| keys.iter().any(|k| k != except))
     }
 
     /// A LoadBalancer other than `except` claiming (port, protocol) on `host` (the first by key).
@@ -490,7 +477,7 @@ mod tests {
                 for port in 8000..8012 {
                     for proto in [Tcp, Udp] {
                         assert_eq!(
-                            index.is_taken(host, port, proto, &except),
+                            index.holder(host, port, proto, &except).is_some(),
                             want.contains(&(port, proto)),
                             "step {step}"
                         );

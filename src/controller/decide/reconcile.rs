@@ -5,7 +5,9 @@
 use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
-use super::plan::{Action, EventType, Plan, lb_ref, object_ref, status_patch, updater_request};
+use super::plan::{
+    Action, EventType, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
+};
 use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
@@ -14,28 +16,22 @@ use super::status::{
 };
 use super::targets::targets_for;
 use super::traffic::{
-    balancing_for, follows_readiness, record_balancing, record_families, record_node_set,
-    record_proxy_protocol, spec_without_checks, traffic_for, updater_without_checks, with_override,
+    BALANCING, DUAL_STACK, PROXY_PROTOCOL, STABLE_NODE_SET, balancing_fault, balancing_for,
+    families_fault, follows_readiness, node_set_fault, proxy_protocol_fault, record_fault,
+    traffic_for, updater_without_checks, with_override,
 };
-use super::updater_auth::AuthProblem;
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::url::same_updater;
 use crate::model::{
-    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, FINALIZER, LOAD_BALANCER_KIND, LbHost, LbPort,
-    LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
+    API_VERSION, AppliedBackend, CONFIG_ANNOTATION, FINALIZER, Ingress, LOAD_BALANCER_KIND, LbHost,
+    LbPort, LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
     PHASE_READY, Protocol, Service, ValidConfig,
 };
 use serde_json::{Value, json};
 
 /// More ports than this on one Service is refused: each is an nginx server block and a listen port.
 pub const MAX_PORTS: usize = 100;
-
-/// A problem a user must act on: an Event reason and a message.
-pub(crate) struct Problem {
-    pub(crate) reason: &'static str,
-    pub(crate) message: String,
-}
 
 fn problem(reason: &'static str, message: String) -> Problem {
     Problem { reason, message }
@@ -109,25 +105,18 @@ fn finalize(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &m
     }
     cleanup_backends(key, lb, ctx, plan);
     super::stuck_delete::let_go(cache, key, lb, ctx, plan);
-    plan.push(remove_finalizer(key, lb));
+    plan.push(finalizer(key, lb, false));
 }
 
 /// The Service is gone or no longer ours: clean up ourselves, without relying on garbage collection.
 fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
     if let Some(svc) = svc {
-        let hosts: Vec<&String> = lb
-            .spec
-            .host
-            .get()
-            .into_iter()
-            .chain(lb.spec.hosts.iter().filter_map(|h| h.host.get()))
-            .collect();
-        let shows_ours = svc
-            .status
-            .load_balancer
-            .ingress
-            .iter()
-            .any(|i| hosts.iter().any(|h| super::status::shows_host(i, h)));
+        let ours = |i: &Ingress| {
+            lb.spec
+                .written_hosts()
+                .any(|h| super::status::shows_host(i, h))
+        };
+        let shows_ours = svc.status.load_balancer.ingress.iter().any(ours);
         if shows_ours {
             plan.push(Action::PatchServiceStatus {
                 key: key.clone(),
@@ -137,19 +126,15 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
     }
     cleanup_backends(key, lb, ctx, plan);
     if lb.metadata.has_finalizer(FINALIZER) {
-        plan.push(remove_finalizer(key, lb));
+        plan.push(finalizer(key, lb, false));
     }
     plan.push(Action::DeleteLoadBalancer {
         key: key.clone(),
         uid: lb.metadata.uid.clone(),
     });
-    if let Some(svc) = svc {
-        plan.event(
-            &service_ref(svc),
-            EventType::Normal,
-            "LoadBalancerDeleted",
-            format!("Service {key} is no longer served by paperlb; LoadBalancer deleted"),
-        );
+    if let Some(object) = svc.map(service_ref) {
+        let message = format!("Service {key} is no longer served by paperlb; LoadBalancer deleted");
+        plan.event(&object, EventType::Normal, "LoadBalancerDeleted", message);
     }
 }
 
@@ -177,28 +162,22 @@ fn delete_backends(
     }
 }
 
-fn remove_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
-    let kept: Vec<&String> = (lb.metadata.finalizers.iter())
-        .filter(|f| *f != FINALIZER)
-        .collect();
-    Action::RemoveFinalizer {
-        key: key.clone(),
-        patch: finalizers_patch(lb, json!(kept)),
-    }
+/// `lb`'s finalizers with ours (`ours`) or without it, in order: the full list (arrays are
+/// replaced whole).
+fn finalizers(lb: &LoadBalancer, ours: bool) -> Vec<&str> {
+    let others = (lb.metadata.finalizers.iter().map(String::as_str)).filter(|f| *f != FINALIZER);
+    others.chain(ours.then_some(FINALIZER)).collect()
 }
 
-fn add_finalizer(key: &Key, lb: &LoadBalancer) -> Action {
-    Action::AddFinalizer {
-        key: key.clone(),
-        patch: finalizers_patch(lb, json!(with_finalizer(lb))),
+/// The metadata patch that adds our finalizer to `lb` (`ours`) or removes it, with its
+/// resourceVersion as the precondition.
+fn finalizer(key: &Key, lb: &LoadBalancer, ours: bool) -> Action {
+    let (rv, key) = (&lb.metadata.resource_version, key.clone());
+    let patch = json!({"metadata": {"finalizers": finalizers(lb, ours), "resourceVersion": rv}});
+    match ours {
+        true => Action::AddFinalizer { key, patch },
+        false => Action::RemoveFinalizer { key, patch },
     }
-}
-
-/// The metadata patch that sets `lb`'s finalizers (the full list: arrays are replaced whole), with
-/// its resourceVersion as the precondition.
-fn finalizers_patch(lb: &LoadBalancer, finalizers: serde_json::Value) -> serde_json::Value {
-    let rv = &lb.metadata.resource_version;
-    json!({"metadata": {"finalizers": finalizers, "resourceVersion": rv}})
 }
 
 fn reconcile_service(
@@ -246,16 +225,19 @@ fn reconcile_service(
         // Warnings come with their conditions, once the LoadBalancer exists.
         return;
     };
-    let owned = lb.metadata.owner_references.iter().any(|o| {
-        o.api_version == owner.api_version
-            && o.kind == owner.kind
-            && o.name == owner.name
-            && o.uid == owner.uid
-            && o.controller == Some(true)
-    });
+    // Ours whatever its blockOwnerDeletion says.
+    fn id(o: &OwnerReference) -> (&str, &str, &str, &str, Option<bool>) {
+        (&o.api_version, &o.kind, &o.name, &o.uid, o.controller)
+    }
+    let owned = lb
+        .metadata
+        .owner_references
+        .iter()
+        .any(|o| id(o) == id(&owner));
     let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
     if !desired.matches(&lb.spec) || !owned {
-        if let Some(record) = record_unconfirmed(key, lb, &desired) {
+        let stored = LbSpec::from_resource(&lb.spec).ok();
+        if let Some(record) = record_unconfirmed(key, lb, stored.as_ref(), &desired) {
             // Its own write: the spec patch below carries the resourceVersion this one changes.
             plan.push(record);
             return;
@@ -275,56 +257,49 @@ fn reconcile_service(
             metadata["ownerReferences"] = json!(refs);
         }
         if !has_finalizer {
-            metadata["finalizers"] = json!(with_finalizer(lb));
+            metadata["finalizers"] = json!(finalizers(lb, true));
         }
         plan.push(Action::PatchLoadBalancerSpec {
             key: key.clone(),
             patch: json!({"metadata": metadata, "spec": desired.to_json()}),
         });
         // Only the host list changed: the hosts that hold the spec keep it (no call to them).
-        if let Some(status) = hosts::carried_forward(lb, &desired, ctx) {
+        if let Some(status) = hosts::carried_forward(lb, stored.as_ref(), &desired, ctx) {
             plan.push(status_patch(key, &status));
         }
-        let recorded = LbSpec::from_resource(&lb.spec).ok();
-        let ports_of = |s: &LbSpec| -> Vec<(u16, Protocol)> {
-            s.ports.iter().map(|p| (p.port, p.protocol)).collect()
+        let place = |s: &LbSpec| {
+            let ports: Vec<(u16, Protocol)> =
+                s.ports.iter().map(|p| (p.port, p.protocol)).collect();
+            (ports, s.host.clone())
         };
-        if recorded.as_ref().map(|r| (ports_of(r), &r.host))
-            != Some((ports_of(&desired), &desired.host))
-        {
-            plan.event(
-                &svc_ref,
-                EventType::Normal,
-                "PortAllocated",
-                allocated(&desired),
-            );
+        if stored.as_ref().map(place) != Some(place(&desired)) {
+            let message = allocated(&desired);
+            plan.event(&svc_ref, EventType::Normal, "PortAllocated", message);
         }
         return; // the next reconcile applies the new generation
     }
     if !has_finalizer {
-        plan.push(add_finalizer(key, lb));
+        plan.push(finalizer(key, lb, true));
     }
     let mut status = lb.status.clone();
-    let timeouts = (
-        desired.proxy_timeout_seconds,
-        desired.proxy_connect_timeout_seconds,
-    );
+    let timeouts = applied_timeouts(cache, ctx, lb, &desired); // its own: it has a Service
     let why = || no_targets::why(cache, key, svc);
     let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
-    let port_fault =
-        port_requests::record(&mut status, &decision, &ctx.now, lb.metadata.generation);
-    let udp_fault = record_proxy_protocol(&mut status, &desired, &ctx.now, lb.metadata.generation);
-    let go_updater = spec_without_checks(&desired, lb, ctx);
-    let balance_fault = record_balancing(
-        &mut status,
-        svc,
-        go_updater,
-        &ctx.now,
-        lb.metadata.generation,
-    );
-    let family_fault =
-        record_families(&mut status, &desired, svc, &ctx.now, lb.metadata.generation);
-    record_node_set(&mut status, &desired, lb, ctx, lb.metadata.generation);
+    let at = (ctx.now.as_str(), lb.metadata.generation);
+    let urls = desired.hosts.iter().map(|h| h.url.as_str());
+    let go_updater = updater_without_checks(urls, Some(lb), ctx);
+    let faults = [
+        (PROXY_PROTOCOL, proxy_protocol_fault(&desired)),
+        (BALANCING, balancing_fault(svc, go_updater)),
+        (DUAL_STACK, families_fault(&desired, svc)),
+        (STABLE_NODE_SET, node_set_fault(&desired, go_updater, ctx)),
+    ];
+    // Conditions False while their fault lasts; a new fault is a Warning (StableNodeSet's is not).
+    let mut warnings = vec![port_requests::record(&mut status, &decision, at)];
+    for (type_, fault) in faults {
+        let news = record_fault(&mut status, type_, fault, at);
+        warnings.push(news.filter(|_| type_ != STABLE_NODE_SET));
+    }
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
@@ -341,8 +316,7 @@ fn reconcile_service(
     if let Some((type_, reason, message)) = event {
         plan.event(&svc_ref, type_, reason, message);
     }
-    let faults = [port_fault, udp_fault, balance_fault, family_fault];
-    for (reason, message) in faults.into_iter().flatten() {
+    for (reason, message) in warnings.into_iter().flatten() {
         plan.event(&svc_ref, EventType::Warning, reason, message);
     }
 }
@@ -377,11 +351,9 @@ fn desired(
         ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
     // The same LB port on every host: free only where it is free on all of them.
-    let places = cfg.places();
+    let places = cfg.hosts;
     let holder = |port, protocol| {
-        places
-            .iter()
-            .find_map(|h| cache.port_holder(&h.host, port, protocol, key))
+        (places.iter()).find_map(|h| cache.port_holder(&h.host, port, protocol, key))
     };
     let decision = port_requests::decide(
         svc,
@@ -391,27 +363,15 @@ fn desired(
         &holder,
     );
     // Ports whose request waits are left out (not pushed) until it can be granted.
-    let ports: Vec<&ServicePortSpec> = ports
-        .iter()
-        .zip(&decision.requests)
-        .filter(|(_, r)| r.is_some())
-        .map(|(p, _)| p)
-        .collect();
-    let requests: Vec<_> = decision.requests.iter().flatten().cloned().collect();
+    let (ports, requests): (Vec<&ServicePortSpec>, Vec<_>) = (ports.iter().zip(&decision.requests))
+        .filter_map(|(p, r)| Some((p, r.clone()?)))
+        .unzip();
     if requests.is_empty() {
-        return Err(problem(
-            "PortUnavailable",
-            format!(
-                "Service {key}: no port can be served: {}",
-                port_requests::summary(&decision.faults)
-            ),
-        ));
+        let faults = port_requests::summary(&decision.faults);
+        let message = format!("Service {key}: no port can be served: {faults}");
+        return Err(problem("PortUnavailable", message));
     }
-    let taken = |port, protocol| {
-        places
-            .iter()
-            .any(|h| cache.port_taken(&h.host, port, protocol, key))
-    };
+    let taken = |port, protocol| holder(port, protocol).is_some();
     let lb_ports = allocate_ports(
         &requests,
         cfg.low,
@@ -424,11 +384,8 @@ fn desired(
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
     let no_checks = updater_without_checks(places.iter().map(|h| h.url.as_str()), lb, ctx);
-    let types = if cfg.address_types.is_empty() {
-        &ctx.address_types
-    } else {
-        &cfg.address_types
-    };
+    let types = Some(&cfg.address_types).filter(|t| !t.is_empty());
+    let types = types.unwrap_or(&ctx.address_types);
     let ports = ports
         .iter()
         .zip(lb_ports)
@@ -467,60 +424,34 @@ pub(crate) fn pick_config(
     svc: &Service,
     ctx: &Context,
 ) -> Result<ValidConfig, Problem> {
+    let ns = &ctx.namespace;
     let config = match svc.metadata.annotations.get(CONFIG_ANNOTATION) {
-        Some(name) => cache
-            .configs
-            .get(&Key::new(&ctx.namespace, name))
-            .ok_or_else(|| {
-                problem(
-                    "ConfigNotFound",
-                    format!(
-                        "Service {key}: LoadBalancerConfig {}/{name} (annotation {CONFIG_ANNOTATION}) not found",
-                        ctx.namespace
-                    ),
-                )
-            })?,
+        Some(name) => cache.configs.get(&Key::new(ns, name)).ok_or_else(|| {
+            let message = format!("Service {key}: LoadBalancerConfig {ns}/{name} (annotation {CONFIG_ANNOTATION}) not found");
+            problem("ConfigNotFound", message)
+        })?,
         None => {
-            let defaults: Vec<_> = cache
-                .configs
-                .iter()
-                .filter(|(k, c)| k.namespace == ctx.namespace && c.is_default())
+            let defaults: Vec<_> = (cache.configs.iter())
+                .filter(|(k, c)| &k.namespace == ns && c.is_default())
                 .collect();
             match defaults.as_slice() {
                 [(_, c)] => *c,
                 [] => {
-                    return Err(problem(
-                        "ConfigNotFound",
-                        format!(
-                            "Service {key}: no LoadBalancerConfig in namespace {} has default: true; create one or annotate the Service with {CONFIG_ANNOTATION}",
-                            ctx.namespace
-                        ),
-                    ));
+                    let message = format!("Service {key}: no LoadBalancerConfig in namespace {ns} has default: true; create one or annotate the Service with {CONFIG_ANNOTATION}");
+                    return Err(problem("ConfigNotFound", message));
                 }
                 many => {
                     let names: Vec<&str> = many.iter().map(|(k, _)| k.name.as_str()).collect();
-                    return Err(problem(
-                        "InvalidConfig",
-                        format!(
-                            "Service {key}: {} LoadBalancerConfigs in namespace {} have default: true ({}); keep one, or annotate the Service with {CONFIG_ANNOTATION}",
-                            names.len(),
-                            ctx.namespace,
-                            names.join(", ")
-                        ),
-                    ));
+                    let (n, names) = (many.len(), names.join(", "));
+                    let message = format!("Service {key}: {n} LoadBalancerConfigs in namespace {ns} have default: true ({names}); keep one, or annotate the Service with {CONFIG_ANNOTATION}");
+                    return Err(problem("InvalidConfig", message));
                 }
             }
         }
     };
-    config.validate().map_err(|e| {
-        problem(
-            "InvalidConfig",
-            format!(
-                "Service {key}: LoadBalancerConfig {}/{}: {e}",
-                config.metadata.namespace, config.metadata.name
-            ),
-        )
-    })
+    let (cns, name) = (&config.metadata.namespace, &config.metadata.name);
+    let message = |e: String| format!("Service {key}: LoadBalancerConfig {cns}/{name}: {e}");
+    (config.validate()).map_err(|e| problem("InvalidConfig", message(e)))
 }
 
 /// The Service's ports, checked. `Ok(None)` when a port waits for its nodePort.
@@ -528,66 +459,43 @@ pub(crate) fn service_ports(
     key: &Key,
     svc: &Service,
 ) -> Result<Option<Vec<ServicePortSpec>>, Problem> {
-    let ports = &svc.spec.ports;
+    let (ports, invalid) = (&svc.spec.ports, |m| problem("InvalidService", m));
     if ports.is_empty() {
-        return Err(problem(
-            "InvalidService",
-            format!("Service {key} has no ports"),
-        ));
+        return Err(invalid(format!("Service {key} has no ports")));
     }
     if ports.len() > MAX_PORTS {
-        return Err(problem(
-            "InvalidService",
-            format!(
-                "Service {key} has {} ports; paperlb serves at most {MAX_PORTS}",
-                ports.len()
-            ),
-        ));
+        let n = ports.len();
+        return Err(invalid(format!(
+            "Service {key} has {n} ports; paperlb serves at most {MAX_PORTS}"
+        )));
     }
     let mut out: Vec<ServicePortSpec> = Vec::with_capacity(ports.len());
     let mut waiting = false;
     for (i, p) in ports.iter().enumerate() {
         let name = p.name.clone().unwrap_or_default();
         if out.iter().any(|q| q.name == name) {
-            return Err(problem(
-                "InvalidService",
-                format!("Service {key}: port name {name:?} is used twice"),
-            ));
+            return Err(invalid(format!(
+                "Service {key}: port name {name:?} is used twice"
+            )));
         }
         let proto = p.protocol.as_deref().unwrap_or("TCP");
         let protocol = Protocol::parse(proto).ok_or_else(|| {
-            problem(
-                "InvalidService",
-                format!("Service {key}: port {i} {name:?}: protocol {proto} is not supported (TCP and UDP only)"),
-            )
+            invalid(format!("Service {key}: port {i} {name:?}: protocol {proto} is not supported (TCP and UDP only)"))
         })?;
-        let node_port = p
-            .node_port
-            .and_then(|n| u16::try_from(n).ok())
-            .filter(|n| *n > 0);
-        match node_port {
-            Some(node_port) => out.push(ServicePortSpec {
-                name,
-                protocol,
-                node_port,
-            }),
-            None if svc.spec.allocate_load_balancer_node_ports == Some(false) => {
-                return Err(problem(
-                    "NoNodePorts",
-                    format!(
-                        "Service {key}: port {i} {name:?} has no nodePort and allocateLoadBalancerNodePorts is false; paperlb forwards to nodePorts: set allocateLoadBalancerNodePorts: true or give the port a nodePort"
-                    ),
-                ));
-            }
-            None => {
-                waiting = true;
-                out.push(ServicePortSpec {
-                    name,
-                    protocol,
-                    node_port: 0,
-                });
-            }
+        let node_port = (p.node_port.and_then(|n| u16::try_from(n).ok())).filter(|n| *n > 0);
+        if node_port.is_none() && svc.spec.allocate_load_balancer_node_ports == Some(false) {
+            let message = format!(
+                "Service {key}: port {i} {name:?} has no nodePort and allocateLoadBalancerNodePorts is false; paperlb forwards to nodePorts: set allocateLoadBalancerNodePorts: true or give the port a nodePort"
+            );
+            return Err(problem("NoNodePorts", message));
         }
+        waiting |= node_port.is_none(); // the apiserver fills it in a moment
+        let node_port = node_port.unwrap_or(0);
+        out.push(ServicePortSpec {
+            name,
+            protocol,
+            node_port,
+        });
     }
     Ok((!waiting).then_some(out))
 }
@@ -612,14 +520,9 @@ fn report_problem(
             if let Some(phase) = phase {
                 status.phase = Some(phase.to_string());
             }
+            let (c, generation) = (&mut status.conditions, lb.metadata.generation);
             set_condition(
-                &mut status.conditions,
-                RECONCILED,
-                false,
-                p.reason,
-                &p.message,
-                &ctx.now,
-                lb.metadata.generation,
+                c, RECONCILED, false, p.reason, &p.message, &ctx.now, generation,
             );
             if status != lb.status {
                 plan.push(status_patch(key, &status));
@@ -634,14 +537,18 @@ fn report_problem(
 /// error midway), and once the spec forgets those backends nothing else names them. Records the
 /// ones `desired` no longer names in `status.applied`, so a later apply or release deletes them.
 /// None when nothing would be forgotten.
-fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<Action> {
+fn record_unconfirmed(
+    key: &Key,
+    lb: &LoadBalancer,
+    stored: Option<&LbSpec>,
+    desired: &LbSpec,
+) -> Option<Action> {
     if is_applied(lb) {
         return None; // READY for this generation: status.applied is complete
     }
-    let spec = LbSpec::from_resource(&lb.spec).ok()?;
     let kept = backends_of(key, desired);
     let mut status = lb.status.clone();
-    for b in backends_of(key, &spec) {
+    for b in backends_of(key, stored?) {
         let named = status.applied.iter().chain(&kept).any(|a| a.same_place(&b));
         if !named {
             status.applied.push(b);
@@ -655,6 +562,15 @@ fn record_unconfirmed(key: &Key, lb: &LoadBalancer, desired: &LbSpec) -> Option<
 /// status once they succeed: hosts, phase, `NoTargets` (`why` says why a port has none) and
 /// `Reconciled`. Returns the Event to post: a `NoTargets` transition, else a Normal one only when
 /// the phase changes to READY (or DEGRADED), so a node flip that re-applies posts nothing.
+///
+/// Every port is pushed to the hosts to push to (the others hold the spec already, or do not
+/// answer), and backends the spec no longer has there are deleted: after the calls (a moved
+/// backend serves from its new place before the old one goes), except a stale backend holding a
+/// port that a new one takes on the same updater (a backend renamed because a port in front of it
+/// was removed), which must go first: the updater refuses a port another backend serves. Backends
+/// on updaters the spec no longer names are deleted best effort: the new place serves already, and
+/// drift repair removes what an unreachable old updater keeps. `status.applied` keeps what other
+/// hosts hold.
 fn push(
     key: &Key,
     lb: &LoadBalancer,
@@ -664,15 +580,40 @@ fn push(
     ctx: &Context,
     plan: &mut Plan,
 ) -> Option<(EventType, &'static str, String)> {
-    let was = lb.status.phase.as_deref();
+    let (was, generation) = (lb.status.phase.as_deref(), lb.metadata.generation);
     let pushed = hosts::to_push(lb, spec, ctx);
-    let elsewhere = known_backends(key, lb)
-        .into_iter()
-        .any(|b| !spec.uses_updater(&b.url));
-    if !pushed.is_empty() || elsewhere {
-        apply(key, lb, spec, &pushed, timeouts, status, ctx, plan);
+    let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
+    let known = known_backends(key, lb);
+    let elsewhere: Vec<AppliedBackend> = (known.iter().filter(|b| !spec.uses_updater(&b.url)))
+        .cloned()
+        .collect();
+    if !pushed.is_empty() || !elsewhere.is_empty() {
+        let new: Vec<AppliedBackend> = (backends_of(key, spec).into_iter())
+            .filter(|b| on_pushed(b))
+            .collect();
+        let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = (known.iter())
+            .filter(|old| on_pushed(old) && !new.iter().any(|n| old.same_place(n)))
+            .cloned()
+            .partition(|old| new.iter().any(|n| old.same_port(n)));
+        delete_backends(key, in_the_way, false, plan);
+        for h in &pushed {
+            push_ports(key, &h.url, spec, timeouts, plan);
+        }
+        delete_backends(key, stale, false, plan);
+        delete_backends(key, elsewhere, true, plan);
+        if !pushed.is_empty() {
+            super::status::mark_accepted(&mut status.conditions, &ctx.now, generation);
+        }
+        status
+            .applied
+            .retain(|b| spec.uses_updater(&b.url) && !on_pushed(b));
+        status.applied.extend(new);
+        status.applied.sort();
+        status.applied.dedup();
+        status.target_count = Some(spec.target_count() as i64);
+        status.ports = super::health_status::carried(&lb.status.ports, spec);
+        status.healthy = super::health_status::summary(&status.ports);
     }
-    let generation = lb.metadata.generation;
     hosts::record(status, generation, spec, (&pushed, None), ctx);
     let now = status.phase.as_deref();
     let serving = matches!(now, Some(PHASE_READY | hosts::PHASE_DEGRADED));
@@ -683,57 +624,6 @@ fn push(
     let (now, c) = (&ctx.now, &mut status.conditions);
     set_condition(c, RECONCILED, true, "Reconciled", "", now, generation);
     targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)))
-}
-
-/// Updater calls for every port on the hosts in `pushed` (the others hold the spec already, or do
-/// not answer), and deletes of backends the spec no longer has there: after the calls (a moved
-/// backend serves from its new place before the old one goes), except a stale backend holding a
-/// port that a new one takes on the same updater (a backend renamed because a port in front of it
-/// was removed), which must go first: the updater refuses a port another backend serves. Backends
-/// on updaters the spec no longer names are deleted best effort: the new place serves already, and
-/// drift repair removes what an unreachable old updater keeps. `status.applied` keeps what other
-/// hosts hold.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    key: &Key,
-    lb: &LoadBalancer,
-    spec: &LbSpec,
-    pushed: &[LbHost],
-    timeouts: (u32, u32),
-    status: &mut LoadBalancerStatus,
-    ctx: &Context,
-    plan: &mut Plan,
-) {
-    let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
-    let new: Vec<AppliedBackend> = backends_of(key, spec)
-        .into_iter()
-        .filter(|b| on_pushed(b))
-        .collect();
-    let known = known_backends(key, lb);
-    let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = known
-        .iter()
-        .filter(|old| on_pushed(old) && !new.iter().any(|n| old.same_place(n)))
-        .cloned()
-        .partition(|old| new.iter().any(|n| old.same_port(n)));
-    delete_backends(key, in_the_way, false, plan);
-    for h in pushed {
-        push_ports(key, &h.url, spec, timeouts, plan);
-    }
-    delete_backends(key, stale, false, plan);
-    let elsewhere = known.iter().filter(|b| !spec.uses_updater(&b.url));
-    delete_backends(key, elsewhere.cloned(), true, plan);
-    if !pushed.is_empty() {
-        super::status::mark_accepted(&mut status.conditions, &ctx.now, lb.metadata.generation);
-    }
-    status
-        .applied
-        .retain(|b| spec.uses_updater(&b.url) && !on_pushed(b));
-    status.applied.extend(new);
-    status.applied.sort();
-    status.applied.dedup();
-    status.target_count = Some(spec.target_count() as i64);
-    status.ports = super::health_status::carried(&lb.status.ports, spec);
-    status.healthy = super::health_status::summary(&status.ports);
 }
 
 /// One POST per port of `spec` to the updater at `url`; a port without targets is deleted there
@@ -783,12 +673,6 @@ pub fn applied_timeouts(
     (or(own.0, t), or(own.1, c))
 }
 
-fn with_finalizer(lb: &LoadBalancer) -> Vec<String> {
-    let mut f = lb.metadata.finalizers.clone();
-    f.push(FINALIZER.to_string());
-    f
-}
-
 fn allocated(spec: &LbSpec) -> String {
     format!(
         "allocated {} on {} (config {})",
@@ -816,16 +700,11 @@ fn reconcile_hand_made(
     };
     let mut status = lb.status.clone();
     if !lb.metadata.has_finalizer(FINALIZER) {
-        plan.push(add_finalizer(key, lb));
+        plan.push(finalizer(key, lb, true));
     }
     // The LoadBalancer's own timeouts, else its config's (read when it is applied).
     let timeouts = applied_timeouts(cache, ctx, lb, &spec);
-    let why = || {
-        (
-            NO_TARGETS,
-            "the LoadBalancer's spec lists no target".to_string(),
-        )
-    };
+    let why = || (NO_TARGETS, "the LoadBalancer's spec lists no target".into());
     let event = push(key, lb, (&spec, timeouts), why, &mut status, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));
@@ -849,27 +728,27 @@ pub fn on_updater_error(
     plan: &Plan,
     failed: usize,
     message: &str,
-    auth: Option<&AuthProblem>,
+    auth: Option<&Problem>,
 ) -> Plan {
     let mut out = Plan::default();
     let Some(lb) = cache.load_balancers.get(key) else {
         return out;
     };
-    let what = match plan.actions.get(failed) {
+    let (what, failed_url) = match plan.actions.get(failed) {
         Some(Action::UpdaterApply { url, request, .. }) => {
-            format!(
-                "updater {url} refused backend {}: {message}",
-                request.backend_name
-            )
+            let name = &request.backend_name;
+            let what = format!("updater {url} refused backend {name}: {message}");
+            (what, Some(url))
         }
         Some(Action::UpdaterDelete {
             url, backend_name, ..
         }) => {
-            format!("updater {url} could not delete backend {backend_name}: {message}")
+            let what = format!("updater {url} could not delete backend {backend_name}: {message}");
+            (what, Some(url))
         }
-        _ => format!("updater call failed: {message}"),
+        _ => (format!("updater call failed: {message}"), None),
     };
-    let mut status = lb.status.clone();
+    let (mut status, generation) = (lb.status.clone(), lb.metadata.generation);
     let spec = LbSpec::from_resource(&lb.spec).ok();
     for action in plan.actions.iter().take(failed) {
         match action {
@@ -904,12 +783,7 @@ pub fn on_updater_error(
     match &spec {
         // One host failing leaves the others serving: record per host.
         Some(spec) => {
-            let failed_host = match plan.actions.get(failed) {
-                Some(Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. }) => {
-                    hosts::host_of(spec, url)
-                }
-                _ => None,
-            };
+            let failed_host = failed_url.and_then(|url| hosts::host_of(spec, url));
             // The other hosts, whose every push came before the failure.
             let to = |h: &LbHost, a: &Action| match a {
                 Action::UpdaterApply { url, .. } => same_updater(url, &h.url),
@@ -923,39 +797,18 @@ pub fn on_updater_error(
                 .cloned()
                 .collect();
             let failure = failed_host.map(|f| (f, what.as_str()));
-            hosts::record(
-                &mut status,
-                lb.metadata.generation,
-                spec,
-                (&done, failure),
-                ctx,
-            );
+            hosts::record(&mut status, generation, spec, (&done, failure), ctx);
         }
         // An unreadable spec (a hand-made LoadBalancer edited meanwhile).
         None => {
             status.phase = Some(PHASE_ERROR.to_string());
-            set_condition(
-                &mut status.conditions,
-                READY,
-                false,
-                "UpdaterFailed",
-                &what,
-                &ctx.now,
-                lb.metadata.generation,
-            );
+            let (now, c) = (&ctx.now, &mut status.conditions);
+            set_condition(c, READY, false, "UpdaterFailed", &what, now, generation);
         }
     }
     if let Some(p) = auth {
-        let (now, c) = (&ctx.now, &mut status.conditions);
-        set_condition(
-            c,
-            UPDATER_AUTH,
-            false,
-            p.reason,
-            &p.message,
-            now,
-            lb.metadata.generation,
-        );
+        let (now, c, reason) = (&ctx.now, &mut status.conditions, p.reason);
+        set_condition(c, UPDATER_AUTH, false, reason, &p.message, now, generation);
     }
     if status != lb.status {
         out.push(status_patch(key, &status));
@@ -964,12 +817,8 @@ pub fn on_updater_error(
         Some(p) => (UPDATER_AUTH, p.message.clone()),
         None => ("UpdaterFailed", what),
     };
-    out.event(
-        &event_target(cache, key, lb),
-        EventType::Warning,
-        reason,
-        message,
-    );
+    let target = event_target(cache, key, lb);
+    out.event(&target, EventType::Warning, reason, message);
     out
 }
 
@@ -991,12 +840,8 @@ pub fn on_write_refused(cache: &Cache, key: &Key, error: &dyn std::fmt::Display)
         ""
     };
     let message = format!("the apiserver refused a write for LoadBalancer {key}: {error}{hint}");
-    out.event(
-        &target,
-        EventType::Warning,
-        "SyncLoadBalancerFailed",
-        message,
-    );
+    let reason = "SyncLoadBalancerFailed";
+    out.event(&target, EventType::Warning, reason, message);
     out
 }
 

@@ -924,7 +924,11 @@ fn hand_made_lb_applied_as_is_and_cleaned_up(rng: &mut Rng) {
     execute(&mut cache, &plan);
     assert!(reconcile(&cache, &k, &ctx()).is_empty());
     // Its port counts as taken for Services.
-    assert!(cache.port_taken("203.0.113.7", 9999, Protocol::Udp, &key("x")));
+    assert!(
+        cache
+            .port_holder("203.0.113.7", 9999, Protocol::Udp, &key("x"))
+            .is_some()
+    );
     // User deletes it: backends removed, then the finalizer.
     execute(
         &mut cache,

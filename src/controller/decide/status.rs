@@ -168,15 +168,8 @@ pub fn mark_accepted(
     generation: Option<i64>,
 ) {
     if condition(conditions, UPDATER_AUTH).is_some_and(|c| c.status != "True") {
-        set_condition(
-            conditions,
-            UPDATER_AUTH,
-            true,
-            "Accepted",
-            "the updater accepted the credentials",
-            now,
-            generation,
-        );
+        let (c, message) = (conditions, "the updater accepted the credentials");
+        set_condition(c, UPDATER_AUTH, true, "Accepted", message, now, generation);
     }
 }
 

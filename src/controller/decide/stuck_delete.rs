@@ -23,8 +23,7 @@ pub fn given_up(ctx: &Context, url: &str) -> bool {
 
 /// One Warning Event for the backends of `lb` left on updaters given up on, if any.
 pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
-    let left: Vec<String> = known_backends(key, lb)
-        .into_iter()
+    let left: Vec<String> = (known_backends(key, lb).into_iter())
         .filter(|b| given_up(ctx, &b.url))
         .map(|b| {
             format!(
@@ -41,15 +40,11 @@ pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: 
         Some(c) => object_ref(API_VERSION, CONFIG_KIND, &c.metadata),
         None => lb_ref(lb),
     };
-    plan.event(
-        &object,
-        EventType::Warning,
-        "BackendLeft",
-        format!(
-            "LoadBalancer {key} released although its updater has not answered for \
-             --unreachable-delete-grace: {} left there; drift repair removes it when the updater \
-             answers again",
-            left.join(", ")
-        ),
+    let message = format!(
+        "LoadBalancer {key} released although its updater has not answered for \
+         --unreachable-delete-grace: {} left there; drift repair removes it when the updater \
+         answers again",
+        left.join(", ")
     );
+    plan.event(&object, EventType::Warning, "BackendLeft", message);
 }

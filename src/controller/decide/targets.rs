@@ -30,7 +30,7 @@ pub fn follows_readiness_recorded(lb: &LoadBalancer) -> bool {
 
 /// The reason when no eligible node has an address in one of the Service's `ipFamilies`:
 /// `Ready=False` when it is every family (`no_targets`), `DualStack=False` when it is one of two
-/// (`traffic::record_families`).
+/// (`traffic::families_fault`).
 pub const NO_ADDRESS_IN_FAMILY: &str = "NoAddressInFamily";
 
 /// Why a node may not receive traffic (the first reason that applies, in this order).
@@ -180,10 +180,7 @@ pub fn ready_endpoint_nodes<'a>(
 /// rule), which affects only those that follow it. A node update that changes neither
 /// (heartbeats, unrelated labels) affects no LoadBalancer.
 pub fn node_view(node: &Node) -> ((bool, Vec<(String, String)>), bool) {
-    let mut addresses: Vec<(String, String)> = node
-        .status
-        .addresses
-        .iter()
+    let mut addresses: Vec<(String, String)> = (node.status.addresses.iter())
         .map(|a| (a.type_.clone(), a.address.clone()))
         .collect();
     addresses.sort();

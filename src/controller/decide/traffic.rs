@@ -13,10 +13,10 @@
 //! With a check in force a port's targets are a stable node set (KEP-3458, see `targets`); without
 //! one, against an updater that runs none, or under `--stable-node-set=false` they follow node
 //! readiness, and the `StableNodeSet=False` condition says why ([`follows_readiness`],
-//! [`record_node_set`]).
+//! [`node_set_fault`]).
 //!
 //! A dual-stack Service whose targets lack a family is served on the others, and `DualStack=False`
-//! names the missing one ([`record_families`]).
+//! names the missing one ([`families_fault`]).
 //!
 //! Pure: no I/O. Must not: decide ports or targets (that is `ports` and `targets`).
 
@@ -249,12 +249,6 @@ pub fn updater_without_checks<'a>(
     recorded || urls.any(|u| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e)))
 }
 
-/// [`updater_without_checks`] for the updaters a LoadBalancer's `spec` names.
-pub fn spec_without_checks(spec: &LbSpec, lb: &LoadBalancer, ctx: &Context) -> bool {
-    let urls = std::iter::once(spec.url.as_str()).chain(spec.hosts.iter().map(|h| h.url.as_str()));
-    updater_without_checks(urls, Some(lb), ctx)
-}
-
 /// Why a port of `protocol` follows node readiness (`no_checks`: [`updater_without_checks`];
 /// `stable`: the controller's `--stable-node-set`); None when its targets are a stable set.
 pub fn follows_readiness(
@@ -274,16 +268,13 @@ pub fn follows_readiness(
     }
 }
 
-/// Sets `StableNodeSet=False` on `status` while some port of `spec` follows node readiness, saying
-/// why; removes it otherwise (the default needs no word).
-pub fn record_node_set(
-    status: &mut LoadBalancerStatus,
-    spec: &LbSpec,
-    lb: &LoadBalancer,
-    ctx: &Context,
-    generation: Option<i64>,
-) {
-    let no_checks = spec_without_checks(spec, lb, ctx);
+/// A fault: the reason and message of a condition that is False while it lasts (absent
+/// otherwise), and of the Warning Event posted when it is new ([`record_fault`]).
+pub type Fault = Option<(&'static str, String)>;
+
+/// `StableNodeSet=False` while some port of `spec` follows node readiness, saying why (the
+/// default needs no word; `no_checks`: [`updater_without_checks`] for its updaters).
+pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
     let following: Vec<(String, FollowsReadiness)> = spec
         .ports
         .iter()
@@ -293,10 +284,7 @@ pub fn record_node_set(
                 .map(|f| (port_label(i, &p.name), f))
         })
         .collect();
-    let Some(first) = following.iter().map(|(_, f)| *f).min() else {
-        status.conditions.retain(|c| c.type_ != STABLE_NODE_SET);
-        return;
-    };
+    let first = following.iter().map(|(_, f)| *f).min()?;
     let (reason, why) = match first {
         FollowsReadiness::Disabled => (
             "Disabled",
@@ -337,48 +325,28 @@ pub fn record_node_set(
          drains them (KEP-3458)",
         super::targets::TO_BE_DELETED_TAINT
     );
-    record_fault(
-        status,
-        STABLE_NODE_SET,
-        Some((reason, message)),
-        &ctx.now,
-        generation,
-    );
+    Some((reason, message))
 }
 
-/// Sets `ProxyProtocol=False` on `status` while the Service asks for PROXY protocol on UDP ports
-/// (they are pushed without it), and removes it otherwise. Returns the Warning Event's reason and
-/// message when that fault is new.
-pub fn record_proxy_protocol(
-    status: &mut LoadBalancerStatus,
-    spec: &LbSpec,
-    now: &str,
-    generation: Option<i64>,
-) -> Option<(&'static str, String)> {
+/// `ProxyProtocol=False` while the Service asks for PROXY protocol on UDP ports (they are pushed
+/// without it).
+pub fn proxy_protocol_fault(spec: &LbSpec) -> Fault {
     let ports = spec.ports.iter().map(|p| (p.name.as_str(), p.protocol));
     let udp = udp_ports_without_proxy_protocol(&spec.traffic, ports);
-    let fault = (!udp.is_empty()).then(|| {
+    (!udp.is_empty()).then(|| {
         let message = format!(
             "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot \
              carry: port(s) {} are served without it",
             udp.join(", ")
         );
         ("ProxyProtocolUnsupported", message)
-    });
-    record_fault(status, PROXY_PROTOCOL, fault, now, generation)
+    })
 }
 
-/// Sets `DualStack=False` on `status` while `svc` asks for several families (`spec.ipFamilies`)
-/// and the targets of `spec` are in some only: no eligible node has an address
-/// in the others, so it is served on those it has. Removed otherwise (no target at all is
-/// `Ready=False` instead, see `no_targets`). Returns the Warning Event when the fault is new.
-pub fn record_families(
-    status: &mut LoadBalancerStatus,
-    spec: &LbSpec,
-    svc: &Service,
-    now: &str,
-    generation: Option<i64>,
-) -> Option<(&'static str, String)> {
+/// `DualStack=False` while `svc` asks for several families (`spec.ipFamilies`) and the targets of
+/// `spec` are in some only: no eligible node has an address in the others, so it is served on
+/// those it has. (No target at all is `Ready=False` instead, see `no_targets`.)
+pub fn families_fault(spec: &LbSpec, svc: &Service) -> Fault {
     let families = &svc.spec.ip_families;
     let hosts: Vec<&str> = (spec.ports.iter().flat_map(|p| &p.targets))
         .map(|t| t.host.as_str())
@@ -389,7 +357,7 @@ pub fn record_families(
         let names: Vec<&str> = is.into_iter().map(|i| families[i].as_str()).collect();
         names.join(", ")
     };
-    let fault = (!served.is_empty() && !missing.is_empty()).then(|| {
+    (!served.is_empty() && !missing.is_empty()).then(|| {
         let (served, missing) = (names(served), names(missing));
         let message = format!(
             "the Service's ipFamilies are {}, but no eligible node has an {missing} address of the \
@@ -398,21 +366,13 @@ pub fn record_families(
             families.join(", ")
         );
         (NO_ADDRESS_IN_FAMILY, message)
-    });
-    record_fault(status, DUAL_STACK, fault, now, generation)
+    })
 }
 
-/// Sets `Balancing=False` on `status` while a balancing or timeout setting of `svc` is ignored
-/// ([`balancing_for`]), and removes it otherwise. Returns the Warning Event when the fault is new.
+/// `Balancing=False` while a balancing or timeout setting of `svc` is ignored ([`balancing_for`]).
 /// `go_updater`: an updater of the LoadBalancer is the Go nginx-lb-updater
 /// ([`updater_without_checks`]), which ignores `balance` and serves round robin.
-pub fn record_balancing(
-    status: &mut LoadBalancerStatus,
-    svc: &Service,
-    go_updater: bool,
-    now: &str,
-    generation: Option<i64>,
-) -> Option<(&'static str, String)> {
+pub fn balancing_fault(svc: &Service, go_updater: bool) -> Fault {
     let Balancing {
         balance,
         mut faults,
@@ -428,22 +388,21 @@ pub fn record_balancing(
             ),
         ));
     }
-    let fault = faults.first().map(|(reason, _)| {
+    faults.first().map(|(reason, _)| {
         let messages: Vec<&str> = faults.iter().map(|(_, m)| m.as_str()).collect();
         (*reason, messages.join("; "))
-    });
-    record_fault(status, BALANCING, fault, now, generation)
+    })
 }
 
 /// Condition `type_` False with `fault`'s reason and message, or absent without a fault; the
-/// fault is returned when its message is new (a Warning Event is due once per new fault).
+/// fault is returned when its message is new (a Warning Event is due once per new fault). `at`:
+/// the time and the generation the condition is for.
 pub(crate) fn record_fault(
     status: &mut LoadBalancerStatus,
     type_: &str,
-    fault: Option<(&'static str, String)>,
-    now: &str,
-    generation: Option<i64>,
-) -> Option<(&'static str, String)> {
+    fault: Fault,
+    (now, generation): (&str, Option<i64>),
+) -> Fault {
     let Some((reason, message)) = fault else {
         status.conditions.retain(|c| c.type_ != type_);
         return None;
@@ -484,6 +443,41 @@ fn port_label(i: usize, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record_balancing(
+        status: &mut LoadBalancerStatus,
+        svc: &Service,
+        go_updater: bool,
+        now: &str,
+        generation: Option<i64>,
+    ) -> Fault {
+        let fault = balancing_fault(svc, go_updater);
+        record_fault(status, BALANCING, fault, (now, generation))
+    }
+
+    fn record_families(
+        status: &mut LoadBalancerStatus,
+        spec: &LbSpec,
+        svc: &Service,
+        now: &str,
+        generation: Option<i64>,
+    ) -> Fault {
+        let fault = families_fault(spec, svc);
+        record_fault(status, DUAL_STACK, fault, (now, generation))
+    }
+
+    fn record_node_set(
+        status: &mut LoadBalancerStatus,
+        spec: &LbSpec,
+        lb: &LoadBalancer,
+        ctx: &Context,
+        generation: Option<i64>,
+    ) {
+        let urls = std::iter::once(&spec.url).chain(spec.hosts.iter().map(|h| &h.url));
+        let no_checks = updater_without_checks(urls.map(String::as_str), Some(lb), ctx);
+        let fault = node_set_fault(spec, no_checks, ctx);
+        record_fault(status, STABLE_NODE_SET, fault, (&ctx.now, generation));
+    }
 
     fn svc(json: serde_json::Value) -> Service {
         serde_json::from_value(json).unwrap()

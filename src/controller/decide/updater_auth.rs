@@ -10,13 +10,9 @@ use super::status::{UPDATER_AUTH, condition, mark_accepted, set_condition};
 use crate::controller::key::Key;
 use crate::model::{Condition, LoadBalancer};
 
-/// Why a config's updater gets no call: a condition reason and a message for users.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthProblem {
-    /// `SecretNotFound`, `KeyNotFound`, `InvalidToken`, `InvalidCA`, `ClientSetup`, `Unauthorized`.
-    pub reason: &'static str,
-    pub message: String,
-}
+/// Why a config's updater gets no call; reason `SecretNotFound`, `KeyNotFound`, `InvalidToken`,
+/// `InvalidCA`, `ClientSetup` or `Unauthorized`.
+pub type AuthProblem = super::plan::Problem;
 
 pub use super::status::DRIFT_CHECK;
 
@@ -36,15 +32,8 @@ pub fn condition_patch(
         return None;
     }
     let mut status = lb.status.clone();
-    set_condition(
-        &mut status.conditions,
-        type_,
-        false,
-        reason,
-        message,
-        now,
-        lb.metadata.generation,
-    );
+    let (c, generation) = (&mut status.conditions, lb.metadata.generation);
+    set_condition(c, type_, false, reason, message, now, generation);
     Some(status_patch(key, &status))
 }
 
@@ -57,15 +46,9 @@ pub const CERTIFICATE_REFUSED: &str = "CertificateRefused";
 pub fn ok_patch(key: &Key, lb: &LoadBalancer, now: &str) -> Option<Action> {
     let mut status = lb.status.clone();
     if condition(&status.conditions, DRIFT_CHECK).is_some_and(|c| c.status != "True") {
-        set_condition(
-            &mut status.conditions,
-            DRIFT_CHECK,
-            true,
-            "Checked",
-            "the updater lists its backends; drift is repaired",
-            now,
-            lb.metadata.generation,
-        );
+        let message = "the updater lists its backends; drift is repaired";
+        let (c, generation) = (&mut status.conditions, lb.metadata.generation);
+        set_condition(c, DRIFT_CHECK, true, "Checked", message, now, generation);
     }
     let refused = |c: &Condition| matches!(c.reason.as_str(), "Unauthorized" | CERTIFICATE_REFUSED);
     if condition(&status.conditions, UPDATER_AUTH).is_some_and(refused) {
