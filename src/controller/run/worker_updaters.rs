@@ -218,16 +218,10 @@ impl Worker {
             return affected;
         }
         self.auth.probes_stale = true;
-        let endpoints: BTreeSet<String> = self
-            .valid_configs()
-            .flat_map(|c| {
-                c.places()
-                    .into_iter()
-                    .filter_map(|h| c.for_updater(&h.url))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|c| c.auth.refs().any(|r| changed.contains(&r.name)))
-            .filter_map(|c| updater_endpoint(&c.url).ok())
+        let endpoints: BTreeSet<String> = (self.valid_configs())
+            .flat_map(|c| c.hosts.into_iter().zip(c.auths))
+            .filter(|(_, auth)| auth.refs().any(|r| changed.contains(&r.name)))
+            .filter_map(|(h, _)| updater_endpoint(&h.url).ok())
             .collect();
         for e in &endpoints {
             log::info!("updater {e}: a Secret it uses changed");
@@ -398,7 +392,7 @@ impl Worker {
         let urls: Vec<(String, String)> = self
             .valid_configs()
             .filter(|c| c.hosts.len() > 1) // a single host is not failed over (`hosts::to_push`)
-            .flat_map(|c| c.places().into_iter().map(move |h| (c.name.clone(), h.url)))
+            .flat_map(|c| c.hosts.into_iter().map(move |h| (c.name.clone(), h.url)))
             .collect();
         let mut clients = BTreeMap::new();
         for (config, url) in urls {
