@@ -14,7 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use super::Error;
 use super::api::{LbRequest, ListResponse, ListedBackend, Unreadable};
@@ -69,9 +69,8 @@ impl Op {
 
 struct Job {
     op: Op,
-    reply: mpsc::SyncSender<Result<Outcome, Error>>,
-    /// From the prober, not a request: not counted in `paperlb_updater_applies_total`.
-    internal: bool,
+    /// `None` from the prober: no caller waits, and `paperlb_updater_applies_total` does not count it.
+    reply: Option<mpsc::SyncSender<Result<Outcome, Error>>>,
 }
 
 /// The applier's counters, registered on the updater's registry.
@@ -196,13 +195,8 @@ impl Applier {
     pub fn refresher(&self) -> impl Fn(&str) + Send + 'static {
         let tx = self.tx.clone();
         move |name: &str| {
-            let (reply, _) = mpsc::sync_channel(1);
             let op = Op::Refresh(name.to_string());
-            let _ = tx.send(Job {
-                op,
-                reply,
-                internal: true,
-            });
+            let _ = tx.send(Job { op, reply: None });
         }
     }
 
@@ -214,13 +208,8 @@ impl Applier {
                 std::io::Error::other("the applier thread stopped"),
             )
         };
-        self.tx
-            .send(Job {
-                op,
-                reply,
-                internal: false,
-            })
-            .map_err(|_| stopped())?;
+        let reply = Some(reply);
+        self.tx.send(Job { op, reply }).map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
     }
 }
@@ -254,15 +243,22 @@ impl Worker {
         }
     }
 
+    /// Answers the caller; a backend that is now on disk as the applier rendered it (or is gone)
+    /// is told to the prober.
     fn answer(&self, job: Job, r: Result<Outcome, Error>) {
-        if !job.internal {
-            let label = r.as_ref().map_or("refused", |o| o.as_str());
-            self.metrics.applies.inc(&[label]);
+        match (&job.op, &r) {
+            (Op::Apply(b), Ok(_)) => self.health.committed(b, Some(b.down.clone())),
+            (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
+            _ => {}
         }
         if let Err(e) = &r {
             log::warn!("refused {}: {e}", job.op.name());
         }
-        let _ = job.reply.send(r);
+        if let Some(reply) = job.reply {
+            let label = r.as_ref().map_or("refused", |o| o.as_str());
+            self.metrics.applies.inc(&[label]);
+            let _ = reply.send(r);
+        }
     }
 
     /// Plans the batch against the directory as it is now, commits the changes together, and on
@@ -281,60 +277,36 @@ impl Worker {
         let mut working = before.clone();
         let mut changes: Vec<(Job, Outcome)> = Vec::new();
         for mut job in jobs {
-            match &mut job.op {
-                // Rendered with the prober's verdicts for this very upstream set and check.
-                Op::Apply(b) => b.down = self.health.down_for(b),
-                Op::Refresh(name) => {
-                    let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
-                    match self.health.backend(name) {
-                        Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
-                        // Deleted or replaced meanwhile: the newer request was rendered fresh.
-                        _ => {
-                            self.answer(job, Ok(Outcome::Unchanged));
-                            continue;
-                        }
+            if let Op::Refresh(name) = &job.op {
+                let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
+                match self.health.backend(name) {
+                    Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
+                    // Deleted or replaced meanwhile: the newer request was rendered fresh.
+                    _ => {
+                        self.answer(job, Ok(Outcome::Unchanged));
+                        continue;
                     }
                 }
-                Op::Delete(_) => {}
             }
-            match plan(&working, &job.op) {
-                Err(e) => self.answer(job, Err(e)),
-                Ok(None) if matches!(job.op, Op::Delete(_)) => {
-                    self.answer(job, Ok(Outcome::Absent))
-                }
-                Ok(None) => {
-                    if let Op::Apply(b) = &job.op {
-                        self.health.committed(b, Some(b.down.clone()));
-                    }
-                    self.answer(job, Ok(Outcome::Unchanged))
-                }
-                Ok(Some(next)) => {
-                    let outcome = match next {
-                        Some(e) => {
-                            working.insert(job.op.name().to_string(), e);
-                            Outcome::Applied
-                        }
-                        None => {
-                            working.remove(job.op.name());
-                            Outcome::Deleted
-                        }
-                    };
-                    changes.push((job, outcome));
-                }
+            if let Op::Apply(b) = &mut job.op {
+                // Rendered with the prober's verdicts for this very upstream set and check.
+                b.down = self.health.down_for(b);
+            }
+            match plan(&mut working, &job.op) {
+                Ok(o @ (Outcome::Applied | Outcome::Deleted)) => changes.push((job, o)),
+                r => self.answer(job, r),
             }
         }
         if changes.is_empty() {
             return;
         }
         // Only the names this batch touched: files we did not plan to change are never rewritten.
-        let mut touched: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
-        for (job, _) in &changes {
-            let name = job.op.name();
-            let old = before.get(name).map(|e| e.content.clone());
-            let new = working.get(name).map(|e| e.content.clone());
-            touched.insert(name.to_string(), (old, new));
-        }
-        touched.retain(|_, (old, new)| old != new);
+        let content = |m: &BTreeMap<String, Entry>, n| m.get(n).map(|e| e.content.clone());
+        let touched: BTreeMap<String, (Option<String>, Option<String>)> = (changes.iter())
+            .map(|(job, _)| job.op.name())
+            .map(|n| (n.to_string(), (content(&before, n), content(&working, n))))
+            .filter(|(_, (old, new))| old != new)
+            .collect();
         self.metrics.batch_size.observe(&[], changes.len() as f64);
         let started = Instant::now();
         let result = self.commit(&touched);
@@ -349,11 +321,6 @@ impl Worker {
                     touched.keys().cloned().collect::<Vec<_>>().join(", ")
                 );
                 for (job, outcome) in changes {
-                    match &job.op {
-                        Op::Apply(b) => self.health.committed(b, Some(b.down.clone())),
-                        Op::Delete(n) => self.health.removed(n),
-                        Op::Refresh(_) => {}
-                    }
                     self.answer(job, Ok(outcome));
                 }
             }
@@ -390,19 +357,10 @@ impl Worker {
                 .inc(&[if t.is_ok() { "ok" } else { "failed" }]);
             t?;
             self.metrics.reloads.inc(&[]);
-            match self.nginx.reload() {
-                Ok(()) => {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    self.metrics.last_reload.set(&[], now.floor());
-                    Ok(())
-                }
-                Err(e) => {
-                    self.metrics.reload_failures.inc(&[]);
-                    Err(e.into())
-                }
-            }
+            (self.nginx.reload()).inspect_err(|_| self.metrics.reload_failures.inc(&[]))?;
+            let secs = crate::time::epoch_ms(SystemTime::now()) / 1000;
+            self.metrics.last_reload.set(&[], secs as f64);
+            Ok(())
         });
         if result.is_err()
             && let Err(e) = self.write_set(touched.iter().map(|(n, (old, _))| (n, old)))
@@ -437,33 +395,31 @@ impl Worker {
     }
 }
 
-/// What a request would change: `None` = nothing, `Some(None)` = delete, `Some(Some(e))` = write.
-#[allow(clippy::option_option)]
-fn plan(working: &BTreeMap<String, Entry>, op: &Op) -> Result<Option<Option<Entry>>, Error> {
-    match op {
-        Op::Refresh(_) => Ok(None),
-        Op::Delete(name) => Ok(working.contains_key(name).then_some(None)),
-        Op::Apply(b) => {
-            for (other, e) in working {
-                let Some(r) = &e.request else { continue };
-                let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
-                if other != &b.name && r.lb_port == b.port && same_proto {
-                    return Err(Error::Conflict(format!(
-                        "lbPort {}/{} is already served by backend {other:?}",
-                        b.port, b.protocol
-                    )));
-                }
-            }
-            let content = nginx::render(b);
-            if working.get(&b.name).is_some_and(|e| e.content == content) {
-                return Ok(None);
-            }
-            Ok(Some(Some(Entry {
-                content,
-                request: Some(b.request.clone()),
-            })))
+/// What `op` changes in `working` (the directory as planned so far), made there.
+fn plan(working: &mut BTreeMap<String, Entry>, op: &Op) -> Result<Outcome, Error> {
+    let b = match op {
+        Op::Apply(b) => b,
+        Op::Delete(name) if working.remove(name).is_some() => return Ok(Outcome::Deleted),
+        Op::Delete(_) => return Ok(Outcome::Absent),
+        Op::Refresh(_) => return Ok(Outcome::Unchanged),
+    };
+    for (other, e) in working.iter() {
+        let Some(r) = &e.request else { continue };
+        let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
+        if other != &b.name && r.lb_port == b.port && same_proto {
+            return Err(Error::Conflict(format!(
+                "lbPort {}/{} is already served by backend {other:?}",
+                b.port, b.protocol
+            )));
         }
     }
+    let content = nginx::render(b);
+    if working.get(&b.name).is_some_and(|e| e.content == content) {
+        return Ok(Outcome::Unchanged);
+    }
+    let request = Some(b.request.clone());
+    working.insert(b.name.clone(), Entry { content, request });
+    Ok(Outcome::Applied)
 }
 
 /// Reads every `*.conf` in the directory: entries by backend name, and files that are not ours.
@@ -473,40 +429,27 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let file = e.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(".conf") else {
-            continue;
-        };
         // Hidden files (our temp files among them) are skipped by nginx's glob as well.
-        if name.starts_with('.') {
+        let Some(name) = file.strip_suffix(".conf").filter(|n| !n.starts_with('.')) else {
             continue;
-        }
-        let mut refuse = |err: String| {
-            let file = file.clone();
+        };
+        let read = (validate::backend_name(name).map_err(|e| e.to_string()))
+            .and_then(|()| std::fs::read_to_string(e.path()).map_err(|e| e.to_string()));
+        let request = read.as_ref().map_err(Clone::clone).and_then(|content| {
+            match nginx::parse_header(content) {
+                Ok(r) if r.backend_name == name => Ok(r),
+                Ok(r) => Err(format!("header names backend {:?}", r.backend_name)),
+                Err(err) => Err(err.to_string()),
+            }
+        });
+        if let Err(err) = &request {
+            let (file, err) = (file.clone(), err.clone());
             unreadable.push(Unreadable { file, err });
-        };
-        if let Err(err) = validate::backend_name(name) {
-            refuse(err.to_string());
-            continue;
         }
-        let content = match std::fs::read_to_string(e.path()) {
-            Ok(c) => c,
-            Err(err) => {
-                refuse(err.to_string());
-                continue;
-            }
-        };
-        let request = match nginx::parse_header(&content) {
-            Ok(r) if r.backend_name == name => Some(r),
-            Ok(r) => {
-                refuse(format!("header names backend {:?}", r.backend_name));
-                None
-            }
-            Err(err) => {
-                refuse(err.to_string());
-                None
-            }
-        };
-        entries.insert(name.to_string(), Entry { content, request });
+        if let Ok(content) = read {
+            let request = request.ok();
+            entries.insert(name.to_string(), Entry { content, request });
+        }
     }
     Ok((entries, unreadable))
 }
