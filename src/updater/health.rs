@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::api::ListResponse;
 use super::validate::{Backend, Check, CheckKind, Host};
-use crate::metrics::{Counter, Registry};
+use crate::metrics::{Counter, Registry, Samples};
 
 /// Probes running at once (each is one short connection, bounded by the check's timeout).
 pub const WORKERS: usize = 8;
@@ -138,6 +138,15 @@ struct State {
     in_flight: usize,
 }
 
+impl State {
+    /// Stops tracking `name`; its probes in flight no longer count (their results are dropped).
+    fn untrack(&mut self, name: &str) -> Option<Tracked> {
+        let t = self.backends.remove(name)?;
+        self.in_flight -= t.ups.iter().filter(|u| u.in_flight).count();
+        Some(t)
+    }
+}
+
 /// One probe for a worker; it comes back with the result.
 struct Probe {
     name: String,
@@ -173,16 +182,16 @@ impl Health {
                 &["state"],
             ),
         });
-        let weak = Arc::downgrade(&h);
+        // Read at render time, from the state as it is then; nothing once the updater is gone.
+        let sampled = |f: fn(&State) -> Samples| {
+            let weak = Arc::downgrade(&h);
+            move || weak.upgrade().map_or_else(Vec::new, |h| f(&h.lock()))
+        };
         registry.gauge_fn(
             "paperlb_updater_upstream_healthy",
             "1 while an upstream of a backend with a health check passes it, else 0.",
             &["backend", "upstream"],
-            move || {
-                let Some(h) = weak.upgrade() else {
-                    return Vec::new();
-                };
-                let s = h.lock();
+            sampled(|s| {
                 let mut out = Vec::new();
                 for (name, t) in &s.backends {
                     for (u, (host, port)) in t.ups.iter().zip(&t.backend.upstreams) {
@@ -191,23 +200,17 @@ impl Health {
                     }
                 }
                 out
-            },
+            }),
         );
-        let weak = Arc::downgrade(&h);
         registry.gauge_fn(
             "paperlb_updater_health_fail_open",
             "1 for a backend whose upstreams all fail their check (none is marked down), else 0.",
             &["backend"],
-            move || {
-                let Some(h) = weak.upgrade() else {
-                    return Vec::new();
-                };
-                let s = h.lock();
-                s.backends
-                    .iter()
+            sampled(|s| {
+                (s.backends.iter())
                     .map(|(n, t)| (vec![n.clone()], if t.fail_open { 1.0 } else { 0.0 }))
                     .collect()
-            },
+            }),
         );
         h
     }
@@ -232,72 +235,60 @@ impl Health {
     /// tallies of upstreams it still has when the check is unchanged; untrack it if it has no check.
     pub fn committed(&self, b: &Backend, rendered: Option<BTreeSet<usize>>) {
         let mut s = self.lock();
-        let Some(check) = b.health_check.clone() else {
-            s.backends.remove(&b.name);
-            return;
-        };
-        let now = Instant::now();
-        if let Some(t) = s.backends.get_mut(&b.name)
+        if let (Some(t), Some(c)) = (s.backends.get_mut(&b.name), &b.health_check)
             && t.backend.upstreams == b.upstreams
-            && t.check == check
+            && t.check == *c
         {
             t.backend = b.clone();
             t.rendered = rendered;
             return;
         }
-        let old = s.backends.remove(&b.name);
-        s.next_generation += 1;
-        let generation = s.next_generation;
-        let ups = b
-            .upstreams
-            .iter()
-            .map(|u| {
-                old.as_ref()
-                    .filter(|o| o.check == check)
-                    .and_then(|o| {
-                        let i = o.backend.upstreams.iter().position(|x| x == u)?;
-                        let mut st = o.ups[i].clone();
-                        // A result for the old generation is dropped; probe again soon.
-                        st.in_flight = false;
-                        st.due = st
-                            .due
-                            .min(now + Duration::from_secs(check.interval_seconds));
-                        Some(st)
-                    })
-                    .unwrap_or_else(|| UpState::new(now))
+        let old = s.untrack(&b.name);
+        let Some(check) = b.health_check.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let soon = now + Duration::from_secs(check.interval_seconds);
+        // Upstreams the backend still has keep their tallies if the check is the same.
+        let kept = old.filter(|o| o.check == check);
+        let was = |u| {
+            let o = kept.as_ref()?;
+            Some(&o.ups[o.backend.upstreams.iter().position(|x| x == u)?])
+        };
+        let ups = (b.upstreams.iter())
+            .map(|u| match was(u) {
+                // A result for the old generation is dropped; probe again soon.
+                Some(st) => UpState {
+                    in_flight: false,
+                    due: st.due.min(soon),
+                    ..st.clone()
+                },
+                None => UpState::new(now),
             })
             .collect();
-        if let Some(o) = &old {
-            s.in_flight -= o.ups.iter().filter(|u| u.in_flight).count();
-        }
-        s.backends.insert(
-            b.name.clone(),
-            Tracked {
-                backend: b.clone(),
-                check,
-                generation,
-                ups,
-                rendered,
-                fail_open: false,
-            },
-        );
+        s.next_generation += 1;
+        let generation = s.next_generation;
+        let (backend, fail_open) = (b.clone(), false);
+        let t = Tracked {
+            backend,
+            check,
+            generation,
+            ups,
+            rendered,
+            fail_open,
+        };
+        s.backends.insert(b.name.clone(), t);
     }
 
     /// The backend was deleted: its checks stop (results still in flight are dropped).
     pub fn removed(&self, name: &str) {
-        let mut s = self.lock();
-        if let Some(t) = s.backends.remove(name) {
-            s.in_flight -= t.ups.iter().filter(|u| u.in_flight).count();
-        }
+        self.lock().untrack(name);
     }
 
-    /// `b` with the current down set, for a re-render; `None` if `name` is not tracked.
+    /// The tracked backend, for a re-render (`down_for` gives its down set); `None` if `name` is
+    /// not tracked.
     pub fn backend(&self, name: &str) -> Option<Backend> {
-        let s = self.lock();
-        let t = s.backends.get(name)?;
-        let mut b = t.backend.clone();
-        b.down = effective_down(&t.healthy()).0;
-        Some(b)
+        self.lock().backends.get(name).map(|t| t.backend.clone())
     }
 
     /// Adds `healthy` and `lastCheck` to the upstreams of tracked backends in a `GET` answer.
@@ -308,9 +299,7 @@ impl Health {
             let Some(t) = s.backends.get(&r.backend_name) else {
                 continue;
             };
-            if t.backend.request.upstream_servers.len() != r.upstream_servers.len()
-                || t.backend.request != *r
-            {
+            if t.backend.request != *r {
                 continue;
             }
             for (u, st) in r.upstream_servers.iter_mut().zip(&t.ups) {
@@ -553,6 +542,34 @@ pub fn status_is_200(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend whose probes were in flight, applied again without a health check, must give
+    /// back its worker slots: a leaked count would starve every other backend's probes.
+    #[test]
+    fn untracking_a_backend_frees_its_probe_slots() {
+        let body = r#"{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+            "upstreamServers": [{"host": "127.0.0.2", "port": 1}, {"host": "127.0.0.3", "port": 1}],
+            "healthCheck": {"type": "tcp"}}"#;
+        let req: crate::updater::api::LbRequest = serde_json::from_str(body).unwrap();
+        let policy = crate::updater::validate::Policy::default();
+        let checked = crate::updater::validate::backend(&req, &policy).unwrap();
+        let mut unchecked = checked.clone();
+        unchecked.health_check = None;
+        let h = Health::new(&Registry::new());
+        for removal in [0, 1] {
+            h.committed(&checked, None);
+            let (due, _) = h.take_due(Instant::now());
+            assert_eq!((due.len(), h.lock().in_flight), (2, 2));
+            match removal {
+                0 => h.committed(&unchecked, None),
+                _ => h.removed("a"),
+            }
+            assert_eq!(h.lock().in_flight, 0, "removal {removal}");
+            // A late result for the untracked backend changes nothing.
+            h.record(&due[0], false, &|_| panic!("no re-render"));
+            assert_eq!(h.lock().in_flight, 0, "removal {removal}");
+        }
+    }
 
     #[test]
     fn tally_needs_consecutive_results_to_flip() {
