@@ -115,67 +115,53 @@ impl std::error::Error for Error {}
 pub fn render(b: &Backend) -> String {
     // serde_json escapes control characters, so the header stays one comment line whatever it holds.
     let json = serde_json::to_string(&b.request).unwrap_or_default();
-    let mut s = String::with_capacity(256 + 40 * b.upstreams.len());
-    let mut rest = json.as_str();
-    let mut prefix = HEADER;
-    loop {
+    let (mut header, mut rest) = (HEADER.to_string(), json.as_str());
+    while rest.len() > HEADER_CHUNK {
         let cut = char_floor(rest, HEADER_CHUNK);
-        s.push_str(prefix);
-        s.push_str(&rest[..cut]);
+        header = header + &rest[..cut] + "\n" + HEADER_MORE;
         rest = &rest[cut..];
-        if rest.is_empty() {
-            break;
-        }
-        s.push('\n');
-        prefix = HEADER_MORE;
     }
-    s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
-    s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
-    s.push_str(match b.balance {
+    let balance = match b.balance {
         Balance::RoundRobin => "",
         Balance::LeastConn => "    least_conn;\n",
         Balance::Hash => "    hash $remote_addr consistent;\n",
         Balance::RandomTwo => "    random two least_conn;\n",
-    });
-    for (i, (h, p)) in b.upstreams.iter().enumerate() {
-        // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
-        let down = if b.down.contains(&i) { " down" } else { "" };
-        s.push_str(&format!("    server {h}:{p}{down};\n"));
-    }
-    s.push_str("}\n\nserver {\n");
-    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every IPv4 address).
-    let listen: Vec<String> = match b.addresses.as_slice() {
-        [] => vec![b.port.to_string()],
-        many => many
-            .iter()
-            .map(|a| SocketAddr::new(*a, b.port).to_string())
-            .collect(),
     };
+    // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
+    let down = |i| if b.down.contains(&i) { " down" } else { "" };
+    let servers: String = (b.upstreams.iter().enumerate())
+        .map(|(i, (h, p))| format!("    server {h}:{p}{};\n", down(i)))
+        .collect();
+    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every IPv4 address).
     let udp = if b.protocol == Protocol::Udp {
         " udp"
     } else {
         ""
     };
-    for l in listen {
-        s.push_str(&format!("    listen {l}{udp};\n"));
-    }
-    for c in &b.source_ranges {
-        s.push_str(&format!("    allow {c};\n"));
-    }
+    let listen: String = match b.addresses.as_slice() {
+        [] => format!("    listen {}{udp};\n", b.port),
+        many => (many.iter())
+            .map(|a| format!("    listen {}{udp};\n", SocketAddr::new(*a, b.port)))
+            .collect(),
+    };
+    let mut access: String = (b.source_ranges.iter())
+        .map(|c| format!("    allow {c};\n"))
+        .collect();
     if !b.source_ranges.is_empty() {
-        s.push_str("    deny all;\n");
+        access.push_str("    deny all;\n");
     }
-    s.push_str(&format!("    proxy_pass paperlb_{};\n", b.name));
-    if b.proxy_protocol {
-        s.push_str("    proxy_protocol on;\n");
-    }
-    s.push_str(&format!("    proxy_timeout {}s;\n", b.proxy_timeout));
-    s.push_str(&format!(
-        "    proxy_connect_timeout {}s;\n",
-        b.proxy_connect_timeout
-    ));
-    s.push_str("}\n");
-    s
+    let pp = if b.proxy_protocol {
+        "    proxy_protocol on;\n"
+    } else {
+        ""
+    };
+    let (name, timeout, connect) = (&b.name, b.proxy_timeout, b.proxy_connect_timeout);
+    format!(
+        "{header}{rest}\n# Written by paperlb nginx-updater; changes made here are overwritten.\n\
+         upstream paperlb_{name} {{\n{balance}{servers}}}\n\nserver {{\n{listen}{access}    \
+         proxy_pass paperlb_{name};\n{pp}    proxy_timeout {timeout}s;\n    \
+         proxy_connect_timeout {connect}s;\n}}\n"
+    )
 }
 
 /// The content with every `server host:port down;` line of the upstream block read as
