@@ -233,15 +233,14 @@ impl Updater {
                 .with_header("WWW-Authenticate", "Bearer");
         }
         match (route, r.method.as_str()) {
-            ("/api/v1/lb", "POST") => self.post(r),
-            ("/api/v1/lb", "DELETE") => self.delete(r),
+            ("/api/v1/lb", "POST" | "DELETE") => self.write(r).unwrap_or_else(|e| e),
             ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
                 Ok(mut l) => {
                     self.health.annotate(&mut l);
                     l.version = Some(env!("CARGO_PKG_VERSION").to_string());
                     Response::json(200, &l)
                 }
-                Err(e) => err(&e),
+                Err(e) => err(e),
             },
             ("/healthz", "GET" | "HEAD") => self.healthz(),
             ("/metrics", "GET" | "HEAD") => Response::new(
@@ -255,35 +254,22 @@ impl Updater {
         }
     }
 
-    fn post(&self, r: &Request) -> Response {
+    /// `POST` applies a backend, `DELETE` removes one; an Err is the answer already.
+    fn write(&self, r: &Request) -> Result<Response, Response> {
         // No Content-Type check: the Go controller sends none. A trailing newline is whitespace.
-        let req: LbRequest = match json_body(&r.body) {
-            Ok(v) => v,
-            Err(e) => return e,
+        let (name, done) = if r.method == "POST" {
+            let req: LbRequest = json_body(&r.body)?;
+            let backend = validate::backend(&req, &self.policy).map_err(err)?;
+            (req.backend_name, self.applier.apply(backend))
+        } else {
+            let req: DeleteRequest = json_body(&r.body)?;
+            validate::backend_name(&req.backend_name).map_err(err)?;
+            let done = self.applier.delete(&req.backend_name);
+            (req.backend_name, done)
         };
-        let backend = match validate::backend(&req, &self.policy) {
-            Ok(b) => b,
-            Err(e) => return err(&e.into()),
-        };
-        let name = backend.name.clone();
-        match self.applier.apply(backend) {
-            Ok(o) => ok(o, &name),
-            Err(e) => err(&e),
-        }
-    }
-
-    fn delete(&self, r: &Request) -> Response {
-        let req: DeleteRequest = match json_body(&r.body) {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
-        if let Err(e) = validate::backend_name(&req.backend_name) {
-            return err(&e.into());
-        }
-        match self.applier.delete(&req.backend_name) {
-            Ok(o) => ok(o, &req.backend_name),
-            Err(e) => err(&e),
-        }
+        let status = done.map_err(err)?.as_str();
+        let body = serde_json::json!({"status": status, "backendName": name});
+        Ok(Response::json(200, &body))
     }
 
     fn healthz(&self) -> Response {
@@ -317,14 +303,8 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response>
         .map_err(|e| Response::error(400, &format!("malformed JSON body: {e}")))
 }
 
-fn ok(o: apply::Outcome, name: &str) -> Response {
-    Response::json(
-        200,
-        &serde_json::json!({"status": o.as_str(), "backendName": name}),
-    )
-}
-
-fn err(e: &Error) -> Response {
+fn err(e: impl Into<Error>) -> Response {
+    let e = e.into();
     Response::error(e.status(), &e.to_string())
 }
 
