@@ -335,7 +335,8 @@ impl UpdaterClient {
     }
 }
 
-/// `GET`'s answer, decoded field by field: `backends` one element at a time (see `list_each`).
+/// `GET`'s answer, decoded field by field (`visit_map`), and its `backends` one element at a time
+/// (`visit_seq`, reached through the seed): see `list_each`.
 struct Listing<'f, F> {
     each: &'f mut F,
 }
@@ -344,7 +345,7 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
     type Value = ListResponse;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a GET /api/v1/lb answer")
+        f.write_str("a GET /api/v1/lb answer and its list of backends")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ListResponse, A::Error> {
@@ -353,7 +354,7 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "backends" => {
-                    map.next_value_seed(EachBackend { each: self.each })?;
+                    map.next_value_seed(Listing { each: self.each })?;
                     backends = true;
                 }
                 "unreadable" => listed.unreadable = map.next_value()?,
@@ -368,33 +369,21 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
         }
         Ok(listed)
     }
-}
 
-/// The `backends` array, each element handed over as it is decoded.
-struct EachBackend<'f, F> {
-    each: &'f mut F,
-}
-
-impl<'de, F: FnMut(ListedBackend)> serde::de::DeserializeSeed<'de> for EachBackend<'_, F> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for EachBackend<'_, F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of backends")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ListResponse, A::Error> {
         while let Some(b) = seq.next_element::<ListedBackend>()? {
             (self.each)(b);
         }
-        Ok(())
+        Ok(ListResponse::default())
+    }
+}
+
+/// The `backends` array.
+impl<'de, F: FnMut(ListedBackend)> serde::de::DeserializeSeed<'de> for Listing<'_, F> {
+    type Value = ListResponse;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ListResponse, D::Error> {
+        d.deserialize_seq(self)
     }
 }
 
