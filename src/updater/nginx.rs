@@ -458,23 +458,29 @@ impl Nginx {
         Some(trim_message(&format!("[emerg] {}", unique.join("; "))))
     }
 
-    /// Runs nginx with a bounded run time; returns (success, stderr+stdout).
+    /// Runs nginx with a bounded run time; returns (success, its output). stdout and stderr share
+    /// one pipe, read by a thread that keeps the first [`OUTPUT_CAP`] bytes and drains the rest, so
+    /// nginx never blocks on a full pipe.
     fn run(&self, args: &[&str]) -> Result<(bool, String), Error> {
         let run_error = |detail: String| Error::Run {
             bin: self.bin.clone(),
             detail,
         };
+        let cannot = |e: std::io::Error| run_error(format!("cannot run it: {e}"));
+        let (mut reader, writer) = std::io::pipe().map_err(cannot)?;
         let mut child = Command::new(&self.bin)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(writer.try_clone().map_err(cannot)?)
+            .stderr(writer)
             .spawn()
-            .map_err(|e| run_error(format!("cannot run it: {e}")))?;
-        let readers = [
-            child.stderr.take().map(read_capped),
-            child.stdout.take().map(read_capped),
-        ];
+            .map_err(cannot)?;
+        let output = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = (&mut reader).take(OUTPUT_CAP).read_to_end(&mut buf);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            String::from_utf8_lossy(&buf).into_owned()
+        });
         let deadline = Instant::now() + self.run_timeout;
         let status = loop {
             match child.try_wait() {
@@ -489,12 +495,7 @@ impl Nginx {
                 }
             }
         };
-        let mut out = String::new();
-        for r in readers.into_iter().flatten() {
-            if let Ok(b) = r.join() {
-                out.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
+        let out = output.join().unwrap_or_default();
         match status {
             Some(s) => Ok((s.success(), out)),
             None => Err(run_error(format!(
@@ -504,17 +505,6 @@ impl Nginx {
             ))),
         }
     }
-}
-
-/// A thread reading the first [`OUTPUT_CAP`] bytes of `r`, then draining the rest so the child
-/// never blocks on a full pipe.
-fn read_capped(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = (&mut r).take(OUTPUT_CAP).read_to_end(&mut buf);
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-        buf
-    })
 }
 
 /// nginx's messages without the `nginx: ` prefixes, the success chatter and blank lines, at most
