@@ -79,10 +79,9 @@ pub fn parse(args: &[String]) -> Result<Option<Settings>, Usage> {
     let mut policy = Policy::default();
     let mut worker_shutdown_timeout = super::nginx::DEFAULT_WORKER_SHUTDOWN_TIMEOUT_SECONDS;
     for f in flags {
-        let (name, v) = match f {
-            Arg::Help => return Ok(None),
-            Arg::Value(n, v) => (n, v),
-            Arg::Switch(n) => return Err(Usage(format!("flag --{n} needs a value"))),
+        // No switches are declared: every flag but --help has a value.
+        let Arg::Value(name, v) = f else {
+            return Ok(None);
         };
         match name.as_str() {
             "listen" => listen = Some(socket_addr(&name, &v)?),

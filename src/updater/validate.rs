@@ -264,14 +264,10 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         let rule = format!("must be inside the allowed range {low}-{high}");
         return Err(Error::value("lbPort", req.lb_port, rule));
     }
-    count(
-        "upstreamServers",
-        req.upstream_servers.len(),
-        1,
-        MAX_UPSTREAMS,
-    )?;
-    let mut upstreams = Vec::with_capacity(req.upstream_servers.len());
-    for (i, u) in req.upstream_servers.iter().enumerate() {
+    let ups = &req.upstream_servers;
+    count("upstreamServers", ups.len(), 1, MAX_UPSTREAMS)?;
+    let mut upstreams = Vec::with_capacity(ups.len());
+    for (i, u) in ups.iter().enumerate() {
         let h = host(&u.host).map_err(|e| e.at(format!("upstreamServers[{i}].host")))?;
         if u.port == 0 {
             let field = format!("upstreamServers[{i}].port");
@@ -291,10 +287,9 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     )?;
     let t = &req.traffic;
     count("sourceRanges", t.source_ranges.len(), 0, MAX_SOURCE_RANGES)?;
-    let mut source_ranges = Vec::with_capacity(t.source_ranges.len());
-    for (i, c) in t.source_ranges.iter().enumerate() {
-        source_ranges.push(cidr(c).map_err(|e| e.at(format!("sourceRanges[{i}]")))?);
-    }
+    let source_ranges = (t.source_ranges.iter().enumerate())
+        .map(|(i, c)| cidr(c).map_err(|e| e.at(format!("sourceRanges[{i}]"))))
+        .collect::<Result<_, _>>()?;
     if t.proxy_protocol && protocol == Protocol::Udp {
         let rule = "only for TCP backends (lbProtocol is UDP)";
         return Err(Error::value("proxyProtocol", true, rule));
