@@ -141,14 +141,14 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
 fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), Error> {
     let secs = s.worker_shutdown_timeout;
     let dir = s.streams_dir.display();
-    let source = nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir);
-    let file = match source {
-        _ if secs == 0 => None,
+    let ours = nginx::shutdown_file(&s.streams_dir);
+    let write = match nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir) {
+        _ if secs == 0 => false,
         nginx::ShutdownTimeout::InConf(v) => {
             log::info!(
                 "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
             );
-            None
+            false
         }
         nginx::ShutdownTimeout::Absent => {
             log::warn!(
@@ -159,42 +159,33 @@ fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), 
                 nginx::MAIN_DIR,
                 nginx::MAIN_DIR
             );
-            None
+            false
         }
-        nginx::ShutdownTimeout::Written(file) => Some(file),
+        nginx::ShutdownTimeout::Written(_) => true,
     };
-    let changed = match &file {
-        Some(f) => nginx::write_shutdown_timeout(f, secs).map_err(|e| Error::io(f, e))?,
-        None => {
-            let ours = nginx::shutdown_file(&s.streams_dir);
-            match std::fs::remove_file(&ours) {
-                Ok(()) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-                Err(e) => return Err(Error::io(&ours, e)),
-            }
-        }
+    let changed = match write {
+        true => nginx::write_shutdown_timeout(&ours, secs),
+        false => match std::fs::remove_file(&ours) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            removed => removed.map(|()| true),
+        },
     };
-    let applied = match changed {
+    let applied = match changed.map_err(|e| Error::io(&ours, e))? {
         false => Ok(()),
         true => nginx.test().and_then(|()| match nginx.master_pid() {
             Ok(_) => nginx.reload(),
             Err(_) => Ok(()), // not running: read when it starts
         }),
     };
-    match (applied, file) {
-        (Ok(()), Some(file)) => log::info!(
-            "worker_shutdown_timeout {secs}s in force ({})",
-            file.display()
-        ),
-        (Ok(()), None) => {}
-        (Err(e), Some(file)) => {
-            let _ = std::fs::remove_file(&file);
-            log::warn!(
-                "worker_shutdown_timeout {secs}s in {} refused by nginx, removed: {e}",
-                file.display()
-            );
+    let file = ours.display();
+    match applied {
+        Ok(()) if write => log::info!("worker_shutdown_timeout {secs}s in force ({file})"),
+        Ok(()) => {}
+        Err(e) if write => {
+            let _ = std::fs::remove_file(&ours);
+            log::warn!("worker_shutdown_timeout {secs}s in {file} refused by nginx, removed: {e}");
         }
-        (Err(e), None) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
+        Err(e) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
     }
     Ok(())
 }
