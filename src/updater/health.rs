@@ -12,8 +12,8 @@
 //! backend through the same group commit), or probe a backend after it was deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
@@ -102,17 +102,6 @@ struct UpState {
     in_flight: bool,
 }
 
-impl UpState {
-    fn new(now: Instant) -> UpState {
-        UpState {
-            tally: Tally::default(),
-            last_check: None,
-            due: now,
-            in_flight: false,
-        }
-    }
-}
-
 /// A backend with a health check, as last committed to nginx.
 #[derive(Debug)]
 struct Tracked {
@@ -128,6 +117,11 @@ struct Tracked {
 impl Tracked {
     fn healthy(&self) -> Vec<bool> {
         self.ups.iter().map(|u| u.tally.healthy).collect()
+    }
+
+    /// Whether `b` has this backend's upstreams and check: its verdicts apply to `b`.
+    fn serves(&self, b: &Backend) -> bool {
+        self.backend.upstreams == b.upstreams && b.health_check.as_ref() == Some(&self.check)
     }
 }
 
@@ -222,11 +216,8 @@ impl Health {
     /// The upstreams to render `down` for `b`: the current verdicts if `b` has the same upstreams
     /// and check as the tracked backend, else none (a new upstream set starts healthy).
     pub fn down_for(&self, b: &Backend) -> BTreeSet<usize> {
-        let s = self.lock();
-        match (s.backends.get(&b.name), &b.health_check) {
-            (Some(t), Some(c)) if t.backend.upstreams == b.upstreams && &t.check == c => {
-                effective_down(&t.healthy()).0
-            }
+        match self.lock().backends.get(&b.name) {
+            Some(t) if t.serves(b) => effective_down(&t.healthy()).0,
             _ => BTreeSet::new(),
         }
     }
@@ -235,9 +226,8 @@ impl Health {
     /// tallies of upstreams it still has when the check is unchanged; untrack it if it has no check.
     pub fn committed(&self, b: &Backend, rendered: Option<BTreeSet<usize>>) {
         let mut s = self.lock();
-        if let (Some(t), Some(c)) = (s.backends.get_mut(&b.name), &b.health_check)
-            && t.backend.upstreams == b.upstreams
-            && t.check == *c
+        if let Some(t) = s.backends.get_mut(&b.name)
+            && t.serves(b)
         {
             t.backend = b.clone();
             t.rendered = rendered;
@@ -263,7 +253,12 @@ impl Health {
                     due: st.due.min(soon),
                     ..st.clone()
                 },
-                None => UpState::new(now),
+                None => UpState {
+                    tally: Tally::default(),
+                    last_check: None,
+                    due: now,
+                    in_flight: false,
+                },
             })
             .collect();
         s.next_generation += 1;
@@ -368,14 +363,10 @@ impl Health {
         let mut next = now + Duration::from_millis(200);
         for (name, t) in s.backends.iter_mut() {
             for (i, u) in t.ups.iter_mut().enumerate() {
-                if u.in_flight {
-                    continue;
-                }
-                if u.due > now {
+                if !u.in_flight && u.due > now {
                     next = next.min(u.due);
-                    continue;
                 }
-                if free == 0 {
+                if u.in_flight || u.due > now || free == 0 {
                     continue;
                 }
                 free -= 1;
@@ -402,12 +393,10 @@ impl Health {
     fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
         self.checks.inc(&[if ok { "ok" } else { "failed" }]);
         let mut s = self.lock();
-        let Some(t) = s.backends.get_mut(&r.name) else {
+        let tracked = s.backends.get_mut(&r.name);
+        let Some(t) = tracked.filter(|t| t.generation == r.generation) else {
             return;
         };
-        if t.generation != r.generation {
-            return;
-        }
         let Some(u) = t.ups.get_mut(r.index) else {
             return;
         };
@@ -417,18 +406,16 @@ impl Health {
             .tally
             .record(ok, t.check.unhealthy_threshold, t.check.healthy_threshold);
         u.due = Instant::now() + next_probe_in(&u.tally, t.check.interval_seconds);
-        let now_healthy = u.tally.healthy;
+        let state = if u.tally.healthy {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
         let (down, fail_open) = effective_down(&t.healthy());
         let (host, port) = &t.backend.upstreams[r.index];
-        let upstream = format!("{host}:{port}");
         if flipped {
-            self.changes
-                .inc(&[if now_healthy { "healthy" } else { "unhealthy" }]);
-            log::info!(
-                "backend {}: upstream {upstream} is now {}",
-                r.name,
-                if now_healthy { "healthy" } else { "unhealthy" }
-            );
+            self.changes.inc(&[state]);
+            log::info!("backend {}: upstream {host}:{port} is now {state}", r.name);
         }
         if fail_open && !t.fail_open {
             log::warn!(
@@ -463,67 +450,50 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bo
     }
 }
 
-/// One probe, bounded by the check's timeout (DNS names are resolved by the system resolver).
+/// One probe, bounded by the check's timeout (DNS names are resolved by the system resolver): a
+/// TCP connect, or for `http` a `GET path HTTP/1.0` and at most [`STATUS_LINE_CAP`] bytes of the
+/// answer, read until the status line is complete; healthy for status 200.
 pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
     let deadline = Instant::now() + Duration::from_secs(check.timeout_seconds);
-    let addr: Option<SocketAddr> = match host {
-        Host::V4(a) => Some((*a, port).into()),
-        Host::V6(a) => Some((*a, port).into()),
-        Host::Dns(n) => (n.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next()),
+    // Every step gets the time left, and none once it is spent.
+    let left = || {
+        let l = deadline.saturating_duration_since(Instant::now());
+        (!l.is_zero()).then_some(l).ok_or(ErrorKind::TimedOut)
     };
-    let Some(addr) = addr else { return false };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return false;
-    }
-    let Ok(mut c) = TcpStream::connect_timeout(&addr, left) else {
-        return false;
-    };
-    match check.kind {
-        CheckKind::Tcp => true,
-        CheckKind::Http => http_ok(&mut c, &format!("{host}:{port}"), &check.path, deadline),
-    }
-}
-
-/// Sends `GET path HTTP/1.0` and reads at most [`STATUS_LINE_CAP`] bytes of the answer until the
-/// status line is complete; true for status 200.
-fn http_ok(c: &mut TcpStream, authority: &str, path: &str, deadline: Instant) -> bool {
-    let left = |d: Instant| {
-        let l = d.saturating_duration_since(Instant::now());
-        (!l.is_zero()).then_some(l)
-    };
-    let Some(l) = left(deadline) else {
-        return false;
-    };
-    if c.set_write_timeout(Some(l)).is_err() {
-        return false;
-    }
-    let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: paperlb-health\r\nConnection: close\r\n\r\n"
-    );
-    if c.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; STATUS_LINE_CAP];
-    let mut n = 0;
-    while n < buf.len() && !buf[..n].contains(&b'\n') {
-        let Some(l) = left(deadline) else {
-            return false;
+    let probe = || -> std::io::Result<bool> {
+        let addr = match host {
+            Host::V4(a) => (*a, port).into(),
+            Host::V6(a) => (*a, port).into(),
+            Host::Dns(n) => {
+                ((n.as_str(), port).to_socket_addrs()?.next()).ok_or(ErrorKind::NotFound)?
+            }
         };
-        if c.set_read_timeout(Some(l)).is_err() {
-            return false;
+        let mut c = TcpStream::connect_timeout(&addr, left()?)?;
+        if check.kind == CheckKind::Tcp {
+            return Ok(true);
         }
-        match c.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+        c.set_write_timeout(Some(left()?))?;
+        let path = &check.path;
+        c.write_all(
+            format!(
+                "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: paperlb-health\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )?;
+        let (mut buf, mut n) = ([0u8; STATUS_LINE_CAP], 0);
+        while n < buf.len() && !buf[..n].contains(&b'\n') {
+            c.set_read_timeout(Some(left()?))?;
+            match c.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
-    status_is_200(&buf[..n])
+        Ok(status_is_200(&buf[..n]))
+    };
+    probe().unwrap_or(false)
 }
 
 /// `HTTP/1.x 200` at the start of a complete status line.
