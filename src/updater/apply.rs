@@ -1,4 +1,5 @@
-//! The streams directory and group commit: the only code that writes `<dir>/*.conf` or reloads nginx.
+//! The streams directory and group commit: the only code that writes `<dir>/*.conf` (and
+//! `<dir>/main/worker-shutdown-timeout.conf`) or reloads nginx.
 //!
 //! Owns: one applier thread. Requests are validated by the caller, queued, and taken in batches:
 //! everything that queued up while the previous `nginx -t` + reload ran is written together and
@@ -19,7 +20,7 @@ use std::time::{Instant, SystemTime};
 use super::Error;
 use super::api::{LbRequest, ListResponse, ListedBackend, Unreadable};
 use super::health::Health;
-use super::nginx::{self, Nginx};
+use super::nginx::{self, Nginx, ShutdownTimeout};
 use super::validate::{self, Backend, Policy};
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
 
@@ -379,15 +380,8 @@ impl Worker {
         files: impl Iterator<Item = (&'a String, &'a Option<String>)>,
     ) -> Result<(), Error> {
         for (name, content) in files {
-            let path = self.dir.join(format!("{name}.conf"));
-            match content {
-                Some(c) => write_atomic(&self.dir, name, c).map_err(|e| Error::io(&path, e))?,
-                None => match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&path, e)),
-                },
-            }
+            put(&self.dir, name, content.as_deref())
+                .map_err(|e| Error::io(self.dir.join(format!("{name}.conf")), e))?;
         }
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -478,9 +472,17 @@ pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
     })
 }
 
-/// Temp file in the same directory, fsync, rename over the target: readers (and nginx) see the old
-/// or the new file, never half of one.
-fn write_atomic(dir: &Path, name: &str, content: &str) -> std::io::Result<()> {
+/// `<dir>/<name>.conf` made to hold `content`, or removed (`None`; absent already is fine). Written
+/// to a temp file in the same directory, fsynced and renamed over the target: readers (and nginx)
+/// see the old or the new file, never half of one.
+fn put(dir: &Path, name: &str, content: Option<&str>) -> std::io::Result<()> {
+    let path = dir.join(format!("{name}.conf"));
+    let Some(content) = content else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
+    };
     let tmp = dir.join(format!(".{name}.conf.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -491,5 +493,105 @@ fn write_atomic(dir: &Path, name: &str, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(format!("{name}.conf")))
+    std::fs::rename(&tmp, path)
+}
+
+/// The file under `<dir>/main/` (`nginx::MAIN_DIR`) that holds `worker_shutdown_timeout`.
+const SHUTDOWN_FILE: &str = "worker-shutdown-timeout";
+
+/// Puts `--worker-shutdown-timeout` (`secs`, 0: off) in force as nginx.conf lets the updater
+/// (`source`), and says in the log which way it went. A value nginx refuses (the directive also set
+/// in a file nginx.conf includes elsewhere) is taken back with a warning. Off, set in nginx.conf, or
+/// not included: a file written by an earlier start is removed (else its old value stays, or
+/// duplicates nginx.conf's and every `nginx -t` fails).
+pub fn shutdown_timeout(
+    dir: &Path,
+    nginx: &Nginx,
+    source: ShutdownTimeout,
+    secs: u64,
+) -> Result<(), Error> {
+    let main = dir.join(nginx::MAIN_DIR);
+    let write = match source {
+        _ if secs == 0 => false,
+        ShutdownTimeout::InConf(v) => {
+            log::info!(
+                "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
+            );
+            false
+        }
+        ShutdownTimeout::Absent => {
+            let main = main.display();
+            log::warn!(
+                "nginx.conf neither sets worker_shutdown_timeout nor includes {main}/*.conf outside \
+                 every block: after each reload the old nginx workers keep serving their open \
+                 connections for as long as those last, and pile up under churn; add `include \
+                 {main}/*.conf;` at its top level (README, \"The load balancer host\")"
+            );
+            false
+        }
+        ShutdownTimeout::Written => true,
+    };
+    let ours = main.join(format!("{SHUTDOWN_FILE}.conf"));
+    let changed = shutdown_file(&main, write.then_some(secs)).map_err(|e| Error::io(&ours, e))?;
+    let applied = match changed {
+        false => Ok(()),
+        true => nginx.test().and_then(|()| match nginx.master_pid() {
+            Ok(_) => nginx.reload(),
+            Err(_) => Ok(()), // not running: read when it starts
+        }),
+    };
+    let file = ours.display();
+    match applied {
+        Ok(()) if write => log::info!("worker_shutdown_timeout {secs}s in force ({file})"),
+        Ok(()) => {}
+        Err(e) if write => {
+            let _ = std::fs::remove_file(&ours);
+            log::warn!("worker_shutdown_timeout {secs}s in {file} refused by nginx, removed: {e}");
+        }
+        Err(e) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
+    }
+    Ok(())
+}
+
+/// Makes the shutdown file in `main` say `worker_shutdown_timeout <seconds>s;`, or removes it
+/// (`None`); true when that changed it (nginx must then be tested and reloaded).
+fn shutdown_file(main: &Path, seconds: Option<u64>) -> std::io::Result<bool> {
+    let content = seconds.map(|s| {
+        format!(
+            "# Written by paperlb nginx-updater (--worker-shutdown-timeout).\n\
+             worker_shutdown_timeout {s}s;\n"
+        )
+    });
+    if std::fs::read_to_string(main.join(format!("{SHUTDOWN_FILE}.conf"))).ok() == content {
+        return Ok(false);
+    }
+    if content.is_some() {
+        std::fs::create_dir_all(main)?;
+    }
+    put(main, SHUTDOWN_FILE, content.as_deref())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_timeout_file_is_written_once_and_removed_once() {
+        let dir = std::env::temp_dir().join(format!("paperlb-wst-{}", std::process::id()));
+        let main = dir.join("main");
+        let file = main.join("worker-shutdown-timeout.conf");
+        assert!(shutdown_file(&main, Some(30)).unwrap());
+        assert!(
+            !shutdown_file(&main, Some(30)).unwrap(),
+            "same content: unchanged"
+        );
+        assert!(shutdown_file(&main, Some(5)).unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.ends_with("worker_shutdown_timeout 5s;\n"), "{text}");
+        assert!(shutdown_file(&main, None).unwrap());
+        assert!(!file.exists());
+        assert!(!shutdown_file(&main, None).unwrap(), "absent: unchanged");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -559,8 +559,6 @@ pub const DEFAULT_WORKER_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
 /// The directory under the streams directory whose `*.conf` nginx.conf includes at its top level
 /// (outside every block): where the updater writes `worker_shutdown_timeout`.
 pub const MAIN_DIR: &str = "main";
-/// The file there holding `worker_shutdown_timeout`.
-const SHUTDOWN_FILE: &str = "worker-shutdown-timeout.conf";
 
 /// How `worker_shutdown_timeout` is in force, decided at start from nginx.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -568,14 +566,9 @@ pub enum ShutdownTimeout {
     /// nginx.conf sets it itself (its value, as written): ours is not written.
     InConf(String),
     /// nginx.conf includes `<streams>/main/*.conf` at its top level: the updater writes it there.
-    Written(PathBuf),
+    Written,
     /// Neither: old workers wait for their last connection to close.
     Absent,
-}
-
-/// The file under the streams directory `dir` where the updater writes `worker_shutdown_timeout`.
-pub fn shutdown_file(dir: &Path) -> PathBuf {
-    dir.join(MAIN_DIR).join(SHUTDOWN_FILE)
 }
 
 /// Where `worker_shutdown_timeout` comes from, given nginx.conf's text.
@@ -592,28 +585,10 @@ pub fn shutdown_timeout_source(conf_path: &Path, conf: &str, dir: &Path) -> Shut
         }
     }
     if included {
-        ShutdownTimeout::Written(shutdown_file(dir))
+        ShutdownTimeout::Written
     } else {
         ShutdownTimeout::Absent
     }
-}
-
-/// Writes `worker_shutdown_timeout <seconds>s;` to `file` (atomically, its directory created) when
-/// it holds anything else; true when it changed (nginx must be tested and reloaded).
-pub fn write_shutdown_timeout(file: &Path, seconds: u64) -> std::io::Result<bool> {
-    let content = format!(
-        "# Written by paperlb nginx-updater (--worker-shutdown-timeout).\n\
-         worker_shutdown_timeout {seconds}s;\n"
-    );
-    if std::fs::read_to_string(file).is_ok_and(|c| c == content) {
-        return Ok(false);
-    }
-    let dir = file.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{SHUTDOWN_FILE}.tmp"));
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, file)?;
-    Ok(true)
 }
 
 /// Old worker processes of `master` still serving connections after a reload: nginx retitles them
@@ -967,13 +942,10 @@ mod tests {
         let stream = "stream { include /etc/nginx/streams.d/*.conf; }\n";
         let ours = "include /etc/nginx/streams.d/main/*.conf;\n";
         let cases = [
-            (
-                format!("{ours}{stream}"),
-                ShutdownTimeout::Written(dir.join("main").join(SHUTDOWN_FILE)),
-            ),
+            (format!("{ours}{stream}"), ShutdownTimeout::Written),
             (
                 format!("include streams.d/main/*.conf;\n{stream}"),
-                ShutdownTimeout::Written(dir.join("main").join(SHUTDOWN_FILE)),
+                ShutdownTimeout::Written,
             ),
             (
                 format!("worker_shutdown_timeout 10s;\n{ours}{stream}"),
@@ -989,21 +961,6 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(shutdown_timeout_source(conf, &text, dir), want, "{text}");
         }
-    }
-
-    #[test]
-    fn the_shutdown_timeout_file_is_written_once() {
-        let dir = std::env::temp_dir().join(format!("paperlb-wst-{}", std::process::id()));
-        let file = dir.join("main").join(SHUTDOWN_FILE);
-        assert!(write_shutdown_timeout(&file, 30).unwrap());
-        assert!(
-            !write_shutdown_timeout(&file, 30).unwrap(),
-            "same content: unchanged"
-        );
-        assert!(write_shutdown_timeout(&file, 5).unwrap());
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.ends_with("worker_shutdown_timeout 5s;\n"), "{text}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

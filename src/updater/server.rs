@@ -32,7 +32,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub policy: Policy,
     pub limits: Limits,
-    /// `--worker-shutdown-timeout` in seconds (0: leave nginx's as it is); see [`shutdown_timeout`].
+    /// `--worker-shutdown-timeout` in seconds (0: leave nginx's as it is); see
+    /// [`apply::shutdown_timeout`].
     pub worker_shutdown_timeout: u64,
 }
 
@@ -68,7 +69,8 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     }
     nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir)?;
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
-    shutdown_timeout(s, &conf_text, &nginx)?;
+    let source = nginx::shutdown_timeout_source(&s.nginx_conf, &conf_text, &s.streams_dir);
+    apply::shutdown_timeout(&s.streams_dir, &nginx, source, s.worker_shutdown_timeout)?;
     let registry = Registry::new();
     let n = nginx.clone();
     registry.gauge_fn(
@@ -131,63 +133,6 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     }
     .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
-}
-
-/// Puts `--worker-shutdown-timeout` in force where nginx.conf lets the updater (see
-/// `nginx::ShutdownTimeout`), and says in the log which way it went. A value nginx refuses (the
-/// directive also set in a file nginx.conf includes elsewhere) is taken back with a warning. Off
-/// (0), set in nginx.conf, or not included: a file written by an earlier start is removed (else
-/// its old value stays, or duplicates nginx.conf's and every `nginx -t` fails).
-fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), Error> {
-    let secs = s.worker_shutdown_timeout;
-    let dir = s.streams_dir.display();
-    let ours = nginx::shutdown_file(&s.streams_dir);
-    let write = match nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir) {
-        _ if secs == 0 => false,
-        nginx::ShutdownTimeout::InConf(v) => {
-            log::info!(
-                "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
-            );
-            false
-        }
-        nginx::ShutdownTimeout::Absent => {
-            log::warn!(
-                "nginx.conf neither sets worker_shutdown_timeout nor includes {dir}/{}/*.conf outside \
-                 every block: after each reload the old nginx workers keep serving their open \
-                 connections for as long as those last, and pile up under churn; add `include \
-                 {dir}/{}/*.conf;` at its top level (README, \"The load balancer host\")",
-                nginx::MAIN_DIR,
-                nginx::MAIN_DIR
-            );
-            false
-        }
-        nginx::ShutdownTimeout::Written(_) => true,
-    };
-    let changed = match write {
-        true => nginx::write_shutdown_timeout(&ours, secs),
-        false => match std::fs::remove_file(&ours) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            removed => removed.map(|()| true),
-        },
-    };
-    let applied = match changed.map_err(|e| Error::io(&ours, e))? {
-        false => Ok(()),
-        true => nginx.test().and_then(|()| match nginx.master_pid() {
-            Ok(_) => nginx.reload(),
-            Err(_) => Ok(()), // not running: read when it starts
-        }),
-    };
-    let file = ours.display();
-    match applied {
-        Ok(()) if write => log::info!("worker_shutdown_timeout {secs}s in force ({file})"),
-        Ok(()) => {}
-        Err(e) if write => {
-            let _ = std::fs::remove_file(&ours);
-            log::warn!("worker_shutdown_timeout {secs}s in {file} refused by nginx, removed: {e}");
-        }
-        Err(e) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
-    }
-    Ok(())
 }
 
 impl Updater {
