@@ -52,15 +52,18 @@ impl Outcome {
     }
 }
 
-enum Op {
+/// What a caller asks of the applier.
+pub enum Op {
+    /// Write, test and reload a backend (`Unchanged` when its file already says that).
     Apply(Box<Backend>),
+    /// Remove a backend; `Absent` if it is not configured.
     Delete(String),
     /// Re-render a backend with the prober's current verdicts (no caller waits for it).
     Refresh(String),
 }
 
 impl Op {
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match self {
             Op::Apply(b) => &b.name,
             Op::Delete(n) | Op::Refresh(n) => n,
@@ -173,16 +176,6 @@ impl Applier {
         })
     }
 
-    /// Writes, tests and reloads `b`; returns when the reload that covers it has finished.
-    pub fn apply(&self, b: Backend) -> Result<Outcome, Error> {
-        self.submit(Op::Apply(Box::new(b)))
-    }
-
-    /// Removes a backend; `Absent` if it is not configured.
-    pub fn delete(&self, name: &str) -> Result<Outcome, Error> {
-        self.submit(Op::Delete(name.to_string()))
-    }
-
     /// Whether the last `nginx -t` passed (the restored set after a failure counts as passing).
     pub fn config_valid(&self) -> bool {
         self.config_valid.load(Ordering::Relaxed)
@@ -201,7 +194,8 @@ impl Applier {
         }
     }
 
-    fn submit(&self, op: Op) -> Result<Outcome, Error> {
+    /// Queues `op`; returns when the reload that covers it has finished.
+    pub fn submit(&self, op: Op) -> Result<Outcome, Error> {
         let (reply, rx) = mpsc::sync_channel(1);
         let stopped = || {
             Error::io(

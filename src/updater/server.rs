@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::Error;
 use super::api::{DeleteRequest, LbRequest};
-use super::apply::{self, Applier, ApplyMetrics};
+use super::apply::{self, Applier, ApplyMetrics, Op};
 use super::auth::TokenFile;
 use super::health::Health;
 use super::nginx::{self, Nginx};
@@ -193,17 +193,17 @@ impl Updater {
     /// `POST` applies a backend, `DELETE` removes one; an Err is the answer already.
     fn write(&self, r: &Request) -> Result<Response, Response> {
         // No Content-Type check: the Go controller sends none. A trailing newline is whitespace.
-        let (name, done) = if r.method == "POST" {
+        let op = if r.method == "POST" {
             let req: LbRequest = json_body(&r.body)?;
             let backend = validate::backend(&req, &self.policy).map_err(err)?;
-            (req.backend_name, self.applier.apply(backend))
+            Op::Apply(Box::new(backend))
         } else {
             let req: DeleteRequest = json_body(&r.body)?;
             validate::backend_name(&req.backend_name).map_err(err)?;
-            let done = self.applier.delete(&req.backend_name);
-            (req.backend_name, done)
+            Op::Delete(req.backend_name)
         };
-        let status = done.map_err(err)?.as_str();
+        let name = op.name().to_string();
+        let status = self.applier.submit(op).map_err(err)?.as_str();
         let body = serde_json::json!({"status": status, "backendName": name});
         Ok(Response::json(200, &body))
     }
