@@ -36,11 +36,11 @@ const HEADER_CHUNK: usize = 3000;
 #[non_exhaustive]
 pub enum Error {
     /// At start: nginx.conf has no `include DIR/*.conf;` inside `stream {}`. Not a request error:
-    /// the message is the fix, written for the layout found (`module`).
+    /// the message is the fix, with a `module` hint written for the layout found.
     MissingInclude {
         conf: PathBuf,
         dir: PathBuf,
-        module: StreamModule,
+        module: String,
     },
     /// A streams file whose first line is not our request header (not written by paperlb).
     NoHeader,
@@ -55,18 +55,6 @@ pub enum Error {
     NotRunning(String),
 }
 
-/// How the stream module gets loaded, as far as nginx.conf shows: decides the start-up hint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamModule {
-    /// Debian/Ubuntu layout (`include .../modules-enabled/*.conf;`) and this file there loads
-    /// `ngx_stream_module`: adding `load_module` again would break nginx (`module already loaded`).
-    Enabled(PathBuf),
-    /// Debian/Ubuntu layout without the stream module: its package loads it there.
-    NotInstalled(PathBuf),
-    /// Any other layout: stream is built in, or needs a `load_module` line.
-    Unknown,
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -76,27 +64,9 @@ impl fmt::Display for Error {
                     f,
                     "{conf} does not include {dir}/*.conf inside its stream {{}} block, so nginx \
                      would never see the backends the updater writes. Add this at the top level of \
-                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\n\n"
-                )?;
-                match module {
-                    StreamModule::Enabled(by) => write!(
-                        f,
-                        "The stream module is already loaded by {}: do not add a load_module line.",
-                        by.display()
-                    ),
-                    StreamModule::NotInstalled(d) => write!(
-                        f,
-                        "No file in {} loads the stream module: unless your nginx has it built in \
-                         (`nginx -V` shows --with-stream, not --with-stream=dynamic), install it \
-                         (Debian/Ubuntu: `apt-get install libnginx-mod-stream`), which enables it \
-                         there; do not add a load_module line yourself.",
-                        d.display()
-                    ),
-                    StreamModule::Unknown => f.write_str(
-                        "If your nginx builds stream as a dynamic module, also add \
-                         `load_module modules/ngx_stream_module.so;` at the top.",
-                    ),
-                }
+                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\
+                     \n\n{module}"
+                )
             }
             Error::NoHeader => {
                 f.write_str("no paperlb-request header line (not written by paperlb)")
@@ -167,18 +137,12 @@ pub fn render(b: &Backend) -> String {
 /// The content with every `server host:port down;` line of the upstream block read as
 /// `server host:port;` (how `render` writes it with no verdicts).
 pub fn without_down_marks(content: &str) -> String {
-    let mut out = String::with_capacity(content.len());
-    for line in content.split_inclusive('\n') {
-        match line.strip_prefix("    server ") {
-            Some(rest) if rest.ends_with(" down;\n") => {
-                out.push_str("    server ");
-                out.push_str(&rest[..rest.len() - " down;\n".len()]);
-                out.push_str(";\n");
-            }
-            _ => out.push_str(line),
-        }
+    fn marked(line: &str) -> Option<&str> {
+        line.strip_prefix("    server ")?.strip_suffix(" down;\n")
     }
-    out
+    (content.split_inclusive('\n'))
+        .map(|l| marked(l).map_or_else(|| l.to_string(), |hp| format!("    server {hp};\n")))
+        .collect()
 }
 
 /// Reads the request header back from a file's content.
@@ -273,17 +237,21 @@ fn includes_dir(base: &Path, arg: &str, dir: &Path) -> bool {
             .is_some_and(|parent| canonical(parent) == canonical(dir))
 }
 
-/// Debian and Ubuntu load dynamic modules with a top-level `include .../modules-enabled/*.conf;`,
-/// one small file per module (`50-mod-stream.conf`). Finds that include and, in it, the file that
-/// loads `ngx_stream_module`.
-fn stream_module(base: &Path, conf: &str) -> StreamModule {
+/// How to get the stream module loaded, as far as nginx.conf shows. Debian and Ubuntu load
+/// dynamic modules with a top-level `include .../modules-enabled/*.conf;`, one small file per
+/// module (`50-mod-stream.conf`): when one there loads `ngx_stream_module`, adding `load_module`
+/// again would break nginx (`module already loaded`); when none does, its package puts it there.
+/// Any other layout: stream is built in, or needs a `load_module` line.
+fn stream_module(base: &Path, conf: &str) -> String {
     let Some(enabled) = directives(conf).into_iter().find_map(|d| {
         let p = base.join(d.args.first()?);
         let dir = p.parent()?;
         let top = d.blocks.is_empty() && d.name == "include";
         (top && dir.file_name()? == "modules-enabled").then(|| dir.to_path_buf())
     }) else {
-        return StreamModule::Unknown;
+        return "If your nginx builds stream as a dynamic module, also add \
+                `load_module modules/ngx_stream_module.so;` at the top."
+            .into();
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&enabled)
         .map(|rd| rd.filter_map(|e| Some(e.ok()?.path())).collect())
@@ -297,8 +265,17 @@ fn stream_module(base: &Path, conf: &str) -> StreamModule {
         })
     };
     match files.into_iter().find(loads) {
-        Some(f) => StreamModule::Enabled(f),
-        None => StreamModule::NotInstalled(enabled),
+        Some(by) => format!(
+            "The stream module is already loaded by {}: do not add a load_module line.",
+            by.display()
+        ),
+        None => format!(
+            "No file in {} loads the stream module: unless your nginx has it built in (`nginx -V` \
+             shows --with-stream, not --with-stream=dynamic), install it (Debian/Ubuntu: `apt-get \
+             install libnginx-mod-stream`), which enables it there; do not add a load_module line \
+             yourself.",
+            enabled.display()
+        ),
     }
 }
 
@@ -344,7 +321,7 @@ impl Nginx {
         let mut prefix = PathBuf::from("/");
         if relative(&pid) || relative(&error_log) {
             // Relative paths are relative to nginx's compiled-in prefix, which `-V` reports.
-            let v = n.run(&["-V"]).map(|(_, out)| out).unwrap_or_default();
+            let v = n.run(&["-V"]).unwrap_or_default();
             let flag = |name: &str| {
                 v.split_whitespace()
                     .find_map(|w| w.strip_prefix(name).map(str::to_string))
@@ -367,10 +344,7 @@ impl Nginx {
     /// `nginx -t -c CONF`: Ok, or nginx's message.
     pub fn test(&self) -> Result<(), Error> {
         let conf = self.conf.display().to_string();
-        match self.run(&["-t", "-q", "-c", &conf])? {
-            (true, _) => Ok(()),
-            (false, out) => Err(Error::Refused(trim_message(&out))),
-        }
+        self.run(&["-t", "-q", "-c", &conf]).map(drop)
     }
 
     /// `nginx -s reload -c CONF`, then waits until the master shows the reload took (see the module
@@ -384,9 +358,7 @@ impl Nginx {
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len());
         let conf = self.conf.display().to_string();
-        if let (false, out) = self.run(&["-s", "reload", "-c", &conf])? {
-            return Err(Error::Refused(trim_message(&out)));
-        }
+        self.run(&["-s", "reload", "-c", &conf])?;
         let deadline = Instant::now() + self.reload_timeout;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -458,10 +430,10 @@ impl Nginx {
         Some(trim_message(&format!("[emerg] {}", unique.join("; "))))
     }
 
-    /// Runs nginx with a bounded run time; returns (success, its output). stdout and stderr share
-    /// one pipe, read by a thread that keeps the first [`OUTPUT_CAP`] bytes and drains the rest, so
-    /// nginx never blocks on a full pipe.
-    fn run(&self, args: &[&str]) -> Result<(bool, String), Error> {
+    /// Runs nginx with a bounded run time; returns its output, or when it fails its message as
+    /// `Refused`. stdout and stderr share one pipe, read by a thread that keeps the first
+    /// [`OUTPUT_CAP`] bytes and drains the rest, so nginx never blocks on a full pipe.
+    fn run(&self, args: &[&str]) -> Result<String, Error> {
         let run_error = |detail: String| Error::Run {
             bin: self.bin.clone(),
             detail,
@@ -497,7 +469,8 @@ impl Nginx {
         };
         let out = output.join().unwrap_or_default();
         match status {
-            Some(s) => Ok((s.success(), out)),
+            Some(s) if s.success() => Ok(out),
+            Some(_) => Err(Error::Refused(trim_message(&out))),
             None => Err(run_error(format!(
                 "{} did not finish within {:?} and was killed",
                 args.join(" "),
@@ -893,15 +866,9 @@ mod tests {
             )
             .unwrap();
             let e = check_include(&conf_path, &conf, &streams).unwrap_err();
-            assert_eq!(
-                e,
-                Error::MissingInclude {
-                    conf: conf_path.clone(),
-                    dir: streams.clone(),
-                    module: StreamModule::NotInstalled(enabled.clone()),
-                }
-            );
             let text = e.to_string();
+            let in_enabled = format!("No file in {} loads the stream module", enabled.display());
+            assert!(text.contains(&in_enabled), "{text}");
             assert!(
                 text.contains("libnginx-mod-stream") && !text.contains("load_module modules/"),
                 "{text}"
@@ -910,14 +877,8 @@ mod tests {
             std::fs::write(&stream_conf, "load_module modules/ngx_stream_module.so;\n").unwrap();
             let e = check_include(&conf_path, &conf, &streams).unwrap_err();
             let text = e.to_string();
-            assert!(
-                matches!(&e, Error::MissingInclude { module: StreamModule::Enabled(f), .. } if *f == stream_conf),
-                "{e:?}"
-            );
-            assert!(
-                text.contains("already loaded by") && text.contains("50-mod-stream.conf"),
-                "{text}"
-            );
+            let by = format!("already loaded by {}:", stream_conf.display());
+            assert!(text.contains(&by), "{text}");
             assert!(
                 !text.contains("load_module modules/") && !text.contains("invalid request"),
                 "{text}"
