@@ -182,28 +182,18 @@ fn seconds(name: &str, v: &str, (min, max): (u64, u64)) -> Result<u64, Usage> {
 /// leaves each file either old or new.
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (server, _updater) = server::start(&s)?;
-    let (scheme, addr) = (
-        s.tls.as_ref().map_or("http", |_| "https"),
-        server.local_addr(),
-    );
-    let on: Vec<String> = s
-        .policy
-        .lb_addresses
-        .iter()
-        .map(IpAddr::to_string)
-        .collect();
-    let on = if on.is_empty() {
-        "every IPv4 address".into()
-    } else {
-        on.join(", ")
-    };
+    let (addr, p) = (server.local_addr(), &s.policy);
+    let scheme = s.tls.as_ref().map_or("http", |_| "https");
+    let on: Vec<String> = p.lb_addresses.iter().map(IpAddr::to_string).collect();
+    let on = Some(on.join(", ")).filter(|on| !on.is_empty());
     let auth = s.token_file.as_ref().map_or("off", |_| "bearer token");
-    let (low, high) = s.policy.allowed_ports;
+    let (low, high) = p.allowed_ports;
     log::info!(
         "nginx-updater listening on {scheme}://{addr} (streams {}, nginx.conf {}, ports {low}-{high} \
-         on {on}, auth {auth})",
+         on {}, auth {auth})",
         s.streams_dir.display(),
         s.nginx_conf.display(),
+        on.as_deref().unwrap_or("every IPv4 address"),
     );
     if s.token_file.is_none() {
         log::warn!(
