@@ -473,14 +473,12 @@ pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
             return Ok(true);
         }
         c.set_write_timeout(Some(left()?))?;
-        let path = &check.path;
-        c.write_all(
-            format!(
-                "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: paperlb-health\r\n\
-                 Connection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )?;
+        let head = format!(
+            "GET {} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: paperlb-health\r\n\
+             Connection: close\r\n\r\n",
+            check.path
+        );
+        c.write_all(head.as_bytes())?;
         let (mut buf, mut n) = ([0u8; STATUS_LINE_CAP], 0);
         while n < buf.len() && !buf[..n].contains(&b'\n') {
             c.set_read_timeout(Some(left()?))?;
