@@ -188,18 +188,12 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// `field` holds `value` (numbers as is, text quoted and clipped), which breaks `rule`.
+    /// `field` holds `value` (numbers as is, text quoted and clipped, a list's length), which
+    /// breaks `rule`.
     Value {
         field: String,
         value: String,
         rule: String,
-    },
-    /// The list `field` has `got` entries, outside `min..=max`.
-    Count {
-        field: &'static str,
-        min: usize,
-        max: usize,
-        got: usize,
     },
 }
 
@@ -219,19 +213,16 @@ impl Error {
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
     fn at(mut self, at: String) -> Error {
-        if let Error::Value { field, .. } = &mut self {
-            *field = at;
-        }
+        let Error::Value { field, .. } = &mut self;
+        *field = at;
         self
     }
 
     /// The field as the JSON names it.
     #[cfg(test)]
     pub fn field(&self) -> &str {
-        match self {
-            Error::Value { field, .. } => field,
-            Error::Count { field, .. } => field,
-        }
+        let Error::Value { field, .. } = self;
+        field
     }
 }
 
@@ -243,12 +234,6 @@ impl fmt::Display for Error {
                 write!(f, "{value} is {rule}")
             }
             Error::Value { field, value, rule } => write!(f, "{field} {value}: {rule}"),
-            Error::Count {
-                field,
-                min,
-                max,
-                got,
-            } => write!(f, "{field}: need {min} to {max} entries, got {got}"),
         }
     }
 }
@@ -488,15 +473,14 @@ pub fn dns_label(l: &str, lower: bool) -> bool {
 }
 
 /// A list of `got` entries, within `min..=max`.
-fn count(field: &'static str, got: usize, min: usize, max: usize) -> Result<(), Error> {
-    match got {
-        _ if (min..=max).contains(&got) => Ok(()),
-        _ => Err(Error::Count {
+fn count(field: &str, got: usize, min: usize, max: usize) -> Result<(), Error> {
+    match (min..=max).contains(&got) {
+        true => Ok(()),
+        false => Err(Error::value(
             field,
-            min,
-            max,
             got,
-        }),
+            format!("need {min} to {max} entries"),
+        )),
     }
 }
 
