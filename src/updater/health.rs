@@ -291,12 +291,10 @@ impl Health {
         let s = self.lock();
         for l in &mut list.backends {
             let r = &mut l.request;
-            let Some(t) = s.backends.get(&r.backend_name) else {
+            let tracked = s.backends.get(&r.backend_name);
+            let Some(t) = tracked.filter(|t| t.backend.request == *r) else {
                 continue;
             };
-            if t.backend.request != *r {
-                continue;
-            }
             for (u, st) in r.upstream_servers.iter_mut().zip(&t.ups) {
                 u.health.healthy = Some(st.tally.healthy);
                 u.health.last_check = st.last_check.map(crate::time::rfc3339);
