@@ -1,4 +1,5 @@
-//! The streams directory and group commit: the only code that writes `<dir>/*.conf` or reloads nginx.
+//! The streams directory and group commit: the only code that writes `<dir>/*.conf` (and
+//! `<dir>/main/worker-shutdown-timeout.conf`) or reloads nginx.
 //!
 //! Owns: one applier thread. Requests are validated by the caller, queued, and taken in batches:
 //! everything that queued up while the previous `nginx -t` + reload ran is written together and
@@ -14,12 +15,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use super::Error;
 use super::api::{LbRequest, ListResponse, ListedBackend, Unreadable};
 use super::health::Health;
-use super::nginx::{self, Nginx};
+use super::nginx::{self, Nginx, ShutdownTimeout};
 use super::validate::{self, Backend, Policy};
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
 
@@ -51,15 +52,18 @@ impl Outcome {
     }
 }
 
-enum Op {
+/// What a caller asks of the applier.
+pub enum Op {
+    /// Write, test and reload a backend (`Unchanged` when its file already says that).
     Apply(Box<Backend>),
+    /// Remove a backend; `Absent` if it is not configured.
     Delete(String),
     /// Re-render a backend with the prober's current verdicts (no caller waits for it).
     Refresh(String),
 }
 
 impl Op {
-    fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         match self {
             Op::Apply(b) => &b.name,
             Op::Delete(n) | Op::Refresh(n) => n,
@@ -69,9 +73,8 @@ impl Op {
 
 struct Job {
     op: Op,
-    reply: mpsc::SyncSender<Result<Outcome, Error>>,
-    /// From the prober, not a request: not counted in `paperlb_updater_applies_total`.
-    internal: bool,
+    /// `None` from the prober: no caller waits, and `paperlb_updater_applies_total` does not count it.
+    reply: Option<mpsc::SyncSender<Result<Outcome, Error>>>,
 }
 
 /// The applier's counters, registered on the updater's registry.
@@ -173,16 +176,6 @@ impl Applier {
         })
     }
 
-    /// Writes, tests and reloads `b`; returns when the reload that covers it has finished.
-    pub fn apply(&self, b: Backend) -> Result<Outcome, Error> {
-        self.submit(Op::Apply(Box::new(b)))
-    }
-
-    /// Removes a backend; `Absent` if it is not configured.
-    pub fn delete(&self, name: &str) -> Result<Outcome, Error> {
-        self.submit(Op::Delete(name.to_string()))
-    }
-
     /// Whether the last `nginx -t` passed (the restored set after a failure counts as passing).
     pub fn config_valid(&self) -> bool {
         self.config_valid.load(Ordering::Relaxed)
@@ -196,17 +189,13 @@ impl Applier {
     pub fn refresher(&self) -> impl Fn(&str) + Send + 'static {
         let tx = self.tx.clone();
         move |name: &str| {
-            let (reply, _) = mpsc::sync_channel(1);
             let op = Op::Refresh(name.to_string());
-            let _ = tx.send(Job {
-                op,
-                reply,
-                internal: true,
-            });
+            let _ = tx.send(Job { op, reply: None });
         }
     }
 
-    fn submit(&self, op: Op) -> Result<Outcome, Error> {
+    /// Queues `op`; returns when the reload that covers it has finished.
+    pub fn submit(&self, op: Op) -> Result<Outcome, Error> {
         let (reply, rx) = mpsc::sync_channel(1);
         let stopped = || {
             Error::io(
@@ -214,13 +203,8 @@ impl Applier {
                 std::io::Error::other("the applier thread stopped"),
             )
         };
-        self.tx
-            .send(Job {
-                op,
-                reply,
-                internal: false,
-            })
-            .map_err(|_| stopped())?;
+        let reply = Some(reply);
+        self.tx.send(Job { op, reply }).map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
     }
 }
@@ -254,15 +238,22 @@ impl Worker {
         }
     }
 
+    /// Answers the caller; a backend that is now on disk as the applier rendered it (or is gone)
+    /// is told to the prober.
     fn answer(&self, job: Job, r: Result<Outcome, Error>) {
-        if !job.internal {
-            let label = r.as_ref().map_or("refused", |o| o.as_str());
-            self.metrics.applies.inc(&[label]);
+        match (&job.op, &r) {
+            (Op::Apply(b), Ok(_)) => self.health.committed(b, Some(b.down.clone())),
+            (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
+            _ => {}
         }
         if let Err(e) = &r {
             log::warn!("refused {}: {e}", job.op.name());
         }
-        let _ = job.reply.send(r);
+        if let Some(reply) = job.reply {
+            let label = r.as_ref().map_or("refused", |o| o.as_str());
+            self.metrics.applies.inc(&[label]);
+            let _ = reply.send(r);
+        }
     }
 
     /// Plans the batch against the directory as it is now, commits the changes together, and on
@@ -281,60 +272,36 @@ impl Worker {
         let mut working = before.clone();
         let mut changes: Vec<(Job, Outcome)> = Vec::new();
         for mut job in jobs {
-            match &mut job.op {
-                // Rendered with the prober's verdicts for this very upstream set and check.
-                Op::Apply(b) => b.down = self.health.down_for(b),
-                Op::Refresh(name) => {
-                    let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
-                    match self.health.backend(name) {
-                        Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
-                        // Deleted or replaced meanwhile: the newer request was rendered fresh.
-                        _ => {
-                            self.answer(job, Ok(Outcome::Unchanged));
-                            continue;
-                        }
+            if let Op::Refresh(name) = &job.op {
+                let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
+                match self.health.backend(name) {
+                    Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
+                    // Deleted or replaced meanwhile: the newer request was rendered fresh.
+                    _ => {
+                        self.answer(job, Ok(Outcome::Unchanged));
+                        continue;
                     }
                 }
-                Op::Delete(_) => {}
             }
-            match plan(&working, &job.op) {
-                Err(e) => self.answer(job, Err(e)),
-                Ok(None) if matches!(job.op, Op::Delete(_)) => {
-                    self.answer(job, Ok(Outcome::Absent))
-                }
-                Ok(None) => {
-                    if let Op::Apply(b) = &job.op {
-                        self.health.committed(b, Some(b.down.clone()));
-                    }
-                    self.answer(job, Ok(Outcome::Unchanged))
-                }
-                Ok(Some(next)) => {
-                    let outcome = match next {
-                        Some(e) => {
-                            working.insert(job.op.name().to_string(), e);
-                            Outcome::Applied
-                        }
-                        None => {
-                            working.remove(job.op.name());
-                            Outcome::Deleted
-                        }
-                    };
-                    changes.push((job, outcome));
-                }
+            if let Op::Apply(b) = &mut job.op {
+                // Rendered with the prober's verdicts for this very upstream set and check.
+                b.down = self.health.down_for(b);
+            }
+            match plan(&mut working, &job.op) {
+                Ok(o @ (Outcome::Applied | Outcome::Deleted)) => changes.push((job, o)),
+                r => self.answer(job, r),
             }
         }
         if changes.is_empty() {
             return;
         }
         // Only the names this batch touched: files we did not plan to change are never rewritten.
-        let mut touched: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
-        for (job, _) in &changes {
-            let name = job.op.name();
-            let old = before.get(name).map(|e| e.content.clone());
-            let new = working.get(name).map(|e| e.content.clone());
-            touched.insert(name.to_string(), (old, new));
-        }
-        touched.retain(|_, (old, new)| old != new);
+        let content = |m: &BTreeMap<String, Entry>, n| m.get(n).map(|e| e.content.clone());
+        let touched: BTreeMap<String, (Option<String>, Option<String>)> = (changes.iter())
+            .map(|(job, _)| job.op.name())
+            .map(|n| (n.to_string(), (content(&before, n), content(&working, n))))
+            .filter(|(_, (old, new))| old != new)
+            .collect();
         self.metrics.batch_size.observe(&[], changes.len() as f64);
         let started = Instant::now();
         let result = self.commit(&touched);
@@ -349,11 +316,6 @@ impl Worker {
                     touched.keys().cloned().collect::<Vec<_>>().join(", ")
                 );
                 for (job, outcome) in changes {
-                    match &job.op {
-                        Op::Apply(b) => self.health.committed(b, Some(b.down.clone())),
-                        Op::Delete(n) => self.health.removed(n),
-                        Op::Refresh(_) => {}
-                    }
                     self.answer(job, Ok(outcome));
                 }
             }
@@ -390,19 +352,10 @@ impl Worker {
                 .inc(&[if t.is_ok() { "ok" } else { "failed" }]);
             t?;
             self.metrics.reloads.inc(&[]);
-            match self.nginx.reload() {
-                Ok(()) => {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    self.metrics.last_reload.set(&[], now.floor());
-                    Ok(())
-                }
-                Err(e) => {
-                    self.metrics.reload_failures.inc(&[]);
-                    Err(e.into())
-                }
-            }
+            (self.nginx.reload()).inspect_err(|_| self.metrics.reload_failures.inc(&[]))?;
+            let secs = crate::time::epoch_ms(SystemTime::now()) / 1000;
+            self.metrics.last_reload.set(&[], secs as f64);
+            Ok(())
         });
         if result.is_err()
             && let Err(e) = self.write_set(touched.iter().map(|(n, (old, _))| (n, old)))
@@ -421,15 +374,8 @@ impl Worker {
         files: impl Iterator<Item = (&'a String, &'a Option<String>)>,
     ) -> Result<(), Error> {
         for (name, content) in files {
-            let path = self.dir.join(format!("{name}.conf"));
-            match content {
-                Some(c) => write_atomic(&self.dir, name, c).map_err(|e| Error::io(&path, e))?,
-                None => match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(&path, e)),
-                },
-            }
+            put(&self.dir, name, content.as_deref())
+                .map_err(|e| Error::io(self.dir.join(format!("{name}.conf")), e))?;
         }
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -437,33 +383,31 @@ impl Worker {
     }
 }
 
-/// What a request would change: `None` = nothing, `Some(None)` = delete, `Some(Some(e))` = write.
-#[allow(clippy::option_option)]
-fn plan(working: &BTreeMap<String, Entry>, op: &Op) -> Result<Option<Option<Entry>>, Error> {
-    match op {
-        Op::Refresh(_) => Ok(None),
-        Op::Delete(name) => Ok(working.contains_key(name).then_some(None)),
-        Op::Apply(b) => {
-            for (other, e) in working {
-                let Some(r) = &e.request else { continue };
-                let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
-                if other != &b.name && r.lb_port == b.port && same_proto {
-                    return Err(Error::Conflict(format!(
-                        "lbPort {}/{} is already served by backend {other:?}",
-                        b.port, b.protocol
-                    )));
-                }
-            }
-            let content = nginx::render(b);
-            if working.get(&b.name).is_some_and(|e| e.content == content) {
-                return Ok(None);
-            }
-            Ok(Some(Some(Entry {
-                content,
-                request: Some(b.request.clone()),
-            })))
+/// What `op` changes in `working` (the directory as planned so far), made there.
+fn plan(working: &mut BTreeMap<String, Entry>, op: &Op) -> Result<Outcome, Error> {
+    let b = match op {
+        Op::Apply(b) => b,
+        Op::Delete(name) if working.remove(name).is_some() => return Ok(Outcome::Deleted),
+        Op::Delete(_) => return Ok(Outcome::Absent),
+        Op::Refresh(_) => return Ok(Outcome::Unchanged),
+    };
+    for (other, e) in working.iter() {
+        let Some(r) = &e.request else { continue };
+        let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
+        if other != &b.name && r.lb_port == b.port && same_proto {
+            return Err(Error::Conflict(format!(
+                "lbPort {}/{} is already served by backend {other:?}",
+                b.port, b.protocol
+            )));
         }
     }
+    let content = nginx::render(b);
+    if working.get(&b.name).is_some_and(|e| e.content == content) {
+        return Ok(Outcome::Unchanged);
+    }
+    let request = Some(b.request.clone());
+    working.insert(b.name.clone(), Entry { content, request });
+    Ok(Outcome::Applied)
 }
 
 /// Reads every `*.conf` in the directory: entries by backend name, and files that are not ours.
@@ -473,40 +417,27 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let file = e.file_name().to_string_lossy().into_owned();
-        let Some(name) = file.strip_suffix(".conf") else {
-            continue;
-        };
         // Hidden files (our temp files among them) are skipped by nginx's glob as well.
-        if name.starts_with('.') {
+        let Some(name) = file.strip_suffix(".conf").filter(|n| !n.starts_with('.')) else {
             continue;
-        }
-        let mut refuse = |err: String| {
-            let file = file.clone();
+        };
+        let read = (validate::backend_name(name).map_err(|e| e.to_string()))
+            .and_then(|()| std::fs::read_to_string(e.path()).map_err(|e| e.to_string()));
+        let request = read.as_ref().map_err(Clone::clone).and_then(|content| {
+            match nginx::parse_header(content) {
+                Ok(r) if r.backend_name == name => Ok(r),
+                Ok(r) => Err(format!("header names backend {:?}", r.backend_name)),
+                Err(err) => Err(err.to_string()),
+            }
+        });
+        if let Err(err) = &request {
+            let (file, err) = (file.clone(), err.clone());
             unreadable.push(Unreadable { file, err });
-        };
-        if let Err(err) = validate::backend_name(name) {
-            refuse(err.to_string());
-            continue;
         }
-        let content = match std::fs::read_to_string(e.path()) {
-            Ok(c) => c,
-            Err(err) => {
-                refuse(err.to_string());
-                continue;
-            }
-        };
-        let request = match nginx::parse_header(&content) {
-            Ok(r) if r.backend_name == name => Some(r),
-            Ok(r) => {
-                refuse(format!("header names backend {:?}", r.backend_name));
-                None
-            }
-            Err(err) => {
-                refuse(err.to_string());
-                None
-            }
-        };
-        entries.insert(name.to_string(), Entry { content, request });
+        if let Ok(content) = read {
+            let request = request.ok();
+            entries.insert(name.to_string(), Entry { content, request });
+        }
     }
     Ok((entries, unreadable))
 }
@@ -535,9 +466,17 @@ pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
     })
 }
 
-/// Temp file in the same directory, fsync, rename over the target: readers (and nginx) see the old
-/// or the new file, never half of one.
-fn write_atomic(dir: &Path, name: &str, content: &str) -> std::io::Result<()> {
+/// `<dir>/<name>.conf` made to hold `content`, or removed (`None`; absent already is fine). Written
+/// to a temp file in the same directory, fsynced and renamed over the target: readers (and nginx)
+/// see the old or the new file, never half of one.
+fn put(dir: &Path, name: &str, content: Option<&str>) -> std::io::Result<()> {
+    let path = dir.join(format!("{name}.conf"));
+    let Some(content) = content else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
+    };
     let tmp = dir.join(format!(".{name}.conf.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -548,5 +487,105 @@ fn write_atomic(dir: &Path, name: &str, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(format!("{name}.conf")))
+    std::fs::rename(&tmp, path)
+}
+
+/// The file under `<dir>/main/` (`nginx::MAIN_DIR`) that holds `worker_shutdown_timeout`.
+const SHUTDOWN_FILE: &str = "worker-shutdown-timeout";
+
+/// Puts `--worker-shutdown-timeout` (`secs`, 0: off) in force as nginx.conf lets the updater
+/// (`source`), and says in the log which way it went. A value nginx refuses (the directive also set
+/// in a file nginx.conf includes elsewhere) is taken back with a warning. Off, set in nginx.conf, or
+/// not included: a file written by an earlier start is removed (else its old value stays, or
+/// duplicates nginx.conf's and every `nginx -t` fails).
+pub fn shutdown_timeout(
+    dir: &Path,
+    nginx: &Nginx,
+    source: ShutdownTimeout,
+    secs: u64,
+) -> Result<(), Error> {
+    let main = dir.join(nginx::MAIN_DIR);
+    let write = match source {
+        _ if secs == 0 => false,
+        ShutdownTimeout::InConf(v) => {
+            log::info!(
+                "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
+            );
+            false
+        }
+        ShutdownTimeout::Absent => {
+            let main = main.display();
+            log::warn!(
+                "nginx.conf neither sets worker_shutdown_timeout nor includes {main}/*.conf outside \
+                 every block: after each reload the old nginx workers keep serving their open \
+                 connections for as long as those last, and pile up under churn; add `include \
+                 {main}/*.conf;` at its top level (README, \"The load balancer host\")"
+            );
+            false
+        }
+        ShutdownTimeout::Written => true,
+    };
+    let ours = main.join(format!("{SHUTDOWN_FILE}.conf"));
+    let changed = shutdown_file(&main, write.then_some(secs)).map_err(|e| Error::io(&ours, e))?;
+    let applied = match changed {
+        false => Ok(()),
+        true => nginx.test().and_then(|()| match nginx.master_pid() {
+            Ok(_) => nginx.reload(),
+            Err(_) => Ok(()), // not running: read when it starts
+        }),
+    };
+    let file = ours.display();
+    match applied {
+        Ok(()) if write => log::info!("worker_shutdown_timeout {secs}s in force ({file})"),
+        Ok(()) => {}
+        Err(e) if write => {
+            let _ = std::fs::remove_file(&ours);
+            log::warn!("worker_shutdown_timeout {secs}s in {file} refused by nginx, removed: {e}");
+        }
+        Err(e) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
+    }
+    Ok(())
+}
+
+/// Makes the shutdown file in `main` say `worker_shutdown_timeout <seconds>s;`, or removes it
+/// (`None`); true when that changed it (nginx must then be tested and reloaded).
+fn shutdown_file(main: &Path, seconds: Option<u64>) -> std::io::Result<bool> {
+    let content = seconds.map(|s| {
+        format!(
+            "# Written by paperlb nginx-updater (--worker-shutdown-timeout).\n\
+             worker_shutdown_timeout {s}s;\n"
+        )
+    });
+    if std::fs::read_to_string(main.join(format!("{SHUTDOWN_FILE}.conf"))).ok() == content {
+        return Ok(false);
+    }
+    if content.is_some() {
+        std::fs::create_dir_all(main)?;
+    }
+    put(main, SHUTDOWN_FILE, content.as_deref())?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_timeout_file_is_written_once_and_removed_once() {
+        let dir = std::env::temp_dir().join(format!("paperlb-wst-{}", std::process::id()));
+        let main = dir.join("main");
+        let file = main.join("worker-shutdown-timeout.conf");
+        assert!(shutdown_file(&main, Some(30)).unwrap());
+        assert!(
+            !shutdown_file(&main, Some(30)).unwrap(),
+            "same content: unchanged"
+        );
+        assert!(shutdown_file(&main, Some(5)).unwrap());
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.ends_with("worker_shutdown_timeout 5s;\n"), "{text}");
+        assert!(shutdown_file(&main, None).unwrap());
+        assert!(!file.exists());
+        assert!(!shutdown_file(&main, None).unwrap(), "absent: unchanged");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

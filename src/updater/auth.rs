@@ -1,5 +1,5 @@
 //! Bearer-token auth of the updater API: the token file, re-read when it changes, and the check of
-//! one request's `Authorization` header.
+//! one request's `Authorization` header; and `Reloading`, the file-watching cell `tls` shares.
 //!
 //! Owns: reading `--token-file`, noticing rotation (a `stat` per request, a re-read when the file's
 //! identity, size or times change, and at least every [`RECHECK`] regardless), and the comparison,
@@ -17,10 +17,9 @@ use super::Error;
 /// systems with coarse timestamps can hide a same-size rewrite within one tick).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
-/// What `stat` says about a file: a change of any of these means "read it again". Also used by
-/// `tls` for the certificate and key files.
+/// What `stat` says about a file: a change of any of these means "read it again".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Stamp {
+struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -28,7 +27,7 @@ pub(crate) struct Stamp {
     ctime: (i64, i64),
 }
 
-pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
+fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {
         dev: m.dev(),
@@ -39,58 +38,80 @@ pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-struct Cached {
-    /// The stamp of the last read attempt (successful or not), so a broken file is not re-read
-    /// and warned about on every request.
-    stamp: Option<Stamp>,
-    read_at: Instant,
-    token: String,
+/// A value loaded from files: `stat`ed on every use, loaded again when a stamp changes and at least
+/// every `recheck`. A load that fails keeps the previous value (kube-rs habit), so a half-done
+/// rotation locks no one out; it is warned about once per change of the files, not on every use.
+pub(crate) struct Reloading<T> {
+    what: &'static str,
+    paths: Vec<PathBuf>,
+    recheck: Duration,
+    load: fn(&[PathBuf]) -> Result<T, Error>,
+    /// The stamps of the last load attempt (good or bad), its time, and the value in use.
+    state: Mutex<(Vec<Option<Stamp>>, Instant, T)>,
 }
 
-/// The bearer token of `--token-file`. A failed re-read (file missing mid-rotation, empty, not
-/// UTF-8) keeps the previous token (kube-rs habit), so a half-done rotation locks no one out.
-pub struct TokenFile {
-    path: PathBuf,
-    cached: Mutex<Cached>,
+impl<T: Clone> Reloading<T> {
+    /// Loads once; a failure is an error at start.
+    pub(crate) fn new(
+        what: &'static str,
+        paths: Vec<PathBuf>,
+        recheck: Duration,
+        load: fn(&[PathBuf]) -> Result<T, Error>,
+    ) -> Result<Reloading<T>, Error> {
+        let stamps = paths.iter().map(|p| stamp(p)).collect();
+        let value = load(&paths)?;
+        let state = Mutex::new((stamps, Instant::now(), value));
+        Ok(Reloading {
+            what,
+            paths,
+            recheck,
+            load,
+            state,
+        })
+    }
+
+    pub(crate) fn get(&self) -> T {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let stamps: Vec<_> = self.paths.iter().map(|p| stamp(p)).collect();
+        let changed = stamps != s.0;
+        if changed || s.1.elapsed() >= self.recheck {
+            (s.0, s.1) = (stamps, Instant::now());
+            match (self.load)(&self.paths) {
+                Ok(v) => {
+                    if changed {
+                        let from: Vec<_> = self.paths.iter().map(|p| p.display()).collect();
+                        log::info!("{} reloaded from {from:?}", self.what);
+                    }
+                    s.2 = v;
+                }
+                Err(e) if changed => log::warn!("keeping the previous {}: {e}", self.what),
+                Err(_) => {}
+            }
+        }
+        s.2.clone()
+    }
 }
+
+impl<T> std::fmt::Debug for Reloading<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reloading({} from {:?})", self.what, self.paths)
+    }
+}
+
+/// The bearer token of `--token-file`.
+pub struct TokenFile(Reloading<String>);
 
 impl TokenFile {
     /// Reads the token once; an unreadable or empty file is an error at start.
     pub fn load(path: PathBuf) -> Result<TokenFile, Error> {
-        let st = stamp(&path);
-        let token = read_token(&path)?;
-        Ok(TokenFile {
-            path,
-            cached: Mutex::new(Cached {
-                stamp: st,
-                read_at: Instant::now(),
-                token,
-            }),
-        })
+        let read = |p: &[PathBuf]| read_token(&p[0]);
+        Reloading::new("bearer token", vec![path], RECHECK, read).map(TokenFile)
     }
 
     /// Whether `authorization` (the header's value, if any) carries the current token.
     pub fn allows(&self, authorization: Option<&str>) -> bool {
         let got = authorization.and_then(bearer).unwrap_or("");
-        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        let st = stamp(&self.path);
-        if st != c.stamp || c.read_at.elapsed() >= RECHECK {
-            let changed = st != c.stamp;
-            c.stamp = st;
-            c.read_at = Instant::now();
-            match read_token(&self.path) {
-                Ok(t) => {
-                    if t != c.token {
-                        log::info!("token file {}: new token in use", self.path.display());
-                    }
-                    c.token = t;
-                }
-                // Warn once per change of the file, not on every request.
-                Err(e) if changed => log::warn!("keeping the previous token: {e}"),
-                Err(_) => {}
-            }
-        }
-        constant_time_eq(got.as_bytes(), c.token.as_bytes())
+        constant_time_eq(got.as_bytes(), self.0.get().as_bytes())
     }
 }
 

@@ -78,11 +78,11 @@ pub fn parse(args: &[String]) -> Result<Option<Settings>, Usage> {
     let (mut tls_cert, mut tls_key) = (None, None);
     let mut policy = Policy::default();
     let mut worker_shutdown_timeout = super::nginx::DEFAULT_WORKER_SHUTDOWN_TIMEOUT_SECONDS;
+    let week = (1, MAX_TIMEOUT_SECONDS);
     for f in flags {
-        let (name, v) = match f {
-            Arg::Help => return Ok(None),
-            Arg::Value(n, v) => (n, v),
-            Arg::Switch(n) => return Err(Usage(format!("flag --{n} needs a value"))),
+        // No switches are declared: every flag but --help has a value.
+        let Arg::Value(name, v) = f else {
+            return Ok(None);
         };
         match name.as_str() {
             "listen" => listen = Some(socket_addr(&name, &v)?),
@@ -98,19 +98,11 @@ pub fn parse(args: &[String]) -> Result<Option<Settings>, Usage> {
                 policy.lb_addresses.sort_unstable();
                 policy.lb_addresses.dedup();
             }
-            "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v)?,
+            "proxy-timeout-default" => policy.proxy_timeout_default = seconds(&name, &v, week)?,
             "proxy-connect-timeout-default" => {
-                policy.proxy_connect_timeout_default = seconds(&name, &v)?
+                policy.proxy_connect_timeout_default = seconds(&name, &v, week)?
             }
-            "worker-shutdown-timeout" if v == "0" => worker_shutdown_timeout = 0,
-            "worker-shutdown-timeout" => {
-                worker_shutdown_timeout = seconds(&name, &v)?;
-                if worker_shutdown_timeout > 3600 {
-                    return Err(Usage(format!(
-                        "flag --{name}: must be 0 (off) or 1 to 3600 seconds, got {v}"
-                    )));
-                }
-            }
+            "worker-shutdown-timeout" => worker_shutdown_timeout = seconds(&name, &v, (0, 3600))?,
             _ => return Err(Usage(format!("unknown flag --{name}"))),
         }
     }
@@ -175,12 +167,13 @@ fn lb_address(v: &str) -> Result<IpAddr, Usage> {
     }
 }
 
-fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
+/// Whole seconds from `min` (0: off) to `max`.
+fn seconds(name: &str, v: &str, (min, max): (u64, u64)) -> Result<u64, Usage> {
     let s: u64 = value(name, v)?;
-    if s == 0 || s > MAX_TIMEOUT_SECONDS {
-        return Err(Usage(format!(
-            "flag --{name}: must be 1 to {MAX_TIMEOUT_SECONDS} seconds, got {v}"
-        )));
+    if !(min..=max).contains(&s) {
+        let from = if min == 0 { "0 (off) or 1" } else { "1" };
+        let rule = format!("must be {from} to {max} seconds, got {v}");
+        return Err(Usage(format!("flag --{name}: {rule}")));
     }
     Ok(s)
 }
@@ -189,34 +182,24 @@ fn seconds(name: &str, v: &str) -> Result<u64, Usage> {
 /// leaves each file either old or new.
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (server, _updater) = server::start(&s)?;
+    let (addr, p) = (server.local_addr(), &s.policy);
+    let scheme = s.tls.as_ref().map_or("http", |_| "https");
+    let on: Vec<String> = p.lb_addresses.iter().map(IpAddr::to_string).collect();
+    let on = Some(on.join(", ")).filter(|on| !on.is_empty());
+    let auth = s.token_file.as_ref().map_or("off", |_| "bearer token");
+    let (low, high) = p.allowed_ports;
     log::info!(
-        "nginx-updater listening on {}://{} (streams {}, nginx.conf {}, ports {}-{} on {}, auth {})",
-        if s.tls.is_some() { "https" } else { "http" },
-        server.local_addr(),
+        "nginx-updater listening on {scheme}://{addr} (streams {}, nginx.conf {}, ports {low}-{high} \
+         on {}, auth {auth})",
         s.streams_dir.display(),
         s.nginx_conf.display(),
-        s.policy.allowed_ports.0,
-        s.policy.allowed_ports.1,
-        match s.policy.lb_addresses.as_slice() {
-            [] => "every IPv4 address".to_string(),
-            a => a
-                .iter()
-                .map(IpAddr::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-        },
-        if s.token_file.is_some() {
-            "bearer token"
-        } else {
-            "off"
-        }
+        on.as_deref().unwrap_or("every IPv4 address"),
     );
     if s.token_file.is_none() {
         log::warn!(
-            "!!! no --token-file: the updater API on {} is OPEN. Anyone who can reach this port \
+            "!!! no --token-file: the updater API on {addr} is OPEN. Anyone who can reach this port \
              can rewrite nginx. Create a token (README, \"Securing the LB host\") and pass \
-             --token-file, or at least firewall the port to the cluster's nodes. !!!",
-            server.local_addr()
+             --token-file, or at least firewall the port to the cluster's nodes. !!!"
         );
     }
     server.wait();

@@ -163,19 +163,17 @@ impl UpdaterClient {
         // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
         let mut req = req.clone();
         req.lb_protocol = req.lb_protocol.to_ascii_uppercase();
-        self.send(self.agent.post(&self.url), &req, Call::Write)
+        self.send(self.agent.post(&self.url), &req)
     }
 
     /// `DELETE`: a backend that is already gone (404) counts as deleted.
     pub fn delete(&self, backend_name: &str) -> Result<(), Error> {
-        let req = DeleteRequest {
-            backend_name: backend_name.to_string(),
-        };
-        self.send(
-            self.agent.delete(&self.url).force_send_body(),
-            &req,
-            Call::Delete,
-        )
+        let backend_name = backend_name.to_string();
+        let delete = self.agent.delete(&self.url).force_send_body();
+        match self.send(delete, &DeleteRequest { backend_name }) {
+            Err(Error::Refused { code: 404, .. }) => Ok(()),
+            done => done,
+        }
     }
 
     /// A JSON body with the token; Ok once the updater answered a success.
@@ -183,7 +181,6 @@ impl UpdaterClient {
         &self,
         r: ureq::RequestBuilder<ureq::typestate::WithBody>,
         body: &impl serde::Serialize,
-        call: Call,
     ) -> Result<(), Error> {
         let body = serde_json::to_string(body)
             .map_err(|e| Error::Config(format!("cannot encode the request: {e}")))?;
@@ -191,7 +188,9 @@ impl UpdaterClient {
             .authorized(r)
             .content_type("application/json")
             .send(body.as_bytes());
-        self.finish(resp, call).map(|_| ())
+        let mut resp = self.answer(resp, false)?;
+        text_of(&mut resp, MAX_RESPONSE).map_err(|e| self.transport(e))?;
+        Ok(())
     }
 
     fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
@@ -216,10 +215,7 @@ impl UpdaterClient {
     /// which the controller's heap kept as RSS (bench/RESULTS.md, "Memory at 1k"). On an error the
     /// backends already handed over came from an answer that could not be read in full.
     pub fn list_each(&self, mut each: impl FnMut(ListedBackend)) -> Result<ListResponse, Error> {
-        let mut resp = self.answer(
-            self.authorized(self.agent.get(&self.url)).call(),
-            Call::List,
-        )?;
+        let mut resp = self.get()?;
         let body = resp
             .body_mut()
             .with_config()
@@ -241,10 +237,7 @@ impl UpdaterClient {
     /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
     /// explain`: per-upstream health, the updater's version).
     pub fn list_json(&self) -> Result<serde_json::Value, Error> {
-        let text = self.finish(
-            self.authorized(self.agent.get(&self.url)).call(),
-            Call::List,
-        )?;
+        let text = text_of(&mut self.get()?, MAX_LIST_RESPONSE).map_err(|e| self.transport(e))?;
         serde_json::from_str(&text).map_err(|e| Error::Decode {
             url: self.url.clone(),
             detail: e.to_string(),
@@ -273,29 +266,17 @@ impl UpdaterClient {
         }
     }
 
-    /// Reads a bounded answer and maps the status.
-    fn finish(
-        &self,
-        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-        call: Call,
-    ) -> Result<String, Error> {
-        let limit = match call {
-            Call::List => MAX_LIST_RESPONSE,
-            _ => MAX_RESPONSE,
-        };
-        match self.answer(resp, call) {
-            Ok(mut resp) => text_of(&mut resp, limit).map_err(|e| self.transport(e)),
-            Err(Error::Refused { code: 404, .. }) if call == Call::Delete => Ok(String::new()),
-            Err(e) => Err(e),
-        }
+    /// `GET` of the API path, answered with a success.
+    fn get(&self) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        self.answer(self.authorized(self.agent.get(&self.url)).call(), true)
     }
 
     /// The response when its status is a success; else the error it means, with its body
-    /// summarised (bounded).
+    /// summarised (bounded). A `list` answered 404 or 405 is `Unsupported`.
     fn answer(
         &self,
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-        call: Call,
+        list: bool,
     ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let mut resp = resp.map_err(|e| self.transport(e))?;
         let code = resp.status().as_u16();
@@ -307,9 +288,9 @@ impl UpdaterClient {
             Err(ureq::Error::BodyExceedsLimit(n)) => format!("answer larger than {n} bytes"),
             Err(e) => format!("unreadable answer: {}", self.transport(e)),
         };
-        Err(match (code, call) {
+        Err(match (code, list) {
             (401 | 403, _) => Error::Unauthorized { code, message },
-            (404 | 405, Call::List) => Error::Unsupported { code, message },
+            (404 | 405, true) => Error::Unsupported { code, message },
             _ => Error::Refused { code, message },
         })
     }
@@ -335,7 +316,8 @@ impl UpdaterClient {
     }
 }
 
-/// `GET`'s answer, decoded field by field: `backends` one element at a time (see `list_each`).
+/// `GET`'s answer, decoded field by field (`visit_map`), and its `backends` one element at a time
+/// (`visit_seq`, reached through the seed): see `list_each`.
 struct Listing<'f, F> {
     each: &'f mut F,
 }
@@ -344,7 +326,7 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
     type Value = ListResponse;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a GET /api/v1/lb answer")
+        f.write_str("a GET /api/v1/lb answer and its list of backends")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ListResponse, A::Error> {
@@ -353,7 +335,7 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "backends" => {
-                    map.next_value_seed(EachBackend { each: self.each })?;
+                    map.next_value_seed(Listing { each: self.each })?;
                     backends = true;
                 }
                 "unreadable" => listed.unreadable = map.next_value()?,
@@ -368,41 +350,22 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for Listing<'_, F> {
         }
         Ok(listed)
     }
-}
 
-/// The `backends` array, each element handed over as it is decoded.
-struct EachBackend<'f, F> {
-    each: &'f mut F,
-}
-
-impl<'de, F: FnMut(ListedBackend)> serde::de::DeserializeSeed<'de> for EachBackend<'_, F> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, F: FnMut(ListedBackend)> serde::de::Visitor<'de> for EachBackend<'_, F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of backends")
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ListResponse, A::Error> {
         while let Some(b) = seq.next_element::<ListedBackend>()? {
             (self.each)(b);
         }
-        Ok(())
+        Ok(ListResponse::default())
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Call {
-    Write,
-    Delete,
-    List,
+/// The `backends` array.
+impl<'de, F: FnMut(ListedBackend)> serde::de::DeserializeSeed<'de> for Listing<'_, F> {
+    type Value = ListResponse;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ListResponse, D::Error> {
+        d.deserialize_seq(self)
+    }
 }
 
 /// Why a bearer token cannot be sent. The message never quotes the token.

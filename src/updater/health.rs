@@ -12,15 +12,15 @@
 //! backend through the same group commit), or probe a backend after it was deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::api::ListResponse;
 use super::validate::{Backend, Check, CheckKind, Host};
-use crate::metrics::{Counter, Registry};
+use crate::metrics::{Counter, Registry, Samples};
 
 /// Probes running at once (each is one short connection, bounded by the check's timeout).
 pub const WORKERS: usize = 8;
@@ -102,17 +102,6 @@ struct UpState {
     in_flight: bool,
 }
 
-impl UpState {
-    fn new(now: Instant) -> UpState {
-        UpState {
-            tally: Tally::default(),
-            last_check: None,
-            due: now,
-            in_flight: false,
-        }
-    }
-}
-
 /// A backend with a health check, as last committed to nginx.
 #[derive(Debug)]
 struct Tracked {
@@ -129,6 +118,11 @@ impl Tracked {
     fn healthy(&self) -> Vec<bool> {
         self.ups.iter().map(|u| u.tally.healthy).collect()
     }
+
+    /// Whether `b` has this backend's upstreams and check: its verdicts apply to `b`.
+    fn serves(&self, b: &Backend) -> bool {
+        self.backend.upstreams == b.upstreams && b.health_check.as_ref() == Some(&self.check)
+    }
 }
 
 #[derive(Default)]
@@ -136,6 +130,15 @@ struct State {
     backends: BTreeMap<String, Tracked>,
     next_generation: u64,
     in_flight: usize,
+}
+
+impl State {
+    /// Stops tracking `name`; its probes in flight no longer count (their results are dropped).
+    fn untrack(&mut self, name: &str) -> Option<Tracked> {
+        let t = self.backends.remove(name)?;
+        self.in_flight -= t.ups.iter().filter(|u| u.in_flight).count();
+        Some(t)
+    }
 }
 
 /// One probe for a worker; it comes back with the result.
@@ -173,16 +176,16 @@ impl Health {
                 &["state"],
             ),
         });
-        let weak = Arc::downgrade(&h);
+        // Read at render time, from the state as it is then; nothing once the updater is gone.
+        let sampled = |f: fn(&State) -> Samples| {
+            let weak = Arc::downgrade(&h);
+            move || weak.upgrade().map_or_else(Vec::new, |h| f(&h.lock()))
+        };
         registry.gauge_fn(
             "paperlb_updater_upstream_healthy",
             "1 while an upstream of a backend with a health check passes it, else 0.",
             &["backend", "upstream"],
-            move || {
-                let Some(h) = weak.upgrade() else {
-                    return Vec::new();
-                };
-                let s = h.lock();
+            sampled(|s| {
                 let mut out = Vec::new();
                 for (name, t) in &s.backends {
                     for (u, (host, port)) in t.ups.iter().zip(&t.backend.upstreams) {
@@ -191,23 +194,17 @@ impl Health {
                     }
                 }
                 out
-            },
+            }),
         );
-        let weak = Arc::downgrade(&h);
         registry.gauge_fn(
             "paperlb_updater_health_fail_open",
             "1 for a backend whose upstreams all fail their check (none is marked down), else 0.",
             &["backend"],
-            move || {
-                let Some(h) = weak.upgrade() else {
-                    return Vec::new();
-                };
-                let s = h.lock();
-                s.backends
-                    .iter()
+            sampled(|s| {
+                (s.backends.iter())
                     .map(|(n, t)| (vec![n.clone()], if t.fail_open { 1.0 } else { 0.0 }))
                     .collect()
-            },
+            }),
         );
         h
     }
@@ -219,11 +216,8 @@ impl Health {
     /// The upstreams to render `down` for `b`: the current verdicts if `b` has the same upstreams
     /// and check as the tracked backend, else none (a new upstream set starts healthy).
     pub fn down_for(&self, b: &Backend) -> BTreeSet<usize> {
-        let s = self.lock();
-        match (s.backends.get(&b.name), &b.health_check) {
-            (Some(t), Some(c)) if t.backend.upstreams == b.upstreams && &t.check == c => {
-                effective_down(&t.healthy()).0
-            }
+        match self.lock().backends.get(&b.name) {
+            Some(t) if t.serves(b) => effective_down(&t.healthy()).0,
             _ => BTreeSet::new(),
         }
     }
@@ -232,72 +226,64 @@ impl Health {
     /// tallies of upstreams it still has when the check is unchanged; untrack it if it has no check.
     pub fn committed(&self, b: &Backend, rendered: Option<BTreeSet<usize>>) {
         let mut s = self.lock();
-        let Some(check) = b.health_check.clone() else {
-            s.backends.remove(&b.name);
-            return;
-        };
-        let now = Instant::now();
         if let Some(t) = s.backends.get_mut(&b.name)
-            && t.backend.upstreams == b.upstreams
-            && t.check == check
+            && t.serves(b)
         {
             t.backend = b.clone();
             t.rendered = rendered;
             return;
         }
-        let old = s.backends.remove(&b.name);
-        s.next_generation += 1;
-        let generation = s.next_generation;
-        let ups = b
-            .upstreams
-            .iter()
-            .map(|u| {
-                old.as_ref()
-                    .filter(|o| o.check == check)
-                    .and_then(|o| {
-                        let i = o.backend.upstreams.iter().position(|x| x == u)?;
-                        let mut st = o.ups[i].clone();
-                        // A result for the old generation is dropped; probe again soon.
-                        st.in_flight = false;
-                        st.due = st
-                            .due
-                            .min(now + Duration::from_secs(check.interval_seconds));
-                        Some(st)
-                    })
-                    .unwrap_or_else(|| UpState::new(now))
+        let old = s.untrack(&b.name);
+        let Some(check) = b.health_check.clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let soon = now + Duration::from_secs(check.interval_seconds);
+        // Upstreams the backend still has keep their tallies if the check is the same.
+        let kept = old.filter(|o| o.check == check);
+        let was = |u| {
+            let o = kept.as_ref()?;
+            Some(&o.ups[o.backend.upstreams.iter().position(|x| x == u)?])
+        };
+        let ups = (b.upstreams.iter())
+            .map(|u| match was(u) {
+                // A result for the old generation is dropped; probe again soon.
+                Some(st) => UpState {
+                    in_flight: false,
+                    due: st.due.min(soon),
+                    ..st.clone()
+                },
+                None => UpState {
+                    tally: Tally::default(),
+                    last_check: None,
+                    due: now,
+                    in_flight: false,
+                },
             })
             .collect();
-        if let Some(o) = &old {
-            s.in_flight -= o.ups.iter().filter(|u| u.in_flight).count();
-        }
-        s.backends.insert(
-            b.name.clone(),
-            Tracked {
-                backend: b.clone(),
-                check,
-                generation,
-                ups,
-                rendered,
-                fail_open: false,
-            },
-        );
+        s.next_generation += 1;
+        let generation = s.next_generation;
+        let (backend, fail_open) = (b.clone(), false);
+        let t = Tracked {
+            backend,
+            check,
+            generation,
+            ups,
+            rendered,
+            fail_open,
+        };
+        s.backends.insert(b.name.clone(), t);
     }
 
     /// The backend was deleted: its checks stop (results still in flight are dropped).
     pub fn removed(&self, name: &str) {
-        let mut s = self.lock();
-        if let Some(t) = s.backends.remove(name) {
-            s.in_flight -= t.ups.iter().filter(|u| u.in_flight).count();
-        }
+        self.lock().untrack(name);
     }
 
-    /// `b` with the current down set, for a re-render; `None` if `name` is not tracked.
+    /// The tracked backend, for a re-render (`down_for` gives its down set); `None` if `name` is
+    /// not tracked.
     pub fn backend(&self, name: &str) -> Option<Backend> {
-        let s = self.lock();
-        let t = s.backends.get(name)?;
-        let mut b = t.backend.clone();
-        b.down = effective_down(&t.healthy()).0;
-        Some(b)
+        self.lock().backends.get(name).map(|t| t.backend.clone())
     }
 
     /// Adds `healthy` and `lastCheck` to the upstreams of tracked backends in a `GET` answer.
@@ -305,14 +291,10 @@ impl Health {
         let s = self.lock();
         for l in &mut list.backends {
             let r = &mut l.request;
-            let Some(t) = s.backends.get(&r.backend_name) else {
+            let tracked = s.backends.get(&r.backend_name);
+            let Some(t) = tracked.filter(|t| t.backend.request == *r) else {
                 continue;
             };
-            if t.backend.request.upstream_servers.len() != r.upstream_servers.len()
-                || t.backend.request != *r
-            {
-                continue;
-            }
             for (u, st) in r.upstream_servers.iter_mut().zip(&t.ups) {
                 u.health.healthy = Some(st.tally.healthy);
                 u.health.last_check = st.last_check.map(crate::time::rfc3339);
@@ -379,14 +361,10 @@ impl Health {
         let mut next = now + Duration::from_millis(200);
         for (name, t) in s.backends.iter_mut() {
             for (i, u) in t.ups.iter_mut().enumerate() {
-                if u.in_flight {
-                    continue;
-                }
-                if u.due > now {
+                if !u.in_flight && u.due > now {
                     next = next.min(u.due);
-                    continue;
                 }
-                if free == 0 {
+                if u.in_flight || u.due > now || free == 0 {
                     continue;
                 }
                 free -= 1;
@@ -413,12 +391,10 @@ impl Health {
     fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
         self.checks.inc(&[if ok { "ok" } else { "failed" }]);
         let mut s = self.lock();
-        let Some(t) = s.backends.get_mut(&r.name) else {
+        let tracked = s.backends.get_mut(&r.name);
+        let Some(t) = tracked.filter(|t| t.generation == r.generation) else {
             return;
         };
-        if t.generation != r.generation {
-            return;
-        }
         let Some(u) = t.ups.get_mut(r.index) else {
             return;
         };
@@ -428,18 +404,16 @@ impl Health {
             .tally
             .record(ok, t.check.unhealthy_threshold, t.check.healthy_threshold);
         u.due = Instant::now() + next_probe_in(&u.tally, t.check.interval_seconds);
-        let now_healthy = u.tally.healthy;
+        let state = if u.tally.healthy {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
         let (down, fail_open) = effective_down(&t.healthy());
         let (host, port) = &t.backend.upstreams[r.index];
-        let upstream = format!("{host}:{port}");
         if flipped {
-            self.changes
-                .inc(&[if now_healthy { "healthy" } else { "unhealthy" }]);
-            log::info!(
-                "backend {}: upstream {upstream} is now {}",
-                r.name,
-                if now_healthy { "healthy" } else { "unhealthy" }
-            );
+            self.changes.inc(&[state]);
+            log::info!("backend {}: upstream {host}:{port} is now {state}", r.name);
         }
         if fail_open && !t.fail_open {
             log::warn!(
@@ -474,67 +448,48 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bo
     }
 }
 
-/// One probe, bounded by the check's timeout (DNS names are resolved by the system resolver).
+/// One probe, bounded by the check's timeout (DNS names are resolved by the system resolver): a
+/// TCP connect, or for `http` a `GET path HTTP/1.0` and at most [`STATUS_LINE_CAP`] bytes of the
+/// answer, read until the status line is complete; healthy for status 200.
 pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
     let deadline = Instant::now() + Duration::from_secs(check.timeout_seconds);
-    let addr: Option<SocketAddr> = match host {
-        Host::V4(a) => Some((*a, port).into()),
-        Host::V6(a) => Some((*a, port).into()),
-        Host::Dns(n) => (n.as_str(), port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next()),
+    // Every step gets the time left, and none once it is spent.
+    let left = || {
+        let l = deadline.saturating_duration_since(Instant::now());
+        (!l.is_zero()).then_some(l).ok_or(ErrorKind::TimedOut)
     };
-    let Some(addr) = addr else { return false };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return false;
-    }
-    let Ok(mut c) = TcpStream::connect_timeout(&addr, left) else {
-        return false;
-    };
-    match check.kind {
-        CheckKind::Tcp => true,
-        CheckKind::Http => http_ok(&mut c, &format!("{host}:{port}"), &check.path, deadline),
-    }
-}
-
-/// Sends `GET path HTTP/1.0` and reads at most [`STATUS_LINE_CAP`] bytes of the answer until the
-/// status line is complete; true for status 200.
-fn http_ok(c: &mut TcpStream, authority: &str, path: &str, deadline: Instant) -> bool {
-    let left = |d: Instant| {
-        let l = d.saturating_duration_since(Instant::now());
-        (!l.is_zero()).then_some(l)
-    };
-    let Some(l) = left(deadline) else {
-        return false;
-    };
-    if c.set_write_timeout(Some(l)).is_err() {
-        return false;
-    }
-    let req = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: paperlb-health\r\nConnection: close\r\n\r\n"
-    );
-    if c.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; STATUS_LINE_CAP];
-    let mut n = 0;
-    while n < buf.len() && !buf[..n].contains(&b'\n') {
-        let Some(l) = left(deadline) else {
-            return false;
+    let probe = || -> std::io::Result<bool> {
+        let addr = match host {
+            Host::V4(a) => (*a, port).into(),
+            Host::V6(a) => (*a, port).into(),
+            Host::Dns(n) => {
+                ((n.as_str(), port).to_socket_addrs()?.next()).ok_or(ErrorKind::NotFound)?
+            }
         };
-        if c.set_read_timeout(Some(l)).is_err() {
-            return false;
+        let mut c = TcpStream::connect_timeout(&addr, left()?)?;
+        if check.kind == CheckKind::Tcp {
+            return Ok(true);
         }
-        match c.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+        c.set_write_timeout(Some(left()?))?;
+        let head = format!(
+            "GET {} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: paperlb-health\r\n\
+             Connection: close\r\n\r\n",
+            check.path
+        );
+        c.write_all(head.as_bytes())?;
+        let (mut buf, mut n) = ([0u8; STATUS_LINE_CAP], 0);
+        while n < buf.len() && !buf[..n].contains(&b'\n') {
+            c.set_read_timeout(Some(left()?))?;
+            match c.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
-    status_is_200(&buf[..n])
+        Ok(status_is_200(&buf[..n]))
+    };
+    probe().unwrap_or(false)
 }
 
 /// `HTTP/1.x 200` at the start of a complete status line.
@@ -553,6 +508,34 @@ pub fn status_is_200(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend whose probes were in flight, applied again without a health check, must give
+    /// back its worker slots: a leaked count would starve every other backend's probes.
+    #[test]
+    fn untracking_a_backend_frees_its_probe_slots() {
+        let body = r#"{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+            "upstreamServers": [{"host": "127.0.0.2", "port": 1}, {"host": "127.0.0.3", "port": 1}],
+            "healthCheck": {"type": "tcp"}}"#;
+        let req: crate::updater::api::LbRequest = serde_json::from_str(body).unwrap();
+        let policy = crate::updater::validate::Policy::default();
+        let checked = crate::updater::validate::backend(&req, &policy).unwrap();
+        let mut unchecked = checked.clone();
+        unchecked.health_check = None;
+        let h = Health::new(&Registry::new());
+        for removal in [0, 1] {
+            h.committed(&checked, None);
+            let (due, _) = h.take_due(Instant::now());
+            assert_eq!((due.len(), h.lock().in_flight), (2, 2));
+            match removal {
+                0 => h.committed(&unchecked, None),
+                _ => h.removed("a"),
+            }
+            assert_eq!(h.lock().in_flight, 0, "removal {removal}");
+            // A late result for the untracked backend changes nothing.
+            h.record(&due[0], false, &|_| panic!("no re-render"));
+            assert_eq!(h.lock().in_flight, 0, "removal {removal}");
+        }
+    }
 
     #[test]
     fn tally_needs_consecutive_results_to_flip() {

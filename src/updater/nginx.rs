@@ -36,11 +36,11 @@ const HEADER_CHUNK: usize = 3000;
 #[non_exhaustive]
 pub enum Error {
     /// At start: nginx.conf has no `include DIR/*.conf;` inside `stream {}`. Not a request error:
-    /// the message is the fix, written for the layout found (`module`).
+    /// the message is the fix, with a `module` hint written for the layout found.
     MissingInclude {
         conf: PathBuf,
         dir: PathBuf,
-        module: StreamModule,
+        module: String,
     },
     /// A streams file whose first line is not our request header (not written by paperlb).
     NoHeader,
@@ -55,18 +55,6 @@ pub enum Error {
     NotRunning(String),
 }
 
-/// How the stream module gets loaded, as far as nginx.conf shows: decides the start-up hint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamModule {
-    /// Debian/Ubuntu layout (`include .../modules-enabled/*.conf;`) and this file there loads
-    /// `ngx_stream_module`: adding `load_module` again would break nginx (`module already loaded`).
-    Enabled(PathBuf),
-    /// Debian/Ubuntu layout without the stream module: its package loads it there.
-    NotInstalled(PathBuf),
-    /// Any other layout: stream is built in, or needs a `load_module` line.
-    Unknown,
-}
-
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -76,27 +64,9 @@ impl fmt::Display for Error {
                     f,
                     "{conf} does not include {dir}/*.conf inside its stream {{}} block, so nginx \
                      would never see the backends the updater writes. Add this at the top level of \
-                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\n\n"
-                )?;
-                match module {
-                    StreamModule::Enabled(by) => write!(
-                        f,
-                        "The stream module is already loaded by {}: do not add a load_module line.",
-                        by.display()
-                    ),
-                    StreamModule::NotInstalled(d) => write!(
-                        f,
-                        "No file in {} loads the stream module: unless your nginx has it built in \
-                         (`nginx -V` shows --with-stream, not --with-stream=dynamic), install it \
-                         (Debian/Ubuntu: `apt-get install libnginx-mod-stream`), which enables it \
-                         there; do not add a load_module line yourself.",
-                        d.display()
-                    ),
-                    StreamModule::Unknown => f.write_str(
-                        "If your nginx builds stream as a dynamic module, also add \
-                         `load_module modules/ngx_stream_module.so;` at the top.",
-                    ),
-                }
+                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\
+                     \n\n{module}"
+                )
             }
             Error::NoHeader => {
                 f.write_str("no paperlb-request header line (not written by paperlb)")
@@ -115,84 +85,64 @@ impl std::error::Error for Error {}
 pub fn render(b: &Backend) -> String {
     // serde_json escapes control characters, so the header stays one comment line whatever it holds.
     let json = serde_json::to_string(&b.request).unwrap_or_default();
-    let mut s = String::with_capacity(256 + 40 * b.upstreams.len());
-    let mut rest = json.as_str();
-    let mut prefix = HEADER;
-    loop {
+    let (mut header, mut rest) = (HEADER.to_string(), json.as_str());
+    while rest.len() > HEADER_CHUNK {
         let cut = char_floor(rest, HEADER_CHUNK);
-        s.push_str(prefix);
-        s.push_str(&rest[..cut]);
+        header = header + &rest[..cut] + "\n" + HEADER_MORE;
         rest = &rest[cut..];
-        if rest.is_empty() {
-            break;
-        }
-        s.push('\n');
-        prefix = HEADER_MORE;
     }
-    s.push_str("\n# Written by paperlb nginx-updater; changes made here are overwritten.\n");
-    s.push_str(&format!("upstream paperlb_{} {{\n", b.name));
-    s.push_str(match b.balance {
+    let balance = match b.balance {
         Balance::RoundRobin => "",
         Balance::LeastConn => "    least_conn;\n",
         Balance::Hash => "    hash $remote_addr consistent;\n",
         Balance::RandomTwo => "    random two least_conn;\n",
-    });
-    for (i, (h, p)) in b.upstreams.iter().enumerate() {
-        // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
-        let down = if b.down.contains(&i) { " down" } else { "" };
-        s.push_str(&format!("    server {h}:{p}{down};\n"));
-    }
-    s.push_str("}\n\nserver {\n");
-    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every IPv4 address).
-    let listen: Vec<String> = match b.addresses.as_slice() {
-        [] => vec![b.port.to_string()],
-        many => many
-            .iter()
-            .map(|a| SocketAddr::new(*a, b.port).to_string())
-            .collect(),
     };
+    // `down`: the prober found it unhealthy (never every upstream: see `health`, fail open).
+    let down = |i| if b.down.contains(&i) { " down" } else { "" };
+    let servers: String = (b.upstreams.iter().enumerate())
+        .map(|(i, (h, p))| format!("    server {h}:{p}{};\n", down(i)))
+        .collect();
+    // Without `--lb-address`, `listen PORT;` as the Go updater writes it (every IPv4 address).
     let udp = if b.protocol == Protocol::Udp {
         " udp"
     } else {
         ""
     };
-    for l in listen {
-        s.push_str(&format!("    listen {l}{udp};\n"));
-    }
-    for c in &b.source_ranges {
-        s.push_str(&format!("    allow {c};\n"));
-    }
+    let listen: String = match b.addresses.as_slice() {
+        [] => format!("    listen {}{udp};\n", b.port),
+        many => (many.iter())
+            .map(|a| format!("    listen {}{udp};\n", SocketAddr::new(*a, b.port)))
+            .collect(),
+    };
+    let mut access: String = (b.source_ranges.iter())
+        .map(|c| format!("    allow {c};\n"))
+        .collect();
     if !b.source_ranges.is_empty() {
-        s.push_str("    deny all;\n");
+        access.push_str("    deny all;\n");
     }
-    s.push_str(&format!("    proxy_pass paperlb_{};\n", b.name));
-    if b.proxy_protocol {
-        s.push_str("    proxy_protocol on;\n");
-    }
-    s.push_str(&format!("    proxy_timeout {}s;\n", b.proxy_timeout));
-    s.push_str(&format!(
-        "    proxy_connect_timeout {}s;\n",
-        b.proxy_connect_timeout
-    ));
-    s.push_str("}\n");
-    s
+    let pp = if b.proxy_protocol {
+        "    proxy_protocol on;\n"
+    } else {
+        ""
+    };
+    let (name, timeout, connect) = (&b.name, b.proxy_timeout, b.proxy_connect_timeout);
+    format!(
+        "{header}{rest}\n# Written by paperlb nginx-updater; changes made here are overwritten.\n\
+         upstream paperlb_{name} {{\n{balance}{servers}}}\n\nserver {{\n{listen}{access}    \
+         proxy_pass paperlb_{name};\n{pp}    proxy_timeout {timeout}s;\n    \
+         proxy_connect_timeout {connect}s;\n}}\n"
+    )
 }
 
 /// The content with every `server host:port down;` line of the upstream block read as
 /// `server host:port;` (how `render` writes it with no verdicts).
 pub fn without_down_marks(content: &str) -> String {
-    let mut out = String::with_capacity(content.len());
-    for line in content.split_inclusive('\n') {
-        match line.strip_prefix("    server ") {
-            Some(rest) if rest.ends_with(" down;\n") => {
-                out.push_str("    server ");
-                out.push_str(&rest[..rest.len() - " down;\n".len()]);
-                out.push_str(";\n");
-            }
-            _ => out.push_str(line),
-        }
+    fn marked(line: &str) -> Option<&str> {
+        line.strip_prefix("    server ")?.strip_suffix(" down;\n")
     }
-    out
+    (content.split_inclusive('\n'))
+        .map(|l| marked(l).map_or_else(|| l.to_string(), |hp| format!("    server {hp};\n")))
+        .collect()
 }
 
 /// Reads the request header back from a file's content.
@@ -287,17 +237,21 @@ fn includes_dir(base: &Path, arg: &str, dir: &Path) -> bool {
             .is_some_and(|parent| canonical(parent) == canonical(dir))
 }
 
-/// Debian and Ubuntu load dynamic modules with a top-level `include .../modules-enabled/*.conf;`,
-/// one small file per module (`50-mod-stream.conf`). Finds that include and, in it, the file that
-/// loads `ngx_stream_module`.
-fn stream_module(base: &Path, conf: &str) -> StreamModule {
+/// How to get the stream module loaded, as far as nginx.conf shows. Debian and Ubuntu load
+/// dynamic modules with a top-level `include .../modules-enabled/*.conf;`, one small file per
+/// module (`50-mod-stream.conf`): when one there loads `ngx_stream_module`, adding `load_module`
+/// again would break nginx (`module already loaded`); when none does, its package puts it there.
+/// Any other layout: stream is built in, or needs a `load_module` line.
+fn stream_module(base: &Path, conf: &str) -> String {
     let Some(enabled) = directives(conf).into_iter().find_map(|d| {
         let p = base.join(d.args.first()?);
         let dir = p.parent()?;
         let top = d.blocks.is_empty() && d.name == "include";
         (top && dir.file_name()? == "modules-enabled").then(|| dir.to_path_buf())
     }) else {
-        return StreamModule::Unknown;
+        return "If your nginx builds stream as a dynamic module, also add \
+                `load_module modules/ngx_stream_module.so;` at the top."
+            .into();
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&enabled)
         .map(|rd| rd.filter_map(|e| Some(e.ok()?.path())).collect())
@@ -311,8 +265,17 @@ fn stream_module(base: &Path, conf: &str) -> StreamModule {
         })
     };
     match files.into_iter().find(loads) {
-        Some(f) => StreamModule::Enabled(f),
-        None => StreamModule::NotInstalled(enabled),
+        Some(by) => format!(
+            "The stream module is already loaded by {}: do not add a load_module line.",
+            by.display()
+        ),
+        None => format!(
+            "No file in {} loads the stream module: unless your nginx has it built in (`nginx -V` \
+             shows --with-stream, not --with-stream=dynamic), install it (Debian/Ubuntu: `apt-get \
+             install libnginx-mod-stream`), which enables it there; do not add a load_module line \
+             yourself.",
+            enabled.display()
+        ),
     }
 }
 
@@ -358,7 +321,7 @@ impl Nginx {
         let mut prefix = PathBuf::from("/");
         if relative(&pid) || relative(&error_log) {
             // Relative paths are relative to nginx's compiled-in prefix, which `-V` reports.
-            let v = n.run(&["-V"]).map(|(_, out)| out).unwrap_or_default();
+            let v = n.run(&["-V"]).unwrap_or_default();
             let flag = |name: &str| {
                 v.split_whitespace()
                     .find_map(|w| w.strip_prefix(name).map(str::to_string))
@@ -381,10 +344,7 @@ impl Nginx {
     /// `nginx -t -c CONF`: Ok, or nginx's message.
     pub fn test(&self) -> Result<(), Error> {
         let conf = self.conf.display().to_string();
-        match self.run(&["-t", "-q", "-c", &conf])? {
-            (true, _) => Ok(()),
-            (false, out) => Err(Error::Refused(trim_message(&out))),
-        }
+        self.run(&["-t", "-q", "-c", &conf]).map(drop)
     }
 
     /// `nginx -s reload -c CONF`, then waits until the master shows the reload took (see the module
@@ -398,9 +358,7 @@ impl Nginx {
             .and_then(|p| std::fs::metadata(p).ok())
             .map_or(0, |m| m.len());
         let conf = self.conf.display().to_string();
-        if let (false, out) = self.run(&["-s", "reload", "-c", &conf])? {
-            return Err(Error::Refused(trim_message(&out)));
-        }
+        self.run(&["-s", "reload", "-c", &conf])?;
         let deadline = Instant::now() + self.reload_timeout;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -472,23 +430,29 @@ impl Nginx {
         Some(trim_message(&format!("[emerg] {}", unique.join("; "))))
     }
 
-    /// Runs nginx with a bounded run time; returns (success, stderr+stdout).
-    fn run(&self, args: &[&str]) -> Result<(bool, String), Error> {
+    /// Runs nginx with a bounded run time; returns its output, or when it fails its message as
+    /// `Refused`. stdout and stderr share one pipe, read by a thread that keeps the first
+    /// [`OUTPUT_CAP`] bytes and drains the rest, so nginx never blocks on a full pipe.
+    fn run(&self, args: &[&str]) -> Result<String, Error> {
         let run_error = |detail: String| Error::Run {
             bin: self.bin.clone(),
             detail,
         };
+        let cannot = |e: std::io::Error| run_error(format!("cannot run it: {e}"));
+        let (mut reader, writer) = std::io::pipe().map_err(cannot)?;
         let mut child = Command::new(&self.bin)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(writer.try_clone().map_err(cannot)?)
+            .stderr(writer)
             .spawn()
-            .map_err(|e| run_error(format!("cannot run it: {e}")))?;
-        let readers = [
-            child.stderr.take().map(read_capped),
-            child.stdout.take().map(read_capped),
-        ];
+            .map_err(cannot)?;
+        let output = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = (&mut reader).take(OUTPUT_CAP).read_to_end(&mut buf);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            String::from_utf8_lossy(&buf).into_owned()
+        });
         let deadline = Instant::now() + self.run_timeout;
         let status = loop {
             match child.try_wait() {
@@ -503,14 +467,10 @@ impl Nginx {
                 }
             }
         };
-        let mut out = String::new();
-        for r in readers.into_iter().flatten() {
-            if let Ok(b) = r.join() {
-                out.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
+        let out = output.join().unwrap_or_default();
         match status {
-            Some(s) => Ok((s.success(), out)),
+            Some(s) if s.success() => Ok(out),
+            Some(_) => Err(Error::Refused(trim_message(&out))),
             None => Err(run_error(format!(
                 "{} did not finish within {:?} and was killed",
                 args.join(" "),
@@ -518,17 +478,6 @@ impl Nginx {
             ))),
         }
     }
-}
-
-/// A thread reading the first [`OUTPUT_CAP`] bytes of `r`, then draining the rest so the child
-/// never blocks on a full pipe.
-fn read_capped(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = (&mut r).take(OUTPUT_CAP).read_to_end(&mut buf);
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-        buf
-    })
 }
 
 /// nginx's messages without the `nginx: ` prefixes, the success chatter and blank lines, at most
@@ -583,8 +532,6 @@ pub const DEFAULT_WORKER_SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
 /// The directory under the streams directory whose `*.conf` nginx.conf includes at its top level
 /// (outside every block): where the updater writes `worker_shutdown_timeout`.
 pub const MAIN_DIR: &str = "main";
-/// The file there holding `worker_shutdown_timeout`.
-const SHUTDOWN_FILE: &str = "worker-shutdown-timeout.conf";
 
 /// How `worker_shutdown_timeout` is in force, decided at start from nginx.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -592,14 +539,9 @@ pub enum ShutdownTimeout {
     /// nginx.conf sets it itself (its value, as written): ours is not written.
     InConf(String),
     /// nginx.conf includes `<streams>/main/*.conf` at its top level: the updater writes it there.
-    Written(PathBuf),
+    Written,
     /// Neither: old workers wait for their last connection to close.
     Absent,
-}
-
-/// The file under the streams directory `dir` where the updater writes `worker_shutdown_timeout`.
-pub fn shutdown_file(dir: &Path) -> PathBuf {
-    dir.join(MAIN_DIR).join(SHUTDOWN_FILE)
 }
 
 /// Where `worker_shutdown_timeout` comes from, given nginx.conf's text.
@@ -616,28 +558,10 @@ pub fn shutdown_timeout_source(conf_path: &Path, conf: &str, dir: &Path) -> Shut
         }
     }
     if included {
-        ShutdownTimeout::Written(shutdown_file(dir))
+        ShutdownTimeout::Written
     } else {
         ShutdownTimeout::Absent
     }
-}
-
-/// Writes `worker_shutdown_timeout <seconds>s;` to `file` (atomically, its directory created) when
-/// it holds anything else; true when it changed (nginx must be tested and reloaded).
-pub fn write_shutdown_timeout(file: &Path, seconds: u64) -> std::io::Result<bool> {
-    let content = format!(
-        "# Written by paperlb nginx-updater (--worker-shutdown-timeout).\n\
-         worker_shutdown_timeout {seconds}s;\n"
-    );
-    if std::fs::read_to_string(file).is_ok_and(|c| c == content) {
-        return Ok(false);
-    }
-    let dir = file.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{SHUTDOWN_FILE}.tmp"));
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, file)?;
-    Ok(true)
 }
 
 /// Old worker processes of `master` still serving connections after a reload: nginx retitles them
@@ -942,15 +866,9 @@ mod tests {
             )
             .unwrap();
             let e = check_include(&conf_path, &conf, &streams).unwrap_err();
-            assert_eq!(
-                e,
-                Error::MissingInclude {
-                    conf: conf_path.clone(),
-                    dir: streams.clone(),
-                    module: StreamModule::NotInstalled(enabled.clone()),
-                }
-            );
             let text = e.to_string();
+            let in_enabled = format!("No file in {} loads the stream module", enabled.display());
+            assert!(text.contains(&in_enabled), "{text}");
             assert!(
                 text.contains("libnginx-mod-stream") && !text.contains("load_module modules/"),
                 "{text}"
@@ -959,14 +877,8 @@ mod tests {
             std::fs::write(&stream_conf, "load_module modules/ngx_stream_module.so;\n").unwrap();
             let e = check_include(&conf_path, &conf, &streams).unwrap_err();
             let text = e.to_string();
-            assert!(
-                matches!(&e, Error::MissingInclude { module: StreamModule::Enabled(f), .. } if *f == stream_conf),
-                "{e:?}"
-            );
-            assert!(
-                text.contains("already loaded by") && text.contains("50-mod-stream.conf"),
-                "{text}"
-            );
+            let by = format!("already loaded by {}:", stream_conf.display());
+            assert!(text.contains(&by), "{text}");
             assert!(
                 !text.contains("load_module modules/") && !text.contains("invalid request"),
                 "{text}"
@@ -991,13 +903,10 @@ mod tests {
         let stream = "stream { include /etc/nginx/streams.d/*.conf; }\n";
         let ours = "include /etc/nginx/streams.d/main/*.conf;\n";
         let cases = [
-            (
-                format!("{ours}{stream}"),
-                ShutdownTimeout::Written(dir.join("main").join(SHUTDOWN_FILE)),
-            ),
+            (format!("{ours}{stream}"), ShutdownTimeout::Written),
             (
                 format!("include streams.d/main/*.conf;\n{stream}"),
-                ShutdownTimeout::Written(dir.join("main").join(SHUTDOWN_FILE)),
+                ShutdownTimeout::Written,
             ),
             (
                 format!("worker_shutdown_timeout 10s;\n{ours}{stream}"),
@@ -1013,21 +922,6 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(shutdown_timeout_source(conf, &text, dir), want, "{text}");
         }
-    }
-
-    #[test]
-    fn the_shutdown_timeout_file_is_written_once() {
-        let dir = std::env::temp_dir().join(format!("paperlb-wst-{}", std::process::id()));
-        let file = dir.join("main").join(SHUTDOWN_FILE);
-        assert!(write_shutdown_timeout(&file, 30).unwrap());
-        assert!(
-            !write_shutdown_timeout(&file, 30).unwrap(),
-            "same content: unchanged"
-        );
-        assert!(write_shutdown_timeout(&file, 5).unwrap());
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.ends_with("worker_shutdown_timeout 5s;\n"), "{text}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::Error;
 use super::api::{DeleteRequest, LbRequest};
-use super::apply::{self, Applier, ApplyMetrics};
+use super::apply::{self, Applier, ApplyMetrics, Op};
 use super::auth::TokenFile;
 use super::health::Health;
 use super::nginx::{self, Nginx};
@@ -32,7 +32,8 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub policy: Policy,
     pub limits: Limits,
-    /// `--worker-shutdown-timeout` in seconds (0: leave nginx's as it is); see [`shutdown_timeout`].
+    /// `--worker-shutdown-timeout` in seconds (0: leave nginx's as it is); see
+    /// [`apply::shutdown_timeout`].
     pub worker_shutdown_timeout: u64,
 }
 
@@ -68,7 +69,8 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     }
     nginx::check_include(&s.nginx_conf, &conf_text, &s.streams_dir)?;
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
-    shutdown_timeout(s, &conf_text, &nginx)?;
+    let source = nginx::shutdown_timeout_source(&s.nginx_conf, &conf_text, &s.streams_dir);
+    apply::shutdown_timeout(&s.streams_dir, &nginx, source, s.worker_shutdown_timeout)?;
     let registry = Registry::new();
     let n = nginx.clone();
     registry.gauge_fn(
@@ -133,72 +135,6 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     Ok((server, updater))
 }
 
-/// Puts `--worker-shutdown-timeout` in force where nginx.conf lets the updater (see
-/// `nginx::ShutdownTimeout`), and says in the log which way it went. A value nginx refuses (the
-/// directive also set in a file nginx.conf includes elsewhere) is taken back with a warning. Off
-/// (0), set in nginx.conf, or not included: a file written by an earlier start is removed (else
-/// its old value stays, or duplicates nginx.conf's and every `nginx -t` fails).
-fn shutdown_timeout(s: &Settings, conf_text: &str, nginx: &Nginx) -> Result<(), Error> {
-    let secs = s.worker_shutdown_timeout;
-    let dir = s.streams_dir.display();
-    let source = nginx::shutdown_timeout_source(&s.nginx_conf, conf_text, &s.streams_dir);
-    let file = match source {
-        _ if secs == 0 => None,
-        nginx::ShutdownTimeout::InConf(v) => {
-            log::info!(
-                "nginx.conf sets worker_shutdown_timeout {v}: it governs, not --worker-shutdown-timeout"
-            );
-            None
-        }
-        nginx::ShutdownTimeout::Absent => {
-            log::warn!(
-                "nginx.conf neither sets worker_shutdown_timeout nor includes {dir}/{}/*.conf outside \
-                 every block: after each reload the old nginx workers keep serving their open \
-                 connections for as long as those last, and pile up under churn; add `include \
-                 {dir}/{}/*.conf;` at its top level (README, \"The load balancer host\")",
-                nginx::MAIN_DIR,
-                nginx::MAIN_DIR
-            );
-            None
-        }
-        nginx::ShutdownTimeout::Written(file) => Some(file),
-    };
-    let changed = match &file {
-        Some(f) => nginx::write_shutdown_timeout(f, secs).map_err(|e| Error::io(f, e))?,
-        None => {
-            let ours = nginx::shutdown_file(&s.streams_dir);
-            match std::fs::remove_file(&ours) {
-                Ok(()) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-                Err(e) => return Err(Error::io(&ours, e)),
-            }
-        }
-    };
-    let applied = match changed {
-        false => Ok(()),
-        true => nginx.test().and_then(|()| match nginx.master_pid() {
-            Ok(_) => nginx.reload(),
-            Err(_) => Ok(()), // not running: read when it starts
-        }),
-    };
-    match (applied, file) {
-        (Ok(()), Some(file)) => log::info!(
-            "worker_shutdown_timeout {secs}s in force ({})",
-            file.display()
-        ),
-        (Ok(()), None) => {}
-        (Err(e), Some(file)) => {
-            let _ = std::fs::remove_file(&file);
-            log::warn!(
-                "worker_shutdown_timeout {secs}s in {} refused by nginx, removed: {e}",
-                file.display()
-            );
-        }
-        (Err(e), None) => log::warn!("nginx after removing our worker_shutdown_timeout: {e}"),
-    }
-    Ok(())
-}
-
 impl Updater {
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -233,15 +169,14 @@ impl Updater {
                 .with_header("WWW-Authenticate", "Bearer");
         }
         match (route, r.method.as_str()) {
-            ("/api/v1/lb", "POST") => self.post(r),
-            ("/api/v1/lb", "DELETE") => self.delete(r),
+            ("/api/v1/lb", "POST" | "DELETE") => self.write(r).unwrap_or_else(|e| e),
             ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
                 Ok(mut l) => {
                     self.health.annotate(&mut l);
                     l.version = Some(env!("CARGO_PKG_VERSION").to_string());
                     Response::json(200, &l)
                 }
-                Err(e) => err(&e),
+                Err(e) => err(e),
             },
             ("/healthz", "GET" | "HEAD") => self.healthz(),
             ("/metrics", "GET" | "HEAD") => Response::new(
@@ -255,35 +190,22 @@ impl Updater {
         }
     }
 
-    fn post(&self, r: &Request) -> Response {
+    /// `POST` applies a backend, `DELETE` removes one; an Err is the answer already.
+    fn write(&self, r: &Request) -> Result<Response, Response> {
         // No Content-Type check: the Go controller sends none. A trailing newline is whitespace.
-        let req: LbRequest = match json_body(&r.body) {
-            Ok(v) => v,
-            Err(e) => return e,
+        let op = if r.method == "POST" {
+            let req: LbRequest = json_body(&r.body)?;
+            let backend = validate::backend(&req, &self.policy).map_err(err)?;
+            Op::Apply(Box::new(backend))
+        } else {
+            let req: DeleteRequest = json_body(&r.body)?;
+            validate::backend_name(&req.backend_name).map_err(err)?;
+            Op::Delete(req.backend_name)
         };
-        let backend = match validate::backend(&req, &self.policy) {
-            Ok(b) => b,
-            Err(e) => return err(&e.into()),
-        };
-        let name = backend.name.clone();
-        match self.applier.apply(backend) {
-            Ok(o) => ok(o, &name),
-            Err(e) => err(&e),
-        }
-    }
-
-    fn delete(&self, r: &Request) -> Response {
-        let req: DeleteRequest = match json_body(&r.body) {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
-        if let Err(e) = validate::backend_name(&req.backend_name) {
-            return err(&e.into());
-        }
-        match self.applier.delete(&req.backend_name) {
-            Ok(o) => ok(o, &req.backend_name),
-            Err(e) => err(&e),
-        }
+        let name = op.name().to_string();
+        let status = self.applier.submit(op).map_err(err)?.as_str();
+        let body = serde_json::json!({"status": status, "backendName": name});
+        Ok(Response::json(200, &body))
     }
 
     fn healthz(&self) -> Response {
@@ -317,14 +239,8 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response>
         .map_err(|e| Response::error(400, &format!("malformed JSON body: {e}")))
 }
 
-fn ok(o: apply::Outcome, name: &str) -> Response {
-    Response::json(
-        200,
-        &serde_json::json!({"status": o.as_str(), "backendName": name}),
-    )
-}
-
-fn err(e: &Error) -> Response {
+fn err(e: impl Into<Error>) -> Response {
+    let e = e.into();
     Response::error(e.status(), &e.to_string())
 }
 

@@ -4,12 +4,13 @@
 //! Owns: reading and checking the PEM pair (chain, PKCS#1/PKCS#8/SEC1 key, key belongs to the
 //! certificate) and swapping it in. A new pair that does not load (half-written rotation, key
 //! and certificate out of step, garbage) is logged and the previous pair keeps serving; a broken
-//! pair at start is an error. Files are looked at (`stat`) at most once per [`RECHECK`], on a
-//! handshake. Must not: log key material, or accept connections (`http` does).
+//! pair at start is an error. The files are `stat`ed on each handshake and loaded again when they
+//! change, and at least every [`RECHECK`]. Must not: log key material, or accept connections
+//! (`http` does).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -18,15 +19,18 @@ use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
 use super::Error;
-use super::auth::{Stamp, stamp};
+use super::auth::Reloading;
 use crate::kube::tls::{certificates, provider};
 
-/// Longest time between looks at the certificate and key files.
+/// Longest time the pair is served without loading the files again (a change `stat` shows is
+/// loaded at the next handshake).
 pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// The server configuration for `cert` and `key`; Err when the pair does not load now.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
-    let resolver = ReloadingCert::load(cert.to_path_buf(), key.to_path_buf())?;
+    let paths = vec![cert.to_path_buf(), key.to_path_buf()];
+    let pair = |p: &[PathBuf]| load_pair(&p[0], &p[1]);
+    let resolver = ReloadingCert(Reloading::new("TLS certificate", paths, RECHECK, pair)?);
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(cert, format!("TLS versions: {e}")))?
@@ -67,71 +71,13 @@ fn tls_error(path: &Path, detail: impl std::fmt::Display) -> Error {
     }
 }
 
-struct State {
-    /// Stamps of the last load attempt, good or bad: a broken pair is retried only once it changes.
-    stamps: (Option<Stamp>, Option<Stamp>),
-    checked: Instant,
-    current: Arc<CertifiedKey>,
-}
-
-/// Serves the current pair to every handshake and reloads it when the files change.
-struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
-    state: Mutex<State>,
-}
-
-impl std::fmt::Debug for ReloadingCert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadingCert")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
-            .finish()
-    }
-}
-
-impl ReloadingCert {
-    fn load(cert: PathBuf, key: PathBuf) -> Result<ReloadingCert, Error> {
-        let stamps = (stamp(&cert), stamp(&key));
-        let current = load_pair(&cert, &key)?;
-        Ok(ReloadingCert {
-            cert,
-            key,
-            state: Mutex::new(State {
-                stamps,
-                checked: Instant::now(),
-                current,
-            }),
-        })
-    }
-
-    fn current(&self) -> Arc<CertifiedKey> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.checked.elapsed() >= RECHECK {
-            s.checked = Instant::now();
-            let stamps = (stamp(&self.cert), stamp(&self.key));
-            if stamps != s.stamps {
-                s.stamps = stamps;
-                match load_pair(&self.cert, &self.key) {
-                    Ok(pair) => {
-                        log::info!(
-                            "TLS certificate reloaded from {} and {}",
-                            self.cert.display(),
-                            self.key.display()
-                        );
-                        s.current = pair;
-                    }
-                    Err(e) => log::warn!("keeping the previous TLS certificate: {e}"),
-                }
-            }
-        }
-        s.current.clone()
-    }
-}
+/// Serves the current pair to every handshake.
+#[derive(Debug)]
+struct ReloadingCert(Reloading<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
+        Some(self.0.get())
     }
 }
 

@@ -188,18 +188,12 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// `field` holds `value` (numbers as is, text quoted and clipped), which breaks `rule`.
+    /// `field` holds `value` (numbers as is, text quoted and clipped, a list's length), which
+    /// breaks `rule`.
     Value {
         field: String,
         value: String,
         rule: String,
-    },
-    /// The list `field` has `got` entries, outside `min..=max`.
-    Count {
-        field: &'static str,
-        min: usize,
-        max: usize,
-        got: usize,
     },
 }
 
@@ -219,19 +213,16 @@ impl Error {
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
     fn at(mut self, at: String) -> Error {
-        if let Error::Value { field, .. } = &mut self {
-            *field = at;
-        }
+        let Error::Value { field, .. } = &mut self;
+        *field = at;
         self
     }
 
     /// The field as the JSON names it.
     #[cfg(test)]
     pub fn field(&self) -> &str {
-        match self {
-            Error::Value { field, .. } => field,
-            Error::Count { field, .. } => field,
-        }
+        let Error::Value { field, .. } = self;
+        field
     }
 }
 
@@ -243,12 +234,6 @@ impl fmt::Display for Error {
                 write!(f, "{value} is {rule}")
             }
             Error::Value { field, value, rule } => write!(f, "{field} {value}: {rule}"),
-            Error::Count {
-                field,
-                min,
-                max,
-                got,
-            } => write!(f, "{field}: need {min} to {max} entries, got {got}"),
         }
     }
 }
@@ -264,14 +249,10 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
         let rule = format!("must be inside the allowed range {low}-{high}");
         return Err(Error::value("lbPort", req.lb_port, rule));
     }
-    count(
-        "upstreamServers",
-        req.upstream_servers.len(),
-        1,
-        MAX_UPSTREAMS,
-    )?;
-    let mut upstreams = Vec::with_capacity(req.upstream_servers.len());
-    for (i, u) in req.upstream_servers.iter().enumerate() {
+    let ups = &req.upstream_servers;
+    count("upstreamServers", ups.len(), 1, MAX_UPSTREAMS)?;
+    let mut upstreams = Vec::with_capacity(ups.len());
+    for (i, u) in ups.iter().enumerate() {
         let h = host(&u.host).map_err(|e| e.at(format!("upstreamServers[{i}].host")))?;
         if u.port == 0 {
             let field = format!("upstreamServers[{i}].port");
@@ -291,10 +272,9 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     )?;
     let t = &req.traffic;
     count("sourceRanges", t.source_ranges.len(), 0, MAX_SOURCE_RANGES)?;
-    let mut source_ranges = Vec::with_capacity(t.source_ranges.len());
-    for (i, c) in t.source_ranges.iter().enumerate() {
-        source_ranges.push(cidr(c).map_err(|e| e.at(format!("sourceRanges[{i}]")))?);
-    }
+    let source_ranges = (t.source_ranges.iter().enumerate())
+        .map(|(i, c)| cidr(c).map_err(|e| e.at(format!("sourceRanges[{i}]"))))
+        .collect::<Result<_, _>>()?;
     if t.proxy_protocol && protocol == Protocol::Udp {
         let rule = "only for TCP backends (lbProtocol is UDP)";
         return Err(Error::value("proxyProtocol", true, rule));
@@ -493,15 +473,14 @@ pub fn dns_label(l: &str, lower: bool) -> bool {
 }
 
 /// A list of `got` entries, within `min..=max`.
-fn count(field: &'static str, got: usize, min: usize, max: usize) -> Result<(), Error> {
-    match got {
-        _ if (min..=max).contains(&got) => Ok(()),
-        _ => Err(Error::Count {
+fn count(field: &str, got: usize, min: usize, max: usize) -> Result<(), Error> {
+    match (min..=max).contains(&got) {
+        true => Ok(()),
+        false => Err(Error::value(
             field,
-            min,
-            max,
             got,
-        }),
+            format!("need {min} to {max} entries"),
+        )),
     }
 }
 
