@@ -188,7 +188,7 @@ pub struct Check {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// `field` holds `value` (numbers as is, text quoted and clipped, a list's length), which
+    /// `field` holds `value` (numbers as is, text quoted and clipped, `has N` for a list), which
     /// breaks `rule`.
     Value {
         field: String,
@@ -478,8 +478,8 @@ fn count(field: &str, got: usize, min: usize, max: usize) -> Result<(), Error> {
         true => Ok(()),
         false => Err(Error::value(
             field,
-            got,
-            format!("need {min} to {max} entries"),
+            format!("has {got}"),
+            format!("need {min} to {max}"),
         )),
     }
 }
