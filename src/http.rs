@@ -136,20 +136,11 @@ impl Server {
         limits: Limits,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> io::Result<Server> {
-        Server::bind_with(addr, limits, None, handler)
+        Server::bind_tls(addr, limits, None, handler)
     }
 
-    /// Binds and starts the accept thread; every connection speaks TLS with `tls`.
+    /// Binds and starts the accept thread; with `tls`, every connection speaks TLS.
     pub fn bind_tls(
-        addr: impl ToSocketAddrs,
-        limits: Limits,
-        tls: Arc<ServerConfig>,
-        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
-    ) -> io::Result<Server> {
-        Server::bind_with(addr, limits, Some(tls), handler)
-    }
-
-    fn bind_with(
         addr: impl ToSocketAddrs,
         limits: Limits,
         tls: Option<Arc<ServerConfig>>,
@@ -520,7 +511,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io::Result<()> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+    let reason = ureq::http::StatusCode::from_u16(r.status).ok();
+    let reason = reason
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("Status");
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", r.status);
     for (n, v) in &r.headers {
         // Handlers build headers from code, but a CR/LF must never split the response.
         if n.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
@@ -538,27 +533,6 @@ fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io:
     }
     stream.write_all(&bytes)?;
     stream.flush()
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Status",
-    }
 }
 
 #[cfg(test)]
@@ -696,7 +670,7 @@ mod tests {
         let s = Server::bind_tls(
             "127.0.0.1:0",
             limits,
-            pki.server_config(&["127.0.0.1"], None),
+            Some(pki.server_config(&["127.0.0.1"], None)),
             |_: &Request| Response::json(200, &serde_json::json!({"backends": []})),
         )
         .unwrap();
