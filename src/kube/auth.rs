@@ -155,7 +155,7 @@ impl Credentials {
         }
         st.read_at = Some(Instant::now());
         st.stale = false;
-        match read_token_file(path) {
+        match read_token_file("token file", path) {
             Ok(token) => {
                 st.token = Some(token);
                 st.warned = false;
@@ -252,16 +252,17 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The trimmed token, or an error naming the file (never its content).
-fn read_token_file(path: &Path) -> Result<String, Error> {
+/// The trimmed token, or an error naming the file as `label PATH` (never its content). Config
+/// calls it at start-up, so a kubeconfig's token file is readable and non-empty from the start.
+pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: format!("token file {}", path.display()),
+        path: format!("{label} {}", path.display()),
         source,
     })?;
     let token = text.trim();
     if token.is_empty() {
         return Err(Error::Config {
-            what: format!("token file {} is empty", path.display()),
+            what: format!("{label} {} is empty", path.display()),
         });
     }
     Ok(token.to_string())

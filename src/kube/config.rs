@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::Error;
+use super::auth::read_token_file;
 use super::tls::{self, TlsSettings};
 use super::yaml;
 
@@ -185,7 +186,7 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     };
     let what = format!("in-cluster service account {}", dir.display());
     let token_path = dir.join("token");
-    check_token_file(&what, "token", &token_path)?;
+    read_token_file(&format!("{what}: token"), &token_path)?;
     let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
     check_certificates(&what, "ca.crt", &ca)?;
     let ns_path = dir.join("namespace");
@@ -682,7 +683,7 @@ fn user_settings(
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file.0 {
         let path = file.resolve(p);
-        check_token_file(what, "tokenFile", &path)?;
+        read_token_file(&format!("{what}: tokenFile"), &path)?;
         return Ok(AuthSource::TokenFile(path));
     }
     Ok(u.token.clone().map_or(AuthSource::None, AuthSource::Token))
@@ -751,18 +752,6 @@ fn read_file(what: &str, field: &str, path: &Path) -> Result<Vec<u8>, Error> {
         path: format!("{what}: {field} {}", path.display()),
         source,
     })
-}
-
-/// The token file must be readable and non-empty now; later failures keep the last good token.
-fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
-    let bytes = read_file(what, field, path)?;
-    if String::from_utf8_lossy(&bytes).trim().is_empty() {
-        return Err(config_err(format!(
-            "{what}: {field} {} is empty",
-            path.display()
-        )));
-    }
-    Ok(())
 }
 
 fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
