@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, Stream};
 
 /// Size and time limits. `Default` is right for an API on a private network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,30 +288,6 @@ impl Write for Sock {
     }
 }
 
-/// A connection the exchange runs over: plain, or TLS on top of the same `Sock`.
-trait Conn: Read + Write {
-    fn sock(&mut self) -> &mut Sock;
-    /// Ends the session cleanly before the TCP write side is shut (TLS: close_notify).
-    fn close(&mut self) {}
-}
-
-impl Conn for Sock {
-    fn sock(&mut self) -> &mut Sock {
-        self
-    }
-}
-
-impl Conn for StreamOwned<ServerConnection, Sock> {
-    fn sock(&mut self) -> &mut Sock {
-        &mut self.sock
-    }
-
-    fn close(&mut self) {
-        self.conn.send_close_notify();
-        let _ = self.flush();
-    }
-}
-
 fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -321,23 +297,48 @@ fn serve(
 ) {
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let _ = stream.set_nodelay(true);
-    let sock = Sock {
+    let mut sock = Sock {
         tcp: stream,
         deadline: Instant::now() + limits.request_timeout,
         read_timeout: limits.read_timeout,
     };
-    match tls {
-        None => exchange(sock, peer, limits, handler),
-        Some(config) => match ServerConnection::new(config) {
-            Ok(conn) => exchange(StreamOwned::new(conn, sock), peer, limits, handler),
-            Err(e) => log::warn!("TLS session for {peer} not created: {e}"),
-        },
+    let drain = match tls {
+        None => exchange(&mut sock, peer, limits, handler),
+        Some(config) => {
+            let mut conn = match ServerConnection::new(config) {
+                Ok(conn) => conn,
+                Err(e) => return log::warn!("TLS session for {peer} not created: {e}"),
+            };
+            let mut tls = Stream::new(&mut conn, &mut sock);
+            let drain = exchange(&mut tls, peer, limits, handler);
+            if drain.is_some() {
+                // End the session cleanly (close_notify) before the TCP write side is shut.
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+            drain
+        }
+    };
+    let Some(drain) = drain else { return };
+    let _ = sock.tcp.shutdown(Shutdown::Write);
+    if drain {
+        // Read a little of what the client still sends, so closing does not reset the connection
+        // before it has read our answer.
+        let _ = sock.tcp.set_read_timeout(Some(Duration::from_millis(500)));
+        let _ = io::copy(&mut (&sock.tcp).take(4 * 1024 * 1024), &mut io::sink());
     }
 }
 
-fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &Handler) {
-    let (response, head_only, drain) = match read_request(&mut stream, limits) {
-        Ok(None) => return,
+/// Reads the request and answers it. None when nothing was answered (the client sent nothing, or
+/// TLS failed); else whether the client may still be sending (drain before closing).
+fn exchange(
+    stream: &mut (impl Read + Write),
+    peer: SocketAddr,
+    limits: &Limits,
+    handler: &Handler,
+) -> Option<bool> {
+    let (response, head_only, drain) = match read_request(stream, limits) {
+        Ok(None) => return None,
         Ok(Some(req)) => {
             let head_only = req.method == "HEAD";
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)))
@@ -347,20 +348,12 @@ fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &
         Err(Refusal(0, why)) => {
             // TLS refused (wrong protocol, untrusted certificate on the client's side, garbage).
             log::debug!("connection from {peer} dropped: {why}");
-            return;
+            return None;
         }
         Err(Refusal(code, msg)) => (Response::error(code, msg), false, true),
     };
-    let _ = write_response(&mut stream, &response, head_only);
-    stream.close();
-    let sock = stream.sock();
-    let _ = sock.tcp.shutdown(Shutdown::Write);
-    if drain {
-        // Read a little of what the client still sends, so closing does not reset the connection
-        // before it has read our answer.
-        let _ = sock.tcp.set_read_timeout(Some(Duration::from_millis(500)));
-        let _ = io::copy(&mut (&sock.tcp).take(4 * 1024 * 1024), &mut io::sink());
-    }
+    let _ = write_response(stream, &response, head_only);
+    Some(drain)
 }
 
 fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
@@ -379,7 +372,10 @@ fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
 }
 
 /// Reads one request; `Ok(None)` when the client closed without sending anything.
-fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Request>, Refusal> {
+fn read_request(
+    stream: &mut (impl Read + Write),
+    limits: &Limits,
+) -> Result<Option<Request>, Refusal> {
     let max_head = limits.max_request_line + limits.max_header_bytes + 4;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 4096];
