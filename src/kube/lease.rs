@@ -81,15 +81,10 @@ impl Leadership {
         last.is_some_and(|t| now.saturating_duration_since(t) < deadline)
     }
 
-    fn renewed(&self, at: Instant) {
+    /// `Some(now)` after a renewal; `None` steps down.
+    fn set_renewed(&self, at: Option<Instant>) {
         if let Ok(mut g) = self.last_renew.lock() {
-            *g = Some(at);
-        }
-    }
-
-    fn step_down(&self) {
-        if let Ok(mut g) = self.last_renew.lock() {
-            *g = None;
+            *g = at;
         }
     }
 }
@@ -180,7 +175,7 @@ pub fn spawn(
             while !shutdown.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 match e.try_acquire_or_renew(now) {
-                    Ok(true) => e.leadership.renewed(now),
+                    Ok(true) => e.leadership.set_renewed(Some(now)),
                     Ok(false) => {}
                     Err(err) => log::warn!("leader election: lease {lease}: {err}"),
                 }
@@ -197,7 +192,7 @@ pub fn spawn(
                 sleep_unless(&shutdown, e.config.retry_period);
             }
             if e.leading || e.leadership.is_leader() {
-                e.leadership.step_down();
+                e.leadership.set_renewed(None);
                 on_change(false);
                 match e.release() {
                     Ok(()) => log::info!("leader election: released lease {lease}"),
@@ -343,12 +338,12 @@ mod tests {
         let l = Leadership::elected(Duration::from_secs(10));
         let t0 = Instant::now();
         assert!(!l.is_leader_at(t0));
-        l.renewed(t0);
+        l.set_renewed(Some(t0));
         assert!(l.is_leader_at(t0 + Duration::from_secs(9)));
         assert!(!l.is_leader_at(t0 + Duration::from_secs(10)));
-        l.renewed(t0 + Duration::from_secs(9));
+        l.set_renewed(Some(t0 + Duration::from_secs(9)));
         assert!(l.is_leader_at(t0 + Duration::from_secs(18)));
-        l.step_down();
+        l.set_renewed(None);
         assert!(!l.is_leader_at(t0 + Duration::from_secs(9)));
         assert!(Leadership::always().is_leader());
     }
