@@ -14,8 +14,8 @@ use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 use super::Error;
@@ -394,13 +394,8 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
     let token = text("token").map(str::to_string);
     let cert = match (text("clientCertificateData"), text("clientKeyData")) {
         (Some(c), Some(k)) => {
-            if CertificateDer::pem_slice_iter(c.as_bytes())
-                .next()
-                .is_none()
-            {
-                return Err(fail(
-                    "status.clientCertificateData holds no PEM certificate",
-                ));
+            if let Err(e) = super::tls::certificates(c.as_bytes()) {
+                return Err(fail(&format!("status.clientCertificateData: {e}")));
             }
             if PrivateKeyDer::from_pem_slice(k.as_bytes()).is_err() {
                 return Err(fail("status.clientKeyData holds no PEM private key"));
@@ -734,6 +729,7 @@ mod tests {
             (Some(json!({"apiVersion": V1, "kind": "Other", "status": {"token": "t"}}).to_string()), "kind"),
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {}}).to_string()), "neither status.token"),
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientKeyData": "k"}}).to_string()), "only one"),
+            (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientCertificateData": "c", "clientKeyData": "k"}}).to_string()), "status.clientCertificateData: no PEM certificate"),
         ];
         for (response, needle) in cases {
             let _ = std::fs::remove_file(dir.0.join("fail"));
