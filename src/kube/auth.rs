@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::Error;
 use super::config::{AuthSource, ClusterConfig, ExecConfig};
+use super::tls::CertAndKey;
 use crate::time::parse_rfc3339;
 
 /// client-go re-reads token files every minute; kubelet rotates at 80 % of a ~1 h lifetime.
@@ -33,9 +34,6 @@ const EXEC_STDERR_KEEP: u64 = 64 << 10;
 /// Re-run a plugin this long before its credential expires, so a request never carries a token that
 /// expires in flight.
 const EXPIRY_SKEW: Duration = Duration::from_secs(10);
-
-/// A client certificate chain and its private key, both PEM.
-pub type CertAndKey = (Vec<u8>, Vec<u8>);
 
 /// Thread-safe source of the `Authorization` header. Shared by every request of a client.
 pub struct Credentials {
@@ -77,7 +75,7 @@ impl Credentials {
                 AuthSource::Exec(cfg) => exec_info(cfg, config),
                 _ => String::new(),
             },
-            has_client_cert: config.tls.client_cert_pem.is_some(),
+            has_client_cert: config.tls.client_identity.is_some(),
             reread_interval: TOKEN_FILE_REREAD,
             exec_timeout: EXEC_TIMEOUT,
             state: Mutex::new(State::default()),

@@ -21,7 +21,7 @@ use ureq::{Agent, Body};
 use super::auth::Credentials;
 use super::config::ClusterConfig;
 use super::error::snippet;
-use super::tls::TlsSettings;
+use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
 use super::{ApiStatus, Error, tls};
@@ -210,7 +210,7 @@ struct Inner {
 /// that pooled connections made with the old certificate are not reused.
 struct AgentState {
     agent: Agent,
-    exec_identity: Option<(Vec<u8>, Vec<u8>)>,
+    exec_identity: Option<CertAndKey>,
 }
 
 /// For tests' `unwrap_err`: the server and the auth method, never a credential.

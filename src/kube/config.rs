@@ -671,8 +671,7 @@ fn user_settings(
         (None, Some(_)) => return Err(e.err("client-key without client-certificate")),
         (None, None) => {}
     }
-    tls.client_cert_pem = cert;
-    tls.client_key_pem = key;
+    tls.client_identity = cert.zip(key);
 
     if u.exec.is_some() && (u.token.is_some() || u.token_file.is_some()) {
         return Err(e.err("exec together with token or tokenFile: keep only one"));
@@ -883,7 +882,7 @@ mod tests {
                     .unwrap()
                     .starts_with(b"-----BEGIN CERTIFICATE")
             );
-            assert!(c.tls.client_cert_pem.is_some() && c.tls.client_key_pem.is_some());
+            assert!(c.tls.client_identity.is_some());
             assert!(matches!(c.auth, AuthSource::None));
             assert_eq!(c.namespace, None);
             assert!(!c.tls.insecure);
@@ -896,14 +895,9 @@ mod tests {
         assert_eq!(c.server, "https://127.0.0.1:8443");
         assert_eq!(c.namespace.as_deref(), Some("default"));
         assert_eq!(c.tls.ca_pem.unwrap(), fixture("ca.crt").into_bytes());
-        assert_eq!(
-            c.tls.client_cert_pem.unwrap(),
-            fixture("client.crt").into_bytes()
-        );
-        assert_eq!(
-            c.tls.client_key_pem.unwrap(),
-            fixture("client.key").into_bytes()
-        );
+        let (cert, key) = c.tls.client_identity.unwrap();
+        assert_eq!(cert, fixture("client.crt").into_bytes());
+        assert_eq!(key, fixture("client.key").into_bytes());
     }
 
     #[test]
