@@ -9,7 +9,7 @@
 //! the same read timeout and request deadline as the request itself.
 //! Must not: know any route (the handler does) or keep a connection open after answering.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -357,18 +357,40 @@ fn exchange(
     Some(drain)
 }
 
-fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
-    loop {
-        match stream.read(buf).map_err(|e| e.kind()) {
-            Ok(n) => return Ok(n),
-            Err(io::ErrorKind::Interrupted) => {}
-            Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(Refusal(408, "request not received in time"));
-            }
-            // rustls reports a failed handshake or a bad record as InvalidData.
-            Err(io::ErrorKind::InvalidData) => return Err(Refusal(0, "TLS error")),
-            Err(_) => return Err(Refusal(400, "connection error")),
+/// What a failed read answers.
+fn refusal(e: io::Error) -> Refusal {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            Refusal(408, "request not received in time")
         }
+        // rustls reports a failed handshake or a bad record as InvalidData.
+        io::ErrorKind::InvalidData => Refusal(0, "TLS error"),
+        _ => Refusal(400, "connection error"),
+    }
+}
+
+/// One CRLF-ended line of at most `max` bytes (CRLF not counted), else `too_long`; None when the
+/// input ends before its first byte.
+fn read_line(
+    input: &mut impl BufRead,
+    max: usize,
+    too_long: Refusal,
+) -> Result<Option<String>, Refusal> {
+    let mut line = Vec::new();
+    let limit = max as u64 + 2;
+    input
+        .by_ref()
+        .take(limit)
+        .read_until(b'\n', &mut line)
+        .map_err(refusal)?;
+    match line.strip_suffix(b"\r\n") {
+        Some(text) => String::from_utf8(text.to_vec())
+            .map(Some)
+            .map_err(|_| Refusal(400, "headers are not UTF-8")),
+        None if line.is_empty() => Ok(None),
+        None if line.len() as u64 == limit => Err(too_long),
+        None if line.ends_with(b"\n") => Err(Refusal(400, "a line does not end with CRLF")),
+        None => Err(Refusal(400, "connection closed mid-request")),
     }
 }
 
@@ -377,43 +399,11 @@ fn read_request(
     stream: &mut (impl Read + Write),
     limits: &Limits,
 ) -> Result<Option<Request>, Refusal> {
-    let max_head = limits.max_request_line + limits.max_header_bytes + 4;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        let line_end = find(&buf, b"\n");
-        if line_end.is_none_or(|i| i > limits.max_request_line + 1)
-            && buf.len() > limits.max_request_line + 1
-        {
-            return Err(Refusal(414, "request line too long"));
-        }
-        if buf.len() > max_head {
-            return Err(Refusal(431, "request headers too large"));
-        }
-        let n = read_some(stream, &mut chunk)?;
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Refusal(400, "connection closed mid-request"))
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let mut input = BufReader::new(stream);
+    let too_long = Refusal(414, "request line too long");
+    let Some(request_line) = read_line(&mut input, limits.max_request_line, too_long)? else {
+        return Ok(None);
     };
-    let mut body = buf.split_off(head_end + 4);
-    let head =
-        std::str::from_utf8(&buf[..head_end]).map_err(|_| Refusal(400, "headers are not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    if request_line.len() > limits.max_request_line {
-        return Err(Refusal(414, "request line too long"));
-    }
-    if head.len() - request_line.len() > limits.max_header_bytes + 2 {
-        return Err(Refusal(431, "request headers too large"));
-    }
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -431,8 +421,17 @@ fn read_request(
         v if v.starts_with("HTTP/") => return Err(Refusal(505, "HTTP version not supported")),
         _ => return Err(Refusal(400, "malformed request line")),
     }
+    // Header lines with their CRLFs share `max_header_bytes`.
+    let mut left = limits.max_header_bytes;
     let mut headers = Vec::new();
-    for line in lines {
+    loop {
+        let too_large = Refusal(431, "request headers too large");
+        let line = read_line(&mut input, left, too_large)?;
+        let line = line.ok_or(Refusal(400, "connection closed mid-request"))?;
+        if line.is_empty() {
+            break;
+        }
+        left = left.saturating_sub(line.len() + 2);
         if headers.len() >= limits.max_headers {
             return Err(Refusal(431, "too many headers"));
         }
@@ -445,19 +444,14 @@ fn read_request(
         };
         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
-    fn header<'a>(headers: &'a [(String, String)], n: &'a str) -> impl Iterator<Item = &'a str> {
-        headers
-            .iter()
-            .filter(move |(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    }
-    if header(&headers, "transfer-encoding").next().is_some() {
+    let header = |n: &'static str| headers.iter().filter(move |(k, _)| k == n).map(|(_, v)| v);
+    if header("transfer-encoding").next().is_some() {
         return Err(Refusal(
             501,
             "chunked request bodies are not supported; send Content-Length",
         ));
     }
-    let lengths: Vec<&str> = header(&headers, "content-length").collect();
+    let lengths: Vec<&String> = header("content-length").collect();
     let length = match lengths[..] {
         [] => 0,
         [v] => v
@@ -468,24 +462,17 @@ fn read_request(
     if length > limits.max_body as u64 {
         return Err(Refusal(413, "request body too large"));
     }
-    let length = length as usize;
     if length > 0
-        && header(&headers, "expect").any(|v| v.eq_ignore_ascii_case("100-continue"))
-        && body.is_empty()
+        && header("expect").any(|v| v.eq_ignore_ascii_case("100-continue"))
+        && input.buffer().is_empty()
     {
-        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let _ = input.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    if body.len() > length {
-        // Pipelined bytes after the body: we answer one request per connection, so drop them.
-        body.truncate(length);
-    }
-    while body.len() < length {
-        let want = (length - body.len()).min(chunk.len());
-        let n = read_some(stream, &mut chunk[..want])?;
-        if n == 0 {
-            return Err(Refusal(400, "connection closed mid-body"));
-        }
-        body.extend_from_slice(&chunk[..n]);
+    // Bytes after the body (pipelining) stay unread: one request per connection.
+    let mut body = Vec::new();
+    let read = input.take(length).read_to_end(&mut body).map_err(refusal)?;
+    if (read as u64) < length {
+        return Err(Refusal(400, "connection closed mid-body"));
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -498,10 +485,6 @@ fn read_request(
         headers,
         body,
     }))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io::Result<()> {
