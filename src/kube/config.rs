@@ -77,7 +77,7 @@ pub struct ExecConfig {
 
 /// Options that pick the configuration: the CLI flags plus the environment values client-go consults,
 /// captured once by [`LoadOptions::from_env`] so nothing deeper reads the environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// `--kubeconfig PATH`: this file only; it must exist.
     pub kubeconfig: Option<PathBuf>,
@@ -90,22 +90,8 @@ pub struct LoadOptions {
     pub service_port: Option<String>,
     /// `HOME`, for `~/.kube/config`.
     pub home: Option<PathBuf>,
-    /// The service-account directory used in-cluster.
-    pub service_account_dir: PathBuf,
-}
-
-impl Default for LoadOptions {
-    fn default() -> LoadOptions {
-        LoadOptions {
-            kubeconfig: None,
-            context: None,
-            kubeconfig_env: None,
-            service_host: None,
-            service_port: None,
-            home: None,
-            service_account_dir: PathBuf::from(DEFAULT_SERVICE_ACCOUNT_DIR),
-        }
-    }
+    /// The service-account directory used in-cluster; None: [`DEFAULT_SERVICE_ACCOUNT_DIR`].
+    pub service_account_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -137,7 +123,12 @@ pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
     let host = opts.service_host.as_deref().unwrap_or("");
     let port = opts.service_port.as_deref().unwrap_or("");
     if !host.is_empty() && !port.is_empty() {
-        return in_cluster(host, port, &opts.service_account_dir);
+        let dir = opts.service_account_dir.as_deref();
+        return in_cluster(
+            host,
+            port,
+            dir.unwrap_or(Path::new(DEFAULT_SERVICE_ACCOUNT_DIR)),
+        );
     }
     let Some(home) = &opts.home else {
         return Err(no_configuration("HOME is not set"));
@@ -1004,7 +995,7 @@ mod tests {
         let opts = LoadOptions {
             service_host: Some("fd00::1".into()),
             service_port: Some("443".into()),
-            service_account_dir: dir.0.clone(),
+            service_account_dir: Some(dir.0.clone()),
             home: Some(dir.0.clone()),
             ..LoadOptions::default()
         };

@@ -46,7 +46,7 @@ impl Default for LeaseConfig {
 /// Whether this process may write now. Time-based, so a leader whose renewals stall loses the right to
 /// write at the renew deadline even while the elector thread is blocked in a request: before any other
 /// replica can take the lease over (renew deadline < lease duration).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Leadership {
     /// None: leader election is off and we always lead.
     renew_deadline: Option<Duration>,
@@ -56,16 +56,13 @@ pub struct Leadership {
 impl Leadership {
     /// No election: always the leader (a single replica, or tests).
     pub fn always() -> Arc<Leadership> {
-        Arc::new(Leadership {
-            renew_deadline: None,
-            last_renew: Mutex::new(None),
-        })
+        Arc::default()
     }
 
     pub fn elected(renew_deadline: Duration) -> Arc<Leadership> {
         Arc::new(Leadership {
             renew_deadline: Some(renew_deadline),
-            last_renew: Mutex::new(None),
+            ..Leadership::default()
         })
     }
 
