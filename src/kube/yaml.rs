@@ -542,21 +542,13 @@ fn unescape(
     e: char,
     chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
 ) -> Result<char> {
+    // YAML 1.2's escapes, each with the character it stands for at the same place in MEANS.
+    const ESCAPES: &str = "0abt\tnvfre \"/\\N_LP";
+    const MEANS: &str = "\0\u{7}\u{8}\t\t\n\u{b}\u{c}\r\u{1b} \"/\\\u{85}\u{a0}\u{2028}\u{2029}";
+    if let Some((_, c)) = ESCAPES.chars().zip(MEANS.chars()).find(|(k, _)| *k == e) {
+        return Ok(c);
+    }
     let width = match e {
-        '0' => return Ok('\0'),
-        'a' => return Ok('\u{7}'),
-        'b' => return Ok('\u{8}'),
-        't' | '\t' => return Ok('\t'),
-        'n' => return Ok('\n'),
-        'v' => return Ok('\u{b}'),
-        'f' => return Ok('\u{c}'),
-        'r' => return Ok('\r'),
-        'e' => return Ok('\u{1b}'),
-        ' ' | '"' | '/' | '\\' => return Ok(e),
-        'N' => return Ok('\u{85}'),
-        '_' => return Ok('\u{a0}'),
-        'L' => return Ok('\u{2028}'),
-        'P' => return Ok('\u{2029}'),
         'x' => 2,
         'u' => 4,
         'U' => 8,
