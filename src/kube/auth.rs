@@ -19,7 +19,7 @@ use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 use super::Error;
-use super::config::{AuthSource, ClusterConfig, ExecConfig};
+use super::config::{AuthSource, ClusterConfig, ExecConfig, read_token_file};
 use super::tls::CertAndKey;
 use crate::time::parse_rfc3339;
 
@@ -249,22 +249,6 @@ impl fmt::Debug for Credentials {
             .field("method", &self.method())
             .finish_non_exhaustive()
     }
-}
-
-/// The trimmed token, or an error naming the file as `label PATH` (never its content). Config
-/// calls it at start-up, so a kubeconfig's token file is readable and non-empty from the start.
-pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: format!("{label} {}", path.display()),
-        source,
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(Error::Config {
-            what: format!("{label} {} is empty", path.display()),
-        });
-    }
-    Ok(token.to_string())
 }
 
 /// `KUBERNETES_EXEC_INFO`: the ExecCredential request a plugin reads.

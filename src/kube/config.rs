@@ -18,7 +18,6 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::Error;
-use super::auth::read_token_file;
 use super::tls::{self, TlsSettings};
 use super::yaml;
 
@@ -742,6 +741,23 @@ fn read_file(what: &str, field: &str, path: &Path) -> Result<Vec<u8>, Error> {
         path: format!("{what}: {field} {}", path.display()),
         source,
     })
+}
+
+/// The trimmed token, or an error naming the file as `label PATH` (never its content). Read at
+/// start-up, so a token file is readable and non-empty from the start, and again by `auth` as the
+/// token rotates.
+pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: format!("{label} {}", path.display()),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::Config {
+            what: format!("{label} {} is empty", path.display()),
+        });
+    }
+    Ok(token.to_string())
 }
 
 fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
