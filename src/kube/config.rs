@@ -1119,6 +1119,27 @@ mod tests {
     }
 
     #[test]
+    fn gcloud_kubeconfig_with_a_wrapped_install_hint_loads() {
+        // What `gcloud container clusters get-credentials` writes: the hint goes on over a second,
+        // more-indented line.
+        let text = format!(
+            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: gke-gcloud-auth-plugin\n      installHint: Install gke-gcloud-auth-plugin for use with kubectl by following\n        https://cloud.google.com/blog/products/containers-kubernetes/kubectl-auth-changes-in-gke\n      provideClusterInfo: true\n"
+        );
+        let AuthSource::Exec(e) = load_text(&text).unwrap().auth else {
+            panic!()
+        };
+        assert_eq!(e.command, "gke-gcloud-auth-plugin");
+        assert_eq!(
+            e.install_hint.as_deref(),
+            Some(
+                "Install gke-gcloud-auth-plugin for use with kubectl by following \
+                 https://cloud.google.com/blog/products/containers-kubernetes/kubectl-auth-changes-in-gke"
+            )
+        );
+        assert!(e.provide_cluster_info);
+    }
+
+    #[test]
     fn exec_paths_and_env_resolve() {
         let dir = TempDir::new();
         let text = format!(
