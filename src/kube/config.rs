@@ -179,16 +179,10 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     read_token_file(&format!("{what}: token"), &token_path)?;
     let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
     check_certificates(&what, "ca.crt", &ca)?;
-    let ns_path = dir.join("namespace");
-    let namespace = match std::fs::read_to_string(&ns_path) {
-        Ok(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(Error::Io {
-                path: format!("{what}: namespace {}", ns_path.display()),
-                source,
-            });
-        }
+    let namespace = match read_file(&what, "namespace", &dir.join("namespace")) {
+        Ok(s) => Some(String::from_utf8_lossy(&s).trim().to_string()).filter(|s| !s.is_empty()),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
     };
     Ok(ClusterConfig {
         server,
