@@ -492,15 +492,19 @@ fn entries<T: DeserializeOwned + Default>(
     items.into_iter().enumerate().map(entry).collect()
 }
 
-/// The first file to define `name` in the given list wins it whole (client-go's merge rule).
+/// The first file to define `name` in `list` (called `kind` in messages) wins it whole
+/// (client-go's merge rule); none: the error `{missing} ({kind}: the names defined)`.
 fn find<'a, T>(
     files: &'a [Kubeconfig],
+    kind: &str,
     list: fn(&Kubeconfig) -> &[Entry<T>],
     name: &str,
-) -> Option<(&'a Kubeconfig, &'a Entry<T>)> {
-    files
+    missing: String,
+) -> Result<(&'a Kubeconfig, &'a Entry<T>), Error> {
+    let found = files
         .iter()
-        .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)))
+        .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)));
+    found.ok_or_else(|| config_err(format!("{missing} ({kind}: {})", all_names(files, list))))
 }
 
 /// The names defined in `list` across all files, for error messages.
@@ -524,33 +528,21 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
             all_names(files, |f| &f.contexts)
         )));
     };
-    let Some((ctx_file, ctx)) = find(files, |f| &f.contexts, &ctx_name) else {
-        return Err(config_err(format!(
-            "kubeconfig {all_files}: context {ctx_name:?} not found (contexts: {})",
-            all_names(files, |f| &f.contexts)
-        )));
-    };
+    let missing = format!("kubeconfig {all_files}: context {ctx_name:?} not found");
+    let (ctx_file, ctx) = find(files, "contexts", |f| &f.contexts, &ctx_name, missing)?;
     let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
         return Err(ctx.err("context names no cluster"));
     };
     let user_name = ctx.body.user.clone().unwrap_or_default();
-    let Some((cluster_file, cluster)) = find(files, |f| &f.clusters, &cluster_name) else {
-        return Err(config_err(format!(
-            "{ctx_what}: cluster {cluster_name:?} is not defined in {all_files} (clusters: {})",
-            all_names(files, |f| &f.clusters)
-        )));
-    };
+    let missing = format!("{ctx_what}: cluster {cluster_name:?} is not defined in {all_files}");
+    let (cluster_file, cluster) = find(files, "clusters", |f| &f.clusters, &cluster_name, missing)?;
     let (server, mut tls) = cluster_settings(cluster_file, cluster)?;
 
     let mut auth = AuthSource::None;
     if !user_name.is_empty() {
-        let Some((user_file, user)) = find(files, |f| &f.users, &user_name) else {
-            return Err(config_err(format!(
-                "{ctx_what}: user {user_name:?} is not defined in {all_files} (users: {})",
-                all_names(files, |f| &f.users)
-            )));
-        };
+        let missing = format!("{ctx_what}: user {user_name:?} is not defined in {all_files}");
+        let (user_file, user) = find(files, "users", |f| &f.users, &user_name, missing)?;
         auth = user_settings(user_file, user, &mut tls)?;
     }
     Ok(ClusterConfig {
