@@ -9,14 +9,15 @@
 //! the same read timeout and request deadline as the request itself.
 //! Must not: know any route (the handler does) or keep a connection open after answering.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use rustls::{ServerConfig, ServerConnection, Stream};
+use ureq::http::{HeaderName, HeaderValue, StatusCode};
 
 /// Size and time limits. `Default` is right for an API on a private network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,20 +137,11 @@ impl Server {
         limits: Limits,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> io::Result<Server> {
-        Server::bind_with(addr, limits, None, handler)
+        Server::bind_tls(addr, limits, None, handler)
     }
 
-    /// Binds and starts the accept thread; every connection speaks TLS with `tls`.
+    /// Binds and starts the accept thread; with `tls`, every connection speaks TLS.
     pub fn bind_tls(
-        addr: impl ToSocketAddrs,
-        limits: Limits,
-        tls: Arc<ServerConfig>,
-        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
-    ) -> io::Result<Server> {
-        Server::bind_with(addr, limits, Some(tls), handler)
-    }
-
-    fn bind_with(
         addr: impl ToSocketAddrs,
         limits: Limits,
         tls: Option<Arc<ServerConfig>>,
@@ -297,30 +289,6 @@ impl Write for Sock {
     }
 }
 
-/// A connection the exchange runs over: plain, or TLS on top of the same `Sock`.
-trait Conn: Read + Write {
-    fn sock(&mut self) -> &mut Sock;
-    /// Ends the session cleanly before the TCP write side is shut (TLS: close_notify).
-    fn close(&mut self) {}
-}
-
-impl Conn for Sock {
-    fn sock(&mut self) -> &mut Sock {
-        self
-    }
-}
-
-impl Conn for StreamOwned<ServerConnection, Sock> {
-    fn sock(&mut self) -> &mut Sock {
-        &mut self.sock
-    }
-
-    fn close(&mut self) {
-        self.conn.send_close_notify();
-        let _ = self.flush();
-    }
-}
-
 fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -330,39 +298,29 @@ fn serve(
 ) {
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let _ = stream.set_nodelay(true);
-    let sock = Sock {
+    let mut sock = Sock {
         tcp: stream,
         deadline: Instant::now() + limits.request_timeout,
         read_timeout: limits.read_timeout,
     };
-    match tls {
-        None => exchange(sock, peer, limits, handler),
-        Some(config) => match ServerConnection::new(config) {
-            Ok(conn) => exchange(StreamOwned::new(conn, sock), peer, limits, handler),
-            Err(e) => log::warn!("TLS session for {peer} not created: {e}"),
-        },
-    }
-}
-
-fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &Handler) {
-    let (response, head_only, drain) = match read_request(&mut stream, limits) {
-        Ok(None) => return,
-        Ok(Some(req)) => {
-            let head_only = req.method == "HEAD";
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)))
-                .unwrap_or_else(|_| Response::error(500, "internal error"));
-            (r, head_only, false)
+    let drain = match tls {
+        None => exchange(&mut sock, peer, limits, handler),
+        Some(config) => {
+            let mut conn = match ServerConnection::new(config) {
+                Ok(conn) => conn,
+                Err(e) => return log::warn!("TLS session for {peer} not created: {e}"),
+            };
+            let mut tls = Stream::new(&mut conn, &mut sock);
+            let drain = exchange(&mut tls, peer, limits, handler);
+            if drain.is_some() {
+                // End the session cleanly (close_notify) before the TCP write side is shut.
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+            drain
         }
-        Err(Refusal(0, why)) => {
-            // TLS refused (wrong protocol, untrusted certificate on the client's side, garbage).
-            log::debug!("connection from {peer} dropped: {why}");
-            return;
-        }
-        Err(Refusal(code, msg)) => (Response::error(code, msg), false, true),
     };
-    let _ = write_response(&mut stream, &response, head_only);
-    stream.close();
-    let sock = stream.sock();
+    let Some(drain) = drain else { return };
     let _ = sock.tcp.shutdown(Shutdown::Write);
     if drain {
         // Read a little of what the client still sends, so closing does not reset the connection
@@ -372,60 +330,80 @@ fn exchange(mut stream: impl Conn, peer: SocketAddr, limits: &Limits, handler: &
     }
 }
 
-fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> Result<usize, Refusal> {
-    loop {
-        match stream.read(buf).map_err(|e| e.kind()) {
-            Ok(n) => return Ok(n),
-            Err(io::ErrorKind::Interrupted) => {}
-            Err(io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(Refusal(408, "request not received in time"));
-            }
-            // rustls reports a failed handshake or a bad record as InvalidData.
-            Err(io::ErrorKind::InvalidData) => return Err(Refusal(0, "TLS error")),
-            Err(_) => return Err(Refusal(400, "connection error")),
+/// Reads the request and answers it. None when nothing was answered (the client sent nothing, or
+/// TLS failed); else whether the client may still be sending (drain before closing).
+fn exchange(
+    stream: &mut (impl Read + Write),
+    peer: SocketAddr,
+    limits: &Limits,
+    handler: &Handler,
+) -> Option<bool> {
+    let (response, head_only, drain) = match read_request(stream, limits) {
+        Ok(None) => return None,
+        Ok(Some(req)) => {
+            let head_only = req.method == "HEAD";
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req)))
+                .unwrap_or_else(|_| Response::error(500, "internal error"));
+            (r, head_only, false)
         }
+        Err(Refusal(0, why)) => {
+            // TLS refused (wrong protocol, untrusted certificate on the client's side, garbage).
+            log::debug!("connection from {peer} dropped: {why}");
+            return None;
+        }
+        Err(Refusal(code, msg)) => (Response::error(code, msg), false, true),
+    };
+    let _ = write_response(stream, &response, head_only);
+    Some(drain)
+}
+
+/// What a failed read answers.
+fn refusal(e: io::Error) -> Refusal {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            Refusal(408, "request not received in time")
+        }
+        // rustls reports a failed handshake or a bad record as InvalidData.
+        io::ErrorKind::InvalidData => Refusal(0, "TLS error"),
+        _ => Refusal(400, "connection error"),
+    }
+}
+
+/// One CRLF-ended line of at most `max` bytes (CRLF not counted), else `too_long`; None when the
+/// input ends before its first byte.
+fn read_line(
+    input: &mut impl BufRead,
+    max: usize,
+    too_long: Refusal,
+) -> Result<Option<String>, Refusal> {
+    let mut line = Vec::new();
+    let limit = max as u64 + 2;
+    input
+        .by_ref()
+        .take(limit)
+        .read_until(b'\n', &mut line)
+        .map_err(refusal)?;
+    match line.strip_suffix(b"\r\n") {
+        Some(text) => String::from_utf8(text.to_vec())
+            .map(Some)
+            .map_err(|_| Refusal(400, "headers are not UTF-8")),
+        None if line.is_empty() => Ok(None),
+        None if line.len() as u64 == limit => Err(too_long),
+        None if line.ends_with(b"\n") => Err(Refusal(400, "a line does not end with CRLF")),
+        None => Err(Refusal(400, "connection closed mid-request")),
     }
 }
 
 /// Reads one request; `Ok(None)` when the client closed without sending anything.
-fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Request>, Refusal> {
-    let max_head = limits.max_request_line + limits.max_header_bytes + 4;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        let line_end = find(&buf, b"\n");
-        if line_end.is_none_or(|i| i > limits.max_request_line + 1)
-            && buf.len() > limits.max_request_line + 1
-        {
-            return Err(Refusal(414, "request line too long"));
-        }
-        if buf.len() > max_head {
-            return Err(Refusal(431, "request headers too large"));
-        }
-        let n = read_some(stream, &mut chunk)?;
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Refusal(400, "connection closed mid-request"))
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
+fn read_request(
+    stream: &mut (impl Read + Write),
+    limits: &Limits,
+) -> Result<Option<Request>, Refusal> {
+    let mut input = BufReader::new(stream);
+    let too_long = Refusal(414, "request line too long");
+    let Some(request_line) = read_line(&mut input, limits.max_request_line, too_long)? else {
+        return Ok(None);
     };
-    let mut body = buf.split_off(head_end + 4);
-    let head =
-        std::str::from_utf8(&buf[..head_end]).map_err(|_| Refusal(400, "headers are not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    if request_line.len() > limits.max_request_line {
-        return Err(Refusal(414, "request line too long"));
-    }
-    if head.len() - request_line.len() > limits.max_header_bytes + 2 {
-        return Err(Refusal(431, "request headers too large"));
-    }
     let mut parts = request_line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -443,36 +421,37 @@ fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Reques
         v if v.starts_with("HTTP/") => return Err(Refusal(505, "HTTP version not supported")),
         _ => return Err(Refusal(400, "malformed request line")),
     }
+    // Header lines with their CRLFs share `max_header_bytes`.
+    let mut left = limits.max_header_bytes;
     let mut headers = Vec::new();
-    for line in lines {
+    loop {
+        let too_large = Refusal(431, "request headers too large");
+        let line = read_line(&mut input, left, too_large)?;
+        let line = line.ok_or(Refusal(400, "connection closed mid-request"))?;
+        if line.is_empty() {
+            break;
+        }
+        left = left.saturating_sub(line.len() + 2);
         if headers.len() >= limits.max_headers {
             return Err(Refusal(431, "too many headers"));
         }
-        let Some((name, value)) = line.split_once(':') else {
+        // A token for the name; no control character but tab in the value (the http crate's rules).
+        let valid = |(n, v): &(&str, &str)| {
+            HeaderName::from_bytes(n.as_bytes()).is_ok() && HeaderValue::from_str(v).is_ok()
+        };
+        let Some((name, value)) = line.split_once(':').filter(valid) else {
             return Err(Refusal(400, "malformed header line"));
         };
-        let name_ok = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !name_ok || value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-            return Err(Refusal(400, "malformed header line"));
-        }
         headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
     }
-    fn header<'a>(headers: &'a [(String, String)], n: &'a str) -> impl Iterator<Item = &'a str> {
-        headers
-            .iter()
-            .filter(move |(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    }
-    if header(&headers, "transfer-encoding").next().is_some() {
+    let header = |n: &'static str| headers.iter().filter(move |(k, _)| k == n).map(|(_, v)| v);
+    if header("transfer-encoding").next().is_some() {
         return Err(Refusal(
             501,
             "chunked request bodies are not supported; send Content-Length",
         ));
     }
-    let lengths: Vec<&str> = header(&headers, "content-length").collect();
+    let lengths: Vec<&String> = header("content-length").collect();
     let length = match lengths[..] {
         [] => 0,
         [v] => v
@@ -483,24 +462,17 @@ fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Reques
     if length > limits.max_body as u64 {
         return Err(Refusal(413, "request body too large"));
     }
-    let length = length as usize;
     if length > 0
-        && header(&headers, "expect").any(|v| v.eq_ignore_ascii_case("100-continue"))
-        && body.is_empty()
+        && header("expect").any(|v| v.eq_ignore_ascii_case("100-continue"))
+        && input.buffer().is_empty()
     {
-        let _ = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let _ = input.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    if body.len() > length {
-        // Pipelined bytes after the body: we answer one request per connection, so drop them.
-        body.truncate(length);
-    }
-    while body.len() < length {
-        let want = (length - body.len()).min(chunk.len());
-        let n = read_some(stream, &mut chunk[..want])?;
-        if n == 0 {
-            return Err(Refusal(400, "connection closed mid-body"));
-        }
-        body.extend_from_slice(&chunk[..n]);
+    // Bytes after the body (pipelining) stay unread: one request per connection.
+    let mut body = Vec::new();
+    let read = input.take(length).read_to_end(&mut body).map_err(refusal)?;
+    if (read as u64) < length {
+        return Err(Refusal(400, "connection closed mid-body"));
     }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
@@ -515,12 +487,12 @@ fn read_request(stream: &mut impl Conn, limits: &Limits) -> Result<Option<Reques
     }))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io::Result<()> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+    let reason = StatusCode::from_u16(r.status).ok();
+    let reason = reason
+        .and_then(|c| c.canonical_reason())
+        .unwrap_or("Status");
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", r.status);
     for (n, v) in &r.headers {
         // Handlers build headers from code, but a CR/LF must never split the response.
         if n.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
@@ -538,27 +510,6 @@ fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> io:
     }
     stream.write_all(&bytes)?;
     stream.flush()
-}
-
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Status",
-    }
 }
 
 #[cfg(test)]
@@ -669,6 +620,9 @@ mod tests {
             (b"GET /\r\n\r\n".to_vec(), 400),
             (b"get / HTTP/1.1\r\n\r\n".to_vec(), 400),
             (b"GET / HTTP/1.1\r\nbad header\r\n\r\n".to_vec(), 400),
+            (b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n".to_vec(), 400),
+            (b"GET / HTTP/1.1\r\n: x\r\n\r\n".to_vec(), 400),
+            (b"GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n".to_vec(), 400),
             (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n".to_vec(), 400),
             (b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec(), 408),
             (
@@ -696,7 +650,7 @@ mod tests {
         let s = Server::bind_tls(
             "127.0.0.1:0",
             limits,
-            pki.server_config(&["127.0.0.1"], None),
+            Some(pki.server_config(&["127.0.0.1"], None)),
             |_: &Request| Response::json(200, &serde_json::json!({"backends": []})),
         )
         .unwrap();

@@ -11,15 +11,17 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
+use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
 use super::Error;
-use super::config::{AuthSource, ClusterConfig, ExecConfig};
+use super::config::{AuthSource, ClusterConfig, ExecConfig, read_token_file};
+use super::tls::CertAndKey;
+use crate::time::parse_rfc3339;
 
 /// client-go re-reads token files every minute; kubelet rotates at 80 % of a ~1 h lifetime.
 const TOKEN_FILE_REREAD: Duration = Duration::from_secs(60);
@@ -32,9 +34,6 @@ const EXEC_STDERR_KEEP: u64 = 64 << 10;
 /// Re-run a plugin this long before its credential expires, so a request never carries a token that
 /// expires in flight.
 const EXPIRY_SKEW: Duration = Duration::from_secs(10);
-
-/// A client certificate chain and its private key, both PEM.
-pub type CertAndKey = (Vec<u8>, Vec<u8>);
 
 /// Thread-safe source of the `Authorization` header. Shared by every request of a client.
 pub struct Credentials {
@@ -76,7 +75,7 @@ impl Credentials {
                 AuthSource::Exec(cfg) => exec_info(cfg, config),
                 _ => String::new(),
             },
-            has_client_cert: config.tls.client_cert_pem.is_some(),
+            has_client_cert: config.tls.client_identity.is_some(),
             reread_interval: TOKEN_FILE_REREAD,
             exec_timeout: EXEC_TIMEOUT,
             state: Mutex::new(State::default()),
@@ -155,7 +154,7 @@ impl Credentials {
         }
         st.read_at = Some(Instant::now());
         st.stale = false;
-        match read_token_file(path) {
+        match read_token_file("token file", path) {
             Ok(token) => {
                 st.token = Some(token);
                 st.warned = false;
@@ -250,21 +249,6 @@ impl fmt::Debug for Credentials {
             .field("method", &self.method())
             .finish_non_exhaustive()
     }
-}
-
-/// The trimmed token, or an error naming the file (never its content).
-fn read_token_file(path: &Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: format!("token file {}", path.display()),
-        source,
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(Error::Config {
-            what: format!("token file {} is empty", path.display()),
-        });
-    }
-    Ok(token.to_string())
 }
 
 /// `KUBERNETES_EXEC_INFO`: the ExecCredential request a plugin reads.
@@ -393,13 +377,8 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
     let token = text("token").map(str::to_string);
     let cert = match (text("clientCertificateData"), text("clientKeyData")) {
         (Some(c), Some(k)) => {
-            if CertificateDer::pem_slice_iter(c.as_bytes())
-                .next()
-                .is_none()
-            {
-                return Err(fail(
-                    "status.clientCertificateData holds no PEM certificate",
-                ));
+            if let Err(e) = super::tls::certificates(c.as_bytes()) {
+                return Err(fail(&format!("status.clientCertificateData: {e}")));
             }
             if PrivateKeyDer::from_pem_slice(k.as_bytes()).is_err() {
                 return Err(fail("status.clientKeyData holds no PEM private key"));
@@ -433,92 +412,13 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
     })
 }
 
-/// RFC 3339 (`2026-11-25T10:00:00Z`, `…T10:00:00.123456+02:00`) to a `SystemTime`.
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    // A fixed-width decimal field: None unless every byte is a digit.
-    let num = |from: usize, to: usize| {
-        let digit = |n: i64, c: &u8| c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'));
-        b.get(from..to)?.iter().try_fold(0, digit)
-    };
-    let sep = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
-    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
-        return None;
-    }
-    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    // `.digits` (the first nine are the nanoseconds), then `Z` or `±hh:mm` from byte `i`.
-    let rest = s.get(19..)?;
-    let (frac, zone) = match rest.strip_prefix('.') {
-        Some(r) => r.split_at(r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len())),
-        None => ("", rest),
-    };
-    if rest.starts_with('.') && frac.is_empty() {
-        return None;
-    }
-    let nanos: u32 = format!("{frac:0<9}")[..9].parse().ok()?;
-    let i = b.len() - zone.len();
-    let offset = match zone.as_bytes() {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let h = num(i + 1, i + 3)?;
-            let m = num(i + 4, i + 6)?;
-            if h > 23 || m > 59 {
-                return None;
-            }
-            let secs = h * 3600 + m * 60;
-            if *sign == b'-' { -secs } else { secs }
-        }
-        _ => return None,
-    };
-    // A leap second (:60) counts as the last second of its minute.
-    let second = second.min(59);
-    let secs =
-        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let whole = Duration::from_secs(secs.unsigned_abs());
-    let at = if secs >= 0 {
-        UNIX_EPOCH.checked_add(whole)
-    } else {
-        UNIX_EPOCH.checked_sub(whole)
-    };
-    at?.checked_add(Duration::from_nanos(u64::from(nanos)))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kube::tls::TlsSettings;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::UNIX_EPOCH;
 
     const V1: &str = "client.authentication.k8s.io/v1";
 
@@ -733,6 +633,7 @@ mod tests {
             (Some(json!({"apiVersion": V1, "kind": "Other", "status": {"token": "t"}}).to_string()), "kind"),
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {}}).to_string()), "neither status.token"),
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientKeyData": "k"}}).to_string()), "only one"),
+            (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientCertificateData": "c", "clientKeyData": "k"}}).to_string()), "status.clientCertificateData: no PEM certificate"),
         ];
         for (response, needle) in cases {
             let _ = std::fs::remove_file(dir.0.join("fail"));
@@ -806,43 +707,5 @@ mod tests {
         c.set_exec_timeout(Duration::from_millis(200));
         let e = c.authorization().unwrap_err().to_string();
         assert!(e.contains("did not finish"), "{e}");
-    }
-
-    #[test]
-    fn rfc3339_parses_offsets_and_fractions() {
-        let at = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap());
-        assert_eq!(at("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
-        assert_eq!(
-            at("2026-11-25T10:00:00Z"),
-            Some(Duration::from_secs(1_795_600_800))
-        );
-        assert_eq!(
-            at("2026-11-25T12:00:00+02:00"),
-            Some(Duration::from_secs(1_795_600_800))
-        );
-        assert_eq!(
-            at("2026-11-25t09:30:00.5-00:30"),
-            Some(Duration::new(1_795_600_800, 500_000_000))
-        );
-        assert_eq!(
-            at("2024-02-29T00:00:00.123456789123Z"),
-            Some(Duration::new(1_709_164_800, 123_456_789))
-        );
-        assert!(parse_rfc3339("1969-12-31T23:59:59Z").is_some());
-        for bad in [
-            "",
-            "2026-11-25",
-            "2026-11-25T10:00:00",
-            "2026-13-01T00:00:00Z",
-            "2023-02-29T00:00:00Z",
-            "2026-11-25T24:00:00Z",
-            "2026-11-25T10:00:00.Z",
-            "2026-11-25T10:00:00+0200",
-            "2026-11-25T10:00:00Zjunk",
-            "２０２６-11-25T10:00:00Z",
-            "+026-11-25T10:00:00Z",
-        ] {
-            assert_eq!(parse_rfc3339(bad), None, "{bad}");
-        }
     }
 }

@@ -21,7 +21,7 @@ use ureq::{Agent, Body};
 use super::auth::Credentials;
 use super::config::ClusterConfig;
 use super::error::snippet;
-use super::tls::TlsSettings;
+use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
 use super::{ApiStatus, Error, tls};
@@ -210,7 +210,7 @@ struct Inner {
 /// that pooled connections made with the old certificate are not reused.
 struct AgentState {
     agent: Agent,
-    exec_identity: Option<(Vec<u8>, Vec<u8>)>,
+    exec_identity: Option<CertAndKey>,
 }
 
 /// For tests' `unwrap_err`: the server and the auth method, never a credential.
@@ -301,7 +301,7 @@ impl Client {
     ) -> Result<ObjectList<T>, Error> {
         let mut items = Vec::new();
         let resource_version = self.list_each(path, params, &mut |text| {
-            items.push(decode(text).map_err(|e| e.to_string())?);
+            items.push(decode(text)?);
             Ok(())
         })?;
         Ok(ObjectList {
@@ -316,7 +316,7 @@ impl Client {
         &self,
         path: &str,
         params: &ListParams,
-        item: &mut dyn FnMut(&str) -> Result<(), String>,
+        item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
     ) -> Result<String, Error> {
         let mut token: Option<String> = None;
         let limit = (params.limit > 0).then(|| params.limit.to_string());
@@ -459,7 +459,7 @@ impl Client {
         &self,
         resp: Response<Body>,
         path: &str,
-        item: &mut dyn FnMut(&str) -> Result<(), String>,
+        item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
     ) -> Result<ListMeta, Error> {
         let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);

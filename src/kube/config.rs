@@ -76,7 +76,7 @@ pub struct ExecConfig {
 
 /// Options that pick the configuration: the CLI flags plus the environment values client-go consults,
 /// captured once by [`LoadOptions::from_env`] so nothing deeper reads the environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// `--kubeconfig PATH`: this file only; it must exist.
     pub kubeconfig: Option<PathBuf>,
@@ -89,22 +89,8 @@ pub struct LoadOptions {
     pub service_port: Option<String>,
     /// `HOME`, for `~/.kube/config`.
     pub home: Option<PathBuf>,
-    /// The service-account directory used in-cluster.
-    pub service_account_dir: PathBuf,
-}
-
-impl Default for LoadOptions {
-    fn default() -> LoadOptions {
-        LoadOptions {
-            kubeconfig: None,
-            context: None,
-            kubeconfig_env: None,
-            service_host: None,
-            service_port: None,
-            home: None,
-            service_account_dir: PathBuf::from(DEFAULT_SERVICE_ACCOUNT_DIR),
-        }
-    }
+    /// The service-account directory used in-cluster; None: [`DEFAULT_SERVICE_ACCOUNT_DIR`].
+    pub service_account_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -136,7 +122,12 @@ pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
     let host = opts.service_host.as_deref().unwrap_or("");
     let port = opts.service_port.as_deref().unwrap_or("");
     if !host.is_empty() && !port.is_empty() {
-        return in_cluster(host, port, &opts.service_account_dir);
+        let dir = opts.service_account_dir.as_deref();
+        return in_cluster(
+            host,
+            port,
+            dir.unwrap_or(Path::new(DEFAULT_SERVICE_ACCOUNT_DIR)),
+        );
     }
     let Some(home) = &opts.home else {
         return Err(no_configuration("HOME is not set"));
@@ -185,19 +176,13 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     };
     let what = format!("in-cluster service account {}", dir.display());
     let token_path = dir.join("token");
-    check_token_file(&what, "token", &token_path)?;
+    read_token_file(&format!("{what}: token"), &token_path)?;
     let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
     check_certificates(&what, "ca.crt", &ca)?;
-    let ns_path = dir.join("namespace");
-    let namespace = match std::fs::read_to_string(&ns_path) {
-        Ok(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(Error::Io {
-                path: format!("{what}: namespace {}", ns_path.display()),
-                source,
-            });
-        }
+    let namespace = match read_file(&what, "namespace", &dir.join("namespace")) {
+        Ok(s) => Some(String::from_utf8_lossy(&s).trim().to_string()).filter(|s| !s.is_empty()),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
     };
     Ok(ClusterConfig {
         server,
@@ -507,15 +492,19 @@ fn entries<T: DeserializeOwned + Default>(
     items.into_iter().enumerate().map(entry).collect()
 }
 
-/// The first file to define `name` in the given list wins it whole (client-go's merge rule).
+/// The first file to define `name` in `list` (called `kind` in messages) wins it whole
+/// (client-go's merge rule); none: the error `{missing} ({kind}: the names defined)`.
 fn find<'a, T>(
     files: &'a [Kubeconfig],
+    kind: &str,
     list: fn(&Kubeconfig) -> &[Entry<T>],
     name: &str,
-) -> Option<(&'a Kubeconfig, &'a Entry<T>)> {
-    files
+    missing: String,
+) -> Result<(&'a Kubeconfig, &'a Entry<T>), Error> {
+    let found = files
         .iter()
-        .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)))
+        .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)));
+    found.ok_or_else(|| config_err(format!("{missing} ({kind}: {})", all_names(files, list))))
 }
 
 /// The names defined in `list` across all files, for error messages.
@@ -539,33 +528,21 @@ fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, 
             all_names(files, |f| &f.contexts)
         )));
     };
-    let Some((ctx_file, ctx)) = find(files, |f| &f.contexts, &ctx_name) else {
-        return Err(config_err(format!(
-            "kubeconfig {all_files}: context {ctx_name:?} not found (contexts: {})",
-            all_names(files, |f| &f.contexts)
-        )));
-    };
+    let missing = format!("kubeconfig {all_files}: context {ctx_name:?} not found");
+    let (ctx_file, ctx) = find(files, "contexts", |f| &f.contexts, &ctx_name, missing)?;
     let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
         return Err(ctx.err("context names no cluster"));
     };
     let user_name = ctx.body.user.clone().unwrap_or_default();
-    let Some((cluster_file, cluster)) = find(files, |f| &f.clusters, &cluster_name) else {
-        return Err(config_err(format!(
-            "{ctx_what}: cluster {cluster_name:?} is not defined in {all_files} (clusters: {})",
-            all_names(files, |f| &f.clusters)
-        )));
-    };
+    let missing = format!("{ctx_what}: cluster {cluster_name:?} is not defined in {all_files}");
+    let (cluster_file, cluster) = find(files, "clusters", |f| &f.clusters, &cluster_name, missing)?;
     let (server, mut tls) = cluster_settings(cluster_file, cluster)?;
 
     let mut auth = AuthSource::None;
     if !user_name.is_empty() {
-        let Some((user_file, user)) = find(files, |f| &f.users, &user_name) else {
-            return Err(config_err(format!(
-                "{ctx_what}: user {user_name:?} is not defined in {all_files} (users: {})",
-                all_names(files, |f| &f.users)
-            )));
-        };
+        let missing = format!("{ctx_what}: user {user_name:?} is not defined in {all_files}");
+        let (user_file, user) = find(files, "users", |f| &f.users, &user_name, missing)?;
         auth = user_settings(user_file, user, &mut tls)?;
     }
     Ok(ClusterConfig {
@@ -670,8 +647,7 @@ fn user_settings(
         (None, Some(_)) => return Err(e.err("client-key without client-certificate")),
         (None, None) => {}
     }
-    tls.client_cert_pem = cert;
-    tls.client_key_pem = key;
+    tls.client_identity = cert.zip(key);
 
     if u.exec.is_some() && (u.token.is_some() || u.token_file.is_some()) {
         return Err(e.err("exec together with token or tokenFile: keep only one"));
@@ -682,7 +658,7 @@ fn user_settings(
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file.0 {
         let path = file.resolve(p);
-        check_token_file(what, "tokenFile", &path)?;
+        read_token_file(&format!("{what}: tokenFile"), &path)?;
         return Ok(AuthSource::TokenFile(path));
     }
     Ok(u.token.clone().map_or(AuthSource::None, AuthSource::Token))
@@ -753,16 +729,21 @@ fn read_file(what: &str, field: &str, path: &Path) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// The token file must be readable and non-empty now; later failures keep the last good token.
-fn check_token_file(what: &str, field: &str, path: &Path) -> Result<(), Error> {
-    let bytes = read_file(what, field, path)?;
-    if String::from_utf8_lossy(&bytes).trim().is_empty() {
-        return Err(config_err(format!(
-            "{what}: {field} {} is empty",
-            path.display()
-        )));
+/// The trimmed token, or an error naming the file as `label PATH` (never its content). Read at
+/// start-up, so a token file is readable and non-empty from the start, and again by `auth` as the
+/// token rotates.
+pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: format!("{label} {}", path.display()),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::Config {
+            what: format!("{label} {} is empty", path.display()),
+        });
     }
-    Ok(())
+    Ok(token.to_string())
 }
 
 fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
@@ -894,7 +875,7 @@ mod tests {
                     .unwrap()
                     .starts_with(b"-----BEGIN CERTIFICATE")
             );
-            assert!(c.tls.client_cert_pem.is_some() && c.tls.client_key_pem.is_some());
+            assert!(c.tls.client_identity.is_some());
             assert!(matches!(c.auth, AuthSource::None));
             assert_eq!(c.namespace, None);
             assert!(!c.tls.insecure);
@@ -907,14 +888,9 @@ mod tests {
         assert_eq!(c.server, "https://127.0.0.1:8443");
         assert_eq!(c.namespace.as_deref(), Some("default"));
         assert_eq!(c.tls.ca_pem.unwrap(), fixture("ca.crt").into_bytes());
-        assert_eq!(
-            c.tls.client_cert_pem.unwrap(),
-            fixture("client.crt").into_bytes()
-        );
-        assert_eq!(
-            c.tls.client_key_pem.unwrap(),
-            fixture("client.key").into_bytes()
-        );
+        let (cert, key) = c.tls.client_identity.unwrap();
+        assert_eq!(cert, fixture("client.crt").into_bytes());
+        assert_eq!(key, fixture("client.key").into_bytes());
     }
 
     #[test]
@@ -1021,7 +997,7 @@ mod tests {
         let opts = LoadOptions {
             service_host: Some("fd00::1".into()),
             service_port: Some("443".into()),
-            service_account_dir: dir.0.clone(),
+            service_account_dir: Some(dir.0.clone()),
             home: Some(dir.0.clone()),
             ..LoadOptions::default()
         };
@@ -1126,6 +1102,27 @@ mod tests {
         }
         let missing = load_file(Path::new("/nonexistent/kubeconfig"), None);
         assert!(err_text(missing).contains("/nonexistent/kubeconfig"));
+    }
+
+    #[test]
+    fn gcloud_kubeconfig_with_a_wrapped_install_hint_loads() {
+        // What `gcloud container clusters get-credentials` writes: the hint goes on over a second,
+        // more-indented line.
+        let text = format!(
+            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: gke-gcloud-auth-plugin\n      installHint: Install gke-gcloud-auth-plugin for use with kubectl by following\n        https://cloud.google.com/blog/products/containers-kubernetes/kubectl-auth-changes-in-gke\n      provideClusterInfo: true\n"
+        );
+        let AuthSource::Exec(e) = load_text(&text).unwrap().auth else {
+            panic!()
+        };
+        assert_eq!(e.command, "gke-gcloud-auth-plugin");
+        assert_eq!(
+            e.install_hint.as_deref(),
+            Some(
+                "Install gke-gcloud-auth-plugin for use with kubectl by following \
+                 https://cloud.google.com/blog/products/containers-kubernetes/kubectl-auth-changes-in-gke"
+            )
+        );
+        assert!(e.provide_cluster_info);
     }
 
     #[test]

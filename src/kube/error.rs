@@ -118,14 +118,6 @@ impl Error {
         self.code() == Some(401)
     }
 
-    /// 429 or a 5xx/transport failure: worth retrying after a pause.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Error::Connect { .. } | Error::Timeout { .. } => true,
-            _ => matches!(self.code(), Some(429) | Some(500..=599)),
-        }
-    }
-
     /// How long the server asked us to wait (`Retry-After` or `details.retryAfterSeconds`).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -225,8 +217,6 @@ mod tests {
         assert!(status(409, "Conflict").is_conflict());
         assert!(status(410, "Expired").is_gone());
         assert!(status(500, "Expired").is_gone());
-        assert!(status(429, "TooManyRequests").is_transient());
-        assert!(!status(422, "Invalid").is_transient());
     }
 
     #[test]

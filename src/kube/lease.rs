@@ -46,7 +46,7 @@ impl Default for LeaseConfig {
 /// Whether this process may write now. Time-based, so a leader whose renewals stall loses the right to
 /// write at the renew deadline even while the elector thread is blocked in a request: before any other
 /// replica can take the lease over (renew deadline < lease duration).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Leadership {
     /// None: leader election is off and we always lead.
     renew_deadline: Option<Duration>,
@@ -56,16 +56,13 @@ pub struct Leadership {
 impl Leadership {
     /// No election: always the leader (a single replica, or tests).
     pub fn always() -> Arc<Leadership> {
-        Arc::new(Leadership {
-            renew_deadline: None,
-            last_renew: Mutex::new(None),
-        })
+        Arc::default()
     }
 
     pub fn elected(renew_deadline: Duration) -> Arc<Leadership> {
         Arc::new(Leadership {
             renew_deadline: Some(renew_deadline),
-            last_renew: Mutex::new(None),
+            ..Leadership::default()
         })
     }
 
@@ -81,15 +78,10 @@ impl Leadership {
         last.is_some_and(|t| now.saturating_duration_since(t) < deadline)
     }
 
-    fn renewed(&self, at: Instant) {
+    /// `Some(now)` after a renewal; `None` steps down.
+    fn set_renewed(&self, at: Option<Instant>) {
         if let Ok(mut g) = self.last_renew.lock() {
-            *g = Some(at);
-        }
-    }
-
-    fn step_down(&self) {
-        if let Ok(mut g) = self.last_renew.lock() {
-            *g = None;
+            *g = at;
         }
     }
 }
@@ -180,7 +172,7 @@ pub fn spawn(
             while !shutdown.load(Ordering::Relaxed) {
                 let now = Instant::now();
                 match e.try_acquire_or_renew(now) {
-                    Ok(true) => e.leadership.renewed(now),
+                    Ok(true) => e.leadership.set_renewed(Some(now)),
                     Ok(false) => {}
                     Err(err) => log::warn!("leader election: lease {lease}: {err}"),
                 }
@@ -197,7 +189,7 @@ pub fn spawn(
                 sleep_unless(&shutdown, e.config.retry_period);
             }
             if e.leading || e.leadership.is_leader() {
-                e.leadership.step_down();
+                e.leadership.set_renewed(None);
                 on_change(false);
                 match e.release() {
                     Ok(()) => log::info!("leader election: released lease {lease}"),
@@ -343,12 +335,12 @@ mod tests {
         let l = Leadership::elected(Duration::from_secs(10));
         let t0 = Instant::now();
         assert!(!l.is_leader_at(t0));
-        l.renewed(t0);
+        l.set_renewed(Some(t0));
         assert!(l.is_leader_at(t0 + Duration::from_secs(9)));
         assert!(!l.is_leader_at(t0 + Duration::from_secs(10)));
-        l.renewed(t0 + Duration::from_secs(9));
+        l.set_renewed(Some(t0 + Duration::from_secs(9)));
         assert!(l.is_leader_at(t0 + Duration::from_secs(18)));
-        l.step_down();
+        l.set_renewed(None);
         assert!(!l.is_leader_at(t0 + Duration::from_secs(9)));
         assert!(Leadership::always().is_leader());
     }

@@ -24,7 +24,7 @@ pub enum Error {
 /// to `item` as its JSON text (an `Err` stops the read).
 pub fn read<E: DeserializeOwned>(
     mut input: impl BufRead,
-    item: &mut dyn FnMut(&str) -> Result<(), String>,
+    item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
 ) -> Result<E, Error> {
     let mut cut = Cutter::default();
     let mut n_items = 0;
@@ -142,7 +142,7 @@ mod tests {
         let reader = std::io::BufReader::with_capacity(chunk, text.as_bytes());
         let mut items = Vec::new();
         let meta = read(reader, &mut |t| {
-            items.push(serde_json::from_str(t).map_err(|e| e.to_string())?);
+            items.push(serde_json::from_str(t)?);
             Ok(())
         })?;
         Ok((meta, items))

@@ -22,6 +22,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use super::Error;
 
+/// A client certificate chain and its private key, both PEM.
+pub type CertAndKey = (Vec<u8>, Vec<u8>);
+
 /// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
 #[derive(Clone, Default)]
 pub struct TlsSettings {
@@ -31,9 +34,9 @@ pub struct TlsSettings {
     pub insecure: bool,
     /// `tls-server-name`: the name to send as SNI and verify the certificate against.
     pub server_name: Option<String>,
-    /// Static client certificate chain and key (PEM), from `client-certificate(-data)`/`client-key(-data)`.
-    pub client_cert_pem: Option<Vec<u8>>,
-    pub client_key_pem: Option<Vec<u8>>,
+    /// Static client certificate chain and key (PEM), from `client-certificate(-data)` and
+    /// `client-key(-data)`: one field, so a certificate never comes without its key.
+    pub client_identity: Option<CertAndKey>,
 }
 
 impl fmt::Debug for TlsSettings {
@@ -43,10 +46,9 @@ impl fmt::Debug for TlsSettings {
             .field("ca_pem", &len(&self.ca_pem))
             .field("insecure", &self.insecure)
             .field("server_name", &self.server_name)
-            .field("client_cert_pem", &len(&self.client_cert_pem))
             .field(
-                "client_key_pem",
-                &self.client_key_pem.as_ref().map(|_| "<redacted>"),
+                "client_identity",
+                &self.client_identity.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -89,7 +91,7 @@ pub fn server_name(server: &str, settings: &TlsSettings) -> Result<ServerName<'s
 pub fn client_config(
     server: &str,
     settings: &TlsSettings,
-    exec_identity: Option<&(Vec<u8>, Vec<u8>)>,
+    exec_identity: Option<&CertAndKey>,
 ) -> Result<Arc<ClientConfig>, Error> {
     let tls_err = |detail: String| Error::Tls {
         server: server.to_string(),
@@ -131,16 +133,10 @@ pub fn client_config(
 
     let identity = match exec_identity {
         Some((c, k)) => Some((c, k, "exec plugin client certificate")),
-        None => match (&settings.client_cert_pem, &settings.client_key_pem) {
-            (Some(c), Some(k)) => Some((c, k, "client-certificate")),
-            (None, None) => None,
-            _ => {
-                return Err(tls_err(
-                    "a client certificate needs both client-certificate(-data) and client-key(-data)"
-                        .into(),
-                ));
-            }
-        },
+        None => settings
+            .client_identity
+            .as_ref()
+            .map(|(c, k)| (c, k, "client-certificate")),
     };
     let config = match identity {
         None => builder.with_no_client_auth(),
@@ -375,8 +371,7 @@ mod tests {
         let read = |f: &str| std::fs::read(format!("{base}{f}")).unwrap();
         let s = TlsSettings {
             ca_pem: Some(read("ca.crt")),
-            client_cert_pem: Some(read("client.crt")),
-            client_key_pem: Some(read("client.key")),
+            client_identity: Some((read("client.crt"), read("client.key"))),
             ..Default::default()
         };
         client_config("https://127.0.0.1:6443", &s, None).unwrap();
@@ -387,10 +382,10 @@ mod tests {
         let base = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kubeconfig/");
         let s = TlsSettings {
             ca_pem: Some(std::fs::read(format!("{base}ca.crt")).unwrap()),
-            client_cert_pem: Some(std::fs::read(format!("{base}client.crt")).unwrap()),
-            client_key_pem: Some(
+            client_identity: Some((
+                std::fs::read(format!("{base}client.crt")).unwrap(),
                 b"-----BEGIN PRIVATE KEY-----\nU0VDUkVU\n-----END PRIVATE KEY-----\n".to_vec(),
-            ),
+            )),
             ..Default::default()
         };
         let e = client_config("https://127.0.0.1:6443", &s, None)

@@ -24,7 +24,7 @@ use ureq::unversioned::transport::{
 };
 
 use super::Error;
-use super::tls::{self, TlsSettings};
+use super::tls::{self, CertAndKey, TlsSettings};
 
 /// How often a cancellable read wakes up to look at its cancel flag.
 const CANCEL_TICK: Duration = Duration::from_millis(250);
@@ -88,7 +88,7 @@ pub(crate) fn build_agent(
     server: &str,
     settings: &TlsSettings,
     name: Option<&ServerName<'static>>,
-    exec_identity: Option<&(Vec<u8>, Vec<u8>)>,
+    exec_identity: Option<&CertAndKey>,
     connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Agent, Error> {

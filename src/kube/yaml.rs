@@ -6,9 +6,11 @@
 //! the escapes double quotes allow), `{}` and `[]`, comments, a leading `---`, CRLF, and JSON.
 //! Kept beyond that for manifests/ and the Go fixtures: one-line flow sequences of scalars
 //! (`required: [spec]`) and block scalars (`|`, `>`, with `-`/`+`: CRD descriptions, installHints).
-//! Must not: do I/O, or guess. Anything else (anchors, aliases, tags, several documents, scalars
-//! or flow collections spanning lines, `{k: v}`, nested flow, tabs as indentation, complex keys) is an error carrying
-//! the line number, never a wrong value. Pure: no I/O, no clock.
+//! A plain scalar may go on over more-indented lines (gcloud wraps a GKE kubeconfig's long
+//! `installHint` so). Must not: do I/O, or guess. Anything else (anchors, aliases, tags, several
+//! documents, quoted scalars or flow collections spanning lines, `{k: v}`, nested flow, tabs as
+//! indentation, complex keys) is an error carrying the line number, never a wrong value.
+//! Pure: no I/O, no clock.
 //!
 //! Scalars resolve with YAML 1.2's core schema, narrowed to what kubeconfig needs: `null`/`~`/empty,
 //! `true`/`false`, and canonical decimal integers. Everything else stays a string (`0777`, `1.5`,
@@ -309,16 +311,36 @@ impl Parser<'_> {
         if rest.starts_with(['|', '>']) {
             return self.block_scalar(li, col, parent);
         }
+        if !rest.starts_with(['"', '\'', '[', '{']) {
+            return self.plain(li, col, parent);
+        }
         let (v, end) = if rest.starts_with(['"', '\'']) {
             let (s, end) = quoted(no, rest, 0)?;
             (Value::String(s), end)
-        } else if rest.starts_with(['[', '{']) {
-            flow(no, rest)?
         } else {
-            (resolve_plain(plain_line(no, rest)?), rest.len())
+            flow(no, rest)?
         };
         check_line_end(no, &rest[end..])?;
         Ok(v)
+    }
+
+    /// A plain scalar at (`li`, `col`), continued on the lines after it that are indented more than
+    /// `parent`, joined by spaces: writers wrap long values so (gcloud's exec `installHint`). A
+    /// comment or a blank line ends it.
+    fn plain(&mut self, li: usize, col: usize, parent: isize) -> Result<Value> {
+        let first = self.lines[li];
+        let mut line = &first[col..];
+        let mut text = plain_line(li + 1, line)?.to_string();
+        while plain_end(line).is_none()
+            && let Some(next) = self.lines.get(self.pos).copied()
+            && !is_blank(next)
+            && indent_of(next) as isize > parent
+        {
+            line = next.trim_start_matches([' ', '\t']);
+            text = format!("{text} {}", plain_line(self.pos + 1, line)?);
+            self.pos += 1;
+        }
+        Ok(resolve_plain(&text))
     }
 
     /// `|` or `>`, optionally followed by a chomping indicator (`-`, `+`).
@@ -542,21 +564,13 @@ fn unescape(
     e: char,
     chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
 ) -> Result<char> {
+    // YAML 1.2's escapes, each with the character it stands for at the same place in MEANS.
+    const ESCAPES: &str = "0abt\tnvfre \"/\\N_LP";
+    const MEANS: &str = "\0\u{7}\u{8}\t\t\n\u{b}\u{c}\r\u{1b} \"/\\\u{85}\u{a0}\u{2028}\u{2029}";
+    if let Some((_, c)) = ESCAPES.chars().zip(MEANS.chars()).find(|(k, _)| *k == e) {
+        return Ok(c);
+    }
     let width = match e {
-        '0' => return Ok('\0'),
-        'a' => return Ok('\u{7}'),
-        'b' => return Ok('\u{8}'),
-        't' | '\t' => return Ok('\t'),
-        'n' => return Ok('\n'),
-        'v' => return Ok('\u{b}'),
-        'f' => return Ok('\u{c}'),
-        'r' => return Ok('\r'),
-        'e' => return Ok('\u{1b}'),
-        ' ' | '"' | '/' | '\\' => return Ok(e),
-        'N' => return Ok('\u{85}'),
-        '_' => return Ok('\u{a0}'),
-        'L' => return Ok('\u{2028}'),
-        'P' => return Ok('\u{2029}'),
         'x' => 2,
         'u' => 4,
         'U' => 8,
@@ -675,6 +689,16 @@ mod tests {
                 "a: [ ]\nb: { }\nc: [x, ]",
                 json!({"a": [], "b": {}, "c": ["x"]}),
             ),
+            // plain scalars wrapped over more-indented lines (gcloud's installHint)
+            (
+                "installHint: Install it by following\n  https://x.test/a#b\nk: v",
+                json!({"installHint": "Install it by following https://x.test/a#b", "k": "v"}),
+            ),
+            ("- a\n  b\n- c", json!(["a b", "c"])),
+            (
+                "just text\n  more\nand more",
+                json!("just text more and more"),
+            ),
             // block scalars
             (
                 "h: |\n  line 1\n   line 2\n\nk: v",
@@ -736,10 +760,11 @@ mod tests {
             ("a: \"\\q\"", 1, "invalid escape"),
             ("a: \"\\u12\"", 1, "hexadecimal"),
             ("a: \"\\ud800x\"", 1, "not a valid Unicode"),
-            // what kubeconfigs do not contain: values spanning lines, indentation indicators
-            ("hint: install it\n  from the web", 2, "indentation"),
-            ("- a\n  b\n- c", 2, "indentation"),
-            ("just text\n  more", 2, "after the document"),
+            // what kubeconfigs do not contain: a value wrapped after a comment or a blank line,
+            // quoted values spanning lines, indentation indicators
+            ("hint: install it # c\n  from the web", 2, "indentation"),
+            ("hint: install it\n\n  from the web", 3, "indentation"),
+            ("just text\n  more: x", 2, "': '"),
             ("a: 'one\n  two'", 1, "unterminated quoted"),
             ("a: \"one \\\n  two\"", 1, "unterminated quoted"),
             ("args: [\n  a,\n]", 1, "unterminated flow"),

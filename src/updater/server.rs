@@ -124,14 +124,12 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     });
     let u = updater.clone();
     let handler = move |r: &Request| u.handle(r);
-    let server = match &s.tls {
-        None => http::Server::bind(s.listen, s.limits.clone(), handler),
-        Some(f) => {
-            let config = tls::server_config(&f.cert, &f.key)?;
-            http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
-        }
-    }
-    .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
+    let config = match &s.tls {
+        Some(f) => Some(tls::server_config(&f.cert, &f.key)?),
+        None => None,
+    };
+    let server = http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
+        .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
 }
 

@@ -135,7 +135,6 @@ pub struct Step<T> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
-    Empty,
     Listing,
     Watching {
         rv: String,
@@ -164,7 +163,7 @@ impl Machine {
     pub fn new(name: impl Into<String>, rng: XorShift, backoff: Backoff) -> Machine {
         Machine {
             name: name.into(),
-            state: State::Empty,
+            state: State::Listing,
             backoff,
             rng,
             synced: false,
@@ -199,7 +198,8 @@ impl Machine {
     }
 
     pub fn step<T>(&mut self, input: Input<T>, now: Instant) -> Step<T> {
-        let state = std::mem::replace(&mut self.state, State::Empty);
+        // Listing, unless the branch taken moves on to another state.
+        let state = std::mem::replace(&mut self.state, State::Listing);
         match (state, input) {
             (State::Listing, Input::Listed(list)) => {
                 let n = list.items.len();
@@ -261,10 +261,7 @@ impl Machine {
             }
             (State::Listing, Input::Failed(e)) => self.fail_with(None, e, now),
             (State::Backoff { rv: Some(rv) }, Input::Slept) => Step::to(self.watch_from(rv)),
-            (State::Backoff { rv: None }, Input::Slept) => {
-                self.state = State::Listing;
-                Step::to(Action::List)
-            }
+            (State::Backoff { rv: None }, Input::Slept) => Step::to(Action::List),
             (state, input) => {
                 // A runner bug, not a server problem: say so and start over cleanly.
                 let log = format!(
@@ -272,7 +269,6 @@ impl Machine {
                     self.name,
                     input_name(&input)
                 );
-                self.state = State::Listing;
                 Step::to(Action::List).log(log::Level::Error, log)
             }
         }
@@ -287,19 +283,11 @@ impl Machine {
         now: Instant,
     ) -> Step<T> {
         let (msg, new_rv) = match event {
-            WatchEvent::Added {
-                object,
-                resource_version,
+            WatchEvent::Added(object, rv) | WatchEvent::Modified(object, rv) => {
+                (Some(WatchMsg::Applied(object)), rv)
             }
-            | WatchEvent::Modified {
-                object,
-                resource_version,
-            } => (Some(WatchMsg::Applied(object)), resource_version),
-            WatchEvent::Deleted {
-                object,
-                resource_version,
-            } => (Some(WatchMsg::Deleted(object)), resource_version),
-            WatchEvent::Bookmark { resource_version } => (None, resource_version),
+            WatchEvent::Deleted(object, rv) => (Some(WatchMsg::Deleted(object)), rv),
+            WatchEvent::Bookmark(rv) => (None, rv),
             WatchEvent::Error(status) => {
                 let e = Error::Api(Box::new(status));
                 if e.is_gone() {
@@ -320,8 +308,8 @@ impl Machine {
         step
     }
 
+    /// Called from `step` only, where the state is already `Listing`.
     fn relist<T>(&mut self, why: &str) -> Step<T> {
-        self.state = State::Listing;
         let line = format!("{}: relisting after 410 ({why})", self.name);
         Step::to(Action::List).log(log::Level::Info, line)
     }
@@ -414,23 +402,15 @@ mod tests {
     }
 
     fn added(name: &'static str, rv: &'static str) -> Input<Obj> {
-        Input::Event(WatchEvent::Added {
-            object: (name, rv),
-            resource_version: rv.into(),
-        })
+        Input::Event(WatchEvent::Added((name, rv), rv.into()))
     }
 
     fn deleted(name: &'static str, rv: &'static str) -> Input<Obj> {
-        Input::Event(WatchEvent::Deleted {
-            object: (name, rv),
-            resource_version: rv.into(),
-        })
+        Input::Event(WatchEvent::Deleted((name, rv), rv.into()))
     }
 
     fn bookmark(rv: &str) -> Input<Obj> {
-        Input::Event(WatchEvent::Bookmark {
-            resource_version: rv.into(),
-        })
+        Input::Event(WatchEvent::Bookmark(rv.into()))
     }
 
     fn status(code: u16, reason: &str) -> ApiStatus {
@@ -757,5 +737,8 @@ mod tests {
         let s = m.step::<Obj>(Input::WatchOpened, Instant::now());
         assert_eq!(s.action, Action::List);
         assert_eq!(s.logs[0].0, log::Level::Error);
+        // The machine is listing again: the LIST's answer leads to a watch from its RV.
+        let s = m.step(list("9", vec![]), Instant::now());
+        assert_eq!(watch_rv(&s.action), "9");
     }
 }

@@ -25,25 +25,14 @@ pub enum WatchMsg<T> {
     Deleted(T),
 }
 
-/// One line of a watch stream.
+/// One line of a watch stream; the `String` is the event's resourceVersion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent<T> {
-    Added {
-        object: T,
-        resource_version: String,
-    },
-    Modified {
-        object: T,
-        resource_version: String,
-    },
-    Deleted {
-        object: T,
-        resource_version: String,
-    },
+    Added(T, String),
+    Modified(T, String),
+    Deleted(T, String),
     /// Only the resourceVersion counts: the rest of a bookmark object is an empty skeleton.
-    Bookmark {
-        resource_version: String,
-    },
+    Bookmark(String),
     /// An in-stream failure, e.g. 410 `Expired` for a too-old resourceVersion.
     Error(ApiStatus),
 }
@@ -96,22 +85,12 @@ pub fn decode_event_with<T>(
     let text = std::str::from_utf8(line).map_err(|e| decode_err(e.to_string()))?;
     let raw: RawEvent = serde_json::from_str(text).map_err(|e| decode_err(e.to_string()))?;
     let object = || decode(raw.object.get()).map_err(|e| decode_err(e.to_string()));
+    let rv = resource_version_of(raw.object);
     Ok(match raw.kind.as_ref() {
-        "ADDED" => WatchEvent::Added {
-            object: object()?,
-            resource_version: resource_version_of(raw.object),
-        },
-        "MODIFIED" => WatchEvent::Modified {
-            object: object()?,
-            resource_version: resource_version_of(raw.object),
-        },
-        "DELETED" => WatchEvent::Deleted {
-            object: object()?,
-            resource_version: resource_version_of(raw.object),
-        },
-        "BOOKMARK" => WatchEvent::Bookmark {
-            resource_version: resource_version_of(raw.object),
-        },
+        "ADDED" => WatchEvent::Added(object()?, rv),
+        "MODIFIED" => WatchEvent::Modified(object()?, rv),
+        "DELETED" => WatchEvent::Deleted(object()?, rv),
+        "BOOKMARK" => WatchEvent::Bookmark(rv),
         "ERROR" => WatchEvent::Error(
             serde_json::from_str::<ApiStatus>(raw.object.get())
                 .map_err(|e| decode_err(format!("ERROR event without a Status: {e}")))?,
@@ -238,18 +217,10 @@ mod tests {
         let rvs: Vec<(&str, &str)> = events
             .iter()
             .map(|e| match e {
-                WatchEvent::Added {
-                    resource_version, ..
-                } => ("ADDED", resource_version.as_str()),
-                WatchEvent::Modified {
-                    resource_version, ..
-                } => ("MODIFIED", resource_version.as_str()),
-                WatchEvent::Deleted {
-                    resource_version, ..
-                } => ("DELETED", resource_version.as_str()),
-                WatchEvent::Bookmark { resource_version } => {
-                    ("BOOKMARK", resource_version.as_str())
-                }
+                WatchEvent::Added(_, rv) => ("ADDED", rv.as_str()),
+                WatchEvent::Modified(_, rv) => ("MODIFIED", rv.as_str()),
+                WatchEvent::Deleted(_, rv) => ("DELETED", rv.as_str()),
+                WatchEvent::Bookmark(rv) => ("BOOKMARK", rv.as_str()),
                 WatchEvent::Error(_) => ("ERROR", ""),
             })
             .collect();
@@ -335,7 +306,7 @@ mod tests {
             Duration::from_secs(1),
         );
         match s.next_event::<Obj>().unwrap() {
-            Some(WatchEvent::Bookmark { resource_version }) => assert_eq!(resource_version, "7"),
+            Some(WatchEvent::Bookmark(rv)) => assert_eq!(rv, "7"),
             other => panic!("{other:?}"),
         }
         assert!(s.next_event::<Obj>().unwrap().is_none());
