@@ -7,7 +7,7 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, SecretFact, SecretRef, SecretState};
-use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
+use crate::controller::decide::reconcile::{desired, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
     Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
@@ -26,9 +26,6 @@ use crate::updater::validate::Balance;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-
-/// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
-pub use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -655,49 +652,24 @@ fn ports_step(
     ctx: &Context,
 ) -> (Step, Option<LbSpec>) {
     let key = &f.key;
-    // The annotation `lb.paperlb.com/lb-ports`, read by the controller's own parser.
-    let (requested, faults) = crate::controller::decide::port_requests::parse(svc);
-    if let Some(fault) = faults.into_iter().next() {
-        let fix = format!("fix the annotation {LB_PORTS_ANNOTATION}");
-        return (fail("ports", fault.message, fix), None);
+    let fix = |reason| {
+        match reason {
+        "PortUnavailable" => "ask for a free port in the range, widen the config's spec.portRange, or free the port (delete or move the Service that holds it)".to_string(),
+        "InvalidAnnotation" => "fix the annotation named above".to_string(),
+        _ => "see the message".to_string(),
     }
-    for entry in requested {
-        let (port, index, lb_port) = (entry.written, entry.index, entry.lb_port);
-        let protocol = svc.spec.ports[index]
-            .protocol
-            .as_deref()
-            .and_then(Protocol::parse)
-            .unwrap_or(Protocol::Tcp);
-        let asked = format!(
-            "port {port} asks for LB port {lb_port}/{} ({LB_PORTS_ANNOTATION})",
-            protocol.as_str()
-        );
-        if !(cfg.low..=cfg.high).contains(&lb_port) {
-            let step = fail(
-                "ports",
-                format!(
-                    "{asked}, outside the range {}-{} of LoadBalancerConfig {}/{}",
-                    cfg.low, cfg.high, cfg.namespace, cfg.name
-                ),
-                "ask for a port in the range, or widen the config's spec.portRange".to_string(),
-            );
-            return (step, None);
+    };
+    // The controller's own decision, with its verdict on the ports the annotation
+    // `lb.paperlb.com/lb-ports` asks for (a refused one is `PortRequest=False`).
+    match desired(cache, key, svc, lb, ctx) {
+        Ok(Some((_, decision))) if !decision.faults.is_empty() => {
+            let fault = &decision.faults[0];
+            (
+                fail("ports", fault.message.clone(), fix(fault.reason)),
+                None,
+            )
         }
-        // The controller's own port index (the same rule as the allocation).
-        if let Some(holder) = cache.port_holder(&cfg.host, lb_port, protocol, key) {
-            let step = fail(
-                "ports",
-                format!(
-                    "{asked}, but LoadBalancer {holder} holds it on {}",
-                    cfg.host
-                ),
-                format!("free it there (delete or move Service {holder}), or ask for another port"),
-            );
-            return (step, None);
-        }
-    }
-    match desired_spec(cache, key, svc, lb, ctx) {
-        Ok(Some(spec)) => {
+        Ok(Some((spec, _))) => {
             let mut message = format!(
                 "LB {} {} on {}",
                 if spec.ports.len() == 1 {
@@ -776,7 +748,7 @@ fn ports_step(
             );
             (step, None)
         }
-        Err(p) => (fail("ports", p.message, "see the message".into()), None),
+        Err(p) => (fail("ports", p.message, fix(p.reason)), None),
     }
 }
 

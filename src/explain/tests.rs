@@ -117,7 +117,7 @@ fn served(service: Value) -> Facts {
     let mut f = world(service);
     let cache = cache_of(&f);
     let s = f.service.clone().unwrap().unwrap();
-    let spec = desired_spec(&cache, &f.key, &s, None, &ctx())
+    let (spec, _) = desired(&cache, &f.key, &s, None, &ctx())
         .ok()
         .flatten()
         .unwrap();
@@ -362,7 +362,7 @@ fn each_diagnosis_stops_at_its_step() {
                 f
             },
             "ports",
-            "LoadBalancer team/other holds it",
+            "held by LoadBalancer team/other",
         ),
         (
             "requested port outside the range",
@@ -373,6 +373,21 @@ fn each_diagnosis_stops_at_its_step() {
             },
             "ports",
             "outside the range 8100-8199",
+        ),
+        (
+            // The controller serves the first and leaves the second out (PortRequest=False).
+            "requested port asked twice",
+            || {
+                let mut s = svc();
+                let https =
+                    json!({"name": "https", "port": 443, "protocol": "TCP", "nodePort": 31001});
+                s["spec"]["ports"].as_array_mut().unwrap().push(https);
+                s["metadata"]["annotations"] =
+                    json!({"lb.paperlb.com/lb-ports": "http=8150,https=8150"});
+                world(s)
+            },
+            "ports",
+            "port https asks for LB port 8150/TCP (lb.paperlb.com/lb-ports), which another port",
         ),
         (
             "requested port unreadable",
@@ -868,7 +883,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     assert_eq!(names, ["lb-1", "lb-2"]);
     // The LoadBalancer the controller writes, served on both hosts.
     let s = f.service.clone().unwrap().unwrap();
-    let spec = desired_spec(&cache_of(&f), &f.key, &s, None, &ctx)
+    let (spec, _) = desired(&cache_of(&f), &f.key, &s, None, &ctx)
         .ok()
         .flatten()
         .unwrap();

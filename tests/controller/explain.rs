@@ -158,7 +158,7 @@ fn cluster_side_diagnoses_each_stop_at_their_step() {
         json!({"metadata": {"annotations": {"lb.paperlb.com/lb-ports": "http=8150"}}}),
     );
     holder(&w, "default", "other", 8150);
-    expect_failure(&w, "asks", "ports", "LoadBalancer default/other holds it");
+    expect_failure(&w, "asks", "ports", "held by LoadBalancer default/other");
     // The unbroken Service gets past all of these: no controller runs, so no LoadBalancer yet.
     service(&w, "plain", json!({}));
     expect_failure(&w, "plain", "loadbalancer", "no LoadBalancer default/plain");
