@@ -92,30 +92,10 @@ pub struct SecretFact {
     pub state: Read<SecretState>,
 }
 
-/// What one updater answered to `GET /api/v1/lb`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Probe {
-    /// No answer: connection refused, DNS, TLS, timeout.
-    Unreachable(String),
-    /// No call could be made: the URL or the credentials are unusable (a CA that does not parse,
-    /// a token that cannot go in a header).
-    Unusable(String),
-    /// 401 or 403.
-    Unauthorized {
-        code: u16,
-        message: String,
-    },
-    /// 404 or 405: an updater without `GET` (the Go nginx-lb-updater).
-    NoList {
-        code: u16,
-    },
-    /// Any other error status, or an answer that did not decode.
-    Refused {
-        code: u16,
-        message: String,
-    },
-    Listed(Listing),
-}
+/// What one updater answered to `GET /api/v1/lb`, or why not: `Transport` (no answer),
+/// `Config` (no call could be made: the URL or the credentials are unusable), `Unauthorized` (401,
+/// 403), `Unsupported` (404, 405: no `GET`, the Go nginx-lb-updater), any other: refused.
+pub type Probe = Result<Listing, crate::updater::Error>;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Listing {
@@ -144,7 +124,7 @@ impl Listing {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct HostFact {
     pub host: LbHost,
     pub probe: Probe,
@@ -166,7 +146,7 @@ pub struct EventLine {
 }
 
 /// Everything one explain read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Facts {
     pub key: Key,
     /// The controller's namespace (where configs and Secrets live).
@@ -183,7 +163,7 @@ pub struct Facts {
     pub events: Read<Vec<EventLine>>,
     /// Names of k3s ServiceLB DaemonSets in kube-system serving this Service.
     pub svclb: Read<Vec<String>>,
-    /// Filled once the config is known (see `steps::to_probe`).
+    /// Filled once the config is known (see `steps::to_read`).
     pub secrets: Vec<SecretFact>,
     pub hosts: Vec<HostFact>,
 }
@@ -210,25 +190,20 @@ impl Facts {
 
     /// Every read that failed, in the order they were made.
     pub fn failed_reads(&self) -> Vec<&ReadError> {
-        let mut out = Vec::new();
-        macro_rules! push {
-            ($($r:expr),*) => { $( if let Err(e) = &$r { out.push(e); } )* };
-        }
-        push!(
-            self.service,
-            self.load_balancer,
-            self.configs,
-            self.load_balancers,
-            self.nodes,
-            self.slices,
-            self.events,
-            self.svclb
-        );
-        for s in &self.secrets {
-            if let Err(e) = &s.state {
-                out.push(e);
-            }
-        }
-        out
+        let secrets = self.secrets.iter().map(|s| s.state.as_ref().err());
+        [
+            self.service.as_ref().err(),
+            self.load_balancer.as_ref().err(),
+            self.configs.as_ref().err(),
+            self.load_balancers.as_ref().err(),
+            self.nodes.as_ref().err(),
+            self.slices.as_ref().err(),
+            self.events.as_ref().err(),
+            self.svclb.as_ref().err(),
+        ]
+        .into_iter()
+        .chain(secrets)
+        .flatten()
+        .collect()
     }
 }

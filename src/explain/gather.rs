@@ -228,25 +228,11 @@ pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
         connect: Duration::from_secs(5),
         call: Duration::from_secs(15),
     };
-    let endpoint = match crate::model::url::updater_endpoint(&host.url) {
-        Ok(e) => e,
-        Err(e) => return Probe::Unusable(format!("httpUpdaterURL {:?}: {e}", host.url)),
-    };
-    let client = match UpdaterClient::new(&endpoint, auth, timeouts) {
-        Ok(c) => c,
-        Err(e) => return Probe::Unusable(e.to_string()),
-    };
-    match client.list_json() {
-        Ok(v) => Probe::Listed(Listing::from_json(&v)),
-        Err(Error::Transport { detail, .. }) => Probe::Unreachable(detail),
-        Err(Error::Unauthorized { code, message }) => Probe::Unauthorized { code, message },
-        Err(Error::Unsupported { code, .. }) => Probe::NoList { code },
-        Err(Error::Refused { code, message }) => Probe::Refused { code, message },
-        Err(e) => Probe::Refused {
-            code: e.status(),
-            message: e.to_string(),
-        },
-    }
+    let endpoint = crate::model::url::updater_endpoint(&host.url)
+        .map_err(|e| Error::Config(format!("httpUpdaterURL {:?}: {e}", host.url)))?;
+    let client =
+        UpdaterClient::new(&endpoint, auth, timeouts).map_err(|e| Error::Config(e.to_string()))?;
+    client.list_json().map(|v| Listing::from_json(&v))
 }
 
 #[cfg(test)]

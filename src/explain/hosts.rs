@@ -10,6 +10,7 @@ use super::steps::{
 use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::url::host_port;
 use crate::model::{LbHost, Protocol, ValidConfig};
+use crate::updater::Error;
 use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;
 
@@ -29,7 +30,7 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
     let url = &h.host.url;
     let cfg = &ready.cfg;
     let reach = match &h.probe {
-        Probe::Unreachable(detail) => fail(
+        Err(Error::Transport { detail, .. }) => fail(
             "reachable",
             format!("updater {url} does not answer: {detail}"),
             format!(
@@ -37,7 +38,7 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
                 h.host.host
             ),
         ),
-        Probe::Unusable(detail) => fail(
+        Err(Error::Config(detail)) => fail(
             "reachable",
             format!("updater {url} cannot be called: {detail}"),
             format!(
@@ -49,7 +50,7 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
     };
     push(steps, (reach, Some(())))?;
     let auth = match (&h.probe, &ready.token_ref) {
-        (Probe::Unauthorized { code, message }, Some(r)) => fail(
+        (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
             "authorized",
             format!(
                 "updater {url} refuses the token from Secret {ns}/{} ({code}: {message})",
@@ -60,7 +61,7 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
                 r.key
             ),
         ),
-        (Probe::Unauthorized { code, message }, None) => fail(
+        (Err(Error::Unauthorized { code, message }), None) => fail(
             "authorized",
             format!(
                 "updater {url} wants a token ({code}: {message}), and LoadBalancerConfig {}/{} names none",
@@ -78,19 +79,8 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
     };
     push(steps, (auth, Some(())))?;
     let listing = match &h.probe {
-        Probe::Refused { code, message } => {
-            let step = fail(
-                "answering",
-                format!("updater {url} refuses: {code}: {message}"),
-                format!(
-                    "read the updater's log on {} (journalctl -u paperlb-nginx-updater)",
-                    h.host.host
-                ),
-            );
-            push::<()>(steps, (step, None));
-            return None;
-        }
-        Probe::NoList { code } => {
+        Ok(l) => l,
+        Err(Error::Unsupported { code, .. }) => {
             steps.push(unknown(
                 "answering",
                 format!(
@@ -100,8 +90,21 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
             // The LoadBalancer's status is then the only word on it.
             return Some(ready.status.phase.as_deref() == Some(crate::model::PHASE_READY));
         }
-        Probe::Listed(l) => l,
-        Probe::Unreachable(_) | Probe::Unusable(_) | Probe::Unauthorized { .. } => return None,
+        Err(e) => {
+            let (code, message) = match e {
+                Error::Refused { code, message } => (*code, message.clone()),
+                e => (e.status(), e.to_string()),
+            };
+            steps.push(fail(
+                "answering",
+                format!("updater {url} refuses: {code}: {message}"),
+                format!(
+                    "read the updater's log on {} (journalctl -u paperlb-nginx-updater)",
+                    h.host.host
+                ),
+            ));
+            return None;
+        }
     };
     let version = listing
         .version
@@ -340,7 +343,7 @@ pub fn host_summary(
         let fix = s.fix.as_deref().unwrap_or_default();
         return Err(format!("{at}: {}; fix: {fix}", s.message));
     }
-    let Probe::Listed(listing) = probe else {
+    let Ok(listing) = probe else {
         return Ok(format!(
             "{at}: reachable, authorized, version unknown (no GET /api/v1/lb: the Go updater?), free ports unknown"
         ));

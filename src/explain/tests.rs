@@ -2,12 +2,13 @@
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
 use super::super::facts::{
-    EventLine, Facts, HostFact, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
+    EventLine, Facts, HostFact, Listing, ReadError, SecretFact, SecretRef, SecretState,
 };
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
 use crate::model::{LbHost, LoadBalancerConfig, Node};
+use crate::updater::Error;
 use crate::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -140,7 +141,7 @@ fn served(service: Value) -> Facts {
             host: HOST.into(),
             url: URL.into(),
         },
-        probe: Probe::Listed(Listing {
+        probe: Ok(Listing {
             backends: requests.into_iter().map(|(_, r)| r).collect(),
             ..Listing::default()
         }),
@@ -148,9 +149,25 @@ fn served(service: Value) -> Facts {
     f
 }
 
+/// The updater at `URL` did not answer.
+fn transport(detail: &str) -> Error {
+    Error::Transport {
+        url: URL.into(),
+        detail: detail.into(),
+    }
+}
+
+/// The updater has no `GET /api/v1/lb` (the Go one).
+fn unsupported(code: u16) -> Error {
+    Error::Unsupported {
+        code,
+        message: "404 page not found".into(),
+    }
+}
+
 fn listing(f: &mut Facts) -> &mut Listing {
     match &mut f.hosts[0].probe {
-        Probe::Listed(l) => l,
+        Ok(l) => l,
         _ => panic!("not listed"),
     }
 }
@@ -442,7 +459,7 @@ fn each_diagnosis_stops_at_its_step() {
             "updater unreachable",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Probe::Unreachable("connection refused".into());
+                f.hosts[0].probe = Err(transport("connection refused"));
                 f
             },
             "reachable",
@@ -452,10 +469,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater wants a token",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Probe::Unauthorized {
+                f.hosts[0].probe = Err(Error::Unauthorized {
                     code: 401,
                     message: "missing or wrong bearer token".into(),
-                };
+                });
                 f
             },
             "authorized",
@@ -465,10 +482,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater refusing",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Probe::Refused {
+                f.hosts[0].probe = Err(Error::Refused {
                     code: 500,
                     message: "disk full".into(),
-                };
+                });
                 f
             },
             "answering",
@@ -623,7 +640,7 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
             {"type": "DriftCheck", "status": "False", "reason": "Unsupported", "message": "404"},
         ]))
         .unwrap();
-        f.hosts[0].probe = Probe::NoList { code: 404 };
+        f.hosts[0].probe = Err(unsupported(404));
         let r = explain(&f, &ctx());
         assert!(r.served, "READY decides for an updater without GET: {r:#?}");
         let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
@@ -701,7 +718,7 @@ fn failed_reads_are_unknown_steps_and_the_rest_goes_on() {
 #[test]
 fn an_updater_without_get_leaves_the_lb_status_to_decide() {
     let mut f = served_world();
-    f.hosts[0].probe = Probe::NoList { code: 405 };
+    f.hosts[0].probe = Err(unsupported(405));
     let r = explain(&f, &ctx());
     assert!(r.served);
     assert_eq!(
@@ -828,7 +845,7 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         traffic: Default::default(),
         owner: None,
     };
-    let listed = Probe::Listed(Listing {
+    let listed = Ok(Listing {
         // 8100/TCP is also claimed: counted once. 8101/udp is served by a backend no LB claims.
         backends: vec![served(8100, "TCP"), served(8101, "udp")],
         version: Some("9.9.9".into()),
@@ -840,24 +857,19 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         ),
         "{line}"
     );
-    let no_list = super::super::hosts::host_summary(
-        &cfg,
-        &host,
-        &Probe::NoList { code: 404 },
-        &claimed,
-        None,
-    );
+    let no_list =
+        super::super::hosts::host_summary(&cfg, &host, &Err(unsupported(404)), &claimed, None);
     assert!(no_list.unwrap().contains("version unknown"));
-    let denied = Probe::Unauthorized {
+    let denied = Err(Error::Unauthorized {
         code: 401,
         message: "no".into(),
-    };
+    });
     let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
     assert!(
         err.contains("wants a token (401: no)") && err.contains("fix: put the updater's token"),
         "{err}"
     );
-    let gone = Probe::Unreachable("connection refused".into());
+    let gone = Err(transport("connection refused"));
     assert!(
         super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
             .unwrap_err()
@@ -878,11 +890,11 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     });
     f.configs = Ok(vec![config_fact(raw)]);
     let ctx = ctx();
-    let (_, hosts) = to_probe(&f, &ctx).expect("hosts to probe");
+    let s = f.service.clone().unwrap().unwrap();
+    let hosts = hosts_of(&pick_config(&cache_of(&f), &f.key, &s, &ctx).ok().unwrap());
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["lb-1", "lb-2"]);
     // The LoadBalancer the controller writes, served on both hosts.
-    let s = f.service.clone().unwrap().unwrap();
     let (spec, _) = desired(&cache_of(&f), &f.key, &s, None, &ctx)
         .ok()
         .flatten()
@@ -923,7 +935,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         .iter()
         .map(|h| HostFact {
             host: h.clone(),
-            probe: Probe::Listed(Listing {
+            probe: Ok(Listing {
                 backends: on(&h.url),
                 ..Listing::default()
             }),
@@ -932,13 +944,13 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     let r = explain(&f, &ctx);
     assert!(r.served && r.hosts.len() == 2, "{r:#?}");
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
-    f.hosts[1].probe = Probe::Unreachable("connection refused".into());
+    f.hosts[1].probe = Err(transport("connection refused"));
     let r = explain(&f, &ctx);
     assert!(r.served, "{r:#?}");
     assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
     assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
     // Both unreachable: not served.
-    f.hosts[0].probe = Probe::Unreachable("connection refused".into());
+    f.hosts[0].probe = Err(transport("connection refused"));
     assert!(!explain(&f, &ctx).served);
 }
 
