@@ -189,17 +189,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut ctx = Context::new(&config.namespace, "");
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
-    if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
+    if let Some(refs) = steps::to_read(&facts, &ctx) {
         let (secrets, auth) = gather::secrets(&client, &config.namespace, &refs);
         facts.secrets = secrets;
         // The updaters only when the cluster side holds: the steps stop at its first failure.
-        let cluster_ok = explain(&facts, &ctx)
-            .steps
-            .iter()
-            .all(|s| s.status != steps::Status::Fail);
-        if cluster_ok {
-            facts.hosts = hosts
-                .into_iter()
+        if let Some(ready) = steps::cluster_steps(&facts, &ctx, &mut Vec::new()) {
+            facts.hosts = (steps::hosts_of(&ready.cfg).into_iter())
                 .map(|host| facts::HostFact {
                     probe: gather::probe(&host, auth.clone()),
                     host,

@@ -157,16 +157,12 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
     hosts
 }
 
-/// What to read once the cluster is known: the chosen config's Secret references and hosts. None
-/// when no config can be chosen (the diagnosis stops before the hosts).
-pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<LbHost>)> {
+/// The Secrets to read once the cluster is known: the chosen config's references. None when no
+/// config can be chosen (the diagnosis stops before the secrets).
+pub fn to_read(f: &Facts, ctx: &Context) -> Option<Vec<SecretRef>> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
-    if !is_ours(svc, ctx) {
-        return None;
-    }
-    let cache = cache_of(f);
-    let cfg = pick_config(&cache, &f.key, svc, ctx).ok()?;
-    Some((secret_refs(f, &cfg), hosts_of(&cfg)))
+    let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
+    is_ours(svc, ctx).then(|| secret_refs(f, &cfg))
 }
 
 fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
