@@ -5,7 +5,7 @@
 
 use crate::controller::Key;
 use crate::model::{
-    CA_KEY, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service, TOKEN_KEY,
+    AuthRefs, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service,
 };
 use crate::updater::api::{LbRequest, Upstream};
 use serde::Serialize;
@@ -50,24 +50,20 @@ pub const TOKEN_REF: &str = "updaterTokenSecretRef";
 pub const CA_REF: &str = "updaterCASecretRef";
 
 impl SecretRef {
-    /// The references a config names (additions: a config without them is Go PaperLB's). Only
-    /// asked of a config that passed validation, so each reference has a name.
-    pub fn of_config(config: &LoadBalancerConfig) -> Vec<SecretRef> {
-        let spec = &config.spec;
-        let refs = [
-            (TOKEN_REF, &spec.updater_token_secret_ref, TOKEN_KEY),
-            (CA_REF, &spec.updater_ca_secret_ref, CA_KEY),
-        ];
-        refs.into_iter()
-            .filter_map(|(field, r, default_key)| {
-                let r = r.get()?;
-                Some(SecretRef {
-                    field: format!("spec.{field}"),
-                    name: r.name.get()?.clone(),
-                    key: r.key.get().map_or(default_key, String::as_str).to_string(),
-                })
+    /// The Secrets a valid config's credentials name, as its validation read them, keys
+    /// defaulted (additions: a config without them is Go PaperLB's); for `spec.hosts`, the first
+    /// host's.
+    pub fn of(auth: &AuthRefs) -> Vec<SecretRef> {
+        let refs = [(TOKEN_REF, &auth.token), (CA_REF, &auth.ca)].into_iter();
+        refs.filter_map(|(field, r)| {
+            let r = r.as_ref()?;
+            Some(SecretRef {
+                field: format!("spec.{field}"),
+                name: r.name.clone(),
+                key: r.key.clone(),
             })
-            .collect()
+        })
+        .collect()
     }
 
     pub fn is_token(&self) -> bool {

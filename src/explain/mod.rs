@@ -150,7 +150,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 continue;
             }
         };
-        let refs = facts::SecretRef::of_config(&c);
+        let refs = facts::SecretRef::of(&cfg.auth);
         let (secrets, auth) = gather::secrets(client, namespace, &refs);
         let (step, _) = steps::secrets_step(namespace, &refs, &secrets);
         if step.status != steps::Status::Ok {

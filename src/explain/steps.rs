@@ -162,16 +162,7 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
 pub fn to_read(f: &Facts, ctx: &Context) -> Option<Vec<SecretRef>> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
-    is_ours(svc, ctx).then(|| secret_refs(f, &cfg))
-}
-
-fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
-    f.configs
-        .iter()
-        .flatten()
-        .find(|c| c.metadata.name == cfg.name)
-        .map(SecretRef::of_config)
-        .unwrap_or_default()
+    is_ours(svc, ctx).then(|| SecretRef::of(&cfg.auth))
 }
 
 /// What the cluster steps found when they all passed.
@@ -191,7 +182,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     push(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let refs = secret_refs(f, &cfg);
+    let refs = SecretRef::of(&cfg.auth);
     let token_ref = push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
@@ -648,12 +639,12 @@ fn ports_step(
     ctx: &Context,
 ) -> (Step, Option<LbSpec>) {
     let key = &f.key;
-    let fix = |reason| {
-        match reason {
-        "PortUnavailable" => "ask for a free port in the range, widen the config's spec.portRange, or free the port (delete or move the Service that holds it)".to_string(),
+    let fix = |reason| match reason {
+        "PortUnavailable" => "ask for a free port in the range, widen the config's \
+            spec.portRange, or free the port (delete or move the Service that holds it)"
+            .to_string(),
         "InvalidAnnotation" => "fix the annotation named above".to_string(),
         _ => "see the message".to_string(),
-    }
     };
     // The controller's own decision, with its verdict on the ports the annotation
     // `lb.paperlb.com/lb-ports` asks for (a refused one is `PortRequest=False`).

@@ -82,7 +82,7 @@ fn with_token_secret(reference: Value, state: SecretState) -> Facts {
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = SecretRef::of_config(&fact)
+    f.secrets = SecretRef::of(&fact.validate().unwrap().auth)
         .iter()
         .map(|r| SecretFact {
             reference: r.clone(),
@@ -805,10 +805,17 @@ fn listing_reads_health_and_version_leniently() {
 
 #[test]
 fn secret_refs_name_their_field_and_default_their_key() {
-    let refs = SecretRef::of_config(&config_fact(json!({"spec": {
+    let of = |refs: Value| {
+        let mut c = config("edge", true);
+        for (k, v) in refs.as_object().unwrap() {
+            c["spec"][k] = v.clone();
+        }
+        SecretRef::of(&config_fact(c).validate().unwrap().auth)
+    };
+    let refs = of(json!({
         "updaterTokenSecretRef": {"name": "t"},
         "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
-    }})));
+    }));
     assert_eq!(refs.len(), 2);
     assert_eq!(
         (refs[0].name.as_str(), refs[0].key.as_str()),
@@ -816,9 +823,16 @@ fn secret_refs_name_their_field_and_default_their_key() {
     );
     assert!(refs[0].is_token() && !refs[1].is_token());
     assert_eq!(refs[1].key, "bundle.pem");
-    let of = |spec: Value| SecretRef::of_config(&config_fact(json!({ "spec": spec })));
     assert!(of(json!({"updaterTokenSecretRef": null})).is_empty());
     assert!(of(json!({})).is_empty());
+    // The hosts form: the first host's own token, as the config's validation resolved it.
+    let c = json!({"metadata": {"name": "edge", "namespace": NS}, "spec": {
+        "default": true, "portRange": {"low": 8100, "high": 8199}, "hosts": [
+            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterTokenSecretRef": {"name": "t1"}},
+        ],
+    }});
+    let refs = SecretRef::of(&config_fact(c).validate().unwrap().auth);
+    assert_eq!((refs.len(), refs[0].name.as_str()), (1, "t1"));
 }
 
 #[test]
