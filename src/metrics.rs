@@ -230,6 +230,7 @@ impl Counter {
         }
     }
     /// Current value (0 for a series never touched).
+    #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> f64 {
         get(&self.0, labels)
     }
@@ -275,6 +276,7 @@ impl Histogram {
     }
 }
 
+#[cfg(test)]
 fn get(f: &Family, labels: &[&str]) -> f64 {
     let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
     f.series().get(&key).map_or(0.0, |s| s.value)
