@@ -3,7 +3,7 @@
 //! one-line summary of a host. Each host is judged on its own.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostFact, Listing, Probe, SecretRef};
+use super::facts::{Facts, HostFact, Listing, Probe};
 use super::steps::{
     HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
 };
@@ -49,7 +49,7 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
         _ => ok("reachable", format!("updater {url} answers")),
     };
     push(steps, (reach, Some(())))?;
-    let auth = match (&h.probe, &ready.token_ref) {
+    let auth = match (&h.probe, &cfg.auth.token) {
         (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
             "authorized",
             format!(
@@ -320,7 +320,6 @@ pub fn host_summary(
     host: &LbHost,
     probe: &Probe,
     claimed: &BTreeSet<(u16, Protocol)>,
-    token: Option<&SecretRef>,
 ) -> Result<String, String> {
     let at = format!(
         "LB host {} of LoadBalancerConfig {}/{} (updater {})",
@@ -329,7 +328,6 @@ pub fn host_summary(
     // explain's own steps for this host, with no backend to look for.
     let ready = Ready {
         cfg: cfg.clone(),
-        token_ref: token.cloned(),
         status: Default::default(),
         requests: Vec::new(),
     };

@@ -160,13 +160,10 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 step.message
             )));
         }
-        let token_ref = refs.iter().find(|r| r.is_token());
         for host in steps::hosts_of(&cfg) {
             let probe = gather::probe(&host, auth.clone());
             let claimed = cache.ports_taken_on(&host.host, &Key::default());
-            out.push(hosts::host_summary(
-                &cfg, &host, &probe, &claimed, token_ref,
-            ));
+            out.push(hosts::host_summary(&cfg, &host, &probe, &claimed));
         }
     }
     out

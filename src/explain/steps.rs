@@ -168,7 +168,6 @@ pub fn to_read(f: &Facts, ctx: &Context) -> Option<Vec<SecretRef>> {
 /// What the cluster steps found when they all passed.
 pub(super) struct Ready {
     pub(super) cfg: ValidConfig,
-    pub(super) token_ref: Option<SecretRef>,
     /// The LoadBalancer's status (the phase decides "served" where an updater cannot list).
     pub(super) status: LoadBalancerStatus,
     /// (raw updater URL, request) for every backend the LoadBalancer implies.
@@ -183,7 +182,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
     let refs = SecretRef::of(&cfg.auth);
-    let token_ref = push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
+    push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -192,7 +191,6 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     Some(Ready {
         requests: implied_requests(&cache, key, ctx),
         cfg,
-        token_ref,
         status,
     })
 }
@@ -344,20 +342,20 @@ fn config_step(
     }
 }
 
-/// Ok with the token reference (if any) when every Secret and key `refs` names (a valid config's,
+/// Ok when every Secret and key `refs` names (a valid config's,
 /// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
 pub(super) fn secrets_step(
     ns: &str,
     refs: &[SecretRef],
     secrets: &[SecretFact],
-) -> (Step, Option<Option<SecretRef>>) {
+) -> (Step, Option<()>) {
     if refs.is_empty() {
         let step = ok(
             "secrets",
             "the config references no updater Secret, so the updater is called without a token"
                 .into(),
         );
-        return (step, Some(None));
+        return (step, Some(()));
     }
     let mut present = Vec::new();
     let mut unknown_note = None;
@@ -408,12 +406,11 @@ pub(super) fn secrets_step(
             }
         }
     }
-    let token_ref = refs.iter().find(|r| r.is_token()).cloned();
     let step = match unknown_note {
         Some(note) => unknown("secrets", note),
         None => ok("secrets", present.join("; ")),
     };
-    (step, Some(token_ref))
+    (step, Some(()))
 }
 
 fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {

@@ -864,28 +864,27 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         backends: vec![served(8100, "TCP"), served(8101, "udp")],
         version: Some("9.9.9".into()),
     });
-    let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed, None).unwrap();
+    let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed).unwrap();
     assert!(
         line.ends_with(
             "reachable, authorized, version 9.9.9, free ports TCP 99/100, UDP 99/100 (8100-8199)"
         ),
         "{line}"
     );
-    let no_list =
-        super::super::hosts::host_summary(&cfg, &host, &Err(unsupported(404)), &claimed, None);
+    let no_list = super::super::hosts::host_summary(&cfg, &host, &Err(unsupported(404)), &claimed);
     assert!(no_list.unwrap().contains("version unknown"));
     let denied = Err(Error::Unauthorized {
         code: 401,
         message: "no".into(),
     });
-    let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
+    let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed).unwrap_err();
     assert!(
         err.contains("wants a token (401: no)") && err.contains("fix: put the updater's token"),
         "{err}"
     );
     let gone = Err(transport("connection refused"));
     assert!(
-        super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
+        super::super::hosts::host_summary(&cfg, &host, &gone, &claimed)
             .unwrap_err()
             .contains("does not answer: connection refused; fix: ")
     );
