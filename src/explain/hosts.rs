@@ -352,14 +352,7 @@ pub fn host_summary(
             used.insert((b.lb_port, p));
         }
     }
-    let total = usize::from(cfg.high - cfg.low) + 1;
-    let free: Vec<String> = [Protocol::Tcp, Protocol::Udp]
-        .into_iter()
-        .map(|proto| {
-            let n = used_in_range(&used, cfg, proto);
-            format!("{} {}/{total}", proto.as_str(), total - n)
-        })
-        .collect();
+    let free = used_in_range(&used, cfg).map(|(p, n, total)| format!("{p} {}/{total}", total - n));
     Ok(format!(
         "{at}: reachable, authorized, version {}, free ports {} ({}-{})",
         listing.version.as_deref().unwrap_or("unknown"),

@@ -615,16 +615,19 @@ fn nodes_step(
     (ok("nodes", message), Some(()))
 }
 
-/// How many ports of `proto` in the config's range `pairs` holds.
+/// Per protocol (TCP, UDP): its name, how many ports of the config's range `pairs` holds, and the
+/// range's size.
 pub(super) fn used_in_range(
     pairs: &BTreeSet<(u16, Protocol)>,
     cfg: &ValidConfig,
-    proto: Protocol,
-) -> usize {
-    pairs
-        .iter()
-        .filter(|(p, pr)| *pr == proto && (cfg.low..=cfg.high).contains(p))
-        .count()
+) -> [(&'static str, usize, usize); 2] {
+    let range = cfg.low..=cfg.high;
+    [Protocol::Tcp, Protocol::Udp].map(|proto| {
+        let used = pairs
+            .iter()
+            .filter(|(p, pr)| *pr == proto && range.contains(p));
+        (proto.as_str(), used.count(), range.len())
+    })
 }
 
 fn ports_step(
@@ -713,15 +716,9 @@ fn ports_step(
             None,
         ),
         Err(p) if p.reason == "PortRangeExhausted" => {
-            let total = usize::from(cfg.high - cfg.low) + 1;
             let taken = cache.ports_taken_on(&cfg.host, key);
-            let used: Vec<String> = [Protocol::Tcp, Protocol::Udp]
-                .into_iter()
-                .map(|proto| {
-                    let n = used_in_range(&taken, cfg, proto);
-                    format!("{n}/{total} {} used", proto.as_str())
-                })
-                .collect();
+            let used =
+                used_in_range(&taken, cfg).map(|(p, n, total)| format!("{n}/{total} {p} used"));
             let step = fail(
                 "ports",
                 format!("{} ({})", p.message, used.join(", ")),
