@@ -3,7 +3,7 @@
 //! one-line summary of a host. Each host is judged on its own.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostFact, Listing, Probe};
+use super::facts::{HostFact, Listing, Probe};
 use super::steps::{
     HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
 };
@@ -14,9 +14,9 @@ use crate::updater::Error;
 use crate::updater::api::{LbRequest, Upstream};
 use std::collections::BTreeSet;
 
-pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport {
+pub(super) fn host_report(ready: &Ready, h: &HostFact) -> HostReport {
     let mut steps = Vec::new();
-    let served = host_steps(&f.namespace, ready, h, &mut steps).unwrap_or(false);
+    let served = host_steps(ready, h, &mut steps).unwrap_or(false);
     HostReport {
         host: h.host.clone(),
         steps,
@@ -24,11 +24,12 @@ pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport 
     }
 }
 
-/// The steps of one host (`ns`: the controller's namespace); `Some(served)` when they got far
-/// enough to tell.
-fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
+/// The steps of one host; `Some(served)` when they got far enough to tell.
+fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
     let url = &h.host.url;
     let cfg = &ready.cfg;
+    // The controller's namespace, where the config and its Secrets are.
+    let ns = &cfg.namespace;
     let reach = match &h.probe {
         Err(Error::Transport { detail, .. }) => fail(
             "reachable",
@@ -335,9 +336,7 @@ pub fn host_summary(
         host: host.clone(),
         probe: probe.clone(),
     };
-    let mut steps = Vec::new();
-    host_steps(&cfg.namespace, &ready, &h, &mut steps);
-    if let Some(s) = steps.iter().find(|s| s.status == Status::Fail) {
+    if let Some(s) = (host_report(&ready, &h).steps.iter()).find(|s| s.status == Status::Fail) {
         let fix = s.fix.as_deref().unwrap_or_default();
         return Err(format!("{at}: {}; fix: {fix}", s.message));
     }

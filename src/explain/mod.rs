@@ -227,14 +227,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
     let mut cluster = Vec::new();
     let ready = steps::cluster_steps(f, ctx, &mut cluster);
-    let hosts: Vec<steps::HostReport> = match &ready {
-        None => Vec::new(),
-        Some(r) => f
-            .hosts
-            .iter()
-            .map(|h| hosts::host_report(f, r, h))
-            .collect(),
-    };
+    let hosts: Vec<steps::HostReport> = (ready.iter())
+        .flat_map(|r| f.hosts.iter().map(move |h| hosts::host_report(r, h)))
+        .collect();
     let served = hosts.iter().any(|h| h.served);
     steps::Report {
         key: f.key.clone(),
