@@ -43,25 +43,27 @@ fn main() -> ExitCode {
             println!("paperlb {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        "check" => run(check::parse(rest, from_env()), check::HELP, check::run),
+        "check" => run(
+            check::parse(rest, from_env()),
+            check::HELP,
+            false,
+            check::run,
+        ),
         "explain" => run(
             explain::parse(rest, from_env()),
             explain::HELP,
+            false,
             explain::run,
         ),
         "controller" => {
             let parsed = controller::cli::parse(rest, from_env(), &default_identity());
-            if let Ok(Some(c)) = &parsed
-                && c.verbose
-                && std::env::var_os("RUST_LOG").is_none()
-            {
-                VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            run(parsed, controller::cli::HELP, controller::run::run)
+            let verbose = matches!(&parsed, Ok(Some(c)) if c.verbose);
+            run(parsed, controller::cli::HELP, verbose, controller::run::run)
         }
         "nginx-updater" => run(
             updater::cli::parse(rest),
             updater::cli::HELP,
+            false,
             updater::cli::run,
         ),
         other => usage(
@@ -72,10 +74,11 @@ fn main() -> ExitCode {
 }
 
 /// Shared tail of every subcommand: help, usage errors (2, also when `run` finds one), errors (an
-/// `Exit`'s own code, else 1).
+/// `Exit`'s own code, else 1). `verbose` (`-v`): debug logging unless RUST_LOG says otherwise.
 fn run<C>(
     parsed: Result<Option<C>, Usage>,
     help: &str,
+    verbose: bool,
     body: impl FnOnce(C) -> Result<(), Box<dyn std::error::Error>>,
 ) -> ExitCode {
     match parsed {
@@ -85,7 +88,11 @@ fn run<C>(
         }
         Err(u) => usage(&u, "--help"),
         Ok(Some(config)) => {
-            init_logging();
+            let level = if verbose { "debug" } else { "info" };
+            let env = env_logger::Env::default().default_filter_or(level);
+            env_logger::Builder::from_env(env)
+                .format_timestamp_millis()
+                .init();
             match body(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => match e.downcast_ref::<Usage>() {
@@ -103,21 +110,6 @@ fn run<C>(
 fn usage(u: &Usage, hint: &str) -> ExitCode {
     eprintln!("error: {u}\n(see {hint})");
     ExitCode::from(2)
-}
-
-/// Set by `-v`: debug logging unless RUST_LOG says otherwise.
-static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn init_logging() {
-    let level = if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
-        "debug"
-    } else {
-        "info"
-    };
-    let env = env_logger::Env::default().default_filter_or(level);
-    env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .init();
 }
 
 /// The leader-election identity's base: the pod name in a cluster, else the host name.
