@@ -7,7 +7,7 @@ use crate::controller::Key;
 use crate::model::{
     AuthRefs, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service,
 };
-use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::api::LbRequest;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -40,34 +40,31 @@ pub type Read<T> = Result<T, ReadError>;
 /// `spec.updaterTokenSecretRef` or `spec.updaterCASecretRef`: a Secret in the controller's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SecretRef {
-    /// `spec.updaterTokenSecretRef`.
-    pub field: String,
+    /// `spec.updaterTokenSecretRef` ([`TOKEN_REF`]) or `spec.updaterCASecretRef`.
+    pub field: &'static str,
     pub name: String,
     pub key: String,
 }
 
-pub const TOKEN_REF: &str = "updaterTokenSecretRef";
-pub const CA_REF: &str = "updaterCASecretRef";
+pub const TOKEN_REF: &str = "spec.updaterTokenSecretRef";
 
 impl SecretRef {
     /// The Secrets a valid config's credentials name, as its validation read them, keys
     /// defaulted (additions: a config without them is Go PaperLB's); for `spec.hosts`, the first
     /// host's.
     pub fn of(auth: &AuthRefs) -> Vec<SecretRef> {
-        let refs = [(TOKEN_REF, &auth.token), (CA_REF, &auth.ca)].into_iter();
-        refs.filter_map(|(field, r)| {
-            let r = r.as_ref()?;
-            Some(SecretRef {
-                field: format!("spec.{field}"),
-                name: r.name.clone(),
-                key: r.key.clone(),
-            })
-        })
-        .collect()
+        let refs = [
+            (TOKEN_REF, &auth.token),
+            ("spec.updaterCASecretRef", &auth.ca),
+        ];
+        (refs.into_iter())
+            .filter_map(|(field, r)| r.as_ref().map(|r| (field, r.name.clone(), r.key.clone())))
+            .map(|(field, name, key)| SecretRef { field, name, key })
+            .collect()
     }
 
     pub fn is_token(&self) -> bool {
-        self.field.ends_with(TOKEN_REF)
+        self.field == TOKEN_REF
     }
 }
 
@@ -111,12 +108,6 @@ impl Listing {
                 .filter_map(|b| serde_json::from_str(&b.to_string()).ok())
                 .collect(),
         }
-    }
-
-    /// What the updater reports of upstream `u` of `backend` (None: not reported).
-    pub fn healthy(&self, backend: &str, u: &Upstream) -> Option<bool> {
-        let b = self.backends.iter().find(|b| b.backend_name == backend)?;
-        b.upstream_servers.iter().find(|x| *x == u)?.health.healthy
     }
 }
 

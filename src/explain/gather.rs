@@ -19,10 +19,7 @@ use crate::kube::client::{
     Client, DAEMONSETS, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams,
     NODES, Resource, SECRETS, SERVICES,
 };
-use crate::model::{
-    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
-    Secret, Service,
-};
+use crate::model::{Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service};
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
 /// Where k3s runs its ServiceLB DaemonSets.
@@ -68,7 +65,7 @@ fn get<T: DeserializeOwned>(
 }
 
 /// LIST (all pages); a 404 (the resource or namespace does not exist) is an empty list.
-fn list<T: DeserializeOwned>(
+pub fn list<T: DeserializeOwned>(
     client: &Client,
     res: &Resource,
     ns: Option<&str>,
@@ -110,8 +107,8 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         namespace: namespace.to_string(),
         service,
         load_balancer: get(client, &LOADBALANCERS, ns, name),
-        configs: configs(client, namespace),
-        load_balancers: load_balancers(client),
+        configs: list(client, &LOADBALANCERCONFIGS, Some(namespace), &all),
+        load_balancers: list(client, &LOADBALANCERS, None, &all),
         nodes: list(client, &NODES, None, &all),
         slices: list(client, &ENDPOINTSLICES, Some(ns), &by_service),
         events: list::<Event>(client, &EVENTS, Some(ns), &by_name).map(event_lines),
@@ -121,17 +118,6 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         secrets: Vec::new(),
         hosts: Vec::new(),
     }
-}
-
-/// The LoadBalancerConfigs in the controller's namespace.
-pub fn configs(client: &Client, namespace: &str) -> Result<Vec<LoadBalancerConfig>, ReadError> {
-    let all = ListParams::default();
-    list(client, &LOADBALANCERCONFIGS, Some(namespace), &all)
-}
-
-/// Every LoadBalancer in the cluster.
-pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
-    list(client, &LOADBALANCERS, None, &ListParams::default())
 }
 
 /// The Service's and its LoadBalancer's Events, oldest first, at most `MAX_EVENTS`.

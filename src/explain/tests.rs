@@ -9,7 +9,7 @@ use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
 use crate::model::{LbHost, LoadBalancerConfig, Node};
 use crate::updater::Error;
-use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::api::LbRequest;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -763,8 +763,8 @@ fn not_targets_agrees_with_the_controllers_targets() {
         let cache = cache_of(&f);
         let types = ctx().address_types;
         let stable = rng.below(2) == 0;
-        let why = not_targets(&cache, &f.key, local, (&types, &[]), stable);
         let local_nodes = local.then(|| cache.local_nodes(&f.key));
+        let why = not_targets(&cache, local_nodes.as_ref(), (&types, &[]), stable);
         let targets = targets_for(1, &cache.nodes, (&types, &[]), local_nodes.as_ref(), stable);
         let mut hosts: Vec<String> = cache
             .nodes
@@ -793,14 +793,10 @@ fn listing_reads_health_and_version_leniently() {
     }));
     assert_eq!(l.version.as_deref(), Some("0.1.0"));
     assert_eq!(l.backends.len(), 1);
-    let up = |host: &str| Upstream {
-        host: host.into(),
-        port: 31000,
-        health: Default::default(),
-    };
-    assert_eq!(l.healthy("a", &up("127.0.0.2")), Some(false));
-    assert_eq!(l.healthy("a", &up("127.0.0.3")), None);
-    assert_eq!(l.healthy("b", &up("127.0.0.2")), None);
+    let healthy: Vec<(&str, Option<bool>)> = (l.backends[0].upstream_servers.iter())
+        .map(|u| (u.host.as_str(), u.health.healthy))
+        .collect();
+    assert_eq!(healthy, [("127.0.0.2", Some(false)), ("127.0.0.3", None)]);
 }
 
 #[test]
@@ -843,12 +839,25 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         .next()
         .map(|c| c.validate().unwrap())
         .unwrap();
+    let ready = Ready {
+        cfg,
+        status: Default::default(),
+        requests: Vec::new(),
+    };
     let host = LbHost {
         name: HOST.into(),
         host: HOST.into(),
         url: URL.into(),
     };
-    let claimed: BTreeSet<(u16, Protocol)> = [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
+    let summary = |probe| {
+        let h = HostFact {
+            host: host.clone(),
+            probe,
+        };
+        let claimed: BTreeSet<(u16, Protocol)> =
+            [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
+        super::super::hosts::host_summary(&ready, &h, claimed)
+    };
     let served = |port: u16, proto: &str| LbRequest {
         backend_name: format!("b{port}"),
         lb_port: port,
@@ -864,27 +873,27 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         backends: vec![served(8100, "TCP"), served(8101, "udp")],
         version: Some("9.9.9".into()),
     });
-    let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed).unwrap();
+    let line = summary(listed).unwrap();
     assert!(
         line.ends_with(
             "reachable, authorized, version 9.9.9, free ports TCP 99/100, UDP 99/100 (8100-8199)"
         ),
         "{line}"
     );
-    let no_list = super::super::hosts::host_summary(&cfg, &host, &Err(unsupported(404)), &claimed);
+    let no_list = summary(Err(unsupported(404)));
     assert!(no_list.unwrap().contains("version unknown"));
     let denied = Err(Error::Unauthorized {
         code: 401,
         message: "no".into(),
     });
-    let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed).unwrap_err();
+    let err = summary(denied).unwrap_err();
     assert!(
         err.contains("wants a token (401: no)") && err.contains("fix: put the updater's token"),
         "{err}"
     );
     let gone = Err(transport("connection refused"));
     assert!(
-        super::super::hosts::host_summary(&cfg, &host, &gone, &claimed)
+        summary(gone)
             .unwrap_err()
             .contains("does not answer: connection refused; fix: ")
     );
