@@ -19,7 +19,9 @@ use crate::kube::client::{
     Client, DAEMONSETS, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams,
     NODES, Resource, SECRETS, SERVICES,
 };
-use crate::model::{Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service};
+use crate::model::{
+    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service,
+};
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
 /// Where k3s runs its ServiceLB DaemonSets.
@@ -162,14 +164,15 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
         .collect()
 }
 
-/// Presence of each referenced Secret and key, and the credentials for the updater call built from
-/// them (only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
-pub fn secrets(
-    client: &Client,
-    namespace: &str,
-    refs: &[SecretRef],
-) -> (Vec<SecretFact>, ClientAuth) {
+/// Presence of each Secret and key a config's credentials name, and the credentials for the
+/// updater call built from them, as the controller builds them (`insecureSkipVerify` included;
+/// only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
+pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<SecretFact>, ClientAuth) {
     let mut auth = ClientAuth::default();
+    if refs.insecure_skip_verify {
+        auth.tls = ClientTls::InsecureSkipVerify;
+    }
+    let refs = SecretRef::of(refs);
     let facts = refs
         .iter()
         .map(|r| {

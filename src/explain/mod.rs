@@ -144,7 +144,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             }
         };
         let refs = facts::SecretRef::of(&cfg.auth);
-        let (secrets, auth) = gather::secrets(client, namespace, &refs);
+        let (secrets, auth) = gather::secrets(client, namespace, &cfg.auth);
         let (step, _) = steps::secrets_step(namespace, &refs, &secrets);
         if step.status != steps::Status::Ok {
             let fix = step.fix.map(|f| format!(": {f}")).unwrap_or_default();

@@ -18,8 +18,8 @@ use crate::controller::decide::traffic::{
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
-    CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
-    ValidConfig,
+    AuthRefs, CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol,
+    Service, ValidConfig,
 };
 use crate::updater::api::LbRequest;
 use crate::updater::validate::Balance;
@@ -139,12 +139,12 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
     hosts
 }
 
-/// The Secrets to read once the cluster is known: the chosen config's references. None when no
-/// config can be chosen (the diagnosis stops before the secrets).
-pub fn to_read(f: &Facts, ctx: &Context) -> Option<Vec<SecretRef>> {
+/// The credentials to read once the cluster is known: the chosen config's. None when no config
+/// can be chosen (the diagnosis stops before the secrets).
+pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
-    is_ours(svc, ctx).then(|| SecretRef::of(&cfg.auth))
+    is_ours(svc, ctx).then_some(cfg.auth)
 }
 
 /// What the cluster steps found when they all passed.
