@@ -58,16 +58,16 @@ struct Family {
     collect: Option<Collector>,
 }
 
-impl Family {
-    fn series(&self) -> MutexGuard<'_, BTreeMap<Vec<String>, Series>> {
-        // A panic elsewhere must not take the metrics down with it.
-        self.series.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// A panic elsewhere must not take the metrics down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
+impl Family {
     fn with(&self, values: &[&str], f: impl FnOnce(&mut Series)) {
         // A wrong label count is a programming error; keep the series apart rather than panic.
         let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        let mut map = self.series();
+        let mut map = lock(&self.series);
         let s = map.entry(key).or_insert_with(|| Series {
             buckets: vec![0; self.bounds.len()],
             ..Series::default()
@@ -115,10 +115,7 @@ impl Registry {
             series: Mutex::new(BTreeMap::new()),
             collect,
         });
-        self.families
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(f.clone());
+        lock(&self.families).push(f.clone());
         f
     }
 
@@ -164,18 +161,14 @@ impl Registry {
 
     /// Prometheus text exposition of every family, in registration order.
     pub fn render(&self) -> String {
-        let families = self
-            .families
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let families = lock(&self.families).clone();
         let mut out = String::new();
         for f in families {
             let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
             let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
             let series = match &f.collect {
                 Some(collect) => collected(&f, collect),
-                None => f.series().clone(),
+                None => lock(&f.series).clone(),
             };
             for (values, s) in &series {
                 let labels = label_text(&f.labels, values, None);
@@ -227,7 +220,7 @@ impl Gauge {
     /// Replaces every series at once: series not in `samples` disappear (a deleted config's ports),
     /// and a concurrent render sees either the old set or the new one.
     pub fn replace_all(&self, samples: Samples) {
-        let mut map = self.0.series();
+        let mut map = lock(&self.0.series);
         *map = samples
             .into_iter()
             .map(|(k, v)| (k, Series::of(v)))
@@ -252,29 +245,22 @@ impl Histogram {
     #[cfg(test)]
     pub fn count(&self, labels: &[&str]) -> u64 {
         let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-        self.0.series().get(&key).map_or(0, |s| s.count)
+        lock(&self.0.series).get(&key).map_or(0, |s| s.count)
     }
 }
 
 #[cfg(test)]
 fn get(f: &Family, labels: &[&str]) -> f64 {
     let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-    f.series().get(&key).map_or(0.0, |s| s.value)
+    lock(&f.series).get(&key).map_or(0.0, |s| s.value)
 }
 
 fn label_text(names: &[String], values: &[String], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape_value(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+    let pairs = (names.iter().zip(values)).map(|(n, v)| format!("{n}=\"{}\"", escape_value(v)));
+    let parts: Vec<String> = pairs.chain(le.map(|le| format!("le=\"{le}\""))).collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("{{{}}}", parts.join(",")),
     }
 }
 
