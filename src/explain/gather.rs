@@ -53,16 +53,11 @@ fn get<T: DeserializeOwned>(
     ns: &str,
     name: &str,
 ) -> Result<Option<T>, ReadError> {
+    let what = format!("{ns}/{name}");
     match client.get::<T>(&res.path(Some(ns), Some(name), None)) {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(read_error(
-            "get",
-            res,
-            Some(ns),
-            &format!("{ns}/{name}"),
-            &e,
-        )),
+        Err(e) => Err(read_error("get", res, Some(ns), &what, &e)),
     }
 }
 
@@ -77,9 +72,7 @@ pub fn list<T: DeserializeOwned>(
         Ok(l) => Ok(l.items),
         Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => {
-            let what = ns
-                .map(|n| format!("in {n}"))
-                .unwrap_or_else(|| "in all namespaces".into());
+            let what = ns.map_or("in all namespaces".into(), |n| format!("in {n}"));
             Err(read_error("list", res, ns, &what, &e))
         }
     }
@@ -172,9 +165,7 @@ pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<Secret
     if refs.insecure_skip_verify {
         auth.tls = ClientTls::InsecureSkipVerify;
     }
-    let refs = SecretRef::of(refs);
-    let facts = refs
-        .iter()
+    let facts = (SecretRef::of(refs).into_iter())
         .map(|r| {
             let state = get::<Secret>(client, &SECRETS, namespace, &r.name).map(|secret| {
                 let Some(secret) = secret else {
@@ -189,20 +180,17 @@ pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<Secret
                     .and_then(|b| String::from_utf8(b).ok())
                     .map(|s| s.trim().to_string())
                     .filter(|s| !s.is_empty());
-                match value {
-                    None => SecretState::Empty,
-                    Some(v) => {
-                        if r.is_token() {
-                            auth.token = Some(v);
-                        } else {
-                            auth.tls = ClientTls::CaPem(v.into_bytes());
-                        }
-                        SecretState::Present
-                    }
+                let Some(v) = value else {
+                    return SecretState::Empty;
+                };
+                match r.is_token() {
+                    true => auth.token = Some(v),
+                    false => auth.tls = ClientTls::CaPem(v.into_bytes()),
                 }
+                SecretState::Present
             });
             SecretFact {
-                reference: r.clone(),
+                reference: r,
                 state,
             }
         })

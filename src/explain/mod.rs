@@ -115,22 +115,15 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
 /// problem (`Err`): reachable, authorized, version, free ports. Empty when there is no config.
 pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
     let all = ListParams::default();
-    let configs = match gather::list::<LoadBalancerConfig>(
-        client,
-        &LOADBALANCERCONFIGS,
-        Some(namespace),
-        &all,
-    ) {
+    let configs = gather::list(client, &LOADBALANCERCONFIGS, Some(namespace), &all);
+    let configs: Vec<LoadBalancerConfig> = match configs {
         Ok(c) => c,
         Err(e) => return vec![Err(e.to_string())],
     };
     let lbs = gather::list(client, &LOADBALANCERS, None, &all);
+    let why = "free ports count only what the updaters serve";
     let mut out: Vec<_> = (lbs.as_ref().err().into_iter())
-        .map(|e| {
-            Err(format!(
-                "{e}; free ports count only what the updaters serve"
-            ))
-        })
+        .map(|e| Err(format!("{e}; {why}")))
         .collect();
     let mut cache = crate::controller::Cache::new();
     cache.replace_load_balancers(lbs.unwrap_or_default());
@@ -147,11 +140,9 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         let (secrets, auth) = gather::secrets(client, namespace, &cfg.auth);
         let (step, _) = steps::secrets_step(namespace, &refs, &secrets);
         if step.status != steps::Status::Ok {
-            let fix = step.fix.map(|f| format!(": {f}")).unwrap_or_default();
-            out.push(Err(format!(
-                "LoadBalancerConfig {name}: {}{fix}",
-                step.message
-            )));
+            let (message, fix) = (step.message, step.fix.map(|f| format!(": {f}")));
+            let fix = fix.unwrap_or_default();
+            out.push(Err(format!("LoadBalancerConfig {name}: {message}{fix}")));
         }
         let hosts = steps::hosts_of(&cfg);
         let ready = steps::Ready {
