@@ -677,6 +677,9 @@ fn load_balancer_step(
             return (fail("loadbalancer", message, controller_fix), None);
         }
     };
+    // What the Service, config and nodes call for: `8100/TCP on 192.0.2.10 with 2 targets`.
+    let (ports, targets) = (port_list(desired), count(desired.target_count(), "target"));
+    let wanted = format!("{ports} on {} with {targets}", desired.host);
     let owner = lb.metadata.service_owner();
     let owned = owner.is_some_and(|o| o.uid == svc.metadata.uid && o.controller == Some(true));
     let failure = if lb.metadata.is_deleting() {
@@ -703,12 +706,7 @@ fn load_balancer_step(
             .map(|s| format!("{} on {}", port_list(&s), s.host))
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
         let what = if owned {
-            format!(
-                "records {recorded}, but the Service, config and nodes now call for {} on {} with {}",
-                port_list(desired),
-                desired.host,
-                count(desired.target_count(), "target")
-            )
+            format!("records {recorded}, but the Service, config and nodes now call for {wanted}")
         } else {
             "is not yet owned by this Service".to_string()
         };
@@ -727,12 +725,7 @@ fn load_balancer_step(
         return (fail("loadbalancer", message, fix), None);
     }
     let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
-    let mut message = format!(
-        "LoadBalancer {key} records {} on {} with {}; phase {phase}",
-        port_list(desired),
-        desired.host,
-        count(desired.target_count(), "target")
-    );
+    let mut message = format!("LoadBalancer {key} records {wanted}; phase {phase}");
     if let Some(c) = condition(&lb.status.conditions, "Ready").filter(|c| c.status == "False") {
         let _ = write!(message, " ({}: {})", c.reason, c.message);
     }
