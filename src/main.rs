@@ -43,27 +43,20 @@ fn main() -> ExitCode {
             println!("paperlb {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        "check" => run(
-            check::parse(rest, from_env()),
-            check::HELP,
-            false,
-            check::run,
-        ),
+        "check" => run(check::parse(rest, from_env()), check::HELP, check::run),
         "explain" => run(
             explain::parse(rest, from_env()),
             explain::HELP,
-            false,
             explain::run,
         ),
         "controller" => {
             let parsed = controller::cli::parse(rest, from_env(), &default_identity());
-            let verbose = matches!(&parsed, Ok(Some(c)) if c.verbose);
-            run(parsed, controller::cli::HELP, verbose, controller::run::run)
+            init_logging(matches!(&parsed, Ok(Some(c)) if c.verbose));
+            run(parsed, controller::cli::HELP, controller::run::run)
         }
         "nginx-updater" => run(
             updater::cli::parse(rest),
             updater::cli::HELP,
-            false,
             updater::cli::run,
         ),
         other => usage(
@@ -74,11 +67,10 @@ fn main() -> ExitCode {
 }
 
 /// Shared tail of every subcommand: help, usage errors (2, also when `run` finds one), errors (an
-/// `Exit`'s own code, else 1). `verbose` (`-v`): debug logging unless RUST_LOG says otherwise.
+/// `Exit`'s own code, else 1).
 fn run<C>(
     parsed: Result<Option<C>, Usage>,
     help: &str,
-    verbose: bool,
     body: impl FnOnce(C) -> Result<(), Box<dyn std::error::Error>>,
 ) -> ExitCode {
     match parsed {
@@ -88,11 +80,7 @@ fn run<C>(
         }
         Err(u) => usage(&u, "--help"),
         Ok(Some(config)) => {
-            let level = if verbose { "debug" } else { "info" };
-            let env = env_logger::Env::default().default_filter_or(level);
-            env_logger::Builder::from_env(env)
-                .format_timestamp_millis()
-                .init();
+            init_logging(false);
             match body(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => match e.downcast_ref::<Usage>() {
@@ -110,6 +98,13 @@ fn run<C>(
 fn usage(u: &Usage, hint: &str) -> ExitCode {
     eprintln!("error: {u}\n(see {hint})");
     ExitCode::from(2)
+}
+
+/// Logging to stderr, `info` unless RUST_LOG says otherwise (`verbose`, the controller's `-v`:
+/// `debug`). The first call sets it up; later ones change nothing.
+fn init_logging(verbose: bool) {
+    let env = env_logger::Env::default().default_filter_or(if verbose { "debug" } else { "info" });
+    let _ = (env_logger::Builder::from_env(env).format_timestamp_millis()).try_init();
 }
 
 /// The leader-election identity's base: the pod name in a cluster, else the host name.
