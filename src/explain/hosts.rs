@@ -101,12 +101,9 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
             return None;
         }
     };
-    let version = (listing.version.iter()).map(|v| format!(", version {v}"));
+    let version = (listing.version.as_ref()).map_or(String::new(), |v| format!(", version {v}"));
     let backends = count(listing.backends.len(), "backend");
-    let message = format!(
-        "updater {url} lists {backends}{}",
-        String::from_iter(version)
-    );
+    let message = format!("updater {url} lists {backends}{version}");
     steps.push(ok("answering", message));
     let wanted: Vec<&LbRequest> = ready
         .requests
@@ -205,14 +202,8 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
         let listed = (listing.backends.iter()).find(|b| b.backend_name == want.backend_name);
         // The probe the updater runs: the listed backend's check, else the wanted one's.
         let check = listed.unwrap_or(want).traffic.health_check.as_ref();
-        let health = |u: &Upstream| {
-            listed?
-                .upstream_servers
-                .iter()
-                .find(|x| *x == u)?
-                .health
-                .healthy
-        };
+        let held = listed.map_or(&[][..], |b| b.upstream_servers.as_slice());
+        let health = |u: &Upstream| held.iter().find(|x| *x == u)?.health.healthy;
         let ups = &want.upstream_servers;
         let reports: Vec<(&Upstream, bool)> =
             ups.iter().filter_map(|u| Some((u, health(u)?))).collect();
