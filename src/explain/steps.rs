@@ -199,10 +199,9 @@ fn service_step(f: &Facts) -> (Step, Option<&Service>) {
         Ok(Some(s)) => (s, s.spec.type_.as_deref().unwrap_or("ClusterIP")),
     };
     if type_ != "LoadBalancer" {
-        let message =
-            format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer");
+        let m = format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer");
         return (
-            fail("service", message, "set spec.type: LoadBalancer".into()),
+            fail("service", m, "set spec.type: LoadBalancer".into()),
             None,
         );
     }
@@ -312,21 +311,16 @@ pub(super) fn secrets_step(
     secrets: &[SecretFact],
 ) -> (Step, Option<()>) {
     if refs.is_empty() {
-        let step = ok(
-            "secrets",
-            "the config references no updater Secret, so the updater is called without a token"
-                .into(),
-        );
-        return (step, Some(()));
+        let m = "the config references no updater Secret, so the updater is called without a token";
+        return (ok("secrets", m.into()), Some(()));
     }
     let mut present = Vec::new();
     let mut unknown_note = None;
     for r in refs {
-        let what = format!("Secret {ns}/{} ({})", r.name, r.field);
-        let create = format!(
-            "kubectl -n {ns} create secret generic {} --from-file={}=<file>",
-            r.name, r.key
-        );
+        let (name, key, field) = (&r.name, &r.key, r.field);
+        let what = format!("Secret {ns}/{name} ({field})");
+        let create =
+            format!("kubectl -n {ns} create secret generic {name} --from-file={key}=<file>");
         let (message, fix) = match secrets.iter().find(|s| &s.reference == r).map(|s| &s.state) {
             None => {
                 unknown_note = Some(format!("{what} was not read"));
@@ -337,27 +331,20 @@ pub(super) fn secrets_step(
                 continue;
             }
             Some(Ok(SecretState::Present)) => {
-                present.push(format!("{what} has key {}", r.key));
+                present.push(format!("{what} has key {key}"));
                 continue;
             }
             Some(Ok(SecretState::NoSecret)) => (format!("{what} does not exist"), create),
             Some(Ok(SecretState::NoKey(keys))) => {
-                let keys = if keys.is_empty() {
-                    "none".into()
-                } else {
-                    keys.join(", ")
+                let keys = match keys.as_slice() {
+                    [] => "none".into(),
+                    k => k.join(", "),
                 };
-                let fix = format!(
-                    "add the key, or set {}.key to the key that holds it",
-                    r.field
-                );
-                (
-                    format!("{what} has no key {:?} (it has: {keys})", r.key),
-                    fix,
-                )
+                let fix = format!("add the key, or set {field}.key to the key that holds it");
+                (format!("{what} has no key {key:?} (it has: {keys})"), fix)
             }
             Some(Ok(SecretState::Empty)) => (
-                format!("{what}: key {} is empty or not text", r.key),
+                format!("{what}: key {key} is empty or not text"),
                 format!("put the value in the key: {create}"),
             ),
         };
