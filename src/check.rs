@@ -6,8 +6,6 @@
 //! Owns: the list of permissions the controller needs ([`permissions`]), kept equal to
 //! `manifests/base/rbac.yaml` by a test. Must not: print a secret, or write anything but SSARs.
 
-use std::fmt::Write as _;
-
 use serde_json::{Value, json};
 
 use crate::cli::{self, Arg, Exit, Usage};
@@ -115,19 +113,14 @@ pub fn permissions() -> Vec<Permission> {
 impl Permission {
     /// `patch services/status` or `list loadbalancerconfigs.lb.paperlb.com in paperlb-system`.
     pub fn describe(&self, namespace: &str) -> String {
-        let mut s = format!("{} {}", self.verb, self.resource);
-        if !self.group.is_empty() {
-            let _ = write!(s, ".{}", self.group);
-        }
-        if !self.subresource.is_empty() {
-            let _ = write!(s, "/{}", self.subresource);
-        }
-        if self.namespaced {
-            let _ = write!(s, " in namespace {namespace}");
-        } else {
-            s.push_str(" in all namespaces");
-        }
-        s
+        let dot = if self.group.is_empty() { "" } else { "." };
+        let slash = if self.subresource.is_empty() { "" } else { "/" };
+        let scope = match self.namespaced {
+            true => format!("namespace {namespace}"),
+            false => "all namespaces".into(),
+        };
+        let (verb, resource, group, sub) = (self.verb, self.resource, self.group, self.subresource);
+        format!("{verb} {resource}{dot}{group}{slash}{sub} in {scope}")
     }
 }
 
@@ -135,8 +128,7 @@ impl Permission {
 /// problems or when the check cannot run.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut out = std::io::stdout().lock();
-    let (problems, warnings) = check(&config, &mut out).map_err(Exit::unsure)?;
-    let (code, message) = match (problems.len(), warnings.len()) {
+    let (code, message) = match check(&config, &mut out).map_err(Exit::unsure)? {
         (0, 0) => {
             use std::io::Write;
             writeln!(out, "all checks passed")?;
@@ -148,12 +140,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Err(Exit { code, message }.into())
 }
 
-/// The body of `run`, writing to any sink so tests can read the report. Returns the problems and
-/// the warnings found.
+/// The body of `run`, writing to any sink so tests can read the report. Returns how many problems
+/// and warnings it found.
 pub fn check(
     config: &Config,
     out: &mut impl std::io::Write,
-) -> Result<(Vec<String>, Vec<String>), Box<dyn std::error::Error>> {
+) -> Result<(usize, usize), Box<dyn std::error::Error>> {
     let cluster = config::load(&config.load)?;
     let creds = Credentials::new(&cluster);
     writeln!(out, "configuration: {}", cluster.origin)?;
@@ -168,11 +160,10 @@ pub fn check(
     writeln!(out, "auth: {}", creds.method())?;
 
     let client = Client::new(&cluster, ClientOptions::default())?;
-    let mut problems = Vec::new();
+    let mut problems = 0;
     let mut problem = |out: &mut dyn std::io::Write, msg: String| -> std::io::Result<()> {
-        writeln!(out, "PROBLEM: {msg}")?;
-        problems.push(msg);
-        Ok(())
+        problems += 1;
+        writeln!(out, "PROBLEM: {msg}")
     };
 
     // The version call proves reachability, TLS and credentials; nothing else can work without it.
@@ -184,10 +175,11 @@ pub fn check(
         )?,
         Err(e) => {
             problem(out, format!("cannot reach the API server: {e}"))?;
-            return Ok((problems, Vec::new()));
+            return Ok((problems, 0));
         }
     }
 
+    let apply = "kubectl apply -f manifests/crds/";
     let group_path = LOADBALANCERS.path(None, None, None);
     let group_path = group_path.trim_end_matches("/loadbalancers");
     match client.get::<Value>(group_path) {
@@ -202,17 +194,14 @@ pub fn check(
                 } else {
                     problem(
                         out,
-                        format!(
-                            "CRD {crd}.lb.paperlb.com is not installed: kubectl apply -f manifests/crds/"
-                        ),
+                        format!("CRD {crd}.lb.paperlb.com is not installed: {apply}"),
                     )?;
                 }
             }
         }
         Err(e) if e.is_not_found() => problem(
             out,
-            "CRDs of lb.paperlb.com/v1alpha1 are not installed: kubectl apply -f manifests/crds/"
-                .into(),
+            format!("CRDs of lb.paperlb.com/v1alpha1 are not installed: {apply}"),
         )?,
         Err(e) => problem(
             out,
@@ -220,47 +209,40 @@ pub fn check(
         )?,
     }
 
-    let mut denied = 0;
+    let ns = &config.namespace;
     let permissions = permissions();
+    let mut denied = 0;
     for perm in &permissions {
-        match access_allowed(&client, perm, &config.namespace) {
+        let p = perm.describe(ns);
+        match access_allowed(&client, perm, ns) {
             Ok(true) => {}
             Ok(false) => {
                 denied += 1;
                 problem(
                     out,
-                    format!(
-                        "permission denied: {} (apply manifests/base/rbac.yaml)",
-                        perm.describe(&config.namespace)
-                    ),
+                    format!("permission denied: {p} (apply manifests/base/rbac.yaml)"),
                 )?;
             }
-            Err(e) => problem(
-                out,
-                format!("cannot check {}: {e}", perm.describe(&config.namespace)),
-            )?,
+            Err(e) => problem(out, format!("cannot check {p}: {e}"))?,
         }
     }
     if denied == 0 {
         writeln!(out, "permissions: all {} granted", permissions.len())?;
     }
-    let hosts = crate::explain::check_hosts(&client, &config.namespace);
+    let hosts = crate::explain::check_hosts(&client, ns);
     for line in &hosts {
         match line {
             Ok(l) => writeln!(out, "{l}")?,
             Err(p) => problem(out, p.clone())?,
         }
     }
-    let mut warnings = Vec::new();
     if hosts.is_empty() {
-        let w = format!(
-            "no LoadBalancerConfig in namespace {}: LoadBalancer Services stay pending until one is applied (see manifests/examples/loadbalancerconfig.yaml)",
-            config.namespace
-        );
-        writeln!(out, "WARNING: {w}")?;
-        warnings.push(w);
+        writeln!(
+            out,
+            "WARNING: no LoadBalancerConfig in namespace {ns}: LoadBalancer Services stay pending until one is applied (see manifests/examples/loadbalancerconfig.yaml)"
+        )?;
     }
-    Ok((problems, warnings))
+    Ok((problems, usize::from(hosts.is_empty())))
 }
 
 /// One SelfSubjectAccessReview.

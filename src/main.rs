@@ -51,12 +51,7 @@ fn main() -> ExitCode {
         ),
         "controller" => {
             let parsed = controller::cli::parse(rest, from_env(), &default_identity());
-            if let Ok(Some(c)) = &parsed
-                && c.verbose
-                && std::env::var_os("RUST_LOG").is_none()
-            {
-                VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+            init_logging(matches!(&parsed, Ok(Some(c)) if c.verbose));
             run(parsed, controller::cli::HELP, controller::run::run)
         }
         "nginx-updater" => run(
@@ -85,7 +80,7 @@ fn run<C>(
         }
         Err(u) => usage(&u, "--help"),
         Ok(Some(config)) => {
-            init_logging();
+            init_logging(false);
             match body(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => match e.downcast_ref::<Usage>() {
@@ -105,19 +100,11 @@ fn usage(u: &Usage, hint: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Set by `-v`: debug logging unless RUST_LOG says otherwise.
-static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn init_logging() {
-    let level = if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
-        "debug"
-    } else {
-        "info"
-    };
-    let env = env_logger::Env::default().default_filter_or(level);
-    env_logger::Builder::from_env(env)
-        .format_timestamp_millis()
-        .init();
+/// Logging to stderr, `info` unless RUST_LOG says otherwise (`verbose`, the controller's `-v`:
+/// `debug`). The first call sets it up; later ones change nothing.
+fn init_logging(verbose: bool) {
+    let env = env_logger::Env::default().default_filter_or(if verbose { "debug" } else { "info" });
+    let _ = (env_logger::Builder::from_env(env).format_timestamp_millis()).try_init();
 }
 
 /// The leader-election identity's base: the pod name in a cluster, else the host name.

@@ -14,13 +14,6 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Gauge,
-    Histogram,
-}
-
 #[derive(Debug, Clone, Default)]
 struct Series {
     /// Counter or gauge value; histogram sum.
@@ -56,7 +49,8 @@ impl std::fmt::Debug for Collector {
 struct Family {
     name: String,
     help: String,
-    kind: Kind,
+    /// `counter`, `gauge` or `histogram`, as the exposition's `# TYPE` line names it.
+    kind: &'static str,
     labels: Vec<String>,
     bounds: Vec<f64>,
     series: Mutex<BTreeMap<Vec<String>, Series>>,
@@ -64,16 +58,16 @@ struct Family {
     collect: Option<Collector>,
 }
 
-impl Family {
-    fn series(&self) -> MutexGuard<'_, BTreeMap<Vec<String>, Series>> {
-        // A panic elsewhere must not take the metrics down with it.
-        self.series.lock().unwrap_or_else(|p| p.into_inner())
-    }
+/// A panic elsewhere must not take the metrics down with it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
+impl Family {
     fn with(&self, values: &[&str], f: impl FnOnce(&mut Series)) {
         // A wrong label count is a programming error; keep the series apart rather than panic.
         let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        let mut map = self.series();
+        let mut map = lock(&self.series);
         let s = map.entry(key).or_insert_with(|| Series {
             buckets: vec![0; self.bounds.len()],
             ..Series::default()
@@ -107,7 +101,7 @@ impl Registry {
         &self,
         name: &str,
         help: &str,
-        kind: Kind,
+        kind: &'static str,
         labels: &[&str],
         bounds: &[f64],
         collect: Option<Collector>,
@@ -121,16 +115,13 @@ impl Registry {
             series: Mutex::new(BTreeMap::new()),
             collect,
         });
-        self.families
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(f.clone());
+        lock(&self.families).push(f.clone());
         f
     }
 
     /// Registers a counter family with these label names (`&[]` for none).
     pub fn counter(&self, name: &str, help: &str, labels: &[&str]) -> Counter {
-        Counter(self.add(name, help, Kind::Counter, labels, &[], None))
+        Counter(self.add(name, help, "counter", labels, &[], None))
     }
 
     /// Registers a counter family whose samples `collect` reads at render time from totals kept
@@ -143,7 +134,7 @@ impl Registry {
         collect: impl Fn() -> Samples + Send + Sync + 'static,
     ) {
         let c = Some(Collector(Box::new(collect)));
-        self.add(name, help, Kind::Counter, labels, &[], c);
+        self.add(name, help, "counter", labels, &[], c);
     }
 
     /// Registers a gauge family whose samples `collect` reads at render time.
@@ -155,56 +146,44 @@ impl Registry {
         collect: impl Fn() -> Samples + Send + Sync + 'static,
     ) {
         let c = Some(Collector(Box::new(collect)));
-        self.add(name, help, Kind::Gauge, labels, &[], c);
+        self.add(name, help, "gauge", labels, &[], c);
     }
 
     /// Registers a gauge family.
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Gauge {
-        Gauge(self.add(name, help, Kind::Gauge, labels, &[], None))
+        Gauge(self.add(name, help, "gauge", labels, &[], None))
     }
 
     /// Registers a histogram family with ascending bucket upper bounds (`+Inf` is implied).
     pub fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Histogram {
-        Histogram(self.add(name, help, Kind::Histogram, labels, buckets, None))
+        Histogram(self.add(name, help, "histogram", labels, buckets, None))
     }
 
     /// Prometheus text exposition of every family, in registration order.
     pub fn render(&self) -> String {
-        let families = self
-            .families
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let families = lock(&self.families).clone();
         let mut out = String::new();
         for f in families {
-            let kind = match f.kind {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-                Kind::Histogram => "histogram",
-            };
             let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(&f.help));
-            let _ = writeln!(out, "# TYPE {} {kind}", f.name);
+            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
             let series = match &f.collect {
                 Some(collect) => collected(&f, collect),
-                None => f.series().clone(),
+                None => lock(&f.series).clone(),
             };
             for (values, s) in &series {
                 let labels = label_text(&f.labels, values, None);
-                match f.kind {
-                    Kind::Counter | Kind::Gauge => {
-                        let _ = writeln!(out, "{}{labels} {}", f.name, num(s.value));
-                    }
-                    Kind::Histogram => {
-                        for (bound, n) in f.bounds.iter().zip(&s.buckets) {
-                            let l = label_text(&f.labels, values, Some(&num(*bound)));
-                            let _ = writeln!(out, "{}_bucket{l} {n}", f.name);
-                        }
-                        let l = label_text(&f.labels, values, Some("+Inf"));
-                        let _ = writeln!(out, "{}_bucket{l} {}", f.name, s.count);
-                        let _ = writeln!(out, "{}_sum{labels} {}", f.name, num(s.value));
-                        let _ = writeln!(out, "{}_count{labels} {}", f.name, s.count);
-                    }
+                if f.kind != "histogram" {
+                    let _ = writeln!(out, "{}{labels} {}", f.name, num(s.value));
+                    continue;
                 }
+                for (bound, n) in f.bounds.iter().zip(&s.buckets) {
+                    let l = label_text(&f.labels, values, Some(&num(*bound)));
+                    let _ = writeln!(out, "{}_bucket{l} {n}", f.name);
+                }
+                let l = label_text(&f.labels, values, Some("+Inf"));
+                let _ = writeln!(out, "{}_bucket{l} {}", f.name, s.count);
+                let _ = writeln!(out, "{}_sum{labels} {}", f.name, num(s.value));
+                let _ = writeln!(out, "{}_count{labels} {}", f.name, s.count);
             }
         }
         out
@@ -221,15 +200,10 @@ fn collected(f: &Family, collect: &Collector) -> BTreeMap<Vec<String>, Series> {
 
 impl Counter {
     pub fn inc(&self, labels: &[&str]) {
-        self.add(labels, 1.0);
-    }
-    /// Adds `v` (negative values are ignored: counters only go up).
-    pub fn add(&self, labels: &[&str], v: f64) {
-        if v >= 0.0 {
-            self.0.with(labels, |s| s.value += v);
-        }
+        self.0.with(labels, |s| s.value += 1.0);
     }
     /// Current value (0 for a series never touched).
+    #[cfg(test)]
     pub fn get(&self, labels: &[&str]) -> f64 {
         get(&self.0, labels)
     }
@@ -246,7 +220,7 @@ impl Gauge {
     /// Replaces every series at once: series not in `samples` disappear (a deleted config's ports),
     /// and a concurrent render sees either the old set or the new one.
     pub fn replace_all(&self, samples: Samples) {
-        let mut map = self.0.series();
+        let mut map = lock(&self.0.series);
         *map = samples
             .into_iter()
             .map(|(k, v)| (k, Series::of(v)))
@@ -271,28 +245,22 @@ impl Histogram {
     #[cfg(test)]
     pub fn count(&self, labels: &[&str]) -> u64 {
         let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-        self.0.series().get(&key).map_or(0, |s| s.count)
+        lock(&self.0.series).get(&key).map_or(0, |s| s.count)
     }
 }
 
+#[cfg(test)]
 fn get(f: &Family, labels: &[&str]) -> f64 {
     let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-    f.series().get(&key).map_or(0.0, |s| s.value)
+    lock(&f.series).get(&key).map_or(0.0, |s| s.value)
 }
 
 fn label_text(names: &[String], values: &[String], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape_value(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
+    let pairs = (names.iter().zip(values)).map(|(n, v)| format!("{n}=\"{}\"", escape_value(v)));
+    let parts: Vec<String> = pairs.chain(le.map(|le| format!("le=\"{le}\""))).collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("{{{}}}", parts.join(",")),
     }
 }
 
@@ -300,7 +268,7 @@ fn num(v: f64) -> String {
     match v {
         f64::INFINITY => "+Inf".into(),
         f64::NEG_INFINITY => "-Inf".into(),
-        _ if v.is_nan() => "NaN".into(),
+        // Rust writes NaN as Prometheus does.
         _ => v.to_string(),
     }
 }
@@ -338,8 +306,9 @@ mod tests {
     fn renders_counters_gauges_and_histograms_in_text_format() {
         let r = Registry::new();
         let c = r.counter("x_requests_total", "Requests.", &["route", "code"]);
-        c.inc(&["POST /a", "200"]);
-        c.add(&["POST /a", "200"], 2.0);
+        for _ in 0..3 {
+            c.inc(&["POST /a", "200"]);
+        }
         c.inc(&["weird\"\\\n", "500"]);
         let g = r.gauge("x_last_reload_timestamp_seconds", "Last reload.", &[]);
         g.set(&[], 1700000000.0);
@@ -403,13 +372,5 @@ x_apply_seconds_count 3
         g.replace_all(vec![(vec!["new".into()], 5.0)]);
         assert_eq!((g.get(&["old"]), g.get(&["new"])), (0.0, 5.0));
         assert!(!r.render().contains("old"), "{}", r.render());
-    }
-
-    #[test]
-    fn counters_never_go_down() {
-        let r = Registry::new();
-        let c = r.counter("c", "c", &[]);
-        c.add(&[], -5.0);
-        assert_eq!(c.get(&[]), 0.0);
     }
 }

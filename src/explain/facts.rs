@@ -5,9 +5,9 @@
 
 use crate::controller::Key;
 use crate::model::{
-    CA_KEY, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service, TOKEN_KEY,
+    AuthRefs, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service,
 };
-use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::api::LbRequest;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -40,38 +40,31 @@ pub type Read<T> = Result<T, ReadError>;
 /// `spec.updaterTokenSecretRef` or `spec.updaterCASecretRef`: a Secret in the controller's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SecretRef {
-    /// `spec.updaterTokenSecretRef`.
-    pub field: String,
+    /// `spec.updaterTokenSecretRef` ([`TOKEN_REF`]) or `spec.updaterCASecretRef`.
+    pub field: &'static str,
     pub name: String,
     pub key: String,
 }
 
-pub const TOKEN_REF: &str = "updaterTokenSecretRef";
-pub const CA_REF: &str = "updaterCASecretRef";
+pub const TOKEN_REF: &str = "spec.updaterTokenSecretRef";
 
 impl SecretRef {
-    /// The references a config names (additions: a config without them is Go PaperLB's). Only
-    /// asked of a config that passed validation, so each reference has a name.
-    pub fn of_config(config: &LoadBalancerConfig) -> Vec<SecretRef> {
-        let spec = &config.spec;
+    /// The Secrets a valid config's credentials name, as its validation read them, keys
+    /// defaulted (additions: a config without them is Go PaperLB's); for `spec.hosts`, the first
+    /// host's.
+    pub fn of(auth: &AuthRefs) -> Vec<SecretRef> {
         let refs = [
-            (TOKEN_REF, &spec.updater_token_secret_ref, TOKEN_KEY),
-            (CA_REF, &spec.updater_ca_secret_ref, CA_KEY),
+            (TOKEN_REF, &auth.token),
+            ("spec.updaterCASecretRef", &auth.ca),
         ];
-        refs.into_iter()
-            .filter_map(|(field, r, default_key)| {
-                let r = r.get()?;
-                Some(SecretRef {
-                    field: format!("spec.{field}"),
-                    name: r.name.get()?.clone(),
-                    key: r.key.get().map_or(default_key, String::as_str).to_string(),
-                })
-            })
+        (refs.into_iter())
+            .filter_map(|(field, r)| r.as_ref().map(|r| (field, r.name.clone(), r.key.clone())))
+            .map(|(field, name, key)| SecretRef { field, name, key })
             .collect()
     }
 
     pub fn is_token(&self) -> bool {
-        self.field.ends_with(TOKEN_REF)
+        self.field == TOKEN_REF
     }
 }
 
@@ -92,30 +85,10 @@ pub struct SecretFact {
     pub state: Read<SecretState>,
 }
 
-/// What one updater answered to `GET /api/v1/lb`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Probe {
-    /// No answer: connection refused, DNS, TLS, timeout.
-    Unreachable(String),
-    /// No call could be made: the URL or the credentials are unusable (a CA that does not parse,
-    /// a token that cannot go in a header).
-    Unusable(String),
-    /// 401 or 403.
-    Unauthorized {
-        code: u16,
-        message: String,
-    },
-    /// 404 or 405: an updater without `GET` (the Go nginx-lb-updater).
-    NoList {
-        code: u16,
-    },
-    /// Any other error status, or an answer that did not decode.
-    Refused {
-        code: u16,
-        message: String,
-    },
-    Listed(Listing),
-}
+/// What one updater answered to `GET /api/v1/lb`, or why not: `Transport` (no answer),
+/// `Config` (no call could be made: the URL or the credentials are unusable), `Unauthorized` (401,
+/// 403), `Unsupported` (404, 405: no `GET`, the Go nginx-lb-updater), any other: refused.
+pub type Probe = Result<Listing, crate::updater::Error>;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Listing {
@@ -136,15 +109,9 @@ impl Listing {
                 .collect(),
         }
     }
-
-    /// What the updater reports of upstream `u` of `backend` (None: not reported).
-    pub fn healthy(&self, backend: &str, u: &Upstream) -> Option<bool> {
-        let b = self.backends.iter().find(|b| b.backend_name == backend)?;
-        b.upstream_servers.iter().find(|x| *x == u)?.health.healthy
-    }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct HostFact {
     pub host: LbHost,
     pub probe: Probe,
@@ -166,7 +133,7 @@ pub struct EventLine {
 }
 
 /// Everything one explain read.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Facts {
     pub key: Key,
     /// The controller's namespace (where configs and Secrets live).
@@ -183,7 +150,7 @@ pub struct Facts {
     pub events: Read<Vec<EventLine>>,
     /// Names of k3s ServiceLB DaemonSets in kube-system serving this Service.
     pub svclb: Read<Vec<String>>,
-    /// Filled once the config is known (see `steps::to_probe`).
+    /// Filled once the config is known (see `steps::to_read`).
     pub secrets: Vec<SecretFact>,
     pub hosts: Vec<HostFact>,
 }
@@ -210,25 +177,20 @@ impl Facts {
 
     /// Every read that failed, in the order they were made.
     pub fn failed_reads(&self) -> Vec<&ReadError> {
-        let mut out = Vec::new();
-        macro_rules! push {
-            ($($r:expr),*) => { $( if let Err(e) = &$r { out.push(e); } )* };
-        }
-        push!(
-            self.service,
-            self.load_balancer,
-            self.configs,
-            self.load_balancers,
-            self.nodes,
-            self.slices,
-            self.events,
-            self.svclb
-        );
-        for s in &self.secrets {
-            if let Err(e) = &s.state {
-                out.push(e);
-            }
-        }
-        out
+        let secrets = self.secrets.iter().map(|s| s.state.as_ref().err());
+        [
+            self.service.as_ref().err(),
+            self.load_balancer.as_ref().err(),
+            self.configs.as_ref().err(),
+            self.load_balancers.as_ref().err(),
+            self.nodes.as_ref().err(),
+            self.slices.as_ref().err(),
+            self.events.as_ref().err(),
+            self.svclb.as_ref().err(),
+        ]
+        .into_iter()
+        .chain(secrets)
+        .flatten()
+        .collect()
     }
 }

@@ -20,8 +20,7 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    Event, LOAD_BALANCER_KIND, LbHost, LoadBalancer, LoadBalancerConfig, SERVICE_NAME_LABEL,
-    Secret, Service,
+    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service,
 };
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
@@ -54,21 +53,16 @@ fn get<T: DeserializeOwned>(
     ns: &str,
     name: &str,
 ) -> Result<Option<T>, ReadError> {
+    let what = format!("{ns}/{name}");
     match client.get::<T>(&res.path(Some(ns), Some(name), None)) {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(read_error(
-            "get",
-            res,
-            Some(ns),
-            &format!("{ns}/{name}"),
-            &e,
-        )),
+        Err(e) => Err(read_error("get", res, Some(ns), &what, &e)),
     }
 }
 
 /// LIST (all pages); a 404 (the resource or namespace does not exist) is an empty list.
-fn list<T: DeserializeOwned>(
+pub fn list<T: DeserializeOwned>(
     client: &Client,
     res: &Resource,
     ns: Option<&str>,
@@ -78,9 +72,7 @@ fn list<T: DeserializeOwned>(
         Ok(l) => Ok(l.items),
         Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => {
-            let what = ns
-                .map(|n| format!("in {n}"))
-                .unwrap_or_else(|| "in all namespaces".into());
+            let what = ns.map_or("in all namespaces".into(), |n| format!("in {n}"));
             Err(read_error("list", res, ns, &what, &e))
         }
     }
@@ -110,8 +102,8 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         namespace: namespace.to_string(),
         service,
         load_balancer: get(client, &LOADBALANCERS, ns, name),
-        configs: configs(client, namespace),
-        load_balancers: load_balancers(client),
+        configs: list(client, &LOADBALANCERCONFIGS, Some(namespace), &all),
+        load_balancers: list(client, &LOADBALANCERS, None, &all),
         nodes: list(client, &NODES, None, &all),
         slices: list(client, &ENDPOINTSLICES, Some(ns), &by_service),
         events: list::<Event>(client, &EVENTS, Some(ns), &by_name).map(event_lines),
@@ -121,17 +113,6 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         secrets: Vec::new(),
         hosts: Vec::new(),
     }
-}
-
-/// The LoadBalancerConfigs in the controller's namespace.
-pub fn configs(client: &Client, namespace: &str) -> Result<Vec<LoadBalancerConfig>, ReadError> {
-    let all = ListParams::default();
-    list(client, &LOADBALANCERCONFIGS, Some(namespace), &all)
-}
-
-/// Every LoadBalancer in the cluster.
-pub fn load_balancers(client: &Client) -> Result<Vec<LoadBalancer>, ReadError> {
-    list(client, &LOADBALANCERS, None, &ListParams::default())
 }
 
 /// The Service's and its LoadBalancer's Events, oldest first, at most `MAX_EVENTS`.
@@ -176,16 +157,15 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
         .collect()
 }
 
-/// Presence of each referenced Secret and key, and the credentials for the updater call built from
-/// them (only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
-pub fn secrets(
-    client: &Client,
-    namespace: &str,
-    refs: &[SecretRef],
-) -> (Vec<SecretFact>, ClientAuth) {
+/// Presence of each Secret and key a config's credentials name, and the credentials for the
+/// updater call built from them, as the controller builds them (`insecureSkipVerify` included;
+/// only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
+pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<SecretFact>, ClientAuth) {
     let mut auth = ClientAuth::default();
-    let facts = refs
-        .iter()
+    if refs.insecure_skip_verify {
+        auth.tls = ClientTls::InsecureSkipVerify;
+    }
+    let facts = (SecretRef::of(refs).into_iter())
         .map(|r| {
             let state = get::<Secret>(client, &SECRETS, namespace, &r.name).map(|secret| {
                 let Some(secret) = secret else {
@@ -200,20 +180,17 @@ pub fn secrets(
                     .and_then(|b| String::from_utf8(b).ok())
                     .map(|s| s.trim().to_string())
                     .filter(|s| !s.is_empty());
-                match value {
-                    None => SecretState::Empty,
-                    Some(v) => {
-                        if r.is_token() {
-                            auth.token = Some(v);
-                        } else {
-                            auth.tls = ClientTls::CaPem(v.into_bytes());
-                        }
-                        SecretState::Present
-                    }
+                let Some(v) = value else {
+                    return SecretState::Empty;
+                };
+                match r.is_token() {
+                    true => auth.token = Some(v),
+                    false => auth.tls = ClientTls::CaPem(v.into_bytes()),
                 }
+                SecretState::Present
             });
             SecretFact {
-                reference: r.clone(),
+                reference: r,
                 state,
             }
         })
@@ -228,25 +205,11 @@ pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
         connect: Duration::from_secs(5),
         call: Duration::from_secs(15),
     };
-    let endpoint = match crate::model::url::updater_endpoint(&host.url) {
-        Ok(e) => e,
-        Err(e) => return Probe::Unusable(format!("httpUpdaterURL {:?}: {e}", host.url)),
-    };
-    let client = match UpdaterClient::new(&endpoint, auth, timeouts) {
-        Ok(c) => c,
-        Err(e) => return Probe::Unusable(e.to_string()),
-    };
-    match client.list_json() {
-        Ok(v) => Probe::Listed(Listing::from_json(&v)),
-        Err(Error::Transport { detail, .. }) => Probe::Unreachable(detail),
-        Err(Error::Unauthorized { code, message }) => Probe::Unauthorized { code, message },
-        Err(Error::Unsupported { code, .. }) => Probe::NoList { code },
-        Err(Error::Refused { code, message }) => Probe::Refused { code, message },
-        Err(e) => Probe::Refused {
-            code: e.status(),
-            message: e.to_string(),
-        },
-    }
+    let endpoint = crate::model::url::updater_endpoint(&host.url)
+        .map_err(|e| Error::Config(format!("httpUpdaterURL {:?}: {e}", host.url)))?;
+    let client =
+        UpdaterClient::new(&endpoint, auth, timeouts).map_err(|e| Error::Config(e.to_string()))?;
+    client.list_json().map(|v| Listing::from_json(&v))
 }
 
 #[cfg(test)]

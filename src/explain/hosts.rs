@@ -3,19 +3,20 @@
 //! one-line summary of a host. Each host is judged on its own.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, HostFact, Listing, Probe, SecretRef};
+use super::facts::{HostFact, Listing};
 use super::steps::{
     HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
 };
 use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::url::host_port;
 use crate::model::{LbHost, Protocol, ValidConfig};
-use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::Error;
+use crate::updater::api::{HealthCheck, LbRequest, Upstream};
 use std::collections::BTreeSet;
 
-pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport {
+pub(super) fn host_report(ready: &Ready, h: &HostFact) -> HostReport {
     let mut steps = Vec::new();
-    let served = host_steps(&f.namespace, ready, h, &mut steps).unwrap_or(false);
+    let served = host_steps(ready, h, &mut steps).unwrap_or(false);
     HostReport {
         host: h.host.clone(),
         steps,
@@ -23,33 +24,32 @@ pub(super) fn host_report(f: &Facts, ready: &Ready, h: &HostFact) -> HostReport 
     }
 }
 
-/// The steps of one host (`ns`: the controller's namespace); `Some(served)` when they got far
-/// enough to tell.
-fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
-    let url = &h.host.url;
+/// The steps of one host; `Some(served)` when they got far enough to tell.
+fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool> {
+    let (url, lb_host) = (&h.host.url, &h.host.host);
     let cfg = &ready.cfg;
+    // The controller's namespace, where the config and its Secrets are.
+    let (ns, name) = (&cfg.namespace, &cfg.name);
     let reach = match &h.probe {
-        Probe::Unreachable(detail) => fail(
+        Err(Error::Transport { detail, .. }) => fail(
             "reachable",
             format!("updater {url} does not answer: {detail}"),
             format!(
-                "check that paperlb nginx-updater runs on {} and that its port is open to this machine (curl {url}/healthz); explain calls it from here, the controller from its pod",
-                h.host.host
+                "check that paperlb nginx-updater runs on {lb_host} and that its port is open to this machine (curl {url}/healthz); explain calls it from here, the controller from its pod"
             ),
         ),
-        Probe::Unusable(detail) => fail(
+        Err(Error::Config(detail)) => fail(
             "reachable",
             format!("updater {url} cannot be called: {detail}"),
             format!(
-                "fix spec.httpUpdaterURL or the Secrets of LoadBalancerConfig {}/{} (a CA that parses, a token without line breaks)",
-                cfg.namespace, cfg.name
+                "fix spec.httpUpdaterURL or the Secrets of LoadBalancerConfig {ns}/{name} (a CA that parses, a token without line breaks)"
             ),
         ),
         _ => ok("reachable", format!("updater {url} answers")),
     };
     push(steps, (reach, Some(())))?;
-    let auth = match (&h.probe, &ready.token_ref) {
-        (Probe::Unauthorized { code, message }, Some(r)) => fail(
+    let auth = match (&h.probe, &cfg.auth.token) {
+        (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
             "authorized",
             format!(
                 "updater {url} refuses the token from Secret {ns}/{} ({code}: {message})",
@@ -60,11 +60,10 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
                 r.key
             ),
         ),
-        (Probe::Unauthorized { code, message }, None) => fail(
+        (Err(Error::Unauthorized { code, message }), None) => fail(
             "authorized",
             format!(
-                "updater {url} wants a token ({code}: {message}), and LoadBalancerConfig {}/{} names none",
-                cfg.namespace, cfg.name
+                "updater {url} wants a token ({code}: {message}), and LoadBalancerConfig {ns}/{name} names none"
             ),
             format!(
                 "put the updater's token in a Secret in {ns} and set spec.updaterTokenSecretRef: {{name: <secret>, key: token}} on the config"
@@ -78,19 +77,8 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
     };
     push(steps, (auth, Some(())))?;
     let listing = match &h.probe {
-        Probe::Refused { code, message } => {
-            let step = fail(
-                "answering",
-                format!("updater {url} refuses: {code}: {message}"),
-                format!(
-                    "read the updater's log on {} (journalctl -u paperlb-nginx-updater)",
-                    h.host.host
-                ),
-            );
-            push::<()>(steps, (step, None));
-            return None;
-        }
-        Probe::NoList { code } => {
+        Ok(l) => l,
+        Err(Error::Unsupported { code, .. }) => {
             steps.push(unknown(
                 "answering",
                 format!(
@@ -100,21 +88,23 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
             // The LoadBalancer's status is then the only word on it.
             return Some(ready.status.phase.as_deref() == Some(crate::model::PHASE_READY));
         }
-        Probe::Listed(l) => l,
-        Probe::Unreachable(_) | Probe::Unusable(_) | Probe::Unauthorized { .. } => return None,
+        Err(e) => {
+            let (code, message) = match e {
+                Error::Refused { code, message } => (*code, message.clone()),
+                e => (e.status(), e.to_string()),
+            };
+            let fix = format!(
+                "read the updater's log on {lb_host} (journalctl -u paperlb-nginx-updater)"
+            );
+            let message = format!("updater {url} refuses: {code}: {message}");
+            steps.push(fail("answering", message, fix));
+            return None;
+        }
     };
-    let version = listing
-        .version
-        .as_ref()
-        .map(|v| format!(", version {v}"))
-        .unwrap_or_default();
-    steps.push(ok(
-        "answering",
-        format!(
-            "updater {url} lists {}{version}",
-            count(listing.backends.len(), "backend")
-        ),
-    ));
+    let version = (listing.version.as_ref()).map_or(String::new(), |v| format!(", version {v}"));
+    let backends = count(listing.backends.len(), "backend");
+    let message = format!("updater {url} lists {backends}{version}");
+    steps.push(ok("answering", message));
     let wanted: Vec<&LbRequest> = ready
         .requests
         .iter()
@@ -129,117 +119,67 @@ fn host_steps(ns: &str, ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> O
 
 /// What differs between the wanted request and the one the updater holds (empty: the same).
 pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
-    let mut out = Vec::new();
-    if want.lb_port != have.lb_port {
-        out.push(format!("lbPort {} (wanted {})", have.lb_port, want.lb_port));
-    }
-    if !want.lb_protocol.eq_ignore_ascii_case(&have.lb_protocol) {
-        out.push(format!(
-            "lbProtocol {} (wanted {})",
-            have.lb_protocol, want.lb_protocol
-        ));
-    }
-    let sorted = |r: &LbRequest| -> Vec<String> {
-        let all = r
-            .upstream_servers
-            .iter()
-            .map(|u| host_port(&u.host, u.port));
-        all.collect::<BTreeSet<_>>().into_iter().collect()
+    let upstreams = |r: &LbRequest| {
+        let all: BTreeSet<String> = (r.upstream_servers.iter())
+            .map(|u| host_port(&u.host, u.port))
+            .collect();
+        format!("[{}]", Vec::from_iter(all).join(", "))
     };
-    let (w, h) = (sorted(want), sorted(have));
-    if w != h {
-        out.push(format!(
-            "upstreams [{}] (wanted [{}])",
-            h.join(", "),
-            w.join(", ")
-        ));
-    }
-    for (name, w, h) in [
-        (
-            "proxyTimeoutSeconds",
-            want.proxy_timeout_seconds,
-            have.proxy_timeout_seconds,
-        ),
-        (
-            "proxyConnectTimeoutSeconds",
-            want.proxy_connect_timeout_seconds,
-            have.proxy_connect_timeout_seconds,
-        ),
-    ] {
-        if w != h {
-            out.push(format!("{name} {h} (wanted {w})"));
-        }
-    }
     let balance = |r: &LbRequest| r.traffic.balance.clone().unwrap_or("round-robin".into());
-    if balance(want) != balance(have) {
-        out.push(format!(
-            "balance {} (wanted {})",
-            balance(have),
-            balance(want)
-        ));
-    }
-    out
+    let fields = |r: &LbRequest| {
+        [
+            ("lbPort", r.lb_port.to_string()),
+            ("lbProtocol", r.lb_protocol.to_uppercase()),
+            ("upstreams", upstreams(r)),
+            ("proxyTimeoutSeconds", r.proxy_timeout_seconds.to_string()),
+            (
+                "proxyConnectTimeoutSeconds",
+                r.proxy_connect_timeout_seconds.to_string(),
+            ),
+            ("balance", balance(r)),
+        ]
+    };
+    (fields(want).into_iter().zip(fields(have)))
+        .filter(|((_, w), (_, h))| w != h)
+        .map(|((name, w), (_, h))| format!("{name} {h} (wanted {w})"))
+        .collect()
 }
 
 fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Step, Option<()>) {
     let fix = "the controller pushes backends again when it resyncs the updater or the Service changes; if this stays, read the controller's log for updater errors".to_string();
+    let host = &host.name;
     for want in wanted {
-        let have = listing
-            .backends
-            .iter()
-            .find(|b| b.backend_name == want.backend_name);
-        let Some(have) = have else {
-            let step = fail(
-                "backend",
-                format!(
-                    "backend {} ({}/{}) is missing on {}",
-                    want.backend_name, want.lb_port, want.lb_protocol, host.name
+        let name = &want.backend_name;
+        let message = match listing.backends.iter().find(|b| &b.backend_name == name) {
+            None => format!(
+                "backend {name} ({}/{}) is missing on {host}",
+                want.lb_port, want.lb_protocol
+            ),
+            Some(have) => match differences(want, have) {
+                d if d.is_empty() => continue,
+                d => format!(
+                    "backend {name} on {host} differs from what the LoadBalancer implies: {}",
+                    d.join("; ")
                 ),
-                fix,
-            );
-            return (step, None);
+            },
         };
-        let diffs = differences(want, have);
-        if !diffs.is_empty() {
-            let step = fail(
-                "backend",
-                format!(
-                    "backend {} on {} differs from what the LoadBalancer implies: {}",
-                    want.backend_name,
-                    host.name,
-                    diffs.join("; ")
-                ),
-                fix,
-            );
-            return (step, None);
-        }
+        return (fail("backend", message, fix), None);
     }
     let names: Vec<&str> = wanted.iter().map(|w| w.backend_name.as_str()).collect();
+    let (noun, verb) = match names.len() {
+        1 => ("backend", "matches"),
+        _ => ("backends", "match"),
+    };
+    let names = names.join(", ");
     let step = ok(
         "backend",
-        format!(
-            "{} {} on {} {} the LoadBalancer",
-            if names.len() == 1 {
-                "backend"
-            } else {
-                "backends"
-            },
-            names.join(", "),
-            host.name,
-            if names.len() == 1 { "matches" } else { "match" }
-        ),
+        format!("{noun} {names} on {host} {verb} the LoadBalancer"),
     );
     (step, Some(()))
 }
 
-/// What the updater probes for an upstream, as the backend it lists says (`http://…/healthz`, `tcp
-/// host:port`); the wanted request's check when the listing has none.
-fn probe_of(want: &LbRequest, listing: &Listing, u: &Upstream) -> String {
-    let listed = listing
-        .backends
-        .iter()
-        .find(|b| b.backend_name == want.backend_name);
-    let check = listed.unwrap_or(want).traffic.health_check.as_ref();
+/// What the updater probes for upstream `u` under `check` (`http://…/healthz`, `tcp host:port`).
+fn probe_of(check: Option<&HealthCheck>, u: &Upstream) -> String {
     match check {
         None => format!("no check, {}", host_port(&u.host, u.port)),
         Some(c) if c.kind.eq_ignore_ascii_case("tcp") => {
@@ -256,30 +196,24 @@ fn probe_of(want: &LbRequest, listing: &Listing, u: &Upstream) -> String {
 /// The upstream health step and whether the host still serves (no backend with every upstream
 /// reported unhealthy).
 fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
-    let mut unhealthy = Vec::new();
-    let mut probes = BTreeSet::new();
-    let mut reported = 0;
-    let mut dead_backend = false;
+    let (mut unhealthy, mut probes) = (Vec::new(), BTreeSet::new());
+    let (mut reported, mut dead_backend) = (0, false);
     for want in wanted {
-        let mut bad_here = 0;
-        for u in &want.upstream_servers {
-            match listing.healthy(&want.backend_name, u) {
-                Some(true) => reported += 1,
-                Some(false) => {
-                    reported += 1;
-                    bad_here += 1;
-                    unhealthy.push(format!(
-                        "{} → {}",
-                        want.backend_name,
-                        host_port(&u.host, u.port)
-                    ));
-                    probes.insert(probe_of(want, listing, u));
-                }
-                None => {}
-            }
-        }
-        if bad_here > 0 && bad_here == want.upstream_servers.len() {
-            dead_backend = true;
+        let listed = (listing.backends.iter()).find(|b| b.backend_name == want.backend_name);
+        // The probe the updater runs: the listed backend's check, else the wanted one's.
+        let check = listed.unwrap_or(want).traffic.health_check.as_ref();
+        let held = listed.map_or(&[][..], |b| b.upstream_servers.as_slice());
+        let health = |u: &Upstream| held.iter().find(|x| *x == u)?.health.healthy;
+        let ups = &want.upstream_servers;
+        let reports: Vec<(&Upstream, bool)> =
+            ups.iter().filter_map(|u| Some((u, health(u)?))).collect();
+        reported += reports.len();
+        let bad: Vec<&Upstream> = (reports.iter()).filter(|r| !r.1).map(|r| r.0).collect();
+        dead_backend |= !bad.is_empty() && bad.len() == ups.len();
+        for u in bad {
+            let name = &want.backend_name;
+            unhealthy.push(format!("{name} → {}", host_port(&u.host, u.port)));
+            probes.insert(probe_of(check, u));
         }
     }
     let step = if !unhealthy.is_empty() {
@@ -310,55 +244,32 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
     (step, !dead_backend)
 }
 
-/// `paperlb check`'s line for one LB host of a config: `Ok` to print, `Err` a problem. `claimed`
-/// holds the (port, protocol) pairs LoadBalancers claim on the host.
-pub fn host_summary(
-    cfg: &ValidConfig,
-    host: &LbHost,
-    probe: &Probe,
-    claimed: &BTreeSet<(u16, Protocol)>,
-    token: Option<&SecretRef>,
+/// `paperlb check`'s line for one LB host of a config: `Ok` to print, `Err` a problem. `ready`
+/// holds the config and no backend to look for; `used`, the (port, protocol) pairs LoadBalancers
+/// claim on the host.
+pub(super) fn host_summary(
+    ready: &Ready,
+    h: &HostFact,
+    mut used: BTreeSet<(u16, Protocol)>,
 ) -> Result<String, String> {
+    let (cfg, host) = (&ready.cfg, &h.host);
     let at = format!(
         "LB host {} of LoadBalancerConfig {}/{} (updater {})",
         host.name, cfg.namespace, cfg.name, host.url
     );
-    // explain's own steps for this host, with no backend to look for.
-    let ready = Ready {
-        cfg: cfg.clone(),
-        token_ref: token.cloned(),
-        status: Default::default(),
-        requests: Vec::new(),
-    };
-    let h = HostFact {
-        host: host.clone(),
-        probe: probe.clone(),
-    };
-    let mut steps = Vec::new();
-    host_steps(&cfg.namespace, &ready, &h, &mut steps);
-    if let Some(s) = steps.iter().find(|s| s.status == Status::Fail) {
+    // explain's own steps for this host.
+    if let Some(s) = (host_report(ready, h).steps.iter()).find(|s| s.status == Status::Fail) {
         let fix = s.fix.as_deref().unwrap_or_default();
         return Err(format!("{at}: {}; fix: {fix}", s.message));
     }
-    let Probe::Listed(listing) = probe else {
+    let Ok(listing) = &h.probe else {
         return Ok(format!(
             "{at}: reachable, authorized, version unknown (no GET /api/v1/lb: the Go updater?), free ports unknown"
         ));
     };
-    let mut used = claimed.clone();
-    for b in &listing.backends {
-        if let Some(p) = Protocol::parse(&b.lb_protocol) {
-            used.insert((b.lb_port, p));
-        }
-    }
-    let total = usize::from(cfg.high - cfg.low) + 1;
-    let free: Vec<String> = [Protocol::Tcp, Protocol::Udp]
-        .into_iter()
-        .map(|proto| {
-            let n = used_in_range(&used, cfg, proto);
-            format!("{} {}/{total}", proto.as_str(), total - n)
-        })
-        .collect();
+    let served = listing.backends.iter();
+    used.extend(served.filter_map(|b| Some((b.lb_port, Protocol::parse(&b.lb_protocol)?))));
+    let free = used_in_range(&used, cfg).map(|(p, n, total)| format!("{p} {}/{total}", total - n));
     Ok(format!(
         "{at}: reachable, authorized, version {}, free ports {} ({}-{})",
         listing.version.as_deref().unwrap_or("unknown"),

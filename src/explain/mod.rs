@@ -13,8 +13,9 @@ pub mod steps;
 
 use crate::cli::{self, Arg, Exit, Usage};
 use crate::controller::{Context, Key};
-use crate::kube::client::{Client, ClientOptions};
+use crate::kube::client::{Client, ClientOptions, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams};
 use crate::kube::config::{self, LoadOptions};
+use crate::model::LoadBalancerConfig;
 
 pub const HELP: &str = "\
 paperlb explain: say why a LoadBalancer Service is or is not served
@@ -59,24 +60,13 @@ const VALUE_FLAGS: [&str; 6] = [
 
 /// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
 pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
-    // The one positional argument: not a flag, not a flag's value.
-    let mut positional = Vec::new();
-    let mut flags = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a.starts_with('-') {
-            flags.push(a.clone());
-            let name = a.trim_start_matches('-');
-            if !name.contains('=')
-                && VALUE_FLAGS.contains(&name)
-                && let Some(v) = it.next()
-            {
-                flags.push(v.clone());
-            }
-        } else {
-            positional.push(a.clone());
-        }
-    }
+    // The one positional argument: not a flag, not a flag's value; `cli::parse` refuses a second.
+    let target = (0..args.len()).find(|&i| {
+        let after_value_flag = i > 0 && VALUE_FLAGS.contains(&args[i - 1].trim_start_matches('-'));
+        !args[i].starts_with('-') && !after_value_flag
+    });
+    let mut flags = args.to_vec();
+    let target = target.map(|i| flags.remove(i)).unwrap_or_default();
     let mut namespace = "paperlb-system".to_string();
     let mut json = false;
     let mut address_types = Context::new("", "").address_types;
@@ -99,17 +89,14 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
             other => return Err(Usage(format!("unexpected flag {other:?}"))),
         }
     }
-    let [target] = positional.as_slice() else {
-        return Err(Usage(
-            "expected exactly one <namespace>/<service> argument".into(),
-        ));
-    };
     let key = match target.split_once('/') {
         Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
             Key::new(ns, name)
         }
         _ => {
-            return Err(Usage(format!("{target:?} is not <namespace>/<service>")));
+            return Err(Usage(format!(
+                "expected one <namespace>/<service> argument, got {target:?}"
+            )));
         }
     };
     if namespace.is_empty() {
@@ -127,20 +114,19 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
 /// `paperlb check`'s LB host report: per config in `namespace`, per host, a line (`Ok`) or a
 /// problem (`Err`): reachable, authorized, version, free ports. Empty when there is no config.
 pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, String>> {
-    let configs = match gather::configs(client, namespace) {
+    let all = ListParams::default();
+    let configs = gather::list(client, &LOADBALANCERCONFIGS, Some(namespace), &all);
+    let configs: Vec<LoadBalancerConfig> = match configs {
         Ok(c) => c,
         Err(e) => return vec![Err(e.to_string())],
     };
+    let lbs = gather::list(client, &LOADBALANCERS, None, &all);
+    let why = "free ports count only what the updaters serve";
+    let mut out: Vec<_> = (lbs.as_ref().err().into_iter())
+        .map(|e| Err(format!("{e}; {why}")))
+        .collect();
     let mut cache = crate::controller::Cache::new();
-    let mut out = Vec::new();
-    match gather::load_balancers(client) {
-        Ok(lbs) => {
-            cache.replace_load_balancers(lbs);
-        }
-        Err(e) => out.push(Err(format!(
-            "{e}; free ports count only what the updaters serve"
-        ))),
-    }
+    cache.replace_load_balancers(lbs.unwrap_or_default());
     for c in configs {
         let name = format!("{namespace}/{}", c.metadata.name);
         let cfg = match c.validate() {
@@ -150,23 +136,27 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 continue;
             }
         };
-        let refs = facts::SecretRef::of_config(&c);
-        let (secrets, auth) = gather::secrets(client, namespace, &refs);
+        let refs = facts::SecretRef::of(&cfg.auth);
+        let (secrets, auth) = gather::secrets(client, namespace, &cfg.auth);
         let (step, _) = steps::secrets_step(namespace, &refs, &secrets);
         if step.status != steps::Status::Ok {
-            let fix = step.fix.map(|f| format!(": {f}")).unwrap_or_default();
-            out.push(Err(format!(
-                "LoadBalancerConfig {name}: {}{fix}",
-                step.message
-            )));
+            let (message, fix) = (step.message, step.fix.map(|f| format!(": {f}")));
+            let fix = fix.unwrap_or_default();
+            out.push(Err(format!("LoadBalancerConfig {name}: {message}{fix}")));
         }
-        let token_ref = refs.iter().find(|r| r.is_token());
-        for host in steps::hosts_of(&cfg) {
-            let probe = gather::probe(&host, auth.clone());
+        let hosts = steps::hosts_of(&cfg);
+        let ready = steps::Ready {
+            cfg,
+            status: Default::default(),
+            requests: Vec::new(),
+        };
+        for host in hosts {
             let claimed = cache.ports_taken_on(&host.host, &Key::default());
-            out.push(hosts::host_summary(
-                &cfg, &host, &probe, &claimed, token_ref,
-            ));
+            let h = facts::HostFact {
+                probe: gather::probe(&host, auth.clone()),
+                host,
+            };
+            out.push(hosts::host_summary(&ready, &h, claimed));
         }
     }
     out
@@ -189,17 +179,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut ctx = Context::new(&config.namespace, "");
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
-    if let Some((refs, hosts)) = steps::to_probe(&facts, &ctx) {
+    if let Some(refs) = steps::to_read(&facts, &ctx) {
         let (secrets, auth) = gather::secrets(&client, &config.namespace, &refs);
         facts.secrets = secrets;
         // The updaters only when the cluster side holds: the steps stop at its first failure.
-        let cluster_ok = explain(&facts, &ctx)
-            .steps
-            .iter()
-            .all(|s| s.status != steps::Status::Fail);
-        if cluster_ok {
-            facts.hosts = hosts
-                .into_iter()
+        if let Some(ready) = steps::cluster_steps(&facts, &ctx, &mut Vec::new()) {
+            facts.hosts = (steps::hosts_of(&ready.cfg).into_iter())
                 .map(|host| facts::HostFact {
                     probe: gather::probe(&host, auth.clone()),
                     host,
@@ -208,41 +193,28 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let report = explain(&facts, &ctx);
-    let events = facts.events.clone().unwrap_or_default();
-    let failed = facts.failed_reads();
-    let out = if config.json {
-        let mut s = serde_json::to_string_pretty(&render::json(&report, &events, &failed))?;
-        s.push('\n');
-        s
-    } else {
-        render::text(&report, &events, &failed)
+    let out = match config.json {
+        true => serde_json::to_string_pretty(&render::json(&report, &facts))? + "\n",
+        false => render::text(&report, &facts),
     };
     use std::io::Write;
     std::io::stdout().lock().write_all(out.as_bytes())?;
-    let message = match report.exit_code() {
+    let code = report.exit_code();
+    let message = match code {
         0 => return Ok(()),
         1 => format!("Service {} is not served", config.key),
         _ => format!("cannot tell whether Service {} is served", config.key),
     };
-    Err(Exit {
-        code: report.exit_code(),
-        message,
-    }
-    .into())
+    Err(Exit { code, message }.into())
 }
 
 /// The whole diagnosis: the cluster steps (`steps`), then each host's (`hosts`) once they pass.
 pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
     let mut cluster = Vec::new();
     let ready = steps::cluster_steps(f, ctx, &mut cluster);
-    let hosts: Vec<steps::HostReport> = match &ready {
-        None => Vec::new(),
-        Some(r) => f
-            .hosts
-            .iter()
-            .map(|h| hosts::host_report(f, r, h))
-            .collect(),
-    };
+    let hosts: Vec<steps::HostReport> = (ready.iter())
+        .flat_map(|r| f.hosts.iter().map(move |h| hosts::host_report(r, h)))
+        .collect();
     let served = hosts.iter().any(|h| h.served);
     steps::Report {
         key: f.key.clone(),

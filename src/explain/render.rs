@@ -3,7 +3,7 @@
 //! version.
 //! Pure: no I/O, no clock.
 
-use super::facts::{EventLine, ReadError};
+use super::facts::Facts;
 use super::steps::{Report, Status, Step};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -28,7 +28,8 @@ fn step_lines(out: &mut String, indent: &str, steps: &[Step]) {
     }
 }
 
-pub fn text(r: &Report, events: &[EventLine], failed: &[&ReadError]) -> String {
+pub fn text(r: &Report, f: &Facts) -> String {
+    let (events, failed) = (f.events.as_deref().unwrap_or_default(), f.failed_reads());
     let mut out = String::new();
     let _ = writeln!(out, "Service {}", r.key);
     step_lines(&mut out, "", &r.steps);
@@ -62,7 +63,7 @@ pub fn text(r: &Report, events: &[EventLine], failed: &[&ReadError]) -> String {
 }
 
 /// The JSON document; its keys come out sorted, as the schema's examples show them.
-pub fn json(r: &Report, events: &[EventLine], failed: &[&ReadError]) -> Value {
+pub fn json(r: &Report, f: &Facts) -> Value {
     json!({
         "kind": KIND,
         "version": SCHEMA_VERSION,
@@ -70,7 +71,7 @@ pub fn json(r: &Report, events: &[EventLine], failed: &[&ReadError]) -> Value {
         "served": r.served,
         "steps": r.steps,
         "hosts": r.hosts,
-        "events": events,
-        "failedReads": failed,
+        "events": f.events.as_deref().unwrap_or_default(),
+        "failedReads": f.failed_reads(),
     })
 }

@@ -7,7 +7,7 @@
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, SecretFact, SecretRef, SecretState};
-use crate::controller::decide::reconcile::{desired_spec, is_ours, pick_config, service_ports};
+use crate::controller::decide::reconcile::{desired, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
     Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
@@ -18,17 +18,14 @@ use crate::controller::decide::traffic::{
 };
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
-    CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
-    ValidConfig,
+    AuthRefs, CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol,
+    Service, ValidConfig,
 };
 use crate::updater::api::LbRequest;
 use crate::updater::validate::Balance;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-
-/// Annotation asking for given LB ports: `<port name or number>=<lbPort>,...`.
-pub use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,31 +56,25 @@ pub(super) fn count(n: usize, word: &str) -> String {
     }
 }
 
-pub(super) fn ok(id: &'static str, message: String) -> Step {
+fn step(id: &'static str, status: Status, message: String, fix: Option<String>) -> Step {
     Step {
         id,
-        status: Status::Ok,
+        status,
         message,
-        fix: None,
+        fix,
     }
+}
+
+pub(super) fn ok(id: &'static str, message: String) -> Step {
+    step(id, Status::Ok, message, None)
 }
 
 pub(super) fn fail(id: &'static str, message: String, fix: String) -> Step {
-    Step {
-        id,
-        status: Status::Fail,
-        message,
-        fix: Some(fix),
-    }
+    step(id, Status::Fail, message, Some(fix))
 }
 
 pub(super) fn unknown(id: &'static str, message: String) -> Step {
-    Step {
-        id,
-        status: Status::Unknown,
-        message,
-        fix: None,
-    }
+    step(id, Status::Unknown, message, None)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -108,16 +99,11 @@ impl Report {
     /// explain's exit code: 0 served, 1 not served (a step failed), 2 could not tell (the steps
     /// stopped at one that could not be checked).
     pub fn exit_code(&self) -> u8 {
-        let mut all = self
-            .steps
-            .iter()
-            .chain(self.hosts.iter().flat_map(|h| &h.steps));
-        if self.served {
-            0
-        } else if all.any(|s| s.status == Status::Fail) {
-            1
-        } else {
-            2
+        let mut all = (self.steps.iter()).chain(self.hosts.iter().flat_map(|h| &h.steps));
+        match (self.served, all.any(|s| s.status == Status::Fail)) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
         }
     }
 }
@@ -126,25 +112,18 @@ impl Report {
 pub fn cache_of(f: &Facts) -> Cache {
     let mut c = Cache::new();
     c.replace_nodes(f.nodes.clone().unwrap_or_default());
-    let configs = f.configs.as_ref().map(|v| v.as_slice()).unwrap_or_default();
-    c.replace_configs(configs.to_vec());
+    c.replace_configs(f.configs.clone().unwrap_or_default());
     c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());
-    let mut lbs: Vec<LoadBalancer> = f
-        .load_balancers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|l| Key::of(&l.metadata) != f.key)
-        .collect();
-    if let Ok(Some(lb)) = &f.load_balancer {
-        let mut lb = lb.clone();
-        lb.metadata.namespace = f.key.namespace.clone();
-        lbs.push(lb);
-    }
-    c.replace_load_balancers(lbs);
-    if let Ok(Some(svc)) = &f.service {
-        let mut svc = svc.clone();
-        svc.metadata.namespace = f.key.namespace.clone();
+    let ns = || f.key.namespace.clone();
+    let others = (f.load_balancers.clone().unwrap_or_default().into_iter())
+        .filter(|l| Key::of(&l.metadata) != f.key);
+    let own = f.load_balancer.clone().ok().flatten().map(|mut lb| {
+        lb.metadata.namespace = ns();
+        lb
+    });
+    c.replace_load_balancers(others.chain(own).collect());
+    if let Ok(Some(mut svc)) = f.service.clone() {
+        svc.metadata.namespace = ns();
         c.apply_service(svc);
     }
     c
@@ -160,31 +139,17 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
     hosts
 }
 
-/// What to read once the cluster is known: the chosen config's Secret references and hosts. None
-/// when no config can be chosen (the diagnosis stops before the hosts).
-pub fn to_probe(f: &Facts, ctx: &Context) -> Option<(Vec<SecretRef>, Vec<LbHost>)> {
+/// The credentials to read once the cluster is known: the chosen config's. None when no config
+/// can be chosen (the diagnosis stops before the secrets).
+pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
-    if !is_ours(svc, ctx) {
-        return None;
-    }
-    let cache = cache_of(f);
-    let cfg = pick_config(&cache, &f.key, svc, ctx).ok()?;
-    Some((secret_refs(f, &cfg), hosts_of(&cfg)))
-}
-
-fn secret_refs(f: &Facts, cfg: &ValidConfig) -> Vec<SecretRef> {
-    f.configs
-        .iter()
-        .flatten()
-        .find(|c| c.metadata.name == cfg.name)
-        .map(SecretRef::of_config)
-        .unwrap_or_default()
+    let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
+    is_ours(svc, ctx).then_some(cfg.auth)
 }
 
 /// What the cluster steps found when they all passed.
 pub(super) struct Ready {
     pub(super) cfg: ValidConfig,
-    pub(super) token_ref: Option<SecretRef>,
     /// The LoadBalancer's status (the phase decides "served" where an updater cannot list).
     pub(super) status: LoadBalancerStatus,
     /// (raw updater URL, request) for every backend the LoadBalancer implies.
@@ -198,8 +163,8 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     push(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let refs = secret_refs(f, &cfg);
-    let token_ref = push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
+    let refs = SecretRef::of(&cfg.auth);
+    push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -208,7 +173,6 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     Some(Ready {
         requests: implied_requests(&cache, key, ctx),
         cfg,
-        token_ref,
         status,
     })
 }
@@ -222,44 +186,28 @@ pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -
 
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
-    let svc = match &f.service {
+    let (svc, type_) = match &f.service {
         Err(e) => return (unknown("service", e.to_string()), None),
         Ok(None) => {
+            let ns = &key.namespace;
+            let fix = format!("check the namespace and the name: kubectl get services -n {ns}");
             return (
-                fail(
-                    "service",
-                    format!("Service {key} does not exist"),
-                    format!(
-                        "check the namespace and the name: kubectl get services -n {}",
-                        key.namespace
-                    ),
-                ),
+                fail("service", format!("Service {key} does not exist"), fix),
                 None,
             );
         }
-        Ok(Some(s)) => s,
+        Ok(Some(s)) => (s, s.spec.type_.as_deref().unwrap_or("ClusterIP")),
     };
-    let type_ = svc.spec.type_.as_deref().unwrap_or("ClusterIP");
     if type_ != "LoadBalancer" {
+        let m = format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer");
         return (
-            fail(
-                "service",
-                format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer"),
-                "set spec.type: LoadBalancer".into(),
-            ),
+            fail("service", m, "set spec.type: LoadBalancer".into()),
             None,
         );
     }
-    (
-        ok(
-            "service",
-            format!(
-                "Service {key} is type LoadBalancer with {}",
-                count(svc.spec.ports.len(), "port")
-            ),
-        ),
-        Some(svc),
-    )
+    let ports = count(svc.spec.ports.len(), "port");
+    let message = format!("Service {key} is type LoadBalancer with {ports}");
+    (ok("service", message), Some(svc))
 }
 
 fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
@@ -326,19 +274,14 @@ fn config_step(
                 Some(_) => format!("named by {CONFIG_ANNOTATION}"),
                 None => "the default".into(),
             };
-            let step = ok(
-                "config",
-                format!(
-                    "LoadBalancerConfig {ns}/{} ({how}) is valid: LB host {}, updater {}, ports {}-{}",
-                    cfg.name, cfg.host, cfg.url, cfg.low, cfg.high
-                ),
+            let message = format!(
+                "LoadBalancerConfig {ns}/{} ({how}) is valid: LB host {}, updater {}, ports {}-{}",
+                cfg.name, cfg.host, cfg.url, cfg.low, cfg.high
             );
-            (step, Some(cfg))
+            (ok("config", message), Some(cfg))
         }
         Err(p) => {
-            let defaults = cache
-                .configs
-                .iter()
+            let defaults = (cache.configs.iter())
                 .filter(|(k, c)| &k.namespace == ns && c.is_default())
                 .count();
             let fix = match (p.reason, annotated) {
@@ -360,116 +303,80 @@ fn config_step(
     }
 }
 
-/// Ok with the token reference (if any) when every Secret and key `refs` names (a valid config's,
+/// Ok when every Secret and key `refs` names (a valid config's,
 /// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
 pub(super) fn secrets_step(
     ns: &str,
     refs: &[SecretRef],
     secrets: &[SecretFact],
-) -> (Step, Option<Option<SecretRef>>) {
+) -> (Step, Option<()>) {
     if refs.is_empty() {
-        let step = ok(
-            "secrets",
-            "the config references no updater Secret, so the updater is called without a token"
-                .into(),
-        );
-        return (step, Some(None));
+        let m = "the config references no updater Secret, so the updater is called without a token";
+        return (ok("secrets", m.into()), Some(()));
     }
     let mut present = Vec::new();
     let mut unknown_note = None;
     for r in refs {
-        let what = format!("Secret {ns}/{} ({})", r.name, r.field);
-        let state = secrets
-            .iter()
-            .find(|s| &s.reference == r)
-            .map(|s| s.state.clone());
-        let create = format!(
-            "kubectl -n {ns} create secret generic {} --from-file={}=<file>",
-            r.name, r.key
-        );
-        match state {
-            None => unknown_note = Some(format!("{what} was not read")),
-            Some(Err(e)) => unknown_note = Some(e.to_string()),
-            Some(Ok(SecretState::Present)) => present.push(format!("{what} has key {}", r.key)),
-            Some(Ok(SecretState::NoSecret)) => {
-                let step = fail("secrets", format!("{what} does not exist"), create);
-                return (step, None);
+        let (name, key, field) = (&r.name, &r.key, r.field);
+        let what = format!("Secret {ns}/{name} ({field})");
+        let create =
+            format!("kubectl -n {ns} create secret generic {name} --from-file={key}=<file>");
+        let (message, fix) = match secrets.iter().find(|s| &s.reference == r).map(|s| &s.state) {
+            None => {
+                unknown_note = Some(format!("{what} was not read"));
+                continue;
             }
+            Some(Err(e)) => {
+                unknown_note = Some(e.to_string());
+                continue;
+            }
+            Some(Ok(SecretState::Present)) => {
+                present.push(format!("{what} has key {key}"));
+                continue;
+            }
+            Some(Ok(SecretState::NoSecret)) => (format!("{what} does not exist"), create),
             Some(Ok(SecretState::NoKey(keys))) => {
-                let step = fail(
-                    "secrets",
-                    format!(
-                        "{what} has no key {:?} (it has: {})",
-                        r.key,
-                        if keys.is_empty() {
-                            "none".into()
-                        } else {
-                            keys.join(", ")
-                        }
-                    ),
-                    format!(
-                        "add the key, or set {}.key to the key that holds it",
-                        r.field
-                    ),
-                );
-                return (step, None);
+                let keys = match keys.as_slice() {
+                    [] => "none".into(),
+                    k => k.join(", "),
+                };
+                let fix = format!("add the key, or set {field}.key to the key that holds it");
+                (format!("{what} has no key {key:?} (it has: {keys})"), fix)
             }
-            Some(Ok(SecretState::Empty)) => {
-                let step = fail(
-                    "secrets",
-                    format!("{what}: key {} is empty or not text", r.key),
-                    format!("put the value in the key: {create}"),
-                );
-                return (step, None);
-            }
-        }
+            Some(Ok(SecretState::Empty)) => (
+                format!("{what}: key {key} is empty or not text"),
+                format!("put the value in the key: {create}"),
+            ),
+        };
+        return (fail("secrets", message, fix), None);
     }
-    let token_ref = refs.iter().find(|r| r.is_token()).cloned();
     let step = match unknown_note {
         Some(note) => unknown("secrets", note),
         None => ok("secrets", present.join("; ")),
     };
-    (step, Some(token_ref))
+    (step, Some(()))
 }
 
 fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {
-    match service_ports(key, svc) {
+    let (message, fix) = match service_ports(key, svc) {
         Ok(Some(ports)) => {
-            let list: Vec<String> = svc
-                .spec
-                .ports
-                .iter()
-                .zip(&ports)
+            let list: Vec<String> = (svc.spec.ports.iter().zip(&ports))
                 .map(|(sp, p)| format!("{}/{}→{}", sp.port, p.protocol.as_str(), p.node_port))
                 .collect();
-            let step = ok(
-                "nodeports",
-                format!("every port has a nodePort: {}", list.join(", ")),
-            );
-            (step, Some(()))
+            let message = format!("every port has a nodePort: {}", list.join(", "));
+            return (ok("nodeports", message), Some(()));
         }
         Ok(None) => (
-            fail(
-                "nodeports",
-                format!("a port of Service {key} has no nodePort yet"),
-                "the apiserver assigns nodePorts when the Service is written; if this stays, read the apiserver's answer (kubectl get service -o yaml)".into(),
-            ),
-            None,
+            format!("a port of Service {key} has no nodePort yet"),
+            "the apiserver assigns nodePorts when the Service is written; if this stays, read the apiserver's answer (kubectl get service -o yaml)",
         ),
         Err(p) if p.reason == "NoNodePorts" => (
-            fail(
-                "nodeports",
-                p.message,
-                "set spec.allocateLoadBalancerNodePorts: true (or give every port a nodePort)"
-                    .into(),
-            ),
-            None,
+            p.message,
+            "set spec.allocateLoadBalancerNodePorts: true (or give every port a nodePort)",
         ),
-        Err(p) => (
-            fail("nodeports", p.message, "fix the Service's ports".into()),
-            None,
-        ),
-    }
+        Err(p) => (p.message, "fix the Service's ports"),
+    };
+    (fail("nodeports", message, fix.into()), None)
 }
 
 /// Why a node is not a target of this Service (the first reason, in `targets_for`'s order).
@@ -495,20 +402,19 @@ impl NotTarget {
     }
 }
 
-/// Node name → why it is not a target (absent: it is one).
+/// Node name → why it is not a target (absent: it is one); `local_nodes`: those with a ready
+/// endpoint, for `externalTrafficPolicy: Local`.
 pub fn not_targets(
     cache: &Cache,
-    key: &Key,
-    local: bool,
+    local_nodes: Option<&BTreeSet<String>>,
     types: (&[String], &[String]),
     stable: bool,
 ) -> BTreeMap<String, NotTarget> {
-    let local_nodes = local.then(|| cache.local_nodes(key));
     cache
         .nodes
         .iter()
         .filter_map(|(name, node)| {
-            let why = if local_nodes.as_ref().is_some_and(|l| !l.contains(name)) {
+            let why = if local_nodes.is_some_and(|l| !l.contains(name)) {
                 NotTarget::NoLocalEndpoint
             } else if let Some(i) = node_ineligibility(node, stable) {
                 NotTarget::Node(i)
@@ -529,11 +435,9 @@ fn nodes_step(
     cfg: &ValidConfig,
     ctx: &Context,
 ) -> (Step, Option<()>) {
-    if let Err(e) = &f.nodes {
-        return (unknown("nodes", e.to_string()), Some(()));
-    }
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
-    if local && let Err(e) = &f.slices {
+    let slices = f.slices.as_ref().err().filter(|_| local);
+    if let Some(e) = f.nodes.as_ref().err().or(slices) {
         return (unknown("nodes", e.to_string()), Some(()));
     }
     let types = if cfg.address_types.is_empty() {
@@ -552,7 +456,8 @@ fn nodes_step(
                 follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
             });
     let types = (types.as_slice(), svc.spec.ip_families.as_slice());
-    let why = not_targets(cache, &f.key, local, types, stable);
+    let local_nodes = local.then(|| cache.local_nodes(&f.key));
+    let why = not_targets(cache, local_nodes.as_ref(), types, stable);
     let total = cache.nodes.len();
     let mut counts: BTreeMap<NotTarget, usize> = BTreeMap::new();
     for r in why.values() {
@@ -563,7 +468,6 @@ fn nodes_step(
         .map(|(r, n)| format!("{n} {}", r.describe()))
         .collect();
     // The controller's own list, for the count of distinct target addresses.
-    let local_nodes = local.then(|| cache.local_nodes(&f.key));
     let targets = targets_for(1, &cache.nodes, types, local_nodes.as_ref(), stable);
     if targets.is_empty() {
         let message = if total == 0 {
@@ -614,36 +518,33 @@ fn nodes_step(
     }
     // Dual stack with a family no target has: served on the other one (DualStack=False).
     let families = types.1;
-    let missing: Vec<&str> = (0..families.len())
-        .filter(|&i| !targets.iter().any(|t| in_family(&t.host, families, i)))
-        .map(|i| families[i].as_str())
-        .collect();
+    let (served, missing): (Vec<usize>, Vec<usize>) =
+        (0..families.len()).partition(|&i| targets.iter().any(|t| in_family(&t.host, families, i)));
+    let names =
+        |is: Vec<usize>, sep: &str| Vec::from_iter(is.iter().map(|&i| &families[i][..])).join(sep);
     if !missing.is_empty() {
+        let (missing, served) = (names(missing, " or "), names(served, ", "));
         let _ = write!(
             message,
-            "; no target has an {} address, so the Service is served on {} only",
-            missing.join(" or "),
-            families
-                .iter()
-                .filter(|f| !missing.contains(&f.as_str()))
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "; no target has an {missing} address, so the Service is served on {served} only"
         );
     }
     (ok("nodes", message), Some(()))
 }
 
-/// How many ports of `proto` in the config's range `pairs` holds.
+/// Per protocol (TCP, UDP): its name, how many ports of the config's range `pairs` holds, and the
+/// range's size.
 pub(super) fn used_in_range(
     pairs: &BTreeSet<(u16, Protocol)>,
     cfg: &ValidConfig,
-    proto: Protocol,
-) -> usize {
-    pairs
-        .iter()
-        .filter(|(p, pr)| *pr == proto && (cfg.low..=cfg.high).contains(p))
-        .count()
+) -> [(&'static str, usize, usize); 2] {
+    let range = cfg.low..=cfg.high;
+    [Protocol::Tcp, Protocol::Udp].map(|proto| {
+        let used = pairs
+            .iter()
+            .filter(|(p, pr)| *pr == proto && range.contains(p));
+        (proto.as_str(), used.count(), range.len())
+    })
 }
 
 fn ports_step(
@@ -655,59 +556,23 @@ fn ports_step(
     ctx: &Context,
 ) -> (Step, Option<LbSpec>) {
     let key = &f.key;
-    // The annotation `lb.paperlb.com/lb-ports`, read by the controller's own parser.
-    let (requested, faults) = crate::controller::decide::port_requests::parse(svc);
-    if let Some(fault) = faults.into_iter().next() {
-        let fix = format!("fix the annotation {LB_PORTS_ANNOTATION}");
-        return (fail("ports", fault.message, fix), None);
-    }
-    for entry in requested {
-        let (port, index, lb_port) = (entry.written, entry.index, entry.lb_port);
-        let protocol = svc.spec.ports[index]
-            .protocol
-            .as_deref()
-            .and_then(Protocol::parse)
-            .unwrap_or(Protocol::Tcp);
-        let asked = format!(
-            "port {port} asks for LB port {lb_port}/{} ({LB_PORTS_ANNOTATION})",
-            protocol.as_str()
-        );
-        if !(cfg.low..=cfg.high).contains(&lb_port) {
-            let step = fail(
-                "ports",
-                format!(
-                    "{asked}, outside the range {}-{} of LoadBalancerConfig {}/{}",
-                    cfg.low, cfg.high, cfg.namespace, cfg.name
-                ),
-                "ask for a port in the range, or widen the config's spec.portRange".to_string(),
-            );
-            return (step, None);
-        }
-        // The controller's own port index (the same rule as the allocation).
-        if let Some(holder) = cache.port_holder(&cfg.host, lb_port, protocol, key) {
-            let step = fail(
-                "ports",
-                format!(
-                    "{asked}, but LoadBalancer {holder} holds it on {}",
-                    cfg.host
-                ),
-                format!("free it there (delete or move Service {holder}), or ask for another port"),
-            );
-            return (step, None);
-        }
-    }
-    match desired_spec(cache, key, svc, lb, ctx) {
-        Ok(Some(spec)) => {
-            let mut message = format!(
-                "LB {} {} on {}",
-                if spec.ports.len() == 1 {
-                    "port"
-                } else {
-                    "ports"
-                },
-                port_list(&spec),
-                spec.host
-            );
+    let fix_for = |reason| match reason {
+        "PortUnavailable" => "ask for a free port in the range, widen the config's \
+            spec.portRange, or free the port (delete or move the Service that holds it)"
+            .to_string(),
+        "InvalidAnnotation" => "fix the annotation named above".to_string(),
+        _ => "see the message".to_string(),
+    };
+    // The controller's own decision, with its verdict on the ports the annotation
+    // `lb.paperlb.com/lb-ports` asks for (a refused one is `PortRequest=False`).
+    let (message, fix) = match desired(cache, key, svc, lb, ctx) {
+        Ok(Some((spec, d))) if d.faults.is_empty() => {
+            let noun = if spec.ports.len() == 1 {
+                "port"
+            } else {
+                "ports"
+            };
+            let mut message = format!("LB {noun} {} on {}", port_list(&spec), spec.host);
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
             let balance = balancing.balance.as_str();
@@ -746,38 +611,26 @@ fn ports_step(
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");
             }
-            (ok("ports", message), Some(spec))
+            return (ok("ports", message), Some(spec));
         }
+        Ok(Some((_, d))) => (d.faults[0].message.clone(), fix_for(d.faults[0].reason)),
         Ok(None) => (
-            fail(
-                "ports",
-                format!("a port of Service {key} has no nodePort yet"),
-                "wait for the apiserver to assign it".into(),
-            ),
-            None,
+            format!("a port of Service {key} has no nodePort yet"),
+            "wait for the apiserver to assign it".into(),
         ),
         Err(p) if p.reason == "PortRangeExhausted" => {
-            let total = usize::from(cfg.high - cfg.low) + 1;
             let taken = cache.ports_taken_on(&cfg.host, key);
-            let used: Vec<String> = [Protocol::Tcp, Protocol::Udp]
-                .into_iter()
-                .map(|proto| {
-                    let n = used_in_range(&taken, cfg, proto);
-                    format!("{n}/{total} {} used", proto.as_str())
-                })
-                .collect();
-            let step = fail(
-                "ports",
-                format!("{} ({})", p.message, used.join(", ")),
-                format!(
-                    "widen spec.portRange of LoadBalancerConfig {}/{}, or delete LoadBalancer Services that are no longer needed",
-                    cfg.namespace, cfg.name
-                ),
+            let used =
+                used_in_range(&taken, cfg).map(|(p, n, total)| format!("{n}/{total} {p} used"));
+            let (ns, name) = (&cfg.namespace, &cfg.name);
+            let fix = format!(
+                "widen spec.portRange of LoadBalancerConfig {ns}/{name}, or delete LoadBalancer Services that are no longer needed"
             );
-            (step, None)
+            (format!("{} ({})", p.message, used.join(", ")), fix)
         }
-        Err(p) => (fail("ports", p.message, "see the message".into()), None),
-    }
+        Err(p) => (p.message, fix_for(p.reason)),
+    };
+    (fail("ports", message, fix), None)
 }
 
 fn load_balancer_step(
@@ -800,83 +653,66 @@ fn load_balancer_step(
         .unwrap_or_default();
     let lb = match &f.load_balancer {
         Err(e) => {
-            return (
-                unknown("loadbalancer", e.to_string()),
-                Some(LoadBalancerStatus::default()),
-            );
-        }
-        Ok(None) => {
-            let step = fail(
-                "loadbalancer",
-                format!(
-                    "there is no LoadBalancer {key}: the controller has not acted on this Service{last_warning}"
-                ),
-                controller_fix,
-            );
-            return (step, None);
+            let status = LoadBalancerStatus::default();
+            return (unknown("loadbalancer", e.to_string()), Some(status));
         }
         Ok(Some(lb)) => lb,
+        Ok(None) => {
+            let message = format!(
+                "there is no LoadBalancer {key}: the controller has not acted on this Service{last_warning}"
+            );
+            return (fail("loadbalancer", message, controller_fix), None);
+        }
     };
-    if lb.metadata.is_deleting() {
+    // What the Service, config and nodes call for: `8100/TCP on 192.0.2.10 with 2 targets`.
+    let (ports, targets) = (port_list(desired), count(desired.target_count(), "target"));
+    let wanted = format!("{ports} on {} with {targets}", desired.host);
+    let owner = lb.metadata.service_owner();
+    let owned = owner.is_some_and(|o| o.uid == svc.metadata.uid && o.controller == Some(true));
+    let failure = if lb.metadata.is_deleting() {
         let waits: Vec<String> = crate::controller::decide::status::known_backends(key, lb)
             .into_iter()
             .map(|b| format!("{} from updater {}", b.backend_name, b.url))
             .collect();
-        let step = fail(
-            "loadbalancer",
-            format!(
-                "LoadBalancer {key} is being deleted (since {}): the controller waits to delete {} \
-                 before it lets it go; it gives up on an updater that has not answered at all for \
-                 --unreachable-delete-grace (default 5m, from its last answer: with the default, \
-                 about 5m after the deletion at the latest if it answered until then), leaving \
-                 the backend for drift repair",
-                lb.metadata.deletion_timestamp.as_deref().unwrap_or("?"),
-                if waits.is_empty() { "nothing".to_string() } else { waits.join(", ") }
-            ),
-            "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log".into(),
+        let message = format!(
+            "LoadBalancer {key} is being deleted (since {}): the controller waits to delete {} \
+             before it lets it go; it gives up on an updater that has not answered at all for \
+             --unreachable-delete-grace (default 5m, from its last answer: with the default, \
+             about 5m after the deletion at the latest if it answered until then), leaving \
+             the backend for drift repair",
+            lb.metadata.deletion_timestamp.as_deref().unwrap_or("?"),
+            if waits.is_empty() {
+                "nothing".to_string()
+            } else {
+                waits.join(", ")
+            }
         );
-        return (step, None);
-    }
-    let owned =
-        lb.metadata.owner_references.iter().any(|o| {
-            o.kind == "Service" && o.uid == svc.metadata.uid && o.controller == Some(true)
-        });
-    if !owned || !desired.matches(&lb.spec) {
+        Some((message, "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log".into()))
+    } else if !owned || !desired.matches(&lb.spec) {
         let recorded = LbSpec::from_resource(&lb.spec)
             .map(|s| format!("{} on {}", port_list(&s), s.host))
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
         let what = if owned {
-            format!(
-                "records {recorded}, but the Service, config and nodes now call for {} on {} with {}",
-                port_list(desired),
-                desired.host,
-                count(desired.target_count(), "target")
-            )
+            format!("records {recorded}, but the Service, config and nodes now call for {wanted}")
         } else {
             "is not yet owned by this Service".to_string()
         };
-        let step = fail(
-            "loadbalancer",
-            format!("LoadBalancer {key} {what}: the controller has not caught up{last_warning}"),
-            controller_fix,
-        );
-        return (step, None);
-    }
-    if let Some(c) = condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False") {
-        let step = fail(
-            "loadbalancer",
-            format!("LoadBalancer {key}: {}: {}", c.reason, c.message),
-            "see the message".into(),
-        );
-        return (step, None);
+        let message =
+            format!("LoadBalancer {key} {what}: the controller has not caught up{last_warning}");
+        Some((message, controller_fix))
+    } else if let Some(c) =
+        condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False")
+    {
+        let message = format!("LoadBalancer {key}: {}: {}", c.reason, c.message);
+        Some((message, "see the message".into()))
+    } else {
+        None
+    };
+    if let Some((message, fix)) = failure {
+        return (fail("loadbalancer", message, fix), None);
     }
     let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
-    let mut message = format!(
-        "LoadBalancer {key} records {} on {} with {}; phase {phase}",
-        port_list(desired),
-        desired.host,
-        count(desired.target_count(), "target")
-    );
+    let mut message = format!("LoadBalancer {key} records {wanted}; phase {phase}");
     if let Some(c) = condition(&lb.status.conditions, "Ready").filter(|c| c.status == "False") {
         let _ = write!(message, " ({}: {})", c.reason, c.message);
     }

@@ -2,13 +2,14 @@
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
 use super::super::facts::{
-    EventLine, Facts, HostFact, Listing, Probe, ReadError, SecretFact, SecretRef, SecretState,
+    EventLine, Facts, HostFact, Listing, ReadError, SecretFact, SecretRef, SecretState,
 };
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
 use crate::model::{LbHost, LoadBalancerConfig, Node};
-use crate::updater::api::{LbRequest, Upstream};
+use crate::updater::Error;
+use crate::updater::api::LbRequest;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
@@ -81,7 +82,7 @@ fn with_token_secret(reference: Value, state: SecretState) -> Facts {
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = SecretRef::of_config(&fact)
+    f.secrets = SecretRef::of(&fact.validate().unwrap().auth)
         .iter()
         .map(|r| SecretFact {
             reference: r.clone(),
@@ -117,7 +118,7 @@ fn served(service: Value) -> Facts {
     let mut f = world(service);
     let cache = cache_of(&f);
     let s = f.service.clone().unwrap().unwrap();
-    let spec = desired_spec(&cache, &f.key, &s, None, &ctx())
+    let (spec, _) = desired(&cache, &f.key, &s, None, &ctx())
         .ok()
         .flatten()
         .unwrap();
@@ -140,7 +141,7 @@ fn served(service: Value) -> Facts {
             host: HOST.into(),
             url: URL.into(),
         },
-        probe: Probe::Listed(Listing {
+        probe: Ok(Listing {
             backends: requests.into_iter().map(|(_, r)| r).collect(),
             ..Listing::default()
         }),
@@ -148,9 +149,25 @@ fn served(service: Value) -> Facts {
     f
 }
 
+/// The updater at `URL` did not answer.
+fn transport(detail: &str) -> Error {
+    Error::Transport {
+        url: URL.into(),
+        detail: detail.into(),
+    }
+}
+
+/// The updater has no `GET /api/v1/lb` (the Go one).
+fn unsupported(code: u16) -> Error {
+    Error::Unsupported {
+        code,
+        message: "404 page not found".into(),
+    }
+}
+
 fn listing(f: &mut Facts) -> &mut Listing {
     match &mut f.hosts[0].probe {
-        Probe::Listed(l) => l,
+        Ok(l) => l,
         _ => panic!("not listed"),
     }
 }
@@ -362,7 +379,7 @@ fn each_diagnosis_stops_at_its_step() {
                 f
             },
             "ports",
-            "LoadBalancer team/other holds it",
+            "held by LoadBalancer team/other",
         ),
         (
             "requested port outside the range",
@@ -373,6 +390,21 @@ fn each_diagnosis_stops_at_its_step() {
             },
             "ports",
             "outside the range 8100-8199",
+        ),
+        (
+            // The controller serves the first and leaves the second out (PortRequest=False).
+            "requested port asked twice",
+            || {
+                let mut s = svc();
+                let https =
+                    json!({"name": "https", "port": 443, "protocol": "TCP", "nodePort": 31001});
+                s["spec"]["ports"].as_array_mut().unwrap().push(https);
+                s["metadata"]["annotations"] =
+                    json!({"lb.paperlb.com/lb-ports": "http=8150,https=8150"});
+                world(s)
+            },
+            "ports",
+            "port https asks for LB port 8150/TCP (lb.paperlb.com/lb-ports), which another port",
         ),
         (
             "requested port unreadable",
@@ -427,7 +459,7 @@ fn each_diagnosis_stops_at_its_step() {
             "updater unreachable",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Probe::Unreachable("connection refused".into());
+                f.hosts[0].probe = Err(transport("connection refused"));
                 f
             },
             "reachable",
@@ -437,10 +469,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater wants a token",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Probe::Unauthorized {
+                f.hosts[0].probe = Err(Error::Unauthorized {
                     code: 401,
                     message: "missing or wrong bearer token".into(),
-                };
+                });
                 f
             },
             "authorized",
@@ -450,10 +482,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater refusing",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Probe::Refused {
+                f.hosts[0].probe = Err(Error::Refused {
                     code: 500,
                     message: "disk full".into(),
-                };
+                });
                 f
             },
             "answering",
@@ -608,7 +640,7 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
             {"type": "DriftCheck", "status": "False", "reason": "Unsupported", "message": "404"},
         ]))
         .unwrap();
-        f.hosts[0].probe = Probe::NoList { code: 404 };
+        f.hosts[0].probe = Err(unsupported(404));
         let r = explain(&f, &ctx());
         assert!(r.served, "READY decides for an updater without GET: {r:#?}");
         let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
@@ -686,7 +718,7 @@ fn failed_reads_are_unknown_steps_and_the_rest_goes_on() {
 #[test]
 fn an_updater_without_get_leaves_the_lb_status_to_decide() {
     let mut f = served_world();
-    f.hosts[0].probe = Probe::NoList { code: 405 };
+    f.hosts[0].probe = Err(unsupported(405));
     let r = explain(&f, &ctx());
     assert!(r.served);
     assert_eq!(
@@ -731,8 +763,8 @@ fn not_targets_agrees_with_the_controllers_targets() {
         let cache = cache_of(&f);
         let types = ctx().address_types;
         let stable = rng.below(2) == 0;
-        let why = not_targets(&cache, &f.key, local, (&types, &[]), stable);
         let local_nodes = local.then(|| cache.local_nodes(&f.key));
+        let why = not_targets(&cache, local_nodes.as_ref(), (&types, &[]), stable);
         let targets = targets_for(1, &cache.nodes, (&types, &[]), local_nodes.as_ref(), stable);
         let mut hosts: Vec<String> = cache
             .nodes
@@ -761,22 +793,25 @@ fn listing_reads_health_and_version_leniently() {
     }));
     assert_eq!(l.version.as_deref(), Some("0.1.0"));
     assert_eq!(l.backends.len(), 1);
-    let up = |host: &str| Upstream {
-        host: host.into(),
-        port: 31000,
-        health: Default::default(),
-    };
-    assert_eq!(l.healthy("a", &up("127.0.0.2")), Some(false));
-    assert_eq!(l.healthy("a", &up("127.0.0.3")), None);
-    assert_eq!(l.healthy("b", &up("127.0.0.2")), None);
+    let healthy: Vec<(&str, Option<bool>)> = (l.backends[0].upstream_servers.iter())
+        .map(|u| (u.host.as_str(), u.health.healthy))
+        .collect();
+    assert_eq!(healthy, [("127.0.0.2", Some(false)), ("127.0.0.3", None)]);
 }
 
 #[test]
 fn secret_refs_name_their_field_and_default_their_key() {
-    let refs = SecretRef::of_config(&config_fact(json!({"spec": {
+    let of = |refs: Value| {
+        let mut c = config("edge", true);
+        for (k, v) in refs.as_object().unwrap() {
+            c["spec"][k] = v.clone();
+        }
+        SecretRef::of(&config_fact(c).validate().unwrap().auth)
+    };
+    let refs = of(json!({
         "updaterTokenSecretRef": {"name": "t"},
         "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
-    }})));
+    }));
     assert_eq!(refs.len(), 2);
     assert_eq!(
         (refs[0].name.as_str(), refs[0].key.as_str()),
@@ -784,9 +819,16 @@ fn secret_refs_name_their_field_and_default_their_key() {
     );
     assert!(refs[0].is_token() && !refs[1].is_token());
     assert_eq!(refs[1].key, "bundle.pem");
-    let of = |spec: Value| SecretRef::of_config(&config_fact(json!({ "spec": spec })));
     assert!(of(json!({"updaterTokenSecretRef": null})).is_empty());
     assert!(of(json!({})).is_empty());
+    // The hosts form: the first host's own token, as the config's validation resolved it.
+    let c = json!({"metadata": {"name": "edge", "namespace": NS}, "spec": {
+        "default": true, "portRange": {"low": 8100, "high": 8199}, "hosts": [
+            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterTokenSecretRef": {"name": "t1"}},
+        ],
+    }});
+    let refs = SecretRef::of(&config_fact(c).validate().unwrap().auth);
+    assert_eq!((refs.len(), refs[0].name.as_str()), (1, "t1"));
 }
 
 #[test]
@@ -797,12 +839,25 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         .next()
         .map(|c| c.validate().unwrap())
         .unwrap();
+    let ready = Ready {
+        cfg,
+        status: Default::default(),
+        requests: Vec::new(),
+    };
     let host = LbHost {
         name: HOST.into(),
         host: HOST.into(),
         url: URL.into(),
     };
-    let claimed: BTreeSet<(u16, Protocol)> = [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
+    let summary = |probe| {
+        let h = HostFact {
+            host: host.clone(),
+            probe,
+        };
+        let claimed: BTreeSet<(u16, Protocol)> =
+            [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
+        super::super::hosts::host_summary(&ready, &h, claimed)
+    };
     let served = |port: u16, proto: &str| LbRequest {
         backend_name: format!("b{port}"),
         lb_port: port,
@@ -813,38 +868,32 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         traffic: Default::default(),
         owner: None,
     };
-    let listed = Probe::Listed(Listing {
+    let listed = Ok(Listing {
         // 8100/TCP is also claimed: counted once. 8101/udp is served by a backend no LB claims.
         backends: vec![served(8100, "TCP"), served(8101, "udp")],
         version: Some("9.9.9".into()),
     });
-    let line = super::super::hosts::host_summary(&cfg, &host, &listed, &claimed, None).unwrap();
+    let line = summary(listed).unwrap();
     assert!(
         line.ends_with(
             "reachable, authorized, version 9.9.9, free ports TCP 99/100, UDP 99/100 (8100-8199)"
         ),
         "{line}"
     );
-    let no_list = super::super::hosts::host_summary(
-        &cfg,
-        &host,
-        &Probe::NoList { code: 404 },
-        &claimed,
-        None,
-    );
+    let no_list = summary(Err(unsupported(404)));
     assert!(no_list.unwrap().contains("version unknown"));
-    let denied = Probe::Unauthorized {
+    let denied = Err(Error::Unauthorized {
         code: 401,
         message: "no".into(),
-    };
-    let err = super::super::hosts::host_summary(&cfg, &host, &denied, &claimed, None).unwrap_err();
+    });
+    let err = summary(denied).unwrap_err();
     assert!(
         err.contains("wants a token (401: no)") && err.contains("fix: put the updater's token"),
         "{err}"
     );
-    let gone = Probe::Unreachable("connection refused".into());
+    let gone = Err(transport("connection refused"));
     assert!(
-        super::super::hosts::host_summary(&cfg, &host, &gone, &claimed, None)
+        summary(gone)
             .unwrap_err()
             .contains("does not answer: connection refused; fix: ")
     );
@@ -863,12 +912,12 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     });
     f.configs = Ok(vec![config_fact(raw)]);
     let ctx = ctx();
-    let (_, hosts) = to_probe(&f, &ctx).expect("hosts to probe");
+    let s = f.service.clone().unwrap().unwrap();
+    let hosts = hosts_of(&pick_config(&cache_of(&f), &f.key, &s, &ctx).ok().unwrap());
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["lb-1", "lb-2"]);
     // The LoadBalancer the controller writes, served on both hosts.
-    let s = f.service.clone().unwrap().unwrap();
-    let spec = desired_spec(&cache_of(&f), &f.key, &s, None, &ctx)
+    let (spec, _) = desired(&cache_of(&f), &f.key, &s, None, &ctx)
         .ok()
         .flatten()
         .unwrap();
@@ -908,7 +957,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         .iter()
         .map(|h| HostFact {
             host: h.clone(),
-            probe: Probe::Listed(Listing {
+            probe: Ok(Listing {
                 backends: on(&h.url),
                 ..Listing::default()
             }),
@@ -917,13 +966,13 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     let r = explain(&f, &ctx);
     assert!(r.served && r.hosts.len() == 2, "{r:#?}");
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
-    f.hosts[1].probe = Probe::Unreachable("connection refused".into());
+    f.hosts[1].probe = Err(transport("connection refused"));
     let r = explain(&f, &ctx);
     assert!(r.served, "{r:#?}");
     assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
     assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
     // Both unreachable: not served.
-    f.hosts[0].probe = Probe::Unreachable("connection refused".into());
+    f.hosts[0].probe = Err(transport("connection refused"));
     assert!(!explain(&f, &ctx).served);
 }
 

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::harness::{Controller, LB_HOST, World, wait_for};
 use crate::lbhost::LbHost;
 use crate::support::backends::kube_proxy_healthz;
+use crate::support::fake_api::certs::Ca;
 use crate::support::fake_api::{ADMIN_USER, FakeOptions};
 use crate::support::procs::free_port;
 
@@ -158,7 +159,7 @@ fn cluster_side_diagnoses_each_stop_at_their_step() {
         json!({"metadata": {"annotations": {"lb.paperlb.com/lb-ports": "http=8150"}}}),
     );
     holder(&w, "default", "other", 8150);
-    expect_failure(&w, "asks", "ports", "LoadBalancer default/other holds it");
+    expect_failure(&w, "asks", "ports", "held by LoadBalancer default/other");
     // The unbroken Service gets past all of these: no controller runs, so no LoadBalancer yet.
     service(&w, "plain", json!({}));
     expect_failure(&w, "plain", "loadbalancer", "no LoadBalancer default/plain");
@@ -819,4 +820,25 @@ fn check_warns_and_exits_1_without_a_loadbalancerconfig() {
     );
     assert!(!out.contains("all checks passed"), "{out}");
     assert!(!out.contains("PROBLEM"), "{out}");
+}
+
+/// A config with `insecureSkipVerify: true` (no CA) and an HTTPS updater whose certificate no
+/// system root signs: explain and check call it as the controller does, accepting its certificate.
+#[test]
+fn an_https_updater_the_config_skips_verifying_is_probed_as_the_controller_calls_it() {
+    let (cert, key) = Ca::new().server_pem();
+    let host = LbHost::start_tls((&cert, &key));
+    let w = World::new("explain-insecure");
+    config(
+        &w,
+        json!({"spec": {"httpUpdaterURL": host.url(), "insecureSkipVerify": true}}),
+    );
+    service(&w, "web", json!({}));
+    let _c = Controller::start(&w.kubeconfig);
+    wait_for("web READY over HTTPS", || w.ready("web"));
+    let (code, out) = explain(&w, "web", &[]);
+    assert!(failed(&out).is_none(), "{out}");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = check(&w);
+    assert_eq!(code, 0, "{out}");
 }

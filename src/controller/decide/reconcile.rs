@@ -321,19 +321,9 @@ fn reconcile_service(
     }
 }
 
-/// The spec this Service should have: config, ports and targets. `Ok(None)` = wait.
-pub(crate) fn desired_spec(
-    cache: &Cache,
-    key: &Key,
-    svc: &Service,
-    lb: Option<&LoadBalancer>,
-    ctx: &Context,
-) -> Result<Option<LbSpec>, Problem> {
-    desired(cache, key, svc, lb, ctx).map(|d| d.map(|(spec, _)| spec))
-}
-
-/// `desired_spec` and the decision on the ports the Service requests (`port_requests`).
-fn desired(
+/// The spec this Service should have (config, ports and targets), and the decision on the ports
+/// the Service requests (`port_requests`). `Ok(None)` = wait.
+pub(crate) fn desired(
     cache: &Cache,
     key: &Key,
     svc: &Service,
