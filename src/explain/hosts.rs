@@ -48,7 +48,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         _ => ok("reachable", format!("updater {url} answers")),
     };
     push(steps, (reach, Some(())))?;
-    let auth = match (&h.probe, &cfg.auth.token) {
+    let auth = match (&h.probe, &super::steps::credentials(cfg).token) {
         (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
             "authorized",
             format!(

@@ -19,7 +19,7 @@ use crate::controller::decide::traffic::{
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
     AuthRefs, CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol,
-    Service, ValidConfig,
+    Service, ValidConfig, addresses,
 };
 use crate::updater::api::LbRequest;
 use crate::updater::validate::Balance;
@@ -132,7 +132,7 @@ pub fn cache_of(f: &Facts) -> Cache {
 /// The LB hosts of a config: the Go form's one (named by its address), or every `spec.hosts`
 /// entry (by its name).
 pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
-    let mut hosts = cfg.places();
+    let mut hosts = cfg.hosts.clone();
     for h in hosts.iter_mut().filter(|h| h.name.is_empty()) {
         h.name = h.host.clone();
     }
@@ -144,7 +144,18 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
 pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
-    is_ours(svc, ctx).then_some(cfg.auth)
+    is_ours(svc, ctx).then(|| credentials(&cfg).clone())
+}
+
+/// The credentials explain checks and calls every host of `cfg` with: its first host's (the
+/// config's own, unless that host names others).
+pub fn credentials(cfg: &ValidConfig) -> &AuthRefs {
+    static NONE: AuthRefs = AuthRefs {
+        token: None,
+        ca: None,
+        insecure_skip_verify: false,
+    };
+    cfg.auths.first().unwrap_or(&NONE)
 }
 
 /// What the cluster steps found when they all passed.
@@ -163,7 +174,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     push(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let refs = SecretRef::of(&cfg.auth);
+    let refs = SecretRef::of(credentials(&cfg));
     push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
@@ -275,8 +286,14 @@ fn config_step(
                 None => "the default".into(),
             };
             let message = format!(
-                "LoadBalancerConfig {ns}/{} ({how}) is valid: LB host {}, updater {}, ports {}-{}",
-                cfg.name, cfg.host, cfg.url, cfg.low, cfg.high
+                "LoadBalancerConfig {ns}/{} ({how}) is valid: {}, ports {}-{}",
+                cfg.name,
+                (cfg.hosts.iter())
+                    .map(|h| format!("LB host {}, updater {}", h.host, h.url))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                cfg.low,
+                cfg.high
             );
             (ok("config", message), Some(cfg))
         }
@@ -440,11 +457,7 @@ fn nodes_step(
     if let Some(e) = f.nodes.as_ref().err().or(slices) {
         return (unknown("nodes", e.to_string()), Some(()));
     }
-    let types = if cfg.address_types.is_empty() {
-        &ctx.address_types
-    } else {
-        &cfg.address_types
-    };
+    let types = cfg.address_types_or(&ctx.address_types);
     // The rule the controller applies: a stable set unless the LoadBalancer follows readiness.
     let lb = cache.load_balancers.get(&f.key).map(Box::as_ref);
     let stable = !lb.is_some_and(follows_readiness_recorded)
@@ -455,7 +468,7 @@ fn nodes_step(
                 let no_checks = updater_without_checks(urls, lb, ctx);
                 follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
             });
-    let types = (types.as_slice(), svc.spec.ip_families.as_slice());
+    let types = (types, svc.spec.ip_families.as_slice());
     let local_nodes = local.then(|| cache.local_nodes(&f.key));
     let why = not_targets(cache, local_nodes.as_ref(), types, stable);
     let total = cache.nodes.len();
@@ -572,14 +585,18 @@ fn ports_step(
             } else {
                 "ports"
             };
-            let mut message = format!("LB {noun} {} on {}", port_list(&spec), spec.host);
+            let mut message = format!(
+                "LB {noun} {} on {}",
+                port_list(&spec),
+                addresses(&spec.hosts)
+            );
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
             let balance = balancing.balance.as_str();
             // The controller's rule: the Go nginx-lb-updater serves round robin only
             // (`Balancing=False`, `UpdaterWithoutBalance`).
             let urls = spec.hosts.iter().map(|h| h.url.as_str());
-            let go_updater = updater_without_checks(urls.chain([spec.url.as_str()]), lb, ctx);
+            let go_updater = updater_without_checks(urls, lb, ctx);
             if balancing.balance != Balance::RoundRobin && go_updater {
                 let mut drop = Vec::new();
                 if svc.spec.session_affinity.as_deref() == Some("ClientIP") {
@@ -619,7 +636,10 @@ fn ports_step(
             "wait for the apiserver to assign it".into(),
         ),
         Err(p) if p.reason == "PortRangeExhausted" => {
-            let taken = cache.ports_taken_on(&cfg.host, key);
+            // A port is free only where it is free on every host.
+            let taken = (cfg.hosts.iter())
+                .flat_map(|h| cache.ports_taken_on(&h.host, key))
+                .collect();
             let used =
                 used_in_range(&taken, cfg).map(|(p, n, total)| format!("{n}/{total} {p} used"));
             let (ns, name) = (&cfg.namespace, &cfg.name);
@@ -666,7 +686,7 @@ fn load_balancer_step(
     };
     // What the Service, config and nodes call for: `8100/TCP on 192.0.2.10 with 2 targets`.
     let (ports, targets) = (port_list(desired), count(desired.target_count(), "target"));
-    let wanted = format!("{ports} on {} with {targets}", desired.host);
+    let wanted = format!("{ports} on {} with {targets}", addresses(&desired.hosts));
     let owner = lb.metadata.service_owner();
     let owned = owner.is_some_and(|o| o.uid == svc.metadata.uid && o.controller == Some(true));
     let failure = if lb.metadata.is_deleting() {
@@ -690,7 +710,7 @@ fn load_balancer_step(
         Some((message, "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log".into()))
     } else if !owned || !desired.matches(&lb.spec) {
         let recorded = LbSpec::from_resource(&lb.spec)
-            .map(|s| format!("{} on {}", port_list(&s), s.host))
+            .map(|s| format!("{} on {}", port_list(&s), addresses(&s.hosts)))
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
         let what = if owned {
             format!("records {recorded}, but the Service, config and nodes now call for {wanted}")
@@ -716,7 +736,8 @@ fn load_balancer_step(
     if let Some(c) = condition(&lb.status.conditions, "Ready").filter(|c| c.status == "False") {
         let _ = write!(message, " ({}: {})", c.reason, c.message);
     }
-    let shown = (svc.status.load_balancer.ingress.iter()).any(|i| shows_host(i, &desired.host));
+    let shown = (svc.status.load_balancer.ingress.iter())
+        .any(|i| desired.hosts.iter().any(|h| shows_host(i, &h.host)));
     if !shown {
         message.push_str("; the Service shows no EXTERNAL-IP for it yet");
     }

@@ -82,7 +82,7 @@ fn with_token_secret(reference: Value, state: SecretState) -> Facts {
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = SecretRef::of(&fact.validate().unwrap().auth)
+    f.secrets = SecretRef::of(&fact.validate().unwrap().auths[0])
         .iter()
         .map(|r| SecretFact {
             reference: r.clone(),
@@ -806,7 +806,7 @@ fn secret_refs_name_their_field_and_default_their_key() {
         for (k, v) in refs.as_object().unwrap() {
             c["spec"][k] = v.clone();
         }
-        SecretRef::of(&config_fact(c).validate().unwrap().auth)
+        SecretRef::of(&config_fact(c).validate().unwrap().auths[0])
     };
     let refs = of(json!({
         "updaterTokenSecretRef": {"name": "t"},
@@ -827,7 +827,7 @@ fn secret_refs_name_their_field_and_default_their_key() {
             {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterTokenSecretRef": {"name": "t1"}},
         ],
     }});
-    let refs = SecretRef::of(&config_fact(c).validate().unwrap().auth);
+    let refs = SecretRef::of(&config_fact(c).validate().unwrap().auths[0]);
     assert_eq!((refs.len(), refs[0].name.as_str()), (1, "t1"));
 }
 

@@ -51,6 +51,14 @@ impl LbHost {
     }
 }
 
+/// The hosts' addresses as messages name them: the Go form's one, else each, comma-separated.
+pub fn addresses(hosts: &[LbHost]) -> String {
+    (hosts.iter())
+        .map(|h| h.host.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A host name: a lowercase RFC 1123 label (it names a condition, `Host-<name>`).
 pub fn check_host_name(name: &str) -> Result<(), String> {
     if crate::updater::validate::dns_label(name, true) {
@@ -259,18 +267,14 @@ mod tests {
             validate(json!({"hosts": [entry("a", 3000), entry("b", 3001)], "portRange": range}))
                 .unwrap();
         assert_eq!(v.hosts.len(), 2);
-        assert_eq!(
-            (v.url.as_str(), v.host.as_str()),
-            ("http://127.0.0.2:3000", "127.0.0.2")
-        );
-        assert_eq!(v.places().len(), 2);
+        assert_eq!(addresses(&v.hosts), "127.0.0.2, 127.0.0.2");
         // The Go form is one unnamed place.
         let go = validate(
             json!({"host": "h", "httpUpdaterURL": "http://h:3000/api/v1/lb", "portRange": range}),
         )
         .unwrap();
         assert!(go.hosts.len() == 1 && go.hosts[0].name.is_empty());
-        assert_eq!(go.places()[0].name, "");
+        assert_eq!(addresses(&go.hosts), "h");
         let both = validate(json!({"hosts": [entry("a", 3000)], "host": "h", "portRange": range}));
         assert!(both.unwrap_err().contains("give one form"));
         let empty = validate(json!({"hosts": [], "portRange": range}));
@@ -314,9 +318,9 @@ mod tests {
         let names: Vec<String> = v.all_refs().into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["b-token", "ca", "shared"]);
         // Each host's view of the config has its own credentials.
-        let view = v.for_updater("http://127.0.0.2:3001/api/v1/lb").unwrap();
-        assert_eq!(view.auth, v.auths[1]);
-        assert!(v.for_updater("http://127.0.0.9:3000").is_none());
+        let view = v.auth_for("http://127.0.0.2:3001/api/v1/lb");
+        assert_eq!(view, Some(&v.auths[1]));
+        assert!(v.auth_for("http://127.0.0.9:3000").is_none());
         let mut bad = entry("c", 3002);
         bad["updaterCASecretRef"] = json!({"name": "x"});
         bad["insecureSkipVerify"] = json!(true);

@@ -29,22 +29,19 @@ pub const INTERNAL_IP: &str = "InternalIP";
 pub struct ValidConfig {
     pub name: String,
     pub namespace: String,
-    pub url: String,
-    pub host: String,
     pub low: u16,
     pub high: u16,
     /// Node address types to try, in order; empty = the controller's default (`--address-type`).
     pub address_types: Vec<String>,
     pub proxy_timeout_seconds: u32,
     pub proxy_connect_timeout_seconds: u32,
-    /// How the controller authenticates to the updater and verifies it.
-    pub auth: AuthRefs,
     /// `spec.healthCheck`: what replaces the check derived from each Service.
     pub health_check: HealthOverride,
-    /// Every host, in order (`url`, `host` and `auth` above are the first's); never empty: the Go
-    /// form (`host` + `httpUpdaterURL`) is one unnamed host.
+    /// Every host, in order; never empty: the Go form (`host` + `httpUpdaterURL`) is one unnamed
+    /// host.
     pub hosts: Vec<LbHost>,
-    /// The credentials for each host, in the order of `hosts`.
+    /// How the controller authenticates to each host's updater and verifies it, in the order of
+    /// `hosts`.
     pub auths: Vec<AuthRefs>,
 }
 
@@ -89,23 +86,18 @@ impl AuthRefs {
 }
 
 impl ValidConfig {
-    /// Every host a LoadBalancer of this config is placed on, in order.
-    pub fn places(&self) -> Vec<LbHost> {
-        self.hosts.clone()
+    /// The credentials of the host naming the updater at `url` (None when no host names it).
+    pub fn auth_for(&self, url: &str) -> Option<&AuthRefs> {
+        let i = (self.hosts.iter()).position(|h| super::url::same_updater(&h.url, url))?;
+        self.auths.get(i)
     }
 
-    /// This config as one of its hosts sees it: that host's URL, address and credentials (None
-    /// when no host names this updater).
-    pub fn for_updater(&self, url: &str) -> Option<ValidConfig> {
-        let i = (self.hosts.iter()).position(|h| super::url::same_updater(&h.url, url))?;
-        let (h, auth) = (&self.hosts[i], self.auths[i].clone());
-        let (url, host) = (h.url.clone(), h.host.clone());
-        Some(ValidConfig {
-            url,
-            host,
-            auth,
-            ..self.clone()
-        })
+    /// The node address types to try: the config's, else `default` (`--address-type`).
+    pub fn address_types_or<'a>(&'a self, default: &'a [String]) -> &'a [String] {
+        match self.address_types.is_empty() {
+            true => default,
+            false => &self.address_types,
+        }
     }
 
     /// Every Secret key the config's hosts reference.
@@ -158,8 +150,6 @@ impl LoadBalancerConfig {
         Ok(ValidConfig {
             name: self.metadata.name.clone(),
             namespace: self.metadata.namespace.clone(),
-            url: hosts[0].url.clone(),
-            host: hosts[0].host.clone(),
             low,
             high,
             address_types,
@@ -171,7 +161,6 @@ impl LoadBalancerConfig {
                 &spec.proxy_connect_timeout_seconds,
                 "spec.proxyConnectTimeoutSeconds",
             )?,
-            auth: auths[0].clone(),
             health_check: health_override(&spec.health_check)?,
             hosts,
             auths,
@@ -364,8 +353,6 @@ fn opt_port(l: &Lenient<i64>, field: &str) -> Result<Option<u16>, String> {
 pub struct LbSpec {
     /// Empty for a hand-made LoadBalancer that names no config.
     pub config_name: String,
-    pub url: String,
-    pub host: String,
     /// In Service port order; never empty.
     pub ports: Vec<LbPort>,
     /// nginx proxy timeouts in seconds (the config's); 0 = not set.
@@ -373,8 +360,8 @@ pub struct LbSpec {
     pub proxy_connect_timeout_seconds: u32,
     /// Source ranges, PROXY protocol and health check (from the Service).
     pub traffic: LbTraffic,
-    /// Every LB host (`url` and `host` above are the first's); never empty: the Go form is one
-    /// unnamed host ([`LbSpec::is_go_form`]).
+    /// Every LB host; never empty: the Go form is one unnamed host ([`LbSpec::is_go_form`]), and
+    /// the Go fields (`host`, `httpUpdater.url`) hold the first.
     pub hosts: Vec<super::hosts::LbHost>,
 }
 
@@ -467,8 +454,6 @@ impl LbSpec {
         }
         Ok(LbSpec {
             config_name,
-            url: url.clone(),
-            host: host.clone(),
             ports,
             proxy_timeout_seconds: timeout(
                 &spec.proxy_timeout_seconds,
@@ -501,6 +486,11 @@ impl LbSpec {
             return false;
         };
         if parsed != *self || stored.ports.len() != self.ports.len() {
+            return false;
+        }
+        // The Go fields mirror the first host.
+        let go = (stored.host.get(), stored.http_updater.url.get());
+        if Some(go) != self.hosts.first().map(|h| (Some(&h.host), Some(&h.url))) {
             return false;
         }
         let Some(first) = self.ports.first() else {
@@ -543,10 +533,11 @@ impl LbSpec {
         // unset, so older LoadBalancers match without a write, and a CRD older than a feature
         // refuses only a spec that uses it (writes are strict).
         let set = |v: Value, on: bool| if on { v } else { Value::Null };
+        let go = self.hosts.first(); // the Go fields hold the first host
         let mut spec = json!({
             "configName": self.config_name,
-            "httpUpdater": {"url": self.url},
-            "host": self.host,
+            "httpUpdater": {"url": go.map(|h| &h.url)},
+            "host": go.map(|h| &h.host),
             "ports": ports,
             "proxyTimeoutSeconds": set(json!(self.proxy_timeout_seconds), self.proxy_timeout_seconds > 0),
             "proxyConnectTimeoutSeconds": set(json!(self.proxy_connect_timeout_seconds), self.proxy_connect_timeout_seconds > 0),

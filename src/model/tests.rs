@@ -145,7 +145,7 @@ fn config_validation_rejects_bad_url_and_host() {
     let mut v6 = base.clone();
     v6["host"] = json!("2001:db8::10");
     let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": v6})).unwrap();
-    assert_eq!(cfg.validate().unwrap().host, "2001:db8::10");
+    assert_eq!(cfg.validate().unwrap().hosts[0].host, "2001:db8::10");
     let cfg: LoadBalancerConfig = serde_json::from_value(json!({"spec": base})).unwrap();
     let valid = cfg.validate().unwrap();
     assert!(
@@ -581,12 +581,12 @@ fn updater_auth_fields_are_optional_defaulted_and_checked_by_name() {
         cfg.validate()
     };
     // Go YAML: nothing set, nothing required.
-    assert_eq!(valid(&base).unwrap().auth, AuthRefs::default());
+    assert_eq!(valid(&base).unwrap().auths[0], AuthRefs::default());
 
     let mut spec = base.clone();
     spec["updaterTokenSecretRef"] = json!({"name": "lb-token"});
     spec["updaterCASecretRef"] = json!({"name": "lb-ca", "key": "root.pem"});
-    let auth = valid(&spec).unwrap().auth;
+    let auth = valid(&spec).unwrap().auths[0].clone();
     assert_eq!(
         auth.token,
         Some(SecretRef {
@@ -604,10 +604,13 @@ fn updater_auth_fields_are_optional_defaulted_and_checked_by_name() {
     assert!(!auth.insecure_skip_verify);
     let mut spec = base.clone();
     spec["updaterCASecretRef"] = json!({"name": "lb-ca"});
-    assert_eq!(valid(&spec).unwrap().auth.ca.unwrap().key, "ca.crt");
+    assert_eq!(
+        valid(&spec).unwrap().auths[0].clone().ca.unwrap().key,
+        "ca.crt"
+    );
     let mut spec = base.clone();
     spec["insecureSkipVerify"] = json!("true");
-    assert!(valid(&spec).unwrap().auth.insecure_skip_verify);
+    assert!(valid(&spec).unwrap().auths[0].insecure_skip_verify);
 
     let cases = [
         (
@@ -783,8 +786,6 @@ fn loadbalancer_health_check_timings_round_trip_and_absent_ones_match_older_spec
     };
     let spec = LbSpec {
         config_name: "edge".into(),
-        url: "http://127.0.0.1:3000".into(),
-        host: "127.0.0.1".into(),
         ports: vec![LbPort {
             name: String::new(),
             port: 8000,

@@ -17,8 +17,8 @@ fn example_config_decodes_and_validates() {
     assert!(config.is_default(), "the example is the default config");
     assert_eq!(
         (
-            valid.host.as_str(),
-            valid.url.as_str(),
+            valid.hosts[0].host.as_str(),
+            valid.hosts[0].url.as_str(),
             valid.low,
             valid.high
         ),
@@ -60,12 +60,12 @@ fn example_config_reaches_the_updater_the_lb_host_unit_runs() {
     let valid = config.validate().unwrap();
     let unit = crate::read("manifests/lb-host/paperlb-nginx-updater.service");
     let listen = unit_flag(&unit, "--listen");
-    let url_port = valid.url.rsplit(':').next().unwrap();
+    let url_port = valid.hosts[0].url.rsplit(':').next().unwrap();
     assert_eq!(
         listen.rsplit(':').next().unwrap(),
         url_port,
         "--listen {listen} vs {}",
-        valid.url
+        valid.hosts[0].url
     );
     let allowed = unit_flag(&unit, "--allowed-ports");
     let (low, high) = allowed.split_once('-').unwrap();

@@ -187,8 +187,6 @@ pub fn carried_forward(
     ctx: &Context,
 ) -> Option<LoadBalancerStatus> {
     let content = |s: &LbSpec| LbSpec {
-        url: String::new(),
-        host: String::new(),
         hosts: Vec::new(),
         ..s.clone()
     };

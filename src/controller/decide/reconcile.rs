@@ -26,7 +26,7 @@ use crate::model::url::same_updater;
 use crate::model::{
     API_VERSION, AppliedBackend, CONFIG_ANNOTATION, FINALIZER, Ingress, LOAD_BALANCER_KIND, LbHost,
     LbPort, LbSpec, LoadBalancer, LoadBalancerStatus, ObjectReference, OwnerReference, PHASE_ERROR,
-    PHASE_READY, Protocol, Service, ValidConfig,
+    PHASE_READY, Protocol, Service, ValidConfig, addresses,
 };
 use serde_json::{Value, json};
 
@@ -270,7 +270,7 @@ fn reconcile_service(
         let place = |s: &LbSpec| {
             let ports: Vec<(u16, Protocol)> =
                 s.ports.iter().map(|p| (p.port, p.protocol)).collect();
-            (ports, s.host.clone())
+            (ports, addresses(&s.hosts))
         };
         if stored.as_ref().map(place) != Some(place(&desired)) {
             let message = allocated(&desired);
@@ -341,9 +341,8 @@ pub(crate) fn desired(
         ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
     // The same LB port on every host: free only where it is free on all of them.
-    let places = cfg.hosts;
     let holder = |port, protocol| {
-        (places.iter()).find_map(|h| cache.port_holder(&h.host, port, protocol, key))
+        (cfg.hosts.iter()).find_map(|h| cache.port_holder(&h.host, port, protocol, key))
     };
     let decision = port_requests::decide(
         svc,
@@ -368,14 +367,13 @@ pub(crate) fn desired(
         cfg.high,
         &taken,
         &config_name,
-        &cfg.host,
+        &addresses(&cfg.hosts),
     )
     .map_err(|e| problem("PortRangeExhausted", format!("Service {key}: {e}")))?;
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
-    let no_checks = updater_without_checks(places.iter().map(|h| h.url.as_str()), lb, ctx);
-    let types = Some(&cfg.address_types).filter(|t| !t.is_empty());
-    let types = types.unwrap_or(&ctx.address_types);
+    let no_checks = updater_without_checks(cfg.hosts.iter().map(|h| h.url.as_str()), lb, ctx);
+    let types = cfg.address_types_or(&ctx.address_types);
     let ports = ports
         .iter()
         .zip(lb_ports)
@@ -395,14 +393,12 @@ pub(crate) fn desired(
         .collect();
     let spec = LbSpec {
         config_name: cfg.name,
-        url: cfg.url,
-        host: cfg.host,
         ports,
         // In the spec, so a change of the timeouts is a spec change: applied again.
         proxy_timeout_seconds: proxy.unwrap_or(cfg.proxy_timeout_seconds),
         proxy_connect_timeout_seconds: connect.unwrap_or(cfg.proxy_connect_timeout_seconds),
         traffic,
-        hosts: places,
+        hosts: cfg.hosts,
     };
     Ok(Some((spec, decision)))
 }
@@ -667,7 +663,7 @@ fn allocated(spec: &LbSpec) -> String {
     format!(
         "allocated {} on {} (config {})",
         port_list(spec),
-        spec.host,
+        addresses(&spec.hosts),
         spec.config_name
     )
 }

@@ -285,6 +285,13 @@ pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
         })
         .collect();
     let first = following.iter().map(|(_, f)| *f).min()?;
+    // The updaters found without checks; all of the spec's when only the status recorded it.
+    let urls = spec.hosts.iter().map(|h| h.url.as_str());
+    let found = |u: &&str| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e));
+    let urls: Vec<&str> = match urls.clone().filter(found).collect::<Vec<_>>() {
+        none if none.is_empty() => urls.collect(),
+        some => some,
+    };
     let (reason, why) = match first {
         FollowsReadiness::Disabled => (
             "Disabled",
@@ -294,7 +301,7 @@ pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
             "UpdaterWithoutChecks",
             format!(
                 "updater {} runs no health checks (it has no GET /api/v1/lb: the Go nginx-lb-updater?)",
-                spec.url
+                urls.join(", ")
             ),
         ),
         FollowsReadiness::NoHealthCheck
@@ -473,8 +480,8 @@ mod tests {
         ctx: &Context,
         generation: Option<i64>,
     ) {
-        let urls = std::iter::once(&spec.url).chain(spec.hosts.iter().map(|h| &h.url));
-        let no_checks = updater_without_checks(urls.map(String::as_str), Some(lb), ctx);
+        let urls = spec.hosts.iter().map(|h| h.url.as_str());
+        let no_checks = updater_without_checks(urls, Some(lb), ctx);
         let fault = node_set_fault(spec, no_checks, ctx);
         record_fault(status, STABLE_NODE_SET, fault, (&ctx.now, generation));
     }
@@ -700,7 +707,6 @@ mod tests {
     fn targets_spec(hosts: &[&str]) -> LbSpec {
         LbSpec {
             config_name: "edge".into(),
-            url: "http://127.0.0.1:8080".into(),
             ports: vec![crate::model::LbPort {
                 name: "http".into(),
                 port: 8100,
@@ -714,10 +720,12 @@ mod tests {
                     .collect(),
             }],
             traffic: LbTraffic::default(),
-            host: "127.0.0.1".into(),
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
-            hosts: vec![],
+            hosts: vec![crate::model::LbHost::unnamed(
+                "127.0.0.1",
+                "http://127.0.0.1:8080",
+            )],
         }
     }
 
@@ -1051,7 +1059,6 @@ mod tests {
         ));
         let spec = |traffic: &LbTraffic, protocols: &[Protocol]| LbSpec {
             config_name: "edge".into(),
-            url: "http://127.0.0.1:8080".into(),
             ports: protocols
                 .iter()
                 .enumerate()
@@ -1064,10 +1071,12 @@ mod tests {
                 })
                 .collect(),
             traffic: traffic.clone(),
-            host: "127.0.0.1".into(),
             proxy_timeout_seconds: 0,
             proxy_connect_timeout_seconds: 0,
-            hosts: vec![],
+            hosts: vec![crate::model::LbHost::unnamed(
+                "127.0.0.1",
+                "http://127.0.0.1:8080",
+            )],
         };
         let reason = |traffic: &LbTraffic, protocols: &[Protocol], lb: &LoadBalancer, flag| {
             let mut status = lb.status.clone();

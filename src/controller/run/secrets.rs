@@ -161,13 +161,17 @@ pub enum AuthNeed {
     Read(String),
 }
 
-/// The credentials and trust a config's references give, checked.
-pub fn client_auth(cfg: &ValidConfig, store: &SecretStore) -> Result<ClientAuth, AuthNeed> {
+/// The credentials and trust one host's references `refs` of config `cfg` give, checked.
+pub fn client_auth(
+    cfg: &ValidConfig,
+    refs: &AuthRefs,
+    store: &SecretStore,
+) -> Result<ClientAuth, AuthNeed> {
     let AuthRefs {
         token,
         ca,
         insecure_skip_verify,
-    } = &cfg.auth;
+    } = refs;
     let token = match token {
         None => None,
         Some(r) => {
@@ -343,19 +347,20 @@ mod tests {
         let token_ref = json!({"updaterTokenSecretRef": {"name": "lb-token"}});
         let cfg = config(token_ref.clone());
         let wanted = refs(&[("lb-token", "token"), ("lb-ca", "ca.crt")]);
-        let reason = |store: &SecretStore, cfg: &ValidConfig| match client_auth(cfg, store) {
-            Err(AuthNeed::Problem(p)) => {
-                assert!(
-                    p.message
-                        .starts_with("LoadBalancerConfig paperlb-system/edge: spec.updater"),
-                    "{}",
-                    p.message
-                );
-                assert!(p.message.contains("\"lb-"), "{}", p.message);
-                p.reason
-            }
-            other => panic!("{other:?}"),
-        };
+        let reason =
+            |store: &SecretStore, cfg: &ValidConfig| match client_auth(cfg, &cfg.auths[0], store) {
+                Err(AuthNeed::Problem(p)) => {
+                    assert!(
+                        p.message
+                            .starts_with("LoadBalancerConfig paperlb-system/edge: spec.updater"),
+                        "{}",
+                        p.message
+                    );
+                    assert!(p.message.contains("\"lb-"), "{}", p.message);
+                    p.reason
+                }
+                other => panic!("{other:?}"),
+            };
         let mut store = SecretStore::default();
         assert_eq!(reason(&store, &cfg), "SecretNotFound");
         store.apply(secret("lb-token", json!({"tok": b64(b"x")})), &wanted);
@@ -373,7 +378,7 @@ mod tests {
             secret("lb-token", json!({"token": b64(b"s3cret\n")})),
             &wanted,
         );
-        let auth = client_auth(&cfg, &store).unwrap();
+        let auth = client_auth(&cfg, &cfg.auths[0], &store).unwrap();
         assert_eq!(auth.token.as_deref(), Some("s3cret"));
         assert_eq!(auth.tls, ClientTls::SystemRoots);
 
@@ -384,7 +389,7 @@ mod tests {
             &BTreeSet::new(),
         );
         assert_eq!(
-            client_auth(&cfg, &cold),
+            client_auth(&cfg, &cfg.auths[0], &cold),
             Err(AuthNeed::Read("lb-token".into()))
         );
 
@@ -393,12 +398,15 @@ mod tests {
         assert_eq!(reason(&store, &ca_cfg), "InvalidCA");
         let insecure = config(json!({"insecureSkipVerify": true}));
         assert_eq!(
-            client_auth(&insecure, &store).unwrap().tls,
+            client_auth(&insecure, &insecure.auths[0], &store)
+                .unwrap()
+                .tls,
             ClientTls::InsecureSkipVerify
         );
         // No refs: no token, system roots (Go YAML).
+        let plain = config(json!({}));
         assert_eq!(
-            client_auth(&config(json!({})), &store).unwrap(),
+            client_auth(&plain, &plain.auths[0], &store).unwrap(),
             ClientAuth::default()
         );
     }

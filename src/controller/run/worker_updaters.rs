@@ -27,7 +27,7 @@ use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::updater_endpoint;
-use crate::model::{Secret, ValidConfig};
+use crate::model::{AuthRefs, Secret, ValidConfig};
 use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
@@ -87,7 +87,7 @@ impl Worker {
                 Err(e) => {
                     let who = self
                         .config_for(config, url)
-                        .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
+                        .map(|(c, _)| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
                         .unwrap_or_default();
                     let p = AuthProblem {
                         reason: "ClientSetup",
@@ -116,14 +116,15 @@ impl Worker {
             .unwrap_or_default()
     }
 
-    /// Valid config `config` in our namespace, as the host naming this updater sees it; when it
-    /// does not name it (a hand-made LoadBalancer, a drift check, a URL the config no longer
-    /// has), the first valid config naming the updater.
-    fn config_for(&self, config: &str, url: &str) -> Option<ValidConfig> {
-        self.valid_configs()
-            .filter(|c| c.name == config)
-            .find_map(|c| c.for_updater(url))
-            .or_else(|| self.valid_configs().find_map(|c| c.for_updater(url)))
+    /// Valid config `config` in our namespace and the credentials of its host naming this
+    /// updater; when it does not name it (a hand-made LoadBalancer, a drift check, a URL the
+    /// config no longer has), the first valid config naming the updater.
+    fn config_for(&self, config: &str, url: &str) -> Option<(ValidConfig, AuthRefs)> {
+        let with_auth = |c: ValidConfig| Some((c.auth_for(url)?.clone(), c));
+        let mut named = self.valid_configs().filter(|c| c.name == config);
+        let (auth, c) =
+            (named.find_map(with_auth)).or_else(|| self.valid_configs().find_map(with_auth))?;
+        Some((c, auth))
     }
 
     /// The valid configs in the controller's namespace.
@@ -132,7 +133,7 @@ impl Worker {
     }
 
     fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
-        let Some(cfg) = self.config_for(config, url) else {
+        let Some((cfg, refs)) = self.config_for(config, url) else {
             return Ok(ClientAuth::default()); // a hand-made LoadBalancer's own updater
         };
         let unreadable = |name: &str, why: String| AuthProblem {
@@ -143,7 +144,7 @@ impl Worker {
             ),
         };
         for _ in 0..2 {
-            match secrets::client_auth(&cfg, &self.auth.secrets) {
+            match secrets::client_auth(&cfg, &refs, &self.auth.secrets) {
                 Ok(a) => return Ok(a),
                 Err(AuthNeed::Problem(p)) => return Err(p),
                 Err(AuthNeed::Read(name)) => {
@@ -269,10 +270,10 @@ impl Worker {
     fn refusal(&self, config: &str, url: &str, e: &crate::updater::Error) -> Option<AuthProblem> {
         let cfg = self.config_for(config, url);
         let who = (cfg.as_ref())
-            .map(|c| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
+            .map(|(c, _)| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
             .unwrap_or_default();
         if e.is_unauthorized() {
-            let what = match cfg.map(|c| c.auth.token) {
+            let what = match cfg.map(|(_, a)| a.token) {
                 Some(Some(r)) => format!(
                     "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
                     r.name, r.key
@@ -437,7 +438,7 @@ impl Worker {
         // one is let in; the configs refused on the way get the refusal on their LoadBalancers.
         let mut configs: Vec<String> = self
             .valid_configs()
-            .filter(|c| c.for_updater(&raw).is_some())
+            .filter(|c| c.auth_for(&raw).is_some())
             .map(|c| c.name)
             .collect();
         if configs.is_empty() {
