@@ -136,8 +136,8 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 continue;
             }
         };
-        let refs = facts::SecretRef::of(steps::credentials(&cfg));
-        let (secrets, auth) = gather::secrets(client, namespace, steps::credentials(&cfg));
+        let refs = facts::SecretRef::of(&steps::credentials(&cfg));
+        let (secrets, auth) = gather::secrets(client, namespace, &steps::credentials(&cfg));
         let (step, _) = steps::secrets_step(namespace, &refs, &secrets);
         if step.status != steps::Status::Ok {
             let (message, fix) = (step.message, step.fix.map(|f| format!(": {f}")));

@@ -144,18 +144,13 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
 pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
-    is_ours(svc, ctx).then(|| credentials(&cfg).clone())
+    is_ours(svc, ctx).then(|| credentials(&cfg))
 }
 
 /// The credentials explain checks and calls every host of `cfg` with: its first host's (the
 /// config's own, unless that host names others).
-pub fn credentials(cfg: &ValidConfig) -> &AuthRefs {
-    static NONE: AuthRefs = AuthRefs {
-        token: None,
-        ca: None,
-        insecure_skip_verify: false,
-    };
-    cfg.auths.first().unwrap_or(&NONE)
+pub fn credentials(cfg: &ValidConfig) -> AuthRefs {
+    cfg.auths.first().cloned().unwrap_or_default()
 }
 
 /// What the cluster steps found when they all passed.
@@ -174,7 +169,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     push(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let refs = SecretRef::of(credentials(&cfg));
+    let refs = SecretRef::of(&credentials(&cfg));
     push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
@@ -285,13 +280,13 @@ fn config_step(
                 Some(_) => format!("named by {CONFIG_ANNOTATION}"),
                 None => "the default".into(),
             };
+            let hosts: Vec<String> = (cfg.hosts.iter())
+                .map(|h| format!("LB host {}, updater {}", h.host, h.url))
+                .collect();
             let message = format!(
                 "LoadBalancerConfig {ns}/{} ({how}) is valid: {}, ports {}-{}",
                 cfg.name,
-                (cfg.hosts.iter())
-                    .map(|h| format!("LB host {}, updater {}", h.host, h.url))
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                hosts.join("; "),
                 cfg.low,
                 cfg.high
             );
@@ -585,11 +580,8 @@ fn ports_step(
             } else {
                 "ports"
             };
-            let mut message = format!(
-                "LB {noun} {} on {}",
-                port_list(&spec),
-                addresses(&spec.hosts)
-            );
+            let on = addresses(&spec.hosts);
+            let mut message = format!("LB {noun} {} on {on}", port_list(&spec));
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
             let balance = balancing.balance.as_str();
