@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::facts::{
-    EventLine, Facts, Listing, Probe, Read, ReadError, SecretFact, SecretRef, SecretState,
+    EventLine, Facts, HostFact, Listing, Probe, Read, ReadError, SecretFact, SecretRef, SecretState,
 };
 use crate::controller::Key;
 use crate::kube::Error;
@@ -20,7 +20,7 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service,
+    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service, ValidConfig,
 };
 use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
 
@@ -199,6 +199,22 @@ pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<Secret
 }
 
 /// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
+/// Every host of `cfg` probed with its own credentials: `auth` is what the first host's refs
+/// gave (read for the secrets step); a host with other refs has its own read here.
+pub fn probe_hosts(client: &Client, cfg: &ValidConfig, auth: &ClientAuth) -> Vec<HostFact> {
+    let first = cfg.auths.first();
+    let hosts = super::steps::hosts_of(cfg).into_iter().zip(&cfg.auths);
+    hosts
+        .map(|(host, refs)| HostFact {
+            probe: match Some(refs) == first {
+                true => probe(&host, auth.clone()),
+                false => probe(&host, secrets(client, &cfg.namespace, refs).1),
+            },
+            host,
+        })
+        .collect()
+}
+
 pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
     use crate::updater::Error;
     let timeouts = Timeouts {

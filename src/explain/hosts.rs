@@ -48,7 +48,8 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         _ => ok("reachable", format!("updater {url} answers")),
     };
     push(steps, (reach, Some(())))?;
-    let auth = match (&h.probe, &super::steps::credentials(cfg).token) {
+    let token = cfg.auth_for(url).and_then(|a| a.token.as_ref());
+    let auth = match (&h.probe, token) {
         (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
             "authorized",
             format!(

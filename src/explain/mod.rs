@@ -144,18 +144,14 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
             let fix = fix.unwrap_or_default();
             out.push(Err(format!("LoadBalancerConfig {name}: {message}{fix}")));
         }
-        let hosts = steps::hosts_of(&cfg);
+        let hosts = gather::probe_hosts(client, &cfg, &auth);
         let ready = steps::Ready {
             cfg,
             status: Default::default(),
             requests: Vec::new(),
         };
-        for host in hosts {
-            let claimed = cache.ports_taken_on(&host.host, &Key::default());
-            let h = facts::HostFact {
-                probe: gather::probe(&host, auth.clone()),
-                host,
-            };
+        for h in hosts {
+            let claimed = cache.ports_taken_on(&h.host.host, &Key::default());
             out.push(hosts::host_summary(&ready, &h, claimed));
         }
     }
@@ -184,12 +180,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         facts.secrets = secrets;
         // The updaters only when the cluster side holds: the steps stop at its first failure.
         if let Some(ready) = steps::cluster_steps(&facts, &ctx, &mut Vec::new()) {
-            facts.hosts = (steps::hosts_of(&ready.cfg).into_iter())
-                .map(|host| facts::HostFact {
-                    probe: gather::probe(&host, auth.clone()),
-                    host,
-                })
-                .collect();
+            facts.hosts = gather::probe_hosts(&client, &ready.cfg, &auth);
         }
     }
     let report = explain(&facts, &ctx);

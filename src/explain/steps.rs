@@ -147,8 +147,8 @@ pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
     is_ours(svc, ctx).then(|| credentials(&cfg))
 }
 
-/// The credentials explain checks and calls every host of `cfg` with: its first host's (the
-/// config's own, unless that host names others).
+/// The credentials whose Secrets the secrets step checks: the first host's (the config's own,
+/// unless that host names others). Each host is probed with its own ([`super::gather::probe_hosts`]).
 pub fn credentials(cfg: &ValidConfig) -> AuthRefs {
     cfg.auths.first().cloned().unwrap_or_default()
 }

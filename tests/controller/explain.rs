@@ -804,6 +804,39 @@ fn check_reports_each_configs_host() {
         "{out}"
     );
     assert!(!out.contains("other-token"), "{out}");
+
+    // Each host of a config is probed with its own credentials: `b` with its token, `a` without.
+    w.api
+        .create(
+            "secrets",
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "b-token", "namespace": "paperlb-system"},
+                   "data": {"token": "b3RoZXItdG9rZW4="}}),
+        )
+        .expect("create Secret");
+    let b = json!({"name": "b", "host": "127.0.0.13", "httpUpdaterURL": format!("http://{}", locked.addr()),
+                   "updaterTokenSecretRef": {"name": "b-token"}});
+    w.api
+        .apply(
+            "loadbalancerconfigs",
+            json!({
+                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                "metadata": {"name": "pair", "namespace": "paperlb-system"},
+                "spec": {"hosts": [{"name": "a", "host": "127.0.0.12", "httpUpdaterURL": url}, b],
+                         "portRange": {"low": 9010, "high": 9019}},
+            }),
+        )
+        .expect("apply config");
+    let (code, out) = check(&w);
+    assert_eq!(code, 2, "{out}");
+    let pair: Vec<&str> = (out.lines())
+        .filter(|l| l.contains("paperlb-system/pair"))
+        .collect();
+    assert_eq!(pair.len(), 2, "{out}");
+    assert!(
+        (pair.iter()).all(|l| !l.starts_with("PROBLEM: ") && l.contains("authorized")),
+        "{out}"
+    );
 }
 
 #[test]
