@@ -147,6 +147,11 @@ pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
     is_ours(svc, ctx).then(|| credentials(&cfg))
 }
 
+/// Whether a config lists `spec.hosts` (the Go form is one unnamed host).
+pub fn is_listed(cfg: &ValidConfig) -> bool {
+    cfg.hosts.first().is_some_and(|h| !h.name.is_empty())
+}
+
 /// The credentials whose Secrets the secrets step checks: the first host's (the config's own,
 /// unless that host names others). Each host is probed with its own ([`super::gather::probe_hosts`]).
 pub fn credentials(cfg: &ValidConfig) -> AuthRefs {
@@ -170,7 +175,10 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
     let refs = SecretRef::of(&credentials(&cfg));
-    push(steps, secrets_step(&f.namespace, &refs, &f.secrets))?;
+    push(
+        steps,
+        secrets_step(&f.namespace, &refs, &f.secrets, is_listed(&cfg)),
+    )?;
     push(steps, nodeports_step(key, svc))?;
     push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -317,10 +325,13 @@ fn config_step(
 
 /// Ok when every Secret and key `refs` names (a valid config's,
 /// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
+/// `listed`: the config lists `spec.hosts` (the references are then the first host's own, or the
+/// spec's when that host names none).
 pub(super) fn secrets_step(
     ns: &str,
     refs: &[SecretRef],
     secrets: &[SecretFact],
+    listed: bool,
 ) -> (Step, Option<()>) {
     if refs.is_empty() {
         let m = "the config references no updater Secret, so the updater is called without a token";
@@ -329,7 +340,13 @@ pub(super) fn secrets_step(
     let mut present = Vec::new();
     let mut unknown_note = None;
     for r in refs {
-        let (name, key, field) = (&r.name, &r.key, r.field);
+        let (name, key) = (&r.name, &r.key);
+        let field = match r.field.strip_prefix("spec.") {
+            Some(f) if listed => {
+                format!("{f} of spec.hosts[0], or of spec when the host names none")
+            }
+            _ => r.field.to_string(),
+        };
         let what = format!("Secret {ns}/{name} ({field})");
         let create =
             format!("kubectl -n {ns} create secret generic {name} --from-file={key}=<file>");
@@ -352,7 +369,7 @@ pub(super) fn secrets_step(
                     [] => "none".into(),
                     k => k.join(", "),
                 };
-                let fix = format!("add the key, or set {field}.key to the key that holds it");
+                let fix = format!("add the key, or set `key` in {field} to the key that holds it");
                 (format!("{what} has no key {key:?} (it has: {keys})"), fix)
             }
             Some(Ok(SecretState::Empty)) => (

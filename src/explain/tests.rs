@@ -827,8 +827,20 @@ fn secret_refs_name_their_field_and_default_their_key() {
             {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterTokenSecretRef": {"name": "t1"}},
         ],
     }});
-    let refs = SecretRef::of(&config_fact(c).validate().unwrap().auths[0]);
+    let cfg = config_fact(c).validate().unwrap();
+    let refs = SecretRef::of(&cfg.auths[0]);
     assert_eq!((refs.len(), refs[0].name.as_str()), (1, "t1"));
+    // Its step names where such a reference can come from, never a field the config lacks.
+    let missing = [SecretFact {
+        reference: refs[0].clone(),
+        state: Ok(SecretState::NoSecret),
+    }];
+    let (step, _) = secrets_step(NS, &refs, &missing, is_listed(&cfg));
+    let m = step.message;
+    assert!(
+        m.contains("(updaterTokenSecretRef of spec.hosts[0], or of spec when"),
+        "{m}"
+    );
 }
 
 #[test]
