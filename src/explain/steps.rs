@@ -582,8 +582,10 @@ fn ports_step(
 ) -> (Step, Option<LbSpec>) {
     let key = &f.key;
     let fix_for = |reason| match reason {
-        "PortUnavailable" => "ask for a free port in the range, widen the config's \
-            spec.portRange, or free the port (delete or move the Service that holds it)"
+        // Out of the range, held (the message names the holder), or asked for twice.
+        "PortUnavailable" => "ask for a port in the config's range that no other port asks for, \
+            widen the config's spec.portRange, or free the port (delete or move the Service of the \
+            LoadBalancer named above)"
             .to_string(),
         "InvalidAnnotation" => "fix the annotation named above".to_string(),
         _ => "see the message".to_string(),
