@@ -127,6 +127,17 @@ impl Resource {
         }
         p
     }
+
+    /// What RBAC must grant to `verb` this resource (its `/subresource` when not empty), as
+    /// `paperlb check` and `paperlb explain` say it: `patch services/status in all namespaces`,
+    /// `list loadbalancerconfigs.lb.paperlb.com in namespace paperlb-system`.
+    pub fn access(&self, verb: &str, subresource: &str, namespace: Option<&str>) -> String {
+        let dot = if self.group.is_empty() { "" } else { "." };
+        let slash = if subresource.is_empty() { "" } else { "/" };
+        let scope = namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}"));
+        let (plural, group) = (self.plural, self.group);
+        format!("{verb} {plural}{dot}{group}{slash}{subresource} in {scope}")
+    }
 }
 
 /// All items of a (paginated) LIST and the list's resourceVersion, to watch from.
