@@ -141,7 +141,7 @@ pub fn client_config(
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert_pem, key_pem, what)) => {
-            let certified = certified_key(cert_pem, key_pem, |part, detail| {
+            let certified = certified_key(cert_pem, key_pem).map_err(|(part, detail)| {
                 tls_err(match part {
                     Part::Cert => format!("{what}: {detail}"),
                     Part::Key => format!("{what} key: {detail}"),
@@ -162,26 +162,25 @@ pub(crate) enum Part {
 }
 
 /// The chain of `cert_pem` with the first key of `key_pem` (PKCS#1, PKCS#8 or SEC1), checked to
-/// belong together; `err` gets the half at fault and a detail that holds no key bytes. The API
-/// server's client identity and the updater's serving pair both load so.
-pub(crate) fn certified_key<E>(
+/// belong together; an error names the half at fault and a detail that holds no key bytes. The
+/// API server's client identity and the updater's serving pair both load so.
+pub(crate) fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
-    err: impl Fn(Part, String) -> E,
-) -> Result<CertifiedKey, E> {
-    let chain = certificates(cert_pem).map_err(|e| err(Part::Cert, e.to_string()))?;
+) -> Result<CertifiedKey, (Part, String)> {
+    let chain = certificates(cert_pem).map_err(|e| (Part::Cert, e.to_string()))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| err(Part::Key, format!("no usable private key in PEM ({e})")))?;
+        .map_err(|e| (Part::Key, format!("no usable private key in PEM ({e})")))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| err(Part::Key, e.to_string()))?;
+        .map_err(|e| (Part::Key, e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
             let detail = "do not belong together (public keys differ)";
-            return Err(err(Part::Pair, detail.into()));
+            return Err((Part::Pair, detail.into()));
         }
         // webpki cannot parse every certificate Go's TLS stack takes: X.509 v1 certificates
         // (`openssl x509 -req` without extensions) are refused with UnsupportedCertVersion, so
