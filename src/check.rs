@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use crate::cli::{self, Arg, Exit, Usage};
 use crate::kube::Error;
 use crate::kube::auth::Credentials;
-use crate::kube::client::{Client, ClientOptions, LOADBALANCERS, SELF_SUBJECT_ACCESS_REVIEWS};
+use crate::kube::client::{
+    Client, ClientOptions, LOADBALANCERS, Resource, SELF_SUBJECT_ACCESS_REVIEWS,
+};
 use crate::kube::config::{self, LoadOptions};
 
 pub const HELP: &str = "\
@@ -110,20 +112,6 @@ pub fn permissions() -> Vec<Permission> {
     out
 }
 
-impl Permission {
-    /// `patch services/status` or `list loadbalancerconfigs.lb.paperlb.com in paperlb-system`.
-    pub fn describe(&self, namespace: &str) -> String {
-        let dot = if self.group.is_empty() { "" } else { "." };
-        let slash = if self.subresource.is_empty() { "" } else { "/" };
-        let scope = match self.namespaced {
-            true => format!("namespace {namespace}"),
-            false => "all namespaces".into(),
-        };
-        let (verb, resource, group, sub) = (self.verb, self.resource, self.group, self.subresource);
-        format!("{verb} {resource}{dot}{group}{slash}{sub} in {scope}")
-    }
-}
-
 /// Runs the check, printing the report to stdout. `Err` with exit code 1 for warnings only, 2 for
 /// problems or when the check cannot run.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
@@ -213,7 +201,8 @@ pub fn check(
     let permissions = permissions();
     let mut denied = 0;
     for perm in &permissions {
-        let p = perm.describe(ns);
+        let res = Resource::new(perm.group, "", perm.resource, perm.namespaced);
+        let p = res.access(perm.verb, perm.subresource, perm.namespaced.then_some(ns));
         match access_allowed(&client, perm, ns) {
             Ok(true) => {}
             Ok(false) => {

@@ -8,14 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2024-05-01T10:00:08Z`
 pub fn rfc3339(t: SystemTime) -> String {
-    let (secs, _) = split(t);
-    format_secs(secs, None)
+    format_time(t, false)
 }
 
 /// `2024-05-01T10:00:08.123456Z`: the apiserver rejects any other number of fractional digits.
 pub fn micro_time(t: SystemTime) -> String {
-    let (secs, nanos) = split(t);
-    format_secs(secs, Some(nanos / 1000))
+    format_time(t, true)
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
@@ -24,19 +22,15 @@ pub fn epoch_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn split(t: SystemTime) -> (u64, u32) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    (d.as_secs(), d.subsec_nanos())
-}
-
-fn format_secs(secs: u64, micros: Option<u32>) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
+fn format_time(t: SystemTime, micros: bool) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (days, rem) = (since.as_secs() / 86_400, since.as_secs() % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let us = since.subsec_micros();
     match micros {
-        Some(us) => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{us:06}Z"),
-        None => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
+        true => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{us:06}Z"),
+        false => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
     }
 }
 
@@ -92,11 +86,7 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
             if h > 23 || m > 59 {
                 return None;
             }
-            if *sign == b'-' {
-                -(h * 3600 + m * 60)
-            } else {
-                h * 3600 + m * 60
-            }
+            (h * 3600 + m * 60) * if *sign == b'-' { -1 } else { 1 }
         }
         _ => return None,
     };

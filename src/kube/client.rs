@@ -21,6 +21,7 @@ use ureq::{Agent, Body};
 use super::auth::Credentials;
 use super::config::ClusterConfig;
 use super::error::snippet;
+use super::list_page::Meta;
 use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
@@ -126,6 +127,17 @@ impl Resource {
             }
         }
         p
+    }
+
+    /// What RBAC must grant to `verb` this resource (its `/subresource` when not empty), as
+    /// `paperlb check` and `paperlb explain` say it: `patch services/status in all namespaces`,
+    /// `list loadbalancerconfigs.lb.paperlb.com in namespace paperlb-system`.
+    pub fn access(&self, verb: &str, subresource: &str, namespace: Option<&str>) -> String {
+        let dot = if self.group.is_empty() { "" } else { "." };
+        let slash = if subresource.is_empty() { "" } else { "/" };
+        let scope = namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}"));
+        let (plural, group) = (self.plural, self.group);
+        format!("{verb} {plural}{dot}{group}{slash}{subresource} in {scope}")
     }
 }
 
@@ -460,10 +472,10 @@ impl Client {
         resp: Response<Body>,
         path: &str,
         item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
-    ) -> Result<ListMeta, Error> {
+    ) -> Result<Meta, Error> {
         let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
-        match super::list_page::read::<ListEnvelope>(reader, item) {
+        match super::list_page::read(reader, item) {
             Ok(envelope) => Ok(envelope.metadata),
             // The same kinds as a body read whole (`decode`): too large, timeout, TLS, cancel.
             Err(super::list_page::Error::Io(e)) => {
@@ -605,21 +617,6 @@ fn bad_request(url: &str, e: http::Error) -> Error {
     Error::Config {
         what: format!("invalid request URL {url:?}: {e}"),
     }
-}
-
-/// A LIST page without its items (`list_page` cuts those out).
-#[derive(serde::Deserialize)]
-struct ListEnvelope {
-    #[serde(default)]
-    metadata: ListMeta,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(rename_all = "camelCase", default)]
-struct ListMeta {
-    resource_version: String,
-    #[serde(rename = "continue")]
-    continue_token: Option<String>,
 }
 
 /// `path?k=v&…`, values percent-encoded (selectors carry `=`, `!`, `,`, spaces and parentheses).

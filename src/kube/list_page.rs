@@ -6,10 +6,25 @@
 //! is in the binary once, whatever the caller decodes them into.
 //!
 //! The cutter knows only JSON's framing: strings (with escapes), nesting, and the top-level key
-//! `items`; the rest of the page (its `metadata`) is decoded as a small envelope at the end.
+//! `items`; the rest of the page (its `metadata`) is decoded as a small [`Envelope`] at the end.
 
-use serde::de::DeserializeOwned;
 use std::io::BufRead;
+
+/// What the client reads of a page's or an object's `metadata`: the resourceVersion (to watch
+/// from) and a page's `continue` token. Watch events read an object's resourceVersion with it too.
+#[derive(serde::Deserialize, Debug, Default)]
+pub struct Envelope {
+    #[serde(default)]
+    pub metadata: Meta,
+}
+
+#[derive(serde::Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Meta {
+    pub resource_version: String,
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+}
 
 /// Why a page could not be read.
 #[derive(Debug)]
@@ -20,12 +35,12 @@ pub enum Error {
     Json(String),
 }
 
-/// Reads one page from `input`: the envelope `E` (the page without its items), each item handed
-/// to `item` as its JSON text (an `Err` stops the read).
-pub fn read<E: DeserializeOwned>(
+/// Reads one page from `input`: its envelope (the page without its items), each item handed to
+/// `item` as its JSON text (an `Err` stops the read).
+pub fn read(
     mut input: impl BufRead,
     item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
-) -> Result<E, Error> {
+) -> Result<Envelope, Error> {
     let mut cut = Cutter::default();
     let mut n_items = 0;
     loop {
@@ -133,12 +148,7 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    #[derive(serde::Deserialize, Debug, PartialEq)]
-    struct Meta {
-        metadata: Value,
-    }
-
-    fn read_in_chunks(text: &str, chunk: usize) -> Result<(Meta, Vec<Value>), Error> {
+    fn read_in_chunks(text: &str, chunk: usize) -> Result<(Envelope, Vec<Value>), Error> {
         let reader = std::io::BufReader::with_capacity(chunk, text.as_bytes());
         let mut items = Vec::new();
         let meta = read(reader, &mut |t| {
@@ -162,7 +172,10 @@ mod tests {
         let text = serde_json::to_string_pretty(&page).unwrap();
         for chunk in [1, 2, 3, 7, 64, 1 << 16] {
             let (meta, items) = read_in_chunks(&text, chunk).unwrap();
-            assert_eq!(meta.metadata, page["metadata"], "chunk {chunk}");
+            let meta = meta.metadata;
+            assert_eq!(meta.resource_version, "7", "chunk {chunk}");
+            let token = meta.continue_token.as_deref();
+            assert_eq!(token, Some("items\"[,]"), "chunk {chunk}");
             assert_eq!(Value::from(items), page["items"], "chunk {chunk}");
         }
     }

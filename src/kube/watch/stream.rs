@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use crate::kube::error::snippet;
+use crate::kube::list_page::Envelope;
 use crate::kube::transport::{CONNECTION_BUFFER, transport_error};
 use crate::kube::{ApiStatus, Error};
 
@@ -46,24 +47,6 @@ struct RawEvent<'a> {
     object: &'a serde_json::value::RawValue,
 }
 
-/// Just `metadata.resourceVersion`, read leniently (anything else reads as "").
-#[derive(serde::Deserialize)]
-struct VersionOnly {
-    metadata: MetaVersion,
-}
-
-#[derive(serde::Deserialize)]
-struct MetaVersion {
-    #[serde(rename = "resourceVersion")]
-    resource_version: String,
-}
-
-fn resource_version_of(object: &serde_json::value::RawValue) -> String {
-    serde_json::from_str::<VersionOnly>(object.get())
-        .map(|v| v.metadata.resource_version)
-        .unwrap_or_default()
-}
-
 /// Decode one watch line. `what` names the watch for errors (`WATCH /api/v1/services`).
 pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<WatchEvent<T>, Error> {
     decode_event_with(line, what, |text| serde_json::from_str(text))
@@ -85,7 +68,9 @@ pub fn decode_event_with<T>(
     let text = std::str::from_utf8(line).map_err(|e| decode_err(e.to_string()))?;
     let raw: RawEvent = serde_json::from_str(text).map_err(|e| decode_err(e.to_string()))?;
     let object = || decode(raw.object.get()).map_err(|e| decode_err(e.to_string()));
-    let rv = resource_version_of(raw.object);
+    // Just `metadata.resourceVersion`, read leniently (anything else reads as "").
+    let meta = serde_json::from_str::<Envelope>(raw.object.get()).map(|e| e.metadata);
+    let rv = meta.unwrap_or_default().resource_version;
     Ok(match raw.kind.as_ref() {
         "ADDED" => WatchEvent::Added(object()?, rv),
         "MODIFIED" => WatchEvent::Modified(object()?, rv),
