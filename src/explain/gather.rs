@@ -36,12 +36,10 @@ fn read_error(
     what: &str,
     e: &Error,
 ) -> ReadError {
-    let dot = if res.group.is_empty() { "" } else { "." };
-    let scope = namespace.map_or("all namespaces".into(), |ns| format!("namespace {ns}"));
     ReadError {
         what: format!("{verb} {} {what}", res.plural),
         message: e.to_string(),
-        needs: format!("{verb} {}{dot}{} in {scope}", res.plural, res.group),
+        needs: res.access(verb, "", namespace),
         denied: e.is_forbidden() || e.is_unauthorized(),
     }
 }
