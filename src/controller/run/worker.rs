@@ -33,7 +33,6 @@ use crate::controller::decide::status::is_applied;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
-use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERS};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
@@ -282,7 +281,7 @@ impl Worker {
                 self.report_configs();
                 worked = true;
                 match self.process(&key) {
-                    Some(pending) => self.submit(pending),
+                    Some((pending, plan)) => self.submit(pending, plan),
                     None => self.queue.done(&key),
                 }
                 self.mark_busy();
@@ -511,8 +510,8 @@ impl Worker {
     }
 
     /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
-    /// that can run beside others (see `batch`) is returned instead, for `run_batch`.
-    fn process(&mut self, key: &Key) -> Option<Pending> {
+    /// that can run beside others (see `batch`) is returned instead, for the pool.
+    fn process(&mut self, key: &Key) -> Option<(Pending, Plan)> {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
@@ -525,13 +524,16 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
-            return Some(Pending {
-                key: key.clone(),
-                ctx,
+            let since_ms = epoch_ms(SystemTime::now());
+            return Some((
+                Pending {
+                    key: key.clone(),
+                    ctx,
+                    started,
+                    since_ms,
+                },
                 plan,
-                started,
-                since_ms: epoch_ms(SystemTime::now()),
-            });
+            ));
         }
         let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
@@ -551,7 +553,22 @@ impl Worker {
         let mut updaters = Clients::new();
         for action in &plan.actions {
             events.push(match action {
-                Action::Event(spec) => self.prepare_event(spec),
+                // Past the rate limit (else None), then counted as a repeat or named anew.
+                Action::Event(spec) => {
+                    let object = super::events::object_key(&spec.object);
+                    if !self.events.allow(&object, &spec.reason, Instant::now()) {
+                        log::debug!(
+                            "event dropped by rate limit object={object} reason={}",
+                            spec.reason
+                        );
+                        None
+                    } else {
+                        self.event_seq = self.event_seq.wrapping_add(1);
+                        let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
+                        let now = rfc3339(SystemTime::now());
+                        Some(self.correlator.correlate(spec, &now, &unique))
+                    }
+                }
                 Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
                     let client = self.updater(&self.config_of(key), url);
                     updaters.insert(url.clone(), client);
@@ -578,8 +595,7 @@ impl Worker {
     }
 
     /// Hands a batchable plan to the I/O pool.
-    fn submit(&mut self, mut pending: Pending) {
-        let plan = std::mem::take(&mut pending.plan);
+    fn submit(&mut self, pending: Pending, plan: Plan) {
         let (events, updaters) = self.prepare(&plan, true);
         self.next_job += 1;
         self.in_flight.insert(self.next_job, pending);
@@ -665,12 +681,17 @@ impl Worker {
                 self.correlator.unsent(spec);
             }
         }
-        if let Err(Stop::Api { index, error }) = result
+        // A failed create, or spec patch here (the pool's keep every port claim): the server may
+        // hold, or still commit, a LoadBalancer the cache does not know, unless the answer says
+        // the write was refused (AlreadyExists does not).
+        if let Err(Stop::Api { index, error: e }) = result
             && let Some(action) = plan.actions.get(*index)
-            && (matches!(action, Action::CreateLoadBalancer { .. })
-                || (!batched && matches!(action, Action::PatchLoadBalancerSpec { .. })))
+            && let Action::CreateLoadBalancer { key, .. }
+            | Action::PatchLoadBalancerSpec { key, .. } = action
+            && (!batched || matches!(action, Action::CreateLoadBalancer { .. }))
+            && (!matches!(e.code(), Some(c) if (400..500).contains(&c)) || e.is_already_exists())
         {
-            self.doubt(action, error);
+            self.in_doubt.insert(key.clone(), action.clone());
         }
         for (action, answer) in plan.actions.iter().zip(answers) {
             self.apply_answer(action, answer);
@@ -871,19 +892,6 @@ impl Worker {
         true
     }
 
-    /// After a failed create or spec patch: whether the server may hold, or still commit, a
-    /// LoadBalancer the cache does not know (no answer, an answer that does not say the write was
-    /// refused, or AlreadyExists).
-    fn doubt(&mut self, action: &Action, e: &Error) {
-        let refused = matches!(e.code(), Some(c) if (400..500).contains(&c));
-        if let Action::CreateLoadBalancer { key, .. } | Action::PatchLoadBalancerSpec { key, .. } =
-            action
-            && (!refused || e.is_already_exists())
-        {
-            self.in_doubt.insert(key.clone(), action.clone());
-        }
-    }
-
     /// The answer to our status patch of a LoadBalancer.
     fn applied_lb_status(&mut self, key: &Key, lb: LoadBalancer) {
         if let Some(phase) = lb.status.phase.as_deref() {
@@ -961,27 +969,6 @@ impl Worker {
         }
     }
 
-    /// The Event to post, or None when the rate limit drops it.
-    fn prepare_event(
-        &mut self,
-        spec: &crate::controller::decide::plan::EventSpec,
-    ) -> Option<crate::model::Event> {
-        let object = super::events::object_key(&spec.object);
-        if !self.events.allow(&object, &spec.reason, Instant::now()) {
-            log::debug!(
-                "event dropped by rate limit object={object} reason={}",
-                spec.reason
-            );
-            return None;
-        }
-        self.event_seq = self.event_seq.wrapping_add(1);
-        let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
-        Some(
-            self.correlator
-                .correlate(spec, &rfc3339(SystemTime::now()), &unique),
-        )
-    }
-
     fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
         Io {
             client: &self.client,
@@ -994,11 +981,10 @@ impl Worker {
     }
 }
 
-/// A plan for the I/O pool (its plan is moved into the job), with what `finish` needs.
+/// What `finish` needs of a plan on the I/O pool (the plan travels with the job).
 struct Pending {
     key: Key,
     ctx: Context,
-    plan: Plan,
     started: Instant,
     /// When it was decided, in ms since the epoch (for `/healthz`).
     since_ms: u64,
