@@ -89,9 +89,20 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
-    let probes = (config.metrics_addr)
-        .map(|addr| serve_probes(addr, health.clone(), stats.clone()))
-        .transpose()?;
+    let probes = match config.metrics_addr {
+        Some(addr) => {
+            let (health, stats) = (health.clone(), stats.clone());
+            let server = Server::bind(addr, Limits::default(), move |req: &Request| {
+                probe(req, &health, &stats)
+            })?;
+            log::info!(
+                "serving /healthz, /readyz and /metrics on {}",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
 
     let ns = config.namespace.as_str();
     let env = WatchEnv {
@@ -109,17 +120,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         // Updater tokens and CAs: Secrets of our own namespace only (a Role, not a ClusterRole).
         spawn_watch(&env, &SECRETS, Some(ns), Event::Secrets),
     ];
-    let io_tx = tx.clone();
-    drop(tx);
-
-    let worker = Worker::new(
-        client,
-        config.clone(),
-        leadership_view,
-        health,
-        stats,
-        io_tx,
-    );
+    // The I/O pool and the host prober report through `tx`.
+    let worker = Worker::new(client, config.clone(), leadership_view, health, stats, tx);
     // Not joined: when it is still stuck in a call, returning from main ends it.
     let _worker = std::thread::Builder::new()
         .name("worker".into())
@@ -211,21 +213,6 @@ fn spawn_signal_thread(
             }
         })?;
     Ok(())
-}
-
-fn serve_probes(
-    addr: std::net::SocketAddr,
-    health: Arc<Health>,
-    stats: Arc<Stats>,
-) -> std::io::Result<Server> {
-    let server = Server::bind(addr, Limits::default(), move |req: &Request| {
-        probe(req, &health, &stats)
-    })?;
-    log::info!(
-        "serving /healthz, /readyz and /metrics on {}",
-        server.local_addr()
-    );
-    Ok(server)
 }
 
 fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {

@@ -524,16 +524,8 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
-            let since_ms = epoch_ms(SystemTime::now());
-            return Some((
-                Pending {
-                    key: key.clone(),
-                    ctx,
-                    started,
-                    since_ms,
-                },
-                plan,
-            ));
+            let key = key.clone();
+            return Some((Pending { key, ctx, started }, plan));
         }
         let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
@@ -772,8 +764,10 @@ impl Worker {
 
     /// `/healthz` looks at the oldest plan still in flight (0: none, and nothing running here).
     fn mark_busy(&self) {
-        if let Some(oldest) = self.in_flight.values().map(|p| p.since_ms).min() {
-            self.health.busy_since_ms.store(oldest, Ordering::Relaxed);
+        if let Some(oldest) = self.in_flight.values().map(|p| p.started).min() {
+            let since =
+                epoch_ms(SystemTime::now()).saturating_sub(oldest.elapsed().as_millis() as u64);
+            self.health.busy_since_ms.store(since, Ordering::Relaxed);
         }
     }
 
@@ -986,8 +980,6 @@ struct Pending {
     key: Key,
     ctx: Context,
     started: Instant,
-    /// When it was decided, in ms since the epoch (for `/healthz`).
-    since_ms: u64,
 }
 
 /// After a write answered `new`: wait for the watch to deliver that version, unless the write changed
