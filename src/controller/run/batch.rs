@@ -215,7 +215,7 @@ impl Io<'_> {
     /// into a namespace being deleted is dropped quietly (the Event would go with it).
     pub fn post_event(&self, event: &Event) {
         let ns = Some(event.metadata.namespace.as_str());
-        self.stats.api_write("event");
+        self.stats.api_writes.inc(&["event"]);
         let mut result = Err(None);
         if event.count > 1 {
             let path = EVENTS.path(ns, Some(&event.metadata.name), None);
@@ -252,7 +252,7 @@ impl Io<'_> {
     }
 
     fn patch(&self, path: &str, patch: &Value) -> Result<Box<RawValue>, Error> {
-        self.stats.api_write("patch");
+        self.stats.api_writes.inc(&["patch"]);
         self.client.merge_patch(path, patch)
     }
 }
@@ -410,7 +410,7 @@ pub fn execute_action(
             if let Err(e) = result {
                 return Ok(Answer::Failed(e));
             }
-            io.stats.drift_repaired(repair.action());
+            io.stats.drift_repairs.inc(&[repair.action()]);
             let (what, name) = (repair.action(), repair.backend_name());
             log::info!("drift repair: {what} backend={name} updater={url}");
             Answer::Done
@@ -424,7 +424,7 @@ pub fn execute_action(
         // The spec is the record every push is made from: a field the installed CRD does not know
         // (a controller newer than its CRDs) is refused, not dropped without a word.
         Action::CreateLoadBalancer { key, object } => {
-            io.stats.api_write("create");
+            io.stats.api_writes.inc(&["create"]);
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
@@ -452,7 +452,7 @@ pub fn execute_action(
             Answer::Done
         }
         Action::DeleteLoadBalancer { key, .. } => {
-            io.stats.api_write("delete");
+            io.stats.api_writes.inc(&["delete"]);
             match io.client.delete(&lbs(key, None)) {
                 Ok(answer) => Answer::Deleted(answer),
                 Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),

@@ -26,16 +26,19 @@ pub struct Stats {
     pub registry: Registry,
     reconciles: Counter,
     reconcile_seconds: Histogram,
-    queue_depth: Gauge,
+    pub queue_depth: Gauge,
     updater_calls: Counter,
     updater_seconds: Histogram,
-    api_writes: Counter,
+    /// By verb: `create`, `patch`, `delete`, `event`.
+    pub api_writes: Counter,
     lbs_by_phase: Gauge,
     ports_allocated: Gauge,
     ports_free: Gauge,
-    leader_changes: Counter,
+    /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
+    pub leader_changes: Counter,
     resyncs: Counter,
-    drift_repairs: Counter,
+    /// Drift repair calls that succeeded, by action (`create`, `update`, `delete`).
+    pub drift_repairs: Counter,
     watches: Watches,
 }
 
@@ -191,33 +194,15 @@ impl Stats {
         self.reconcile_seconds.observe(&[], took.as_secs_f64());
     }
 
-    pub fn set_queue_depth(&self, n: usize) {
-        self.queue_depth.set(&[], n as f64);
-    }
-
     pub fn updater_call(&self, op: &str, ok: bool, took: Duration) {
         self.updater_calls
             .inc(&[op, if ok { "ok" } else { "error" }]);
         self.updater_seconds.observe(&[op], took.as_secs_f64());
     }
 
-    pub fn api_write(&self, verb: &str) {
-        self.api_writes.inc(&[verb]);
-    }
-
     /// One drift check of one updater ended with `result`.
     pub fn resynced(&self, result: &str) {
         self.resyncs.inc(&[result]);
-    }
-
-    /// One drift repair call (`create`, `update`, `delete`) succeeded.
-    pub fn drift_repaired(&self, action: &str) {
-        self.drift_repairs.inc(&[action]);
-    }
-
-    /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
-    pub fn leader_changed(&self) {
-        self.leader_changes.inc(&[]);
     }
 
     /// Gauges computed from the cache; called when the queue has drained, not per reconcile. Series

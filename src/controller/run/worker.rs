@@ -223,8 +223,7 @@ impl Worker {
             queue: Queue::new(),
             synced: [false; KINDS],
             leadership,
-            // client-go's recorder: burst 25 per object and reason, one more every 5 minutes.
-            events: EventLimiter::new(25, Duration::from_secs(300)),
+            events: EventLimiter::default(),
             correlator: Default::default(),
             updaters: BTreeMap::new(),
             health,
@@ -312,7 +311,7 @@ impl Worker {
             {
                 self.run_due_resyncs();
             }
-            self.stats.set_queue_depth(self.queue.len());
+            self.stats.queue_depth.set(&[], self.queue.len() as f64);
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
             if worked {
                 self.stats.observe_cache(&self.cache);
@@ -361,14 +360,13 @@ impl Worker {
                 None => Affected::new(),
             },
             Event::Configs(m) => {
-                match &m {
-                    WatchMsg::Restarted(items) => items
-                        .iter()
-                        .for_each(|c| self.configs.add(Key::of(&c.metadata))),
-                    WatchMsg::Applied(c) | WatchMsg::Deleted(c) => {
-                        self.configs.add(Key::of(&c.metadata))
-                    }
-                }
+                let changed = match &m {
+                    WatchMsg::Restarted(items) => &items[..],
+                    WatchMsg::Applied(c) | WatchMsg::Deleted(c) => std::slice::from_ref(c),
+                };
+                changed
+                    .iter()
+                    .for_each(|c| self.configs.add(Key::of(&c.metadata)));
                 let affected = self.watch_msg(
                     Kind::Configs,
                     m,
@@ -402,7 +400,7 @@ impl Worker {
             Event::Leadership(false) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
                 // Leave the gauges as of now rather than as of the last batch of work as leader.
-                self.stats.set_queue_depth(self.queue.len());
+                self.stats.queue_depth.set(&[], self.queue.len() as f64);
                 self.stats.observe_cache(&self.cache);
                 Affected::new()
             }
@@ -1061,15 +1059,4 @@ fn epoch_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-}
-
-/// Lets the HTTP thread read the worker's health without locks on the hot path.
-/// An Err holds how long the one reconcile running now has been running.
-pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), Duration> {
-    let since = health.busy_since_ms.load(Ordering::Relaxed);
-    if since == 0 {
-        return Ok(());
-    }
-    let busy = Duration::from_millis(epoch_ms(SystemTime::now()).saturating_sub(since));
-    if busy > max_busy { Err(busy) } else { Ok(()) }
 }
