@@ -572,9 +572,9 @@ impl Pool {
         }
     }
 
-    /// Queues a job; starts one more thread when none is idle. Err(job) when no thread can run it
-    /// (none could be started): the caller runs it itself.
-    pub fn submit(&mut self, job: Job) -> Result<(), Job> {
+    /// Queues a job; starts one more thread when none is idle. When no thread could be started
+    /// at all, runs it on the caller's thread (its `Done` is delivered all the same).
+    pub fn submit(&mut self, job: Job) {
         let s = &self.shared;
         let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = jobs.len();
@@ -590,12 +590,13 @@ impl Pool {
             }
         }
         if self.threads == 0 {
-            return Err(job);
+            drop(jobs);
+            log::warn!("no I/O thread; running a plan on the worker");
+            return run_job(s, job);
         }
         jobs.push_back(job);
         drop(jobs);
         s.more.notify_one();
-        Ok(())
     }
 }
 
@@ -622,22 +623,26 @@ fn io_thread(s: &PoolShared) {
                 s.idle.fetch_sub(1, Ordering::SeqCst);
             }
         };
-        let io = Io {
-            client: &s.client,
-            updaters: &job.updaters,
-            stats: &s.stats,
-            leadership: &s.leadership,
-            slots: Some(&s.slots),
-            term: Some((&s.term, job.term)),
-        };
-        let outcome = run(&io, &job.plan, &job.events);
-        (s.deliver)(Done {
-            id: job.id,
-            plan: job.plan,
-            events: job.events,
-            outcome,
-        });
+        run_job(s, job);
     }
+}
+
+fn run_job(s: &PoolShared, job: Job) {
+    let io = Io {
+        client: &s.client,
+        updaters: &job.updaters,
+        stats: &s.stats,
+        leadership: &s.leadership,
+        slots: Some(&s.slots),
+        term: Some((&s.term, job.term)),
+    };
+    let outcome = run(&io, &job.plan, &job.events);
+    (s.deliver)(Done {
+        id: job.id,
+        plan: job.plan,
+        events: job.events,
+        outcome,
+    });
 }
 
 #[cfg(test)]

@@ -554,7 +554,9 @@ impl Worker {
                         None
                     } else {
                         self.event_seq = self.event_seq.wrapping_add(1);
-                        let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
+                        let nanos = SystemTime::now().duration_since(UNIX_EPOCH);
+                        let nanos = nanos.map_or(0, |d| d.as_nanos() as u64);
+                        let unique = format!("{:x}", nanos.wrapping_add(self.event_seq));
                         let now = rfc3339(SystemTime::now());
                         Some(self.correlator.correlate(spec, &now, &unique))
                     }
@@ -592,8 +594,8 @@ impl Worker {
         self.start(self.next_job, plan, events, updaters);
     }
 
-    /// Hands job `id` (registered by the caller) to the pool, or runs it here when no thread
-    /// can.
+    /// Hands job `id` (registered by the caller) to the pool; its `Event::Io` comes back through
+    /// the channel.
     fn start(
         &mut self,
         id: u64,
@@ -601,23 +603,14 @@ impl Worker {
         events: Vec<Option<crate::model::Event>>,
         updaters: Clients,
     ) {
-        let job = Job {
+        let term = self.term.load(Ordering::SeqCst);
+        (self.pool).submit(Job {
             id,
-            term: self.term.load(Ordering::SeqCst),
+            term,
             plan,
             events,
             updaters,
-        };
-        if let Err(job) = self.pool.submit(job) {
-            log::warn!("no I/O thread; running a plan on the worker");
-            let outcome = batch::run(&self.io(&job.updaters), &job.plan, &job.events);
-            self.io_done(Done {
-                id,
-                plan: job.plan,
-                events: job.events,
-                outcome,
-            });
-        }
+        });
     }
 
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
@@ -1052,11 +1045,4 @@ fn fresh<T>(
             Some(WatchMsg::Restarted(items))
         }
     }
-}
-
-fn epoch_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
