@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::controller::cache::Cache;
 use crate::controller::decide::hosts::PHASE_DEGRADED;
@@ -16,6 +16,7 @@ use crate::kube::lease::Leadership;
 use crate::kube::watch::runner::WatchStats;
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry, Samples};
 use crate::model::{PHASE_ERROR, PHASE_PENDING, PHASE_READY};
+use crate::time::epoch_ms;
 
 /// The watchers' counters by resource name, shared with the collectors that render them.
 type Watches = Arc<Mutex<BTreeMap<String, Arc<WatchStats>>>>;
@@ -171,9 +172,7 @@ impl Stats {
         }
         r.gauge("paperlb_build_info", "Build information.", &["version"])
             .set(&[env!("CARGO_PKG_VERSION")], 1.0);
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64().floor());
+        let started = (epoch_ms(SystemTime::now()) / 1000) as f64;
         r.gauge(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
