@@ -683,33 +683,27 @@ impl Worker {
 
     /// Applies one action's answer to the cache.
     fn apply_answer(&mut self, action: &Action, answer: Answer) {
-        let decoded = |v: &serde_json::value::RawValue| {
-            serde_json::from_str::<LoadBalancer>(v.get())
-                // The write happened; its watch event brings the object instead.
-                .inspect_err(|e| log::warn!("decoding a write's answer error={e}"))
-                .ok()
-        };
         match (action, answer) {
-            (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
-                if let Some(lb) = decoded(&v) {
-                    self.applied_lb_status(key, lb);
-                }
-            }
-            (Action::RemoveFinalizer { key, .. }, Answer::LoadBalancer(v)) => match decoded(&v) {
-                // The last finalizer is gone: the object no longer exists (the answer echoes it).
-                Some(lb) if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() => {
-                    log::info!("released LoadBalancer key={key}");
-                    self.forget_lb(key, lb.metadata.uid);
-                }
-                Some(lb) => self.applied_lb(lb, true),
-                None => {}
-            },
             (_, Answer::LoadBalancer(v)) => {
-                if let Some(lb) = decoded(&v) {
-                    if let Action::CreateLoadBalancer { key, .. } = action {
-                        log::info!("created LoadBalancer key={key}");
+                let lb: LoadBalancer = match serde_json::from_str(v.get()) {
+                    Ok(lb) => lb,
+                    // The write happened; its watch event brings the object instead.
+                    Err(e) => return log::warn!("decoding a write's answer error={e}"),
+                };
+                match action {
+                    Action::PatchLoadBalancerStatus { key, .. } => self.applied_lb_status(key, lb),
+                    // The last finalizer is gone: the object no longer exists (the answer echoes it).
+                    Action::RemoveFinalizer { key, .. }
+                        if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() =>
+                    {
+                        log::info!("released LoadBalancer key={key}");
+                        self.forget_lb(key, lb.metadata.uid);
                     }
-                    self.applied_lb(lb, true);
+                    Action::CreateLoadBalancer { key, .. } => {
+                        log::info!("created LoadBalancer key={key}");
+                        self.applied_lb(lb, true);
+                    }
+                    _ => self.applied_lb(lb, true),
                 }
             }
             (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
