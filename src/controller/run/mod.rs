@@ -112,7 +112,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         shutdown: &shutdown,
         stats: &stats,
     };
-    let mut watchers = vec![
+    let watchers = [
         spawn_watch(&env, &SERVICES, None, Event::Services),
         spawn_watch(&env, &NODES, None, Event::Nodes),
         spawn_watch(&env, &LOADBALANCERS, None, Event::LoadBalancers),
@@ -158,8 +158,15 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = elector.join();
     }
     let deadline = Instant::now() + config.shutdown_grace;
-    for w in watchers.drain(..) {
-        join_until(w, deadline);
+    // Each joined, or given up on at the deadline (a watch blocked in a slow read must not stall
+    // shutdown).
+    for w in watchers {
+        while !w.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if w.is_finished() {
+            let _ = w.join();
+        }
     }
     if let Some(p) = probes {
         p.shutdown();
@@ -243,15 +250,5 @@ fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {
         }
         "/metrics" => Response::new(200, "text/plain; version=0.0.4", stats.registry.render()),
         _ => Response::error(404, "not found"),
-    }
-}
-
-/// Joins a thread, giving up at `deadline` (a watch blocked in a slow read must not stall shutdown).
-fn join_until(handle: std::thread::JoinHandle<()>, deadline: Instant) {
-    while !handle.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if handle.is_finished() {
-        let _ = handle.join();
     }
 }
