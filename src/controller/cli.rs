@@ -158,11 +158,8 @@ pub fn parse(
     }
     check_timings(&c)?;
     if c.identity.is_empty() {
-        let base = if default_identity.is_empty() {
-            "paperlb"
-        } else {
-            default_identity
-        };
+        let base = Some(default_identity).filter(|s| !s.is_empty());
+        let base = base.unwrap_or("paperlb");
         c.identity = format!("{base}_{}", random_suffix());
     }
     Ok(Some(c))
