@@ -158,11 +158,8 @@ pub fn parse(
     }
     check_timings(&c)?;
     if c.identity.is_empty() {
-        let base = if default_identity.is_empty() {
-            "paperlb"
-        } else {
-            default_identity
-        };
+        let base = Some(default_identity).filter(|s| !s.is_empty());
+        let base = base.unwrap_or("paperlb");
         c.identity = format!("{base}_{}", random_suffix());
     }
     Ok(Some(c))
@@ -205,37 +202,27 @@ fn parse_duration(flag: &str, v: &str) -> Result<Duration, Usage> {
 /// writing before a standby may take over, and gets a few tries before it stops). The lease is
 /// written in whole seconds. A stall detector under a second would trip on healthy streams.
 fn check_timings(c: &Config) -> Result<(), Usage> {
-    if c.lease_duration.subsec_nanos() != 0 {
-        return Err(Usage(format!(
-            "flag --leader-elect-lease-duration: must be whole seconds, got {:?}",
-            c.lease_duration
-        )));
-    }
-    if c.renew_deadline >= c.lease_duration {
-        return Err(Usage(format!(
-            "flag --leader-elect-renew-deadline: {:?} must be less than the lease duration {:?}",
-            c.renew_deadline, c.lease_duration
-        )));
-    }
-    if c.renew_deadline <= c.retry_period.mul_f64(1.2) {
-        return Err(Usage(format!(
-            "flag --leader-elect-renew-deadline: {:?} must be more than 1.2 × the retry period {:?}",
-            c.renew_deadline, c.retry_period
-        )));
-    }
-    if !c.updater_resync.is_zero() && c.updater_resync < Duration::from_secs(1) {
-        return Err(Usage(format!(
-            "flag --updater-resync: must be 0 (off) or at least 1s, got {:?}",
-            c.updater_resync
-        )));
-    }
-    if c.watch_idle_timeout < Duration::from_secs(1) {
-        return Err(Usage(format!(
-            "flag --watch-idle-timeout: must be at least 1s, got {:?}",
-            c.watch_idle_timeout
-        )));
-    }
-    Ok(())
+    let (lease, renew, retry) = (c.lease_duration, c.renew_deadline, c.retry_period);
+    let (resync, idle) = (c.updater_resync, c.watch_idle_timeout);
+    let second = Duration::from_secs(1);
+    let problem = if lease.subsec_nanos() != 0 {
+        format!("leader-elect-lease-duration: must be whole seconds, got {lease:?}")
+    } else if renew >= lease {
+        format!(
+            "leader-elect-renew-deadline: {renew:?} must be less than the lease duration {lease:?}"
+        )
+    } else if renew <= retry.mul_f64(1.2) {
+        format!(
+            "leader-elect-renew-deadline: {renew:?} must be more than 1.2 × the retry period {retry:?}"
+        )
+    } else if !resync.is_zero() && resync < second {
+        format!("updater-resync: must be 0 (off) or at least 1s, got {resync:?}")
+    } else if idle < second {
+        format!("watch-idle-timeout: must be at least 1s, got {idle:?}")
+    } else {
+        return Ok(());
+    };
+    Err(Usage(format!("flag --{problem}")))
 }
 
 pub(crate) fn parse_address_types(v: &str) -> Result<Vec<String>, Usage> {

@@ -156,15 +156,11 @@ impl<K: Ord + Clone> Queue<K> {
     }
 
     fn promote_due(&mut self, now: Instant) {
-        while self
-            .waiting_by_time
-            .first()
-            .is_some_and(|(due, _)| *due <= now)
+        while self.next_deadline().is_some_and(|due| due <= now)
+            && let Some((_, key)) = self.waiting_by_time.pop_first()
         {
-            if let Some((_, key)) = self.waiting_by_time.pop_first() {
-                self.waiting.remove(&key);
-                self.add(key);
-            }
+            self.waiting.remove(&key);
+            self.add(key);
         }
     }
 }

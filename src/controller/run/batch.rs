@@ -215,7 +215,7 @@ impl Io<'_> {
     /// into a namespace being deleted is dropped quietly (the Event would go with it).
     pub fn post_event(&self, event: &Event) {
         let ns = Some(event.metadata.namespace.as_str());
-        self.stats.api_write("event");
+        self.stats.api_writes.inc(&["event"]);
         let mut result = Err(None);
         if event.count > 1 {
             let path = EVENTS.path(ns, Some(&event.metadata.name), None);
@@ -252,7 +252,7 @@ impl Io<'_> {
     }
 
     fn patch(&self, path: &str, patch: &Value) -> Result<Box<RawValue>, Error> {
-        self.stats.api_write("patch");
+        self.stats.api_writes.inc(&["patch"]);
         self.client.merge_patch(path, patch)
     }
 }
@@ -410,7 +410,7 @@ pub fn execute_action(
             if let Err(e) = result {
                 return Ok(Answer::Failed(e));
             }
-            io.stats.drift_repaired(repair.action());
+            io.stats.drift_repairs.inc(&[repair.action()]);
             let (what, name) = (repair.action(), repair.backend_name());
             log::info!("drift repair: {what} backend={name} updater={url}");
             Answer::Done
@@ -424,7 +424,7 @@ pub fn execute_action(
         // The spec is the record every push is made from: a field the installed CRD does not know
         // (a controller newer than its CRDs) is refused, not dropped without a word.
         Action::CreateLoadBalancer { key, object } => {
-            io.stats.api_write("create");
+            io.stats.api_writes.inc(&["create"]);
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
@@ -452,7 +452,7 @@ pub fn execute_action(
             Answer::Done
         }
         Action::DeleteLoadBalancer { key, .. } => {
-            io.stats.api_write("delete");
+            io.stats.api_writes.inc(&["delete"]);
             match io.client.delete(&lbs(key, None)) {
                 Ok(answer) => Answer::Deleted(answer),
                 Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),
@@ -572,9 +572,9 @@ impl Pool {
         }
     }
 
-    /// Queues a job; starts one more thread when none is idle. Err(job) when no thread can run it
-    /// (none could be started): the caller runs it itself.
-    pub fn submit(&mut self, job: Job) -> Result<(), Job> {
+    /// Queues a job; starts one more thread when none is idle. When no thread could be started
+    /// at all, runs it on the caller's thread (its `Done` is delivered all the same).
+    pub fn submit(&mut self, job: Job) {
         let s = &self.shared;
         let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = jobs.len();
@@ -590,12 +590,13 @@ impl Pool {
             }
         }
         if self.threads == 0 {
-            return Err(job);
+            drop(jobs);
+            log::warn!("no I/O thread; running a plan on the worker");
+            return run_job(s, job);
         }
         jobs.push_back(job);
         drop(jobs);
         s.more.notify_one();
-        Ok(())
     }
 }
 
@@ -622,22 +623,26 @@ fn io_thread(s: &PoolShared) {
                 s.idle.fetch_sub(1, Ordering::SeqCst);
             }
         };
-        let io = Io {
-            client: &s.client,
-            updaters: &job.updaters,
-            stats: &s.stats,
-            leadership: &s.leadership,
-            slots: Some(&s.slots),
-            term: Some((&s.term, job.term)),
-        };
-        let outcome = run(&io, &job.plan, &job.events);
-        (s.deliver)(Done {
-            id: job.id,
-            plan: job.plan,
-            events: job.events,
-            outcome,
-        });
+        run_job(s, job);
     }
+}
+
+fn run_job(s: &PoolShared, job: Job) {
+    let io = Io {
+        client: &s.client,
+        updaters: &job.updaters,
+        stats: &s.stats,
+        leadership: &s.leadership,
+        slots: Some(&s.slots),
+        term: Some((&s.term, job.term)),
+    };
+    let outcome = run(&io, &job.plan, &job.events);
+    (s.deliver)(Done {
+        id: job.id,
+        plan: job.plan,
+        events: job.events,
+        outcome,
+    });
 }
 
 #[cfg(test)]

@@ -52,23 +52,21 @@ impl Correlator {
                 event.count = s.count;
             }
             None => {
-                if self.seen.len() >= MAX_SEEN {
-                    let oldest = self
-                        .seen
-                        .iter()
-                        .min_by_key(|(_, s)| s.used)
-                        .map(|(k, _)| *k);
-                    if let Some(k) = oldest {
-                        self.seen.remove(&k);
-                    }
+                let seen = &mut self.seen;
+                if seen.len() >= MAX_SEEN
+                    && let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| *k)
+                {
+                    seen.remove(&oldest);
                 }
-                self.seen.insert(
+                let (name, first) = (event.metadata.name.clone(), now.to_string());
+                let used = self.tick;
+                seen.insert(
                     id,
                     Seen {
-                        name: event.metadata.name.clone(),
-                        first: now.to_string(),
+                        name,
+                        first,
                         count: 1,
-                        used: self.tick,
+                        used,
                     },
                 );
             }

@@ -22,7 +22,6 @@ struct Bucket {
 pub struct EventLimiter {
     buckets: BTreeMap<(String, String), Bucket>,
     burst: u32,
-    refill_every: Duration,
 }
 
 /// The object an Event's bucket is keyed by: kind included, so a Service and its LoadBalancer (same
@@ -33,26 +32,23 @@ pub fn object_key(o: &crate::model::ObjectReference) -> String {
 
 impl Default for EventLimiter {
     fn default() -> Self {
-        EventLimiter::new(BURST, REFILL_EVERY)
+        EventLimiter::new(BURST)
     }
 }
 
 impl EventLimiter {
-    pub fn new(burst: u32, refill_every: Duration) -> EventLimiter {
-        EventLimiter {
-            buckets: BTreeMap::new(),
-            burst,
-            refill_every,
-        }
+    pub fn new(burst: u32) -> EventLimiter {
+        let buckets = BTreeMap::new();
+        EventLimiter { buckets, burst }
     }
 
     /// Whether an Event for `object` (e.g. `Service ns/name`) with `reason` may be sent now; takes a
     /// token if so.
     pub fn allow(&mut self, object: &str, reason: &str, now: Instant) -> bool {
-        let (burst, every) = (self.burst, self.refill_every);
+        let burst = self.burst;
         if self.buckets.len() >= MAX_BUCKETS {
             self.buckets
-                .retain(|_, b| refilled(b, burst, every, now).tokens < burst);
+                .retain(|_, b| refilled(b, burst, now).tokens < burst);
         }
         let bucket = self
             .buckets
@@ -61,7 +57,7 @@ impl EventLimiter {
                 tokens: burst,
                 last: now,
             });
-        *bucket = refilled(bucket, burst, every, now);
+        *bucket = refilled(bucket, burst, now);
         if bucket.tokens == 0 {
             return false;
         }
@@ -81,13 +77,8 @@ impl EventLimiter {
     }
 }
 
-fn refilled(b: &Bucket, burst: u32, every: Duration, now: Instant) -> Bucket {
-    if every.is_zero() {
-        return Bucket {
-            tokens: burst,
-            last: now,
-        };
-    }
+fn refilled(b: &Bucket, burst: u32, now: Instant) -> Bucket {
+    let every = REFILL_EVERY;
     let elapsed = now.saturating_duration_since(b.last);
     let new = (elapsed.as_nanos() / every.as_nanos()) as u64;
     if new == 0 {
@@ -166,7 +157,7 @@ mod tests {
     #[test]
     fn a_refunded_token_can_be_used_again_but_never_beyond_the_burst() {
         let t0 = Instant::now();
-        let mut l = EventLimiter::new(2, Duration::from_secs(300));
+        let mut l = EventLimiter::new(2);
         assert!(l.allow("svc a", "R", t0));
         assert!(l.allow("svc a", "R", t0));
         assert!(!l.allow("svc a", "R", t0));

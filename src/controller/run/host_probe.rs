@@ -36,13 +36,10 @@ struct TargetState {
 }
 
 impl Targets {
-    /// Replaces the set (a new endpoint is probed at once).
+    /// Replaces the set (a new endpoint is probed at once; the prober waits on when only the
+    /// clients changed).
     pub fn set(&self, clients: BTreeMap<String, Arc<UpdaterClient>>) {
         if let Ok(mut t) = self.inner.lock() {
-            if t.clients.keys().eq(clients.keys()) {
-                t.clients = clients;
-                return;
-            }
             t.clients = clients;
         }
         self.changed.notify_all();
@@ -128,18 +125,15 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
                 return;
             }
         }
+        // Until the next round, a stop, or a change of endpoints (the loop's top sees which).
         let Ok(t) = targets.inner.lock() else { return };
-        if t.stop {
-            return;
-        }
         let keys: Vec<String> = t.clients.keys().cloned().collect();
-        let Ok((t, _)) = targets
+        let same = |t: &mut TargetState| !t.stop && t.clients.keys().eq(keys.iter());
+        if targets
             .changed
-            .wait_timeout_while(t, interval, |t| !t.stop && t.clients.keys().eq(keys.iter()))
-        else {
-            return;
-        };
-        if t.stop {
+            .wait_timeout_while(t, interval, same)
+            .is_err()
+        {
             return;
         }
     }

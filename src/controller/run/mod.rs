@@ -17,7 +17,7 @@ pub mod worker;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 
@@ -32,6 +32,7 @@ use crate::kube::client::{
 use crate::kube::lease::{self, Leadership, LeaseConfig};
 use crate::kube::watch::{self, WatchMsg};
 use crate::kube::{self};
+use crate::time::epoch_ms;
 
 /// A reconcile running longer than this makes `/healthz` fail: every call inside has a timeout well
 /// below it, so the loop must be stuck.
@@ -81,7 +82,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             leadership_view.clone(),
             shutdown.clone(),
             move |leading| {
-                stats.leader_changed();
+                stats.leader_changes.inc(&[]);
                 let _ = tx.send(Event::Leadership(leading));
             },
         )?)
@@ -89,9 +90,20 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None
     };
 
-    let probes = (config.metrics_addr)
-        .map(|addr| serve_probes(addr, health.clone(), stats.clone()))
-        .transpose()?;
+    let probes = match config.metrics_addr {
+        Some(addr) => {
+            let (health, stats) = (health.clone(), stats.clone());
+            let server = Server::bind(addr, Limits::default(), move |req: &Request| {
+                probe(req, &health, &stats)
+            })?;
+            log::info!(
+                "serving /healthz, /readyz and /metrics on {}",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
 
     let ns = config.namespace.as_str();
     let env = WatchEnv {
@@ -100,7 +112,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         shutdown: &shutdown,
         stats: &stats,
     };
-    let mut watchers = vec![
+    let watchers = [
         spawn_watch(&env, &SERVICES, None, Event::Services),
         spawn_watch(&env, &NODES, None, Event::Nodes),
         spawn_watch(&env, &LOADBALANCERS, None, Event::LoadBalancers),
@@ -109,17 +121,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         // Updater tokens and CAs: Secrets of our own namespace only (a Role, not a ClusterRole).
         spawn_watch(&env, &SECRETS, Some(ns), Event::Secrets),
     ];
-    let io_tx = tx.clone();
-    drop(tx);
-
-    let worker = Worker::new(
-        client,
-        config.clone(),
-        leadership_view,
-        health,
-        stats,
-        io_tx,
-    );
+    // The I/O pool and the host prober report through `tx`.
+    let worker = Worker::new(client, config.clone(), leadership_view, health, stats, tx);
     // Not joined: when it is still stuck in a call, returning from main ends it.
     let _worker = std::thread::Builder::new()
         .name("worker".into())
@@ -155,8 +158,15 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = elector.join();
     }
     let deadline = Instant::now() + config.shutdown_grace;
-    for w in watchers.drain(..) {
-        join_until(w, deadline);
+    // Each joined, or given up on at the deadline (a watch blocked in a slow read must not stall
+    // shutdown).
+    for w in watchers {
+        while !w.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if w.is_finished() {
+            let _ = w.join();
+        }
     }
     if let Some(p) = probes {
         p.shutdown();
@@ -213,33 +223,22 @@ fn spawn_signal_thread(
     Ok(())
 }
 
-fn serve_probes(
-    addr: std::net::SocketAddr,
-    health: Arc<Health>,
-    stats: Arc<Stats>,
-) -> std::io::Result<Server> {
-    let server = Server::bind(addr, Limits::default(), move |req: &Request| {
-        probe(req, &health, &stats)
-    })?;
-    log::info!(
-        "serving /healthz, /readyz and /metrics on {}",
-        server.local_addr()
-    );
-    Ok(server)
-}
-
 fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {
     if req.method != "GET" {
         return Response::error(405, "only GET is served here");
     }
     match req.path.as_str() {
-        "/healthz" => match worker::healthy(health, MAX_BUSY) {
-            Ok(()) => Response::text(200, "ok\n"),
-            Err(busy) => Response::text(
-                503,
-                format!("one reconcile has been running for {}s\n", busy.as_secs()),
-            ),
-        },
+        // Read without locks: the worker stores when its oldest work in flight started (0: idle).
+        "/healthz" => {
+            let since = health.busy_since_ms.load(Ordering::Relaxed);
+            let busy = Duration::from_millis(epoch_ms(SystemTime::now()).saturating_sub(since));
+            if since == 0 || busy <= MAX_BUSY {
+                Response::text(200, "ok\n")
+            } else {
+                let secs = busy.as_secs();
+                Response::text(503, format!("one reconcile has been running for {secs}s\n"))
+            }
+        }
         // Ready once every watch has synced, leader or standby alike: a standby's readiness says its
         // caches are warm, so it can take over at once.
         "/readyz" => {
@@ -251,15 +250,5 @@ fn probe(req: &Request, health: &Health, stats: &Stats) -> Response {
         }
         "/metrics" => Response::new(200, "text/plain; version=0.0.4", stats.registry.render()),
         _ => Response::error(404, "not found"),
-    }
-}
-
-/// Joins a thread, giving up at `deadline` (a watch blocked in a slow read must not stall shutdown).
-fn join_until(handle: std::thread::JoinHandle<()>, deadline: Instant) {
-    while !handle.is_finished() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if handle.is_finished() {
-        let _ = handle.join();
     }
 }

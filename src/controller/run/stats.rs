@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::controller::cache::Cache;
 use crate::controller::decide::hosts::PHASE_DEGRADED;
@@ -16,6 +16,7 @@ use crate::kube::lease::Leadership;
 use crate::kube::watch::runner::WatchStats;
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry, Samples};
 use crate::model::{PHASE_ERROR, PHASE_PENDING, PHASE_READY};
+use crate::time::epoch_ms;
 
 /// The watchers' counters by resource name, shared with the collectors that render them.
 type Watches = Arc<Mutex<BTreeMap<String, Arc<WatchStats>>>>;
@@ -26,16 +27,19 @@ pub struct Stats {
     pub registry: Registry,
     reconciles: Counter,
     reconcile_seconds: Histogram,
-    queue_depth: Gauge,
+    pub queue_depth: Gauge,
     updater_calls: Counter,
     updater_seconds: Histogram,
-    api_writes: Counter,
+    /// By verb: `create`, `patch`, `delete`, `event`.
+    pub api_writes: Counter,
     lbs_by_phase: Gauge,
     ports_allocated: Gauge,
     ports_free: Gauge,
-    leader_changes: Counter,
+    /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
+    pub leader_changes: Counter,
     resyncs: Counter,
-    drift_repairs: Counter,
+    /// Drift repair calls that succeeded, by action (`create`, `update`, `delete`).
+    pub drift_repairs: Counter,
     watches: Watches,
 }
 
@@ -168,9 +172,7 @@ impl Stats {
         }
         r.gauge("paperlb_build_info", "Build information.", &["version"])
             .set(&[env!("CARGO_PKG_VERSION")], 1.0);
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64().floor());
+        let started = (epoch_ms(SystemTime::now()) / 1000) as f64;
         r.gauge(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
@@ -191,33 +193,15 @@ impl Stats {
         self.reconcile_seconds.observe(&[], took.as_secs_f64());
     }
 
-    pub fn set_queue_depth(&self, n: usize) {
-        self.queue_depth.set(&[], n as f64);
-    }
-
     pub fn updater_call(&self, op: &str, ok: bool, took: Duration) {
         self.updater_calls
             .inc(&[op, if ok { "ok" } else { "error" }]);
         self.updater_seconds.observe(&[op], took.as_secs_f64());
     }
 
-    pub fn api_write(&self, verb: &str) {
-        self.api_writes.inc(&[verb]);
-    }
-
     /// One drift check of one updater ended with `result`.
     pub fn resynced(&self, result: &str) {
         self.resyncs.inc(&[result]);
-    }
-
-    /// One drift repair call (`create`, `update`, `delete`) succeeded.
-    pub fn drift_repaired(&self, action: &str) {
-        self.drift_repairs.inc(&[action]);
-    }
-
-    /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
-    pub fn leader_changed(&self) {
-        self.leader_changes.inc(&[]);
     }
 
     /// Gauges computed from the cache; called when the queue has drained, not per reconcile. Series

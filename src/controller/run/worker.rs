@@ -33,7 +33,6 @@ use crate::controller::decide::status::is_applied;
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
-use crate::kube::Error;
 use crate::kube::client::{Client, LOADBALANCERS};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
@@ -224,8 +223,7 @@ impl Worker {
             queue: Queue::new(),
             synced: [false; KINDS],
             leadership,
-            // client-go's recorder: burst 25 per object and reason, one more every 5 minutes.
-            events: EventLimiter::new(25, Duration::from_secs(300)),
+            events: EventLimiter::default(),
             correlator: Default::default(),
             updaters: BTreeMap::new(),
             health,
@@ -282,7 +280,7 @@ impl Worker {
                 self.report_configs();
                 worked = true;
                 match self.process(&key) {
-                    Some(pending) => self.submit(pending),
+                    Some((pending, plan)) => self.submit(pending, plan),
                     None => self.queue.done(&key),
                 }
                 self.mark_busy();
@@ -313,7 +311,7 @@ impl Worker {
             {
                 self.run_due_resyncs();
             }
-            self.stats.set_queue_depth(self.queue.len());
+            self.stats.queue_depth.set(&[], self.queue.len() as f64);
             // A scan of every LoadBalancer: once per batch of work, not on every watch event.
             if worked {
                 self.stats.observe_cache(&self.cache);
@@ -362,14 +360,13 @@ impl Worker {
                 None => Affected::new(),
             },
             Event::Configs(m) => {
-                match &m {
-                    WatchMsg::Restarted(items) => items
-                        .iter()
-                        .for_each(|c| self.configs.add(Key::of(&c.metadata))),
-                    WatchMsg::Applied(c) | WatchMsg::Deleted(c) => {
-                        self.configs.add(Key::of(&c.metadata))
-                    }
-                }
+                let changed = match &m {
+                    WatchMsg::Restarted(items) => &items[..],
+                    WatchMsg::Applied(c) | WatchMsg::Deleted(c) => std::slice::from_ref(c),
+                };
+                changed
+                    .iter()
+                    .for_each(|c| self.configs.add(Key::of(&c.metadata)));
                 let affected = self.watch_msg(
                     Kind::Configs,
                     m,
@@ -403,7 +400,7 @@ impl Worker {
             Event::Leadership(false) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
                 // Leave the gauges as of now rather than as of the last batch of work as leader.
-                self.stats.set_queue_depth(self.queue.len());
+                self.stats.queue_depth.set(&[], self.queue.len() as f64);
                 self.stats.observe_cache(&self.cache);
                 Affected::new()
             }
@@ -511,8 +508,8 @@ impl Worker {
     }
 
     /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
-    /// that can run beside others (see `batch`) is returned instead, for `run_batch`.
-    fn process(&mut self, key: &Key) -> Option<Pending> {
+    /// that can run beside others (see `batch`) is returned instead, for the pool.
+    fn process(&mut self, key: &Key) -> Option<(Pending, Plan)> {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
@@ -525,13 +522,8 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
-            return Some(Pending {
-                key: key.clone(),
-                ctx,
-                plan,
-                started,
-                since_ms: epoch_ms(SystemTime::now()),
-            });
+            let key = key.clone();
+            return Some((Pending { key, ctx, started }, plan));
         }
         let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
@@ -551,7 +543,24 @@ impl Worker {
         let mut updaters = Clients::new();
         for action in &plan.actions {
             events.push(match action {
-                Action::Event(spec) => self.prepare_event(spec),
+                // Past the rate limit (else None), then counted as a repeat or named anew.
+                Action::Event(spec) => {
+                    let object = super::events::object_key(&spec.object);
+                    if !self.events.allow(&object, &spec.reason, Instant::now()) {
+                        log::debug!(
+                            "event dropped by rate limit object={object} reason={}",
+                            spec.reason
+                        );
+                        None
+                    } else {
+                        self.event_seq = self.event_seq.wrapping_add(1);
+                        let nanos = SystemTime::now().duration_since(UNIX_EPOCH);
+                        let nanos = nanos.map_or(0, |d| d.as_nanos() as u64);
+                        let unique = format!("{:x}", nanos.wrapping_add(self.event_seq));
+                        let now = rfc3339(SystemTime::now());
+                        Some(self.correlator.correlate(spec, &now, &unique))
+                    }
+                }
                 Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
                     let client = self.updater(&self.config_of(key), url);
                     updaters.insert(url.clone(), client);
@@ -578,16 +587,15 @@ impl Worker {
     }
 
     /// Hands a batchable plan to the I/O pool.
-    fn submit(&mut self, mut pending: Pending) {
-        let plan = std::mem::take(&mut pending.plan);
+    fn submit(&mut self, pending: Pending, plan: Plan) {
         let (events, updaters) = self.prepare(&plan, true);
         self.next_job += 1;
         self.in_flight.insert(self.next_job, pending);
         self.start(self.next_job, plan, events, updaters);
     }
 
-    /// Hands job `id` (registered by the caller) to the pool, or runs it here when no thread
-    /// can.
+    /// Hands job `id` (registered by the caller) to the pool; its `Event::Io` comes back through
+    /// the channel.
     fn start(
         &mut self,
         id: u64,
@@ -595,23 +603,14 @@ impl Worker {
         events: Vec<Option<crate::model::Event>>,
         updaters: Clients,
     ) {
-        let job = Job {
+        let term = self.term.load(Ordering::SeqCst);
+        (self.pool).submit(Job {
             id,
-            term: self.term.load(Ordering::SeqCst),
+            term,
             plan,
             events,
             updaters,
-        };
-        if let Err(job) = self.pool.submit(job) {
-            log::warn!("no I/O thread; running a plan on the worker");
-            let outcome = batch::run(&self.io(&job.updaters), &job.plan, &job.events);
-            self.io_done(Done {
-                id,
-                plan: job.plan,
-                events: job.events,
-                outcome,
-            });
-        }
+        });
     }
 
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
@@ -665,12 +664,17 @@ impl Worker {
                 self.correlator.unsent(spec);
             }
         }
-        if let Err(Stop::Api { index, error }) = result
+        // A failed create, or spec patch here (the pool's keep every port claim): the server may
+        // hold, or still commit, a LoadBalancer the cache does not know, unless the answer says
+        // the write was refused (AlreadyExists does not).
+        if let Err(Stop::Api { index, error: e }) = result
             && let Some(action) = plan.actions.get(*index)
-            && (matches!(action, Action::CreateLoadBalancer { .. })
-                || (!batched && matches!(action, Action::PatchLoadBalancerSpec { .. })))
+            && let Action::CreateLoadBalancer { key, .. }
+            | Action::PatchLoadBalancerSpec { key, .. } = action
+            && (!batched || matches!(action, Action::CreateLoadBalancer { .. }))
+            && (!matches!(e.code(), Some(c) if (400..500).contains(&c)) || e.is_already_exists())
         {
-            self.doubt(action, error);
+            self.in_doubt.insert(key.clone(), action.clone());
         }
         for (action, answer) in plan.actions.iter().zip(answers) {
             self.apply_answer(action, answer);
@@ -679,33 +683,27 @@ impl Worker {
 
     /// Applies one action's answer to the cache.
     fn apply_answer(&mut self, action: &Action, answer: Answer) {
-        let decoded = |v: &serde_json::value::RawValue| {
-            serde_json::from_str::<LoadBalancer>(v.get())
-                // The write happened; its watch event brings the object instead.
-                .inspect_err(|e| log::warn!("decoding a write's answer error={e}"))
-                .ok()
-        };
         match (action, answer) {
-            (Action::PatchLoadBalancerStatus { key, .. }, Answer::LoadBalancer(v)) => {
-                if let Some(lb) = decoded(&v) {
-                    self.applied_lb_status(key, lb);
-                }
-            }
-            (Action::RemoveFinalizer { key, .. }, Answer::LoadBalancer(v)) => match decoded(&v) {
-                // The last finalizer is gone: the object no longer exists (the answer echoes it).
-                Some(lb) if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() => {
-                    log::info!("released LoadBalancer key={key}");
-                    self.forget_lb(key, lb.metadata.uid);
-                }
-                Some(lb) => self.applied_lb(lb, true),
-                None => {}
-            },
             (_, Answer::LoadBalancer(v)) => {
-                if let Some(lb) = decoded(&v) {
-                    if let Action::CreateLoadBalancer { key, .. } = action {
-                        log::info!("created LoadBalancer key={key}");
+                let lb: LoadBalancer = match serde_json::from_str(v.get()) {
+                    Ok(lb) => lb,
+                    // The write happened; its watch event brings the object instead.
+                    Err(e) => return log::warn!("decoding a write's answer error={e}"),
+                };
+                match action {
+                    Action::PatchLoadBalancerStatus { key, .. } => self.applied_lb_status(key, lb),
+                    // The last finalizer is gone: the object no longer exists (the answer echoes it).
+                    Action::RemoveFinalizer { key, .. }
+                        if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() =>
+                    {
+                        log::info!("released LoadBalancer key={key}");
+                        self.forget_lb(key, lb.metadata.uid);
                     }
-                    self.applied_lb(lb, true);
+                    Action::CreateLoadBalancer { key, .. } => {
+                        log::info!("created LoadBalancer key={key}");
+                        self.applied_lb(lb, true);
+                    }
+                    _ => self.applied_lb(lb, true),
                 }
             }
             (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
@@ -751,8 +749,10 @@ impl Worker {
 
     /// `/healthz` looks at the oldest plan still in flight (0: none, and nothing running here).
     fn mark_busy(&self) {
-        if let Some(oldest) = self.in_flight.values().map(|p| p.since_ms).min() {
-            self.health.busy_since_ms.store(oldest, Ordering::Relaxed);
+        if let Some(oldest) = self.in_flight.values().map(|p| p.started).min() {
+            let since =
+                epoch_ms(SystemTime::now()).saturating_sub(oldest.elapsed().as_millis() as u64);
+            self.health.busy_since_ms.store(since, Ordering::Relaxed);
         }
     }
 
@@ -871,19 +871,6 @@ impl Worker {
         true
     }
 
-    /// After a failed create or spec patch: whether the server may hold, or still commit, a
-    /// LoadBalancer the cache does not know (no answer, an answer that does not say the write was
-    /// refused, or AlreadyExists).
-    fn doubt(&mut self, action: &Action, e: &Error) {
-        let refused = matches!(e.code(), Some(c) if (400..500).contains(&c));
-        if let Action::CreateLoadBalancer { key, .. } | Action::PatchLoadBalancerSpec { key, .. } =
-            action
-            && (!refused || e.is_already_exists())
-        {
-            self.in_doubt.insert(key.clone(), action.clone());
-        }
-    }
-
     /// The answer to our status patch of a LoadBalancer.
     fn applied_lb_status(&mut self, key: &Key, lb: LoadBalancer) {
         if let Some(phase) = lb.status.phase.as_deref() {
@@ -961,27 +948,6 @@ impl Worker {
         }
     }
 
-    /// The Event to post, or None when the rate limit drops it.
-    fn prepare_event(
-        &mut self,
-        spec: &crate::controller::decide::plan::EventSpec,
-    ) -> Option<crate::model::Event> {
-        let object = super::events::object_key(&spec.object);
-        if !self.events.allow(&object, &spec.reason, Instant::now()) {
-            log::debug!(
-                "event dropped by rate limit object={object} reason={}",
-                spec.reason
-            );
-            return None;
-        }
-        self.event_seq = self.event_seq.wrapping_add(1);
-        let unique = format!("{:x}", epoch_nanos().wrapping_add(self.event_seq));
-        Some(
-            self.correlator
-                .correlate(spec, &rfc3339(SystemTime::now()), &unique),
-        )
-    }
-
     fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
         Io {
             client: &self.client,
@@ -994,14 +960,11 @@ impl Worker {
     }
 }
 
-/// A plan for the I/O pool (its plan is moved into the job), with what `finish` needs.
+/// What `finish` needs of a plan on the I/O pool (the plan travels with the job).
 struct Pending {
     key: Key,
     ctx: Context,
-    plan: Plan,
     started: Instant,
-    /// When it was decided, in ms since the epoch (for `/healthz`).
-    since_ms: u64,
 }
 
 /// After a write answered `new`: wait for the watch to deliver that version, unless the write changed
@@ -1076,22 +1039,4 @@ fn fresh<T>(
             Some(WatchMsg::Restarted(items))
         }
     }
-}
-
-fn epoch_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// Lets the HTTP thread read the worker's health without locks on the hot path.
-/// An Err holds how long the one reconcile running now has been running.
-pub fn healthy(health: &Health, max_busy: Duration) -> Result<(), Duration> {
-    let since = health.busy_since_ms.load(Ordering::Relaxed);
-    if since == 0 {
-        return Ok(());
-    }
-    let busy = Duration::from_millis(epoch_ms(SystemTime::now()).saturating_sub(since));
-    if busy > max_busy { Err(busy) } else { Ok(()) }
 }
