@@ -200,14 +200,6 @@ impl UpdaterClient {
         }
     }
 
-    /// `GET` (our updater only; the Go one answers 404/405: `Error::Unsupported`).
-    pub fn list(&self) -> Result<ListResponse, Error> {
-        let mut backends = Vec::new();
-        let mut listed = self.list_each(|b| backends.push(b))?;
-        listed.backends = backends;
-        Ok(listed)
-    }
-
     /// `GET`, read as it arrives: each backend is handed to `each` as soon as it is decoded, and
     /// dropped after; the answer's other fields come back (with `backends` empty). What a drift
     /// check holds is then one backend, not the answer: its text, a host's 1,000 backends with 100
@@ -617,10 +609,10 @@ mod tests {
         );
         assert!(rest.backends.is_empty());
         for what in ["truncated", "no backends", "trailing garbage"] {
-            let e = c.list().unwrap_err();
+            let e = c.list_each(drop).unwrap_err();
             assert!(matches!(e, Error::Decode { .. }), "{what}: {e}");
         }
-        assert!(c.list().unwrap_err().is_unsupported());
+        assert!(c.list_each(drop).unwrap_err().is_unsupported());
     }
 
     #[test]
