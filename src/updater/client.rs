@@ -489,14 +489,10 @@ fn summarise(body: &str) -> String {
         }
     }
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut s: String = one_line.chars().take(200).collect();
-    if s.len() < one_line.len() {
-        s.push('…');
+    match one_line.is_empty() {
+        true => "(empty answer)".into(),
+        false => super::validate::clip(&one_line, 200),
     }
-    if s.is_empty() {
-        s = "(empty answer)".into();
-    }
-    s
 }
 
 #[cfg(test)]

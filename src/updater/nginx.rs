@@ -491,15 +491,10 @@ pub fn trim_message(out: &str) -> String {
         .filter(|l| !l.contains("signal process started"))
         .map(|l| l.strip_prefix("nginx: ").unwrap_or(l))
         .collect();
-    let mut s = lines.join("; ");
-    if s.is_empty() {
-        s = "nginx failed without a message".into();
+    match lines.is_empty() {
+        true => "nginx failed without a message".into(),
+        false => super::validate::clip(&lines.join("; "), 2000),
     }
-    if s.len() > 2000 {
-        s.truncate(char_floor(&s, 2000));
-        s.push('…');
-    }
-    s
 }
 
 /// The largest char boundary of `s` at or below `i`.

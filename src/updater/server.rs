@@ -184,7 +184,10 @@ impl Updater {
             ),
             ("/api/v1/lb", _) => method_not_allowed("GET, POST, DELETE"),
             ("/healthz" | "/metrics", _) => method_not_allowed("GET, HEAD"),
-            _ => Response::error(404, &format!("no route for {}", validate::clip(&r.path))),
+            _ => Response::error(
+                404,
+                &format!("no route for {}", validate::clip(&r.path, 64)),
+            ),
         }
     }
 

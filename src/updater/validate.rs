@@ -208,7 +208,7 @@ impl Error {
 
     /// Text sent by the client, quoted and clipped.
     fn text(field: &str, value: &str, rule: impl Into<String>) -> Error {
-        Error::value(field, format!("{:?}", clip(value)), rule)
+        Error::value(field, format!("{:?}", clip(value, 64)), rule)
     }
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
@@ -492,9 +492,10 @@ fn timeout(field: &str, v: u64, default: u64) -> Result<u64, Error> {
     Ok(if v == 0 { default } else { v })
 }
 
-/// Error messages quote what was sent; a megabyte-long name must not make a megabyte-long answer.
-pub(crate) fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(64).collect();
+/// At most `max` characters of `s`, and `…` when that cut it: error messages quote what was sent
+/// (64 here), and a megabyte-long name must not make a megabyte-long answer.
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
     if out.len() < s.len() {
         out.push('…');
     }
