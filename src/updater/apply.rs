@@ -227,14 +227,8 @@ struct Worker {
 impl Worker {
     fn run(self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
-            }
-            self.process(batch, true);
+            let more = rx.try_iter().take(MAX_BATCH - 1);
+            self.process(std::iter::once(first).chain(more).collect(), true);
         }
     }
 

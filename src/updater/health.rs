@@ -408,9 +408,7 @@ impl Health {
         }
         t.fail_open = fail_open;
         let changed = t.rendered.as_ref() != Some(&down);
-        if changed {
-            t.rendered = Some(down);
-        }
+        t.rendered = Some(down);
         s.in_flight -= 1;
         drop(s);
         if changed {
