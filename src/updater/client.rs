@@ -98,20 +98,12 @@ impl fmt::Debug for ClientAuth {
 }
 
 /// A client for one updater endpoint (one LoadBalancerConfig's resolved `httpUpdaterURL`).
-#[derive(Clone)]
+/// `Debug` shows the token as `<redacted>` (see `ClientAuth`).
+#[derive(Clone, Debug)]
 pub struct UpdaterClient {
     url: String,
-    token: Option<String>,
+    auth: ClientAuth,
     agent: Agent,
-}
-
-impl fmt::Debug for UpdaterClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpdaterClient")
-            .field("url", &self.url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 impl UpdaterClient {
@@ -151,11 +143,7 @@ impl UpdaterClient {
             .build();
         let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
         let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Ok(UpdaterClient {
-            url,
-            token: auth.token,
-            agent,
-        })
+        Ok(UpdaterClient { url, auth, agent })
     }
 
     /// `POST`: Ok once the updater has applied (and reloaded) the request.
@@ -194,7 +182,7 @@ impl UpdaterClient {
     }
 
     fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
+        match &self.auth.token {
             Some(t) => r.header("Authorization", format!("Bearer {t}")),
             None => r,
         }
