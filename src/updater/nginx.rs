@@ -87,7 +87,9 @@ pub fn render(b: &Backend) -> String {
     let json = serde_json::to_string(&b.request).unwrap_or_default();
     let (mut header, mut rest) = (HEADER.to_string(), json.as_str());
     while rest.len() > HEADER_CHUNK {
-        let cut = char_floor(rest, HEADER_CHUNK);
+        // The largest char boundary within the chunk (0 always is one).
+        let cut = (0..=HEADER_CHUNK).rev().find(|&c| rest.is_char_boundary(c));
+        let cut = cut.unwrap_or(0);
         header = header + &rest[..cut] + "\n" + HEADER_MORE;
         rest = &rest[cut..];
     }
@@ -495,14 +497,6 @@ pub fn trim_message(out: &str) -> String {
         true => "nginx failed without a message".into(),
         false => super::validate::clip(&lines.join("; "), 2000),
     }
-}
-
-/// The largest char boundary of `s` at or below `i`.
-fn char_floor(s: &str, i: usize) -> usize {
-    (0..=i.min(s.len()))
-        .rev()
-        .find(|c| s.is_char_boundary(*c))
-        .unwrap_or(0)
 }
 
 /// A live (not zombie) process.
