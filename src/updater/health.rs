@@ -366,11 +366,8 @@ impl Health {
             }
         }
         s.in_flight += out.len();
-        (
-            out,
-            next.saturating_duration_since(now)
-                .max(Duration::from_millis(5)),
-        )
+        let wait = next.saturating_duration_since(now);
+        (out, wait.max(Duration::from_millis(5)))
     }
 
     fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
@@ -419,11 +416,10 @@ impl Health {
 
 fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bool)>) {
     loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
+        // The queue is locked while waiting for a job, not while probing.
+        let Ok(Ok(p)) = jobs.lock().map(|rx| rx.recv()) else {
+            return;
         };
-        let Ok(p) = job else { return };
         let ok = probe(&p.host, p.port, &p.check);
         if results.send((p, ok)).is_err() {
             return;

@@ -124,10 +124,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     });
     let u = updater.clone();
     let handler = move |r: &Request| u.handle(r);
-    let config = match &s.tls {
-        Some(f) => Some(tls::server_config(&f.cert, &f.key)?),
-        None => None,
-    };
+    let config = (s.tls.as_ref().map(|f| tls::server_config(&f.cert, &f.key))).transpose()?;
     let server = http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
         .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
