@@ -141,13 +141,14 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`) and starts
-    /// the applier thread.
+    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`), has the
+    /// prober check the backends already configured, and starts the prober and the applier thread.
     pub fn start(
         dir: PathBuf,
         nginx: Nginx,
         metrics: ApplyMetrics,
         health: Arc<Health>,
+        policy: &Policy,
     ) -> Result<Applier, Error> {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for e in rd.flatten() {
@@ -156,8 +157,22 @@ impl Applier {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        // Backends configured before a restart keep their checks; their files' down marks are
+        // re-rendered once the first verdicts are in (`rendered` unknown).
+        for l in list(&dir, policy).into_iter().flat_map(|l| l.backends) {
+            if let Ok(b) = validate::backend(&l.request, policy) {
+                health.committed(&b, None);
+            }
+        }
         let config_valid = Arc::new(AtomicBool::new(nginx.test().is_ok()));
         let (tx, rx) = mpsc::channel();
+        // A verdict change queues a re-render of that backend (no caller waits for it).
+        let refresh = tx.clone();
+        let refresh = move |name: &str| {
+            let op = Op::Refresh(name.to_string());
+            let _ = refresh.send(Job { op, reply: None });
+        };
+        health.start(refresh).map_err(|e| Error::io(&dir, e))?;
         let worker = Worker {
             dir: dir.clone(),
             nginx,
@@ -183,15 +198,6 @@ impl Applier {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// For the prober: queues a re-render of one backend and returns at once.
-    pub fn refresher(&self) -> impl Fn(&str) + Send + 'static {
-        let tx = self.tx.clone();
-        move |name: &str| {
-            let op = Op::Refresh(name.to_string());
-            let _ = tx.send(Job { op, reply: None });
-        }
     }
 
     /// Queues `op`; returns when the reload that covers it has finished.

@@ -89,19 +89,8 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
         nginx.clone(),
         ApplyMetrics::register(&registry),
         health.clone(),
+        &s.policy,
     )?;
-    // Backends configured before a restart keep their checks; their files' down marks are
-    // re-rendered once the first verdicts are in (`rendered` unknown).
-    if let Ok(l) = apply::list(&s.streams_dir, &s.policy) {
-        for r in &l.backends {
-            if let Ok(b) = validate::backend(&r.request, &s.policy) {
-                health.committed(&b, None);
-            }
-        }
-    }
-    health
-        .start(applier.refresher())
-        .map_err(|e| Error::io(&s.streams_dir, e))?;
     let token = s.token_file.clone().map(TokenFile::load).transpose()?;
     let updater = Arc::new(Updater {
         applier,
