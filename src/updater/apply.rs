@@ -244,10 +244,8 @@ impl Worker {
         match (&job.op, &r) {
             (Op::Apply(b), Ok(_)) => self.health.committed(b, Some(b.down.clone())),
             (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
+            (op, Err(e)) => log::warn!("refused {}: {e}", op.name()),
             _ => {}
-        }
-        if let Err(e) = &r {
-            log::warn!("refused {}: {e}", job.op.name());
         }
         if let Some(reply) = job.reply {
             let label = r.as_ref().map_or("refused", |o| o.as_str());
