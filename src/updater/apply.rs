@@ -141,13 +141,14 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`) and starts
-    /// the applier thread.
+    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`), has the
+    /// prober check the backends already configured, and starts the prober and the applier thread.
     pub fn start(
         dir: PathBuf,
         nginx: Nginx,
         metrics: ApplyMetrics,
         health: Arc<Health>,
+        policy: &Policy,
     ) -> Result<Applier, Error> {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for e in rd.flatten() {
@@ -156,8 +157,22 @@ impl Applier {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        // Backends configured before a restart keep their checks; their files' down marks are
+        // re-rendered once the first verdicts are in (`rendered` unknown).
+        for l in list(&dir, policy).into_iter().flat_map(|l| l.backends) {
+            if let Ok(b) = validate::backend(&l.request, policy) {
+                health.committed(&b, None);
+            }
+        }
         let config_valid = Arc::new(AtomicBool::new(nginx.test().is_ok()));
         let (tx, rx) = mpsc::channel();
+        // A verdict change queues a re-render of that backend (no caller waits for it).
+        let refresh = tx.clone();
+        let refresh = move |name: &str| {
+            let op = Op::Refresh(name.to_string());
+            let _ = refresh.send(Job { op, reply: None });
+        };
+        health.start(refresh).map_err(|e| Error::io(&dir, e))?;
         let worker = Worker {
             dir: dir.clone(),
             nginx,
@@ -183,15 +198,6 @@ impl Applier {
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// For the prober: queues a re-render of one backend and returns at once.
-    pub fn refresher(&self) -> impl Fn(&str) + Send + 'static {
-        let tx = self.tx.clone();
-        move |name: &str| {
-            let op = Op::Refresh(name.to_string());
-            let _ = tx.send(Job { op, reply: None });
-        }
     }
 
     /// Queues `op`; returns when the reload that covers it has finished.
@@ -227,14 +233,8 @@ struct Worker {
 impl Worker {
     fn run(self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
-            }
-            self.process(batch, true);
+            let more = rx.try_iter().take(MAX_BATCH - 1);
+            self.process(std::iter::once(first).chain(more).collect(), true);
         }
     }
 
@@ -244,10 +244,8 @@ impl Worker {
         match (&job.op, &r) {
             (Op::Apply(b), Ok(_)) => self.health.committed(b, Some(b.down.clone())),
             (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
+            (op, Err(e)) => log::warn!("refused {}: {e}", op.name()),
             _ => {}
-        }
-        if let Err(e) = &r {
-            log::warn!("refused {}: {e}", job.op.name());
         }
         if let Some(reply) = job.reply {
             let label = r.as_ref().map_or("refused", |o| o.as_str());

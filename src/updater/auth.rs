@@ -17,25 +17,14 @@ use super::Error;
 /// systems with coarse timestamps can hide a same-size rewrite within one tick).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
-/// What `stat` says about a file: a change of any of these means "read it again".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
+/// What `stat` says about a file (device, inode, size, mtime and ctime to the nanosecond): a
+/// change of any of these means "read it again".
+type Stamp = (u64, u64, u64, [i64; 4]);
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ctime: (m.ctime(), m.ctime_nsec()),
-    })
+    let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+    Some((m.dev(), m.ino(), m.size(), times))
 }
 
 /// A value loaded from files: `stat`ed on every use, loaded again when a stamp changes and at least
@@ -129,13 +118,8 @@ fn read_token(path: &Path) -> Result<String, Error> {
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::io(path, std::io::Error::other("token file is not UTF-8 text")))?;
     let t = text.trim();
-    if t.is_empty() {
-        return Err(Error::io(
-            path,
-            std::io::Error::other("token file is empty"),
-        ));
-    }
-    Ok(t.to_string())
+    let empty = || Error::io(path, std::io::Error::other("token file is empty"));
+    (!t.is_empty()).then(|| t.to_string()).ok_or_else(empty)
 }
 
 /// Compares in time that depends only on the lengths, not on where the first difference is: every

@@ -98,20 +98,12 @@ impl fmt::Debug for ClientAuth {
 }
 
 /// A client for one updater endpoint (one LoadBalancerConfig's resolved `httpUpdaterURL`).
-#[derive(Clone)]
+/// `Debug` shows the token as `<redacted>` (see `ClientAuth`).
+#[derive(Clone, Debug)]
 pub struct UpdaterClient {
     url: String,
-    token: Option<String>,
+    auth: ClientAuth,
     agent: Agent,
-}
-
-impl fmt::Debug for UpdaterClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpdaterClient")
-            .field("url", &self.url)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 impl UpdaterClient {
@@ -151,11 +143,7 @@ impl UpdaterClient {
             .build();
         let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
         let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Ok(UpdaterClient {
-            url,
-            token: auth.token,
-            agent,
-        })
+        Ok(UpdaterClient { url, auth, agent })
     }
 
     /// `POST`: Ok once the updater has applied (and reloaded) the request.
@@ -194,18 +182,10 @@ impl UpdaterClient {
     }
 
     fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.token {
+        match &self.auth.token {
             Some(t) => r.header("Authorization", format!("Bearer {t}")),
             None => r,
         }
-    }
-
-    /// `GET` (our updater only; the Go one answers 404/405: `Error::Unsupported`).
-    pub fn list(&self) -> Result<ListResponse, Error> {
-        let mut backends = Vec::new();
-        let mut listed = self.list_each(|b| backends.push(b))?;
-        listed.backends = backends;
-        Ok(listed)
     }
 
     /// `GET`, read as it arrives: each backend is handed to `each` as soon as it is decoded, and
@@ -497,14 +477,10 @@ fn summarise(body: &str) -> String {
         }
     }
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut s: String = one_line.chars().take(200).collect();
-    if s.len() < one_line.len() {
-        s.push('…');
+    match one_line.is_empty() {
+        true => "(empty answer)".into(),
+        false => super::validate::clip(&one_line, 200),
     }
-    if s.is_empty() {
-        s = "(empty answer)".into();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -617,10 +593,10 @@ mod tests {
         );
         assert!(rest.backends.is_empty());
         for what in ["truncated", "no backends", "trailing garbage"] {
-            let e = c.list().unwrap_err();
+            let e = c.list_each(drop).unwrap_err();
             assert!(matches!(e, Error::Decode { .. }), "{what}: {e}");
         }
-        assert!(c.list().unwrap_err().is_unsupported());
+        assert!(c.list_each(drop).unwrap_err().is_unsupported());
     }
 
     #[test]

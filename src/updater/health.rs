@@ -50,22 +50,14 @@ impl Tally {
     /// Records one probe result; returns whether `healthy` flipped. `unhealthy` failures in a row
     /// take a healthy upstream out, `healthy` successes in a row bring it back.
     pub fn record(&mut self, ok: bool, unhealthy: u32, healthy: u32) -> bool {
-        if ok {
-            self.oks = self.oks.saturating_add(1);
-            self.fails = 0;
-            if !self.healthy && self.oks >= healthy {
-                self.healthy = true;
-                return true;
-            }
-        } else {
-            self.fails = self.fails.saturating_add(1);
-            self.oks = 0;
-            if self.healthy && self.fails >= unhealthy {
-                self.healthy = false;
-                return true;
-            }
-        }
-        false
+        let (run, broken, needed) = match ok {
+            true => (&mut self.oks, &mut self.fails, healthy),
+            false => (&mut self.fails, &mut self.oks, unhealthy),
+        };
+        (*run, *broken) = (run.saturating_add(1), 0);
+        let flips = self.healthy != ok && *run >= needed;
+        self.healthy ^= flips;
+        flips
     }
 }
 
@@ -245,32 +237,25 @@ impl Health {
             let o = kept.as_ref()?;
             Some(&o.ups[o.backend.upstreams.iter().position(|x| x == u)?])
         };
+        let fresh = (Tally::default(), None, now);
         let ups = (b.upstreams.iter())
-            .map(|u| match was(u) {
-                // A result for the old generation is dropped; probe again soon.
-                Some(st) => UpState {
-                    in_flight: false,
-                    due: st.due.min(soon),
-                    ..st.clone()
-                },
-                None => UpState {
-                    tally: Tally::default(),
-                    last_check: None,
-                    due: now,
-                    in_flight: false,
-                },
+            // A result for the old generation is dropped; probe again soon.
+            .map(|u| was(u).map_or(fresh, |st| (st.tally, st.last_check, st.due.min(soon))))
+            .map(|(tally, last_check, due)| UpState {
+                tally,
+                last_check,
+                due,
+                in_flight: false,
             })
             .collect();
         s.next_generation += 1;
-        let generation = s.next_generation;
-        let (backend, fail_open) = (b.clone(), false);
         let t = Tracked {
-            backend,
+            backend: b.clone(),
             check,
-            generation,
+            generation: s.next_generation,
             ups,
             rendered,
-            fail_open,
+            fail_open: false,
         };
         s.backends.insert(b.name.clone(), t);
     }
@@ -381,11 +366,8 @@ impl Health {
             }
         }
         s.in_flight += out.len();
-        (
-            out,
-            next.saturating_duration_since(now)
-                .max(Duration::from_millis(5)),
-        )
+        let wait = next.saturating_duration_since(now);
+        (out, wait.max(Duration::from_millis(5)))
     }
 
     fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
@@ -423,9 +405,7 @@ impl Health {
         }
         t.fail_open = fail_open;
         let changed = t.rendered.as_ref() != Some(&down);
-        if changed {
-            t.rendered = Some(down);
-        }
+        t.rendered = Some(down);
         s.in_flight -= 1;
         drop(s);
         if changed {
@@ -436,11 +416,10 @@ impl Health {
 
 fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bool)>) {
     loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
+        // The queue is locked while waiting for a job, not while probing.
+        let Ok(Ok(p)) = jobs.lock().map(|rx| rx.recv()) else {
+            return;
         };
-        let Ok(p) = job else { return };
         let ok = probe(&p.host, p.port, &p.check);
         if results.send((p, ok)).is_err() {
             return;

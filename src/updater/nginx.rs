@@ -87,7 +87,9 @@ pub fn render(b: &Backend) -> String {
     let json = serde_json::to_string(&b.request).unwrap_or_default();
     let (mut header, mut rest) = (HEADER.to_string(), json.as_str());
     while rest.len() > HEADER_CHUNK {
-        let cut = char_floor(rest, HEADER_CHUNK);
+        // The largest char boundary within the chunk (0 always is one).
+        let cut = (0..=HEADER_CHUNK).rev().find(|&c| rest.is_char_boundary(c));
+        let cut = cut.unwrap_or(0);
         header = header + &rest[..cut] + "\n" + HEADER_MORE;
         rest = &rest[cut..];
     }
@@ -491,23 +493,10 @@ pub fn trim_message(out: &str) -> String {
         .filter(|l| !l.contains("signal process started"))
         .map(|l| l.strip_prefix("nginx: ").unwrap_or(l))
         .collect();
-    let mut s = lines.join("; ");
-    if s.is_empty() {
-        s = "nginx failed without a message".into();
+    match lines.is_empty() {
+        true => "nginx failed without a message".into(),
+        false => super::validate::clip(&lines.join("; "), 2000),
     }
-    if s.len() > 2000 {
-        s.truncate(char_floor(&s, 2000));
-        s.push('…');
-    }
-    s
-}
-
-/// The largest char boundary of `s` at or below `i`.
-fn char_floor(s: &str, i: usize) -> usize {
-    (0..=i.min(s.len()))
-        .rev()
-        .find(|c| s.is_char_boundary(*c))
-        .unwrap_or(0)
 }
 
 /// A live (not zombie) process.

@@ -89,19 +89,8 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
         nginx.clone(),
         ApplyMetrics::register(&registry),
         health.clone(),
+        &s.policy,
     )?;
-    // Backends configured before a restart keep their checks; their files' down marks are
-    // re-rendered once the first verdicts are in (`rendered` unknown).
-    if let Ok(l) = apply::list(&s.streams_dir, &s.policy) {
-        for r in &l.backends {
-            if let Ok(b) = validate::backend(&r.request, &s.policy) {
-                health.committed(&b, None);
-            }
-        }
-    }
-    health
-        .start(applier.refresher())
-        .map_err(|e| Error::io(&s.streams_dir, e))?;
     let token = s.token_file.clone().map(TokenFile::load).transpose()?;
     let updater = Arc::new(Updater {
         applier,
@@ -124,10 +113,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     });
     let u = updater.clone();
     let handler = move |r: &Request| u.handle(r);
-    let config = match &s.tls {
-        Some(f) => Some(tls::server_config(&f.cert, &f.key)?),
-        None => None,
-    };
+    let config = (s.tls.as_ref().map(|f| tls::server_config(&f.cert, &f.key))).transpose()?;
     let server = http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
         .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
@@ -184,7 +170,10 @@ impl Updater {
             ),
             ("/api/v1/lb", _) => method_not_allowed("GET, POST, DELETE"),
             ("/healthz" | "/metrics", _) => method_not_allowed("GET, HEAD"),
-            _ => Response::error(404, &format!("no route for {}", validate::clip(&r.path))),
+            _ => Response::error(
+                404,
+                &format!("no route for {}", validate::clip(&r.path, 64)),
+            ),
         }
     }
 

@@ -208,7 +208,7 @@ impl Error {
 
     /// Text sent by the client, quoted and clipped.
     fn text(field: &str, value: &str, rule: impl Into<String>) -> Error {
-        Error::value(field, format!("{:?}", clip(value)), rule)
+        Error::value(field, format!("{:?}", clip(value, 64)), rule)
     }
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
@@ -283,11 +283,8 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     let balance = match t.balance.as_deref() {
         None => Balance::RoundRobin,
         Some(b) => Balance::parse(b).ok_or_else(|| {
-            Error::text(
-                "balance",
-                b,
-                "must be round-robin, least-conn, hash or random-two",
-            )
+            let rule = "must be round-robin, least-conn, hash or random-two";
+            Error::text("balance", b, rule)
         })?,
     };
     if let Some(o) = &req.owner {
@@ -319,16 +316,11 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
 
 /// `healthCheck` with defaults: interval 2 s, timeout 1 s, thresholds 2 and 2, path `/healthz`.
 pub fn health_check(h: &HealthCheck) -> Result<Check, Error> {
+    const TCP_OR_HTTP: &str = "must be tcp or http";
     let kind = match h.kind.to_ascii_lowercase().as_str() {
         "tcp" => CheckKind::Tcp,
         "http" => CheckKind::Http,
-        _ => {
-            return Err(Error::text(
-                "healthCheck.type",
-                &h.kind,
-                "must be tcp or http",
-            ));
-        }
+        _ => return Err(Error::text("healthCheck.type", &h.kind, TCP_OR_HTTP)),
     };
     if h.port == Some(0) {
         return Err(Error::value("healthCheck.port", 0, "must be 1-65535"));
@@ -442,11 +434,8 @@ pub fn host(h: &str) -> Result<Host, Error> {
     if dns_name(h) {
         return Ok(Host::Dns(h.to_ascii_lowercase()));
     }
-    Err(Error::text(
-        "host",
-        h,
-        "not an IPv4/IPv6 address or a DNS name",
-    ))
+    let rule = "not an IPv4/IPv6 address or a DNS name";
+    Err(Error::text("host", h, rule))
 }
 
 /// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and inner hyphens, 253 at most,
@@ -474,14 +463,11 @@ pub fn dns_label(l: &str, lower: bool) -> bool {
 
 /// A list of `got` entries, within `min..=max`.
 fn count(field: &str, got: usize, min: usize, max: usize) -> Result<(), Error> {
-    match (min..=max).contains(&got) {
-        true => Ok(()),
-        false => Err(Error::value(
-            field,
-            format!("has {got}"),
-            format!("need {min} to {max}"),
-        )),
+    if (min..=max).contains(&got) {
+        return Ok(());
     }
+    let (value, rule) = (format!("has {got}"), format!("need {min} to {max}"));
+    Err(Error::value(field, value, rule))
 }
 
 fn timeout(field: &str, v: u64, default: u64) -> Result<u64, Error> {
@@ -492,9 +478,10 @@ fn timeout(field: &str, v: u64, default: u64) -> Result<u64, Error> {
     Ok(if v == 0 { default } else { v })
 }
 
-/// Error messages quote what was sent; a megabyte-long name must not make a megabyte-long answer.
-pub(crate) fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(64).collect();
+/// At most `max` characters of `s`, and `…` when that cut it: error messages quote what was sent
+/// (64 here), and a megabyte-long name must not make a megabyte-long answer.
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
     if out.len() < s.len() {
         out.push('…');
     }

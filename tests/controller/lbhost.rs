@@ -195,7 +195,8 @@ impl LbHost {
         &self,
         token: Option<&str>,
     ) -> Result<Vec<ListedBackend>, paperlb::updater::Error> {
-        self.client(token).list().map(|l| l.backends)
+        let mut backends = Vec::new();
+        (self.client(token).list_each(|b| backends.push(b))).map(|_| backends)
     }
 
     /// The backend names the updater lists, sorted.

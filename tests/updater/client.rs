@@ -47,13 +47,13 @@ fn client_applies_lists_and_deletes_against_the_real_updater() {
     let port = free_port();
     c.apply(&request("ns_c", port)).unwrap();
     c.apply(&request("ns_c", port)).unwrap();
-    let l = c.list().unwrap();
+    let l = list(&c).unwrap();
     assert_eq!(l.backends.len(), 1);
     assert_eq!(l.backends[0].request.lb_protocol, "TCP");
     assert!(!l.backends[0].modified);
     c.delete("ns_c").unwrap();
     c.delete("ns_c").unwrap(); // already gone: "absent"
-    assert!(c.list().unwrap().backends.is_empty());
+    assert!(list(&c).unwrap().backends.is_empty());
 }
 
 #[test]
@@ -143,12 +143,12 @@ fn client_bounds_huge_answers() {
         Duration::ZERO,
     );
     let c = client(&url, None, Timeouts::default());
-    assert!(matches!(c.list(), Err(Error::Decode { .. })));
+    assert!(matches!(list(&c), Err(Error::Decode { .. })));
     let _ = t.join();
     let huge = vec![b' '; MAX_LIST_RESPONSE as usize + 1024];
     let (url, t) = hostile(http("200 OK", "application/json", &huge), Duration::ZERO);
     let c = client(&url, None, Timeouts::default());
-    match c.list() {
+    match list(&c) {
         Err(Error::Transport { detail, .. }) => assert!(detail.contains("larger than"), "{detail}"),
         other => panic!("{other:?}"),
     }
@@ -206,19 +206,19 @@ fn client_tells_refused_credentials_and_a_missing_list_apart() {
             matches!(e, Error::Refused { code: 404, .. })
         }),
     ];
-    for (status, list, check) in cases {
+    for (status, get, check) in cases {
         let (url, t) = hostile(
             http(status, "application/json", br#"{"err":"go away"}"#),
             Duration::ZERO,
         );
         let c = client(&url, Some("tok"), Timeouts::default());
-        let e = if list {
-            c.list().unwrap_err()
+        let e = if get {
+            list(&c).unwrap_err()
         } else {
             c.apply(&request("ns_x", 8000)).unwrap_err()
         };
         assert!(check(&e), "{status}: {e:?}");
-        assert!(e.to_string().contains("go away") || !list, "{e}");
+        assert!(e.to_string().contains("go away") || !get, "{e}");
         let _ = t.join();
     }
 }

@@ -213,6 +213,31 @@ fn tcp_check_takes_a_dead_upstream_out_brings_it_back_and_fails_open() {
     );
 }
 
+/// Verdicts are not kept over a restart: the new updater checks the backends it finds on disk
+/// from scratch (healthy until they fail) and renders each one's marks again at its first verdict,
+/// so a down mark the last one wrote goes once the upstream passes a single probe.
+#[test]
+fn a_restarted_updater_checks_the_backends_on_disk_and_renders_their_marks_again() {
+    let mut env = Env::start(Options::default());
+    let (p2, p3) = (port_on("127.0.0.2"), port_on("127.0.0.3"));
+    let _s2 = Server::start("127.0.0.2", p2, say_ident, "b2");
+    let check = r#""healthCheck":{"type":"tcp","intervalSeconds":1,"unhealthyThreshold":1,"healthyThreshold":100}"#;
+    let ups = [("127.0.0.2", p2), ("127.0.0.3", p3)];
+    let (code, resp) = env.post(&body("default_rs", free_port(), "TCP", &ups, check));
+    assert_eq!(code, 200, "{resp}");
+    let (down, file) = (
+        format!("server 127.0.0.3:{p3} down;"),
+        env.conf_file("default_rs"),
+    );
+    let marked = || std::fs::read_to_string(&file).is_ok_and(|c| c.contains(&down));
+    assert!(wait_until(PATIENCE, marked));
+    // Back, but 100 passes short of healthy for this updater; the next one starts from healthy.
+    let _s3 = Server::start("127.0.0.3", p3, say_ident, "b3");
+    env.restart_updater();
+    assert!(wait_until(PATIENCE, || !marked()), "the down mark stayed");
+    assert_eq!(healthy_flags(&env, "default_rs"), [Some(true), Some(true)]);
+}
+
 #[test]
 fn http_check_honours_path_and_status() {
     let env = Env::start(Options::default());

@@ -32,7 +32,7 @@ fn owner_mark_round_trips_and_go_requests_list_without_one() {
     assert_eq!(code, 200, "{resp}");
     assert!(wait_tcp(p1, |s| s == Some("b2")));
 
-    let l = c.list().unwrap();
+    let l = list(&c).unwrap();
     let names: Vec<(&str, Option<&str>, bool)> = l
         .backends
         .iter()
@@ -102,7 +102,7 @@ fn a_hand_edited_backend_is_listed_as_modified_until_reposted() {
     assert_ne!(edited, text);
     std::fs::write(&path, edited).unwrap();
 
-    let l = c.list().unwrap();
+    let l = list(&c).unwrap();
     assert_eq!(l.backends.len(), 1);
     assert_eq!(l.backends[0].request, want);
     assert!(l.backends[0].modified, "{l:?}");
@@ -112,6 +112,6 @@ fn a_hand_edited_backend_is_listed_as_modified_until_reposted() {
     assert_eq!(code, 200, "{resp}");
     assert!(resp.contains("applied"), "{resp}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
-    assert!(!c.list().unwrap().backends[0].modified);
+    assert!(!list(&c).unwrap().backends[0].modified);
     assert!(wait_tcp(port, |s| s == Some("b2")));
 }

@@ -30,11 +30,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paperlb::http::{Limits, Server};
+use paperlb::updater::api::ListResponse;
+use paperlb::updater::client::UpdaterClient;
 use paperlb::updater::server::{Settings, TlsFiles, Updater, start};
 use paperlb::updater::validate::Policy;
 
 pub use backends::{Backend, tcp_ident, tcp_ident_at};
 pub use nginx::{Nginx, Wrapper, wait_until};
+
+/// `GET /api/v1/lb` with every backend kept (the client hands them over one at a time).
+pub fn list(c: &UpdaterClient) -> Result<ListResponse, paperlb::updater::Error> {
+    let mut backends = Vec::new();
+    let listed = c.list_each(|b| backends.push(b))?;
+    Ok(ListResponse { backends, ..listed })
+}
 
 /// Long enough for a loaded 2-core machine; only ever an upper bound.
 pub const PATIENCE: Duration = Duration::from_secs(30);

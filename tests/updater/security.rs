@@ -97,31 +97,31 @@ fn a_rotated_token_file_takes_effect_and_the_old_token_is_refused() {
     let path = env.token_file.clone().unwrap();
     let old = client_with(&env.endpoint(), Some("old-token"), ClientTls::SystemRoots);
     let new = client_with(&env.endpoint(), Some("new-token"), ClientTls::SystemRoots);
-    old.list().unwrap();
-    assert!(new.list().unwrap_err().is_unauthorized());
+    list(&old).unwrap();
+    assert!(list(&new).unwrap_err().is_unauthorized());
 
     // Rotation by rename (a new inode), as kubelet's projected files and most tools do it.
     std::fs::write(path.with_extension("tmp"), "new-token\n").unwrap();
     std::fs::rename(path.with_extension("tmp"), &path).unwrap();
     assert!(
-        eventually(|| new.list().is_ok()),
+        eventually(|| list(&new).is_ok()),
         "the new token never worked"
     );
-    assert!(old.list().unwrap_err().is_unauthorized());
+    assert!(list(&old).unwrap_err().is_unauthorized());
 
     // Rotation in place (same inode, same size).
     std::fs::write(&path, "nex-token\n").unwrap();
     let next = client_with(&env.endpoint(), Some("nex-token"), ClientTls::SystemRoots);
     assert!(
-        eventually(|| next.list().is_ok()),
+        eventually(|| list(&next).is_ok()),
         "the in-place token never worked"
     );
-    assert!(new.list().unwrap_err().is_unauthorized());
+    assert!(list(&new).unwrap_err().is_unauthorized());
 
     // A broken rotation (empty file) keeps the last good token.
     std::fs::write(&path, "").unwrap();
     for _ in 0..3 {
-        next.list().unwrap();
+        list(&next).unwrap();
         std::thread::sleep(paperlb::updater::auth::RECHECK / 2);
     }
 }
@@ -148,7 +148,7 @@ fn tls_is_verified_against_the_given_ca_and_refused_with_another() {
         ClientTls::CaPem(ca.pem.clone().into()),
     );
     good.apply(&req).unwrap();
-    assert_eq!(good.list().unwrap().backends.len(), 1);
+    assert_eq!(list(&good).unwrap().backends.len(), 1);
     assert!(wait_tcp(port, |s| s == Some("b2")));
 
     // Any other CA, or the system roots, refuse the certificate; nothing is sent.
@@ -158,7 +158,7 @@ fn tls_is_verified_against_the_given_ca_and_refused_with_another() {
         ClientTls::SystemRoots,
     ] {
         let c = client_with(&url, Some("tls-token"), tls.clone());
-        match c.list() {
+        match list(&c) {
             Err(Error::Tls { detail, .. }) => {
                 assert!(detail.contains("certificate"), "{tls:?}: {detail}")
             }
@@ -167,16 +167,16 @@ fn tls_is_verified_against_the_given_ca_and_refused_with_another() {
     }
     // insecureSkipVerify talks to it anyway (and warns); the token is still required.
     let insecure = client_with(&url, Some("tls-token"), ClientTls::InsecureSkipVerify);
-    assert_eq!(insecure.list().unwrap().backends.len(), 1);
+    assert_eq!(list(&insecure).unwrap().backends.len(), 1);
     let no_token = client_with(&url, None, ClientTls::InsecureSkipVerify);
-    assert!(no_token.list().unwrap_err().is_unauthorized());
+    assert!(list(&no_token).unwrap_err().is_unauthorized());
     // Plain HTTP to the HTTPS port gets no answer, and certainly no configuration.
     let plain = client_with(
         &url.replacen("https", "http", 1),
         Some("tls-token"),
         ClientTls::SystemRoots,
     );
-    assert!(plain.list().unwrap_err().is_transport());
+    assert!(list(&plain).unwrap_err().is_transport());
     good.delete("ns_tls").unwrap();
 }
 
@@ -190,37 +190,37 @@ fn a_new_certificate_is_picked_up_and_a_broken_one_keeps_the_old() {
     let files = env.tls.clone().unwrap();
     let url = env.endpoint();
     let by = |ca: &Ca| client_with(&url, None, ClientTls::CaPem(ca.pem.clone().into()));
-    by(&ca1).list().unwrap();
-    assert!(by(&ca2).list().is_err());
+    list(&by(&ca1)).unwrap();
+    assert!(list(&by(&ca2)).is_err());
 
     // Rotate to a pair from another CA: key first, then the certificate (a moment of mismatch).
     let (cert2, key2) = ca2.server_pair();
     std::fs::write(&files.key, &key2).unwrap();
     std::fs::write(&files.cert, &cert2).unwrap();
     assert!(
-        eventually(|| by(&ca2).list().is_ok()),
+        eventually(|| list(&by(&ca2)).is_ok()),
         "the new certificate was never served"
     );
-    assert!(by(&ca1).list().is_err());
+    assert!(list(&by(&ca1)).is_err());
 
     // A broken certificate file: the previous pair keeps serving through several rechecks.
     std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
     for _ in 0..3 {
-        by(&ca2).list().unwrap();
+        list(&by(&ca2)).unwrap();
         std::thread::sleep(paperlb::updater::tls::RECHECK);
     }
     // A pair whose key belongs to another certificate is refused the same way.
     let (cert3, _) = ca3.server_pair();
     std::fs::write(&files.cert, &cert3).unwrap();
     for _ in 0..2 {
-        by(&ca2).list().unwrap();
+        list(&by(&ca2)).unwrap();
         std::thread::sleep(paperlb::updater::tls::RECHECK);
     }
     // Fixing it is picked up again.
     let (cert3, key3) = ca3.server_pair();
     std::fs::write(&files.key, &key3).unwrap();
     std::fs::write(&files.cert, &cert3).unwrap();
-    assert!(eventually(|| by(&ca3).list().is_ok()));
+    assert!(eventually(|| list(&by(&ca3)).is_ok()));
 }
 
 /// Starts the binary with these extra flags; returns it and its address once it accepts.
@@ -288,9 +288,9 @@ fn the_binary_warns_when_open_and_serves_https_with_a_token() {
         Some("binary-secret-token"),
         ClientTls::CaPem(ca.pem.clone().into()),
     );
-    let served = wait_until(PATIENCE, || good.list().is_ok());
+    let served = wait_until(PATIENCE, || list(&good).is_ok());
     let wrong = client_with(&url, Some("nope"), ClientTls::CaPem(ca.pem.clone().into()));
-    let refused = wrong.list().map_err(|e| e.is_unauthorized());
+    let refused = list(&wrong).map_err(|e| e.is_unauthorized());
     let log = stop(child);
     assert!(served, "{log}");
     assert_eq!(refused, Err(true), "{log}");
