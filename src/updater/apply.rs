@@ -554,7 +554,13 @@ fn shutdown_file(main: &Path, seconds: Option<u64>) -> std::io::Result<bool> {
              worker_shutdown_timeout {s}s;\n"
         )
     });
-    if std::fs::read_to_string(main.join(format!("{SHUTDOWN_FILE}.conf"))).ok() == content {
+    // Unchanged only when it reads back as wanted, or is absent and not wanted (a file that
+    // cannot be read is written or removed again).
+    let held = match std::fs::read(main.join(format!("{SHUTDOWN_FILE}.conf"))) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+        read => read.ok().map(Some),
+    };
+    if held == Some(content.as_ref().map(|c| c.clone().into_bytes())) {
         return Ok(false);
     }
     if content.is_some() {
@@ -584,6 +590,10 @@ mod tests {
         assert!(shutdown_file(&main, None).unwrap());
         assert!(!file.exists());
         assert!(!shutdown_file(&main, None).unwrap(), "absent: unchanged");
+        // A file that does not read as text is not taken for absent: it is removed.
+        std::fs::write(&file, b"\xff\xfe").unwrap();
+        assert!(shutdown_file(&main, None).unwrap());
+        assert!(!file.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -466,7 +466,7 @@ fn count(field: &str, got: usize, min: usize, max: usize) -> Result<(), Error> {
     if (min..=max).contains(&got) {
         return Ok(());
     }
-    let (value, rule) = (format!("has {got}"), format!("need {min} to {max}"));
+    let (value, rule) = (format!("has {got}"), format!("need {min} to {max} entries"));
     Err(Error::value(field, value, rule))
 }
 
