@@ -337,7 +337,8 @@ impl Parser<'_> {
             && indent_of(next) as isize > parent
         {
             line = next.trim_start_matches([' ', '\t']);
-            text = format!("{text} {}", plain_line(self.pos + 1, line)?);
+            text.push(' ');
+            text.push_str(plain_line(self.pos + 1, line)?);
             self.pos += 1;
         }
         Ok(resolve_plain(&text))
