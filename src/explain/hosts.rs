@@ -130,7 +130,7 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
     let fields = |r: &LbRequest| {
         [
             ("lbPort", r.lb_port.to_string()),
-            ("lbProtocol", r.lb_protocol.to_uppercase()),
+            ("lbProtocol", r.lb_protocol.to_ascii_uppercase()),
             ("upstreams", upstreams(r)),
             ("proxyTimeoutSeconds", r.proxy_timeout_seconds.to_string()),
             (
