@@ -1,9 +1,8 @@
 //! TLS for the updater API (`--tls-cert FILE --tls-key FILE`): a rustls server configuration (ring
 //! provider) whose certificate is reloaded when either file changes.
 //!
-//! Owns: reading the PEM pair (checked as the API client's identity is, by
-//! `kube::tls::certified_key`: chain, PKCS#1/PKCS#8/SEC1 key, key belongs to the certificate) and
-//! swapping it in. A new pair that does not load (half-written rotation, key
+//! Owns: reading and checking the PEM pair (chain, PKCS#1/PKCS#8/SEC1 key, key belongs to the
+//! certificate) and swapping it in. A new pair that does not load (half-written rotation, key
 //! and certificate out of step, garbage) is logged and the previous pair keeps serving; a broken
 //! pair at start is an error. The files are `stat`ed on each handshake and loaded again when they
 //! change, and at least every [`RECHECK`]. Must not: log key material, or accept connections
@@ -13,13 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, ServerConfig};
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
 
 use super::Error;
 use super::auth::Reloading;
-use crate::kube::tls::{Part, certified_key, provider};
+use crate::kube::tls::{certificates, provider};
 
 /// Longest time the pair is served without loading the files again (a change `stat` shows is
 /// loaded at the next handshake).
@@ -42,14 +43,24 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error
 fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Error> {
     let cert_pem = std::fs::read(cert).map_err(|e| tls_error(cert, e))?;
     let key_pem = std::fs::read(key).map_err(|e| tls_error(key, e))?;
-    let both = format!("{} and {}", cert.display(), key.display());
-    let path = |part| match part {
-        Part::Cert => cert,
-        Part::Key => key,
-        Part::Pair => Path::new(&both),
-    };
-    let certified =
-        certified_key(&cert_pem, &key_pem).map_err(|(part, e)| tls_error(path(part), e))?;
+    let chain = certificates(&cert_pem).map_err(|e| tls_error(cert, e))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| tls_error(key, format!("no usable private key in PEM ({e})")))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| tls_error(key, e))?;
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            let both = format!("{} and {}", cert.display(), key.display());
+            return Err(tls_error(
+                Path::new(&both),
+                format!("do not belong together ({e})"),
+            ));
+        }
+    }
     Ok(Arc::new(certified))
 }
 
