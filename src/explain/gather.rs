@@ -196,7 +196,6 @@ pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<Secret
     (facts, auth)
 }
 
-/// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
 /// Every host of `cfg` probed with its own credentials: `auth` is what the first host's refs
 /// gave (read for the secrets step); a host with other refs has its own read here.
 pub fn probe_hosts(client: &Client, cfg: &ValidConfig, auth: &ClientAuth) -> Vec<HostFact> {
@@ -213,6 +212,7 @@ pub fn probe_hosts(client: &Client, cfg: &ValidConfig, auth: &ClientAuth) -> Vec
         .collect()
 }
 
+/// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
 pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
     use crate::updater::Error;
     let timeouts = Timeouts {

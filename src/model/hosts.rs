@@ -51,12 +51,16 @@ impl LbHost {
     }
 }
 
-/// The hosts' addresses as messages name them: the Go form's one, else each, comma-separated.
+/// The hosts' addresses as messages name them: the Go form's one, else each once, comma-separated
+/// (two hosts may share an address on different updater ports).
 pub fn addresses(hosts: &[LbHost]) -> String {
-    (hosts.iter())
-        .map(|h| h.host.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut all: Vec<&str> = Vec::new();
+    for h in hosts {
+        if !all.contains(&h.host.as_str()) {
+            all.push(&h.host);
+        }
+    }
+    all.join(", ")
 }
 
 /// A host name: a lowercase RFC 1123 label (it names a condition, `Host-<name>`).
@@ -150,6 +154,18 @@ pub fn lb_hosts(stored: &[LbHostSpec], host: &str, url: &str) -> Result<Vec<LbHo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_name_each_address_once() {
+        let at = |host: &str, port: u16| LbHost::unnamed(host, &format!("http://{host}:{port}"));
+        let hosts = [
+            at("127.0.0.2", 3000),
+            at("127.0.0.2", 3001),
+            at("127.0.0.3", 3000),
+        ];
+        assert_eq!(addresses(&hosts), "127.0.0.2, 127.0.0.3");
+        assert_eq!(addresses(&hosts[..1]), "127.0.0.2");
+    }
 
     fn host(name: &str, url: &str) -> LbHost {
         LbHost {
@@ -267,7 +283,7 @@ mod tests {
             validate(json!({"hosts": [entry("a", 3000), entry("b", 3001)], "portRange": range}))
                 .unwrap();
         assert_eq!(v.hosts.len(), 2);
-        assert_eq!(addresses(&v.hosts), "127.0.0.2, 127.0.0.2");
+        assert_eq!(addresses(&v.hosts), "127.0.0.2", "one address, named once");
         // The Go form is one unnamed place.
         let go = validate(
             json!({"host": "h", "httpUpdaterURL": "http://h:3000/api/v1/lb", "portRange": range}),
