@@ -664,9 +664,9 @@ impl Worker {
                 self.correlator.unsent(spec);
             }
         }
-        // A failed create, or spec patch here (the pool's keep every port claim): the server may
-        // hold, or still commit, a LoadBalancer the cache does not know, unless the answer says
-        // the write was refused (AlreadyExists does not).
+        // A create, or a spec patch run on the worker, that failed: the server may hold, or still
+        // commit, ports the cache does not know, unless the answer says the write was refused
+        // (AlreadyExists does not). A spec patch on the pool keeps every port claim, so it cannot.
         if let Err(Stop::Api { index, error: e }) = result
             && let Some(action) = plan.actions.get(*index)
             && let Action::CreateLoadBalancer { key, .. }
