@@ -8,8 +8,8 @@ use super::decide::ports::{PortIndex, stored_ports};
 use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoint_nodes};
 use super::key::Key;
 use crate::model::{
-    CONFIG_ANNOTATION, EndpointSlice, HostTable, LoadBalancer, LoadBalancerConfig,
-    LoadBalancerSpec, Node, ObjectMeta, Protocol, Service, ValidConfig,
+    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, LoadBalancerSpec, Node,
+    ObjectMeta, Protocol, Service, ValidConfig,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,8 +32,6 @@ pub struct Cache {
     /// applied: the spec each create sent, and the index of them.
     reserved: BTreeMap<Key, LoadBalancerSpec>,
     reserved_ports: PortIndex,
-    /// One copy of each target host `load_balancers` list.
-    target_hosts: HostTable,
     pub configs: BTreeMap<Key, LoadBalancerConfig>,
     /// By slice namespace/name.
     pub endpoint_slices: BTreeMap<Key, EndpointSlice>,
@@ -141,7 +139,6 @@ impl Cache {
         if let Some(old) = old {
             self.ports.remove(&key, &old.spec);
         }
-        lb.spec.intern_target_hosts(&mut self.target_hosts);
         lb.spec.share_first_port_targets();
         self.ports.insert(&key, &lb.spec);
         self.load_balancers.insert(key.clone(), Box::new(lb));

@@ -209,38 +209,32 @@ impl LoadBalancerSpec {
     }
 }
 
-/// One copy of each target host string, shared by every LoadBalancer that lists it: at 1,000
-/// LoadBalancers over 100 nodes the cache would otherwise hold 100,000 small strings (one
-/// allocation each) for 100 distinct addresses. Bounded: hosts no LoadBalancer uses any more are
-/// dropped whenever the table has doubled since the last sweep.
-#[derive(Clone, Debug, Default)]
-pub struct HostTable {
+/// One copy of each target host string per decoding thread (see `lenient_targets`): at 1,000
+/// LoadBalancers over 100 nodes a LIST would otherwise hold 100,000 small strings (one allocation
+/// each) for 100 distinct addresses. Bounded: hosts no LoadBalancer uses any more are dropped
+/// whenever the table has doubled since the last sweep.
+#[derive(Debug, Default)]
+struct HostTable {
     hosts: std::collections::BTreeSet<Arc<str>>,
     sweep_at: usize,
 }
 
 impl HostTable {
-    /// Points `host` at the table's copy of the same text, adding it if new.
-    pub fn intern(&mut self, host: &mut Arc<str>) {
-        if let Some(shared) = self.hosts.get(&**host) {
-            if !Arc::ptr_eq(shared, host) {
-                *host = shared.clone();
-            }
-            return;
-        }
-        if self.hosts.len() >= self.sweep_at {
-            self.hosts.retain(|h| Arc::strong_count(h) > 1);
-            self.sweep_at = (2 * self.hosts.len()).max(256);
-        }
-        self.hosts.insert(host.clone());
-    }
-
-    /// Interns the host of every target that has a valid one.
+    /// Points every valid target host at the table's copy of the same text, adding it if new.
     fn intern_all(&mut self, targets: &mut [TargetSpec]) {
         for t in targets {
-            if let Lenient::Valid(host) = &mut t.host {
-                self.intern(host);
+            let Lenient::Valid(host) = &mut t.host else {
+                continue;
+            };
+            if let Some(shared) = self.hosts.get(&**host) {
+                *host = shared.clone();
+                continue;
             }
+            if self.hosts.len() >= self.sweep_at {
+                self.hosts.retain(|h| Arc::strong_count(h) > 1);
+                self.sweep_at = (2 * self.hosts.len()).max(256);
+            }
+            self.hosts.insert(host.clone());
         }
     }
 }
@@ -249,18 +243,6 @@ impl HostTable {
 impl HostTable {
     fn len(&self) -> usize {
         self.hosts.len()
-    }
-}
-
-impl LoadBalancerSpec {
-    /// Makes every target host point at `table`'s copy. A list shared with another object is
-    /// copied first (a decoded object's lists are not shared, so in the cache this copies nothing).
-    pub fn intern_target_hosts(&mut self, table: &mut HostTable) {
-        let lists =
-            std::iter::once(&mut self.targets).chain(self.ports.iter_mut().map(|p| &mut p.targets));
-        for list in lists {
-            table.intern_all(Arc::make_mut(&mut list.0));
-        }
     }
 }
 
@@ -285,7 +267,7 @@ impl Deref for Targets {
 
 /// `lenient_list` for a `Targets` field. Each host is shared with the ones this thread decoded
 /// before as it is decoded: a watch's LIST of 1,000 LoadBalancers over 100 nodes would otherwise
-/// hold 200,000 host strings until the cache interns them, which set a warm restart's memory peak.
+/// hold 200,000 host strings, which set a warm restart's memory peak.
 fn lenient_targets<'de, D: Deserializer<'de>>(d: D) -> Result<Targets, D::Error> {
     let mut targets: Vec<TargetSpec> = lenient_list(d)?;
     DECODED_HOSTS.with(|table| table.borrow_mut().intern_all(&mut targets));
@@ -300,7 +282,7 @@ thread_local! {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TargetSpec {
-    /// Shared: every LoadBalancer lists the same node addresses (see `intern_target_hosts`).
+    /// Shared: every LoadBalancer lists the same node addresses (see `lenient_targets`).
     pub host: Lenient<Arc<str>>,
     pub port: Lenient<i64>,
 }
@@ -450,17 +432,12 @@ mod tests {
                 "ports": [{"port": port, "targets": [{"host": "127.0.1.1", "port": 30080},
                     {"host": "127.0.1.2", "port": 30080}]}]}})
         };
-        let mut table = HostTable::default();
         let mut specs = Vec::new();
         for port in [8000, 8001] {
-            let mut lb: LoadBalancer = serde_json::from_value(text(port)).unwrap();
-            let before = lb.clone();
-            lb.spec.intern_target_hosts(&mut table);
-            assert_eq!(lb, before);
-            assert_eq!(
-                serde_json::to_string(&lb).unwrap(),
-                serde_json::to_string(&before).unwrap()
-            );
+            let lb: LoadBalancer = serde_json::from_value(text(port)).unwrap();
+            let (spec, want) = (serde_json::to_value(&lb.spec).unwrap(), &text(port)["spec"]);
+            assert_eq!(spec["targets"], want["targets"]);
+            assert_eq!(spec["ports"][0]["targets"], want["ports"][0]["targets"]);
             specs.push(lb.spec);
         }
         let host = |spec: &LoadBalancerSpec, port: usize, i: usize| -> Arc<str> {
@@ -482,7 +459,7 @@ mod tests {
             specs[0].targets[1].host,
             Lenient::Invalid(Box::new(json!(5)))
         );
-        assert_eq!(table.len(), 2);
+        assert_eq!(DECODED_HOSTS.with(|t| t.borrow().len()), 2);
     }
 
     #[test]
@@ -503,18 +480,21 @@ mod tests {
 
     #[test]
     fn host_table_drops_hosts_no_longer_used() {
+        let target = |host: String| TargetSpec {
+            host: Lenient::Valid(host.into()),
+            port: Lenient::Valid(1),
+        };
         let mut table = HostTable::default();
-        let mut kept: Arc<str> = "10.0.0.1".into();
-        table.intern(&mut kept);
+        let mut kept = [target("10.0.0.1".into())];
+        table.intern_all(&mut kept);
         for i in 0..10_000 {
-            let mut h: Arc<str> = format!("10.1.{}.{}", i / 256, i % 256).into();
-            table.intern(&mut h);
+            table.intern_all(&mut [target(format!("10.1.{}.{}", i / 256, i % 256))]);
         }
         assert!(table.len() <= 512, "{}", table.len());
-        let mut again: Arc<str> = "10.0.0.1".into();
-        table.intern(&mut again);
+        let mut again = [target("10.0.0.1".into())];
+        table.intern_all(&mut again);
         assert!(
-            Arc::ptr_eq(&kept, &again),
+            Arc::ptr_eq(kept[0].host.get().unwrap(), again[0].host.get().unwrap()),
             "a host still in use keeps its copy"
         );
     }
