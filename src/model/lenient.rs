@@ -127,14 +127,6 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for LenientVisitor<T> {
         Ok(Lenient::Missing)
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Lenient::Missing)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        Lenient::deserialize(d)
-    }
-
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
         Ok(scalar(BoolDeserializer::new(v), || Value::Bool(v)))
     }
@@ -210,13 +202,11 @@ where
         .map(Option::unwrap_or_default)
 }
 
-/// Visitor methods for `null` and every scalar (no object, no list), each giving `$v`.
+/// Visitor methods for `null` and every scalar (no object, no list), each giving `$v`. The visitors
+/// here read JSON (text or `Value`), whose `deserialize_any` gives `null` as a unit, never an option.
 macro_rules! scalars_give {
     ($v:expr) => {
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($v)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok($v)
         }
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
@@ -263,10 +253,6 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectSeed<T> {
         IgnoredAny::deserialize(SeqAccessDeserializer::new(seq)).map(|_| None)
     }
 
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-        d.deserialize_any(self)
-    }
-
     scalars_give!(None);
 }
 
@@ -304,10 +290,6 @@ impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ListVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
         IgnoredAny::deserialize(MapAccessDeserializer::new(map)).map(|_| Vec::new())
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
-        lenient_list(d)
     }
 
     scalars_give!(Vec::new());
