@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cli::{self, Arg, Usage};
 use crate::kube::config::LoadOptions;
+use crate::kube::lease::LeaseConfig;
 
 pub const HELP: &str = "\
 paperlb controller: give type: LoadBalancer Services an address on an external nginx
@@ -63,15 +64,13 @@ pub struct Config {
     pub namespace: String,
     pub metrics_addr: Option<SocketAddr>,
     pub leader_elect: bool,
-    pub identity: String,
+    /// The Lease, in `namespace`: identity and timings (client-go's defaults: 15 s, 10 s, 2 s; whole
+    /// seconds for the lease duration).
+    pub lease: LeaseConfig,
     pub address_types: Vec<String>,
     pub verbose: bool,
     /// How long to wait for a clean stop after SIGTERM before giving up on the current work.
     pub shutdown_grace: Duration,
-    /// Leader election timings (client-go's defaults: 15 s, 10 s, 2 s); whole seconds for the lease.
-    pub lease_duration: Duration,
-    pub renew_deadline: Duration,
-    pub retry_period: Duration,
     /// A watch stream that delivers no byte for this long is dropped and resumed.
     pub watch_idle_timeout: Duration,
     /// Period of drift checks of each updater; zero: no periodic check.
@@ -113,13 +112,10 @@ pub fn parse(
         namespace: "paperlb-system".into(),
         metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
         leader_elect: false,
-        identity: String::new(),
+        lease: LeaseConfig::default(),
         address_types: vec!["ExternalIP".into(), "InternalIP".into()],
         verbose: false,
         shutdown_grace: Duration::from_secs(5),
-        lease_duration: Duration::from_secs(15),
-        renew_deadline: Duration::from_secs(10),
-        retry_period: Duration::from_secs(2),
         watch_idle_timeout: Duration::from_secs(300),
         updater_resync: super::run::resync::DEFAULT_PERIOD,
         host_failure_grace: Duration::from_millis(super::decide::context::DEFAULT_HOST_GRACE_MS),
@@ -141,11 +137,11 @@ pub fn parse(
                 "metrics-addr" => c.metrics_addr = parse_addr(&v)?,
                 "leader-elect" => c.leader_elect = cli::boolean(&k, &v)?,
                 "stable-node-set" => c.stable_node_set = cli::boolean(&k, &v)?,
-                "leader-elect-identity" if !v.is_empty() => c.identity = v,
+                "leader-elect-identity" if !v.is_empty() => c.lease.identity = v,
                 "address-type" => c.address_types = parse_address_types(&v)?,
-                "leader-elect-lease-duration" => c.lease_duration = parse_duration(&k, &v)?,
-                "leader-elect-renew-deadline" => c.renew_deadline = parse_duration(&k, &v)?,
-                "leader-elect-retry-period" => c.retry_period = parse_duration(&k, &v)?,
+                "leader-elect-lease-duration" => c.lease.lease_duration = parse_duration(&k, &v)?,
+                "leader-elect-renew-deadline" => c.lease.renew_deadline = parse_duration(&k, &v)?,
+                "leader-elect-retry-period" => c.lease.retry_period = parse_duration(&k, &v)?,
                 "watch-idle-timeout" => c.watch_idle_timeout = parse_duration(&k, &v)?,
                 "updater-resync" if v == "0" || v == "0s" => c.updater_resync = Duration::ZERO,
                 "updater-resync" => c.updater_resync = parse_duration(&k, &v)?,
@@ -157,10 +153,11 @@ pub fn parse(
         }
     }
     check_timings(&c)?;
-    if c.identity.is_empty() {
+    c.lease.namespace = c.namespace.clone();
+    if c.lease.identity.is_empty() {
         let base = Some(default_identity).filter(|s| !s.is_empty());
         let base = base.unwrap_or("paperlb");
-        c.identity = format!("{base}_{}", random_suffix());
+        c.lease.identity = format!("{base}_{}", random_suffix());
     }
     Ok(Some(c))
 }
@@ -202,7 +199,8 @@ fn parse_duration(flag: &str, v: &str) -> Result<Duration, Usage> {
 /// writing before a standby may take over, and gets a few tries before it stops). The lease is
 /// written in whole seconds. A stall detector under a second would trip on healthy streams.
 fn check_timings(c: &Config) -> Result<(), Usage> {
-    let (lease, renew, retry) = (c.lease_duration, c.renew_deadline, c.retry_period);
+    let l = &c.lease;
+    let (lease, renew, retry) = (l.lease_duration, l.renew_deadline, l.retry_period);
     let (resync, idle) = (c.updater_resync, c.watch_idle_timeout);
     let second = Duration::from_secs(1);
     let problem = if lease.subsec_nanos() != 0 {
@@ -270,12 +268,12 @@ mod tests {
         assert_eq!(c.namespace, "paperlb-system");
         assert_eq!(c.metrics_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(!c.leader_elect);
-        assert!(c.identity.starts_with("pod-a_"));
+        assert!(c.lease.identity.starts_with("pod-a_"));
         assert_eq!(c.address_types, vec!["ExternalIP", "InternalIP"]);
         let timings = (
-            c.lease_duration,
-            c.renew_deadline,
-            c.retry_period,
+            c.lease.lease_duration,
+            c.lease.renew_deadline,
+            c.lease.retry_period,
             c.watch_idle_timeout,
         );
         let secs = Duration::from_secs;
@@ -327,9 +325,9 @@ mod tests {
         .unwrap()
         .unwrap();
         let timings = (
-            c.lease_duration,
-            c.renew_deadline,
-            c.retry_period,
+            c.lease.lease_duration,
+            c.lease.renew_deadline,
+            c.lease.retry_period,
             c.watch_idle_timeout,
         );
         let ms = Duration::from_millis;

@@ -29,7 +29,7 @@ use crate::kube::client::{
     Client, ClientOptions, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource,
     SECRETS, SERVICES,
 };
-use crate::kube::lease::{self, Leadership, LeaseConfig};
+use crate::kube::lease::{self, Leadership};
 use crate::kube::watch::{self, WatchMsg};
 use crate::kube::{self};
 use crate::time::epoch_ms;
@@ -60,25 +60,17 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     spawn_signal_thread(tx.clone(), shutdown.clone(), ended_tx.clone())?;
 
     let leadership_view = if config.leader_elect {
-        Leadership::elected(config.renew_deadline)
+        Leadership::elected(config.lease.renew_deadline)
     } else {
         Leadership::always()
     };
     let stats = Arc::new(Stats::new(Some(client.clone()), leadership_view.clone()));
     let health = Arc::new(Health::default());
     let elector = if config.leader_elect {
-        let lease = LeaseConfig {
-            namespace: config.namespace.clone(),
-            identity: config.identity.clone(),
-            lease_duration: config.lease_duration,
-            renew_deadline: config.renew_deadline,
-            retry_period: config.retry_period,
-            ..LeaseConfig::default()
-        };
         let (tx, stats) = (tx.clone(), stats.clone());
         Some(lease::spawn(
             client.clone(),
-            lease,
+            config.lease.clone(),
             leadership_view.clone(),
             shutdown.clone(),
             move |leading| {
