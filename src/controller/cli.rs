@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cli::{self, Arg, Usage};
+use crate::kube::client::ClientOptions;
 use crate::kube::config::LoadOptions;
 use crate::kube::lease::LeaseConfig;
 
@@ -71,8 +72,8 @@ pub struct Config {
     pub verbose: bool,
     /// How long to wait for a clean stop after SIGTERM before giving up on the current work.
     pub shutdown_grace: Duration,
-    /// A watch stream that delivers no byte for this long is dropped and resumed.
-    pub watch_idle_timeout: Duration,
+    /// The API client's timeouts; `--watch-idle-timeout` sets the watches' stall detector.
+    pub client: ClientOptions,
     /// Period of drift checks of each updater; zero: no periodic check.
     pub updater_resync: Duration,
     /// How long a failing host of a several-host config stays in the ingress.
@@ -116,7 +117,7 @@ pub fn parse(
         address_types: vec!["ExternalIP".into(), "InternalIP".into()],
         verbose: false,
         shutdown_grace: Duration::from_secs(5),
-        watch_idle_timeout: Duration::from_secs(300),
+        client: ClientOptions::default(),
         updater_resync: super::run::resync::DEFAULT_PERIOD,
         host_failure_grace: Duration::from_millis(super::decide::context::DEFAULT_HOST_GRACE_MS),
         unreachable_delete_grace: Duration::from_millis(
@@ -142,7 +143,7 @@ pub fn parse(
                 "leader-elect-lease-duration" => c.lease.lease_duration = parse_duration(&k, &v)?,
                 "leader-elect-renew-deadline" => c.lease.renew_deadline = parse_duration(&k, &v)?,
                 "leader-elect-retry-period" => c.lease.retry_period = parse_duration(&k, &v)?,
-                "watch-idle-timeout" => c.watch_idle_timeout = parse_duration(&k, &v)?,
+                "watch-idle-timeout" => c.client.watch_idle_timeout = parse_duration(&k, &v)?,
                 "updater-resync" if v == "0" || v == "0s" => c.updater_resync = Duration::ZERO,
                 "updater-resync" => c.updater_resync = parse_duration(&k, &v)?,
                 "host-failure-grace" => c.host_failure_grace = parse_duration(&k, &v)?,
@@ -201,7 +202,7 @@ fn parse_duration(flag: &str, v: &str) -> Result<Duration, Usage> {
 fn check_timings(c: &Config) -> Result<(), Usage> {
     let l = &c.lease;
     let (lease, renew, retry) = (l.lease_duration, l.renew_deadline, l.retry_period);
-    let (resync, idle) = (c.updater_resync, c.watch_idle_timeout);
+    let (resync, idle) = (c.updater_resync, c.client.watch_idle_timeout);
     let second = Duration::from_secs(1);
     let problem = if lease.subsec_nanos() != 0 {
         format!("leader-elect-lease-duration: must be whole seconds, got {lease:?}")
@@ -274,7 +275,7 @@ mod tests {
             c.lease.lease_duration,
             c.lease.renew_deadline,
             c.lease.retry_period,
-            c.watch_idle_timeout,
+            c.client.watch_idle_timeout,
         );
         let secs = Duration::from_secs;
         assert_eq!(timings, (secs(15), secs(10), secs(2), secs(300)));
@@ -328,7 +329,7 @@ mod tests {
             c.lease.lease_duration,
             c.lease.renew_deadline,
             c.lease.retry_period,
-            c.watch_idle_timeout,
+            c.client.watch_idle_timeout,
         );
         let ms = Duration::from_millis;
         assert_eq!(timings, (ms(4000), ms(3000), ms(500), ms(120_000)));

@@ -26,8 +26,7 @@ use self::worker::{Event, Health, Worker};
 use super::cli::Config;
 use crate::http::{Limits, Request, Response, Server};
 use crate::kube::client::{
-    Client, ClientOptions, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource,
-    SECRETS, SERVICES,
+    Client, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, Resource, SECRETS, SERVICES,
 };
 use crate::kube::lease::{self, Leadership};
 use crate::kube::watch::{self, WatchMsg};
@@ -40,11 +39,7 @@ const MAX_BUSY: Duration = Duration::from_secs(300);
 
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = kube::config::load(&config.load)?;
-    let options = ClientOptions {
-        watch_idle_timeout: config.watch_idle_timeout,
-        ..ClientOptions::default()
-    };
-    let client = Client::new(&cluster, options)?;
+    let client = Client::new(&cluster, config.client.clone())?;
     log::info!(
         "paperlb controller {} server={} config={} namespace={}",
         env!("CARGO_PKG_VERSION"),
