@@ -252,12 +252,6 @@ impl HostTable {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Targets(Arc<[TargetSpec]>);
 
-impl Targets {
-    pub fn new(targets: Vec<TargetSpec>) -> Targets {
-        Targets(targets.into())
-    }
-}
-
 impl Deref for Targets {
     type Target = [TargetSpec];
     fn deref(&self) -> &[TargetSpec] {
@@ -271,7 +265,7 @@ impl Deref for Targets {
 fn lenient_targets<'de, D: Deserializer<'de>>(d: D) -> Result<Targets, D::Error> {
     let mut targets: Vec<TargetSpec> = lenient_list(d)?;
     DECODED_HOSTS.with(|table| table.borrow_mut().intern_all(&mut targets));
-    Ok(Targets::new(targets))
+    Ok(Targets(targets.into()))
 }
 
 thread_local! {

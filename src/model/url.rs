@@ -17,7 +17,13 @@ pub fn updater_endpoint(raw: &str) -> Result<String, String> {
     if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("contains whitespace".into());
     }
-    let (scheme, rest) = split_scheme(raw).ok_or("must start with http:// or https://")?;
+    let not_http = "must start with http:// or https://";
+    let (scheme, rest) = raw.split_once("://").ok_or(not_http)?;
+    // Lowercased: `HTTP://` is a valid spelling.
+    let mut known = ["http", "https"].into_iter();
+    let scheme = known
+        .find(|s| scheme.eq_ignore_ascii_case(s))
+        .ok_or(not_http)?;
     if raw.contains('?') {
         return Err("has a query string (?…), which the updater API does not take".into());
     }
@@ -61,15 +67,6 @@ pub fn redacted(raw: &str) -> String {
         out.push('…');
     }
     out
-}
-
-/// The scheme, lowercased (`HTTP://` is a valid spelling), and what follows `://`.
-fn split_scheme(raw: &str) -> Option<(&'static str, &str)> {
-    let (scheme, rest) = raw.split_once("://")?;
-    let known = ["http", "https"]
-        .into_iter()
-        .find(|s| scheme.eq_ignore_ascii_case(s));
-    known.map(|s| (s, rest))
 }
 
 /// The LB host: an IP address or a DNS name (it becomes the Service's ingress ip or hostname).
