@@ -1744,12 +1744,16 @@ fn converge(updater: &Updater, from: usize, ok: impl Fn(&[String]) -> bool) -> I
     last
 }
 
+/// A Node from its JSON text: the `decode` a watcher of Nodes hands the stream.
+fn node_from_str(text: &str) -> serde_json::Result<paperlb::model::Node> {
+    serde_json::from_str(text)
+}
+
 /// How fast one `Client::watch` consumer decodes events: 5,000 Nodes replayed from history.
 fn watch_throughput(r: &mut Results) {
     use paperlb::kube::client::{Client, ClientOptions};
     use paperlb::kube::config::{LoadOptions, load};
     use paperlb::kube::watch::{WatchEvent, decode_event};
-    use paperlb::model::Node;
 
     let api = FakeApi::start(FakeOptions {
         namespaces: vec![NS.into()],
@@ -1791,7 +1795,7 @@ fn watch_throughput(r: &mut Results) {
             .expect("watch");
         let mut n = 0;
         while n < WATCH_OBJECTS {
-            match stream.next_event::<Node>() {
+            match stream.next_event(node_from_str) {
                 Ok(Some(WatchEvent::Added { .. })) | Ok(Some(WatchEvent::Modified { .. })) => {
                     n += 1
                 }
@@ -1825,7 +1829,7 @@ fn watch_throughput(r: &mut Results) {
         let c0 = thread_cpu_ns();
         let mut n = 0;
         for l in &lines {
-            if decode_event::<Node>(l, "bench").is_ok() {
+            if decode_event(l, "bench", node_from_str).is_ok() {
                 n += 1;
             }
         }
@@ -1866,7 +1870,7 @@ const ALLOC_HI: usize = WATCH_OBJECTS;
 /// Heap allocations (and bytes) per watch event. This bench runs itself as a child under
 /// `valgrind --tool=memcheck` (mode `__watch-allocs`) twice per figure, decoding `ALLOC_LO` and then
 /// `ALLOC_HI` events, and reads memcheck's "total heap usage: N allocs" of each: no allocator hook,
-/// so no `unsafe`, and nothing else of the bench is slowed down. Decode only: `decode_event::<Node>`
+/// so no `unsafe`, and nothing else of the bench is slowed down. Decode only: `decode_event`
 /// over the lines in a file. End to end: the child's `Client::watch` against this process's fake,
 /// so the server's allocations are not in the child's count.
 fn watch_allocs(r: &mut Results, lines_file: &Path, kubeconfig: &Path, rv0: u64) {
@@ -1945,7 +1949,6 @@ fn watch_allocs_child(args: &[String]) {
     use paperlb::kube::client::{Client, ClientOptions};
     use paperlb::kube::config::{LoadOptions, load};
     use paperlb::kube::watch::{WatchEvent, decode_event};
-    use paperlb::model::Node;
 
     let [mode, first, second, n] = args else {
         panic!("bench: __watch-allocs MODE ARG ARG N");
@@ -1956,7 +1959,7 @@ fn watch_allocs_child(args: &[String]) {
         "decode" => {
             let bytes = std::fs::read(first).expect("read events file");
             for line in bytes.split_inclusive(|b| *b == b'\n').take(n) {
-                if decode_event::<Node>(line, "bench").is_ok() {
+                if decode_event(line, "bench", node_from_str).is_ok() {
                     decoded += 1;
                 }
             }
@@ -1970,7 +1973,7 @@ fn watch_allocs_child(args: &[String]) {
             let client = Client::new(&cluster, ClientOptions::default()).expect("client");
             let mut stream = client.watch("/api/v1/nodes", second, 60).expect("watch");
             while decoded < n {
-                match stream.next_event::<Node>() {
+                match stream.next_event(node_from_str) {
                     Ok(Some(WatchEvent::Added { .. })) => decoded += 1,
                     Ok(Some(_)) => {}
                     Ok(None) => break,

@@ -349,7 +349,10 @@ fn watch_streams_the_fixture_events_then_ends() {
         .watch("/api/v1/namespaces/fixtures/services", "1093", 20)
         .unwrap();
     let mut kinds = Vec::new();
-    while let Some(e) = s.next_event::<serde_json::Value>().unwrap() {
+    while let Some(e) = s
+        .next_event(|t| serde_json::from_str::<serde_json::Value>(t))
+        .unwrap()
+    {
         kinds.push(match e {
             crate::kube::watch::WatchEvent::Added { .. } => "ADDED",
             crate::kube::watch::WatchEvent::Modified { .. } => "MODIFIED",
@@ -377,7 +380,9 @@ fn a_silent_watch_is_reported_as_stalled() {
     let server = TestServer::http(move |_| Reply::Hold(head.clone(), Duration::from_secs(30)));
     let c = Client::new(&config(&server.url), quick()).unwrap();
     let mut s = c.watch("/api/v1/nodes", "1", 300).unwrap();
-    let e = s.next_event::<serde_json::Value>().unwrap_err();
+    let e = s
+        .next_event(|t| serde_json::from_str::<serde_json::Value>(t))
+        .unwrap_err();
     assert!(
         matches!(&e, Error::Timeout { what, .. } if what.contains("stalled")),
         "{e:?}"

@@ -369,6 +369,8 @@ struct Entry<T> {
     name: String,
     /// `kubeconfig PATH: LIST[INDEX] "NAME"`, for error messages.
     what: String,
+    /// The file that defined it: its relative paths resolve against the file's directory.
+    file: PathBuf,
     body: T,
 }
 
@@ -377,23 +379,22 @@ impl<T> Entry<T> {
     fn err(&self, detail: &str) -> Error {
         config_err(format!("{}: {detail}", self.what))
     }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        self.file
+            .parent()
+            .map_or(PathBuf::from(p), |dir| dir.join(p))
+    }
 }
 
+/// The kubeconfig files read so far, merged by client-go's rule: the first file to define a name
+/// wins it whole, and the first `current-context` set wins.
+#[derive(Default)]
 struct Kubeconfig {
-    path: PathBuf,
     clusters: Vec<Entry<Cluster>>,
     users: Vec<Entry<User>>,
     contexts: Vec<Entry<Context>>,
     current_context: Option<String>,
-}
-
-impl Kubeconfig {
-    /// Relative paths in this file resolve against its directory.
-    fn resolve(&self, p: &str) -> PathBuf {
-        self.path
-            .parent()
-            .map_or(PathBuf::from(p), |dir| dir.join(p))
-    }
 }
 
 fn from_kubeconfigs(
@@ -401,10 +402,14 @@ fn from_kubeconfigs(
     must_exist: bool,
     opts: &LoadOptions,
 ) -> Result<ClusterConfig, Error> {
-    let mut files = Vec::new();
+    let mut merged = Kubeconfig::default();
+    let mut read = Vec::new();
     for path in paths {
         match std::fs::read(path) {
-            Ok(bytes) => files.push(parse_kubeconfig(path, &bytes)?),
+            Ok(bytes) => {
+                parse_kubeconfig(path, &bytes, &mut merged)?;
+                read.push(path.as_path());
+            }
             // client-go skips KUBECONFIG entries that do not exist.
             Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
@@ -415,13 +420,17 @@ fn from_kubeconfigs(
             }
         }
     }
-    if files.is_empty() {
+    if read.is_empty() {
         return Err(config_err(format!(
             "KUBECONFIG names no existing file ({})",
             join_paths(paths.iter().map(PathBuf::as_path))
         )));
     }
-    select(&files, opts.context.as_deref())
+    select(
+        &merged,
+        &join_paths(read.into_iter()),
+        opts.context.as_deref(),
+    )
 }
 
 fn join_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
@@ -431,7 +440,7 @@ fn join_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
         .join(":")
 }
 
-fn parse_kubeconfig(path: &Path, bytes: &[u8]) -> Result<Kubeconfig, Error> {
+fn parse_kubeconfig(path: &Path, bytes: &[u8], into: &mut Kubeconfig) -> Result<(), Error> {
     let what = format!("kubeconfig {}", path.display());
     let bad = |detail: &str| config_err(format!("{what}: {detail}"));
     let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text"))?;
@@ -449,24 +458,24 @@ fn parse_kubeconfig(path: &Path, bytes: &[u8]) -> Result<Kubeconfig, Error> {
     if let Some(kind) = doc.kind.0.filter(|k| k != "Config") {
         return Err(bad(&format!("kind is {kind:?}, not \"Config\"")));
     }
-    Ok(Kubeconfig {
-        path: path.to_path_buf(),
-        clusters: entries(doc.clusters, "clusters", "cluster", &what)?,
-        users: entries(doc.users, "users", "user", &what)?,
-        contexts: entries(doc.contexts, "contexts", "context", &what)?,
-        current_context: doc.current_context.0,
-    })
+    merge(&mut into.clusters, doc.clusters, "cluster", path, &what)?;
+    merge(&mut into.users, doc.users, "user", path, &what)?;
+    merge(&mut into.contexts, doc.contexts, "context", path, &what)?;
+    into.current_context = into.current_context.take().or(doc.current_context.0);
+    Ok(())
 }
 
-/// `list: [{name, <body>: {...}}]`, each body typed on its own.
-fn entries<T: DeserializeOwned + Default>(
+/// `{body}s: [{name, <body>: {...}}]`, each body typed on its own, added to `into` unless a name
+/// is already there.
+fn merge<T: DeserializeOwned + Default>(
+    into: &mut Vec<Entry<T>>,
     items: Vec<Value>,
-    list: &str,
     body: &str,
+    file: &Path,
     what: &str,
-) -> Result<Vec<Entry<T>>, Error> {
-    let entry = |(index, item): (usize, Value)| {
-        let here = format!("{what}: {list}[{index}]");
+) -> Result<(), Error> {
+    for (index, item) in items.into_iter().enumerate() {
+        let here = format!("{what}: {body}s[{index}]");
         let Value::Object(mut item) = item else {
             return Err(config_err(format!(
                 "{here}: expected a mapping with name and {body}"
@@ -483,81 +492,77 @@ fn entries<T: DeserializeOwned + Default>(
             v @ Value::Object(_) => typed(v, &here)?,
             _ => return Err(config_err(format!("{here}: {body}: expected a mapping"))),
         };
-        Ok(Entry {
-            name,
-            what: here,
-            body,
-        })
-    };
-    items.into_iter().enumerate().map(entry).collect()
+        if !into.iter().any(|e| e.name == name) {
+            into.push(Entry {
+                name,
+                what: here,
+                file: file.to_path_buf(),
+                body,
+            });
+        }
+    }
+    Ok(())
 }
 
-/// The first file to define `name` in `list` (called `kind` in messages) wins it whole
-/// (client-go's merge rule); none: the error `{missing} ({kind}: the names defined)`.
+/// The entry named `name` in `list` (called `kind` in messages); none: the error
+/// `{missing} ({kind}: the names defined)`.
 fn find<'a, T>(
-    files: &'a [Kubeconfig],
+    list: &'a [Entry<T>],
     kind: &str,
-    list: fn(&Kubeconfig) -> &[Entry<T>],
     name: &str,
     missing: String,
-) -> Result<(&'a Kubeconfig, &'a Entry<T>), Error> {
-    let found = files
-        .iter()
-        .find_map(|f| list(f).iter().find(|e| e.name == name).map(|e| (f, e)));
-    found.ok_or_else(|| config_err(format!("{missing} ({kind}: {})", all_names(files, list))))
+) -> Result<&'a Entry<T>, Error> {
+    let found = list.iter().find(|e| e.name == name);
+    found.ok_or_else(|| config_err(format!("{missing} ({kind}: {})", names(list))))
 }
 
-/// The names defined in `list` across all files, for error messages.
-fn all_names<T>(files: &[Kubeconfig], list: fn(&Kubeconfig) -> &[Entry<T>]) -> String {
-    let names: Vec<String> = files
-        .iter()
-        .flat_map(|f| list(f).iter().map(|e| format!("{:?}", e.name)))
-        .collect();
-    if names.is_empty() {
+/// The names defined in `list`, for error messages.
+fn names<T>(list: &[Entry<T>]) -> String {
+    if list.is_empty() {
         return "none defined".into();
     }
+    let names: Vec<String> = list.iter().map(|e| format!("{:?}", e.name)).collect();
     names.join(", ")
 }
 
-fn select(files: &[Kubeconfig], context: Option<&str>) -> Result<ClusterConfig, Error> {
-    let all_files = join_paths(files.iter().map(|f| f.path.as_path()));
-    let current = files.iter().find_map(|f| f.current_context.clone());
+fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<ClusterConfig, Error> {
+    let current = k.current_context.clone();
     let Some(ctx_name) = context.map(str::to_string).or(current) else {
         return Err(config_err(format!(
             "kubeconfig {all_files}: no current-context; pass --context (contexts: {})",
-            all_names(files, |f| &f.contexts)
+            names(&k.contexts)
         )));
     };
     let missing = format!("kubeconfig {all_files}: context {ctx_name:?} not found");
-    let (ctx_file, ctx) = find(files, "contexts", |f| &f.contexts, &ctx_name, missing)?;
+    let ctx = find(&k.contexts, "contexts", &ctx_name, missing)?;
     let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
         return Err(ctx.err("context names no cluster"));
     };
     let user_name = ctx.body.user.clone().unwrap_or_default();
     let missing = format!("{ctx_what}: cluster {cluster_name:?} is not defined in {all_files}");
-    let (cluster_file, cluster) = find(files, "clusters", |f| &f.clusters, &cluster_name, missing)?;
-    let (server, mut tls) = cluster_settings(cluster_file, cluster)?;
+    let cluster = find(&k.clusters, "clusters", &cluster_name, missing)?;
+    let (server, mut tls) = cluster_settings(cluster)?;
 
     let mut auth = AuthSource::None;
     if !user_name.is_empty() {
         let missing = format!("{ctx_what}: user {user_name:?} is not defined in {all_files}");
-        let (user_file, user) = find(files, "users", |f| &f.users, &user_name, missing)?;
-        auth = user_settings(user_file, user, &mut tls)?;
+        let user = find(&k.users, "users", &user_name, missing)?;
+        auth = user_settings(user, &mut tls)?;
     }
     Ok(ClusterConfig {
         server,
         tls,
         auth,
         namespace: ctx.body.namespace.clone(),
-        origin: format!("kubeconfig {}", ctx_file.path.display()),
+        origin: format!("kubeconfig {}", ctx.file.display()),
         context_name: ctx_name,
         cluster_name,
         user_name,
     })
 }
 
-fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> {
+fn cluster_settings(e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> {
     let what = &e.what;
     let c = &e.body;
     let Some(server) = &c.server.0 else {
@@ -574,8 +579,7 @@ fn cluster_settings(file: &Kubeconfig, e: &Entry<Cluster>) -> Result<(String, Tl
         ));
     }
     let ca_pem = pem_field(
-        file,
-        what,
+        e,
         "certificate-authority",
         &c.certificate_authority_data,
         &c.certificate_authority,
@@ -608,11 +612,7 @@ fn check_server(what: &str, server: &str) -> Result<String, Error> {
     Ok(server.trim_end_matches('/').to_string())
 }
 
-fn user_settings(
-    file: &Kubeconfig,
-    e: &Entry<User>,
-    tls: &mut TlsSettings,
-) -> Result<AuthSource, Error> {
+fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, Error> {
     let what = &e.what;
     let u = &e.body;
     if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
@@ -629,13 +629,12 @@ fn user_settings(
         ));
     }
     let cert = pem_field(
-        file,
-        what,
+        e,
         "client-certificate",
         &u.client_certificate_data,
         &u.client_certificate,
     )?;
-    let key = pem_field(file, what, "client-key", &u.client_key_data, &u.client_key)?;
+    let key = pem_field(e, "client-key", &u.client_key_data, &u.client_key)?;
     match (&cert, &key) {
         (Some(c), Some(k)) => {
             check_certificates(what, "client-certificate", c)?;
@@ -653,11 +652,11 @@ fn user_settings(
         return Err(e.err("exec together with token or tokenFile: keep only one"));
     }
     if let Some(exec) = &u.exec {
-        return Ok(AuthSource::Exec(exec_settings(file, what, exec)?));
+        return Ok(AuthSource::Exec(exec_settings(e, exec)?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file.0 {
-        let path = file.resolve(p);
+        let path = e.resolve(p);
         read_token_file(&format!("{what}: tokenFile"), &path)?;
         return Ok(AuthSource::TokenFile(path));
     }
@@ -665,22 +664,21 @@ fn user_settings(
 }
 
 /// `<field>-data` (base64, wins, as in client-go) or `<field>` (a path), read into PEM bytes.
-fn pem_field(
-    file: &Kubeconfig,
-    what: &str,
+fn pem_field<T>(
+    e: &Entry<T>,
     field: &str,
     data: &Option<String>,
     path: &Option<String>,
 ) -> Result<Option<Vec<u8>>, Error> {
     match (data, path) {
-        (Some(data), _) => decode_base64(what, &format!("{field}-data"), data).map(Some),
-        (None, Some(path)) => read_file(what, field, &file.resolve(path)).map(Some),
+        (Some(data), _) => decode_base64(&e.what, &format!("{field}-data"), data).map(Some),
+        (None, Some(path)) => read_file(&e.what, field, &e.resolve(path)).map(Some),
         (None, None) => Ok(None),
     }
 }
 
-fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Exec) -> Result<ExecConfig, Error> {
-    let bad = |detail: String| config_err(format!("{user_what}: exec: {detail}"));
+fn exec_settings(user: &Entry<User>, exec: &Exec) -> Result<ExecConfig, Error> {
+    let bad = |detail: String| config_err(format!("{}: exec: {detail}", user.what));
     let api_version = exec.api_version.clone().unwrap_or_default();
     if !EXEC_API_VERSIONS.contains(&api_version.as_str()) {
         return Err(bad(format!(
@@ -693,7 +691,7 @@ fn exec_settings(file: &Kubeconfig, user_what: &str, exec: &Exec) -> Result<Exec
     };
     // A bare name is looked up on PATH; a relative path is relative to the kubeconfig (client-go).
     let command = if command.contains('/') {
-        file.resolve(&command).display().to_string()
+        user.resolve(&command).display().to_string()
     } else {
         command
     };

@@ -219,29 +219,16 @@ impl Elector {
     fn try_acquire_or_renew(&mut self, now: Instant) -> Result<bool, Error> {
         let deadline = now + self.config.renew_deadline;
         let wall = micro_time(SystemTime::now());
-        let mut lease: Value = match self.client_until(deadline).get(&self.path(true)) {
-            Ok(l) => l,
+        let (mut lease, exists) = match self.client_until(deadline).get(&self.path(true)) {
+            Ok(l) => (l, true),
+            // None yet: ours to create, with no transition (client-go's first record).
             Err(e) if e.is_not_found() => {
-                let body = json!({
+                let lease = json!({
                     "apiVersion": "coordination.k8s.io/v1",
                     "kind": "Lease",
                     "metadata": {"name": self.config.name, "namespace": self.config.namespace},
-                    "spec": {
-                        "holderIdentity": self.config.identity,
-                        "leaseDurationSeconds": self.config.lease_duration.as_secs(),
-                        "acquireTime": wall,
-                        "renewTime": wall,
-                        "leaseTransitions": 0,
-                    }
                 });
-                return match self
-                    .client_until(deadline)
-                    .create::<Value>(&self.path(false), &body)
-                {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.is_already_exists() => Ok(false),
-                    Err(e) => Err(e),
-                };
+                (lease, false)
             }
             Err(e) => return Err(e),
         };
@@ -263,18 +250,21 @@ impl Elector {
         spec["renewTime"] = json!(wall);
         if decision == Decision::Acquire {
             spec["acquireTime"] = json!(wall);
-            spec["leaseTransitions"] = json!(record.transitions + 1);
+            spec["leaseTransitions"] = json!(if exists { record.transitions + 1 } else { 0 });
         }
-        // PUT carries the resourceVersion we read: a concurrent writer makes this a 409 and we lose.
-        match self
-            .client_until(deadline)
-            .replace::<Value>(&self.path(true), &lease)
-        {
+        // PUT carries the resourceVersion we read: a concurrent writer makes this a 409 and we
+        // lose, as a concurrent create does.
+        let client = self.client_until(deadline);
+        let written = match exists {
+            true => client.replace::<Value>(&self.path(true), &lease),
+            false => client.create::<Value>(&self.path(false), &lease),
+        };
+        match written {
             Ok(updated) => {
                 self.observed = Some((Record::from_lease(&updated), now));
                 Ok(true)
             }
-            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) if e.code() == Some(409) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -141,46 +141,30 @@ pub fn client_config(
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert_pem, key_pem, what)) => {
-            let certified = certified_key(cert_pem, key_pem).map_err(|(part, detail)| {
-                tls_err(match part {
-                    Part::Cert => format!("{what}: {detail}"),
-                    Part::Key => format!("{what} key: {detail}"),
-                    Part::Pair => format!("{what} and key {detail}"),
-                })
-            })?;
+            let certified = certified_key(what, cert_pem, key_pem).map_err(tls_err)?;
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
         }
     };
     Ok(Arc::new(config))
 }
 
-/// The half of a certificate-and-key pair an error is about.
-pub(crate) enum Part {
-    Cert,
-    Key,
-    Pair,
-}
-
-/// The chain of `cert_pem` with the first key of `key_pem` (PKCS#1, PKCS#8 or SEC1), checked to
-/// belong together; an error names the half at fault and a detail that holds no key bytes. The
-/// API server's client identity and the updater's serving pair both load so.
-pub(crate) fn certified_key(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<CertifiedKey, (Part, String)> {
-    let chain = certificates(cert_pem).map_err(|e| (Part::Cert, e.to_string()))?;
+/// The chain of `cert_pem` (`what`) with the first key of `key_pem` (PKCS#1, PKCS#8 or SEC1),
+/// checked to belong together; an error names the half at fault and holds no key bytes.
+fn certified_key(what: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let chain = certificates(cert_pem).map_err(|e| format!("{what}: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| (Part::Key, format!("no usable private key in PEM ({e})")))?;
+        .map_err(|e| format!("{what} key: no usable private key in PEM ({e})"))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| (Part::Key, e.to_string()))?;
+        .map_err(|e| format!("{what} key: {e}"))?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            let detail = "do not belong together (public keys differ)";
-            return Err((Part::Pair, detail.into()));
+            return Err(format!(
+                "{what} and key do not belong together (public keys differ)"
+            ));
         }
         // webpki cannot parse every certificate Go's TLS stack takes: X.509 v1 certificates
         // (`openssl x509 -req` without extensions) are refused with UnsupportedCertVersion, so

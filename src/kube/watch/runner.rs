@@ -161,7 +161,7 @@ fn run(
                     Err(e) => Input::Failed(e),
                 }
             }
-            Action::Read => match open.as_mut().map(|s| s.next_event_with(decode)) {
+            Action::Read => match open.as_mut().map(|s| s.next_event(decode)) {
                 Some(Ok(Some(event))) => {
                     stream = open;
                     Input::Event(event)

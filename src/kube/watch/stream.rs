@@ -8,8 +8,6 @@
 use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-
 use crate::kube::error::snippet;
 use crate::kube::list_page::Envelope;
 use crate::kube::transport::{CONNECTION_BUFFER, transport_error};
@@ -47,13 +45,9 @@ struct RawEvent<'a> {
     object: &'a serde_json::value::RawValue,
 }
 
-/// Decode one watch line. `what` names the watch for errors (`WATCH /api/v1/services`).
-pub fn decode_event<T: DeserializeOwned>(line: &[u8], what: &str) -> Result<WatchEvent<T>, Error> {
-    decode_event_with(line, what, |text| serde_json::from_str(text))
-}
-
-/// [`decode_event`], the object decoded by `decode` (the watch runner's type-erased objects).
-pub fn decode_event_with<T>(
+/// Decode one watch line, the object by `decode` (the watch runner's type-erased objects). `what`
+/// names the watch for errors (`WATCH /api/v1/services`).
+pub fn decode_event<T>(
     line: &[u8],
     what: &str,
     decode: fn(&str) -> serde_json::Result<T>,
@@ -116,14 +110,10 @@ impl WatchStream {
         }
     }
 
-    /// The next event, or `None` when the server ended the stream (timeoutSeconds, restarts).
-    /// A stall (no byte for the idle timeout) is `Error::Timeout`.
-    pub fn next_event<T: DeserializeOwned>(&mut self) -> Result<Option<WatchEvent<T>>, Error> {
-        self.next_event_with(|text| serde_json::from_str(text))
-    }
-
-    /// [`WatchStream::next_event`], the object decoded by `decode`. Blank lines are skipped.
-    pub fn next_event_with<T>(
+    /// The next event, its object decoded by `decode`, or `None` when the server ended the stream
+    /// (timeoutSeconds, restarts). A stall (no byte for the idle timeout) is `Error::Timeout`.
+    /// Blank lines are skipped.
+    pub fn next_event<T>(
         &mut self,
         decode: fn(&str) -> serde_json::Result<T>,
     ) -> Result<Option<WatchEvent<T>>, Error> {
@@ -151,7 +141,7 @@ impl WatchStream {
             }
             let line = self.line.trim_ascii();
             if !line.is_empty() {
-                return decode_event_with(line, &self.what, decode).map(Some);
+                return decode_event(line, &self.what, decode).map(Some);
             }
         }
     }
@@ -170,6 +160,11 @@ impl WatchStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the runner's `decode` does for one type.
+    fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+        serde_json::from_str(text)
+    }
 
     #[derive(Debug, serde::Deserialize, PartialEq)]
     struct Obj {
@@ -197,7 +192,7 @@ mod tests {
         let events: Vec<WatchEvent<Obj>> = body
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
-            .map(|l| decode_event(l, "WATCH services").unwrap())
+            .map(|l| decode_event(l, "WATCH services", from_str).unwrap())
             .collect();
         let rvs: Vec<(&str, &str)> = events
             .iter()
@@ -225,7 +220,7 @@ mod tests {
     fn in_stream_expired_error_decodes_to_a_gone_status() {
         let body = fixture_body("services-watch-expired.http");
         let line = body.split(|&b| b == b'\n').next().unwrap();
-        match decode_event::<Obj>(line, "w").unwrap() {
+        match decode_event(line, "w", from_str::<Obj>).unwrap() {
             WatchEvent::Error(s) => {
                 assert_eq!(s.code, 410);
                 assert!(Error::Api(Box::new(s)).is_gone());
@@ -243,7 +238,7 @@ mod tests {
             b"{\"type\":\"ADDED\",\"object\":{\"metadata\":5}}",
             b"\xff\xfe",
         ] {
-            let e = decode_event::<Obj>(line, "WATCH /x").unwrap_err();
+            let e = decode_event(line, "WATCH /x", from_str::<Obj>).unwrap_err();
             assert!(
                 matches!(&e, Error::Decode { what, .. } if what == "WATCH /x"),
                 "{e}"
@@ -273,7 +268,7 @@ mod tests {
                 Duration::from_secs(1),
             );
             let mut n = 0;
-            while let Some(_e) = s.next_event::<Obj>().unwrap() {
+            while let Some(_e) = s.next_event(from_str::<Obj>).unwrap() {
                 n += 1;
                 assert!(n < 100);
             }
@@ -290,11 +285,11 @@ mod tests {
             "http://x".into(),
             Duration::from_secs(1),
         );
-        match s.next_event::<Obj>().unwrap() {
+        match s.next_event(from_str::<Obj>).unwrap() {
             Some(WatchEvent::Bookmark(rv)) => assert_eq!(rv, "7"),
             other => panic!("{other:?}"),
         }
-        assert!(s.next_event::<Obj>().unwrap().is_none());
+        assert!(s.next_event(from_str::<Obj>).unwrap().is_none());
     }
 
     #[test]
@@ -310,7 +305,7 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(matches!(
-            s.next_event::<Obj>().unwrap(),
+            s.next_event(from_str::<Obj>).unwrap(),
             Some(WatchEvent::Bookmark { .. })
         ));
     }
@@ -325,7 +320,7 @@ mod tests {
             "http://x".into(),
             Duration::from_secs(1),
         );
-        let e = s.next_event::<Obj>().unwrap_err();
+        let e = s.next_event(from_str::<Obj>).unwrap_err();
         assert!(
             matches!(&e, Error::Decode { detail, .. } if detail.contains("longer than")),
             "{e}"
