@@ -157,11 +157,15 @@ impl Applier {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        // Backends configured before a restart keep their checks; their files' down marks are
-        // re-rendered once the first verdicts are in (`rendered` unknown).
-        for l in list(&dir, policy).into_iter().flat_map(|l| l.backends) {
-            if let Ok(b) = validate::backend(&l.request, policy) {
-                health.committed(&b, None);
+        // Backends configured before a restart keep their checks, and their files' down marks
+        // until the first verdicts differ.
+        for e in read_dir(&dir)
+            .into_iter()
+            .flat_map(|(entries, _)| entries.into_values())
+        {
+            if let Some(Ok(mut b)) = e.request.map(|r| validate::backend(&r, policy)) {
+                b.down = nginx::down_marks(&e.content);
+                health.committed(&b);
             }
         }
         let config_valid = Arc::new(AtomicBool::new(nginx.test().is_ok()));
@@ -242,7 +246,7 @@ impl Worker {
     /// is told to the prober.
     fn answer(&self, job: Job, r: Result<Outcome, Error>) {
         match (&job.op, &r) {
-            (Op::Apply(b), Ok(_)) => self.health.committed(b, Some(b.down.clone())),
+            (Op::Apply(b), Ok(_)) => self.health.committed(b),
             (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
             (op, Err(e)) => log::warn!("refused {}: {e}", op.name()),
             _ => {}
@@ -449,11 +453,11 @@ pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
         .into_values()
         .filter_map(|e| {
             let request = e.request?;
-            let modified = validate::backend(&request, policy)
-                // The prober's down marks are ours too: compared without them.
-                .map_or(true, |b| {
-                    nginx::render(&b) != nginx::without_down_marks(&e.content)
-                });
+            // The prober's down marks are ours too: rendered with them.
+            let modified = validate::backend(&request, policy).map_or(true, |mut b| {
+                b.down = nginx::down_marks(&e.content);
+                nginx::render(&b) != e.content
+            });
             Some(ListedBackend { request, modified })
         })
         .collect();
