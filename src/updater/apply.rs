@@ -54,19 +54,18 @@ impl Outcome {
 
 /// What a caller asks of the applier.
 pub enum Op {
-    /// Write, test and reload a backend (`Unchanged` when its file already says that).
+    /// Write, test and reload a backend (`Unchanged` when its file already says that). Without a
+    /// reply, from the prober: re-render it with the current verdicts, if it is still on disk.
     Apply(Box<Backend>),
     /// Remove a backend; `Absent` if it is not configured.
     Delete(String),
-    /// Re-render a backend with the prober's current verdicts (no caller waits for it).
-    Refresh(String),
 }
 
 impl Op {
     pub fn name(&self) -> &str {
         match self {
             Op::Apply(b) => &b.name,
-            Op::Delete(n) | Op::Refresh(n) => n,
+            Op::Delete(n) => n,
         }
     }
 }
@@ -172,8 +171,8 @@ impl Applier {
         let (tx, rx) = mpsc::channel();
         // A verdict change queues a re-render of that backend (no caller waits for it).
         let refresh = tx.clone();
-        let refresh = move |name: &str| {
-            let op = Op::Refresh(name.to_string());
+        let refresh = move |b: Backend| {
+            let op = Op::Apply(Box::new(b));
             let _ = refresh.send(Job { op, reply: None });
         };
         health.start(refresh).map_err(|e| Error::io(&dir, e))?;
@@ -274,18 +273,14 @@ impl Worker {
         let mut working = before.clone();
         let mut changes: Vec<(Job, Outcome)> = Vec::new();
         for mut job in jobs {
-            if let Op::Refresh(name) = &job.op {
-                let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
-                match self.health.backend(name) {
-                    Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
-                    // Deleted or replaced meanwhile: the newer request was rendered fresh.
-                    _ => {
-                        self.answer(job, Ok(Outcome::Unchanged));
-                        continue;
-                    }
-                }
-            }
             if let Op::Apply(b) = &mut job.op {
+                let stored = working.get(&b.name).and_then(|e| e.request.as_ref());
+                // A re-render of a backend deleted or replaced meanwhile: the newer request was
+                // rendered fresh.
+                if job.reply.is_none() && stored != Some(&b.request) {
+                    self.answer(job, Ok(Outcome::Unchanged));
+                    continue;
+                }
                 // Rendered with the prober's verdicts for this very upstream set and check.
                 b.down = self.health.down_for(b);
             }
@@ -391,7 +386,6 @@ fn plan(working: &mut BTreeMap<String, Entry>, op: &Op) -> Result<Outcome, Error
         Op::Apply(b) => b,
         Op::Delete(name) if working.remove(name).is_some() => return Ok(Outcome::Deleted),
         Op::Delete(_) => return Ok(Outcome::Absent),
-        Op::Refresh(_) => return Ok(Outcome::Unchanged),
     };
     for (other, e) in working.iter() {
         let Some(r) = &e.request else { continue };

@@ -255,12 +255,6 @@ impl Health {
         self.lock().backends.remove(name);
     }
 
-    /// The tracked backend, for a re-render (`down_for` gives its down set); `None` if `name` is
-    /// not tracked.
-    pub fn backend(&self, name: &str) -> Option<Backend> {
-        self.lock().backends.get(name).map(|t| t.backend.clone())
-    }
-
     /// Adds `healthy` and `lastCheck` to the upstreams of tracked backends in a `GET` answer.
     pub fn annotate(&self, list: &mut ListResponse) {
         let s = self.lock();
@@ -277,11 +271,11 @@ impl Health {
         }
     }
 
-    /// Starts the prober thread and its workers. `refresh(name)` asks the applier to re-render a
-    /// backend; it must not block for long (the applier queues it).
+    /// Starts the prober thread and its workers. `refresh(backend)` asks the applier to re-render a
+    /// backend (`down_for` gives its down set); it must not block for long (the applier queues it).
     pub fn start(
         self: &Arc<Health>,
-        refresh: impl Fn(&str) + Send + 'static,
+        refresh: impl Fn(Backend) + Send + 'static,
     ) -> std::io::Result<()> {
         let (job_tx, job_rx) = mpsc::sync_channel::<Probe>(WORKERS);
         let (res_tx, res_rx) = mpsc::channel::<(Probe, bool)>();
@@ -309,7 +303,7 @@ impl Health {
         &self,
         jobs: &mpsc::SyncSender<Probe>,
         results: &mpsc::Receiver<(Probe, bool)>,
-        refresh: &dyn Fn(&str),
+        refresh: &dyn Fn(Backend),
     ) {
         while !self.stop.load(Ordering::Relaxed) {
             let (due, wait) = self.take_due(Instant::now());
@@ -360,7 +354,7 @@ impl Health {
         (out, wait.max(Duration::from_millis(5)))
     }
 
-    fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
+    fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(Backend)) {
         self.checks.inc(&[if ok { "ok" } else { "failed" }]);
         let mut s = self.lock();
         let tracked = s.backends.get_mut(&r.name);
@@ -394,11 +388,11 @@ impl Health {
             );
         }
         t.fail_open = fail_open;
-        let changed = t.backend.down != down;
+        let changed = (t.backend.down != down).then(|| t.backend.clone());
         t.backend.down = down;
         drop(s);
-        if changed {
-            refresh(&r.name);
+        if let Some(b) = changed {
+            refresh(b);
         }
     }
 }
