@@ -13,13 +13,13 @@
 //! log gains an `[emerg]` line or the master dies; anything else within the deadline is a failure.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Error;
 use super::api::LbRequest;
 use super::validate::{Backend, Balance, Protocol};
 
@@ -30,56 +30,6 @@ pub const HEADER: &str = "# paperlb-request: ";
 pub const HEADER_MORE: &str = "# paperlb-request+ ";
 /// Longest piece of the header JSON on one line.
 const HEADER_CHUNK: usize = 3000;
-
-/// What went wrong with nginx: its configuration at start, a file's header, or running it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// At start: nginx.conf has no `include DIR/*.conf;` inside `stream {}`. Not a request error:
-    /// the message is the fix, with a `module` hint written for the layout found.
-    MissingInclude {
-        conf: PathBuf,
-        dir: PathBuf,
-        module: String,
-    },
-    /// A streams file whose first line is not our request header (not written by paperlb).
-    NoHeader,
-    /// Our header is there but its JSON does not decode.
-    BadHeader(String),
-    /// `nginx -t` or the reload refused the configuration, or the reload was not confirmed:
-    /// nginx's own message, trimmed.
-    Refused(String),
-    /// The nginx binary could not be run, or ran past its deadline.
-    Run { bin: PathBuf, detail: String },
-    /// No running master: the pid file is missing, unreadable or names a dead process.
-    NotRunning(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::MissingInclude { conf, dir, module } => {
-                let (conf, dir) = (conf.display(), dir.display());
-                write!(
-                    f,
-                    "{conf} does not include {dir}/*.conf inside its stream {{}} block, so nginx \
-                     would never see the backends the updater writes. Add this at the top level of \
-                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\
-                     \n\n{module}"
-                )
-            }
-            Error::NoHeader => {
-                f.write_str("no paperlb-request header line (not written by paperlb)")
-            }
-            Error::BadHeader(e) => write!(f, "unreadable paperlb-request header: {e}"),
-            Error::Refused(m) => write!(f, "nginx refused the change: {m}"),
-            Error::Run { bin, detail } => write!(f, "{}: {detail}", bin.display()),
-            Error::NotRunning(m) => write!(f, "nginx is not running: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// The complete content of `<name>.conf` for a validated backend.
 pub fn render(b: &Backend) -> String {
@@ -362,17 +312,17 @@ impl Nginx {
         let mut pause = Duration::from_millis(5);
         loop {
             if let Some(msg) = self.new_emerg(log_len) {
-                return Err(Error::Refused(msg));
+                return Err(Error::NginxRefused(msg));
             }
             if !alive(master) {
                 let msg = format!("nginx master {master} exited during reload");
-                return Err(Error::Refused(msg));
+                return Err(Error::NginxRefused(msg));
             }
             if children(master).difference(&before).next().is_some() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(Error::Refused(format!(
+                return Err(Error::NginxRefused(format!(
                     "reload not confirmed within {:?}: the master started no new workers",
                     self.reload_timeout
                 )));
@@ -469,7 +419,7 @@ impl Nginx {
         let out = output.join().unwrap_or_default();
         match status {
             Some(s) if s.success() => Ok(out),
-            Some(_) => Err(Error::Refused(trim_message(&out))),
+            Some(_) => Err(Error::NginxRefused(trim_message(&out))),
             None => Err(run_error(format!(
                 "{} did not finish within {:?} and was killed",
                 args.join(" "),
