@@ -135,8 +135,7 @@ impl ApplyMetrics {
 /// Handle to the applier thread; cheap to share between request threads.
 pub struct Applier {
     tx: mpsc::Sender<Job>,
-    dir: PathBuf,
-    config_valid: Arc<AtomicBool>,
+    worker: Arc<Worker>,
 }
 
 impl Applier {
@@ -167,7 +166,6 @@ impl Applier {
                 health.committed(&b);
             }
         }
-        let config_valid = Arc::new(AtomicBool::new(nginx.test().is_ok()));
         let (tx, rx) = mpsc::channel();
         // A verdict change queues a re-render of that backend (no caller waits for it).
         let refresh = tx.clone();
@@ -176,31 +174,28 @@ impl Applier {
             let _ = refresh.send(Job { op, reply: None });
         };
         health.start(refresh).map_err(|e| Error::io(&dir, e))?;
-        let worker = Worker {
-            dir: dir.clone(),
+        let worker = Arc::new(Worker {
+            dir,
+            config_valid: AtomicBool::new(nginx.test().is_ok()),
             nginx,
             metrics,
-            config_valid: config_valid.clone(),
             health,
-        };
+        });
+        let w = worker.clone();
         std::thread::Builder::new()
             .name("applier".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| Error::io(&dir, e))?;
-        Ok(Applier {
-            tx,
-            dir,
-            config_valid,
-        })
+            .spawn(move || w.run(rx))
+            .map_err(|e| Error::io(&worker.dir, e))?;
+        Ok(Applier { tx, worker })
     }
 
     /// Whether the last `nginx -t` passed (the restored set after a failure counts as passing).
     pub fn config_valid(&self) -> bool {
-        self.config_valid.load(Ordering::Relaxed)
+        self.worker.config_valid.load(Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.worker.dir
     }
 
     /// Queues `op`; returns when the reload that covers it has finished.
@@ -208,7 +203,7 @@ impl Applier {
         let (reply, rx) = mpsc::sync_channel(1);
         let stopped = || {
             Error::io(
-                &self.dir,
+                self.dir(),
                 std::io::Error::other("the applier thread stopped"),
             )
         };
@@ -229,12 +224,12 @@ struct Worker {
     dir: PathBuf,
     nginx: Nginx,
     metrics: ApplyMetrics,
-    config_valid: Arc<AtomicBool>,
+    config_valid: AtomicBool,
     health: Arc<Health>,
 }
 
 impl Worker {
-    fn run(self, rx: mpsc::Receiver<Job>) {
+    fn run(&self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let more = rx.try_iter().take(MAX_BATCH - 1);
             self.process(std::iter::once(first).chain(more).collect(), true);
