@@ -385,10 +385,10 @@ fn plan(working: &mut BTreeMap<String, Entry>, op: &Op) -> Result<Outcome, Error
     for (other, e) in working.iter() {
         let Some(r) = &e.request else { continue };
         let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
-        if other != &b.name && r.lb_port == b.port && same_proto {
+        if other != &b.name && r.lb_port == b.request.lb_port && same_proto {
             return Err(Error::Conflict(format!(
                 "lbPort {}/{} is already served by backend {other:?}",
-                b.port, b.protocol
+                b.request.lb_port, b.protocol
             )));
         }
     }

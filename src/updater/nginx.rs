@@ -60,10 +60,11 @@ pub fn render(b: &Backend) -> String {
     } else {
         ""
     };
+    let port = b.request.lb_port;
     let listen: String = match b.addresses.as_slice() {
-        [] => format!("    listen {}{udp};\n", b.port),
+        [] => format!("    listen {port}{udp};\n"),
         many => (many.iter())
-            .map(|a| format!("    listen {}{udp};\n", SocketAddr::new(*a, b.port)))
+            .map(|a| format!("    listen {}{udp};\n", SocketAddr::new(*a, port)))
             .collect(),
     };
     let mut access: String = (b.source_ranges.iter())
@@ -72,7 +73,7 @@ pub fn render(b: &Backend) -> String {
     if !b.source_ranges.is_empty() {
         access.push_str("    deny all;\n");
     }
-    let pp = if b.proxy_protocol {
+    let pp = if b.request.traffic.proxy_protocol {
         "    proxy_protocol on;\n"
     } else {
         ""
