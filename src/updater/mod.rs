@@ -79,14 +79,12 @@ impl Error {
         match self {
             Error::Invalid(_) => 400,
             Error::Conflict(_) => 409,
-            Error::Io { .. } | Error::Certificate { .. } => 500,
-            Error::MissingInclude { .. } | Error::NoHeader | Error::BadHeader(_) => 500,
-            Error::NginxRefused(_) | Error::Run { .. } | Error::NotRunning(_) => 500,
             Error::Refused { code, .. }
             | Error::Unauthorized { code, .. }
             | Error::Unsupported { code, .. } => *code,
             Error::Transport { .. } | Error::Tls { .. } | Error::Decode { .. } => 502,
-            Error::Config(_) => 500,
+            // nginx, local I/O, the certificate, the client's configuration.
+            _ => 500,
         }
     }
 
