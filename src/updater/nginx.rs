@@ -238,11 +238,12 @@ pub struct Nginx {
     pub pid_file: PathBuf,
     /// The error log file, when it is a file (we read it to see a reload fail).
     pub error_log: Option<PathBuf>,
-    /// Longest run of `nginx -t` or `nginx -s reload` before it is killed.
-    pub run_timeout: Duration,
-    /// Longest wait for the master to show that a reload took.
-    pub reload_timeout: Duration,
 }
+
+/// Longest run of `nginx -t` or `nginx -s reload` before it is killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the master to show that a reload took.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Bytes of nginx output kept for messages.
 const OUTPUT_CAP: u64 = 64 * 1024;
@@ -255,8 +256,6 @@ impl Nginx {
             conf,
             pid_file: PathBuf::from("/run/nginx.pid"),
             error_log: None,
-            run_timeout: Duration::from_secs(30),
-            reload_timeout: Duration::from_secs(20),
         };
         // Top-level `pid` (the last one counts) and `error_log` (the first one).
         let top = directives(conf_text);
@@ -309,7 +308,7 @@ impl Nginx {
             .map_or(0, |m| m.len());
         let conf = self.conf.display().to_string();
         self.run(&["-s", "reload", "-c", &conf])?;
-        let deadline = Instant::now() + self.reload_timeout;
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
         let mut pause = Duration::from_millis(5);
         loop {
             if let Some(msg) = self.new_emerg(log_len) {
@@ -325,7 +324,7 @@ impl Nginx {
             if Instant::now() >= deadline {
                 return Err(Error::NginxRefused(format!(
                     "reload not confirmed within {:?}: the master started no new workers",
-                    self.reload_timeout
+                    RELOAD_TIMEOUT
                 )));
             }
             std::thread::sleep(pause);
@@ -403,7 +402,7 @@ impl Nginx {
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
             String::from_utf8_lossy(&buf).into_owned()
         });
-        let deadline = Instant::now() + self.run_timeout;
+        let deadline = Instant::now() + RUN_TIMEOUT;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break Some(s),
@@ -424,7 +423,7 @@ impl Nginx {
             None => Err(run_error(format!(
                 "{} did not finish within {:?} and was killed",
                 args.join(" "),
-                self.run_timeout
+                RUN_TIMEOUT
             ))),
         }
     }
