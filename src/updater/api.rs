@@ -76,7 +76,7 @@ pub struct HealthCheck {
 }
 
 /// One upstream server: an IP literal or DNS name, and a port (a node's NodePort).
-/// Equality, order and hash are by `host` and `port` only: `health` is a report, so an upstream read
+/// Equality and order are by `host` and `port` only: `health` is a report, so an upstream read
 /// back from `GET` equals the one that was sent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Upstream {
@@ -104,12 +104,6 @@ impl PartialOrd for Upstream {
 impl Ord for Upstream {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (&self.host, self.port).cmp(&(&other.host, other.port))
-    }
-}
-
-impl std::hash::Hash for Upstream {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (&self.host, self.port).hash(state);
     }
 }
 

@@ -54,19 +54,18 @@ impl Outcome {
 
 /// What a caller asks of the applier.
 pub enum Op {
-    /// Write, test and reload a backend (`Unchanged` when its file already says that).
+    /// Write, test and reload a backend (`Unchanged` when its file already says that). Without a
+    /// reply, from the prober: re-render it with the current verdicts, if it is still on disk.
     Apply(Box<Backend>),
     /// Remove a backend; `Absent` if it is not configured.
     Delete(String),
-    /// Re-render a backend with the prober's current verdicts (no caller waits for it).
-    Refresh(String),
 }
 
 impl Op {
     pub fn name(&self) -> &str {
         match self {
             Op::Apply(b) => &b.name,
-            Op::Delete(n) | Op::Refresh(n) => n,
+            Op::Delete(n) => n,
         }
     }
 }
@@ -136,8 +135,7 @@ impl ApplyMetrics {
 /// Handle to the applier thread; cheap to share between request threads.
 pub struct Applier {
     tx: mpsc::Sender<Job>,
-    dir: PathBuf,
-    config_valid: Arc<AtomicBool>,
+    worker: Arc<Worker>,
 }
 
 impl Applier {
@@ -157,47 +155,47 @@ impl Applier {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        // Backends configured before a restart keep their checks; their files' down marks are
-        // re-rendered once the first verdicts are in (`rendered` unknown).
-        for l in list(&dir, policy).into_iter().flat_map(|l| l.backends) {
-            if let Ok(b) = validate::backend(&l.request, policy) {
-                health.committed(&b, None);
+        // Backends configured before a restart keep their checks, and their files' down marks
+        // until the first verdicts differ.
+        for e in read_dir(&dir)
+            .into_iter()
+            .flat_map(|(entries, _)| entries.into_values())
+        {
+            if let Some(Ok(mut b)) = e.request.map(|r| validate::backend(&r, policy)) {
+                b.down = nginx::down_marks(&e.content);
+                health.committed(&b);
             }
         }
-        let config_valid = Arc::new(AtomicBool::new(nginx.test().is_ok()));
         let (tx, rx) = mpsc::channel();
         // A verdict change queues a re-render of that backend (no caller waits for it).
         let refresh = tx.clone();
-        let refresh = move |name: &str| {
-            let op = Op::Refresh(name.to_string());
+        let refresh = move |b: Backend| {
+            let op = Op::Apply(Box::new(b));
             let _ = refresh.send(Job { op, reply: None });
         };
         health.start(refresh).map_err(|e| Error::io(&dir, e))?;
-        let worker = Worker {
-            dir: dir.clone(),
+        let worker = Arc::new(Worker {
+            dir,
+            config_valid: AtomicBool::new(nginx.test().is_ok()),
             nginx,
             metrics,
-            config_valid: config_valid.clone(),
             health,
-        };
+        });
+        let w = worker.clone();
         std::thread::Builder::new()
             .name("applier".into())
-            .spawn(move || worker.run(rx))
-            .map_err(|e| Error::io(&dir, e))?;
-        Ok(Applier {
-            tx,
-            dir,
-            config_valid,
-        })
+            .spawn(move || w.run(rx))
+            .map_err(|e| Error::io(&worker.dir, e))?;
+        Ok(Applier { tx, worker })
     }
 
     /// Whether the last `nginx -t` passed (the restored set after a failure counts as passing).
     pub fn config_valid(&self) -> bool {
-        self.config_valid.load(Ordering::Relaxed)
+        self.worker.config_valid.load(Ordering::Relaxed)
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.worker.dir
     }
 
     /// Queues `op`; returns when the reload that covers it has finished.
@@ -205,7 +203,7 @@ impl Applier {
         let (reply, rx) = mpsc::sync_channel(1);
         let stopped = || {
             Error::io(
-                &self.dir,
+                self.dir(),
                 std::io::Error::other("the applier thread stopped"),
             )
         };
@@ -226,12 +224,12 @@ struct Worker {
     dir: PathBuf,
     nginx: Nginx,
     metrics: ApplyMetrics,
-    config_valid: Arc<AtomicBool>,
+    config_valid: AtomicBool,
     health: Arc<Health>,
 }
 
 impl Worker {
-    fn run(self, rx: mpsc::Receiver<Job>) {
+    fn run(&self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let more = rx.try_iter().take(MAX_BATCH - 1);
             self.process(std::iter::once(first).chain(more).collect(), true);
@@ -242,7 +240,7 @@ impl Worker {
     /// is told to the prober.
     fn answer(&self, job: Job, r: Result<Outcome, Error>) {
         match (&job.op, &r) {
-            (Op::Apply(b), Ok(_)) => self.health.committed(b, Some(b.down.clone())),
+            (Op::Apply(b), Ok(_)) => self.health.committed(b),
             (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
             (op, Err(e)) => log::warn!("refused {}: {e}", op.name()),
             _ => {}
@@ -270,18 +268,14 @@ impl Worker {
         let mut working = before.clone();
         let mut changes: Vec<(Job, Outcome)> = Vec::new();
         for mut job in jobs {
-            if let Op::Refresh(name) = &job.op {
-                let stored = working.get(name.as_str()).and_then(|e| e.request.as_ref());
-                match self.health.backend(name) {
-                    Some(b) if stored == Some(&b.request) => job.op = Op::Apply(Box::new(b)),
-                    // Deleted or replaced meanwhile: the newer request was rendered fresh.
-                    _ => {
-                        self.answer(job, Ok(Outcome::Unchanged));
-                        continue;
-                    }
-                }
-            }
             if let Op::Apply(b) = &mut job.op {
+                let stored = working.get(&b.name).and_then(|e| e.request.as_ref());
+                // A re-render of a backend deleted or replaced meanwhile: the newer request was
+                // rendered fresh.
+                if job.reply.is_none() && stored != Some(&b.request) {
+                    self.answer(job, Ok(Outcome::Unchanged));
+                    continue;
+                }
                 // Rendered with the prober's verdicts for this very upstream set and check.
                 b.down = self.health.down_for(b);
             }
@@ -387,15 +381,14 @@ fn plan(working: &mut BTreeMap<String, Entry>, op: &Op) -> Result<Outcome, Error
         Op::Apply(b) => b,
         Op::Delete(name) if working.remove(name).is_some() => return Ok(Outcome::Deleted),
         Op::Delete(_) => return Ok(Outcome::Absent),
-        Op::Refresh(_) => return Ok(Outcome::Unchanged),
     };
     for (other, e) in working.iter() {
         let Some(r) = &e.request else { continue };
         let same_proto = validate::protocol(&r.lb_protocol).ok() == Some(b.protocol);
-        if other != &b.name && r.lb_port == b.port && same_proto {
+        if other != &b.name && r.lb_port == b.request.lb_port && same_proto {
             return Err(Error::Conflict(format!(
                 "lbPort {}/{} is already served by backend {other:?}",
-                b.port, b.protocol
+                b.request.lb_port, b.protocol
             )));
         }
     }
@@ -449,11 +442,11 @@ pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
         .into_values()
         .filter_map(|e| {
             let request = e.request?;
-            let modified = validate::backend(&request, policy)
-                // The prober's down marks are ours too: compared without them.
-                .map_or(true, |b| {
-                    nginx::render(&b) != nginx::without_down_marks(&e.content)
-                });
+            // The prober's down marks are ours too: rendered with them.
+            let modified = validate::backend(&request, policy).map_or(true, |mut b| {
+                b.down = nginx::down_marks(&e.content);
+                nginx::render(&b) != e.content
+            });
             Some(ListedBackend { request, modified })
         })
         .collect();

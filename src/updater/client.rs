@@ -232,17 +232,12 @@ impl UpdaterClient {
             .url
             .strip_suffix(super::api::API_PATH)
             .unwrap_or(&self.url);
-        let resp = self.agent.get(format!("{base}/healthz")).call();
-        let mut resp = resp.map_err(|e| self.transport(e))?;
-        let code = resp.status().as_u16();
-        let text = text_of(&mut resp, MAX_RESPONSE).unwrap_or_default();
-        if code < 500 {
-            Ok(())
-        } else {
-            Err(Error::Refused {
-                code,
-                message: summarise(&text),
-            })
+        match self.answer(self.agent.get(format!("{base}/healthz")).call(), false) {
+            Err(Error::Refused { code, .. } | Error::Unauthorized { code, .. }) if code < 500 => {
+                Ok(())
+            }
+            // Read to the end, so the connection is kept for the next probe.
+            r => r.map(|mut resp| drop(text_of(&mut resp, MAX_RESPONSE))),
         }
     }
 

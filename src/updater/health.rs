@@ -94,15 +94,14 @@ struct UpState {
     in_flight: bool,
 }
 
-/// A backend with a health check, as last committed to nginx.
+/// A backend with a health check, as last committed to nginx (its `down`: the set its file was
+/// rendered with, or is being rendered with after a verdict changed).
 #[derive(Debug)]
 struct Tracked {
     backend: Backend,
     check: Check,
     generation: u64,
     ups: Vec<UpState>,
-    /// The down set the file was last rendered with (`None`: not known, e.g. after a restart).
-    rendered: Option<BTreeSet<usize>>,
     fail_open: bool,
 }
 
@@ -117,20 +116,12 @@ impl Tracked {
     }
 }
 
+/// The tracked backends; a probe in flight is counted where it is marked (`UpState::in_flight`),
+/// so a backend that stops being tracked gives its worker slots back with it.
 #[derive(Default)]
 struct State {
     backends: BTreeMap<String, Tracked>,
     next_generation: u64,
-    in_flight: usize,
-}
-
-impl State {
-    /// Stops tracking `name`; its probes in flight no longer count (their results are dropped).
-    fn untrack(&mut self, name: &str) -> Option<Tracked> {
-        let t = self.backends.remove(name)?;
-        self.in_flight -= t.ups.iter().filter(|u| u.in_flight).count();
-        Some(t)
-    }
 }
 
 /// One probe for a worker; it comes back with the result.
@@ -214,18 +205,18 @@ impl Health {
         }
     }
 
-    /// After `b` was committed (or read back at start, `rendered` = None): track it, keeping the
-    /// tallies of upstreams it still has when the check is unchanged; untrack it if it has no check.
-    pub fn committed(&self, b: &Backend, rendered: Option<BTreeSet<usize>>) {
+    /// After `b` was committed (or read back at start, with its file's down marks): track it,
+    /// keeping the tallies of upstreams it still has when the check is unchanged; untrack it (its
+    /// results in flight are dropped) if it has no check.
+    pub fn committed(&self, b: &Backend) {
         let mut s = self.lock();
         if let Some(t) = s.backends.get_mut(&b.name)
             && t.serves(b)
         {
             t.backend = b.clone();
-            t.rendered = rendered;
             return;
         }
-        let old = s.untrack(&b.name);
+        let old = s.backends.remove(&b.name);
         let Some(check) = b.health_check.clone() else {
             return;
         };
@@ -254,7 +245,6 @@ impl Health {
             check,
             generation: s.next_generation,
             ups,
-            rendered,
             fail_open: false,
         };
         s.backends.insert(b.name.clone(), t);
@@ -262,13 +252,7 @@ impl Health {
 
     /// The backend was deleted: its checks stop (results still in flight are dropped).
     pub fn removed(&self, name: &str) {
-        self.lock().untrack(name);
-    }
-
-    /// The tracked backend, for a re-render (`down_for` gives its down set); `None` if `name` is
-    /// not tracked.
-    pub fn backend(&self, name: &str) -> Option<Backend> {
-        self.lock().backends.get(name).map(|t| t.backend.clone())
+        self.lock().backends.remove(name);
     }
 
     /// Adds `healthy` and `lastCheck` to the upstreams of tracked backends in a `GET` answer.
@@ -287,11 +271,11 @@ impl Health {
         }
     }
 
-    /// Starts the prober thread and its workers. `refresh(name)` asks the applier to re-render a
-    /// backend; it must not block for long (the applier queues it).
+    /// Starts the prober thread and its workers. `refresh(backend)` asks the applier to re-render a
+    /// backend (`down_for` gives its down set); it must not block for long (the applier queues it).
     pub fn start(
         self: &Arc<Health>,
-        refresh: impl Fn(&str) + Send + 'static,
+        refresh: impl Fn(Backend) + Send + 'static,
     ) -> std::io::Result<()> {
         let (job_tx, job_rx) = mpsc::sync_channel::<Probe>(WORKERS);
         let (res_tx, res_rx) = mpsc::channel::<(Probe, bool)>();
@@ -319,7 +303,7 @@ impl Health {
         &self,
         jobs: &mpsc::SyncSender<Probe>,
         results: &mpsc::Receiver<(Probe, bool)>,
-        refresh: &dyn Fn(&str),
+        refresh: &dyn Fn(Backend),
     ) {
         while !self.stop.load(Ordering::Relaxed) {
             let (due, wait) = self.take_due(Instant::now());
@@ -341,7 +325,8 @@ impl Health {
     /// for a result before looking again.
     fn take_due(&self, now: Instant) -> (Vec<Probe>, Duration) {
         let mut s = self.lock();
-        let mut free = WORKERS.saturating_sub(s.in_flight);
+        let ups = s.backends.values().flat_map(|t| &t.ups);
+        let mut free = WORKERS.saturating_sub(ups.filter(|u| u.in_flight).count());
         let mut out = Vec::new();
         let mut next = now + Duration::from_millis(200);
         for (name, t) in s.backends.iter_mut() {
@@ -365,12 +350,11 @@ impl Health {
                 });
             }
         }
-        s.in_flight += out.len();
         let wait = next.saturating_duration_since(now);
         (out, wait.max(Duration::from_millis(5)))
     }
 
-    fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(&str)) {
+    fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(Backend)) {
         self.checks.inc(&[if ok { "ok" } else { "failed" }]);
         let mut s = self.lock();
         let tracked = s.backends.get_mut(&r.name);
@@ -404,12 +388,11 @@ impl Health {
             );
         }
         t.fail_open = fail_open;
-        let changed = t.rendered.as_ref() != Some(&down);
-        t.rendered = Some(down);
-        s.in_flight -= 1;
+        let changed = (t.backend.down != down).then(|| t.backend.clone());
+        t.backend.down = down;
         drop(s);
-        if changed {
-            refresh(&r.name);
+        if let Some(b) = changed {
+            refresh(b);
         }
     }
 }
@@ -500,19 +483,36 @@ mod tests {
         let checked = crate::updater::validate::backend(&req, &policy).unwrap();
         let mut unchecked = checked.clone();
         unchecked.health_check = None;
+        // Another backend with more upstreams than there are workers: what it gets probed at
+        // once shows how many slots are free.
+        let mut other = checked.clone();
+        other.name = "b".into();
+        other.upstreams = (2..12)
+            .map(|i| (Host::V4([127, 0, 0, i].into()), 1))
+            .collect();
         let h = Health::new(&Registry::new());
         for removal in [0, 1] {
-            h.committed(&checked, None);
+            h.committed(&checked);
             let (due, _) = h.take_due(Instant::now());
-            assert_eq!((due.len(), h.lock().in_flight), (2, 2));
+            assert_eq!(due.len(), 2);
+            // Every slot but the two taken is free.
+            h.committed(&other);
+            assert_eq!(h.take_due(Instant::now()).0.len(), WORKERS - 2);
+            h.removed("b");
             match removal {
-                0 => h.committed(&unchecked, None),
+                0 => h.committed(&unchecked),
                 _ => h.removed("a"),
             }
-            assert_eq!(h.lock().in_flight, 0, "removal {removal}");
             // A late result for the untracked backend changes nothing.
             h.record(&due[0], false, &|_| panic!("no re-render"));
-            assert_eq!(h.lock().in_flight, 0, "removal {removal}");
+            // All slots are free again.
+            h.committed(&other);
+            assert_eq!(
+                h.take_due(Instant::now()).0.len(),
+                WORKERS,
+                "removal {removal}"
+            );
+            h.removed("b");
         }
     }
 

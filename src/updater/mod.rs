@@ -18,6 +18,7 @@ pub mod tls;
 pub mod validate;
 
 use std::fmt;
+use std::path::PathBuf;
 
 /// Everything that can go wrong on either side of the updater API. `Clone`, so one failed batch
 /// answers each of its callers, and the controller can keep the error it got.
@@ -28,9 +29,24 @@ pub enum Error {
     Invalid(validate::Error),
     /// The request conflicts with another backend (port already served, same protocol): HTTP 409.
     Conflict(String),
-    /// nginx refused the configuration (`nginx -t`) or the reload did not take (the previous file
-    /// set was restored), nginx is not running, or, at start, nginx.conf lacks the streams include.
-    Nginx(nginx::Error),
+    /// At start: nginx.conf has no `include DIR/*.conf;` inside `stream {}`. Not a request error:
+    /// the message is the fix, with a `module` hint written for the layout found.
+    MissingInclude {
+        conf: PathBuf,
+        dir: PathBuf,
+        module: String,
+    },
+    /// A streams file whose first line is not our request header (not written by paperlb).
+    NoHeader,
+    /// Our header is there but its JSON does not decode.
+    BadHeader(String),
+    /// `nginx -t` or the reload refused the configuration, or the reload was not confirmed (the
+    /// previous file set was restored): nginx's own message, trimmed.
+    NginxRefused(String),
+    /// The nginx binary could not be run, or ran past its deadline.
+    Run { bin: PathBuf, detail: String },
+    /// No running nginx master: the pid file is missing, unreadable or names a dead process.
+    NotRunning(String),
     /// Server side: the `--tls-cert`/`--tls-key` pair does not load; names the file, never key bytes.
     Certificate { path: String, detail: String },
     /// Local I/O on the streams directory or nginx.conf, naming the path.
@@ -63,12 +79,12 @@ impl Error {
         match self {
             Error::Invalid(_) => 400,
             Error::Conflict(_) => 409,
-            Error::Nginx(_) | Error::Io { .. } | Error::Certificate { .. } => 500,
             Error::Refused { code, .. }
             | Error::Unauthorized { code, .. }
             | Error::Unsupported { code, .. } => *code,
             Error::Transport { .. } | Error::Tls { .. } | Error::Decode { .. } => 502,
-            Error::Config(_) => 500,
+            // nginx, local I/O, the certificate, the client's configuration.
+            _ => 500,
         }
     }
 
@@ -105,7 +121,23 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "invalid request: {m}"),
             Error::Conflict(m) => write!(f, "conflict: {m}"),
-            Error::Nginx(e) => e.fmt(f),
+            Error::MissingInclude { conf, dir, module } => {
+                let (conf, dir) = (conf.display(), dir.display());
+                write!(
+                    f,
+                    "{conf} does not include {dir}/*.conf inside its stream {{}} block, so nginx \
+                     would never see the backends the updater writes. Add this at the top level of \
+                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\
+                     \n\n{module}"
+                )
+            }
+            Error::NoHeader => {
+                f.write_str("no paperlb-request header line (not written by paperlb)")
+            }
+            Error::BadHeader(e) => write!(f, "unreadable paperlb-request header: {e}"),
+            Error::NginxRefused(m) => write!(f, "nginx refused the change: {m}"),
+            Error::Run { bin, detail } => write!(f, "{}: {detail}", bin.display()),
+            Error::NotRunning(m) => write!(f, "nginx is not running: {m}"),
             Error::Certificate { path, detail } => write!(f, "{path}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
@@ -133,7 +165,6 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(&**source),
             Error::Invalid(e) => Some(e),
-            Error::Nginx(e) => Some(e),
             _ => None,
         }
     }
@@ -142,11 +173,5 @@ impl std::error::Error for Error {
 impl From<validate::Error> for Error {
     fn from(e: validate::Error) -> Error {
         Error::Invalid(e)
-    }
-}
-
-impl From<nginx::Error> for Error {
-    fn from(e: nginx::Error) -> Error {
-        Error::Nginx(e)
     }
 }

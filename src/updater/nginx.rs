@@ -13,13 +13,13 @@
 //! log gains an `[emerg]` line or the master dies; anything else within the deadline is a failure.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::Error;
 use super::api::LbRequest;
 use super::validate::{Backend, Balance, Protocol};
 
@@ -30,56 +30,6 @@ pub const HEADER: &str = "# paperlb-request: ";
 pub const HEADER_MORE: &str = "# paperlb-request+ ";
 /// Longest piece of the header JSON on one line.
 const HEADER_CHUNK: usize = 3000;
-
-/// What went wrong with nginx: its configuration at start, a file's header, or running it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// At start: nginx.conf has no `include DIR/*.conf;` inside `stream {}`. Not a request error:
-    /// the message is the fix, with a `module` hint written for the layout found.
-    MissingInclude {
-        conf: PathBuf,
-        dir: PathBuf,
-        module: String,
-    },
-    /// A streams file whose first line is not our request header (not written by paperlb).
-    NoHeader,
-    /// Our header is there but its JSON does not decode.
-    BadHeader(String),
-    /// `nginx -t` or the reload refused the configuration, or the reload was not confirmed:
-    /// nginx's own message, trimmed.
-    Refused(String),
-    /// The nginx binary could not be run, or ran past its deadline.
-    Run { bin: PathBuf, detail: String },
-    /// No running master: the pid file is missing, unreadable or names a dead process.
-    NotRunning(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::MissingInclude { conf, dir, module } => {
-                let (conf, dir) = (conf.display(), dir.display());
-                write!(
-                    f,
-                    "{conf} does not include {dir}/*.conf inside its stream {{}} block, so nginx \
-                     would never see the backends the updater writes. Add this at the top level of \
-                     that file (not inside http {{}}):\n\nstream {{\n    include {dir}/*.conf;\n}}\
-                     \n\n{module}"
-                )
-            }
-            Error::NoHeader => {
-                f.write_str("no paperlb-request header line (not written by paperlb)")
-            }
-            Error::BadHeader(e) => write!(f, "unreadable paperlb-request header: {e}"),
-            Error::Refused(m) => write!(f, "nginx refused the change: {m}"),
-            Error::Run { bin, detail } => write!(f, "{}: {detail}", bin.display()),
-            Error::NotRunning(m) => write!(f, "nginx is not running: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// The complete content of `<name>.conf` for a validated backend.
 pub fn render(b: &Backend) -> String {
@@ -110,10 +60,11 @@ pub fn render(b: &Backend) -> String {
     } else {
         ""
     };
+    let port = b.request.lb_port;
     let listen: String = match b.addresses.as_slice() {
-        [] => format!("    listen {}{udp};\n", b.port),
+        [] => format!("    listen {port}{udp};\n"),
         many => (many.iter())
-            .map(|a| format!("    listen {}{udp};\n", SocketAddr::new(*a, b.port)))
+            .map(|a| format!("    listen {}{udp};\n", SocketAddr::new(*a, port)))
             .collect(),
     };
     let mut access: String = (b.source_ranges.iter())
@@ -122,7 +73,7 @@ pub fn render(b: &Backend) -> String {
     if !b.source_ranges.is_empty() {
         access.push_str("    deny all;\n");
     }
-    let pp = if b.proxy_protocol {
+    let pp = if b.request.traffic.proxy_protocol {
         "    proxy_protocol on;\n"
     } else {
         ""
@@ -136,14 +87,11 @@ pub fn render(b: &Backend) -> String {
     )
 }
 
-/// The content with every `server host:port down;` line of the upstream block read as
-/// `server host:port;` (how `render` writes it with no verdicts).
-pub fn without_down_marks(content: &str) -> String {
-    fn marked(line: &str) -> Option<&str> {
-        line.strip_prefix("    server ")?.strip_suffix(" down;\n")
-    }
-    (content.split_inclusive('\n'))
-        .map(|l| marked(l).map_or_else(|| l.to_string(), |hp| format!("    server {hp};\n")))
+/// The indices of the upstreams a file marks `down` (the prober's verdicts it was rendered with).
+pub fn down_marks(content: &str) -> BTreeSet<usize> {
+    let servers = content.lines().filter(|l| l.starts_with("    server "));
+    (servers.enumerate())
+        .filter_map(|(i, l)| l.ends_with(" down;").then_some(i))
         .collect()
 }
 
@@ -290,11 +238,12 @@ pub struct Nginx {
     pub pid_file: PathBuf,
     /// The error log file, when it is a file (we read it to see a reload fail).
     pub error_log: Option<PathBuf>,
-    /// Longest run of `nginx -t` or `nginx -s reload` before it is killed.
-    pub run_timeout: Duration,
-    /// Longest wait for the master to show that a reload took.
-    pub reload_timeout: Duration,
 }
+
+/// Longest run of `nginx -t` or `nginx -s reload` before it is killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the master to show that a reload took.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Bytes of nginx output kept for messages.
 const OUTPUT_CAP: u64 = 64 * 1024;
@@ -307,8 +256,6 @@ impl Nginx {
             conf,
             pid_file: PathBuf::from("/run/nginx.pid"),
             error_log: None,
-            run_timeout: Duration::from_secs(30),
-            reload_timeout: Duration::from_secs(20),
         };
         // Top-level `pid` (the last one counts) and `error_log` (the first one).
         let top = directives(conf_text);
@@ -361,23 +308,23 @@ impl Nginx {
             .map_or(0, |m| m.len());
         let conf = self.conf.display().to_string();
         self.run(&["-s", "reload", "-c", &conf])?;
-        let deadline = Instant::now() + self.reload_timeout;
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
         let mut pause = Duration::from_millis(5);
         loop {
             if let Some(msg) = self.new_emerg(log_len) {
-                return Err(Error::Refused(msg));
+                return Err(Error::NginxRefused(msg));
             }
             if !alive(master) {
                 let msg = format!("nginx master {master} exited during reload");
-                return Err(Error::Refused(msg));
+                return Err(Error::NginxRefused(msg));
             }
             if children(master).difference(&before).next().is_some() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(Error::Refused(format!(
+                return Err(Error::NginxRefused(format!(
                     "reload not confirmed within {:?}: the master started no new workers",
-                    self.reload_timeout
+                    RELOAD_TIMEOUT
                 )));
             }
             std::thread::sleep(pause);
@@ -455,7 +402,7 @@ impl Nginx {
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
             String::from_utf8_lossy(&buf).into_owned()
         });
-        let deadline = Instant::now() + self.run_timeout;
+        let deadline = Instant::now() + RUN_TIMEOUT;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break Some(s),
@@ -472,11 +419,11 @@ impl Nginx {
         let out = output.join().unwrap_or_default();
         match status {
             Some(s) if s.success() => Ok(out),
-            Some(_) => Err(Error::Refused(trim_message(&out))),
+            Some(_) => Err(Error::NginxRefused(trim_message(&out))),
             None => Err(run_error(format!(
                 "{} did not finish within {:?} and was killed",
                 args.join(" "),
-                self.run_timeout
+                RUN_TIMEOUT
             ))),
         }
     }
@@ -639,8 +586,9 @@ mod tests {
         b.down.insert(1);
         let text = render(&b);
         assert!(text.ends_with("upstream paperlb_default_nginx {\n    server 127.0.0.2:30080;\n    server 127.0.0.3:30080 down;\n}\n\nserver {\n    listen 8100;\n    allow 127.0.0.2/32;\n    allow ::1/128;\n    deny all;\n    proxy_pass paperlb_default_nginx;\n    proxy_protocol on;\n    proxy_timeout 600s;\n    proxy_connect_timeout 5s;\n}\n"), "{text}");
+        assert_eq!(down_marks(&text), BTreeSet::from([1]));
         b.down.clear();
-        assert_eq!(without_down_marks(&text), render(&b));
+        assert!(down_marks(&render(&b)).is_empty());
         // The header holds the request, not the prober's verdicts.
         assert_eq!(parse_header(&text).unwrap(), b.request);
         let json = serde_json::to_string(&b.request).unwrap();
@@ -732,13 +680,13 @@ mod tests {
             // the same flag, the file is byte for byte what is on disk (GET lists it unmodified).
             let back = parse_header(&text).unwrap();
             assert_eq!(back, b.request);
-            let again = backend(&back, &with).unwrap();
-            assert_eq!(render(&again), without_down_marks(&text));
+            let mut again = backend(&back, &with).unwrap();
+            again.down = down_marks(&text);
+            assert_eq!(render(&again), text);
             // Under the other flag it is rendered differently (listed as modified, rewritten).
-            assert_ne!(
-                render(&backend(&back, &plain).unwrap()),
-                without_down_marks(&text)
-            );
+            let mut other = backend(&back, &plain).unwrap();
+            other.down = down_marks(&text);
+            assert_ne!(render(&other), text);
         }
     }
 

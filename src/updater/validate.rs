@@ -99,20 +99,18 @@ impl fmt::Display for Host {
 }
 
 /// A request that passed validation, with defaults filled in: the only input of `nginx::render`.
+/// What is used as sent (`lbPort`, `proxyProtocol`) is read from `request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub name: String,
     /// The addresses to listen on (the updater's `--lb-address`, not the request's); empty = all.
     pub addresses: Vec<IpAddr>,
-    pub port: u16,
     pub protocol: Protocol,
     pub upstreams: Vec<(Host, u16)>,
     pub proxy_timeout: u64,
     pub proxy_connect_timeout: u64,
     /// Networks allowed to connect, canonical (`10.0.0.0/8`, `2001:db8::/32`); empty = everyone.
     pub source_ranges: Vec<String>,
-    /// `proxy_protocol on;` (TCP only).
-    pub proxy_protocol: bool,
     /// The active health check, if any.
     pub health_check: Option<Check>,
     pub balance: Balance,
@@ -185,21 +183,19 @@ pub struct Check {
 
 /// Why a request was refused: the field (as the JSON names it) and the value sent, so the sender
 /// knows what to change.
+/// `field` holds `value` (numbers as is, text quoted and clipped, `has N` for a list), which
+/// breaks `rule`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Error {
-    /// `field` holds `value` (numbers as is, text quoted and clipped, `has N` for a list), which
-    /// breaks `rule`.
-    Value {
-        field: String,
-        value: String,
-        rule: String,
-    },
+pub struct Error {
+    /// The field as the JSON names it; empty for a value checked on its own (`cidr`).
+    pub field: String,
+    pub value: String,
+    pub rule: String,
 }
 
 impl Error {
     fn value(field: &str, value: impl fmt::Display, rule: impl Into<String>) -> Error {
-        Error::Value {
+        Error {
             field: field.into(),
             value: value.to_string(),
             rule: rule.into(),
@@ -212,28 +208,18 @@ impl Error {
     }
 
     /// The same error for a field nested at `at` (`upstreamServers[1].host`).
-    fn at(mut self, at: String) -> Error {
-        let Error::Value { field, .. } = &mut self;
-        *field = at;
-        self
-    }
-
-    /// The field as the JSON names it.
-    #[cfg(test)]
-    pub fn field(&self) -> &str {
-        let Error::Value { field, .. } = self;
-        field
+    fn at(self, field: String) -> Error {
+        Error { field, ..self }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            // A value checked on its own (`cidr`): its caller names the field in front.
-            Error::Value { field, value, rule } if field.is_empty() => {
-                write!(f, "{value} is {rule}")
-            }
-            Error::Value { field, value, rule } => write!(f, "{field} {value}: {rule}"),
+        let Error { field, value, rule } = self;
+        // A value checked on its own (`cidr`): its caller names the field in front.
+        match field.is_empty() {
+            true => write!(f, "{value} is {rule}"),
+            false => write!(f, "{field} {value}: {rule}"),
         }
     }
 }
@@ -300,13 +286,11 @@ pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     Ok(Backend {
         name: req.backend_name.clone(),
         addresses: policy.lb_addresses.clone(),
-        port: req.lb_port,
         protocol,
         upstreams,
         proxy_timeout,
         proxy_connect_timeout,
         source_ranges,
-        proxy_protocol: t.proxy_protocol,
         health_check,
         balance,
         down: BTreeSet::new(),
@@ -586,7 +570,7 @@ mod tests {
         }
         let mut r = req("a", "127.0.0.2");
         r.lb_protocol = "SCTP".into();
-        assert_eq!(backend(&r, &p).unwrap_err().field(), "lbProtocol");
+        assert_eq!(backend(&r, &p).unwrap_err().field, "lbProtocol");
     }
 
     #[test]
@@ -612,7 +596,7 @@ mod tests {
             let mut r = req("a", "127.0.0.2");
             r.traffic.balance = Some(bad.into());
             let e = backend(&r, &p).unwrap_err();
-            assert_eq!(e.field(), "balance", "{bad:?}");
+            assert_eq!(e.field, "balance", "{bad:?}");
             assert!(
                 e.to_string()
                     .ends_with("must be round-robin, least-conn, hash or random-two"),
@@ -658,7 +642,7 @@ mod tests {
             let mut r = req("a", "127.0.0.2");
             mutate(&mut r);
             let e = backend(&r, &p).unwrap_err();
-            assert_eq!(e.field(), field, "{e}");
+            assert_eq!(e.field, field, "{e}");
             assert!(e.to_string().starts_with(field), "{e}");
         }
         let mut r = req("a", "127.0.0.2");
@@ -710,9 +694,9 @@ mod tests {
         r.traffic.proxy_protocol = true;
         let b = backend(&r, &p).unwrap();
         assert_eq!(b.source_ranges, ["127.0.0.2/32", "10.0.0.0/8"]);
-        assert!(b.proxy_protocol && b.health_check.is_none());
+        assert!(b.request.traffic.proxy_protocol && b.health_check.is_none());
         r.lb_protocol = "UDP".into();
-        assert_eq!(backend(&r, &p).unwrap_err().field(), "proxyProtocol");
+        assert_eq!(backend(&r, &p).unwrap_err().field, "proxyProtocol");
         let mut r = req("a", "127.0.0.2");
         r.traffic.source_ranges = vec!["127.0.0.2/32".into(), "x".into()];
         let e = backend(&r, &p).unwrap_err();
@@ -721,7 +705,7 @@ mod tests {
             "sourceRanges[1] \"x\": not an IPv4 or IPv6 CIDR (address/prefix)"
         );
         r.traffic.source_ranges = vec!["127.0.0.2/32".into(); MAX_SOURCE_RANGES + 1];
-        assert_eq!(backend(&r, &p).unwrap_err().field(), "sourceRanges");
+        assert_eq!(backend(&r, &p).unwrap_err().field, "sourceRanges");
     }
 
     #[test]
@@ -791,7 +775,7 @@ mod tests {
             let mut r = req("a", "127.0.0.2");
             r.traffic.health_check = Some(h);
             let e = backend(&r, &Policy::default()).unwrap_err();
-            assert_eq!(e.field(), field, "{e}");
+            assert_eq!(e.field, field, "{e}");
             assert!(e.to_string().starts_with(field), "{e}");
         }
     }
