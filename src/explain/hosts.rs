@@ -5,7 +5,7 @@
 
 use super::facts::{HostFact, Listing};
 use super::steps::{
-    HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
+    HostReport, Ready, Status, Step, check, count, fail, ok, unknown, used_in_range,
 };
 use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::url::host_port;
@@ -47,7 +47,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         ),
         _ => ok("reachable", format!("updater {url} answers")),
     };
-    push(steps, (reach, Some(())))?;
+    check(steps, reach)?;
     let token = cfg.auth_for(url).and_then(|a| a.token.as_ref());
     let auth = match (&h.probe, token) {
         (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
@@ -76,7 +76,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         ),
         (_, None) => ok("authorized", "updater answers without a token".into()),
     };
-    push(steps, (auth, Some(())))?;
+    check(steps, auth)?;
     let listing = match &h.probe {
         Ok(l) => l,
         Err(Error::Unsupported { code, .. }) => {
@@ -112,7 +112,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         .filter(|(u, _)| crate::model::url::same_updater(u, url))
         .map(|(_, r)| r)
         .collect();
-    push(steps, backend_step(&h.host, &wanted, listing))?;
+    check(steps, backend_step(&h.host, &wanted, listing))?;
     let (step, served) = upstreams_step(cfg, &wanted, listing);
     steps.push(step);
     Some(served)
@@ -146,7 +146,7 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
         .collect()
 }
 
-fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Step, Option<()>) {
+fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> Step {
     let fix = "the controller pushes backends again when it resyncs the updater or the Service changes; if this stays, read the controller's log for updater errors".to_string();
     let host = &host.name;
     for want in wanted {
@@ -164,7 +164,7 @@ fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Ste
                 ),
             },
         };
-        return (fail("backend", message, fix), None);
+        return fail("backend", message, fix);
     }
     let names: Vec<&str> = wanted.iter().map(|w| w.backend_name.as_str()).collect();
     let (noun, verb) = match names.len() {
@@ -172,11 +172,10 @@ fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Ste
         _ => ("backends", "match"),
     };
     let names = names.join(", ");
-    let step = ok(
+    ok(
         "backend",
         format!("{noun} {names} on {host} {verb} the LoadBalancer"),
-    );
-    (step, Some(()))
+    )
 }
 
 /// What the updater probes for upstream `u` under `check` (`http://…/healthz`, `tcp host:port`).

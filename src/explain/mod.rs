@@ -138,7 +138,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         };
         let refs = facts::SecretRef::of(&steps::credentials(&cfg));
         let (secrets, auth) = gather::secrets(client, namespace, &steps::credentials(&cfg));
-        let (step, _) = steps::secrets_step(namespace, &refs, &secrets, steps::is_listed(&cfg));
+        let step = steps::secrets_step(namespace, &refs, &secrets, steps::is_listed(&cfg));
         if step.status != steps::Status::Ok {
             let (message, fix) = (step.message, step.fix.map(|f| format!(": {f}")));
             let fix = fix.unwrap_or_default();

@@ -170,17 +170,17 @@ pub(super) struct Ready {
 pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
     let key = &f.key;
     let svc = push(steps, service_step(f))?;
-    push(steps, class_step(svc, ctx))?;
-    push(steps, conflict_step(f, ctx))?;
+    check(steps, class_step(svc, ctx))?;
+    check(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
     let refs = SecretRef::of(&credentials(&cfg));
-    push(
+    check(
         steps,
         secrets_step(&f.namespace, &refs, &f.secrets, is_listed(&cfg)),
     )?;
-    push(steps, nodeports_step(key, svc))?;
-    push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
+    check(steps, nodeports_step(key, svc))?;
+    check(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
     let spec = push(steps, ports_step(f, &cache, svc, lb, &cfg, ctx))?;
     let status = push(steps, load_balancer_step(f, svc, &spec))?;
@@ -196,6 +196,11 @@ pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -
     let failed = step.status == Status::Fail;
     steps.push(step);
     if failed { None } else { value }
+}
+
+/// Records a step that yields nothing; `None` (stop) when it failed.
+pub(super) fn check(steps: &mut Vec<Step>, step: Step) -> Option<()> {
+    push(steps, (step, Some(())))
 }
 
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
@@ -224,9 +229,9 @@ fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     (ok("service", message), Some(svc))
 }
 
-fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
+fn class_step(svc: &Service, ctx: &Context) -> Step {
     let ours = &ctx.class_name;
-    let step = match svc.spec.load_balancer_class.as_deref() {
+    match svc.spec.load_balancer_class.as_deref() {
         None => ok(
             "class",
             "it has no spec.loadBalancerClass, so paperlb serves it".into(),
@@ -244,12 +249,11 @@ fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
                 "for paperlb, recreate the Service with spec.loadBalancerClass: {ours} or without the field (it cannot change while the type is LoadBalancer)"
             ),
         ),
-    };
-    (step, Some(()))
+    }
 }
 
-fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
-    let step = match &f.svclb {
+fn conflict_step(f: &Facts, ctx: &Context) -> Step {
+    match &f.svclb {
         Err(e) => unknown("conflict", e.to_string()),
         Ok(names) if names.is_empty() => ok(
             "conflict",
@@ -267,8 +271,7 @@ fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
                 ctx.class_name
             ),
         ),
-    };
-    (step, Some(()))
+    }
 }
 
 fn config_step(
@@ -332,10 +335,10 @@ pub(super) fn secrets_step(
     refs: &[SecretRef],
     secrets: &[SecretFact],
     listed: bool,
-) -> (Step, Option<()>) {
+) -> Step {
     if refs.is_empty() {
         let m = "the config references no updater Secret, so the updater is called without a token";
-        return (ok("secrets", m.into()), Some(()));
+        return ok("secrets", m.into());
     }
     let mut present = Vec::new();
     let mut unknown_note = None;
@@ -377,23 +380,22 @@ pub(super) fn secrets_step(
                 format!("put the value in the key: {create}"),
             ),
         };
-        return (fail("secrets", message, fix), None);
+        return fail("secrets", message, fix);
     }
-    let step = match unknown_note {
+    match unknown_note {
         Some(note) => unknown("secrets", note),
         None => ok("secrets", present.join("; ")),
-    };
-    (step, Some(()))
+    }
 }
 
-fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {
+fn nodeports_step(key: &Key, svc: &Service) -> Step {
     let (message, fix) = match service_ports(key, svc) {
         Ok(Some(ports)) => {
             let list: Vec<String> = (svc.spec.ports.iter().zip(&ports))
                 .map(|(sp, p)| format!("{}/{}→{}", sp.port, p.protocol.as_str(), p.node_port))
                 .collect();
             let message = format!("every port has a nodePort: {}", list.join(", "));
-            return (ok("nodeports", message), Some(()));
+            return ok("nodeports", message);
         }
         Ok(None) => (
             format!("a port of Service {key} has no nodePort yet"),
@@ -405,7 +407,7 @@ fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {
         ),
         Err(p) => (p.message, "fix the Service's ports"),
     };
-    (fail("nodeports", message, fix.into()), None)
+    fail("nodeports", message, fix.into())
 }
 
 /// Why a node is not a target of this Service (the first reason, in `targets_for`'s order).
@@ -457,17 +459,11 @@ pub fn not_targets(
         .collect()
 }
 
-fn nodes_step(
-    f: &Facts,
-    cache: &Cache,
-    svc: &Service,
-    cfg: &ValidConfig,
-    ctx: &Context,
-) -> (Step, Option<()>) {
+fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &Context) -> Step {
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
     let slices = f.slices.as_ref().err().filter(|_| local);
     if let Some(e) = f.nodes.as_ref().err().or(slices) {
-        return (unknown("nodes", e.to_string()), Some(()));
+        return unknown("nodes", e.to_string());
     }
     let types = cfg.address_types_or(&ctx.address_types);
     // The rule the controller applies: a stable set unless the LoadBalancer follows readiness.
@@ -529,7 +525,7 @@ fn nodes_step(
         if fixes.is_empty() {
             fixes.push("add a node".into());
         }
-        return (fail("nodes", message, fixes.join("; ")), None);
+        return fail("nodes", message, fixes.join("; "));
     }
     let mut message = format!(
         "{} of {} receive traffic ({} target address{})",
@@ -554,7 +550,7 @@ fn nodes_step(
             "; no target has an {missing} address, so the Service is served on {served} only"
         );
     }
-    (ok("nodes", message), Some(()))
+    ok("nodes", message)
 }
 
 /// Per protocol (TCP, UDP): its name, how many ports of the config's range `pairs` holds, and the

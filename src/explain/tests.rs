@@ -835,7 +835,7 @@ fn secret_refs_name_their_field_and_default_their_key() {
         reference: refs[0].clone(),
         state: Ok(SecretState::NoSecret),
     }];
-    let (step, _) = secrets_step(NS, &refs, &missing, is_listed(&cfg));
+    let step = secrets_step(NS, &refs, &missing, is_listed(&cfg));
     let m = step.message;
     assert!(
         m.contains("(updaterTokenSecretRef of spec.hosts[0], or of spec when"),
