@@ -6,7 +6,7 @@
 //! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, SecretFact, SecretRef, SecretState};
+use super::facts::{Facts, Read};
 use crate::controller::decide::reconcile::{desired, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
@@ -16,12 +16,15 @@ use crate::controller::decide::traffic::{
     BALANCE_ANNOTATION, balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
     updater_without_checks, with_override,
 };
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::controller::run::secrets::{AuthNeed, SecretStore, client_auth, field_of};
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
-    AuthRefs, CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol,
-    Service, ValidConfig, addresses,
+    CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
+    ValidConfig, addresses,
 };
 use crate::updater::api::LbRequest;
+use crate::updater::client::ClientAuth;
 use crate::updater::validate::Balance;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,23 +142,31 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
     hosts
 }
 
-/// The credentials to read once the cluster is known: the chosen config's. None when no config
-/// can be chosen (the diagnosis stops before the secrets).
-pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
+/// The config whose Secrets to read once the cluster is known: the chosen one. None when no
+/// config can be chosen (the diagnosis stops before the secrets).
+pub fn to_read(f: &Facts, ctx: &Context) -> Option<ValidConfig> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
-    is_ours(svc, ctx).then(|| credentials(&cfg))
+    is_ours(svc, ctx).then_some(cfg)
 }
 
-/// Whether a config lists `spec.hosts` (the Go form is one unnamed host).
-pub fn is_listed(cfg: &ValidConfig) -> bool {
-    cfg.hosts.first().is_some_and(|h| !h.name.is_empty())
-}
+/// One host's credentials for its updater call, or why the controller would send it none.
+pub type Auth = Result<ClientAuth, AuthProblem>;
 
-/// The credentials whose Secrets the secrets step checks: the first host's (the config's own,
-/// unless that host names others). Each host is probed with its own ([`super::gather::probe_hosts`]).
-pub fn credentials(cfg: &ValidConfig) -> AuthRefs {
-    cfg.auths.first().cloned().unwrap_or_default()
+/// Each host's credentials as the controller builds and checks them ([`client_auth`]: the same
+/// problems in the same words, `insecureSkipVerify` included), from `store`, which holds every key
+/// `cfg` names that exists.
+pub fn auths(cfg: &ValidConfig, store: &SecretStore) -> Vec<Auth> {
+    let auth = |refs| match client_auth(cfg, refs, store) {
+        Ok(a) => Ok(a),
+        Err(AuthNeed::Problem(p)) => Err(p),
+        // Every key named was kept: no read can be due.
+        Err(AuthNeed::Read(name)) => Err(AuthProblem {
+            reason: "SecretUnreadable",
+            message: format!("Secret {name} was not read"),
+        }),
+    };
+    cfg.auths.iter().map(auth).collect()
 }
 
 /// What the cluster steps found when they all passed.
@@ -174,11 +185,7 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     check(steps, conflict_step(f, ctx))?;
     let cache = cache_of(f);
     let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let refs = SecretRef::of(&credentials(&cfg));
-    check(
-        steps,
-        secrets_step(&f.namespace, &refs, &f.secrets, is_listed(&cfg)),
-    )?;
+    check(steps, secrets_step(&cfg, &f.secrets))?;
     check(steps, nodeports_step(key, svc))?;
     check(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
@@ -326,65 +333,37 @@ fn config_step(
     }
 }
 
-/// Ok when every Secret and key `refs` names (a valid config's,
-/// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
-/// `listed`: the config lists `spec.hosts` (the references are then the first host's own, or the
-/// spec's when that host names none).
-pub(super) fn secrets_step(
-    ns: &str,
-    refs: &[SecretRef],
-    secrets: &[SecretFact],
-    listed: bool,
-) -> Step {
-    if refs.is_empty() {
-        let m = "the config references no updater Secret, so the updater is called without a token";
-        return ok("secrets", m.into());
-    }
-    let mut present = Vec::new();
-    let mut unknown_note = None;
-    for r in refs {
-        let (name, key) = (&r.name, &r.key);
-        let field = match r.field.strip_prefix("spec.") {
-            Some(f) if listed => {
-                format!("{f} of spec.hosts[0], or of spec when the host names none")
-            }
-            _ => r.field.to_string(),
-        };
-        let what = format!("Secret {ns}/{name} ({field})");
-        let create =
-            format!("kubectl -n {ns} create secret generic {name} --from-file={key}=<file>");
-        let (message, fix) = match secrets.iter().find(|s| &s.reference == r).map(|s| &s.state) {
-            None => {
-                unknown_note = Some(format!("{what} was not read"));
-                continue;
-            }
-            Some(Err(e)) => {
-                unknown_note = Some(e.to_string());
-                continue;
-            }
-            Some(Ok(SecretState::Present)) => {
-                present.push(format!("{what} has key {key}"));
-                continue;
-            }
-            Some(Ok(SecretState::NoSecret)) => (format!("{what} does not exist"), create),
-            Some(Ok(SecretState::NoKey(keys))) => {
-                let keys = match keys.as_slice() {
-                    [] => "none".into(),
-                    k => k.join(", "),
-                };
-                let fix = format!("add the key, or set `key` in {field} to the key that holds it");
-                (format!("{what} has no key {key:?} (it has: {keys})"), fix)
-            }
-            Some(Ok(SecretState::Empty)) => (
-                format!("{what}: key {key} is empty or not text"),
-                format!("put the value in the key: {create}"),
-            ),
-        };
-        return fail("secrets", message, fix);
-    }
-    match unknown_note {
-        Some(note) => unknown("secrets", note),
-        None => ok("secrets", present.join("; ")),
+/// The controller's own check of the first host's credentials (`read`: its problem, as
+/// [`super::gather::secrets`] found it), and the Secrets they name when it passes. Each host is
+/// probed with its own.
+pub(super) fn secrets_step(cfg: &ValidConfig, read: &Read<Option<AuthProblem>>) -> Step {
+    let ns = &cfg.namespace;
+    let refs = cfg.auths.first().cloned().unwrap_or_default();
+    let named = [
+        ("updaterTokenSecretRef", &refs.token),
+        ("updaterCASecretRef", &refs.ca),
+    ];
+    let present: Vec<String> = (named.iter())
+        .filter_map(|(name, r)| Some((field_of(cfg, &refs, name), r.as_ref()?)))
+        .map(|(field, r)| format!("Secret {ns}/{} ({field}) has key {}", r.name, r.key))
+        .collect();
+    let create = format!("kubectl -n {ns} create secret generic <name> --from-file=<key>=<file>");
+    match read {
+        Err(e) => unknown("secrets", e.to_string()),
+        Ok(Some(p)) => {
+            let fix = match p.reason {
+                "SecretNotFound" => format!("create the Secret named above: {create}"),
+                "KeyNotFound" => "add the key to the Secret, or set `key` in the reference to the key that holds it".into(),
+                _ => format!("put a usable value in the key (a token on one line, or a PEM CA certificate): {create}"),
+            };
+            fail("secrets", p.message.clone(), fix)
+        }
+        Ok(None) if present.is_empty() => {
+            let m =
+                "the config references no updater Secret, so the updater is called without a token";
+            ok("secrets", m.into())
+        }
+        Ok(None) => ok("secrets", present.join("; ")),
     }
 }
 

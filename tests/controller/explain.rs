@@ -169,7 +169,8 @@ fn cluster_side_diagnoses_each_stop_at_their_step() {
         &w,
         json!({"spec": {"updaterTokenSecretRef": {"name": "updater-token"}}}),
     );
-    expect_failure(&w, "plain", "secrets", "paperlb-system/updater-token");
+    let missing = "(Secret \"updater-token\", key \"token\"): no such Secret";
+    expect_failure(&w, "plain", "secrets", missing);
     config(
         &w,
         json!({"spec": {"portRange": {"low": 9000, "high": 8000}}}),
@@ -246,7 +247,8 @@ fn an_unreachable_updater_is_named() {
     let _c = recorded(&w, &format!("http://127.0.0.1:{port}"));
     expect_failure(&w, "web", "reachable", "does not answer");
 
-    // An https updater whose CA Secret holds no certificate: no call can be made at all.
+    // An https updater whose CA Secret holds no certificate: no call can be made at all (the
+    // controller's own check refuses the CA: UpdaterAuth=False, InvalidCA).
     w.api
         .create(
             "secrets",
@@ -264,7 +266,9 @@ fn an_unreachable_updater_is_named() {
         w.lb("web")
             .is_some_and(|l| l["spec"]["httpUpdater"]["url"] == https.as_str())
     });
-    expect_failure(&w, "web", "reachable", "cannot be called");
+    let ca = "spec.updaterCASecretRef (Secret \"updater-ca\", key \"ca.crt\")";
+    let out = expect_failure(&w, "web", "secrets", ca);
+    assert!(out.contains("PEM CA certificate"), "{out}");
 }
 
 /// A tiny updater stand-in: records POSTed backends and answers GET with them, every upstream

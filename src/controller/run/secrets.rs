@@ -175,7 +175,7 @@ pub fn client_auth(
     let token = match token {
         None => None,
         Some(r) => {
-            let field = "spec.updaterTokenSecretRef";
+            let field = &field_of(cfg, refs, "updaterTokenSecretRef");
             let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
             let invalid = |why| AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why));
             Some(token_text(bytes).map_err(invalid)?)
@@ -183,7 +183,7 @@ pub fn client_auth(
     };
     let tls = match (ca, insecure_skip_verify) {
         (Some(r), _) => {
-            let field = "spec.updaterCASecretRef";
+            let field = &field_of(cfg, refs, "updaterCASecretRef");
             let pem = bytes_of(cfg, field, "InvalidCA", r, store)?;
             if let Err(why) = crate::kube::tls::root_store(pem).map_err(|e| e.to_string()) {
                 return Err(AuthNeed::Problem(problem(cfg, "InvalidCA", field, r, &why)));
@@ -194,6 +194,19 @@ pub fn client_auth(
         (None, false) => ClientTls::SystemRoots,
     };
     Ok(ClientAuth { token, tls })
+}
+
+/// Where reference `name` (`updaterTokenSecretRef`) of host credentials `refs` comes from:
+/// `spec.<name>`, or for the hosts form `<name> of spec.hosts[i], or of spec when the host names
+/// none` (validation merged the two), never a field the config lacks.
+pub fn field_of(cfg: &ValidConfig, refs: &AuthRefs, name: &str) -> String {
+    let listed = cfg.hosts.first().is_some_and(|h| !h.name.is_empty());
+    match cfg.auths.iter().position(|a| a == refs) {
+        Some(i) if listed => {
+            format!("{name} of spec.hosts[{i}], or of spec when the host names none")
+        }
+        _ => format!("spec.{name}"),
+    }
 }
 
 fn bytes_of<'a>(
