@@ -39,10 +39,8 @@ pub enum Lookup<'a> {
 struct Stored {
     resource_version: String,
     keys: BTreeSet<String>,
-    /// Decoded values of the referenced keys only. A value that is not base64 is kept as absent
-    /// from `kept` but present in `bad`.
-    kept: BTreeMap<String, Vec<u8>>,
-    bad: BTreeSet<String>,
+    /// Decoded values of the referenced keys only; `None` for a value that is not base64.
+    kept: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 /// See the module docs. `Debug` shows names and key names, never values.
@@ -111,8 +109,8 @@ impl SecretStore {
             return Lookup::NoKey;
         }
         match s.kept.get(&r.key) {
-            Some(v) => Lookup::Bytes(v),
-            None if s.bad.contains(&r.key) => Lookup::Undecodable,
+            Some(Some(v)) => Lookup::Bytes(v),
+            Some(None) => Lookup::Undecodable,
             None => Lookup::NotKept,
         }
     }
@@ -131,14 +129,8 @@ fn stored(s: Secret, wanted: &BTreeSet<SecretRef>) -> Stored {
             key: key.clone(),
         };
         if wanted.contains(&r) {
-            match base64::engine::general_purpose::STANDARD.decode(value.as_bytes()) {
-                Ok(bytes) => {
-                    out.kept.insert(key.clone(), bytes);
-                }
-                Err(_) => {
-                    out.bad.insert(key.clone());
-                }
-            }
+            let bytes = base64::engine::general_purpose::STANDARD.decode(value.as_bytes());
+            out.kept.insert(key.clone(), bytes.ok());
         }
         out.keys.insert(key);
     }
@@ -272,7 +264,7 @@ mod tests {
         fn kept_bytes(&self) -> usize {
             self.secrets
                 .values()
-                .flat_map(|s| s.kept.values())
+                .flat_map(|s| s.kept.values().flatten())
                 .map(Vec::len)
                 .sum()
         }
