@@ -59,25 +59,26 @@ pub(super) fn count(n: usize, word: &str) -> String {
     }
 }
 
-fn step(id: &'static str, status: Status, message: String, fix: Option<String>) -> Step {
+/// A step's verdict; its id is given where it is recorded ([`push`]).
+fn step(status: Status, message: String, fix: Option<String>) -> Step {
     Step {
-        id,
+        id: "",
         status,
         message,
         fix,
     }
 }
 
-pub(super) fn ok(id: &'static str, message: String) -> Step {
-    step(id, Status::Ok, message, None)
+pub(super) fn ok(message: String) -> Step {
+    step(Status::Ok, message, None)
 }
 
-pub(super) fn fail(id: &'static str, message: String, fix: String) -> Step {
-    step(id, Status::Fail, message, Some(fix))
+pub(super) fn fail(message: String, fix: String) -> Step {
+    step(Status::Fail, message, Some(fix))
 }
 
-pub(super) fn unknown(id: &'static str, message: String) -> Step {
-    step(id, Status::Unknown, message, None)
+pub(super) fn unknown(message: String) -> Step {
+    step(Status::Unknown, message, None)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -180,17 +181,17 @@ pub(super) struct Ready {
 
 pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
     let key = &f.key;
-    let svc = push(steps, service_step(f))?;
-    check(steps, class_step(svc, ctx))?;
-    check(steps, conflict_step(f, ctx))?;
+    let svc = push(steps, "service", service_step(f))?;
+    check(steps, "class", class_step(svc, ctx))?;
+    check(steps, "conflict", conflict_step(f, ctx))?;
     let cache = cache_of(f);
-    let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    check(steps, secrets_step(&cfg, &f.secrets))?;
-    check(steps, nodeports_step(key, svc))?;
-    check(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
+    let cfg = push(steps, "config", config_step(f, &cache, svc, ctx))?;
+    check(steps, "secrets", secrets_step(&cfg, &f.secrets))?;
+    check(steps, "nodeports", nodeports_step(key, svc))?;
+    check(steps, "nodes", nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
-    let spec = push(steps, ports_step(f, &cache, svc, lb, &cfg, ctx))?;
-    let status = push(steps, load_balancer_step(f, svc, &spec))?;
+    let spec = push(steps, "ports", ports_step(f, &cache, svc, lb, &cfg, ctx))?;
+    let status = push(steps, "loadbalancer", load_balancer_step(f, svc, &spec))?;
     Some(Ready {
         requests: implied_requests(&cache, key, ctx),
         cfg,
@@ -198,57 +199,48 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     })
 }
 
-/// Records a step; `None` (stop) when it failed.
-pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -> Option<T> {
+/// Records step `id`; `None` (stop) when it failed.
+pub(super) fn push<T>(
+    steps: &mut Vec<Step>,
+    id: &'static str,
+    (step, value): (Step, Option<T>),
+) -> Option<T> {
     let failed = step.status == Status::Fail;
-    steps.push(step);
+    steps.push(Step { id, ..step });
     if failed { None } else { value }
 }
 
-/// Records a step that yields nothing; `None` (stop) when it failed.
-pub(super) fn check(steps: &mut Vec<Step>, step: Step) -> Option<()> {
-    push(steps, (step, Some(())))
+/// Records step `id`, which yields nothing; `None` (stop) when it failed.
+pub(super) fn check(steps: &mut Vec<Step>, id: &'static str, step: Step) -> Option<()> {
+    push(steps, id, (step, Some(())))
 }
 
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
     let (svc, type_) = match &f.service {
-        Err(e) => return (unknown("service", e.to_string()), None),
+        Err(e) => return (unknown(e.to_string()), None),
         Ok(None) => {
             let ns = &key.namespace;
             let fix = format!("check the namespace and the name: kubectl get services -n {ns}");
-            return (
-                fail("service", format!("Service {key} does not exist"), fix),
-                None,
-            );
+            return (fail(format!("Service {key} does not exist"), fix), None);
         }
         Ok(Some(s)) => (s, s.spec.type_.as_deref().unwrap_or("ClusterIP")),
     };
     if type_ != "LoadBalancer" {
         let m = format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer");
-        return (
-            fail("service", m, "set spec.type: LoadBalancer".into()),
-            None,
-        );
+        return (fail(m, "set spec.type: LoadBalancer".into()), None);
     }
     let ports = count(svc.spec.ports.len(), "port");
     let message = format!("Service {key} is type LoadBalancer with {ports}");
-    (ok("service", message), Some(svc))
+    (ok(message), Some(svc))
 }
 
 fn class_step(svc: &Service, ctx: &Context) -> Step {
     let ours = &ctx.class_name;
     match svc.spec.load_balancer_class.as_deref() {
-        None => ok(
-            "class",
-            "it has no spec.loadBalancerClass, so paperlb serves it".into(),
-        ),
-        Some(c) if c == ours => ok(
-            "class",
-            format!("its spec.loadBalancerClass is {c}: paperlb's"),
-        ),
+        None => ok("it has no spec.loadBalancerClass, so paperlb serves it".into()),
+        Some(c) if c == ours => ok(format!("its spec.loadBalancerClass is {c}: paperlb's")),
         Some(c) => fail(
-            "class",
             format!(
                 "its spec.loadBalancerClass is {c}, so another controller serves it and paperlb leaves it alone"
             ),
@@ -261,14 +253,12 @@ fn class_step(svc: &Service, ctx: &Context) -> Step {
 
 fn conflict_step(f: &Facts, ctx: &Context) -> Step {
     match &f.svclb {
-        Err(e) => unknown("conflict", e.to_string()),
+        Err(e) => unknown(e.to_string()),
         Ok(names) if names.is_empty() => ok(
-            "conflict",
             "no other controller serves it (no k3s ServiceLB DaemonSet for it in kube-system)"
                 .into(),
         ),
         Ok(names) => fail(
-            "conflict",
             format!(
                 "k3s ServiceLB serves this Service too (DaemonSet {}) and writes node addresses into the same status.loadBalancer",
                 names.join(", ")
@@ -289,7 +279,7 @@ fn config_step(
 ) -> (Step, Option<ValidConfig>) {
     let ns = &ctx.namespace;
     if let Err(e) = &f.configs {
-        return (unknown("config", e.to_string()), None);
+        return (unknown(e.to_string()), None);
     }
     let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
     match pick_config(cache, &f.key, svc, ctx) {
@@ -308,7 +298,7 @@ fn config_step(
                 cfg.low,
                 cfg.high
             );
-            (ok("config", message), Some(cfg))
+            (ok(message), Some(cfg))
         }
         Err(p) => {
             let defaults = (cache.configs.iter())
@@ -328,7 +318,7 @@ fn config_step(
                     "fix the field named above: kubectl edit loadbalancerconfigs -n {ns} <name>"
                 ),
             };
-            (fail("config", p.message, fix), None)
+            (fail(p.message, fix), None)
         }
     }
 }
@@ -349,21 +339,21 @@ pub(super) fn secrets_step(cfg: &ValidConfig, read: &Read<Option<AuthProblem>>) 
         .collect();
     let create = format!("kubectl -n {ns} create secret generic <name> --from-file=<key>=<file>");
     match read {
-        Err(e) => unknown("secrets", e.to_string()),
+        Err(e) => unknown(e.to_string()),
         Ok(Some(p)) => {
             let fix = match p.reason {
                 "SecretNotFound" => format!("create the Secret named above: {create}"),
                 "KeyNotFound" => "add the key to the Secret, or set `key` in the reference to the key that holds it".into(),
                 _ => format!("put a usable value in the key (a token on one line, or a PEM CA certificate): {create}"),
             };
-            fail("secrets", p.message.clone(), fix)
+            fail(p.message.clone(), fix)
         }
         Ok(None) if present.is_empty() => {
             let m =
                 "the config references no updater Secret, so the updater is called without a token";
-            ok("secrets", m.into())
+            ok(m.into())
         }
-        Ok(None) => ok("secrets", present.join("; ")),
+        Ok(None) => ok(present.join("; ")),
     }
 }
 
@@ -374,7 +364,7 @@ fn nodeports_step(key: &Key, svc: &Service) -> Step {
                 .map(|(sp, p)| format!("{}/{}→{}", sp.port, p.protocol.as_str(), p.node_port))
                 .collect();
             let message = format!("every port has a nodePort: {}", list.join(", "));
-            return ok("nodeports", message);
+            return ok(message);
         }
         Ok(None) => (
             format!("a port of Service {key} has no nodePort yet"),
@@ -386,7 +376,7 @@ fn nodeports_step(key: &Key, svc: &Service) -> Step {
         ),
         Err(p) => (p.message, "fix the Service's ports"),
     };
-    fail("nodeports", message, fix.into())
+    fail(message, fix.into())
 }
 
 /// Why a node is not a target of this Service (the first reason, in `targets_for`'s order).
@@ -442,7 +432,7 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
     let slices = f.slices.as_ref().err().filter(|_| local);
     if let Some(e) = f.nodes.as_ref().err().or(slices) {
-        return unknown("nodes", e.to_string());
+        return unknown(e.to_string());
     }
     let types = cfg.address_types_or(&ctx.address_types);
     // The rule the controller applies: a stable set unless the LoadBalancer follows readiness.
@@ -504,7 +494,7 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
         if fixes.is_empty() {
             fixes.push("add a node".into());
         }
-        return fail("nodes", message, fixes.join("; "));
+        return fail(message, fixes.join("; "));
     }
     let mut message = format!(
         "{} of {} receive traffic ({} target address{})",
@@ -529,7 +519,7 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
             "; no target has an {missing} address, so the Service is served on {served} only"
         );
     }
-    ok("nodes", message)
+    ok(message)
 }
 
 /// Per protocol (TCP, UDP): its name, how many ports of the config's range `pairs` holds, and the
@@ -614,7 +604,7 @@ fn ports_step(
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");
             }
-            return (ok("ports", message), Some(spec));
+            return (ok(message), Some(spec));
         }
         Ok(Some((_, d))) => (d.faults[0].message.clone(), fix_for(d.faults[0].reason)),
         Ok(None) => (
@@ -636,7 +626,7 @@ fn ports_step(
         }
         Err(p) => (p.message, fix_for(p.reason)),
     };
-    (fail("ports", message, fix), None)
+    (fail(message, fix), None)
 }
 
 fn load_balancer_step(
@@ -660,14 +650,14 @@ fn load_balancer_step(
     let lb = match &f.load_balancer {
         Err(e) => {
             let status = LoadBalancerStatus::default();
-            return (unknown("loadbalancer", e.to_string()), Some(status));
+            return (unknown(e.to_string()), Some(status));
         }
         Ok(Some(lb)) => lb,
         Ok(None) => {
             let message = format!(
                 "there is no LoadBalancer {key}: the controller has not acted on this Service{last_warning}"
             );
-            return (fail("loadbalancer", message, controller_fix), None);
+            return (fail(message, controller_fix), None);
         }
     };
     // What the Service, config and nodes call for: `8100/TCP on 192.0.2.10 with 2 targets`.
@@ -715,7 +705,7 @@ fn load_balancer_step(
         None
     };
     if let Some((message, fix)) = failure {
-        return (fail("loadbalancer", message, fix), None);
+        return (fail(message, fix), None);
     }
     let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
     let mut message = format!("LoadBalancer {key} records {wanted}; phase {phase}");
@@ -727,7 +717,7 @@ fn load_balancer_step(
     if !shown {
         message.push_str("; the Service shows no EXTERNAL-IP for it yet");
     }
-    (ok("loadbalancer", message), Some(lb.status.clone()))
+    (ok(message), Some(lb.status.clone()))
 }
 
 /// Every backend the LoadBalancer implies, from the controller's own decision: a reconcile of the
