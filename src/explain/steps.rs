@@ -665,7 +665,7 @@ fn load_balancer_step(
     let wanted = format!("{ports} on {} with {targets}", addresses(&desired.hosts));
     let owner = lb.metadata.service_owner();
     let owned = owner.is_some_and(|o| o.uid == svc.metadata.uid && o.controller == Some(true));
-    let failure = if lb.metadata.is_deleting() {
+    if lb.metadata.is_deleting() {
         let waits: Vec<String> = crate::controller::decide::status::known_backends(key, lb)
             .into_iter()
             .map(|b| format!("{} from updater {}", b.backend_name, b.url))
@@ -683,8 +683,10 @@ fn load_balancer_step(
                 waits.join(", ")
             }
         );
-        Some((message, "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log".into()))
-    } else if !owned || !desired.matches(&lb.spec) {
+        let fix = "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log";
+        return (fail(message, fix.into()), None);
+    }
+    if !owned || !desired.matches(&lb.spec) {
         let recorded = LbSpec::from_resource(&lb.spec)
             .map(|s| format!("{} on {}", port_list(&s), addresses(&s.hosts)))
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
@@ -695,17 +697,11 @@ fn load_balancer_step(
         };
         let message =
             format!("LoadBalancer {key} {what}: the controller has not caught up{last_warning}");
-        Some((message, controller_fix))
-    } else if let Some(c) =
-        condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False")
-    {
+        return (fail(message, controller_fix), None);
+    }
+    if let Some(c) = condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False") {
         let message = format!("LoadBalancer {key}: {}: {}", c.reason, c.message);
-        Some((message, "see the message".into()))
-    } else {
-        None
-    };
-    if let Some((message, fix)) = failure {
-        return (fail(message, fix), None);
+        return (fail(message, "see the message".into()), None);
     }
     let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
     let mut message = format!("LoadBalancer {key} records {wanted}; phase {phase}");

@@ -841,6 +841,32 @@ fn check_reports_each_configs_host() {
         (pair.iter()).all(|l| !l.starts_with("PROBLEM: ") && l.contains("authorized")),
         "{out}"
     );
+
+    // A token Secret that does not exist: the controller sends that host nothing, and neither
+    // does check; its line says why, in the controller's words.
+    w.api
+        .apply(
+            "loadbalancerconfigs",
+            json!({
+                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                "metadata": {"name": "lost", "namespace": "paperlb-system"},
+                "spec": {"httpUpdaterURL": url, "host": "127.0.0.14", "portRange": {"low": 9020, "high": 9029},
+                         "updaterTokenSecretRef": {"name": "no-such-secret"}},
+            }),
+        )
+        .expect("apply config");
+    let (code, out) = check(&w);
+    assert_eq!(code, 2, "{out}");
+    let lost: Vec<&str> = (out.lines())
+        .filter(|l| l.contains("paperlb-system/lost"))
+        .collect();
+    assert_eq!(lost.len(), 1, "{out}");
+    assert!(
+        lost[0].starts_with("PROBLEM: ")
+            && lost[0].contains("cannot be called")
+            && lost[0].contains("(Secret \"no-such-secret\", key \"token\"): no such Secret"),
+        "{out}"
+    );
 }
 
 #[test]
