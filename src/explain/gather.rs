@@ -24,7 +24,7 @@ use crate::kube::client::{
 use crate::model::{
     Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, SecretRef, Service, ValidConfig,
 };
-use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
+use crate::updater::client::{Timeouts, UpdaterClient};
 
 /// Where k3s runs its ServiceLB DaemonSets.
 pub const K3S_SERVICELB_NAMESPACE: &str = "kube-system";
@@ -179,24 +179,22 @@ pub fn secrets(client: &Client, cfg: &ValidConfig) -> (Read<Option<AuthProblem>>
     (Ok(auths.first().and_then(|a| a.clone().err())), auths)
 }
 
-/// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]);
-/// a host whose credentials the controller refuses is not called: its probe is that problem.
+/// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]).
 pub fn probe_hosts(cfg: &ValidConfig, auths: &[Auth]) -> Vec<HostFact> {
     let hosts = steps::hosts_of(cfg).into_iter().zip(auths);
     hosts
         .map(|(host, auth)| HostFact {
-            probe: match auth {
-                Ok(a) => probe(&host, a.clone()),
-                Err(p) => Err(crate::updater::Error::Config(p.message.clone())),
-            },
+            probe: probe(&host, auth),
             host,
         })
         .collect()
 }
 
-/// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
-pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
+/// One `GET /api/v1/lb` to a host's updater, with its credentials; none is made when the
+/// controller refuses them (the probe is that problem, as `Config`).
+pub fn probe(host: &LbHost, auth: &Auth) -> Probe {
     use crate::updater::Error;
+    let auth = auth.clone().map_err(|p| Error::Config(p.message))?;
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
         call: Duration::from_secs(15),
