@@ -1,5 +1,5 @@
-//! What `paperlb explain` read: the cluster objects, the Secrets' presence and each updater's
-//! answer, as plain data. `gather` fills it; `steps` diagnoses from it alone.
+//! What `paperlb explain` read: the cluster objects, the controller's check of the Secrets, each
+//! updater's answer, as plain data. `gather` fills it; `steps` diagnoses from it alone.
 //! Must not: hold a Secret's value (the credentials used for an updater call stay in `gather`).
 //! Pure: no I/O, no clock.
 
@@ -18,9 +18,6 @@ pub struct ReadError {
     pub message: String,
     /// `get services in namespace default`.
     pub needs: String,
-    /// 401/403: the reader lacks the permission (as opposed to a broken connection).
-    #[serde(skip)]
-    pub denied: bool,
 }
 
 /// `cannot get services default/web: <answer> (needs get services in namespace default)`.

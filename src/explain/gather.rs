@@ -42,7 +42,6 @@ fn read_error(
         what: format!("{verb} {} {what}", res.plural),
         message: e.to_string(),
         needs: res.access(verb, "", namespace),
-        denied: e.is_forbidden() || e.is_unauthorized(),
     }
 }
 
@@ -217,11 +216,10 @@ mod tests {
         };
         let r = read_error("list", &LOADBALANCERS, None, "in all namespaces", &e);
         assert_eq!(
-            (r.what.as_str(), r.needs.as_str(), r.denied),
+            (r.what.as_str(), r.needs.as_str()),
             (
                 "list loadbalancers in all namespaces",
                 "list loadbalancers.lb.paperlb.com in all namespaces",
-                true
             )
         );
         let e = Error::Http {
@@ -231,11 +229,10 @@ mod tests {
         };
         let r = read_error("get", &SERVICES, Some("default"), "default/web", &e);
         assert_eq!(
-            (r.what.as_str(), r.needs.as_str(), r.denied),
+            (r.what.as_str(), r.needs.as_str()),
             (
                 "get services default/web",
                 "get services in namespace default",
-                false
             )
         );
     }

@@ -190,7 +190,6 @@ fn denied(what: &str) -> ReadError {
         what: what.into(),
         message: "forbidden".into(),
         needs: format!("{what} (RBAC)"),
-        denied: true,
     }
 }
 
