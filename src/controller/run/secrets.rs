@@ -26,8 +26,8 @@ use crate::controller::decide::updater_auth::AuthProblem;
 pub enum Lookup<'a> {
     /// No Secret of that name in the namespace.
     NoSecret,
-    /// The Secret exists but has no such key.
-    NoKey,
+    /// The Secret exists but has no such key; it has these (names, never values).
+    NoKey(&'a BTreeSet<String>),
     /// The key exists but its bytes were not kept (nobody referenced it when it arrived).
     NotKept,
     /// The value is not base64 (the apiserver never stores such a value).
@@ -106,7 +106,7 @@ impl SecretStore {
             return Lookup::NoSecret;
         };
         if !s.keys.contains(&r.key) {
-            return Lookup::NoKey;
+            return Lookup::NoKey(&s.keys);
         }
         match s.kept.get(&r.key) {
             Some(Some(v)) => Lookup::Bytes(v),
@@ -217,7 +217,16 @@ fn bytes_of<'a>(
             "SecretNotFound",
             &format!("no such Secret in namespace {}", cfg.namespace),
         ),
-        Lookup::NoKey => fail("KeyNotFound", "the Secret has no such key"),
+        Lookup::NoKey(keys) => {
+            let keys = match Vec::from_iter(keys.iter().map(String::as_str)).join(", ") {
+                none if none.is_empty() => "none".to_string(),
+                keys => keys,
+            };
+            fail(
+                "KeyNotFound",
+                &format!("the Secret has no such key (it has: {keys})"),
+            )
+        }
     }
 }
 
@@ -328,7 +337,8 @@ mod tests {
             Lookup::Bytes(b"s3cret\n")
         );
         assert_eq!(store.lookup(&r("lb-token", "other")), Lookup::NotKept);
-        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey);
+        let keys = BTreeSet::from(["other".to_string(), "token".to_string()]);
+        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey(&keys));
         assert_eq!(store.lookup(&r("gone", "token")), Lookup::NoSecret);
         // The same Secret again changes nothing; a rotated value does.
         assert!(!store.apply(
