@@ -3,7 +3,8 @@
 //! cluster steps stop at the first failure; then each host of the config gets its own steps, which
 //! stop at their first failure. The decisions are the controller's own: config choice, nodePorts,
 //! port allocation and the desired spec come from `controller::decide::reconcile`, node eligibility from
-//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
+//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself, and
+//! each host's credentials from `controller::run::secrets::client_auth` ([`auths`]).
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, Read};
