@@ -217,15 +217,11 @@ fn bytes_of<'a>(
             "SecretNotFound",
             &format!("no such Secret in namespace {}", cfg.namespace),
         ),
+        Lookup::NoKey(keys) if keys.is_empty() => fail("KeyNotFound", "the Secret has no key"),
         Lookup::NoKey(keys) => {
-            let keys = match Vec::from_iter(keys.iter().map(String::as_str)).join(", ") {
-                none if none.is_empty() => "none".to_string(),
-                keys => keys,
-            };
-            fail(
-                "KeyNotFound",
-                &format!("the Secret has no such key (it has: {keys})"),
-            )
+            let keys = Vec::from_iter(keys.iter().map(String::as_str)).join(", ");
+            let why = format!("the Secret has no such key (it has: {keys})");
+            fail("KeyNotFound", &why)
         }
     }
 }
