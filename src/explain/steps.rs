@@ -119,16 +119,11 @@ pub fn cache_of(f: &Facts) -> Cache {
     c.replace_nodes(f.nodes.clone().unwrap_or_default());
     c.replace_configs(f.configs.clone().unwrap_or_default());
     c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());
-    let ns = || f.key.namespace.clone();
     let others = (f.load_balancers.clone().unwrap_or_default().into_iter())
         .filter(|l| Key::of(&l.metadata) != f.key);
-    let own = f.load_balancer.clone().ok().flatten().map(|mut lb| {
-        lb.metadata.namespace = ns();
-        lb
-    });
+    let own = f.load_balancer.clone().ok().flatten();
     c.replace_load_balancers(others.chain(own).collect());
-    if let Ok(Some(mut svc)) = f.service.clone() {
-        svc.metadata.namespace = ns();
+    if let Ok(Some(svc)) = f.service.clone() {
         c.apply_service(svc);
     }
     c
