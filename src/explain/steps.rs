@@ -53,11 +53,12 @@ pub struct Step {
 
 /// `1 port`, `2 ports`.
 pub(super) fn count(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
+    format!("{n} {word}{}", plural(n))
+}
+
+/// The plural ending for `n` things: `s`, none for one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// A step's verdict; its id is given where it is recorded ([`push`]).
@@ -555,13 +556,9 @@ fn ports_step(
     // `lb.paperlb.com/lb-ports` asks for (a refused one is `PortRequest=False`).
     let (message, fix) = match desired(cache, key, svc, lb, ctx) {
         Ok(Some((spec, d))) if d.faults.is_empty() => {
-            let noun = if spec.ports.len() == 1 {
-                "port"
-            } else {
-                "ports"
-            };
+            let s = plural(spec.ports.len());
             let on = addresses(&spec.hosts);
-            let mut message = format!("LB {noun} {} on {on}", port_list(&spec));
+            let mut message = format!("LB port{s} {} on {on}", port_list(&spec));
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
             let balance = balancing.balance.as_str();
