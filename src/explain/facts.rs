@@ -1,12 +1,11 @@
-//! What `paperlb explain` read: the cluster objects, the Secrets' presence and each updater's
-//! answer, as plain data. `gather` fills it; `steps` diagnoses from it alone.
-//! Must not: hold a Secret's value (the token used for an updater call stays in `gather`).
+//! What `paperlb explain` read: the cluster objects, the controller's check of the Secrets, each
+//! updater's answer, as plain data. `gather` fills it; `steps` diagnoses from it alone.
+//! Must not: hold a Secret's value (the credentials used for an updater call stay in `gather`).
 //! Pure: no I/O, no clock.
 
 use crate::controller::Key;
-use crate::model::{
-    AuthRefs, EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service,
-};
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::model::{EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::updater::api::LbRequest;
 use serde::Serialize;
 use serde_json::Value;
@@ -19,9 +18,6 @@ pub struct ReadError {
     pub message: String,
     /// `get services in namespace default`.
     pub needs: String,
-    /// 401/403: the reader lacks the permission (as opposed to a broken connection).
-    #[serde(skip)]
-    pub denied: bool,
 }
 
 /// `cannot get services default/web: <answer> (needs get services in namespace default)`.
@@ -36,54 +32,6 @@ impl std::fmt::Display for ReadError {
 }
 
 pub type Read<T> = Result<T, ReadError>;
-
-/// `spec.updaterTokenSecretRef` or `spec.updaterCASecretRef`: a Secret in the controller's namespace.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SecretRef {
-    /// `spec.updaterTokenSecretRef` ([`TOKEN_REF`]) or `spec.updaterCASecretRef`.
-    pub field: &'static str,
-    pub name: String,
-    pub key: String,
-}
-
-pub const TOKEN_REF: &str = "spec.updaterTokenSecretRef";
-
-impl SecretRef {
-    /// The Secrets a valid config's credentials name, as its validation read them, keys
-    /// defaulted (additions: a config without them is Go PaperLB's); for `spec.hosts`, the first
-    /// host's.
-    pub fn of(auth: &AuthRefs) -> Vec<SecretRef> {
-        let refs = [
-            (TOKEN_REF, &auth.token),
-            ("spec.updaterCASecretRef", &auth.ca),
-        ];
-        (refs.into_iter())
-            .filter_map(|(field, r)| r.as_ref().map(|r| (field, r.name.clone(), r.key.clone())))
-            .map(|(field, name, key)| SecretRef { field, name, key })
-            .collect()
-    }
-
-    pub fn is_token(&self) -> bool {
-        self.field == TOKEN_REF
-    }
-}
-
-/// Whether a referenced Secret and its key exist (never the value).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretState {
-    Present,
-    NoSecret,
-    /// The Secret exists without this key; its keys are listed.
-    NoKey(Vec<String>),
-    /// The key holds nothing usable (empty, or not UTF-8 for a token).
-    Empty,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SecretFact {
-    pub reference: SecretRef,
-    pub state: Read<SecretState>,
-}
 
 /// What one updater answered to `GET /api/v1/lb`, or why not: `Transport` (no answer),
 /// `Config` (no call could be made: the URL or the credentials are unusable), `Unauthorized` (401,
@@ -150,8 +98,10 @@ pub struct Facts {
     pub events: Read<Vec<EventLine>>,
     /// Names of k3s ServiceLB DaemonSets in kube-system serving this Service.
     pub svclb: Read<Vec<String>>,
-    /// Filled once the config is known (see `steps::to_read`).
-    pub secrets: Vec<SecretFact>,
+    /// What the controller's own check of the first host's credentials (`client_auth`) says of the
+    /// Secrets they name: `Ok(None)` usable or none named, or its problem; `Err` when a Secret
+    /// the config names could not be read. Filled once the config is known (see `steps::to_read`).
+    pub secrets: Read<Option<AuthProblem>>,
     pub hosts: Vec<HostFact>,
 }
 
@@ -170,14 +120,13 @@ impl Facts {
             slices: Ok(Vec::new()),
             events: Ok(Vec::new()),
             svclb: Ok(Vec::new()),
-            secrets: Vec::new(),
+            secrets: Ok(None),
             hosts: Vec::new(),
         }
     }
 
     /// Every read that failed, in the order they were made.
     pub fn failed_reads(&self) -> Vec<&ReadError> {
-        let secrets = self.secrets.iter().map(|s| s.state.as_ref().err());
         [
             self.service.as_ref().err(),
             self.load_balancer.as_ref().err(),
@@ -187,9 +136,9 @@ impl Facts {
             self.slices.as_ref().err(),
             self.events.as_ref().err(),
             self.svclb.as_ref().err(),
+            self.secrets.as_ref().err(),
         ]
         .into_iter()
-        .chain(secrets)
         .flatten()
         .collect()
     }

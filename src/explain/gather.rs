@@ -1,28 +1,30 @@
 //! The reads of `paperlb explain` (and of `paperlb check`'s host report): Kubernetes GETs and LISTs,
 //! the Secrets a config names, and each updater's `GET /api/v1/lb`. A failed read is kept as a
-//! `ReadError` naming the permission it needs; nothing here decides anything.
+//! `ReadError` naming the permission it needs; nothing here decides anything (the credentials are
+//! checked by `steps::auths`).
 //! Must not: write anything, or print, log or keep a Secret's value (the token goes to the updater
 //! call and nowhere else).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::facts::{
-    EventLine, Facts, HostFact, Listing, Probe, Read, ReadError, SecretFact, SecretRef, SecretState,
-};
+use super::facts::{EventLine, Facts, HostFact, Listing, Probe, Read, ReadError};
+use super::steps::{self, Auth};
 use crate::controller::Key;
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::controller::run::secrets::SecretStore;
 use crate::kube::Error;
 use crate::kube::client::{
     Client, DAEMONSETS, ENDPOINTSLICES, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, ListParams,
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service, ValidConfig,
+    Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, SecretRef, Service, ValidConfig,
 };
-use crate::updater::client::{ClientAuth, ClientTls, Timeouts, UpdaterClient};
+use crate::updater::client::{Timeouts, UpdaterClient};
 
 /// Where k3s runs its ServiceLB DaemonSets.
 pub const K3S_SERVICELB_NAMESPACE: &str = "kube-system";
@@ -40,7 +42,6 @@ fn read_error(
         what: format!("{verb} {} {what}", res.plural),
         message: e.to_string(),
         needs: res.access(verb, "", namespace),
-        denied: e.is_forbidden() || e.is_unauthorized(),
     }
 }
 
@@ -108,7 +109,7 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         svclb: list::<Value>(client, &DAEMONSETS, Some(K3S_SERVICELB_NAMESPACE), &all)
             .map(|items| servicelb_daemonsets(&items, key, &uid)),
         // Read once the config is known.
-        secrets: Vec::new(),
+        secrets: Ok(None),
         hosts: Vec::new(),
     }
 }
@@ -155,66 +156,44 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
         .collect()
 }
 
-/// Presence of each Secret and key a config's credentials name, and the credentials for the
-/// updater call built from them, as the controller builds them (`insecureSkipVerify` included;
-/// only returned, never stored in the facts; `ClientAuth`'s `Debug` redacts the token).
-pub fn secrets(client: &Client, namespace: &str, refs: &AuthRefs) -> (Vec<SecretFact>, ClientAuth) {
-    let mut auth = ClientAuth::default();
-    if refs.insecure_skip_verify {
-        auth.tls = ClientTls::InsecureSkipVerify;
-    }
-    let facts = (SecretRef::of(refs).into_iter())
-        .map(|r| {
-            let state = get::<Secret>(client, &SECRETS, namespace, &r.name).map(|secret| {
-                let Some(secret) = secret else {
-                    return SecretState::NoSecret;
-                };
-                let Some(Some(encoded)) = secret.data.get(&r.key) else {
-                    return SecretState::NoKey(secret.data.into_keys().collect());
-                };
-                let value = base64::engine::general_purpose::STANDARD
-                    .decode(encoded)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty());
-                let Some(v) = value else {
-                    return SecretState::Empty;
-                };
-                match r.is_token() {
-                    true => auth.token = Some(v),
-                    false => auth.tls = ClientTls::CaPem(v.into_bytes()),
-                }
-                SecretState::Present
-            });
-            SecretFact {
-                reference: r,
-                state,
+/// Each host's credentials for its updater call ([`Auth`], one per host, [`steps::auths`]: the
+/// controller's own check) from the Secrets `cfg` names, read here into the controller's own
+/// store; and, for the secrets step, the first host's problem. A Secret that could not be read
+/// leaves that read's error and no host to call. The credentials never go into the facts
+/// (`ClientAuth`'s `Debug` redacts the token).
+pub fn secrets(client: &Client, cfg: &ValidConfig) -> (Read<Option<AuthProblem>>, Vec<Auth>) {
+    let wanted: BTreeSet<SecretRef> = cfg.all_refs().into_iter().collect();
+    let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
+    let mut store = SecretStore::default();
+    for name in names {
+        match get::<Secret>(client, &SECRETS, &cfg.namespace, name) {
+            Ok(Some(secret)) => {
+                store.apply(secret, &wanted);
             }
-        })
-        .collect();
-    (facts, auth)
+            Ok(None) => {}
+            Err(e) => return (Err(e), Vec::new()),
+        }
+    }
+    let auths = steps::auths(cfg, &store);
+    (Ok(auths.first().and_then(|a| a.clone().err())), auths)
 }
 
-/// Every host of `cfg` probed with its own credentials: `auth` is what the first host's refs
-/// gave (read for the secrets step); a host with other refs has its own read here.
-pub fn probe_hosts(client: &Client, cfg: &ValidConfig, auth: &ClientAuth) -> Vec<HostFact> {
-    let first = cfg.auths.first();
-    let hosts = super::steps::hosts_of(cfg).into_iter().zip(&cfg.auths);
+/// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]).
+pub fn probe_hosts(cfg: &ValidConfig, auths: &[Auth]) -> Vec<HostFact> {
+    let hosts = steps::hosts_of(cfg).into_iter().zip(auths);
     hosts
-        .map(|(host, refs)| HostFact {
-            probe: match Some(refs) == first {
-                true => probe(&host, auth.clone()),
-                false => probe(&host, secrets(client, &cfg.namespace, refs).1),
-            },
+        .map(|(host, auth)| HostFact {
+            probe: probe(&host, auth),
             host,
         })
         .collect()
 }
 
-/// One `GET /api/v1/lb` to a host's updater, with the config's credentials.
-pub fn probe(host: &LbHost, auth: ClientAuth) -> Probe {
+/// One `GET /api/v1/lb` to a host's updater, with its credentials; none is made when the
+/// controller refuses them (the probe is that problem, as `Config`).
+pub fn probe(host: &LbHost, auth: &Auth) -> Probe {
     use crate::updater::Error;
+    let auth = auth.clone().map_err(|p| Error::Config(p.message))?;
     let timeouts = Timeouts {
         connect: Duration::from_secs(5),
         call: Duration::from_secs(15),
@@ -237,11 +216,10 @@ mod tests {
         };
         let r = read_error("list", &LOADBALANCERS, None, "in all namespaces", &e);
         assert_eq!(
-            (r.what.as_str(), r.needs.as_str(), r.denied),
+            (r.what.as_str(), r.needs.as_str()),
             (
                 "list loadbalancers in all namespaces",
                 "list loadbalancers.lb.paperlb.com in all namespaces",
-                true
             )
         );
         let e = Error::Http {
@@ -251,11 +229,10 @@ mod tests {
         };
         let r = read_error("get", &SERVICES, Some("default"), "default/web", &e);
         assert_eq!(
-            (r.what.as_str(), r.needs.as_str(), r.denied),
+            (r.what.as_str(), r.needs.as_str()),
             (
                 "get services default/web",
                 "get services in namespace default",
-                false
             )
         );
     }

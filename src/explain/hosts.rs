@@ -5,7 +5,7 @@
 
 use super::facts::{HostFact, Listing};
 use super::steps::{
-    HostReport, Ready, Status, Step, count, fail, ok, push, unknown, used_in_range,
+    HostReport, Ready, Status, Step, check, count, fail, ok, unknown, used_in_range,
 };
 use crate::controller::decide::traffic::KUBE_PROXY_HEALTHZ_PORT;
 use crate::model::url::host_port;
@@ -32,26 +32,23 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
     let (ns, name) = (&cfg.namespace, &cfg.name);
     let reach = match &h.probe {
         Err(Error::Transport { detail, .. }) => fail(
-            "reachable",
             format!("updater {url} does not answer: {detail}"),
             format!(
                 "check that paperlb nginx-updater runs on {lb_host} and that its port is open to this machine (curl {url}/healthz); explain calls it from here, the controller from its pod"
             ),
         ),
         Err(Error::Config(detail)) => fail(
-            "reachable",
             format!("updater {url} cannot be called: {detail}"),
             format!(
                 "fix spec.httpUpdaterURL or the Secrets of LoadBalancerConfig {ns}/{name} (a CA that parses, a token without line breaks)"
             ),
         ),
-        _ => ok("reachable", format!("updater {url} answers")),
+        _ => ok(format!("updater {url} answers")),
     };
-    push(steps, (reach, Some(())))?;
+    check(steps, "reachable", reach)?;
     let token = cfg.auth_for(url).and_then(|a| a.token.as_ref());
     let auth = match (&h.probe, token) {
         (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
-            "authorized",
             format!(
                 "updater {url} refuses the token from Secret {ns}/{} ({code}: {message})",
                 r.name
@@ -62,7 +59,6 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
             ),
         ),
         (Err(Error::Unauthorized { code, message }), None) => fail(
-            "authorized",
             format!(
                 "updater {url} wants a token ({code}: {message}), and LoadBalancerConfig {ns}/{name} names none"
             ),
@@ -70,22 +66,20 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
                 "put the updater's token in a Secret in {ns} and set spec.updaterTokenSecretRef: {{name: <secret>, key: token}} on the config"
             ),
         ),
-        (_, Some(r)) => ok(
-            "authorized",
-            format!("updater accepts the token from Secret {ns}/{}", r.name),
-        ),
-        (_, None) => ok("authorized", "updater answers without a token".into()),
+        (_, Some(r)) => ok(format!(
+            "updater accepts the token from Secret {ns}/{}",
+            r.name
+        )),
+        (_, None) => ok("updater answers without a token".into()),
     };
-    push(steps, (auth, Some(())))?;
+    check(steps, "authorized", auth)?;
     let listing = match &h.probe {
         Ok(l) => l,
         Err(Error::Unsupported { code, .. }) => {
-            steps.push(unknown(
-                "answering",
-                format!(
-                    "updater {url} has no GET /api/v1/lb ({code}; the Go nginx-lb-updater?), so what it serves cannot be checked"
-                ),
-            ));
+            let m = format!(
+                "updater {url} has no GET /api/v1/lb ({code}; the Go nginx-lb-updater?), so what it serves cannot be checked"
+            );
+            check(steps, "answering", unknown(m));
             // The LoadBalancer's status is then the only word on it.
             return Some(ready.status.phase.as_deref() == Some(crate::model::PHASE_READY));
         }
@@ -98,23 +92,23 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
                 "read the updater's log on {lb_host} (journalctl -u paperlb-nginx-updater)"
             );
             let message = format!("updater {url} refuses: {code}: {message}");
-            steps.push(fail("answering", message, fix));
+            check(steps, "answering", fail(message, fix));
             return None;
         }
     };
     let version = (listing.version.as_ref()).map_or(String::new(), |v| format!(", version {v}"));
     let backends = count(listing.backends.len(), "backend");
     let message = format!("updater {url} lists {backends}{version}");
-    steps.push(ok("answering", message));
+    check(steps, "answering", ok(message));
     let wanted: Vec<&LbRequest> = ready
         .requests
         .iter()
         .filter(|(u, _)| crate::model::url::same_updater(u, url))
         .map(|(_, r)| r)
         .collect();
-    push(steps, backend_step(&h.host, &wanted, listing))?;
+    check(steps, "backend", backend_step(&h.host, &wanted, listing))?;
     let (step, served) = upstreams_step(cfg, &wanted, listing);
-    steps.push(step);
+    check(steps, "upstreams", step);
     Some(served)
 }
 
@@ -146,7 +140,7 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
         .collect()
 }
 
-fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Step, Option<()>) {
+fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> Step {
     let fix = "the controller pushes backends again when it resyncs the updater or the Service changes; if this stays, read the controller's log for updater errors".to_string();
     let host = &host.name;
     for want in wanted {
@@ -164,7 +158,7 @@ fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Ste
                 ),
             },
         };
-        return (fail("backend", message, fix), None);
+        return fail(message, fix);
     }
     let names: Vec<&str> = wanted.iter().map(|w| w.backend_name.as_str()).collect();
     let (noun, verb) = match names.len() {
@@ -172,11 +166,7 @@ fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> (Ste
         _ => ("backends", "match"),
     };
     let names = names.join(", ");
-    let step = ok(
-        "backend",
-        format!("{noun} {names} on {host} {verb} the LoadBalancer"),
-    );
-    (step, Some(()))
+    ok(format!("{noun} {names} on {host} {verb} the LoadBalancer"))
 }
 
 /// What the updater probes for upstream `u` under `check` (`http://…/healthz`, `tcp host:port`).
@@ -220,7 +210,6 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
     let step = if !unhealthy.is_empty() {
         let probes: Vec<String> = probes.into_iter().collect();
         fail(
-            "upstreams",
             format!(
                 "the updater reports unhealthy upstream(s): {} (its probe: {})",
                 unhealthy.join(", "),
@@ -232,15 +221,9 @@ fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -
             ),
         )
     } else if reported == 0 {
-        unknown(
-            "upstreams",
-            "the updater reports no upstream health, so it is not checked".into(),
-        )
+        unknown("the updater reports no upstream health, so it is not checked".into())
     } else {
-        ok(
-            "upstreams",
-            format!("all {reported} upstream(s) are healthy"),
-        )
+        ok(format!("all {reported} upstream(s) are healthy"))
     };
     (step, !dead_backend)
 }

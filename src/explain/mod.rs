@@ -22,8 +22,8 @@ paperlb explain: say why a LoadBalancer Service is or is not served
 
 Usage: paperlb explain <namespace>/<service> [flags]
 
-Reads the Service, its LoadBalancer, the LoadBalancerConfig (and whether its Secrets exist, never
-their values), Nodes, EndpointSlices, recent Events, and each LB host's updater (GET /api/v1/lb),
+Reads the Service, its LoadBalancer, the LoadBalancerConfig (and its Secrets, checked as the controller
+checks them, never their values), Nodes, EndpointSlices, recent Events, and each LB host's updater (GET /api/v1/lb),
 then prints the path as steps: ✓ passed, ✗ failed (with the fix; the steps stop there), ? could not
 be checked. Read-only. Exits 0 when the Service is served on at least one LB host, 1 when it is
 not (a step failed), 2 when that cannot be told (no kubeconfig, the API server cannot be reached,
@@ -136,15 +136,12 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
                 continue;
             }
         };
-        let refs = facts::SecretRef::of(&steps::credentials(&cfg));
-        let (secrets, auth) = gather::secrets(client, namespace, &steps::credentials(&cfg));
-        let (step, _) = steps::secrets_step(namespace, &refs, &secrets, steps::is_listed(&cfg));
-        if step.status != steps::Status::Ok {
-            let (message, fix) = (step.message, step.fix.map(|f| format!(": {f}")));
-            let fix = fix.unwrap_or_default();
-            out.push(Err(format!("LoadBalancerConfig {name}: {message}{fix}")));
+        // A host whose credentials the controller refuses says so in its own line.
+        let (secrets, auths) = gather::secrets(client, &cfg);
+        if let Err(e) = secrets {
+            out.push(Err(format!("LoadBalancerConfig {name}: {e}")));
         }
-        let hosts = gather::probe_hosts(client, &cfg, &auth);
+        let hosts = gather::probe_hosts(&cfg, &auths);
         let ready = steps::Ready {
             cfg,
             status: Default::default(),
@@ -175,12 +172,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut ctx = Context::new(&config.namespace, "");
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
-    if let Some(refs) = steps::to_read(&facts, &ctx) {
-        let (secrets, auth) = gather::secrets(&client, &config.namespace, &refs);
+    if let Some(cfg) = steps::to_read(&facts, &ctx) {
+        let (secrets, auths) = gather::secrets(&client, &cfg);
         facts.secrets = secrets;
         // The updaters only when the cluster side holds: the steps stop at its first failure.
-        if let Some(ready) = steps::cluster_steps(&facts, &ctx, &mut Vec::new()) {
-            facts.hosts = gather::probe_hosts(&client, &ready.cfg, &auth);
+        if steps::cluster_steps(&facts, &ctx, &mut Vec::new()).is_some() {
+            facts.hosts = gather::probe_hosts(&cfg, &auths);
         }
     }
     let report = explain(&facts, &ctx);

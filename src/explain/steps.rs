@@ -3,10 +3,11 @@
 //! cluster steps stop at the first failure; then each host of the config gets its own steps, which
 //! stop at their first failure. The decisions are the controller's own: config choice, nodePorts,
 //! port allocation and the desired spec come from `controller::decide::reconcile`, node eligibility from
-//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself.
+//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself, and
+//! each host's credentials from `controller::run::secrets::client_auth` ([`auths`]).
 //! Pure: no I/O, no clock.
 
-use super::facts::{Facts, SecretFact, SecretRef, SecretState};
+use super::facts::{Facts, Read};
 use crate::controller::decide::reconcile::{desired, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
@@ -16,12 +17,15 @@ use crate::controller::decide::traffic::{
     BALANCE_ANNOTATION, balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
     updater_without_checks, with_override,
 };
+use crate::controller::decide::updater_auth::AuthProblem;
+use crate::controller::run::secrets::{AuthNeed, SecretStore, client_auth, field_of};
 use crate::controller::{Action, Cache, Context, Key, reconcile};
 use crate::model::{
-    AuthRefs, CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol,
-    Service, ValidConfig, addresses,
+    CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
+    ValidConfig, addresses,
 };
 use crate::updater::api::LbRequest;
+use crate::updater::client::ClientAuth;
 use crate::updater::validate::Balance;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,32 +53,34 @@ pub struct Step {
 
 /// `1 port`, `2 ports`.
 pub(super) fn count(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
+    format!("{n} {word}{}", plural(n))
 }
 
-fn step(id: &'static str, status: Status, message: String, fix: Option<String>) -> Step {
+/// The plural ending for `n` things: `s`, none for one.
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// A step's verdict; its id is given where it is recorded ([`push`]).
+fn step(status: Status, message: String, fix: Option<String>) -> Step {
     Step {
-        id,
+        id: "",
         status,
         message,
         fix,
     }
 }
 
-pub(super) fn ok(id: &'static str, message: String) -> Step {
-    step(id, Status::Ok, message, None)
+pub(super) fn ok(message: String) -> Step {
+    step(Status::Ok, message, None)
 }
 
-pub(super) fn fail(id: &'static str, message: String, fix: String) -> Step {
-    step(id, Status::Fail, message, Some(fix))
+pub(super) fn fail(message: String, fix: String) -> Step {
+    step(Status::Fail, message, Some(fix))
 }
 
-pub(super) fn unknown(id: &'static str, message: String) -> Step {
-    step(id, Status::Unknown, message, None)
+pub(super) fn unknown(message: String) -> Step {
+    step(Status::Unknown, message, None)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -114,16 +120,11 @@ pub fn cache_of(f: &Facts) -> Cache {
     c.replace_nodes(f.nodes.clone().unwrap_or_default());
     c.replace_configs(f.configs.clone().unwrap_or_default());
     c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());
-    let ns = || f.key.namespace.clone();
     let others = (f.load_balancers.clone().unwrap_or_default().into_iter())
         .filter(|l| Key::of(&l.metadata) != f.key);
-    let own = f.load_balancer.clone().ok().flatten().map(|mut lb| {
-        lb.metadata.namespace = ns();
-        lb
-    });
+    let own = f.load_balancer.clone().ok().flatten();
     c.replace_load_balancers(others.chain(own).collect());
-    if let Ok(Some(mut svc)) = f.service.clone() {
-        svc.metadata.namespace = ns();
+    if let Ok(Some(svc)) = f.service.clone() {
         c.apply_service(svc);
     }
     c
@@ -139,23 +140,31 @@ pub fn hosts_of(cfg: &ValidConfig) -> Vec<LbHost> {
     hosts
 }
 
-/// The credentials to read once the cluster is known: the chosen config's. None when no config
-/// can be chosen (the diagnosis stops before the secrets).
-pub fn to_read(f: &Facts, ctx: &Context) -> Option<AuthRefs> {
+/// The config whose Secrets to read once the cluster is known: the chosen one. None when no
+/// config can be chosen (the diagnosis stops before the secrets).
+pub fn to_read(f: &Facts, ctx: &Context) -> Option<ValidConfig> {
     let svc = f.service.as_ref().ok()?.as_ref()?;
     let cfg = pick_config(&cache_of(f), &f.key, svc, ctx).ok()?;
-    is_ours(svc, ctx).then(|| credentials(&cfg))
+    is_ours(svc, ctx).then_some(cfg)
 }
 
-/// Whether a config lists `spec.hosts` (the Go form is one unnamed host).
-pub fn is_listed(cfg: &ValidConfig) -> bool {
-    cfg.hosts.first().is_some_and(|h| !h.name.is_empty())
-}
+/// One host's credentials for its updater call, or why the controller would send it none.
+pub type Auth = Result<ClientAuth, AuthProblem>;
 
-/// The credentials whose Secrets the secrets step checks: the first host's (the config's own,
-/// unless that host names others). Each host is probed with its own ([`super::gather::probe_hosts`]).
-pub fn credentials(cfg: &ValidConfig) -> AuthRefs {
-    cfg.auths.first().cloned().unwrap_or_default()
+/// Each host's credentials as the controller builds and checks them ([`client_auth`]: the same
+/// problems in the same words, `insecureSkipVerify` included), from `store`, which holds every key
+/// `cfg` names that exists.
+pub fn auths(cfg: &ValidConfig, store: &SecretStore) -> Vec<Auth> {
+    let auth = |refs| match client_auth(cfg, refs, store) {
+        Ok(a) => Ok(a),
+        Err(AuthNeed::Problem(p)) => Err(p),
+        // Every key named was kept: no read can be due.
+        Err(AuthNeed::Read(name)) => Err(AuthProblem {
+            reason: "SecretUnreadable",
+            message: format!("Secret {name} was not read"),
+        }),
+    };
+    cfg.auths.iter().map(auth).collect()
 }
 
 /// What the cluster steps found when they all passed.
@@ -169,21 +178,17 @@ pub(super) struct Ready {
 
 pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
     let key = &f.key;
-    let svc = push(steps, service_step(f))?;
-    push(steps, class_step(svc, ctx))?;
-    push(steps, conflict_step(f, ctx))?;
+    let svc = push(steps, "service", service_step(f))?;
+    check(steps, "class", class_step(svc, ctx))?;
+    check(steps, "conflict", conflict_step(f, ctx))?;
     let cache = cache_of(f);
-    let cfg = push(steps, config_step(f, &cache, svc, ctx))?;
-    let refs = SecretRef::of(&credentials(&cfg));
-    push(
-        steps,
-        secrets_step(&f.namespace, &refs, &f.secrets, is_listed(&cfg)),
-    )?;
-    push(steps, nodeports_step(key, svc))?;
-    push(steps, nodes_step(f, &cache, svc, &cfg, ctx))?;
+    let cfg = push(steps, "config", config_step(f, &cache, svc, ctx))?;
+    check(steps, "secrets", secrets_step(&cfg, &f.secrets))?;
+    check(steps, "nodeports", nodeports_step(key, svc))?;
+    check(steps, "nodes", nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
-    let spec = push(steps, ports_step(f, &cache, svc, lb, &cfg, ctx))?;
-    let status = push(steps, load_balancer_step(f, svc, &spec))?;
+    let spec = push(steps, "ports", ports_step(f, &cache, svc, lb, &cfg, ctx))?;
+    let status = push(steps, "loadbalancer", load_balancer_step(f, svc, &spec))?;
     Some(Ready {
         requests: implied_requests(&cache, key, ctx),
         cfg,
@@ -191,52 +196,48 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     })
 }
 
-/// Records a step; `None` (stop) when it failed.
-pub(super) fn push<T>(steps: &mut Vec<Step>, (step, value): (Step, Option<T>)) -> Option<T> {
+/// Records step `id`; `None` (stop) when it failed.
+pub(super) fn push<T>(
+    steps: &mut Vec<Step>,
+    id: &'static str,
+    (step, value): (Step, Option<T>),
+) -> Option<T> {
     let failed = step.status == Status::Fail;
-    steps.push(step);
+    steps.push(Step { id, ..step });
     if failed { None } else { value }
+}
+
+/// Records step `id`, which yields nothing; `None` (stop) when it failed.
+pub(super) fn check(steps: &mut Vec<Step>, id: &'static str, step: Step) -> Option<()> {
+    push(steps, id, (step, Some(())))
 }
 
 fn service_step(f: &Facts) -> (Step, Option<&Service>) {
     let key = &f.key;
     let (svc, type_) = match &f.service {
-        Err(e) => return (unknown("service", e.to_string()), None),
+        Err(e) => return (unknown(e.to_string()), None),
         Ok(None) => {
             let ns = &key.namespace;
             let fix = format!("check the namespace and the name: kubectl get services -n {ns}");
-            return (
-                fail("service", format!("Service {key} does not exist"), fix),
-                None,
-            );
+            return (fail(format!("Service {key} does not exist"), fix), None);
         }
         Ok(Some(s)) => (s, s.spec.type_.as_deref().unwrap_or("ClusterIP")),
     };
     if type_ != "LoadBalancer" {
         let m = format!("Service {key} is type {type_}; paperlb serves only type LoadBalancer");
-        return (
-            fail("service", m, "set spec.type: LoadBalancer".into()),
-            None,
-        );
+        return (fail(m, "set spec.type: LoadBalancer".into()), None);
     }
     let ports = count(svc.spec.ports.len(), "port");
     let message = format!("Service {key} is type LoadBalancer with {ports}");
-    (ok("service", message), Some(svc))
+    (ok(message), Some(svc))
 }
 
-fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
+fn class_step(svc: &Service, ctx: &Context) -> Step {
     let ours = &ctx.class_name;
-    let step = match svc.spec.load_balancer_class.as_deref() {
-        None => ok(
-            "class",
-            "it has no spec.loadBalancerClass, so paperlb serves it".into(),
-        ),
-        Some(c) if c == ours => ok(
-            "class",
-            format!("its spec.loadBalancerClass is {c}: paperlb's"),
-        ),
+    match svc.spec.load_balancer_class.as_deref() {
+        None => ok("it has no spec.loadBalancerClass, so paperlb serves it".into()),
+        Some(c) if c == ours => ok(format!("its spec.loadBalancerClass is {c}: paperlb's")),
         Some(c) => fail(
-            "class",
             format!(
                 "its spec.loadBalancerClass is {c}, so another controller serves it and paperlb leaves it alone"
             ),
@@ -244,20 +245,17 @@ fn class_step(svc: &Service, ctx: &Context) -> (Step, Option<()>) {
                 "for paperlb, recreate the Service with spec.loadBalancerClass: {ours} or without the field (it cannot change while the type is LoadBalancer)"
             ),
         ),
-    };
-    (step, Some(()))
+    }
 }
 
-fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
-    let step = match &f.svclb {
-        Err(e) => unknown("conflict", e.to_string()),
+fn conflict_step(f: &Facts, ctx: &Context) -> Step {
+    match &f.svclb {
+        Err(e) => unknown(e.to_string()),
         Ok(names) if names.is_empty() => ok(
-            "conflict",
             "no other controller serves it (no k3s ServiceLB DaemonSet for it in kube-system)"
                 .into(),
         ),
         Ok(names) => fail(
-            "conflict",
             format!(
                 "k3s ServiceLB serves this Service too (DaemonSet {}) and writes node addresses into the same status.loadBalancer",
                 names.join(", ")
@@ -267,8 +265,7 @@ fn conflict_step(f: &Facts, ctx: &Context) -> (Step, Option<()>) {
                 ctx.class_name
             ),
         ),
-    };
-    (step, Some(()))
+    }
 }
 
 fn config_step(
@@ -279,7 +276,7 @@ fn config_step(
 ) -> (Step, Option<ValidConfig>) {
     let ns = &ctx.namespace;
     if let Err(e) = &f.configs {
-        return (unknown("config", e.to_string()), None);
+        return (unknown(e.to_string()), None);
     }
     let annotated = svc.metadata.annotations.get(CONFIG_ANNOTATION);
     match pick_config(cache, &f.key, svc, ctx) {
@@ -298,7 +295,7 @@ fn config_step(
                 cfg.low,
                 cfg.high
             );
-            (ok("config", message), Some(cfg))
+            (ok(message), Some(cfg))
         }
         Err(p) => {
             let defaults = (cache.configs.iter())
@@ -318,82 +315,53 @@ fn config_step(
                     "fix the field named above: kubectl edit loadbalancerconfigs -n {ns} <name>"
                 ),
             };
-            (fail("config", p.message, fix), None)
+            (fail(p.message, fix), None)
         }
     }
 }
 
-/// Ok when every Secret and key `refs` names (a valid config's,
-/// in the controller's namespace `ns`) is there, by what was read of them (`secrets`).
-/// `listed`: the config lists `spec.hosts` (the references are then the first host's own, or the
-/// spec's when that host names none).
-pub(super) fn secrets_step(
-    ns: &str,
-    refs: &[SecretRef],
-    secrets: &[SecretFact],
-    listed: bool,
-) -> (Step, Option<()>) {
-    if refs.is_empty() {
-        let m = "the config references no updater Secret, so the updater is called without a token";
-        return (ok("secrets", m.into()), Some(()));
+/// The controller's own check of the first host's credentials (`read`: its problem, as
+/// [`super::gather::secrets`] found it), and the Secrets they name when it passes. Each host is
+/// probed with its own.
+pub(super) fn secrets_step(cfg: &ValidConfig, read: &Read<Option<AuthProblem>>) -> Step {
+    let ns = &cfg.namespace;
+    let refs = cfg.auths.first().cloned().unwrap_or_default();
+    let named = [
+        ("updaterTokenSecretRef", &refs.token),
+        ("updaterCASecretRef", &refs.ca),
+    ];
+    let present: Vec<String> = (named.iter())
+        .filter_map(|(name, r)| Some((field_of(cfg, &refs, name), r.as_ref()?)))
+        .map(|(field, r)| format!("Secret {ns}/{} ({field}) has key {}", r.name, r.key))
+        .collect();
+    let create = format!("kubectl -n {ns} create secret generic <name> --from-file=<key>=<file>");
+    match read {
+        Err(e) => unknown(e.to_string()),
+        Ok(Some(p)) => {
+            let fix = match p.reason {
+                "SecretNotFound" => format!("create the Secret named above: {create}"),
+                "KeyNotFound" => "add the key to the Secret, or set `key` in the reference to the key that holds it".into(),
+                _ => format!("put a usable value in the key (a token on one line, or a PEM CA certificate): {create}"),
+            };
+            fail(p.message.clone(), fix)
+        }
+        Ok(None) if present.is_empty() => {
+            let m =
+                "the config references no updater Secret, so the updater is called without a token";
+            ok(m.into())
+        }
+        Ok(None) => ok(present.join("; ")),
     }
-    let mut present = Vec::new();
-    let mut unknown_note = None;
-    for r in refs {
-        let (name, key) = (&r.name, &r.key);
-        let field = match r.field.strip_prefix("spec.") {
-            Some(f) if listed => {
-                format!("{f} of spec.hosts[0], or of spec when the host names none")
-            }
-            _ => r.field.to_string(),
-        };
-        let what = format!("Secret {ns}/{name} ({field})");
-        let create =
-            format!("kubectl -n {ns} create secret generic {name} --from-file={key}=<file>");
-        let (message, fix) = match secrets.iter().find(|s| &s.reference == r).map(|s| &s.state) {
-            None => {
-                unknown_note = Some(format!("{what} was not read"));
-                continue;
-            }
-            Some(Err(e)) => {
-                unknown_note = Some(e.to_string());
-                continue;
-            }
-            Some(Ok(SecretState::Present)) => {
-                present.push(format!("{what} has key {key}"));
-                continue;
-            }
-            Some(Ok(SecretState::NoSecret)) => (format!("{what} does not exist"), create),
-            Some(Ok(SecretState::NoKey(keys))) => {
-                let keys = match keys.as_slice() {
-                    [] => "none".into(),
-                    k => k.join(", "),
-                };
-                let fix = format!("add the key, or set `key` in {field} to the key that holds it");
-                (format!("{what} has no key {key:?} (it has: {keys})"), fix)
-            }
-            Some(Ok(SecretState::Empty)) => (
-                format!("{what}: key {key} is empty or not text"),
-                format!("put the value in the key: {create}"),
-            ),
-        };
-        return (fail("secrets", message, fix), None);
-    }
-    let step = match unknown_note {
-        Some(note) => unknown("secrets", note),
-        None => ok("secrets", present.join("; ")),
-    };
-    (step, Some(()))
 }
 
-fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {
+fn nodeports_step(key: &Key, svc: &Service) -> Step {
     let (message, fix) = match service_ports(key, svc) {
         Ok(Some(ports)) => {
             let list: Vec<String> = (svc.spec.ports.iter().zip(&ports))
                 .map(|(sp, p)| format!("{}/{}→{}", sp.port, p.protocol.as_str(), p.node_port))
                 .collect();
             let message = format!("every port has a nodePort: {}", list.join(", "));
-            return (ok("nodeports", message), Some(()));
+            return ok(message);
         }
         Ok(None) => (
             format!("a port of Service {key} has no nodePort yet"),
@@ -405,7 +373,7 @@ fn nodeports_step(key: &Key, svc: &Service) -> (Step, Option<()>) {
         ),
         Err(p) => (p.message, "fix the Service's ports"),
     };
-    (fail("nodeports", message, fix.into()), None)
+    fail(message, fix.into())
 }
 
 /// Why a node is not a target of this Service (the first reason, in `targets_for`'s order).
@@ -457,17 +425,11 @@ pub fn not_targets(
         .collect()
 }
 
-fn nodes_step(
-    f: &Facts,
-    cache: &Cache,
-    svc: &Service,
-    cfg: &ValidConfig,
-    ctx: &Context,
-) -> (Step, Option<()>) {
+fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &Context) -> Step {
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
     let slices = f.slices.as_ref().err().filter(|_| local);
     if let Some(e) = f.nodes.as_ref().err().or(slices) {
-        return (unknown("nodes", e.to_string()), Some(()));
+        return unknown(e.to_string());
     }
     let types = cfg.address_types_or(&ctx.address_types);
     // The rule the controller applies: a stable set unless the LoadBalancer follows readiness.
@@ -529,7 +491,7 @@ fn nodes_step(
         if fixes.is_empty() {
             fixes.push("add a node".into());
         }
-        return (fail("nodes", message, fixes.join("; ")), None);
+        return fail(message, fixes.join("; "));
     }
     let mut message = format!(
         "{} of {} receive traffic ({} target address{})",
@@ -554,7 +516,7 @@ fn nodes_step(
             "; no target has an {missing} address, so the Service is served on {served} only"
         );
     }
-    (ok("nodes", message), Some(()))
+    ok(message)
 }
 
 /// Per protocol (TCP, UDP): its name, how many ports of the config's range `pairs` holds, and the
@@ -594,13 +556,9 @@ fn ports_step(
     // `lb.paperlb.com/lb-ports` asks for (a refused one is `PortRequest=False`).
     let (message, fix) = match desired(cache, key, svc, lb, ctx) {
         Ok(Some((spec, d))) if d.faults.is_empty() => {
-            let noun = if spec.ports.len() == 1 {
-                "port"
-            } else {
-                "ports"
-            };
+            let s = plural(spec.ports.len());
             let on = addresses(&spec.hosts);
-            let mut message = format!("LB {noun} {} on {on}", port_list(&spec));
+            let mut message = format!("LB port{s} {} on {on}", port_list(&spec));
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
             let balance = balancing.balance.as_str();
@@ -639,7 +597,7 @@ fn ports_step(
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");
             }
-            return (ok("ports", message), Some(spec));
+            return (ok(message), Some(spec));
         }
         Ok(Some((_, d))) => (d.faults[0].message.clone(), fix_for(d.faults[0].reason)),
         Ok(None) => (
@@ -661,7 +619,7 @@ fn ports_step(
         }
         Err(p) => (p.message, fix_for(p.reason)),
     };
-    (fail("ports", message, fix), None)
+    (fail(message, fix), None)
 }
 
 fn load_balancer_step(
@@ -685,14 +643,14 @@ fn load_balancer_step(
     let lb = match &f.load_balancer {
         Err(e) => {
             let status = LoadBalancerStatus::default();
-            return (unknown("loadbalancer", e.to_string()), Some(status));
+            return (unknown(e.to_string()), Some(status));
         }
         Ok(Some(lb)) => lb,
         Ok(None) => {
             let message = format!(
                 "there is no LoadBalancer {key}: the controller has not acted on this Service{last_warning}"
             );
-            return (fail("loadbalancer", message, controller_fix), None);
+            return (fail(message, controller_fix), None);
         }
     };
     // What the Service, config and nodes call for: `8100/TCP on 192.0.2.10 with 2 targets`.
@@ -700,7 +658,7 @@ fn load_balancer_step(
     let wanted = format!("{ports} on {} with {targets}", addresses(&desired.hosts));
     let owner = lb.metadata.service_owner();
     let owned = owner.is_some_and(|o| o.uid == svc.metadata.uid && o.controller == Some(true));
-    let failure = if lb.metadata.is_deleting() {
+    if lb.metadata.is_deleting() {
         let waits: Vec<String> = crate::controller::decide::status::known_backends(key, lb)
             .into_iter()
             .map(|b| format!("{} from updater {}", b.backend_name, b.url))
@@ -718,8 +676,10 @@ fn load_balancer_step(
                 waits.join(", ")
             }
         );
-        Some((message, "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log".into()))
-    } else if !owned || !desired.matches(&lb.spec) {
+        let fix = "the controller removes its backends and lets it go, then creates a new one; if it stays, check that the updater answers (paperlb explain's host steps) and the controller's log";
+        return (fail(message, fix.into()), None);
+    }
+    if !owned || !desired.matches(&lb.spec) {
         let recorded = LbSpec::from_resource(&lb.spec)
             .map(|s| format!("{} on {}", port_list(&s), addresses(&s.hosts)))
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
@@ -730,17 +690,11 @@ fn load_balancer_step(
         };
         let message =
             format!("LoadBalancer {key} {what}: the controller has not caught up{last_warning}");
-        Some((message, controller_fix))
-    } else if let Some(c) =
-        condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False")
-    {
+        return (fail(message, controller_fix), None);
+    }
+    if let Some(c) = condition(&lb.status.conditions, RECONCILED).filter(|c| c.status == "False") {
         let message = format!("LoadBalancer {key}: {}: {}", c.reason, c.message);
-        Some((message, "see the message".into()))
-    } else {
-        None
-    };
-    if let Some((message, fix)) = failure {
-        return (fail("loadbalancer", message, fix), None);
+        return (fail(message, "see the message".into()), None);
     }
     let phase = lb.status.phase.as_deref().unwrap_or("PENDING");
     let mut message = format!("LoadBalancer {key} records {wanted}; phase {phase}");
@@ -752,7 +706,7 @@ fn load_balancer_step(
     if !shown {
         message.push_str("; the Service shows no EXTERNAL-IP for it yet");
     }
-    (ok("loadbalancer", message), Some(lb.status.clone()))
+    (ok(message), Some(lb.status.clone()))
 }
 
 /// Every backend the LoadBalancer implies, from the controller's own decision: a reconcile of the

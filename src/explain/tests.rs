@@ -1,9 +1,7 @@
 //! Unit tests of the explain diagnosis: facts in, the expected failing step out. Each case builds a
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
-use super::super::facts::{
-    EventLine, Facts, HostFact, Listing, ReadError, SecretFact, SecretRef, SecretState,
-};
+use super::super::facts::{EventLine, Facts, HostFact, Listing, ReadError};
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
@@ -76,19 +74,25 @@ fn world(service: Value) -> Facts {
     f
 }
 
-/// The config references a token Secret (`reference`), which was read as `state`.
-fn with_token_secret(reference: Value, state: SecretState) -> Facts {
+/// The first host's problem as `gather::secrets` finds it when the namespace holds `secrets`
+/// (name → data).
+fn first_problem(cfg: &ValidConfig, secrets: Value) -> Option<AuthProblem> {
+    let wanted = cfg.all_refs().into_iter().collect();
+    let mut store = SecretStore::default();
+    for (name, data) in secrets.as_object().unwrap() {
+        let s = json!({"metadata": {"name": name, "namespace": NS}, "data": data});
+        store.apply(serde_json::from_value(s).unwrap(), &wanted);
+    }
+    auths(cfg, &store)[0].clone().err()
+}
+
+/// The config references a token Secret (`reference`); the namespace holds `secrets`.
+fn with_token_secret(reference: Value, secrets: Value) -> Facts {
     let mut c = config("edge", true);
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = SecretRef::of(&fact.validate().unwrap().auths[0])
-        .iter()
-        .map(|r| SecretFact {
-            reference: r.clone(),
-            state: Ok(state.clone()),
-        })
-        .collect();
+    f.secrets = Ok(first_problem(&fact.validate().unwrap(), secrets));
     f.configs = Ok(vec![fact]);
     f
 }
@@ -186,7 +190,6 @@ fn denied(what: &str) -> ReadError {
         what: what.into(),
         message: "forbidden".into(),
         needs: format!("{what} (RBAC)"),
-        denied: true,
     }
 }
 
@@ -282,18 +285,24 @@ fn each_diagnosis_stops_at_its_step() {
         ),
         (
             "token Secret missing",
-            || with_token_secret(json!({"name": "upd"}), SecretState::NoSecret),
+            || with_token_secret(json!({"name": "upd"}), json!({})),
             "secrets",
-            "paperlb-system/upd",
+            "(Secret \"upd\", key \"token\"): no such Secret in namespace paperlb-system",
         ),
         (
             "token Secret without the key",
             || {
-                let keys = SecretState::NoKey(vec!["token".into()]);
-                with_token_secret(json!({"name": "upd", "key": "tok"}), keys)
+                let secrets = json!({"upd": {"token": "eA=="}});
+                with_token_secret(json!({"name": "upd", "key": "tok"}), secrets)
             },
             "secrets",
-            "no key \"tok\"",
+            "(Secret \"upd\", key \"tok\"): the Secret has no such key (it has: token)",
+        ),
+        (
+            "token Secret with an empty key",
+            || with_token_secret(json!({"name": "upd"}), json!({"upd": {"token": "Cg=="}})),
+            "secrets",
+            "spec.updaterTokenSecretRef (Secret \"upd\", key \"token\"): ",
         ),
         (
             "nodePorts disabled",
@@ -800,46 +809,53 @@ fn listing_reads_health_and_version_leniently() {
 }
 
 #[test]
-fn secret_refs_name_their_field_and_default_their_key() {
-    let of = |refs: Value| {
+fn the_secrets_step_names_each_field_and_defaults_the_key() {
+    let cfg = |refs: Value| {
         let mut c = config("edge", true);
         for (k, v) in refs.as_object().unwrap() {
             c["spec"][k] = v.clone();
         }
-        SecretRef::of(&config_fact(c).validate().unwrap().auths[0])
+        config_fact(c).validate().unwrap()
     };
-    let refs = of(json!({
+    let both = cfg(json!({
         "updaterTokenSecretRef": {"name": "t"},
         "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
     }));
-    assert_eq!(refs.len(), 2);
     assert_eq!(
-        (refs[0].name.as_str(), refs[0].key.as_str()),
-        ("t", "token")
+        secrets_step(&both, &Ok(None)).message,
+        "Secret paperlb-system/t (spec.updaterTokenSecretRef) has key token; \
+         Secret paperlb-system/c (spec.updaterCASecretRef) has key bundle.pem"
     );
-    assert!(refs[0].is_token() && !refs[1].is_token());
-    assert_eq!(refs[1].key, "bundle.pem");
-    assert!(of(json!({"updaterTokenSecretRef": null})).is_empty());
-    assert!(of(json!({})).is_empty());
+    for none in [json!({"updaterTokenSecretRef": null}), json!({})] {
+        let step = secrets_step(&cfg(none), &Ok(None));
+        assert!(
+            step.message.contains("references no updater Secret"),
+            "{step:?}"
+        );
+    }
+    // A Secret that could not be read: not checked, not a stop.
+    let step = secrets_step(&both, &Err(denied("get secrets paperlb-system/t")));
+    assert_eq!(step.status, Status::Unknown);
     // The hosts form: the first host's own token, as the config's validation resolved it.
     let c = json!({"metadata": {"name": "edge", "namespace": NS}, "spec": {
         "default": true, "portRange": {"low": 8100, "high": 8199}, "hosts": [
             {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterTokenSecretRef": {"name": "t1"}},
         ],
     }});
-    let cfg = config_fact(c).validate().unwrap();
-    let refs = SecretRef::of(&cfg.auths[0]);
-    assert_eq!((refs.len(), refs[0].name.as_str()), (1, "t1"));
+    let listed = config_fact(c).validate().unwrap();
     // Its step names where such a reference can come from, never a field the config lacks.
-    let missing = [SecretFact {
-        reference: refs[0].clone(),
-        state: Ok(SecretState::NoSecret),
-    }];
-    let (step, _) = secrets_step(NS, &refs, &missing, is_listed(&cfg));
-    let m = step.message;
+    let field = "updaterTokenSecretRef of spec.hosts[0], or of spec when the host names none";
+    let m = secrets_step(&listed, &Ok(None)).message;
     assert!(
-        m.contains("(updaterTokenSecretRef of spec.hosts[0], or of spec when"),
+        m.contains(&format!("Secret paperlb-system/t1 ({field})")),
         "{m}"
+    );
+    let step = secrets_step(&listed, &Ok(first_problem(&listed, json!({}))));
+    assert_eq!(step.status, Status::Fail);
+    assert!(
+        step.message.contains(&format!("{field} (Secret \"t1\"")),
+        "{}",
+        step.message
     );
 }
 

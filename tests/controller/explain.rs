@@ -169,7 +169,8 @@ fn cluster_side_diagnoses_each_stop_at_their_step() {
         &w,
         json!({"spec": {"updaterTokenSecretRef": {"name": "updater-token"}}}),
     );
-    expect_failure(&w, "plain", "secrets", "paperlb-system/updater-token");
+    let missing = "(Secret \"updater-token\", key \"token\"): no such Secret";
+    expect_failure(&w, "plain", "secrets", missing);
     config(
         &w,
         json!({"spec": {"portRange": {"low": 9000, "high": 8000}}}),
@@ -246,7 +247,8 @@ fn an_unreachable_updater_is_named() {
     let _c = recorded(&w, &format!("http://127.0.0.1:{port}"));
     expect_failure(&w, "web", "reachable", "does not answer");
 
-    // An https updater whose CA Secret holds no certificate: no call can be made at all.
+    // An https updater whose CA Secret holds no certificate: no call can be made at all (the
+    // controller's own check refuses the CA: UpdaterAuth=False, InvalidCA).
     w.api
         .create(
             "secrets",
@@ -264,7 +266,9 @@ fn an_unreachable_updater_is_named() {
         w.lb("web")
             .is_some_and(|l| l["spec"]["httpUpdater"]["url"] == https.as_str())
     });
-    expect_failure(&w, "web", "reachable", "cannot be called");
+    let ca = "spec.updaterCASecretRef (Secret \"updater-ca\", key \"ca.crt\")";
+    let out = expect_failure(&w, "web", "secrets", ca);
+    assert!(out.contains("PEM CA certificate"), "{out}");
 }
 
 /// A tiny updater stand-in: records POSTed backends and answers GET with them, every upstream
@@ -835,6 +839,32 @@ fn check_reports_each_configs_host() {
     assert_eq!(pair.len(), 2, "{out}");
     assert!(
         (pair.iter()).all(|l| !l.starts_with("PROBLEM: ") && l.contains("authorized")),
+        "{out}"
+    );
+
+    // A token Secret that does not exist: the controller sends that host nothing, and neither
+    // does check; its line says why, in the controller's words.
+    w.api
+        .apply(
+            "loadbalancerconfigs",
+            json!({
+                "apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+                "metadata": {"name": "lost", "namespace": "paperlb-system"},
+                "spec": {"httpUpdaterURL": url, "host": "127.0.0.14", "portRange": {"low": 9020, "high": 9029},
+                         "updaterTokenSecretRef": {"name": "no-such-secret"}},
+            }),
+        )
+        .expect("apply config");
+    let (code, out) = check(&w);
+    assert_eq!(code, 2, "{out}");
+    let lost: Vec<&str> = (out.lines())
+        .filter(|l| l.contains("paperlb-system/lost"))
+        .collect();
+    assert_eq!(lost.len(), 1, "{out}");
+    assert!(
+        lost[0].starts_with("PROBLEM: ")
+            && lost[0].contains("cannot be called")
+            && lost[0].contains("(Secret \"no-such-secret\", key \"token\"): no such Secret"),
         "{out}"
     );
 }

@@ -26,8 +26,8 @@ use crate::controller::decide::updater_auth::AuthProblem;
 pub enum Lookup<'a> {
     /// No Secret of that name in the namespace.
     NoSecret,
-    /// The Secret exists but has no such key.
-    NoKey,
+    /// The Secret exists but has no such key; it has these (names, never values).
+    NoKey(&'a BTreeSet<String>),
     /// The key exists but its bytes were not kept (nobody referenced it when it arrived).
     NotKept,
     /// The value is not base64 (the apiserver never stores such a value).
@@ -39,10 +39,8 @@ pub enum Lookup<'a> {
 struct Stored {
     resource_version: String,
     keys: BTreeSet<String>,
-    /// Decoded values of the referenced keys only. A value that is not base64 is kept as absent
-    /// from `kept` but present in `bad`.
-    kept: BTreeMap<String, Vec<u8>>,
-    bad: BTreeSet<String>,
+    /// Decoded values of the referenced keys only; `None` for a value that is not base64.
+    kept: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 /// See the module docs. `Debug` shows names and key names, never values.
@@ -108,11 +106,11 @@ impl SecretStore {
             return Lookup::NoSecret;
         };
         if !s.keys.contains(&r.key) {
-            return Lookup::NoKey;
+            return Lookup::NoKey(&s.keys);
         }
         match s.kept.get(&r.key) {
-            Some(v) => Lookup::Bytes(v),
-            None if s.bad.contains(&r.key) => Lookup::Undecodable,
+            Some(Some(v)) => Lookup::Bytes(v),
+            Some(None) => Lookup::Undecodable,
             None => Lookup::NotKept,
         }
     }
@@ -131,14 +129,8 @@ fn stored(s: Secret, wanted: &BTreeSet<SecretRef>) -> Stored {
             key: key.clone(),
         };
         if wanted.contains(&r) {
-            match base64::engine::general_purpose::STANDARD.decode(value.as_bytes()) {
-                Ok(bytes) => {
-                    out.kept.insert(key.clone(), bytes);
-                }
-                Err(_) => {
-                    out.bad.insert(key.clone());
-                }
-            }
+            let bytes = base64::engine::general_purpose::STANDARD.decode(value.as_bytes());
+            out.kept.insert(key.clone(), bytes.ok());
         }
         out.keys.insert(key);
     }
@@ -175,7 +167,7 @@ pub fn client_auth(
     let token = match token {
         None => None,
         Some(r) => {
-            let field = "spec.updaterTokenSecretRef";
+            let field = &field_of(cfg, refs, "updaterTokenSecretRef");
             let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
             let invalid = |why| AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why));
             Some(token_text(bytes).map_err(invalid)?)
@@ -183,7 +175,7 @@ pub fn client_auth(
     };
     let tls = match (ca, insecure_skip_verify) {
         (Some(r), _) => {
-            let field = "spec.updaterCASecretRef";
+            let field = &field_of(cfg, refs, "updaterCASecretRef");
             let pem = bytes_of(cfg, field, "InvalidCA", r, store)?;
             if let Err(why) = crate::kube::tls::root_store(pem).map_err(|e| e.to_string()) {
                 return Err(AuthNeed::Problem(problem(cfg, "InvalidCA", field, r, &why)));
@@ -194,6 +186,19 @@ pub fn client_auth(
         (None, false) => ClientTls::SystemRoots,
     };
     Ok(ClientAuth { token, tls })
+}
+
+/// Where reference `name` (`updaterTokenSecretRef`) of host credentials `refs` comes from:
+/// `spec.<name>`, or for the hosts form `<name> of spec.hosts[i], or of spec when the host names
+/// none` (validation merged the two), never a field the config lacks.
+pub fn field_of(cfg: &ValidConfig, refs: &AuthRefs, name: &str) -> String {
+    let listed = cfg.hosts.first().is_some_and(|h| !h.name.is_empty());
+    match cfg.auths.iter().position(|a| a == refs) {
+        Some(i) if listed => {
+            format!("{name} of spec.hosts[{i}], or of spec when the host names none")
+        }
+        _ => format!("spec.{name}"),
+    }
 }
 
 fn bytes_of<'a>(
@@ -212,7 +217,12 @@ fn bytes_of<'a>(
             "SecretNotFound",
             &format!("no such Secret in namespace {}", cfg.namespace),
         ),
-        Lookup::NoKey => fail("KeyNotFound", "the Secret has no such key"),
+        Lookup::NoKey(keys) if keys.is_empty() => fail("KeyNotFound", "the Secret has no key"),
+        Lookup::NoKey(keys) => {
+            let keys = Vec::from_iter(keys.iter().map(String::as_str)).join(", ");
+            let why = format!("the Secret has no such key (it has: {keys})");
+            fail("KeyNotFound", &why)
+        }
     }
 }
 
@@ -259,7 +269,7 @@ mod tests {
         fn kept_bytes(&self) -> usize {
             self.secrets
                 .values()
-                .flat_map(|s| s.kept.values())
+                .flat_map(|s| s.kept.values().flatten())
                 .map(Vec::len)
                 .sum()
         }
@@ -323,7 +333,8 @@ mod tests {
             Lookup::Bytes(b"s3cret\n")
         );
         assert_eq!(store.lookup(&r("lb-token", "other")), Lookup::NotKept);
-        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey);
+        let keys = BTreeSet::from(["other".to_string(), "token".to_string()]);
+        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey(&keys));
         assert_eq!(store.lookup(&r("gone", "token")), Lookup::NoSecret);
         // The same Secret again changes nothing; a rotated value does.
         assert!(!store.apply(
