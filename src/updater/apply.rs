@@ -271,9 +271,10 @@ impl Worker {
             if let Op::Apply(b) = &mut job.op {
                 let stored = working.get(&b.name).and_then(|e| e.request.as_ref());
                 // A re-render of a backend deleted or replaced meanwhile: the newer request was
-                // rendered fresh.
+                // rendered fresh, and the prober tracks it (or nothing). Dropped unanswered, so
+                // the stale copy is not handed back to the prober as committed.
                 if job.reply.is_none() && stored != Some(&b.request) {
-                    self.answer(job, Ok(Outcome::Unchanged));
+                    log::debug!("re-render of {} dropped: deleted or replaced", b.name);
                     continue;
                 }
                 // Rendered with the prober's verdicts for this very upstream set and check.
@@ -566,6 +567,73 @@ fn shutdown_file(main: &Path, seconds: Option<u64>) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backend(body: &str) -> Backend {
+        let req: LbRequest = serde_json::from_str(body).unwrap();
+        validate::backend(&req, &Policy::default()).unwrap()
+    }
+
+    /// A prober's re-render that finds its backend deleted or replaced on disk is dropped without
+    /// telling the prober it was committed: the prober keeps tracking the newer request (or
+    /// nothing), instead of probing the stale upstreams again.
+    #[test]
+    fn a_stale_re_render_leaves_the_probers_tracking_alone() {
+        let dir = std::env::temp_dir().join(format!("paperlb-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let registry = Registry::new();
+        let health = Health::new(&registry);
+        // No nginx runs: every job below is dropped before a commit.
+        let nginx = Nginx {
+            bin: dir.join("no-nginx"),
+            conf: dir.join("nginx.conf"),
+            pid_file: dir.join("nginx.pid"),
+            error_log: None,
+        };
+        let w = Worker {
+            dir: dir.clone(),
+            nginx,
+            metrics: ApplyMetrics::register(&registry),
+            config_valid: AtomicBool::new(true),
+            health: health.clone(),
+        };
+        let up = |host| {
+            format!(
+                r#"{{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+                "upstreamServers": [{{"host": "{host}", "port": 1}}],
+                "healthCheck": {{"type": "tcp"}}}}"#
+            )
+        };
+        let (old, new) = (backend(&up("127.0.0.2")), backend(&up("127.0.0.3")));
+        let stale = || Job {
+            op: Op::Apply(Box::new(old.clone())),
+            reply: None,
+        };
+        // The health a `GET` answer shows for `b`: `None` unless the prober tracks that request.
+        let shown = |b: &Backend| {
+            let mut list = ListResponse {
+                backends: vec![ListedBackend {
+                    request: b.request.clone(),
+                    modified: false,
+                }],
+                unreadable: Vec::new(),
+                version: None,
+            };
+            health.annotate(&mut list);
+            list.backends[0].request.upstream_servers[0].health.healthy
+        };
+        // Replaced: the newer request is tracked (its file is not on disk here, as after a
+        // delete; either way the stored request is not the stale one).
+        health.committed(&new);
+        assert_eq!(shown(&new), Some(true));
+        w.process(vec![stale()], true);
+        assert_eq!(shown(&new), Some(true), "still the newer request");
+        assert_eq!(shown(&old), None);
+        // Deleted: nothing is tracked, and the stale re-render does not bring it back.
+        health.removed("a");
+        w.process(vec![stale()], true);
+        assert_eq!(shown(&old), None, "not tracked again");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_shutdown_timeout_file_is_written_once_and_removed_once() {
