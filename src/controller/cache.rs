@@ -699,28 +699,6 @@ mod tests {
     }
 
     #[test]
-    fn loadbalancers_in_the_cache_share_target_host_strings() {
-        let lb_with = |name: &str| -> LoadBalancer {
-            serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
-                "spec": {"host": "h", "targets": [{"host": "10.0.0.1", "port": 30000}]},
-            }))
-            .unwrap()
-        };
-        let mut c = Cache::new();
-        c.apply_load_balancer(lb_with("a"));
-        c.apply_load_balancer(lb_with("b"));
-        let host = |name: &str| {
-            c.load_balancers[&Key::new("ns", name)].spec.targets[0]
-                .host
-                .clone()
-        };
-        let (a, b) = (host("a"), host("b"));
-        assert_eq!(a, b);
-        assert!(std::sync::Arc::ptr_eq(a.get().unwrap(), b.get().unwrap()));
-    }
-
-    #[test]
     fn slice_index_follows_updates_and_deletes() {
         let mut c = filled(&mut Rng::new(1));
         let d = Key::new("ns", "d");

@@ -255,9 +255,10 @@ impl Elector {
         // PUT carries the resourceVersion we read: a concurrent writer makes this a 409 and we
         // lose, as a concurrent create does.
         let client = self.client_until(deadline);
-        let written = match exists {
-            true => client.replace::<Value>(&self.path(true), &lease),
-            false => client.create::<Value>(&self.path(false), &lease),
+        let written = if exists {
+            client.replace::<Value>(&self.path(true), &lease)
+        } else {
+            client.create::<Value>(&self.path(false), &lease)
         };
         match written {
             Ok(updated) => {

@@ -217,9 +217,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Error { field, value, rule } = self;
         // A value checked on its own (`cidr`): its caller names the field in front.
-        match field.is_empty() {
-            true => write!(f, "{value} is {rule}"),
-            false => write!(f, "{field} {value}: {rule}"),
+        if field.is_empty() {
+            write!(f, "{value} is {rule}")
+        } else {
+            write!(f, "{field} {value}: {rule}")
         }
     }
 }
