@@ -1,9 +1,10 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, after client-go's algorithm: acquire or renew
 //! every retry period with optimistic concurrency on resourceVersion, treat another holder as valid
 //! until our local time of its last observed change + leaseDurationSeconds, step down when no renewal
-//! succeeded within the renew deadline, release on shutdown. Each attempt (GET + PUT, or the release)
-//! is bounded by the renew deadline, as client-go bounds a renewal by its context: a hung call does
-//! not hold the elector for the client's general request timeout.
+//! succeeded within the renew deadline, release on shutdown. Each attempt (a GET, then a PUT, or a
+//! POST for a missing Lease; or the release) is bounded by the renew deadline, as client-go bounds a
+//! renewal by its context: a hung call does not hold the elector for the client's general request
+//! timeout.
 //!
 //! Owns: the elector thread and [`Leadership`], which the worker asks before every write. The decision
 //! ([`decide`]) is pure. Must not: write anything but the Lease.
