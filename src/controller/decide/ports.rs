@@ -6,7 +6,6 @@
 use crate::controller::key::Key;
 use crate::model::{Lenient, LoadBalancerSpec, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 /// One Service port asking for an LB port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,48 +16,14 @@ pub struct PortRequest {
     pub previous: Option<(u16, Protocol)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PortError {
-    /// No free port of this protocol left in the range.
-    Exhausted {
-        config: String,
-        host: String,
-        low: u16,
-        high: u16,
-        protocol: Protocol,
-    },
-}
-
-impl fmt::Display for PortError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortError::Exhausted {
-                config,
-                host,
-                low,
-                high,
-                protocol,
-            } => write!(
-                f,
-                "no free {} port left on {host} in range {low}-{high} of LoadBalancerConfig {config}",
-                protocol.as_str()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PortError {}
-
-/// LB ports per Service port, in request order. `taken(port, protocol)` says whether another
-/// LoadBalancer holds that pair on the same host (see [`PortIndex::holder`]).
+/// LB ports per Service port, in request order, or the protocol no free port of the range is left
+/// for. `taken(port, protocol)` says whether another LoadBalancer holds that pair on the same host
+/// (see [`PortIndex::holder`]).
 pub fn allocate_ports(
     requests: &[PortRequest],
-    low: u16,
-    high: u16,
+    (low, high): (u16, u16),
     taken: &dyn Fn(u16, Protocol) -> bool,
-    config: &str,
-    host: &str,
-) -> Result<Vec<u16>, PortError> {
+) -> Result<Vec<u16>, Protocol> {
     // Pairs this Service's own ports hold so far; `taken` covers everyone else's.
     let mut mine: BTreeSet<(u16, Protocol)> = BTreeSet::new();
     let mut out: Vec<Option<u16>> = vec![None; requests.len()];
@@ -79,15 +44,7 @@ pub fn allocate_ports(
         }
         let free =
             (low..=high).find(|p| !taken(*p, r.protocol) && !mine.contains(&(*p, r.protocol)));
-        let Some(port) = free else {
-            return Err(PortError::Exhausted {
-                config: config.to_string(),
-                host: host.to_string(),
-                low,
-                high,
-                protocol: r.protocol,
-            });
-        };
+        let port = free.ok_or(r.protocol)?;
         mine.insert((port, r.protocol));
         *slot = Some(port);
     }
@@ -375,14 +332,8 @@ mod tests {
         for _ in 0..20 {
             for (name, reqs, (low, high), taken, want) in shuffled(&cases, &mut rng) {
                 let taken: BTreeSet<_> = taken.iter().copied().collect();
-                let got = allocate_ports(
-                    reqs,
-                    *low,
-                    *high,
-                    &|p, proto| taken.contains(&(p, proto)),
-                    "paperlb-system/edge",
-                    "203.0.113.7",
-                );
+                let got =
+                    allocate_ports(reqs, (*low, *high), &|p, proto| taken.contains(&(p, proto)));
                 match want {
                     Ok(ports) => assert_eq!(got.as_ref(), Ok(ports), "{name}"),
                     Err(()) => assert!(got.is_err(), "{name}"),
@@ -392,20 +343,10 @@ mod tests {
     }
 
     #[test]
-    fn exhaustion_names_config_and_range() {
-        let err = allocate_ports(
-            &[req("a", Tcp, None)],
-            8000,
-            8000,
-            &|p, proto| (p, proto) == (8000, Tcp),
-            "paperlb-system/edge",
-            "lb1",
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "no free TCP port left on lb1 in range 8000-8000 of LoadBalancerConfig paperlb-system/edge"
-        );
+    fn exhaustion_names_the_protocol_left_without_a_port() {
+        let taken = |p, proto| (p, proto) == (8000, Tcp);
+        let reqs = [req("a", Udp, None), req("b", Tcp, None)];
+        assert_eq!(allocate_ports(&reqs, (8000, 8000), &taken), Err(Tcp));
     }
 
     fn lb(host: &str, ports: &[(&str, u16, &str)]) -> LoadBalancer {
@@ -526,7 +467,7 @@ mod tests {
                     req("b", Udp, None),
                     req("c", Tcp, None),
                 ];
-                let got = allocate_ports(&reqs, 8000, 8200, &taken, "edge", "h").unwrap();
+                let got = allocate_ports(&reqs, (8000, 8200), &taken).unwrap();
                 lbs.insert(
                     k,
                     lb(

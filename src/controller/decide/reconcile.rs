@@ -17,7 +17,7 @@ use super::status::{
 use super::targets::targets_for;
 use super::traffic::{
     BALANCING, DUAL_STACK, PROXY_PROTOCOL, STABLE_NODE_SET, balancing_fault, balancing_for,
-    families_fault, follows_readiness, node_set_fault, proxy_protocol_fault, record_fault,
+    families_fault, keeps_stable_set, node_set_fault, proxy_protocol_fault, record_fault,
     traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::cache::Cache;
@@ -361,15 +361,15 @@ pub(crate) fn desired(
         return Err(problem("PortUnavailable", message));
     }
     let taken = |port, protocol| holder(port, protocol).is_some();
-    let lb_ports = allocate_ports(
-        &requests,
-        cfg.low,
-        cfg.high,
-        &taken,
-        &config_name,
-        &addresses(&cfg.hosts),
-    )
-    .map_err(|e| problem("PortRangeExhausted", format!("Service {key}: {e}")))?;
+    let lb_ports = allocate_ports(&requests, (cfg.low, cfg.high), &taken).map_err(|p| {
+        let (on, (low, high)) = (addresses(&cfg.hosts), (cfg.low, cfg.high));
+        let message = format!(
+            "Service {key}: no free {} port left on {on} in range {low}-{high} of \
+             LoadBalancerConfig {config_name}",
+            p.as_str()
+        );
+        problem("PortRangeExhausted", message)
+    })?;
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
     let no_checks = updater_without_checks(cfg.hosts.iter().map(|h| h.url.as_str()), lb, ctx);
@@ -387,7 +387,7 @@ pub(crate) fn desired(
                 &cache.nodes,
                 (types, &svc.spec.ip_families),
                 local.as_ref(),
-                follows_readiness(&traffic, p.protocol, no_checks, ctx.stable_node_set).is_none(),
+                keeps_stable_set(&traffic, p.protocol, no_checks, ctx.stable_node_set),
             ),
         })
         .collect();
