@@ -12,7 +12,7 @@ use super::port_requests::{self, Decision};
 use super::ports::{allocate_ports, previous_ports};
 use super::status::{
     READY, RECONCILED, UPDATER_AUTH, backends_of, condition, is_applied, known_backends, port_list,
-    set_condition,
+    set_condition, shows_host,
 };
 use super::targets::targets_for;
 use super::traffic::{
@@ -110,19 +110,12 @@ fn finalize(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &m
 
 /// The Service is gone or no longer ours: clean up ourselves, without relying on garbage collection.
 fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
-    if let Some(svc) = svc {
-        let ours = |i: &Ingress| {
-            lb.spec
-                .written_hosts()
-                .any(|h| super::status::shows_host(i, h))
-        };
-        let shows_ours = svc.status.load_balancer.ingress.iter().any(ours);
-        if shows_ours {
-            plan.push(Action::PatchServiceStatus {
-                key: key.clone(),
-                patch: json!({"status": {"loadBalancer": {"ingress": null}}}),
-            });
-        }
+    let ours = |i: &Ingress| lb.spec.written_hosts().any(|h| shows_host(i, h));
+    if svc.is_some_and(|s| s.status.load_balancer.ingress.iter().any(ours)) {
+        plan.push(Action::PatchServiceStatus {
+            key: key.clone(),
+            patch: json!({"status": {"loadBalancer": {"ingress": null}}}),
+        });
     }
     cleanup_backends(key, lb, ctx, plan);
     if lb.metadata.has_finalizer(FINALIZER) {
@@ -226,14 +219,12 @@ fn reconcile_service(
         return;
     };
     // Ours whatever its blockOwnerDeletion says.
-    fn id(o: &OwnerReference) -> (&str, &str, &str, &str, Option<bool>) {
-        (&o.api_version, &o.kind, &o.name, &o.uid, o.controller)
-    }
-    let owned = lb
-        .metadata
-        .owner_references
-        .iter()
-        .any(|o| id(o) == id(&owner));
+    let owned = (lb.metadata.owner_references.iter()).any(|o| {
+        *o == OwnerReference {
+            block_owner_deletion: o.block_owner_deletion,
+            ..owner.clone()
+        }
+    });
     let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
     if !desired.matches(&lb.spec) || !owned {
         let stored = LbSpec::from_resource(&lb.spec).ok();
@@ -278,13 +269,9 @@ fn reconcile_service(
         }
         return; // the next reconcile applies the new generation
     }
-    if !has_finalizer {
-        plan.push(finalizer(key, lb, true));
-    }
-    let mut status = lb.status.clone();
-    let timeouts = applied_timeouts(cache, ctx, lb, &desired); // its own: it has a Service
     let why = || no_targets::why(cache, key, svc);
-    let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
+    let mut status = lb.status.clone();
+    let event = push(cache, key, lb, &desired, why, &mut status, ctx, plan);
     let at = (ctx.now.as_str(), lb.metadata.generation);
     let urls = desired.hosts.iter().map(|h| h.url.as_str());
     let go_updater = updater_without_checks(urls, Some(lb), ctx);
@@ -544,10 +531,11 @@ fn record_unconfirmed(
     (status != lb.status).then(|| status_patch(key, &status))
 }
 
-/// The updater calls the LoadBalancer needs now (what each host lacks, `hosts::to_push`), and its
-/// status once they succeed: hosts, phase, `NoTargets` (`why` says why a port has none) and
-/// `Reconciled`. Returns the Event to post: a `NoTargets` transition, else a Normal one only when
-/// the phase changes to READY (or DEGRADED), so a node flip that re-applies posts nothing.
+/// Our finalizer if `lb` lacks it, the updater calls the LoadBalancer needs now (what each host
+/// lacks, `hosts::to_push`, with `applied_timeouts`), and its status once they succeed: hosts,
+/// phase, `NoTargets` (`why` says why a port has none) and `Reconciled`. Returns the Event to
+/// post: a `NoTargets` transition, else a Normal one only when the phase changes to READY (or
+/// DEGRADED), so a node flip that re-applies posts nothing.
 ///
 /// Every port is pushed to the hosts to push to (the others hold the spec already, or do not
 /// answer), and backends the spec no longer has there are deleted: after the calls (a moved
@@ -558,14 +546,19 @@ fn record_unconfirmed(
 /// drift repair removes what an unreachable old updater keeps. `status.applied` keeps what other
 /// hosts hold.
 fn push(
+    cache: &Cache,
     key: &Key,
     lb: &LoadBalancer,
-    (spec, timeouts): (&LbSpec, (u32, u32)),
+    spec: &LbSpec,
     why: impl FnOnce() -> (&'static str, String),
     status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
 ) -> Option<(EventType, &'static str, String)> {
+    if !lb.metadata.has_finalizer(FINALIZER) {
+        plan.push(finalizer(key, lb, true));
+    }
+    let timeouts = applied_timeouts(cache, ctx, lb, spec);
     let (was, generation) = (lb.status.phase.as_deref(), lb.metadata.generation);
     let pushed = hosts::to_push(lb, spec, ctx);
     let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
@@ -685,13 +678,8 @@ fn reconcile_hand_made(
         }
     };
     let mut status = lb.status.clone();
-    if !lb.metadata.has_finalizer(FINALIZER) {
-        plan.push(finalizer(key, lb, true));
-    }
-    // The LoadBalancer's own timeouts, else its config's (read when it is applied).
-    let timeouts = applied_timeouts(cache, ctx, lb, &spec);
     let why = || (NO_TARGETS, "the LoadBalancer's spec lists no target".into());
-    let event = push(key, lb, (&spec, timeouts), why, &mut status, ctx, plan);
+    let event = push(cache, key, lb, &spec, why, &mut status, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
