@@ -51,28 +51,22 @@ pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 /// The Service's traffic settings, or why they cannot be honoured (`(reason, message)`): an
 /// invalid CIDR is refused rather than ignored, since an open port is worse than a pending one.
 pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
-    let from_field = !svc.spec.load_balancer_source_ranges.is_empty();
-    let raw: Vec<String> = if from_field {
-        svc.spec.load_balancer_source_ranges.clone()
-    } else {
-        svc.metadata
-            .annotations
-            .get(SOURCE_RANGES_ANNOTATION)
-            .map(|a| {
-                a.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+    let field = &svc.spec.load_balancer_source_ranges;
+    let annotation = svc.metadata.annotations.get(SOURCE_RANGES_ANNOTATION);
+    let raw: Vec<&str> = match annotation.filter(|_| field.is_empty()) {
+        Some(a) => a
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => field.iter().map(String::as_str).collect(),
     };
     let mut source_ranges = Vec::with_capacity(raw.len());
-    for (i, c) in raw.iter().enumerate() {
+    for (i, c) in raw.into_iter().enumerate() {
         let c = cidr(c).map_err(|e| {
-            let at = if from_field {
-                format!("spec.loadBalancerSourceRanges[{i}]")
-            } else {
-                format!("annotation {SOURCE_RANGES_ANNOTATION}")
+            let at = match field.is_empty() {
+                true => format!("annotation {SOURCE_RANGES_ANNOTATION}"),
+                false => format!("spec.loadBalancerSourceRanges[{i}]"),
             };
             ("InvalidSourceRange", format!("{at}: {e}"))
         })?;
@@ -85,12 +79,9 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         Some(v) => {
-            return Err((
-                "InvalidAnnotation",
-                format!(
-                    "annotation {PROXY_PROTOCOL_ANNOTATION} {v:?}: must be \"true\" or \"false\""
-                ),
-            ));
+            let must = "must be \"true\" or \"false\"";
+            let message = format!("annotation {PROXY_PROTOCOL_ANNOTATION} {v:?}: {must}");
+            return Err(("InvalidAnnotation", message));
         }
     };
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
