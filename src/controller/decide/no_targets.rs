@@ -96,14 +96,8 @@ pub fn record(
     }
     let back = condition(&status.conditions, READY).is_some_and(|c| c.status == "True" && !none(c));
     (was && back).then(|| {
-        (
-            EventType::Normal,
-            "TargetsAvailable",
-            format!(
-                "targets are back: serving {} with {} target(s)",
-                super::status::port_list(spec),
-                spec.target_count()
-            ),
-        )
+        let (ports, n) = (super::status::port_list(spec), spec.target_count());
+        let message = format!("targets are back: serving {ports} with {n} target(s)");
+        (EventType::Normal, "TargetsAvailable", message)
     })
 }
