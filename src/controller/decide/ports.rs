@@ -7,10 +7,16 @@ use crate::controller::key::Key;
 use crate::model::{Lenient, LoadBalancerSpec, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A Service port we can forward: its name, protocol and nodePort.
+pub(crate) struct ServicePortSpec {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) node_port: u16,
+}
+
 /// One Service port asking for an LB port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRequest {
-    pub name: String,
     pub protocol: Protocol,
     /// The LB port (and its protocol) the existing CR records for this Service port.
     pub previous: Option<(u16, Protocol)>,
@@ -177,28 +183,22 @@ pub fn stored_ports(spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol)> {
     }
 }
 
-/// What the existing CR records for each Service port `(name, protocol)`: matched by port name; a
-/// Go-form CR (no `ports` list) gives its single port to the first Service port.
-pub fn previous_ports(
+/// What the existing CR records for each Service port: matched by port name; a Go-form CR (no
+/// `ports` list) gives its single port to the first Service port.
+pub(crate) fn previous_ports(
     existing: Option<&LoadBalancerSpec>,
-    wanted: &[(String, Protocol)],
+    wanted: &[ServicePortSpec],
 ) -> Vec<PortRequest> {
     let stored = existing.map(stored_ports).unwrap_or_default();
     let go_form = existing.is_some_and(|s| s.ports.is_empty());
-    wanted
-        .iter()
-        .enumerate()
-        .map(|(i, (name, protocol))| {
-            let found = if go_form {
-                stored.first().filter(|_| i == 0)
-            } else {
-                stored.iter().find(|(n, _, _)| n == name)
-            };
-            PortRequest {
-                name: name.clone(),
-                protocol: *protocol,
-                previous: found.map(|(_, p, proto)| (*p, *proto)),
-            }
+    let found = |i: usize, name: &str| match go_form {
+        true => stored.first().filter(|_| i == 0),
+        false => stored.iter().find(|(n, _, _)| n == name),
+    };
+    (wanted.iter().enumerate())
+        .map(|(i, w)| PortRequest {
+            protocol: w.protocol,
+            previous: found(i, &w.name).map(|(_, p, proto)| (*p, *proto)),
         })
         .collect()
 }
@@ -211,12 +211,18 @@ mod tests {
     use Protocol::{Tcp, Udp};
     use serde_json::json;
 
-    fn req(name: &str, protocol: Protocol, previous: Option<(u16, Protocol)>) -> PortRequest {
-        PortRequest {
-            name: name.into(),
-            protocol,
-            previous,
-        }
+    fn req(_name: &str, protocol: Protocol, previous: Option<(u16, Protocol)>) -> PortRequest {
+        PortRequest { protocol, previous }
+    }
+
+    fn wanted(names: &[&str]) -> Vec<ServicePortSpec> {
+        (names.iter())
+            .map(|n| ServicePortSpec {
+                name: n.to_string(),
+                protocol: Tcp,
+                node_port: 30000,
+            })
+            .collect()
     }
 
     type Case = (
@@ -439,14 +445,13 @@ mod tests {
     #[test]
     fn previous_ports_match_by_name_or_go_form() {
         let stored = lb("h", &[("http", 8000, "TCP"), ("https", 8001, "TCP")]).spec;
-        let wanted = vec![("https".to_string(), Tcp), ("metrics".to_string(), Tcp)];
-        let got = previous_ports(Some(&stored), &wanted);
+        let got = previous_ports(Some(&stored), &wanted(&["https", "metrics"]));
         assert_eq!(got[0].previous, Some((8001, Tcp)));
         assert_eq!(got[1].previous, None);
         let go: LoadBalancer =
             serde_json::from_value(json!({"spec": {"host": "h", "port": 8100, "protocol": "TCP"}}))
                 .unwrap();
-        let got = previous_ports(Some(&go.spec), &[("http".into(), Tcp), ("b".into(), Tcp)]);
+        let got = previous_ports(Some(&go.spec), &wanted(&["http", "b"]));
         assert_eq!(got[0].previous, Some((8100, Tcp)));
         assert_eq!(got[1].previous, None);
     }

@@ -9,7 +9,7 @@ use super::plan::{
     Action, EventType, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
 };
 use super::port_requests::{self, Decision};
-use super::ports::{allocate_ports, previous_ports};
+use super::ports::{ServicePortSpec, allocate_ports, previous_ports};
 use super::status::{
     READY, RECONCILED, UPDATER_AUTH, backends_of, condition, is_applied, known_backends, port_list,
     set_condition, shows_host,
@@ -35,13 +35,6 @@ pub const MAX_PORTS: usize = 100;
 
 fn problem(reason: &'static str, message: String) -> Problem {
     Problem { reason, message }
-}
-
-/// A Service port we can forward: its name, protocol and nodePort.
-pub(crate) struct ServicePortSpec {
-    pub(crate) name: String,
-    pub(crate) protocol: Protocol,
-    pub(crate) node_port: u16,
 }
 
 pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
@@ -185,10 +178,7 @@ fn reconcile_service(
     let (desired, decision) = match desired(cache, key, svc, lb, ctx) {
         Ok(Some(d)) => d,
         Ok(None) => return, // a port has no nodePort yet: the apiserver fills it in a moment
-        Err(p) => {
-            report_problem(key, lb, None, &svc_ref, p, ctx, plan);
-            return;
-        }
+        Err(p) => return report_problem(key, lb, None, &svc_ref, p, ctx, plan),
     };
     let owner = OwnerReference {
         api_version: "v1".into(),
@@ -237,14 +227,9 @@ fn reconcile_service(
         if !owned {
             // Adopt: a LoadBalancer left by an earlier Service of the same name, or a hand-made one
             // now claimed by a Service (the name is the Service's).
-            let mut refs: Vec<OwnerReference> = lb
-                .metadata
-                .owner_references
-                .iter()
-                .filter(|o| !(o.kind == "Service" && o.api_version == "v1"))
-                .cloned()
-                .collect();
-            refs.push(owner);
+            let others = (lb.metadata.owner_references.iter())
+                .filter(|o| !(o.kind == "Service" && o.api_version == "v1"));
+            let refs: Vec<&OwnerReference> = others.chain([&owner]).collect();
             metadata["ownerReferences"] = json!(refs);
         }
         if !has_finalizer {
@@ -324,8 +309,6 @@ pub(crate) fn desired(
     let Some(ports) = service_ports(key, svc)? else {
         return Ok(None);
     };
-    let wanted: Vec<(String, Protocol)> =
-        ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
     // The same LB port on every host: free only where it is free on all of them.
     let holder = |port, protocol| {
@@ -333,7 +316,7 @@ pub(crate) fn desired(
     };
     let decision = port_requests::decide(
         svc,
-        previous_ports(lb.map(|l| &l.spec), &wanted),
+        previous_ports(lb.map(|l| &l.spec), &ports),
         (cfg.low, cfg.high),
         &config_name,
         &holder,
