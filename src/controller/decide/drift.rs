@@ -168,10 +168,8 @@ impl<'a> Compare<'a> {
         self.updates.remove(name);
         match self.desired.requests.get(name) {
             Some((key, i)) => {
-                let Some(want) = request(self.cache, self.ctx, key, *i) else {
-                    return;
-                };
-                if b.modified || normal(have.clone()) != want {
+                let want = request(self.cache, self.ctx, key, *i);
+                if let Some(want) = want.filter(|w| b.modified || normal(have.clone()) != *w) {
                     self.updates.insert(name.to_string(), want);
                 }
             }

@@ -54,15 +54,12 @@ impl EventSpec {
     /// The core/v1 Event to POST to `/api/v1/namespaces/{namespace}/events`. `unique` makes the name
     /// unique (client-go uses the time in hex nanoseconds); `now` is an RFC 3339 time.
     pub fn to_event(&self, now: &str, unique: &str) -> Event {
-        let namespace = if self.object.namespace.is_empty() {
-            "default".to_string()
-        } else {
-            self.object.namespace.clone()
-        };
+        let ns = &self.object.namespace;
+        let namespace = if ns.is_empty() { "default" } else { ns };
         Event {
             metadata: ObjectMeta {
                 name: format!("{}.{unique}", self.object.name),
-                namespace,
+                namespace: namespace.to_string(),
                 ..Default::default()
             },
             involved_object: self.object.clone(),
