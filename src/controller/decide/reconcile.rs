@@ -249,7 +249,8 @@ fn reconcile_service(
             (ports, addresses(&s.hosts))
         };
         if stored.as_ref().map(place) != Some(place(&desired)) {
-            let message = allocated(&desired);
+            let (ports, on) = (port_list(&desired), addresses(&desired.hosts));
+            let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
             plan.event(&svc_ref, EventType::Normal, "PortAllocated", message);
         }
         return; // the next reconcile applies the new generation
@@ -617,30 +618,21 @@ pub fn applied_timeouts(
     lb: &LoadBalancer,
     spec: &LbSpec,
 ) -> (u32, u32) {
-    let own = (
-        spec.proxy_timeout_seconds,
-        spec.proxy_connect_timeout_seconds,
-    );
-    if lb.metadata.service_owner().is_some() {
-        return own;
-    }
-    // Its config's, if that is a valid config in the controller's namespace.
-    let cfg = cache
-        .configs
-        .get(&Key::new(&ctx.namespace, &spec.config_name));
-    let (t, c) = (cfg.and_then(|c| c.validate().ok())).map_or((0, 0), |c| {
+    // A hand-made one's unset timeouts: its config's, if that is a valid config in the
+    // controller's namespace.
+    let hand_made = lb.metadata.service_owner().is_none();
+    let cfg = hand_made.then(|| {
+        cache
+            .configs
+            .get(&Key::new(&ctx.namespace, &spec.config_name))
+    });
+    let (t, c) = (cfg.flatten().and_then(|c| c.validate().ok())).map_or((0, 0), |c| {
         (c.proxy_timeout_seconds, c.proxy_connect_timeout_seconds)
     });
     let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
-    (or(own.0, t), or(own.1, c))
-}
-
-fn allocated(spec: &LbSpec) -> String {
-    format!(
-        "allocated {} on {} (config {})",
-        port_list(spec),
-        addresses(&spec.hosts),
-        spec.config_name
+    (
+        or(spec.proxy_timeout_seconds, t),
+        or(spec.proxy_connect_timeout_seconds, c),
     )
 }
 
