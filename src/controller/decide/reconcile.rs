@@ -215,7 +215,6 @@ fn reconcile_service(
             ..owner.clone()
         }
     });
-    let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
     if !desired.matches(&lb.spec) || !owned {
         let stored = LbSpec::from_resource(&lb.spec).ok();
         if let Some(record) = record_unconfirmed(key, lb, stored.as_ref(), &desired) {
@@ -232,7 +231,7 @@ fn reconcile_service(
             let refs: Vec<&OwnerReference> = others.chain([&owner]).collect();
             metadata["ownerReferences"] = json!(refs);
         }
-        if !has_finalizer {
+        if !lb.metadata.has_finalizer(FINALIZER) {
             metadata["finalizers"] = json!(finalizers(lb, true));
         }
         plan.push(Action::PatchLoadBalancerSpec {
