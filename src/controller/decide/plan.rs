@@ -89,13 +89,9 @@ pub enum Action {
         key: Key,
         patch: Value,
     },
-    /// Merge patch `{"metadata":{"finalizers":[..],"resourceVersion":rv}}` (full list: arrays are
-    /// replaced whole).
-    AddFinalizer {
-        key: Key,
-        patch: Value,
-    },
-    RemoveFinalizer {
+    /// Merge patch `{"metadata":{"finalizers":[..],"resourceVersion":rv}}` that adds our finalizer
+    /// or removes it (full list: arrays are replaced whole).
+    PatchFinalizers {
         key: Key,
         patch: Value,
     },

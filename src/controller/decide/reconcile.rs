@@ -160,10 +160,7 @@ fn finalizers(lb: &LoadBalancer, ours: bool) -> Vec<&str> {
 fn finalizer(key: &Key, lb: &LoadBalancer, ours: bool) -> Action {
     let (rv, key) = (&lb.metadata.resource_version, key.clone());
     let patch = json!({"metadata": {"finalizers": finalizers(lb, ours), "resourceVersion": rv}});
-    match ours {
-        true => Action::AddFinalizer { key, patch },
-        false => Action::RemoveFinalizer { key, patch },
-    }
+    Action::PatchFinalizers { key, patch }
 }
 
 fn reconcile_service(
