@@ -189,10 +189,7 @@ impl<'a> Compare<'a> {
 
     /// The calls, once every backend was observed.
     pub fn repairs(mut self) -> Vec<Repair> {
-        let mut out: Vec<Repair> = std::mem::take(&mut self.deletes)
-            .into_iter()
-            .map(Repair::Delete)
-            .collect();
+        let mut out: Vec<Repair> = self.deletes.into_iter().map(Repair::Delete).collect();
         for (name, (key, i)) in &self.desired.requests {
             if !self.seen.contains(name) {
                 out.extend(request(self.cache, self.ctx, key, *i).map(Repair::Create));
