@@ -34,6 +34,9 @@ impl EventType {
     }
 }
 
+/// An Event a decision asks for on the object it is about: its type, reason and message.
+pub type Note = (EventType, &'static str, String);
+
 /// A problem a user must act on: a condition and Event reason, and a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {

@@ -6,7 +6,7 @@ use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
 use super::plan::{
-    Action, EventType, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
+    Action, EventType, Note, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
 };
 use super::port_requests::{self, Decision};
 use super::ports::{ServicePortSpec, allocate_ports, previous_ports};
@@ -252,8 +252,7 @@ fn reconcile_service(
         return; // the next reconcile applies the new generation
     }
     let why = || no_targets::why(cache, key, svc);
-    let mut status = lb.status.clone();
-    let event = push(cache, key, lb, &desired, why, &mut status, ctx, plan);
+    let (mut status, event) = push(cache, key, lb, &desired, why, ctx, plan);
     let at = (ctx.now.as_str(), lb.metadata.generation);
     let urls = desired.hosts.iter().map(|h| h.url.as_str());
     let go_updater = updater_without_checks(urls, Some(lb), ctx);
@@ -513,7 +512,7 @@ fn record_unconfirmed(
 
 /// Our finalizer if `lb` lacks it, the updater calls the LoadBalancer needs now (what each host
 /// lacks, `hosts::to_push`, with `applied_timeouts`), and its status once they succeed: hosts,
-/// phase, `NoTargets` (`why` says why a port has none) and `Reconciled`. Returns the Event to
+/// phase, `NoTargets` (`why` says why a port has none) and `Reconciled`; returns it and the Event to
 /// post: a `NoTargets` transition, else a Normal one only when the phase changes to READY (or
 /// DEGRADED), so a node flip that re-applies posts nothing.
 ///
@@ -531,15 +530,15 @@ fn push(
     lb: &LoadBalancer,
     spec: &LbSpec,
     why: impl FnOnce() -> (&'static str, String),
-    status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
-) -> Option<(EventType, &'static str, String)> {
+) -> (LoadBalancerStatus, Option<Note>) {
     if !lb.metadata.has_finalizer(FINALIZER) {
         plan.push(finalizer(key, lb, true));
     }
     let timeouts = applied_timeouts(cache, ctx, lb, spec);
     let (was, generation) = (lb.status.phase.as_deref(), lb.metadata.generation);
+    let mut status = lb.status.clone();
     let pushed = hosts::to_push(lb, spec, ctx);
     let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
     let known = known_backends(key, lb);
@@ -573,16 +572,17 @@ fn push(
         status.ports = super::health_status::carried(&lb.status.ports, spec);
         status.healthy = super::health_status::summary(&status.ports);
     }
-    hosts::record(status, generation, spec, (&pushed, None), ctx);
+    hosts::record(&mut status, generation, spec, (&pushed, None), ctx);
     let now = status.phase.as_deref();
     let serving = matches!(now, Some(PHASE_READY | hosts::PHASE_DEGRADED));
     let ready = condition(&status.conditions, READY).map(|c| c.message.clone());
     let phase_event = ready.filter(|_| serving && now != was);
     let at = (ctx.now.as_str(), generation);
-    let targets_event = no_targets::record(status, &lb.status, spec, why, at);
+    let targets_event = no_targets::record(&mut status, &lb.status, spec, why, at);
     let (now, c) = (&ctx.now, &mut status.conditions);
     set_condition(c, RECONCILED, true, "Reconciled", "", now, generation);
-    targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)))
+    let event = targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)));
+    (status, event)
 }
 
 /// One POST per port of `spec` to the updater at `url`; a port without targets is deleted there
@@ -648,9 +648,8 @@ fn reconcile_hand_made(
             return report_problem(key, Some(lb), Some(PHASE_ERROR), &object, p, ctx, plan);
         }
     };
-    let mut status = lb.status.clone();
     let why = || (NO_TARGETS, "the LoadBalancer's spec lists no target".into());
-    let event = push(cache, key, lb, &spec, why, &mut status, ctx, plan);
+    let (status, event) = push(cache, key, lb, &spec, why, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
