@@ -185,10 +185,8 @@ pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
                 .clone()
                 .or_else(|| derived.as_ref().map(|d| d.kind.clone()))
                 .unwrap_or_else(|| "http".into());
-            let same_kind = derived.as_ref().is_some_and(|d| d.kind == kind);
-            let derived_port = derived
-                .as_ref()
-                .filter(|_| same_kind || kind == "http")
+            let derived_port = (derived.as_ref())
+                .filter(|d| d.kind == kind || kind == "http")
                 .and_then(|d| d.port);
             traffic.health_check = Some(LbHealthCheck {
                 port: port.or(derived_port),
