@@ -190,13 +190,7 @@ impl Plan {
         self.actions.push(action);
     }
 
-    pub fn event(
-        &mut self,
-        object: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        message: String,
-    ) {
+    pub fn event(&mut self, object: &ObjectReference, (type_, reason, message): Note) {
         self.push(Action::Event(EventSpec {
             object: object.clone(),
             type_,

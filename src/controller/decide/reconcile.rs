@@ -120,7 +120,7 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
     });
     if let Some(object) = svc.map(service_ref) {
         let message = format!("Service {key} is no longer served by paperlb; LoadBalancer deleted");
-        plan.event(&object, EventType::Normal, "LoadBalancerDeleted", message);
+        plan.event(&object, (EventType::Normal, "LoadBalancerDeleted", message));
     }
 }
 
@@ -247,7 +247,7 @@ fn reconcile_service(
         if stored.as_ref().map(place) != Some(place(&desired)) {
             let (ports, on) = (port_list(&desired), addresses(&desired.hosts));
             let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
-            plan.event(&svc_ref, EventType::Normal, "PortAllocated", message);
+            plan.event(&svc_ref, (EventType::Normal, "PortAllocated", message));
         }
         return; // the next reconcile applies the new generation
     }
@@ -281,11 +281,11 @@ fn reconcile_service(
         });
     }
     // Posted last, after the writes the Service's ingress waits for.
-    if let Some((type_, reason, message)) = event {
-        plan.event(&svc_ref, type_, reason, message);
+    if let Some(note) = event {
+        plan.event(&svc_ref, note);
     }
     for (reason, message) in warnings.into_iter().flatten() {
-        plan.event(&svc_ref, EventType::Warning, reason, message);
+        plan.event(&svc_ref, (EventType::Warning, reason, message));
     }
 }
 
@@ -466,7 +466,7 @@ fn report_problem(
     plan: &mut Plan,
 ) {
     match lb {
-        None => plan.event(object, EventType::Warning, p.reason, p.message),
+        None => plan.event(object, (EventType::Warning, p.reason, p.message)),
         Some(lb) => {
             let mut status = lb.status.clone();
             if let Some(phase) = phase {
@@ -478,7 +478,7 @@ fn report_problem(
             );
             if status != lb.status {
                 plan.push(status_patch(key, &status));
-                plan.event(object, EventType::Warning, p.reason, p.message);
+                plan.event(object, (EventType::Warning, p.reason, p.message));
             }
         }
     }
@@ -653,8 +653,8 @@ fn reconcile_hand_made(
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
-    if let Some((type_, reason, message)) = event {
-        plan.event(&object, type_, reason, message); // after the writes
+    if let Some(note) = event {
+        plan.event(&object, note); // after the writes
     }
 }
 
@@ -762,7 +762,7 @@ pub fn on_updater_error(
         None => ("UpdaterFailed", what),
     };
     let target = event_target(cache, key, lb);
-    out.event(&target, EventType::Warning, reason, message);
+    out.event(&target, (EventType::Warning, reason, message));
     out
 }
 
@@ -785,7 +785,7 @@ pub fn on_write_refused(cache: &Cache, key: &Key, error: &dyn std::fmt::Display)
     };
     let message = format!("the apiserver refused a write for LoadBalancer {key}: {error}{hint}");
     let reason = "SyncLoadBalancerFailed";
-    out.event(&target, EventType::Warning, reason, message);
+    out.event(&target, (EventType::Warning, reason, message));
     out
 }
 
