@@ -335,23 +335,19 @@ pub fn families_fault(spec: &LbSpec, svc: &Service) -> Fault {
 /// `go_updater`: an updater of the LoadBalancer is the Go nginx-lb-updater
 /// ([`updater_without_checks`]), which ignores `balance` and serves round robin.
 pub fn balancing_fault(svc: &Service, go_updater: bool) -> Fault {
-    let Balancing {
-        balance,
-        mut faults,
-        ..
-    } = balancing_for(svc);
-    if go_updater && balance != Balance::RoundRobin {
-        faults.push((
+    let mut b = balancing_for(svc);
+    if go_updater && b.balance != Balance::RoundRobin {
+        b.faults.push((
             "UpdaterWithoutBalance",
             format!(
                 "balance {} is not served: the updater is the Go nginx-lb-updater, which has no \
                  balance field and serves round robin",
-                balance.as_str()
+                b.balance.as_str()
             ),
         ));
     }
-    faults.first().map(|(reason, _)| {
-        let messages: Vec<&str> = faults.iter().map(|(_, m)| m.as_str()).collect();
+    b.faults.first().map(|(reason, _)| {
+        let messages: Vec<&str> = b.faults.iter().map(|(_, m)| m.as_str()).collect();
         (*reason, messages.join("; "))
     })
 }
