@@ -14,7 +14,7 @@ use crate::controller::decide::targets::{
     Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    BALANCE_ANNOTATION, balancing_for, follows_readiness, follows_readiness_recorded, traffic_for,
+    BALANCE_ANNOTATION, balancing_for, follows_readiness_recorded, keeps_stable_set, traffic_for,
     updater_without_checks, with_override,
 };
 use crate::controller::decide::updater_auth::AuthProblem;
@@ -440,7 +440,7 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
             .is_ok_and(|t| {
                 let urls = cfg.hosts.iter().map(|h| h.url.as_str());
                 let no_checks = updater_without_checks(urls, lb, ctx);
-                follows_readiness(&t, Protocol::Tcp, no_checks, ctx.stable_node_set).is_none()
+                keeps_stable_set(&t, Protocol::Tcp, no_checks, ctx.stable_node_set)
             });
     let types = (types, svc.spec.ip_families.as_slice());
     let local_nodes = local.then(|| cache.local_nodes(&f.key));

@@ -52,7 +52,7 @@ pub fn report(cfg: &LoadBalancerConfig, now: &str) -> Option<Plan> {
     if !ok && news {
         let object = object_ref(API_VERSION, CONFIG_KIND, &cfg.metadata);
         let message = format!("LoadBalancerConfig {}: {message}", cfg.metadata.name);
-        plan.event(&object, EventType::Warning, reason, message);
+        plan.event(&object, (EventType::Warning, reason, message));
     }
     Some(plan)
 }

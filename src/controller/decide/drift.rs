@@ -168,10 +168,8 @@ impl<'a> Compare<'a> {
         self.updates.remove(name);
         match self.desired.requests.get(name) {
             Some((key, i)) => {
-                let Some(want) = request(self.cache, self.ctx, key, *i) else {
-                    return;
-                };
-                if b.modified || normal(have.clone()) != want {
+                let want = request(self.cache, self.ctx, key, *i);
+                if let Some(want) = want.filter(|w| b.modified || normal(have.clone()) != *w) {
                     self.updates.insert(name.to_string(), want);
                 }
             }
@@ -191,10 +189,7 @@ impl<'a> Compare<'a> {
 
     /// The calls, once every backend was observed.
     pub fn repairs(mut self) -> Vec<Repair> {
-        let mut out: Vec<Repair> = std::mem::take(&mut self.deletes)
-            .into_iter()
-            .map(Repair::Delete)
-            .collect();
+        let mut out: Vec<Repair> = self.deletes.into_iter().map(Repair::Delete).collect();
         for (name, (key, i)) in &self.desired.requests {
             if !self.seen.contains(name) {
                 out.extend(request(self.cache, self.ctx, key, *i).map(Repair::Create));

@@ -88,19 +88,17 @@ pub fn observed(
 ) -> Vec<PortHealth> {
     let mut out = Vec::new();
     for (i, p) in checked(spec) {
-        let name = backend_name(key, i, &p.name);
-        let reported = reports
-            .get(&name)
-            .filter(|r| r.lb_port == p.port)
-            .and_then(|r| r.unhealthy.as_ref().map(|u| (r.total, u)));
-        let Some((total, unhealthy)) = reported else {
-            let kept = previous.iter().find(|h| {
-                h.name == p.name && h.port == i64::from(p.port) && h.protocol == p.protocol.as_str()
-            });
-            out.extend(kept.cloned());
-            continue;
-        };
-        out.push(entry(p, total, unhealthy.clone()));
+        let reported = reports.get(&backend_name(key, i, &p.name));
+        let reported = reported.filter(|r| r.lb_port == p.port);
+        match reported.and_then(|r| Some((r.total, r.unhealthy.clone()?))) {
+            Some((total, unhealthy)) => out.push(entry(p, total, unhealthy)),
+            None => {
+                let (port, protocol) = (i64::from(p.port), p.protocol.as_str());
+                let kept = (previous.iter())
+                    .find(|h| h.name == p.name && h.port == port && h.protocol == protocol);
+                out.extend(kept.cloned());
+            }
+        }
     }
     out
 }
@@ -111,23 +109,15 @@ pub fn observed(
 pub fn carried(previous: &[PortHealth], spec: &LbSpec) -> Vec<PortHealth> {
     let mut out = Vec::new();
     for (_, p) in checked(spec) {
-        let targets: BTreeSet<String> = p
-            .targets
-            .iter()
-            .map(|t| host_port(&t.host, t.port))
-            .collect();
+        let targets: BTreeSet<String> =
+            (p.targets.iter().map(|t| host_port(&t.host, t.port))).collect();
         let before = previous
             .iter()
             .find(|h| h.name == p.name && h.protocol == p.protocol.as_str());
-        let unhealthy: Vec<String> = before
-            .map(|h| {
-                h.unhealthy
-                    .iter()
-                    .filter(|u| targets.contains(*u))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let unhealthy = (before.into_iter().flat_map(|h| &h.unhealthy))
+            .filter(|u| targets.contains(*u))
+            .cloned()
+            .collect();
         out.push(entry(p, targets.len(), unhealthy));
     }
     out

@@ -8,7 +8,7 @@
 //! change the spec, which is pushed again.
 //! Pure: no I/O, no clock.
 
-use super::plan::EventType;
+use super::plan::{EventType, Note};
 use super::status::{READY, condition, set_condition};
 use super::targets::{NO_ADDRESS_IN_FAMILY, ip_family, node_eligible};
 use crate::controller::cache::Cache;
@@ -73,7 +73,7 @@ pub fn record(
     spec: &LbSpec,
     why: impl FnOnce() -> (&'static str, String),
     (now, generation): (&str, Option<i64>),
-) -> Option<(EventType, &'static str, String)> {
+) -> Option<Note> {
     let none = |c: &Condition| [NO_TARGETS, NO_ADDRESS_IN_FAMILY].contains(&c.reason.as_str());
     let was = condition(&old.conditions, READY).is_some_and(none);
     let empty: Vec<String> = spec
@@ -96,14 +96,8 @@ pub fn record(
     }
     let back = condition(&status.conditions, READY).is_some_and(|c| c.status == "True" && !none(c));
     (was && back).then(|| {
-        (
-            EventType::Normal,
-            "TargetsAvailable",
-            format!(
-                "targets are back: serving {} with {} target(s)",
-                super::status::port_list(spec),
-                spec.target_count()
-            ),
-        )
+        let (ports, n) = (super::status::port_list(spec), spec.target_count());
+        let message = format!("targets are back: serving {ports} with {n} target(s)");
+        (EventType::Normal, "TargetsAvailable", message)
     })
 }

@@ -34,6 +34,9 @@ impl EventType {
     }
 }
 
+/// An Event a decision asks for on the object it is about: its type, reason and message.
+pub type Note = (EventType, &'static str, String);
+
 /// A problem a user must act on: a condition and Event reason, and a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -54,15 +57,12 @@ impl EventSpec {
     /// The core/v1 Event to POST to `/api/v1/namespaces/{namespace}/events`. `unique` makes the name
     /// unique (client-go uses the time in hex nanoseconds); `now` is an RFC 3339 time.
     pub fn to_event(&self, now: &str, unique: &str) -> Event {
-        let namespace = if self.object.namespace.is_empty() {
-            "default".to_string()
-        } else {
-            self.object.namespace.clone()
-        };
+        let ns = &self.object.namespace;
+        let namespace = if ns.is_empty() { "default" } else { ns };
         Event {
             metadata: ObjectMeta {
                 name: format!("{}.{unique}", self.object.name),
-                namespace,
+                namespace: namespace.to_string(),
                 ..Default::default()
             },
             involved_object: self.object.clone(),
@@ -92,13 +92,9 @@ pub enum Action {
         key: Key,
         patch: Value,
     },
-    /// Merge patch `{"metadata":{"finalizers":[..],"resourceVersion":rv}}` (full list: arrays are
-    /// replaced whole).
-    AddFinalizer {
-        key: Key,
-        patch: Value,
-    },
-    RemoveFinalizer {
+    /// Merge patch `{"metadata":{"finalizers":[..],"resourceVersion":rv}}` that adds our finalizer
+    /// or removes it (full list: arrays are replaced whole).
+    PatchFinalizers {
         key: Key,
         patch: Value,
     },
@@ -194,13 +190,7 @@ impl Plan {
         self.actions.push(action);
     }
 
-    pub fn event(
-        &mut self,
-        object: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        message: String,
-    ) {
+    pub fn event(&mut self, object: &ObjectReference, (type_, reason, message): Note) {
         self.push(Action::Event(EventSpec {
             object: object.clone(),
             type_,

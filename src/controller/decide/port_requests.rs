@@ -228,8 +228,7 @@ mod tests {
         names
             .iter()
             .zip(p)
-            .map(|((n, proto), p)| PortRequest {
-                name: n.to_string(),
+            .map(|((_, proto), p)| PortRequest {
                 protocol: *proto,
                 previous: p.map(|p| (p, *proto)),
             })

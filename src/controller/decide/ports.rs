@@ -6,59 +6,30 @@
 use crate::controller::key::Key;
 use crate::model::{Lenient, LoadBalancerSpec, Protocol};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+
+/// A Service port we can forward: its name, protocol and nodePort.
+pub(crate) struct ServicePortSpec {
+    pub(crate) name: String,
+    pub(crate) protocol: Protocol,
+    pub(crate) node_port: u16,
+}
 
 /// One Service port asking for an LB port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortRequest {
-    pub name: String,
     pub protocol: Protocol,
     /// The LB port (and its protocol) the existing CR records for this Service port.
     pub previous: Option<(u16, Protocol)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PortError {
-    /// No free port of this protocol left in the range.
-    Exhausted {
-        config: String,
-        host: String,
-        low: u16,
-        high: u16,
-        protocol: Protocol,
-    },
-}
-
-impl fmt::Display for PortError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PortError::Exhausted {
-                config,
-                host,
-                low,
-                high,
-                protocol,
-            } => write!(
-                f,
-                "no free {} port left on {host} in range {low}-{high} of LoadBalancerConfig {config}",
-                protocol.as_str()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for PortError {}
-
-/// LB ports per Service port, in request order. `taken(port, protocol)` says whether another
-/// LoadBalancer holds that pair on the same host (see [`PortIndex::holder`]).
+/// LB ports per Service port, in request order, or the protocol no free port of the range is left
+/// for. `taken(port, protocol)` says whether another LoadBalancer holds that pair on the same host
+/// (see [`PortIndex::holder`]).
 pub fn allocate_ports(
     requests: &[PortRequest],
-    low: u16,
-    high: u16,
+    (low, high): (u16, u16),
     taken: &dyn Fn(u16, Protocol) -> bool,
-    config: &str,
-    host: &str,
-) -> Result<Vec<u16>, PortError> {
+) -> Result<Vec<u16>, Protocol> {
     // Pairs this Service's own ports hold so far; `taken` covers everyone else's.
     let mut mine: BTreeSet<(u16, Protocol)> = BTreeSet::new();
     let mut out: Vec<Option<u16>> = vec![None; requests.len()];
@@ -79,15 +50,7 @@ pub fn allocate_ports(
         }
         let free =
             (low..=high).find(|p| !taken(*p, r.protocol) && !mine.contains(&(*p, r.protocol)));
-        let Some(port) = free else {
-            return Err(PortError::Exhausted {
-                config: config.to_string(),
-                host: host.to_string(),
-                low,
-                high,
-                protocol: r.protocol,
-            });
-        };
+        let port = free.ok_or(r.protocol)?;
         mine.insert((port, r.protocol));
         *slot = Some(port);
     }
@@ -220,28 +183,22 @@ pub fn stored_ports(spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol)> {
     }
 }
 
-/// What the existing CR records for each Service port `(name, protocol)`: matched by port name; a
-/// Go-form CR (no `ports` list) gives its single port to the first Service port.
-pub fn previous_ports(
+/// What the existing CR records for each Service port: matched by port name; a Go-form CR (no
+/// `ports` list) gives its single port to the first Service port.
+pub(crate) fn previous_ports(
     existing: Option<&LoadBalancerSpec>,
-    wanted: &[(String, Protocol)],
+    wanted: &[ServicePortSpec],
 ) -> Vec<PortRequest> {
     let stored = existing.map(stored_ports).unwrap_or_default();
     let go_form = existing.is_some_and(|s| s.ports.is_empty());
-    wanted
-        .iter()
-        .enumerate()
-        .map(|(i, (name, protocol))| {
-            let found = if go_form {
-                stored.first().filter(|_| i == 0)
-            } else {
-                stored.iter().find(|(n, _, _)| n == name)
-            };
-            PortRequest {
-                name: name.clone(),
-                protocol: *protocol,
-                previous: found.map(|(_, p, proto)| (*p, *proto)),
-            }
+    let found = |i: usize, name: &str| match go_form {
+        true => stored.first().filter(|_| i == 0),
+        false => stored.iter().find(|(n, _, _)| n == name),
+    };
+    (wanted.iter().enumerate())
+        .map(|(i, w)| PortRequest {
+            protocol: w.protocol,
+            previous: found(i, &w.name).map(|(_, p, proto)| (*p, *proto)),
         })
         .collect()
 }
@@ -254,12 +211,18 @@ mod tests {
     use Protocol::{Tcp, Udp};
     use serde_json::json;
 
-    fn req(name: &str, protocol: Protocol, previous: Option<(u16, Protocol)>) -> PortRequest {
-        PortRequest {
-            name: name.into(),
-            protocol,
-            previous,
-        }
+    fn req(_name: &str, protocol: Protocol, previous: Option<(u16, Protocol)>) -> PortRequest {
+        PortRequest { protocol, previous }
+    }
+
+    fn wanted(names: &[&str]) -> Vec<ServicePortSpec> {
+        (names.iter())
+            .map(|n| ServicePortSpec {
+                name: n.to_string(),
+                protocol: Tcp,
+                node_port: 30000,
+            })
+            .collect()
     }
 
     type Case = (
@@ -375,14 +338,8 @@ mod tests {
         for _ in 0..20 {
             for (name, reqs, (low, high), taken, want) in shuffled(&cases, &mut rng) {
                 let taken: BTreeSet<_> = taken.iter().copied().collect();
-                let got = allocate_ports(
-                    reqs,
-                    *low,
-                    *high,
-                    &|p, proto| taken.contains(&(p, proto)),
-                    "paperlb-system/edge",
-                    "203.0.113.7",
-                );
+                let got =
+                    allocate_ports(reqs, (*low, *high), &|p, proto| taken.contains(&(p, proto)));
                 match want {
                     Ok(ports) => assert_eq!(got.as_ref(), Ok(ports), "{name}"),
                     Err(()) => assert!(got.is_err(), "{name}"),
@@ -392,20 +349,10 @@ mod tests {
     }
 
     #[test]
-    fn exhaustion_names_config_and_range() {
-        let err = allocate_ports(
-            &[req("a", Tcp, None)],
-            8000,
-            8000,
-            &|p, proto| (p, proto) == (8000, Tcp),
-            "paperlb-system/edge",
-            "lb1",
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "no free TCP port left on lb1 in range 8000-8000 of LoadBalancerConfig paperlb-system/edge"
-        );
+    fn exhaustion_names_the_protocol_left_without_a_port() {
+        let taken = |p, proto| (p, proto) == (8000, Tcp);
+        let reqs = [req("a", Udp, None), req("b", Tcp, None)];
+        assert_eq!(allocate_ports(&reqs, (8000, 8000), &taken), Err(Tcp));
     }
 
     fn lb(host: &str, ports: &[(&str, u16, &str)]) -> LoadBalancer {
@@ -498,14 +445,13 @@ mod tests {
     #[test]
     fn previous_ports_match_by_name_or_go_form() {
         let stored = lb("h", &[("http", 8000, "TCP"), ("https", 8001, "TCP")]).spec;
-        let wanted = vec![("https".to_string(), Tcp), ("metrics".to_string(), Tcp)];
-        let got = previous_ports(Some(&stored), &wanted);
+        let got = previous_ports(Some(&stored), &wanted(&["https", "metrics"]));
         assert_eq!(got[0].previous, Some((8001, Tcp)));
         assert_eq!(got[1].previous, None);
         let go: LoadBalancer =
             serde_json::from_value(json!({"spec": {"host": "h", "port": 8100, "protocol": "TCP"}}))
                 .unwrap();
-        let got = previous_ports(Some(&go.spec), &[("http".into(), Tcp), ("b".into(), Tcp)]);
+        let got = previous_ports(Some(&go.spec), &wanted(&["http", "b"]));
         assert_eq!(got[0].previous, Some((8100, Tcp)));
         assert_eq!(got[1].previous, None);
     }
@@ -526,7 +472,7 @@ mod tests {
                     req("b", Udp, None),
                     req("c", Tcp, None),
                 ];
-                let got = allocate_ports(&reqs, 8000, 8200, &taken, "edge", "h").unwrap();
+                let got = allocate_ports(&reqs, (8000, 8200), &taken).unwrap();
                 lbs.insert(
                     k,
                     lb(

@@ -6,18 +6,18 @@ use super::context::Context;
 use super::hosts;
 use super::no_targets::{self, NO_TARGETS};
 use super::plan::{
-    Action, EventType, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
+    Action, EventType, Note, Plan, Problem, lb_ref, object_ref, status_patch, updater_request,
 };
 use super::port_requests::{self, Decision};
-use super::ports::{allocate_ports, previous_ports};
+use super::ports::{ServicePortSpec, allocate_ports, previous_ports};
 use super::status::{
     READY, RECONCILED, UPDATER_AUTH, backends_of, condition, is_applied, known_backends, port_list,
-    set_condition,
+    set_condition, shows_host,
 };
 use super::targets::targets_for;
 use super::traffic::{
     BALANCING, DUAL_STACK, PROXY_PROTOCOL, STABLE_NODE_SET, balancing_fault, balancing_for,
-    families_fault, follows_readiness, node_set_fault, proxy_protocol_fault, record_fault,
+    families_fault, keeps_stable_set, node_set_fault, proxy_protocol_fault, record_fault,
     traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::cache::Cache;
@@ -35,13 +35,6 @@ pub const MAX_PORTS: usize = 100;
 
 fn problem(reason: &'static str, message: String) -> Problem {
     Problem { reason, message }
-}
-
-/// A Service port we can forward: its name, protocol and nodePort.
-pub(crate) struct ServicePortSpec {
-    pub(crate) name: String,
-    pub(crate) protocol: Protocol,
-    pub(crate) node_port: u16,
 }
 
 pub fn reconcile(cache: &Cache, key: &Key, ctx: &Context) -> Plan {
@@ -110,19 +103,12 @@ fn finalize(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: &m
 
 /// The Service is gone or no longer ours: clean up ourselves, without relying on garbage collection.
 fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, plan: &mut Plan) {
-    if let Some(svc) = svc {
-        let ours = |i: &Ingress| {
-            lb.spec
-                .written_hosts()
-                .any(|h| super::status::shows_host(i, h))
-        };
-        let shows_ours = svc.status.load_balancer.ingress.iter().any(ours);
-        if shows_ours {
-            plan.push(Action::PatchServiceStatus {
-                key: key.clone(),
-                patch: json!({"status": {"loadBalancer": {"ingress": null}}}),
-            });
-        }
+    let ours = |i: &Ingress| lb.spec.written_hosts().any(|h| shows_host(i, h));
+    if svc.is_some_and(|s| s.status.load_balancer.ingress.iter().any(ours)) {
+        plan.push(Action::PatchServiceStatus {
+            key: key.clone(),
+            patch: json!({"status": {"loadBalancer": {"ingress": null}}}),
+        });
     }
     cleanup_backends(key, lb, ctx, plan);
     if lb.metadata.has_finalizer(FINALIZER) {
@@ -134,7 +120,7 @@ fn release(key: &Key, svc: Option<&Service>, lb: &LoadBalancer, ctx: &Context, p
     });
     if let Some(object) = svc.map(service_ref) {
         let message = format!("Service {key} is no longer served by paperlb; LoadBalancer deleted");
-        plan.event(&object, EventType::Normal, "LoadBalancerDeleted", message);
+        plan.event(&object, (EventType::Normal, "LoadBalancerDeleted", message));
     }
 }
 
@@ -174,10 +160,7 @@ fn finalizers(lb: &LoadBalancer, ours: bool) -> Vec<&str> {
 fn finalizer(key: &Key, lb: &LoadBalancer, ours: bool) -> Action {
     let (rv, key) = (&lb.metadata.resource_version, key.clone());
     let patch = json!({"metadata": {"finalizers": finalizers(lb, ours), "resourceVersion": rv}});
-    match ours {
-        true => Action::AddFinalizer { key, patch },
-        false => Action::RemoveFinalizer { key, patch },
-    }
+    Action::PatchFinalizers { key, patch }
 }
 
 fn reconcile_service(
@@ -192,10 +175,7 @@ fn reconcile_service(
     let (desired, decision) = match desired(cache, key, svc, lb, ctx) {
         Ok(Some(d)) => d,
         Ok(None) => return, // a port has no nodePort yet: the apiserver fills it in a moment
-        Err(p) => {
-            report_problem(key, lb, None, &svc_ref, p, ctx, plan);
-            return;
-        }
+        Err(p) => return report_problem(key, lb, None, &svc_ref, p, ctx, plan),
     };
     let owner = OwnerReference {
         api_version: "v1".into(),
@@ -226,15 +206,12 @@ fn reconcile_service(
         return;
     };
     // Ours whatever its blockOwnerDeletion says.
-    fn id(o: &OwnerReference) -> (&str, &str, &str, &str, Option<bool>) {
-        (&o.api_version, &o.kind, &o.name, &o.uid, o.controller)
-    }
-    let owned = lb
-        .metadata
-        .owner_references
-        .iter()
-        .any(|o| id(o) == id(&owner));
-    let has_finalizer = lb.metadata.has_finalizer(FINALIZER);
+    let owned = (lb.metadata.owner_references.iter()).any(|o| {
+        *o == OwnerReference {
+            block_owner_deletion: o.block_owner_deletion,
+            ..owner.clone()
+        }
+    });
     if !desired.matches(&lb.spec) || !owned {
         let stored = LbSpec::from_resource(&lb.spec).ok();
         if let Some(record) = record_unconfirmed(key, lb, stored.as_ref(), &desired) {
@@ -246,17 +223,12 @@ fn reconcile_service(
         if !owned {
             // Adopt: a LoadBalancer left by an earlier Service of the same name, or a hand-made one
             // now claimed by a Service (the name is the Service's).
-            let mut refs: Vec<OwnerReference> = lb
-                .metadata
-                .owner_references
-                .iter()
-                .filter(|o| !(o.kind == "Service" && o.api_version == "v1"))
-                .cloned()
-                .collect();
-            refs.push(owner);
+            let others = (lb.metadata.owner_references.iter())
+                .filter(|o| !(o.kind == "Service" && o.api_version == "v1"));
+            let refs: Vec<&OwnerReference> = others.chain([&owner]).collect();
             metadata["ownerReferences"] = json!(refs);
         }
-        if !has_finalizer {
+        if !lb.metadata.has_finalizer(FINALIZER) {
             metadata["finalizers"] = json!(finalizers(lb, true));
         }
         plan.push(Action::PatchLoadBalancerSpec {
@@ -273,18 +245,14 @@ fn reconcile_service(
             (ports, addresses(&s.hosts))
         };
         if stored.as_ref().map(place) != Some(place(&desired)) {
-            let message = allocated(&desired);
-            plan.event(&svc_ref, EventType::Normal, "PortAllocated", message);
+            let (ports, on) = (port_list(&desired), addresses(&desired.hosts));
+            let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
+            plan.event(&svc_ref, (EventType::Normal, "PortAllocated", message));
         }
         return; // the next reconcile applies the new generation
     }
-    if !has_finalizer {
-        plan.push(finalizer(key, lb, true));
-    }
-    let mut status = lb.status.clone();
-    let timeouts = applied_timeouts(cache, ctx, lb, &desired); // its own: it has a Service
     let why = || no_targets::why(cache, key, svc);
-    let event = push(key, lb, (&desired, timeouts), why, &mut status, ctx, plan);
+    let (mut status, event) = push(cache, key, lb, &desired, why, ctx, plan);
     let at = (ctx.now.as_str(), lb.metadata.generation);
     let urls = desired.hosts.iter().map(|h| h.url.as_str());
     let go_updater = updater_without_checks(urls, Some(lb), ctx);
@@ -313,11 +281,11 @@ fn reconcile_service(
         });
     }
     // Posted last, after the writes the Service's ingress waits for.
-    if let Some((type_, reason, message)) = event {
-        plan.event(&svc_ref, type_, reason, message);
+    if let Some(note) = event {
+        plan.event(&svc_ref, note);
     }
     for (reason, message) in warnings.into_iter().flatten() {
-        plan.event(&svc_ref, EventType::Warning, reason, message);
+        plan.event(&svc_ref, (EventType::Warning, reason, message));
     }
 }
 
@@ -337,8 +305,6 @@ pub(crate) fn desired(
     let Some(ports) = service_ports(key, svc)? else {
         return Ok(None);
     };
-    let wanted: Vec<(String, Protocol)> =
-        ports.iter().map(|p| (p.name.clone(), p.protocol)).collect();
     let config_name = format!("{}/{}", cfg.namespace, cfg.name);
     // The same LB port on every host: free only where it is free on all of them.
     let holder = |port, protocol| {
@@ -346,7 +312,7 @@ pub(crate) fn desired(
     };
     let decision = port_requests::decide(
         svc,
-        previous_ports(lb.map(|l| &l.spec), &wanted),
+        previous_ports(lb.map(|l| &l.spec), &ports),
         (cfg.low, cfg.high),
         &config_name,
         &holder,
@@ -361,15 +327,15 @@ pub(crate) fn desired(
         return Err(problem("PortUnavailable", message));
     }
     let taken = |port, protocol| holder(port, protocol).is_some();
-    let lb_ports = allocate_ports(
-        &requests,
-        cfg.low,
-        cfg.high,
-        &taken,
-        &config_name,
-        &addresses(&cfg.hosts),
-    )
-    .map_err(|e| problem("PortRangeExhausted", format!("Service {key}: {e}")))?;
+    let lb_ports = allocate_ports(&requests, (cfg.low, cfg.high), &taken).map_err(|p| {
+        let (on, (low, high)) = (addresses(&cfg.hosts), (cfg.low, cfg.high));
+        let message = format!(
+            "Service {key}: no free {} port left on {on} in range {low}-{high} of \
+             LoadBalancerConfig {config_name}",
+            p.as_str()
+        );
+        problem("PortRangeExhausted", message)
+    })?;
     let local = (svc.spec.external_traffic_policy.as_deref() == Some("Local"))
         .then(|| cache.local_nodes(key));
     let no_checks = updater_without_checks(cfg.hosts.iter().map(|h| h.url.as_str()), lb, ctx);
@@ -387,7 +353,7 @@ pub(crate) fn desired(
                 &cache.nodes,
                 (types, &svc.spec.ip_families),
                 local.as_ref(),
-                follows_readiness(&traffic, p.protocol, no_checks, ctx.stable_node_set).is_none(),
+                keeps_stable_set(&traffic, p.protocol, no_checks, ctx.stable_node_set),
             ),
         })
         .collect();
@@ -500,7 +466,7 @@ fn report_problem(
     plan: &mut Plan,
 ) {
     match lb {
-        None => plan.event(object, EventType::Warning, p.reason, p.message),
+        None => plan.event(object, (EventType::Warning, p.reason, p.message)),
         Some(lb) => {
             let mut status = lb.status.clone();
             if let Some(phase) = phase {
@@ -512,7 +478,7 @@ fn report_problem(
             );
             if status != lb.status {
                 plan.push(status_patch(key, &status));
-                plan.event(object, EventType::Warning, p.reason, p.message);
+                plan.event(object, (EventType::Warning, p.reason, p.message));
             }
         }
     }
@@ -544,10 +510,11 @@ fn record_unconfirmed(
     (status != lb.status).then(|| status_patch(key, &status))
 }
 
-/// The updater calls the LoadBalancer needs now (what each host lacks, `hosts::to_push`), and its
-/// status once they succeed: hosts, phase, `NoTargets` (`why` says why a port has none) and
-/// `Reconciled`. Returns the Event to post: a `NoTargets` transition, else a Normal one only when
-/// the phase changes to READY (or DEGRADED), so a node flip that re-applies posts nothing.
+/// Our finalizer if `lb` lacks it, the updater calls the LoadBalancer needs now (what each host
+/// lacks, `hosts::to_push`, with `applied_timeouts`), and its status once they succeed: hosts,
+/// phase, `NoTargets` (`why` says why a port has none) and `Reconciled`; returns it and the Event to
+/// post: a `NoTargets` transition, else a Normal one only when the phase changes to READY (or
+/// DEGRADED), so a node flip that re-applies posts nothing.
 ///
 /// Every port is pushed to the hosts to push to (the others hold the spec already, or do not
 /// answer), and backends the spec no longer has there are deleted: after the calls (a moved
@@ -558,15 +525,20 @@ fn record_unconfirmed(
 /// drift repair removes what an unreachable old updater keeps. `status.applied` keeps what other
 /// hosts hold.
 fn push(
+    cache: &Cache,
     key: &Key,
     lb: &LoadBalancer,
-    (spec, timeouts): (&LbSpec, (u32, u32)),
+    spec: &LbSpec,
     why: impl FnOnce() -> (&'static str, String),
-    status: &mut LoadBalancerStatus,
     ctx: &Context,
     plan: &mut Plan,
-) -> Option<(EventType, &'static str, String)> {
+) -> (LoadBalancerStatus, Option<Note>) {
+    if !lb.metadata.has_finalizer(FINALIZER) {
+        plan.push(finalizer(key, lb, true));
+    }
+    let timeouts = applied_timeouts(cache, ctx, lb, spec);
     let (was, generation) = (lb.status.phase.as_deref(), lb.metadata.generation);
+    let mut status = lb.status.clone();
     let pushed = hosts::to_push(lb, spec, ctx);
     let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
     let known = known_backends(key, lb);
@@ -600,16 +572,17 @@ fn push(
         status.ports = super::health_status::carried(&lb.status.ports, spec);
         status.healthy = super::health_status::summary(&status.ports);
     }
-    hosts::record(status, generation, spec, (&pushed, None), ctx);
+    hosts::record(&mut status, generation, spec, (&pushed, None), ctx);
     let now = status.phase.as_deref();
     let serving = matches!(now, Some(PHASE_READY | hosts::PHASE_DEGRADED));
     let ready = condition(&status.conditions, READY).map(|c| c.message.clone());
     let phase_event = ready.filter(|_| serving && now != was);
     let at = (ctx.now.as_str(), generation);
-    let targets_event = no_targets::record(status, &lb.status, spec, why, at);
+    let targets_event = no_targets::record(&mut status, &lb.status, spec, why, at);
     let (now, c) = (&ctx.now, &mut status.conditions);
     set_condition(c, RECONCILED, true, "Reconciled", "", now, generation);
-    targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)))
+    let event = targets_event.or(phase_event.map(|m| (EventType::Normal, "UpdaterApplied", m)));
+    (status, event)
 }
 
 /// One POST per port of `spec` to the updater at `url`; a port without targets is deleted there
@@ -641,30 +614,21 @@ pub fn applied_timeouts(
     lb: &LoadBalancer,
     spec: &LbSpec,
 ) -> (u32, u32) {
-    let own = (
-        spec.proxy_timeout_seconds,
-        spec.proxy_connect_timeout_seconds,
-    );
-    if lb.metadata.service_owner().is_some() {
-        return own;
-    }
-    // Its config's, if that is a valid config in the controller's namespace.
-    let cfg = cache
-        .configs
-        .get(&Key::new(&ctx.namespace, &spec.config_name));
-    let (t, c) = (cfg.and_then(|c| c.validate().ok())).map_or((0, 0), |c| {
+    // A hand-made one's unset timeouts: its config's, if that is a valid config in the
+    // controller's namespace.
+    let hand_made = lb.metadata.service_owner().is_none();
+    let cfg = hand_made.then(|| {
+        cache
+            .configs
+            .get(&Key::new(&ctx.namespace, &spec.config_name))
+    });
+    let (t, c) = (cfg.flatten().and_then(|c| c.validate().ok())).map_or((0, 0), |c| {
         (c.proxy_timeout_seconds, c.proxy_connect_timeout_seconds)
     });
     let or = |own: u32, cfg: u32| if own > 0 { own } else { cfg };
-    (or(own.0, t), or(own.1, c))
-}
-
-fn allocated(spec: &LbSpec) -> String {
-    format!(
-        "allocated {} on {} (config {})",
-        port_list(spec),
-        addresses(&spec.hosts),
-        spec.config_name
+    (
+        or(spec.proxy_timeout_seconds, t),
+        or(spec.proxy_connect_timeout_seconds, c),
     )
 }
 
@@ -684,19 +648,13 @@ fn reconcile_hand_made(
             return report_problem(key, Some(lb), Some(PHASE_ERROR), &object, p, ctx, plan);
         }
     };
-    let mut status = lb.status.clone();
-    if !lb.metadata.has_finalizer(FINALIZER) {
-        plan.push(finalizer(key, lb, true));
-    }
-    // The LoadBalancer's own timeouts, else its config's (read when it is applied).
-    let timeouts = applied_timeouts(cache, ctx, lb, &spec);
     let why = || (NO_TARGETS, "the LoadBalancer's spec lists no target".into());
-    let event = push(key, lb, (&spec, timeouts), why, &mut status, ctx, plan);
+    let (status, event) = push(cache, key, lb, &spec, why, ctx, plan);
     if status != lb.status {
         plan.push(status_patch(key, &status));
     }
-    if let Some((type_, reason, message)) = event {
-        plan.event(&object, type_, reason, message); // after the writes
+    if let Some(note) = event {
+        plan.event(&object, note); // after the writes
     }
 }
 
@@ -804,7 +762,7 @@ pub fn on_updater_error(
         None => ("UpdaterFailed", what),
     };
     let target = event_target(cache, key, lb);
-    out.event(&target, EventType::Warning, reason, message);
+    out.event(&target, (EventType::Warning, reason, message));
     out
 }
 
@@ -827,7 +785,7 @@ pub fn on_write_refused(cache: &Cache, key: &Key, error: &dyn std::fmt::Display)
     };
     let message = format!("the apiserver refused a write for LoadBalancer {key}: {error}{hint}");
     let reason = "SyncLoadBalancerFailed";
-    out.event(&target, EventType::Warning, reason, message);
+    out.event(&target, (EventType::Warning, reason, message));
     out
 }
 

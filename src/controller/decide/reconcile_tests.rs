@@ -141,8 +141,7 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 cache.apply_load_balancer(serde_json::from_value(o).unwrap());
             }
             Action::PatchLoadBalancerSpec { key, patch }
-            | Action::AddFinalizer { key, patch }
-            | Action::RemoveFinalizer { key, patch } => {
+            | Action::PatchFinalizers { key, patch } => {
                 let lb = &cache.load_balancers[key];
                 assert_eq!(
                     patch["metadata"]["resourceVersion"],
@@ -214,8 +213,13 @@ fn kinds(plan: &Plan) -> Vec<String> {
         .map(|a| match a {
             Action::CreateLoadBalancer { .. } => "create".to_string(),
             Action::PatchLoadBalancerSpec { .. } => "spec".to_string(),
-            Action::AddFinalizer { .. } => "add-finalizer".to_string(),
-            Action::RemoveFinalizer { .. } => "remove-finalizer".to_string(),
+            Action::PatchFinalizers { patch, .. } => {
+                let list = patch["metadata"]["finalizers"].as_array().unwrap();
+                match list.contains(&json!(FINALIZER)) {
+                    true => "add-finalizer".to_string(),
+                    false => "remove-finalizer".to_string(),
+                }
+            }
             Action::UpdaterApply { url, request, .. } => {
                 format!("POST {url} {}", request.backend_name)
             }

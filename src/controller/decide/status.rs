@@ -66,22 +66,18 @@ pub fn backend_name(key: &Key, index: usize, port_name: &str) -> String {
 
 /// The backends a spec puts on its updaters (one per port on each host), sorted.
 pub fn backends_of(key: &Key, spec: &LbSpec) -> Vec<AppliedBackend> {
-    let mut out: Vec<AppliedBackend> = spec
-        .hosts
-        .iter()
-        .flat_map(|h| {
-            spec.ports
-                .iter()
-                .enumerate()
-                .map(move |(i, p)| AppliedBackend {
-                    backend_name: backend_name(key, i, &p.name),
-                    url: h.url.clone(),
-                    host: h.host.clone(),
-                    port: i64::from(p.port),
-                    protocol: p.protocol.as_str().to_string(),
-                })
-        })
-        .collect();
+    let mut out = Vec::new();
+    for h in &spec.hosts {
+        for (i, p) in spec.ports.iter().enumerate() {
+            out.push(AppliedBackend {
+                backend_name: backend_name(key, i, &p.name),
+                url: h.url.clone(),
+                host: h.host.clone(),
+                port: i64::from(p.port),
+                protocol: p.protocol.as_str().to_string(),
+            });
+        }
+    }
     out.sort();
     out
 }

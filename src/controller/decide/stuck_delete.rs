@@ -46,5 +46,5 @@ pub fn let_go(cache: &Cache, key: &Key, lb: &LoadBalancer, ctx: &Context, plan: 
          answers again",
         left.join(", ")
     );
-    plan.event(&object, EventType::Warning, "BackendLeft", message);
+    plan.event(&object, (EventType::Warning, "BackendLeft", message));
 }

@@ -4,7 +4,7 @@
 //! force): a node stays a target while it is NotReady, cordoned or tainted
 //! `ToBeDeletedByClusterAutoscaler`, since the check drains it without cutting established
 //! connections or pushing anything; it leaves only when deleted, excluded by label or without an
-//! address. Without a check ([`super::traffic::follows_readiness`]) NotReady and doomed nodes
+//! address. Without a check ([`super::traffic::keeps_stable_set`]) NotReady and doomed nodes
 //! leave too, as before.
 //! Pure: no I/O, no clock.
 

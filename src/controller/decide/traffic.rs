@@ -12,7 +12,7 @@
 //!
 //! With a check in force a port's targets are a stable node set (KEP-3458, see `targets`); without
 //! one, against an updater that runs none, or under `--stable-node-set=false` they follow node
-//! readiness, and the `StableNodeSet=False` condition says why ([`follows_readiness`],
+//! readiness, and the `StableNodeSet=False` condition says why ([`keeps_stable_set`],
 //! [`node_set_fault`]).
 //!
 //! A dual-stack Service whose targets lack a family is served on the others, and `DualStack=False`
@@ -51,28 +51,22 @@ pub const KUBE_PROXY_HEALTHZ_PORT: u16 = 10256;
 /// The Service's traffic settings, or why they cannot be honoured (`(reason, message)`): an
 /// invalid CIDR is refused rather than ignored, since an open port is worse than a pending one.
 pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
-    let from_field = !svc.spec.load_balancer_source_ranges.is_empty();
-    let raw: Vec<String> = if from_field {
-        svc.spec.load_balancer_source_ranges.clone()
-    } else {
-        svc.metadata
-            .annotations
-            .get(SOURCE_RANGES_ANNOTATION)
-            .map(|a| {
-                a.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+    let field = &svc.spec.load_balancer_source_ranges;
+    let annotation = svc.metadata.annotations.get(SOURCE_RANGES_ANNOTATION);
+    let raw: Vec<&str> = match annotation.filter(|_| field.is_empty()) {
+        Some(a) => a
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => field.iter().map(String::as_str).collect(),
     };
     let mut source_ranges = Vec::with_capacity(raw.len());
-    for (i, c) in raw.iter().enumerate() {
+    for (i, c) in raw.into_iter().enumerate() {
         let c = cidr(c).map_err(|e| {
-            let at = if from_field {
-                format!("spec.loadBalancerSourceRanges[{i}]")
-            } else {
-                format!("annotation {SOURCE_RANGES_ANNOTATION}")
+            let at = match field.is_empty() {
+                true => format!("annotation {SOURCE_RANGES_ANNOTATION}"),
+                false => format!("spec.loadBalancerSourceRanges[{i}]"),
             };
             ("InvalidSourceRange", format!("{at}: {e}"))
         })?;
@@ -85,12 +79,9 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
         Some(v) if v.eq_ignore_ascii_case("true") => true,
         Some(v) if v.eq_ignore_ascii_case("false") => false,
         Some(v) => {
-            return Err((
-                "InvalidAnnotation",
-                format!(
-                    "annotation {PROXY_PROTOCOL_ANNOTATION} {v:?}: must be \"true\" or \"false\""
-                ),
-            ));
+            let must = "must be \"true\" or \"false\"";
+            let message = format!("annotation {PROXY_PROTOCOL_ANNOTATION} {v:?}: {must}");
+            return Err(("InvalidAnnotation", message));
         }
     };
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");
@@ -194,10 +185,8 @@ pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
                 .clone()
                 .or_else(|| derived.as_ref().map(|d| d.kind.clone()))
                 .unwrap_or_else(|| "http".into());
-            let same_kind = derived.as_ref().is_some_and(|d| d.kind == kind);
-            let derived_port = derived
-                .as_ref()
-                .filter(|_| same_kind || kind == "http")
+            let derived_port = (derived.as_ref())
+                .filter(|d| d.kind == kind || kind == "http")
                 .and_then(|d| d.port);
             traffic.health_check = Some(LbHealthCheck {
                 port: port.or(derived_port),
@@ -211,19 +200,6 @@ pub fn with_override(mut traffic: LbTraffic, o: &HealthOverride) -> LbTraffic {
         }
     }
     traffic
-}
-
-/// Why a port's targets follow node readiness instead of forming a stable set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum FollowsReadiness {
-    /// `--stable-node-set=false`.
-    Disabled,
-    /// The updater runs no health checks: it has no `GET /api/v1/lb` (`DriftCheck` False, reason
-    /// `Unsupported`), as the Go nginx-lb-updater, which ignores the `healthCheck` field.
-    UpdaterWithoutChecks,
-    /// No check for this port: the config's `healthCheck.type: none`, or a tcp check of a UDP
-    /// port's own port.
-    NoHealthCheck,
 }
 
 /// The check pushed for a port of `protocol`: a tcp check of the target's own port cannot probe a
@@ -249,23 +225,16 @@ pub fn updater_without_checks<'a>(
     recorded || urls.any(|u| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e)))
 }
 
-/// Why a port of `protocol` follows node readiness (`no_checks`: [`updater_without_checks`];
-/// `stable`: the controller's `--stable-node-set`); None when its targets are a stable set.
-pub fn follows_readiness(
+/// Whether a port of `protocol` keeps a stable node set: only with a check in force, which drains
+/// nodes instead (`no_checks`: [`updater_without_checks`]; `stable`: the controller's
+/// `--stable-node-set`). Otherwise its targets follow node readiness ([`node_set_fault`] says why).
+pub fn keeps_stable_set(
     traffic: &LbTraffic,
     protocol: Protocol,
     no_checks: bool,
     stable: bool,
-) -> Option<FollowsReadiness> {
-    if !stable {
-        Some(FollowsReadiness::Disabled)
-    } else if no_checks {
-        Some(FollowsReadiness::UpdaterWithoutChecks)
-    } else if port_check(traffic, protocol).is_none() {
-        Some(FollowsReadiness::NoHealthCheck)
-    } else {
-        None
-    }
+) -> bool {
+    stable && !no_checks && port_check(traffic, protocol).is_some()
 }
 
 /// A fault: the reason and message of a condition that is False while it lasts (absent
@@ -275,56 +244,40 @@ pub type Fault = Option<(&'static str, String)>;
 /// `StableNodeSet=False` while some port of `spec` follows node readiness, saying why (the
 /// default needs no word; `no_checks`: [`updater_without_checks`] for its updaters).
 pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
-    let following: Vec<(String, FollowsReadiness)> = spec
-        .ports
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            follows_readiness(&spec.traffic, p.protocol, no_checks, ctx.stable_node_set)
-                .map(|f| (port_label(i, &p.name), f))
-        })
+    let unchecked: Vec<String> = (spec.ports.iter().enumerate())
+        .filter(|(_, p)| port_check(&spec.traffic, p.protocol).is_none())
+        .map(|(i, p)| port_label(i, &p.name))
         .collect();
-    let first = following.iter().map(|(_, f)| *f).min()?;
-    // The updaters found without checks; all of the spec's when only the status recorded it.
-    let urls = spec.hosts.iter().map(|h| h.url.as_str());
-    let found = |u: &&str| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e));
-    let urls: Vec<&str> = match urls.clone().filter(found).collect::<Vec<_>>() {
-        none if none.is_empty() => urls.collect(),
-        some => some,
-    };
-    let (reason, why) = match first {
-        FollowsReadiness::Disabled => (
-            "Disabled",
-            "the controller runs with --stable-node-set=false".to_string(),
-        ),
-        FollowsReadiness::UpdaterWithoutChecks => (
-            "UpdaterWithoutChecks",
-            format!(
-                "updater {} runs no health checks (it has no GET /api/v1/lb: the Go nginx-lb-updater?)",
-                urls.join(", ")
-            ),
-        ),
-        FollowsReadiness::NoHealthCheck
-            if following.len() == spec.ports.len() && spec.traffic.health_check.is_none() =>
-        {
-            (
-                "NoHealthCheck",
-                format!(
-                    "LoadBalancerConfig {} has spec.healthCheck.type: none",
-                    spec.config_name
-                ),
-            )
-        }
-        FollowsReadiness::NoHealthCheck => {
-            let names: Vec<&str> = following.iter().map(|(n, _)| n.as_str()).collect();
-            (
-                "NoHealthCheck",
-                format!(
-                    "UDP port(s) {} have no health check (a tcp check of their own port cannot probe UDP)",
-                    names.join(", ")
-                ),
-            )
-        }
+    let (reason, why) = if spec.ports.is_empty() {
+        return None;
+    } else if !ctx.stable_node_set {
+        let why = "the controller runs with --stable-node-set=false";
+        ("Disabled", why.to_string())
+    } else if no_checks {
+        // The updaters found without checks; all of the spec's when only the status recorded it.
+        let urls = spec.hosts.iter().map(|h| h.url.as_str());
+        let found = |u: &&str| updater_endpoint(u).is_ok_and(|e| ctx.without_checks.contains(&e));
+        let urls: Vec<&str> = match urls.clone().filter(found).collect::<Vec<_>>() {
+            none if none.is_empty() => urls.collect(),
+            some => some,
+        };
+        let why = format!(
+            "updater {} runs no health checks (it has no GET /api/v1/lb: the Go nginx-lb-updater?)",
+            urls.join(", ")
+        );
+        ("UpdaterWithoutChecks", why)
+    } else if spec.traffic.health_check.is_none() {
+        let config = &spec.config_name;
+        let why = format!("LoadBalancerConfig {config} has spec.healthCheck.type: none");
+        ("NoHealthCheck", why)
+    } else if !unchecked.is_empty() {
+        let why = format!(
+            "UDP port(s) {} have no health check (a tcp check of their own port cannot probe UDP)",
+            unchecked.join(", ")
+        );
+        ("NoHealthCheck", why)
+    } else {
+        return None;
     };
     let message = format!(
         "{why}: NotReady nodes and nodes tainted {} leave the targets, which cuts their connections \
@@ -338,8 +291,10 @@ pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
 /// `ProxyProtocol=False` while the Service asks for PROXY protocol on UDP ports (they are pushed
 /// without it).
 pub fn proxy_protocol_fault(spec: &LbSpec) -> Fault {
-    let ports = spec.ports.iter().map(|p| (p.name.as_str(), p.protocol));
-    let udp = udp_ports_without_proxy_protocol(&spec.traffic, ports);
+    let udp: Vec<String> = (spec.ports.iter().enumerate())
+        .filter(|(_, p)| spec.traffic.proxy_protocol && p.protocol == Protocol::Udp)
+        .map(|(i, p)| port_label(i, &p.name))
+        .collect();
     (!udp.is_empty()).then(|| {
         let message = format!(
             "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot \
@@ -380,23 +335,19 @@ pub fn families_fault(spec: &LbSpec, svc: &Service) -> Fault {
 /// `go_updater`: an updater of the LoadBalancer is the Go nginx-lb-updater
 /// ([`updater_without_checks`]), which ignores `balance` and serves round robin.
 pub fn balancing_fault(svc: &Service, go_updater: bool) -> Fault {
-    let Balancing {
-        balance,
-        mut faults,
-        ..
-    } = balancing_for(svc);
-    if go_updater && balance != Balance::RoundRobin {
-        faults.push((
+    let mut b = balancing_for(svc);
+    if go_updater && b.balance != Balance::RoundRobin {
+        b.faults.push((
             "UpdaterWithoutBalance",
             format!(
                 "balance {} is not served: the updater is the Go nginx-lb-updater, which has no \
                  balance field and serves round robin",
-                balance.as_str()
+                b.balance.as_str()
             ),
         ));
     }
-    faults.first().map(|(reason, _)| {
-        let messages: Vec<&str> = faults.iter().map(|(_, m)| m.as_str()).collect();
+    b.faults.first().map(|(reason, _)| {
+        let messages: Vec<&str> = b.faults.iter().map(|(_, m)| m.as_str()).collect();
         (*reason, messages.join("; "))
     })
 }
@@ -421,21 +372,6 @@ pub(crate) fn record_fault(
     let c = &mut status.conditions;
     set_condition(c, type_, false, reason, &message, now, generation);
     news.then_some((reason, message))
-}
-
-/// Names (or numbers) of the UDP ports a PROXY protocol request cannot apply to.
-pub fn udp_ports_without_proxy_protocol<'a>(
-    traffic: &LbTraffic,
-    ports: impl Iterator<Item = (&'a str, Protocol)>,
-) -> Vec<String> {
-    if !traffic.proxy_protocol {
-        return Vec::new();
-    }
-    ports
-        .enumerate()
-        .filter(|(_, (_, p))| *p == Protocol::Udp)
-        .map(|(i, (n, _))| port_label(i, n))
-        .collect()
 }
 
 /// A port as messages name it: its name, else `#<index>`.
@@ -855,17 +791,19 @@ mod tests {
             "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "true"}}}));
         let t = traffic_for(&on).unwrap();
         assert!(t.proxy_protocol);
-        let ports = || {
-            [
-                ("web", Protocol::Tcp),
-                ("dns", Protocol::Udp),
-                ("", Protocol::Udp),
-            ]
-            .into_iter()
-        };
-        assert_eq!(udp_ports_without_proxy_protocol(&t, ports()), ["dns", "#2"]);
-        let off = traffic_for(&svc(serde_json::json!({}))).unwrap();
-        assert!(udp_ports_without_proxy_protocol(&off, ports()).is_empty());
+        let mut spec = targets_spec(&[]);
+        for name in ["dns", ""] {
+            spec.ports.push(crate::model::LbPort {
+                name: name.into(),
+                protocol: Protocol::Udp,
+                ..spec.ports[0].clone()
+            });
+        }
+        spec.traffic = t;
+        let (_, message) = proxy_protocol_fault(&spec).expect("UDP ports named");
+        assert!(message.contains("port(s) dns, #2 are served"), "{message}");
+        spec.traffic = traffic_for(&svc(serde_json::json!({}))).unwrap();
+        assert_eq!(proxy_protocol_fault(&spec), None);
         let bad = svc(serde_json::json!({
             "metadata": {"annotations": {PROXY_PROTOCOL_ANNOTATION: "yes"}}}));
         assert_eq!(traffic_for(&bad).unwrap_err().0, "InvalidAnnotation");
@@ -937,7 +875,6 @@ mod tests {
     /// readiness, and the condition that says so.
     #[test]
     fn node_set_rule_table_and_its_condition() {
-        use FollowsReadiness::*;
         let derived = traffic_for(&svc(serde_json::json!({}))).unwrap();
         let off = with_override(derived.clone(), &HealthOverride::Off);
         let tcp_own = with_override(
@@ -964,7 +901,7 @@ mod tests {
             Protocol,
             Option<&'a LoadBalancer>,
             bool,
-            Option<FollowsReadiness>,
+            Option<&'a str>,
         );
         let cases: Vec<Case> = vec![
             ("checks on (default)", &derived, tcp, None, true, None),
@@ -990,7 +927,7 @@ mod tests {
                 tcp,
                 None,
                 true,
-                Some(NoHealthCheck),
+                Some("NoHealthCheck"),
             ),
             (
                 "tcp check of a TCP port's own port",
@@ -1006,7 +943,7 @@ mod tests {
                 udp,
                 None,
                 true,
-                Some(NoHealthCheck),
+                Some("NoHealthCheck"),
             ),
             (
                 "Go updater",
@@ -1014,7 +951,7 @@ mod tests {
                 tcp,
                 Some(&go),
                 true,
-                Some(UpdaterWithoutChecks),
+                Some("UpdaterWithoutChecks"),
             ),
             (
                 "flag off",
@@ -1022,7 +959,7 @@ mod tests {
                 tcp,
                 Some(&ours),
                 false,
-                Some(Disabled),
+                Some("Disabled"),
             ),
             (
                 "flag off, checks off",
@@ -1030,33 +967,9 @@ mod tests {
                 tcp,
                 None,
                 false,
-                Some(Disabled),
+                Some("Disabled"),
             ),
         ];
-        const URL: &str = "http://127.0.0.1:8080";
-        let plain = Context::new("ns", "t");
-        for (name, traffic, protocol, lb, flag, want) in &cases {
-            let no_checks = updater_without_checks([URL].into_iter(), *lb, &plain);
-            assert_eq!(
-                follows_readiness(traffic, *protocol, no_checks, *flag),
-                *want,
-                "{name}"
-            );
-        }
-        // The worker found the Go updater (no GET) before the LoadBalancer recorded it.
-        let mut knows = Context::new("ns", "t");
-        knows.without_checks.insert(updater_endpoint(URL).unwrap());
-        assert!(updater_without_checks([URL].into_iter(), None, &knows));
-        assert!(updater_without_checks(
-            ["http://127.0.0.1:8080/api/v1/lb"].into_iter(),
-            Some(&ours),
-            &knows
-        ));
-        assert!(!updater_without_checks(
-            ["http://127.0.0.2:8080"].into_iter(),
-            None,
-            &knows
-        ));
         let spec = |traffic: &LbTraffic, protocols: &[Protocol]| LbSpec {
             config_name: "edge".into(),
             ports: protocols
@@ -1078,6 +991,33 @@ mod tests {
                 "http://127.0.0.1:8080",
             )],
         };
+        const URL: &str = "http://127.0.0.1:8080";
+        let plain = Context::new("ns", "t");
+        for (name, traffic, protocol, lb, flag, want) in &cases {
+            let no_checks = updater_without_checks([URL].into_iter(), *lb, &plain);
+            let stable = keeps_stable_set(traffic, *protocol, no_checks, *flag);
+            let ctx = Context {
+                stable_node_set: *flag,
+                ..plain.clone()
+            };
+            let fault = node_set_fault(&spec(traffic, &[*protocol]), no_checks, &ctx);
+            assert_eq!(fault.map(|f| f.0), *want, "{name}");
+            assert_eq!(stable, want.is_none(), "{name}");
+        }
+        // The worker found the Go updater (no GET) before the LoadBalancer recorded it.
+        let mut knows = Context::new("ns", "t");
+        knows.without_checks.insert(updater_endpoint(URL).unwrap());
+        assert!(updater_without_checks([URL].into_iter(), None, &knows));
+        assert!(updater_without_checks(
+            ["http://127.0.0.1:8080/api/v1/lb"].into_iter(),
+            Some(&ours),
+            &knows
+        ));
+        assert!(!updater_without_checks(
+            ["http://127.0.0.2:8080"].into_iter(),
+            None,
+            &knows
+        ));
         let reason = |traffic: &LbTraffic, protocols: &[Protocol], lb: &LoadBalancer, flag| {
             let mut status = lb.status.clone();
             let mut ctx = Context::new("ns", "t");

@@ -428,9 +428,7 @@ pub fn execute_action(
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
             Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
         }
-        Action::PatchLoadBalancerSpec { key, patch }
-        | Action::AddFinalizer { key, patch }
-        | Action::RemoveFinalizer { key, patch } => {
+        Action::PatchLoadBalancerSpec { key, patch } | Action::PatchFinalizers { key, patch } => {
             Answer::LoadBalancer(io.patch(&(lbs(key, None) + STRICT), patch).map_err(api)?)
         }
         Action::PatchLoadBalancerStatus { key, patch } => {
@@ -809,7 +807,7 @@ mod tests {
             ),
             (
                 "finalizer",
-                vec![Action::AddFinalizer {
+                vec![Action::PatchFinalizers {
                     key: key("web"),
                     patch: json!({"metadata": {"finalizers": [], "resourceVersion": "5"}}),
                 }],

@@ -693,7 +693,7 @@ impl Worker {
                 match action {
                     Action::PatchLoadBalancerStatus { key, .. } => self.applied_lb_status(key, lb),
                     // The last finalizer is gone: the object no longer exists (the answer echoes it).
-                    Action::RemoveFinalizer { key, .. }
+                    Action::PatchFinalizers { key, .. }
                         if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() =>
                     {
                         log::info!("released LoadBalancer key={key}");
@@ -806,8 +806,7 @@ impl Worker {
                         Some(
                             Action::CreateLoadBalancer { .. }
                                 | Action::PatchLoadBalancerSpec { .. }
-                                | Action::AddFinalizer { .. }
-                                | Action::RemoveFinalizer { .. }
+                                | Action::PatchFinalizers { .. }
                         )
                     );
                     let refused = |c: u16| c / 100 == 4 && ![401, 404, 409, 429].contains(&c);
