@@ -505,14 +505,14 @@ impl Drop for Slot<'_> {
 }
 
 /// One plan for the pool: everything it needs travels with it.
-pub struct Job {
-    pub id: u64,
+struct Job {
+    id: u64,
     /// The leadership term it was decided in.
-    pub term: u64,
-    pub plan: Plan,
+    term: u64,
+    plan: Plan,
     /// The prepared Event for each action (see [`run`]).
-    pub events: Vec<Option<Event>>,
-    pub updaters: Clients,
+    events: Vec<Option<Event>>,
+    updaters: Clients,
 }
 
 /// A finished job, for the worker to apply.
@@ -572,10 +572,19 @@ impl Pool {
         }
     }
 
-    /// Queues a job; starts one more thread when none is idle. When no thread could be started
-    /// at all, runs it on the caller's thread (its `Done` is delivered all the same).
-    pub fn submit(&mut self, job: Job) {
+    /// Queues job `id` (decided in the worker's leadership term now); starts one more thread when
+    /// none is idle. When no thread could be started at all, runs it on the caller's thread (its
+    /// `Done` is delivered all the same).
+    pub fn submit(&mut self, id: u64, plan: Plan, events: Vec<Option<Event>>, updaters: Clients) {
         let s = &self.shared;
+        let term = s.term.load(Ordering::SeqCst);
+        let job = Job {
+            id,
+            term,
+            plan,
+            events,
+            updaters,
+        };
         let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = jobs.len();
         if s.idle.load(Ordering::SeqCst) <= waiting && self.threads < IO_THREADS {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::batch::{self, Answer, Clients, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
+use super::batch::{self, Answer, Clients, Done, Io, MAX_IN_FLIGHT, Pool, Stop};
 use super::events::EventLimiter;
 use super::resync::Timers;
 use super::secrets::SecretStore;
@@ -279,10 +279,7 @@ impl Worker {
                 // failing LoadBalancers never let it).
                 self.report_configs();
                 worked = true;
-                match self.process(&key) {
-                    Some((pending, plan)) => self.submit(pending, plan),
-                    None => self.queue.done(&key),
-                }
+                self.process(&key);
                 self.mark_busy();
                 // As many plans in flight as allowed: apply answers (and whatever else arrives)
                 // until one is done.
@@ -508,12 +505,13 @@ impl Worker {
     }
 
     /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
-    /// that can run beside others (see `batch`) is returned instead, for the pool.
-    fn process(&mut self, key: &Key) -> Option<(Pending, Plan)> {
+    /// that can run beside others (see `batch`) goes to the pool instead; the key stays processing
+    /// until its answers are applied (`io_done`).
+    fn process(&mut self, key: &Key) {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
-            return None;
+            return self.queue.done(key);
         }
         let started = Instant::now();
         self.health
@@ -522,12 +520,16 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
+            let (events, updaters) = self.prepare(&plan, true);
+            self.next_job += 1;
             let key = key.clone();
-            return Some((Pending { key, ctx, started }, plan));
+            self.in_flight
+                .insert(self.next_job, Pending { key, ctx, started });
+            return self.pool.submit(self.next_job, plan, events, updaters);
         }
         let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
-        None
+        self.queue.done(key);
     }
 
     /// What a plan's I/O needs from the worker, decided here before it starts: the updater
@@ -584,33 +586,6 @@ impl Worker {
         let (answers, result) = batch::run(&self.io(&updaters), plan, &events);
         self.apply_outcome(plan, &events, answers, &result, false);
         result
-    }
-
-    /// Hands a batchable plan to the I/O pool.
-    fn submit(&mut self, pending: Pending, plan: Plan) {
-        let (events, updaters) = self.prepare(&plan, true);
-        self.next_job += 1;
-        self.in_flight.insert(self.next_job, pending);
-        self.start(self.next_job, plan, events, updaters);
-    }
-
-    /// Hands job `id` (registered by the caller) to the pool; its `Event::Io` comes back through
-    /// the channel.
-    fn start(
-        &mut self,
-        id: u64,
-        plan: Plan,
-        events: Vec<Option<crate::model::Event>>,
-        updaters: Clients,
-    ) {
-        let term = self.term.load(Ordering::SeqCst);
-        (self.pool).submit(Job {
-            id,
-            term,
-            plan,
-            events,
-            updaters,
-        });
     }
 
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`

@@ -581,7 +581,7 @@ impl Worker {
         let clients = BTreeMap::from([(url, Ok(client))]);
         self.next_job += 1;
         self.repairing = Some((self.next_job, endpoint.to_string()));
-        self.start(self.next_job, Plan { actions }, events, clients);
+        (self.pool).submit(self.next_job, Plan { actions }, events, clients);
     }
 
     /// A check's repairs are done: the check succeeded when every one did.
