@@ -168,19 +168,15 @@ fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
 /// Updater clients by URL, or why a URL has none (the `NoCall` error).
 pub type Clients = BTreeMap<String, Result<Arc<UpdaterClient>, AuthProblem>>;
 
-/// What a plan's I/O uses; everything in it is safe to use from several threads.
+/// What a plan's I/O uses, on the pool or on the worker; everything in it is safe to use from
+/// several threads.
 pub struct Io<'a> {
-    pub client: &'a Client,
+    s: &'a PoolShared,
     /// One client per updater URL the plan uses (created by the worker beforehand), or why
     /// there is none.
-    pub updaters: &'a Clients,
-    pub stats: &'a Stats,
-    pub leadership: &'a Leadership,
-    /// Bounds calls per updater URL (None: on the worker, one call at a time anyway).
-    pub slots: Option<&'a Slots>,
-    /// (the worker's leadership term now, the term the plan was decided in): a plan decided in one
-    /// term is not run in another. None: on the worker, which checks that itself.
-    pub term: Option<(&'a AtomicU64, u64)>,
+    updaters: &'a Clients,
+    /// The leadership term the plan was decided in: it is not run in another.
+    term: u64,
 }
 
 impl Io<'_> {
@@ -202,11 +198,10 @@ impl Io<'_> {
                 }));
             }
         };
-        let _slot = self.slots.filter(|_| slot).map(|s| s.take(url));
+        let _slot = slot.then(|| self.s.slots.take(url));
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
-        self.stats
-            .updater_call(op, result.is_ok(), started.elapsed());
+        (self.s.stats).updater_call(op, result.is_ok(), started.elapsed());
         result
     }
 
@@ -215,23 +210,26 @@ impl Io<'_> {
     /// into a namespace being deleted is dropped quietly (the Event would go with it).
     pub fn post_event(&self, event: &Event) {
         let ns = Some(event.metadata.namespace.as_str());
-        self.stats.api_writes.inc(&["event"]);
-        let mut result = Err(None);
-        if event.count > 1 {
+        self.s.stats.api_writes.inc(&["event"]);
+        // A repeat patches the Event it repeats; a new one, or a repeat of one that is gone, is
+        // created.
+        let patched = (event.count > 1).then(|| {
             let path = EVENTS.path(ns, Some(&event.metadata.name), None);
             let patch = serde_json::json!({"count": event.count,
                 "lastTimestamp": event.last_timestamp, "message": event.message});
-            result = self
+            self.s.client.merge_patch::<Value>(&path, &patch)
+        });
+        let e = match patched {
+            Some(Ok(_)) => return,
+            Some(Err(e)) if !e.is_not_found() => e,
+            _ => match self
+                .s
                 .client
-                .merge_patch::<Value>(&path, &patch)
-                .map_err(Some);
-        }
-        if matches!(&result, Err(None)) || matches!(&result, Err(Some(e)) if e.is_not_found()) {
-            let path = EVENTS.path(ns, None, None);
-            result = self.client.create::<Value>(&path, event).map_err(Some);
-        }
-        let Err(Some(e)) = result else {
-            return;
+                .create::<Value>(&EVENTS.path(ns, None, None), event)
+            {
+                Ok(_) => return,
+                Err(e) => e,
+            },
         };
         let terminating = e.is_forbidden() && e.to_string().contains("being terminated");
         if terminating || e.is_not_found() {
@@ -252,8 +250,8 @@ impl Io<'_> {
     }
 
     fn patch(&self, path: &str, patch: &Value) -> Result<Box<RawValue>, Error> {
-        self.stats.api_writes.inc(&["patch"]);
-        self.client.merge_patch(path, patch)
+        self.s.stats.api_writes.inc(&["patch"]);
+        self.s.client.merge_patch(path, patch)
     }
 }
 
@@ -263,10 +261,7 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
     let mut index = 0;
     while index < plan.actions.len() {
-        let same_term = io
-            .term
-            .is_none_or(|(now, decided)| now.load(Ordering::SeqCst) == decided);
-        if !io.leadership.is_leader() || !same_term {
+        if !io.s.leadership.is_leader() || io.s.term.load(Ordering::SeqCst) != io.term {
             return (answers, Err(Stop::NotLeader));
         }
         let rest = &plan.actions[index..];
@@ -289,7 +284,7 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
                 Action::PatchLoadBalancerStatus { .. },
                 Action::PatchServiceStatus { .. },
                 ..,
-            ] if io.term.is_some() => 2,
+            ] => 2,
             _ => 1,
         };
         for result in all_at_once(io, index, &rest[..len], events) {
@@ -321,7 +316,7 @@ fn all_at_once(
         loop {
             let i = next.fetch_add(1, Ordering::SeqCst);
             let Some(action) = actions.get(i) else { break };
-            let result = if i == 0 || io.leadership.is_leader() {
+            let result = if i == 0 || io.s.leadership.is_leader() {
                 execute_action(io, first + i, action, events)
             } else {
                 Err(Stop::NotLeader)
@@ -410,7 +405,7 @@ pub fn execute_action(
             if let Err(e) = result {
                 return Ok(Answer::Failed(e));
             }
-            io.stats.drift_repairs.inc(&[repair.action()]);
+            io.s.stats.drift_repairs.inc(&[repair.action()]);
             let (what, name) = (repair.action(), repair.backend_name());
             log::info!("drift repair: {what} backend={name} updater={url}");
             Answer::Done
@@ -424,9 +419,9 @@ pub fn execute_action(
         // The spec is the record every push is made from: a field the installed CRD does not know
         // (a controller newer than its CRDs) is refused, not dropped without a word.
         Action::CreateLoadBalancer { key, object } => {
-            io.stats.api_writes.inc(&["create"]);
+            io.s.stats.api_writes.inc(&["create"]);
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
-            Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
+            Answer::LoadBalancer(io.s.client.create(&path, object).map_err(api)?)
         }
         Action::PatchLoadBalancerSpec { key, patch }
         | Action::AddFinalizer { key, patch }
@@ -452,8 +447,8 @@ pub fn execute_action(
             Answer::Done
         }
         Action::DeleteLoadBalancer { key, .. } => {
-            io.stats.api_writes.inc(&["delete"]);
-            match io.client.delete(&lbs(key, None)) {
+            io.s.stats.api_writes.inc(&["delete"]);
+            match io.s.client.delete(&lbs(key, None)) {
                 Ok(answer) => Answer::Deleted(answer),
                 Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),
                 Err(error) => return Err(api(error)),
@@ -609,6 +604,18 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// The I/O of a plan run on the worker now, with `updaters`.
+    pub fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
+        let term = self.shared.term.load(Ordering::SeqCst);
+        Io {
+            s: &self.shared,
+            updaters,
+            term,
+        }
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -638,12 +645,9 @@ fn io_thread(s: &PoolShared) {
 
 fn run_job(s: &PoolShared, job: Job) {
     let io = Io {
-        client: &s.client,
+        s,
         updaters: &job.updaters,
-        stats: &s.stats,
-        leadership: &s.leadership,
-        slots: Some(&s.slots),
-        term: Some((&s.term, job.term)),
+        term: job.term,
     };
     let outcome = run(&io, &job.plan, &job.events);
     (s.deliver)(Done {

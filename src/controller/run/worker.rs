@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::batch::{self, Answer, Clients, Done, Io, MAX_IN_FLIGHT, Pool, Stop};
+use super::batch::{self, Answer, Clients, Done, MAX_IN_FLIGHT, Pool, Stop};
 use super::events::EventLimiter;
 use super::resync::Timers;
 use super::secrets::SecretStore;
@@ -583,7 +583,7 @@ impl Worker {
     /// Runs a plan here, with the executor the pool uses, and applies its answers.
     fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
         let (events, updaters) = self.prepare(plan, false);
-        let (answers, result) = batch::run(&self.io(&updaters), plan, &events);
+        let (answers, result) = batch::run(&self.pool.io(&updaters), plan, &events);
         self.apply_outcome(plan, &events, answers, &result, false);
         result
     }
@@ -809,7 +809,7 @@ impl Worker {
             return true;
         }
         while let Some((key, action)) = self.in_doubt.pop_first() {
-            let e = match batch::execute_action(&self.io(&Clients::new()), 0, &action, &[]) {
+            let e = match batch::execute_action(&self.pool.io(&Clients::new()), 0, &action, &[]) {
                 Ok(answer) => {
                     self.apply_answer(&action, answer);
                     log::info!("re-sent an unanswered write key={key}");
@@ -920,17 +920,6 @@ impl Worker {
     fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
         for key in keys {
             self.queue.add(key);
-        }
-    }
-
-    fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
-        Io {
-            client: &self.client,
-            updaters,
-            stats: &self.stats,
-            leadership: &self.leadership,
-            slots: None,
-            term: None,
         }
     }
 }
