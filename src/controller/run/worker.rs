@@ -55,8 +55,9 @@ pub(crate) struct UpdaterState {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
     wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with.
-    auth_of: BTreeMap<ClientId, ClientAuth>,
+    /// Updater clients by config and URL (a plan's I/O gets its own by URL), with the credentials
+    /// each was built with.
+    clients: BTreeMap<ClientId, (ClientAuth, Arc<UpdaterClient>)>,
     /// Why a config has no client for a URL now.
     problems: BTreeMap<ClientId, AuthProblem>,
     timers: Timers,
@@ -139,8 +140,6 @@ pub struct Worker {
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
     correlator: super::event_correlator::Correlator,
-    /// Updater clients by config and URL; a plan's I/O gets its own by URL.
-    updaters: BTreeMap<ClientId, Arc<UpdaterClient>>,
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,
@@ -225,7 +224,6 @@ impl Worker {
             leadership,
             events: EventLimiter::default(),
             correlator: Default::default(),
-            updaters: BTreeMap::new(),
             health,
             stats,
             shutdown: false,
@@ -249,12 +247,12 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
+            // Nothing due: a wait without end (`recv_timeout` then waits as `recv` does).
             let next = [self.next_deadline(), self.configs.next_deadline()];
-            let got = match next.into_iter().flatten().min() {
-                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match got {
+            let wait = (next.into_iter().flatten().min()).map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            match rx.recv_timeout(wait) {
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,

@@ -67,8 +67,8 @@ impl Worker {
             message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
         })?;
         let client = self.auth_for(config, url).and_then(|auth| {
-            if self.auth.auth_of.get(&id) == Some(&auth)
-                && let Some(c) = self.updaters.get(&id)
+            if let Some((built_with, c)) = self.auth.clients.get(&id)
+                && *built_with == auth
             {
                 return Ok(c.clone());
             }
@@ -84,17 +84,16 @@ impl Worker {
                     }
                 })?;
             let c = Arc::new(c);
-            if self.updaters.insert(id.clone(), c.clone()).is_some() {
+            let built = (auth, c.clone());
+            if self.auth.clients.insert(id.clone(), built).is_some() {
                 log::info!("updater {url}: credentials changed, using the new ones");
             }
-            self.auth.auth_of.insert(id.clone(), auth);
             Ok(c)
         });
         match &client {
             Ok(_) => self.auth.problems.remove(&id),
             Err(p) => {
-                self.updaters.remove(&id);
-                self.auth.auth_of.remove(&id);
+                self.auth.clients.remove(&id);
                 self.auth.problems.insert(id, p.clone())
             }
         };
@@ -173,8 +172,7 @@ impl Worker {
         let endpoints = drift::endpoints(&self.cache, &self.context());
         let in_use = drift::in_use(&self.cache, &endpoints);
         let used = |(config, url): &super::ClientId| in_use.client(config, url);
-        self.updaters.retain(|id, _| used(id));
-        self.auth.auth_of.retain(|id, _| used(id));
+        self.auth.clients.retain(|id, _| used(id));
         self.auth.problems.retain(|id, _| used(id));
         let live = |e: &String| in_use.endpoints.contains(e);
         self.auth.failing.retain(|e, _| live(e));
@@ -309,12 +307,9 @@ impl Worker {
     /// An updater endpoint did not answer; `last_ok_ms` is its last good answer (an earlier one
     /// already known is kept). The worker wakes when its grace runs out.
     pub(super) fn host_failing(&mut self, endpoint: &str, last_ok_ms: u64) {
-        let since = self
-            .auth
-            .failing
-            .entry(endpoint.to_string())
-            .or_insert(last_ok_ms);
-        *since = (*since).min(last_ok_ms);
+        let earliest = |since: &mut u64| *since = (*since).min(last_ok_ms);
+        let since = self.auth.failing.entry(endpoint.to_string());
+        since.and_modify(earliest).or_insert(last_ok_ms);
     }
 
     /// An updater endpoint answers again: it is checked for drift now, and its LoadBalancers are
