@@ -499,16 +499,8 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// One plan for the pool: everything it needs travels with it.
-struct Job {
-    id: u64,
-    /// The leadership term it was decided in.
-    term: u64,
-    plan: Plan,
-    /// The prepared Event for each action (see [`run`]).
-    events: Vec<Option<Event>>,
-    updaters: Clients,
-}
+/// One plan's I/O for a pool thread: everything it needs travels with it.
+type Job = Box<dyn FnOnce(&PoolShared) + Send>;
 
 /// A finished job, for the worker to apply.
 #[derive(Debug)]
@@ -573,13 +565,20 @@ impl Pool {
     pub fn submit(&mut self, id: u64, plan: Plan, events: Vec<Option<Event>>, updaters: Clients) {
         let s = &self.shared;
         let term = s.term.load(Ordering::SeqCst);
-        let job = Job {
-            id,
-            term,
-            plan,
-            events,
-            updaters,
-        };
+        let job: Job = Box::new(move |s: &PoolShared| {
+            let io = Io {
+                s,
+                updaters: &updaters,
+                term,
+            };
+            let outcome = run(&io, &plan, &events);
+            (s.deliver)(Done {
+                id,
+                plan,
+                events,
+                outcome,
+            });
+        });
         let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = jobs.len();
         if s.idle.load(Ordering::SeqCst) <= waiting && self.threads < IO_THREADS {
@@ -596,15 +595,13 @@ impl Pool {
         if self.threads == 0 {
             drop(jobs);
             log::warn!("no I/O thread; running a plan on the worker");
-            return run_job(s, job);
+            return job(s);
         }
         jobs.push_back(job);
         drop(jobs);
         s.more.notify_one();
     }
-}
 
-impl Pool {
     /// The I/O of a plan run on the worker now, with `updaters`.
     pub fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
         let term = self.shared.term.load(Ordering::SeqCst);
@@ -639,23 +636,8 @@ fn io_thread(s: &PoolShared) {
                 s.idle.fetch_sub(1, Ordering::SeqCst);
             }
         };
-        run_job(s, job);
+        job(s);
     }
-}
-
-fn run_job(s: &PoolShared, job: Job) {
-    let io = Io {
-        s,
-        updaters: &job.updaters,
-        term: job.term,
-    };
-    let outcome = run(&io, &job.plan, &job.events);
-    (s.deliver)(Done {
-        id: job.id,
-        plan: job.plan,
-        events: job.events,
-        outcome,
-    });
 }
 
 #[cfg(test)]
