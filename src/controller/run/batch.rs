@@ -198,9 +198,14 @@ impl Io<'_> {
                 }));
             }
         };
-        let _slot = slot.then(|| self.s.slots.take(url));
+        if slot {
+            self.s.slots.take(url);
+        }
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
+        if slot {
+            self.s.slots.give(url);
+        }
         (self.s.stats).updater_call(op, result.is_ok(), started.elapsed());
         result
     }
@@ -464,38 +469,28 @@ pub struct Slots {
     freed: Condvar,
 }
 
-/// One taken slot; given back on drop.
-pub struct Slot<'a> {
-    slots: &'a Slots,
-    url: String,
-}
-
 impl Slots {
     /// Waits until fewer than [`PER_UPDATER`] calls to `url` are in flight, then takes a slot.
-    pub fn take(&self, url: &str) -> Slot<'_> {
+    fn take(&self, url: &str) {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         while busy.get(url).is_some_and(|n| *n >= PER_UPDATER) {
             busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
         }
         *busy.entry(url.to_string()).or_default() += 1;
-        Slot {
-            slots: self,
-            url: url.to_string(),
-        }
     }
-}
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = busy.get_mut(&self.url) {
+    /// Gives back a slot `take` took (the release build aborts on a panic, so nothing unwinds
+    /// past a call holding one).
+    fn give(&self, url: &str) {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(url) {
             *n -= 1;
             if *n == 0 {
-                busy.remove(&self.url);
+                busy.remove(url);
             }
         }
         drop(busy);
-        self.slots.freed.notify_all();
+        self.freed.notify_all();
     }
 }
 
