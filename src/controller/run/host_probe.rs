@@ -97,31 +97,26 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
             let result = client
                 .probe()
                 .or_else(|e| if e.is_tls() { Ok(()) } else { Err(e) });
-            let entry = state.entry(endpoint.clone()).or_insert((started, false));
+            let (last_ok_ms, failing) = state.entry(endpoint.clone()).or_insert((started, false));
             // Every good answer is reported (the worker may have seen a call to this host fail
             // meanwhile, and only this clears it); a failure only when it starts.
-            let report = match &result {
-                Ok(()) => {
-                    entry.0 = epoch_ms(SystemTime::now());
-                    if std::mem::replace(&mut entry.1, false) {
-                        log::info!("LB host updater {endpoint} answers again");
-                    }
-                    true
-                }
-                Err(e) => {
-                    let starts = !std::mem::replace(&mut entry.1, true);
-                    if starts {
-                        log::warn!("LB host updater {endpoint} does not answer: {e}");
-                    }
-                    starts
-                }
-            };
+            match &result {
+                Err(_) if *failing => continue,
+                Err(e) => log::warn!("LB host updater {endpoint} does not answer: {e}"),
+                Ok(()) if *failing => log::info!("LB host updater {endpoint} answers again"),
+                Ok(()) => {}
+            }
+            let ok = result.is_ok();
+            if ok {
+                *last_ok_ms = epoch_ms(SystemTime::now());
+            }
+            *failing = !ok;
             let probed = Probed {
                 endpoint: endpoint.clone(),
-                ok: result.is_ok(),
-                last_ok_ms: entry.0,
+                ok,
+                last_ok_ms: *last_ok_ms,
             };
-            if report && !send(probed) {
+            if !send(probed) {
                 return;
             }
         }

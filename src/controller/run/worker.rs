@@ -887,13 +887,10 @@ impl Worker {
 
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
     fn applied_lb(&mut self, lb: LoadBalancer, requeue: bool) {
-        let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
+        let key = Key::of(&lb.metadata);
+        let old = self.cache.load_balancers.get(&key);
         if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
-            log::debug!(
-                "the watch is past a write's answer key={}",
-                Key::of(&lb.metadata)
-            );
-            return;
+            return log::debug!("the watch is past a write's answer key={key}");
         }
         expect_version(
             &mut self.awaiting_lbs,
@@ -976,9 +973,9 @@ fn fresh<T>(
     msg: WatchMsg<T>,
     meta: fn(&T) -> &crate::model::ObjectMeta,
 ) -> Option<WatchMsg<T>> {
-    match msg {
+    match &msg {
         WatchMsg::Applied(obj) => {
-            let m = meta(&obj);
+            let m = meta(obj);
             let key = Key::of(m);
             let stale = match awaiting.get(&key) {
                 None => false,
@@ -990,15 +987,9 @@ fn fresh<T>(
                 return None;
             }
             awaiting.remove(&key);
-            Some(WatchMsg::Applied(obj))
         }
-        WatchMsg::Deleted(obj) => {
-            awaiting.remove(&Key::of(meta(&obj)));
-            Some(WatchMsg::Deleted(obj))
-        }
-        WatchMsg::Restarted(items) => {
-            awaiting.clear();
-            Some(WatchMsg::Restarted(items))
-        }
+        WatchMsg::Deleted(obj) => drop(awaiting.remove(&Key::of(meta(obj)))),
+        WatchMsg::Restarted(_) => awaiting.clear(),
     }
+    Some(msg)
 }
