@@ -623,14 +623,9 @@ impl Worker {
                 self.cache.release_ports(key);
             }
         }
-        // Events after the action that stopped the plan were never sent.
-        let ran = match result {
-            Ok(()) => plan.actions.len(),
-            Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
-            Err(Stop::NotLeader) => answers.len(),
-        };
-        // An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
-        for (action, event) in plan.actions.iter().zip(events).skip(ran) {
+        // Every action that ran has its answer, in order: an Event prepared after them was never
+        // sent, so it gives its rate-limit token back, and is not a repeat.
+        for (action, event) in plan.actions.iter().zip(events).skip(answers.len()) {
             if let (Action::Event(spec), Some(_)) = (action, event) {
                 let object = super::events::object_key(&spec.object);
                 self.events.refund(&object, &spec.reason);
