@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
 use super::{Affected, Kind, Worker};
-use crate::controller::decide::drift::{self, Repair};
+use crate::controller::decide::drift;
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
@@ -538,7 +538,24 @@ impl Worker {
                     settled.then(|| health_status::patch(key, lb, &reports))?
                 });
                 if !repairs.is_empty() {
-                    self.repair(client, &raw, endpoint, repairs);
+                    // To the pool, as one plan; `repaired` finishes the check.
+                    let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
+                    log::info!(
+                        "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
+                        count("create"),
+                        count("update"),
+                        count("delete")
+                    );
+                    let repair = |repair| Action::Repair {
+                        url: raw.clone(),
+                        repair,
+                    };
+                    let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
+                    let events = vec![None; actions.len()];
+                    let clients = BTreeMap::from([(raw, Ok(client))]);
+                    self.next_job += 1;
+                    self.repairing = Some((self.next_job, endpoint.to_string()));
+                    (self.pool).submit(self.next_job, Plan { actions }, events, clients);
                     return None;
                 }
                 log::debug!(
@@ -549,34 +566,6 @@ impl Worker {
                 Some(true)
             }
         }
-    }
-
-    /// Hands a check's repairs to the pool, as one plan; `repaired` finishes the check.
-    fn repair(
-        &mut self,
-        client: Arc<UpdaterClient>,
-        raw: &str,
-        endpoint: &str,
-        repairs: Vec<Repair>,
-    ) {
-        let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
-        log::info!(
-            "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
-            count("create"),
-            count("update"),
-            count("delete")
-        );
-        let url = raw.to_string();
-        let repair = |repair| Action::Repair {
-            url: url.clone(),
-            repair,
-        };
-        let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
-        let events = vec![None; actions.len()];
-        let clients = BTreeMap::from([(url, Ok(client))]);
-        self.next_job += 1;
-        self.repairing = Some((self.next_job, endpoint.to_string()));
-        (self.pool).submit(self.next_job, Plan { actions }, events, clients);
     }
 
     /// A check's repairs are done: the check succeeded when every one did.
