@@ -8,7 +8,7 @@
 //! anything (the worker keeps the failing set and reconciles).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::time::epoch_ms;
@@ -25,29 +25,16 @@ pub fn interval_for(grace: Duration) -> Duration {
 /// settings; `/healthz` needs no token).
 #[derive(Default)]
 pub struct Targets {
-    inner: Mutex<TargetState>,
+    clients: Mutex<BTreeMap<String, Arc<UpdaterClient>>>,
     changed: Condvar,
-}
-
-#[derive(Default)]
-struct TargetState {
-    clients: BTreeMap<String, Arc<UpdaterClient>>,
-    stop: bool,
 }
 
 impl Targets {
     /// Replaces the set (a new endpoint is probed at once; the prober waits on when only the
     /// clients changed).
     pub fn set(&self, clients: BTreeMap<String, Arc<UpdaterClient>>) {
-        if let Ok(mut t) = self.inner.lock() {
-            t.clients = clients;
-        }
-        self.changed.notify_all();
-    }
-
-    pub fn stop(&self) {
-        if let Ok(mut t) = self.inner.lock() {
-            t.stop = true;
+        if let Ok(mut c) = self.clients.lock() {
+            *c = clients;
         }
         self.changed.notify_all();
     }
@@ -62,32 +49,32 @@ pub struct Probed {
     pub last_ok_ms: u64,
 }
 
-/// Starts the probe thread; it hands each report to `send`, and ends after `Targets::stop` or when
-/// `send` says the worker is gone (false).
+/// Starts the probe thread; it hands each report to `send`, and ends once the worker has dropped
+/// `targets` (at the next round) or when `send` says the worker is gone (false).
 pub fn spawn(
-    targets: Arc<Targets>,
+    targets: &Arc<Targets>,
     interval: Duration,
     send: impl Fn(Probed) -> bool + Send + 'static,
 ) -> std::io::Result<()> {
+    let targets = Arc::downgrade(targets);
     std::thread::Builder::new()
         .name("host-probe".into())
         .spawn(move || run(&targets, interval, &send))
         .map(|_| ())
 }
 
-fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
+fn run(targets: &Weak<Targets>, interval: Duration, send: &dyn Fn(Probed) -> bool) {
     // Per endpoint: last good answer, and whether the worker was last told it fails.
     let mut state: BTreeMap<String, (u64, bool)> = BTreeMap::new();
     loop {
+        let Some(targets) = targets.upgrade() else {
+            return;
+        };
         let clients: Vec<(String, Arc<UpdaterClient>)> = {
-            let Ok(t) = targets.inner.lock() else { return };
-            if t.stop {
+            let Ok(t) = targets.clients.lock() else {
                 return;
-            }
-            t.clients
-                .iter()
-                .map(|(e, c)| (e.clone(), c.clone()))
-                .collect()
+            };
+            t.iter().map(|(e, c)| (e.clone(), c.clone())).collect()
         };
         state.retain(|e, _| clients.iter().any(|(c, _)| c == e));
         for (endpoint, client) in &clients {
@@ -120,10 +107,12 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
                 return;
             }
         }
-        // Until the next round, a stop, or a change of endpoints (the loop's top sees which).
-        let Ok(t) = targets.inner.lock() else { return };
-        let keys: Vec<String> = t.clients.keys().cloned().collect();
-        let same = |t: &mut TargetState| !t.stop && t.clients.keys().eq(keys.iter());
+        // Until the next round, or a change of endpoints.
+        let Ok(t) = targets.clients.lock() else {
+            return;
+        };
+        let keys: Vec<String> = t.keys().cloned().collect();
+        let same = |t: &mut BTreeMap<String, Arc<UpdaterClient>>| t.keys().eq(keys.iter());
         if targets
             .changed
             .wait_timeout_while(t, interval, same)

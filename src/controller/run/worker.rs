@@ -77,12 +77,6 @@ pub(crate) struct UpdaterState {
     probes_stale: bool,
 }
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.probes.stop();
-    }
-}
-
 /// Everything that reaches the worker.
 #[derive(Debug)]
 pub enum Event {
@@ -195,7 +189,7 @@ impl Worker {
         let term = Arc::new(AtomicU64::new(0));
         let probes = Arc::new(super::host_probe::Targets::default());
         let interval = super::host_probe::interval_for(config.host_failure_grace);
-        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, {
+        if let Err(e) = super::host_probe::spawn(&probes, interval, {
             let tx = io_tx.clone();
             move |p| tx.send(Event::HostProbe(p)).is_ok()
         }) {
