@@ -283,8 +283,8 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
                     .count()
             }
             // The LoadBalancer's status and then the Service's: both follow from the updater
-            // calls that succeeded before them, neither from the other, so on the pool they are
-            // sent at once (one round trip, not two, before the Service has its ingress).
+            // calls that succeeded before them, neither from the other, so they are sent at
+            // once (one round trip, not two, before the Service has its ingress).
             [
                 Action::PatchLoadBalancerStatus { .. },
                 Action::PatchServiceStatus { .. },
