@@ -30,7 +30,6 @@ use crate::controller::decide::context::Context;
 use crate::controller::decide::plan::{Action, Plan};
 use crate::controller::decide::reconcile::{on_updater_error, on_write_refused, reconcile};
 use crate::controller::decide::status::is_applied;
-use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
 use crate::kube::client::{Client, LOADBALANCERS};
@@ -58,8 +57,6 @@ pub(crate) struct UpdaterState {
     /// Updater clients by config and URL (a plan's I/O gets its own by URL), with the credentials
     /// each was built with.
     clients: BTreeMap<ClientId, (ClientAuth, Arc<UpdaterClient>)>,
-    /// Why a config has no client for a URL now.
-    problems: BTreeMap<ClientId, AuthProblem>,
     timers: Timers,
     /// Checks have been scheduled since the first sync or the last leadership gain.
     started: bool,

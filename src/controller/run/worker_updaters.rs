@@ -90,13 +90,9 @@ impl Worker {
             }
             Ok(c)
         });
-        match &client {
-            Ok(_) => self.auth.problems.remove(&id),
-            Err(p) => {
-                self.auth.clients.remove(&id);
-                self.auth.problems.insert(id, p.clone())
-            }
-        };
+        if client.is_err() {
+            self.auth.clients.remove(&id);
+        }
         client
     }
 
@@ -173,7 +169,6 @@ impl Worker {
         let in_use = drift::in_use(&self.cache, &endpoints);
         let used = |(config, url): &super::ClientId| in_use.client(config, url);
         self.auth.clients.retain(|id, _| used(id));
-        self.auth.problems.retain(|id, _| used(id));
         let live = |e: &String| in_use.endpoints.contains(e);
         self.auth.failing.retain(|e, _| live(e));
         self.auth.expired.retain(live);
@@ -241,20 +236,17 @@ impl Worker {
             }
             _ => return None,
         };
-        let config = self.config_of(key);
-        let call = match error {
-            CallError::Call(e) => Some(e),
-            CallError::NoCall(_) => None,
+        // No call: the plan's client for it was missing, and says why (see `updater`).
+        let e = match error {
+            CallError::Call(e) => e,
+            CallError::NoCall(p) => return Some(p.clone()),
         };
-        if call.is_some_and(|e| e.is_transport())
-            && let Ok(e) = updater_endpoint(url)
+        if e.is_transport()
+            && let Ok(endpoint) = updater_endpoint(url)
         {
-            self.host_failing(&e, epoch_ms(SystemTime::now()));
+            self.host_failing(&endpoint, epoch_ms(SystemTime::now()));
         }
-        if let Some(p) = self.auth.problems.get(&(config.clone(), url.clone())) {
-            return Some(p.clone());
-        }
-        call.and_then(|e| self.refusal(&config, url, e))
+        self.refusal(&self.config_of(key), url, e)
     }
 
     /// The problem to report when config `config`'s credentials were refused by the updater at
