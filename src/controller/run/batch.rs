@@ -116,8 +116,8 @@ const STRICT: &str = "?fieldValidation=Strict";
 /// creates whose spec can be read (so the worker can reserve its ports; see `create_claims`).
 pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     plan.actions.iter().all(|a| match a {
-        Action::CreateLoadBalancer { key, .. } => {
-            !cache.load_balancers.contains_key(key) && create_spec(a).is_some()
+        Action::CreateLoadBalancer { key, object } => {
+            !cache.load_balancers.contains_key(key) && create_spec(object).is_some()
         }
         Action::UpdaterApply { .. }
         | Action::Event(_)
@@ -141,15 +141,11 @@ pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     })
 }
 
-/// The spec a create action sends, as the cache reads stored specs (for its port reservation).
-pub fn create_spec(action: &Action) -> Option<LoadBalancerSpec> {
-    match action {
-        Action::CreateLoadBalancer { object, .. } => {
-            let spec = LoadBalancerSpec::deserialize(&object["spec"]).ok()?;
-            claims(&spec).map(|_| spec)
-        }
-        _ => None,
-    }
+/// The spec of the object a create sends, as the cache reads stored specs (for its port
+/// reservation).
+pub fn create_spec(object: &Value) -> Option<LoadBalancerSpec> {
+    let spec = LoadBalancerSpec::deserialize(&object["spec"]).ok()?;
+    claims(&spec).map(|_| spec)
 }
 
 /// The hosts (lower case), and the (port, protocol) pairs a spec holds on each.

@@ -557,8 +557,8 @@ impl Worker {
                     updaters.insert(url.clone(), client);
                     None
                 }
-                Action::CreateLoadBalancer { key, .. } if reserve => {
-                    if let Some(spec) = batch::create_spec(action) {
+                Action::CreateLoadBalancer { key, object } if reserve => {
+                    if let Some(spec) = batch::create_spec(object) {
                         self.cache.reserve_ports(key, spec);
                     }
                     None
