@@ -459,10 +459,9 @@ impl Worker {
                 log::warn!(
                     "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
                 );
-                self.configs.done(&key);
-                continue;
+            } else {
+                self.configs.forget(&key);
             }
-            self.configs.forget(&key);
             self.configs.done(&key);
         }
     }
