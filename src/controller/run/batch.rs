@@ -116,8 +116,8 @@ const STRICT: &str = "?fieldValidation=Strict";
 /// creates whose spec can be read (so the worker can reserve its ports; see `create_claims`).
 pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     plan.actions.iter().all(|a| match a {
-        Action::CreateLoadBalancer { key, .. } => {
-            !cache.load_balancers.contains_key(key) && create_spec(a).is_some()
+        Action::CreateLoadBalancer { key, object } => {
+            !cache.load_balancers.contains_key(key) && create_spec(object).is_some()
         }
         Action::UpdaterApply { .. }
         | Action::Event(_)
@@ -141,15 +141,11 @@ pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     })
 }
 
-/// The spec a create action sends, as the cache reads stored specs (for its port reservation).
-pub fn create_spec(action: &Action) -> Option<LoadBalancerSpec> {
-    match action {
-        Action::CreateLoadBalancer { object, .. } => {
-            let spec = LoadBalancerSpec::deserialize(&object["spec"]).ok()?;
-            claims(&spec).map(|_| spec)
-        }
-        _ => None,
-    }
+/// The spec of the object a create sends, as the cache reads stored specs (for its port
+/// reservation).
+pub fn create_spec(object: &Value) -> Option<LoadBalancerSpec> {
+    let spec = LoadBalancerSpec::deserialize(&object["spec"]).ok()?;
+    claims(&spec).map(|_| spec)
 }
 
 /// The hosts (lower case), and the (port, protocol) pairs a spec holds on each.
@@ -168,19 +164,15 @@ fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
 /// Updater clients by URL, or why a URL has none (the `NoCall` error).
 pub type Clients = BTreeMap<String, Result<Arc<UpdaterClient>, AuthProblem>>;
 
-/// What a plan's I/O uses; everything in it is safe to use from several threads.
+/// What a plan's I/O uses, on the pool or on the worker; everything in it is safe to use from
+/// several threads.
 pub struct Io<'a> {
-    pub client: &'a Client,
+    s: &'a PoolShared,
     /// One client per updater URL the plan uses (created by the worker beforehand), or why
     /// there is none.
-    pub updaters: &'a Clients,
-    pub stats: &'a Stats,
-    pub leadership: &'a Leadership,
-    /// Bounds calls per updater URL (None: on the worker, one call at a time anyway).
-    pub slots: Option<&'a Slots>,
-    /// (the worker's leadership term now, the term the plan was decided in): a plan decided in one
-    /// term is not run in another. None: on the worker, which checks that itself.
-    pub term: Option<(&'a AtomicU64, u64)>,
+    updaters: &'a Clients,
+    /// The leadership term the plan was decided in: it is not run in another.
+    term: u64,
 }
 
 impl Io<'_> {
@@ -202,11 +194,15 @@ impl Io<'_> {
                 }));
             }
         };
-        let _slot = self.slots.filter(|_| slot).map(|s| s.take(url));
+        if slot {
+            self.s.slots.take(url);
+        }
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
-        self.stats
-            .updater_call(op, result.is_ok(), started.elapsed());
+        if slot {
+            self.s.slots.give(url);
+        }
+        (self.s.stats).updater_call(op, result.is_ok(), started.elapsed());
         result
     }
 
@@ -215,23 +211,26 @@ impl Io<'_> {
     /// into a namespace being deleted is dropped quietly (the Event would go with it).
     pub fn post_event(&self, event: &Event) {
         let ns = Some(event.metadata.namespace.as_str());
-        self.stats.api_writes.inc(&["event"]);
-        let mut result = Err(None);
-        if event.count > 1 {
+        self.s.stats.api_writes.inc(&["event"]);
+        // A repeat patches the Event it repeats; a new one, or a repeat of one that is gone, is
+        // created.
+        let patched = (event.count > 1).then(|| {
             let path = EVENTS.path(ns, Some(&event.metadata.name), None);
             let patch = serde_json::json!({"count": event.count,
                 "lastTimestamp": event.last_timestamp, "message": event.message});
-            result = self
+            self.s.client.merge_patch::<Value>(&path, &patch)
+        });
+        let e = match patched {
+            Some(Ok(_)) => return,
+            Some(Err(e)) if !e.is_not_found() => e,
+            _ => match self
+                .s
                 .client
-                .merge_patch::<Value>(&path, &patch)
-                .map_err(Some);
-        }
-        if matches!(&result, Err(None)) || matches!(&result, Err(Some(e)) if e.is_not_found()) {
-            let path = EVENTS.path(ns, None, None);
-            result = self.client.create::<Value>(&path, event).map_err(Some);
-        }
-        let Err(Some(e)) = result else {
-            return;
+                .create::<Value>(&EVENTS.path(ns, None, None), event)
+            {
+                Ok(_) => return,
+                Err(e) => e,
+            },
         };
         let terminating = e.is_forbidden() && e.to_string().contains("being terminated");
         if terminating || e.is_not_found() {
@@ -252,8 +251,8 @@ impl Io<'_> {
     }
 
     fn patch(&self, path: &str, patch: &Value) -> Result<Box<RawValue>, Error> {
-        self.stats.api_writes.inc(&["patch"]);
-        self.client.merge_patch(path, patch)
+        self.s.stats.api_writes.inc(&["patch"]);
+        self.s.client.merge_patch(path, patch)
     }
 }
 
@@ -263,10 +262,7 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
     let mut index = 0;
     while index < plan.actions.len() {
-        let same_term = io
-            .term
-            .is_none_or(|(now, decided)| now.load(Ordering::SeqCst) == decided);
-        if !io.leadership.is_leader() || !same_term {
+        if !io.s.leadership.is_leader() || io.s.term.load(Ordering::SeqCst) != io.term {
             return (answers, Err(Stop::NotLeader));
         }
         let rest = &plan.actions[index..];
@@ -283,13 +279,13 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
                     .count()
             }
             // The LoadBalancer's status and then the Service's: both follow from the updater
-            // calls that succeeded before them, neither from the other, so on the pool they are
-            // sent at once (one round trip, not two, before the Service has its ingress).
+            // calls that succeeded before them, neither from the other, so they are sent at
+            // once (one round trip, not two, before the Service has its ingress).
             [
                 Action::PatchLoadBalancerStatus { .. },
                 Action::PatchServiceStatus { .. },
                 ..,
-            ] if io.term.is_some() => 2,
+            ] => 2,
             _ => 1,
         };
         for result in all_at_once(io, index, &rest[..len], events) {
@@ -321,7 +317,7 @@ fn all_at_once(
         loop {
             let i = next.fetch_add(1, Ordering::SeqCst);
             let Some(action) = actions.get(i) else { break };
-            let result = if i == 0 || io.leadership.is_leader() {
+            let result = if i == 0 || io.s.leadership.is_leader() {
                 execute_action(io, first + i, action, events)
             } else {
                 Err(Stop::NotLeader)
@@ -410,7 +406,7 @@ pub fn execute_action(
             if let Err(e) = result {
                 return Ok(Answer::Failed(e));
             }
-            io.stats.drift_repairs.inc(&[repair.action()]);
+            io.s.stats.drift_repairs.inc(&[repair.action()]);
             let (what, name) = (repair.action(), repair.backend_name());
             log::info!("drift repair: {what} backend={name} updater={url}");
             Answer::Done
@@ -424,9 +420,9 @@ pub fn execute_action(
         // The spec is the record every push is made from: a field the installed CRD does not know
         // (a controller newer than its CRDs) is refused, not dropped without a word.
         Action::CreateLoadBalancer { key, object } => {
-            io.stats.api_writes.inc(&["create"]);
+            io.s.stats.api_writes.inc(&["create"]);
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
-            Answer::LoadBalancer(io.client.create(&path, object).map_err(api)?)
+            Answer::LoadBalancer(io.s.client.create(&path, object).map_err(api)?)
         }
         Action::PatchLoadBalancerSpec { key, patch } | Action::PatchFinalizers { key, patch } => {
             Answer::LoadBalancer(io.patch(&(lbs(key, None) + STRICT), patch).map_err(api)?)
@@ -450,8 +446,8 @@ pub fn execute_action(
             Answer::Done
         }
         Action::DeleteLoadBalancer { key, .. } => {
-            io.stats.api_writes.inc(&["delete"]);
-            match io.client.delete(&lbs(key, None)) {
+            io.s.stats.api_writes.inc(&["delete"]);
+            match io.s.client.delete(&lbs(key, None)) {
                 Ok(answer) => Answer::Deleted(answer),
                 Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),
                 Err(error) => return Err(api(error)),
@@ -467,51 +463,33 @@ pub struct Slots {
     freed: Condvar,
 }
 
-/// One taken slot; given back on drop.
-pub struct Slot<'a> {
-    slots: &'a Slots,
-    url: String,
-}
-
 impl Slots {
     /// Waits until fewer than [`PER_UPDATER`] calls to `url` are in flight, then takes a slot.
-    pub fn take(&self, url: &str) -> Slot<'_> {
+    fn take(&self, url: &str) {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         while busy.get(url).is_some_and(|n| *n >= PER_UPDATER) {
             busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
         }
         *busy.entry(url.to_string()).or_default() += 1;
-        Slot {
-            slots: self,
-            url: url.to_string(),
-        }
     }
-}
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = busy.get_mut(&self.url) {
+    /// Gives back a slot `take` took (the release build aborts on a panic, so nothing unwinds
+    /// past a call holding one).
+    fn give(&self, url: &str) {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(url) {
             *n -= 1;
             if *n == 0 {
-                busy.remove(&self.url);
+                busy.remove(url);
             }
         }
         drop(busy);
-        self.slots.freed.notify_all();
+        self.freed.notify_all();
     }
 }
 
-/// One plan for the pool: everything it needs travels with it.
-pub struct Job {
-    pub id: u64,
-    /// The leadership term it was decided in.
-    pub term: u64,
-    pub plan: Plan,
-    /// The prepared Event for each action (see [`run`]).
-    pub events: Vec<Option<Event>>,
-    pub updaters: Clients,
-}
+/// One plan's I/O for a pool thread: everything it needs travels with it.
+type Job = Box<dyn FnOnce(&PoolShared) + Send>;
 
 /// A finished job, for the worker to apply.
 #[derive(Debug)]
@@ -570,10 +548,26 @@ impl Pool {
         }
     }
 
-    /// Queues a job; starts one more thread when none is idle. When no thread could be started
-    /// at all, runs it on the caller's thread (its `Done` is delivered all the same).
-    pub fn submit(&mut self, job: Job) {
+    /// Queues job `id` (decided in the worker's leadership term now); starts one more thread when
+    /// none is idle. When no thread could be started at all, runs it on the caller's thread (its
+    /// `Done` is delivered all the same).
+    pub fn submit(&mut self, id: u64, plan: Plan, events: Vec<Option<Event>>, updaters: Clients) {
         let s = &self.shared;
+        let term = s.term.load(Ordering::SeqCst);
+        let job: Job = Box::new(move |s: &PoolShared| {
+            let io = Io {
+                s,
+                updaters: &updaters,
+                term,
+            };
+            let outcome = run(&io, &plan, &events);
+            (s.deliver)(Done {
+                id,
+                plan,
+                events,
+                outcome,
+            });
+        });
         let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let waiting = jobs.len();
         if s.idle.load(Ordering::SeqCst) <= waiting && self.threads < IO_THREADS {
@@ -590,11 +584,21 @@ impl Pool {
         if self.threads == 0 {
             drop(jobs);
             log::warn!("no I/O thread; running a plan on the worker");
-            return run_job(s, job);
+            return job(s);
         }
         jobs.push_back(job);
         drop(jobs);
         s.more.notify_one();
+    }
+
+    /// The I/O of a plan run on the worker now, with `updaters`.
+    pub fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
+        let term = self.shared.term.load(Ordering::SeqCst);
+        Io {
+            s: &self.shared,
+            updaters,
+            term,
+        }
     }
 }
 
@@ -621,26 +625,8 @@ fn io_thread(s: &PoolShared) {
                 s.idle.fetch_sub(1, Ordering::SeqCst);
             }
         };
-        run_job(s, job);
+        job(s);
     }
-}
-
-fn run_job(s: &PoolShared, job: Job) {
-    let io = Io {
-        client: &s.client,
-        updaters: &job.updaters,
-        stats: &s.stats,
-        leadership: &s.leadership,
-        slots: Some(&s.slots),
-        term: Some((&s.term, job.term)),
-    };
-    let outcome = run(&io, &job.plan, &job.events);
-    (s.deliver)(Done {
-        id: job.id,
-        plan: job.plan,
-        events: job.events,
-        outcome,
-    });
 }
 
 #[cfg(test)]

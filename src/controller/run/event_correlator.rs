@@ -43,34 +43,25 @@ impl Correlator {
         self.tick += 1;
         let id = identity(spec);
         let mut event = spec.to_event(now, unique);
-        match self.seen.get_mut(&id) {
-            Some(s) => {
-                s.count = s.count.saturating_add(1);
-                s.used = self.tick;
-                event.metadata.name.clone_from(&s.name);
-                event.first_timestamp.clone_from(&s.first);
-                event.count = s.count;
-            }
-            None => {
-                let seen = &mut self.seen;
-                if seen.len() >= MAX_SEEN
-                    && let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| *k)
-                {
-                    seen.remove(&oldest);
-                }
-                let (name, first) = (event.metadata.name.clone(), now.to_string());
-                let used = self.tick;
-                seen.insert(
-                    id,
-                    Seen {
-                        name,
-                        first,
-                        count: 1,
-                        used,
-                    },
-                );
-            }
+        let seen = &mut self.seen;
+        if !seen.contains_key(&id)
+            && seen.len() >= MAX_SEEN
+            && let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| *k)
+        {
+            seen.remove(&oldest);
         }
+        // A first is remembered as sent; a repeat takes the name and first time of the first.
+        let s = seen.entry(id).or_insert_with(|| Seen {
+            name: event.metadata.name.clone(),
+            first: now.to_string(),
+            count: 0,
+            used: 0,
+        });
+        s.count = s.count.saturating_add(1);
+        s.used = self.tick;
+        event.metadata.name.clone_from(&s.name);
+        event.first_timestamp.clone_from(&s.first);
+        event.count = s.count;
         event
     }
 

@@ -12,15 +12,11 @@ pub const REFILL_EVERY: Duration = Duration::from_secs(300);
 const MAX_BUCKETS: usize = 4096;
 
 #[derive(Clone, Debug)]
-struct Bucket {
-    tokens: u32,
-    /// When the last token was counted in (refills are whole tokens since then).
-    last: Instant,
-}
-
-#[derive(Clone, Debug)]
 pub struct EventLimiter {
-    buckets: BTreeMap<(String, String), Bucket>,
+    /// Per (object, reason): when its bucket is full again, each Event sent moving it on by one
+    /// period (a token bucket kept as one time, GCRA's "theoretical arrival time"; client-go's
+    /// limiter refills continuously as well). In the past: full.
+    buckets: BTreeMap<(String, String), Instant>,
     burst: u32,
 }
 
@@ -45,52 +41,30 @@ impl EventLimiter {
     /// Whether an Event for `object` (e.g. `Service ns/name`) with `reason` may be sent now; takes a
     /// token if so.
     pub fn allow(&mut self, object: &str, reason: &str, now: Instant) -> bool {
-        let burst = self.burst;
         if self.buckets.len() >= MAX_BUCKETS {
-            self.buckets
-                .retain(|_, b| refilled(b, burst, now).tokens < burst);
+            self.buckets.retain(|_, full_at| *full_at > now);
         }
-        let bucket = self
-            .buckets
-            .entry((object.to_string(), reason.to_string()))
-            .or_insert(Bucket {
-                tokens: burst,
-                last: now,
-            });
-        *bucket = refilled(bucket, burst, now);
-        if bucket.tokens == 0 {
+        let key = (object.to_string(), reason.to_string());
+        let full_at = self.buckets.entry(key).or_insert(now);
+        // Sending takes one period's worth: allowed while that leaves at most `burst` periods owed.
+        let owed = (*full_at).max(now) + REFILL_EVERY;
+        if owed.saturating_duration_since(now) > REFILL_EVERY * self.burst {
             return false;
         }
-        bucket.tokens -= 1;
+        *full_at = owed;
         true
     }
 
-    /// Gives back the token `allow` took for an Event that was then never sent.
+    /// Gives back the token `allow` took for an Event that was then never sent (a bucket full
+    /// again is full: `allow` never counts a time in the past).
     pub fn refund(&mut self, object: &str, reason: &str) {
-        let burst = self.burst;
-        if let Some(b) = self
-            .buckets
-            .get_mut(&(object.to_string(), reason.to_string()))
+        let key = (object.to_string(), reason.to_string());
+        if let Some(full_at) = self.buckets.get_mut(&key)
+            && let Some(earlier) = full_at.checked_sub(REFILL_EVERY)
         {
-            b.tokens = (b.tokens + 1).min(burst);
+            *full_at = earlier;
         }
     }
-}
-
-fn refilled(b: &Bucket, burst: u32, now: Instant) -> Bucket {
-    let every = REFILL_EVERY;
-    let elapsed = now.saturating_duration_since(b.last);
-    let new = (elapsed.as_nanos() / every.as_nanos()) as u64;
-    if new == 0 {
-        return b.clone();
-    }
-    let tokens = (u64::from(b.tokens) + new).min(u64::from(burst)) as u32;
-    let last = if tokens == burst {
-        now
-    } else {
-        b.last + every * (new as u32)
-    };
-    Bucket { tokens, last }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! anything (the worker keeps the failing set and reconciles).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use crate::time::epoch_ms;
@@ -25,29 +25,16 @@ pub fn interval_for(grace: Duration) -> Duration {
 /// settings; `/healthz` needs no token).
 #[derive(Default)]
 pub struct Targets {
-    inner: Mutex<TargetState>,
+    clients: Mutex<BTreeMap<String, Arc<UpdaterClient>>>,
     changed: Condvar,
-}
-
-#[derive(Default)]
-struct TargetState {
-    clients: BTreeMap<String, Arc<UpdaterClient>>,
-    stop: bool,
 }
 
 impl Targets {
     /// Replaces the set (a new endpoint is probed at once; the prober waits on when only the
     /// clients changed).
     pub fn set(&self, clients: BTreeMap<String, Arc<UpdaterClient>>) {
-        if let Ok(mut t) = self.inner.lock() {
-            t.clients = clients;
-        }
-        self.changed.notify_all();
-    }
-
-    pub fn stop(&self) {
-        if let Ok(mut t) = self.inner.lock() {
-            t.stop = true;
+        if let Ok(mut c) = self.clients.lock() {
+            *c = clients;
         }
         self.changed.notify_all();
     }
@@ -62,32 +49,32 @@ pub struct Probed {
     pub last_ok_ms: u64,
 }
 
-/// Starts the probe thread; it hands each report to `send`, and ends after `Targets::stop` or when
-/// `send` says the worker is gone (false).
+/// Starts the probe thread; it hands each report to `send`, and ends once the worker has dropped
+/// `targets` (at the next round) or when `send` says the worker is gone (false).
 pub fn spawn(
-    targets: Arc<Targets>,
+    targets: &Arc<Targets>,
     interval: Duration,
     send: impl Fn(Probed) -> bool + Send + 'static,
 ) -> std::io::Result<()> {
+    let targets = Arc::downgrade(targets);
     std::thread::Builder::new()
         .name("host-probe".into())
         .spawn(move || run(&targets, interval, &send))
         .map(|_| ())
 }
 
-fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
+fn run(targets: &Weak<Targets>, interval: Duration, send: &dyn Fn(Probed) -> bool) {
     // Per endpoint: last good answer, and whether the worker was last told it fails.
     let mut state: BTreeMap<String, (u64, bool)> = BTreeMap::new();
     loop {
+        let Some(targets) = targets.upgrade() else {
+            return;
+        };
         let clients: Vec<(String, Arc<UpdaterClient>)> = {
-            let Ok(t) = targets.inner.lock() else { return };
-            if t.stop {
+            let Ok(t) = targets.clients.lock() else {
                 return;
-            }
-            t.clients
-                .iter()
-                .map(|(e, c)| (e.clone(), c.clone()))
-                .collect()
+            };
+            t.iter().map(|(e, c)| (e.clone(), c.clone())).collect()
         };
         state.retain(|e, _| clients.iter().any(|(c, _)| c == e));
         for (endpoint, client) in &clients {
@@ -97,38 +84,35 @@ fn run(targets: &Targets, interval: Duration, send: &dyn Fn(Probed) -> bool) {
             let result = client
                 .probe()
                 .or_else(|e| if e.is_tls() { Ok(()) } else { Err(e) });
-            let entry = state.entry(endpoint.clone()).or_insert((started, false));
+            let (last_ok_ms, failing) = state.entry(endpoint.clone()).or_insert((started, false));
             // Every good answer is reported (the worker may have seen a call to this host fail
             // meanwhile, and only this clears it); a failure only when it starts.
-            let report = match &result {
-                Ok(()) => {
-                    entry.0 = epoch_ms(SystemTime::now());
-                    if std::mem::replace(&mut entry.1, false) {
-                        log::info!("LB host updater {endpoint} answers again");
-                    }
-                    true
-                }
-                Err(e) => {
-                    let starts = !std::mem::replace(&mut entry.1, true);
-                    if starts {
-                        log::warn!("LB host updater {endpoint} does not answer: {e}");
-                    }
-                    starts
-                }
-            };
+            match &result {
+                Err(_) if *failing => continue,
+                Err(e) => log::warn!("LB host updater {endpoint} does not answer: {e}"),
+                Ok(()) if *failing => log::info!("LB host updater {endpoint} answers again"),
+                Ok(()) => {}
+            }
+            let ok = result.is_ok();
+            if ok {
+                *last_ok_ms = epoch_ms(SystemTime::now());
+            }
+            *failing = !ok;
             let probed = Probed {
                 endpoint: endpoint.clone(),
-                ok: result.is_ok(),
-                last_ok_ms: entry.0,
+                ok,
+                last_ok_ms: *last_ok_ms,
             };
-            if report && !send(probed) {
+            if !send(probed) {
                 return;
             }
         }
-        // Until the next round, a stop, or a change of endpoints (the loop's top sees which).
-        let Ok(t) = targets.inner.lock() else { return };
-        let keys: Vec<String> = t.clients.keys().cloned().collect();
-        let same = |t: &mut TargetState| !t.stop && t.clients.keys().eq(keys.iter());
+        // Until the next round, or a change of endpoints.
+        let Ok(t) = targets.clients.lock() else {
+            return;
+        };
+        let keys: Vec<String> = t.keys().cloned().collect();
+        let same = |t: &mut BTreeMap<String, Arc<UpdaterClient>>| t.keys().eq(keys.iter());
         if targets
             .changed
             .wait_timeout_while(t, interval, same)

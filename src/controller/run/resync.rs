@@ -11,7 +11,8 @@
 //!
 //! Must not: decide what to repair (that is `drift`), or touch the cache.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
 
 use crate::controller::queue::Queue;
 
@@ -33,7 +34,6 @@ pub struct Timers {
     queue: Queue<String>,
     /// Zero: no periodic check.
     period: Duration,
-    seq: u64,
 }
 
 impl Timers {
@@ -41,7 +41,6 @@ impl Timers {
         Timers {
             queue: Queue::with_backoff(RETRY, period),
             period,
-            seq: 0,
         }
     }
 
@@ -62,9 +61,7 @@ impl Timers {
             return;
         }
         if ok {
-            self.seq = self.seq.wrapping_add(1);
-            self.queue
-                .add_after(e, jittered(self.period, self.seq), now);
+            self.queue.add_after(e, jittered(self.period), now);
         } else {
             self.queue.add_rate_limited(e, now);
         }
@@ -96,18 +93,10 @@ impl Timers {
     }
 }
 
-/// `period` ± 10 %, spread by the clock's nanoseconds and a sequence number (no RNG crate).
-fn jittered(period: Duration, seq: u64) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0);
-    // splitmix64 of the two: well spread over 0..1000.
-    let mut z = nanos ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let permille = 900 + (z % 201); // 900..=1100
+/// `period` ± 10 %, spread by std's randomly keyed hasher (no RNG crate): each `RandomState` has
+/// its own keys.
+fn jittered(period: Duration) -> Duration {
+    let permille = 900 + RandomState::new().hash_one(0u8) % 201; // 900..=1100
     period.mul_f64(permille as f64 / 1000.0)
 }
 
@@ -119,8 +108,8 @@ mod tests {
     fn jitter_stays_within_ten_percent_and_spreads() {
         let p = Duration::from_secs(300);
         let mut seen = std::collections::BTreeSet::new();
-        for seq in 0..200 {
-            let d = jittered(p, seq);
+        for _ in 0..200 {
+            let d = jittered(p);
             assert!(
                 d >= Duration::from_secs(270) && d <= Duration::from_secs(330),
                 "{d:?}"

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::batch::{self, Answer, Clients, Done, Io, Job, MAX_IN_FLIGHT, Pool, Stop};
+use super::batch::{self, Answer, Clients, Done, MAX_IN_FLIGHT, Pool, Stop};
 use super::events::EventLimiter;
 use super::resync::Timers;
 use super::secrets::SecretStore;
@@ -30,7 +30,6 @@ use crate::controller::decide::context::Context;
 use crate::controller::decide::plan::{Action, Plan};
 use crate::controller::decide::reconcile::{on_updater_error, on_write_refused, reconcile};
 use crate::controller::decide::status::is_applied;
-use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
 use crate::kube::client::{Client, LOADBALANCERS};
@@ -55,10 +54,9 @@ pub(crate) struct UpdaterState {
     secrets: SecretStore,
     /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
     wanted: BTreeSet<SecretRef>,
-    /// The credentials each client in `Worker::updaters` was built with.
-    auth_of: BTreeMap<ClientId, ClientAuth>,
-    /// Why a config has no client for a URL now.
-    problems: BTreeMap<ClientId, AuthProblem>,
+    /// Updater clients by config and URL (a plan's I/O gets its own by URL), with the credentials
+    /// each was built with.
+    clients: BTreeMap<ClientId, (ClientAuth, Arc<UpdaterClient>)>,
     timers: Timers,
     /// Checks have been scheduled since the first sync or the last leadership gain.
     started: bool,
@@ -74,12 +72,6 @@ pub(crate) struct UpdaterState {
     delete_expired: BTreeSet<String>,
     /// Configs or Secrets changed since the prober's targets were set.
     probes_stale: bool,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.probes.stop();
-    }
 }
 
 /// Everything that reaches the worker.
@@ -139,8 +131,6 @@ pub struct Worker {
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
     correlator: super::event_correlator::Correlator,
-    /// Updater clients by config and URL; a plan's I/O gets its own by URL.
-    updaters: BTreeMap<ClientId, Arc<UpdaterClient>>,
     /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,
@@ -196,7 +186,7 @@ impl Worker {
         let term = Arc::new(AtomicU64::new(0));
         let probes = Arc::new(super::host_probe::Targets::default());
         let interval = super::host_probe::interval_for(config.host_failure_grace);
-        if let Err(e) = super::host_probe::spawn(probes.clone(), interval, {
+        if let Err(e) = super::host_probe::spawn(&probes, interval, {
             let tx = io_tx.clone();
             move |p| tx.send(Event::HostProbe(p)).is_ok()
         }) {
@@ -225,7 +215,6 @@ impl Worker {
             leadership,
             events: EventLimiter::default(),
             correlator: Default::default(),
-            updaters: BTreeMap::new(),
             health,
             stats,
             shutdown: false,
@@ -249,12 +238,12 @@ impl Worker {
     /// the worker lives).
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
+            // Nothing due: a wait without end (`recv_timeout` then waits as `recv` does).
             let next = [self.next_deadline(), self.configs.next_deadline()];
-            let got = match next.into_iter().flatten().min() {
-                Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match got {
+            let wait = (next.into_iter().flatten().min()).map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            match rx.recv_timeout(wait) {
                 Ok(ev) => self.handle(ev),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -279,10 +268,7 @@ impl Worker {
                 // failing LoadBalancers never let it).
                 self.report_configs();
                 worked = true;
-                match self.process(&key) {
-                    Some((pending, plan)) => self.submit(pending, plan),
-                    None => self.queue.done(&key),
-                }
+                self.process(&key);
                 self.mark_busy();
                 // As many plans in flight as allowed: apply answers (and whatever else arrives)
                 // until one is done.
@@ -473,10 +459,9 @@ impl Worker {
                 log::warn!(
                     "LoadBalancerConfig {key}: status not written ({e}); retrying in {delay:?}"
                 );
-                self.configs.done(&key);
-                continue;
+            } else {
+                self.configs.forget(&key);
             }
-            self.configs.forget(&key);
             self.configs.done(&key);
         }
     }
@@ -508,12 +493,13 @@ impl Worker {
     }
 
     /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
-    /// that can run beside others (see `batch`) is returned instead, for the pool.
-    fn process(&mut self, key: &Key) -> Option<(Pending, Plan)> {
+    /// that can run beside others (see `batch`) goes to the pool instead; the key stays processing
+    /// until its answers are applied (`io_done`).
+    fn process(&mut self, key: &Key) {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
-            return None;
+            return self.queue.done(key);
         }
         let started = Instant::now();
         self.health
@@ -522,12 +508,16 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
+            let (events, updaters) = self.prepare(&plan, true);
+            self.next_job += 1;
             let key = key.clone();
-            return Some((Pending { key, ctx, started }, plan));
+            self.in_flight
+                .insert(self.next_job, Pending { key, ctx, started });
+            return self.pool.submit(self.next_job, plan, events, updaters);
         }
         let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
-        None
+        self.queue.done(key);
     }
 
     /// What a plan's I/O needs from the worker, decided here before it starts: the updater
@@ -566,8 +556,8 @@ impl Worker {
                     updaters.insert(url.clone(), client);
                     None
                 }
-                Action::CreateLoadBalancer { key, .. } if reserve => {
-                    if let Some(spec) = batch::create_spec(action) {
+                Action::CreateLoadBalancer { key, object } if reserve => {
+                    if let Some(spec) = batch::create_spec(object) {
                         self.cache.reserve_ports(key, spec);
                     }
                     None
@@ -581,36 +571,9 @@ impl Worker {
     /// Runs a plan here, with the executor the pool uses, and applies its answers.
     fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
         let (events, updaters) = self.prepare(plan, false);
-        let (answers, result) = batch::run(&self.io(&updaters), plan, &events);
+        let (answers, result) = batch::run(&self.pool.io(&updaters), plan, &events);
         self.apply_outcome(plan, &events, answers, &result, false);
         result
-    }
-
-    /// Hands a batchable plan to the I/O pool.
-    fn submit(&mut self, pending: Pending, plan: Plan) {
-        let (events, updaters) = self.prepare(&plan, true);
-        self.next_job += 1;
-        self.in_flight.insert(self.next_job, pending);
-        self.start(self.next_job, plan, events, updaters);
-    }
-
-    /// Hands job `id` (registered by the caller) to the pool; its `Event::Io` comes back through
-    /// the channel.
-    fn start(
-        &mut self,
-        id: u64,
-        plan: Plan,
-        events: Vec<Option<crate::model::Event>>,
-        updaters: Clients,
-    ) {
-        let term = self.term.load(Ordering::SeqCst);
-        (self.pool).submit(Job {
-            id,
-            term,
-            plan,
-            events,
-            updaters,
-        });
     }
 
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
@@ -650,14 +613,9 @@ impl Worker {
                 self.cache.release_ports(key);
             }
         }
-        // Events after the action that stopped the plan were never sent.
-        let ran = match result {
-            Ok(()) => plan.actions.len(),
-            Err(Stop::Updater { index, .. } | Stop::Api { index, .. }) => *index,
-            Err(Stop::NotLeader) => answers.len(),
-        };
-        // An Event prepared but never sent gives its rate-limit token back, and is not a repeat.
-        for (action, event) in plan.actions.iter().zip(events).skip(ran) {
+        // Every action that ran has its answer, in order: an Event prepared after them was never
+        // sent, so it gives its rate-limit token back, and is not a repeat.
+        for (action, event) in plan.actions.iter().zip(events).skip(answers.len()) {
             if let (Action::Event(spec), Some(_)) = (action, event) {
                 let object = super::events::object_key(&spec.object);
                 self.events.refund(&object, &spec.reason);
@@ -833,7 +791,7 @@ impl Worker {
             return true;
         }
         while let Some((key, action)) = self.in_doubt.pop_first() {
-            let e = match batch::execute_action(&self.io(&Clients::new()), 0, &action, &[]) {
+            let e = match batch::execute_action(&self.pool.io(&Clients::new()), 0, &action, &[]) {
                 Ok(answer) => {
                     self.apply_answer(&action, answer);
                     log::info!("re-sent an unanswered write key={key}");
@@ -913,13 +871,10 @@ impl Worker {
 
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
     fn applied_lb(&mut self, lb: LoadBalancer, requeue: bool) {
-        let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
+        let key = Key::of(&lb.metadata);
+        let old = self.cache.load_balancers.get(&key);
         if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
-            log::debug!(
-                "the watch is past a write's answer key={}",
-                Key::of(&lb.metadata)
-            );
-            return;
+            return log::debug!("the watch is past a write's answer key={key}");
         }
         expect_version(
             &mut self.awaiting_lbs,
@@ -944,17 +899,6 @@ impl Worker {
     fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
         for key in keys {
             self.queue.add(key);
-        }
-    }
-
-    fn io<'a>(&'a self, updaters: &'a Clients) -> Io<'a> {
-        Io {
-            client: &self.client,
-            updaters,
-            stats: &self.stats,
-            leadership: &self.leadership,
-            slots: None,
-            term: None,
         }
     }
 }
@@ -1013,9 +957,9 @@ fn fresh<T>(
     msg: WatchMsg<T>,
     meta: fn(&T) -> &crate::model::ObjectMeta,
 ) -> Option<WatchMsg<T>> {
-    match msg {
+    match &msg {
         WatchMsg::Applied(obj) => {
-            let m = meta(&obj);
+            let m = meta(obj);
             let key = Key::of(m);
             let stale = match awaiting.get(&key) {
                 None => false,
@@ -1027,15 +971,9 @@ fn fresh<T>(
                 return None;
             }
             awaiting.remove(&key);
-            Some(WatchMsg::Applied(obj))
         }
-        WatchMsg::Deleted(obj) => {
-            awaiting.remove(&Key::of(meta(&obj)));
-            Some(WatchMsg::Deleted(obj))
-        }
-        WatchMsg::Restarted(items) => {
-            awaiting.clear();
-            Some(WatchMsg::Restarted(items))
-        }
+        WatchMsg::Deleted(obj) => drop(awaiting.remove(&Key::of(meta(obj)))),
+        WatchMsg::Restarted(_) => awaiting.clear(),
     }
+    Some(msg)
 }

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
 use super::{Affected, Kind, Worker};
-use crate::controller::decide::drift::{self, Repair};
+use crate::controller::decide::drift;
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
-use crate::controller::decide::status::UPDATER_AUTH;
+use crate::controller::decide::status::{UPDATER_AUTH, is_applied};
 use crate::controller::decide::updater_auth::{
     AuthProblem, CERTIFICATE_REFUSED, DRIFT_CHECK, condition_patch, ok_patch,
 };
@@ -62,48 +62,38 @@ impl Worker {
         url: &str,
     ) -> Result<Arc<UpdaterClient>, AuthProblem> {
         let id = (config.to_string(), url.to_string());
-        let auth = match self.auth_for(config, url) {
-            Ok(a) => a,
-            Err(p) => {
-                self.auth.problems.insert(id.clone(), p.clone());
-                self.updaters.remove(&id);
-                self.auth.auth_of.remove(&id);
-                return Err(p);
+        let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
+            reason: "ClientSetup",
+            message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
+        })?;
+        let client = self.auth_for(config, url).and_then(|auth| {
+            if let Some((built_with, c)) = self.auth.clients.get(&id)
+                && *built_with == auth
+            {
+                return Ok(c.clone());
             }
-        };
-        self.auth.problems.remove(&id);
-        if !self.updaters.contains_key(&id) || self.auth.auth_of.get(&id) != Some(&auth) {
-            let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
-                reason: "ClientSetup",
-                message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
-            })?;
-            match UpdaterClient::new(&endpoint, auth.clone(), Timeouts::default()) {
-                Ok(c) => {
-                    if self.updaters.insert(id.clone(), Arc::new(c)).is_some() {
-                        log::info!("updater {url}: credentials changed, using the new ones");
-                    }
-                    self.auth.auth_of.insert(id.clone(), auth);
-                }
-                Err(e) => {
+            let c =
+                UpdaterClient::new(&endpoint, auth.clone(), Timeouts::default()).map_err(|e| {
                     let who = self
                         .config_for(config, url)
                         .map(|(c, _)| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
                         .unwrap_or_default();
-                    let p = AuthProblem {
+                    AuthProblem {
                         reason: "ClientSetup",
                         message: format!("{who}updater {url}: {e}; no updater call is sent"),
-                    };
-                    self.auth.problems.insert(id.clone(), p.clone());
-                    self.updaters.remove(&id);
-                    self.auth.auth_of.remove(&id);
-                    return Err(p);
-                }
+                    }
+                })?;
+            let c = Arc::new(c);
+            let built = (auth, c.clone());
+            if self.auth.clients.insert(id.clone(), built).is_some() {
+                log::info!("updater {url}: credentials changed, using the new ones");
             }
+            Ok(c)
+        });
+        if client.is_err() {
+            self.auth.clients.remove(&id);
         }
-        self.updaters.get(&id).cloned().ok_or_else(|| AuthProblem {
-            reason: "ClientSetup",
-            message: format!("no client for updater {url}"),
-        })
+        client
     }
 
     /// The config whose credentials a LoadBalancer's updater calls use: its `spec.configName`
@@ -178,9 +168,7 @@ impl Worker {
         let endpoints = drift::endpoints(&self.cache, &self.context());
         let in_use = drift::in_use(&self.cache, &endpoints);
         let used = |(config, url): &super::ClientId| in_use.client(config, url);
-        self.updaters.retain(|id, _| used(id));
-        self.auth.auth_of.retain(|id, _| used(id));
-        self.auth.problems.retain(|id, _| used(id));
+        self.auth.clients.retain(|id, _| used(id));
         let live = |e: &String| in_use.endpoints.contains(e);
         self.auth.failing.retain(|e, _| live(e));
         self.auth.expired.retain(live);
@@ -248,20 +236,17 @@ impl Worker {
             }
             _ => return None,
         };
-        let config = self.config_of(key);
-        let call = match error {
-            CallError::Call(e) => Some(e),
-            CallError::NoCall(_) => None,
+        // No call: the plan's client for it was missing, and says why (see `updater`).
+        let e = match error {
+            CallError::Call(e) => e,
+            CallError::NoCall(p) => return Some(p.clone()),
         };
-        if call.is_some_and(|e| e.is_transport())
-            && let Ok(e) = updater_endpoint(url)
+        if e.is_transport()
+            && let Ok(endpoint) = updater_endpoint(url)
         {
-            self.host_failing(&e, epoch_ms(SystemTime::now()));
+            self.host_failing(&endpoint, epoch_ms(SystemTime::now()));
         }
-        if let Some(p) = self.auth.problems.get(&(config.clone(), url.clone())) {
-            return Some(p.clone());
-        }
-        call.and_then(|e| self.refusal(&config, url, e))
+        self.refusal(&self.config_of(key), url, e)
     }
 
     /// The problem to report when config `config`'s credentials were refused by the updater at
@@ -314,12 +299,9 @@ impl Worker {
     /// An updater endpoint did not answer; `last_ok_ms` is its last good answer (an earlier one
     /// already known is kept). The worker wakes when its grace runs out.
     pub(super) fn host_failing(&mut self, endpoint: &str, last_ok_ms: u64) {
-        let since = self
-            .auth
-            .failing
-            .entry(endpoint.to_string())
-            .or_insert(last_ok_ms);
-        *since = (*since).min(last_ok_ms);
+        let earliest = |since: &mut u64| *since = (*since).min(last_ok_ms);
+        let since = self.auth.failing.entry(endpoint.to_string());
+        since.and_modify(earliest).or_insert(last_ok_ms);
     }
 
     /// An updater endpoint answers again: it is checked for drift now, and its LoadBalancers are
@@ -335,28 +317,34 @@ impl Worker {
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
-    /// The failing endpoints not in `handled`, each with the time (ms since the epoch) its `grace`
-    /// runs out.
-    fn expiries<'a>(
-        &'a self,
-        handled: &'a BTreeSet<String>,
-        grace: Duration,
-    ) -> impl Iterator<Item = (&'a String, u64)> + 'a {
-        let grace = grace.as_millis() as u64;
-        (self.auth.failing.iter())
-            .filter(move |(e, _)| !handled.contains(*e))
-            .map(move |(e, since)| (e, since.saturating_add(grace)))
+    /// Per grace (the host failure grace, then `--unreachable-delete-grace`): the failing
+    /// endpoints it has not been handled for, each with the time (ms since the epoch) it runs out.
+    fn expiries(&self) -> [Vec<(String, u64)>; 2] {
+        let graces = [
+            (&self.auth.expired, self.config.host_failure_grace),
+            (
+                &self.auth.delete_expired,
+                self.config.unreachable_delete_grace,
+            ),
+        ];
+        graces.map(|(handled, grace)| {
+            (self.auth.failing.iter())
+                .filter(|(e, _)| !handled.contains(*e))
+                .map(|(e, since)| (e.clone(), since.saturating_add(grace.as_millis() as u64)))
+                .collect()
+        })
     }
 
-    /// The earliest grace (host failure, or unreachable delete) that runs out among failing
-    /// endpoints not yet handled.
+    /// The earliest grace that runs out among failing endpoints not yet handled.
     fn next_expiry(&self) -> Option<Instant> {
         let now = epoch_ms(SystemTime::now());
-        let hosts = self.expiries(&self.auth.expired, self.config.host_failure_grace);
-        let delete_grace = self.config.unreachable_delete_grace;
-        let deletes = self.expiries(&self.auth.delete_expired, delete_grace);
-        (hosts.chain(deletes).map(|(_, at)| at).min())
-            .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(now)))
+        let at = self
+            .expiries()
+            .into_iter()
+            .flatten()
+            .map(|(_, at)| at)
+            .min()?;
+        Some(Instant::now() + Duration::from_millis(at.saturating_sub(now)))
     }
 
     /// Reconciles the LoadBalancers on every endpoint whose grace ran out (once per failure):
@@ -366,20 +354,15 @@ impl Worker {
             self.refresh_probes();
         }
         let now = epoch_ms(SystemTime::now());
-        let due = |(e, at): (&String, u64)| (now >= at).then(|| e.clone());
-        let hosts = self.expiries(&self.auth.expired, self.config.host_failure_grace);
-        let due_hosts: Vec<String> = hosts.filter_map(due).collect();
-        let delete_grace = self.config.unreachable_delete_grace;
-        let deletes = self.expiries(&self.auth.delete_expired, delete_grace);
-        let deletes: Vec<String> = deletes.filter_map(due).collect();
-        for e in deletes {
+        let [hosts, deletes] = self.expiries();
+        for (e, _) in deletes.into_iter().filter(|(_, at)| now >= *at) {
             log::warn!(
                 "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
             );
             self.requeue(drift::users_of(&self.cache, &e));
             self.auth.delete_expired.insert(e);
         }
-        for e in due_hosts {
+        for (e, _) in hosts.into_iter().filter(|(_, at)| now >= *at) {
             log::warn!(
                 "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
             );
@@ -425,14 +408,26 @@ impl Worker {
         }
     }
 
-    /// One drift check of one updater endpoint: GET, compare, repair.
+    /// One drift check of one updater endpoint, timed for `/healthz`; the next is scheduled by
+    /// its result (None: none now, or when its repairs are done).
     fn resync(&mut self, endpoint: &str) {
+        let now = epoch_ms(SystemTime::now());
+        self.health.busy_since_ms.store(now, Ordering::Relaxed);
+        let ok = self.check(endpoint);
+        self.health.busy_since_ms.store(0, Ordering::Relaxed);
+        if let Some(ok) = ok {
+            self.auth.timers.checked(endpoint, ok, Instant::now());
+        }
+    }
+
+    /// GET, compare, repair: whether the check succeeded (None: it is not checked again until
+    /// something schedules it, or its repairs run on the pool and `repaired` says).
+    fn check(&mut self, endpoint: &str) -> Option<bool> {
         let ctx = self.context();
-        let now = Instant::now();
         let raw = drift::endpoints(&self.cache, &ctx).remove(endpoint);
         let Some(raw) = raw.filter(|_| !self.auth.unsupported.contains(endpoint)) else {
             self.auth.timers.cancel(endpoint);
-            return;
+            return None;
         };
         // Credentials belong to a config: each config naming this updater is tried in turn until
         // one is let in; the configs refused on the way get the refusal on their LoadBalancers.
@@ -444,9 +439,6 @@ impl Worker {
         if configs.is_empty() {
             configs.push(String::new());
         }
-        self.health
-            .busy_since_ms
-            .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
         let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
         let mut outcome = None;
@@ -490,11 +482,9 @@ impl Worker {
         }
         let Some((config, client, listed, repairs, reports)) = outcome else {
             self.stats.resynced("error");
-            self.health.busy_since_ms.store(0, Ordering::Relaxed);
-            self.auth.timers.checked(endpoint, false, now);
-            return;
+            return Some(false);
         };
-        let ok = match listed {
+        match listed {
             Err(e) if e.is_unsupported() => {
                 log::info!(
                     "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
@@ -506,11 +496,13 @@ impl Worker {
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                self.mark_users_of(endpoint, "", DRIFT_CHECK, "Unsupported", &message, &ctx.now);
+                let now = &ctx.now;
+                self.patch_users(endpoint, |key, _, lb| {
+                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, now)
+                });
                 // Their targets now follow node readiness (no health check drains a node there).
                 self.requeue(drift::users_of(&self.cache, endpoint));
-                self.health.busy_since_ms.store(0, Ordering::Relaxed);
-                return;
+                None
             }
             Err(e) => {
                 if e.is_transport() {
@@ -520,56 +512,52 @@ impl Worker {
                 // Never repair from an answer that could not be read.
                 log::warn!("drift check of updater {endpoint} failed: {e}");
                 self.stats.resynced("error");
-                false
+                Some(false)
             }
             Ok(_) => {
                 let affected = self.host_answered(endpoint);
                 self.requeue(affected);
                 let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
-                self.clear_users(endpoint, &refused, &ctx.now);
-                self.record_health(endpoint, &reports);
+                // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
+                // where the config's credentials were just refused.
+                self.patch_users(endpoint, |key, config, lb| {
+                    (!refused.contains(&config)).then(|| ok_patch(key, lb, &ctx.now))?
+                });
+                // Per-port health from this answer, where it changed, on the LoadBalancers that
+                // are applied (a reconcile of any other writes its own status).
+                self.patch_users(endpoint, |key, _, lb| {
+                    let settled = !lb.metadata.is_deleting() && is_applied(lb);
+                    settled.then(|| health_status::patch(key, lb, &reports))?
+                });
                 if !repairs.is_empty() {
-                    self.health.busy_since_ms.store(0, Ordering::Relaxed);
-                    return self.repair(client, &raw, endpoint, repairs);
+                    // To the pool, as one plan; `repaired` finishes the check.
+                    let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
+                    log::info!(
+                        "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
+                        count("create"),
+                        count("update"),
+                        count("delete")
+                    );
+                    let repair = |repair| Action::Repair {
+                        url: raw.clone(),
+                        repair,
+                    };
+                    let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
+                    let events = vec![None; actions.len()];
+                    let clients = BTreeMap::from([(raw, Ok(client))]);
+                    self.next_job += 1;
+                    self.repairing = Some((self.next_job, endpoint.to_string()));
+                    (self.pool).submit(self.next_job, Plan { actions }, events, clients);
+                    return None;
                 }
                 log::debug!(
                     "updater {endpoint} holds what {} backend(s) want",
                     desired.requests.len()
                 );
                 self.stats.resynced("converged");
-                true
+                Some(true)
             }
-        };
-        self.health.busy_since_ms.store(0, Ordering::Relaxed);
-        self.auth.timers.checked(endpoint, ok, Instant::now());
-    }
-
-    /// Hands a check's repairs to the pool, as one plan; `repaired` finishes the check.
-    fn repair(
-        &mut self,
-        client: Arc<UpdaterClient>,
-        raw: &str,
-        endpoint: &str,
-        repairs: Vec<Repair>,
-    ) {
-        let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
-        log::info!(
-            "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
-            count("create"),
-            count("update"),
-            count("delete")
-        );
-        let url = raw.to_string();
-        let repair = |repair| Action::Repair {
-            url: url.clone(),
-            repair,
-        };
-        let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
-        let events = vec![None; actions.len()];
-        let clients = BTreeMap::from([(url, Ok(client))]);
-        self.next_job += 1;
-        self.repairing = Some((self.next_job, endpoint.to_string()));
-        self.start(self.next_job, Plan { actions }, events, clients);
+        }
     }
 
     /// A check's repairs are done: the check succeeded when every one did.
@@ -621,8 +609,13 @@ impl Worker {
         let Some(p) = self.refusal(config, raw, e) else {
             return;
         };
+        // Of config `config` ("": of any) and without the condition yet.
+        let marked = self.patch_users(endpoint, |key, of, lb| {
+            let ours = config.is_empty() || of == config;
+            ours.then(|| condition_patch(key, lb, UPDATER_AUTH, p.reason, &p.message, now))?
+        });
         // One Warning Event each, where the LoadBalancer's Events go (its Service, else itself).
-        for key in self.mark_users_of(endpoint, config, UPDATER_AUTH, p.reason, &p.message, now) {
+        for key in marked {
             let Some(lb) = self.cache.load_balancers.get(&key) else {
                 continue;
             };
@@ -637,74 +630,29 @@ impl Worker {
         }
     }
 
-    /// Sets condition `type_`=False on every LoadBalancer on `endpoint` (of config `only`; "": of
-    /// any) that does not have it yet; returns those it was set on.
-    fn mark_users_of(
+    /// Writes the condition patch `patch` gives for each LoadBalancer on `endpoint` (from its key,
+    /// its config's name and the object; None: nothing to write); returns the keys it gave one for.
+    fn patch_users(
         &mut self,
         endpoint: &str,
-        only: &str,
-        type_: &str,
-        reason: &str,
-        message: &str,
-        now: &str,
+        patch: impl Fn(&crate::controller::Key, &str, &crate::model::LoadBalancer) -> Option<Action>,
     ) -> Vec<crate::controller::Key> {
-        let mut marked = Vec::new();
+        let mut written = Vec::new();
         for key in drift::users_of(&self.cache, endpoint) {
-            if !only.is_empty() && only != self.config_of(&key) {
-                continue;
-            }
-            let Some(lb) = self.cache.load_balancers.get(&key) else {
+            let config = self.config_of(&key);
+            let lb = self.cache.load_balancers.get(&key);
+            let Some(action) = lb.and_then(|lb| patch(&key, &config, lb)) else {
                 continue;
             };
-            if let Some(patch) = condition_patch(&key, lb, type_, reason, message, now) {
-                self.write_condition(&key, patch);
-                marked.push(key);
+            match self.execute(&Plan::of(action)) {
+                Ok(()) => {}
+                Err(Stop::Api { error, .. }) => {
+                    log::warn!("recording an updater condition key={key} error={error}")
+                }
+                Err(_) => log::debug!("updater condition key={key} not written: not the leader"),
             }
+            written.push(key);
         }
-        marked
-    }
-
-    /// After a check that got an answer: `DriftCheck` and a refused-token `UpdaterAuth` left
-    /// False on LoadBalancers there turn True.
-    fn clear_users(&mut self, endpoint: &str, refused: &[&str], now: &str) {
-        for key in drift::users_of(&self.cache, endpoint) {
-            if refused.contains(&self.config_of(&key).as_str()) {
-                continue; // its config's credentials were just refused
-            }
-            let Some(lb) = self.cache.load_balancers.get(&key) else {
-                continue;
-            };
-            if let Some(patch) = ok_patch(&key, lb, now) {
-                self.write_condition(&key, patch);
-            }
-        }
-    }
-
-    /// Per-port health from this check's answer, written to the LoadBalancers on `endpoint` that
-    /// are applied, where it changed (`health_status`).
-    fn record_health(&mut self, endpoint: &str, reports: &health_status::Reports) {
-        for key in drift::users_of(&self.cache, endpoint) {
-            let Some(lb) = self.cache.load_balancers.get(&key) else {
-                continue;
-            };
-            if lb.metadata.is_deleting() || !crate::controller::decide::status::is_applied(lb) {
-                continue; // its own reconcile writes its status
-            }
-            if let Some(patch) = health_status::patch(&key, lb, reports) {
-                self.write_condition(&key, patch);
-            }
-        }
-    }
-
-    fn write_condition(&mut self, key: &crate::controller::Key, patch: Action) {
-        let error = match self.execute(&Plan::of(patch)) {
-            Ok(()) => return,
-            Err(Stop::NotLeader) => {
-                return log::debug!("updater condition key={key} not written: not the leader");
-            }
-            Err(Stop::Updater { error, .. }) => error.to_string(),
-            Err(Stop::Api { error, .. }) => error.to_string(),
-        };
-        log::warn!("recording an updater condition key={key} error={error}");
+        written
     }
 }
