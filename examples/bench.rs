@@ -114,7 +114,7 @@ impl Updater {
 impl Drop for Updater {
     fn drop(&mut self) {
         if let Some(s) = self.server.take() {
-            s.shutdown();
+            drop(s);
         }
     }
 }

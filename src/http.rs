@@ -173,9 +173,6 @@ impl Server {
             let _ = t.join();
         }
     }
-
-    /// Stops accepting and waits for the accept thread: what dropping the server does.
-    pub fn shutdown(self) {}
 }
 
 impl Drop for Server {
@@ -555,7 +552,7 @@ mod tests {
             "{body}"
         );
         assert!(body.contains(r#""ct":null"#));
-        s.shutdown();
+        drop(s);
     }
 
     #[test]
@@ -585,7 +582,7 @@ mod tests {
             assert!(Instant::now() < until, "the slot never came back");
             std::thread::sleep(Duration::from_millis(20));
         }
-        s.shutdown();
+        drop(s);
     }
 
     #[test]

@@ -321,7 +321,7 @@ fn a_refusing_updater_is_quoted() {
         "answering",
         "500: nginx: [emerg] no space left on device",
     );
-    server.shutdown();
+    drop(server);
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn unhealthy_upstreams_are_listed() {
         fix.contains("spec.healthCheck of LoadBalancerConfig paperlb-system/edge"),
         "{out}"
     );
-    server.shutdown();
+    drop(server);
 }
 
 /// The demo's setup (our updater over a real nginx, its default health check, nodes that serve

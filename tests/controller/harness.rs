@@ -164,7 +164,7 @@ pub struct Concurrency {
 impl Drop for RecordingUpdater {
     fn drop(&mut self) {
         if let Some(s) = self.server.take() {
-            s.shutdown();
+            drop(s);
         }
     }
 }

@@ -130,7 +130,7 @@ impl LbHost {
     /// The updater stops answering (its listener closes); nginx keeps serving what it has.
     pub fn stop_updater(&mut self) {
         if let Some(s) = self.server.take() {
-            s.shutdown();
+            drop(s);
         }
     }
 
@@ -259,7 +259,7 @@ impl LbHost {
 impl Drop for LbHost {
     fn drop(&mut self) {
         if let Some(s) = self.server.take() {
-            s.shutdown();
+            drop(s);
         }
         self.nginx.stop();
     }

@@ -128,7 +128,7 @@ impl Env {
     /// Stops the updater (if running) and starts a fresh one on the same directories.
     pub fn restart_updater(&mut self) {
         if let Some(s) = self.server.take() {
-            s.shutdown();
+            drop(s);
         }
         self.updater = None;
         let (server, updater) = start(&self.settings()).expect("start updater");

@@ -36,6 +36,8 @@ use crate::time::epoch_ms;
 /// A reconcile running longer than this makes `/healthz` fail: every call inside has a timeout well
 /// below it, so the loop must be stuck.
 const MAX_BUSY: Duration = Duration::from_secs(300);
+/// How long to wait for a clean stop after SIGTERM before giving up on the current work.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = kube::config::load(&config.load)?;
@@ -128,11 +130,11 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         // A signal: the worker finishes its current reconcile, but a call to an unresponsive updater
         // may take its whole timeout (60 s), longer than the pod's grace period. The lease is
         // released already (the elector steps down first, so nothing after that call is written);
-        // wait `shutdown_grace` (5 s), then exit without it, as a SIGKILL would, only sooner and cleanly.
-        if ended_rx.recv_timeout(config.shutdown_grace) != Ok(true) {
+        // wait `SHUTDOWN_GRACE` (5 s), then exit without it, as a SIGKILL would, only sooner and cleanly.
+        if ended_rx.recv_timeout(SHUTDOWN_GRACE) != Ok(true) {
             log::warn!(
                 "worker: the current reconcile is still waiting on a call after {:?}; exiting without it",
-                config.shutdown_grace
+                SHUTDOWN_GRACE
             );
         }
     }
@@ -144,7 +146,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(elector) = elector {
         let _ = elector.join();
     }
-    let deadline = Instant::now() + config.shutdown_grace;
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
     // Each joined, or given up on at the deadline (a watch blocked in a slow read must not stall
     // shutdown).
     for w in watchers {
@@ -155,9 +157,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             let _ = w.join();
         }
     }
-    if let Some(p) = probes {
-        p.shutdown();
-    }
+    // Stops the probe server and waits for its accept thread.
+    drop(probes);
     log::info!("paperlb controller stopped");
     Ok(())
 }
