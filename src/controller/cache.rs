@@ -3,7 +3,7 @@
 //! affects; the worker queues them.
 //! Pure: no I/O, no clock.
 
-use super::decide::port_requests::{LB_PORTS_ANNOTATION, requested_numbers};
+use super::decide::port_requests::{LB_PORTS_ANNOTATION, parse};
 use super::decide::ports::{PortIndex, stored_ports};
 use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoint_nodes};
 use super::key::Key;
@@ -195,7 +195,7 @@ impl Cache {
         self.services
             .iter()
             .filter(|(_, s)| s.metadata.annotations.contains_key(LB_PORTS_ANNOTATION))
-            .filter(|(_, s)| requested_numbers(s).iter().any(|p| released.contains(p)))
+            .filter(|(_, s)| parse(s).0.iter().any(|e| released.contains(&e.lb_port)))
             .map(|(k, _)| k.clone())
             .collect()
     }

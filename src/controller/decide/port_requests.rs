@@ -87,11 +87,6 @@ pub fn parse(svc: &Service) -> (Vec<Entry>, Vec<Fault>) {
     (entries, faults)
 }
 
-/// The LB port numbers the annotation asks for (for the cache: who waits for a released port).
-pub fn requested_numbers(svc: &Service) -> Vec<u16> {
-    parse(svc).0.into_iter().map(|e| e.lb_port).collect()
-}
-
 /// What a Service's ports get.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
