@@ -11,13 +11,12 @@ pub const REFILL_EVERY: Duration = Duration::from_secs(300);
 /// Above this many buckets, full ones are dropped (they behave exactly like a fresh bucket).
 const MAX_BUCKETS: usize = 4096;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct EventLimiter {
     /// Per (object, reason): when its bucket is full again, each Event sent moving it on by one
     /// period (a token bucket kept as one time, GCRA's "theoretical arrival time"; client-go's
     /// limiter refills continuously as well). In the past: full.
     buckets: BTreeMap<(String, String), Instant>,
-    burst: u32,
 }
 
 /// The object an Event's bucket is keyed by: kind included, so a Service and its LoadBalancer (same
@@ -26,18 +25,7 @@ pub fn object_key(o: &crate::model::ObjectReference) -> String {
     format!("{} {}/{}", o.kind, o.namespace, o.name)
 }
 
-impl Default for EventLimiter {
-    fn default() -> Self {
-        EventLimiter::new(BURST)
-    }
-}
-
 impl EventLimiter {
-    pub fn new(burst: u32) -> EventLimiter {
-        let buckets = BTreeMap::new();
-        EventLimiter { buckets, burst }
-    }
-
     /// Whether an Event for `object` (e.g. `Service ns/name`) with `reason` may be sent now; takes a
     /// token if so.
     pub fn allow(&mut self, object: &str, reason: &str, now: Instant) -> bool {
@@ -46,9 +34,9 @@ impl EventLimiter {
         }
         let key = (object.to_string(), reason.to_string());
         let full_at = self.buckets.entry(key).or_insert(now);
-        // Sending takes one period's worth: allowed while that leaves at most `burst` periods owed.
+        // Sending takes one period's worth: allowed while that leaves at most `BURST` periods owed.
         let owed = (*full_at).max(now) + REFILL_EVERY;
-        if owed.saturating_duration_since(now) > REFILL_EVERY * self.burst {
+        if owed.saturating_duration_since(now) > REFILL_EVERY * BURST {
             return false;
         }
         *full_at = owed;
@@ -131,18 +119,16 @@ mod tests {
     #[test]
     fn a_refunded_token_can_be_used_again_but_never_beyond_the_burst() {
         let t0 = Instant::now();
-        let mut l = EventLimiter::new(2);
-        assert!(l.allow("svc a", "R", t0));
-        assert!(l.allow("svc a", "R", t0));
+        let mut l = EventLimiter::default();
+        assert!((0..BURST).all(|_| l.allow("svc a", "R", t0)));
         assert!(!l.allow("svc a", "R", t0));
         l.refund("svc a", "R");
         assert!(l.allow("svc a", "R", t0));
         assert!(!l.allow("svc a", "R", t0));
-        for _ in 0..5 {
+        for _ in 0..BURST + 5 {
             l.refund("svc a", "R");
         }
-        assert!(l.allow("svc a", "R", t0));
-        assert!(l.allow("svc a", "R", t0));
+        assert!((0..BURST).all(|_| l.allow("svc a", "R", t0)));
         assert!(!l.allow("svc a", "R", t0), "refunds stop at the burst");
         l.refund("svc b", "R"); // unknown bucket: nothing to give back
         assert!(l.allow("svc b", "R", t0));
