@@ -33,26 +33,24 @@ pub const MAX_BODY: u64 = 64 << 20;
 const STREAM_BUFFER: usize = 16 * 1024;
 /// Largest error body we read; the rest is dropped (a Status is a few hundred bytes).
 pub const MAX_ERROR_BODY: u64 = 1 << 20;
-/// Timeouts and identity of the client. `Default` is right for production.
+/// TCP connect plus TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `User-Agent`; the text before `/` becomes the server's default fieldManager.
+const USER_AGENT: &str = concat!("paperlb/", env!("CARGO_PKG_VERSION"));
+/// Timeouts of the client. `Default` is right for production.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// TCP connect plus TLS handshake.
-    pub connect_timeout: Duration,
     /// Whole request, body included (not for watches).
     pub request_timeout: Duration,
     /// A watch that delivers no byte for this long is stalled: dropped and resumed.
     pub watch_idle_timeout: Duration,
-    /// `User-Agent`; the text before `/` becomes the default fieldManager.
-    pub user_agent: String,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             watch_idle_timeout: Duration::from_secs(300),
-            user_agent: format!("paperlb/{}", env!("CARGO_PKG_VERSION")),
         }
     }
 }
@@ -514,7 +512,7 @@ impl Client {
             &inner.tls,
             inner.name.as_ref(),
             identity.as_ref(),
-            inner.opts.connect_timeout,
+            CONNECT_TIMEOUT,
             inner.opts.request_timeout,
         )?;
         if changed {
@@ -550,7 +548,7 @@ impl Client {
                 .method(method.clone())
                 .uri(&url)
                 .header("Accept", "application/json")
-                .header("User-Agent", &inner.opts.user_agent);
+                .header("User-Agent", USER_AGENT);
             if let Some(value) = inner.credentials.authorization()? {
                 builder = builder.header("Authorization", value);
             }

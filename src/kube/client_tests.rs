@@ -20,10 +20,8 @@ fn client(url: &str) -> Client {
 
 fn quick() -> ClientOptions {
     ClientOptions {
-        connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(1),
         watch_idle_timeout: Duration::from_secs(1),
-        user_agent: "paperlb-test/1".into(),
     }
 }
 
