@@ -70,8 +70,6 @@ pub struct Config {
     pub lease: LeaseConfig,
     pub address_types: Vec<String>,
     pub verbose: bool,
-    /// How long to wait for a clean stop after SIGTERM before giving up on the current work.
-    pub shutdown_grace: Duration,
     /// The API client's timeouts; `--watch-idle-timeout` sets the watches' stall detector.
     pub client: ClientOptions,
     /// Period of drift checks of each updater; zero: no periodic check.
@@ -116,7 +114,6 @@ pub fn parse(
         lease: LeaseConfig::default(),
         address_types: vec!["ExternalIP".into(), "InternalIP".into()],
         verbose: false,
-        shutdown_grace: Duration::from_secs(5),
         client: ClientOptions::default(),
         updater_resync: super::run::resync::DEFAULT_PERIOD,
         host_failure_grace: Duration::from_millis(super::decide::context::DEFAULT_HOST_GRACE_MS),
