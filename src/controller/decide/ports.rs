@@ -191,9 +191,12 @@ pub(crate) fn previous_ports(
 ) -> Vec<PortRequest> {
     let stored = existing.map(stored_ports).unwrap_or_default();
     let go_form = existing.is_some_and(|s| s.ports.is_empty());
-    let found = |i: usize, name: &str| match go_form {
-        true => stored.first().filter(|_| i == 0),
-        false => stored.iter().find(|(n, _, _)| n == name),
+    let found = |i: usize, name: &str| {
+        if go_form {
+            stored.first().filter(|_| i == 0)
+        } else {
+            stored.iter().find(|(n, _, _)| n == name)
+        }
     };
     (wanted.iter().enumerate())
         .map(|(i, w)| PortRequest {

@@ -328,11 +328,13 @@ pub(crate) fn desired(
     }
     let taken = |port, protocol| holder(port, protocol).is_some();
     let lb_ports = allocate_ports(&requests, (cfg.low, cfg.high), &taken).map_err(|p| {
-        let (on, (low, high)) = (addresses(&cfg.hosts), (cfg.low, cfg.high));
         let message = format!(
-            "Service {key}: no free {} port left on {on} in range {low}-{high} of \
+            "Service {key}: no free {} port left on {} in range {}-{} of \
              LoadBalancerConfig {config_name}",
-            p.as_str()
+            p.as_str(),
+            addresses(&cfg.hosts),
+            cfg.low,
+            cfg.high
         );
         problem("PortRangeExhausted", message)
     })?;

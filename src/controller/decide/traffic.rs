@@ -64,9 +64,10 @@ pub fn traffic_for(svc: &Service) -> Result<LbTraffic, (&'static str, String)> {
     let mut source_ranges = Vec::with_capacity(raw.len());
     for (i, c) in raw.into_iter().enumerate() {
         let c = cidr(c).map_err(|e| {
-            let at = match field.is_empty() {
-                true => format!("annotation {SOURCE_RANGES_ANNOTATION}"),
-                false => format!("spec.loadBalancerSourceRanges[{i}]"),
+            let at = if field.is_empty() {
+                format!("annotation {SOURCE_RANGES_ANNOTATION}")
+            } else {
+                format!("spec.loadBalancerSourceRanges[{i}]")
             };
             ("InvalidSourceRange", format!("{at}: {e}"))
         })?;
@@ -241,16 +242,22 @@ pub fn keeps_stable_set(
 /// otherwise), and of the Warning Event posted when it is new ([`record_fault`]).
 pub type Fault = Option<(&'static str, String)>;
 
-/// `StableNodeSet=False` while some port of `spec` follows node readiness, saying why (the
-/// default needs no word; `no_checks`: [`updater_without_checks`] for its updaters).
+/// `StableNodeSet=False` while some port of `spec` follows node readiness ([`keeps_stable_set`]
+/// false), saying why (the default needs no word; `no_checks`: [`updater_without_checks`] for its
+/// updaters).
 pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
+    // The condition says why exactly when some port's targets follow readiness.
+    let stable = ctx.stable_node_set;
+    let keeps =
+        |p: &crate::model::LbPort| keeps_stable_set(&spec.traffic, p.protocol, no_checks, stable);
+    if spec.ports.iter().all(keeps) {
+        return None;
+    }
     let unchecked: Vec<String> = (spec.ports.iter().enumerate())
         .filter(|(_, p)| port_check(&spec.traffic, p.protocol).is_none())
         .map(|(i, p)| port_label(i, &p.name))
         .collect();
-    let (reason, why) = if spec.ports.is_empty() {
-        return None;
-    } else if !ctx.stable_node_set {
+    let (reason, why) = if !stable {
         let why = "the controller runs with --stable-node-set=false";
         ("Disabled", why.to_string())
     } else if no_checks {
