@@ -113,7 +113,7 @@ const STRICT: &str = "?fieldValidation=Strict";
 
 /// Whether a plan may run beside others: only updater applies, Events, status patches, spec
 /// patches that keep the host and every (port, protocol) the cached LoadBalancer claims, and
-/// creates whose spec can be read (so the worker can reserve its ports; see `create_claims`).
+/// creates whose spec can be read (so the worker can reserve its ports; see `create_spec`).
 pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
     plan.actions.iter().all(|a| match a {
         Action::CreateLoadBalancer { key, object } => {
@@ -173,6 +173,9 @@ pub struct Io<'a> {
     updaters: &'a Clients,
     /// The leadership term the plan was decided in: it is not run in another.
     term: u64,
+    /// On the pool: calls wait for a slot. The worker never waits for one (it runs one call at a
+    /// time, and must not stall behind the pool's calls to a slow updater).
+    pooled: bool,
 }
 
 impl Io<'_> {
@@ -194,14 +197,9 @@ impl Io<'_> {
                 }));
             }
         };
-        if slot {
-            self.s.slots.take(url);
-        }
+        let _slot = (slot && self.pooled).then(|| self.s.slots.take(url));
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
-        if slot {
-            self.s.slots.give(url);
-        }
         (self.s.stats).updater_call(op, result.is_ok(), started.elapsed());
         result
     }
@@ -463,28 +461,35 @@ pub struct Slots {
     freed: Condvar,
 }
 
+/// One taken slot; given back on drop (also when a call unwinds, as in a debug build).
+struct Slot<'a> {
+    slots: &'a Slots,
+    url: &'a str,
+}
+
 impl Slots {
     /// Waits until fewer than [`PER_UPDATER`] calls to `url` are in flight, then takes a slot.
-    fn take(&self, url: &str) {
+    fn take<'a>(&'a self, url: &'a str) -> Slot<'a> {
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         while busy.get(url).is_some_and(|n| *n >= PER_UPDATER) {
             busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
         }
         *busy.entry(url.to_string()).or_default() += 1;
+        Slot { slots: self, url }
     }
+}
 
-    /// Gives back a slot `take` took (the release build aborts on a panic, so nothing unwinds
-    /// past a call holding one).
-    fn give(&self, url: &str) {
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = busy.get_mut(url) {
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = busy.get_mut(self.url) {
             *n -= 1;
             if *n == 0 {
-                busy.remove(url);
+                busy.remove(self.url);
             }
         }
         drop(busy);
-        self.freed.notify_all();
+        self.slots.freed.notify_all();
     }
 }
 
@@ -559,6 +564,7 @@ impl Pool {
                 s,
                 updaters: &updaters,
                 term,
+                pooled: true,
             };
             let outcome = run(&io, &plan, &events);
             (s.deliver)(Done {
@@ -598,6 +604,7 @@ impl Pool {
             s: &self.shared,
             updaters,
             term,
+            pooled: false,
         }
     }
 }
