@@ -5,7 +5,7 @@
 //! the leader) runs `reconcile` for each ready key and executes the plan: API writes, updater calls and
 //! Events. Each write's answer is applied to the cache at once, so the next decision (a second
 //! Service's port allocation, the next step of the same key) sees it before the watch catches up.
-//! It blocks in `recv`/`recv_timeout` until the next event or the next retry is due: no polling.
+//! It blocks in `recv_timeout` until the next event or the next retry is due: no polling.
 //! Plans that change no port claims (and creates, whose ports it reserves first) are handed to the
 //! I/O pool (`batch`) and it goes on deciding; each answer comes back through its channel and is
 //! applied here, so this thread remains the only writer of the cache.
@@ -499,7 +499,8 @@ impl Worker {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
             self.queue.add_rate_limited(key.clone(), Instant::now());
-            return self.queue.done(key);
+            self.queue.done(key);
+            return;
         }
         let started = Instant::now();
         self.health
@@ -513,7 +514,8 @@ impl Worker {
             let key = key.clone();
             self.in_flight
                 .insert(self.next_job, Pending { key, ctx, started });
-            return self.pool.submit(self.next_job, plan, events, updaters);
+            self.pool.submit(self.next_job, plan, events, updaters);
+            return;
         }
         let result = self.execute(&plan);
         self.finish(key, &ctx, &plan, result, started);
@@ -613,8 +615,10 @@ impl Worker {
                 self.cache.release_ports(key);
             }
         }
-        // Every action that ran has its answer, in order: an Event prepared after them was never
-        // sent, so it gives its rate-limit token back, and is not a repeat.
+        // The answers are those of the actions that ran, in order (a status pair sent together
+        // whose first patch failed may have sent the second unanswered, but Events are never sent
+        // in a group): an Event after them was never sent, so it gives its rate-limit token back,
+        // and is not a repeat.
         for (action, event) in plan.actions.iter().zip(events).skip(answers.len()) {
             if let (Action::Event(spec), Some(_)) = (action, event) {
                 let object = super::events::object_key(&spec.object);
@@ -646,7 +650,10 @@ impl Worker {
                 let lb: LoadBalancer = match serde_json::from_str(v.get()) {
                     Ok(lb) => lb,
                     // The write happened; its watch event brings the object instead.
-                    Err(e) => return log::warn!("decoding a write's answer error={e}"),
+                    Err(e) => {
+                        log::warn!("decoding a write's answer error={e}");
+                        return;
+                    }
                 };
                 match action {
                     Action::PatchLoadBalancerStatus { key, .. } => self.applied_lb_status(key, lb),
@@ -874,7 +881,8 @@ impl Worker {
         let key = Key::of(&lb.metadata);
         let old = self.cache.load_balancers.get(&key);
         if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
-            return log::debug!("the watch is past a write's answer key={key}");
+            log::debug!("the watch is past a write's answer key={key}");
+            return;
         }
         expect_version(
             &mut self.awaiting_lbs,
@@ -972,7 +980,9 @@ fn fresh<T>(
             }
             awaiting.remove(&key);
         }
-        WatchMsg::Deleted(obj) => drop(awaiting.remove(&Key::of(meta(obj)))),
+        WatchMsg::Deleted(obj) => {
+            awaiting.remove(&Key::of(meta(obj)));
+        }
         WatchMsg::Restarted(_) => awaiting.clear(),
     }
     Some(msg)
