@@ -296,7 +296,7 @@ fn each_diagnosis_stops_at_its_step() {
                 with_token_secret(json!({"name": "upd", "key": "tok"}), secrets)
             },
             "secrets",
-            "(Secret \"upd\", key \"tok\"): the Secret has no such key (it has: token)",
+            "(Secret \"upd\", key \"tok\"): the Secret has no such key",
         ),
         (
             "token Secret with an empty key",
