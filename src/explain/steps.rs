@@ -155,7 +155,7 @@ pub type Auth = Result<ClientAuth, AuthProblem>;
 /// problems in the same words, `insecureSkipVerify` included), from `store`, which holds every key
 /// `cfg` names that exists.
 pub fn auths(cfg: &ValidConfig, store: &SecretStore) -> Vec<Auth> {
-    let auth = |refs| match client_auth(cfg, refs, store) {
+    let auth = |h: &LbHost| match client_auth(cfg, &h.url, store) {
         Ok(a) => Ok(a),
         Err(AuthNeed::Problem(p)) => Err(p),
         // Every key named was kept: no read can be due.
@@ -164,7 +164,7 @@ pub fn auths(cfg: &ValidConfig, store: &SecretStore) -> Vec<Auth> {
             message: format!("Secret {name} was not read"),
         }),
     };
-    cfg.auths.iter().map(auth).collect()
+    cfg.hosts.iter().map(auth).collect()
 }
 
 /// What the cluster steps found when they all passed.
@@ -331,7 +331,7 @@ pub(super) fn secrets_step(cfg: &ValidConfig, read: &Read<Option<AuthProblem>>) 
         ("updaterCASecretRef", &refs.ca),
     ];
     let present: Vec<String> = (named.iter())
-        .filter_map(|(name, r)| Some((field_of(cfg, &refs, name), r.as_ref()?)))
+        .filter_map(|(name, r)| Some((field_of(cfg, 0, name), r.as_ref()?)))
         .map(|(field, r)| format!("Secret {ns}/{} ({field}) has key {}", r.name, r.key))
         .collect();
     let create = format!("kubectl -n {ns} create secret generic <name> --from-file=<key>=<file>");
