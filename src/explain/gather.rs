@@ -109,7 +109,7 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         svclb: list::<Value>(client, &DAEMONSETS, Some(K3S_SERVICELB_NAMESPACE), &all)
             .map(|items| servicelb_daemonsets(&items, key, &uid)),
         // Read once the config is known.
-        secrets: Ok(None),
+        secrets: Vec::new(),
         hosts: Vec::new(),
     }
 }
@@ -158,10 +158,10 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
 
 /// Each host's credentials for its updater call ([`Auth`], one per host, [`steps::auths`]: the
 /// controller's own check) from the Secrets `cfg` names, read here into the controller's own
-/// store; and, for the secrets step, the first host's problem. A Secret that could not be read
+/// store; and, for the secrets step, each host's problem. A Secret that could not be read
 /// leaves that read's error and no host to call. The credentials never go into the facts
 /// (`ClientAuth`'s `Debug` redacts the token).
-pub fn secrets(client: &Client, cfg: &ValidConfig) -> (Read<Option<AuthProblem>>, Vec<Auth>) {
+pub fn secrets(client: &Client, cfg: &ValidConfig) -> (Vec<Read<Option<AuthProblem>>>, Vec<Auth>) {
     let wanted: BTreeSet<SecretRef> = cfg.all_refs().into_iter().collect();
     let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
     let mut store = SecretStore::default();
@@ -171,11 +171,11 @@ pub fn secrets(client: &Client, cfg: &ValidConfig) -> (Read<Option<AuthProblem>>
                 store.apply(secret, &wanted);
             }
             Ok(None) => {}
-            Err(e) => return (Err(e), Vec::new()),
+            Err(e) => return (vec![Err(e); cfg.hosts.len()], Vec::new()),
         }
     }
     let auths = steps::auths(cfg, &store);
-    (Ok(auths.first().and_then(|a| a.clone().err())), auths)
+    (auths.iter().map(|a| Ok(a.clone().err())).collect(), auths)
 }
 
 /// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]).

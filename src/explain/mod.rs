@@ -138,7 +138,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         };
         // A host whose credentials the controller refuses says so in its own line.
         let (secrets, auths) = gather::secrets(client, &cfg);
-        if let Err(e) = secrets {
+        if let Some(e) = secrets.iter().find_map(|s| s.as_ref().err()) {
             out.push(Err(format!("LoadBalancerConfig {name}: {e}")));
         }
         let hosts = gather::probe_hosts(&cfg, &auths);

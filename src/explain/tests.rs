@@ -74,16 +74,21 @@ fn world(service: Value) -> Facts {
     f
 }
 
-/// The first host's problem as `gather::secrets` finds it when the namespace holds `secrets`
+/// Each host's credentials as `gather::secrets` finds them when the namespace holds `secrets`
 /// (name → data).
-fn first_problem(cfg: &ValidConfig, secrets: Value) -> Option<AuthProblem> {
+fn auths_with(cfg: &ValidConfig, secrets: Value) -> Vec<Auth> {
     let wanted = cfg.all_refs().into_iter().collect();
     let mut store = SecretStore::default();
     for (name, data) in secrets.as_object().unwrap() {
         let s = json!({"metadata": {"name": name, "namespace": NS}, "data": data});
         store.apply(serde_json::from_value(s).unwrap(), &wanted);
     }
-    auths(cfg, &store)[0].clone().err()
+    auths(cfg, &store)
+}
+
+/// The first host's problem (see [`auths_with`]).
+fn first_problem(cfg: &ValidConfig, secrets: Value) -> Option<AuthProblem> {
+    auths_with(cfg, secrets)[0].clone().err()
 }
 
 /// The config references a token Secret (`reference`); the namespace holds `secrets`.
@@ -92,7 +97,7 @@ fn with_token_secret(reference: Value, secrets: Value) -> Facts {
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = Ok(first_problem(&fact.validate().unwrap(), secrets));
+    f.secrets = vec![Ok(first_problem(&fact.validate().unwrap(), secrets))];
     f.configs = Ok(vec![fact]);
     f
 }
@@ -822,19 +827,19 @@ fn the_secrets_step_names_each_field_and_defaults_the_key() {
         "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
     }));
     assert_eq!(
-        secrets_step(&both, &Ok(None)).message,
+        secrets_step(&both, &[Ok(None)]).message,
         "Secret paperlb-system/t (spec.updaterTokenSecretRef) has key token; \
          Secret paperlb-system/c (spec.updaterCASecretRef) has key bundle.pem"
     );
     for none in [json!({"updaterTokenSecretRef": null}), json!({})] {
-        let step = secrets_step(&cfg(none), &Ok(None));
+        let step = secrets_step(&cfg(none), &[Ok(None)]);
         assert!(
             step.message.contains("references no updater Secret"),
             "{step:?}"
         );
     }
     // A Secret that could not be read: not checked, not a stop.
-    let step = secrets_step(&both, &Err(denied("get secrets paperlb-system/t")));
+    let step = secrets_step(&both, &[Err(denied("get secrets paperlb-system/t"))]);
     assert_eq!(step.status, Status::Unknown);
     // The hosts form: the first host's own token, as the config's validation resolved it.
     let c = json!({"metadata": {"name": "edge", "namespace": NS}, "spec": {
@@ -845,12 +850,12 @@ fn the_secrets_step_names_each_field_and_defaults_the_key() {
     let listed = config_fact(c).validate().unwrap();
     // Its step names where such a reference can come from, never a field the config lacks.
     let field = "updaterTokenSecretRef of spec.hosts[0], or of spec when the host names none";
-    let m = secrets_step(&listed, &Ok(None)).message;
+    let m = secrets_step(&listed, &[Ok(None)]).message;
     assert!(
         m.contains(&format!("Secret paperlb-system/t1 ({field})")),
         "{m}"
     );
-    let step = secrets_step(&listed, &Ok(first_problem(&listed, json!({}))));
+    let step = secrets_step(&listed, &[Ok(first_problem(&listed, json!({})))]);
     assert_eq!(step.status, Status::Fail);
     assert!(
         step.message.contains(&format!("{field} (Secret \"t1\"")),
@@ -934,7 +939,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     let raw = json!({
         "metadata": {"name": "edge", "namespace": NS},
         "spec": {"default": true, "portRange": {"low": 8100, "high": 8199}, "hosts": [
-            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL},
+            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterCASecretRef": {"name": "ca"}},
             {"name": "lb-2", "host": "127.0.0.11", "httpUpdaterURL": URL2},
         ]},
     });
@@ -993,6 +998,38 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         .collect();
     let r = explain(&f, &ctx);
     assert!(r.served && r.hosts.len() == 2, "{r:#?}");
+    // Review of the explain merge: host 1's CA does not parse. The controller still serves through
+    // host 2, so the Service is served; host 1's own step names the CA, the secrets step passes.
+    let cfg = pick_config(&cache_of(&f), &f.key, &s, &ctx).ok().unwrap();
+    let auths = auths_with(&cfg, json!({"ca": {"ca.crt": "Z2FyYmFnZQ=="}}));
+    f.secrets = auths.iter().map(|a| Ok(a.clone().err())).collect();
+    let listing = std::mem::replace(
+        &mut f.hosts[0].probe,
+        crate::explain::gather::probe(&hosts[0], &auths[0]),
+    );
+    let r = explain(&f, &ctx);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    let secrets = r.steps.iter().find(|s| s.id == "secrets").unwrap();
+    assert_eq!(secrets.status, Status::Ok, "{secrets:?}");
+    assert!(
+        secrets.message.contains("LB host lb-1 cannot be called"),
+        "{secrets:?}"
+    );
+    let reach = &r.hosts[0].steps[0];
+    assert_eq!((reach.id, reach.status), ("reachable", Status::Fail));
+    let ca =
+        "updaterCASecretRef of spec.hosts[0], or of spec when the host names none (Secret \"ca\"";
+    assert!(reach.message.contains(ca), "{reach:?}");
+    // Both hosts' credentials refused: no host can be called, the secrets step says so and stops.
+    let mut g = f.clone();
+    g.secrets = vec![f.secrets[0].clone(), f.secrets[0].clone()];
+    let r = explain(&g, &ctx);
+    assert_eq!(
+        (first_failure(&r).map(|f| f.0), r.exit_code()),
+        (Some("secrets"), 1)
+    );
+    f.secrets.clear();
+    f.hosts[0].probe = listing;
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
     f.hosts[1].probe = Err(transport("connection refused"));
     let r = explain(&f, &ctx);
