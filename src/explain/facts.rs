@@ -62,7 +62,8 @@ impl Listing {
 #[derive(Clone, Debug)]
 pub struct HostFact {
     pub host: LbHost,
-    pub probe: Probe,
+    /// `Err`: a Secret its credentials name could not be read, so it was not called.
+    pub probe: Read<Probe>,
 }
 
 /// One recent Event of the Service or its LoadBalancer.

@@ -102,14 +102,18 @@ pub struct Report {
 }
 
 impl Report {
-    /// explain's exit code: 0 served, 1 not served (a step failed), 2 could not tell (the steps
-    /// stopped at one that could not be checked).
+    /// explain's exit code: 0 served, 1 not served (a cluster step failed, or a step of every
+    /// host), 2 could not tell (the steps stopped at one that could not be checked, or a host that
+    /// failed nothing cannot be told).
     pub fn exit_code(&self) -> u8 {
-        let mut all = (self.steps.iter()).chain(self.hosts.iter().flat_map(|h| &h.steps));
-        match (self.served, all.any(|s| s.status == Status::Fail)) {
-            (true, _) => 0,
-            (false, true) => 1,
-            (false, false) => 2,
+        let failed = |steps: &[Step]| steps.iter().any(|s| s.status == Status::Fail);
+        let hosts_failed = !self.hosts.is_empty() && self.hosts.iter().all(|h| failed(&h.steps));
+        if self.served {
+            0
+        } else if failed(&self.steps) || hosts_failed {
+            1
+        } else {
+            2
         }
     }
 }

@@ -150,10 +150,10 @@ fn served(service: Value) -> Facts {
             host: HOST.into(),
             url: URL.into(),
         },
-        probe: Ok(Listing {
+        probe: Ok(Ok(Listing {
             backends: requests.into_iter().map(|(_, r)| r).collect(),
             ..Listing::default()
-        }),
+        })),
     }];
     f
 }
@@ -176,7 +176,7 @@ fn unsupported(code: u16) -> Error {
 
 fn listing(f: &mut Facts) -> &mut Listing {
     match &mut f.hosts[0].probe {
-        Ok(l) => l,
+        Ok(Ok(l)) => l,
         _ => panic!("not listed"),
     }
 }
@@ -473,7 +473,7 @@ fn each_diagnosis_stops_at_its_step() {
             "updater unreachable",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Err(transport("connection refused"));
+                f.hosts[0].probe = Ok(Err(transport("connection refused")));
                 f
             },
             "reachable",
@@ -483,10 +483,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater wants a token",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Err(Error::Unauthorized {
+                f.hosts[0].probe = Ok(Err(Error::Unauthorized {
                     code: 401,
                     message: "missing or wrong bearer token".into(),
-                });
+                }));
                 f
             },
             "authorized",
@@ -496,10 +496,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater refusing",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Err(Error::Refused {
+                f.hosts[0].probe = Ok(Err(Error::Refused {
                     code: 500,
                     message: "disk full".into(),
-                });
+                }));
                 f
             },
             "answering",
@@ -654,7 +654,7 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
             {"type": "DriftCheck", "status": "False", "reason": "Unsupported", "message": "404"},
         ]))
         .unwrap();
-        f.hosts[0].probe = Err(unsupported(404));
+        f.hosts[0].probe = Ok(Err(unsupported(404)));
         let r = explain(&f, &ctx());
         assert!(r.served, "READY decides for an updater without GET: {r:#?}");
         let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
@@ -732,7 +732,7 @@ fn failed_reads_are_unknown_steps_and_the_rest_goes_on() {
 #[test]
 fn an_updater_without_get_leaves_the_lb_status_to_decide() {
     let mut f = served_world();
-    f.hosts[0].probe = Err(unsupported(405));
+    f.hosts[0].probe = Ok(Err(unsupported(405)));
     let r = explain(&f, &ctx());
     assert!(r.served);
     assert_eq!(
@@ -885,7 +885,7 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
     let summary = |probe| {
         let h = HostFact {
             host: host.clone(),
-            probe,
+            probe: Ok(probe),
         };
         let claimed: BTreeSet<(u16, Protocol)> =
             [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
@@ -929,6 +929,21 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
         summary(gone)
             .unwrap_err()
             .contains("does not answer: connection refused; fix: ")
+    );
+    // Its Secret could not be read: its own line says so, naming the permission.
+    let h = HostFact {
+        host: host.clone(),
+        probe: Err(super::super::facts::ReadError {
+            what: "get secrets paperlb-system/t".into(),
+            message: "403".into(),
+            needs: "get secrets in namespace paperlb-system".into(),
+        }),
+    };
+    let err = super::super::hosts::host_summary(&ready, &h, BTreeSet::new()).unwrap_err();
+    assert!(
+        err.starts_with(&format!("LB host {HOST} of LoadBalancerConfig"))
+            && err.ends_with("not called: cannot get secrets paperlb-system/t: 403 (needs get secrets in namespace paperlb-system)"),
+        "{err}"
     );
 }
 
@@ -990,10 +1005,10 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         .iter()
         .map(|h| HostFact {
             host: h.clone(),
-            probe: Ok(Listing {
+            probe: Ok(Ok(Listing {
                 backends: on(&h.url),
                 ..Listing::default()
-            }),
+            })),
         })
         .collect();
     let r = explain(&f, &ctx);
@@ -1005,7 +1020,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     f.secrets = auths.iter().map(|a| Ok(a.clone().err())).collect();
     let listing = std::mem::replace(
         &mut f.hosts[0].probe,
-        crate::explain::gather::probe(&hosts[0], &auths[0]),
+        Ok(crate::explain::gather::probe(&hosts[0], &auths[0])),
     );
     let r = explain(&f, &ctx);
     assert_eq!(r.exit_code(), 0, "{r:#?}");
@@ -1021,6 +1036,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         "updaterCASecretRef of spec.hosts[0], or of spec when the host names none (Secret \"ca\"";
     assert!(reach.message.contains(ca), "{reach:?}");
     // Both hosts' credentials refused: no host can be called, the secrets step says so and stops.
+    let f_secrets_refused = f.secrets[0].clone();
     let mut g = f.clone();
     g.secrets = vec![f.secrets[0].clone(), f.secrets[0].clone()];
     let r = explain(&g, &ctx);
@@ -1028,16 +1044,37 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         (first_failure(&r).map(|f| f.0), r.exit_code()),
         (Some("secrets"), 1)
     );
-    f.secrets.clear();
     f.hosts[0].probe = listing;
+    // Review of the explain merge: a Secret only host 2 names cannot be read. Only host 2 is
+    // untold (`?`, not called); host 1 is checked as before and serves.
+    let unread = denied("get secrets paperlb-system/t2");
+    f.secrets = vec![Ok(None), Err(unread.clone())];
+    let host2 = std::mem::replace(&mut f.hosts[1].probe, Err(unread.clone()));
+    let r = explain(&f, &ctx);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    assert_eq!(r.hosts[1].steps.len(), 1, "{r:#?}");
+    let reach = &r.hosts[1].steps[0];
+    assert_eq!((reach.id, reach.status), ("reachable", Status::Unknown));
+    assert!(reach.message.contains("(needs "), "{reach:?}");
+    // Host 1 does not answer either: not served there, untold on host 2, so explain cannot tell.
+    let mut g = f.clone();
+    g.hosts[0].probe = Ok(Err(transport("connection refused")));
+    assert_eq!(explain(&g, &ctx).exit_code(), 2);
+    // Host 1's credentials refused too: no host can be called, and one is untold.
+    g.secrets[0] = f_secrets_refused;
+    let r = explain(&g, &ctx);
+    let secrets = r.steps.iter().find(|s| s.id == "secrets").unwrap();
+    assert_eq!(secrets.status, Status::Unknown, "{r:#?}");
+    f.hosts[1].probe = host2;
+    f.secrets.clear();
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
-    f.hosts[1].probe = Err(transport("connection refused"));
+    f.hosts[1].probe = Ok(Err(transport("connection refused")));
     let r = explain(&f, &ctx);
     assert!(r.served, "{r:#?}");
     assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
     assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
     // Both unreachable: not served.
-    f.hosts[0].probe = Err(transport("connection refused"));
+    f.hosts[0].probe = Ok(Err(transport("connection refused")));
     assert!(!explain(&f, &ctx).served);
 }
 
