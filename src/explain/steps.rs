@@ -381,7 +381,7 @@ pub(super) fn secrets_step(cfg: &ValidConfig, verdicts: &[Read<Option<AuthProble
         let others = others.join(", ");
         let _ = write!(
             message,
-            "; LB host {others} cannot be called with its credentials (see its reachable step)"
+            "; LB host {others} is not called (see its reachable step)"
         );
     }
     ok(message)

@@ -1027,7 +1027,9 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     let secrets = r.steps.iter().find(|s| s.id == "secrets").unwrap();
     assert_eq!(secrets.status, Status::Ok, "{secrets:?}");
     assert!(
-        secrets.message.contains("LB host lb-1 cannot be called"),
+        secrets
+            .message
+            .contains("LB host lb-1 is not called (see its reachable step)"),
         "{secrets:?}"
     );
     let reach = &r.hosts[0].steps[0];
