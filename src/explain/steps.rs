@@ -362,17 +362,13 @@ pub(super) fn secrets_step(cfg: &ValidConfig, verdicts: &[Read<Option<AuthProble
         .filter_map(|(name, r)| Some((field_of(cfg, first, name), r.as_ref()?)))
         .map(|(field, r)| format!("Secret {ns}/{} ({field}) has key {}", r.name, r.key))
         .collect();
-    let mut message = match (present.is_empty(), hosts.len()) {
-        (false, _) => present.join("; "),
-        (true, 1) => {
-            "the config references no updater Secret, so the updater is called without a token"
-                .into()
-        }
-        (true, _) => format!(
-            "LB host {} references no updater Secret, so its updater is called without a token",
-            hosts[first].name
-        ),
-    };
+    let mut message = present.join("; ");
+    if present.is_empty() {
+        let host = &hosts[first].name;
+        message = format!(
+            "LB host {host} references no updater Secret, so its updater is called without a token"
+        );
+    }
     let others: Vec<&str> = (hosts.iter().enumerate())
         .filter(|(i, _)| !usable(i))
         .map(|(_, h)| h.name.as_str())
