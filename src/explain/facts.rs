@@ -62,7 +62,8 @@ impl Listing {
 #[derive(Clone, Debug)]
 pub struct HostFact {
     pub host: LbHost,
-    pub probe: Probe,
+    /// `Err`: a Secret its credentials name could not be read, so it was not called.
+    pub probe: Read<Probe>,
 }
 
 /// One recent Event of the Service or its LoadBalancer.
@@ -98,10 +99,11 @@ pub struct Facts {
     pub events: Read<Vec<EventLine>>,
     /// Names of k3s ServiceLB DaemonSets in kube-system serving this Service.
     pub svclb: Read<Vec<String>>,
-    /// What the controller's own check of the first host's credentials (`client_auth`) says of the
-    /// Secrets they name: `Ok(None)` usable or none named, or its problem; `Err` when a Secret
-    /// the config names could not be read. Filled once the config is known (see `steps::to_read`).
-    pub secrets: Read<Option<AuthProblem>>,
+    /// What the controller's own check of each host's credentials (`client_auth`) says of the
+    /// Secrets they name, in the order of the config's hosts: `Ok(None)` usable or none named, or
+    /// its problem; `Err` when a Secret the host names could not be read. Filled once the config is
+    /// known (see `steps::to_read`).
+    pub secrets: Vec<Read<Option<AuthProblem>>>,
     pub hosts: Vec<HostFact>,
 }
 
@@ -120,14 +122,14 @@ impl Facts {
             slices: Ok(Vec::new()),
             events: Ok(Vec::new()),
             svclb: Ok(Vec::new()),
-            secrets: Ok(None),
+            secrets: Vec::new(),
             hosts: Vec::new(),
         }
     }
 
-    /// Every read that failed, in the order they were made.
+    /// Every read that failed, in the order they were made, each once.
     pub fn failed_reads(&self) -> Vec<&ReadError> {
-        [
+        let mut failed: Vec<&ReadError> = [
             self.service.as_ref().err(),
             self.load_balancer.as_ref().err(),
             self.configs.as_ref().err(),
@@ -136,10 +138,16 @@ impl Facts {
             self.slices.as_ref().err(),
             self.events.as_ref().err(),
             self.svclb.as_ref().err(),
-            self.secrets.as_ref().err(),
         ]
         .into_iter()
         .flatten()
-        .collect()
+        .collect();
+        // Hosts sharing a Secret share its failed read.
+        for e in self.secrets.iter().filter_map(|s| s.as_ref().err()) {
+            if !failed.contains(&e) {
+                failed.push(e);
+            }
+        }
+        failed
     }
 }

@@ -5,7 +5,7 @@
 //! Must not: write anything, or print, log or keep a Secret's value (the token goes to the updater
 //! call and nowhere else).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -22,7 +22,8 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, SecretRef, Service, ValidConfig,
+    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, SecretRef, Service,
+    ValidConfig,
 };
 use crate::updater::client::{Timeouts, UpdaterClient};
 
@@ -109,7 +110,7 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
         svclb: list::<Value>(client, &DAEMONSETS, Some(K3S_SERVICELB_NAMESPACE), &all)
             .map(|items| servicelb_daemonsets(&items, key, &uid)),
         // Read once the config is known.
-        secrets: Ok(None),
+        secrets: Vec::new(),
         hosts: Vec::new(),
     }
 }
@@ -158,32 +159,43 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
 
 /// Each host's credentials for its updater call ([`Auth`], one per host, [`steps::auths`]: the
 /// controller's own check) from the Secrets `cfg` names, read here into the controller's own
-/// store; and, for the secrets step, the first host's problem. A Secret that could not be read
-/// leaves that read's error and no host to call. The credentials never go into the facts
-/// (`ClientAuth`'s `Debug` redacts the token).
-pub fn secrets(client: &Client, cfg: &ValidConfig) -> (Read<Option<AuthProblem>>, Vec<Auth>) {
+/// store; and, for the secrets step, each host's problem. A host naming a Secret that could not be
+/// read gets that read's error (it is not called); the others are checked as usual. The
+/// credentials never go into the facts (`ClientAuth`'s `Debug` redacts the token).
+pub fn secrets(
+    client: &Client,
+    cfg: &ValidConfig,
+) -> (Vec<Read<Option<AuthProblem>>>, Vec<Read<Auth>>) {
     let wanted: BTreeSet<SecretRef> = cfg.all_refs().into_iter().collect();
     let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
     let mut store = SecretStore::default();
+    let mut unread = BTreeMap::new();
     for name in names {
         match get::<Secret>(client, &SECRETS, &cfg.namespace, name) {
             Ok(Some(secret)) => {
                 store.apply(secret, &wanted);
             }
             Ok(None) => {}
-            Err(e) => return (Err(e), Vec::new()),
+            Err(e) => {
+                unread.insert(name, e);
+            }
         }
     }
-    let auths = steps::auths(cfg, &store);
-    (Ok(auths.first().and_then(|a| a.clone().err())), auths)
+    let unread_of = |refs: &AuthRefs| refs.refs().find_map(|r| unread.get(r.name.as_str()));
+    let auths: Vec<Read<Auth>> = (cfg.auths.iter().zip(steps::auths(cfg, &store)))
+        .map(|(refs, auth)| unread_of(refs).map_or(Ok(auth), |e| Err(e.clone())))
+        .collect();
+    let verdicts = auths.iter().map(|a| a.clone().map(|a| a.err()));
+    (verdicts.collect(), auths)
 }
 
-/// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]).
-pub fn probe_hosts(cfg: &ValidConfig, auths: &[Auth]) -> Vec<HostFact> {
+/// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]);
+/// a host whose Secret could not be read is not called.
+pub fn probe_hosts(cfg: &ValidConfig, auths: &[Read<Auth>]) -> Vec<HostFact> {
     let hosts = steps::hosts_of(cfg).into_iter().zip(auths);
     hosts
         .map(|(host, auth)| HostFact {
-            probe: probe(&host, auth),
+            probe: auth.clone().map(|a| probe(&host, &a)),
             host,
         })
         .collect()

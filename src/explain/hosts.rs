@@ -30,7 +30,14 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
     let cfg = &ready.cfg;
     // The controller's namespace, where the config and its Secrets are.
     let (ns, name) = (&cfg.namespace, &cfg.name);
-    let reach = match &h.probe {
+    let probe = match &h.probe {
+        Ok(probe) => probe,
+        Err(e) => {
+            check(steps, "reachable", unknown(format!("not called: {e}")));
+            return None;
+        }
+    };
+    let reach = match probe {
         Err(Error::Transport { detail, .. }) => fail(
             format!("updater {url} does not answer: {detail}"),
             format!(
@@ -47,7 +54,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
     };
     check(steps, "reachable", reach)?;
     let token = cfg.auth_for(url).and_then(|a| a.token.as_ref());
-    let auth = match (&h.probe, token) {
+    let auth = match (probe, token) {
         (Err(Error::Unauthorized { code, message }), Some(r)) => fail(
             format!(
                 "updater {url} refuses the token from Secret {ns}/{} ({code}: {message})",
@@ -73,7 +80,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         (_, None) => ok("updater answers without a token".into()),
     };
     check(steps, "authorized", auth)?;
-    let listing = match &h.probe {
+    let listing = match probe {
         Ok(l) => l,
         Err(Error::Unsupported { code, .. }) => {
             let m = format!(
@@ -246,7 +253,11 @@ pub(super) fn host_summary(
         let fix = s.fix.as_deref().unwrap_or_default();
         return Err(format!("{at}: {}; fix: {fix}", s.message));
     }
-    let Ok(listing) = &h.probe else {
+    let probe = h
+        .probe
+        .as_ref()
+        .map_err(|e| format!("{at}: not called: {e}"))?;
+    let Ok(listing) = probe else {
         return Ok(format!(
             "{at}: reachable, authorized, version unknown (no GET /api/v1/lb: the Go updater?), free ports unknown"
         ));

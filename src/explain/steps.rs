@@ -102,14 +102,18 @@ pub struct Report {
 }
 
 impl Report {
-    /// explain's exit code: 0 served, 1 not served (a step failed), 2 could not tell (the steps
-    /// stopped at one that could not be checked).
+    /// explain's exit code: 0 served, 1 not served (a cluster step failed, or a step of every
+    /// host), 2 could not tell (the steps stopped at one that could not be checked, or a host that
+    /// failed nothing cannot be told).
     pub fn exit_code(&self) -> u8 {
-        let mut all = (self.steps.iter()).chain(self.hosts.iter().flat_map(|h| &h.steps));
-        match (self.served, all.any(|s| s.status == Status::Fail)) {
-            (true, _) => 0,
-            (false, true) => 1,
-            (false, false) => 2,
+        let failed = |steps: &[Step]| steps.iter().any(|s| s.status == Status::Fail);
+        let hosts_failed = !self.hosts.is_empty() && self.hosts.iter().all(|h| failed(&h.steps));
+        if self.served {
+            0
+        } else if failed(&self.steps) || hosts_failed {
+            1
+        } else {
+            2
         }
     }
 }
@@ -155,7 +159,7 @@ pub type Auth = Result<ClientAuth, AuthProblem>;
 /// problems in the same words, `insecureSkipVerify` included), from `store`, which holds every key
 /// `cfg` names that exists.
 pub fn auths(cfg: &ValidConfig, store: &SecretStore) -> Vec<Auth> {
-    let auth = |refs| match client_auth(cfg, refs, store) {
+    let auth = |h: &LbHost| match client_auth(cfg, &h.url, store) {
         Ok(a) => Ok(a),
         Err(AuthNeed::Problem(p)) => Err(p),
         // Every key named was kept: no read can be due.
@@ -164,7 +168,7 @@ pub fn auths(cfg: &ValidConfig, store: &SecretStore) -> Vec<Auth> {
             message: format!("Secret {name} was not read"),
         }),
     };
-    cfg.auths.iter().map(auth).collect()
+    cfg.hosts.iter().map(auth).collect()
 }
 
 /// What the cluster steps found when they all passed.
@@ -320,38 +324,63 @@ fn config_step(
     }
 }
 
-/// The controller's own check of the first host's credentials (`read`: its problem, as
-/// [`super::gather::secrets`] found it), and the Secrets they name when it passes. Each host is
-/// probed with its own.
-pub(super) fn secrets_step(cfg: &ValidConfig, read: &Read<Option<AuthProblem>>) -> Step {
+/// The controller's own check of each host's credentials (`verdicts`, in the order of the config's
+/// hosts, as [`super::gather::secrets`] found them; a host without one has nothing wrong). It fails
+/// only when no host can be called; else it names the Secrets of the first host that can be, and
+/// the hosts that cannot (each one's `reachable` step says why).
+pub(super) fn secrets_step(cfg: &ValidConfig, verdicts: &[Read<Option<AuthProblem>>]) -> Step {
     let ns = &cfg.namespace;
-    let refs = cfg.auths.first().cloned().unwrap_or_default();
+    let hosts = hosts_of(cfg);
+    let usable = |i: &usize| matches!(verdicts.get(*i), None | Some(Ok(None)));
+    let Some(first) = (0..hosts.len()).find(usable) else {
+        // No host can be called; a Secret that could not be read leaves it untold.
+        if let Some(Err(e)) = verdicts.iter().find(|v| v.is_err()) {
+            return unknown(e.to_string());
+        }
+        let problems: Vec<&AuthProblem> = verdicts.iter().flatten().flatten().collect();
+        let create =
+            format!("kubectl -n {ns} create secret generic <name> --from-file=<key>=<file>");
+        let fix = match problems.first().map_or("", |p| p.reason) {
+            "SecretNotFound" => format!("create the Secret named above: {create}"),
+            "KeyNotFound" => {
+                "add the key to the Secret, or set `key` in the reference to the key that holds it"
+                    .into()
+            }
+            _ => format!(
+                "put a usable value in the key (a token on one line, or a PEM CA certificate): {create}"
+            ),
+        };
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        return fail(messages.join("; "), fix);
+    };
+    let refs = &cfg.auths[first];
     let named = [
         ("updaterTokenSecretRef", &refs.token),
         ("updaterCASecretRef", &refs.ca),
     ];
     let present: Vec<String> = (named.iter())
-        .filter_map(|(name, r)| Some((field_of(cfg, &refs, name), r.as_ref()?)))
+        .filter_map(|(name, r)| Some((field_of(cfg, first, name), r.as_ref()?)))
         .map(|(field, r)| format!("Secret {ns}/{} ({field}) has key {}", r.name, r.key))
         .collect();
-    let create = format!("kubectl -n {ns} create secret generic <name> --from-file=<key>=<file>");
-    match read {
-        Err(e) => unknown(e.to_string()),
-        Ok(Some(p)) => {
-            let fix = match p.reason {
-                "SecretNotFound" => format!("create the Secret named above: {create}"),
-                "KeyNotFound" => "add the key to the Secret, or set `key` in the reference to the key that holds it".into(),
-                _ => format!("put a usable value in the key (a token on one line, or a PEM CA certificate): {create}"),
-            };
-            fail(p.message.clone(), fix)
-        }
-        Ok(None) if present.is_empty() => {
-            let m =
-                "the config references no updater Secret, so the updater is called without a token";
-            ok(m.into())
-        }
-        Ok(None) => ok(present.join("; ")),
+    let mut message = present.join("; ");
+    if present.is_empty() {
+        let host = &hosts[first].name;
+        message = format!(
+            "LB host {host} references no updater Secret, so its updater is called without a token"
+        );
     }
+    let others: Vec<&str> = (hosts.iter().enumerate())
+        .filter(|(i, _)| !usable(i))
+        .map(|(_, h)| h.name.as_str())
+        .collect();
+    if !others.is_empty() {
+        let others = others.join(", ");
+        let _ = write!(
+            message,
+            "; LB host {others} is not called (see its reachable step)"
+        );
+    }
+    ok(message)
 }
 
 fn nodeports_step(key: &Key, svc: &Service) -> Step {

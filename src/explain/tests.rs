@@ -74,16 +74,21 @@ fn world(service: Value) -> Facts {
     f
 }
 
-/// The first host's problem as `gather::secrets` finds it when the namespace holds `secrets`
+/// Each host's credentials as `gather::secrets` finds them when the namespace holds `secrets`
 /// (name → data).
-fn first_problem(cfg: &ValidConfig, secrets: Value) -> Option<AuthProblem> {
+fn auths_with(cfg: &ValidConfig, secrets: Value) -> Vec<Auth> {
     let wanted = cfg.all_refs().into_iter().collect();
     let mut store = SecretStore::default();
     for (name, data) in secrets.as_object().unwrap() {
         let s = json!({"metadata": {"name": name, "namespace": NS}, "data": data});
         store.apply(serde_json::from_value(s).unwrap(), &wanted);
     }
-    auths(cfg, &store)[0].clone().err()
+    auths(cfg, &store)
+}
+
+/// The first host's problem (see [`auths_with`]).
+fn first_problem(cfg: &ValidConfig, secrets: Value) -> Option<AuthProblem> {
+    auths_with(cfg, secrets)[0].clone().err()
 }
 
 /// The config references a token Secret (`reference`); the namespace holds `secrets`.
@@ -92,7 +97,7 @@ fn with_token_secret(reference: Value, secrets: Value) -> Facts {
     c["spec"]["updaterTokenSecretRef"] = reference;
     let mut f = world(svc());
     let fact = config_fact(c);
-    f.secrets = Ok(first_problem(&fact.validate().unwrap(), secrets));
+    f.secrets = vec![Ok(first_problem(&fact.validate().unwrap(), secrets))];
     f.configs = Ok(vec![fact]);
     f
 }
@@ -145,10 +150,10 @@ fn served(service: Value) -> Facts {
             host: HOST.into(),
             url: URL.into(),
         },
-        probe: Ok(Listing {
+        probe: Ok(Ok(Listing {
             backends: requests.into_iter().map(|(_, r)| r).collect(),
             ..Listing::default()
-        }),
+        })),
     }];
     f
 }
@@ -171,7 +176,7 @@ fn unsupported(code: u16) -> Error {
 
 fn listing(f: &mut Facts) -> &mut Listing {
     match &mut f.hosts[0].probe {
-        Ok(l) => l,
+        Ok(Ok(l)) => l,
         _ => panic!("not listed"),
     }
 }
@@ -296,7 +301,7 @@ fn each_diagnosis_stops_at_its_step() {
                 with_token_secret(json!({"name": "upd", "key": "tok"}), secrets)
             },
             "secrets",
-            "(Secret \"upd\", key \"tok\"): the Secret has no such key (it has: token)",
+            "(Secret \"upd\", key \"tok\"): the Secret has no such key",
         ),
         (
             "token Secret with an empty key",
@@ -468,7 +473,7 @@ fn each_diagnosis_stops_at_its_step() {
             "updater unreachable",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Err(transport("connection refused"));
+                f.hosts[0].probe = Ok(Err(transport("connection refused")));
                 f
             },
             "reachable",
@@ -478,10 +483,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater wants a token",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Err(Error::Unauthorized {
+                f.hosts[0].probe = Ok(Err(Error::Unauthorized {
                     code: 401,
                     message: "missing or wrong bearer token".into(),
-                });
+                }));
                 f
             },
             "authorized",
@@ -491,10 +496,10 @@ fn each_diagnosis_stops_at_its_step() {
             "updater refusing",
             || {
                 let mut f = served_world();
-                f.hosts[0].probe = Err(Error::Refused {
+                f.hosts[0].probe = Ok(Err(Error::Refused {
                     code: 500,
                     message: "disk full".into(),
-                });
+                }));
                 f
             },
             "answering",
@@ -649,7 +654,7 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
             {"type": "DriftCheck", "status": "False", "reason": "Unsupported", "message": "404"},
         ]))
         .unwrap();
-        f.hosts[0].probe = Err(unsupported(404));
+        f.hosts[0].probe = Ok(Err(unsupported(404)));
         let r = explain(&f, &ctx());
         assert!(r.served, "READY decides for an updater without GET: {r:#?}");
         let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
@@ -727,7 +732,7 @@ fn failed_reads_are_unknown_steps_and_the_rest_goes_on() {
 #[test]
 fn an_updater_without_get_leaves_the_lb_status_to_decide() {
     let mut f = served_world();
-    f.hosts[0].probe = Err(unsupported(405));
+    f.hosts[0].probe = Ok(Err(unsupported(405)));
     let r = explain(&f, &ctx());
     assert!(r.served);
     assert_eq!(
@@ -822,19 +827,19 @@ fn the_secrets_step_names_each_field_and_defaults_the_key() {
         "updaterCASecretRef": {"name": "c", "key": "bundle.pem"},
     }));
     assert_eq!(
-        secrets_step(&both, &Ok(None)).message,
+        secrets_step(&both, &[Ok(None)]).message,
         "Secret paperlb-system/t (spec.updaterTokenSecretRef) has key token; \
          Secret paperlb-system/c (spec.updaterCASecretRef) has key bundle.pem"
     );
     for none in [json!({"updaterTokenSecretRef": null}), json!({})] {
-        let step = secrets_step(&cfg(none), &Ok(None));
+        let step = secrets_step(&cfg(none), &[Ok(None)]);
         assert!(
             step.message.contains("references no updater Secret"),
             "{step:?}"
         );
     }
     // A Secret that could not be read: not checked, not a stop.
-    let step = secrets_step(&both, &Err(denied("get secrets paperlb-system/t")));
+    let step = secrets_step(&both, &[Err(denied("get secrets paperlb-system/t"))]);
     assert_eq!(step.status, Status::Unknown);
     // The hosts form: the first host's own token, as the config's validation resolved it.
     let c = json!({"metadata": {"name": "edge", "namespace": NS}, "spec": {
@@ -845,12 +850,12 @@ fn the_secrets_step_names_each_field_and_defaults_the_key() {
     let listed = config_fact(c).validate().unwrap();
     // Its step names where such a reference can come from, never a field the config lacks.
     let field = "updaterTokenSecretRef of spec.hosts[0], or of spec when the host names none";
-    let m = secrets_step(&listed, &Ok(None)).message;
+    let m = secrets_step(&listed, &[Ok(None)]).message;
     assert!(
         m.contains(&format!("Secret paperlb-system/t1 ({field})")),
         "{m}"
     );
-    let step = secrets_step(&listed, &Ok(first_problem(&listed, json!({}))));
+    let step = secrets_step(&listed, &[Ok(first_problem(&listed, json!({})))]);
     assert_eq!(step.status, Status::Fail);
     assert!(
         step.message.contains(&format!("{field} (Secret \"t1\"")),
@@ -880,7 +885,7 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
     let summary = |probe| {
         let h = HostFact {
             host: host.clone(),
-            probe,
+            probe: Ok(probe),
         };
         let claimed: BTreeSet<(u16, Protocol)> =
             [(8100, Protocol::Tcp), (9000, Protocol::Tcp)].into();
@@ -925,6 +930,21 @@ fn check_summary_counts_free_ports_from_claims_and_the_updaters_list() {
             .unwrap_err()
             .contains("does not answer: connection refused; fix: ")
     );
+    // Its Secret could not be read: its own line says so, naming the permission.
+    let h = HostFact {
+        host: host.clone(),
+        probe: Err(super::super::facts::ReadError {
+            what: "get secrets paperlb-system/t".into(),
+            message: "403".into(),
+            needs: "get secrets in namespace paperlb-system".into(),
+        }),
+    };
+    let err = super::super::hosts::host_summary(&ready, &h, BTreeSet::new()).unwrap_err();
+    assert!(
+        err.starts_with(&format!("LB host {HOST} of LoadBalancerConfig"))
+            && err.ends_with("not called: cannot get secrets paperlb-system/t: 403 (needs get secrets in namespace paperlb-system)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -934,7 +954,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     let raw = json!({
         "metadata": {"name": "edge", "namespace": NS},
         "spec": {"default": true, "portRange": {"low": 8100, "high": 8199}, "hosts": [
-            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL},
+            {"name": "lb-1", "host": HOST, "httpUpdaterURL": URL, "updaterCASecretRef": {"name": "ca"}},
             {"name": "lb-2", "host": "127.0.0.11", "httpUpdaterURL": URL2},
         ]},
     });
@@ -985,22 +1005,78 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         .iter()
         .map(|h| HostFact {
             host: h.clone(),
-            probe: Ok(Listing {
+            probe: Ok(Ok(Listing {
                 backends: on(&h.url),
                 ..Listing::default()
-            }),
+            })),
         })
         .collect();
     let r = explain(&f, &ctx);
     assert!(r.served && r.hosts.len() == 2, "{r:#?}");
+    // Review of the explain merge: host 1's CA does not parse. The controller still serves through
+    // host 2, so the Service is served; host 1's own step names the CA, the secrets step passes.
+    let cfg = pick_config(&cache_of(&f), &f.key, &s, &ctx).ok().unwrap();
+    let auths = auths_with(&cfg, json!({"ca": {"ca.crt": "Z2FyYmFnZQ=="}}));
+    f.secrets = auths.iter().map(|a| Ok(a.clone().err())).collect();
+    let listing = std::mem::replace(
+        &mut f.hosts[0].probe,
+        Ok(crate::explain::gather::probe(&hosts[0], &auths[0])),
+    );
+    let r = explain(&f, &ctx);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    let secrets = r.steps.iter().find(|s| s.id == "secrets").unwrap();
+    assert_eq!(secrets.status, Status::Ok, "{secrets:?}");
+    assert!(
+        secrets
+            .message
+            .contains("LB host lb-1 is not called (see its reachable step)"),
+        "{secrets:?}"
+    );
+    let reach = &r.hosts[0].steps[0];
+    assert_eq!((reach.id, reach.status), ("reachable", Status::Fail));
+    let ca =
+        "updaterCASecretRef of spec.hosts[0], or of spec when the host names none (Secret \"ca\"";
+    assert!(reach.message.contains(ca), "{reach:?}");
+    // Both hosts' credentials refused: no host can be called, the secrets step says so and stops.
+    let f_secrets_refused = f.secrets[0].clone();
+    let mut g = f.clone();
+    g.secrets = vec![f.secrets[0].clone(), f.secrets[0].clone()];
+    let r = explain(&g, &ctx);
+    assert_eq!(
+        (first_failure(&r).map(|f| f.0), r.exit_code()),
+        (Some("secrets"), 1)
+    );
+    f.hosts[0].probe = listing;
+    // Review of the explain merge: a Secret only host 2 names cannot be read. Only host 2 is
+    // untold (`?`, not called); host 1 is checked as before and serves.
+    let unread = denied("get secrets paperlb-system/t2");
+    f.secrets = vec![Ok(None), Err(unread.clone())];
+    let host2 = std::mem::replace(&mut f.hosts[1].probe, Err(unread.clone()));
+    let r = explain(&f, &ctx);
+    assert_eq!(r.exit_code(), 0, "{r:#?}");
+    assert_eq!(r.hosts[1].steps.len(), 1, "{r:#?}");
+    let reach = &r.hosts[1].steps[0];
+    assert_eq!((reach.id, reach.status), ("reachable", Status::Unknown));
+    assert!(reach.message.contains("(needs "), "{reach:?}");
+    // Host 1 does not answer either: not served there, untold on host 2, so explain cannot tell.
+    let mut g = f.clone();
+    g.hosts[0].probe = Ok(Err(transport("connection refused")));
+    assert_eq!(explain(&g, &ctx).exit_code(), 2);
+    // Host 1's credentials refused too: no host can be called, and one is untold.
+    g.secrets[0] = f_secrets_refused;
+    let r = explain(&g, &ctx);
+    let secrets = r.steps.iter().find(|s| s.id == "secrets").unwrap();
+    assert_eq!(secrets.status, Status::Unknown, "{r:#?}");
+    f.hosts[1].probe = host2;
+    f.secrets.clear();
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
-    f.hosts[1].probe = Err(transport("connection refused"));
+    f.hosts[1].probe = Ok(Err(transport("connection refused")));
     let r = explain(&f, &ctx);
     assert!(r.served, "{r:#?}");
     assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
     assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
     // Both unreachable: not served.
-    f.hosts[0].probe = Err(transport("connection refused"));
+    f.hosts[0].probe = Ok(Err(transport("connection refused")));
     assert!(!explain(&f, &ctx).served);
 }
 

@@ -867,6 +867,29 @@ fn check_reports_each_configs_host() {
             && lost[0].contains("(Secret \"no-such-secret\", key \"token\"): no such Secret"),
         "{out}"
     );
+
+    // Secrets check may not read (review of the explain merge: one unreadable Secret dropped every
+    // host of the config): host `b` of pair, whose token is in one, is not called and says why;
+    // host `a` names none and is checked as before. One line per host.
+    w.api.deny(ADMIN_USER, "get", "secrets");
+    let (code, out) = check(&w);
+    assert_eq!(code, 2, "{out}");
+    let pair: Vec<&str> = (out.lines())
+        .filter(|l| l.contains("paperlb-system/pair"))
+        .collect();
+    assert_eq!(pair.len(), 2, "{out}");
+    assert!(
+        !pair[0].starts_with("PROBLEM: ")
+            && pair[0].contains("LB host a ")
+            && pair[0].contains("authorized"),
+        "{out}"
+    );
+    assert!(
+        pair[1].starts_with("PROBLEM: LB host b ")
+            && pair[1].contains("not called: cannot get secrets paperlb-system/b-token")
+            && pair[1].contains("(needs get secrets in namespace paperlb-system)"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine as _;
 
 use crate::controller::cache::Cache;
+use crate::model::url::same_updater;
 use crate::model::{AuthRefs, Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, ClientTls, TokenError, check_token};
 
@@ -26,8 +27,8 @@ use crate::controller::decide::updater_auth::AuthProblem;
 pub enum Lookup<'a> {
     /// No Secret of that name in the namespace.
     NoSecret,
-    /// The Secret exists but has no such key; it has these (names, never values).
-    NoKey(&'a BTreeSet<String>),
+    /// The Secret exists but has no such key.
+    NoKey,
     /// The key exists but its bytes were not kept (nobody referenced it when it arrived).
     NotKept,
     /// The value is not base64 (the apiserver never stores such a value).
@@ -106,7 +107,7 @@ impl SecretStore {
             return Lookup::NoSecret;
         };
         if !s.keys.contains(&r.key) {
-            return Lookup::NoKey(&s.keys);
+            return Lookup::NoKey;
         }
         match s.kept.get(&r.key) {
             Some(Some(v)) => Lookup::Bytes(v),
@@ -153,21 +154,25 @@ pub enum AuthNeed {
     Read(String),
 }
 
-/// The credentials and trust one host's references `refs` of config `cfg` give, checked.
+/// The credentials and trust config `cfg` gives its host whose updater is at `url`, checked; none
+/// when no host names it.
 pub fn client_auth(
     cfg: &ValidConfig,
-    refs: &AuthRefs,
+    url: &str,
     store: &SecretStore,
 ) -> Result<ClientAuth, AuthNeed> {
+    let Some(host) = (cfg.hosts.iter()).position(|h| same_updater(&h.url, url)) else {
+        return Ok(ClientAuth::default());
+    };
     let AuthRefs {
         token,
         ca,
         insecure_skip_verify,
-    } = refs;
+    } = &cfg.auths[host];
     let token = match token {
         None => None,
         Some(r) => {
-            let field = &field_of(cfg, refs, "updaterTokenSecretRef");
+            let field = &field_of(cfg, host, "updaterTokenSecretRef");
             let bytes = bytes_of(cfg, field, "InvalidToken", r, store)?;
             let invalid = |why| AuthNeed::Problem(problem(cfg, "InvalidToken", field, r, why));
             Some(token_text(bytes).map_err(invalid)?)
@@ -175,7 +180,7 @@ pub fn client_auth(
     };
     let tls = match (ca, insecure_skip_verify) {
         (Some(r), _) => {
-            let field = &field_of(cfg, refs, "updaterCASecretRef");
+            let field = &field_of(cfg, host, "updaterCASecretRef");
             let pem = bytes_of(cfg, field, "InvalidCA", r, store)?;
             if let Err(why) = crate::kube::tls::root_store(pem).map_err(|e| e.to_string()) {
                 return Err(AuthNeed::Problem(problem(cfg, "InvalidCA", field, r, &why)));
@@ -188,16 +193,14 @@ pub fn client_auth(
     Ok(ClientAuth { token, tls })
 }
 
-/// Where reference `name` (`updaterTokenSecretRef`) of host credentials `refs` comes from:
-/// `spec.<name>`, or for the hosts form `<name> of spec.hosts[i], or of spec when the host names
-/// none` (validation merged the two), never a field the config lacks.
-pub fn field_of(cfg: &ValidConfig, refs: &AuthRefs, name: &str) -> String {
-    let listed = cfg.hosts.first().is_some_and(|h| !h.name.is_empty());
-    match cfg.auths.iter().position(|a| a == refs) {
-        Some(i) if listed => {
-            format!("{name} of spec.hosts[{i}], or of spec when the host names none")
-        }
-        _ => format!("spec.{name}"),
+/// Where reference `name` (`updaterTokenSecretRef`) of host `host` (an index into `cfg.hosts`)
+/// comes from: `spec.<name>` for the Go form, else `<name> of spec.hosts[host], or of spec when the
+/// host names none` (validation merged the two), never a field the config lacks.
+pub fn field_of(cfg: &ValidConfig, host: usize, name: &str) -> String {
+    if cfg.hosts.first().is_some_and(|h| h.name.is_empty()) {
+        format!("spec.{name}")
+    } else {
+        format!("{name} of spec.hosts[{host}], or of spec when the host names none")
     }
 }
 
@@ -217,12 +220,9 @@ fn bytes_of<'a>(
             "SecretNotFound",
             &format!("no such Secret in namespace {}", cfg.namespace),
         ),
-        Lookup::NoKey(keys) if keys.is_empty() => fail("KeyNotFound", "the Secret has no key"),
-        Lookup::NoKey(keys) => {
-            let keys = Vec::from_iter(keys.iter().map(String::as_str)).join(", ");
-            let why = format!("the Secret has no such key (it has: {keys})");
-            fail("KeyNotFound", &why)
-        }
+        // Not the keys it has: the message reaches the tenant's namespace (Events, conditions),
+        // and would change with an unrelated key.
+        Lookup::NoKey => fail("KeyNotFound", "the Secret has no such key"),
     }
 }
 
@@ -333,8 +333,7 @@ mod tests {
             Lookup::Bytes(b"s3cret\n")
         );
         assert_eq!(store.lookup(&r("lb-token", "other")), Lookup::NotKept);
-        let keys = BTreeSet::from(["other".to_string(), "token".to_string()]);
-        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey(&keys));
+        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey);
         assert_eq!(store.lookup(&r("gone", "token")), Lookup::NoSecret);
         // The same Secret again changes nothing; a rotated value does.
         assert!(!store.apply(
@@ -358,24 +357,43 @@ mod tests {
         let token_ref = json!({"updaterTokenSecretRef": {"name": "lb-token"}});
         let cfg = config(token_ref.clone());
         let wanted = refs(&[("lb-token", "token"), ("lb-ca", "ca.crt")]);
-        let reason =
-            |store: &SecretStore, cfg: &ValidConfig| match client_auth(cfg, &cfg.auths[0], store) {
-                Err(AuthNeed::Problem(p)) => {
-                    assert!(
-                        p.message
-                            .starts_with("LoadBalancerConfig paperlb-system/edge: spec.updater"),
-                        "{}",
-                        p.message
-                    );
-                    assert!(p.message.contains("\"lb-"), "{}", p.message);
-                    p.reason
-                }
-                other => panic!("{other:?}"),
-            };
+        let reason = |store: &SecretStore, cfg: &ValidConfig| match client_auth(
+            cfg,
+            &cfg.hosts[0].url,
+            store,
+        ) {
+            Err(AuthNeed::Problem(p)) => {
+                assert!(
+                    p.message
+                        .starts_with("LoadBalancerConfig paperlb-system/edge: spec.updater"),
+                    "{}",
+                    p.message
+                );
+                assert!(p.message.contains("\"lb-"), "{}", p.message);
+                p.reason
+            }
+            other => panic!("{other:?}"),
+        };
         let mut store = SecretStore::default();
         assert_eq!(reason(&store, &cfg), "SecretNotFound");
         store.apply(secret("lb-token", json!({"tok": b64(b"x")})), &wanted);
         assert_eq!(reason(&store, &cfg), "KeyNotFound");
+        // Review of 7b413b3: the message reaches the tenant's namespace; it names none of the
+        // Secret's other keys and stays the same when one of them changes.
+        let message = |store: &SecretStore| match client_auth(&cfg, &cfg.hosts[0].url, store) {
+            Err(AuthNeed::Problem(p)) => p.message,
+            other => panic!("{other:?}"),
+        };
+        let before = message(&store);
+        assert!(
+            !before.contains("tok,") && !before.contains("tok)"),
+            "{before}"
+        );
+        store.apply(
+            secret("lb-token", json!({"tok": b64(b"x"), "ca": b64(b"y")})),
+            &wanted,
+        );
+        assert_eq!(message(&store), before);
         for bad in [&b""[..], b" \n", b"a b", &[0xff, 0xfe]] {
             store.apply(secret("lb-token", json!({"token": b64(bad)})), &wanted);
             assert_eq!(reason(&store, &cfg), "InvalidToken");
@@ -389,7 +407,7 @@ mod tests {
             secret("lb-token", json!({"token": b64(b"s3cret\n")})),
             &wanted,
         );
-        let auth = client_auth(&cfg, &cfg.auths[0], &store).unwrap();
+        let auth = client_auth(&cfg, &cfg.hosts[0].url, &store).unwrap();
         assert_eq!(auth.token.as_deref(), Some("s3cret"));
         assert_eq!(auth.tls, ClientTls::SystemRoots);
 
@@ -400,7 +418,7 @@ mod tests {
             &BTreeSet::new(),
         );
         assert_eq!(
-            client_auth(&cfg, &cfg.auths[0], &cold),
+            client_auth(&cfg, &cfg.hosts[0].url, &cold),
             Err(AuthNeed::Read("lb-token".into()))
         );
 
@@ -409,7 +427,7 @@ mod tests {
         assert_eq!(reason(&store, &ca_cfg), "InvalidCA");
         let insecure = config(json!({"insecureSkipVerify": true}));
         assert_eq!(
-            client_auth(&insecure, &insecure.auths[0], &store)
+            client_auth(&insecure, &insecure.hosts[0].url, &store)
                 .unwrap()
                 .tls,
             ClientTls::InsecureSkipVerify
@@ -417,9 +435,45 @@ mod tests {
         // No refs: no token, system roots (Go YAML).
         let plain = config(json!({}));
         assert_eq!(
-            client_auth(&plain, &plain.auths[0], &store).unwrap(),
+            client_auth(&plain, &plain.hosts[0].url, &store).unwrap(),
             ClientAuth::default()
         );
+    }
+
+    #[test]
+    fn each_hosts_problem_names_that_host_even_when_several_share_the_refs() {
+        // Hosts 0 and 1 take spec's token, host 2 names its own; no Secret exists.
+        let host = |i: u16, own: serde_json::Value| {
+            let mut h = json!({"name": format!("lb-{i}"), "host": "127.0.0.1",
+                "httpUpdaterURL": format!("http://127.0.0.1:{}", 3000 + i)});
+            if !own.is_null() {
+                h["updaterTokenSecretRef"] = own;
+            }
+            h
+        };
+        let c: LoadBalancerConfig = serde_json::from_value(json!({
+            "metadata": {"name": "edge", "namespace": "paperlb-system"},
+            "spec": {"portRange": {"low": 8000, "high": 8001},
+                "updaterTokenSecretRef": {"name": "shared"},
+                "hosts": [host(0, json!(null)), host(1, json!(null)), host(2, json!({"name": "own"}))]}}))
+        .unwrap();
+        let cfg = c.validate().unwrap();
+        let store = SecretStore::default();
+        for (i, secret) in [(0, "shared"), (1, "shared"), (2, "own")] {
+            let Err(AuthNeed::Problem(p)) = client_auth(&cfg, &cfg.hosts[i].url, &store) else {
+                panic!("host {i}: no problem");
+            };
+            let field = format!("updaterTokenSecretRef of spec.hosts[{i}], or of spec when");
+            assert!(p.message.contains(&field), "host {i}: {}", p.message);
+            assert!(
+                p.message.contains(&format!("(Secret {secret:?}")),
+                "{}",
+                p.message
+            );
+        }
+        // A URL no host names: no credentials.
+        let none = client_auth(&cfg, "http://127.0.0.1:3999", &store);
+        assert_eq!(none, Ok(ClientAuth::default()));
     }
 
     #[test]

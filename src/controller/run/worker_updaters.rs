@@ -123,7 +123,7 @@ impl Worker {
     }
 
     fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
-        let Some((cfg, refs)) = self.config_for(config, url) else {
+        let Some((cfg, _)) = self.config_for(config, url) else {
             return Ok(ClientAuth::default()); // a hand-made LoadBalancer's own updater
         };
         let unreadable = |name: &str, why: String| AuthProblem {
@@ -134,7 +134,7 @@ impl Worker {
             ),
         };
         for _ in 0..2 {
-            match secrets::client_auth(&cfg, &refs, &self.auth.secrets) {
+            match secrets::client_auth(&cfg, url, &self.auth.secrets) {
                 Ok(a) => return Ok(a),
                 Err(AuthNeed::Problem(p)) => return Err(p),
                 Err(AuthNeed::Read(name)) => {
