@@ -73,7 +73,9 @@ fn a_refused_certificate_is_a_condition_and_one_event_and_the_host_stays_in_the_
         c["message"]
             .as_str()
             .is_some_and(|m| m.contains("LoadBalancerConfig paperlb-system/edge")
-                && m.contains("certificate")),
+                && m.contains("certificate")
+                // The hosts form has no spec.updaterCASecretRef of its own to name.
+                && m.contains("check updaterCASecretRef of spec.hosts[0], or of spec")),
         "{c}"
     );
     // Well past the grace (drift checks every second keep failing meanwhile).

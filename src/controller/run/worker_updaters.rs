@@ -26,7 +26,7 @@ use crate::controller::decide::updater_auth::{
 use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
-use crate::model::url::updater_endpoint;
+use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{AuthRefs, Secret, ValidConfig};
 use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
@@ -257,13 +257,22 @@ impl Worker {
         let who = (cfg.as_ref())
             .map(|(c, _)| format!("LoadBalancerConfig {}/{}: ", c.namespace, c.name))
             .unwrap_or_default();
+        // The field of the host called (`spec.<name>` in the Go form).
+        let field = |name: &str| match &cfg {
+            Some((c, _)) => {
+                let host = c.hosts.iter().position(|h| same_updater(&h.url, url));
+                secrets::field_of(c, host.unwrap_or(0), name)
+            }
+            None => format!("spec.{name}"),
+        };
         if e.is_unauthorized() {
-            let what = match cfg.map(|(_, a)| a.token) {
+            let token = field("updaterTokenSecretRef");
+            let what = match cfg.as_ref().map(|(_, a)| &a.token) {
                 Some(Some(r)) => format!(
-                    "the token in spec.updaterTokenSecretRef (Secret {:?}, key {:?})",
+                    "the token in {token} (Secret {:?}, key {:?})",
                     r.name, r.key
                 ),
-                Some(None) => "no token (set spec.updaterTokenSecretRef)".to_string(),
+                Some(None) => format!("no token (set {token})"),
                 None => "the credentials".to_string(),
             };
             let message = format!("{who}updater {url} refused {what}: {e}");
@@ -275,8 +284,9 @@ impl Worker {
         e.is_tls().then(|| AuthProblem {
             reason: CERTIFICATE_REFUSED,
             message: format!(
-                "{who}{e}; check spec.updaterCASecretRef (the CA that signs the updater's \
-                 certificate) or spec.insecureSkipVerify"
+                "{who}{e}; check {} (the CA that signs the updater's certificate) or \
+                 insecureSkipVerify beside it",
+                field("updaterCASecretRef")
             ),
         })
     }
