@@ -47,7 +47,7 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
         Err(Error::Config(detail)) => fail(
             format!("updater {url} cannot be called: {detail}"),
             format!(
-                "fix spec.httpUpdaterURL or the Secrets of LoadBalancerConfig {ns}/{name} (a CA that parses, a token without line breaks)"
+                "fix this host's httpUpdaterURL or the Secrets it names in LoadBalancerConfig {ns}/{name} (a CA that parses, a token without line breaks)"
             ),
         ),
         _ => ok(format!("updater {url} answers")),

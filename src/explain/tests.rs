@@ -1067,6 +1067,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     let r = explain(&g, &ctx);
     let secrets = r.steps.iter().find(|s| s.id == "secrets").unwrap();
     assert_eq!(secrets.status, Status::Unknown, "{r:#?}");
+    assert_eq!(r.exit_code(), 2, "{r:#?}");
     f.hosts[1].probe = host2;
     f.secrets.clear();
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
@@ -1075,9 +1076,11 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     assert!(r.served, "{r:#?}");
     assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
     assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
-    // Both unreachable: not served.
+    // Both unreachable: not served, and every host failed a step.
     f.hosts[0].probe = Ok(Err(transport("connection refused")));
-    assert!(!explain(&f, &ctx).served);
+    let r = explain(&f, &ctx);
+    assert!(!r.served);
+    assert_eq!(r.exit_code(), 1, "{r:#?}");
 }
 
 #[test]
