@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use super::server::{self, Settings, TlsFiles};
 use super::validate::{MAX_TIMEOUT_SECONDS, Policy};
 use crate::cli::{Arg, Usage, parse as parse_args, socket_addr, value};
-use crate::http::Limits;
 
 pub const HELP: &str = "\
 paperlb nginx-updater: serve the updater API on a load balancer host and turn its requests into
@@ -123,7 +122,6 @@ pub fn parse(args: &[String]) -> Result<Option<Settings>, Usage> {
         token_file,
         tls,
         policy,
-        limits: Limits::default(),
         worker_shutdown_timeout,
     }))
 }

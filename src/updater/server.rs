@@ -31,7 +31,6 @@ pub struct Settings {
     /// `--tls-cert` and `--tls-key`: serve HTTPS with this pair (reloaded when either changes).
     pub tls: Option<TlsFiles>,
     pub policy: Policy,
-    pub limits: Limits,
     /// `--worker-shutdown-timeout` in seconds (0: leave nginx's as it is); see
     /// [`apply::shutdown_timeout`].
     pub worker_shutdown_timeout: u64,
@@ -114,7 +113,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     let u = updater.clone();
     let handler = move |r: &Request| u.handle(r);
     let config = (s.tls.as_ref().map(|f| tls::server_config(&f.cert, &f.key))).transpose()?;
-    let server = http::Server::bind_tls(s.listen, s.limits.clone(), config, handler)
+    let server = http::Server::bind_tls(s.listen, Limits::default(), config, handler)
         .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
     Ok((server, updater))
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paperlb::http::{Limits, Server};
+use paperlb::http::Server;
 use paperlb::updater::api::ListedBackend;
 use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 use paperlb::updater::server::{Settings, Updater, start};
@@ -104,7 +104,6 @@ impl LbHost {
                 lb_addresses: lb_address.into_iter().collect(),
                 ..Policy::default()
             },
-            limits: Limits::default(),
             worker_shutdown_timeout: 0,
         };
         let (server, updater) = start(&settings).expect("start updater");

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use paperlb::http::{Limits, Server};
+use paperlb::http::Server;
 use paperlb::updater::api::ListResponse;
 use paperlb::updater::client::UpdaterClient;
 use paperlb::updater::server::{Settings, TlsFiles, Updater, start};
@@ -120,7 +120,6 @@ impl Env {
                 lb_addresses: self.lb_addresses.clone(),
                 ..Policy::default()
             },
-            limits: Limits::default(),
             worker_shutdown_timeout: self.worker_shutdown_timeout,
         }
     }
