@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
 use ureq::Agent;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{Connector, TcpConnector};
@@ -414,12 +413,9 @@ fn client_tls(url: &str, t: &ClientTls, https: bool) -> Result<Option<TlsConnect
                 .with_custom_certificate_verifier(Arc::new(tls::AnyServerCert::new(&provider)))
         }
     };
-    let host = tls::host_of(url);
-    let name = ServerName::try_from(host.to_string()).map_err(|e| {
-        Error::Config(format!(
-            "{host:?} in {url} is not a DNS name or IP address to verify a certificate for: {e}"
-        ))
-    })?;
+    // The URL's host, as the API server's is taken without tls-server-name.
+    let name =
+        tls::server_name(url, &Default::default()).map_err(|e| Error::Config(e.to_string()))?;
     Ok(Some(TlsConnector {
         config: Arc::new(builder.with_no_client_auth()),
         name,
@@ -505,6 +501,22 @@ mod tests {
             assert!(e.to_string().contains("certificate authority"), "{e}");
             assert!(!e.to_string().contains("SECRETGARBAGE"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_https_host_that_is_no_name_to_verify_is_a_config_error_naming_it() {
+        let auth = ClientAuth {
+            token: None,
+            tls: ClientTls::InsecureSkipVerify,
+        };
+        let e = UpdaterClient::new("https://bad host:1/api/v1/lb", auth, Timeouts::default());
+        let e = e.unwrap_err();
+        assert!(matches!(e, Error::Config(_)), "{e}");
+        assert!(
+            e.to_string()
+                .contains("\"bad host\" is not a valid DNS name or IP address to verify against"),
+            "{e}"
+        );
     }
 
     #[test]
