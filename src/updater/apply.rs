@@ -5,7 +5,8 @@
 //! everything that queued up while the previous `nginx -t` + reload ran is written together and
 //! covered by one test + reload; each caller is answered when the reload that includes its change
 //! has finished. If the batch fails, the previous file set is restored byte for byte and the batch's
-//! requests are retried one at a time, so only a bad request is refused.
+//! requests are retried one at a time, so only a bad request is refused. Also the health prober's
+//! lifetime (started and stopped with the `Applier`) and the `GET` listing it annotates.
 //! Must not: decide anything about HTTP, or write a file outside the directory (names are validated
 //! and files are `<name>.conf`, temp files `.<name>.conf.tmp`, which the `*.conf` glob skips).
 
@@ -139,13 +140,14 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`), has the
-    /// prober check the backends already configured, and starts the prober and the applier thread.
+    /// Removes temp files a crash may have left, runs `nginx -t` once (for `/healthz`), registers
+    /// the prober's and the applier's metrics, has the prober check the backends already
+    /// configured, and starts the prober (stopped when the `Applier` is dropped) and the applier
+    /// thread.
     pub fn start(
         dir: PathBuf,
         nginx: Nginx,
-        metrics: ApplyMetrics,
-        health: Arc<Health>,
+        registry: &Registry,
         policy: &Policy,
     ) -> Result<Applier, Error> {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -155,6 +157,7 @@ impl Applier {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        let health = Health::new(registry);
         // Backends configured before a restart keep their checks, and their files' down marks
         // until the first verdicts differ.
         for e in read_dir(&dir)
@@ -178,7 +181,7 @@ impl Applier {
             dir,
             config_valid: AtomicBool::new(nginx.test().is_ok()),
             nginx,
-            metrics,
+            metrics: ApplyMetrics::register(registry),
             health,
         });
         let w = worker.clone();
@@ -194,22 +197,53 @@ impl Applier {
         self.worker.config_valid.load(Ordering::Relaxed)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.worker.dir
-    }
-
     /// Queues `op`; returns when the reload that covers it has finished.
     pub fn submit(&self, op: Op) -> Result<Outcome, Error> {
         let (reply, rx) = mpsc::sync_channel(1);
         let stopped = || {
             Error::io(
-                self.dir(),
+                &self.worker.dir,
                 std::io::Error::other("the applier thread stopped"),
             )
         };
         let reply = Some(reply);
         self.tx.send(Job { op, reply }).map_err(|_| stopped())?;
         rx.recv().map_err(|_| stopped())?
+    }
+
+    /// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
+    /// rendered again from its header's request under `policy`: a file that differs (edited by hand,
+    /// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
+    /// The prober adds the health of each upstream it checks.
+    pub fn list(&self, policy: &Policy) -> Result<ListResponse, Error> {
+        let dir = &self.worker.dir;
+        let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let backends = entries
+            .into_values()
+            .filter_map(|e| {
+                let request = e.request?;
+                // The prober's down marks are ours too: rendered with them.
+                let modified = validate::backend(&request, policy).map_or(true, |mut b| {
+                    b.down = nginx::down_marks(&e.content);
+                    nginx::render(&b) != e.content
+                });
+                Some(ListedBackend { request, modified })
+            })
+            .collect();
+        let mut listed = ListResponse {
+            backends,
+            unreadable,
+            version: None,
+        };
+        self.worker.health.annotate(&mut listed);
+        Ok(listed)
+    }
+}
+
+impl Drop for Applier {
+    /// Stops the health prober (the applier thread ends when its last sender is gone).
+    fn drop(&mut self) {
+        self.worker.health.stop();
     }
 }
 
@@ -432,30 +466,6 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
         }
     }
     Ok((entries, unreadable))
-}
-
-/// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
-/// rendered again from its header's request under `policy`: a file that differs (edited by hand,
-/// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
-pub fn list(dir: &Path, policy: &Policy) -> Result<ListResponse, Error> {
-    let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let backends = entries
-        .into_values()
-        .filter_map(|e| {
-            let request = e.request?;
-            // The prober's down marks are ours too: rendered with them.
-            let modified = validate::backend(&request, policy).map_or(true, |mut b| {
-                b.down = nginx::down_marks(&e.content);
-                nginx::render(&b) != e.content
-            });
-            Some(ListedBackend { request, modified })
-        })
-        .collect();
-    Ok(ListResponse {
-        backends,
-        unreadable,
-        version: None,
-    })
 }
 
 /// `<dir>/<name>.conf` made to hold `content`, or removed (`None`; absent already is fine). Written

@@ -134,7 +134,7 @@ struct Probe {
     check: Check,
 }
 
-/// Shared by the applier (what to render down), the server (what `GET` reports) and the prober.
+/// Shared by the applier (what to render down, what `GET` reports) and the prober.
 pub struct Health {
     state: Mutex<State>,
     stop: AtomicBool,

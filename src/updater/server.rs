@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use super::Error;
 use super::api::{DeleteRequest, LbRequest};
-use super::apply::{self, Applier, ApplyMetrics, Op};
+use super::apply::{self, Applier, Op};
 use super::auth::TokenFile;
-use super::health::Health;
 use super::nginx::{self, Nginx};
 use super::tls;
 use super::validate::{self, Policy};
@@ -46,7 +45,6 @@ pub struct TlsFiles {
 /// The running updater: shared by every request thread.
 pub struct Updater {
     applier: Applier,
-    health: Arc<Health>,
     nginx: Nginx,
     policy: Policy,
     token: Option<TokenFile>,
@@ -82,18 +80,10 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
             Err(_) => Vec::new(),
         },
     );
-    let health = Health::new(&registry);
-    let applier = Applier::start(
-        s.streams_dir.clone(),
-        nginx.clone(),
-        ApplyMetrics::register(&registry),
-        health.clone(),
-        &s.policy,
-    )?;
+    let applier = Applier::start(s.streams_dir.clone(), nginx.clone(), &registry, &s.policy)?;
     let token = s.token_file.clone().map(TokenFile::load).transpose()?;
     let updater = Arc::new(Updater {
         applier,
-        health,
         nginx,
         policy: s.policy.clone(),
         token,
@@ -153,9 +143,8 @@ impl Updater {
         }
         match (route, r.method.as_str()) {
             ("/api/v1/lb", "POST" | "DELETE") => self.write(r).unwrap_or_else(|e| e),
-            ("/api/v1/lb", "GET") => match apply::list(self.applier.dir(), &self.policy) {
+            ("/api/v1/lb", "GET") => match self.applier.list(&self.policy) {
                 Ok(mut l) => {
-                    self.health.annotate(&mut l);
                     l.version = Some(env!("CARGO_PKG_VERSION").to_string());
                     Response::json(200, &l)
                 }
@@ -206,13 +195,6 @@ impl Updater {
                 &serde_json::json!({"status": "ok", "nginxMasterPid": pid}),
             ),
         }
-    }
-}
-
-impl Drop for Updater {
-    /// Stops the health prober (the applier thread ends when its last sender is gone).
-    fn drop(&mut self) {
-        self.health.stop();
     }
 }
 
