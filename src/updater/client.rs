@@ -203,24 +203,25 @@ impl UpdaterClient {
         let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(body));
         let decoded = serde::Deserializer::deserialize_map(&mut de, Listing { each: &mut each })
             .and_then(|listed| de.end().map(|()| listed));
-        decoded.map_err(|e| {
-            let (url, detail) = (self.url.clone(), e.to_string());
-            if e.is_io() {
-                Error::Transport { url, detail }
-            } else {
-                Error::Decode { url, detail }
-            }
-        })
+        decoded.map_err(|e| self.undecodable(e))
+    }
+
+    /// A 2xx answer that did not decode (`Decode`), or whose reading broke under the decoder
+    /// (`Transport`).
+    fn undecodable(&self, e: serde_json::Error) -> Error {
+        let (url, detail) = (self.url.clone(), e.to_string());
+        if e.is_io() {
+            Error::Transport { url, detail }
+        } else {
+            Error::Decode { url, detail }
+        }
     }
 
     /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
     /// explain`: per-upstream health, the updater's version).
     pub fn list_json(&self) -> Result<serde_json::Value, Error> {
         let text = text_of(&mut self.get()?, MAX_LIST_RESPONSE).map_err(|e| self.transport(e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Decode {
-            url: self.url.clone(),
-            detail: e.to_string(),
-        })
+        serde_json::from_str(&text).map_err(|e| self.undecodable(e))
     }
 
     /// `GET /healthz` beside the API (`…/api/v1/lb` → `…/healthz`): Ok while the host answers
