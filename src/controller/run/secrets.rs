@@ -87,7 +87,6 @@ impl SecretStore {
             });
         }
     }
-
 }
 
 fn stored(s: Secret, wanted: &BTreeSet<SecretRef>) -> Stored {

@@ -856,20 +856,20 @@ impl Worker {
     /// The answer to our status patch of a Service.
     fn applied_service_status(&mut self, key: &Key, svc: Service) {
         log::info!("updated Service status key={key}");
-        let old = self.cache.services.get(key);
         // Gone from the cache since the plan was decided: the watch deleted it after our write.
-        if old.is_none_or(|o| outdated(&o.metadata, &svc.metadata)) {
+        let Some(old) = self.cache.services.get(key) else {
             log::debug!("the watch is past a write's answer key={key}");
             return;
-        }
-        expect_version(
+        };
+        if !accept(
             &mut self.awaiting_services,
-            old.map(|s| &s.metadata),
+            Some(&old.metadata),
             &svc.metadata,
-        );
+        ) {
+            return;
+        }
         // As for the LoadBalancer's status: only someone else's change needs a look.
-        let others =
-            old.is_none_or(|old| old.spec != svc.spec || !same_meta(&old.metadata, &svc.metadata));
+        let others = old.spec != svc.spec || !same_meta(&old.metadata, &svc.metadata);
         let affected = self.cache.apply_service(svc);
         if others {
             self.requeue(affected);
@@ -878,17 +878,14 @@ impl Worker {
 
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
     fn applied_lb(&mut self, lb: LoadBalancer, requeue: bool) {
-        let key = Key::of(&lb.metadata);
-        let old = self.cache.load_balancers.get(&key);
-        if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
-            log::debug!("the watch is past a write's answer key={key}");
-            return;
-        }
-        expect_version(
+        let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
+        if !accept(
             &mut self.awaiting_lbs,
             old.map(|l| &l.metadata),
             &lb.metadata,
-        );
+        ) {
+            return;
+        }
         let affected = self.cache.apply_load_balancer(lb);
         if requeue {
             self.requeue(affected);
@@ -918,36 +915,31 @@ struct Pending {
     started: Instant,
 }
 
-/// After a write answered `new`: wait for the watch to deliver that version, unless the write changed
-/// nothing (a no-op write keeps the resourceVersion and sends no event).
-fn expect_version(
+/// Whether a write's answer (`new`) may enter the cache over what it holds (`old`): not when it is
+/// older. The I/O pool's answers are applied when the whole plan is done, and the watch may have
+/// delivered that write and a later change (a user's edit, a delete) meanwhile: applying the answer
+/// then would roll the cache back and wait for a version the watch has already passed, so every
+/// later update of the object would be ignored until a relist. resourceVersions are etcd revisions
+/// (decimal numbers); any that is not is never called older. An answer that enters is awaited from
+/// the watch, unless the write changed nothing (a no-op write keeps the resourceVersion and sends
+/// no event).
+fn accept(
     awaiting: &mut BTreeMap<Key, Awaiting>,
     old: Option<&crate::model::ObjectMeta>,
     new: &crate::model::ObjectMeta,
-) {
-    if old.is_some_and(|o| o.resource_version == new.resource_version) {
-        return;
+) -> bool {
+    let version = |m: &crate::model::ObjectMeta| m.resource_version.parse::<u64>().ok();
+    if let Some((cached, answer)) = old.and_then(version).zip(version(new))
+        && answer < cached
+    {
+        log::debug!("the watch is past a write's answer key={}", Key::of(new));
+        return false;
     }
-    awaiting.insert(
-        Key::of(new),
-        Awaiting::Version(new.resource_version.clone()),
-    );
-}
-
-/// Whether a write's answer (`answer`) is older than what the cache holds (`cached`). The I/O pool's
-/// answers are applied when the whole plan is done, and the watch may have delivered that write and
-/// a later change (a user's edit, a delete) meanwhile: applying the answer then would roll the cache
-/// back and wait for a version the watch has already passed, so every later update of the object
-/// would be ignored until a relist. resourceVersions are etcd revisions (decimal numbers); any that
-/// is not is never called outdated.
-fn outdated(cached: &crate::model::ObjectMeta, answer: &crate::model::ObjectMeta) -> bool {
-    match (
-        cached.resource_version.parse::<u64>(),
-        answer.resource_version.parse::<u64>(),
-    ) {
-        (Ok(cached), Ok(answer)) => answer < cached,
-        _ => false,
+    if old.is_none_or(|o| o.resource_version != new.resource_version) {
+        let version = Awaiting::Version(new.resource_version.clone());
+        awaiting.insert(Key::of(new), version);
     }
+    true
 }
 
 /// Whether two versions of an object's metadata differ only in resourceVersion (and managedFields,
