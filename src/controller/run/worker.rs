@@ -141,8 +141,6 @@ pub struct Worker {
     health: Arc<Health>,
     stats: Arc<Stats>,
     shutdown: bool,
-    /// Makes Event names unique within one nanosecond.
-    event_seq: u64,
     /// Counts leadership changes: a plan decided in one term is not run in another (shared with the
     /// I/O pool, which checks it before each action).
     term: Arc<AtomicU64>,
@@ -218,7 +216,6 @@ impl Worker {
             health,
             stats,
             shutdown: false,
-            event_seq: 0,
             term,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
@@ -545,12 +542,10 @@ impl Worker {
                         );
                         None
                     } else {
-                        self.event_seq = self.event_seq.wrapping_add(1);
                         let nanos = SystemTime::now().duration_since(UNIX_EPOCH);
                         let nanos = nanos.map_or(0, |d| d.as_nanos() as u64);
-                        let unique = format!("{:x}", nanos.wrapping_add(self.event_seq));
                         let now = rfc3339(SystemTime::now());
-                        Some(self.correlator.correlate(spec, &now, &unique))
+                        Some(self.correlator.correlate(spec, &now, nanos))
                     }
                 }
                 Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
