@@ -66,10 +66,10 @@ pub(crate) struct UpdaterState {
     /// (ms since the epoch): checked when they answer again; a host of a several-host config
     /// gets no calls meanwhile and leaves the ingress after the grace.
     failing: BTreeMap<String, u64>,
-    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
-    expired: BTreeSet<String>,
-    /// The same for `--unreachable-delete-grace` (deletions stop waiting on them).
-    delete_expired: BTreeSet<String>,
+    /// Per failing endpoint and grace (the host failure grace, then `--unreachable-delete-grace`,
+    /// after which deletions stop waiting on it): it ran out, and the endpoint's LoadBalancers were
+    /// reconciled for it.
+    expired: BTreeMap<String, [bool; 2]>,
     /// Configs or Secrets changed since the prober's targets were set.
     probes_stale: bool,
 }
