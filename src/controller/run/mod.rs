@@ -61,7 +61,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Leadership::always()
     };
-    let stats = Arc::new(Stats::new(Some(client.clone()), leadership_view.clone()));
+    let stats = Arc::new(Stats::new(client.stats(), leadership_view.clone()));
     let health = Arc::new(Health::default());
     let elector = if config.leader_elect {
         let (tx, stats) = (tx.clone(), stats.clone());
