@@ -332,7 +332,7 @@ impl Worker {
             self.config.host_failure_grace,
             self.config.unreachable_delete_grace,
         ];
-        (self.auth.failing.iter()).flat_map(move |(e, since)| {
+        self.auth.failing.iter().flat_map(move |(e, since)| {
             let handled = self.auth.expired.get(e).copied().unwrap_or_default();
             let at = move |g: usize| since.saturating_add(graces[g].as_millis() as u64);
             (0..2)
@@ -355,7 +355,8 @@ impl Worker {
             self.refresh_probes();
         }
         let now = epoch_ms(SystemTime::now());
-        let due: Vec<(String, usize)> = (self.expiries())
+        let due: Vec<(String, usize)> = self
+            .expiries()
             .filter(|(_, _, at)| now >= *at)
             .map(|(e, grace, _)| (e.clone(), grace))
             .collect();
