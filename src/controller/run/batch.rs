@@ -34,7 +34,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 /// Plans handed to the pool and not yet applied, at most: enough to keep a slow apiserver's commit
@@ -308,8 +308,8 @@ fn all_at_once(
     actions: &[Action],
     events: &[Option<Event>],
 ) -> Vec<Result<Answer, Stop>> {
-    let results: Vec<Mutex<Option<Result<Answer, Stop>>>> =
-        actions.iter().map(|_| Mutex::new(None)).collect();
+    let results: Vec<OnceLock<Result<Answer, Stop>>> =
+        actions.iter().map(|_| OnceLock::new()).collect();
     let next = AtomicUsize::new(0);
     let work = || {
         loop {
@@ -320,9 +320,7 @@ fn all_at_once(
             } else {
                 Err(Stop::NotLeader)
             };
-            if let Ok(mut slot) = results[i].lock() {
-                *slot = Some(result);
-            }
+            let _ = results[i].set(result); // each index is taken once
         }
     };
     std::thread::scope(|s| {
@@ -338,12 +336,7 @@ fn all_at_once(
         work();
     });
     (results.into_iter())
-        .map(|m| {
-            m.into_inner()
-                .ok()
-                .flatten()
-                .unwrap_or(Err(Stop::NotLeader))
-        })
+        .map(|r| r.into_inner().unwrap_or(Err(Stop::NotLeader)))
         .collect()
 }
 

@@ -23,7 +23,8 @@ type Identity = u64;
 #[derive(Debug, Default)]
 pub struct Correlator {
     seen: BTreeMap<Identity, Seen>,
-    /// Increases with every Event: the least recently used entry has the lowest.
+    /// Increases with every Event: the least recently used entry has the lowest, and a new
+    /// Event's name adds it to the time.
     tick: u64,
 }
 
@@ -36,13 +37,15 @@ struct Seen {
 }
 
 impl Correlator {
-    /// The Event to send for `spec` at `now` (RFC 3339): a new one (`unique` names it, count 1), or
+    /// The Event to send for `spec` at `now` (RFC 3339; `nanos`: the same in ns since the epoch):
+    /// a new one (count 1, named `<object>.<hex nanos + tick>`, unique within one nanosecond), or
     /// the earlier one for the same object, type, reason and message with its count raised (the
     /// sender PATCHes it when `count > 1`).
-    pub fn correlate(&mut self, spec: &EventSpec, now: &str, unique: &str) -> Event {
+    pub fn correlate(&mut self, spec: &EventSpec, now: &str, nanos: u64) -> Event {
         self.tick += 1;
         let id = identity(spec);
-        let mut event = spec.to_event(now, unique);
+        let unique = format!("{:x}", nanos.wrapping_add(self.tick));
+        let mut event = spec.to_event(now, &unique);
         let seen = &mut self.seen;
         if !seen.contains_key(&id)
             && seen.len() >= MAX_SEEN
@@ -109,36 +112,40 @@ mod tests {
     #[test]
     fn fifty_repeats_are_one_event_with_a_count_and_other_messages_their_own() {
         let mut c = Correlator::default();
-        let first = c.correlate(&spec("web", "refused"), "t0", "a1");
-        assert_eq!((first.count, first.metadata.name.as_str()), (1, "web.a1"));
+        let first = c.correlate(&spec("web", "refused"), "t0", 0x100);
+        assert_eq!((first.count, first.metadata.name.as_str()), (1, "web.101"));
         let mut last = first.clone();
         for i in 2..=50 {
-            last = c.correlate(&spec("web", "refused"), &format!("t{i}"), &format!("x{i}"));
+            last = c.correlate(&spec("web", "refused"), &format!("t{i}"), 0x100);
         }
         assert_eq!(last.count, 50);
-        assert_eq!(last.metadata.name, "web.a1", "the same object");
+        assert_eq!(last.metadata.name, "web.101", "the same object");
         assert_eq!(last.first_timestamp, "t0");
         assert_eq!(last.last_timestamp, "t50");
-        let other = c.correlate(&spec("web", "another message"), "t51", "b1");
-        assert_eq!((other.count, other.metadata.name.as_str()), (1, "web.b1"));
-        let db = c.correlate(&spec("db", "refused"), "t52", "c1");
-        assert_eq!((db.count, db.metadata.name.as_str()), (1, "db.c1"));
+        let other = c.correlate(&spec("web", "another message"), "t51", 0x100);
+        assert_eq!(
+            (other.count, other.metadata.name.as_str()),
+            (1, "web.133"),
+            "named anew in the same ns"
+        );
+        let db = c.correlate(&spec("db", "refused"), "t52", 0x100);
+        assert_eq!((db.count, db.metadata.name.as_str()), (1, "db.134"));
     }
 
     #[test]
     fn an_event_not_sent_is_not_counted_as_a_repeat() {
         let mut c = Correlator::default();
-        c.correlate(&spec("web", "refused"), "t0", "a1");
-        c.correlate(&spec("web", "refused"), "t1", "a2");
+        c.correlate(&spec("web", "refused"), "t0", 0x100);
+        c.correlate(&spec("web", "refused"), "t1", 0x100);
         c.unsent(&spec("web", "refused"));
-        assert_eq!(c.correlate(&spec("web", "refused"), "t2", "a3").count, 2);
+        assert_eq!(c.correlate(&spec("web", "refused"), "t2", 0x100).count, 2);
         c.unsent(&spec("db", "refused")); // never seen: nothing
-        c.correlate(&spec("db", "refused"), "t3", "b1");
+        c.correlate(&spec("db", "refused"), "t3", 0x100);
         c.unsent(&spec("db", "refused"));
-        let again = c.correlate(&spec("db", "refused"), "t4", "b2");
+        let again = c.correlate(&spec("db", "refused"), "t4", 0x100);
         assert_eq!(
             (again.count, again.metadata.name.as_str()),
-            (1, "db.b2"),
+            (1, "db.105"),
             "a new Event"
         );
     }
@@ -147,14 +154,14 @@ mod tests {
     fn the_least_recently_used_is_forgotten_beyond_the_bound() {
         let mut c = Correlator::default();
         for i in 0..MAX_SEEN {
-            c.correlate(&spec(&format!("s{i}"), "m"), "t", &format!("u{i}"));
+            c.correlate(&spec(&format!("s{i}"), "m"), "t", 0x100);
         }
-        c.correlate(&spec("s0", "m"), "t", "again"); // s0 used again: s1 is now the oldest
-        c.correlate(&spec("new", "m"), "t", "n");
+        c.correlate(&spec("s0", "m"), "t", 0x100); // s0 used again: s1 is now the oldest
+        c.correlate(&spec("new", "m"), "t", 0x100);
         assert_eq!(c.seen.len(), MAX_SEEN);
-        assert_eq!(c.correlate(&spec("s0", "m"), "t", "z").count, 3);
+        assert_eq!(c.correlate(&spec("s0", "m"), "t", 0x100).count, 3);
         assert_eq!(
-            c.correlate(&spec("s1", "m"), "t", "z").count,
+            c.correlate(&spec("s1", "m"), "t", 0x100).count,
             1,
             "forgotten"
         );

@@ -61,7 +61,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         Leadership::always()
     };
-    let stats = Arc::new(Stats::new(Some(client.clone()), leadership_view.clone()));
+    let stats = Arc::new(Stats::new(client.stats(), leadership_view.clone()));
     let health = Arc::new(Health::default());
     let elector = if config.leader_elect {
         let (tx, stats) = (tx.clone(), stats.clone());
@@ -116,15 +116,9 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let _worker = std::thread::Builder::new()
         .name("worker".into())
         .spawn(move || {
-            // Sent on return and on a panic (a debug build unwinds), so main never waits forever.
-            struct Ended(Sender<bool>);
-            impl Drop for Ended {
-                fn drop(&mut self) {
-                    let _ = self.0.send(true);
-                }
-            }
-            let _ended = Ended(ended_tx);
-            worker.run(rx);
+            // Sent on return and after a panic (a debug build unwinds), so main never waits forever.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(rx)));
+            let _ = ended_tx.send(true);
         })?;
     if ended_rx.recv() == Ok(false) {
         // A signal: the worker finishes its current reconcile, but a call to an unresponsive updater

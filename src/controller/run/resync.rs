@@ -75,9 +75,10 @@ impl Timers {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        match self.queue.is_empty() {
-            true => self.queue.next_deadline(),
-            false => Some(Instant::now()),
+        if self.queue.is_empty() {
+            self.queue.next_deadline()
+        } else {
+            Some(Instant::now())
         }
     }
 

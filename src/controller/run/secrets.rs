@@ -5,7 +5,7 @@
 //! every Secret's name, resourceVersion and key names, but the bytes only of keys some valid config
 //! references, so a namespace full of unrelated Secrets (Helm releases, service account tokens)
 //! costs a few bytes each. A key that becomes referenced after its Secret arrived is reported as
-//! [`Lookup::NotKept`], and the worker reads that Secret once. Also owns [`client_auth`]: the checks
+//! [`AuthNeed::Read`], and the worker reads that Secret once. Also owns [`client_auth`]: the checks
 //! of a token (UTF-8, not empty, sendable in a header) and a CA (PEM that parses), each failure an
 //! [`AuthProblem`] naming the config, the field and the Secret.
 //!
@@ -21,20 +21,6 @@ use crate::model::{AuthRefs, Secret, SecretRef, ValidConfig};
 use crate::updater::client::{ClientAuth, ClientTls, TokenError, check_token};
 
 use crate::controller::decide::updater_auth::AuthProblem;
-
-/// What the store knows of one referenced key.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Lookup<'a> {
-    /// No Secret of that name in the namespace.
-    NoSecret,
-    /// The Secret exists but has no such key.
-    NoKey,
-    /// The key exists but its bytes were not kept (nobody referenced it when it arrived).
-    NotKept,
-    /// The value is not base64 (the apiserver never stores such a value).
-    Undecodable,
-    Bytes(&'a [u8]),
-}
 
 #[derive(Clone, Default, PartialEq, Eq)]
 struct Stored {
@@ -99,20 +85,6 @@ impl SecretStore {
                     key: k.clone(),
                 })
             });
-        }
-    }
-
-    pub fn lookup(&self, r: &SecretRef) -> Lookup<'_> {
-        let Some(s) = self.secrets.get(&r.name) else {
-            return Lookup::NoSecret;
-        };
-        if !s.keys.contains(&r.key) {
-            return Lookup::NoKey;
-        }
-        match s.kept.get(&r.key) {
-            Some(Some(v)) => Lookup::Bytes(v),
-            Some(None) => Lookup::Undecodable,
-            None => Lookup::NotKept,
         }
     }
 }
@@ -204,6 +176,8 @@ pub fn field_of(cfg: &ValidConfig, host: usize, name: &str) -> String {
     }
 }
 
+/// The kept bytes of `r` (config `cfg`'s `field`), or why there are none: a problem to report
+/// (`invalid` is its reason for a value that is not base64), or a Secret to read first.
 fn bytes_of<'a>(
     cfg: &ValidConfig,
     field: &str,
@@ -212,17 +186,21 @@ fn bytes_of<'a>(
     store: &'a SecretStore,
 ) -> Result<&'a [u8], AuthNeed> {
     let fail = |reason, why: &str| Err(AuthNeed::Problem(problem(cfg, reason, field, r, why)));
-    match store.lookup(r) {
-        Lookup::Bytes(b) => Ok(b),
-        Lookup::NotKept => Err(AuthNeed::Read(r.name.clone())),
-        Lookup::Undecodable => fail(invalid, "the value is not base64"),
-        Lookup::NoSecret => fail(
-            "SecretNotFound",
-            &format!("no such Secret in namespace {}", cfg.namespace),
-        ),
+    let Some(s) = store.secrets.get(&r.name) else {
+        let why = format!("no such Secret in namespace {}", cfg.namespace);
+        return fail("SecretNotFound", &why);
+    };
+    if !s.keys.contains(&r.key) {
         // Not the keys it has: the message reaches the tenant's namespace (Events, conditions),
         // and would change with an unrelated key.
-        Lookup::NoKey => fail("KeyNotFound", "the Secret has no such key"),
+        return fail("KeyNotFound", "the Secret has no such key");
+    }
+    match s.kept.get(&r.key) {
+        Some(Some(bytes)) => Ok(bytes),
+        // The apiserver never stores such a value.
+        Some(None) => fail(invalid, "the value is not base64"),
+        // Nobody referenced the key when its Secret arrived: read it again.
+        None => Err(AuthNeed::Read(r.name.clone())),
     }
 }
 
@@ -328,13 +306,17 @@ mod tests {
             name: n.into(),
             key: k.into(),
         };
-        assert_eq!(
-            store.lookup(&r("lb-token", "token")),
-            Lookup::Bytes(b"s3cret\n")
-        );
-        assert_eq!(store.lookup(&r("lb-token", "other")), Lookup::NotKept);
-        assert_eq!(store.lookup(&r("lb-token", "nope")), Lookup::NoKey);
-        assert_eq!(store.lookup(&r("gone", "token")), Lookup::NoSecret);
+        let cfg = config(json!({}));
+        let lookup = |r: SecretRef| bytes_of(&cfg, "f", "InvalidToken", &r, &store);
+        let reason = |r: SecretRef| match lookup(r) {
+            Err(AuthNeed::Problem(p)) => p.reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lookup(r("lb-token", "token")), Ok(&b"s3cret\n"[..]));
+        let not_kept = Err(AuthNeed::Read("lb-token".into()));
+        assert_eq!(lookup(r("lb-token", "other")), not_kept);
+        assert_eq!(reason(r("lb-token", "nope")), "KeyNotFound");
+        assert_eq!(reason(r("gone", "token")), "SecretNotFound");
         // The same Secret again changes nothing; a rotated value does.
         assert!(!store.apply(
             secret(

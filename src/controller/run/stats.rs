@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::controller::cache::Cache;
 use crate::controller::decide::hosts::PHASE_DEGRADED;
-use crate::kube::client::Client;
+use crate::kube::client::ClientStats;
 use crate::kube::lease::Leadership;
 use crate::kube::watch::runner::WatchStats;
 use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry, Samples};
@@ -44,9 +44,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// `client`: its request counts become `paperlb_api_requests_total`; `leadership`: read at every
-    /// scrape for `paperlb_leader`, so a renewal stuck in a request shows as 0 at the renew deadline.
-    pub fn new(client: Option<Client>, leadership: Arc<Leadership>) -> Stats {
+    /// `requests`: the API client's request counts, `paperlb_api_requests_total`; `leadership`: read
+    /// at every scrape for `paperlb_leader`, so a renewal stuck in a request shows as 0 at the renew
+    /// deadline.
+    pub fn new(requests: Arc<ClientStats>, leadership: Arc<Leadership>) -> Stats {
         let r = Registry::new();
         let watches: Watches = Arc::default();
         let s = Stats {
@@ -155,21 +156,18 @@ impl Stats {
             &["resource"],
             per_watch(WatchStats::events),
         );
-        if let Some(client) = client {
-            let stats = client.stats();
-            r.counter_fn(
-                "paperlb_api_requests_total",
-                "Kubernetes API requests by verb and HTTP code (0: no answer).",
-                &["verb", "code"],
-                move || {
-                    stats
-                        .snapshot()
-                        .into_iter()
-                        .map(|c| (vec![c.verb.to_string(), c.code.to_string()], c.count as f64))
-                        .collect()
-                },
-            );
-        }
+        r.counter_fn(
+            "paperlb_api_requests_total",
+            "Kubernetes API requests by verb and HTTP code (0: no answer).",
+            &["verb", "code"],
+            move || {
+                requests
+                    .snapshot()
+                    .into_iter()
+                    .map(|c| (vec![c.verb.to_string(), c.code.to_string()], c.count as f64))
+                    .collect()
+            },
+        );
         r.gauge("paperlb_build_info", "Build information.", &["version"])
             .set(&[env!("CARGO_PKG_VERSION")], 1.0);
         let started = (epoch_ms(SystemTime::now()) / 1000) as f64;
@@ -280,7 +278,7 @@ mod tests {
 
     #[test]
     fn cache_gauges_count_phases_and_ports_and_forget_deleted_configs() {
-        let stats = Stats::new(None, Leadership::always());
+        let stats = Stats::new(Arc::default(), Leadership::always());
         let mut cache = Cache::new();
         cache.replace_configs(vec![
             config("edge", 8100, 8199),
@@ -325,7 +323,7 @@ mod tests {
     #[test]
     fn watch_counters_appear_per_resource_and_leader_follows_the_leadership() {
         let leadership = Leadership::elected(Duration::from_secs(10));
-        let stats = Stats::new(None, leadership);
+        let stats = Stats::new(Arc::default(), leadership);
         let services = stats.watch("services");
         assert!(Arc::ptr_eq(&services, &stats.watch("services")));
         stats.watch("nodes");

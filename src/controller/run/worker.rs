@@ -66,10 +66,10 @@ pub(crate) struct UpdaterState {
     /// (ms since the epoch): checked when they answer again; a host of a several-host config
     /// gets no calls meanwhile and leaves the ingress after the grace.
     failing: BTreeMap<String, u64>,
-    /// Failing endpoints whose grace has run out and whose LoadBalancers were reconciled for it.
-    expired: BTreeSet<String>,
-    /// The same for `--unreachable-delete-grace` (deletions stop waiting on them).
-    delete_expired: BTreeSet<String>,
+    /// Per failing endpoint and grace (the host failure grace, then `--unreachable-delete-grace`,
+    /// after which deletions stop waiting on it): it ran out, and the endpoint's LoadBalancers were
+    /// reconciled for it.
+    expired: BTreeMap<String, [bool; 2]>,
     /// Configs or Secrets changed since the prober's targets were set.
     probes_stale: bool,
 }
@@ -141,8 +141,6 @@ pub struct Worker {
     health: Arc<Health>,
     stats: Arc<Stats>,
     shutdown: bool,
-    /// Makes Event names unique within one nanosecond.
-    event_seq: u64,
     /// Counts leadership changes: a plan decided in one term is not run in another (shared with the
     /// I/O pool, which checks it before each action).
     term: Arc<AtomicU64>,
@@ -218,7 +216,6 @@ impl Worker {
             health,
             stats,
             shutdown: false,
-            event_seq: 0,
             term,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
@@ -545,12 +542,10 @@ impl Worker {
                         );
                         None
                     } else {
-                        self.event_seq = self.event_seq.wrapping_add(1);
                         let nanos = SystemTime::now().duration_since(UNIX_EPOCH);
                         let nanos = nanos.map_or(0, |d| d.as_nanos() as u64);
-                        let unique = format!("{:x}", nanos.wrapping_add(self.event_seq));
                         let now = rfc3339(SystemTime::now());
-                        Some(self.correlator.correlate(spec, &now, &unique))
+                        Some(self.correlator.correlate(spec, &now, nanos))
                     }
                 }
                 Action::UpdaterApply { key, url, .. } | Action::UpdaterDelete { key, url, .. } => {
@@ -856,20 +851,20 @@ impl Worker {
     /// The answer to our status patch of a Service.
     fn applied_service_status(&mut self, key: &Key, svc: Service) {
         log::info!("updated Service status key={key}");
-        let old = self.cache.services.get(key);
         // Gone from the cache since the plan was decided: the watch deleted it after our write.
-        if old.is_none_or(|o| outdated(&o.metadata, &svc.metadata)) {
+        let Some(old) = self.cache.services.get(key) else {
             log::debug!("the watch is past a write's answer key={key}");
             return;
-        }
-        expect_version(
+        };
+        if !accept(
             &mut self.awaiting_services,
-            old.map(|s| &s.metadata),
+            Some(&old.metadata),
             &svc.metadata,
-        );
+        ) {
+            return;
+        }
         // As for the LoadBalancer's status: only someone else's change needs a look.
-        let others =
-            old.is_none_or(|old| old.spec != svc.spec || !same_meta(&old.metadata, &svc.metadata));
+        let others = old.spec != svc.spec || !same_meta(&old.metadata, &svc.metadata);
         let affected = self.cache.apply_service(svc);
         if others {
             self.requeue(affected);
@@ -878,17 +873,14 @@ impl Worker {
 
     /// Applies a write's answer to the cache; `requeue`: reconcile the key again afterwards.
     fn applied_lb(&mut self, lb: LoadBalancer, requeue: bool) {
-        let key = Key::of(&lb.metadata);
-        let old = self.cache.load_balancers.get(&key);
-        if old.is_some_and(|o| outdated(&o.metadata, &lb.metadata)) {
-            log::debug!("the watch is past a write's answer key={key}");
-            return;
-        }
-        expect_version(
+        let old = self.cache.load_balancers.get(&Key::of(&lb.metadata));
+        if !accept(
             &mut self.awaiting_lbs,
             old.map(|l| &l.metadata),
             &lb.metadata,
-        );
+        ) {
+            return;
+        }
         let affected = self.cache.apply_load_balancer(lb);
         if requeue {
             self.requeue(affected);
@@ -918,36 +910,31 @@ struct Pending {
     started: Instant,
 }
 
-/// After a write answered `new`: wait for the watch to deliver that version, unless the write changed
-/// nothing (a no-op write keeps the resourceVersion and sends no event).
-fn expect_version(
+/// Whether a write's answer (`new`) may enter the cache over what it holds (`old`): not when it is
+/// older. The I/O pool's answers are applied when the whole plan is done, and the watch may have
+/// delivered that write and a later change (a user's edit, a delete) meanwhile: applying the answer
+/// then would roll the cache back and wait for a version the watch has already passed, so every
+/// later update of the object would be ignored until a relist. resourceVersions are etcd revisions
+/// (decimal numbers); any that is not is never called older. An answer that enters is awaited from
+/// the watch, unless the write changed nothing (a no-op write keeps the resourceVersion and sends
+/// no event).
+fn accept(
     awaiting: &mut BTreeMap<Key, Awaiting>,
     old: Option<&crate::model::ObjectMeta>,
     new: &crate::model::ObjectMeta,
-) {
-    if old.is_some_and(|o| o.resource_version == new.resource_version) {
-        return;
+) -> bool {
+    let version = |m: &crate::model::ObjectMeta| m.resource_version.parse::<u64>().ok();
+    if let Some((cached, answer)) = old.and_then(version).zip(version(new))
+        && answer < cached
+    {
+        log::debug!("the watch is past a write's answer key={}", Key::of(new));
+        return false;
     }
-    awaiting.insert(
-        Key::of(new),
-        Awaiting::Version(new.resource_version.clone()),
-    );
-}
-
-/// Whether a write's answer (`answer`) is older than what the cache holds (`cached`). The I/O pool's
-/// answers are applied when the whole plan is done, and the watch may have delivered that write and
-/// a later change (a user's edit, a delete) meanwhile: applying the answer then would roll the cache
-/// back and wait for a version the watch has already passed, so every later update of the object
-/// would be ignored until a relist. resourceVersions are etcd revisions (decimal numbers); any that
-/// is not is never called outdated.
-fn outdated(cached: &crate::model::ObjectMeta, answer: &crate::model::ObjectMeta) -> bool {
-    match (
-        cached.resource_version.parse::<u64>(),
-        answer.resource_version.parse::<u64>(),
-    ) {
-        (Ok(cached), Ok(answer)) => answer < cached,
-        _ => false,
+    if old.is_none_or(|o| o.resource_version != new.resource_version) {
+        let version = Awaiting::Version(new.resource_version.clone());
+        awaiting.insert(Key::of(new), version);
     }
+    true
 }
 
 /// Whether two versions of an object's metadata differ only in resourceVersion (and managedFields,

@@ -171,8 +171,7 @@ impl Worker {
         self.auth.clients.retain(|id, _| used(id));
         let live = |e: &String| in_use.endpoints.contains(e);
         self.auth.failing.retain(|e, _| live(e));
-        self.auth.expired.retain(live);
-        self.auth.delete_expired.retain(live);
+        self.auth.expired.retain(|e, _| live(e));
         if self.auth.started {
             let now = Instant::now();
             for e in endpoints.into_keys() {
@@ -321,63 +320,54 @@ impl Worker {
             return Affected::new();
         }
         self.auth.expired.remove(endpoint);
-        self.auth.delete_expired.remove(endpoint);
         log::info!("updater {endpoint} answers again: checking it for drift");
         self.auth.timers.at(endpoint);
         drift::users_of(&self.cache, endpoint).into_iter().collect()
     }
 
-    /// Per grace (the host failure grace, then `--unreachable-delete-grace`): the failing
-    /// endpoints it has not been handled for, each with the time (ms since the epoch) it runs out.
-    fn expiries(&self) -> [Vec<(String, u64)>; 2] {
+    /// Per failing endpoint, each grace (0: the host failure grace, 1: `--unreachable-delete-grace`)
+    /// it has not been handled for, with the time (ms since the epoch) it runs out.
+    fn expiries(&self) -> impl Iterator<Item = (&String, usize, u64)> {
         let graces = [
-            (&self.auth.expired, self.config.host_failure_grace),
-            (
-                &self.auth.delete_expired,
-                self.config.unreachable_delete_grace,
-            ),
+            self.config.host_failure_grace,
+            self.config.unreachable_delete_grace,
         ];
-        graces.map(|(handled, grace)| {
-            (self.auth.failing.iter())
-                .filter(|(e, _)| !handled.contains(*e))
-                .map(|(e, since)| (e.clone(), since.saturating_add(grace.as_millis() as u64)))
-                .collect()
+        self.auth.failing.iter().flat_map(move |(e, since)| {
+            let handled = self.auth.expired.get(e).copied().unwrap_or_default();
+            let at = move |g: usize| since.saturating_add(graces[g].as_millis() as u64);
+            (0..2)
+                .filter(move |g| !handled[*g])
+                .map(move |g| (e, g, at(g)))
         })
     }
 
     /// The earliest grace that runs out among failing endpoints not yet handled.
     fn next_expiry(&self) -> Option<Instant> {
         let now = epoch_ms(SystemTime::now());
-        let at = self
-            .expiries()
-            .into_iter()
-            .flatten()
-            .map(|(_, at)| at)
-            .min()?;
+        let at = self.expiries().map(|(_, _, at)| at).min()?;
         Some(Instant::now() + Duration::from_millis(at.saturating_sub(now)))
     }
 
-    /// Reconciles the LoadBalancers on every endpoint whose grace ran out (once per failure):
-    /// their several-host ingress drops it.
+    /// Reconciles the LoadBalancers on every endpoint whose grace ran out (once per failure and
+    /// grace): their several-host ingress drops it, or their deletions stop waiting on it.
     pub(super) fn wake_expired_hosts(&mut self) {
         if std::mem::take(&mut self.auth.probes_stale) {
             self.refresh_probes();
         }
         let now = epoch_ms(SystemTime::now());
-        let [hosts, deletes] = self.expiries();
-        for (e, _) in deletes.into_iter().filter(|(_, at)| now >= *at) {
-            log::warn!(
-                "updater {e}: no answer for --unreachable-delete-grace; deletions stop waiting on it"
-            );
+        let due: Vec<(String, usize)> = self
+            .expiries()
+            .filter(|(_, _, at)| now >= *at)
+            .map(|(e, grace, _)| (e.clone(), grace))
+            .collect();
+        let what = [
+            "the host failure grace; its hosts leave the ingress",
+            "--unreachable-delete-grace; deletions stop waiting on it",
+        ];
+        for (e, grace) in due {
+            log::warn!("updater {e}: no answer for {}", what[grace]);
             self.requeue(drift::users_of(&self.cache, &e));
-            self.auth.delete_expired.insert(e);
-        }
-        for (e, _) in hosts.into_iter().filter(|(_, at)| now >= *at) {
-            log::warn!(
-                "updater {e}: no answer for the host failure grace; its hosts leave the ingress"
-            );
-            self.requeue(drift::users_of(&self.cache, &e));
-            self.auth.expired.insert(e);
+            self.auth.expired.entry(e).or_default()[grace] = true;
         }
     }
 
