@@ -158,7 +158,7 @@ pub struct LoadBalancerSpec {
     /// empty = the Go form, one host.
     #[serde(deserialize_with = "lenient_list")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<LbHostSpec>,
+    pub hosts: Vec<HostSpec>,
 }
 
 /// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
@@ -494,8 +494,10 @@ mod tests {
     }
 }
 
-/// One entry of a LoadBalancerConfig's `spec.hosts` as stored. The credentials are optional and
-/// replace the config's own for this host.
+/// One entry of `spec.hosts` as stored, in a LoadBalancerConfig or a LoadBalancer (which the
+/// controller writes from its config, and which is checked again when read, as everything in a
+/// LoadBalancer may be hand-edited). The credentials are optional and replace the config's own for
+/// this host; a LoadBalancer's entries have none (its config's are used).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HostSpec {
@@ -512,15 +514,4 @@ pub struct HostSpec {
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub insecure_skip_verify: Lenient<bool>,
-}
-
-/// One entry of a LoadBalancer's `spec.hosts` as stored (written by the controller from its
-/// config; checked again when read, as everything in a LoadBalancer may be hand-edited).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LbHostSpec {
-    pub name: Lenient<String>,
-    pub host: Lenient<String>,
-    #[serde(rename = "httpUpdaterURL")]
-    pub http_updater_url: Lenient<String>,
 }

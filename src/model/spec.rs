@@ -271,16 +271,19 @@ fn config_hosts(
                 .into(),
         );
     }
-    let (mut hosts, mut auths) = (Vec::new(), Vec::new());
+    let hosts = super::hosts::check_hosts(entries)?;
+    let mut auths = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let at = format!("spec.hosts[{i}]");
-        let (name, host, url) = (&e.name, &e.host, &e.http_updater_url);
-        hosts.push(super::hosts::check_entry(name, host, url, &at)?);
         let (token, ca) = (&e.updater_token_secret_ref, &e.updater_ca_secret_ref);
-        let own = refs_at(&at, token, ca, &e.insecure_skip_verify, Some(auth))?;
-        auths.push(own);
+        let at = format!("spec.hosts[{i}]");
+        auths.push(refs_at(
+            &at,
+            token,
+            ca,
+            &e.insecure_skip_verify,
+            Some(auth),
+        )?);
     }
-    super::hosts::check_unique(&hosts, "spec.hosts")?;
     Ok((hosts, auths))
 }
 
@@ -362,7 +365,7 @@ pub struct LbSpec {
     pub traffic: LbTraffic,
     /// Every LB host; never empty: the Go form is one unnamed host ([`LbSpec::is_go_form`]), and
     /// the Go fields (`host`, `httpUpdater.url`) hold the first.
-    pub hosts: Vec<super::hosts::LbHost>,
+    pub hosts: Vec<LbHost>,
 }
 
 /// What the Service asks of the traffic itself; all optional on the wire.
@@ -464,7 +467,12 @@ impl LbSpec {
                 "spec.proxyConnectTimeoutSeconds",
             )?,
             traffic: traffic_of(spec)?,
-            hosts: super::hosts::lb_hosts(&spec.hosts, host, url)?,
+            // No `hosts`: the Go form, whose `host` and `httpUpdater.url` are one unnamed host.
+            hosts: if spec.hosts.is_empty() {
+                vec![LbHost::unnamed(host, url)]
+            } else {
+                super::hosts::check_hosts(&spec.hosts)?
+            },
         })
     }
 
