@@ -12,10 +12,10 @@
 //! Pure: the worker's view of failing updaters and the clock come in through `Context`.
 
 use super::context::Context;
-use super::status::{READY, condition, ingress_entry, ingress_ports, port_list, set_condition};
+use super::status::{READY, condition, ingress_entry, port_list, set_condition};
 use crate::model::url::{same_updater, updater_endpoint};
 use crate::model::{
-    Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
+    Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY, PortStatus,
 };
 use crate::time::rfc3339;
 use std::time::{Duration, UNIX_EPOCH};
@@ -226,7 +226,13 @@ pub fn ingress(
     generation: Option<i64>,
     ctx: &Context,
 ) -> Vec<Ingress> {
-    let ports = ingress_ports(spec);
+    let ports: Vec<PortStatus> = (spec.ports.iter())
+        .map(|p| PortStatus {
+            port: i32::from(p.port),
+            protocol: p.protocol.as_str().to_string(),
+            error: None,
+        })
+        .collect();
     let mut out: Vec<Ingress> = Vec::new();
     for h in serving(status, generation, spec, ctx) {
         let entry = ingress_entry(&h.host, ports.clone());

@@ -239,13 +239,10 @@ fn reconcile_service(
         if let Some(status) = hosts::carried_forward(lb, stored.as_ref(), &desired, ctx) {
             plan.push(status_patch(key, &status));
         }
-        let place = |s: &LbSpec| {
-            let ports: Vec<(u16, Protocol)> =
-                s.ports.iter().map(|p| (p.port, p.protocol)).collect();
-            (ports, addresses(&s.hosts))
-        };
+        // Its LB ports (`8100/TCP, 8101/UDP`) and addresses.
+        let place = |s: &LbSpec| (port_list(s), addresses(&s.hosts));
         if stored.as_ref().map(place) != Some(place(&desired)) {
-            let (ports, on) = (port_list(&desired), addresses(&desired.hosts));
+            let (ports, on) = place(&desired);
             let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
             plan.event(&svc_ref, (EventType::Normal, "PortAllocated", message));
         }
