@@ -18,7 +18,7 @@ pub const FINALIZER: &str = "lb.paperlb.com/lb-finalizer";
 /// The `spec.loadBalancerClass` we answer to (an unset class is ours too).
 pub const DEFAULT_CLASS: &str = "lb.paperlb.com/paperlb-class";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LoadBalancerConfig {
     #[serde(deserialize_with = "null_default")]
@@ -40,7 +40,7 @@ pub struct LoadBalancerConfigStatus {
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerConfigSpec {
     pub default: Lenient<bool>,
@@ -58,23 +58,18 @@ pub struct LoadBalancerConfigSpec {
     pub proxy_connect_timeout_seconds: Lenient<i64>,
     /// Addition: a Secret in the controller's namespace holding the updater's bearer token (key
     /// `token` by default); absent = no `Authorization` header (Go nginx-lb-updater).
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_token_secret_ref: Lenient<SecretKeyRef>,
     /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
     /// certificate is verified against; absent = the system roots.
     #[serde(rename = "updaterCASecretRef")]
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     /// Addition: accept any certificate from an `https://` updater (a warning is logged).
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub insecure_skip_verify: Lenient<bool>,
     /// Addition: replaces the health check paperlb derives from each Service (`type: none` turns
     /// checks off); absent = the derived check with the updater's timings.
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub health_check: Lenient<HealthCheckResource>,
     /// Addition: several LB hosts (`[{name, host, httpUpdaterURL}]`), instead of `host` and
     /// `httpUpdaterURL`; each Service gets the same LB port on every one.
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub hosts: Lenient<Vec<HostSpec>>,
 }
 
@@ -103,7 +98,7 @@ pub struct SecretKeyRef {
     pub key: Lenient<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct PortRangeSpec {
     pub low: Lenient<i64>,
