@@ -44,9 +44,15 @@ pub struct LoadBalancerConfigStatus {
 #[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerConfigSpec {
     pub default: Lenient<bool>,
-    #[serde(rename = "httpUpdaterURL")]
-    pub http_updater_url: Lenient<String>,
-    pub host: Lenient<String>,
+    /// The fields a host has, at the top of the spec (its `name` is not read): the Go form's
+    /// `host` and `httpUpdaterURL`, and the credentials every host of `hosts` inherits (additions:
+    /// `updaterTokenSecretRef`, a Secret in the controller's namespace holding the updater's
+    /// bearer token, key `token` by default, absent = no `Authorization` header as with the Go
+    /// nginx-lb-updater; `updaterCASecretRef`, the CA, PEM under key `ca.crt` by default, an
+    /// `https://` updater's certificate is verified against, absent = the system roots;
+    /// `insecureSkipVerify`, accept any certificate, with a warning logged).
+    #[serde(flatten)]
+    pub base: HostSpec,
     #[serde(deserialize_with = "or_default")]
     pub port_range: PortRangeSpec,
     /// Addition: node address types to try, in order (default `[ExternalIP, InternalIP]`).
@@ -56,15 +62,6 @@ pub struct LoadBalancerConfigSpec {
     pub proxy_timeout_seconds: Lenient<i64>,
     /// Addition: nginx `proxy_connect_timeout` in seconds; 0 or absent = the updater's default (60s).
     pub proxy_connect_timeout_seconds: Lenient<i64>,
-    /// Addition: a Secret in the controller's namespace holding the updater's bearer token (key
-    /// `token` by default); absent = no `Authorization` header (Go nginx-lb-updater).
-    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
-    /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
-    /// certificate is verified against; absent = the system roots.
-    #[serde(rename = "updaterCASecretRef")]
-    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
-    /// Addition: accept any certificate from an `https://` updater (a warning is logged).
-    pub insecure_skip_verify: Lenient<bool>,
     /// Addition: replaces the health check paperlb derives from each Service (`type: none` turns
     /// checks off); absent = the derived check with the updater's timings.
     pub health_check: Lenient<HealthCheckResource>,

@@ -5,8 +5,8 @@
 use super::hosts::{AuthRefs, LbHost, SecretRef, host_at, url_at};
 use super::lenient::Lenient;
 use super::paperlb::{
-    CheckTimingsResource, HealthCheckResource, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
-    TargetSpec,
+    CheckTimingsResource, HealthCheckResource, HostSpec, LoadBalancerConfig, LoadBalancerSpec,
+    SecretKeyRef, TargetSpec,
 };
 use super::url::check_host;
 pub use crate::updater::validate::Protocol;
@@ -118,13 +118,12 @@ impl LoadBalancerConfig {
     pub fn validate(&self) -> Result<ValidConfig, String> {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
-        let (token, ca) = (&spec.updater_token_secret_ref, &spec.updater_ca_secret_ref);
-        let auth = refs_at("spec", token, ca, &spec.insecure_skip_verify, None)?;
+        let auth = refs_at("spec", &spec.base, None)?;
         let (mut hosts, mut auths) = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
-            let url = url_at(&spec.http_updater_url, "spec.httpUpdaterURL")?;
-            hosts.push(LbHost::unnamed(host_at(&spec.host, "spec.host")?, url));
+            let url = url_at(&spec.base.http_updater_url, "spec.httpUpdaterURL")?;
+            hosts.push(LbHost::unnamed(host_at(&spec.base.host, "spec.host")?, url));
             auths.push(auth);
         }
         let low = port_at(&spec.port_range.low, "spec.portRange.low")?;
@@ -217,18 +216,15 @@ fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, Str
     })
 }
 
-/// The credentials fields under `at`; each one absent falls back to `inherited`'s.
-fn refs_at(
-    at: &str,
-    token: &Lenient<SecretKeyRef>,
-    ca: &Lenient<SecretKeyRef>,
-    insecure: &Lenient<bool>,
-    inherited: Option<&AuthRefs>,
-) -> Result<AuthRefs, String> {
-    let token = secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)?
+/// The credentials fields of `h`, under `at`; each one absent falls back to `inherited`'s.
+fn refs_at(at: &str, h: &HostSpec, inherited: Option<&AuthRefs>) -> Result<AuthRefs, String> {
+    let token_at = format!("{at}.updaterTokenSecretRef");
+    let token = secret_ref(&h.updater_token_secret_ref, &token_at, TOKEN_KEY)?
         .or_else(|| inherited.and_then(|a| a.token.clone()));
-    let own_ca = secret_ref(ca, &format!("{at}.updaterCASecretRef"), CA_KEY)?;
-    let own_insecure = insecure
+    let ca_at = format!("{at}.updaterCASecretRef");
+    let own_ca = secret_ref(&h.updater_ca_secret_ref, &ca_at, CA_KEY)?;
+    let own_insecure = h
+        .insecure_skip_verify
         .optional(&format!("{at}.insecureSkipVerify"), "a boolean")?
         .copied();
     if own_insecure == Some(true) && own_ca.is_some() {
@@ -264,7 +260,7 @@ fn config_hosts(
     else {
         return Ok(Default::default());
     };
-    if !spec.host.is_missing() || !spec.http_updater_url.is_missing() {
+    if !spec.base.host.is_missing() || !spec.base.http_updater_url.is_missing() {
         return Err(
             "spec.hosts and spec.host/spec.httpUpdaterURL: give one form, hosts or host with \
              httpUpdaterURL, not both"
@@ -274,15 +270,7 @@ fn config_hosts(
     let hosts = super::hosts::check_hosts(entries)?;
     let mut auths = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let (token, ca) = (&e.updater_token_secret_ref, &e.updater_ca_secret_ref);
-        let at = format!("spec.hosts[{i}]");
-        auths.push(refs_at(
-            &at,
-            token,
-            ca,
-            &e.insecure_skip_verify,
-            Some(auth),
-        )?);
+        auths.push(refs_at(&format!("spec.hosts[{i}]"), e, Some(auth))?);
     }
     Ok((hosts, auths))
 }
