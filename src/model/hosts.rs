@@ -63,15 +63,6 @@ pub fn addresses(hosts: &[LbHost]) -> String {
     all.join(", ")
 }
 
-/// A host name: a lowercase RFC 1123 label (it names a condition, `Host-<name>`).
-pub fn check_host_name(name: &str) -> Result<(), String> {
-    if crate::updater::validate::dns_label(name, true) {
-        Ok(())
-    } else {
-        Err("is not a DNS label (lowercase letters, digits and '-', at most 63)".into())
-    }
-}
-
 /// The checks every list of hosts gets, whichever resource it is in: 1 to [`MAX_HOSTS`] entries,
 /// names and updater endpoints unique. `at` is the field (`spec.hosts`).
 pub fn check_unique(hosts: &[LbHost], at: &str) -> Result<(), String> {
@@ -110,7 +101,11 @@ pub fn check_hosts(entries: &[HostSpec]) -> Result<Vec<LbHost>, String> {
     for (i, e) in entries.iter().enumerate() {
         let at = format!("spec.hosts[{i}]");
         let name = e.name.require(&format!("{at}.name"), "a string")?;
-        check_host_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
+        // A lowercase RFC 1123 label: it names a condition, `Host-<name>`.
+        if !crate::updater::validate::dns_label(name, true) {
+            let rule = "is not a DNS label (lowercase letters, digits and '-', at most 63)";
+            return Err(format!("{at}.name {name:?}: {rule}"));
+        }
         let url = url_at(&e.http_updater_url, &format!("{at}.httpUpdaterURL"))?;
         let host = host_at(&e.host, &format!("{at}.host"))?;
         hosts.push(LbHost {
@@ -164,11 +159,21 @@ mod tests {
 
     #[test]
     fn names_are_dns_labels() {
+        let named = |name: &str| HostSpec {
+            name: Lenient::Valid(name.into()),
+            host: Lenient::Valid("127.0.0.2".into()),
+            http_updater_url: Lenient::Valid("http://127.0.0.2:3000".into()),
+            ..Default::default()
+        };
         for ok in ["a", "lb-1", "0", &"x".repeat(63)] {
-            assert!(check_host_name(ok).is_ok(), "{ok}");
+            assert!(check_hosts(&[named(ok)]).is_ok(), "{ok}");
         }
         for bad in ["", "-a", "a-", "LB", "a.b", "a_b", &"x".repeat(64)] {
-            assert!(check_host_name(bad).is_err(), "{bad}");
+            let e = check_hosts(&[named(bad)]).unwrap_err();
+            assert!(
+                e.contains("spec.hosts[0].name") && e.contains("DNS label"),
+                "{e}"
+            );
         }
     }
 
