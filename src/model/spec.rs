@@ -285,7 +285,18 @@ fn secret_ref(
         return Ok(None);
     };
     let name = r.name.require(&format!("{at}.name"), "a string")?;
-    check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
+    // A Secret's name: a lowercase RFC 1123 subdomain of at most 253 characters.
+    let label = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label) {
+        let rule = "is not a Secret name (lowercase letters, digits, '-' and '.')";
+        return Err(format!("{at}.name {name:?}: {rule}"));
+    }
     let key = (r.key.optional(&format!("{at}.key"), "a string")?)
         .map_or_else(|| default_key.to_string(), String::clone);
     if !crate::updater::validate::is_token(&key, 253) {
@@ -297,25 +308,6 @@ fn secret_ref(
         name: name.clone(),
         key,
     }))
-}
-
-/// A Secret's name: a lowercase RFC 1123 subdomain of at most 253 characters.
-fn check_secret_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err("is not a Secret name (lowercase letters, digits, '-' and '.')".into())
-    }
 }
 
 /// 1–65535, or a message saying why not.
