@@ -461,11 +461,11 @@ impl LbSpec {
         matches!(self.hosts.as_slice(), [h] if h.name.is_empty())
     }
 
-    /// Whether `url` is one of this spec's updaters.
-    pub fn uses_updater(&self, url: &str) -> bool {
+    /// The host whose updater `url` names (either spelling of its endpoint), if one does.
+    pub fn host_of(&self, url: &str) -> Option<&LbHost> {
         self.hosts
             .iter()
-            .any(|p| super::url::same_updater(&p.url, url))
+            .find(|h| super::url::same_updater(&h.url, url))
     }
 
     /// True when `stored` holds exactly this spec, including the Go fields mirroring the first port.

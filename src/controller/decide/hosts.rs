@@ -13,7 +13,7 @@
 
 use super::context::Context;
 use super::status::{READY, condition, ingress_entry, port_list, set_condition};
-use crate::model::url::{same_updater, updater_endpoint};
+use crate::model::url::updater_endpoint;
 use crate::model::{
     Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY, PortStatus,
 };
@@ -210,11 +210,6 @@ pub fn carried_forward(
     }
     record(&mut status, next, desired, (&[], None), ctx);
     Some(status)
-}
-
-/// The host of `spec` an updater URL belongs to.
-pub fn host_of<'a>(spec: &'a LbSpec, url: &str) -> Option<&'a LbHost> {
-    spec.hosts.iter().find(|h| same_updater(&h.url, url))
 }
 
 /// The Service's ingress: one entry per serving host (`ip` with `ipMode: Proxy`, or `hostname`),
