@@ -554,7 +554,7 @@ mod tests {
                 "config change: its LBs and Services naming it or the default",
                 |c| {
                     let mut x = cfg("edge", "2");
-                    x.spec.host = crate::model::Lenient::valid("lb2".to_string());
+                    x.spec.base.host = crate::model::Lenient::valid("lb2".to_string());
                     c.apply_config(x)
                 },
                 keys(&["a", "c", "d"]),

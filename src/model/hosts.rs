@@ -4,7 +4,7 @@
 //! Pure: no I/O, no clock.
 
 use super::lenient::Lenient;
-use super::paperlb::LbHostSpec;
+use super::paperlb::HostSpec;
 use super::url::{check_host, updater_endpoint};
 use super::url::{redacted, same_updater};
 use serde_json::{Value, json};
@@ -63,15 +63,6 @@ pub fn addresses(hosts: &[LbHost]) -> String {
     all.join(", ")
 }
 
-/// A host name: a lowercase RFC 1123 label (it names a condition, `Host-<name>`).
-pub fn check_host_name(name: &str) -> Result<(), String> {
-    if crate::updater::validate::dns_label(name, true) {
-        Ok(())
-    } else {
-        Err("is not a DNS label (lowercase letters, digits and '-', at most 63)".into())
-    }
-}
-
 /// The checks every list of hosts gets, whichever resource it is in: 1 to [`MAX_HOSTS`] entries,
 /// names and updater endpoints unique. `at` is the field (`spec.hosts`).
 pub fn check_unique(hosts: &[LbHost], at: &str) -> Result<(), String> {
@@ -103,22 +94,28 @@ pub fn check_unique(hosts: &[LbHost], at: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Name, host and URL of one stored entry, checked (`at` = `spec.hosts[i]`).
-pub fn check_entry(
-    name: &Lenient<String>,
-    host: &Lenient<String>,
-    url: &Lenient<String>,
-    at: &str,
-) -> Result<LbHost, String> {
-    let name = name.require(&format!("{at}.name"), "a string")?;
-    check_host_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
-    let url = url_at(url, &format!("{at}.httpUpdaterURL"))?;
-    let host = host_at(host, &format!("{at}.host"))?;
-    Ok(LbHost {
-        name: name.clone(),
-        host: host.clone(),
-        url: url.clone(),
-    })
+/// A stored `spec.hosts`, checked: each entry's name, address and updater URL (`spec.hosts[i]`),
+/// then the list as a whole ([`check_unique`]). The entries' credentials are the config's to check.
+pub fn check_hosts(entries: &[HostSpec]) -> Result<Vec<LbHost>, String> {
+    let mut hosts = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("spec.hosts[{i}]");
+        let name = e.name.require(&format!("{at}.name"), "a string")?;
+        // A lowercase RFC 1123 label: it names a condition, `Host-<name>`.
+        if !crate::updater::validate::dns_label(name, true) {
+            let rule = "is not a DNS label (lowercase letters, digits and '-', at most 63)";
+            return Err(format!("{at}.name {name:?}: {rule}"));
+        }
+        let url = url_at(&e.http_updater_url, &format!("{at}.httpUpdaterURL"))?;
+        let host = host_at(&e.host, &format!("{at}.host"))?;
+        hosts.push(LbHost {
+            name: name.clone(),
+            host: host.clone(),
+            url: url.clone(),
+        });
+    }
+    check_unique(&hosts, "spec.hosts")?;
+    Ok(hosts)
 }
 
 /// A required updater URL field (`field` names it), checked; the message quotes it redacted.
@@ -134,21 +131,6 @@ pub(super) fn host_at<'a>(l: &'a Lenient<String>, field: &str) -> Result<&'a Str
     let host = l.require(field, "a string")?;
     check_host(host).map_err(|e| format!("{field} {host:?}: {e}"))?;
     Ok(host)
-}
-
-/// A LoadBalancer's stored `spec.hosts`; none = the Go form, whose `host` and `url` are one
-/// unnamed host.
-pub fn lb_hosts(stored: &[LbHostSpec], host: &str, url: &str) -> Result<Vec<LbHost>, String> {
-    if stored.is_empty() {
-        return Ok(vec![LbHost::unnamed(host, url)]);
-    }
-    let mut hosts = Vec::with_capacity(stored.len());
-    for (i, h) in stored.iter().enumerate() {
-        let at = format!("spec.hosts[{i}]");
-        hosts.push(check_entry(&h.name, &h.host, &h.http_updater_url, &at)?);
-    }
-    check_unique(&hosts, "spec.hosts")?;
-    Ok(hosts)
 }
 
 #[cfg(test)]
@@ -177,11 +159,21 @@ mod tests {
 
     #[test]
     fn names_are_dns_labels() {
+        let named = |name: &str| HostSpec {
+            name: Lenient::Valid(name.into()),
+            host: Lenient::Valid("127.0.0.2".into()),
+            http_updater_url: Lenient::Valid("http://127.0.0.2:3000".into()),
+            ..Default::default()
+        };
         for ok in ["a", "lb-1", "0", &"x".repeat(63)] {
-            assert!(check_host_name(ok).is_ok(), "{ok}");
+            assert!(check_hosts(&[named(ok)]).is_ok(), "{ok}");
         }
         for bad in ["", "-a", "a-", "LB", "a.b", "a_b", &"x".repeat(64)] {
-            assert!(check_host_name(bad).is_err(), "{bad}");
+            let e = check_hosts(&[named(bad)]).unwrap_err();
+            assert!(
+                e.contains("spec.hosts[0].name") && e.contains("DNS label"),
+                "{e}"
+            );
         }
     }
 
@@ -218,49 +210,27 @@ mod tests {
 
     #[test]
     fn stored_entries_are_checked_field_by_field() {
-        let entry = |name: Value, host: Value, url: Value| LbHostSpec {
+        let entry = |name: Value, host: Value, url: Value| HostSpec {
             name: Lenient::from_value(name),
             host: Lenient::from_value(host),
             http_updater_url: Lenient::from_value(url),
+            ..Default::default()
         };
         let ok = entry(
             json!("a"),
             json!("127.0.0.2"),
             json!("http://127.0.0.2:3000"),
         );
-        assert_eq!(
-            lb_hosts(std::slice::from_ref(&ok), "g", "http://g:1")
-                .unwrap()
-                .len(),
-            1
-        );
-        // None stored: the Go fields' one unnamed host.
-        let go = LbHost::unnamed("g", "http://g:1");
-        assert_eq!(lb_hosts(&[], "g", "http://g:1").unwrap(), vec![go]);
-        let e = lb_hosts(
-            &[entry(json!(1), json!("h"), json!("http://h:1"))],
-            "g",
-            "http://g:1",
-        )
-        .unwrap_err();
+        assert_eq!(check_hosts(std::slice::from_ref(&ok)).unwrap().len(), 1);
+        let e = check_hosts(&[entry(json!(1), json!("h"), json!("http://h:1"))]).unwrap_err();
         assert!(e.contains("spec.hosts[0].name"), "{e}");
-        let e = lb_hosts(
-            &[entry(json!("a"), json!("h"), json!("ftp://h"))],
-            "g",
-            "http://g:1",
-        )
-        .unwrap_err();
+        let e = check_hosts(&[entry(json!("a"), json!("h"), json!("ftp://h"))]).unwrap_err();
         assert!(e.contains("spec.hosts[0].httpUpdaterURL"), "{e}");
-        let e = lb_hosts(
-            &[
-                ok.clone(),
-                entry(json!("b"), json!(""), json!("http://h:1")),
-            ],
-            "g",
-            "http://g:1",
-        )
-        .unwrap_err();
+        let bad_host = entry(json!("b"), json!(""), json!("http://h:1"));
+        let e = check_hosts(&[ok.clone(), bad_host]).unwrap_err();
         assert!(e.contains("spec.hosts[1].host"), "{e}");
+        let e = check_hosts(&[]).unwrap_err();
+        assert!(e.contains("spec.hosts: is empty"), "{e}");
     }
 
     fn validate(spec: Value) -> Result<crate::model::ValidConfig, String> {
@@ -340,7 +310,11 @@ mod tests {
         let mut bad = entry("c", 3002);
         bad["updaterCASecretRef"] = json!({"name": "x"});
         bad["insecureSkipVerify"] = json!(true);
-        let e = validate(json!({"hosts": [bad], "portRange": range})).unwrap_err();
+        let e = validate(json!({"hosts": [bad.clone()], "portRange": range})).unwrap_err();
         assert!(e.contains("spec.hosts[0].updaterCASecretRef"), "{e}");
+        // Every entry's name, address and URL, and the list, are checked before any credentials.
+        let e =
+            validate(json!({"hosts": [bad, entry("c", 3003)], "portRange": range})).unwrap_err();
+        assert!(e.contains("spec.hosts[1].name"), "{e}");
     }
 }

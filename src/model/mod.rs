@@ -26,7 +26,7 @@ mod spec;
 pub mod url;
 
 pub use self::core::*;
-pub use hosts::{AuthRefs, LbHost, MAX_HOSTS, SecretRef, addresses, check_host_name};
+pub use hosts::{AuthRefs, LbHost, MAX_HOSTS, SecretRef, addresses};
 pub use lenient::{Lenient, null_default, or_default};
 pub use meta::*;
 pub use paperlb::*;

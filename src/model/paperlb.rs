@@ -18,7 +18,7 @@ pub const FINALIZER: &str = "lb.paperlb.com/lb-finalizer";
 /// The `spec.loadBalancerClass` we answer to (an unset class is ours too).
 pub const DEFAULT_CLASS: &str = "lb.paperlb.com/paperlb-class";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LoadBalancerConfig {
     #[serde(deserialize_with = "null_default")]
@@ -40,13 +40,19 @@ pub struct LoadBalancerConfigStatus {
     pub conditions: Vec<Condition>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerConfigSpec {
     pub default: Lenient<bool>,
-    #[serde(rename = "httpUpdaterURL")]
-    pub http_updater_url: Lenient<String>,
-    pub host: Lenient<String>,
+    /// The fields a host has, at the top of the spec (its `name` is not read): the Go form's
+    /// `host` and `httpUpdaterURL`, and the credentials every host of `hosts` inherits (additions:
+    /// `updaterTokenSecretRef`, a Secret in the controller's namespace holding the updater's
+    /// bearer token, key `token` by default, absent = no `Authorization` header as with the Go
+    /// nginx-lb-updater; `updaterCASecretRef`, the CA, PEM under key `ca.crt` by default, an
+    /// `https://` updater's certificate is verified against, absent = the system roots;
+    /// `insecureSkipVerify`, accept any certificate, with a warning logged).
+    #[serde(flatten)]
+    pub base: HostSpec,
     #[serde(deserialize_with = "or_default")]
     pub port_range: PortRangeSpec,
     /// Addition: node address types to try, in order (default `[ExternalIP, InternalIP]`).
@@ -56,25 +62,11 @@ pub struct LoadBalancerConfigSpec {
     pub proxy_timeout_seconds: Lenient<i64>,
     /// Addition: nginx `proxy_connect_timeout` in seconds; 0 or absent = the updater's default (60s).
     pub proxy_connect_timeout_seconds: Lenient<i64>,
-    /// Addition: a Secret in the controller's namespace holding the updater's bearer token (key
-    /// `token` by default); absent = no `Authorization` header (Go nginx-lb-updater).
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub updater_token_secret_ref: Lenient<SecretKeyRef>,
-    /// Addition: a Secret holding the CA (PEM, key `ca.crt` by default) an `https://` updater's
-    /// certificate is verified against; absent = the system roots.
-    #[serde(rename = "updaterCASecretRef")]
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
-    /// Addition: accept any certificate from an `https://` updater (a warning is logged).
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
-    pub insecure_skip_verify: Lenient<bool>,
     /// Addition: replaces the health check paperlb derives from each Service (`type: none` turns
     /// checks off); absent = the derived check with the updater's timings.
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub health_check: Lenient<HealthCheckResource>,
     /// Addition: several LB hosts (`[{name, host, httpUpdaterURL}]`), instead of `host` and
     /// `httpUpdaterURL`; each Service gets the same LB port on every one.
-    #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub hosts: Lenient<Vec<HostSpec>>,
 }
 
@@ -103,7 +95,7 @@ pub struct SecretKeyRef {
     pub key: Lenient<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct PortRangeSpec {
     pub low: Lenient<i64>,
@@ -158,7 +150,7 @@ pub struct LoadBalancerSpec {
     /// empty = the Go form, one host.
     #[serde(deserialize_with = "lenient_list")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<LbHostSpec>,
+    pub hosts: Vec<HostSpec>,
 }
 
 /// `spec.healthCheck` of a LoadBalancer: `{type: http|tcp, port, path}` and, when its config
@@ -494,8 +486,10 @@ mod tests {
     }
 }
 
-/// One entry of a LoadBalancerConfig's `spec.hosts` as stored. The credentials are optional and
-/// replace the config's own for this host.
+/// One entry of `spec.hosts` as stored, in a LoadBalancerConfig or a LoadBalancer (which the
+/// controller writes from its config, and which is checked again when read, as everything in a
+/// LoadBalancer may be hand-edited). The credentials are optional and replace the config's own for
+/// this host; a LoadBalancer's entries have none (its config's are used).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct HostSpec {
@@ -512,15 +506,4 @@ pub struct HostSpec {
     pub updater_ca_secret_ref: Lenient<SecretKeyRef>,
     #[serde(skip_serializing_if = "Lenient::is_missing")]
     pub insecure_skip_verify: Lenient<bool>,
-}
-
-/// One entry of a LoadBalancer's `spec.hosts` as stored (written by the controller from its
-/// config; checked again when read, as everything in a LoadBalancer may be hand-edited).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct LbHostSpec {
-    pub name: Lenient<String>,
-    pub host: Lenient<String>,
-    #[serde(rename = "httpUpdaterURL")]
-    pub http_updater_url: Lenient<String>,
 }

@@ -5,8 +5,8 @@
 use super::hosts::{AuthRefs, LbHost, SecretRef, host_at, url_at};
 use super::lenient::Lenient;
 use super::paperlb::{
-    CheckTimingsResource, HealthCheckResource, LoadBalancerConfig, LoadBalancerSpec, SecretKeyRef,
-    TargetSpec,
+    CheckTimingsResource, HealthCheckResource, HostSpec, LoadBalancerConfig, LoadBalancerSpec,
+    SecretKeyRef, TargetSpec,
 };
 use super::url::check_host;
 pub use crate::updater::validate::Protocol;
@@ -118,13 +118,12 @@ impl LoadBalancerConfig {
     pub fn validate(&self) -> Result<ValidConfig, String> {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
-        let (token, ca) = (&spec.updater_token_secret_ref, &spec.updater_ca_secret_ref);
-        let auth = refs_at("spec", token, ca, &spec.insecure_skip_verify, None)?;
+        let auth = refs_at("spec", &spec.base, None)?;
         let (mut hosts, mut auths) = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
-            let url = url_at(&spec.http_updater_url, "spec.httpUpdaterURL")?;
-            hosts.push(LbHost::unnamed(host_at(&spec.host, "spec.host")?, url));
+            let url = url_at(&spec.base.http_updater_url, "spec.httpUpdaterURL")?;
+            hosts.push(LbHost::unnamed(host_at(&spec.base.host, "spec.host")?, url));
             auths.push(auth);
         }
         let low = port_at(&spec.port_range.low, "spec.portRange.low")?;
@@ -217,18 +216,15 @@ fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, Str
     })
 }
 
-/// The credentials fields under `at`; each one absent falls back to `inherited`'s.
-fn refs_at(
-    at: &str,
-    token: &Lenient<SecretKeyRef>,
-    ca: &Lenient<SecretKeyRef>,
-    insecure: &Lenient<bool>,
-    inherited: Option<&AuthRefs>,
-) -> Result<AuthRefs, String> {
-    let token = secret_ref(token, &format!("{at}.updaterTokenSecretRef"), TOKEN_KEY)?
+/// The credentials fields of `h`, under `at`; each one absent falls back to `inherited`'s.
+fn refs_at(at: &str, h: &HostSpec, inherited: Option<&AuthRefs>) -> Result<AuthRefs, String> {
+    let token_at = format!("{at}.updaterTokenSecretRef");
+    let token = secret_ref(&h.updater_token_secret_ref, &token_at, TOKEN_KEY)?
         .or_else(|| inherited.and_then(|a| a.token.clone()));
-    let own_ca = secret_ref(ca, &format!("{at}.updaterCASecretRef"), CA_KEY)?;
-    let own_insecure = insecure
+    let ca_at = format!("{at}.updaterCASecretRef");
+    let own_ca = secret_ref(&h.updater_ca_secret_ref, &ca_at, CA_KEY)?;
+    let own_insecure = h
+        .insecure_skip_verify
         .optional(&format!("{at}.insecureSkipVerify"), "a boolean")?
         .copied();
     if own_insecure == Some(true) && own_ca.is_some() {
@@ -264,23 +260,18 @@ fn config_hosts(
     else {
         return Ok(Default::default());
     };
-    if !spec.host.is_missing() || !spec.http_updater_url.is_missing() {
+    if !spec.base.host.is_missing() || !spec.base.http_updater_url.is_missing() {
         return Err(
             "spec.hosts and spec.host/spec.httpUpdaterURL: give one form, hosts or host with \
              httpUpdaterURL, not both"
                 .into(),
         );
     }
-    let (mut hosts, mut auths) = (Vec::new(), Vec::new());
+    let hosts = super::hosts::check_hosts(entries)?;
+    let mut auths = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        let at = format!("spec.hosts[{i}]");
-        let (name, host, url) = (&e.name, &e.host, &e.http_updater_url);
-        hosts.push(super::hosts::check_entry(name, host, url, &at)?);
-        let (token, ca) = (&e.updater_token_secret_ref, &e.updater_ca_secret_ref);
-        let own = refs_at(&at, token, ca, &e.insecure_skip_verify, Some(auth))?;
-        auths.push(own);
+        auths.push(refs_at(&format!("spec.hosts[{i}]"), e, Some(auth))?);
     }
-    super::hosts::check_unique(&hosts, "spec.hosts")?;
     Ok((hosts, auths))
 }
 
@@ -294,7 +285,18 @@ fn secret_ref(
         return Ok(None);
     };
     let name = r.name.require(&format!("{at}.name"), "a string")?;
-    check_secret_name(name).map_err(|e| format!("{at}.name {name:?}: {e}"))?;
+    // A Secret's name: a lowercase RFC 1123 subdomain of at most 253 characters.
+    let label = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label) {
+        let rule = "is not a Secret name (lowercase letters, digits, '-' and '.')";
+        return Err(format!("{at}.name {name:?}: {rule}"));
+    }
     let key = (r.key.optional(&format!("{at}.key"), "a string")?)
         .map_or_else(|| default_key.to_string(), String::clone);
     if !crate::updater::validate::is_token(&key, 253) {
@@ -306,25 +308,6 @@ fn secret_ref(
         name: name.clone(),
         key,
     }))
-}
-
-/// A Secret's name: a lowercase RFC 1123 subdomain of at most 253 characters.
-fn check_secret_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err("is not a Secret name (lowercase letters, digits, '-' and '.')".into())
-    }
 }
 
 /// 1–65535, or a message saying why not.
@@ -362,7 +345,7 @@ pub struct LbSpec {
     pub traffic: LbTraffic,
     /// Every LB host; never empty: the Go form is one unnamed host ([`LbSpec::is_go_form`]), and
     /// the Go fields (`host`, `httpUpdater.url`) hold the first.
-    pub hosts: Vec<super::hosts::LbHost>,
+    pub hosts: Vec<LbHost>,
 }
 
 /// What the Service asks of the traffic itself; all optional on the wire.
@@ -464,7 +447,12 @@ impl LbSpec {
                 "spec.proxyConnectTimeoutSeconds",
             )?,
             traffic: traffic_of(spec)?,
-            hosts: super::hosts::lb_hosts(&spec.hosts, host, url)?,
+            // No `hosts`: the Go form, whose `host` and `httpUpdater.url` are one unnamed host.
+            hosts: if spec.hosts.is_empty() {
+                vec![LbHost::unnamed(host, url)]
+            } else {
+                super::hosts::check_hosts(&spec.hosts)?
+            },
         })
     }
 
@@ -473,11 +461,11 @@ impl LbSpec {
         matches!(self.hosts.as_slice(), [h] if h.name.is_empty())
     }
 
-    /// Whether `url` is one of this spec's updaters.
-    pub fn uses_updater(&self, url: &str) -> bool {
+    /// The host whose updater `url` names (either spelling of its endpoint), if one does.
+    pub fn host_of(&self, url: &str) -> Option<&LbHost> {
         self.hosts
             .iter()
-            .any(|p| super::url::same_updater(&p.url, url))
+            .find(|h| super::url::same_updater(&h.url, url))
     }
 
     /// True when `stored` holds exactly this spec, including the Go fields mirroring the first port.

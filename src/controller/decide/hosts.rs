@@ -12,10 +12,10 @@
 //! Pure: the worker's view of failing updaters and the clock come in through `Context`.
 
 use super::context::Context;
-use super::status::{READY, condition, ingress_entry, ingress_ports, port_list, set_condition};
-use crate::model::url::{same_updater, updater_endpoint};
+use super::status::{READY, condition, ingress_entry, port_list, set_condition};
+use crate::model::url::updater_endpoint;
 use crate::model::{
-    Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY,
+    Ingress, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, PHASE_ERROR, PHASE_READY, PortStatus,
 };
 use crate::time::rfc3339;
 use std::time::{Duration, UNIX_EPOCH};
@@ -212,11 +212,6 @@ pub fn carried_forward(
     Some(status)
 }
 
-/// The host of `spec` an updater URL belongs to.
-pub fn host_of<'a>(spec: &'a LbSpec, url: &str) -> Option<&'a LbHost> {
-    spec.hosts.iter().find(|h| same_updater(&h.url, url))
-}
-
 /// The Service's ingress: one entry per serving host (`ip` with `ipMode: Proxy`, or `hostname`),
 /// each with the LB ports, in config order; a host listed twice by address appears once. Empty
 /// when no host serves: the caller then leaves the Service's ingress as it is.
@@ -226,7 +221,13 @@ pub fn ingress(
     generation: Option<i64>,
     ctx: &Context,
 ) -> Vec<Ingress> {
-    let ports = ingress_ports(spec);
+    let ports: Vec<PortStatus> = (spec.ports.iter())
+        .map(|p| PortStatus {
+            port: i32::from(p.port),
+            protocol: p.protocol.as_str().to_string(),
+            error: None,
+        })
+        .collect();
     let mut out: Vec<Ingress> = Vec::new();
     for h in serving(status, generation, spec, ctx) {
         let entry = ingress_entry(&h.host, ports.clone());

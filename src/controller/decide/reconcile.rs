@@ -239,13 +239,10 @@ fn reconcile_service(
         if let Some(status) = hosts::carried_forward(lb, stored.as_ref(), &desired, ctx) {
             plan.push(status_patch(key, &status));
         }
-        let place = |s: &LbSpec| {
-            let ports: Vec<(u16, Protocol)> =
-                s.ports.iter().map(|p| (p.port, p.protocol)).collect();
-            (ports, addresses(&s.hosts))
-        };
+        // Its LB ports (`8100/TCP, 8101/UDP`) and addresses.
+        let place = |s: &LbSpec| (port_list(s), addresses(&s.hosts));
         if stored.as_ref().map(place) != Some(place(&desired)) {
-            let (ports, on) = (port_list(&desired), addresses(&desired.hosts));
+            let (ports, on) = place(&desired);
             let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
             plan.event(&svc_ref, (EventType::Normal, "PortAllocated", message));
         }
@@ -544,7 +541,7 @@ fn push(
     let pushed = hosts::to_push(lb, spec, ctx);
     let on_pushed = |b: &AppliedBackend| pushed.iter().any(|h| same_updater(&h.url, &b.url));
     let known = known_backends(key, lb);
-    let elsewhere: Vec<AppliedBackend> = (known.iter().filter(|b| !spec.uses_updater(&b.url)))
+    let elsewhere: Vec<AppliedBackend> = (known.iter().filter(|b| spec.host_of(&b.url).is_none()))
         .cloned()
         .collect();
     if !pushed.is_empty() || !elsewhere.is_empty() {
@@ -566,7 +563,7 @@ fn push(
         }
         status
             .applied
-            .retain(|b| spec.uses_updater(&b.url) && !on_pushed(b));
+            .retain(|b| spec.host_of(&b.url).is_some() && !on_pushed(b));
         status.applied.extend(new);
         status.applied.sort();
         status.applied.dedup();
@@ -701,7 +698,7 @@ pub fn on_updater_error(
             Action::UpdaterApply { url, request, .. } => {
                 let host = spec
                     .as_ref()
-                    .and_then(|s| hosts::host_of(s, url))
+                    .and_then(|s| s.host_of(url))
                     .map(|h| h.host.clone())
                     .or_else(|| lb.spec.host.get().cloned())
                     .unwrap_or_default();
@@ -729,7 +726,7 @@ pub fn on_updater_error(
     match &spec {
         // One host failing leaves the others serving: record per host.
         Some(spec) => {
-            let failed_host = failed_url.and_then(|url| hosts::host_of(spec, url));
+            let failed_host = failed_url.and_then(|url| spec.host_of(url));
             // The other hosts, whose every push came before the failure.
             let to = |h: &LbHost, a: &Action| match a {
                 Action::UpdaterApply { url, .. } => same_updater(url, &h.url),

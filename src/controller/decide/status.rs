@@ -100,18 +100,6 @@ pub fn known_backends(key: &Key, lb: &LoadBalancer) -> Vec<AppliedBackend> {
     out
 }
 
-/// The LB ports of a spec as an ingress entry lists them.
-pub fn ingress_ports(spec: &LbSpec) -> Vec<PortStatus> {
-    spec.ports
-        .iter()
-        .map(|p| PortStatus {
-            port: i32::from(p.port),
-            protocol: p.protocol.as_str().to_string(),
-            error: None,
-        })
-        .collect()
-}
-
 /// Whether an ingress entry names `host` (addresses compared in canonical form, so an entry
 /// written before or after [`ingress_entry`] canonicalized it both count).
 pub fn shows_host(i: &Ingress, host: &str) -> bool {

@@ -471,7 +471,7 @@ mod tests {
         configs.apply_config(mk("paperlb-system", "a", "s1"));
         configs.apply_config(mk("other", "b", "s2"));
         let mut broken = mk("paperlb-system", "c", "s3");
-        broken.spec.host = crate::model::Lenient::Missing;
+        broken.spec.base.host = crate::model::Lenient::Missing;
         configs.apply_config(broken);
         assert_eq!(wanted(&configs, "paperlb-system"), refs(&[("s1", "t")]));
     }
