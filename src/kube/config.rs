@@ -89,8 +89,6 @@ pub struct LoadOptions {
     pub service_port: Option<String>,
     /// `HOME`, for `~/.kube/config`.
     pub home: Option<PathBuf>,
-    /// The service-account directory used in-cluster; None: [`DEFAULT_SERVICE_ACCOUNT_DIR`].
-    pub service_account_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -104,7 +102,6 @@ impl LoadOptions {
             service_host: std::env::var("KUBERNETES_SERVICE_HOST").ok(),
             service_port: std::env::var("KUBERNETES_SERVICE_PORT").ok(),
             home: std::env::var_os("HOME").map(PathBuf::from),
-            ..LoadOptions::default()
         }
     }
 }
@@ -122,12 +119,7 @@ pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
     let host = opts.service_host.as_deref().unwrap_or("");
     let port = opts.service_port.as_deref().unwrap_or("");
     if !host.is_empty() && !port.is_empty() {
-        let dir = opts.service_account_dir.as_deref();
-        return in_cluster(
-            host,
-            port,
-            dir.unwrap_or(Path::new(DEFAULT_SERVICE_ACCOUNT_DIR)),
-        );
+        return in_cluster(host, port, Path::new(DEFAULT_SERVICE_ACCOUNT_DIR));
     }
     let Some(home) = &opts.home else {
         return Err(no_configuration("HOME is not set"));
@@ -992,14 +984,17 @@ mod tests {
         dir.write("token", "sa-token\n");
         dir.write("ca.crt", &(fixture("ca.crt") + &fixture("client.crt")));
         dir.write("namespace", "paperlb-system\n");
+        // load() goes in-cluster when both variables are set, reading the kubelet's mount.
         let opts = LoadOptions {
             service_host: Some("fd00::1".into()),
             service_port: Some("443".into()),
-            service_account_dir: Some(dir.0.clone()),
             home: Some(dir.0.clone()),
             ..LoadOptions::default()
         };
-        let c = load(&opts).unwrap();
+        if !Path::new(DEFAULT_SERVICE_ACCOUNT_DIR).exists() {
+            assert!(err_text(load(&opts)).contains(DEFAULT_SERVICE_ACCOUNT_DIR));
+        }
+        let c = in_cluster("fd00::1", "443", &dir.0).unwrap();
         assert_eq!(c.server, "https://[fd00::1]:443");
         assert_eq!(c.namespace.as_deref(), Some("paperlb-system"));
         assert!(matches!(&c.auth, AuthSource::TokenFile(p) if *p == dir.0.join("token")));
@@ -1009,11 +1004,7 @@ mod tests {
             2
         );
 
-        let v4 = load(&LoadOptions {
-            service_host: Some("10.43.0.1".into()),
-            ..opts.clone()
-        })
-        .unwrap();
+        let v4 = in_cluster("10.43.0.1", "443", &dir.0).unwrap();
         assert_eq!(v4.server, "https://10.43.0.1:443");
 
         let bad_port = load(&LoadOptions {
@@ -1023,7 +1014,7 @@ mod tests {
         assert!(err_text(bad_port).contains("not a port"));
 
         std::fs::remove_file(dir.0.join("token")).unwrap();
-        assert!(err_text(load(&opts)).contains("token"));
+        assert!(err_text(in_cluster("fd00::1", "443", &dir.0)).contains("token"));
     }
 
     #[test]
