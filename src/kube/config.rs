@@ -11,8 +11,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
 use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -628,11 +626,9 @@ fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, E
     )?;
     let key = pem_field(e, "client-key", &u.client_key_data, &u.client_key)?;
     match (&cert, &key) {
+        // Parsed, and checked to belong together, as the client will use them.
         (Some(c), Some(k)) => {
-            check_certificates(what, "client-certificate", c)?;
-            if PrivateKeyDer::from_pem_slice(k).is_err() {
-                return Err(e.err("client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"));
-            }
+            tls::certified_key("client-certificate", c, k).map_err(|d| e.err(&d))?;
         }
         (Some(_), None) => return Err(e.err("client-certificate without client-key")),
         (None, Some(_)) => return Err(e.err("client-key without client-certificate")),
@@ -782,6 +778,7 @@ impl fmt::Debug for ExecConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn fixture_dir() -> PathBuf {
@@ -1042,6 +1039,12 @@ mod tests {
         let key_b64 = BASE64_STANDARD.encode(fixture("client.key"));
         let cert_b64 = BASE64_STANDARD.encode(fixture("client.crt"));
         let not_pem = BASE64_STANDARD.encode("hello");
+        // A v3 certificate (the fixture's is v1, whose key webpki cannot compare) and another key.
+        let v3_cert = crate::kube::testutil::Pki::new("ca")
+            .issue(&["u"], &rcgen::KeyPair::generate().unwrap());
+        let v3_cert_b64 = BASE64_STANDARD.encode(v3_cert);
+        let other_key_b64 =
+            BASE64_STANDARD.encode(rcgen::KeyPair::generate().unwrap().serialize_pem());
         let cases: Vec<(String, &str)> = vec![
             ("".into(), "empty"),
             ("hello world\n".into(), "not a kubeconfig"),
@@ -1065,7 +1068,8 @@ mod tests {
             (GOOD.replace("https://h:6443\n", &format!("https://h:6443\n    certificate-authority-data: {key_b64}\n")), "no PEM certificate"),
             (GOOD.replace("https://h:6443\n", "https://h:6443\n    certificate-authority: /nonexistent/ca.crt\n"), "/nonexistent/ca.crt"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: '!!'\n"), "users[0] \"u\": client-key-data: invalid base64"),
-            (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-key: no PEM private key"),
+            (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-certificate key: no usable private key"),
+            (format!("{GOOD}    client-certificate-data: {v3_cert_b64}\n    client-key-data: {other_key_b64}\n"), "client-certificate and key do not belong together"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n"), "without client-key"),
             (format!("{GOOD}    auth-provider:\n      name: oidc\n      config:\n        id-token: secret-id-token\n"), "auth-provider \"oidc\" is not supported; use an exec"),
             (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
