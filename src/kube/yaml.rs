@@ -305,7 +305,7 @@ impl Parser<'_> {
         }
     }
 
-    /// A scalar or flow node starting at (`li`, `col`): one line, except block scalars.
+    /// A scalar, `{}` or `[]` starting at (`li`, `col`); a plain scalar may go on over later lines.
     fn inline(&mut self, li: usize, col: usize, parent: isize) -> Result<Value> {
         let no = li + 1;
         let rest = &self.lines[li][col..];
