@@ -14,8 +14,6 @@ use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 use super::Error;
@@ -377,12 +375,8 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
     let token = text("token").map(str::to_string);
     let cert = match (text("clientCertificateData"), text("clientKeyData")) {
         (Some(c), Some(k)) => {
-            if let Err(e) = super::tls::certificates(c.as_bytes()) {
-                return Err(fail(&format!("status.clientCertificateData: {e}")));
-            }
-            if PrivateKeyDer::from_pem_slice(k.as_bytes()).is_err() {
-                return Err(fail("status.clientKeyData holds no PEM private key"));
-            }
+            super::tls::certified_key("status.clientCertificateData", c.as_bytes(), k.as_bytes())
+                .map_err(|detail| fail(&detail))?;
             Some((c.as_bytes().to_vec(), k.as_bytes().to_vec()))
         }
         (None, None) => None,
@@ -621,10 +615,18 @@ mod tests {
         assert_eq!(dir.calls(), 2);
     }
 
+    fn fixture(name: &str) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubeconfig");
+        std::fs::read_to_string(dir.join(name)).unwrap()
+    }
+
     #[test]
     fn exec_failures_are_clear_errors() {
         let dir = TempDir::new();
         let c = creds(AuthSource::Exec(plugin(&dir, false)));
+        // A v3 certificate (the fixture's is v1, whose key webpki cannot compare) and another key.
+        let v3_cert = crate::kube::testutil::Pki::new("ca")
+            .issue(&["u"], &rcgen::KeyPair::generate().unwrap());
         let cases: Vec<(Option<String>, &str)> = vec![
             (None, "exit status: 3): boom: no credentials"),
             (Some("not json at all".into()), "not an ExecCredential JSON"),
@@ -634,6 +636,8 @@ mod tests {
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {}}).to_string()), "neither status.token"),
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientKeyData": "k"}}).to_string()), "only one"),
             (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientCertificateData": "c", "clientKeyData": "k"}}).to_string()), "status.clientCertificateData: no PEM certificate"),
+            (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientCertificateData": fixture("client.crt"), "clientKeyData": "k"}}).to_string()), "status.clientCertificateData key: no usable private key"),
+            (Some(json!({"apiVersion": V1, "kind": "ExecCredential", "status": {"clientCertificateData": v3_cert, "clientKeyData": rcgen::KeyPair::generate().unwrap().serialize_pem()}}).to_string()), "do not belong together"),
         ];
         for (response, needle) in cases {
             let _ = std::fs::remove_file(dir.0.join("fail"));

@@ -11,8 +11,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject;
 use serde::de::{self, DeserializeOwned};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
@@ -89,8 +87,6 @@ pub struct LoadOptions {
     pub service_port: Option<String>,
     /// `HOME`, for `~/.kube/config`.
     pub home: Option<PathBuf>,
-    /// The service-account directory used in-cluster; None: [`DEFAULT_SERVICE_ACCOUNT_DIR`].
-    pub service_account_dir: Option<PathBuf>,
 }
 
 impl LoadOptions {
@@ -104,7 +100,6 @@ impl LoadOptions {
             service_host: std::env::var("KUBERNETES_SERVICE_HOST").ok(),
             service_port: std::env::var("KUBERNETES_SERVICE_PORT").ok(),
             home: std::env::var_os("HOME").map(PathBuf::from),
-            ..LoadOptions::default()
         }
     }
 }
@@ -122,12 +117,7 @@ pub fn load(opts: &LoadOptions) -> Result<ClusterConfig, Error> {
     let host = opts.service_host.as_deref().unwrap_or("");
     let port = opts.service_port.as_deref().unwrap_or("");
     if !host.is_empty() && !port.is_empty() {
-        let dir = opts.service_account_dir.as_deref();
-        return in_cluster(
-            host,
-            port,
-            dir.unwrap_or(Path::new(DEFAULT_SERVICE_ACCOUNT_DIR)),
-        );
+        return in_cluster(host, port, Path::new(DEFAULT_SERVICE_ACCOUNT_DIR));
     }
     let Some(home) = &opts.home else {
         return Err(no_configuration("HOME is not set"));
@@ -636,11 +626,9 @@ fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, E
     )?;
     let key = pem_field(e, "client-key", &u.client_key_data, &u.client_key)?;
     match (&cert, &key) {
+        // Parsed, and checked to belong together, as the client will use them.
         (Some(c), Some(k)) => {
-            check_certificates(what, "client-certificate", c)?;
-            if PrivateKeyDer::from_pem_slice(k).is_err() {
-                return Err(e.err("client-key: no PEM private key found (PKCS#1, SEC1 or PKCS#8)"));
-            }
+            tls::certified_key("client-certificate", c, k).map_err(|d| e.err(&d))?;
         }
         (Some(_), None) => return Err(e.err("client-certificate without client-key")),
         (None, Some(_)) => return Err(e.err("client-key without client-certificate")),
@@ -790,6 +778,7 @@ impl fmt::Debug for ExecConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::pem::PemObject;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn fixture_dir() -> PathBuf {
@@ -992,14 +981,17 @@ mod tests {
         dir.write("token", "sa-token\n");
         dir.write("ca.crt", &(fixture("ca.crt") + &fixture("client.crt")));
         dir.write("namespace", "paperlb-system\n");
+        // load() goes in-cluster when both variables are set, reading the kubelet's mount.
         let opts = LoadOptions {
             service_host: Some("fd00::1".into()),
             service_port: Some("443".into()),
-            service_account_dir: Some(dir.0.clone()),
             home: Some(dir.0.clone()),
             ..LoadOptions::default()
         };
-        let c = load(&opts).unwrap();
+        if !Path::new(DEFAULT_SERVICE_ACCOUNT_DIR).exists() {
+            assert!(err_text(load(&opts)).contains(DEFAULT_SERVICE_ACCOUNT_DIR));
+        }
+        let c = in_cluster("fd00::1", "443", &dir.0).unwrap();
         assert_eq!(c.server, "https://[fd00::1]:443");
         assert_eq!(c.namespace.as_deref(), Some("paperlb-system"));
         assert!(matches!(&c.auth, AuthSource::TokenFile(p) if *p == dir.0.join("token")));
@@ -1009,11 +1001,7 @@ mod tests {
             2
         );
 
-        let v4 = load(&LoadOptions {
-            service_host: Some("10.43.0.1".into()),
-            ..opts.clone()
-        })
-        .unwrap();
+        let v4 = in_cluster("10.43.0.1", "443", &dir.0).unwrap();
         assert_eq!(v4.server, "https://10.43.0.1:443");
 
         let bad_port = load(&LoadOptions {
@@ -1023,7 +1011,7 @@ mod tests {
         assert!(err_text(bad_port).contains("not a port"));
 
         std::fs::remove_file(dir.0.join("token")).unwrap();
-        assert!(err_text(load(&opts)).contains("token"));
+        assert!(err_text(in_cluster("fd00::1", "443", &dir.0)).contains("token"));
     }
 
     #[test]
@@ -1051,6 +1039,12 @@ mod tests {
         let key_b64 = BASE64_STANDARD.encode(fixture("client.key"));
         let cert_b64 = BASE64_STANDARD.encode(fixture("client.crt"));
         let not_pem = BASE64_STANDARD.encode("hello");
+        // A v3 certificate (the fixture's is v1, whose key webpki cannot compare) and another key.
+        let v3_cert = crate::kube::testutil::Pki::new("ca")
+            .issue(&["u"], &rcgen::KeyPair::generate().unwrap());
+        let v3_cert_b64 = BASE64_STANDARD.encode(v3_cert);
+        let other_key_b64 =
+            BASE64_STANDARD.encode(rcgen::KeyPair::generate().unwrap().serialize_pem());
         let cases: Vec<(String, &str)> = vec![
             ("".into(), "empty"),
             ("hello world\n".into(), "not a kubeconfig"),
@@ -1074,12 +1068,13 @@ mod tests {
             (GOOD.replace("https://h:6443\n", &format!("https://h:6443\n    certificate-authority-data: {key_b64}\n")), "no PEM certificate"),
             (GOOD.replace("https://h:6443\n", "https://h:6443\n    certificate-authority: /nonexistent/ca.crt\n"), "/nonexistent/ca.crt"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: '!!'\n"), "users[0] \"u\": client-key-data: invalid base64"),
-            (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-key: no PEM private key"),
+            (format!("{GOOD}    client-certificate-data: {cert_b64}\n    client-key-data: {cert_b64}\n"), "client-certificate key: no usable private key"),
+            (format!("{GOOD}    client-certificate-data: {v3_cert_b64}\n    client-key-data: {other_key_b64}\n"), "client-certificate and key do not belong together"),
             (format!("{GOOD}    client-certificate-data: {cert_b64}\n"), "without client-key"),
             (format!("{GOOD}    auth-provider:\n      name: oidc\n      config:\n        id-token: secret-id-token\n"), "auth-provider \"oidc\" is not supported; use an exec"),
             (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
             (format!("{GOOD}    exec: hunter2\n"), "exec: expected a mapping"),
-            (format!("{GOOD}    exec:\n      env: [hunter2]\n"), "exec: expected a mapping with name and value"),
+            (format!("{GOOD}    exec:\n      env:\n      - hunter2\n"), "exec: expected a mapping with name and value"),
             (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
             (format!("{GOOD}    token: abc\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n"), "keep only one"),
             (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
@@ -1127,7 +1122,7 @@ mod tests {
     fn exec_paths_and_env_resolve() {
         let dir = TempDir::new();
         let text = format!(
-            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: bin/plugin\n      args: [a, 2]\n      env: null\n      provideClusterInfo: true\n      installHint: |\n        get it\n"
+            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: bin/plugin\n      args:\n      - a\n      - 2\n      env: null\n      provideClusterInfo: true\n      installHint: get it\n"
         );
         let path = dir.write("config", &text);
         let c = load_file(&path, None).unwrap();
@@ -1137,7 +1132,7 @@ mod tests {
         assert_eq!(e.command, dir.0.join("bin/plugin").display().to_string());
         assert_eq!(e.args, ["a", "2"]);
         assert!(e.env.is_empty() && e.provide_cluster_info);
-        assert_eq!(e.install_hint.as_deref(), Some("get it\n"));
+        assert_eq!(e.install_hint.as_deref(), Some("get it"));
     }
 
     #[test]

@@ -149,8 +149,13 @@ pub fn client_config(
 }
 
 /// The chain of `cert_pem` (`what`) with the first key of `key_pem` (PKCS#1, PKCS#8 or SEC1),
-/// checked to belong together; an error names the half at fault and holds no key bytes.
-fn certified_key(what: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+/// checked to belong together; an error names the half at fault and holds no key bytes. `config`
+/// and `auth` check a kubeconfig's or an exec plugin's pair with it as they read it.
+pub(crate) fn certified_key(
+    what: &str,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, String> {
     let chain = certificates(cert_pem).map_err(|e| format!("{what}: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| format!("{what} key: no usable private key in PEM ({e})"))?;
