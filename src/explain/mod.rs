@@ -49,20 +49,13 @@ pub struct Config {
     pub address_types: Vec<String>,
 }
 
-const VALUE_FLAGS: [&str; 6] = [
-    "kubeconfig",
-    "context",
-    "namespace",
-    "o",
-    "output",
-    "address-type",
-];
-
 /// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
 pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
     // The one positional argument: not a flag, not a flag's value; `cli::parse` refuses a second.
+    let value_flags = cli::flags(HELP);
     let target = (0..args.len()).find(|&i| {
-        let after_value_flag = i > 0 && VALUE_FLAGS.contains(&args[i - 1].trim_start_matches('-'));
+        let after_value_flag =
+            i > 0 && value_flags.contains(&(args[i - 1].trim_start_matches('-'), true));
         !args[i].starts_with('-') && !after_value_flag
     });
     let mut flags = args.to_vec();
@@ -70,7 +63,7 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
     let mut namespace = "paperlb-system".to_string();
     let mut json = false;
     let mut address_types = Context::new("", "").address_types;
-    for arg in cli::parse(&flags, &VALUE_FLAGS, &[])? {
+    for arg in cli::parse(&flags, HELP)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
