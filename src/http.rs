@@ -657,7 +657,9 @@ mod tests {
         };
         let url = format!("https://{}/api/v1/lb", s.local_addr());
         let c = UpdaterClient::new(&url, auth, Timeouts::default()).unwrap();
-        assert!(c.list_json().unwrap()["backends"] == serde_json::json!([]));
+        let mut listed = 0;
+        c.list_each(|_| listed += 1).unwrap();
+        assert_eq!(listed, 0);
         // A client that never finishes the handshake is dropped at the request deadline; one that
         // speaks plain HTTP gets no HTTP answer.
         let (_, silent) = raw(&s, b"");
@@ -667,7 +669,7 @@ mod tests {
         let (code, _) = raw(&s, b"\x16\x03\x01\x00\x05hello");
         assert_eq!(code, 0);
         // The server still serves afterwards.
-        assert!(c.list_json().is_ok());
+        assert!(c.list_each(|_| {}).is_ok());
     }
 
     #[test]

@@ -214,7 +214,10 @@ pub fn probe(host: &LbHost, auth: &Auth) -> Probe {
         .map_err(|e| Error::Config(format!("httpUpdaterURL {:?}: {e}", host.url)))?;
     let client =
         UpdaterClient::new(&endpoint, auth, timeouts).map_err(|e| Error::Config(e.to_string()))?;
-    client.list_json().map(|v| Listing::from_json(&v))
+    let mut backends = Vec::new();
+    let listed = client.list_each(|b| backends.push(b.request))?;
+    let version = listed.version;
+    Ok(Listing { backends, version })
 }
 
 #[cfg(test)]
