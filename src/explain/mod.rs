@@ -196,7 +196,6 @@ pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
         .collect();
     let served = hosts.iter().any(|h| h.served);
     steps::Report {
-        key: f.key.clone(),
         steps: cluster,
         hosts,
         served,
