@@ -106,12 +106,8 @@ impl Response {
     }
 
     /// `text/plain; charset=utf-8`.
-    pub fn text(status: u16, body: impl Into<String>) -> Response {
-        Response::new(
-            status,
-            "text/plain; charset=utf-8",
-            body.into().into_bytes(),
-        )
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", body)
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Response {
