@@ -131,7 +131,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         };
         // A host whose credentials the controller refuses, or whose Secret cannot be read, says
         // so in its own line.
-        let (_, auths) = gather::secrets(client, &cfg);
+        let auths = gather::secrets(client, &cfg);
         let hosts = gather::probe_hosts(&cfg, &auths);
         let ready = steps::Ready {
             cfg,
@@ -164,8 +164,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
     if let Some(cfg) = steps::to_read(&facts, &ctx) {
-        let (secrets, auths) = gather::secrets(&client, &cfg);
-        facts.secrets = secrets;
+        let auths = gather::secrets(&client, &cfg);
+        facts.secrets = auths.iter().map(|a| a.clone().map(|a| a.err())).collect();
         // The updaters only when the cluster side holds: the steps stop at its first failure.
         if steps::cluster_steps(&facts, &ctx, &mut Vec::new()).is_some() {
             facts.hosts = gather::probe_hosts(&cfg, &auths);
