@@ -47,7 +47,7 @@ pub struct Config {
 /// values main read.
 pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
     let mut namespace = "paperlb-system".to_string();
-    for arg in cli::parse(args, &["kubeconfig", "context", "namespace"], &[])? {
+    for arg in cli::parse(args, HELP)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),

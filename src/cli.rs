@@ -56,9 +56,32 @@ pub enum Arg {
     Help,
 }
 
-/// Splits `args` into flags. `takes_value` names the flags that need a value; `switches` the boolean
-/// ones (and `-v`). Anything else, and any positional argument, is a usage error.
-pub fn parse(args: &[String], takes_value: &[&str], switches: &[&str]) -> Result<Vec<Arg>, Usage> {
+/// The flags a command's `help` lists, each with whether it takes a value: a flag line starts
+/// with two spaces and a dash, then the flag's names (`--output`, `-o, --output`) and, for a flag
+/// that takes one, its value's name (`--output FORMAT`); a boolean flag is bare (`-v`) or
+/// `--name[=BOOL]`. `-h, --help` is left out: `parse` knows it.
+pub fn flags(help: &str) -> Vec<(&str, bool)> {
+    let mut out = Vec::new();
+    for line in help.lines().filter(|l| l.starts_with("  -")) {
+        // The first column ends at two spaces.
+        let column = line.trim_start().split("  ").next().unwrap_or_default();
+        let mut words = column.split(' ').peekable();
+        let mut names = Vec::new();
+        while let Some(w) = words.next_if(|w| w.starts_with('-')) {
+            let name = w.trim_start_matches('-').trim_end_matches(',');
+            names.push(name.split_once("[=").map_or(name, |(n, _)| n));
+        }
+        let takes_value = words.next().is_some();
+        let named = names.into_iter().filter(|n| !["h", "help"].contains(n));
+        out.extend(named.map(|n| (n, takes_value)));
+    }
+    out
+}
+
+/// Splits `args` into the flags `help` lists ([`flags`]). Anything else, and any positional
+/// argument, is a usage error.
+pub fn parse(args: &[String], help: &str) -> Result<Vec<Arg>, Usage> {
+    let known = flags(help);
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -76,22 +99,15 @@ pub fn parse(args: &[String], takes_value: &[&str], switches: &[&str]) -> Result
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
-        if takes_value.contains(&name) {
-            let value = match inline {
-                Some(v) => v,
-                None => it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| Usage(format!("flag --{name} needs a value")))?,
-            };
-            out.push(Arg::Value(name.to_string(), value));
-        } else if switches.contains(&name) {
-            match inline {
-                None => out.push(Arg::Switch(name.to_string())),
-                Some(v) => out.push(Arg::Value(name.to_string(), v)),
+        match (known.iter().find(|(n, _)| *n == name), inline) {
+            (None, _) => return Err(Usage(format!("unknown flag {a:?}"))),
+            (Some((_, false)), None) => out.push(Arg::Switch(name.to_string())),
+            (Some((_, true)), None) => {
+                let value = it.next().cloned();
+                let value = value.ok_or_else(|| Usage(format!("flag --{name} needs a value")))?;
+                out.push(Arg::Value(name.to_string(), value));
             }
-        } else {
-            return Err(Usage(format!("unknown flag {a:?}")));
+            (Some(_), Some(v)) => out.push(Arg::Value(name.to_string(), v)),
         }
     }
     Ok(out)
@@ -140,19 +156,64 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    /// A help text in the commands' layout: flags in the first column, a value's name after a
+    /// flag that takes one, the text after two spaces or on the next lines.
+    const HELP: &str = "\
+cmd: does things -a lot
+
+Flags:
+  --a N        text
+  -b, --bee ID text -not a flag
+  --x[=BOOL]   a switch
+  --long-flag-name VALUE
+               text -c
+  -v           a switch
+  -h, --help   this help
+";
+
+    #[test]
+    fn the_flags_are_those_the_help_lists() {
+        let want = [
+            ("a", true),
+            ("b", true),
+            ("bee", true),
+            ("x", false),
+            ("long-flag-name", true),
+            ("v", false),
+        ];
+        assert_eq!(flags(HELP), want);
+        // In the other commands' helps, every flag takes a value.
+        let values = |help| Vec::from_iter(flags(help).into_iter().map(|(n, v)| (v, n)));
+        let all = |names: &[&'static str]| Vec::from_iter(names.iter().map(|n| (true, *n)));
+        let cluster = ["kubeconfig", "context", "namespace"];
+        assert_eq!(values(crate::check::HELP), all(&cluster));
+        let explain = [&["o", "output"][..], &cluster, &["address-type"]].concat();
+        assert_eq!(values(crate::explain::HELP), all(&explain));
+        let updater = [
+            "listen",
+            "streams-dir",
+            "nginx-conf",
+            "nginx-bin",
+            "token-file",
+            "tls-cert",
+            "tls-key",
+            "allowed-ports",
+            "lb-address",
+            "proxy-timeout-default",
+            "proxy-connect-timeout-default",
+            "worker-shutdown-timeout",
+        ];
+        assert_eq!(values(crate::updater::cli::HELP), all(&updater));
+    }
+
     #[test]
     fn parses_both_value_forms_switches_and_help() {
-        let got = parse(
-            &s(&["--a", "1", "--b=2", "--x", "-h", "-v"]),
-            &["a", "b"],
-            &["x", "v"],
-        )
-        .unwrap();
+        let got = parse(&s(&["--a", "1", "--bee=2", "--x", "-h", "-v"]), HELP).unwrap();
         assert_eq!(
             got,
             vec![
                 Arg::Value("a".into(), "1".into()),
-                Arg::Value("b".into(), "2".into()),
+                Arg::Value("bee".into(), "2".into()),
                 Arg::Switch("x".into()),
                 Arg::Help,
                 Arg::Switch("v".into()),
@@ -178,19 +239,19 @@ mod tests {
     #[test]
     fn rejects_unknown_flags_positionals_and_missing_values() {
         assert!(
-            parse(&s(&["--nope"]), &["a"], &[])
+            parse(&s(&["--nope"]), HELP)
                 .unwrap_err()
                 .0
                 .contains("unknown flag")
         );
         assert!(
-            parse(&s(&["pos"]), &["a"], &[])
+            parse(&s(&["pos"]), HELP)
                 .unwrap_err()
                 .0
                 .contains("unexpected argument")
         );
         assert!(
-            parse(&s(&["--a"]), &["a"], &[])
+            parse(&s(&["--a"]), HELP)
                 .unwrap_err()
                 .0
                 .contains("needs a value")

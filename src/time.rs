@@ -8,30 +8,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `2024-05-01T10:00:08Z`
 pub fn rfc3339(t: SystemTime) -> String {
-    format_time(t, false)
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (days, rem) = (since.as_secs() / 86_400, since.as_secs() % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 /// `2024-05-01T10:00:08.123456Z`: the apiserver rejects any other number of fractional digits.
 pub fn micro_time(t: SystemTime) -> String {
-    format_time(t, true)
+    let us = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_micros());
+    format!("{}.{us:06}Z", rfc3339(t).trim_end_matches('Z'))
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
 pub fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn format_time(t: SystemTime, micros: bool) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let (days, rem) = (since.as_secs() / 86_400, since.as_secs() % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    let us = since.subsec_micros();
-    match micros {
-        true => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{us:06}Z"),
-        false => format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
-    }
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).

@@ -8,7 +8,6 @@ use crate::controller::decide::updater_auth::AuthProblem;
 use crate::model::{EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::updater::api::LbRequest;
 use serde::Serialize;
-use serde_json::Value;
 
 /// One read that failed: what was asked, the answer, and the permission it needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -38,25 +37,12 @@ pub type Read<T> = Result<T, ReadError>;
 /// 403), `Unsupported` (404, 405: no `GET`, the Go nginx-lb-updater), any other: refused.
 pub type Probe = Result<Listing, crate::updater::Error>;
 
+/// A `GET /api/v1/lb` answer as the controller's drift check reads it (`UpdaterClient::list_each`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Listing {
     /// As listed, with each upstream's `healthy` where the updater reports it.
     pub backends: Vec<LbRequest>,
     pub version: Option<String>,
-}
-
-impl Listing {
-    /// Reads a `GET /api/v1/lb` answer leniently: backends that do not decode are skipped.
-    pub fn from_json(v: &Value) -> Listing {
-        let backends = v.get("backends").and_then(Value::as_array);
-        Listing {
-            version: v.get("version").and_then(Value::as_str).map(str::to_string),
-            backends: (backends.into_iter().flatten())
-                // From text: the binary's one LbRequest decoder (a Value one would be a second).
-                .filter_map(|b| serde_json::from_str(&b.to_string()).ok())
-                .collect(),
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::facts::{EventLine, Facts, HostFact, Listing, Probe, Read, ReadError};
 use super::steps::{self, Auth};
 use crate::controller::Key;
-use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::run::secrets::SecretStore;
 use crate::kube::Error;
 use crate::kube::client::{
@@ -159,13 +158,10 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
 
 /// Each host's credentials for its updater call ([`Auth`], one per host, [`steps::auths`]: the
 /// controller's own check) from the Secrets `cfg` names, read here into the controller's own
-/// store; and, for the secrets step, each host's problem. A host naming a Secret that could not be
-/// read gets that read's error (it is not called); the others are checked as usual. The
-/// credentials never go into the facts (`ClientAuth`'s `Debug` redacts the token).
-pub fn secrets(
-    client: &Client,
-    cfg: &ValidConfig,
-) -> (Vec<Read<Option<AuthProblem>>>, Vec<Read<Auth>>) {
+/// store. A host naming a Secret that could not be read gets that read's error (it is not called);
+/// the others are checked as usual. The credentials never go into the facts (only each host's
+/// problem does, [`Facts::secrets`]; `ClientAuth`'s `Debug` redacts the token).
+pub fn secrets(client: &Client, cfg: &ValidConfig) -> Vec<Read<Auth>> {
     let wanted: BTreeSet<SecretRef> = cfg.all_refs().into_iter().collect();
     let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
     let mut store = SecretStore::default();
@@ -182,11 +178,9 @@ pub fn secrets(
         }
     }
     let unread_of = |refs: &AuthRefs| refs.refs().find_map(|r| unread.get(r.name.as_str()));
-    let auths: Vec<Read<Auth>> = (cfg.auths.iter().zip(steps::auths(cfg, &store)))
+    (cfg.auths.iter().zip(steps::auths(cfg, &store)))
         .map(|(refs, auth)| unread_of(refs).map_or(Ok(auth), |e| Err(e.clone())))
-        .collect();
-    let verdicts = auths.iter().map(|a| a.clone().map(|a| a.err()));
-    (verdicts.collect(), auths)
+        .collect()
 }
 
 /// Every host of `cfg` probed with its own credentials (`auths`, one per host, from [`secrets`]);
@@ -214,7 +208,10 @@ pub fn probe(host: &LbHost, auth: &Auth) -> Probe {
         .map_err(|e| Error::Config(format!("httpUpdaterURL {:?}: {e}", host.url)))?;
     let client =
         UpdaterClient::new(&endpoint, auth, timeouts).map_err(|e| Error::Config(e.to_string()))?;
-    client.list_json().map(|v| Listing::from_json(&v))
+    let mut backends = Vec::new();
+    let listed = client.list_each(|b| backends.push(b.request))?;
+    let version = listed.version;
+    Ok(Listing { backends, version })
 }
 
 #[cfg(test)]

@@ -49,20 +49,13 @@ pub struct Config {
     pub address_types: Vec<String>,
 }
 
-const VALUE_FLAGS: [&str; 6] = [
-    "kubeconfig",
-    "context",
-    "namespace",
-    "o",
-    "output",
-    "address-type",
-];
-
 /// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
 pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, Usage> {
     // The one positional argument: not a flag, not a flag's value; `cli::parse` refuses a second.
+    let value_flags = cli::flags(HELP);
     let target = (0..args.len()).find(|&i| {
-        let after_value_flag = i > 0 && VALUE_FLAGS.contains(&args[i - 1].trim_start_matches('-'));
+        let after_value_flag =
+            i > 0 && value_flags.contains(&(args[i - 1].trim_start_matches('-'), true));
         !args[i].starts_with('-') && !after_value_flag
     });
     let mut flags = args.to_vec();
@@ -70,7 +63,7 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
     let mut namespace = "paperlb-system".to_string();
     let mut json = false;
     let mut address_types = Context::new("", "").address_types;
-    for arg in cli::parse(&flags, &VALUE_FLAGS, &[])? {
+    for arg in cli::parse(&flags, HELP)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
@@ -138,7 +131,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
         };
         // A host whose credentials the controller refuses, or whose Secret cannot be read, says
         // so in its own line.
-        let (_, auths) = gather::secrets(client, &cfg);
+        let auths = gather::secrets(client, &cfg);
         let hosts = gather::probe_hosts(&cfg, &auths);
         let ready = steps::Ready {
             cfg,
@@ -171,8 +164,8 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     ctx.address_types = config.address_types.clone();
     let mut facts = gather::cluster(&client, &config.key, &config.namespace);
     if let Some(cfg) = steps::to_read(&facts, &ctx) {
-        let (secrets, auths) = gather::secrets(&client, &cfg);
-        facts.secrets = secrets;
+        let auths = gather::secrets(&client, &cfg);
+        facts.secrets = auths.iter().map(|a| a.clone().map(|a| a.err())).collect();
         // The updaters only when the cluster side holds: the steps stop at its first failure.
         if steps::cluster_steps(&facts, &ctx, &mut Vec::new()).is_some() {
             facts.hosts = gather::probe_hosts(&cfg, &auths);
@@ -203,7 +196,6 @@ pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
         .collect();
     let served = hosts.iter().any(|h| h.served);
     steps::Report {
-        key: f.key.clone(),
         steps: cluster,
         hosts,
         served,

@@ -31,7 +31,7 @@ fn step_lines(out: &mut String, indent: &str, steps: &[Step]) {
 pub fn text(r: &Report, f: &Facts) -> String {
     let (events, failed) = (f.events.as_deref().unwrap_or_default(), f.failed_reads());
     let mut out = String::new();
-    let _ = writeln!(out, "Service {}", r.key);
+    let _ = writeln!(out, "Service {}", f.key);
     step_lines(&mut out, "", &r.steps);
     for h in &r.hosts {
         let _ = writeln!(out, "host {} (updater {})", h.host.name, h.host.url);
@@ -67,7 +67,7 @@ pub fn json(r: &Report, f: &Facts) -> Value {
     json!({
         "kind": KIND,
         "version": SCHEMA_VERSION,
-        "service": {"namespace": r.key.namespace, "name": r.key.name},
+        "service": {"namespace": f.key.namespace, "name": f.key.name},
         "served": r.served,
         "steps": r.steps,
         "hosts": r.hosts,

@@ -95,7 +95,6 @@ pub struct HostReport {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    pub key: Key,
     pub steps: Vec<Step>,
     pub hosts: Vec<HostReport>,
     pub served: bool,

@@ -795,22 +795,33 @@ fn not_targets_agrees_with_the_controllers_targets() {
     }
 }
 
+/// The probe reads an updater's list with the controller's own decoder (the drift check's
+/// `list_each`): each upstream's health and the version as listed; a backend that does not decode
+/// makes the answer unreadable (`Decode`, the answering step's failure), as it does for the drift
+/// check, instead of being left out.
 #[test]
-fn listing_reads_health_and_version_leniently() {
-    let l = Listing::from_json(&json!({
-        "version": "0.1.0",
-        "backends": [
-            {"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
-             "upstreamServers": [{"host": "127.0.0.2", "port": 31000, "healthy": false}, {"host": "127.0.0.3", "port": 31000}]},
-            {"backendName": 7},
-        ],
-    }));
+fn the_probe_reads_health_and_version_as_the_drift_check_does() {
+    use crate::http::{Limits, Request, Response, Server};
+    let good = json!({"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+        "upstreamServers": [{"host": "127.0.0.2", "port": 31000, "healthy": false},
+                            {"host": "127.0.0.3", "port": 31000}]});
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(json!({})));
+    let served = answer.clone();
+    let server = Server::bind("127.0.0.1:0", Limits::default(), move |_: &Request| {
+        Response::json(200, &*served.lock().unwrap())
+    })
+    .unwrap();
+    let host = LbHost::unnamed("127.0.0.10", &format!("http://{}", server.local_addr()));
+    *answer.lock().unwrap() = json!({"version": "0.1.0", "backends": [good]});
+    let l = crate::explain::gather::probe(&host, &Ok(Default::default())).unwrap();
     assert_eq!(l.version.as_deref(), Some("0.1.0"));
-    assert_eq!(l.backends.len(), 1);
     let healthy: Vec<(&str, Option<bool>)> = (l.backends[0].upstream_servers.iter())
         .map(|u| (u.host.as_str(), u.health.healthy))
         .collect();
     assert_eq!(healthy, [("127.0.0.2", Some(false)), ("127.0.0.3", None)]);
+    *answer.lock().unwrap() = json!({"backends": [good, {"backendName": 7}]});
+    let e = crate::explain::gather::probe(&host, &Ok(Default::default())).unwrap_err();
+    assert!(matches!(e, Error::Decode { .. }), "{e:?}");
 }
 
 #[test]

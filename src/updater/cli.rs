@@ -51,24 +51,7 @@ Logging: RUST_LOG (default info).
 /// Parses the subcommand's flags (after `nginx-updater`) into the validated settings, once.
 /// `Ok(None)` means `--help` was asked for.
 pub fn parse(args: &[String]) -> Result<Option<Settings>, Usage> {
-    let flags = parse_args(
-        args,
-        &[
-            "listen",
-            "streams-dir",
-            "nginx-conf",
-            "nginx-bin",
-            "token-file",
-            "tls-cert",
-            "tls-key",
-            "allowed-ports",
-            "lb-address",
-            "proxy-timeout-default",
-            "proxy-connect-timeout-default",
-            "worker-shutdown-timeout",
-        ],
-        &[],
-    )?;
+    let flags = parse_args(args, HELP)?;
     let mut listen = None;
     let mut streams_dir = None;
     let mut nginx_conf = None;

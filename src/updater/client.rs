@@ -217,13 +217,6 @@ impl UpdaterClient {
         }
     }
 
-    /// `GET` as JSON, for readers that want fields `ListResponse` does not model (`paperlb
-    /// explain`: per-upstream health, the updater's version).
-    pub fn list_json(&self) -> Result<serde_json::Value, Error> {
-        let text = text_of(&mut self.get()?, MAX_LIST_RESPONSE).map_err(|e| self.transport(e))?;
-        serde_json::from_str(&text).map_err(|e| self.undecodable(e))
-    }
-
     /// `GET /healthz` beside the API (`…/api/v1/lb` → `…/healthz`): Ok while the host answers
     /// below 500 (the Go updater's 404 included: it is up); its own 503 (nginx broken) or no answer
     /// is an Err naming why.
