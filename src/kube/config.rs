@@ -1074,7 +1074,7 @@ mod tests {
             (format!("{GOOD}    auth-provider:\n      name: oidc\n      config:\n        id-token: secret-id-token\n"), "auth-provider \"oidc\" is not supported; use an exec"),
             (format!("{GOOD}    username: admin\n    password: hunter2\n"), "basic auth"),
             (format!("{GOOD}    exec: hunter2\n"), "exec: expected a mapping"),
-            (format!("{GOOD}    exec:\n      env:\n      - hunter2\n"), "exec: expected a mapping with name and value"),
+            (format!("{GOOD}    exec:\n      env: [hunter2]\n"), "exec: expected a mapping with name and value"),
             (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
             (format!("{GOOD}    token: abc\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n"), "keep only one"),
             (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
@@ -1122,7 +1122,7 @@ mod tests {
     fn exec_paths_and_env_resolve() {
         let dir = TempDir::new();
         let text = format!(
-            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: bin/plugin\n      args:\n      - a\n      - 2\n      env: null\n      provideClusterInfo: true\n      installHint: get it\n"
+            "{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: bin/plugin\n      args: [a, 2]\n      env: null\n      provideClusterInfo: true\n      installHint: |\n        get it\n"
         );
         let path = dir.write("config", &text);
         let c = load_file(&path, None).unwrap();
@@ -1132,7 +1132,7 @@ mod tests {
         assert_eq!(e.command, dir.0.join("bin/plugin").display().to_string());
         assert_eq!(e.args, ["a", "2"]);
         assert!(e.env.is_empty() && e.provide_cluster_info);
-        assert_eq!(e.install_hint.as_deref(), Some("get it"));
+        assert_eq!(e.install_hint.as_deref(), Some("get it\n"));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! Owns: what kubeconfigs contain (written by kubectl, k3s, kind, minikube, aws-cli, gcloud, or by
 //! hand after docs): block maps and sequences, plain and quoted scalars (single and double, with
 //! the escapes double quotes allow), `{}` and `[]`, comments, a leading `---`, CRLF, and JSON.
+//! Kept beyond that for manifests/ and the Go fixtures: one-line flow sequences of scalars
+//! (`required: [spec]`) and block scalars (`|`, `>`, with `-`/`+`: CRD descriptions, installHints).
 //! A plain scalar may go on over more-indented lines (gcloud wraps a GKE kubeconfig's long
-//! `installHint` so). manifests/ and the Go fixtures are written inside this subset. Must not: do
-//! I/O, or guess. Anything else (block scalars `|` and `>`, flow collections with entries
-//! `[a, b]` or `{k: v}`, anchors, aliases, tags, several documents, quoted scalars spanning lines,
-//! tabs as indentation, complex keys) is an error carrying the line number, never a wrong value.
+//! `installHint` so). Must not: do I/O, or guess. Anything else (anchors, aliases, tags, several
+//! documents, quoted scalars or flow collections spanning lines, `{k: v}`, nested flow, tabs as
+//! indentation, complex keys) is an error carrying the line number, never a wrong value.
 //! Pure: no I/O, no clock.
 //!
 //! Scalars resolve with YAML 1.2's core schema, narrowed to what kubeconfig needs: `null`/`~`/empty,
@@ -149,10 +150,6 @@ fn check_node_start(line: usize, text: &str) -> Result<()> {
         Some(c @ ('@' | '`' | '%')) => err(
             line,
             format!("a plain value cannot start with '{c}': quote it"),
-        ),
-        Some('|' | '>') => err(
-            line,
-            "block scalars ('|', '>') are not supported: quote the value",
         ),
         Some('?') if sep => err(line, "complex mapping keys ('? ') are not supported"),
         Some(':') if sep => err(line, "a mapping entry has an empty key"),
@@ -305,12 +302,15 @@ impl Parser<'_> {
         }
     }
 
-    /// A scalar, `{}` or `[]` starting at (`li`, `col`); a plain scalar may go on over later lines.
+    /// A scalar or flow node starting at (`li`, `col`): one line, except block scalars.
     fn inline(&mut self, li: usize, col: usize, parent: isize) -> Result<Value> {
         let no = li + 1;
         let rest = &self.lines[li][col..];
         check_node_start(no, rest)?;
         self.pos = li + 1;
+        if rest.starts_with(['|', '>']) {
+            return self.block_scalar(li, col, parent);
+        }
         if !rest.starts_with(['"', '\'', '[', '{']) {
             return self.plain(li, col, parent);
         }
@@ -343,6 +343,57 @@ impl Parser<'_> {
         }
         Ok(resolve_plain(&text))
     }
+
+    /// `|` or `>`, optionally followed by a chomping indicator (`-`, `+`).
+    fn block_scalar(&mut self, li: usize, col: usize, parent: isize) -> Result<Value> {
+        let header = &self.lines[li][col..];
+        let folded = header.starts_with('>');
+        let chomp = header[1..]
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '-' | '+'));
+        let rest = &header[1 + chomp.map_or(0, char::len_utf8)..];
+        if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return err(
+                li + 1,
+                "block scalar indentation indicators are not supported",
+            );
+        }
+        if !is_blank(rest) || !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+            return err(li + 1, "unexpected text after a block scalar indicator");
+        }
+        let mut content_indent: Option<usize> = None;
+        let mut lines: Vec<&str> = Vec::new();
+        let mut i = li + 1;
+        while let Some(&raw) = self.lines.get(i) {
+            let spaces = indent_of(raw);
+            if spaces == raw.len() {
+                lines.push(content_indent.and_then(|ci| raw.get(ci..)).unwrap_or(""));
+            } else {
+                let ci = *content_indent.get_or_insert(spaces);
+                if spaces < ci || spaces as isize <= parent {
+                    break;
+                }
+                lines.push(&raw[ci..]);
+            }
+            i += 1;
+        }
+        self.pos = i;
+        let blank_tail = lines.iter().rev().take_while(|l| l.is_empty()).count();
+        let (content, trailing) = lines.split_at(lines.len() - blank_tail);
+        let mut out = if folded {
+            fold_lines(content)
+        } else {
+            content.join("\n")
+        };
+        if chomp != Some('-') && !content.is_empty() {
+            out.push('\n');
+        }
+        if chomp == Some('+') {
+            out.push_str(&"\n".repeat(trailing.len()));
+        }
+        Ok(Value::String(out))
+    }
 }
 
 /// If `rest` is `key: ...`, the key and the offset just after the `:`.
@@ -350,7 +401,7 @@ fn split_key(no: usize, rest: &str) -> Result<Option<(String, usize)>> {
     check_node_start(no, rest)?;
     let (key, end) = match rest.chars().next() {
         Some('"' | '\'') => quoted(no, rest, 0)?,
-        Some('[' | '{') | None => return Ok(None),
+        Some('[' | '{' | '|' | '>') | None => return Ok(None),
         // A plain key ends at its first `: ` (or `:` at the end), unless a comment starts first.
         Some(_) => match plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':') {
             Some(i) => (rest[..i].trim_end().to_string(), i),
@@ -390,30 +441,67 @@ fn plain_line(no: usize, s: &str) -> Result<&str> {
     }
 }
 
-/// `{}` or `[]` (spaces allowed inside) at the start of `line`; the value and the byte after it.
+/// `{}`, `[]` or a flow sequence of scalars (`[spec]`, `["True", "False"]`) at the start of
+/// `line`; the value and the byte after it. It must close on the line it opens.
 fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
-    let j = skip_space(line, 1);
-    let (close, empty) = if line.starts_with('{') {
-        ('}', Value::Object(Map::new()))
-    } else {
-        (']', Value::Array(Vec::new()))
-    };
-    match line[j..].chars().next() {
-        Some(c) if c == close => Ok((empty, j + 1)),
-        None | Some('#') => err(
-            no,
-            "unterminated flow collection ('[' or '{' must close on its line)",
-        ),
-        _ => err(
-            no,
-            "flow collections with entries ([a, b], {k: v}) are not supported: use a block \
-             sequence or mapping",
-        ),
+    const UNCLOSED: &str = "unterminated flow collection ('[' or '{' must close on its line)";
+    let mut j = skip_space(line, 1);
+    if line.starts_with('{') {
+        return match line[j..].chars().next() {
+            Some('}') => Ok((Value::Object(Map::new()), j + 1)),
+            None | Some('#') => err(no, UNCLOSED),
+            _ => err(
+                no,
+                "flow mappings with entries ({k: v}) are not supported: use a block mapping",
+            ),
+        };
     }
+    let mut items = Vec::new();
+    while !line[j..].starts_with(']') {
+        let rest = &line[j..];
+        check_node_start(no, rest)?;
+        let (item, end) = match rest.chars().next() {
+            Some('"' | '\'') => {
+                let (s, end) = quoted(no, line, j)?;
+                (Value::String(s), end)
+            }
+            Some('[' | '{') => return err(no, "nested flow collections are not supported"),
+            Some(c @ ('|' | '>')) => {
+                return err(
+                    no,
+                    format!("block scalars ('{c}') cannot appear inside [ ]"),
+                );
+            }
+            None | Some('#') => return err(no, UNCLOSED),
+            _ if is_seq_entry(rest) => return err(no, "a block sequence item ('- ') inside [ ]"),
+            _ => {
+                let end = j + flow_plain_len(rest);
+                (resolve_plain(line[j..end].trim_end()), end)
+            }
+        };
+        items.push(item);
+        j = skip_space(line, end);
+        match line[j..].chars().next() {
+            Some(',') => j = skip_space(line, j + 1),
+            Some(']') => {}
+            Some(':') => return err(no, "'key: value' pairs inside [ ] are not supported"),
+            None | Some('#') => return err(no, UNCLOSED),
+            _ => return err(no, "expected ',' or ']'"),
+        }
+    }
+    Ok((Value::Array(items), j + 1))
 }
 
 fn skip_space(line: &str, i: usize) -> usize {
     i + line[i..].len() - line[i..].trim_start_matches([' ', '\t']).len()
+}
+
+/// Length of a plain scalar inside a flow collection: it ends at a flow indicator, `: `, ` #`.
+fn flow_plain_len(rest: &str) -> usize {
+    let b = rest.as_bytes();
+    let colon = |i: usize| b[i] == b':' && b.get(i + 1).is_none_or(|n| b" \t,[]{}".contains(n));
+    let stop = |i: usize| b",[]{}".contains(&b[i]) || colon(i) || comment_at(b, i);
+    (0..b.len()).find(|&i| stop(i)).unwrap_or(b.len())
 }
 
 /// A single- or double-quoted scalar at byte `i` of `line`; the text and the byte after it.
@@ -444,6 +532,31 @@ fn quoted(no: usize, line: &str, i: usize) -> Result<(String, usize)> {
         no,
         "unterminated quoted string (a quoted value must end on its line)",
     )
+}
+
+/// Fold `>` block scalar lines: a break between two text lines becomes a space, blank lines become
+/// newlines, and lines starting with a space keep their breaks.
+fn fold_lines(lines: &[&str]) -> String {
+    let mut out = String::new();
+    let mut blank = 0;
+    let mut prev_spaced = None;
+    for line in lines {
+        if line.is_empty() {
+            blank += 1;
+            continue;
+        }
+        let spaced = line.starts_with([' ', '\t']);
+        match prev_spaced {
+            None => out.push_str(&"\n".repeat(blank)),
+            Some(false) if !spaced && blank == 0 => out.push(' '),
+            Some(false) if !spaced => out.push_str(&"\n".repeat(blank)),
+            Some(_) => out.push_str(&"\n".repeat(blank + 1)),
+        }
+        out.push_str(line);
+        blank = 0;
+        prev_spaced = Some(spaced);
+    }
+    out
 }
 
 /// The character for the double-quoted escape `\e`, reading hex digits from `chars` as needed.
@@ -542,7 +655,7 @@ mod tests {
                 "a: b # c\n# d\ne: f #g\ng: h#i",
                 json!({"a": "b", "e": "f", "g": "h#i"}),
             ),
-            ("a: 'x' # c\nb: [] # c", json!({"a": "x", "b": []})),
+            ("a: 'x' # c\nb: [1, 2] # c", json!({"a": "x", "b": [1, 2]})),
             // quoting
             ("a: 'it''s: #x'", json!({"a": "it's: #x"})),
             (
@@ -569,7 +682,14 @@ mod tests {
             ),
             // flow collections
             ("a: {}\nb: []", json!({"a": {}, "b": []})),
-            ("a: [ ]\nb: { }", json!({"a": [], "b": {}})),
+            (
+                "args: [\"eks\", 'get-token', --x, 3]",
+                json!({"args": ["eks", "get-token", "--x", 3]}),
+            ),
+            (
+                "a: [ ]\nb: { }\nc: [x, ]",
+                json!({"a": [], "b": {}, "c": ["x"]}),
+            ),
             // plain scalars wrapped over more-indented lines (gcloud's installHint)
             (
                 "installHint: Install it by following\n  https://x.test/a#b\nk: v",
@@ -580,11 +700,29 @@ mod tests {
                 "just text\n  more\nand more",
                 json!("just text more and more"),
             ),
+            // block scalars
+            (
+                "h: |\n  line 1\n   line 2\n\nk: v",
+                json!({"h": "line 1\n line 2\n", "k": "v"}),
+            ),
+            ("h: |-\n  a\n  b\n\n", json!({"h": "a\nb"})),
+            ("h: |+\n  a\n\n\nk: v", json!({"h": "a\n\n\n", "k": "v"})),
+            (
+                "h: >\n  a\n  b\n\n  c\n    d\n  e\nk: v",
+                json!({"h": "a b\nc\n  d\ne\n", "k": "v"}),
+            ),
+            ("h: >-\n  a\n  b\n", json!({"h": "a b"})),
+            (
+                "h: | # c\n  # not a comment\n# a comment\nk: |\nz: 1",
+                json!({"h": "# not a comment\n", "k": "", "z": 1}),
+            ),
+            ("- |\n  a\n- b", json!(["a\n", "b"])),
             // JSON input
             (
                 "{\"apiVersion\": \"v1\", \"n\": 1.5, \"clusters\": []}",
                 json!({"apiVersion": "v1", "n": 1.5, "clusters": []}),
             ),
+            ("[1, \"two\"]", json!([1, "two"])),
         ];
         for (src, want) in cases {
             assert_eq!(ok(src), want, "input {src:?}");
@@ -598,7 +736,7 @@ mod tests {
             ("a: b\nc: *x", 2, "aliases"),
             ("a: !!str b", 1, "tags"),
             ("- !t b", 1, "tags"),
-            ("a: [&x b]", 1, "with entries"),
+            ("a: [&x b]", 1, "anchors"),
             ("a: b\n---\nc: d", 2, "several documents"),
             ("a: b\n...\n", 2, "'...'"),
             ("%YAML 1.2\n---\na: b", 1, "directives"),
@@ -607,17 +745,10 @@ mod tests {
             ("a:\n  b: c\n\t  d: e", 3, "tab"),
             ("-\tb", 1, "tab"),
             ("a: b\na: c", 2, "duplicate key"),
-            ("a: {x: 1}", 1, "with entries"),
-            ("  {a: b}", 1, "with entries"),
-            ("context: {cluster: c, user: u}", 1, "with entries"),
-            ("a: [x, [y]]", 1, "with entries"),
-            // flow sequences with entries and block scalars: manifests once used them, kubeconfigs do not
-            ("args: [\"eks\", 'get-token', --x, 3]", 1, "with entries"),
-            ("a: b\nc: [x, ]", 2, "with entries"),
-            ("[1, \"two\"]", 1, "with entries"),
-            ("h: |\n  line 1\nk: v", 1, "block scalars"),
-            ("h: >-\n  a\n  b\n", 1, "block scalars"),
-            ("- |\n  a\n- b", 1, "block scalars"),
+            ("a: {x: 1}", 1, "flow mappings"),
+            ("  {a: b}", 1, "flow mappings"),
+            ("context: {cluster: c, user: u}", 1, "flow mappings"),
+            ("a: [x, [y]]", 1, "nested flow"),
             ("a: b: c", 1, "': '"),
             ("a: b\n  c: d", 2, "indentation"),
             ("a:\n  b: 1\n    c: 2", 3, "indentation"),
@@ -638,19 +769,22 @@ mod tests {
             ("a: 'one\n  two'", 1, "unterminated quoted"),
             ("a: \"one \\\n  two\"", 1, "unterminated quoted"),
             ("args: [\n  a,\n]", 1, "unterminated flow"),
-            ("h: |2\n    a\n  b\n", 1, "block scalars"),
-            ("a: [1, 2\nb: c", 1, "with entries"),
-            ("a: [\n", 1, "unterminated flow"),
+            ("h: |2\n    a\n  b\n", 1, "indentation indicators"),
+            ("a: [1, 2\nb: c", 1, "unterminated flow"),
+            ("a: [1, 2\n", 1, "unterminated flow"),
             ("a: {", 1, "unterminated flow"),
-            ("a: [] d", 1, "after a value"),
+            ("a: [\"1\" 2]", 1, "expected ','"),
+            ("a: [1, , 2]", 1, "unexpected ','"),
+            ("a: [b: c]", 1, "pairs inside"),
+            ("a: [b] d", 1, "after a value"),
             ("a: 'x' y", 1, "after a value"),
             ("? a\n: b", 1, "complex"),
             (": b", 1, "empty key"),
             ("a: @x", 1, "'@'"),
-            ("a: |x\n  b", 1, "block scalars"),
-            ("a: [|, b]", 1, "with entries"),
+            ("a: |x\n  b", 1, "block scalar"),
+            ("a: [|, b]", 1, "block scalars"),
             ("a: ]", 1, "unexpected ']'"),
-            ("a: {[b]: c}", 1, "with entries"),
+            ("a: {[b]: c}", 1, "flow mappings"),
         ];
         for (src, line, needle) in cases {
             match parse(src) {

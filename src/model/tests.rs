@@ -326,11 +326,6 @@ fn crd(name: &str) -> String {
     .unwrap()
 }
 
-/// The text with every line trimmed, so a needle spanning lines does not depend on indentation.
-fn trimmed_lines(text: &str) -> String {
-    text.lines().map(str::trim).collect::<Vec<_>>().join("\n")
-}
-
 fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
@@ -402,14 +397,14 @@ fn loadbalancer_crd_has_columns_fields_and_descriptions() {
     assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
     for needle in [
         "name: loadbalancers.lb.paperlb.com",
-        "subresources:\nstatus: {}",
-        "required:\n- host\n- httpUpdater",
-        "enum:\n- TCP\n- UDP",
-        "enum:\n- PENDING\n- READY\n- DEGRADED\n- ERROR",
+        "subresources:\n      status: {}",
+        "required: [host, httpUpdater]",
+        "enum: [TCP, UDP]",
+        "enum: [PENDING, READY, DEGRADED, ERROR]",
         "x-kubernetes-validations:",
-        "x-kubernetes-list-map-keys:\n- type",
+        "x-kubernetes-list-map-keys: [type]",
     ] {
-        assert!(trimmed_lines(&text).contains(needle), "missing {needle:?}");
+        assert!(text.contains(needle), "missing {needle:?}");
     }
     // The Go project's fields are all still there.
     for field in [
@@ -441,14 +436,14 @@ fn config_crd_has_columns_fields_and_descriptions() {
     assert_eq!(undocumented_nodes(&text), Vec::<usize>::new());
     for needle in [
         "name: loadbalancerconfigs.lb.paperlb.com",
-        "required:\n- portRange",
+        "required: [portRange]",
         "maxItems: 16",
         "pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'",
-        "required:\n- low\n- high",
+        "required: [low, high]",
         "rule: self.low <= self.high",
         "maximum: 65535",
     ] {
-        assert!(trimmed_lines(&text).contains(needle), "missing {needle:?}");
+        assert!(text.contains(needle), "missing {needle:?}");
     }
     for field in [
         "default:",

@@ -129,7 +129,7 @@ fn exec_plugin_runs_once_until_a_401() {
         ),
     )
     .unwrap();
-    let user = "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args:\n      - plugin.sh\n".to_string();
+    let user = "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/sh\n      args: [\"plugin.sh\"]\n".to_string();
     let kc = kubeconfig(&api, &dir.0, &api.ca_pem(), &user);
     // The plugin runs with the kubeconfig's directory as a relative base only for commands with '/':
     // pass the script by absolute path.
