@@ -90,6 +90,14 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
             // The LoadBalancer's status is then the only word on it.
             return Some(ready.status.phase.as_deref() == Some(crate::model::PHASE_READY));
         }
+        Err(Error::Decode { detail, .. }) => {
+            let message = format!(
+                "updater {url} answers GET /api/v1/lb with a list paperlb cannot read: {detail}"
+            );
+            let fix = "run the same paperlb version as the controller on the LB host (paperlb nginx-updater --version)";
+            check(steps, "answering", fail(message, fix.to_string()));
+            return None;
+        }
         Err(e) => {
             let (code, message) = match e {
                 Error::Refused { code, message } => (*code, message.clone()),

@@ -506,6 +506,19 @@ fn each_diagnosis_stops_at_its_step() {
             "500: disk full",
         ),
         (
+            "updater list unreadable",
+            || {
+                let mut f = served_world();
+                f.hosts[0].probe = Ok(Err(Error::Decode {
+                    url: "http://127.0.0.1:3000/api/v1/lb".into(),
+                    detail: "missing field `backends`".into(),
+                }));
+                f
+            },
+            "answering",
+            "with a list paperlb cannot read: missing field `backends`",
+        ),
+        (
             "backend missing",
             || {
                 let mut f = served_world();

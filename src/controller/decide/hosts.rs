@@ -221,7 +221,9 @@ pub fn ingress(
     generation: Option<i64>,
     ctx: &Context,
 ) -> Vec<Ingress> {
-    let ports: Vec<PortStatus> = (spec.ports.iter())
+    let ports: Vec<PortStatus> = spec
+        .ports
+        .iter()
         .map(|p| PortStatus {
             port: i32::from(p.port),
             protocol: p.protocol.as_str().to_string(),
