@@ -2,19 +2,10 @@
 //! updater with different tokens (one wrong): each config's Services are pushed with that
 //! config's token, whichever of the two sorts first.
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::harness::{Controller, LB_HOST, World, wait_for};
 use crate::lbhost::LbHost;
-
-fn secret(w: &World, name: &str, token: &str) {
-    let data = base64::engine::general_purpose::STANDARD.encode(token);
-    let obj = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": "paperlb-system"}, "type": "Opaque",
-        "data": {"token": data}});
-    w.api.apply("secrets", obj).expect("apply secret");
-}
 
 fn config(w: &World, name: &str, url: &str, secret: &str, (low, high): (u16, u16)) {
     let obj = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
@@ -50,8 +41,8 @@ fn two_configs_on_one_updater_each_push_with_their_own_token() {
     for (right, wrong) in [("a-edge", "b-edge"), ("b-edge", "a-edge")] {
         let host = LbHost::start_with_token(Some("tok-right"));
         let w = World::new("credentials");
-        secret(&w, "right-token", "tok-right");
-        secret(&w, "wrong-token", "tok-wrong");
+        w.secret("right-token", "token", "tok-right");
+        w.secret("wrong-token", "token", "tok-wrong");
         config(&w, right, &host.url(), "right-token", (8650, 8654));
         config(&w, wrong, &host.url(), "wrong-token", (8655, 8659));
         service(&w, "good", right);

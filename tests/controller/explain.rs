@@ -249,14 +249,7 @@ fn an_unreachable_updater_is_named() {
 
     // An https updater whose CA Secret holds no certificate: no call can be made at all (the
     // controller's own check refuses the CA: UpdaterAuth=False, InvalidCA).
-    w.api
-        .create(
-            "secrets",
-            json!({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "updater-ca", "namespace": "paperlb-system"},
-                   "data": {"ca.crt": "bm90IGEgY2VydGlmaWNhdGU="}}),
-        )
-        .expect("create Secret");
+    w.secret("updater-ca", "ca.crt", "not a certificate");
     let https = format!("https://127.0.0.1:{port}");
     config(
         &w,
@@ -439,14 +432,7 @@ fn an_updater_that_wants_a_token_the_config_does_not_name() {
     assert!(!out.contains("s3cret-token"));
     // With the token in a referenced Secret, explain gets further, and never prints the token; the
     // controller sends that token, so the Service ends up served.
-    w.api
-        .create(
-            "secrets",
-            json!({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "updater-token", "namespace": "paperlb-system"},
-                   "data": {"token": "czNjcmV0LXRva2Vu"}}),
-        )
-        .expect("create Secret");
+    w.secret("updater-token", "token", "s3cret-token");
     config(
         &w,
         json!({"spec": {"httpUpdaterURL": format!("http://{}", host.addr()),
@@ -810,14 +796,7 @@ fn check_reports_each_configs_host() {
     assert!(!out.contains("other-token"), "{out}");
 
     // Each host of a config is probed with its own credentials: `b` with its token, `a` without.
-    w.api
-        .create(
-            "secrets",
-            json!({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "b-token", "namespace": "paperlb-system"},
-                   "data": {"token": "b3RoZXItdG9rZW4="}}),
-        )
-        .expect("create Secret");
+    w.secret("b-token", "token", "other-token");
     let b = json!({"name": "b", "host": "127.0.0.13", "httpUpdaterURL": format!("http://{}", locked.addr()),
                    "updaterTokenSecretRef": {"name": "b-token"}});
     w.api

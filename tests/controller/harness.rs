@@ -312,6 +312,15 @@ pub struct World {
 pub const LB_HOST: &str = "127.0.0.10";
 
 impl World {
+    /// Applies Secret `name` in the controller's namespace, its `key` holding `value`.
+    pub fn secret(&self, name: &str, key: &str, value: &str) {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(value);
+        let obj = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": "paperlb-system"}, "data": {key: data}});
+        self.api.apply("secrets", obj).expect("apply secret");
+    }
+
     pub fn new(tag: &str) -> World {
         World::with_options(tag, FakeOptions::default())
     }

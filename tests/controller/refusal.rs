@@ -5,21 +5,12 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::harness::{Controller, LB_HOST, World, wait_for};
 use crate::lbhost::{LbHost, lb_port, serves};
 use crate::support::backends::Backend;
 use crate::support::fake_api::certs::Ca;
-
-fn ca_secret(w: &World, pem: &str) {
-    let data = base64::engine::general_purpose::STANDARD.encode(pem);
-    let obj = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "updater-ca", "namespace": "paperlb-system"}, "type": "Opaque",
-        "data": {"ca.crt": data}});
-    w.api.apply("secrets", obj).expect("apply secret");
-}
 
 fn auth_condition(w: &World) -> Option<Value> {
     let lb = w.lb("web")?;
@@ -36,7 +27,7 @@ fn a_refused_certificate_is_a_condition_and_one_event_and_the_host_stays_in_the_
     let (cert, key) = right.server_pem();
     let host = LbHost::start_tls((&cert, &key));
     let w = World::new("refusal");
-    ca_secret(&w, &right.cert_pem);
+    w.secret("updater-ca", "ca.crt", &right.cert_pem);
     let cfg = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
         "metadata": {"name": "edge", "namespace": "paperlb-system"},
         "spec": {"default": true, "portRange": {"low": 8660, "high": 8669},
@@ -63,7 +54,7 @@ fn a_refused_certificate_is_a_condition_and_one_event_and_the_host_stays_in_the_
     wait_for("traffic", || serves(port));
 
     // The CA Secret rotated to the wrong CA: the updater still answers, its certificate is refused.
-    ca_secret(&w, &wrong.cert_pem);
+    w.secret("updater-ca", "ca.crt", &wrong.cert_pem);
     wait_for("UpdaterAuth=False CertificateRefused", || {
         auth_condition(&w)
             .is_some_and(|c| c["status"] == "False" && c["reason"] == "CertificateRefused")

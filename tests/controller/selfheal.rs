@@ -11,7 +11,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use paperlb::updater::api::{LbRequest, Upstream};
 use serde_json::{Value, json};
 
@@ -19,16 +18,6 @@ use crate::harness::{Controller, LB_HOST, World, wait_for};
 use crate::lbhost::{LbHost, lb_port, serves};
 use crate::metrics::{free_port, metrics_addr, scrape, val};
 use crate::support::backends::Backend;
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-fn secret(w: &World, name: &str, data: Value) {
-    let obj = json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": "paperlb-system"}, "type": "Opaque", "data": data});
-    w.api.apply("secrets", obj).expect("apply secret");
-}
 
 /// Points the harness's default config `edge` at `url` with this range and extra spec fields.
 fn config(w: &World, url: &str, (low, high): (u16, u16), extra: Value) {
@@ -79,7 +68,7 @@ fn events_with_reason(w: &World, reason: &str) -> Vec<Value> {
 fn secret_token_is_sent_and_a_rotation_is_followed() {
     let host = LbHost::start_with_token(Some("tok-one"));
     let w = World::new("selfheal-token");
-    secret(&w, "lb-token", json!({"token": b64("tok-one\n")}));
+    w.secret("lb-token", "token", "tok-one\n");
     config(
         &w,
         &host.url(),
@@ -103,7 +92,7 @@ fn secret_token_is_sent_and_a_rotation_is_followed() {
         host.backends(Some("tok-one"))
             .is_err_and(|e| e.is_unauthorized())
     });
-    secret(&w, "lb-token", json!({"token": b64("tok-two")}));
+    w.secret("lb-token", "token", "tok-two");
     w.exclude("node-b", true);
     wait_for("the new targets applied with the rotated token", || {
         w.ready("web")
@@ -149,7 +138,7 @@ fn missing_secret_sets_a_condition_and_an_event_and_sends_nothing() {
     assert!(host.names(Some("tok-one")).is_empty());
 
     // The Secret appears: the controller picks it up without a restart.
-    secret(&w, "absent", json!({"t": b64("tok-one")}));
+    w.secret("absent", "t", "tok-one");
     wait_for("READY once the Secret exists", || w.ready("web"));
     wait_for("UpdaterAuth=True", || {
         condition(&w, "web", "UpdaterAuth").is_some_and(|c| c["status"] == "True")
