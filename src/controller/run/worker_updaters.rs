@@ -62,16 +62,17 @@ impl Worker {
         url: &str,
     ) -> Result<Arc<UpdaterClient>, AuthProblem> {
         let id = (config.to_string(), url.to_string());
-        let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
-            reason: "ClientSetup",
-            message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
-        })?;
         let client = self.auth_for(config, url).and_then(|auth| {
             if let Some((built_with, c)) = self.auth.clients.get(&id)
                 && *built_with == auth
             {
                 return Ok(c.clone());
             }
+            // Parsed when a client is built, not on every call.
+            let endpoint = updater_endpoint(url).map_err(|e| AuthProblem {
+                reason: "ClientSetup",
+                message: format!("updater URL {}: {e}", crate::model::url::redacted(url)),
+            })?;
             let c =
                 UpdaterClient::new(&endpoint, auth.clone(), Timeouts::default()).map_err(|e| {
                     let who = self
