@@ -123,6 +123,7 @@ fn a_node_whose_nodeport_hangs_is_drained_by_the_check_while_it_stays_in_the_con
         tcp_ident(port).as_deref() == Some("node-b")
     });
     let posts = host.requests("POST");
+    let workers_before = host.nginx.accepting_workers();
 
     // node-b: NotReady, its NodePort and its health endpoint hang.
     drop(node_b);
@@ -154,13 +155,30 @@ fn a_node_whose_nodeport_hangs_is_drained_by_the_check_while_it_stays_in_the_con
             .flatten()
             .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|c| c.contains(&marked)))
     });
-    // Drained: once the reload is in, every connection reaches node-a (one sent to node-b would
-    // hang, then read None).
-    wait_for("four connections in a row to node-a", || {
-        (0..4).all(|_| tcp_ident(port).as_deref() == Some("node-a"))
+    // Drained: once the reload is in (no worker from before it accepts), every connection
+    // reaches node-a (one sent to node-b would hang, then read None).
+    wait_for("the workers from before the reload stop accepting", || {
+        let now = host.nginx.accepting_workers();
+        !now.is_empty() && now.is_disjoint(&workers_before)
     });
+    // What the updater, nginx's files and its error log showed, for a failure to explain itself.
+    let seen = || {
+        let files: Vec<String> = std::fs::read_dir(&host.nginx.streams)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .collect();
+        let log = std::fs::read_to_string(&host.nginx.error_log).unwrap_or_default();
+        let posts = host.requests("POST");
+        format!(
+            "b: {:?}, POSTs {posts}, files {files:?}, error log {log}",
+            b_state()
+        )
+    };
     for i in 0..8 {
-        assert_eq!(tcp_ident(port).as_deref(), Some("node-a"), "connection {i}");
+        let got = tcp_ident(port);
+        assert_eq!(got.as_deref(), Some("node-a"), "connection {i}: {}", seen());
     }
     wait_for("the status shows it", || {
         w.lb("web")

@@ -47,7 +47,7 @@ fn local_service_scaled_to_zero_keeps_its_port_and_traffic_resumes_by_itself() {
     let cfg = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
         "metadata": {"name": "edge", "namespace": "paperlb-system"},
         "spec": {"default": true, "httpUpdaterURL": host.url(), "host": LB_HOST,
-            "portRange": {"low": 8640, "high": 8649}}});
+            "portRange": {"low": 8740, "high": 8749}}});
     w.api.apply("loadbalancerconfigs", cfg).expect("config");
     w.api
         .apply(

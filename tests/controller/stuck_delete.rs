@@ -16,7 +16,7 @@ fn a_namespace_is_not_held_by_an_updater_gone_for_good_and_the_stray_goes_when_i
     let cfg = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
         "metadata": {"name": "edge", "namespace": "paperlb-system"},
         "spec": {"default": true, "httpUpdaterURL": host.url(), "host": LB_HOST,
-            "portRange": {"low": 8680, "high": 8689}, "healthCheck": {"type": "none"}}});
+            "portRange": {"low": 8700, "high": 8709}, "healthCheck": {"type": "none"}}});
     w.api.apply("loadbalancerconfigs", cfg).expect("config");
     w.api
         .create(

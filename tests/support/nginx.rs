@@ -104,6 +104,21 @@ impl Nginx {
             .ok()
     }
 
+    /// The workers that accept connections: the master's children, less those shutting down after
+    /// a reload (nginx sets that title as it closes their listening sockets). For a reload to count
+    /// as done, wait until none of the workers seen before it is left here: for at least 100 ms
+    /// after a reload the old worker and the new one both accept.
+    pub fn accepting_workers(&self) -> BTreeSet<u32> {
+        let Some(master) = self.master_pid() else {
+            return BTreeSet::new();
+        };
+        let title = |pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let shutting = |t: &[u8]| t.windows(13).any(|w| w == b"shutting down");
+        (children(master).into_iter())
+            .filter(|&pid| !shutting(&title(pid)))
+            .collect()
+    }
+
     /// Stops nginx (TERM to the master, then KILL to anything left, workers included).
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
