@@ -114,6 +114,11 @@ impl Tracked {
     fn serves(&self, b: &Backend) -> bool {
         self.backend.upstreams == b.upstreams && b.health_check.as_ref() == Some(&self.check)
     }
+
+    /// The probe state of upstream `u`, if this backend has it.
+    fn up(&self, u: &(Host, u16)) -> Option<&UpState> {
+        Some(&self.ups[self.backend.upstreams.iter().position(|x| x == u)?])
+    }
 }
 
 /// The tracked backends; a probe in flight is counted where it is marked (`UpState::in_flight`),
@@ -196,13 +201,17 @@ impl Health {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The upstreams to render `down` for `b`: the current verdicts if `b` has the same upstreams
-    /// and check as the tracked backend, else none (a new upstream set starts healthy).
+    /// The upstreams to render `down` for `b`: the verdicts of the upstreams it shares with the
+    /// tracked backend under the same check (as `committed` keeps their tallies); an upstream new
+    /// to it, or under a new check, starts healthy.
     pub fn down_for(&self, b: &Backend) -> BTreeSet<usize> {
-        match self.lock().backends.get(&b.name) {
-            Some(t) if t.serves(b) => effective_down(&t.healthy()).0,
-            _ => BTreeSet::new(),
-        }
+        let s = self.lock();
+        let t = s
+            .backends
+            .get(&b.name)
+            .filter(|t| b.health_check.as_ref() == Some(&t.check));
+        let healthy = |u| t.and_then(|t| t.up(u)).is_none_or(|st| st.tally.healthy);
+        effective_down(&b.upstreams.iter().map(healthy).collect::<Vec<_>>()).0
     }
 
     /// After `b` was committed (or read back at start, with its file's down marks): track it,
@@ -224,10 +233,7 @@ impl Health {
         let soon = now + Duration::from_secs(check.interval_seconds);
         // Upstreams the backend still has keep their tallies if the check is the same.
         let kept = old.filter(|o| o.check == check);
-        let was = |u| {
-            let o = kept.as_ref()?;
-            Some(&o.ups[o.backend.upstreams.iter().position(|x| x == u)?])
-        };
+        let was = |u| kept.as_ref()?.up(u);
         let fresh = (Tally::default(), None, now);
         let ups = (b.upstreams.iter())
             // A result for the old generation is dropped; probe again soon.
@@ -514,6 +520,32 @@ mod tests {
             );
             h.removed("b");
         }
+    }
+
+    /// A node joins a backend whose other node fails its check: the render of the new upstream
+    /// set keeps that node `down` (it must not take traffic until its next probe says so again).
+    #[test]
+    fn an_upstream_set_that_changes_keeps_the_verdicts_of_the_upstreams_it_keeps() {
+        let body = r#"{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+            "upstreamServers": [{"host": "127.0.0.2", "port": 1}, {"host": "127.0.0.3", "port": 1}],
+            "healthCheck": {"type": "tcp", "unhealthyThreshold": 1}}"#;
+        let req: crate::updater::api::LbRequest = serde_json::from_str(body).unwrap();
+        let policy = crate::updater::validate::Policy::default();
+        let two = crate::updater::validate::backend(&req, &policy).unwrap();
+        let h = Health::new(&Registry::new());
+        h.committed(&two);
+        let due = h.take_due(Instant::now()).0;
+        let b = due.iter().find(|p| p.index == 1).unwrap();
+        h.record(b, false, &|_| {});
+        assert_eq!(h.down_for(&two), BTreeSet::from([1]));
+        // 127.0.0.4 joins ahead of them: 127.0.0.3 is now the third upstream, still down.
+        let mut three = two.clone();
+        three.upstreams.insert(0, (Host::V4([127, 0, 0, 4].into()), 1));
+        assert_eq!(h.down_for(&three), BTreeSet::from([2]));
+        // Under another check every upstream starts healthy.
+        let mut rechecked = three.clone();
+        rechecked.health_check.as_mut().unwrap().interval_seconds += 1;
+        assert_eq!(h.down_for(&rechecked), BTreeSet::new());
     }
 
     #[test]
