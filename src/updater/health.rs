@@ -540,7 +540,9 @@ mod tests {
         assert_eq!(h.down_for(&two), BTreeSet::from([1]));
         // 127.0.0.4 joins ahead of them: 127.0.0.3 is now the third upstream, still down.
         let mut three = two.clone();
-        three.upstreams.insert(0, (Host::V4([127, 0, 0, 4].into()), 1));
+        three
+            .upstreams
+            .insert(0, (Host::V4([127, 0, 0, 4].into()), 1));
         assert_eq!(h.down_for(&three), BTreeSet::from([2]));
         // Under another check every upstream starts healthy.
         let mut rechecked = three.clone();

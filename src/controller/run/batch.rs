@@ -179,12 +179,23 @@ pub struct Io<'a> {
 }
 
 impl Io<'_> {
-    /// One call `op` to updater `url`, counted; `slot`: within [`PER_UPDATER`] on the pool.
+    /// Whether the plan's leadership term still holds.
+    fn leading(&self) -> bool {
+        self.s.leadership.is_leader() && self.s.term.load(Ordering::SeqCst) == self.term
+    }
+
+    /// On the pool, a slot for a call to `url` (within [`PER_UPDATER`]). Waiting for one can
+    /// outlast the term, so leadership is checked again before the call is sent.
+    fn slot<'b>(&'b self, url: &'b str) -> Result<Option<Slot<'b>>, Stop> {
+        let slot = self.pooled.then(|| self.s.slots.take(url));
+        self.leading().then_some(slot).ok_or(Stop::NotLeader)
+    }
+
+    /// One call `op` to updater `url`, counted.
     fn call(
         &self,
         op: &str,
         url: &str,
-        slot: bool,
         f: impl FnOnce(&UpdaterClient) -> Result<(), crate::updater::Error>,
     ) -> Result<(), CallError> {
         let client = match self.updaters.get(url) {
@@ -197,7 +208,6 @@ impl Io<'_> {
                 }));
             }
         };
-        let _slot = (slot && self.pooled).then(|| self.s.slots.take(url));
         let started = Instant::now();
         let result = f(client).map_err(CallError::Call);
         (self.s.stats).updater_call(op, result.is_ok(), started.elapsed());
@@ -260,7 +270,7 @@ pub fn run(io: &Io, plan: &Plan, events: &[Option<Event>]) -> Outcome {
     let mut answers = Vec::with_capacity(plan.actions.len());
     let mut index = 0;
     while index < plan.actions.len() {
-        if !io.s.leadership.is_leader() || io.s.term.load(Ordering::SeqCst) != io.term {
+        if !io.leading() {
             return (answers, Err(Stop::NotLeader));
         }
         let rest = &plan.actions[index..];
@@ -357,7 +367,8 @@ pub fn execute_action(
             url,
             request: r,
         } => {
-            io.call("apply", url, true, |c| c.apply(r))
+            let _slot = io.slot(url)?;
+            io.call("apply", url, |c| c.apply(r))
                 .map_err(|error| Stop::Updater { index, error })?;
             log::info!(
                 "applied backend={} port={}/{} targets={} updater={url} key={key}",
@@ -374,7 +385,8 @@ pub fn execute_action(
             backend_name,
             best_effort,
         } => {
-            match io.call("delete", url, true, |c| c.delete(backend_name)) {
+            let _slot = io.slot(url)?;
+            match io.call("delete", url, |c| c.delete(backend_name)) {
                 Ok(()) => log::info!("deleted backend={backend_name} updater={url} key={key}"),
                 Err(error) if *best_effort => log::warn!(
                     "could not delete backend={backend_name} from updater={url}, a host \
@@ -389,10 +401,8 @@ pub fn execute_action(
             // No slot: a check's repairs are bounded by `resync::PARALLEL`, and no reconcile runs
             // beside them (see `Worker::repairing`).
             let result = match repair {
-                Repair::Create(r) | Repair::Update(r) => {
-                    io.call("apply", url, false, |c| c.apply(r))
-                }
-                Repair::Delete(name) => io.call("delete", url, false, |c| c.delete(name)),
+                Repair::Create(r) | Repair::Update(r) => io.call("apply", url, |c| c.apply(r)),
+                Repair::Delete(name) => io.call("delete", url, |c| c.delete(name)),
             };
             if let Err(e) = result {
                 return Ok(Answer::Failed(e));
@@ -676,6 +686,36 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    /// A pool call that waited for an updater slot while leadership changed hands is not sent:
+    /// the plan stops as `NotLeader` (the next leader decides again). Sent, it would be refused
+    /// (nothing listens on port 1) and stop as `Updater`.
+    #[test]
+    fn a_call_that_waited_for_a_slot_is_not_sent_in_a_later_term() {
+        let config = crate::kube::testutil::config("http://127.0.0.1:1");
+        let client = Client::new(&config, Default::default()).unwrap();
+        let leadership = Leadership::always();
+        let stats = Arc::new(Stats::new(Arc::default(), leadership.clone()));
+        let term = Arc::new(AtomicU64::new(1));
+        let pool = Pool::new(client, term.clone(), stats, leadership, |_| {});
+        let url = "http://127.0.0.1:1";
+        let timeouts = crate::updater::client::Timeouts::default();
+        let updater = UpdaterClient::new(url, Default::default(), timeouts).unwrap();
+        let updaters = Clients::from([(url.to_string(), Ok(Arc::new(updater)))]);
+        let io = Io {
+            s: &pool.shared,
+            updaters: &updaters,
+            term: 1,
+            pooled: true,
+        };
+        let held: Vec<Slot> = (0..PER_UPDATER).map(|_| io.s.slots.take(url)).collect();
+        std::thread::scope(|scope| {
+            let call = scope.spawn(|| execute_action(&io, 0, &apply(), &[]));
+            term.fetch_add(1, Ordering::SeqCst);
+            drop(held);
+            assert!(matches!(call.join(), Ok(Err(Stop::NotLeader))));
+        });
     }
 
     #[test]
