@@ -211,7 +211,12 @@ impl Health {
             .get(&b.name)
             .filter(|t| b.health_check.as_ref() == Some(&t.check));
         let healthy = |u| t.and_then(|t| t.up(u)).is_none_or(|st| st.tally.healthy);
-        effective_down(&b.upstreams.iter().map(healthy).collect::<Vec<_>>()).0
+        // The same set is read by index, as `record` reads it (an upstream listed twice has two).
+        let now = match t {
+            Some(t) if t.serves(b) => t.healthy(),
+            _ => b.upstreams.iter().map(healthy).collect(),
+        };
+        effective_down(&now).0
     }
 
     /// After `b` was committed (or read back at start, with its file's down marks): track it,
@@ -535,8 +540,8 @@ mod tests {
         let h = Health::new(&Registry::new());
         h.committed(&two);
         let due = h.take_due(Instant::now()).0;
-        let b = due.iter().find(|p| p.index == 1).unwrap();
-        h.record(b, false, &|_| {});
+        let probe = due.iter().find(|p| p.index == 1).unwrap();
+        h.record(probe, false, &|_| {});
         assert_eq!(h.down_for(&two), BTreeSet::from([1]));
         // 127.0.0.4 joins ahead of them: 127.0.0.3 is now the third upstream, still down.
         let mut three = two.clone();

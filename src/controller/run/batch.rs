@@ -188,7 +188,10 @@ impl Io<'_> {
     /// outlast the term, so leadership is checked again before the call is sent.
     fn slot<'b>(&'b self, url: &'b str) -> Result<Option<Slot<'b>>, Stop> {
         let slot = self.pooled.then(|| self.s.slots.take(url));
-        self.leading().then_some(slot).ok_or(Stop::NotLeader)
+        if !self.leading() {
+            return Err(Stop::NotLeader);
+        }
+        Ok(slot)
     }
 
     /// One call `op` to updater `url`, counted.
@@ -325,7 +328,7 @@ fn all_at_once(
         loop {
             let i = next.fetch_add(1, Ordering::SeqCst);
             let Some(action) = actions.get(i) else { break };
-            let result = if i == 0 || io.s.leadership.is_leader() {
+            let result = if i == 0 || io.leading() {
                 execute_action(io, first + i, action, events)
             } else {
                 Err(Stop::NotLeader)
@@ -712,6 +715,8 @@ mod tests {
         let held: Vec<Slot> = (0..PER_UPDATER).map(|_| io.s.slots.take(url)).collect();
         std::thread::scope(|scope| {
             let call = scope.spawn(|| execute_action(&io, 0, &apply(), &[]));
+            // Most likely waiting for a slot by then (the outcome is the same if not yet).
+            std::thread::sleep(std::time::Duration::from_millis(50));
             term.fetch_add(1, Ordering::SeqCst);
             drop(held);
             assert!(matches!(call.join(), Ok(Err(Stop::NotLeader))));
