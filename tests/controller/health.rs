@@ -124,6 +124,7 @@ fn a_node_whose_nodeport_hangs_is_drained_by_the_check_while_it_stays_in_the_con
     });
     let posts = host.requests("POST");
     let workers_before = host.nginx.accepting_workers();
+    assert!(!workers_before.is_empty(), "nginx has a worker");
 
     // node-b: NotReady, its NodePort and its health endpoint hang.
     drop(node_b);
@@ -170,9 +171,9 @@ fn a_node_whose_nodeport_hangs_is_drained_by_the_check_while_it_stays_in_the_con
             .filter_map(|e| std::fs::read_to_string(e.path()).ok())
             .collect();
         let log = std::fs::read_to_string(&host.nginx.error_log).unwrap_or_default();
-        let posts = host.requests("POST");
+        let posts_now = host.requests("POST");
         format!(
-            "b: {:?}, POSTs {posts}, files {files:?}, error log {log}",
+            "b: {:?}, POSTs {posts_now}, files {files:?}, error log {log}",
             b_state()
         )
     };

@@ -112,10 +112,13 @@ impl Nginx {
         let Some(master) = self.master_pid() else {
             return BTreeSet::new();
         };
-        let title = |pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let shutting = |t: &[u8]| t.windows(13).any(|w| w == b"shutting down");
-        (children(master).into_iter())
-            .filter(|&pid| !shutting(&title(pid)))
+        let shutting = |pid| {
+            let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&title).contains("shutting down")
+        };
+        children(master)
+            .into_iter()
+            .filter(|&pid| !shutting(pid))
             .collect()
     }
 
