@@ -239,10 +239,23 @@ impl Health {
         // Upstreams the backend still has keep their tallies if the check is the same.
         let kept = old.filter(|o| o.check == check);
         let was = |u| kept.as_ref()?.up(u);
-        let fresh = (Tally::default(), None, now);
-        let ups = (b.upstreams.iter())
+        // A new upstream starts healthy; one read back at start with a down mark stays down until
+        // it passes a single probe (the first result of another upstream must not let it back).
+        let marked = Tally {
+            healthy: false,
+            fails: 0,
+            oks: check.healthy_threshold.saturating_sub(1),
+        };
+        let ups = b
+            .upstreams
+            .iter()
+            .enumerate()
             // A result for the old generation is dropped; probe again soon.
-            .map(|u| was(u).map_or(fresh, |st| (st.tally, st.last_check, st.due.min(soon))))
+            .map(|(i, u)| match was(u) {
+                Some(st) => (st.tally, st.last_check, st.due.min(soon)),
+                None if b.down.contains(&i) => (marked, None, now),
+                None => (Tally::default(), None, now),
+            })
             .map(|(tally, last_check, due)| UpState {
                 tally,
                 last_check,
@@ -553,6 +566,35 @@ mod tests {
         let mut rechecked = three.clone();
         rechecked.health_check.as_mut().unwrap().interval_seconds += 1;
         assert_eq!(h.down_for(&rechecked), BTreeSet::new());
+    }
+
+    /// Read back at start with a down mark: the first result of another upstream keeps the mark,
+    /// a failure of the marked one keeps it too, and a first pass of the marked one takes it away.
+    #[test]
+    fn a_down_mark_read_back_at_start_stays_until_that_upstream_passes() {
+        let body = r#"{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
+            "upstreamServers": [{"host": "127.0.0.2", "port": 1}, {"host": "127.0.0.3", "port": 1}],
+            "healthCheck": {"type": "tcp", "unhealthyThreshold": 2, "healthyThreshold": 3}}"#;
+        let req: crate::updater::api::LbRequest = serde_json::from_str(body).unwrap();
+        let policy = crate::updater::validate::Policy::default();
+        let mut on_disk = crate::updater::validate::backend(&req, &policy).unwrap();
+        on_disk.down = BTreeSet::from([1]);
+        let restarted = || {
+            let h = Health::new(&Registry::new());
+            h.committed(&on_disk);
+            let due = h.take_due(Instant::now()).0;
+            assert_eq!(due.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 1]);
+            (h, due)
+        };
+        let (h, due) = restarted();
+        h.record(&due[0], true, &|_| panic!("no re-render: the mark stands"));
+        h.record(&due[1], false, &|_| panic!("no re-render: still failing"));
+        assert_eq!(h.down_for(&on_disk), BTreeSet::from([1]));
+        let (h, due) = restarted();
+        let rendered = std::cell::Cell::new(false);
+        h.record(&due[1], true, &|_| rendered.set(true));
+        assert!(rendered.get(), "one pass re-renders");
+        assert_eq!(h.down_for(&on_disk), BTreeSet::new(), "without the mark");
     }
 
     #[test]

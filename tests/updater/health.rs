@@ -214,8 +214,8 @@ fn tcp_check_takes_a_dead_upstream_out_brings_it_back_and_fails_open() {
 }
 
 /// Verdicts are not kept over a restart: the new updater checks the backends it finds on disk
-/// from scratch (healthy until they fail) and renders each one's marks again at its first verdict,
-/// so a down mark the last one wrote goes once the upstream passes a single probe.
+/// from scratch (healthy until they fail), except that an upstream the last one marked down stays
+/// down until it passes a single probe.
 #[test]
 fn a_restarted_updater_checks_the_backends_on_disk_and_renders_their_marks_again() {
     let mut env = Env::start(Options::default());
@@ -231,7 +231,7 @@ fn a_restarted_updater_checks_the_backends_on_disk_and_renders_their_marks_again
     );
     let marked = || std::fs::read_to_string(&file).is_ok_and(|c| c.contains(&down));
     assert!(wait_until(PATIENCE, marked));
-    // Back, but 100 passes short of healthy for this updater; the next one starts from healthy.
+    // Back, but 100 passes short of healthy for this updater; the next one needs one pass.
     let _s3 = Server::start("127.0.0.3", p3, say_ident, "b3");
     env.restart_updater();
     assert!(wait_until(PATIENCE, || !marked()), "the down mark stayed");
