@@ -274,6 +274,18 @@ impl Health {
         s.backends.insert(b.name.clone(), t);
     }
 
+    /// A re-render of `b` failed: its file still has the `on_disk` marks.
+    pub fn not_rendered(&self, b: &Backend, on_disk: BTreeSet<usize>) {
+        if let Some(t) = self
+            .lock()
+            .backends
+            .get_mut(&b.name)
+            .filter(|t| t.serves(b))
+        {
+            t.backend.down = on_disk;
+        }
+    }
+
     /// The backend was deleted: its checks stop (results still in flight are dropped).
     pub fn removed(&self, name: &str) {
         self.lock().backends.remove(name);

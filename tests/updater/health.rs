@@ -238,6 +238,35 @@ fn a_restarted_updater_checks_the_backends_on_disk_and_renders_their_marks_again
     assert_eq!(healthy_flags(&env, "default_rs"), [Some(true), Some(true)]);
 }
 
+/// A verdict whose re-render nginx refuses is rendered at a later result once nginx takes it
+/// again; it must not count as rendered and wait for the upstream to flip twice.
+#[test]
+fn a_verdict_nginx_refused_to_render_is_rendered_once_nginx_takes_it() {
+    let env = Env::start(Options::default());
+    let (p2, p3) = (port_on("127.0.0.2"), port_on("127.0.0.3"));
+    let _s2 = Server::start("127.0.0.2", p2, say_ident, "b2");
+    let s3 = Server::start("127.0.0.3", p3, say_ident, "b3");
+    let check = r#""healthCheck":{"type":"tcp","intervalSeconds":1,"unhealthyThreshold":1,"healthyThreshold":1}"#;
+    let ups = [("127.0.0.2", p2), ("127.0.0.3", p3)];
+    let (code, resp) = env.post(&body("default_rr", free_port(), "TCP", &ups, check));
+    assert_eq!(code, 200, "{resp}");
+    env.wrapper.set("fail-test", true);
+    let refused = || env.metric("paperlb_updater_nginx_tests_total{result=\"failed\"}");
+    drop(s3);
+    let flipped = wait_until(PATIENCE, || {
+        healthy_flags(&env, "default_rr") == [Some(true), Some(false)] && refused() >= 1.0
+    });
+    assert!(flipped, "the verdict and a refused re-render");
+    env.wrapper.set("fail-test", false);
+    let down = format!("server 127.0.0.3:{p3} down;");
+    let file = env.conf_file("default_rr");
+    let marked = || std::fs::read_to_string(&file).is_ok_and(|c| c.contains(&down));
+    assert!(
+        wait_until(PATIENCE, marked),
+        "the verdict was never rendered"
+    );
+}
+
 #[test]
 fn http_check_honours_path_and_status() {
     let env = Env::start(Options::default());
