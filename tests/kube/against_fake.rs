@@ -338,7 +338,7 @@ fn watcher_view_equals_server_after_churn_with_dropped_streams() {
                 .to_string()
         };
         match msg {
-            WatchMsg::Restarted(items) => {
+            WatchMsg::Restarted(items, _) => {
                 view.clear();
                 for o in items {
                     assert!(

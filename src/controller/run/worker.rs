@@ -315,16 +315,20 @@ impl Worker {
 
     fn handle(&mut self, ev: Event) {
         let affected = match ev {
-            Event::Services(m) => match fresh(&mut self.awaiting_services, m, |s| &s.metadata) {
-                Some(m) => self.watch_msg(
-                    Kind::Services,
-                    m,
-                    Cache::replace_services,
-                    Cache::apply_service,
-                    |c, s| c.delete_service(&Key::of(&s.metadata)),
-                ),
-                None => Affected::new(),
-            },
+            Event::Services(m) => {
+                match fresh(&mut self.awaiting_services, &self.cache.services, m, |s| {
+                    &s.metadata
+                }) {
+                    Some(m) => self.watch_msg(
+                        Kind::Services,
+                        m,
+                        Cache::replace_services,
+                        Cache::apply_service,
+                        |c, s| c.delete_service(&Key::of(&s.metadata)),
+                    ),
+                    None => Affected::new(),
+                }
+            }
             Event::Nodes(m) => self.watch_msg(
                 Kind::Nodes,
                 m,
@@ -332,19 +336,23 @@ impl Worker {
                 Cache::apply_node,
                 |c, n| c.delete_node(&n.metadata.name),
             ),
-            Event::LoadBalancers(m) => match fresh(&mut self.awaiting_lbs, m, |l| &l.metadata) {
-                Some(m) => self.watch_msg(
-                    Kind::LoadBalancers,
-                    m,
-                    Cache::replace_load_balancers,
-                    Cache::apply_load_balancer,
-                    |c, l| c.delete_load_balancer(&Key::of(&l.metadata)),
-                ),
-                None => Affected::new(),
-            },
+            Event::LoadBalancers(m) => {
+                match fresh(&mut self.awaiting_lbs, &self.cache.load_balancers, m, |l| {
+                    &l.metadata
+                }) {
+                    Some(m) => self.watch_msg(
+                        Kind::LoadBalancers,
+                        m,
+                        Cache::replace_load_balancers,
+                        Cache::apply_load_balancer,
+                        |c, l| c.delete_load_balancer(&Key::of(&l.metadata)),
+                    ),
+                    None => Affected::new(),
+                }
+            }
             Event::Configs(m) => {
                 let changed = match &m {
-                    WatchMsg::Restarted(items) => &items[..],
+                    WatchMsg::Restarted(items, _) => &items[..],
                     WatchMsg::Applied(c) | WatchMsg::Deleted(c) => std::slice::from_ref(c),
                 };
                 changed
@@ -414,7 +422,7 @@ impl Worker {
         delete: fn(&mut Cache, &T) -> Affected,
     ) -> Affected {
         match msg {
-            WatchMsg::Restarted(items) => {
+            WatchMsg::Restarted(items, _) => {
                 let affected = replace(&mut self.cache, items);
                 self.note_synced(kind).unwrap_or(affected)
             }
@@ -923,7 +931,7 @@ fn accept(
     old: Option<&crate::model::ObjectMeta>,
     new: &crate::model::ObjectMeta,
 ) -> bool {
-    let version = |m: &crate::model::ObjectMeta| m.resource_version.parse::<u64>().ok();
+    let version = |m: &crate::model::ObjectMeta| version(&m.resource_version);
     if let Some((cached, answer)) = old.and_then(version).zip(version(new))
         && answer < cached
     {
@@ -945,14 +953,17 @@ fn same_meta(old: &crate::model::ObjectMeta, new: &crate::model::ObjectMeta) -> 
     old == *new
 }
 
-/// The watch message, or None when it is an update older than our own write. A relist (the server's
-/// current state) or a DELETED event ends every wait it covers.
-fn fresh<T>(
+/// The watch message, or None when it is an update older than our own write. A DELETED event ends
+/// its key's wait, a relist every wait it covers; a write of ours newer than the list stays as
+/// answered (`cached`) and awaited, as the watch from the list's version brings it: else the relist
+/// would roll it back, and a port our create holds would be free to give to another Service.
+fn fresh<T: Clone>(
     awaiting: &mut BTreeMap<Key, Awaiting>,
-    msg: WatchMsg<T>,
+    cached: &BTreeMap<Key, Box<T>>,
+    mut msg: WatchMsg<T>,
     meta: fn(&T) -> &crate::model::ObjectMeta,
 ) -> Option<WatchMsg<T>> {
-    match &msg {
+    match &mut msg {
         WatchMsg::Applied(obj) => {
             let m = meta(obj);
             let key = Key::of(m);
@@ -970,7 +981,68 @@ fn fresh<T>(
         WatchMsg::Deleted(obj) => {
             awaiting.remove(&Key::of(meta(obj)));
         }
-        WatchMsg::Restarted(_) => awaiting.clear(),
+        WatchMsg::Restarted(items, listed) => {
+            let newer = |rv: &str| version(rv).zip(version(listed)).is_some_and(|(a, l)| a > l);
+            awaiting.retain(|_, a| matches!(a, Awaiting::Version(rv) if newer(rv)));
+            items.retain(|i| !awaiting.contains_key(&Key::of(meta(i))));
+            items.extend(
+                awaiting
+                    .keys()
+                    .filter_map(|k| Some((**cached.get(k)?).clone())),
+            );
+        }
     }
     Some(msg)
+}
+
+/// A resourceVersion as a number (etcd revisions are decimal; any other is never compared).
+fn version(rv: &str) -> Option<u64> {
+    rv.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LoadBalancer;
+
+    fn lb(name: &str, rv: &str) -> LoadBalancer {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": "ns", "name": name, "resourceVersion": rv},
+            "spec": {"host": "h", "port": 8101, "protocol": "TCP",
+                "ports": [{"name": "", "port": 8101, "protocol": "TCP"}]},
+        }))
+        .unwrap()
+    }
+
+    /// A relist older than our create's answer keeps the answer (and its port) in the cache and
+    /// awaits it from the watch; a relist at or past our write ends the wait and is taken whole.
+    #[test]
+    fn a_relist_older_than_our_write_does_not_roll_it_back() {
+        let mut cache = Cache::new();
+        let mut awaiting = BTreeMap::new();
+        let (k, j) = (Key::new("ns", "k"), Key::new("ns", "j"));
+        cache.apply_load_balancer(lb("k", "300"));
+        awaiting.insert(k.clone(), Awaiting::Version("300".into()));
+        awaiting.insert(j.clone(), Awaiting::Deleted("uid".into()));
+        let relist = WatchMsg::Restarted(vec![lb("k", "250")], "290".into());
+        let meta: fn(&LoadBalancer) -> &crate::model::ObjectMeta = |l| &l.metadata;
+        let Some(WatchMsg::Restarted(items, _)) =
+            fresh(&mut awaiting, &cache.load_balancers, relist, meta)
+        else {
+            panic!("a relist passes");
+        };
+        let versions: Vec<&str> = items
+            .iter()
+            .map(|l| l.metadata.resource_version.as_str())
+            .collect();
+        assert_eq!(versions, ["300"]);
+        assert_eq!(awaiting.keys().collect::<Vec<_>>(), [&k]);
+        cache.replace_load_balancers(items);
+        assert_eq!(cache.load_balancers[&k].metadata.resource_version, "300");
+
+        let relist = WatchMsg::Restarted(vec![], "300".into());
+        let out = fresh(&mut awaiting, &cache.load_balancers, relist, meta);
+        assert_eq!(out, Some(WatchMsg::Restarted(vec![], "300".into())));
+        assert!(awaiting.is_empty());
+    }
 }

@@ -189,7 +189,7 @@ impl Worker {
     pub(super) fn secrets_changed(&mut self, m: WatchMsg<Secret>) -> Affected {
         let mut affected = Affected::new();
         let changed: BTreeSet<String> = match m {
-            WatchMsg::Restarted(items) => {
+            WatchMsg::Restarted(items, _) => {
                 affected = self.note_synced(Kind::Secrets).unwrap_or_default();
                 self.auth.secrets.replace(items, &self.auth.wanted)
             }

@@ -207,8 +207,9 @@ impl Machine {
                 let log = format!("{verb} {}: {n} objects", self.name);
                 self.synced = true;
                 self.forbidden_logged = false;
-                let mut step = Step::to(self.watch_from(list.resource_version));
-                step.msgs.push(WatchMsg::Restarted(list.items));
+                let mut step = Step::to(self.watch_from(list.resource_version.clone()));
+                step.msgs
+                    .push(WatchMsg::Restarted(list.items, list.resource_version));
                 step.log(log::Level::Info, log)
             }
             (
@@ -457,7 +458,7 @@ mod tests {
         );
         assert_eq!(
             steps[0].msgs,
-            vec![WatchMsg::Restarted(vec![("web", "90")])]
+            vec![WatchMsg::Restarted(vec![("web", "90")], "100".into())]
         );
         assert!(m.synced());
         assert_eq!(watch_rv(&steps[0].action), "100");
@@ -520,7 +521,7 @@ mod tests {
         );
         assert_eq!(
             steps[3].msgs,
-            vec![WatchMsg::Restarted(vec![("dns", "95")])]
+            vec![WatchMsg::Restarted(vec![("dns", "95")], "300".into())]
         );
         assert_eq!(watch_rv(&steps[3].action), "300");
     }
@@ -540,7 +541,10 @@ mod tests {
             ],
         );
         assert_eq!(steps[1].action, Action::List);
-        assert_eq!(steps[2].msgs, vec![WatchMsg::Restarted(vec![])]);
+        assert_eq!(
+            steps[2].msgs,
+            vec![WatchMsg::Restarted(vec![], "200".into())]
+        );
     }
 
     #[test]

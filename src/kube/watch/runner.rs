@@ -95,8 +95,8 @@ type Decode = fn(&str) -> serde_json::Result<Object>;
 fn unerase<T: 'static>(msg: WatchMsg<Object>) -> Option<WatchMsg<T>> {
     let t = |o: Object| o.downcast::<T>().ok().map(|b| *b);
     Some(match msg {
-        WatchMsg::Restarted(items) => {
-            WatchMsg::Restarted(items.into_iter().filter_map(t).collect())
+        WatchMsg::Restarted(items, rv) => {
+            WatchMsg::Restarted(items.into_iter().filter_map(t).collect(), rv)
         }
         WatchMsg::Applied(o) => WatchMsg::Applied(t(o)?),
         WatchMsg::Deleted(o) => WatchMsg::Deleted(t(o)?),
@@ -230,7 +230,7 @@ mod tests {
     fn names(msg: &WatchMsg<serde_json::Value>) -> String {
         let name = |v: &serde_json::Value| v["metadata"]["name"].as_str().unwrap_or("").to_string();
         match msg {
-            WatchMsg::Restarted(items) => {
+            WatchMsg::Restarted(items, _) => {
                 format!(
                     "restarted[{}]",
                     items.iter().map(name).collect::<Vec<_>>().join(",")

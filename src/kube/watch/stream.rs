@@ -16,8 +16,9 @@ use crate::kube::{ApiStatus, Error};
 /// What a watcher tells its consumer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchMsg<T> {
-    /// A full snapshot from a (re)list: everything not in it is gone. The first one means synced.
-    Restarted(Vec<T>),
+    /// A full snapshot from a (re)list at its resourceVersion: everything not in it is gone. The
+    /// first one means synced.
+    Restarted(Vec<T>, String),
     /// Added or modified.
     Applied(T),
     /// Deleted (the last state, at the delete's resourceVersion).
