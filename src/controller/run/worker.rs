@@ -236,8 +236,7 @@ impl Worker {
     pub fn run(mut self, rx: Receiver<Event>) {
         loop {
             // Nothing due: a wait without end (`recv_timeout` then waits as `recv` does).
-            let next = [self.next_deadline(), self.configs.next_deadline()];
-            let wait = (next.into_iter().flatten().min()).map_or(Duration::MAX, |at| {
+            let wait = self.next_deadline().map_or(Duration::MAX, |at| {
                 at.saturating_duration_since(Instant::now())
             });
             match rx.recv_timeout(wait) {
@@ -1012,6 +1011,41 @@ mod tests {
                 "ports": [{"name": "", "port": 8101, "protocol": "TCP"}]},
         }))
         .unwrap()
+    }
+
+    /// A key or config whose retry has fallen due is not a deadline while the worker cannot take it
+    /// (a standby, or repairs in flight): `run` would wake at once, again and again.
+    #[test]
+    fn keys_the_worker_cannot_take_set_no_deadline() {
+        let config = crate::kube::testutil::config("http://127.0.0.1:1");
+        let client = Client::new(&config, Default::default()).unwrap();
+        let flags = crate::controller::cli::parse(&[], Default::default(), "pod-a").unwrap();
+        let worker = |leadership: Arc<Leadership>| {
+            let stats = Arc::new(Stats::new(Arc::default(), leadership.clone()));
+            let (tx, _) = std::sync::mpsc::channel();
+            let config = flags.clone().unwrap();
+            let mut w = Worker::new(
+                client.clone(),
+                config,
+                leadership,
+                Arc::default(),
+                stats,
+                tx,
+            );
+            w.synced = [true; KINDS];
+            let past = Instant::now() - Duration::from_secs(5);
+            w.queue.add_rate_limited(Key::new("ns", "a"), past);
+            w.configs.add_rate_limited(Key::new("ns", "c"), past);
+            w
+        };
+        let standby = worker(Leadership::elected(Duration::from_secs(10)));
+        assert_eq!(standby.next_deadline(), None);
+        let mut repairing = worker(Leadership::always());
+        repairing.repairing = Some((1, "http://127.0.0.1:1".into()));
+        // The config's retry is still taken (its status is written while repairs run).
+        assert_eq!(repairing.next_deadline(), repairing.configs.next_deadline());
+        repairing.repairing = None;
+        assert!(repairing.next_deadline() <= repairing.queue.next_deadline());
     }
 
     /// A relist older than our create's answer keeps the answer (and its port) in the cache and

@@ -32,12 +32,15 @@ use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 impl Worker {
-    /// When `run` must wake: the next delayed key, or (while it may act on them) the next check.
+    /// When `run` must wake: the next delayed key or config, check, or host expiry, of those it may
+    /// act on now. A standby, a worker not yet synced and one waiting for a drift check's repairs
+    /// take no key, so a key's deadline then must not make `run` spin once it has passed; a new
+    /// term, the last sync and the repairs' answers each wake it.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        let queue = self.queue.next_deadline();
         if !self.all_synced() || !self.leadership.is_leader() {
-            return queue;
+            return None;
         }
+        let queue = self.repairing.is_none().then(|| self.queue.next_deadline());
         // Before the first checks are scheduled, the next pass schedules them. Checks wait for
         // the plans in flight and a check's repairs (their answers wake the worker): a check
         // due meanwhile must not make `run` spin.
@@ -46,10 +49,15 @@ impl Worker {
         } else {
             None
         };
-        [queue, checks, self.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            queue.flatten(),
+            self.configs.next_deadline(),
+            checks,
+            self.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The client for an `httpUpdaterURL` as written, with the credentials of config `config`
