@@ -389,6 +389,9 @@ impl Worker {
             }
             Event::Leadership(false) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
+                // Not ours to settle: re-sent in a later term, a create could take back a port
+                // another leader gave away meanwhile (that leader settled it from its own lists).
+                self.in_doubt.clear();
                 // Leave the gauges as of now rather than as of the last batch of work as leader.
                 self.stats.queue_depth.set(&[], self.queue.len() as f64);
                 self.stats.observe_cache(&self.cache);
@@ -1013,31 +1016,26 @@ mod tests {
         .unwrap()
     }
 
+    /// A synced worker with a key and a config whose retries fell due 5 s ago, and no API server.
+    fn worker(leadership: Arc<Leadership>) -> Worker {
+        let config = crate::kube::testutil::config("http://127.0.0.1:1");
+        let client = Client::new(&config, Default::default()).unwrap();
+        let flags = crate::controller::cli::parse(&[], Default::default(), "pod-a");
+        let stats = Arc::new(Stats::new(Arc::default(), leadership.clone()));
+        let (tx, _) = std::sync::mpsc::channel();
+        let config = flags.unwrap().unwrap();
+        let mut w = Worker::new(client, config, leadership, Arc::default(), stats, tx);
+        w.synced = [true; KINDS];
+        let past = Instant::now() - Duration::from_secs(5);
+        w.queue.add_rate_limited(Key::new("ns", "a"), past);
+        w.configs.add_rate_limited(Key::new("ns", "c"), past);
+        w
+    }
+
     /// A key or config whose retry has fallen due is not a deadline while the worker cannot take it
     /// (a standby, or repairs in flight): `run` would wake at once, again and again.
     #[test]
     fn keys_the_worker_cannot_take_set_no_deadline() {
-        let config = crate::kube::testutil::config("http://127.0.0.1:1");
-        let client = Client::new(&config, Default::default()).unwrap();
-        let flags = crate::controller::cli::parse(&[], Default::default(), "pod-a").unwrap();
-        let worker = |leadership: Arc<Leadership>| {
-            let stats = Arc::new(Stats::new(Arc::default(), leadership.clone()));
-            let (tx, _) = std::sync::mpsc::channel();
-            let config = flags.clone().unwrap();
-            let mut w = Worker::new(
-                client.clone(),
-                config,
-                leadership,
-                Arc::default(),
-                stats,
-                tx,
-            );
-            w.synced = [true; KINDS];
-            let past = Instant::now() - Duration::from_secs(5);
-            w.queue.add_rate_limited(Key::new("ns", "a"), past);
-            w.configs.add_rate_limited(Key::new("ns", "c"), past);
-            w
-        };
         let standby = worker(Leadership::elected(Duration::from_secs(10)));
         assert_eq!(standby.next_deadline(), None);
         let mut repairing = worker(Leadership::always());
@@ -1046,6 +1044,20 @@ mod tests {
         assert_eq!(repairing.next_deadline(), repairing.configs.next_deadline());
         repairing.repairing = None;
         assert!(repairing.next_deadline() <= repairing.queue.next_deadline());
+    }
+
+    /// A write left in doubt is not re-sent in a later term.
+    #[test]
+    fn leadership_lost_forgets_the_writes_in_doubt() {
+        let mut w = worker(Leadership::always());
+        let key = Key::new("ns", "k");
+        let create = Action::CreateLoadBalancer {
+            key: key.clone(),
+            object: serde_json::json!({}),
+        };
+        w.in_doubt.insert(key, create);
+        w.handle(Event::Leadership(false));
+        assert!(w.in_doubt.is_empty());
     }
 
     /// A relist older than our create's answer keeps the answer (and its port) in the cache and
