@@ -87,8 +87,9 @@ impl<K: Ord + Clone> Queue<K> {
         self.add_rate_limited_at_least(key, Duration::ZERO, now)
     }
 
-    /// As `add_rate_limited`, but not sooner than `at_least` (the server's Retry-After): a later
-    /// `add_after` cannot postpone a key already waiting, so the wait is decided here, once.
+    /// As `add_rate_limited`, but not sooner than `at_least` (the server's Retry-After, capped at
+    /// the longest backoff): a later `add_after` cannot postpone a key already waiting, so the wait
+    /// is decided here, once.
     pub fn add_rate_limited_at_least(
         &mut self,
         key: K,
@@ -96,7 +97,7 @@ impl<K: Ord + Clone> Queue<K> {
         now: Instant,
     ) -> Duration {
         let failures = self.failures.entry(key.clone()).or_insert(0);
-        let delay = backoff(self.base, self.max, *failures).max(at_least);
+        let delay = backoff(self.base, self.max, *failures).max(at_least.min(self.max));
         *failures = failures.saturating_add(1);
         self.add_after(key, delay, now);
         delay
@@ -175,6 +176,17 @@ pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Retry-After beyond the longest backoff (a proxy's day, or a number near u64::MAX that
+    /// would overflow the due time) waits the longest backoff.
+    #[test]
+    fn a_huge_retry_after_waits_the_longest_backoff() {
+        let mut q: Queue<u32> = Queue::with_backoff(Duration::from_millis(5), MAX_DELAY);
+        let now = Instant::now();
+        let delay = q.add_rate_limited_at_least(1, Duration::from_secs(u64::MAX), now);
+        assert_eq!(delay, MAX_DELAY);
+        assert_eq!(q.next_deadline(), Some(now + MAX_DELAY));
+    }
     use crate::controller::testutil::{Rng, shuffled};
 
     impl<K: Ord + Clone> Queue<K> {
