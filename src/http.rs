@@ -315,10 +315,11 @@ fn serve(
     let Some(drain) = drain else { return };
     let _ = sock.tcp.shutdown(Shutdown::Write);
     if drain {
-        // Read a little of what the client still sends, so closing does not reset the connection
-        // before it has read our answer.
-        let _ = sock.tcp.set_read_timeout(Some(Duration::from_millis(500)));
-        let _ = io::copy(&mut (&sock.tcp).take(4 * 1024 * 1024), &mut io::sink());
+        // Read a little of what the client still sends, for a second at most (a client trickling
+        // bytes must not keep its slot), so closing does not reset the connection before it has
+        // read our answer.
+        sock.deadline = Instant::now() + Duration::from_secs(1);
+        let _ = io::copy(&mut (&mut sock).take(4 * 1024 * 1024), &mut io::sink());
     }
 }
 
@@ -526,6 +527,25 @@ mod tests {
         let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
         (code, body)
+    }
+
+    /// A refused request whose client goes on trickling its body is closed within about a second
+    /// of the answer, not drained for as long as bytes come (each within the read timeout).
+    #[test]
+    fn a_trickling_client_is_not_drained_for_ever() {
+        let s = server(Limits::default());
+        let mut c = TcpStream::connect(s.local_addr()).unwrap();
+        c.write_all(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        assert_eq!(&head[9..], b"413");
+        // One byte every 100 ms for 10 s at most: a write fails once the server has closed.
+        let closed = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            c.write_all(b"x").is_err()
+        });
+        assert!(closed, "still drained after 10 s");
     }
 
     #[test]
