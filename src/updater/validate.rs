@@ -368,12 +368,13 @@ pub fn cidr(c: &str) -> Result<String, Error> {
     }
 }
 
-/// `[A-Za-z0-9_.-]{1,253}` not starting with `.`: safe as a file name and as an nginx token. The
+/// `[A-Za-z0-9_.-]{1,245}` not starting with `.`: safe as a file name and as an nginx token. The
 /// leading dot is refused (not only `.` and `..`) because nginx's `include dir/*.conf` glob skips
-/// hidden files: `.a` would be accepted, written and never served.
+/// hidden files: `.a` would be accepted, written and never served. 245: the temp file the name is
+/// written through, `.<name>.conf.tmp`, must fit a file name's 255 bytes.
 pub fn backend_name(name: &str) -> Result<(), Error> {
-    if !is_token(name, 253) || name.starts_with('.') {
-        let rule = "must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .";
+    if !is_token(name, 245) || name.starts_with('.') {
+        let rule = "must be 1-245 characters of A-Z a-z 0-9 _ . - not starting with .";
         return Err(Error::text("backendName", name, rule));
     }
     Ok(())
@@ -503,8 +504,8 @@ mod tests {
             ("a..", true),
             ("...", false),
             (".a", false),
-            (&"a".repeat(253), true),
-            (&"a".repeat(254), false),
+            (&"a".repeat(245), true),
+            (&"a".repeat(246), false),
             ("", false),
             (".", false),
             ("..", false),

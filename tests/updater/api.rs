@@ -107,6 +107,21 @@ fn oversize_malformed_and_misrouted_requests_get_json_errors() {
     }
 }
 
+/// The longest backend name is written and served; one character more is a 400 naming the field
+/// (written, its temp file's name would pass the file system's 255 bytes: a 500 for ever).
+#[test]
+fn the_longest_backend_name_is_written_and_a_longer_one_is_a_400() {
+    let env = Env::start(Options::default());
+    let longest = "a".repeat(245);
+    let up = [("127.0.0.2", 30080)];
+    let (code, resp) = env.post(&go_body(&longest, free_port(), "TCP", &up));
+    assert_eq!(code, 200, "{resp}");
+    assert!(env.conf_file(&longest).exists());
+    let (code, resp) = env.post(&go_body(&"a".repeat(246), free_port(), "TCP", &up));
+    assert_eq!(code, 400, "{resp}");
+    assert!(resp.contains("backendName"), "{resp}");
+}
+
 #[test]
 fn a_port_used_by_another_backend_with_the_same_protocol_is_a_conflict() {
     let env = Env::start(Options::default());
