@@ -358,7 +358,13 @@ impl Worker {
                     self.answer(job, Ok(outcome));
                 }
             }
-            Err(e) if !may_split || changes.len() == 1 => {
+            // nginx not running, or its binary not runnable, fails every change alike: no split
+            // (each change alone would run `nginx -t` again, and callers would wait minutes).
+            Err(e)
+                if !may_split
+                    || changes.len() == 1
+                    || matches!(e, Error::NotRunning(_) | Error::Run { .. }) =>
+            {
                 for (job, _) in changes {
                     self.answer(job, Err(e.clone()));
                 }

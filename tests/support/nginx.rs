@@ -196,6 +196,16 @@ impl Wrapper {
         }
     }
 
+    /// How many times nginx was asked to test its configuration (`-t`).
+    #[allow(dead_code)] // tests/controller includes this file without it
+    pub fn tests(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| format!(" {l} ").contains(" -t "))
+            .count()
+    }
+
     /// How many times nginx was asked to reload.
     pub fn reloads(&self) -> usize {
         std::fs::read_to_string(self.dir.join("calls.log"))

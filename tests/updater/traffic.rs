@@ -318,6 +318,36 @@ fn a_burst_of_concurrent_posts_all_land_with_far_fewer_reloads() {
     );
 }
 
+/// With nginx stopped, a batch fails alike for every change in it: it is answered whole, not
+/// tried again one change at a time (each try another `nginx -t`, callers waiting for all).
+#[test]
+fn a_batch_that_fails_because_nginx_is_down_is_not_split() {
+    let mut env = Env::start(Options::default());
+    env.nginx.stop();
+    // A slow `nginx -t` makes the requests pile up behind the first commit.
+    env.wrapper.set("slow-test", true);
+    let before = env.wrapper.tests();
+    let n = 8;
+    let addr = env.addr();
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let body = go_body(
+                &format!("down_{i}"),
+                free_port(),
+                "TCP",
+                &[("127.0.0.2", 1)],
+            );
+            std::thread::spawn(move || raw(addr, "POST", "/api/v1/lb", body.as_bytes(), &[]))
+        })
+        .collect();
+    for t in threads {
+        let (code, resp) = t.join().unwrap();
+        assert!(code >= 500, "{code} {resp}");
+    }
+    let tests = env.wrapper.tests() - before;
+    assert!(tests < n, "{tests} nginx -t runs for {n} requests");
+}
+
 #[test]
 fn one_bad_request_in_a_batch_is_refused_alone() {
     let env = Env::start(Options::default());
