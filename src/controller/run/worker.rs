@@ -981,7 +981,15 @@ fn fresh<T: Clone>(
             awaiting.remove(&key);
         }
         WatchMsg::Deleted(obj) => {
-            awaiting.remove(&Key::of(meta(obj)));
+            let m = meta(obj);
+            let key = Key::of(m);
+            // The delete of an earlier object of that name, after our create of the next one was
+            // answered: not the cached one's (its port would be free until its ADDED came).
+            if cached.get(&key).is_some_and(|c| meta(c).uid != m.uid) {
+                log::debug!("ignoring the delete of an earlier object key={key}");
+                return None;
+            }
+            awaiting.remove(&key);
         }
         WatchMsg::Restarted(items, listed) => {
             let newer = |rv: &str| version(rv).zip(version(listed)).is_some_and(|(a, l)| a > l);
@@ -1058,6 +1066,28 @@ mod tests {
         w.in_doubt.insert(key, create);
         w.handle(Event::Leadership(false));
         assert!(w.in_doubt.is_empty());
+    }
+
+    /// A DELETED event for an earlier object of the same name (deleted and made again, and our
+    /// create of the new one answered first) leaves the cached object alone.
+    #[test]
+    fn the_delete_of_an_earlier_object_of_that_name_is_ignored() {
+        let mut cache = Cache::new();
+        let mut awaiting = BTreeMap::new();
+        let with_uid = |uid: &str, rv: &str| {
+            let mut l = lb("k", rv);
+            l.metadata.uid = uid.into();
+            l
+        };
+        cache.apply_load_balancer(with_uid("u2", "300"));
+        let meta: fn(&LoadBalancer) -> &crate::model::ObjectMeta = |l| &l.metadata;
+        let earlier = WatchMsg::Deleted(with_uid("u1", "290"));
+        assert_eq!(
+            fresh(&mut awaiting, &cache.load_balancers, earlier, meta),
+            None
+        );
+        let this = WatchMsg::Deleted(with_uid("u2", "310"));
+        assert!(fresh(&mut awaiting, &cache.load_balancers, this, meta).is_some());
     }
 
     /// A relist older than our create's answer keeps the answer (and its port) in the cache and
