@@ -1097,6 +1097,19 @@ mod tests {
         assert!(err_text(missing).contains("/nonexistent/kubeconfig"));
     }
 
+    /// A hand-edited kubeconfig as docs write one: the context as a flow mapping.
+    #[test]
+    fn a_context_written_as_a_flow_mapping_loads() {
+        let text = GOOD.replace(
+            "  context:\n    cluster: c\n    user: u\n",
+            "  context: {cluster: c, user: u, namespace: team-a}\n",
+        );
+        assert_ne!(text, GOOD);
+        let c = load_text(&format!("{text}    token: t\n")).unwrap();
+        assert_eq!(c.server, "https://h:6443");
+        assert_eq!(c.namespace.as_deref(), Some("team-a"));
+    }
+
     #[test]
     fn gcloud_kubeconfig_with_a_wrapped_install_hint_loads() {
         // What `gcloud container clusters get-credentials` writes: the hint goes on over a second,

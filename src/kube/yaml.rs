@@ -3,13 +3,14 @@
 //!
 //! Owns: what kubeconfigs contain (written by kubectl, k3s, kind, minikube, aws-cli, gcloud, or by
 //! hand after docs): block maps and sequences, plain and quoted scalars (single and double, with
-//! the escapes double quotes allow), `{}` and `[]`, comments, a leading `---`, CRLF, and JSON.
-//! Kept beyond that for manifests/ and the Go fixtures: one-line flow sequences of scalars
-//! (`required: [spec]`) and block scalars (`|`, `>`, with `-`/`+`: CRD descriptions, installHints).
+//! the escapes double quotes allow), `{}` and `[]`, one-line flow collections of scalars
+//! (`args: ["eks", "get-token"]`, `context: {cluster: c, user: u}`, `required: [spec]`), block
+//! scalars (`|`, `>`, with `-`/`+`: installHints, CRD descriptions), comments, a leading `---`,
+//! CRLF, and JSON.
 //! A plain scalar may go on over more-indented lines (gcloud wraps a GKE kubeconfig's long
 //! `installHint` so). Must not: do I/O, or guess. Anything else (anchors, aliases, tags, several
-//! documents, quoted scalars or flow collections spanning lines, `{k: v}`, nested flow, tabs as
-//! indentation, complex keys) is an error carrying the line number, never a wrong value.
+//! documents, quoted scalars or flow collections spanning lines, nested flow, tabs as indentation,
+//! complex keys) is an error carrying the line number, never a wrong value.
 //! Pure: no I/O, no clock.
 //!
 //! Scalars resolve with YAML 1.2's core schema, narrowed to what kubeconfig needs: `null`/`~`/empty,
@@ -441,55 +442,76 @@ fn plain_line(no: usize, s: &str) -> Result<&str> {
     }
 }
 
-/// `{}`, `[]` or a flow sequence of scalars (`[spec]`, `["True", "False"]`) at the start of
-/// `line`; the value and the byte after it. It must close on the line it opens.
+/// A one-line flow collection of scalars at the start of `line`: `{}`, `[]`, a sequence (`[spec]`,
+/// `["True", "False"]`) or a mapping (`{cluster: c, user: u}`, as hand-edited kubeconfigs write a
+/// context); the value and the byte after it. It must close on the line it opens.
 fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
-    const UNCLOSED: &str = "unterminated flow collection ('[' or '{' must close on its line)";
+    let mapping = line.starts_with('{');
+    let close = if mapping { '}' } else { ']' };
+    let (mut items, mut entries) = (Vec::new(), Map::new());
     let mut j = skip_space(line, 1);
-    if line.starts_with('{') {
-        return match line[j..].chars().next() {
-            Some('}') => Ok((Value::Object(Map::new()), j + 1)),
-            None | Some('#') => err(no, UNCLOSED),
-            _ => err(
-                no,
-                "flow mappings with entries ({k: v}) are not supported: use a block mapping",
-            ),
-        };
-    }
-    let mut items = Vec::new();
-    while !line[j..].starts_with(']') {
-        let rest = &line[j..];
-        check_node_start(no, rest)?;
-        let (item, end) = match rest.chars().next() {
-            Some('"' | '\'') => {
-                let (s, end) = quoted(no, line, j)?;
-                (Value::String(s), end)
-            }
-            Some('[' | '{') => return err(no, "nested flow collections are not supported"),
-            Some(c @ ('|' | '>')) => {
-                return err(
-                    no,
-                    format!("block scalars ('{c}') cannot appear inside [ ]"),
-                );
-            }
-            None | Some('#') => return err(no, UNCLOSED),
-            _ if is_seq_entry(rest) => return err(no, "a block sequence item ('- ') inside [ ]"),
-            _ => {
-                let end = j + flow_plain_len(rest);
-                (resolve_plain(line[j..end].trim_end()), end)
-            }
-        };
-        items.push(item);
+    while !line[j..].starts_with(close) {
+        let (item, end) = flow_scalar(no, line, j)?;
         j = skip_space(line, end);
+        if mapping {
+            if !line[j..].starts_with(':') {
+                return err(no, "expected ': ' after a key inside { }");
+            }
+            let key = match item {
+                Value::String(k) => k,
+                Value::Null => return err(no, "an empty key inside { }"),
+                other => other.to_string(),
+            };
+            let at = skip_space(line, j + 1);
+            let (value, end) = if line[at..].starts_with([',', '}']) {
+                (Value::Null, at)
+            } else {
+                flow_scalar(no, line, at)?
+            };
+            if entries.insert(key, value).is_some() {
+                return err(no, "duplicate key inside { }");
+            }
+            j = skip_space(line, end);
+        } else {
+            items.push(item);
+        }
         match line[j..].chars().next() {
             Some(',') => j = skip_space(line, j + 1),
-            Some(']') => {}
+            Some(c) if c == close => {}
             Some(':') => return err(no, "'key: value' pairs inside [ ] are not supported"),
-            None | Some('#') => return err(no, UNCLOSED),
-            _ => return err(no, "expected ',' or ']'"),
+            None | Some('#') => return err(no, FLOW_UNCLOSED),
+            _ => return err(no, format!("expected ',' or '{close}'")),
         }
     }
-    Ok((Value::Array(items), j + 1))
+    let value = if mapping {
+        Value::Object(entries)
+    } else {
+        Value::Array(items)
+    };
+    Ok((value, j + 1))
+}
+
+const FLOW_UNCLOSED: &str = "unterminated flow collection ('[' or '{' must close on its line)";
+
+/// One scalar inside `[ ]` or `{ }` at byte `j` of `line`, quoted or plain; the value and the byte
+/// after it.
+fn flow_scalar(no: usize, line: &str, j: usize) -> Result<(Value, usize)> {
+    let rest = &line[j..];
+    check_node_start(no, rest)?;
+    match rest.chars().next() {
+        Some('"' | '\'') => quoted(no, line, j).map(|(s, end)| (Value::String(s), end)),
+        Some('[' | '{') => err(no, "nested flow collections are not supported"),
+        Some(c @ ('|' | '>')) => err(
+            no,
+            format!("block scalars ('{c}') cannot appear inside [ ] or {{ }}"),
+        ),
+        None | Some('#') => err(no, FLOW_UNCLOSED),
+        _ if is_seq_entry(rest) => err(no, "a block sequence item ('- ') inside [ ]"),
+        _ => {
+            let end = j + flow_plain_len(rest);
+            Ok((resolve_plain(line[j..end].trim_end()), end))
+        }
+    }
 }
 
 fn skip_space(line: &str, i: usize) -> usize {
@@ -690,6 +712,14 @@ mod tests {
                 "a: [ ]\nb: { }\nc: [x, ]",
                 json!({"a": [], "b": {}, "c": ["x"]}),
             ),
+            (
+                "- context: {cluster: c, user: 'u', namespace: \"a, b\"}\n  name: x",
+                json!([{"context": {"cluster": "c", "user": "u", "namespace": "a, b"}, "name": "x"}]),
+            ),
+            (
+                "m: {port: 443, tls: true, empty: , url: https://x:1/p}",
+                json!({"m": {"port": 443, "tls": true, "empty": null, "url": "https://x:1/p"}}),
+            ),
             // plain scalars wrapped over more-indented lines (gcloud's installHint)
             (
                 "installHint: Install it by following\n  https://x.test/a#b\nk: v",
@@ -745,9 +775,10 @@ mod tests {
             ("a:\n  b: c\n\t  d: e", 3, "tab"),
             ("-\tb", 1, "tab"),
             ("a: b\na: c", 2, "duplicate key"),
-            ("a: {x: 1}", 1, "flow mappings"),
-            ("  {a: b}", 1, "flow mappings"),
-            ("context: {cluster: c, user: u}", 1, "flow mappings"),
+            ("a: {x: 1, x: 2}", 1, "duplicate key"),
+            ("a: {: 1}", 1, "empty key"),
+            ("a: {x 1}", 1, "expected ': '"),
+            ("a: {x: 1", 1, "unterminated"),
             ("a: [x, [y]]", 1, "nested flow"),
             ("a: b: c", 1, "': '"),
             ("a: b\n  c: d", 2, "indentation"),
@@ -784,7 +815,7 @@ mod tests {
             ("a: |x\n  b", 1, "block scalar"),
             ("a: [|, b]", 1, "block scalars"),
             ("a: ]", 1, "unexpected ']'"),
-            ("a: {[b]: c}", 1, "flow mappings"),
+            ("a: {[b]: c}", 1, "nested flow"),
         ];
         for (src, line, needle) in cases {
             match parse(src) {
