@@ -519,8 +519,14 @@ impl Worker {
             let (events, updaters) = self.prepare(&plan, true);
             self.next_job += 1;
             let key = key.clone();
-            self.in_flight
-                .insert(self.next_job, Pending { key, ctx, started });
+            let term = self.term.load(Ordering::SeqCst);
+            let pending = Pending {
+                key,
+                ctx,
+                started,
+                term,
+            };
+            self.in_flight.insert(self.next_job, pending);
             self.pool.submit(self.next_job, plan, events, updaters);
             return;
         }
@@ -598,6 +604,10 @@ impl Worker {
         };
         let (answers, result) = done.outcome;
         self.apply_outcome(&done.plan, &done.events, answers, &result, true);
+        // A write left in doubt in an earlier term is not ours to settle (see `Leadership(false)`).
+        if job.term != self.term.load(Ordering::SeqCst) {
+            self.in_doubt.remove(&job.key);
+        }
         self.finish(&job.key, &job.ctx, &done.plan, result, job.started);
         self.queue.done(&job.key);
         self.mark_busy();
@@ -918,6 +928,8 @@ struct Pending {
     key: Key,
     ctx: Context,
     started: Instant,
+    /// The leadership term it was decided in.
+    term: u64,
 }
 
 /// Whether a write's answer (`new`) may enter the cache over what it holds (`old`): not when it is
@@ -1063,8 +1075,35 @@ mod tests {
             key: key.clone(),
             object: serde_json::json!({}),
         };
-        w.in_doubt.insert(key, create);
+        w.in_doubt.insert(key.clone(), create.clone());
         w.handle(Event::Leadership(false));
+        assert!(w.in_doubt.is_empty());
+
+        // A create still on the pool then is not put in doubt when its answer is a timeout.
+        let pending = Pending {
+            key: key.clone(),
+            ctx: w.context(),
+            started: Instant::now(),
+            term: w.term.load(Ordering::SeqCst),
+        };
+        w.in_flight.insert(7, pending);
+        w.handle(Event::Leadership(false));
+        let timeout = crate::kube::Error::Timeout {
+            server: "s".into(),
+            what: "POST".into(),
+        };
+        w.io_done(Done {
+            id: 7,
+            plan: Plan::of(create),
+            events: vec![None],
+            outcome: (
+                vec![],
+                Err(Stop::Api {
+                    index: 0,
+                    error: timeout,
+                }),
+            ),
+        });
         assert!(w.in_doubt.is_empty());
     }
 
