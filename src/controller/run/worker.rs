@@ -144,6 +144,9 @@ pub struct Worker {
     /// Counts leadership changes: a plan decided in one term is not run in another (shared with the
     /// I/O pool, which checks it before each action).
     term: Arc<AtomicU64>,
+    /// The elector's last word (`Event::Leadership`): while it says leading but the renew deadline
+    /// has passed, a renewal still running may end the lapse without another event.
+    elected: bool,
     /// Our writes run ahead of the watch: until it delivers what a write returned, older events for
     /// that object would roll the cache back (and cause a second updater call or a second release).
     awaiting_lbs: BTreeMap<Key, Awaiting>,
@@ -217,6 +220,7 @@ impl Worker {
             stats,
             shutdown: false,
             term,
+            elected: false,
             awaiting_lbs: BTreeMap::new(),
             awaiting_services: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
@@ -377,6 +381,7 @@ impl Worker {
             ),
             Event::Leadership(true) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
+                self.elected = true;
                 // A new term checks every updater again, the Go ones included (once).
                 self.auth.started = false;
                 self.auth.unsupported.clear();
@@ -389,6 +394,7 @@ impl Worker {
             }
             Event::Leadership(false) => {
                 self.term.fetch_add(1, Ordering::SeqCst);
+                self.elected = false;
                 // Not ours to settle: re-sent in a later term, a create could take back a port
                 // another leader gave away meanwhile (that leader settled it from its own lists).
                 self.in_doubt.clear();
@@ -1056,8 +1062,12 @@ mod tests {
     /// (a standby, or repairs in flight): `run` would wake at once, again and again.
     #[test]
     fn keys_the_worker_cannot_take_set_no_deadline() {
-        let standby = worker(Leadership::elected(Duration::from_secs(10)));
+        let mut standby = worker(Leadership::elected(Duration::from_secs(10)));
         assert_eq!(standby.next_deadline(), None);
+        // Elected, but past the renew deadline: a second from now, not at once and not never.
+        standby.handle(Event::Leadership(true));
+        let lapse = standby.next_deadline().expect("a deadline during a lapse");
+        assert!(lapse > Instant::now() + Duration::from_millis(500));
         let mut repairing = worker(Leadership::always());
         repairing.repairing = Some((1, "http://127.0.0.1:1".into()));
         // The config's retry is still taken (its status is written while repairs run).

@@ -35,10 +35,13 @@ impl Worker {
     /// When `run` must wake: the next delayed key or config, check, or host expiry, of those it may
     /// act on now. A standby, a worker not yet synced and one waiting for a drift check's repairs
     /// take no key, so a key's deadline then must not make `run` spin once it has passed; a new
-    /// term, the last sync and the repairs' answers each wake it.
+    /// term, the last sync and the repairs' answers each wake it. A lapse of leadership the
+    /// elector has not called lost may end without an event: it is looked at every second.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         if !self.all_synced() || !self.leadership.is_leader() {
-            return None;
+            return self
+                .elected
+                .then(|| Instant::now() + Duration::from_secs(1));
         }
         let queue = self.repairing.is_none().then(|| self.queue.next_deadline());
         // Before the first checks are scheduled, the next pass schedules them. Checks wait for
