@@ -358,13 +358,9 @@ impl Worker {
                     self.answer(job, Ok(outcome));
                 }
             }
-            // nginx not running, or its binary not runnable, fails every change alike: no split
-            // (each change alone would run `nginx -t` again, and callers would wait minutes).
-            Err(e)
-                if !may_split
-                    || changes.len() == 1
-                    || matches!(e, Error::NotRunning(_) | Error::Run { .. }) =>
-            {
+            // nginx not running fails every change alike: no split (each change alone would run
+            // `nginx -t` again, and callers would wait for all of them).
+            Err(e) if !may_split || changes.len() == 1 || matches!(e, Error::NotRunning(_)) => {
                 for (job, _) in changes {
                     self.answer(job, Err(e.clone()));
                 }
@@ -374,8 +370,14 @@ impl Worker {
                     "batch of {} change(s) failed ({e}); applying them one at a time",
                     changes.len()
                 );
+                // A prober's re-render is not tried alone: it was rendered before, and its next
+                // result tries again (while nginx refuses, one test per wave, not one per backend).
                 for (job, _) in changes {
-                    self.process(vec![job], false);
+                    if job.reply.is_none() {
+                        self.answer(job, Err(e.clone()));
+                    } else {
+                        self.process(vec![job], false);
+                    }
                 }
             }
         }

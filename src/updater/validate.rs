@@ -230,6 +230,11 @@ impl std::error::Error for Error {}
 /// Validates a whole POST body. The error names the field and the offending value.
 pub fn backend(req: &LbRequest, policy: &Policy) -> Result<Backend, Error> {
     backend_name(&req.backend_name)?;
+    // The temp file a backend is written through, `.<name>.conf.tmp`, must fit 255 bytes.
+    if req.backend_name.len() > 245 {
+        let rule = "must be at most 245 characters to be written";
+        return Err(Error::text("backendName", &req.backend_name, rule));
+    }
     let protocol = protocol(&req.lb_protocol)?;
     let (low, high) = policy.allowed_ports;
     if req.lb_port < low || req.lb_port > high || req.lb_port == 0 {
@@ -368,13 +373,13 @@ pub fn cidr(c: &str) -> Result<String, Error> {
     }
 }
 
-/// `[A-Za-z0-9_.-]{1,245}` not starting with `.`: safe as a file name and as an nginx token. The
+/// `[A-Za-z0-9_.-]{1,253}` not starting with `.`: safe as a file name and as an nginx token. The
 /// leading dot is refused (not only `.` and `..`) because nginx's `include dir/*.conf` glob skips
-/// hidden files: `.a` would be accepted, written and never served. 245: the temp file the name is
-/// written through, `.<name>.conf.tmp`, must fit a file name's 255 bytes.
+/// hidden files: `.a` would be accepted, written and never served. A POST is held to 245 more (see
+/// [`backend`]); a DELETE or a file read back, to this.
 pub fn backend_name(name: &str) -> Result<(), Error> {
-    if !is_token(name, 245) || name.starts_with('.') {
-        let rule = "must be 1-245 characters of A-Z a-z 0-9 _ . - not starting with .";
+    if !is_token(name, 253) || name.starts_with('.') {
+        let rule = "must be 1-253 characters of A-Z a-z 0-9 _ . - not starting with .";
         return Err(Error::text("backendName", name, rule));
     }
     Ok(())
@@ -504,8 +509,8 @@ mod tests {
             ("a..", true),
             ("...", false),
             (".a", false),
-            (&"a".repeat(245), true),
-            (&"a".repeat(246), false),
+            (&"a".repeat(253), true),
+            (&"a".repeat(254), false),
             ("", false),
             (".", false),
             ("..", false),

@@ -108,7 +108,8 @@ fn oversize_malformed_and_misrouted_requests_get_json_errors() {
 }
 
 /// The longest backend name is written and served; one character more is a 400 naming the field
-/// (written, its temp file's name would pass the file system's 255 bytes: a 500 for ever).
+/// (written, its temp file's name would pass the file system's 255 bytes: a 500 for ever). A
+/// DELETE of such a name is answered as for any absent backend (a finalizer must not stick).
 #[test]
 fn the_longest_backend_name_is_written_and_a_longer_one_is_a_400() {
     let env = Env::start(Options::default());
@@ -117,9 +118,12 @@ fn the_longest_backend_name_is_written_and_a_longer_one_is_a_400() {
     let (code, resp) = env.post(&go_body(&longest, free_port(), "TCP", &up));
     assert_eq!(code, 200, "{resp}");
     assert!(env.conf_file(&longest).exists());
-    let (code, resp) = env.post(&go_body(&"a".repeat(246), free_port(), "TCP", &up));
+    let longer = "a".repeat(246);
+    let (code, resp) = env.post(&go_body(&longer, free_port(), "TCP", &up));
     assert_eq!(code, 400, "{resp}");
     assert!(resp.contains("backendName"), "{resp}");
+    let (code, resp) = env.delete(&longer);
+    assert_eq!(code, 200, "{resp}");
 }
 
 #[test]
