@@ -535,6 +535,7 @@ mod tests {
     fn a_trickling_client_is_not_drained_for_ever() {
         let s = server(Limits::default());
         let mut c = TcpStream::connect(s.local_addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         c.write_all(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
             .unwrap();
         let mut head = [0u8; 12];

@@ -177,16 +177,6 @@ pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
 mod tests {
     use super::*;
 
-    /// A Retry-After beyond the longest backoff (a proxy's day, or a number near u64::MAX that
-    /// would overflow the due time) waits the longest backoff.
-    #[test]
-    fn a_huge_retry_after_waits_the_longest_backoff() {
-        let mut q: Queue<u32> = Queue::with_backoff(Duration::from_millis(5), MAX_DELAY);
-        let now = Instant::now();
-        let delay = q.add_rate_limited_at_least(1, Duration::from_secs(u64::MAX), now);
-        assert_eq!(delay, MAX_DELAY);
-        assert_eq!(q.next_deadline(), Some(now + MAX_DELAY));
-    }
     use crate::controller::testutil::{Rng, shuffled};
 
     impl<K: Ord + Clone> Queue<K> {
@@ -446,5 +436,16 @@ mod tests {
                 "lost: {pending:?} vs {drained:?}"
             );
         }
+    }
+
+    /// A Retry-After beyond the longest backoff (a proxy's day, or a number near u64::MAX that
+    /// would overflow the due time) waits the longest backoff.
+    #[test]
+    fn a_huge_retry_after_waits_the_longest_backoff() {
+        let mut q: Queue<u32> = Queue::with_backoff(Duration::from_millis(5), MAX_DELAY);
+        let now = Instant::now();
+        let delay = q.add_rate_limited_at_least(1, Duration::from_secs(u64::MAX), now);
+        assert_eq!(delay, MAX_DELAY);
+        assert_eq!(q.next_deadline(), Some(now + MAX_DELAY));
     }
 }

@@ -448,19 +448,22 @@ fn plain_line(no: usize, s: &str) -> Result<&str> {
 fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
     let mapping = line.starts_with('{');
     let close = if mapping { '}' } else { ']' };
-    let (mut items, mut entries) = (Vec::new(), Map::new());
+    let mut items = Vec::new();
+    let mut entries = Map::new();
     let mut j = skip_space(line, 1);
     while !line[j..].starts_with(close) {
+        let start = j;
         let (item, end) = flow_scalar(no, line, j)?;
         j = skip_space(line, end);
         if mapping {
             if !line[j..].starts_with(':') {
                 return err(no, "expected ': ' after a key inside { }");
             }
+            // A plain key keeps its text, as a block mapping's does (`True`, `+1`, `~`).
             let key = match item {
                 Value::String(k) => k,
-                Value::Null => return err(no, "an empty key inside { }"),
-                other => other.to_string(),
+                _ if start == end => return err(no, "an empty key inside { }"),
+                _ => line[start..end].trim_end().to_string(),
             };
             let at = skip_space(line, j + 1);
             let (value, end) = if line[at..].starts_with([',', '}']) {
@@ -478,6 +481,7 @@ fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
         match line[j..].chars().next() {
             Some(',') => j = skip_space(line, j + 1),
             Some(c) if c == close => {}
+            Some(':') if mapping => return err(no, "': ' inside a value in { } (quote the value)"),
             Some(':') => return err(no, "'key: value' pairs inside [ ] are not supported"),
             None | Some('#') => return err(no, FLOW_UNCLOSED),
             _ => return err(no, format!("expected ',' or '{close}'")),
@@ -491,6 +495,7 @@ fn flow(no: usize, line: &str) -> Result<(Value, usize)> {
     Ok((value, j + 1))
 }
 
+/// The error for a flow collection that does not close on its line.
 const FLOW_UNCLOSED: &str = "unterminated flow collection ('[' or '{' must close on its line)";
 
 /// One scalar inside `[ ]` or `{ }` at byte `j` of `line`, quoted or plain; the value and the byte
@@ -717,8 +722,9 @@ mod tests {
                 json!([{"context": {"cluster": "c", "user": "u", "namespace": "a, b"}, "name": "x"}]),
             ),
             (
-                "m: {port: 443, tls: true, empty: , url: https://x:1/p}",
-                json!({"m": {"port": 443, "tls": true, "empty": null, "url": "https://x:1/p"}}),
+                "m: {port: 443, tls: true, empty: , url: https://x:1/p, True: 1, ~: 2}",
+                json!({"m": {"port": 443, "tls": true, "empty": null, "url": "https://x:1/p",
+                    "True": 1, "~": 2}}),
             ),
             // plain scalars wrapped over more-indented lines (gcloud's installHint)
             (
@@ -778,6 +784,7 @@ mod tests {
             ("a: {x: 1, x: 2}", 1, "duplicate key"),
             ("a: {: 1}", 1, "empty key"),
             ("a: {x 1}", 1, "expected ': '"),
+            ("a: {x: b: c}", 1, "quote the value"),
             ("a: {x: 1", 1, "unterminated"),
             ("a: [x, [y]]", 1, "nested flow"),
             ("a: b: c", 1, "': '"),

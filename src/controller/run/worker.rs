@@ -951,8 +951,8 @@ fn accept(
     old: Option<&crate::model::ObjectMeta>,
     new: &crate::model::ObjectMeta,
 ) -> bool {
-    let version = |m: &crate::model::ObjectMeta| version(&m.resource_version);
-    if let Some((cached, answer)) = old.and_then(version).zip(version(new))
+    let rv = |m: &crate::model::ObjectMeta| version(&m.resource_version);
+    if let Some((cached, answer)) = old.and_then(rv).zip(rv(new))
         && answer < cached
     {
         log::debug!("the watch is past a write's answer key={}", Key::of(new));
@@ -1145,7 +1145,8 @@ mod tests {
     fn a_relist_older_than_our_write_does_not_roll_it_back() {
         let mut cache = Cache::new();
         let mut awaiting = BTreeMap::new();
-        let (k, j) = (Key::new("ns", "k"), Key::new("ns", "j"));
+        let k = Key::new("ns", "k");
+        let j = Key::new("ns", "j");
         cache.apply_load_balancer(lb("k", "300"));
         awaiting.insert(k.clone(), Awaiting::Version("300".into()));
         awaiting.insert(j.clone(), Awaiting::Deleted("uid".into()));
