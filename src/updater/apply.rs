@@ -370,14 +370,17 @@ impl Worker {
                     "batch of {} change(s) failed ({e}); applying them one at a time",
                     changes.len()
                 );
-                // A prober's re-render is not tried alone: it was rendered before, and its next
-                // result tries again (while nginx refuses, one test per wave, not one per backend).
-                for (job, _) in changes {
-                    if job.reply.is_none() {
-                        self.answer(job, Err(e.clone()));
-                    } else {
-                        self.process(vec![job], false);
-                    }
+                // The prober's re-renders are not tried alone (while nginx refuses, one more test
+                // for them all, not one per backend): together, once the callers' changes are in.
+                let (rerenders, calls): (Vec<Job>, Vec<Job>) = changes
+                    .into_iter()
+                    .map(|(job, _)| job)
+                    .partition(|j| j.reply.is_none());
+                for job in calls {
+                    self.process(vec![job], false);
+                }
+                if !rerenders.is_empty() {
+                    self.process(rerenders, false);
                 }
             }
         }

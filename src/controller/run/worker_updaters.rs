@@ -39,9 +39,8 @@ impl Worker {
     /// elector has not called lost may end without an event: it is looked at every second.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         if !self.all_synced() || !self.leadership.is_leader() {
-            return self
-                .elected
-                .then(|| Instant::now() + Duration::from_secs(1));
+            let lapse = self.elected && self.all_synced();
+            return lapse.then(|| Instant::now() + Duration::from_secs(1));
         }
         let queue = self.repairing.is_none().then(|| self.queue.next_deadline());
         // Before the first checks are scheduled, the next pass schedules them. Checks wait for
