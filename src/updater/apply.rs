@@ -328,6 +328,11 @@ impl Worker {
             }
             match plan(&mut working, &job.op) {
                 Ok(o @ (Outcome::Applied | Outcome::Deleted)) => changes.push((job, o)),
+                // Unchanged or absent only as planned by an earlier change of this batch: it is
+                // answered with the batch's commit (or planned alone again if the batch splits).
+                Ok(o) if changes.iter().any(|(c, _)| c.op.name() == job.op.name()) => {
+                    changes.push((job, o))
+                }
                 r => self.answer(job, r),
             }
         }

@@ -348,6 +348,33 @@ fn a_batch_that_fails_because_nginx_is_down_is_not_split() {
     assert!(tests < n, "{tests} nginx -t runs for {n} requests");
 }
 
+/// Two identical requests in one batch whose commit nginx refuses: the second was planned as
+/// unchanged (the first had planned the same file), and is answered with the commit's error, not
+/// a 200 for a change that did not happen.
+#[test]
+fn a_request_repeated_in_a_failing_batch_is_not_answered_unchanged() {
+    let env = Env::start(Options::default());
+    // A slow, failing `nginx -t`: the two requests pile up behind the first commit.
+    env.wrapper.set("slow-test", true);
+    env.wrapper.set("fail-test", true);
+    let addr = env.addr();
+    let first = go_body("first", free_port(), "TCP", &[("127.0.0.2", 1)]);
+    let twice = go_body("twice", free_port(), "TCP", &[("127.0.0.2", 1)]);
+    let post = |body: String| {
+        std::thread::spawn(move || raw(addr, "POST", "/api/v1/lb", body.as_bytes(), &[]))
+    };
+    let mut threads = vec![post(first)];
+    // Most likely inside the first commit's test by then (if not, the two may land apart, and
+    // this run shows less).
+    std::thread::sleep(Duration::from_millis(150));
+    threads.extend([post(twice.clone()), post(twice)]);
+    for t in threads {
+        let (code, resp) = t.join().unwrap();
+        assert!(code >= 500, "{code} {resp}");
+    }
+    assert!(!env.conf_file("twice").exists());
+}
+
 #[test]
 fn one_bad_request_in_a_batch_is_refused_alone() {
     let env = Env::start(Options::default());
