@@ -1788,6 +1788,66 @@ fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
     assert_eq!(kinds(&plan), ["event Warning PortUnavailable"], "{plan:?}");
 }
 
+/// Two ports of one Service that swap LB ports (one is requested where the other was): each plan
+/// deletes the backend whose port another takes before POSTing that one, as the updater holds one
+/// backend per port and answers 409 otherwise, on every retry.
+fn own_ports_that_swap_lb_ports_free_them_first(rng: &mut Rng) {
+    use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
+    let ports = [
+        ("admin", "TCP", 9000, Some(31900)),
+        ("http", "TCP", 80, Some(31081)),
+    ];
+    let mut cache = world(rng, vec![service("web", &ports)], vec![edge()]);
+    converge(&mut cache, &key("web"));
+    let lb = &cache.load_balancers[&key("web")];
+    let spec = crate::model::LbSpec::from_resource(&lb.spec).unwrap();
+    let admin = spec.ports[0].port;
+    // The updater as the LoadBalancer left it: (LB port, protocol) → backend.
+    let mut held: std::collections::BTreeMap<(i64, String), String> = lb
+        .status
+        .applied
+        .iter()
+        .map(|b| ((b.port, b.protocol.clone()), b.backend_name.clone()))
+        .collect();
+    let mut web = cache.services[&key("web")].as_ref().clone();
+    let request = format!("http={admin}");
+    web.metadata
+        .annotations
+        .insert(LB_PORTS_ANNOTATION.into(), request);
+    web.metadata.resource_version = "500".into();
+    cache.apply_service(web);
+    for _ in 0..10 {
+        let plan = reconcile(&cache, &key("web"), &ctx());
+        for a in &plan.actions {
+            match a {
+                Action::UpdaterDelete { backend_name, .. } => held.retain(|_, n| n != backend_name),
+                Action::UpdaterApply { request: r, .. } => {
+                    let at = (i64::from(r.lb_port), r.lb_protocol.clone());
+                    let holder = held.get(&at).filter(|n| **n != r.backend_name);
+                    assert_eq!(
+                        holder,
+                        None,
+                        "409 for {}: {:?}",
+                        r.backend_name,
+                        kinds(&plan)
+                    );
+                    held.retain(|_, n| *n != r.backend_name);
+                    held.insert(at, r.backend_name.clone());
+                }
+                _ => {}
+            }
+        }
+        if plan.is_empty() {
+            break;
+        }
+        execute(&mut cache, &plan);
+    }
+    let spec =
+        crate::model::LbSpec::from_resource(&cache.load_balancers[&key("web")].spec).unwrap();
+    assert_eq!(spec.ports[1].port, admin, "http took admin's port");
+    assert_ne!(spec.ports[0].port, admin);
+}
+
 /// KEP-3458: with a health check in force a NotReady flip or the autoscaler's taint queues nothing
 /// and costs no call and no write, while the exclude label does; with checks off, against the Go
 /// updater or under `--stable-node-set=false` a flip re-pushes and the status says why.
@@ -2010,6 +2070,10 @@ fn reconcile_tables_in_shuffled_order() {
             affinity_and_balance_annotations_reach_the_requests_and_the_spec,
         ),
         ("requested ports", requested_ports_granted_refused_and_moved),
+        (
+            "own ports swapping",
+            own_ports_that_swap_lb_ports_free_them_first,
+        ),
         (
             "config health check",
             config_health_check_override_reaches_the_requests,
