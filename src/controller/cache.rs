@@ -178,8 +178,10 @@ impl Cache {
             .or_else(|| self.reserved_ports.holder(host, port, protocol, except))
     }
 
-    /// Services whose `lb.paperlb.com/lb-ports` asks for one of the LB port numbers `old` claimed
-    /// and `new` does not: they may be granted it now.
+    /// When `old` claimed LB port numbers `new` does not, the Services that may be served now:
+    /// those whose `lb.paperlb.com/lb-ports` asks for one, and those refused for want of a free
+    /// port (a `type: LoadBalancer` Service with no LoadBalancer yet, or one whose LoadBalancer
+    /// says `PortRangeExhausted`): nothing else would look at them again.
     fn waiters(&self, old: Option<&LoadBalancerSpec>, new: Option<&LoadBalancerSpec>) -> Affected {
         let numbers = |s: Option<&LoadBalancerSpec>| -> BTreeSet<u16> {
             s.map(stored_ports)
@@ -192,10 +194,23 @@ impl Cache {
         if released.is_empty() {
             return Affected::new();
         }
+        let asks = |s: &Service| {
+            s.metadata.annotations.contains_key(LB_PORTS_ANNOTATION)
+                && parse(s).0.iter().any(|e| released.contains(&e.lb_port))
+        };
+        let refused = |k: &Key, s: &Service| {
+            let lb = self.load_balancers.get(k);
+            s.spec.type_.as_deref() == Some("LoadBalancer")
+                && lb.is_none_or(|l| {
+                    l.status
+                        .conditions
+                        .iter()
+                        .any(|c| c.reason == "PortRangeExhausted")
+                })
+        };
         self.services
             .iter()
-            .filter(|(_, s)| s.metadata.annotations.contains_key(LB_PORTS_ANNOTATION))
-            .filter(|(_, s)| parse(s).0.iter().any(|e| released.contains(&e.lb_port)))
+            .filter(|(k, s)| asks(s) || refused(k, s))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -741,6 +756,10 @@ mod tests {
             ("plain", None),
         ] {
             let mut s = svc(name, "1", None, "Cluster");
+            // Served (a LoadBalancer of their own): only a request brings them back.
+            let lb = json!({"metadata": {"name": name, "namespace": "ns", "resourceVersion": "1"},
+                "spec": {"host": "h", "ports": [{"name": "http", "port": 8100, "protocol": "TCP"}]}});
+            c.apply_load_balancer(serde_json::from_value(lb).unwrap());
             s.spec.ports = serde_json::from_value(json!([{"name": "http", "port": 80}])).unwrap();
             if let Some(a) = ask {
                 s.metadata
@@ -769,6 +788,19 @@ mod tests {
         assert_eq!(
             c.delete_load_balancer(&Key::new("ns", "front")),
             keys(&["front", "other"])
+        );
+
+        // Refused for want of a free port: no LoadBalancer yet, or one that says so.
+        c.apply_service(svc("new", "1", None, "Cluster"));
+        let full = json!({"metadata": {"name": "plain", "namespace": "ns", "resourceVersion": "2"},
+            "spec": {"host": "h", "ports": [{"name": "http", "port": 8100, "protocol": "TCP"}]},
+            "status": {"conditions": [{"type": "Reconciled", "status": "False",
+                "reason": "PortRangeExhausted"}]}});
+        c.apply_load_balancer(serde_json::from_value(full).unwrap());
+        c.apply_load_balancer(holder("5", 8007));
+        assert_eq!(
+            c.delete_load_balancer(&Key::new("ns", "front")),
+            keys(&["front", "new", "plain"])
         );
     }
 }
