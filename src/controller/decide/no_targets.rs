@@ -90,8 +90,12 @@ pub fn record(
              until targets return",
             empty.join(", ")
         );
+        // Still not serving since the last write: its transition time stays (the hosts form's
+        // `record` has just set Ready True, so the change would be stamped now on every reconcile).
+        let old_ready = condition(&old.conditions, READY).filter(|c| c.status == "False");
+        let since = old_ready.map_or(now, |c| c.last_transition_time.as_str());
         let c = &mut status.conditions;
-        set_condition(c, READY, false, reason, &message, now, generation);
+        set_condition(c, READY, false, reason, &message, since, generation);
         return (!was).then_some((EventType::Warning, reason, message));
     }
     let back = condition(&status.conditions, READY).is_some_and(|c| c.status == "True" && !none(c));

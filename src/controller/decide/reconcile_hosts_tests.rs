@@ -327,6 +327,11 @@ fn no_targets_deletes_on_every_host_and_keeps_both_in_the_ingress(rng: &mut Rng)
         ("False", "NoTargets")
     );
     assert_eq!(ingress_ips(&cache, &k), ["127.0.0.2", "127.0.0.3"]);
+    // A later reconcile (a restart, another node) writes nothing: Ready keeps its transition time.
+    let mut later = ctx();
+    later.now = "2031-01-01T00:00:00Z".into();
+    let plan = reconcile(&cache, &k, &later);
+    assert!(plan.is_empty(), "{plan:?}");
     cache.apply_node(node("n1", "True", &[("InternalIP", "10.0.0.1")]));
     let calls = converge(&mut cache, &k);
     assert_eq!(
