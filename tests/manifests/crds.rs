@@ -224,6 +224,17 @@ fn timeout_bounds(node: &Value, path: &str, out: &mut Vec<(String, Value, Value)
     }
 }
 
+/// `targetAddressTypes` has no schema default: the apiserver would write it into every config, and
+/// the controller's `--address-type` (for configs that leave the field out) would never apply.
+#[test]
+fn target_address_types_are_left_to_the_controller_when_unset() {
+    let crd = crd_of("LoadBalancerConfig");
+    let spec = &version(&crd)["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let field = &spec["properties"]["targetAddressTypes"];
+    assert_eq!(field["type"], "array", "{field}");
+    assert!(field.get("default").is_none(), "{field}");
+}
+
 #[test]
 fn crd_proxy_timeouts_stop_where_the_updater_does() {
     // A bound above the updater's accepts a value that every push then fails with a 400.
