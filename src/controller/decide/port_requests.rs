@@ -53,7 +53,8 @@ pub fn parse(svc: &Service) -> (Vec<Entry>, Vec<Fault>) {
         reason: "InvalidAnnotation",
         message: format!("annotation {LB_PORTS_ANNOTATION}: {message}"),
     };
-    let read = |entry: &str| -> Result<Entry, Fault> {
+    // A number names every port that has it (53/TCP and 53/UDP), a name its one port.
+    let read = |entry: &str| -> Result<Vec<Entry>, Fault> {
         let (port, lb_port) = entry.split_once('=').ok_or_else(|| {
             invalid(
                 None,
@@ -61,26 +62,43 @@ pub fn parse(svc: &Service) -> (Vec<Entry>, Vec<Fault>) {
             )
         })?;
         let (port, lb_port) = (port.trim(), lb_port.trim());
-        let index = (svc.spec.ports.iter())
-            .position(|p| p.name.as_deref() == Some(port) || p.port.to_string() == port)
-            .ok_or_else(|| invalid(None, format!("{entry:?}: the Service has no port {port:?}")))?;
+        let indexes: Vec<usize> = svc
+            .spec
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.name.as_deref() == Some(port) || p.port.to_string() == port)
+            .map(|(i, _)| i)
+            .collect();
+        let Some(&first) = indexes.first() else {
+            return Err(invalid(
+                None,
+                format!("{entry:?}: the Service has no port {port:?}"),
+            ));
+        };
         let lb_port = (lb_port.parse::<u16>().ok().filter(|p| *p > 0)).ok_or_else(|| {
             let message = format!("{entry:?}: {lb_port:?} is not a port number (1-65535)");
-            invalid(Some(index), message)
+            invalid(Some(first), message)
         })?;
-        Ok(Entry {
+        let entry = |index| Entry {
             written: port.to_string(),
             index,
             lb_port,
-        })
+        };
+        Ok(indexes.into_iter().map(entry).collect())
     };
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         match read(entry) {
-            Ok(e) if entries.iter().any(|x| x.index == e.index) => {
-                let message = format!("{entry:?}: port {:?} is listed twice", e.written);
-                faults.push(invalid(Some(e.index), message));
+            Ok(read) => {
+                for e in read {
+                    if entries.iter().any(|x| x.index == e.index) {
+                        let message = format!("{entry:?}: port {:?} is listed twice", e.written);
+                        faults.push(invalid(Some(e.index), message));
+                    } else {
+                        entries.push(e);
+                    }
+                }
             }
-            Ok(e) => entries.push(e),
             Err(f) => faults.push(f),
         }
     }
@@ -299,6 +317,17 @@ mod tests {
             ]
         );
         assert_eq!(parse(&svc(None)), (vec![], vec![]));
+
+        // A number that two ports share (53/TCP and 53/UDP) asks for both.
+        let mut dns = svc(Some("53=8053"));
+        let tcp = serde_json::json!({"name": "dns-tcp", "port": 53, "protocol": "TCP"});
+        dns.spec
+            .ports
+            .insert(1, serde_json::from_value(tcp).unwrap());
+        let (e, f) = parse(&dns);
+        assert!(f.is_empty(), "{f:?}");
+        let asked: Vec<(usize, u16)> = e.iter().map(|e| (e.index, e.lb_port)).collect();
+        assert_eq!(asked, [(1, 8053), (2, 8053)]);
     }
 
     #[test]
