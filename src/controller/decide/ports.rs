@@ -183,16 +183,17 @@ pub fn stored_ports(spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol)> {
     }
 }
 
-/// What the existing CR records for each Service port: matched by port name; a Go-form CR (no
-/// `ports` list) gives its single port to the first Service port.
+/// What the existing CR records for each Service port: matched by port name. A single unnamed
+/// port (a Go-form CR, or a one-port Service whose port was named when a second was added: the
+/// apiserver requires names then) goes to the first Service port, so it keeps its LB port.
 pub(crate) fn previous_ports(
     existing: Option<&LoadBalancerSpec>,
     wanted: &[ServicePortSpec],
 ) -> Vec<PortRequest> {
     let stored = existing.map(stored_ports).unwrap_or_default();
-    let go_form = existing.is_some_and(|s| s.ports.is_empty());
+    let single = matches!(&stored[..], [(name, _, _)] if name.is_empty());
     let found = |i: usize, name: &str| {
-        if go_form {
+        if single {
             stored.first().filter(|_| i == 0)
         } else {
             stored.iter().find(|(n, _, _)| n == name)
@@ -456,6 +457,11 @@ mod tests {
                 .unwrap();
         let got = previous_ports(Some(&go.spec), &wanted(&["http", "b"]));
         assert_eq!(got[0].previous, Some((8100, Tcp)));
+        assert_eq!(got[1].previous, None);
+        // A one-port Service's unnamed port, named when a second port is added, keeps its port.
+        let one = lb("h", &[("", 8005, "TCP")]).spec;
+        let got = previous_ports(Some(&one), &wanted(&["http", "https"]));
+        assert_eq!(got[0].previous, Some((8005, Tcp)));
         assert_eq!(got[1].previous, None);
     }
 
