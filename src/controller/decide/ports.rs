@@ -192,9 +192,20 @@ pub(crate) fn previous_ports(
 ) -> Vec<PortRequest> {
     let stored = existing.map(stored_ports).unwrap_or_default();
     let single = matches!(&stored[..], [(name, _, _)] if name.is_empty());
+    // The single port's node port (its targets'), to find it again if a port was added in front.
+    let node_port = existing.and_then(|s| {
+        let targets = s.ports.first().map_or(&s.targets, |p| &p.targets);
+        targets
+            .first()
+            .and_then(|t| u16::try_from(*t.port.get()?).ok())
+    });
+    let heir = wanted
+        .iter()
+        .position(|w| Some(w.node_port) == node_port)
+        .unwrap_or(0);
     let found = |i: usize, name: &str| {
         if single {
-            stored.first().filter(|_| i == 0)
+            stored.first().filter(|_| i == heir)
         } else {
             stored.iter().find(|(n, _, _)| n == name)
         }
@@ -458,11 +469,22 @@ mod tests {
         let got = previous_ports(Some(&go.spec), &wanted(&["http", "b"]));
         assert_eq!(got[0].previous, Some((8100, Tcp)));
         assert_eq!(got[1].previous, None);
-        // A one-port Service's unnamed port, named when a second port is added, keeps its port.
+        // A one-port Service's unnamed port, named when a second port is added, keeps its port:
+        // the first Service port, or the one with its node port when the new one went in front.
         let one = lb("h", &[("", 8005, "TCP")]).spec;
         let got = previous_ports(Some(&one), &wanted(&["http", "https"]));
         assert_eq!(got[0].previous, Some((8005, Tcp)));
         assert_eq!(got[1].previous, None);
+        let mut front = wanted(&["admin", "http"]);
+        front[1].node_port = 30080;
+        let stored: LoadBalancer = serde_json::from_value(json!({"spec": {"host": "h", "ports": [
+            {"name": "", "port": 8005, "protocol": "TCP", "targets": [{"host": "n", "port": 30080}]}]}}))
+        .unwrap();
+        let got = previous_ports(Some(&stored.spec), &front);
+        assert_eq!(
+            (got[0].previous, got[1].previous),
+            (None, Some((8005, Tcp)))
+        );
     }
 
     #[test]
