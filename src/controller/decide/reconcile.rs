@@ -548,19 +548,27 @@ fn push(
         let new: Vec<AppliedBackend> = (backends_of(key, spec).into_iter())
             .filter(|b| on_pushed(b))
             .collect();
-        // In the way: an old backend whose LB port a new one of another name takes, unless it
-        // makes way itself when POSTed (its name kept, moving to a port no other old one holds;
-        // two ports of the Service swapping hold each other's). Stale: one whose name is gone,
-        // deleted after the new ones are in.
-        let taken =
-            |old: &AppliedBackend| new.iter().any(|n| old.same_port(n) && !old.same_place(n));
+        // In the way: an old backend whose LB port a new one of another name takes (POSTed at
+        // `taker`), unless it makes way itself first: its name kept, POSTed before the taker, to a
+        // port no other old one holds (two ports of the Service swapping hold each other's).
+        // Stale: one whose name is gone, deleted after the new ones are in.
+        let taker = |old: &AppliedBackend| {
+            new.iter()
+                .position(|n| old.same_port(n) && !old.same_place(n))
+        };
         let held = |n: &AppliedBackend| known.iter().any(|o| o.same_port(n) && !o.same_place(n));
-        let stays = |old: &AppliedBackend| new.iter().find(|n| old.same_place(n));
+        let makes_way = |old: &AppliedBackend, at: usize| {
+            let own = new.iter().position(|n| old.same_place(n));
+            own.is_some_and(|i| i < at && !held(&new[i]))
+        };
         let (in_the_way, stale): (Vec<AppliedBackend>, Vec<AppliedBackend>) = (known.iter())
             .filter(|old| on_pushed(old))
-            .filter(|old| stays(old).is_none_or(|n| taken(old) && held(n)))
+            .filter(|old| match taker(old) {
+                Some(at) => !makes_way(old, at),
+                None => !new.iter().any(|n| old.same_place(n)),
+            })
             .cloned()
-            .partition(|old| taken(old));
+            .partition(|old| taker(old).is_some());
         delete_backends(key, in_the_way, false, plan);
         for h in &pushed {
             push_ports(key, &h.url, spec, timeouts, plan);

@@ -1788,64 +1788,69 @@ fn requested_ports_granted_refused_and_moved(rng: &mut Rng) {
     assert_eq!(kinds(&plan), ["event Warning PortUnavailable"], "{plan:?}");
 }
 
-/// Two ports of one Service that swap LB ports (one is requested where the other was): each plan
-/// deletes the backend whose port another takes before POSTing that one, as the updater holds one
-/// backend per port and answers 409 otherwise, on every retry.
+/// Two ports of one Service that swap LB ports (one is requested where the other was), or one
+/// that takes the port of another POSTed after it: each plan deletes the backend in the way before
+/// POSTing the one that takes its port, as the updater holds one backend per port and answers 409
+/// otherwise, on every retry.
 fn own_ports_that_swap_lb_ports_free_them_first(rng: &mut Rng) {
     use crate::controller::decide::port_requests::LB_PORTS_ANNOTATION;
-    let ports = [
-        ("admin", "TCP", 9000, Some(31900)),
-        ("http", "TCP", 80, Some(31081)),
-    ];
-    let mut cache = world(rng, vec![service("web", &ports)], vec![edge()]);
-    converge(&mut cache, &key("web"));
-    let lb = &cache.load_balancers[&key("web")];
-    let spec = crate::model::LbSpec::from_resource(&lb.spec).unwrap();
-    let admin = spec.ports[0].port;
-    // The updater as the LoadBalancer left it: (LB port, protocol) → backend.
-    let mut held: std::collections::BTreeMap<(i64, String), String> = lb
-        .status
-        .applied
-        .iter()
-        .map(|b| ((b.port, b.protocol.clone()), b.backend_name.clone()))
-        .collect();
-    let mut web = cache.services[&key("web")].as_ref().clone();
-    let request = format!("http={admin}");
-    web.metadata
-        .annotations
-        .insert(LB_PORTS_ANNOTATION.into(), request);
-    web.metadata.resource_version = "500".into();
-    cache.apply_service(web);
-    for _ in 0..10 {
-        let plan = reconcile(&cache, &key("web"), &ctx());
-        for a in &plan.actions {
-            match a {
-                Action::UpdaterDelete { backend_name, .. } => held.retain(|_, n| n != backend_name),
-                Action::UpdaterApply { request: r, .. } => {
-                    let at = (i64::from(r.lb_port), r.lb_protocol.clone());
-                    let holder = held.get(&at).filter(|n| **n != r.backend_name);
-                    assert_eq!(
-                        holder,
-                        None,
-                        "409 for {}: {:?}",
-                        r.backend_name,
-                        kinds(&plan)
-                    );
-                    held.retain(|_, n| *n != r.backend_name);
-                    held.insert(at, r.backend_name.clone());
+    let admin = ("admin", "TCP", 9000, Some(31900));
+    let http = ("http", "TCP", 80, Some(31081));
+    for (ports, also) in [([admin, http], ""), ([http, admin], ",admin=8009")] {
+        let mut cache = world(rng, vec![service("web", &ports)], vec![edge()]);
+        converge(&mut cache, &key("web"));
+        let lb = &cache.load_balancers[&key("web")];
+        let spec = crate::model::LbSpec::from_resource(&lb.spec).unwrap();
+        let at =
+            |s: &crate::model::LbSpec, name| s.ports.iter().find(|p| p.name == name).unwrap().port;
+        let admins = at(&spec, "admin");
+        // The updater as the LoadBalancer left it: (LB port, protocol) → backend.
+        let mut held: std::collections::BTreeMap<(i64, String), String> = lb
+            .status
+            .applied
+            .iter()
+            .map(|b| ((b.port, b.protocol.clone()), b.backend_name.clone()))
+            .collect();
+        let mut web = cache.services[&key("web")].as_ref().clone();
+        let request = format!("http={admins}{also}");
+        web.metadata
+            .annotations
+            .insert(LB_PORTS_ANNOTATION.into(), request);
+        web.metadata.resource_version = "500".into();
+        cache.apply_service(web);
+        for _ in 0..10 {
+            let plan = reconcile(&cache, &key("web"), &ctx());
+            for a in &plan.actions {
+                match a {
+                    Action::UpdaterDelete { backend_name, .. } => {
+                        held.retain(|_, n| n != backend_name)
+                    }
+                    Action::UpdaterApply { request: r, .. } => {
+                        let at = (i64::from(r.lb_port), r.lb_protocol.clone());
+                        let holder = held.get(&at).filter(|n| **n != r.backend_name);
+                        assert_eq!(
+                            holder,
+                            None,
+                            "409 for {}: {:?}",
+                            r.backend_name,
+                            kinds(&plan)
+                        );
+                        held.retain(|_, n| *n != r.backend_name);
+                        held.insert(at, r.backend_name.clone());
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
+            if plan.is_empty() {
+                break;
+            }
+            execute(&mut cache, &plan);
         }
-        if plan.is_empty() {
-            break;
-        }
-        execute(&mut cache, &plan);
+        let lb = &cache.load_balancers[&key("web")];
+        let spec = crate::model::LbSpec::from_resource(&lb.spec).unwrap();
+        assert_eq!(at(&spec, "http"), admins, "http took admin's port");
+        assert_ne!(at(&spec, "admin"), admins);
     }
-    let spec =
-        crate::model::LbSpec::from_resource(&cache.load_balancers[&key("web")].spec).unwrap();
-    assert_eq!(spec.ports[1].port, admin, "http took admin's port");
-    assert_ne!(spec.ports[0].port, admin);
 }
 
 /// KEP-3458: with a health check in force a NotReady flip or the autoscaler's taint queues nothing
