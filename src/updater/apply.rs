@@ -5,12 +5,10 @@
 //! everything that queued up while the previous `nginx -t` + reload ran is written together and
 //! covered by one test + reload; each caller is answered when the reload that includes its change
 //! has finished. If the batch fails, the previous file set is restored byte for byte and the batch's
-//! requests are retried one at a time, so only a bad request is refused. A commit's journal (the
-//! old contents of what it touches) lets a start roll back one a crash cut short. Also the health
-//! prober's lifetime (started and stopped with the `Applier`) and the `GET` listing it annotates.
+//! requests are retried one at a time, so only a bad request is refused. Also the health prober's
+//! lifetime (started and stopped with the `Applier`) and the `GET` listing it annotates.
 //! Must not: decide anything about HTTP, or write a file outside the directory (names are validated
-//! and files are `<name>.conf`, temp files `.<name>.conf.tmp` and the journal [`JOURNAL`], which
-//! the `*.conf` glob skips).
+//! and files are `<name>.conf`, temp files `.<name>.conf.tmp`, which the `*.conf` glob skips).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -29,11 +27,6 @@ use crate::metrics::{Counter, DEFAULT_BUCKETS, Gauge, Histogram, Registry};
 
 /// Most requests covered by one test + reload.
 pub const MAX_BATCH: usize = 1000;
-
-/// The journal of the commit in progress, in the streams directory: the old content of each file
-/// it touches (null: absent). Written before the files, removed once nginx runs them or they are
-/// restored; found at start, it means a crash cut that commit short (see `roll_back`).
-pub const JOURNAL: &str = ".paperlb-commit.json";
 
 /// What a request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,11 +153,10 @@ impl Applier {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with('.') && n.ends_with(".tmp") {
+            if n.starts_with('.') && n.ends_with(".conf.tmp") {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        roll_back(&dir, &nginx);
         let health = Health::new(registry);
         // Backends configured before a restart keep their checks, and their files' down marks
         // until the first verdicts differ.
@@ -407,12 +399,6 @@ impl Worker {
         if touched.is_empty() {
             return Ok(());
         }
-        let old: BTreeMap<&String, &Option<String>> =
-            touched.iter().map(|(n, (old, _))| (n, old)).collect();
-        let journal = self.dir.join(JOURNAL);
-        let text = serde_json::to_string(&old).unwrap_or_default();
-        replace(&journal, &self.dir.join(format!("{JOURNAL}.tmp")), &text)
-            .map_err(|e| Error::io(&journal, e))?;
         let written = self.write_set(touched.iter().map(|(n, (_, new))| (n, new)));
         let result = written.and_then(|()| {
             let t = self.nginx.test();
@@ -434,9 +420,6 @@ impl Worker {
             self.config_valid.store(false, Ordering::Relaxed);
             return Err(e);
         }
-        // Done either way (a crash before the next directory sync at worst rolls back a commit
-        // that was in force: the controller's drift check then pushes it again).
-        let _ = std::fs::remove_file(&journal);
         self.config_valid.store(true, Ordering::Relaxed);
         result
     }
@@ -524,53 +507,17 @@ fn put(dir: &Path, name: &str, content: Option<&str>) -> std::io::Result<()> {
             r => r,
         };
     };
-    replace(&path, &dir.join(format!(".{name}.conf.tmp")), content)
-}
-
-/// `path` made to hold `content`: written to `tmp`, fsynced and renamed over it.
-fn replace(path: &Path, tmp: &Path, content: &str) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.conf.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o644)
-        .open(tmp)?;
+        .open(&tmp)?;
     f.write_all(content.as_bytes())?;
     f.sync_all()?;
     drop(f);
-    std::fs::rename(tmp, path)
-}
-
-/// At start: a commit a crash cut short (its [`JOURNAL`] is still there) gets the old contents of
-/// its files back, and a running nginx is reloaded, so that what it serves is what the directory
-/// holds (else a retried request would be answered "unchanged" and never loaded, or a file nginx
-/// never passed would fail every later commit's `nginx -t`).
-fn roll_back(dir: &Path, nginx: &Nginx) {
-    let path = dir.join(JOURNAL);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return;
-    };
-    let old: BTreeMap<String, Option<String>> = match serde_json::from_str(&text) {
-        Ok(old) => old,
-        Err(e) => return log::error!("{}: unreadable, left as it is: {e}", path.display()),
-    };
-    for (name, content) in &old {
-        let valid = validate::backend_name(name).map_err(|e| std::io::Error::other(e.to_string()));
-        if let Err(e) = valid.and_then(|()| put(dir, name, content.as_deref())) {
-            return log::error!("rolling back {name} from {}: {e}", path.display());
-        }
-    }
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        return log::error!("rolling back from {}: {e}", path.display());
-    }
-    let names: Vec<&String> = old.keys().collect();
-    log::warn!("a commit cut short by a restart was rolled back: {names:?}");
-    if nginx.master_pid().is_ok()
-        && let Err(e) = nginx.test().and_then(|()| nginx.reload())
-    {
-        log::error!("nginx after the roll-back: {e}");
-    }
-    let _ = std::fs::remove_file(&path);
+    std::fs::rename(&tmp, path)
 }
 
 /// The file under `<dir>/main/` (`nginx::MAIN_DIR`) that holds `worker_shutdown_timeout`.

@@ -375,39 +375,6 @@ fn a_request_repeated_in_a_failing_batch_is_not_answered_unchanged() {
     assert!(!env.conf_file("twice").exists());
 }
 
-/// A commit a crash cut short (its journal left behind, one file changed, one new that nginx
-/// refuses) is rolled back at the next start: the files get their old contents back, nginx serves
-/// them, and the next request is committed.
-#[test]
-fn a_commit_cut_short_by_a_crash_is_rolled_back_at_start() {
-    let mut env = Env::start(Options::default());
-    let b2 = Backend::tcp("127.0.0.2", "b2");
-    let port = free_port();
-    let (code, resp) = env.post(&go_body("kept", port, "TCP", &[("127.0.0.2", b2.port)]));
-    assert_eq!(code, 200, "{resp}");
-    let kept = env.conf_file("kept");
-    let before = std::fs::read_to_string(&kept).unwrap();
-    env.server.take();
-    env.updater = None;
-    let journal = kept.with_file_name(paperlb::updater::apply::JOURNAL);
-    let old = serde_json::json!({"kept": before, "new": null});
-    std::fs::write(&journal, old.to_string()).unwrap();
-    std::fs::write(&kept, "# half written\n").unwrap();
-    std::fs::write(env.conf_file("new"), "not nginx config;\n").unwrap();
-    env.restart_updater();
-    assert_eq!(std::fs::read_to_string(&kept).unwrap(), before);
-    assert!(!env.conf_file("new").exists());
-    assert!(!journal.exists());
-    assert!(wait_tcp(port, |s| s == Some("b2")));
-    let (code, resp) = env.post(&go_body(
-        "next",
-        free_port(),
-        "TCP",
-        &[("127.0.0.2", b2.port)],
-    ));
-    assert_eq!(code, 200, "{resp}");
-}
-
 #[test]
 fn one_bad_request_in_a_batch_is_refused_alone() {
     let env = Env::start(Options::default());
