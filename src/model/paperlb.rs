@@ -55,7 +55,7 @@ pub struct LoadBalancerConfigSpec {
     pub base: HostSpec,
     #[serde(deserialize_with = "or_default")]
     pub port_range: PortRangeSpec,
-    /// Addition: node address types to try, in order (default `[ExternalIP, InternalIP]`).
+    /// Addition: node address types to try, in order; empty: the controller's `--address-type`.
     #[serde(deserialize_with = "or_default")]
     pub target_address_types: Vec<Lenient<String>>,
     /// Addition: nginx `proxy_timeout` in seconds; 0 or absent = the updater's default (10m).
