@@ -743,6 +743,12 @@ fn check(w: &World) -> (i32, String) {
     (out.status.code().unwrap_or(-1), stdout)
 }
 
+/// The lines of `check`'s output about config `name` (in `paperlb-system`).
+fn lines_of<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let config = format!("paperlb-system/{name}");
+    out.lines().filter(|l| l.contains(&config)).collect()
+}
+
 #[test]
 fn check_reports_each_configs_host() {
     let w = World::new("explain-check");
@@ -812,12 +818,11 @@ fn check_reports_each_configs_host() {
         .expect("apply config");
     let (code, out) = check(&w);
     assert_eq!(code, 2, "{out}");
-    let pair: Vec<&str> = (out.lines())
-        .filter(|l| l.contains("paperlb-system/pair"))
-        .collect();
+    let pair = lines_of(&out, "pair");
     assert_eq!(pair.len(), 2, "{out}");
     assert!(
-        (pair.iter()).all(|l| !l.starts_with("PROBLEM: ") && l.contains("authorized")),
+        pair.iter()
+            .all(|l| !l.starts_with("PROBLEM: ") && l.contains("authorized")),
         "{out}"
     );
 
@@ -836,9 +841,7 @@ fn check_reports_each_configs_host() {
         .expect("apply config");
     let (code, out) = check(&w);
     assert_eq!(code, 2, "{out}");
-    let lost: Vec<&str> = (out.lines())
-        .filter(|l| l.contains("paperlb-system/lost"))
-        .collect();
+    let lost = lines_of(&out, "lost");
     assert_eq!(lost.len(), 1, "{out}");
     assert!(
         lost[0].starts_with("PROBLEM: ")
@@ -853,9 +856,7 @@ fn check_reports_each_configs_host() {
     w.api.deny(ADMIN_USER, "get", "secrets");
     let (code, out) = check(&w);
     assert_eq!(code, 2, "{out}");
-    let pair: Vec<&str> = (out.lines())
-        .filter(|l| l.contains("paperlb-system/pair"))
-        .collect();
+    let pair = lines_of(&out, "pair");
     assert_eq!(pair.len(), 2, "{out}");
     assert!(
         !pair[0].starts_with("PROBLEM: ")
