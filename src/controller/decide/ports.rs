@@ -185,7 +185,8 @@ pub fn stored_ports(spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol)> {
 
 /// What the existing CR records for each Service port: matched by port name. A single unnamed
 /// port (a Go-form CR, or a one-port Service whose port was named when a second was added: the
-/// apiserver requires names then) goes to the first Service port, so it keeps its LB port.
+/// apiserver requires names then) goes to the Service port with its node port, else to the first,
+/// so it keeps its LB port.
 pub(crate) fn previous_ports(
     existing: Option<&LoadBalancerSpec>,
     wanted: &[ServicePortSpec],
