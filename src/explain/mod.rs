@@ -189,17 +189,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The whole diagnosis: the cluster steps (`steps`), then each host's (`hosts`) once they pass.
 pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
-    let mut cluster = Vec::new();
-    let ready = steps::cluster_steps(f, ctx, &mut cluster);
+    let mut steps = Vec::new();
+    let ready = steps::cluster_steps(f, ctx, &mut steps);
     let hosts: Vec<steps::HostReport> = (ready.iter())
         .flat_map(|r| f.hosts.iter().map(move |h| hosts::host_report(r, h)))
         .collect();
-    let served = hosts.iter().any(|h| h.served);
-    steps::Report {
-        steps: cluster,
-        hosts,
-        served,
-    }
+    steps::Report { steps, hosts }
 }
 
 #[cfg(test)]
