@@ -340,12 +340,12 @@ impl Worker {
     /// it has not been handled for, with the time (ms since the epoch) it runs out.
     fn expiries(&self) -> impl Iterator<Item = (&String, usize, u64)> {
         let graces = [
-            self.config.host_failure_grace,
-            self.config.unreachable_delete_grace,
+            self.config.ctx.host_grace_ms,
+            self.config.ctx.delete_grace_ms,
         ];
         self.auth.failing.iter().flat_map(move |(e, since)| {
             let handled = self.auth.expired.get(e).copied().unwrap_or_default();
-            let at = move |g: usize| since.saturating_add(graces[g].as_millis() as u64);
+            let at = move |g: usize| since.saturating_add(graces[g]);
             (0..2)
                 .filter(move |g| !handled[*g])
                 .map(move |g| (e, g, at(g)))
