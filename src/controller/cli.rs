@@ -63,17 +63,17 @@ Durations are a number and a unit: 500ms, 15s, 5m.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub load: LoadOptions,
-    pub namespace: String,
     pub metrics_addr: Option<SocketAddr>,
     pub leader_elect: bool,
-    /// The Lease, in `namespace`: identity and timings (client-go's defaults: 15 s, 10 s, 2 s; whole
+    /// The Lease, in the controller's namespace (`ctx.namespace`): identity and timings (client-go's defaults: 15 s, 10 s, 2 s; whole
     /// seconds for the lease duration).
     pub lease: LeaseConfig,
     /// What every reconcile starts from (the worker adds the time and the failing updaters):
     /// `--address-type`, `--stable-node-set` (keep NotReady nodes as targets while a health check
     /// drains them), `--host-failure-grace` (how long a failing host of a several-host config
     /// stays in the ingress) and `--unreachable-delete-grace` (how long an updater that does not
-    /// answer may hold a LoadBalancer's deletion), in `namespace`.
+    /// answer may hold a LoadBalancer's deletion), and `--namespace`, where LoadBalancerConfigs,
+    /// their Secrets and the Lease live.
     pub ctx: Context,
     pub verbose: bool,
     /// The API client's timeouts; `--watch-idle-timeout` sets the watches' stall detector.
@@ -90,11 +90,10 @@ pub fn parse(
 ) -> Result<Option<Config>, Usage> {
     let mut c = Config {
         load,
-        namespace: "paperlb-system".into(),
         metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
         leader_elect: false,
         lease: LeaseConfig::default(),
-        ctx: Context::new("", ""),
+        ctx: Context::new("paperlb-system", ""),
         verbose: false,
         client: ClientOptions::default(),
         updater_resync: super::run::resync::DEFAULT_PERIOD,
@@ -109,7 +108,7 @@ pub fn parse(
             Arg::Value(k, v) => match k.as_str() {
                 "kubeconfig" => c.load.kubeconfig = Some(v.into()),
                 "context" => c.load.context = Some(v),
-                "namespace" if !v.is_empty() => c.namespace = v,
+                "namespace" if !v.is_empty() => c.ctx.namespace = v,
                 "metrics-addr" => c.metrics_addr = parse_addr(&v)?,
                 "leader-elect" => c.leader_elect = cli::boolean(&k, &v)?,
                 "stable-node-set" => c.ctx.stable_node_set = cli::boolean(&k, &v)?,
@@ -129,8 +128,7 @@ pub fn parse(
         }
     }
     check_timings(&c)?;
-    c.lease.namespace = c.namespace.clone();
-    c.ctx.namespace = c.namespace.clone();
+    c.lease.namespace = c.ctx.namespace.clone();
     if c.lease.identity.is_empty() {
         let base = Some(default_identity).filter(|s| !s.is_empty());
         let base = base.unwrap_or("paperlb");
@@ -242,7 +240,7 @@ mod tests {
         let c = parse(&[], LoadOptions::default(), "pod-a")
             .unwrap()
             .unwrap();
-        assert_eq!(c.namespace, "paperlb-system");
+        assert_eq!(c.ctx.namespace, "paperlb-system");
         assert_eq!(c.metrics_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(!c.leader_elect);
         assert!(c.lease.identity.starts_with("pod-a_"));
@@ -363,7 +361,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            (c.namespace.as_str(), c.metrics_addr, c.leader_elect),
+            (c.ctx.namespace.as_str(), c.metrics_addr, c.leader_elect),
             ("x", None, true)
         );
         assert_eq!(c.ctx.address_types, vec!["InternalIP"]);

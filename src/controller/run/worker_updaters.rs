@@ -130,7 +130,7 @@ impl Worker {
 
     /// The valid configs in the controller's namespace.
     fn valid_configs(&self) -> impl Iterator<Item = ValidConfig> + '_ {
-        self.cache.valid_configs(&self.config.namespace)
+        self.cache.valid_configs(&self.config.ctx.namespace)
     }
 
     fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
@@ -173,7 +173,7 @@ impl Worker {
     /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
     /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
-        self.auth.wanted = secrets::wanted(&self.cache, &self.config.namespace);
+        self.auth.wanted = secrets::wanted(&self.cache, &self.config.ctx.namespace);
         self.auth.secrets.retain_wanted(&self.auth.wanted);
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
