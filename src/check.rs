@@ -199,23 +199,20 @@ pub fn check(
 
     let ns = &config.namespace;
     let permissions = permissions();
-    let mut denied = 0;
+    // Denied or not checked: either way, not known to be granted.
+    let mut not_granted = 0;
     for perm in &permissions {
         let res = Resource::new(perm.group, "", perm.resource, perm.namespaced);
         let p = res.access(perm.verb, perm.subresource, perm.namespaced.then_some(ns));
-        match access_allowed(&client, perm, ns) {
-            Ok(true) => {}
-            Ok(false) => {
-                denied += 1;
-                problem(
-                    out,
-                    format!("permission denied: {p} (apply manifests/base/rbac.yaml)"),
-                )?;
-            }
-            Err(e) => problem(out, format!("cannot check {p}: {e}"))?,
-        }
+        let why = match access_allowed(&client, perm, ns) {
+            Ok(true) => continue,
+            Ok(false) => format!("permission denied: {p} (apply manifests/base/rbac.yaml)"),
+            Err(e) => format!("cannot check {p}: {e}"),
+        };
+        not_granted += 1;
+        problem(out, why)?;
     }
-    if denied == 0 {
+    if not_granted == 0 {
         writeln!(out, "permissions: all {} granted", permissions.len())?;
     }
     let hosts = crate::explain::check_hosts(&client, ns);

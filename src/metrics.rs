@@ -93,10 +93,6 @@ pub struct Gauge(Arc<Family>);
 pub struct Histogram(Arc<Family>);
 
 impl Registry {
-    pub fn new() -> Registry {
-        Registry::default()
-    }
-
     fn add(
         &self,
         name: &str,
@@ -304,7 +300,7 @@ mod tests {
 
     #[test]
     fn renders_counters_gauges_and_histograms_in_text_format() {
-        let r = Registry::new();
+        let r = Registry::default();
         let c = r.counter("x_requests_total", "Requests.", &["route", "code"]);
         for _ in 0..3 {
             c.inc(&["POST /a", "200"]);
@@ -341,7 +337,7 @@ x_apply_seconds_count 3
     #[test]
     fn collected_families_show_the_owners_value_at_render_time() {
         use std::sync::atomic::{AtomicU64, Ordering};
-        let r = Registry::new();
+        let r = Registry::default();
         let n = Arc::new(AtomicU64::new(0));
         let held = n.clone();
         r.counter_fn("x_events_total", "Events.", &["resource"], move || {
@@ -366,7 +362,7 @@ x_apply_seconds_count 3
 
     #[test]
     fn replace_all_drops_the_series_it_is_not_given() {
-        let r = Registry::new();
+        let r = Registry::default();
         let g = r.gauge("x_ports", "Ports.", &["config"]);
         g.set(&["old"], 3.0);
         g.replace_all(vec![(vec!["new".into()], 5.0)]);

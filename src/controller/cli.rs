@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::cli::{self, Arg, Usage};
+use crate::controller::Context;
 use crate::kube::client::ClientOptions;
 use crate::kube::config::LoadOptions;
 use crate::kube::lease::LeaseConfig;
@@ -62,24 +63,23 @@ Durations are a number and a unit: 500ms, 15s, 5m.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub load: LoadOptions,
-    pub namespace: String,
     pub metrics_addr: Option<SocketAddr>,
     pub leader_elect: bool,
-    /// The Lease, in `namespace`: identity and timings (client-go's defaults: 15 s, 10 s, 2 s; whole
+    /// The Lease, in the controller's namespace (`ctx.namespace`): identity and timings (client-go's defaults: 15 s, 10 s, 2 s; whole
     /// seconds for the lease duration).
     pub lease: LeaseConfig,
-    pub address_types: Vec<String>,
+    /// What every reconcile starts from (the worker adds the time and the failing updaters):
+    /// `--address-type`, `--stable-node-set` (keep NotReady nodes as targets while a health check
+    /// drains them), `--host-failure-grace` (how long a failing host of a several-host config
+    /// stays in the ingress) and `--unreachable-delete-grace` (how long an updater that does not
+    /// answer may hold a LoadBalancer's deletion), and `--namespace`, where LoadBalancerConfigs,
+    /// their Secrets and the Lease live.
+    pub ctx: Context,
     pub verbose: bool,
     /// The API client's timeouts; `--watch-idle-timeout` sets the watches' stall detector.
     pub client: ClientOptions,
     /// Period of drift checks of each updater; zero: no periodic check.
     pub updater_resync: Duration,
-    /// How long a failing host of a several-host config stays in the ingress.
-    pub host_failure_grace: Duration,
-    /// How long an updater that does not answer may hold a LoadBalancer's deletion.
-    pub unreachable_delete_grace: Duration,
-    /// `--stable-node-set`: keep NotReady nodes as targets while a health check drains them.
-    pub stable_node_set: bool,
 }
 
 /// Parses the flags after `controller`. `default_identity` is `$POD_NAME` or the hostname, read by main.
@@ -90,50 +90,45 @@ pub fn parse(
 ) -> Result<Option<Config>, Usage> {
     let mut c = Config {
         load,
-        namespace: "paperlb-system".into(),
         metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
         leader_elect: false,
         lease: LeaseConfig::default(),
-        address_types: vec!["ExternalIP".into(), "InternalIP".into()],
+        ctx: Context::new("paperlb-system", ""),
         verbose: false,
         client: ClientOptions::default(),
         updater_resync: super::run::resync::DEFAULT_PERIOD,
-        host_failure_grace: Duration::from_millis(super::decide::context::DEFAULT_HOST_GRACE_MS),
-        unreachable_delete_grace: Duration::from_millis(
-            super::decide::context::DEFAULT_UNREACHABLE_DELETE_GRACE_MS,
-        ),
-        stable_node_set: true,
     };
+    let ms = |d: Duration| d.as_millis() as u64;
     for arg in cli::parse(args, HELP)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Switch(s) if s == "leader-elect" => c.leader_elect = true,
             Arg::Switch(s) if s == "v" => c.verbose = true,
-            Arg::Switch(s) if s == "stable-node-set" => c.stable_node_set = true,
+            Arg::Switch(s) if s == "stable-node-set" => c.ctx.stable_node_set = true,
             Arg::Value(k, v) => match k.as_str() {
                 "kubeconfig" => c.load.kubeconfig = Some(v.into()),
                 "context" => c.load.context = Some(v),
-                "namespace" if !v.is_empty() => c.namespace = v,
+                "namespace" if !v.is_empty() => c.ctx.namespace = v,
                 "metrics-addr" => c.metrics_addr = parse_addr(&v)?,
                 "leader-elect" => c.leader_elect = cli::boolean(&k, &v)?,
-                "stable-node-set" => c.stable_node_set = cli::boolean(&k, &v)?,
+                "stable-node-set" => c.ctx.stable_node_set = cli::boolean(&k, &v)?,
                 "leader-elect-identity" if !v.is_empty() => c.lease.identity = v,
-                "address-type" => c.address_types = parse_address_types(&v)?,
+                "address-type" => c.ctx.address_types = parse_address_types(&v)?,
                 "leader-elect-lease-duration" => c.lease.lease_duration = parse_duration(&k, &v)?,
                 "leader-elect-renew-deadline" => c.lease.renew_deadline = parse_duration(&k, &v)?,
                 "leader-elect-retry-period" => c.lease.retry_period = parse_duration(&k, &v)?,
                 "watch-idle-timeout" => c.client.watch_idle_timeout = parse_duration(&k, &v)?,
                 "updater-resync" if v == "0" || v == "0s" => c.updater_resync = Duration::ZERO,
                 "updater-resync" => c.updater_resync = parse_duration(&k, &v)?,
-                "host-failure-grace" => c.host_failure_grace = parse_duration(&k, &v)?,
-                "unreachable-delete-grace" => c.unreachable_delete_grace = parse_duration(&k, &v)?,
+                "host-failure-grace" => c.ctx.host_grace_ms = ms(parse_duration(&k, &v)?),
+                "unreachable-delete-grace" => c.ctx.delete_grace_ms = ms(parse_duration(&k, &v)?),
                 _ => return Err(Usage(format!("flag --{k}: invalid value {v:?}"))),
             },
             Arg::Switch(s) => return Err(Usage(format!("flag --{s} needs a value"))),
         }
     }
     check_timings(&c)?;
-    c.lease.namespace = c.namespace.clone();
+    c.lease.namespace = c.ctx.namespace.clone();
     if c.lease.identity.is_empty() {
         let base = Some(default_identity).filter(|s| !s.is_empty());
         let base = base.unwrap_or("paperlb");
@@ -245,11 +240,11 @@ mod tests {
         let c = parse(&[], LoadOptions::default(), "pod-a")
             .unwrap()
             .unwrap();
-        assert_eq!(c.namespace, "paperlb-system");
+        assert_eq!(c.ctx.namespace, "paperlb-system");
         assert_eq!(c.metrics_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(!c.leader_elect);
         assert!(c.lease.identity.starts_with("pod-a_"));
-        assert_eq!(c.address_types, vec!["ExternalIP", "InternalIP"]);
+        assert_eq!(c.ctx.address_types, vec!["ExternalIP", "InternalIP"]);
         let timings = (
             c.lease.lease_duration,
             c.lease.renew_deadline,
@@ -366,10 +361,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            (c.namespace.as_str(), c.metrics_addr, c.leader_elect),
+            (c.ctx.namespace.as_str(), c.metrics_addr, c.leader_elect),
             ("x", None, true)
         );
-        assert_eq!(c.address_types, vec!["InternalIP"]);
+        assert_eq!(c.ctx.address_types, vec!["InternalIP"]);
         assert!(
             parse(
                 &args(&["--address-type", "Hostname"]),
@@ -388,7 +383,7 @@ mod tests {
         );
         assert!(parse(&args(&["--leader-elect=maybe"]), LoadOptions::default(), "").is_err());
         let stable = |a: &[&str]| {
-            parse(&args(a), LoadOptions::default(), "").map(|c| c.unwrap().stable_node_set)
+            parse(&args(a), LoadOptions::default(), "").map(|c| c.unwrap().ctx.stable_node_set)
         };
         assert!(stable(&[]).unwrap(), "on by default");
         assert!(!stable(&["--stable-node-set=false"]).unwrap());

@@ -42,11 +42,11 @@ Flags:
 #[derive(Debug, Clone)]
 pub struct Config {
     pub load: LoadOptions,
-    pub namespace: String,
+    /// The controller's view, as its flags set it: its namespace and `--address-type` (for configs
+    /// that name none).
+    pub ctx: Context,
     pub key: Key,
     pub json: bool,
-    /// The controller's `--address-type` (for configs that name none).
-    pub address_types: Vec<String>,
 }
 
 /// Parses the arguments after `explain`; `Ok(None)` means help was asked for.
@@ -60,17 +60,16 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
     });
     let mut flags = args.to_vec();
     let target = target.map(|i| flags.remove(i)).unwrap_or_default();
-    let mut namespace = "paperlb-system".to_string();
+    let mut ctx = Context::new("paperlb-system", "");
     let mut json = false;
-    let mut address_types = Context::new("", "").address_types;
     for arg in cli::parse(&flags, HELP)? {
         match arg {
             Arg::Help => return Ok(None),
             Arg::Value(k, v) if k == "kubeconfig" => load.kubeconfig = Some(v.into()),
             Arg::Value(k, v) if k == "context" => load.context = Some(v),
-            Arg::Value(k, v) if k == "namespace" => namespace = v,
+            Arg::Value(k, v) if k == "namespace" => ctx.namespace = v,
             Arg::Value(k, v) if k == "address-type" => {
-                address_types = crate::controller::cli::parse_address_types(&v)?
+                ctx.address_types = crate::controller::cli::parse_address_types(&v)?
             }
             Arg::Value(k, v) if k == "o" || k == "output" => {
                 json = match v.as_str() {
@@ -92,15 +91,14 @@ pub fn parse(args: &[String], mut load: LoadOptions) -> Result<Option<Config>, U
             )));
         }
     };
-    if namespace.is_empty() {
+    if ctx.namespace.is_empty() {
         return Err(Usage("flag --namespace: must not be empty".into()));
     }
     Ok(Some(Config {
         load,
-        namespace,
+        ctx,
         key,
         json,
-        address_types,
     }))
 }
 
@@ -160,18 +158,17 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         Err(e) if e.is_unauthorized() => return Err(Exit::unsure(e).into()),
         _ => {}
     }
-    let mut ctx = Context::new(&config.namespace, "");
-    ctx.address_types = config.address_types.clone();
-    let mut facts = gather::cluster(&client, &config.key, &config.namespace);
-    if let Some(cfg) = steps::to_read(&facts, &ctx) {
+    let ctx = &config.ctx;
+    let mut facts = gather::cluster(&client, &config.key, &ctx.namespace);
+    if let Some(cfg) = steps::to_read(&facts, ctx) {
         let auths = gather::secrets(&client, &cfg);
         facts.secrets = auths.iter().map(|a| a.clone().map(|a| a.err())).collect();
         // The updaters only when the cluster side holds: the steps stop at its first failure.
-        if steps::cluster_steps(&facts, &ctx, &mut Vec::new()).is_some() {
+        if steps::cluster_steps(&facts, ctx, &mut Vec::new()).is_some() {
             facts.hosts = gather::probe_hosts(&cfg, &auths);
         }
     }
-    let report = explain(&facts, &ctx);
+    let report = explain(&facts, ctx);
     let out = match config.json {
         true => serde_json::to_string_pretty(&render::json(&report, &facts))? + "\n",
         false => render::text(&report, &facts),
@@ -189,17 +186,12 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The whole diagnosis: the cluster steps (`steps`), then each host's (`hosts`) once they pass.
 pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
-    let mut cluster = Vec::new();
-    let ready = steps::cluster_steps(f, ctx, &mut cluster);
+    let mut steps = Vec::new();
+    let ready = steps::cluster_steps(f, ctx, &mut steps);
     let hosts: Vec<steps::HostReport> = (ready.iter())
         .flat_map(|r| f.hosts.iter().map(move |h| hosts::host_report(r, h)))
         .collect();
-    let served = hosts.iter().any(|h| h.served);
-    steps::Report {
-        steps: cluster,
-        hosts,
-        served,
-    }
+    steps::Report { steps, hosts }
 }
 
 #[cfg(test)]
@@ -230,13 +222,13 @@ mod parse_tests {
         .unwrap()
         .unwrap();
         assert_eq!(c.key, Key::new("team", "web"));
-        assert_eq!(c.namespace, "lb");
+        assert_eq!(c.ctx.namespace, "lb");
         assert!(c.json);
-        assert_eq!(c.address_types, vec!["InternalIP"]);
+        assert_eq!(c.ctx.address_types, vec!["InternalIP"]);
         let c = parse(&args(&["default/web"]), load()).unwrap().unwrap();
         assert!(!c.json);
-        assert_eq!(c.namespace, "paperlb-system");
-        assert_eq!(c.address_types, vec!["ExternalIP", "InternalIP"]);
+        assert_eq!(c.ctx.namespace, "paperlb-system");
+        assert_eq!(c.ctx.address_types, vec!["ExternalIP", "InternalIP"]);
         assert!(parse(&args(&["--help"]), load()).unwrap().is_none());
     }
 

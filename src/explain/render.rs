@@ -54,7 +54,7 @@ pub fn text(r: &Report, f: &Facts) -> String {
         }
     }
     let served = r.hosts.iter().filter(|h| h.served).count();
-    if r.served {
+    if r.served() {
         let _ = writeln!(out, "served on {served} of {} host(s)", r.hosts.len());
     } else {
         let _ = writeln!(out, "not served");
@@ -68,7 +68,7 @@ pub fn json(r: &Report, f: &Facts) -> Value {
         "kind": KIND,
         "version": SCHEMA_VERSION,
         "service": {"namespace": f.key.namespace, "name": f.key.name},
-        "served": r.served,
+        "served": r.served(),
         "steps": r.steps,
         "hosts": r.hosts,
         "events": f.events.as_deref().unwrap_or_default(),

@@ -97,17 +97,21 @@ pub struct HostReport {
 pub struct Report {
     pub steps: Vec<Step>,
     pub hosts: Vec<HostReport>,
-    pub served: bool,
 }
 
 impl Report {
+    /// Served on at least one LB host.
+    pub fn served(&self) -> bool {
+        self.hosts.iter().any(|h| h.served)
+    }
+
     /// explain's exit code: 0 served, 1 not served (a cluster step failed, or a step of every
     /// host), 2 could not tell (the steps stopped at one that could not be checked, or a host that
     /// failed nothing cannot be told).
     pub fn exit_code(&self) -> u8 {
         let failed = |steps: &[Step]| steps.iter().any(|s| s.status == Status::Fail);
         let hosts_failed = !self.hosts.is_empty() && self.hosts.iter().all(|h| failed(&h.steps));
-        if self.served {
+        if self.served() {
             0
         } else if failed(&self.steps) || hosts_failed {
             1

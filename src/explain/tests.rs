@@ -572,7 +572,7 @@ fn each_diagnosis_stops_at_its_step() {
             assert_eq!(got, *id, "{name}: {message}");
             assert!(message.contains(text), "{name}: {message:?} lacks {text:?}");
             assert!(!fix.is_empty(), "{name}: no fix");
-            assert!(!r.served, "{name}: served");
+            assert!(!r.served(), "{name}: served");
             assert_eq!(r.exit_code(), 1, "{name}: not served");
             // Stops there: nothing after the failing cluster step.
             if let Some(i) = r.steps.iter().position(|s| s.status == Status::Fail) {
@@ -590,7 +590,7 @@ fn each_diagnosis_stops_at_its_step() {
 fn a_served_service_passes_every_step() {
     let mut f = served_world();
     let r = explain(&f, &ctx());
-    assert!(r.served, "{r:#?}");
+    assert!(r.served(), "{r:#?}");
     assert_eq!(r.exit_code(), 0);
     let ids: Vec<(&str, Status)> = r
         .steps
@@ -620,7 +620,7 @@ fn a_served_service_passes_every_step() {
         r.hosts[0].steps.last().map(|s| s.status),
         Some(Status::Fail)
     );
-    assert!(r.served, "one healthy upstream still serves");
+    assert!(r.served(), "one healthy upstream still serves");
     assert_eq!(r.exit_code(), 0);
 }
 
@@ -628,7 +628,7 @@ fn a_served_service_passes_every_step() {
 fn the_ports_step_names_the_balance_and_what_the_affinity_rule_ignored() {
     let ports_step = |f: &Facts| {
         let r = explain(f, &ctx());
-        assert!(r.served, "{r:#?}");
+        assert!(r.served(), "{r:#?}");
         let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
         assert_eq!(step.status, Status::Ok);
         step.message
@@ -669,7 +669,10 @@ fn the_ports_step_says_the_go_updater_serves_round_robin_not_the_asked_balance()
         .unwrap();
         f.hosts[0].probe = Ok(Err(unsupported(404)));
         let r = explain(&f, &ctx());
-        assert!(r.served, "READY decides for an updater without GET: {r:#?}");
+        assert!(
+            r.served(),
+            "READY decides for an updater without GET: {r:#?}"
+        );
         let step = r.steps.iter().find(|s| s.id == "ports").unwrap().clone();
         assert_eq!(step.status, Status::Ok);
         step.message
@@ -747,7 +750,7 @@ fn an_updater_without_get_leaves_the_lb_status_to_decide() {
     let mut f = served_world();
     f.hosts[0].probe = Ok(Err(unsupported(405)));
     let r = explain(&f, &ctx());
-    assert!(r.served);
+    assert!(r.served());
     assert_eq!(
         r.hosts[0].steps.last().map(|s| (s.id, s.status)),
         Some(("answering", Status::Unknown))
@@ -1036,7 +1039,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
         })
         .collect();
     let r = explain(&f, &ctx);
-    assert!(r.served && r.hosts.len() == 2, "{r:#?}");
+    assert!(r.served() && r.hosts.len() == 2, "{r:#?}");
     // Review of the explain merge: host 1's CA does not parse. The controller still serves through
     // host 2, so the Service is served; host 1's own step names the CA, the secrets step passes.
     let cfg = pick_config(&cache_of(&f), &f.key, &s, &ctx).ok().unwrap();
@@ -1097,13 +1100,13 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     // Host 2 unreachable: still served (on host 1), and its report says why not there.
     f.hosts[1].probe = Ok(Err(transport("connection refused")));
     let r = explain(&f, &ctx);
-    assert!(r.served, "{r:#?}");
+    assert!(r.served(), "{r:#?}");
     assert!(r.hosts[1].steps.iter().any(|s| s.status == Status::Fail));
     assert!(r.hosts[0].steps.iter().all(|s| s.status != Status::Fail));
     // Both unreachable: not served, and every host failed a step.
     f.hosts[0].probe = Ok(Err(transport("connection refused")));
     let r = explain(&f, &ctx);
-    assert!(!r.served);
+    assert!(!r.served());
     assert_eq!(r.exit_code(), 1, "{r:#?}");
 }
 

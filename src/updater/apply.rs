@@ -618,7 +618,7 @@ mod tests {
     fn a_stale_re_render_leaves_the_probers_tracking_alone() {
         let dir = std::env::temp_dir().join(format!("paperlb-stale-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let registry = Registry::new();
+        let registry = Registry::default();
         let health = Health::new(&registry);
         // No nginx runs: every job below is dropped before a commit.
         let nginx = Nginx {

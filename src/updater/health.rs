@@ -526,7 +526,7 @@ mod tests {
         other.upstreams = (2..12)
             .map(|i| (Host::V4([127, 0, 0, i].into()), 1))
             .collect();
-        let h = Health::new(&Registry::new());
+        let h = Health::new(&Registry::default());
         for removal in [0, 1] {
             h.committed(&checked);
             let (due, _) = h.take_due(Instant::now());
@@ -562,7 +562,7 @@ mod tests {
         let req: crate::updater::api::LbRequest = serde_json::from_str(body).unwrap();
         let policy = crate::updater::validate::Policy::default();
         let two = crate::updater::validate::backend(&req, &policy).unwrap();
-        let h = Health::new(&Registry::new());
+        let h = Health::new(&Registry::default());
         h.committed(&two);
         let due = h.take_due(Instant::now()).0;
         let probe = due.iter().find(|p| p.index == 1).unwrap();
@@ -592,7 +592,7 @@ mod tests {
         let mut on_disk = crate::updater::validate::backend(&req, &policy).unwrap();
         on_disk.down = BTreeSet::from([1]);
         let restarted = || {
-            let h = Health::new(&Registry::new());
+            let h = Health::new(&Registry::default());
             h.committed(&on_disk);
             let due = h.take_due(Instant::now()).0;
             assert_eq!(due.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 1]);

@@ -68,7 +68,7 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
     let nginx = Nginx::new(s.nginx_bin.clone(), s.nginx_conf.clone(), &conf_text);
     let source = nginx::shutdown_timeout_source(&s.nginx_conf, &conf_text, &s.streams_dir);
     apply::shutdown_timeout(&s.streams_dir, &nginx, source, s.worker_shutdown_timeout)?;
-    let registry = Registry::new();
+    let registry = Registry::default();
     let n = nginx.clone();
     registry.gauge_fn(
         "paperlb_updater_nginx_old_workers",

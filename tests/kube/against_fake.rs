@@ -260,6 +260,17 @@ fn check_passes_then_names_missing_crds_and_denied_permissions() {
     );
 
     api.set_crds_installed(true);
+    // A review that cannot be made is a problem, and the permissions are no longer "all granted".
+    let reviews = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+    api.inject(Fault::new(Some("POST"), reviews, 1, FaultKind::Status(500)));
+    let (code, text) = check(&kc);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("PROBLEM: cannot check get services"),
+        "{text}"
+    );
+    assert!(!text.contains("permissions: all"), "{text}");
+
     api.deny(ADMIN_USER, "patch", "services/status");
     let (code, text) = check(&kc);
     assert_eq!(code, 2, "{text}");

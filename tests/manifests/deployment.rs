@@ -240,7 +240,7 @@ fn deployment_starts_the_controller_with_flags_it_accepts_and_consistent_values(
     .unwrap_or_else(|e| panic!("{DEPLOYMENT}: controller rejects {args:?}: {e:?}"))
     .expect("not --help");
     assert_eq!(
-        config.namespace, ns,
+        config.ctx.namespace, ns,
         "--namespace is where the Deployment runs"
     );
     let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);

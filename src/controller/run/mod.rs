@@ -47,7 +47,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         env!("CARGO_PKG_VERSION"),
         cluster.server,
         cluster.origin,
-        config.namespace
+        config.ctx.namespace
     );
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -94,7 +94,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
 
-    let ns = config.namespace.as_str();
+    let ns = config.ctx.namespace.as_str();
     let env = WatchEnv {
         client: &client,
         tx: &tx,

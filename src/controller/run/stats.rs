@@ -48,7 +48,7 @@ impl Stats {
     /// at every scrape for `paperlb_leader`, so a renewal stuck in a request shows as 0 at the renew
     /// deadline.
     pub fn new(requests: Arc<ClientStats>, leadership: Arc<Leadership>) -> Stats {
-        let r = Registry::new();
+        let r = Registry::default();
         let watches: Watches = Arc::default();
         let s = Stats {
             reconciles: r.counter(

@@ -186,7 +186,8 @@ impl Worker {
     ) -> Worker {
         let term = Arc::new(AtomicU64::new(0));
         let probes = Arc::new(super::host_probe::Targets::default());
-        let interval = super::host_probe::interval_for(config.host_failure_grace);
+        let interval =
+            super::host_probe::interval_for(Duration::from_millis(config.ctx.host_grace_ms));
         if let Err(e) = super::host_probe::spawn(&probes, interval, {
             let tx = io_tx.clone();
             move |p| tx.send(Event::HostProbe(p)).is_ok()
@@ -494,14 +495,11 @@ impl Worker {
 
     fn context(&self) -> Context {
         let now = SystemTime::now();
-        let mut ctx = Context::new(&self.config.namespace, &rfc3339(now));
-        ctx.address_types = self.config.address_types.clone();
-        ctx.stable_node_set = self.config.stable_node_set;
+        let mut ctx = self.config.ctx.clone();
+        ctx.now = rfc3339(now);
         ctx.without_checks = self.auth.unsupported.clone();
         ctx.now_ms = epoch_ms(now);
         ctx.failing = self.auth.failing.clone();
-        ctx.host_grace_ms = self.config.host_failure_grace.as_millis() as u64;
-        ctx.delete_grace_ms = self.config.unreachable_delete_grace.as_millis() as u64;
         ctx
     }
 

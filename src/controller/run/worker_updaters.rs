@@ -130,7 +130,7 @@ impl Worker {
 
     /// The valid configs in the controller's namespace.
     fn valid_configs(&self) -> impl Iterator<Item = ValidConfig> + '_ {
-        self.cache.valid_configs(&self.config.namespace)
+        self.cache.valid_configs(&self.config.ctx.namespace)
     }
 
     fn auth_for(&mut self, config: &str, url: &str) -> Result<ClientAuth, AuthProblem> {
@@ -173,7 +173,7 @@ impl Worker {
     /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
     /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
-        self.auth.wanted = secrets::wanted(&self.cache, &self.config.namespace);
+        self.auth.wanted = secrets::wanted(&self.cache, &self.config.ctx.namespace);
         self.auth.secrets.retain_wanted(&self.auth.wanted);
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
@@ -340,12 +340,12 @@ impl Worker {
     /// it has not been handled for, with the time (ms since the epoch) it runs out.
     fn expiries(&self) -> impl Iterator<Item = (&String, usize, u64)> {
         let graces = [
-            self.config.host_failure_grace,
-            self.config.unreachable_delete_grace,
+            self.config.ctx.host_grace_ms,
+            self.config.ctx.delete_grace_ms,
         ];
         self.auth.failing.iter().flat_map(move |(e, since)| {
             let handled = self.auth.expired.get(e).copied().unwrap_or_default();
-            let at = move |g: usize| since.saturating_add(graces[g].as_millis() as u64);
+            let at = move |g: usize| since.saturating_add(graces[g]);
             (0..2)
                 .filter(move |g| !handled[*g])
                 .map(move |g| (e, g, at(g)))
