@@ -464,7 +464,8 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
         return unknown(e.to_string());
     }
     let types = cfg.address_types_or(&ctx.address_types);
-    // The rule the controller applies: a stable set unless the LoadBalancer follows readiness.
+    // The rule the controller applies per port: a stable set unless the LoadBalancer follows
+    // readiness; NotReady nodes count as left out unless every port keeps them.
     let lb = cache.load_balancers.get(&f.key).map(Box::as_ref);
     let stable = !lb.is_some_and(follows_readiness_recorded)
         && traffic_for(svc)
@@ -472,7 +473,11 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
             .is_ok_and(|t| {
                 let urls = cfg.hosts.iter().map(|h| h.url.as_str());
                 let no_checks = updater_without_checks(urls, lb, ctx);
-                keeps_stable_set(&t, Protocol::Tcp, no_checks, ctx.stable_node_set)
+                svc.spec.ports.iter().all(|p| {
+                    let protocol = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"));
+                    protocol
+                        .is_some_and(|p| keeps_stable_set(&t, p, no_checks, ctx.stable_node_set))
+                })
             });
     let types = (types, svc.spec.ip_families.as_slice());
     let local_nodes = local.then(|| cache.local_nodes(&f.key));

@@ -1140,3 +1140,38 @@ fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
         "2 of 2 nodes receive traffic (3 target addresses)"
     );
 }
+
+/// The nodes step counts NotReady nodes as the controller does, per port: under a config's
+/// `healthCheck: {type: tcp}` a UDP port has no check (it would probe its own port over TCP), so
+/// its targets follow readiness.
+#[test]
+fn the_nodes_step_leaves_notready_nodes_out_for_a_port_that_follows_readiness() {
+    let nodes_step = |s: Value| {
+        let mut f = world(s);
+        let mut c = config("edge", true);
+        c["spec"]["healthCheck"] = json!({"type": "tcp"});
+        f.configs = Ok(vec![config_fact(c)]);
+        f.nodes = Ok(vec![
+            serde_json::from_value::<Node>(node("a", true, "127.0.0.2")).unwrap(),
+            serde_json::from_value::<Node>(node("b", false, "127.0.0.3")).unwrap(),
+        ]);
+        let r = explain(&f, &ctx());
+        r.steps
+            .iter()
+            .find(|s| s.id == "nodes")
+            .unwrap()
+            .message
+            .clone()
+    };
+    assert_eq!(
+        nodes_step(svc()),
+        "2 of 2 nodes receive traffic (2 target addresses)",
+        "TCP: checked, the stable set keeps the NotReady node"
+    );
+    let mut udp = svc();
+    udp["spec"]["ports"][0]["protocol"] = json!("UDP");
+    assert_eq!(
+        nodes_step(udp),
+        "1 of 2 nodes receive traffic (1 target address); left out: 1 NotReady"
+    );
+}
