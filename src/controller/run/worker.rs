@@ -32,7 +32,9 @@ use crate::controller::decide::reconcile::{on_updater_error, on_write_refused, r
 use crate::controller::decide::status::is_applied;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
-use crate::kube::client::{Client, LOADBALANCERS};
+use crate::kube::client::{
+    Client, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, SERVICES,
+};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
 use crate::model::{
@@ -94,17 +96,8 @@ pub enum Event {
     HostProbe(super::host_probe::Probed),
 }
 
-/// The watched kinds; the worker reconciles nothing before all have delivered their first snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Services,
-    Nodes,
-    LoadBalancers,
-    Configs,
-    Slices,
-    Secrets,
-}
-
+/// The watched kinds (the `Event`s that carry a `WatchMsg`); the worker reconciles nothing before
+/// all have delivered their first snapshot.
 const KINDS: usize = 6;
 /// The first and the longest wait before retrying a config status write that failed.
 const CONFIG_RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -126,7 +119,8 @@ pub struct Worker {
     config: Config,
     cache: Cache,
     queue: Queue<Key>,
-    synced: [bool; KINDS],
+    /// The resources (plural names) whose watch has delivered its first snapshot.
+    synced: BTreeSet<&'static str>,
     leadership: Arc<Leadership>,
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
@@ -212,7 +206,7 @@ impl Worker {
             client,
             cache: Cache::new(),
             queue: Queue::new(),
-            synced: [false; KINDS],
+            synced: BTreeSet::new(),
             leadership,
             events: EventLimiter::default(),
             correlator: Default::default(),
@@ -323,7 +317,7 @@ impl Worker {
                     &s.metadata
                 }) {
                     Some(m) => self.watch_msg(
-                        Kind::Services,
+                        SERVICES.plural,
                         m,
                         Cache::replace_services,
                         Cache::apply_service,
@@ -333,7 +327,7 @@ impl Worker {
                 }
             }
             Event::Nodes(m) => self.watch_msg(
-                Kind::Nodes,
+                NODES.plural,
                 m,
                 Cache::replace_nodes,
                 Cache::apply_node,
@@ -344,7 +338,7 @@ impl Worker {
                     &l.metadata
                 }) {
                     Some(m) => self.watch_msg(
-                        Kind::LoadBalancers,
+                        LOADBALANCERS.plural,
                         m,
                         Cache::replace_load_balancers,
                         Cache::apply_load_balancer,
@@ -362,7 +356,7 @@ impl Worker {
                     .iter()
                     .for_each(|c| self.configs.add(Key::of(&c.metadata)));
                 let affected = self.watch_msg(
-                    Kind::Configs,
+                    LOADBALANCERCONFIGS.plural,
                     m,
                     Cache::replace_configs,
                     Cache::apply_config,
@@ -373,7 +367,7 @@ impl Worker {
             }
             Event::Secrets(m) => self.secrets_changed(m),
             Event::Slices(m) => self.watch_msg(
-                Kind::Slices,
+                ENDPOINTSLICES.plural,
                 m,
                 Cache::replace_endpoint_slices,
                 Cache::apply_endpoint_slice,
@@ -423,7 +417,7 @@ impl Worker {
 
     fn watch_msg<T>(
         &mut self,
-        kind: Kind,
+        kind: &'static str,
         msg: WatchMsg<T>,
         replace: fn(&mut Cache, Vec<T>) -> Affected,
         apply: fn(&mut Cache, T) -> Affected,
@@ -440,8 +434,8 @@ impl Worker {
     }
 
     /// Watch `kind` delivered a snapshot: after the first of every watch, all keys.
-    fn note_synced(&mut self, kind: Kind) -> Option<Affected> {
-        let first = !std::mem::replace(&mut self.synced[kind as usize], true);
+    fn note_synced(&mut self, kind: &'static str) -> Option<Affected> {
+        let first = self.synced.insert(kind);
         if !first || !self.all_synced() {
             return None;
         }
@@ -480,7 +474,7 @@ impl Worker {
     }
 
     fn all_synced(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        self.synced.len() == KINDS
     }
 
     fn all_keys(&self) -> Affected {
@@ -1051,7 +1045,11 @@ mod tests {
         let (tx, _) = std::sync::mpsc::channel();
         let config = flags.unwrap().unwrap();
         let mut w = Worker::new(client, config, leadership, Arc::default(), stats, tx);
-        w.synced = [true; KINDS];
+        let all = [SERVICES, NODES, LOADBALANCERS, LOADBALANCERCONFIGS];
+        let all = all
+            .into_iter()
+            .chain([ENDPOINTSLICES, crate::kube::client::SECRETS]);
+        w.synced = all.map(|r| r.plural).collect();
         let past = Instant::now() - Duration::from_secs(5);
         w.queue.add_rate_limited(Key::new("ns", "a"), past);
         w.configs.add_rate_limited(Key::new("ns", "c"), past);

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
-use super::{Affected, Kind, Worker};
+use super::{Affected, Worker};
 use crate::controller::decide::drift;
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
@@ -200,7 +200,7 @@ impl Worker {
         let mut affected = Affected::new();
         let changed: BTreeSet<String> = match m {
             WatchMsg::Restarted(items, _) => {
-                affected = self.note_synced(Kind::Secrets).unwrap_or_default();
+                affected = self.note_synced(SECRETS.plural).unwrap_or_default();
                 self.auth.secrets.replace(items, &self.auth.wanted)
             }
             WatchMsg::Applied(s) => {
