@@ -37,7 +37,8 @@ pub struct Stats {
     ports_free: Gauge,
     /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
     pub leader_changes: Counter,
-    resyncs: Counter,
+    /// Drift checks of an updater by result (`converged`, `repaired`, `error`, `unsupported`).
+    pub resyncs: Counter,
     /// Drift repair calls that succeeded, by action (`create`, `update`, `delete`).
     pub drift_repairs: Counter,
     watches: Watches,
@@ -195,11 +196,6 @@ impl Stats {
         self.updater_calls
             .inc(&[op, if ok { "ok" } else { "error" }]);
         self.updater_seconds.observe(&[op], took.as_secs_f64());
-    }
-
-    /// One drift check of one updater ended with `result`.
-    pub fn resynced(&self, result: &str) {
-        self.resyncs.inc(&[result]);
     }
 
     /// Gauges computed from the cache; called when the queue has drained, not per reconcile. Series

@@ -492,7 +492,7 @@ impl Worker {
             self.report_refusal(endpoint, &raw, config, e, &ctx.now);
         }
         let Some((config, client, listed, repairs, reports)) = outcome else {
-            self.stats.resynced("error");
+            self.stats.resyncs.inc(&["error"]);
             return Some(false);
         };
         match listed {
@@ -500,7 +500,7 @@ impl Worker {
                 log::info!(
                     "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
                 );
-                self.stats.resynced("unsupported");
+                self.stats.resyncs.inc(&["unsupported"]);
                 self.auth.unsupported.insert(endpoint.to_string());
                 self.auth.timers.cancel(endpoint);
                 let message = format!(
@@ -522,7 +522,7 @@ impl Worker {
                 self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
                 // Never repair from an answer that could not be read.
                 log::warn!("drift check of updater {endpoint} failed: {e}");
-                self.stats.resynced("error");
+                self.stats.resyncs.inc(&["error"]);
                 Some(false)
             }
             Ok(_) => {
@@ -565,7 +565,7 @@ impl Worker {
                     "updater {endpoint} holds what {} backend(s) want",
                     desired.requests.len()
                 );
-                self.stats.resynced("converged");
+                self.stats.resyncs.inc(&["converged"]);
                 Some(true)
             }
         }
@@ -602,7 +602,9 @@ impl Worker {
             );
         }
         let ok = failed.is_empty();
-        self.stats.resynced(if ok { "repaired" } else { "error" });
+        self.stats
+            .resyncs
+            .inc(&[if ok { "repaired" } else { "error" }]);
         self.auth.timers.checked(&endpoint, ok, Instant::now());
     }
 
