@@ -602,9 +602,8 @@ impl Worker {
             );
         }
         let ok = failed.is_empty();
-        self.stats
-            .resyncs
-            .inc(&[if ok { "repaired" } else { "error" }]);
+        let result = if ok { "repaired" } else { "error" };
+        self.stats.resyncs.inc(&[result]);
         self.auth.timers.checked(&endpoint, ok, Instant::now());
     }
 
