@@ -37,9 +37,7 @@ use crate::kube::client::{
 };
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
-use crate::model::{
-    EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
-};
+use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, Service};
 use crate::time::{epoch_ms, rfc3339};
 use crate::updater::client::{ClientAuth, UpdaterClient};
 
@@ -54,8 +52,6 @@ type ClientId = (String, String);
 #[derive(Default)]
 pub(crate) struct UpdaterState {
     secrets: SecretStore,
-    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
-    wanted: BTreeSet<SecretRef>,
     /// Updater clients by config and URL (a plan's I/O gets its own by URL), with the credentials
     /// each was built with.
     clients: BTreeMap<ClientId, (ClientAuth, Arc<UpdaterClient>)>,

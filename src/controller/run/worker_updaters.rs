@@ -153,7 +153,7 @@ impl Worker {
                     let path = SECRETS.path(Some(&cfg.namespace), Some(&name), None);
                     match self.client.get::<Secret>(&path) {
                         Ok(s) => {
-                            self.auth.secrets.apply(s, &self.auth.wanted);
+                            self.auth.secrets.apply(s);
                         }
                         Err(e) if e.is_not_found() => {
                             self.auth.secrets.delete(&name);
@@ -173,8 +173,8 @@ impl Worker {
     /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
     /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
-        self.auth.wanted = secrets::wanted(&self.cache, &self.config.namespace);
-        self.auth.secrets.retain_wanted(&self.auth.wanted);
+        let wanted = secrets::wanted(&self.cache, &self.config.namespace);
+        self.auth.secrets.want(wanted);
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
         let in_use = drift::in_use(&self.cache, &endpoints);
@@ -201,11 +201,11 @@ impl Worker {
         let changed: BTreeSet<String> = match m {
             WatchMsg::Restarted(items, _) => {
                 affected = self.note_synced(SECRETS.plural).unwrap_or_default();
-                self.auth.secrets.replace(items, &self.auth.wanted)
+                self.auth.secrets.replace(items)
             }
             WatchMsg::Applied(s) => {
                 let name = s.metadata.name.clone();
-                let changed = self.auth.secrets.apply(s, &self.auth.wanted);
+                let changed = self.auth.secrets.apply(s);
                 changed.then_some(name).into_iter().collect()
             }
             WatchMsg::Deleted(s) => {
