@@ -512,7 +512,7 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
-            let (events, updaters) = self.prepare(&plan, true);
+            let (events, updaters) = self.prepare(&plan);
             self.next_job += 1;
             let key = key.clone();
             let term = self.term.load(Ordering::SeqCst);
@@ -532,14 +532,10 @@ impl Worker {
     }
 
     /// What a plan's I/O needs from the worker, decided here before it starts: the updater
-    /// clients, the Events past the rate limit, and (`reserve`, for the pool) a create's port
-    /// reservation, so that the next decision, made while this create is in flight, cannot pick
-    /// the same port.
-    fn prepare(
-        &mut self,
-        plan: &Plan,
-        reserve: bool,
-    ) -> (Vec<Option<crate::model::Event>>, Clients) {
+    /// clients, the Events past the rate limit, and a create's port reservation, so that the next
+    /// decision, made while this create is in flight on the pool, cannot pick the same port (on
+    /// the worker, nothing decides before `apply_outcome` releases it).
+    fn prepare(&mut self, plan: &Plan) -> (Vec<Option<crate::model::Event>>, Clients) {
         let mut events = Vec::with_capacity(plan.actions.len());
         let mut updaters = Clients::new();
         for action in &plan.actions {
@@ -565,7 +561,7 @@ impl Worker {
                     updaters.insert(url.clone(), client);
                     None
                 }
-                Action::CreateLoadBalancer { key, object } if reserve => {
+                Action::CreateLoadBalancer { key, object } => {
                     if let Some(spec) = batch::create_spec(object) {
                         self.cache.reserve_ports(key, spec);
                     }
@@ -579,7 +575,7 @@ impl Worker {
 
     /// Runs a plan here, with the executor the pool uses, and applies its answers.
     fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
-        let (events, updaters) = self.prepare(plan, false);
+        let (events, updaters) = self.prepare(plan);
         let (answers, result) = batch::run(&self.pool.io(&updaters), plan, &events);
         self.apply_outcome(plan, &events, answers, &result, false);
         result
