@@ -638,7 +638,7 @@ mod tests {
     }
 
     fn cache() -> Cache {
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         let lb: crate::model::LoadBalancer = serde_json::from_value(json!({
             "metadata": {"namespace": "ns", "name": "web", "resourceVersion": "5"},
             "spec": spec("LB.example", 8000, "TCP", "127.0.0.2"),

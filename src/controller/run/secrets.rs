@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn wanted_lists_refs_of_valid_configs_in_the_namespace_only() {
-        let mut configs = Cache::new();
+        let mut configs = Cache::default();
         let mk = |ns: &str, name: &str, secret: &str| -> LoadBalancerConfig {
             serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
                 "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.1",

@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn cache_gauges_count_phases_and_ports_and_forget_deleted_configs() {
         let stats = Stats::new(Arc::default(), Leadership::always());
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         cache.replace_configs(vec![
             config("edge", 8100, 8199),
             config("spare", 9000, 9009),

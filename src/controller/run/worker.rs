@@ -200,8 +200,8 @@ impl Worker {
             repairing: None,
             next_job: 0,
             client,
-            cache: Cache::new(),
-            queue: Queue::new(),
+            cache: Cache::default(),
+            queue: Queue::default(),
             synced: BTreeSet::new(),
             leadership,
             events: EventLimiter::default(),
@@ -1111,7 +1111,7 @@ mod tests {
     /// create of the new one answered first) leaves the cached object alone.
     #[test]
     fn the_delete_of_an_earlier_object_of_that_name_is_ignored() {
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         let mut awaiting = BTreeMap::new();
         let with_uid = |uid: &str, rv: &str| {
             let mut l = lb("k", rv);
@@ -1133,7 +1133,7 @@ mod tests {
     /// awaits it from the watch; a relist at or past our write ends the wait and is taken whole.
     #[test]
     fn a_relist_older_than_our_write_does_not_roll_it_back() {
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         let mut awaiting = BTreeMap::new();
         let k = Key::new("ns", "k");
         let j = Key::new("ns", "j");
