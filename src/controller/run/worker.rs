@@ -239,9 +239,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             // Take everything already waiting before deciding: a relist or a burst becomes one pass.
-            if !self.drain(&rx) {
-                return;
-            }
+            self.drain(&rx);
             if self.shutdown {
                 self.finish_in_flight(&rx);
                 return;
@@ -268,7 +266,8 @@ impl Worker {
                         Err(_) => return,
                     }
                 }
-                if !self.drain(&rx) || self.shutdown {
+                self.drain(&rx);
+                if self.shutdown {
                     // Decided but not started: left to the next leader. Started: finished.
                     self.finish_in_flight(&rx);
                     return;
@@ -295,14 +294,11 @@ impl Worker {
         }
     }
 
-    /// Applies every waiting event; false when the channel is closed.
-    fn drain(&mut self, rx: &Receiver<Event>) -> bool {
-        loop {
-            match rx.try_recv() {
-                Ok(ev) => self.handle(ev),
-                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
-            }
+    /// Applies every waiting event. (The channel cannot close while the worker lives: its pool
+    /// holds a sender; were it closed, the next `recv_timeout` in `run` would say so.)
+    fn drain(&mut self, rx: &Receiver<Event>) {
+        while let Ok(ev) = rx.try_recv() {
+            self.handle(ev);
         }
     }
 
