@@ -507,9 +507,8 @@ impl Worker {
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                let now = &ctx.now;
                 self.patch_users(endpoint, |key, _, lb| {
-                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, now)
+                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
                 });
                 // Their targets now follow node readiness (no health check drains a node there).
                 self.requeue(drift::users_of(&self.cache, endpoint));
