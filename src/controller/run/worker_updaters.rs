@@ -46,15 +46,12 @@ impl Worker {
         // Before the first checks are scheduled, the next pass schedules them. Checks wait for
         // the plans in flight and a check's repairs (their answers wake the worker): a check
         // due meanwhile must not make `run` spin.
-        let checks = if self.auth.started && self.in_flight.is_empty() && self.repairing.is_none() {
-            self.auth.timers.next_deadline()
-        } else {
-            None
-        };
+        let idle = self.auth.started && self.in_flight.is_empty() && self.repairing.is_none();
+        let checks = idle.then(|| self.auth.timers.next_deadline());
         [
             queue.flatten(),
             self.configs.next_deadline(),
-            checks,
+            checks.flatten(),
             self.next_expiry(),
         ]
         .into_iter()
