@@ -89,12 +89,18 @@ impl Cache {
         }
     }
 
-    /// Node by node, as the watch would deliver them: only what targets depend on counts, so a
-    /// heartbeat-only relist requeues nothing.
     pub fn replace_nodes(&mut self, items: Vec<Node>) -> Affected {
-        let known = self.nodes.keys().map(|n| Key::new("", n)).collect();
-        let delete = |c: &mut Cache, k: &Key| c.delete_node(&k.name);
-        self.relist(items, known, |n| &n.metadata, delete, Cache::apply_node)
+        let fresh: BTreeMap<String, Node> = items
+            .into_iter()
+            .map(|n| (n.metadata.name.clone(), n))
+            .collect();
+        // Only what targets depend on counts: a heartbeat-only relist must not requeue every LB.
+        let pairs = || self.nodes.iter().zip(fresh.iter());
+        let stable = self.nodes.len() != fresh.len()
+            || pairs().any(|((ka, a), (kb, b))| ka != kb || node_view(a).0 != node_view(b).0);
+        let ready = pairs().any(|((_, a), (_, b))| node_view(a).1 != node_view(b).1);
+        self.nodes = fresh;
+        self.node_change(stable, ready)
     }
 
     fn node_change(&self, stable: bool, ready: bool) -> Affected {
