@@ -47,10 +47,6 @@ fn unchanged(old: Option<&ObjectMeta>, new: &ObjectMeta) -> bool {
 }
 
 impl Cache {
-    pub fn new() -> Cache {
-        Cache::default()
-    }
-
     // ---- Services: a change affects its own key.
 
     pub fn apply_service(&mut self, svc: Service) -> Affected {
@@ -442,7 +438,7 @@ mod tests {
     }
 
     fn filled(rng: &mut Rng) -> Cache {
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         // b's targets follow node readiness (no health check), as its status says.
         let mut b = lb("b", "1", "other");
         b.status.conditions = serde_json::from_value(
@@ -653,7 +649,7 @@ mod tests {
             .unwrap()
         };
         let mut rng = Rng::new(5);
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         for step in 0..500 {
             let name = format!("lb{}", rng.below(20));
             let host = ["h1", "h2"][rng.below(2)];
@@ -695,7 +691,7 @@ mod tests {
         )
         .unwrap();
         let (a, b) = (Key::new("ns", "a"), Key::new("ns", "b"));
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         c.reserve_ports(&a, spec.clone());
         assert!(c.port_holder("h1", 8000, Protocol::Tcp, &b).is_some());
         assert!(
@@ -749,7 +745,7 @@ mod tests {
             }))
             .unwrap()
         };
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         for (name, ask) in [
             ("waiter", Some("http=8005")),
             ("other", Some("http=8006")),

@@ -29,17 +29,14 @@ pub struct Queue<K: Ord + Clone> {
     max: Duration,
 }
 
+/// client-go's default backoff.
 impl<K: Ord + Clone> Default for Queue<K> {
     fn default() -> Self {
-        Queue::new()
+        Queue::with_backoff(BASE_DELAY, MAX_DELAY)
     }
 }
 
 impl<K: Ord + Clone> Queue<K> {
-    pub fn new() -> Queue<K> {
-        Queue::with_backoff(BASE_DELAY, MAX_DELAY)
-    }
-
     pub fn with_backoff(base: Duration, max: Duration) -> Queue<K> {
         Queue {
             queue: VecDeque::new(),
@@ -200,7 +197,7 @@ mod tests {
     fn run(name: &str, ops: &[Op]) {
         let t0 = Instant::now();
         let mut now = t0;
-        let mut q: Queue<&'static str> = Queue::new();
+        let mut q: Queue<&'static str> = Queue::default();
         for (i, op) in ops.iter().enumerate() {
             match op {
                 Add(k) => q.add(k),
@@ -356,7 +353,7 @@ mod tests {
     #[test]
     fn backoff_doubles_from_5ms_to_1000s_and_forget_resets() {
         let now = Instant::now();
-        let mut q: Queue<&str> = Queue::new();
+        let mut q: Queue<&str> = Queue::default();
         let delays: Vec<u128> = (0..4)
             .map(|_| q.add_rate_limited("a", now).as_millis())
             .collect();
@@ -376,7 +373,7 @@ mod tests {
     #[test]
     fn retry_after_longer_than_the_backoff_is_waited_for() {
         let now = Instant::now();
-        let mut q: Queue<&str> = Queue::new();
+        let mut q: Queue<&str> = Queue::default();
         let d = q.add_rate_limited_at_least("a", Duration::from_secs(3), now);
         assert_eq!(d, Duration::from_secs(3));
         assert_eq!(
@@ -397,7 +394,7 @@ mod tests {
         let mut rng = Rng::new(99);
         let keys = ["a", "b", "c", "d"];
         for _ in 0..200 {
-            let mut q: Queue<&str> = Queue::new();
+            let mut q: Queue<&str> = Queue::default();
             let now = Instant::now();
             let mut in_hand: Vec<&str> = Vec::new();
             let mut pending: BTreeSet<&str> = BTreeSet::new(); // added since last handed out

@@ -165,11 +165,12 @@ pub fn secrets(client: &Client, cfg: &ValidConfig) -> Vec<Read<Auth>> {
     let wanted: BTreeSet<SecretRef> = cfg.all_refs().into_iter().collect();
     let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
     let mut store = SecretStore::default();
+    store.want(wanted.clone());
     let mut unread = BTreeMap::new();
     for name in names {
         match get::<Secret>(client, &SECRETS, &cfg.namespace, name) {
             Ok(Some(secret)) => {
-                store.apply(secret, &wanted);
+                store.apply(secret);
             }
             Ok(None) => {}
             Err(e) => {

@@ -116,7 +116,7 @@ pub fn check_hosts(client: &Client, namespace: &str) -> Vec<Result<String, Strin
     let mut out: Vec<_> = (lbs.as_ref().err().into_iter())
         .map(|e| Err(format!("{e}; {why}")))
         .collect();
-    let mut cache = crate::controller::Cache::new();
+    let mut cache = crate::controller::Cache::default();
     cache.replace_load_balancers(lbs.unwrap_or_default());
     for c in configs {
         let name = format!("{namespace}/{}", c.metadata.name);

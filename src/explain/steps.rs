@@ -123,7 +123,7 @@ impl Report {
 
 /// The controller's view of the gathered objects, built with the cache's own methods.
 pub fn cache_of(f: &Facts) -> Cache {
-    let mut c = Cache::new();
+    let mut c = Cache::default();
     c.replace_nodes(f.nodes.clone().unwrap_or_default());
     c.replace_configs(f.configs.clone().unwrap_or_default());
     c.replace_endpoint_slices(f.slices.clone().unwrap_or_default());

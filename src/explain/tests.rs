@@ -77,11 +77,11 @@ fn world(service: Value) -> Facts {
 /// Each host's credentials as `gather::secrets` finds them when the namespace holds `secrets`
 /// (name → data).
 fn auths_with(cfg: &ValidConfig, secrets: Value) -> Vec<Auth> {
-    let wanted = cfg.all_refs().into_iter().collect();
     let mut store = SecretStore::default();
+    store.want(cfg.all_refs().into_iter().collect());
     for (name, data) in secrets.as_object().unwrap() {
         let s = json!({"metadata": {"name": name, "namespace": NS}, "data": data});
-        store.apply(serde_json::from_value(s).unwrap(), &wanted);
+        store.apply(serde_json::from_value(s).unwrap());
     }
     auths(cfg, &store)
 }

@@ -269,7 +269,7 @@ mod tests {
     }
 
     fn cache() -> Cache {
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         let cfg: LoadBalancerConfig = serde_json::from_value(json!({
             "metadata": {"name": "edge", "namespace": "paperlb-system"},
             "spec": {"httpUpdaterURL": URL, "host": "127.0.0.1",

@@ -99,7 +99,7 @@ fn excluded(mut n: Node) -> Node {
 
 /// A cache holding the given objects, inserted in a shuffled order.
 fn world(rng: &mut Rng, services: Vec<Service>, configs: Vec<LoadBalancerConfig>) -> Cache {
-    let mut cache = Cache::new();
+    let mut cache = Cache::default();
     let mut nodes = nodes();
     rng.shuffle(&mut nodes);
     cache.replace_nodes(nodes);
@@ -356,7 +356,7 @@ fn converged_cluster_and_restart_write_nothing(rng: &mut Rng) {
         }
     }
     // A restart: a fresh cache from the same objects, in another order.
-    let mut fresh = Cache::new();
+    let mut fresh = Cache::default();
     let mut lbs: Vec<_> = cache
         .load_balancers
         .values()

@@ -84,7 +84,7 @@ mod tests {
 
     #[test]
     fn auth_error_sets_condition_and_warns_and_success_clears_it() {
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         let key = Key::new("default", "web");
         cache.apply_load_balancer(lb());
         let ctx = Context::new("paperlb-system", "t1");

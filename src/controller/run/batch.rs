@@ -32,8 +32,9 @@ use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -518,11 +519,10 @@ struct PoolShared {
     stats: Arc<Stats>,
     leadership: Arc<Leadership>,
     slots: Slots,
-    jobs: Mutex<VecDeque<Job>>,
-    more: Condvar,
-    /// Threads waiting for a job.
-    idle: AtomicUsize,
-    stop: AtomicBool,
+    /// Jobs queued, taken by one thread at a time; they end when the `Pool` (the sender) goes.
+    jobs: Mutex<Receiver<Job>>,
+    /// Jobs submitted and not yet finished.
+    unfinished: AtomicUsize,
     deliver: Box<dyn Fn(Done) + Send + Sync>,
 }
 
@@ -531,6 +531,7 @@ struct PoolShared {
 /// and go. Each finished job is handed to `deliver` (the worker's channel).
 pub struct Pool {
     shared: Arc<PoolShared>,
+    jobs: Sender<Job>,
     threads: usize,
 }
 
@@ -542,6 +543,7 @@ impl Pool {
         leadership: Arc<Leadership>,
         deliver: impl Fn(Done) + Send + Sync + 'static,
     ) -> Pool {
+        let (jobs, queued) = mpsc::channel();
         Pool {
             shared: Arc::new(PoolShared {
                 client,
@@ -549,19 +551,18 @@ impl Pool {
                 stats,
                 leadership,
                 slots: Slots::default(),
-                jobs: Mutex::new(VecDeque::new()),
-                more: Condvar::new(),
-                idle: AtomicUsize::new(0),
-                stop: AtomicBool::new(false),
+                jobs: Mutex::new(queued),
+                unfinished: AtomicUsize::new(0),
                 deliver: Box::new(deliver),
             }),
+            jobs,
             threads: 0,
         }
     }
 
     /// Queues job `id` (decided in the worker's leadership term now); starts one more thread when
-    /// none is idle. When no thread could be started at all, runs it on the caller's thread (its
-    /// `Done` is delivered all the same).
+    /// none is idle (as many jobs unfinished as threads). When no thread could be started at all,
+    /// runs it on the caller's thread (its `Done` is delivered all the same).
     pub fn submit(&mut self, id: u64, plan: Plan, events: Vec<Option<Event>>, updaters: Clients) {
         let s = &self.shared;
         let term = s.term.load(Ordering::SeqCst);
@@ -573,6 +574,7 @@ impl Pool {
                 pooled: true,
             };
             let outcome = run(&io, &plan, &events);
+            s.unfinished.fetch_sub(1, Ordering::SeqCst);
             (s.deliver)(Done {
                 id,
                 plan,
@@ -580,9 +582,8 @@ impl Pool {
                 outcome,
             });
         });
-        let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        let waiting = jobs.len();
-        if s.idle.load(Ordering::SeqCst) <= waiting && self.threads < IO_THREADS {
+        let unfinished = s.unfinished.fetch_add(1, Ordering::SeqCst);
+        if unfinished >= self.threads && self.threads < IO_THREADS {
             let shared = s.clone();
             let started = std::thread::Builder::new()
                 .name("paperlb-io".into())
@@ -594,13 +595,11 @@ impl Pool {
             }
         }
         if self.threads == 0 {
-            drop(jobs);
             log::warn!("no I/O thread; running a plan on the worker");
             return job(s);
         }
-        jobs.push_back(job);
-        drop(jobs);
-        s.more.notify_one();
+        // The threads hold the receiver until the pool (this sender) is dropped.
+        let _ = self.jobs.send(job);
     }
 
     /// The I/O of a plan run on the worker now, with `updaters`.
@@ -615,29 +614,11 @@ impl Pool {
     }
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.more.notify_all();
-    }
-}
-
 fn io_thread(s: &PoolShared) {
     loop {
-        let job = {
-            let mut jobs = s.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if s.stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                if let Some(job) = jobs.pop_front() {
-                    break job;
-                }
-                s.idle.fetch_add(1, Ordering::SeqCst);
-                jobs = s.more.wait(jobs).unwrap_or_else(|e| e.into_inner());
-                s.idle.fetch_sub(1, Ordering::SeqCst);
-            }
-        };
+        // The lock is held while waiting (one thread at a time waits), and let go before the job.
+        let job = s.jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(job) = job else { return };
         job(s);
     }
 }
@@ -657,7 +638,7 @@ mod tests {
     }
 
     fn cache() -> Cache {
-        let mut c = Cache::new();
+        let mut c = Cache::default();
         let lb: crate::model::LoadBalancer = serde_json::from_value(json!({
             "metadata": {"namespace": "ns", "name": "web", "resourceVersion": "5"},
             "spec": spec("LB.example", 8000, "TCP", "127.0.0.2"),

@@ -141,15 +141,10 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         let _ = elector.join();
     }
     let deadline = Instant::now() + SHUTDOWN_GRACE;
-    // Each joined, or given up on at the deadline (a watch blocked in a slow read must not stall
-    // shutdown).
-    for w in watchers {
-        while !w.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if w.is_finished() {
-            let _ = w.join();
-        }
+    // Until every watch has ended, or the deadline (a watch blocked in a slow read must not stall
+    // shutdown); an ended thread needs no join, and one still running is left behind.
+    while watchers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
     // Stops the probe server and waits for its accept thread.
     drop(probes);

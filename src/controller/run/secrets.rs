@@ -34,6 +34,8 @@ struct Stored {
 #[derive(Clone, Default)]
 pub struct SecretStore {
     secrets: BTreeMap<String, Stored>,
+    /// The keys valid configs reference (see [`wanted`]): the only ones whose bytes are kept.
+    wanted: BTreeSet<SecretRef>,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -46,15 +48,11 @@ impl std::fmt::Debug for SecretStore {
 
 impl SecretStore {
     /// A relist: the Secrets now in the namespace. Returns the names whose kept view changed.
-    pub fn replace(
-        &mut self,
-        items: Vec<Secret>,
-        wanted: &BTreeSet<SecretRef>,
-    ) -> BTreeSet<String> {
+    pub fn replace(&mut self, items: Vec<Secret>) -> BTreeSet<String> {
         let old = std::mem::take(&mut self.secrets);
         for s in items {
             self.secrets
-                .insert(s.metadata.name.clone(), stored(s, wanted));
+                .insert(s.metadata.name.clone(), stored(s, &self.wanted));
         }
         (old.keys().chain(self.secrets.keys()))
             .filter(|n| old.get(*n) != self.secrets.get(*n))
@@ -63,9 +61,9 @@ impl SecretStore {
     }
 
     /// An added or modified Secret; true when what is kept of it changed.
-    pub fn apply(&mut self, s: Secret, wanted: &BTreeSet<SecretRef>) -> bool {
+    pub fn apply(&mut self, s: Secret) -> bool {
         let name = s.metadata.name.clone();
-        let stored = stored(s, wanted);
+        let stored = stored(s, &self.wanted);
         let changed = self.secrets.get(&name) != Some(&stored);
         self.secrets.insert(name, stored);
         changed
@@ -76,8 +74,8 @@ impl SecretStore {
         self.secrets.remove(name).is_some()
     }
 
-    /// Drops the bytes of keys no config references any more.
-    pub fn retain_wanted(&mut self, wanted: &BTreeSet<SecretRef>) {
+    /// The keys to keep from now on: the bytes of keys no config references any more are dropped.
+    pub fn want(&mut self, wanted: BTreeSet<SecretRef>) {
         for (name, s) in &mut self.secrets {
             s.kept.retain(|k, _| {
                 wanted.contains(&SecretRef {
@@ -86,6 +84,7 @@ impl SecretStore {
                 })
             });
         }
+        self.wanted = wanted;
     }
 }
 
@@ -290,15 +289,12 @@ mod tests {
     #[test]
     fn keeps_only_referenced_bytes() {
         let mut store = SecretStore::default();
-        let wanted = refs(&[("lb-token", "token")]);
         let big = b64(&vec![b'x'; 100_000]);
-        let changed = store.replace(
-            vec![
-                secret("lb-token", json!({"token": b64(b"s3cret\n"), "other": big})),
-                secret("helm-release", json!({"release": big})),
-            ],
-            &wanted,
-        );
+        store.want(refs(&[("lb-token", "token")]));
+        let changed = store.replace(vec![
+            secret("lb-token", json!({"token": b64(b"s3cret\n"), "other": big})),
+            secret("helm-release", json!({"release": big})),
+        ]);
         assert_eq!(changed.len(), 2);
         assert_eq!(store.len(), 2);
         assert_eq!(store.kept_bytes(), 7);
@@ -318,16 +314,13 @@ mod tests {
         assert_eq!(reason(r("lb-token", "nope")), "KeyNotFound");
         assert_eq!(reason(r("gone", "token")), "SecretNotFound");
         // The same Secret again changes nothing; a rotated value does.
-        assert!(!store.apply(
-            secret(
-                "lb-token",
-                json!({"token": b64(b"s3cret\n"), "other": "eA=="})
-            ),
-            &wanted
-        ));
-        assert!(store.apply(secret("lb-token", json!({"token": b64(b"new")})), &wanted));
+        assert!(!store.apply(secret(
+            "lb-token",
+            json!({"token": b64(b"s3cret\n"), "other": "eA=="})
+        ),));
+        assert!(store.apply(secret("lb-token", json!({"token": b64(b"new")}))));
         // No longer referenced: the bytes go.
-        store.retain_wanted(&BTreeSet::new());
+        store.want(BTreeSet::new());
         assert_eq!(store.kept_bytes(), 0);
         assert!(store.delete("lb-token") && !store.delete("lb-token"));
         let shown = format!("{store:?}");
@@ -357,8 +350,9 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let mut store = SecretStore::default();
+        store.want(wanted);
         assert_eq!(reason(&store, &cfg), "SecretNotFound");
-        store.apply(secret("lb-token", json!({"tok": b64(b"x")})), &wanted);
+        store.apply(secret("lb-token", json!({"tok": b64(b"x")})));
         assert_eq!(reason(&store, &cfg), "KeyNotFound");
         // Review of 7b413b3: the message reaches the tenant's namespace; it names none of the
         // Secret's other keys and stays the same when one of them changes.
@@ -371,41 +365,32 @@ mod tests {
             !before.contains("tok,") && !before.contains("tok)"),
             "{before}"
         );
-        store.apply(
-            secret("lb-token", json!({"tok": b64(b"x"), "ca": b64(b"y")})),
-            &wanted,
-        );
+        store.apply(secret(
+            "lb-token",
+            json!({"tok": b64(b"x"), "ca": b64(b"y")}),
+        ));
         assert_eq!(message(&store), before);
         for bad in [&b""[..], b" \n", b"a b", &[0xff, 0xfe]] {
-            store.apply(secret("lb-token", json!({"token": b64(bad)})), &wanted);
+            store.apply(secret("lb-token", json!({"token": b64(bad)})));
             assert_eq!(reason(&store, &cfg), "InvalidToken");
         }
-        store.apply(
-            secret("lb-token", json!({"token": "%%%not base64"})),
-            &wanted,
-        );
+        store.apply(secret("lb-token", json!({"token": "%%%not base64"})));
         assert_eq!(reason(&store, &cfg), "InvalidToken");
-        store.apply(
-            secret("lb-token", json!({"token": b64(b"s3cret\n")})),
-            &wanted,
-        );
+        store.apply(secret("lb-token", json!({"token": b64(b"s3cret\n")})));
         let auth = client_auth(&cfg, &cfg.hosts[0].url, &store).unwrap();
         assert_eq!(auth.token.as_deref(), Some("s3cret"));
         assert_eq!(auth.tls, ClientTls::SystemRoots);
 
         // A key present but not kept asks for a read.
         let mut cold = SecretStore::default();
-        cold.apply(
-            secret("lb-token", json!({"token": b64(b"s3cret")})),
-            &BTreeSet::new(),
-        );
+        cold.apply(secret("lb-token", json!({"token": b64(b"s3cret")})));
         assert_eq!(
             client_auth(&cfg, &cfg.hosts[0].url, &cold),
             Err(AuthNeed::Read("lb-token".into()))
         );
 
         let ca_cfg = config(json!({"updaterCASecretRef": {"name": "lb-ca"}}));
-        store.apply(secret("lb-ca", json!({"ca.crt": b64(b"garbage")})), &wanted);
+        store.apply(secret("lb-ca", json!({"ca.crt": b64(b"garbage")})));
         assert_eq!(reason(&store, &ca_cfg), "InvalidCA");
         let insecure = config(json!({"insecureSkipVerify": true}));
         assert_eq!(
@@ -460,7 +445,7 @@ mod tests {
 
     #[test]
     fn wanted_lists_refs_of_valid_configs_in_the_namespace_only() {
-        let mut configs = Cache::new();
+        let mut configs = Cache::default();
         let mk = |ns: &str, name: &str, secret: &str| -> LoadBalancerConfig {
             serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
                 "spec": {"httpUpdaterURL": "http://127.0.0.1:3000", "host": "127.0.0.1",

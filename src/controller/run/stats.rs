@@ -37,7 +37,8 @@ pub struct Stats {
     ports_free: Gauge,
     /// The elector gained or lost the lease (`paperlb_leader` itself is read from the Leadership).
     pub leader_changes: Counter,
-    resyncs: Counter,
+    /// Drift checks of an updater by result (`converged`, `repaired`, `error`, `unsupported`).
+    pub resyncs: Counter,
     /// Drift repair calls that succeeded, by action (`create`, `update`, `delete`).
     pub drift_repairs: Counter,
     watches: Watches,
@@ -197,11 +198,6 @@ impl Stats {
         self.updater_seconds.observe(&[op], took.as_secs_f64());
     }
 
-    /// One drift check of one updater ended with `result`.
-    pub fn resynced(&self, result: &str) {
-        self.resyncs.inc(&[result]);
-    }
-
     /// Gauges computed from the cache; called when the queue has drained, not per reconcile. Series
     /// of deleted configs disappear; a phase outside PENDING/READY/DEGRADED/ERROR (a hand-made status) counts
     /// as `other`, so the label stays bounded.
@@ -279,7 +275,7 @@ mod tests {
     #[test]
     fn cache_gauges_count_phases_and_ports_and_forget_deleted_configs() {
         let stats = Stats::new(Arc::default(), Leadership::always());
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         cache.replace_configs(vec![
             config("edge", 8100, 8199),
             config("spare", 9000, 9009),

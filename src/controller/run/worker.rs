@@ -32,12 +32,12 @@ use crate::controller::decide::reconcile::{on_updater_error, on_write_refused, r
 use crate::controller::decide::status::is_applied;
 use crate::controller::key::Key;
 use crate::controller::queue::Queue;
-use crate::kube::client::{Client, LOADBALANCERS};
+use crate::kube::client::{
+    Client, ENDPOINTSLICES, LOADBALANCERCONFIGS, LOADBALANCERS, NODES, SERVICES,
+};
 use crate::kube::lease::Leadership;
 use crate::kube::watch::WatchMsg;
-use crate::model::{
-    EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, SecretRef, Service,
-};
+use crate::model::{EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, Secret, Service};
 use crate::time::{epoch_ms, rfc3339};
 use crate::updater::client::{ClientAuth, UpdaterClient};
 
@@ -52,8 +52,6 @@ type ClientId = (String, String);
 #[derive(Default)]
 pub(crate) struct UpdaterState {
     secrets: SecretStore,
-    /// Secret keys the valid configs reference (what `secrets` keeps the bytes of).
-    wanted: BTreeSet<SecretRef>,
     /// Updater clients by config and URL (a plan's I/O gets its own by URL), with the credentials
     /// each was built with.
     clients: BTreeMap<ClientId, (ClientAuth, Arc<UpdaterClient>)>,
@@ -94,17 +92,8 @@ pub enum Event {
     HostProbe(super::host_probe::Probed),
 }
 
-/// The watched kinds; the worker reconciles nothing before all have delivered their first snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Services,
-    Nodes,
-    LoadBalancers,
-    Configs,
-    Slices,
-    Secrets,
-}
-
+/// The watched kinds (the `Event`s that carry a `WatchMsg`); the worker reconciles nothing before
+/// all have delivered their first snapshot.
 const KINDS: usize = 6;
 /// The first and the longest wait before retrying a config status write that failed.
 const CONFIG_RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -126,7 +115,8 @@ pub struct Worker {
     config: Config,
     cache: Cache,
     queue: Queue<Key>,
-    synced: [bool; KINDS],
+    /// The resources (plural names) whose watch has delivered its first snapshot.
+    synced: BTreeSet<&'static str>,
     leadership: Arc<Leadership>,
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
@@ -211,9 +201,9 @@ impl Worker {
             repairing: None,
             next_job: 0,
             client,
-            cache: Cache::new(),
-            queue: Queue::new(),
-            synced: [false; KINDS],
+            cache: Cache::default(),
+            queue: Queue::default(),
+            synced: BTreeSet::new(),
             leadership,
             events: EventLimiter::default(),
             correlator: Default::default(),
@@ -250,9 +240,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             // Take everything already waiting before deciding: a relist or a burst becomes one pass.
-            if !self.drain(&rx) {
-                return;
-            }
+            self.drain(&rx);
             if self.shutdown {
                 self.finish_in_flight(&rx);
                 return;
@@ -279,7 +267,8 @@ impl Worker {
                         Err(_) => return,
                     }
                 }
-                if !self.drain(&rx) || self.shutdown {
+                self.drain(&rx);
+                if self.shutdown {
                     // Decided but not started: left to the next leader. Started: finished.
                     self.finish_in_flight(&rx);
                     return;
@@ -306,14 +295,11 @@ impl Worker {
         }
     }
 
-    /// Applies every waiting event; false when the channel is closed.
-    fn drain(&mut self, rx: &Receiver<Event>) -> bool {
-        loop {
-            match rx.try_recv() {
-                Ok(ev) => self.handle(ev),
-                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
-            }
+    /// Applies every waiting event. (The channel cannot close while the worker lives: its pool
+    /// holds a sender; were it closed, the next `recv_timeout` in `run` would say so.)
+    fn drain(&mut self, rx: &Receiver<Event>) {
+        while let Ok(ev) = rx.try_recv() {
+            self.handle(ev);
         }
     }
 
@@ -324,7 +310,7 @@ impl Worker {
                     &s.metadata
                 }) {
                     Some(m) => self.watch_msg(
-                        Kind::Services,
+                        SERVICES.plural,
                         m,
                         Cache::replace_services,
                         Cache::apply_service,
@@ -334,7 +320,7 @@ impl Worker {
                 }
             }
             Event::Nodes(m) => self.watch_msg(
-                Kind::Nodes,
+                NODES.plural,
                 m,
                 Cache::replace_nodes,
                 Cache::apply_node,
@@ -345,7 +331,7 @@ impl Worker {
                     &l.metadata
                 }) {
                     Some(m) => self.watch_msg(
-                        Kind::LoadBalancers,
+                        LOADBALANCERS.plural,
                         m,
                         Cache::replace_load_balancers,
                         Cache::apply_load_balancer,
@@ -363,7 +349,7 @@ impl Worker {
                     .iter()
                     .for_each(|c| self.configs.add(Key::of(&c.metadata)));
                 let affected = self.watch_msg(
-                    Kind::Configs,
+                    LOADBALANCERCONFIGS.plural,
                     m,
                     Cache::replace_configs,
                     Cache::apply_config,
@@ -374,7 +360,7 @@ impl Worker {
             }
             Event::Secrets(m) => self.secrets_changed(m),
             Event::Slices(m) => self.watch_msg(
-                Kind::Slices,
+                ENDPOINTSLICES.plural,
                 m,
                 Cache::replace_endpoint_slices,
                 Cache::apply_endpoint_slice,
@@ -424,7 +410,7 @@ impl Worker {
 
     fn watch_msg<T>(
         &mut self,
-        kind: Kind,
+        kind: &'static str,
         msg: WatchMsg<T>,
         replace: fn(&mut Cache, Vec<T>) -> Affected,
         apply: fn(&mut Cache, T) -> Affected,
@@ -441,8 +427,8 @@ impl Worker {
     }
 
     /// Watch `kind` delivered a snapshot: after the first of every watch, all keys.
-    fn note_synced(&mut self, kind: Kind) -> Option<Affected> {
-        let first = !std::mem::replace(&mut self.synced[kind as usize], true);
+    fn note_synced(&mut self, kind: &'static str) -> Option<Affected> {
+        let first = self.synced.insert(kind);
         if !first || !self.all_synced() {
             return None;
         }
@@ -481,7 +467,7 @@ impl Worker {
     }
 
     fn all_synced(&self) -> bool {
-        self.synced.iter().all(|s| *s)
+        self.synced.len() == KINDS
     }
 
     fn all_keys(&self) -> Affected {
@@ -520,7 +506,7 @@ impl Worker {
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
-            let (events, updaters) = self.prepare(&plan, true);
+            let (events, updaters) = self.prepare(&plan);
             self.next_job += 1;
             let key = key.clone();
             let term = self.term.load(Ordering::SeqCst);
@@ -540,14 +526,10 @@ impl Worker {
     }
 
     /// What a plan's I/O needs from the worker, decided here before it starts: the updater
-    /// clients, the Events past the rate limit, and (`reserve`, for the pool) a create's port
-    /// reservation, so that the next decision, made while this create is in flight, cannot pick
-    /// the same port.
-    fn prepare(
-        &mut self,
-        plan: &Plan,
-        reserve: bool,
-    ) -> (Vec<Option<crate::model::Event>>, Clients) {
+    /// clients, the Events past the rate limit, and a create's port reservation, so that the next
+    /// decision, made while this create is in flight on the pool, cannot pick the same port (on
+    /// the worker, nothing decides before `apply_outcome` releases it).
+    fn prepare(&mut self, plan: &Plan) -> (Vec<Option<crate::model::Event>>, Clients) {
         let mut events = Vec::with_capacity(plan.actions.len());
         let mut updaters = Clients::new();
         for action in &plan.actions {
@@ -573,7 +555,7 @@ impl Worker {
                     updaters.insert(url.clone(), client);
                     None
                 }
-                Action::CreateLoadBalancer { key, object } if reserve => {
+                Action::CreateLoadBalancer { key, object } => {
                     if let Some(spec) = batch::create_spec(object) {
                         self.cache.reserve_ports(key, spec);
                     }
@@ -587,7 +569,7 @@ impl Worker {
 
     /// Runs a plan here, with the executor the pool uses, and applies its answers.
     fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
-        let (events, updaters) = self.prepare(plan, false);
+        let (events, updaters) = self.prepare(plan);
         let (answers, result) = batch::run(&self.pool.io(&updaters), plan, &events);
         self.apply_outcome(plan, &events, answers, &result, false);
         result
@@ -1049,7 +1031,11 @@ mod tests {
         let (tx, _) = std::sync::mpsc::channel();
         let config = flags.unwrap().unwrap();
         let mut w = Worker::new(client, config, leadership, Arc::default(), stats, tx);
-        w.synced = [true; KINDS];
+        let all = [SERVICES, NODES, LOADBALANCERS, LOADBALANCERCONFIGS];
+        let all = all
+            .into_iter()
+            .chain([ENDPOINTSLICES, crate::kube::client::SECRETS]);
+        w.synced = all.map(|r| r.plural).collect();
         let past = Instant::now() - Duration::from_secs(5);
         w.queue.add_rate_limited(Key::new("ns", "a"), past);
         w.configs.add_rate_limited(Key::new("ns", "c"), past);
@@ -1119,7 +1105,7 @@ mod tests {
     /// create of the new one answered first) leaves the cached object alone.
     #[test]
     fn the_delete_of_an_earlier_object_of_that_name_is_ignored() {
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         let mut awaiting = BTreeMap::new();
         let with_uid = |uid: &str, rv: &str| {
             let mut l = lb("k", rv);
@@ -1141,7 +1127,7 @@ mod tests {
     /// awaits it from the watch; a relist at or past our write ends the wait and is taken whole.
     #[test]
     fn a_relist_older_than_our_write_does_not_roll_it_back() {
-        let mut cache = Cache::new();
+        let mut cache = Cache::default();
         let mut awaiting = BTreeMap::new();
         let k = Key::new("ns", "k");
         let j = Key::new("ns", "j");

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
-use super::{Affected, Kind, Worker};
+use super::{Affected, Worker};
 use crate::controller::decide::drift;
 use crate::controller::decide::health_status;
 use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
@@ -46,15 +46,12 @@ impl Worker {
         // Before the first checks are scheduled, the next pass schedules them. Checks wait for
         // the plans in flight and a check's repairs (their answers wake the worker): a check
         // due meanwhile must not make `run` spin.
-        let checks = if self.auth.started && self.in_flight.is_empty() && self.repairing.is_none() {
-            self.auth.timers.next_deadline()
-        } else {
-            None
-        };
+        let idle = self.auth.started && self.in_flight.is_empty() && self.repairing.is_none();
+        let checks = idle.then(|| self.auth.timers.next_deadline());
         [
             queue.flatten(),
             self.configs.next_deadline(),
-            checks,
+            checks.flatten(),
             self.next_expiry(),
         ]
         .into_iter()
@@ -153,7 +150,7 @@ impl Worker {
                     let path = SECRETS.path(Some(&cfg.namespace), Some(&name), None);
                     match self.client.get::<Secret>(&path) {
                         Ok(s) => {
-                            self.auth.secrets.apply(s, &self.auth.wanted);
+                            self.auth.secrets.apply(s);
                         }
                         Err(e) if e.is_not_found() => {
                             self.auth.secrets.delete(&name);
@@ -173,8 +170,8 @@ impl Worker {
     /// clients, credentials and failure marks of updaters no config or LoadBalancer names any more
     /// (a deleted config, a changed URL) dropped; one still used is rebuilt when next needed.
     pub(super) fn configs_changed(&mut self) {
-        self.auth.wanted = secrets::wanted(&self.cache, &self.config.ctx.namespace);
-        self.auth.secrets.retain_wanted(&self.auth.wanted);
+        let wanted = secrets::wanted(&self.cache, &self.config.ctx.namespace);
+        self.auth.secrets.want(wanted);
         self.auth.probes_stale = true;
         let endpoints = drift::endpoints(&self.cache, &self.context());
         let in_use = drift::in_use(&self.cache, &endpoints);
@@ -200,12 +197,12 @@ impl Worker {
         let mut affected = Affected::new();
         let changed: BTreeSet<String> = match m {
             WatchMsg::Restarted(items, _) => {
-                affected = self.note_synced(Kind::Secrets).unwrap_or_default();
-                self.auth.secrets.replace(items, &self.auth.wanted)
+                affected = self.note_synced(SECRETS.plural).unwrap_or_default();
+                self.auth.secrets.replace(items)
             }
             WatchMsg::Applied(s) => {
                 let name = s.metadata.name.clone();
-                let changed = self.auth.secrets.apply(s, &self.auth.wanted);
+                let changed = self.auth.secrets.apply(s);
                 changed.then_some(name).into_iter().collect()
             }
             WatchMsg::Deleted(s) => {
@@ -492,7 +489,7 @@ impl Worker {
             self.report_refusal(endpoint, &raw, config, e, &ctx.now);
         }
         let Some((config, client, listed, repairs, reports)) = outcome else {
-            self.stats.resynced("error");
+            self.stats.resyncs.inc(&["error"]);
             return Some(false);
         };
         match listed {
@@ -500,16 +497,15 @@ impl Worker {
                 log::info!(
                     "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
                 );
-                self.stats.resynced("unsupported");
+                self.stats.resyncs.inc(&["unsupported"]);
                 self.auth.unsupported.insert(endpoint.to_string());
                 self.auth.timers.cancel(endpoint);
                 let message = format!(
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                let now = &ctx.now;
                 self.patch_users(endpoint, |key, _, lb| {
-                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, now)
+                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
                 });
                 // Their targets now follow node readiness (no health check drains a node there).
                 self.requeue(drift::users_of(&self.cache, endpoint));
@@ -522,7 +518,7 @@ impl Worker {
                 self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
                 // Never repair from an answer that could not be read.
                 log::warn!("drift check of updater {endpoint} failed: {e}");
-                self.stats.resynced("error");
+                self.stats.resyncs.inc(&["error"]);
                 Some(false)
             }
             Ok(_) => {
@@ -565,7 +561,7 @@ impl Worker {
                     "updater {endpoint} holds what {} backend(s) want",
                     desired.requests.len()
                 );
-                self.stats.resynced("converged");
+                self.stats.resyncs.inc(&["converged"]);
                 Some(true)
             }
         }
@@ -602,7 +598,8 @@ impl Worker {
             );
         }
         let ok = failed.is_empty();
-        self.stats.resynced(if ok { "repaired" } else { "error" });
+        let result = if ok { "repaired" } else { "error" };
+        self.stats.resyncs.inc(&[result]);
         self.auth.timers.checked(&endpoint, ok, Instant::now());
     }
 
