@@ -612,7 +612,7 @@ mod tests {
         h.committed(&b);
         let asked = std::cell::RefCell::new(Vec::new());
         let refresh = |b: Backend| asked.borrow_mut().push(b);
-        let mut fail_second = || {
+        let fail_second = || {
             let due = h.take_due(Instant::now() + Duration::from_secs(60)).0;
             let probe = due.iter().find(|p| p.index == 1).unwrap();
             h.record(probe, false, &refresh);
