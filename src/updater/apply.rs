@@ -152,7 +152,7 @@ impl Applier {
     /// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
     /// rendered again from its header's request under `policy`: a file that differs (edited by hand,
     /// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
-    /// The prober adds the health of each upstream it checks.
+    /// The prober adds the health of each upstream it checks; `version` is this updater's.
     pub fn list(&self, policy: &Policy) -> Result<ListResponse, Error> {
         let dir = &self.worker.dir;
         let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -171,7 +171,7 @@ impl Applier {
         let mut listed = ListResponse {
             backends,
             unreadable,
-            version: None,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
         };
         self.worker.health.annotate(&mut listed);
         Ok(listed)

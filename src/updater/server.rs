@@ -143,13 +143,10 @@ impl Updater {
         }
         match (route, r.method.as_str()) {
             ("/api/v1/lb", "POST" | "DELETE") => self.write(r).unwrap_or_else(|e| e),
-            ("/api/v1/lb", "GET") => match self.applier.list(&self.policy) {
-                Ok(mut l) => {
-                    l.version = Some(env!("CARGO_PKG_VERSION").to_string());
-                    Response::json(200, &l)
-                }
-                Err(e) => err(e),
-            },
+            ("/api/v1/lb", "GET") => {
+                let listed = self.applier.list(&self.policy);
+                listed.map_or_else(err, |l| Response::json(200, &l))
+            }
             ("/healthz", "GET" | "HEAD") => self.healthz(),
             ("/metrics", "GET" | "HEAD") => Response::new(
                 200,
