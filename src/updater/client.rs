@@ -145,12 +145,10 @@ impl UpdaterClient {
         Ok(UpdaterClient { url, auth, agent })
     }
 
-    /// `POST`: Ok once the updater has applied (and reloaded) the request.
+    /// `POST`: Ok once the updater has applied (and reloaded) the request. Sent as given: the
+    /// Go updater takes `lbProtocol` in Kubernetes case only, as `updater_request` writes it.
     pub fn apply(&self, req: &LbRequest) -> Result<(), Error> {
-        // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
-        let mut req = req.clone();
-        req.lb_protocol = req.lb_protocol.to_ascii_uppercase();
-        self.send(self.agent.post(&self.url), &req)
+        self.send(self.agent.post(&self.url), req)
     }
 
     /// `DELETE`: a backend that is already gone (404) counts as deleted.
