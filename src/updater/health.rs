@@ -446,13 +446,9 @@ pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
         (!l.is_zero()).then_some(l).ok_or(ErrorKind::TimedOut)
     };
     let probe = || -> std::io::Result<bool> {
-        let addr = match host {
-            Host::V4(a) => (*a, port).into(),
-            Host::V6(a) => (*a, port).into(),
-            Host::Dns(n) => {
-                ((n.as_str(), port).to_socket_addrs()?.next()).ok_or(ErrorKind::NotFound)?
-            }
-        };
+        // `[v6]:port` in brackets, as Host shows it: an IP literal is parsed, not resolved.
+        let mut addrs = format!("{host}:{port}").to_socket_addrs()?;
+        let addr = addrs.next().ok_or(ErrorKind::NotFound)?;
         let mut c = TcpStream::connect_timeout(&addr, left()?)?;
         if check.kind == CheckKind::Tcp {
             return Ok(true);
@@ -685,6 +681,31 @@ mod tests {
         );
         assert_eq!(effective_down(&[false, false]), (BTreeSet::new(), true));
         assert_eq!(effective_down(&[false]), (BTreeSet::new(), true));
+    }
+
+    /// A TCP probe reaches an IPv4 literal, an IPv6 one and a DNS name (resolved), and fails on a
+    /// port nothing listens on.
+    #[test]
+    fn a_tcp_probe_connects_to_each_kind_of_host() {
+        let check = crate::updater::validate::health_check(&crate::updater::api::HealthCheck {
+            kind: "tcp".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let (p4, p6) = (
+            v4.local_addr().unwrap().port(),
+            v6.local_addr().unwrap().port(),
+        );
+        assert!(probe(&Host::V4([127, 0, 0, 1].into()), p4, &check));
+        assert!(probe(&Host::V6(std::net::Ipv6Addr::LOCALHOST), p6, &check));
+        // Bound where `localhost` resolves first, as the probe connects to its first address.
+        let named = std::net::TcpListener::bind("localhost:0").unwrap();
+        let pn = named.local_addr().unwrap().port();
+        assert!(probe(&Host::Dns("localhost".into()), pn, &check));
+        drop(v4);
+        assert!(!probe(&Host::V4([127, 0, 0, 1].into()), p4, &check));
     }
 
     #[test]
