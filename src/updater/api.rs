@@ -76,8 +76,8 @@ pub struct HealthCheck {
 }
 
 /// One upstream server: an IP literal or DNS name, and a port (a node's NodePort).
-/// Equality and order are by `host` and `port` only: `health` is a report, so an upstream read
-/// back from `GET` equals the one that was sent.
+/// Equality is by `host` and `port` only: `health` is a report, so an upstream read back from
+/// `GET` equals the one that was sent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Upstream {
     pub host: String,
@@ -94,18 +94,6 @@ impl PartialEq for Upstream {
 }
 
 impl Eq for Upstream {}
-
-impl PartialOrd for Upstream {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Upstream {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (&self.host, self.port).cmp(&(&other.host, other.port))
-    }
-}
 
 /// An upstream's health as `GET /api/v1/lb` reports it (absent without a health check).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

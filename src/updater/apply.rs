@@ -77,62 +77,6 @@ struct Job {
     reply: Option<mpsc::SyncSender<Result<Outcome, Error>>>,
 }
 
-/// The applier's counters, registered on the updater's registry.
-#[derive(Debug, Clone)]
-pub struct ApplyMetrics {
-    pub applies: Counter,
-    pub tests: Counter,
-    pub reloads: Counter,
-    pub reload_failures: Counter,
-    pub last_reload: Gauge,
-    pub batch_size: Histogram,
-    pub commit_seconds: Histogram,
-}
-
-impl ApplyMetrics {
-    pub fn register(r: &Registry) -> ApplyMetrics {
-        ApplyMetrics {
-            applies: r.counter(
-                "paperlb_updater_applies_total",
-                "Requests handled by the applier, by outcome (applied, unchanged, deleted, absent, refused).",
-                &["outcome"],
-            ),
-            tests: r.counter(
-                "paperlb_updater_nginx_tests_total",
-                "nginx -t runs, by result.",
-                &["result"],
-            ),
-            reloads: r.counter(
-                "paperlb_updater_nginx_reloads_total",
-                "nginx reloads attempted.",
-                &[],
-            ),
-            reload_failures: r.counter(
-                "paperlb_updater_nginx_reload_failures_total",
-                "nginx reloads that did not take (bind failure, timeout, master gone).",
-                &[],
-            ),
-            last_reload: r.gauge(
-                "paperlb_updater_last_successful_reload_timestamp_seconds",
-                "Unix time of the last reload that took.",
-                &[],
-            ),
-            batch_size: r.histogram(
-                "paperlb_updater_batch_changes",
-                "Changes covered by one test + reload (group commit).",
-                &[],
-                &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0],
-            ),
-            commit_seconds: r.histogram(
-                "paperlb_updater_commit_seconds",
-                "Write + nginx -t + reload time of one batch.",
-                &[],
-                DEFAULT_BUCKETS,
-            ),
-        }
-    }
-}
-
 /// Handle to the applier thread; cheap to share between request threads.
 pub struct Applier {
     tx: mpsc::Sender<Job>,
@@ -177,13 +121,7 @@ impl Applier {
             let _ = refresh.send(Job { op, reply: None });
         };
         health.start(refresh).map_err(|e| Error::io(&dir, e))?;
-        let worker = Arc::new(Worker {
-            dir,
-            config_valid: AtomicBool::new(nginx.test().is_ok()),
-            nginx,
-            metrics: ApplyMetrics::register(registry),
-            health,
-        });
+        let worker = Arc::new(Worker::new(dir, nginx, health, registry));
         let w = worker.clone();
         std::thread::Builder::new()
             .name("applier".into())
@@ -214,7 +152,7 @@ impl Applier {
     /// `GET /api/v1/lb`: the requests stored in the directory's files, sorted by name. Each file is
     /// rendered again from its header's request under `policy`: a file that differs (edited by hand,
     /// or written under other defaults) is listed as `modified`, so POSTing the request mends it.
-    /// The prober adds the health of each upstream it checks.
+    /// The prober adds the health of each upstream it checks; `version` is this updater's.
     pub fn list(&self, policy: &Policy) -> Result<ListResponse, Error> {
         let dir = &self.worker.dir;
         let (entries, unreadable) = read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -233,7 +171,7 @@ impl Applier {
         let mut listed = ListResponse {
             backends,
             unreadable,
-            version: None,
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
         };
         self.worker.health.annotate(&mut listed);
         Ok(listed)
@@ -257,12 +195,65 @@ struct Entry {
 struct Worker {
     dir: PathBuf,
     nginx: Nginx,
-    metrics: ApplyMetrics,
     config_valid: AtomicBool,
     health: Arc<Health>,
+    applies: Counter,
+    tests: Counter,
+    reloads: Counter,
+    reload_failures: Counter,
+    last_reload: Gauge,
+    batch_size: Histogram,
+    commit_seconds: Histogram,
 }
 
 impl Worker {
+    /// Runs `nginx -t` once (for `/healthz`) and registers the applier's metrics.
+    fn new(dir: PathBuf, nginx: Nginx, health: Arc<Health>, r: &Registry) -> Worker {
+        Worker {
+            dir,
+            config_valid: AtomicBool::new(nginx.test().is_ok()),
+            nginx,
+            health,
+            applies: r.counter(
+                "paperlb_updater_applies_total",
+                "Requests handled by the applier, by outcome (applied, unchanged, deleted, absent, refused).",
+                &["outcome"],
+            ),
+            tests: r.counter(
+                "paperlb_updater_nginx_tests_total",
+                "nginx -t runs, by result.",
+                &["result"],
+            ),
+            reloads: r.counter(
+                "paperlb_updater_nginx_reloads_total",
+                "nginx reloads attempted.",
+                &[],
+            ),
+            reload_failures: r.counter(
+                "paperlb_updater_nginx_reload_failures_total",
+                "nginx reloads that did not take (bind failure, timeout, master gone).",
+                &[],
+            ),
+            last_reload: r.gauge(
+                "paperlb_updater_last_successful_reload_timestamp_seconds",
+                "Unix time of the last reload that took.",
+                &[],
+            ),
+            batch_size: r.histogram(
+                "paperlb_updater_batch_changes",
+                "Changes covered by one test + reload (group commit).",
+                &[],
+                &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0],
+            ),
+            commit_seconds: r.histogram(
+                "paperlb_updater_commit_seconds",
+                "Write + nginx -t + reload time of one batch.",
+                &[],
+                DEFAULT_BUCKETS,
+            ),
+        }
+    }
+
     fn run(&self, rx: mpsc::Receiver<Job>) {
         while let Ok(first) = rx.recv() {
             let more = rx.try_iter().take(MAX_BATCH - 1);
@@ -293,7 +284,7 @@ impl Worker {
         }
         if let Some(reply) = job.reply {
             let label = r.as_ref().map_or("refused", |o| o.as_str());
-            self.metrics.applies.inc(&[label]);
+            self.applies.inc(&[label]);
             let _ = reply.send(r);
         }
     }
@@ -346,11 +337,10 @@ impl Worker {
             .map(|n| (n.to_string(), (content(&before, n), content(&working, n))))
             .filter(|(_, (old, new))| old != new)
             .collect();
-        self.metrics.batch_size.observe(&[], changes.len() as f64);
+        self.batch_size.observe(&[], changes.len() as f64);
         let started = Instant::now();
         let result = self.commit(&touched);
-        self.metrics
-            .commit_seconds
+        self.commit_seconds
             .observe(&[], started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
@@ -402,14 +392,12 @@ impl Worker {
         let written = self.write_set(touched.iter().map(|(n, (_, new))| (n, new)));
         let result = written.and_then(|()| {
             let t = self.nginx.test();
-            self.metrics
-                .tests
-                .inc(&[if t.is_ok() { "ok" } else { "failed" }]);
+            self.tests.inc(&[if t.is_ok() { "ok" } else { "failed" }]);
             t?;
-            self.metrics.reloads.inc(&[]);
-            (self.nginx.reload()).inspect_err(|_| self.metrics.reload_failures.inc(&[]))?;
+            self.reloads.inc(&[]);
+            (self.nginx.reload()).inspect_err(|_| self.reload_failures.inc(&[]))?;
             let secs = crate::time::epoch_ms(SystemTime::now()) / 1000;
-            self.metrics.last_reload.set(&[], secs as f64);
+            self.last_reload.set(&[], secs as f64);
             Ok(())
         });
         if result.is_err()
@@ -627,13 +615,7 @@ mod tests {
             pid_file: dir.join("nginx.pid"),
             error_log: None,
         };
-        let w = Worker {
-            dir: dir.clone(),
-            nginx,
-            metrics: ApplyMetrics::register(&registry),
-            config_valid: AtomicBool::new(true),
-            health: health.clone(),
-        };
+        let w = Worker::new(dir.clone(), nginx, health.clone(), &registry);
         let up = |host| {
             format!(
                 r#"{{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",

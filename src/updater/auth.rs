@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::Error;
 
-/// Longest time a token file is trusted without reading it again, whatever `stat` says (file
-/// systems with coarse timestamps can hide a same-size rewrite within one tick).
+/// Longest time a file-loaded value (the token, the TLS pair) is trusted without reading it again,
+/// whatever `stat` says (file systems with coarse timestamps can hide a same-size rewrite within
+/// one tick).
 pub const RECHECK: Duration = Duration::from_secs(2);
 
 /// What `stat` says about a file (device, inode, size, mtime and ctime to the nanosecond): a
@@ -28,12 +29,11 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 /// A value loaded from files: `stat`ed on every use, loaded again when a stamp changes and at least
-/// every `recheck`. A load that fails keeps the previous value (kube-rs habit), so a half-done
+/// every [`RECHECK`]. A load that fails keeps the previous value (kube-rs habit), so a half-done
 /// rotation locks no one out; it is warned about once per change of the files, not on every use.
 pub(crate) struct Reloading<T> {
     what: &'static str,
     paths: Vec<PathBuf>,
-    recheck: Duration,
     load: fn(&[PathBuf]) -> Result<T, Error>,
     /// The stamps of the last load attempt (good or bad), its time, and the value in use.
     state: Mutex<(Vec<Option<Stamp>>, Instant, T)>,
@@ -44,7 +44,6 @@ impl<T: Clone> Reloading<T> {
     pub(crate) fn new(
         what: &'static str,
         paths: Vec<PathBuf>,
-        recheck: Duration,
         load: fn(&[PathBuf]) -> Result<T, Error>,
     ) -> Result<Reloading<T>, Error> {
         let stamps = paths.iter().map(|p| stamp(p)).collect();
@@ -53,7 +52,6 @@ impl<T: Clone> Reloading<T> {
         Ok(Reloading {
             what,
             paths,
-            recheck,
             load,
             state,
         })
@@ -63,7 +61,7 @@ impl<T: Clone> Reloading<T> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let stamps: Vec<_> = self.paths.iter().map(|p| stamp(p)).collect();
         let changed = stamps != s.0;
-        if changed || s.1.elapsed() >= self.recheck {
+        if changed || s.1.elapsed() >= RECHECK {
             (s.0, s.1) = (stamps, Instant::now());
             match (self.load)(&self.paths) {
                 Ok(v) => {
@@ -94,7 +92,7 @@ impl TokenFile {
     /// Reads the token once; an unreadable or empty file is an error at start.
     pub fn load(path: PathBuf) -> Result<TokenFile, Error> {
         let read = |p: &[PathBuf]| read_token(&p[0]);
-        Reloading::new("bearer token", vec![path], RECHECK, read).map(TokenFile)
+        Reloading::new("bearer token", vec![path], read).map(TokenFile)
     }
 
     /// Whether `authorization` (the header's value, if any) carries the current token.

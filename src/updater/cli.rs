@@ -162,7 +162,7 @@ fn seconds(name: &str, v: &str, (min, max): (u64, u64)) -> Result<u64, Usage> {
 /// Runs the updater until the process is stopped. Every write is atomic, so SIGTERM at any moment
 /// leaves each file either old or new.
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let (server, _updater) = server::start(&s)?;
+    let server = server::start(&s)?;
     let (addr, p) = (server.local_addr(), &s.policy);
     let scheme = s.tls.as_ref().map_or("http", |_| "https");
     let on: Vec<String> = p.lb_addresses.iter().map(IpAddr::to_string).collect();

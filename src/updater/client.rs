@@ -145,12 +145,10 @@ impl UpdaterClient {
         Ok(UpdaterClient { url, auth, agent })
     }
 
-    /// `POST`: Ok once the updater has applied (and reloaded) the request.
+    /// `POST`: Ok once the updater has applied (and reloaded) the request. Sent as given: the
+    /// Go updater takes `lbProtocol` in Kubernetes case only, as `updater_request` writes it.
     pub fn apply(&self, req: &LbRequest) -> Result<(), Error> {
-        // Kubernetes case, as the Go controller sends it: the Go updater accepts only that.
-        let mut req = req.clone();
-        req.lb_protocol = req.lb_protocol.to_ascii_uppercase();
-        self.send(self.agent.post(&self.url), &req)
+        self.send(self.agent.post(&self.url), req)
     }
 
     /// `DELETE`: a backend that is already gone (404) counts as deleted.
@@ -356,14 +354,6 @@ impl TokenError {
     }
 }
 
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
-    }
-}
-
-impl std::error::Error for TokenError {}
-
 impl From<TokenError> for Error {
     fn from(e: TokenError) -> Error {
         Error::Config(e.message().into())
@@ -525,10 +515,7 @@ mod tests {
         ];
         for (token, fault, message) in cases {
             assert_eq!(check_token(token), Err(fault), "{token:?}");
-            assert_eq!(
-                (fault.message(), fault.to_string()),
-                (message, message.into())
-            );
+            assert_eq!(fault.message(), message);
             let auth = ClientAuth {
                 token: Some(token.into()),
                 ..ClientAuth::default()

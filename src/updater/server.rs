@@ -43,7 +43,7 @@ pub struct TlsFiles {
 }
 
 /// The running updater: shared by every request thread.
-pub struct Updater {
+struct Updater {
     applier: Applier,
     nginx: Nginx,
     policy: Policy,
@@ -54,8 +54,8 @@ pub struct Updater {
 }
 
 /// Checks nginx.conf, starts the applier and binds the server. The caller keeps the `Server` (drop
-/// or `shutdown` stops it) and may read the `Updater`'s metrics.
-pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
+/// or `shutdown` stops it, and the applier and prober with it); its metrics are `GET /metrics`.
+pub fn start(s: &Settings) -> Result<http::Server, Error> {
     let conf_text =
         std::fs::read_to_string(&s.nginx_conf).map_err(|e| Error::io(&s.nginx_conf, e))?;
     if !s.streams_dir.is_dir() {
@@ -100,21 +100,15 @@ pub fn start(s: &Settings) -> Result<(http::Server, Arc<Updater>), Error> {
         ),
         registry,
     });
-    let u = updater.clone();
-    let handler = move |r: &Request| u.handle(r);
+    let handler = move |r: &Request| updater.handle(r);
     let config = (s.tls.as_ref().map(|f| tls::server_config(&f.cert, &f.key))).transpose()?;
-    let server = http::Server::bind_tls(s.listen, Limits::default(), config, handler)
-        .map_err(|e| Error::io(format!("--listen {}", s.listen), e))?;
-    Ok((server, updater))
+    http::Server::bind_tls(s.listen, Limits::default(), config, handler)
+        .map_err(|e| Error::io(format!("--listen {}", s.listen), e))
 }
 
 impl Updater {
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Routes one request and records it.
-    pub fn handle(&self, r: &Request) -> Response {
+    fn handle(&self, r: &Request) -> Response {
         let started = Instant::now();
         let route = match r.path.as_str() {
             "/api/v1/lb" | "/healthz" | "/metrics" => r.path.as_str(),
@@ -143,13 +137,10 @@ impl Updater {
         }
         match (route, r.method.as_str()) {
             ("/api/v1/lb", "POST" | "DELETE") => self.write(r).unwrap_or_else(|e| e),
-            ("/api/v1/lb", "GET") => match self.applier.list(&self.policy) {
-                Ok(mut l) => {
-                    l.version = Some(env!("CARGO_PKG_VERSION").to_string());
-                    Response::json(200, &l)
-                }
-                Err(e) => err(e),
-            },
+            ("/api/v1/lb", "GET") => {
+                let listed = self.applier.list(&self.policy);
+                listed.map_or_else(err, |l| Response::json(200, &l))
+            }
             ("/healthz", "GET" | "HEAD") => self.healthz(),
             ("/metrics", "GET" | "HEAD") => Response::new(
                 200,

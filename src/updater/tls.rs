@@ -5,12 +5,11 @@
 //! certificate) and swapping it in. A new pair that does not load (half-written rotation, key
 //! and certificate out of step, garbage) is logged and the previous pair keeps serving; a broken
 //! pair at start is an error. The files are `stat`ed on each handshake and loaded again when they
-//! change, and at least every [`RECHECK`]. Must not: log key material, or accept connections
-//! (`http` does).
+//! change, and at least every [`RECHECK`](super::auth::RECHECK) (2 s). Must not: log key material,
+//! or accept connections (`http` does).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -22,15 +21,11 @@ use super::Error;
 use super::auth::Reloading;
 use crate::kube::tls::{certificates, provider};
 
-/// Longest time the pair is served without loading the files again (a change `stat` shows is
-/// loaded at the next handshake).
-pub const RECHECK: Duration = Duration::from_secs(1);
-
 /// The server configuration for `cert` and `key`; Err when the pair does not load now.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
     let paths = vec![cert.to_path_buf(), key.to_path_buf()];
     let pair = |p: &[PathBuf]| load_pair(&p[0], &p[1]);
-    let resolver = ReloadingCert(Reloading::new("TLS certificate", paths, RECHECK, pair)?);
+    let resolver = ReloadingCert(Reloading::new("TLS certificate", paths, pair)?);
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(cert, format!("TLS versions: {e}")))?

@@ -7,13 +7,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use paperlb::http::Server;
 use paperlb::updater::api::ListedBackend;
 use paperlb::updater::client::{ClientAuth, Timeouts, UpdaterClient};
-use paperlb::updater::server::{Settings, Updater, start};
+use paperlb::updater::server::{Settings, start};
 use paperlb::updater::validate::Policy;
 
 use crate::harness::World;
@@ -24,7 +23,6 @@ use crate::support::procs::http_get;
 /// An LB host: a private nginx and our updater in-process; both stop on drop.
 pub struct LbHost {
     server: Option<Server>,
-    _updater: Arc<Updater>,
     /// What the updater was started with (the address it got), to start it again.
     settings: Settings,
     pub nginx: Nginx,
@@ -106,14 +104,13 @@ impl LbHost {
             },
             worker_shutdown_timeout: 0,
         };
-        let (server, updater) = start(&settings).expect("start updater");
+        let server = start(&settings).expect("start updater");
         let settings = Settings {
             listen: server.local_addr(),
             ..settings
         };
         LbHost {
             server: Some(server),
-            _updater: updater,
             settings,
             nginx,
             token_file,
@@ -135,9 +132,7 @@ impl LbHost {
 
     /// The updater starts again at the same address, over the same nginx and streams directory.
     pub fn restart_updater(&mut self) {
-        let (server, updater) = start(&self.settings).expect("restart updater");
-        self.server = Some(server);
-        self._updater = updater;
+        self.server = Some(start(&self.settings).expect("restart updater"));
     }
 
     pub fn url(&self) -> String {

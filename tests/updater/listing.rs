@@ -33,6 +33,8 @@ fn owner_mark_round_trips_and_go_requests_list_without_one() {
     assert!(wait_tcp(p1, |s| s == Some("b2")));
 
     let l = list(&c).unwrap();
+    // The answering updater names its version (`paperlb check` shows it).
+    assert_eq!(l.version.as_deref(), Some(env!("CARGO_PKG_VERSION")));
     let names: Vec<(&str, Option<&str>, bool)> = l
         .backends
         .iter()

@@ -26,13 +26,12 @@ mod traffic;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paperlb::http::Server;
 use paperlb::updater::api::ListResponse;
 use paperlb::updater::client::UpdaterClient;
-use paperlb::updater::server::{Settings, TlsFiles, Updater, start};
+use paperlb::updater::server::{Settings, TlsFiles, start};
 use paperlb::updater::validate::Policy;
 
 pub use backends::{Backend, tcp_ident, tcp_ident_at};
@@ -51,7 +50,6 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// A private nginx plus an in-process updater on 127.0.0.1.
 pub struct Env {
     pub server: Option<Server>,
-    pub updater: Option<Arc<Updater>>,
     pub wrapper: Wrapper,
     pub token_file: Option<PathBuf>,
     /// With `Options::tls`: the certificate and key files the updater serves HTTPS with.
@@ -94,7 +92,6 @@ impl Env {
         });
         let mut env = Env {
             server: None,
-            updater: None,
             wrapper,
             token_file,
             tls,
@@ -129,10 +126,7 @@ impl Env {
         if let Some(s) = self.server.take() {
             drop(s);
         }
-        self.updater = None;
-        let (server, updater) = start(&self.settings()).expect("start updater");
-        self.server = Some(server);
-        self.updater = Some(updater);
+        self.server = Some(start(&self.settings()).expect("start updater"));
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -174,7 +168,7 @@ impl Env {
     }
 
     pub fn metric(&self, name: &str) -> f64 {
-        let text = self.updater.as_ref().unwrap().registry().render();
+        let (_, text) = self.call("GET", "/metrics", "", &[]);
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -136,7 +136,7 @@ fn old_workers_are_counted_and_zero_is_off() {
     let port = free_port();
     let (code, resp) = env.post(&go_body("short", port, "TCP", &[("127.0.0.2", b2.port)]));
     assert_eq!(code, 200, "{resp}");
-    let text = env.updater.as_ref().unwrap().registry().render();
+    let (_, text) = env.call("GET", "/metrics", "", &[]);
     assert!(
         text.contains("# TYPE paperlb_updater_nginx_old_workers gauge"),
         "{text}"

@@ -207,14 +207,14 @@ fn a_new_certificate_is_picked_up_and_a_broken_one_keeps_the_old() {
     std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
     for _ in 0..3 {
         list(&by(&ca2)).unwrap();
-        std::thread::sleep(paperlb::updater::tls::RECHECK);
+        std::thread::sleep(paperlb::updater::auth::RECHECK);
     }
     // A pair whose key belongs to another certificate is refused the same way.
     let (cert3, _) = ca3.server_pair();
     std::fs::write(&files.cert, &cert3).unwrap();
     for _ in 0..2 {
         list(&by(&ca2)).unwrap();
-        std::thread::sleep(paperlb::updater::tls::RECHECK);
+        std::thread::sleep(paperlb::updater::auth::RECHECK);
     }
     // Fixing it is picked up again.
     let (cert3, key3) = ca3.server_pair();

@@ -205,7 +205,8 @@ impl<'a> Compare<'a> {
 /// sorted and deduplicated.
 fn normal(mut r: LbRequest) -> LbRequest {
     r.lb_protocol = r.lb_protocol.to_ascii_uppercase();
-    r.upstream_servers.sort();
+    r.upstream_servers
+        .sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
     r.upstream_servers.dedup();
     r
 }
