@@ -1060,6 +1060,21 @@ mod tests {
         assert!(repairing.next_deadline() <= repairing.queue.next_deadline());
     }
 
+    /// A key made ready outside an event (a drift check's requeue of a host that answers again)
+    /// is due at once: `run` must not wait for the next watch event to take it.
+    #[test]
+    fn a_key_queued_outside_an_event_is_due_at_once() {
+        let mut w = worker(Leadership::always());
+        let now = Instant::now();
+        for (queue, key) in [(&mut w.queue, "a"), (&mut w.configs, "c")] {
+            assert_eq!(queue.get(now), Some(Key::new("ns", key)));
+            queue.done(&Key::new("ns", key));
+        }
+        assert_eq!(w.next_deadline(), None, "nothing queued");
+        w.requeue([Key::new("ns", "b")]);
+        assert!(w.next_deadline().is_some_and(|at| at <= Instant::now()));
+    }
+
     /// A write left in doubt is not re-sent in a later term.
     #[test]
     fn leadership_lost_forgets_the_writes_in_doubt() {

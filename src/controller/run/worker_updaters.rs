@@ -42,7 +42,11 @@ impl Worker {
             let lapse = self.elected && self.all_synced();
             return lapse.then(|| Instant::now() + Duration::from_secs(1));
         }
-        let queue = self.repairing.is_none().then(|| self.queue.next_deadline());
+        let queue = self.repairing.is_none().then(|| {
+            // A key made ready outside an event (a drift check's requeue) is due now.
+            let ready = !self.queue.is_empty();
+            ready.then(Instant::now).or(self.queue.next_deadline())
+        });
         // Before the first checks are scheduled, the next pass schedules them. Checks wait for
         // the plans in flight and a check's repairs (their answers wake the worker): a check
         // due meanwhile must not make `run` spin.
