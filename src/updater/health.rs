@@ -333,14 +333,7 @@ impl Health {
     fn work(&self, refresh: &dyn Fn(Backend)) {
         while !self.stop.load(Ordering::Relaxed) {
             match self.take_due(Instant::now()) {
-                (Some(p), _) => {
-                    let ok = probe(&p.host, p.port, &p.check);
-                    // A result that comes in after the stop is dropped: no re-render is asked of
-                    // an applier being dropped (another may run on the directory by then).
-                    if !self.stop.load(Ordering::Relaxed) {
-                        self.record(&p, ok, refresh);
-                    }
-                }
+                (Some(p), _) => self.record(&p, probe(&p.host, p.port, &p.check), refresh),
                 (None, wait) => std::thread::sleep(wait),
             }
         }
