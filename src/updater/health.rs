@@ -1,13 +1,13 @@
-//! Active health checks of the upstreams: a small fixed pool of probe workers for every backend
-//! that asked for a `healthCheck`, each taking the next due probe itself, and the verdicts the
-//! applier renders as `down`.
+//! Active health checks of the upstreams: one prober thread for every backend that asked for a
+//! `healthCheck`, a small fixed pool of probe workers, and the verdicts the applier renders as
+//! `down`.
 //!
 //! Owns: the per-upstream tallies (fixed size: counters, a flag, a time), the schedule, the probes
 //! (a TCP connect, or a hand-written HTTP/1.0 GET with a bounded status line), and the fail-open
 //! rule. The threshold logic ([`Tally`]) and the choice of what to mark down ([`effective_down`])
 //! are pure. Probes go only to the hosts a request named, each bounded by the check's timeout, so a
 //! stalled or flooding health endpoint costs one worker for at most that long and never blocks the
-//! others.
+//! prober thread.
 //! Must not: write files or reload nginx (a verdict change asks the applier to re-render that
 //! backend through the same group commit), or probe a backend after it was deleted.
 
@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::api::ListResponse;
@@ -121,8 +121,8 @@ impl Tracked {
     }
 }
 
-/// The tracked backends; a probe in flight is marked where it is (`UpState::in_flight`), so no
-/// two workers probe one upstream at once.
+/// The tracked backends; a probe in flight is counted where it is marked (`UpState::in_flight`),
+/// so a backend that stops being tracked gives its worker slots back with it.
 #[derive(Default)]
 struct State {
     backends: BTreeMap<String, Tracked>,
@@ -307,65 +307,87 @@ impl Health {
         }
     }
 
-    /// Starts the probe workers. `refresh(backend)` asks the applier to re-render a backend
-    /// (`down_for` gives its down set); it must not block for long (the applier queues it).
+    /// Starts the prober thread and its workers. `refresh(backend)` asks the applier to re-render a
+    /// backend (`down_for` gives its down set); it must not block for long (the applier queues it).
     pub fn start(
         self: &Arc<Health>,
-        refresh: impl Fn(Backend) + Send + Sync + 'static,
+        refresh: impl Fn(Backend) + Send + 'static,
     ) -> std::io::Result<()> {
-        let refresh = Arc::new(refresh);
+        let (job_tx, job_rx) = mpsc::sync_channel::<Probe>(WORKERS);
+        let (res_tx, res_rx) = mpsc::channel::<(Probe, bool)>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
         for i in 0..WORKERS {
-            let (h, refresh) = (self.clone(), refresh.clone());
+            let (rx, tx) = (job_rx.clone(), res_tx.clone());
             std::thread::Builder::new()
                 .name(format!("probe-{i}"))
-                .spawn(move || h.work(&*refresh))?;
+                .spawn(move || worker(&rx, &tx))?;
         }
+        drop(res_tx);
+        let h = self.clone();
+        std::thread::Builder::new()
+            .name("prober".into())
+            .spawn(move || h.run(&job_tx, &res_rx, &refresh))?;
         Ok(())
     }
 
-    /// Stops the workers (each after the probe it runs).
+    /// Stops the prober (its workers end when their queue closes).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// One worker: takes the next due probe, runs it (the state unlocked), records its result; with
-    /// none due, sleeps until one is (at most 200 ms, so a backend just committed is probed soon).
-    fn work(&self, refresh: &dyn Fn(Backend)) {
+    fn run(
+        &self,
+        jobs: &mpsc::SyncSender<Probe>,
+        results: &mpsc::Receiver<(Probe, bool)>,
+        refresh: &dyn Fn(Backend),
+    ) {
         while !self.stop.load(Ordering::Relaxed) {
-            match self.take_due(Instant::now()) {
-                (Some(p), _) => self.record(&p, probe(&p.host, p.port, &p.check), refresh),
-                (None, wait) => std::thread::sleep(wait),
+            let (due, wait) = self.take_due(Instant::now());
+            for p in due {
+                // At most WORKERS probes are in flight and the queue holds WORKERS: never blocks.
+                if jobs.send(p).is_err() {
+                    return;
+                }
+            }
+            match results.recv_timeout(wait) {
+                Ok((p, ok)) => self.record(&p, ok, refresh),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
         }
     }
 
-    /// Marks the first due probe in flight and returns it; else how long until one is due.
-    fn take_due(&self, now: Instant) -> (Option<Probe>, Duration) {
+    /// Marks due probes in flight (up to the free worker slots); returns them and how long to wait
+    /// for a result before looking again.
+    fn take_due(&self, now: Instant) -> (Vec<Probe>, Duration) {
         let mut s = self.lock();
+        let ups = s.backends.values().flat_map(|t| &t.ups);
+        let mut free = WORKERS.saturating_sub(ups.filter(|u| u.in_flight).count());
+        let mut out = Vec::new();
         let mut next = now + Duration::from_millis(200);
         for (name, t) in s.backends.iter_mut() {
             for (i, u) in t.ups.iter_mut().enumerate() {
                 if !u.in_flight && u.due > now {
                     next = next.min(u.due);
                 }
-                if u.in_flight || u.due > now {
+                if u.in_flight || u.due > now || free == 0 {
                     continue;
                 }
+                free -= 1;
                 u.in_flight = true;
                 let (host, port) = t.backend.upstreams[i].clone();
-                let probe = Probe {
+                out.push(Probe {
                     name: name.clone(),
                     generation: t.generation,
                     index: i,
                     host,
                     port: t.check.port.unwrap_or(port),
                     check: t.check.clone(),
-                };
-                return (Some(probe), Duration::ZERO);
+                });
             }
         }
         let wait = next.saturating_duration_since(now);
-        (None, wait.max(Duration::from_millis(5)))
+        (out, wait.max(Duration::from_millis(5)))
     }
 
     fn record(&self, r: &Probe, ok: bool, refresh: &dyn Fn(Backend)) {
@@ -407,6 +429,19 @@ impl Health {
         drop(s);
         if let Some(b) = changed {
             refresh(b);
+        }
+    }
+}
+
+fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bool)>) {
+    loop {
+        // The queue is locked while waiting for a job, not while probing.
+        let Ok(Ok(p)) = jobs.lock().map(|rx| rx.recv()) else {
+            return;
+        };
+        let ok = probe(&p.host, p.port, &p.check);
+        if results.send((p, ok)).is_err() {
+            return;
         }
     }
 }
@@ -468,18 +503,10 @@ pub fn status_is_200(head: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Every probe due at `now`, each marked in flight, as the workers take them one by one.
-    fn all_due(h: &Health, now: Instant) -> Vec<Probe> {
-        std::iter::from_fn(|| h.take_due(now).0)
-            .take(1000)
-            .collect()
-    }
-
-    /// A backend untracked while its probes run (applied again without a health check, or
-    /// deleted): a late result changes nothing, and tracked again each of its upstreams is due at
-    /// once (none is held in flight by the old probes).
+    /// A backend whose probes were in flight, applied again without a health check, must give
+    /// back its worker slots: a leaked count would starve every other backend's probes.
     #[test]
-    fn a_late_result_for_an_untracked_backend_changes_nothing() {
+    fn untracking_a_backend_frees_its_probe_slots() {
         let body = r#"{"backendName": "a", "lbPort": 8100, "lbProtocol": "TCP",
             "upstreamServers": [{"host": "127.0.0.2", "port": 1}, {"host": "127.0.0.3", "port": 1}],
             "healthCheck": {"type": "tcp"}}"#;
@@ -488,20 +515,36 @@ mod tests {
         let checked = crate::updater::validate::backend(&req, &policy).unwrap();
         let mut unchecked = checked.clone();
         unchecked.health_check = None;
+        // Another backend with more upstreams than there are workers: what it gets probed at
+        // once shows how many slots are free.
+        let mut other = checked.clone();
+        other.name = "b".into();
+        other.upstreams = (2..12)
+            .map(|i| (Host::V4([127, 0, 0, i].into()), 1))
+            .collect();
         let h = Health::new(&Registry::default());
         for removal in [0, 1] {
             h.committed(&checked);
-            let due = all_due(&h, Instant::now());
+            let (due, _) = h.take_due(Instant::now());
             assert_eq!(due.len(), 2);
-            assert!(all_due(&h, Instant::now()).is_empty(), "both in flight");
+            // Every slot but the two taken is free.
+            h.committed(&other);
+            assert_eq!(h.take_due(Instant::now()).0.len(), WORKERS - 2);
+            h.removed("b");
             match removal {
                 0 => h.committed(&unchecked),
                 _ => h.removed("a"),
             }
+            // A late result for the untracked backend changes nothing.
             h.record(&due[0], false, &|_| panic!("no re-render"));
-            h.committed(&checked);
-            assert_eq!(all_due(&h, Instant::now()).len(), 2, "removal {removal}");
-            h.removed("a");
+            // All slots are free again.
+            h.committed(&other);
+            assert_eq!(
+                h.take_due(Instant::now()).0.len(),
+                WORKERS,
+                "removal {removal}"
+            );
+            h.removed("b");
         }
     }
 
@@ -517,7 +560,7 @@ mod tests {
         let two = crate::updater::validate::backend(&req, &policy).unwrap();
         let h = Health::new(&Registry::default());
         h.committed(&two);
-        let due = all_due(&h, Instant::now());
+        let due = h.take_due(Instant::now()).0;
         let probe = due.iter().find(|p| p.index == 1).unwrap();
         h.record(probe, false, &|_| {});
         assert_eq!(h.down_for(&two), BTreeSet::from([1]));
@@ -547,7 +590,7 @@ mod tests {
         let restarted = || {
             let h = Health::new(&Registry::default());
             h.committed(&on_disk);
-            let due = all_due(&h, Instant::now());
+            let due = h.take_due(Instant::now()).0;
             assert_eq!(due.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 1]);
             (h, due)
         };
