@@ -186,12 +186,15 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// The whole diagnosis: the cluster steps (`steps`), then each host's (`hosts`) once they pass.
 pub fn explain(f: &facts::Facts, ctx: &Context) -> steps::Report {
-    let mut steps = Vec::new();
-    let ready = steps::cluster_steps(f, ctx, &mut steps);
+    let mut cluster = Vec::new();
+    let ready = steps::cluster_steps(f, ctx, &mut cluster);
     let hosts: Vec<steps::HostReport> = (ready.iter())
         .flat_map(|r| f.hosts.iter().map(move |h| hosts::host_report(r, h)))
         .collect();
-    steps::Report { steps, hosts }
+    steps::Report {
+        steps: cluster,
+        hosts,
+    }
 }
 
 #[cfg(test)]

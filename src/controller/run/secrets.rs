@@ -317,7 +317,7 @@ mod tests {
         assert!(!store.apply(secret(
             "lb-token",
             json!({"token": b64(b"s3cret\n"), "other": "eA=="})
-        ),));
+        )));
         assert!(store.apply(secret("lb-token", json!({"token": b64(b"new")}))));
         // No longer referenced: the bytes go.
         store.want(BTreeSet::new());

@@ -32,8 +32,8 @@ use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
 impl Worker {
-    /// When `run` must wake: the next delayed key or config, check, or host expiry, of those it may
-    /// act on now. A standby, a worker not yet synced and one waiting for a drift check's repairs
+    /// When `run` must wake: now for a key already ready, else the next delayed key or config,
+    /// check, or host expiry, of those it may act on now. A standby, a worker not yet synced and one waiting for a drift check's repairs
     /// take no key, so a key's deadline then must not make `run` spin once it has passed; a new
     /// term, the last sync and the repairs' answers each wake it. A lapse of leadership the
     /// elector has not called lost may end without an event: it is looked at every second.
