@@ -65,8 +65,8 @@ pub struct Config {
     pub load: LoadOptions,
     pub metrics_addr: Option<SocketAddr>,
     pub leader_elect: bool,
-    /// The Lease, in the controller's namespace (`ctx.namespace`): identity and timings (client-go's defaults: 15 s, 10 s, 2 s; whole
-    /// seconds for the lease duration).
+    /// The Lease, in the controller's namespace (`ctx.namespace`): identity and timings
+    /// (client-go's defaults: 15 s, 10 s, 2 s; whole seconds for the lease duration).
     pub lease: LeaseConfig,
     /// What every reconcile starts from (the worker adds the time and the failing updaters):
     /// `--address-type`, `--stable-node-set` (keep NotReady nodes as targets while a health check
