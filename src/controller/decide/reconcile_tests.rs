@@ -125,6 +125,26 @@ fn bump_rv(obj: &mut Value) {
     obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
 }
 
+/// `lb` after a merge patch, as the apiserver applies one: metadata and status merged, the spec
+/// replaced by the patch's (a spec patch names every field, `null` for the unset ones, so merging
+/// it is replacing), the generation raised when the spec changes, a new resourceVersion.
+fn patched(lb: &LoadBalancer, patch: &Value) -> LoadBalancer {
+    let mut rest = patch.clone();
+    let spec = rest.as_object_mut().unwrap().remove("spec");
+    let mut o = json!({"metadata": lb.metadata, "status": lb.status});
+    merge_patch(&mut o, &rest);
+    bump_rv(&mut o);
+    let mut out: LoadBalancer = serde_json::from_value(o).unwrap();
+    out.spec = match spec {
+        Some(spec) => serde_json::from_value(spec).unwrap(),
+        None => lb.spec.clone(),
+    };
+    if out.spec != lb.spec {
+        out.metadata.generation = Some(lb.metadata.generation.unwrap() + 1);
+    }
+    out
+}
+
 /// What the updater was asked, in order: ("POST"|"DELETE", url, backend).
 type Calls = Vec<(String, String, String)>;
 
@@ -148,21 +168,13 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                     json!(lb.metadata.resource_version),
                     "patch carries the rv"
                 );
-                let mut o = serde_json::to_value(lb).unwrap();
-                let spec_before = o["spec"].clone();
-                merge_patch(&mut o, patch);
-                if o["spec"] != spec_before {
-                    o["metadata"]["generation"] =
-                        json!(o["metadata"]["generation"].as_i64().unwrap() + 1);
-                }
-                bump_rv(&mut o);
-                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                let lb = patched(lb, patch);
+                cache.apply_load_balancer(lb);
             }
             Action::PatchLoadBalancerStatus { key, patch } => {
-                let mut o = serde_json::to_value(&cache.load_balancers[key]).unwrap();
-                merge_patch(&mut o, &json!({"status": patch["status"]}));
-                bump_rv(&mut o);
-                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                let patch = json!({"status": patch["status"]});
+                let lb = patched(&cache.load_balancers[key], &patch);
+                cache.apply_load_balancer(lb);
             }
             Action::PatchServiceStatus { key, patch } => {
                 let mut o = serde_json::to_value(&cache.services[key]).unwrap();
@@ -175,10 +187,8 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                 if lb.metadata.finalizers.is_empty() {
                     cache.delete_load_balancer(key);
                 } else {
-                    let mut o = serde_json::to_value(&lb).unwrap();
-                    o["metadata"]["deletionTimestamp"] = json!(NOW);
-                    bump_rv(&mut o);
-                    cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                    let deleting = json!({"metadata": {"deletionTimestamp": NOW}});
+                    cache.apply_load_balancer(patched(&lb, &deleting));
                 }
             }
             Action::UpdaterApply { url, request, .. } => {
@@ -1922,10 +1932,9 @@ fn node_set_rule_decides_what_a_readiness_flip_costs(rng: &mut Rng) {
         converge_with(&mut cache, &ctx);
         if go_updater {
             // What the worker writes when the updater has no GET /api/v1/lb.
-            let mut o = serde_json::to_value(&*cache.load_balancers[&k]).unwrap();
-            o["status"]["conditions"] = go.clone();
-            bump_rv(&mut o);
-            cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+            let patch = json!({"status": {"conditions": go}});
+            let lb = patched(&cache.load_balancers[&k], &patch);
+            cache.apply_load_balancer(lb);
             assert!(
                 converge_with(&mut cache, &ctx).is_empty(),
                 "{name}: no call"
