@@ -125,9 +125,8 @@ pub struct NodeSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Taint {
+    /// Only the key is read (`ToBeDeletedByClusterAutoscaler`), whatever the effect.
     pub key: String,
-    pub value: Option<String>,
-    pub effect: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
