@@ -240,7 +240,7 @@ fn reconcile_service(
             plan.push(status_patch(key, &status));
         }
         // Its LB ports (`8100/TCP, 8101/UDP`) and addresses.
-        let place = |s: &LbSpec| (port_list(s), addresses(&s.hosts));
+        let place = |s: &LbSpec| (port_list(&s.ports), addresses(&s.hosts));
         if stored.as_ref().map(place) != Some(place(&desired)) {
             let (ports, on) = place(&desired);
             let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
