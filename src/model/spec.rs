@@ -101,9 +101,9 @@ impl ValidConfig {
     }
 
     /// Every Secret key the config's hosts reference.
-    pub fn all_refs(&self) -> Vec<SecretRef> {
-        let refs = self.auths.iter().flat_map(AuthRefs::refs).cloned();
-        refs.collect::<BTreeSet<_>>().into_iter().collect()
+    pub fn all_refs(&self) -> BTreeSet<SecretRef> {
+        let refs = self.auths.iter().flat_map(AuthRefs::refs);
+        refs.cloned().collect()
     }
 }
 
