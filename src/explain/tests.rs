@@ -77,7 +77,7 @@ fn world(service: Value) -> Facts {
 /// Each host's credentials as `gather::secrets` finds them when the namespace holds `secrets`
 /// (name → data).
 fn auths_with(cfg: &ValidConfig, secrets: Value) -> Vec<Auth> {
-    let wanted = cfg.all_refs();
+    let wanted = cfg.all_refs().into_iter().collect();
     let mut store = SecretStore::default();
     for (name, data) in secrets.as_object().unwrap() {
         let s = json!({"metadata": {"name": name, "namespace": NS}, "data": data});
