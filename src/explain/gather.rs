@@ -21,8 +21,7 @@ use crate::kube::client::{
     NODES, Resource, SECRETS, SERVICES,
 };
 use crate::model::{
-    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, SecretRef, Service,
-    ValidConfig,
+    AuthRefs, Event, LOAD_BALANCER_KIND, LbHost, SERVICE_NAME_LABEL, Secret, Service, ValidConfig,
 };
 use crate::updater::client::{Timeouts, UpdaterClient};
 
@@ -162,7 +161,7 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
 /// the others are checked as usual. The credentials never go into the facts (only each host's
 /// problem does, [`Facts::secrets`]; `ClientAuth`'s `Debug` redacts the token).
 pub fn secrets(client: &Client, cfg: &ValidConfig) -> Vec<Read<Auth>> {
-    let wanted: BTreeSet<SecretRef> = cfg.all_refs().into_iter().collect();
+    let wanted = cfg.all_refs();
     let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();
     let mut store = SecretStore::default();
     store.want(wanted.clone());

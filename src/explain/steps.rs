@@ -595,7 +595,7 @@ fn ports_step(
         Ok(Some((spec, d))) if d.faults.is_empty() => {
             let s = plural(spec.ports.len());
             let on = addresses(&spec.hosts);
-            let mut message = format!("LB port{s} {} on {on}", port_list(&spec));
+            let mut message = format!("LB port{s} {} on {on}", port_list(&spec.ports));
             // The balancing rule (`sessionAffinity: ClientIP` wins) and what it ignored.
             let balancing = balancing_for(svc);
             let balance = balancing.balance.as_str();
@@ -691,7 +691,8 @@ fn load_balancer_step(
         }
     };
     // What the Service, config and nodes call for: `8100/TCP on 192.0.2.10 with 2 targets`.
-    let (ports, targets) = (port_list(desired), count(desired.target_count(), "target"));
+    let ports = port_list(&desired.ports);
+    let targets = count(desired.target_count(), "target");
     let wanted = format!("{ports} on {} with {targets}", addresses(&desired.hosts));
     let owner = lb.metadata.service_owner();
     let owned = owner.is_some_and(|o| o.uid == svc.metadata.uid && o.controller == Some(true));
@@ -718,7 +719,7 @@ fn load_balancer_step(
     }
     if !owned || !desired.matches(&lb.spec) {
         let recorded = LbSpec::from_resource(&lb.spec)
-            .map(|s| format!("{} on {}", port_list(&s), addresses(&s.hosts)))
+            .map(|s| format!("{} on {}", port_list(&s.ports), addresses(&s.hosts)))
             .unwrap_or_else(|e| format!("an unreadable spec ({e})"));
         let what = if owned {
             format!("records {recorded}, but the Service, config and nodes now call for {wanted}")

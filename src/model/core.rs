@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A Secret as read: its data still base64 (as on the wire), decoded only for the keys a
 /// LoadBalancerConfig references (`controller::run::secrets` keeps nothing else).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Secret {
     #[serde(deserialize_with = "null_default")]
@@ -22,7 +22,7 @@ pub struct Secret {
 /// Label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Service {
     #[serde(deserialize_with = "null_default")]
@@ -33,7 +33,7 @@ pub struct Service {
     pub status: ServiceStatus,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServiceSpec {
     #[serde(rename = "type")]
@@ -55,7 +55,7 @@ pub struct ServiceSpec {
     pub session_affinity: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServicePort {
     pub name: Option<String>,
@@ -65,14 +65,14 @@ pub struct ServicePort {
     pub node_port: Option<i32>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ServiceStatus {
     #[serde(deserialize_with = "null_default")]
     pub load_balancer: LoadBalancerIngressStatus,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LoadBalancerIngressStatus {
     #[serde(deserialize_with = "null_default")]
@@ -102,7 +102,7 @@ pub struct PortStatus {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Node {
     #[serde(deserialize_with = "null_default")]
@@ -113,7 +113,7 @@ pub struct Node {
     pub status: NodeStatus,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct NodeSpec {
     #[serde(deserialize_with = "null_default")]
@@ -122,15 +122,14 @@ pub struct NodeSpec {
     pub unschedulable: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Taint {
+    /// Only the key is read (`ToBeDeletedByClusterAutoscaler`), whatever the effect.
     pub key: String,
-    pub value: Option<String>,
-    pub effect: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct NodeStatus {
     #[serde(deserialize_with = "null_default")]
@@ -140,7 +139,7 @@ pub struct NodeStatus {
 }
 
 /// Only type and status: heartbeat times change every few minutes and must not look like a change.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct NodeCondition {
     #[serde(rename = "type")]
@@ -148,7 +147,7 @@ pub struct NodeCondition {
     pub status: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct NodeAddress {
     #[serde(rename = "type")]
@@ -156,7 +155,7 @@ pub struct NodeAddress {
     pub address: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct EndpointSlice {
     #[serde(deserialize_with = "null_default")]
@@ -175,7 +174,7 @@ impl EndpointSlice {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Endpoint {
     #[serde(deserialize_with = "null_default")]
@@ -184,7 +183,7 @@ pub struct Endpoint {
 }
 
 /// Absent `ready` means true (discovery/v1); `serving` and `terminating` are not read.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct EndpointConditions {
     pub ready: Option<bool>,
@@ -196,11 +195,11 @@ impl Endpoint {
     }
 }
 
-/// core/v1 Event, as created by the controller (never read back).
+/// core/v1 Event, as created by the controller (and read by `paperlb explain`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Event {
-    pub metadata: ObjectMeta,
+    pub metadata: EventMeta,
     pub involved_object: ObjectReference,
     pub reason: String,
     pub message: String,
@@ -211,6 +210,14 @@ pub struct Event {
     pub first_timestamp: String,
     pub last_timestamp: String,
     pub count: i32,
+}
+
+/// An Event's metadata: the name and namespace it is created with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventMeta {
+    pub name: String,
+    pub namespace: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -63,9 +63,28 @@ pub fn addresses(hosts: &[LbHost]) -> String {
     all.join(", ")
 }
 
-/// The checks every list of hosts gets, whichever resource it is in: 1 to [`MAX_HOSTS`] entries,
-/// names and updater endpoints unique. `at` is the field (`spec.hosts`).
-pub fn check_unique(hosts: &[LbHost], at: &str) -> Result<(), String> {
+/// A stored `spec.hosts` (of a config or a LoadBalancer), checked: each entry's name, address and
+/// updater URL (`spec.hosts[i]`), then the list as a whole: 1 to [`MAX_HOSTS`] entries, names and
+/// updater endpoints unique. The entries' credentials are the config's to check.
+pub fn check_hosts(entries: &[HostSpec]) -> Result<Vec<LbHost>, String> {
+    let mut hosts = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("spec.hosts[{i}]");
+        let name = e.name.require(&format!("{at}.name"), "a string")?;
+        // A lowercase RFC 1123 label: it names a condition, `Host-<name>`.
+        if !crate::updater::validate::dns_label(name, true) {
+            let rule = "is not a DNS label (lowercase letters, digits and '-', at most 63)";
+            return Err(format!("{at}.name {name:?}: {rule}"));
+        }
+        let url = url_at(&e.http_updater_url, &format!("{at}.httpUpdaterURL"))?;
+        let host = host_at(&e.host, &format!("{at}.host"))?;
+        hosts.push(LbHost {
+            name: name.clone(),
+            host: host.clone(),
+            url: url.clone(),
+        });
+    }
+    let at = "spec.hosts";
     if hosts.is_empty() {
         return Err(format!("{at}: is empty; list at least one host"));
     }
@@ -91,30 +110,6 @@ pub fn check_unique(hosts: &[LbHost], at: &str) -> Result<(), String> {
             }
         }
     }
-    Ok(())
-}
-
-/// A stored `spec.hosts`, checked: each entry's name, address and updater URL (`spec.hosts[i]`),
-/// then the list as a whole ([`check_unique`]). The entries' credentials are the config's to check.
-pub fn check_hosts(entries: &[HostSpec]) -> Result<Vec<LbHost>, String> {
-    let mut hosts = Vec::with_capacity(entries.len());
-    for (i, e) in entries.iter().enumerate() {
-        let at = format!("spec.hosts[{i}]");
-        let name = e.name.require(&format!("{at}.name"), "a string")?;
-        // A lowercase RFC 1123 label: it names a condition, `Host-<name>`.
-        if !crate::updater::validate::dns_label(name, true) {
-            let rule = "is not a DNS label (lowercase letters, digits and '-', at most 63)";
-            return Err(format!("{at}.name {name:?}: {rule}"));
-        }
-        let url = url_at(&e.http_updater_url, &format!("{at}.httpUpdaterURL"))?;
-        let host = host_at(&e.host, &format!("{at}.host"))?;
-        hosts.push(LbHost {
-            name: name.clone(),
-            host: host.clone(),
-            url: url.clone(),
-        });
-    }
-    check_unique(&hosts, "spec.hosts")?;
     Ok(hosts)
 }
 
@@ -149,11 +144,12 @@ mod tests {
         assert_eq!(addresses(&hosts[..1]), "127.0.0.2");
     }
 
-    fn host(name: &str, url: &str) -> LbHost {
-        LbHost {
-            name: name.into(),
-            host: "127.0.0.2".into(),
-            url: url.into(),
+    fn host(name: &str, url: &str) -> HostSpec {
+        HostSpec {
+            name: Lenient::Valid(name.into()),
+            host: Lenient::Valid("127.0.0.2".into()),
+            http_updater_url: Lenient::Valid(url.into()),
+            ..Default::default()
         }
     }
 
@@ -181,31 +177,24 @@ mod tests {
     fn lists_are_bounded_and_unique_by_name_and_endpoint() {
         let a = host("a", "http://127.0.0.2:3000");
         let b = host("b", "http://127.0.0.3:3000/api/v1/lb");
-        assert!(check_unique(&[a.clone(), b.clone()], "spec.hosts").is_ok());
-        let e = check_unique(&[], "spec.hosts").unwrap_err();
+        assert!(check_hosts(&[a.clone(), b.clone()]).is_ok());
+        let e = check_hosts(&[]).unwrap_err();
         assert!(e.contains("is empty"), "{e}");
-        let e = check_unique(
-            &[a.clone(), host("a", "http://127.0.0.4:3000")],
-            "spec.hosts",
-        )
-        .unwrap_err();
+        let e = check_hosts(&[a.clone(), host("a", "http://127.0.0.4:3000")]).unwrap_err();
         assert!(e.contains("spec.hosts[1].name"), "{e}");
         // Both spellings of one updater endpoint are the same updater.
-        let e = check_unique(
-            &[a.clone(), host("c", "http://127.0.0.2:3000/api/v1/lb")],
-            "x",
-        )
-        .unwrap_err();
+        let e =
+            check_hosts(&[a.clone(), host("c", "http://127.0.0.2:3000/api/v1/lb")]).unwrap_err();
         assert!(
-            e.contains("x[1].httpUpdaterURL") && e.contains("same updater"),
+            e.contains("spec.hosts[1].httpUpdaterURL") && e.contains("same updater"),
             "{e}"
         );
-        let many: Vec<LbHost> = (0..=MAX_HOSTS)
+        let many: Vec<HostSpec> = (0..=MAX_HOSTS)
             .map(|i| host(&format!("h{i}"), &format!("http://127.0.0.2:{}", 3000 + i)))
             .collect();
-        let e = check_unique(&many, "spec.hosts").unwrap_err();
+        let e = check_hosts(&many).unwrap_err();
         assert!(e.contains("at most 16"), "{e}");
-        assert!(check_unique(&many[..MAX_HOSTS], "spec.hosts").is_ok());
+        assert!(check_hosts(&many[..MAX_HOSTS]).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Forgiving decoding for fields a user can mangle: see the module docs of `model`.
 //! Pure: no I/O, no clock.
 
+use serde::Deserialize;
 use serde::de::value::{
     BoolDeserializer, F64Deserializer, I64Deserializer, MapAccessDeserializer,
     SeqAccessDeserializer, StrDeserializer, U64Deserializer,
@@ -9,7 +10,6 @@ use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
     Visitor,
 };
-use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use std::fmt;
 use std::marker::PhantomData;
@@ -155,16 +155,6 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for LenientVisitor<T> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         Value::deserialize(MapAccessDeserializer::new(map)).map(Lenient::from_value)
-    }
-}
-
-impl<T: Serialize> Serialize for Lenient<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Lenient::Missing => s.serialize_none(),
-            Lenient::Valid(v) => v.serialize(s),
-            Lenient::Invalid(raw) => raw.serialize(s),
-        }
     }
 }
 

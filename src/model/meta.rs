@@ -5,39 +5,28 @@ use super::lenient::null_default;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The metadata fields paperlb reads. Empty values are not serialized, so a created object carries
-/// only what we set.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The metadata fields paperlb reads (it writes metadata as JSON: a create's body, a merge patch).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ObjectMeta {
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Empty for cluster-scoped kinds (Node).
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub uid: String,
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub resource_version: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
     #[serde(deserialize_with = "null_default")]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub owner_references: Vec<OwnerReference>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
 }
 

@@ -101,9 +101,9 @@ impl ValidConfig {
     }
 
     /// Every Secret key the config's hosts reference.
-    pub fn all_refs(&self) -> Vec<SecretRef> {
-        let refs = self.auths.iter().flat_map(AuthRefs::refs).cloned();
-        refs.collect::<BTreeSet<_>>().into_iter().collect()
+    pub fn all_refs(&self) -> BTreeSet<SecretRef> {
+        let refs = self.auths.iter().flat_map(AuthRefs::refs);
+        refs.cloned().collect()
     }
 }
 
@@ -118,7 +118,7 @@ impl LoadBalancerConfig {
     pub fn validate(&self) -> Result<ValidConfig, String> {
         let spec = &self.spec;
         spec.default.optional("spec.default", "a boolean")?;
-        let auth = refs_at("spec", &spec.base, None)?;
+        let auth = refs_at("spec", &spec.base, &AuthRefs::default())?;
         let (mut hosts, mut auths) = config_hosts(self, &auth)?;
         if hosts.is_empty() {
             // The Go form: `host` and `httpUpdaterURL` are one unnamed host.
@@ -216,11 +216,12 @@ fn check_timings(t: &CheckTimingsResource, at: &str) -> Result<CheckTimings, Str
     })
 }
 
-/// The credentials fields of `h`, under `at`; each one absent falls back to `inherited`'s.
-fn refs_at(at: &str, h: &HostSpec, inherited: Option<&AuthRefs>) -> Result<AuthRefs, String> {
+/// The credentials fields of `h`, under `at`; each one absent falls back to `inherited`'s (the
+/// config's for an entry of `hosts`, none for the config itself).
+fn refs_at(at: &str, h: &HostSpec, inherited: &AuthRefs) -> Result<AuthRefs, String> {
     let token_at = format!("{at}.updaterTokenSecretRef");
     let token = secret_ref(&h.updater_token_secret_ref, &token_at, TOKEN_KEY)?
-        .or_else(|| inherited.and_then(|a| a.token.clone()));
+        .or_else(|| inherited.token.clone());
     let ca_at = format!("{at}.updaterCASecretRef");
     let own_ca = secret_ref(&h.updater_ca_secret_ref, &ca_at, CA_KEY)?;
     let own_insecure = h
@@ -234,11 +235,10 @@ fn refs_at(at: &str, h: &HostSpec, inherited: Option<&AuthRefs>) -> Result<AuthR
         ));
     }
     // A host's own CA or skip setting replaces both of the config's.
-    let (ca, insecure_skip_verify) = match (own_ca, own_insecure, inherited) {
-        (Some(ca), _, _) => (Some(ca), false),
-        (None, Some(skip), _) => (None, skip),
-        (None, None, Some(a)) => (a.ca.clone(), a.insecure_skip_verify),
-        (None, None, None) => (None, false),
+    let (ca, insecure_skip_verify) = match (own_ca, own_insecure) {
+        (Some(ca), _) => (Some(ca), false),
+        (None, Some(skip)) => (None, skip),
+        (None, None) => (inherited.ca.clone(), inherited.insecure_skip_verify),
     };
     Ok(AuthRefs {
         token,
@@ -270,7 +270,7 @@ fn config_hosts(
     let hosts = super::hosts::check_hosts(entries)?;
     let mut auths = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
-        auths.push(refs_at(&format!("spec.hosts[{i}]"), e, Some(auth))?);
+        auths.push(refs_at(&format!("spec.hosts[{i}]"), e, auth)?);
     }
     Ok((hosts, auths))
 }

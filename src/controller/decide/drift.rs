@@ -16,8 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::Context;
-pub use super::plan::Repair;
-use super::plan::updater_request;
+use super::plan::{OWNER, Repair, updater_request};
 use super::reconcile::applied_timeouts;
 use super::status::{backend_name, known_backends};
 use crate::controller::cache::Cache;
@@ -25,8 +24,6 @@ use crate::controller::key::Key;
 use crate::model::LbSpec;
 use crate::model::url::updater_endpoint;
 use crate::updater::api::{LbRequest, ListedBackend};
-
-pub use super::plan::OWNER;
 
 /// What one updater endpoint should hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

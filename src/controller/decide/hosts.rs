@@ -242,7 +242,7 @@ pub fn ingress(
 
 /// A host's `Applied` message (the Go form's `Ready`, as it always read).
 fn applied_message(spec: &LbSpec, h: &LbHost) -> String {
-    let (ports, n) = (port_list(spec), spec.target_count());
+    let (ports, n) = (port_list(&spec.ports), spec.target_count());
     format!(
         "updater {} serves {ports} on {} with {n} target(s)",
         h.url, h.host

@@ -9,7 +9,7 @@
 //! Pure: no I/O, no clock.
 
 use super::plan::{EventType, Note};
-use super::status::{READY, condition, set_condition};
+use super::status::{READY, condition, port_list, set_condition};
 use super::targets::{NO_ADDRESS_IN_FAMILY, ip_family, node_eligible};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
@@ -76,19 +76,13 @@ pub fn record(
 ) -> Option<Note> {
     let none = |c: &Condition| [NO_TARGETS, NO_ADDRESS_IN_FAMILY].contains(&c.reason.as_str());
     let was = condition(&old.conditions, READY).is_some_and(none);
-    let empty: Vec<String> = spec
-        .ports
-        .iter()
-        .filter(|p| p.targets.is_empty())
-        .map(|p| format!("{}/{}", p.port, p.protocol.as_str()))
-        .collect();
+    let empty = port_list(spec.ports.iter().filter(|p| p.targets.is_empty()));
     let serving = condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
     if !empty.is_empty() && serving {
         let (reason, why) = why();
         let message = format!(
-            "{why}: LB port {} stays allocated, no traffic is forwarded (connections are refused) \
-             until targets return",
-            empty.join(", ")
+            "{why}: LB port {empty} stays allocated, no traffic is forwarded (connections are refused) \
+             until targets return"
         );
         // Still not serving since the last write: its transition time stays (the hosts form's
         // `record` has just set Ready True, so the change would be stamped now on every reconcile).
@@ -100,7 +94,7 @@ pub fn record(
     }
     let back = condition(&status.conditions, READY).is_some_and(|c| c.status == "True" && !none(c));
     (was && back).then(|| {
-        let (ports, n) = (super::status::port_list(spec), spec.target_count());
+        let (ports, n) = (port_list(&spec.ports), spec.target_count());
         let message = format!("targets are back: serving {ports} with {n} target(s)");
         (EventType::Normal, "TargetsAvailable", message)
     })

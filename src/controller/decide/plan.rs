@@ -9,8 +9,8 @@
 use super::status::backend_name;
 use crate::controller::key::Key;
 use crate::model::{
-    API_VERSION, Event, EventSource, LOAD_BALANCER_KIND, LbPort, LbTraffic, LoadBalancer,
-    LoadBalancerStatus, ObjectMeta, ObjectReference, Protocol,
+    API_VERSION, Event, EventMeta, EventSource, LOAD_BALANCER_KIND, LbPort, LbTraffic,
+    LoadBalancer, LoadBalancerStatus, ObjectMeta, ObjectReference, Protocol,
 };
 use crate::updater::api::{LbRequest, Traffic, Upstream};
 use crate::updater::validate::Balance;
@@ -60,10 +60,9 @@ impl EventSpec {
         let ns = &self.object.namespace;
         let namespace = if ns.is_empty() { "default" } else { ns };
         Event {
-            metadata: ObjectMeta {
+            metadata: EventMeta {
                 name: format!("{}.{unique}", self.object.name),
                 namespace: namespace.to_string(),
-                ..Default::default()
             },
             involved_object: self.object.clone(),
             reason: self.reason.clone(),

@@ -53,15 +53,14 @@ pub fn parse(svc: &Service) -> (Vec<Entry>, Vec<Fault>) {
         reason: "InvalidAnnotation",
         message: format!("annotation {LB_PORTS_ANNOTATION}: {message}"),
     };
-    // A number names every port that has it (53/TCP and 53/UDP), a name its one port.
-    let read = |entry: &str| -> Result<Vec<Entry>, Fault> {
-        let (port, lb_port) = entry.split_once('=').ok_or_else(|| {
-            invalid(
-                None,
-                format!("{entry:?} is not <port name or number>=<lbPort>"),
-            )
-        })?;
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((port, lb_port)) = entry.split_once('=') else {
+            let message = format!("{entry:?} is not <port name or number>=<lbPort>");
+            faults.push(invalid(None, message));
+            continue;
+        };
         let (port, lb_port) = (port.trim(), lb_port.trim());
+        // A number names every port that has it (53/TCP and 53/UDP), a name its one port.
         let indexes: Vec<usize> = svc
             .spec
             .ports
@@ -71,35 +70,26 @@ pub fn parse(svc: &Service) -> (Vec<Entry>, Vec<Fault>) {
             .map(|(i, _)| i)
             .collect();
         let Some(&first) = indexes.first() else {
-            return Err(invalid(
-                None,
-                format!("{entry:?}: the Service has no port {port:?}"),
-            ));
+            let message = format!("{entry:?}: the Service has no port {port:?}");
+            faults.push(invalid(None, message));
+            continue;
         };
-        let lb_port = (lb_port.parse::<u16>().ok().filter(|p| *p > 0)).ok_or_else(|| {
+        let Some(lb_port) = lb_port.parse::<u16>().ok().filter(|p| *p > 0) else {
             let message = format!("{entry:?}: {lb_port:?} is not a port number (1-65535)");
-            invalid(Some(first), message)
-        })?;
-        let entry = |index| Entry {
-            written: port.to_string(),
-            index,
-            lb_port,
+            faults.push(invalid(Some(first), message));
+            continue;
         };
-        Ok(indexes.into_iter().map(entry).collect())
-    };
-    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        match read(entry) {
-            Ok(read) => {
-                for e in read {
-                    if entries.iter().any(|x| x.index == e.index) {
-                        let message = format!("{entry:?}: port {:?} is listed twice", e.written);
-                        faults.push(invalid(Some(e.index), message));
-                    } else {
-                        entries.push(e);
-                    }
-                }
+        for index in indexes {
+            if entries.iter().any(|x| x.index == index) {
+                let message = format!("{entry:?}: port {port:?} is listed twice");
+                faults.push(invalid(Some(index), message));
+            } else {
+                entries.push(Entry {
+                    written: port.to_string(),
+                    index,
+                    lb_port,
+                });
             }
-            Err(f) => faults.push(f),
         }
     }
     (entries, faults)

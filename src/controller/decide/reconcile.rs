@@ -240,7 +240,7 @@ fn reconcile_service(
             plan.push(status_patch(key, &status));
         }
         // Its LB ports (`8100/TCP, 8101/UDP`) and addresses.
-        let place = |s: &LbSpec| (port_list(s), addresses(&s.hosts));
+        let place = |s: &LbSpec| (port_list(&s.ports), addresses(&s.hosts));
         if stored.as_ref().map(place) != Some(place(&desired)) {
             let (ports, on) = place(&desired);
             let message = format!("allocated {ports} on {on} (config {})", desired.config_name);
@@ -710,33 +710,28 @@ pub fn on_updater_error(
     };
     let (mut status, generation) = (lb.status.clone(), lb.metadata.generation);
     let spec = LbSpec::from_resource(&lb.spec).ok();
+    // Each backend the calls before the failure applied or deleted is recorded as such.
     for action in plan.actions.iter().take(failed) {
-        match action {
+        let (url, name, applied) = match action {
             Action::UpdaterApply { url, request, .. } => {
-                let host = spec
-                    .as_ref()
-                    .and_then(|s| s.host_of(url))
-                    .map(|h| h.host.clone())
-                    .or_else(|| lb.spec.host.get().cloned())
-                    .unwrap_or_default();
-                let done = AppliedBackend {
-                    backend_name: request.backend_name.clone(),
-                    url: url.clone(),
-                    host,
-                    port: i64::from(request.lb_port),
-                    protocol: request.lb_protocol.clone(),
-                };
-                status.applied.retain(|b| !b.same_place(&done));
-                status.applied.push(done);
+                (url, &request.backend_name, Some(request))
             }
             Action::UpdaterDelete {
                 url, backend_name, ..
-            } => {
-                status
-                    .applied
-                    .retain(|b| !(&b.backend_name == backend_name && same_updater(&b.url, url)));
-            }
-            _ => {}
+            } => (url, backend_name, None),
+            _ => continue,
+        };
+        let here = |b: &AppliedBackend| &b.backend_name == name && same_updater(&b.url, url);
+        status.applied.retain(|b| !here(b));
+        if let Some(request) = applied {
+            let host = spec.as_ref().and_then(|s| s.host_of(url)).map(|h| &h.host);
+            status.applied.push(AppliedBackend {
+                backend_name: name.clone(),
+                url: url.clone(),
+                host: host.or(lb.spec.host.get()).cloned().unwrap_or_default(),
+                port: i64::from(request.lb_port),
+                protocol: request.lb_protocol.clone(),
+            });
         }
     }
     status.applied.sort();

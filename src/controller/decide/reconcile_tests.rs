@@ -116,13 +116,45 @@ fn world(rng: &mut Rng, services: Vec<Service>, configs: Vec<LoadBalancerConfig>
     cache
 }
 
-fn bump_rv(obj: &mut Value) {
-    let rv: u64 = obj["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("1")
-        .parse()
-        .unwrap_or(1);
-    obj["metadata"]["resourceVersion"] = json!((rv + 1).to_string());
+/// `lb` after a merge patch, as the apiserver applies one: its metadata fields (finalizers and
+/// ownerReferences are lists, replaced whole) and status merged, the spec replaced by the patch's
+/// (a spec patch names every field, `null` for the unset ones, so merging it is replacing), the
+/// generation raised when the spec changes, a new resourceVersion.
+fn patched(lb: &LoadBalancer, patch: &Value) -> LoadBalancer {
+    let mut out = lb.clone();
+    for (field, value) in patch["metadata"].as_object().into_iter().flatten() {
+        let value = value.clone();
+        match field.as_str() {
+            "resourceVersion" => {} // the precondition
+            "finalizers" => out.metadata.finalizers = serde_json::from_value(value).unwrap(),
+            "ownerReferences" => {
+                out.metadata.owner_references = serde_json::from_value(value).unwrap()
+            }
+            "deletionTimestamp" => {
+                out.metadata.deletion_timestamp = serde_json::from_value(value).unwrap()
+            }
+            other => panic!("metadata.{other} is not simulated"),
+        }
+    }
+    if let Some(patch) = patch.get("status") {
+        let mut status = serde_json::to_value(&lb.status).unwrap();
+        merge_patch(&mut status, patch);
+        out.status = serde_json::from_value(status).unwrap();
+    }
+    if let Some(spec) = patch.get("spec") {
+        out.spec = serde_json::from_value(spec.clone()).unwrap();
+    }
+    if out.spec != lb.spec {
+        out.metadata.generation = Some(lb.metadata.generation.unwrap() + 1);
+    }
+    bump(&mut out.metadata);
+    out
+}
+
+/// A new resourceVersion, as every write gives.
+fn bump(meta: &mut crate::model::ObjectMeta) {
+    let rv: u64 = meta.resource_version.parse().unwrap_or(1);
+    meta.resource_version = (rv + 1).to_string();
 }
 
 /// What the updater was asked, in order: ("POST"|"DELETE", url, backend).
@@ -148,37 +180,33 @@ fn execute(cache: &mut Cache, plan: &Plan) -> Calls {
                     json!(lb.metadata.resource_version),
                     "patch carries the rv"
                 );
-                let mut o = serde_json::to_value(lb).unwrap();
-                let spec_before = o["spec"].clone();
-                merge_patch(&mut o, patch);
-                if o["spec"] != spec_before {
-                    o["metadata"]["generation"] =
-                        json!(o["metadata"]["generation"].as_i64().unwrap() + 1);
-                }
-                bump_rv(&mut o);
-                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                let lb = patched(lb, patch);
+                cache.apply_load_balancer(lb);
             }
             Action::PatchLoadBalancerStatus { key, patch } => {
-                let mut o = serde_json::to_value(&cache.load_balancers[key]).unwrap();
-                merge_patch(&mut o, &json!({"status": patch["status"]}));
-                bump_rv(&mut o);
-                cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                let patch = json!({"status": patch["status"]});
+                let lb = patched(&cache.load_balancers[key], &patch);
+                cache.apply_load_balancer(lb);
             }
             Action::PatchServiceStatus { key, patch } => {
-                let mut o = serde_json::to_value(&cache.services[key]).unwrap();
-                merge_patch(&mut o, patch);
-                bump_rv(&mut o);
-                cache.apply_service(serde_json::from_value(o).unwrap());
+                // The only status field written: the ingress list (replaced whole, null = none).
+                assert_eq!(patch.as_object().unwrap().len(), 1, "{patch}");
+                assert_eq!(patch["status"].as_object().unwrap().len(), 1, "{patch}");
+                let ingress = &patch["status"]["loadBalancer"]["ingress"];
+                let mut svc = (*cache.services[key]).clone();
+                svc.status.load_balancer.ingress = serde_json::from_value(ingress.clone())
+                    .map(Option::unwrap_or_default)
+                    .unwrap();
+                bump(&mut svc.metadata);
+                cache.apply_service(svc);
             }
             Action::DeleteLoadBalancer { key, .. } => {
                 let lb = cache.load_balancers[key].clone();
                 if lb.metadata.finalizers.is_empty() {
                     cache.delete_load_balancer(key);
                 } else {
-                    let mut o = serde_json::to_value(&lb).unwrap();
-                    o["metadata"]["deletionTimestamp"] = json!(NOW);
-                    bump_rv(&mut o);
-                    cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+                    let deleting = json!({"metadata": {"deletionTimestamp": NOW}});
+                    cache.apply_load_balancer(patched(&lb, &deleting));
                 }
             }
             Action::UpdaterApply { url, request, .. } => {
@@ -1922,10 +1950,9 @@ fn node_set_rule_decides_what_a_readiness_flip_costs(rng: &mut Rng) {
         converge_with(&mut cache, &ctx);
         if go_updater {
             // What the worker writes when the updater has no GET /api/v1/lb.
-            let mut o = serde_json::to_value(&*cache.load_balancers[&k]).unwrap();
-            o["status"]["conditions"] = go.clone();
-            bump_rv(&mut o);
-            cache.apply_load_balancer(serde_json::from_value(o).unwrap());
+            let patch = json!({"status": {"conditions": go}});
+            let lb = patched(&cache.load_balancers[&k], &patch);
+            cache.apply_load_balancer(lb);
             assert!(
                 converge_with(&mut cache, &ctx).is_empty(),
                 "{name}: no call"

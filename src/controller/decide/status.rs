@@ -4,7 +4,7 @@
 
 use crate::controller::key::Key;
 use crate::model::{
-    AppliedBackend, Condition, Ingress, LbSpec, LoadBalancer, PHASE_READY, PortStatus,
+    AppliedBackend, Condition, Ingress, LbPort, LbSpec, LoadBalancer, PHASE_READY, PortStatus,
 };
 
 /// Condition: the updater serves the current spec.
@@ -127,11 +127,10 @@ pub fn ingress_entry(host: &str, ports: Vec<PortStatus>) -> Ingress {
     }
 }
 
-/// The ports of a spec as `8100/TCP, 8101/UDP`, for messages.
-pub fn port_list(spec: &LbSpec) -> String {
-    let ports: Vec<String> = spec
-        .ports
-        .iter()
+/// LB ports as `8100/TCP, 8101/UDP`, for messages (`&spec.ports` for a spec's).
+pub fn port_list<'a>(ports: impl IntoIterator<Item = &'a LbPort>) -> String {
+    let ports: Vec<String> = ports
+        .into_iter()
         .map(|p| format!("{}/{}", p.port, p.protocol.as_str()))
         .collect();
     ports.join(", ")

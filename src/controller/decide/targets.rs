@@ -218,8 +218,6 @@ mod tests {
         let taint = with(&|n: &mut Node| {
             n.spec.taints.push(Taint {
                 key: TO_BE_DELETED_TAINT.into(),
-                value: Some("123".into()),
-                effect: "NoSchedule".into(),
             })
         });
         let cases: Vec<(&str, Node, bool, bool)> = vec![
@@ -536,8 +534,6 @@ mod tests {
         let mut doomed = a.clone();
         doomed.spec.taints.push(Taint {
             key: TO_BE_DELETED_TAINT.into(),
-            value: None,
-            effect: "NoSchedule".into(),
         });
         let mut cordoned = a.clone();
         cordoned.spec.unschedulable = true;

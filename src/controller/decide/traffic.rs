@@ -26,8 +26,8 @@ use super::targets::{NO_ADDRESS_IN_FAMILY, in_family};
 pub use super::targets::{STABLE_NODE_SET, follows_readiness_recorded};
 use crate::model::url::updater_endpoint;
 use crate::model::{
-    HealthOverride, LbHealthCheck, LbSpec, LbTraffic, LoadBalancer, LoadBalancerStatus, Protocol,
-    Service,
+    HealthOverride, LbHealthCheck, LbPort, LbSpec, LbTraffic, LoadBalancer, LoadBalancerStatus,
+    Protocol, Service,
 };
 use crate::updater::validate::{Balance, MAX_TIMEOUT_SECONDS, cidr};
 
@@ -248,15 +248,11 @@ pub type Fault = Option<(&'static str, String)>;
 pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
     // The condition says why exactly when some port's targets follow readiness.
     let stable = ctx.stable_node_set;
-    let keeps =
-        |p: &crate::model::LbPort| keeps_stable_set(&spec.traffic, p.protocol, no_checks, stable);
+    let keeps = |p: &LbPort| keeps_stable_set(&spec.traffic, p.protocol, no_checks, stable);
     if spec.ports.iter().all(keeps) {
         return None;
     }
-    let unchecked: Vec<String> = (spec.ports.iter().enumerate())
-        .filter(|(_, p)| port_check(&spec.traffic, p.protocol).is_none())
-        .map(|(i, p)| port_label(i, &p.name))
-        .collect();
+    let unchecked = port_labels(spec, |p| port_check(&spec.traffic, p.protocol).is_none());
     let (reason, why) = if !stable {
         let why = "the controller runs with --stable-node-set=false";
         ("Disabled", why.to_string())
@@ -279,8 +275,8 @@ pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
         ("NoHealthCheck", why)
     } else if !unchecked.is_empty() {
         let why = format!(
-            "UDP port(s) {} have no health check (a tcp check of their own port cannot probe UDP)",
-            unchecked.join(", ")
+            "UDP port(s) {unchecked} have no health check (a tcp check of their own port cannot \
+             probe UDP)"
         );
         ("NoHealthCheck", why)
     } else {
@@ -298,15 +294,13 @@ pub fn node_set_fault(spec: &LbSpec, no_checks: bool, ctx: &Context) -> Fault {
 /// `ProxyProtocol=False` while the Service asks for PROXY protocol on UDP ports (they are pushed
 /// without it).
 pub fn proxy_protocol_fault(spec: &LbSpec) -> Fault {
-    let udp: Vec<String> = (spec.ports.iter().enumerate())
-        .filter(|(_, p)| spec.traffic.proxy_protocol && p.protocol == Protocol::Udp)
-        .map(|(i, p)| port_label(i, &p.name))
-        .collect();
+    let udp = port_labels(spec, |p| {
+        spec.traffic.proxy_protocol && p.protocol == Protocol::Udp
+    });
     (!udp.is_empty()).then(|| {
         let message = format!(
             "annotation {PROXY_PROTOCOL_ANNOTATION} asks for PROXY protocol, which UDP cannot \
-             carry: port(s) {} are served without it",
-            udp.join(", ")
+             carry: port(s) {udp} are served without it"
         );
         ("ProxyProtocolUnsupported", message)
     })
@@ -381,13 +375,15 @@ pub(crate) fn record_fault(
     news.then_some((reason, message))
 }
 
-/// A port as messages name it: its name, else `#<index>`.
-fn port_label(i: usize, name: &str) -> String {
-    if name.is_empty() {
-        format!("#{i}")
-    } else {
-        name.to_string()
-    }
+/// The ports of `spec` that `pick` picks, as messages name them: each by its name, else
+/// `#<index>`.
+fn port_labels(spec: &LbSpec, pick: impl Fn(&LbPort) -> bool) -> String {
+    let label = |(i, p): (usize, &LbPort)| match p.name.as_str() {
+        "" => format!("#{i}"),
+        name => name.to_string(),
+    };
+    let picked = spec.ports.iter().enumerate().filter(|(_, p)| pick(p));
+    picked.map(label).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
