@@ -1,9 +1,11 @@
 //! The list-then-watch loop as an explicit state machine (after kube-rs's watcher and client-go's
-//! reflector). Pure: no I/O, no clock of its own (time is passed in), randomness injected.
+//! reflector). Pure: no I/O, no clock of its own (time is passed in); its only randomness (watch
+//! timeouts, back-off jitter) comes from std's keyed hasher, and no test depends on the values.
 //!
 //! Owns: when to list, watch, re-watch, relist and back off, and the resourceVersion to resume from.
 //! Must not: do I/O or sleep; the runner executes the [`Action`]s and feeds back [`Input`]s.
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use super::stream::{WatchEvent, WatchMsg};
@@ -15,40 +17,11 @@ pub const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(1);
 /// Back-off after a 403: RBAC is fixed by a person, not by retrying fast.
 pub const FORBIDDEN_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Tiny xorshift64* generator: enough to spread watch timeouts and jitter, no dependency.
-#[derive(Debug, Clone)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> XorShift {
-        // Zero is the one state xorshift never leaves.
-        XorShift(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
-    }
-
-    /// Seeded from std's random hash keys (drawn from the OS per thread, stepped per use), so
-    /// replicas and watchers differ.
-    pub fn random() -> XorShift {
-        use std::hash::BuildHasher;
-        XorShift::new(std::collections::hash_map::RandomState::new().hash_one(0u8))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// A random `u64` from std's randomly keyed hasher (no RNG crate): each `RandomState`
+/// has its own keys (drawn from the OS per thread, stepped per use), so replicas and watchers differ.
+/// The controller's resync jitter draws the same way.
+fn random() -> u64 {
+    RandomState::new().hash_one(0u8)
 }
 
 /// Exponential back-off with jitter that resets after a quiet period (kube-rs's default watcher
@@ -79,7 +52,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay after a failure at `now`.
-    pub fn next(&mut self, now: Instant, rng: &mut XorShift) -> Duration {
+    pub fn next(&mut self, now: Instant) -> Duration {
         if let Some(last) = self.last_failure
             && now.saturating_duration_since(last) >= self.reset_after
         {
@@ -91,7 +64,9 @@ impl Backoff {
             Some(d) => d.saturating_mul(2).min(self.max),
         };
         self.current = Some(base);
-        base.mul_f64(1.0 - self.jitter * rng.next_f64())
+        // Uniform in [0, 1): the top 53 bits, as many as an f64 holds.
+        let unit = (random() >> 11) as f64 / (1u64 << 53) as f64;
+        base.mul_f64(1.0 - self.jitter * unit)
     }
 }
 
@@ -154,18 +129,16 @@ pub struct Machine {
     name: String,
     state: State,
     backoff: Backoff,
-    rng: XorShift,
     synced: bool,
     forbidden_logged: bool,
 }
 
 impl Machine {
-    pub fn new(name: impl Into<String>, rng: XorShift, backoff: Backoff) -> Machine {
+    pub fn new(name: impl Into<String>, backoff: Backoff) -> Machine {
         Machine {
             name: name.into(),
             state: State::Listing,
             backoff,
-            rng,
             synced: false,
             forbidden_logged: false,
         }
@@ -185,7 +158,7 @@ impl Machine {
 
     fn watch_from(&mut self, rv: String) -> Action {
         // client-go: 5–10 min, random so watchers do not all restart in lock-step.
-        let timeout_seconds = 300 + (self.rng.next_u64() % 301) as u32;
+        let timeout_seconds = 300 + (random() % 301) as u32;
         self.state = State::Watching {
             rv: rv.clone(),
             opened: None,
@@ -341,7 +314,7 @@ impl Machine {
         retry_after: Option<Duration>,
         now: Instant,
     ) -> Step<T> {
-        let mut delay = self.backoff.next(now, &mut self.rng);
+        let mut delay = self.backoff.next(now);
         if let Some(ra) = retry_after {
             // Honour the server's wish, within reason.
             delay = delay.max(ra.min(self.backoff.max));
@@ -387,7 +360,6 @@ mod tests {
     fn machine(jitter: f64) -> Machine {
         Machine::new(
             "services",
-            XorShift::new(42),
             Backoff {
                 jitter,
                 ..Backoff::default()
