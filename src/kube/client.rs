@@ -146,24 +146,16 @@ pub struct ObjectList<T> {
     pub items: Vec<T>,
 }
 
-/// Selectors and page size of a LIST.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Selectors of a LIST.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListParams {
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
-    /// Page size; the client follows `continue` until the end. 0 = no limit parameter.
-    pub limit: u32,
 }
 
-impl Default for ListParams {
-    fn default() -> Self {
-        ListParams {
-            label_selector: None,
-            field_selector: None,
-            limit: 500,
-        }
-    }
-}
+/// Objects per LIST page (client-go's reflector pages by 500 too); the client follows `continue`
+/// until the end.
+const PAGE_SIZE: &str = "500";
 
 /// One row of [`ClientStats::snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,11 +321,10 @@ impl Client {
         item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
     ) -> Result<String, Error> {
         let mut token: Option<String> = None;
-        let limit = (params.limit > 0).then(|| params.limit.to_string());
         // A server that keeps handing out tokens must not keep us here forever.
         for _page in 0..100_000 {
             let query = [
-                ("limit", limit.clone()),
+                ("limit", Some(PAGE_SIZE.to_string())),
                 ("labelSelector", params.label_selector.clone()),
                 ("fieldSelector", params.field_selector.clone()),
                 ("continue", token.take()),
