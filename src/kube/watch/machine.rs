@@ -111,10 +111,14 @@ pub struct Step<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Listing,
+    /// The WATCH request from `rv` is outstanding.
+    Opening {
+        rv: String,
+    },
+    /// The stream opened at `opened` and has delivered `events` events; `rv` is the last one's.
     Watching {
         rv: String,
-        /// When the stream opened (None while the WATCH request is outstanding).
-        opened: Option<Instant>,
+        opened: Instant,
         events: u64,
     },
     Backoff {
@@ -159,11 +163,7 @@ impl Machine {
     fn watch_from(&mut self, rv: String) -> Action {
         // client-go: 5–10 min, random so watchers do not all restart in lock-step.
         let timeout_seconds = 300 + (random() % 301) as u32;
-        self.state = State::Watching {
-            rv: rv.clone(),
-            opened: None,
-            events: 0,
-        };
+        self.state = State::Opening { rv: rv.clone() };
         Action::Watch {
             resource_version: rv,
             timeout_seconds,
@@ -185,35 +185,18 @@ impl Machine {
                     .push(WatchMsg::Restarted(list.items, list.resource_version));
                 step.log(log::Level::Info, log)
             }
-            (
-                State::Watching {
-                    rv, opened: None, ..
-                },
-                Input::WatchOpened,
-            ) => {
+            (State::Opening { rv }, Input::WatchOpened) => {
                 self.state = State::Watching {
                     rv,
-                    opened: Some(now),
+                    opened: now,
                     events: 0,
                 };
                 Step::to(Action::Read)
             }
-            (
-                State::Watching {
-                    rv,
-                    opened: Some(opened),
-                    events,
-                },
-                Input::Event(event),
-            ) => self.on_event(rv, opened, events, event, now),
-            (
-                State::Watching {
-                    rv,
-                    opened: Some(opened),
-                    events,
-                },
-                Input::StreamEnded,
-            ) => {
+            (State::Watching { rv, opened, events }, Input::Event(event)) => {
+                self.on_event(rv, opened, events, event, now)
+            }
+            (State::Watching { rv, opened, events }, Input::StreamEnded) => {
                 if events == 0 && now.saturating_duration_since(opened) < MIN_HEALTHY_WATCH {
                     let detail = "watch ended at once without events";
                     return self.fail(Some(rv), detail, None, now);
@@ -221,15 +204,15 @@ impl Machine {
                 let line = format!("{}: watch ended, re-watching", self.name);
                 Step::to(self.watch_from(rv)).log(log::Level::Debug, line)
             }
-            (State::Watching { rv, opened, .. }, Input::Failed(e)) => {
+            (State::Watching { rv, .. }, Input::Failed(e @ Error::Timeout { .. })) => {
+                // A stalled stream: the connection died silently. Resume, no back-off needed: it
+                // took the whole idle timeout to notice.
+                let line = format!("{}: {e}; resuming", self.name);
+                Step::to(self.watch_from(rv)).log(log::Level::Info, line)
+            }
+            (State::Opening { rv } | State::Watching { rv, .. }, Input::Failed(e)) => {
                 if e.is_gone() {
                     return self.relist(&e.to_string());
-                }
-                if opened.is_some() && matches!(e, Error::Timeout { .. }) {
-                    // A stalled stream: the connection died silently. Resume, no back-off needed:
-                    // it took the whole idle timeout to notice.
-                    let line = format!("{}: {e}; resuming", self.name);
-                    return Step::to(self.watch_from(rv)).log(log::Level::Info, line);
                 }
                 self.fail_with(Some(rv), e, now)
             }
@@ -272,11 +255,8 @@ impl Machine {
         };
         // An object without an RV (never from a real server) must not lose our place.
         let rv = if new_rv.is_empty() { rv } else { new_rv };
-        self.state = State::Watching {
-            rv,
-            opened: Some(opened),
-            events: events + 1,
-        };
+        let events = events + 1;
+        self.state = State::Watching { rv, opened, events };
         let mut step = Step::to(Action::Read);
         step.msgs.extend(msg);
         step
