@@ -642,11 +642,7 @@ fn error_answer(resp: Response<Body>) -> Error {
         .into_reader()
         .take(MAX_ERROR_BODY)
         .read_to_end(&mut bytes);
-    status_or_http(code, &bytes, retry_after)
-}
-
-fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Error {
-    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
     match serde_json::from_str::<ApiStatus>(text) {
         Ok(status) if status.kind == "Status" => Error::Api(Box::new(ApiStatus {
             code: if status.code == 0 { code } else { status.code },
@@ -655,7 +651,7 @@ fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Err
         })),
         _ => Error::Http {
             code,
-            body: snippet(String::from_utf8_lossy(bytes).trim(), 512),
+            body: snippet(String::from_utf8_lossy(&bytes).trim(), 512),
             retry_after,
         },
     }
