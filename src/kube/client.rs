@@ -157,16 +157,6 @@ pub struct ListParams {
 /// until the end.
 const PAGE_SIZE: &str = "500";
 
-/// One row of [`ClientStats::snapshot`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestCount {
-    /// Kubernetes verb: get, list, create, update, patch, delete, watch.
-    pub verb: &'static str,
-    /// HTTP status, or 0 when no answer came (connect error, timeout).
-    pub code: u16,
-    pub count: u64,
-}
-
 /// Requests sent, by verb and answer. Shared by every clone of a client; read by the metrics page.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -179,12 +169,13 @@ impl ClientStats {
         *counts.entry((verb, code)).or_insert(0) += 1;
     }
 
-    pub fn snapshot(&self) -> Vec<RequestCount> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts
-            .iter()
-            .map(|(&(verb, code), &count)| RequestCount { verb, code, count })
-            .collect()
+    /// Requests so far by (Kubernetes verb: get, list, create, update, patch, delete, watch; HTTP
+    /// status, or 0 when no answer came: connect error, timeout).
+    pub fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
