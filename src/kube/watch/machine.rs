@@ -24,14 +24,17 @@ fn random() -> u64 {
     RandomState::new().hash_one(0u8)
 }
 
-/// Exponential back-off with jitter that resets after a quiet period (kube-rs's default watcher
-/// back-off: 800 ms doubling to 30 s, reset after 120 s without errors).
+/// kube-rs's default watcher back-off: 800 ms doubling to 30 s, reset after 120 s without errors.
+const FIRST_BACKOFF: Duration = Duration::from_millis(800);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const BACKOFF_RESET: Duration = Duration::from_secs(120);
+
+/// Exponential back-off with jitter that resets after a quiet period (`FIRST_BACKOFF` doubling
+/// to `MAX_BACKOFF`, reset after `BACKOFF_RESET` without errors).
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-    pub reset_after: Duration,
-    /// Each delay is shortened by up to this fraction (0 to 1) at random, so it never exceeds `max`.
+    /// Each delay is shortened by up to this fraction (0 to 1) at random, so it never exceeds
+    /// `MAX_BACKOFF`.
     pub jitter: f64,
     current: Option<Duration>,
     last_failure: Option<Instant>,
@@ -40,9 +43,6 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            initial: Duration::from_millis(800),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(120),
             jitter: 0.25,
             current: None,
             last_failure: None,
@@ -54,14 +54,14 @@ impl Backoff {
     /// The delay after a failure at `now`.
     pub fn next(&mut self, now: Instant) -> Duration {
         if let Some(last) = self.last_failure
-            && now.saturating_duration_since(last) >= self.reset_after
+            && now.saturating_duration_since(last) >= BACKOFF_RESET
         {
             self.current = None;
         }
         self.last_failure = Some(now);
         let base = match self.current {
-            None => self.initial,
-            Some(d) => d.saturating_mul(2).min(self.max),
+            None => FIRST_BACKOFF,
+            Some(d) => d.saturating_mul(2).min(MAX_BACKOFF),
         };
         self.current = Some(base);
         // Uniform in [0, 1): the top 53 bits, as many as an f64 holds.
@@ -297,7 +297,7 @@ impl Machine {
         let mut delay = self.backoff.next(now);
         if let Some(ra) = retry_after {
             // Honour the server's wish, within reason.
-            delay = delay.max(ra.min(self.backoff.max));
+            delay = delay.max(ra.min(MAX_BACKOFF));
         }
         self.state = State::Backoff { rv };
         let secs = delay.as_secs_f64();
