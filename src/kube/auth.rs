@@ -6,7 +6,6 @@
 //! Must not: log or display a token or key (errors name files and commands, never their secrets),
 //! or read the process environment (plugins inherit it, as kubectl's do).
 
-use std::fmt;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -33,7 +32,11 @@ const EXEC_STDERR_KEEP: u64 = 64 << 10;
 /// expires in flight.
 const EXPIRY_SKEW: Duration = Duration::from_secs(10);
 
-/// Thread-safe source of the `Authorization` header. Shared by every request of a client.
+/// Thread-safe source of the `Authorization` header. Shared by every request of a client. It has no
+/// `Debug`, so no log line or panic message can show the token it holds:
+/// ```compile_fail
+/// fn show(c: &paperlb::kube::auth::Credentials) -> String { format!("{c:?}") }
+/// ```
 pub struct Credentials {
     source: AuthSource,
     /// `KUBERNETES_EXEC_INFO` for an exec plugin ("" for the other sources).
@@ -238,14 +241,6 @@ impl Credentials {
             return Err(fail(detail));
         }
         parse_exec_output(cfg, &out)
-    }
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("method", &self.method())
-            .finish_non_exhaustive()
     }
 }
 
@@ -500,7 +495,6 @@ mod tests {
         std::fs::write(&path, "four").unwrap();
         assert_eq!(c.authorization().unwrap().unwrap(), "Bearer four");
         assert_eq!(c.method(), format!("token file {}", path.display()));
-        assert!(!format!("{c:?}").contains("four"));
     }
 
     #[test]
@@ -516,7 +510,6 @@ mod tests {
         let c = creds(AuthSource::Token("s3cr3t".into()));
         assert_eq!(c.authorization().unwrap().unwrap(), "Bearer s3cr3t");
         assert_eq!(c.method(), "token");
-        assert!(!format!("{c:?}").contains("s3cr3t"));
         assert_eq!(c.exec_client_cert().unwrap(), None);
         let n = creds(AuthSource::None);
         assert_eq!(n.authorization().unwrap(), None);
@@ -585,7 +578,6 @@ mod tests {
         let env = std::fs::read_to_string(dir.0.join("env")).unwrap();
         assert_eq!(env, "from-kubeconfig");
         assert_eq!(c.method(), "exec plugin /bin/sh (v1)");
-        assert!(!format!("{c:?}").contains("t2"));
     }
 
     #[test]

@@ -146,34 +146,16 @@ pub struct ObjectList<T> {
     pub items: Vec<T>,
 }
 
-/// Selectors and page size of a LIST.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Selectors of a LIST.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListParams {
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
-    /// Page size; the client follows `continue` until the end. 0 = no limit parameter.
-    pub limit: u32,
 }
 
-impl Default for ListParams {
-    fn default() -> Self {
-        ListParams {
-            label_selector: None,
-            field_selector: None,
-            limit: 500,
-        }
-    }
-}
-
-/// One row of [`ClientStats::snapshot`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestCount {
-    /// Kubernetes verb: get, list, create, update, patch, delete, watch.
-    pub verb: &'static str,
-    /// HTTP status, or 0 when no answer came (connect error, timeout).
-    pub code: u16,
-    pub count: u64,
-}
+/// Objects per LIST page (client-go's reflector pages by 500 too); the client follows `continue`
+/// until the end.
+const PAGE_SIZE: &str = "500";
 
 /// Requests sent, by verb and answer. Shared by every clone of a client; read by the metrics page.
 #[derive(Debug, Default)]
@@ -187,12 +169,13 @@ impl ClientStats {
         *counts.entry((verb, code)).or_insert(0) += 1;
     }
 
-    pub fn snapshot(&self) -> Vec<RequestCount> {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts
-            .iter()
-            .map(|(&(verb, code), &count)| RequestCount { verb, code, count })
-            .collect()
+    /// Requests so far by (Kubernetes verb: get, list, create, update, patch, delete, watch; HTTP
+    /// status, or 0 when no answer came: connect error, timeout).
+    pub fn snapshot(&self) -> BTreeMap<(&'static str, u16), u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -329,11 +312,10 @@ impl Client {
         item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
     ) -> Result<String, Error> {
         let mut token: Option<String> = None;
-        let limit = (params.limit > 0).then(|| params.limit.to_string());
         // A server that keeps handing out tokens must not keep us here forever.
         for _page in 0..100_000 {
             let query = [
-                ("limit", limit.clone()),
+                ("limit", Some(PAGE_SIZE.to_string())),
                 ("labelSelector", params.label_selector.clone()),
                 ("fieldSelector", params.field_selector.clone()),
                 ("continue", token.take()),
@@ -651,11 +633,7 @@ fn error_answer(resp: Response<Body>) -> Error {
         .into_reader()
         .take(MAX_ERROR_BODY)
         .read_to_end(&mut bytes);
-    status_or_http(code, &bytes, retry_after)
-}
-
-fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Error {
-    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    let text = std::str::from_utf8(&bytes).unwrap_or_default();
     match serde_json::from_str::<ApiStatus>(text) {
         Ok(status) if status.kind == "Status" => Error::Api(Box::new(ApiStatus {
             code: if status.code == 0 { code } else { status.code },
@@ -664,7 +642,7 @@ fn status_or_http(code: u16, bytes: &[u8], retry_after: Option<Duration>) -> Err
         })),
         _ => Error::Http {
             code,
-            body: snippet(String::from_utf8_lossy(bytes).trim(), 512),
+            body: snippet(String::from_utf8_lossy(&bytes).trim(), 512),
             retry_after,
         },
     }

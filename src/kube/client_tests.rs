@@ -192,21 +192,17 @@ fn list_follows_continue_to_the_last_page() {
             Reply::Raw(fixture("services-list-all-limit1-page1.http"))
         }
     });
-    let params = ListParams {
-        limit: 1,
-        ..Default::default()
-    };
     let list: ObjectList<serde_json::Value> = client(&server.url)
-        .list("/api/v1/services", &params)
+        .list("/api/v1/services", &ListParams::default())
         .unwrap();
     assert_eq!(list.items.len(), 2);
     assert_eq!(list.resource_version, "1086");
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
-    assert_eq!(reqs[0].target, "/api/v1/services?limit=1");
+    assert_eq!(reqs[0].target, "/api/v1/services?limit=500");
     assert_eq!(
         reqs[1].target,
-        "/api/v1/services?limit=1&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTA4Niwic3RhcnQiOiIvZGVmYXVsdC9rdWJlcm5ldGVzXHUwMDAwIn0"
+        "/api/v1/services?limit=500&continue=eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6MTA4Niwic3RhcnQiOiIvZGVmYXVsdC9rdWJlcm5ldGVzXHUwMDAwIn0"
     );
 }
 

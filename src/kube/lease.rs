@@ -87,28 +87,9 @@ impl Leadership {
     }
 }
 
-/// The parts of a Lease's spec the algorithm looks at.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Record {
-    pub holder: String,
-    pub lease_duration_seconds: u64,
-    pub acquire_time: String,
-    pub renew_time: String,
-    pub transitions: u64,
-}
-
-impl Record {
-    pub fn from_lease(lease: &Value) -> Record {
-        let spec = &lease["spec"];
-        let text = |key: &str| spec[key].as_str().unwrap_or_default().to_string();
-        Record {
-            holder: text("holderIdentity"),
-            lease_duration_seconds: spec["leaseDurationSeconds"].as_u64().unwrap_or(0),
-            acquire_time: text("acquireTime"),
-            renew_time: text("renewTime"),
-            transitions: spec["leaseTransitions"].as_u64().unwrap_or(0),
-        }
-    }
+/// A Lease's `spec.holderIdentity`; "" when free.
+fn holder(spec: &Value) -> &str {
+    spec["holderIdentity"].as_str().unwrap_or_default()
 }
 
 /// What to do with the current record.
@@ -122,16 +103,16 @@ pub enum Decision {
     Wait,
 }
 
-/// Pure: `observed_at` is our local time when the record last changed (client-go does not trust the
-/// other holder's clock, so renewTime is not used).
-pub fn decide(record: &Record, me: &str, observed_at: Instant, now: Instant) -> Decision {
-    if record.holder == me {
+/// Pure: `spec` is the Lease's; `observed_at` is our local time when it last changed (client-go does
+/// not trust the other holder's clock, so renewTime is not used).
+pub fn decide(spec: &Value, me: &str, observed_at: Instant, now: Instant) -> Decision {
+    if holder(spec) == me {
         return Decision::Renew;
     }
-    if record.holder.is_empty() {
+    if holder(spec).is_empty() {
         return Decision::Acquire;
     }
-    let valid_for = Duration::from_secs(record.lease_duration_seconds);
+    let valid_for = Duration::from_secs(spec["leaseDurationSeconds"].as_u64().unwrap_or(0));
     if now.saturating_duration_since(observed_at) < valid_for {
         Decision::Wait
     } else {
@@ -144,7 +125,8 @@ struct Elector {
     client: Client,
     config: LeaseConfig,
     leadership: Arc<Leadership>,
-    observed: Option<(Record, Instant)>,
+    /// The Lease's spec as last seen, and our local time when it changed to that.
+    observed: Option<(Value, Instant)>,
     leading: bool,
 }
 
@@ -233,25 +215,25 @@ impl Elector {
             }
             Err(e) => return Err(e),
         };
-        let record = Record::from_lease(&lease);
         let observed_at = match &self.observed {
-            Some((r, at)) if *r == record => *at,
+            Some((spec, at)) if *spec == lease["spec"] => *at,
             _ => {
-                self.observed = Some((record.clone(), now));
+                self.observed = Some((lease["spec"].clone(), now));
                 now
             }
         };
-        let decision = decide(&record, &self.config.identity, observed_at, now);
+        let decision = decide(&lease["spec"], &self.config.identity, observed_at, now);
         if decision == Decision::Wait {
             return Ok(false);
         }
+        let transitions = lease["spec"]["leaseTransitions"].as_u64().unwrap_or(0);
         let spec = &mut lease["spec"];
         spec["holderIdentity"] = json!(self.config.identity);
         spec["leaseDurationSeconds"] = json!(self.config.lease_duration.as_secs());
         spec["renewTime"] = json!(wall);
         if decision == Decision::Acquire {
             spec["acquireTime"] = json!(wall);
-            spec["leaseTransitions"] = json!(if exists { record.transitions + 1 } else { 0 });
+            spec["leaseTransitions"] = json!(if exists { transitions + 1 } else { 0 });
         }
         // PUT carries the resourceVersion we read: a concurrent writer makes this a 409 and we
         // lose, as a concurrent create does.
@@ -262,8 +244,8 @@ impl Elector {
             client.create::<Value>(&self.path(false), &lease)
         };
         match written {
-            Ok(updated) => {
-                self.observed = Some((Record::from_lease(&updated), now));
+            Ok(mut updated) => {
+                self.observed = Some((updated["spec"].take(), now));
                 Ok(true)
             }
             Err(e) if e.code() == Some(409) => Ok(false),
@@ -275,7 +257,7 @@ impl Elector {
     fn release(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + self.config.renew_deadline;
         let mut lease: Value = self.client_until(deadline).get(&self.path(true))?;
-        if Record::from_lease(&lease).holder != self.config.identity {
+        if holder(&lease["spec"]) != self.config.identity {
             return Ok(());
         }
         let wall = micro_time(SystemTime::now());
@@ -293,12 +275,8 @@ impl Elector {
 mod tests {
     use super::*;
 
-    fn rec(holder: &str, secs: u64) -> Record {
-        Record {
-            holder: holder.into(),
-            lease_duration_seconds: secs,
-            ..Default::default()
-        }
+    fn rec(holder: &str, secs: u64) -> Value {
+        json!({"holderIdentity": holder, "leaseDurationSeconds": secs})
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `tls-server-name`, and turning handshake failures into an [`Error::Tls`] a person can act on.
 //! Always uses the ring provider explicitly: never the process-wide default, which another crate could set.
 //! Must not: open connections (the transport does), read files (config does), or log key material
-//! (`TlsSettings`'s `Debug` redacts the key).
+//! (`TlsSettings` has no `Debug`).
 //! `updater::client` borrows the ring provider, the CA parsing and the insecure verifier.
 
 use std::fmt;
@@ -26,6 +26,10 @@ use super::Error;
 pub type CertAndKey = (Vec<u8>, Vec<u8>);
 
 /// How to verify the server and present ourselves at the TLS layer. PEM bytes, already read from files.
+/// No `Debug`: it holds the client key.
+/// ```compile_fail
+/// fn show(t: &paperlb::kube::tls::TlsSettings) -> String { format!("{t:?}") }
+/// ```
 #[derive(Clone, Default)]
 pub struct TlsSettings {
     /// CA bundle (one or more PEM certificates); None = the platform has none we use: an error for https.
@@ -37,21 +41,6 @@ pub struct TlsSettings {
     /// Static client certificate chain and key (PEM), from `client-certificate(-data)` and
     /// `client-key(-data)`: one field, so a certificate never comes without its key.
     pub client_identity: Option<CertAndKey>,
-}
-
-impl fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = |b: &Option<Vec<u8>>| b.as_ref().map(|b| format!("<{} bytes>", b.len()));
-        f.debug_struct("TlsSettings")
-            .field("ca_pem", &len(&self.ca_pem))
-            .field("insecure", &self.insecure)
-            .field("server_name", &self.server_name)
-            .field(
-                "client_identity",
-                &self.client_identity.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
 }
 
 /// The provider every config of ours uses.

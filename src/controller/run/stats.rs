@@ -165,7 +165,7 @@ impl Stats {
                 requests
                     .snapshot()
                     .into_iter()
-                    .map(|c| (vec![c.verb.to_string(), c.code.to_string()], c.count as f64))
+                    .map(|((verb, code), n)| (vec![verb.to_string(), code.to_string()], n as f64))
                     .collect()
             },
         );

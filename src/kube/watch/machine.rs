@@ -1,9 +1,11 @@
 //! The list-then-watch loop as an explicit state machine (after kube-rs's watcher and client-go's
-//! reflector). Pure: no I/O, no clock of its own (time is passed in), randomness injected.
+//! reflector). Pure: no I/O, no clock of its own (time is passed in); its only randomness (watch
+//! timeouts, back-off jitter) comes from std's keyed hasher, and no test depends on the values.
 //!
 //! Owns: when to list, watch, re-watch, relist and back off, and the resourceVersion to resume from.
 //! Must not: do I/O or sleep; the runner executes the [`Action`]s and feeds back [`Input`]s.
 
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use super::stream::{WatchEvent, WatchMsg};
@@ -15,50 +17,24 @@ pub const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(1);
 /// Back-off after a 403: RBAC is fixed by a person, not by retrying fast.
 pub const FORBIDDEN_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Tiny xorshift64* generator: enough to spread watch timeouts and jitter, no dependency.
-#[derive(Debug, Clone)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    pub fn new(seed: u64) -> XorShift {
-        // Zero is the one state xorshift never leaves.
-        XorShift(if seed == 0 {
-            0x9E37_79B9_7F4A_7C15
-        } else {
-            seed
-        })
-    }
-
-    /// Seeded from std's random hash keys (drawn from the OS per thread, stepped per use), so
-    /// replicas and watchers differ.
-    pub fn random() -> XorShift {
-        use std::hash::BuildHasher;
-        XorShift::new(std::collections::hash_map::RandomState::new().hash_one(0u8))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// A random `u64` from std's randomly keyed hasher (no RNG crate): each `RandomState`
+/// has its own keys (drawn from the OS per thread, stepped per use), so replicas and watchers differ.
+/// The controller's resync jitter draws the same way.
+fn random() -> u64 {
+    RandomState::new().hash_one(0u8)
 }
 
-/// Exponential back-off with jitter that resets after a quiet period (kube-rs's default watcher
-/// back-off: 800 ms doubling to 30 s, reset after 120 s without errors).
+/// kube-rs's default watcher back-off: 800 ms doubling to 30 s, reset after 120 s without errors.
+const FIRST_BACKOFF: Duration = Duration::from_millis(800);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const BACKOFF_RESET: Duration = Duration::from_secs(120);
+
+/// Exponential back-off with jitter that resets after a quiet period (`FIRST_BACKOFF` doubling
+/// to `MAX_BACKOFF`, reset after `BACKOFF_RESET` without errors).
 #[derive(Debug, Clone)]
 pub struct Backoff {
-    pub initial: Duration,
-    pub max: Duration,
-    pub reset_after: Duration,
-    /// Each delay is shortened by up to this fraction (0 to 1) at random, so it never exceeds `max`.
+    /// Each delay is shortened by up to this fraction (0 to 1) at random, so it never exceeds
+    /// `MAX_BACKOFF`.
     pub jitter: f64,
     current: Option<Duration>,
     last_failure: Option<Instant>,
@@ -67,9 +43,6 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            initial: Duration::from_millis(800),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(120),
             jitter: 0.25,
             current: None,
             last_failure: None,
@@ -79,19 +52,21 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay after a failure at `now`.
-    pub fn next(&mut self, now: Instant, rng: &mut XorShift) -> Duration {
+    pub fn next(&mut self, now: Instant) -> Duration {
         if let Some(last) = self.last_failure
-            && now.saturating_duration_since(last) >= self.reset_after
+            && now.saturating_duration_since(last) >= BACKOFF_RESET
         {
             self.current = None;
         }
         self.last_failure = Some(now);
         let base = match self.current {
-            None => self.initial,
-            Some(d) => d.saturating_mul(2).min(self.max),
+            None => FIRST_BACKOFF,
+            Some(d) => d.saturating_mul(2).min(MAX_BACKOFF),
         };
         self.current = Some(base);
-        base.mul_f64(1.0 - self.jitter * rng.next_f64())
+        // Uniform in [0, 1): the top 53 bits, as many as an f64 holds.
+        let unit = (random() >> 11) as f64 / (1u64 << 53) as f64;
+        base.mul_f64(1.0 - self.jitter * unit)
     }
 }
 
@@ -136,10 +111,14 @@ pub struct Step<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
     Listing,
+    /// The WATCH request from `rv` is outstanding.
+    Opening {
+        rv: String,
+    },
+    /// The stream opened at `opened` and has delivered `events` events; `rv` is the last one's.
     Watching {
         rv: String,
-        /// When the stream opened (None while the WATCH request is outstanding).
-        opened: Option<Instant>,
+        opened: Instant,
         events: u64,
     },
     Backoff {
@@ -154,18 +133,16 @@ pub struct Machine {
     name: String,
     state: State,
     backoff: Backoff,
-    rng: XorShift,
     synced: bool,
     forbidden_logged: bool,
 }
 
 impl Machine {
-    pub fn new(name: impl Into<String>, rng: XorShift, backoff: Backoff) -> Machine {
+    pub fn new(name: impl Into<String>, backoff: Backoff) -> Machine {
         Machine {
             name: name.into(),
             state: State::Listing,
             backoff,
-            rng,
             synced: false,
             forbidden_logged: false,
         }
@@ -185,12 +162,8 @@ impl Machine {
 
     fn watch_from(&mut self, rv: String) -> Action {
         // client-go: 5–10 min, random so watchers do not all restart in lock-step.
-        let timeout_seconds = 300 + (self.rng.next_u64() % 301) as u32;
-        self.state = State::Watching {
-            rv: rv.clone(),
-            opened: None,
-            events: 0,
-        };
+        let timeout_seconds = 300 + (random() % 301) as u32;
+        self.state = State::Opening { rv: rv.clone() };
         Action::Watch {
             resource_version: rv,
             timeout_seconds,
@@ -212,35 +185,18 @@ impl Machine {
                     .push(WatchMsg::Restarted(list.items, list.resource_version));
                 step.log(log::Level::Info, log)
             }
-            (
-                State::Watching {
-                    rv, opened: None, ..
-                },
-                Input::WatchOpened,
-            ) => {
+            (State::Opening { rv }, Input::WatchOpened) => {
                 self.state = State::Watching {
                     rv,
-                    opened: Some(now),
+                    opened: now,
                     events: 0,
                 };
                 Step::to(Action::Read)
             }
-            (
-                State::Watching {
-                    rv,
-                    opened: Some(opened),
-                    events,
-                },
-                Input::Event(event),
-            ) => self.on_event(rv, opened, events, event, now),
-            (
-                State::Watching {
-                    rv,
-                    opened: Some(opened),
-                    events,
-                },
-                Input::StreamEnded,
-            ) => {
+            (State::Watching { rv, opened, events }, Input::Event(event)) => {
+                self.on_event(rv, opened, events, event, now)
+            }
+            (State::Watching { rv, opened, events }, Input::StreamEnded) => {
                 if events == 0 && now.saturating_duration_since(opened) < MIN_HEALTHY_WATCH {
                     let detail = "watch ended at once without events";
                     return self.fail(Some(rv), detail, None, now);
@@ -248,15 +204,15 @@ impl Machine {
                 let line = format!("{}: watch ended, re-watching", self.name);
                 Step::to(self.watch_from(rv)).log(log::Level::Debug, line)
             }
-            (State::Watching { rv, opened, .. }, Input::Failed(e)) => {
+            (State::Watching { rv, .. }, Input::Failed(e @ Error::Timeout { .. })) => {
+                // A stalled stream: the connection died silently. Resume, no back-off needed: it
+                // took the whole idle timeout to notice.
+                let line = format!("{}: {e}; resuming", self.name);
+                Step::to(self.watch_from(rv)).log(log::Level::Info, line)
+            }
+            (State::Opening { rv } | State::Watching { rv, .. }, Input::Failed(e)) => {
                 if e.is_gone() {
                     return self.relist(&e.to_string());
-                }
-                if opened.is_some() && matches!(e, Error::Timeout { .. }) {
-                    // A stalled stream: the connection died silently. Resume, no back-off needed:
-                    // it took the whole idle timeout to notice.
-                    let line = format!("{}: {e}; resuming", self.name);
-                    return Step::to(self.watch_from(rv)).log(log::Level::Info, line);
                 }
                 self.fail_with(Some(rv), e, now)
             }
@@ -299,11 +255,8 @@ impl Machine {
         };
         // An object without an RV (never from a real server) must not lose our place.
         let rv = if new_rv.is_empty() { rv } else { new_rv };
-        self.state = State::Watching {
-            rv,
-            opened: Some(opened),
-            events: events + 1,
-        };
+        let events = events + 1;
+        self.state = State::Watching { rv, opened, events };
         let mut step = Step::to(Action::Read);
         step.msgs.extend(msg);
         step
@@ -341,10 +294,10 @@ impl Machine {
         retry_after: Option<Duration>,
         now: Instant,
     ) -> Step<T> {
-        let mut delay = self.backoff.next(now, &mut self.rng);
+        let mut delay = self.backoff.next(now);
         if let Some(ra) = retry_after {
             // Honour the server's wish, within reason.
-            delay = delay.max(ra.min(self.backoff.max));
+            delay = delay.max(ra.min(MAX_BACKOFF));
         }
         self.state = State::Backoff { rv };
         let secs = delay.as_secs_f64();
@@ -387,7 +340,6 @@ mod tests {
     fn machine(jitter: f64) -> Machine {
         Machine::new(
             "services",
-            XorShift::new(42),
             Backoff {
                 jitter,
                 ..Backoff::default()

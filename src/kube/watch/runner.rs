@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::machine::{Action, Backoff, Input, Machine, XorShift};
+use super::machine::{Action, Backoff, Input, Machine};
 use super::stream::{WatchEvent, WatchMsg, WatchStream};
 use crate::kube::client::{Client, ListParams};
 use crate::kube::transport::cancel_reads_on;
@@ -114,7 +114,7 @@ fn run(
 ) {
     // Reads made by this thread wake up regularly and give up once shutdown is set.
     let _cancel = cancel_reads_on(shutdown.clone());
-    let mut machine = Machine::new(name.clone(), XorShift::random(), Backoff::default());
+    let mut machine = Machine::new(name.clone(), Backoff::default());
     let params = ListParams::default();
     let mut stream: Option<WatchStream> = None;
     let mut step = machine.start::<Object>();

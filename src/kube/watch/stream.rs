@@ -121,10 +121,9 @@ impl WatchStream {
         loop {
             self.line.clear();
             let mut bounded = (&mut self.reader).take(MAX_LINE as u64 + 1);
-            let n = match bounded.read_until(b'\n', &mut self.line) {
-                Ok(n) => n,
-                Err(e) => return Err(self.read_error(e)),
-            };
+            let n = bounded
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| self.read_error(e))?;
             if !self.line.ends_with(b"\n") {
                 if n > MAX_LINE {
                     return Err(Error::Decode {
