@@ -371,7 +371,7 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
     let cert = match (text("clientCertificateData"), text("clientKeyData")) {
         (Some(c), Some(k)) => {
             super::tls::certified_key("status.clientCertificateData", c.as_bytes(), k.as_bytes())
-                .map_err(|detail| fail(&detail))?;
+                .map_err(|e| fail(&e.to_string()))?;
             Some((c.as_bytes().to_vec(), k.as_bytes().to_vec()))
         }
         (None, None) => None,

@@ -632,7 +632,7 @@ fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, E
     match (&cert, &key) {
         // Parsed, and checked to belong together, as the client will use them.
         (Some(c), Some(k)) => {
-            tls::certified_key("client-certificate", c, k).map_err(|d| e.err(&d))?;
+            tls::certified_key("client-certificate", c, k).map_err(|d| e.err(&d.to_string()))?;
         }
         (Some(_), None) => return Err(e.err("client-certificate without client-key")),
         (None, Some(_)) => return Err(e.err("client-key without client-certificate")),

@@ -130,7 +130,8 @@ pub fn client_config(
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert_pem, key_pem, what)) => {
-            let certified = certified_key(what, cert_pem, key_pem).map_err(tls_err)?;
+            let certified =
+                certified_key(what, cert_pem, key_pem).map_err(|e| tls_err(e.to_string()))?;
             builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
         }
     };
@@ -144,21 +145,19 @@ pub(crate) fn certified_key(
     what: &str,
     cert_pem: &[u8],
     key_pem: &[u8],
-) -> Result<CertifiedKey, String> {
-    let chain = certificates(cert_pem).map_err(|e| format!("{what}: {e}"))?;
+) -> Result<CertifiedKey, PairError> {
+    let chain = certificates(cert_pem).map_err(|e| PairError::Chain(what.into(), e))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("{what} key: no usable private key in PEM ({e})"))?;
+        .map_err(|e| PairError::Key(what.into(), format!("no usable private key in PEM ({e})")))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| format!("{what} key: {e}"))?;
+        .map_err(|e| PairError::Key(what.into(), e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            return Err(format!(
-                "{what} and key do not belong together (public keys differ)"
-            ));
+            return Err(PairError::Mismatch(what.into()));
         }
         // webpki cannot parse every certificate Go's TLS stack takes: X.509 v1 certificates
         // (`openssl x509 -req` without extensions) are refused with UnsupportedCertVersion, so
@@ -166,6 +165,33 @@ pub(crate) fn certified_key(
         Err(e) => log::debug!("key consistency not checked: {e}"),
     }
     Ok(certified)
+}
+
+/// A client certificate (named by the first field) and key that cannot be used together. The
+/// message names the half at fault, never key bytes.
+#[derive(Debug)]
+pub enum PairError {
+    /// The certificate chain does not decode.
+    Chain(String, PemError),
+    /// No private key the provider can use; the second field says why.
+    Key(String, String),
+    /// The certificate's public key is not the key's.
+    Mismatch(String),
+}
+
+impl fmt::Display for PairError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PairError::Chain(what, e) => write!(f, "{what}: {e}"),
+            PairError::Key(what, detail) => write!(f, "{what} key: {detail}"),
+            PairError::Mismatch(what) => {
+                write!(
+                    f,
+                    "{what} and key do not belong together (public keys differ)"
+                )
+            }
+        }
+    }
 }
 
 /// A PEM bundle we cannot use. The message says what is wrong, never the bundle's bytes.
