@@ -92,6 +92,36 @@ fn sigterm_during_a_hung_updater_call_still_exits_cleanly() {
     assert!(still_held, "the controller waited for the hung call to end");
 }
 
+/// A Service deleted while its updater holds the DELETE does not hold up the others: the release
+/// waits on the I/O pool while the worker serves a new Service. On the worker, the call would
+/// have to time out (60 s) first, and its failure would be recorded on the LoadBalancer before
+/// the new Service was taken.
+#[test]
+fn a_delete_the_updater_does_not_answer_holds_up_no_other_service() {
+    let w = World::new("hung-delete");
+    let _c = Controller::start(&w.kubeconfig);
+    w.service("old", &[("http", 80, "TCP")]);
+    wait_for("old READY", || w.ready("old"));
+    w.updater.hold_delete_ms.store(600_000, Ordering::SeqCst);
+    w.api.delete("services", "default", "old").expect("delete");
+    wait_for("the DELETE held", || {
+        w.updater.held.load(Ordering::SeqCst) >= 1
+    });
+    w.service("new", &[("http", 80, "TCP")]);
+    wait_for("new READY", || w.ready("new"));
+    let old = w
+        .lb("old")
+        .expect("old is kept while its backend is not deleted");
+    let still_held = w.updater.held.load(Ordering::SeqCst) >= 1;
+    w.updater.hold_delete_ms.store(0, Ordering::SeqCst);
+    assert!(still_held, "the DELETE was still waiting");
+    assert!(
+        !old["status"].to_string().contains("could not delete"),
+        "no failure recorded yet: {old:#}"
+    );
+    wait_for("old released", || w.lb("old").is_none());
+}
+
 #[test]
 fn a_node_flip_applies_several_loadbalancers_at_once() {
     let w = World::new("batch");

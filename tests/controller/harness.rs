@@ -47,6 +47,10 @@ pub struct RecordingUpdater {
     pub failing: Arc<AtomicBool>,
     /// Each POST is answered only after this many milliseconds (0: at once).
     pub hold_ms: Arc<AtomicU64>,
+    /// The same for each DELETE.
+    pub hold_delete_ms: Arc<AtomicU64>,
+    /// Requests being held now (by `hold_ms` or `hold_delete_ms`).
+    pub held: Arc<AtomicUsize>,
     /// Requests being answered now, and the most there ever were at once.
     pub concurrency: Arc<Concurrency>,
     /// `GET /api/v1/lb` answered (drift checks); not in `calls`.
@@ -73,17 +77,26 @@ impl RecordingUpdater {
         let g = go_like.clone();
         let garbled = Arc::new(AtomicBool::new(false));
         let gb = garbled.clone();
-        let (h, n) = (hold_ms.clone(), concurrency.clone());
+        let hold_delete_ms = Arc::new(AtomicU64::new(0));
+        let held: Arc<AtomicUsize> = Arc::default();
+        let (hp, hd, hn) = (hold_ms.clone(), hold_delete_ms.clone(), held.clone());
+        let n = concurrency.clone();
         let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
             n.max.fetch_max(now, Ordering::SeqCst);
-            let hold = h.load(Ordering::SeqCst);
-            if hold > 0 && req.method == "POST" {
-                // In short steps, so a test can let held requests go by setting hold_ms to 0.
-                let until = Instant::now() + Duration::from_millis(hold);
+            let h = match req.method.as_str() {
+                "POST" => Some(&hp),
+                "DELETE" => Some(&hd),
+                _ => None,
+            };
+            if let Some(h) = h.filter(|h| h.load(Ordering::SeqCst) > 0) {
+                hn.fetch_add(1, Ordering::SeqCst);
+                // In short steps, so a test can let held requests go by setting the hold to 0.
+                let until = Instant::now() + Duration::from_millis(h.load(Ordering::SeqCst));
                 while h.load(Ordering::SeqCst) > 0 && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(20));
                 }
+                hn.fetch_sub(1, Ordering::SeqCst);
             }
             let answer = if req.method == "GET" && req.path == "/api/v1/lb" {
                 l.fetch_add(1, Ordering::SeqCst);
@@ -111,6 +124,8 @@ impl RecordingUpdater {
             backends,
             failing,
             hold_ms,
+            hold_delete_ms,
+            held,
             concurrency,
             lists,
             go_like,

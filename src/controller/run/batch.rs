@@ -15,7 +15,8 @@
 //! a change"). A drift check's repairs also run on the pool, as one plan, while no reconcile runs.
 //!
 //! Must not: touch the cache, or decide anything; the pool must not get a reconcile's plan that
-//! moves a port, deletes a backend or changes finalizers (those stay one at a time on the worker).
+//! moves a port, deletes a backend of a LoadBalancer it keeps, or adds a finalizer (those stay one
+//! at a time on the worker).
 
 use super::resync::PARALLEL;
 use super::stats::Stats;
@@ -27,7 +28,7 @@ use crate::controller::key::Key;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
-use crate::model::{Event, LoadBalancerSpec};
+use crate::model::{Event, FINALIZER, LoadBalancerSpec};
 use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
@@ -113,9 +114,22 @@ pub enum Answer {
 const STRICT: &str = "?fieldValidation=Strict";
 
 /// Whether a plan may run beside others: only updater applies, Events, status patches, spec
-/// patches that keep the host and every (port, protocol) the cached LoadBalancer claims, and
-/// creates whose spec can be read (so the worker can reserve its ports; see `create_spec`).
+/// patches that keep the host and every (port, protocol) the cached LoadBalancer claims, creates
+/// whose spec can be read (so the worker can reserve its ports; see `create_spec`), and a
+/// release: backend deletes before our finalizer is removed or the LoadBalancer deleted. A
+/// released LoadBalancer keeps its claims in the cache until the plan's answers are applied, so
+/// no other key can take its ports meanwhile, and an LB host that does not answer a delete holds
+/// one plan, not the worker, for the call's timeout.
 pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
+    let removes_ours = |patch: &Value| {
+        let finalizers = patch["metadata"]["finalizers"].as_array();
+        !finalizers.is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+    };
+    let releases = plan.actions.iter().any(|a| match a {
+        Action::DeleteLoadBalancer { .. } => true,
+        Action::PatchFinalizers { patch, .. } => removes_ours(patch),
+        _ => false,
+    });
     plan.actions.iter().all(|a| match a {
         Action::CreateLoadBalancer { key, object } => {
             !cache.load_balancers.contains_key(key) && create_spec(object).is_some()
@@ -124,6 +138,8 @@ pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
         | Action::Event(_)
         | Action::PatchLoadBalancerStatus { .. }
         | Action::PatchServiceStatus { .. } => true,
+        Action::UpdaterDelete { .. } | Action::DeleteLoadBalancer { .. } => releases,
+        Action::PatchFinalizers { patch, .. } => removes_ours(patch),
         Action::PatchLoadBalancerSpec { key, patch } => {
             // Metadata beyond the precondition (finalizers, an adoption) stays one at a time.
             let only_precondition = patch["metadata"]
@@ -818,12 +834,28 @@ mod tests {
                 false,
             ),
             (
-                "finalizer",
+                "our finalizer added",
                 vec![Action::PatchFinalizers {
                     key: key("web"),
-                    patch: json!({"metadata": {"finalizers": [], "resourceVersion": "5"}}),
+                    patch: json!({"metadata": {"finalizers": ["other", FINALIZER], "resourceVersion": "5"}}),
                 }],
                 false,
+            ),
+            (
+                "a release: the backend deleted, then our finalizer removed",
+                vec![
+                    Action::UpdaterDelete {
+                        key: key("web"),
+                        url: "u".into(),
+                        backend_name: "b".into(),
+                        best_effort: false,
+                    },
+                    Action::PatchFinalizers {
+                        key: key("web"),
+                        patch: json!({"metadata": {"finalizers": ["other"], "resourceVersion": "5"}}),
+                    },
+                ],
+                true,
             ),
             (
                 "delete",
@@ -834,7 +866,7 @@ mod tests {
                         uid: "u".into(),
                     },
                 ],
-                false,
+                true,
             ),
         ];
         let c = cache();
