@@ -179,6 +179,8 @@ pub enum PairError {
     Mismatch(String),
 }
 
+impl std::error::Error for PairError {}
+
 impl fmt::Display for PairError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -81,8 +81,8 @@ pub fn record(
     if !empty.is_empty() && serving {
         let (reason, why) = why();
         let message = format!(
-            "{why}: LB port {empty} stays allocated, no traffic is forwarded (connections are refused) \
-             until targets return"
+            "{why}: LB port {empty} stays allocated, no traffic is forwarded \
+             (connections are refused) until targets return"
         );
         // Still not serving since the last write: its transition time stays (the hosts form's
         // `record` has just set Ready True, so the change would be stamped now on every reconcile).

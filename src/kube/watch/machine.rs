@@ -1,6 +1,7 @@
 //! The list-then-watch loop as an explicit state machine (after kube-rs's watcher and client-go's
-//! reflector). Pure: no I/O, no clock of its own (time is passed in); its only randomness (watch
-//! timeouts, back-off jitter) comes from std's keyed hasher, and no test depends on the values.
+//! reflector). Pure apart from its random draws: no I/O, no clock of its own (time is passed in);
+//! its only randomness (watch timeouts, back-off jitter) comes from std's keyed hasher, and tests
+//! check ranges, not values.
 //!
 //! Owns: when to list, watch, re-watch, relist and back off, and the resourceVersion to resume from.
 //! Must not: do I/O or sleep; the runner executes the [`Action`]s and feeds back [`Input`]s.
@@ -17,9 +18,9 @@ pub const MIN_HEALTHY_WATCH: Duration = Duration::from_secs(1);
 /// Back-off after a 403: RBAC is fixed by a person, not by retrying fast.
 pub const FORBIDDEN_BACKOFF: Duration = Duration::from_secs(30);
 
-/// A random `u64` from std's randomly keyed hasher (no RNG crate): each `RandomState`
-/// has its own keys (drawn from the OS per thread, stepped per use), so replicas and watchers differ.
-/// The controller's resync jitter draws the same way.
+/// A random `u64` from std's randomly keyed hasher (no RNG crate): each `RandomState` has its
+/// own keys (drawn from the OS per thread, stepped per use), so replicas and watchers differ. The
+/// controller's resync jitter draws the same way.
 fn random() -> u64 {
     RandomState::new().hash_one(0u8)
 }
