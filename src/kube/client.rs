@@ -377,14 +377,16 @@ impl Client {
         self.decode(resp, "DELETE", path)
     }
 
-    /// Start a WATCH from `resource_version` with bookmarks. An HTTP error answer (410 included) is an
-    /// `Err`; an in-stream ERROR event comes out of the stream.
+    /// Start a WATCH from `resource_version` with bookmarks, ended by the server after
+    /// `timeout_seconds` ([`server_timeout`]). An HTTP error answer (410 included) is an `Err`; an
+    /// in-stream ERROR event comes out of the stream.
     pub fn watch(
         &self,
         path: &str,
         resource_version: &str,
         timeout_seconds: u32,
     ) -> Result<WatchStream, Error> {
+        let timeout_seconds = server_timeout(timeout_seconds, self.inner.opts.watch_idle_timeout);
         let url_path = with_query(
             path,
             &[
@@ -591,6 +593,20 @@ fn run<B: ureq::AsSendBody>(
             .timeout_per_read(Some(opts.watch_idle_timeout)),
     };
     agent.run(req.build())
+}
+
+/// The `timeoutSeconds` of a watch drawn as `drawn` (client-go's 300-600 s): one that would not
+/// end well before the stall detector's `idle` limit (15/16 of it) is scaled by `idle` / 640 s, so
+/// even the longest ends 6 % before the limit. The apiserver sends no BOOKMARK while nothing is
+/// newer than a watch's start, so a quiet watch (LoadBalancerConfigs) would otherwise be cut as
+/// stalled every `idle`.
+fn server_timeout(drawn: u32, idle: Duration) -> u32 {
+    let idle = idle.as_secs();
+    if u64::from(drawn) < idle * 15 / 16 {
+        return drawn;
+    }
+    let scaled = u64::from(drawn) * idle.min(640) / 640;
+    u32::try_from(scaled).unwrap_or(drawn).max(1)
 }
 
 fn bad_request(url: &str, e: http::Error) -> Error {

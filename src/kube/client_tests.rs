@@ -595,3 +595,23 @@ fn kubeconfig_fixture_client_certificate_is_accepted_by_the_client() {
     let c = Client::new(&cfg, ClientOptions::default()).unwrap();
     let _: serde_json::Value = c.get("/version").unwrap();
 }
+
+/// A watch's server-side timeout ends before the stall detector would cut it (the apiserver sends
+/// no BOOKMARK on a quiet watch), keeping client-go's spread; a long idle limit changes nothing.
+#[test]
+fn watch_timeouts_end_before_the_idle_limit() {
+    let idle = Duration::from_secs(300);
+    let (short, long) = (server_timeout(300, idle), server_timeout(600, idle));
+    assert!(long < 300 && short < long, "{short}..{long}");
+    assert_eq!(server_timeout(450, Duration::from_secs(3600)), 450);
+    assert_eq!(
+        server_timeout(20, idle),
+        20,
+        "well before the limit: as drawn"
+    );
+    assert_eq!(
+        server_timeout(300, Duration::from_secs(1)),
+        1,
+        "never 0 (no timeout)"
+    );
+}

@@ -136,4 +136,20 @@ fn probes_stay_up_during_a_stalled_watch_which_resumes_at_the_idle_timeout() {
         watches[..=STALLS].iter().all(|rv| *rv == watches[0]),
         "{watches:?}"
     );
+    // Each asks the server to end it before the 5 s idle limit: a quiet watch that gets no
+    // BOOKMARK ends at its timeout and is resumed, and is not called stalled.
+    let timeouts: Vec<u64> = (w.api.requests().iter())
+        .filter(|r| r.path.contains("watch=1"))
+        .filter_map(|r| {
+            let t = r
+                .path
+                .split(['?', '&'])
+                .find_map(|kv| kv.strip_prefix("timeoutSeconds="));
+            t.and_then(|t| t.parse().ok())
+        })
+        .collect();
+    assert!(
+        !timeouts.is_empty() && timeouts.iter().all(|t| *t < 5),
+        "{timeouts:?}"
+    );
 }

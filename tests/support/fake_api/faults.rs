@@ -23,8 +23,9 @@ pub enum FaultKind {
     DropThenApplyAfter(Duration),
     /// Watch only: send the first half of the first event line, then close.
     DropMidObject,
-    /// Watch only: send headers, then nothing for this long (or until the watch's timeout), then
-    /// end the stream cleanly.
+    /// Watch only: send headers, then nothing for this long, even past the watch's timeout (a dead
+    /// peer or a partition: a live server ends a quiet watch at its timeout), then end the stream
+    /// cleanly.
     StallStream(Duration),
     /// Watch only: send one line that is not JSON, then close.
     Garbage,

@@ -141,8 +141,9 @@ pub fn stream(shared: &Shared, plan: WatchPlan, w: &mut impl Write) -> io::Resul
     let mut sent = 0usize;
 
     if let Some(FaultKind::StallStream(d)) = &plan.fault {
-        // As documented: silent for `d`, or until the watch's own timeout if that comes first.
-        shared.sleep((*d).min(plan.timeout));
+        // As documented: silent for `d` whatever the watch's timeout (a live server would end
+        // the stream at its timeout; only a dead peer or a partition stays silent past it).
+        shared.sleep(*d);
         http::write_last_chunk(w)?;
         return Ok(End::Clean);
     }
