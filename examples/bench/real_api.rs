@@ -252,8 +252,8 @@ fn writes(c: &Controller) -> (f64, f64) {
 }
 
 /// The apiserver's own write rate in this sitting: 1,000 ConfigMap creates from one connection,
-/// then from [`PARALLEL`]; writes per second each.
-fn write_rate(c: &Cluster) -> (f64, f64, f64) {
+/// then from [`PARALLEL`]; writes per second each, and those clients (for [`lb_floor`]).
+fn write_rate(c: &Cluster) -> (f64, f64, Vec<Client>) {
     let path = format!("/api/v1/namespaces/{}/configmaps", c.ns);
     let cm = |name: String| {
         json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -278,58 +278,163 @@ fn write_rate(c: &Cluster) -> (f64, f64, f64) {
     c.parallel(names.len(), |i| {
         let _ = c.client.delete(&format!("{path}/{}", names[i]));
     });
-    (one, many, lb_write_rate(c, &clients))
+    (one, many, clients)
 }
 
 /// [`SERVICES`] creates of `body(i)` at `path`, one thread per client (one connection each, as
 /// that many clients would have): creates per second.
 fn creates_per_sec(clients: &[Client], path: &str, body: impl Fn(usize) -> Value + Sync) -> f64 {
+    let t = per_client(clients, |client, i| {
+        let _: Value = client.create(path, &body(i)).expect("create");
+    });
+    SERVICES as f64 / t.as_secs_f64()
+}
+
+/// Runs `f(client, i)` for i in 0..[`SERVICES`], one thread per client; the time it took.
+fn per_client(clients: &[Client], f: impl Fn(&Client, usize) + Sync) -> Duration {
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for client in clients {
-            let (next, body) = (&next, &body);
+            let (next, f) = (&next, &f);
             s.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= SERVICES {
                         break;
                     }
-                    let _: Value = client.create(path, &body(i)).expect("create");
+                    f(client, i);
                 }
             });
         }
     });
-    SERVICES as f64 / t0.elapsed().as_secs_f64()
+    t0.elapsed()
 }
 
-/// The same from [`PARALLEL`] connections with objects of the workload's own shape and size: 1,000
-/// LoadBalancers as the controller writes them for a one-port Service over 100 nodes (the first
-/// port's targets once, as the Go field `targets`), created then deleted before the controller
-/// starts. A custom resource this size costs the apiserver far more per write than a ConfigMap
-/// (schema validation, merge, managedFields, the watch cache's decode), so this is the limit the
-/// controller's figures compare with.
-fn lb_write_rate(c: &Cluster, clients: &[Client]) -> f64 {
+/// The server's floor for this workload, measured with no controller running, from
+/// [`PARALLEL`] connections, on objects of the workload's own shape and size: 1,000 LoadBalancers
+/// as the controller writes them for a one-port Service over 100 nodes (the first port's targets
+/// once, as the Go field `targets`).
+///
+/// - creates per second alone (the figure earlier results compare with);
+/// - a start's floor: each LoadBalancer created, then its status written, then its Service's
+///   ingress (the writes a start needs per Service, Events aside: the port recorded, what was
+///   applied, the address published), on the bench's 1,000 Services;
+/// - a node change's floor: each LoadBalancer's targets patched (one node fewer) and then its
+///   status written.
+///
+/// A custom resource this size costs the apiserver far more per write than a ConfigMap (schema
+/// validation, merge, managedFields, the watch cache's decode), so these are the limits the
+/// controller's figures compare with. The objects are deleted before the controller starts.
+fn lb_floor(c: &Cluster, clients: &[Client]) -> (f64, Duration, Duration) {
     let path = format!(
+        "/apis/lb.paperlb.com/v1alpha1/namespaces/{}/loadbalancers",
+        c.ns
+    );
+    let targets = |nodes: usize| -> Vec<Value> {
+        (0..nodes)
+            .map(|i| json!({"host": node_ip(i), "port": 30000 + i}))
+            .collect()
+    };
+    let all = targets(NODES);
+    let lb = |name: String, port: usize| {
+        json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancer",
+            "metadata": {"name": name},
+            "spec": {"host": LB_HOST, "port": port, "protocol": "TCP", "configName": "edge",
+                "httpUpdater": {"url": c.updater.url}, "targets": all,
+                // As paperlb writes it: the first port's targets once, as the Go field.
+                "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}})
+    };
+    let status = |generation: i64, count: usize| {
+        json!({"status": {"phase": "READY", "targetCount": count,
+            "observedGeneration": generation, "hosts": null, "healthy": null,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Applied",
+                "message": "the updater applied the spec", "observedGeneration": generation,
+                "lastTransitionTime": "2026-12-07T00:00:00Z"}],
+            "applied": [{"host": LB_HOST, "port": 10000, "protocol": "TCP",
+                "updaterURL": c.updater.url}]}})
+    };
+    let rate = creates_per_sec(clients, &path, |i| lb(format!("rate-{i}"), 10000 + i));
+    c.parallel(SERVICES, |i| {
+        let _ = c.client.delete(&format!("{path}/rate-{i}"));
+    });
+    let start = per_client(clients, |client, i| {
+        let _: Value = client
+            .create(&path, &lb(format!("floor-{i}"), 10000 + i))
+            .expect("create");
+        let _: Value = client
+            .merge_patch(&format!("{path}/floor-{i}/status"), &status(1, NODES))
+            .expect("status");
+        let svc = c.svc_path(&format!("svc-{i:04}"));
+        let _: Value = client
+            .merge_patch(&format!("{svc}/status"), &ingress(10000 + i))
+            .expect("ingress");
+    });
+    let fewer = json!({"spec": {"targets": targets(NODES - 1)}});
+    let change = per_client(clients, |client, i| {
+        let _: Value = client
+            .merge_patch(&format!("{path}/floor-{i}"), &fewer)
+            .expect("spec");
+        let _: Value = client
+            .merge_patch(&format!("{path}/floor-{i}/status"), &status(2, NODES - 1))
+            .expect("status");
+    });
+    let none = json!({"status": {"loadBalancer": {"ingress": null}}});
+    c.parallel(SERVICES, |i| {
+        let _ = c.client.delete(&format!("{path}/floor-{i}"));
+        let svc = c.svc_path(&format!("svc-{i:04}"));
+        let _: Value = c
+            .client
+            .merge_patch(&format!("{svc}/status"), &none)
+            .expect("ingress removed");
+    });
+    (rate, start, change)
+}
+
+/// A Service status patch that publishes `port` on the LB host.
+fn ingress(port: usize) -> Value {
+    json!({"status": {"loadBalancer": {"ingress": [{"ip": LB_HOST,
+        "ports": [{"port": port, "protocol": "TCP"}]}]}}})
+}
+
+/// The server's floor for create → ingress, with no controller running, one at a time: a
+/// Service created, its LoadBalancer created, the Service's ingress written, each waiting for
+/// the last (what any controller that records the port before it publishes the address must do,
+/// less the watch delivery and the updater call). Milliseconds, p50.
+fn create_to_ingress_floor(c: &Cluster) -> f64 {
+    let lbs = format!(
         "/apis/lb.paperlb.com/v1alpha1/namespaces/{}/loadbalancers",
         c.ns
     );
     let targets: Vec<Value> = (0..NODES)
         .map(|i| json!({"host": node_ip(i), "port": 30000 + i}))
         .collect();
-    let lb = |name: String, port: usize| {
-        json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancer",
+    let mut took = Vec::new();
+    for i in 0..LATENCY_SEQUENTIAL {
+        let name = format!("floor-{i:04}");
+        let t0 = Instant::now();
+        c.create_service(&name);
+        let lb = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancer",
             "metadata": {"name": name},
-            "spec": {"host": LB_HOST, "port": port, "protocol": "TCP", "configName": "edge",
+            "spec": {"host": LB_HOST, "port": 20000 + i, "protocol": "TCP", "configName": "edge",
                 "httpUpdater": {"url": c.updater.url}, "targets": targets,
-                // As paperlb writes it: the first port's targets once, as the Go field.
-                "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}})
-    };
-    let rate = creates_per_sec(clients, &path, |i| lb(format!("rate-{i}"), 10000 + i));
-    c.parallel(SERVICES, |i| {
-        let _ = c.client.delete(&format!("{path}/rate-{i}"));
-    });
-    rate
+                "ports": [{"name": "http", "port": 20000 + i, "protocol": "TCP"}]}});
+        let _: Value = c.client.create(&lbs, &lb).expect("create lb");
+        let _: Value = c
+            .client
+            .merge_patch(
+                &format!("{}/status", c.svc_path(&name)),
+                &ingress(20000 + i),
+            )
+            .expect("ingress");
+        took.push(ms(t0.elapsed()));
+    }
+    for i in 0..LATENCY_SEQUENTIAL {
+        let name = format!("floor-{i:04}");
+        let _ = c.client.delete(&c.svc_path(&name));
+        let _ = c.client.delete(&format!("{lbs}/{name}"));
+    }
+    percentile(&took, 50.0)
 }
 
 fn new_client(kubeconfig: &Path, context: Option<&str>) -> Client {
@@ -405,13 +510,21 @@ pub fn run(bin: &Path, args: &Args, r: &mut Results) -> Result<(), String> {
 
 fn one_run(bin: &Path, c: &Cluster) -> (Vec<(&'static str, f64)>, Controller) {
     let mut out = Vec::new();
-    let (one, many, lbs) = write_rate(c);
+    let (one, many, clients) = write_rate(c);
     out.push(("apiserver_creates_per_sec_1conn", one));
     out.push(("apiserver_creates_per_sec_16conn", many));
-    out.push(("apiserver_lb_creates_per_sec_16conn", lbs));
+    out.push((
+        "apiserver_floor_create_to_ingress_ms_p50",
+        create_to_ingress_floor(c),
+    ));
 
-    // Cold start over 1,000 Services without LoadBalancers.
+    // Cold start over 1,000 Services without LoadBalancers (the floors write their ingress and
+    // take it away again before the controller starts).
     c.parallel(SERVICES, |i| c.create_service(&format!("svc-{i:04}")));
+    let (lbs, start, change) = lb_floor(c, &clients);
+    out.push(("apiserver_lb_creates_per_sec_16conn", lbs));
+    out.push(("apiserver_floor_start_ms_1k", ms(start)));
+    out.push(("apiserver_floor_node_change_ms_1k", ms(change)));
     let metrics = free_port();
     let t0 = Instant::now();
     let mut ctl = c.controller(bin, metrics);
