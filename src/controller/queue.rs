@@ -94,7 +94,9 @@ impl<K: Ord + Clone> Queue<K> {
         now: Instant,
     ) -> Duration {
         let failures = self.failures.entry(key.clone()).or_insert(0);
-        let delay = backoff(self.base, self.max, *failures).max(at_least.min(self.max));
+        // `base * 2^failures`, capped at `max`.
+        let backoff = self.base.saturating_mul(2u32.saturating_pow(*failures));
+        let delay = backoff.min(self.max).max(at_least.min(self.max));
         *failures = failures.saturating_add(1);
         self.add_after(key, delay, now);
         delay
@@ -161,13 +163,6 @@ impl<K: Ord + Clone> Queue<K> {
             self.add(key);
         }
     }
-}
-
-/// `base * 2^failures`, capped at `max`.
-pub fn backoff(base: Duration, max: Duration, failures: u32) -> Duration {
-    let factor = 1u64.checked_shl(failures.min(63)).unwrap_or(u64::MAX);
-    let nanos = (base.as_nanos() as u64).saturating_mul(factor);
-    Duration::from_nanos(nanos).min(max)
 }
 
 #[cfg(test)]

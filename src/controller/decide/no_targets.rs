@@ -10,7 +10,7 @@
 
 use super::plan::{EventType, Note};
 use super::status::{READY, condition, port_list, set_condition};
-use super::targets::{NO_ADDRESS_IN_FAMILY, ip_family, node_eligible};
+use super::targets::{NO_ADDRESS_IN_FAMILY, ip_family, node_ineligibility};
 use crate::controller::cache::Cache;
 use crate::controller::key::Key;
 use crate::model::{Condition, LbSpec, LoadBalancerStatus, Node, Service};
@@ -20,7 +20,7 @@ pub const NO_TARGETS: &str = "NoTargets";
 /// Why the Service's ports have no target, for the condition and the Event: its reason and message.
 pub fn why(cache: &Cache, key: &Key, svc: &Service) -> (&'static str, String) {
     let eligible: Vec<&Node> = (cache.nodes.values())
-        .filter(|n| node_eligible(n, false))
+        .filter(|n| node_ineligibility(n, false).is_none())
         .collect();
     let families = &svc.spec.ip_families;
     let local = svc.spec.external_traffic_policy.as_deref() == Some("Local");

@@ -46,14 +46,9 @@ pub enum Ineligible {
     ToBeDeleted,
 }
 
-/// Whether a node may receive traffic: not being deleted, not excluded by label and, unless `stable`
-/// (a health check drains it instead), Ready and not about to be removed by the autoscaler.
-/// Cordoned nodes stay in (kube-proxy still forwards from them).
-pub fn node_eligible(node: &Node, stable: bool) -> bool {
-    node_ineligibility(node, stable).is_none()
-}
-
-/// `node_eligible` with the reason: `None` when the node may receive traffic.
+/// Why a node may not receive traffic, or `None` when it may: not being deleted, not excluded by
+/// label and, unless `stable` (a health check drains it instead), Ready and not about to be removed
+/// by the autoscaler. Cordoned nodes stay in (kube-proxy still forwards from them).
 pub fn node_ineligibility(node: &Node, stable: bool) -> Option<Ineligible> {
     let ready = node
         .status
@@ -137,10 +132,10 @@ pub fn node_addresses<'a>(
         .collect()
 }
 
-/// Targets for one Service port: every eligible node (`stable`: see [`node_eligible`]; only those in
-/// `local_nodes` when the Service has `externalTrafficPolicy: Local`) at its preferred address of
-/// each of the Service's `families` ([`node_addresses`]) and `node_port`; sorted and deduplicated
-/// so equal sets give identical updater requests.
+/// Targets for one Service port: every eligible node (`stable`: see [`node_ineligibility`]; only
+/// those in `local_nodes` when the Service has `externalTrafficPolicy: Local`) at its preferred
+/// address of each of the Service's `families` ([`node_addresses`]) and `node_port`; sorted and
+/// deduplicated so equal sets give identical updater requests.
 pub fn targets_for(
     node_port: u16,
     nodes: &BTreeMap<String, Node>,
@@ -151,7 +146,7 @@ pub fn targets_for(
     let mut targets: Vec<Target> = nodes
         .iter()
         .filter(|(name, _)| local_nodes.is_none_or(|l| l.contains(*name)))
-        .filter(|(_, node)| node_eligible(node, stable))
+        .filter(|(_, node)| node_ineligibility(node, stable).is_none())
         .flat_map(|(_, node)| node_addresses(node, address_types, families))
         .map(|host| Target {
             host: host.to_string(),
@@ -185,8 +180,8 @@ pub fn node_view(node: &Node) -> ((bool, Vec<(String, String)>), bool) {
         .collect();
     addresses.sort();
     (
-        (node_eligible(node, true), addresses),
-        node_eligible(node, false),
+        (node_ineligibility(node, true).is_none(), addresses),
+        node_ineligibility(node, false).is_none(),
     )
 }
 
@@ -258,8 +253,16 @@ mod tests {
         let mut rng = Rng::new(7);
         for _ in 0..20 {
             for (name, n, stable, following) in shuffled(&cases, &mut rng) {
-                assert_eq!(node_eligible(n, true), *stable, "{name} (stable set)");
-                assert_eq!(node_eligible(n, false), *following, "{name} (readiness)");
+                assert_eq!(
+                    node_ineligibility(n, true).is_none(),
+                    *stable,
+                    "{name} (stable set)"
+                );
+                assert_eq!(
+                    node_ineligibility(n, false).is_none(),
+                    *following,
+                    "{name} (readiness)"
+                );
             }
         }
         assert_eq!(

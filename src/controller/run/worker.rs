@@ -508,13 +508,11 @@ impl Worker {
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
             let (events, updaters) = self.prepare(&plan);
             self.next_job += 1;
-            let key = key.clone();
-            let term = self.term.load(Ordering::SeqCst);
             let pending = Pending {
-                key,
+                key: key.clone(),
                 ctx,
                 started,
-                term,
+                term: self.term.load(Ordering::SeqCst),
             };
             self.in_flight.insert(self.next_job, pending);
             self.pool.submit(self.next_job, plan, events, updaters);
