@@ -195,7 +195,8 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     check(steps, "nodes", nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
     let spec = push(steps, "ports", ports_step(f, &cache, svc, lb, &cfg, ctx))?;
-    let status = push(steps, "loadbalancer", load_balancer_step(f, svc, &spec))?;
+    let lb_step = load_balancer_step(f, svc, &spec, ctx);
+    let status = push(steps, "loadbalancer", lb_step)?;
     Some(Ready {
         requests: implied_requests(&cache, key, ctx),
         cfg,
@@ -663,9 +664,10 @@ fn load_balancer_step(
     f: &Facts,
     svc: &Service,
     desired: &LbSpec,
+    ctx: &Context,
 ) -> (Step, Option<LoadBalancerStatus>) {
     let key = &f.key;
-    let ns = &f.namespace;
+    let ns = &ctx.namespace;
     let controller_fix = format!(
         "check that paperlb controller runs and leads: kubectl -n {ns} get pods, kubectl -n {ns} logs deploy/paperlb-controller"
     );

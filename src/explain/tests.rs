@@ -1,11 +1,11 @@
 //! Unit tests of the explain diagnosis: facts in, the expected failing step out. Each case builds a
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
-use super::super::facts::{EventLine, Facts, HostFact, Listing, ReadError};
+use super::super::facts::{Facts, HostFact, Listing, ReadError};
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
 use crate::explain::explain;
-use crate::model::{LbHost, LoadBalancerConfig, Node};
+use crate::model::{Event, LbHost, LoadBalancerConfig, Node, ObjectReference};
 use crate::updater::Error;
 use crate::updater::api::LbRequest;
 use serde_json::{Value, json};
@@ -64,7 +64,7 @@ fn config_fact(raw: Value) -> LoadBalancerConfig {
 
 /// A world before the controller acted: the Service, two Ready nodes, one default config.
 fn world(service: Value) -> Facts {
-    let mut f = Facts::empty(Key::new("default", "web"), NS);
+    let mut f = Facts::empty(Key::new("default", "web"));
     f.service = Ok(Some(serde_json::from_value(service).unwrap()));
     f.nodes = Ok(vec![
         serde_json::from_value::<Node>(node("a", true, "127.0.0.2")).unwrap(),
@@ -434,13 +434,17 @@ fn each_diagnosis_stops_at_its_step() {
             "no LoadBalancer yet",
             || {
                 let mut f = world(svc());
-                f.events = Ok(vec![EventLine {
-                    kind: "Service".into(),
+                f.events = Ok(vec![Event {
+                    involved_object: ObjectReference {
+                        kind: "Service".into(),
+                        ..Default::default()
+                    },
                     type_: "Warning".into(),
                     reason: "Odd".into(),
                     message: "something odd".into(),
                     count: 1,
                     last_timestamp: "t".into(),
+                    ..Default::default()
                 }]);
                 f
             },
