@@ -4,6 +4,7 @@
 use super::super::facts::{Facts, HostFact, Listing, ReadError};
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
+use crate::controller::{Action, reconcile};
 use crate::explain::explain;
 use crate::model::{Event, LbHost, LoadBalancerConfig, Node, ObjectReference};
 use crate::updater::Error;
@@ -121,8 +122,26 @@ fn served_world() -> Facts {
     served(svc())
 }
 
+/// The updater calls a reconcile of `key` plans once the LoadBalancer's status is cleared (not
+/// applied): every backend on every host, as (raw updater URL, request).
+fn pushed(cache: &Cache, key: &Key, ctx: &Context) -> Vec<(String, LbRequest)> {
+    let mut cache = cache.clone();
+    if let Some(lb) = cache.load_balancers.get(key) {
+        let mut lb = lb.as_ref().clone();
+        lb.status = LoadBalancerStatus::default();
+        lb.metadata.resource_version = format!("{}-explain", lb.metadata.resource_version);
+        cache.apply_load_balancer(lb);
+    }
+    (reconcile(&cache, key, ctx).actions.into_iter())
+        .filter_map(|a| match a {
+            Action::UpdaterApply { url, request, .. } => Some((url, request)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `service` served: its LoadBalancer as the controller writes it, and the updater listing what
-/// it implies.
+/// a reconcile pushes to it.
 fn served(service: Value) -> Facts {
     let mut f = world(service);
     let cache = cache_of(&f);
@@ -143,7 +162,7 @@ fn served(service: Value) -> Facts {
     let lb: LoadBalancer = serde_json::from_value(lb).unwrap();
     f.load_balancer = Ok(Some(lb.clone()));
     f.load_balancers = Ok(vec![lb]);
-    let requests = implied_requests(&cache_of(&f), &f.key, &ctx());
+    let requests = pushed(&cache_of(&f), &f.key, &ctx());
     f.hosts = vec![HostFact {
         host: LbHost {
             name: HOST.into(),
@@ -1018,7 +1037,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     .unwrap();
     f.load_balancer = Ok(Some(lb.clone()));
     f.load_balancers = Ok(vec![lb]);
-    let requests = implied_requests(&cache_of(&f), &f.key, &ctx);
+    let requests = pushed(&cache_of(&f), &f.key, &ctx);
     let on = |url: &str| -> Vec<LbRequest> {
         requests
             .iter()
