@@ -12,11 +12,11 @@ use crate::controller::decide::drift::request;
 use crate::controller::decide::reconcile::{desired, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
-    Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
+    Ineligible, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    BALANCE_ANNOTATION, balancing_for, follows_readiness_recorded, keeps_stable_set, traffic_for,
-    updater_without_checks, with_override,
+    BALANCE_ANNOTATION, balancing_for, families_fault, follows_readiness_recorded,
+    keeps_stable_set, traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::run::secrets::{AuthNeed, SecretStore, client_auth, field_of};
@@ -542,19 +542,6 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
     if !breakdown.is_empty() {
         let _ = write!(message, "; left out: {}", breakdown.join(", "));
     }
-    // Dual stack with a family no target has: served on the other one (DualStack=False).
-    let families = types.1;
-    let (served, missing): (Vec<usize>, Vec<usize>) =
-        (0..families.len()).partition(|&i| targets.iter().any(|t| in_family(&t.host, families, i)));
-    let names =
-        |is: Vec<usize>, sep: &str| Vec::from_iter(is.iter().map(|&i| &families[i][..])).join(sep);
-    if !missing.is_empty() {
-        let (missing, served) = (names(missing, " or "), names(served, ", "));
-        let _ = write!(
-            message,
-            "; no target has an {missing} address, so the Service is served on {served} only"
-        );
-    }
     ok(message)
 }
 
@@ -635,6 +622,10 @@ fn ports_step(
             }
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");
+            }
+            // Dual stack with a family no target has: served on the others, as the controller says.
+            if let Some((reason, fault)) = families_fault(&spec, svc) {
+                let _ = write!(message, "; DualStack=False ({reason}): {fault}");
             }
             return (ok(message), Some(spec));
         }

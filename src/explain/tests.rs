@@ -1133,11 +1133,13 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     assert_eq!(r.exit_code(), 1, "{r:#?}");
 }
 
+/// A dual-stack Service whose nodes have one family is served on it: every node still receives
+/// traffic, and the ports step says what the controller's `DualStack=False` condition says.
 #[test]
-fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
-    let nodes_step = |f: &Facts| {
+fn the_ports_step_says_a_dual_stack_service_is_served_on_one_family() {
+    let step = |f: &Facts, id: &str| {
         let r = explain(f, &ctx());
-        let step = r.steps.iter().find(|s| s.id == "nodes").unwrap().clone();
+        let step = r.steps.iter().find(|s| s.id == id).unwrap().clone();
         assert_eq!(step.status, Status::Ok, "{r:#?}");
         step.message
     };
@@ -1145,9 +1147,15 @@ fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
     s["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
     let mut f = world(s);
     assert_eq!(
-        nodes_step(&f),
-        "2 of 2 nodes receive traffic (2 target addresses); no target has an IPv6 address, so \
-         the Service is served on IPv4 only"
+        step(&f, "nodes"),
+        "2 of 2 nodes receive traffic (2 target addresses)"
+    );
+    assert_eq!(
+        step(&f, "ports"),
+        "LB port 8100/TCP on 127.0.0.10; DualStack=False (NoAddressInFamily): the Service's \
+         ipFamilies are IPv4, IPv6, but no eligible node has an IPv6 address of the configured \
+         types: it is served on IPv4 only; give the nodes IPv6 addresses, or make the Service \
+         single-stack"
     );
     let mut dual = node("b", true, "127.0.0.3");
     dual["status"]["addresses"]
@@ -1159,9 +1167,10 @@ fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
         serde_json::from_value::<Node>(dual).unwrap(),
     ]);
     assert_eq!(
-        nodes_step(&f),
+        step(&f, "nodes"),
         "2 of 2 nodes receive traffic (3 target addresses)"
     );
+    assert_eq!(step(&f, "ports"), "LB port 8100/TCP on 127.0.0.10");
 }
 
 /// The nodes step counts NotReady nodes as the controller does, per port: under a config's
