@@ -5,7 +5,7 @@
 
 use crate::controller::Key;
 use crate::controller::decide::updater_auth::AuthProblem;
-use crate::model::{EndpointSlice, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service};
+use crate::model::{EndpointSlice, Event, LbHost, LoadBalancer, LoadBalancerConfig, Node, Service};
 use crate::updater::api::LbRequest;
 use serde::Serialize;
 
@@ -52,27 +52,10 @@ pub struct HostFact {
     pub probe: Read<Probe>,
 }
 
-/// One recent Event of the Service or its LoadBalancer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventLine {
-    /// `Service` or `LoadBalancer`.
-    #[serde(rename = "object")]
-    pub kind: String,
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub reason: String,
-    pub message: String,
-    pub count: i64,
-    pub last_timestamp: String,
-}
-
 /// Everything one explain read.
 #[derive(Clone, Debug)]
 pub struct Facts {
     pub key: Key,
-    /// The controller's namespace (where configs and Secrets live).
-    pub namespace: String,
     pub service: Read<Option<Service>>,
     pub load_balancer: Read<Option<LoadBalancer>>,
     pub configs: Read<Vec<LoadBalancerConfig>>,
@@ -81,8 +64,8 @@ pub struct Facts {
     pub nodes: Read<Vec<Node>>,
     /// This Service's EndpointSlices.
     pub slices: Read<Vec<EndpointSlice>>,
-    /// Newest last.
-    pub events: Read<Vec<EventLine>>,
+    /// Recent Events of the Service and its LoadBalancer, newest last.
+    pub events: Read<Vec<Event>>,
     /// Names of k3s ServiceLB DaemonSets in kube-system serving this Service.
     pub svclb: Read<Vec<String>>,
     /// What the controller's own check of each host's credentials (`client_auth`) says of the
@@ -96,10 +79,9 @@ pub struct Facts {
 impl Facts {
     /// Facts with nothing read yet but the names.
     #[cfg(test)]
-    pub fn empty(key: Key, namespace: &str) -> Facts {
+    pub fn empty(key: Key) -> Facts {
         Facts {
             key,
-            namespace: namespace.to_string(),
             service: Ok(None),
             load_balancer: Ok(None),
             configs: Ok(Vec::new()),

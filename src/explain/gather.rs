@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::facts::{EventLine, Facts, HostFact, Listing, Probe, Read, ReadError};
+use super::facts::{Facts, HostFact, Listing, Probe, Read, ReadError};
 use super::steps::{self, Auth};
 use crate::controller::Key;
 use crate::controller::run::secrets::SecretStore;
@@ -97,7 +97,6 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
     };
     Facts {
         key: key.clone(),
-        namespace: namespace.to_string(),
         service,
         load_balancer: get(client, &LOADBALANCERS, ns, name),
         configs: list(client, &LOADBALANCERCONFIGS, Some(namespace), &all),
@@ -114,24 +113,12 @@ pub fn cluster(client: &Client, key: &Key, namespace: &str) -> Facts {
 }
 
 /// The Service's and its LoadBalancer's Events, oldest first, at most `MAX_EVENTS`.
-fn event_lines(events: Vec<Event>) -> Vec<EventLine> {
-    let mut lines: Vec<EventLine> = events
-        .into_iter()
-        .filter(|e| {
-            e.involved_object.kind == "Service" || e.involved_object.kind == LOAD_BALANCER_KIND
-        })
-        .map(|e| EventLine {
-            kind: e.involved_object.kind,
-            type_: e.type_,
-            reason: e.reason,
-            message: e.message,
-            count: i64::from(e.count),
-            last_timestamp: e.last_timestamp,
-        })
-        .collect();
-    lines.sort_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp));
-    let skip = lines.len().saturating_sub(MAX_EVENTS);
-    lines.split_off(skip)
+fn event_lines(mut events: Vec<Event>) -> Vec<Event> {
+    let kinds = ["Service", LOAD_BALANCER_KIND];
+    events.retain(|e| kinds.contains(&e.involved_object.kind.as_str()));
+    events.sort_by(|a, b| a.last_timestamp.cmp(&b.last_timestamp));
+    let skip = events.len().saturating_sub(MAX_EVENTS);
+    events.split_off(skip)
 }
 
 /// k3s names a Service's ServiceLB DaemonSet `svclb-<name>-<first 8 of its uid>` and labels it

@@ -115,14 +115,9 @@ fn host_steps(ready: &Ready, h: &HostFact, steps: &mut Vec<Step>) -> Option<bool
     let backends = count(listing.backends.len(), "backend");
     let message = format!("updater {url} lists {backends}{version}");
     check(steps, "answering", ok(message));
-    let wanted: Vec<&LbRequest> = ready
-        .requests
-        .iter()
-        .filter(|(u, _)| crate::model::url::same_updater(u, url))
-        .map(|(_, r)| r)
-        .collect();
-    check(steps, "backend", backend_step(&h.host, &wanted, listing))?;
-    let (step, served) = upstreams_step(cfg, &wanted, listing);
+    let wanted = &ready.requests;
+    check(steps, "backend", backend_step(&h.host, wanted, listing))?;
+    let (step, served) = upstreams_step(cfg, wanted, listing);
     check(steps, "upstreams", step);
     Some(served)
 }
@@ -155,7 +150,7 @@ pub fn differences(want: &LbRequest, have: &LbRequest) -> Vec<String> {
         .collect()
 }
 
-fn backend_step(host: &LbHost, wanted: &[&LbRequest], listing: &Listing) -> Step {
+fn backend_step(host: &LbHost, wanted: &[LbRequest], listing: &Listing) -> Step {
     let fix = "the controller pushes backends again when it resyncs the updater or the Service changes; if this stays, read the controller's log for updater errors".to_string();
     let host = &host.name;
     for want in wanted {
@@ -201,7 +196,7 @@ fn probe_of(check: Option<&HealthCheck>, u: &Upstream) -> String {
 
 /// The upstream health step and whether the host still serves (no backend with every upstream
 /// reported unhealthy).
-fn upstreams_step(cfg: &ValidConfig, wanted: &[&LbRequest], listing: &Listing) -> (Step, bool) {
+fn upstreams_step(cfg: &ValidConfig, wanted: &[LbRequest], listing: &Listing) -> (Step, bool) {
     let (mut unhealthy, mut probes) = (Vec::new(), BTreeSet::new());
     let (mut reported, mut dead_backend) = (0, false);
     for want in wanted {

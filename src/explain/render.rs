@@ -43,7 +43,7 @@ pub fn text(r: &Report, f: &Facts) -> String {
             let _ = writeln!(
                 out,
                 "  {} {} {} x{} on {}: {}",
-                e.last_timestamp, e.type_, e.reason, e.count, e.kind, e.message
+                e.last_timestamp, e.type_, e.reason, e.count, e.involved_object.kind, e.message
             );
         }
     }
@@ -64,6 +64,13 @@ pub fn text(r: &Report, f: &Facts) -> String {
 
 /// The JSON document; its keys come out sorted, as the schema's examples show them.
 pub fn json(r: &Report, f: &Facts) -> Value {
+    let events = f.events.as_deref().unwrap_or_default().iter();
+    let events: Vec<Value> = events
+        .map(|e| {
+            json!({"object": e.involved_object.kind, "type": e.type_, "reason": e.reason,
+                "message": e.message, "count": e.count, "lastTimestamp": e.last_timestamp})
+        })
+        .collect();
     json!({
         "kind": KIND,
         "version": SCHEMA_VERSION,
@@ -71,7 +78,7 @@ pub fn json(r: &Report, f: &Facts) -> Value {
         "served": r.served(),
         "steps": r.steps,
         "hosts": r.hosts,
-        "events": f.events.as_deref().unwrap_or_default(),
+        "events": events,
         "failedReads": f.failed_reads(),
     })
 }

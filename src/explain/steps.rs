@@ -3,23 +3,24 @@
 //! cluster steps stop at the first failure; then each host of the config gets its own steps, which
 //! stop at their first failure. The decisions are the controller's own: config choice, nodePorts,
 //! port allocation and the desired spec come from `controller::decide::reconcile`, node eligibility from
-//! `controller::decide::targets`, the requests a LoadBalancer implies from `reconcile` itself, and
+//! `controller::decide::targets`, the requests a LoadBalancer implies from `controller::decide::drift::request`, and
 //! each host's credentials from `controller::run::secrets::client_auth` ([`auths`]).
 //! Pure: no I/O, no clock.
 
 use super::facts::{Facts, Read};
+use crate::controller::decide::drift::request;
 use crate::controller::decide::reconcile::{desired, is_ours, pick_config, service_ports};
 use crate::controller::decide::status::{RECONCILED, condition, port_list, shows_host};
 use crate::controller::decide::targets::{
-    Ineligible, in_family, node_addresses, node_ineligibility, targets_for,
+    Ineligible, node_addresses, node_ineligibility, targets_for,
 };
 use crate::controller::decide::traffic::{
-    BALANCE_ANNOTATION, balancing_for, follows_readiness_recorded, keeps_stable_set, traffic_for,
-    updater_without_checks, with_override,
+    BALANCE_ANNOTATION, balancing_for, families_fault, follows_readiness_recorded,
+    keeps_stable_set, traffic_for, updater_without_checks, with_override,
 };
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::run::secrets::{AuthNeed, SecretStore, client_auth, field_of};
-use crate::controller::{Action, Cache, Context, Key, reconcile};
+use crate::controller::{Cache, Context, Key};
 use crate::model::{
     CONFIG_ANNOTATION, LbHost, LbSpec, LoadBalancer, LoadBalancerStatus, Protocol, Service,
     ValidConfig, addresses,
@@ -179,8 +180,8 @@ pub(super) struct Ready {
     pub(super) cfg: ValidConfig,
     /// The LoadBalancer's status (the phase decides "served" where an updater cannot list).
     pub(super) status: LoadBalancerStatus,
-    /// (raw updater URL, request) for every backend the LoadBalancer implies.
-    pub(super) requests: Vec<(String, LbRequest)>,
+    /// Every backend the LoadBalancer implies on each of its hosts.
+    pub(super) requests: Vec<LbRequest>,
 }
 
 pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> Option<Ready> {
@@ -195,9 +196,10 @@ pub(super) fn cluster_steps(f: &Facts, ctx: &Context, steps: &mut Vec<Step>) -> 
     check(steps, "nodes", nodes_step(f, &cache, svc, &cfg, ctx))?;
     let lb = f.load_balancer.as_ref().ok().and_then(|l| l.as_ref());
     let spec = push(steps, "ports", ports_step(f, &cache, svc, lb, &cfg, ctx))?;
-    let status = push(steps, "loadbalancer", load_balancer_step(f, svc, &spec))?;
+    let lb_step = load_balancer_step(f, svc, &spec, ctx);
+    let status = push(steps, "loadbalancer", lb_step)?;
     Some(Ready {
-        requests: implied_requests(&cache, key, ctx),
+        requests: implied_requests(&cache, key, ctx, &spec),
         cfg,
         status,
     })
@@ -540,19 +542,6 @@ fn nodes_step(f: &Facts, cache: &Cache, svc: &Service, cfg: &ValidConfig, ctx: &
     if !breakdown.is_empty() {
         let _ = write!(message, "; left out: {}", breakdown.join(", "));
     }
-    // Dual stack with a family no target has: served on the other one (DualStack=False).
-    let families = types.1;
-    let (served, missing): (Vec<usize>, Vec<usize>) =
-        (0..families.len()).partition(|&i| targets.iter().any(|t| in_family(&t.host, families, i)));
-    let names =
-        |is: Vec<usize>, sep: &str| Vec::from_iter(is.iter().map(|&i| &families[i][..])).join(sep);
-    if !missing.is_empty() {
-        let (missing, served) = (names(missing, " or "), names(served, ", "));
-        let _ = write!(
-            message,
-            "; no target has an {missing} address, so the Service is served on {served} only"
-        );
-    }
     ok(message)
 }
 
@@ -634,6 +623,10 @@ fn ports_step(
             for (_, fault) in balancing.faults {
                 let _ = write!(message, "; {fault}");
             }
+            // Dual stack with a family no target has: served on the others, as the controller says.
+            if let Some((reason, fault)) = families_fault(&spec, svc) {
+                let _ = write!(message, "; DualStack=False ({reason}): {fault}");
+            }
             return (ok(message), Some(spec));
         }
         Ok(Some((_, d))) => (d.faults[0].message.clone(), fix_for(d.faults[0].reason)),
@@ -663,9 +656,10 @@ fn load_balancer_step(
     f: &Facts,
     svc: &Service,
     desired: &LbSpec,
+    ctx: &Context,
 ) -> (Step, Option<LoadBalancerStatus>) {
     let key = &f.key;
-    let ns = &f.namespace;
+    let ns = &ctx.namespace;
     let controller_fix = format!(
         "check that paperlb controller runs and leads: kubectl -n {ns} get pods, kubectl -n {ns} logs deploy/paperlb-controller"
     );
@@ -747,24 +741,14 @@ fn load_balancer_step(
     (ok(message), Some(lb.status.clone()))
 }
 
-/// Every backend the LoadBalancer implies, from the controller's own decision: a reconcile of the
-/// same objects with the LoadBalancer's status cleared (not applied) plans exactly these calls.
-fn implied_requests(cache: &Cache, key: &Key, ctx: &Context) -> Vec<(String, LbRequest)> {
-    let mut cache = cache.clone();
-    if let Some(lb) = cache.load_balancers.get(key) {
-        let mut lb = lb.as_ref().clone();
-        lb.status = LoadBalancerStatus::default();
-        lb.metadata.resource_version = format!("{}-explain", lb.metadata.resource_version);
-        cache.apply_load_balancer(lb);
-    }
-    reconcile(&cache, key, ctx)
-        .actions
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::UpdaterApply { url, request, .. } => Some((url, request)),
-            _ => None,
-        })
-        .collect()
+/// Every backend the LoadBalancer implies, the same on each of its hosts: for each port with targets
+/// (one without is held nowhere, `no_targets`), the request drift repair holds an updater to
+/// (`drift::request`, built as a reconcile pushes it).
+fn implied_requests(cache: &Cache, key: &Key, ctx: &Context, spec: &LbSpec) -> Vec<LbRequest> {
+    let ports = spec.ports.iter().enumerate();
+    let with_targets = ports.filter(|(_, p)| !p.targets.is_empty());
+    let requests = with_targets.filter_map(|(i, _)| request(cache, ctx, key, i));
+    requests.collect()
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Unit tests of the explain diagnosis: facts in, the expected failing step out. Each case builds a
 //! healthy world, breaks one thing, and checks that the diagnosis stops at the step that names it.
 
-use super::super::facts::{EventLine, Facts, HostFact, Listing, ReadError};
+use super::super::facts::{Facts, HostFact, Listing, ReadError};
 use super::*;
 use crate::controller::testutil::{Rng, shuffled};
+use crate::controller::{Action, reconcile};
 use crate::explain::explain;
-use crate::model::{LbHost, LoadBalancerConfig, Node};
+use crate::model::{Event, LbHost, LoadBalancerConfig, Node, ObjectReference};
 use crate::updater::Error;
 use crate::updater::api::LbRequest;
 use serde_json::{Value, json};
@@ -64,7 +65,7 @@ fn config_fact(raw: Value) -> LoadBalancerConfig {
 
 /// A world before the controller acted: the Service, two Ready nodes, one default config.
 fn world(service: Value) -> Facts {
-    let mut f = Facts::empty(Key::new("default", "web"), NS);
+    let mut f = Facts::empty(Key::new("default", "web"));
     f.service = Ok(Some(serde_json::from_value(service).unwrap()));
     f.nodes = Ok(vec![
         serde_json::from_value::<Node>(node("a", true, "127.0.0.2")).unwrap(),
@@ -121,8 +122,26 @@ fn served_world() -> Facts {
     served(svc())
 }
 
+/// The updater calls a reconcile of `key` plans once the LoadBalancer's status is cleared (not
+/// applied): every backend on every host, as (raw updater URL, request).
+fn pushed(cache: &Cache, key: &Key, ctx: &Context) -> Vec<(String, LbRequest)> {
+    let mut cache = cache.clone();
+    if let Some(lb) = cache.load_balancers.get(key) {
+        let mut lb = lb.as_ref().clone();
+        lb.status = LoadBalancerStatus::default();
+        lb.metadata.resource_version = format!("{}-explain", lb.metadata.resource_version);
+        cache.apply_load_balancer(lb);
+    }
+    (reconcile(&cache, key, ctx).actions.into_iter())
+        .filter_map(|a| match a {
+            Action::UpdaterApply { url, request, .. } => Some((url, request)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `service` served: its LoadBalancer as the controller writes it, and the updater listing what
-/// it implies.
+/// a reconcile pushes to it.
 fn served(service: Value) -> Facts {
     let mut f = world(service);
     let cache = cache_of(&f);
@@ -143,7 +162,7 @@ fn served(service: Value) -> Facts {
     let lb: LoadBalancer = serde_json::from_value(lb).unwrap();
     f.load_balancer = Ok(Some(lb.clone()));
     f.load_balancers = Ok(vec![lb]);
-    let requests = implied_requests(&cache_of(&f), &f.key, &ctx());
+    let requests = pushed(&cache_of(&f), &f.key, &ctx());
     f.hosts = vec![HostFact {
         host: LbHost {
             name: HOST.into(),
@@ -434,13 +453,17 @@ fn each_diagnosis_stops_at_its_step() {
             "no LoadBalancer yet",
             || {
                 let mut f = world(svc());
-                f.events = Ok(vec![EventLine {
-                    kind: "Service".into(),
+                f.events = Ok(vec![Event {
+                    involved_object: ObjectReference {
+                        kind: "Service".into(),
+                        ..Default::default()
+                    },
                     type_: "Warning".into(),
                     reason: "Odd".into(),
                     message: "something odd".into(),
                     count: 1,
                     last_timestamp: "t".into(),
+                    ..Default::default()
                 }]);
                 f
             },
@@ -1014,7 +1037,7 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     .unwrap();
     f.load_balancer = Ok(Some(lb.clone()));
     f.load_balancers = Ok(vec![lb]);
-    let requests = implied_requests(&cache_of(&f), &f.key, &ctx);
+    let requests = pushed(&cache_of(&f), &f.key, &ctx);
     let on = |url: &str| -> Vec<LbRequest> {
         requests
             .iter()
@@ -1110,11 +1133,13 @@ fn several_hosts_are_each_probed_and_one_serving_host_is_enough() {
     assert_eq!(r.exit_code(), 1, "{r:#?}");
 }
 
+/// A dual-stack Service whose nodes have one family is served on it: every node still receives
+/// traffic, and the ports step says what the controller's `DualStack=False` condition says.
 #[test]
-fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
-    let nodes_step = |f: &Facts| {
+fn the_ports_step_says_a_dual_stack_service_is_served_on_one_family() {
+    let step = |f: &Facts, id: &str| {
         let r = explain(f, &ctx());
-        let step = r.steps.iter().find(|s| s.id == "nodes").unwrap().clone();
+        let step = r.steps.iter().find(|s| s.id == id).unwrap().clone();
         assert_eq!(step.status, Status::Ok, "{r:#?}");
         step.message
     };
@@ -1122,9 +1147,15 @@ fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
     s["spec"]["ipFamilies"] = json!(["IPv4", "IPv6"]);
     let mut f = world(s);
     assert_eq!(
-        nodes_step(&f),
-        "2 of 2 nodes receive traffic (2 target addresses); no target has an IPv6 address, so \
-         the Service is served on IPv4 only"
+        step(&f, "nodes"),
+        "2 of 2 nodes receive traffic (2 target addresses)"
+    );
+    assert_eq!(
+        step(&f, "ports"),
+        "LB port 8100/TCP on 127.0.0.10; DualStack=False (NoAddressInFamily): the Service's \
+         ipFamilies are IPv4, IPv6, but no eligible node has an IPv6 address of the configured \
+         types: it is served on IPv4 only; give the nodes IPv6 addresses, or make the Service \
+         single-stack"
     );
     let mut dual = node("b", true, "127.0.0.3");
     dual["status"]["addresses"]
@@ -1136,9 +1167,10 @@ fn the_nodes_step_says_a_dual_stack_service_is_served_on_one_family() {
         serde_json::from_value::<Node>(dual).unwrap(),
     ]);
     assert_eq!(
-        nodes_step(&f),
+        step(&f, "nodes"),
         "2 of 2 nodes receive traffic (3 target addresses)"
     );
+    assert_eq!(step(&f, "ports"), "LB port 8100/TCP on 127.0.0.10");
 }
 
 /// The nodes step counts NotReady nodes as the controller does, per port: under a config's

@@ -622,12 +622,10 @@ fn parse_port(
         }
     };
     let mut out = Vec::with_capacity(targets.len());
+    let list_at = if go_field { "spec" } else { at };
     for (i, t) in targets.iter().enumerate() {
         // Field names are formatted only for an error: this runs for every target on every reconcile.
-        let field = |f: &str| match go_field {
-            true => format!("spec.targets[{i}].{f}"),
-            false => format!("{at}.targets[{i}].{f}"),
-        };
+        let field = |f: &str| format!("{list_at}.targets[{i}].{f}");
         let host = t.host.require_with(|| field("host"), "a string")?;
         check_host(host).map_err(|e| format!("{} {host:?}: {e}", field("host")))?;
         let p = port_number(*t.port.require_with(|| field("port"), "an integer")?)
