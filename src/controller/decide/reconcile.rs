@@ -265,18 +265,17 @@ fn reconcile_service(
         let news = record_fault(&mut status, type_, fault, at);
         warnings.push(news.filter(|_| type_ != STABLE_NODE_SET));
     }
+    if status != lb.status {
+        plan.push(status_patch(key, &status));
+    }
     // No host serves: the ingress stays as it is (nginx may well still forward; an updater that
-    // does not answer says nothing about the traffic). Written before the LoadBalancer's status,
-    // which nothing waits for: create -> ingress pays one write less.
+    // does not answer says nothing about the traffic).
     let ingress = hosts::ingress(&desired, &status, lb.metadata.generation, ctx);
     if !ingress.is_empty() && svc.status.load_balancer.ingress != ingress {
         plan.push(Action::PatchServiceStatus {
             key: key.clone(),
             patch: json!({"status": {"loadBalancer": {"ingress": ingress}}}),
         });
-    }
-    if status != lb.status {
-        plan.push(status_patch(key, &status));
     }
     // Posted last, after the writes the Service's ingress waits for.
     if let Some(note) = event {

@@ -310,9 +310,8 @@ fn unapplied_lb_gets_updater_calls_status_and_ingress(rng: &mut Rng) {
         [
             format!("POST {U} default_web"),
             format!("POST {U} default_web_https"),
-            // The ingress first: nothing waits for the LoadBalancer's status.
-            "svc-status".into(),
             "lb-status".into(),
+            "svc-status".into(),
             // The phase changes to READY: one Normal Event, after the writes the ingress waits for.
             "event Normal UpdaterApplied".into(),
         ]
@@ -337,7 +336,7 @@ fn unapplied_lb_gets_updater_calls_status_and_ingress(rng: &mut Rng) {
             ("198.51.100.1".to_string(), 31443)
         ]
     );
-    let Action::PatchLoadBalancerStatus { patch, .. } = &plan.actions[3] else {
+    let Action::PatchLoadBalancerStatus { patch, .. } = &plan.actions[2] else {
         unreachable!()
     };
     assert_eq!(patch["status"]["phase"], json!("READY"));
@@ -345,7 +344,7 @@ fn unapplied_lb_gets_updater_calls_status_and_ingress(rng: &mut Rng) {
     assert_eq!(patch["status"]["observedGeneration"], json!(1));
     assert_eq!(patch["status"]["conditions"][0]["type"], json!("Ready"));
     assert_eq!(patch["status"]["conditions"][0]["status"], json!("True"));
-    let Action::PatchServiceStatus { patch, .. } = &plan.actions[2] else {
+    let Action::PatchServiceStatus { patch, .. } = &plan.actions[3] else {
         unreachable!()
     };
     assert_eq!(
