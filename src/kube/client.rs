@@ -320,10 +320,6 @@ impl Client {
                 ("fieldSelector", params.field_selector.clone()),
                 ("continue", token.take()),
             ];
-            let query: Vec<_> = query
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v?)))
-                .collect();
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
             let meta = self.read_page(resp, path, item)?;
@@ -390,10 +386,10 @@ impl Client {
         let url_path = with_query(
             path,
             &[
-                ("watch", "1".to_string()),
-                ("allowWatchBookmarks", "true".to_string()),
-                ("resourceVersion", resource_version.to_string()),
-                ("timeoutSeconds", timeout_seconds.to_string()),
+                ("watch", Some("1".to_string())),
+                ("allowWatchBookmarks", Some("true".to_string())),
+                ("resourceVersion", Some(resource_version.to_string())),
+                ("timeoutSeconds", Some(timeout_seconds.to_string())),
             ],
         );
         let resp = self.send("watch", Method::GET, &url_path, None, Call::Watch)?;
@@ -615,10 +611,11 @@ fn bad_request(url: &str, e: http::Error) -> Error {
     }
 }
 
-/// `path?k=v&…`, values percent-encoded (selectors carry `=`, `!`, `,`, spaces and parentheses).
-fn with_query(path: &str, query: &[(&str, String)]) -> String {
+/// `path?k=v&…` for the parameters with a value, values percent-encoded (selectors carry `=`, `!`,
+/// `,`, spaces and parentheses).
+fn with_query(path: &str, query: &[(&str, Option<String>)]) -> String {
     let mut out = path.to_string();
-    for (k, v) in query {
+    for (k, v) in query.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))) {
         let sep = if out.contains('?') { '&' } else { '?' };
         out = format!("{out}{sep}{k}=");
         for b in v.bytes() {

@@ -61,10 +61,13 @@ fn resource_paths_for_core_groups_namespaces_and_subresources() {
 #[test]
 fn query_values_are_percent_encoded() {
     assert_eq!(
-        with_query("/p", &[("labelSelector", "app=web,tier!=db".into())]),
+        with_query("/p", &[("labelSelector", Some("app=web,tier!=db".into()))]),
         "/p?labelSelector=app%3Dweb%2Ctier%21%3Ddb"
     );
-    assert_eq!(with_query("/p?a=1", &[("b", "2".into())]), "/p?a=1&b=2");
+    assert_eq!(
+        with_query("/p?a=1", &[("b", Some("2".into()))]),
+        "/p?a=1&b=2"
+    );
 }
 
 #[test]
