@@ -275,18 +275,11 @@ impl Client {
         self.decode(resp, "GET", path)
     }
 
-    /// LIST every page, following `continue`. A 410 on a continue token is returned as is: the caller
-    /// relists from scratch (the token's inconsistent resume is never used).
-    pub fn list<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        params: &ListParams,
-    ) -> Result<ObjectList<T>, Error> {
-        self.list_with(path, params, |text| serde_json::from_str(text))
-    }
-
-    /// [`Client::list`], each item decoded by `decode` (the watch runner's type-erased objects).
-    pub fn list_with<T>(
+    /// LIST every page, following `continue`, each item decoded by `decode` (`|t|
+    /// serde_json::from_str(t)`, or the watch runner's type-erased objects). A 410 on a continue
+    /// token is returned as is: the caller relists from scratch (the token's inconsistent resume is
+    /// never used).
+    pub fn list<T>(
         &self,
         path: &str,
         params: &ListParams,

@@ -138,7 +138,7 @@ fn run(
                 if listed {
                     WatchStats::bump(&stats.relists);
                 }
-                match client.list_with(&path, &params, decode) {
+                match client.list(&path, &params, decode) {
                     Ok(list) => {
                         (listed, after_list) = (true, true);
                         Input::Listed(list)
