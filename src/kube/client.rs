@@ -12,7 +12,6 @@ use std::io::Read;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rustls_pki_types::ServerName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ureq::http::{self, Method, Response};
@@ -25,7 +24,7 @@ use super::list_page::Meta;
 use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
-use super::{ApiStatus, Error, tls};
+use super::{ApiStatus, Error};
 
 /// Largest body we read for a successful answer (a LIST page of 500 big objects fits easily).
 pub const MAX_BODY: u64 = 64 << 20;
@@ -192,8 +191,6 @@ struct Inner {
     opts: ClientOptions,
     credentials: Credentials,
     tls: TlsSettings,
-    /// None for `http://` servers.
-    name: Option<ServerName<'static>>,
     /// Built by `Client::new`; None only inside it.
     agent: RwLock<Option<AgentState>>,
     stats: Arc<ClientStats>,
@@ -227,25 +224,21 @@ enum Call {
 impl Client {
     pub fn new(config: &ClusterConfig, opts: ClientOptions) -> Result<Client, Error> {
         let server = config.server.trim_end_matches('/').to_string();
-        let name = if server.starts_with("https://") {
-            Some(tls::server_name(&server, &config.tls)?)
-        } else if server.starts_with("http://") {
+        if server.starts_with("http://") {
             log::warn!(
                 "API server {server} is plain http: requests and credentials are not encrypted"
             );
-            None
-        } else {
+        } else if !server.starts_with("https://") {
             return Err(Error::Config {
                 what: format!("server {server:?}: must start with https:// (or http://)"),
             });
-        };
+        }
         let client = Client {
             inner: Arc::new(Inner {
                 server,
                 opts,
                 credentials: Credentials::new(config),
                 tls: config.tls.clone(),
-                name,
                 agent: RwLock::new(None),
                 stats: Arc::new(ClientStats::default()),
             }),
@@ -483,7 +476,6 @@ impl Client {
         let agent = build_agent(
             &inner.server,
             &inner.tls,
-            inner.name.as_ref(),
             identity.as_ref(),
             CONNECT_TIMEOUT,
             inner.opts.request_timeout,
