@@ -272,15 +272,15 @@ struct Context {
 
 /// The document as the structs above read it: a number is its text (`name: 42`, as the YAML
 /// reader resolved it), and a null or "" value in a mapping is no value at all.
-fn normalize(v: Value) -> Value {
+fn normalize(v: &mut Value) {
     match v {
-        Value::Number(n) => Value::String(n.to_string()),
-        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        Value::Number(n) => *v = Value::String(n.to_string()),
+        Value::Array(items) => items.iter_mut().for_each(normalize),
         Value::Object(m) => {
-            let m = m.into_iter().map(|(k, v)| (k, normalize(v)));
-            Value::Object(m.filter(|(_, v)| !v.is_null() && v != "").collect())
+            m.retain(|_, v| !v.is_null() && v != "");
+            m.values_mut().for_each(normalize);
         }
-        v => v,
+        _ => {}
     }
 }
 
@@ -402,7 +402,7 @@ fn parse_kubeconfig(path: &Path, bytes: &[u8], into: &mut Kubeconfig) -> Result<
     let what = format!("kubeconfig {}", path.display());
     let bad = |detail: &str| config_err(format!("{what}: {detail}"));
     let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text"))?;
-    let doc = yaml::parse(text).map_err(|e| bad(&e.to_string()))?;
+    let mut doc = yaml::parse(text).map_err(|e| bad(&e.to_string()))?;
     match &doc {
         Value::Object(_) => {}
         Value::Null => return Err(bad("the file is empty")),
@@ -412,7 +412,8 @@ fn parse_kubeconfig(path: &Path, bytes: &[u8], into: &mut Kubeconfig) -> Result<
             ));
         }
     }
-    let doc: FileDoc = typed(normalize(doc), &what)?;
+    normalize(&mut doc);
+    let doc: FileDoc = typed(doc, &what)?;
     if let Some(kind) = doc.kind.filter(|k| k != "Config") {
         return Err(bad(&format!("kind is {kind:?}, not \"Config\"")));
     }
