@@ -485,8 +485,7 @@ fn names<T>(list: &[Entry<T>]) -> String {
 }
 
 fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<ClusterConfig, Error> {
-    let current = k.current_context.clone();
-    let Some(ctx_name) = context.map(str::to_string).or(current) else {
+    let Some(ctx_name) = context.or(k.current_context.as_deref()) else {
         return Err(config_err(format!(
             "kubeconfig {all_files}: no current-context; pass --context (contexts: {})",
             names(&k.contexts)
@@ -515,7 +514,7 @@ fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<Clus
         auth,
         namespace: ctx.body.namespace.clone(),
         origin: format!("kubeconfig {}", ctx.file.display()),
-        context_name: ctx_name,
+        context_name: ctx_name.to_string(),
         cluster_name,
         user_name,
     })
@@ -574,7 +573,8 @@ fn check_server(what: &str, server: &str) -> Result<String, Error> {
 fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, Error> {
     let what = &e.what;
     let u = &e.body;
-    if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
+    // A null auth-provider was dropped by `normalize`.
+    if let Some(provider) = &u.auth_provider {
         let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
         return Err(e.err(&format!(
             "auth-provider {name:?} is not supported; use an exec credential plugin \
