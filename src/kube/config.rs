@@ -492,7 +492,7 @@ fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<Clus
         )));
     };
     let missing = format!("kubeconfig {all_files}: context {ctx_name:?} not found");
-    let ctx = find(&k.contexts, "contexts", &ctx_name, missing)?;
+    let ctx = find(&k.contexts, "contexts", ctx_name, missing)?;
     let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
         return Err(ctx.err("context names no cluster"));
