@@ -117,7 +117,9 @@ impl Cluster {
     fn ready_count(&self) -> usize {
         let path = format!("/api/v1/namespaces/{}/services", self.ns);
         self.client
-            .list::<Value>(&path, &ListParams::default())
+            .list(&path, &ListParams::default(), |t| {
+                serde_json::from_str::<Value>(t)
+            })
             .map(|l| l.items.iter().filter(|s| World::has_ingress(s)).count())
             .unwrap_or(0)
     }
@@ -181,7 +183,9 @@ impl Cluster {
         let svcs = format!("/api/v1/namespaces/{}/services", self.ns);
         let names = |path: &str| -> Vec<String> {
             self.client
-                .list::<Value>(path, &ListParams::default())
+                .list(path, &ListParams::default(), |t| {
+                    serde_json::from_str::<Value>(t)
+                })
                 .map(|l| {
                     l.items
                         .iter()
@@ -456,7 +460,9 @@ fn preflight(client: &Client) -> Result<(), String> {
             format!("the paperlb CRDs are not installed ({e}): kubectl apply -f manifests/crds/")
         })?;
     let all = client
-        .list::<Value>("/api/v1/services", &ListParams::default())
+        .list("/api/v1/services", &ListParams::default(), |t| {
+            serde_json::from_str::<Value>(t)
+        })
         .map_err(|e| format!("list Services: {e}"))?;
     let taken: Vec<String> = all
         .items

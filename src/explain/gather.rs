@@ -66,7 +66,9 @@ pub fn list<T: DeserializeOwned>(
     ns: Option<&str>,
     params: &ListParams,
 ) -> Result<Vec<T>, ReadError> {
-    match client.list::<T>(&res.path(ns, None, None), params) {
+    match client.list(&res.path(ns, None, None), params, |t| {
+        serde_json::from_str::<T>(t)
+    }) {
         Ok(l) => Ok(l.items),
         Err(e) if e.is_not_found() => Ok(Vec::new()),
         Err(e) => {

@@ -12,7 +12,6 @@ use std::io::Read;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rustls_pki_types::ServerName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ureq::http::{self, Method, Response};
@@ -25,7 +24,7 @@ use super::list_page::Meta;
 use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
-use super::{ApiStatus, Error, tls};
+use super::{ApiStatus, Error};
 
 /// Largest body we read for a successful answer (a LIST page of 500 big objects fits easily).
 pub const MAX_BODY: u64 = 64 << 20;
@@ -192,8 +191,6 @@ struct Inner {
     opts: ClientOptions,
     credentials: Credentials,
     tls: TlsSettings,
-    /// None for `http://` servers.
-    name: Option<ServerName<'static>>,
     /// Built by `Client::new`; None only inside it.
     agent: RwLock<Option<AgentState>>,
     stats: Arc<ClientStats>,
@@ -227,25 +224,21 @@ enum Call {
 impl Client {
     pub fn new(config: &ClusterConfig, opts: ClientOptions) -> Result<Client, Error> {
         let server = config.server.trim_end_matches('/').to_string();
-        let name = if server.starts_with("https://") {
-            Some(tls::server_name(&server, &config.tls)?)
-        } else if server.starts_with("http://") {
+        if server.starts_with("http://") {
             log::warn!(
                 "API server {server} is plain http: requests and credentials are not encrypted"
             );
-            None
-        } else {
+        } else if !server.starts_with("https://") {
             return Err(Error::Config {
                 what: format!("server {server:?}: must start with https:// (or http://)"),
             });
-        };
+        }
         let client = Client {
             inner: Arc::new(Inner {
                 server,
                 opts,
                 credentials: Credentials::new(config),
                 tls: config.tls.clone(),
-                name,
                 agent: RwLock::new(None),
                 stats: Arc::new(ClientStats::default()),
             }),
@@ -275,18 +268,11 @@ impl Client {
         self.decode(resp, "GET", path)
     }
 
-    /// LIST every page, following `continue`. A 410 on a continue token is returned as is: the caller
-    /// relists from scratch (the token's inconsistent resume is never used).
-    pub fn list<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        params: &ListParams,
-    ) -> Result<ObjectList<T>, Error> {
-        self.list_with(path, params, |text| serde_json::from_str(text))
-    }
-
-    /// [`Client::list`], each item decoded by `decode` (the watch runner's type-erased objects).
-    pub fn list_with<T>(
+    /// LIST every page, following `continue`, each item decoded by `decode` (`|t|
+    /// serde_json::from_str(t)`, or the watch runner's type-erased objects). A 410 on a continue
+    /// token is returned as is: the caller relists from scratch (the token's inconsistent resume is
+    /// never used).
+    pub fn list<T>(
         &self,
         path: &str,
         params: &ListParams,
@@ -320,10 +306,6 @@ impl Client {
                 ("fieldSelector", params.field_selector.clone()),
                 ("continue", token.take()),
             ];
-            let query: Vec<_> = query
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v?)))
-                .collect();
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
             let meta = self.read_page(resp, path, item)?;
@@ -390,10 +372,10 @@ impl Client {
         let url_path = with_query(
             path,
             &[
-                ("watch", "1".to_string()),
-                ("allowWatchBookmarks", "true".to_string()),
-                ("resourceVersion", resource_version.to_string()),
-                ("timeoutSeconds", timeout_seconds.to_string()),
+                ("watch", Some("1".to_string())),
+                ("allowWatchBookmarks", Some("true".to_string())),
+                ("resourceVersion", Some(resource_version.to_string())),
+                ("timeoutSeconds", Some(timeout_seconds.to_string())),
             ],
         );
         let resp = self.send("watch", Method::GET, &url_path, None, Call::Watch)?;
@@ -494,7 +476,6 @@ impl Client {
         let agent = build_agent(
             &inner.server,
             &inner.tls,
-            inner.name.as_ref(),
             identity.as_ref(),
             CONNECT_TIMEOUT,
             inner.opts.request_timeout,
@@ -615,10 +596,11 @@ fn bad_request(url: &str, e: http::Error) -> Error {
     }
 }
 
-/// `path?k=v&…`, values percent-encoded (selectors carry `=`, `!`, `,`, spaces and parentheses).
-fn with_query(path: &str, query: &[(&str, String)]) -> String {
+/// `path?k=v&…` for the parameters with a value, values percent-encoded (selectors carry `=`, `!`,
+/// `,`, spaces and parentheses).
+fn with_query(path: &str, query: &[(&str, Option<String>)]) -> String {
     let mut out = path.to_string();
-    for (k, v) in query {
+    for (k, v) in query.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))) {
         let sep = if out.contains('?') { '&' } else { '?' };
         out = format!("{out}{sep}{k}=");
         for b in v.bytes() {

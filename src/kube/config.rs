@@ -194,13 +194,13 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
 // ---------------------------------------------------------------------------------------------------
 // kubeconfig files
 
-/// A kubeconfig file as written; unknown fields are ignored. Entries are typed one by one, so an
-/// error names the list, the index and the entry's name.
+/// A kubeconfig file as written (after [`normalize`]); unknown fields are ignored. Entries are typed
+/// one by one, so an error names the list, the index and the entry's name.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "kebab-case")]
 struct FileDoc {
-    kind: Text,
-    current_context: Text,
+    kind: Option<String>,
+    current_context: Option<String>,
     #[serde(deserialize_with = "list")]
     clusters: Vec<Value>,
     #[serde(deserialize_with = "list")]
@@ -213,28 +213,28 @@ struct FileDoc {
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "kebab-case")]
 struct Cluster {
-    server: Text,
-    proxy_url: Text,
+    server: Option<String>,
+    proxy_url: Option<String>,
     #[serde(deserialize_with = "flag")]
     insecure_skip_tls_verify: bool,
-    certificate_authority_data: Text,
-    certificate_authority: Text,
-    tls_server_name: Text,
+    certificate_authority_data: Option<String>,
+    certificate_authority: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 /// `users[].user`.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "kebab-case")]
 struct User {
-    client_certificate_data: Text,
-    client_certificate: Text,
-    client_key_data: Text,
-    client_key: Text,
-    token: Text,
+    client_certificate_data: Option<String>,
+    client_certificate: Option<String>,
+    client_key_data: Option<String>,
+    client_key: Option<String>,
+    token: Option<String>,
     #[serde(rename = "tokenFile")]
-    token_file: Text,
-    username: Text,
-    password: Text,
+    token_file: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
     /// Only its name is read: the rest holds secrets and is never parsed.
     auth_provider: Option<Value>,
     exec: Option<Exec>,
@@ -244,83 +244,48 @@ struct User {
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase", expecting = "a mapping")]
 struct Exec {
-    api_version: Text,
-    command: Text,
-    #[serde(deserialize_with = "texts")]
+    api_version: Option<String>,
+    command: Option<String>,
     args: Vec<String>,
     env: Option<Vec<EnvVar>>,
     #[serde(deserialize_with = "flag")]
     provide_cluster_info: bool,
-    install_hint: Text,
-    interactive_mode: Text,
+    install_hint: Option<String>,
+    interactive_mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default, expecting = "a mapping with name and value")]
 struct EnvVar {
-    name: Text,
-    value: Text,
+    name: Option<String>,
+    value: Option<String>,
 }
 
 /// `contexts[].context`.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Context {
-    cluster: Text,
-    user: Text,
-    namespace: Text,
+    cluster: Option<String>,
+    user: Option<String>,
+    namespace: Option<String>,
 }
 
-/// A scalar's text: null and "" are None; integers and booleans keep their text (the YAML reader
-/// resolved them; a string field like `name: 42` means the text). Never quotes the value.
-fn scalar_text(v: Value) -> Result<Option<String>, &'static str> {
-    let s = match v {
-        Value::Null => return Ok(None),
-        Value::String(s) => s,
-        v @ (Value::Number(_) | Value::Bool(_)) => v.to_string(),
-        _ => return Err("expected a string"),
-    };
-    Ok(Some(s).filter(|s| !s.is_empty()))
-}
-
-/// A string field, through [`scalar_text`].
-#[derive(Default)]
-struct Text(Option<String>);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
-        scalar_text(Value::deserialize(d)?)
-            .map(Text)
-            .map_err(de::Error::custom)
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = Option<String>;
-    fn deref(&self) -> &Option<String> {
-        &self.0
-    }
-}
-
-fn texts<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let bad = || de::Error::custom("expected a list of strings");
-    match Value::deserialize(d)? {
-        Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items
-            .into_iter()
-            .map(|v| {
-                scalar_text(v)
-                    .map(Option::unwrap_or_default)
-                    .map_err(|_| bad())
-            })
-            .collect(),
-        _ => Err(bad()),
+/// The document as the structs above read it: a number is its text (`name: 42`, as the YAML
+/// reader resolved it), and a null or "" value in a mapping is no value at all.
+fn normalize(v: &mut Value) {
+    match v {
+        Value::Number(n) => *v = Value::String(n.to_string()),
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null() && v != "");
+            m.values_mut().for_each(normalize);
+        }
+        _ => {}
     }
 }
 
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Value::deserialize(d)? {
-        Value::Null => Ok(false),
         Value::Bool(b) => Ok(b),
         _ => Err(de::Error::custom("expected true or false")),
     }
@@ -328,7 +293,6 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
     match Value::deserialize(d)? {
-        Value::Null => Ok(Vec::new()),
         Value::Array(items) => Ok(items),
         _ => Err(de::Error::custom("expected a list")),
     }
@@ -438,7 +402,7 @@ fn parse_kubeconfig(path: &Path, bytes: &[u8], into: &mut Kubeconfig) -> Result<
     let what = format!("kubeconfig {}", path.display());
     let bad = |detail: &str| config_err(format!("{what}: {detail}"));
     let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text"))?;
-    let doc = yaml::parse(text).map_err(|e| bad(&e.to_string()))?;
+    let mut doc = yaml::parse(text).map_err(|e| bad(&e.to_string()))?;
     match &doc {
         Value::Object(_) => {}
         Value::Null => return Err(bad("the file is empty")),
@@ -448,14 +412,15 @@ fn parse_kubeconfig(path: &Path, bytes: &[u8], into: &mut Kubeconfig) -> Result<
             ));
         }
     }
+    normalize(&mut doc);
     let doc: FileDoc = typed(doc, &what)?;
-    if let Some(kind) = doc.kind.0.filter(|k| k != "Config") {
+    if let Some(kind) = doc.kind.filter(|k| k != "Config") {
         return Err(bad(&format!("kind is {kind:?}, not \"Config\"")));
     }
     merge(&mut into.clusters, doc.clusters, "cluster", path, &what)?;
     merge(&mut into.users, doc.users, "user", path, &what)?;
     merge(&mut into.contexts, doc.contexts, "context", path, &what)?;
-    into.current_context = into.current_context.take().or(doc.current_context.0);
+    into.current_context = into.current_context.take().or(doc.current_context);
     Ok(())
 }
 
@@ -475,10 +440,10 @@ fn merge<T: DeserializeOwned + Default>(
                 "{here}: expected a mapping with name and {body}"
             )));
         };
-        let name = scalar_text(item.remove("name").unwrap_or_default())
-            .map_err(|e| config_err(format!("{here}: name: {e}")))?;
-        let Some(name) = name else {
-            return Err(config_err(format!("{here}: missing name")));
+        let name = match item.remove("name") {
+            Some(Value::String(name)) => name,
+            None => return Err(config_err(format!("{here}: missing name"))),
+            Some(_) => return Err(config_err(format!("{here}: name: expected a string"))),
         };
         let here = format!("{here} {name:?}");
         let body = match item.remove(body).unwrap_or_default() {
@@ -520,15 +485,14 @@ fn names<T>(list: &[Entry<T>]) -> String {
 }
 
 fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<ClusterConfig, Error> {
-    let current = k.current_context.clone();
-    let Some(ctx_name) = context.map(str::to_string).or(current) else {
+    let Some(ctx_name) = context.or(k.current_context.as_deref()) else {
         return Err(config_err(format!(
             "kubeconfig {all_files}: no current-context; pass --context (contexts: {})",
             names(&k.contexts)
         )));
     };
     let missing = format!("kubeconfig {all_files}: context {ctx_name:?} not found");
-    let ctx = find(&k.contexts, "contexts", &ctx_name, missing)?;
+    let ctx = find(&k.contexts, "contexts", ctx_name, missing)?;
     let ctx_what = &ctx.what;
     let Some(cluster_name) = ctx.body.cluster.clone() else {
         return Err(ctx.err("context names no cluster"));
@@ -550,7 +514,7 @@ fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<Clus
         auth,
         namespace: ctx.body.namespace.clone(),
         origin: format!("kubeconfig {}", ctx.file.display()),
-        context_name: ctx_name,
+        context_name: ctx_name.to_string(),
         cluster_name,
         user_name,
     })
@@ -559,7 +523,7 @@ fn select(k: &Kubeconfig, all_files: &str, context: Option<&str>) -> Result<Clus
 fn cluster_settings(e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> {
     let what = &e.what;
     let c = &e.body;
-    let Some(server) = &c.server.0 else {
+    let Some(server) = &c.server else {
         return Err(e.err("server is missing"));
     };
     let server = check_server(what, server)?;
@@ -609,7 +573,8 @@ fn check_server(what: &str, server: &str) -> Result<String, Error> {
 fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, Error> {
     let what = &e.what;
     let u = &e.body;
-    if let Some(provider) = u.auth_provider.as_ref().filter(|v| !v.is_null()) {
+    // A null auth-provider was dropped by `normalize`.
+    if let Some(provider) = &u.auth_provider {
         let name = provider.get("name").and_then(Value::as_str).unwrap_or("");
         return Err(e.err(&format!(
             "auth-provider {name:?} is not supported; use an exec credential plugin \
@@ -647,7 +612,7 @@ fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, E
         return Ok(AuthSource::Exec(exec_settings(e, exec)?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
-    if let Some(p) = &u.token_file.0 {
+    if let Some(p) = &u.token_file {
         let path = e.resolve(p);
         read_token_file(&format!("{what}: tokenFile"), &path)?;
         return Ok(AuthSource::TokenFile(path));
@@ -1051,6 +1016,8 @@ mod tests {
             (format!("{GOOD}    exec: hunter2\n"), "exec: expected a mapping"),
             (format!("{GOOD}    exec:\n      env: [hunter2]\n"), "exec: expected a mapping with name and value"),
             (format!("{GOOD}    tokenFile: /nonexistent/token\n"), "tokenFile /nonexistent/token"),
+            // A boolean is not text (client-go refuses it too); a number is (see numbers_are_text_…).
+            (format!("{GOOD}    token: true\n"), "users[0] \"u\": token: expected a string"),
             (format!("{GOOD}    token: abc\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: x\n"), "keep only one"),
             (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n"), "apiVersion \"client.authentication.k8s.io/v1alpha1\" is not supported"),
             (format!("{GOOD}    exec:\n      apiVersion: client.authentication.k8s.io/v1\n"), "command is missing"),
@@ -1070,6 +1037,23 @@ mod tests {
         }
         let missing = load_file(Path::new("/nonexistent/kubeconfig"), None);
         assert!(err_text(missing).contains("/nonexistent/kubeconfig"));
+    }
+
+    #[test]
+    fn numbers_are_text_and_empty_or_null_values_are_absent() {
+        let text = GOOD
+            .replace("- name: c\n", "- name: 42\n")
+            .replace("cluster: c\n", "cluster: 42\n    namespace: ''\n")
+            .replace(
+                "https://h:6443\n",
+                "https://h:6443\n    tls-server-name: ~\n",
+            );
+        let c = load_text(&format!("{text}    token: 0777\n")).unwrap();
+        assert_eq!(c.cluster_name, "42");
+        assert_eq!((c.namespace, c.tls.server_name), (None, None));
+        assert!(matches!(&c.auth, AuthSource::Token(t) if t == "0777"));
+        let c = load_text(&format!("{text}    token: 7\n")).unwrap();
+        assert!(matches!(&c.auth, AuthSource::Token(t) if t == "7"));
     }
 
     /// A hand-edited kubeconfig as docs write one: the context as a flow mapping.

@@ -91,14 +91,9 @@ pub fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err(format!("TLS versions: {e}")))?;
 
+    // `config` refuses a certificate authority together with insecure-skip-tls-verify, as client-go
+    // does, so `insecure` comes alone.
     let builder = if settings.insecure {
-        if settings.ca_pem.is_some() {
-            // client-go refuses this combination; accepting it would hide which one the user meant.
-            return Err(tls_err(
-                "both a certificate authority and insecure-skip-tls-verify are set; choose one"
-                    .into(),
-            ));
-        }
         static WARNED: Once = Once::new();
         WARNED.call_once(|| {
             log::warn!(
@@ -355,16 +350,6 @@ mod tests {
     fn missing_ca_without_insecure_is_an_error_naming_the_server() {
         let e = client_config("https://10.0.0.1:6443", &TlsSettings::default(), None).unwrap_err();
         assert!(matches!(&e, Error::Tls { server, .. } if server == "https://10.0.0.1:6443"));
-    }
-
-    #[test]
-    fn ca_with_insecure_is_refused() {
-        let s = TlsSettings {
-            ca_pem: Some(b"x".to_vec()),
-            insecure: true,
-            ..Default::default()
-        };
-        assert!(client_config("https://127.0.0.1:1", &s, None).is_err());
     }
 
     #[test]

@@ -84,20 +84,22 @@ pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error
     Error::Connect { server, detail }
 }
 
+/// The agent for `server`: TLS (verified against `tls::server_name`) for `https://`, none for
+/// `http://`.
 pub(crate) fn build_agent(
     server: &str,
     settings: &TlsSettings,
-    name: Option<&ServerName<'static>>,
     exec_identity: Option<&CertAndKey>,
     connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Agent, Error> {
-    let tls = match name {
-        Some(name) => Some(TlsConnector {
+    let tls = if server.starts_with("https://") {
+        Some(TlsConnector {
+            name: tls::server_name(server, settings)?,
             config: tls::client_config(server, settings, exec_identity)?,
-            name: name.clone(),
-        }),
-        None => None,
+        })
+    } else {
+        None
     };
     let socket_buffer = if tls.is_some() {
         SOCKET_BUFFER

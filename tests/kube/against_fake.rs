@@ -485,7 +485,11 @@ fn watcher_view_equals_server_after_churn_with_dropped_streams() {
         "a 410 after compaction made it relist: {lists} lists"
     );
     // Also the LIST path agrees.
-    let listed = client.list::<Value>(&path, &ListParams::default()).unwrap();
+    let listed = client
+        .list(&path, &ListParams::default(), |t| {
+            serde_json::from_str::<Value>(t)
+        })
+        .unwrap();
     assert_eq!(listed.items.len(), server.len());
     let end = Instant::now() + Duration::from_secs(10);
     while !handle.is_finished() && Instant::now() < end {

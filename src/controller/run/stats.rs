@@ -6,6 +6,7 @@
 //! the operator chose (config names), so series stay bounded.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -137,25 +138,25 @@ impl Stats {
             "paperlb_watch_relists_total",
             "LISTs after the first (410 Gone, or retries of a failed relist), by resource.",
             &["resource"],
-            per_watch(WatchStats::relists),
+            per_watch(|w| w.relists.load(Relaxed)),
         );
         r.counter_fn(
             "paperlb_watch_restarts_total",
             "Watches resumed from a resourceVersion (stream ended, stalled or failed), by resource.",
             &["resource"],
-            per_watch(WatchStats::restarts),
+            per_watch(|w| w.restarts.load(Relaxed)),
         );
         r.counter_fn(
             "paperlb_watch_errors_total",
             "Failed lists and watches, broken or stalled streams and ERROR events, by resource.",
             &["resource"],
-            per_watch(WatchStats::errors),
+            per_watch(|w| w.errors.load(Relaxed)),
         );
         r.counter_fn(
             "paperlb_watch_events_total",
             "Watch events received (bookmarks included), by resource.",
             &["resource"],
-            per_watch(WatchStats::events),
+            per_watch(|w| w.events.load(Relaxed)),
         );
         r.counter_fn(
             "paperlb_api_requests_total",

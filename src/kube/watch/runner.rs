@@ -22,38 +22,23 @@ use crate::kube::transport::cancel_reads_on;
 const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// What one watcher has done, counted by its thread and read by whoever holds the `Arc` (the
-/// controller's `/metrics`). Counts only go up.
+/// controller's `/metrics`, with `load(Relaxed)`). Counts only go up.
 #[derive(Debug, Default)]
 pub struct WatchStats {
-    relists: AtomicU64,
-    restarts: AtomicU64,
-    errors: AtomicU64,
-    events: AtomicU64,
-}
-
-impl WatchStats {
     /// LIST requests after the first successful one: 410 Gone relists, and retries of a failed
     /// relist.
-    pub fn relists(&self) -> u64 {
-        self.relists.load(Ordering::Relaxed)
-    }
+    pub relists: AtomicU64,
     /// WATCH requests that resume from a resourceVersion (the stream ended, stalled or failed), as
     /// opposed to the first watch after each LIST.
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
-    }
+    pub restarts: AtomicU64,
     /// Failed LISTs, failed WATCH requests, broken or stalled streams, and in-stream ERROR events.
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
+    pub errors: AtomicU64,
     /// Events read off watch streams, bookmarks included, ERROR events not.
-    pub fn events(&self) -> u64 {
-        self.events.load(Ordering::Relaxed)
-    }
+    pub events: AtomicU64,
+}
 
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Start the watcher thread for `path` (a collection path, optionally with `?labelSelector=…`),
@@ -136,9 +121,9 @@ fn run(
         let input = match step.action {
             Action::List => {
                 if listed {
-                    WatchStats::bump(&stats.relists);
+                    bump(&stats.relists);
                 }
-                match client.list_with(&path, &params, decode) {
+                match client.list(&path, &params, decode) {
                     Ok(list) => {
                         (listed, after_list) = (true, true);
                         Input::Listed(list)
@@ -151,7 +136,7 @@ fn run(
                 timeout_seconds,
             } => {
                 if !std::mem::take(&mut after_list) {
-                    WatchStats::bump(&stats.restarts);
+                    bump(&stats.restarts);
                 }
                 match client.watch(&path, resource_version, timeout_seconds) {
                     Ok(s) => {
@@ -180,10 +165,8 @@ fn run(
             break;
         }
         match &input {
-            Input::Failed(_) | Input::Event(WatchEvent::Error(_)) => {
-                WatchStats::bump(&stats.errors)
-            }
-            Input::Event(_) => WatchStats::bump(&stats.events),
+            Input::Failed(_) | Input::Event(WatchEvent::Error(_)) => bump(&stats.errors),
+            Input::Event(_) => bump(&stats.events),
             _ => {}
         }
         step = machine.step(input, Instant::now());
@@ -317,10 +300,10 @@ mod tests {
         );
         // Four changes and a bookmark read; the second watch resumed without a relist.
         let counts = (
-            stats.relists(),
-            stats.restarts(),
-            stats.errors(),
-            stats.events(),
+            stats.relists.load(Ordering::Relaxed),
+            stats.restarts.load(Ordering::Relaxed),
+            stats.errors.load(Ordering::Relaxed),
+            stats.events.load(Ordering::Relaxed),
         );
         assert_eq!(counts, (0, 1, 0, 5));
         shutdown.store(true, Ordering::SeqCst);
@@ -373,10 +356,10 @@ mod tests {
         });
         // The in-stream 410 is an error, not an event; the watch after the relist is no restart.
         let counts = (
-            stats.relists(),
-            stats.restarts(),
-            stats.errors(),
-            stats.events(),
+            stats.relists.load(Ordering::Relaxed),
+            stats.restarts.load(Ordering::Relaxed),
+            stats.errors.load(Ordering::Relaxed),
+            stats.events.load(Ordering::Relaxed),
         );
         assert_eq!(counts, (1, 0, 1, 0));
         shutdown.store(true, Ordering::SeqCst);
@@ -430,12 +413,15 @@ mod tests {
             "resumed from the list's resourceVersion: {rvs:?}"
         );
         assert!(rx.try_recv().is_err(), "no relist snapshot");
-        assert_eq!(stats.relists(), 0);
-        assert_eq!(stats.events(), 0);
+        assert_eq!(stats.relists.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.events.load(Ordering::Relaxed), 0);
         // Each stall that ended (at least two) is one error and one restart.
-        assert!(stats.restarts() >= 2, "{stats:?}");
-        assert!(stats.errors() >= 2, "{stats:?}");
-        assert!(stats.restarts() <= stats.errors() + 1, "{stats:?}");
+        assert!(stats.restarts.load(Ordering::Relaxed) >= 2, "{stats:?}");
+        assert!(stats.errors.load(Ordering::Relaxed) >= 2, "{stats:?}");
+        assert!(
+            stats.restarts.load(Ordering::Relaxed) <= stats.errors.load(Ordering::Relaxed) + 1,
+            "{stats:?}"
+        );
     }
 
     #[test]
