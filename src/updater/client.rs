@@ -88,7 +88,8 @@ pub struct ClientAuth {
 #[derive(Clone)]
 pub struct UpdaterClient {
     url: String,
-    auth: ClientAuth,
+    /// `ClientAuth::token`; its `tls` lives on in the agent's TLS configuration.
+    token: Option<String>,
     agent: Agent,
 }
 
@@ -129,7 +130,11 @@ impl UpdaterClient {
             .build();
         let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
         let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Ok(UpdaterClient { url, auth, agent })
+        Ok(UpdaterClient {
+            url,
+            token: auth.token,
+            agent,
+        })
     }
 
     /// `POST`: Ok once the updater has applied (and reloaded) the request. Sent as given: the
@@ -166,7 +171,7 @@ impl UpdaterClient {
     }
 
     fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.auth.token {
+        match &self.token {
             Some(t) => r.header("Authorization", format!("Bearer {t}")),
             None => r,
         }
@@ -179,7 +184,8 @@ impl UpdaterClient {
     /// which the controller's heap kept as RSS (bench/RESULTS.md, "Memory at 1k"). On an error the
     /// backends already handed over came from an answer that could not be read in full.
     pub fn list_each(&self, mut each: impl FnMut(ListedBackend)) -> Result<ListResponse, Error> {
-        let mut resp = self.get()?;
+        let get = self.authorized(self.agent.get(&self.url)).call();
+        let mut resp = self.answer(get, true)?;
         let body = resp
             .body_mut()
             .with_config()
@@ -217,11 +223,6 @@ impl UpdaterClient {
             // Read to the end, so the connection is kept for the next probe.
             r => r.map(|mut resp| drop(text_of(&mut resp, MAX_RESPONSE))),
         }
-    }
-
-    /// `GET` of the API path, answered with a success.
-    fn get(&self) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        self.answer(self.authorized(self.agent.get(&self.url)).call(), true)
     }
 
     /// The response when its status is a success; else the error it means, with its body
