@@ -103,13 +103,14 @@ impl UpdaterClient {
         timeouts: Timeouts,
     ) -> Result<UpdaterClient, Error> {
         let url = endpoint.to_string();
-        if let Some(t) = &auth.token {
+        let ClientAuth { token, tls } = auth;
+        if let Some(t) = &token {
             check_token(t)?;
         }
         let https = url
             .get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
-        let tls = client_tls(&url, &auth.tls, https)?;
+        let tls = client_tls(&url, &tls, https)?;
         let config = Agent::config_builder()
             .http_status_as_error(false)
             // An updater does not redirect; following one would send the token elsewhere.
@@ -130,11 +131,7 @@ impl UpdaterClient {
             .build();
         let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
         let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Ok(UpdaterClient {
-            url,
-            token: auth.token,
-            agent,
-        })
+        Ok(UpdaterClient { url, token, agent })
     }
 
     /// `POST`: Ok once the updater has applied (and reloaded) the request. Sent as given: the
