@@ -247,11 +247,10 @@ impl UpdaterClient {
     }
 
     fn transport(&self, e: ureq::Error) -> Error {
+        let url = self.url.clone();
         if let Some(detail) = crate::kube::transport::tls_refusal(&e) {
-            return Error::Tls {
-                url: self.url.clone(),
-                detail: detail.to_string(),
-            };
+            let detail = detail.to_string();
+            return Error::Tls { url, detail };
         }
         let detail = match e {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
@@ -260,10 +259,7 @@ impl UpdaterClient {
             ureq::Error::Other(e) => e.to_string(),
             other => other.to_string(),
         };
-        Error::Transport {
-            url: self.url.clone(),
-            detail,
-        }
+        Error::Transport { url, detail }
     }
 }
 
