@@ -432,10 +432,11 @@ pub fn host(h: &str) -> Result<Host, Error> {
 /// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and inner hyphens, 253 at most,
 /// and a last label that is not all digits (so `1.2.3` is not taken for a name).
 fn dns_name(h: &str) -> bool {
-    let last = h.rsplit('.').next().unwrap_or(h);
+    let labels: Vec<&str> = h.split('.').collect();
+    let numeric = |l: &&str| l.bytes().all(|b| b.is_ascii_digit());
     h.len() <= 253
-        && h.split('.').all(|l| dns_label(l, false))
-        && !last.bytes().all(|b| b.is_ascii_digit())
+        && labels.iter().all(|l| dns_label(l, false))
+        && !labels.last().is_some_and(numeric)
 }
 
 /// An RFC 1123 label: 1-63 letters (lowercase only with `lower`), digits and inner hyphens.
