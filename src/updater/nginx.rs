@@ -98,8 +98,11 @@ pub fn down_marks(content: &str) -> BTreeSet<usize> {
 /// Reads the request header back from a file's content.
 pub fn parse_header(content: &str) -> Result<LbRequest, Error> {
     let mut lines = content.lines();
-    let first = lines.next().and_then(|l| l.strip_prefix(HEADER));
-    let mut json = first.ok_or(Error::NoHeader)?.to_string();
+    let first = lines.next().unwrap_or("");
+    let mut json = first
+        .strip_prefix(HEADER)
+        .ok_or(Error::NoHeader)?
+        .to_string();
     for more in lines.map_while(|l| l.strip_prefix(HEADER_MORE)) {
         json.push_str(more);
     }
