@@ -527,10 +527,15 @@ mod tests {
             (404, "no such path".into()),
         ];
         let at = std::sync::atomic::AtomicUsize::new(0);
-        let s = Server::bind("127.0.0.1:0", Limits::default(), move |_: &Request| {
-            let (code, body) = &answers[at.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];
-            Response::new(*code, "application/json", body.as_bytes())
-        })
+        let s = Server::bind(
+            "127.0.0.1:0",
+            Limits::default(),
+            None,
+            move |_: &Request| {
+                let (code, body) = &answers[at.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];
+                Response::new(*code, "application/json", body.as_bytes())
+            },
+        )
         .unwrap();
         let url = format!("http://{}/api/v1/lb", s.local_addr());
         let c = UpdaterClient::new(&url, ClientAuth::default(), Timeouts::default()).unwrap();
