@@ -72,7 +72,7 @@ impl Updater {
         // What was posted, so the controller's drift checks see a converged host (as with
         // paperlb nginx-updater) and their GETs are not counted as calls.
         let held: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
-        let server = Server::bind(addr, Limits::default(), move |req: &Request| {
+        let server = Server::bind(addr, Limits::default(), None, move |req: &Request| {
             if req.method == "GET" && req.path == "/api/v1/lb" {
                 let all: Vec<Value> = held.lock().unwrap().values().cloned().collect();
                 return Response::json(200, &json!({"backends": all, "unreadable": []}));

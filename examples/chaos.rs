@@ -2261,6 +2261,7 @@ fn run_seed_inner(seed: u64, duration: Duration) -> Result<Outcome, String> {
     let healthz = paperlb::http::Server::bind(
         "0.0.0.0:0",
         paperlb::http::Limits::default(),
+        None,
         |_: &paperlb::http::Request| paperlb::http::Response::text(200, "ok\n"),
     )
     .map_err(|e| format!("health endpoint: {e}"))?;

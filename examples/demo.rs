@@ -392,9 +392,12 @@ fn start_nodes(node_port: u16) -> Result<Vec<Server>, String> {
     let mut servers = Vec::new();
     for (name, ip) in NODES {
         let body = format!("hello from {name}\n");
-        let app = Server::bind((ip, node_port), Limits::default(), move |_: &Request| {
-            Response::text(200, body.clone())
-        })
+        let app = Server::bind(
+            (ip, node_port),
+            Limits::default(),
+            None,
+            move |_: &Request| Response::text(200, body.clone()),
+        )
         .map_err(|e| format!("listening on {ip}:{node_port} for {name}: {e}"))?;
         servers.push(app);
         // Taken (another demo, a real kube-proxy): the check probes whatever answers there.

@@ -5,7 +5,7 @@
 //! answered before reading more), every read has a timeout and the whole request a deadline (408),
 //! malformed requests get 400, unsupported versions 505, chunked bodies 501, too many connections
 //! 503. Errors the server produces itself have a JSON body `{"err": "..."}`.
-//! With a rustls `ServerConfig` (`bind_tls`) every connection is TLS; the handshake counts against
+//! With a rustls `ServerConfig` (`bind`'s `tls`) every connection is TLS; the handshake counts against
 //! the same read timeout and request deadline as the request itself.
 //! Must not: know any route (the handler does) or keep a connection open after answering.
 
@@ -126,17 +126,8 @@ pub struct Server {
 type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 
 impl Server {
-    /// Binds and starts the accept thread (plain HTTP).
-    pub fn bind(
-        addr: impl ToSocketAddrs,
-        limits: Limits,
-        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
-    ) -> io::Result<Server> {
-        Server::bind_tls(addr, limits, None, handler)
-    }
-
     /// Binds and starts the accept thread; with `tls`, every connection speaks TLS.
-    pub fn bind_tls(
+    pub fn bind(
         addr: impl ToSocketAddrs,
         limits: Limits,
         tls: Option<Arc<ServerConfig>>,
@@ -506,7 +497,7 @@ mod tests {
     use super::*;
 
     fn server(limits: Limits) -> Server {
-        Server::bind("127.0.0.1:0", limits, |r: &Request| {
+        Server::bind("127.0.0.1:0", limits, None, |r: &Request| {
             Response::json(
                 200,
                 &serde_json::json!({"m": r.method, "p": r.path, "b": r.body.len(),
@@ -654,7 +645,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             ..Limits::default()
         };
-        let s = Server::bind_tls(
+        let s = Server::bind(
             "127.0.0.1:0",
             limits,
             Some(pki.server_config(&["127.0.0.1"], None)),
@@ -684,7 +675,7 @@ mod tests {
 
     #[test]
     fn a_panicking_handler_gets_500_and_the_server_keeps_serving() {
-        let s = Server::bind("127.0.0.1:0", Limits::default(), |r: &Request| {
+        let s = Server::bind("127.0.0.1:0", Limits::default(), None, |r: &Request| {
             if r.path == "/panic" {
                 panic!("boom");
             }

@@ -148,7 +148,7 @@ pub fn servicelb_daemonsets(items: &[Value], key: &Key, uid: &str) -> Vec<String
 /// controller's own check) from the Secrets `cfg` names, read here into the controller's own
 /// store. A host naming a Secret that could not be read gets that read's error (it is not called);
 /// the others are checked as usual. The credentials never go into the facts (only each host's
-/// problem does, [`Facts::secrets`]; `ClientAuth`'s `Debug` redacts the token).
+/// problem does, [`Facts::secrets`]; `ClientAuth` has no `Debug`).
 pub fn secrets(client: &Client, cfg: &ValidConfig) -> Vec<Read<Auth>> {
     let wanted = cfg.all_refs();
     let names: BTreeSet<&str> = wanted.iter().map(|r| r.name.as_str()).collect();

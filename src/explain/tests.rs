@@ -846,9 +846,12 @@ fn the_probe_reads_health_and_version_as_the_drift_check_does() {
                             {"host": "127.0.0.3", "port": 31000}]});
     let answer = std::sync::Arc::new(std::sync::Mutex::new(json!({})));
     let served = answer.clone();
-    let server = Server::bind("127.0.0.1:0", Limits::default(), move |_: &Request| {
-        Response::json(200, &*served.lock().unwrap())
-    })
+    let server = Server::bind(
+        "127.0.0.1:0",
+        Limits::default(),
+        None,
+        move |_: &Request| Response::json(200, &*served.lock().unwrap()),
+    )
     .unwrap();
     let host = LbHost::unnamed("127.0.0.10", &format!("http://{}", server.local_addr()));
     *answer.lock().unwrap() = json!({"version": "0.1.0", "backends": [good]});

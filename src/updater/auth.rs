@@ -102,13 +102,11 @@ impl TokenFile {
     }
 }
 
-/// The credentials of `Bearer <token>` (scheme case-insensitive, RFC 7235).
+/// The credentials of `Bearer <token>` (scheme case-insensitive, RFC 7235). Never empty: what
+/// follows the first space of the trimmed header ends with its last, non-blank character.
 fn bearer(h: &str) -> Option<&str> {
     let (scheme, rest) = h.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| rest.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 fn read_token(path: &Path) -> Result<String, Error> {
@@ -153,6 +151,8 @@ mod tests {
         assert_eq!(bearer("Basic abc"), None);
         assert_eq!(bearer("Bearer"), None);
         assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer(" Bearer \t  "), None);
+        assert_eq!(bearer("Bearer \t x "), Some("x"));
     }
 
     #[test]

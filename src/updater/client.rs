@@ -5,7 +5,7 @@
 //! of answers (64 KiB, 32 MiB for a list), and turning answers into `updater::Error` (`{"err"}`
 //! surfaced, HTML or garbage summarised in one line; 401/403 are `Unauthorized`, a GET answered
 //! 404/405 is `Unsupported`). Must not: retry (the controller's work queue decides when to try
-//! again), or put the token in an error, a log line or `Debug` output.
+//! again), or put the token in an error or a log line (nothing here that holds it has `Debug`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl Default for Timeouts {
 
 /// How an `https://` endpoint's certificate is verified. Ignored for `http://` endpoints, except
 /// that a `CaPem` must still parse (a garbage CA is an error wherever it is given).
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ClientTls {
     /// The system's CA bundle (the first of [`SYSTEM_CA_BUNDLES`] that exists).
     #[default]
@@ -69,17 +69,11 @@ pub enum ClientTls {
     InsecureSkipVerify,
 }
 
-impl fmt::Debug for ClientTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientTls::SystemRoots => f.write_str("SystemRoots"),
-            ClientTls::CaPem(p) => write!(f, "CaPem({} bytes)", p.len()),
-            ClientTls::InsecureSkipVerify => f.write_str("InsecureSkipVerify"),
-        }
-    }
-}
-
-/// Credentials and trust for one updater. `Default`: no token, system roots.
+/// Credentials and trust for one updater. `Default`: no token, system roots. No `Debug`: it holds
+/// the token (nor has `UpdaterClient`, which keeps it).
+/// ```compile_fail
+/// fn show(a: &paperlb::updater::client::ClientAuth) -> String { format!("{a:?}") }
+/// ```
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct ClientAuth {
     /// Sent as `Authorization: Bearer <token>` on every call.
@@ -87,21 +81,15 @@ pub struct ClientAuth {
     pub tls: ClientTls,
 }
 
-impl fmt::Debug for ClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientAuth")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("tls", &self.tls)
-            .finish()
-    }
-}
-
 /// A client for one updater endpoint (one LoadBalancerConfig's resolved `httpUpdaterURL`).
-/// `Debug` shows the token as `<redacted>` (see `ClientAuth`).
-#[derive(Clone, Debug)]
+/// ```compile_fail
+/// fn show(c: &paperlb::updater::client::UpdaterClient) -> String { format!("{c:?}") }
+/// ```
+#[derive(Clone)]
 pub struct UpdaterClient {
     url: String,
-    auth: ClientAuth,
+    /// `ClientAuth::token`; its `tls` lives on in the agent's TLS configuration.
+    token: Option<String>,
     agent: Agent,
 }
 
@@ -115,13 +103,14 @@ impl UpdaterClient {
         timeouts: Timeouts,
     ) -> Result<UpdaterClient, Error> {
         let url = endpoint.to_string();
-        if let Some(t) = &auth.token {
+        let ClientAuth { token, tls } = auth;
+        if let Some(t) = &token {
             check_token(t)?;
         }
         let https = url
             .get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
-        let tls = client_tls(&url, &auth.tls, https)?;
+        let tls = client_tls(&url, &tls, https)?;
         let config = Agent::config_builder()
             .http_status_as_error(false)
             // An updater does not redirect; following one would send the token elsewhere.
@@ -142,7 +131,7 @@ impl UpdaterClient {
             .build();
         let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
         let agent = Agent::with_parts(config, connector, DefaultResolver::default());
-        Ok(UpdaterClient { url, auth, agent })
+        Ok(UpdaterClient { url, token, agent })
     }
 
     /// `POST`: Ok once the updater has applied (and reloaded) the request. Sent as given: the
@@ -179,7 +168,7 @@ impl UpdaterClient {
     }
 
     fn authorized<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-        match &self.auth.token {
+        match &self.token {
             Some(t) => r.header("Authorization", format!("Bearer {t}")),
             None => r,
         }
@@ -192,7 +181,8 @@ impl UpdaterClient {
     /// which the controller's heap kept as RSS (bench/RESULTS.md, "Memory at 1k"). On an error the
     /// backends already handed over came from an answer that could not be read in full.
     pub fn list_each(&self, mut each: impl FnMut(ListedBackend)) -> Result<ListResponse, Error> {
-        let mut resp = self.get()?;
+        let get = self.authorized(self.agent.get(&self.url)).call();
+        let mut resp = self.answer(get, true)?;
         let body = resp
             .body_mut()
             .with_config()
@@ -232,11 +222,6 @@ impl UpdaterClient {
         }
     }
 
-    /// `GET` of the API path, answered with a success.
-    fn get(&self) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        self.answer(self.authorized(self.agent.get(&self.url)).call(), true)
-    }
-
     /// The response when its status is a success; else the error it means, with its body
     /// summarised (bounded). A `list` answered 404 or 405 is `Unsupported`.
     fn answer(
@@ -262,11 +247,10 @@ impl UpdaterClient {
     }
 
     fn transport(&self, e: ureq::Error) -> Error {
+        let url = self.url.clone();
         if let Some(detail) = crate::kube::transport::tls_refusal(&e) {
-            return Error::Tls {
-                url: self.url.clone(),
-                detail: detail.to_string(),
-            };
+            let detail = detail.to_string();
+            return Error::Tls { url, detail };
         }
         let detail = match e {
             ureq::Error::Timeout(what) => format!("timed out ({what})"),
@@ -275,10 +259,7 @@ impl UpdaterClient {
             ureq::Error::Other(e) => e.to_string(),
             other => other.to_string(),
         };
-        Error::Transport {
-            url: self.url.clone(),
-            detail,
-        }
+        Error::Transport { url, detail }
     }
 }
 
@@ -470,7 +451,9 @@ mod tests {
                 token: Some(token.into()),
                 ..ClientAuth::default()
             };
-            let e = UpdaterClient::new("http://127.0.0.1:1", auth, t).unwrap_err();
+            let e = UpdaterClient::new("http://127.0.0.1:1", auth, t)
+                .err()
+                .unwrap();
             assert!(matches!(e, Error::Config(_)), "{e}");
             if !token.is_empty() {
                 assert!(!e.to_string().contains(token), "{e}");
@@ -481,7 +464,7 @@ mod tests {
             tls: ClientTls::CaPem(b"SECRETGARBAGE".to_vec()),
         };
         for url in ["http://127.0.0.1:1", "https://127.0.0.1:1"] {
-            let e = UpdaterClient::new(url, auth.clone(), t).unwrap_err();
+            let e = UpdaterClient::new(url, auth.clone(), t).err().unwrap();
             assert!(e.to_string().contains("certificate authority"), "{e}");
             assert!(!e.to_string().contains("SECRETGARBAGE"), "{e}");
         }
@@ -494,7 +477,7 @@ mod tests {
             tls: ClientTls::InsecureSkipVerify,
         };
         let e = UpdaterClient::new("https://bad host:1/api/v1/lb", auth, Timeouts::default());
-        let e = e.unwrap_err();
+        let e = e.err().unwrap();
         assert!(matches!(e, Error::Config(_)), "{e}");
         assert!(
             e.to_string()
@@ -522,30 +505,11 @@ mod tests {
             };
             let e = UpdaterClient::new("http://127.0.0.1:1", auth, Timeouts::default());
             assert_eq!(
-                e.unwrap_err().to_string(),
+                e.err().unwrap().to_string(),
                 format!("updater client: {message}")
             );
         }
         assert_eq!(check_token("Zm9v.YmFy~+/="), Ok(()));
-    }
-
-    #[test]
-    fn debug_output_redacts_the_token() {
-        let auth = ClientAuth {
-            token: Some("s3cr3t".into()),
-            tls: ClientTls::CaPem(b"pem".to_vec()),
-        };
-        assert!(!format!("{auth:?}").contains("s3cr3t"));
-        let c = UpdaterClient::new(
-            "http://127.0.0.1:1",
-            ClientAuth {
-                tls: ClientTls::SystemRoots,
-                ..auth
-            },
-            Timeouts::default(),
-        )
-        .unwrap();
-        assert!(!format!("{c:?}").contains("s3cr3t"));
     }
 
     #[test]
@@ -563,10 +527,15 @@ mod tests {
             (404, "no such path".into()),
         ];
         let at = std::sync::atomic::AtomicUsize::new(0);
-        let s = Server::bind("127.0.0.1:0", Limits::default(), move |_: &Request| {
-            let (code, body) = &answers[at.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];
-            Response::new(*code, "application/json", body.as_bytes())
-        })
+        let s = Server::bind(
+            "127.0.0.1:0",
+            Limits::default(),
+            None,
+            move |_: &Request| {
+                let (code, body) = &answers[at.fetch_add(1, std::sync::atomic::Ordering::SeqCst)];
+                Response::new(*code, "application/json", body.as_bytes())
+            },
+        )
         .unwrap();
         let url = format!("http://{}/api/v1/lb", s.local_addr());
         let c = UpdaterClient::new(&url, ClientAuth::default(), Timeouts::default()).unwrap();

@@ -160,15 +160,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(&**source),
-            Error::Invalid(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source()`: the message of an `Io` or `Invalid` error already holds its cause's (a reader
+/// walking the chain would print it twice), and nothing here walks it.
+impl std::error::Error for Error {}
 
 impl From<validate::Error> for Error {
     fn from(e: validate::Error) -> Error {

@@ -102,7 +102,7 @@ pub fn start(s: &Settings) -> Result<http::Server, Error> {
     });
     let handler = move |r: &Request| updater.handle(r);
     let config = (s.tls.as_ref().map(|f| tls::server_config(&f.cert, &f.key))).transpose()?;
-    http::Server::bind_tls(s.listen, Limits::default(), config, handler)
+    http::Server::bind(s.listen, Limits::default(), config, handler)
         .map_err(|e| Error::io(format!("--listen {}", s.listen), e))
 }
 

@@ -25,7 +25,7 @@ use crate::kube::tls::{certificates, provider};
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
     let paths = vec![cert.to_path_buf(), key.to_path_buf()];
     let pair = |p: &[PathBuf]| load_pair(&p[0], &p[1]);
-    let resolver = ReloadingCert(Reloading::new("TLS certificate", paths, pair)?);
+    let resolver = Reloading::new("TLS certificate", paths, pair)?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_error(cert, format!("TLS versions: {e}")))?
@@ -67,12 +67,9 @@ fn tls_error(path: &Path, detail: impl std::fmt::Display) -> Error {
 }
 
 /// Serves the current pair to every handshake.
-#[derive(Debug)]
-struct ReloadingCert(Reloading<Arc<CertifiedKey>>);
-
-impl ResolvesServerCert for ReloadingCert {
+impl ResolvesServerCert for Reloading<Arc<CertifiedKey>> {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.get())
+        Some(self.get())
     }
 }
 

@@ -432,14 +432,11 @@ pub fn host(h: &str) -> Result<Host, Error> {
 /// RFC 1123 host name: dot-separated labels of 1-63 letters, digits and inner hyphens, 253 at most,
 /// and a last label that is not all digits (so `1.2.3` is not taken for a name).
 fn dns_name(h: &str) -> bool {
-    if h.is_empty() || h.len() > 253 {
-        return false;
-    }
     let labels: Vec<&str> = h.split('.').collect();
-    labels.iter().all(|l| dns_label(l, false))
-        && labels
-            .last()
-            .is_some_and(|l| !l.bytes().all(|b| b.is_ascii_digit()))
+    let numeric = |l: &&str| l.bytes().all(|b| b.is_ascii_digit());
+    h.len() <= 253
+        && labels.iter().all(|l| dns_label(l, false))
+        && !labels.last().is_some_and(numeric)
 }
 
 /// An RFC 1123 label: 1-63 letters (lowercase only with `lower`), digits and inner hyphens.
@@ -559,6 +556,10 @@ mod tests {
             assert_eq!(got.as_deref(), *want, "{h:?}");
         }
         assert!(host(&format!("{}.com", "a".repeat(64))).is_err());
+        // 253 characters at most (four labels: 63 + 63 + 63 + 61, and three dots).
+        let long = |last| format!("{0}.{0}.{0}.{1}", "a".repeat(63), "a".repeat(last));
+        assert!(host(&long(61)).is_ok());
+        assert!(host(&long(62)).is_err());
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn an_unreachable_updater_is_named() {
 /// marked `healthy: <healthy>`; or, with `refuse`, answers everything 500 with a JSON `err`.
 fn stub_updater(refuse: bool, healthy: bool) -> (Server, String) {
     let backends: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
-    let server = Server::bind("127.0.0.1:0", Limits::default(), move |r: &Request| {
+    let handler = move |r: &Request| {
         if refuse {
             return Response::error(500, "nginx: [emerg] no space left on device");
         }
@@ -297,8 +297,9 @@ fn stub_updater(refuse: bool, healthy: bool) -> (Server, String) {
             }
             _ => Response::error(405, "method not allowed"),
         }
-    })
-    .expect("bind stub updater");
+    };
+    let server = Server::bind("127.0.0.1:0", Limits::default(), None, handler);
+    let server = server.expect("bind stub updater");
     let url = format!("http://{}", server.local_addr());
     (server, url)
 }

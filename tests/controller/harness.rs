@@ -81,7 +81,7 @@ impl RecordingUpdater {
         let held: Arc<AtomicUsize> = Arc::default();
         let (hp, hd, hn) = (hold_ms.clone(), hold_delete_ms.clone(), held.clone());
         let n = concurrency.clone();
-        let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
+        let handler = move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
             n.max.fetch_max(now, Ordering::SeqCst);
             let h = match req.method.as_str() {
@@ -116,8 +116,9 @@ impl RecordingUpdater {
             };
             n.now.fetch_sub(1, Ordering::SeqCst);
             answer
-        })
-        .expect("bind recording updater");
+        };
+        let server = Server::bind("127.0.0.1:0", Limits::default(), None, handler)
+            .expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
         RecordingUpdater {
             calls,

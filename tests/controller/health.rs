@@ -24,6 +24,7 @@ fn healthz(addr: &str) -> paperlb::http::Server {
     paperlb::http::Server::bind(
         addr,
         paperlb::http::Limits::default(),
+        None,
         |_req: &paperlb::http::Request| paperlb::http::Response::text(200, "ok\n"),
     )
     .expect("bind healthz")

@@ -134,13 +134,16 @@ pub fn kube_proxy_healthz(ip: &str) -> std::io::Result<paperlb::http::Server> {
             .is_ok_and(|a| a.is_loopback()),
         "tests serve loopback only: {ip}"
     );
-    Server::bind((ip, 10256), Limits::default(), |r: &Request| {
-        match r.path.as_str() {
+    Server::bind(
+        (ip, 10256),
+        Limits::default(),
+        None,
+        |r: &Request| match r.path.as_str() {
             "/healthz" => {
                 let body = serde_json::json!({"lastUpdated": "", "currentTime": ""});
                 Response::json(200, &body)
             }
             _ => Response::error(404, "not found"),
-        }
-    })
+        },
+    )
 }

@@ -82,7 +82,7 @@ pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let probes = match config.metrics_addr {
         Some(addr) => {
             let (health, stats) = (health.clone(), stats.clone());
-            let server = Server::bind(addr, Limits::default(), move |req: &Request| {
+            let server = Server::bind(addr, Limits::default(), None, move |req: &Request| {
                 probe(req, &health, &stats)
             })?;
             log::info!(

@@ -306,7 +306,7 @@ mod tests {
         let lookup = |r: SecretRef| bytes_of(&cfg, "f", "InvalidToken", &r, &store);
         let reason = |r: SecretRef| match lookup(r) {
             Err(AuthNeed::Problem(p)) => p.reason,
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.err()),
         };
         assert_eq!(lookup(r("lb-token", "token")), Ok(&b"s3cret\n"[..]));
         let not_kept = Err(AuthNeed::Read("lb-token".into()));
@@ -347,7 +347,7 @@ mod tests {
                 assert!(p.message.contains("\"lb-"), "{}", p.message);
                 p.reason
             }
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.err()),
         };
         let mut store = SecretStore::default();
         store.want(wanted);
@@ -358,7 +358,7 @@ mod tests {
         // Secret's other keys and stays the same when one of them changes.
         let message = |store: &SecretStore| match client_auth(&cfg, &cfg.hosts[0].url, store) {
             Err(AuthNeed::Problem(p)) => p.message,
-            other => panic!("{other:?}"),
+            other => panic!("{:?}", other.err()),
         };
         let before = message(&store);
         assert!(
@@ -385,8 +385,8 @@ mod tests {
         let mut cold = SecretStore::default();
         cold.apply(secret("lb-token", json!({"token": b64(b"s3cret")})));
         assert_eq!(
-            client_auth(&cfg, &cfg.hosts[0].url, &cold),
-            Err(AuthNeed::Read("lb-token".into()))
+            client_auth(&cfg, &cfg.hosts[0].url, &cold).err(),
+            Some(AuthNeed::Read("lb-token".into()))
         );
 
         let ca_cfg = config(json!({"updaterCASecretRef": {"name": "lb-ca"}}));
@@ -401,10 +401,7 @@ mod tests {
         );
         // No refs: no token, system roots (Go YAML).
         let plain = config(json!({}));
-        assert_eq!(
-            client_auth(&plain, &plain.hosts[0].url, &store).unwrap(),
-            ClientAuth::default()
-        );
+        assert!(client_auth(&plain, &plain.hosts[0].url, &store).unwrap() == ClientAuth::default());
     }
 
     #[test]
@@ -440,7 +437,7 @@ mod tests {
         }
         // A URL no host names: no credentials.
         let none = client_auth(&cfg, "http://127.0.0.1:3999", &store);
-        assert_eq!(none, Ok(ClientAuth::default()));
+        assert!(none == Ok(ClientAuth::default()));
     }
 
     #[test]
