@@ -65,6 +65,11 @@ pub struct RecordingUpdater {
 
 impl RecordingUpdater {
     pub fn start() -> RecordingUpdater {
+        RecordingUpdater::start_on("127.0.0.1:0")
+    }
+
+    /// Listening on `addr` (a loopback address).
+    pub fn start_on(addr: &str) -> RecordingUpdater {
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let backends: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let failing = Arc::new(AtomicBool::new(false));
@@ -81,7 +86,7 @@ impl RecordingUpdater {
         let held: Arc<AtomicUsize> = Arc::default();
         let (hp, hd, hn) = (hold_ms.clone(), hold_delete_ms.clone(), held.clone());
         let n = concurrency.clone();
-        let server = Server::bind("127.0.0.1:0", Limits::default(), move |req: &Request| {
+        let server = Server::bind(addr, Limits::default(), move |req: &Request| {
             let now = n.now.fetch_add(1, Ordering::SeqCst) + 1;
             n.max.fetch_max(now, Ordering::SeqCst);
             let h = match req.method.as_str() {
