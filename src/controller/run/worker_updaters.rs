@@ -345,7 +345,7 @@ impl Worker {
         log::info!("updater {endpoint} answers again: checking it for drift");
         self.auth.timers.at(endpoint);
         let mut users: Affected = drift::users_of(&self.cache, endpoint).into_iter().collect();
-        users.append(&mut self.auth.deferred);
+        users.extend(std::mem::take(&mut self.auth.deferred));
         users
     }
 
@@ -683,9 +683,13 @@ impl Worker {
 
 /// The updater endpoints a plan calls, in order.
 pub(super) fn endpoints(plan: &Plan) -> Vec<String> {
-    let urls = plan.actions.iter().filter_map(|a| match a {
-        Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } => Some(url),
-        _ => None,
-    });
-    urls.filter_map(|u| updater_endpoint(u).ok()).collect()
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a
+            && let Ok(e) = updater_endpoint(url)
+        {
+            out.push(e);
+        }
+    }
+    out
 }
