@@ -63,7 +63,7 @@ pub(crate) struct UpdaterState {
     unsupported: BTreeSet<String>,
     /// Endpoints whose last call or probe got no answer, with the time of their last good answer
     /// (ms since the epoch): checked when they answer again; a host of a several-host config
-    /// gets no calls meanwhile and leaves the ingress after the grace. Reconciles call one with one
+    /// gets no calls meanwhile and leaves the ingress after the grace. Reconciles call one from one
     /// plan at a time (see `held_up`).
     failing: BTreeMap<String, u64>,
     /// Keys held back because their plan calls a failing endpoint that a plan in flight calls:

@@ -320,10 +320,7 @@ impl Worker {
     /// it too (that plan's answer, or its timeout, says whether it is back).
     pub(super) fn held_up(&self, e: &str) -> bool {
         self.auth.failing.contains_key(e)
-            && self
-                .in_flight
-                .values()
-                .any(|p| p.calls.iter().any(|c| c == e))
+            && (self.in_flight.values()).any(|p| p.calls.iter().any(|c| c == e))
     }
 
     /// An updater endpoint did not answer; `last_ok_ms` is its last good answer (an earlier one
