@@ -122,6 +122,71 @@ fn a_delete_the_updater_does_not_answer_holds_up_no_other_service() {
     wait_for("old released", || w.lb("old").is_none());
 }
 
+/// An updater that does not answer holds one plan in flight, not the pool. Once a call to it has
+/// failed, the Services on it wait in the queue while one plan calls it, and a Service on another
+/// updater is served meanwhile. Before the fix, 20 plans calling it took every place in the pool
+/// (16) for the call's timeout (60 s), round after round, and the new Service waited for them.
+/// When it answers again, every Service on it becomes READY. (Drift checks also call it, on the
+/// worker: none is scheduled for it here, see below.)
+#[test]
+fn an_updater_that_does_not_answer_holds_up_no_service_on_another() {
+    use crate::harness::RecordingUpdater;
+    use crate::support::nginx::wait_until;
+    use std::net::TcpListener;
+    use std::time::Duration;
+    let w = World::new("dead-updater");
+    let _c = Controller::start_with(&w.kubeconfig, &["--updater-resync=0"]);
+    // The checks at start are done: an updater configured later gets none (the period is 0).
+    wait_for("the first drift check", || {
+        w.updater.lists.load(Ordering::SeqCst) >= 1
+    });
+    // A free port: nothing listens there yet, so the first call is refused at once.
+    let free = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = free.local_addr().expect("its address");
+    drop(free);
+    let dead = json!({"apiVersion": "lb.paperlb.com/v1alpha1", "kind": "LoadBalancerConfig",
+        "metadata": {"name": "dead", "namespace": "paperlb-system"},
+        "spec": {"httpUpdaterURL": format!("http://{addr}"), "host": LB_HOST,
+            "portRange": {"low": 8300, "high": 8399}}});
+    w.api
+        .apply("loadbalancerconfigs", dead)
+        .expect("dead config");
+    let on_dead = |name: &str| {
+        let svc = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": "default",
+                "annotations": {"lb.paperlb.com/config-name": "dead"}},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name},
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}]}});
+        w.api.apply("services", svc).expect("apply service");
+    };
+    on_dead("dead-0");
+    wait_for("dead-0's call refused", || {
+        w.lb("dead-0")
+            .is_some_and(|lb| lb["status"]["phase"] == "ERROR")
+    });
+    // From now on its calls are accepted by the kernel and never answered.
+    let hung = TcpListener::bind(addr).expect("hang the updater");
+    let names: Vec<String> = (1..=20).map(|i| format!("dead-{i}")).collect();
+    for n in &names {
+        on_dead(n);
+    }
+    wait_for("their LoadBalancers created", || {
+        names.iter().all(|n| w.lb(n).is_some())
+    });
+    w.service("live", &[("http", 80, "TCP")]);
+    // Half the call's timeout: without the fix, 16 calls to the dead updater hold every place.
+    let served = wait_until(Duration::from_secs(30), || w.ready("live"));
+    assert!(served, "live READY while the dead updater holds its calls");
+    assert!(!w.ready("dead-1"), "dead-1 is not READY");
+
+    // It answers again: the held keys are not lost.
+    drop(hung);
+    let _back = RecordingUpdater::start_on(&addr.to_string());
+    wait_for("every Service on it READY", || {
+        w.ready("dead-0") && names.iter().all(|n| w.ready(n))
+    });
+}
+
 #[test]
 fn a_node_flip_applies_several_loadbalancers_at_once() {
     let w = World::new("batch");

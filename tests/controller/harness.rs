@@ -65,6 +65,11 @@ pub struct RecordingUpdater {
 
 impl RecordingUpdater {
     pub fn start() -> RecordingUpdater {
+        RecordingUpdater::start_on("127.0.0.1:0")
+    }
+
+    /// Listening on `addr` (a loopback address).
+    pub fn start_on(addr: &str) -> RecordingUpdater {
         let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
         let backends: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
         let failing = Arc::new(AtomicBool::new(false));
@@ -117,7 +122,7 @@ impl RecordingUpdater {
             n.now.fetch_sub(1, Ordering::SeqCst);
             answer
         };
-        let server = Server::bind("127.0.0.1:0", Limits::default(), None, handler)
+        let server = Server::bind(addr, Limits::default(), None, handler)
             .expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
         RecordingUpdater {

@@ -8,7 +8,8 @@
 //! It blocks in `recv_timeout` until the next event or the next retry is due: no polling.
 //! Plans that change no port claims (and creates, whose ports it reserves first) are handed to the
 //! I/O pool (`batch`) and it goes on deciding; each answer comes back through its channel and is
-//! applied here, so this thread remains the only writer of the cache.
+//! applied here, so this thread remains the only writer of the cache. While an updater does not
+//! answer, one plan calling it is in flight at a time; the others wait in the queue (`process`).
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
 
@@ -62,8 +63,13 @@ pub(crate) struct UpdaterState {
     unsupported: BTreeSet<String>,
     /// Endpoints whose last call or probe got no answer, with the time of their last good answer
     /// (ms since the epoch): checked when they answer again; a host of a several-host config
-    /// gets no calls meanwhile and leaves the ingress after the grace.
+    /// gets no calls meanwhile and leaves the ingress after the grace. Reconciles call one from one
+    /// plan at a time (see `held_up`).
     failing: BTreeMap<String, u64>,
+    /// Keys held back because their plan calls a failing endpoint that a plan in flight calls:
+    /// queued again at once when one answers (`host_answered`) or a config changes (one still
+    /// held up is held back again).
+    deferred: BTreeSet<Key>,
     /// Per failing endpoint and grace (the host failure grace, then `--unreachable-delete-grace`,
     /// after which deletions stop waiting on it): it ran out, and the endpoint's LoadBalancers were
     /// reconciled for it.
@@ -491,7 +497,10 @@ impl Worker {
 
     /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
     /// that can run beside others (see `batch`) goes to the pool instead; the key stays processing
-    /// until its answers are applied (`io_done`).
+    /// until its answers are applied (`io_done`). A plan that would call an updater that does not
+    /// answer while a plan calling it is in flight is not run: the key comes back after its
+    /// backoff, or at once when the updater answers, so a dead LB host holds one plan in flight
+    /// (after the first round of calls to it time out), not the pool, nor the worker.
     fn process(&mut self, key: &Key) {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
@@ -505,6 +514,15 @@ impl Worker {
             .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
+        let calls = updaters::endpoints(&plan);
+        if let Some(e) = calls.iter().find(|e| self.held_up(e)) {
+            // No call, no write: the plan in flight finds out whether it answers again.
+            log::debug!("key={key}: updater {e} does not answer and a call to it is in flight");
+            self.auth.deferred.insert(key.clone());
+            self.queue.add_rate_limited(key.clone(), Instant::now());
+            self.queue.done(key);
+            return;
+        }
         if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
             let (events, updaters) = self.prepare(&plan);
             self.next_job += 1;
@@ -513,6 +531,7 @@ impl Worker {
                 ctx,
                 started,
                 term: self.term.load(Ordering::SeqCst),
+                calls,
             };
             self.in_flight.insert(self.next_job, pending);
             self.pool.submit(self.next_job, plan, events, updaters);
@@ -914,6 +933,8 @@ struct Pending {
     started: Instant,
     /// The leadership term it was decided in.
     term: u64,
+    /// The updater endpoints it calls.
+    calls: Vec<String>,
 }
 
 /// Whether a write's answer (`new`) may enter the cache over what it holds (`old`): not when it is
@@ -1092,6 +1113,7 @@ mod tests {
             ctx: w.context(),
             started: Instant::now(),
             term: w.term.load(Ordering::SeqCst),
+            calls: Vec::new(),
         };
         w.in_flight.insert(7, pending);
         w.handle(Event::Leadership(false));
@@ -1112,6 +1134,38 @@ mod tests {
             ),
         });
         assert!(w.in_doubt.is_empty());
+    }
+
+    /// While an updater does not answer, a plan calling it is held back only when another is in
+    /// flight (that one finds out whether it answers again); the keys held back are queued again
+    /// when it answers, also one whose LoadBalancer no longer names it (a backend left on an old
+    /// URL).
+    #[test]
+    fn keys_held_back_for_an_updater_that_does_not_answer_come_back_when_it_answers() {
+        let mut w = worker(Leadership::always());
+        let e = "http://127.0.0.1:9/api/v1/lb";
+        w.host_failing(e, 0);
+        assert!(
+            !w.held_up(e),
+            "nothing in flight calls it: the next plan may"
+        );
+        let pending = Pending {
+            key: Key::new("ns", "probe"),
+            ctx: w.context(),
+            started: Instant::now(),
+            term: 0,
+            calls: vec![e.to_string()],
+        };
+        w.in_flight.insert(1, pending);
+        assert!(w.held_up(e));
+        assert!(
+            !w.held_up("http://127.0.0.1:8/api/v1/lb"),
+            "an updater that answers"
+        );
+        let held = Key::new("ns", "held");
+        w.auth.deferred.insert(held.clone());
+        assert!(w.host_answered(e).contains(&held));
+        assert!(!w.held_up(e) && w.auth.deferred.is_empty());
     }
 
     /// A DELETED event for an earlier object of the same name (deleted and made again, and our

@@ -183,6 +183,9 @@ impl Worker {
         self.auth.clients.retain(|id, _| used(id));
         let live = |e: &String| in_use.endpoints.contains(e);
         self.auth.failing.retain(|e, _| live(e));
+        // Held back for an endpoint maybe no longer used: their next plan may not call it.
+        let held = std::mem::take(&mut self.auth.deferred);
+        self.requeue(held);
         self.auth.expired.retain(|e, _| live(e));
         if self.auth.started {
             let now = Instant::now();
@@ -307,14 +310,17 @@ impl Worker {
         if self.auth.failing.is_empty() {
             return;
         }
-        for a in &plan.actions {
-            if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a
-                && let Ok(e) = updater_endpoint(url)
-            {
-                let affected = self.host_answered(&e);
-                self.requeue(affected);
-            }
+        for e in endpoints(plan) {
+            let affected = self.host_answered(&e);
+            self.requeue(affected);
         }
+    }
+
+    /// Endpoint `e` does not answer and a plan calling it is in flight: a reconcile does not call
+    /// it too (that plan's answer, or its timeout, says whether it is back).
+    pub(super) fn held_up(&self, e: &str) -> bool {
+        self.auth.failing.contains_key(e)
+            && (self.in_flight.values()).any(|p| p.calls.iter().any(|c| c == e))
     }
 
     /// An updater endpoint did not answer; `last_ok_ms` is its last good answer (an earlier one
@@ -326,7 +332,8 @@ impl Worker {
     }
 
     /// An updater endpoint answers again: it is checked for drift now, and its LoadBalancers are
-    /// reconciled (a host of a several-host config gets what it missed). Returns those keys.
+    /// reconciled (a host of a several-host config gets what it missed), with the keys held back
+    /// for it. Returns those keys.
     pub(super) fn host_answered(&mut self, endpoint: &str) -> Affected {
         if self.auth.failing.remove(endpoint).is_none() {
             return Affected::new();
@@ -334,7 +341,9 @@ impl Worker {
         self.auth.expired.remove(endpoint);
         log::info!("updater {endpoint} answers again: checking it for drift");
         self.auth.timers.at(endpoint);
-        drift::users_of(&self.cache, endpoint).into_iter().collect()
+        let mut users: Affected = drift::users_of(&self.cache, endpoint).into_iter().collect();
+        users.extend(std::mem::take(&mut self.auth.deferred));
+        users
     }
 
     /// Per failing endpoint, each grace (0: the host failure grace, 1: `--unreachable-delete-grace`)
@@ -667,4 +676,17 @@ impl Worker {
         }
         written
     }
+}
+
+/// The updater endpoints a plan calls, in order.
+pub(super) fn endpoints(plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a
+            && let Ok(e) = updater_endpoint(url)
+        {
+            out.push(e);
+        }
+    }
+    out
 }
