@@ -122,8 +122,8 @@ impl RecordingUpdater {
             n.now.fetch_sub(1, Ordering::SeqCst);
             answer
         };
-        let server = Server::bind(addr, Limits::default(), None, handler)
-            .expect("bind recording updater");
+        let server =
+            Server::bind(addr, Limits::default(), None, handler).expect("bind recording updater");
         let url = format!("http://{}", server.local_addr());
         RecordingUpdater {
             calls,
