@@ -185,6 +185,25 @@ impl Plan {
         self.actions.is_empty()
     }
 
+    /// The updater endpoints this plan calls, in order. `answered`: only those a plan that ran to
+    /// its end heard from (a best-effort delete that failed is logged and the plan goes on).
+    pub fn updater_endpoints(&self, answered: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in &self.actions {
+            let url = match a {
+                Action::UpdaterApply { url, .. } => url,
+                Action::UpdaterDelete {
+                    url, best_effort, ..
+                } if !(answered && *best_effort) => url,
+                _ => continue,
+            };
+            if let Ok(e) = crate::model::url::updater_endpoint(url) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
     }

@@ -67,8 +67,8 @@ pub(crate) struct UpdaterState {
     /// plan at a time (see `held_up`).
     failing: BTreeMap<String, u64>,
     /// Keys held back because their plan calls a failing endpoint that a plan in flight calls:
-    /// queued again at once when one answers (`host_answered`) or a config changes (one still
-    /// held up is held back again).
+    /// queued again at once when one answers (`host_answered`), when a plan that called one ends
+    /// (`io_done`) or a config changes (one still held up is held back again).
     deferred: BTreeSet<Key>,
     /// Per failing endpoint and grace (the host failure grace, then `--unreachable-delete-grace`,
     /// after which deletions stop waiting on it): it ran out, and the endpoint's LoadBalancers were
@@ -498,9 +498,10 @@ impl Worker {
     /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
     /// that can run beside others (see `batch`) goes to the pool instead; the key stays processing
     /// until its answers are applied (`io_done`). A plan that would call an updater that does not
-    /// answer while a plan calling it is in flight is not run: the key comes back after its
-    /// backoff, or at once when the updater answers, so a dead LB host holds one plan in flight
-    /// (after the first round of calls to it time out), not the pool, nor the worker.
+    /// answer while a plan calling it is in flight is not run: the key comes back when that plan
+    /// ends or the updater answers, so a dead LB host holds one plan on the pool (after the first
+    /// round of calls to it time out), not all of it. A plan that runs here (see `batchable`) and
+    /// calls it still holds the worker for the call's timeout when none is in flight.
     fn process(&mut self, key: &Key) {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
@@ -514,12 +515,12 @@ impl Worker {
             .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
-        let calls = updaters::endpoints(&plan);
+        let calls = plan.updater_endpoints(false);
         if let Some(e) = calls.iter().find(|e| self.held_up(e)) {
-            // No call, no write: the plan in flight finds out whether it answers again.
+            // No call, no write: the plan in flight finds out whether it answers again, and the
+            // key is queued again when it ends (`io_done`).
             log::debug!("key={key}: updater {e} does not answer and a call to it is in flight");
             self.auth.deferred.insert(key.clone());
-            self.queue.add_rate_limited(key.clone(), Instant::now());
             self.queue.done(key);
             return;
         }
@@ -613,6 +614,12 @@ impl Worker {
         }
         self.finish(&job.key, &job.ctx, &done.plan, result, job.started);
         self.queue.done(&job.key);
+        // It called an updater that still does not answer: the keys held back for one (`process`)
+        // are queued again, and the first to call it goes next.
+        if job.calls.iter().any(|e| self.auth.failing.contains_key(e)) {
+            let held = std::mem::take(&mut self.auth.deferred);
+            self.requeue(held);
+        }
         self.mark_busy();
     }
 
@@ -1166,6 +1173,49 @@ mod tests {
         w.auth.deferred.insert(held.clone());
         assert!(w.host_answered(e).contains(&held));
         assert!(!w.held_up(e) && w.auth.deferred.is_empty());
+
+        // The plan in flight ends and the updater still does not answer: the keys held back are
+        // queued again (not left to wait for a backoff they never earned).
+        w.host_failing(e, 0);
+        w.auth.deferred.insert(held.clone());
+        let url = "http://127.0.0.1:9".to_string();
+        let delete = |best_effort| Action::UpdaterDelete {
+            key: Key::new("ns", "probe"),
+            url: url.clone(),
+            backend_name: "ns_probe".into(),
+            best_effort,
+        };
+        let done = |id, best_effort, outcome| Done {
+            id,
+            plan: Plan::of(delete(best_effort)),
+            events: vec![None],
+            outcome,
+        };
+        w.io_done(done(1, false, (vec![], Err(Stop::NotLeader))));
+        assert!(w.auth.deferred.is_empty(), "queued again");
+        let mut keys = Vec::new();
+        while let Some(k) = w.queue.get(Instant::now() + Duration::from_secs(1)) {
+            keys.push(k);
+        }
+        assert!(keys.contains(&held), "{keys:?}");
+
+        // A best-effort delete that ran says nothing of the updater: it may have failed.
+        w.in_flight.insert(2, pending_for(&w, e));
+        w.io_done(done(2, true, (vec![Answer::Done], Ok(()))));
+        assert!(w.auth.failing.contains_key(e), "still not answering");
+        w.in_flight.insert(3, pending_for(&w, e));
+        w.io_done(done(3, false, (vec![Answer::Done], Ok(()))));
+        assert!(!w.auth.failing.contains_key(e), "a delete it answered");
+    }
+
+    fn pending_for(w: &Worker, endpoint: &str) -> Pending {
+        Pending {
+            key: Key::new("ns", "probe"),
+            ctx: w.context(),
+            started: Instant::now(),
+            term: 0,
+            calls: vec![endpoint.to_string()],
+        }
     }
 
     /// A DELETED event for an earlier object of the same name (deleted and made again, and our

@@ -310,14 +310,16 @@ impl Worker {
         if self.auth.failing.is_empty() {
             return;
         }
-        for e in endpoints(plan) {
+        for e in plan.updater_endpoints(true) {
             let affected = self.host_answered(&e);
             self.requeue(affected);
         }
     }
 
     /// Endpoint `e` does not answer and a plan calling it is in flight: a reconcile does not call
-    /// it too (that plan's answer, or its timeout, says whether it is back).
+    /// it too (that plan's answer, or its timeout, says whether it is back). The keys held back
+    /// wait in `deferred` until a plan that calls an updater finishes (`io_done`), without a
+    /// failure counted against them.
     pub(super) fn held_up(&self, e: &str) -> bool {
         self.auth.failing.contains_key(e)
             && (self.in_flight.values()).any(|p| p.calls.iter().any(|c| c == e))
@@ -676,17 +678,4 @@ impl Worker {
         }
         written
     }
-}
-
-/// The updater endpoints a plan calls, in order.
-pub(super) fn endpoints(plan: &Plan) -> Vec<String> {
-    let mut out = Vec::new();
-    for a in &plan.actions {
-        if let Action::UpdaterApply { url, .. } | Action::UpdaterDelete { url, .. } = a
-            && let Ok(e) = updater_endpoint(url)
-        {
-            out.push(e);
-        }
-    }
-    out
 }
