@@ -232,6 +232,9 @@ impl Client {
             return Err(Error::Config {
                 what: format!("server {server:?}: must start with https:// (or http://)"),
             });
+        } else {
+            // Before any credential: a bad name is the error, not a failing exec plugin's.
+            super::tls::server_name(&server, &config.tls)?;
         }
         let client = Client {
             inner: Arc::new(Inner {

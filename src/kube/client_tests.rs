@@ -576,6 +576,26 @@ fn a_new_exec_client_certificate_gets_a_new_agent() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A name to verify that is no name is the error before an exec plugin runs (its failure, e.g. an
+/// expired login, would hide it).
+#[test]
+fn a_bad_tls_server_name_is_refused_before_the_exec_plugin_runs() {
+    let mut cfg = config("https://127.0.0.1:1");
+    cfg.tls.server_name = Some("bad name:1".into());
+    cfg.auth = crate::kube::config::AuthSource::Exec(crate::kube::config::ExecConfig {
+        api_version: "client.authentication.k8s.io/v1".into(),
+        command: "/nonexistent/plugin".into(),
+        ..Default::default()
+    });
+    let Err(e) = Client::new(&cfg, ClientOptions::default()) else {
+        panic!("a bad tls-server-name accepted");
+    };
+    assert!(
+        matches!(&e, Error::Tls { detail, .. } if detail.contains("is not a valid DNS name")),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn mismatched_client_key_is_refused_before_connecting() {
     let pki = Pki::new("ca");
