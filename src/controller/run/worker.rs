@@ -515,7 +515,12 @@ impl Worker {
             .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
-        let calls = plan.updater_endpoints(false);
+        // Only while an updater does not answer does a plan need to say which it calls.
+        let calls = if self.auth.failing.is_empty() {
+            Vec::new()
+        } else {
+            plan.updater_endpoints(false)
+        };
         if let Some(e) = calls.iter().find(|e| self.held_up(e)) {
             // No call, no write: the plan in flight finds out whether it answers again, and the
             // key is queued again when it ends (`io_done`).
@@ -940,7 +945,7 @@ struct Pending {
     started: Instant,
     /// The leadership term it was decided in.
     term: u64,
-    /// The updater endpoints it calls.
+    /// The updater endpoints it calls, listed only while one is failing (`process`).
     calls: Vec<String>,
 }
 
