@@ -180,21 +180,25 @@ fn health_override(field: &Lenient<HealthCheckResource>) -> Result<HealthOverrid
         Some("none") => return Ok(HealthOverride::Off),
         Some(k) => return Err(format!("{at}.type {k:?}: must be tcp, http or none")),
     }
-    let port = opt_port(&h.port, &format!("{at}.port"))?;
-    let path = h.path.optional(&format!("{at}.path"), "a string")?.cloned();
-    let timings = check_timings(&h.timings, at)?;
-    let check = LbHealthCheck {
-        kind: kind.cloned().unwrap_or_else(|| "http".into()),
-        port,
-        path: path.clone().unwrap_or_else(|| "/healthz".into()),
-        timings,
-    };
+    let check = health_check(h, at, kind.map_or("http", String::as_str))?;
     crate::updater::validate::health_check(&check.to_api()).map_err(|e| format!("spec.{e}"))?;
     Ok(HealthOverride::Check {
         kind: kind.cloned(),
-        port,
-        path,
-        timings,
+        port: check.port,
+        path: h.path.get().cloned(),
+        timings: check.timings,
+    })
+}
+
+/// The check `h` at `at` describes, of type `kind`: its port, path (`/healthz` when absent) and
+/// timings checked.
+fn health_check(h: &HealthCheckResource, at: &str, kind: &str) -> Result<LbHealthCheck, String> {
+    Ok(LbHealthCheck {
+        kind: kind.to_string(),
+        port: opt_port(&h.port, &format!("{at}.port"))?,
+        path: (h.path.optional(&format!("{at}.path"), "a string")?)
+            .map_or_else(|| "/healthz".into(), String::clone),
+        timings: check_timings(&h.timings, at)?,
     })
 }
 
@@ -571,13 +575,7 @@ fn traffic_of(spec: &LoadBalancerSpec) -> Result<LbTraffic, String> {
                 "spec.healthCheck.type {kind:?}: must be http or tcp"
             ));
         }
-        Some(kind) => Some(LbHealthCheck {
-            kind: kind.clone(),
-            port: opt_port(&h.port, "spec.healthCheck.port")?,
-            path: (h.path.optional("spec.healthCheck.path", "a string")?)
-                .map_or_else(|| "/healthz".into(), String::clone),
-            timings: check_timings(&h.timings, "spec.healthCheck")?,
-        }),
+        Some(kind) => Some(health_check(h, "spec.healthCheck", kind)?),
     };
     let balance = match spec.balance.optional("spec.balance", "a string")? {
         None => Balance::RoundRobin,
