@@ -36,10 +36,6 @@ pub enum Error {
         dir: PathBuf,
         module: String,
     },
-    /// A streams file whose first line is not our request header (not written by paperlb).
-    NoHeader,
-    /// Our header is there but its JSON does not decode.
-    BadHeader(String),
     /// `nginx -t` or the reload refused the configuration, or the reload was not confirmed (the
     /// previous file set was restored): nginx's own message, trimmed.
     NginxRefused(String),
@@ -131,10 +127,6 @@ impl fmt::Display for Error {
                      \n\n{module}"
                 )
             }
-            Error::NoHeader => {
-                f.write_str("no paperlb-request header line (not written by paperlb)")
-            }
-            Error::BadHeader(e) => write!(f, "unreadable paperlb-request header: {e}"),
             Error::NginxRefused(m) => write!(f, "nginx refused the change: {m}"),
             Error::Run { bin, detail } => write!(f, "{}: {detail}", bin.display()),
             Error::NotRunning(m) => write!(f, "nginx is not running: {m}"),
