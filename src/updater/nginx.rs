@@ -385,10 +385,7 @@ impl Nginx {
     /// `Refused`. stdout and stderr share one pipe, read by a thread that keeps the first
     /// [`OUTPUT_CAP`] bytes and drains the rest, so nginx never blocks on a full pipe.
     fn run(&self, args: &[&str]) -> Result<String, Error> {
-        let run_error = |detail: String| Error::Run {
-            bin: self.bin.clone(),
-            detail,
-        };
+        let run_error = |detail: String| Error::io(&self.bin, std::io::Error::other(detail));
         let cannot = |e: std::io::Error| run_error(format!("cannot run it: {e}"));
         let (mut reader, writer) = std::io::pipe().map_err(cannot)?;
         let mut child = Command::new(&self.bin)
