@@ -12,7 +12,7 @@
 //! backend through the same group commit), or probe a backend after it was deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::api::ListResponse;
 use super::validate::{Backend, Check, CheckKind};
+use crate::http::Sock;
 use crate::metrics::{Counter, Registry, Samples};
 
 /// Probes running at once (each is one short connection, bounded by the check's timeout).
@@ -471,17 +472,14 @@ pub fn probe(host: &str, port: u16, check: &Check) -> bool {
             check.path
         );
         c.write_all(head.as_bytes())?;
-        let (mut buf, mut n) = ([0u8; STATUS_LINE_CAP], 0);
-        while n < buf.len() && !buf[..n].contains(&b'\n') {
-            c.set_read_timeout(Some(left()?))?;
-            match c.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(status_is_200(&buf[..n]))
+        let answer = Sock {
+            tcp: c,
+            deadline,
+            read_timeout: Duration::MAX,
+        };
+        let mut line = Vec::new();
+        BufReader::new(answer.take(STATUS_LINE_CAP as u64)).read_until(b'\n', &mut line)?;
+        Ok(status_is_200(&line))
     };
     probe().unwrap_or(false)
 }
