@@ -242,12 +242,13 @@ fn accept_loop(
 /// An answer the server gives without calling the handler.
 struct Refusal(u16, &'static str);
 
-/// The TCP connection with the request's deadline: every read waits at most the read timeout and
-/// never past the deadline, whether rustls or the request parser asks for the bytes.
-struct Sock {
-    tcp: TcpStream,
-    deadline: Instant,
-    read_timeout: Duration,
+/// A TCP connection with a deadline: every read waits at most the read timeout and never past the
+/// deadline, whether rustls, the request parser or the health prober's status line reader asks for
+/// the bytes.
+pub(crate) struct Sock {
+    pub tcp: TcpStream,
+    pub deadline: Instant,
+    pub read_timeout: Duration,
 }
 
 impl Read for Sock {

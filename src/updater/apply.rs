@@ -466,10 +466,9 @@ fn read_dir(dir: &Path) -> std::io::Result<(BTreeMap<String, Entry>, Vec<Unreada
         let read = (validate::backend_name(name).map_err(|e| e.to_string()))
             .and_then(|()| std::fs::read_to_string(e.path()).map_err(|e| e.to_string()));
         let request = read.as_ref().map_err(Clone::clone).and_then(|content| {
-            match nginx::parse_header(content) {
-                Ok(r) if r.backend_name == name => Ok(r),
-                Ok(r) => Err(format!("header names backend {:?}", r.backend_name)),
-                Err(err) => Err(err.to_string()),
+            match nginx::parse_header(content)? {
+                r if r.backend_name == name => Ok(r),
+                r => Err(format!("header names backend {:?}", r.backend_name)),
             }
         });
         if let Err(err) = &request {

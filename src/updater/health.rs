@@ -12,14 +12,15 @@
 //! backend through the same group commit), or probe a backend after it was deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::api::ListResponse;
-use super::validate::{Backend, Check, CheckKind, Host};
+use super::validate::{Backend, Check, CheckKind};
+use crate::http::Sock;
 use crate::metrics::{Counter, Registry, Samples};
 
 /// Probes running at once (each is one short connection, bounded by the check's timeout).
@@ -116,7 +117,7 @@ impl Tracked {
     }
 
     /// The probe state of upstream `u`, if this backend has it.
-    fn up(&self, u: &(Host, u16)) -> Option<&UpState> {
+    fn up(&self, u: &(String, u16)) -> Option<&UpState> {
         Some(&self.ups[self.backend.upstreams.iter().position(|x| x == u)?])
     }
 }
@@ -134,7 +135,7 @@ struct Probe {
     name: String,
     generation: u64,
     index: usize,
-    host: Host,
+    host: String,
     port: u16,
     check: Check,
 }
@@ -449,7 +450,7 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Probe>>, results: &mpsc::Sender<(Probe, bo
 /// One probe, bounded by the check's timeout (DNS names are resolved by the system resolver): a
 /// TCP connect, or for `http` a `GET path HTTP/1.0` and at most [`STATUS_LINE_CAP`] bytes of the
 /// answer, read until the status line is complete; healthy for status 200.
-pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
+pub fn probe(host: &str, port: u16, check: &Check) -> bool {
     let deadline = Instant::now() + Duration::from_secs(check.timeout_seconds);
     // Every step gets the time left, and none once it is spent.
     let left = || {
@@ -457,7 +458,7 @@ pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
         (!l.is_zero()).then_some(l).ok_or(ErrorKind::TimedOut)
     };
     let probe = || -> std::io::Result<bool> {
-        // `[v6]:port` in brackets, as Host shows it: an IP literal is parsed, not resolved.
+        // `[v6]:port` in brackets, as validate::host writes it: an IP literal is parsed, not resolved.
         let mut addrs = format!("{host}:{port}").to_socket_addrs()?;
         let addr = addrs.next().ok_or(ErrorKind::NotFound)?;
         let mut c = TcpStream::connect_timeout(&addr, left()?)?;
@@ -471,17 +472,14 @@ pub fn probe(host: &Host, port: u16, check: &Check) -> bool {
             check.path
         );
         c.write_all(head.as_bytes())?;
-        let (mut buf, mut n) = ([0u8; STATUS_LINE_CAP], 0);
-        while n < buf.len() && !buf[..n].contains(&b'\n') {
-            c.set_read_timeout(Some(left()?))?;
-            match c.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(status_is_200(&buf[..n]))
+        let answer = Sock {
+            tcp: c,
+            deadline,
+            read_timeout: Duration::MAX,
+        };
+        let mut line = Vec::new();
+        BufReader::new(answer.take(STATUS_LINE_CAP as u64)).read_until(b'\n', &mut line)?;
+        Ok(status_is_200(&line))
     };
     probe().unwrap_or(false)
 }
@@ -519,9 +517,7 @@ mod tests {
         // once shows how many slots are free.
         let mut other = checked.clone();
         other.name = "b".into();
-        other.upstreams = (2..12)
-            .map(|i| (Host::V4([127, 0, 0, i].into()), 1))
-            .collect();
+        other.upstreams = (2..12).map(|i| (format!("127.0.0.{i}"), 1)).collect();
         let h = Health::new(&Registry::default());
         for removal in [0, 1] {
             h.committed(&checked);
@@ -566,9 +562,7 @@ mod tests {
         assert_eq!(h.down_for(&two), BTreeSet::from([1]));
         // 127.0.0.4 joins ahead of them: 127.0.0.3 is now the third upstream, still down.
         let mut three = two.clone();
-        three
-            .upstreams
-            .insert(0, (Host::V4([127, 0, 0, 4].into()), 1));
+        three.upstreams.insert(0, ("127.0.0.4".to_string(), 1));
         assert_eq!(h.down_for(&three), BTreeSet::from([2]));
         // Under another check every upstream starts healthy.
         let mut rechecked = three.clone();
@@ -679,14 +673,14 @@ mod tests {
             v4.local_addr().unwrap().port(),
             v6.local_addr().unwrap().port(),
         );
-        assert!(probe(&Host::V4([127, 0, 0, 1].into()), p4, &check));
-        assert!(probe(&Host::V6(std::net::Ipv6Addr::LOCALHOST), p6, &check));
+        assert!(probe("127.0.0.1", p4, &check));
+        assert!(probe("[::1]", p6, &check));
         // Bound where `localhost` resolves first, as the probe connects to its first address.
         let named = std::net::TcpListener::bind("localhost:0").unwrap();
         let pn = named.local_addr().unwrap().port();
-        assert!(probe(&Host::Dns("localhost".into()), pn, &check));
+        assert!(probe("localhost", pn, &check));
         drop(v4);
-        assert!(!probe(&Host::V4([127, 0, 0, 1].into()), p4, &check));
+        assert!(!probe("127.0.0.1", p4, &check));
     }
 
     #[test]

@@ -36,20 +36,14 @@ pub enum Error {
         dir: PathBuf,
         module: String,
     },
-    /// A streams file whose first line is not our request header (not written by paperlb).
-    NoHeader,
-    /// Our header is there but its JSON does not decode.
-    BadHeader(String),
     /// `nginx -t` or the reload refused the configuration, or the reload was not confirmed (the
     /// previous file set was restored): nginx's own message, trimmed.
     NginxRefused(String),
-    /// The nginx binary could not be run, or ran past its deadline.
-    Run { bin: PathBuf, detail: String },
     /// No running nginx master: the pid file is missing, unreadable or names a dead process.
     NotRunning(String),
-    /// Server side: the `--tls-cert`/`--tls-key` pair does not load; names the file, never key bytes.
-    Certificate { path: String, detail: String },
-    /// Local I/O on the streams directory or nginx.conf, naming the path.
+    /// Local I/O on the streams directory or nginx.conf; or a file or program that will not do: the
+    /// nginx binary could not be run or ran past its deadline, the `--tls-cert`/`--tls-key` pair does
+    /// not load (never key bytes). Names the path.
     Io {
         path: String,
         source: std::sync::Arc<std::io::Error>,
@@ -131,14 +125,8 @@ impl fmt::Display for Error {
                      \n\n{module}"
                 )
             }
-            Error::NoHeader => {
-                f.write_str("no paperlb-request header line (not written by paperlb)")
-            }
-            Error::BadHeader(e) => write!(f, "unreadable paperlb-request header: {e}"),
             Error::NginxRefused(m) => write!(f, "nginx refused the change: {m}"),
-            Error::Run { bin, detail } => write!(f, "{}: {detail}", bin.display()),
             Error::NotRunning(m) => write!(f, "nginx is not running: {m}"),
-            Error::Certificate { path, detail } => write!(f, "{path}: {detail}"),
             Error::Io { path, source } => write!(f, "{path}: {source}"),
             Error::Refused { code, message } => write!(f, "updater answered {code}: {message}"),
             Error::Transport { url, detail } | Error::Tls { url, detail } => {

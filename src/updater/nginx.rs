@@ -95,18 +95,20 @@ pub fn down_marks(content: &str) -> BTreeSet<usize> {
         .collect()
 }
 
-/// Reads the request header back from a file's content.
-pub fn parse_header(content: &str) -> Result<LbRequest, Error> {
+/// Reads the request header back from a file's content; the error is what `GET` lists for a file
+/// without one (not written by paperlb) or with one that does not decode.
+pub fn parse_header(content: &str) -> Result<LbRequest, String> {
     let mut lines = content.lines();
     let first = lines.next().unwrap_or("");
+    let no_header = || "no paperlb-request header line (not written by paperlb)".to_string();
     let mut json = first
         .strip_prefix(HEADER)
-        .ok_or(Error::NoHeader)?
+        .ok_or_else(no_header)?
         .to_string();
     for more in lines.map_while(|l| l.strip_prefix(HEADER_MORE)) {
         json.push_str(more);
     }
-    serde_json::from_str(&json).map_err(|e| Error::BadHeader(e.to_string()))
+    serde_json::from_str(&json).map_err(|e| format!("unreadable paperlb-request header: {e}"))
 }
 
 /// One directive of nginx.conf with the names of the blocks around it (`["stream"]`).
@@ -383,10 +385,7 @@ impl Nginx {
     /// `Refused`. stdout and stderr share one pipe, read by a thread that keeps the first
     /// [`OUTPUT_CAP`] bytes and drains the rest, so nginx never blocks on a full pipe.
     fn run(&self, args: &[&str]) -> Result<String, Error> {
-        let run_error = |detail: String| Error::Run {
-            bin: self.bin.clone(),
-            detail,
-        };
+        let run_error = |detail: String| Error::io(&self.bin, std::io::Error::other(detail));
         let cannot = |e: std::io::Error| run_error(format!("cannot run it: {e}"));
         let (mut reader, writer) = std::io::pipe().map_err(cannot)?;
         let mut child = Command::new(&self.bin)

@@ -60,10 +60,7 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Error> {
 }
 
 fn tls_error(path: &Path, detail: impl std::fmt::Display) -> Error {
-    Error::Certificate {
-        path: path.display().to_string(),
-        detail: detail.to_string(),
-    }
+    Error::io(path, std::io::Error::other(detail.to_string()))
 }
 
 /// Serves the current pair to every handshake.

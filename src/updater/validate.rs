@@ -79,25 +79,6 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// A validated upstream host, in the form nginx wants it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Host {
-    V4(Ipv4Addr),
-    V6(Ipv6Addr),
-    Dns(String),
-}
-
-impl fmt::Display for Host {
-    /// IPv6 in brackets, so `host:port` is unambiguous in `server [::1]:80;`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::V4(a) => write!(f, "{a}"),
-            Host::V6(a) => write!(f, "[{a}]"),
-            Host::Dns(n) => f.write_str(n),
-        }
-    }
-}
-
 /// A request that passed validation, with defaults filled in: the only input of `nginx::render`.
 /// What is used as sent (`lbPort`, `proxyProtocol`) is read from `request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +87,9 @@ pub struct Backend {
     /// The addresses to listen on (the updater's `--lb-address`, not the request's); empty = all.
     pub addresses: Vec<IpAddr>,
     pub protocol: Protocol,
-    pub upstreams: Vec<(Host, u16)>,
+    /// Hosts as nginx wants them: IPv6 in brackets, so `server [::1]:80;` is unambiguous, names in
+    /// lower case.
+    pub upstreams: Vec<(String, u16)>,
     pub proxy_timeout: u64,
     pub proxy_connect_timeout: u64,
     /// Networks allowed to connect, canonical (`10.0.0.0/8`, `2001:db8::/32`); empty = everyone.
@@ -410,20 +393,21 @@ pub fn protocol(p: &str) -> Result<Protocol, Error> {
     }
 }
 
-/// An IPv4 or IPv6 literal (IPv6 with or without brackets, no zone) or an RFC 1123 DNS name.
-pub fn host(h: &str) -> Result<Host, Error> {
+/// An IPv4 or IPv6 literal (IPv6 with or without brackets, no zone) or an RFC 1123 DNS name, in
+/// the form nginx wants it: IPv6 in brackets, a name in lower case.
+pub fn host(h: &str) -> Result<String, Error> {
     if let Ok(a) = h.parse::<Ipv4Addr>() {
-        return Ok(Host::V4(a));
+        return Ok(a.to_string());
     }
     let inner = h
         .strip_prefix('[')
         .and_then(|r| r.strip_suffix(']'))
         .unwrap_or(h);
     if let Ok(a) = inner.parse::<Ipv6Addr>() {
-        return Ok(Host::V6(a));
+        return Ok(format!("[{a}]"));
     }
     if dns_name(h) {
-        return Ok(Host::Dns(h.to_ascii_lowercase()));
+        return Ok(h.to_ascii_lowercase());
     }
     let rule = "not an IPv4/IPv6 address or a DNS name";
     Err(Error::text("host", h, rule))

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use crate::controller::cache::Cache;
 use crate::model::url::same_updater;
 use crate::model::{AuthRefs, Secret, SecretRef, ValidConfig};
-use crate::updater::client::{ClientAuth, ClientTls, TokenError, check_token};
+use crate::updater::client::{ClientAuth, ClientTls, check_token};
 
 use crate::controller::decide::updater_auth::AuthProblem;
 
@@ -226,7 +226,7 @@ fn token_text(bytes: &[u8]) -> Result<String, &'static str> {
     let t = std::str::from_utf8(bytes)
         .map_err(|_| "the token is not UTF-8")?
         .trim();
-    check_token(t).map_err(TokenError::message)?;
+    check_token(t).map_err(|e| e.0)?;
     Ok(t.to_string())
 }
 
