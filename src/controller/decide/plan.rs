@@ -142,6 +142,21 @@ pub enum Action {
     Event(EventSpec),
 }
 
+impl Action {
+    /// An updater call's URL and backend name, with its request when it is an apply.
+    pub fn updater_call(&self) -> Option<(&String, &String, Option<&LbRequest>)> {
+        match self {
+            Action::UpdaterApply { url, request, .. } => {
+                Some((url, &request.backend_name, Some(request)))
+            }
+            Action::UpdaterDelete {
+                url, backend_name, ..
+            } => Some((url, backend_name, None)),
+            _ => None,
+        }
+    }
+}
+
 /// One repair call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repair {

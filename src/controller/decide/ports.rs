@@ -5,7 +5,7 @@
 
 use crate::controller::key::Key;
 use crate::model::{Lenient, LoadBalancerSpec, Protocol};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// A Service port we can forward: its name, protocol and nodePort.
 pub(crate) struct ServicePortSpec {
@@ -74,59 +74,61 @@ pub fn stored_hosts(spec: &LoadBalancerSpec) -> Vec<String> {
 /// being deleted keep theirs until they are gone. Hosts compare case-insensitively.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortIndex {
-    by_host: BTreeMap<String, BTreeMap<(u16, Protocol), BTreeSet<Key>>>,
+    /// (host in lower case, port, protocol, claimant), in that order: one host's claims, and one
+    /// pair's claimants, are each a range of the set.
+    claims: BTreeSet<(String, u16, Protocol, Key)>,
 }
 
 impl PortIndex {
-    /// Records the ports `spec` claims for `key`.
-    pub fn insert(&mut self, key: &Key, spec: &LoadBalancerSpec) {
+    /// The claims `spec` makes for `key`.
+    fn claims_of(key: &Key, spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol, Key)> {
         let pairs = stored_ports(spec);
+        let mut out = Vec::new();
         for host in stored_hosts(spec) {
-            let ports = self.by_host.entry(host).or_default();
             for (_, port, protocol) in &pairs {
-                let keys = ports.entry((*port, *protocol)).or_default();
-                keys.insert(key.clone());
+                out.push((host.clone(), *port, *protocol, key.clone()));
             }
         }
+        out
+    }
+
+    /// Records the ports `spec` claims for `key`.
+    pub fn insert(&mut self, key: &Key, spec: &LoadBalancerSpec) {
+        self.claims.extend(PortIndex::claims_of(key, spec));
     }
 
     /// Forgets the ports `spec` (what the cache held for `key`) claimed.
     pub fn remove(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        let pairs = stored_ports(spec);
-        for host in stored_hosts(spec) {
-            let Some(ports) = self.by_host.get_mut(&host) else {
-                continue;
-            };
-            for (_, port, protocol) in &pairs {
-                if let Some(keys) = ports.get_mut(&(*port, *protocol)) {
-                    keys.remove(key);
-                    if keys.is_empty() {
-                        ports.remove(&(*port, *protocol));
-                    }
-                }
-            }
-            if ports.is_empty() {
-                self.by_host.remove(&host);
-            }
+        for claim in PortIndex::claims_of(key, spec) {
+            self.claims.remove(&claim);
         }
+    }
+
+    /// The claims on `host`, from (port, protocol) on.
+    fn from<'a>(
+        &'a self,
+        host: &str,
+        (port, protocol): (u16, Protocol),
+    ) -> impl Iterator<Item = &'a (String, u16, Protocol, Key)> {
+        let start = (host.to_ascii_lowercase(), port, protocol, Key::default());
+        self.claims
+            .range(&start..)
+            .take_while(move |c| c.0 == start.0)
     }
 
     /// A LoadBalancer other than `except` claiming (port, protocol) on `host` (the first by key).
     pub fn holder(&self, host: &str, port: u16, protocol: Protocol, except: &Key) -> Option<&Key> {
-        self.by_host
-            .get(&host.to_ascii_lowercase())
-            .and_then(|ports| ports.get(&(port, protocol)))
-            .and_then(|keys| keys.iter().find(|k| *k != except))
+        self.from(host, (port, protocol))
+            .take_while(|c| (c.1, c.2) == (port, protocol))
+            .map(|c| &c.3)
+            .find(|k| *k != except)
     }
 
     /// Every pair claimed on `host` by LoadBalancers other than `except` (for tests and metrics).
     pub fn taken_on(&self, host: &str, except: &Key) -> BTreeSet<(u16, Protocol)> {
-        self.by_host
-            .get(&host.to_ascii_lowercase())
-            .into_iter()
-            .flatten()
-            .filter(|(_, keys)| keys.iter().any(|k| k != except))
-            .map(|(pair, _)| *pair)
+        self.from(host, (0, Protocol::Tcp))
+            .filter(|c| c.3 != *except)
+            .map(|c| (c.1, c.2))
             .collect()
     }
 }
@@ -134,7 +136,7 @@ impl PortIndex {
 /// The reference the index must agree with: a scan of every LoadBalancer.
 #[cfg(test)]
 pub fn taken_ports<L: std::borrow::Borrow<crate::model::LoadBalancer>>(
-    lbs: &BTreeMap<Key, L>,
+    lbs: &std::collections::BTreeMap<Key, L>,
     host: &str,
     except: &Key,
 ) -> BTreeSet<(u16, Protocol)> {
@@ -226,6 +228,7 @@ mod tests {
     use crate::model::LoadBalancer;
     use Protocol::{Tcp, Udp};
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn req(_name: &str, protocol: Protocol, previous: Option<(u16, Protocol)>) -> PortRequest {
         PortRequest { protocol, previous }

@@ -694,33 +694,19 @@ pub fn on_updater_error(
     let Some(lb) = cache.load_balancers.get(key) else {
         return out;
     };
-    let (what, failed_url) = match plan.actions.get(failed) {
-        Some(Action::UpdaterApply { url, request, .. }) => {
-            let name = &request.backend_name;
-            let what = format!("updater {url} refused backend {name}: {message}");
-            (what, Some(url))
+    let call = plan.actions.get(failed).and_then(Action::updater_call);
+    let what = match call {
+        Some((url, name, Some(_))) => format!("updater {url} refused backend {name}: {message}"),
+        Some((url, name, None)) => {
+            format!("updater {url} could not delete backend {name}: {message}")
         }
-        Some(Action::UpdaterDelete {
-            url, backend_name, ..
-        }) => {
-            let what = format!("updater {url} could not delete backend {backend_name}: {message}");
-            (what, Some(url))
-        }
-        _ => (format!("updater call failed: {message}"), None),
+        None => format!("updater call failed: {message}"),
     };
     let (mut status, generation) = (lb.status.clone(), lb.metadata.generation);
     let spec = LbSpec::from_resource(&lb.spec).ok();
     // Each backend the calls before the failure applied or deleted is recorded as such.
-    for action in plan.actions.iter().take(failed) {
-        let (url, name, applied) = match action {
-            Action::UpdaterApply { url, request, .. } => {
-                (url, &request.backend_name, Some(request))
-            }
-            Action::UpdaterDelete {
-                url, backend_name, ..
-            } => (url, backend_name, None),
-            _ => continue,
-        };
+    let before = plan.actions.iter().take(failed);
+    for (url, name, applied) in before.clone().filter_map(Action::updater_call) {
         let here = |b: &AppliedBackend| &b.backend_name == name && same_updater(&b.url, url);
         status.applied.retain(|b| !here(b));
         if let Some(request) = applied {
@@ -738,13 +724,12 @@ pub fn on_updater_error(
     match &spec {
         // One host failing leaves the others serving: record per host.
         Some(spec) => {
-            let failed_host = failed_url.and_then(|url| spec.host_of(url));
+            let failed_host = call.and_then(|(url, ..)| spec.host_of(url));
             // The other hosts, whose every push came before the failure.
-            let to = |h: &LbHost, a: &Action| match a {
-                Action::UpdaterApply { url, .. } => same_updater(url, &h.url),
-                _ => false,
+            let to = |h: &LbHost, a: &Action| {
+                let apply = a.updater_call().filter(|(_, _, request)| request.is_some());
+                apply.is_some_and(|(url, ..)| same_updater(url, &h.url))
             };
-            let before = plan.actions.iter().take(failed);
             let after = plan.actions.iter().skip(failed);
             let done: Vec<LbHost> = (spec.hosts.iter())
                 .filter(|h| Some(*h) != failed_host)
