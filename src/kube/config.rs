@@ -285,17 +285,11 @@ fn normalize(v: &mut Value) {
 }
 
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Bool(b) => Ok(b),
-        _ => Err(de::Error::custom("expected true or false")),
-    }
+    bool::deserialize(d).map_err(|_| de::Error::custom("expected true or false"))
 }
 
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Array(items) => Ok(items),
-        _ => Err(de::Error::custom("expected a list")),
-    }
+    Vec::deserialize(d).map_err(|_| de::Error::custom("expected a list"))
 }
 
 /// `v` as a `T`; a failure names `what` and the field (serde does not say which field failed, so
@@ -628,7 +622,12 @@ fn pem_field<T>(
     path: &Option<String>,
 ) -> Result<Option<Vec<u8>>, Error> {
     match (data, path) {
-        (Some(data), _) => decode_base64(&e.what, &format!("{field}-data"), data).map(Some),
+        (Some(data), _) => {
+            // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
+            let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+            let bad = |_| e.err(&format!("{field}-data: invalid base64"));
+            BASE64_STANDARD.decode(compact).map(Some).map_err(bad)
+        }
         (None, Some(path)) => read_file(&e.what, field, &e.resolve(path)).map(Some),
         (None, None) => Ok(None),
     }
@@ -699,13 +698,6 @@ pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error>
         });
     }
     Ok(token.to_string())
-}
-
-fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
-    // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
-    let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-    let bad = || config_err(format!("{what}: {field}: invalid base64"));
-    BASE64_STANDARD.decode(compact).map_err(|_| bad())
 }
 
 /// At least one PEM certificate, and no malformed PEM section.
