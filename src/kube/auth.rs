@@ -197,7 +197,7 @@ impl Credentials {
         };
         let mut child = Command::new(&cfg.command)
             .args(&cfg.args)
-            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
+            .envs(cfg.env.iter().map(|var| (&var.name, &var.value)))
             .env("KUBERNETES_EXEC_INFO", &self.exec_info)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -375,6 +375,7 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::config::EnvVar;
     use crate::kube::tls::TlsSettings;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -498,9 +499,12 @@ mod tests {
             api_version: V1.into(),
             command: "/bin/sh".into(),
             args: vec![script.display().to_string()],
-            env: vec![("PLUGIN_ENV".into(), "from-kubeconfig".into())],
+            env: vec![EnvVar {
+                name: "PLUGIN_ENV".into(),
+                value: "from-kubeconfig".into(),
+            }],
             provide_cluster_info,
-            install_hint: None,
+            ..ExecConfig::default()
         }
     }
 

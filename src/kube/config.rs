@@ -63,17 +63,30 @@ pub enum AuthSource {
     Exec(ExecConfig),
 }
 
-/// `users[].user.exec` of a kubeconfig.
-#[derive(Clone, Default)]
+/// `users[].user.exec` of a kubeconfig, read as written and then checked (and `command` resolved)
+/// by `exec_settings`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", expecting = "a mapping")]
 pub struct ExecConfig {
     /// `client.authentication.k8s.io/v1` or `v1beta1`.
     pub api_version: String,
     /// Resolved command: relative commands containing `/` are made absolute against the kubeconfig's dir.
     pub command: String,
     pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    pub env: Vec<EnvVar>,
+    #[serde(deserialize_with = "flag")]
     pub provide_cluster_info: bool,
     pub install_hint: Option<String>,
+    /// `Never` or `IfAvailable`: `Always` is refused, as paperlb runs without a terminal.
+    pub interactive_mode: Option<String>,
+}
+
+/// `exec.env[]`: a variable set for the plugin. The name is never empty.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, expecting = "a mapping with name and value")]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
 }
 
 /// Options that pick the configuration: the CLI flags plus the environment values client-go consults,
@@ -237,28 +250,7 @@ struct User {
     password: Option<String>,
     /// Only its name is read: the rest holds secrets and is never parsed.
     auth_provider: Option<Value>,
-    exec: Option<Exec>,
-}
-
-/// `users[].user.exec`.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase", expecting = "a mapping")]
-struct Exec {
-    api_version: Option<String>,
-    command: Option<String>,
-    args: Vec<String>,
-    env: Option<Vec<EnvVar>>,
-    #[serde(deserialize_with = "flag")]
-    provide_cluster_info: bool,
-    install_hint: Option<String>,
-    interactive_mode: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, expecting = "a mapping with name and value")]
-struct EnvVar {
-    name: Option<String>,
-    value: Option<String>,
+    exec: Option<ExecConfig>,
 }
 
 /// `contexts[].context`.
@@ -603,7 +595,7 @@ fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, E
         return Err(e.err("exec together with token or tokenFile: keep only one"));
     }
     if let Some(exec) = &u.exec {
-        return Ok(AuthSource::Exec(exec_settings(e, exec)?));
+        return Ok(AuthSource::Exec(exec_settings(e, exec.clone())?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file {
@@ -633,44 +625,32 @@ fn pem_field<T>(
     }
 }
 
-fn exec_settings(user: &Entry<User>, exec: &Exec) -> Result<ExecConfig, Error> {
+/// `exec` checked, its command resolved. Empty texts are absent ([`normalize`] dropped them).
+fn exec_settings(user: &Entry<User>, mut exec: ExecConfig) -> Result<ExecConfig, Error> {
     let bad = |detail: String| config_err(format!("{}: exec: {detail}", user.what));
-    let api_version = exec.api_version.clone().unwrap_or_default();
+    let api_version = &exec.api_version;
     if !EXEC_API_VERSIONS.contains(&api_version.as_str()) {
         return Err(bad(format!(
             "apiVersion {api_version:?} is not supported (use {} or {})",
             EXEC_API_VERSIONS[0], EXEC_API_VERSIONS[1]
         )));
     }
-    let Some(command) = exec.command.clone() else {
+    if exec.command.is_empty() {
         return Err(bad("command is missing".into()));
-    };
+    }
     // A bare name is looked up on PATH; a relative path is relative to the kubeconfig (client-go).
-    let command = if command.contains('/') {
-        user.resolve(&command).display().to_string()
-    } else {
-        command
-    };
-    let mut env = Vec::new();
-    for (i, var) in exec.env.iter().flatten().enumerate() {
-        let Some(name) = var.name.clone() else {
-            return Err(bad(format!("env[{i}]: name is missing")));
-        };
-        env.push((name, var.value.clone().unwrap_or_default()));
+    if exec.command.contains('/') {
+        exec.command = user.resolve(&exec.command).display().to_string();
+    }
+    if let Some(i) = exec.env.iter().position(|var| var.name.is_empty()) {
+        return Err(bad(format!("env[{i}]: name is missing")));
     }
     if exec.interactive_mode.as_deref() == Some("Always") {
         return Err(bad(
             "interactiveMode Always needs a terminal, and paperlb runs without one".into(),
         ));
     }
-    Ok(ExecConfig {
-        api_version,
-        command,
-        args: exec.args.clone(),
-        env,
-        provide_cluster_info: exec.provide_cluster_info,
-        install_hint: exec.install_hint.clone(),
-    })
+    Ok(exec)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -838,10 +818,10 @@ mod tests {
                 "json"
             ]
         );
-        assert_eq!(
-            e.env,
-            [("AWS_PROFILE".to_string(), "edge-admin".to_string())]
-        );
+        let env: Vec<_> = (e.env.iter())
+            .map(|v| (v.name.as_str(), v.value.as_str()))
+            .collect();
+        assert_eq!(env, [("AWS_PROFILE", "edge-admin")]);
         assert!(!e.provide_cluster_info);
     }
 
