@@ -237,24 +237,16 @@ impl Parser<'_> {
                 self.inline(li, vcol, n as isize)?
             };
             map.insert(key, value);
-            match self.peek()? {
-                Some((next, ind)) if ind == n => {
-                    if is_seq_entry(&self.lines[next][n..]) {
-                        return err(
-                            next + 1,
-                            "a sequence item ('- ') where a mapping key was expected",
-                        );
-                    }
-                    li = next;
-                }
-                Some((next, ind)) if ind > n => {
-                    return err(
-                        next + 1,
-                        "unexpected indentation (a line is indented more than its mapping)",
-                    );
-                }
-                _ => return Ok(Value::Object(map)),
+            let Some(next) = self.next_at(n, "mapping")? else {
+                return Ok(Value::Object(map));
+            };
+            if is_seq_entry(&self.lines[next][n..]) {
+                return err(
+                    next + 1,
+                    "a sequence item ('- ') where a mapping key was expected",
+                );
             }
+            li = next;
         }
     }
 
@@ -276,16 +268,23 @@ impl Parser<'_> {
             } else {
                 items.push(self.node(li, n + 1 + after.len() - content.len(), n as isize)?);
             }
-            match self.peek()? {
-                Some((next, ind)) if ind == n && is_seq_entry(&self.lines[next][n..]) => li = next,
-                Some((next, ind)) if ind > n => {
-                    return err(
-                        next + 1,
-                        "unexpected indentation (a line is indented more than its sequence)",
-                    );
-                }
+            match self.next_at(n, "sequence")? {
+                Some(next) if is_seq_entry(&self.lines[next][n..]) => li = next,
                 _ => return Ok(Value::Array(items)),
             }
+        }
+    }
+
+    /// The next content line of a block `collection` (mapping or sequence) at column `n`, if there
+    /// is one; a line indented more is an error.
+    fn next_at(&mut self, n: usize, collection: &str) -> Result<Option<usize>> {
+        match self.peek()? {
+            Some((next, ind)) if ind > n => err(
+                next + 1,
+                format!("unexpected indentation (a line is indented more than its {collection})"),
+            ),
+            Some((next, ind)) => Ok((ind == n).then_some(next)),
+            None => Ok(None),
         }
     }
 
