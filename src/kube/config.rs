@@ -185,7 +185,7 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     let token_path = dir.join("token");
     read_token_file(&format!("{what}: token"), &token_path)?;
     let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
-    check_certificates(&what, "ca.crt", &ca)?;
+    tls::certificates(&ca).map_err(|e| config_err(format!("{what}: ca.crt: {e}")))?;
     let namespace = match read_file(&what, "namespace", &dir.join("namespace")) {
         Ok(s) => Some(String::from_utf8_lossy(&s).trim().to_string()).filter(|s| !s.is_empty()),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
@@ -529,7 +529,7 @@ fn cluster_settings(e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> 
         &c.certificate_authority,
     )?;
     if let Some(ca) = &ca_pem {
-        check_certificates(what, "certificate-authority", ca)?;
+        tls::certificates(ca).map_err(|d| e.err(&format!("certificate-authority: {d}")))?;
     }
     let tls = TlsSettings {
         ca_pem,
@@ -678,13 +678,6 @@ pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error>
         });
     }
     Ok(token.to_string())
-}
-
-/// At least one PEM certificate, and no malformed PEM section.
-fn check_certificates(what: &str, field: &str, pem: &[u8]) -> Result<(), Error> {
-    tls::certificates(pem)
-        .map(drop)
-        .map_err(|e| config_err(format!("{what}: {field}: {e}")))
 }
 
 #[cfg(test)]
