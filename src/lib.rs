@@ -11,5 +11,6 @@ pub mod http;
 pub mod kube;
 pub mod metrics;
 pub mod model;
+pub mod process;
 pub mod time;
 pub mod updater;

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::Error;
 use super::config::{AuthSource, ClusterConfig, ExecConfig, read_token_file};
 use super::tls::CertAndKey;
+use crate::process::{kill, wait_until};
 use crate::time::parse_rfc3339;
 
 /// client-go re-reads token files every minute; kubelet rotates at 80 % of a ~1 h lifetime.
@@ -196,7 +197,7 @@ impl Credentials {
         };
         let mut child = Command::new(&cfg.command)
             .args(&cfg.args)
-            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
+            .envs(cfg.env.iter().map(|var| (&var.name, &var.value)))
             .env("KUBERNETES_EXEC_INFO", &self.exec_info)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -218,10 +219,12 @@ impl Credentials {
             )),
         };
         let out = out.map_err(|detail| {
-            stop(&mut child);
+            kill(&mut child);
             fail(detail)
         })?;
-        let status = wait_until(&mut child, deadline, fail)?;
+        let status = wait_until(&mut child, deadline)
+            .map_err(|e| fail(format!("waiting for it: {e}")))?
+            .ok_or_else(|| fail("did not exit in time after closing stdout; killed".into()))?;
         let err_text = stderr
             .recv_timeout(Duration::from_secs(1))
             .ok()
@@ -291,38 +294,6 @@ fn read_in_thread<R: Read + Send + 'static>(
         let _ = tx.send(result);
     });
     rx
-}
-
-fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Wait for the exit status until `deadline`, then kill. Short sleeps: a plugin that closed stdout
-/// is about to exit.
-fn wait_until(
-    child: &mut Child,
-    deadline: Instant,
-    fail: impl Fn(String) -> Error,
-) -> Result<ExitStatus, Error> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let exited = child
-            .try_wait()
-            .map_err(|e| fail(format!("waiting for it: {e}")))?;
-        if let Some(status) = exited {
-            return Ok(status);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            stop(child);
-            return Err(fail(
-                "did not exit in time after closing stdout; killed".into(),
-            ));
-        }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
 }
 
 fn log_stderr(command: &str, text: &str, success: bool) {
@@ -404,6 +375,7 @@ fn parse_exec_output(cfg: &ExecConfig, out: &[u8]) -> Result<ExecCredential, Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::config::EnvVar;
     use crate::kube::tls::TlsSettings;
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -527,9 +499,12 @@ mod tests {
             api_version: V1.into(),
             command: "/bin/sh".into(),
             args: vec![script.display().to_string()],
-            env: vec![("PLUGIN_ENV".into(), "from-kubeconfig".into())],
+            env: vec![EnvVar {
+                name: "PLUGIN_ENV".into(),
+                value: "from-kubeconfig".into(),
+            }],
             provide_cluster_info,
-            install_hint: None,
+            ..ExecConfig::default()
         }
     }
 

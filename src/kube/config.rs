@@ -63,17 +63,30 @@ pub enum AuthSource {
     Exec(ExecConfig),
 }
 
-/// `users[].user.exec` of a kubeconfig.
-#[derive(Clone, Default)]
+/// `users[].user.exec` of a kubeconfig, read as written and then checked (and `command` resolved)
+/// by `exec_settings`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase", expecting = "a mapping")]
 pub struct ExecConfig {
     /// `client.authentication.k8s.io/v1` or `v1beta1`.
     pub api_version: String,
     /// Resolved command: relative commands containing `/` are made absolute against the kubeconfig's dir.
     pub command: String,
     pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    pub env: Vec<EnvVar>,
+    #[serde(deserialize_with = "flag")]
     pub provide_cluster_info: bool,
     pub install_hint: Option<String>,
+    /// `Never` or `IfAvailable`: `Always` is refused, as paperlb runs without a terminal.
+    pub interactive_mode: Option<String>,
+}
+
+/// `exec.env[]`: a variable set for the plugin. The name is never empty.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default, expecting = "a mapping with name and value")]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
 }
 
 /// Options that pick the configuration: the CLI flags plus the environment values client-go consults,
@@ -172,7 +185,7 @@ fn in_cluster(host: &str, port: &str, dir: &Path) -> Result<ClusterConfig, Error
     let token_path = dir.join("token");
     read_token_file(&format!("{what}: token"), &token_path)?;
     let ca = read_file(&what, "ca.crt", &dir.join("ca.crt"))?;
-    check_certificates(&what, "ca.crt", &ca)?;
+    tls::certificates(&ca).map_err(|e| config_err(format!("{what}: ca.crt: {e}")))?;
     let namespace = match read_file(&what, "namespace", &dir.join("namespace")) {
         Ok(s) => Some(String::from_utf8_lossy(&s).trim().to_string()).filter(|s| !s.is_empty()),
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
@@ -237,28 +250,7 @@ struct User {
     password: Option<String>,
     /// Only its name is read: the rest holds secrets and is never parsed.
     auth_provider: Option<Value>,
-    exec: Option<Exec>,
-}
-
-/// `users[].user.exec`.
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase", expecting = "a mapping")]
-struct Exec {
-    api_version: Option<String>,
-    command: Option<String>,
-    args: Vec<String>,
-    env: Option<Vec<EnvVar>>,
-    #[serde(deserialize_with = "flag")]
-    provide_cluster_info: bool,
-    install_hint: Option<String>,
-    interactive_mode: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, expecting = "a mapping with name and value")]
-struct EnvVar {
-    name: Option<String>,
-    value: Option<String>,
+    exec: Option<ExecConfig>,
 }
 
 /// `contexts[].context`.
@@ -285,17 +277,11 @@ fn normalize(v: &mut Value) {
 }
 
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Bool(b) => Ok(b),
-        _ => Err(de::Error::custom("expected true or false")),
-    }
+    bool::deserialize(d).map_err(|_| de::Error::custom("expected true or false"))
 }
 
 fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Array(items) => Ok(items),
-        _ => Err(de::Error::custom("expected a list")),
-    }
+    Vec::deserialize(d).map_err(|_| de::Error::custom("expected a list"))
 }
 
 /// `v` as a `T`; a failure names `what` and the field (serde does not say which field failed, so
@@ -543,7 +529,7 @@ fn cluster_settings(e: &Entry<Cluster>) -> Result<(String, TlsSettings), Error> 
         &c.certificate_authority,
     )?;
     if let Some(ca) = &ca_pem {
-        check_certificates(what, "certificate-authority", ca)?;
+        tls::certificates(ca).map_err(|d| e.err(&format!("certificate-authority: {d}")))?;
     }
     let tls = TlsSettings {
         ca_pem,
@@ -609,7 +595,7 @@ fn user_settings(e: &Entry<User>, tls: &mut TlsSettings) -> Result<AuthSource, E
         return Err(e.err("exec together with token or tokenFile: keep only one"));
     }
     if let Some(exec) = &u.exec {
-        return Ok(AuthSource::Exec(exec_settings(e, exec)?));
+        return Ok(AuthSource::Exec(exec_settings(e, exec.clone())?));
     }
     // tokenFile wins over token: client-go prefers the file's last good value.
     if let Some(p) = &u.token_file {
@@ -628,50 +614,43 @@ fn pem_field<T>(
     path: &Option<String>,
 ) -> Result<Option<Vec<u8>>, Error> {
     match (data, path) {
-        (Some(data), _) => decode_base64(&e.what, &format!("{field}-data"), data).map(Some),
+        (Some(data), _) => {
+            // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
+            let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
+            let bad = |_| e.err(&format!("{field}-data: invalid base64"));
+            BASE64_STANDARD.decode(compact).map(Some).map_err(bad)
+        }
         (None, Some(path)) => read_file(&e.what, field, &e.resolve(path)).map(Some),
         (None, None) => Ok(None),
     }
 }
 
-fn exec_settings(user: &Entry<User>, exec: &Exec) -> Result<ExecConfig, Error> {
+/// `exec` checked, its command resolved. Empty texts are absent ([`normalize`] dropped them).
+fn exec_settings(user: &Entry<User>, mut exec: ExecConfig) -> Result<ExecConfig, Error> {
     let bad = |detail: String| config_err(format!("{}: exec: {detail}", user.what));
-    let api_version = exec.api_version.clone().unwrap_or_default();
+    let api_version = &exec.api_version;
     if !EXEC_API_VERSIONS.contains(&api_version.as_str()) {
         return Err(bad(format!(
             "apiVersion {api_version:?} is not supported (use {} or {})",
             EXEC_API_VERSIONS[0], EXEC_API_VERSIONS[1]
         )));
     }
-    let Some(command) = exec.command.clone() else {
+    if exec.command.is_empty() {
         return Err(bad("command is missing".into()));
-    };
+    }
     // A bare name is looked up on PATH; a relative path is relative to the kubeconfig (client-go).
-    let command = if command.contains('/') {
-        user.resolve(&command).display().to_string()
-    } else {
-        command
-    };
-    let mut env = Vec::new();
-    for (i, var) in exec.env.iter().flatten().enumerate() {
-        let Some(name) = var.name.clone() else {
-            return Err(bad(format!("env[{i}]: name is missing")));
-        };
-        env.push((name, var.value.clone().unwrap_or_default()));
+    if exec.command.contains('/') {
+        exec.command = user.resolve(&exec.command).display().to_string();
+    }
+    if let Some(i) = exec.env.iter().position(|var| var.name.is_empty()) {
+        return Err(bad(format!("env[{i}]: name is missing")));
     }
     if exec.interactive_mode.as_deref() == Some("Always") {
         return Err(bad(
             "interactiveMode Always needs a terminal, and paperlb runs without one".into(),
         ));
     }
-    Ok(ExecConfig {
-        api_version,
-        command,
-        args: exec.args.clone(),
-        env,
-        provide_cluster_info: exec.provide_cluster_info,
-        install_hint: exec.install_hint.clone(),
-    })
+    Ok(exec)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -699,20 +678,6 @@ pub(crate) fn read_token_file(label: &str, path: &Path) -> Result<String, Error>
         });
     }
     Ok(token.to_string())
-}
-
-fn decode_base64(what: &str, field: &str, data: &str) -> Result<Vec<u8>, Error> {
-    // Go's decoder skips line breaks; hand-edited files sometimes wrap long values.
-    let compact: String = data.chars().filter(|c| !c.is_whitespace()).collect();
-    let bad = || config_err(format!("{what}: {field}: invalid base64"));
-    BASE64_STANDARD.decode(compact).map_err(|_| bad())
-}
-
-/// At least one PEM certificate, and no malformed PEM section.
-fn check_certificates(what: &str, field: &str, pem: &[u8]) -> Result<(), Error> {
-    tls::certificates(pem)
-        .map(drop)
-        .map_err(|e| config_err(format!("{what}: {field}: {e}")))
 }
 
 #[cfg(test)]
@@ -846,10 +811,10 @@ mod tests {
                 "json"
             ]
         );
-        assert_eq!(
-            e.env,
-            [("AWS_PROFILE".to_string(), "edge-admin".to_string())]
-        );
+        let env: Vec<_> = (e.env.iter())
+            .map(|v| (v.name.as_str(), v.value.as_str()))
+            .collect();
+        assert_eq!(env, [("AWS_PROFILE", "edge-admin")]);
         assert!(!e.provide_cluster_info);
     }
 

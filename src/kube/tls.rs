@@ -140,19 +140,19 @@ pub(crate) fn certified_key(
     what: &str,
     cert_pem: &[u8],
     key_pem: &[u8],
-) -> Result<CertifiedKey, PairError> {
-    let chain = certificates(cert_pem).map_err(|e| PairError::Chain(what.into(), e))?;
+) -> Result<CertifiedKey, PemError> {
+    let chain = certificates(cert_pem).map_err(|e| PemError::In(what.into(), Box::new(e)))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| PairError::Key(what.into(), format!("no usable private key in PEM ({e})")))?;
+        .map_err(|e| PemError::Key(what.into(), format!("no usable private key in PEM ({e})")))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| PairError::Key(what.into(), e.to_string()))?;
+        .map_err(|e| PemError::Key(what.into(), e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            return Err(PairError::Mismatch(what.into()));
+            return Err(PemError::Mismatch(what.into()));
         }
         // webpki cannot parse every certificate Go's TLS stack takes: X.509 v1 certificates
         // (`openssl x509 -req` without extensions) are refused with UnsupportedCertVersion, so
@@ -162,37 +162,9 @@ pub(crate) fn certified_key(
     Ok(certified)
 }
 
-/// A client certificate (named by the first field) and key that cannot be used together. The
-/// message names the half at fault, never key bytes.
+/// A PEM bundle, or a client certificate and key, we cannot use. The message says what is wrong
+/// (for a pair, the half at fault), never the bytes.
 #[derive(Debug)]
-pub enum PairError {
-    /// The certificate chain does not decode.
-    Chain(String, PemError),
-    /// No private key the provider can use; the second field says why.
-    Key(String, String),
-    /// The certificate's public key is not the key's.
-    Mismatch(String),
-}
-
-impl std::error::Error for PairError {}
-
-impl fmt::Display for PairError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PairError::Chain(what, e) => write!(f, "{what}: {e}"),
-            PairError::Key(what, detail) => write!(f, "{what} key: {detail}"),
-            PairError::Mismatch(what) => {
-                write!(
-                    f,
-                    "{what} and key do not belong together (public keys differ)"
-                )
-            }
-        }
-    }
-}
-
-/// A PEM bundle we cannot use. The message says what is wrong, never the bundle's bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PemError {
     /// A block that does not decode.
     Malformed(String),
@@ -200,8 +172,13 @@ pub enum PemError {
     NoCertificate,
     /// A certificate-authority bundle none of whose `total` certificates can anchor trust.
     NoTrustAnchor { total: usize },
-    /// A certificate-authority bundle that is `Malformed` or has `NoCertificate`.
-    Ca(Box<PemError>),
+    /// No private key the provider can use for the named client certificate; the second field
+    /// says why.
+    Key(String, String),
+    /// The named client certificate's public key is not the key's.
+    Mismatch(String),
+    /// An error in the named bundle (the certificate authority, a client certificate).
+    In(String, Box<PemError>),
 }
 
 impl fmt::Display for PemError {
@@ -211,9 +188,14 @@ impl fmt::Display for PemError {
             PemError::NoCertificate => f.write_str("no PEM certificate found"),
             PemError::NoTrustAnchor { total } => write!(
                 f,
-                "certificate authority: none of the {total} certificate(s) could be used as a trust anchor"
+                "none of the {total} certificate(s) could be used as a trust anchor"
             ),
-            PemError::Ca(e) => write!(f, "certificate authority: {e}"),
+            PemError::Key(what, detail) => write!(f, "{what} key: {detail}"),
+            PemError::Mismatch(what) => write!(
+                f,
+                "{what} and key do not belong together (public keys differ)"
+            ),
+            PemError::In(what, e) => write!(f, "{what}: {e}"),
         }
     }
 }
@@ -232,12 +214,13 @@ pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, P
 }
 
 pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
-    let certs = certificates(ca_pem).map_err(|e| PemError::Ca(Box::new(e)))?;
+    let ca = |e| PemError::In("certificate authority".into(), Box::new(e));
+    let certs = certificates(ca_pem).map_err(ca)?;
     let mut roots = RootCertStore::empty();
     let total = certs.len();
     let (added, ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(PemError::NoTrustAnchor { total });
+        return Err(ca(PemError::NoTrustAnchor { total }));
     }
     if ignored > 0 {
         log::warn!(

@@ -237,24 +237,16 @@ impl Parser<'_> {
                 self.inline(li, vcol, n as isize)?
             };
             map.insert(key, value);
-            match self.peek()? {
-                Some((next, ind)) if ind == n => {
-                    if is_seq_entry(&self.lines[next][n..]) {
-                        return err(
-                            next + 1,
-                            "a sequence item ('- ') where a mapping key was expected",
-                        );
-                    }
-                    li = next;
-                }
-                Some((next, ind)) if ind > n => {
-                    return err(
-                        next + 1,
-                        "unexpected indentation (a line is indented more than its mapping)",
-                    );
-                }
-                _ => return Ok(Value::Object(map)),
+            let Some(next) = self.next_at(n, "mapping")? else {
+                return Ok(Value::Object(map));
+            };
+            if is_seq_entry(&self.lines[next][n..]) {
+                return err(
+                    next + 1,
+                    "a sequence item ('- ') where a mapping key was expected",
+                );
             }
+            li = next;
         }
     }
 
@@ -276,16 +268,23 @@ impl Parser<'_> {
             } else {
                 items.push(self.node(li, n + 1 + after.len() - content.len(), n as isize)?);
             }
-            match self.peek()? {
-                Some((next, ind)) if ind == n && is_seq_entry(&self.lines[next][n..]) => li = next,
-                Some((next, ind)) if ind > n => {
-                    return err(
-                        next + 1,
-                        "unexpected indentation (a line is indented more than its sequence)",
-                    );
-                }
+            match self.next_at(n, "sequence")? {
+                Some(next) if is_seq_entry(&self.lines[next][n..]) => li = next,
                 _ => return Ok(Value::Array(items)),
             }
+        }
+    }
+
+    /// The next content line of a block `collection` (mapping or sequence) at column `n`, if there
+    /// is one; a line indented more is an error.
+    fn next_at(&mut self, n: usize, collection: &str) -> Result<Option<usize>> {
+        match self.peek()? {
+            Some((next, ind)) if ind > n => err(
+                next + 1,
+                format!("unexpected indentation (a line is indented more than its {collection})"),
+            ),
+            Some((next, ind)) => Ok((ind == n).then_some(next)),
+            None => Ok(None),
         }
     }
 
@@ -332,7 +331,7 @@ impl Parser<'_> {
         let first = self.lines[li];
         let mut line = &first[col..];
         let mut text = plain_line(li + 1, line)?.to_string();
-        while plain_end(line).is_none()
+        while plain_end(line, false).is_none()
             && let Some(next) = self.lines.get(self.pos).copied()
             && !is_blank(next)
             && indent_of(next) as isize > parent
@@ -404,20 +403,16 @@ fn split_key(no: usize, rest: &str) -> Result<Option<(String, usize)>> {
         Some('"' | '\'') => quoted(no, rest, 0)?,
         Some('[' | '{' | '|' | '>') | None => return Ok(None),
         // A plain key ends at its first `: ` (or `:` at the end), unless a comment starts first.
-        Some(_) => match plain_end(rest).filter(|&i| i > 0 && rest.as_bytes()[i] == b':') {
+        Some(_) => match plain_end(rest, false).filter(|&i| i > 0 && rest.as_bytes()[i] == b':') {
             Some(i) => (rest[..i].trim_end().to_string(), i),
             None => return Ok(None),
         },
     };
     let after = &rest[end..];
     let t = after.trim_start_matches([' ', '\t']);
-    let is_key = t.starts_with(':') && colon_at(t.as_bytes(), 0);
+    // A `: ` (or a `:` ending the text) ends the key.
+    let is_key = plain_end(t, false) == Some(0);
     Ok(is_key.then(|| (key, end + after.len() - t.len() + 1)))
-}
-
-/// A `: ` (or a `:` ending the text) at byte `i`: a mapping key ends there.
-fn colon_at(b: &[u8], i: usize) -> bool {
-    b[i] == b':' && matches!(b.get(i + 1), None | Some(b' ' | b'\t'))
 }
 
 /// A `#` after a space or tab at byte `i`: a comment starts there.
@@ -425,15 +420,19 @@ fn comment_at(b: &[u8], i: usize) -> bool {
     b[i] == b'#' && i > 0 && matches!(b[i - 1], b' ' | b'\t')
 }
 
-/// Where plain text in block context stops: its first `: ` or ` #`, if any.
-fn plain_end(s: &str) -> Option<usize> {
+/// Where a plain scalar stops, if it does: at its first `: ` (or `:` ending the text) or ` #`, and
+/// inside `[ ]` or `{ }` (`flow`) also at a flow indicator or a `:` before one.
+fn plain_end(s: &str, flow: bool) -> Option<usize> {
     let b = s.as_bytes();
-    (0..b.len()).find(|&i| colon_at(b, i) || comment_at(b, i))
+    let indicator = |c: &u8| flow && b",[]{}".contains(c);
+    let separates = |i: usize| b.get(i).is_none_or(|c| b" \t".contains(c) || indicator(c));
+    let colon = |i: usize| b[i] == b':' && separates(i + 1);
+    (0..b.len()).find(|&i| indicator(&b[i]) || colon(i) || comment_at(b, i))
 }
 
 /// A plain scalar in block context: the text before any ` #` comment.
 fn plain_line(no: usize, s: &str) -> Result<&str> {
-    match plain_end(s) {
+    match plain_end(s, false) {
         Some(i) if s.as_bytes()[i] == b':' => err(
             no,
             "': ' inside a plain value (quote the value, or check the indentation)",
@@ -513,7 +512,7 @@ fn flow_scalar(no: usize, line: &str, j: usize) -> Result<(Value, usize)> {
         None | Some('#') => err(no, FLOW_UNCLOSED),
         _ if is_seq_entry(rest) => err(no, "a block sequence item ('- ') inside [ ]"),
         _ => {
-            let end = j + flow_plain_len(rest);
+            let end = j + plain_end(rest, true).unwrap_or(rest.len());
             Ok((resolve_plain(line[j..end].trim_end()), end))
         }
     }
@@ -521,14 +520,6 @@ fn flow_scalar(no: usize, line: &str, j: usize) -> Result<(Value, usize)> {
 
 fn skip_space(line: &str, i: usize) -> usize {
     i + line[i..].len() - line[i..].trim_start_matches([' ', '\t']).len()
-}
-
-/// Length of a plain scalar inside a flow collection: it ends at a flow indicator, `: `, ` #`.
-fn flow_plain_len(rest: &str) -> usize {
-    let b = rest.as_bytes();
-    let colon = |i: usize| b[i] == b':' && b.get(i + 1).is_none_or(|n| b" \t,[]{}".contains(n));
-    let stop = |i: usize| b",[]{}".contains(&b[i]) || colon(i) || comment_at(b, i);
-    (0..b.len()).find(|&i| stop(i)).unwrap_or(b.len())
 }
 
 /// A single- or double-quoted scalar at byte `i` of `line`; the text and the byte after it.

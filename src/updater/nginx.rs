@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::Error;
 use super::api::LbRequest;
 use super::validate::{Backend, Balance, Protocol};
+use crate::process::wait_until;
 
 /// First line of every file we write; the rest of the line is the request as JSON.
 pub const HEADER: &str = "# paperlb-request: ";
@@ -401,20 +402,9 @@ impl Nginx {
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
             String::from_utf8_lossy(&buf).into_owned()
         });
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Ok(None) | Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-            }
-        };
+        let status = wait_until(&mut child, Instant::now() + RUN_TIMEOUT)
+            .ok()
+            .flatten();
         let out = output.join().unwrap_or_default();
         match status {
             Some(s) if s.success() => Ok(out),
