@@ -15,9 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
 use super::{Affected, Worker};
+use crate::controller::Key;
+use crate::controller::cache::Cache;
 use crate::controller::decide::drift;
 use crate::controller::decide::health_status;
-use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
+use crate::controller::decide::plan::{Action, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::{UPDATER_AUTH, is_applied};
 use crate::controller::decide::updater_auth::{
@@ -27,7 +29,7 @@ use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::{same_updater, updater_endpoint};
-use crate::model::{AuthRefs, Secret, ValidConfig};
+use crate::model::{AuthRefs, LoadBalancer, Secret, ValidConfig};
 use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
@@ -110,7 +112,7 @@ impl Worker {
 
     /// The config whose credentials a LoadBalancer's updater calls use: its `spec.configName`
     /// ("" when it names none).
-    pub(super) fn config_of(&self, key: &crate::controller::Key) -> String {
+    pub(super) fn config_of(&self, key: &Key) -> String {
         self.cache
             .load_balancers
             .get(key)
@@ -463,7 +465,7 @@ impl Worker {
             configs.push(String::new());
         }
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
-        let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
+        let mut refused: Vec<&str> = Vec::new();
         let mut outcome = None;
         for (i, config) in configs.iter().enumerate() {
             let client = match self.updater(config, &raw) {
@@ -492,16 +494,14 @@ impl Worker {
                 .updater_call("list", listed.is_ok(), started.elapsed());
             match listed {
                 Err(e) if (e.is_unauthorized() || e.is_tls()) && i + 1 < configs.len() => {
-                    refused.push((config.clone(), e));
+                    self.report_refusal(endpoint, &raw, config, &e, &ctx.now);
+                    refused.push(config);
                 }
                 listed => {
                     outcome = Some((config.clone(), client, listed, repairs, reports));
                     break;
                 }
             }
-        }
-        for (config, e) in &refused {
-            self.report_refusal(endpoint, &raw, config, e, &ctx.now);
         }
         let Some((config, client, listed, repairs, reports)) = outcome else {
             self.stats.resyncs.inc(&["error"]);
@@ -519,8 +519,9 @@ impl Worker {
                     "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
                      (use paperlb nginx-updater for that)"
                 );
-                self.patch_users(endpoint, |key, _, lb| {
+                self.patch_users(endpoint, |_, key, _, lb| {
                     condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
+                        .map(Plan::of)
                 });
                 // Their targets now follow node readiness (no health check drains a node there).
                 self.requeue(drift::users_of(&self.cache, endpoint));
@@ -539,17 +540,17 @@ impl Worker {
             Ok(_) => {
                 let affected = self.host_answered(endpoint);
                 self.requeue(affected);
-                let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
                 // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
                 // where the config's credentials were just refused.
-                self.patch_users(endpoint, |key, config, lb| {
-                    (!refused.contains(&config)).then(|| ok_patch(key, lb, &ctx.now))?
+                self.patch_users(endpoint, |_, key, config, lb| {
+                    (!refused.contains(&config))
+                        .then(|| ok_patch(key, lb, &ctx.now).map(Plan::of))?
                 });
                 // Per-port health from this answer, where it changed, on the LoadBalancers that
                 // are applied (a reconcile of any other writes its own status).
-                self.patch_users(endpoint, |key, _, lb| {
+                self.patch_users(endpoint, |_, key, _, lb| {
                     let settled = !lb.metadata.is_deleting() && is_applied(lb);
-                    settled.then(|| health_status::patch(key, lb, &reports))?
+                    settled.then(|| health_status::patch(key, lb, &reports).map(Plan::of))?
                 });
                 if !repairs.is_empty() {
                     // To the pool, as one plan; `repaired` finishes the check.
@@ -632,50 +633,42 @@ impl Worker {
         let Some(p) = self.refusal(config, raw, e) else {
             return;
         };
-        // Of config `config` ("": of any) and without the condition yet.
-        let marked = self.patch_users(endpoint, |key, of, lb| {
+        // Of config `config` ("": of any) and without the condition yet; one Warning Event each,
+        // where the LoadBalancer's Events go (its Service, else itself), rate-limited per object
+        // and reason, and sent even when the condition cannot be written.
+        self.patch_users(endpoint, |cache, key, of, lb| {
             let ours = config.is_empty() || of == config;
-            ours.then(|| condition_patch(key, lb, UPDATER_AUTH, p.reason, &p.message, now))?
+            let patch =
+                ours.then(|| condition_patch(key, lb, UPDATER_AUTH, p.reason, &p.message, now))??;
+            let mut plan = Plan::default();
+            let note = (EventType::Warning, UPDATER_AUTH, p.message.clone());
+            plan.event(&event_target(cache, key, lb), note);
+            plan.push(patch);
+            Some(plan)
         });
-        // One Warning Event each, where the LoadBalancer's Events go (its Service, else itself).
-        for key in marked {
-            let Some(lb) = self.cache.load_balancers.get(&key) else {
-                continue;
-            };
-            let event = Action::Event(EventSpec {
-                object: event_target(&self.cache, &key, lb),
-                type_: EventType::Warning,
-                reason: UPDATER_AUTH.to_string(),
-                message: p.message.clone(),
-            });
-            // Best effort: rate-limited per object and reason, and a failure is only logged.
-            let _ = self.execute(&Plan::of(event));
-        }
     }
 
-    /// Writes the condition patch `patch` gives for each LoadBalancer on `endpoint` (from its key,
-    /// its config's name and the object; None: nothing to write); returns the keys it gave one for.
+    /// Runs the plan `patch` gives (a condition patch, maybe with its Event) for each LoadBalancer
+    /// on `endpoint`, from the cache, its key, its config's name and the object (None: nothing to
+    /// write).
     fn patch_users(
         &mut self,
         endpoint: &str,
-        patch: impl Fn(&crate::controller::Key, &str, &crate::model::LoadBalancer) -> Option<Action>,
-    ) -> Vec<crate::controller::Key> {
-        let mut written = Vec::new();
+        patch: impl Fn(&Cache, &Key, &str, &LoadBalancer) -> Option<Plan>,
+    ) {
         for key in drift::users_of(&self.cache, endpoint) {
             let config = self.config_of(&key);
             let lb = self.cache.load_balancers.get(&key);
-            let Some(action) = lb.and_then(|lb| patch(&key, &config, lb)) else {
+            let Some(plan) = lb.and_then(|lb| patch(&self.cache, &key, &config, lb)) else {
                 continue;
             };
-            match self.execute(&Plan::of(action)) {
+            match self.execute(&plan) {
                 Ok(()) => {}
                 Err(Stop::Api { error, .. }) => {
                     log::warn!("recording an updater condition key={key} error={error}")
                 }
                 Err(_) => log::debug!("updater condition key={key} not written: not the leader"),
             }
-            written.push(key);
         }
-        written
     }
 }
