@@ -601,12 +601,8 @@ impl Worker {
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
     /// would have.
     fn io_done(&mut self, done: Done) {
-        if self
-            .repairing
-            .as_ref()
-            .is_some_and(|(id, _)| *id == done.id)
-        {
-            return self.repaired(done);
+        if let Some((_, endpoint)) = self.repairing.take_if(|(id, _)| *id == done.id) {
+            return self.repaired(&endpoint, done);
         }
         let Some(job) = self.in_flight.remove(&done.id) else {
             return;

@@ -584,10 +584,7 @@ impl Worker {
     }
 
     /// A check's repairs are done: the check succeeded when every one did.
-    pub(super) fn repaired(&mut self, done: super::Done) {
-        let Some((_, endpoint)) = self.repairing.take() else {
-            return;
-        };
+    pub(super) fn repaired(&mut self, endpoint: &str, done: super::Done) {
         let (answers, _) = done.outcome;
         let failed: Vec<String> = (done.plan.actions.iter().enumerate())
             .filter_map(|(i, a)| {
@@ -616,7 +613,7 @@ impl Worker {
         let ok = failed.is_empty();
         let result = if ok { "repaired" } else { "error" };
         self.stats.resyncs.inc(&[result]);
-        self.auth.timers.checked(&endpoint, ok, Instant::now());
+        self.auth.timers.checked(endpoint, ok, Instant::now());
     }
 
     /// A drift check refused on a config's credentials (token or certificate) got an answer: a
