@@ -755,7 +755,13 @@ impl Worker {
         let outcome = match result {
             Ok(()) => {
                 self.queue.forget(key);
-                self.updaters_answered(plan);
+                // An updater it called that had not answered before is checked now.
+                if !self.auth.failing.is_empty() {
+                    for e in plan.updater_endpoints(true) {
+                        let affected = self.host_answered(&e);
+                        self.requeue(affected);
+                    }
+                }
                 if plan.is_empty() { "noop" } else { "applied" }
             }
             Err(Stop::NotLeader) => {

@@ -307,17 +307,6 @@ impl Worker {
         })
     }
 
-    /// After a plan ran: an updater it called that had not answered before is checked now.
-    pub(super) fn updaters_answered(&mut self, plan: &Plan) {
-        if self.auth.failing.is_empty() {
-            return;
-        }
-        for e in plan.updater_endpoints(true) {
-            let affected = self.host_answered(&e);
-            self.requeue(affected);
-        }
-    }
-
     /// Endpoint `e` does not answer and a plan calling it is in flight: a reconcile does not call
     /// it too (that plan's answer, or its timeout, says whether it is back). The keys held back
     /// wait in `deferred` until a plan that calls an updater finishes (`io_done`), without a
@@ -429,19 +418,15 @@ impl Worker {
             let Some(e) = self.auth.timers.next_due(Instant::now()) else {
                 return;
             };
-            self.resync(&e);
-        }
-    }
-
-    /// One drift check of one updater endpoint, timed for `/healthz`; the next is scheduled by
-    /// its result (None: none now, or when its repairs are done).
-    fn resync(&mut self, endpoint: &str) {
-        let now = epoch_ms(SystemTime::now());
-        self.health.busy_since_ms.store(now, Ordering::Relaxed);
-        let ok = self.check(endpoint);
-        self.health.busy_since_ms.store(0, Ordering::Relaxed);
-        if let Some(ok) = ok {
-            self.auth.timers.checked(endpoint, ok, Instant::now());
+            // Timed for `/healthz`; the next check is scheduled by its result (None: none now, or
+            // when its repairs are done).
+            let now = epoch_ms(SystemTime::now());
+            self.health.busy_since_ms.store(now, Ordering::Relaxed);
+            let ok = self.check(&e);
+            self.health.busy_since_ms.store(0, Ordering::Relaxed);
+            if let Some(ok) = ok {
+                self.auth.timers.checked(&e, ok, Instant::now());
+            }
         }
     }
 
