@@ -356,8 +356,9 @@ impl Client {
         )
     }
 
-    /// DELETE. Answers the object (built-ins, or a CR with finalizers) or a Success `Status`.
-    pub fn delete(&self, path: &str) -> Result<serde_json::Value, Error> {
+    /// DELETE. Answers the object (built-ins, or a CR with finalizers) or a Success `Status`, as
+    /// JSON text for the caller to decode.
+    pub fn delete(&self, path: &str) -> Result<Box<serde_json::value::RawValue>, Error> {
         let resp = self.send("delete", Method::DELETE, path, None, Call::Plain)?;
         self.decode(resp, "DELETE", path)
     }

@@ -97,13 +97,11 @@ impl std::fmt::Display for CallError {
 /// when the threads decoded, 42 MiB with a `Value` tree, see the notes in bench/README.md).
 #[derive(Debug)]
 pub enum Answer {
-    /// A create, or a spec or status patch, of the LoadBalancer: the stored object.
-    LoadBalancer(Box<RawValue>),
-    /// A Service status patch: the stored object, or None when the Service is gone.
-    Service(Option<Box<RawValue>>),
-    /// A delete of the LoadBalancer: the server's answer (the object when a finalizer holds it,
-    /// else a Status; Null after a 404).
-    Deleted(Value),
+    /// An API write's answer, of the kind its action says: the stored object (a LoadBalancer, or a
+    /// Service after its status patch); after a delete of the LoadBalancer, the object when a
+    /// finalizer holds it, else a Status. None: the object is gone (a 404 of a delete or a Service
+    /// status patch).
+    Object(Option<Box<RawValue>>),
     /// Updater calls and Events leave nothing to apply.
     Done,
     /// An action whose failure does not stop its plan (a drift repair) failed.
@@ -443,22 +441,20 @@ pub fn execute_action(
         Action::CreateLoadBalancer { key, object } => {
             io.s.stats.api_writes.inc(&["create"]);
             let path = LOADBALANCERS.path(Some(&key.namespace), None, None) + STRICT;
-            Answer::LoadBalancer(io.s.client.create(&path, object).map_err(api)?)
+            Answer::Object(Some(io.s.client.create(&path, object).map_err(api)?))
         }
         Action::PatchLoadBalancerSpec { key, patch } | Action::PatchFinalizers { key, patch } => {
-            Answer::LoadBalancer(io.patch(&(lbs(key, None) + STRICT), patch).map_err(api)?)
+            Answer::Object(Some(
+                io.patch(&(lbs(key, None) + STRICT), patch).map_err(api)?,
+            ))
         }
-        Action::PatchLoadBalancerStatus { key, patch } => {
-            Answer::LoadBalancer(io.patch(&lbs(key, Some("status")), patch).map_err(api)?)
-        }
+        Action::PatchLoadBalancerStatus { key, patch } => Answer::Object(Some(
+            io.patch(&lbs(key, Some("status")), patch).map_err(api)?,
+        )),
         Action::PatchServiceStatus { key, patch } => {
             let path = SERVICES.path(Some(&key.namespace), Some(&key.name), Some("status"));
-            match io.patch(&path, patch) {
-                Ok(svc) => Answer::Service(Some(svc)),
-                // The Service went away meanwhile: its watch event will drive the cleanup.
-                Err(e) if e.is_not_found() => Answer::Service(None),
-                Err(error) => return Err(api(error)),
-            }
+            // The Service went away meanwhile: its watch event will drive the cleanup.
+            gone_or(io.patch(&path, patch)).map_err(api)?
         }
         Action::PatchConfigStatus { key, patch } => {
             let path =
@@ -468,13 +464,17 @@ pub fn execute_action(
         }
         Action::DeleteLoadBalancer { key, .. } => {
             io.s.stats.api_writes.inc(&["delete"]);
-            match io.s.client.delete(&lbs(key, None)) {
-                Ok(answer) => Answer::Deleted(answer),
-                Err(e) if e.is_not_found() => Answer::Deleted(Value::Null),
-                Err(error) => return Err(api(error)),
-            }
+            gone_or(io.s.client.delete(&lbs(key, None))).map_err(api)?
         }
     })
+}
+
+/// The answer to a write whose object may be gone: a 404 is the answer None.
+fn gone_or(written: Result<Box<RawValue>, Error>) -> Result<Answer, Error> {
+    match written {
+        Err(e) if e.is_not_found() => Ok(Answer::Object(None)),
+        written => written.map(|v| Answer::Object(Some(v))),
+    }
 }
 
 /// A counting semaphore per updater URL.

@@ -601,12 +601,8 @@ impl Worker {
     /// Applies a finished pool plan's answers to the cache and finishes its key as `process`
     /// would have.
     fn io_done(&mut self, done: Done) {
-        if self
-            .repairing
-            .as_ref()
-            .is_some_and(|(id, _)| *id == done.id)
-        {
-            return self.repaired(done);
+        if let Some((_, endpoint)) = self.repairing.take_if(|(id, _)| *id == done.id) {
+            return self.repaired(&endpoint, done);
         }
         let Some(job) = self.in_flight.remove(&done.id) else {
             return;
@@ -675,50 +671,29 @@ impl Worker {
 
     /// Applies one action's answer to the cache.
     fn apply_answer(&mut self, action: &Action, answer: Answer) {
-        match (action, answer) {
-            (_, Answer::LoadBalancer(v)) => {
-                let lb: LoadBalancer = match serde_json::from_str(v.get()) {
-                    Ok(lb) => lb,
-                    // The write happened; its watch event brings the object instead.
-                    Err(e) => {
-                        log::warn!("decoding a write's answer error={e}");
-                        return;
-                    }
-                };
-                match action {
-                    Action::PatchLoadBalancerStatus { key, .. } => self.applied_lb_status(key, lb),
-                    // The last finalizer is gone: the object no longer exists (the answer echoes it).
-                    Action::PatchFinalizers { key, .. }
-                        if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() =>
-                    {
-                        log::info!("released LoadBalancer key={key}");
-                        self.forget_lb(key, lb.metadata.uid);
-                    }
-                    Action::CreateLoadBalancer { key, .. } => {
-                        log::info!("created LoadBalancer key={key}");
-                        self.applied_lb(lb, true);
-                    }
-                    _ => self.applied_lb(lb, true),
-                }
+        let Answer::Object(object) = answer else {
+            return;
+        };
+        if let Action::PatchServiceStatus { key, .. } = action {
+            match object.map(|v| serde_json::from_str(v.get())) {
+                Some(Ok(svc)) => self.applied_service_status(key, svc),
+                Some(Err(e)) => log::warn!("decoding a write's answer key={key} error={e}"),
+                None => {}
             }
-            (Action::PatchServiceStatus { key, .. }, Answer::Service(Some(v))) => {
-                match serde_json::from_str(v.get()) {
-                    Ok(svc) => self.applied_service_status(key, svc),
-                    Err(e) => log::warn!("decoding a write's answer key={key} error={e}"),
-                }
-            }
-            (Action::DeleteLoadBalancer { key, .. }, Answer::Deleted(answer)) => {
+            return;
+        }
+        let lb = object.map(|v| serde_json::from_str::<LoadBalancer>(v.get()));
+        match (action, lb) {
+            (Action::DeleteLoadBalancer { key, .. }, lb) => {
                 log::info!("deleted LoadBalancer key={key}");
                 // With a finalizer still on it (someone else's), the answer is the object, now
                 // marked for deletion; otherwise (a Success Status, or 404) it is gone: forget it
                 // now, or the next reconcile would release it a second time before the watch
                 // says so.
-                let marked = (answer["kind"] == "LoadBalancer")
-                    // From text, as the watch decodes: no second copy of serde's LoadBalancer code.
-                    .then(|| serde_json::from_str::<LoadBalancer>(&answer.to_string()).ok())
-                    .flatten()
-                    .filter(|lb| lb.metadata.is_deleting());
-                match marked {
+                match lb
+                    .and_then(Result::ok)
+                    .filter(|lb| lb.metadata.is_deleting())
+                {
                     Some(lb) => self.applied_lb(lb, true),
                     None => {
                         if let Some(old) = self.cache.load_balancers.get(key) {
@@ -727,7 +702,24 @@ impl Worker {
                     }
                 }
             }
-            _ => {}
+            // The write happened; its watch event brings the object instead.
+            (_, Some(Err(e))) => log::warn!("decoding a write's answer error={e}"),
+            (Action::PatchLoadBalancerStatus { key, .. }, Some(Ok(lb))) => {
+                self.applied_lb_status(key, lb)
+            }
+            // The last finalizer is gone: the object no longer exists (the answer echoes it).
+            (Action::PatchFinalizers { key, .. }, Some(Ok(lb)))
+                if lb.metadata.is_deleting() && lb.metadata.finalizers.is_empty() =>
+            {
+                log::info!("released LoadBalancer key={key}");
+                self.forget_lb(key, lb.metadata.uid);
+            }
+            (Action::CreateLoadBalancer { key, .. }, Some(Ok(lb))) => {
+                log::info!("created LoadBalancer key={key}");
+                self.applied_lb(lb, true);
+            }
+            (_, Some(Ok(lb))) => self.applied_lb(lb, true),
+            (_, None) => {}
         }
     }
 
@@ -763,7 +755,13 @@ impl Worker {
         let outcome = match result {
             Ok(()) => {
                 self.queue.forget(key);
-                self.updaters_answered(plan);
+                // An updater it called that had not answered before is checked now.
+                if !self.auth.failing.is_empty() {
+                    for e in plan.updater_endpoints(true) {
+                        let affected = self.host_answered(&e);
+                        self.requeue(affected);
+                    }
+                }
                 if plan.is_empty() { "noop" } else { "applied" }
             }
             Err(Stop::NotLeader) => {

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::batch::{CallError, Stop};
 use super::{Affected, Worker};
+use crate::controller::Key;
+use crate::controller::cache::Cache;
 use crate::controller::decide::drift;
 use crate::controller::decide::health_status;
-use crate::controller::decide::plan::{Action, EventSpec, EventType, Plan};
+use crate::controller::decide::plan::{Action, EventType, Plan};
 use crate::controller::decide::reconcile::event_target;
 use crate::controller::decide::status::{UPDATER_AUTH, is_applied};
 use crate::controller::decide::updater_auth::{
@@ -27,7 +29,7 @@ use crate::controller::run::secrets::{self, AuthNeed};
 use crate::kube::client::SECRETS;
 use crate::kube::watch::WatchMsg;
 use crate::model::url::{same_updater, updater_endpoint};
-use crate::model::{AuthRefs, Secret, ValidConfig};
+use crate::model::{AuthRefs, LoadBalancer, Secret, ValidConfig};
 use crate::time::epoch_ms;
 use crate::updater::client::{ClientAuth, Timeouts, UpdaterClient};
 
@@ -110,7 +112,7 @@ impl Worker {
 
     /// The config whose credentials a LoadBalancer's updater calls use: its `spec.configName`
     /// ("" when it names none).
-    pub(super) fn config_of(&self, key: &crate::controller::Key) -> String {
+    pub(super) fn config_of(&self, key: &Key) -> String {
         self.cache
             .load_balancers
             .get(key)
@@ -305,17 +307,6 @@ impl Worker {
         })
     }
 
-    /// After a plan ran: an updater it called that had not answered before is checked now.
-    pub(super) fn updaters_answered(&mut self, plan: &Plan) {
-        if self.auth.failing.is_empty() {
-            return;
-        }
-        for e in plan.updater_endpoints(true) {
-            let affected = self.host_answered(&e);
-            self.requeue(affected);
-        }
-    }
-
     /// Endpoint `e` does not answer and a plan calling it is in flight: a reconcile does not call
     /// it too (that plan's answer, or its timeout, says whether it is back). The keys held back
     /// wait in `deferred` until a plan that calls an updater finishes (`io_done`), without a
@@ -427,19 +418,15 @@ impl Worker {
             let Some(e) = self.auth.timers.next_due(Instant::now()) else {
                 return;
             };
-            self.resync(&e);
-        }
-    }
-
-    /// One drift check of one updater endpoint, timed for `/healthz`; the next is scheduled by
-    /// its result (None: none now, or when its repairs are done).
-    fn resync(&mut self, endpoint: &str) {
-        let now = epoch_ms(SystemTime::now());
-        self.health.busy_since_ms.store(now, Ordering::Relaxed);
-        let ok = self.check(endpoint);
-        self.health.busy_since_ms.store(0, Ordering::Relaxed);
-        if let Some(ok) = ok {
-            self.auth.timers.checked(endpoint, ok, Instant::now());
+            // Timed for `/healthz`; the next check is scheduled by its result (None: none now, or
+            // when its repairs are done).
+            let now = epoch_ms(SystemTime::now());
+            self.health.busy_since_ms.store(now, Ordering::Relaxed);
+            let ok = self.check(&e);
+            self.health.busy_since_ms.store(0, Ordering::Relaxed);
+            if let Some(ok) = ok {
+                self.auth.timers.checked(&e, ok, Instant::now());
+            }
         }
     }
 
@@ -463,8 +450,7 @@ impl Worker {
             configs.push(String::new());
         }
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
-        let mut refused: Vec<(String, crate::updater::Error)> = Vec::new();
-        let mut outcome = None;
+        let mut refused: Vec<&str> = Vec::new();
         for (i, config) in configs.iter().enumerate() {
             let client = match self.updater(config, &raw) {
                 Ok(c) => c,
@@ -490,103 +476,98 @@ impl Worker {
             let repairs = compare.repairs();
             self.stats
                 .updater_call("list", listed.is_ok(), started.elapsed());
-            match listed {
-                Err(e) if (e.is_unauthorized() || e.is_tls()) && i + 1 < configs.len() => {
-                    refused.push((config.clone(), e));
-                }
-                listed => {
-                    outcome = Some((config.clone(), client, listed, repairs, reports));
-                    break;
-                }
+            if let Err(e) = &listed
+                && (e.is_unauthorized() || e.is_tls())
+                && i + 1 < configs.len()
+            {
+                self.report_refusal(endpoint, &raw, config, e, &ctx.now);
+                refused.push(config);
+                continue;
             }
-        }
-        for (config, e) in &refused {
-            self.report_refusal(endpoint, &raw, config, e, &ctx.now);
-        }
-        let Some((config, client, listed, repairs, reports)) = outcome else {
-            self.stats.resyncs.inc(&["error"]);
-            return Some(false);
-        };
-        match listed {
-            Err(e) if e.is_unsupported() => {
-                log::info!(
-                    "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
-                );
-                self.stats.resyncs.inc(&["unsupported"]);
-                self.auth.unsupported.insert(endpoint.to_string());
-                self.auth.timers.cancel(endpoint);
-                let message = format!(
-                    "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
-                     (use paperlb nginx-updater for that)"
-                );
-                self.patch_users(endpoint, |key, _, lb| {
-                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
-                });
-                // Their targets now follow node readiness (no health check drains a node there).
-                self.requeue(drift::users_of(&self.cache, endpoint));
-                None
-            }
-            Err(e) => {
-                if e.is_transport() {
-                    self.host_failing(endpoint, epoch_ms(SystemTime::now()));
-                }
-                self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
-                // Never repair from an answer that could not be read.
-                log::warn!("drift check of updater {endpoint} failed: {e}");
-                self.stats.resyncs.inc(&["error"]);
-                Some(false)
-            }
-            Ok(_) => {
-                let affected = self.host_answered(endpoint);
-                self.requeue(affected);
-                let refused: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
-                // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
-                // where the config's credentials were just refused.
-                self.patch_users(endpoint, |key, config, lb| {
-                    (!refused.contains(&config)).then(|| ok_patch(key, lb, &ctx.now))?
-                });
-                // Per-port health from this answer, where it changed, on the LoadBalancers that
-                // are applied (a reconcile of any other writes its own status).
-                self.patch_users(endpoint, |key, _, lb| {
-                    let settled = !lb.metadata.is_deleting() && is_applied(lb);
-                    settled.then(|| health_status::patch(key, lb, &reports))?
-                });
-                if !repairs.is_empty() {
-                    // To the pool, as one plan; `repaired` finishes the check.
-                    let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
+            // The last config's answer (or the first one let in) is the check's.
+            return match listed {
+                Err(e) if e.is_unsupported() => {
                     log::info!(
-                        "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
-                        count("create"),
-                        count("update"),
-                        count("delete")
+                        "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
                     );
-                    let repair = |repair| Action::Repair {
-                        url: raw.clone(),
-                        repair,
-                    };
-                    let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
-                    let events = vec![None; actions.len()];
-                    let clients = BTreeMap::from([(raw, Ok(client))]);
-                    self.next_job += 1;
-                    self.repairing = Some((self.next_job, endpoint.to_string()));
-                    (self.pool).submit(self.next_job, Plan { actions }, events, clients);
-                    return None;
+                    self.stats.resyncs.inc(&["unsupported"]);
+                    self.auth.unsupported.insert(endpoint.to_string());
+                    self.auth.timers.cancel(endpoint);
+                    let message = format!(
+                        "updater {raw} cannot list its backends ({e}); paperlb does not repair its \
+                         drift (use paperlb nginx-updater for that)"
+                    );
+                    self.patch_users(endpoint, |_, key, _, lb| {
+                        condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
+                            .map(Plan::of)
+                    });
+                    // Their targets now follow node readiness (no health check drains a node
+                    // there).
+                    self.requeue(drift::users_of(&self.cache, endpoint));
+                    None
                 }
-                log::debug!(
-                    "updater {endpoint} holds what {} backend(s) want",
-                    desired.requests.len()
-                );
-                self.stats.resyncs.inc(&["converged"]);
-                Some(true)
-            }
+                Err(e) => {
+                    if e.is_transport() {
+                        self.host_failing(endpoint, epoch_ms(SystemTime::now()));
+                    }
+                    self.report_refusal(endpoint, &raw, config, &e, &ctx.now);
+                    // Never repair from an answer that could not be read.
+                    log::warn!("drift check of updater {endpoint} failed: {e}");
+                    self.stats.resyncs.inc(&["error"]);
+                    Some(false)
+                }
+                Ok(_) => {
+                    let affected = self.host_answered(endpoint);
+                    self.requeue(affected);
+                    // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
+                    // where the config's credentials were just refused.
+                    self.patch_users(endpoint, |_, key, config, lb| {
+                        (!refused.contains(&config))
+                            .then(|| ok_patch(key, lb, &ctx.now).map(Plan::of))?
+                    });
+                    // Per-port health from this answer, where it changed, on the LoadBalancers that
+                    // are applied (a reconcile of any other writes its own status).
+                    self.patch_users(endpoint, |_, key, _, lb| {
+                        let settled = !lb.metadata.is_deleting() && is_applied(lb);
+                        settled.then(|| health_status::patch(key, lb, &reports).map(Plan::of))?
+                    });
+                    if !repairs.is_empty() {
+                        // To the pool, as one plan; `repaired` finishes the check.
+                        let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
+                        log::info!(
+                            "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
+                            count("create"),
+                            count("update"),
+                            count("delete")
+                        );
+                        let repair = |repair| Action::Repair {
+                            url: raw.clone(),
+                            repair,
+                        };
+                        let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
+                        let events = vec![None; actions.len()];
+                        let clients = BTreeMap::from([(raw, Ok(client))]);
+                        self.next_job += 1;
+                        self.repairing = Some((self.next_job, endpoint.to_string()));
+                        (self.pool).submit(self.next_job, Plan { actions }, events, clients);
+                        return None;
+                    }
+                    log::debug!(
+                        "updater {endpoint} holds what {} backend(s) want",
+                        desired.requests.len()
+                    );
+                    self.stats.resyncs.inc(&["converged"]);
+                    Some(true)
+                }
+            };
         }
+        // No config could build a client for it.
+        self.stats.resyncs.inc(&["error"]);
+        Some(false)
     }
 
     /// A check's repairs are done: the check succeeded when every one did.
-    pub(super) fn repaired(&mut self, done: super::Done) {
-        let Some((_, endpoint)) = self.repairing.take() else {
-            return;
-        };
+    pub(super) fn repaired(&mut self, endpoint: &str, done: super::Done) {
         let (answers, _) = done.outcome;
         let failed: Vec<String> = (done.plan.actions.iter().enumerate())
             .filter_map(|(i, a)| {
@@ -615,7 +596,7 @@ impl Worker {
         let ok = failed.is_empty();
         let result = if ok { "repaired" } else { "error" };
         self.stats.resyncs.inc(&[result]);
-        self.auth.timers.checked(&endpoint, ok, Instant::now());
+        self.auth.timers.checked(endpoint, ok, Instant::now());
     }
 
     /// A drift check refused on a config's credentials (token or certificate) got an answer: a
@@ -632,50 +613,42 @@ impl Worker {
         let Some(p) = self.refusal(config, raw, e) else {
             return;
         };
-        // Of config `config` ("": of any) and without the condition yet.
-        let marked = self.patch_users(endpoint, |key, of, lb| {
+        // Of config `config` ("": of any) and without the condition yet; one Warning Event each,
+        // where the LoadBalancer's Events go (its Service, else itself), rate-limited per object
+        // and reason, and sent even when the condition cannot be written.
+        self.patch_users(endpoint, |cache, key, of, lb| {
             let ours = config.is_empty() || of == config;
-            ours.then(|| condition_patch(key, lb, UPDATER_AUTH, p.reason, &p.message, now))?
+            let patch =
+                ours.then(|| condition_patch(key, lb, UPDATER_AUTH, p.reason, &p.message, now))??;
+            let mut plan = Plan::default();
+            let note = (EventType::Warning, UPDATER_AUTH, p.message.clone());
+            plan.event(&event_target(cache, key, lb), note);
+            plan.push(patch);
+            Some(plan)
         });
-        // One Warning Event each, where the LoadBalancer's Events go (its Service, else itself).
-        for key in marked {
-            let Some(lb) = self.cache.load_balancers.get(&key) else {
-                continue;
-            };
-            let event = Action::Event(EventSpec {
-                object: event_target(&self.cache, &key, lb),
-                type_: EventType::Warning,
-                reason: UPDATER_AUTH.to_string(),
-                message: p.message.clone(),
-            });
-            // Best effort: rate-limited per object and reason, and a failure is only logged.
-            let _ = self.execute(&Plan::of(event));
-        }
     }
 
-    /// Writes the condition patch `patch` gives for each LoadBalancer on `endpoint` (from its key,
-    /// its config's name and the object; None: nothing to write); returns the keys it gave one for.
+    /// Runs the plan `patch` gives (a condition patch, maybe with its Event) for each LoadBalancer
+    /// on `endpoint`, from the cache, its key, its config's name and the object (None: nothing to
+    /// write).
     fn patch_users(
         &mut self,
         endpoint: &str,
-        patch: impl Fn(&crate::controller::Key, &str, &crate::model::LoadBalancer) -> Option<Action>,
-    ) -> Vec<crate::controller::Key> {
-        let mut written = Vec::new();
+        patch: impl Fn(&Cache, &Key, &str, &LoadBalancer) -> Option<Plan>,
+    ) {
         for key in drift::users_of(&self.cache, endpoint) {
             let config = self.config_of(&key);
             let lb = self.cache.load_balancers.get(&key);
-            let Some(action) = lb.and_then(|lb| patch(&key, &config, lb)) else {
+            let Some(plan) = lb.and_then(|lb| patch(&self.cache, &key, &config, lb)) else {
                 continue;
             };
-            match self.execute(&Plan::of(action)) {
+            match self.execute(&plan) {
                 Ok(()) => {}
                 Err(Stop::Api { error, .. }) => {
                     log::warn!("recording an updater condition key={key} error={error}")
                 }
                 Err(_) => log::debug!("updater condition key={key} not written: not the leader"),
             }
-            written.push(key);
         }
-        written
     }
 }
