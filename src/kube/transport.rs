@@ -124,7 +124,7 @@ pub(crate) fn build_agent(
         .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
         .max_response_header_size(CONNECTION_BUFFER)
         .build();
-    let connector = ().chain(TcpConnector::default()).chain(CancelConnector).chain(TlsLayer(tls));
+    let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
     Ok(Agent::with_parts(
         config,
         connector,
@@ -155,25 +155,10 @@ impl Drop for CancelGuard {
     }
 }
 
-#[derive(Debug)]
-struct CancelConnector;
-
-impl<In: Transport> Connector<In> for CancelConnector {
-    type Out = Cancellable<In>;
-
-    fn connect(
-        &self,
-        _details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
-        Ok(chained.map(|inner| Cancellable { inner }))
-    }
-}
-
 /// Splits each read wait into short slices and checks the thread's cancel flag between them. Sits
 /// under TLS so a cancelled read never leaves a TLS record half-read (the connection is dropped).
 #[derive(Debug)]
-struct Cancellable<T> {
+pub(crate) struct Cancellable<T> {
     inner: T,
 }
 
@@ -268,21 +253,23 @@ pub(crate) struct TlsConnector {
     pub(crate) name: ServerName<'static>,
 }
 
-/// Wraps the connection in rustls for `https://`; passes plain `http://` through.
+/// Makes the connection's reads [`Cancellable`], then wraps it in rustls for `https://` (plain
+/// `http://` stays as is).
 #[derive(Debug)]
 pub(crate) struct TlsLayer(pub(crate) Option<TlsConnector>);
 
 impl<In: Transport> Connector<In> for TlsLayer {
-    type Out = Either<In, TlsTransport>;
+    type Out = Either<Cancellable<In>, TlsTransport>;
 
     fn connect(
         &self,
         details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        let Some(transport) = chained else {
+        let Some(inner) = chained else {
             return Ok(None);
         };
+        let transport = Cancellable { inner };
         if !details.needs_tls() || transport.is_tls() {
             return Ok(Some(Either::A(transport)));
         }
