@@ -267,8 +267,7 @@ impl Client {
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        let resp = self.send("get", Method::GET, path, None, Call::Plain)?;
-        self.decode(resp, "GET", path)
+        self.call("get", Method::GET, path, None)
     }
 
     /// LIST every page, following `continue`, each item decoded by `decode` (`|t|
@@ -358,8 +357,7 @@ impl Client {
 
     /// DELETE. Answers the object (built-ins, or a CR with finalizers) or a Success `Status`.
     pub fn delete(&self, path: &str) -> Result<serde_json::Value, Error> {
-        let resp = self.send("delete", Method::DELETE, path, None, Call::Plain)?;
-        self.decode(resp, "DELETE", path)
+        self.call("delete", Method::DELETE, path, None)
     }
 
     /// Start a WATCH from `resource_version` with bookmarks, ended by the server after
@@ -400,23 +398,23 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, Error> {
-        let what = format!("{method} {path}");
         let bytes = serde_json::to_vec(body).map_err(|e| Error::Decode {
-            what: format!("{what} (request body)"),
+            what: format!("{method} {path} (request body)"),
             detail: e.to_string(),
         })?;
-        let body = Some((content_type, bytes));
-        let resp = self.send(verb, method.clone(), path, body, Call::Plain)?;
-        self.decode(resp, method.as_str(), path)
+        self.call(verb, method, path, Some((content_type, bytes)))
     }
 
-    fn decode<T: DeserializeOwned>(
+    /// A plain request whose answer is decoded whole into `T`.
+    fn call<T: DeserializeOwned>(
         &self,
-        resp: Response<Body>,
-        method: &str,
+        verb: &'static str,
+        method: Method,
         path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<T, Error> {
         let what = format!("{method} {path}");
+        let resp = self.send(verb, method, path, body, Call::Plain)?;
         let body = resp.into_body().into_with_config().limit(MAX_BODY);
         let bytes = body.read_to_vec().map_err(|e| self.body_error(&what, e))?;
         // From text, as the watch decodes: one copy of serde's code per type in the binary.
@@ -444,7 +442,7 @@ impl Client {
         let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
         match super::list_page::read(reader, item) {
             Ok(envelope) => Ok(envelope.metadata),
-            // The same kinds as a body read whole (`decode`): too large, timeout, TLS, cancel.
+            // The same kinds as a body read whole (`call`): too large, timeout, TLS, cancel.
             Err(super::list_page::Error::Io(e)) => {
                 Err(self.body_error(&format!("GET {path}"), ureq::Error::from(e)))
             }
