@@ -20,7 +20,7 @@ use ureq::{Agent, Body};
 use super::auth::Credentials;
 use super::config::ClusterConfig;
 use super::error::snippet;
-use super::list_page::Meta;
+use super::list_page;
 use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
@@ -310,10 +310,21 @@ impl Client {
             ];
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
-            let meta = self.read_page(resp, path, item)?;
-            match meta.continue_token.filter(|c| !c.is_empty()) {
+            // The page from the socket as it arrives (`list_page`): never held whole. Read to the
+            // end, so the connection goes back to the pool.
+            let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
+            let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
+            let page = list_page::read(reader, item).map_err(|e| match e {
+                // The same kinds as a body read whole (`call`): too large, timeout, TLS, cancel.
+                list_page::Error::Io(e) => self.body_error(&format!("GET {path}"), e.into()),
+                list_page::Error::Json(detail) => Error::Decode {
+                    what: format!("GET {path}"),
+                    detail,
+                },
+            })?;
+            match page.metadata.continue_token.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
-                None => return Ok(meta.resource_version),
+                None => return Ok(page.metadata.resource_version),
             }
         }
         Err(Error::Decode {
@@ -428,29 +439,6 @@ impl Client {
                 snippet(&String::from_utf8_lossy(&bytes), 120)
             ),
         })
-    }
-
-    /// A LIST page from the socket as it arrives (`list_page`): never held whole. Reads to the
-    /// end, so the connection goes back to the pool.
-    fn read_page(
-        &self,
-        resp: Response<Body>,
-        path: &str,
-        item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
-    ) -> Result<Meta, Error> {
-        let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
-        let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
-        match super::list_page::read(reader, item) {
-            Ok(envelope) => Ok(envelope.metadata),
-            // The same kinds as a body read whole (`call`): too large, timeout, TLS, cancel.
-            Err(super::list_page::Error::Io(e)) => {
-                Err(self.body_error(&format!("GET {path}"), ureq::Error::from(e)))
-            }
-            Err(super::list_page::Error::Json(detail)) => Err(Error::Decode {
-                what: format!("GET {path}"),
-                detail,
-            }),
-        }
     }
 
     /// A body read that failed: too large, or the transport's failure.
