@@ -32,8 +32,6 @@ pub const MAX_BODY: u64 = 64 << 20;
 const STREAM_BUFFER: usize = 16 * 1024;
 /// Largest error body we read; the rest is dropped (a Status is a few hundred bytes).
 pub const MAX_ERROR_BODY: u64 = 1 << 20;
-/// TCP connect plus TLS handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `User-Agent`; the text before `/` becomes the server's default fieldManager.
 const USER_AGENT: &str = concat!("paperlb/", env!("CARGO_PKG_VERSION"));
 /// Timeouts of the client. `Default` is right for production.
@@ -466,7 +464,6 @@ impl Client {
             &inner.server,
             &inner.tls,
             identity.as_ref(),
-            CONNECT_TIMEOUT,
             inner.opts.request_timeout,
         )?;
         if changed {

@@ -42,6 +42,9 @@ pub const CONNECTION_BUFFER: usize = 16 * 1024;
 /// watches): RSS 24,516 -> 23,352 KiB in `make bench` (bench/RESULTS.md, "Memory at 1k").
 pub const SOCKET_BUFFER: usize = 4 * 1024;
 
+/// TCP connect plus TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Idle connections kept per API server: as many as the controller has requests in flight (its
 /// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
 /// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
@@ -90,7 +93,6 @@ pub(crate) fn build_agent(
     server: &str,
     settings: &TlsSettings,
     exec_identity: Option<&CertAndKey>,
-    connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Agent, Error> {
     let tls = if server.starts_with("https://") {
@@ -115,7 +117,7 @@ pub(crate) fn build_agent(
         .user_agent(ureq::config::AutoHeaderValue::None)
         .accept(ureq::config::AutoHeaderValue::None)
         .accept_encoding(ureq::config::AutoHeaderValue::None)
-        .timeout_connect(Some(connect_timeout))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(request_timeout))
         // The socket's buffers (plain http: the only ones; https: see SOCKET_BUFFER).
         .input_buffer_size(socket_buffer)
