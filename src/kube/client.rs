@@ -20,7 +20,7 @@ use ureq::{Agent, Body};
 use super::auth::Credentials;
 use super::config::ClusterConfig;
 use super::error::snippet;
-use super::list_page::Meta;
+use super::list_page;
 use super::tls::{CertAndKey, TlsSettings};
 use super::transport::{build_agent, transport_error};
 use super::watch::stream::WatchStream;
@@ -32,8 +32,6 @@ pub const MAX_BODY: u64 = 64 << 20;
 const STREAM_BUFFER: usize = 16 * 1024;
 /// Largest error body we read; the rest is dropped (a Status is a few hundred bytes).
 pub const MAX_ERROR_BODY: u64 = 1 << 20;
-/// TCP connect plus TLS handshake.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `User-Agent`; the text before `/` becomes the server's default fieldManager.
 const USER_AGENT: &str = concat!("paperlb/", env!("CARGO_PKG_VERSION"));
 /// Timeouts of the client. `Default` is right for production.
@@ -267,8 +265,7 @@ impl Client {
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        let resp = self.send("get", Method::GET, path, None, Call::Plain)?;
-        self.decode(resp, "GET", path)
+        self.call("get", Method::GET, path, None)
     }
 
     /// LIST every page, following `continue`, each item decoded by `decode` (`|t|
@@ -311,10 +308,21 @@ impl Client {
             ];
             let url_path = with_query(path, &query);
             let resp = self.send("list", Method::GET, &url_path, None, Call::Plain)?;
-            let meta = self.read_page(resp, path, item)?;
-            match meta.continue_token.filter(|c| !c.is_empty()) {
+            // The page from the socket as it arrives (`list_page`): never held whole. Read to the
+            // end, so the connection goes back to the pool.
+            let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
+            let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
+            let page = list_page::read(reader, item).map_err(|e| match e {
+                // The same kinds as a body read whole (`call`): too large, timeout, TLS, cancel.
+                list_page::Error::Io(e) => self.body_error(&format!("GET {path}"), e.into()),
+                list_page::Error::Json(detail) => Error::Decode {
+                    what: format!("GET {path}"),
+                    detail,
+                },
+            })?;
+            match page.metadata.continue_token.filter(|c| !c.is_empty()) {
                 Some(next) => token = Some(next),
-                None => return Ok(meta.resource_version),
+                None => return Ok(page.metadata.resource_version),
             }
         }
         Err(Error::Decode {
@@ -359,8 +367,7 @@ impl Client {
     /// DELETE. Answers the object (built-ins, or a CR with finalizers) or a Success `Status`, as
     /// JSON text for the caller to decode.
     pub fn delete(&self, path: &str) -> Result<Box<serde_json::value::RawValue>, Error> {
-        let resp = self.send("delete", Method::DELETE, path, None, Call::Plain)?;
-        self.decode(resp, "DELETE", path)
+        self.call("delete", Method::DELETE, path, None)
     }
 
     /// Start a WATCH from `resource_version` with bookmarks, ended by the server after
@@ -401,23 +408,23 @@ impl Client {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, Error> {
-        let what = format!("{method} {path}");
         let bytes = serde_json::to_vec(body).map_err(|e| Error::Decode {
-            what: format!("{what} (request body)"),
+            what: format!("{method} {path} (request body)"),
             detail: e.to_string(),
         })?;
-        let body = Some((content_type, bytes));
-        let resp = self.send(verb, method.clone(), path, body, Call::Plain)?;
-        self.decode(resp, method.as_str(), path)
+        self.call(verb, method, path, Some((content_type, bytes)))
     }
 
-    fn decode<T: DeserializeOwned>(
+    /// A plain request whose answer is decoded whole into `T`.
+    fn call<T: DeserializeOwned>(
         &self,
-        resp: Response<Body>,
-        method: &str,
+        verb: &'static str,
+        method: Method,
         path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<T, Error> {
         let what = format!("{method} {path}");
+        let resp = self.send(verb, method, path, body, Call::Plain)?;
         let body = resp.into_body().into_with_config().limit(MAX_BODY);
         let bytes = body.read_to_vec().map_err(|e| self.body_error(&what, e))?;
         // From text, as the watch decodes: one copy of serde's code per type in the binary.
@@ -431,29 +438,6 @@ impl Client {
                 snippet(&String::from_utf8_lossy(&bytes), 120)
             ),
         })
-    }
-
-    /// A LIST page from the socket as it arrives (`list_page`): never held whole. Reads to the
-    /// end, so the connection goes back to the pool.
-    fn read_page(
-        &self,
-        resp: Response<Body>,
-        path: &str,
-        item: &mut dyn FnMut(&str) -> serde_json::Result<()>,
-    ) -> Result<Meta, Error> {
-        let reader = resp.into_body().into_with_config().limit(MAX_BODY).reader();
-        let reader = std::io::BufReader::with_capacity(STREAM_BUFFER, reader);
-        match super::list_page::read(reader, item) {
-            Ok(envelope) => Ok(envelope.metadata),
-            // The same kinds as a body read whole (`decode`): too large, timeout, TLS, cancel.
-            Err(super::list_page::Error::Io(e)) => {
-                Err(self.body_error(&format!("GET {path}"), ureq::Error::from(e)))
-            }
-            Err(super::list_page::Error::Json(detail)) => Err(Error::Decode {
-                what: format!("GET {path}"),
-                detail,
-            }),
-        }
     }
 
     /// A body read that failed: too large, or the transport's failure.
@@ -481,7 +465,6 @@ impl Client {
             &inner.server,
             &inner.tls,
             identity.as_ref(),
-            CONNECT_TIMEOUT,
             inner.opts.request_timeout,
         )?;
         if changed {

@@ -42,6 +42,9 @@ pub const CONNECTION_BUFFER: usize = 16 * 1024;
 /// watches): RSS 24,516 -> 23,352 KiB in `make bench` (bench/RESULTS.md, "Memory at 1k").
 pub const SOCKET_BUFFER: usize = 4 * 1024;
 
+/// TCP connect plus TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Idle connections kept per API server: as many as the controller has requests in flight (its
 /// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
 /// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
@@ -90,7 +93,6 @@ pub(crate) fn build_agent(
     server: &str,
     settings: &TlsSettings,
     exec_identity: Option<&CertAndKey>,
-    connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Agent, Error> {
     let tls = if server.starts_with("https://") {
@@ -115,7 +117,7 @@ pub(crate) fn build_agent(
         .user_agent(ureq::config::AutoHeaderValue::None)
         .accept(ureq::config::AutoHeaderValue::None)
         .accept_encoding(ureq::config::AutoHeaderValue::None)
-        .timeout_connect(Some(connect_timeout))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(request_timeout))
         // The socket's buffers (plain http: the only ones; https: see SOCKET_BUFFER).
         .input_buffer_size(socket_buffer)
@@ -124,7 +126,7 @@ pub(crate) fn build_agent(
         .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
         .max_response_header_size(CONNECTION_BUFFER)
         .build();
-    let connector = ().chain(TcpConnector::default()).chain(CancelConnector).chain(TlsLayer(tls));
+    let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
     Ok(Agent::with_parts(
         config,
         connector,
@@ -155,25 +157,10 @@ impl Drop for CancelGuard {
     }
 }
 
-#[derive(Debug)]
-struct CancelConnector;
-
-impl<In: Transport> Connector<In> for CancelConnector {
-    type Out = Cancellable<In>;
-
-    fn connect(
-        &self,
-        _details: &ConnectionDetails,
-        chained: Option<In>,
-    ) -> Result<Option<Self::Out>, ureq::Error> {
-        Ok(chained.map(|inner| Cancellable { inner }))
-    }
-}
-
 /// Splits each read wait into short slices and checks the thread's cancel flag between them. Sits
 /// under TLS so a cancelled read never leaves a TLS record half-read (the connection is dropped).
 #[derive(Debug)]
-struct Cancellable<T> {
+pub(crate) struct Cancellable<T> {
     inner: T,
 }
 
@@ -268,21 +255,23 @@ pub(crate) struct TlsConnector {
     pub(crate) name: ServerName<'static>,
 }
 
-/// Wraps the connection in rustls for `https://`; passes plain `http://` through.
+/// Makes the connection's reads [`Cancellable`], then wraps it in rustls for `https://` (plain
+/// `http://` stays as is).
 #[derive(Debug)]
 pub(crate) struct TlsLayer(pub(crate) Option<TlsConnector>);
 
 impl<In: Transport> Connector<In> for TlsLayer {
-    type Out = Either<In, TlsTransport>;
+    type Out = Either<Cancellable<In>, TlsTransport>;
 
     fn connect(
         &self,
         details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        let Some(transport) = chained else {
+        let Some(inner) = chained else {
             return Ok(None);
         };
+        let transport = Cancellable { inner };
         if !details.needs_tls() || transport.is_tls() {
             return Ok(Some(Either::A(transport)));
         }
