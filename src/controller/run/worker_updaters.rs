@@ -450,7 +450,7 @@ impl Worker {
             configs.push(String::new());
         }
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
-        let mut refused: Vec<&str> = Vec::new();
+        let mut refused: Vec<(&str, crate::updater::Error)> = Vec::new();
         for (i, config) in configs.iter().enumerate() {
             let client = match self.updater(config, &raw) {
                 Ok(c) => c,
@@ -480,9 +480,13 @@ impl Worker {
                 && (e.is_unauthorized() || e.is_tls())
                 && i + 1 < configs.len()
             {
-                self.report_refusal(endpoint, &raw, config, e, &ctx.now);
-                refused.push(config);
+                refused.push((config, e.clone()));
                 continue;
+            }
+            // The refusals on the way are reported once the listing is read: their writes change
+            // the cache that the comparison reads.
+            for (config, e) in &refused {
+                self.report_refusal(endpoint, &raw, config, e, &ctx.now);
             }
             // The last config's answer (or the first one let in) is the check's.
             return match listed {
@@ -522,8 +526,8 @@ impl Worker {
                     // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
                     // where the config's credentials were just refused.
                     self.patch_users(endpoint, |_, key, config, lb| {
-                        (!refused.contains(&config))
-                            .then(|| ok_patch(key, lb, &ctx.now).map(Plan::of))?
+                        let was_refused = refused.iter().any(|(c, _)| *c == config);
+                        (!was_refused).then(|| ok_patch(key, lb, &ctx.now).map(Plan::of))?
                     });
                     // Per-port health from this answer, where it changed, on the LoadBalancers that
                     // are applied (a reconcile of any other writes its own status).
@@ -561,7 +565,10 @@ impl Worker {
                 }
             };
         }
-        // No config could build a client for it.
+        // No config (after those refused) could build a client for it.
+        for (config, e) in &refused {
+            self.report_refusal(endpoint, &raw, config, e, &ctx.now);
+        }
         self.stats.resyncs.inc(&["error"]);
         Some(false)
     }
