@@ -451,6 +451,7 @@ impl Worker {
         }
         let desired = drift::desired_for(&self.cache, &ctx, endpoint);
         let mut refused: Vec<(&str, crate::updater::Error)> = Vec::new();
+        let mut outcome = None;
         for (i, config) in configs.iter().enumerate() {
             let client = match self.updater(config, &raw) {
                 Ok(c) => c,
@@ -476,101 +477,98 @@ impl Worker {
             let repairs = compare.repairs();
             self.stats
                 .updater_call("list", listed.is_ok(), started.elapsed());
-            if let Err(e) = &listed
-                && (e.is_unauthorized() || e.is_tls())
-                && i + 1 < configs.len()
-            {
-                refused.push((config, e.clone()));
-                continue;
+            match listed {
+                Err(e) if (e.is_unauthorized() || e.is_tls()) && i + 1 < configs.len() => {
+                    refused.push((config, e));
+                }
+                listed => {
+                    outcome = Some((config.clone(), client, listed, repairs, reports));
+                    break;
+                }
             }
-            // The refusals on the way are reported once the listing is read: their writes change
-            // the cache that the comparison reads.
-            for (config, e) in &refused {
-                self.report_refusal(endpoint, &raw, config, e, &ctx.now);
-            }
-            // The last config's answer (or the first one let in) is the check's.
-            return match listed {
-                Err(e) if e.is_unsupported() => {
-                    log::info!(
-                        "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
-                    );
-                    self.stats.resyncs.inc(&["unsupported"]);
-                    self.auth.unsupported.insert(endpoint.to_string());
-                    self.auth.timers.cancel(endpoint);
-                    let message = format!(
-                        "updater {raw} cannot list its backends ({e}); paperlb does not repair its \
-                         drift (use paperlb nginx-updater for that)"
-                    );
-                    self.patch_users(endpoint, |_, key, _, lb| {
-                        condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
-                            .map(Plan::of)
-                    });
-                    // Their targets now follow node readiness (no health check drains a node
-                    // there).
-                    self.requeue(drift::users_of(&self.cache, endpoint));
-                    None
-                }
-                Err(e) => {
-                    if e.is_transport() {
-                        self.host_failing(endpoint, epoch_ms(SystemTime::now()));
-                    }
-                    self.report_refusal(endpoint, &raw, config, &e, &ctx.now);
-                    // Never repair from an answer that could not be read.
-                    log::warn!("drift check of updater {endpoint} failed: {e}");
-                    self.stats.resyncs.inc(&["error"]);
-                    Some(false)
-                }
-                Ok(_) => {
-                    let affected = self.host_answered(endpoint);
-                    self.requeue(affected);
-                    // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
-                    // where the config's credentials were just refused.
-                    self.patch_users(endpoint, |_, key, config, lb| {
-                        let was_refused = refused.iter().any(|(c, _)| *c == config);
-                        (!was_refused).then(|| ok_patch(key, lb, &ctx.now).map(Plan::of))?
-                    });
-                    // Per-port health from this answer, where it changed, on the LoadBalancers that
-                    // are applied (a reconcile of any other writes its own status).
-                    self.patch_users(endpoint, |_, key, _, lb| {
-                        let settled = !lb.metadata.is_deleting() && is_applied(lb);
-                        settled.then(|| health_status::patch(key, lb, &reports).map(Plan::of))?
-                    });
-                    if !repairs.is_empty() {
-                        // To the pool, as one plan; `repaired` finishes the check.
-                        let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
-                        log::info!(
-                            "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
-                            count("create"),
-                            count("update"),
-                            count("delete")
-                        );
-                        let repair = |repair| Action::Repair {
-                            url: raw.clone(),
-                            repair,
-                        };
-                        let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
-                        let events = vec![None; actions.len()];
-                        let clients = BTreeMap::from([(raw, Ok(client))]);
-                        self.next_job += 1;
-                        self.repairing = Some((self.next_job, endpoint.to_string()));
-                        (self.pool).submit(self.next_job, Plan { actions }, events, clients);
-                        return None;
-                    }
-                    log::debug!(
-                        "updater {endpoint} holds what {} backend(s) want",
-                        desired.requests.len()
-                    );
-                    self.stats.resyncs.inc(&["converged"]);
-                    Some(true)
-                }
-            };
         }
-        // No config (after those refused) could build a client for it.
+        // Reported once the listing is read: their writes change the cache the comparison reads.
         for (config, e) in &refused {
             self.report_refusal(endpoint, &raw, config, e, &ctx.now);
         }
-        self.stats.resyncs.inc(&["error"]);
-        Some(false)
+        let Some((config, client, listed, repairs, reports)) = outcome else {
+            self.stats.resyncs.inc(&["error"]);
+            return Some(false);
+        };
+        match listed {
+            Err(e) if e.is_unsupported() => {
+                log::info!(
+                    "updater {endpoint} has no GET /api/v1/lb (the Go nginx-lb-updater?): its drift is not checked"
+                );
+                self.stats.resyncs.inc(&["unsupported"]);
+                self.auth.unsupported.insert(endpoint.to_string());
+                self.auth.timers.cancel(endpoint);
+                let message = format!(
+                    "updater {raw} cannot list its backends ({e}); paperlb does not repair its drift \
+                     (use paperlb nginx-updater for that)"
+                );
+                self.patch_users(endpoint, |_, key, _, lb| {
+                    condition_patch(key, lb, DRIFT_CHECK, "Unsupported", &message, &ctx.now)
+                        .map(Plan::of)
+                });
+                // Their targets now follow node readiness (no health check drains a node there).
+                self.requeue(drift::users_of(&self.cache, endpoint));
+                None
+            }
+            Err(e) => {
+                if e.is_transport() {
+                    self.host_failing(endpoint, epoch_ms(SystemTime::now()));
+                }
+                self.report_refusal(endpoint, &raw, &config, &e, &ctx.now);
+                // Never repair from an answer that could not be read.
+                log::warn!("drift check of updater {endpoint} failed: {e}");
+                self.stats.resyncs.inc(&["error"]);
+                Some(false)
+            }
+            Ok(_) => {
+                let affected = self.host_answered(endpoint);
+                self.requeue(affected);
+                // `DriftCheck` and a refused-token `UpdaterAuth` left False turn True, but not
+                // where the config's credentials were just refused.
+                self.patch_users(endpoint, |_, key, config, lb| {
+                    let was_refused = refused.iter().any(|(c, _)| *c == config);
+                    (!was_refused).then(|| ok_patch(key, lb, &ctx.now).map(Plan::of))?
+                });
+                // Per-port health from this answer, where it changed, on the LoadBalancers that
+                // are applied (a reconcile of any other writes its own status).
+                self.patch_users(endpoint, |_, key, _, lb| {
+                    let settled = !lb.metadata.is_deleting() && is_applied(lb);
+                    settled.then(|| health_status::patch(key, lb, &reports).map(Plan::of))?
+                });
+                if !repairs.is_empty() {
+                    // To the pool, as one plan; `repaired` finishes the check.
+                    let count = |a: &str| repairs.iter().filter(|r| r.action() == a).count();
+                    log::info!(
+                        "drift on updater {endpoint}: {} missing, {} different, {} stray backend(s); repairing",
+                        count("create"),
+                        count("update"),
+                        count("delete")
+                    );
+                    let repair = |repair| Action::Repair {
+                        url: raw.clone(),
+                        repair,
+                    };
+                    let actions: Vec<Action> = repairs.into_iter().map(repair).collect();
+                    let events = vec![None; actions.len()];
+                    let clients = BTreeMap::from([(raw, Ok(client))]);
+                    self.next_job += 1;
+                    self.repairing = Some((self.next_job, endpoint.to_string()));
+                    (self.pool).submit(self.next_job, Plan { actions }, events, clients);
+                    return None;
+                }
+                log::debug!(
+                    "updater {endpoint} holds what {} backend(s) want",
+                    desired.requests.len()
+                );
+                self.stats.resyncs.inc(&["converged"]);
+                Some(true)
+            }
+        }
     }
 
     /// A check's repairs are done: the check succeeded when every one did.
