@@ -28,8 +28,8 @@ pub struct Cache {
     pub load_balancers: BTreeMap<Key, Box<LoadBalancer>>,
     /// The (host, port, protocol) claims of `load_balancers`.
     ports: PortIndex,
-    /// Claims of LoadBalancer creates in flight (the worker's, see `batch`), until their answer is
-    /// applied: the spec each create sent, and the index of them.
+    /// Claims of LoadBalancer writes in flight (the worker's, see `batch::reservation`), until
+    /// their answer is applied: the spec each write sent, and the index of them.
     reserved: BTreeMap<Key, LoadBalancerSpec>,
     reserved_ports: PortIndex,
     pub configs: BTreeMap<Key, LoadBalancerConfig>,
@@ -160,7 +160,7 @@ impl Cache {
         self.relist(items, known, |l| &l.metadata, delete, apply)
     }
 
-    /// A LoadBalancer other than `except` that holds (port, protocol) on `host`, or whose create
+    /// A LoadBalancer other than `except` that holds (port, protocol) on `host`, or whose write
     /// in flight claims it.
     pub fn port_holder(
         &self,
@@ -211,18 +211,19 @@ impl Cache {
             .collect()
     }
 
-    /// Claims the ports of a create that is in flight for `key` (replacing an earlier claim).
+    /// Claims the ports of a write in flight for `key` (a create, or a spec patch that moves a
+    /// port), replacing an earlier claim.
     pub fn reserve_ports(&mut self, key: &Key, spec: LoadBalancerSpec) {
         self.release_ports(key);
         self.reserved_ports.insert(key, &spec);
         self.reserved.insert(key.clone(), spec);
     }
 
-    /// Drops the claim of `reserve_ports` (the create was answered, or failed).
-    pub fn release_ports(&mut self, key: &Key) {
-        if let Some(spec) = self.reserved.remove(key) {
-            self.reserved_ports.remove(key, &spec);
-        }
+    /// Drops the claim of `reserve_ports` (the write was answered, or failed); whether there was one.
+    pub fn release_ports(&mut self, key: &Key) -> bool {
+        let spec = self.reserved.remove(key);
+        spec.map(|spec| self.reserved_ports.remove(key, &spec))
+            .is_some()
     }
 
     /// The valid LoadBalancerConfigs in `namespace` (the controller's).

@@ -122,6 +122,33 @@ fn a_delete_the_updater_does_not_answer_holds_up_no_other_service() {
     wait_for("old released", || w.lb("old").is_none());
 }
 
+/// A port removed from a Service that keeps its LoadBalancer, while the updater holds the DELETE
+/// of that port's backend: the plan waits on the I/O pool, and a new Service is served meanwhile.
+/// Before every plan went to the pool, this one ran on the worker and held it for the call's
+/// timeout (60 s).
+#[test]
+fn a_port_delete_the_updater_does_not_answer_holds_up_no_other_service() {
+    let w = World::new("hung-port-delete");
+    let _c = Controller::start(&w.kubeconfig);
+    w.service("two", &[("http", 80, "TCP"), ("dns", 53, "UDP")]);
+    wait_for("two READY", || w.ready("two"));
+    w.updater.hold_delete_ms.store(600_000, Ordering::SeqCst);
+    w.service("two", &[("http", 80, "TCP")]);
+    wait_for("the DELETE held", || {
+        w.updater.held.load(Ordering::SeqCst) >= 1
+    });
+    w.service("new", &[("http", 80, "TCP")]);
+    wait_for("new READY", || w.ready("new"));
+    let still_held = w.updater.held.load(Ordering::SeqCst) >= 1;
+    w.updater.hold_delete_ms.store(0, Ordering::SeqCst);
+    assert!(still_held, "the DELETE was still waiting");
+    wait_for("two READY with one port", || {
+        w.ready("two")
+            && w.lb("two")
+                .is_some_and(|lb| lb["spec"]["ports"].as_array().map(Vec::len) == Some(1))
+    });
+}
+
 /// An updater that does not answer holds one plan in flight, not the pool. Once a call to it has
 /// failed, the Services on it wait in the queue while one plan calls it, and a Service on another
 /// updater is served meanwhile. Before the fix, 20 plans calling it took every place in the pool

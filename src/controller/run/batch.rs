@@ -1,34 +1,34 @@
 //! The executor: [`execute_action`] does one action's I/O and returns its answer, on the worker
 //! (`Worker::execute`) and on the pool alike; the worker applies every answer in one place. Also
-//! which plans can run side by side (pure), and their I/O on a small pool of long-lived threads.
+//! the port claims a plan's writes add (pure), and plans' I/O on a small pool of long-lived threads.
 //!
 //! A node flip queues every LoadBalancer; each needs a spec patch, then an updater call and a status
 //! patch; a cold start over many Services needs a create, then the same. One after another they
-//! leave the worker waiting on round trips (several ms each on a real apiserver). Plans that change
-//! no port claims cannot affect any other key's decision, and a create's claims are reserved in the
-//! cache by the worker before its I/O starts, so the worker hands up to [`MAX_IN_FLIGHT`] such plans
-//! to the [`Pool`] and goes on deciding; each plan's actions run in order on one pool thread. The
-//! threads only talk to the API server and the updaters (at most [`IO_THREADS`] requests in flight
-//! to the API server, [`PER_UPDATER`] to each updater): the worker stays the one owner of the cache
-//! and applies each answer when the plan's [`Done`] arrives in its channel. A key in flight stays
-//! "processing" in the queue until then, so it is never reconciled twice at once (DESIGN, "Cost of
-//! a change"). A drift check's repairs also run on the pool, as one plan, while no reconcile runs.
+//! leave the worker waiting on round trips (several ms each on a real apiserver), or on an LB host
+//! that does not answer. So the worker hands every reconcile's plan to the [`Pool`] (up to
+//! [`MAX_IN_FLIGHT`] at once) and goes on deciding; each plan's actions run in order on one pool
+//! thread. What keeps the next decisions right meanwhile: the cache keeps every claim of a plan in
+//! flight until its answers are applied, and the worker reserves the claims its writes add
+//! ([`reservation`]) before its I/O starts. The threads only talk to the API server and the updaters
+//! (at most [`IO_THREADS`] requests in flight to the API server, [`PER_UPDATER`] to each updater):
+//! the worker stays the one owner of the cache and applies each answer when the plan's [`Done`]
+//! arrives in its channel. A key in flight stays "processing" in the queue until then, so it is
+//! never reconciled twice at once (DESIGN, "Cost of a change"). A drift check's repairs also run on
+//! the pool, as one plan, while no reconcile runs.
 //!
-//! Must not: touch the cache, or decide anything; the pool must not get a reconcile's plan that
-//! moves a port, deletes a backend of a LoadBalancer it keeps, or adds a finalizer (those stay one
-//! at a time on the worker).
+//! Must not: touch the cache, or decide anything.
 
 use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
 use crate::controller::decide::plan::{Action, Plan, Repair};
-use crate::controller::decide::ports::stored_ports;
+use crate::controller::decide::ports::{stored_hosts, stored_ports};
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
-use crate::model::{Event, FINALIZER, LoadBalancerSpec};
+use crate::model::{Event, LoadBalancerSpec};
 use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
@@ -111,69 +111,29 @@ pub enum Answer {
 /// The query of LoadBalancer writes: an unknown field is a 4xx (`strict decoding error`).
 const STRICT: &str = "?fieldValidation=Strict";
 
-/// Whether a plan may run beside others: only updater applies, Events, status patches, spec
-/// patches that keep the host and every (port, protocol) the cached LoadBalancer claims, creates
-/// whose spec can be read (so the worker can reserve its ports; see `create_spec`), and a
-/// release: backend deletes before our finalizer is removed or the LoadBalancer deleted. A
-/// released LoadBalancer keeps its claims in the cache until the plan's answers are applied, so
-/// no other key can take its ports meanwhile, and an LB host that does not answer a delete holds
-/// one plan, not the worker, for the call's timeout.
-pub fn batchable(cache: &Cache, plan: &Plan) -> bool {
-    let removes_ours = |patch: &Value| {
-        let finalizers = patch["metadata"]["finalizers"].as_array();
-        !finalizers.is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+/// The claims a write makes that the cache does not hold yet, for the worker to reserve until its
+/// answer is applied: a create's, or a spec patch's that moves a port or a host (one that keeps
+/// every claim needs none). With these reserved, and a release's ports kept claimed in the cache
+/// until its answers are applied, no plan in flight can let another key's decision take a port it
+/// still holds or is about to hold, so every reconcile's plan runs on the pool.
+pub fn reservation(cache: &Cache, action: &Action) -> Option<(Key, LoadBalancerSpec)> {
+    let (key, spec) = match action {
+        Action::CreateLoadBalancer { key, object } => (key, &object["spec"]),
+        Action::PatchLoadBalancerSpec { key, patch } => (key, &patch["spec"]),
+        _ => return None,
     };
-    let releases = plan.actions.iter().any(|a| match a {
-        Action::DeleteLoadBalancer { .. } => true,
-        Action::PatchFinalizers { patch, .. } => removes_ours(patch),
-        _ => false,
-    });
-    plan.actions.iter().all(|a| match a {
-        Action::CreateLoadBalancer { key, object } => {
-            !cache.load_balancers.contains_key(key) && create_spec(object).is_some()
-        }
-        Action::UpdaterApply { .. }
-        | Action::Event(_)
-        | Action::PatchLoadBalancerStatus { .. }
-        | Action::PatchServiceStatus { .. } => true,
-        Action::UpdaterDelete { .. } | Action::DeleteLoadBalancer { .. } => releases,
-        Action::PatchFinalizers { patch, .. } => removes_ours(patch),
-        Action::PatchLoadBalancerSpec { key, patch } => {
-            // Metadata beyond the precondition (finalizers, an adoption) stays one at a time.
-            let only_precondition = patch["metadata"]
-                .as_object()
-                .is_none_or(|m| m.keys().all(|k| k == "resourceVersion"));
-            let Some(old) = cache.load_balancers.get(key).filter(|_| only_precondition) else {
-                return false;
-            };
-            // Read in place (no copy of the patch): this runs for every plan of a flip.
-            let Ok(new) = LoadBalancerSpec::deserialize(&patch["spec"]) else {
-                return false;
-            };
-            claims(&old.spec) == claims(&new)
-        }
-        _ => false,
-    })
-}
-
-/// The spec of the object a create sends, as the cache reads stored specs (for its port
-/// reservation).
-pub fn create_spec(object: &Value) -> Option<LoadBalancerSpec> {
-    let spec = LoadBalancerSpec::deserialize(&object["spec"]).ok()?;
-    claims(&spec).map(|_| spec)
+    // Read in place (no copy of the write): this runs for every plan of a node flip.
+    let spec = LoadBalancerSpec::deserialize(spec).ok()?;
+    let held = cache.load_balancers.get(key).map(|lb| claims(&lb.spec));
+    (held != Some(claims(&spec))).then(|| (key.clone(), spec))
 }
 
 /// The hosts (lower case), and the (port, protocol) pairs a spec holds on each.
-type Claims = (Vec<String>, BTreeSet<(u16, crate::model::Protocol)>);
-
-fn claims(spec: &LoadBalancerSpec) -> Option<Claims> {
-    spec.host.get()?;
-    let host = crate::controller::decide::ports::stored_hosts(spec);
+fn claims(spec: &LoadBalancerSpec) -> (Vec<String>, BTreeSet<(u16, crate::model::Protocol)>) {
     let ports = stored_ports(spec)
         .into_iter()
-        .map(|(_, p, proto)| (p, proto))
-        .collect();
-    Some((host, ports))
+        .map(|(_, p, proto)| (p, proto));
+    (stored_hosts(spec), ports.collect())
 }
 
 /// Updater clients by URL, or why a URL has none (the `NoCall` error).
@@ -642,8 +602,6 @@ fn io_thread(s: &PoolShared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::decide::plan::{EventSpec, EventType};
-    use crate::model::ObjectReference;
     use crate::updater::api::LbRequest;
     use serde_json::json;
 
@@ -720,158 +678,90 @@ mod tests {
         });
     }
 
+    /// The claims a write adds are reserved (the new spec's port, protocol or host); a write that
+    /// keeps every claim (targets only), and every other action, reserves nothing.
     #[test]
-    fn only_plans_that_keep_every_port_claim_are_batchable() {
-        let event = Action::Event(EventSpec {
-            object: ObjectReference::default(),
-            type_: EventType::Normal,
-            reason: "UpdaterApplied".into(),
-            message: String::new(),
-        });
-        let status = Action::PatchLoadBalancerStatus {
-            key: key("web"),
-            patch: json!({"status": {}}),
+    fn only_writes_that_add_a_claim_reserve_one() {
+        let create = |name: &str, object: Value| Action::CreateLoadBalancer {
+            key: key(name),
+            object,
         };
-        let svc_status = Action::PatchServiceStatus {
-            key: key("web"),
-            patch: json!({"status": {}}),
-        };
-        let cases: Vec<(&str, Vec<Action>, bool)> = vec![
-            (
-                "apply, status, event, ingress",
-                vec![apply(), status, event.clone(), svc_status],
-                true,
-            ),
+        let cases: Vec<(&str, Action, Option<(&str, u16)>)> = vec![
             (
                 "targets change only",
-                vec![spec_patch(
-                    "web",
-                    spec("lb.example", 8000, "TCP", "127.0.0.3"),
-                )],
-                true,
-            ),
-            (
-                "port moves",
-                vec![spec_patch(
-                    "web",
-                    spec("lb.example", 8001, "TCP", "127.0.0.2"),
-                )],
-                false,
-            ),
-            (
-                "protocol changes",
-                vec![spec_patch(
-                    "web",
-                    spec("lb.example", 8000, "UDP", "127.0.0.2"),
-                )],
-                false,
-            ),
-            (
-                "host changes",
-                vec![spec_patch(
-                    "web",
-                    spec("lb2.example", 8000, "TCP", "127.0.0.2"),
-                )],
-                false,
-            ),
-            (
-                "unknown LoadBalancer",
-                vec![spec_patch(
-                    "other",
-                    spec("lb.example", 8000, "TCP", "127.0.0.2"),
-                )],
-                false,
-            ),
-            (
-                "unreadable spec",
-                vec![spec_patch("web", json!("nonsense"))],
-                false,
+                spec_patch("web", spec("lb.example", 8000, "TCP", "127.0.0.3")),
+                None,
             ),
             (
                 "targets change with a finalizer added",
-                vec![Action::PatchLoadBalancerSpec {
+                Action::PatchLoadBalancerSpec {
                     key: key("web"),
                     patch: json!({"metadata": {"resourceVersion": "5", "finalizers": ["f"]},
                         "spec": spec("lb.example", 8000, "TCP", "127.0.0.3")}),
-                }],
-                false,
+                },
+                None,
+            ),
+            (
+                "port moves",
+                spec_patch("web", spec("lb.example", 8001, "TCP", "127.0.0.2")),
+                Some(("web", 8001)),
+            ),
+            (
+                "protocol changes",
+                spec_patch("web", spec("lb.example", 8000, "UDP", "127.0.0.2")),
+                Some(("web", 8000)),
+            ),
+            (
+                "host changes",
+                spec_patch("web", spec("lb2.example", 8000, "TCP", "127.0.0.2")),
+                Some(("web", 8000)),
+            ),
+            (
+                "unknown LoadBalancer",
+                spec_patch("other", spec("lb.example", 8000, "TCP", "127.0.0.2")),
+                Some(("other", 8000)),
+            ),
+            (
+                "unreadable spec",
+                spec_patch("web", json!("nonsense")),
+                None,
             ),
             (
                 "create",
-                vec![Action::CreateLoadBalancer {
-                    key: key("new"),
-                    object: json!({"spec": spec("lb.example", 8001, "TCP", "127.0.0.2")}),
-                }],
-                true,
+                create(
+                    "new",
+                    json!({"spec": spec("lb.example", 8001, "TCP", "127.0.0.2")}),
+                ),
+                Some(("new", 8001)),
             ),
             (
-                "create of a LoadBalancer the cache holds",
-                vec![Action::CreateLoadBalancer {
-                    key: key("web"),
-                    object: json!({"spec": spec("lb.example", 8001, "TCP", "127.0.0.2")}),
-                }],
-                false,
+                "create of the claims the cache holds",
+                create(
+                    "web",
+                    json!({"spec": spec("lb.example", 8000, "TCP", "127.0.0.2")}),
+                ),
+                None,
             ),
             (
                 "create with an unreadable spec",
-                vec![Action::CreateLoadBalancer {
-                    key: key("new"),
-                    object: json!({}),
-                }],
-                false,
+                create("new", json!({})),
+                None,
             ),
-            (
-                "a backend delete",
-                vec![
-                    apply(),
-                    Action::UpdaterDelete {
-                        key: key("web"),
-                        url: "u".into(),
-                        backend_name: "b".into(),
-                        best_effort: false,
-                    },
-                ],
-                false,
-            ),
-            (
-                "our finalizer added",
-                vec![Action::PatchFinalizers {
-                    key: key("web"),
-                    patch: json!({"metadata": {"finalizers": ["other", FINALIZER], "resourceVersion": "5"}}),
-                }],
-                false,
-            ),
-            (
-                "a release: the backend deleted, then our finalizer removed",
-                vec![
-                    Action::UpdaterDelete {
-                        key: key("web"),
-                        url: "u".into(),
-                        backend_name: "b".into(),
-                        best_effort: false,
-                    },
-                    Action::PatchFinalizers {
-                        key: key("web"),
-                        patch: json!({"metadata": {"finalizers": ["other"], "resourceVersion": "5"}}),
-                    },
-                ],
-                true,
-            ),
+            ("updater apply", apply(), None),
             (
                 "delete",
-                vec![
-                    event,
-                    Action::DeleteLoadBalancer {
-                        key: key("web"),
-                        uid: "u".into(),
-                    },
-                ],
-                true,
+                Action::DeleteLoadBalancer {
+                    key: key("web"),
+                    uid: "u".into(),
+                },
+                None,
             ),
         ];
         let c = cache();
-        for (name, actions, want) in cases {
-            assert_eq!(batchable(&c, &Plan { actions }), want, "{name}");
+        for (name, action, want) in cases {
+            let got = reservation(&c, &action);
+            let got = got.map(|(k, s)| (k.name, stored_ports(&s)[0].1));
+            assert_eq!(got, want.map(|(n, p)| (n.to_string(), p)), "{name}");
         }
     }
 }

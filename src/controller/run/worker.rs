@@ -3,12 +3,12 @@
 //! Watch threads, the lease elector and the signal thread send [`Event`]s into its channel. It applies
 //! them to the cache, queues the keys they affect, and (once every watch has synced, and while it is
 //! the leader) runs `reconcile` for each ready key and executes the plan: API writes, updater calls and
-//! Events. Each write's answer is applied to the cache at once, so the next decision (a second
+//! Events. Each write's answer is applied to the cache when its plan is done, so the next decision (a second
 //! Service's port allocation, the next step of the same key) sees it before the watch catches up.
 //! It blocks in `recv_timeout` until the next event or the next retry is due: no polling.
-//! Plans that change no port claims (and creates, whose ports it reserves first) are handed to the
-//! I/O pool (`batch`) and it goes on deciding; each answer comes back through its channel and is
-//! applied here, so this thread remains the only writer of the cache. While an updater does not
+//! Each reconcile's plan is handed to the I/O pool (`batch`; the ports its writes add are reserved
+//! first) and it goes on deciding; each answer comes back through its channel and is applied here,
+//! so this thread remains the only writer of the cache. While an updater does not
 //! answer, one plan calling it is in flight at a time; the others wait in the queue (`process`).
 //!
 //! Must not: decide anything itself (that is `reconcile`), or write while not the leader.
@@ -127,7 +127,7 @@ pub struct Worker {
     events: EventLimiter,
     /// Repeats of an Event update the one already posted (`event_correlator`).
     correlator: super::event_correlator::Correlator,
-    /// Runs batchable plans' I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
+    /// Runs every reconcile's I/O; what it runs is in `in_flight` until its `Event::Io` is applied.
     pool: Pool,
     in_flight: BTreeMap<u64, Pending>,
     /// The pool job and updater endpoint of a drift check's repairs in flight: no reconcile
@@ -495,13 +495,11 @@ impl Worker {
         ctx
     }
 
-    /// One reconcile of one key: decide, then execute, and requeue with backoff on failure. A plan
-    /// that can run beside others (see `batch`) goes to the pool instead; the key stays processing
-    /// until its answers are applied (`io_done`). A plan that would call an updater that does not
-    /// answer while a plan calling it is in flight is not run: the key comes back when that plan
-    /// ends or the updater answers, so a dead LB host holds one plan on the pool (after the first
-    /// round of calls to it time out), not all of it. A plan that runs here (see `batchable`) and
-    /// calls it still holds the worker for the call's timeout when none is in flight.
+    /// One reconcile of one key: decide, and hand the plan to the pool; the key stays processing
+    /// until its answers are applied (`io_done`), which requeues it with backoff on failure. A plan
+    /// that would call an updater that does not answer while a plan calling it is in flight is not
+    /// run: the key comes back when that plan ends or the updater answers, so a dead LB host holds
+    /// one plan on the pool (after the first round of calls to it time out), not all of it.
     fn process(&mut self, key: &Key) {
         if !self.resolve_in_doubt() {
             // Still unsettled: a port allocated now could be one the server gave away meanwhile.
@@ -515,6 +513,11 @@ impl Worker {
             .store(epoch_ms(SystemTime::now()), Ordering::Relaxed);
         let ctx = self.context();
         let plan = reconcile(&self.cache, key, &ctx);
+        if plan.is_empty() {
+            self.finish(key, &ctx, &plan, Ok(()), started);
+            self.queue.done(key);
+            return;
+        }
         // Only while an updater does not answer does a plan need to say which it calls.
         let calls = if self.auth.failing.is_empty() {
             Vec::new()
@@ -529,29 +532,22 @@ impl Worker {
             self.queue.done(key);
             return;
         }
-        if !plan.is_empty() && batch::batchable(&self.cache, &plan) {
-            let (events, updaters) = self.prepare(&plan);
-            self.next_job += 1;
-            let pending = Pending {
-                key: key.clone(),
-                ctx,
-                started,
-                term: self.term.load(Ordering::SeqCst),
-                calls,
-            };
-            self.in_flight.insert(self.next_job, pending);
-            self.pool.submit(self.next_job, plan, events, updaters);
-            return;
-        }
-        let result = self.execute(&plan);
-        self.finish(key, &ctx, &plan, result, started);
-        self.queue.done(key);
+        let (events, updaters) = self.prepare(&plan);
+        self.next_job += 1;
+        let pending = Pending {
+            key: key.clone(),
+            ctx,
+            started,
+            term: self.term.load(Ordering::SeqCst),
+            calls,
+        };
+        self.in_flight.insert(self.next_job, pending);
+        self.pool.submit(self.next_job, plan, events, updaters);
     }
 
     /// What a plan's I/O needs from the worker, decided here before it starts: the updater
-    /// clients, the Events past the rate limit, and a create's port reservation, so that the next
-    /// decision, made while this create is in flight on the pool, cannot pick the same port (on
-    /// the worker, nothing decides before `apply_outcome` releases it).
+    /// clients, the Events past the rate limit, and the reservation of the ports its writes add, so
+    /// that the next decision, made while it is in flight on the pool, cannot pick them.
     fn prepare(&mut self, plan: &Plan) -> (Vec<Option<crate::model::Event>>, Clients) {
         let mut events = Vec::with_capacity(plan.actions.len());
         let mut updaters = Clients::new();
@@ -578,13 +574,12 @@ impl Worker {
                     updaters.insert(url.clone(), client);
                     None
                 }
-                Action::CreateLoadBalancer { key, object } => {
-                    if let Some(spec) = batch::create_spec(object) {
-                        self.cache.reserve_ports(key, spec);
+                _ => {
+                    if let Some((key, spec)) = batch::reservation(&self.cache, action) {
+                        self.cache.reserve_ports(&key, spec);
                     }
                     None
                 }
-                _ => None,
             });
         }
         (events, updaters)
@@ -594,7 +589,7 @@ impl Worker {
     fn execute(&mut self, plan: &Plan) -> Result<(), Stop> {
         let (events, updaters) = self.prepare(plan);
         let (answers, result) = batch::run(&self.pool.io(&updaters), plan, &events);
-        self.apply_outcome(plan, &events, answers, &result, false);
+        self.apply_outcome(plan, &events, answers, &result);
         result
     }
 
@@ -608,7 +603,7 @@ impl Worker {
             return;
         };
         let (answers, result) = done.outcome;
-        self.apply_outcome(&done.plan, &done.events, answers, &result, true);
+        self.apply_outcome(&done.plan, &done.events, answers, &result);
         // A write left in doubt in an earlier term is not ours to settle (see `Leadership(false)`).
         if job.term != self.term.load(Ordering::SeqCst) {
             self.in_doubt.remove(&job.key);
@@ -625,20 +620,20 @@ impl Worker {
     }
 
     /// The one place a plan's answers reach the cache, in the plan's order, wherever it ran.
-    /// `batched`: it ran on the pool (its spec patches keep every port claim, so one without an
-    /// answer leaves nothing in doubt).
     fn apply_outcome(
         &mut self,
         plan: &Plan,
         events: &[Option<crate::model::Event>],
         answers: Vec<Answer>,
         result: &Result<(), Stop>,
-        batched: bool,
     ) {
-        // Each create's answer (or its failure, and the doubt it leaves) replaces its reservation.
+        // Each write's answer (or its failure, and the doubt it leaves) replaces its reservation.
+        let mut reserved = false;
         for action in &plan.actions {
-            if let Action::CreateLoadBalancer { key, .. } = action {
-                self.cache.release_ports(key);
+            if let Action::CreateLoadBalancer { key, .. }
+            | Action::PatchLoadBalancerSpec { key, .. } = action
+            {
+                reserved |= self.cache.release_ports(key);
             }
         }
         // The answers are those of the actions that ran, in order (a status pair sent together
@@ -652,14 +647,14 @@ impl Worker {
                 self.correlator.unsent(spec);
             }
         }
-        // A create, or a spec patch run on the worker, that failed: the server may hold, or still
+        // A create, or a spec patch that added a claim, that failed: the server may hold, or still
         // commit, ports the cache does not know, unless the answer says the write was refused
-        // (AlreadyExists does not). A spec patch on the pool keeps every port claim, so it cannot.
+        // (AlreadyExists does not). A spec patch that keeps every port claim cannot.
         if let Err(Stop::Api { index, error: e }) = result
             && let Some(action) = plan.actions.get(*index)
             && let Action::CreateLoadBalancer { key, .. }
             | Action::PatchLoadBalancerSpec { key, .. } = action
-            && (!batched || matches!(action, Action::CreateLoadBalancer { .. }))
+            && (reserved || matches!(action, Action::CreateLoadBalancer { .. }))
             && (!matches!(e.code(), Some(c) if (400..500).contains(&c)) || e.is_already_exists())
         {
             self.in_doubt.insert(key.clone(), action.clone());
