@@ -686,7 +686,8 @@ mod tests {
             key: key(name),
             object,
         };
-        let cases: Vec<(&str, Action, Option<(&str, u16)>)> = vec![
+        type Case = (&'static str, Action, Option<(&'static str, u16)>);
+        let cases: Vec<Case> = vec![
             (
                 "targets change only",
                 spec_patch("web", spec("lb.example", 8000, "TCP", "127.0.0.3")),
