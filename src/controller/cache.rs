@@ -4,7 +4,7 @@
 //! Pure: no I/O, no clock.
 
 use super::decide::port_requests::{LB_PORTS_ANNOTATION, parse};
-use super::decide::ports::{PortIndex, stored_ports};
+use super::decide::ports::{Claim, PortIndex, stored_ports};
 use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoint_nodes};
 use super::key::Key;
 use crate::model::{
@@ -28,9 +28,9 @@ pub struct Cache {
     pub load_balancers: BTreeMap<Key, Box<LoadBalancer>>,
     /// The (host, port, protocol) claims of `load_balancers`.
     ports: PortIndex,
-    /// Claims of LoadBalancer writes in flight (the worker's, see `batch::reservation`), until
-    /// their answer is applied: the spec each write sent, and the index of them.
-    reserved: BTreeMap<Key, LoadBalancerSpec>,
+    /// Claims of plans in flight beyond `ports` (the worker's, see `batch::reservation`), until
+    /// their answers are applied: by key, and the index of them.
+    reserved: BTreeMap<Key, Vec<Claim>>,
     reserved_ports: PortIndex,
     pub configs: BTreeMap<Key, LoadBalancerConfig>,
     /// By slice namespace/name.
@@ -131,7 +131,8 @@ impl Cache {
         if unchanged(old.map(|l| &l.metadata), &lb.metadata) {
             return Affected::new();
         }
-        let mut affected = self.waiters(old.map(|l| &l.spec), Some(&lb.spec));
+        let released = old.map(|o| numbers(&o.spec)).unwrap_or_default();
+        let mut affected = self.waiters(&released - &numbers(&lb.spec));
         if let Some(old) = old {
             self.ports.remove(&key, &old.spec);
         }
@@ -146,7 +147,7 @@ impl Cache {
         match self.load_balancers.remove(key) {
             Some(old) => {
                 self.ports.remove(key, &old.spec);
-                let mut affected = self.waiters(Some(&old.spec), None);
+                let mut affected = self.waiters(numbers(&old.spec));
                 affected.insert(key.clone());
                 affected
             }
@@ -174,19 +175,11 @@ impl Cache {
             .or_else(|| self.reserved_ports.holder(host, port, protocol, except))
     }
 
-    /// When `old` claimed LB port numbers `new` does not, the Services that may be served now:
-    /// those whose `lb.paperlb.com/lb-ports` asks for one, and those refused for want of a free
-    /// port (a `type: LoadBalancer` Service with no LoadBalancer yet, or one whose LoadBalancer
-    /// says `PortRangeExhausted`): nothing else would look at them again.
-    fn waiters(&self, old: Option<&LoadBalancerSpec>, new: Option<&LoadBalancerSpec>) -> Affected {
-        let numbers = |s: Option<&LoadBalancerSpec>| -> BTreeSet<u16> {
-            s.map(stored_ports)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, p, _)| p)
-                .collect()
-        };
-        let released: BTreeSet<u16> = numbers(old).difference(&numbers(new)).copied().collect();
+    /// When LB port numbers were `released`, the Services that may be served now: those whose
+    /// `lb.paperlb.com/lb-ports` asks for one, and those refused for want of a free port (a
+    /// `type: LoadBalancer` Service with no LoadBalancer yet, or one whose LoadBalancer says
+    /// `PortRangeExhausted`): nothing else would look at them again.
+    fn waiters(&self, released: BTreeSet<u16>) -> Affected {
         if released.is_empty() {
             return Affected::new();
         }
@@ -211,19 +204,33 @@ impl Cache {
             .collect()
     }
 
-    /// Claims the ports of a write in flight for `key` (a create, or a spec patch that moves a
-    /// port), replacing an earlier claim.
-    pub fn reserve_ports(&mut self, key: &Key, spec: LoadBalancerSpec) {
-        self.release_ports(key);
-        self.reserved_ports.insert(key, &spec);
-        self.reserved.insert(key.clone(), spec);
+    /// Claims ports for a plan in flight, until `release_ports` of their keys.
+    pub fn reserve_ports(&mut self, claims: Vec<Claim>) {
+        for claim in &claims {
+            self.reserved
+                .entry(claim.3.clone())
+                .or_default()
+                .push(claim.clone());
+        }
+        self.reserved_ports.add(claims);
     }
 
-    /// Drops the claim of `reserve_ports` (the write was answered, or failed); whether there was one.
-    pub fn release_ports(&mut self, key: &Key) -> bool {
-        let spec = self.reserved.remove(key);
-        spec.map(|spec| self.reserved_ports.remove(key, &spec))
-            .is_some()
+    /// Drops `key`'s reservations (its plan's answers are applied); the Services that may be
+    /// served now if it holds fewer ports than it reserved (see `waiters`).
+    pub fn release_ports(&mut self, key: &Key) -> Affected {
+        let Some(claims) = self.reserved.remove(key) else {
+            return Affected::new();
+        };
+        self.reserved_ports.take(&claims);
+        let held = self.load_balancers.get(key).map(|lb| numbers(&lb.spec));
+        let held = held.unwrap_or_default();
+        self.waiters(
+            claims
+                .iter()
+                .map(|c| c.1)
+                .filter(|p| !held.contains(p))
+                .collect(),
+        )
     }
 
     /// The valid LoadBalancerConfigs in `namespace` (the controller's).
@@ -385,6 +392,11 @@ impl Cache {
             .filter_map(|k| self.endpoint_slices.get(k));
         ready_endpoint_nodes(slices)
     }
+}
+
+/// The LB port numbers a stored spec claims.
+fn numbers(spec: &LoadBalancerSpec) -> BTreeSet<u16> {
+    stored_ports(spec).into_iter().map(|(_, p, _)| p).collect()
 }
 
 #[cfg(test)]
@@ -693,7 +705,7 @@ mod tests {
         .unwrap();
         let (a, b) = (Key::new("ns", "a"), Key::new("ns", "b"));
         let mut c = Cache::default();
-        c.reserve_ports(&a, spec.clone());
+        c.reserve_ports(PortIndex::claims_of(&a, &spec));
         assert!(c.port_holder("h1", 8000, Protocol::Tcp, &b).is_some());
         assert!(
             c.port_holder("h1", 8000, Protocol::Tcp, &a).is_none(),
@@ -701,13 +713,37 @@ mod tests {
         );
         assert!(c.port_holder("h1", 8000, Protocol::Udp, &b).is_none());
         assert!(c.port_holder("h2", 8000, Protocol::Tcp, &b).is_none());
-        c.reserve_ports(&a, spec);
+        c.reserve_ports(PortIndex::claims_of(&a, &spec));
         c.release_ports(&a);
         assert!(
             c.port_holder("h1", 8000, Protocol::Tcp, &b).is_none(),
             "released"
         );
-        c.release_ports(&a);
+        assert!(c.release_ports(&a).is_empty(), "released once");
+    }
+
+    /// A reservation that ends with its port not held (the write failed, the backend is deleted)
+    /// wakes a Service waiting for a free port; one whose port the LoadBalancer now holds does not.
+    #[test]
+    fn a_released_port_wakes_the_services_waiting_for_one() {
+        let (a, w) = (Key::new("ns", "a"), Key::new("ns", "w"));
+        let spec = json!({"host": "h1", "ports": [{"name": "a", "port": 8000, "protocol": "TCP"}]});
+        let mut c = Cache::default();
+        c.apply_service(
+            serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "w"},
+                "spec": {"type": "LoadBalancer"}}))
+            .unwrap(),
+        );
+        let claims = PortIndex::claims_of(&a, &serde_json::from_value(spec.clone()).unwrap());
+        c.reserve_ports(claims.clone());
+        assert_eq!(c.release_ports(&a), Affected::from([w]), "not held");
+        c.apply_load_balancer(
+            serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "a"},
+                "spec": spec}))
+            .unwrap(),
+        );
+        c.reserve_ports(claims);
+        assert!(c.release_ports(&a).is_empty(), "held by its LoadBalancer");
     }
 
     #[test]

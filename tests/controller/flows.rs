@@ -123,25 +123,30 @@ fn a_delete_the_updater_does_not_answer_holds_up_no_other_service() {
 }
 
 /// A port removed from a Service that keeps its LoadBalancer, while the updater holds the DELETE
-/// of that port's backend: the plan waits on the I/O pool, and a new Service is served meanwhile.
-/// Before every plan went to the pool, this one ran on the worker and held it for the call's
-/// timeout (60 s).
+/// of that port's backend: the plan waits on the I/O pool, and a new Service is served meanwhile
+/// (before every plan went to the pool, this one ran on the worker and held it for the call's
+/// timeout, 60 s). The port stays claimed until the DELETE is answered, so the new Service is
+/// not given it (the updater would refuse it: the old backend still listens there).
 #[test]
 fn a_port_delete_the_updater_does_not_answer_holds_up_no_other_service() {
     let w = World::new("hung-port-delete");
     let _c = Controller::start(&w.kubeconfig);
     w.service("two", &[("http", 80, "TCP"), ("dns", 53, "UDP")]);
     wait_for("two READY", || w.ready("two"));
+    let two = w.lb("two").expect("two's LoadBalancer");
+    let dns = two["spec"]["ports"][1]["port"].clone();
     w.updater.hold_delete_ms.store(600_000, Ordering::SeqCst);
     w.service("two", &[("http", 80, "TCP")]);
     wait_for("the DELETE held", || {
         w.updater.held.load(Ordering::SeqCst) >= 1
     });
-    w.service("new", &[("http", 80, "TCP")]);
+    w.service("new", &[("dns", 53, "UDP")]);
     wait_for("new READY", || w.ready("new"));
+    let new = w.lb("new").expect("new's LoadBalancer");
     let still_held = w.updater.held.load(Ordering::SeqCst) >= 1;
     w.updater.hold_delete_ms.store(0, Ordering::SeqCst);
     assert!(still_held, "the DELETE was still waiting");
+    assert_ne!(new["spec"]["ports"][0]["port"], dns, "{new:#}");
     wait_for("two READY with one port", || {
         w.ready("two")
             && w.lb("two")

@@ -74,14 +74,16 @@ pub fn stored_hosts(spec: &LoadBalancerSpec) -> Vec<String> {
 /// being deleted keep theirs until they are gone. Hosts compare case-insensitively.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortIndex {
-    /// (host in lower case, port, protocol, claimant), in that order: one host's claims, and one
-    /// pair's claimants, are each a range of the set.
-    claims: BTreeSet<(String, u16, Protocol, Key)>,
+    /// In that order: one host's claims, and one pair's claimants, are each a range of the set.
+    claims: BTreeSet<Claim>,
 }
+
+/// (LB host in lower case, port, protocol, claimant).
+pub type Claim = (String, u16, Protocol, Key);
 
 impl PortIndex {
     /// The claims `spec` makes for `key`.
-    fn claims_of(key: &Key, spec: &LoadBalancerSpec) -> Vec<(String, u16, Protocol, Key)> {
+    pub fn claims_of(key: &Key, spec: &LoadBalancerSpec) -> Vec<Claim> {
         let pairs = stored_ports(spec);
         let mut out = Vec::new();
         for host in stored_hosts(spec) {
@@ -94,13 +96,21 @@ impl PortIndex {
 
     /// Records the ports `spec` claims for `key`.
     pub fn insert(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        self.claims.extend(PortIndex::claims_of(key, spec));
+        self.add(PortIndex::claims_of(key, spec));
     }
 
     /// Forgets the ports `spec` (what the cache held for `key`) claimed.
     pub fn remove(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        for claim in PortIndex::claims_of(key, spec) {
-            self.claims.remove(&claim);
+        self.take(&PortIndex::claims_of(key, spec));
+    }
+
+    pub fn add(&mut self, claims: impl IntoIterator<Item = Claim>) {
+        self.claims.extend(claims);
+    }
+
+    pub fn take(&mut self, claims: &[Claim]) {
+        for claim in claims {
+            self.claims.remove(claim);
         }
     }
 
@@ -109,7 +119,7 @@ impl PortIndex {
         &'a self,
         host: &str,
         (port, protocol): (u16, Protocol),
-    ) -> impl Iterator<Item = &'a (String, u16, Protocol, Key)> {
+    ) -> impl Iterator<Item = &'a Claim> {
         let start = (host.to_ascii_lowercase(), port, protocol, Key::default());
         self.claims
             .range(&start..)

@@ -7,9 +7,9 @@
 //! leave the worker waiting on round trips (several ms each on a real apiserver), or on an LB host
 //! that does not answer. So the worker hands every reconcile's plan to the [`Pool`] (up to
 //! [`MAX_IN_FLIGHT`] at once) and goes on deciding; each plan's actions run in order on one pool
-//! thread. What keeps the next decisions right meanwhile: the cache keeps every claim of a plan in
-//! flight until its answers are applied, and the worker reserves the claims its writes add
-//! ([`reservation`]) before its I/O starts. The threads only talk to the API server and the updaters
+//! thread. What keeps the next decisions right meanwhile: the cache keeps a release's claims until
+//! its answers are applied, and the worker reserves the claims a plan's writes add and where the
+//! backends it calls are applied ([`reservation`]) before its I/O starts. The threads only talk to the API server and the updaters
 //! (at most [`IO_THREADS`] requests in flight to the API server, [`PER_UPDATER`] to each updater):
 //! the worker stays the one owner of the cache and applies each answer when the plan's [`Done`]
 //! arrives in its channel. A key in flight stays "processing" in the queue until then, so it is
@@ -22,18 +22,19 @@ use super::resync::PARALLEL;
 use super::stats::Stats;
 use crate::controller::cache::Cache;
 use crate::controller::decide::plan::{Action, Plan, Repair};
-use crate::controller::decide::ports::{stored_hosts, stored_ports};
+use crate::controller::decide::ports::{Claim, PortIndex};
 use crate::controller::decide::updater_auth::AuthProblem;
 use crate::controller::key::Key;
 use crate::kube::Error;
 use crate::kube::client::{Client, EVENTS, LOADBALANCERCONFIGS, LOADBALANCERS, SERVICES};
 use crate::kube::lease::Leadership;
-use crate::model::{Event, LoadBalancerSpec};
+use crate::model::url::same_updater;
+use crate::model::{AppliedBackend, Event, LoadBalancerSpec, Protocol};
 use crate::updater::client::UpdaterClient;
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -111,29 +112,51 @@ pub enum Answer {
 /// The query of LoadBalancer writes: an unknown field is a 4xx (`strict decoding error`).
 const STRICT: &str = "?fieldValidation=Strict";
 
-/// The claims a write makes that the cache does not hold yet, for the worker to reserve until its
-/// answer is applied: a create's, or a spec patch's that moves a port or a host (one that keeps
-/// every claim needs none). With these reserved, and a release's ports kept claimed in the cache
-/// until its answers are applied, no plan in flight can let another key's decision take a port it
-/// still holds or is about to hold, so every reconcile's plan runs on the pool.
-pub fn reservation(cache: &Cache, action: &Action) -> Option<(Key, LoadBalancerSpec)> {
+/// The port claims an action of a plan in flight needs beyond what the cache holds for its key,
+/// for the worker to reserve until the plan's answers are applied: a create's or a spec patch's
+/// new ports, and where a backend it calls is applied. With these reserved, and a release's ports
+/// kept claimed in the cache until its answers are applied, no other key's decision made
+/// meanwhile can take a port the plan holds or is about to, so every reconcile's plan runs on the
+/// pool.
+pub fn reservation(cache: &Cache, action: &Action) -> Vec<Claim> {
     let (key, spec) = match action {
         Action::CreateLoadBalancer { key, object } => (key, &object["spec"]),
         Action::PatchLoadBalancerSpec { key, patch } => (key, &patch["spec"]),
-        _ => return None,
+        Action::UpdaterApply { key, .. } | Action::UpdaterDelete { key, .. } => {
+            return applied_claims(cache, key, action);
+        }
+        _ => return Vec::new(),
     };
     // Read in place (no copy of the write): this runs for every plan of a node flip.
-    let spec = LoadBalancerSpec::deserialize(spec).ok()?;
-    let held = cache.load_balancers.get(key).map(|lb| claims(&lb.spec));
-    (held != Some(claims(&spec))).then(|| (key.clone(), spec))
+    let Ok(spec) = LoadBalancerSpec::deserialize(spec) else {
+        return Vec::new();
+    };
+    let held = (cache.load_balancers.get(key))
+        .map_or(Vec::new(), |lb| PortIndex::claims_of(key, &lb.spec));
+    let claims = PortIndex::claims_of(key, &spec).into_iter();
+    claims.filter(|c| !held.contains(c)).collect()
 }
 
-/// The hosts (lower case), and the (port, protocol) pairs a spec holds on each.
-fn claims(spec: &LoadBalancerSpec) -> (Vec<String>, BTreeSet<(u16, crate::model::Protocol)>) {
-    let ports = stored_ports(spec)
-        .into_iter()
-        .map(|(_, p, proto)| (p, proto));
-    (stored_hosts(spec), ports.collect())
+/// Where the backend an updater call names is applied (`status.applied`): busy on the updater
+/// until the call lands, whatever the spec says meanwhile (a patch that let the port go may come
+/// back through the watch first).
+fn applied_claims(cache: &Cache, key: &Key, action: &Action) -> Vec<Claim> {
+    let Some((url, name, _)) = action.updater_call() else {
+        return Vec::new();
+    };
+    let applied = cache.load_balancers.get(key).into_iter();
+    let applied = applied.flat_map(|lb| &lb.status.applied);
+    let ours = applied.filter(|b| b.backend_name == *name && same_updater(&b.url, url));
+    let claim = |b: &AppliedBackend| {
+        let port = u16::try_from(b.port).ok()?;
+        Some((
+            b.host.to_ascii_lowercase(),
+            port,
+            Protocol::parse(&b.protocol)?,
+            key.clone(),
+        ))
+    };
+    ours.filter_map(claim).collect()
 }
 
 /// Updater clients by URL, or why a URL has none (the `NoCall` error).
@@ -678,20 +701,45 @@ mod tests {
         });
     }
 
-    /// The claims a write adds are reserved (the new spec's port, protocol or host); a write that
-    /// keeps every claim (targets only), and every other action, reserves nothing.
+    /// What a plan in flight needs is reserved: a create's or a spec patch's new port, protocol or
+    /// host, and where a backend it calls is applied (the spec may let it go while the call is in
+    /// flight). A write that keeps every claim (targets only), and every other action, reserve
+    /// nothing.
     #[test]
-    fn only_writes_that_add_a_claim_reserve_one() {
+    fn only_what_a_plan_adds_to_the_cached_claims_is_reserved() {
         let create = |name: &str, object: Value| Action::CreateLoadBalancer {
             key: key(name),
             object,
         };
-        type Case = (&'static str, Action, Option<(&'static str, u16)>);
+        let call = |name: &str, url: &str, delete: bool| {
+            let (key, url, backend_name) = (key("web"), url.to_string(), name.to_string());
+            if delete {
+                return Action::UpdaterDelete {
+                    key,
+                    url,
+                    backend_name,
+                    best_effort: false,
+                };
+            }
+            let request = LbRequest {
+                backend_name,
+                lb_port: 8000,
+                lb_protocol: "TCP".into(),
+                ..Default::default()
+            };
+            Action::UpdaterApply { key, url, request }
+        };
+        let (tcp, udp) = (Protocol::Tcp, Protocol::Udp);
+        type Case = (
+            &'static str,
+            Action,
+            Vec<(&'static str, u16, Protocol, &'static str)>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "targets change only",
                 spec_patch("web", spec("lb.example", 8000, "TCP", "127.0.0.3")),
-                None,
+                vec![],
             ),
             (
                 "targets change with a finalizer added",
@@ -700,32 +748,32 @@ mod tests {
                     patch: json!({"metadata": {"resourceVersion": "5", "finalizers": ["f"]},
                         "spec": spec("lb.example", 8000, "TCP", "127.0.0.3")}),
                 },
-                None,
+                vec![],
             ),
             (
                 "port moves",
                 spec_patch("web", spec("lb.example", 8001, "TCP", "127.0.0.2")),
-                Some(("web", 8001)),
+                vec![("lb.example", 8001, tcp, "web")],
             ),
             (
                 "protocol changes",
                 spec_patch("web", spec("lb.example", 8000, "UDP", "127.0.0.2")),
-                Some(("web", 8000)),
+                vec![("lb.example", 8000, udp, "web")],
             ),
             (
                 "host changes",
                 spec_patch("web", spec("lb2.example", 8000, "TCP", "127.0.0.2")),
-                Some(("web", 8000)),
+                vec![("lb2.example", 8000, tcp, "web")],
             ),
             (
                 "unknown LoadBalancer",
                 spec_patch("other", spec("lb.example", 8000, "TCP", "127.0.0.2")),
-                Some(("other", 8000)),
+                vec![("lb.example", 8000, tcp, "other")],
             ),
             (
                 "unreadable spec",
                 spec_patch("web", json!("nonsense")),
-                None,
+                vec![],
             ),
             (
                 "create",
@@ -733,7 +781,7 @@ mod tests {
                     "new",
                     json!({"spec": spec("lb.example", 8001, "TCP", "127.0.0.2")}),
                 ),
-                Some(("new", 8001)),
+                vec![("lb.example", 8001, tcp, "new")],
             ),
             (
                 "create of the claims the cache holds",
@@ -741,28 +789,61 @@ mod tests {
                     "web",
                     json!({"spec": spec("lb.example", 8000, "TCP", "127.0.0.2")}),
                 ),
-                None,
+                vec![],
             ),
             (
                 "create with an unreadable spec",
                 create("new", json!({})),
-                None,
+                vec![],
             ),
-            ("updater apply", apply(), None),
+            (
+                "the delete of a backend on a port the spec let go",
+                call("ns_web_old", "http://lb.example:8080", true),
+                vec![("lb.example", 7999, tcp, "web")],
+            ),
+            (
+                "an apply of a backend that moves off a port the spec let go",
+                call("ns_web_old", "http://lb.example:8080/", false),
+                vec![("lb.example", 7999, tcp, "web")],
+            ),
+            (
+                "that backend on another updater",
+                call("ns_web_old", "http://lb2.example:8080", true),
+                vec![],
+            ),
+            (
+                "a backend on a claimed port",
+                call("ns_web", "http://lb.example:8080", false),
+                vec![("lb.example", 8000, tcp, "web")],
+            ),
             (
                 "delete",
                 Action::DeleteLoadBalancer {
                     key: key("web"),
                     uid: "u".into(),
                 },
-                None,
+                vec![],
             ),
         ];
-        let c = cache();
+        let mut c = cache();
+        let mut lb = (**c.load_balancers.get(&key("web")).unwrap()).clone();
+        lb.status.applied = ["ns_web:8000", "ns_web_old:7999"]
+            .map(|b| {
+                let (name, port) = b.split_once(':').unwrap();
+                serde_json::from_value(json!({"backendName": name,
+                    "url": "http://lb.example:8080", "host": "lb.example",
+                    "port": port.parse::<i64>().unwrap(), "protocol": "TCP"}))
+                .unwrap()
+            })
+            .into();
+        lb.metadata.resource_version = "6".into();
+        c.apply_load_balancer(lb);
         for (name, action, want) in cases {
             let got = reservation(&c, &action);
-            let got = got.map(|(k, s)| (k.name, stored_ports(&s)[0].1));
-            assert_eq!(got, want.map(|(n, p)| (n.to_string(), p)), "{name}");
+            let want: Vec<Claim> = (want.into_iter())
+                .map(|(h, p, proto, k)| (h.to_string(), p, proto, key(k)))
+                .collect();
+            assert_eq!(got, want, "{name}");
         }
     }
 }

@@ -552,6 +552,8 @@ impl Worker {
         let mut events = Vec::with_capacity(plan.actions.len());
         let mut updaters = Clients::new();
         for action in &plan.actions {
+            self.cache
+                .reserve_ports(batch::reservation(&self.cache, action));
             events.push(match action {
                 // Past the rate limit (else None), then counted as a repeat or named anew.
                 Action::Event(spec) => {
@@ -574,12 +576,7 @@ impl Worker {
                     updaters.insert(url.clone(), client);
                     None
                 }
-                _ => {
-                    if let Some((key, spec)) = batch::reservation(&self.cache, action) {
-                        self.cache.reserve_ports(&key, spec);
-                    }
-                    None
-                }
+                _ => None,
             });
         }
         (events, updaters)
@@ -627,15 +624,6 @@ impl Worker {
         answers: Vec<Answer>,
         result: &Result<(), Stop>,
     ) {
-        // Each write's answer (or its failure, and the doubt it leaves) replaces its reservation.
-        let mut reserved = false;
-        for action in &plan.actions {
-            if let Action::CreateLoadBalancer { key, .. }
-            | Action::PatchLoadBalancerSpec { key, .. } = action
-            {
-                reserved |= self.cache.release_ports(key);
-            }
-        }
         // The answers are those of the actions that ran, in order (a status pair sent together
         // whose first patch failed may have sent the second unanswered, but Events are never sent
         // in a group): an Event after them was never sent, so it gives its rate-limit token back,
@@ -647,20 +635,32 @@ impl Worker {
                 self.correlator.unsent(spec);
             }
         }
-        // A create, or a spec patch that added a claim, that failed: the server may hold, or still
+        // A create, or a spec patch that adds a claim, that failed: the server may hold, or still
         // commit, ports the cache does not know, unless the answer says the write was refused
         // (AlreadyExists does not). A spec patch that keeps every port claim cannot.
         if let Err(Stop::Api { index, error: e }) = result
             && let Some(action) = plan.actions.get(*index)
             && let Action::CreateLoadBalancer { key, .. }
             | Action::PatchLoadBalancerSpec { key, .. } = action
-            && (reserved || matches!(action, Action::CreateLoadBalancer { .. }))
+            && (matches!(action, Action::CreateLoadBalancer { .. })
+                || !batch::reservation(&self.cache, action).is_empty())
             && (!matches!(e.code(), Some(c) if (400..500).contains(&c)) || e.is_already_exists())
         {
             self.in_doubt.insert(key.clone(), action.clone());
         }
         for (action, answer) in plan.actions.iter().zip(answers) {
             self.apply_answer(action, answer);
+        }
+        // Its reservations end with it: a port it let go may serve a waiting Service now.
+        for action in &plan.actions {
+            if let Action::CreateLoadBalancer { key, .. }
+            | Action::PatchLoadBalancerSpec { key, .. }
+            | Action::UpdaterApply { key, .. }
+            | Action::UpdaterDelete { key, .. } = action
+            {
+                let affected = self.cache.release_ports(key);
+                self.requeue(affected);
+            }
         }
     }
 
