@@ -109,7 +109,12 @@ pub fn parse(
                 "kubeconfig" => c.load.kubeconfig = Some(v.into()),
                 "context" => c.load.context = Some(v),
                 "namespace" if !v.is_empty() => c.ctx.namespace = v,
-                "metrics-addr" => c.metrics_addr = parse_addr(&v)?,
+                // `:8080` (all interfaces), `127.0.0.1:9090`, `[::]:8080`, or `off`.
+                "metrics-addr" if v == "off" || v == "0" => c.metrics_addr = None,
+                "metrics-addr" => {
+                    let or_off = |Usage(m)| Usage(format!("{m}; or off to disable"));
+                    c.metrics_addr = Some(cli::socket_addr(&k, &v).map_err(or_off)?)
+                }
                 "leader-elect" => c.leader_elect = cli::boolean(&k, &v)?,
                 "stable-node-set" => c.ctx.stable_node_set = cli::boolean(&k, &v)?,
                 "leader-elect-identity" if !v.is_empty() => c.lease.identity = v,
@@ -135,16 +140,6 @@ pub fn parse(
         c.lease.identity = format!("{base}_{}", random_suffix());
     }
     Ok(Some(c))
-}
-
-/// `:8080` (all interfaces), `127.0.0.1:9090`, `[::]:8080`, or `off`.
-fn parse_addr(v: &str) -> Result<Option<SocketAddr>, Usage> {
-    if v == "off" || v == "0" {
-        return Ok(None);
-    }
-    crate::cli::socket_addr("metrics-addr", v)
-        .map(Some)
-        .map_err(|Usage(m)| Usage(format!("{m}; or off to disable")))
 }
 
 /// `500ms`, `15s`, `5m`: a whole number and a unit.
