@@ -19,8 +19,7 @@ impl std::error::Error for Usage {}
 
 /// An outcome with its own exit code, returned by a subcommand's `run`: main prints `message` and
 /// exits with `code`. The codes: 1 a definite "no" (explain: not served; check: warnings
-/// only), 2 could not tell (configuration, API server, problems found). Other errors exit 1, and a
-/// boxed `Usage` 2, as a usage error found by `parse`.
+/// only), 2 could not tell (configuration, API server, problems found). Other errors exit 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     pub code: u8,

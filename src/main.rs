@@ -66,8 +66,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Shared tail of every subcommand: help, usage errors (2, also when `run` finds one), errors (an
-/// `Exit`'s own code, else 1).
+/// Shared tail of every subcommand: help, usage errors (2), errors (an `Exit`'s own code, else 1).
 fn run<C>(
     parsed: Result<Option<C>, Usage>,
     help: &str,
@@ -83,13 +82,10 @@ fn run<C>(
             init_logging(false);
             match body(config) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => match e.downcast_ref::<Usage>() {
-                    Some(u) => usage(u, "--help"),
-                    None => {
-                        eprintln!("error: {e}");
-                        ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.code))
-                    }
-                },
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.downcast_ref::<Exit>().map_or(1, |x| x.code))
+                }
             }
         }
     }
