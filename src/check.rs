@@ -6,6 +6,8 @@
 //! Owns: the list of permissions the controller needs ([`permissions`]), kept equal to
 //! `manifests/base/rbac.yaml` by a test. Must not: print a secret, or write anything but SSARs.
 
+use std::io::Write;
+
 use serde_json::{Value, json};
 
 use crate::cli::{self, Arg, Exit, Usage};
@@ -115,25 +117,17 @@ pub fn permissions() -> Vec<Permission> {
 /// Runs the check, printing the report to stdout. `Err` with exit code 1 for warnings only, 2 for
 /// problems or when the check cannot run.
 pub fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let mut out = std::io::stdout().lock();
-    let (code, message) = match check(&config, &mut out).map_err(Exit::unsure)? {
-        (0, 0) => {
-            use std::io::Write;
-            writeln!(out, "all checks passed")?;
-            return Ok(());
-        }
+    let (code, message) = match check(&config).map_err(Exit::unsure)? {
+        (0, 0) => return Ok(()),
         (0, w) => (1, format!("no problems, {w} warning(s)")),
         (p, _) => (2, format!("{p} problem(s) found")),
     };
     Err(Exit { code, message }.into())
 }
 
-/// The body of `run`, writing to any sink so tests can read the report. Returns how many problems
-/// and warnings it found.
-pub fn check(
-    config: &Config,
-    out: &mut impl std::io::Write,
-) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+/// The body of `run`: prints the report, and returns how many problems and warnings it found.
+fn check(config: &Config) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+    let out = &mut std::io::stdout().lock();
     let cluster = config::load(&config.load)?;
     let creds = Credentials::new(&cluster);
     writeln!(out, "configuration: {}", cluster.origin)?;
@@ -227,6 +221,8 @@ pub fn check(
             out,
             "WARNING: no LoadBalancerConfig in namespace {ns}: LoadBalancer Services stay pending until one is applied (see manifests/examples/loadbalancerconfig.yaml)"
         )?;
+    } else if problems == 0 {
+        writeln!(out, "all checks passed")?;
     }
     Ok((problems, usize::from(hosts.is_empty())))
 }
