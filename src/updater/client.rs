@@ -105,7 +105,7 @@ impl UpdaterClient {
         let url = endpoint.to_string();
         let ClientAuth { token, tls } = auth;
         if let Some(t) = &token {
-            check_token(t)?;
+            check_token(t).map_err(|e| Error::Config(e.into()))?;
         }
         let https = url
             .get(..8)
@@ -315,26 +315,17 @@ impl<'de, F: FnMut(ListedBackend)> serde::de::DeserializeSeed<'de> for Listing<'
     }
 }
 
-/// Why a bearer token cannot be sent (it is empty, or not visible ASCII: a space, a line break, a
-/// non-ASCII character). The message never quotes the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenError(pub &'static str);
-
-impl From<TokenError> for Error {
-    fn from(e: TokenError) -> Error {
-        Error::Config(e.0.into())
-    }
-}
-
 /// A token must fit in a header line: visible ASCII (RFC 6750's b64token and more), not empty.
-pub fn check_token(t: &str) -> Result<(), TokenError> {
+/// The reason it cannot be sent (empty; a space, a line break, a non-ASCII character) never quotes
+/// the token.
+pub fn check_token(t: &str) -> Result<(), &'static str> {
     if t.is_empty() {
-        Err(TokenError("the bearer token is empty"))
+        Err("the bearer token is empty")
     } else if !t.bytes().all(|b| b.is_ascii_graphic()) {
-        Err(TokenError(
+        Err(
             "the bearer token holds characters an HTTP header cannot carry \
              (only visible ASCII, no spaces or line breaks)",
-        ))
+        )
     } else {
         Ok(())
     }
@@ -485,7 +476,7 @@ mod tests {
             ("tökén", unsendable),
         ];
         for (token, message) in cases {
-            assert_eq!(check_token(token), Err(TokenError(message)), "{token:?}");
+            assert_eq!(check_token(token), Err(message), "{token:?}");
             let auth = ClientAuth {
                 token: Some(token.into()),
                 ..ClientAuth::default()

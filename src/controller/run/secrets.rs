@@ -226,7 +226,7 @@ fn token_text(bytes: &[u8]) -> Result<String, &'static str> {
     let t = std::str::from_utf8(bytes)
         .map_err(|_| "the token is not UTF-8")?
         .trim();
-    check_token(t).map_err(|e| e.0)?;
+    check_token(t)?;
     Ok(t.to_string())
 }
 
