@@ -141,18 +141,20 @@ pub(crate) fn certified_key(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<CertifiedKey, PemError> {
-    let chain = certificates(cert_pem).map_err(|e| PemError::In(what.into(), Box::new(e)))?;
+    let chain = certificates(cert_pem).map_err(|e| PemError(format!("{what}: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| PemError::Key(what.into(), format!("no usable private key in PEM ({e})")))?;
+        .map_err(|e| PemError(format!("{what} key: no usable private key in PEM ({e})")))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| PemError::Key(what.into(), e.to_string()))?;
+        .map_err(|e| PemError(format!("{what} key: {e}")))?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
-            return Err(PemError::Mismatch(what.into()));
+            return Err(PemError(format!(
+                "{what} and key do not belong together (public keys differ)"
+            )));
         }
         // webpki cannot parse every certificate Go's TLS stack takes: X.509 v1 certificates
         // (`openssl x509 -req` without extensions) are refused with UnsupportedCertVersion, so
@@ -163,40 +165,13 @@ pub(crate) fn certified_key(
 }
 
 /// A PEM bundle, or a client certificate and key, we cannot use. The message says what is wrong
-/// (for a pair, the half at fault), never the bytes.
+/// (for a pair, the half at fault), never the bytes. Callers only show it: no kinds to match on.
 #[derive(Debug)]
-pub enum PemError {
-    /// A block that does not decode.
-    Malformed(String),
-    /// No `CERTIFICATE` block at all.
-    NoCertificate,
-    /// A certificate-authority bundle none of whose `total` certificates can anchor trust.
-    NoTrustAnchor { total: usize },
-    /// No private key the provider can use for the named client certificate; the second field
-    /// says why.
-    Key(String, String),
-    /// The named client certificate's public key is not the key's.
-    Mismatch(String),
-    /// An error in the named bundle (the certificate authority, a client certificate).
-    In(String, Box<PemError>),
-}
+pub struct PemError(String);
 
 impl fmt::Display for PemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PemError::Malformed(detail) => write!(f, "bad PEM certificate: {detail}"),
-            PemError::NoCertificate => f.write_str("no PEM certificate found"),
-            PemError::NoTrustAnchor { total } => write!(
-                f,
-                "none of the {total} certificate(s) could be used as a trust anchor"
-            ),
-            PemError::Key(what, detail) => write!(f, "{what} key: {detail}"),
-            PemError::Mismatch(what) => write!(
-                f,
-                "{what} and key do not belong together (public keys differ)"
-            ),
-            PemError::In(what, e) => write!(f, "{what}: {e}"),
-        }
+        f.write_str(&self.0)
     }
 }
 
@@ -206,21 +181,24 @@ impl std::error::Error for PemError {}
 pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PemError::Malformed(e.to_string()))?;
+        .map_err(|e| PemError(format!("bad PEM certificate: {e}")))?;
     if certs.is_empty() {
-        return Err(PemError::NoCertificate);
+        return Err(PemError("no PEM certificate found".into()));
     }
     Ok(certs)
 }
 
 pub(crate) fn root_store(ca_pem: &[u8]) -> Result<RootCertStore, PemError> {
-    let ca = |e| PemError::In("certificate authority".into(), Box::new(e));
-    let certs = certificates(ca_pem).map_err(ca)?;
+    let certs =
+        certificates(ca_pem).map_err(|e| PemError(format!("certificate authority: {e}")))?;
     let mut roots = RootCertStore::empty();
     let total = certs.len();
     let (added, ignored) = roots.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(ca(PemError::NoTrustAnchor { total }));
+        return Err(PemError(format!(
+            "certificate authority: none of the {total} certificate(s) could be used as a \
+             trust anchor"
+        )));
     }
     if ignored > 0 {
         log::warn!(
