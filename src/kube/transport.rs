@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use ureq::Agent;
+use ureq::config::{AutoHeaderValue, ConfigBuilder};
+use ureq::typestate::AgentScope;
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::time::Duration as UDuration;
 use ureq::unversioned::transport::{
@@ -40,7 +42,7 @@ pub const CONNECTION_BUFFER: usize = 16 * 1024;
 /// [`CONNECTION_BUFFER`] (a request and a response head must fit there). 24 KiB less per warm
 /// connection: at 1k after a cold start the controller holds ~30 (pool, pairs of status patches,
 /// watches): RSS 24,516 -> 23,352 KiB in `make bench` (bench/RESULTS.md, "Memory at 1k").
-pub const SOCKET_BUFFER: usize = 4 * 1024;
+const SOCKET_BUFFER: usize = 4 * 1024;
 
 /// TCP connect plus TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,7 +50,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept per API server: as many as the controller has requests in flight (its
 /// I/O pool, the worker, the lease), so a burst reuses warm TLS connections instead of making new
 /// ones (ureq keeps 3 by default). Watches hold their own connections while they stream.
-pub const MAX_IDLE_CONNECTIONS: usize = 32;
+const MAX_IDLE_CONNECTIONS: usize = 32;
 
 /// Map a ureq failure to what the user can act on. `what` is `METHOD path`.
 pub(crate) fn transport_error(server: &str, what: &str, e: ureq::Error) -> Error {
@@ -103,35 +105,43 @@ pub(crate) fn build_agent(
     } else {
         None
     };
+    let config = Agent::config_builder()
+        .user_agent(AutoHeaderValue::None)
+        .accept(AutoHeaderValue::None)
+        .accept_encoding(AutoHeaderValue::None)
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(request_timeout));
+    Ok(agent(config, tls, MAX_IDLE_CONNECTIONS))
+}
+
+/// `config` completed as every agent of ours is (this one's and `updater::client`'s): answers of
+/// any status returned, no redirect followed (the apiserver and the updaters do not redirect; one
+/// from something else on the path would take the credentials elsewhere), no proxy (kubeconfig's
+/// proxy-url is not supported, and `*_PROXY` meant for the Internet does not apply), our buffer
+/// sizes, `idle` warm connections, over TCP → cancellable reads → `tls` when given.
+pub(crate) fn agent(
+    config: ConfigBuilder<AgentScope>,
+    tls: Option<TlsConnector>,
+    idle: usize,
+) -> Agent {
+    // The socket's buffers (plain http: the only ones; https: see SOCKET_BUFFER).
     let socket_buffer = if tls.is_some() {
         SOCKET_BUFFER
     } else {
         CONNECTION_BUFFER
     };
-    let config = Agent::config_builder()
+    let config = config
         .http_status_as_error(false)
-        // The apiserver does not redirect; a redirect would come from something else on the path.
         .max_redirects(0)
-        // kubeconfig's proxy-url is not supported; ignore *_PROXY rather than half-support it.
         .proxy(None)
-        .user_agent(ureq::config::AutoHeaderValue::None)
-        .accept(ureq::config::AutoHeaderValue::None)
-        .accept_encoding(ureq::config::AutoHeaderValue::None)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_global(Some(request_timeout))
-        // The socket's buffers (plain http: the only ones; https: see SOCKET_BUFFER).
         .input_buffer_size(socket_buffer)
         .output_buffer_size(socket_buffer)
-        .max_idle_connections(MAX_IDLE_CONNECTIONS)
-        .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
+        .max_idle_connections(idle)
+        .max_idle_connections_per_host(idle)
         .max_response_header_size(CONNECTION_BUFFER)
         .build();
     let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
-    Ok(Agent::with_parts(
-        config,
-        connector,
-        DefaultResolver::default(),
-    ))
+    Agent::with_parts(config, connector, DefaultResolver::default())
 }
 
 // ---- cancellable reads -------------------------------------------------------------------------
@@ -258,7 +268,7 @@ pub(crate) struct TlsConnector {
 /// Makes the connection's reads [`Cancellable`], then wraps it in rustls for `https://` (plain
 /// `http://` stays as is).
 #[derive(Debug)]
-pub(crate) struct TlsLayer(pub(crate) Option<TlsConnector>);
+struct TlsLayer(Option<TlsConnector>);
 
 impl<In: Transport> Connector<In> for TlsLayer {
     type Out = Either<Cancellable<In>, TlsTransport>;

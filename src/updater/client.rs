@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 use ureq::Agent;
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, TcpConnector};
 
 use super::Error;
 use super::api::{DeleteRequest, ErrBody, LbRequest, ListResponse, ListedBackend};
 use crate::kube::tls;
-use crate::kube::transport::{SOCKET_BUFFER, TlsConnector, TlsLayer};
+use crate::kube::transport::{self, TlsConnector};
 
 /// Largest answer to a POST or DELETE read from an updater.
 pub const MAX_RESPONSE: u64 = 64 * 1024;
@@ -112,25 +110,11 @@ impl UpdaterClient {
             .is_some_and(|p| p.eq_ignore_ascii_case("https://"));
         let tls = client_tls(&url, &tls, https)?;
         let config = Agent::config_builder()
-            .http_status_as_error(false)
-            // An updater does not redirect; following one would send the token elsewhere.
-            .max_redirects(0)
-            // The LB host is reached directly; *_PROXY variables meant for the Internet do not apply.
-            .proxy(None)
             .timeout_connect(Some(timeouts.connect))
-            .timeout_global(Some(timeouts.call))
-            .max_response_header_size(16 * 1024)
-            // ureq's 128 KiB buffers, zero-filled, would cost 256 KiB per pooled connection. These
-            // are the socket's; over https the TLS side has its own 16 KiB (see SOCKET_BUFFER).
-            .input_buffer_size(if https { SOCKET_BUFFER } else { 16 * 1024 })
-            .output_buffer_size(if https { SOCKET_BUFFER } else { 16 * 1024 })
-            // The controller runs up to 12 calls per updater at once (controller::batch): keep
-            // that many connections warm (ureq keeps 3 per host by default).
-            .max_idle_connections(16)
-            .max_idle_connections_per_host(16)
-            .build();
-        let connector = ().chain(TcpConnector::default()).chain(TlsLayer(tls));
-        let agent = Agent::with_parts(config, connector, DefaultResolver::default());
+            .timeout_global(Some(timeouts.call));
+        // The controller runs up to 12 calls per updater at once (controller::batch): keep
+        // that many connections warm (ureq keeps 3 per host by default).
+        let agent = transport::agent(config, tls, 16);
         Ok(UpdaterClient { url, token, agent })
     }
 
