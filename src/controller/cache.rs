@@ -4,12 +4,12 @@
 //! Pure: no I/O, no clock.
 
 use super::decide::port_requests::{LB_PORTS_ANNOTATION, parse};
-use super::decide::ports::{Claim, PortIndex, stored_ports};
+use super::decide::ports::{Claim, PortIndex};
 use super::decide::targets::{follows_readiness_recorded, node_view, ready_endpoint_nodes};
 use super::key::Key;
 use crate::model::{
-    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, LoadBalancerSpec, Node,
-    ObjectMeta, Protocol, Service, ValidConfig,
+    CONFIG_ANNOTATION, EndpointSlice, LoadBalancer, LoadBalancerConfig, Node, ObjectMeta, Protocol,
+    Service, ValidConfig,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,13 +131,13 @@ impl Cache {
         if unchanged(old.map(|l| &l.metadata), &lb.metadata) {
             return Affected::new();
         }
-        let released = old.map(|o| numbers(&o.spec)).unwrap_or_default();
-        let mut affected = self.waiters(&released - &numbers(&lb.spec));
+        let released = old.map(|o| numbers(o)).unwrap_or_default();
+        let mut affected = self.waiters(&released - &numbers(&lb));
         if let Some(old) = old {
-            self.ports.remove(&key, &old.spec);
+            self.ports.remove(&key, old);
         }
         lb.spec.share_first_port_targets();
-        self.ports.insert(&key, &lb.spec);
+        self.ports.insert(&key, &lb);
         self.load_balancers.insert(key.clone(), Box::new(lb));
         affected.insert(key);
         affected
@@ -146,8 +146,8 @@ impl Cache {
     pub fn delete_load_balancer(&mut self, key: &Key) -> Affected {
         match self.load_balancers.remove(key) {
             Some(old) => {
-                self.ports.remove(key, &old.spec);
-                let mut affected = self.waiters(numbers(&old.spec));
+                self.ports.remove(key, &old);
+                let mut affected = self.waiters(numbers(&old));
                 affected.insert(key.clone());
                 affected
             }
@@ -222,7 +222,7 @@ impl Cache {
             return Affected::new();
         };
         self.reserved_ports.take(&claims);
-        let held = self.load_balancers.get(key).map(|lb| numbers(&lb.spec));
+        let held = self.load_balancers.get(key).map(|lb| numbers(lb));
         let held = held.unwrap_or_default();
         self.waiters(
             claims
@@ -394,9 +394,10 @@ impl Cache {
     }
 }
 
-/// The LB port numbers a stored spec claims.
-fn numbers(spec: &LoadBalancerSpec) -> BTreeSet<u16> {
-    stored_ports(spec).into_iter().map(|(_, p, _)| p).collect()
+/// The LB port numbers a LoadBalancer claims (see `PortIndex::claims_of`).
+fn numbers(lb: &LoadBalancer) -> BTreeSet<u16> {
+    let claims = PortIndex::claims_of(&Key::default(), lb);
+    claims.into_iter().map(|c| c.1).collect()
 }
 
 #[cfg(test)]
@@ -699,13 +700,13 @@ mod tests {
 
     #[test]
     fn reserved_ports_are_taken_for_other_keys_until_released() {
-        let spec: LoadBalancerSpec = serde_json::from_value(
+        let spec: crate::model::LoadBalancerSpec = serde_json::from_value(
             json!({"host": "H1", "ports": [{"name": "a", "port": 8000, "protocol": "TCP"}]}),
         )
         .unwrap();
         let (a, b) = (Key::new("ns", "a"), Key::new("ns", "b"));
         let mut c = Cache::default();
-        c.reserve_ports(PortIndex::claims_of(&a, &spec));
+        c.reserve_ports(PortIndex::spec_claims(&a, &spec));
         assert!(c.port_holder("h1", 8000, Protocol::Tcp, &b).is_some());
         assert!(
             c.port_holder("h1", 8000, Protocol::Tcp, &a).is_none(),
@@ -713,7 +714,7 @@ mod tests {
         );
         assert!(c.port_holder("h1", 8000, Protocol::Udp, &b).is_none());
         assert!(c.port_holder("h2", 8000, Protocol::Tcp, &b).is_none());
-        c.reserve_ports(PortIndex::claims_of(&a, &spec));
+        c.reserve_ports(PortIndex::spec_claims(&a, &spec));
         c.release_ports(&a);
         assert!(
             c.port_holder("h1", 8000, Protocol::Tcp, &b).is_none(),
@@ -722,8 +723,37 @@ mod tests {
         assert!(c.release_ports(&a).is_empty(), "released once");
     }
 
-    /// A reservation that ends with its port not held (the write failed, the backend is deleted)
-    /// wakes a Service waiting for a free port; one whose port the LoadBalancer now holds does not.
+    /// A port the spec let go stays taken while a backend is applied there (its DELETE not yet
+    /// answered, or failed: the updater still listens there); the status that drops the backend
+    /// frees it and wakes the Services waiting for a port.
+    #[test]
+    fn an_applied_backend_holds_its_port_until_the_status_drops_it() {
+        let (a, w) = (Key::new("ns", "a"), Key::new("ns", "w"));
+        let mut c = Cache::default();
+        c.apply_service(
+            serde_json::from_value(json!({"metadata": {"namespace": "ns", "name": "w"},
+                "spec": {"type": "LoadBalancer"}}))
+            .unwrap(),
+        );
+        let lb = |rv: &str, applied: serde_json::Value| -> LoadBalancer {
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "ns", "name": "a", "resourceVersion": rv},
+                "spec": {"host": "h1", "ports": [{"name": "", "port": 8000, "protocol": "TCP"}]},
+                "status": {"applied": applied}}))
+            .unwrap()
+        };
+        let dns = json!([{"backendName": "ns_a_dns", "url": "http://u", "host": "H1",
+            "port": 8001, "protocol": "UDP"}]);
+        c.apply_load_balancer(lb("1", dns));
+        assert_eq!(c.port_holder("h1", 8001, Protocol::Udp, &w), Some(&a));
+        assert!(c.port_holder("h1", 8001, Protocol::Tcp, &w).is_none());
+        let affected = c.apply_load_balancer(lb("2", json!([])));
+        assert!(affected.contains(&w), "{affected:?}");
+        assert!(c.port_holder("h1", 8001, Protocol::Udp, &w).is_none());
+    }
+
+    /// A reservation that ends with its port not held (the write failed) wakes a Service waiting
+    /// for a free port; one whose port the LoadBalancer now holds does not.
     #[test]
     fn a_released_port_wakes_the_services_waiting_for_one() {
         let (a, w) = (Key::new("ns", "a"), Key::new("ns", "w"));
@@ -734,7 +764,7 @@ mod tests {
                 "spec": {"type": "LoadBalancer"}}))
             .unwrap(),
         );
-        let claims = PortIndex::claims_of(&a, &serde_json::from_value(spec.clone()).unwrap());
+        let claims = PortIndex::spec_claims(&a, &serde_json::from_value(spec.clone()).unwrap());
         c.reserve_ports(claims.clone());
         assert_eq!(c.release_ports(&a), Affected::from([w]), "not held");
         c.apply_load_balancer(

@@ -4,7 +4,7 @@
 //! Pure: no I/O, no clock.
 
 use crate::controller::key::Key;
-use crate::model::{Lenient, LoadBalancerSpec, Protocol};
+use crate::model::{Lenient, LoadBalancer, LoadBalancerSpec, Protocol};
 use std::collections::BTreeSet;
 
 /// A Service port we can forward: its name, protocol and nodePort.
@@ -70,8 +70,9 @@ pub fn stored_hosts(spec: &LoadBalancerSpec) -> Vec<String> {
 
 /// Which LoadBalancers claim each (port, protocol) on each LB host, kept up to date by the cache
 /// as LoadBalancers change, so an allocation never scans every LoadBalancer. Read straight from the
-/// stored specs (no full validation): a port an odd CR still claims counts as taken; LoadBalancers
-/// being deleted keep theirs until they are gone. Hosts compare case-insensitively.
+/// stored specs and applied backends (no full validation): a port an odd CR still claims, or a
+/// backend not yet deleted from its updater holds, counts as taken; LoadBalancers being deleted
+/// keep theirs until they are gone. Hosts compare case-insensitively.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PortIndex {
     /// In that order: one host's claims, and one pair's claimants, are each a range of the set.
@@ -83,7 +84,7 @@ pub type Claim = (String, u16, Protocol, Key);
 
 impl PortIndex {
     /// The claims `spec` makes for `key`.
-    pub fn claims_of(key: &Key, spec: &LoadBalancerSpec) -> Vec<Claim> {
+    pub fn spec_claims(key: &Key, spec: &LoadBalancerSpec) -> Vec<Claim> {
         let pairs = stored_ports(spec);
         let mut out = Vec::new();
         for host in stored_hosts(spec) {
@@ -94,14 +95,32 @@ impl PortIndex {
         out
     }
 
-    /// Records the ports `spec` claims for `key`.
-    pub fn insert(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        self.add(PortIndex::claims_of(key, spec));
+    /// The claims `lb` makes for `key`: its spec's, and where its backends are applied
+    /// (`status.applied`: the port is busy on the updater until the backend is deleted there,
+    /// whatever the spec says by then).
+    pub fn claims_of(key: &Key, lb: &LoadBalancer) -> Vec<Claim> {
+        let applied = lb.status.applied.iter().filter_map(|b| {
+            let port = u16::try_from(b.port).ok().filter(|p| *p > 0)?;
+            Some((
+                b.host.to_ascii_lowercase(),
+                port,
+                Protocol::parse(&b.protocol)?,
+                key.clone(),
+            ))
+        });
+        let mut out = PortIndex::spec_claims(key, &lb.spec);
+        out.extend(applied);
+        out
     }
 
-    /// Forgets the ports `spec` (what the cache held for `key`) claimed.
-    pub fn remove(&mut self, key: &Key, spec: &LoadBalancerSpec) {
-        self.take(&PortIndex::claims_of(key, spec));
+    /// Records the ports `lb` claims for `key`.
+    pub fn insert(&mut self, key: &Key, lb: &LoadBalancer) {
+        self.add(PortIndex::claims_of(key, lb));
+    }
+
+    /// Forgets the ports `lb` (what the cache held for `key`) claimed.
+    pub fn remove(&mut self, key: &Key, lb: &LoadBalancer) {
+        self.take(&PortIndex::claims_of(key, lb));
     }
 
     pub fn add(&mut self, claims: impl IntoIterator<Item = Claim>) {
@@ -168,6 +187,12 @@ pub fn taken_ports<L: std::borrow::Borrow<crate::model::LoadBalancer>>(
                     .map(|(_, p, proto)| (p, proto)),
             );
         }
+        let applied = lb.status.applied.iter();
+        taken.extend(
+            applied
+                .filter(|b| b.host.eq_ignore_ascii_case(host) && b.port > 0)
+                .filter_map(|b| Some((b.port as u16, Protocol::parse(&b.protocol)?))),
+        );
     }
     taken
 }
@@ -427,7 +452,7 @@ mod tests {
         for step in 0..2000 {
             let k = key(&format!("lb{}", rng.below(30)));
             if let Some(old) = lbs.remove(&k) {
-                index.remove(&k, &old.spec);
+                index.remove(&k, &old);
             }
             if rng.below(4) != 0 {
                 let ports: Vec<(String, u16, &str)> = (0..rng.below(3))
@@ -438,8 +463,14 @@ mod tests {
                     .collect();
                 let ports: Vec<(&str, u16, &str)> =
                     ports.iter().map(|(n, p, t)| (n.as_str(), *p, *t)).collect();
-                let l = lb(hosts[rng.below(hosts.len())], &ports);
-                index.insert(&k, &l.spec);
+                let mut l = lb(hosts[rng.below(hosts.len())], &ports);
+                // Backends still applied: on a port of the spec or another, on any host.
+                for _ in 0..rng.below(3) {
+                    let b = json!({"host": hosts[rng.below(hosts.len())],
+                        "port": 8000 + rng.below(12), "protocol": protos[rng.below(protos.len())]});
+                    l.status.applied.push(serde_json::from_value(b).unwrap());
+                }
+                index.insert(&k, &l);
                 lbs.insert(k, l);
             }
             let except = key(&format!("lb{}", rng.below(30)));
@@ -462,7 +493,7 @@ mod tests {
             }
         }
         for (k, l) in &lbs {
-            index.remove(k, &l.spec);
+            index.remove(k, l);
         }
         assert_eq!(
             index,

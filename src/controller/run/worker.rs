@@ -654,9 +654,7 @@ impl Worker {
         // Its reservations end with it: a port it let go may serve a waiting Service now.
         for action in &plan.actions {
             if let Action::CreateLoadBalancer { key, .. }
-            | Action::PatchLoadBalancerSpec { key, .. }
-            | Action::UpdaterApply { key, .. }
-            | Action::UpdaterDelete { key, .. } = action
+            | Action::PatchLoadBalancerSpec { key, .. } = action
             {
                 let affected = self.cache.release_ports(key);
                 self.requeue(affected);
