@@ -215,8 +215,9 @@ impl Cache {
         self.reserved_ports.add(claims);
     }
 
-    /// Drops `key`'s reservations (its plan's answers are applied); the Services that may be
-    /// served now if it holds fewer ports than it reserved (see `waiters`).
+    /// Drops `key`'s reservations (its plan's answers are applied: a key has one plan in flight,
+    /// as it stays processing until then); the Services that may be served now if it holds fewer
+    /// ports than it reserved (see `waiters`).
     pub fn release_ports(&mut self, key: &Key) -> Affected {
         let Some(claims) = self.reserved.remove(key) else {
             return Affected::new();
