@@ -145,9 +145,6 @@ pub struct Io<'a> {
     updaters: &'a Clients,
     /// The leadership term the plan was decided in: it is not run in another.
     term: u64,
-    /// On the pool: calls wait for a slot. The worker never waits for one (it runs one call at a
-    /// time, and must not stall behind the pool's calls to a slow updater).
-    pooled: bool,
 }
 
 impl Io<'_> {
@@ -156,10 +153,11 @@ impl Io<'_> {
         self.s.leadership.is_leader() && self.s.term.load(Ordering::SeqCst) == self.term
     }
 
-    /// On the pool, a slot for a call to `url` (within [`PER_UPDATER`]). Waiting for one can
-    /// outlast the term, so leadership is checked again before the call is sent.
-    fn slot<'b>(&'b self, url: &'b str) -> Result<Option<Slot<'b>>, Stop> {
-        let slot = self.pooled.then(|| self.s.slots.take(url));
+    /// A slot for a call to `url` (within [`PER_UPDATER`]). Waiting for one can outlast the term,
+    /// so leadership is checked again before the call is sent. (Only the pool calls updaters: the
+    /// plans run on the worker are API writes.)
+    fn slot<'b>(&'b self, url: &'b str) -> Result<Slot<'b>, Stop> {
+        let slot = self.s.slots.take(url);
         if !self.leading() {
             return Err(Stop::NotLeader);
         }
@@ -544,7 +542,6 @@ impl Pool {
                 s,
                 updaters: &updaters,
                 term,
-                pooled: true,
             };
             let outcome = run(&io, &plan, &events);
             s.unfinished.fetch_sub(1, Ordering::SeqCst);
@@ -582,7 +579,6 @@ impl Pool {
             s: &self.shared,
             updaters,
             term,
-            pooled: false,
         }
     }
 }
@@ -663,7 +659,6 @@ mod tests {
             s: &pool.shared,
             updaters: &updaters,
             term: 1,
-            pooled: true,
         };
         let held: Vec<Slot> = (0..PER_UPDATER).map(|_| io.s.slots.take(url)).collect();
         std::thread::scope(|scope| {
