@@ -131,13 +131,12 @@ impl Cache {
         if unchanged(old.map(|l| &l.metadata), &lb.metadata) {
             return Affected::new();
         }
-        let released = old.map(|o| numbers(o)).unwrap_or_default();
-        let mut affected = self.waiters(&released - &numbers(&lb));
-        if let Some(old) = old {
-            self.ports.remove(&key, old);
-        }
+        let old = old.map_or(Vec::new(), |o| PortIndex::claims_of(&key, o));
+        let new = PortIndex::claims_of(&key, &lb);
+        let mut affected = self.waiters(&numbers(&old) - &numbers(&new));
+        self.ports.take(&old);
         lb.spec.share_first_port_targets();
-        self.ports.insert(&key, &lb);
+        self.ports.add(new);
         self.load_balancers.insert(key.clone(), Box::new(lb));
         affected.insert(key);
         affected
@@ -146,7 +145,8 @@ impl Cache {
     pub fn delete_load_balancer(&mut self, key: &Key) -> Affected {
         match self.load_balancers.remove(key) {
             Some(old) => {
-                self.ports.remove(key, &old);
+                let old = PortIndex::claims_of(key, &old);
+                self.ports.take(&old);
                 let mut affected = self.waiters(numbers(&old));
                 affected.insert(key.clone());
                 affected
@@ -223,15 +223,9 @@ impl Cache {
             return Affected::new();
         };
         self.reserved_ports.take(&claims);
-        let held = self.load_balancers.get(key).map(|lb| numbers(lb));
-        let held = held.unwrap_or_default();
-        self.waiters(
-            claims
-                .iter()
-                .map(|c| c.1)
-                .filter(|p| !held.contains(p))
-                .collect(),
-        )
+        let held = self.load_balancers.get(key);
+        let held = held.map_or(Vec::new(), |lb| PortIndex::claims_of(key, lb));
+        self.waiters(&numbers(&claims) - &numbers(&held))
     }
 
     /// The valid LoadBalancerConfigs in `namespace` (the controller's).
@@ -395,10 +389,9 @@ impl Cache {
     }
 }
 
-/// The LB port numbers a LoadBalancer claims (see `PortIndex::claims_of`).
-fn numbers(lb: &LoadBalancer) -> BTreeSet<u16> {
-    let claims = PortIndex::claims_of(&Key::default(), lb);
-    claims.into_iter().map(|c| c.1).collect()
+/// The LB port numbers of `claims`.
+fn numbers(claims: &[Claim]) -> BTreeSet<u16> {
+    claims.iter().map(|c| c.1).collect()
 }
 
 #[cfg(test)]

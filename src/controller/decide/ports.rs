@@ -113,16 +113,6 @@ impl PortIndex {
         out
     }
 
-    /// Records the ports `lb` claims for `key`.
-    pub fn insert(&mut self, key: &Key, lb: &LoadBalancer) {
-        self.add(PortIndex::claims_of(key, lb));
-    }
-
-    /// Forgets the ports `lb` (what the cache held for `key`) claimed.
-    pub fn remove(&mut self, key: &Key, lb: &LoadBalancer) {
-        self.take(&PortIndex::claims_of(key, lb));
-    }
-
     pub fn add(&mut self, claims: impl IntoIterator<Item = Claim>) {
         self.claims.extend(claims);
     }
@@ -452,7 +442,7 @@ mod tests {
         for step in 0..2000 {
             let k = key(&format!("lb{}", rng.below(30)));
             if let Some(old) = lbs.remove(&k) {
-                index.remove(&k, &old);
+                index.take(&PortIndex::claims_of(&k, &old));
             }
             if rng.below(4) != 0 {
                 let ports: Vec<(String, u16, &str)> = (0..rng.below(3))
@@ -470,7 +460,7 @@ mod tests {
                         "port": 8000 + rng.below(12), "protocol": protos[rng.below(protos.len())]});
                     l.status.applied.push(serde_json::from_value(b).unwrap());
                 }
-                index.insert(&k, &l);
+                index.add(PortIndex::claims_of(&k, &l));
                 lbs.insert(k, l);
             }
             let except = key(&format!("lb{}", rng.below(30)));
@@ -493,7 +483,7 @@ mod tests {
             }
         }
         for (k, l) in &lbs {
-            index.remove(k, l);
+            index.take(&PortIndex::claims_of(k, l));
         }
         assert_eq!(
             index,

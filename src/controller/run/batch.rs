@@ -127,8 +127,8 @@ pub fn reservation(cache: &Cache, action: &Action) -> Vec<Claim> {
     let Ok(spec) = LoadBalancerSpec::deserialize(spec) else {
         return Vec::new();
     };
-    let held =
-        (cache.load_balancers.get(key)).map_or(Vec::new(), |lb| PortIndex::claims_of(key, lb));
+    let held = cache.load_balancers.get(key);
+    let held = held.map_or(Vec::new(), |lb| PortIndex::claims_of(key, lb));
     let claims = PortIndex::spec_claims(key, &spec).into_iter();
     claims.filter(|c| !held.contains(c)).collect()
 }
